@@ -1,0 +1,426 @@
+//! One JSON-RPC request -> a decision: what it would touch, and whether the policy allows it.
+//!
+//! Evaluation order (documented in the policy reference):
+//! 1. the message must be well-formed for its method (`tools/call` needs a string `name` and
+//!    an object `arguments`);
+//! 2. `tools`: the tool name against the allowlist or blocklist;
+//! 3. the profile (or the tool's `inputSchema`) maps the call to accesses: a capability on a
+//!    resource. A tool nothing describes is refused when the policy restricts the filesystem
+//!    or the network;
+//! 4. every access is checked: paths against `filesystem.mounts`, URLs against `network`,
+//!    then the capability rules (deny > require_approval > allow; governed and unmatched ->
+//!    deny), then the defaults (`shell.execute` needs an allow rule).
+//!
+//! The first refusal decides. Pure except for [`World`] (symlinks, DNS).
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::net::check_url;
+use super::path::{decode, mount_for, MountRefusal, PathContext};
+use super::rules::{evaluate, RuleVerdict};
+use super::tools::{check_tool, ToolRefusal};
+use super::{Access, Denial, Resource, World};
+use crate::policy::Policy;
+use crate::profile::{ArgKind, ArgSpec, ToolSpec};
+
+/// Where tool descriptions come from: the server's profile, then what `tools/list` said.
+pub trait ToolCatalog {
+    fn tool(&self, name: &str) -> Option<Cow<'_, ToolSpec>>;
+    /// For messages: the profile in use, if any.
+    fn profile_name(&self) -> Option<&str>;
+}
+
+/// Everything a decision needs besides the request.
+pub struct Context<'a> {
+    pub policy: &'a Policy,
+    pub catalog: &'a dyn ToolCatalog,
+    pub paths: &'a PathContext,
+    pub world: &'a dyn World,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Allow,
+    Deny,
+}
+
+/// The outcome for one request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    pub verdict: Verdict,
+    pub method: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    pub accesses: Vec<Access>,
+    /// The rule that decided (`allow[0]`, `filesystem.mounts`, `default`, ...).
+    pub rule: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub denial: Option<Denial>,
+}
+
+impl Decision {
+    pub fn is_allowed(&self) -> bool {
+        self.verdict == Verdict::Allow
+    }
+    fn deny(method: &str, tool: Option<String>, accesses: Vec<Access>, denial: Denial) -> Decision {
+        Decision { verdict: Verdict::Deny, method: method.into(), tool, accesses, rule: denial.rule.clone(), denial: Some(denial) }
+    }
+}
+
+/// Decide a request (or a notification: pass its method and params the same way).
+pub fn decide(ctx: &Context, method: &str, params: Option<&Value>) -> Decision {
+    match method {
+        "tools/call" => decide_tool_call(ctx, params),
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => decide_resource(ctx, method, params),
+        "prompts/get" => decide_scanned(ctx, method, "prompt.get", params.and_then(|p| p.get("arguments"))),
+        _ => Decision { verdict: Verdict::Allow, method: method.into(), tool: None, accesses: vec![], rule: "protocol".into(), denial: None },
+    }
+}
+
+fn decide_tool_call(ctx: &Context, params: Option<&Value>) -> Decision {
+    const M: &str = "tools/call";
+    let Some(params) = params.and_then(Value::as_object) else {
+        return Decision::deny(M, None, vec![], Denial::new("protocol", "tools/call needs an object `params`"));
+    };
+    let name = match params.get("name") {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        _ => return Decision::deny(M, None, vec![], Denial::new("protocol", "tools/call needs a non-empty string `params.name`")),
+    };
+    let empty = Map::new();
+    let arguments = match params.get("arguments") {
+        None | Some(Value::Null) => &empty,
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            return Decision::deny(M, Some(name), vec![], Denial::new("protocol", "`params.arguments` must be an object"))
+        }
+    };
+    let tool = Some(name.clone());
+
+    if let Err(r) = check_tool(&name, &ctx.policy.tools) {
+        let d = match r {
+            ToolRefusal::NotAllowed => Denial::new("tools.allowed", format!("Tool not allowed by policy: {name} (not in tools.allowed)")),
+            ToolRefusal::Blocked(b) => Denial::new("tools.blocked", format!("Tool blocked by policy: {name} (tools.blocked: {b})")),
+        };
+        return Decision::deny(M, tool, vec![], d);
+    }
+
+    let spec = match ctx.catalog.tool(&name) {
+        Some(s) => s,
+        None if ctx.policy.restricts_filesystem() || ctx.policy.restricts_network() => {
+            return Decision::deny(M, tool, vec![], Denial::new("profile", format!(
+                "Tool `{name}` is unknown: {} and the server has not described it in tools/list, so capjail cannot tell which paths or URLs it touches. Describe it in a profile (see profiles/README.md) and pass --profile FILE",
+                match ctx.catalog.profile_name() { Some(p) => format!("the `{p}` profile does not list it"), None => "no profile matches this server".to_string() }
+            )));
+        }
+        None => Cow::Owned(ToolSpec { capability: "unknown".into(), args: Default::default(), note: String::new() }),
+    };
+
+    let accesses = match accesses_for(ctx, &spec, arguments) {
+        Ok(a) => a,
+        Err(d) => return Decision::deny(M, tool, vec![], d),
+    };
+    judge(ctx, M, tool, accesses)
+}
+
+fn decide_resource(ctx: &Context, method: &str, params: Option<&Value>) -> Decision {
+    let Some(uri) = params.and_then(|p| p.get("uri")).and_then(Value::as_str) else {
+        return Decision::deny(method, None, vec![], Denial::new("protocol", format!("{method} needs a string `params.uri`")));
+    };
+    let mut accesses = Vec::new();
+    if let Err(d) = scan_value(ctx, "filesystem.read", &Value::String(uri.to_string()), &mut accesses, true) {
+        return Decision::deny(method, None, vec![], d);
+    }
+    if accesses.is_empty() {
+        accesses.push(Access { capability: "resource.read".into(), resource: Resource::None });
+    }
+    judge(ctx, method, None, accesses)
+}
+
+fn decide_scanned(ctx: &Context, method: &str, capability: &str, args: Option<&Value>) -> Decision {
+    let mut accesses = Vec::new();
+    if let Some(a) = args {
+        if let Err(d) = scan_value(ctx, "filesystem.read", a, &mut accesses, false) {
+            return Decision::deny(method, None, vec![], d);
+        }
+    }
+    if accesses.is_empty() {
+        accesses.push(Access { capability: capability.into(), resource: Resource::None });
+    }
+    judge(ctx, method, None, accesses)
+}
+
+/// Map a call's arguments to accesses using the tool's description.
+fn accesses_for(ctx: &Context, spec: &ToolSpec, arguments: &Map<String, Value>) -> Result<Vec<Access>, Denial> {
+    let mut out = Vec::new();
+    for (arg, value) in arguments {
+        if value.is_null() {
+            continue;
+        }
+        match spec.args.get(arg) {
+            Some(a) => declared_arg(ctx, spec, arg, a, value, arguments, &mut out)?,
+            // Not described: a value that looks like a path or URL is checked as one.
+            None => {
+                let cap = if spec.capability.starts_with("filesystem.") { spec.capability.as_str() } else { "filesystem.read" };
+                scan_value(ctx, cap, value, &mut out, false)?
+            }
+        }
+    }
+    if !out.iter().any(|a| a.capability == spec.capability) {
+        out.insert(0, Access { capability: spec.capability.clone(), resource: Resource::None });
+    }
+    Ok(out)
+}
+
+fn declared_arg(
+    ctx: &Context,
+    spec: &ToolSpec,
+    arg: &str,
+    a: &ArgSpec,
+    value: &Value,
+    arguments: &Map<String, Value>,
+    out: &mut Vec<Access>,
+) -> Result<(), Denial> {
+    let cap = a.capability.as_deref().unwrap_or(&spec.capability);
+    let strings = |list: bool| -> Result<Vec<&str>, Denial> {
+        match (value, list) {
+            (Value::String(s), false) => Ok(vec![s.as_str()]),
+            (Value::Array(items), true) => items
+                .iter()
+                .map(|v| v.as_str().ok_or_else(|| Denial::new("profile", format!("argument `{arg}` must be an array of strings"))))
+                .collect(),
+            (_, false) => Err(Denial::new("profile", format!("argument `{arg}` must be a string"))),
+            (_, true) => Err(Denial::new("profile", format!("argument `{arg}` must be an array of strings"))),
+        }
+    };
+    match a.kind {
+        ArgKind::Data => {}
+        ArgKind::Path | ArgKind::PathList => {
+            let base = match &a.relative_to {
+                Some(other) => match arguments.get(other).and_then(Value::as_str) {
+                    Some(b) => Some(decode(b, ctx.paths).map_err(|e| Denial::new("filesystem.path", format!("Path blocked by policy: {e}")))?),
+                    None => None,
+                },
+                None => None,
+            };
+            for s in strings(a.kind == ArgKind::PathList)? {
+                out.push(path_access(ctx, cap, s, base.as_deref())?);
+            }
+        }
+        ArgKind::Url | ArgKind::UrlList => {
+            for s in strings(a.kind == ArgKind::UrlList)? {
+                if let Some(acc) = url_access(ctx, cap, s)? {
+                    out.push(acc);
+                }
+            }
+        }
+        ArgKind::Glob | ArgKind::GlobList => {
+            for s in strings(a.kind == ArgKind::GlobList)? {
+                check_glob(arg, s)?;
+            }
+        }
+        ArgKind::Command => {
+            for s in strings(false)? {
+                out.push(Access { capability: "shell.execute".into(), resource: Resource::Command { written: s.to_string() } });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn path_access(ctx: &Context, capability: &str, written: &str, base: Option<&Path>) -> Result<Access, Denial> {
+    let pctx;
+    let paths = match base {
+        Some(b) => {
+            pctx = PathContext { cwd: b.to_path_buf(), home: ctx.paths.home.clone() };
+            &pctx
+        }
+        None => ctx.paths,
+    };
+    let decoded = decode(written, paths).map_err(|e| {
+        let mut d = Denial::new("filesystem.path", format!("Path blocked by policy: {e}"));
+        d.capability = Some(capability.into());
+        d.resource = Some(written.into());
+        d
+    })?;
+    let resolved = ctx.world.resolve_path(&decoded);
+    let capability = if capability.starts_with("filesystem.") { capability.to_string() } else { "filesystem.write".to_string() };
+    Ok(Access { capability, resource: Resource::Path { written: written.into(), resolved } })
+}
+
+fn url_access(ctx: &Context, capability: &str, written: &str) -> Result<Option<Access>, Denial> {
+    let lower = written.trim_start().to_ascii_lowercase();
+    if lower.starts_with("data:") {
+        return Ok(None); // inline data, nothing is fetched
+    }
+    if lower.starts_with("file:") {
+        return path_access(ctx, "filesystem.read", written, None).map(Some);
+    }
+    let capability = if capability.starts_with("network.") { capability } else { "network.fetch" };
+    match check_url(written, &ctx.policy.network, ctx.world) {
+        Ok(dest) => Ok(Some(Access {
+            capability: capability.into(),
+            resource: Resource::Url { written: written.into(), host: dest.host, port: dest.port },
+        })),
+        Err(r) => {
+            let mut d = Denial::new(r.rule, format!("Network access blocked: {}", r.reason));
+            d.capability = Some(capability.into());
+            d.resource = Some(if r.target.is_empty() { written.to_string() } else { r.target });
+            Err(d)
+        }
+    }
+}
+
+fn check_glob(arg: &str, g: &str) -> Result<(), Denial> {
+    if g.starts_with('/') || g.starts_with('~') || g.split(['/', '\\']).any(|s| s == "..") {
+        return Err(Denial::new("filesystem.path", format!("Path blocked by policy: the pattern in `{arg}` may not be absolute or climb with `..`: {g}")));
+    }
+    Ok(())
+}
+
+/// Does this string look like something a server would open or fetch?
+fn looks_like_url(s: &str) -> bool {
+    match s.find("://") {
+        Some(p) if p > 0 => {
+            let scheme = &s[..p];
+            scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.')
+        }
+        _ => false,
+    }
+}
+
+fn looks_like_path(s: &str) -> bool {
+    s.starts_with('/')
+        || s == "~"
+        || s.starts_with("~/")
+        || s.starts_with("./")
+        || s == ".."
+        || s.starts_with("../")
+        || s.starts_with("..\\")
+        || s.contains("/../")
+        || s.ends_with("/..")
+        || s.to_ascii_lowercase().starts_with("file:")
+}
+
+/// Walk a value; check every string that looks like a path or a URL. `uri_context`: the value
+/// is known to be a URI (resources/read), so other schemes are resources of the server.
+fn scan_value(ctx: &Context, fs_capability: &str, v: &Value, out: &mut Vec<Access>, uri_context: bool) -> Result<(), Denial> {
+    match v {
+        Value::String(s) => {
+            let lower = s.to_ascii_lowercase();
+            if lower.starts_with("file:") {
+                out.push(path_access(ctx, fs_capability, s, None)?);
+            } else if looks_like_url(s) {
+                if lower.starts_with("http://") || lower.starts_with("https://") || !uri_context {
+                    if let Some(a) = url_access(ctx, "network.fetch", s)? {
+                        out.push(a);
+                    }
+                }
+            } else if !uri_context && looks_like_path(s) {
+                out.push(path_access(ctx, fs_capability, s, None)?);
+            }
+        }
+        Value::Array(items) => {
+            for i in items {
+                scan_value(ctx, fs_capability, i, out, uri_context)?;
+            }
+        }
+        Value::Object(m) => {
+            for (k, i) in m {
+                if k == "_meta" {
+                    continue;
+                }
+                scan_value(ctx, fs_capability, i, out, uri_context)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Check every access; the first refusal decides.
+fn judge(ctx: &Context, method: &str, tool: Option<String>, accesses: Vec<Access>) -> Decision {
+    let mut deciding_rule = String::from("default");
+    for access in &accesses {
+        if let Err(d) = check_access(ctx, method, tool.as_deref(), access, &mut deciding_rule) {
+            return Decision::deny(method, tool, accesses.clone(), d.on(access));
+        }
+    }
+    Decision { verdict: Verdict::Allow, method: method.into(), tool, accesses, rule: deciding_rule, denial: None }
+}
+
+fn check_access(ctx: &Context, method: &str, tool: Option<&str>, access: &Access, deciding: &mut String) -> Result<(), Denial> {
+    if let Resource::Path { written, resolved } = &access.resource {
+        if let Some(mounts) = &ctx.policy.filesystem.mounts {
+            let write = access.capability != "filesystem.read";
+            match mount_for(resolved, mounts, write) {
+                Ok(m) => *deciding = format!("filesystem.mounts[{}]", m.written),
+                Err(MountRefusal::Outside) => {
+                    return Err(Denial::new("filesystem.mounts", format!("Path blocked by policy: {} is outside the allowed mounts", shown(written, resolved))));
+                }
+                Err(MountRefusal::ReadOnly(m)) => {
+                    return Err(Denial::new("filesystem.mounts", format!("Path blocked by policy: {} is in the read-only mount {m}", shown(written, resolved))));
+                }
+            }
+        }
+    }
+    match evaluate(&ctx.policy.rules, access, tool, method) {
+        RuleVerdict::Denied(r) => {
+            return Err(Denial::new(r.id(), format!("denied by rule {}{}", r.label, r.reason.as_ref().map(|x| format!(" ({x})")).unwrap_or_default())));
+        }
+        RuleVerdict::ApprovalRequired(r) => {
+            let mut d = Denial::new(r.id(), format!("approval required (rule {}); capjail has no approval channel yet, so the call is denied", r.label));
+            d.approval_required = true;
+            return Err(d);
+        }
+        RuleVerdict::NoAllowMatched => {
+            return Err(Denial::new("default", format!("no allow rule matches {} (the rules govern this capability, so it is denied)", access.capability)));
+        }
+        RuleVerdict::Allowed(r) => *deciding = r.id(),
+        RuleVerdict::NotGoverned => {
+            if access.capability == "shell.execute" {
+                return Err(Denial::new("default.shell", "shell execution is denied unless an allow rule names shell.execute"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn shown(written: &str, resolved: &Path) -> String {
+    if Path::new(written) == resolved {
+        written.to_string()
+    } else {
+        format!("{written} (resolves to {})", resolved.display())
+    }
+}
+
+/// A catalog of a fixed list of tools (for `capjail check` and tests).
+pub struct StaticCatalog {
+    pub name: Option<String>,
+    pub tools: std::collections::BTreeMap<String, ToolSpec>,
+}
+
+impl ToolCatalog for StaticCatalog {
+    fn tool(&self, name: &str) -> Option<Cow<'_, ToolSpec>> {
+        self.tools.get(name).map(Cow::Borrowed)
+    }
+    fn profile_name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+}
+
+/// Used by tests: the path a decision resolved, for assertions.
+pub fn resolved_paths(d: &Decision) -> Vec<PathBuf> {
+    d.accesses
+        .iter()
+        .filter_map(|a| match &a.resource {
+            Resource::Path { resolved, .. } => Some(resolved.clone()),
+            _ => None,
+        })
+        .collect()
+}

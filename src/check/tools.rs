@@ -1,0 +1,78 @@
+//! Tool names against `tools.mode` / `allowed` / `blocked`.
+//!
+//! An allowlist admits exact names only. A blocklist also catches names that some servers
+//! would treat as the same tool: different case and surrounding blanks (`Run_Command `), so a
+//! server that matches names loosely cannot be reached around the list.
+
+use crate::policy::{ToolPolicy, ToolsMode};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToolRefusal {
+    /// Not in `tools.allowed`.
+    NotAllowed,
+    /// Matches this `tools.blocked` entry.
+    Blocked(String),
+}
+
+pub fn check_tool(name: &str, policy: &ToolPolicy) -> Result<(), ToolRefusal> {
+    match policy.mode {
+        ToolsMode::All => Ok(()),
+        ToolsMode::Allowlist => {
+            if policy.allowed.iter().any(|a| a == name) {
+                Ok(())
+            } else {
+                Err(ToolRefusal::NotAllowed)
+            }
+        }
+        ToolsMode::Blocklist => {
+            let wanted = loose(name);
+            match policy.blocked.iter().find(|b| *b == name || loose(b) == wanted) {
+                Some(b) => Err(ToolRefusal::Blocked(b.clone())),
+                None => Ok(()),
+            }
+        }
+    }
+}
+
+/// Case-folded, trimmed, with `-` and `_` treated alike.
+fn loose(name: &str) -> String {
+    name.trim().to_lowercase().replace('-', "_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(mode: ToolsMode, allowed: &[&str], blocked: &[&str]) -> ToolPolicy {
+        ToolPolicy {
+            mode,
+            allowed: allowed.iter().map(|s| s.to_string()).collect(),
+            blocked: blocked.iter().map(|s| s.to_string()).collect(),
+            hide_blocked: true,
+        }
+    }
+
+    #[test]
+    fn allowlist_is_exact() {
+        let p = policy(ToolsMode::Allowlist, &["read_file"], &[]);
+        assert_eq!(check_tool("read_file", &p), Ok(()));
+        assert_eq!(check_tool("write_file", &p), Err(ToolRefusal::NotAllowed));
+        assert_eq!(check_tool("Read_File", &p), Err(ToolRefusal::NotAllowed));
+        assert_eq!(check_tool("read_file ", &p), Err(ToolRefusal::NotAllowed));
+    }
+
+    #[test]
+    fn blocklist_is_loose() {
+        let p = policy(ToolsMode::Blocklist, &[], &["run_command", "exec"]);
+        assert_eq!(check_tool("read_file", &p), Ok(()));
+        assert_eq!(check_tool("run_command", &p), Err(ToolRefusal::Blocked("run_command".into())));
+        assert_eq!(check_tool(" Run_Command", &p), Err(ToolRefusal::Blocked("run_command".into())));
+        assert_eq!(check_tool("run-command", &p), Err(ToolRefusal::Blocked("run_command".into())));
+        assert_eq!(check_tool("EXEC", &p), Err(ToolRefusal::Blocked("exec".into())));
+    }
+
+    #[test]
+    fn all_allows_everything() {
+        assert_eq!(check_tool("anything", &policy(ToolsMode::All, &[], &[])), Ok(()));
+    }
+}

@@ -1,0 +1,12 @@
+//! capjail: a sandbox for MCP servers.
+//!
+//! One policy, enforced twice: by a fail-closed proxy on the server's stdio JSON-RPC stream
+//! (`proxy`, deciding with the pure functions in `check`), and on Linux by confining the server
+//! process in the kernel (`sandbox`). `policy` says what is allowed, `profile` what each tool
+//! of a server does.
+
+pub mod check;
+pub mod jsonrpc;
+pub mod policy;
+pub mod profile;
+pub mod proxy;

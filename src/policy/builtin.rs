@@ -1,0 +1,24 @@
+//! The built-in policies, compiled into the binary from `policies/`.
+
+const BUILTIN: &[(&str, &str, &str)] = &[
+    ("strict", include_str!("../../policies/strict.yaml"), "MCP Jail's strict: /tmp read-write, no network, shell tools blocked (the default)"),
+    ("readonly", include_str!("../../policies/readonly.yaml"), "MCP Jail's readonly: $CAPJAIL_WORKSPACE (default /workspace) read-only, read tools only, no network"),
+    ("workspace", include_str!("../../policies/workspace.yaml"), "$CAPJAIL_WORKSPACE (default: the current directory) read-write, no network, shell tools blocked"),
+    ("capfence", include_str!("../../policies/capfence.yaml"), "CapFence's MCP host sandboxing rules, with the workspace at $CAPJAIL_WORKSPACE"),
+];
+
+/// The policy used when `--policy` is not given.
+pub const DEFAULT: &str = "strict";
+
+pub fn get(name: &str) -> Option<&'static str> {
+    BUILTIN.iter().find(|(n, _, _)| *n == name).map(|(_, t, _)| *t)
+}
+
+pub fn names() -> Vec<&'static str> {
+    BUILTIN.iter().map(|(n, _, _)| *n).collect()
+}
+
+/// (name, one-line summary)
+pub fn summaries() -> Vec<(&'static str, &'static str)> {
+    BUILTIN.iter().map(|(n, _, s)| (*n, *s)).collect()
+}

@@ -1,0 +1,233 @@
+//! The policy file as written: serde types, nothing else.
+//!
+//! One schema reads both seed formats and the native one: MCP Jail's `name` / `network` /
+//! `filesystem` / `tools` sections and CapFence's top-level `policy_name` / `version` /
+//! `deny` / `require_approval` / `allow` rule lists. Unknown keys are an error everywhere.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// Policy name (MCP Jail spelling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Policy name (CapFence spelling).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de_version")]
+    pub version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filesystem: Option<FilesystemSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<ToolsSection>,
+
+    /// Capability rules. Precedence: deny > require_approval > allow.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<RuleFile>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub require_approval: Vec<RuleFile>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<RuleFile>,
+
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxySection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<EnvironmentSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditSection>,
+}
+
+/// CapFence writes `version: 1.0.0`, which YAML reads as a string; a bare `1` or `1.0` is a number.
+fn de_version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let v: Option<serde_yaml::Value> = Option::deserialize(d)?;
+    Ok(match v {
+        None | Some(serde_yaml::Value::Null) => None,
+        Some(serde_yaml::Value::String(s)) => Some(s),
+        Some(serde_yaml::Value::Number(n)) => Some(n.to_string()),
+        Some(serde_yaml::Value::Bool(b)) => Some(b.to_string()),
+        Some(_) => return Err(serde::de::Error::custom("version must be a string or a number")),
+    })
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum FilesystemMode {
+    /// Only the listed mounts are reachable (MCP Jail's `explicit`).
+    #[default]
+    Explicit,
+    /// The filesystem is not restricted by mounts (capability rules still apply).
+    Any,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FilesystemSection {
+    #[serde(default)]
+    pub mode: FilesystemMode,
+    #[serde(default)]
+    pub mounts: Vec<MountFile>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MountMode {
+    #[default]
+    Ro,
+    Rw,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MountFile {
+    /// `~` and `$VAR` / `${VAR}` are expanded.
+    pub path: String,
+    #[serde(default)]
+    pub mode: MountMode,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    #[default]
+    None,
+    Allowlist,
+    All,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSection {
+    #[serde(default)]
+    pub mode: NetworkMode,
+    /// `host`, `host:port`, `*.domain`, `*.domain:port`, IP literals, `[v6]:port`.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Opt-ins for address ranges that are refused by default (cloud metadata never is).
+    #[serde(default)]
+    pub allow_private: bool,
+    #[serde(default)]
+    pub allow_loopback: bool,
+    #[serde(default)]
+    pub allow_link_local: bool,
+    /// Resolve host names and check every address (default: true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolve: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolsMode {
+    #[default]
+    All,
+    Allowlist,
+    Blocklist,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ToolsSection {
+    #[serde(default)]
+    pub mode: ToolsMode,
+    #[serde(default)]
+    pub allowed: Vec<String>,
+    #[serde(default)]
+    pub blocked: Vec<String>,
+    /// Hide tools the policy blocks from `tools/list` responses (default: true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hide_blocked: Option<bool>,
+}
+
+/// One capability rule. Every condition given must match; an absent condition matches anything.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFile {
+    /// `filesystem.read`, `filesystem.write`, `network.fetch`, `shell.execute`, ... or a
+    /// family wildcard such as `filesystem.*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capability: Option<String>,
+    /// Exact tool name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    /// Path containment by whole components (`/a/b` covers `/a/b` and `/a/b/c`, never `/a/bc`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// Host name (`example.com`, `*.example.com`) of a URL resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// JSON-RPC method (`tools/call`, `resources/read`, `prompts/get`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Free text shown in denials and the audit log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProxySection {
+    /// Longest accepted message line in bytes (default 16 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_line_bytes: Option<usize>,
+    /// Deepest accepted JSON nesting (default 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_depth: Option<usize>,
+    /// Seconds between closing the server's stdin and SIGTERM, and between SIGTERM and SIGKILL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_seconds: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KernelSection {
+    /// Refuse to start the server unless every part of the kernel layer is enforced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require: Option<bool>,
+    /// Extra paths the server may read and execute (interpreters, libraries) beyond the mounts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_read: Vec<String>,
+    /// Extra paths the server may write (caches) beyond the mounts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_write: Vec<String>,
+    /// Resource limits: `nofile`, `nproc`, `as_bytes`, `fsize_bytes`, `cpu_seconds`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub rlimits: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentSection {
+    /// Variables passed to the server (names or `PREFIX_*` patterns), added to the defaults.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Variables set for the server (after expansion).
+    #[serde(default)]
+    pub set: std::collections::BTreeMap<String, String>,
+    /// Pass the whole environment through (not recommended).
+    #[serde(default)]
+    pub inherit_all: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSection {
+    /// Audit log file (`~` and `$VAR` expanded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// May the user turn auditing off with `--audit off`? (default: true)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_off: Option<bool>,
+    /// fsync after every record (default: false; every record is flushed regardless).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fsync: Option<bool>,
+    /// Argument names whose values are redacted in the log (a digest of the original is kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redact: Vec<String>,
+}
