@@ -592,3 +592,700 @@ fn host_port(host: &str, port: u16) -> String {
         format!("{host}:{port}")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::io;
+
+    /// A resolver that knows a few names and records every lookup.
+    #[derive(Default)]
+    struct FakeWorld {
+        names: HashMap<String, Vec<IpAddr>>,
+        lookups: RefCell<Vec<String>>,
+    }
+
+    impl FakeWorld {
+        fn new(entries: &[(&str, &[&str])]) -> FakeWorld {
+            let names = entries
+                .iter()
+                .map(|(n, addrs)| (n.to_string(), addrs.iter().map(|a| a.parse().unwrap()).collect()))
+                .collect();
+            FakeWorld { names, lookups: RefCell::default() }
+        }
+        fn lookups(&self) -> Vec<String> {
+            self.lookups.borrow().clone()
+        }
+    }
+
+    impl World for FakeWorld {
+        fn resolve_host(&self, host: &str, _port: u16) -> io::Result<Vec<IpAddr>> {
+            self.lookups.borrow_mut().push(host.to_string());
+            self.names.get(host).cloned().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such host"))
+        }
+    }
+
+    fn world() -> FakeWorld {
+        FakeWorld::new(&[
+            ("example.com", &["93.184.216.34"]),
+            ("api.example.com", &["93.184.216.35", "2606:2800:220:1::1"]),
+            ("allowed.test", &["93.184.216.36"]),
+            ("127.0.0.1.nip.io", &["127.0.0.1"]),
+            ("10.0.0.5.nip.io", &["10.0.0.5"]),
+            ("mixed.test", &["93.184.216.34", "192.168.1.10"]),
+            ("empty.test", &[]),
+            ("zero.test", &["0.0.0.0"]),
+            ("imds.test", &["169.254.169.254"]),
+            ("mapped.test", &["::ffff:10.0.0.1"]),
+        ])
+    }
+
+    fn policy(mode: NetworkMode, hosts: &[&str]) -> NetworkPolicy {
+        NetworkPolicy {
+            mode,
+            allowed_hosts: hosts.iter().map(|h| HostPattern::parse(h).unwrap()).collect(),
+            allow_private: false,
+            allow_loopback: false,
+            allow_link_local: false,
+            resolve: true,
+        }
+    }
+
+    fn all() -> NetworkPolicy {
+        policy(NetworkMode::All, &[])
+    }
+
+    fn all_opt_ins() -> NetworkPolicy {
+        NetworkPolicy { allow_private: true, allow_loopback: true, allow_link_local: true, ..all() }
+    }
+
+    /// The rule that refused `url`, or `"ok"`.
+    fn rule(url: &str, p: &NetworkPolicy) -> &'static str {
+        match check_url(url, p, &world()) {
+            Ok(_) => "ok",
+            Err(r) => r.rule,
+        }
+    }
+
+    fn ok(url: &str, p: &NetworkPolicy) -> Destination {
+        check_url(url, p, &world()).unwrap_or_else(|r| panic!("{url} refused: {r:?}"))
+    }
+
+    fn refused(url: &str, p: &NetworkPolicy) -> NetRefusal {
+        check_url(url, p, &world()).expect_err(url)
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    // ---- parse_ip_literal --------------------------------------------------------------------
+
+    #[test]
+    fn parse_ip_literal_is_strict() {
+        assert_eq!(parse_ip_literal("1.2.3.4"), Some(ip("1.2.3.4")));
+        assert_eq!(parse_ip_literal("::1"), Some(ip("::1")));
+        assert_eq!(parse_ip_literal("[::1]"), Some(ip("::1")));
+        for s in ["127.1", "2130706433", "0x7f000001", "0177.0.0.1", "127.0.0.1.", "[::1", "example.com", ""] {
+            assert_eq!(parse_ip_literal(s), None, "{s}");
+        }
+    }
+
+    // ---- classification ----------------------------------------------------------------------
+
+    #[test]
+    fn classify_ipv4() {
+        use AddressClass::*;
+        for (a, c) in [
+            ("169.254.169.254", CloudMetadata),
+            ("169.254.170.2", CloudMetadata),
+            ("100.100.100.200", CloudMetadata),
+            ("192.0.0.192", CloudMetadata),
+            ("127.0.0.1", Loopback),
+            ("127.255.255.254", Loopback),
+            ("0.0.0.0", Unspecified),
+            ("0.1.2.3", Unspecified),
+            ("10.0.0.1", Private),
+            ("172.16.0.1", Private),
+            ("172.31.255.255", Private),
+            ("192.168.1.1", Private),
+            ("100.64.0.1", Cgnat),
+            ("100.127.255.255", Cgnat),
+            ("169.254.1.1", LinkLocal),
+            ("224.0.0.1", Multicast),
+            ("239.255.255.250", Multicast),
+            ("255.255.255.255", Broadcast),
+            ("240.0.0.1", Reserved),
+            ("192.0.2.1", Reserved),
+            ("198.18.0.1", Reserved),
+            ("198.19.255.255", Reserved),
+            ("198.51.100.7", Reserved),
+            ("203.0.113.9", Reserved),
+            ("8.8.8.8", Public),
+            ("172.32.0.1", Public),
+            ("100.128.0.1", Public),
+            ("93.184.216.34", Public),
+        ] {
+            assert_eq!(classify(ip(a)), c, "{a}");
+        }
+    }
+
+    #[test]
+    fn classify_ipv6() {
+        use AddressClass::*;
+        for (a, c) in [
+            ("::1", Loopback),
+            ("::", Unspecified),
+            ("fd00:ec2::254", CloudMetadata),
+            ("fc00::1", UniqueLocal),
+            ("fd12:3456::1", UniqueLocal),
+            ("fe80::1", LinkLocal),
+            ("ff02::1", Multicast),
+            ("2001:db8::1", Reserved),
+            ("3fff::1", Reserved),
+            ("fec0::1", Reserved),
+            ("100::1", Reserved),
+            ("4000::1", Reserved),
+            ("2606:4700:4700::1111", Public),
+            // Embedded IPv4 forms are judged as the IPv4 address.
+            ("::ffff:127.0.0.1", Loopback),
+            ("::ffff:7f00:1", Loopback),
+            ("::ffff:169.254.169.254", CloudMetadata),
+            ("::ffff:8.8.8.8", Public),
+            ("::127.0.0.1", Loopback),
+            ("::10.0.0.1", Private),
+            ("::ffff:0:10.0.0.1", Private),
+            ("64:ff9b::7f00:1", Loopback),
+            ("64:ff9b::a9fe:a9fe", CloudMetadata),
+            ("64:ff9b::808:808", Public),
+            ("64:ff9b:1::a00:1", Private),
+            ("2002:7f00:1::", Loopback),
+            ("2002:a9fe:a9fe::1", CloudMetadata),
+            ("2002:808:808::1", Public),
+            ("2001:0:4136:e378:8000:63bf:80ff:fffe", Loopback), // Teredo, client 127.0.0.1
+            ("2001:0:4136:e378:8000:63bf:f5ff:fffe", Private),  // Teredo, client 10.0.0.1
+            ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", Public),   // Teredo, client 8.8.8.8
+        ] {
+            assert_eq!(classify(ip(a)), c, "{a}");
+        }
+    }
+
+    #[test]
+    fn embedded_and_canonical() {
+        let v6 = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        assert_eq!(embedded_ipv4(v6("::1")), None);
+        assert_eq!(embedded_ipv4(v6("::")), None);
+        assert_eq!(embedded_ipv4(v6("2606:4700::1")), None);
+        assert_eq!(embedded_ipv4(v6("2002:c000:0201::")), Some(Ipv4Addr::new(192, 0, 2, 1)));
+        assert_eq!(canonical_ip(ip("::ffff:7f00:1")), ip("127.0.0.1"));
+        assert_eq!(canonical_ip(ip("64:ff9b::7f00:1")), ip("64:ff9b::7f00:1"));
+        assert_eq!(canonical_ip(ip("::1")), ip("::1"));
+    }
+
+    #[test]
+    fn opt_ins_admit_only_their_class() {
+        use AddressClass::*;
+        let none = all();
+        let every = all_opt_ins();
+        for c in [CloudMetadata, Unspecified, Multicast, Broadcast, Reserved] {
+            assert!(!c.admitted(true, &every), "{c:?}");
+        }
+        for c in [Loopback, Private, UniqueLocal, Cgnat, LinkLocal] {
+            assert!(!c.admitted(false, &none), "{c:?}");
+            assert!(c.admitted(true, &none), "{c:?}");
+            assert!(c.admitted(false, &every), "{c:?}");
+        }
+        let lo = NetworkPolicy { allow_loopback: true, ..all() };
+        assert!(Loopback.admitted(false, &lo) && !Private.admitted(false, &lo) && !LinkLocal.admitted(false, &lo));
+        let pr = NetworkPolicy { allow_private: true, ..all() };
+        assert!(Private.admitted(false, &pr) && UniqueLocal.admitted(false, &pr) && Cgnat.admitted(false, &pr));
+        assert!(!Loopback.admitted(false, &pr) && !LinkLocal.admitted(false, &pr));
+        assert!(Public.admitted(false, &none));
+    }
+
+    // ---- every spelling of an internal address -----------------------------------------------
+
+    #[test]
+    fn ipv4_spellings_are_loopback() {
+        let lo = NetworkPolicy { allow_loopback: true, ..all() };
+        for url in [
+            "http://127.1/",
+            "http://2130706433/",
+            "http://0x7f000001/",
+            "http://0177.0.0.1/",
+            "http://127.0.0.1./",
+            "http://0x7f.0.0.1/",
+            "http://127.0.1/",
+        ] {
+            let r = refused(url, &all());
+            assert_eq!(r.rule, RULE_PRIVATE, "{url}");
+            assert_eq!(r.target, "127.0.0.1:80", "{url}");
+            assert!(r.reason.contains("SSRF attempt to internal network: 127.0.0.1 (loopback"), "{url}: {}", r.reason);
+            let d = ok(url, &lo);
+            assert_eq!((d.host.as_str(), d.port, d.addresses.clone()), ("127.0.0.1", 80, vec![ip("127.0.0.1")]), "{url}");
+        }
+    }
+
+    #[test]
+    fn ipv6_spellings_are_judged_as_their_ipv4() {
+        for url in [
+            "http://[::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://[::ffff:7f00:1]/",
+            "http://[::127.0.0.1]/",
+            "http://[64:ff9b::7f00:1]/",
+            "http://[64:ff9b::127.0.0.1]/",
+            "http://[2002:7f00:1::]/",
+            "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",
+        ] {
+            assert_eq!(rule(url, &all()), RULE_PRIVATE, "{url}");
+            let lo = NetworkPolicy { allow_loopback: true, ..all() };
+            assert_eq!(rule(url, &lo), "ok", "{url}");
+        }
+        // A mapped address is the IPv4 address itself; NAT64 keeps its own text.
+        let lo = NetworkPolicy { allow_loopback: true, ..all() };
+        assert_eq!(ok("http://[::ffff:7f00:1]:8080/", &lo).host, "127.0.0.1");
+        assert_eq!(ok("http://[64:ff9b::7f00:1]/", &lo).host, "64:ff9b::7f00:1");
+        let r = refused("http://[64:ff9b::7f00:1]/", &all());
+        assert_eq!(r.target, "[64:ff9b::7f00:1]:80");
+        assert!(r.reason.contains("64:ff9b::7f00:1 (= 127.0.0.1)"), "{}", r.reason);
+    }
+
+    #[test]
+    fn unspecified_is_never_admitted() {
+        let exact = NetworkPolicy { allow_private: true, allow_loopback: true, allow_link_local: true, ..policy(NetworkMode::Allowlist, &["0.0.0.0", "::", "zero.test"]) };
+        for url in ["http://0.0.0.0/", "http://[::]/", "http://0/", "http://zero.test/"] {
+            assert_eq!(rule(url, &all()), RULE_PRIVATE, "{url}");
+            assert_eq!(rule(url, &all_opt_ins()), RULE_PRIVATE, "{url}");
+            let r = refused(url, &exact);
+            assert_eq!(r.rule, RULE_PRIVATE, "{url}");
+            assert!(r.reason.contains("never allowed"), "{}", r.reason);
+        }
+    }
+
+    #[test]
+    fn reserved_multicast_broadcast_never_admitted() {
+        let exact = policy(NetworkMode::Allowlist, &["192.0.2.1", "224.0.0.1", "255.255.255.255", "240.0.0.1", "2001:db8::1"]);
+        for url in ["http://192.0.2.1/", "http://224.0.0.1/", "http://255.255.255.255/", "http://240.0.0.1/", "http://[2001:db8::1]/"] {
+            assert_eq!(rule(url, &all_opt_ins()), RULE_PRIVATE, "{url}");
+            assert_eq!(rule(url, &exact), RULE_PRIVATE, "{url}");
+        }
+    }
+
+    #[test]
+    fn cgnat_needs_allow_private() {
+        assert_eq!(rule("http://100.64.0.1/", &all()), RULE_PRIVATE);
+        assert_eq!(rule("http://100.64.0.1/", &NetworkPolicy { allow_loopback: true, allow_link_local: true, ..all() }), RULE_PRIVATE);
+        assert_eq!(rule("http://100.64.0.1/", &NetworkPolicy { allow_private: true, ..all() }), "ok");
+    }
+
+    #[test]
+    fn unique_local_needs_allow_private() {
+        assert_eq!(rule("http://[fd12::1]/", &all()), RULE_PRIVATE);
+        assert_eq!(rule("http://[fd12::1]/", &NetworkPolicy { allow_private: true, ..all() }), "ok");
+    }
+
+    #[test]
+    fn link_local_needs_allow_link_local() {
+        assert_eq!(rule("http://169.254.1.1/", &all()), RULE_PRIVATE);
+        assert_eq!(rule("http://[fe80::1]/", &all()), RULE_PRIVATE);
+        assert_eq!(rule("http://169.254.1.1/", &NetworkPolicy { allow_private: true, ..all() }), RULE_PRIVATE);
+        let ll = NetworkPolicy { allow_link_local: true, ..all() };
+        assert_eq!(rule("http://169.254.1.1/", &ll), "ok");
+        assert_eq!(rule("http://[fe80::1]/", &ll), "ok");
+    }
+
+    // ---- cloud metadata ----------------------------------------------------------------------
+
+    #[test]
+    fn metadata_addresses_always_refused() {
+        let every = all_opt_ins();
+        let exact = NetworkPolicy { allow_link_local: true, ..policy(NetworkMode::Allowlist, &["169.254.169.254", "fd00:ec2::254", "imds.test"]) };
+        let off = policy(NetworkMode::None, &[]);
+        for url in [
+            "http://169.254.169.254/latest/meta-data/",
+            "http://[fd00:ec2::254]/",
+            "http://[::ffff:169.254.169.254]/",
+            "http://[64:ff9b::a9fe:a9fe]/",
+            "http://0xa9fea9fe/",
+            "http://169.254.170.2/v2/credentials",
+            "http://100.100.100.200/",
+            "http://192.0.0.192/",
+            "http://imds.test/",
+        ] {
+            for p in [&all(), &every, &exact, &off] {
+                if url.contains("imds.test") && p.mode == NetworkMode::None {
+                    continue; // a name is not resolved with mode: none
+                }
+                let r = refused(url, p);
+                assert_eq!(r.rule, RULE_METADATA, "{url} {:?}", p.mode);
+                assert!(r.reason.starts_with("cloud metadata endpoint is never reachable"), "{}", r.reason);
+            }
+        }
+    }
+
+    #[test]
+    fn metadata_names_refused_before_resolution() {
+        let exact = policy(NetworkMode::Allowlist, &["metadata.google.internal", "metadata", "instance-data"]);
+        for url in [
+            "http://metadata.google.internal/computeMetadata/v1/",
+            "http://METADATA.google.internal./",
+            "http://metadata.goog/",
+            "http://metadata/",
+            "http://instance-data/",
+            "http://instance-data.ec2.internal/",
+        ] {
+            for p in [all_opt_ins(), exact.clone(), policy(NetworkMode::None, &[])] {
+                let w = world();
+                let r = check_url(url, &p, &w).expect_err(url);
+                assert_eq!(r.rule, RULE_METADATA, "{url}");
+                assert!(w.lookups().is_empty(), "{url} was resolved");
+            }
+        }
+    }
+
+    // ---- URL parsing -------------------------------------------------------------------------
+
+    #[test]
+    fn userinfo_is_ignored_for_the_host() {
+        let p = policy(NetworkMode::Allowlist, &["allowed.test"]);
+        let r = refused("http://allowed.test@127.0.0.1:8080/", &p);
+        assert_eq!(r.rule, RULE_ALLOWED_HOSTS);
+        assert_eq!(r.target, "127.0.0.1:8080");
+        let r = refused("http://allowed.test@127.0.0.1:8080/", &all());
+        assert_eq!(r.rule, RULE_PRIVATE);
+        assert!(r.reason.contains("127.0.0.1"), "{}", r.reason);
+        let r = refused("http://allowed.test:pw@127.0.0.1/", &all());
+        assert_eq!(r.rule, RULE_PRIVATE);
+        let r = refused("http://allowed.test%2f@127.0.0.1/", &all());
+        assert_eq!((r.rule, r.target.as_str()), (RULE_PRIVATE, "127.0.0.1:80"));
+        // And the other way round: userinfo naming an internal host changes nothing.
+        let d = ok("https://127.0.0.1:80@allowed.test/", &p);
+        assert_eq!((d.host.as_str(), d.port), ("allowed.test", 443));
+    }
+
+    #[test]
+    fn scheme_is_case_insensitive() {
+        let lo = NetworkPolicy { allow_loopback: true, ..all() };
+        let d = ok("HTTP://127.0.0.1/", &lo);
+        assert_eq!((d.scheme.as_str(), d.host.as_str(), d.port), ("http", "127.0.0.1", 80));
+        assert_eq!(rule("HTTP://127.0.0.1/", &all()), RULE_PRIVATE);
+        assert_eq!(ok("HtTpS://Example.COM./x", &all()).host, "example.com");
+    }
+
+    #[test]
+    fn default_ports() {
+        assert_eq!(ok("http://example.com", &all()).port, 80);
+        assert_eq!(ok("https://example.com/", &all()).port, 443);
+        assert_eq!(ok("https://example.com:8443/", &all()).port, 8443);
+        assert_eq!(ok("http://example.com:/", &all()).port, 80);
+    }
+
+    #[test]
+    fn backslash_in_authority_refused() {
+        for url in [
+            "http://allowed.test\\@127.0.0.1/",
+            "http:\\\\127.0.0.1/",
+            "http://127.0.0.1\\.allowed.test/",
+            "https://allowed.test\\\\evil/",
+        ] {
+            let r = refused(url, &all_opt_ins());
+            assert_eq!(r.rule, RULE_URL, "{url}");
+        }
+        assert!(refused("http://allowed.test\\@127.0.0.1/", &all()).reason.contains("backslash"));
+        // After the authority a backslash is only a path character.
+        assert_eq!(rule("http://example.com/a\\b", &all()), "ok");
+    }
+
+    #[test]
+    fn other_schemes_refused() {
+        for (url, scheme) in [
+            ("file:///etc/passwd", "file"),
+            ("ftp://example.com/x", "ftp"),
+            ("gopher://127.0.0.1:6379/_INFO", "gopher"),
+            ("FILE:///etc/passwd", "file"),
+            ("dict://127.0.0.1:11211/", "dict"),
+            ("javascript:alert(1)", "javascript"),
+            ("ws://example.com/", "ws"),
+        ] {
+            let r = refused(url, &all_opt_ins());
+            assert_eq!(r.rule, RULE_URL, "{url}");
+            assert!(r.reason.contains(&format!("scheme `{scheme}` is not allowed")), "{}", r.reason);
+        }
+    }
+
+    #[test]
+    fn malformed_urls_refused() {
+        for url in [
+            "",
+            "example.com",
+            "//example.com/",
+            "http:/example.com/",
+            "http:example.com",
+            "http://",
+            "http:///",
+            "http:///example.com/",
+            "https://:443/",
+            "http://user@/",
+            "http://./",
+            "http://../",
+            "http://exa mple.com/",
+            " http://example.com/",
+            "http://example.com/ x",
+            "http://example.com\t/",
+            "http://exam\nple.com/",
+            "http://example.com/\r\n",
+            "http://\u{0}example.com/",
+            "http://example.com\u{7f}/",
+            "http://examp\u{85}le.com/",
+            "http://ex\u{a0}ample.com/",
+            "http://bücher.example/",
+            "http://ｅxample.com/",
+            "http://127。0。0。1/",
+            "http://a@b@127.0.0.1/",
+            "http://%31%32%37.0.0.1/",
+            "http://[fe80::1%25eth0]/",
+            "http://example.com:0/",
+            "http://example.com:65536/",
+            "http://example.com:-1/",
+            "http://[::1/",
+            "http://1.2.3.4.5/",
+            "http://256.0.0.1/",
+        ] {
+            let w = world();
+            let r = check_url(url, &all_opt_ins(), &w).expect_err(url);
+            assert_eq!(r.rule, RULE_URL, "{url:?}");
+            assert!(!r.target.contains('\n') && !r.target.contains('\t'), "{url:?}");
+            assert!(w.lookups().is_empty(), "{url:?}");
+        }
+    }
+
+    #[test]
+    fn userinfo_may_be_percent_encoded() {
+        assert_eq!(rule("http://us%40er:p%3Ass@example.com/", &all()), "ok");
+    }
+
+    #[test]
+    fn empty_host_reason() {
+        for url in ["http:///", "https://:443/", "http://user@/", "http://./"] {
+            let r = refused(url, &all());
+            assert_eq!(r.rule, RULE_URL, "{url}");
+            assert!(r.reason.contains("empty host"), "{url}: {}", r.reason);
+        }
+    }
+
+    // ---- mode: none --------------------------------------------------------------------------
+
+    #[test]
+    fn mode_none() {
+        let p = policy(NetworkMode::None, &[]);
+        let w = world();
+        let r = check_url("https://example.com/", &p, &w).unwrap_err();
+        assert_eq!(r.rule, RULE_MODE);
+        assert_eq!(r.reason, "network access disabled (network.mode: none): example.com");
+        assert_eq!(r.target, "example.com:443");
+        assert!(w.lookups().is_empty(), "mode none must not resolve");
+        assert_eq!(refused("http://8.8.8.8/", &p).rule, RULE_MODE);
+        // A name that resolves to an internal address is still just "disabled" (not resolved).
+        assert_eq!(refused("http://127.0.0.1.nip.io/", &p).rule, RULE_MODE);
+
+        let r = refused("http://127.0.0.1/", &p);
+        assert_eq!(r.rule, RULE_PRIVATE);
+        assert!(r.reason.starts_with("SSRF attempt to internal network: 127.0.0.1"), "{}", r.reason);
+        for url in ["http://10.0.0.1/", "http://[::1]/", "http://localhost:3000/", "http://0.0.0.0/"] {
+            assert_eq!(refused(url, &p).rule, RULE_PRIVATE, "{url}");
+        }
+        // Opt-ins do not open anything with mode: none.
+        let p = NetworkPolicy { allow_private: true, allow_loopback: true, allow_link_local: true, ..p };
+        assert_eq!(refused("http://10.0.0.1/", &p).rule, RULE_PRIVATE);
+    }
+
+    // ---- mode: all ---------------------------------------------------------------------------
+
+    #[test]
+    fn mode_all() {
+        let d = ok("http://93.184.216.34/", &all());
+        assert_eq!((d.host.as_str(), d.addresses.clone()), ("93.184.216.34", vec![ip("93.184.216.34")]));
+        let r = refused("http://10.0.0.1/", &all());
+        assert_eq!(r.rule, RULE_PRIVATE);
+        assert!(r.reason.contains("allow with network.allow_private"), "{}", r.reason);
+        assert_eq!(rule("http://10.0.0.1/", &NetworkPolicy { allow_loopback: true, ..all() }), RULE_PRIVATE);
+        assert_eq!(rule("http://10.0.0.1/", &NetworkPolicy { allow_private: true, ..all() }), "ok");
+        let d = ok("https://api.example.com/v1", &all());
+        assert_eq!(d.addresses, vec![ip("93.184.216.35"), ip("2606:2800:220:1::1")]);
+    }
+
+    #[test]
+    fn names_resolving_inside_are_refused() {
+        assert_eq!(rule("http://127.0.0.1.nip.io/", &all()), RULE_PRIVATE);
+        assert_eq!(rule("http://mapped.test/", &all()), RULE_PRIVATE);
+        assert_eq!(rule("http://mapped.test/", &NetworkPolicy { allow_private: true, ..all() }), "ok");
+        let r = refused("http://127.0.0.1.nip.io/", &all());
+        assert!(r.reason.contains("127.0.0.1.nip.io resolves to 127.0.0.1 (loopback"), "{}", r.reason);
+    }
+
+    #[test]
+    fn every_resolved_address_is_checked() {
+        let r = refused("http://mixed.test/", &all());
+        assert_eq!(r.rule, RULE_PRIVATE);
+        assert!(r.reason.contains("192.168.1.10"), "{}", r.reason);
+        let wild = policy(NetworkMode::Allowlist, &["*.test"]);
+        assert_eq!(rule("http://mixed.test/", &wild), RULE_PRIVATE);
+    }
+
+    #[test]
+    fn resolution_fails_closed() {
+        let r = refused("http://nowhere.invalid/", &all());
+        assert_eq!(r.rule, RULE_RESOLVE);
+        assert!(r.reason.contains("nowhere.invalid"), "{}", r.reason);
+        assert_eq!(rule("http://empty.test/", &all()), RULE_RESOLVE);
+        let p = policy(NetworkMode::Allowlist, &["nowhere.invalid"]);
+        assert_eq!(rule("http://nowhere.invalid/", &p), RULE_RESOLVE);
+    }
+
+    #[test]
+    fn resolve_off_skips_lookups() {
+        let p = NetworkPolicy { resolve: false, ..all() };
+        let w = world();
+        let d = check_url("http://127.0.0.1.nip.io/", &p, &w).unwrap();
+        assert!(d.addresses.is_empty());
+        assert!(w.lookups().is_empty());
+        // Literals, loopback and metadata names are still judged without a resolver.
+        assert_eq!(rule("http://127.0.0.1/", &p), RULE_PRIVATE);
+        assert_eq!(rule("http://localhost/", &p), RULE_PRIVATE);
+        assert_eq!(rule("http://metadata.google.internal/", &p), RULE_METADATA);
+    }
+
+    #[test]
+    fn localhost_is_loopback_without_resolving() {
+        for url in ["http://localhost/", "http://LOCALHOST.:8080/", "http://api.localhost/", "http://ip6-localhost/"] {
+            let w = world();
+            let r = check_url(url, &all(), &w).expect_err(url);
+            assert_eq!(r.rule, RULE_PRIVATE, "{url}");
+            assert!(w.lookups().is_empty(), "{url}");
+        }
+        let d = ok("http://localhost:3000/", &NetworkPolicy { allow_loopback: true, ..all() });
+        assert_eq!(d.addresses, vec![ip("127.0.0.1"), ip("::1")]);
+        let d = ok("http://localhost:3000/", &policy(NetworkMode::Allowlist, &["localhost:3000"]));
+        assert_eq!((d.host.as_str(), d.port), ("localhost", 3000));
+        assert_eq!(rule("http://evil.localhost/", &policy(NetworkMode::Allowlist, &["*.localhost"])), RULE_PRIVATE);
+    }
+
+    // ---- mode: allowlist ---------------------------------------------------------------------
+
+    #[test]
+    fn allowlist_requires_a_match() {
+        let p = policy(NetworkMode::Allowlist, &["api.example.com:443", "*.example.org", "allowed.test"]);
+        let w = FakeWorld::new(&[("a.example.org", &["93.184.216.40"]), ("api.example.com", &["93.184.216.35"])]);
+        assert!(check_url("https://api.example.com/", &p, &w).is_ok());
+        assert!(check_url("https://a.example.org/", &p, &w).is_ok());
+        let r = check_url("https://example.org/", &p, &w).unwrap_err();
+        assert_eq!(r.rule, RULE_ALLOWED_HOSTS);
+        assert_eq!(r.reason, "example.org:443 is not in network.allowed_hosts");
+        assert_eq!(rule("https://example.com/", &p), RULE_ALLOWED_HOSTS);
+        assert_eq!(rule("https://api.example.com.evil.test/", &p), RULE_ALLOWED_HOSTS);
+    }
+
+    #[test]
+    fn allowlist_port_mismatch() {
+        let p = policy(NetworkMode::Allowlist, &["api.example.com:443"]);
+        let r = refused("http://api.example.com/", &p);
+        assert_eq!(r.rule, RULE_ALLOWED_HOSTS);
+        assert_eq!(r.target, "api.example.com:80");
+        assert_eq!(rule("https://api.example.com:8443/", &p), RULE_ALLOWED_HOSTS);
+        assert_eq!(rule("http://api.example.com:443/", &p), "ok");
+    }
+
+    #[test]
+    fn wildcard_never_admits_internal_exact_does() {
+        let wild = policy(NetworkMode::Allowlist, &["*.nip.io"]);
+        let r = refused("http://127.0.0.1.nip.io/", &wild);
+        assert_eq!(r.rule, RULE_PRIVATE);
+        assert!(r.reason.contains("127.0.0.1.nip.io resolves to 127.0.0.1"), "{}", r.reason);
+        assert_eq!(rule("http://10.0.0.5.nip.io/", &wild), RULE_PRIVATE);
+        assert_eq!(rule("http://10.0.0.5.nip.io/", &NetworkPolicy { allow_private: true, ..wild.clone() }), "ok");
+
+        let exact = policy(NetworkMode::Allowlist, &["127.0.0.1.nip.io"]);
+        let d = ok("http://127.0.0.1.nip.io/", &exact);
+        assert_eq!((d.host.as_str(), d.addresses.clone()), ("127.0.0.1.nip.io", vec![ip("127.0.0.1")]));
+        // Exact wins even when a wildcard also matches.
+        let both = policy(NetworkMode::Allowlist, &["*.nip.io", "127.0.0.1.nip.io"]);
+        assert_eq!(rule("http://127.0.0.1.nip.io/", &both), "ok");
+        assert_eq!(rule("http://10.0.0.5.nip.io/", &both), RULE_PRIVATE);
+        // An exact entry on another port is no match at all.
+        let other_port = policy(NetworkMode::Allowlist, &["*.nip.io", "127.0.0.1.nip.io:8080"]);
+        assert_eq!(rule("http://127.0.0.1.nip.io/", &other_port), RULE_PRIVATE);
+    }
+
+    #[test]
+    fn allowlist_ip_literals() {
+        let p = policy(NetworkMode::Allowlist, &["127.0.0.1:8080", "[::1]:9000", "10.0.0.1"]);
+        for url in ["http://127.0.0.1:8080/", "http://0x7f000001:8080/", "http://127.1:8080/", "http://[::ffff:127.0.0.1]:8080/", "http://[::1]:9000/", "http://10.0.0.1:1234/"] {
+            assert_eq!(rule(url, &p), "ok", "{url}");
+        }
+        for url in ["http://127.0.0.1/", "http://127.0.0.2:8080/", "http://[::1]:8080/", "http://[64:ff9b::7f00:1]:8080/"] {
+            assert_eq!(rule(url, &p), RULE_ALLOWED_HOSTS, "{url}");
+        }
+        // A name-shaped wildcard never matches an IP literal.
+        let wild = policy(NetworkMode::Allowlist, &["*.0.0.1"]);
+        assert_eq!(rule("http://127.0.0.1/", &wild), RULE_ALLOWED_HOSTS);
+    }
+
+    #[test]
+    fn allowlist_match_kinds() {
+        let pats: Vec<HostPattern> = ["*.example.com", "api.example.com", "1.2.3.4:80"].iter().map(|h| HostPattern::parse(h).unwrap()).collect();
+        let name = |n: &str| Target::Name(n.into());
+        assert_eq!(allowlist_match(&pats, &name("api.example.com"), 443), Some(HostMatch::Exact));
+        assert_eq!(allowlist_match(&pats, &name("x.example.com"), 443), Some(HostMatch::Wildcard));
+        assert_eq!(allowlist_match(&pats, &name("example.com"), 443), None);
+        assert_eq!(allowlist_match(&pats, &Target::Ip(ip("1.2.3.4")), 80), Some(HostMatch::Exact));
+        assert_eq!(allowlist_match(&pats, &Target::Ip(ip("::ffff:1.2.3.4")), 80), Some(HostMatch::Exact));
+        assert_eq!(allowlist_match(&pats, &Target::Ip(ip("1.2.3.4")), 81), None);
+    }
+
+    // ---- robustness --------------------------------------------------------------------------
+
+    #[test]
+    fn odd_inputs_never_panic() {
+        let pieces = [
+            "", "http", "HTTP", "https", "file", ":", "//", "/", "\\", "@", "@@", "[", "]", "[::1]", "[::ffff:", "%", "%00",
+            "%zz", "?", "#", ":80", ":65535", ":99999", ":", "127.1", "0x", "0x7f000001", "09", "1.2.3.4.5", "..", ".", "é",
+            "\u{0}", "\u{202e}", "xn--", "xn--nxasmq6b", "localhost", "metadata", "a.b", " ", "\t", "*", "[v1.x]", "2130706433",
+        ];
+        let mut inputs: Vec<String> = Vec::new();
+        for a in &pieces {
+            for b in &pieces {
+                inputs.push(format!("http://{a}{b}/"));
+                inputs.push(format!("{a}://{b}"));
+                inputs.push(format!("https://u@{a}:{b}"));
+            }
+        }
+        // A few hundred pseudo-random strings over an alphabet of troublemakers.
+        let alphabet: Vec<char> = "htps:/\\@[]%.0123456789abcdefx?#: \u{0}é\u{ff0e}-_*".chars().collect();
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..500 {
+            let mut s = String::from("http://");
+            for _ in 0..(seed % 24) {
+                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s.push(alphabet[(seed >> 33) as usize % alphabet.len()]);
+            }
+            inputs.push(s);
+        }
+        inputs.push("x".repeat(100_000));
+        inputs.push(format!("http://{}/", "a.".repeat(5000)));
+        let policies = [all(), all_opt_ins(), policy(NetworkMode::None, &[]), policy(NetworkMode::Allowlist, &["*.b", "a.b", "127.0.0.1"])];
+        let w = world();
+        for s in &inputs {
+            for p in &policies {
+                if let Ok(d) = check_url(s, p, &w) {
+                    assert!(d.scheme == "http" || d.scheme == "https", "{s:?}");
+                    assert!(!d.host.is_empty() && d.port != 0, "{s:?}");
+                }
+                let _ = parse_ip_literal(s);
+            }
+        }
+        assert!(inputs.len() > 500);
+    }
+}
