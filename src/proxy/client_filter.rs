@@ -234,16 +234,15 @@ enum One {
 /// The -32001 error for a refused request.
 pub fn refusal(id: &Value, decision: &Decision) -> Vec<u8> {
     let d = decision.denial.as_ref().expect("a refused decision has a denial");
-    let mut data = json!({ "rule": d.rule, "reason": d.reason });
-    if let Some(c) = &d.capability {
-        data["capability"] = json!(c);
-    }
-    if let Some(r) = &d.resource {
-        data["resource"] = json!(r);
-    }
-    if let Some(t) = &decision.tool {
-        data["tool"] = json!(t);
-    }
+    // Always the same members (null where there is nothing to name), so clients can rely on them.
+    let capability = d.capability.clone().or_else(|| decision.accesses.first().map(|a| a.capability.clone()));
+    let mut data = json!({
+        "rule": d.rule,
+        "reason": d.reason,
+        "capability": capability,
+        "resource": d.resource,
+        "tool": decision.tool,
+    });
     if d.approval_required {
         data["approval_required"] = json!(true);
     }
