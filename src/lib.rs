@@ -6,6 +6,7 @@
 //! of a server does.
 
 pub mod check;
+pub mod exit;
 pub mod jsonrpc;
 pub mod policy;
 pub mod profile;

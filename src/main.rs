@@ -1,1 +1,46 @@
-fn main() {}
+//! Entry point: parse the command line, set up logging, dispatch, map errors to exit codes.
+
+mod cli;
+mod commands;
+
+use clap::Parser;
+
+use capjail::exit;
+use cli::{Cli, LogFormat};
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => exit::USAGE,
+            };
+            // clap prints help to stdout and errors to stderr.
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    init_logging(&cli.log);
+    let code = commands::dispatch(cli.command);
+    std::process::exit(code);
+}
+
+fn init_logging(args: &cli::LogArgs) {
+    use tracing_subscriber::EnvFilter;
+    let level = if args.quiet {
+        "error"
+    } else {
+        match args.verbose {
+            0 => "info",
+            1 => "debug",
+            _ => "trace",
+        }
+    };
+    let filter = EnvFilter::try_from_env("CAPJAIL_LOG").unwrap_or_else(|_| EnvFilter::new(format!("capjail={level},warn")));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    match args.log_format {
+        LogFormat::Text => builder.with_ansi(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

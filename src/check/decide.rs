@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::net::check_url;
-use super::path::{decode, mount_for, MountRefusal, PathContext};
+use super::path::{decode, decode_all, mount_for, MountRefusal, PathContext};
 use super::rules::{evaluate, RuleVerdict};
 use super::tools::{check_tool, ToolRefusal};
 use super::{Access, Denial, Resource, World};
@@ -208,7 +208,7 @@ fn declared_arg(
                 None => None,
             };
             for s in strings(a.kind == ArgKind::PathList)? {
-                out.push(path_access(ctx, cap, s, base.as_deref())?);
+                out.extend(path_access(ctx, cap, s, base.as_deref())?);
             }
         }
         ArgKind::Url | ArgKind::UrlList => {
@@ -232,7 +232,8 @@ fn declared_arg(
     Ok(())
 }
 
-fn path_access(ctx: &Context, capability: &str, written: &str, base: Option<&Path>) -> Result<Access, Denial> {
+/// The accesses for one path argument (two when decoding is ambiguous, see `decode_all`).
+fn path_access(ctx: &Context, capability: &str, written: &str, base: Option<&Path>) -> Result<Vec<Access>, Denial> {
     let pctx;
     let paths = match base {
         Some(b) => {
@@ -241,15 +242,20 @@ fn path_access(ctx: &Context, capability: &str, written: &str, base: Option<&Pat
         }
         None => ctx.paths,
     };
-    let decoded = decode(written, paths).map_err(|e| {
+    let decoded = decode_all(written, paths).map_err(|e| {
         let mut d = Denial::new("filesystem.path", format!("Path blocked by policy: {e}"));
         d.capability = Some(capability.into());
         d.resource = Some(written.into());
         d
     })?;
-    let resolved = ctx.world.resolve_path(&decoded);
-    let capability = if capability.starts_with("filesystem.") { capability.to_string() } else { "filesystem.write".to_string() };
-    Ok(Access { capability, resource: Resource::Path { written: written.into(), resolved } })
+    let capability = if capability.starts_with("filesystem.") { capability } else { "filesystem.write" };
+    Ok(decoded
+        .iter()
+        .map(|p| Access {
+            capability: capability.to_string(),
+            resource: Resource::Path { written: written.into(), resolved: ctx.world.resolve_path(p) },
+        })
+        .collect())
 }
 
 fn url_access(ctx: &Context, capability: &str, written: &str) -> Result<Option<Access>, Denial> {
@@ -258,7 +264,8 @@ fn url_access(ctx: &Context, capability: &str, written: &str) -> Result<Option<A
         return Ok(None); // inline data, nothing is fetched
     }
     if lower.starts_with("file:") {
-        return path_access(ctx, "filesystem.read", written, None).map(Some);
+        let mut v = path_access(ctx, "filesystem.read", written, None)?;
+        return Ok(v.pop());
     }
     let capability = if capability.starts_with("network.") { capability } else { "network.fetch" };
     match check_url(written, &ctx.policy.network, ctx.world) {
@@ -314,7 +321,7 @@ fn scan_value(ctx: &Context, fs_capability: &str, v: &Value, out: &mut Vec<Acces
         Value::String(s) => {
             let lower = s.to_ascii_lowercase();
             if lower.starts_with("file:") {
-                out.push(path_access(ctx, fs_capability, s, None)?);
+                out.extend(path_access(ctx, fs_capability, s, None)?);
             } else if looks_like_url(s) {
                 if lower.starts_with("http://") || lower.starts_with("https://") || !uri_context {
                     if let Some(a) = url_access(ctx, "network.fetch", s)? {
@@ -322,7 +329,7 @@ fn scan_value(ctx: &Context, fs_capability: &str, v: &Value, out: &mut Vec<Acces
                     }
                 }
             } else if !uri_context && looks_like_path(s) {
-                out.push(path_access(ctx, fs_capability, s, None)?);
+                out.extend(path_access(ctx, fs_capability, s, None)?);
             }
         }
         Value::Array(items) => {
@@ -424,3 +431,7 @@ pub fn resolved_paths(d: &Decision) -> Vec<PathBuf> {
         })
         .collect()
 }
+
+#[cfg(test)]
+#[path = "decide_tests.rs"]
+mod tests;

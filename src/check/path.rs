@@ -36,6 +36,25 @@ pub struct PathContext {
     pub home: Option<PathBuf>,
 }
 
+/// Every path a server might open for `written`: the percent-decoded one, and — when the text
+/// has a `%` that decoding changes — the literal one too (servers differ on decoding; both
+/// must be inside the policy).
+pub fn decode_all(written: &str, ctx: &PathContext) -> Result<Vec<PathBuf>, PathError> {
+    let decoded = decode(written, ctx)?;
+    if written.contains('%') && strip_scheme(written, "file:").is_none() {
+        let literal = decode_literal(written, ctx)?;
+        if literal != decoded {
+            return Ok(vec![decoded, literal]);
+        }
+    }
+    Ok(vec![decoded])
+}
+
+/// Like [`decode`] but without percent-decoding.
+fn decode_literal(written: &str, ctx: &PathContext) -> Result<PathBuf, PathError> {
+    finish(written, written.to_string(), ctx)
+}
+
 /// Decode `written` into an absolute, lexically normalised path (no symlink resolution yet).
 pub fn decode(written: &str, ctx: &PathContext) -> Result<PathBuf, PathError> {
     if written.is_empty() {
@@ -64,6 +83,10 @@ pub fn decode(written: &str, ctx: &PathContext) -> Result<PathBuf, PathError> {
     } else {
         written.to_string()
     };
+    finish(written, text, ctx)
+}
+
+fn finish(written: &str, text: String, ctx: &PathContext) -> Result<PathBuf, PathError> {
     if text.contains('\0') {
         return Err(PathError::Nul(written.to_string()));
     }
@@ -212,6 +235,14 @@ mod tests {
         assert_eq!(decode("FILE://localhost/etc/pass%77d", &c).unwrap(), PathBuf::from("/etc/passwd"));
         assert_eq!(decode("/tmp/a%20b", &c).unwrap(), PathBuf::from("/tmp/a b"));
         assert_eq!(decode("/tmp/a..b", &c).unwrap(), PathBuf::from("/tmp/a..b"));
+    }
+
+    #[test]
+    fn percent_paths_are_judged_both_ways() {
+        let c = ctx();
+        assert_eq!(decode_all("/tmp/ws%2fx", &c).unwrap(), vec![PathBuf::from("/tmp/ws/x"), PathBuf::from("/tmp/ws%2fx")]);
+        assert_eq!(decode_all("/tmp/a%zz", &c).unwrap(), vec![PathBuf::from("/tmp/a%zz")]);
+        assert_eq!(decode_all("file:///tmp/a%20b", &c).unwrap(), vec![PathBuf::from("/tmp/a b")]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod builtin;
 pub mod compile;
+pub mod effective;
 pub mod expand;
 pub mod load;
 pub mod rules;
@@ -14,6 +15,7 @@ pub mod schema;
 use std::path::PathBuf;
 
 pub use compile::compile;
+pub use effective::effective_yaml;
 pub use load::{load, load_file, load_str, PolicyError};
 pub use rules::{Rule, RuleKind, RuleSet};
 pub use schema::{MountMode, NetworkMode, PolicyFile, ToolsMode};

@@ -1,1 +1,323 @@
-//! The stdio relay.
+//! The stdio relay: the client on capjail's stdin/stdout, the server on a pipe pair.
+//!
+//! Shape: two pump threads (client -> server, server -> client) doing blocking I/O on large
+//! buffers, and the main thread running a small tokio runtime for the lifecycle (signals,
+//! grace timers, the server's exit). Blocking threads rather than async tasks for the pumps:
+//! tokio's stdin is itself a blocking thread behind a channel, and a direct thread per
+//! direction is the shape of the fastest possible relay, so the proxy costs its checks and
+//! nothing else. Every message is written with its newline in one `write` call under the
+//! client-output lock, so replies and relayed lines never interleave.
+
+pub mod catalog;
+pub mod child;
+pub mod client_filter;
+pub mod framing;
+pub mod server_filter;
+
+use std::fs::File;
+use std::io::{self, BufReader, Write};
+use std::mem::ManuallyDrop;
+use std::os::fd::FromRawFd;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use self::client_filter::{ClientFilter, DecisionSink, Outcome, Shared};
+use self::framing::{Frame, LineReader};
+use self::server_filter::{ServerFilter, ServerOutcome};
+use crate::check::path::PathContext;
+use crate::check::RealWorld;
+use crate::jsonrpc::{self, code};
+use crate::policy::Policy;
+use crate::profile::Profile;
+
+pub use child::SpawnError;
+
+/// Longest server line relayed (responses can be large: a 16 MiB file read).
+pub const MAX_SERVER_LINE_BYTES: usize = 256 * 1024 * 1024;
+const PUMP_BUFFER: usize = 256 * 1024;
+
+/// A hook that adds confinement to the server's command before it is spawned.
+pub type CommandHook = Box<dyn FnOnce(&mut Command) -> io::Result<()>>;
+
+pub struct RunConfig {
+    pub policy: Arc<Policy>,
+    pub argv: Vec<String>,
+    pub forced_profile: Option<Profile>,
+    /// The server's working directory (relative paths in tool arguments resolve against it).
+    pub cwd: PathBuf,
+    /// Check messages (proxy layer). When false, lines are relayed unchecked.
+    pub filter: bool,
+    /// Kernel confinement, applied to the command before spawning.
+    pub confine: Option<CommandHook>,
+    pub sink: Box<dyn DecisionSink>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    #[error("{0}")]
+    Setup(String),
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
+
+enum Event {
+    ClientEof,
+    ServerEof,
+    Exited(std::process::ExitStatus),
+    /// A decision could not be recorded: stop.
+    Fatal(String),
+}
+
+/// Run the server behind the proxy; returns the exit code for capjail.
+pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
+    let grace = cfg.policy.limits.grace;
+    let mut cmd = child::command(&cfg.argv);
+    cmd.current_dir(&cfg.cwd);
+    child::tie_to_parent(&mut cmd);
+    if let Some(confine) = cfg.confine {
+        confine(&mut cmd).map_err(|e| RunError::Setup(format!("cannot prepare the sandbox: {e}")))?;
+    }
+    let mut server = child::spawn(cmd, &cfg.argv[0])?;
+    let pid = server.id();
+    tracing::info!(pid, command = %cfg.argv.join(" "), policy = %cfg.policy.name, "server started");
+    let server_in = server.stdin.take().expect("piped stdin");
+    let server_out = server.stdout.take().expect("piped stdout");
+
+    // fd 1, unbuffered: every write is one whole message.
+    // SAFETY: fd 1 stays open for the life of the process; ManuallyDrop never closes it.
+    let client_out = Arc::new(Mutex::new(ManuallyDrop::new(unsafe { File::from_raw_fd(1) })));
+    let shared = Arc::new(Mutex::new(Shared {
+        catalog: catalog::SessionCatalog::new(cfg.forced_profile, &cfg.argv),
+        watched: Default::default(),
+    }));
+    if let Some(p) = shared.lock().expect("shared").catalog.profile() {
+        tracing::info!(profile = %p.name, "profile picked by command line");
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let mut filter = ClientFilter {
+        policy: cfg.policy.clone(),
+        paths: PathContext { cwd: cfg.cwd.clone(), home },
+        world: Box::new(RealWorld),
+        shared: shared.clone(),
+        sink: cfg.sink,
+    };
+    let checking = cfg.filter;
+    let max_line = cfg.policy.limits.max_line_bytes;
+    {
+        let tx = tx.clone();
+        let out = client_out.clone();
+        std::thread::Builder::new().name("client->server".into()).spawn(move || {
+            let r = pump_client(&mut filter, checking, max_line, server_in, &out);
+            if let Err(e) = &r {
+                if e.kind() == io::ErrorKind::Other {
+                    let _ = tx.send(Event::Fatal(e.to_string()));
+                    return;
+                }
+                tracing::debug!("client pump ended: {e}");
+            }
+            let _ = tx.send(Event::ClientEof);
+        })?;
+    }
+    {
+        let tx = tx.clone();
+        let out = client_out.clone();
+        let mut sfilter = ServerFilter { shared: shared.clone() };
+        std::thread::Builder::new().name("server->client".into()).spawn(move || {
+            if let Err(e) = pump_server(&mut sfilter, checking, server_out, &out) {
+                tracing::debug!("server pump ended: {e}");
+            }
+            let _ = tx.send(Event::ServerEof);
+        })?;
+    }
+    {
+        let tx = tx.clone();
+        std::thread::Builder::new().name("wait".into()).spawn(move || {
+            if let Ok(status) = server.wait() {
+                let _ = tx.send(Event::Exited(status));
+            }
+        })?;
+    }
+    drop(tx);
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let code = rt.block_on(lifecycle(pid, grace, &mut rx))?;
+    if let Ok(mut out) = client_out.lock() {
+        let _ = out.flush();
+    }
+    Ok(code)
+}
+
+async fn lifecycle(pid: u32, grace: Duration, rx: &mut mpsc::UnboundedReceiver<Event>) -> Result<i32, RunError> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut sigquit = signal(SignalKind::quit())?;
+    // Escalation: None, then SIGTERM at the first deadline, SIGKILL at the second.
+    let mut deadline: Option<tokio::time::Instant> = None;
+    let mut next_signal = libc::SIGTERM;
+    let mut fatal: Option<String> = None;
+    let mut stdout_closed = false;
+    let status = loop {
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(Event::ClientEof) => {
+                    tracing::debug!("client closed stdin; the server got EOF");
+                    deadline.get_or_insert(tokio::time::Instant::now() + grace);
+                }
+                Some(Event::ServerEof) => stdout_closed = true,
+                Some(Event::Exited(status)) => break status,
+                Some(Event::Fatal(msg)) => {
+                    tracing::error!("{msg}; stopping the server");
+                    fatal = Some(msg);
+                    child::signal_group(pid, libc::SIGTERM);
+                    next_signal = libc::SIGKILL;
+                    deadline = Some(tokio::time::Instant::now() + grace);
+                }
+                None => return Err(RunError::Setup("lost track of the server process".into())),
+            },
+            _ = sigint.recv() => forward(pid, libc::SIGINT, grace, &mut deadline, &mut next_signal),
+            _ = sigterm.recv() => forward(pid, libc::SIGTERM, grace, &mut deadline, &mut next_signal),
+            _ = sighup.recv() => forward(pid, libc::SIGHUP, grace, &mut deadline, &mut next_signal),
+            _ = sigquit.recv() => forward(pid, libc::SIGQUIT, grace, &mut deadline, &mut next_signal),
+            _ = sleep => {
+                tracing::info!(signal = next_signal, "server still running after the grace period; signalling it");
+                child::signal_group(pid, next_signal);
+                next_signal = libc::SIGKILL;
+                deadline = Some(tokio::time::Instant::now() + grace);
+            }
+        }
+    };
+    // Let the last responses drain, then make sure nothing of the server's tree survives.
+    if !stdout_closed {
+        let drain = async {
+            while let Some(ev) = rx.recv().await {
+                if matches!(ev, Event::ServerEof) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(grace.max(Duration::from_millis(200)), drain).await;
+    }
+    child::signal_group(pid, libc::SIGKILL);
+    let code = child::exit_code(status);
+    tracing::info!(code, "server exited");
+    match fatal {
+        Some(msg) => Err(RunError::Setup(msg)),
+        None => Ok(code),
+    }
+}
+
+fn forward(pid: u32, sig: libc::c_int, grace: Duration, deadline: &mut Option<tokio::time::Instant>, next: &mut libc::c_int) {
+    tracing::info!(signal = sig, "forwarding signal to the server");
+    child::signal_group(pid, sig);
+    // If the server ignores it, escalate to SIGKILL after the grace period.
+    *next = libc::SIGKILL;
+    *deadline = Some(tokio::time::Instant::now() + grace);
+}
+
+fn write_client(out: &Mutex<ManuallyDrop<File>>, line: &[u8]) -> io::Result<()> {
+    let mut out = out.lock().map_err(|_| io::Error::other("client output lock poisoned"))?;
+    out.write_all(line)
+}
+
+/// Client -> server. Returns `ErrorKind::Other` only for a fatal audit failure.
+fn pump_client(
+    filter: &mut ClientFilter,
+    checking: bool,
+    max_line: usize,
+    mut server_in: std::process::ChildStdin,
+    out: &Mutex<ManuallyDrop<File>>,
+) -> io::Result<()> {
+    // SAFETY: fd 0 stays open for the life of the process; ManuallyDrop never closes it.
+    let stdin = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
+    let mut reader = LineReader::new(BufReader::with_capacity(PUMP_BUFFER, &*stdin), max_line);
+    let mut buf = Vec::new();
+    loop {
+        match reader.next_into(&mut buf) {
+            Ok(Frame::Eof) => return Ok(()),
+            Ok(Frame::TooLong(n)) => {
+                tracing::warn!("refused a client message of {n} bytes (limit {max_line})");
+                let mut line = jsonrpc::error_response(
+                    &serde_json::Value::Null,
+                    code::INVALID_REQUEST,
+                    &format!("Invalid Request: message of {n} bytes exceeds capjail's limit of {max_line} bytes"),
+                    None,
+                );
+                line.push(b'\n');
+                write_client(out, &line)?;
+            }
+            Ok(Frame::Line(mut line)) => {
+                let outcome = if checking {
+                    filter.on_line(&line).map_err(|e| io::Error::other(format!("cannot record a decision: {e}")))?
+                } else if line.iter().all(u8::is_ascii_whitespace) {
+                    Outcome::Drop
+                } else {
+                    Outcome::Forward
+                };
+                match outcome {
+                    Outcome::Forward => {
+                        line.push(b'\n');
+                        if let Err(e) = server_in.write_all(&line) {
+                            tracing::debug!("server stdin closed: {e}");
+                            return Ok(());
+                        }
+                    }
+                    Outcome::Reply(mut reply) => {
+                        reply.push(b'\n');
+                        write_client(out, &reply)?;
+                    }
+                    Outcome::Drop => {}
+                }
+                buf = line;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Server -> client.
+fn pump_server(
+    filter: &mut ServerFilter,
+    checking: bool,
+    server_out: std::process::ChildStdout,
+    out: &Mutex<ManuallyDrop<File>>,
+) -> io::Result<()> {
+    let mut reader = LineReader::new(BufReader::with_capacity(PUMP_BUFFER, server_out), MAX_SERVER_LINE_BYTES);
+    let mut buf = Vec::new();
+    loop {
+        match reader.next_into(&mut buf)? {
+            Frame::Eof => return Ok(()),
+            Frame::TooLong(n) => tracing::error!("dropped a server message of {n} bytes (limit {MAX_SERVER_LINE_BYTES})"),
+            Frame::Line(mut line) => {
+                let outcome = if checking { filter.on_line(&line) } else { ServerOutcome::Forward };
+                match outcome {
+                    ServerOutcome::Forward => {
+                        line.push(b'\n');
+                        write_client(out, &line)?;
+                    }
+                    ServerOutcome::Drop(reason) => {
+                        if reason != "blank line" {
+                            tracing::warn!("dropped a server message: {reason}");
+                        }
+                    }
+                }
+                buf = line;
+            }
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Command-line definitions (clap) only.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub const EXIT_CODES: &str = "\
+EXIT STATUS:
+  capjail run    the server's exit status (128+N if a signal N ended it)
+  capjail check  0 if every line is allowed, 1 if any is denied
+  any command    120 internal error, 122 kernel confinement required but not available,
+                 123 audit log error, 124 policy or profile error, 125 usage error,
+                 126 the server command cannot be executed, 127 the server command was not found";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "capjail",
+    version,
+    about = "A sandbox for MCP servers: one policy, enforced on the stdio JSON-RPC stream and in the kernel",
+    long_about = "capjail spawns a stdio MCP server and stands between it and the MCP client. Every \
+JSON-RPC message is parsed strictly and every tool call is mapped to capabilities, paths and URLs \
+and checked against the policy; refused calls get a JSON-RPC error (-32001) and never reach the \
+server. stdout carries protocol only; logs go to stderr.",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// More logging on stderr (-v: debug, -vv: trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Log line format on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Check messages on the stdio stream only
+    Proxy,
+    /// Confine the server in the kernel only (Linux)
+    Kernel,
+    /// Both layers (the default on Linux)
+    Full,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run an MCP server behind the policy: capjail run [OPTIONS] -- CMD [ARGS...]
+    #[command(after_help = EXIT_CODES)]
+    Run(RunArgs),
+    /// Dry run: read JSON-RPC lines on stdin and print the verdict for each, without a server
+    #[command(after_help = "Prints one JSON object per input line. Exit status: 0 if every line is allowed, 1 if any is denied, 124 policy error.")]
+    Check(CheckArgs),
+    /// List, show and validate policies
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    /// Built-in policy name (strict, readonly, workspace, capfence) or a YAML file [default: strict]
+    #[arg(long, short = 'p', env = "CAPJAIL_POLICY", value_name = "NAME|FILE")]
+    pub policy: Option<String>,
+    /// Directory that `${CAPJAIL_WORKSPACE}` stands for in policies (readonly's /workspace)
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// Force a server profile (built-in name or YAML file) instead of detecting it
+    #[arg(long, value_name = "NAME|FILE")]
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Which layers enforce the policy
+    #[arg(long, value_enum, default_value_t = Mode::Proxy)]
+    pub mode: Mode,
+    /// Working directory of the server (relative paths in tool calls resolve against it)
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Longest accepted client message in bytes (overrides the policy's proxy.max_line_bytes)
+    #[arg(long, value_name = "BYTES")]
+    pub max_line_bytes: Option<usize>,
+    /// The MCP server command and its arguments
+    #[arg(required = true, last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Working directory to resolve relative paths against [default: the current directory]
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Print one line of text per verdict instead of JSON
+    #[arg(long)]
+    pub text: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// List the built-in policies
+    List,
+    /// Print the effective policy as YAML (a built-in name or a file)
+    Show {
+        #[arg(value_name = "NAME|FILE")]
+        policy: String,
+        /// Directory that `${CAPJAIL_WORKSPACE}` stands for
+        #[arg(long, value_name = "DIR")]
+        workspace: Option<PathBuf>,
+    },
+    /// Validate a policy file; errors name file, line and column
+    Validate {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}

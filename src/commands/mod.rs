@@ -1,0 +1,54 @@
+//! One function per subcommand; each returns capjail's exit code.
+
+mod check;
+mod policy;
+mod run;
+
+use std::path::Path;
+
+use capjail::exit;
+use capjail::policy::{builtin, Policy, PolicyError};
+
+use crate::cli::{Command, PolicyArgs};
+
+pub fn dispatch(command: Command) -> i32 {
+    match command {
+        Command::Run(args) => run::run(args),
+        Command::Check(args) => check::check(args),
+        Command::Policy(cmd) => policy::policy(cmd),
+    }
+}
+
+/// Load the policy named on the command line (or the default), with `--workspace` applied.
+pub fn load_policy(args: &PolicyArgs) -> Result<Policy, i32> {
+    set_workspace(args.workspace.as_deref())?;
+    let name = args.policy.as_deref().unwrap_or(builtin::DEFAULT);
+    capjail::policy::load(name).map_err(|e| report_policy_error(&e))
+}
+
+pub fn set_workspace(dir: Option<&Path>) -> Result<(), i32> {
+    if let Some(dir) = dir {
+        let abs = std::path::absolute(dir).map_err(|e| {
+            eprintln!("capjail: --workspace {}: {e}", dir.display());
+            exit::USAGE
+        })?;
+        // Read by the policy's `${CAPJAIL_WORKSPACE}` expansion. Set before any thread starts.
+        std::env::set_var("CAPJAIL_WORKSPACE", abs);
+    }
+    Ok(())
+}
+
+pub fn report_policy_error(e: &PolicyError) -> i32 {
+    eprintln!("capjail: policy error: {e}");
+    exit::POLICY
+}
+
+pub fn load_profile(name: Option<&str>) -> Result<Option<capjail::profile::Profile>, i32> {
+    match name {
+        None => Ok(None),
+        Some(n) => capjail::profile::load(n).map(Some).map_err(|e| {
+            eprintln!("capjail: profile error: {e}");
+            exit::POLICY
+        }),
+    }
+}

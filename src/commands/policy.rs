@@ -1,0 +1,40 @@
+//! `capjail policy list | show | validate`.
+
+use capjail::exit;
+use capjail::policy::builtin;
+
+use crate::cli::PolicyCommand;
+
+pub fn policy(cmd: PolicyCommand) -> i32 {
+    match cmd {
+        PolicyCommand::List => {
+            for (name, summary) in builtin::summaries() {
+                let default = if name == builtin::DEFAULT { " (default)" } else { "" };
+                println!("{name:<10} {summary}{default}");
+            }
+            0
+        }
+        PolicyCommand::Show { policy, workspace } => {
+            if let Err(code) = super::set_workspace(workspace.as_deref()) {
+                return code;
+            }
+            match capjail::policy::load(&policy) {
+                Ok(p) => {
+                    print!("{}", capjail::policy::effective_yaml(&p));
+                    0
+                }
+                Err(e) => super::report_policy_error(&e),
+            }
+        }
+        PolicyCommand::Validate { file } => match capjail::policy::load_file(&file) {
+            Ok(p) => {
+                println!("{}: valid policy `{}`", file.display(), p.name);
+                0
+            }
+            Err(e) => {
+                eprintln!("capjail: {e}");
+                exit::POLICY
+            }
+        },
+    }
+}

@@ -1,0 +1,78 @@
+//! The server process: spawned in a session of its own, tied to capjail's life, stopped in
+//! steps (stdin closed -> SIGTERM -> SIGKILL) and never left behind.
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+
+/// How a spawn failed, for the exit code (126: cannot execute, 127: not found).
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("command not found: {0}")]
+    NotFound(String),
+    #[error("cannot execute {0}: {1}")]
+    CannotExecute(String, io::Error),
+    #[error("cannot start {0}: {1}")]
+    Other(String, io::Error),
+}
+
+/// Build the command with piped stdin/stdout and capjail's own stderr.
+pub fn command(argv: &[String]) -> Command {
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    cmd
+}
+
+/// Lifecycle settings applied in the child before exec: a new session (so the whole process
+/// tree can be signalled as one group, and terminal signals reach it only through capjail) and
+/// SIGKILL when capjail dies. Only async-signal-safe calls: this runs between fork and exec.
+pub fn tie_to_parent(cmd: &mut Command) {
+    let parent = std::process::id() as libc::pid_t;
+    // SAFETY: setsid, prctl and getppid are async-signal-safe and touch no Rust state.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // capjail may have died between fork and prctl: then nobody would kill us.
+            if libc::getppid() != parent {
+                libc::_exit(137);
+            }
+            Ok(())
+        });
+    }
+}
+
+pub fn spawn(mut cmd: Command, program: &str) -> Result<Child, SpawnError> {
+    cmd.spawn().map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => SpawnError::NotFound(program.to_string()),
+        io::ErrorKind::PermissionDenied => SpawnError::CannotExecute(program.to_string(), e),
+        _ if e.raw_os_error() == Some(libc::ENOEXEC) => SpawnError::CannotExecute(program.to_string(), e),
+        _ => SpawnError::Other(program.to_string(), e),
+    })
+}
+
+/// Signal the server's whole process group. ESRCH (nothing left) is not an error.
+pub fn signal_group(pgid: u32, sig: libc::c_int) {
+    // SAFETY: plain syscall.
+    let r = unsafe { libc::kill(-(pgid as libc::pid_t), sig) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::ESRCH) {
+            tracing::debug!("kill(-{pgid}, {sig}): {e}");
+        }
+    }
+}
+
+/// The exit code capjail reports for the server's status: its code, or 128 + the signal.
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(s)) => 128 + s,
+        _ => 1,
+    }
+}

@@ -1,0 +1,228 @@
+//! Client -> server: every line is parsed strictly, classified and decided. Only a message
+//! that was fully understood and allowed is forwarded, and it is forwarded byte for byte.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use super::catalog::SessionCatalog;
+use crate::check::decide::{decide, Context, Decision};
+use crate::check::path::PathContext;
+use crate::check::World;
+use crate::jsonrpc::{self, code, parse_strict, ParseError, Shape};
+use crate::policy::Policy;
+
+/// What to do with one client line.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// Send the line, unchanged, to the server.
+    Forward,
+    /// Answer the client with this line instead; nothing reaches the server.
+    Reply(Vec<u8>),
+    /// Nothing to send anywhere (a blank line, a refused notification).
+    Drop,
+}
+
+/// Requests whose responses the server-side filter must read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watched {
+    Initialize,
+    ToolsList,
+}
+
+/// State shared by the two directions.
+#[derive(Debug)]
+pub struct Shared {
+    pub catalog: SessionCatalog,
+    /// JSON text of a request id -> what its response is for.
+    pub watched: HashMap<String, Watched>,
+}
+
+pub type SharedState = Arc<Mutex<Shared>>;
+
+/// Something that wants to see every decision (the audit log, counters).
+pub trait DecisionSink: Send {
+    /// Called before the request is forwarded or refused. An error stops the proxy: a decision
+    /// that cannot be recorded is not carried out.
+    fn decided(&mut self, id: Option<&Value>, params: Option<&Value>, decision: &Decision, micros: u64) -> std::io::Result<()>;
+}
+
+/// Counts only.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub allowed: u64,
+    pub denied: u64,
+}
+
+impl DecisionSink for Counters {
+    fn decided(&mut self, _: Option<&Value>, _: Option<&Value>, d: &Decision, _: u64) -> std::io::Result<()> {
+        if d.is_allowed() {
+            self.allowed += 1
+        } else {
+            self.denied += 1
+        }
+        Ok(())
+    }
+}
+
+pub struct ClientFilter {
+    pub policy: Arc<Policy>,
+    pub paths: PathContext,
+    pub world: Box<dyn World + Send>,
+    pub shared: SharedState,
+    pub sink: Box<dyn DecisionSink>,
+}
+
+impl ClientFilter {
+    pub fn on_line(&mut self, line: &[u8]) -> std::io::Result<Outcome> {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Outcome::Drop);
+        }
+        let value = match parse_strict(line, self.policy.limits.max_depth) {
+            Ok(v) => v,
+            Err(ParseError::Syntax(m)) => {
+                tracing::warn!("refused an unparseable client message: {m}");
+                return Ok(Outcome::Reply(jsonrpc::error_response(&Value::Null, code::PARSE_ERROR, &format!("Parse error: {m}"), None)));
+            }
+            Err(ParseError::Refused(m)) => {
+                tracing::warn!("refused a client message: {m}");
+                let id = lenient_id(line);
+                return Ok(Outcome::Reply(jsonrpc::error_response(&id, code::INVALID_REQUEST, &format!("Invalid Request: {m} (refused by capjail)"), None)));
+            }
+        };
+        match &value {
+            Value::Array(items) => self.on_batch(items),
+            _ => self.on_message(&value).map(|r| match r {
+                One::Allowed => Outcome::Forward,
+                One::Refused(Some(line)) => Outcome::Reply(line),
+                One::Refused(None) => Outcome::Drop,
+            }),
+        }
+    }
+
+    /// Batches (JSON-RPC arrays; gone from MCP since 2025-06-18) are forwarded only if every
+    /// element is allowed. Otherwise the whole batch is refused: each request gets an error,
+    /// the denied ones with their own reason.
+    fn on_batch(&mut self, items: &[Value]) -> std::io::Result<Outcome> {
+        if items.is_empty() {
+            return Ok(Outcome::Reply(jsonrpc::error_response(&Value::Null, code::INVALID_REQUEST, "Invalid Request: empty batch", None)));
+        }
+        let mut results = Vec::with_capacity(items.len());
+        for item in items {
+            results.push(self.on_message(item)?);
+        }
+        if results.iter().all(|r| matches!(r, One::Allowed)) {
+            return Ok(Outcome::Forward);
+        }
+        let first_denied = results.iter().position(|r| !matches!(r, One::Allowed)).unwrap_or(0);
+        let mut errors = Vec::new();
+        for (item, r) in items.iter().zip(&results) {
+            match r {
+                One::Refused(Some(line)) => errors.push(serde_json::from_slice::<Value>(line).expect("our own JSON")),
+                One::Refused(None) => {}
+                One::Allowed => {
+                    if let Some(id) = item.get("id") {
+                        let msg = format!("capjail policy violation: batch refused because element {first_denied} was refused");
+                        errors.push(json!({"jsonrpc":"2.0","id":id,"error":{"code":code::POLICY_VIOLATION,"message":msg,"data":{"rule":"protocol.batch"}}}));
+                    }
+                }
+            }
+        }
+        tracing::warn!(elements = items.len(), "Request blocked: a batch with a refused element was refused whole");
+        if errors.is_empty() {
+            return Ok(Outcome::Drop);
+        }
+        Ok(Outcome::Reply(serde_json::to_vec(&Value::Array(errors)).expect("serialising a Value")))
+    }
+
+    fn on_message(&mut self, v: &Value) -> std::io::Result<One> {
+        let shape = match jsonrpc::shape(v) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("refused a client message: {e}");
+                let id = jsonrpc::salvage_id(v);
+                return Ok(One::Refused(Some(jsonrpc::error_response(&id, code::INVALID_REQUEST, &format!("Invalid Request: {e} (refused by capjail)"), None))));
+            }
+        };
+        match shape {
+            Shape::Request { id, method, params } => {
+                let decision = self.decide_and_record(Some(id), method, params)?;
+                if decision.is_allowed() {
+                    let watch = match method {
+                        "initialize" | "server/discover" => Some(Watched::Initialize),
+                        "tools/list" => Some(Watched::ToolsList),
+                        _ => None,
+                    };
+                    if let Some(w) = watch {
+                        self.shared.lock().expect("shared state").watched.insert(id.to_string(), w);
+                    }
+                    Ok(One::Allowed)
+                } else {
+                    Ok(One::Refused(Some(refusal(id, &decision))))
+                }
+            }
+            Shape::Notification { method, params } => {
+                let decision = self.decide_and_record(None, method, params)?;
+                Ok(if decision.is_allowed() { One::Allowed } else { One::Refused(None) })
+            }
+            // The client answering a server request (roots/list, sampling, elicitation).
+            Shape::Response { .. } => Ok(One::Allowed),
+        }
+    }
+
+    fn decide_and_record(&mut self, id: Option<&Value>, method: &str, params: Option<&Value>) -> std::io::Result<Decision> {
+        let started = Instant::now();
+        let decision = {
+            let shared = self.shared.lock().expect("shared state");
+            let ctx = Context { policy: &self.policy, catalog: &shared.catalog, paths: &self.paths, world: self.world.as_ref() };
+            decide(&ctx, method, params)
+        };
+        let micros = started.elapsed().as_micros() as u64;
+        self.sink.decided(id, params, &decision, micros)?;
+        if let Some(d) = &decision.denial {
+            tracing::warn!(
+                id = %id.map(|i| i.to_string()).unwrap_or_default(),
+                method,
+                tool = decision.tool.as_deref().unwrap_or(""),
+                rule = %d.rule,
+                "Request blocked: {}",
+                d.reason
+            );
+        } else {
+            tracing::debug!(id = %id.map(|i| i.to_string()).unwrap_or_default(), method, rule = %decision.rule, "Request allowed");
+        }
+        Ok(decision)
+    }
+}
+
+enum One {
+    Allowed,
+    /// The error line for a request, or `None` for a notification.
+    Refused(Option<Vec<u8>>),
+}
+
+/// The -32001 error for a refused request.
+pub fn refusal(id: &Value, decision: &Decision) -> Vec<u8> {
+    let d = decision.denial.as_ref().expect("a refused decision has a denial");
+    let mut data = json!({ "rule": d.rule, "reason": d.reason });
+    if let Some(c) = &d.capability {
+        data["capability"] = json!(c);
+    }
+    if let Some(r) = &d.resource {
+        data["resource"] = json!(r);
+    }
+    if let Some(t) = &decision.tool {
+        data["tool"] = json!(t);
+    }
+    if d.approval_required {
+        data["approval_required"] = json!(true);
+    }
+    jsonrpc::error_response(id, code::POLICY_VIOLATION, &format!("capjail policy violation: {}", d.reason), Some(data))
+}
+
+/// The id of a message refused by the strict parser, read leniently for the error reply.
+fn lenient_id(line: &[u8]) -> Value {
+    serde_json::from_slice::<Value>(line).map(|v| jsonrpc::salvage_id(&v)).unwrap_or(Value::Null)
+}
