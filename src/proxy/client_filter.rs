@@ -226,3 +226,83 @@ pub fn refusal(id: &Value, decision: &Decision) -> Vec<u8> {
 fn lenient_id(line: &[u8]) -> Value {
     serde_json::from_slice::<Value>(line).map(|v| jsonrpc::salvage_id(&v)).unwrap_or(Value::Null)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::RealWorld;
+    use crate::policy::{builtin, load_str, PolicySource};
+
+    fn filter() -> ClientFilter {
+        let policy = load_str(builtin::get("strict").unwrap(), PolicySource::Builtin("strict".into())).unwrap();
+        let argv = vec!["npx".to_string(), "@modelcontextprotocol/server-filesystem".to_string()];
+        ClientFilter {
+            policy: Arc::new(policy),
+            paths: PathContext { cwd: "/tmp".into(), home: None },
+            world: Box::new(RealWorld),
+            shared: Arc::new(Mutex::new(Shared { catalog: SessionCatalog::new(None, &argv), watched: HashMap::new() })),
+            sink: Box::new(Counters::default()),
+        }
+    }
+
+    fn reply(o: Outcome) -> Value {
+        match o {
+            Outcome::Reply(l) => serde_json::from_slice(&l).unwrap(),
+            other => panic!("expected a reply, got {other:?}"),
+        }
+    }
+
+    const ALLOWED: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/tmp/a"}}}"#;
+    const DENIED: &str = r#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/etc/passwd"}}}"#;
+
+    #[test]
+    fn allowed_is_forwarded_denied_is_answered() {
+        let mut f = filter();
+        assert_eq!(f.on_line(ALLOWED.as_bytes()).unwrap(), Outcome::Forward);
+        let r = reply(f.on_line(DENIED.as_bytes()).unwrap());
+        assert_eq!(r["id"], 2);
+        assert_eq!(r["error"]["code"], -32001);
+        assert!(r["error"]["message"].as_str().unwrap().starts_with("capjail policy violation: "));
+        assert_eq!(r["error"]["data"]["rule"], "filesystem.mounts");
+        assert_eq!(r["error"]["data"]["capability"], "filesystem.read");
+    }
+
+    #[test]
+    fn batches_are_forwarded_only_when_every_element_is_allowed() {
+        let mut f = filter();
+        assert_eq!(f.on_line(format!("[{ALLOWED}]").as_bytes()).unwrap(), Outcome::Forward);
+        let r = reply(f.on_line(format!("[{ALLOWED},{DENIED}]").as_bytes()).unwrap());
+        let errs = r.as_array().unwrap();
+        assert_eq!(errs.len(), 2);
+        assert_eq!(errs[0]["id"], 1);
+        assert_eq!(errs[0]["error"]["data"]["rule"], "protocol.batch");
+        assert_eq!(errs[1]["id"], 2);
+        assert_eq!(errs[1]["error"]["data"]["rule"], "filesystem.mounts");
+        assert_eq!(reply(f.on_line(b"[]").unwrap())["error"]["code"], -32600);
+        // A batch of only a refused notification: nothing to answer, nothing forwarded.
+        let n = r#"[{"jsonrpc":"2.0","method":"tools/call","params":{"name":"read_file","arguments":{"path":"/etc/passwd"}}}]"#;
+        assert_eq!(f.on_line(n.as_bytes()).unwrap(), Outcome::Drop);
+    }
+
+    #[test]
+    fn bad_input_gets_an_error_and_nothing_is_forwarded() {
+        let mut f = filter();
+        assert_eq!(reply(f.on_line(b"not json").unwrap())["error"]["code"], -32700);
+        assert_eq!(reply(f.on_line(b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"x\",\"params\":{\"a\":\"\xff\"}}").unwrap())["error"]["code"], -32700);
+        let dup = reply(f.on_line(br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/tmp/a","path":"/etc/passwd"}}}"#).unwrap());
+        assert_eq!((dup["id"].clone(), dup["error"]["code"].clone()), (serde_json::json!(4), serde_json::json!(-32600)));
+        let nojsonrpc = reply(f.on_line(br#"{"id":5,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/etc/passwd"}}}"#).unwrap());
+        assert_eq!(nojsonrpc["id"], 5);
+        assert_eq!(nojsonrpc["error"]["code"], -32600);
+        assert_eq!(f.on_line(b"   \r").unwrap(), Outcome::Drop);
+        // Still in sync.
+        assert_eq!(f.on_line(ALLOWED.as_bytes()).unwrap(), Outcome::Forward);
+    }
+
+    #[test]
+    fn watched_requests_are_remembered() {
+        let mut f = filter();
+        f.on_line(br#"{"jsonrpc":"2.0","id":"L","method":"tools/list"}"#).unwrap();
+        assert_eq!(f.shared.lock().unwrap().watched.get("\"L\""), Some(&Watched::ToolsList));
+    }
+}

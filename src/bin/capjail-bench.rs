@@ -1,0 +1,230 @@
+//! Benchmark tools (never run by the tests): a fast echo MCP server, a plain byte relay (the
+//! floor for one extra process hop), and a load client that measures a command speaking MCP on
+//! its stdio. `scripts/bench.sh` runs them direct / through the relay / through capjail.
+
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let code = match args.first().map(String::as_str) {
+        Some("echo-server") => echo_server(),
+        Some("relay") => relay(&args[1..]),
+        Some("load") => load(&args[1..]),
+        _ => {
+            eprintln!("usage: capjail-bench echo-server | relay -- CMD... | load SCENARIO [N] [BYTES] -- CMD...");
+            eprintln!("scenarios: roundtrip N | pipelined N | large N BYTES | startup N");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+/// Answers initialize, tools/list and tools/call. A call with `{"bytes": N}` gets a text of N
+/// bytes back; any other call gets a ~200-byte answer.
+fn echo_server() -> i32 {
+    let stdin = std::io::stdin();
+    let mut input = BufReader::with_capacity(256 * 1024, stdin.lock());
+    let mut out = BufWriter::with_capacity(256 * 1024, std::io::stdout().lock());
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match input.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => return 0,
+            Ok(_) => {}
+        }
+        let v: serde_json::Value = match serde_json::from_slice(&line) {
+            Ok(v) => v,
+            Err(_) => continue,
+        };
+        let Some(id) = v.get("id") else { continue };
+        let method = v.get("method").and_then(|m| m.as_str()).unwrap_or("");
+        let result = match method {
+            "initialize" => serde_json::json!({"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": "bench-echo", "version": "1"}}),
+            "tools/list" => serde_json::json!({"tools": [{"name": "echo", "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}, "bytes": {"type": "integer"}}}}]}),
+            _ => {
+                let n = v.pointer("/params/arguments/bytes").and_then(|b| b.as_u64()).unwrap_or(0) as usize;
+                let text = if n > 0 { "x".repeat(n) } else { "echo: the quick brown fox jumps over the lazy dog".to_string() };
+                serde_json::json!({"content": [{"type": "text", "text": text}]})
+            }
+        };
+        let resp = serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result});
+        let _ = serde_json::to_writer(&mut out, &resp);
+        let _ = out.write_all(b"\n");
+        let _ = out.flush();
+    }
+}
+
+/// Two threads copying bytes, large buffers: the cheapest possible extra hop.
+fn relay(args: &[String]) -> i32 {
+    let cmd = after_dashes(args);
+    let mut child = Command::new(&cmd[0]).args(&cmd[1..]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawn");
+    let mut cin = child.stdin.take().unwrap();
+    let mut cout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut stdin = std::io::stdin().lock();
+        while let Ok(n) = stdin.read(&mut buf) {
+            if n == 0 || cin.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+    });
+    let t = std::thread::spawn(move || {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut stdout = std::io::stdout().lock();
+        while let Ok(n) = cout.read(&mut buf) {
+            if n == 0 || stdout.write_all(&buf[..n]).is_err() || stdout.flush().is_err() {
+                break;
+            }
+        }
+    });
+    let status = child.wait().map(|s| s.code().unwrap_or(1)).unwrap_or(1);
+    let _ = t.join();
+    status
+}
+
+fn after_dashes(args: &[String]) -> Vec<String> {
+    match args.iter().position(|a| a == "--") {
+        Some(p) => args[p + 1..].to_vec(),
+        None => panic!("expected -- CMD..."),
+    }
+}
+
+struct Peer {
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: BufReader<std::process::ChildStdout>,
+}
+
+impl Peer {
+    fn start(cmd: &[String]) -> Peer {
+        let mut child = Command::new(&cmd[0]).args(&cmd[1..]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
+        let input = child.stdin.take().unwrap();
+        let output = BufReader::with_capacity(1 << 20, child.stdout.take().unwrap());
+        Peer { child, input, output }
+    }
+    fn send(&mut self, line: &[u8]) {
+        self.input.write_all(line).expect("write");
+    }
+    fn recv(&mut self, buf: &mut Vec<u8>) -> usize {
+        buf.clear();
+        self.output.read_until(b'\n', buf).expect("read")
+    }
+    fn initialize(&mut self) {
+        self.send(b"{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\",\"capabilities\":{},\"clientInfo\":{\"name\":\"bench\",\"version\":\"1\"}}}\n");
+        let mut b = Vec::new();
+        self.recv(&mut b);
+        self.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n");
+        self.send(b"{\"jsonrpc\":\"2.0\",\"id\":\"l\",\"method\":\"tools/list\"}\n");
+        self.recv(&mut b);
+    }
+    fn stop(mut self) {
+        drop(self.input);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn call(id: usize, bytes: usize) -> Vec<u8> {
+    // ~200 bytes on the wire, like a small tools/call.
+    format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"message\":\"hello from the load client, a message of about two hundred bytes\",\"bytes\":{bytes}}}}}}}\n").into_bytes()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+/// Prints one JSON object with the scenario's numbers.
+fn load(args: &[String]) -> i32 {
+    let scenario = args.first().map(String::as_str).unwrap_or("roundtrip");
+    let n: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let cmd = after_dashes(args);
+    let mut buf = Vec::with_capacity(1 << 20);
+    match scenario {
+        "roundtrip" => {
+            let mut p = Peer::start(&cmd);
+            p.initialize();
+            let mut lat = Vec::with_capacity(n);
+            for i in 0..(n + n / 10) {
+                let msg = call(i + 1, 0);
+                let t = Instant::now();
+                p.send(&msg);
+                p.recv(&mut buf);
+                if i >= n / 10 {
+                    lat.push(t.elapsed().as_secs_f64() * 1e6);
+                }
+            }
+            p.stop();
+            lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            println!("{{\"scenario\":\"roundtrip\",\"n\":{n},\"p50_us\":{:.1},\"p99_us\":{:.1}}}", percentile(&lat, 0.5), percentile(&lat, 0.99));
+        }
+        "pipelined" => {
+            let mut p = Peer::start(&cmd);
+            p.initialize();
+            let Peer { child, mut input, mut output } = p;
+            let writer = std::thread::spawn(move || {
+                let mut w = BufWriter::with_capacity(1 << 16, &mut input);
+                for i in 0..n {
+                    w.write_all(&call(i + 1, 0)).unwrap();
+                }
+                w.flush().unwrap();
+                drop(w);
+                input
+            });
+            let t = Instant::now();
+            for _ in 0..n {
+                buf.clear();
+                output.read_until(b'\n', &mut buf).expect("read");
+            }
+            let secs = t.elapsed().as_secs_f64();
+            let input = writer.join().unwrap();
+            Peer { child, input, output }.stop();
+            println!("{{\"scenario\":\"pipelined\",\"n\":{n},\"msgs_per_s\":{:.0}}}", n as f64 / secs);
+        }
+        "large" => {
+            let bytes: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1 << 20);
+            let mut p = Peer::start(&cmd);
+            p.initialize();
+            let t = Instant::now();
+            let mut total = 0usize;
+            for i in 0..n {
+                p.send(&call(i + 1, bytes));
+                total += p.recv(&mut buf);
+            }
+            let secs = t.elapsed().as_secs_f64();
+            p.stop();
+            println!("{{\"scenario\":\"large\",\"n\":{n},\"bytes\":{bytes},\"mb_per_s\":{:.1}}}", total as f64 / secs / 1e6);
+        }
+        "startup" => {
+            let mut times = Vec::with_capacity(n);
+            for _ in 0..n {
+                let t = Instant::now();
+                let mut p = Peer::start(&cmd);
+                p.send(b"{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\",\"capabilities\":{},\"clientInfo\":{\"name\":\"bench\",\"version\":\"1\"}}}\n");
+                p.recv(&mut buf);
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+                p.stop();
+            }
+            times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            println!("{{\"scenario\":\"startup\",\"n\":{n},\"p50_ms\":{:.2},\"p90_ms\":{:.2}}}", percentile(&times, 0.5), percentile(&times, 0.9));
+        }
+        other => {
+            eprintln!("unknown scenario {other}");
+            return 2;
+        }
+    }
+    0
+}
