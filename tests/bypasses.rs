@@ -573,3 +573,22 @@ fn network_none_refuses_even_the_lab_host() {
     assert!(iso.hits_with(&mk).is_empty());
     assert!(!reached(&log).contains(&mk));
 }
+
+// ----- the probes through capjail with a permissive policy -------------------------------------
+
+/// With `--mode proxy` and a policy that allows everything, the same attacks go through capjail:
+/// the denials above come from the policy, not from a relay that breaks everything.
+#[test]
+fn permissive_policy_lets_the_attacks_through() {
+    let lab = Lab::new();
+    let pol = lab.permissive_policy();
+    let mut s = SessionBuilder::capjail(&["--mode", "proxy", "--policy", pol.to_str().unwrap()], fs_server(&[&lab.root])).spawn();
+    s.initialize();
+    let (_, r) = call(&mut s, "read_text_file", json!({"path": lab.p("ws/link_dir/id_rsa")}));
+    assert_tool_ok(&r, &lab.secret);
+    let (_, r) = call(&mut s, "write_file", json!({"path": lab.p("ws_evil/planted.txt"), "content": "planted"}));
+    assert_tool_ok(&r, "");
+    assert!(lab.exists("ws_evil/planted.txt"));
+    s.finish();
+    lab.assert_leaked(&s);
+}

@@ -286,3 +286,37 @@ fn stdout_is_protocol_only_with_json_logs() {
     assert!(err.lines().any(|l| serde_json::from_str::<Value>(l).is_ok()), "--log-format json should log JSON lines on stderr:\n{err}");
     lab.assert_no_leak(&s);
 }
+
+// ----- the error contract ------------------------------------------------------------------------
+
+/// Every policy violation carries `error.data` with rule, capability, resource and reason (null
+/// when there is none), whatever layer of the policy refused it: a mount, a tool list, a rule.
+#[test]
+fn error_data_carries_every_contract_field() {
+    let lab = Lab::new();
+    let log = lab.path("logs/naive.log");
+    let capfence = lab.policy("capfence-like", &format!(
+        "deny:\n- capability: shell.execute\nrequire_approval:\n- capability: database.write\nallow:\n- capability: filesystem.read\n  path_prefix: {}\n",
+        lab.ws_s()
+    ));
+    let profile = fixture("naive_profile.yaml");
+    let cases: Vec<(&str, std::path::PathBuf, &str, Value)> = vec![
+        ("mount", lab.ws_rw_policy(), "read_text_file", json!({"path": lab.p("secret/id_rsa")})),
+        ("tools.blocked", lab.ws_rw_policy(), "run_command", json!({"command": "id"})),
+        ("tools.allowed", lab.ws_ro_policy(), "write_file", json!({"path": lab.p("ws/x"), "content": "x"})),
+        ("deny rule", capfence.clone(), "run_command", json!({"command": "id"})),
+        ("approval", capfence, "execute_sql", json!({"query": "DELETE FROM t"})),
+    ];
+    let mut bad = Vec::new();
+    for (what, pol, tool, args) in cases {
+        let mut s = SessionBuilder::capjail(&["--policy", pol.to_str().unwrap(), "--profile", profile.to_str().unwrap()], naive_server(&lab.root, &log)).spawn();
+        s.initialize();
+        let r = s.call_tool(tool, args);
+        let data = r.pointer("/error/data").cloned().unwrap_or(Value::Null);
+        let missing: Vec<&str> = ["rule", "capability", "resource", "reason"].into_iter().filter(|k| data.get(*k).is_none()).collect();
+        if r.pointer("/error/code") != Some(&json!(-32001)) || !missing.is_empty() {
+            bad.push(format!("{what}: missing {missing:?} in {r}"));
+        }
+    }
+    assert!(bad.is_empty(), "error.data must carry rule, capability, resource, reason:\n{}", bad.join("\n"));
+}
