@@ -1,13 +1,12 @@
 //! Client -> server: every line is parsed strictly, classified and decided. Only a message
 //! that was fully understood and allowed is forwarded, and it is forwarded byte for byte.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::catalog::SessionCatalog;
+pub use super::session::{id_key, Pending, ServerRequest, Shared};
 use crate::check::decide::{decide, Context, Decision};
 use crate::check::path::PathContext;
 use crate::check::World;
@@ -19,25 +18,12 @@ use crate::policy::Policy;
 pub enum Outcome {
     /// Send the line, unchanged, to the server.
     Forward,
+    /// Send this line to the server instead (a roots/list answer narrowed to the mounts).
+    ForwardRewritten(Vec<u8>),
     /// Answer the client with this line instead; nothing reaches the server.
     Reply(Vec<u8>),
     /// Nothing to send anywhere (a blank line, a refused notification).
     Drop,
-}
-
-/// Requests whose responses the server-side filter must read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Watched {
-    Initialize,
-    ToolsList,
-}
-
-/// State shared by the two directions.
-#[derive(Debug)]
-pub struct Shared {
-    pub catalog: SessionCatalog,
-    /// JSON text of a request id -> what its response is for.
-    pub watched: HashMap<String, Watched>,
 }
 
 pub type SharedState = Arc<Mutex<Shared>>;
@@ -96,6 +82,7 @@ impl ClientFilter {
             Value::Array(items) => self.on_batch(items),
             _ => self.on_message(&value).map(|r| match r {
                 One::Allowed => Outcome::Forward,
+                One::Rewritten(line) => Outcome::ForwardRewritten(line),
                 One::Refused(Some(line)) => Outcome::Reply(line),
                 One::Refused(None) => Outcome::Drop,
             }),
@@ -116,14 +103,27 @@ impl ClientFilter {
         if results.iter().all(|r| matches!(r, One::Allowed)) {
             return Ok(Outcome::Forward);
         }
+        if results.iter().all(|r| matches!(r, One::Allowed | One::Rewritten(_))) {
+            // Responses in a batch that capjail would narrow: refuse rather than half-rewrite.
+            tracing::warn!("refused a batch holding a roots/list answer");
+        }
+        // Nothing of a refused batch reaches the server: forget the requests it would have sent.
+        {
+            let mut shared = self.shared.lock().expect("shared state");
+            for (item, r) in items.iter().zip(&results) {
+                if let (One::Allowed, Some(id), Some(_)) = (r, item.get("id"), item.get("method")) {
+                    shared.pending.remove(&id_key(id));
+                }
+            }
+        }
         let first_denied = results.iter().position(|r| !matches!(r, One::Allowed)).unwrap_or(0);
         let mut errors = Vec::new();
         for (item, r) in items.iter().zip(&results) {
             match r {
                 One::Refused(Some(line)) => errors.push(serde_json::from_slice::<Value>(line).expect("our own JSON")),
                 One::Refused(None) => {}
-                One::Allowed => {
-                    if let Some(id) = item.get("id") {
+                One::Allowed | One::Rewritten(_) => {
+                    if let (Some(id), Some(_)) = (item.get("id"), item.get("method")) {
                         let msg = format!("capjail policy violation: batch refused because element {first_denied} was refused");
                         errors.push(json!({"jsonrpc":"2.0","id":id,"error":{"code":code::POLICY_VIOLATION,"message":msg,"data":{"rule":"protocol.batch"}}}));
                     }
@@ -148,27 +148,53 @@ impl ClientFilter {
         };
         match shape {
             Shape::Request { id, method, params } => {
+                let key = id_key(id);
+                if self.shared.lock().expect("shared state").pending.contains_key(&key) {
+                    tracing::warn!(id = %key, "refused a request whose id is already in flight");
+                    return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: this id is already in use by a request in flight (refused by capjail)", None))));
+                }
                 let decision = self.decide_and_record(Some(id), method, params)?;
+                let mut shared = self.shared.lock().expect("shared state");
                 if decision.is_allowed() {
-                    let watch = match method {
-                        "initialize" | "server/discover" => Some(Watched::Initialize),
-                        "tools/list" => Some(Watched::ToolsList),
-                        _ => None,
+                    let pending = match method {
+                        "initialize" | "server/discover" => Pending::Initialize,
+                        "tools/list" => Pending::ToolsList,
+                        _ => Pending::Plain,
                     };
-                    if let Some(w) = watch {
-                        self.shared.lock().expect("shared state").watched.insert(id.to_string(), w);
-                    }
+                    shared.pending.insert(key, pending);
                     Ok(One::Allowed)
                 } else {
+                    shared.remember_refused(key);
                     Ok(One::Refused(Some(refusal(id, &decision))))
                 }
             }
             Shape::Notification { method, params } => {
+                if method == "notifications/cancelled" {
+                    if let Some(rid) = params.and_then(|p| p.get("requestId")) {
+                        if self.shared.lock().expect("shared state").was_refused(&id_key(rid)) {
+                            tracing::debug!(request = %rid, "dropped the cancellation of a request capjail refused");
+                            return Ok(One::Refused(None));
+                        }
+                    }
+                }
                 let decision = self.decide_and_record(None, method, params)?;
                 Ok(if decision.is_allowed() { One::Allowed } else { One::Refused(None) })
             }
             // The client answering a server request (roots/list, sampling, elicitation).
-            Shape::Response { .. } => Ok(One::Allowed),
+            Shape::Response { id } => {
+                let asked = self.shared.lock().expect("shared state").server_requests.remove(&id_key(id));
+                match asked {
+                    None => {
+                        tracing::warn!(id = %id, "dropped a client response to a request the server never sent");
+                        Ok(One::Refused(None))
+                    }
+                    Some(ServerRequest::Plain) => Ok(One::Allowed),
+                    Some(ServerRequest::RootsList) => match super::roots::narrow_roots_response(v, &self.policy) {
+                        Some(rewritten) => Ok(One::Rewritten(rewritten)),
+                        None => Ok(One::Allowed),
+                    },
+                }
+            }
         }
     }
 
@@ -199,6 +225,8 @@ impl ClientFilter {
 
 enum One {
     Allowed,
+    /// Allowed, but forward this instead.
+    Rewritten(Vec<u8>),
     /// The error line for a request, or `None` for a notification.
     Refused(Option<Vec<u8>>),
 }
@@ -231,6 +259,7 @@ fn lenient_id(line: &[u8]) -> Value {
 mod tests {
     use super::*;
     use crate::check::RealWorld;
+    use crate::proxy::catalog::SessionCatalog;
     use crate::policy::{builtin, load_str, PolicySource};
 
     fn filter() -> ClientFilter {
@@ -240,7 +269,7 @@ mod tests {
             policy: Arc::new(policy),
             paths: PathContext { cwd: "/tmp".into(), home: None },
             world: Box::new(RealWorld),
-            shared: Arc::new(Mutex::new(Shared { catalog: SessionCatalog::new(None, &argv), watched: HashMap::new() })),
+            shared: Arc::new(Mutex::new(Shared::new(SessionCatalog::new(None, &argv)))),
             sink: Box::new(Counters::default()),
         }
     }
@@ -271,13 +300,16 @@ mod tests {
     fn batches_are_forwarded_only_when_every_element_is_allowed() {
         let mut f = filter();
         assert_eq!(f.on_line(format!("[{ALLOWED}]").as_bytes()).unwrap(), Outcome::Forward);
-        let r = reply(f.on_line(format!("[{ALLOWED},{DENIED}]").as_bytes()).unwrap());
+        let allowed_too = ALLOWED.replace("\"id\":1", "\"id\":11");
+        let r = reply(f.on_line(format!("[{allowed_too},{DENIED}]").as_bytes()).unwrap());
         let errs = r.as_array().unwrap();
         assert_eq!(errs.len(), 2);
-        assert_eq!(errs[0]["id"], 1);
+        assert_eq!(errs[0]["id"], 11);
         assert_eq!(errs[0]["error"]["data"]["rule"], "protocol.batch");
         assert_eq!(errs[1]["id"], 2);
         assert_eq!(errs[1]["error"]["data"]["rule"], "filesystem.mounts");
+        // The refused batch left nothing in flight: id 11 can be used again.
+        assert_eq!(f.on_line(allowed_too.as_bytes()).unwrap(), Outcome::Forward);
         assert_eq!(reply(f.on_line(b"[]").unwrap())["error"]["code"], -32600);
         // A batch of only a refused notification: nothing to answer, nothing forwarded.
         let n = r#"[{"jsonrpc":"2.0","method":"tools/call","params":{"name":"read_file","arguments":{"path":"/etc/passwd"}}}]"#;
@@ -303,6 +335,8 @@ mod tests {
     fn watched_requests_are_remembered() {
         let mut f = filter();
         f.on_line(br#"{"jsonrpc":"2.0","id":"L","method":"tools/list"}"#).unwrap();
-        assert_eq!(f.shared.lock().unwrap().watched.get("\"L\""), Some(&Watched::ToolsList));
+        assert_eq!(f.shared.lock().unwrap().pending.get("\"L\""), Some(&Pending::ToolsList));
+        // The same id again while in flight is refused.
+        assert_eq!(reply(f.on_line(br#"{"jsonrpc":"2.0","id":"L","method":"ping"}"#).unwrap())["error"]["code"], -32600);
     }
 }

@@ -12,7 +12,9 @@ pub mod catalog;
 pub mod child;
 pub mod client_filter;
 pub mod framing;
+pub mod roots;
 pub mod server_filter;
+pub mod session;
 
 use std::fs::File;
 use std::io::{self, BufReader, Write};
@@ -92,10 +94,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
     // fd 1, unbuffered: every write is one whole message.
     // SAFETY: fd 1 stays open for the life of the process; ManuallyDrop never closes it.
     let client_out = Arc::new(Mutex::new(ManuallyDrop::new(unsafe { File::from_raw_fd(1) })));
-    let shared = Arc::new(Mutex::new(Shared {
-        catalog: catalog::SessionCatalog::new(cfg.forced_profile, &cfg.argv),
-        watched: Default::default(),
-    }));
+    let shared = Arc::new(Mutex::new(Shared::new(catalog::SessionCatalog::new(cfg.forced_profile, &cfg.argv))));
     if let Some(p) = shared.lock().expect("shared").catalog.profile() {
         tracing::info!(profile = %p.name, "profile picked by command line");
     }
@@ -129,7 +128,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
     {
         let tx = tx.clone();
         let out = client_out.clone();
-        let mut sfilter = ServerFilter { shared: shared.clone() };
+        let mut sfilter = ServerFilter { shared: shared.clone(), policy: cfg.policy.clone() };
         std::thread::Builder::new().name("server->client".into()).spawn(move || {
             if let Err(e) = pump_server(&mut sfilter, checking, server_out, &out) {
                 tracing::debug!("server pump ended: {e}");
@@ -277,6 +276,13 @@ fn pump_client(
                             return Ok(());
                         }
                     }
+                    Outcome::ForwardRewritten(mut rewritten) => {
+                        rewritten.push(b'\n');
+                        if let Err(e) = server_in.write_all(&rewritten) {
+                            tracing::debug!("server stdin closed: {e}");
+                            return Ok(());
+                        }
+                    }
                     Outcome::Reply(mut reply) => {
                         reply.push(b'\n');
                         write_client(out, &reply)?;
@@ -309,6 +315,10 @@ fn pump_server(
                     ServerOutcome::Forward => {
                         line.push(b'\n');
                         write_client(out, &line)?;
+                    }
+                    ServerOutcome::Rewritten(mut rewritten) => {
+                        rewritten.push(b'\n');
+                        write_client(out, &rewritten)?;
                     }
                     ServerOutcome::Drop(reason) => {
                         if reason != "blank line" {

@@ -1,21 +1,44 @@
-//! Server -> client: lines are relayed byte for byte, but only if they are JSON. The responses
-//! to `initialize` and `tools/list` are read on the way (to pick the profile and learn tool
-//! schemas); everything else is only validated.
+//! Server -> client: every line must be a JSON-RPC message; responses must answer a request the
+//! client made and capjail forwarded. Lines are relayed byte for byte, except `tools/list`
+//! answers, from which tools the policy blocks are removed (`tools.hide_blocked`).
+
+use std::borrow::Cow;
 
 use serde::de::IgnoredAny;
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::client_filter::{SharedState, Watched};
+use super::client_filter::SharedState;
+use super::session::{id_key, Pending, ServerRequest};
+use crate::check::tools::check_tool;
+use crate::policy::{Policy, ToolsMode};
 
 #[derive(Debug, PartialEq)]
 pub enum ServerOutcome {
     Forward,
+    /// Send this to the client instead.
+    Rewritten(Vec<u8>),
     /// Not sent to the client; the reason is logged.
     Drop(String),
 }
 
 pub struct ServerFilter {
     pub shared: SharedState,
+    pub policy: std::sync::Arc<Policy>,
+}
+
+/// The members that decide what a server message is, read without building the rest.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    method: Option<Cow<'a, str>>,
+    #[allow(dead_code)]
+    result: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    error: Option<IgnoredAny>,
 }
 
 impl ServerFilter {
@@ -23,30 +46,108 @@ impl ServerFilter {
         if line.iter().all(u8::is_ascii_whitespace) {
             return ServerOutcome::Drop("blank line".into());
         }
-        let watching = !self.shared.lock().expect("shared state").watched.is_empty();
-        if !watching {
-            // Fast path: validate without building a value.
-            return match serde_json::from_slice::<IgnoredAny>(line) {
-                Ok(_) => ServerOutcome::Forward,
-                Err(e) => ServerOutcome::Drop(format!("the server wrote a line that is not JSON ({e})")),
-            };
-        }
-        let v: Value = match serde_json::from_slice(line) {
-            Ok(v) => v,
-            Err(e) => return ServerOutcome::Drop(format!("the server wrote a line that is not JSON ({e})")),
+        let env: Envelope = match serde_json::from_slice(line) {
+            Ok(e) => e,
+            Err(e) => return ServerOutcome::Drop(format!("the server wrote a line that is not a JSON-RPC message ({e})")),
         };
-        let is_response = v.get("method").is_none() && (v.get("result").is_some() || v.get("error").is_some());
-        if let (true, Some(id)) = (is_response, v.get("id")) {
-            let mut shared = self.shared.lock().expect("shared state");
-            if let Some(w) = shared.watched.remove(&id.to_string()) {
-                if let Some(result) = v.get("result") {
-                    match w {
-                        Watched::Initialize => shared.catalog.on_server_info(result),
-                        Watched::ToolsList => shared.catalog.on_tools_list(result),
-                    }
+        let id = match env.id.map(|r| serde_json::from_str::<Value>(r.get())) {
+            Some(Ok(v)) => Some(v),
+            Some(Err(_)) => return ServerOutcome::Drop("unreadable id".into()),
+            None => None,
+        };
+        match (env.method, id) {
+            // A request to the client (roots/list, sampling, elicitation, ping).
+            (Some(method), Some(id)) if !id.is_null() => {
+                let kind = if method == "roots/list" { ServerRequest::RootsList } else { ServerRequest::Plain };
+                self.shared.lock().expect("shared state").server_requests.insert(id_key(&id), kind);
+                ServerOutcome::Forward
+            }
+            (Some(_), _) => ServerOutcome::Forward, // a notification
+            (None, Some(Value::Null)) => ServerOutcome::Forward, // an error about an unparseable message
+            (None, Some(id)) => {
+                let pending = self.shared.lock().expect("shared state").pending.remove(&id_key(&id));
+                match pending {
+                    None => ServerOutcome::Drop(format!("the server answered id {id}, which no forwarded request has")),
+                    Some(Pending::Plain) => ServerOutcome::Forward,
+                    Some(kind) => self.read_answer(kind, line),
                 }
             }
+            (None, None) => ServerOutcome::Drop("the server wrote a JSON value that is not a JSON-RPC message".into()),
         }
-        ServerOutcome::Forward
+    }
+
+    /// `initialize` and `tools/list` answers: learn from them, and hide blocked tools.
+    fn read_answer(&mut self, kind: Pending, line: &[u8]) -> ServerOutcome {
+        let Ok(mut v) = serde_json::from_slice::<Value>(line) else { return ServerOutcome::Forward };
+        let Some(result) = v.get("result") else { return ServerOutcome::Forward };
+        let mut shared = self.shared.lock().expect("shared state");
+        match kind {
+            Pending::Initialize => {
+                shared.catalog.on_server_info(result);
+                ServerOutcome::Forward
+            }
+            Pending::ToolsList => {
+                shared.catalog.on_tools_list(result);
+                drop(shared);
+                let tp = &self.policy.tools;
+                if !tp.hide_blocked || tp.mode == ToolsMode::All {
+                    return ServerOutcome::Forward;
+                }
+                let Some(tools) = v.pointer_mut("/result/tools").and_then(Value::as_array_mut) else { return ServerOutcome::Forward };
+                let before = tools.len();
+                tools.retain(|t| t.get("name").and_then(Value::as_str).is_some_and(|n| check_tool(n, tp).is_ok()));
+                if tools.len() == before {
+                    return ServerOutcome::Forward;
+                }
+                tracing::info!(hidden = before - tools.len(), "hid tools the policy blocks from tools/list");
+                ServerOutcome::Rewritten(serde_json::to_vec(&v).expect("serialising a Value"))
+            }
+            Pending::Plain => ServerOutcome::Forward,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::catalog::SessionCatalog;
+    use crate::proxy::session::Shared;
+    use std::sync::{Arc, Mutex};
+
+    fn filter(policy: &str) -> ServerFilter {
+        let policy = crate::policy::load_str(policy, crate::policy::PolicySource::Inline).unwrap();
+        ServerFilter { shared: Arc::new(Mutex::new(Shared::new(SessionCatalog::new(None, &[])))), policy: Arc::new(policy) }
+    }
+
+    #[test]
+    fn responses_must_answer_a_forwarded_request() {
+        let mut f = filter("filesystem: {mode: any}\n");
+        f.shared.lock().unwrap().pending.insert("1".into(), Pending::Plain);
+        assert_eq!(f.on_line(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#), ServerOutcome::Forward);
+        assert!(matches!(f.on_line(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#), ServerOutcome::Drop(_)));
+        assert!(matches!(f.on_line(br#"{"jsonrpc":"2.0","id":"1","result":{}}"#), ServerOutcome::Drop(_)));
+        assert!(matches!(f.on_line(b"Server running on stdio"), ServerOutcome::Drop(_)));
+        assert!(matches!(f.on_line(br#"{"jsonrpc":"2.0","id":"#), ServerOutcome::Drop(_)));
+        assert!(matches!(f.on_line(b"[1,2]"), ServerOutcome::Drop(_)));
+        assert_eq!(f.on_line(br#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#), ServerOutcome::Forward);
+    }
+
+    #[test]
+    fn server_requests_are_remembered() {
+        let mut f = filter("filesystem: {mode: any}\n");
+        assert_eq!(f.on_line(br#"{"jsonrpc":"2.0","id":7,"method":"roots/list"}"#), ServerOutcome::Forward);
+        assert_eq!(f.shared.lock().unwrap().server_requests.get("7"), Some(&ServerRequest::RootsList));
+    }
+
+    #[test]
+    fn blocked_tools_are_hidden() {
+        let mut f = filter("filesystem: {mode: any}\ntools:\n  mode: blocklist\n  blocked: [write_file]\n");
+        f.shared.lock().unwrap().pending.insert("2".into(), Pending::ToolsList);
+        let out = f.on_line(br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"read_file","inputSchema":{}},{"name":"write_file","inputSchema":{}}],"nextCursor":"c"}}"#);
+        let ServerOutcome::Rewritten(line) = out else { panic!("{out:?}") };
+        let v: Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["result"]["tools"].as_array().unwrap().len(), 1);
+        assert_eq!(v["result"]["nextCursor"], "c");
+        assert_eq!(v["id"], 2);
     }
 }

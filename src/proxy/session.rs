@@ -1,0 +1,62 @@
+//! What the two directions of one session know about each other: requests in flight both
+//! ways, the server's tools, the ids capjail refused.
+
+use std::collections::{HashMap, VecDeque};
+
+use serde_json::Value;
+
+use super::catalog::SessionCatalog;
+
+/// What to do with the server's response to a client request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pending {
+    /// Relay as it is.
+    Plain,
+    /// `initialize` / `server/discover`: read `serverInfo` to pick a profile.
+    Initialize,
+    /// `tools/list`: learn schemas, hide blocked tools.
+    ToolsList,
+}
+
+/// A request the server sent to the client, whose answer capjail must see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerRequest {
+    Plain,
+    /// `roots/list`: the answer is intersected with the policy's mounts.
+    RootsList,
+}
+
+/// How many refused ids are remembered (to drop their cancellations).
+const REFUSED_MEMORY: usize = 4096;
+
+#[derive(Debug)]
+pub struct Shared {
+    pub catalog: SessionCatalog,
+    /// Client requests forwarded and not yet answered, by id key.
+    pub pending: HashMap<String, Pending>,
+    /// Server requests relayed to the client and not yet answered, by id key.
+    pub server_requests: HashMap<String, ServerRequest>,
+    refused: VecDeque<String>,
+}
+
+impl Shared {
+    pub fn new(catalog: SessionCatalog) -> Shared {
+        Shared { catalog, pending: HashMap::new(), server_requests: HashMap::new(), refused: VecDeque::new() }
+    }
+
+    pub fn remember_refused(&mut self, key: String) {
+        if self.refused.len() == REFUSED_MEMORY {
+            self.refused.pop_front();
+        }
+        self.refused.push_back(key);
+    }
+
+    pub fn was_refused(&self, key: &str) -> bool {
+        self.refused.iter().any(|k| k == key)
+    }
+}
+
+/// The key of a JSON-RPC id: its canonical JSON text, so `1` and `"1"` differ and escapes do not.
+pub fn id_key(id: &Value) -> String {
+    id.to_string()
+}
