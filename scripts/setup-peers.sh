@@ -1,23 +1,82 @@
 #!/usr/bin/env bash
-# Install the real MCP peers used by the tests into .peers/ (git-ignored). Idempotent.
+# Install the real MCP peers (servers and client SDKs) that the end-to-end tests drive, into the
+# git-ignored .peers/ folder of the repository:
+#   .peers/node   npm packages (npm install --prefix), pinned below
+#   .peers/venv   a Python venv with mcp-server-fetch, mcp-server-git and the mcp SDK, pinned below
+# It also warms the npx cache for `npx -y @modelcontextprotocol/server-filesystem` (README demo).
+# Idempotent: a stamp file keyed on the pinned versions makes a second run a fast no-op.
+# Everything it does is reported on stderr; stdout stays empty.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-PEERS="${CAPJAIL_PEERS:-$PWD/.peers}"
-NPM_PKGS="@modelcontextprotocol/server-filesystem@2026.8.31 @modelcontextprotocol/server-everything@2026.8.31 @modelcontextprotocol/server-memory@2026.8.31"
-PIP_PKGS="mcp-server-fetch==2026.10.24 mcp-server-git==2026.10.19 mcp==2.3.0"
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PEERS="${CAPJAIL_PEERS:-$ROOT/.peers}"
+# Bound every network step (seconds).
+NET_TIMEOUT="${CAPJAIL_SETUP_TIMEOUT:-600}"
+
+# Pinned versions (checked with `npm view X version` / `pip index versions X`).
+NPM_PKGS=(
+  "@modelcontextprotocol/server-filesystem@2026.8.31"
+  "@modelcontextprotocol/server-everything@2026.8.31"
+  "@modelcontextprotocol/server-memory@2026.8.31"
+  "@modelcontextprotocol/sdk@1.32.2"
+  "@modelcontextprotocol/client@2.4.0"
+)
+PY_PKGS=(
+  "mcp-server-fetch==2026.10.24"
+  "mcp-server-git==2026.10.19"
+  "mcp==2.3.0"
+)
+NPX_WARM="@modelcontextprotocol/server-filesystem"   # exactly what the README demo runs
+STAMP_VERSION=1
+
+log() { printf 'setup-peers: %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+KEY="v${STAMP_VERSION} ${NPM_PKGS[*]} ${PY_PKGS[*]} npx:${NPX_WARM}"
 STAMP="$PEERS/.stamp"
-WANT="$NPM_PKGS | $PIP_PKGS"
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$WANT" ]; then
-  echo "setup-peers: up to date in $PEERS" >&2
+
+# What the tests need to find; a stamp alone is not enough if someone deleted a folder.
+present() {
+  [[ -f "$PEERS/node/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js" ]] &&
+  [[ -f "$PEERS/node/node_modules/@modelcontextprotocol/server-everything/package.json" ]] &&
+  [[ -f "$PEERS/node/node_modules/@modelcontextprotocol/server-memory/package.json" ]] &&
+  [[ -f "$PEERS/node/node_modules/@modelcontextprotocol/sdk/package.json" ]] &&
+  [[ -f "$PEERS/node/node_modules/@modelcontextprotocol/client/package.json" ]] &&
+  [[ -x "$PEERS/venv/bin/mcp-server-fetch" ]] &&
+  [[ -x "$PEERS/venv/bin/mcp-server-git" ]] &&
+  [[ -x "$PEERS/venv/bin/python" ]]
+}
+
+if [[ -f "$STAMP" ]] && [[ "$(cat "$STAMP")" == "$KEY" ]] && present; then
+  log "peers up to date in $PEERS (stamp matches); nothing to do"
   exit 0
 fi
+
+command -v node >/dev/null || die "node is not installed (needed for the npm peers)"
+command -v npm >/dev/null || die "npm is not installed"
+command -v python3 >/dev/null || die "python3 is not installed (needed for the Python peers)"
+
 mkdir -p "$PEERS/node"
-echo "setup-peers: npm install $NPM_PKGS" >&2
-# shellcheck disable=SC2086
-timeout 600 npm install --no-audit --no-fund --loglevel=error --prefix "$PEERS/node" $NPM_PKGS >&2
-echo "setup-peers: python venv with $PIP_PKGS" >&2
-[ -x "$PEERS/venv/bin/python" ] || python3 -m venv "$PEERS/venv"
-# shellcheck disable=SC2086
-timeout 600 "$PEERS/venv/bin/pip" install -q --disable-pip-version-check $PIP_PKGS >&2
-echo "$WANT" > "$STAMP"
-echo "setup-peers: done" >&2
+rm -f "$STAMP"
+
+log "installing npm peers into $PEERS/node: ${NPM_PKGS[*]}"
+timeout "$NET_TIMEOUT" npm install --prefix "$PEERS/node" --no-audit --no-fund --loglevel=error \
+  --save-exact "${NPM_PKGS[@]}" >&2 || die "npm install failed"
+
+if [[ ! -x "$PEERS/venv/bin/python" ]]; then
+  log "creating Python venv $PEERS/venv"
+  python3 -m venv "$PEERS/venv" >&2 || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+fi
+log "installing Python peers into $PEERS/venv: ${PY_PKGS[*]}"
+timeout "$NET_TIMEOUT" "$PEERS/venv/bin/python" -m pip install --disable-pip-version-check \
+  --quiet "${PY_PKGS[@]}" >&2 || die "pip install failed"
+
+log "warming the npx cache for $NPX_WARM"
+# The server needs a directory and exits on EOF of stdin; a failure here only hurts the README demo.
+if ! timeout 180 npx -y "$NPX_WARM" "$PEERS" </dev/null >/dev/null 2>&1; then
+  log "warning: could not warm the npx cache (the tests do not need it)"
+fi
+
+present || die "peers still missing after installation"
+printf '%s' "$KEY" >"$STAMP"
+log "peers installed in $PEERS"

@@ -1,12 +1,49 @@
 #!/usr/bin/env bash
-# THE test command: installs what the tests need (real MCP peers from npm and PyPI into .peers/)
-# and runs every test.
+# THE test command (see README): sets up the real MCP peers, makes sure the few system tools the
+# end-to-end tests need exist (installing Debian packages only when one is really missing), then
+# runs every test of the workspace with cargo-nextest (or cargo test when nextest is absent).
+#   bash scripts/test.sh [extra args for nextest / cargo test]
+# Every step is bounded in time.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/setup-peers.sh
-export CAPJAIL_PEERS="$PWD/.peers"
-if command -v cargo-nextest >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+log() { printf 'test.sh: %s\n' "$*" >&2; }
+
+# 1. System tools: `ip` (iproute2) and `unshare` (util-linux) for the network-namespace tests,
+#    python3 + venv for the Python peers and fixtures, node/npm for the npm peers.
+missing=()
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-venv)
+if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+  missing+=(python3-venv)
+fi
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if ((${#missing[@]})); then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""; [[ "$(id -u)" == 0 ]] || SUDO="sudo"
+    log "installing missing Debian packages: ${missing[*]}"
+    timeout 300 $SUDO apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive timeout 600 $SUDO apt-get install -y -qq --no-install-recommends \
+      "${missing[@]}" >&2
+  else
+    log "warning: missing ${missing[*]} and no apt-get; the tests that need them will fail"
+  fi
+fi
+
+# 2. Real peers (idempotent; a no-op when the stamp matches).
+timeout 1200 bash "$ROOT/scripts/setup-peers.sh"
+export CAPJAIL_PEERS="${CAPJAIL_PEERS:-$ROOT/.peers}"
+log "CAPJAIL_PEERS=$CAPJAIL_PEERS"
+
+# 3. The tests. Each test bounds its own waits; the whole run is bounded here as well.
+TOTAL_TIMEOUT="${CAPJAIL_TEST_TIMEOUT:-2400}"
+if cargo nextest --version >/dev/null 2>&1; then
+  log "running: cargo nextest run --workspace --no-fail-fast $*"
+  exec timeout -k 30 "$TOTAL_TIMEOUT" cargo nextest run --workspace --no-fail-fast "$@"
 else
-  cargo test --workspace --no-fail-fast
+  log "cargo-nextest not found; running: cargo test --workspace --no-fail-fast $*"
+  exec timeout -k 30 "$TOTAL_TIMEOUT" cargo test --workspace --no-fail-fast "$@"
 fi
