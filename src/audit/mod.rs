@@ -146,3 +146,6 @@ mod tests {
         assert!(resolve_location_with(Some("/tmp/x.jsonl"), &locked, &env, cwd).unwrap().is_some());
     }
 }
+
+#[cfg(test)]
+mod tests_log;

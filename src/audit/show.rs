@@ -22,20 +22,15 @@ pub struct ShowFilter {
 impl ShowFilter {
     pub fn matches(&self, r: &Map<String, Value>) -> bool {
         let field = |k: &str| r.get(k).and_then(Value::as_str);
-        self.verdict.as_deref().is_none_or_eq(field("verdict"))
-            && self.tool.as_deref().is_none_or_eq(field("tool"))
+        wanted(self.verdict.as_deref(), field("verdict"))
+            && wanted(self.tool.as_deref(), field("tool"))
             && self.since.as_deref().map_or(true, |s| field("time").is_some_and(|t| t >= s))
     }
 }
 
-trait OptEq {
-    fn is_none_or_eq(self, v: Option<&str>) -> bool;
-}
-
-impl OptEq for Option<&str> {
-    fn is_none_or_eq(self, v: Option<&str>) -> bool {
-        self.map_or(true, |want| v == Some(want))
-    }
+/// No filter, or the field has the wanted value.
+fn wanted(filter: Option<&str>, value: Option<&str>) -> bool {
+    filter.map_or(true, |want| value == Some(want))
 }
 
 /// Read `path` and render it (`json`: the matching lines as they are in the file).

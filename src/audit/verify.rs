@@ -181,15 +181,18 @@ struct Verifier<'a> {
     seq_lines: HashMap<u64, usize>,
     /// Every accepted hash -> line.
     seen: HashMap<String, usize>,
+    /// Every record's stored hash -> its first line.
+    hash_lines: HashMap<String, usize>,
     open_sessions: BTreeMap<String, usize>,
 }
 
 impl<'a> Verifier<'a> {
     fn new(lines: &'a [RawLine<'a>], parsed: &'a [Result<ParsedLine, String>]) -> Self {
-        let mut seq_lines = HashMap::new();
+        let (mut seq_lines, mut hash_lines) = (HashMap::new(), HashMap::new());
         for (l, p) in lines.iter().zip(parsed) {
             if let Ok(p) = p {
                 seq_lines.entry(p.seq).or_insert(l.no);
+                hash_lines.entry(p.hash.clone()).or_insert(l.no);
             }
         }
         Verifier {
@@ -203,6 +206,7 @@ impl<'a> Verifier<'a> {
             warnings: Vec::new(),
             seq_lines,
             seen: HashMap::new(),
+            hash_lines,
             open_sessions: BTreeMap::new(),
         }
     }
@@ -310,17 +314,10 @@ impl<'a> Verifier<'a> {
         if self.chain.last().is_some_and(|c| c.1 == p.hash) {
             return brk(no, BreakKind::Duplicated, format!("duplicate of line {}", last_line.unwrap_or(0)));
         }
-        // Out of order: the record that should come here is further down.
-        if p.seq > expected_seq {
-            if let Some(&later) = self.seq_lines.get(&expected_seq).filter(|&&l| l > no) {
-                return brk(no, BreakKind::Reordered, format!("records out of order: seq {} is here, but seq {expected_seq} comes later, at line {later}", p.seq));
-            }
-        }
-        if p.seq < expected_seq && p.seq > 0 {
-            let earlier = self.seen_seq_line(p.seq);
+        // Out of order: this record follows one that comes later in the file.
+        if let Some(&later) = self.hash_lines.get(&p.prev).filter(|&&l| l > no) {
             return brk(no, BreakKind::Reordered, format!(
-                "records out of order: seq {} here, after seq {}{}",
-                p.seq, self.last_seq, earlier.map(|l| format!(" (line {l} already has seq {})", p.seq)).unwrap_or_default()
+                "records out of order: this record (seq {}) continues the chain from line {later}, further down", p.seq
             ));
         }
         // This line is foreign and the next record continues from the line before it.
@@ -335,9 +332,16 @@ impl<'a> Verifier<'a> {
         // Lines after an earlier record are foreign: this one continues from it.
         if let Some(&from) = self.seen.get(&p.prev) {
             let first_foreign = self.chain.iter().position(|c| c.0 == from).map(|k| self.chain[k + 1].0).unwrap_or(from + 1);
+            let foreign = if first_foreign + 1 == no { format!("line {first_foreign} does") } else { format!("lines {first_foreign}..{} do", no - 1) };
             return brk(first_foreign, BreakKind::Inserted, format!(
-                "inserted record(s): line {no} continues the chain from line {from}, so lines {first_foreign}..{} do not belong to it",
-                no - 1
+                "inserted record(s): line {no} continues the chain from line {from}, so {foreign} not belong to it"
+            ));
+        }
+        // Out of order: a record moved down past others.
+        if p.seq < expected_seq && self.seq_lines.get(&p.seq).is_some_and(|&l| l < no) {
+            return brk(no, BreakKind::Reordered, format!(
+                "records out of order: seq {} here, after seq {} (line {} already has seq {})",
+                p.seq, self.last_seq, self.seq_lines[&p.seq], p.seq
             ));
         }
         if p.seq > expected_seq {
@@ -352,10 +356,6 @@ impl<'a> Verifier<'a> {
             short(&p.prev),
             last_line.map(|l| format!("line {l}")).unwrap_or_else(|| "the first record".into())
         ))
-    }
-
-    fn seen_seq_line(&self, seq: u64) -> Option<usize> {
-        self.seq_lines.get(&seq).copied()
     }
 
     fn next_record(&self, i: usize) -> Option<&ParsedLine> {
