@@ -34,7 +34,7 @@ impl Direction {
     }
 }
 
-/// One thing to record. Built by the proxy from what it already has; the log adds time,
+/// One thing to record. Built by the proxy from what it already has; the log adds the time,
 /// session, sequence and chain fields.
 #[derive(Debug, Clone)]
 pub enum Event<'a> {
@@ -132,9 +132,10 @@ impl Counts {
     }
 }
 
-/// The record for an event, without `seq`, `prev` and `hash`.
-pub fn event_record(event: &Event, session: &str, time: &str, counts: &Counts, redactor: &Redactor) -> Map<String, Value> {
-    let mut m = base("", session, time);
+/// The record for an event, without `time`, `seq`, `prev` and `hash` (the writer adds them
+/// under the file lock, so that times follow the order of the file).
+pub fn event_record(event: &Event, session: &str, counts: &Counts, redactor: &Redactor) -> Map<String, Value> {
+    let mut m = base("", session);
     match event {
         Event::SessionStart(s) => {
             m.insert("kind".into(), "session_start".into());
@@ -212,18 +213,17 @@ fn put_id(m: &mut Map<String, Value>, id: Option<&Value>) {
     }
 }
 
-fn base(kind: &str, session: &str, time: &str) -> Map<String, Value> {
+fn base(kind: &str, session: &str) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("v".into(), FORMAT_VERSION.into());
     m.insert("kind".into(), kind.into());
     m.insert("session".into(), session.into());
-    m.insert("time".into(), time.into());
     m
 }
 
 /// The `recovery` record for torn bytes found at the tail.
-pub fn recovery_record(session: &str, time: &str, torn: &[(u64, u64, String)]) -> Map<String, Value> {
-    let mut m = base("recovery", session, time);
+pub fn recovery_record(session: &str, torn: &[(u64, u64, String)]) -> Map<String, Value> {
+    let mut m = base("recovery", session);
     let list: Vec<Value> = torn.iter().map(|(o, l, h)| json!({"offset": o, "length": l, "sha256": h})).collect();
     m.insert(
         "reason".into(),

@@ -561,3 +561,70 @@ fn record_cost() {
     eprintln!("audit record cost: {per} µs per record ({} build)", if cfg!(debug_assertions) { "debug" } else { "release" });
     assert!(per < 2_000, "{per} µs per record");
 }
+
+#[test]
+fn filters_and_approvals_are_recorded_and_counted() {
+    let d = tmp();
+    let path = d.path().join("audit.jsonl");
+    let mut log = AuditLog::open(&path, false).unwrap();
+    let id = json!(9);
+    log.record(&Event::ResponseFilter(FilterEvent {
+        direction: Direction::ServerToClient,
+        id: Some(&id),
+        method: Some("tools/list"),
+        action: FilterAction::Altered,
+        reason: "hid 2 blocked tools",
+    }))
+    .unwrap();
+    log.record(&Event::Approval(ApprovalEvent { id: Some(&id), method: "tools/call", tool: Some("rm"), rule: "require_approval[0]", granted: false, by: "tty" }))
+        .unwrap();
+    log.record(&Event::SessionEnd(SessionEnd { exit_code: None, signal: Some(15) })).unwrap();
+    assert_eq!(log.counts(), Counts { allowed: 0, denied: 0, filtered: 1 });
+    let text = std::fs::read_to_string(&path).unwrap();
+    let recs: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!((recs[0]["kind"].as_str(), recs[0]["action"].as_str(), recs[0]["direction"].as_str()), (Some("response_filter"), Some("altered"), Some("server_to_client")));
+    assert_eq!((recs[1]["kind"].as_str(), recs[1]["verdict"].as_str()), (Some("approval"), Some("deny")));
+    assert_eq!((recs[2]["filtered"].as_u64(), recs[2]["signal"].as_i64()), (Some(1), Some(15)));
+    let r = verify_bytes(text.as_bytes());
+    assert!(r.error.is_none() && r.counts["approval"] == 1 && r.counts["response_filter"] == 1);
+    let table = show(&path, &ShowFilter::default(), false).unwrap();
+    assert!(table.contains("altered") && table.contains("hid 2 blocked tools"), "{table}");
+}
+
+/// Run as a child process by `two_processes_form_one_chain` (a no-op otherwise).
+#[test]
+fn child_writer() {
+    if let Ok(path) = std::env::var("CAPJAIL_AUDIT_TEST_CHILD") {
+        write_session(Path::new(&path), 200);
+    }
+}
+
+#[test]
+fn two_processes_form_one_chain() {
+    let d = tmp();
+    let path = d.path().join("audit.jsonl");
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .args(["--exact", "audit::tests_log::child_writer", "--test-threads=1"])
+                .env("CAPJAIL_AUDIT_TEST_CHILD", &path)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    write_session(&path, 200); // and this process too
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let r = verify_bytes(&std::fs::read(&path).unwrap());
+    assert!(r.error.is_none(), "{:?}", r.error);
+    assert_eq!((r.records, r.counts["session_start"]), (3 * 202, 3));
+    let pids: std::collections::BTreeSet<u64> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).unwrap()["pid"].as_u64())
+        .collect();
+    assert_eq!(pids.len(), 3);
+}

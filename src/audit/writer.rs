@@ -97,13 +97,15 @@ impl AuditLog {
     /// to the kernel; fsynced too if configured). On `Err` the proxy must not forward the
     /// request. Returns the record's sequence number.
     pub fn record(&mut self, event: &Event) -> Result<u64, AuditError> {
-        self.counts.count(event);
-        let time = rfc3339_micros(SystemTime::now());
-        let rec = event_record(event, &self.session, &time, &self.counts, &self.redactor);
+        let rec = event_record(event, &self.session, &self.counts, &self.redactor);
         let io = |source| AuditError::Io { path: self.path.clone(), source };
-        let _lock = Flock::exclusive(&self.file).map_err(io)?;
-        self.sync_head()?;
-        self.append(rec)
+        let seq = {
+            let _lock = Flock::exclusive(&self.file).map_err(io)?;
+            self.sync_head()?;
+            self.append(rec)?
+        };
+        self.counts.count(event);
+        Ok(seq)
     }
 
     /// Under the lock: make `self.head` the real chain head, writing a recovery record first
@@ -128,25 +130,31 @@ impl AuditLog {
             if !tail.terminated {
                 self.write_bytes(b"\n")?;
             }
-            let time = rfc3339_micros(SystemTime::now());
-            self.append(recovery_record(&self.session, &time, &tail.torn))?;
+            self.append(recovery_record(&self.session, &tail.torn))?;
         }
         Ok(())
     }
 
-    /// Under the lock, with `self.head` current: add the chain fields and write the line.
+    /// Under the lock, with `self.head` current: add the time and chain fields, write the line.
     fn append(&mut self, mut rec: Map<String, Value>) -> Result<u64, AuditError> {
-        let head = self.head.take().expect("head is synced under the lock");
-        let seq = head.seq + 1;
+        let (prev, seq) = match &self.head {
+            Some(h) => (h.hash.clone(), h.seq + 1),
+            None => unreachable!("the head is synced under the lock before appending"),
+        };
+        rec.insert("time".into(), rfc3339_micros(SystemTime::now()).into());
         rec.insert("seq".into(), seq.into());
-        rec.insert("prev".into(), head.hash.clone().into());
-        let (line, hash) = encode_line(&rec, &head.hash);
-        self.head = Some(head);
+        rec.insert("prev".into(), prev.as_str().into());
+        let (line, hash) = encode_line(&rec, &prev);
         self.write_bytes(&line)?;
         if self.fsync {
-            self.file.sync_data().map_err(|source| AuditError::Io { path: self.path.clone(), source })?;
+            if let Err(source) = self.file.sync_data() {
+                self.head = None; // re-read the tail next time: the line may or may not be there
+                return Err(AuditError::Io { path: self.path.clone(), source });
+            }
         }
-        self.head = Some(Head { end: self.head.as_ref().map_or(0, |h| h.end), hash, seq });
+        if let Some(h) = &mut self.head {
+            (h.hash, h.seq) = (hash, seq);
+        }
         Ok(seq)
     }
 
