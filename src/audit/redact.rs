@@ -1,0 +1,117 @@
+//! Redaction of request params: a secret's value is replaced by a digest of it.
+
+use serde_json::{json, Map, Value};
+
+use super::canon::{canonical_json, sha256_hex};
+use crate::policy::Policy;
+
+/// Key names always redacted (case-insensitive): exact names and `*` patterns.
+pub const DEFAULT_REDACT: &[&str] =
+    &["content", "password", "passwd", "token", "secret", "api_key", "apikey", "authorization", "*_token", "*_key", "*secret*"];
+
+/// Which keys are redacted. Patterns are case-insensitive; `*` matches any run of characters.
+#[derive(Debug, Clone)]
+pub struct Redactor {
+    patterns: Vec<String>,
+}
+
+impl Default for Redactor {
+    fn default() -> Self {
+        Redactor::new(std::iter::empty::<&str>())
+    }
+}
+
+impl Redactor {
+    /// The defaults plus `extra`.
+    pub fn new<S: AsRef<str>>(extra: impl IntoIterator<Item = S>) -> Redactor {
+        let mut patterns: Vec<String> = DEFAULT_REDACT.iter().map(|s| s.to_string()).collect();
+        patterns.extend(extra.into_iter().map(|s| s.as_ref().to_ascii_lowercase()));
+        Redactor { patterns }
+    }
+
+    /// The defaults plus the policy's `audit.redact`.
+    pub fn from_policy(policy: &Policy) -> Redactor {
+        Redactor::new(policy.file.audit.iter().flat_map(|a| a.redact.iter()))
+    }
+
+    pub fn is_secret(&self, key: &str) -> bool {
+        let k = key.to_ascii_lowercase();
+        self.patterns.iter().any(|p| glob(p.as_bytes(), k.as_bytes()))
+    }
+
+    /// A copy of `v` with the value of every secret key (at any depth) replaced by
+    /// `{"redacted": "sha256:<hex of the canonical JSON of the value>"}`.
+    pub fn redact(&self, v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut out = Map::with_capacity(m.len());
+                for (k, item) in m {
+                    let item = if self.is_secret(k) { redacted(item) } else { self.redact(item) };
+                    out.insert(k.clone(), item);
+                }
+                Value::Object(out)
+            }
+            Value::Array(items) => Value::Array(items.iter().map(|i| self.redact(i)).collect()),
+            other => other.clone(),
+        }
+    }
+}
+
+/// The marker that replaces a secret value.
+pub fn redacted(original: &Value) -> Value {
+    json!({ "redacted": format!("sha256:{}", sha256_hex(canonical_json(original).as_bytes())) })
+}
+
+/// Is this value (or anything inside it) a redaction marker?
+pub fn contains_redaction(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => is_marker(m) || m.values().any(contains_redaction),
+        Value::Array(items) => items.iter().any(contains_redaction),
+        _ => false,
+    }
+}
+
+fn is_marker(m: &Map<String, Value>) -> bool {
+    m.len() == 1 && m.get("redacted").and_then(Value::as_str).is_some_and(|s| s.starts_with("sha256:"))
+}
+
+/// `*` glob over bytes.
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    match p.split_first() {
+        None => s.is_empty(),
+        Some((b'*', rest)) => (0..=s.len()).any(|i| glob(rest, &s[i..])),
+        Some((c, rest)) => s.first() == Some(c) && glob(rest, &s[1..]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_patterns() {
+        let r = Redactor::new(["X-Custom"]);
+        for k in ["content", "Password", "GITHUB_TOKEN", "api_key", "ssh_key", "clientSecret", "x-custom", "Authorization"] {
+            assert!(r.is_secret(k), "{k}");
+        }
+        for k in ["path", "name", "progressToken", "keys", "url"] {
+            assert!(!r.is_secret(k), "{k}");
+        }
+    }
+
+    #[test]
+    fn redaction_keeps_a_digest_of_the_canonical_value() {
+        let r = Redactor::default();
+        let params = json!({"name": "write_file", "arguments": {"path": "/tmp/a", "content": "hunter2", "opts": {"auth_token": {"b": 1, "a": 2}}}});
+        let out = r.redact(&params);
+        assert_eq!(out["arguments"]["path"], "/tmp/a");
+        let want = format!("sha256:{}", sha256_hex(b"\"hunter2\""));
+        assert_eq!(out["arguments"]["content"], json!({"redacted": want}));
+        // Digest of the canonical form: key order of the original does not matter.
+        let want = format!("sha256:{}", sha256_hex(br#"{"a":2,"b":1}"#));
+        assert_eq!(out["arguments"]["opts"]["auth_token"]["redacted"], want);
+        assert!(!out.to_string().contains("hunter2"));
+        assert!(contains_redaction(&out["arguments"]["content"]));
+        assert!(!contains_redaction(&out["arguments"]["path"]));
+    }
+}

@@ -1,0 +1,309 @@
+//! Appending records: one `write(2)` per line under an exclusive `flock`, flushed (and
+//! optionally fsynced) before `record` returns.
+//!
+//! Several capjail processes may append to one file. Under the lock the writer compares the
+//! file size with where its own last line ended; if they differ, another writer appended (or
+//! a writer crashed mid-line), so the tail is re-read to find the chain head. A tail that does
+//! not end in `\n` is torn: it is kept, terminated with `\n`, and a `recovery` record naming
+//! its byte range continues the chain from the last complete record.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde_json::{Map, Value};
+
+use super::canon::{encode_line, parse_line, sha256_hex, GENESIS};
+use super::event::{event_record, new_session_id, recovery_record, rfc3339_micros, Counts, Event};
+use super::redact::Redactor;
+use super::AuditError;
+use crate::policy::Policy;
+
+/// Unreadable lines tolerated after the last record before appending is refused.
+const MAX_TORN_LINES: usize = 64;
+
+/// An open audit log. Not shared between threads: give each its own handle (or a `Mutex`).
+#[derive(Debug)]
+pub struct AuditLog {
+    file: File,
+    path: PathBuf,
+    fsync: bool,
+    redactor: Redactor,
+    session: String,
+    counts: Counts,
+    /// Where our last line ended, and the chain head there.
+    head: Option<Head>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Head {
+    end: u64,
+    hash: String,
+    seq: u64,
+}
+
+impl AuditLog {
+    /// Open (creating the file, mode 0600, and its directory) with the default redaction.
+    /// Repairs a torn tail right away (see the module doc).
+    pub fn open(path: &Path, fsync: bool) -> Result<AuditLog, AuditError> {
+        Self::open_with(path, fsync, Redactor::default())
+    }
+
+    /// Open with the policy's `audit.fsync` and `audit.redact`.
+    pub fn open_for_policy(path: &Path, policy: &Policy) -> Result<AuditLog, AuditError> {
+        let fsync = policy.file.audit.as_ref().and_then(|a| a.fsync).unwrap_or(false);
+        Self::open_with(path, fsync, Redactor::from_policy(policy))
+    }
+
+    pub fn open_with(path: &Path, fsync: bool, redactor: Redactor) -> Result<AuditLog, AuditError> {
+        let io = |source| AuditError::Io { path: path.to_path_buf(), source };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
+        }
+        let file = OpenOptions::new().read(true).append(true).create(true).mode(0o600).open(path).map_err(io)?;
+        let mut log = AuditLog {
+            file,
+            path: path.to_path_buf(),
+            fsync,
+            redactor,
+            session: new_session_id().map_err(io)?,
+            counts: Counts::default(),
+            head: None,
+        };
+        {
+            let _lock = Flock::exclusive(&log.file).map_err(io)?;
+            log.sync_head()?;
+        }
+        Ok(log)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn session_id(&self) -> &str {
+        &self.session
+    }
+
+    /// This session's allowed / denied / filtered tallies so far.
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// Append one event. When this returns `Ok` the line is in the file (written and flushed
+    /// to the kernel; fsynced too if configured). On `Err` the proxy must not forward the
+    /// request. Returns the record's sequence number.
+    pub fn record(&mut self, event: &Event) -> Result<u64, AuditError> {
+        let rec = event_record(event, &self.session, &self.counts, &self.redactor);
+        let io = |source| AuditError::Io { path: self.path.clone(), source };
+        let seq = {
+            let _lock = Flock::exclusive(&self.file).map_err(io)?;
+            self.sync_head()?;
+            self.append(rec)?
+        };
+        self.counts.count(event);
+        Ok(seq)
+    }
+
+    /// Under the lock: make `self.head` the real chain head, writing a recovery record first
+    /// if the tail is torn.
+    fn sync_head(&mut self) -> Result<(), AuditError> {
+        let io = |source| AuditError::Io { path: self.path.clone(), source };
+        let size = self.file.metadata().map_err(io)?.len();
+        if self.head.as_ref().is_some_and(|h| h.end == size) {
+            return Ok(());
+        }
+        let tail = scan_tail(&self.file, size).map_err(io)?;
+        let (hash, seq) = match tail.last {
+            Some(l) => l,
+            None if size == 0 || (tail.torn.len() == 1 && !tail.terminated) => (GENESIS.to_string(), 0),
+            None => return Err(AuditError::NotAnAuditLog(self.path.clone())),
+        };
+        if tail.torn.len() > MAX_TORN_LINES {
+            return Err(AuditError::CorruptTail { path: self.path.clone(), lines: tail.torn.len() });
+        }
+        self.head = Some(Head { end: size, hash, seq });
+        if !tail.torn.is_empty() {
+            if !tail.terminated {
+                self.write_bytes(b"\n")?;
+            }
+            self.append(recovery_record(&self.session, &tail.torn))?;
+        }
+        Ok(())
+    }
+
+    /// Under the lock, with `self.head` current: add the time and chain fields, write the line.
+    fn append(&mut self, mut rec: Map<String, Value>) -> Result<u64, AuditError> {
+        let (prev, seq) = match &self.head {
+            Some(h) => (h.hash.clone(), h.seq + 1),
+            None => unreachable!("the head is synced under the lock before appending"),
+        };
+        rec.insert("time".into(), rfc3339_micros(SystemTime::now()).into());
+        rec.insert("seq".into(), seq.into());
+        rec.insert("prev".into(), prev.as_str().into());
+        let (line, hash) = encode_line(&rec, &prev);
+        self.write_bytes(&line)?;
+        if self.fsync {
+            if let Err(source) = self.file.sync_data() {
+                self.head = None; // re-read the tail next time: the line may or may not be there
+                return Err(AuditError::Io { path: self.path.clone(), source });
+            }
+        }
+        if let Some(h) = &mut self.head {
+            (h.hash, h.seq) = (hash, seq);
+        }
+        Ok(seq)
+    }
+
+    /// One `write_all` on the O_APPEND descriptor; keeps `head.end` in step. On error the
+    /// head is forgotten, so the next append re-reads the tail (and repairs a partial line).
+    fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), AuditError> {
+        match (&self.file).write_all(bytes) {
+            Ok(()) => {
+                if let Some(h) = &mut self.head {
+                    h.end += bytes.len() as u64;
+                }
+                Ok(())
+            }
+            Err(source) => {
+                self.head = None;
+                Err(AuditError::Io { path: self.path.clone(), source })
+            }
+        }
+    }
+}
+
+/// What the end of a file holds.
+#[derive(Debug, Default, PartialEq)]
+struct Tail {
+    /// The last complete record: (hash, seq).
+    last: Option<(String, u64)>,
+    /// Lines after it that are not records: (offset, length without `\n`, sha256 of them).
+    torn: Vec<(u64, u64, String)>,
+    /// Does the file end with `\n` (or is it empty)?
+    terminated: bool,
+}
+
+/// Read backwards from `size` until the last complete record (or the start of the file).
+fn scan_tail(file: &File, size: u64) -> std::io::Result<Tail> {
+    let mut window: u64 = 64 * 1024;
+    loop {
+        let start = size.saturating_sub(window);
+        let mut buf = vec![0u8; (size - start) as usize];
+        file.read_exact_at(&mut buf, start)?;
+        if let Some(t) = tail_of(&buf, start) {
+            return Ok(t);
+        }
+        if start == 0 {
+            unreachable!("tail_of always decides when it sees the start of the file");
+        }
+        window *= 4;
+    }
+}
+
+/// Pure part of [`scan_tail`]: `buf` is the file from offset `start` to its end. `None`: the
+/// window holds no complete record and does not reach the start of the file.
+fn tail_of(buf: &[u8], start: u64) -> Option<Tail> {
+    let terminated = buf.last().map_or(true, |&b| b == b'\n');
+    let mut tail = Tail { terminated, ..Tail::default() };
+    if buf.is_empty() && start == 0 {
+        return Some(tail);
+    }
+    // Lines, last first: (offset in buf, bytes without `\n`).
+    let mut end = buf.len();
+    if terminated && end > 0 {
+        end -= 1;
+    }
+    loop {
+        let line_start = match buf[..end].iter().rposition(|&b| b == b'\n') {
+            Some(p) => p + 1,
+            None if start == 0 => 0,
+            None => return None, // the line may begin before the window
+        };
+        let line = &buf[line_start..end];
+        let complete = end < buf.len(); // followed by `\n`
+        match parse_line(line) {
+            Ok(p) if complete => {
+                tail.last = Some((p.hash, p.seq));
+                tail.torn.reverse();
+                return Some(tail);
+            }
+            _ => tail.torn.push((start + line_start as u64, line.len() as u64, sha256_hex(line))),
+        }
+        if line_start == 0 {
+            tail.torn.reverse();
+            return Some(tail);
+        }
+        end = line_start - 1;
+    }
+}
+
+/// An exclusive `flock(2)`, released on drop. Holds the raw descriptor: the `File` it came
+/// from must outlive the guard (both live in one `AuditLog` method).
+struct Flock(std::os::unix::io::RawFd);
+
+impl Flock {
+    fn exclusive(f: &File) -> std::io::Result<Flock> {
+        loop {
+            // SAFETY: a valid open descriptor.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return Ok(Flock(f.as_raw_fd()));
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+impl Drop for Flock {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor is still open (see the type's doc).
+        unsafe { libc::flock(self.0, libc::LOCK_UN) };
+    }
+}
+
+use std::os::unix::fs::DirBuilderExt;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::canon::encode_line;
+    use serde_json::json;
+
+    fn line(seq: u64, prev: &str) -> (Vec<u8>, String) {
+        let r = json!({"kind": "x", "seq": seq, "prev": prev});
+        encode_line(r.as_object().unwrap(), prev)
+    }
+
+    #[test]
+    fn tail_of_clean_torn_and_empty() {
+        assert_eq!(tail_of(b"", 0), Some(Tail { last: None, torn: vec![], terminated: true }));
+        let (l1, h1) = line(1, GENESIS);
+        let t = tail_of(&l1, 0).unwrap();
+        assert_eq!((t.last, t.torn.len(), t.terminated), (Some((h1.clone(), 1)), 0, true));
+
+        let mut f = l1.clone();
+        f.extend_from_slice(b"{\"kind\":\"x\",\"se");
+        let t = tail_of(&f, 0).unwrap();
+        assert_eq!(t.last, Some((h1.clone(), 1)));
+        assert_eq!(t.torn, vec![(l1.len() as u64, 15, sha256_hex(b"{\"kind\":\"x\",\"se"))]);
+        assert!(!t.terminated);
+
+        // A torn line already terminated, then another torn tail: both named, in file order.
+        let mut g = l1.clone();
+        g.extend_from_slice(b"abc\nde");
+        let t = tail_of(&g, 0).unwrap();
+        assert_eq!(t.torn.iter().map(|x| (x.0, x.1)).collect::<Vec<_>>(), vec![(l1.len() as u64, 3), (l1.len() as u64 + 4, 2)]);
+
+        // Only a torn first record.
+        let t = tail_of(b"{\"ki", 0).unwrap();
+        assert_eq!((t.last, t.torn.len()), (None, 1));
+        // A window that starts mid-line cannot decide.
+        assert_eq!(tail_of(b"xyz", 10), None);
+    }
+}
