@@ -70,6 +70,44 @@ pub enum Command {
     /// List, show and validate policies
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Verify and read audit logs
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Re-decide every request recorded in an audit log under another policy and print what changes
+    #[command(after_help = "Exit status: 0 if nothing that was denied becomes allowed, 1 if something does (gate policy changes on real traffic), 123 unreadable log, 124 policy error.")]
+    Replay {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        #[command(flatten)]
+        policy: PolicyArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check the hash chain of one or more audit logs; name the first broken record
+    #[command(after_help = "Exit status: 0 if every file verifies, 1 on any break (edited, deleted, inserted, reordered, truncated records).")]
+    Verify {
+        #[arg(value_name = "FILE", required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Print an audit log as a table (or JSON lines with --json)
+    Show {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Only decisions with this verdict
+        #[arg(long, value_parser = ["allow", "deny"])]
+        verdict: Option<String>,
+        /// Only records about this tool
+        #[arg(long)]
+        tool: Option<String>,
+        /// Only records at or after this time (RFC 3339 UTC or a prefix: 2026-11-22, 2026-11-22T12)
+        #[arg(long)]
+        since: Option<String>,
+        /// JSON lines instead of a table
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +133,10 @@ pub struct RunArgs {
     /// Working directory of the server (relative paths in tool calls resolve against it)
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
+    /// Audit log file, or `off` (only where the policy allows it)
+    /// [default: the policy's audit.path, else $XDG_STATE_HOME/capjail/audit.jsonl]
+    #[arg(long, value_name = "FILE|off", env = "CAPJAIL_AUDIT")]
+    pub audit: Option<String>,
     /// Longest accepted client message in bytes (overrides the policy's proxy.max_line_bytes)
     #[arg(long, value_name = "BYTES")]
     pub max_line_bytes: Option<usize>,

@@ -1,5 +1,6 @@
 //! One function per subcommand; each returns capjail's exit code.
 
+mod audit;
 mod check;
 mod policy;
 mod run;
@@ -16,6 +17,8 @@ pub fn dispatch(command: Command) -> i32 {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::check(args),
         Command::Policy(cmd) => policy::policy(cmd),
+        Command::Audit(cmd) => audit::audit(cmd),
+        Command::Replay { file, policy } => audit::replay(&file, &policy),
     }
 }
 

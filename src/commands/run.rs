@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use capjail::exit;
-use capjail::proxy::client_filter::Counters;
 use capjail::proxy::{run as run_proxy, RunConfig, RunError, SpawnError};
 
 use crate::cli::{Mode, RunArgs};
@@ -35,6 +34,20 @@ pub fn run(args: RunArgs) -> i32 {
         eprintln!("capjail: --mode {:?} needs the kernel layer, which this build does not have yet; use --mode proxy", args.mode);
         return exit::KERNEL_REQUIRED;
     }
+    let audit = match capjail::audit::resolve_location(args.audit.as_deref(), &policy) {
+        Ok(Some(path)) => match capjail::audit::AuditLog::open_for_policy(&path, &policy) {
+            Ok(log) => Some(log),
+            Err(e) => {
+                eprintln!("capjail: {e}");
+                return exit::AUDIT;
+            }
+        },
+        Ok(None) => None,
+        Err(e) => {
+            eprintln!("capjail: {e}");
+            return exit::AUDIT;
+        }
+    };
     let cfg = RunConfig {
         policy: Arc::new(policy),
         argv: args.command,
@@ -42,7 +55,9 @@ pub fn run(args: RunArgs) -> i32 {
         cwd,
         filter,
         confine: None,
-        sink: Box::new(Counters::default()),
+        audit,
+        mode_label: format!("{:?}", args.mode).to_lowercase(),
+        kernel_label: "not enforced (proxy mode)".into(),
     };
     match run_proxy(cfg) {
         Ok(code) => code,
@@ -53,6 +68,10 @@ pub fn run(args: RunArgs) -> i32 {
                 SpawnError::CannotExecute(..) => exit::CANNOT_EXECUTE,
                 SpawnError::Other(..) => exit::CANNOT_EXECUTE,
             }
+        }
+        Err(RunError::Audit(e)) => {
+            eprintln!("capjail: audit log: {e}");
+            exit::AUDIT
         }
         Err(e) => {
             eprintln!("capjail: {e}");

@@ -6,8 +6,10 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use super::recorder::SharedRecorder;
 pub use super::session::{id_key, Pending, ServerRequest, Shared};
-use crate::check::decide::{decide, Context, Decision};
+use crate::audit::Direction;
+use crate::check::decide::{decide, Context, Decision, ToolCatalog};
 use crate::check::path::PathContext;
 use crate::check::World;
 use crate::jsonrpc::{self, code, parse_strict, ParseError, Shape};
@@ -28,37 +30,12 @@ pub enum Outcome {
 
 pub type SharedState = Arc<Mutex<Shared>>;
 
-/// Something that wants to see every decision (the audit log, counters).
-pub trait DecisionSink: Send {
-    /// Called before the request is forwarded or refused. An error stops the proxy: a decision
-    /// that cannot be recorded is not carried out.
-    fn decided(&mut self, id: Option<&Value>, params: Option<&Value>, decision: &Decision, micros: u64) -> std::io::Result<()>;
-}
-
-/// Counts only.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub allowed: u64,
-    pub denied: u64,
-}
-
-impl DecisionSink for Counters {
-    fn decided(&mut self, _: Option<&Value>, _: Option<&Value>, d: &Decision, _: u64) -> std::io::Result<()> {
-        if d.is_allowed() {
-            self.allowed += 1
-        } else {
-            self.denied += 1
-        }
-        Ok(())
-    }
-}
-
 pub struct ClientFilter {
     pub policy: Arc<Policy>,
     pub paths: PathContext,
     pub world: Box<dyn World + Send>,
     pub shared: SharedState,
-    pub sink: Box<dyn DecisionSink>,
+    pub recorder: SharedRecorder,
 }
 
 impl ClientFilter {
@@ -186,11 +163,15 @@ impl ClientFilter {
                 match asked {
                     None => {
                         tracing::warn!(id = %id, "dropped a client response to a request the server never sent");
+                        self.filtered(Some(id), "a response to a request the server never sent", true)?;
                         Ok(One::Refused(None))
                     }
                     Some(ServerRequest::Plain) => Ok(One::Allowed),
                     Some(ServerRequest::RootsList) => match super::roots::narrow_roots_response(v, &self.policy) {
-                        Some(rewritten) => Ok(One::Rewritten(rewritten)),
+                        Some(rewritten) => {
+                            self.filtered(Some(id), "roots narrowed to the policy's mounts", false)?;
+                            Ok(One::Rewritten(rewritten))
+                        }
                         None => Ok(One::Allowed),
                     },
                 }
@@ -200,13 +181,14 @@ impl ClientFilter {
 
     fn decide_and_record(&mut self, id: Option<&Value>, method: &str, params: Option<&Value>) -> std::io::Result<Decision> {
         let started = Instant::now();
-        let decision = {
-            let shared = self.shared.lock().expect("shared state");
-            let ctx = Context { policy: &self.policy, catalog: &shared.catalog, paths: &self.paths, world: self.world.as_ref() };
-            decide(&ctx, method, params)
-        };
+        let shared = self.shared.lock().expect("shared state");
+        let ctx = Context { policy: &self.policy, catalog: &shared.catalog, paths: &self.paths, world: self.world.as_ref() };
+        let decision = decide(&ctx, method, params);
         let micros = started.elapsed().as_micros() as u64;
-        self.sink.decided(id, params, &decision, micros)?;
+        let spec = decision.tool.as_deref().and_then(|t| shared.catalog.tool(t));
+        self.recorder.lock().map_err(|_| std::io::Error::other("recorder lock poisoned"))?.decided(id, params, &decision, spec.as_deref(), micros)?;
+        drop(spec);
+        drop(shared);
         if let Some(d) = &decision.denial {
             tracing::warn!(
                 id = %id.map(|i| i.to_string()).unwrap_or_default(),
@@ -220,6 +202,13 @@ impl ClientFilter {
             tracing::debug!(id = %id.map(|i| i.to_string()).unwrap_or_default(), method, rule = %decision.rule, "Request allowed");
         }
         Ok(decision)
+    }
+}
+
+impl ClientFilter {
+    fn filtered(&mut self, id: Option<&Value>, reason: &str, dropped: bool) -> std::io::Result<()> {
+        let method = if dropped { None } else { Some("roots/list") };
+        self.recorder.lock().map_err(|_| std::io::Error::other("recorder lock poisoned"))?.filtered(Direction::ClientToServer, id, method, dropped, reason)
     }
 }
 
@@ -259,6 +248,7 @@ mod tests {
     use super::*;
     use crate::check::RealWorld;
     use crate::proxy::catalog::SessionCatalog;
+    use crate::check::decide::ToolCatalog as _;
     use crate::policy::{builtin, load_str, PolicySource};
 
     fn filter() -> ClientFilter {
@@ -269,7 +259,7 @@ mod tests {
             paths: PathContext { cwd: "/tmp".into(), home: None },
             world: Box::new(RealWorld),
             shared: Arc::new(Mutex::new(Shared::new(SessionCatalog::new(None, &argv)))),
-            sink: Box::new(Counters::default()),
+            recorder: crate::proxy::recorder::Recorder::new(None),
         }
     }
 

@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod child;
 pub mod client_filter;
 pub mod framing;
+pub mod recorder;
 pub mod roots;
 pub mod server_filter;
 pub mod session;
@@ -27,7 +28,9 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use self::client_filter::{ClientFilter, DecisionSink, Outcome, Shared};
+use self::client_filter::{ClientFilter, Outcome, Shared};
+use self::recorder::{Recorder, SharedRecorder};
+use crate::audit::{AuditLog, Direction, Event, SessionEnd, SessionStart};
 use self::framing::{Frame, LineReader};
 use self::server_filter::{ServerFilter, ServerOutcome};
 use crate::check::path::PathContext;
@@ -55,7 +58,11 @@ pub struct RunConfig {
     pub filter: bool,
     /// Kernel confinement, applied to the command before spawning.
     pub confine: Option<CommandHook>,
-    pub sink: Box<dyn DecisionSink>,
+    /// The audit log, when auditing is on.
+    pub audit: Option<AuditLog>,
+    /// For the audit log's session record: the layers in force, what the kernel enforces.
+    pub mode_label: String,
+    pub kernel_label: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,9 +73,12 @@ pub enum RunError {
     Setup(String),
     #[error("{0}")]
     Io(#[from] io::Error),
+    /// The audit log could not be written: nothing further is forwarded.
+    #[error("audit log: {0}")]
+    Audit(String),
 }
 
-enum Event {
+enum PumpEvent {
     ClientEof,
     ServerEof,
     Exited(std::process::ExitStatus),
@@ -85,7 +95,36 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
     if let Some(confine) = cfg.confine {
         confine(&mut cmd).map_err(|e| RunError::Setup(format!("cannot prepare the sandbox: {e}")))?;
     }
-    let mut server = child::spawn(cmd, &cfg.argv[0])?;
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let shared = Arc::new(Mutex::new(Shared::new(catalog::SessionCatalog::new(cfg.forced_profile, &cfg.argv))));
+    let recorder = Recorder::new(cfg.audit);
+    {
+        let profile = shared.lock().expect("shared").catalog.profile().map(|p| p.name.clone());
+        if let Some(p) = &profile {
+            tracing::info!(profile = %p, "profile picked by command line");
+        }
+        let mut r = recorder.lock().expect("recorder");
+        if let Some(log) = &mut r.audit {
+            let start = SessionStart {
+                argv: &cfg.argv,
+                policy: &cfg.policy,
+                mode: &cfg.mode_label,
+                kernel: &cfg.kernel_label,
+                cwd: &cfg.cwd,
+                home: home.as_deref(),
+                profile: profile.as_deref(),
+            };
+            log.record(&Event::SessionStart(start)).map_err(|e| RunError::Audit(e.to_string()))?;
+            tracing::info!(path = %log.path().display(), session = log.session_id(), "auditing");
+        }
+    }
+    let mut server = match child::spawn(cmd, &cfg.argv[0]) {
+        Ok(s) => s,
+        Err(e) => {
+            end_session(&recorder, None, None);
+            return Err(e.into());
+        }
+    };
     let pid = server.id();
     tracing::info!(pid, command = %cfg.argv.join(" "), policy = %cfg.policy.name, "server started");
     let server_in = server.stdin.take().expect("piped stdin");
@@ -94,19 +133,14 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
     // fd 1, unbuffered: every write is one whole message.
     // SAFETY: fd 1 stays open for the life of the process; ManuallyDrop never closes it.
     let client_out = Arc::new(Mutex::new(ManuallyDrop::new(unsafe { File::from_raw_fd(1) })));
-    let shared = Arc::new(Mutex::new(Shared::new(catalog::SessionCatalog::new(cfg.forced_profile, &cfg.argv))));
-    if let Some(p) = shared.lock().expect("shared").catalog.profile() {
-        tracing::info!(profile = %p.name, "profile picked by command line");
-    }
-    let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+    let (tx, mut rx) = mpsc::unbounded_channel::<PumpEvent>();
 
-    let home = std::env::var_os("HOME").map(PathBuf::from);
     let mut filter = ClientFilter {
         policy: cfg.policy.clone(),
         paths: PathContext { cwd: cfg.cwd.clone(), home },
         world: Box::new(RealWorld),
         shared: shared.clone(),
-        sink: cfg.sink,
+        recorder: recorder.clone(),
     };
     let checking = cfg.filter;
     let max_line = cfg.policy.limits.max_line_bytes;
@@ -117,44 +151,67 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
             let r = pump_client(&mut filter, checking, max_line, server_in, &out);
             if let Err(e) = &r {
                 if e.kind() == io::ErrorKind::Other {
-                    let _ = tx.send(Event::Fatal(e.to_string()));
+                    let _ = tx.send(PumpEvent::Fatal(e.to_string()));
                     return;
                 }
                 tracing::debug!("client pump ended: {e}");
             }
-            let _ = tx.send(Event::ClientEof);
+            let _ = tx.send(PumpEvent::ClientEof);
         })?;
     }
     {
         let tx = tx.clone();
         let out = client_out.clone();
         let mut sfilter = ServerFilter { shared: shared.clone(), policy: cfg.policy.clone() };
+        let recorder = recorder.clone();
         std::thread::Builder::new().name("server->client".into()).spawn(move || {
-            if let Err(e) = pump_server(&mut sfilter, checking, server_out, &out) {
+            if let Err(e) = pump_server(&mut sfilter, checking, server_out, &out, &recorder) {
+                if e.kind() == io::ErrorKind::Other {
+                    let _ = tx.send(PumpEvent::Fatal(e.to_string()));
+                    return;
+                }
                 tracing::debug!("server pump ended: {e}");
             }
-            let _ = tx.send(Event::ServerEof);
+            let _ = tx.send(PumpEvent::ServerEof);
         })?;
     }
     {
         let tx = tx.clone();
         std::thread::Builder::new().name("wait".into()).spawn(move || {
             if let Ok(status) = server.wait() {
-                let _ = tx.send(Event::Exited(status));
+                let _ = tx.send(PumpEvent::Exited(status));
             }
         })?;
     }
     drop(tx);
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let code = rt.block_on(lifecycle(pid, grace, &mut rx))?;
+    let outcome = rt.block_on(lifecycle(pid, grace, &mut rx));
     if let Ok(mut out) = client_out.lock() {
         let _ = out.flush();
     }
-    Ok(code)
+    match &outcome {
+        Ok((code, signal)) => end_session(&recorder, Some(*code), *signal),
+        Err(_) => end_session(&recorder, None, None),
+    }
+    outcome.map(|(code, _)| code)
 }
 
-async fn lifecycle(pid: u32, grace: Duration, rx: &mut mpsc::UnboundedReceiver<Event>) -> Result<i32, RunError> {
+fn end_session(recorder: &SharedRecorder, code: Option<i32>, signal: Option<i32>) {
+    if let Ok(mut r) = recorder.lock() {
+        let t = r.tally;
+        tracing::info!(allowed = t.allowed, denied = t.denied, filtered = t.filtered, "session summary");
+        if let Some(log) = &mut r.audit {
+            let exit_code = if signal.is_some() { None } else { code };
+            if let Err(e) = log.record(&Event::SessionEnd(SessionEnd { exit_code, signal })) {
+                tracing::error!("cannot write the end of the session to the audit log: {e}");
+            }
+        }
+    }
+}
+
+/// Returns the exit code and, when a signal ended the server, the signal.
+async fn lifecycle(pid: u32, grace: Duration, rx: &mut mpsc::UnboundedReceiver<PumpEvent>) -> Result<(i32, Option<i32>), RunError> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -174,13 +231,13 @@ async fn lifecycle(pid: u32, grace: Duration, rx: &mut mpsc::UnboundedReceiver<E
         };
         tokio::select! {
             ev = rx.recv() => match ev {
-                Some(Event::ClientEof) => {
+                Some(PumpEvent::ClientEof) => {
                     tracing::debug!("client closed stdin; the server got EOF");
                     deadline.get_or_insert(tokio::time::Instant::now() + grace);
                 }
-                Some(Event::ServerEof) => stdout_closed = true,
-                Some(Event::Exited(status)) => break status,
-                Some(Event::Fatal(msg)) => {
+                Some(PumpEvent::ServerEof) => stdout_closed = true,
+                Some(PumpEvent::Exited(status)) => break status,
+                Some(PumpEvent::Fatal(msg)) => {
                     tracing::error!("{msg}; stopping the server");
                     fatal = Some(msg);
                     child::signal_group(pid, libc::SIGTERM);
@@ -205,7 +262,7 @@ async fn lifecycle(pid: u32, grace: Duration, rx: &mut mpsc::UnboundedReceiver<E
     if !stdout_closed {
         let drain = async {
             while let Some(ev) = rx.recv().await {
-                if matches!(ev, Event::ServerEof) {
+                if matches!(ev, PumpEvent::ServerEof) {
                     break;
                 }
             }
@@ -216,8 +273,8 @@ async fn lifecycle(pid: u32, grace: Duration, rx: &mut mpsc::UnboundedReceiver<E
     let code = child::exit_code(status);
     tracing::info!(code, "server exited");
     match fatal {
-        Some(msg) => Err(RunError::Setup(msg)),
-        None => Ok(code),
+        Some(msg) => Err(RunError::Audit(msg)),
+        None => Ok((code, std::os::unix::process::ExitStatusExt::signal(&status))),
     }
 }
 
@@ -296,19 +353,30 @@ fn pump_client(
     }
 }
 
-/// Server -> client.
+/// Server -> client. Returns `ErrorKind::Other` only for a fatal audit failure.
 fn pump_server(
     filter: &mut ServerFilter,
     checking: bool,
     server_out: std::process::ChildStdout,
     out: &Mutex<ManuallyDrop<File>>,
+    recorder: &SharedRecorder,
 ) -> io::Result<()> {
+    let record = |dropped: bool, reason: &str| -> io::Result<()> {
+        recorder
+            .lock()
+            .map_err(|_| io::Error::other("recorder lock poisoned"))?
+            .filtered(Direction::ServerToClient, None, None, dropped, reason)
+            .map_err(|e| io::Error::other(format!("cannot record a filtered response: {e}")))
+    };
     let mut reader = LineReader::new(BufReader::with_capacity(PUMP_BUFFER, server_out), MAX_SERVER_LINE_BYTES);
     let mut buf = Vec::new();
     loop {
         match reader.next_into(&mut buf)? {
             Frame::Eof => return Ok(()),
-            Frame::TooLong(n) => tracing::error!("dropped a server message of {n} bytes (limit {MAX_SERVER_LINE_BYTES})"),
+            Frame::TooLong(n) => {
+                tracing::error!("dropped a server message of {n} bytes (limit {MAX_SERVER_LINE_BYTES})");
+                record(true, &format!("a server message of {n} bytes exceeds the limit of {MAX_SERVER_LINE_BYTES}"))?;
+            }
             Frame::Line(mut line) => {
                 let outcome = if checking { filter.on_line(&line) } else { ServerOutcome::Forward };
                 match outcome {
@@ -317,12 +385,14 @@ fn pump_server(
                         write_client(out, &line)?;
                     }
                     ServerOutcome::Rewritten(mut rewritten) => {
+                        record(false, "tools the policy blocks were hidden from tools/list")?;
                         rewritten.push(b'\n');
                         write_client(out, &rewritten)?;
                     }
                     ServerOutcome::Drop(reason) => {
                         if reason != "blank line" {
                             tracing::warn!("dropped a server message: {reason}");
+                            record(true, &reason)?;
                         }
                     }
                 }
