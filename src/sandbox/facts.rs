@@ -71,9 +71,35 @@ pub struct HostFacts {
     pub lib_dirs: Vec<PathBuf>,
     /// Paths the plan may mention that exist here (checked for a fixed candidate list).
     pub existing: Vec<PathBuf>,
+    /// Programs a known server runs itself (mcp-server-git -> git), with the data
+    /// directories they need that exist here.
+    pub helpers: Vec<Helper>,
     /// What could not be resolved (printed as notes in the plan).
     pub problems: Vec<String>,
 }
+
+/// A program the server is known to spawn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Helper {
+    pub name: String,
+    /// Why it is needed (`mcp-server-git runs git`).
+    pub why: String,
+    pub step: ExecStep,
+    /// Directories the helper reads or executes from (`libexec/git-core`, `share/git-core`).
+    pub dirs: Vec<PathBuf>,
+    /// Configuration files in HOME it must be able to read (existing ones only).
+    pub home_files: Vec<PathBuf>,
+}
+
+/// Known servers and the programs they spawn: (substring of the server's command or
+/// script, helper program, directories relative to the helper's prefix, files relative to
+/// HOME that the helper refuses to run without being able to read if they exist).
+/// git treats EACCES on `~/.gitconfig` as fatal; it holds name, email and settings
+/// (credentials live in `~/.git-credentials`, which stays unreachable).
+pub const KNOWN_HELPERS: &[(&str, &str, &[&str], &[&str])] = &[
+    ("mcp-server-git", "git", &["libexec/git-core", "share/git-core"], &[".gitconfig", ".config/git/config"]),
+    ("mcp_server_git", "git", &["libexec/git-core", "share/git-core"], &[".gitconfig", ".config/git/config"]),
+];
 
 /// Files and directories the plan may grant if they exist.
 pub const CANDIDATES: &[&str] = &[
@@ -118,6 +144,34 @@ impl HostFacts {
                     follow_chain(&p, &path_var, &cwd, &mut f)
                 }
                 None => f.problems.push(format!("`{arg0}` not found in PATH")),
+            }
+        }
+        let mentioned = |needle: &str| {
+            argv.iter().take(3).any(|a| a.contains(needle))
+                || f.chain.iter().any(|s| s.canonical.to_string_lossy().contains(needle))
+        };
+        for (server, prog, dirs, home_files) in KNOWN_HELPERS {
+            if f.helpers.iter().any(|h| h.name == *prog) || !mentioned(server) {
+                continue;
+            }
+            match which(prog, &path_var, &f.cwd) {
+                Some(p) => {
+                    let canonical = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
+                    let prefix = canonical.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+                    let dirs = dirs.iter().map(|d| prefix.join(d)).filter(|d| d.is_dir()).collect();
+                    let home_files = match &f.home {
+                        Some(h) => home_files.iter().map(|r| h.join(r)).filter(|p| p.is_file()).collect(),
+                        None => Vec::new(),
+                    };
+                    f.helpers.push(Helper {
+                        name: prog.to_string(),
+                        why: format!("{server} runs {prog}"),
+                        step: ExecStep { kind: classify(&canonical), invoked: p, canonical },
+                        dirs,
+                        home_files,
+                    });
+                }
+                None => f.problems.push(format!("{server} runs `{prog}`, which is not in PATH")),
             }
         }
         // The script given to a Node/Python interpreter named directly (`node /x/index.js`).

@@ -217,7 +217,14 @@ pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
     let kernel = policy.file.kernel.clone().unwrap_or_default();
     let mut notes: Vec<String> = host.problems.clone();
     let lookup = |k: &str| host.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-    let env = filter_env(&host.env, policy.file.environment.as_ref());
+    let mut env = filter_env(&host.env, policy.file.environment.as_ref());
+    if host.npm && policy.network.mode == NetworkMode::None && env.get("npm_config_offline").is_none() {
+        // Without it npm retries the registry for minutes before using its cache.
+        env.values.push(("npm_config_offline".into(), "true".into()));
+        env.values.sort();
+        env.passed = env.values.iter().map(|(n, _)| n.clone()).collect();
+        notes.push("npm with network `none`: npm_config_offline=true set (run from the npm cache without trying the registry)".into());
+    }
 
     let fs_rules = policy.filesystem.mounts.as_ref().map(|mounts| {
         let mut rules = Rules::default();
@@ -329,6 +336,20 @@ fn runtime_rules(host: &HostFacts, env: &EnvPlan, net: NetworkMode, rules: &mut 
             if !loaders.contains(l) {
                 loaders.push(l.clone());
             }
+        }
+    }
+    for h in &host.helpers {
+        rules.add(&h.step.canonical, FsAccess::read_exec(), RuleOrigin::Runtime, format!("helper program {} ({})", h.step.invoked.display(), h.why));
+        if let ExecKind::Elf { interpreter: Some(l) } = &h.step.kind {
+            if !loaders.contains(l) {
+                loaders.push(l.clone());
+            }
+        }
+        for d in &h.dirs {
+            rules.add(d, FsAccess::read_exec(), RuleOrigin::Runtime, format!("{} support files", h.name));
+        }
+        for p in &h.home_files {
+            rules.add(p, FsAccess::read(), RuleOrigin::Runtime, format!("{} configuration (unreadable is fatal for it)", h.name));
         }
     }
     for l in &loaders {
@@ -623,6 +644,7 @@ mod tests {
         assert_eq!(npm.access, FsAccess::all());
         assert!(npm.reason.starts_with("npx package cache"));
         assert_eq!(rule(&p, "/usr/lib/node_modules").unwrap().reason, "node global modules");
+        assert_eq!(p.env.get("npm_config_offline"), Some("true"));
         let proc_self = rule(&p, "/proc/self").unwrap();
         assert!(proc_self.child_resolved);
         assert!(!proc_self.access.contains(FsAccess::WRITE_FILE));
