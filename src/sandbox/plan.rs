@@ -444,7 +444,12 @@ fn runtime_rules(host: &HostFacts, env: &EnvPlan, net: NetworkMode, rules: &mut 
         }
     }
     if let Some(py) = &host.python {
-        rules.add(&py.base_prefix, FsAccess::read_exec(), RuleOrigin::Runtime, format!("python installation {}", py.base_prefix.display()));
+        // A system interpreter (/usr/bin/python3) has its stdlib under the library directories
+        // already; granting the whole prefix (/usr) would be far wider than needed.
+        let system = ["/", "/usr", "/usr/local"].iter().any(|s| py.base_prefix == Path::new(s));
+        if !system {
+            rules.add(&py.base_prefix, FsAccess::read_exec(), RuleOrigin::Runtime, format!("python installation {}", py.base_prefix.display()));
+        }
         if let Some(v) = &py.venv {
             rules.add(v, FsAccess::read_exec(), RuleOrigin::Runtime, format!("python venv prefix {}", v.display()));
         }
@@ -733,6 +738,10 @@ mod tests {
         assert_eq!(rule(&p, "/v").unwrap().reason, "python venv prefix /v");
         assert_eq!(rule(&p, "/opt/py/3.11").unwrap().access, FsAccess::read_exec());
         assert!(rule(&p, "/home/u/.npm").is_none());
+        // A system python never grants its whole prefix.
+        f.python = Some(PythonFacts { base_prefix: "/usr".into(), venv: None });
+        let p = plan(&policy(WS), &["/usr/bin/python3".into()], &f);
+        assert!(rule(&p, "/usr").is_none());
     }
 
     #[test]

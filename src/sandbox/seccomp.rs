@@ -250,7 +250,6 @@ mod tests {
     }
 
     const X: u32 = AUDIT_ARCH_X86_64;
-    const NONE: SocketFilter = SocketFilter { families: Vec::new(), netlink_route: false };
 
     fn none_net() -> SocketFilter {
         SocketFilter { families: vec![libc::AF_UNIX], netlink_route: false }
@@ -286,7 +285,6 @@ mod tests {
         }
         // High bits do not smuggle AF_INET past the check (the kernel truncates to int).
         assert_eq!(run(&p, X, libc::SYS_socket as u32, [(1u64 << 32) | libc::AF_INET as u64, 1, 0, 0, 0, 0]), errno_action(libc::EACCES));
-        let _ = NONE;
         let allow = SocketFilter { families: vec![libc::AF_UNIX, libc::AF_INET, libc::AF_INET6], netlink_route: true };
         let p = compile(Some(&allow));
         let s = |fam: i32, proto: u64| run(&p, X, libc::SYS_socket as u32, [fam as u64, 1, proto, 0, 0, 0]);
