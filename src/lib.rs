@@ -12,3 +12,4 @@ pub mod jsonrpc;
 pub mod policy;
 pub mod profile;
 pub mod proxy;
+pub mod sandbox;

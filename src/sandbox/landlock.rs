@@ -1,0 +1,266 @@
+//! Landlock through its three raw syscalls.
+//!
+//! The `landlock` crate builds rulesets well, but its `restrict_self` allocates and its
+//! best-effort compatibility hides which rights were dropped; capjail must say exactly what
+//! the running kernel enforces. The uapi is small and stable, so this module speaks it
+//! directly: [`abi_version`] asks the kernel, [`PreparedLandlock::prepare`] (parent, may
+//! allocate) masks every right to that ABI and opens every path with `O_PATH|O_CLOEXEC`, and
+//! [`PreparedLandlock::restrict_child`] (child, between fork and exec) only makes syscalls on
+//! memory prepared earlier.
+//!
+//! The ruleset is CREATED IN THE CHILD, not in the parent: `/proc/self` must be opened by the
+//! child (see `plan.rs`), and adding that rule to a ruleset created in the parent would mutate
+//! a kernel object shared with the parent and every later child. The parent runs the exact
+//! same rule-adding code once as a dry run, so a bad rule fails there, with its path, before
+//! any process exists.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use super::plan::{FsAccess, SandboxPlan};
+
+const CREATE_RULESET_VERSION: u32 = 1 << 0;
+const RULE_PATH_BENEATH: libc::c_int = 1;
+const RULE_NET_PORT: libc::c_int = 2;
+pub const ACCESS_NET_BIND_TCP: u64 = 1 << 0;
+pub const ACCESS_NET_CONNECT_TCP: u64 = 1 << 1;
+pub const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
+pub const SCOPE_SIGNAL: u64 = 1 << 1;
+/// ABI 7: log denials of the program after exec (the server), not only of capjail's child.
+pub const RESTRICT_SELF_LOG_NEW_EXEC_ON: u32 = 1 << 1;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RulesetAttr {
+    pub handled_access_fs: u64,
+    pub handled_access_net: u64,
+    pub scoped: u64,
+}
+
+#[repr(C, packed)]
+struct PathBeneathAttr {
+    allowed_access: u64,
+    parent_fd: i32,
+}
+
+#[repr(C)]
+struct NetPortAttr {
+    allowed_access: u64,
+    port: u64,
+}
+
+/// The Landlock ABI of the running kernel: `Ok(n)`, or why Landlock is unusable.
+pub fn abi_version() -> Result<u32, String> {
+    // SAFETY: the documented version query: NULL attr, size 0.
+    let r = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<u8>(), 0usize, CREATE_RULESET_VERSION) };
+    if r >= 1 {
+        return Ok(r as u32);
+    }
+    let e = std::io::Error::last_os_error();
+    Err(match e.raw_os_error() {
+        Some(libc::ENOSYS) => "the kernel was built without Landlock (ENOSYS)".into(),
+        Some(libc::EOPNOTSUPP) => "Landlock is built in but not enabled (add `landlock` to the lsm= boot parameter)".into(),
+        _ => format!("landlock_create_ruleset: {e}"),
+    })
+}
+
+/// The filesystem rights a kernel with this ABI knows.
+pub fn fs_rights_for_abi(abi: u32) -> u64 {
+    let mut r = (1u64 << 13) - 1; // ABI 1: execute .. make_sym
+    if abi >= 2 {
+        r |= FsAccess::REFER;
+    }
+    if abi >= 3 {
+        r |= FsAccess::TRUNCATE;
+    }
+    if abi >= 5 {
+        r |= FsAccess::IOCTL_DEV;
+    }
+    r
+}
+
+/// The ABI that introduced a filesystem right.
+pub fn abi_of_fs_right(bit: u64) -> u32 {
+    match bit {
+        FsAccess::REFER => 2,
+        FsAccess::TRUNCATE => 3,
+        FsAccess::IOCTL_DEV => 5,
+        _ => 1,
+    }
+}
+
+/// One opened path and the rights granted beneath it (already masked to the ABI and to the
+/// file type).
+#[derive(Debug)]
+struct PathRule {
+    fd: OwnedFd,
+    access: u64,
+}
+
+/// Everything the child needs, prepared in the parent.
+#[derive(Debug)]
+pub struct PreparedLandlock {
+    pub abi: u32,
+    pub attr: RulesetAttr,
+    paths: Vec<PathRule>,
+    ports: Vec<u64>,
+    /// `/proc/self` rights (opened by the child), 0 if none.
+    proc_self_access: u64,
+    pub restrict_flags: u32,
+    /// Rules that could not be added (missing paths...), with the reason: reported, not fatal.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+impl PreparedLandlock {
+    /// `None` if nothing would be handled (filesystem and network unrestricted, no ABI 6).
+    pub fn prepare(plan: &SandboxPlan, abi: u32) -> Result<PreparedLandlock, String> {
+        let known = fs_rights_for_abi(abi);
+        let mut attr = RulesetAttr::default();
+        if plan.fs_rules.is_some() {
+            attr.handled_access_fs = known;
+        }
+        if plan.net.landlock_tcp && abi >= 4 {
+            attr.handled_access_net = ACCESS_NET_BIND_TCP | ACCESS_NET_CONNECT_TCP;
+        }
+        if abi >= 6 {
+            if plan.scopes.abstract_unix_socket {
+                attr.scoped |= SCOPE_ABSTRACT_UNIX_SOCKET;
+            }
+            if plan.scopes.signal {
+                attr.scoped |= SCOPE_SIGNAL;
+            }
+        }
+        let mut prepared = PreparedLandlock {
+            abi,
+            attr,
+            paths: Vec::new(),
+            ports: Vec::new(),
+            proc_self_access: 0,
+            restrict_flags: if abi >= 7 { RESTRICT_SELF_LOG_NEW_EXEC_ON } else { 0 },
+            skipped: Vec::new(),
+        };
+        for rule in plan.fs_rules.iter().flatten() {
+            let access = rule.access.0 & known;
+            if rule.child_resolved {
+                prepared.proc_self_access |= access & !FsAccess::EXECUTE;
+                continue;
+            }
+            let c = CString::new(rule.path.as_os_str().as_bytes()).map_err(|_| format!("{}: NUL in path", rule.path.display()))?;
+            // SAFETY: plain open(2) with a valid C string.
+            let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+            if fd < 0 {
+                let e = std::io::Error::last_os_error();
+                prepared.skipped.push((rule.path.clone(), format!("{} ({})", e, rule.reason)));
+                continue;
+            }
+            // SAFETY: fd was just returned by open and is owned by nobody else.
+            let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+            // SAFETY: fstat into a zeroed struct.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+                prepared.skipped.push((rule.path.clone(), format!("fstat: {}", std::io::Error::last_os_error())));
+                continue;
+            }
+            let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+            let access = if is_dir { access } else { access & FsAccess::FILE_RIGHTS };
+            if access != 0 {
+                prepared.paths.push(PathRule { fd, access });
+            }
+        }
+        if attr.handled_access_net != 0 {
+            prepared.ports = plan.net.tcp_connect_ports.iter().map(|&p| p as u64).collect();
+        }
+        // Dry run: the same code the child runs, so that a rule the kernel refuses fails here.
+        if prepared.handles_anything() {
+            let fd = prepared.build().map_err(|(what, errno)| {
+                format!("Landlock refused {what}: {}", std::io::Error::from_raw_os_error(errno))
+            })?;
+            // SAFETY: build returned a fresh fd that nothing else owns.
+            drop(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+        Ok(prepared)
+    }
+
+    pub fn handles_anything(&self) -> bool {
+        self.attr.handled_access_fs != 0 || self.attr.handled_access_net != 0 || self.attr.scoped != 0
+    }
+
+    /// Create the ruleset and add every rule. Async-signal-safe: syscalls only, on memory
+    /// prepared before fork. Returns the ruleset fd (CLOEXEC) or (what failed, errno).
+    fn build(&self) -> Result<libc::c_int, (&'static str, i32)> {
+        let attr_size = std::mem::size_of::<RulesetAttr>();
+        // SAFETY: attr points to a live RulesetAttr of attr_size bytes. A kernel with an older,
+        // smaller struct accepts the larger size as long as the unknown fields are zero, and
+        // `prepare` only set fields this ABI knows.
+        let ruleset = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, &self.attr as *const RulesetAttr, attr_size, 0u32) };
+        if ruleset < 0 {
+            return Err(("the ruleset", errno()));
+        }
+        let ruleset = ruleset as libc::c_int;
+        let fail = |what: &'static str| {
+            let e = errno();
+            // SAFETY: closing our own fd.
+            unsafe { libc::close(ruleset) };
+            Err((what, e))
+        };
+        if self.attr.handled_access_fs != 0 {
+            for p in &self.paths {
+                let a = PathBeneathAttr { allowed_access: p.access, parent_fd: p.fd.as_raw_fd() };
+                // SAFETY: a is a live, packed landlock_path_beneath_attr.
+                if unsafe { libc::syscall(libc::SYS_landlock_add_rule, ruleset, RULE_PATH_BENEATH, &a as *const PathBeneathAttr, 0u32) } != 0 {
+                    return fail("a filesystem rule");
+                }
+            }
+        }
+        for &port in &self.ports {
+            let a = NetPortAttr { allowed_access: ACCESS_NET_CONNECT_TCP, port };
+            // SAFETY: a is a live landlock_net_port_attr.
+            if unsafe { libc::syscall(libc::SYS_landlock_add_rule, ruleset, RULE_NET_PORT, &a as *const NetPortAttr, 0u32) } != 0 {
+                return fail("a TCP port rule");
+            }
+        }
+        Ok(ruleset)
+    }
+
+    /// In the child, after no_new_privs: build the ruleset, add `/proc/self`, restrict.
+    /// Async-signal-safe (syscalls only, no allocation).
+    pub fn restrict_child(&self) -> Result<(), i32> {
+        if !self.handles_anything() {
+            return Ok(());
+        }
+        let ruleset = self.build().map_err(|(_, e)| e)?;
+        let result = (|| {
+            if self.proc_self_access != 0 && self.attr.handled_access_fs != 0 {
+                // SAFETY: open with a static C string.
+                let fd = unsafe { libc::open(c"/proc/self".as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+                if fd < 0 {
+                    return Err(errno());
+                }
+                let a = PathBeneathAttr { allowed_access: self.proc_self_access, parent_fd: fd };
+                // SAFETY: as in build.
+                let r = unsafe { libc::syscall(libc::SYS_landlock_add_rule, ruleset, RULE_PATH_BENEATH, &a as *const PathBeneathAttr, 0u32) };
+                let e = errno();
+                // SAFETY: closing our own fd.
+                unsafe { libc::close(fd) };
+                if r != 0 {
+                    return Err(e);
+                }
+            }
+            // SAFETY: restrict_self on our ruleset fd with flags valid for this ABI.
+            if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset, self.restrict_flags) } != 0 {
+                return Err(errno());
+            }
+            Ok(())
+        })();
+        // SAFETY: closing our own fd.
+        unsafe { libc::close(ruleset) };
+        result
+    }
+}
+
+fn errno() -> i32 {
+    // SAFETY: reading errno of this thread.
+    unsafe { *libc::__errno_location() }
+}

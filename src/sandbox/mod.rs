@@ -1,0 +1,99 @@
+//! Linux kernel confinement of the server process: the second, independent layer.
+//!
+//! - `plan` (pure): policy + command + [`HostFacts`] -> [`SandboxPlan`], every Landlock rule
+//!   with its reason, the network decision, the environment, rlimits.
+//! - `facts`: the I/O that feeds the plan (exec chain, shebangs, ELF loader, runtimes).
+//! - `landlock`, `seccomp`, `privileges`, `env`: one mechanism each.
+//! - `enforcement`: what the running kernel actually enforces, exactly.
+//! - `apply`: [`prepare`] (parent, before fork) and [`apply_to`] (installs the async-signal-safe
+//!   `pre_exec` confinement on a `std::process::Command`).
+//! - `doctor`: the machine report.
+//!
+//! Typical use:
+//! ```no_run
+//! # #[cfg(target_os = "linux")] {
+//! # let policy: capjail::policy::Policy = todo!();
+//! use capjail::sandbox::{self, HostFacts};
+//! let argv: Vec<String> = vec!["node".into(), "server.js".into()];
+//! let plan = sandbox::plan(&policy, &argv, &HostFacts::gather(&argv));
+//! let prepared = sandbox::prepare(plan, /* --require-kernel */ false)?;
+//! let mut cmd = std::process::Command::new(&argv[0]);
+//! cmd.args(&argv[1..]);
+//! sandbox::apply_to(&prepared, &mut cmd);
+//! let child = cmd.spawn()?;
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+/// Which layers run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// The stdio JSON-RPC proxy only.
+    Proxy,
+    /// Kernel confinement only (the server's stdio is passed through unchecked).
+    Kernel,
+    /// Both (the default on Linux).
+    Full,
+}
+
+impl Mode {
+    pub fn uses_kernel(self) -> bool {
+        matches!(self, Mode::Kernel | Mode::Full)
+    }
+    pub fn uses_proxy(self) -> bool {
+        matches!(self, Mode::Proxy | Mode::Full)
+    }
+}
+
+impl Default for Mode {
+    fn default() -> Self {
+        if cfg!(target_os = "linux") {
+            Mode::Full
+        } else {
+            Mode::Proxy
+        }
+    }
+}
+
+/// Is the kernel layer compiled in?
+pub const KERNEL_LAYER_AVAILABLE: bool = cfg!(target_os = "linux");
+
+#[cfg(target_os = "linux")]
+mod apply;
+#[cfg(target_os = "linux")]
+mod doctor;
+#[cfg(target_os = "linux")]
+pub mod enforcement;
+#[cfg(target_os = "linux")]
+pub mod env;
+#[cfg(target_os = "linux")]
+pub mod facts;
+#[cfg(target_os = "linux")]
+pub mod landlock;
+#[cfg(target_os = "linux")]
+pub mod plan;
+#[cfg(target_os = "linux")]
+pub mod privileges;
+#[cfg(target_os = "linux")]
+pub mod seccomp;
+
+#[cfg(target_os = "linux")]
+pub use apply::{apply_to, kill_process_group, prepare, prepare_with, PreparedSandbox, SandboxError};
+#[cfg(target_os = "linux")]
+pub use doctor::{doctor_report, LANDLOCK_ABIS};
+#[cfg(target_os = "linux")]
+pub use enforcement::{Enforcement, KernelFeatures, Level, Overall};
+#[cfg(target_os = "linux")]
+pub use facts::HostFacts;
+#[cfg(target_os = "linux")]
+pub use plan::{plan, FsAccess, FsRule, SandboxPlan};
+
+/// Elsewhere: no kernel layer; the report says so.
+#[cfg(not(target_os = "linux"))]
+pub fn doctor_report(_policy: Option<&crate::policy::Policy>) -> String {
+    format!(
+        "kernel: {} — capjail's kernel layer (Landlock, seccomp) exists only on Linux; only `--mode proxy` is possible here\n",
+        std::env::consts::OS
+    )
+}

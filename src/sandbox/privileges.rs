@@ -1,0 +1,105 @@
+//! Giving up privileges in the child: no_new_privs and every capability.
+//!
+//! Root stays uid 0 (capjail does not change users), so what protects root-owned files is
+//! Landlock, not DAC; what this module guarantees is that the server holds no capability
+//! and can never get one back: the bounding set is emptied (exec of a setuid-root or
+//! file-capability binary, or exec as uid 0, cannot grant anything outside it), ambient
+//! capabilities are cleared, securebits are locked so that uid 0 is not special at exec,
+//! and effective/permitted/inheritable are set to zero with capset(2).
+//!
+//! Everything here runs between fork and exec: raw prctl/capset only.
+
+/// What the parent found out beforehand.
+#[derive(Debug, Clone, Copy)]
+pub struct PreparedPrivileges {
+    /// `/proc/sys/kernel/cap_last_cap`.
+    pub last_cap: u32,
+    /// Do we hold CAP_SETPCAP (needed to drop the bounding set and lock securebits)?
+    pub can_setpcap: bool,
+    /// Do we hold any capability at all?
+    pub has_caps: bool,
+}
+
+impl PreparedPrivileges {
+    pub fn detect() -> PreparedPrivileges {
+        let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(40);
+        let can_setpcap = caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SETPCAP).unwrap_or(false);
+        let has_caps = caps::read(None, caps::CapSet::Permitted).map(|s| !s.is_empty()).unwrap_or(true)
+            || caps::read(None, caps::CapSet::Ambient).map(|s| !s.is_empty()).unwrap_or(true);
+        PreparedPrivileges { last_cap, can_setpcap, has_caps }
+    }
+
+    /// Can the child end up with no capability and no way back?
+    pub fn fully_droppable(&self) -> bool {
+        self.can_setpcap || !self.has_caps
+    }
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+fn errno() -> i32 {
+    // SAFETY: errno of this thread.
+    unsafe { *libc::__errno_location() }
+}
+
+/// prctl(PR_SET_NO_NEW_PRIVS, 1). Async-signal-safe.
+pub fn set_no_new_privs() -> Result<(), i32> {
+    // SAFETY: plain prctl.
+    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) } != 0 {
+        return Err(errno());
+    }
+    Ok(())
+}
+
+/// Drop every capability. Async-signal-safe.
+pub fn drop_all(p: &PreparedPrivileges) -> Result<(), i32> {
+    // SAFETY (all blocks below): plain prctl / capset with stack memory.
+    unsafe {
+        if p.can_setpcap {
+            let bits = libc::SECBIT_NOROOT
+                | libc::SECBIT_NOROOT_LOCKED
+                | libc::SECBIT_NO_SETUID_FIXUP
+                | libc::SECBIT_NO_SETUID_FIXUP_LOCKED
+                | libc::SECBIT_KEEP_CAPS_LOCKED
+                | libc::SECBIT_NO_CAP_AMBIENT_RAISE
+                | libc::SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
+            if libc::prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) != 0 {
+                return Err(errno());
+            }
+            for cap in 0..=p.last_cap {
+                if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) != 0 {
+                    return Err(errno());
+                }
+            }
+        }
+        // Ambient first (capset would clear them anyway when permitted goes, but be explicit).
+        if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) != 0
+            && errno() != libc::EINVAL
+        {
+            return Err(errno());
+        }
+        let mut hdr = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+        let data = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
+        if libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) != 0 {
+            return Err(errno());
+        }
+    }
+    Ok(())
+}
