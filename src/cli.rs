@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use capjail::sandbox::Mode;
+
 pub const EXIT_CODES: &str = "\
 EXIT STATUS:
   capjail run    the server's exit status (128+N if a signal N ended it)
@@ -49,16 +51,6 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Mode {
-    /// Check messages on the stdio stream only
-    Proxy,
-    /// Confine the server in the kernel only (Linux)
-    Kernel,
-    /// Both layers (the default on Linux)
-    Full,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run an MCP server behind the policy: capjail run [OPTIONS] -- CMD [ARGS...]
@@ -70,6 +62,15 @@ pub enum Command {
     /// List, show and validate policies
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// What this machine's kernel can enforce, and what a policy would enforce here
+    Doctor {
+        /// Also report what this policy would enforce
+        #[arg(long, short = 'p', value_name = "NAME|FILE")]
+        policy: Option<String>,
+        /// Directory that `${CAPJAIL_WORKSPACE}` stands for
+        #[arg(long, value_name = "DIR")]
+        workspace: Option<PathBuf>,
+    },
     /// Verify and read audit logs
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -127,9 +128,15 @@ pub struct PolicyArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
-    /// Which layers enforce the policy
-    #[arg(long, value_enum, default_value_t = Mode::Proxy)]
+    /// Which layers enforce the policy: the stdio proxy, kernel confinement (Linux), or both
+    #[arg(long, value_enum, default_value_t = Mode::default())]
     pub mode: Mode,
+    /// Refuse to start unless the kernel layer is fully enforced (also: policy kernel.require)
+    #[arg(long)]
+    pub require_kernel: bool,
+    /// Print the sandbox plan (Landlock rules with their reasons, network, environment) and exit
+    #[arg(long)]
+    pub dry_run: bool,
     /// Working directory of the server (relative paths in tool calls resolve against it)
     #[arg(long, value_name = "DIR")]
     pub cwd: Option<PathBuf>,
@@ -173,5 +180,19 @@ pub enum PolicyCommand {
     Validate {
         #[arg(value_name = "FILE")]
         file: PathBuf,
+    },
+    /// Print the kernel sandbox plan for a policy and a server command: capjail policy explain P -- CMD...
+    Explain {
+        #[arg(value_name = "NAME|FILE")]
+        policy: String,
+        /// Directory that `${CAPJAIL_WORKSPACE}` stands for
+        #[arg(long, value_name = "DIR")]
+        workspace: Option<PathBuf>,
+        /// JSON instead of text
+        #[arg(long)]
+        json: bool,
+        /// The MCP server command
+        #[arg(required = true, last = true, value_name = "CMD")]
+        command: Vec<String>,
     },
 }

@@ -26,6 +26,7 @@ pub fn policy(cmd: PolicyCommand) -> i32 {
                 Err(e) => super::report_policy_error(&e),
             }
         }
+        PolicyCommand::Explain { policy, workspace, json, command } => super::kernel::explain(&policy, workspace.as_deref(), json, &command),
         PolicyCommand::Validate { file } => match capjail::policy::load_file(&file) {
             Ok(p) => {
                 println!("{}: valid policy `{}`", file.display(), p.name);

@@ -26,14 +26,20 @@ pub fn run(args: RunArgs) -> i32 {
             return exit::INTERNAL;
         }
     };
-    let filter = match args.mode {
-        Mode::Proxy | Mode::Full => true,
-        Mode::Kernel => false,
-    };
-    if args.mode != Mode::Proxy {
-        eprintln!("capjail: --mode {:?} needs the kernel layer, which this build does not have yet; use --mode proxy", args.mode);
-        return exit::KERNEL_REQUIRED;
+    let mut mode = args.mode;
+    if mode.uses_kernel() && !capjail::sandbox::KERNEL_LAYER_AVAILABLE {
+        if args.require_kernel {
+            eprintln!("capjail: --require-kernel: kernel confinement exists only on Linux");
+            return exit::KERNEL_REQUIRED;
+        }
+        tracing::warn!("kernel confinement exists only on Linux: running proxy-only");
+        mode = Mode::Proxy;
     }
+    let (confine, kernel_label) = match super::kernel::confinement(&policy, &args.command, mode, args.require_kernel, args.dry_run) {
+        Ok(Some(c)) => c,
+        Ok(None) => return 0, // --dry-run printed the plan
+        Err(code) => return code,
+    };
     let audit = match capjail::audit::resolve_location(args.audit.as_deref(), &policy) {
         Ok(Some(path)) => match capjail::audit::AuditLog::open_for_policy(&path, &policy) {
             Ok(log) => Some(log),
@@ -53,11 +59,11 @@ pub fn run(args: RunArgs) -> i32 {
         argv: args.command,
         forced_profile,
         cwd,
-        filter,
-        confine: None,
+        filter: mode.uses_proxy(),
+        confine,
         audit,
-        mode_label: format!("{:?}", args.mode).to_lowercase(),
-        kernel_label: "not enforced (proxy mode)".into(),
+        mode_label: format!("{mode:?}").to_lowercase(),
+        kernel_label,
     };
     match run_proxy(cfg) {
         Ok(code) => code,

@@ -91,9 +91,10 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
     let grace = cfg.policy.limits.grace;
     let mut cmd = child::command(&cfg.argv);
     cmd.current_dir(&cfg.cwd);
-    child::tie_to_parent(&mut cmd);
-    if let Some(confine) = cfg.confine {
-        confine(&mut cmd).map_err(|e| RunError::Setup(format!("cannot prepare the sandbox: {e}")))?;
+    match cfg.confine {
+        // The kernel layer's pre_exec starts the session and sets PDEATHSIG itself.
+        Some(confine) => confine(&mut cmd).map_err(|e| RunError::Setup(format!("cannot prepare the sandbox: {e}")))?,
+        None => child::tie_to_parent(&mut cmd),
     }
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let shared = Arc::new(Mutex::new(Shared::new(catalog::SessionCatalog::new(cfg.forced_profile, &cfg.argv))));
