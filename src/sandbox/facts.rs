@@ -108,6 +108,7 @@ pub const CANDIDATES: &[&str] = &[
     "/etc/resolv.conf", "/etc/hosts", "/etc/host.conf", "/etc/gai.conf", "/etc/ssl", "/usr/share/ca-certificates",
     "/etc/ca-certificates", "/etc/pki", "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/proc/stat",
     "/proc/cpuinfo", "/proc/meminfo", "/sys/devices/system/cpu", "/bin/sh", "/usr/bin/env", "/etc/npmrc",
+    "/usr/bin", "/bin", "/usr/local/bin",
 ];
 
 const LIB_DIRS: &[&str] = &["/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib"];

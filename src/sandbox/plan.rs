@@ -322,6 +322,35 @@ impl Rules {
     }
 }
 
+/// A shell script in the exec chain (a pyenv shim, a wrapper around node or python) runs
+/// ordinary system programs (`readlink`, `basename`, `dirname`) before it execs the real
+/// interpreter: they get read+exec. They run inside the same sandbox, so this grants no data.
+/// A pyenv shim also runs pyenv's own scripts and the interpreter under the pyenv root.
+fn shell_wrapper_rules(host: &HostFacts, rules: &mut Rules) {
+    const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh"];
+    let shell_script = host.chain.iter().find(|s| match &s.kind {
+        ExecKind::Script { interpreter, arg } => {
+            let name = |p: &str| Path::new(p).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            SHELLS.contains(&name(&interpreter.to_string_lossy()).as_str())
+                || (name(&interpreter.to_string_lossy()) == "env" && arg.as_deref().is_some_and(|a| SHELLS.contains(&name(a.trim_start_matches("-S ").split_whitespace().next().unwrap_or("")).as_str())))
+        }
+        _ => false,
+    });
+    let Some(script) = shell_script else { return };
+    for d in ["/usr/bin", "/bin", "/usr/local/bin"] {
+        if host.existing.iter().any(|e| e == Path::new(d)) {
+            rules.add(Path::new(d), FsAccess::read_exec(), RuleOrigin::Runtime, format!("system programs run by the shell script {}", script.invoked.display()));
+        }
+    }
+    let pyenv_root = host
+        .chain
+        .iter()
+        .find_map(|s| s.canonical.ancestors().find(|a| a.file_name().is_some_and(|n| n == ".pyenv")).map(Path::to_path_buf));
+    if let Some(root) = pyenv_root {
+        rules.add(&root, FsAccess::read_exec(), RuleOrigin::Runtime, format!("pyenv (the shim {} runs pyenv and its interpreters)", script.invoked.display()));
+    }
+}
+
 fn runtime_rules(host: &HostFacts, env: &EnvPlan, net: NetworkMode, rules: &mut Rules, notes: &mut Vec<String>) {
     let exists = |p: &str| host.existing.iter().any(|e| e == Path::new(p));
     let mut loaders = Vec::new();
@@ -338,6 +367,7 @@ fn runtime_rules(host: &HostFacts, env: &EnvPlan, net: NetworkMode, rules: &mut 
             }
         }
     }
+    shell_wrapper_rules(host, rules);
     for h in &host.helpers {
         rules.add(&h.step.canonical, FsAccess::read_exec(), RuleOrigin::Runtime, format!("helper program {} ({})", h.step.invoked.display(), h.why));
         if let ExecKind::Elf { interpreter: Some(l) } = &h.step.kind {

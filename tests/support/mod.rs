@@ -565,6 +565,12 @@ impl SessionBuilder {
         if !self.direct {
             argv.push(capjail_bin().display().to_string());
             argv.push("run".into());
+            // These sessions exercise the PROXY layer, and their scaffolding (recording relays,
+            // fixture servers, pid files) lives outside the policies' mounts, which the kernel
+            // layer would rightly refuse. Tests of the kernel layer pass `--mode` themselves.
+            if !self.capjail_args.iter().any(|a| a == "--mode") {
+                argv.extend(["--mode".to_string(), "proxy".to_string()]);
+            }
             argv.extend(self.capjail_args.iter().cloned());
             argv.push("--".into());
         }
