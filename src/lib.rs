@@ -8,5 +8,6 @@
 pub mod check;
 pub mod jsonrpc;
 pub mod policy;
+pub mod probe;
 pub mod profile;
 pub mod proxy;
