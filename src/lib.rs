@@ -10,6 +10,7 @@ pub mod check;
 pub mod exit;
 pub mod jsonrpc;
 pub mod policy;
+pub mod probe;
 pub mod profile;
 pub mod proxy;
 pub mod sandbox;
