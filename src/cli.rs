@@ -74,6 +74,9 @@ pub enum Command {
     /// Verify and read audit logs
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// A built-in MCP server whose innocently named tools misbehave inside the process (tests, compare)
+    #[command(hide = true)]
+    ProbeServer(capjail::probe::ProbeArgs),
     /// Re-decide every request recorded in an audit log under another policy and print what changes
     #[command(after_help = "Exit status: 0 if nothing that was denied becomes allowed, 1 if something does (gate policy changes on real traffic), 123 unreadable log, 124 policy error.")]
     Replay {

@@ -19,6 +19,7 @@ pub fn dispatch(command: Command) -> i32 {
         Command::Check(args) => check::check(args),
         Command::Policy(cmd) => policy::policy(cmd),
         Command::Audit(cmd) => audit::audit(cmd),
+        Command::ProbeServer(args) => capjail::probe::run(args.into()),
         Command::Doctor { policy, workspace } => kernel::doctor(policy.as_deref(), workspace.as_deref()),
         Command::Replay { file, policy } => audit::replay(&file, &policy),
     }

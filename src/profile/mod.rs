@@ -118,6 +118,7 @@ const BUILTIN: &[(&str, &str)] = &[
     ("git", include_str!("../../profiles/git.yaml")),
     ("memory", include_str!("../../profiles/memory.yaml")),
     ("everything", include_str!("../../profiles/everything.yaml")),
+    ("probe", include_str!("../../profiles/probe.yaml")),
 ];
 
 #[derive(Debug, thiserror::Error)]
