@@ -8,11 +8,8 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -57,43 +54,6 @@ impl Drop for Outside {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A loopback TCP listener that records what it is sent.
-struct Canary {
-    port: u16,
-    seen: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Canary {
-    fn start() -> Canary {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = l.local_addr().unwrap().port();
-        l.set_nonblocking(true).unwrap();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let s = seen.clone();
-        std::thread::spawn(move || {
-            let end = Instant::now() + Duration::from_secs(120);
-            while Instant::now() < end {
-                match l.accept() {
-                    Ok((mut c, _)) => {
-                        c.set_nonblocking(false).ok();
-                        c.set_read_timeout(Some(Duration::from_secs(2))).ok();
-                        let mut buf = [0u8; 4096];
-                        if let Ok(n) = c.read(&mut buf) {
-                            s.lock().unwrap().extend_from_slice(&buf[..n]);
-                        }
-                        let _ = c.write_all(b"HTTP/1.0 200 OK\r\n\r\ncanary");
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                }
-            }
-        });
-        Canary { port, seen }
-    }
-    fn hit(&self, marker: &str) -> bool {
-        String::from_utf8_lossy(&self.seen.lock().unwrap()).contains(marker)
     }
 }
 
@@ -143,7 +103,7 @@ impl Effects {
 
 fn run_probes(mode: &str) -> Effects {
     let lab = Lab::new();
-    let canary = Canary::start();
+    let canary = Canary::start(16);
     let outside = Outside::start(&lab);
     let launcher_secret = format!("LAUNCHER{}", random_hex(8));
     let marker = marker();
@@ -173,7 +133,7 @@ fn run_probes(mode: &str) -> Effects {
     s.call_tool("tidy", json!({"topic": "link cache"}));
     e.write_dangling = lab.exists("secret/newfile");
     s.call_tool("ping_home", json!({"topic": marker}));
-    e.connect = canary.hit(&marker);
+    e.connect = !canary.hits_with(&marker).is_empty();
     let r = s.call_tool("spawn", json!({"topic": "indexer"}));
     e.exec_shell = text(&r).contains(&lab.secret);
     let r = s.call_tool("peek", json!({"topic": "self"}));
