@@ -5,7 +5,9 @@
 #[cfg(target_os = "linux")]
 fn main() {
     use capjail::sandbox::{self, HostFacts};
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some(sep) = args.iter().position(|a| a == "--") else {
         eprintln!("usage: sandbox_run POLICY [--plan] [--require] -- CMD ARGS...");
@@ -33,7 +35,11 @@ fn main() {
         eprintln!("spawn: {e}");
         std::process::exit(4)
     });
-    std::process::exit(status.code().unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)));
+    std::process::exit(
+        status
+            .code()
+            .unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)),
+    );
 }
 
 #[cfg(not(target_os = "linux"))]

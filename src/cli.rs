@@ -57,7 +57,9 @@ pub enum Command {
     #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
     /// Dry run: read JSON-RPC lines on stdin and print the verdict for each, without a server
-    #[command(after_help = "Prints one JSON object per input line. Exit status: 0 if every line is allowed, 1 if any is denied, 124 policy error.")]
+    #[command(
+        after_help = "Prints one JSON object per input line. Exit status: 0 if every line is allowed, 1 if any is denied, 124 policy error."
+    )]
     Check(CheckArgs),
     /// List, show and validate policies
     #[command(subcommand)]
@@ -78,7 +80,9 @@ pub enum Command {
     #[command(hide = true)]
     ProbeServer(capjail::probe::ProbeArgs),
     /// Re-decide every request recorded in an audit log under another policy and print what changes
-    #[command(after_help = "Exit status: 0 if nothing that was denied becomes allowed, 1 if something does (gate policy changes on real traffic), 123 unreadable log, 124 policy error.")]
+    #[command(
+        after_help = "Exit status: 0 if nothing that was denied becomes allowed, 1 if something does (gate policy changes on real traffic), 123 unreadable log, 124 policy error."
+    )]
     Replay {
         #[arg(value_name = "FILE")]
         file: PathBuf,
@@ -90,7 +94,9 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Check the hash chain of one or more audit logs; name the first broken record
-    #[command(after_help = "Exit status: 0 if every file verifies, 1 on any break (edited, deleted, inserted, reordered, truncated records).")]
+    #[command(
+        after_help = "Exit status: 0 if every file verifies, 1 on any break (edited, deleted, inserted, reordered, truncated records)."
+    )]
     Verify {
         #[arg(value_name = "FILE", required = true)]
         files: Vec<PathBuf>,

@@ -37,8 +37,12 @@ fn init_logging(args: &cli::LogArgs) {
             _ => "trace",
         }
     };
-    let filter = EnvFilter::try_from_env("CAPJAIL_LOG").unwrap_or_else(|_| EnvFilter::new(format!("capjail={level},warn")));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
+    let filter = EnvFilter::try_from_env("CAPJAIL_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("capjail={level},warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
     match args.log_format {
         LogFormat::Text => builder.with_ansi(false).init(),
         LogFormat::Json => builder.json().init(),

@@ -13,20 +13,32 @@ use support::*;
 
 fn ws_rw(lab: &Lab) -> Session {
     let pol = lab.ws_rw_policy();
-    let mut s = SessionBuilder::capjail(&["--policy", pol.to_str().unwrap()], fs_server(&[&lab.root])).cwd(&lab.root).spawn();
+    let mut s = SessionBuilder::capjail(
+        &["--policy", pol.to_str().unwrap()],
+        fs_server(&[&lab.root]),
+    )
+    .cwd(&lab.root)
+    .spawn();
     s.initialize();
     s
 }
 
 fn ws_ro(lab: &Lab) -> Session {
     let pol = lab.ws_ro_policy();
-    let mut s = SessionBuilder::capjail(&["--policy", pol.to_str().unwrap()], fs_server(&[&lab.root])).cwd(&lab.root).spawn();
+    let mut s = SessionBuilder::capjail(
+        &["--policy", pol.to_str().unwrap()],
+        fs_server(&[&lab.root]),
+    )
+    .cwd(&lab.root)
+    .spawn();
     s.initialize();
     s
 }
 
 fn direct_fs(lab: &Lab) -> Session {
-    let mut s = SessionBuilder::direct(fs_server(&[&lab.root])).cwd(&lab.root).spawn();
+    let mut s = SessionBuilder::direct(fs_server(&[&lab.root]))
+        .cwd(&lab.root)
+        .spawn();
     s.initialize();
     s
 }
@@ -58,7 +70,11 @@ fn assert_denied_read(lab: &Lab, name: &str, args: Value) {
 #[test]
 fn prefix_sibling_read_denied() {
     let lab = Lab::new();
-    assert_denied_read(&lab, "read_text_file", json!({"path": lab.p("ws_evil/canary.txt")}));
+    assert_denied_read(
+        &lab,
+        "read_text_file",
+        json!({"path": lab.p("ws_evil/canary.txt")}),
+    );
     assert_denied_read(&lab, "list_directory", json!({"path": lab.p("ws_evil")}));
 }
 
@@ -66,10 +82,17 @@ fn prefix_sibling_read_denied() {
 fn prefix_sibling_write_denied() {
     let lab = Lab::new();
     let mut s = ws_rw(&lab);
-    let (id, r) = call(&mut s, "write_file", json!({"path": lab.p("ws_evil/planted.txt"), "content": "planted"}));
+    let (id, r) = call(
+        &mut s,
+        "write_file",
+        json!({"path": lab.p("ws_evil/planted.txt"), "content": "planted"}),
+    );
     assert_policy_error(&r, &id);
     legit_read(&lab, &mut s);
-    assert!(!lab.exists("ws_evil/planted.txt"), "wrote into the prefix-sharing sibling");
+    assert!(
+        !lab.exists("ws_evil/planted.txt"),
+        "wrote into the prefix-sharing sibling"
+    );
 }
 
 // ----- symlinks ----------------------------------------------------------------------------------
@@ -77,18 +100,35 @@ fn prefix_sibling_write_denied() {
 #[test]
 fn symlink_reads_denied() {
     let lab = Lab::new();
-    for rel in ["ws/link_file", "ws/link_dir/id_rsa", "ws/chain/id_rsa", "ws/link_dir/.aws/credentials"] {
+    for rel in [
+        "ws/link_file",
+        "ws/link_dir/id_rsa",
+        "ws/chain/id_rsa",
+        "ws/link_dir/.aws/credentials",
+    ] {
         assert_denied_read(&lab, "read_text_file", json!({"path": lab.p(rel)}));
     }
-    assert_denied_read(&lab, "list_directory", json!({"path": lab.p("ws/link_dir")}));
-    assert_denied_read(&lab, "read_media_file", json!({"path": lab.p("ws/link_file")}));
+    assert_denied_read(
+        &lab,
+        "list_directory",
+        json!({"path": lab.p("ws/link_dir")}),
+    );
+    assert_denied_read(
+        &lab,
+        "read_media_file",
+        json!({"path": lab.p("ws/link_file")}),
+    );
 }
 
 #[test]
 fn symlink_baseline_server_follows_links() {
     let lab = Lab::new();
     let mut s = direct_fs(&lab);
-    let (_, r) = call(&mut s, "read_text_file", json!({"path": lab.p("ws/link_dir/id_rsa")}));
+    let (_, r) = call(
+        &mut s,
+        "read_text_file",
+        json!({"path": lab.p("ws/link_dir/id_rsa")}),
+    );
     assert_tool_ok(&r, &lab.secret);
     lab.assert_leaked(&s);
 }
@@ -97,17 +137,28 @@ fn symlink_baseline_server_follows_links() {
 fn symlink_write_into_linked_dir_denied() {
     let lab = Lab::new();
     let mut s = ws_rw(&lab);
-    let (id, r) = call(&mut s, "write_file", json!({"path": lab.p("ws/link_dir/planted.txt"), "content": "planted"}));
+    let (id, r) = call(
+        &mut s,
+        "write_file",
+        json!({"path": lab.p("ws/link_dir/planted.txt"), "content": "planted"}),
+    );
     assert_policy_error(&r, &id);
     legit_read(&lab, &mut s);
-    assert!(!lab.exists("secret/planted.txt"), "wrote through the directory symlink");
+    assert!(
+        !lab.exists("secret/planted.txt"),
+        "wrote through the directory symlink"
+    );
 }
 
 #[test]
 fn symlink_baseline_write_into_linked_dir_lands() {
     let lab = Lab::new();
     let mut s = direct_fs(&lab);
-    let (_, r) = call(&mut s, "write_file", json!({"path": lab.p("ws/link_dir/planted.txt"), "content": "planted"}));
+    let (_, r) = call(
+        &mut s,
+        "write_file",
+        json!({"path": lab.p("ws/link_dir/planted.txt"), "content": "planted"}),
+    );
     assert_tool_ok(&r, "");
     assert!(lab.exists("secret/planted.txt"));
 }
@@ -116,17 +167,29 @@ fn symlink_baseline_write_into_linked_dir_lands() {
 fn symlink_write_through_dangling_link_denied_real_server() {
     let lab = Lab::new();
     let mut s = ws_rw(&lab);
-    let (id, r) = call(&mut s, "write_file", json!({"path": lab.p("ws/new_link"), "content": "through the link"}));
+    let (id, r) = call(
+        &mut s,
+        "write_file",
+        json!({"path": lab.p("ws/new_link"), "content": "through the link"}),
+    );
     assert_policy_error(&r, &id);
     legit_read(&lab, &mut s);
-    assert!(!lab.exists("secret/newfile"), "wrote through the dangling symlink");
+    assert!(
+        !lab.exists("secret/newfile"),
+        "wrote through the dangling symlink"
+    );
 }
 
 fn naive(lab: &Lab, policy: &std::path::Path) -> (Session, PathBuf) {
     let log = lab.path("logs/naive.log");
     let profile = fixture("naive_profile.yaml");
     let mut s = SessionBuilder::capjail(
-        &["--policy", policy.to_str().unwrap(), "--profile", profile.to_str().unwrap()],
+        &[
+            "--policy",
+            policy.to_str().unwrap(),
+            "--profile",
+            profile.to_str().unwrap(),
+        ],
         naive_server(&lab.root, &log),
     )
     .spawn();
@@ -146,10 +209,17 @@ fn symlink_write_through_dangling_link_denied_naive_server() {
     let lab = Lab::new();
     let (mut s, log) = naive(&lab, &lab.ws_rw_policy());
     let mk = marker();
-    let (id, r) = call(&mut s, "write_file", json!({"path": lab.p("ws/new_link"), "content": format!("through {mk}")}));
+    let (id, r) = call(
+        &mut s,
+        "write_file",
+        json!({"path": lab.p("ws/new_link"), "content": format!("through {mk}")}),
+    );
     assert_policy_error(&r, &id);
     legit_read(&lab, &mut s);
-    assert!(!lab.exists("secret/newfile"), "wrote through the dangling symlink");
+    assert!(
+        !lab.exists("secret/newfile"),
+        "wrote through the dangling symlink"
+    );
     assert!(!reached(&log).contains(&mk), "the write reached the server");
 }
 
@@ -157,7 +227,11 @@ fn symlink_write_through_dangling_link_denied_naive_server() {
 fn symlink_baseline_naive_server_writes_through_dangling_link() {
     let lab = Lab::new();
     let (mut s, _) = naive_direct(&lab);
-    let (_, r) = call(&mut s, "write_file", json!({"path": lab.p("ws/new_link"), "content": "x"}));
+    let (_, r) = call(
+        &mut s,
+        "write_file",
+        json!({"path": lab.p("ws/new_link"), "content": "x"}),
+    );
     assert_tool_ok(&r, "");
     assert!(lab.exists("secret/newfile"));
 }
@@ -167,14 +241,22 @@ fn symlink_baseline_naive_server_writes_through_dangling_link() {
 #[test]
 fn read_multiple_files_secret_second_denied() {
     let lab = Lab::new();
-    assert_denied_read(&lab, "read_multiple_files", json!({"paths": [lab.p("ws/notes.txt"), lab.p("secret/id_rsa")]}));
+    assert_denied_read(
+        &lab,
+        "read_multiple_files",
+        json!({"paths": [lab.p("ws/notes.txt"), lab.p("secret/id_rsa")]}),
+    );
 }
 
 #[test]
 fn read_multiple_files_baseline_leaks() {
     let lab = Lab::new();
     let mut s = direct_fs(&lab);
-    call(&mut s, "read_multiple_files", json!({"paths": [lab.p("ws/notes.txt"), lab.p("secret/id_rsa")]}));
+    call(
+        &mut s,
+        "read_multiple_files",
+        json!({"paths": [lab.p("ws/notes.txt"), lab.p("secret/id_rsa")]}),
+    );
     lab.assert_leaked(&s);
 }
 
@@ -182,18 +264,29 @@ fn read_multiple_files_baseline_leaks() {
 fn move_file_source_outside_denied() {
     let lab = Lab::new();
     let mut s = ws_rw(&lab);
-    let (id, r) = call(&mut s, "move_file", json!({"source": lab.p("secret/id_rsa"), "destination": lab.p("ws/stolen.txt")}));
+    let (id, r) = call(
+        &mut s,
+        "move_file",
+        json!({"source": lab.p("secret/id_rsa"), "destination": lab.p("ws/stolen.txt")}),
+    );
     assert_policy_error(&r, &id);
     legit_read(&lab, &mut s);
     assert!(lab.exists("secret/id_rsa"), "the secret was moved away");
-    assert!(!lab.exists("ws/stolen.txt"), "the secret was moved into the workspace");
+    assert!(
+        !lab.exists("ws/stolen.txt"),
+        "the secret was moved into the workspace"
+    );
 }
 
 #[test]
 fn move_file_baseline_moves() {
     let lab = Lab::new();
     let mut s = direct_fs(&lab);
-    let (_, r) = call(&mut s, "move_file", json!({"source": lab.p("secret/id_rsa"), "destination": lab.p("ws/stolen.txt")}));
+    let (_, r) = call(
+        &mut s,
+        "move_file",
+        json!({"source": lab.p("secret/id_rsa"), "destination": lab.p("ws/stolen.txt")}),
+    );
     assert_tool_ok(&r, "");
     assert!(lab.exists("ws/stolen.txt"));
 }
@@ -215,7 +308,11 @@ fn traversal_variants_denied() {
 #[test]
 fn decoy_key_denied() {
     let lab = Lab::new();
-    assert_denied_read(&lab, "read_text_file", json!({"file": lab.p("ws/notes.txt"), "path": lab.p("secret/id_rsa")}));
+    assert_denied_read(
+        &lab,
+        "read_text_file",
+        json!({"file": lab.p("ws/notes.txt"), "path": lab.p("secret/id_rsa")}),
+    );
 }
 
 // ----- parser differentials ----------------------------------------------------------------------
@@ -225,7 +322,10 @@ fn raw_refused(lab: &Lab, s: &mut Session, line: &[u8], id: &Value, codes: &[i64
     s.send_raw(line);
     let r = s.wait_id(id);
     let code = r.pointer("/error/code").and_then(Value::as_i64);
-    assert!(code.is_some_and(|c| codes.contains(&c)), "expected an error in {codes:?} for id {id}, got {r}");
+    assert!(
+        code.is_some_and(|c| codes.contains(&c)),
+        "expected an error in {codes:?} for id {id}, got {r}"
+    );
     legit_read(lab, s);
     r
 }
@@ -253,7 +353,10 @@ fn duplicate_name_baseline_server_takes_the_last() {
     );
     s.send_raw(line.as_bytes());
     s.wait_id(&json!("dup-name"));
-    assert!(lab.exists("ws/pwned.txt"), "the server should have run write_file (last key wins)");
+    assert!(
+        lab.exists("ws/pwned.txt"),
+        "the server should have run write_file (last key wins)"
+    );
 }
 
 #[test]
@@ -278,7 +381,13 @@ fn duplicate_method_refused() {
         r#"{{"jsonrpc":"2.0","id":"dup-method","method":"ping","method":"tools/call","params":{{"name":"read_text_file","arguments":{{"path":"{}"}}}}}}"#,
         lab.p("secret/id_rsa")
     );
-    raw_refused(&lab, &mut s, line.as_bytes(), &json!("dup-method"), &[-32600]);
+    raw_refused(
+        &lab,
+        &mut s,
+        line.as_bytes(),
+        &json!("dup-method"),
+        &[-32600],
+    );
     s.finish();
     lab.assert_no_leak(&s);
 }
@@ -296,7 +405,10 @@ fn shadow_name_key_does_not_hide_the_tool() {
     assert!(r.get("error").is_some(), "expected a refusal: {r}");
     legit_read(&lab, &mut s);
     s.finish();
-    assert!(!lab.exists("ws/pwned.txt"), "the shadow key let write_file through");
+    assert!(
+        !lab.exists("ws/pwned.txt"),
+        "the shadow key let write_file through"
+    );
 }
 
 #[test]
@@ -326,9 +438,19 @@ fn invalid_utf8_refused_and_stream_stays_in_sync() {
     line.extend_from_slice(&[0xff, 0xfe]);
     line.extend_from_slice(br#""}}}"#);
     s.send_raw(&line);
-    let r = s.wait_line(RESPONSE_TIMEOUT, "error for the invalid UTF-8 line", |v| v.get("error").is_some());
-    assert_eq!(r.pointer("/error/code"), Some(&json!(-32700)), "invalid UTF-8 must be a parse error: {r}");
-    assert_eq!(r.get("id"), Some(&Value::Null), "a parse error has id null: {r}");
+    let r = s.wait_line(RESPONSE_TIMEOUT, "error for the invalid UTF-8 line", |v| {
+        v.get("error").is_some()
+    });
+    assert_eq!(
+        r.pointer("/error/code"),
+        Some(&json!(-32700)),
+        "invalid UTF-8 must be a parse error: {r}"
+    );
+    assert_eq!(
+        r.get("id"),
+        Some(&Value::Null),
+        "a parse error has id null: {r}"
+    );
     legit_read(&lab, &mut s);
     s.finish();
     lab.assert_no_leak(&s);
@@ -343,9 +465,14 @@ fn lone_surrogate_refused_and_stream_stays_in_sync() {
         lab.p("secret/id_rsa")
     );
     s.send_raw(line.as_bytes());
-    let r = s.wait_line(RESPONSE_TIMEOUT, "error for the lone surrogate", |v| v.get("error").is_some());
+    let r = s.wait_line(RESPONSE_TIMEOUT, "error for the lone surrogate", |v| {
+        v.get("error").is_some()
+    });
     let code = r.pointer("/error/code").and_then(Value::as_i64).unwrap();
-    assert!([-32700, -32600, -32001].contains(&code), "unexpected error: {r}");
+    assert!(
+        [-32700, -32600, -32001].contains(&code),
+        "unexpected error: {r}"
+    );
     legit_read(&lab, &mut s);
     s.finish();
     lab.assert_no_leak(&s);
@@ -361,8 +488,14 @@ fn overlong_line_refused_and_stream_stays_in_sync() {
         lab.p("secret/id_rsa")
     );
     s.send_raw(line.as_bytes());
-    let r = s.wait_line(RESPONSE_TIMEOUT, "error for the over-long line", |v| v.get("error").is_some());
-    assert_eq!(r.pointer("/error/code"), Some(&json!(-32600)), "an over-long line is an invalid request: {r}");
+    let r = s.wait_line(RESPONSE_TIMEOUT, "error for the over-long line", |v| {
+        v.get("error").is_some()
+    });
+    assert_eq!(
+        r.pointer("/error/code"),
+        Some(&json!(-32600)),
+        "an over-long line is an invalid request: {r}"
+    );
     legit_read(&lab, &mut s);
     s.finish();
     lab.assert_no_leak(&s);
@@ -378,7 +511,9 @@ fn deep_nesting_refused_and_stream_stays_in_sync() {
         lab.p("secret/id_rsa")
     );
     s.send_raw(line.as_bytes());
-    let r = s.wait_line(RESPONSE_TIMEOUT, "error for the deeply nested line", |v| v.get("error").is_some());
+    let r = s.wait_line(RESPONSE_TIMEOUT, "error for the deeply nested line", |v| {
+        v.get("error").is_some()
+    });
     assert!(r.get("error").is_some());
     legit_read(&lab, &mut s);
     s.finish();
@@ -390,7 +525,9 @@ fn garbage_line_is_a_parse_error_with_null_id() {
     let lab = Lab::new();
     let mut s = ws_rw(&lab);
     s.send_raw(b"this is not json");
-    let r = s.wait_line(RESPONSE_TIMEOUT, "parse error", |v| v.get("error").is_some());
+    let r = s.wait_line(RESPONSE_TIMEOUT, "parse error", |v| {
+        v.get("error").is_some()
+    });
     assert_error_code(&r, &Value::Null, -32700);
     legit_read(&lab, &mut s);
 }
@@ -412,21 +549,40 @@ fn batch_hiding_a_blocked_call_refused_whole() {
     let (mut s, log) = naive(&lab, &lab.ws_rw_policy());
     let mk = marker();
     s.send_raw(batch_line(&lab, &mk).as_bytes());
-    let line = s.next_line(RESPONSE_TIMEOUT).unwrap_or_else(|| panic!("no answer to the batch\nstderr:\n{}", s.stderr_text()));
-    let v: Value = serde_json::from_slice(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&line)));
-    let arr = v.as_array().unwrap_or_else(|| panic!("a refused batch is answered with an array: {v}"));
-    assert_eq!(arr.len(), 2, "one error per request element (none for the notification): {v}");
+    let line = s
+        .next_line(RESPONSE_TIMEOUT)
+        .unwrap_or_else(|| panic!("no answer to the batch\nstderr:\n{}", s.stderr_text()));
+    let v: Value = serde_json::from_slice(&line)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&line)));
+    let arr = v
+        .as_array()
+        .unwrap_or_else(|| panic!("a refused batch is answered with an array: {v}"));
+    assert_eq!(
+        arr.len(),
+        2,
+        "one error per request element (none for the notification): {v}"
+    );
     for e in arr {
         assert!(e.get("error").is_some(), "every element refused: {v}");
     }
     let ids: Vec<&Value> = arr.iter().map(|e| &e["id"]).collect();
-    assert!(ids.contains(&&json!(format!("ok-{mk}"))) && ids.contains(&&json!(format!("bad-{mk}"))), "{v}");
-    let bad = arr.iter().find(|e| e["id"] == json!(format!("bad-{mk}"))).unwrap();
+    assert!(
+        ids.contains(&&json!(format!("ok-{mk}"))) && ids.contains(&&json!(format!("bad-{mk}"))),
+        "{v}"
+    );
+    let bad = arr
+        .iter()
+        .find(|e| e["id"] == json!(format!("bad-{mk}")))
+        .unwrap();
     assert_policy_error(bad, &json!(format!("bad-{mk}")));
     legit_read(&lab, &mut s);
     s.finish();
     lab.assert_no_leak(&s);
-    assert!(!reached(&log).contains(&mk), "the batch reached the server:\n{}", reached(&log));
+    assert!(
+        !reached(&log).contains(&mk),
+        "the batch reached the server:\n{}",
+        reached(&log)
+    );
 }
 
 #[test]
@@ -444,7 +600,11 @@ fn exec_tool_denied_naive_server() {
     let lab = Lab::new();
     let (mut s, log) = naive(&lab, &lab.ws_rw_policy());
     let mk = marker();
-    let (id, r) = call(&mut s, "run_command", json!({"command": format!("cat {} # {mk}", lab.p("secret/id_rsa"))}));
+    let (id, r) = call(
+        &mut s,
+        "run_command",
+        json!({"command": format!("cat {} # {mk}", lab.p("secret/id_rsa"))}),
+    );
     assert_policy_error(&r, &id);
     legit_read(&lab, &mut s);
     s.finish();
@@ -463,8 +623,15 @@ fn naive_server_encodings_denied() {
         let (id, r) = call(&mut s, "read_text_file", args);
         assert_policy_error(&r, &id);
     }
-    let (id, r) = call(&mut s, "Write_File", json!({"path": lab.p("ws_evil/x.txt"), "content": "x"}));
-    assert!(r.get("error").is_some(), "case variant tool name: {r} (id {id})");
+    let (id, r) = call(
+        &mut s,
+        "Write_File",
+        json!({"path": lab.p("ws_evil/x.txt"), "content": "x"}),
+    );
+    assert!(
+        r.get("error").is_some(),
+        "case variant tool name: {r} (id {id})"
+    );
     legit_read(&lab, &mut s);
     s.finish();
     lab.assert_no_leak(&s);
@@ -482,11 +649,26 @@ fn loopback_urls(mk: &str) -> Vec<(String, String)> {
         ("2130706433", format!("http://2130706433:{p}/ssrf-{mk}-dec")),
         ("0x7f000001", format!("http://0x7f000001:{p}/ssrf-{mk}-hex")),
         ("[::1]", format!("http://[::1]:{p}/ssrf-{mk}-v6")),
-        ("[::ffff:127.0.0.1]", format!("http://[::ffff:127.0.0.1]:{p}/ssrf-{mk}-mapped")),
-        ("userinfo", format!("http://{ALLOWED_HOST}@127.0.0.1:{p}/ssrf-{mk}-userinfo")),
-        ("trailing dot", format!("http://127.0.0.1.:{p}/ssrf-{mk}-dot")),
-        ("scheme case", format!("HTTP://127.0.0.1:{p}/ssrf-{mk}-case")),
-        ("wildcard dns", format!("http://127.0.0.1.nip.io:{p}/ssrf-{mk}-nip")),
+        (
+            "[::ffff:127.0.0.1]",
+            format!("http://[::ffff:127.0.0.1]:{p}/ssrf-{mk}-mapped"),
+        ),
+        (
+            "userinfo",
+            format!("http://{ALLOWED_HOST}@127.0.0.1:{p}/ssrf-{mk}-userinfo"),
+        ),
+        (
+            "trailing dot",
+            format!("http://127.0.0.1.:{p}/ssrf-{mk}-dot"),
+        ),
+        (
+            "scheme case",
+            format!("HTTP://127.0.0.1:{p}/ssrf-{mk}-case"),
+        ),
+        (
+            "wildcard dns",
+            format!("http://127.0.0.1.nip.io:{p}/ssrf-{mk}-nip"),
+        ),
     ]
     .into_iter()
     .map(|(a, b)| (a.to_string(), b))
@@ -495,7 +677,8 @@ fn loopback_urls(mk: &str) -> Vec<(String, String)> {
 
 fn fetch_iso(lab: &Lab) -> Isolation {
     let mut iso = Isolation::new(&lab.path("logs/iso"));
-    iso.extra_hosts.push(("127.0.0.1.nip.io".into(), "127.0.0.1".into()));
+    iso.extra_hosts
+        .push(("127.0.0.1.nip.io".into(), "127.0.0.1".into()));
     iso
 }
 
@@ -505,7 +688,12 @@ fn encoded_loopback_hosts_denied_under_host_allowlist() {
     let iso = fetch_iso(&lab);
     let log = lab.path("logs/fetch-relay.log");
     let pol = lab.net_allow_policy();
-    let mut s = SessionBuilder::capjail(&["--policy", pol.to_str().unwrap()], relayed(&log, fetch_server())).isolated(&iso).spawn();
+    let mut s = SessionBuilder::capjail(
+        &["--policy", pol.to_str().unwrap()],
+        relayed(&log, fetch_server()),
+    )
+    .isolated(&iso)
+    .spawn();
     s.initialize();
     let mk = marker();
     let mut failures = Vec::new();
@@ -518,15 +706,24 @@ fn encoded_loopback_hosts_denied_under_host_allowlist() {
     s.assert_in_sync();
     s.finish();
     let hits = iso.hits_with(&mk);
-    assert!(hits.is_empty() && failures.is_empty(), "canary hits: {hits:?}\nfailures:\n{}", failures.join("\n"));
-    assert!(!reached(&log).contains(&mk), "a blocked fetch reached the server");
+    assert!(
+        hits.is_empty() && failures.is_empty(),
+        "canary hits: {hits:?}\nfailures:\n{}",
+        failures.join("\n")
+    );
+    assert!(
+        !reached(&log).contains(&mk),
+        "a blocked fetch reached the server"
+    );
 }
 
 #[test]
 fn encoded_loopback_baseline_reaches_the_canary() {
     let lab = Lab::new();
     let iso = fetch_iso(&lab);
-    let mut s = SessionBuilder::direct(fetch_server()).isolated(&iso).spawn();
+    let mut s = SessionBuilder::direct(fetch_server())
+        .isolated(&iso)
+        .spawn();
     s.initialize();
     let mk = marker();
     let mut reached_canary = Vec::new();
@@ -539,7 +736,10 @@ fn encoded_loopback_baseline_reaches_the_canary() {
     }
     eprintln!("without capjail, these reached the canary: {reached_canary:?}");
     for must in ["127.0.0.1", "localhost", "[::1]", "userinfo"] {
-        assert!(reached_canary.iter().any(|w| w == must), "baseline: {must} should reach the canary; got {reached_canary:?}");
+        assert!(
+            reached_canary.iter().any(|w| w == must),
+            "baseline: {must} should reach the canary; got {reached_canary:?}"
+        );
     }
 }
 
@@ -549,10 +749,16 @@ fn allowlisted_host_fetch_is_served() {
     let lab = Lab::new();
     let iso = fetch_iso(&lab);
     let pol = lab.net_allow_policy();
-    let mut s = SessionBuilder::capjail(&["--policy", pol.to_str().unwrap()], fetch_server()).isolated(&iso).spawn();
+    let mut s = SessionBuilder::capjail(&["--policy", pol.to_str().unwrap()], fetch_server())
+        .isolated(&iso)
+        .spawn();
     s.initialize();
     let mk = marker();
-    let (_, r) = call(&mut s, "fetch", json!({"url": format!("http://{ALLOWED_HOST}:{NETNS_CANARY_PORT}/legit-{mk}")}));
+    let (_, r) = call(
+        &mut s,
+        "fetch",
+        json!({"url": format!("http://{ALLOWED_HOST}:{NETNS_CANARY_PORT}/legit-{mk}")}),
+    );
     assert_tool_ok(&r, CANARY_BODY);
     s.finish();
     assert_eq!(iso.hits_with(&mk).len(), 1, "canary: {:?}", iso.hits());
@@ -564,10 +770,19 @@ fn network_none_refuses_even_the_lab_host() {
     let iso = fetch_iso(&lab);
     let log = lab.path("logs/fetch-relay.log");
     let pol = lab.ws_rw_policy(); // network: none
-    let mut s = SessionBuilder::capjail(&["--policy", pol.to_str().unwrap()], relayed(&log, fetch_server())).isolated(&iso).spawn();
+    let mut s = SessionBuilder::capjail(
+        &["--policy", pol.to_str().unwrap()],
+        relayed(&log, fetch_server()),
+    )
+    .isolated(&iso)
+    .spawn();
     s.initialize();
     let mk = marker();
-    let (id, r) = call(&mut s, "fetch", json!({"url": format!("http://{ALLOWED_HOST}:{NETNS_CANARY_PORT}/ssrf-{mk}")}));
+    let (id, r) = call(
+        &mut s,
+        "fetch",
+        json!({"url": format!("http://{ALLOWED_HOST}:{NETNS_CANARY_PORT}/ssrf-{mk}")}),
+    );
     assert_policy_error(&r, &id);
     s.finish();
     assert!(iso.hits_with(&mk).is_empty());
@@ -582,11 +797,23 @@ fn network_none_refuses_even_the_lab_host() {
 fn permissive_policy_lets_the_attacks_through() {
     let lab = Lab::new();
     let pol = lab.permissive_policy();
-    let mut s = SessionBuilder::capjail(&["--mode", "proxy", "--policy", pol.to_str().unwrap()], fs_server(&[&lab.root])).spawn();
+    let mut s = SessionBuilder::capjail(
+        &["--mode", "proxy", "--policy", pol.to_str().unwrap()],
+        fs_server(&[&lab.root]),
+    )
+    .spawn();
     s.initialize();
-    let (_, r) = call(&mut s, "read_text_file", json!({"path": lab.p("ws/link_dir/id_rsa")}));
+    let (_, r) = call(
+        &mut s,
+        "read_text_file",
+        json!({"path": lab.p("ws/link_dir/id_rsa")}),
+    );
     assert_tool_ok(&r, &lab.secret);
-    let (_, r) = call(&mut s, "write_file", json!({"path": lab.p("ws_evil/planted.txt"), "content": "planted"}));
+    let (_, r) = call(
+        &mut s,
+        "write_file",
+        json!({"path": lab.p("ws_evil/planted.txt"), "content": "planted"}),
+    );
     assert_tool_ok(&r, "");
     assert!(lab.exists("ws_evil/planted.txt"));
     s.finish();

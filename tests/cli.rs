@@ -16,7 +16,13 @@ fn policy_list_names_the_builtins() {
     let o = capjail(&["policy", "list"]);
     assert_eq!(o.code, Some(0), "{o:?}");
     for name in ["strict", "readonly", "workspace", "capfence"] {
-        assert!(o.stdout.lines().any(|l| l.split_whitespace().next() == Some(name)), "{name} missing from:\n{}", o.stdout);
+        assert!(
+            o.stdout
+                .lines()
+                .any(|l| l.split_whitespace().next() == Some(name)),
+            "{name} missing from:\n{}",
+            o.stdout
+        );
     }
 }
 
@@ -28,10 +34,19 @@ fn policy_show_round_trips_through_validate() {
         assert_eq!(o.code, Some(0), "{o:?}");
         let p = lab.policy(&format!("shown-{name}"), &o.stdout);
         let v = capjail(&["policy", "validate", p.to_str().unwrap()]);
-        assert_eq!(v.code, Some(0), "`policy show {name}` output does not validate: {v:?}\n{}", o.stdout);
+        assert_eq!(
+            v.code,
+            Some(0),
+            "`policy show {name}` output does not validate: {v:?}\n{}",
+            o.stdout
+        );
     }
     let o = capjail(&["policy", "show", "strict"]);
-    assert!(o.stdout.contains("/tmp") && o.stdout.contains("none"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("/tmp") && o.stdout.contains("none"),
+        "{}",
+        o.stdout
+    );
 }
 
 #[test]
@@ -47,7 +62,12 @@ fn policy_validate_accepts_builtins_and_seeds_verbatim() {
         let o = capjail(&["policy", "validate", p.to_str().unwrap()]);
         assert_eq!(o.code, Some(0), "{}: {o:?}", p.display());
     }
-    for f in ["capfence-demo", "capfence-mcp_policy", "mcpjail-readonly", "mcpjail-strict"] {
+    for f in [
+        "capfence-demo",
+        "capfence-mcp_policy",
+        "mcpjail-readonly",
+        "mcpjail-strict",
+    ] {
         let p = repo().join(format!("policies/seeds/{f}.yaml"));
         let o = capjail(&["policy", "validate", p.to_str().unwrap()]);
         assert_eq!(o.code, Some(0), "{}: {o:?}", p.display());
@@ -61,8 +81,16 @@ fn policy_validate_unknown_key_names_file_line_column() {
     let o = capjail(&["policy", "validate", p.to_str().unwrap()]);
     assert_eq!(o.code, Some(124), "{o:?}");
     let want = format!("{}:4:3", p.display());
-    assert!(o.stderr.contains(&want), "stderr should name {want}: {}", o.stderr);
-    assert!(o.stderr.contains("bogus_key"), "stderr should name the key: {}", o.stderr);
+    assert!(
+        o.stderr.contains(&want),
+        "stderr should name {want}: {}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains("bogus_key"),
+        "stderr should name the key: {}",
+        o.stderr
+    );
     assert!(o.stdout.is_empty(), "errors go to stderr: {o:?}");
 }
 
@@ -72,7 +100,11 @@ fn policy_validate_bad_value_and_missing_file() {
     let p = lab.policy("badval", "name: bad\nnetwork:\n  mode: sometimes\n");
     let o = capjail(&["policy", "validate", p.to_str().unwrap()]);
     assert_eq!(o.code, Some(124), "{o:?}");
-    assert!(o.stderr.contains(&format!("{}:3", p.display())), "{}", o.stderr);
+    assert!(
+        o.stderr.contains(&format!("{}:3", p.display())),
+        "{}",
+        o.stderr
+    );
     let o = capjail(&["policy", "validate", lab.p("does-not-exist.yaml").as_str()]);
     assert_eq!(o.code, Some(124), "{o:?}");
 }
@@ -86,17 +118,44 @@ fn req(id: i64, name: &str, args: Value) -> String {
 #[test]
 fn check_one_verdict_per_line_and_exit_status() {
     let lab = Lab::in_tmp();
-    let allowed = format!("{}\n{}\n", req(1, "read_file", json!({"path": lab.p("ws/notes.txt")})), req(2, "list_directory", json!({"path": lab.ws_s()})));
-    let o = capjail_with_input(&["check", "--policy", "strict", "--profile", "filesystem"], allowed.as_bytes());
+    let allowed = format!(
+        "{}\n{}\n",
+        req(1, "read_file", json!({"path": lab.p("ws/notes.txt")})),
+        req(2, "list_directory", json!({"path": lab.ws_s()}))
+    );
+    let o = capjail_with_input(
+        &["check", "--policy", "strict", "--profile", "filesystem"],
+        allowed.as_bytes(),
+    );
     assert_eq!(o.code, Some(0), "{o:?}");
-    let verdicts: Vec<Value> = o.stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON verdict per line")).collect();
+    let verdicts: Vec<Value> = o
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON verdict per line"))
+        .collect();
     assert_eq!(verdicts.len(), 2, "{}", o.stdout);
-    assert!(verdicts.iter().all(|v| v["verdict"] == json!("allow")), "{}", o.stdout);
+    assert!(
+        verdicts.iter().all(|v| v["verdict"] == json!("allow")),
+        "{}",
+        o.stdout
+    );
 
-    let mixed = format!("{}\n{}\n{}\n", req(1, "read_file", json!({"path": lab.p("ws/notes.txt")})), req(2, "read_file", json!({"path": "/etc/passwd"})), req(3, "execute_command", json!({"command": "id"})));
-    let o = capjail_with_input(&["check", "--policy", "strict", "--profile", "filesystem"], mixed.as_bytes());
+    let mixed = format!(
+        "{}\n{}\n{}\n",
+        req(1, "read_file", json!({"path": lab.p("ws/notes.txt")})),
+        req(2, "read_file", json!({"path": "/etc/passwd"})),
+        req(3, "execute_command", json!({"command": "id"}))
+    );
+    let o = capjail_with_input(
+        &["check", "--policy", "strict", "--profile", "filesystem"],
+        mixed.as_bytes(),
+    );
     assert_eq!(o.code, Some(1), "a denial makes check exit 1: {o:?}");
-    let verdicts: Vec<Value> = o.stdout.lines().map(|l| serde_json::from_str(l).expect("a JSON verdict per line")).collect();
+    let verdicts: Vec<Value> = o
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON verdict per line"))
+        .collect();
     assert_eq!(verdicts.len(), 3, "{}", o.stdout);
     assert_eq!(verdicts[0]["verdict"], json!("allow"));
     assert_eq!(verdicts[1]["verdict"], json!("deny"));
@@ -108,8 +167,26 @@ fn check_one_verdict_per_line_and_exit_status() {
 fn check_readonly_denies_write_tools() {
     let lab = Lab::new();
     let ws = lab.ws_s();
-    let input = format!("{}\n", req(1, "write_file", json!({"path": lab.p("ws/x"), "content": "x"})));
-    let o = capjail_with_input(&["check", "--policy", "readonly", "--workspace", &ws, "--profile", "filesystem"], input.as_bytes());
+    let input = format!(
+        "{}\n",
+        req(
+            1,
+            "write_file",
+            json!({"path": lab.p("ws/x"), "content": "x"})
+        )
+    );
+    let o = capjail_with_input(
+        &[
+            "check",
+            "--policy",
+            "readonly",
+            "--workspace",
+            &ws,
+            "--profile",
+            "filesystem",
+        ],
+        input.as_bytes(),
+    );
     assert_eq!(o.code, Some(1), "{o:?}");
 }
 
@@ -149,13 +226,20 @@ fn policy_error_is_124_and_usage_error_is_125() {
     let o = capjail(&["run", "--policy", "no-such-policy-xyz", "--", "true"]);
     assert_eq!(o.code, Some(124), "{o:?}");
     let lab = Lab::new();
-    let p = lab.policy("bad", "name: bad\nfilesystem:\n  mounts:\n    - path: /tmp\n      mode: rwx\n");
+    let p = lab.policy(
+        "bad",
+        "name: bad\nfilesystem:\n  mounts:\n    - path: /tmp\n      mode: rwx\n",
+    );
     let o = capjail(&["run", "--policy", p.to_str().unwrap(), "--", "true"]);
     assert_eq!(o.code, Some(124), "{o:?}");
     let o = capjail(&["run", "--no-such-flag", "--", "true"]);
     assert_eq!(o.code, Some(125), "{o:?}");
     let o = capjail(&["run"]);
-    assert_eq!(o.code, Some(125), "a missing server command is a usage error: {o:?}");
+    assert_eq!(
+        o.code,
+        Some(125),
+        "a missing server command is a usage error: {o:?}"
+    );
     let o = capjail(&["run", "--mode", "sideways", "--", "true"]);
     assert_eq!(o.code, Some(125), "{o:?}");
 }
@@ -165,10 +249,17 @@ fn policy_error_is_124_and_usage_error_is_125() {
 fn read_pid(path: &std::path::Path) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(p) = std::fs::read_to_string(path).ok().and_then(|s| s.trim().parse().ok()) {
+        if let Some(p) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+        {
             return p;
         }
-        assert!(Instant::now() < deadline, "pid file {} never appeared", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "pid file {} never appeared",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -189,17 +280,30 @@ fn closing_stdin_ends_the_real_server() {
     let lab = Lab::new();
     let pidf = lab.path("logs/server.pid");
     let fs = fs_server(&[&lab.root]).join(" ");
-    let mut s = SessionBuilder::capjail(&["--policy", lab.ws_rw_policy().to_str().unwrap(), "--profile", "filesystem"], vec![
-        "sh".into(),
-        "-c".into(),
-        format!("echo $$ > {}; exec {fs}", pidf.display()),
-    ])
+    let mut s = SessionBuilder::capjail(
+        &[
+            "--policy",
+            lab.ws_rw_policy().to_str().unwrap(),
+            "--profile",
+            "filesystem",
+        ],
+        vec![
+            "sh".into(),
+            "-c".into(),
+            format!("echo $$ > {}; exec {fs}", pidf.display()),
+        ],
+    )
     .spawn();
     s.initialize();
     let pid = read_pid(&pidf);
     assert!(pid_alive(pid));
-    let st = s.close().expect("capjail must exit after the client closes stdin");
-    assert!(wait_gone(pid, Duration::from_secs(5)), "server pid {pid} still alive after capjail exited ({st:?})");
+    let st = s
+        .close()
+        .expect("capjail must exit after the client closes stdin");
+    assert!(
+        wait_gone(pid, Duration::from_secs(5)),
+        "server pid {pid} still alive after capjail exited ({st:?})"
+    );
 }
 
 #[test]
@@ -210,13 +314,26 @@ fn a_server_ignoring_eof_and_sigterm_is_killed() {
         "import os,signal,time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nopen({:?},'w').write(str(os.getpid()))\nwhile True: time.sleep(1)\n",
         pidf.display().to_string()
     );
-    let mut s = SessionBuilder::capjail(&["--mode", "proxy"], vec!["python3".into(), "-c".into(), code]).spawn();
+    let mut s = SessionBuilder::capjail(
+        &["--mode", "proxy"],
+        vec!["python3".into(), "-c".into(), code],
+    )
+    .spawn();
     let pid = read_pid(&pidf);
     let t = Instant::now();
     let st = s.close();
-    assert!(st.is_some(), "capjail did not exit within {EXIT_TIMEOUT:?} although the server ignores SIGTERM");
-    assert!(wait_gone(pid, Duration::from_secs(5)), "stubborn server {pid} survived");
-    eprintln!("stubborn server reaped after {:?}, capjail status {st:?}", t.elapsed());
+    assert!(
+        st.is_some(),
+        "capjail did not exit within {EXIT_TIMEOUT:?} although the server ignores SIGTERM"
+    );
+    assert!(
+        wait_gone(pid, Duration::from_secs(5)),
+        "stubborn server {pid} survived"
+    );
+    eprintln!(
+        "stubborn server reaped after {:?}, capjail status {st:?}",
+        t.elapsed()
+    );
 }
 
 #[test]
@@ -225,11 +342,19 @@ fn no_grandchild_outlives_capjail() {
     let pidf = lab.path("logs/grandchild.pid");
     let log = lab.path("logs/naive.log");
     let naive = naive_server(&lab.root, &log).join(" ");
-    let mut s = SessionBuilder::capjail(&["--mode", "proxy", "--profile", fixture("naive_profile.yaml").to_str().unwrap()], vec![
-        "sh".into(),
-        "-c".into(),
-        format!("sleep 300 & echo $! > {}; exec {naive}", pidf.display()),
-    ])
+    let mut s = SessionBuilder::capjail(
+        &[
+            "--mode",
+            "proxy",
+            "--profile",
+            fixture("naive_profile.yaml").to_str().unwrap(),
+        ],
+        vec![
+            "sh".into(),
+            "-c".into(),
+            format!("sleep 300 & echo $! > {}; exec {naive}", pidf.display()),
+        ],
+    )
     .spawn();
     s.initialize();
     let pid = read_pid(&pidf);
@@ -249,11 +374,20 @@ fn server_stderr_passes_through_and_stdout_is_protocol_only() {
     let log = lab.path("logs/naive.log");
     let naive = naive_server(&lab.root, &log).join(" ");
     let pol = lab.ws_rw_policy();
-    let mut s = SessionBuilder::capjail(&["-v", "--policy", pol.to_str().unwrap(), "--profile", fixture("naive_profile.yaml").to_str().unwrap()], vec![
-        "sh".into(),
-        "-c".into(),
-        format!("echo server-stderr-{mk} >&2; exec {naive}"),
-    ])
+    let mut s = SessionBuilder::capjail(
+        &[
+            "-v",
+            "--policy",
+            pol.to_str().unwrap(),
+            "--profile",
+            fixture("naive_profile.yaml").to_str().unwrap(),
+        ],
+        vec![
+            "sh".into(),
+            "-c".into(),
+            format!("echo server-stderr-{mk} >&2; exec {naive}"),
+        ],
+    )
     .spawn();
     s.initialize();
     let r = s.call_tool("read_text_file", json!({"path": lab.p("ws/notes.txt")}));
@@ -262,11 +396,16 @@ fn server_stderr_passes_through_and_stdout_is_protocol_only() {
     assert!(r.get("error").is_some());
     s.send_raw(b"not json");
     s.finish();
-    assert!(s.stderr_text().contains(&format!("server-stderr-{mk}")), "server stderr missing from capjail's stderr:\n{}", s.stderr_text());
+    assert!(
+        s.stderr_text().contains(&format!("server-stderr-{mk}")),
+        "server stderr missing from capjail's stderr:\n{}",
+        s.stderr_text()
+    );
     let out = s.received_text();
     assert!(!out.is_empty());
     for line in out.lines() {
-        let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("non-JSON on stdout ({e}): {line:?}"));
+        let v: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("non-JSON on stdout ({e}): {line:?}"));
         assert_eq!(v["jsonrpc"], json!("2.0"), "{line}");
     }
     assert!(out.ends_with('\n'));
@@ -275,15 +414,30 @@ fn server_stderr_passes_through_and_stdout_is_protocol_only() {
 #[test]
 fn stdout_is_protocol_only_with_json_logs() {
     let lab = Lab::new();
-    let mut s = SessionBuilder::capjail(&["-v", "--log-format", "json", "--policy", lab.ws_rw_policy().to_str().unwrap()], fs_server(&[&lab.root])).spawn();
+    let mut s = SessionBuilder::capjail(
+        &[
+            "-v",
+            "--log-format",
+            "json",
+            "--policy",
+            lab.ws_rw_policy().to_str().unwrap(),
+        ],
+        fs_server(&[&lab.root]),
+    )
+    .spawn();
     s.initialize();
     s.call_tool("read_text_file", json!({"path": lab.p("secret/id_rsa")}));
     s.finish();
     for line in s.received_text().lines() {
-        serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("non-JSON on stdout ({e}): {line:?}"));
+        serde_json::from_str::<Value>(line)
+            .unwrap_or_else(|e| panic!("non-JSON on stdout ({e}): {line:?}"));
     }
     let err = s.stderr_text();
-    assert!(err.lines().any(|l| serde_json::from_str::<Value>(l).is_ok()), "--log-format json should log JSON lines on stderr:\n{err}");
+    assert!(
+        err.lines()
+            .any(|l| serde_json::from_str::<Value>(l).is_ok()),
+        "--log-format json should log JSON lines on stderr:\n{err}"
+    );
     lab.assert_no_leak(&s);
 }
 
@@ -301,22 +455,63 @@ fn error_data_carries_every_contract_field() {
     ));
     let profile = fixture("naive_profile.yaml");
     let cases: Vec<(&str, std::path::PathBuf, &str, Value)> = vec![
-        ("mount", lab.ws_rw_policy(), "read_text_file", json!({"path": lab.p("secret/id_rsa")})),
-        ("tools.blocked", lab.ws_rw_policy(), "run_command", json!({"command": "id"})),
-        ("tools.allowed", lab.ws_ro_policy(), "write_file", json!({"path": lab.p("ws/x"), "content": "x"})),
-        ("deny rule", capfence.clone(), "run_command", json!({"command": "id"})),
-        ("approval", capfence, "execute_sql", json!({"query": "DELETE FROM t"})),
+        (
+            "mount",
+            lab.ws_rw_policy(),
+            "read_text_file",
+            json!({"path": lab.p("secret/id_rsa")}),
+        ),
+        (
+            "tools.blocked",
+            lab.ws_rw_policy(),
+            "run_command",
+            json!({"command": "id"}),
+        ),
+        (
+            "tools.allowed",
+            lab.ws_ro_policy(),
+            "write_file",
+            json!({"path": lab.p("ws/x"), "content": "x"}),
+        ),
+        (
+            "deny rule",
+            capfence.clone(),
+            "run_command",
+            json!({"command": "id"}),
+        ),
+        (
+            "approval",
+            capfence,
+            "execute_sql",
+            json!({"query": "DELETE FROM t"}),
+        ),
     ];
     let mut bad = Vec::new();
     for (what, pol, tool, args) in cases {
-        let mut s = SessionBuilder::capjail(&["--policy", pol.to_str().unwrap(), "--profile", profile.to_str().unwrap()], naive_server(&lab.root, &log)).spawn();
+        let mut s = SessionBuilder::capjail(
+            &[
+                "--policy",
+                pol.to_str().unwrap(),
+                "--profile",
+                profile.to_str().unwrap(),
+            ],
+            naive_server(&lab.root, &log),
+        )
+        .spawn();
         s.initialize();
         let r = s.call_tool(tool, args);
         let data = r.pointer("/error/data").cloned().unwrap_or(Value::Null);
-        let missing: Vec<&str> = ["rule", "capability", "resource", "reason"].into_iter().filter(|k| data.get(*k).is_none()).collect();
+        let missing: Vec<&str> = ["rule", "capability", "resource", "reason"]
+            .into_iter()
+            .filter(|k| data.get(*k).is_none())
+            .collect();
         if r.pointer("/error/code") != Some(&json!(-32001)) || !missing.is_empty() {
             bad.push(format!("{what}: missing {missing:?} in {r}"));
         }
     }
-    assert!(bad.is_empty(), "error.data must carry rule, capability, resource, reason:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "error.data must carry rule, capability, resource, reason:\n{}",
+        bad.join("\n")
+    );
 }

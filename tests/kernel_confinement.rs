@@ -30,7 +30,12 @@ fn setup() -> Env {
     std::fs::write(ws.join("inside.txt"), "INSIDE-OK").unwrap();
     let secret = root.join("secret.txt");
     std::fs::write(&secret, "CANARY-SECRET-4242").unwrap();
-    Env { _dir: dir, root, ws, secret }
+    Env {
+        _dir: dir,
+        root,
+        ws,
+        secret,
+    }
 }
 
 fn policy_yaml(ws: &Path, network: &str) -> String {
@@ -63,7 +68,9 @@ fn features_or_skip(need_abi: u32) -> Option<KernelFeatures> {
 }
 
 fn run_with_timeout(mut cmd: Command) -> Output {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -104,7 +111,11 @@ fn plain(argv: &[&str], extra_env: &[(&str, &str)]) -> Output {
 }
 
 fn out(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn python_or_skip() -> bool {
@@ -128,7 +139,11 @@ fn filesystem_read_and_write_only_inside_the_mounts() {
     );
     // Control: without the sandbox everything works.
     let o = plain(&["/bin/sh", "-c", &script], &[]);
-    assert!(out(&o).contains("CANARY-SECRET-4242"), "control run could not read the canary: {}", out(&o));
+    assert!(
+        out(&o).contains("CANARY-SECRET-4242"),
+        "control run could not read the canary: {}",
+        out(&o)
+    );
     assert!(e.root.join("outside.txt").exists());
     std::fs::remove_file(e.root.join("outside.txt")).unwrap();
     std::fs::remove_file(e.ws.join("new.txt")).unwrap();
@@ -136,12 +151,33 @@ fn filesystem_read_and_write_only_inside_the_mounts() {
     let o = sandboxed(&yaml, &["/bin/sh", "-c", &script], &[]);
     let text = out(&o);
     assert!(text.contains("INSIDE-OK"), "{text}");
-    assert!(!text.contains("CANARY-SECRET-4242"), "canary leaked: {text}");
-    assert!(e.ws.join("new.txt").exists(), "write inside the mount failed: {text}");
-    assert!(!e.root.join("outside.txt").exists(), "write outside the mount succeeded: {text}");
+    assert!(
+        !text.contains("CANARY-SECRET-4242"),
+        "canary leaked: {text}"
+    );
+    assert!(
+        e.ws.join("new.txt").exists(),
+        "write inside the mount failed: {text}"
+    );
+    assert!(
+        !e.root.join("outside.txt").exists(),
+        "write outside the mount succeeded: {text}"
+    );
     // HOME and ~/.ssh-like places are unreachable too.
-    let o = sandboxed(&yaml, &["/bin/sh", "-c", "ls /root /etc/shadow /home 2>&1; cat /etc/hostname 2>&1"], &[]);
-    assert!(out(&o).matches("Permission denied").count() >= 3, "{}", out(&o));
+    let o = sandboxed(
+        &yaml,
+        &[
+            "/bin/sh",
+            "-c",
+            "ls /root /etc/shadow /home 2>&1; cat /etc/hostname 2>&1",
+        ],
+        &[],
+    );
+    assert!(
+        out(&o).matches("Permission denied").count() >= 3,
+        "{}",
+        out(&o)
+    );
 }
 
 #[test]
@@ -173,19 +209,40 @@ fn network_none_refuses_inet_sockets_and_the_canary_listener_sees_nothing() {
         n
     };
     let o = plain(&[PYTHON, "-c", &probe], &[]);
-    assert!(out(&o).contains("CONNECTED"), "control probe could not connect: {}", out(&o));
-    assert_eq!(accepted(&listener), 1, "control connection not seen by the listener");
+    assert!(
+        out(&o).contains("CONNECTED"),
+        "control probe could not connect: {}",
+        out(&o)
+    );
+    assert_eq!(
+        accepted(&listener),
+        1,
+        "control connection not seen by the listener"
+    );
 
     let o = sandboxed(&policy_yaml(&e.ws, "none"), &[PYTHON, "-c", &probe], &[]);
-    assert!(out(&o).contains(&format!("REFUSED {}", libc::EACCES)), "{}", out(&o));
-    assert_eq!(accepted(&listener), 0, "the sandboxed probe reached the loopback listener");
+    assert!(
+        out(&o).contains(&format!("REFUSED {}", libc::EACCES)),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(
+        accepted(&listener),
+        0,
+        "the sandboxed probe reached the loopback listener"
+    );
     // Netlink and packet sockets are refused too.
     let o = sandboxed(
         &policy_yaml(&e.ws, "none"),
         &[PYTHON, "-c", "import socket\nfor f,t in [(socket.AF_NETLINK,socket.SOCK_RAW),(socket.AF_INET6,socket.SOCK_DGRAM),(socket.AF_UNIX,socket.SOCK_STREAM)]:\n  try: socket.socket(f,t); print('ok')\n  except OSError as e: print('err',e.errno)\n"],
         &[],
     );
-    assert_eq!(String::from_utf8_lossy(&o.stdout), format!("err {0}\nerr {0}\nok\n", libc::EACCES), "{}", out(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("err {0}\nerr {0}\nok\n", libc::EACCES),
+        "{}",
+        out(&o)
+    );
 }
 
 #[test]
@@ -197,7 +254,10 @@ fn allowlist_limits_tcp_connect_to_the_allowed_ports() {
     let e = setup();
     let allowed = TcpListener::bind("127.0.0.1:0").unwrap();
     let other = TcpListener::bind("127.0.0.1:0").unwrap();
-    let (pa, po) = (allowed.local_addr().unwrap().port(), other.local_addr().unwrap().port());
+    let (pa, po) = (
+        allowed.local_addr().unwrap().port(),
+        other.local_addr().unwrap().port(),
+    );
     let yaml = format!(
         "name: test\nfilesystem:\n  mode: explicit\n  mounts:\n    - path: {}\n      mode: rw\nnetwork:\n  mode: allowlist\n  allowed_hosts: [\"127.0.0.1:{pa}\"]\n  allow_loopback: true\nkernel:\n  extra_read: [/usr/bin]\n",
         e.ws.display()
@@ -206,9 +266,19 @@ fn allowlist_limits_tcp_connect_to_the_allowed_ports() {
         "import socket\nfor p in ({pa},{po}):\n  try: socket.create_connection(('127.0.0.1',p),timeout=3); print('ok')\n  except OSError as e: print('err',e.errno)\ntry:\n  s=socket.socket(); s.bind(('127.0.0.1',0)); print('bound')\nexcept OSError as e: print('bind err',e.errno)\n"
     );
     let o = plain(&[PYTHON, "-c", &probe], &[]);
-    assert_eq!(String::from_utf8_lossy(&o.stdout), "ok\nok\nbound\n", "control: {}", out(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "ok\nok\nbound\n",
+        "control: {}",
+        out(&o)
+    );
     let o = sandboxed(&yaml, &[PYTHON, "-c", &probe], &[]);
-    assert_eq!(String::from_utf8_lossy(&o.stdout), format!("ok\nerr {0}\nbind err {0}\n", libc::EACCES), "{}", out(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("ok\nerr {0}\nbind err {0}\n", libc::EACCES),
+        "{}",
+        out(&o)
+    );
 }
 
 #[test]
@@ -227,13 +297,21 @@ fn other_processes_are_out_of_reach() {
     // may already be out of reach on a container host, so it is not part of the control).
     let o = plain(&[PYTHON, "-c", &probe], &[]);
     let control = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(control.ends_with("read\nread\nsignal\nTrue\n"), "control: {}", out(&o));
+    assert!(
+        control.ends_with("read\nread\nsignal\nTrue\n"),
+        "control: {}",
+        out(&o)
+    );
     let o = sandboxed(&policy_yaml(&e.ws, "none"), &[PYTHON, "-c", &probe], &[]);
     let _ = victim.kill();
     let _ = victim.wait();
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
-        format!("err {0}\nerr {0}\nerr {0}\nkill err {1}\nTrue\n", libc::EACCES, libc::EPERM),
+        format!(
+            "err {0}\nerr {0}\nerr {0}\nkill err {1}\nTrue\n",
+            libc::EACCES,
+            libc::EPERM
+        ),
         "{}",
         out(&o)
     );
@@ -252,9 +330,15 @@ fn seccomp_io_uring_x32_ptrace_and_namespaces() {
     let uring_works = control.lines().next().is_some_and(|l| !l.contains('-'));
     let o = sandboxed(&policy_yaml(&e.ws, "none"), &[PYTHON, "-c", probe], &[]);
     let got = String::from_utf8_lossy(&o.stdout).to_string();
-    assert!(got.contains(&format!("io_uring -{}", libc::ENOSYS)), "{got} {}", out(&o));
+    assert!(
+        got.contains(&format!("io_uring -{}", libc::ENOSYS)),
+        "{got} {}",
+        out(&o)
+    );
     if !uring_works {
-        println!("SKIP(part): io_uring is disabled on this host even without the sandbox: {control}");
+        println!(
+            "SKIP(part): io_uring is disabled on this host even without the sandbox: {control}"
+        );
     }
     assert!(control.contains("unshare 0"), "control: {control}");
     assert!(got.contains(&format!("unshare -{}", libc::EPERM)), "{got}");
@@ -268,7 +352,13 @@ fn seccomp_io_uring_x32_ptrace_and_namespaces() {
     assert!(out(&o).contains("alive"), "control: {}", out(&o));
     let o = sandboxed(&policy_yaml(&e.ws, "none"), &[PYTHON, "-c", x32], &[]);
     use std::os::unix::process::ExitStatusExt;
-    assert_eq!(o.status.signal(), Some(libc::SIGSYS), "{:?} {}", o.status, out(&o));
+    assert_eq!(
+        o.status.signal(),
+        Some(libc::SIGSYS),
+        "{:?} {}",
+        o.status,
+        out(&o)
+    );
     assert!(!out(&o).contains("alive"));
 }
 
@@ -276,14 +366,32 @@ fn seccomp_io_uring_x32_ptrace_and_namespaces() {
 fn environment_is_scrubbed_and_privileges_are_gone() {
     let Some(_) = features_or_skip(1) else { return };
     let e = setup();
-    let secret_env = [("AWS_SECRET_ACCESS_KEY", "AKIA-CANARY"), ("FOO_TOKEN", "tok-canary")];
+    let secret_env = [
+        ("AWS_SECRET_ACCESS_KEY", "AKIA-CANARY"),
+        ("FOO_TOKEN", "tok-canary"),
+    ];
     let script = "echo AWS=${AWS_SECRET_ACCESS_KEY:-unset} TOK=${FOO_TOKEN:-unset}; grep -E '^(CapEff|CapPrm|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/$$/status";
     let o = plain(&["/bin/sh", "-c", script], &secret_env);
-    assert!(out(&o).contains("AWS=AKIA-CANARY TOK=tok-canary"), "control: {}", out(&o));
-    let o = sandboxed(&policy_yaml(&e.ws, "none"), &["/bin/sh", "-c", script], &secret_env);
+    assert!(
+        out(&o).contains("AWS=AKIA-CANARY TOK=tok-canary"),
+        "control: {}",
+        out(&o)
+    );
+    let o = sandboxed(
+        &policy_yaml(&e.ws, "none"),
+        &["/bin/sh", "-c", script],
+        &secret_env,
+    );
     let text = out(&o);
     assert!(text.contains("AWS=unset TOK=unset"), "{text}");
-    for l in ["CapEff:\t0000000000000000", "CapPrm:\t0000000000000000", "CapBnd:\t0000000000000000", "CapAmb:\t0000000000000000", "NoNewPrivs:\t1", "Seccomp:\t2"] {
+    for l in [
+        "CapEff:\t0000000000000000",
+        "CapPrm:\t0000000000000000",
+        "CapBnd:\t0000000000000000",
+        "CapAmb:\t0000000000000000",
+        "NoNewPrivs:\t1",
+        "Seccomp:\t2",
+    ] {
         assert!(text.contains(l), "missing `{l}` in {text}");
     }
 }
@@ -299,11 +407,19 @@ fn inherited_descriptors_do_not_reach_the_server() {
     unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
     let script = format!("cat <&{fd} 2>&1 || echo closed");
     let o = plain(&["/bin/sh", "-c", &script], &[]);
-    assert!(out(&o).contains("CANARY-SECRET-4242"), "control: {}", out(&o));
+    assert!(
+        out(&o).contains("CANARY-SECRET-4242"),
+        "control: {}",
+        out(&o)
+    );
     // Rewind for the sandboxed read (the control consumed the offset).
     // SAFETY: lseek on our fd.
     unsafe { libc::lseek(fd, 0, libc::SEEK_SET) };
-    let o = sandboxed(&policy_yaml(&e.ws, "none"), &["/bin/sh", "-c", &script], &[]);
+    let o = sandboxed(
+        &policy_yaml(&e.ws, "none"),
+        &["/bin/sh", "-c", &script],
+        &[],
+    );
     assert!(!out(&o).contains("CANARY-SECRET-4242"), "{}", out(&o));
     assert!(out(&o).contains("closed"), "{}", out(&o));
 }
@@ -322,7 +438,11 @@ fn node_starts_and_writes_only_in_its_workspace() {
         secret = e.secret.display(),
         root = e.root.display()
     );
-    let o = sandboxed(&policy_yaml(&e.ws, "none"), &["/usr/bin/node", "-e", &js], &[]);
+    let o = sandboxed(
+        &policy_yaml(&e.ws, "none"),
+        &["/usr/bin/node", "-e", &js],
+        &[],
+    );
     assert!(out(&o).contains("node ok EACCES EACCES"), "{}", out(&o));
     assert_eq!(std::fs::read_to_string(e.ws.join("x")).unwrap(), "1");
     assert!(!e.root.join("y").exists());
@@ -330,14 +450,18 @@ fn node_starts_and_writes_only_in_its_workspace() {
 
 #[test]
 fn require_fails_closed_before_spawning_on_a_weaker_kernel() {
-    let policy = load_str(&policy_yaml(Path::new("/tmp"), "allowlist"), PolicySource::Inline);
+    let policy = load_str(
+        &policy_yaml(Path::new("/tmp"), "allowlist"),
+        PolicySource::Inline,
+    );
     // allowlist without hosts is fine for the schema; pretend the kernel has Landlock ABI 3.
     let policy = policy.expect("policy");
     let argv = vec!["/bin/true".to_string()];
     let plan = sandbox::plan(&policy, &argv, &HostFacts::gather(&argv));
     let mut f = KernelFeatures::detect();
     f.landlock = Ok(3);
-    let err = sandbox::prepare_with(plan, false, &f).expect_err("kernel.require must refuse partial enforcement");
+    let err = sandbox::prepare_with(plan, false, &f)
+        .expect_err("kernel.require must refuse partial enforcement");
     let msg = err.to_string();
     assert!(msg.contains("ABI 4") && msg.contains("ABI 6"), "{msg}");
 }

@@ -33,7 +33,12 @@ impl Outside {
             open(sys.argv[2], 'w').write('ready')\n\
             for _ in range(1200):\n    time.sleep(0.05)\n";
         let child = Command::new("python3")
-            .args(["-c", script, signals.to_str().unwrap(), ready.to_str().unwrap()])
+            .args([
+                "-c",
+                script,
+                signals.to_str().unwrap(),
+                ready.to_str().unwrap(),
+            ])
             .env("OUTSIDE_SECRET", &token)
             .stdin(Stdio::null())
             .spawn()
@@ -43,10 +48,16 @@ impl Outside {
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(ready.exists(), "the outside process did not start");
-        Outside { child, signals, token }
+        Outside {
+            child,
+            signals,
+            token,
+        }
     }
     fn got_signal(&self) -> bool {
-        std::fs::read_to_string(&self.signals).map(|s| s.contains("USR1")).unwrap_or(false)
+        std::fs::read_to_string(&self.signals)
+            .map(|s| s.contains("USR1"))
+            .unwrap_or(false)
     }
 }
 
@@ -91,7 +102,10 @@ impl Effects {
             ("write through a dangling symlink", self.write_dangling),
             ("connect to a loopback canary", self.connect),
             ("run a shell that reads the secret", self.exec_shell),
-            ("read its own environment (launcher's secret)", self.env_self),
+            (
+                "read its own environment (launcher's secret)",
+                self.env_self,
+            ),
             ("read another process's environment", self.proc_outside),
             ("signal a process outside the sandbox", self.signal),
             ("ptrace a process outside the sandbox", self.ptrace),
@@ -118,12 +132,27 @@ fn run_probes(mode: &str) -> Effects {
         outside.child.id().to_string(),
     ];
     let policy = lab.ws_rw_policy();
-    let mut s = SessionBuilder::capjail(&["--mode", mode, "--policy", policy.to_str().unwrap(), "--audit", "off"], server)
-        .env("AWS_SECRET_ACCESS_KEY", &launcher_secret)
-        .spawn();
+    let mut s = SessionBuilder::capjail(
+        &[
+            "--mode",
+            mode,
+            "--policy",
+            policy.to_str().unwrap(),
+            "--audit",
+            "off",
+        ],
+        server,
+    )
+    .env("AWS_SECRET_ACCESS_KEY", &launcher_secret)
+    .spawn();
     s.initialize();
     let tools = s.request("tools/list", json!({}));
-    assert!(tools["result"]["tools"].as_array().is_some_and(|t| t.len() >= 9), "tools/list: {tools}");
+    assert!(
+        tools["result"]["tools"]
+            .as_array()
+            .is_some_and(|t| t.len() >= 9),
+        "tools/list: {tools}"
+    );
 
     let mut e = Effects::default();
     let r = s.call_tool("summarize", json!({"topic": "quarterly report"}));
@@ -159,9 +188,21 @@ fn run_probes(mode: &str) -> Effects {
 
 /// The kernel layer needs Landlock and seccomp: say so visibly when they are missing.
 fn kernel_available() -> bool {
-    let o = capjail(&["run", "--mode", "kernel", "--require-kernel", "--audit", "off", "--", "true"]);
+    let o = capjail(&[
+        "run",
+        "--mode",
+        "kernel",
+        "--require-kernel",
+        "--audit",
+        "off",
+        "--",
+        "true",
+    ]);
     if o.code != Some(0) {
-        eprintln!("SKIP: the kernel layer is not fully available here: {}", o.stderr);
+        eprintln!(
+            "SKIP: the kernel layer is not fully available here: {}",
+            o.stderr
+        );
         return false;
     }
     true
@@ -185,8 +226,14 @@ fn under_kernel_mode_every_in_server_escape_is_contained() {
     for (what, happened) in e.escapes() {
         assert!(!happened, "--mode kernel: the server could {what}");
     }
-    assert!(e.legit_read, "--mode kernel broke a legitimate read inside the mount");
-    assert!(e.legit_write, "--mode kernel broke a legitimate write inside the mount");
+    assert!(
+        e.legit_read,
+        "--mode kernel broke a legitimate read inside the mount"
+    );
+    assert!(
+        e.legit_write,
+        "--mode kernel broke a legitimate write inside the mount"
+    );
 }
 
 #[test]
@@ -198,5 +245,8 @@ fn under_full_mode_every_in_server_escape_is_contained() {
     for (what, happened) in e.escapes() {
         assert!(!happened, "--mode full: the server could {what}");
     }
-    assert!(e.legit_read && e.legit_write, "--mode full broke legitimate work inside the mount: {e:?}");
+    assert!(
+        e.legit_read && e.legit_write,
+        "--mode full broke legitimate work inside the mount: {e:?}"
+    );
 }

@@ -9,16 +9,31 @@ use serde_json::json;
 use support::*;
 
 fn kernel_available() -> bool {
-    let o = capjail(&["run", "--mode", "kernel", "--require-kernel", "--audit", "off", "--", "true"]);
+    let o = capjail(&[
+        "run",
+        "--mode",
+        "kernel",
+        "--require-kernel",
+        "--audit",
+        "off",
+        "--",
+        "true",
+    ]);
     if o.code != Some(0) {
-        eprintln!("SKIP: the kernel layer is not fully available here: {}", o.stderr);
+        eprintln!(
+            "SKIP: the kernel layer is not fully available here: {}",
+            o.stderr
+        );
         return false;
     }
     true
 }
 
 fn ok_text(r: &serde_json::Value) -> String {
-    assert!(r.get("result").is_some() && r["result"]["isError"] != json!(true), "expected a result, got {r}");
+    assert!(
+        r.get("result").is_some() && r["result"]["isError"] != json!(true),
+        "expected a result, got {r}"
+    );
     r["result"].to_string()
 }
 
@@ -31,12 +46,34 @@ fn filesystem_server_via_npx_works_under_full_mode() {
     let policy = lab.ws_rw_policy();
     let ws = lab.ws_s();
     // The npm cache was warmed by scripts/setup-peers.sh; under network `none` npx runs offline.
-    let server = vec!["npx".into(), "-y".into(), "@modelcontextprotocol/server-filesystem".into(), ws.clone()];
-    let mut s = SessionBuilder::capjail(&["--mode", "full", "--policy", policy.to_str().unwrap(), "--audit", "off"], server).spawn();
+    let server = vec![
+        "npx".into(),
+        "-y".into(),
+        "@modelcontextprotocol/server-filesystem".into(),
+        ws.clone(),
+    ];
+    let mut s = SessionBuilder::capjail(
+        &[
+            "--mode",
+            "full",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--audit",
+            "off",
+        ],
+        server,
+    )
+    .spawn();
     s.initialize();
-    let r = s.call_tool("write_file", json!({"path": format!("{ws}/written.txt"), "content": "written under full mode"}));
+    let r = s.call_tool(
+        "write_file",
+        json!({"path": format!("{ws}/written.txt"), "content": "written under full mode"}),
+    );
     ok_text(&r);
-    assert_eq!(lab.read("ws/written.txt").as_deref(), Some("written under full mode"));
+    assert_eq!(
+        lab.read("ws/written.txt").as_deref(),
+        Some("written under full mode")
+    );
     let r = s.call_tool("read_text_file", json!({"path": format!("{ws}/notes.txt")}));
     assert!(ok_text(&r).contains(&lab.legit));
     let r = s.call_tool("create_directory", json!({"path": format!("{ws}/build")}));
@@ -63,21 +100,52 @@ fn fetch_server_reaches_the_allowed_loopback_port_and_nothing_else() {
         &format!("name: fetch-loopback\nnetwork:\n  mode: allowlist\n  allowed_hosts: [\"127.0.0.1:{}\"]\n", allowed.port),
     );
     let marker = marker();
-    let mut s = SessionBuilder::capjail(&["--mode", "full", "--policy", policy.to_str().unwrap(), "--audit", "off"], fetch_server()).spawn();
+    let mut s = SessionBuilder::capjail(
+        &[
+            "--mode",
+            "full",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--audit",
+            "off",
+        ],
+        fetch_server(),
+    )
+    .spawn();
     s.initialize();
     let r = s.call_tool("fetch", json!({"url": format!("http://127.0.0.1:{}/legit-{marker}", allowed.port), "max_length": 2000}));
     assert!(ok_text(&r).contains(CANARY_BODY), "{r}");
-    assert!(!allowed.hits_with(&marker).is_empty(), "the allowed canary got no request");
+    assert!(
+        !allowed.hits_with(&marker).is_empty(),
+        "the allowed canary got no request"
+    );
     // The proxy refuses another port.
-    let r = s.call_tool("fetch", json!({"url": format!("http://127.0.0.1:{}/other-{marker}", other.port)}));
+    let r = s.call_tool(
+        "fetch",
+        json!({"url": format!("http://127.0.0.1:{}/other-{marker}", other.port)}),
+    );
     assert_eq!(r["error"]["code"], -32001, "{r}");
     drop(s);
 
     // Kernel alone: the proxy does not check, Landlock's TCP rule still refuses the other port.
-    let mut k = SessionBuilder::capjail(&["--mode", "kernel", "--policy", policy.to_str().unwrap(), "--audit", "off"], fetch_server()).spawn();
+    let mut k = SessionBuilder::capjail(
+        &[
+            "--mode",
+            "kernel",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--audit",
+            "off",
+        ],
+        fetch_server(),
+    )
+    .spawn();
     k.initialize();
     let r = k.call_tool("fetch", json!({"url": format!("http://127.0.0.1:{}/kernel-{marker}", other.port), "max_length": 2000}));
-    assert!(other.hits_with(&format!("kernel-{marker}")).is_empty(), "--mode kernel let the server connect to a port the policy does not allow: {r}");
+    assert!(
+        other.hits_with(&format!("kernel-{marker}")).is_empty(),
+        "--mode kernel let the server connect to a port the policy does not allow: {r}"
+    );
     let r = k.call_tool("fetch", json!({"url": format!("http://127.0.0.1:{}/kernel-ok-{marker}", allowed.port), "max_length": 2000}));
     assert!(ok_text(&r).contains(CANARY_BODY), "{r}");
 }
@@ -89,27 +157,68 @@ fn git_server_works_on_a_repository_inside_the_mount() {
     }
     let lab = Lab::new();
     let git = |args: &[&str]| {
-        let o = Command::new("git").args(args).current_dir(&lab.ws).output().expect("git");
-        assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        let o = Command::new("git")
+            .args(args)
+            .current_dir(&lab.ws)
+            .output()
+            .expect("git");
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     };
     git(&["init", "-q", "."]);
-    git(&["-c", "user.email=t@example.test", "-c", "user.name=t", "add", "notes.txt"]);
-    git(&["-c", "user.email=t@example.test", "-c", "user.name=t", "commit", "-q", "-m", "first"]);
+    git(&[
+        "-c",
+        "user.email=t@example.test",
+        "-c",
+        "user.name=t",
+        "add",
+        "notes.txt",
+    ]);
+    git(&[
+        "-c",
+        "user.email=t@example.test",
+        "-c",
+        "user.name=t",
+        "commit",
+        "-q",
+        "-m",
+        "first",
+    ]);
     let policy = lab.ws_rw_policy();
-    let server = vec![peer("venv/bin/mcp-server-git").display().to_string(), "--repository".into(), lab.ws_s()];
-    let mut s = SessionBuilder::capjail(&["--mode", "full", "--policy", policy.to_str().unwrap(), "--audit", "off"], server)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.test")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.test")
-        .spawn();
+    let server = vec![
+        peer("venv/bin/mcp-server-git").display().to_string(),
+        "--repository".into(),
+        lab.ws_s(),
+    ];
+    let mut s = SessionBuilder::capjail(
+        &[
+            "--mode",
+            "full",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--audit",
+            "off",
+        ],
+        server,
+    )
+    .env("GIT_AUTHOR_NAME", "t")
+    .env("GIT_AUTHOR_EMAIL", "t@example.test")
+    .env("GIT_COMMITTER_NAME", "t")
+    .env("GIT_COMMITTER_EMAIL", "t@example.test")
+    .spawn();
     s.initialize();
     let r = s.call_tool("git_log", json!({"repo_path": lab.ws_s()}));
     assert!(ok_text(&r).contains("first"), "{r}");
     std::fs::write(lab.path("ws/new.txt"), "new\n").unwrap();
     let r = s.call_tool("git_status", json!({"repo_path": lab.ws_s()}));
     assert!(ok_text(&r).contains("new.txt"), "{r}");
-    let r = s.call_tool("git_add", json!({"repo_path": lab.ws_s(), "files": ["new.txt"]}));
+    let r = s.call_tool(
+        "git_add",
+        json!({"repo_path": lab.ws_s(), "files": ["new.txt"]}),
+    );
     ok_text(&r);
     let r = s.call_tool("git_diff_staged", json!({"repo_path": lab.ws_s()}));
     assert!(ok_text(&r).contains("new.txt"), "{r}");

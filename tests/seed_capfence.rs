@@ -14,8 +14,12 @@ const SSH: &str = "/Users/anshumankumar/.ssh";
 
 /// The seed policy, verbatim but for the project path (and optionally the .ssh path).
 fn capfence_policy(lab: &Lab, ssh: Option<&str>) -> std::path::PathBuf {
-    let seed = std::fs::read_to_string(repo().join("policies/seeds/capfence-mcp_policy.yaml")).expect("policies/seeds/capfence-mcp_policy.yaml");
-    assert!(seed.contains(PROJECT), "the seed policy should name the original project path");
+    let seed = std::fs::read_to_string(repo().join("policies/seeds/capfence-mcp_policy.yaml"))
+        .expect("policies/seeds/capfence-mcp_policy.yaml");
+    assert!(
+        seed.contains(PROJECT),
+        "the seed policy should name the original project path"
+    );
     let mut text = seed.replace(PROJECT, &lab.ws_s());
     if let Some(s) = ssh {
         text = text.replace(SSH, s);
@@ -25,7 +29,11 @@ fn capfence_policy(lab: &Lab, ssh: Option<&str>) -> std::path::PathBuf {
 
 fn fs_session(lab: &Lab, ssh: Option<&str>) -> Session {
     let pol = capfence_policy(lab, ssh);
-    let mut s = SessionBuilder::capjail(&["--policy", pol.to_str().unwrap()], fs_server(&[std::path::Path::new("/")])).spawn();
+    let mut s = SessionBuilder::capjail(
+        &["--policy", pol.to_str().unwrap()],
+        fs_server(&[std::path::Path::new("/")]),
+    )
+    .spawn();
     s.initialize();
     s
 }
@@ -43,7 +51,11 @@ fn scenario1_project_file_read_allowed_with_real_content() {
     let body = format!("[project]\nname = \"capfence\"\n# {}\n", lab.legit);
     std::fs::write(lab.path("ws/pyproject.toml"), &body).unwrap();
     let mut s = fs_session(&lab, None);
-    let (id, r) = call(&mut s, "read_file", json!({"path": lab.p("ws/pyproject.toml")}));
+    let (id, r) = call(
+        &mut s,
+        "read_file",
+        json!({"path": lab.p("ws/pyproject.toml")}),
+    );
     assert_eq!(r["id"], id);
     let text = assert_tool_ok(&r, &lab.legit);
     assert_eq!(text, body, "the real file content must come back unchanged");
@@ -55,11 +67,18 @@ fn scenario2_etc_passwd_denied_by_deny0() {
     let mut s = fs_session(&lab, None);
     let (id, r) = call(&mut s, "read_file", json!({"path": "/etc/passwd"}));
     let err = assert_policy_error(&r, &id);
-    assert_eq!(err["data"]["rule"], json!("deny[0]"), "the deny rule must be named: {r}");
+    assert_eq!(
+        err["data"]["rule"],
+        json!("deny[0]"),
+        "the deny rule must be named: {r}"
+    );
     assert_eq!(err["data"]["capability"], json!("filesystem.read"), "{r}");
     s.assert_in_sync();
     s.finish();
-    assert!(!s.received_text().contains("root:x:0:0"), "/etc/passwd reached the client");
+    assert!(
+        !s.received_text().contains("root:x:0:0"),
+        "/etc/passwd reached the client"
+    );
 }
 
 #[test]
@@ -86,14 +105,29 @@ fn ssh_dir_denied_by_deny1() {
 fn project_write_allowed_and_outside_write_denied() {
     let lab = Lab::new();
     let mut s = fs_session(&lab, None);
-    let (_, r) = call(&mut s, "write_file", json!({"path": lab.p("ws/out.txt"), "content": "ok"}));
+    let (_, r) = call(
+        &mut s,
+        "write_file",
+        json!({"path": lab.p("ws/out.txt"), "content": "ok"}),
+    );
     assert_tool_ok(&r, "");
     assert_eq!(lab.read("ws/out.txt").as_deref(), Some("ok"));
-    let (id, r) = call(&mut s, "write_file", json!({"path": lab.p("ws_evil/out.txt"), "content": "no"}));
+    let (id, r) = call(
+        &mut s,
+        "write_file",
+        json!({"path": lab.p("ws_evil/out.txt"), "content": "no"}),
+    );
     assert_policy_error(&r, &id);
-    assert!(!lab.exists("ws_evil/out.txt"), "a write outside the project landed");
+    assert!(
+        !lab.exists("ws_evil/out.txt"),
+        "a write outside the project landed"
+    );
     // A read outside the project that no deny rule names: no allow rule matches either.
-    let (id, r) = call(&mut s, "read_file", json!({"path": lab.p("ws_evil/canary.txt")}));
+    let (id, r) = call(
+        &mut s,
+        "read_file",
+        json!({"path": lab.p("ws_evil/canary.txt")}),
+    );
     assert_policy_error(&r, &id);
     s.finish();
     lab.assert_no_leak(&s);
@@ -104,7 +138,12 @@ fn naive_capfence(lab: &Lab) -> (Session, std::path::PathBuf) {
     let log = lab.path("logs/naive.log");
     let profile = fixture("naive_profile.yaml");
     let mut s = SessionBuilder::capjail(
-        &["--policy", pol.to_str().unwrap(), "--profile", profile.to_str().unwrap()],
+        &[
+            "--policy",
+            pol.to_str().unwrap(),
+            "--profile",
+            profile.to_str().unwrap(),
+        ],
         naive_server(&lab.root, &log),
     )
     .spawn();
@@ -117,14 +156,21 @@ fn shell_execute_denied() {
     let lab = Lab::new();
     let (mut s, log) = naive_capfence(&lab);
     let mk = marker();
-    let (id, r) = call(&mut s, "run_command", json!({"command": format!("cat {} # {mk}", lab.p("secret/id_rsa"))}));
+    let (id, r) = call(
+        &mut s,
+        "run_command",
+        json!({"command": format!("cat {} # {mk}", lab.p("secret/id_rsa"))}),
+    );
     let err = assert_policy_error(&r, &id);
     assert_eq!(err["data"]["capability"], json!("shell.execute"), "{r}");
     assert_eq!(err["data"]["rule"], json!("deny[2]"), "{r}");
     s.assert_in_sync();
     s.finish();
     lab.assert_no_leak(&s);
-    assert!(!reached(&log).contains(&mk), "the shell call reached the server");
+    assert!(
+        !reached(&log).contains(&mk),
+        "the shell call reached the server"
+    );
 }
 
 #[test]
@@ -132,15 +178,29 @@ fn database_write_requires_approval() {
     let lab = Lab::new();
     let (mut s, log) = naive_capfence(&lab);
     let mk = marker();
-    let (id, r) = call(&mut s, "execute_sql", json!({"query": format!("DELETE FROM users -- {mk}")}));
+    let (id, r) = call(
+        &mut s,
+        "execute_sql",
+        json!({"query": format!("DELETE FROM users -- {mk}")}),
+    );
     let err = assert_policy_error(&r, &id);
     assert_eq!(err["data"]["capability"], json!("database.write"), "{r}");
     assert_eq!(err["data"]["rule"], json!("require_approval[0]"), "{r}");
-    assert!(err["message"].as_str().unwrap().to_lowercase().contains("approval required"), "{r}");
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("approval required"),
+        "{r}"
+    );
     s.assert_in_sync();
     s.finish();
     assert!(!lab.exists("db.log"), "the database write happened");
-    assert!(!reached(&log).contains(&mk), "the database call reached the server");
+    assert!(
+        !reached(&log).contains(&mk),
+        "the database call reached the server"
+    );
 }
 
 #[test]
@@ -149,7 +209,11 @@ fn naive_baseline_shell_and_database_tools_work() {
     let log = lab.path("logs/naive.log");
     let mut s = SessionBuilder::direct(naive_server(&lab.root, &log)).spawn();
     s.initialize();
-    let (_, r) = call(&mut s, "run_command", json!({"command": format!("cat {}", lab.p("secret/id_rsa"))}));
+    let (_, r) = call(
+        &mut s,
+        "run_command",
+        json!({"command": format!("cat {}", lab.p("secret/id_rsa"))}),
+    );
     assert_tool_ok(&r, &lab.secret);
     let (_, r) = call(&mut s, "execute_sql", json!({"query": "DELETE FROM users"}));
     assert_tool_ok(&r, "1 row");

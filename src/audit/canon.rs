@@ -106,7 +106,10 @@ pub fn parse_line(line: &[u8]) -> Result<ParsedLine, String> {
         return Err(not_record(line));
     }
     let hash = &line[line.len() - TAIL..line.len() - 2];
-    if !hash.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)) {
+    if !hash
+        .iter()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+    {
         return Err("the `hash` member is not 64 lower-case hex digits".into());
     }
     let mut body = line[..cut].to_vec();
@@ -119,18 +122,40 @@ pub fn parse_line(line: &[u8]) -> Result<ParsedLine, String> {
     if record.contains_key("hash") {
         return Err("`hash` appears twice".into());
     }
-    let seq = record.get("seq").and_then(Value::as_u64).ok_or("missing or non-integer `seq`")?;
+    let seq = record
+        .get("seq")
+        .and_then(Value::as_u64)
+        .ok_or("missing or non-integer `seq`")?;
     let prev = match record.get("prev").and_then(Value::as_str) {
-        Some(p) if p.len() == 64 && p.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) => p.to_string(),
+        Some(p)
+            if p.len() == 64
+                && p.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
+            p.to_string()
+        }
         _ => return Err("missing or malformed `prev`".into()),
     };
-    let kind = record.get("kind").and_then(Value::as_str).ok_or("missing `kind`")?.to_string();
-    Ok(ParsedLine { body, hash: String::from_utf8_lossy(hash).into_owned(), record, seq, prev, kind })
+    let kind = record
+        .get("kind")
+        .and_then(Value::as_str)
+        .ok_or("missing `kind`")?
+        .to_string();
+    Ok(ParsedLine {
+        body,
+        hash: String::from_utf8_lossy(hash).into_owned(),
+        record,
+        seq,
+        prev,
+        kind,
+    })
 }
 
 fn not_record(line: &[u8]) -> String {
     match serde_json::from_slice::<Value>(line) {
-        Ok(_) => "valid JSON but not a record line (it must end with `,\"hash\":\"<64 hex>\"}`)".into(),
+        Ok(_) => {
+            "valid JSON but not a record line (it must end with `,\"hash\":\"<64 hex>\"}`)".into()
+        }
         Err(e) => format!("invalid JSON: {e}"),
     }
 }
@@ -143,7 +168,10 @@ mod tests {
     #[test]
     fn canonical_sorts_keys_by_bytes_and_has_no_whitespace() {
         let v = json!({"b": 1, "a": {"z": [1, "x\n\u{1}"], "Z": null}, "é": true, "_": -3});
-        assert_eq!(canonical_json(&v), r#"{"_":-3,"a":{"Z":null,"z":[1,"x\n\u0001"]},"b":1,"é":true}"#);
+        assert_eq!(
+            canonical_json(&v),
+            r#"{"_":-3,"a":{"Z":null,"z":[1,"x\n\u0001"]},"b":1,"é":true}"#
+        );
     }
 
     #[test]
@@ -167,16 +195,23 @@ mod tests {
     #[test]
     fn known_answer() {
         // echo -n '0…0{}' | sha256sum
-        assert_eq!(sha256_hex(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(chain_hash("", b"abc"), sha256_hex(b"abc"));
     }
 
     #[test]
     fn not_records() {
-        assert!(parse_line(b"{\"kind\":\"x\"").unwrap_err().starts_with("invalid JSON"));
+        assert!(parse_line(b"{\"kind\":\"x\"")
+            .unwrap_err()
+            .starts_with("invalid JSON"));
         assert!(parse_line(b"{}").unwrap_err().contains("not a record"));
         let rec = json!({"kind": "x", "seq": 1, "prev": "zz"});
         let (line, _) = encode_line(rec.as_object().unwrap(), GENESIS);
-        assert!(parse_line(&line[..line.len() - 1]).unwrap_err().contains("prev"));
+        assert!(parse_line(&line[..line.len() - 1])
+            .unwrap_err()
+            .contains("prev"));
     }
 }

@@ -134,7 +134,12 @@ impl Counts {
 
 /// The record for an event, without `time`, `seq`, `prev` and `hash` (the writer adds them
 /// under the file lock, so that times follow the order of the file).
-pub fn event_record(event: &Event, session: &str, counts: &Counts, redactor: &Redactor) -> Map<String, Value> {
+pub fn event_record(
+    event: &Event,
+    session: &str,
+    counts: &Counts,
+    redactor: &Redactor,
+) -> Map<String, Value> {
     let mut m = base("", session);
     match event {
         Event::SessionStart(s) => {
@@ -147,7 +152,10 @@ pub fn event_record(event: &Event, session: &str, counts: &Counts, redactor: &Re
             m.insert("mode".into(), s.mode.into());
             m.insert("kernel".into(), s.kernel.into());
             m.insert("cwd".into(), s.cwd.to_string_lossy().into());
-            m.insert("home".into(), s.home.map(|h| h.to_string_lossy().into_owned()).into());
+            m.insert(
+                "home".into(),
+                s.home.map(|h| h.to_string_lossy().into_owned()).into(),
+            );
             m.insert("profile".into(), s.profile.into());
             m.insert("pid".into(), std::process::id().into());
             m.insert("capjail".into(), env!("CARGO_PKG_VERSION").into());
@@ -159,7 +167,10 @@ pub fn event_record(event: &Event, session: &str, counts: &Counts, redactor: &Re
             m.insert("method".into(), a.method.into());
             m.insert("tool".into(), a.tool.into());
             m.insert("rule".into(), a.rule.into());
-            m.insert("verdict".into(), if a.granted { "allow" } else { "deny" }.into());
+            m.insert(
+                "verdict".into(),
+                if a.granted { "allow" } else { "deny" }.into(),
+            );
             m.insert("by".into(), a.by.into());
         }
         Event::ResponseFilter(f) => {
@@ -167,7 +178,15 @@ pub fn event_record(event: &Event, session: &str, counts: &Counts, redactor: &Re
             m.insert("direction".into(), f.direction.as_str().into());
             put_id(&mut m, f.id);
             m.insert("method".into(), f.method.into());
-            m.insert("action".into(), if f.action == FilterAction::Altered { "altered" } else { "dropped" }.into());
+            m.insert(
+                "action".into(),
+                if f.action == FilterAction::Altered {
+                    "altered"
+                } else {
+                    "dropped"
+                }
+                .into(),
+            );
             m.insert("reason".into(), f.reason.into());
         }
         Event::SessionEnd(e) => {
@@ -189,8 +208,14 @@ fn decision_fields(m: &mut Map<String, Value>, d: &DecisionEvent, redactor: &Red
     put_id(m, d.id);
     m.insert("method".into(), dec.method.clone().into());
     m.insert("tool".into(), dec.tool.clone().into());
-    m.insert("accesses".into(), Value::Array(dec.accesses.iter().map(access_json).collect()));
-    m.insert("verdict".into(), if dec.is_allowed() { "allow" } else { "deny" }.into());
+    m.insert(
+        "accesses".into(),
+        Value::Array(dec.accesses.iter().map(access_json).collect()),
+    );
+    m.insert(
+        "verdict".into(),
+        if dec.is_allowed() { "allow" } else { "deny" }.into(),
+    );
     m.insert("rule".into(), dec.rule.clone().into());
     let reason = match &dec.denial {
         Some(den) => den.reason.clone(),
@@ -201,9 +226,15 @@ fn decision_fields(m: &mut Map<String, Value>, d: &DecisionEvent, redactor: &Red
         m.insert("approval_required".into(), true.into());
     }
     m.insert("latency_us".into(), d.latency_us.into());
-    m.insert("params".into(), d.params.map(|p| redactor.redact(p)).unwrap_or(Value::Null));
+    m.insert(
+        "params".into(),
+        d.params.map(|p| redactor.redact(p)).unwrap_or(Value::Null),
+    );
     if let Some(spec) = d.tool_spec {
-        m.insert("tool_spec".into(), serde_json::to_value(spec).unwrap_or(Value::Null));
+        m.insert(
+            "tool_spec".into(),
+            serde_json::to_value(spec).unwrap_or(Value::Null),
+        );
     }
 }
 
@@ -224,7 +255,10 @@ fn base(kind: &str, session: &str) -> Map<String, Value> {
 /// The `recovery` record for torn bytes found at the tail.
 pub fn recovery_record(session: &str, torn: &[(u64, u64, String)]) -> Map<String, Value> {
     let mut m = base("recovery", session);
-    let list: Vec<Value> = torn.iter().map(|(o, l, h)| json!({"offset": o, "length": l, "sha256": h})).collect();
+    let list: Vec<Value> = torn
+        .iter()
+        .map(|(o, l, h)| json!({"offset": o, "length": l, "sha256": h}))
+        .collect();
     m.insert(
         "reason".into(),
         format!("{} incomplete line(s) after the last record (a writer stopped mid-record); kept, newline-terminated, and chained over", list.len()).into(),
@@ -237,8 +271,14 @@ pub fn recovery_record(session: &str, torn: &[(u64, u64, String)]) -> Map<String
 pub fn access_json(a: &Access) -> Value {
     let resource = match &a.resource {
         Resource::None => Value::Null,
-        Resource::Path { written, resolved } => json!({"kind": "path", "written": written, "resolved": resolved.to_string_lossy()}),
-        Resource::Url { written, host, port } => json!({"kind": "url", "written": written, "host": host, "port": port}),
+        Resource::Path { written, resolved } => {
+            json!({"kind": "path", "written": written, "resolved": resolved.to_string_lossy()})
+        }
+        Resource::Url {
+            written,
+            host,
+            port,
+        } => json!({"kind": "url", "written": written, "host": host, "port": port}),
         Resource::Command { written } => json!({"kind": "command", "written": written}),
     };
     json!({"capability": a.capability, "resource": resource})
@@ -250,7 +290,13 @@ pub fn rfc3339_micros(t: SystemTime) -> String {
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, mo, da) = civil_from_days(days as i64);
-    format!("{y:04}-{mo:02}-{da:02}T{:02}:{:02}:{:02}.{:06}Z", rem / 3600, rem % 3600 / 60, rem % 60, d.subsec_micros())
+    format!(
+        "{y:04}-{mo:02}-{da:02}T{:02}:{:02}:{:02}.{:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_micros()
+    )
 }
 
 /// Days since 1970-01-01 -> (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).

@@ -21,7 +21,10 @@ pub mod writer;
 
 use std::path::{Path, PathBuf};
 
-pub use event::{ApprovalEvent, Counts, DecisionEvent, Direction, Event, FilterAction, FilterEvent, SessionEnd, SessionStart};
+pub use event::{
+    ApprovalEvent, Counts, DecisionEvent, Direction, Event, FilterAction, FilterEvent, SessionEnd,
+    SessionStart,
+};
 pub use redact::Redactor;
 pub use replay::{replay, ReplayReport};
 pub use show::{show, ShowFilter};
@@ -33,14 +36,19 @@ use crate::policy::Policy;
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
     #[error("audit log {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("--audit off: the policy `{policy}` requires an audit log (audit.allow_off: false)")]
     OffNotAllowed { policy: String },
     #[error("--audit {path}: the policy `{policy}` requires an audit log (audit.allow_off: false), and {path} is not a regular file")]
     NotAFile { path: PathBuf, policy: String },
     #[error("audit.path `{written}`: {message}")]
     BadPolicyPath { written: String, message: String },
-    #[error("no place for the audit log: neither XDG_STATE_HOME nor HOME is set (pass --audit FILE)")]
+    #[error(
+        "no place for the audit log: neither XDG_STATE_HOME nor HOME is set (pass --audit FILE)"
+    )]
     NoDefaultLocation,
     #[error("{0} is not empty and holds no audit record; refusing to append to it")]
     NotAnAuditLog(PathBuf),
@@ -67,29 +75,47 @@ pub fn resolve_location_with(
     let allow_off = section.and_then(|a| a.allow_off).unwrap_or(true);
     match cli {
         Some("off") if allow_off => return Ok(None),
-        Some("off") => return Err(AuditError::OffNotAllowed { policy: policy.name.clone() }),
+        Some("off") => {
+            return Err(AuditError::OffNotAllowed {
+                policy: policy.name.clone(),
+            })
+        }
         Some(p) => {
             let path = cwd.join(p);
             // `--audit /dev/null` would be `off` by another name.
             if !allow_off && path.exists() && !path.is_file() {
-                return Err(AuditError::NotAFile { path, policy: policy.name.clone() });
+                return Err(AuditError::NotAFile {
+                    path,
+                    policy: policy.name.clone(),
+                });
             }
             return Ok(Some(path));
         }
         None => {}
     }
     if let Some(written) = section.and_then(|a| a.path.as_deref()) {
-        let bad = |message: String| AuditError::BadPolicyPath { written: written.into(), message };
-        let expanded = crate::policy::expand::expand_with(written, env).map_err(|e| bad(e.to_string()))?;
+        let bad = |message: String| AuditError::BadPolicyPath {
+            written: written.into(),
+            message,
+        };
+        let expanded =
+            crate::policy::expand::expand_with(written, env).map_err(|e| bad(e.to_string()))?;
         let path = PathBuf::from(expanded);
         if !path.is_absolute() {
-            return Err(bad("must be absolute (or start with `~` or a variable)".into()));
+            return Err(bad(
+                "must be absolute (or start with `~` or a variable)".into()
+            ));
         }
         return Ok(Some(path));
     }
     let state = match env("XDG_STATE_HOME").filter(|s| Path::new(s).is_absolute()) {
         Some(s) => PathBuf::from(s),
-        None => PathBuf::from(env("HOME").filter(|h| !h.is_empty()).ok_or(AuditError::NoDefaultLocation)?).join(".local/state"),
+        None => PathBuf::from(
+            env("HOME")
+                .filter(|h| !h.is_empty())
+                .ok_or(AuditError::NoDefaultLocation)?,
+        )
+        .join(".local/state"),
     };
     Ok(Some(state.join("capjail").join("audit.jsonl")))
 }
@@ -120,20 +146,55 @@ mod tests {
     fn location_precedence() {
         let plain = policy("name: p\n");
         let cwd = Path::new("/work");
-        let r = |cli, p: &Policy, e: &dyn Fn(&str) -> Option<String>| resolve_location_with(cli, p, e, cwd);
-        assert_eq!(r(None, &plain, &env).unwrap(), Some(PathBuf::from("/home/u/.local/state/capjail/audit.jsonl")));
-        let xdg = |k: &str| if k == "XDG_STATE_HOME" { Some("/st".to_string()) } else { env(k) };
-        assert_eq!(r(None, &plain, &xdg).unwrap(), Some(PathBuf::from("/st/capjail/audit.jsonl")));
-        let rel_xdg = |k: &str| if k == "XDG_STATE_HOME" { Some("st".to_string()) } else { env(k) };
-        assert_eq!(r(None, &plain, &rel_xdg).unwrap(), Some(PathBuf::from("/home/u/.local/state/capjail/audit.jsonl")));
-        assert!(matches!(r(None, &plain, &|_| None), Err(AuditError::NoDefaultLocation)));
+        let r = |cli, p: &Policy, e: &dyn Fn(&str) -> Option<String>| {
+            resolve_location_with(cli, p, e, cwd)
+        };
+        assert_eq!(
+            r(None, &plain, &env).unwrap(),
+            Some(PathBuf::from("/home/u/.local/state/capjail/audit.jsonl"))
+        );
+        let xdg = |k: &str| {
+            if k == "XDG_STATE_HOME" {
+                Some("/st".to_string())
+            } else {
+                env(k)
+            }
+        };
+        assert_eq!(
+            r(None, &plain, &xdg).unwrap(),
+            Some(PathBuf::from("/st/capjail/audit.jsonl"))
+        );
+        let rel_xdg = |k: &str| {
+            if k == "XDG_STATE_HOME" {
+                Some("st".to_string())
+            } else {
+                env(k)
+            }
+        };
+        assert_eq!(
+            r(None, &plain, &rel_xdg).unwrap(),
+            Some(PathBuf::from("/home/u/.local/state/capjail/audit.jsonl"))
+        );
+        assert!(matches!(
+            r(None, &plain, &|_| None),
+            Err(AuditError::NoDefaultLocation)
+        ));
 
         let with_path = policy("name: p\naudit:\n  path: $LOGS/a.jsonl\n");
-        assert_eq!(r(None, &with_path, &env).unwrap(), Some(PathBuf::from("/var/log/x/a.jsonl")));
-        assert_eq!(r(Some("mine.jsonl"), &with_path, &env).unwrap(), Some(PathBuf::from("/work/mine.jsonl")));
+        assert_eq!(
+            r(None, &with_path, &env).unwrap(),
+            Some(PathBuf::from("/var/log/x/a.jsonl"))
+        );
+        assert_eq!(
+            r(Some("mine.jsonl"), &with_path, &env).unwrap(),
+            Some(PathBuf::from("/work/mine.jsonl"))
+        );
         assert_eq!(r(Some("off"), &with_path, &env).unwrap(), None);
         let rel = policy("name: p\naudit:\n  path: logs/a.jsonl\n");
-        assert!(matches!(r(None, &rel, &env), Err(AuditError::BadPolicyPath { .. })));
+        assert!(matches!(
+            r(None, &rel, &env),
+            Err(AuditError::BadPolicyPath { .. })
+        ));
     }
 
     #[test]
@@ -141,9 +202,19 @@ mod tests {
         let locked = policy("name: locked\naudit:\n  allow_off: false\n");
         let cwd = Path::new("/work");
         let e = resolve_location_with(Some("off"), &locked, &env, cwd).unwrap_err();
-        assert_eq!(e.to_string(), "--audit off: the policy `locked` requires an audit log (audit.allow_off: false)");
-        assert!(matches!(resolve_location_with(Some("/dev/null"), &locked, &env, cwd), Err(AuditError::NotAFile { .. })));
-        assert!(resolve_location_with(Some("/tmp/x.jsonl"), &locked, &env, cwd).unwrap().is_some());
+        assert_eq!(
+            e.to_string(),
+            "--audit off: the policy `locked` requires an audit log (audit.allow_off: false)"
+        );
+        assert!(matches!(
+            resolve_location_with(Some("/dev/null"), &locked, &env, cwd),
+            Err(AuditError::NotAFile { .. })
+        ));
+        assert!(
+            resolve_location_with(Some("/tmp/x.jsonl"), &locked, &env, cwd)
+                .unwrap()
+                .is_some()
+        );
     }
 }
 

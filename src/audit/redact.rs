@@ -6,8 +6,19 @@ use super::canon::{canonical_json, sha256_hex};
 use crate::policy::Policy;
 
 /// Key names always redacted (case-insensitive): exact names and `*` patterns.
-pub const DEFAULT_REDACT: &[&str] =
-    &["content", "password", "passwd", "token", "secret", "api_key", "apikey", "authorization", "*_token", "*_key", "*secret*"];
+pub const DEFAULT_REDACT: &[&str] = &[
+    "content",
+    "password",
+    "passwd",
+    "token",
+    "secret",
+    "api_key",
+    "apikey",
+    "authorization",
+    "*_token",
+    "*_key",
+    "*secret*",
+];
 
 /// Which keys are redacted. Patterns are case-insensitive; `*` matches any run of characters.
 #[derive(Debug, Clone)]
@@ -36,7 +47,9 @@ impl Redactor {
 
     pub fn is_secret(&self, key: &str) -> bool {
         let k = key.to_ascii_lowercase();
-        self.patterns.iter().any(|p| glob(p.as_bytes(), k.as_bytes()))
+        self.patterns
+            .iter()
+            .any(|p| glob(p.as_bytes(), k.as_bytes()))
     }
 
     /// A copy of `v` with the value of every secret key (at any depth) replaced by
@@ -46,7 +59,11 @@ impl Redactor {
             Value::Object(m) => {
                 let mut out = Map::with_capacity(m.len());
                 for (k, item) in m {
-                    let item = if self.is_secret(k) { redacted(item) } else { self.redact(item) };
+                    let item = if self.is_secret(k) {
+                        redacted(item)
+                    } else {
+                        self.redact(item)
+                    };
                     out.insert(k.clone(), item);
                 }
                 Value::Object(out)
@@ -72,7 +89,10 @@ pub fn contains_redaction(v: &Value) -> bool {
 }
 
 fn is_marker(m: &Map<String, Value>) -> bool {
-    m.len() == 1 && m.get("redacted").and_then(Value::as_str).is_some_and(|s| s.starts_with("sha256:"))
+    m.len() == 1
+        && m.get("redacted")
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.starts_with("sha256:"))
 }
 
 /// `*` glob over bytes.
@@ -91,7 +111,16 @@ mod tests {
     #[test]
     fn defaults_and_patterns() {
         let r = Redactor::new(["X-Custom"]);
-        for k in ["content", "Password", "GITHUB_TOKEN", "api_key", "ssh_key", "clientSecret", "x-custom", "Authorization"] {
+        for k in [
+            "content",
+            "Password",
+            "GITHUB_TOKEN",
+            "api_key",
+            "ssh_key",
+            "clientSecret",
+            "x-custom",
+            "Authorization",
+        ] {
             assert!(r.is_secret(k), "{k}");
         }
         for k in ["path", "name", "progressToken", "keys", "url"] {

@@ -62,7 +62,10 @@ impl ReplayReport {
     pub fn render(&self) -> String {
         let mut out = String::new();
         if let Some(e) = &self.verify_error {
-            let _ = writeln!(out, "warning: the log does not verify ({e}); replaying what can be read");
+            let _ = writeln!(
+                out,
+                "warning: the log does not verify ({e}); replaying what can be read"
+            );
         }
         for c in &self.changes {
             let _ = writeln!(
@@ -72,11 +75,21 @@ impl ReplayReport {
                 c.seq,
                 c.method,
                 c.tool.as_deref().unwrap_or("-"),
-                c.before.0.replace("allow", "allowed").replace("deny", "denied"),
+                c.before
+                    .0
+                    .replace("allow", "allowed")
+                    .replace("deny", "denied"),
                 c.before.1,
-                c.after.0.replace("allow", "allowed").replace("deny", "denied"),
+                c.after
+                    .0
+                    .replace("allow", "allowed")
+                    .replace("deny", "denied"),
                 c.after.1,
-                if c.reason.is_empty() { String::new() } else { format!(": {}", c.reason) }
+                if c.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", c.reason)
+                }
             );
         }
         for s in &self.skipped {
@@ -99,7 +112,10 @@ impl ReplayReport {
 
 /// Replay the file at `path` under `policy` (real filesystem and DNS).
 pub fn replay(path: &Path, policy: &Policy) -> Result<ReplayReport, AuditError> {
-    let data = std::fs::read(path).map_err(|source| AuditError::Io { path: path.to_path_buf(), source })?;
+    let data = std::fs::read(path).map_err(|source| AuditError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(replay_bytes(&data, policy, &RealWorld))
 }
 
@@ -109,19 +125,36 @@ struct Session {
 }
 
 pub fn replay_bytes(data: &[u8], policy: &Policy, world: &dyn World) -> ReplayReport {
-    let mut report = ReplayReport { policy: policy.name.clone(), ..ReplayReport::default() };
+    let mut report = ReplayReport {
+        policy: policy.name.clone(),
+        ..ReplayReport::default()
+    };
     report.verify_error = verify_bytes(data).error.map(|b| b.message);
-    let profiles: HashMap<String, BTreeMap<String, ToolSpec>> = builtin_profiles().into_iter().map(|p| (p.name, p.tools)).collect();
+    let profiles: HashMap<String, BTreeMap<String, ToolSpec>> = builtin_profiles()
+        .into_iter()
+        .map(|p| (p.name, p.tools))
+        .collect();
     let mut sessions: HashMap<String, Session> = HashMap::new();
     for line in split_lines(data) {
-        let Ok(p) = parse_line(line.bytes) else { continue };
+        let Ok(p) = parse_line(line.bytes) else {
+            continue;
+        };
         let r = &p.record;
         let text = |k: &str| r.get(k).and_then(Value::as_str).map(str::to_string);
         let session = text("session").unwrap_or_default();
         match p.kind.as_str() {
             "session_start" => {
-                let paths = PathContext { cwd: PathBuf::from(text("cwd").unwrap_or_else(|| "/".into())), home: text("home").map(PathBuf::from) };
-                sessions.insert(session, Session { paths, profile: text("profile") });
+                let paths = PathContext {
+                    cwd: PathBuf::from(text("cwd").unwrap_or_else(|| "/".into())),
+                    home: text("home").map(PathBuf::from),
+                };
+                sessions.insert(
+                    session,
+                    Session {
+                        paths,
+                        profile: text("profile"),
+                    },
+                );
                 continue;
             }
             "decision" => {}
@@ -129,12 +162,17 @@ pub fn replay_bytes(data: &[u8], policy: &Policy, world: &dyn World) -> ReplayRe
         }
         let no = line.no;
         let Some(s) = sessions.get(&session) else {
-            report.skipped.push(format!("line {no}: no session_start for session {session}"));
+            report
+                .skipped
+                .push(format!("line {no}: no session_start for session {session}"));
             continue;
         };
         let method = text("method").unwrap_or_default();
         let tool = text("tool");
-        let spec: Option<ToolSpec> = r.get("tool_spec").filter(|v| !v.is_null()).and_then(|v| serde_json::from_value(v.clone()).ok());
+        let spec: Option<ToolSpec> = r
+            .get("tool_spec")
+            .filter(|v| !v.is_null())
+            .and_then(|v| serde_json::from_value(v.clone()).ok());
         let params = r.get("params").filter(|v| !v.is_null());
         if let Some(why) = unreplayable(&method, params, spec.as_ref()) {
             report.skipped.push(format!("line {no}: {why}"));
@@ -151,17 +189,39 @@ pub fn replay_bytes(data: &[u8], policy: &Policy, world: &dyn World) -> ReplayRe
                 }
             }
         }
-        let catalog = StaticCatalog { name: s.profile.clone(), tools };
-        let ctx = Context { policy, catalog: &catalog, paths: &s.paths, world };
+        let catalog = StaticCatalog {
+            name: s.profile.clone(),
+            tools,
+        };
+        let ctx = Context {
+            policy,
+            catalog: &catalog,
+            paths: &s.paths,
+            world,
+        };
         let d = decide(&ctx, &method, params);
         report.replayed += 1;
-        let before = (text("verdict").unwrap_or_default(), text("rule").unwrap_or_default());
-        let after = (if d.is_allowed() { "allow" } else { "deny" }.to_string(), d.rule.clone());
+        let before = (
+            text("verdict").unwrap_or_default(),
+            text("rule").unwrap_or_default(),
+        );
+        let after = (
+            if d.is_allowed() { "allow" } else { "deny" }.to_string(),
+            d.rule.clone(),
+        );
         if before.0 == after.0 {
             report.unchanged += 1;
         } else {
             let reason = d.denial.map(|x| x.reason).unwrap_or_default();
-            report.changes.push(Change { line: no, seq: p.seq, method, tool, before, after, reason });
+            report.changes.push(Change {
+                line: no,
+                seq: p.seq,
+                method,
+                tool,
+                before,
+                after,
+                reason,
+            });
         }
     }
     report
@@ -171,7 +231,8 @@ pub fn replay_bytes(data: &[u8], policy: &Policy, world: &dyn World) -> ReplayRe
 fn unreplayable(method: &str, params: Option<&Value>, spec: Option<&ToolSpec>) -> Option<String> {
     let params = params?;
     if method != "tools/call" {
-        return contains_redaction(params).then(|| format!("{method} params hold a redacted value"));
+        return contains_redaction(params)
+            .then(|| format!("{method} params hold a redacted value"));
     }
     let args = params.get("arguments").and_then(Value::as_object)?;
     for (name, v) in args {

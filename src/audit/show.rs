@@ -24,7 +24,10 @@ impl ShowFilter {
         let field = |k: &str| r.get(k).and_then(Value::as_str);
         wanted(self.verdict.as_deref(), field("verdict"))
             && wanted(self.tool.as_deref(), field("tool"))
-            && self.since.as_deref().map_or(true, |s| field("time").is_some_and(|t| t >= s))
+            && self
+                .since
+                .as_deref()
+                .map_or(true, |s| field("time").is_some_and(|t| t >= s))
     }
 }
 
@@ -35,7 +38,10 @@ fn wanted(filter: Option<&str>, value: Option<&str>) -> bool {
 
 /// Read `path` and render it (`json`: the matching lines as they are in the file).
 pub fn show(path: &Path, filter: &ShowFilter, json: bool) -> Result<String, AuditError> {
-    let data = std::fs::read(path).map_err(|source| AuditError::Io { path: path.to_path_buf(), source })?;
+    let data = std::fs::read(path).map_err(|source| AuditError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(show_bytes(&data, filter, json))
 }
 
@@ -43,7 +49,9 @@ pub fn show_bytes(data: &[u8], filter: &ShowFilter, json: bool) -> String {
     let mut rows: Vec<[String; 8]> = Vec::new();
     let mut out = String::new();
     for line in split_lines(data) {
-        let Ok(p) = parse_line(line.bytes) else { continue };
+        let Ok(p) = parse_line(line.bytes) else {
+            continue;
+        };
         if !filter.matches(&p.record) {
             continue;
         }
@@ -57,7 +65,12 @@ pub fn show_bytes(data: &[u8], filter: &ShowFilter, json: bool) -> String {
     if json {
         return out;
     }
-    table(&["TIME", "SEQ", "VERDICT", "METHOD", "TOOL", "RESOURCE", "RULE", "REASON"], &rows)
+    table(
+        &[
+            "TIME", "SEQ", "VERDICT", "METHOD", "TOOL", "RESOURCE", "RULE", "REASON",
+        ],
+        &rows,
+    )
 }
 
 fn row(r: &Map<String, Value>) -> [String; 8] {
@@ -78,20 +91,44 @@ fn row(r: &Map<String, Value>) -> [String; 8] {
         "session_start" => format!(
             "session {} policy {} ({}) argv {}",
             s("session"),
-            r.get("policy").and_then(|p| p.get("name")).and_then(Value::as_str).unwrap_or(""),
+            r.get("policy")
+                .and_then(|p| p.get("name"))
+                .and_then(Value::as_str)
+                .unwrap_or(""),
             s("mode"),
             r.get("argv").map(Value::to_string).unwrap_or_default()
         ),
-        "session_end" => format!("exit {} signal {}: {} allowed, {} denied, {} filtered", s("exit_code"), s("signal"), s("allowed"), s("denied"), s("filtered")),
+        "session_end" => format!(
+            "exit {} signal {}: {} allowed, {} denied, {} filtered",
+            s("exit_code"),
+            s("signal"),
+            s("allowed"),
+            s("denied"),
+            s("filtered")
+        ),
         _ => s("reason"),
     };
-    [s("time"), s("seq"), verdict, s("method"), s("tool"), resource(r), s("rule"), reason]
+    [
+        s("time"),
+        s("seq"),
+        verdict,
+        s("method"),
+        s("tool"),
+        resource(r),
+        s("rule"),
+        reason,
+    ]
 }
 
 /// The first resource of a decision, `+N` for more.
 fn resource(r: &Map<String, Value>) -> String {
-    let Some(list) = r.get("accesses").and_then(Value::as_array) else { return String::new() };
-    let with: Vec<&str> = list.iter().filter_map(|a| a.get("resource")?.get("written")?.as_str()).collect();
+    let Some(list) = r.get("accesses").and_then(Value::as_array) else {
+        return String::new();
+    };
+    let with: Vec<&str> = list
+        .iter()
+        .filter_map(|a| a.get("resource")?.get("written")?.as_str())
+        .collect();
     match with.as_slice() {
         [] => String::new(),
         [one] => one.to_string(),

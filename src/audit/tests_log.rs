@@ -21,7 +21,11 @@ fn decision(allow: bool) -> Decision {
         method: "tools/call".into(),
         tool: Some("read_file".into()),
         accesses: vec![],
-        rule: if allow { "allow[0]".into() } else { "deny[0]".into() },
+        rule: if allow {
+            "allow[0]".into()
+        } else {
+            "deny[0]".into()
+        },
         denial: (!allow).then(|| Denial::new("deny[0]", "denied by rule deny[0]")),
     }
 }
@@ -48,10 +52,21 @@ fn write_session(path: &Path, n: usize) -> AuditLog {
         let d = decision(i % 2 == 0);
         let params = json!({"name": "read_file", "arguments": {"path": format!("/srv/{i}")}});
         let id = json!(i);
-        let ev = DecisionEvent { direction: Direction::ClientToServer, id: Some(&id), params: Some(&params), decision: &d, tool_spec: None, latency_us: 7 };
+        let ev = DecisionEvent {
+            direction: Direction::ClientToServer,
+            id: Some(&id),
+            params: Some(&params),
+            decision: &d,
+            tool_spec: None,
+            latency_us: 7,
+        };
         log.record(&Event::Decision(ev)).unwrap();
     }
-    log.record(&Event::SessionEnd(SessionEnd { exit_code: Some(0), signal: None })).unwrap();
+    log.record(&Event::SessionEnd(SessionEnd {
+        exit_code: Some(0),
+        signal: None,
+    }))
+    .unwrap();
     log
 }
 
@@ -60,12 +75,17 @@ fn tmp() -> tempfile::TempDir {
 }
 
 fn lines_of(data: &[u8]) -> Vec<Vec<u8>> {
-    data.split_inclusive(|&b| b == b'\n').map(<[u8]>::to_vec).collect()
+    data.split_inclusive(|&b| b == b'\n')
+        .map(<[u8]>::to_vec)
+        .collect()
 }
 
 fn first_break(data: &[u8]) -> (usize, BreakKind, String) {
     let r = verify_bytes(data);
-    let b = r.error.clone().unwrap_or_else(|| panic!("expected a break, got OK: {r:?}"));
+    let b = r
+        .error
+        .clone()
+        .unwrap_or_else(|| panic!("expected a break, got OK: {r:?}"));
     (b.line, b.kind, b.message)
 }
 
@@ -74,27 +94,55 @@ fn a_session_verifies_with_counts() {
     let d = tmp();
     let path = d.path().join("a/b/audit.jsonl"); // directories are created
     let log = write_session(&path, 4);
-    assert_eq!(log.counts(), Counts { allowed: 2, denied: 2, filtered: 0 });
+    assert_eq!(
+        log.counts(),
+        Counts {
+            allowed: 2,
+            denied: 2,
+            filtered: 0
+        }
+    );
     let r = verify(std::slice::from_ref(&path));
     assert!(r.ok(), "{}", r.render());
     assert_eq!(r.exit_code(), 0);
     let f = &r.files[0];
     assert_eq!(f.records, 6);
-    assert_eq!((f.counts["session_start"], f.counts["decision"], f.counts["session_end"]), (1, 4, 1));
+    assert_eq!(
+        (
+            f.counts["session_start"],
+            f.counts["decision"],
+            f.counts["session_end"]
+        ),
+        (1, 4, 1)
+    );
     assert!(f.warnings.is_empty(), "{:?}", f.warnings);
-    assert!(r.render().contains("OK, 6 records (4 decision, 1 session_end, 1 session_start)"), "{}", r.render());
+    assert!(
+        r.render()
+            .contains("OK, 6 records (4 decision, 1 session_end, 1 session_start)"),
+        "{}",
+        r.render()
+    );
 
     let text = std::fs::read_to_string(&path).unwrap();
-    let recs: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let recs: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(recs[0]["prev"], GENESIS);
     assert_eq!(recs[0]["policy"]["sha256"], canon::sha256_hex(b"name: t\n"));
     assert_eq!(recs[1]["direction"], "client_to_server");
-    assert_eq!((recs[1]["verdict"].as_str(), recs[2]["verdict"].as_str()), (Some("allow"), Some("deny")));
+    assert_eq!(
+        (recs[1]["verdict"].as_str(), recs[2]["verdict"].as_str()),
+        (Some("allow"), Some("deny"))
+    );
     assert_eq!(recs[2]["reason"], "denied by rule deny[0]");
     assert_eq!(recs[5]["allowed"], 2);
     assert_eq!(recs[5]["denied"], 2);
     let t = recs[3]["time"].as_str().unwrap();
-    assert!(t.len() == 27 && t.ends_with('Z') && t.as_bytes()[19] == b'.', "{t}");
+    assert!(
+        t.len() == 27 && t.ends_with('Z') && t.as_bytes()[19] == b'.',
+        "{t}"
+    );
     for (i, r) in recs.iter().enumerate() {
         assert_eq!(r["seq"], i as u64 + 1);
         assert_eq!(r["session"], log.session_id());
@@ -102,7 +150,10 @@ fn a_session_verifies_with_counts() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }
 
@@ -117,18 +168,28 @@ fn each_kind_of_tampering_is_found_at_its_line() {
 
     // Edit a field of line 3.
     let mut v = ls.clone();
-    v[2] = String::from_utf8(v[2].clone()).unwrap().replace("\"verdict\":\"deny\"", "\"verdict\":\"allow\"").into_bytes();
+    v[2] = String::from_utf8(v[2].clone())
+        .unwrap()
+        .replace("\"verdict\":\"deny\"", "\"verdict\":\"allow\"")
+        .into_bytes();
     assert_ne!(v[2], ls[2]);
     let (line, kind, msg) = first_break(&join(&v));
     assert_eq!((line, kind), (3, BreakKind::Edited));
-    assert!(msg.starts_with("line 3: record edited: stored hash ") && msg.contains("but the record hashes to"), "{msg}");
+    assert!(
+        msg.starts_with("line 3: record edited: stored hash ")
+            && msg.contains("but the record hashes to"),
+        "{msg}"
+    );
 
     // Delete line 3.
     let mut v = ls.clone();
     v.remove(2);
     let (line, kind, msg) = first_break(&join(&v));
     assert_eq!((line, kind), (3, BreakKind::Deleted), "{msg}");
-    assert!(msg.contains("1 record(s) deleted before this line: seq jumps from 2 to 4"), "{msg}");
+    assert!(
+        msg.contains("1 record(s) deleted before this line: seq jumps from 2 to 4"),
+        "{msg}"
+    );
 
     // Delete the first line.
     let (line, kind, _) = first_break(&join(&ls[1..]));
@@ -155,7 +216,10 @@ fn each_kind_of_tampering_is_found_at_its_line() {
     v.insert(2, fl);
     let (line, kind, msg) = first_break(&join(&v));
     assert_eq!((line, kind), (3, BreakKind::Inserted), "{msg}");
-    assert!(msg.contains("line 4 continues the chain from line 2"), "{msg}");
+    assert!(
+        msg.contains("line 4 continues the chain from line 2"),
+        "{msg}"
+    );
 
     // Swap lines 3 and 4.
     let mut v = ls.clone();
@@ -193,7 +257,10 @@ fn each_kind_of_tampering_is_found_at_its_line() {
 
     // Whitespace is an edit too.
     let mut v = ls.clone();
-    v[1] = String::from_utf8(v[1].clone()).unwrap().replacen("{\"", "{ \"", 1).into_bytes();
+    v[1] = String::from_utf8(v[1].clone())
+        .unwrap()
+        .replacen("{\"", "{ \"", 1)
+        .into_bytes();
     let (line, kind, _) = first_break(&join(&v));
     assert_eq!((line, kind), (2, BreakKind::Edited));
 
@@ -236,7 +303,10 @@ fn torn_tail_is_an_error_until_the_next_session_recovers_it() {
     let path = d.path().join("audit.jsonl");
     write_session(&path, 2); // 4 lines
     let torn = b"{\"kind\":\"decision\",\"seq\":5,\"par";
-    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
     std::io::Write::write_all(&mut f, torn).unwrap();
     drop(f);
     let r = verify(std::slice::from_ref(&path));
@@ -250,7 +320,13 @@ fn torn_tail_is_an_error_until_the_next_session_recovers_it() {
     let data = std::fs::read(&path).unwrap();
     let r = verify_bytes(&data);
     assert!(r.error.is_none(), "{:?}", r.error);
-    assert_eq!(r.warnings, vec![format!("line 5: torn line ({} bytes at offset {offset}), recovered by line 6", torn.len())]);
+    assert_eq!(
+        r.warnings,
+        vec![format!(
+            "line 5: torn line ({} bytes at offset {offset}), recovered by line 6",
+            torn.len()
+        )]
+    );
     assert_eq!(r.counts["recovery"], 1);
     let text = String::from_utf8(data.clone()).unwrap();
     let lines: Vec<&str> = text.lines().collect();
@@ -258,7 +334,10 @@ fn torn_tail_is_an_error_until_the_next_session_recovers_it() {
     let rec: Value = serde_json::from_str(lines[5]).unwrap();
     assert_eq!(rec["kind"], "recovery");
     assert_eq!(rec["seq"], 5);
-    assert_eq!(rec["prev"], serde_json::from_str::<Value>(lines[3]).unwrap()["hash"]);
+    assert_eq!(
+        rec["prev"],
+        serde_json::from_str::<Value>(lines[3]).unwrap()["hash"]
+    );
     assert_eq!(rec["torn"][0]["offset"], offset);
     python_verifies(&path, true);
 
@@ -273,14 +352,26 @@ fn a_crash_during_recovery_is_recovered_too() {
     let path = d.path().join("audit.jsonl");
     write_session(&path, 1);
     // Torn line, terminated by a recovery that itself was torn.
-    let mut f = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
     std::io::Write::write_all(&mut f, b"{\"a\n{\"kind\":\"recov").unwrap();
     drop(f);
     let mut log = AuditLog::open(&path, true).unwrap();
-    log.record(&Event::SessionEnd(SessionEnd::default())).unwrap();
+    log.record(&Event::SessionEnd(SessionEnd::default()))
+        .unwrap();
     let r = verify_bytes(&std::fs::read(&path).unwrap());
     assert!(r.error.is_none(), "{:?}", r.error);
-    assert_eq!(r.warnings.iter().filter(|w| w.contains("recovered by line 6")).count(), 2, "{:?}", r.warnings);
+    assert_eq!(
+        r.warnings
+            .iter()
+            .filter(|w| w.contains("recovered by line 6"))
+            .count(),
+        2,
+        "{:?}",
+        r.warnings
+    );
     python_verifies(&path, true);
 }
 
@@ -289,7 +380,10 @@ fn a_file_that_is_not_an_audit_log_is_not_appended_to() {
     let d = tmp();
     let path = d.path().join("notes.txt");
     std::fs::write(&path, "hello\nworld\n").unwrap();
-    assert!(matches!(AuditLog::open(&path, false), Err(AuditError::NotAnAuditLog(_))));
+    assert!(matches!(
+        AuditLog::open(&path, false),
+        Err(AuditError::NotAnAuditLog(_))
+    ));
     assert_eq!(std::fs::read_to_string(&path).unwrap(), "hello\nworld\n");
 }
 
@@ -303,9 +397,18 @@ fn another_writer_between_my_records_is_picked_up() {
     let mut b = AuditLog::open(&path, false).unwrap();
     assert_eq!(a.record(&start(&argv, &p)).unwrap(), 1);
     assert_eq!(b.record(&start(&argv, &p)).unwrap(), 2);
-    assert_eq!(a.record(&Event::SessionEnd(SessionEnd::default())).unwrap(), 3);
-    assert_eq!(a.record(&Event::SessionEnd(SessionEnd::default())).unwrap(), 4);
-    assert_eq!(b.record(&Event::SessionEnd(SessionEnd::default())).unwrap(), 5);
+    assert_eq!(
+        a.record(&Event::SessionEnd(SessionEnd::default())).unwrap(),
+        3
+    );
+    assert_eq!(
+        a.record(&Event::SessionEnd(SessionEnd::default())).unwrap(),
+        4
+    );
+    assert_eq!(
+        b.record(&Event::SessionEnd(SessionEnd::default())).unwrap(),
+        5
+    );
     assert!(verify_bytes(&std::fs::read(&path).unwrap()).error.is_none());
 }
 
@@ -317,16 +420,35 @@ fn redaction_keeps_the_digest() {
     let mut log = AuditLog::open_for_policy(&path, &p).unwrap();
     let params = json!({"name": "write_file", "arguments": {"path": "/tmp/x", "content": "s3cr3t body", "note": {"n": 1}, "headers": {"Authorization": "Bearer abc"}}});
     let dec = decision(true);
-    log.record(&Event::Decision(DecisionEvent { direction: Direction::ClientToServer, id: None, params: Some(&params), decision: &dec, tool_spec: None, latency_us: 1 }))
-        .unwrap();
+    log.record(&Event::Decision(DecisionEvent {
+        direction: Direction::ClientToServer,
+        id: None,
+        params: Some(&params),
+        decision: &dec,
+        tool_spec: None,
+        latency_us: 1,
+    }))
+    .unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(!text.contains("s3cr3t") && !text.contains("Bearer abc"), "{text}");
+    assert!(
+        !text.contains("s3cr3t") && !text.contains("Bearer abc"),
+        "{text}"
+    );
     let rec: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
     let args = &rec["params"]["arguments"];
     assert_eq!(args["path"], "/tmp/x");
-    assert_eq!(args["content"]["redacted"], format!("sha256:{}", canon::sha256_hex(b"\"s3cr3t body\"")));
-    assert_eq!(args["note"]["redacted"], format!("sha256:{}", canon::sha256_hex(b"{\"n\":1}")));
-    assert_eq!(args["headers"]["Authorization"]["redacted"], format!("sha256:{}", canon::sha256_hex(b"\"Bearer abc\"")));
+    assert_eq!(
+        args["content"]["redacted"],
+        format!("sha256:{}", canon::sha256_hex(b"\"s3cr3t body\""))
+    );
+    assert_eq!(
+        args["note"]["redacted"],
+        format!("sha256:{}", canon::sha256_hex(b"{\"n\":1}"))
+    );
+    assert_eq!(
+        args["headers"]["Authorization"]["redacted"],
+        format!("sha256:{}", canon::sha256_hex(b"\"Bearer abc\""))
+    );
     assert!(rec.get("id").is_none()); // a notification has no id
     assert!(verify_bytes(text.as_bytes()).error.is_none());
 }
@@ -340,14 +462,48 @@ fn show_table_and_filters() {
     let rows: Vec<&str> = all.lines().collect();
     assert_eq!(rows.len(), 7, "{all}");
     assert!(rows[0].starts_with("TIME") && rows[0].contains("REASON"));
-    assert!(rows[1].contains("start") && rows[1].contains("policy t"), "{}", rows[1]);
-    assert!(rows[3].contains(" deny ") && rows[3].contains("read_file") && rows[3].contains("deny[0]"), "{}", rows[3]);
-    let denied = show(&path, &ShowFilter { verdict: Some("deny".into()), ..Default::default() }, false).unwrap();
+    assert!(
+        rows[1].contains("start") && rows[1].contains("policy t"),
+        "{}",
+        rows[1]
+    );
+    assert!(
+        rows[3].contains(" deny ") && rows[3].contains("read_file") && rows[3].contains("deny[0]"),
+        "{}",
+        rows[3]
+    );
+    let denied = show(
+        &path,
+        &ShowFilter {
+            verdict: Some("deny".into()),
+            ..Default::default()
+        },
+        false,
+    )
+    .unwrap();
     assert_eq!(denied.lines().count(), 3, "{denied}");
-    let json = show(&path, &ShowFilter { tool: Some("read_file".into()), ..Default::default() }, true).unwrap();
+    let json = show(
+        &path,
+        &ShowFilter {
+            tool: Some("read_file".into()),
+            ..Default::default()
+        },
+        true,
+    )
+    .unwrap();
     assert_eq!(json.lines().count(), 4);
-    assert!(json.lines().all(|l| serde_json::from_str::<Value>(l).is_ok()));
-    let later = show(&path, &ShowFilter { since: Some("2999".into()), ..Default::default() }, false).unwrap();
+    assert!(json
+        .lines()
+        .all(|l| serde_json::from_str::<Value>(l).is_ok()));
+    let later = show(
+        &path,
+        &ShowFilter {
+            since: Some("2999".into()),
+            ..Default::default()
+        },
+        false,
+    )
+    .unwrap();
     assert_eq!(later.lines().count(), 1);
 }
 
@@ -367,21 +523,44 @@ fn dirs() -> Dirs {
 
 /// The whole root read-write.
 fn permissive(d: &Dirs) -> Policy {
-    policy(&format!("name: permissive\nfilesystem:\n  mounts:\n    - path: {}\n      mode: rw\n", d.root.display()))
+    policy(&format!(
+        "name: permissive\nfilesystem:\n  mounts:\n    - path: {}\n      mode: rw\n",
+        d.root.display()
+    ))
 }
 
 /// Only `pub`, read-only.
 fn strict(d: &Dirs) -> Policy {
-    policy(&format!("name: strict-ro\nfilesystem:\n  mounts:\n    - path: {}/pub\n      mode: ro\n", d.root.display()))
+    policy(&format!(
+        "name: strict-ro\nfilesystem:\n  mounts:\n    - path: {}/pub\n      mode: ro\n",
+        d.root.display()
+    ))
 }
 
 /// Record four calls under `p`, deciding them for real with the filesystem profile.
 fn record_calls(d: &Dirs, p: &Policy, path: &Path) {
-    let fs = builtin_profiles().into_iter().find(|x| x.name == "filesystem").unwrap();
-    let catalog = StaticCatalog { name: Some("filesystem".into()), tools: fs.tools.clone() };
-    let paths = PathContext { cwd: d.root.clone(), home: None };
-    let ctx = Context { policy: p, catalog: &catalog, paths: &paths, world: &RealWorld };
-    let argv = vec!["npx".to_string(), "@modelcontextprotocol/server-filesystem".to_string()];
+    let fs = builtin_profiles()
+        .into_iter()
+        .find(|x| x.name == "filesystem")
+        .unwrap();
+    let catalog = StaticCatalog {
+        name: Some("filesystem".into()),
+        tools: fs.tools.clone(),
+    };
+    let paths = PathContext {
+        cwd: d.root.clone(),
+        home: None,
+    };
+    let ctx = Context {
+        policy: p,
+        catalog: &catalog,
+        paths: &paths,
+        world: &RealWorld,
+    };
+    let argv = vec![
+        "npx".to_string(),
+        "@modelcontextprotocol/server-filesystem".to_string(),
+    ];
     let mut log = AuditLog::open_for_policy(path, p).unwrap();
     log.record(&Event::SessionStart(SessionStart {
         argv: &argv,
@@ -414,7 +593,11 @@ fn record_calls(d: &Dirs, p: &Policy, path: &Path) {
         }))
         .unwrap();
     }
-    log.record(&Event::SessionEnd(SessionEnd { exit_code: Some(0), signal: None })).unwrap();
+    log.record(&Event::SessionEnd(SessionEnd {
+        exit_code: Some(0),
+        signal: None,
+    }))
+    .unwrap();
 }
 
 #[test]
@@ -426,27 +609,51 @@ fn replay_under_a_stricter_policy_reports_allowed_to_denied() {
     let verdicts: Vec<String> = std::fs::read_to_string(&path)
         .unwrap()
         .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).unwrap()["verdict"].as_str().map(String::from))
+        .filter_map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["verdict"]
+                .as_str()
+                .map(String::from)
+        })
         .collect();
     assert_eq!(verdicts, ["allow", "allow", "allow", "deny"]);
 
     let r = replay(&path, &strict(&d)).unwrap();
     // Under strict-ro: 1 allow (read in pub), 2 deny (pub is read-only), 3 deny (outside pub),
     // 4 deny: two changes, both allowed -> denied.
-    assert_eq!((r.replayed, r.unchanged, r.changes.len()), (4, 2, 2), "{}", r.render());
+    assert_eq!(
+        (r.replayed, r.unchanged, r.changes.len()),
+        (4, 2, 2),
+        "{}",
+        r.render()
+    );
     let root_rule = format!("filesystem.mounts[{}]", d.root.display());
     let c = &r.changes[0];
-    assert_eq!((c.line, c.seq, c.tool.as_deref()), (3, 3, Some("write_file")));
+    assert_eq!(
+        (c.line, c.seq, c.tool.as_deref()),
+        (3, 3, Some("write_file"))
+    );
     assert_eq!(c.before, ("allow".to_string(), root_rule.clone()));
-    assert_eq!(c.after, ("deny".to_string(), "filesystem.mounts".to_string()));
+    assert_eq!(
+        c.after,
+        ("deny".to_string(), "filesystem.mounts".to_string())
+    );
     assert!(c.reason.contains("read-only mount"), "{}", c.reason);
     let c = &r.changes[1];
     assert_eq!((c.line, c.tool.as_deref()), (4, Some("read_file")));
     assert_eq!(c.before, ("allow".to_string(), root_rule));
-    assert!(c.reason.contains("outside the allowed mounts"), "{}", c.reason);
+    assert!(
+        c.reason.contains("outside the allowed mounts"),
+        "{}",
+        c.reason
+    );
     assert!(r.skipped.is_empty() && r.verify_error.is_none());
     assert_eq!(r.exit_code(), 0);
-    assert!(r.render().contains("2 unchanged, 2 now denied, 0 now allowed"), "{}", r.render());
+    assert!(
+        r.render()
+            .contains("2 unchanged, 2 now denied, 0 now allowed"),
+        "{}",
+        r.render()
+    );
 }
 
 #[test]
@@ -458,7 +665,12 @@ fn replay_under_a_looser_policy_reports_denied_to_allowed_and_fails() {
     // Recorded under strict-ro: allow, deny, deny, deny. Under permissive: allow, allow,
     // allow, deny. Calls 2 and 3 become allowed.
     assert_eq!((r.replayed, r.unchanged), (4, 2));
-    let newly: Vec<(usize, &str)> = r.changes.iter().filter(|c| c.newly_allowed()).map(|c| (c.line, c.tool.as_deref().unwrap())).collect();
+    let newly: Vec<(usize, &str)> = r
+        .changes
+        .iter()
+        .filter(|c| c.newly_allowed())
+        .map(|c| (c.line, c.tool.as_deref().unwrap()))
+        .collect();
     assert_eq!(newly, [(3, "write_file"), (4, "read_file")]);
     assert_eq!(r.exit_code(), 1);
     assert!(r.render().contains("line 3 seq 3: tools/call write_file: denied (filesystem.mounts) -> allowed (filesystem.mounts["), "{}", r.render());
@@ -469,11 +681,18 @@ fn replay_skips_decisions_that_depend_on_redacted_values() {
     let d = dirs();
     let path = d.root.join("audit.jsonl");
     let mut p = permissive(&d);
-    p.file.audit = Some(crate::policy::schema::AuditSection { redact: vec!["path".into()], ..Default::default() });
+    p.file.audit = Some(crate::policy::schema::AuditSection {
+        redact: vec!["path".into()],
+        ..Default::default()
+    });
     record_calls(&d, &p, &path);
     let r = replay_bytes(&std::fs::read(&path).unwrap(), &strict(&d), &RealWorld);
     assert_eq!((r.replayed, r.skipped.len()), (0, 4), "{}", r.render());
-    assert!(r.skipped[0].contains("argument `path` is redacted"), "{:?}", r.skipped);
+    assert!(
+        r.skipped[0].contains("argument `path` is redacted"),
+        "{:?}",
+        r.skipped
+    );
 }
 
 #[test]
@@ -481,7 +700,9 @@ fn replay_warns_about_a_broken_chain() {
     let d = dirs();
     let path = d.root.join("audit.jsonl");
     record_calls(&d, &permissive(&d), &path);
-    let data = std::fs::read_to_string(&path).unwrap().replace("\"latency_us\":3", "\"latency_us\":4");
+    let data = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"latency_us\":3", "\"latency_us\":4");
     let r = replay_bytes(data.as_bytes(), &strict(&d), &RealWorld);
     assert!(r.verify_error.as_deref().unwrap().contains("record edited"));
     assert!(r.render().starts_with("warning: the log does not verify"));
@@ -492,22 +713,39 @@ fn replay_warns_about_a_broken_chain() {
 /// The Python program in docs/audit-format.md.
 fn python_verifier() -> &'static str {
     let doc = include_str!("../../docs/audit-format.md");
-    let start = doc.find("```python\n").expect("docs/audit-format.md has a python block") + "```python\n".len();
+    let start = doc
+        .find("```python\n")
+        .expect("docs/audit-format.md has a python block")
+        + "```python\n".len();
     let len = doc[start..].find("```").unwrap();
     &doc[start..start + len]
 }
 
 /// Run it on `path`; `None` (with a visible message) when python3 is missing.
 fn python_verifies(path: &Path, expect_ok: bool) -> Option<String> {
-    let out = match std::process::Command::new("python3").arg("-c").arg(python_verifier()).arg(path).output() {
+    let out = match std::process::Command::new("python3")
+        .arg("-c")
+        .arg(python_verifier())
+        .arg(path)
+        .output()
+    {
         Ok(o) => o,
         Err(e) => {
             eprintln!("SKIPPED: the independent Python verifier did not run (python3: {e})");
             return None;
         }
     };
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.success(), expect_ok, "python verifier on {}: {text}", path.display());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.status.success(),
+        expect_ok,
+        "python verifier on {}: {text}",
+        path.display()
+    );
     Some(text)
 }
 
@@ -521,9 +759,18 @@ fn the_documented_python_verifier_agrees() {
     let mut log = AuditLog::open(&path, false).unwrap();
     let params = json!({"name": "t", "arguments": {"s": "é\u{1}\"\\/\u{2028}😀", "f": 1.5e300, "n": -0.0, "big": 18446744073709551615u64}});
     let dec = decision(true);
-    log.record(&Event::Decision(DecisionEvent { direction: Direction::ServerToClient, id: Some(&json!("x")), params: Some(&params), decision: &dec, tool_spec: None, latency_us: 0 }))
-        .unwrap();
-    let Some(out) = python_verifies(&path, true) else { return };
+    log.record(&Event::Decision(DecisionEvent {
+        direction: Direction::ServerToClient,
+        id: Some(&json!("x")),
+        params: Some(&params),
+        decision: &dec,
+        tool_spec: None,
+        latency_us: 0,
+    }))
+    .unwrap();
+    let Some(out) = python_verifies(&path, true) else {
+        return;
+    };
     let head = verify_bytes(&std::fs::read(&path).unwrap()).head;
     assert_eq!(out.trim(), format!("OK: 8 records, head {head}"));
 
@@ -531,7 +778,11 @@ fn the_documented_python_verifier_agrees() {
     let data = std::fs::read_to_string(&path).unwrap();
     let cases = [
         data.replacen("\"latency_us\":7", "\"latency_us\":8", 1),
-        data.lines().enumerate().filter(|(i, _)| *i != 2).map(|(_, l)| format!("{l}\n")).collect(),
+        data.lines()
+            .enumerate()
+            .filter(|(i, _)| *i != 2)
+            .map(|(_, l)| format!("{l}\n"))
+            .collect(),
         data[..data.len() - 10].to_string(),
     ];
     for (i, bad) in cases.iter().enumerate() {
@@ -554,11 +805,25 @@ fn record_cost() {
     let t = std::time::Instant::now();
     for i in 0..n {
         let id = json!(i);
-        log.record(&Event::Decision(DecisionEvent { direction: Direction::ClientToServer, id: Some(&id), params: Some(&params), decision: &dec, tool_spec: None, latency_us: 1 }))
-            .unwrap();
+        log.record(&Event::Decision(DecisionEvent {
+            direction: Direction::ClientToServer,
+            id: Some(&id),
+            params: Some(&params),
+            decision: &dec,
+            tool_spec: None,
+            latency_us: 1,
+        }))
+        .unwrap();
     }
     let per = t.elapsed().as_micros() / n;
-    eprintln!("audit record cost: {per} µs per record ({} build)", if cfg!(debug_assertions) { "debug" } else { "release" });
+    eprintln!(
+        "audit record cost: {per} µs per record ({} build)",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
     assert!(per < 2_000, "{per} µs per record");
 }
 
@@ -576,19 +841,60 @@ fn filters_and_approvals_are_recorded_and_counted() {
         reason: "hid 2 blocked tools",
     }))
     .unwrap();
-    log.record(&Event::Approval(ApprovalEvent { id: Some(&id), method: "tools/call", tool: Some("rm"), rule: "require_approval[0]", granted: false, by: "tty" }))
-        .unwrap();
-    log.record(&Event::SessionEnd(SessionEnd { exit_code: None, signal: Some(15) })).unwrap();
-    assert_eq!(log.counts(), Counts { allowed: 0, denied: 0, filtered: 1 });
+    log.record(&Event::Approval(ApprovalEvent {
+        id: Some(&id),
+        method: "tools/call",
+        tool: Some("rm"),
+        rule: "require_approval[0]",
+        granted: false,
+        by: "tty",
+    }))
+    .unwrap();
+    log.record(&Event::SessionEnd(SessionEnd {
+        exit_code: None,
+        signal: Some(15),
+    }))
+    .unwrap();
+    assert_eq!(
+        log.counts(),
+        Counts {
+            allowed: 0,
+            denied: 0,
+            filtered: 1
+        }
+    );
     let text = std::fs::read_to_string(&path).unwrap();
-    let recs: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!((recs[0]["kind"].as_str(), recs[0]["action"].as_str(), recs[0]["direction"].as_str()), (Some("response_filter"), Some("altered"), Some("server_to_client")));
-    assert_eq!((recs[1]["kind"].as_str(), recs[1]["verdict"].as_str()), (Some("approval"), Some("deny")));
-    assert_eq!((recs[2]["filtered"].as_u64(), recs[2]["signal"].as_i64()), (Some(1), Some(15)));
+    let recs: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        (
+            recs[0]["kind"].as_str(),
+            recs[0]["action"].as_str(),
+            recs[0]["direction"].as_str()
+        ),
+        (
+            Some("response_filter"),
+            Some("altered"),
+            Some("server_to_client")
+        )
+    );
+    assert_eq!(
+        (recs[1]["kind"].as_str(), recs[1]["verdict"].as_str()),
+        (Some("approval"), Some("deny"))
+    );
+    assert_eq!(
+        (recs[2]["filtered"].as_u64(), recs[2]["signal"].as_i64()),
+        (Some(1), Some(15))
+    );
     let r = verify_bytes(text.as_bytes());
     assert!(r.error.is_none() && r.counts["approval"] == 1 && r.counts["response_filter"] == 1);
     let table = show(&path, &ShowFilter::default(), false).unwrap();
-    assert!(table.contains("altered") && table.contains("hid 2 blocked tools"), "{table}");
+    assert!(
+        table.contains("altered") && table.contains("hid 2 blocked tools"),
+        "{table}"
+    );
 }
 
 /// Run as a child process by `two_processes_form_one_chain` (a no-op otherwise).
@@ -607,7 +913,11 @@ fn two_processes_form_one_chain() {
     let children: Vec<_> = (0..2)
         .map(|_| {
             std::process::Command::new(&exe)
-                .args(["--exact", "audit::tests_log::child_writer", "--test-threads=1"])
+                .args([
+                    "--exact",
+                    "audit::tests_log::child_writer",
+                    "--test-threads=1",
+                ])
                 .env("CAPJAIL_AUDIT_TEST_CHILD", &path)
                 .stdout(std::process::Stdio::null())
                 .spawn()

@@ -15,7 +15,14 @@ use serde_json::Value;
 use super::canon::{chain_hash, parse_line, sha256_hex, ParsedLine, GENESIS};
 
 /// The known record kinds.
-pub const KINDS: &[&str] = &["session_start", "decision", "approval", "response_filter", "session_end", "recovery"];
+pub const KINDS: &[&str] = &[
+    "session_start",
+    "decision",
+    "approval",
+    "response_filter",
+    "session_end",
+    "recovery",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakKind {
@@ -92,8 +99,15 @@ impl VerifyReport {
                     let _ = writeln!(out, "{p}: {}", b.message);
                 }
                 None => {
-                    let counts: Vec<String> = f.counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
-                    let _ = writeln!(out, "{p}: OK, {} records ({}), head {}", f.records, counts.join(", "), short(&f.head));
+                    let counts: Vec<String> =
+                        f.counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+                    let _ = writeln!(
+                        out,
+                        "{p}: OK, {} records ({}), head {}",
+                        f.records,
+                        counts.join(", "),
+                        short(&f.head)
+                    );
                 }
             }
         }
@@ -103,16 +117,25 @@ impl VerifyReport {
 
 /// Verify each file (each is its own chain).
 pub fn verify(paths: &[PathBuf]) -> VerifyReport {
-    VerifyReport { files: paths.iter().map(|p| verify_file(p)).collect() }
+    VerifyReport {
+        files: paths.iter().map(|p| verify_file(p)).collect(),
+    }
 }
 
 pub fn verify_file(path: &Path) -> FileReport {
     match std::fs::read(path) {
-        Ok(data) => FileReport { path: path.to_path_buf(), ..verify_bytes(&data) },
+        Ok(data) => FileReport {
+            path: path.to_path_buf(),
+            ..verify_bytes(&data)
+        },
         Err(e) => FileReport {
             path: path.to_path_buf(),
             head: GENESIS.into(),
-            error: Some(Break { line: 0, kind: BreakKind::Unreadable, message: format!("cannot read: {e}") }),
+            error: Some(Break {
+                line: 0,
+                kind: BreakKind::Unreadable,
+                message: format!("cannot read: {e}"),
+            }),
             ..FileReport::default()
         },
     }
@@ -137,7 +160,12 @@ pub fn split_lines(data: &[u8]) -> Vec<RawLine<'_>> {
             Some(p) => (start + p, true),
             None => (data.len(), false),
         };
-        out.push(RawLine { no: out.len() + 1, offset: start as u64, bytes: &data[start..end], terminated });
+        out.push(RawLine {
+            no: out.len() + 1,
+            offset: start as u64,
+            bytes: &data[start..end],
+            terminated,
+        });
         start = end + 1;
     }
     out
@@ -164,7 +192,14 @@ pub fn verify_bytes(data: &[u8]) -> FileReport {
             warnings.push(format!("session {s} (started at line {line}) has no session_end: still running, killed, or its last records were removed"));
         }
     }
-    FileReport { path: PathBuf::new(), records: v.records, counts: v.counts, head: v.prev_hash, warnings, error }
+    FileReport {
+        path: PathBuf::new(),
+        records: v.records,
+        counts: v.counts,
+        head: v.prev_hash,
+        warnings,
+        error,
+    }
 }
 
 struct Verifier<'a> {
@@ -245,19 +280,34 @@ impl<'a> Verifier<'a> {
 
     fn invalid(&self, i: usize) -> Break {
         let why = self.parsed[i].as_ref().err().cloned().unwrap_or_default();
-        brk(self.lines[i].no, BreakKind::InvalidRecord, format!("not an audit record ({why}), and no recovery record accounts for it"))
+        brk(
+            self.lines[i].no,
+            BreakKind::InvalidRecord,
+            format!("not an audit record ({why}), and no recovery record accounts for it"),
+        )
     }
 
     /// Lines `pending` were not records; record `i` must be a recovery naming them.
-    fn check_recovered(&mut self, pending: &[usize], i: usize, p: &ParsedLine) -> Result<(), Break> {
-        let named: Vec<(u64, u64, String)> = match (p.kind.as_str(), p.record.get("torn").and_then(Value::as_array)) {
+    fn check_recovered(
+        &mut self,
+        pending: &[usize],
+        i: usize,
+        p: &ParsedLine,
+    ) -> Result<(), Break> {
+        let named: Vec<(u64, u64, String)> = match (
+            p.kind.as_str(),
+            p.record.get("torn").and_then(Value::as_array),
+        ) {
             ("recovery", Some(list)) => list
                 .iter()
                 .map(|t| {
                     (
                         t.get("offset").and_then(Value::as_u64).unwrap_or(u64::MAX),
                         t.get("length").and_then(Value::as_u64).unwrap_or(u64::MAX),
-                        t.get("sha256").and_then(Value::as_str).unwrap_or("").to_string(),
+                        t.get("sha256")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
                     )
                 })
                 .collect(),
@@ -265,19 +315,33 @@ impl<'a> Verifier<'a> {
         };
         let actual: Vec<(u64, u64, String)> = pending
             .iter()
-            .map(|&j| (self.lines[j].offset, self.lines[j].bytes.len() as u64, sha256_hex(self.lines[j].bytes)))
+            .map(|&j| {
+                (
+                    self.lines[j].offset,
+                    self.lines[j].bytes.len() as u64,
+                    sha256_hex(self.lines[j].bytes),
+                )
+            })
             .collect();
         if named != actual {
-            return Err(brk(self.lines[i].no, BreakKind::Edited, format!(
-                "recovery record names torn bytes {} but the lines before it are {}",
-                ranges(&named), ranges(&actual)
-            )));
+            return Err(brk(
+                self.lines[i].no,
+                BreakKind::Edited,
+                format!(
+                    "recovery record names torn bytes {} but the lines before it are {}",
+                    ranges(&named),
+                    ranges(&actual)
+                ),
+            ));
         }
         for &j in pending {
             let l = &self.lines[j];
             self.warnings.push(format!(
                 "line {}: torn line ({} bytes at offset {}), recovered by line {}",
-                l.no, l.bytes.len(), l.offset, self.lines[i].no
+                l.no,
+                l.bytes.len(),
+                l.offset,
+                self.lines[i].no
             ));
         }
         Ok(())
@@ -288,10 +352,15 @@ impl<'a> Verifier<'a> {
         let no = self.lines[i].no;
         let computed = chain_hash(&p.prev, &p.body);
         if computed != p.hash {
-            return Some(brk(no, BreakKind::Edited, format!(
-                "record edited: stored hash {} but the record hashes to {}",
-                short(&p.hash), short(&computed)
-            )));
+            return Some(brk(
+                no,
+                BreakKind::Edited,
+                format!(
+                    "record edited: stored hash {} but the record hashes to {}",
+                    short(&p.hash),
+                    short(&computed)
+                ),
+            ));
         }
         let expected_seq = self.last_seq + 1;
         if p.prev != self.prev_hash {
@@ -312,7 +381,11 @@ impl<'a> Verifier<'a> {
         };
         // A copy of the line before.
         if self.chain.last().is_some_and(|c| c.1 == p.hash) {
-            return brk(no, BreakKind::Duplicated, format!("duplicate of line {}", last_line.unwrap_or(0)));
+            return brk(
+                no,
+                BreakKind::Duplicated,
+                format!("duplicate of line {}", last_line.unwrap_or(0)),
+            );
         }
         // Out of order: this record follows one that comes later in the file.
         if let Some(&later) = self.hash_lines.get(&p.prev).filter(|&&l| l > no) {
@@ -331,18 +404,31 @@ impl<'a> Verifier<'a> {
         }
         // Lines after an earlier record are foreign: this one continues from it.
         if let Some(&from) = self.seen.get(&p.prev) {
-            let first_foreign = self.chain.iter().position(|c| c.0 == from).map(|k| self.chain[k + 1].0).unwrap_or(from + 1);
-            let foreign = if first_foreign + 1 == no { format!("line {first_foreign} does") } else { format!("lines {first_foreign}..{} do", no - 1) };
+            let first_foreign = self
+                .chain
+                .iter()
+                .position(|c| c.0 == from)
+                .map(|k| self.chain[k + 1].0)
+                .unwrap_or(from + 1);
+            let foreign = if first_foreign + 1 == no {
+                format!("line {first_foreign} does")
+            } else {
+                format!("lines {first_foreign}..{} do", no - 1)
+            };
             return brk(first_foreign, BreakKind::Inserted, format!(
                 "inserted record(s): line {no} continues the chain from line {from}, so {foreign} not belong to it"
             ));
         }
         // Out of order: a record moved down past others.
         if p.seq < expected_seq && self.seq_lines.get(&p.seq).is_some_and(|&l| l < no) {
-            return brk(no, BreakKind::Reordered, format!(
-                "records out of order: seq {} here, after seq {} (line {} already has seq {})",
-                p.seq, self.last_seq, self.seq_lines[&p.seq], p.seq
-            ));
+            return brk(
+                no,
+                BreakKind::Reordered,
+                format!(
+                    "records out of order: seq {} here, after seq {} (line {} already has seq {})",
+                    p.seq, self.last_seq, self.seq_lines[&p.seq], p.seq
+                ),
+            );
         }
         if p.seq > expected_seq {
             let n = p.seq - expected_seq;
@@ -371,9 +457,15 @@ impl<'a> Verifier<'a> {
         self.records += 1;
         *self.counts.entry(p.kind.clone()).or_default() += 1;
         if !KINDS.contains(&p.kind.as_str()) {
-            self.warnings.push(format!("line {no}: unknown record kind `{}`", p.kind));
+            self.warnings
+                .push(format!("line {no}: unknown record kind `{}`", p.kind));
         }
-        let session = p.record.get("session").and_then(Value::as_str).unwrap_or("").to_string();
+        let session = p
+            .record
+            .get("session")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
         match p.kind.as_str() {
             "session_start" => {
                 self.open_sessions.insert(session, no);
@@ -387,7 +479,11 @@ impl<'a> Verifier<'a> {
 }
 
 fn brk(line: usize, kind: BreakKind, what: String) -> Break {
-    Break { line, kind, message: format!("line {line}: {what}") }
+    Break {
+        line,
+        kind,
+        message: format!("line {line}: {what}"),
+    }
 }
 
 /// First 12 hex digits and an ellipsis.
@@ -396,6 +492,9 @@ pub fn short(hash: &str) -> String {
 }
 
 fn ranges(r: &[(u64, u64, String)]) -> String {
-    let parts: Vec<String> = r.iter().map(|(o, l, _)| format!("{l} bytes at {o}")).collect();
+    let parts: Vec<String> = r
+        .iter()
+        .map(|(o, l, _)| format!("{l} bytes at {o}"))
+        .collect();
     format!("[{}]", parts.join(", "))
 }

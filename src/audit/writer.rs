@@ -54,16 +54,34 @@ impl AuditLog {
 
     /// Open with the policy's `audit.fsync` and `audit.redact`.
     pub fn open_for_policy(path: &Path, policy: &Policy) -> Result<AuditLog, AuditError> {
-        let fsync = policy.file.audit.as_ref().and_then(|a| a.fsync).unwrap_or(false);
+        let fsync = policy
+            .file
+            .audit
+            .as_ref()
+            .and_then(|a| a.fsync)
+            .unwrap_or(false);
         Self::open_with(path, fsync, Redactor::from_policy(policy))
     }
 
     pub fn open_with(path: &Path, fsync: bool, redactor: Redactor) -> Result<AuditLog, AuditError> {
-        let io = |source| AuditError::Io { path: path.to_path_buf(), source };
+        let io = |source| AuditError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io)?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io)?;
         }
-        let file = OpenOptions::new().read(true).append(true).create(true).mode(0o600).open(path).map_err(io)?;
+        let file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(path)
+            .map_err(io)?;
         let mut log = AuditLog {
             file,
             path: path.to_path_buf(),
@@ -98,7 +116,10 @@ impl AuditLog {
     /// request. Returns the record's sequence number.
     pub fn record(&mut self, event: &Event) -> Result<u64, AuditError> {
         let rec = event_record(event, &self.session, &self.counts, &self.redactor);
-        let io = |source| AuditError::Io { path: self.path.clone(), source };
+        let io = |source| AuditError::Io {
+            path: self.path.clone(),
+            source,
+        };
         let seq = {
             let _lock = Flock::exclusive(&self.file).map_err(io)?;
             self.sync_head()?;
@@ -111,7 +132,10 @@ impl AuditLog {
     /// Under the lock: make `self.head` the real chain head, writing a recovery record first
     /// if the tail is torn.
     fn sync_head(&mut self) -> Result<(), AuditError> {
-        let io = |source| AuditError::Io { path: self.path.clone(), source };
+        let io = |source| AuditError::Io {
+            path: self.path.clone(),
+            source,
+        };
         let size = self.file.metadata().map_err(io)?.len();
         if self.head.as_ref().is_some_and(|h| h.end == size) {
             return Ok(());
@@ -119,13 +143,22 @@ impl AuditLog {
         let tail = scan_tail(&self.file, size).map_err(io)?;
         let (hash, seq) = match tail.last {
             Some(l) => l,
-            None if size == 0 || (tail.torn.len() == 1 && !tail.terminated) => (GENESIS.to_string(), 0),
+            None if size == 0 || (tail.torn.len() == 1 && !tail.terminated) => {
+                (GENESIS.to_string(), 0)
+            }
             None => return Err(AuditError::NotAnAuditLog(self.path.clone())),
         };
         if tail.torn.len() > MAX_TORN_LINES {
-            return Err(AuditError::CorruptTail { path: self.path.clone(), lines: tail.torn.len() });
+            return Err(AuditError::CorruptTail {
+                path: self.path.clone(),
+                lines: tail.torn.len(),
+            });
         }
-        self.head = Some(Head { end: size, hash, seq });
+        self.head = Some(Head {
+            end: size,
+            hash,
+            seq,
+        });
         if !tail.torn.is_empty() {
             if !tail.terminated {
                 self.write_bytes(b"\n")?;
@@ -149,7 +182,10 @@ impl AuditLog {
         if self.fsync {
             if let Err(source) = self.file.sync_data() {
                 self.head = None; // re-read the tail next time: the line may or may not be there
-                return Err(AuditError::Io { path: self.path.clone(), source });
+                return Err(AuditError::Io {
+                    path: self.path.clone(),
+                    source,
+                });
             }
         }
         if let Some(h) = &mut self.head {
@@ -170,7 +206,10 @@ impl AuditLog {
             }
             Err(source) => {
                 self.head = None;
-                Err(AuditError::Io { path: self.path.clone(), source })
+                Err(AuditError::Io {
+                    path: self.path.clone(),
+                    source,
+                })
             }
         }
     }
@@ -208,7 +247,10 @@ fn scan_tail(file: &File, size: u64) -> std::io::Result<Tail> {
 /// window holds no complete record and does not reach the start of the file.
 fn tail_of(buf: &[u8], start: u64) -> Option<Tail> {
     let terminated = buf.last().map_or(true, |&b| b == b'\n');
-    let mut tail = Tail { terminated, ..Tail::default() };
+    let mut tail = Tail {
+        terminated,
+        ..Tail::default()
+    };
     if buf.is_empty() && start == 0 {
         return Some(tail);
     }
@@ -231,7 +273,11 @@ fn tail_of(buf: &[u8], start: u64) -> Option<Tail> {
                 tail.torn.reverse();
                 return Some(tail);
             }
-            _ => tail.torn.push((start + line_start as u64, line.len() as u64, sha256_hex(line))),
+            _ => tail.torn.push((
+                start + line_start as u64,
+                line.len() as u64,
+                sha256_hex(line),
+            )),
         }
         if line_start == 0 {
             tail.torn.reverse();
@@ -282,23 +328,39 @@ mod tests {
 
     #[test]
     fn tail_of_clean_torn_and_empty() {
-        assert_eq!(tail_of(b"", 0), Some(Tail { last: None, torn: vec![], terminated: true }));
+        assert_eq!(
+            tail_of(b"", 0),
+            Some(Tail {
+                last: None,
+                torn: vec![],
+                terminated: true
+            })
+        );
         let (l1, h1) = line(1, GENESIS);
         let t = tail_of(&l1, 0).unwrap();
-        assert_eq!((t.last, t.torn.len(), t.terminated), (Some((h1.clone(), 1)), 0, true));
+        assert_eq!(
+            (t.last, t.torn.len(), t.terminated),
+            (Some((h1.clone(), 1)), 0, true)
+        );
 
         let mut f = l1.clone();
         f.extend_from_slice(b"{\"kind\":\"x\",\"se");
         let t = tail_of(&f, 0).unwrap();
         assert_eq!(t.last, Some((h1.clone(), 1)));
-        assert_eq!(t.torn, vec![(l1.len() as u64, 15, sha256_hex(b"{\"kind\":\"x\",\"se"))]);
+        assert_eq!(
+            t.torn,
+            vec![(l1.len() as u64, 15, sha256_hex(b"{\"kind\":\"x\",\"se"))]
+        );
         assert!(!t.terminated);
 
         // A torn line already terminated, then another torn tail: both named, in file order.
         let mut g = l1.clone();
         g.extend_from_slice(b"abc\nde");
         let t = tail_of(&g, 0).unwrap();
-        assert_eq!(t.torn.iter().map(|x| (x.0, x.1)).collect::<Vec<_>>(), vec![(l1.len() as u64, 3), (l1.len() as u64 + 4, 2)]);
+        assert_eq!(
+            t.torn.iter().map(|x| (x.0, x.1)).collect::<Vec<_>>(),
+            vec![(l1.len() as u64, 3), (l1.len() as u64 + 4, 2)]
+        );
 
         // Only a torn first record.
         let t = tail_of(b"{\"ki", 0).unwrap();

@@ -41,11 +41,22 @@ fn echo_server() -> i32 {
         let Some(id) = v.get("id") else { continue };
         let method = v.get("method").and_then(|m| m.as_str()).unwrap_or("");
         let result = match method {
-            "initialize" => serde_json::json!({"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": "bench-echo", "version": "1"}}),
-            "tools/list" => serde_json::json!({"tools": [{"name": "echo", "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}, "bytes": {"type": "integer"}}}}]}),
+            "initialize" => {
+                serde_json::json!({"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": "bench-echo", "version": "1"}})
+            }
+            "tools/list" => {
+                serde_json::json!({"tools": [{"name": "echo", "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}, "bytes": {"type": "integer"}}}}]})
+            }
             _ => {
-                let n = v.pointer("/params/arguments/bytes").and_then(|b| b.as_u64()).unwrap_or(0) as usize;
-                let text = if n > 0 { "x".repeat(n) } else { "echo: the quick brown fox jumps over the lazy dog".to_string() };
+                let n = v
+                    .pointer("/params/arguments/bytes")
+                    .and_then(|b| b.as_u64())
+                    .unwrap_or(0) as usize;
+                let text = if n > 0 {
+                    "x".repeat(n)
+                } else {
+                    "echo: the quick brown fox jumps over the lazy dog".to_string()
+                };
                 serde_json::json!({"content": [{"type": "text", "text": text}]})
             }
         };
@@ -59,7 +70,12 @@ fn echo_server() -> i32 {
 /// Two threads copying bytes, large buffers: the cheapest possible extra hop.
 fn relay(args: &[String]) -> i32 {
     let cmd = after_dashes(args);
-    let mut child = Command::new(&cmd[0]).args(&cmd[1..]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawn");
+    let mut child = Command::new(&cmd[0])
+        .args(&cmd[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
     let mut cin = child.stdin.take().unwrap();
     let mut cout = child.stdout.take().unwrap();
     std::thread::spawn(move || {
@@ -100,10 +116,20 @@ struct Peer {
 
 impl Peer {
     fn start(cmd: &[String]) -> Peer {
-        let mut child = Command::new(&cmd[0]).args(&cmd[1..]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("spawn");
+        let mut child = Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
         let input = child.stdin.take().unwrap();
         let output = BufReader::with_capacity(1 << 20, child.stdout.take().unwrap());
-        Peer { child, input, output }
+        Peer {
+            child,
+            input,
+            output,
+        }
     }
     fn send(&mut self, line: &[u8]) {
         self.input.write_all(line).expect("write");
@@ -169,12 +195,20 @@ fn load(args: &[String]) -> i32 {
             }
             p.stop();
             lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            println!("{{\"scenario\":\"roundtrip\",\"n\":{n},\"p50_us\":{:.1},\"p99_us\":{:.1}}}", percentile(&lat, 0.5), percentile(&lat, 0.99));
+            println!(
+                "{{\"scenario\":\"roundtrip\",\"n\":{n},\"p50_us\":{:.1},\"p99_us\":{:.1}}}",
+                percentile(&lat, 0.5),
+                percentile(&lat, 0.99)
+            );
         }
         "pipelined" => {
             let mut p = Peer::start(&cmd);
             p.initialize();
-            let Peer { child, mut input, mut output } = p;
+            let Peer {
+                child,
+                mut input,
+                mut output,
+            } = p;
             let writer = std::thread::spawn(move || {
                 let mut w = BufWriter::with_capacity(1 << 16, &mut input);
                 for i in 0..n {
@@ -191,8 +225,16 @@ fn load(args: &[String]) -> i32 {
             }
             let secs = t.elapsed().as_secs_f64();
             let input = writer.join().unwrap();
-            Peer { child, input, output }.stop();
-            println!("{{\"scenario\":\"pipelined\",\"n\":{n},\"msgs_per_s\":{:.0}}}", n as f64 / secs);
+            Peer {
+                child,
+                input,
+                output,
+            }
+            .stop();
+            println!(
+                "{{\"scenario\":\"pipelined\",\"n\":{n},\"msgs_per_s\":{:.0}}}",
+                n as f64 / secs
+            );
         }
         "large" => {
             let bytes: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(1 << 20);
@@ -206,7 +248,10 @@ fn load(args: &[String]) -> i32 {
             }
             let secs = t.elapsed().as_secs_f64();
             p.stop();
-            println!("{{\"scenario\":\"large\",\"n\":{n},\"bytes\":{bytes},\"mb_per_s\":{:.1}}}", total as f64 / secs / 1e6);
+            println!(
+                "{{\"scenario\":\"large\",\"n\":{n},\"bytes\":{bytes},\"mb_per_s\":{:.1}}}",
+                total as f64 / secs / 1e6
+            );
         }
         "startup" => {
             let mut times = Vec::with_capacity(n);
@@ -219,7 +264,11 @@ fn load(args: &[String]) -> i32 {
                 p.stop();
             }
             times.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            println!("{{\"scenario\":\"startup\",\"n\":{n},\"p50_ms\":{:.2},\"p90_ms\":{:.2}}}", percentile(&times, 0.5), percentile(&times, 0.9));
+            println!(
+                "{{\"scenario\":\"startup\",\"n\":{n},\"p50_ms\":{:.2},\"p90_ms\":{:.2}}}",
+                percentile(&times, 0.5),
+                percentile(&times, 0.9)
+            );
         }
         other => {
             eprintln!("unknown scenario {other}");

@@ -68,7 +68,14 @@ impl Decision {
         self.verdict == Verdict::Allow
     }
     fn deny(method: &str, tool: Option<String>, accesses: Vec<Access>, denial: Denial) -> Decision {
-        Decision { verdict: Verdict::Deny, method: method.into(), tool, accesses, rule: denial.rule.clone(), denial: Some(denial) }
+        Decision {
+            verdict: Verdict::Deny,
+            method: method.into(),
+            tool,
+            accesses,
+            rule: denial.rule.clone(),
+            denial: Some(denial),
+        }
     }
 }
 
@@ -76,35 +83,75 @@ impl Decision {
 pub fn decide(ctx: &Context, method: &str, params: Option<&Value>) -> Decision {
     match method {
         "tools/call" => decide_tool_call(ctx, params),
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => decide_resource(ctx, method, params),
-        "prompts/get" => decide_scanned(ctx, method, "prompt.get", params.and_then(|p| p.get("arguments"))),
-        _ => Decision { verdict: Verdict::Allow, method: method.into(), tool: None, accesses: vec![], rule: "protocol".into(), denial: None },
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            decide_resource(ctx, method, params)
+        }
+        "prompts/get" => decide_scanned(
+            ctx,
+            method,
+            "prompt.get",
+            params.and_then(|p| p.get("arguments")),
+        ),
+        _ => Decision {
+            verdict: Verdict::Allow,
+            method: method.into(),
+            tool: None,
+            accesses: vec![],
+            rule: "protocol".into(),
+            denial: None,
+        },
     }
 }
 
 fn decide_tool_call(ctx: &Context, params: Option<&Value>) -> Decision {
     const M: &str = "tools/call";
     let Some(params) = params.and_then(Value::as_object) else {
-        return Decision::deny(M, None, vec![], Denial::new("protocol", "tools/call needs an object `params`"));
+        return Decision::deny(
+            M,
+            None,
+            vec![],
+            Denial::new("protocol", "tools/call needs an object `params`"),
+        );
     };
     let name = match params.get("name") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        _ => return Decision::deny(M, None, vec![], Denial::new("protocol", "tools/call needs a non-empty string `params.name`")),
+        _ => {
+            return Decision::deny(
+                M,
+                None,
+                vec![],
+                Denial::new(
+                    "protocol",
+                    "tools/call needs a non-empty string `params.name`",
+                ),
+            )
+        }
     };
     let empty = Map::new();
     let arguments = match params.get("arguments") {
         None | Some(Value::Null) => &empty,
         Some(Value::Object(m)) => m,
         Some(_) => {
-            return Decision::deny(M, Some(name), vec![], Denial::new("protocol", "`params.arguments` must be an object"))
+            return Decision::deny(
+                M,
+                Some(name),
+                vec![],
+                Denial::new("protocol", "`params.arguments` must be an object"),
+            )
         }
     };
     let tool = Some(name.clone());
 
     if let Err(r) = check_tool(&name, &ctx.policy.tools) {
         let d = match r {
-            ToolRefusal::NotAllowed => Denial::new("tools.allowed", format!("Tool not allowed by policy: {name} (not in tools.allowed)")),
-            ToolRefusal::Blocked(b) => Denial::new("tools.blocked", format!("Tool blocked by policy: {name} (tools.blocked: {b})")),
+            ToolRefusal::NotAllowed => Denial::new(
+                "tools.allowed",
+                format!("Tool not allowed by policy: {name} (not in tools.allowed)"),
+            ),
+            ToolRefusal::Blocked(b) => Denial::new(
+                "tools.blocked",
+                format!("Tool blocked by policy: {name} (tools.blocked: {b})"),
+            ),
         };
         return Decision::deny(M, tool, vec![], d);
     }
@@ -117,7 +164,11 @@ fn decide_tool_call(ctx: &Context, params: Option<&Value>) -> Decision {
                 match ctx.catalog.profile_name() { Some(p) => format!("the `{p}` profile does not list it"), None => "no profile matches this server".to_string() }
             )));
         }
-        None => Cow::Owned(ToolSpec { capability: "unknown".into(), args: Default::default(), note: String::new() }),
+        None => Cow::Owned(ToolSpec {
+            capability: "unknown".into(),
+            args: Default::default(),
+            note: String::new(),
+        }),
     };
 
     let accesses = match accesses_for(ctx, &spec, arguments) {
@@ -129,14 +180,28 @@ fn decide_tool_call(ctx: &Context, params: Option<&Value>) -> Decision {
 
 fn decide_resource(ctx: &Context, method: &str, params: Option<&Value>) -> Decision {
     let Some(uri) = params.and_then(|p| p.get("uri")).and_then(Value::as_str) else {
-        return Decision::deny(method, None, vec![], Denial::new("protocol", format!("{method} needs a string `params.uri`")));
+        return Decision::deny(
+            method,
+            None,
+            vec![],
+            Denial::new("protocol", format!("{method} needs a string `params.uri`")),
+        );
     };
     let mut accesses = Vec::new();
-    if let Err(d) = scan_value(ctx, "filesystem.read", &Value::String(uri.to_string()), &mut accesses, true) {
+    if let Err(d) = scan_value(
+        ctx,
+        "filesystem.read",
+        &Value::String(uri.to_string()),
+        &mut accesses,
+        true,
+    ) {
         return Decision::deny(method, None, vec![], d);
     }
     if accesses.is_empty() {
-        accesses.push(Access { capability: "resource.read".into(), resource: Resource::None });
+        accesses.push(Access {
+            capability: "resource.read".into(),
+            resource: Resource::None,
+        });
     }
     judge(ctx, method, None, accesses)
 }
@@ -149,13 +214,20 @@ fn decide_scanned(ctx: &Context, method: &str, capability: &str, args: Option<&V
         }
     }
     if accesses.is_empty() {
-        accesses.push(Access { capability: capability.into(), resource: Resource::None });
+        accesses.push(Access {
+            capability: capability.into(),
+            resource: Resource::None,
+        });
     }
     judge(ctx, method, None, accesses)
 }
 
 /// Map a call's arguments to accesses using the tool's description.
-fn accesses_for(ctx: &Context, spec: &ToolSpec, arguments: &Map<String, Value>) -> Result<Vec<Access>, Denial> {
+fn accesses_for(
+    ctx: &Context,
+    spec: &ToolSpec,
+    arguments: &Map<String, Value>,
+) -> Result<Vec<Access>, Denial> {
     let mut out = Vec::new();
     for (arg, value) in arguments {
         if value.is_null() {
@@ -165,13 +237,23 @@ fn accesses_for(ctx: &Context, spec: &ToolSpec, arguments: &Map<String, Value>) 
             Some(a) => declared_arg(ctx, spec, arg, a, value, arguments, &mut out)?,
             // Not described: a value that looks like a path or URL is checked as one.
             None => {
-                let cap = if spec.capability.starts_with("filesystem.") { spec.capability.as_str() } else { "filesystem.read" };
+                let cap = if spec.capability.starts_with("filesystem.") {
+                    spec.capability.as_str()
+                } else {
+                    "filesystem.read"
+                };
                 scan_value(ctx, cap, value, &mut out, false)?
             }
         }
     }
     if !out.iter().any(|a| a.capability == spec.capability) {
-        out.insert(0, Access { capability: spec.capability.clone(), resource: Resource::None });
+        out.insert(
+            0,
+            Access {
+                capability: spec.capability.clone(),
+                resource: Resource::None,
+            },
+        );
     }
     Ok(out)
 }
@@ -191,10 +273,23 @@ fn declared_arg(
             (Value::String(s), false) => Ok(vec![s.as_str()]),
             (Value::Array(items), true) => items
                 .iter()
-                .map(|v| v.as_str().ok_or_else(|| Denial::new("profile", format!("argument `{arg}` must be an array of strings"))))
+                .map(|v| {
+                    v.as_str().ok_or_else(|| {
+                        Denial::new(
+                            "profile",
+                            format!("argument `{arg}` must be an array of strings"),
+                        )
+                    })
+                })
                 .collect(),
-            (_, false) => Err(Denial::new("profile", format!("argument `{arg}` must be a string"))),
-            (_, true) => Err(Denial::new("profile", format!("argument `{arg}` must be an array of strings"))),
+            (_, false) => Err(Denial::new(
+                "profile",
+                format!("argument `{arg}` must be a string"),
+            )),
+            (_, true) => Err(Denial::new(
+                "profile",
+                format!("argument `{arg}` must be an array of strings"),
+            )),
         }
     };
     match a.kind {
@@ -202,7 +297,9 @@ fn declared_arg(
         ArgKind::Path | ArgKind::PathList => {
             let base = match &a.relative_to {
                 Some(other) => match arguments.get(other).and_then(Value::as_str) {
-                    Some(b) => Some(decode(b, ctx.paths).map_err(|e| Denial::new("filesystem.path", format!("Path blocked by policy: {e}")))?),
+                    Some(b) => Some(decode(b, ctx.paths).map_err(|e| {
+                        Denial::new("filesystem.path", format!("Path blocked by policy: {e}"))
+                    })?),
                     None => None,
                 },
                 None => None,
@@ -225,7 +322,12 @@ fn declared_arg(
         }
         ArgKind::Command => {
             for s in strings(false)? {
-                out.push(Access { capability: "shell.execute".into(), resource: Resource::Command { written: s.to_string() } });
+                out.push(Access {
+                    capability: "shell.execute".into(),
+                    resource: Resource::Command {
+                        written: s.to_string(),
+                    },
+                });
             }
         }
     }
@@ -233,11 +335,19 @@ fn declared_arg(
 }
 
 /// The accesses for one path argument (two when decoding is ambiguous, see `decode_all`).
-fn path_access(ctx: &Context, capability: &str, written: &str, base: Option<&Path>) -> Result<Vec<Access>, Denial> {
+fn path_access(
+    ctx: &Context,
+    capability: &str,
+    written: &str,
+    base: Option<&Path>,
+) -> Result<Vec<Access>, Denial> {
     let pctx;
     let paths = match base {
         Some(b) => {
-            pctx = PathContext { cwd: b.to_path_buf(), home: ctx.paths.home.clone() };
+            pctx = PathContext {
+                cwd: b.to_path_buf(),
+                home: ctx.paths.home.clone(),
+            };
             &pctx
         }
         None => ctx.paths,
@@ -248,12 +358,19 @@ fn path_access(ctx: &Context, capability: &str, written: &str, base: Option<&Pat
         d.resource = Some(written.into());
         d
     })?;
-    let capability = if capability.starts_with("filesystem.") { capability } else { "filesystem.write" };
+    let capability = if capability.starts_with("filesystem.") {
+        capability
+    } else {
+        "filesystem.write"
+    };
     Ok(decoded
         .iter()
         .map(|p| Access {
             capability: capability.to_string(),
-            resource: Resource::Path { written: written.into(), resolved: ctx.world.resolve_path(p) },
+            resource: Resource::Path {
+                written: written.into(),
+                resolved: ctx.world.resolve_path(p),
+            },
         })
         .collect())
 }
@@ -267,16 +384,28 @@ fn url_access(ctx: &Context, capability: &str, written: &str) -> Result<Option<A
         let mut v = path_access(ctx, "filesystem.read", written, None)?;
         return Ok(v.pop());
     }
-    let capability = if capability.starts_with("network.") { capability } else { "network.fetch" };
+    let capability = if capability.starts_with("network.") {
+        capability
+    } else {
+        "network.fetch"
+    };
     match check_url(written, &ctx.policy.network, ctx.world) {
         Ok(dest) => Ok(Some(Access {
             capability: capability.into(),
-            resource: Resource::Url { written: written.into(), host: dest.host, port: dest.port },
+            resource: Resource::Url {
+                written: written.into(),
+                host: dest.host,
+                port: dest.port,
+            },
         })),
         Err(r) => {
             let mut d = Denial::new(r.rule, format!("Network access blocked: {}", r.reason));
             d.capability = Some(capability.into());
-            d.resource = Some(if r.target.is_empty() { written.to_string() } else { r.target });
+            d.resource = Some(if r.target.is_empty() {
+                written.to_string()
+            } else {
+                r.target
+            });
             Err(d)
         }
     }
@@ -294,8 +423,13 @@ fn looks_like_url(s: &str) -> bool {
     match s.find("://") {
         Some(p) if p > 0 => {
             let scheme = &s[..p];
-            scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-                && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.')
+            scheme
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.')
         }
         _ => false,
     }
@@ -316,7 +450,13 @@ fn looks_like_path(s: &str) -> bool {
 
 /// Walk a value; check every string that looks like a path or a URL. `uri_context`: the value
 /// is known to be a URI (resources/read), so other schemes are resources of the server.
-fn scan_value(ctx: &Context, fs_capability: &str, v: &Value, out: &mut Vec<Access>, uri_context: bool) -> Result<(), Denial> {
+fn scan_value(
+    ctx: &Context,
+    fs_capability: &str,
+    v: &Value,
+    out: &mut Vec<Access>,
+    uri_context: bool,
+) -> Result<(), Denial> {
     match v {
         Value::String(s) => {
             let lower = s.to_ascii_lowercase();
@@ -358,27 +498,62 @@ fn judge(ctx: &Context, method: &str, tool: Option<String>, accesses: Vec<Access
             return Decision::deny(method, tool, accesses.clone(), d.on(access));
         }
     }
-    Decision { verdict: Verdict::Allow, method: method.into(), tool, accesses, rule: deciding_rule, denial: None }
+    Decision {
+        verdict: Verdict::Allow,
+        method: method.into(),
+        tool,
+        accesses,
+        rule: deciding_rule,
+        denial: None,
+    }
 }
 
-fn check_access(ctx: &Context, method: &str, tool: Option<&str>, access: &Access, deciding: &mut String) -> Result<(), Denial> {
+fn check_access(
+    ctx: &Context,
+    method: &str,
+    tool: Option<&str>,
+    access: &Access,
+    deciding: &mut String,
+) -> Result<(), Denial> {
     if let Resource::Path { written, resolved } = &access.resource {
         if let Some(mounts) = &ctx.policy.filesystem.mounts {
             let write = access.capability != "filesystem.read";
             match mount_for(resolved, mounts, write) {
                 Ok(m) => *deciding = format!("filesystem.mounts[{}]", m.written),
                 Err(MountRefusal::Outside) => {
-                    return Err(Denial::new("filesystem.mounts", format!("Path blocked by policy: {} is outside the allowed mounts", shown(written, resolved))));
+                    return Err(Denial::new(
+                        "filesystem.mounts",
+                        format!(
+                            "Path blocked by policy: {} is outside the allowed mounts",
+                            shown(written, resolved)
+                        ),
+                    ));
                 }
                 Err(MountRefusal::ReadOnly(m)) => {
-                    return Err(Denial::new("filesystem.mounts", format!("Path blocked by policy: {} is in the read-only mount {m}", shown(written, resolved))));
+                    return Err(Denial::new(
+                        "filesystem.mounts",
+                        format!(
+                            "Path blocked by policy: {} is in the read-only mount {m}",
+                            shown(written, resolved)
+                        ),
+                    ));
                 }
             }
         }
     }
     match evaluate(&ctx.policy.rules, access, tool, method) {
         RuleVerdict::Denied(r) => {
-            return Err(Denial::new(r.id(), format!("denied by rule {}{}", r.label, r.reason.as_ref().map(|x| format!(" ({x})")).unwrap_or_default())));
+            return Err(Denial::new(
+                r.id(),
+                format!(
+                    "denied by rule {}{}",
+                    r.label,
+                    r.reason
+                        .as_ref()
+                        .map(|x| format!(" ({x})"))
+                        .unwrap_or_default()
+                ),
+            ));
         }
         RuleVerdict::ApprovalRequired(r) => {
             let mut d = Denial::new(r.id(), format!("approval required (rule {}); capjail has no approval channel yet, so the call is denied", r.label));
@@ -386,12 +561,21 @@ fn check_access(ctx: &Context, method: &str, tool: Option<&str>, access: &Access
             return Err(d);
         }
         RuleVerdict::NoAllowMatched => {
-            return Err(Denial::new("default", format!("no allow rule matches {} (the rules govern this capability, so it is denied)", access.capability)));
+            return Err(Denial::new(
+                "default",
+                format!(
+                    "no allow rule matches {} (the rules govern this capability, so it is denied)",
+                    access.capability
+                ),
+            ));
         }
         RuleVerdict::Allowed(r) => *deciding = r.id(),
         RuleVerdict::NotGoverned => {
             if access.capability == "shell.execute" {
-                return Err(Denial::new("default.shell", "shell execution is denied unless an allow rule names shell.execute"));
+                return Err(Denial::new(
+                    "default.shell",
+                    "shell execution is denied unless an allow rule names shell.execute",
+                ));
             }
         }
     }

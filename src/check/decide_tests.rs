@@ -16,12 +16,20 @@ struct FakeWorld {
 
 impl World for FakeWorld {
     fn resolve_host(&self, host: &str, _port: u16) -> std::io::Result<Vec<IpAddr>> {
-        self.hosts.get(host).cloned().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such host"))
+        self.hosts
+            .get(host)
+            .cloned()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, "no such host"))
     }
 }
 
 fn world() -> FakeWorld {
-    FakeWorld { hosts: HashMap::from([("example.com".to_string(), vec!["93.184.216.34".parse().unwrap()])]) }
+    FakeWorld {
+        hosts: HashMap::from([(
+            "example.com".to_string(),
+            vec!["93.184.216.34".parse().unwrap()],
+        )]),
+    }
 }
 
 fn all_profiles() -> StaticCatalog {
@@ -31,7 +39,10 @@ fn all_profiles() -> StaticCatalog {
             tools.entry(k).or_insert(v);
         }
     }
-    StaticCatalog { name: Some("test".into()), tools }
+    StaticCatalog {
+        name: Some("test".into()),
+        tools,
+    }
 }
 
 fn policy(text: &str) -> Policy {
@@ -40,10 +51,22 @@ fn policy(text: &str) -> Policy {
 
 fn call(p: &Policy, cwd: &Path, tool: &str, args: Value) -> Decision {
     let catalog = all_profiles();
-    let paths = PathContext { cwd: cwd.to_path_buf(), home: Some(PathBuf::from("/home/u")) };
+    let paths = PathContext {
+        cwd: cwd.to_path_buf(),
+        home: Some(PathBuf::from("/home/u")),
+    };
     let w = world();
-    let ctx = Context { policy: p, catalog: &catalog, paths: &paths, world: &w };
-    decide(&ctx, "tools/call", Some(&json!({"name": tool, "arguments": args})))
+    let ctx = Context {
+        policy: p,
+        catalog: &catalog,
+        paths: &paths,
+        world: &w,
+    };
+    decide(
+        &ctx,
+        "tools/call",
+        Some(&json!({"name": tool, "arguments": args})),
+    )
 }
 
 fn rule(d: &Decision) -> &str {
@@ -70,7 +93,11 @@ fn lab() -> Lab {
     std::os::unix::fs::symlink("../secret", ws.join("link_dir")).unwrap();
     std::os::unix::fs::symlink("../secret/id_rsa", ws.join("link_file")).unwrap();
     std::os::unix::fs::symlink("../secret/newfile", ws.join("new_link")).unwrap();
-    Lab { _dir: dir, root, ws }
+    Lab {
+        _dir: dir,
+        root,
+        ws,
+    }
 }
 
 fn ws_policy(lab: &Lab, mode: &str) -> Policy {
@@ -84,44 +111,144 @@ fn ws_policy(lab: &Lab, mode: &str) -> Policy {
 fn mcpjail_seed_requests() {
     let strict = policy(crate::policy::builtin::get("strict").unwrap());
     let cwd = Path::new("/srv");
-    assert_eq!(rule(&call(&strict, cwd, "read_file", json!({"path": "../../../etc/passwd"}))), "filesystem.path");
-    assert_eq!(rule(&call(&strict, cwd, "read_file", json!({"path": "/etc/passwd"}))), "filesystem.mounts");
-    assert!(call(&strict, cwd, "read_file", json!({"path": "/tmp/mcpjail_test.txt"})).is_allowed());
-    assert_eq!(rule(&call(&strict, cwd, "write_file", json!({"path": "/etc/crontab", "content": "x"}))), "filesystem.mounts");
+    assert_eq!(
+        rule(&call(
+            &strict,
+            cwd,
+            "read_file",
+            json!({"path": "../../../etc/passwd"})
+        )),
+        "filesystem.path"
+    );
+    assert_eq!(
+        rule(&call(
+            &strict,
+            cwd,
+            "read_file",
+            json!({"path": "/etc/passwd"})
+        )),
+        "filesystem.mounts"
+    );
+    assert!(call(
+        &strict,
+        cwd,
+        "read_file",
+        json!({"path": "/tmp/mcpjail_test.txt"})
+    )
+    .is_allowed());
+    assert_eq!(
+        rule(&call(
+            &strict,
+            cwd,
+            "write_file",
+            json!({"path": "/etc/crontab", "content": "x"})
+        )),
+        "filesystem.mounts"
+    );
     std::env::set_var("CAPJAIL_WORKSPACE", "/tmp");
     let ro = policy(crate::policy::builtin::get("readonly").unwrap());
-    assert_eq!(rule(&call(&ro, cwd, "write_file", json!({"path": "/tmp/test.txt", "content": "m"}))), "tools.allowed");
-    assert_eq!(rule(&call(&ro, cwd, "edit_file", json!({"path": "/tmp/test.txt", "edits": []}))), "tools.allowed");
+    assert_eq!(
+        rule(&call(
+            &ro,
+            cwd,
+            "write_file",
+            json!({"path": "/tmp/test.txt", "content": "m"})
+        )),
+        "tools.allowed"
+    );
+    assert_eq!(
+        rule(&call(
+            &ro,
+            cwd,
+            "edit_file",
+            json!({"path": "/tmp/test.txt", "edits": []})
+        )),
+        "tools.allowed"
+    );
     assert!(call(&ro, cwd, "read_file", json!({"path": "/tmp/test.txt"})).is_allowed());
-    assert_eq!(rule(&call(&strict, cwd, "execute_command", json!({}))), "tools.blocked");
+    assert_eq!(
+        rule(&call(&strict, cwd, "execute_command", json!({}))),
+        "tools.blocked"
+    );
 }
 
 #[test]
 fn capfence_seed_scenarios() {
     let p = policy("deny:\n- capability: filesystem.read\n  path_prefix: /etc\n- capability: shell.execute\nrequire_approval:\n- capability: database.write\nallow:\n- capability: filesystem.read\n  path_prefix: /proj\n- capability: filesystem.write\n  path_prefix: /proj\n");
     let cwd = Path::new("/");
-    let ok = call(&p, cwd, "read_file", json!({"path": "/proj/pyproject.toml"}));
+    let ok = call(
+        &p,
+        cwd,
+        "read_file",
+        json!({"path": "/proj/pyproject.toml"}),
+    );
     assert!(ok.is_allowed());
     assert_eq!(ok.rule, "allow[0]");
-    assert_eq!(rule(&call(&p, cwd, "read_file", json!({"path": "/etc/passwd"}))), "deny[0]");
-    assert_eq!(rule(&call(&p, cwd, "read_file", json!({"path": "/projects/x"}))), "default");
-    assert_eq!(rule(&call(&p, cwd, "write_file", json!({"path": "/tmp/x", "content": ""}))), "default");
+    assert_eq!(
+        rule(&call(&p, cwd, "read_file", json!({"path": "/etc/passwd"}))),
+        "deny[0]"
+    );
+    assert_eq!(
+        rule(&call(&p, cwd, "read_file", json!({"path": "/projects/x"}))),
+        "default"
+    );
+    assert_eq!(
+        rule(&call(
+            &p,
+            cwd,
+            "write_file",
+            json!({"path": "/tmp/x", "content": ""})
+        )),
+        "default"
+    );
 }
 
 #[test]
 fn approval_and_shell_defaults() {
     let p = policy("filesystem: {mode: any}\nrequire_approval:\n- capability: filesystem.write\n");
-    let d = call(&p, Path::new("/"), "write_file", json!({"path": "/tmp/x", "content": ""}));
+    let d = call(
+        &p,
+        Path::new("/"),
+        "write_file",
+        json!({"path": "/tmp/x", "content": ""}),
+    );
     assert_eq!(rule(&d), "require_approval[0]");
     assert!(d.denial.as_ref().unwrap().approval_required);
-    assert!(d.denial.as_ref().unwrap().reason.contains("approval required"));
+    assert!(d
+        .denial
+        .as_ref()
+        .unwrap()
+        .reason
+        .contains("approval required"));
     // An inferred shell tool is refused without an allow rule, whatever its name.
     let p = policy("filesystem: {mode: any}\n");
-    let catalog = StaticCatalog { name: None, tools: [("frob".to_string(), crate::profile::infer::infer_tool("frob", &json!({"properties": {"command": {"type": "string"}}})))].into() };
-    let paths = PathContext { cwd: "/".into(), home: None };
+    let catalog = StaticCatalog {
+        name: None,
+        tools: [(
+            "frob".to_string(),
+            crate::profile::infer::infer_tool(
+                "frob",
+                &json!({"properties": {"command": {"type": "string"}}}),
+            ),
+        )]
+        .into(),
+    };
+    let paths = PathContext {
+        cwd: "/".into(),
+        home: None,
+    };
     let w = world();
-    let ctx = Context { policy: &p, catalog: &catalog, paths: &paths, world: &w };
-    let d = decide(&ctx, "tools/call", Some(&json!({"name": "frob", "arguments": {"command": "cat /etc/shadow"}})));
+    let ctx = Context {
+        policy: &p,
+        catalog: &catalog,
+        paths: &paths,
+        world: &w,
+    };
+    let d = decide(
+        &ctx,
+        "tools/call",
+        Some(&json!({"name": "frob", "arguments": {"command": "cat /etc/shadow"}})),
+    );
     assert_eq!(rule(&d), "default.shell");
 }
 
@@ -130,22 +257,68 @@ fn prefix_confusion_is_caught() {
     let lab = lab();
     let p = ws_policy(&lab, "rw");
     let evil = lab.root.join("ws_evil/canary.txt");
-    assert_eq!(rule(&call(&p, &lab.root, "read_text_file", json!({"path": evil}))), "filesystem.mounts");
-    assert_eq!(rule(&call(&p, &lab.root, "write_file", json!({"path": lab.root.join("ws_evil/p"), "content": ""}))), "filesystem.mounts");
-    assert!(call(&p, &lab.root, "read_text_file", json!({"path": lab.ws.join("notes.txt")})).is_allowed());
+    assert_eq!(
+        rule(&call(
+            &p,
+            &lab.root,
+            "read_text_file",
+            json!({"path": evil})
+        )),
+        "filesystem.mounts"
+    );
+    assert_eq!(
+        rule(&call(
+            &p,
+            &lab.root,
+            "write_file",
+            json!({"path": lab.root.join("ws_evil/p"), "content": ""})
+        )),
+        "filesystem.mounts"
+    );
+    assert!(call(
+        &p,
+        &lab.root,
+        "read_text_file",
+        json!({"path": lab.ws.join("notes.txt")})
+    )
+    .is_allowed());
 }
 
 #[test]
 fn symlinks_are_judged_by_their_target() {
     let lab = lab();
     let p = ws_policy(&lab, "rw");
-    for path in ["link_file", "link_dir/id_rsa", "link_dir/planted.txt", "new_link"] {
-        let d = call(&p, &lab.root, "write_file", json!({"path": lab.ws.join(path), "content": "x"}));
+    for path in [
+        "link_file",
+        "link_dir/id_rsa",
+        "link_dir/planted.txt",
+        "new_link",
+    ] {
+        let d = call(
+            &p,
+            &lab.root,
+            "write_file",
+            json!({"path": lab.ws.join(path), "content": "x"}),
+        );
         assert_eq!(rule(&d), "filesystem.mounts", "{path}");
     }
     // Relative to the server's working directory (the lab root), not capjail's.
-    assert_eq!(rule(&call(&p, &lab.root, "read_text_file", json!({"path": "ws/link_file"}))), "filesystem.mounts");
-    assert!(call(&p, &lab.root, "read_text_file", json!({"path": "ws/notes.txt"})).is_allowed());
+    assert_eq!(
+        rule(&call(
+            &p,
+            &lab.root,
+            "read_text_file",
+            json!({"path": "ws/link_file"})
+        )),
+        "filesystem.mounts"
+    );
+    assert!(call(
+        &p,
+        &lab.root,
+        "read_text_file",
+        json!({"path": "ws/notes.txt"})
+    )
+    .is_allowed());
 }
 
 #[test]
@@ -154,23 +327,117 @@ fn every_path_argument_is_checked() {
     let p = ws_policy(&lab, "rw");
     let secret = lab.root.join("secret/id_rsa");
     let notes = lab.ws.join("notes.txt");
-    assert_eq!(rule(&call(&p, &lab.root, "read_multiple_files", json!({"paths": [notes, secret]}))), "filesystem.mounts");
-    assert_eq!(rule(&call(&p, &lab.root, "move_file", json!({"source": secret, "destination": lab.ws.join("stolen")}))), "filesystem.mounts");
+    assert_eq!(
+        rule(&call(
+            &p,
+            &lab.root,
+            "read_multiple_files",
+            json!({"paths": [notes, secret]})
+        )),
+        "filesystem.mounts"
+    );
+    assert_eq!(
+        rule(&call(
+            &p,
+            &lab.root,
+            "move_file",
+            json!({"source": secret, "destination": lab.ws.join("stolen")})
+        )),
+        "filesystem.mounts"
+    );
     // A decoy key next to the real one: undeclared keys are scanned too.
-    assert_eq!(rule(&call(&p, &lab.root, "read_text_file", json!({"file": notes, "path": secret}))), "filesystem.mounts");
-    assert_eq!(rule(&call(&p, &lab.root, "read_text_file", json!({"path": notes, "extra": {"deep": [format!("file://{}", secret.display())]}}))), "filesystem.mounts");
-    assert_eq!(rule(&call(&p, &lab.root, "read_text_file", json!({"path": format!("file://{}", secret.display())}))), "filesystem.mounts");
-    assert_eq!(rule(&call(&p, &lab.root, "read_multiple_files", json!({"paths": notes}))), "profile");
-    assert_eq!(rule(&call(&p, &lab.root, "read_text_file", json!({"path": ["x"]}))), "profile");
-    assert_eq!(rule(&call(&p, &lab.root, "search_files", json!({"path": lab.ws, "pattern": "../../secret/*"}))), "filesystem.path");
-    assert!(call(&p, &lab.root, "search_files", json!({"path": lab.ws, "pattern": "**/*.txt"})).is_allowed());
+    assert_eq!(
+        rule(&call(
+            &p,
+            &lab.root,
+            "read_text_file",
+            json!({"file": notes, "path": secret})
+        )),
+        "filesystem.mounts"
+    );
+    assert_eq!(
+        rule(&call(
+            &p,
+            &lab.root,
+            "read_text_file",
+            json!({"path": notes, "extra": {"deep": [format!("file://{}", secret.display())]}})
+        )),
+        "filesystem.mounts"
+    );
+    assert_eq!(
+        rule(&call(
+            &p,
+            &lab.root,
+            "read_text_file",
+            json!({"path": format!("file://{}", secret.display())})
+        )),
+        "filesystem.mounts"
+    );
+    assert_eq!(
+        rule(&call(
+            &p,
+            &lab.root,
+            "read_multiple_files",
+            json!({"paths": notes})
+        )),
+        "profile"
+    );
+    assert_eq!(
+        rule(&call(
+            &p,
+            &lab.root,
+            "read_text_file",
+            json!({"path": ["x"]})
+        )),
+        "profile"
+    );
+    assert_eq!(
+        rule(&call(
+            &p,
+            &lab.root,
+            "search_files",
+            json!({"path": lab.ws, "pattern": "../../secret/*"})
+        )),
+        "filesystem.path"
+    );
+    assert!(call(
+        &p,
+        &lab.root,
+        "search_files",
+        json!({"path": lab.ws, "pattern": "**/*.txt"})
+    )
+    .is_allowed());
     // A `%` the server may or may not decode: both readings must be inside.
     let sibling = format!("{}%2fplanted", lab.ws.display());
-    assert_eq!(rule(&call(&p, &lab.root, "write_file", json!({"path": sibling, "content": ""}))), "filesystem.mounts");
+    assert_eq!(
+        rule(&call(
+            &p,
+            &lab.root,
+            "write_file",
+            json!({"path": sibling, "content": ""})
+        )),
+        "filesystem.mounts"
+    );
     // Writing into a read-only mount.
     let ro = ws_policy(&lab, "ro");
-    assert_eq!(rule(&call(&ro, &lab.root, "write_file", json!({"path": notes, "content": ""}))), "filesystem.mounts");
-    assert_eq!(rule(&call(&ro, &lab.root, "move_file", json!({"source": notes, "destination": lab.ws.join("m")}))), "filesystem.mounts");
+    assert_eq!(
+        rule(&call(
+            &ro,
+            &lab.root,
+            "write_file",
+            json!({"path": notes, "content": ""})
+        )),
+        "filesystem.mounts"
+    );
+    assert_eq!(
+        rule(&call(
+            &ro,
+            &lab.root,
+            "move_file",
+            json!({"source": notes, "destination": lab.ws.join("m")})
+        )),
+        "filesystem.mounts"
+    );
     assert!(call(&ro, &lab.root, "read_text_file", json!({"path": notes})).is_allowed());
 }
 
@@ -178,10 +445,40 @@ fn every_path_argument_is_checked() {
 fn git_add_files_resolve_against_the_repository() {
     let lab = lab();
     let p = ws_policy(&lab, "rw");
-    assert!(call(&p, &lab.root, "git_add", json!({"repo_path": lab.ws, "files": ["notes.txt", "sub/a"]})).is_allowed());
-    assert_eq!(rule(&call(&p, &lab.root, "git_add", json!({"repo_path": lab.ws, "files": ["../secret/id_rsa"]}))), "filesystem.path");
-    assert_eq!(rule(&call(&p, &lab.root, "git_add", json!({"repo_path": lab.ws, "files": ["link_dir/id_rsa"]}))), "filesystem.mounts");
-    assert_eq!(rule(&call(&p, &lab.root, "git_status", json!({"repo_path": lab.root}))), "filesystem.mounts");
+    assert!(call(
+        &p,
+        &lab.root,
+        "git_add",
+        json!({"repo_path": lab.ws, "files": ["notes.txt", "sub/a"]})
+    )
+    .is_allowed());
+    assert_eq!(
+        rule(&call(
+            &p,
+            &lab.root,
+            "git_add",
+            json!({"repo_path": lab.ws, "files": ["../secret/id_rsa"]})
+        )),
+        "filesystem.path"
+    );
+    assert_eq!(
+        rule(&call(
+            &p,
+            &lab.root,
+            "git_add",
+            json!({"repo_path": lab.ws, "files": ["link_dir/id_rsa"]})
+        )),
+        "filesystem.mounts"
+    );
+    assert_eq!(
+        rule(&call(
+            &p,
+            &lab.root,
+            "git_status",
+            json!({"repo_path": lab.root})
+        )),
+        "filesystem.mounts"
+    );
 }
 
 #[test]
@@ -199,15 +496,44 @@ fn unknown_tools_fail_closed_when_the_policy_restricts() {
 fn malformed_calls_are_refused() {
     let p = policy(crate::policy::builtin::get("strict").unwrap());
     let catalog = all_profiles();
-    let paths = PathContext { cwd: "/".into(), home: None };
+    let paths = PathContext {
+        cwd: "/".into(),
+        home: None,
+    };
     let w = world();
-    let ctx = Context { policy: &p, catalog: &catalog, paths: &paths, world: &w };
-    for params in [json!(null), json!([]), json!({"name": 3}), json!({"name": ""}), json!({"name": "read_file", "arguments": "x"})] {
+    let ctx = Context {
+        policy: &p,
+        catalog: &catalog,
+        paths: &paths,
+        world: &w,
+    };
+    for params in [
+        json!(null),
+        json!([]),
+        json!({"name": 3}),
+        json!({"name": ""}),
+        json!({"name": "read_file", "arguments": "x"}),
+    ] {
         let d = decide(&ctx, "tools/call", Some(&params));
         assert_eq!(rule(&d), "protocol", "{params}");
     }
     assert!(decide(&ctx, "ping", None).is_allowed());
-    assert!(decide(&ctx, "resources/read", Some(&json!({"uri": "test://static/resource/1"}))).is_allowed());
-    assert_eq!(rule(&decide(&ctx, "resources/read", Some(&json!({"uri": "file:///etc/passwd"})))), "filesystem.mounts");
-    assert_eq!(rule(&decide(&ctx, "resources/read", Some(&json!({})))), "protocol");
+    assert!(decide(
+        &ctx,
+        "resources/read",
+        Some(&json!({"uri": "test://static/resource/1"}))
+    )
+    .is_allowed());
+    assert_eq!(
+        rule(&decide(
+            &ctx,
+            "resources/read",
+            Some(&json!({"uri": "file:///etc/passwd"}))
+        )),
+        "filesystem.mounts"
+    );
+    assert_eq!(
+        rule(&decide(&ctx, "resources/read", Some(&json!({})))),
+        "protocol"
+    );
 }

@@ -52,11 +52,20 @@ pub struct Access {
 pub enum Resource {
     None,
     /// A filesystem path: as written, and where it really points.
-    Path { written: String, resolved: PathBuf },
+    Path {
+        written: String,
+        resolved: PathBuf,
+    },
     /// A URL: as written, and the host and port it targets.
-    Url { written: String, host: String, port: u16 },
+    Url {
+        written: String,
+        host: String,
+        port: u16,
+    },
     /// A command line handed to a shell tool.
-    Command { written: String },
+    Command {
+        written: String,
+    },
 }
 
 impl Resource {
@@ -99,7 +108,13 @@ pub struct Denial {
 
 impl Denial {
     pub fn new(rule: impl Into<String>, reason: impl Into<String>) -> Denial {
-        Denial { reason: reason.into(), rule: rule.into(), capability: None, resource: None, approval_required: false }
+        Denial {
+            reason: reason.into(),
+            rule: rule.into(),
+            capability: None,
+            resource: None,
+            approval_required: false,
+        }
     }
     pub fn on(mut self, access: &Access) -> Denial {
         self.capability = Some(access.capability.clone());

@@ -41,7 +41,10 @@ pub const RULE_RESOLVE: &str = "network.resolve";
 /// Parse an IP literal as written in a policy (`1.2.3.4`, `::1`, `[::1]`). Strict: no
 /// shorthand forms.
 pub fn parse_ip_literal(host: &str) -> Option<IpAddr> {
-    let h = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let h = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     h.parse().ok()
 }
 
@@ -125,7 +128,9 @@ impl AddressClass {
     pub fn opt_in_flag(self) -> Option<&'static str> {
         match self {
             AddressClass::Loopback => Some("network.allow_loopback"),
-            AddressClass::Private | AddressClass::UniqueLocal | AddressClass::Cgnat => Some("network.allow_private"),
+            AddressClass::Private | AddressClass::UniqueLocal | AddressClass::Cgnat => {
+                Some("network.allow_private")
+            }
             AddressClass::LinkLocal => Some("network.allow_link_local"),
             _ => None,
         }
@@ -156,7 +161,10 @@ const fn v4net(a: u8, b: u8, c: u8, d: u8, len: u8) -> Ipv4Net {
 }
 
 const fn v6net(s: [u16; 8], len: u8) -> Ipv6Net {
-    Ipv6Net::new_assert(Ipv6Addr::new(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]), len)
+    Ipv6Net::new_assert(
+        Ipv6Addr::new(s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]),
+        len,
+    )
 }
 
 /// Cloud metadata endpoints: AWS/GCP/Azure/OpenStack/Oracle, AWS ECS task metadata, Alibaba,
@@ -195,25 +203,58 @@ const V4_RANGES: [(Ipv4Net, AddressClass); 16] = [
 /// IPv6 ranges checked after embedded IPv4 forms; the first match wins. An address that
 /// matches none of them is [`AddressClass::Reserved`].
 const V6_RANGES: [(Ipv6Net, AddressClass); 11] = [
-    (v6net([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7), AddressClass::UniqueLocal),
-    (v6net([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10), AddressClass::LinkLocal),
-    (v6net([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10), AddressClass::Reserved), // deprecated site-local
-    (v6net([0xff00, 0, 0, 0, 0, 0, 0, 0], 8), AddressClass::Multicast),
-    (v6net([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32), AddressClass::Reserved),
-    (v6net([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20), AddressClass::Reserved),
-    (v6net([0x2001, 0x2, 0, 0, 0, 0, 0, 0], 48), AddressClass::Reserved),
-    (v6net([0x2001, 0x10, 0, 0, 0, 0, 0, 0], 28), AddressClass::Reserved),
-    (v6net([0x2001, 0x20, 0, 0, 0, 0, 0, 0], 28), AddressClass::Reserved),
-    (v6net([0x100, 0, 0, 0, 0, 0, 0, 0], 64), AddressClass::Reserved),
-    (v6net([0x2000, 0, 0, 0, 0, 0, 0, 0], 3), AddressClass::Public),
+    (
+        v6net([0xfc00, 0, 0, 0, 0, 0, 0, 0], 7),
+        AddressClass::UniqueLocal,
+    ),
+    (
+        v6net([0xfe80, 0, 0, 0, 0, 0, 0, 0], 10),
+        AddressClass::LinkLocal,
+    ),
+    (
+        v6net([0xfec0, 0, 0, 0, 0, 0, 0, 0], 10),
+        AddressClass::Reserved,
+    ), // deprecated site-local
+    (
+        v6net([0xff00, 0, 0, 0, 0, 0, 0, 0], 8),
+        AddressClass::Multicast,
+    ),
+    (
+        v6net([0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32),
+        AddressClass::Reserved,
+    ),
+    (
+        v6net([0x3fff, 0, 0, 0, 0, 0, 0, 0], 20),
+        AddressClass::Reserved,
+    ),
+    (
+        v6net([0x2001, 0x2, 0, 0, 0, 0, 0, 0], 48),
+        AddressClass::Reserved,
+    ),
+    (
+        v6net([0x2001, 0x10, 0, 0, 0, 0, 0, 0], 28),
+        AddressClass::Reserved,
+    ),
+    (
+        v6net([0x2001, 0x20, 0, 0, 0, 0, 0, 0], 28),
+        AddressClass::Reserved,
+    ),
+    (
+        v6net([0x100, 0, 0, 0, 0, 0, 0, 0], 64),
+        AddressClass::Reserved,
+    ),
+    (
+        v6net([0x2000, 0, 0, 0, 0, 0, 0, 0], 3),
+        AddressClass::Public,
+    ),
 ];
 
 /// IPv6 prefixes whose last 32 bits are an IPv4 address.
 const EMBED_LAST32: [Ipv6Net; 4] = [
-    v6net([0, 0, 0, 0, 0, 0, 0, 0], 96),           // IPv4-compatible (deprecated)
-    v6net([0, 0, 0, 0, 0xffff, 0, 0, 0], 96),      // IPv4-translated (SIIT)
-    v6net([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96),   // NAT64 well-known prefix
-    v6net([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48),   // NAT64 local-use (judged by its last 32 bits)
+    v6net([0, 0, 0, 0, 0, 0, 0, 0], 96), // IPv4-compatible (deprecated)
+    v6net([0, 0, 0, 0, 0xffff, 0, 0, 0], 96), // IPv4-translated (SIIT)
+    v6net([0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96), // NAT64 well-known prefix
+    v6net([0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48), // NAT64 local-use (judged by its last 32 bits)
 ];
 const SIX_TO_FOUR: Ipv6Net = v6net([0x2002, 0, 0, 0, 0, 0, 0, 0], 16);
 const TEREDO: Ipv6Net = v6net([0x2001, 0, 0, 0, 0, 0, 0, 0], 32);
@@ -266,7 +307,10 @@ fn classify_v4(ip: Ipv4Addr) -> AddressClass {
     if METADATA_V4.contains(&ip) {
         return AddressClass::CloudMetadata;
     }
-    V4_RANGES.iter().find(|(net, _)| net.contains(&ip)).map_or(AddressClass::Public, |(_, class)| *class)
+    V4_RANGES
+        .iter()
+        .find(|(net, _)| net.contains(&ip))
+        .map_or(AddressClass::Public, |(_, class)| *class)
 }
 
 fn classify_v6(ip: Ipv6Addr) -> AddressClass {
@@ -282,7 +326,10 @@ fn classify_v6(ip: Ipv6Addr) -> AddressClass {
     if let Some(v4) = embedded_ipv4(ip) {
         return classify_v4(v4);
     }
-    V6_RANGES.iter().find(|(net, _)| net.contains(&ip)).map_or(AddressClass::Reserved, |(_, class)| *class)
+    V6_RANGES
+        .iter()
+        .find(|(net, _)| net.contains(&ip))
+        .map_or(AddressClass::Reserved, |(_, class)| *class)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -290,11 +337,21 @@ fn classify_v6(ip: Ipv6Addr) -> AddressClass {
 // ---------------------------------------------------------------------------------------------
 
 /// Names of cloud metadata services (refused before any resolution).
-const METADATA_NAMES: [&str; 5] =
-    ["metadata.google.internal", "metadata.goog", "metadata", "instance-data", "instance-data.ec2.internal"];
+const METADATA_NAMES: [&str; 5] = [
+    "metadata.google.internal",
+    "metadata.goog",
+    "metadata",
+    "instance-data",
+    "instance-data.ec2.internal",
+];
 
 /// Names that are loopback without asking a resolver (RFC 6761 and common `/etc/hosts`).
-const LOOPBACK_NAMES: [&str; 4] = ["localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback"];
+const LOOPBACK_NAMES: [&str; 4] = [
+    "localhost",
+    "localhost.localdomain",
+    "ip6-localhost",
+    "ip6-loopback",
+];
 
 /// Lower-case, without trailing dots.
 pub fn normalize_name(name: &str) -> String {
@@ -371,15 +428,28 @@ pub fn parse_url(written: &str) -> Result<ParsedUrl, String> {
     if written.is_empty() {
         return Err("empty URL".into());
     }
-    if let Some(c) = written.chars().find(|c| c.is_control() || c.is_whitespace()) {
-        return Err(format!("contains a control or whitespace character (U+{:04X})", c as u32));
+    if let Some(c) = written
+        .chars()
+        .find(|c| c.is_control() || c.is_whitespace())
+    {
+        return Err(format!(
+            "contains a control or whitespace character (U+{:04X})",
+            c as u32
+        ));
     }
-    let (scheme, rest) = written.split_once(':').ok_or("not an absolute URL (no scheme)")?;
+    let (scheme, rest) = written
+        .split_once(':')
+        .ok_or("not an absolute URL (no scheme)")?;
     let scheme = scheme.to_ascii_lowercase();
     if scheme != "http" && scheme != "https" {
-        return Err(format!("scheme `{}` is not allowed (only http and https)", shown(&scheme)));
+        return Err(format!(
+            "scheme `{}` is not allowed (only http and https)",
+            shown(&scheme)
+        ));
     }
-    let after = rest.strip_prefix("//").ok_or("expected `//` after the scheme")?;
+    let after = rest
+        .strip_prefix("//")
+        .ok_or("expected `//` after the scheme")?;
     let authority = &after[..after.find(['/', '?', '#']).unwrap_or(after.len())];
     check_authority(authority)?;
     let url = Url::parse(written).map_err(|e| format!("not a valid URL ({e})"))?;
@@ -396,7 +466,11 @@ pub fn parse_url(written: &str) -> Result<ParsedUrl, String> {
     if target == Target::Name(String::new()) {
         return Err("empty host".into());
     }
-    Ok(ParsedUrl { scheme, target, port })
+    Ok(ParsedUrl {
+        scheme,
+        target,
+        port,
+    })
 }
 
 /// The authority checks where URL parsers disagree (WHATWG turns `\` into `/`, Python does
@@ -484,7 +558,11 @@ fn pattern_names_ip(p: &HostPattern, ip: IpAddr, port: u16) -> bool {
 /// `policy.resolve` (`network.resolve` when that fails or is empty) — must be public, or
 /// admitted by an exact `allowed_hosts` entry or an `allow_*` flag (`network.private`,
 /// `network.metadata`).
-pub fn check_url(written: &str, policy: &NetworkPolicy, world: &dyn World) -> Result<Destination, NetRefusal> {
+pub fn check_url(
+    written: &str,
+    policy: &NetworkPolicy,
+    world: &dyn World,
+) -> Result<Destination, NetRefusal> {
     let parsed = parse_url(written).map_err(|reason| NetRefusal {
         rule: RULE_URL,
         reason: format!("{reason}: {}", shown(written)),
@@ -492,16 +570,29 @@ pub fn check_url(written: &str, policy: &NetworkPolicy, world: &dyn World) -> Re
     })?;
     let host = parsed.target.host_text();
     let port = parsed.port;
-    let refuse = |rule: &'static str, reason: String| NetRefusal { rule, reason, target: host_port(&host, port) };
+    let refuse = |rule: &'static str, reason: String| NetRefusal {
+        rule,
+        reason,
+        target: host_port(&host, port),
+    };
 
     let static_class = static_class(&parsed.target);
     if static_class == Some(AddressClass::CloudMetadata) {
-        return Err(refuse(RULE_METADATA, metadata_reason(&parsed.target.describe(), None)));
+        return Err(refuse(
+            RULE_METADATA,
+            metadata_reason(&parsed.target.describe(), None),
+        ));
     }
     if policy.mode == NetworkMode::None {
         return Err(match static_class {
-            Some(class) if !class.is_public() => refuse(RULE_PRIVATE, internal_reason(&parsed.target.describe(), None, class)),
-            _ => refuse(RULE_MODE, format!("network access disabled (network.mode: none): {host}")),
+            Some(class) if !class.is_public() => refuse(
+                RULE_PRIVATE,
+                internal_reason(&parsed.target.describe(), None, class),
+            ),
+            _ => refuse(
+                RULE_MODE,
+                format!("network access disabled (network.mode: none): {host}"),
+            ),
         });
     }
     let matched = match policy.mode {
@@ -512,12 +603,19 @@ pub fn check_url(written: &str, policy: &NetworkPolicy, world: &dyn World) -> Re
         let reason = format!("{} is not in network.allowed_hosts", host_port(&host, port));
         return Err(refuse(RULE_ALLOWED_HOSTS, reason));
     }
-    let addresses = addresses_to_check(&parsed.target, port, policy, world).map_err(|r| refuse(RULE_RESOLVE, r))?;
+    let addresses = addresses_to_check(&parsed.target, port, policy, world)
+        .map_err(|r| refuse(RULE_RESOLVE, r))?;
     let exact = matched == Some(HostMatch::Exact);
     for &ip in &addresses {
-        judge_address(&parsed.target, ip, exact, policy).map_err(|(rule, reason)| refuse(rule, reason))?;
+        judge_address(&parsed.target, ip, exact, policy)
+            .map_err(|(rule, reason)| refuse(rule, reason))?;
     }
-    Ok(Destination { host, port, scheme: parsed.scheme, addresses })
+    Ok(Destination {
+        host,
+        port,
+        scheme: parsed.scheme,
+        addresses,
+    })
 }
 
 /// The class known without resolving: IP literals, metadata names, loopback names.
@@ -533,12 +631,21 @@ fn static_class(target: &Target) -> Option<AddressClass> {
 /// Every address to judge: the literal; `127.0.0.1` and `::1` for loopback names; the
 /// resolver's answer when `policy.resolve` (an error or no address is a refusal reason);
 /// nothing otherwise.
-fn addresses_to_check(target: &Target, port: u16, policy: &NetworkPolicy, world: &dyn World) -> Result<Vec<IpAddr>, String> {
+fn addresses_to_check(
+    target: &Target,
+    port: u16,
+    policy: &NetworkPolicy,
+    world: &dyn World,
+) -> Result<Vec<IpAddr>, String> {
     match target {
         Target::Ip(ip) => Ok(vec![*ip]),
-        Target::Name(n) if is_loopback_name(n) => Ok(vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()]),
+        Target::Name(n) if is_loopback_name(n) => {
+            Ok(vec![Ipv4Addr::LOCALHOST.into(), Ipv6Addr::LOCALHOST.into()])
+        }
         Target::Name(n) if policy.resolve => match world.resolve_host(n, port) {
-            Ok(addrs) if addrs.is_empty() => Err(format!("{n} resolves to no address (refused: fail closed)")),
+            Ok(addrs) if addrs.is_empty() => {
+                Err(format!("{n} resolves to no address (refused: fail closed)"))
+            }
             Ok(mut addrs) => {
                 addrs.dedup();
                 Ok(addrs)
@@ -550,14 +657,21 @@ fn addresses_to_check(target: &Target, port: u16, policy: &NetworkPolicy, world:
 }
 
 /// Judge one address of the target: `Err((rule, reason))` when it may not be reached.
-fn judge_address(target: &Target, ip: IpAddr, exact: bool, policy: &NetworkPolicy) -> Result<(), (&'static str, String)> {
+fn judge_address(
+    target: &Target,
+    ip: IpAddr,
+    exact: bool,
+    policy: &NetworkPolicy,
+) -> Result<(), (&'static str, String)> {
     let class = classify(ip);
     let via = match target {
         Target::Name(_) => Some(ip),
         Target::Ip(_) => None,
     };
     match class {
-        AddressClass::CloudMetadata => Err((RULE_METADATA, metadata_reason(&target.describe(), via))),
+        AddressClass::CloudMetadata => {
+            Err((RULE_METADATA, metadata_reason(&target.describe(), via)))
+        }
         c if c.admitted(exact, policy) => Ok(()),
         c => Err((RULE_PRIVATE, internal_reason(&target.describe(), via, c))),
     }
@@ -566,7 +680,10 @@ fn judge_address(target: &Target, ip: IpAddr, exact: bool, policy: &NetworkPolic
 /// `cloud metadata endpoint is never reachable: 169.254.169.254`.
 fn metadata_reason(host: &str, via: Option<IpAddr>) -> String {
     match via {
-        Some(ip) => format!("cloud metadata endpoint is never reachable: {host} resolves to {}", describe_ip(ip)),
+        Some(ip) => format!(
+            "cloud metadata endpoint is never reachable: {host} resolves to {}",
+            describe_ip(ip)
+        ),
         None => format!("cloud metadata endpoint is never reachable: {host}"),
     }
 }
@@ -578,7 +695,10 @@ fn internal_reason(host: &str, via: Option<IpAddr>, class: AddressClass) -> Stri
         None => host.to_string(),
     };
     let how = match class.opt_in_flag() {
-        Some(flag) => format!("{}; allow with {flag} or an exact network.allowed_hosts entry", class.label()),
+        Some(flag) => format!(
+            "{}; allow with {flag} or an exact network.allowed_hosts entry",
+            class.label()
+        ),
         None => format!("{}; never allowed", class.label()),
     };
     format!("SSRF attempt to internal network: {what} ({how})")
@@ -611,9 +731,17 @@ mod tests {
         fn new(entries: &[(&str, &[&str])]) -> FakeWorld {
             let names = entries
                 .iter()
-                .map(|(n, addrs)| (n.to_string(), addrs.iter().map(|a| a.parse().unwrap()).collect()))
+                .map(|(n, addrs)| {
+                    (
+                        n.to_string(),
+                        addrs.iter().map(|a| a.parse().unwrap()).collect(),
+                    )
+                })
                 .collect();
-            FakeWorld { names, lookups: RefCell::default() }
+            FakeWorld {
+                names,
+                lookups: RefCell::default(),
+            }
         }
         fn lookups(&self) -> Vec<String> {
             self.lookups.borrow().clone()
@@ -623,7 +751,10 @@ mod tests {
     impl World for FakeWorld {
         fn resolve_host(&self, host: &str, _port: u16) -> io::Result<Vec<IpAddr>> {
             self.lookups.borrow_mut().push(host.to_string());
-            self.names.get(host).cloned().ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such host"))
+            self.names
+                .get(host)
+                .cloned()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such host"))
         }
     }
 
@@ -645,7 +776,10 @@ mod tests {
     fn policy(mode: NetworkMode, hosts: &[&str]) -> NetworkPolicy {
         NetworkPolicy {
             mode,
-            allowed_hosts: hosts.iter().map(|h| HostPattern::parse(h).unwrap()).collect(),
+            allowed_hosts: hosts
+                .iter()
+                .map(|h| HostPattern::parse(h).unwrap())
+                .collect(),
             allow_private: false,
             allow_loopback: false,
             allow_link_local: false,
@@ -658,7 +792,12 @@ mod tests {
     }
 
     fn all_opt_ins() -> NetworkPolicy {
-        NetworkPolicy { allow_private: true, allow_loopback: true, allow_link_local: true, ..all() }
+        NetworkPolicy {
+            allow_private: true,
+            allow_loopback: true,
+            allow_link_local: true,
+            ..all()
+        }
     }
 
     /// The rule that refused `url`, or `"ok"`.
@@ -688,7 +827,16 @@ mod tests {
         assert_eq!(parse_ip_literal("1.2.3.4"), Some(ip("1.2.3.4")));
         assert_eq!(parse_ip_literal("::1"), Some(ip("::1")));
         assert_eq!(parse_ip_literal("[::1]"), Some(ip("::1")));
-        for s in ["127.1", "2130706433", "0x7f000001", "0177.0.0.1", "127.0.0.1.", "[::1", "example.com", ""] {
+        for s in [
+            "127.1",
+            "2130706433",
+            "0x7f000001",
+            "0177.0.0.1",
+            "127.0.0.1.",
+            "[::1",
+            "example.com",
+            "",
+        ] {
             assert_eq!(parse_ip_literal(s), None, "{s}");
         }
     }
@@ -778,7 +926,10 @@ mod tests {
         assert_eq!(embedded_ipv4(v6("::1")), None);
         assert_eq!(embedded_ipv4(v6("::")), None);
         assert_eq!(embedded_ipv4(v6("2606:4700::1")), None);
-        assert_eq!(embedded_ipv4(v6("2002:c000:0201::")), Some(Ipv4Addr::new(192, 0, 2, 1)));
+        assert_eq!(
+            embedded_ipv4(v6("2002:c000:0201::")),
+            Some(Ipv4Addr::new(192, 0, 2, 1))
+        );
         assert_eq!(canonical_ip(ip("::ffff:7f00:1")), ip("127.0.0.1"));
         assert_eq!(canonical_ip(ip("64:ff9b::7f00:1")), ip("64:ff9b::7f00:1"));
         assert_eq!(canonical_ip(ip("::1")), ip("::1"));
@@ -797,10 +948,24 @@ mod tests {
             assert!(c.admitted(true, &none), "{c:?}");
             assert!(c.admitted(false, &every), "{c:?}");
         }
-        let lo = NetworkPolicy { allow_loopback: true, ..all() };
-        assert!(Loopback.admitted(false, &lo) && !Private.admitted(false, &lo) && !LinkLocal.admitted(false, &lo));
-        let pr = NetworkPolicy { allow_private: true, ..all() };
-        assert!(Private.admitted(false, &pr) && UniqueLocal.admitted(false, &pr) && Cgnat.admitted(false, &pr));
+        let lo = NetworkPolicy {
+            allow_loopback: true,
+            ..all()
+        };
+        assert!(
+            Loopback.admitted(false, &lo)
+                && !Private.admitted(false, &lo)
+                && !LinkLocal.admitted(false, &lo)
+        );
+        let pr = NetworkPolicy {
+            allow_private: true,
+            ..all()
+        };
+        assert!(
+            Private.admitted(false, &pr)
+                && UniqueLocal.admitted(false, &pr)
+                && Cgnat.admitted(false, &pr)
+        );
         assert!(!Loopback.admitted(false, &pr) && !LinkLocal.admitted(false, &pr));
         assert!(Public.admitted(false, &none));
     }
@@ -809,7 +974,10 @@ mod tests {
 
     #[test]
     fn ipv4_spellings_are_loopback() {
-        let lo = NetworkPolicy { allow_loopback: true, ..all() };
+        let lo = NetworkPolicy {
+            allow_loopback: true,
+            ..all()
+        };
         for url in [
             "http://127.1/",
             "http://2130706433/",
@@ -822,9 +990,18 @@ mod tests {
             let r = refused(url, &all());
             assert_eq!(r.rule, RULE_PRIVATE, "{url}");
             assert_eq!(r.target, "127.0.0.1:80", "{url}");
-            assert!(r.reason.contains("SSRF attempt to internal network: 127.0.0.1 (loopback"), "{url}: {}", r.reason);
+            assert!(
+                r.reason
+                    .contains("SSRF attempt to internal network: 127.0.0.1 (loopback"),
+                "{url}: {}",
+                r.reason
+            );
             let d = ok(url, &lo);
-            assert_eq!((d.host.as_str(), d.port, d.addresses.clone()), ("127.0.0.1", 80, vec![ip("127.0.0.1")]), "{url}");
+            assert_eq!(
+                (d.host.as_str(), d.port, d.addresses.clone()),
+                ("127.0.0.1", 80, vec![ip("127.0.0.1")]),
+                "{url}"
+            );
         }
     }
 
@@ -841,22 +1018,42 @@ mod tests {
             "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",
         ] {
             assert_eq!(rule(url, &all()), RULE_PRIVATE, "{url}");
-            let lo = NetworkPolicy { allow_loopback: true, ..all() };
+            let lo = NetworkPolicy {
+                allow_loopback: true,
+                ..all()
+            };
             assert_eq!(rule(url, &lo), "ok", "{url}");
         }
         // A mapped address is the IPv4 address itself; NAT64 keeps its own text.
-        let lo = NetworkPolicy { allow_loopback: true, ..all() };
+        let lo = NetworkPolicy {
+            allow_loopback: true,
+            ..all()
+        };
         assert_eq!(ok("http://[::ffff:7f00:1]:8080/", &lo).host, "127.0.0.1");
         assert_eq!(ok("http://[64:ff9b::7f00:1]/", &lo).host, "64:ff9b::7f00:1");
         let r = refused("http://[64:ff9b::7f00:1]/", &all());
         assert_eq!(r.target, "[64:ff9b::7f00:1]:80");
-        assert!(r.reason.contains("64:ff9b::7f00:1 (= 127.0.0.1)"), "{}", r.reason);
+        assert!(
+            r.reason.contains("64:ff9b::7f00:1 (= 127.0.0.1)"),
+            "{}",
+            r.reason
+        );
     }
 
     #[test]
     fn unspecified_is_never_admitted() {
-        let exact = NetworkPolicy { allow_private: true, allow_loopback: true, allow_link_local: true, ..policy(NetworkMode::Allowlist, &["0.0.0.0", "::", "zero.test"]) };
-        for url in ["http://0.0.0.0/", "http://[::]/", "http://0/", "http://zero.test/"] {
+        let exact = NetworkPolicy {
+            allow_private: true,
+            allow_loopback: true,
+            allow_link_local: true,
+            ..policy(NetworkMode::Allowlist, &["0.0.0.0", "::", "zero.test"])
+        };
+        for url in [
+            "http://0.0.0.0/",
+            "http://[::]/",
+            "http://0/",
+            "http://zero.test/",
+        ] {
             assert_eq!(rule(url, &all()), RULE_PRIVATE, "{url}");
             assert_eq!(rule(url, &all_opt_ins()), RULE_PRIVATE, "{url}");
             let r = refused(url, &exact);
@@ -867,8 +1064,23 @@ mod tests {
 
     #[test]
     fn reserved_multicast_broadcast_never_admitted() {
-        let exact = policy(NetworkMode::Allowlist, &["192.0.2.1", "224.0.0.1", "255.255.255.255", "240.0.0.1", "2001:db8::1"]);
-        for url in ["http://192.0.2.1/", "http://224.0.0.1/", "http://255.255.255.255/", "http://240.0.0.1/", "http://[2001:db8::1]/"] {
+        let exact = policy(
+            NetworkMode::Allowlist,
+            &[
+                "192.0.2.1",
+                "224.0.0.1",
+                "255.255.255.255",
+                "240.0.0.1",
+                "2001:db8::1",
+            ],
+        );
+        for url in [
+            "http://192.0.2.1/",
+            "http://224.0.0.1/",
+            "http://255.255.255.255/",
+            "http://240.0.0.1/",
+            "http://[2001:db8::1]/",
+        ] {
             assert_eq!(rule(url, &all_opt_ins()), RULE_PRIVATE, "{url}");
             assert_eq!(rule(url, &exact), RULE_PRIVATE, "{url}");
         }
@@ -877,22 +1089,62 @@ mod tests {
     #[test]
     fn cgnat_needs_allow_private() {
         assert_eq!(rule("http://100.64.0.1/", &all()), RULE_PRIVATE);
-        assert_eq!(rule("http://100.64.0.1/", &NetworkPolicy { allow_loopback: true, allow_link_local: true, ..all() }), RULE_PRIVATE);
-        assert_eq!(rule("http://100.64.0.1/", &NetworkPolicy { allow_private: true, ..all() }), "ok");
+        assert_eq!(
+            rule(
+                "http://100.64.0.1/",
+                &NetworkPolicy {
+                    allow_loopback: true,
+                    allow_link_local: true,
+                    ..all()
+                }
+            ),
+            RULE_PRIVATE
+        );
+        assert_eq!(
+            rule(
+                "http://100.64.0.1/",
+                &NetworkPolicy {
+                    allow_private: true,
+                    ..all()
+                }
+            ),
+            "ok"
+        );
     }
 
     #[test]
     fn unique_local_needs_allow_private() {
         assert_eq!(rule("http://[fd12::1]/", &all()), RULE_PRIVATE);
-        assert_eq!(rule("http://[fd12::1]/", &NetworkPolicy { allow_private: true, ..all() }), "ok");
+        assert_eq!(
+            rule(
+                "http://[fd12::1]/",
+                &NetworkPolicy {
+                    allow_private: true,
+                    ..all()
+                }
+            ),
+            "ok"
+        );
     }
 
     #[test]
     fn link_local_needs_allow_link_local() {
         assert_eq!(rule("http://169.254.1.1/", &all()), RULE_PRIVATE);
         assert_eq!(rule("http://[fe80::1]/", &all()), RULE_PRIVATE);
-        assert_eq!(rule("http://169.254.1.1/", &NetworkPolicy { allow_private: true, ..all() }), RULE_PRIVATE);
-        let ll = NetworkPolicy { allow_link_local: true, ..all() };
+        assert_eq!(
+            rule(
+                "http://169.254.1.1/",
+                &NetworkPolicy {
+                    allow_private: true,
+                    ..all()
+                }
+            ),
+            RULE_PRIVATE
+        );
+        let ll = NetworkPolicy {
+            allow_link_local: true,
+            ..all()
+        };
         assert_eq!(rule("http://169.254.1.1/", &ll), "ok");
         assert_eq!(rule("http://[fe80::1]/", &ll), "ok");
     }
@@ -902,7 +1154,13 @@ mod tests {
     #[test]
     fn metadata_addresses_always_refused() {
         let every = all_opt_ins();
-        let exact = NetworkPolicy { allow_link_local: true, ..policy(NetworkMode::Allowlist, &["169.254.169.254", "fd00:ec2::254", "imds.test"]) };
+        let exact = NetworkPolicy {
+            allow_link_local: true,
+            ..policy(
+                NetworkMode::Allowlist,
+                &["169.254.169.254", "fd00:ec2::254", "imds.test"],
+            )
+        };
         let off = policy(NetworkMode::None, &[]);
         for url in [
             "http://169.254.169.254/latest/meta-data/",
@@ -921,14 +1179,22 @@ mod tests {
                 }
                 let r = refused(url, p);
                 assert_eq!(r.rule, RULE_METADATA, "{url} {:?}", p.mode);
-                assert!(r.reason.starts_with("cloud metadata endpoint is never reachable"), "{}", r.reason);
+                assert!(
+                    r.reason
+                        .starts_with("cloud metadata endpoint is never reachable"),
+                    "{}",
+                    r.reason
+                );
             }
         }
     }
 
     #[test]
     fn metadata_names_refused_before_resolution() {
-        let exact = policy(NetworkMode::Allowlist, &["metadata.google.internal", "metadata", "instance-data"]);
+        let exact = policy(
+            NetworkMode::Allowlist,
+            &["metadata.google.internal", "metadata", "instance-data"],
+        );
         for url in [
             "http://metadata.google.internal/computeMetadata/v1/",
             "http://METADATA.google.internal./",
@@ -968,9 +1234,15 @@ mod tests {
 
     #[test]
     fn scheme_is_case_insensitive() {
-        let lo = NetworkPolicy { allow_loopback: true, ..all() };
+        let lo = NetworkPolicy {
+            allow_loopback: true,
+            ..all()
+        };
         let d = ok("HTTP://127.0.0.1/", &lo);
-        assert_eq!((d.scheme.as_str(), d.host.as_str(), d.port), ("http", "127.0.0.1", 80));
+        assert_eq!(
+            (d.scheme.as_str(), d.host.as_str(), d.port),
+            ("http", "127.0.0.1", 80)
+        );
         assert_eq!(rule("HTTP://127.0.0.1/", &all()), RULE_PRIVATE);
         assert_eq!(ok("HtTpS://Example.COM./x", &all()).host, "example.com");
     }
@@ -994,7 +1266,9 @@ mod tests {
             let r = refused(url, &all_opt_ins());
             assert_eq!(r.rule, RULE_URL, "{url}");
         }
-        assert!(refused("http://allowed.test\\@127.0.0.1/", &all()).reason.contains("backslash"));
+        assert!(refused("http://allowed.test\\@127.0.0.1/", &all())
+            .reason
+            .contains("backslash"));
         // After the authority a backslash is only a path character.
         assert_eq!(rule("http://example.com/a\\b", &all()), "ok");
     }
@@ -1012,7 +1286,12 @@ mod tests {
         ] {
             let r = refused(url, &all_opt_ins());
             assert_eq!(r.rule, RULE_URL, "{url}");
-            assert!(r.reason.contains(&format!("scheme `{scheme}` is not allowed")), "{}", r.reason);
+            assert!(
+                r.reason
+                    .contains(&format!("scheme `{scheme}` is not allowed")),
+                "{}",
+                r.reason
+            );
         }
     }
 
@@ -1057,7 +1336,10 @@ mod tests {
             let w = world();
             let r = check_url(url, &all_opt_ins(), &w).expect_err(url);
             assert_eq!(r.rule, RULE_URL, "{url:?}");
-            assert!(!r.target.contains('\n') && !r.target.contains('\t'), "{url:?}");
+            assert!(
+                !r.target.contains('\n') && !r.target.contains('\t'),
+                "{url:?}"
+            );
             assert!(w.lookups().is_empty(), "{url:?}");
         }
     }
@@ -1084,7 +1366,10 @@ mod tests {
         let w = world();
         let r = check_url("https://example.com/", &p, &w).unwrap_err();
         assert_eq!(r.rule, RULE_MODE);
-        assert_eq!(r.reason, "network access disabled (network.mode: none): example.com");
+        assert_eq!(
+            r.reason,
+            "network access disabled (network.mode: none): example.com"
+        );
         assert_eq!(r.target, "example.com:443");
         assert!(w.lookups().is_empty(), "mode none must not resolve");
         assert_eq!(refused("http://8.8.8.8/", &p).rule, RULE_MODE);
@@ -1093,12 +1378,27 @@ mod tests {
 
         let r = refused("http://127.0.0.1/", &p);
         assert_eq!(r.rule, RULE_PRIVATE);
-        assert!(r.reason.starts_with("SSRF attempt to internal network: 127.0.0.1"), "{}", r.reason);
-        for url in ["http://10.0.0.1/", "http://[::1]/", "http://localhost:3000/", "http://0.0.0.0/"] {
+        assert!(
+            r.reason
+                .starts_with("SSRF attempt to internal network: 127.0.0.1"),
+            "{}",
+            r.reason
+        );
+        for url in [
+            "http://10.0.0.1/",
+            "http://[::1]/",
+            "http://localhost:3000/",
+            "http://0.0.0.0/",
+        ] {
             assert_eq!(refused(url, &p).rule, RULE_PRIVATE, "{url}");
         }
         // Opt-ins do not open anything with mode: none.
-        let p = NetworkPolicy { allow_private: true, allow_loopback: true, allow_link_local: true, ..p };
+        let p = NetworkPolicy {
+            allow_private: true,
+            allow_loopback: true,
+            allow_link_local: true,
+            ..p
+        };
         assert_eq!(refused("http://10.0.0.1/", &p).rule, RULE_PRIVATE);
     }
 
@@ -1107,23 +1407,65 @@ mod tests {
     #[test]
     fn mode_all() {
         let d = ok("http://93.184.216.34/", &all());
-        assert_eq!((d.host.as_str(), d.addresses.clone()), ("93.184.216.34", vec![ip("93.184.216.34")]));
+        assert_eq!(
+            (d.host.as_str(), d.addresses.clone()),
+            ("93.184.216.34", vec![ip("93.184.216.34")])
+        );
         let r = refused("http://10.0.0.1/", &all());
         assert_eq!(r.rule, RULE_PRIVATE);
-        assert!(r.reason.contains("allow with network.allow_private"), "{}", r.reason);
-        assert_eq!(rule("http://10.0.0.1/", &NetworkPolicy { allow_loopback: true, ..all() }), RULE_PRIVATE);
-        assert_eq!(rule("http://10.0.0.1/", &NetworkPolicy { allow_private: true, ..all() }), "ok");
+        assert!(
+            r.reason.contains("allow with network.allow_private"),
+            "{}",
+            r.reason
+        );
+        assert_eq!(
+            rule(
+                "http://10.0.0.1/",
+                &NetworkPolicy {
+                    allow_loopback: true,
+                    ..all()
+                }
+            ),
+            RULE_PRIVATE
+        );
+        assert_eq!(
+            rule(
+                "http://10.0.0.1/",
+                &NetworkPolicy {
+                    allow_private: true,
+                    ..all()
+                }
+            ),
+            "ok"
+        );
         let d = ok("https://api.example.com/v1", &all());
-        assert_eq!(d.addresses, vec![ip("93.184.216.35"), ip("2606:2800:220:1::1")]);
+        assert_eq!(
+            d.addresses,
+            vec![ip("93.184.216.35"), ip("2606:2800:220:1::1")]
+        );
     }
 
     #[test]
     fn names_resolving_inside_are_refused() {
         assert_eq!(rule("http://127.0.0.1.nip.io/", &all()), RULE_PRIVATE);
         assert_eq!(rule("http://mapped.test/", &all()), RULE_PRIVATE);
-        assert_eq!(rule("http://mapped.test/", &NetworkPolicy { allow_private: true, ..all() }), "ok");
+        assert_eq!(
+            rule(
+                "http://mapped.test/",
+                &NetworkPolicy {
+                    allow_private: true,
+                    ..all()
+                }
+            ),
+            "ok"
+        );
         let r = refused("http://127.0.0.1.nip.io/", &all());
-        assert!(r.reason.contains("127.0.0.1.nip.io resolves to 127.0.0.1 (loopback"), "{}", r.reason);
+        assert!(
+            r.reason
+                .contains("127.0.0.1.nip.io resolves to 127.0.0.1 (loopback"),
+            "{}",
+            r.reason
+        );
     }
 
     #[test]
@@ -1147,7 +1489,10 @@ mod tests {
 
     #[test]
     fn resolve_off_skips_lookups() {
-        let p = NetworkPolicy { resolve: false, ..all() };
+        let p = NetworkPolicy {
+            resolve: false,
+            ..all()
+        };
         let w = world();
         let d = check_url("http://127.0.0.1.nip.io/", &p, &w).unwrap();
         assert!(d.addresses.is_empty());
@@ -1160,32 +1505,61 @@ mod tests {
 
     #[test]
     fn localhost_is_loopback_without_resolving() {
-        for url in ["http://localhost/", "http://LOCALHOST.:8080/", "http://api.localhost/", "http://ip6-localhost/"] {
+        for url in [
+            "http://localhost/",
+            "http://LOCALHOST.:8080/",
+            "http://api.localhost/",
+            "http://ip6-localhost/",
+        ] {
             let w = world();
             let r = check_url(url, &all(), &w).expect_err(url);
             assert_eq!(r.rule, RULE_PRIVATE, "{url}");
             assert!(w.lookups().is_empty(), "{url}");
         }
-        let d = ok("http://localhost:3000/", &NetworkPolicy { allow_loopback: true, ..all() });
+        let d = ok(
+            "http://localhost:3000/",
+            &NetworkPolicy {
+                allow_loopback: true,
+                ..all()
+            },
+        );
         assert_eq!(d.addresses, vec![ip("127.0.0.1"), ip("::1")]);
-        let d = ok("http://localhost:3000/", &policy(NetworkMode::Allowlist, &["localhost:3000"]));
+        let d = ok(
+            "http://localhost:3000/",
+            &policy(NetworkMode::Allowlist, &["localhost:3000"]),
+        );
         assert_eq!((d.host.as_str(), d.port), ("localhost", 3000));
-        assert_eq!(rule("http://evil.localhost/", &policy(NetworkMode::Allowlist, &["*.localhost"])), RULE_PRIVATE);
+        assert_eq!(
+            rule(
+                "http://evil.localhost/",
+                &policy(NetworkMode::Allowlist, &["*.localhost"])
+            ),
+            RULE_PRIVATE
+        );
     }
 
     // ---- mode: allowlist ---------------------------------------------------------------------
 
     #[test]
     fn allowlist_requires_a_match() {
-        let p = policy(NetworkMode::Allowlist, &["api.example.com:443", "*.example.org", "allowed.test"]);
-        let w = FakeWorld::new(&[("a.example.org", &["93.184.216.40"]), ("api.example.com", &["93.184.216.35"])]);
+        let p = policy(
+            NetworkMode::Allowlist,
+            &["api.example.com:443", "*.example.org", "allowed.test"],
+        );
+        let w = FakeWorld::new(&[
+            ("a.example.org", &["93.184.216.40"]),
+            ("api.example.com", &["93.184.216.35"]),
+        ]);
         assert!(check_url("https://api.example.com/", &p, &w).is_ok());
         assert!(check_url("https://a.example.org/", &p, &w).is_ok());
         let r = check_url("https://example.org/", &p, &w).unwrap_err();
         assert_eq!(r.rule, RULE_ALLOWED_HOSTS);
         assert_eq!(r.reason, "example.org:443 is not in network.allowed_hosts");
         assert_eq!(rule("https://example.com/", &p), RULE_ALLOWED_HOSTS);
-        assert_eq!(rule("https://api.example.com.evil.test/", &p), RULE_ALLOWED_HOSTS);
+        assert_eq!(
+            rule("https://api.example.com.evil.test/", &p),
+            RULE_ALLOWED_HOSTS
+        );
     }
 
     #[test]
@@ -1194,7 +1568,10 @@ mod tests {
         let r = refused("http://api.example.com/", &p);
         assert_eq!(r.rule, RULE_ALLOWED_HOSTS);
         assert_eq!(r.target, "api.example.com:80");
-        assert_eq!(rule("https://api.example.com:8443/", &p), RULE_ALLOWED_HOSTS);
+        assert_eq!(
+            rule("https://api.example.com:8443/", &p),
+            RULE_ALLOWED_HOSTS
+        );
         assert_eq!(rule("http://api.example.com:443/", &p), "ok");
     }
 
@@ -1203,29 +1580,63 @@ mod tests {
         let wild = policy(NetworkMode::Allowlist, &["*.nip.io"]);
         let r = refused("http://127.0.0.1.nip.io/", &wild);
         assert_eq!(r.rule, RULE_PRIVATE);
-        assert!(r.reason.contains("127.0.0.1.nip.io resolves to 127.0.0.1"), "{}", r.reason);
+        assert!(
+            r.reason.contains("127.0.0.1.nip.io resolves to 127.0.0.1"),
+            "{}",
+            r.reason
+        );
         assert_eq!(rule("http://10.0.0.5.nip.io/", &wild), RULE_PRIVATE);
-        assert_eq!(rule("http://10.0.0.5.nip.io/", &NetworkPolicy { allow_private: true, ..wild.clone() }), "ok");
+        assert_eq!(
+            rule(
+                "http://10.0.0.5.nip.io/",
+                &NetworkPolicy {
+                    allow_private: true,
+                    ..wild.clone()
+                }
+            ),
+            "ok"
+        );
 
         let exact = policy(NetworkMode::Allowlist, &["127.0.0.1.nip.io"]);
         let d = ok("http://127.0.0.1.nip.io/", &exact);
-        assert_eq!((d.host.as_str(), d.addresses.clone()), ("127.0.0.1.nip.io", vec![ip("127.0.0.1")]));
+        assert_eq!(
+            (d.host.as_str(), d.addresses.clone()),
+            ("127.0.0.1.nip.io", vec![ip("127.0.0.1")])
+        );
         // Exact wins even when a wildcard also matches.
         let both = policy(NetworkMode::Allowlist, &["*.nip.io", "127.0.0.1.nip.io"]);
         assert_eq!(rule("http://127.0.0.1.nip.io/", &both), "ok");
         assert_eq!(rule("http://10.0.0.5.nip.io/", &both), RULE_PRIVATE);
         // An exact entry on another port is no match at all.
-        let other_port = policy(NetworkMode::Allowlist, &["*.nip.io", "127.0.0.1.nip.io:8080"]);
+        let other_port = policy(
+            NetworkMode::Allowlist,
+            &["*.nip.io", "127.0.0.1.nip.io:8080"],
+        );
         assert_eq!(rule("http://127.0.0.1.nip.io/", &other_port), RULE_PRIVATE);
     }
 
     #[test]
     fn allowlist_ip_literals() {
-        let p = policy(NetworkMode::Allowlist, &["127.0.0.1:8080", "[::1]:9000", "10.0.0.1"]);
-        for url in ["http://127.0.0.1:8080/", "http://0x7f000001:8080/", "http://127.1:8080/", "http://[::ffff:127.0.0.1]:8080/", "http://[::1]:9000/", "http://10.0.0.1:1234/"] {
+        let p = policy(
+            NetworkMode::Allowlist,
+            &["127.0.0.1:8080", "[::1]:9000", "10.0.0.1"],
+        );
+        for url in [
+            "http://127.0.0.1:8080/",
+            "http://0x7f000001:8080/",
+            "http://127.1:8080/",
+            "http://[::ffff:127.0.0.1]:8080/",
+            "http://[::1]:9000/",
+            "http://10.0.0.1:1234/",
+        ] {
             assert_eq!(rule(url, &p), "ok", "{url}");
         }
-        for url in ["http://127.0.0.1/", "http://127.0.0.2:8080/", "http://[::1]:8080/", "http://[64:ff9b::7f00:1]:8080/"] {
+        for url in [
+            "http://127.0.0.1/",
+            "http://127.0.0.2:8080/",
+            "http://[::1]:8080/",
+            "http://[64:ff9b::7f00:1]:8080/",
+        ] {
             assert_eq!(rule(url, &p), RULE_ALLOWED_HOSTS, "{url}");
         }
         // A name-shaped wildcard never matches an IP literal.
@@ -1235,13 +1646,28 @@ mod tests {
 
     #[test]
     fn allowlist_match_kinds() {
-        let pats: Vec<HostPattern> = ["*.example.com", "api.example.com", "1.2.3.4:80"].iter().map(|h| HostPattern::parse(h).unwrap()).collect();
+        let pats: Vec<HostPattern> = ["*.example.com", "api.example.com", "1.2.3.4:80"]
+            .iter()
+            .map(|h| HostPattern::parse(h).unwrap())
+            .collect();
         let name = |n: &str| Target::Name(n.into());
-        assert_eq!(allowlist_match(&pats, &name("api.example.com"), 443), Some(HostMatch::Exact));
-        assert_eq!(allowlist_match(&pats, &name("x.example.com"), 443), Some(HostMatch::Wildcard));
+        assert_eq!(
+            allowlist_match(&pats, &name("api.example.com"), 443),
+            Some(HostMatch::Exact)
+        );
+        assert_eq!(
+            allowlist_match(&pats, &name("x.example.com"), 443),
+            Some(HostMatch::Wildcard)
+        );
         assert_eq!(allowlist_match(&pats, &name("example.com"), 443), None);
-        assert_eq!(allowlist_match(&pats, &Target::Ip(ip("1.2.3.4")), 80), Some(HostMatch::Exact));
-        assert_eq!(allowlist_match(&pats, &Target::Ip(ip("::ffff:1.2.3.4")), 80), Some(HostMatch::Exact));
+        assert_eq!(
+            allowlist_match(&pats, &Target::Ip(ip("1.2.3.4")), 80),
+            Some(HostMatch::Exact)
+        );
+        assert_eq!(
+            allowlist_match(&pats, &Target::Ip(ip("::ffff:1.2.3.4")), 80),
+            Some(HostMatch::Exact)
+        );
         assert_eq!(allowlist_match(&pats, &Target::Ip(ip("1.2.3.4")), 81), None);
     }
 
@@ -1250,9 +1676,50 @@ mod tests {
     #[test]
     fn odd_inputs_never_panic() {
         let pieces = [
-            "", "http", "HTTP", "https", "file", ":", "//", "/", "\\", "@", "@@", "[", "]", "[::1]", "[::ffff:", "%", "%00",
-            "%zz", "?", "#", ":80", ":65535", ":99999", ":", "127.1", "0x", "0x7f000001", "09", "1.2.3.4.5", "..", ".", "é",
-            "\u{0}", "\u{202e}", "xn--", "xn--nxasmq6b", "localhost", "metadata", "a.b", " ", "\t", "*", "[v1.x]", "2130706433",
+            "",
+            "http",
+            "HTTP",
+            "https",
+            "file",
+            ":",
+            "//",
+            "/",
+            "\\",
+            "@",
+            "@@",
+            "[",
+            "]",
+            "[::1]",
+            "[::ffff:",
+            "%",
+            "%00",
+            "%zz",
+            "?",
+            "#",
+            ":80",
+            ":65535",
+            ":99999",
+            ":",
+            "127.1",
+            "0x",
+            "0x7f000001",
+            "09",
+            "1.2.3.4.5",
+            "..",
+            ".",
+            "é",
+            "\u{0}",
+            "\u{202e}",
+            "xn--",
+            "xn--nxasmq6b",
+            "localhost",
+            "metadata",
+            "a.b",
+            " ",
+            "\t",
+            "*",
+            "[v1.x]",
+            "2130706433",
         ];
         let mut inputs: Vec<String> = Vec::new();
         for a in &pieces {
@@ -1263,19 +1730,28 @@ mod tests {
             }
         }
         // A few hundred pseudo-random strings over an alphabet of troublemakers.
-        let alphabet: Vec<char> = "htps:/\\@[]%.0123456789abcdefx?#: \u{0}é\u{ff0e}-_*".chars().collect();
+        let alphabet: Vec<char> = "htps:/\\@[]%.0123456789abcdefx?#: \u{0}é\u{ff0e}-_*"
+            .chars()
+            .collect();
         let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
         for _ in 0..500 {
             let mut s = String::from("http://");
             for _ in 0..(seed % 24) {
-                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 s.push(alphabet[(seed >> 33) as usize % alphabet.len()]);
             }
             inputs.push(s);
         }
         inputs.push("x".repeat(100_000));
         inputs.push(format!("http://{}/", "a.".repeat(5000)));
-        let policies = [all(), all_opt_ins(), policy(NetworkMode::None, &[]), policy(NetworkMode::Allowlist, &["*.b", "a.b", "127.0.0.1"])];
+        let policies = [
+            all(),
+            all_opt_ins(),
+            policy(NetworkMode::None, &[]),
+            policy(NetworkMode::Allowlist, &["*.b", "a.b", "127.0.0.1"]),
+        ];
         let w = world();
         for s in &inputs {
             for p in &policies {

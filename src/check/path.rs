@@ -104,10 +104,16 @@ fn finish(written: &str, text: String, ctx: &PathContext) -> Result<PathBuf, Pat
         PathBuf::from(&text)
     };
     // `..` anywhere (also `\..` for servers that accept backslashes) is refused, as MCP Jail does.
-    if expanded.components().any(|c| c == Component::ParentDir) || text.split(['/', '\\']).any(|s| s == "..") {
+    if expanded.components().any(|c| c == Component::ParentDir)
+        || text.split(['/', '\\']).any(|s| s == "..")
+    {
         return Err(PathError::Traversal(written.to_string()));
     }
-    let absolute = if expanded.is_absolute() { expanded } else { ctx.cwd.join(expanded) };
+    let absolute = if expanded.is_absolute() {
+        expanded
+    } else {
+        ctx.cwd.join(expanded)
+    };
     Ok(lexical_normalize(&absolute))
 }
 
@@ -124,8 +130,13 @@ fn looks_like_other_uri(s: &str) -> bool {
     match s.find(':') {
         Some(p) if p >= 2 => {
             let scheme = &s[..p];
-            scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-                && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.')
+            scheme
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.')
                 && s[p + 1..].starts_with("//")
         }
         _ => false,
@@ -177,13 +188,19 @@ fn canonicalize_depth(p: &Path, depth: usize) -> PathBuf {
         if meta.file_type().is_symlink() {
             if let Ok(target) = std::fs::read_link(p) {
                 let parent = p.parent().unwrap_or(Path::new("/"));
-                let joined = if target.is_absolute() { target } else { parent.join(target) };
+                let joined = if target.is_absolute() {
+                    target
+                } else {
+                    parent.join(target)
+                };
                 return canonicalize_depth(&lexical_normalize(&joined), depth + 1);
             }
         }
     }
     match (p.parent(), p.file_name()) {
-        (Some(parent), Some(name)) if parent != p => canonicalize_depth(parent, depth + 1).join(name),
+        (Some(parent), Some(name)) if parent != p => {
+            canonicalize_depth(parent, depth + 1).join(name)
+        }
         _ => p.to_path_buf(),
     }
 }
@@ -194,14 +211,20 @@ pub fn is_within(path: &Path, root: &Path) -> bool {
 }
 
 /// The mount that admits `resolved` for `write` (the most specific one wins), or why not.
-pub fn mount_for<'m>(resolved: &Path, mounts: &'m [Mount], write: bool) -> Result<&'m Mount, MountRefusal> {
+pub fn mount_for<'m>(
+    resolved: &Path,
+    mounts: &'m [Mount],
+    write: bool,
+) -> Result<&'m Mount, MountRefusal> {
     let best = mounts
         .iter()
         .filter(|m| is_within(resolved, &m.path))
         .max_by_key(|m| m.path.components().count());
     match best {
         None => Err(MountRefusal::Outside),
-        Some(m) if write && m.mode == MountMode::Ro => Err(MountRefusal::ReadOnly(m.written.clone())),
+        Some(m) if write && m.mode == MountMode::Ro => {
+            Err(MountRefusal::ReadOnly(m.written.clone()))
+        }
         Some(m) => Ok(m),
     }
 }
@@ -217,11 +240,20 @@ mod tests {
     use super::*;
 
     fn ctx() -> PathContext {
-        PathContext { cwd: PathBuf::from("/srv/root"), home: Some(PathBuf::from("/home/u")) }
+        PathContext {
+            cwd: PathBuf::from("/srv/root"),
+            home: Some(PathBuf::from("/home/u")),
+        }
     }
 
     fn mounts(list: &[(&str, MountMode)]) -> Vec<Mount> {
-        list.iter().map(|(p, m)| Mount { path: PathBuf::from(p), written: p.to_string(), mode: *m }).collect()
+        list.iter()
+            .map(|(p, m)| Mount {
+                path: PathBuf::from(p),
+                written: p.to_string(),
+                mode: *m,
+            })
+            .collect()
     }
 
     #[test]
@@ -229,10 +261,19 @@ mod tests {
         let c = ctx();
         assert_eq!(decode("/tmp/a", &c).unwrap(), PathBuf::from("/tmp/a"));
         assert_eq!(decode("a/b", &c).unwrap(), PathBuf::from("/srv/root/a/b"));
-        assert_eq!(decode("./a//b/.", &c).unwrap(), PathBuf::from("/srv/root/a/b"));
+        assert_eq!(
+            decode("./a//b/.", &c).unwrap(),
+            PathBuf::from("/srv/root/a/b")
+        );
         assert_eq!(decode("~/x", &c).unwrap(), PathBuf::from("/home/u/x"));
-        assert_eq!(decode("file:///etc/passwd", &c).unwrap(), PathBuf::from("/etc/passwd"));
-        assert_eq!(decode("FILE://localhost/etc/pass%77d", &c).unwrap(), PathBuf::from("/etc/passwd"));
+        assert_eq!(
+            decode("file:///etc/passwd", &c).unwrap(),
+            PathBuf::from("/etc/passwd")
+        );
+        assert_eq!(
+            decode("FILE://localhost/etc/pass%77d", &c).unwrap(),
+            PathBuf::from("/etc/passwd")
+        );
         assert_eq!(decode("/tmp/a%20b", &c).unwrap(), PathBuf::from("/tmp/a b"));
         assert_eq!(decode("/tmp/a..b", &c).unwrap(), PathBuf::from("/tmp/a..b"));
     }
@@ -240,24 +281,59 @@ mod tests {
     #[test]
     fn percent_paths_are_judged_both_ways() {
         let c = ctx();
-        assert_eq!(decode_all("/tmp/ws%2fx", &c).unwrap(), vec![PathBuf::from("/tmp/ws/x"), PathBuf::from("/tmp/ws%2fx")]);
-        assert_eq!(decode_all("/tmp/a%zz", &c).unwrap(), vec![PathBuf::from("/tmp/a%zz")]);
-        assert_eq!(decode_all("file:///tmp/a%20b", &c).unwrap(), vec![PathBuf::from("/tmp/a b")]);
+        assert_eq!(
+            decode_all("/tmp/ws%2fx", &c).unwrap(),
+            vec![PathBuf::from("/tmp/ws/x"), PathBuf::from("/tmp/ws%2fx")]
+        );
+        assert_eq!(
+            decode_all("/tmp/a%zz", &c).unwrap(),
+            vec![PathBuf::from("/tmp/a%zz")]
+        );
+        assert_eq!(
+            decode_all("file:///tmp/a%20b", &c).unwrap(),
+            vec![PathBuf::from("/tmp/a b")]
+        );
     }
 
     #[test]
     fn decode_refusals() {
         let c = ctx();
-        for bad in ["../../../etc/passwd", "/tmp/ws/../secret", "/tmp/ws//..//x", "/tmp/%2e%2e/x", "/tmp/%2E%2E/x", "file:///tmp/ws/%2e%2e/x", "a\\..\\b"] {
-            assert!(matches!(decode(bad, &c), Err(PathError::Traversal(_))), "{bad}");
+        for bad in [
+            "../../../etc/passwd",
+            "/tmp/ws/../secret",
+            "/tmp/ws//..//x",
+            "/tmp/%2e%2e/x",
+            "/tmp/%2E%2E/x",
+            "file:///tmp/ws/%2e%2e/x",
+            "a\\..\\b",
+        ] {
+            assert!(
+                matches!(decode(bad, &c), Err(PathError::Traversal(_))),
+                "{bad}"
+            );
         }
         assert!(matches!(decode("", &c), Err(PathError::Empty)));
         assert!(matches!(decode("/tmp/a%00b", &c), Err(PathError::Nul(_))));
-        assert!(matches!(decode("/tmp/%ff", &c), Err(PathError::Encoding(_))));
-        assert!(matches!(decode("file://evil.host/etc/passwd", &c), Err(PathError::Scheme(_))));
-        assert!(matches!(decode("smb://host/share", &c), Err(PathError::Scheme(_))));
-        assert!(matches!(decode("~root/.ssh", &c), Err(PathError::TildeUser(_))));
-        assert!(matches!(decode("C:\\Windows", &c), Err(PathError::Windows(_))));
+        assert!(matches!(
+            decode("/tmp/%ff", &c),
+            Err(PathError::Encoding(_))
+        ));
+        assert!(matches!(
+            decode("file://evil.host/etc/passwd", &c),
+            Err(PathError::Scheme(_))
+        ));
+        assert!(matches!(
+            decode("smb://host/share", &c),
+            Err(PathError::Scheme(_))
+        ));
+        assert!(matches!(
+            decode("~root/.ssh", &c),
+            Err(PathError::TildeUser(_))
+        ));
+        assert!(matches!(
+            decode("C:\\Windows", &c),
+            Err(PathError::Windows(_))
+        ));
     }
 
     #[test]
@@ -265,16 +341,28 @@ mod tests {
         let m = mounts(&[("/tmp/ws", MountMode::Rw)]);
         assert!(mount_for(Path::new("/tmp/ws"), &m, false).is_ok());
         assert!(mount_for(Path::new("/tmp/ws/a/b"), &m, true).is_ok());
-        assert_eq!(mount_for(Path::new("/tmp/ws_evil/x"), &m, false), Err(MountRefusal::Outside));
-        assert_eq!(mount_for(Path::new("/tmp/w"), &m, false), Err(MountRefusal::Outside));
-        assert_eq!(mount_for(Path::new("/tmp"), &m, false), Err(MountRefusal::Outside));
+        assert_eq!(
+            mount_for(Path::new("/tmp/ws_evil/x"), &m, false),
+            Err(MountRefusal::Outside)
+        );
+        assert_eq!(
+            mount_for(Path::new("/tmp/w"), &m, false),
+            Err(MountRefusal::Outside)
+        );
+        assert_eq!(
+            mount_for(Path::new("/tmp"), &m, false),
+            Err(MountRefusal::Outside)
+        );
     }
 
     #[test]
     fn most_specific_mount_wins() {
         let m = mounts(&[("/w", MountMode::Rw), ("/w/ro", MountMode::Ro)]);
         assert!(mount_for(Path::new("/w/a"), &m, true).is_ok());
-        assert_eq!(mount_for(Path::new("/w/ro/a"), &m, true), Err(MountRefusal::ReadOnly("/w/ro".into())));
+        assert_eq!(
+            mount_for(Path::new("/w/ro/a"), &m, true),
+            Err(MountRefusal::ReadOnly("/w/ro".into()))
+        );
         assert!(mount_for(Path::new("/w/ro/a"), &m, false).is_ok());
     }
 
@@ -291,11 +379,26 @@ mod tests {
         std::os::unix::fs::symlink("../secret/id_rsa", ws.join("link_file")).unwrap();
         std::os::unix::fs::symlink("../secret/newfile", ws.join("dangling")).unwrap();
         std::os::unix::fs::symlink("link_dir", ws.join("chain")).unwrap();
-        assert_eq!(canonicalize_lenient(&ws.join("link_file")), secret.join("id_rsa"));
-        assert_eq!(canonicalize_lenient(&ws.join("link_dir/new.txt")), secret.join("new.txt"));
-        assert_eq!(canonicalize_lenient(&ws.join("dangling")), secret.join("newfile"));
-        assert_eq!(canonicalize_lenient(&ws.join("chain/a/b")), secret.join("a/b"));
-        assert_eq!(canonicalize_lenient(&ws.join("not/yet/there")), ws.join("not/yet/there"));
+        assert_eq!(
+            canonicalize_lenient(&ws.join("link_file")),
+            secret.join("id_rsa")
+        );
+        assert_eq!(
+            canonicalize_lenient(&ws.join("link_dir/new.txt")),
+            secret.join("new.txt")
+        );
+        assert_eq!(
+            canonicalize_lenient(&ws.join("dangling")),
+            secret.join("newfile")
+        );
+        assert_eq!(
+            canonicalize_lenient(&ws.join("chain/a/b")),
+            secret.join("a/b")
+        );
+        assert_eq!(
+            canonicalize_lenient(&ws.join("not/yet/there")),
+            ws.join("not/yet/there")
+        );
         // A loop does not hang.
         std::os::unix::fs::symlink("loop2", ws.join("loop1")).unwrap();
         std::os::unix::fs::symlink("loop1", ws.join("loop2")).unwrap();

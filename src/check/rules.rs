@@ -18,12 +18,21 @@ pub enum RuleVerdict<'r> {
     NoAllowMatched,
 }
 
-pub fn evaluate<'r>(rules: &'r RuleSet, access: &Access, tool: Option<&str>, method: &str) -> RuleVerdict<'r> {
+pub fn evaluate<'r>(
+    rules: &'r RuleSet,
+    access: &Access,
+    tool: Option<&str>,
+    method: &str,
+) -> RuleVerdict<'r> {
     if !rules.governs(&access.capability) {
         return RuleVerdict::NotGoverned;
     }
     let matching = |kind: RuleKind| {
-        rules.rules.iter().filter(move |r| r.kind == kind).find(|r| matches(r, access, tool, method))
+        rules
+            .rules
+            .iter()
+            .filter(move |r| r.kind == kind)
+            .find(|r| matches(r, access, tool, method))
     };
     if let Some(r) = matching(RuleKind::Deny) {
         return RuleVerdict::Denied(r);
@@ -108,7 +117,10 @@ mod tests {
     fn read(p: &str) -> Access {
         Access {
             capability: "filesystem.read".into(),
-            resource: Resource::Path { written: p.into(), resolved: PathBuf::from(p) },
+            resource: Resource::Path {
+                written: p.into(),
+                resolved: PathBuf::from(p),
+            },
         }
     }
 
@@ -117,22 +129,52 @@ mod tests {
     #[test]
     fn precedence_and_default_deny() {
         let p = load_str(CAPFENCE, PolicySource::Inline).unwrap();
-        assert!(matches!(evaluate(&p.rules, &read("/proj/a"), None, "tools/call"), RuleVerdict::Allowed(r) if r.id() == "allow[0]"));
-        assert!(matches!(evaluate(&p.rules, &read("/etc/passwd"), None, "tools/call"), RuleVerdict::Denied(r) if r.id() == "deny[0]"));
-        assert!(matches!(evaluate(&p.rules, &read("/projx/a"), None, "tools/call"), RuleVerdict::NoAllowMatched));
-        let db = Access { capability: "database.write".into(), resource: Resource::None };
-        assert!(matches!(evaluate(&p.rules, &db, None, "tools/call"), RuleVerdict::ApprovalRequired(r) if r.id() == "require_approval[0]"));
-        let sh = Access { capability: "shell.execute".into(), resource: Resource::None };
-        assert!(matches!(evaluate(&p.rules, &sh, None, "tools/call"), RuleVerdict::Denied(_)));
-        let net = Access { capability: "network.fetch".into(), resource: Resource::None };
-        assert_eq!(evaluate(&p.rules, &net, None, "tools/call"), RuleVerdict::NotGoverned);
+        assert!(
+            matches!(evaluate(&p.rules, &read("/proj/a"), None, "tools/call"), RuleVerdict::Allowed(r) if r.id() == "allow[0]")
+        );
+        assert!(
+            matches!(evaluate(&p.rules, &read("/etc/passwd"), None, "tools/call"), RuleVerdict::Denied(r) if r.id() == "deny[0]")
+        );
+        assert!(matches!(
+            evaluate(&p.rules, &read("/projx/a"), None, "tools/call"),
+            RuleVerdict::NoAllowMatched
+        ));
+        let db = Access {
+            capability: "database.write".into(),
+            resource: Resource::None,
+        };
+        assert!(
+            matches!(evaluate(&p.rules, &db, None, "tools/call"), RuleVerdict::ApprovalRequired(r) if r.id() == "require_approval[0]")
+        );
+        let sh = Access {
+            capability: "shell.execute".into(),
+            resource: Resource::None,
+        };
+        assert!(matches!(
+            evaluate(&p.rules, &sh, None, "tools/call"),
+            RuleVerdict::Denied(_)
+        ));
+        let net = Access {
+            capability: "network.fetch".into(),
+            resource: Resource::None,
+        };
+        assert_eq!(
+            evaluate(&p.rules, &net, None, "tools/call"),
+            RuleVerdict::NotGoverned
+        );
     }
 
     #[test]
     fn deny_beats_allow_on_overlap() {
         let p = load_str("deny:\n- capability: filesystem.read\n  path_prefix: /proj/secret\nallow:\n- capability: filesystem.*\n  path_prefix: /proj\n", PolicySource::Inline).unwrap();
-        assert!(matches!(evaluate(&p.rules, &read("/proj/secret/k"), None, "tools/call"), RuleVerdict::Denied(_)));
-        assert!(matches!(evaluate(&p.rules, &read("/proj/ok"), None, "tools/call"), RuleVerdict::Allowed(_)));
+        assert!(matches!(
+            evaluate(&p.rules, &read("/proj/secret/k"), None, "tools/call"),
+            RuleVerdict::Denied(_)
+        ));
+        assert!(matches!(
+            evaluate(&p.rules, &read("/proj/ok"), None, "tools/call"),
+            RuleVerdict::Allowed(_)
+        ));
     }
 
     #[test]

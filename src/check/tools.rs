@@ -26,7 +26,11 @@ pub fn check_tool(name: &str, policy: &ToolPolicy) -> Result<(), ToolRefusal> {
         }
         ToolsMode::Blocklist => {
             let wanted = loose(name);
-            match policy.blocked.iter().find(|b| *b == name || loose(b) == wanted) {
+            match policy
+                .blocked
+                .iter()
+                .find(|b| *b == name || loose(b) == wanted)
+            {
                 Some(b) => Err(ToolRefusal::Blocked(b.clone())),
                 None => Ok(()),
             }
@@ -65,14 +69,29 @@ mod tests {
     fn blocklist_is_loose() {
         let p = policy(ToolsMode::Blocklist, &[], &["run_command", "exec"]);
         assert_eq!(check_tool("read_file", &p), Ok(()));
-        assert_eq!(check_tool("run_command", &p), Err(ToolRefusal::Blocked("run_command".into())));
-        assert_eq!(check_tool(" Run_Command", &p), Err(ToolRefusal::Blocked("run_command".into())));
-        assert_eq!(check_tool("run-command", &p), Err(ToolRefusal::Blocked("run_command".into())));
-        assert_eq!(check_tool("EXEC", &p), Err(ToolRefusal::Blocked("exec".into())));
+        assert_eq!(
+            check_tool("run_command", &p),
+            Err(ToolRefusal::Blocked("run_command".into()))
+        );
+        assert_eq!(
+            check_tool(" Run_Command", &p),
+            Err(ToolRefusal::Blocked("run_command".into()))
+        );
+        assert_eq!(
+            check_tool("run-command", &p),
+            Err(ToolRefusal::Blocked("run_command".into()))
+        );
+        assert_eq!(
+            check_tool("EXEC", &p),
+            Err(ToolRefusal::Blocked("exec".into()))
+        );
     }
 
     #[test]
     fn all_allows_everything() {
-        assert_eq!(check_tool("anything", &policy(ToolsMode::All, &[], &[])), Ok(()));
+        assert_eq!(
+            check_tool("anything", &policy(ToolsMode::All, &[], &[])),
+            Ok(())
+        );
     }
 }

@@ -15,8 +15,22 @@ pub fn audit(cmd: AuditCommand) -> i32 {
             print!("{}", report.render());
             report.exit_code()
         }
-        AuditCommand::Show { file, verdict, tool, since, json } => {
-            match audit::show(&file, &ShowFilter { verdict, tool, since }, json) {
+        AuditCommand::Show {
+            file,
+            verdict,
+            tool,
+            since,
+            json,
+        } => {
+            match audit::show(
+                &file,
+                &ShowFilter {
+                    verdict,
+                    tool,
+                    since,
+                },
+                json,
+            ) {
                 Ok(text) => {
                     let _ = std::io::stdout().write_all(text.as_bytes());
                     0

@@ -18,7 +18,10 @@ pub fn check(args: CheckArgs) -> i32 {
         Err(code) => return code,
     };
     let catalog = match super::load_profile(args.policy.profile.as_deref()) {
-        Ok(Some(p)) => StaticCatalog { name: Some(p.name.clone()), tools: p.tools },
+        Ok(Some(p)) => StaticCatalog {
+            name: Some(p.name.clone()),
+            tools: p.tools,
+        },
         Ok(None) => {
             // No server to identify: every built-in profile's tools (first one wins).
             let mut tools = std::collections::BTreeMap::new();
@@ -31,9 +34,21 @@ pub fn check(args: CheckArgs) -> i32 {
         }
         Err(code) => return code,
     };
-    let cwd = args.cwd.clone().or_else(|| std::env::current_dir().ok()).unwrap_or_else(|| "/".into());
-    let paths = PathContext { cwd: std::path::absolute(cwd).unwrap_or_default(), home: std::env::var_os("HOME").map(Into::into) };
-    let ctx = Context { policy: &policy, catalog: &catalog, paths: &paths, world: &RealWorld };
+    let cwd = args
+        .cwd
+        .clone()
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| "/".into());
+    let paths = PathContext {
+        cwd: std::path::absolute(cwd).unwrap_or_default(),
+        home: std::env::var_os("HOME").map(Into::into),
+    };
+    let ctx = Context {
+        policy: &policy,
+        catalog: &catalog,
+        paths: &paths,
+        world: &RealWorld,
+    };
 
     let stdin = std::io::stdin();
     let mut out = std::io::stdout().lock();
@@ -55,7 +70,11 @@ pub fn check(args: CheckArgs) -> i32 {
         }
         let mut v = verdict;
         v["line"] = json!(n + 1);
-        let text = if args.text { text_line(&v) } else { v.to_string() };
+        let text = if args.text {
+            text_line(&v)
+        } else {
+            v.to_string()
+        };
         if writeln!(out, "{text}").is_err() {
             return exit::INTERNAL;
         }
@@ -70,11 +89,15 @@ pub fn check(args: CheckArgs) -> i32 {
 fn verdict_for(ctx: &Context, line: &[u8], max_depth: usize) -> Value {
     let v = match parse_strict(line, max_depth) {
         Ok(v) => v,
-        Err(ParseError::Syntax(m)) => return json!({"verdict": "invalid", "reason": format!("parse error: {m}")}),
+        Err(ParseError::Syntax(m)) => {
+            return json!({"verdict": "invalid", "reason": format!("parse error: {m}")})
+        }
         Err(ParseError::Refused(m)) => return json!({"verdict": "invalid", "reason": m}),
     };
     let items: Vec<&Value> = match &v {
-        Value::Array(a) if a.is_empty() => return json!({"verdict": "invalid", "reason": "empty batch"}),
+        Value::Array(a) if a.is_empty() => {
+            return json!({"verdict": "invalid", "reason": "empty batch"})
+        }
         Value::Array(a) => a.iter().collect(),
         other => vec![other],
     };
@@ -82,9 +105,15 @@ fn verdict_for(ctx: &Context, line: &[u8], max_depth: usize) -> Value {
     for item in items {
         results.push(match jsonrpc::shape(item) {
             Err(e) => json!({"verdict": "invalid", "reason": e.to_string()}),
-            Ok(Shape::Response { id }) => json!({"verdict": "allow", "id": id, "method": null, "rule": "protocol"}),
-            Ok(Shape::Request { id, method, params }) => decision_json(Some(id), decide(ctx, method, params)),
-            Ok(Shape::Notification { method, params }) => decision_json(None, decide(ctx, method, params)),
+            Ok(Shape::Response { id }) => {
+                json!({"verdict": "allow", "id": id, "method": null, "rule": "protocol"})
+            }
+            Ok(Shape::Request { id, method, params }) => {
+                decision_json(Some(id), decide(ctx, method, params))
+            }
+            Ok(Shape::Notification { method, params }) => {
+                decision_json(None, decide(ctx, method, params))
+            }
         });
     }
     if results.len() == 1 && !v.is_array() {
@@ -111,7 +140,10 @@ fn text_line(v: &Value) -> String {
         v["verdict"].as_str().unwrap_or("?").to_uppercase(),
         v["method"].as_str().unwrap_or("-"),
         v["tool"].as_str().unwrap_or(""),
-        v["rule"].as_str().map(|r| format!("[{r}] ")).unwrap_or_default(),
+        v["rule"]
+            .as_str()
+            .map(|r| format!("[{r}] "))
+            .unwrap_or_default(),
         v["reason"].as_str().unwrap_or("")
     )
 }

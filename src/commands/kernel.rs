@@ -11,11 +11,20 @@ use capjail::sandbox::Mode;
 /// The hook that confines the server, and what the kernel enforces (for the log and the audit).
 /// `Ok(None)`: `--dry-run` printed the plan.
 #[cfg(target_os = "linux")]
-pub fn confinement(policy: &Policy, argv: &[String], mode: Mode, require: bool, dry_run: bool) -> Result<Option<(Option<CommandHook>, String)>, i32> {
+pub fn confinement(
+    policy: &Policy,
+    argv: &[String],
+    mode: Mode,
+    require: bool,
+    dry_run: bool,
+) -> Result<Option<(Option<CommandHook>, String)>, i32> {
     use capjail::sandbox::{apply_to, plan, prepare, HostFacts, Overall};
     if !mode.uses_kernel() {
         if dry_run {
-            println!("--mode proxy: no kernel confinement; the proxy checks every message against `{}`", policy.name);
+            println!(
+                "--mode proxy: no kernel confinement; the proxy checks every message against `{}`",
+                policy.name
+            );
             return Ok(None);
         }
         return Ok(Some((None, "not requested (--mode proxy)".into())));
@@ -42,12 +51,24 @@ pub fn confinement(policy: &Policy, argv: &[String], mode: Mode, require: bool, 
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn confinement(policy: &Policy, _argv: &[String], _mode: Mode, _require: bool, dry_run: bool) -> Result<Option<(Option<CommandHook>, String)>, i32> {
+pub fn confinement(
+    policy: &Policy,
+    _argv: &[String],
+    _mode: Mode,
+    _require: bool,
+    dry_run: bool,
+) -> Result<Option<(Option<CommandHook>, String)>, i32> {
     if dry_run {
-        println!("no kernel layer on this system; the proxy checks every message against `{}`", policy.name);
+        println!(
+            "no kernel layer on this system; the proxy checks every message against `{}`",
+            policy.name
+        );
         return Ok(None);
     }
-    Ok(Some((None, "unavailable on this system (proxy only)".into())))
+    Ok(Some((
+        None,
+        "unavailable on this system (proxy only)".into(),
+    )))
 }
 
 pub fn doctor(policy: Option<&str>, workspace: Option<&Path>) -> i32 {
@@ -76,7 +97,10 @@ pub fn explain(policy: &str, workspace: Option<&Path>, json: bool, argv: &[Strin
         use capjail::sandbox::{plan, HostFacts};
         let plan = plan(&policy, argv, &HostFacts::gather(argv));
         if json {
-            println!("{}", serde_json::to_string_pretty(&plan).expect("a plan serialises"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&plan).expect("a plan serialises")
+            );
         } else {
             print!("{plan}");
         }
@@ -85,7 +109,10 @@ pub fn explain(policy: &str, workspace: Option<&Path>, json: bool, argv: &[Strin
     #[cfg(not(target_os = "linux"))]
     {
         let _ = (json, argv);
-        println!("no kernel layer on this system; the proxy checks every message against `{}`", policy.name);
+        println!(
+            "no kernel layer on this system; the proxy checks every message against `{}`",
+            policy.name
+        );
         0
     }
 }

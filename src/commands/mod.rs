@@ -20,7 +20,9 @@ pub fn dispatch(command: Command) -> i32 {
         Command::Policy(cmd) => policy::policy(cmd),
         Command::Audit(cmd) => audit::audit(cmd),
         Command::ProbeServer(args) => capjail::probe::run(args.into()),
-        Command::Doctor { policy, workspace } => kernel::doctor(policy.as_deref(), workspace.as_deref()),
+        Command::Doctor { policy, workspace } => {
+            kernel::doctor(policy.as_deref(), workspace.as_deref())
+        }
         Command::Replay { file, policy } => audit::replay(&file, &policy),
     }
 }

@@ -9,7 +9,11 @@ pub fn policy(cmd: PolicyCommand) -> i32 {
     match cmd {
         PolicyCommand::List => {
             for (name, summary) in builtin::summaries() {
-                let default = if name == builtin::DEFAULT { " (default)" } else { "" };
+                let default = if name == builtin::DEFAULT {
+                    " (default)"
+                } else {
+                    ""
+                };
                 println!("{name:<10} {summary}{default}");
             }
             0
@@ -26,7 +30,12 @@ pub fn policy(cmd: PolicyCommand) -> i32 {
                 Err(e) => super::report_policy_error(&e),
             }
         }
-        PolicyCommand::Explain { policy, workspace, json, command } => super::kernel::explain(&policy, workspace.as_deref(), json, &command),
+        PolicyCommand::Explain {
+            policy,
+            workspace,
+            json,
+            command,
+        } => super::kernel::explain(&policy, workspace.as_deref(), json, &command),
         PolicyCommand::Validate { file } => match capjail::policy::load_file(&file) {
             Ok(p) => {
                 println!("{}: valid policy `{}`", file.display(), p.name);

@@ -19,7 +19,12 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let cwd = match args.cwd.clone().map(Ok).unwrap_or_else(std::env::current_dir) {
+    let cwd = match args
+        .cwd
+        .clone()
+        .map(Ok)
+        .unwrap_or_else(std::env::current_dir)
+    {
         Ok(c) => std::path::absolute(c).unwrap_or_default(),
         Err(e) => {
             eprintln!("capjail: cannot determine the working directory: {e}");
@@ -35,7 +40,13 @@ pub fn run(args: RunArgs) -> i32 {
         tracing::warn!("kernel confinement exists only on Linux: running proxy-only");
         mode = Mode::Proxy;
     }
-    let (confine, kernel_label) = match super::kernel::confinement(&policy, &args.command, mode, args.require_kernel, args.dry_run) {
+    let (confine, kernel_label) = match super::kernel::confinement(
+        &policy,
+        &args.command,
+        mode,
+        args.require_kernel,
+        args.dry_run,
+    ) {
         Ok(Some(c)) => c,
         Ok(None) => return 0, // --dry-run printed the plan
         Err(code) => return code,

@@ -18,9 +18,18 @@ pub mod code {
 /// The shape of one well-formed message.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Shape<'a> {
-    Request { id: &'a Value, method: &'a str, params: Option<&'a Value> },
-    Notification { method: &'a str, params: Option<&'a Value> },
-    Response { id: &'a Value },
+    Request {
+        id: &'a Value,
+        method: &'a str,
+        params: Option<&'a Value>,
+    },
+    Notification {
+        method: &'a str,
+        params: Option<&'a Value>,
+    },
+    Response {
+        id: &'a Value,
+    },
 }
 
 /// A message that is valid JSON but not a valid JSON-RPC 2.0 message.
@@ -31,7 +40,9 @@ pub struct InvalidMessage(pub String);
 /// Classify a parsed value. Anything that is not exactly a JSON-RPC 2.0 request, notification
 /// or response is refused: a message capjail cannot classify is never forwarded.
 pub fn shape(v: &Value) -> Result<Shape<'_>, InvalidMessage> {
-    let obj = v.as_object().ok_or_else(|| InvalidMessage("a message must be a JSON object".into()))?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| InvalidMessage("a message must be a JSON object".into()))?;
     match obj.get("jsonrpc") {
         Some(Value::String(s)) if s == "2.0" => {}
         Some(_) => return Err(InvalidMessage("`jsonrpc` must be \"2.0\"".into())),
@@ -46,7 +57,9 @@ pub fn shape(v: &Value) -> Result<Shape<'_>, InvalidMessage> {
     let params = obj.get("params");
     if let Some(p) = params {
         if !p.is_object() && !p.is_array() {
-            return Err(InvalidMessage("`params` must be an object or an array".into()));
+            return Err(InvalidMessage(
+                "`params` must be an object or an array".into(),
+            ));
         }
     }
     match (obj.get("method"), id) {
@@ -63,7 +76,9 @@ pub fn shape(v: &Value) -> Result<Shape<'_>, InvalidMessage> {
             let has_result = obj.contains_key("result");
             let has_error = obj.contains_key("error");
             if has_result == has_error {
-                return Err(InvalidMessage("a response has exactly one of `result` and `error`".into()));
+                return Err(InvalidMessage(
+                    "a response has exactly one of `result` and `error`".into(),
+                ));
             }
             only_keys(obj, &["jsonrpc", "id", "result", "error"])?;
             Ok(Shape::Response { id })
@@ -73,7 +88,9 @@ pub fn shape(v: &Value) -> Result<Shape<'_>, InvalidMessage> {
             if obj.get("id").is_some_and(Value::is_null) && obj.contains_key("error") {
                 return Ok(Shape::Response { id: &Value::Null });
             }
-            Err(InvalidMessage("neither a request, a notification nor a response".into()))
+            Err(InvalidMessage(
+                "neither a request, a notification nor a response".into(),
+            ))
         }
     }
 }
@@ -82,7 +99,9 @@ pub fn shape(v: &Value) -> Result<Shape<'_>, InvalidMessage> {
 /// refuse them.
 fn only_keys(obj: &Map<String, Value>, allowed: &[&str]) -> Result<(), InvalidMessage> {
     match obj.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(InvalidMessage(format!("unexpected member `{k}` in a JSON-RPC message"))),
+        Some(k) => Err(InvalidMessage(format!(
+            "unexpected member `{k}` in a JSON-RPC message"
+        ))),
         None => Ok(()),
     }
 }
@@ -93,7 +112,8 @@ pub fn error_response(id: &Value, code: i64, message: &str, data: Option<Value>)
     if let Some(d) = data {
         err["data"] = d;
     }
-    serde_json::to_vec(&json!({ "jsonrpc": "2.0", "id": id, "error": err })).expect("serialising a Value cannot fail")
+    serde_json::to_vec(&json!({ "jsonrpc": "2.0", "id": id, "error": err }))
+        .expect("serialising a Value cannot fail")
 }
 
 /// Best effort: the `id` of a message that failed validation, so that the error can carry it.
@@ -111,7 +131,10 @@ mod tests {
     #[test]
     fn shapes() {
         let r = json!({"jsonrpc":"2.0","id":1,"method":"ping"});
-        assert!(matches!(shape(&r), Ok(Shape::Request { method: "ping", .. })));
+        assert!(matches!(
+            shape(&r),
+            Ok(Shape::Request { method: "ping", .. })
+        ));
         let n = json!({"jsonrpc":"2.0","method":"notifications/initialized"});
         assert!(matches!(shape(&n), Ok(Shape::Notification { .. })));
         let resp = json!({"jsonrpc":"2.0","id":"a","result":{}});
@@ -138,7 +161,12 @@ mod tests {
 
     #[test]
     fn error_lines() {
-        let line = error_response(&json!(7), code::POLICY_VIOLATION, "capjail policy violation: x", Some(json!({"rule":"r"})));
+        let line = error_response(
+            &json!(7),
+            code::POLICY_VIOLATION,
+            "capjail policy violation: x",
+            Some(json!({"rule":"r"})),
+        );
         let v: Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(v["id"], 7);
         assert_eq!(v["error"]["code"], -32001);

@@ -23,7 +23,12 @@ pub enum ParseError {
 pub fn parse_strict(line: &[u8], max_depth: usize) -> Result<Value, ParseError> {
     let mut de = serde_json::Deserializer::from_slice(line);
     // Our own depth limit is lower than serde_json's (128); the seed enforces it.
-    let v = Seed { depth: 0, max_depth }.deserialize(&mut de).map_err(classify)?;
+    let v = Seed {
+        depth: 0,
+        max_depth,
+    }
+    .deserialize(&mut de)
+    .map_err(classify)?;
     de.end().map_err(classify)?;
     Ok(v)
 }
@@ -66,7 +71,10 @@ impl Seed {
         if self.depth + 1 > self.max_depth {
             return Err(E::custom(format_args!("{DEEP}{}", self.max_depth)));
         }
-        Ok(Seed { depth: self.depth + 1, max_depth: self.max_depth })
+        Ok(Seed {
+            depth: self.depth + 1,
+            max_depth: self.max_depth,
+        })
     }
 }
 
@@ -86,7 +94,9 @@ impl<'de> Visitor<'de> for Seed {
         Ok(Value::from(v))
     }
     fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
-        serde_json::Number::from_f64(v).map(Value::Number).ok_or_else(|| E::custom("non-finite number"))
+        serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| E::custom("non-finite number"))
     }
     fn visit_str<E>(self, v: &str) -> Result<Value, E> {
         Ok(Value::String(v.to_owned()))
@@ -114,7 +124,10 @@ impl<'de> Visitor<'de> for Seed {
         while let Some(key) = map.next_key::<String>()? {
             let v = map.next_value_seed(inner)?;
             if out.contains_key(&key) {
-                return Err(A::Error::custom(format_args!("{DUP}`{}`", key.escape_debug())));
+                return Err(A::Error::custom(format_args!(
+                    "{DUP}`{}`",
+                    key.escape_debug()
+                )));
             }
             out.insert(key, v);
         }
@@ -141,16 +154,29 @@ mod tests {
             br#"{"p":{"path":"x","path":"y"}}"#,
             br#"{"name":"a","n\u0061me":"b"}"#,
         ] {
-            assert!(matches!(parse_strict(line, 64), Err(ParseError::Refused(m)) if m.contains("duplicate")), "{:?}", std::str::from_utf8(line));
+            assert!(
+                matches!(parse_strict(line, 64), Err(ParseError::Refused(m)) if m.contains("duplicate")),
+                "{:?}",
+                std::str::from_utf8(line)
+            );
         }
     }
 
     #[test]
     fn syntax_and_encoding() {
         assert!(matches!(parse_strict(b"{", 64), Err(ParseError::Syntax(_))));
-        assert!(matches!(parse_strict(b"{\"a\":\"\xff\xfe\"}", 64), Err(ParseError::Syntax(_))));
-        assert!(matches!(parse_strict(br#"{"a":"\ud800"}"#, 64), Err(ParseError::Syntax(_))));
-        assert!(matches!(parse_strict(br#"{"a":1} {"b":2}"#, 64), Err(ParseError::Syntax(_))));
+        assert!(matches!(
+            parse_strict(b"{\"a\":\"\xff\xfe\"}", 64),
+            Err(ParseError::Syntax(_))
+        ));
+        assert!(matches!(
+            parse_strict(br#"{"a":"\ud800"}"#, 64),
+            Err(ParseError::Syntax(_))
+        ));
+        assert!(matches!(
+            parse_strict(br#"{"a":1} {"b":2}"#, 64),
+            Err(ParseError::Syntax(_))
+        ));
         assert!(matches!(parse_strict(b"", 64), Err(ParseError::Syntax(_))));
         assert!(parse_strict(br#"{"a":"a\u0000b"}"#, 64).is_ok());
     }
@@ -158,10 +184,16 @@ mod tests {
     #[test]
     fn depth_limit() {
         let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
-        assert!(matches!(parse_strict(deep.as_bytes(), 64), Err(ParseError::Refused(_))));
+        assert!(matches!(
+            parse_strict(deep.as_bytes(), 64),
+            Err(ParseError::Refused(_))
+        ));
         let ok = format!("{}{}", "[".repeat(64), "]".repeat(64));
         assert!(parse_strict(ok.as_bytes(), 64).is_ok());
         let very = format!("{}{}", "[".repeat(200), "]".repeat(200));
-        assert!(matches!(parse_strict(very.as_bytes(), 64), Err(ParseError::Refused(_))));
+        assert!(matches!(
+            parse_strict(very.as_bytes(), 64),
+            Err(ParseError::Refused(_))
+        ));
     }
 }

@@ -11,7 +11,10 @@ const BUILTIN: &[(&str, &str, &str)] = &[
 pub const DEFAULT: &str = "strict";
 
 pub fn get(name: &str) -> Option<&'static str> {
-    BUILTIN.iter().find(|(n, _, _)| *n == name).map(|(_, t, _)| *t)
+    BUILTIN
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, t, _)| *t)
 }
 
 pub fn names() -> Vec<&'static str> {

@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use super::expand::{expand_with, ExpandError};
 use super::rules::{CapabilityPattern, Rule, RuleKind, RuleSet};
 use super::schema::{FilesystemMode, NetworkMode, PolicyFile, RuleFile, ToolsMode};
-use super::{FilesystemPolicy, HostPattern, Mount, NetworkPolicy, Policy, PolicySource, ProxyLimits, ToolPolicy};
+use super::{
+    FilesystemPolicy, HostPattern, Mount, NetworkPolicy, Policy, PolicySource, ProxyLimits,
+    ToolPolicy,
+};
 use crate::check::path::{canonicalize_lenient, lexical_normalize};
 
 /// A semantic error in a policy, with the dotted key path of the offending value.
@@ -19,11 +22,19 @@ pub struct CompileError {
 }
 
 fn err(key: impl Into<String>, value: Option<&str>, message: impl Into<String>) -> CompileError {
-    CompileError { key: key.into(), value: value.map(str::to_string), message: message.into() }
+    CompileError {
+        key: key.into(),
+        value: value.map(str::to_string),
+        message: message.into(),
+    }
 }
 
 /// Compile with the process environment for expansion.
-pub fn compile(file: PolicyFile, text: String, source: PolicySource) -> Result<Policy, CompileError> {
+pub fn compile(
+    file: PolicyFile,
+    text: String,
+    source: PolicySource,
+) -> Result<Policy, CompileError> {
     compile_with(file, text, source, &|k| std::env::var(k).ok())
 }
 
@@ -39,7 +50,10 @@ pub fn compile_with(
         .or_else(|| file.policy_name.clone())
         .unwrap_or_else(|| match &source {
             PolicySource::Builtin(n) => n.clone(),
-            PolicySource::File(p) => p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+            PolicySource::File(p) => p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             PolicySource::Inline => "inline".into(),
         });
 
@@ -51,7 +65,11 @@ pub fn compile_with(
             for (i, m) in fs.mounts.iter().enumerate() {
                 let key = format!("filesystem.mounts[{i}].path");
                 let path = absolute_path(&m.path, env).map_err(|e| err(&key, Some(&m.path), e))?;
-                mounts.push(Mount { path: canonicalize_lenient(&path), written: m.path.clone(), mode: m.mode });
+                mounts.push(Mount {
+                    path: canonicalize_lenient(&path),
+                    written: m.path.clone(),
+                    mode: m.mode,
+                });
             }
             match fs.mode {
                 FilesystemMode::Explicit => FilesystemPolicy { mounts: Some(mounts) },
@@ -67,7 +85,9 @@ pub fn compile_with(
         }
         // No section: governed by the rules if they speak about the filesystem, else nothing is reachable.
         None if rules.governs_family("filesystem") => FilesystemPolicy { mounts: None },
-        None => FilesystemPolicy { mounts: Some(Vec::new()) },
+        None => FilesystemPolicy {
+            mounts: Some(Vec::new()),
+        },
     };
 
     let network = match &file.network {
@@ -75,7 +95,8 @@ pub fn compile_with(
             let mut allowed_hosts = Vec::new();
             for (i, h) in n.allowed_hosts.iter().enumerate() {
                 allowed_hosts.push(
-                    HostPattern::parse(h).map_err(|e| err(format!("network.allowed_hosts[{i}]"), Some(h), e))?,
+                    HostPattern::parse(h)
+                        .map_err(|e| err(format!("network.allowed_hosts[{i}]"), Some(h), e))?,
                 );
             }
             if n.mode != NetworkMode::Allowlist && !allowed_hosts.is_empty() {
@@ -96,7 +117,11 @@ pub fn compile_with(
         }
         None => NetworkPolicy {
             // Without a section the rules govern the network if they name it; otherwise none.
-            mode: if rules.governs_family("network") { NetworkMode::All } else { NetworkMode::None },
+            mode: if rules.governs_family("network") {
+                NetworkMode::All
+            } else {
+                NetworkMode::None
+            },
             allowed_hosts: Vec::new(),
             allow_private: false,
             allow_loopback: false,
@@ -108,10 +133,18 @@ pub fn compile_with(
     let tools = match &file.tools {
         Some(t) => {
             if t.mode == ToolsMode::Allowlist && !t.blocked.is_empty() {
-                return Err(err("tools.blocked", None, "`blocked` is ignored with `mode: allowlist`; remove it"));
+                return Err(err(
+                    "tools.blocked",
+                    None,
+                    "`blocked` is ignored with `mode: allowlist`; remove it",
+                ));
             }
             if t.mode == ToolsMode::Blocklist && !t.allowed.is_empty() {
-                return Err(err("tools.allowed", None, "`allowed` is ignored with `mode: blocklist`; remove it"));
+                return Err(err(
+                    "tools.allowed",
+                    None,
+                    "`allowed` is ignored with `mode: blocklist`; remove it",
+                ));
             }
             if t.mode == ToolsMode::All && (!t.allowed.is_empty() || !t.blocked.is_empty()) {
                 return Err(err("tools.mode", Some("all"), "mode `all` ignores `allowed` and `blocked`; set mode `allowlist` or `blocklist`"));
@@ -123,7 +156,12 @@ pub fn compile_with(
                 hide_blocked: t.hide_blocked.unwrap_or(true),
             }
         }
-        None => ToolPolicy { mode: ToolsMode::All, allowed: vec![], blocked: vec![], hide_blocked: true },
+        None => ToolPolicy {
+            mode: ToolsMode::All,
+            allowed: vec![],
+            blocked: vec![],
+            hide_blocked: true,
+        },
     };
 
     let mut limits = ProxyLimits::default();
@@ -142,16 +180,33 @@ pub fn compile_with(
         }
         if let Some(g) = p.grace_seconds {
             if !(0.0..=600.0).contains(&g) {
-                return Err(err("proxy.grace_seconds", None, "must be between 0 and 600"));
+                return Err(err(
+                    "proxy.grace_seconds",
+                    None,
+                    "must be between 0 and 600",
+                ));
             }
             limits.grace = std::time::Duration::from_secs_f64(g);
         }
     }
 
-    Ok(Policy { name, source, text, file, filesystem, network, tools, rules, limits })
+    Ok(Policy {
+        name,
+        source,
+        text,
+        file,
+        filesystem,
+        network,
+        tools,
+        rules,
+        limits,
+    })
 }
 
-fn compile_rules(file: &PolicyFile, env: &dyn Fn(&str) -> Option<String>) -> Result<RuleSet, CompileError> {
+fn compile_rules(
+    file: &PolicyFile,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<RuleSet, CompileError> {
     let mut rules = Vec::new();
     for (kind, list) in [
         (RuleKind::Deny, &file.deny),
@@ -172,17 +227,32 @@ fn compile_rule(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Rule, CompileError> {
     let key = format!("{}[{index}]", kind.key());
-    if r.capability.is_none() && r.tool.is_none() && r.path_prefix.is_none() && r.host.is_none() && r.method.is_none() {
-        return Err(err(&key, None, "a rule needs at least one condition (capability, tool, path_prefix, host, method)"));
+    if r.capability.is_none()
+        && r.tool.is_none()
+        && r.path_prefix.is_none()
+        && r.host.is_none()
+        && r.method.is_none()
+    {
+        return Err(err(
+            &key,
+            None,
+            "a rule needs at least one condition (capability, tool, path_prefix, host, method)",
+        ));
     }
     let capability = r.capability.as_deref().map(CapabilityPattern::parse);
     if let Some(CapabilityPattern::Exact(c)) = &capability {
         if !c.contains('.') {
-            return Err(err(format!("{key}.capability"), Some(c), "a capability is `family.action`, e.g. `filesystem.read`, or `family.*`"));
+            return Err(err(
+                format!("{key}.capability"),
+                Some(c),
+                "a capability is `family.action`, e.g. `filesystem.read`, or `family.*`",
+            ));
         }
     }
     let path_prefix = match &r.path_prefix {
-        Some(p) => Some(absolute_path(p, env).map_err(|e| err(format!("{key}.path_prefix"), Some(p), e))?),
+        Some(p) => {
+            Some(absolute_path(p, env).map_err(|e| err(format!("{key}.path_prefix"), Some(p), e))?)
+        }
         None => None,
     };
     let host = match &r.host {
@@ -220,7 +290,9 @@ fn absolute_path(written: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<
     let expanded = expand_with(written, env).map_err(|e: ExpandError| e.to_string())?;
     let p = Path::new(&expanded);
     if !p.is_absolute() {
-        return Err(format!("`{written}` must be an absolute path (or start with `~` or a variable)"));
+        return Err(format!(
+            "`{written}` must be an absolute path (or start with `~` or a variable)"
+        ));
     }
     Ok(lexical_normalize(p))
 }
@@ -234,10 +306,14 @@ impl HostPattern {
             return Err("empty host".into());
         }
         if s.contains("://") || s.contains('/') || s.contains('@') {
-            return Err(format!("`{written}` must be a host name with an optional port, not a URL"));
+            return Err(format!(
+                "`{written}` must be a host name with an optional port, not a URL"
+            ));
         }
         let (host_part, port) = if let Some(rest) = s.strip_prefix('[') {
-            let close = rest.find(']').ok_or_else(|| format!("`{written}`: missing `]`"))?;
+            let close = rest
+                .find(']')
+                .ok_or_else(|| format!("`{written}`: missing `]`"))?;
             let after = &rest[close + 1..];
             let port = match after.strip_prefix(':') {
                 Some(p) => Some(parse_port(p, written)?),
@@ -257,23 +333,39 @@ impl HostPattern {
             None => (false, host_part),
         };
         if host.contains('*') {
-            return Err(format!("`{written}`: only a leading `*.` wildcard is supported"));
+            return Err(format!(
+                "`{written}`: only a leading `*.` wildcard is supported"
+            ));
         }
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         if host.is_empty() {
             return Err(format!("`{written}`: empty host"));
         }
         let host = match crate::check::net::parse_ip_literal(&host) {
-            Some(ip) if wildcard => return Err(format!("`{written}`: a wildcard cannot apply to an IP address ({ip})")),
+            Some(ip) if wildcard => {
+                return Err(format!(
+                    "`{written}`: a wildcard cannot apply to an IP address ({ip})"
+                ))
+            }
             Some(ip) => ip.to_string(),
             None => {
-                if !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_') {
-                    return Err(format!("`{written}`: not a valid host name (use the ASCII/punycode form)"));
+                if !host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
+                {
+                    return Err(format!(
+                        "`{written}`: not a valid host name (use the ASCII/punycode form)"
+                    ));
                 }
                 host
             }
         };
-        Ok(HostPattern { written: written.to_string(), host, wildcard, port })
+        Ok(HostPattern {
+            written: written.to_string(),
+            host,
+            wildcard,
+            port,
+        })
     }
 }
 
@@ -328,7 +420,8 @@ mod tests {
 
     #[test]
     fn capfence_rules_govern_the_filesystem() {
-        let p = compile_text("deny:\n  - capability: filesystem.read\n    path_prefix: /etc\n").unwrap();
+        let p = compile_text("deny:\n  - capability: filesystem.read\n    path_prefix: /etc\n")
+            .unwrap();
         assert_eq!(p.filesystem.mounts, None);
         assert_eq!(p.network.mode, NetworkMode::None);
         assert_eq!(p.rules.rules[0].id(), "deny[0]");
@@ -336,8 +429,12 @@ mod tests {
 
     #[test]
     fn tilde_in_mounts_and_relative_refused() {
-        let p = compile_text("filesystem:\n  mounts:\n    - path: ~/proj\n      mode: rw\n").unwrap();
-        assert_eq!(p.filesystem.mounts.unwrap()[0].path, PathBuf::from("/home/u/proj"));
+        let p =
+            compile_text("filesystem:\n  mounts:\n    - path: ~/proj\n      mode: rw\n").unwrap();
+        assert_eq!(
+            p.filesystem.mounts.unwrap()[0].path,
+            PathBuf::from("/home/u/proj")
+        );
         let e = compile_text("filesystem:\n  mounts:\n    - path: proj\n").unwrap_err();
         assert_eq!(e.key, "filesystem.mounts[0].path");
     }

@@ -3,7 +3,8 @@
 
 use super::rules::{CapabilityPattern, RuleKind};
 use super::schema::{
-    FilesystemMode, FilesystemSection, MountFile, NetworkSection, PolicyFile, ProxySection, RuleFile, ToolsSection,
+    FilesystemMode, FilesystemSection, MountFile, NetworkSection, PolicyFile, ProxySection,
+    RuleFile, ToolsSection,
 };
 use super::Policy;
 
@@ -11,13 +12,27 @@ pub fn effective_file(p: &Policy) -> PolicyFile {
     let filesystem = Some(match &p.filesystem.mounts {
         Some(mounts) => FilesystemSection {
             mode: FilesystemMode::Explicit,
-            mounts: mounts.iter().map(|m| MountFile { path: m.path.display().to_string(), mode: m.mode }).collect(),
+            mounts: mounts
+                .iter()
+                .map(|m| MountFile {
+                    path: m.path.display().to_string(),
+                    mode: m.mode,
+                })
+                .collect(),
         },
-        None => FilesystemSection { mode: FilesystemMode::Any, mounts: vec![] },
+        None => FilesystemSection {
+            mode: FilesystemMode::Any,
+            mounts: vec![],
+        },
     });
     let network = Some(NetworkSection {
         mode: p.network.mode,
-        allowed_hosts: p.network.allowed_hosts.iter().map(|h| h.written.clone()).collect(),
+        allowed_hosts: p
+            .network
+            .allowed_hosts
+            .iter()
+            .map(|h| h.written.clone())
+            .collect(),
         allow_private: p.network.allow_private,
         allow_loopback: p.network.allow_loopback,
         allow_link_local: p.network.allow_link_local,
@@ -87,10 +102,21 @@ mod tests {
     fn effective_policy_round_trips() {
         std::env::set_var("CAPJAIL_WORKSPACE", "/srv/ws");
         for name in builtin::names() {
-            let p = load_str(builtin::get(name).unwrap(), PolicySource::Builtin(name.into())).unwrap();
+            let p = load_str(
+                builtin::get(name).unwrap(),
+                PolicySource::Builtin(name.into()),
+            )
+            .unwrap();
             let text = effective_yaml(&p);
-            let again = load_str(&text, PolicySource::Inline).unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
-            let mounts = |p: &Policy| p.filesystem.mounts.as_ref().map(|m| m.iter().map(|m| (m.path.clone(), m.mode)).collect::<Vec<_>>());
+            let again = load_str(&text, PolicySource::Inline)
+                .unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
+            let mounts = |p: &Policy| {
+                p.filesystem.mounts.as_ref().map(|m| {
+                    m.iter()
+                        .map(|m| (m.path.clone(), m.mode))
+                        .collect::<Vec<_>>()
+                })
+            };
             assert_eq!(mounts(&again), mounts(&p), "{name}");
             assert_eq!(again.network, p.network, "{name}");
             assert_eq!(again.tools, p.tools, "{name}");

@@ -19,7 +19,10 @@ pub enum ExpandError {
 }
 
 /// Expand `input` using `lookup` for variables (`HOME` included).
-pub fn expand_with(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, ExpandError> {
+pub fn expand_with(
+    input: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, ExpandError> {
     let mut out = String::with_capacity(input.len());
     let rest = if let Some(after) = input.strip_prefix('~') {
         if after.is_empty() || after.starts_with('/') {
@@ -42,7 +45,8 @@ pub fn expand_with(input: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resu
             continue;
         }
         if i + 1 < bytes.len() && bytes[i + 1] == b'{' {
-            let close = matching_brace(&rest[i + 2..]).ok_or_else(|| ExpandError::Unterminated(input.to_string()))?;
+            let close = matching_brace(&rest[i + 2..])
+                .ok_or_else(|| ExpandError::Unterminated(input.to_string()))?;
             let body = &rest[i + 2..i + 2 + close];
             let (name, default) = match body.find(":-") {
                 Some(p) => (&body[..p], Some(&body[p + 2..])),
@@ -117,19 +121,34 @@ mod tests {
         assert_eq!(expand_with("~", &env).unwrap(), "/home/u");
         assert_eq!(expand_with("$WS/a", &env).unwrap(), "/srv/ws/a");
         assert_eq!(expand_with("${WS}x", &env).unwrap(), "/srv/wsx");
-        assert_eq!(expand_with("${NOPE:-/workspace}", &env).unwrap(), "/workspace");
+        assert_eq!(
+            expand_with("${NOPE:-/workspace}", &env).unwrap(),
+            "/workspace"
+        );
         assert_eq!(expand_with("${WS:-/workspace}", &env).unwrap(), "/srv/ws");
         assert_eq!(expand_with("/a/$", &env).unwrap(), "/a/$");
         assert_eq!(expand_with("${NOPE:-${WS}}/x", &env).unwrap(), "/srv/ws/x");
-        assert_eq!(expand_with("${NOPE:-${HOME:-/h}}", &env).unwrap(), "/home/u");
+        assert_eq!(
+            expand_with("${NOPE:-${HOME:-/h}}", &env).unwrap(),
+            "/home/u"
+        );
         assert_eq!(expand_with("/tmp/é", &env).unwrap(), "/tmp/é");
     }
 
     #[test]
     fn unset_is_an_error_not_an_empty_string() {
-        assert_eq!(expand_with("$NOPE/x", &env), Err(ExpandError::Unset("NOPE".into())));
-        assert!(matches!(expand_with("${WS", &env), Err(ExpandError::Unterminated(_))));
-        assert!(matches!(expand_with("~bob/x", &env), Err(ExpandError::TildeUser(_))));
+        assert_eq!(
+            expand_with("$NOPE/x", &env),
+            Err(ExpandError::Unset("NOPE".into()))
+        );
+        assert!(matches!(
+            expand_with("${WS", &env),
+            Err(ExpandError::Unterminated(_))
+        ));
+        assert!(matches!(
+            expand_with("~bob/x", &env),
+            Err(ExpandError::TildeUser(_))
+        ));
         assert_eq!(expand_with("~/x", &|_| None), Err(ExpandError::NoHome));
     }
 }

@@ -9,11 +9,24 @@ use super::{builtin, Policy, PolicySource};
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
     #[error("{origin}:{line}:{column}: {message}")]
-    Syntax { origin: String, line: usize, column: usize, message: String },
+    Syntax {
+        origin: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("{origin}:{line}:{column}: {message}")]
-    Invalid { origin: String, line: usize, column: usize, message: String },
+    Invalid {
+        origin: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
     #[error("cannot read policy file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("no built-in policy named `{0}` and no such file (built-in: {names})", names = builtin::names().join(", "))]
     Unknown(String),
 }
@@ -21,7 +34,9 @@ pub enum PolicyError {
 /// `name_or_path`: a built-in name (`strict`), or a path to a YAML file.
 pub fn load(name_or_path: &str) -> Result<Policy, PolicyError> {
     let as_path = Path::new(name_or_path);
-    let looks_like_path = name_or_path.contains('/') || name_or_path.ends_with(".yaml") || name_or_path.ends_with(".yml");
+    let looks_like_path = name_or_path.contains('/')
+        || name_or_path.ends_with(".yaml")
+        || name_or_path.ends_with(".yml");
     if looks_like_path || as_path.exists() {
         if !looks_like_path && builtin::get(name_or_path).is_some() {
             // A file in the current directory named like a built-in: the built-in wins; say so.
@@ -37,7 +52,10 @@ pub fn load(name_or_path: &str) -> Result<Policy, PolicyError> {
 }
 
 pub fn load_file(path: &Path) -> Result<Policy, PolicyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     load_str(&text, PolicySource::File(path.to_path_buf()))
 }
 
@@ -48,17 +66,30 @@ pub fn load_str(text: &str, source: PolicySource) -> Result<Policy, PolicyError>
         PolicySource::Inline => "<inline>".to_string(),
     };
     let file: PolicyFile = if text.trim().is_empty() {
-        return Err(PolicyError::Invalid { origin, line: 1, column: 1, message: "the policy is empty".into() });
+        return Err(PolicyError::Invalid {
+            origin,
+            line: 1,
+            column: 1,
+            message: "the policy is empty".into(),
+        });
     } else {
         serde_yaml::from_str(text).map_err(|e| {
-            let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+            let (line, column) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((1, 1));
             // serde_yaml appends "at line X column Y"; we already print it in front.
             let msg = e.to_string();
             let message = match msg.find(" at line ") {
                 Some(p) => msg[..p].to_string(),
                 None => msg,
             };
-            PolicyError::Syntax { origin: origin.clone(), line, column, message }
+            PolicyError::Syntax {
+                origin: origin.clone(),
+                line,
+                column,
+                message,
+            }
         })?
     };
     compile(file, text.to_string(), source).map_err(|e| invalid(&origin, text, e))
@@ -66,7 +97,12 @@ pub fn load_str(text: &str, source: PolicySource) -> Result<Policy, PolicyError>
 
 fn invalid(origin: &str, text: &str, e: CompileError) -> PolicyError {
     let (line, column) = locate(text, &e);
-    PolicyError::Invalid { origin: origin.to_string(), line, column, message: e.to_string() }
+    PolicyError::Invalid {
+        origin: origin.to_string(),
+        line,
+        column,
+        message: e.to_string(),
+    }
 }
 
 /// Best-effort position of a semantic error: the line holding the offending value, else the
@@ -106,7 +142,8 @@ mod tests {
 
     #[test]
     fn semantic_errors_are_located() {
-        let text = "name: x\nnetwork:\n  mode: allowlist\n  allowed_hosts:\n    - http://bad.example/\n";
+        let text =
+            "name: x\nnetwork:\n  mode: allowlist\n  allowed_hosts:\n    - http://bad.example/\n";
         let e = load_str(text, PolicySource::File("p.yaml".into())).unwrap_err();
         let s = e.to_string();
         assert!(s.starts_with("p.yaml:5:7: network.allowed_hosts[0]"), "{s}");
@@ -114,6 +151,9 @@ mod tests {
 
     #[test]
     fn unknown_name() {
-        assert!(matches!(load("no-such-policy"), Err(PolicyError::Unknown(_))));
+        assert!(matches!(
+            load("no-such-policy"),
+            Err(PolicyError::Unknown(_))
+        ));
     }
 }

@@ -128,6 +128,9 @@ mod tests {
         assert!(CapabilityPattern::parse("*").matches("shell.execute"));
         assert!(CapabilityPattern::parse("shell.execute").matches("shell.execute"));
         assert!(!CapabilityPattern::parse("shell.execute").matches("shell.executex"));
-        assert_eq!(CapabilityPattern::parse("network.fetch").family(), Some("network"));
+        assert_eq!(
+            CapabilityPattern::parse("network.fetch").family(),
+            Some("network")
+        );
     }
 }

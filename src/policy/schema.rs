@@ -15,7 +15,11 @@ pub struct PolicyFile {
     /// Policy name (CapFence spelling).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "de_version")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "de_version"
+    )]
     pub version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
@@ -53,7 +57,11 @@ fn de_version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, 
         Some(serde_yaml::Value::String(s)) => Some(s),
         Some(serde_yaml::Value::Number(n)) => Some(n.to_string()),
         Some(serde_yaml::Value::Bool(b)) => Some(b.to_string()),
-        Some(_) => return Err(serde::de::Error::custom("version must be a string or a number")),
+        Some(_) => {
+            return Err(serde::de::Error::custom(
+                "version must be a string or a number",
+            ))
+        }
     })
 }
 

@@ -126,7 +126,10 @@ pub enum ProfileError {
     #[error("{origin}: {message}")]
     Invalid { origin: String, message: String },
     #[error("cannot read profile {path}: {source}")]
-    Read { path: std::path::PathBuf, source: std::io::Error },
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("no built-in profile named `{0}` and no such file (built-in: {names})", names = builtin_names().join(", "))]
     Unknown(String),
 }
@@ -139,12 +142,17 @@ pub fn builtin_names() -> Vec<&'static str> {
 pub fn builtin_profiles() -> Vec<Profile> {
     BUILTIN
         .iter()
-        .map(|(n, t)| parse(t, &format!("<built-in profile {n}>")).expect("built-in profiles are valid"))
+        .map(|(n, t)| {
+            parse(t, &format!("<built-in profile {n}>")).expect("built-in profiles are valid")
+        })
         .collect()
 }
 
 pub fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {
-    let p: Profile = serde_yaml::from_str(text).map_err(|e| ProfileError::Invalid { origin: origin.into(), message: e.to_string() })?;
+    let p: Profile = serde_yaml::from_str(text).map_err(|e| ProfileError::Invalid {
+        origin: origin.into(),
+        message: e.to_string(),
+    })?;
     for (tool, spec) in &p.tools {
         for (arg, a) in &spec.args {
             if let Some(rel) = &a.relative_to {
@@ -159,7 +167,10 @@ pub fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {
         if !spec.capability.contains('.') && spec.capability != "compute" {
             return Err(ProfileError::Invalid {
                 origin: origin.into(),
-                message: format!("tools.{tool}.capability `{}` is not `family.action` (or `compute`)", spec.capability),
+                message: format!(
+                    "tools.{tool}.capability `{}` is not `family.action` (or `compute`)",
+                    spec.capability
+                ),
             });
         }
     }
@@ -173,7 +184,10 @@ pub fn load(name_or_path: &str) -> Result<Profile, ProfileError> {
     }
     let path = std::path::Path::new(name_or_path);
     if path.exists() {
-        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+            path: path.into(),
+            source,
+        })?;
         return parse(&text, &path.display().to_string());
     }
     Err(ProfileError::Unknown(name_or_path.into()))
@@ -188,10 +202,19 @@ mod tests {
         let all = builtin_profiles();
         assert_eq!(all.len(), BUILTIN.len());
         let fs = all.iter().find(|p| p.name == "filesystem").unwrap();
-        assert_eq!(fs.tools["read_multiple_files"].args["paths"].kind, ArgKind::PathList);
-        assert_eq!(fs.tools["move_file"].args["source"].capability.as_deref(), Some("filesystem.write"));
+        assert_eq!(
+            fs.tools["read_multiple_files"].args["paths"].kind,
+            ArgKind::PathList
+        );
+        assert_eq!(
+            fs.tools["move_file"].args["source"].capability.as_deref(),
+            Some("filesystem.write")
+        );
         let git = all.iter().find(|p| p.name == "git").unwrap();
-        assert_eq!(git.tools["git_add"].args["files"].relative_to.as_deref(), Some("repo_path"));
+        assert_eq!(
+            git.tools["git_add"].args["files"].relative_to.as_deref(),
+            Some("repo_path")
+        );
     }
 
     #[test]

@@ -21,11 +21,19 @@ pub struct SessionCatalog {
 impl SessionCatalog {
     pub fn new(forced: Option<Profile>, argv: &[String]) -> SessionCatalog {
         match forced {
-            Some(p) => SessionCatalog { profile: Some(p), forced: true, listed: BTreeMap::new() },
+            Some(p) => SessionCatalog {
+                profile: Some(p),
+                forced: true,
+                listed: BTreeMap::new(),
+            },
             None => {
                 let all = crate::profile::builtin_profiles();
                 let picked = select::by_command(&all, argv).cloned();
-                SessionCatalog { profile: picked, forced: false, listed: BTreeMap::new() }
+                SessionCatalog {
+                    profile: picked,
+                    forced: false,
+                    listed: BTreeMap::new(),
+                }
             }
         }
     }
@@ -46,10 +54,18 @@ impl SessionCatalog {
 
     /// A `tools/list` result arrived: remember tools the profile does not describe.
     pub fn on_tools_list(&mut self, result: &Value) {
-        let Some(tools) = result.get("tools").and_then(Value::as_array) else { return };
+        let Some(tools) = result.get("tools").and_then(Value::as_array) else {
+            return;
+        };
         for t in tools {
-            let Some(name) = t.get("name").and_then(Value::as_str) else { continue };
-            if self.profile.as_ref().is_some_and(|p| p.tools.contains_key(name)) {
+            let Some(name) = t.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            if self
+                .profile
+                .as_ref()
+                .is_some_and(|p| p.tools.contains_key(name))
+            {
                 continue;
             }
             let schema = t.get("inputSchema").cloned().unwrap_or(Value::Null);

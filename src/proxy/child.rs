@@ -19,7 +19,10 @@ pub enum SpawnError {
 /// Build the command with piped stdin/stdout and capjail's own stderr.
 pub fn command(argv: &[String]) -> Command {
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    cmd.args(&argv[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
     cmd
 }
 
@@ -34,7 +37,14 @@ pub fn tie_to_parent(cmd: &mut Command) {
             if libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
             }
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) < 0 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) < 0
+            {
                 return Err(io::Error::last_os_error());
             }
             // capjail may have died between fork and prctl: then nobody would kill us.
@@ -50,7 +60,9 @@ pub fn spawn(mut cmd: Command, program: &str) -> Result<Child, SpawnError> {
     cmd.spawn().map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => SpawnError::NotFound(program.to_string()),
         io::ErrorKind::PermissionDenied => SpawnError::CannotExecute(program.to_string(), e),
-        _ if e.raw_os_error() == Some(libc::ENOEXEC) => SpawnError::CannotExecute(program.to_string(), e),
+        _ if e.raw_os_error() == Some(libc::ENOEXEC) => {
+            SpawnError::CannotExecute(program.to_string(), e)
+        }
         _ => SpawnError::Other(program.to_string(), e),
     })
 }

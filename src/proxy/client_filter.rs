@@ -47,12 +47,22 @@ impl ClientFilter {
             Ok(v) => v,
             Err(ParseError::Syntax(m)) => {
                 tracing::warn!("refused an unparseable client message: {m}");
-                return Ok(Outcome::Reply(jsonrpc::error_response(&Value::Null, code::PARSE_ERROR, &format!("Parse error: {m}"), None)));
+                return Ok(Outcome::Reply(jsonrpc::error_response(
+                    &Value::Null,
+                    code::PARSE_ERROR,
+                    &format!("Parse error: {m}"),
+                    None,
+                )));
             }
             Err(ParseError::Refused(m)) => {
                 tracing::warn!("refused a client message: {m}");
                 let id = lenient_id(line);
-                return Ok(Outcome::Reply(jsonrpc::error_response(&id, code::INVALID_REQUEST, &format!("Invalid Request: {m} (refused by capjail)"), None)));
+                return Ok(Outcome::Reply(jsonrpc::error_response(
+                    &id,
+                    code::INVALID_REQUEST,
+                    &format!("Invalid Request: {m} (refused by capjail)"),
+                    None,
+                )));
             }
         };
         match &value {
@@ -71,7 +81,12 @@ impl ClientFilter {
     /// the denied ones with their own reason.
     fn on_batch(&mut self, items: &[Value]) -> std::io::Result<Outcome> {
         if items.is_empty() {
-            return Ok(Outcome::Reply(jsonrpc::error_response(&Value::Null, code::INVALID_REQUEST, "Invalid Request: empty batch", None)));
+            return Ok(Outcome::Reply(jsonrpc::error_response(
+                &Value::Null,
+                code::INVALID_REQUEST,
+                "Invalid Request: empty batch",
+                None,
+            )));
         }
         let mut results = Vec::with_capacity(items.len());
         for item in items {
@@ -80,7 +95,10 @@ impl ClientFilter {
         if results.iter().all(|r| matches!(r, One::Allowed)) {
             return Ok(Outcome::Forward);
         }
-        if results.iter().all(|r| matches!(r, One::Allowed | One::Rewritten(_))) {
+        if results
+            .iter()
+            .all(|r| matches!(r, One::Allowed | One::Rewritten(_)))
+        {
             // Responses in a batch that capjail would narrow: refuse rather than half-rewrite.
             tracing::warn!("refused a batch holding a roots/list answer");
         }
@@ -93,11 +111,16 @@ impl ClientFilter {
                 }
             }
         }
-        let first_denied = results.iter().position(|r| !matches!(r, One::Allowed)).unwrap_or(0);
+        let first_denied = results
+            .iter()
+            .position(|r| !matches!(r, One::Allowed))
+            .unwrap_or(0);
         let mut errors = Vec::new();
         for (item, r) in items.iter().zip(&results) {
             match r {
-                One::Refused(Some(line)) => errors.push(serde_json::from_slice::<Value>(line).expect("our own JSON")),
+                One::Refused(Some(line)) => {
+                    errors.push(serde_json::from_slice::<Value>(line).expect("our own JSON"))
+                }
                 One::Refused(None) => {}
                 One::Allowed | One::Rewritten(_) => {
                     if let (Some(id), Some(_)) = (item.get("id"), item.get("method")) {
@@ -107,11 +130,16 @@ impl ClientFilter {
                 }
             }
         }
-        tracing::warn!(elements = items.len(), "Request blocked: a batch with a refused element was refused whole");
+        tracing::warn!(
+            elements = items.len(),
+            "Request blocked: a batch with a refused element was refused whole"
+        );
         if errors.is_empty() {
             return Ok(Outcome::Drop);
         }
-        Ok(Outcome::Reply(serde_json::to_vec(&Value::Array(errors)).expect("serialising a Value")))
+        Ok(Outcome::Reply(
+            serde_json::to_vec(&Value::Array(errors)).expect("serialising a Value"),
+        ))
     }
 
     fn on_message(&mut self, v: &Value) -> std::io::Result<One> {
@@ -120,13 +148,24 @@ impl ClientFilter {
             Err(e) => {
                 tracing::warn!("refused a client message: {e}");
                 let id = jsonrpc::salvage_id(v);
-                return Ok(One::Refused(Some(jsonrpc::error_response(&id, code::INVALID_REQUEST, &format!("Invalid Request: {e} (refused by capjail)"), None))));
+                return Ok(One::Refused(Some(jsonrpc::error_response(
+                    &id,
+                    code::INVALID_REQUEST,
+                    &format!("Invalid Request: {e} (refused by capjail)"),
+                    None,
+                ))));
             }
         };
         match shape {
             Shape::Request { id, method, params } => {
                 let key = id_key(id);
-                if self.shared.lock().expect("shared state").pending.contains_key(&key) {
+                if self
+                    .shared
+                    .lock()
+                    .expect("shared state")
+                    .pending
+                    .contains_key(&key)
+                {
                     tracing::warn!(id = %key, "refused a request whose id is already in flight");
                     return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: this id is already in use by a request in flight (refused by capjail)", None))));
                 }
@@ -148,45 +187,85 @@ impl ClientFilter {
             Shape::Notification { method, params } => {
                 if method == "notifications/cancelled" {
                     if let Some(rid) = params.and_then(|p| p.get("requestId")) {
-                        if self.shared.lock().expect("shared state").was_refused(&id_key(rid)) {
+                        if self
+                            .shared
+                            .lock()
+                            .expect("shared state")
+                            .was_refused(&id_key(rid))
+                        {
                             tracing::debug!(request = %rid, "dropped the cancellation of a request capjail refused");
                             return Ok(One::Refused(None));
                         }
                     }
                 }
                 let decision = self.decide_and_record(None, method, params)?;
-                Ok(if decision.is_allowed() { One::Allowed } else { One::Refused(None) })
+                Ok(if decision.is_allowed() {
+                    One::Allowed
+                } else {
+                    One::Refused(None)
+                })
             }
             // The client answering a server request (roots/list, sampling, elicitation).
             Shape::Response { id } => {
-                let asked = self.shared.lock().expect("shared state").server_requests.remove(&id_key(id));
+                let asked = self
+                    .shared
+                    .lock()
+                    .expect("shared state")
+                    .server_requests
+                    .remove(&id_key(id));
                 match asked {
                     None => {
                         tracing::warn!(id = %id, "dropped a client response to a request the server never sent");
-                        self.filtered(Some(id), "a response to a request the server never sent", true)?;
+                        self.filtered(
+                            Some(id),
+                            "a response to a request the server never sent",
+                            true,
+                        )?;
                         Ok(One::Refused(None))
                     }
                     Some(ServerRequest::Plain) => Ok(One::Allowed),
-                    Some(ServerRequest::RootsList) => match super::roots::narrow_roots_response(v, &self.policy) {
-                        Some(rewritten) => {
-                            self.filtered(Some(id), "roots narrowed to the policy's mounts", false)?;
-                            Ok(One::Rewritten(rewritten))
+                    Some(ServerRequest::RootsList) => {
+                        match super::roots::narrow_roots_response(v, &self.policy) {
+                            Some(rewritten) => {
+                                self.filtered(
+                                    Some(id),
+                                    "roots narrowed to the policy's mounts",
+                                    false,
+                                )?;
+                                Ok(One::Rewritten(rewritten))
+                            }
+                            None => Ok(One::Allowed),
                         }
-                        None => Ok(One::Allowed),
-                    },
+                    }
                 }
             }
         }
     }
 
-    fn decide_and_record(&mut self, id: Option<&Value>, method: &str, params: Option<&Value>) -> std::io::Result<Decision> {
+    fn decide_and_record(
+        &mut self,
+        id: Option<&Value>,
+        method: &str,
+        params: Option<&Value>,
+    ) -> std::io::Result<Decision> {
         let started = Instant::now();
         let shared = self.shared.lock().expect("shared state");
-        let ctx = Context { policy: &self.policy, catalog: &shared.catalog, paths: &self.paths, world: self.world.as_ref() };
+        let ctx = Context {
+            policy: &self.policy,
+            catalog: &shared.catalog,
+            paths: &self.paths,
+            world: self.world.as_ref(),
+        };
         let decision = decide(&ctx, method, params);
         let micros = started.elapsed().as_micros() as u64;
-        let spec = decision.tool.as_deref().and_then(|t| shared.catalog.tool(t));
-        self.recorder.lock().map_err(|_| std::io::Error::other("recorder lock poisoned"))?.decided(id, params, &decision, spec.as_deref(), micros)?;
+        let spec = decision
+            .tool
+            .as_deref()
+            .and_then(|t| shared.catalog.tool(t));
+        self.recorder
+            .lock()
+            .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
+            .decided(id, params, &decision, spec.as_deref(), micros)?;
         drop(spec);
         drop(shared);
         if let Some(d) = &decision.denial {
@@ -208,7 +287,10 @@ impl ClientFilter {
 impl ClientFilter {
     fn filtered(&mut self, id: Option<&Value>, reason: &str, dropped: bool) -> std::io::Result<()> {
         let method = if dropped { None } else { Some("roots/list") };
-        self.recorder.lock().map_err(|_| std::io::Error::other("recorder lock poisoned"))?.filtered(Direction::ClientToServer, id, method, dropped, reason)
+        self.recorder
+            .lock()
+            .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
+            .filtered(Direction::ClientToServer, id, method, dropped, reason)
     }
 }
 
@@ -222,9 +304,15 @@ enum One {
 
 /// The -32001 error for a refused request.
 pub fn refusal(id: &Value, decision: &Decision) -> Vec<u8> {
-    let d = decision.denial.as_ref().expect("a refused decision has a denial");
+    let d = decision
+        .denial
+        .as_ref()
+        .expect("a refused decision has a denial");
     // Always the same members (null where there is nothing to name), so clients can rely on them.
-    let capability = d.capability.clone().or_else(|| decision.accesses.first().map(|a| a.capability.clone()));
+    let capability = d
+        .capability
+        .clone()
+        .or_else(|| decision.accesses.first().map(|a| a.capability.clone()));
     let mut data = json!({
         "rule": d.rule,
         "reason": d.reason,
@@ -235,28 +323,45 @@ pub fn refusal(id: &Value, decision: &Decision) -> Vec<u8> {
     if d.approval_required {
         data["approval_required"] = json!(true);
     }
-    jsonrpc::error_response(id, code::POLICY_VIOLATION, &format!("capjail policy violation: {}", d.reason), Some(data))
+    jsonrpc::error_response(
+        id,
+        code::POLICY_VIOLATION,
+        &format!("capjail policy violation: {}", d.reason),
+        Some(data),
+    )
 }
 
 /// The id of a message refused by the strict parser, read leniently for the error reply.
 fn lenient_id(line: &[u8]) -> Value {
-    serde_json::from_slice::<Value>(line).map(|v| jsonrpc::salvage_id(&v)).unwrap_or(Value::Null)
+    serde_json::from_slice::<Value>(line)
+        .map(|v| jsonrpc::salvage_id(&v))
+        .unwrap_or(Value::Null)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::RealWorld;
-    use crate::proxy::catalog::SessionCatalog;
     use crate::check::decide::ToolCatalog as _;
+    use crate::check::RealWorld;
     use crate::policy::{builtin, load_str, PolicySource};
+    use crate::proxy::catalog::SessionCatalog;
 
     fn filter() -> ClientFilter {
-        let policy = load_str(builtin::get("strict").unwrap(), PolicySource::Builtin("strict".into())).unwrap();
-        let argv = vec!["npx".to_string(), "@modelcontextprotocol/server-filesystem".to_string()];
+        let policy = load_str(
+            builtin::get("strict").unwrap(),
+            PolicySource::Builtin("strict".into()),
+        )
+        .unwrap();
+        let argv = vec![
+            "npx".to_string(),
+            "@modelcontextprotocol/server-filesystem".to_string(),
+        ];
         ClientFilter {
             policy: Arc::new(policy),
-            paths: PathContext { cwd: "/tmp".into(), home: None },
+            paths: PathContext {
+                cwd: "/tmp".into(),
+                home: None,
+            },
             world: Box::new(RealWorld),
             shared: Arc::new(Mutex::new(Shared::new(SessionCatalog::new(None, &argv)))),
             recorder: crate::proxy::recorder::Recorder::new(None),
@@ -280,7 +385,10 @@ mod tests {
         let r = reply(f.on_line(DENIED.as_bytes()).unwrap());
         assert_eq!(r["id"], 2);
         assert_eq!(r["error"]["code"], -32001);
-        assert!(r["error"]["message"].as_str().unwrap().starts_with("capjail policy violation: "));
+        assert!(r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("capjail policy violation: "));
         assert_eq!(r["error"]["data"]["rule"], "filesystem.mounts");
         assert_eq!(r["error"]["data"]["capability"], "filesystem.read");
     }
@@ -288,9 +396,15 @@ mod tests {
     #[test]
     fn batches_are_forwarded_only_when_every_element_is_allowed() {
         let mut f = filter();
-        assert_eq!(f.on_line(format!("[{ALLOWED}]").as_bytes()).unwrap(), Outcome::Forward);
+        assert_eq!(
+            f.on_line(format!("[{ALLOWED}]").as_bytes()).unwrap(),
+            Outcome::Forward
+        );
         let allowed_too = ALLOWED.replace("\"id\":1", "\"id\":11");
-        let r = reply(f.on_line(format!("[{allowed_too},{DENIED}]").as_bytes()).unwrap());
+        let r = reply(
+            f.on_line(format!("[{allowed_too},{DENIED}]").as_bytes())
+                .unwrap(),
+        );
         let errs = r.as_array().unwrap();
         assert_eq!(errs.len(), 2);
         assert_eq!(errs[0]["id"], 11);
@@ -308,10 +422,24 @@ mod tests {
     #[test]
     fn bad_input_gets_an_error_and_nothing_is_forwarded() {
         let mut f = filter();
-        assert_eq!(reply(f.on_line(b"not json").unwrap())["error"]["code"], -32700);
-        assert_eq!(reply(f.on_line(b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"x\",\"params\":{\"a\":\"\xff\"}}").unwrap())["error"]["code"], -32700);
+        assert_eq!(
+            reply(f.on_line(b"not json").unwrap())["error"]["code"],
+            -32700
+        );
+        assert_eq!(
+            reply(
+                f.on_line(
+                    b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"x\",\"params\":{\"a\":\"\xff\"}}"
+                )
+                .unwrap()
+            )["error"]["code"],
+            -32700
+        );
         let dup = reply(f.on_line(br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/tmp/a","path":"/etc/passwd"}}}"#).unwrap());
-        assert_eq!((dup["id"].clone(), dup["error"]["code"].clone()), (serde_json::json!(4), serde_json::json!(-32600)));
+        assert_eq!(
+            (dup["id"].clone(), dup["error"]["code"].clone()),
+            (serde_json::json!(4), serde_json::json!(-32600))
+        );
         let nojsonrpc = reply(f.on_line(br#"{"id":5,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/etc/passwd"}}}"#).unwrap());
         assert_eq!(nojsonrpc["id"], 5);
         assert_eq!(nojsonrpc["error"]["code"], -32600);
@@ -323,9 +451,19 @@ mod tests {
     #[test]
     fn watched_requests_are_remembered() {
         let mut f = filter();
-        f.on_line(br#"{"jsonrpc":"2.0","id":"L","method":"tools/list"}"#).unwrap();
-        assert_eq!(f.shared.lock().unwrap().pending.get("\"L\""), Some(&Pending::ToolsList));
+        f.on_line(br#"{"jsonrpc":"2.0","id":"L","method":"tools/list"}"#)
+            .unwrap();
+        assert_eq!(
+            f.shared.lock().unwrap().pending.get("\"L\""),
+            Some(&Pending::ToolsList)
+        );
         // The same id again while in flight is refused.
-        assert_eq!(reply(f.on_line(br#"{"jsonrpc":"2.0","id":"L","method":"ping"}"#).unwrap())["error"]["code"], -32600);
+        assert_eq!(
+            reply(
+                f.on_line(br#"{"jsonrpc":"2.0","id":"L","method":"ping"}"#)
+                    .unwrap()
+            )["error"]["code"],
+            -32600
+        );
     }
 }

@@ -93,14 +93,38 @@ mod tests {
     #[test]
     fn splits_lines_across_buffer_boundaries() {
         let f = frames(b"abc\ndefgh\n\nlast", 100, 2);
-        assert_eq!(f, vec![Frame::Line(b"abc".to_vec()), Frame::Line(b"defgh".to_vec()), Frame::Line(vec![]), Frame::Line(b"last".to_vec()), Frame::Eof]);
+        assert_eq!(
+            f,
+            vec![
+                Frame::Line(b"abc".to_vec()),
+                Frame::Line(b"defgh".to_vec()),
+                Frame::Line(vec![]),
+                Frame::Line(b"last".to_vec()),
+                Frame::Eof
+            ]
+        );
     }
 
     #[test]
     fn too_long_lines_are_skipped_and_the_stream_stays_in_sync() {
         let f = frames(b"0123456789abc\nok\n0123456789", 5, 3);
-        assert_eq!(f, vec![Frame::TooLong(13), Frame::Line(b"ok".to_vec()), Frame::TooLong(10), Frame::Eof]);
+        assert_eq!(
+            f,
+            vec![
+                Frame::TooLong(13),
+                Frame::Line(b"ok".to_vec()),
+                Frame::TooLong(10),
+                Frame::Eof
+            ]
+        );
         let f = frames(b"12345\n123456\n", 5, 64);
-        assert_eq!(f, vec![Frame::Line(b"12345".to_vec()), Frame::TooLong(6), Frame::Eof]);
+        assert_eq!(
+            f,
+            vec![
+                Frame::Line(b"12345".to_vec()),
+                Frame::TooLong(6),
+                Frame::Eof
+            ]
+        );
     }
 }

@@ -29,10 +29,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use self::client_filter::{ClientFilter, Outcome, Shared};
-use self::recorder::{Recorder, SharedRecorder};
-use crate::audit::{AuditLog, Direction, Event, SessionEnd, SessionStart};
 use self::framing::{Frame, LineReader};
+use self::recorder::{Recorder, SharedRecorder};
 use self::server_filter::{ServerFilter, ServerOutcome};
+use crate::audit::{AuditLog, Direction, Event, SessionEnd, SessionStart};
 use crate::check::path::PathContext;
 use crate::check::RealWorld;
 use crate::jsonrpc::{self, code};
@@ -93,14 +93,23 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
     cmd.current_dir(&cfg.cwd);
     match cfg.confine {
         // The kernel layer's pre_exec starts the session and sets PDEATHSIG itself.
-        Some(confine) => confine(&mut cmd).map_err(|e| RunError::Setup(format!("cannot prepare the sandbox: {e}")))?,
+        Some(confine) => confine(&mut cmd)
+            .map_err(|e| RunError::Setup(format!("cannot prepare the sandbox: {e}")))?,
         None => child::tie_to_parent(&mut cmd),
     }
     let home = std::env::var_os("HOME").map(PathBuf::from);
-    let shared = Arc::new(Mutex::new(Shared::new(catalog::SessionCatalog::new(cfg.forced_profile, &cfg.argv))));
+    let shared = Arc::new(Mutex::new(Shared::new(catalog::SessionCatalog::new(
+        cfg.forced_profile,
+        &cfg.argv,
+    ))));
     let recorder = Recorder::new(cfg.audit);
     {
-        let profile = shared.lock().expect("shared").catalog.profile().map(|p| p.name.clone());
+        let profile = shared
+            .lock()
+            .expect("shared")
+            .catalog
+            .profile()
+            .map(|p| p.name.clone());
         if let Some(p) = &profile {
             tracing::info!(profile = %p, "profile picked by command line");
         }
@@ -115,7 +124,8 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
                 home: home.as_deref(),
                 profile: profile.as_deref(),
             };
-            log.record(&Event::SessionStart(start)).map_err(|e| RunError::Audit(e.to_string()))?;
+            log.record(&Event::SessionStart(start))
+                .map_err(|e| RunError::Audit(e.to_string()))?;
             tracing::info!(path = %log.path().display(), session = log.session_id(), "auditing");
         }
     }
@@ -133,12 +143,17 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
 
     // fd 1, unbuffered: every write is one whole message.
     // SAFETY: fd 1 stays open for the life of the process; ManuallyDrop never closes it.
-    let client_out = Arc::new(Mutex::new(ManuallyDrop::new(unsafe { File::from_raw_fd(1) })));
+    let client_out = Arc::new(Mutex::new(ManuallyDrop::new(unsafe {
+        File::from_raw_fd(1)
+    })));
     let (tx, mut rx) = mpsc::unbounded_channel::<PumpEvent>();
 
     let mut filter = ClientFilter {
         policy: cfg.policy.clone(),
-        paths: PathContext { cwd: cfg.cwd.clone(), home },
+        paths: PathContext {
+            cwd: cfg.cwd.clone(),
+            home,
+        },
         world: Box::new(RealWorld),
         shared: shared.clone(),
         recorder: recorder.clone(),
@@ -148,45 +163,56 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
     {
         let tx = tx.clone();
         let out = client_out.clone();
-        std::thread::Builder::new().name("client->server".into()).spawn(move || {
-            let r = pump_client(&mut filter, checking, max_line, server_in, &out);
-            if let Err(e) = &r {
-                if e.kind() == io::ErrorKind::Other {
-                    let _ = tx.send(PumpEvent::Fatal(e.to_string()));
-                    return;
+        std::thread::Builder::new()
+            .name("client->server".into())
+            .spawn(move || {
+                let r = pump_client(&mut filter, checking, max_line, server_in, &out);
+                if let Err(e) = &r {
+                    if e.kind() == io::ErrorKind::Other {
+                        let _ = tx.send(PumpEvent::Fatal(e.to_string()));
+                        return;
+                    }
+                    tracing::debug!("client pump ended: {e}");
                 }
-                tracing::debug!("client pump ended: {e}");
-            }
-            let _ = tx.send(PumpEvent::ClientEof);
-        })?;
+                let _ = tx.send(PumpEvent::ClientEof);
+            })?;
     }
     {
         let tx = tx.clone();
         let out = client_out.clone();
-        let mut sfilter = ServerFilter { shared: shared.clone(), policy: cfg.policy.clone() };
+        let mut sfilter = ServerFilter {
+            shared: shared.clone(),
+            policy: cfg.policy.clone(),
+        };
         let recorder = recorder.clone();
-        std::thread::Builder::new().name("server->client".into()).spawn(move || {
-            if let Err(e) = pump_server(&mut sfilter, checking, server_out, &out, &recorder) {
-                if e.kind() == io::ErrorKind::Other {
-                    let _ = tx.send(PumpEvent::Fatal(e.to_string()));
-                    return;
+        std::thread::Builder::new()
+            .name("server->client".into())
+            .spawn(move || {
+                if let Err(e) = pump_server(&mut sfilter, checking, server_out, &out, &recorder) {
+                    if e.kind() == io::ErrorKind::Other {
+                        let _ = tx.send(PumpEvent::Fatal(e.to_string()));
+                        return;
+                    }
+                    tracing::debug!("server pump ended: {e}");
                 }
-                tracing::debug!("server pump ended: {e}");
-            }
-            let _ = tx.send(PumpEvent::ServerEof);
-        })?;
+                let _ = tx.send(PumpEvent::ServerEof);
+            })?;
     }
     {
         let tx = tx.clone();
-        std::thread::Builder::new().name("wait".into()).spawn(move || {
-            if let Ok(status) = server.wait() {
-                let _ = tx.send(PumpEvent::Exited(status));
-            }
-        })?;
+        std::thread::Builder::new()
+            .name("wait".into())
+            .spawn(move || {
+                if let Ok(status) = server.wait() {
+                    let _ = tx.send(PumpEvent::Exited(status));
+                }
+            })?;
     }
     drop(tx);
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let outcome = rt.block_on(lifecycle(pid, grace, &mut rx));
     if let Ok(mut out) = client_out.lock() {
         let _ = out.flush();
@@ -201,7 +227,12 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
 fn end_session(recorder: &SharedRecorder, code: Option<i32>, signal: Option<i32>) {
     if let Ok(mut r) = recorder.lock() {
         let t = r.tally;
-        tracing::info!(allowed = t.allowed, denied = t.denied, filtered = t.filtered, "session summary");
+        tracing::info!(
+            allowed = t.allowed,
+            denied = t.denied,
+            filtered = t.filtered,
+            "session summary"
+        );
         if let Some(log) = &mut r.audit {
             let exit_code = if signal.is_some() { None } else { code };
             if let Err(e) = log.record(&Event::SessionEnd(SessionEnd { exit_code, signal })) {
@@ -212,7 +243,11 @@ fn end_session(recorder: &SharedRecorder, code: Option<i32>, signal: Option<i32>
 }
 
 /// Returns the exit code and, when a signal ended the server, the signal.
-async fn lifecycle(pid: u32, grace: Duration, rx: &mut mpsc::UnboundedReceiver<PumpEvent>) -> Result<(i32, Option<i32>), RunError> {
+async fn lifecycle(
+    pid: u32,
+    grace: Duration,
+    rx: &mut mpsc::UnboundedReceiver<PumpEvent>,
+) -> Result<(i32, Option<i32>), RunError> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -279,7 +314,13 @@ async fn lifecycle(pid: u32, grace: Duration, rx: &mut mpsc::UnboundedReceiver<P
     }
 }
 
-fn forward(pid: u32, sig: libc::c_int, grace: Duration, deadline: &mut Option<tokio::time::Instant>, next: &mut libc::c_int) {
+fn forward(
+    pid: u32,
+    sig: libc::c_int,
+    grace: Duration,
+    deadline: &mut Option<tokio::time::Instant>,
+    next: &mut libc::c_int,
+) {
     tracing::info!(signal = sig, "forwarding signal to the server");
     child::signal_group(pid, sig);
     // If the server ignores it, escalate to SIGKILL after the grace period.
@@ -288,7 +329,9 @@ fn forward(pid: u32, sig: libc::c_int, grace: Duration, deadline: &mut Option<to
 }
 
 fn write_client(out: &Mutex<ManuallyDrop<File>>, line: &[u8]) -> io::Result<()> {
-    let mut out = out.lock().map_err(|_| io::Error::other("client output lock poisoned"))?;
+    let mut out = out
+        .lock()
+        .map_err(|_| io::Error::other("client output lock poisoned"))?;
     out.write_all(line)
 }
 
@@ -320,7 +363,9 @@ fn pump_client(
             }
             Ok(Frame::Line(mut line)) => {
                 let outcome = if checking {
-                    filter.on_line(&line).map_err(|e| io::Error::other(format!("cannot record a decision: {e}")))?
+                    filter
+                        .on_line(&line)
+                        .map_err(|e| io::Error::other(format!("cannot record a decision: {e}")))?
                 } else if line.iter().all(u8::is_ascii_whitespace) {
                     Outcome::Drop
                 } else {
@@ -369,17 +414,26 @@ fn pump_server(
             .filtered(Direction::ServerToClient, None, None, dropped, reason)
             .map_err(|e| io::Error::other(format!("cannot record a filtered response: {e}")))
     };
-    let mut reader = LineReader::new(BufReader::with_capacity(PUMP_BUFFER, server_out), MAX_SERVER_LINE_BYTES);
+    let mut reader = LineReader::new(
+        BufReader::with_capacity(PUMP_BUFFER, server_out),
+        MAX_SERVER_LINE_BYTES,
+    );
     let mut buf = Vec::new();
     loop {
         match reader.next_into(&mut buf)? {
             Frame::Eof => return Ok(()),
             Frame::TooLong(n) => {
-                tracing::error!("dropped a server message of {n} bytes (limit {MAX_SERVER_LINE_BYTES})");
+                tracing::error!(
+                    "dropped a server message of {n} bytes (limit {MAX_SERVER_LINE_BYTES})"
+                );
                 record(true, &format!("a server message of {n} bytes exceeds the limit of {MAX_SERVER_LINE_BYTES}"))?;
             }
             Frame::Line(mut line) => {
-                let outcome = if checking { filter.on_line(&line) } else { ServerOutcome::Forward };
+                let outcome = if checking {
+                    filter.on_line(&line)
+                } else {
+                    ServerOutcome::Forward
+                };
                 match outcome {
                     ServerOutcome::Forward => {
                         line.push(b'\n');

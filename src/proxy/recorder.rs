@@ -26,7 +26,10 @@ pub type SharedRecorder = Arc<Mutex<Recorder>>;
 
 impl Recorder {
     pub fn new(audit: Option<AuditLog>) -> SharedRecorder {
-        Arc::new(Mutex::new(Recorder { audit, tally: Tally::default() }))
+        Arc::new(Mutex::new(Recorder {
+            audit,
+            tally: Tally::default(),
+        }))
     }
 
     /// Record a decision. Called before the request is forwarded or refused: an error means the
@@ -45,19 +48,44 @@ impl Recorder {
             self.tally.denied += 1;
         }
         if let Some(log) = &mut self.audit {
-            let ev = Event::Decision(DecisionEvent { direction: Direction::ClientToServer, id, params, decision, tool_spec, latency_us });
-            log.record(&ev).map_err(|e| std::io::Error::other(e.to_string()))?;
+            let ev = Event::Decision(DecisionEvent {
+                direction: Direction::ClientToServer,
+                id,
+                params,
+                decision,
+                tool_spec,
+                latency_us,
+            });
+            log.record(&ev)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
         }
         Ok(())
     }
 
     /// Record a message capjail altered or dropped.
-    pub fn filtered(&mut self, direction: Direction, id: Option<&Value>, method: Option<&str>, dropped: bool, reason: &str) -> std::io::Result<()> {
+    pub fn filtered(
+        &mut self,
+        direction: Direction,
+        id: Option<&Value>,
+        method: Option<&str>,
+        dropped: bool,
+        reason: &str,
+    ) -> std::io::Result<()> {
         self.tally.filtered += 1;
         if let Some(log) = &mut self.audit {
-            let action = if dropped { FilterAction::Dropped } else { FilterAction::Altered };
-            log.record(&Event::ResponseFilter(FilterEvent { direction, id, method, action, reason }))
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let action = if dropped {
+                FilterAction::Dropped
+            } else {
+                FilterAction::Altered
+            };
+            log.record(&Event::ResponseFilter(FilterEvent {
+                direction,
+                id,
+                method,
+                action,
+                reason,
+            }))
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
         }
         Ok(())
     }

@@ -15,14 +15,21 @@ use crate::policy::Policy;
 pub fn narrow_roots_response(response: &Value, policy: &Policy) -> Option<Vec<u8>> {
     let mounts = policy.filesystem.mounts.as_ref()?;
     let roots = response.pointer("/result/roots")?.as_array()?;
-    let ctx = PathContext { cwd: "/".into(), home: None };
+    let ctx = PathContext {
+        cwd: "/".into(),
+        home: None,
+    };
     let mut kept = Vec::new();
     for root in roots {
-        let Some(uri) = root.get("uri").and_then(Value::as_str) else { continue };
+        let Some(uri) = root.get("uri").and_then(Value::as_str) else {
+            continue;
+        };
         if !uri.to_ascii_lowercase().starts_with("file:") {
             continue;
         }
-        let Ok(path) = decode(uri, &ctx) else { continue };
+        let Ok(path) = decode(uri, &ctx) else {
+            continue;
+        };
         let path = canonicalize_lenient(&path);
         for m in mounts {
             if is_within(&path, &m.path) {
@@ -38,7 +45,11 @@ pub fn narrow_roots_response(response: &Value, policy: &Policy) -> Option<Vec<u8
     if kept.len() == roots.len() && kept.iter().zip(roots).all(|(a, b)| a == b) {
         return None;
     }
-    tracing::warn!(before = roots.len(), after = kept.len(), "narrowed the client's roots to the policy's mounts");
+    tracing::warn!(
+        before = roots.len(),
+        after = kept.len(),
+        "narrowed the client's roots to the policy's mounts"
+    );
     let mut out = response.clone();
     out["result"]["roots"] = Value::Array(kept);
     Some(serde_json::to_vec(&out).expect("serialising a Value"))
@@ -46,7 +57,17 @@ pub fn narrow_roots_response(response: &Value, policy: &Policy) -> Option<Vec<u8
 
 fn file_uri(p: &std::path::Path) -> String {
     use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
-    const PATH: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'#').add(b'%').add(b'<').add(b'>').add(b'?').add(b'`').add(b'{').add(b'}');
+    const PATH: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'%')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}');
     format!("file://{}", utf8_percent_encode(&p.to_string_lossy(), PATH))
 }
 
@@ -63,22 +84,50 @@ mod tests {
             {"uri":"file:///","name":"everything"},
             {"uri":"file:///etc","name":"outside"},
             {"uri":"https://example.com","name":"web"}]}});
-        let out: Value = serde_json::from_slice(&narrow_roots_response(&resp, &p).unwrap()).unwrap();
-        let uris: Vec<&str> = out["result"]["roots"].as_array().unwrap().iter().map(|r| r["uri"].as_str().unwrap()).collect();
-        assert_eq!(uris, ["file:///srv/ws/proj", "file:///srv/ws", "file:///data/a%20b"]);
+        let out: Value =
+            serde_json::from_slice(&narrow_roots_response(&resp, &p).unwrap()).unwrap();
+        let uris: Vec<&str> = out["result"]["roots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["uri"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            uris,
+            [
+                "file:///srv/ws/proj",
+                "file:///srv/ws",
+                "file:///data/a%20b"
+            ]
+        );
         assert_eq!(out["id"], 0);
     }
 
     #[test]
     fn nothing_to_narrow_forwards_the_original() {
-        let p = load_str("filesystem:\n  mounts:\n    - {path: /srv/ws, mode: rw}\n", PolicySource::Inline).unwrap();
+        let p = load_str(
+            "filesystem:\n  mounts:\n    - {path: /srv/ws, mode: rw}\n",
+            PolicySource::Inline,
+        )
+        .unwrap();
         let resp = json!({"jsonrpc":"2.0","id":0,"result":{"roots":[{"uri":"file:///srv/ws"}]}});
         assert!(narrow_roots_response(&resp, &p).is_none());
         let open = load_str("filesystem: {mode: any}\n", PolicySource::Inline).unwrap();
         let wide = json!({"jsonrpc":"2.0","id":0,"result":{"roots":[{"uri":"file:///"}]}});
         assert!(narrow_roots_response(&wide, &open).is_none());
-        let empty = load_str("filesystem:\n  mounts:\n    - {path: /srv/ws, mode: rw}\n", PolicySource::Inline).unwrap();
-        let out: Value = serde_json::from_slice(&narrow_roots_response(&json!({"jsonrpc":"2.0","id":1,"result":{"roots":[{"uri":"file:///etc"}]}}), &empty).unwrap()).unwrap();
+        let empty = load_str(
+            "filesystem:\n  mounts:\n    - {path: /srv/ws, mode: rw}\n",
+            PolicySource::Inline,
+        )
+        .unwrap();
+        let out: Value = serde_json::from_slice(
+            &narrow_roots_response(
+                &json!({"jsonrpc":"2.0","id":1,"result":{"roots":[{"uri":"file:///etc"}]}}),
+                &empty,
+            )
+            .unwrap(),
+        )
+        .unwrap();
         assert_eq!(out["result"]["roots"], json!([]));
     }
 }

@@ -48,7 +48,11 @@ impl ServerFilter {
         }
         let env: Envelope = match serde_json::from_slice(line) {
             Ok(e) => e,
-            Err(e) => return ServerOutcome::Drop(format!("the server wrote a line that is not a JSON-RPC message ({e})")),
+            Err(e) => {
+                return ServerOutcome::Drop(format!(
+                    "the server wrote a line that is not a JSON-RPC message ({e})"
+                ))
+            }
         };
         let id = match env.id.map(|r| serde_json::from_str::<Value>(r.get())) {
             Some(Ok(v)) => Some(v),
@@ -58,28 +62,49 @@ impl ServerFilter {
         match (env.method, id) {
             // A request to the client (roots/list, sampling, elicitation, ping).
             (Some(method), Some(id)) if !id.is_null() => {
-                let kind = if method == "roots/list" { ServerRequest::RootsList } else { ServerRequest::Plain };
-                self.shared.lock().expect("shared state").server_requests.insert(id_key(&id), kind);
+                let kind = if method == "roots/list" {
+                    ServerRequest::RootsList
+                } else {
+                    ServerRequest::Plain
+                };
+                self.shared
+                    .lock()
+                    .expect("shared state")
+                    .server_requests
+                    .insert(id_key(&id), kind);
                 ServerOutcome::Forward
             }
             (Some(_), _) => ServerOutcome::Forward, // a notification
             (None, Some(Value::Null)) => ServerOutcome::Forward, // an error about an unparseable message
             (None, Some(id)) => {
-                let pending = self.shared.lock().expect("shared state").pending.remove(&id_key(&id));
+                let pending = self
+                    .shared
+                    .lock()
+                    .expect("shared state")
+                    .pending
+                    .remove(&id_key(&id));
                 match pending {
-                    None => ServerOutcome::Drop(format!("the server answered id {id}, which no forwarded request has")),
+                    None => ServerOutcome::Drop(format!(
+                        "the server answered id {id}, which no forwarded request has"
+                    )),
                     Some(Pending::Plain) => ServerOutcome::Forward,
                     Some(kind) => self.read_answer(kind, line),
                 }
             }
-            (None, None) => ServerOutcome::Drop("the server wrote a JSON value that is not a JSON-RPC message".into()),
+            (None, None) => ServerOutcome::Drop(
+                "the server wrote a JSON value that is not a JSON-RPC message".into(),
+            ),
         }
     }
 
     /// `initialize` and `tools/list` answers: learn from them, and hide blocked tools.
     fn read_answer(&mut self, kind: Pending, line: &[u8]) -> ServerOutcome {
-        let Ok(mut v) = serde_json::from_slice::<Value>(line) else { return ServerOutcome::Forward };
-        let Some(result) = v.get("result") else { return ServerOutcome::Forward };
+        let Ok(mut v) = serde_json::from_slice::<Value>(line) else {
+            return ServerOutcome::Forward;
+        };
+        let Some(result) = v.get("result") else {
+            return ServerOutcome::Forward;
+        };
         let mut shared = self.shared.lock().expect("shared state");
         match kind {
             Pending::Initialize => {
@@ -93,13 +118,23 @@ impl ServerFilter {
                 if !tp.hide_blocked || tp.mode == ToolsMode::All {
                     return ServerOutcome::Forward;
                 }
-                let Some(tools) = v.pointer_mut("/result/tools").and_then(Value::as_array_mut) else { return ServerOutcome::Forward };
+                let Some(tools) = v.pointer_mut("/result/tools").and_then(Value::as_array_mut)
+                else {
+                    return ServerOutcome::Forward;
+                };
                 let before = tools.len();
-                tools.retain(|t| t.get("name").and_then(Value::as_str).is_some_and(|n| check_tool(n, tp).is_ok()));
+                tools.retain(|t| {
+                    t.get("name")
+                        .and_then(Value::as_str)
+                        .is_some_and(|n| check_tool(n, tp).is_ok())
+                });
                 if tools.len() == before {
                     return ServerOutcome::Forward;
                 }
-                tracing::info!(hidden = before - tools.len(), "hid tools the policy blocks from tools/list");
+                tracing::info!(
+                    hidden = before - tools.len(),
+                    "hid tools the policy blocks from tools/list"
+                );
                 ServerOutcome::Rewritten(serde_json::to_vec(&v).expect("serialising a Value"))
             }
             Pending::Plain => ServerOutcome::Forward,
@@ -116,35 +151,73 @@ mod tests {
 
     fn filter(policy: &str) -> ServerFilter {
         let policy = crate::policy::load_str(policy, crate::policy::PolicySource::Inline).unwrap();
-        ServerFilter { shared: Arc::new(Mutex::new(Shared::new(SessionCatalog::new(None, &[])))), policy: Arc::new(policy) }
+        ServerFilter {
+            shared: Arc::new(Mutex::new(Shared::new(SessionCatalog::new(None, &[])))),
+            policy: Arc::new(policy),
+        }
     }
 
     #[test]
     fn responses_must_answer_a_forwarded_request() {
         let mut f = filter("filesystem: {mode: any}\n");
-        f.shared.lock().unwrap().pending.insert("1".into(), Pending::Plain);
-        assert_eq!(f.on_line(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#), ServerOutcome::Forward);
-        assert!(matches!(f.on_line(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#), ServerOutcome::Drop(_)));
-        assert!(matches!(f.on_line(br#"{"jsonrpc":"2.0","id":"1","result":{}}"#), ServerOutcome::Drop(_)));
-        assert!(matches!(f.on_line(b"Server running on stdio"), ServerOutcome::Drop(_)));
-        assert!(matches!(f.on_line(br#"{"jsonrpc":"2.0","id":"#), ServerOutcome::Drop(_)));
+        f.shared
+            .lock()
+            .unwrap()
+            .pending
+            .insert("1".into(), Pending::Plain);
+        assert_eq!(
+            f.on_line(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#),
+            ServerOutcome::Forward
+        );
+        assert!(matches!(
+            f.on_line(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#),
+            ServerOutcome::Drop(_)
+        ));
+        assert!(matches!(
+            f.on_line(br#"{"jsonrpc":"2.0","id":"1","result":{}}"#),
+            ServerOutcome::Drop(_)
+        ));
+        assert!(matches!(
+            f.on_line(b"Server running on stdio"),
+            ServerOutcome::Drop(_)
+        ));
+        assert!(matches!(
+            f.on_line(br#"{"jsonrpc":"2.0","id":"#),
+            ServerOutcome::Drop(_)
+        ));
         assert!(matches!(f.on_line(b"[1,2]"), ServerOutcome::Drop(_)));
-        assert_eq!(f.on_line(br#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#), ServerOutcome::Forward);
+        assert_eq!(
+            f.on_line(br#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#),
+            ServerOutcome::Forward
+        );
     }
 
     #[test]
     fn server_requests_are_remembered() {
         let mut f = filter("filesystem: {mode: any}\n");
-        assert_eq!(f.on_line(br#"{"jsonrpc":"2.0","id":7,"method":"roots/list"}"#), ServerOutcome::Forward);
-        assert_eq!(f.shared.lock().unwrap().server_requests.get("7"), Some(&ServerRequest::RootsList));
+        assert_eq!(
+            f.on_line(br#"{"jsonrpc":"2.0","id":7,"method":"roots/list"}"#),
+            ServerOutcome::Forward
+        );
+        assert_eq!(
+            f.shared.lock().unwrap().server_requests.get("7"),
+            Some(&ServerRequest::RootsList)
+        );
     }
 
     #[test]
     fn blocked_tools_are_hidden() {
-        let mut f = filter("filesystem: {mode: any}\ntools:\n  mode: blocklist\n  blocked: [write_file]\n");
-        f.shared.lock().unwrap().pending.insert("2".into(), Pending::ToolsList);
+        let mut f =
+            filter("filesystem: {mode: any}\ntools:\n  mode: blocklist\n  blocked: [write_file]\n");
+        f.shared
+            .lock()
+            .unwrap()
+            .pending
+            .insert("2".into(), Pending::ToolsList);
         let out = f.on_line(br#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"read_file","inputSchema":{}},{"name":"write_file","inputSchema":{}}],"nextCursor":"c"}}"#);
-        let ServerOutcome::Rewritten(line) = out else { panic!("{out:?}") };
+        let ServerOutcome::Rewritten(line) = out else {
+            panic!("{out:?}")
+        };
         let v: Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(v["result"]["tools"].as_array().unwrap().len(), 1);
         assert_eq!(v["result"]["nextCursor"], "c");

@@ -41,7 +41,12 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(catalog: SessionCatalog) -> Shared {
-        Shared { catalog, pending: HashMap::new(), server_requests: HashMap::new(), refused: VecDeque::new() }
+        Shared {
+            catalog,
+            pending: HashMap::new(),
+            server_requests: HashMap::new(),
+            refused: VecDeque::new(),
+        }
     }
 
     pub fn remember_refused(&mut self, key: String) {

@@ -68,7 +68,11 @@ pub fn prepare(plan: SandboxPlan, require: bool) -> Result<PreparedSandbox, Sand
     prepare_with(plan, require, &KernelFeatures::detect())
 }
 
-pub fn prepare_with(plan: SandboxPlan, require: bool, features: &KernelFeatures) -> Result<PreparedSandbox, SandboxError> {
+pub fn prepare_with(
+    plan: SandboxPlan,
+    require: bool,
+    features: &KernelFeatures,
+) -> Result<PreparedSandbox, SandboxError> {
     let mut enforcement = Enforcement::compute(&plan, features);
     let require = require || plan.require;
     if require && enforcement.overall() != Overall::Full {
@@ -77,7 +81,11 @@ pub fn prepare_with(plan: SandboxPlan, require: bool, features: &KernelFeatures)
     let landlock = match features.landlock {
         Ok(abi) => {
             let l = PreparedLandlock::prepare(&plan, abi).map_err(SandboxError::Prepare)?;
-            enforcement.skipped_rules = l.skipped.iter().map(|(p, r)| format!("{}: {r}", p.display())).collect();
+            enforcement.skipped_rules = l
+                .skipped
+                .iter()
+                .map(|(p, r)| format!("{}: {r}", p.display()))
+                .collect();
             Some(l).filter(|l| l.handles_anything())
         }
         Err(_) => None,
@@ -101,9 +109,18 @@ pub fn prepare_with(plan: SandboxPlan, require: bool, features: &KernelFeatures)
             (res, r.value as libc::rlim_t)
         })
         .collect();
-    let child = ChildSide { landlock, seccomp, privileges: PreparedPrivileges::detect(), rlimits };
+    let child = ChildSide {
+        landlock,
+        seccomp,
+        privileges: PreparedPrivileges::detect(),
+        rlimits,
+    };
     enforcement.log();
-    Ok(PreparedSandbox { plan, enforcement, child: Arc::new(child) })
+    Ok(PreparedSandbox {
+        plan,
+        enforcement,
+        child: Arc::new(child),
+    })
 }
 
 /// Set the server's environment and install the confinement to run between fork and exec.
@@ -115,7 +132,9 @@ pub fn apply_to(prepared: &PreparedSandbox, cmd: &mut Command) {
     // SAFETY: the closure only makes raw syscalls on memory prepared before fork (no
     // allocation, no locks), as pre_exec requires.
     unsafe {
-        cmd.pre_exec(move || confine_child(&child, parent_pid).map_err(std::io::Error::from_raw_os_error));
+        cmd.pre_exec(move || {
+            confine_child(&child, parent_pid).map_err(std::io::Error::from_raw_os_error)
+        });
     }
 }
 
@@ -132,19 +151,32 @@ fn confine_child(c: &ChildSide, parent_pid: libc::pid_t) -> Result<(), i32> {
         if libc::setsid() < 0 {
             return Err(errno());
         }
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) != 0 {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        ) != 0
+        {
             return Err(errno());
         }
         if libc::getppid() != parent_pid {
             return Err(libc::ESRCH); // capjail died between fork and here
         }
         for &(res, value) in &c.rlimits {
-            let mut cur = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+            let mut cur = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
             if libc::getrlimit(res, &mut cur) != 0 {
                 return Err(errno());
             }
             // Only ever lower: never raise a limit the parent was given.
-            let lim = libc::rlimit { rlim_cur: value.min(cur.rlim_max), rlim_max: value.min(cur.rlim_max) };
+            let lim = libc::rlimit {
+                rlim_cur: value.min(cur.rlim_max),
+                rlim_max: value.min(cur.rlim_max),
+            };
             if libc::setrlimit(res, &lim) != 0 {
                 return Err(errno());
             }
@@ -156,7 +188,15 @@ fn confine_child(c: &ChildSide, parent_pid: libc::pid_t) -> Result<(), i32> {
         l.restrict_child()?;
     }
     // SAFETY: close_range with the CLOEXEC flag only marks descriptors.
-    if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) } != 0 {
+    if unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    } != 0
+    {
         return Err(errno());
     }
     if let Some(prog) = &c.seccomp {

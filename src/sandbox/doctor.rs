@@ -9,12 +9,18 @@ use crate::policy::Policy;
 
 /// What each Landlock ABI adds.
 pub const LANDLOCK_ABIS: &[(u32, &str)] = &[
-    (1, "filesystem access control (read, write, execute, create, remove)"),
+    (
+        1,
+        "filesystem access control (read, write, execute, create, remove)",
+    ),
     (2, "refer: renaming and linking across directories"),
     (3, "truncate: truncate(2) and O_TRUNC"),
     (4, "TCP bind and connect by port"),
     (5, "ioctl_dev: ioctl on character and block devices"),
-    (6, "scopes: abstract unix sockets and signals confined to the sandbox"),
+    (
+        6,
+        "scopes: abstract unix sockets and signals confined to the sandbox",
+    ),
     (7, "audit: logging flags for restrict_self"),
 ];
 
@@ -36,7 +42,11 @@ pub fn doctor_report(policy: Option<&Policy>) -> String {
     }
     match &f.seccomp {
         Ok(()) => {
-            let _ = writeln!(out, "seccomp: filter mode available (x86_64: {})", cfg!(target_arch = "x86_64"));
+            let _ = writeln!(
+                out,
+                "seccomp: filter mode available (x86_64: {})",
+                cfg!(target_arch = "x86_64")
+            );
         }
         Err(e) => {
             let _ = writeln!(out, "seccomp: {e}");
@@ -46,9 +56,17 @@ pub fn doctor_report(policy: Option<&Policy>) -> String {
         out,
         "user: uid {}{}; capabilities: {}; CAP_SETPCAP: {}",
         f.uid,
-        if f.uid == 0 { " (root: Landlock, not file permissions, is what keeps root-owned files from the server)" } else { "" },
+        if f.uid == 0 {
+            " (root: Landlock, not file permissions, is what keeps root-owned files from the server)"
+        } else {
+            ""
+        },
         if f.has_caps { "some" } else { "none" },
-        if f.can_setpcap { "yes (bounding set can be emptied)" } else { "no" }
+        if f.can_setpcap {
+            "yes (bounding set can be emptied)"
+        } else {
+            "no"
+        }
     );
     if let Some(p) = policy {
         let argv = vec!["node".to_string()];

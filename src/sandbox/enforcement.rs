@@ -42,7 +42,11 @@ pub fn kernel_release() -> String {
         if libc::uname(&mut u) != 0 {
             return "unknown".into();
         }
-        let s = |f: &[libc::c_char]| std::ffi::CStr::from_ptr(f.as_ptr()).to_string_lossy().into_owned();
+        let s = |f: &[libc::c_char]| {
+            std::ffi::CStr::from_ptr(f.as_ptr())
+                .to_string_lossy()
+                .into_owned()
+        };
         format!("{} {} {}", s(&u.sysname), s(&u.release), s(&u.machine))
     }
 }
@@ -53,9 +57,13 @@ pub fn kernel_release() -> String {
 pub enum Level {
     Full,
     /// Enforced, except these (each names the ABI or feature that would be needed).
-    Partial { missing: Vec<String> },
+    Partial {
+        missing: Vec<String>,
+    },
     /// Not enforced at all.
-    None { reason: String },
+    None {
+        reason: String,
+    },
     /// The policy does not ask for it.
     NotRequested,
 }
@@ -106,7 +114,15 @@ impl Enforcement {
     pub fn compute(plan: &SandboxPlan, features: &KernelFeatures) -> Enforcement {
         let abi = features.landlock.as_ref().ok().copied();
         let no_landlock = |what: &str| Level::None {
-            reason: format!("{what}: {}", features.landlock.as_ref().err().cloned().unwrap_or_default()),
+            reason: format!(
+                "{what}: {}",
+                features
+                    .landlock
+                    .as_ref()
+                    .err()
+                    .cloned()
+                    .unwrap_or_default()
+            ),
         };
         let landlock_fs = match (&plan.fs_rules, abi) {
             (None, _) => Level::NotRequested,
@@ -117,9 +133,18 @@ impl Enforcement {
                 let missing: Vec<String> = FsAccess::NAMES
                     .iter()
                     .filter(|(b, _)| unknown & b != 0)
-                    .map(|(b, n)| format!("{n} (Landlock ABI {}; this kernel has {abi})", abi_of_fs_right(*b)))
+                    .map(|(b, n)| {
+                        format!(
+                            "{n} (Landlock ABI {}; this kernel has {abi})",
+                            abi_of_fs_right(*b)
+                        )
+                    })
                     .collect();
-                if missing.is_empty() { Level::Full } else { Level::Partial { missing } }
+                if missing.is_empty() {
+                    Level::Full
+                } else {
+                    Level::Partial { missing }
+                }
             }
         };
         let landlock_net = match (plan.net.mode, abi) {
@@ -128,7 +153,9 @@ impl Enforcement {
             // `none` is carried by the socket() filter; Landlock TCP rules are only a second wall.
             (NetworkMode::None, _) => Level::NotRequested,
             (NetworkMode::Allowlist, Some(a)) if a >= 4 => Level::Full,
-            (NetworkMode::Allowlist, Some(a)) => Level::None { reason: format!("TCP port rules need Landlock ABI 4; this kernel has {a}") },
+            (NetworkMode::Allowlist, Some(a)) => Level::None {
+                reason: format!("TCP port rules need Landlock ABI 4; this kernel has {a}"),
+            },
             (NetworkMode::Allowlist, None) => no_landlock("TCP port rules"),
         };
         let scopes = match abi {
@@ -144,7 +171,9 @@ impl Enforcement {
             Level::Full
         } else {
             Level::Partial {
-                missing: vec!["bounding set (capjail holds capabilities but not CAP_SETPCAP)".into()],
+                missing: vec![
+                    "bounding set (capjail holds capabilities but not CAP_SETPCAP)".into(),
+                ],
             }
         };
         Enforcement {
@@ -174,7 +203,11 @@ impl Enforcement {
         let parts = self.parts();
         if parts.iter().all(|(_, l)| l.is_full()) {
             Overall::Full
-        } else if parts.iter().filter(|(_, l)| !matches!(l, Level::NotRequested)).all(|(_, l)| l.is_none()) {
+        } else if parts
+            .iter()
+            .filter(|(_, l)| !matches!(l, Level::NotRequested))
+            .all(|(_, l)| l.is_none())
+        {
             Overall::None
         } else {
             Overall::Partial
@@ -183,7 +216,10 @@ impl Enforcement {
 
     /// One line for stderr.
     pub fn summary(&self) -> String {
-        let abi = self.landlock_abi.map(|a| format!("ABI {a}")).unwrap_or_else(|| "unavailable".into());
+        let abi = self
+            .landlock_abi
+            .map(|a| format!("ABI {a}"))
+            .unwrap_or_else(|| "unavailable".into());
         let parts = self
             .parts()
             .iter()
@@ -198,7 +234,13 @@ impl Enforcement {
             })
             .collect::<Vec<_>>()
             .join(" ");
-        format!("kernel confinement {:?} (Landlock {abi}): {parts}", self.overall()).replace("Full", "full").replace("Partial", "PARTIAL").replace("None (", "NONE (")
+        format!(
+            "kernel confinement {:?} (Landlock {abi}): {parts}",
+            self.overall()
+        )
+        .replace("Full", "full")
+        .replace("Partial", "PARTIAL")
+        .replace("None (", "NONE (")
     }
 
     /// Everything that is not fully enforced, one item per line.
@@ -234,12 +276,23 @@ mod tests {
     use crate::sandbox::plan::plan;
 
     fn features(abi: Result<u32, String>) -> KernelFeatures {
-        KernelFeatures { release: "test".into(), landlock: abi, seccomp: Ok(()), uid: 0, can_setpcap: true, has_caps: true }
+        KernelFeatures {
+            release: "test".into(),
+            landlock: abi,
+            seccomp: Ok(()),
+            uid: 0,
+            can_setpcap: true,
+            has_caps: true,
+        }
     }
 
     fn p(net: &str) -> SandboxPlan {
         let y = format!("name: t\nfilesystem:\n  mounts:\n    - path: /tmp\n      mode: rw\nnetwork:\n  mode: {net}\n  {}\n", if net == "allowlist" { "allowed_hosts: [example.com]" } else { "" });
-        plan(&load_str(&y, PolicySource::Inline).unwrap(), &["x".into()], &HostFacts::default())
+        plan(
+            &load_str(&y, PolicySource::Inline).unwrap(),
+            &["x".into()],
+            &HostFacts::default(),
+        )
     }
 
     #[test]
@@ -252,8 +305,12 @@ mod tests {
     fn abi3_is_partial_and_names_what_is_missing() {
         let e = Enforcement::compute(&p("allowlist"), &features(Ok(3)));
         assert_eq!(e.overall(), Overall::Partial);
-        let Level::Partial { missing } = &e.landlock_fs else { panic!("{e:?}") };
-        assert!(missing.iter().any(|m| m.starts_with("ioctl_dev (Landlock ABI 5")));
+        let Level::Partial { missing } = &e.landlock_fs else {
+            panic!("{e:?}")
+        };
+        assert!(missing
+            .iter()
+            .any(|m| m.starts_with("ioctl_dev (Landlock ABI 5")));
         assert!(matches!(e.landlock_net, Level::None { .. }));
         assert!(matches!(e.scopes, Level::None { .. }));
         // network none on ABI 3: carried by seccomp

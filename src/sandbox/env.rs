@@ -18,8 +18,23 @@ use crate::policy::schema::EnvironmentSection;
 
 /// Names passed by default (exact), and default `PREFIX_*` patterns.
 pub const DEFAULT_ALLOW: &[&str] = &[
-    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_*", "TZ", "TERM", "COLORTERM", "TMPDIR",
-    "SHELL", "npm_config_cache", "XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME",
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "LC_*",
+    "TZ",
+    "TERM",
+    "COLORTERM",
+    "TMPDIR",
+    "SHELL",
+    "npm_config_cache",
+    "XDG_CONFIG_HOME",
+    "XDG_CACHE_HOME",
+    "XDG_DATA_HOME",
+    "XDG_STATE_HOME",
 ];
 
 /// Why a variable did not reach the server.
@@ -52,10 +67,38 @@ pub struct EnvPlan {
 /// Does `name` look like a credential?
 pub fn is_secret_name(name: &str) -> bool {
     let u = name.to_ascii_uppercase();
-    const CONTAINS: &[&str] = &["SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "PRIVATE_KEY", "API_KEY", "APIKEY", "ACCESS_KEY"];
-    const SUFFIX: &[&str] = &["_TOKEN", "_KEY", "_PAT", "_AUTH", "_COOKIE", "_SESSION", "_PASS", "_PWD"];
-    const PREFIX: &[&str] = &["AWS_", "AZURE_", "GOOGLE_APPLICATION_CREDENTIALS", "GCP_", "SSH_AUTH_SOCK", "GPG_AGENT", "VAULT_"];
-    const EXACT: &[&str] = &["TOKEN", "KEY", "PASSWORD", "SECRET", "NPM_TOKEN", "GITHUB_TOKEN", "GH_TOKEN", "DATABASE_URL"];
+    const CONTAINS: &[&str] = &[
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "CREDENTIAL",
+        "PRIVATE_KEY",
+        "API_KEY",
+        "APIKEY",
+        "ACCESS_KEY",
+    ];
+    const SUFFIX: &[&str] = &[
+        "_TOKEN", "_KEY", "_PAT", "_AUTH", "_COOKIE", "_SESSION", "_PASS", "_PWD",
+    ];
+    const PREFIX: &[&str] = &[
+        "AWS_",
+        "AZURE_",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "GCP_",
+        "SSH_AUTH_SOCK",
+        "GPG_AGENT",
+        "VAULT_",
+    ];
+    const EXACT: &[&str] = &[
+        "TOKEN",
+        "KEY",
+        "PASSWORD",
+        "SECRET",
+        "NPM_TOKEN",
+        "GITHUB_TOKEN",
+        "GH_TOKEN",
+        "DATABASE_URL",
+    ];
     EXACT.contains(&u.as_str())
         || CONTAINS.iter().any(|c| u.contains(c))
         || SUFFIX.iter().any(|s| u.ends_with(s))
@@ -65,10 +108,32 @@ pub fn is_secret_name(name: &str) -> bool {
 /// Can `name` make the server run code that is not the server's?
 pub fn is_injection_name(name: &str) -> bool {
     const EXACT: &[&str] = &[
-        "NODE_OPTIONS", "NODE_PATH", "NODE_REPL_EXTERNAL_MODULE", "PYTHONSTARTUP", "PYTHONPATH", "PYTHONHOME",
-        "PYTHONINSPECT", "PYTHONBREAKPOINT", "BASH_ENV", "ENV", "PERL5OPT", "PERL5LIB", "RUBYOPT", "RUBYLIB",
-        "GIT_EXEC_PATH", "GIT_SSH", "GIT_SSH_COMMAND", "GIT_ASKPASS", "SSH_ASKPASS", "PROMPT_COMMAND", "GCONV_PATH",
-        "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM", "npm_config_script_shell",
+        "NODE_OPTIONS",
+        "NODE_PATH",
+        "NODE_REPL_EXTERNAL_MODULE",
+        "PYTHONSTARTUP",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "PYTHONINSPECT",
+        "PYTHONBREAKPOINT",
+        "BASH_ENV",
+        "ENV",
+        "PERL5OPT",
+        "PERL5LIB",
+        "RUBYOPT",
+        "RUBYLIB",
+        "GIT_EXEC_PATH",
+        "GIT_SSH",
+        "GIT_SSH_COMMAND",
+        "GIT_ASKPASS",
+        "SSH_ASKPASS",
+        "PROMPT_COMMAND",
+        "GCONV_PATH",
+        "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS",
+        "GIT_CONFIG_GLOBAL",
+        "GIT_CONFIG_SYSTEM",
+        "npm_config_script_shell",
         "npm_config_node_options",
     ];
     name.starts_with("LD_") || name.starts_with("DYLD_") || EXACT.contains(&name)
@@ -85,7 +150,10 @@ fn matches_entry(entry: &str, name: &str) -> bool {
 pub fn filter_env(inherited: &[(String, String)], section: Option<&EnvironmentSection>) -> EnvPlan {
     let empty = EnvironmentSection::default();
     let section = section.unwrap_or(&empty);
-    let mut plan = EnvPlan { inherit_all: section.inherit_all, ..Default::default() };
+    let mut plan = EnvPlan {
+        inherit_all: section.inherit_all,
+        ..Default::default()
+    };
     for (name, value) in inherited {
         if section.set.contains_key(name) {
             continue; // replaced below
@@ -123,7 +191,10 @@ pub fn filter_env(inherited: &[(String, String)], section: Option<&EnvironmentSe
 
 impl EnvPlan {
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.values.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.values
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -132,7 +203,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -153,7 +227,11 @@ mod tests {
         ]);
         let p = filter_env(&e, None);
         assert_eq!(p.passed, vec!["HOME", "LC_ALL", "PATH", "XDG_CACHE_HOME"]);
-        let dropped: Vec<_> = p.dropped.iter().map(|(n, r)| (n.as_str(), r.clone())).collect();
+        let dropped: Vec<_> = p
+            .dropped
+            .iter()
+            .map(|(n, r)| (n.as_str(), r.clone()))
+            .collect();
         assert!(dropped.contains(&("AWS_SECRET_ACCESS_KEY", DropReason::Secret)));
         assert!(dropped.contains(&("AWS_REGION", DropReason::Secret)));
         assert!(dropped.contains(&("FOO_TOKEN", DropReason::Secret)));
@@ -166,22 +244,37 @@ mod tests {
 
     #[test]
     fn allow_patterns_never_admit_secrets_but_exact_names_do() {
-        let e = env(&[("GITHUB_TOKEN", "g"), ("GITHUB_USER", "u"), ("FOO_TOKEN", "f"), ("NODE_OPTIONS", "x")]);
+        let e = env(&[
+            ("GITHUB_TOKEN", "g"),
+            ("GITHUB_USER", "u"),
+            ("FOO_TOKEN", "f"),
+            ("NODE_OPTIONS", "x"),
+        ]);
         let s = EnvironmentSection {
             allow: vec!["GITHUB_*".into(), "FOO_TOKEN".into()],
             set: [("MEMORY_FILE_PATH".to_string(), "/tmp/m.json".to_string())].into(),
             inherit_all: false,
         };
         let p = filter_env(&e, Some(&s));
-        assert_eq!(p.passed, vec!["FOO_TOKEN", "GITHUB_USER", "MEMORY_FILE_PATH"]);
+        assert_eq!(
+            p.passed,
+            vec!["FOO_TOKEN", "GITHUB_USER", "MEMORY_FILE_PATH"]
+        );
         assert_eq!(p.get("MEMORY_FILE_PATH"), Some("/tmp/m.json"));
         assert_eq!(p.set_by_policy, vec!["MEMORY_FILE_PATH"]);
     }
 
     #[test]
     fn inherit_all_still_drops_secrets_and_injection() {
-        let e = env(&[("WHATEVER", "1"), ("AWS_ACCESS_KEY_ID", "a"), ("LD_AUDIT", "x")]);
-        let s = EnvironmentSection { inherit_all: true, ..Default::default() };
+        let e = env(&[
+            ("WHATEVER", "1"),
+            ("AWS_ACCESS_KEY_ID", "a"),
+            ("LD_AUDIT", "x"),
+        ]);
+        let s = EnvironmentSection {
+            inherit_all: true,
+            ..Default::default()
+        };
         let p = filter_env(&e, Some(&s));
         assert_eq!(p.passed, vec!["WHATEVER"]);
     }
@@ -189,7 +282,10 @@ mod tests {
     #[test]
     fn set_overrides_inherited() {
         let e = env(&[("PATH", "/evil")]);
-        let s = EnvironmentSection { set: [("PATH".to_string(), "/usr/bin".to_string())].into(), ..Default::default() };
+        let s = EnvironmentSection {
+            set: [("PATH".to_string(), "/usr/bin".to_string())].into(),
+            ..Default::default()
+        };
         let p = filter_env(&e, Some(&s));
         assert_eq!(p.get("PATH"), Some("/usr/bin"));
         assert_eq!(p.values.len(), 1);

@@ -29,7 +29,10 @@ pub enum ExecKind {
     /// An ELF binary; `interpreter` is its `PT_INTERP` (the dynamic loader), if any.
     Elf { interpreter: Option<PathBuf> },
     /// A `#!` script.
-    Script { interpreter: PathBuf, arg: Option<String> },
+    Script {
+        interpreter: PathBuf,
+        arg: Option<String>,
+    },
     /// Could not be read or classified.
     Unknown,
 }
@@ -97,18 +100,55 @@ pub struct Helper {
 /// git treats EACCES on `~/.gitconfig` as fatal; it holds name, email and settings
 /// (credentials live in `~/.git-credentials`, which stays unreachable).
 pub const KNOWN_HELPERS: &[(&str, &str, &[&str], &[&str])] = &[
-    ("mcp-server-git", "git", &["libexec/git-core", "share/git-core"], &[".gitconfig", ".config/git/config"]),
-    ("mcp_server_git", "git", &["libexec/git-core", "share/git-core"], &[".gitconfig", ".config/git/config"]),
+    (
+        "mcp-server-git",
+        "git",
+        &["libexec/git-core", "share/git-core"],
+        &[".gitconfig", ".config/git/config"],
+    ),
+    (
+        "mcp_server_git",
+        "git",
+        &["libexec/git-core", "share/git-core"],
+        &[".gitconfig", ".config/git/config"],
+    ),
 ];
 
 /// Files and directories the plan may grant if they exist.
 pub const CANDIDATES: &[&str] = &[
-    "/etc/ld.so.cache", "/etc/ld.so.preload", "/etc/localtime", "/usr/share/zoneinfo", "/etc/timezone",
-    "/usr/share/locale", "/usr/lib/locale", "/etc/locale.alias", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf",
-    "/etc/resolv.conf", "/etc/hosts", "/etc/host.conf", "/etc/gai.conf", "/etc/ssl", "/usr/share/ca-certificates",
-    "/etc/ca-certificates", "/etc/pki", "/dev/null", "/dev/zero", "/dev/urandom", "/dev/random", "/proc/stat",
-    "/proc/cpuinfo", "/proc/meminfo", "/sys/devices/system/cpu", "/bin/sh", "/usr/bin/env", "/etc/npmrc",
-    "/usr/bin", "/bin", "/usr/local/bin",
+    "/etc/ld.so.cache",
+    "/etc/ld.so.preload",
+    "/etc/localtime",
+    "/usr/share/zoneinfo",
+    "/etc/timezone",
+    "/usr/share/locale",
+    "/usr/lib/locale",
+    "/etc/locale.alias",
+    "/etc/passwd",
+    "/etc/group",
+    "/etc/nsswitch.conf",
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/host.conf",
+    "/etc/gai.conf",
+    "/etc/ssl",
+    "/usr/share/ca-certificates",
+    "/etc/ca-certificates",
+    "/etc/pki",
+    "/dev/null",
+    "/dev/zero",
+    "/dev/urandom",
+    "/dev/random",
+    "/proc/stat",
+    "/proc/cpuinfo",
+    "/proc/meminfo",
+    "/sys/devices/system/cpu",
+    "/bin/sh",
+    "/usr/bin/env",
+    "/etc/npmrc",
+    "/usr/bin",
+    "/bin",
+    "/usr/local/bin",
 ];
 
 const LIB_DIRS: &[&str] = &["/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/local/lib"];
@@ -136,7 +176,11 @@ impl HostFacts {
             }
         }
         f.lib_dirs = seen_lib;
-        f.existing = CANDIDATES.iter().map(PathBuf::from).filter(|p| p.exists()).collect();
+        f.existing = CANDIDATES
+            .iter()
+            .map(PathBuf::from)
+            .filter(|p| p.exists())
+            .collect();
 
         if let Some(arg0) = argv.first() {
             match which(arg0, &path_var, &f.cwd) {
@@ -149,7 +193,9 @@ impl HostFacts {
         }
         let mentioned = |needle: &str| {
             argv.iter().take(3).any(|a| a.contains(needle))
-                || f.chain.iter().any(|s| s.canonical.to_string_lossy().contains(needle))
+                || f.chain
+                    .iter()
+                    .any(|s| s.canonical.to_string_lossy().contains(needle))
         };
         for (server, prog, dirs, home_files) in KNOWN_HELPERS {
             if f.helpers.iter().any(|h| h.name == *prog) || !mentioned(server) {
@@ -158,21 +204,39 @@ impl HostFacts {
             match which(prog, &path_var, &f.cwd) {
                 Some(p) => {
                     let canonical = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
-                    let prefix = canonical.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
-                    let dirs = dirs.iter().map(|d| prefix.join(d)).filter(|d| d.is_dir()).collect();
+                    let prefix = canonical
+                        .parent()
+                        .and_then(Path::parent)
+                        .map(Path::to_path_buf)
+                        .unwrap_or_default();
+                    let dirs = dirs
+                        .iter()
+                        .map(|d| prefix.join(d))
+                        .filter(|d| d.is_dir())
+                        .collect();
                     let home_files = match &f.home {
-                        Some(h) => home_files.iter().map(|r| h.join(r)).filter(|p| p.is_file()).collect(),
+                        Some(h) => home_files
+                            .iter()
+                            .map(|r| h.join(r))
+                            .filter(|p| p.is_file())
+                            .collect(),
                         None => Vec::new(),
                     };
                     f.helpers.push(Helper {
                         name: prog.to_string(),
                         why: format!("{server} runs {prog}"),
-                        step: ExecStep { kind: classify(&canonical), invoked: p, canonical },
+                        step: ExecStep {
+                            kind: classify(&canonical),
+                            invoked: p,
+                            canonical,
+                        },
                         dirs,
                         home_files,
                     });
                 }
-                None => f.problems.push(format!("{server} runs `{prog}`, which is not in PATH")),
+                None => f
+                    .problems
+                    .push(format!("{server} runs `{prog}`, which is not in PATH")),
             }
         }
         // The script given to a Node/Python interpreter named directly (`node /x/index.js`).
@@ -187,11 +251,19 @@ impl HostFacts {
 /// Resolve a command name the way execvp does.
 pub fn which(name: &str, path_var: &str, cwd: &Path) -> Option<PathBuf> {
     if name.contains('/') {
-        let p = if Path::new(name).is_absolute() { PathBuf::from(name) } else { cwd.join(name) };
+        let p = if Path::new(name).is_absolute() {
+            PathBuf::from(name)
+        } else {
+            cwd.join(name)
+        };
         return p.is_file().then_some(p);
     }
     for dir in path_var.split(':') {
-        let dir = if dir.is_empty() { cwd.to_path_buf() } else { PathBuf::from(dir) };
+        let dir = if dir.is_empty() {
+            cwd.to_path_buf()
+        } else {
+            PathBuf::from(dir)
+        };
         let p = dir.join(name);
         if let Ok(m) = std::fs::metadata(&p) {
             if m.is_file() && m.permissions().mode() & 0o111 != 0 {
@@ -208,7 +280,8 @@ fn follow_chain(start: &Path, path_var: &str, cwd: &Path, f: &mut HostFacts) {
     while let Some(invoked) = next.take() {
         depth += 1;
         if depth > 6 {
-            f.problems.push("shebang chain deeper than 6: stopped following".into());
+            f.problems
+                .push("shebang chain deeper than 6: stopped following".into());
             break;
         }
         let canonical = std::fs::canonicalize(&invoked).unwrap_or_else(|_| invoked.clone());
@@ -219,11 +292,23 @@ fn follow_chain(start: &Path, path_var: &str, cwd: &Path, f: &mut HostFacts) {
                 next = Some(interpreter.clone());
                 if is_env {
                     // `#!/usr/bin/env node` or `#!/usr/bin/env -S node --flag`
-                    f.chain.push(ExecStep { invoked: invoked.clone(), canonical: canonical.clone(), kind: kind.clone() });
+                    f.chain.push(ExecStep {
+                        invoked: invoked.clone(),
+                        canonical: canonical.clone(),
+                        kind: kind.clone(),
+                    });
                     let env_path = interpreter.clone();
-                    let env_canon = std::fs::canonicalize(&env_path).unwrap_or_else(|_| env_path.clone());
-                    f.chain.push(ExecStep { invoked: env_path, kind: classify(&env_canon), canonical: env_canon });
-                    let prog = arg.as_deref().map(|a| a.trim_start_matches("-S").trim()).unwrap_or("");
+                    let env_canon =
+                        std::fs::canonicalize(&env_path).unwrap_or_else(|_| env_path.clone());
+                    f.chain.push(ExecStep {
+                        invoked: env_path,
+                        kind: classify(&env_canon),
+                        canonical: env_canon,
+                    });
+                    let prog = arg
+                        .as_deref()
+                        .map(|a| a.trim_start_matches("-S").trim())
+                        .unwrap_or("");
                     let prog = prog.split_whitespace().next().unwrap_or("");
                     next = if prog.is_empty() {
                         None
@@ -231,7 +316,10 @@ fn follow_chain(start: &Path, path_var: &str, cwd: &Path, f: &mut HostFacts) {
                         match which(prog, path_var, cwd) {
                             Some(p) => Some(p),
                             None => {
-                                f.problems.push(format!("`env {prog}` (shebang of {}): not found in PATH", invoked.display()));
+                                f.problems.push(format!(
+                                    "`env {prog}` (shebang of {}): not found in PATH",
+                                    invoked.display()
+                                ));
                                 None
                             }
                         }
@@ -243,13 +331,20 @@ fn follow_chain(start: &Path, path_var: &str, cwd: &Path, f: &mut HostFacts) {
             ExecKind::Elf { .. } | ExecKind::Unknown => {}
         }
         note_runtime(&invoked, &canonical, f);
-        f.chain.push(ExecStep { invoked, canonical, kind });
+        f.chain.push(ExecStep {
+            invoked,
+            canonical,
+            kind,
+        });
     }
 }
 
 /// Recognise Node, npm and Python from a step of the chain.
 fn note_runtime(invoked: &Path, canonical: &Path, f: &mut HostFacts) {
-    let name = canonical.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = canonical
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let cs = canonical.to_string_lossy();
     if cs.contains("/node_modules/npm/bin/") || name == "npm" || name == "npx" {
         f.npm = true;
@@ -257,15 +352,25 @@ fn note_runtime(invoked: &Path, canonical: &Path, f: &mut HostFacts) {
     if name == "node" || name == "nodejs" {
         if let Some(prefix) = canonical.parent().and_then(Path::parent) {
             let gm = prefix.join("lib/node_modules");
-            f.node = Some(NodeFacts { prefix: prefix.to_path_buf(), global_modules: gm.is_dir().then_some(gm) });
+            f.node = Some(NodeFacts {
+                prefix: prefix.to_path_buf(),
+                global_modules: gm.is_dir().then_some(gm),
+            });
         }
     }
     if name.starts_with("python") && !name.ends_with("-config") {
         // A venv's bin/python is a symlink to the base interpreter: the venv is found from the
         // name it was invoked by, the base installation from the resolved target.
-        let venv = invoked.parent().and_then(Path::parent).filter(|d| d.join("pyvenv.cfg").is_file()).map(Path::to_path_buf);
+        let venv = invoked
+            .parent()
+            .and_then(Path::parent)
+            .filter(|d| d.join("pyvenv.cfg").is_file())
+            .map(Path::to_path_buf);
         if let Some(base) = canonical.parent().and_then(Path::parent) {
-            f.python = Some(PythonFacts { base_prefix: base.to_path_buf(), venv });
+            f.python = Some(PythonFacts {
+                base_prefix: base.to_path_buf(),
+                venv,
+            });
         }
     }
 }
@@ -273,21 +378,33 @@ fn note_runtime(invoked: &Path, canonical: &Path, f: &mut HostFacts) {
 /// ELF (with its PT_INTERP), `#!` script, or unknown.
 pub fn classify(path: &Path) -> ExecKind {
     let mut head = Vec::with_capacity(256);
-    let Ok(file) = std::fs::File::open(path) else { return ExecKind::Unknown };
+    let Ok(file) = std::fs::File::open(path) else {
+        return ExecKind::Unknown;
+    };
     if file.take(256).read_to_end(&mut head).is_err() {
         return ExecKind::Unknown;
     }
     if head.starts_with(b"#!") {
         let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
-        let line = String::from_utf8_lossy(&head[2..line_end]).trim().to_string();
+        let line = String::from_utf8_lossy(&head[2..line_end])
+            .trim()
+            .to_string();
         let (interp, arg) = match line.split_once(char::is_whitespace) {
-            Some((i, a)) => (i.to_string(), Some(a.trim().to_string()).filter(|a| !a.is_empty())),
+            Some((i, a)) => (
+                i.to_string(),
+                Some(a.trim().to_string()).filter(|a| !a.is_empty()),
+            ),
             None => (line.clone(), None),
         };
-        return ExecKind::Script { interpreter: PathBuf::from(interp), arg };
+        return ExecKind::Script {
+            interpreter: PathBuf::from(interp),
+            arg,
+        };
     }
     if head.starts_with(b"\x7fELF") {
-        return ExecKind::Elf { interpreter: elf_interpreter(path) };
+        return ExecKind::Elf {
+            interpreter: elf_interpreter(path),
+        };
     }
     ExecKind::Unknown
 }
@@ -318,7 +435,9 @@ pub fn elf_interpreter(path: &Path) -> Option<PathBuf> {
             f.seek(SeekFrom::Start(off)).ok()?;
             f.read_exact(&mut buf).ok()?;
             let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-            return Some(PathBuf::from(String::from_utf8_lossy(&buf[..end]).into_owned()));
+            return Some(PathBuf::from(
+                String::from_utf8_lossy(&buf[..end]).into_owned(),
+            ));
         }
     }
     None
@@ -334,7 +453,11 @@ fn script_argument(args: &[String], cwd: &Path) -> Option<PathBuf> {
         if a.starts_with('-') {
             continue;
         }
-        let p = if Path::new(a).is_absolute() { PathBuf::from(a) } else { cwd.join(a) };
+        let p = if Path::new(a).is_absolute() {
+            PathBuf::from(a)
+        } else {
+            cwd.join(a)
+        };
         return std::fs::canonicalize(&p).ok().filter(|p| p.is_file());
     }
     None
@@ -358,8 +481,23 @@ mod tests {
         std::fs::set_permissions(&s, std::fs::Permissions::from_mode(0o755)).unwrap();
         let mut f = HostFacts::default();
         follow_chain(&s, "/usr/bin:/bin", d.path(), &mut f);
-        let names: Vec<_> = f.chain.iter().map(|s| s.invoked.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        let names: Vec<_> = f
+            .chain
+            .iter()
+            .map(|s| {
+                s.invoked
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
         assert_eq!(names, vec!["tool", "env", "sh"]);
-        assert!(matches!(f.chain[2].kind, ExecKind::Elf { interpreter: Some(_) }));
+        assert!(matches!(
+            f.chain[2].kind,
+            ExecKind::Elf {
+                interpreter: Some(_)
+            }
+        ));
     }
 }

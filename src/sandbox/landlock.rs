@@ -54,14 +54,24 @@ struct NetPortAttr {
 /// The Landlock ABI of the running kernel: `Ok(n)`, or why Landlock is unusable.
 pub fn abi_version() -> Result<u32, String> {
     // SAFETY: the documented version query: NULL attr, size 0.
-    let r = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, std::ptr::null::<u8>(), 0usize, CREATE_RULESET_VERSION) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            CREATE_RULESET_VERSION,
+        )
+    };
     if r >= 1 {
         return Ok(r as u32);
     }
     let e = std::io::Error::last_os_error();
     Err(match e.raw_os_error() {
         Some(libc::ENOSYS) => "the kernel was built without Landlock (ENOSYS)".into(),
-        Some(libc::EOPNOTSUPP) => "Landlock is built in but not enabled (add `landlock` to the lsm= boot parameter)".into(),
+        Some(libc::EOPNOTSUPP) => {
+            "Landlock is built in but not enabled (add `landlock` to the lsm= boot parameter)"
+                .into()
+        }
         _ => format!("landlock_create_ruleset: {e}"),
     })
 }
@@ -138,7 +148,11 @@ impl PreparedLandlock {
             paths: Vec::new(),
             ports: Vec::new(),
             proc_self_access: 0,
-            restrict_flags: if abi >= 7 { RESTRICT_SELF_LOG_NEW_EXEC_ON } else { 0 },
+            restrict_flags: if abi >= 7 {
+                RESTRICT_SELF_LOG_NEW_EXEC_ON
+            } else {
+                0
+            },
             skipped: Vec::new(),
         };
         for rule in plan.fs_rules.iter().flatten() {
@@ -147,12 +161,15 @@ impl PreparedLandlock {
                 prepared.proc_self_access |= access & !FsAccess::EXECUTE;
                 continue;
             }
-            let c = CString::new(rule.path.as_os_str().as_bytes()).map_err(|_| format!("{}: NUL in path", rule.path.display()))?;
+            let c = CString::new(rule.path.as_os_str().as_bytes())
+                .map_err(|_| format!("{}: NUL in path", rule.path.display()))?;
             // SAFETY: plain open(2) with a valid C string.
             let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
             if fd < 0 {
                 let e = std::io::Error::last_os_error();
-                prepared.skipped.push((rule.path.clone(), format!("{} ({})", e, rule.reason)));
+                prepared
+                    .skipped
+                    .push((rule.path.clone(), format!("{} ({})", e, rule.reason)));
                 continue;
             }
             // SAFETY: fd was just returned by open and is owned by nobody else.
@@ -160,22 +177,37 @@ impl PreparedLandlock {
             // SAFETY: fstat into a zeroed struct.
             let mut st: libc::stat = unsafe { std::mem::zeroed() };
             if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-                prepared.skipped.push((rule.path.clone(), format!("fstat: {}", std::io::Error::last_os_error())));
+                prepared.skipped.push((
+                    rule.path.clone(),
+                    format!("fstat: {}", std::io::Error::last_os_error()),
+                ));
                 continue;
             }
             let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
-            let access = if is_dir { access } else { access & FsAccess::FILE_RIGHTS };
+            let access = if is_dir {
+                access
+            } else {
+                access & FsAccess::FILE_RIGHTS
+            };
             if access != 0 {
                 prepared.paths.push(PathRule { fd, access });
             }
         }
         if attr.handled_access_net != 0 {
-            prepared.ports = plan.net.tcp_connect_ports.iter().map(|&p| p as u64).collect();
+            prepared.ports = plan
+                .net
+                .tcp_connect_ports
+                .iter()
+                .map(|&p| p as u64)
+                .collect();
         }
         // Dry run: the same code the child runs, so that a rule the kernel refuses fails here.
         if prepared.handles_anything() {
             let fd = prepared.build().map_err(|(what, errno)| {
-                format!("Landlock refused {what}: {}", std::io::Error::from_raw_os_error(errno))
+                format!(
+                    "Landlock refused {what}: {}",
+                    std::io::Error::from_raw_os_error(errno)
+                )
             })?;
             // SAFETY: build returned a fresh fd that nothing else owns.
             drop(unsafe { OwnedFd::from_raw_fd(fd) });
@@ -184,7 +216,9 @@ impl PreparedLandlock {
     }
 
     pub fn handles_anything(&self) -> bool {
-        self.attr.handled_access_fs != 0 || self.attr.handled_access_net != 0 || self.attr.scoped != 0
+        self.attr.handled_access_fs != 0
+            || self.attr.handled_access_net != 0
+            || self.attr.scoped != 0
     }
 
     /// Create the ruleset and add every rule. Async-signal-safe: syscalls only, on memory
@@ -194,7 +228,14 @@ impl PreparedLandlock {
         // SAFETY: attr points to a live RulesetAttr of attr_size bytes. A kernel with an older,
         // smaller struct accepts the larger size as long as the unknown fields are zero, and
         // `prepare` only set fields this ABI knows.
-        let ruleset = unsafe { libc::syscall(libc::SYS_landlock_create_ruleset, &self.attr as *const RulesetAttr, attr_size, 0u32) };
+        let ruleset = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_create_ruleset,
+                &self.attr as *const RulesetAttr,
+                attr_size,
+                0u32,
+            )
+        };
         if ruleset < 0 {
             return Err(("the ruleset", errno()));
         }
@@ -207,17 +248,41 @@ impl PreparedLandlock {
         };
         if self.attr.handled_access_fs != 0 {
             for p in &self.paths {
-                let a = PathBeneathAttr { allowed_access: p.access, parent_fd: p.fd.as_raw_fd() };
+                let a = PathBeneathAttr {
+                    allowed_access: p.access,
+                    parent_fd: p.fd.as_raw_fd(),
+                };
                 // SAFETY: a is a live, packed landlock_path_beneath_attr.
-                if unsafe { libc::syscall(libc::SYS_landlock_add_rule, ruleset, RULE_PATH_BENEATH, &a as *const PathBeneathAttr, 0u32) } != 0 {
+                if unsafe {
+                    libc::syscall(
+                        libc::SYS_landlock_add_rule,
+                        ruleset,
+                        RULE_PATH_BENEATH,
+                        &a as *const PathBeneathAttr,
+                        0u32,
+                    )
+                } != 0
+                {
                     return fail("a filesystem rule");
                 }
             }
         }
         for &port in &self.ports {
-            let a = NetPortAttr { allowed_access: ACCESS_NET_CONNECT_TCP, port };
+            let a = NetPortAttr {
+                allowed_access: ACCESS_NET_CONNECT_TCP,
+                port,
+            };
             // SAFETY: a is a live landlock_net_port_attr.
-            if unsafe { libc::syscall(libc::SYS_landlock_add_rule, ruleset, RULE_NET_PORT, &a as *const NetPortAttr, 0u32) } != 0 {
+            if unsafe {
+                libc::syscall(
+                    libc::SYS_landlock_add_rule,
+                    ruleset,
+                    RULE_NET_PORT,
+                    &a as *const NetPortAttr,
+                    0u32,
+                )
+            } != 0
+            {
                 return fail("a TCP port rule");
             }
         }
@@ -234,13 +299,29 @@ impl PreparedLandlock {
         let result = (|| {
             if self.proc_self_access != 0 && self.attr.handled_access_fs != 0 {
                 // SAFETY: open with a static C string.
-                let fd = unsafe { libc::open(c"/proc/self".as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+                let fd = unsafe {
+                    libc::open(
+                        c"/proc/self".as_ptr(),
+                        libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                    )
+                };
                 if fd < 0 {
                     return Err(errno());
                 }
-                let a = PathBeneathAttr { allowed_access: self.proc_self_access, parent_fd: fd };
+                let a = PathBeneathAttr {
+                    allowed_access: self.proc_self_access,
+                    parent_fd: fd,
+                };
                 // SAFETY: as in build.
-                let r = unsafe { libc::syscall(libc::SYS_landlock_add_rule, ruleset, RULE_PATH_BENEATH, &a as *const PathBeneathAttr, 0u32) };
+                let r = unsafe {
+                    libc::syscall(
+                        libc::SYS_landlock_add_rule,
+                        ruleset,
+                        RULE_PATH_BENEATH,
+                        &a as *const PathBeneathAttr,
+                        0u32,
+                    )
+                };
                 let e = errno();
                 // SAFETY: closing our own fd.
                 unsafe { libc::close(fd) };
@@ -249,7 +330,14 @@ impl PreparedLandlock {
                 }
             }
             // SAFETY: restrict_self on our ruleset fd with flags valid for this ABI.
-            if unsafe { libc::syscall(libc::SYS_landlock_restrict_self, ruleset, self.restrict_flags) } != 0 {
+            if unsafe {
+                libc::syscall(
+                    libc::SYS_landlock_restrict_self,
+                    ruleset,
+                    self.restrict_flags,
+                )
+            } != 0
+            {
                 return Err(errno());
             }
             Ok(())

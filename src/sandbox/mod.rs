@@ -26,7 +26,9 @@
 //! ```
 
 /// Which layers run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// The stdio JSON-RPC proxy only.
@@ -79,7 +81,9 @@ pub mod privileges;
 pub mod seccomp;
 
 #[cfg(target_os = "linux")]
-pub use apply::{apply_to, kill_process_group, prepare, prepare_with, PreparedSandbox, SandboxError};
+pub use apply::{
+    apply_to, kill_process_group, prepare, prepare_with, PreparedSandbox, SandboxError,
+};
 #[cfg(target_os = "linux")]
 pub use doctor::{doctor_report, LANDLOCK_ABIS};
 #[cfg(target_os = "linux")]

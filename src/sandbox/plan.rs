@@ -92,13 +92,18 @@ impl FsAccess {
         FsAccess(Self::all().0 & !Self::EXECUTE)
     }
     /// The rights that make sense on a non-directory (the kernel refuses the others there).
-    pub const FILE_RIGHTS: u64 = Self::EXECUTE | Self::WRITE_FILE | Self::READ_FILE | Self::TRUNCATE | Self::IOCTL_DEV;
+    pub const FILE_RIGHTS: u64 =
+        Self::EXECUTE | Self::WRITE_FILE | Self::READ_FILE | Self::TRUNCATE | Self::IOCTL_DEV;
 
     pub fn contains(self, bits: u64) -> bool {
         self.0 & bits == bits
     }
     pub fn names(self) -> Vec<&'static str> {
-        Self::NAMES.iter().filter(|(b, _)| self.0 & b != 0).map(|(_, n)| *n).collect()
+        Self::NAMES
+            .iter()
+            .filter(|(b, _)| self.0 & b != 0)
+            .map(|(_, n)| *n)
+            .collect()
     }
     /// `rw+x`, `rw`, `r+x`, `r`, or the list.
     pub fn short(self) -> String {
@@ -216,11 +221,20 @@ const SHARED_LIB_REASON: &str = "shared libraries";
 pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
     let kernel = policy.file.kernel.clone().unwrap_or_default();
     let mut notes: Vec<String> = host.problems.clone();
-    let lookup = |k: &str| host.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let lookup = |k: &str| {
+        host.env
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
     let mut env = filter_env(&host.env, policy.file.environment.as_ref());
-    if host.npm && policy.network.mode == NetworkMode::None && env.get("npm_config_offline").is_none() {
+    if host.npm
+        && policy.network.mode == NetworkMode::None
+        && env.get("npm_config_offline").is_none()
+    {
         // Without it npm retries the registry for minutes before using its cache.
-        env.values.push(("npm_config_offline".into(), "true".into()));
+        env.values
+            .push(("npm_config_offline".into(), "true".into()));
         env.values.sort();
         env.passed = env.values.iter().map(|(n, _)| n.clone()).collect();
         notes.push("npm with network `none`: npm_config_offline=true set (run from the npm cache without trying the registry)".into());
@@ -233,18 +247,36 @@ pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
                 MountMode::Ro => (FsAccess::read_exec(), "ro"),
                 MountMode::Rw => (FsAccess::all(), "rw"),
             };
-            rules.add(&m.path, access, RuleOrigin::Mount, format!("mount {} {what}", m.written));
+            rules.add(
+                &m.path,
+                access,
+                RuleOrigin::Mount,
+                format!("mount {} {what}", m.written),
+            );
         }
         for (list, access, what) in [
-            (&kernel.extra_read, FsAccess::read_exec(), "kernel.extra_read"),
-            (&kernel.extra_write, FsAccess::read_write(), "kernel.extra_write"),
+            (
+                &kernel.extra_read,
+                FsAccess::read_exec(),
+                "kernel.extra_read",
+            ),
+            (
+                &kernel.extra_write,
+                FsAccess::read_write(),
+                "kernel.extra_write",
+            ),
         ] {
             for written in list {
                 match expand_with(written, &lookup) {
-                    Ok(p) if Path::new(&p).is_absolute() => {
-                        rules.add(Path::new(&p), access, RuleOrigin::Extra, format!("{what} {written}"))
+                    Ok(p) if Path::new(&p).is_absolute() => rules.add(
+                        Path::new(&p),
+                        access,
+                        RuleOrigin::Extra,
+                        format!("{what} {written}"),
+                    ),
+                    Ok(_) => {
+                        notes.push(format!("{what} `{written}` ignored: not an absolute path"))
                     }
-                    Ok(_) => notes.push(format!("{what} `{written}` ignored: not an absolute path")),
                     Err(e) => notes.push(format!("{what} `{written}` ignored: {e}")),
                 }
             }
@@ -258,7 +290,10 @@ pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
 
     let net = net_plan(policy);
 
-    let mut rlimits = vec![Rlimit { kind: RlimitKind::Core, value: 0 }];
+    let mut rlimits = vec![Rlimit {
+        kind: RlimitKind::Core,
+        value: 0,
+    }];
     for (k, v) in &kernel.rlimits {
         let kind = match k.as_str() {
             "nofile" => RlimitKind::Nofile,
@@ -267,7 +302,9 @@ pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
             "fsize_bytes" => RlimitKind::Fsize,
             "cpu_seconds" => RlimitKind::Cpu,
             "core" | "core_bytes" => {
-                notes.push("kernel.rlimits.core ignored: core dumps are always off (RLIMIT_CORE=0)".into());
+                notes.push(
+                    "kernel.rlimits.core ignored: core dumps are always off (RLIMIT_CORE=0)".into(),
+                );
                 continue;
             }
             other => {
@@ -284,10 +321,20 @@ pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
         rlimits.push(Rlimit { kind, value: *v });
     }
 
-    if let Some(tmp) = env.get("TMPDIR").map(PathBuf::from).or_else(|| Some(PathBuf::from("/tmp"))) {
+    if let Some(tmp) = env
+        .get("TMPDIR")
+        .map(PathBuf::from)
+        .or_else(|| Some(PathBuf::from("/tmp")))
+    {
         if let Some(rules) = &fs_rules {
-            if !rules.iter().any(|r| tmp.starts_with(&r.path) && r.access.contains(FsAccess::MAKE_REG)) {
-                notes.push(format!("temporary directory {} is not writable under this policy", tmp.display()));
+            if !rules
+                .iter()
+                .any(|r| tmp.starts_with(&r.path) && r.access.contains(FsAccess::MAKE_REG))
+            {
+                notes.push(format!(
+                    "temporary directory {} is not writable under this policy",
+                    tmp.display()
+                ));
             }
         }
     }
@@ -297,7 +344,10 @@ pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
         argv: argv.to_vec(),
         fs_rules,
         net,
-        scopes: Scopes { abstract_unix_socket: true, signal: true },
+        scopes: Scopes {
+            abstract_unix_socket: true,
+            signal: true,
+        },
         rlimits,
         env,
         require: kernel.require.unwrap_or(false),
@@ -310,11 +360,21 @@ struct Rules(Vec<FsRule>);
 
 impl Rules {
     fn add(&mut self, path: &Path, access: FsAccess, origin: RuleOrigin, reason: String) {
-        self.push(FsRule { path: path.to_path_buf(), access, origin, reason, child_resolved: false });
+        self.push(FsRule {
+            path: path.to_path_buf(),
+            access,
+            origin,
+            reason,
+            child_resolved: false,
+        });
     }
     fn push(&mut self, r: FsRule) {
         // The same path twice: merge the rights, keep the first reason (the kernel would OR them too).
-        if let Some(existing) = self.0.iter_mut().find(|e| e.path == r.path && e.child_resolved == r.child_resolved) {
+        if let Some(existing) = self
+            .0
+            .iter_mut()
+            .find(|e| e.path == r.path && e.child_resolved == r.child_resolved)
+        {
             existing.access.0 |= r.access.0;
             return;
         }
@@ -330,28 +390,68 @@ fn shell_wrapper_rules(host: &HostFacts, rules: &mut Rules) {
     const SHELLS: &[&str] = &["sh", "bash", "dash", "zsh", "ksh"];
     let shell_script = host.chain.iter().find(|s| match &s.kind {
         ExecKind::Script { interpreter, arg } => {
-            let name = |p: &str| Path::new(p).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = |p: &str| {
+                Path::new(p)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            };
             SHELLS.contains(&name(&interpreter.to_string_lossy()).as_str())
-                || (name(&interpreter.to_string_lossy()) == "env" && arg.as_deref().is_some_and(|a| SHELLS.contains(&name(a.trim_start_matches("-S ").split_whitespace().next().unwrap_or("")).as_str())))
+                || (name(&interpreter.to_string_lossy()) == "env"
+                    && arg.as_deref().is_some_and(|a| {
+                        SHELLS.contains(
+                            &name(
+                                a.trim_start_matches("-S ")
+                                    .split_whitespace()
+                                    .next()
+                                    .unwrap_or(""),
+                            )
+                            .as_str(),
+                        )
+                    }))
         }
         _ => false,
     });
     let Some(script) = shell_script else { return };
     for d in ["/usr/bin", "/bin", "/usr/local/bin"] {
         if host.existing.iter().any(|e| e == Path::new(d)) {
-            rules.add(Path::new(d), FsAccess::read_exec(), RuleOrigin::Runtime, format!("system programs run by the shell script {}", script.invoked.display()));
+            rules.add(
+                Path::new(d),
+                FsAccess::read_exec(),
+                RuleOrigin::Runtime,
+                format!(
+                    "system programs run by the shell script {}",
+                    script.invoked.display()
+                ),
+            );
         }
     }
-    let pyenv_root = host
-        .chain
-        .iter()
-        .find_map(|s| s.canonical.ancestors().find(|a| a.file_name().is_some_and(|n| n == ".pyenv")).map(Path::to_path_buf));
+    let pyenv_root = host.chain.iter().find_map(|s| {
+        s.canonical
+            .ancestors()
+            .find(|a| a.file_name().is_some_and(|n| n == ".pyenv"))
+            .map(Path::to_path_buf)
+    });
     if let Some(root) = pyenv_root {
-        rules.add(&root, FsAccess::read_exec(), RuleOrigin::Runtime, format!("pyenv (the shim {} runs pyenv and its interpreters)", script.invoked.display()));
+        rules.add(
+            &root,
+            FsAccess::read_exec(),
+            RuleOrigin::Runtime,
+            format!(
+                "pyenv (the shim {} runs pyenv and its interpreters)",
+                script.invoked.display()
+            ),
+        );
     }
 }
 
-fn runtime_rules(host: &HostFacts, env: &EnvPlan, net: NetworkMode, rules: &mut Rules, notes: &mut Vec<String>) {
+fn runtime_rules(
+    host: &HostFacts,
+    env: &EnvPlan,
+    net: NetworkMode,
+    rules: &mut Rules,
+    notes: &mut Vec<String>,
+) {
     let exists = |p: &str| host.existing.iter().any(|e| e == Path::new(p));
     let mut loaders = Vec::new();
     for (i, step) in host.chain.iter().enumerate() {
@@ -360,8 +460,16 @@ fn runtime_rules(host: &HostFacts, env: &EnvPlan, net: NetworkMode, rules: &mut 
         } else {
             format!("shebang interpreter {}", step.invoked.display())
         };
-        rules.add(&step.canonical, FsAccess::read_exec(), RuleOrigin::Runtime, reason);
-        if let ExecKind::Elf { interpreter: Some(l) } = &step.kind {
+        rules.add(
+            &step.canonical,
+            FsAccess::read_exec(),
+            RuleOrigin::Runtime,
+            reason,
+        );
+        if let ExecKind::Elf {
+            interpreter: Some(l),
+        } = &step.kind
+        {
             if !loaders.contains(l) {
                 loaders.push(l.clone());
             }
@@ -369,41 +477,99 @@ fn runtime_rules(host: &HostFacts, env: &EnvPlan, net: NetworkMode, rules: &mut 
     }
     shell_wrapper_rules(host, rules);
     for h in &host.helpers {
-        rules.add(&h.step.canonical, FsAccess::read_exec(), RuleOrigin::Runtime, format!("helper program {} ({})", h.step.invoked.display(), h.why));
-        if let ExecKind::Elf { interpreter: Some(l) } = &h.step.kind {
+        rules.add(
+            &h.step.canonical,
+            FsAccess::read_exec(),
+            RuleOrigin::Runtime,
+            format!("helper program {} ({})", h.step.invoked.display(), h.why),
+        );
+        if let ExecKind::Elf {
+            interpreter: Some(l),
+        } = &h.step.kind
+        {
             if !loaders.contains(l) {
                 loaders.push(l.clone());
             }
         }
         for d in &h.dirs {
-            rules.add(d, FsAccess::read_exec(), RuleOrigin::Runtime, format!("{} support files", h.name));
+            rules.add(
+                d,
+                FsAccess::read_exec(),
+                RuleOrigin::Runtime,
+                format!("{} support files", h.name),
+            );
         }
         for p in &h.home_files {
-            rules.add(p, FsAccess::read(), RuleOrigin::Runtime, format!("{} configuration (unreadable is fatal for it)", h.name));
+            rules.add(
+                p,
+                FsAccess::read(),
+                RuleOrigin::Runtime,
+                format!("{} configuration (unreadable is fatal for it)", h.name),
+            );
         }
     }
     for l in &loaders {
-        rules.add(l, FsAccess::read_exec(), RuleOrigin::Runtime, format!("dynamic loader {}", l.display()));
+        rules.add(
+            l,
+            FsAccess::read_exec(),
+            RuleOrigin::Runtime,
+            format!("dynamic loader {}", l.display()),
+        );
     }
     if exists("/etc/ld.so.cache") {
-        rules.add(Path::new("/etc/ld.so.cache"), FsAccess::read(), RuleOrigin::Runtime, "dynamic loader cache".into());
+        rules.add(
+            Path::new("/etc/ld.so.cache"),
+            FsAccess::read(),
+            RuleOrigin::Runtime,
+            "dynamic loader cache".into(),
+        );
     }
     if exists("/etc/ld.so.preload") {
-        rules.add(Path::new("/etc/ld.so.preload"), FsAccess::read(), RuleOrigin::Runtime, "dynamic loader preload list (the loader reads it at every start)".into());
+        rules.add(
+            Path::new("/etc/ld.so.preload"),
+            FsAccess::read(),
+            RuleOrigin::Runtime,
+            "dynamic loader preload list (the loader reads it at every start)".into(),
+        );
     }
-    let lib_list = host.lib_dirs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+    let lib_list = host
+        .lib_dirs
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     for d in &host.lib_dirs {
-        rules.add(d, FsAccess::read_exec(), RuleOrigin::Runtime, format!("{SHARED_LIB_REASON} {lib_list}"));
+        rules.add(
+            d,
+            FsAccess::read_exec(),
+            RuleOrigin::Runtime,
+            format!("{SHARED_LIB_REASON} {lib_list}"),
+        );
     }
 
     let data = |rules: &mut Rules, paths: &[&str], reason: &str| {
         for p in paths {
             if exists(p) {
-                rules.add(Path::new(p), FsAccess::read(), RuleOrigin::Runtime, reason.to_string());
+                rules.add(
+                    Path::new(p),
+                    FsAccess::read(),
+                    RuleOrigin::Runtime,
+                    reason.to_string(),
+                );
             }
         }
     };
-    data(rules, &["/etc/localtime", "/etc/timezone", "/usr/share/zoneinfo", "/usr/share/locale", "/etc/locale.alias"], "locale and time zone data");
+    data(
+        rules,
+        &[
+            "/etc/localtime",
+            "/etc/timezone",
+            "/usr/share/zoneinfo",
+            "/usr/share/locale",
+            "/etc/locale.alias",
+        ],
+        "locale and time zone data",
+    );
     data(
         rules,
         &["/etc/passwd", "/etc/group", "/etc/nsswitch.conf"],
@@ -414,22 +580,57 @@ fn runtime_rules(host: &HostFacts, env: &EnvPlan, net: NetworkMode, rules: &mut 
     if net != NetworkMode::None {
         data(
             rules,
-            &["/etc/resolv.conf", "/etc/hosts", "/etc/host.conf", "/etc/gai.conf"],
+            &[
+                "/etc/resolv.conf",
+                "/etc/hosts",
+                "/etc/host.conf",
+                "/etc/gai.conf",
+            ],
             "name resolution (network mode is not `none`)",
         );
-        data(rules, &["/usr/share/ca-certificates", "/etc/ca-certificates", "/etc/pki"], "TLS certificate store");
+        data(
+            rules,
+            &[
+                "/usr/share/ca-certificates",
+                "/etc/ca-certificates",
+                "/etc/pki",
+            ],
+            "TLS certificate store",
+        );
     }
 
     // Devices: exactly these. No /dev/tty or /dev/pts: the server runs in its own session with
     // no controlling terminal, and a terminal fd would let it inject input (TIOCSTI).
     for (p, access) in [
-        ("/dev/null", FsAccess(FsAccess::READ_FILE | FsAccess::WRITE_FILE | FsAccess::TRUNCATE | FsAccess::IOCTL_DEV)),
-        ("/dev/zero", FsAccess(FsAccess::READ_FILE | FsAccess::WRITE_FILE | FsAccess::IOCTL_DEV)),
-        ("/dev/urandom", FsAccess(FsAccess::READ_FILE | FsAccess::IOCTL_DEV)),
-        ("/dev/random", FsAccess(FsAccess::READ_FILE | FsAccess::IOCTL_DEV)),
+        (
+            "/dev/null",
+            FsAccess(
+                FsAccess::READ_FILE
+                    | FsAccess::WRITE_FILE
+                    | FsAccess::TRUNCATE
+                    | FsAccess::IOCTL_DEV,
+            ),
+        ),
+        (
+            "/dev/zero",
+            FsAccess(FsAccess::READ_FILE | FsAccess::WRITE_FILE | FsAccess::IOCTL_DEV),
+        ),
+        (
+            "/dev/urandom",
+            FsAccess(FsAccess::READ_FILE | FsAccess::IOCTL_DEV),
+        ),
+        (
+            "/dev/random",
+            FsAccess(FsAccess::READ_FILE | FsAccess::IOCTL_DEV),
+        ),
     ] {
         if exists(p) {
-            rules.add(Path::new(p), access, RuleOrigin::Device, "/dev/null /dev/zero /dev/urandom /dev/random (with their harmless ioctls)".into());
+            rules.add(
+                Path::new(p),
+                access,
+                RuleOrigin::Device,
+                "/dev/null /dev/zero /dev/urandom /dev/random (with their harmless ioctls)".into(),
+            );
         }
     }
 
@@ -437,16 +638,34 @@ fn runtime_rules(host: &HostFacts, env: &EnvPlan, net: NetworkMode, rules: &mut 
         path: PathBuf::from("/proc/self"),
         access: FsAccess::read(),
         origin: RuleOrigin::Proc,
-        reason: "the server's own /proc/<pid>, opened in the child (other processes stay unreachable)".into(),
+        reason:
+            "the server's own /proc/<pid>, opened in the child (other processes stay unreachable)"
+                .into(),
         child_resolved: true,
     });
-    data(rules, &["/proc/stat", "/proc/cpuinfo", "/proc/meminfo"], "system-wide CPU and memory counters (os.cpus(), os.totalmem())");
-    data(rules, &["/sys/devices/system/cpu"], "CPU topology (sysconf(_SC_NPROCESSORS_ONLN))");
+    data(
+        rules,
+        &["/proc/stat", "/proc/cpuinfo", "/proc/meminfo"],
+        "system-wide CPU and memory counters (os.cpus(), os.totalmem())",
+    );
+    data(
+        rules,
+        &["/sys/devices/system/cpu"],
+        "CPU topology (sysconf(_SC_NPROCESSORS_ONLN))",
+    );
 
     if let Some(node) = &host.node {
         match &node.global_modules {
-            Some(gm) => rules.add(gm, FsAccess::read_exec(), RuleOrigin::Runtime, "node global modules".into()),
-            None => notes.push(format!("node prefix {} has no lib/node_modules", node.prefix.display())),
+            Some(gm) => rules.add(
+                gm,
+                FsAccess::read_exec(),
+                RuleOrigin::Runtime,
+                "node global modules".into(),
+            ),
+            None => notes.push(format!(
+                "node prefix {} has no lib/node_modules",
+                node.prefix.display()
+            )),
         }
     }
     if host.npm {
@@ -455,47 +674,102 @@ fn runtime_rules(host: &HostFacts, env: &EnvPlan, net: NetworkMode, rules: &mut 
             .map(PathBuf::from)
             .or_else(|| host.home.as_ref().map(|h| h.join(".npm")));
         match cache {
-            Some(c) => rules.add(&c, FsAccess::all(), RuleOrigin::Runtime, format!("npx package cache {} rw+exec (npx installs and runs packages from it)", c.display())),
+            Some(c) => rules.add(
+                &c,
+                FsAccess::all(),
+                RuleOrigin::Runtime,
+                format!(
+                    "npx package cache {} rw+exec (npx installs and runs packages from it)",
+                    c.display()
+                ),
+            ),
             None => notes.push("npm cache: neither npm_config_cache nor HOME is set".into()),
         }
         if let Some(h) = &host.home {
-            rules.add(&h.join(".npmrc"), FsAccess::read(), RuleOrigin::Runtime, "npm user configuration".into());
+            rules.add(
+                &h.join(".npmrc"),
+                FsAccess::read(),
+                RuleOrigin::Runtime,
+                "npm user configuration".into(),
+            );
         }
         if let Some(node) = &host.node {
-            rules.add(&node.prefix.join("etc/npmrc"), FsAccess::read(), RuleOrigin::Runtime, "npm global configuration".into());
+            rules.add(
+                &node.prefix.join("etc/npmrc"),
+                FsAccess::read(),
+                RuleOrigin::Runtime,
+                "npm global configuration".into(),
+            );
         }
         for p in ["/bin/sh", "/usr/bin/env"] {
             if exists(p) {
-                rules.add(Path::new(p), FsAccess::read_exec(), RuleOrigin::Runtime, format!("npm exec runs package bins through {p}"));
+                rules.add(
+                    Path::new(p),
+                    FsAccess::read_exec(),
+                    RuleOrigin::Runtime,
+                    format!("npm exec runs package bins through {p}"),
+                );
             }
         }
         if net == NetworkMode::None {
-            notes.push("npx with network `none`: only packages already in the npm cache can run".into());
+            notes.push(
+                "npx with network `none`: only packages already in the npm cache can run".into(),
+            );
         }
     }
     if let Some(py) = &host.python {
         // A system interpreter (/usr/bin/python3) has its stdlib under the library directories
         // already; granting the whole prefix (/usr) would be far wider than needed.
-        let system = ["/", "/usr", "/usr/local"].iter().any(|s| py.base_prefix == Path::new(s));
+        let system = ["/", "/usr", "/usr/local"]
+            .iter()
+            .any(|s| py.base_prefix == Path::new(s));
         if !system {
-            rules.add(&py.base_prefix, FsAccess::read_exec(), RuleOrigin::Runtime, format!("python installation {}", py.base_prefix.display()));
+            rules.add(
+                &py.base_prefix,
+                FsAccess::read_exec(),
+                RuleOrigin::Runtime,
+                format!("python installation {}", py.base_prefix.display()),
+            );
         }
         if let Some(v) = &py.venv {
-            rules.add(v, FsAccess::read_exec(), RuleOrigin::Runtime, format!("python venv prefix {}", v.display()));
+            rules.add(
+                v,
+                FsAccess::read_exec(),
+                RuleOrigin::Runtime,
+                format!("python venv prefix {}", v.display()),
+            );
         }
     }
     if let Some(script) = &host.script {
         // A script inside node_modules needs its package tree; a script elsewhere its directory,
         // unless that directory is HOME or / (then only the file).
-        let nm_root = script.ancestors().filter(|a| a.file_name().is_some_and(|n| n == "node_modules")).last();
+        let nm_root = script
+            .ancestors()
+            .filter(|a| a.file_name().is_some_and(|n| n == "node_modules"))
+            .last();
         match nm_root {
-            Some(root) => rules.add(root, FsAccess::read_exec(), RuleOrigin::Runtime, format!("node_modules tree of the script {}", script.display())),
+            Some(root) => rules.add(
+                root,
+                FsAccess::read_exec(),
+                RuleOrigin::Runtime,
+                format!("node_modules tree of the script {}", script.display()),
+            ),
             None => {
                 let dir = script.parent().unwrap_or(Path::new("/"));
                 if dir == Path::new("/") || host.home.as_deref() == Some(dir) {
-                    rules.add(script, FsAccess::read_exec(), RuleOrigin::Runtime, "script".into());
+                    rules.add(
+                        script,
+                        FsAccess::read_exec(),
+                        RuleOrigin::Runtime,
+                        "script".into(),
+                    );
                 } else {
-                    rules.add(dir, FsAccess::read_exec(), RuleOrigin::Runtime, format!("directory of the script {}", script.display()));
+                    rules.add(
+                        dir,
+                        FsAccess::read_exec(),
+                        RuleOrigin::Runtime,
+                        format!("directory of the script {}", script.display()),
+                    );
                 }
             }
         }
@@ -560,44 +834,104 @@ fn net_plan(policy: &Policy) -> NetPlan {
 
 impl fmt::Display for SandboxPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "kernel sandbox plan for `{}` (policy {})", self.argv.join(" "), self.policy)?;
+        writeln!(
+            f,
+            "kernel sandbox plan for `{}` (policy {})",
+            self.argv.join(" "),
+            self.policy
+        )?;
         match &self.fs_rules {
             None => writeln!(f, "  filesystem: not restricted")?,
             Some(rules) => {
-                writeln!(f, "  filesystem (Landlock; everything not listed is unreachable):")?;
-                let w = rules.iter().map(|r| r.path.as_os_str().len()).max().unwrap_or(0).min(60);
+                writeln!(
+                    f,
+                    "  filesystem (Landlock; everything not listed is unreachable):"
+                )?;
+                let w = rules
+                    .iter()
+                    .map(|r| r.path.as_os_str().len())
+                    .max()
+                    .unwrap_or(0)
+                    .min(60);
                 for r in rules {
-                    writeln!(f, "    {:<w$}  {:<10} {}", r.path.display(), r.access.short(), r.reason, w = w)?;
+                    writeln!(
+                        f,
+                        "    {:<w$}  {:<10} {}",
+                        r.path.display(),
+                        r.access.short(),
+                        r.reason,
+                        w = w
+                    )?;
                 }
             }
         }
-        let ports = self.net.tcp_connect_ports.iter().map(u16::to_string).collect::<Vec<_>>().join(",");
+        let ports = self
+            .net
+            .tcp_connect_ports
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
         writeln!(
             f,
             "  network: {:?}{}",
             self.net.mode,
-            if self.net.landlock_tcp { format!(" (TCP connect ports: [{ports}], bind: none)") } else { String::new() }
+            if self.net.landlock_tcp {
+                format!(" (TCP connect ports: [{ports}], bind: none)")
+            } else {
+                String::new()
+            }
         )?;
         for n in &self.net.notes {
             writeln!(f, "    - {n}")?;
         }
-        writeln!(f, "  scopes: abstract unix sockets and signals confined to the sandbox")?;
+        writeln!(
+            f,
+            "  scopes: abstract unix sockets and signals confined to the sandbox"
+        )?;
         writeln!(f, "  seccomp: x86_64 only (x32 and i386 syscalls kill), hardening deny list, clone namespaces refused")?;
         writeln!(f, "  privileges: no_new_privs, all capabilities dropped (bounding, ambient, effective, permitted, inheritable)")?;
-        writeln!(f, "  process: new session, PDEATHSIG=SIGKILL, fds >= 3 close on exec")?;
-        let rl = self.rlimits.iter().map(|r| format!("{:?}={}", r.kind, r.value)).collect::<Vec<_>>().join(" ");
+        writeln!(
+            f,
+            "  process: new session, PDEATHSIG=SIGKILL, fds >= 3 close on exec"
+        )?;
+        let rl = self
+            .rlimits
+            .iter()
+            .map(|r| format!("{:?}={}", r.kind, r.value))
+            .collect::<Vec<_>>()
+            .join(" ");
         writeln!(f, "  rlimits: {rl}")?;
-        writeln!(f, "  environment: {} passed ({})", self.env.passed.len(), self.env.passed.join(" "))?;
+        writeln!(
+            f,
+            "  environment: {} passed ({})",
+            self.env.passed.len(),
+            self.env.passed.join(" ")
+        )?;
         if !self.env.dropped.is_empty() {
-            let d = self.env.dropped.iter().map(|(n, r)| format!("{n}({})", match r {
-                super::env::DropReason::NotAllowed => "not allowed",
-                super::env::DropReason::Secret => "secret",
-                super::env::DropReason::Injection => "injection",
-            })).collect::<Vec<_>>().join(" ");
+            let d = self
+                .env
+                .dropped
+                .iter()
+                .map(|(n, r)| {
+                    format!(
+                        "{n}({})",
+                        match r {
+                            super::env::DropReason::NotAllowed => "not allowed",
+                            super::env::DropReason::Secret => "secret",
+                            super::env::DropReason::Injection => "injection",
+                        }
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(" ");
             writeln!(f, "    dropped: {d}")?;
         }
         if self.require {
-            writeln!(f, "  kernel.require: anything less than full enforcement is an error")?;
+            writeln!(
+                f,
+                "  kernel.require: anything less than full enforcement is an error"
+            )?;
         }
         for n in &self.notes {
             writeln!(f, "  note: {n}")?;
@@ -632,53 +966,97 @@ mod tests {
                 ExecStep {
                     invoked: "/usr/bin/npx".into(),
                     canonical: "/usr/lib/node_modules/npm/bin/npx-cli.js".into(),
-                    kind: ExecKind::Script { interpreter: "/usr/bin/env".into(), arg: Some("node".into()) },
+                    kind: ExecKind::Script {
+                        interpreter: "/usr/bin/env".into(),
+                        arg: Some("node".into()),
+                    },
                 },
                 ExecStep {
                     invoked: "/usr/bin/env".into(),
                     canonical: "/usr/bin/env".into(),
-                    kind: ExecKind::Elf { interpreter: Some("/lib64/ld-linux-x86-64.so.2".into()) },
+                    kind: ExecKind::Elf {
+                        interpreter: Some("/lib64/ld-linux-x86-64.so.2".into()),
+                    },
                 },
                 ExecStep {
                     invoked: "/usr/bin/node".into(),
                     canonical: "/usr/bin/node".into(),
-                    kind: ExecKind::Elf { interpreter: Some("/lib64/ld-linux-x86-64.so.2".into()) },
+                    kind: ExecKind::Elf {
+                        interpreter: Some("/lib64/ld-linux-x86-64.so.2".into()),
+                    },
                 },
             ],
-            node: Some(NodeFacts { prefix: "/usr".into(), global_modules: Some("/usr/lib/node_modules".into()) }),
+            node: Some(NodeFacts {
+                prefix: "/usr".into(),
+                global_modules: Some("/usr/lib/node_modules".into()),
+            }),
             npm: true,
             lib_dirs: vec!["/usr/lib".into(), "/usr/lib64".into()],
-            existing: ["/etc/ld.so.cache", "/etc/passwd", "/etc/ssl", "/etc/resolv.conf", "/dev/null", "/bin/sh", "/usr/bin/env", "/proc/stat"]
-                .iter()
-                .map(PathBuf::from)
-                .collect(),
+            existing: [
+                "/etc/ld.so.cache",
+                "/etc/passwd",
+                "/etc/ssl",
+                "/etc/resolv.conf",
+                "/dev/null",
+                "/bin/sh",
+                "/usr/bin/env",
+                "/proc/stat",
+            ]
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
             ..Default::default()
         }
     }
 
     fn rule<'a>(p: &'a SandboxPlan, path: &str) -> Option<&'a FsRule> {
-        p.fs_rules.as_ref().unwrap().iter().find(|r| r.path == Path::new(path))
+        p.fs_rules
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|r| r.path == Path::new(path))
     }
 
     const WS: &str = "name: t\nfilesystem:\n  mode: explicit\n  mounts:\n    - path: /work/ws\n      mode: rw\n    - path: /data\n      mode: ro\nnetwork:\n  mode: none\n";
 
     #[test]
     fn mounts_and_runtime_rules_with_reasons() {
-        let p = plan(&policy(WS), &["npx".into(), "-y".into(), "pkg".into()], &facts());
+        let p = plan(
+            &policy(WS),
+            &["npx".into(), "-y".into(), "pkg".into()],
+            &facts(),
+        );
         let ws = rule(&p, "/work/ws").unwrap();
         assert_eq!(ws.access, FsAccess::all());
         assert_eq!(ws.reason, "mount /work/ws rw");
         assert_eq!(rule(&p, "/data").unwrap().access, FsAccess::read_exec());
-        assert_eq!(rule(&p, "/usr/lib/node_modules/npm/bin/npx-cli.js").unwrap().reason, "executable /usr/bin/npx");
-        assert_eq!(rule(&p, "/usr/bin/env").unwrap().reason, "shebang interpreter /usr/bin/env");
-        assert!(rule(&p, "/lib64/ld-linux-x86-64.so.2").unwrap().reason.starts_with("dynamic loader"));
-        assert!(rule(&p, "/usr/lib").unwrap().reason.starts_with("shared libraries"));
+        assert_eq!(
+            rule(&p, "/usr/lib/node_modules/npm/bin/npx-cli.js")
+                .unwrap()
+                .reason,
+            "executable /usr/bin/npx"
+        );
+        assert_eq!(
+            rule(&p, "/usr/bin/env").unwrap().reason,
+            "shebang interpreter /usr/bin/env"
+        );
+        assert!(rule(&p, "/lib64/ld-linux-x86-64.so.2")
+            .unwrap()
+            .reason
+            .starts_with("dynamic loader"));
+        assert!(rule(&p, "/usr/lib")
+            .unwrap()
+            .reason
+            .starts_with("shared libraries"));
         assert_eq!(rule(&p, "/usr/lib").unwrap().access, FsAccess::read_exec());
         assert_eq!(rule(&p, "/etc/passwd").unwrap().access, FsAccess::read());
         let npm = rule(&p, "/home/u/.npm").unwrap();
         assert_eq!(npm.access, FsAccess::all());
         assert!(npm.reason.starts_with("npx package cache"));
-        assert_eq!(rule(&p, "/usr/lib/node_modules").unwrap().reason, "node global modules");
+        assert_eq!(
+            rule(&p, "/usr/lib/node_modules").unwrap().reason,
+            "node global modules"
+        );
         assert_eq!(p.env.get("npm_config_offline"), Some("true"));
         let proc_self = rule(&p, "/proc/self").unwrap();
         assert!(proc_self.child_resolved);
@@ -688,10 +1066,16 @@ mod tests {
         // Nothing under HOME except the npm cache and .npmrc; no /proc beyond self and counters.
         for r in p.fs_rules.as_ref().unwrap() {
             if r.path.starts_with("/home/u") {
-                assert!(r.path.starts_with("/home/u/.npm") || r.path == Path::new("/home/u/.npmrc"), "{r:?}");
+                assert!(
+                    r.path.starts_with("/home/u/.npm") || r.path == Path::new("/home/u/.npmrc"),
+                    "{r:?}"
+                );
             }
             if r.path.starts_with("/proc") {
-                assert!(r.path == Path::new("/proc/self") || r.path == Path::new("/proc/stat"), "{r:?}");
+                assert!(
+                    r.path == Path::new("/proc/self") || r.path == Path::new("/proc/stat"),
+                    "{r:?}"
+                );
             }
             // Non-mount rules never grant write.
             if r.origin == RuleOrigin::Runtime && !r.reason.starts_with("npx package cache") {
@@ -702,13 +1086,26 @@ mod tests {
 
     #[test]
     fn no_mounts_section_reaches_nothing_but_runtime() {
-        let p = plan(&policy("name: t\nnetwork:\n  mode: none\n"), &["node".into()], &facts());
-        assert!(p.fs_rules.as_ref().unwrap().iter().all(|r| r.origin != RuleOrigin::Mount));
+        let p = plan(
+            &policy("name: t\nnetwork:\n  mode: none\n"),
+            &["node".into()],
+            &facts(),
+        );
+        assert!(p
+            .fs_rules
+            .as_ref()
+            .unwrap()
+            .iter()
+            .all(|r| r.origin != RuleOrigin::Mount));
     }
 
     #[test]
     fn filesystem_any_means_no_landlock_fs() {
-        let p = plan(&policy("name: t\nfilesystem:\n  mode: any\n"), &["node".into()], &facts());
+        let p = plan(
+            &policy("name: t\nfilesystem:\n  mode: any\n"),
+            &["node".into()],
+            &facts(),
+        );
         assert!(p.fs_rules.is_none());
     }
 
@@ -727,7 +1124,11 @@ mod tests {
         let y = "name: t\nnetwork:\n  mode: allowlist\n  allowed_hosts: [\"api.example.com:8443\", \"*.github.com\"]\n";
         let p = plan(&policy(y), &["node".into()], &facts());
         assert_eq!(p.net.tcp_connect_ports, vec![80, 443, 8443]);
-        assert!(p.net.notes.iter().any(|n| n.contains("*.github.com without a port")));
+        assert!(p
+            .net
+            .notes
+            .iter()
+            .any(|n| n.contains("*.github.com without a port")));
         assert!(p.net.notes.iter().any(|n| n.contains("not by host")));
         let sf = p.net.socket_filter.clone().unwrap();
         assert!(sf.families.contains(&libc::AF_INET6) && sf.netlink_route);
@@ -736,7 +1137,11 @@ mod tests {
 
     #[test]
     fn network_all_is_unrestricted() {
-        let p = plan(&policy("name: t\nnetwork:\n  mode: all\n"), &["node".into()], &facts());
+        let p = plan(
+            &policy("name: t\nnetwork:\n  mode: all\n"),
+            &["node".into()],
+            &facts(),
+        );
         assert!(p.net.socket_filter.is_none() && !p.net.landlock_tcp);
     }
 
@@ -763,13 +1168,22 @@ mod tests {
             canonical: "/opt/py/3.11/bin/python3.11".into(),
             kind: ExecKind::Elf { interpreter: None },
         }];
-        f.python = Some(PythonFacts { base_prefix: "/opt/py/3.11".into(), venv: Some("/v".into()) });
+        f.python = Some(PythonFacts {
+            base_prefix: "/opt/py/3.11".into(),
+            venv: Some("/v".into()),
+        });
         let p = plan(&policy(WS), &["/v/bin/python3".into()], &f);
         assert_eq!(rule(&p, "/v").unwrap().reason, "python venv prefix /v");
-        assert_eq!(rule(&p, "/opt/py/3.11").unwrap().access, FsAccess::read_exec());
+        assert_eq!(
+            rule(&p, "/opt/py/3.11").unwrap().access,
+            FsAccess::read_exec()
+        );
         assert!(rule(&p, "/home/u/.npm").is_none());
         // A system python never grants its whole prefix.
-        f.python = Some(PythonFacts { base_prefix: "/usr".into(), venv: None });
+        f.python = Some(PythonFacts {
+            base_prefix: "/usr".into(),
+            venv: None,
+        });
         let p = plan(&policy(WS), &["/usr/bin/python3".into()], &f);
         assert!(rule(&p, "/usr").is_none());
     }
@@ -781,11 +1195,20 @@ mod tests {
         );
         let p = plan(&policy(&y), &["node".into()], &facts());
         assert!(p.require);
-        assert_eq!(rule(&p, "/home/u/tools").unwrap().access, FsAccess::read_exec());
+        assert_eq!(
+            rule(&p, "/home/u/tools").unwrap().access,
+            FsAccess::read_exec()
+        );
         let w = rule(&p, "/home/u/.cache/x").unwrap();
         assert!(w.access.contains(FsAccess::WRITE_FILE) && !w.access.contains(FsAccess::EXECUTE));
-        assert!(p.rlimits.contains(&Rlimit { kind: RlimitKind::Core, value: 0 }));
-        assert!(p.rlimits.contains(&Rlimit { kind: RlimitKind::Nofile, value: 256 }));
+        assert!(p.rlimits.contains(&Rlimit {
+            kind: RlimitKind::Core,
+            value: 0
+        }));
+        assert!(p.rlimits.contains(&Rlimit {
+            kind: RlimitKind::Nofile,
+            value: 256
+        }));
         assert!(p.notes.iter().any(|n| n.contains("bogus")));
     }
 
@@ -795,7 +1218,11 @@ mod tests {
         f.npm = false;
         f.chain.drain(..2);
         f.script = Some("/p/node_modules/@s/fs/dist/index.js".into());
-        let p = plan(&policy(WS), &["node".into(), "/p/node_modules/@s/fs/dist/index.js".into()], &f);
+        let p = plan(
+            &policy(WS),
+            &["node".into(), "/p/node_modules/@s/fs/dist/index.js".into()],
+            &f,
+        );
         assert!(rule(&p, "/p/node_modules").is_some());
         assert!(rule(&p, "/bin/sh").is_none());
     }

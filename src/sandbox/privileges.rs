@@ -26,10 +26,20 @@ impl PreparedPrivileges {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(40);
-        let can_setpcap = caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SETPCAP).unwrap_or(false);
-        let has_caps = caps::read(None, caps::CapSet::Permitted).map(|s| !s.is_empty()).unwrap_or(true)
-            || caps::read(None, caps::CapSet::Ambient).map(|s| !s.is_empty()).unwrap_or(true);
-        PreparedPrivileges { last_cap, can_setpcap, has_caps }
+        let can_setpcap =
+            caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SETPCAP)
+                .unwrap_or(false);
+        let has_caps = caps::read(None, caps::CapSet::Permitted)
+            .map(|s| !s.is_empty())
+            .unwrap_or(true)
+            || caps::read(None, caps::CapSet::Ambient)
+                .map(|s| !s.is_empty())
+                .unwrap_or(true);
+        PreparedPrivileges {
+            last_cap,
+            can_setpcap,
+            has_caps,
+        }
     }
 
     /// Can the child end up with no capability and no way back?
@@ -62,7 +72,16 @@ fn errno() -> i32 {
 /// prctl(PR_SET_NO_NEW_PRIVS, 1). Async-signal-safe.
 pub fn set_no_new_privs() -> Result<(), i32> {
     // SAFETY: plain prctl.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) } != 0 {
+    if unsafe {
+        libc::prctl(
+            libc::PR_SET_NO_NEW_PRIVS,
+            1 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    } != 0
+    {
         return Err(errno());
     }
     Ok(())
@@ -80,23 +99,50 @@ pub fn drop_all(p: &PreparedPrivileges) -> Result<(), i32> {
                 | libc::SECBIT_KEEP_CAPS_LOCKED
                 | libc::SECBIT_NO_CAP_AMBIENT_RAISE
                 | libc::SECBIT_NO_CAP_AMBIENT_RAISE_LOCKED;
-            if libc::prctl(libc::PR_SET_SECUREBITS, bits as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) != 0 {
+            if libc::prctl(
+                libc::PR_SET_SECUREBITS,
+                bits as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            ) != 0
+            {
                 return Err(errno());
             }
             for cap in 0..=p.last_cap {
-                if libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) != 0 {
+                if libc::prctl(
+                    libc::PR_CAPBSET_DROP,
+                    cap as libc::c_ulong,
+                    0 as libc::c_ulong,
+                    0 as libc::c_ulong,
+                    0 as libc::c_ulong,
+                ) != 0
+                {
                     return Err(errno());
                 }
             }
         }
         // Ambient first (capset would clear them anyway when permitted goes, but be explicit).
-        if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) != 0
+        if libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        ) != 0
             && errno() != libc::EINVAL
         {
             return Err(errno());
         }
-        let mut hdr = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
-        let data = [CapData { effective: 0, permitted: 0, inheritable: 0 }; 2];
+        let mut hdr = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
+        let data = [CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
         if libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) != 0 {
             return Err(errno());
         }

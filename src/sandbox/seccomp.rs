@@ -51,27 +51,156 @@ macro_rules! deny {
     };
 }
 macro_rules! paste_sys {
-    (ptrace) => { libc::SYS_ptrace }; (process_vm_readv) => { libc::SYS_process_vm_readv };
-    (process_vm_writev) => { libc::SYS_process_vm_writev }; (mount) => { libc::SYS_mount };
-    (umount2) => { libc::SYS_umount2 }; (pivot_root) => { libc::SYS_pivot_root };
-    (move_mount) => { libc::SYS_move_mount }; (open_tree) => { libc::SYS_open_tree };
-    (fsopen) => { libc::SYS_fsopen }; (fsmount) => { libc::SYS_fsmount }; (fsconfig) => { libc::SYS_fsconfig };
-    (fspick) => { libc::SYS_fspick }; (mount_setattr) => { libc::SYS_mount_setattr }; (bpf) => { libc::SYS_bpf };
-    (kexec_load) => { libc::SYS_kexec_load }; (kexec_file_load) => { libc::SYS_kexec_file_load };
-    (init_module) => { libc::SYS_init_module }; (finit_module) => { libc::SYS_finit_module };
-    (delete_module) => { libc::SYS_delete_module }; (keyctl) => { libc::SYS_keyctl }; (add_key) => { libc::SYS_add_key };
-    (request_key) => { libc::SYS_request_key }; (userfaultfd) => { libc::SYS_userfaultfd };
-    (perf_event_open) => { libc::SYS_perf_event_open }; (unshare) => { libc::SYS_unshare }; (setns) => { libc::SYS_setns };
-    (chroot) => { libc::SYS_chroot }; (swapon) => { libc::SYS_swapon }; (swapoff) => { libc::SYS_swapoff };
-    (reboot) => { libc::SYS_reboot }; (acct) => { libc::SYS_acct }; (quotactl) => { libc::SYS_quotactl };
-    (quotactl_fd) => { libc::SYS_quotactl_fd }; (lookup_dcookie) => { libc::SYS_lookup_dcookie };
-    (open_by_handle_at) => { libc::SYS_open_by_handle_at }; (name_to_handle_at) => { libc::SYS_name_to_handle_at };
-    (clock_settime) => { libc::SYS_clock_settime }; (settimeofday) => { libc::SYS_settimeofday };
-    (adjtimex) => { libc::SYS_adjtimex }; (clock_adjtime) => { libc::SYS_clock_adjtime };
-    (pidfd_getfd) => { libc::SYS_pidfd_getfd }; (uselib) => { libc::SYS_uselib }; (modify_ldt) => { libc::SYS_modify_ldt };
-    (iopl) => { libc::SYS_iopl }; (ioperm) => { libc::SYS_ioperm }; (vhangup) => { libc::SYS_vhangup };
-    (io_uring_setup) => { libc::SYS_io_uring_setup }; (io_uring_enter) => { libc::SYS_io_uring_enter };
-    (io_uring_register) => { libc::SYS_io_uring_register }; (clone3) => { libc::SYS_clone3 };
+    (ptrace) => {
+        libc::SYS_ptrace
+    };
+    (process_vm_readv) => {
+        libc::SYS_process_vm_readv
+    };
+    (process_vm_writev) => {
+        libc::SYS_process_vm_writev
+    };
+    (mount) => {
+        libc::SYS_mount
+    };
+    (umount2) => {
+        libc::SYS_umount2
+    };
+    (pivot_root) => {
+        libc::SYS_pivot_root
+    };
+    (move_mount) => {
+        libc::SYS_move_mount
+    };
+    (open_tree) => {
+        libc::SYS_open_tree
+    };
+    (fsopen) => {
+        libc::SYS_fsopen
+    };
+    (fsmount) => {
+        libc::SYS_fsmount
+    };
+    (fsconfig) => {
+        libc::SYS_fsconfig
+    };
+    (fspick) => {
+        libc::SYS_fspick
+    };
+    (mount_setattr) => {
+        libc::SYS_mount_setattr
+    };
+    (bpf) => {
+        libc::SYS_bpf
+    };
+    (kexec_load) => {
+        libc::SYS_kexec_load
+    };
+    (kexec_file_load) => {
+        libc::SYS_kexec_file_load
+    };
+    (init_module) => {
+        libc::SYS_init_module
+    };
+    (finit_module) => {
+        libc::SYS_finit_module
+    };
+    (delete_module) => {
+        libc::SYS_delete_module
+    };
+    (keyctl) => {
+        libc::SYS_keyctl
+    };
+    (add_key) => {
+        libc::SYS_add_key
+    };
+    (request_key) => {
+        libc::SYS_request_key
+    };
+    (userfaultfd) => {
+        libc::SYS_userfaultfd
+    };
+    (perf_event_open) => {
+        libc::SYS_perf_event_open
+    };
+    (unshare) => {
+        libc::SYS_unshare
+    };
+    (setns) => {
+        libc::SYS_setns
+    };
+    (chroot) => {
+        libc::SYS_chroot
+    };
+    (swapon) => {
+        libc::SYS_swapon
+    };
+    (swapoff) => {
+        libc::SYS_swapoff
+    };
+    (reboot) => {
+        libc::SYS_reboot
+    };
+    (acct) => {
+        libc::SYS_acct
+    };
+    (quotactl) => {
+        libc::SYS_quotactl
+    };
+    (quotactl_fd) => {
+        libc::SYS_quotactl_fd
+    };
+    (lookup_dcookie) => {
+        libc::SYS_lookup_dcookie
+    };
+    (open_by_handle_at) => {
+        libc::SYS_open_by_handle_at
+    };
+    (name_to_handle_at) => {
+        libc::SYS_name_to_handle_at
+    };
+    (clock_settime) => {
+        libc::SYS_clock_settime
+    };
+    (settimeofday) => {
+        libc::SYS_settimeofday
+    };
+    (adjtimex) => {
+        libc::SYS_adjtimex
+    };
+    (clock_adjtime) => {
+        libc::SYS_clock_adjtime
+    };
+    (pidfd_getfd) => {
+        libc::SYS_pidfd_getfd
+    };
+    (uselib) => {
+        libc::SYS_uselib
+    };
+    (modify_ldt) => {
+        libc::SYS_modify_ldt
+    };
+    (iopl) => {
+        libc::SYS_iopl
+    };
+    (ioperm) => {
+        libc::SYS_ioperm
+    };
+    (vhangup) => {
+        libc::SYS_vhangup
+    };
+    (io_uring_setup) => {
+        libc::SYS_io_uring_setup
+    };
+    (io_uring_enter) => {
+        libc::SYS_io_uring_enter
+    };
+    (io_uring_register) => {
+        libc::SYS_io_uring_register
+    };
+    (clone3) => {
+        libc::SYS_clone3
+    };
 }
 
 /// Refused with EPERM.
@@ -89,7 +218,8 @@ pub const DENY_EPERM: &[Denied] = deny!(libc::EPERM;
 );
 
 /// Refused with ENOSYS ("not implemented": callers fall back).
-pub const DENY_ENOSYS: &[Denied] = deny!(libc::ENOSYS; io_uring_setup, io_uring_enter, io_uring_register, clone3);
+pub const DENY_ENOSYS: &[Denied] =
+    deny!(libc::ENOSYS; io_uring_setup, io_uring_enter, io_uring_register, clone3);
 
 const CLONE_NEW_MASK: u32 = (libc::CLONE_NEWNS
     | libc::CLONE_NEWCGROUP
@@ -103,10 +233,20 @@ struct Asm(Vec<libc::sock_filter>);
 
 impl Asm {
     fn stmt(&mut self, code: u32, k: u32) {
-        self.0.push(libc::sock_filter { code: code as u16, jt: 0, jf: 0, k });
+        self.0.push(libc::sock_filter {
+            code: code as u16,
+            jt: 0,
+            jf: 0,
+            k,
+        });
     }
     fn jump(&mut self, code: u32, k: u32, jt: u8, jf: u8) {
-        self.0.push(libc::sock_filter { code: code as u16, jt, jf, k });
+        self.0.push(libc::sock_filter {
+            code: code as u16,
+            jt,
+            jf,
+            k,
+        });
     }
     fn load(&mut self, off: u32) {
         self.stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, off);
@@ -126,7 +266,12 @@ impl Asm {
         f(&mut block);
         let len = block.0.len();
         assert!(len < 256, "seccomp block too long for a BPF short jump");
-        self.jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, nr as u32, 0, len as u8);
+        self.jump(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            nr as u32,
+            0,
+            len as u8,
+        );
         self.0.extend(block.0);
     }
 }
@@ -139,10 +284,20 @@ pub const fn errno_action(e: i32) -> u32 {
 pub fn compile(sockets: Option<&SocketFilter>) -> Vec<libc::sock_filter> {
     let mut a = Asm(Vec::with_capacity(160));
     a.load(OFF_ARCH);
-    a.jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, AUDIT_ARCH_X86_64, 1, 0);
+    a.jump(
+        libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+        AUDIT_ARCH_X86_64,
+        1,
+        0,
+    );
     a.ret(libc::SECCOMP_RET_KILL_PROCESS);
     a.load(OFF_NR);
-    a.jump(libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K, X32_SYSCALL_BIT, 0, 1);
+    a.jump(
+        libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K,
+        X32_SYSCALL_BIT,
+        0,
+        1,
+    );
     a.ret(libc::SECCOMP_RET_KILL_PROCESS);
     for d in DENY_EPERM.iter().chain(DENY_ENOSYS) {
         a.if_eq_ret(d.nr as u32, errno_action(d.errno));
@@ -155,7 +310,12 @@ pub fn compile(sockets: Option<&SocketFilter>) -> Vec<libc::sock_filter> {
             }
             if sf.netlink_route {
                 // if domain == AF_NETLINK && protocol == NETLINK_ROUTE: allow
-                b.jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, libc::AF_NETLINK as u32, 0, 3);
+                b.jump(
+                    libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+                    libc::AF_NETLINK as u32,
+                    0,
+                    3,
+                );
                 b.load(off_arg(2));
                 b.if_eq_ret(libc::NETLINK_ROUTE as u32, libc::SECCOMP_RET_ALLOW);
             }
@@ -164,7 +324,12 @@ pub fn compile(sockets: Option<&SocketFilter>) -> Vec<libc::sock_filter> {
     }
     a.if_nr_block(libc::SYS_clone, |b| {
         b.load(off_arg(0));
-        b.jump(libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K, CLONE_NEW_MASK, 0, 1);
+        b.jump(
+            libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K,
+            CLONE_NEW_MASK,
+            0,
+            1,
+        );
         b.ret(errno_action(libc::EPERM));
         b.ret(libc::SECCOMP_RET_ALLOW);
     });
@@ -188,19 +353,39 @@ pub fn compile(sockets: Option<&SocketFilter>) -> Vec<libc::sock_filter> {
 pub fn available() -> Result<(), String> {
     let action: u32 = libc::SECCOMP_RET_KILL_PROCESS;
     // SAFETY: documented query with a pointer to a u32.
-    let r = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_GET_ACTION_AVAIL, 0u32, &action as *const u32) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_GET_ACTION_AVAIL,
+            0u32,
+            &action as *const u32,
+        )
+    };
     if r == 0 {
         Ok(())
     } else {
-        Err(format!("seccomp filters unavailable: {}", std::io::Error::last_os_error()))
+        Err(format!(
+            "seccomp filters unavailable: {}",
+            std::io::Error::last_os_error()
+        ))
     }
 }
 
 /// In the child (no_new_privs already set): install the filter. Async-signal-safe.
 pub fn install(prog: &[libc::sock_filter]) -> Result<(), i32> {
-    let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr() as *mut libc::sock_filter };
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_ptr() as *mut libc::sock_filter,
+    };
     // SAFETY: fprog points to a live program of `len` instructions.
-    let r = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0u32, &fprog as *const libc::sock_fprog) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0u32,
+            &fprog as *const libc::sock_fprog,
+        )
+    };
     if r == 0 {
         Ok(())
     } else {
@@ -252,57 +437,176 @@ mod tests {
     const X: u32 = AUDIT_ARCH_X86_64;
 
     fn none_net() -> SocketFilter {
-        SocketFilter { families: vec![libc::AF_UNIX], netlink_route: false }
+        SocketFilter {
+            families: vec![libc::AF_UNIX],
+            netlink_route: false,
+        }
     }
 
     #[test]
     fn arch_and_x32() {
         let p = compile(Some(&none_net()));
-        assert_eq!(run(&p, 0x4000_0003 /* i386 */, 1, [0; 6]), libc::SECCOMP_RET_KILL_PROCESS);
-        assert_eq!(run(&p, X, X32_SYSCALL_BIT | libc::SYS_getpid as u32, [0; 6]), libc::SECCOMP_RET_KILL_PROCESS);
-        assert_eq!(run(&p, X, libc::SYS_getpid as u32, [0; 6]), libc::SECCOMP_RET_ALLOW);
-        assert_eq!(run(&p, X, libc::SYS_execve as u32, [0; 6]), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(
+            run(&p, 0x4000_0003 /* i386 */, 1, [0; 6]),
+            libc::SECCOMP_RET_KILL_PROCESS
+        );
+        assert_eq!(
+            run(&p, X, X32_SYSCALL_BIT | libc::SYS_getpid as u32, [0; 6]),
+            libc::SECCOMP_RET_KILL_PROCESS
+        );
+        assert_eq!(
+            run(&p, X, libc::SYS_getpid as u32, [0; 6]),
+            libc::SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            run(&p, X, libc::SYS_execve as u32, [0; 6]),
+            libc::SECCOMP_RET_ALLOW
+        );
     }
 
     #[test]
     fn deny_lists() {
         let p = compile(None);
-        assert_eq!(run(&p, X, libc::SYS_ptrace as u32, [0; 6]), errno_action(libc::EPERM));
-        assert_eq!(run(&p, X, libc::SYS_mount as u32, [0; 6]), errno_action(libc::EPERM));
-        assert_eq!(run(&p, X, libc::SYS_io_uring_setup as u32, [0; 6]), errno_action(libc::ENOSYS));
-        assert_eq!(run(&p, X, libc::SYS_clone3 as u32, [0; 6]), errno_action(libc::ENOSYS));
+        assert_eq!(
+            run(&p, X, libc::SYS_ptrace as u32, [0; 6]),
+            errno_action(libc::EPERM)
+        );
+        assert_eq!(
+            run(&p, X, libc::SYS_mount as u32, [0; 6]),
+            errno_action(libc::EPERM)
+        );
+        assert_eq!(
+            run(&p, X, libc::SYS_io_uring_setup as u32, [0; 6]),
+            errno_action(libc::ENOSYS)
+        );
+        assert_eq!(
+            run(&p, X, libc::SYS_clone3 as u32, [0; 6]),
+            errno_action(libc::ENOSYS)
+        );
         // network `all`: socket untouched
-        assert_eq!(run(&p, X, libc::SYS_socket as u32, [libc::AF_INET as u64, 1, 0, 0, 0, 0]), libc::SECCOMP_RET_ALLOW);
+        assert_eq!(
+            run(
+                &p,
+                X,
+                libc::SYS_socket as u32,
+                [libc::AF_INET as u64, 1, 0, 0, 0, 0]
+            ),
+            libc::SECCOMP_RET_ALLOW
+        );
     }
 
     #[test]
     fn sockets() {
         let p = compile(Some(&none_net()));
-        let s = |fam: i32, proto: u64| run(&p, X, libc::SYS_socket as u32, [fam as u64, 1, proto, 0, 0, 0]);
+        let s = |fam: i32, proto: u64| {
+            run(
+                &p,
+                X,
+                libc::SYS_socket as u32,
+                [fam as u64, 1, proto, 0, 0, 0],
+            )
+        };
         assert_eq!(s(libc::AF_UNIX, 0), libc::SECCOMP_RET_ALLOW);
-        for fam in [libc::AF_INET, libc::AF_INET6, libc::AF_PACKET, libc::AF_NETLINK, libc::AF_VSOCK] {
+        for fam in [
+            libc::AF_INET,
+            libc::AF_INET6,
+            libc::AF_PACKET,
+            libc::AF_NETLINK,
+            libc::AF_VSOCK,
+        ] {
             assert_eq!(s(fam, 0), errno_action(libc::EACCES), "family {fam}");
         }
         // High bits do not smuggle AF_INET past the check (the kernel truncates to int).
-        assert_eq!(run(&p, X, libc::SYS_socket as u32, [(1u64 << 32) | libc::AF_INET as u64, 1, 0, 0, 0, 0]), errno_action(libc::EACCES));
-        let allow = SocketFilter { families: vec![libc::AF_UNIX, libc::AF_INET, libc::AF_INET6], netlink_route: true };
+        assert_eq!(
+            run(
+                &p,
+                X,
+                libc::SYS_socket as u32,
+                [(1u64 << 32) | libc::AF_INET as u64, 1, 0, 0, 0, 0]
+            ),
+            errno_action(libc::EACCES)
+        );
+        let allow = SocketFilter {
+            families: vec![libc::AF_UNIX, libc::AF_INET, libc::AF_INET6],
+            netlink_route: true,
+        };
         let p = compile(Some(&allow));
-        let s = |fam: i32, proto: u64| run(&p, X, libc::SYS_socket as u32, [fam as u64, 1, proto, 0, 0, 0]);
+        let s = |fam: i32, proto: u64| {
+            run(
+                &p,
+                X,
+                libc::SYS_socket as u32,
+                [fam as u64, 1, proto, 0, 0, 0],
+            )
+        };
         assert_eq!(s(libc::AF_INET6, 0), libc::SECCOMP_RET_ALLOW);
-        assert_eq!(s(libc::AF_NETLINK, libc::NETLINK_ROUTE as u64), libc::SECCOMP_RET_ALLOW);
-        assert_eq!(s(libc::AF_NETLINK, 4 /* NETLINK_SOCK_DIAG */), errno_action(libc::EACCES));
+        assert_eq!(
+            s(libc::AF_NETLINK, libc::NETLINK_ROUTE as u64),
+            libc::SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            s(libc::AF_NETLINK, 4 /* NETLINK_SOCK_DIAG */),
+            errno_action(libc::EACCES)
+        );
         assert_eq!(s(libc::AF_PACKET, 0), errno_action(libc::EACCES));
     }
 
     #[test]
     fn argument_blocks() {
         let p = compile(Some(&none_net()));
-        let thread_flags = (libc::CLONE_VM | libc::CLONE_FS | libc::CLONE_FILES | libc::CLONE_SIGHAND | libc::CLONE_THREAD) as u64;
-        assert_eq!(run(&p, X, libc::SYS_clone as u32, [thread_flags, 0, 0, 0, 0, 0]), libc::SECCOMP_RET_ALLOW);
-        assert_eq!(run(&p, X, libc::SYS_clone as u32, [libc::CLONE_NEWUSER as u64 | 17, 0, 0, 0, 0, 0]), errno_action(libc::EPERM));
-        assert_eq!(run(&p, X, libc::SYS_ioctl as u32, [0, libc::TIOCSTI as u64, 0, 0, 0, 0]), errno_action(libc::EPERM));
-        assert_eq!(run(&p, X, libc::SYS_ioctl as u32, [0, libc::TCGETS as u64, 0, 0, 0, 0]), libc::SECCOMP_RET_ALLOW);
-        assert_eq!(run(&p, X, libc::SYS_personality as u32, [0xffff_ffff, 0, 0, 0, 0, 0]), libc::SECCOMP_RET_ALLOW);
-        assert_eq!(run(&p, X, libc::SYS_personality as u32, [0x0040000 /* ADDR_NO_RANDOMIZE */, 0, 0, 0, 0, 0]), errno_action(libc::EPERM));
+        let thread_flags = (libc::CLONE_VM
+            | libc::CLONE_FS
+            | libc::CLONE_FILES
+            | libc::CLONE_SIGHAND
+            | libc::CLONE_THREAD) as u64;
+        assert_eq!(
+            run(&p, X, libc::SYS_clone as u32, [thread_flags, 0, 0, 0, 0, 0]),
+            libc::SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            run(
+                &p,
+                X,
+                libc::SYS_clone as u32,
+                [libc::CLONE_NEWUSER as u64 | 17, 0, 0, 0, 0, 0]
+            ),
+            errno_action(libc::EPERM)
+        );
+        assert_eq!(
+            run(
+                &p,
+                X,
+                libc::SYS_ioctl as u32,
+                [0, libc::TIOCSTI as u64, 0, 0, 0, 0]
+            ),
+            errno_action(libc::EPERM)
+        );
+        assert_eq!(
+            run(
+                &p,
+                X,
+                libc::SYS_ioctl as u32,
+                [0, libc::TCGETS as u64, 0, 0, 0, 0]
+            ),
+            libc::SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            run(
+                &p,
+                X,
+                libc::SYS_personality as u32,
+                [0xffff_ffff, 0, 0, 0, 0, 0]
+            ),
+            libc::SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            run(
+                &p,
+                X,
+                libc::SYS_personality as u32,
+                [0x0040000 /* ADDR_NO_RANDOMIZE */, 0, 0, 0, 0, 0]
+            ),
+            errno_action(libc::EPERM)
+        );
     }
 }

@@ -84,7 +84,9 @@ pub fn peer(rel: &str) -> PathBuf {
 pub fn fs_server(dirs: &[&Path]) -> Vec<String> {
     let mut v = vec![
         "node".to_string(),
-        peer("node/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js").display().to_string(),
+        peer("node/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js")
+            .display()
+            .to_string(),
     ];
     v.extend(dirs.iter().map(|d| d.display().to_string()));
     v
@@ -114,12 +116,20 @@ pub fn naive_server(root: &Path, log: &Path) -> Vec<String> {
 
 /// Run `capjail ARGS` to completion (stdin closed), bounded in time.
 pub fn capjail(args: &[&str]) -> Output {
-    run_bounded(Command::new(capjail_bin()).args(args), None, Duration::from_secs(60))
+    run_bounded(
+        Command::new(capjail_bin()).args(args),
+        None,
+        Duration::from_secs(60),
+    )
 }
 
 /// Run `capjail ARGS` with `input` on stdin.
 pub fn capjail_with_input(args: &[&str], input: &[u8]) -> Output {
-    run_bounded(Command::new(capjail_bin()).args(args), Some(input), Duration::from_secs(60))
+    run_bounded(
+        Command::new(capjail_bin()).args(args),
+        Some(input),
+        Duration::from_secs(60),
+    )
 }
 
 #[derive(Debug)]
@@ -131,8 +141,12 @@ pub struct Output {
 }
 
 pub fn run_bounded(cmd: &mut Command, input: Option<&[u8]>, limit: Duration) -> Output {
-    cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
     let mut stdin = child.stdin.take().unwrap();
     let input = input.map(|i| i.to_vec());
     let writer = thread::spawn(move || {
@@ -143,11 +157,17 @@ pub fn run_bounded(cmd: &mut Command, input: Option<&[u8]>, limit: Duration) -> 
     });
     let out = drain(child.stdout.take().unwrap());
     let err = drain(child.stderr.take().unwrap());
-    let status = wait_bounded(&mut child, limit).unwrap_or_else(|| panic!("{cmd:?} did not finish within {limit:?}"));
+    let status = wait_bounded(&mut child, limit)
+        .unwrap_or_else(|| panic!("{cmd:?} did not finish within {limit:?}"));
     let _ = writer.join();
     let stdout = String::from_utf8_lossy(&out.join().unwrap()).into_owned();
     let stderr = String::from_utf8_lossy(&err.join().unwrap()).into_owned();
-    Output { status, code: status.code(), stdout, stderr }
+    Output {
+        status,
+        code: status.code(),
+        stdout,
+        stderr,
+    }
 }
 
 fn drain<R: Read + Send + 'static>(mut r: R) -> thread::JoinHandle<Vec<u8>> {
@@ -181,7 +201,9 @@ pub fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
 /// A fresh random hex string (from /dev/urandom).
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut buf)).expect("/dev/urandom");
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .expect("/dev/urandom");
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -223,12 +245,22 @@ pub struct Lab {
 impl Lab {
     /// A lab in the default temp dir.
     pub fn new() -> Lab {
-        Lab::build(tempfile::Builder::new().prefix("capjail-lab-").tempdir().expect("tempdir"))
+        Lab::build(
+            tempfile::Builder::new()
+                .prefix("capjail-lab-")
+                .tempdir()
+                .expect("tempdir"),
+        )
     }
 
     /// A lab under /tmp whatever TMPDIR says (the seeds' `strict` policy mounts /tmp).
     pub fn in_tmp() -> Lab {
-        Lab::build(tempfile::Builder::new().prefix("capjail-lab-").tempdir_in("/tmp").expect("tempdir in /tmp"))
+        Lab::build(
+            tempfile::Builder::new()
+                .prefix("capjail-lab-")
+                .tempdir_in("/tmp")
+                .expect("tempdir in /tmp"),
+        )
     }
 
     fn build(dir: tempfile::TempDir) -> Lab {
@@ -247,9 +279,15 @@ impl Lab {
         w("ws_evil/canary.txt", &format!("evil sibling {secret}\n"));
         w(&format!("ws_evil/evil-{secret}.txt"), "x\n");
         w("secret/id_rsa", &format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{secret}\n-----END OPENSSH PRIVATE KEY-----\n"));
-        w("secret/.aws/credentials", &format!("[default]\naws_secret_access_key = {secret}\n"));
+        w(
+            "secret/.aws/credentials",
+            &format!("[default]\naws_secret_access_key = {secret}\n"),
+        );
         w(&format!("secret/backup-{secret}.key"), "x\n");
-        w("etc_like/shadow", &format!("root:{secret}:19000:0:99999:7:::\n"));
+        w(
+            "etc_like/shadow",
+            &format!("root:{secret}:19000:0:99999:7:::\n"),
+        );
         std::fs::create_dir_all(root.join("etc_like/cron.d")).unwrap();
         w("home_like/.bashrc", "# bashrc\n");
         std::fs::create_dir_all(root.join("logs")).unwrap();
@@ -257,7 +295,13 @@ impl Lab {
         symlink("../secret/id_rsa", ws.join("link_file")).unwrap();
         symlink("../secret/newfile", ws.join("new_link")).unwrap();
         symlink("link_dir", ws.join("chain")).unwrap();
-        Lab { _dir: dir, root, ws, legit, secret }
+        Lab {
+            _dir: dir,
+            root,
+            ws,
+            legit,
+            secret,
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -330,7 +374,9 @@ impl Lab {
     }
 
     pub fn read(&self, rel: &str) -> Option<String> {
-        std::fs::read(self.root.join(rel)).ok().map(|b| String::from_utf8_lossy(&b).into_owned())
+        std::fs::read(self.root.join(rel))
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
     }
 
     pub fn exists(&self, rel: &str) -> bool {
@@ -345,7 +391,11 @@ impl Lab {
 
     /// The probe is real: the secret DID reach the client (used in baselines).
     pub fn assert_leaked(&self, s: &Session) {
-        assert!(contains_token(&s.received_bytes(), &self.secret), "baseline: expected the secret to reach the client, got:\n{}", s.received_text());
+        assert!(
+            contains_token(&s.received_bytes(), &self.secret),
+            "baseline: expected the secret to reach the client, got:\n{}",
+            s.received_text()
+        );
     }
 }
 
@@ -436,7 +486,11 @@ impl Isolation {
     /// `work` must exist; it is where the overlay layers, the hits file and the hosts file live.
     pub fn new(work: &Path) -> Isolation {
         std::fs::create_dir_all(work).unwrap();
-        Isolation { work: work.to_path_buf(), canary: true, extra_hosts: Vec::new() }
+        Isolation {
+            work: work.to_path_buf(),
+            canary: true,
+            extra_hosts: Vec::new(),
+        }
     }
 
     pub fn hits_file(&self) -> PathBuf {
@@ -445,11 +499,18 @@ impl Isolation {
 
     /// Every request line the in-namespace canary logged.
     pub fn hits(&self) -> Vec<String> {
-        std::fs::read_to_string(self.hits_file()).unwrap_or_default().lines().map(str::to_string).collect()
+        std::fs::read_to_string(self.hits_file())
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     pub fn hits_with(&self, needle: &str) -> Vec<String> {
-        self.hits().into_iter().filter(|h| h.contains(needle)).collect()
+        self.hits()
+            .into_iter()
+            .filter(|h| h.contains(needle))
+            .collect()
     }
 
     /// What the server wrote below /etc (the overlay's upper layer).
@@ -459,8 +520,13 @@ impl Isolation {
 
     /// Wrap `argv` so that it runs inside the namespaces.
     pub fn wrap(&self, argv: &[String]) -> Vec<String> {
-        let unshare = which("unshare").unwrap_or_else(|| panic!("`unshare` is missing (Debian: util-linux); scripts/test.sh installs it"));
-        assert!(which("ip").is_some(), "`ip` is missing (Debian: iproute2); scripts/test.sh installs it");
+        let unshare = which("unshare").unwrap_or_else(|| {
+            panic!("`unshare` is missing (Debian: util-linux); scripts/test.sh installs it")
+        });
+        assert!(
+            which("ip").is_some(),
+            "`ip` is missing (Debian: iproute2); scripts/test.sh installs it"
+        );
         std::fs::create_dir_all(self.etc_upper()).unwrap();
         std::fs::create_dir_all(self.work.join("etc-work")).unwrap();
         let mut hosts = String::from("127.0.0.1 localhost\n::1 localhost ip6-localhost\n");
@@ -497,7 +563,11 @@ exec "$@"
             script.into(),
             "caplab-isolation".into(),
             self.work.display().to_string(),
-            if self.canary { fixture("canary.py").display().to_string() } else { String::new() },
+            if self.canary {
+                fixture("canary.py").display().to_string()
+            } else {
+                String::new()
+            },
             NETNS_CANARY_PORT.to_string(),
         ];
         v.extend(argv.iter().cloned());
@@ -507,7 +577,9 @@ exec "$@"
 
 pub fn which(prog: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(prog)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(prog))
+        .find(|p| p.is_file())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -539,7 +611,14 @@ impl SessionBuilder {
 
     /// The server alone, without capjail: the baseline that proves an attack is real.
     pub fn direct(server: Vec<String>) -> SessionBuilder {
-        SessionBuilder { capjail_args: Vec::new(), server, direct: true, isolation: None, envs: Vec::new(), cwd: None }
+        SessionBuilder {
+            capjail_args: Vec::new(),
+            server,
+            direct: true,
+            isolation: None,
+            envs: Vec::new(),
+            cwd: None,
+        }
     }
 
     pub fn isolated(mut self, iso: &Isolation) -> SessionBuilder {
@@ -581,14 +660,19 @@ impl SessionBuilder {
     pub fn spawn(self) -> Session {
         let argv = self.argv();
         let mut cmd = Command::new(&argv[0]);
-        cmd.args(&argv[1..]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        cmd.args(&argv[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
         if let Some(d) = &self.cwd {
             cmd.current_dir(d);
         }
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot spawn {argv:?}: {e}"));
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {argv:?}: {e}"));
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
@@ -625,7 +709,17 @@ impl SessionBuilder {
                 eb.lock().unwrap().extend_from_slice(&buf[..n]);
             }
         });
-        Session { argv, child, stdin, rx, received, stderr: err_buf, stash: VecDeque::new(), next_id: 1000, status: None }
+        Session {
+            argv,
+            child,
+            stdin,
+            rx,
+            received,
+            stderr: err_buf,
+            stash: VecDeque::new(),
+            next_id: 1000,
+            status: None,
+        }
     }
 }
 
@@ -659,7 +753,11 @@ impl Session {
         let mut v = line.to_vec();
         v.push(b'\n');
         if let Err(e) = stdin.write_all(&v).and_then(|_| stdin.flush()) {
-            panic!("writing to {:?} failed: {e}\nstderr:\n{}", self.argv, self.stderr_text());
+            panic!(
+                "writing to {:?} failed: {e}\nstderr:\n{}",
+                self.argv,
+                self.stderr_text()
+            );
         }
     }
 
@@ -684,7 +782,12 @@ impl Session {
     }
 
     /// Wait for the line for which `pred` holds (other lines are kept for later), at most `timeout`.
-    pub fn wait_line(&mut self, timeout: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    pub fn wait_line(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let matches = |l: &[u8]| serde_json::from_slice::<Value>(l).ok().filter(|v| pred(v));
         if let Some(pos) = self.stash.iter().position(|l| matches(l).is_some()) {
             let l = self.stash.remove(pos).unwrap();
@@ -699,7 +802,10 @@ impl Session {
                     }
                     // A request from the server (roots/list, sampling, ...): refuse it politely.
                     if let Ok(v) = serde_json::from_slice::<Value>(&l) {
-                        if v.get("method").is_some() && v.get("id").is_some() && v.get("result").is_none() {
+                        if v.get("method").is_some()
+                            && v.get("id").is_some()
+                            && v.get("result").is_none()
+                        {
                             let id = v["id"].clone();
                             self.send(&json!({"jsonrpc":"2.0","id":id,"error":{"code":-32601,"message":"not supported by the test client"}}));
                             continue;
@@ -720,9 +826,13 @@ impl Session {
     /// Wait for the response (object with `result` or `error`) whose id equals `id`.
     pub fn wait_id(&mut self, id: &Value) -> Value {
         let id = id.clone();
-        self.wait_line(RESPONSE_TIMEOUT, &format!("response to id {id}"), move |v| {
-            v.get("id") == Some(&id) && (v.get("result").is_some() || v.get("error").is_some())
-        })
+        self.wait_line(
+            RESPONSE_TIMEOUT,
+            &format!("response to id {id}"),
+            move |v| {
+                v.get("id") == Some(&id) && (v.get("result").is_some() || v.get("error").is_some())
+            },
+        )
     }
 
     /// Send a request and wait for its response.
@@ -744,7 +854,11 @@ impl Session {
             "initialize",
             json!({"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "capjail-tests", "version": "0"}}),
         );
-        assert!(r.get("result").is_some(), "initialize failed: {r}\nstderr:\n{}", self.stderr_text());
+        assert!(
+            r.get("result").is_some(),
+            "initialize failed: {r}\nstderr:\n{}",
+            self.stderr_text()
+        );
         self.send(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}));
         r["result"].clone()
     }
@@ -752,7 +866,11 @@ impl Session {
     /// `ping` must answer with an empty result: the stream is in sync.
     pub fn assert_in_sync(&mut self) {
         let r = self.request("ping", json!({}));
-        assert!(r.get("result").is_some(), "ping after the previous message failed: {r}\nstderr:\n{}", self.stderr_text());
+        assert!(
+            r.get("result").is_some(),
+            "ping after the previous message failed: {r}\nstderr:\n{}",
+            self.stderr_text()
+        );
     }
 
     pub fn received_bytes(&self) -> Vec<u8> {
@@ -807,13 +925,34 @@ impl Drop for Session {
 #[track_caller]
 pub fn assert_policy_error(resp: &Value, id: &Value) -> Value {
     assert_eq!(resp.get("id"), Some(id), "wrong id in {resp}");
-    assert_eq!(resp.get("jsonrpc"), Some(&json!("2.0")), "not JSON-RPC 2.0: {resp}");
-    assert!(resp.get("result").is_none(), "expected a capjail policy violation, got a result: {resp}");
-    let err = resp.get("error").unwrap_or_else(|| panic!("no error in {resp}"));
-    assert_eq!(err.get("code"), Some(&json!(-32001)), "expected code -32001: {resp}");
-    let msg = err.get("message").and_then(Value::as_str).unwrap_or_default();
-    assert!(msg.starts_with("capjail policy violation: "), "unexpected message {msg:?} in {resp}");
-    let data = err.get("data").unwrap_or_else(|| panic!("no error.data in {resp}"));
+    assert_eq!(
+        resp.get("jsonrpc"),
+        Some(&json!("2.0")),
+        "not JSON-RPC 2.0: {resp}"
+    );
+    assert!(
+        resp.get("result").is_none(),
+        "expected a capjail policy violation, got a result: {resp}"
+    );
+    let err = resp
+        .get("error")
+        .unwrap_or_else(|| panic!("no error in {resp}"));
+    assert_eq!(
+        err.get("code"),
+        Some(&json!(-32001)),
+        "expected code -32001: {resp}"
+    );
+    let msg = err
+        .get("message")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    assert!(
+        msg.starts_with("capjail policy violation: "),
+        "unexpected message {msg:?} in {resp}"
+    );
+    let data = err
+        .get("data")
+        .unwrap_or_else(|| panic!("no error.data in {resp}"));
     // The full shape (capability and resource too) is checked once, in cli.rs
     // (error_data_carries_every_contract_field), so that a shape slip does not mask effect tests.
     for k in ["rule", "reason"] {
@@ -821,7 +960,11 @@ pub fn assert_policy_error(resp: &Value, id: &Value) -> Value {
     }
     let reason = data["reason"].as_str().unwrap_or_default();
     assert!(!reason.is_empty(), "empty error.data.reason: {resp}");
-    assert_eq!(msg, format!("capjail policy violation: {reason}"), "message must be 'capjail policy violation: <reason>': {resp}");
+    assert_eq!(
+        msg,
+        format!("capjail policy violation: {reason}"),
+        "message must be 'capjail policy violation: <reason>': {resp}"
+    );
     err.clone()
 }
 
@@ -829,22 +972,38 @@ pub fn assert_policy_error(resp: &Value, id: &Value) -> Value {
 #[track_caller]
 pub fn assert_error_code(resp: &Value, id: &Value, code: i64) {
     assert_eq!(resp.get("id"), Some(id), "wrong id in {resp}");
-    assert_eq!(resp.pointer("/error/code"), Some(&json!(code)), "expected error {code}: {resp}");
+    assert_eq!(
+        resp.pointer("/error/code"),
+        Some(&json!(code)),
+        "expected error {code}: {resp}"
+    );
 }
 
 /// The text of a tool result (all text content items joined).
 pub fn result_text(resp: &Value) -> String {
     resp.pointer("/result/content")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|c| c.get("text").and_then(Value::as_str)).collect::<Vec<_>>().join("\n"))
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
         .unwrap_or_default()
 }
 
 /// A successful tool result (no JSON-RPC error, no `isError`) whose text contains `needle`.
 #[track_caller]
 pub fn assert_tool_ok(resp: &Value, needle: &str) -> String {
-    assert!(resp.get("result").is_some(), "expected a result, got {resp}");
-    assert_ne!(resp.pointer("/result/isError"), Some(&json!(true)), "tool reported an error: {resp}");
+    assert!(
+        resp.get("result").is_some(),
+        "expected a result, got {resp}"
+    );
+    assert_ne!(
+        resp.pointer("/result/isError"),
+        Some(&json!(true)),
+        "tool reported an error: {resp}"
+    );
     let t = result_text(resp);
     assert!(t.contains(needle), "tool result lacks {needle:?}: {resp}");
     t
@@ -885,7 +1044,8 @@ impl Canary {
                 let first = first.trim_end().to_string();
                 h.lock().unwrap().push(first.clone());
                 let resp = if first.split_whitespace().nth(1) == Some("/robots.txt") {
-                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+                    "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        .to_string()
                 } else {
                     format!(
                         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{CANARY_BODY}",
@@ -903,7 +1063,10 @@ impl Canary {
     }
 
     pub fn hits_with(&self, needle: &str) -> Vec<String> {
-        self.hits().into_iter().filter(|h| h.contains(needle)).collect()
+        self.hits()
+            .into_iter()
+            .filter(|h| h.contains(needle))
+            .collect()
     }
 }
 
@@ -912,7 +1075,10 @@ pub fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(s) => {
             // state is the field after the ")" that closes the command name
-            let state = s.rsplit_once(')').map(|(_, r)| r.trim_start().chars().next().unwrap_or('?')).unwrap_or('?');
+            let state = s
+                .rsplit_once(')')
+                .map(|(_, r)| r.trim_start().chars().next().unwrap_or('?'))
+                .unwrap_or('?');
             state != 'Z' && state != 'X'
         }
         Err(_) => false,
@@ -922,7 +1088,11 @@ pub fn pid_alive(pid: u32) -> bool {
 /// Wrap a server command in the recording relay (tests/fixtures/relay.py): every line that reaches
 /// the server is appended to `log`.
 pub fn relayed(log: &Path, server: Vec<String>) -> Vec<String> {
-    let mut v = vec!["python3".to_string(), fixture("relay.py").display().to_string(), log.display().to_string()];
+    let mut v = vec![
+        "python3".to_string(),
+        fixture("relay.py").display().to_string(),
+        log.display().to_string(),
+    ];
     v.extend(server);
     v
 }
