@@ -186,28 +186,6 @@ fn run_probes(mode: &str) -> Effects {
     e
 }
 
-/// The kernel layer needs Landlock and seccomp: say so visibly when they are missing.
-fn kernel_available() -> bool {
-    let o = capjail(&[
-        "run",
-        "--mode",
-        "kernel",
-        "--require-kernel",
-        "--audit",
-        "off",
-        "--",
-        "true",
-    ]);
-    if o.code != Some(0) {
-        eprintln!(
-            "SKIP: the kernel layer is not fully available here: {}",
-            o.stderr
-        );
-        return false;
-    }
-    true
-}
-
 #[test]
 fn under_proxy_mode_every_in_server_escape_succeeds() {
     let e = run_probes("proxy");

@@ -8,27 +8,6 @@ use std::process::Command;
 use serde_json::json;
 use support::*;
 
-fn kernel_available() -> bool {
-    let o = capjail(&[
-        "run",
-        "--mode",
-        "kernel",
-        "--require-kernel",
-        "--audit",
-        "off",
-        "--",
-        "true",
-    ]);
-    if o.code != Some(0) {
-        eprintln!(
-            "SKIP: the kernel layer is not fully available here: {}",
-            o.stderr
-        );
-        return false;
-    }
-    true
-}
-
 fn ok_text(r: &serde_json::Value) -> String {
     assert!(
         r.get("result").is_some() && r["result"]["isError"] != json!(true),

@@ -1101,3 +1101,27 @@ pub fn relayed(log: &Path, server: Vec<String>) -> Vec<String> {
 pub fn reached(log: &Path) -> String {
     String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned()
 }
+
+/// Is the kernel layer fully available here? When not, say so visibly (tests then skip with a
+/// `SKIP:` line, never a silent pass).
+#[allow(dead_code)]
+pub fn kernel_available() -> bool {
+    let o = capjail(&[
+        "run",
+        "--mode",
+        "kernel",
+        "--require-kernel",
+        "--audit",
+        "off",
+        "--",
+        "true",
+    ]);
+    if o.code != Some(0) {
+        eprintln!(
+            "SKIP: the kernel layer is not fully available here: {}",
+            o.stderr
+        );
+        return false;
+    }
+    true
+}
