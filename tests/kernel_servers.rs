@@ -8,6 +8,21 @@ use std::process::Command;
 use serde_json::json;
 use support::*;
 
+/// A capjail session in `mode` under `policy`, auditing off.
+fn confined(mode: &str, policy: &std::path::Path, server: Vec<String>) -> SessionBuilder {
+    SessionBuilder::capjail(
+        &[
+            "--mode",
+            mode,
+            "--policy",
+            policy.to_str().unwrap(),
+            "--audit",
+            "off",
+        ],
+        server,
+    )
+}
+
 fn ok_text(r: &serde_json::Value) -> String {
     assert!(
         r.get("result").is_some() && r["result"]["isError"] != json!(true),
@@ -31,18 +46,7 @@ fn filesystem_server_via_npx_works_under_full_mode() {
         "@modelcontextprotocol/server-filesystem".into(),
         ws.clone(),
     ];
-    let mut s = SessionBuilder::capjail(
-        &[
-            "--mode",
-            "full",
-            "--policy",
-            policy.to_str().unwrap(),
-            "--audit",
-            "off",
-        ],
-        server,
-    )
-    .spawn();
+    let mut s = confined("full", &policy, server).spawn();
     s.initialize();
     let r = s.call_tool(
         "write_file",
@@ -79,18 +83,7 @@ fn fetch_server_reaches_the_allowed_loopback_port_and_nothing_else() {
         &format!("name: fetch-loopback\nnetwork:\n  mode: allowlist\n  allowed_hosts: [\"127.0.0.1:{}\"]\n", allowed.port),
     );
     let marker = marker();
-    let mut s = SessionBuilder::capjail(
-        &[
-            "--mode",
-            "full",
-            "--policy",
-            policy.to_str().unwrap(),
-            "--audit",
-            "off",
-        ],
-        fetch_server(),
-    )
-    .spawn();
+    let mut s = confined("full", &policy, fetch_server()).spawn();
     s.initialize();
     let r = s.call_tool("fetch", json!({"url": format!("http://127.0.0.1:{}/legit-{marker}", allowed.port), "max_length": 2000}));
     assert!(ok_text(&r).contains(CANARY_BODY), "{r}");
@@ -107,18 +100,7 @@ fn fetch_server_reaches_the_allowed_loopback_port_and_nothing_else() {
     drop(s);
 
     // Kernel alone: the proxy does not check, Landlock's TCP rule still refuses the other port.
-    let mut k = SessionBuilder::capjail(
-        &[
-            "--mode",
-            "kernel",
-            "--policy",
-            policy.to_str().unwrap(),
-            "--audit",
-            "off",
-        ],
-        fetch_server(),
-    )
-    .spawn();
+    let mut k = confined("kernel", &policy, fetch_server()).spawn();
     k.initialize();
     let r = k.call_tool("fetch", json!({"url": format!("http://127.0.0.1:{}/kernel-{marker}", other.port), "max_length": 2000}));
     assert!(
@@ -172,22 +154,12 @@ fn git_server_works_on_a_repository_inside_the_mount() {
         "--repository".into(),
         lab.ws_s(),
     ];
-    let mut s = SessionBuilder::capjail(
-        &[
-            "--mode",
-            "full",
-            "--policy",
-            policy.to_str().unwrap(),
-            "--audit",
-            "off",
-        ],
-        server,
-    )
-    .env("GIT_AUTHOR_NAME", "t")
-    .env("GIT_AUTHOR_EMAIL", "t@example.test")
-    .env("GIT_COMMITTER_NAME", "t")
-    .env("GIT_COMMITTER_EMAIL", "t@example.test")
-    .spawn();
+    let mut s = confined("full", &policy, server)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.test")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.test")
+        .spawn();
     s.initialize();
     let r = s.call_tool("git_log", json!({"repo_path": lab.ws_s()}));
     assert!(ok_text(&r).contains("first"), "{r}");

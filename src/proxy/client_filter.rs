@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use super::recorder::SharedRecorder;
 pub use super::session::{id_key, Pending, ServerRequest, Shared};
 use crate::audit::Direction;
-use crate::check::decide::{decide, Context, Decision, ToolCatalog};
+use crate::check::decide::{decide, Context, Decision, StaticCatalog, ToolCatalog};
 use crate::check::path::PathContext;
 use crate::check::World;
 use crate::jsonrpc::{self, code, parse_strict, ParseError, Shape};
@@ -249,25 +249,36 @@ impl ClientFilter {
         params: Option<&Value>,
     ) -> std::io::Result<Decision> {
         let started = Instant::now();
-        let shared = self.shared.lock().expect("shared state");
+        // Snapshot the one tool description the decision can need, then decide WITHOUT the
+        // session lock: a decision may resolve a host name, and the server->client pump must
+        // not wait for that. The same snapshot goes to the audit log.
+        let snapshot = {
+            let shared = self.shared.lock().expect("shared state");
+            let tool = (method == "tools/call")
+                .then(|| params.and_then(|p| p.get("name")).and_then(Value::as_str))
+                .flatten();
+            let mut tools = std::collections::BTreeMap::new();
+            if let Some(spec) = tool.and_then(|t| shared.catalog.tool(t)) {
+                tools.insert(tool.unwrap_or_default().to_string(), spec.into_owned());
+            }
+            StaticCatalog {
+                name: shared.catalog.profile_name().map(str::to_string),
+                tools,
+            }
+        };
         let ctx = Context {
             policy: &self.policy,
-            catalog: &shared.catalog,
+            catalog: &snapshot,
             paths: &self.paths,
             world: self.world.as_ref(),
         };
         let decision = decide(&ctx, method, params);
         let micros = started.elapsed().as_micros() as u64;
-        let spec = decision
-            .tool
-            .as_deref()
-            .and_then(|t| shared.catalog.tool(t));
+        let spec = decision.tool.as_deref().and_then(|t| snapshot.tools.get(t));
         self.recorder
             .lock()
             .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
-            .decided(id, params, &decision, spec.as_deref(), micros)?;
-        drop(spec);
-        drop(shared);
+            .decided(id, params, &decision, spec, micros)?;
         if let Some(d) = &decision.denial {
             tracing::warn!(
                 id = %id.map(|i| i.to_string()).unwrap_or_default(),
