@@ -61,7 +61,7 @@ pub enum Command {
         after_help = "Prints one JSON object per input line. Exit status: 0 if every line is allowed, 1 if any is denied, 124 policy error."
     )]
     Check(CheckArgs),
-    /// List, show and validate policies
+    /// List, show, validate and explain policies
     #[command(subcommand)]
     Policy(PolicyCommand),
     /// What this machine's kernel can enforce, and what a policy would enforce here
