@@ -19,39 +19,141 @@ pub const HASH_MEMBER: &[u8] = b",\"hash\":\"";
 /// escaping for strings, numbers as serde_json prints them (records only hold integers; a
 /// float can only come from a client's params, and is hashed as written in the line).
 pub fn canonical_json(v: &Value) -> String {
-    let mut out = String::new();
-    write_canonical(v, &mut out);
-    out
+    let mut out = Vec::new();
+    write_canonical(&mut out, v);
+    // Only serde_json output and ASCII punctuation were written.
+    String::from_utf8(out).expect("canonical JSON is UTF-8")
 }
 
-fn write_canonical(v: &Value, out: &mut String) {
+/// Append the canonical JSON of `v` to `out` (no copy of `v` is made).
+pub fn write_canonical(out: &mut Vec<u8>, v: &Value) {
     match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort_unstable_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(&m[k.as_str()], out);
-            }
-            out.push('}');
-        }
+        Value::Object(m) => write_object(out, m, &mut |out, _, item| write_canonical(out, item)),
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
-                write_canonical(item, out);
+                write_canonical(out, item);
             }
-            out.push(']');
+            out.push(b']');
         }
-        // Scalars: serde_json's own compact form.
-        other => out.push_str(&other.to_string()),
+        Value::String(s) => write_str(out, s),
+        // Numbers, booleans, null: serde_json's own compact form.
+        other => serde_json::to_writer(&mut *out, other).expect("writing to a Vec cannot fail"),
+    }
+}
+
+/// Append an object with its keys in byte order, each value written by `item`
+/// (`item(out, key, value)`). serde_json's map is ordered already (unless some crate turns on
+/// its `preserve_order` feature); the order is checked, and only sorted when needed.
+pub fn write_object(
+    out: &mut Vec<u8>,
+    m: &Map<String, Value>,
+    item: &mut dyn FnMut(&mut Vec<u8>, &str, &Value),
+) {
+    out.push(b'{');
+    let sorted = m
+        .keys()
+        .zip(m.keys().skip(1))
+        .all(|(a, b)| a.as_bytes() < b.as_bytes());
+    let mut first = true;
+    let mut member = |out: &mut Vec<u8>, k: &str, x: &Value| {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+        write_str(out, k);
+        out.push(b':');
+        item(out, k, x);
+    };
+    if sorted {
+        for (k, x) in m {
+            member(out, k, x);
+        }
+    } else {
+        let mut entries: Vec<(&String, &Value)> = m.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        for (k, x) in entries {
+            member(out, k, x);
+        }
+    }
+    out.push(b'}');
+}
+
+/// A JSON string with serde_json's escaping.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+}
+
+/// One member of a record being encoded by [`write_record`].
+pub enum Member<'a> {
+    Str(&'a str),
+    U64(u64),
+    Bool(bool),
+    Null,
+    /// Any JSON value, written canonically.
+    Json(&'a Value),
+    /// Bytes that are canonical JSON already (a cached encoding).
+    Canonical(&'a [u8]),
+    /// Written by a function (canonically).
+    With(&'a dyn Fn(&mut Vec<u8>)),
+}
+
+/// Append a record object whose members are given in any order: they are written sorted by
+/// key bytes, which is the canonical form of the same record as a JSON object. Keys must be
+/// distinct.
+pub fn write_record(out: &mut Vec<u8>, members: &mut [(&str, Member)]) {
+    members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    debug_assert!(
+        members.windows(2).all(|w| w[0].0 != w[1].0),
+        "duplicate record key"
+    );
+    out.push(b'{');
+    for (i, (k, m)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_str(out, k);
+        out.push(b':');
+        match m {
+            Member::Str(s) => write_str(out, s),
+            Member::U64(n) => out.extend_from_slice(itoa_u64(*n).as_bytes()),
+            Member::Bool(true) => out.extend_from_slice(b"true"),
+            Member::Bool(false) => out.extend_from_slice(b"false"),
+            Member::Null => out.extend_from_slice(b"null"),
+            Member::Json(v) => write_canonical(out, v),
+            Member::Canonical(b) => out.extend_from_slice(b),
+            Member::With(f) => f(out),
+        }
+    }
+    out.push(b'}');
+}
+
+/// Decimal digits of `n` without allocating.
+struct Digits {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+fn itoa_u64(mut n: u64) -> Digits {
+    let mut d = Digits {
+        buf: [0; 20],
+        start: 20,
+    };
+    loop {
+        d.start -= 1;
+        d.buf[d.start] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return d;
+        }
     }
 }
 
@@ -64,21 +166,34 @@ pub fn chain_hash(prev: &str, body: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(prev.as_bytes());
     h.update(body);
-    hex::encode(h.finalize())
+    let mut hex = [0u8; 64];
+    hex::encode_to_slice(h.finalize(), &mut hex).expect("64 hex digits for 32 bytes");
+    String::from_utf8(hex.to_vec()).expect("hex is ASCII")
 }
 
 /// Serialise a record (which must not hold `hash`) into its line, newline included.
 /// Returns the line and the record's hash.
 pub fn encode_line(record: &Map<String, Value>, prev: &str) -> (Vec<u8>, String) {
     debug_assert!(!record.contains_key("hash"));
-    let body = canonical_json(&Value::Object(record.clone()));
-    let hash = chain_hash(prev, body.as_bytes());
-    let mut line = Vec::with_capacity(body.len() + HASH_MEMBER.len() + 64 + 3);
-    line.extend_from_slice(&body.as_bytes()[..body.len() - 1]);
+    let mut line = Vec::with_capacity(256);
+    write_object(&mut line, record, &mut |out, _, item| {
+        write_canonical(out, item)
+    });
+    let hash = seal_line(&mut line, 0, prev);
+    (line, hash)
+}
+
+/// `buf[start..]` holds a record's canonical body (a JSON object); turn it into the record's
+/// line in place (the `hash` member before the final `}`, then `\n`) and return the hash.
+pub fn seal_line(buf: &mut Vec<u8>, start: usize, prev: &str) -> String {
+    debug_assert_eq!(buf.last(), Some(&b'}'));
+    let hash = chain_hash(prev, &buf[start..]);
+    let line = buf;
+    line.pop();
     line.extend_from_slice(HASH_MEMBER);
     line.extend_from_slice(hash.as_bytes());
     line.extend_from_slice(b"\"}\n");
-    (line, hash)
+    hash
 }
 
 /// A line split into its parts (not yet checked against the chain).

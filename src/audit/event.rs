@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
-use super::canon::sha256_hex;
+use super::canon::{sha256_hex, write_canonical, write_record, Member};
 use super::redact::Redactor;
 use crate::check::decide::Decision;
 use crate::check::{Access, Resource};
@@ -201,6 +201,160 @@ pub fn event_record(
     m
 }
 
+/// The chain fields the writer adds under the file lock.
+#[derive(Debug, Clone, Copy)]
+pub struct Chain<'a> {
+    pub time: &'a str,
+    pub seq: u64,
+    pub prev: &'a str,
+}
+
+/// Canonical encodings of the tool descriptions recorded lately (a session calls few tools,
+/// many times): a decision record then costs no serialisation of its tool description.
+#[derive(Debug, Default)]
+pub struct SpecCache {
+    entries: Vec<(ToolSpec, Vec<u8>)>,
+}
+
+impl SpecCache {
+    const CAPACITY: usize = 32;
+
+    fn canonical(&mut self, spec: &ToolSpec) -> &[u8] {
+        let i = match self.entries.iter().position(|(s, _)| s == spec) {
+            Some(i) => i,
+            None => {
+                if self.entries.len() == Self::CAPACITY {
+                    self.entries.remove(0);
+                }
+                let mut bytes = Vec::new();
+                write_canonical(
+                    &mut bytes,
+                    &serde_json::to_value(spec).unwrap_or(Value::Null),
+                );
+                self.entries.push((spec.clone(), bytes));
+                self.entries.len() - 1
+            }
+        };
+        &self.entries[i].1
+    }
+}
+
+/// Append the canonical body of `event`'s record, chain fields included, to `out`: the same
+/// bytes as [`event_record`] plus the chain fields through [`write_canonical`], built without
+/// the intermediate JSON tree for the frequent kinds (decisions and filters).
+pub fn write_event_body(
+    out: &mut Vec<u8>,
+    event: &Event,
+    session: &str,
+    counts: &Counts,
+    redactor: &Redactor,
+    chain: Chain,
+    specs: &mut SpecCache,
+) {
+    let chain_members = [
+        ("time", Member::Str(chain.time)),
+        ("seq", Member::U64(chain.seq)),
+        ("prev", Member::Str(chain.prev)),
+    ];
+    match event {
+        Event::Decision(d) => {
+            let dec = d.decision;
+            let reason = match &dec.denial {
+                Some(den) => std::borrow::Cow::Borrowed(den.reason.as_str()),
+                None => std::borrow::Cow::Owned(format!("allowed by {}", dec.rule)),
+            };
+            let write_accesses = |out: &mut Vec<u8>| {
+                out.push(b'[');
+                for (i, a) in dec.accesses.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_canonical(out, &access_json(a));
+                }
+                out.push(b']');
+            };
+            let write_params = |out: &mut Vec<u8>| match d.params {
+                Some(p) => redactor.write_redacted(out, p),
+                None => out.extend_from_slice(b"null"),
+            };
+            let spec = d.tool_spec.map(|s| specs.canonical(s));
+            let mut m: Vec<(&str, Member)> = Vec::with_capacity(20);
+            m.extend(chain_members);
+            m.extend([
+                ("v", Member::U64(FORMAT_VERSION)),
+                ("kind", Member::Str("decision")),
+                ("session", Member::Str(session)),
+                ("direction", Member::Str(d.direction.as_str())),
+                ("method", Member::Str(&dec.method)),
+                (
+                    "tool",
+                    dec.tool.as_deref().map_or(Member::Null, Member::Str),
+                ),
+                ("accesses", Member::With(&write_accesses)),
+                (
+                    "verdict",
+                    Member::Str(if dec.is_allowed() { "allow" } else { "deny" }),
+                ),
+                ("rule", Member::Str(&dec.rule)),
+                ("reason", Member::Str(&reason)),
+                ("latency_us", Member::U64(d.latency_us)),
+                ("params", Member::With(&write_params)),
+            ]);
+            if let Some(id) = d.id {
+                m.push(("id", Member::Json(id)));
+            }
+            if dec.denial.as_ref().is_some_and(|x| x.approval_required) {
+                m.push(("approval_required", Member::Bool(true)));
+            }
+            if let Some(bytes) = spec {
+                m.push(("tool_spec", Member::Canonical(bytes)));
+            }
+            write_record(out, &mut m);
+        }
+        Event::ResponseFilter(f) => {
+            let mut m: Vec<(&str, Member)> = Vec::with_capacity(12);
+            m.extend(chain_members);
+            m.extend([
+                ("v", Member::U64(FORMAT_VERSION)),
+                ("kind", Member::Str("response_filter")),
+                ("session", Member::Str(session)),
+                ("direction", Member::Str(f.direction.as_str())),
+                ("method", f.method.map_or(Member::Null, Member::Str)),
+                (
+                    "action",
+                    Member::Str(if f.action == FilterAction::Altered {
+                        "altered"
+                    } else {
+                        "dropped"
+                    }),
+                ),
+                ("reason", Member::Str(f.reason)),
+            ]);
+            if let Some(id) = f.id {
+                m.push(("id", Member::Json(id)));
+            }
+            write_record(out, &mut m);
+        }
+        other => write_map_body(out, &event_record(other, session, counts, redactor), chain),
+    }
+}
+
+/// Append the canonical body of a record built as a map, with the chain fields.
+pub fn write_map_body(out: &mut Vec<u8>, rec: &Map<String, Value>, chain: Chain) {
+    let mut m: Vec<(&str, Member)> = Vec::with_capacity(rec.len() + 3);
+    m.extend([
+        ("time", Member::Str(chain.time)),
+        ("seq", Member::U64(chain.seq)),
+        ("prev", Member::Str(chain.prev)),
+    ]);
+    m.extend(
+        rec.iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "time" | "seq" | "prev"))
+            .map(|(k, v)| (k.as_str(), Member::Json(v))),
+    );
+    write_record(out, &mut m);
+}
+
 fn decision_fields(m: &mut Map<String, Value>, d: &DecisionEvent, redactor: &Redactor) {
     let dec = d.decision;
     m.insert("kind".into(), "decision".into());
@@ -341,6 +495,127 @@ mod tests {
         assert_eq!(rfc3339_micros(t), "2000-02-29T23:59:59.000001Z");
         let t = UNIX_EPOCH + Duration::new(1_767_225_600, 999_999_999); // 2026-01-01
         assert_eq!(rfc3339_micros(t), "2026-01-01T00:00:00.999999Z");
+    }
+
+    /// The fast encoder writes exactly what the map-based record gives, for every kind.
+    #[test]
+    fn streamed_body_equals_the_record_map() {
+        use crate::audit::canon::canonical_json;
+        use crate::check::decide::Verdict;
+        use crate::check::Denial;
+        use crate::profile::{ArgKind, ArgSpec};
+
+        let allow = Decision {
+            verdict: Verdict::Allow,
+            method: "tools/call".into(),
+            tool: Some("write_file".into()),
+            accesses: vec![Access {
+                capability: "filesystem.write".into(),
+                resource: Resource::Path {
+                    written: "~/a\"b".into(),
+                    resolved: "/home/u/a\"b".into(),
+                },
+            }],
+            rule: "filesystem.mounts".into(),
+            denial: None,
+        };
+        let mut deny = allow.clone();
+        deny.verdict = Verdict::Deny;
+        deny.tool = None;
+        deny.denial = Some(Denial {
+            reason: "needs approval: \u{1} é".into(),
+            rule: "require_approval[0]".into(),
+            capability: None,
+            resource: None,
+            approval_required: true,
+        });
+        let mut spec = ToolSpec {
+            capability: "filesystem.write".into(),
+            args: Default::default(),
+            note: String::new(),
+        };
+        spec.args.insert(
+            "path".into(),
+            ArgSpec {
+                kind: ArgKind::Path,
+                capability: None,
+                relative_to: Some("repo_path".into()),
+            },
+        );
+        let params = json!({"name": "write_file", "arguments": {"path": "/tmp/a", "content": "hunter2", "zz": [1, 2.5, null, {"B": true, "a_token": "t"}]}});
+        let (n, s) = (json!(7), json!("req-1"));
+        let redactor = Redactor::new(["zz_extra"]);
+        let policy = crate::audit::testutil::policy("name: p\n");
+        let argv = vec!["srv".to_string(), "--x".to_string()];
+        let events = vec![
+            Event::Decision(DecisionEvent {
+                direction: Direction::ClientToServer,
+                id: Some(&n),
+                params: Some(&params),
+                decision: &allow,
+                tool_spec: Some(&spec),
+                latency_us: 12,
+            }),
+            Event::Decision(DecisionEvent {
+                direction: Direction::ServerToClient,
+                id: None,
+                params: None,
+                decision: &deny,
+                tool_spec: None,
+                latency_us: 0,
+            }),
+            Event::ResponseFilter(FilterEvent {
+                direction: Direction::ServerToClient,
+                id: Some(&s),
+                method: Some("tools/list"),
+                action: FilterAction::Altered,
+                reason: "hid 2 tools",
+            }),
+            Event::ResponseFilter(FilterEvent {
+                direction: Direction::ServerToClient,
+                id: None,
+                method: None,
+                action: FilterAction::Dropped,
+                reason: "not JSON",
+            }),
+            Event::SessionStart(SessionStart {
+                argv: &argv,
+                policy: &policy,
+                mode: "full",
+                kernel: "k",
+                cwd: Path::new("/w"),
+                home: None,
+                profile: Some("filesystem"),
+            }),
+            Event::SessionEnd(SessionEnd {
+                exit_code: Some(0),
+                signal: None,
+            }),
+        ];
+        let counts = Counts {
+            allowed: 3,
+            denied: 1,
+            filtered: 2,
+        };
+        let mut specs = SpecCache::default();
+        for ev in &events {
+            let mut rec = event_record(ev, "sess", &counts, &redactor);
+            rec.insert("time".into(), "T".into());
+            rec.insert("seq".into(), 9.into());
+            rec.insert("prev".into(), "P".into());
+            let want = canonical_json(&Value::Object(rec));
+            for _ in 0..2 {
+                // twice: the second time the tool description comes from the cache
+                let mut out = Vec::new();
+                let chain = Chain {
+                    time: "T",
+                    seq: 9,
+                    prev: "P",
+                };
+                write_event_body(&mut out, ev, "sess", &counts, &redactor, chain, &mut specs);
+                assert_eq!(String::from_utf8(out).unwrap(), want, "{ev:?}");
+            }
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@
 
 pub mod canon;
 pub mod event;
+pub mod queue;
 pub mod redact;
 pub mod replay;
 pub mod show;
@@ -25,6 +26,7 @@ pub use event::{
     ApprovalEvent, Counts, DecisionEvent, Direction, Event, FilterAction, FilterEvent, SessionEnd,
     SessionStart,
 };
+pub use queue::{AuditQueue, Record};
 pub use redact::Redactor;
 pub use replay::{replay, ReplayReport};
 pub use show::{show, ShowFilter};

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
-use super::canon::{canonical_json, sha256_hex};
+use super::canon::{canonical_json, sha256_hex, write_canonical, write_object};
 use crate::policy::Policy;
 
 /// Key names always redacted (case-insensitive): exact names and `*` patterns.
@@ -46,10 +46,34 @@ impl Redactor {
     }
 
     pub fn is_secret(&self, key: &str) -> bool {
-        let k = key.to_ascii_lowercase();
         self.patterns
             .iter()
-            .any(|p| glob(p.as_bytes(), k.as_bytes()))
+            .any(|p| glob(p.as_bytes(), key.as_bytes()))
+    }
+
+    /// Append the canonical JSON of [`Redactor::redact`]`(v)` to `out`, without building the
+    /// copy (the audit writer's hot path).
+    pub fn write_redacted(&self, out: &mut Vec<u8>, v: &Value) {
+        match v {
+            Value::Object(m) => write_object(out, m, &mut |out, k, item| {
+                if self.is_secret(k) {
+                    write_marker(out, item);
+                } else {
+                    self.write_redacted(out, item);
+                }
+            }),
+            Value::Array(items) => {
+                out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    self.write_redacted(out, item);
+                }
+                out.push(b']');
+            }
+            other => write_canonical(out, other),
+        }
     }
 
     /// A copy of `v` with the value of every secret key (at any depth) replaced by
@@ -74,6 +98,15 @@ impl Redactor {
     }
 }
 
+/// Append the canonical JSON of [`redacted`]`(original)`.
+fn write_marker(out: &mut Vec<u8>, original: &Value) {
+    let mut scratch = Vec::with_capacity(64);
+    write_canonical(&mut scratch, original);
+    out.extend_from_slice(b"{\"redacted\":\"sha256:");
+    out.extend_from_slice(sha256_hex(&scratch).as_bytes());
+    out.extend_from_slice(b"\"}");
+}
+
 /// The marker that replaces a secret value.
 pub fn redacted(original: &Value) -> Value {
     json!({ "redacted": format!("sha256:{}", sha256_hex(canonical_json(original).as_bytes())) })
@@ -95,12 +128,12 @@ fn is_marker(m: &Map<String, Value>) -> bool {
             .is_some_and(|s| s.starts_with("sha256:"))
 }
 
-/// `*` glob over bytes.
+/// `*` glob over bytes; `p` is lower-case, `s` is compared ASCII-case-insensitively.
 fn glob(p: &[u8], s: &[u8]) -> bool {
     match p.split_first() {
         None => s.is_empty(),
         Some((b'*', rest)) => (0..=s.len()).any(|i| glob(rest, &s[i..])),
-        Some((c, rest)) => s.first() == Some(c) && glob(rest, &s[1..]),
+        Some((c, rest)) => s.first().map(u8::to_ascii_lowercase) == Some(*c) && glob(rest, &s[1..]),
     }
 }
 
@@ -142,5 +175,9 @@ mod tests {
         assert!(!out.to_string().contains("hunter2"));
         assert!(contains_redaction(&out["arguments"]["content"]));
         assert!(!contains_redaction(&out["arguments"]["path"]));
+        // The streaming form writes exactly the canonical JSON of the copy.
+        let mut streamed = Vec::new();
+        r.write_redacted(&mut streamed, &params);
+        assert_eq!(String::from_utf8(streamed).unwrap(), canonical_json(&out));
     }
 }

@@ -16,8 +16,12 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
-use super::canon::{encode_line, parse_line, sha256_hex, GENESIS};
-use super::event::{event_record, new_session_id, recovery_record, rfc3339_micros, Counts, Event};
+use super::canon::{parse_line, seal_line, sha256_hex, GENESIS};
+use super::event::{
+    new_session_id, recovery_record, rfc3339_micros, write_event_body, write_map_body, Chain,
+    Counts, Event, SpecCache,
+};
+use super::queue::Record;
 use super::redact::Redactor;
 use super::AuditError;
 use crate::policy::Policy;
@@ -36,6 +40,9 @@ pub struct AuditLog {
     counts: Counts,
     /// Where our last line ended, and the chain head there.
     head: Option<Head>,
+    /// The line being built (reused: no allocation per record once warm).
+    line: Vec<u8>,
+    specs: SpecCache,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +97,8 @@ impl AuditLog {
             session: new_session_id().map_err(io)?,
             counts: Counts::default(),
             head: None,
+            line: Vec::with_capacity(1024),
+            specs: SpecCache::default(),
         };
         {
             let _lock = Flock::exclusive(&log.file).map_err(io)?;
@@ -115,7 +124,6 @@ impl AuditLog {
     /// to the kernel; fsynced too if configured). On `Err` the proxy must not forward the
     /// request. Returns the record's sequence number.
     pub fn record(&mut self, event: &Event) -> Result<u64, AuditError> {
-        let rec = event_record(event, &self.session, &self.counts, &self.redactor);
         let io = |source| AuditError::Io {
             path: self.path.clone(),
             source,
@@ -123,7 +131,7 @@ impl AuditLog {
         let seq = {
             let _lock = Flock::exclusive(&self.file).map_err(io)?;
             self.sync_head()?;
-            self.append(rec)?
+            self.append(Body::Event(event))?
         };
         self.counts.count(event);
         Ok(seq)
@@ -163,25 +171,87 @@ impl AuditLog {
             if !tail.terminated {
                 self.write_bytes(b"\n")?;
             }
-            self.append(recovery_record(&self.session, &tail.torn))?;
+            let rec = recovery_record(&self.session, &tail.torn);
+            self.append(Body::Map(&rec))?;
         }
         Ok(())
     }
 
-    /// Under the lock, with `self.head` current: add the time and chain fields, write the line.
-    fn append(&mut self, mut rec: Map<String, Value>) -> Result<u64, AuditError> {
-        let (prev, seq) = match &self.head {
-            Some(h) => (h.hash.clone(), h.seq + 1),
-            None => unreachable!("the head is synced under the lock before appending"),
+    /// Append records queued by the proxy (see `queue`): one lock, one `write(2)`, one
+    /// optional fsync for all of them. Each record keeps the time it carries.
+    pub fn record_batch(&mut self, records: &[Record]) -> Result<(), AuditError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let io = |source| AuditError::Io {
+            path: self.path.clone(),
+            source,
         };
-        rec.insert("time".into(), rfc3339_micros(SystemTime::now()).into());
-        rec.insert("seq".into(), seq.into());
-        rec.insert("prev".into(), prev.as_str().into());
-        let (line, hash) = encode_line(&rec, &prev);
-        self.write_bytes(&line)?;
+        let _lock = Flock::exclusive(&self.file).map_err(io)?;
+        self.sync_head()?;
+        let mut buf = std::mem::take(&mut self.line);
+        buf.clear();
+        let mut counts = self.counts;
+        let (mut prev, mut seq) = self.chain_head();
+        for r in records {
+            let (event, at) = r.event();
+            seq += 1;
+            prev = self.encode(&mut buf, Body::Event(&event), at, &counts, seq, &prev);
+            counts.count(&event);
+        }
+        let written = self.finish(&buf, prev, seq);
+        self.line = buf;
+        written?;
+        self.counts = counts;
+        Ok(())
+    }
+
+    /// Under the lock: the chain head to continue from.
+    fn chain_head(&self) -> (String, u64) {
+        match &self.head {
+            Some(h) => (h.hash.clone(), h.seq),
+            None => unreachable!("the head is synced under the lock before appending"),
+        }
+    }
+
+    /// Append one record's line (time, chain fields, hash) to `buf`; returns its hash.
+    fn encode(
+        &mut self,
+        buf: &mut Vec<u8>,
+        body: Body,
+        at: Option<SystemTime>,
+        counts: &Counts,
+        seq: u64,
+        prev: &str,
+    ) -> String {
+        let time = rfc3339_micros(at.unwrap_or_else(SystemTime::now));
+        let chain = Chain {
+            time: &time,
+            seq,
+            prev,
+        };
+        let start = buf.len();
+        match body {
+            Body::Event(event) => write_event_body(
+                buf,
+                event,
+                &self.session,
+                counts,
+                &self.redactor,
+                chain,
+                &mut self.specs,
+            ),
+            Body::Map(rec) => write_map_body(buf, rec, chain),
+        }
+        seal_line(buf, start, prev)
+    }
+
+    /// Under the lock: write the encoded lines, fsync if configured, advance the head.
+    fn finish(&mut self, lines: &[u8], hash: String, seq: u64) -> Result<(), AuditError> {
+        self.write_bytes(lines)?;
         if self.fsync {
             if let Err(source) = self.file.sync_data() {
-                self.head = None; // re-read the tail next time: the line may or may not be there
+                self.head = None; // re-read the tail next time: the lines may or may not be there
                 return Err(AuditError::Io {
                     path: self.path.clone(),
                     source,
@@ -191,7 +261,20 @@ impl AuditLog {
         if let Some(h) = &mut self.head {
             (h.hash, h.seq) = (hash, seq);
         }
-        Ok(seq)
+        Ok(())
+    }
+
+    /// Under the lock, with `self.head` current: encode one record and write its line.
+    fn append(&mut self, body: Body) -> Result<u64, AuditError> {
+        let (prev, seq) = self.chain_head();
+        let seq = seq + 1;
+        let mut buf = std::mem::take(&mut self.line);
+        buf.clear();
+        let counts = self.counts;
+        let hash = self.encode(&mut buf, body, None, &counts, seq, &prev);
+        let written = self.finish(&buf, hash, seq);
+        self.line = buf;
+        written.map(|()| seq)
     }
 
     /// One `write_all` on the O_APPEND descriptor; keeps `head.end` in step. On error the
@@ -213,6 +296,12 @@ impl AuditLog {
             }
         }
     }
+}
+
+/// What a record is built from.
+enum Body<'a, 'e> {
+    Event(&'a Event<'e>),
+    Map(&'a Map<String, Value>),
 }
 
 /// What the end of a file holds.

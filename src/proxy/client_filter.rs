@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::recorder::SharedRecorder;
+use super::recorder::{DecisionRecord, SharedRecorder};
 pub use super::session::{id_key, Pending, ServerRequest, Shared};
 use crate::audit::Direction;
 use crate::check::decide::{decide, Context, Decision, StaticCatalog, ToolCatalog};
@@ -36,10 +36,13 @@ pub struct ClientFilter {
     pub world: Box<dyn World + Send>,
     pub shared: SharedState,
     pub recorder: SharedRecorder,
+    /// The size of the line being judged (what its audit records weigh in the queue).
+    pub weight: usize,
 }
 
 impl ClientFilter {
     pub fn on_line(&mut self, line: &[u8]) -> std::io::Result<Outcome> {
+        self.weight = line.len();
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(Outcome::Drop);
         }
@@ -169,9 +172,9 @@ impl ClientFilter {
                     tracing::warn!(id = %key, "refused a request whose id is already in flight");
                     return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: this id is already in use by a request in flight (refused by capjail)", None))));
                 }
-                let decision = self.decide_and_record(Some(id), method, params)?;
+                let decided = self.decide_and_record(Some(id), method, params)?;
                 let mut shared = self.shared.lock().expect("shared state");
-                if decision.is_allowed() {
+                if decided.allowed {
                     let pending = match method {
                         "initialize" | "server/discover" => Pending::Initialize,
                         "tools/list" => Pending::ToolsList,
@@ -181,7 +184,7 @@ impl ClientFilter {
                     Ok(One::Allowed)
                 } else {
                     shared.remember_refused(key);
-                    Ok(One::Refused(Some(refusal(id, &decision))))
+                    Ok(One::Refused(decided.refusal))
                 }
             }
             Shape::Notification { method, params } => {
@@ -198,8 +201,8 @@ impl ClientFilter {
                         }
                     }
                 }
-                let decision = self.decide_and_record(None, method, params)?;
-                Ok(if decision.is_allowed() {
+                let decided = self.decide_and_record(None, method, params)?;
+                Ok(if decided.allowed {
                     One::Allowed
                 } else {
                     One::Refused(None)
@@ -247,7 +250,7 @@ impl ClientFilter {
         id: Option<&Value>,
         method: &str,
         params: Option<&Value>,
-    ) -> std::io::Result<Decision> {
+    ) -> std::io::Result<Decided> {
         let started = Instant::now();
         // Snapshot the one tool description the decision can need, then decide WITHOUT the
         // session lock: a decision may resolve a host name, and the server->client pump must
@@ -274,11 +277,6 @@ impl ClientFilter {
         };
         let decision = decide(&ctx, method, params);
         let micros = started.elapsed().as_micros() as u64;
-        let spec = decision.tool.as_deref().and_then(|t| snapshot.tools.get(t));
-        self.recorder
-            .lock()
-            .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
-            .decided(id, params, &decision, spec, micros)?;
         if let Some(d) = &decision.denial {
             tracing::warn!(
                 id = %id.map(|i| i.to_string()).unwrap_or_default(),
@@ -291,8 +289,39 @@ impl ClientFilter {
         } else {
             tracing::debug!(id = %id.map(|i| i.to_string()).unwrap_or_default(), method, rule = %decision.rule, "Request allowed");
         }
-        Ok(decision)
+        let decided = Decided {
+            allowed: decision.is_allowed(),
+            refusal: match id {
+                Some(id) if !decision.is_allowed() => Some(refusal(id, &decision)),
+                _ => None,
+            },
+        };
+        let mut snapshot = snapshot;
+        let tool_spec = decision
+            .tool
+            .as_deref()
+            .and_then(|t| snapshot.tools.remove(t));
+        let record = DecisionRecord {
+            id: id.cloned(),
+            params: params.cloned(),
+            decision,
+            tool_spec,
+            latency_us: micros,
+            weight: self.weight,
+        };
+        self.recorder
+            .lock()
+            .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
+            .decided(record)?;
+        Ok(decided)
     }
+}
+
+/// A decision as the filter needs it once the record is handed over.
+struct Decided {
+    allowed: bool,
+    /// The error line for a refused request.
+    refusal: Option<Vec<u8>>,
 }
 
 impl ClientFilter {
@@ -352,7 +381,6 @@ fn lenient_id(line: &[u8]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::decide::ToolCatalog as _;
     use crate::check::RealWorld;
     use crate::policy::{builtin, load_str, PolicySource};
     use crate::proxy::catalog::SessionCatalog;
@@ -376,6 +404,7 @@ mod tests {
             world: Box::new(RealWorld),
             shared: Arc::new(Mutex::new(Shared::new(SessionCatalog::new(None, &argv)))),
             recorder: crate::proxy::recorder::Recorder::new(None),
+            weight: 0,
         }
     }
 

@@ -32,7 +32,7 @@ use self::client_filter::{ClientFilter, Outcome, Shared};
 use self::framing::{Frame, LineReader};
 use self::recorder::{Recorder, SharedRecorder};
 use self::server_filter::{ServerFilter, ServerOutcome};
-use crate::audit::{AuditLog, Direction, Event, SessionEnd, SessionStart};
+use crate::audit::{AuditLog, AuditQueue, Direction, Event, SessionEnd, SessionStart};
 use crate::check::path::PathContext;
 use crate::check::RealWorld;
 use crate::jsonrpc::{self, code};
@@ -102,19 +102,19 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
         cfg.forced_profile,
         &cfg.argv,
     ))));
-    let recorder = Recorder::new(cfg.audit);
-    {
-        let profile = shared
-            .lock()
-            .expect("shared")
-            .catalog
-            .profile()
-            .map(|p| p.name.clone());
-        if let Some(p) = &profile {
-            tracing::info!(profile = %p, "profile picked by command line");
-        }
-        let mut r = recorder.lock().expect("recorder");
-        if let Some(log) = &mut r.audit {
+    let profile = shared
+        .lock()
+        .expect("shared")
+        .catalog
+        .profile()
+        .map(|p| p.name.clone());
+    if let Some(p) = &profile {
+        tracing::info!(profile = %p, "profile picked by command line");
+    }
+    // The session record is written synchronously, before the server starts; every later
+    // record goes through the audit queue (written off the proxy's threads, never dropped).
+    let audit = match cfg.audit {
+        Some(mut log) => {
             let start = SessionStart {
                 argv: &cfg.argv,
                 policy: &cfg.policy,
@@ -127,12 +127,15 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
             log.record(&Event::SessionStart(start))
                 .map_err(|e| RunError::Audit(e.to_string()))?;
             tracing::info!(path = %log.path().display(), session = log.session_id(), "auditing");
+            Some(AuditQueue::start(log)?)
         }
-    }
+        None => None,
+    };
+    let recorder = Recorder::new(audit);
     let mut server = match child::spawn(cmd, &cfg.argv[0]) {
         Ok(s) => s,
         Err(e) => {
-            end_session(&recorder, None, None);
+            let _ = end_session(&recorder, None, None);
             return Err(e.into());
         }
     };
@@ -157,6 +160,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
         world: Box::new(RealWorld),
         shared: shared.clone(),
         recorder: recorder.clone(),
+        weight: 0,
     };
     let checking = cfg.filter;
     let max_line = cfg.policy.limits.max_line_bytes;
@@ -217,29 +221,37 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
     if let Ok(mut out) = client_out.lock() {
         let _ = out.flush();
     }
-    match &outcome {
+    let finished = match &outcome {
         Ok((code, signal)) => end_session(&recorder, Some(*code), *signal),
         Err(_) => end_session(&recorder, None, None),
-    }
-    outcome.map(|(code, _)| code)
+    };
+    let code = outcome.map(|(code, _)| code)?;
+    // Records still queued when the stream ended are part of the session: failing to write
+    // them is the audit failure it would have been on the hot path.
+    finished.map_err(|e| RunError::Audit(e.to_string()))?;
+    Ok(code)
 }
 
-fn end_session(recorder: &SharedRecorder, code: Option<i32>, signal: Option<i32>) {
-    if let Ok(mut r) = recorder.lock() {
-        let t = r.tally;
-        tracing::info!(
-            allowed = t.allowed,
-            denied = t.denied,
-            filtered = t.filtered,
-            "session summary"
-        );
-        if let Some(log) = &mut r.audit {
-            let exit_code = if signal.is_some() { None } else { code };
-            if let Err(e) = log.record(&Event::SessionEnd(SessionEnd { exit_code, signal })) {
-                tracing::error!("cannot write the end of the session to the audit log: {e}");
-            }
-        }
+/// Write the session's last record and everything still queued.
+fn end_session(
+    recorder: &SharedRecorder,
+    code: Option<i32>,
+    signal: Option<i32>,
+) -> Result<(), crate::audit::AuditError> {
+    let mut r = recorder.lock().unwrap_or_else(|p| p.into_inner());
+    let t = r.tally;
+    tracing::info!(
+        allowed = t.allowed,
+        denied = t.denied,
+        filtered = t.filtered,
+        "session summary"
+    );
+    let exit_code = if signal.is_some() { None } else { code };
+    let finished = r.finish(SessionEnd { exit_code, signal });
+    if let Err(e) = &finished {
+        tracing::error!("cannot write the end of the session to the audit log: {e}");
     }
+    finished
 }
 
 /// Returns the exit code and, when a signal ended the server, the signal.

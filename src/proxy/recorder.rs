@@ -1,12 +1,14 @@
 //! Where the proxy reports what it decided and what it filtered: the audit log (when on) and
-//! the session's counters. One recorder serves both directions, behind a mutex, so that the
-//! audit chain has a single writer per session.
+//! the session's counters. One recorder serves both directions, behind a mutex; records go to
+//! the audit queue (`audit::queue`) in the order they are handed over, so the chain follows
+//! the order of the decisions.
 
 use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 use serde_json::Value;
 
-use crate::audit::{AuditLog, DecisionEvent, Direction, Event, FilterAction, FilterEvent};
+use crate::audit::{AuditError, AuditQueue, Direction, FilterAction, Record, SessionEnd};
 use crate::check::decide::Decision;
 use crate::profile::ToolSpec;
 
@@ -18,46 +20,50 @@ pub struct Tally {
 }
 
 pub struct Recorder {
-    pub audit: Option<AuditLog>,
+    pub audit: Option<AuditQueue>,
     pub tally: Tally,
 }
 
 pub type SharedRecorder = Arc<Mutex<Recorder>>;
 
+/// What a decision record is made of (owned: the audit writer encodes it on its own thread).
+pub struct DecisionRecord {
+    pub id: Option<Value>,
+    pub params: Option<Value>,
+    pub decision: Decision,
+    pub tool_spec: Option<ToolSpec>,
+    pub latency_us: u64,
+    /// The size of the request as it was received (bounds the audit queue in bytes).
+    pub weight: usize,
+}
+
 impl Recorder {
-    pub fn new(audit: Option<AuditLog>) -> SharedRecorder {
+    pub fn new(audit: Option<AuditQueue>) -> SharedRecorder {
         Arc::new(Mutex::new(Recorder {
             audit,
             tally: Tally::default(),
         }))
     }
 
-    /// Record a decision. Called before the request is forwarded or refused: an error means the
-    /// decision must not be carried out.
-    pub fn decided(
-        &mut self,
-        id: Option<&Value>,
-        params: Option<&Value>,
-        decision: &Decision,
-        tool_spec: Option<&ToolSpec>,
-        latency_us: u64,
-    ) -> std::io::Result<()> {
-        if decision.is_allowed() {
+    /// Record a decision. Called before the request is forwarded or refused: an error means
+    /// the decision must not be carried out (the audit log failed).
+    pub fn decided(&mut self, d: DecisionRecord) -> std::io::Result<()> {
+        if d.decision.is_allowed() {
             self.tally.allowed += 1;
         } else {
             self.tally.denied += 1;
         }
-        if let Some(log) = &mut self.audit {
-            let ev = Event::Decision(DecisionEvent {
+        if let Some(q) = &self.audit {
+            let record = Record::Decision {
                 direction: Direction::ClientToServer,
-                id,
-                params,
-                decision,
-                tool_spec,
-                latency_us,
-            });
-            log.record(&ev)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
+                id: d.id,
+                params: d.params,
+                decision: d.decision,
+                tool_spec: d.tool_spec,
+                latency_us: d.latency_us,
+                at: SystemTime::now(),
+            };
+            q.push(record, d.weight).map_err(io_error)?;
         }
         Ok(())
     }
@@ -72,21 +78,38 @@ impl Recorder {
         reason: &str,
     ) -> std::io::Result<()> {
         self.tally.filtered += 1;
-        if let Some(log) = &mut self.audit {
-            let action = if dropped {
-                FilterAction::Dropped
-            } else {
-                FilterAction::Altered
-            };
-            log.record(&Event::ResponseFilter(FilterEvent {
+        if let Some(q) = &self.audit {
+            let record = Record::Filter {
                 direction,
-                id,
-                method,
-                action,
-                reason,
-            }))
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+                id: id.cloned(),
+                method: method.map(str::to_string),
+                action: if dropped {
+                    FilterAction::Dropped
+                } else {
+                    FilterAction::Altered
+                },
+                reason: reason.to_string(),
+                at: SystemTime::now(),
+            };
+            q.push(record, reason.len()).map_err(io_error)?;
         }
         Ok(())
     }
+
+    /// Record the end of the session and write everything still queued. `Err`: some record
+    /// could not be written.
+    pub fn finish(&mut self, end: SessionEnd) -> Result<(), AuditError> {
+        match self.audit.take() {
+            Some(q) => {
+                let pushed = q.push(Record::SessionEnd(end), 0);
+                let closed = q.close();
+                pushed.and(closed)
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+fn io_error(e: AuditError) -> std::io::Error {
+    std::io::Error::other(e.to_string())
 }

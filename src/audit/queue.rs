@@ -1,0 +1,391 @@
+//! The audit log off the proxy's hot path: a bounded queue in front of one writer thread.
+//!
+//! The proxy hands over an owned [`Record`] (the request it just decided, moved or copied, not
+//! yet serialised) BEFORE it forwards the request or returns the error; the writer thread
+//! encodes, chains, hashes and appends records in batches (one lock, one `write(2)`, one
+//! optional fsync per batch). Guarantees:
+//! - nothing is dropped: when [`QUEUE_RECORDS`] records are waiting, [`AuditQueue::push`]
+//!   blocks until the writer catches up (back-pressure on the stream, never loss);
+//! - a record reaches the file within [`LINGER`] of being queued, or sooner when the queue
+//!   fills or the session ends ([`AuditQueue::close`] writes everything before it returns);
+//! - a failed write is fatal: every later `push` (and `close`) returns the error, so the
+//!   proxy stops forwarding and exits with the audit status. At most the records queued at
+//!   that moment (bounded by [`QUEUE_RECORDS`]) were decided but not written, and the error
+//!   says how many.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+
+use super::event::{DecisionEvent, Direction, Event, FilterAction, FilterEvent, SessionEnd};
+use super::writer::AuditLog;
+use super::AuditError;
+use crate::check::decide::Decision;
+use crate::profile::ToolSpec;
+
+/// Records that may wait for the writer before `push` blocks.
+pub const QUEUE_RECORDS: usize = 4096;
+/// Bytes of requests (as the client sent them) that may wait before `push` blocks; one
+/// record is always admitted, however large.
+pub const QUEUE_BYTES: usize = 8 << 20;
+/// How long the writer lets records gather before it writes them (one batch).
+pub const LINGER: Duration = Duration::from_millis(2);
+
+/// One record, owned, as the proxy hands it over.
+#[derive(Debug, Clone)]
+pub enum Record {
+    Decision {
+        direction: Direction,
+        id: Option<Value>,
+        params: Option<Value>,
+        decision: Decision,
+        tool_spec: Option<ToolSpec>,
+        latency_us: u64,
+        /// When the decision was taken (the record's `time`).
+        at: SystemTime,
+    },
+    Filter {
+        direction: Direction,
+        id: Option<Value>,
+        method: Option<String>,
+        action: FilterAction,
+        reason: String,
+        at: SystemTime,
+    },
+    SessionEnd(SessionEnd),
+}
+
+impl Record {
+    /// The event to encode, borrowing from the record, and its time (`None`: the time of
+    /// writing).
+    pub fn event(&self) -> (Event<'_>, Option<SystemTime>) {
+        match self {
+            Record::Decision {
+                direction,
+                id,
+                params,
+                decision,
+                tool_spec,
+                latency_us,
+                at,
+            } => (
+                Event::Decision(DecisionEvent {
+                    direction: *direction,
+                    id: id.as_ref(),
+                    params: params.as_ref(),
+                    decision,
+                    tool_spec: tool_spec.as_ref(),
+                    latency_us: *latency_us,
+                }),
+                Some(*at),
+            ),
+            Record::Filter {
+                direction,
+                id,
+                method,
+                action,
+                reason,
+                at,
+            } => (
+                Event::ResponseFilter(FilterEvent {
+                    direction: *direction,
+                    id: id.as_ref(),
+                    method: method.as_deref(),
+                    action: *action,
+                    reason,
+                }),
+                Some(*at),
+            ),
+            Record::SessionEnd(e) => (Event::SessionEnd(e.clone()), None),
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    waiting: VecDeque<Record>,
+    /// The sum of the weights of the waiting records.
+    bytes: usize,
+    /// The writer should not linger (the queue is full, or someone waits for a flush).
+    hurry: bool,
+    closing: bool,
+    /// Records handed over / written so far.
+    pushed: u64,
+    written: u64,
+    /// The first write error; fatal.
+    failed: Option<String>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when there is work for the writer.
+    work: Condvar,
+    /// Signalled when the writer wrote a batch (room in the queue, flushes done).
+    done: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the queue inconsistent (plain fields).
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The writer thread and its queue.
+pub struct AuditQueue {
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<()>>,
+    path: PathBuf,
+    session: String,
+}
+
+impl AuditQueue {
+    /// Move `log` to a new writer thread.
+    pub fn start(log: AuditLog) -> std::io::Result<AuditQueue> {
+        let path = log.path().to_path_buf();
+        let session = log.session_id().to_string();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            work: Condvar::new(),
+            done: Condvar::new(),
+        });
+        let writer = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("audit".into())
+                .spawn(move || write_loop(&shared, log))?
+        };
+        Ok(AuditQueue {
+            shared,
+            writer: Some(writer),
+            path,
+            session,
+        })
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    pub fn session_id(&self) -> &str {
+        &self.session
+    }
+
+    /// Queue a record whose request was `weight` bytes long. Blocks while the queue is full;
+    /// fails (for good) once a write failed.
+    pub fn push(&self, record: Record, weight: usize) -> Result<(), AuditError> {
+        let mut st = self.shared.lock();
+        while st.failed.is_none()
+            && (st.waiting.len() >= QUEUE_RECORDS
+                || (!st.waiting.is_empty() && st.bytes + weight > QUEUE_BYTES))
+        {
+            st.hurry = true;
+            self.shared.work.notify_one();
+            st = self.shared.done.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        if let Some(e) = &st.failed {
+            return Err(self.error(e, st.pushed - st.written));
+        }
+        let was_empty = st.waiting.is_empty();
+        st.waiting.push_back(record);
+        st.bytes += weight;
+        st.pushed += 1;
+        if was_empty {
+            // The writer sleeps only on an empty queue; later records join its batch.
+            self.shared.work.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Wait until every record queued so far is written.
+    pub fn flush(&self) -> Result<(), AuditError> {
+        let mut st = self.shared.lock();
+        let target = st.pushed;
+        while st.failed.is_none() && st.written < target {
+            st.hurry = true;
+            self.shared.work.notify_one();
+            st = self.shared.done.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        match &st.failed {
+            Some(e) => Err(self.error(e, st.pushed - st.written)),
+            None => Ok(()),
+        }
+    }
+
+    /// Write everything queued, stop the writer and report the first failure, if any.
+    pub fn close(mut self) -> Result<(), AuditError> {
+        let result = self.flush();
+        self.stop();
+        result
+    }
+
+    fn stop(&mut self) {
+        {
+            let mut st = self.shared.lock();
+            st.closing = true;
+            self.shared.work.notify_one();
+        }
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+
+    fn error(&self, message: &str, unwritten: u64) -> AuditError {
+        AuditError::Io {
+            path: self.path.clone(),
+            source: std::io::Error::other(format!(
+                "{message} ({unwritten} decided record(s) not written)"
+            )),
+        }
+    }
+}
+
+impl Drop for AuditQueue {
+    /// Records still queued are written before the thread stops (a `close` that was not
+    /// called still loses nothing it can write).
+    fn drop(&mut self) {
+        if self.writer.is_some() {
+            let _ = self.flush();
+            self.stop();
+        }
+    }
+}
+
+fn write_loop(shared: &Shared, mut log: AuditLog) {
+    let mut st = shared.lock();
+    loop {
+        while st.waiting.is_empty() && !st.closing {
+            st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        if st.waiting.is_empty() {
+            return; // closing, nothing left
+        }
+        // Let a batch gather, unless someone is waiting.
+        let until = Instant::now() + LINGER;
+        while !st.hurry && !st.closing {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            st = shared
+                .work
+                .wait_timeout(st, until - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        st.hurry = false;
+        let batch: Vec<Record> = st.waiting.drain(..).collect();
+        st.bytes = 0;
+        drop(st);
+        let n = batch.len() as u64;
+        let result = log.record_batch(&batch);
+        drop(batch); // free the requests here, not on the proxy's threads
+        st = shared.lock();
+        match result {
+            Ok(()) => st.written += n,
+            Err(e) => {
+                tracing::error!("audit log: {e}");
+                st.failed = Some(e.to_string());
+                st.waiting.clear();
+            }
+        }
+        shared.done.notify_all();
+        if st.failed.is_some() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::verify;
+    use crate::check::decide::Verdict;
+    use serde_json::json;
+
+    fn decision(i: u64) -> Record {
+        Record::Decision {
+            direction: Direction::ClientToServer,
+            id: Some(json!(i)),
+            params: Some(json!({"name": "echo", "arguments": {"n": i}})),
+            decision: Decision {
+                verdict: if i % 3 == 0 {
+                    Verdict::Deny
+                } else {
+                    Verdict::Allow
+                },
+                method: "tools/call".into(),
+                tool: Some("echo".into()),
+                accesses: vec![],
+                rule: "tools.allowed".into(),
+                denial: None,
+            },
+            tool_spec: None,
+            latency_us: 1,
+            at: SystemTime::now(),
+        }
+    }
+
+    /// More records than the queue holds (so `push` blocks on the way), all written, in
+    /// order, on a valid chain, with the session's counts in its last record.
+    #[test]
+    fn everything_pushed_is_written_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        let q = AuditQueue::start(AuditLog::open(&path, false).unwrap()).unwrap();
+        let n = QUEUE_RECORDS as u64 * 2 + 17;
+        for i in 0..n {
+            q.push(decision(i), 100).unwrap();
+        }
+        q.push(
+            Record::SessionEnd(SessionEnd {
+                exit_code: Some(0),
+                signal: None,
+            }),
+            0,
+        )
+        .unwrap();
+        q.close().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len() as u64, n + 1);
+        for (i, l) in lines[..n as usize].iter().enumerate() {
+            assert_eq!(l["id"], json!(i), "record {i} out of order");
+            assert_eq!(l["seq"], json!(i + 1));
+        }
+        let end = &lines[n as usize];
+        assert_eq!(end["kind"], "session_end");
+        assert_eq!(end["denied"], json!(n.div_ceil(3)));
+        assert_eq!(end["allowed"], json!(n - n.div_ceil(3)));
+        let report = verify::verify(&[path.clone()]);
+        assert!(report.ok(), "{report:?}");
+    }
+
+    /// A write error stops the queue for good: later pushes and the close report it.
+    #[test]
+    fn a_failed_write_is_fatal() {
+        if !std::path::Path::new("/dev/full").exists() {
+            return;
+        }
+        let log = match AuditLog::open(std::path::Path::new("/dev/full"), false) {
+            Ok(l) => l,
+            Err(_) => return, // cannot even open it here: nothing to show
+        };
+        let q = AuditQueue::start(log).unwrap();
+        q.push(decision(1), 10).unwrap();
+        let flushed = q.flush().unwrap_err().to_string();
+        assert!(
+            flushed.contains("1 decided record(s) not written"),
+            "{flushed}"
+        );
+        assert!(q.push(decision(2), 10).is_err());
+        assert!(q.close().is_err());
+    }
+}
