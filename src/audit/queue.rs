@@ -36,6 +36,8 @@ pub const QUEUE_BYTES: usize = 8 << 20;
 pub const LINGER: Duration = Duration::from_millis(2);
 
 /// One record, owned, as the proxy hands it over.
+// Decisions are the common case; boxing them would add an allocation per request.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Record {
     Decision {
@@ -100,7 +102,7 @@ impl Record {
                 }),
                 Some(*at),
             ),
-            Record::SessionEnd(e) => (Event::SessionEnd(e.clone()), None),
+            Record::SessionEnd(e) => (Event::SessionEnd(*e), None),
         }
     }
 }
