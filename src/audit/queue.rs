@@ -366,7 +366,7 @@ mod tests {
         assert_eq!(end["kind"], "session_end");
         assert_eq!(end["denied"], json!(n.div_ceil(3)));
         assert_eq!(end["allowed"], json!(n - n.div_ceil(3)));
-        let report = verify::verify(&[path.clone()]);
+        let report = verify::verify(std::slice::from_ref(&path));
         assert!(report.ok(), "{report:?}");
     }
 
