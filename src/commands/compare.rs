@@ -40,7 +40,15 @@ pub fn compare(args: CompareArgs) -> i32 {
         {
             eprintln!("capjail compare: note: the server command has no {{lab}} or {{ws}}: it will not be pointed at the lab");
         }
-        (args.command.clone(), args.command.join(" "))
+        // Cases run with the lab as working directory: resolve a relative program path now.
+        let mut cmd = args.command.clone();
+        if cmd[0].contains('/') {
+            if let Ok(abs) = std::path::absolute(&cmd[0]) {
+                cmd[0] = abs.display().to_string();
+            }
+        }
+        let label = args.command.join(" ");
+        (cmd, label)
     } else {
         match (args.server, compare::default_fs_server()) {
             (Some(CompareServer::Probe), _) | (None, None) => (
