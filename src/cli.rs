@@ -10,6 +10,7 @@ pub const EXIT_CODES: &str = "\
 EXIT STATUS:
   capjail run    the server's exit status (128+N if a signal N ended it)
   capjail check  0 if every line is allowed, 1 if any is denied
+  capjail compare  0 if full mode contains every attack and allows every legitimate operation, 1 if not
   any command    120 internal error, 122 kernel confinement required but not available,
                  123 audit log error, 124 policy or profile error, 125 usage error,
                  126 the server command cannot be executed, 127 the server command was not found";
@@ -76,6 +77,9 @@ pub enum Command {
     /// Verify and read audit logs
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Run the built-in attack suite in proxy, kernel and full mode and print what each stops
+    #[command(after_help = COMPARE_HELP)]
+    Compare(CompareArgs),
     /// A built-in MCP server whose innocently named tools misbehave inside the process (tests, compare)
     #[command(hide = true)]
     ProbeServer(capjail::probe::ProbeArgs),
@@ -158,6 +162,69 @@ pub struct RunArgs {
     pub max_line_bytes: Option<usize>,
     /// The MCP server command and its arguments
     #[arg(required = true, last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+pub const COMPARE_HELP: &str = "\
+Every case runs in a fresh temporary lab (random canary tokens in secret files, a workspace,
+a prefix-sharing sibling, symlinks out of the workspace), in four columns: the server alone
+(`unconfined`: shows which attacks are real against it), then `capjail run --mode proxy`,
+`--mode kernel` and `--mode full`. Each attack is judged by its effect: a secret token reached
+the client, a file appeared, the loopback canary was hit, the outside process was signalled.
+
+  contained (proxy)   capjail refused the request and the effect did not happen
+  contained (kernel)  the request reached the confined server and the effect did not happen
+  no effect           the effect did not happen even unconfined: no layer takes the credit
+  LEAKED              the effect happened
+  skipped             not run, with the reason (no such tool, no kernel layer, no netns)
+  allowed / FALSE BLOCK   legitimate operations
+
+Request-level attacks (traversal, prefix confusion, symlinks, argument shapes, parser
+differentials, batches, encoded hosts for fetch-type servers) run against the server under
+test; in-server attacks run against capjail's probe server. Network cases run in a private
+network namespace (loopback only, canary inside); when none can be made they are skipped.
+
+The server command: `{lab}` is replaced by the lab root and `{ws}` by its workspace, e.g.
+  capjail compare -- node .../server-filesystem/dist/index.js {lab}
+Without a command: the real filesystem server when installed ($CAPJAIL_PEERS, ./.peers or the
+global npm folder), else the probe server (also: --server probe).
+Without --policy, each lab gets a generated policy: its workspace read-write, no network.
+
+stdout carries the report only; one progress line per case goes to stderr.
+Exit status: 0 if full mode contains every attack and allows every legitimate operation,
+1 if it leaks or blocks anything (or a case could not run), 124 policy error, 125 usage error.";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompareServer {
+    /// The real filesystem server (@modelcontextprotocol/server-filesystem), when installed
+    Filesystem,
+    /// capjail's built-in probe server
+    Probe,
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Policy for every run: a built-in name or a YAML file
+    /// [default: generated per lab: the lab workspace read-write, no network]
+    #[arg(long, short = 'p', value_name = "NAME|FILE")]
+    pub policy: Option<String>,
+    /// The server under test when no command is given [default: filesystem if installed, else probe]
+    #[arg(long, value_enum, conflicts_with = "command")]
+    pub server: Option<CompareServer>,
+    /// Print the report as JSON
+    #[arg(long, conflicts_with = "markdown")]
+    pub json: bool,
+    /// Print the report as a markdown table
+    #[arg(long)]
+    pub markdown: bool,
+    /// Cases run in parallel
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
+    /// Bound on one case, in seconds
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub timeout: u64,
+    /// The server under test and its arguments (`{lab}`, `{ws}` are substituted per case)
+    #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
 }
 

@@ -1,6 +1,8 @@
 //! capjail's own exit codes (kept clear of the usual server statuses; see `--help`).
 
 pub const DENIED: i32 = 1;
+/// `capjail compare`: full mode leaked, blocked something legitimate, or a case could not run.
+pub const COMPARE_FAILED: i32 = 1;
 pub const INTERNAL: i32 = 120;
 pub const KERNEL_REQUIRED: i32 = 122;
 pub const AUDIT: i32 = 123;

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod check;
+pub mod compare;
 pub mod exit;
 pub mod jsonrpc;
 pub mod policy;

@@ -2,6 +2,7 @@
 
 mod audit;
 mod check;
+mod compare;
 mod kernel;
 mod policy;
 mod run;
@@ -17,6 +18,7 @@ pub fn dispatch(command: Command) -> i32 {
     match command {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::check(args),
+        Command::Compare(args) => compare::compare(args),
         Command::Policy(cmd) => policy::policy(cmd),
         Command::Audit(cmd) => audit::audit(cmd),
         Command::ProbeServer(args) => capjail::probe::run(args.into()),
