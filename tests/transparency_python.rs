@@ -545,3 +545,132 @@ fn python_auto_x_mcp_server_git_2026_07_28() {
 fn python_legacy_x_mcp_server_git_handshake() {
     git_pair("legacy", "2025-11-25");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Policy effects seen by the real SDK client
+// ---------------------------------------------------------------------------------------------
+
+/// Drop the tool `name` from every tools/list page of a transcript.
+fn without_tool(t: &Value, name: &str) -> Value {
+    let mut t = t.clone();
+    for s in t["steps"].as_array_mut().unwrap() {
+        if s["method"] == "tools/list" {
+            if let Some(tools) = s["result"]["tools"].as_array_mut() {
+                tools.retain(|x| x["name"] != name);
+            }
+        }
+    }
+    t
+}
+
+/// `blocked_tool` is blocked (and, by default, hidden): hidden on every page of the paged
+/// tools/list and again after list_changed, refused when called by name; every other step is
+/// exactly what the server answers directly. Both generations.
+fn hidden_tool(mode: &str) {
+    let (_d, dir) = tmp();
+    let ws = dir.join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let policy = policy_file(
+        &dir,
+        "block",
+        &format!(
+            "name: block-one\nnetwork:\n  mode: none\nfilesystem:\n  mode: explicit\n  mounts:\n    - path: {}\n      mode: rw\n\
+             tools:\n  mode: blocklist\n  blocked: [blocked_tool]\n",
+            ws.display()
+        ),
+    );
+    let audit = dir.join("audit.jsonl");
+    let opts = fixture_opts(&ws);
+    let (direct, _) = py_session(&sdk_fixture(), mode, "fixture", &opts);
+    let (through, _) = py_session(
+        &jailed(&policy, &audit, &sdk_fixture()),
+        mode,
+        "fixture",
+        &opts,
+    );
+    let pages: Vec<&Value> = through["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["method"] == "tools/list")
+        .collect();
+    assert_eq!(
+        pages.len(),
+        8,
+        "two paged listings of four pages: {through}"
+    );
+    for p in &pages {
+        assert!(
+            !p["result"].to_string().contains("\"blocked_tool\""),
+            "a blocked tool was listed: {p}"
+        );
+    }
+    let refused = step(&through, "call blocked_tool");
+    assert_eq!(refused["error"]["code"], -32001, "{refused}");
+    assert_eq!(
+        step(&direct, "call blocked_tool")["result"]["isError"],
+        false
+    );
+    // Everything else: identical.
+    let mut d = without_tool(&direct, "blocked_tool");
+    let mut j = through.clone();
+    for t in [&mut d, &mut j] {
+        for s in t["steps"].as_array_mut().unwrap() {
+            if s["step"] == "call blocked_tool" {
+                s.as_object_mut().unwrap().remove("result");
+                s.as_object_mut().unwrap().remove("error");
+            }
+        }
+    }
+    assert_same(
+        &d,
+        &j,
+        &format!("fixture with blocked_tool hidden / python {mode}"),
+    );
+    let log = std::fs::read_to_string(&audit).unwrap();
+    assert!(log.contains("blocked_tool"), "the refusal is not audited");
+}
+
+#[test]
+fn python_auto_hidden_tool_stays_hidden_across_pages_and_blocked_2026_07_28() {
+    hidden_tool("auto");
+}
+
+#[test]
+fn python_legacy_hidden_tool_stays_hidden_across_pages_and_blocked() {
+    hidden_tool("legacy");
+}
+
+/// server-filesystem replaces its directories with the client's roots. The SDK client offers
+/// the workspace and a directory outside the policy: directly the server takes both; through
+/// capjail the roots answer is intersected with the mounts, and the server only gets the
+/// workspace.
+#[test]
+fn python_roots_answer_is_intersected_with_the_mounts() {
+    let (_d, dir) = tmp();
+    let ws = dir.join("ws");
+    let outside = dir.join("outside");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    let policy = ws_policy(&dir, &ws, "");
+    let audit = dir.join("audit.jsonl");
+    let opts = json!({"roots": [
+        {"uri": format!("file://{}", ws.display()), "name": "ws"},
+        {"uri": format!("file://{}", outside.display()), "name": "outside"}]});
+    let server = fs_server(&[&ws]);
+    let (direct, _) = py_session(&server, "legacy", "fs_roots", &opts);
+    let (through, _) = py_session(
+        &jailed(&policy, &audit, &server),
+        "legacy",
+        "fs_roots",
+        &opts,
+    );
+    let d = step_text(&direct, "call list_allowed_directories");
+    let j = step_text(&through, "call list_allowed_directories");
+    assert!(d.contains(&outside.display().to_string()), "baseline: {d}");
+    assert!(j.contains(&ws.display().to_string()), "{j}");
+    assert!(
+        !j.contains(&outside.display().to_string()),
+        "capjail let the client's roots widen the server: {j}"
+    );
+}

@@ -395,7 +395,13 @@ async def fixture(s: Session, c: Client) -> None:
     await cancellation(s, c, "slow", {"steps": 50}, ("add", {"a": 1, "b": 1}))
 
 
-SCENARIOS = {"everything": everything, "filesystem": filesystem, "memory": memory, "fetch": fetch,
+async def fs_roots(s: Session, c: Client) -> None:
+    """What the filesystem server made of the client's roots (it replaces its directories)."""
+    await anyio.sleep(0.3)  # the server asks for roots right after the handshake
+    await s.call(c, "list_allowed_directories")
+
+
+SCENARIOS = {"fs_roots": fs_roots, "everything": everything, "filesystem": filesystem, "memory": memory, "fetch": fetch,
              "git": git, "fixture": fixture}
 
 
