@@ -38,6 +38,11 @@ pub struct ClientFilter {
     pub recorder: SharedRecorder,
     /// The size of the line being judged (what its audit records weigh in the queue).
     pub weight: usize,
+    /// The decision record of a single (non-batch) message, held until its params can be
+    /// moved out of the parsed message instead of copied; queued before `on_line` returns.
+    pub held: Option<DecisionRecord>,
+    /// Is the message being judged a single one (not a batch element)?
+    pub single: bool,
 }
 
 impl ClientFilter {
@@ -68,15 +73,27 @@ impl ClientFilter {
                 )));
             }
         };
-        match &value {
-            Value::Array(items) => self.on_batch(items),
-            _ => self.on_message(&value).map(|r| match r {
-                One::Allowed => Outcome::Forward,
-                One::Rewritten(line) => Outcome::ForwardRewritten(line),
-                One::Refused(Some(line)) => Outcome::Reply(line),
-                One::Refused(None) => Outcome::Drop,
-            }),
+        let mut value = value;
+        if let Value::Array(items) = &value {
+            self.single = false;
+            return self.on_batch(items);
         }
+        self.single = true;
+        let one = self.on_message(&value);
+        if let Some(mut record) = self.held.take() {
+            // Still before the message is forwarded or answered.
+            record.params = value.get_mut("params").map(Value::take);
+            self.recorder
+                .lock()
+                .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
+                .decided(record)?;
+        }
+        one.map(|r| match r {
+            One::Allowed => Outcome::Forward,
+            One::Rewritten(line) => Outcome::ForwardRewritten(line),
+            One::Refused(Some(line)) => Outcome::Reply(line),
+            One::Refused(None) => Outcome::Drop,
+        })
     }
 
     /// Batches (JSON-RPC arrays; gone from MCP since 2025-06-18) are forwarded only if every
@@ -301,18 +318,23 @@ impl ClientFilter {
             .tool
             .as_deref()
             .and_then(|t| snapshot.tools.remove(t));
-        let record = DecisionRecord {
+        let mut record = DecisionRecord {
             id: id.cloned(),
-            params: params.cloned(),
+            params: None,
             decision,
             tool_spec,
             latency_us: micros,
             weight: self.weight,
         };
-        self.recorder
-            .lock()
-            .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
-            .decided(record)?;
+        if self.single {
+            self.held = Some(record); // on_line moves the params in and queues it
+        } else {
+            record.params = params.cloned();
+            self.recorder
+                .lock()
+                .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
+                .decided(record)?;
+        }
         Ok(decided)
     }
 }
@@ -405,6 +427,8 @@ mod tests {
             shared: Arc::new(Mutex::new(Shared::new(SessionCatalog::new(None, &argv)))),
             recorder: crate::proxy::recorder::Recorder::new(None),
             weight: 0,
+            held: None,
+            single: false,
         }
     }
 

@@ -161,6 +161,8 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
         shared: shared.clone(),
         recorder: recorder.clone(),
         weight: 0,
+        held: None,
+        single: false,
     };
     let checking = cfg.filter;
     let max_line = cfg.policy.limits.max_line_bytes;
