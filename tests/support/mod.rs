@@ -1125,3 +1125,204 @@ pub fn kernel_available() -> bool {
     }
     true
 }
+
+// ---------------------------------------------------------------------------------------------
+// Transparency: the same scripted session directly and through capjail must look the same
+// ---------------------------------------------------------------------------------------------
+
+/// Node 22 from the peers folder (npm package `node`, installed by scripts/setup-peers.sh): the
+/// MCP Inspector CLI needs Node >= 22.19, and the TypeScript client drivers run on it too.
+pub fn node22() -> PathBuf {
+    peer("inspector/node_modules/node/bin/node")
+}
+
+/// The MCP Inspector's launcher script (run it with [`node22`], `--cli` first).
+pub fn inspector_launcher() -> PathBuf {
+    peer("inspector/node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js")
+}
+
+/// The mode transparency sessions run capjail in: the default (`full`, kernel confinement on)
+/// where the kernel layer is available, else `proxy` (said on stderr by [`kernel_available`]).
+pub fn transparency_mode() -> &'static str {
+    static MODE: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    MODE.get_or_init(|| if kernel_available() { "full" } else { "proxy" })
+}
+
+/// The real servers of the transparency matrix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RealServer {
+    Everything,
+    Filesystem,
+    Memory,
+    Fetch,
+    Git,
+}
+
+/// One run's world: a fresh folder with a workspace whose content is the same for every run
+/// (`ws/notes.txt`, `ws/sub/readme.md`, `ws/data.csv`; for git a repository with one commit made at
+/// a fixed date, so its hashes are the same too), the policy that lets the server do its job,
+/// and an audit file (so tests never write to ~/.local/state).
+pub struct TWorld {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub ws: PathBuf,
+    pub policy: PathBuf,
+    pub audit: PathBuf,
+}
+
+/// Fixed identity and dates for git, so commits made in both runs have the same hashes (the raw
+/// `SECONDS +ZONE` form: git and GitPython, which mcp-server-git uses, both accept it).
+pub const GIT_ENV: [(&str, &str); 6] = [
+    ("GIT_AUTHOR_NAME", "Transparency"),
+    ("GIT_AUTHOR_EMAIL", "t@example.test"),
+    ("GIT_COMMITTER_NAME", "Transparency"),
+    ("GIT_COMMITTER_EMAIL", "t@example.test"),
+    ("GIT_AUTHOR_DATE", "1767323045 +0000"),
+    ("GIT_COMMITTER_DATE", "1767323045 +0000"),
+];
+
+impl TWorld {
+    /// `canary_port`: the loopback port the fetch policy allows.
+    pub fn new(server: RealServer, canary_port: Option<u16>) -> TWorld {
+        let dir = tempfile::Builder::new()
+            .prefix("capjail-transparency-")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        let root = dir.path().canonicalize().unwrap();
+        let ws = root.join("ws");
+        std::fs::create_dir_all(ws.join("sub")).unwrap();
+        std::fs::write(ws.join("notes.txt"), "Lab notes line 1\nline 2\nline 3\n").unwrap();
+        std::fs::write(ws.join("sub/readme.md"), "# readme\n\nhello world\n").unwrap();
+        std::fs::write(ws.join("data.csv"), "a,b\n1,2\n").unwrap();
+        if server == RealServer::Git {
+            for args in [
+                &["init", "-q", "-b", "main", "."][..],
+                &["add", "notes.txt", "sub/readme.md"],
+                &["commit", "-q", "-m", "first commit"],
+            ] {
+                let o = Command::new("git")
+                    .args(args)
+                    .current_dir(&ws)
+                    .envs(GIT_ENV)
+                    .output()
+                    .expect("git");
+                assert!(
+                    o.status.success(),
+                    "git {args:?}: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+        }
+        let ws_s = ws.display().to_string();
+        let blocked = "tools:\n  mode: blocklist\n  blocked: [execute_command, run_command, run_shell, exec, shell, bash, sh, cmd, powershell, terminal, run_in_terminal]\n";
+        let yaml = match server {
+            // Roots the client offers lie in the workspace: a read-only mount keeps them visible.
+            RealServer::Everything => format!(
+                "name: transparency-everything\nnetwork:\n  mode: none\nfilesystem:\n  mode: explicit\n  mounts:\n    - path: {ws_s}\n      mode: ro\ntools:\n  mode: all\n"
+            ),
+            RealServer::Filesystem => format!(
+                "name: transparency-ws\nnetwork:\n  mode: none\nfilesystem:\n  mode: explicit\n  mounts:\n    - path: {ws_s}\n      mode: rw\n{blocked}"
+            ),
+            // The memory server is configured by MEMORY_FILE_PATH and git by GIT_*: the policy
+            // passes them (capjail's environment is an allowlist).
+            RealServer::Memory | RealServer::Git => format!(
+                "name: transparency-ws-env\nnetwork:\n  mode: none\nfilesystem:\n  mode: explicit\n  mounts:\n    - path: {ws_s}\n      mode: rw\nenvironment:\n  allow: [MEMORY_FILE_PATH, GIT_AUTHOR_NAME, GIT_AUTHOR_EMAIL, GIT_COMMITTER_NAME, GIT_COMMITTER_EMAIL, GIT_AUTHOR_DATE, GIT_COMMITTER_DATE]\n{blocked}"
+            ),
+            RealServer::Fetch => format!(
+                "name: transparency-fetch\nnetwork:\n  mode: allowlist\n  allowed_hosts: [\"127.0.0.1:{}\"]\nfilesystem:\n  mode: explicit\n  mounts: []\n{blocked}",
+                canary_port.expect("the fetch world needs the canary's port")
+            ),
+        };
+        let policy = root.join("policy.yaml");
+        std::fs::write(&policy, yaml).unwrap();
+        TWorld {
+            _dir: dir,
+            audit: root.join("audit.jsonl"),
+            root,
+            ws,
+            policy,
+        }
+    }
+
+    pub fn ws_s(&self) -> String {
+        self.ws.display().to_string()
+    }
+
+    /// The server's argv and the environment it needs.
+    pub fn server(&self, server: RealServer) -> (Vec<String>, Vec<(String, String)>) {
+        let npm = |pkg: &str| {
+            peer(&format!(
+                "node/node_modules/@modelcontextprotocol/{pkg}/dist/index.js"
+            ))
+            .display()
+            .to_string()
+        };
+        match server {
+            RealServer::Everything => (
+                vec!["node".into(), npm("server-everything"), "stdio".into()],
+                vec![],
+            ),
+            RealServer::Filesystem => (fs_server(&[&self.ws]), vec![]),
+            RealServer::Memory => (
+                vec!["node".into(), npm("server-memory")],
+                vec![(
+                    "MEMORY_FILE_PATH".into(),
+                    self.ws.join("memory.jsonl").display().to_string(),
+                )],
+            ),
+            RealServer::Fetch => (fetch_server(), vec![]),
+            RealServer::Git => (
+                vec![
+                    peer("venv/bin/mcp-server-git").display().to_string(),
+                    "--repository".into(),
+                    self.ws_s(),
+                ],
+                GIT_ENV
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// `capjail run --mode M --policy P --audit A -- SERVER...`
+    pub fn through_capjail(&self, server: &[String]) -> Vec<String> {
+        let mut v = vec![
+            capjail_bin().display().to_string(),
+            "run".into(),
+            "--mode".into(),
+            transparency_mode().into(),
+            "--policy".into(),
+            self.policy.display().to_string(),
+            "--audit".into(),
+            self.audit.display().to_string(),
+            "--".into(),
+        ];
+        v.extend(server.iter().cloned());
+        v
+    }
+}
+
+/// Panic with a readable unified diff when the two transcripts differ.
+#[track_caller]
+pub fn assert_same_transcript(what: &str, direct: &Value, confined: &Value) {
+    if direct == confined {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("direct.json");
+    let b = dir.path().join("through-capjail.json");
+    std::fs::write(&a, serde_json::to_string_pretty(direct).unwrap()).unwrap();
+    std::fs::write(&b, serde_json::to_string_pretty(confined).unwrap()).unwrap();
+    let d = Command::new("diff")
+        .arg("-u")
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_else(|e| format!("(diff unavailable: {e})"));
+    panic!(
+        "{what}: the transcript through capjail (mode {}) differs from the direct one:\n{d}",
+        transparency_mode()
+    );
+}
