@@ -28,6 +28,8 @@ declare -A WRAP
 WRAP[direct]=""
 WRAP[relay]="$PWD/$B relay --"
 WRAP[capjail]="$PWD/$C -q run --policy $POLICY --mode $MODE ${AUDIT_ARGS[*]} --profile $OUT/bench-profile.yaml --"
+# The same, with auditing off: the cost of the audit log (issue 4) from the same run.
+WRAP_NOAUDIT="$PWD/$C -q run --policy $POLICY --mode $MODE --audit off --profile $OUT/bench-profile.yaml --"
 cat > "$OUT/bench-profile.yaml" <<'YAML'
 name: bench
 tools:
@@ -47,6 +49,13 @@ for round in $(seq 1 "$ROUNDS"); do
     # Unpinned round trip, for comparison (cross-CPU wake-ups).
     line=$($B load roundtrip 2000 -- "${w[@]}" "${SERVER[@]}")
     echo "{\"round\":$round,\"who\":\"$who\",\"pinned\":0,\"r\":$line}" >> "$RES"
+  done
+  # shellcheck disable=SC2206
+  w=($WRAP_NOAUDIT)
+  for sc in "roundtrip 2000" "pipelined 20000"; do
+    # shellcheck disable=SC2086
+    line=$(pin $B load $sc -- "${w[@]}" "${SERVER[@]}")
+    echo "{\"round\":$round,\"who\":\"capjail_noaudit\",\"pinned\":${CAPJAIL_BENCH_PIN:-1},\"r\":$line}" >> "$RES"
   done
 done
 # Peak RSS of capjail itself passing small messages and a 16 MiB response.

@@ -27,6 +27,13 @@ for name, scen, key, pinned, extra, higher in metrics:
     lines.append(f"| {name} | {d:.1f} | {r:.1f} | {c:.1f} | {c/d:.2f}x | {c/r:.2f}x |")
 lines.append(f"| capjail peak RSS, small messages (MiB) | | | {int(rss_small or 0)/1024:.1f} | | |")
 lines.append(f"| capjail peak RSS, 16 MiB responses (MiB) | | | {int(rss_large or 0)/1024:.1f} | | |")
+lines += ["", "| audit log cost (same run, capjail audit on vs `--audit off`) | off | on | on/off |", "|---|---|---|---|"]
+out["audit_cost"] = {}
+for name, scen, key in [("round trip p50 (µs, 1 CPU)", "roundtrip", "p50_us"), ("round trip p99 (µs, 1 CPU)", "roundtrip", "p99_us"),
+                        ("pipelined (msg/s, 1 CPU)", "pipelined", "msgs_per_s")]:
+    off, on = med("capjail_noaudit", scen, key), med("capjail", scen, key)
+    out["audit_cost"][name] = {"off": off, "on": on, "on_over_off": on / off if off else None}
+    lines.append(f"| {name} | {off:.1f} | {on:.1f} | {on/off:.2f}x |")
 out["rss_kib"] = {"small": int(rss_small or 0), "large_16mib": int(rss_large or 0)}
 print(json.dumps(out, indent=1))
 print("\n".join(lines))
