@@ -123,7 +123,8 @@ impl ClientHandler for Handler {
             return;
         }
         drop(cancelled);
-        self.note(json!({"progress": params.progress, "total": params.total}));
+        self.note(json!({"progress": params.progress, "total": params.total,
+                         "message": params.message}));
     }
 
     // list_changed notifications are a set over the whole session (as in py_session.py): how
@@ -584,6 +585,8 @@ fn fixture_steps() -> Vec<Step> {
     vec![
         Step::ListTools,
         Step::Call("add", json!({"a": 2, "b": 40})),
+        Step::Call("blocked_tool", json!({"x": "called by name"})),
+        Step::Call("slow", json!({"steps": 3})),
         Step::Call("ask_user", json!({"question": "colour?"})),
         Step::Call("summarise", json!({"text": "capjail"})),
         Step::Call("where_am_i", json!({})),
@@ -593,7 +596,33 @@ fn fixture_steps() -> Vec<Step> {
         Step::Read("fixture://note".into()),
         Step::ListPrompts,
         Step::Prompt("greet", json!({"who": "Ada"})),
+        Step::Cancel("slow", json!({"steps": 50})),
+        Step::CallAs("after cancel", "add", json!({"a": 1, "b": 1})),
     ]
+}
+
+/// The fixture's progress and cancellation steps did what they claim.
+#[track_caller]
+fn assert_fixture_progress_and_cancel(t: &Value) {
+    let slow = t
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "call slow")
+        .unwrap();
+    assert_eq!(slow["handled"].as_array().map(Vec::len), Some(3), "{t}");
+    assert_eq!(slow["handled"][2]["message"], "step 3", "{t}");
+    let cancel = t
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "cancel slow")
+        .unwrap();
+    assert_eq!(
+        cancel["outcome"]["result"]["progress_before_cancel"], true,
+        "{t}"
+    );
+    assert!(text_of(t, "after cancel").contains('2'), "{t}");
 }
 
 fn sdk_fixture() -> Vec<String> {
@@ -623,6 +652,7 @@ fn rmcp_discover_x_sdk_fixture_2026_07_28() {
         "rmcp discover x sdk fixture",
     );
     assert_eq!(t[0]["protocol_version"], "2026-07-28", "{t}");
+    assert_fixture_progress_and_cancel(&t);
     assert!(text_of(&t, "call ask_user").contains("teal"), "{t}");
     assert!(
         text_of(&t, "call summarise").contains("sampled by rmcp"),
@@ -640,6 +670,7 @@ fn rmcp_initialize_x_sdk_fixture_handshake() {
         "rmcp initialize x sdk fixture",
     );
     assert_eq!(t[0]["protocol_version"], "2025-11-25", "{t}");
+    assert_fixture_progress_and_cancel(&t);
     assert!(text_of(&t, "call ask_user").contains("teal"), "{t}");
     assert!(
         text_of(&t, "call summarise").contains("sampled by rmcp"),
