@@ -1,13 +1,24 @@
 //! Transparency with the real Rust `rmcp` client (3.11.0, a dev-dependency): the same scripted
-//! session runs directly against a real server and through `capjail run` under a policy that
-//! allows it; the transcripts (results, errors, server->client requests handled, list_changed;
-//! ids and timing aside) must be equal.
+//! session runs directly against a real server and through `capjail run` (full mode when the
+//! kernel layer is available, else `--mode proxy`; `--audit` to a temp file, which must hold no
+//! deny) under a policy that allows it; the transcripts (results, errors, progress, server->client
+//! requests handled, list_changed; ids, progress tokens and timing aside) must be equal.
 //!
-//! rmcp's lifecycles: `Initialize` (the handshake generation) against server-everything,
-//! server-filesystem and tests/fixtures/sdk_server.py, and `Discover` (2026-07-28:
-//! `server/discover`, `_meta` on every request, `input_required` results that
-//! `RunningService::call_tool` retries with a new id after asking this handler) against the
-//! fixture.
+//! Pairs (rmcp lifecycle x server):
+//! - `Initialize` (the handshake generation, 2025-11-25) x server-everything (tools, sampling,
+//!   elicitation, roots, resources and templates, prompts; progress of a long-running
+//!   operation; cancellation), server-filesystem and server-memory (every tool), mcp-server-fetch
+//!   (every tool and prompt, against a loopback canary only), mcp-server-git (every tool) and
+//!   tests/fixtures/sdk_server.py (pagination, progress, cancellation, list_changed, input);
+//! - `Discover` (2026-07-28: `server/discover`, `_meta` on every request, `input_required`
+//!   results that `RunningService::call_tool` retries with a new id after asking this handler)
+//!   x mcp-server-fetch, mcp-server-git and the fixture.
+//!
+//! Normalised: JSON-RPC ids and progress tokens (never recorded), file times (JS `Date` and
+//! ISO-8601 strings become "<time>"), list_changed (a set over the session: how many the server
+//! sends and when is timing), and, for a cancelled request, how much progress came around the
+//! cancellation. rmcp ends a request itself when it sends `notifications/cancelled`; that the
+//! server got it is checked in capjail's audit.
 
 // Sampling and roots are deprecated by the 2026-07-28 revision (SEP-2577) yet still part of the
 // handshake generation, which these tests cover.
@@ -532,6 +543,16 @@ struct Pair<'a> {
 impl Pair<'_> {
     /// Run `steps` directly and through capjail; compare; return the direct transcript.
     fn compare(&self, lifecycle: ClientLifecycleMode, steps: &[Step], what: &str) -> Value {
+        self.compare_audited(lifecycle, steps, what).0
+    }
+
+    /// [`Pair::compare`], also returning capjail's audit log of the run through it.
+    fn compare_audited(
+        &self,
+        lifecycle: ClientLifecycleMode,
+        steps: &[Step],
+        what: &str,
+    ) -> (Value, String) {
         (self.reset)();
         let direct = run(
             &self.server,
@@ -561,8 +582,29 @@ impl Pair<'_> {
             !log.contains("\"deny\""),
             "{what}: the policy meant to allow everything denied something: {log}"
         );
-        direct
+        if steps.iter().any(|s| matches!(s, Step::Cancel(..))) {
+            assert_cancel_forwarded(&log, what);
+        }
+        (direct, log)
     }
+}
+
+/// rmcp ends a request itself when it sends `notifications/cancelled`, so its transcript
+/// cannot show whether the server got the cancellation: capjail's audit does (allowed, with
+/// the request id rmcp used).
+#[track_caller]
+fn assert_cancel_forwarded(log: &str, what: &str) {
+    let forwarded = log.lines().any(|l| {
+        let v: Value = serde_json::from_str(l).unwrap_or_default();
+        v["method"] == "notifications/cancelled"
+            && v["verdict"] == "allow"
+            && v["direction"] == "client_to_server"
+            && v["params"]["requestId"].is_number()
+    });
+    assert!(
+        forwarded,
+        "{what}: capjail did not forward rmcp's notifications/cancelled:\n{log}"
+    );
 }
 
 fn roots_of(ws: &Path) -> Value {
