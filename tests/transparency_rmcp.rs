@@ -50,8 +50,8 @@ struct Handler {
     info: ClientConfig,
     roots: Value,
     seen: Arc<Mutex<Vec<Value>>>,
-    /// Progress tokens of cancelled requests: their progress is counted apart (timing).
-    cancelled: Arc<Mutex<Vec<(ProgressToken, usize)>>>,
+    /// Progress tokens of cancelled requests: their progress is timing, not transcript.
+    cancelled: Arc<Mutex<Vec<ProgressToken>>>,
     /// Distinct server notifications of the whole session (list_changed).
     notifications: Arc<Mutex<std::collections::BTreeSet<String>>>,
 }
@@ -125,15 +125,14 @@ impl ClientHandler for Handler {
         params: ProgressNotificationParam,
         _ctx: NotificationContext<RoleClient>,
     ) {
-        let mut cancelled = self.cancelled.lock().unwrap();
-        if let Some((_, n)) = cancelled
-            .iter_mut()
-            .find(|(t, _)| *t == params.progress_token)
+        if self
+            .cancelled
+            .lock()
+            .unwrap()
+            .contains(&params.progress_token)
         {
-            *n += 1;
             return;
         }
-        drop(cancelled);
         self.note(json!({"progress": params.progress, "total": params.total,
                          "message": params.message}));
     }
@@ -220,13 +219,13 @@ async fn cancel_after_progress(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // From here on, progress for this request is only counted: how much of it the server
-    // still sends after the cancellation, and when, is timing.
+    // From here on, progress for this request is ignored: how much of it the server still
+    // sends after the cancellation (server-everything keeps reporting), and when, is timing.
     handler
         .cancelled
         .lock()
         .unwrap()
-        .push((handle.progress_token.clone(), 0));
+        .push(handle.progress_token.clone());
     let cancelled = client
         .peer()
         .send_notification(ClientNotification::CancelledNotification(
