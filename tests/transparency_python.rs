@@ -478,37 +478,6 @@ fn python_legacy_x_mcp_server_fetch_handshake() {
 // ---------------------------------------------------------------------------------------------
 
 /// Fixed identities and dates so that both runs make the same commits (same hashes).
-const GIT_ENV: &[(&str, &str)] = &[
-    ("GIT_AUTHOR_NAME", "t"),
-    ("GIT_AUTHOR_EMAIL", "t@example.test"),
-    ("GIT_COMMITTER_NAME", "t"),
-    ("GIT_COMMITTER_EMAIL", "t@example.test"),
-    ("GIT_AUTHOR_DATE", "1767323045 +0000"),
-    ("GIT_COMMITTER_DATE", "1767323045 +0000"),
-];
-
-fn reset_repo(repo: &Path) {
-    let _ = std::fs::remove_dir_all(repo);
-    std::fs::create_dir_all(repo).unwrap();
-    std::fs::write(repo.join("notes.txt"), "Lab notes\n").unwrap();
-    let git = |args: &[&str]| {
-        let o = Command::new("git")
-            .args(["-c", "init.defaultBranch=master"])
-            .args(args)
-            .current_dir(repo)
-            .envs(GIT_ENV.iter().copied())
-            .output()
-            .expect("git");
-        assert!(
-            o.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    };
-    git(&["init", "-q", "."]);
-    git(&["add", "notes.txt"]);
-    git(&["commit", "-q", "-m", "first"]);
-}
 
 fn git_pair(mode: &str, generation: &str) {
     let (_d, dir) = tmp();
@@ -530,7 +499,7 @@ fn git_pair(mode: &str, generation: &str) {
         repo.display().to_string(),
     ];
     let (t, _) = compare(&server, mode, "git", &opts, &policy, &audit, &|| {
-        reset_repo(&repo)
+        reset_git_repo(&repo)
     });
     assert_eq!(t["protocol_version"], generation);
     assert!(step_text(&t, "log after commit").contains("second"), "{t}");

@@ -1100,37 +1100,6 @@ fn rmcp_initialize_x_mcp_server_fetch_handshake() {
 // ---------------------------------------------------------------------------------------------
 
 /// Fixed identities and dates so that both runs make the same commits (same hashes).
-const GIT_ENV: &[(&str, &str)] = &[
-    ("GIT_AUTHOR_NAME", "t"),
-    ("GIT_AUTHOR_EMAIL", "t@example.test"),
-    ("GIT_COMMITTER_NAME", "t"),
-    ("GIT_COMMITTER_EMAIL", "t@example.test"),
-    ("GIT_AUTHOR_DATE", "1767323045 +0000"),
-    ("GIT_COMMITTER_DATE", "1767323045 +0000"),
-];
-
-fn reset_repo(repo: &Path) {
-    let _ = std::fs::remove_dir_all(repo);
-    std::fs::create_dir_all(repo).unwrap();
-    std::fs::write(repo.join("notes.txt"), "Lab notes\n").unwrap();
-    let git = |args: &[&str]| {
-        let o = std::process::Command::new("git")
-            .args(["-c", "init.defaultBranch=master"])
-            .args(args)
-            .current_dir(repo)
-            .envs(GIT_ENV.iter().copied())
-            .output()
-            .expect("git");
-        assert!(
-            o.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    };
-    git(&["init", "-q", "."]);
-    git(&["add", "notes.txt"]);
-    git(&["commit", "-q", "-m", "first"]);
-}
 
 fn git_pair(lifecycle: ClientLifecycleMode, generation: &str) {
     let (_d, dir, repo) = tmp_ws();
@@ -1213,7 +1182,7 @@ fn git_pair(lifecycle: ClientLifecycleMode, generation: &str) {
             &format!("environment:\n  allow: [{}]\n", names.join(", ")),
         ),
         roots: roots_of(&repo),
-        reset: &|| reset_repo(&repo),
+        reset: &|| reset_git_repo(&repo),
     }
     .compare(
         lifecycle,

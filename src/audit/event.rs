@@ -209,6 +209,16 @@ pub struct Chain<'a> {
     pub prev: &'a str,
 }
 
+impl<'a> Chain<'a> {
+    fn members(self) -> [(&'static str, Member<'a>); 3] {
+        [
+            ("time", Member::Str(self.time)),
+            ("seq", Member::U64(self.seq)),
+            ("prev", Member::Str(self.prev)),
+        ]
+    }
+}
+
 /// Canonical encodings of the tool descriptions recorded lately (a session calls few tools,
 /// many times): a decision record then costs no serialisation of its tool description.
 #[derive(Debug, Default)]
@@ -251,11 +261,7 @@ pub fn write_event_body(
     chain: Chain,
     specs: &mut SpecCache,
 ) {
-    let chain_members = [
-        ("time", Member::Str(chain.time)),
-        ("seq", Member::U64(chain.seq)),
-        ("prev", Member::Str(chain.prev)),
-    ];
+    let chain_members = chain.members();
     match event {
         Event::Decision(d) => {
             let dec = d.decision;
@@ -342,11 +348,7 @@ pub fn write_event_body(
 /// Append the canonical body of a record built as a map, with the chain fields.
 pub fn write_map_body(out: &mut Vec<u8>, rec: &Map<String, Value>, chain: Chain) {
     let mut m: Vec<(&str, Member)> = Vec::with_capacity(rec.len() + 3);
-    m.extend([
-        ("time", Member::Str(chain.time)),
-        ("seq", Member::U64(chain.seq)),
-        ("prev", Member::Str(chain.prev)),
-    ]);
+    m.extend(chain.members());
     m.extend(
         rec.iter()
             .filter(|(k, _)| !matches!(k.as_str(), "time" | "seq" | "prev"))

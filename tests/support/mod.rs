@@ -1181,6 +1181,31 @@ pub const GIT_ENV: [(&str, &str); 6] = [
     ("GIT_COMMITTER_DATE", "1767323045 +0000"),
 ];
 
+/// Make `repo` a fresh git repository with one commit (`notes.txt`, "first"), made with
+/// [`GIT_ENV`] so that its hash is the same in every run.
+pub fn reset_git_repo(repo: &Path) {
+    let _ = std::fs::remove_dir_all(repo);
+    std::fs::create_dir_all(repo).unwrap();
+    std::fs::write(repo.join("notes.txt"), "Lab notes\n").unwrap();
+    let git = |args: &[&str]| {
+        let o = Command::new("git")
+            .args(["-c", "init.defaultBranch=master"])
+            .args(args)
+            .current_dir(repo)
+            .envs(GIT_ENV.iter().copied())
+            .output()
+            .expect("git");
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    git(&["init", "-q", "."]);
+    git(&["add", "notes.txt"]);
+    git(&["commit", "-q", "-m", "first"]);
+}
+
 impl TWorld {
     /// `canary_port`: the loopback port the fetch policy allows.
     pub fn new(server: RealServer, canary_port: Option<u16>) -> TWorld {
