@@ -5,6 +5,7 @@
 //! process in the kernel (`sandbox`). `policy` says what is allowed, `profile` what each tool
 //! of a server does.
 
+pub mod approval;
 pub mod audit;
 pub mod check;
 pub mod compare;

@@ -40,7 +40,7 @@ impl Direction {
 pub enum Event<'a> {
     SessionStart(SessionStart<'a>),
     Decision(DecisionEvent<'a>),
-    /// Reserved: an approval granted or refused for a `require_approval` call.
+    /// An approval granted or refused for a `require_approval` call.
     Approval(ApprovalEvent<'a>),
     ResponseFilter(FilterEvent<'a>),
     SessionEnd(SessionEnd),
@@ -84,8 +84,14 @@ pub struct ApprovalEvent<'a> {
     pub tool: Option<&'a str>,
     pub rule: &'a str,
     pub granted: bool,
-    /// Who or what answered (`tty`, `webhook:...`).
+    /// Who or what answered (`client elicitation`, `command`, `terminal`, `session memory`).
     pub by: &'a str,
+    /// The question as the person read it.
+    pub question: &'a str,
+    /// The answer in words (`approve`, `decline`, `no answer in time`, ...).
+    pub answer: &'a str,
+    /// From the question to its answer, in milliseconds.
+    pub elapsed_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +178,9 @@ pub fn event_record(
                 if a.granted { "allow" } else { "deny" }.into(),
             );
             m.insert("by".into(), a.by.into());
+            m.insert("question".into(), a.question.into());
+            m.insert("answer".into(), a.answer.into());
+            m.insert("elapsed_ms".into(), a.elapsed_ms.into());
         }
         Event::ResponseFilter(f) => {
             m.insert("kind".into(), "response_filter".into());

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
 
-use super::event::{DecisionEvent, Direction, Event, FilterAction, FilterEvent, SessionEnd};
+use super::event::{
+    ApprovalEvent, DecisionEvent, Direction, Event, FilterAction, FilterEvent, SessionEnd,
+};
 use super::writer::AuditLog;
 use super::AuditError;
 use crate::check::decide::Decision;
@@ -59,6 +61,19 @@ pub enum Record {
         at: SystemTime,
     },
     SessionEnd(SessionEnd),
+    /// The answer to a `require_approval` question (src/approval).
+    Approval {
+        id: Option<Value>,
+        method: String,
+        tool: Option<String>,
+        rule: String,
+        granted: bool,
+        by: String,
+        question: String,
+        answer: String,
+        elapsed_ms: u64,
+        at: SystemTime,
+    },
 }
 
 impl Record {
@@ -103,6 +118,31 @@ impl Record {
                 Some(*at),
             ),
             Record::SessionEnd(e) => (Event::SessionEnd(*e), None),
+            Record::Approval {
+                id,
+                method,
+                tool,
+                rule,
+                granted,
+                by,
+                question,
+                answer,
+                elapsed_ms,
+                at,
+            } => (
+                Event::Approval(ApprovalEvent {
+                    id: id.as_ref(),
+                    method,
+                    tool: tool.as_deref(),
+                    rule,
+                    granted: *granted,
+                    by,
+                    question,
+                    answer,
+                    elapsed_ms: *elapsed_ms,
+                }),
+                Some(*at),
+            ),
         }
     }
 }

@@ -847,7 +847,10 @@ fn filters_and_approvals_are_recorded_and_counted() {
         tool: Some("rm"),
         rule: "require_approval[0]",
         granted: false,
-        by: "tty",
+        by: "terminal",
+        question: "capjail: approve rm?",
+        answer: "deny",
+        elapsed_ms: 1200,
     }))
     .unwrap();
     log.record(&Event::SessionEnd(SessionEnd {

@@ -490,13 +490,23 @@ fn scan_value(
     Ok(())
 }
 
-/// Check every access; the first refusal decides.
+/// Check every access; the first refusal decides, except that a call needing approval is
+/// still checked to the end: a later access that is refused outright refuses the call (an
+/// approval must never let through what the policy denies).
 fn judge(ctx: &Context, method: &str, tool: Option<String>, accesses: Vec<Access>) -> Decision {
     let mut deciding_rule = String::from("default");
+    let mut approval: Option<Denial> = None;
     for access in &accesses {
         if let Err(d) = check_access(ctx, method, tool.as_deref(), access, &mut deciding_rule) {
+            if d.approval_required {
+                approval.get_or_insert(d.on(access));
+                continue;
+            }
             return Decision::deny(method, tool, accesses.clone(), d.on(access));
         }
+    }
+    if let Some(d) = approval {
+        return Decision::deny(method, tool, accesses.clone(), d);
     }
     Decision {
         verdict: Verdict::Allow,
@@ -556,7 +566,7 @@ fn check_access(
             ));
         }
         RuleVerdict::ApprovalRequired(r) => {
-            let mut d = Denial::new(r.id(), format!("approval required (rule {}); capjail has no approval channel yet, so the call is denied", r.label));
+            let mut d = Denial::new(r.id(), format!("approval required (rule {}{})", r.label, r.reason.as_ref().map(|x| format!(": {x}")).unwrap_or_default()));
             d.approval_required = true;
             return Err(d);
         }

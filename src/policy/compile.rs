@@ -190,6 +190,9 @@ pub fn compile_with(
         }
     }
 
+    let approval = crate::approval::config::compile(file.approval.as_ref())
+        .map_err(|(key, message)| err(key, None, message))?;
+
     Ok(Policy {
         name,
         source,
@@ -200,6 +203,7 @@ pub fn compile_with(
         tools,
         rules,
         limits,
+        approval,
     })
 }
 

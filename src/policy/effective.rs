@@ -85,6 +85,7 @@ pub fn effective_file(p: &Policy) -> PolicyFile {
         kernel: p.file.kernel.clone(),
         environment: p.file.environment.clone(),
         audit: p.file.audit.clone(),
+        approval: p.file.approval.clone(),
     }
 }
 

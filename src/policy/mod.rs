@@ -52,6 +52,8 @@ pub struct Policy {
     pub tools: ToolPolicy,
     pub rules: RuleSet,
     pub limits: ProxyLimits,
+    /// Who answers `require_approval` questions (src/approval).
+    pub approval: crate::approval::config::ApprovalPolicy,
 }
 
 /// How the filesystem is governed.

@@ -47,6 +47,9 @@ pub struct PolicyFile {
     pub environment: Option<EnvironmentSection>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditSection>,
+    /// Who is asked when a call matches `require_approval` (src/approval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalSection>,
 }
 
 /// CapFence writes `version: 1.0.0`, which YAML reads as a string; a bare `1` or `1.0` is a number.
@@ -238,4 +241,46 @@ pub struct AuditSection {
     /// Argument names whose values are redacted in the log (a digest of the original is kept).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redact: Vec<String>,
+}
+
+/// `approval:`: who is asked when a call matches `require_approval`, and for how long.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalSection {
+    /// Approvers tried in this order: `client` (elicitation), `command`, `terminal`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvers: Option<Vec<ApproverKind>>,
+    /// How long a question waits for its answer before the call is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<f64>,
+    /// `session`: "approve for the rest of this session" may be offered; `never`: every call asks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remember: Option<RememberMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<ApprovalCommandSection>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ApproverKind {
+    Client,
+    Command,
+    Terminal,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RememberMode {
+    #[default]
+    Session,
+    Never,
+}
+
+/// The approver command: one JSON document on stdin, the answer on stdout.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalCommandSection {
+    pub argv: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_seconds: Option<f64>,
 }

@@ -43,6 +43,8 @@ pub struct ClientFilter {
     pub held: Option<DecisionRecord>,
     /// Is the message being judged a single one (not a batch element)?
     pub single: bool,
+    /// Who answers `require_approval` questions (None: such calls are refused).
+    pub approvals: Option<Arc<crate::approval::Approvals>>,
 }
 
 impl ClientFilter {
@@ -88,7 +90,17 @@ impl ClientFilter {
                 .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
                 .decided(record)?;
         }
+        let one = match one {
+            // Held for approval: ask now that its decision record is queued; the approval
+            // thread forwards or refuses it later.
+            Ok(One::Held(hold)) => {
+                hold.start(line.to_vec());
+                return Ok(Outcome::Drop);
+            }
+            other => other,
+        };
         one.map(|r| match r {
+            One::Held(_) => unreachable!("handled above"),
             One::Allowed => Outcome::Forward,
             One::Rewritten(line) => Outcome::ForwardRewritten(line),
             One::Refused(Some(line)) => Outcome::Reply(line),
@@ -142,7 +154,7 @@ impl ClientFilter {
                     errors.push(serde_json::from_slice::<Value>(line).expect("our own JSON"))
                 }
                 One::Refused(None) => {}
-                One::Allowed | One::Rewritten(_) => {
+                One::Allowed | One::Rewritten(_) | One::Held(_) => {
                     if let (Some(id), Some(_)) = (item.get("id"), item.get("method")) {
                         let msg = format!("capjail policy violation: batch refused because element {first_denied} was refused");
                         errors.push(json!({"jsonrpc":"2.0","id":id,"error":{"code":code::POLICY_VIOLATION,"message":msg,"data":{"rule":"protocol.batch"}}}));
@@ -190,6 +202,14 @@ impl ClientFilter {
                     return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: this id is already in use by a request in flight (refused by capjail)", None))));
                 }
                 let decided = self.decide_and_record(Some(id), method, params)?;
+                if method == "initialize" {
+                    if let Some(a) = &self.approvals {
+                        a.note_initialize(params);
+                    }
+                }
+                if let Some((decision, question)) = decided.gated {
+                    return self.gate(id, params, decision, question);
+                }
                 let mut shared = self.shared.lock().expect("shared state");
                 if decided.allowed {
                     let pending = match method {
@@ -207,6 +227,16 @@ impl ClientFilter {
             Shape::Notification { method, params } => {
                 if method == "notifications/cancelled" {
                     if let Some(rid) = params.and_then(|p| p.get("requestId")) {
+                        if let Some(a) = &self.approvals {
+                            if a.unhold(&id_key(rid)) {
+                                // Held for approval, never sent: the server must not see it.
+                                let mut shared = self.shared.lock().expect("shared state");
+                                shared.remember_refused(id_key(rid));
+                                shared.pending.remove(&id_key(rid));
+                                tracing::info!(request = %rid, "the client cancelled a call waiting for approval");
+                                return Ok(One::Refused(None));
+                            }
+                        }
                         if self
                             .shared
                             .lock()
@@ -227,6 +257,14 @@ impl ClientFilter {
             }
             // The client answering a server request (roots/list, sampling, elicitation).
             Shape::Response { id } => {
+                if self
+                    .approvals
+                    .as_ref()
+                    .is_some_and(|a| a.on_client_response(id, v))
+                {
+                    // The answer to capjail's own question: never forwarded.
+                    return Ok(One::Refused(None));
+                }
                 let asked = self
                     .shared
                     .lock()
@@ -306,7 +344,12 @@ impl ClientFilter {
         } else {
             tracing::debug!(id = %id.map(|i| i.to_string()).unwrap_or_default(), method, rule = %decision.rule, "Request allowed");
         }
+        let gated = match (&self.approvals, id) {
+            (Some(_), Some(_)) if self.single => self.question(&decision, params).map(|q| (decision.clone(), q)),
+            _ => None,
+        };
         let decided = Decided {
+            gated,
             allowed: decision.is_allowed(),
             refusal: match id {
                 Some(id) if !decision.is_allowed() => Some(refusal(id, &decision)),
@@ -341,6 +384,8 @@ impl ClientFilter {
 
 /// A decision as the filter needs it once the record is handed over.
 struct Decided {
+    /// A call a `require_approval` rule gates (and an approval channel exists).
+    gated: Option<(Decision, crate::approval::ApprovalQuestion)>,
     allowed: bool,
     /// The error line for a refused request.
     refusal: Option<Vec<u8>>,
@@ -358,10 +403,63 @@ impl ClientFilter {
 
 enum One {
     Allowed,
+    /// Held for approval (src/approval).
+    Held(crate::approval::gate::Hold),
     /// Allowed, but forward this instead.
     Rewritten(Vec<u8>),
     /// The error line for a request, or `None` for a notification.
     Refused(Option<Vec<u8>>),
+}
+
+impl ClientFilter {
+    fn question(&self, decision: &Decision, params: Option<&Value>) -> Option<crate::approval::ApprovalQuestion> {
+        let rule = decision.denial.as_ref().and_then(|d| {
+            self.policy.rules.rules.iter().find(|r| r.id() == d.rule)
+        });
+        crate::approval::gate::question(
+            decision,
+            rule.map(|r| (r.label.as_str(), r.reason.as_deref())),
+            params,
+        )
+    }
+
+    /// A request a `require_approval` rule gates: see `approval::gate`.
+    fn gate(&mut self, id: &Value, params: Option<&Value>, decision: Decision, q: crate::approval::ApprovalQuestion) -> std::io::Result<One> {
+        use crate::approval::gate::{gate, Ctx, GateOutcome};
+        // The decision record first (the approval's records follow it).
+        if let Some(mut record) = self.held.take() {
+            record.params = params.cloned();
+            self.recorder
+                .lock()
+                .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
+                .decided(record)?;
+        }
+        let ctx = Ctx {
+            approvals: self.approvals.clone().expect("gated only with approvals"),
+            recorder: self.recorder.clone(),
+            shared: self.shared.clone(),
+        };
+        let key = id_key(id);
+        Ok(match gate(&ctx, id, params, &decision, q)? {
+            GateOutcome::Forward(line) => {
+                self.shared.lock().expect("shared state").pending.insert(key, Pending::Plain);
+                match line {
+                    None => One::Allowed,
+                    Some(l) => One::Rewritten(l),
+                }
+            }
+            GateOutcome::Reply(line) => {
+                self.shared.lock().expect("shared state").remember_refused(key);
+                One::Refused(Some(line))
+            }
+            GateOutcome::Hold(hold) => {
+                // In flight while it waits: the same id cannot be reused meanwhile.
+                self.shared.lock().expect("shared state").pending.insert(key.clone(), Pending::Plain);
+                ctx.approvals.hold(key);
+                One::Held(hold)
+            }
+        })
+    }
 }
 
 /// The -32001 error for a refused request.
@@ -429,6 +527,7 @@ mod tests {
             weight: 0,
             held: None,
             single: false,
+            approvals: None,
         }
     }
 

@@ -37,6 +37,19 @@ pub struct DecisionRecord {
     pub weight: usize,
 }
 
+/// What an approval record is made of.
+pub struct ApprovalRecord {
+    pub id: Option<Value>,
+    pub method: String,
+    pub tool: Option<String>,
+    pub rule: String,
+    pub question: String,
+    pub granted: bool,
+    pub answer: String,
+    pub by: String,
+    pub elapsed_ms: u64,
+}
+
 impl Recorder {
     pub fn new(audit: Option<AuditQueue>) -> SharedRecorder {
         Arc::new(Mutex::new(Recorder {
@@ -92,6 +105,27 @@ impl Recorder {
                 at: SystemTime::now(),
             };
             q.push(record, reason.len()).map_err(io_error)?;
+        }
+        Ok(())
+    }
+
+    /// Record the answer to an approval question (before the call is forwarded or refused).
+    pub fn approval(&mut self, a: ApprovalRecord) -> std::io::Result<()> {
+        if let Some(q) = &self.audit {
+            let weight = a.question.len();
+            let record = Record::Approval {
+                id: a.id,
+                method: a.method,
+                tool: a.tool,
+                rule: a.rule,
+                granted: a.granted,
+                by: a.by,
+                question: a.question,
+                answer: a.answer,
+                elapsed_ms: a.elapsed_ms,
+                at: SystemTime::now(),
+            };
+            q.push(record, weight).map_err(io_error)?;
         }
         Ok(())
     }

@@ -1,0 +1,260 @@
+//! Approvals that reach a person: a call matching `require_approval` is held while someone
+//! is asked, and forwarded unchanged (after its audit record) only on an explicit approval.
+//!
+//! Who is asked, in the policy's order (`approval.approvers`):
+//! - `client`: the person at the MCP client, through elicitation. Handshake generation:
+//!   capjail's own `elicitation/create` request (ids in capjail's own space, `elicit`).
+//!   2026-07-28 generation: the call is answered with an `input_required` result carrying
+//!   the elicitation and a single-use token bound to the call (`gate`); the client's retry
+//!   (a new id) is matched by that token.
+//! - `command`: an approver program (`command`): one JSON document on stdin, the answer on stdout.
+//! - `terminal`: capjail's controlling terminal, when there is one (`terminal`).
+//!
+//! The entry point other stages use is [`Approvals::request`]: a question in, the answer
+//! delivered later to a callback on an approval thread; nothing waits on the pumps.
+
+pub mod command;
+pub mod config;
+pub mod elicit;
+pub mod gate;
+pub mod memory;
+pub mod question;
+pub mod terminal;
+
+use std::collections::HashSet;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub use self::config::ApprovalPolicy;
+use self::memory::{SessionMemory, TokenStore};
+pub use self::question::{ApprovalQuestion, Verdict};
+use crate::policy::schema::ApproverKind;
+
+/// Where capjail's own messages go: the client and the server, from any thread, each line
+/// written whole. Implemented by the proxy over its two outputs.
+pub trait Wire: Send + Sync {
+    fn to_client(&self, line: &[u8]) -> std::io::Result<()>;
+    fn to_server(&self, line: &[u8]) -> std::io::Result<()>;
+}
+
+/// Who or what answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answerer {
+    /// The person at the client, through elicitation.
+    Client,
+    Command,
+    Terminal,
+    /// An earlier "for the rest of this session" approval.
+    SessionMemory,
+    /// Nobody could be asked.
+    Nobody,
+}
+
+impl Answerer {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Answerer::Client => "client elicitation",
+            Answerer::Command => "command",
+            Answerer::Terminal => "terminal",
+            Answerer::SessionMemory => "session memory",
+            Answerer::Nobody => "nobody",
+        }
+    }
+}
+
+/// The answer to one question.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub verdict: Verdict,
+    /// The answer in words (`approve`, `decline`, `no answer in time`, ...).
+    pub words: String,
+    pub by: Answerer,
+    pub elapsed: Duration,
+}
+
+/// Called once with the answer, on an approval thread.
+pub type OnAnswer = Box<dyn FnOnce(Answer) + Send>;
+
+/// One session's approvals.
+pub struct Approvals {
+    pub policy: ApprovalPolicy,
+    wire: Arc<dyn Wire>,
+    state: Mutex<State>,
+}
+
+struct State {
+    /// Did the client declare elicitation in `initialize`?
+    client_elicits: bool,
+    elicit: elicit::Outstanding,
+    memory: SessionMemory,
+    tokens: TokenStore,
+    /// Id keys of requests held while their question waits.
+    held: HashSet<String>,
+}
+
+impl Approvals {
+    pub fn new(policy: ApprovalPolicy, wire: Arc<dyn Wire>) -> std::io::Result<Arc<Approvals>> {
+        let tokens = TokenStore::new(policy.timeout);
+        Ok(Arc::new(Approvals {
+            policy,
+            wire,
+            state: Mutex::new(State {
+                client_elicits: false,
+                elicit: elicit::Outstanding::new()?,
+                memory: SessionMemory::default(),
+                tokens,
+                held: HashSet::new(),
+            }),
+        }))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The client's `initialize` params: does it take elicitation requests?
+    pub fn note_initialize(&self, params: Option<&Value>) {
+        let elicits = params
+            .and_then(|p| p.get("capabilities"))
+            .and_then(|c| c.get("elicitation"))
+            .is_some_and(Value::is_object);
+        self.state().client_elicits = elicits;
+    }
+
+    pub fn client_elicits(&self) -> bool {
+        self.state().client_elicits
+    }
+
+    pub fn remembered(&self, tool: &str, rule: &str) -> bool {
+        self.policy.remember && self.state().memory.covers(tool, rule)
+    }
+
+    pub fn remember(&self, tool: &str, rule: &str) {
+        if self.policy.remember {
+            self.state().memory.remember(tool, rule);
+        }
+    }
+
+    /// Ask about one call. `client_elicits`: may the client be asked with capjail's own
+    /// `elicitation/create` request? The answer goes to `done`, on its own thread, after at
+    /// most the policy's time limits; the caller returns at once.
+    pub fn request(self: &Arc<Self>, q: ApprovalQuestion, client_elicits: bool, done: OnAnswer) {
+        let me = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("approval".into())
+            .spawn(move || {
+                let answer = me.ask(&q, client_elicits);
+                done(answer)
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start an approval thread: {e}");
+        }
+    }
+
+    /// Ask the approvers in order (blocking: runs on an approval thread).
+    fn ask(&self, q: &ApprovalQuestion, client_elicits: bool) -> Answer {
+        let started = Instant::now();
+        let remember = self.policy.remember;
+        let done = |(verdict, words): (Verdict, String), by| Answer {
+            verdict,
+            words,
+            by,
+            elapsed: started.elapsed(),
+        };
+        for approver in &self.policy.approvers {
+            match approver {
+                ApproverKind::Client if client_elicits => {
+                    match self.ask_client(q) {
+                        Some(a) => return done(a, Answerer::Client),
+                        None => continue, // the client refused the question itself: next approver
+                    }
+                }
+                ApproverKind::Command => {
+                    if let Some(c) = &self.policy.command {
+                        let doc = q.command_document(remember, c.timeout.as_secs_f64());
+                        return done(command::ask(c, &doc, remember), Answerer::Command);
+                    }
+                }
+                ApproverKind::Terminal if terminal::available() => {
+                    if let Some(a) = terminal::ask(&q.message(), remember, self.policy.timeout) {
+                        return done(a, Answerer::Terminal);
+                    }
+                }
+                _ => {}
+            }
+        }
+        done((Verdict::Unavailable, how_to_enable()), Answerer::Nobody)
+    }
+
+    /// Send capjail's own `elicitation/create` and wait for its answer. `None`: the client
+    /// answered with an error (it cannot ask).
+    fn ask_client(&self, q: &ApprovalQuestion) -> Option<(Verdict, String)> {
+        let (tx, rx) = mpsc::channel::<Value>();
+        let (id, line) = self.state().elicit.open(q, self.policy.remember, tx);
+        if let Err(e) = self.wire.to_client(&line) {
+            self.state().elicit.forget(&id);
+            return Some((Verdict::Denied, format!("the question could not be sent: {e} (deny)")));
+        }
+        match rx.recv_timeout(self.policy.timeout) {
+            Ok(msg) => match msg.get("result") {
+                Some(r) => Some(question::read_elicitation(r, self.policy.remember)),
+                None => {
+                    let error = msg.get("error").cloned().unwrap_or_default();
+                    tracing::info!(%error, "the client refused capjail's elicitation request");
+                    None
+                }
+            },
+            Err(_) => {
+                self.state().elicit.forget(&id);
+                // Tell the client the question is withdrawn.
+                let cancel = serde_json::json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId": id, "reason": "capjail: no answer in time"}});
+                let _ = self.wire.to_client(&serde_json::to_vec(&cancel).expect("a Value"));
+                Some((Verdict::TimedOut, "no answer in time".into()))
+            }
+        }
+    }
+
+    /// A response from the client: if it answers one of capjail's own requests, take it
+    /// (true) — it is never forwarded to the server.
+    pub fn on_client_response(&self, id: &Value, msg: &Value) -> bool {
+        let tx = self.state().elicit.take(id);
+        match tx {
+            Some(tx) => {
+                let _ = tx.send(msg.clone());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A request is held (its id key) until [`Approvals::unhold`].
+    pub fn hold(&self, key: String) {
+        self.state().held.insert(key);
+    }
+
+    /// Release a held request; false when it was not held (already released or cancelled).
+    pub fn unhold(&self, key: &str) -> bool {
+        self.state().held.remove(key)
+    }
+
+    pub(crate) fn tokens<R>(&self, f: impl FnOnce(&mut TokenStore) -> R) -> R {
+        f(&mut self.state().tokens)
+    }
+}
+
+/// The reason given when nobody can be asked.
+pub fn how_to_enable() -> String {
+    "nobody could be asked: the client did not declare the elicitation capability and no other approver is configured; \
+     use a client that supports elicitation, or add to the policy `approval: {approvers: [client, command], command: {argv: [/path/to/approver]}}` \
+     (or `terminal` when capjail has a controlling terminal)"
+        .into()
+}
+
+impl std::fmt::Debug for Approvals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Approvals").field("policy", &self.policy).finish()
+    }
+}
