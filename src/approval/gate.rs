@@ -187,7 +187,7 @@ impl Hold {
 }
 
 /// Carry out the answer to a held request.
-fn finish(ctx: &Ctx, id: &Value, decision: &Decision, q: &ApprovalQuestion, a: &Answer, mut line: Vec<u8>) {
+fn finish(ctx: &Ctx, id: &Value, decision: &Decision, q: &ApprovalQuestion, a: &Answer, line: Vec<u8>) {
     let key = id_key(id);
     // Cancelled by the client while it waited: then it is no longer held.
     let cancelled = !ctx.approvals.unhold(&key);
@@ -195,15 +195,14 @@ fn finish(ctx: &Ctx, id: &Value, decision: &Decision, q: &ApprovalQuestion, a: &
     if let Err(e) = &recorded {
         tracing::error!("cannot record an approval; the call is refused: {e}");
     }
-    let wire = ctx.approvals.wire.clone();
+    let outbox = ctx.approvals.outbox.clone();
     match (a.verdict, recorded.is_ok(), cancelled) {
         (Verdict::Approved { remember }, true, false) => {
             if remember {
                 ctx.approvals.remember(q.tool.as_deref().unwrap_or_default(), &q.rule);
             }
             tracing::info!(id = %id, by = a.by.as_str(), "approved; forwarding the held call");
-            line.push(b'\n');
-            if let Err(e) = wire.to_server(&line) {
+            if let Err(e) = outbox.send_to_server(&line) {
                 tracing::debug!("server stdin closed: {e}");
             }
         }
@@ -218,9 +217,7 @@ fn finish(ctx: &Ctx, id: &Value, decision: &Decision, q: &ApprovalQuestion, a: &
                 s.remember_refused(key);
             }
             tracing::warn!(id = %id, by = a.by.as_str(), answer = %a.words, "Request blocked: not approved");
-            let mut reply = refused_line(id, decision, a);
-            reply.push(b'\n');
-            let _ = wire.to_client(&reply);
+            let _ = outbox.send_to_client(&refused_line(id, decision, a));
         }
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! Who is asked, in the policy's order (`approval.approvers`):
 //! - `client`: the person at the MCP client, through elicitation. Handshake generation:
-//!   capjail's own `elicitation/create` request (ids in capjail's own space, `elicit`).
+//!   capjail's own `elicitation/create` request, through the proxy's outbox (ids in
+//!   capjail's own space; the answer is routed back here, never relayed).
 //!   2026-07-28 generation: the call is answered with an `input_required` result carrying
 //!   the elicitation and a single-use token bound to the call (`gate`); the client's retry
 //!   (a new id) is matched by that token.
@@ -15,7 +16,6 @@
 
 pub mod command;
 pub mod config;
-pub mod elicit;
 pub mod gate;
 pub mod memory;
 pub mod question;
@@ -32,13 +32,7 @@ pub use self::config::ApprovalPolicy;
 use self::memory::{SessionMemory, TokenStore};
 pub use self::question::{ApprovalQuestion, Verdict};
 use crate::policy::schema::ApproverKind;
-
-/// Where capjail's own messages go: the client and the server, from any thread, each line
-/// written whole. Implemented by the proxy over its two outputs.
-pub trait Wire: Send + Sync {
-    fn to_client(&self, line: &[u8]) -> std::io::Result<()>;
-    fn to_server(&self, line: &[u8]) -> std::io::Result<()>;
-}
+use crate::proxy::outbox::{self, Outbox};
 
 /// Who or what answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,14 +75,13 @@ pub type OnAnswer = Box<dyn FnOnce(Answer) + Send>;
 /// One session's approvals.
 pub struct Approvals {
     pub policy: ApprovalPolicy,
-    wire: Arc<dyn Wire>,
+    outbox: Arc<Outbox>,
     state: Mutex<State>,
 }
 
 struct State {
     /// Did the client declare elicitation in `initialize`?
     client_elicits: bool,
-    elicit: elicit::Outstanding,
     memory: SessionMemory,
     tokens: TokenStore,
     /// Id keys of requests held while their question waits.
@@ -96,19 +89,18 @@ struct State {
 }
 
 impl Approvals {
-    pub fn new(policy: ApprovalPolicy, wire: Arc<dyn Wire>) -> std::io::Result<Arc<Approvals>> {
+    pub fn new(policy: ApprovalPolicy, outbox: Arc<Outbox>) -> Arc<Approvals> {
         let tokens = TokenStore::new(policy.timeout);
-        Ok(Arc::new(Approvals {
+        Arc::new(Approvals {
             policy,
-            wire,
+            outbox,
             state: Mutex::new(State {
                 client_elicits: false,
-                elicit: elicit::Outstanding::new()?,
                 memory: SessionMemory::default(),
                 tokens,
                 held: HashSet::new(),
             }),
-        }))
+        })
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -192,41 +184,34 @@ impl Approvals {
     /// Send capjail's own `elicitation/create` and wait for its answer. `None`: the client
     /// answered with an error (it cannot ask).
     fn ask_client(&self, q: &ApprovalQuestion) -> Option<(Verdict, String)> {
-        let (tx, rx) = mpsc::channel::<Value>();
-        let (id, line) = self.state().elicit.open(q, self.policy.remember, tx);
-        if let Err(e) = self.wire.to_client(&line) {
-            self.state().elicit.forget(&id);
-            return Some((Verdict::Denied, format!("the question could not be sent: {e} (deny)")));
-        }
+        let (tx, rx) = mpsc::channel::<outbox::Answer>();
+        let params = q.elicitation_params(self.policy.remember);
+        let id = match self.outbox.request_client(
+            "elicitation/create",
+            Some(params),
+            Box::new(move |a| {
+                let _ = tx.send(a);
+            }),
+        ) {
+            Ok(id) => id,
+            Err(e) => return Some((Verdict::Denied, format!("the question could not be sent: {e} (deny)"))),
+        };
         match rx.recv_timeout(self.policy.timeout) {
-            Ok(msg) => match msg.get("result") {
-                Some(r) => Some(question::read_elicitation(r, self.policy.remember)),
-                None => {
-                    let error = msg.get("error").cloned().unwrap_or_default();
-                    tracing::info!(%error, "the client refused capjail's elicitation request");
-                    None
-                }
-            },
+            Ok(outbox::Answer::Result(r)) => Some(question::read_elicitation(&r, self.policy.remember)),
+            Ok(outbox::Answer::Error(error)) => {
+                tracing::info!(%error, "the client refused capjail's elicitation request");
+                None
+            }
+            Ok(outbox::Answer::Closed) => Some((Verdict::Denied, "the session ended before an answer".into())),
             Err(_) => {
-                self.state().elicit.forget(&id);
+                self.outbox.cancel(&id);
                 // Tell the client the question is withdrawn.
-                let cancel = serde_json::json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId": id, "reason": "capjail: no answer in time"}});
-                let _ = self.wire.to_client(&serde_json::to_vec(&cancel).expect("a Value"));
+                let _ = self.outbox.send_to_client(
+                    &serde_json::to_vec(&serde_json::json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId": id, "reason": "capjail: no answer in time"}}))
+                        .expect("a Value"),
+                );
                 Some((Verdict::TimedOut, "no answer in time".into()))
             }
-        }
-    }
-
-    /// A response from the client: if it answers one of capjail's own requests, take it
-    /// (true) — it is never forwarded to the server.
-    pub fn on_client_response(&self, id: &Value, msg: &Value) -> bool {
-        let tx = self.state().elicit.take(id);
-        match tx {
-            Some(tx) => {
-                let _ = tx.send(msg.clone());
-                true
-            }
-            None => false,
         }
     }
 
@@ -257,4 +242,14 @@ impl std::fmt::Debug for Approvals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Approvals").field("policy", &self.policy).finish()
     }
+}
+
+/// The session's approvals when the policy has `require_approval` rules.
+pub fn for_policy(policy: &crate::policy::Policy, outbox: &Arc<Outbox>) -> Option<Arc<Approvals>> {
+    policy
+        .rules
+        .rules
+        .iter()
+        .any(|r| r.kind == crate::policy::rules::RuleKind::RequireApproval)
+        .then(|| Approvals::new(policy.approval.clone(), outbox.clone()))
 }
