@@ -33,8 +33,8 @@ impl ApprovalQuestion {
             m.push_str(&format!(" on {r}"));
         }
         m.push_str(&format!(
-            ".\nPolicy rule {} ({}) asks a person to approve this call: {}\nApprove it?",
-            self.rule, self.rule_label, self.reason
+            ".\nPolicy rule {} asks a person to approve this call: {}\nApprove it?",
+            self.rule_label, self.reason
         ));
         m
     }
@@ -178,7 +178,7 @@ mod tests {
             capability: Some("filesystem.write".into()),
             resource: Some("/ws/a.txt".into()),
             rule: "require_approval[0]".into(),
-            rule_label: "filesystem.write".into(),
+            rule_label: "require_approval[0] capability=filesystem.write".into(),
             reason: "writes need a person".into(),
             digest: "d".into(),
         }
