@@ -28,7 +28,8 @@ pub struct Change {
     pub seq: u64,
     pub method: String,
     pub tool: Option<String>,
-    /// `allow` or `deny`, and the rule that decided, then and now.
+    /// `allow`, `ask` (a `require_approval` rule gates it: a person decides) or `deny`, and
+    /// the rule that decided, then and now.
     pub before: (String, String),
     pub after: (String, String),
     /// The new denial's reason (empty when now allowed).
@@ -37,7 +38,7 @@ pub struct Change {
 
 impl Change {
     pub fn newly_allowed(&self) -> bool {
-        self.before.0 == "deny" && self.after.0 == "allow"
+        self.before.0 != "allow" && self.after.0 == "allow"
     }
 }
 
@@ -75,15 +76,9 @@ impl ReplayReport {
                 c.seq,
                 c.method,
                 c.tool.as_deref().unwrap_or("-"),
-                c.before
-                    .0
-                    .replace("allow", "allowed")
-                    .replace("deny", "denied"),
+                verdict_words(&c.before.0),
                 c.before.1,
-                c.after
-                    .0
-                    .replace("allow", "allowed")
-                    .replace("deny", "denied"),
+                verdict_words(&c.after.0),
                 c.after.1,
                 if c.reason.is_empty() {
                     String::new()
@@ -201,12 +196,27 @@ pub fn replay_bytes(data: &[u8], policy: &Policy, world: &dyn World) -> ReplayRe
         };
         let d = decide(&ctx, &method, params);
         report.replayed += 1;
+        // A decision a require_approval rule gated is neither allowed nor denied: a person
+        // decided (the approval record that follows it says who and what).
+        let gated_then = r.get("approval_required").and_then(Value::as_bool) == Some(true);
         let before = (
-            text("verdict").unwrap_or_default(),
+            if gated_then {
+                "ask".to_string()
+            } else {
+                text("verdict").unwrap_or_default()
+            },
             text("rule").unwrap_or_default(),
         );
+        let gated_now = d.denial.as_ref().is_some_and(|x| x.approval_required);
         let after = (
-            if d.is_allowed() { "allow" } else { "deny" }.to_string(),
+            if d.is_allowed() {
+                "allow"
+            } else if gated_now {
+                "ask"
+            } else {
+                "deny"
+            }
+            .to_string(),
             d.rule.clone(),
         );
         if before.0 == after.0 {
@@ -225,6 +235,15 @@ pub fn replay_bytes(data: &[u8], policy: &Policy, world: &dyn World) -> ReplayRe
         }
     }
     report
+}
+
+fn verdict_words(v: &str) -> &str {
+    match v {
+        "allow" => "allowed",
+        "deny" => "denied",
+        "ask" => "asked for approval",
+        other => other,
+    }
 }
 
 /// Why a record cannot be re-decided faithfully, if it cannot.

@@ -106,6 +106,14 @@ fn row(r: &Map<String, Value>) -> [String; 8] {
             s("denied"),
             s("filtered")
         ),
+        // Who answered what, how fast, and the question as the person read it.
+        "approval" => format!(
+            "approval: {} answered {:?} after {} ms; asked: {}",
+            s("by"),
+            s("answer"),
+            s("elapsed_ms"),
+            s("question").replace('\n', " ")
+        ),
         _ => s("reason"),
     };
     [

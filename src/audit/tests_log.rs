@@ -941,3 +941,43 @@ fn two_processes_form_one_chain() {
         .collect();
     assert_eq!(pids.len(), 3);
 }
+
+/// The root read-write, with writes gated by a person.
+fn gated(d: &Dirs) -> Policy {
+    policy(&format!(
+        "name: gated\nfilesystem:\n  mounts:\n    - path: {}\n      mode: rw\nrequire_approval:\n- capability: filesystem.write\n",
+        d.root.display()
+    ))
+}
+
+#[test]
+fn replay_treats_approval_gated_decisions_as_asked() {
+    let d = dirs();
+    let path = d.root.join("audit.jsonl");
+    record_calls(&d, &gated(&d), &path);
+    // Under gated: the write (line 3) was asked for; under permissive it is simply allowed:
+    // nobody would be asked any more, which widens the policy.
+    let r = replay_bytes(&std::fs::read(&path).unwrap(), &permissive(&d), &RealWorld);
+    let c = r
+        .changes
+        .iter()
+        .find(|c| c.line == 3)
+        .unwrap_or_else(|| panic!("{}", r.render()));
+    assert_eq!(c.before, ("ask".to_string(), "require_approval[0]".to_string()));
+    assert_eq!(c.after.0, "allow");
+    assert!(c.newly_allowed());
+    assert_eq!(r.exit_code(), 1);
+    assert!(
+        r.render().contains("asked for approval (require_approval[0]) -> allowed"),
+        "{}",
+        r.render()
+    );
+    // Replayed under the same policy: asked then, asked now, unchanged.
+    let r = replay_bytes(&std::fs::read(&path).unwrap(), &gated(&d), &RealWorld);
+    assert!(r.changes.is_empty(), "{}", r.render());
+    // Under strict-ro the write is refused outright: a change, but not a widening.
+    let r = replay_bytes(&std::fs::read(&path).unwrap(), &strict(&d), &RealWorld);
+    let c = r.changes.iter().find(|c| c.line == 3).unwrap();
+    assert_eq!((c.before.0.as_str(), c.after.0.as_str()), ("ask", "deny"));
+    assert!(!c.newly_allowed());
+}
