@@ -83,7 +83,7 @@ async def main() -> None:
                         out["results"].append({"ok": dump(r)})
                     except MCPError as e:
                         out["results"].append({"error": {"code": e.code, "message": e.message, "data": e.data}})
-                        out["protocol"] = str(c.session.protocol_version)
+                out["protocol"] = str(c.session.protocol_version)
             tg.cancel_scope.cancel()
     json.dump(out, sys.stdout, indent=1, sort_keys=True)
     sys.stdout.write("\n")

@@ -1,0 +1,386 @@
+//! Approvals that reach a person (issue 15): a call matching `require_approval` is held while
+//! someone is asked, and runs only on an explicit approval. Judged by effect (the file was or
+//! was not written) with real peers: the Python `mcp` client's elicitation callback
+//! (tests/clients/py_approval.py) against the real filesystem server (handshake generation)
+//! and the SDK fixture tests/fixtures/approval_server.py (2026-07-28 generation, where the
+//! question travels in an `input_required` result); an approver command when the client
+//! cannot ask; raw sessions for what no real client sends (a forged or replayed answer).
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::*;
+
+const REASON: &str = "writes need a person";
+
+fn python(argv: &[String], mode: &str, opts: Value) -> Value {
+    let script = repo().join("tests/clients/py_approval.py");
+    let out = run_bounded(
+        Command::new(peer("venv/bin/python"))
+            .arg(script)
+            .arg(serde_json::to_string(argv).unwrap())
+            .arg(mode)
+            .arg(opts.to_string()),
+        None,
+        Duration::from_secs(150),
+    );
+    assert!(
+        out.status.success(),
+        "py_approval failed\nstdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\nstderr:\n{}", out.stdout, out.stderr))
+}
+
+fn jailed(policy: &Path, audit: &Path, extra: &[&str], server: Vec<String>) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        capjail_bin().display().to_string(),
+        "run".into(),
+        "--mode".into(),
+        "proxy".into(),
+        "--policy".into(),
+        policy.display().to_string(),
+        "--audit".into(),
+        audit.display().to_string(),
+    ];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v.push("--".into());
+    v.extend(server);
+    v
+}
+
+/// The workspace read-write, every write gated by a person; `approval` is appended.
+fn gated_policy(lab: &Lab, approval: &str) -> PathBuf {
+    lab.policy(
+        "gated",
+        &format!(
+            "name: gated-writes\nnetwork:\n  mode: none\nfilesystem:\n  mode: explicit\n  mounts:\n    - path: {}\n      mode: rw\n\
+             require_approval:\n  - capability: filesystem.write\n    reason: {REASON}\n{approval}",
+            lab.ws.display()
+        ),
+    )
+}
+
+fn fixture_server() -> Vec<String> {
+    vec![
+        peer("venv/bin/python").display().to_string(),
+        fixture("approval_server.py").display().to_string(),
+    ]
+}
+
+fn fixture_profile() -> String {
+    fixture("approval_profile.yaml").display().to_string()
+}
+
+fn write(path: &str, content: &str) -> Value {
+    json!(["write_file", {"path": path, "content": content}])
+}
+
+fn note(path: &str, content: &str) -> Value {
+    json!(["write_note", {"path": path, "content": content}])
+}
+
+/// The error a call got (panics on a result).
+fn error_of(r: &Value) -> &Value {
+    r.get("error")
+        .unwrap_or_else(|| panic!("expected an error, got {r}"))
+}
+
+fn audit_records(audit: &Path, kind: &str) -> Vec<Value> {
+    std::fs::read_to_string(audit)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["kind"] == kind)
+        .collect()
+}
+
+fn assert_asked_in_plain_words(t: &Value, tool: &str, path: &str) {
+    let e = &t["elicitations"][0];
+    let msg = e["message"].as_str().unwrap_or_default();
+    for part in [tool, "filesystem.write", path, "require_approval[0]", REASON] {
+        assert!(msg.contains(part), "`{part}` missing from the question: {msg}");
+    }
+    assert_eq!(e["requestedSchema"]["properties"]["approve"]["type"], "boolean", "{e}");
+}
+
+#[test]
+fn handshake_approve_writes_and_other_traffic_flows_while_it_waits() {
+    let lab = Lab::new();
+    let audit = lab.path("audit.jsonl");
+    let target = lab.p("ws/approved.txt");
+    let argv = jailed(&gated_policy(&lab, ""), &audit, &[], fs_server(&[&lab.ws]));
+    // The callback answers only after a ping and another tool call went through capjail
+    // while the question was open: a stalled stream would never answer (the client fails).
+    let t = python(
+        &argv,
+        "legacy",
+        json!({"answer": "approve", "calls": [write(&target, "approved body")],
+               "concurrent": ["list_allowed_directories", {}]}),
+    );
+    assert_eq!(lab.read("ws/approved.txt").as_deref(), Some("approved body"), "{t}");
+    assert!(t["results"][0].get("ok").is_some(), "{t}");
+    assert_asked_in_plain_words(&t, "write_file", &target);
+    assert_eq!(t["concurrent"][0], "ping ok", "{t}");
+    assert!(
+        t["concurrent"][1]["result"].to_string().contains(&lab.ws_s()),
+        "{t}"
+    );
+    // The audit log: the gated decision, then who answered what and how fast.
+    let a = audit_records(&audit, "approval");
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(
+        (a[0]["verdict"].as_str(), a[0]["by"].as_str(), a[0]["answer"].as_str()),
+        (Some("allow"), Some("client elicitation"), Some("approve"))
+    );
+    assert!(a[0]["question"].as_str().unwrap().contains(REASON));
+    assert!(a[0]["elapsed_ms"].is_u64());
+    let gated: Vec<Value> = audit_records(&audit, "decision")
+        .into_iter()
+        .filter(|d| d["approval_required"] == true)
+        .collect();
+    assert_eq!(gated.len(), 1);
+    assert!(gated[0]["seq"].as_u64() < a[0]["seq"].as_u64());
+    let shown = capjail(&["audit", "show", audit.to_str().unwrap()]);
+    assert!(
+        shown.stdout.contains("client elicitation") && shown.stdout.contains("approve"),
+        "{}{}",
+        shown.stdout,
+        shown.stderr
+    );
+}
+
+#[test]
+fn handshake_decline_and_cancel_refuse_and_nothing_is_written() {
+    for answer in ["decline", "cancel"] {
+        let lab = Lab::new();
+        let audit = lab.path("audit.jsonl");
+        let target = lab.p("ws/refused.txt");
+        let argv = jailed(&gated_policy(&lab, ""), &audit, &[], fs_server(&[&lab.ws]));
+        let t = python(&argv, "legacy", json!({"answer": answer, "calls": [write(&target, "x")]}));
+        assert!(!lab.exists("ws/refused.txt"), "{answer}: the write happened: {t}");
+        let e = error_of(&t["results"][0]);
+        assert_eq!(e["code"], -32001, "{t}");
+        assert_eq!(e["data"]["rule"], "require_approval[0]", "{t}");
+        assert!(e["message"].as_str().unwrap().contains("denied by the user"), "{t}");
+        let a = audit_records(&audit, "approval");
+        assert_eq!((a[0]["verdict"].as_str(), a[0]["answer"].as_str()), (Some("deny"), Some(answer)));
+    }
+}
+
+#[test]
+fn generation_2026_asks_with_input_required_and_acts_on_the_answer() {
+    for (answer, written) in [("approve", true), ("decline", false)] {
+        let lab = Lab::new();
+        let audit = lab.path("audit.jsonl");
+        let target = lab.p("ws/note.txt");
+        let argv = jailed(&gated_policy(&lab, ""), &audit, &["--profile", &fixture_profile()], fixture_server());
+        let t = python(&argv, "auto", json!({"answer": answer, "calls": [note(&target, "new era")]}));
+        assert_eq!(t["protocol"], "2026-07-28", "{t}");
+        assert_asked_in_plain_words(&t, "write_note", &target);
+        assert_eq!(lab.exists("ws/note.txt"), written, "{answer}: {t}");
+        if written {
+            assert_eq!(lab.read("ws/note.txt").as_deref(), Some("new era"));
+        } else {
+            let e = error_of(&t["results"][0]);
+            assert_eq!(e["data"]["rule"], "require_approval[0]", "{t}");
+            assert!(e["message"].as_str().unwrap().contains("denied by the user"), "{t}");
+        }
+    }
+}
+
+#[test]
+fn without_elicitation_the_approver_command_decides() {
+    let lab = Lab::new();
+    let audit = lab.path("audit.jsonl");
+    let asked = lab.path("asked.jsonl");
+    // Approves writes to ok.txt only; keeps every question it read.
+    let script = format!(
+        "read -r q; printf '%s\\n' \"$q\" >> {}; case \"$q\" in *ok.txt*) echo approve;; *) echo deny;; esac",
+        asked.display()
+    );
+    let approval = format!(
+        "approval:\n  approvers: [client, command]\n  command:\n    argv: [/bin/sh, -c, {}]\n    timeout_seconds: 20\n",
+        serde_json::to_string(&script).unwrap()
+    );
+    let argv = jailed(&gated_policy(&lab, &approval), &audit, &[], fs_server(&[&lab.ws]));
+    let t = python(
+        &argv,
+        "legacy",
+        json!({"answer": null, "calls": [write(&lab.p("ws/ok.txt"), "yes"), write(&lab.p("ws/no.txt"), "no")]}),
+    );
+    assert_eq!(lab.read("ws/ok.txt").as_deref(), Some("yes"), "{t}");
+    assert!(!lab.exists("ws/no.txt"), "{t}");
+    assert_eq!(t["elicitations"], json!([]), "a client without the capability was asked: {t}");
+    let e = error_of(&t["results"][1]);
+    assert_eq!(e["data"]["answered_by"], "command", "{t}");
+    let questions: Vec<Value> = std::fs::read_to_string(&asked)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(questions.len(), 2);
+    assert_eq!(questions[0]["tool"], "write_file");
+    assert_eq!(questions[0]["rule"], "require_approval[0]");
+    assert_eq!(questions[0]["capability"], "filesystem.write");
+    let by: Vec<String> = audit_records(&audit, "approval")
+        .iter()
+        .map(|a| format!("{} {}", a["by"].as_str().unwrap(), a["verdict"].as_str().unwrap()))
+        .collect();
+    assert_eq!(by, ["command allow", "command deny"]);
+}
+
+#[test]
+fn an_unanswered_question_times_out_and_the_call_is_refused() {
+    let lab = Lab::new();
+    let audit = lab.path("audit.jsonl");
+    let argv = jailed(
+        &gated_policy(&lab, "approval:\n  timeout_seconds: 1\n"),
+        &audit,
+        &[],
+        fs_server(&[&lab.ws]),
+    );
+    let t = python(&argv, "legacy", json!({"answer": "wait", "calls": [write(&lab.p("ws/late.txt"), "x")]}));
+    assert!(!lab.exists("ws/late.txt"), "{t}");
+    let e = error_of(&t["results"][0]);
+    assert_eq!(e["data"]["approval"], "timed_out", "{t}");
+    assert!(e["message"].as_str().unwrap().contains("timed out"), "{t}");
+    assert_eq!(e["data"]["rule"], "require_approval[0]", "{t}");
+}
+
+#[test]
+fn for_the_rest_of_the_session_covers_the_same_tool_and_rule_unless_the_policy_forbids() {
+    for (remember, asked) in [("session", 1), ("never", 2)] {
+        let lab = Lab::new();
+        let audit = lab.path("audit.jsonl");
+        let argv = jailed(
+            &gated_policy(&lab, &format!("approval:\n  remember: {remember}\n")),
+            &audit,
+            &[],
+            fs_server(&[&lab.ws]),
+        );
+        let t = python(
+            &argv,
+            "legacy",
+            json!({"answer": "approve_session", "calls": [write(&lab.p("ws/1.txt"), "1"), write(&lab.p("ws/2.txt"), "2")]}),
+        );
+        assert!(lab.exists("ws/1.txt") && lab.exists("ws/2.txt"), "{t}");
+        assert_eq!(t["elicitations"].as_array().unwrap().len(), asked, "remember {remember}: {t}");
+        let offered = t["elicitations"][0]["requestedSchema"]["properties"].get("remember").is_some();
+        assert_eq!(offered, remember == "session", "{t}");
+    }
+}
+
+#[test]
+fn nobody_to_ask_refuses_and_says_how_to_enable_approvals() {
+    let lab = Lab::new();
+    let pol = gated_policy(&lab, "");
+    let mut s = SessionBuilder::capjail(&["--policy", pol.to_str().unwrap(), "--audit", "off"], fs_server(&[&lab.ws])).spawn();
+    s.initialize(); // no elicitation capability
+    let r = s.call_tool("write_file", json!({"path": lab.p("ws/x.txt"), "content": "x"}));
+    let e = error_of(&r);
+    assert_eq!(e["data"]["approval"], "unavailable", "{r}");
+    let msg = e["message"].as_str().unwrap();
+    assert!(msg.contains("elicitation") && msg.contains("approval:"), "{msg}");
+    s.assert_in_sync();
+    s.finish();
+    assert!(!lab.exists("ws/x.txt"));
+}
+
+/// A raw 2026-07-28 request to the fixture.
+fn call_2026(s: &mut Session, args: Value, extra: Value) -> Value {
+    let mut params = json!({
+        "name": "write_note",
+        "arguments": args,
+        "_meta": {
+            "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
+            "io.modelcontextprotocol/clientInfo": {"name": "capjail-tests", "version": "0"}
+        }
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        params[k] = v.clone();
+    }
+    s.request("tools/call", params)
+}
+
+fn accept() -> Value {
+    json!({"capjail_approval": {"action": "accept", "content": {"approve": true}}})
+}
+
+#[test]
+fn generation_2026_forged_replayed_or_rebound_answers_are_refused() {
+    let lab = Lab::new();
+    let pol = gated_policy(&lab, "");
+    let profile = fixture_profile();
+    let mut s = SessionBuilder::capjail(
+        &["--policy", pol.to_str().unwrap(), "--profile", &profile, "--audit", "off"],
+        fixture_server(),
+    )
+    .spawn();
+    let args = |f: &str, c: &str| json!({"path": lab.p(&format!("ws/{f}")), "content": c});
+    let token_rule = |r: &Value| error_of(r)["data"]["rule"].as_str().unwrap_or("").to_string();
+
+    // A made-up token with an "approve" answer.
+    let forged = format!("capjail-approval:{}", "0".repeat(32));
+    let r = call_2026(&mut s, args("forged.txt", "f"), json!({"requestState": forged, "inputResponses": accept()}));
+    assert_eq!(token_rule(&r), "approval.token", "{r}");
+    // An answer without any token.
+    let r = call_2026(&mut s, args("forged.txt", "f"), json!({"inputResponses": accept()}));
+    assert_eq!(token_rule(&r), "approval.token", "{r}");
+
+    // A real question...
+    let q = call_2026(&mut s, args("real.txt", "r"), json!({}));
+    assert_eq!(q["result"]["resultType"], "input_required", "{q}");
+    let token = q["result"]["requestState"].as_str().unwrap().to_string();
+    assert_eq!(q["result"]["inputRequests"]["capjail_approval"]["method"], "elicitation/create");
+    // ...whose answer is spent on other arguments: refused, and the token is gone.
+    let r = call_2026(&mut s, args("other.txt", "o"), json!({"requestState": token, "inputResponses": accept()}));
+    assert_eq!(token_rule(&r), "approval.token", "{r}");
+    let r = call_2026(&mut s, args("real.txt", "r"), json!({"requestState": token, "inputResponses": accept()}));
+    assert_eq!(token_rule(&r), "approval.token", "{r}");
+
+    // A fresh question, answered properly: the write happens once.
+    let q = call_2026(&mut s, args("real.txt", "r"), json!({}));
+    let token = q["result"]["requestState"].as_str().unwrap().to_string();
+    let r = call_2026(&mut s, args("real.txt", "r"), json!({"requestState": token, "inputResponses": accept()}));
+    assert!(r["result"]["content"][0]["text"].as_str().unwrap_or("").contains("wrote"), "{r}");
+    assert_eq!(lab.read("ws/real.txt").as_deref(), Some("r"));
+    std::fs::remove_file(lab.path("ws/real.txt")).unwrap();
+    // Replayed: refused.
+    let r = call_2026(&mut s, args("real.txt", "r"), json!({"requestState": token, "inputResponses": accept()}));
+    assert_eq!(token_rule(&r), "approval.token", "{r}");
+    s.finish();
+    assert!(!lab.exists("ws/forged.txt") && !lab.exists("ws/other.txt") && !lab.exists("ws/real.txt"));
+}
+
+#[test]
+fn capfence_seed_database_write_asks_and_acts_on_the_answer() {
+    const PROJECT: &str = "/Users/anshumankumar/Documents/Capfence/capfence";
+    for (answer, happens) in [("approve", true), ("decline", false)] {
+        let lab = Lab::new();
+        let seed = std::fs::read_to_string(repo().join("policies/seeds/capfence-mcp_policy.yaml")).unwrap();
+        let pol = lab.policy("capfence", &seed.replace(PROJECT, &lab.ws_s()));
+        let audit = lab.path("audit.jsonl");
+        let log = lab.path("logs/naive.log");
+        let mk = marker();
+        let profile = fixture("naive_profile.yaml").display().to_string();
+        let argv = jailed(&pol, &audit, &["--profile", &profile], naive_server(&lab.root, &log));
+        let t = python(
+            &argv,
+            "legacy",
+            json!({"answer": answer, "calls": [["execute_sql", {"query": format!("DELETE FROM users -- {mk}")}]]}),
+        );
+        let msg = t["elicitations"][0]["message"].as_str().unwrap_or_default();
+        assert!(msg.contains("execute_sql") && msg.contains("database.write"), "{t}");
+        let db = lab.read("db.log").unwrap_or_default();
+        assert_eq!(db.contains(&mk), happens, "{answer}: {t}");
+        assert_eq!(reached(&log).contains(&mk), happens, "{answer}");
+    }
+}
