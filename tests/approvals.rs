@@ -384,3 +384,77 @@ fn capfence_seed_database_write_asks_and_acts_on_the_answer() {
         assert_eq!(reached(&log).contains(&mk), happens, "{answer}");
     }
 }
+
+/// The real TypeScript client (tests/clients/ts_session.mjs) with the elicitation capability:
+/// it accepts with every boolean true (approve, and for the rest of the session) unless
+/// `action` says otherwise.
+fn typescript(client: &str, era: &str, argv: &[String], action: &str, steps: Value, lab: &Lab) -> Value {
+    let scenario = json!({
+        "client": client,
+        "era": era,
+        "modules": peers().join("node").display().to_string(),
+        "server": {"command": argv[0], "args": argv[1..], "cwd": lab.root.display().to_string()},
+        "capabilities": {"elicitation": {"form": {}}},
+        "elicitAction": action,
+        "steps": steps,
+        "deadlineMs": 90000,
+    });
+    let file = lab.path("scenario.json");
+    std::fs::write(&file, serde_json::to_vec(&scenario).unwrap()).unwrap();
+    let out = run_bounded(
+        Command::new(node22())
+            .arg(repo().join("tests/clients/ts_session.mjs"))
+            .arg(&file)
+            .env("HOME", &lab.root),
+        None,
+        Duration::from_secs(100),
+    );
+    assert_eq!(out.code, Some(0), "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    let t: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert!(t.get("connectError").is_none(), "{t}\n{}", out.stderr);
+    t
+}
+
+#[test]
+fn typescript_clients_approve_and_decline_in_both_generations() {
+    // (client, era, the SDK fixture (2026-07-28) rather than server-filesystem, answer)
+    let cases = [
+        ("v2", "legacy", false, "accept"),
+        ("v2", "legacy", false, "decline"),
+        ("v1", "legacy", false, "accept"),
+        ("v2", "modern", true, "accept"),
+        ("v2", "modern", true, "decline"),
+    ];
+    for (client, era, fixture_srv, action) in cases {
+        let lab = Lab::new();
+        let audit = lab.path("audit.jsonl");
+        let target = lab.p("ws/ts.txt");
+        let pol = gated_policy(&lab, "");
+        let (argv, tool) = if fixture_srv {
+            (jailed(&pol, &audit, &["--profile", &fixture_profile()], fixture_server()), "write_note")
+        } else {
+            (jailed(&pol, &audit, &[], fs_server(&[&lab.ws])), "write_file")
+        };
+        let steps = json!([
+            {"op": "tools/call", "params": {"name": tool, "arguments": {"path": target, "content": "from ts"}}},
+            {"op": "tools/list"},
+        ]);
+        let t = typescript(client, era, &argv, action, steps, &lab);
+        let what = format!("{client}/{era}/{action}");
+        if era == "modern" {
+            assert_eq!(t["protocolVersion"], "2026-07-28", "{what}: {t}");
+        }
+        let asked = &t["serverRequests"][0];
+        assert_eq!(asked["method"], "elicitation/create", "{what}: {t}");
+        assert!(asked["params"]["message"].as_str().unwrap().contains(REASON), "{what}: {t}");
+        let step = &t["steps"][0];
+        if action == "accept" {
+            assert_eq!(lab.read("ws/ts.txt").as_deref(), Some("from ts"), "{what}: {t}");
+            assert!(step.get("result").is_some(), "{what}: {t}");
+        } else {
+            assert!(!lab.exists("ws/ts.txt"), "{what}: the write happened: {t}");
+            assert!(step["error"]["message"].as_str().unwrap().contains("denied by the user"), "{what}: {t}");
+        }
+        assert!(t["steps"][1].get("result").is_some(), "{what}: still in sync: {t}");
+    }
+}

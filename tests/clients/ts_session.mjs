@@ -14,6 +14,8 @@
 //   roots:    roots the client offers (roots/list)
 //   replace:  [[literal, placeholder], ...] per-run strings (temp folders) to normalize
 //   steps:    [{op, params, progress, cancelAfterProgress, sleepMs}, ...]
+//   elicitAction: optional "decline" / "cancel": how elicitation requests are answered
+//             (default: accept, every field filled)
 //
 // The transcript: the connect outcome (protocol version, era, server info, capabilities,
 // instructions), every step's result or error (with its progress notifications in order), every
@@ -147,6 +149,8 @@ if (capabilities.sampling)
 if (capabilities.elicitation)
   onReq("elicitation/create", async (req) => {
     if (req.params?.mode === "url") return { action: "decline" };
+    // The approval tests (tests/approvals.rs) answer capjail's question with this action.
+    if (scenario.elicitAction && scenario.elicitAction !== "accept") return { action: scenario.elicitAction };
     // Fill every required field of the requested schema with a plausible value.
     const content = {};
     const props = req.params?.requestedSchema?.properties ?? {};
