@@ -104,10 +104,22 @@ fn audit_records(audit: &Path, kind: &str) -> Vec<Value> {
 fn assert_asked_in_plain_words(t: &Value, tool: &str, path: &str) {
     let e = &t["elicitations"][0];
     let msg = e["message"].as_str().unwrap_or_default();
-    for part in [tool, "filesystem.write", path, "require_approval[0]", REASON] {
-        assert!(msg.contains(part), "`{part}` missing from the question: {msg}");
+    for part in [
+        tool,
+        "filesystem.write",
+        path,
+        "require_approval[0]",
+        REASON,
+    ] {
+        assert!(
+            msg.contains(part),
+            "`{part}` missing from the question: {msg}"
+        );
     }
-    assert_eq!(e["requestedSchema"]["properties"]["approve"]["type"], "boolean", "{e}");
+    assert_eq!(
+        e["requestedSchema"]["properties"]["approve"]["type"], "boolean",
+        "{e}"
+    );
 }
 
 #[test]
@@ -124,19 +136,29 @@ fn handshake_approve_writes_and_other_traffic_flows_while_it_waits() {
         json!({"answer": "approve", "calls": [write(&target, "approved body")],
                "concurrent": ["list_allowed_directories", {}]}),
     );
-    assert_eq!(lab.read("ws/approved.txt").as_deref(), Some("approved body"), "{t}");
+    assert_eq!(
+        lab.read("ws/approved.txt").as_deref(),
+        Some("approved body"),
+        "{t}"
+    );
     assert!(t["results"][0].get("ok").is_some(), "{t}");
     assert_asked_in_plain_words(&t, "write_file", &target);
     assert_eq!(t["concurrent"][0], "ping ok", "{t}");
     assert!(
-        t["concurrent"][1]["result"].to_string().contains(&lab.ws_s()),
+        t["concurrent"][1]["result"]
+            .to_string()
+            .contains(&lab.ws_s()),
         "{t}"
     );
     // The audit log: the gated decision, then who answered what and how fast.
     let a = audit_records(&audit, "approval");
     assert_eq!(a.len(), 1, "{a:?}");
     assert_eq!(
-        (a[0]["verdict"].as_str(), a[0]["by"].as_str(), a[0]["answer"].as_str()),
+        (
+            a[0]["verdict"].as_str(),
+            a[0]["by"].as_str(),
+            a[0]["answer"].as_str()
+        ),
         (Some("allow"), Some("client elicitation"), Some("approve"))
     );
     assert!(a[0]["question"].as_str().unwrap().contains(REASON));
@@ -163,14 +185,30 @@ fn handshake_decline_and_cancel_refuse_and_nothing_is_written() {
         let audit = lab.path("audit.jsonl");
         let target = lab.p("ws/refused.txt");
         let argv = jailed(&gated_policy(&lab, ""), &audit, &[], fs_server(&[&lab.ws]));
-        let t = python(&argv, "legacy", json!({"answer": answer, "calls": [write(&target, "x")]}));
-        assert!(!lab.exists("ws/refused.txt"), "{answer}: the write happened: {t}");
+        let t = python(
+            &argv,
+            "legacy",
+            json!({"answer": answer, "calls": [write(&target, "x")]}),
+        );
+        assert!(
+            !lab.exists("ws/refused.txt"),
+            "{answer}: the write happened: {t}"
+        );
         let e = error_of(&t["results"][0]);
         assert_eq!(e["code"], -32001, "{t}");
         assert_eq!(e["data"]["rule"], "require_approval[0]", "{t}");
-        assert!(e["message"].as_str().unwrap().contains("denied by the user"), "{t}");
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .contains("denied by the user"),
+            "{t}"
+        );
         let a = audit_records(&audit, "approval");
-        assert_eq!((a[0]["verdict"].as_str(), a[0]["answer"].as_str()), (Some("deny"), Some(answer)));
+        assert_eq!(
+            (a[0]["verdict"].as_str(), a[0]["answer"].as_str()),
+            (Some("deny"), Some(answer))
+        );
     }
 }
 
@@ -180,8 +218,17 @@ fn generation_2026_asks_with_input_required_and_acts_on_the_answer() {
         let lab = Lab::new();
         let audit = lab.path("audit.jsonl");
         let target = lab.p("ws/note.txt");
-        let argv = jailed(&gated_policy(&lab, ""), &audit, &["--profile", &fixture_profile()], fixture_server());
-        let t = python(&argv, "auto", json!({"answer": answer, "calls": [note(&target, "new era")]}));
+        let argv = jailed(
+            &gated_policy(&lab, ""),
+            &audit,
+            &["--profile", &fixture_profile()],
+            fixture_server(),
+        );
+        let t = python(
+            &argv,
+            "auto",
+            json!({"answer": answer, "calls": [note(&target, "new era")]}),
+        );
         assert_eq!(t["protocol"], "2026-07-28", "{t}");
         assert_asked_in_plain_words(&t, "write_note", &target);
         assert_eq!(lab.exists("ws/note.txt"), written, "{answer}: {t}");
@@ -190,7 +237,13 @@ fn generation_2026_asks_with_input_required_and_acts_on_the_answer() {
         } else {
             let e = error_of(&t["results"][0]);
             assert_eq!(e["data"]["rule"], "require_approval[0]", "{t}");
-            assert!(e["message"].as_str().unwrap().contains("denied by the user"), "{t}");
+            assert!(
+                e["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("denied by the user"),
+                "{t}"
+            );
         }
     }
 }
@@ -209,7 +262,12 @@ fn without_elicitation_the_approver_command_decides() {
         "approval:\n  approvers: [client, command]\n  command:\n    argv: [/bin/sh, -c, {}]\n    timeout_seconds: 20\n",
         serde_json::to_string(&script).unwrap()
     );
-    let argv = jailed(&gated_policy(&lab, &approval), &audit, &[], fs_server(&[&lab.ws]));
+    let argv = jailed(
+        &gated_policy(&lab, &approval),
+        &audit,
+        &[],
+        fs_server(&[&lab.ws]),
+    );
     let t = python(
         &argv,
         "legacy",
@@ -217,7 +275,11 @@ fn without_elicitation_the_approver_command_decides() {
     );
     assert_eq!(lab.read("ws/ok.txt").as_deref(), Some("yes"), "{t}");
     assert!(!lab.exists("ws/no.txt"), "{t}");
-    assert_eq!(t["elicitations"], json!([]), "a client without the capability was asked: {t}");
+    assert_eq!(
+        t["elicitations"],
+        json!([]),
+        "a client without the capability was asked: {t}"
+    );
     let e = error_of(&t["results"][1]);
     assert_eq!(e["data"]["answered_by"], "command", "{t}");
     let questions: Vec<Value> = std::fs::read_to_string(&asked)
@@ -231,7 +293,13 @@ fn without_elicitation_the_approver_command_decides() {
     assert_eq!(questions[0]["capability"], "filesystem.write");
     let by: Vec<String> = audit_records(&audit, "approval")
         .iter()
-        .map(|a| format!("{} {}", a["by"].as_str().unwrap(), a["verdict"].as_str().unwrap()))
+        .map(|a| {
+            format!(
+                "{} {}",
+                a["by"].as_str().unwrap(),
+                a["verdict"].as_str().unwrap()
+            )
+        })
         .collect();
     assert_eq!(by, ["command allow", "command deny"]);
 }
@@ -246,7 +314,11 @@ fn an_unanswered_question_times_out_and_the_call_is_refused() {
         &[],
         fs_server(&[&lab.ws]),
     );
-    let t = python(&argv, "legacy", json!({"answer": "wait", "calls": [write(&lab.p("ws/late.txt"), "x")]}));
+    let t = python(
+        &argv,
+        "legacy",
+        json!({"answer": "wait", "calls": [write(&lab.p("ws/late.txt"), "x")]}),
+    );
     assert!(!lab.exists("ws/late.txt"), "{t}");
     let e = error_of(&t["results"][0]);
     assert_eq!(e["data"]["approval"], "timed_out", "{t}");
@@ -271,8 +343,14 @@ fn for_the_rest_of_the_session_covers_the_same_tool_and_rule_unless_the_policy_f
             json!({"answer": "approve_session", "calls": [write(&lab.p("ws/1.txt"), "1"), write(&lab.p("ws/2.txt"), "2")]}),
         );
         assert!(lab.exists("ws/1.txt") && lab.exists("ws/2.txt"), "{t}");
-        assert_eq!(t["elicitations"].as_array().unwrap().len(), asked, "remember {remember}: {t}");
-        let offered = t["elicitations"][0]["requestedSchema"]["properties"].get("remember").is_some();
+        assert_eq!(
+            t["elicitations"].as_array().unwrap().len(),
+            asked,
+            "remember {remember}: {t}"
+        );
+        let offered = t["elicitations"][0]["requestedSchema"]["properties"]
+            .get("remember")
+            .is_some();
         assert_eq!(offered, remember == "session", "{t}");
     }
 }
@@ -281,13 +359,23 @@ fn for_the_rest_of_the_session_covers_the_same_tool_and_rule_unless_the_policy_f
 fn nobody_to_ask_refuses_and_says_how_to_enable_approvals() {
     let lab = Lab::new();
     let pol = gated_policy(&lab, "");
-    let mut s = SessionBuilder::capjail(&["--policy", pol.to_str().unwrap(), "--audit", "off"], fs_server(&[&lab.ws])).spawn();
+    let mut s = SessionBuilder::capjail(
+        &["--policy", pol.to_str().unwrap(), "--audit", "off"],
+        fs_server(&[&lab.ws]),
+    )
+    .spawn();
     s.initialize(); // no elicitation capability
-    let r = s.call_tool("write_file", json!({"path": lab.p("ws/x.txt"), "content": "x"}));
+    let r = s.call_tool(
+        "write_file",
+        json!({"path": lab.p("ws/x.txt"), "content": "x"}),
+    );
     let e = error_of(&r);
     assert_eq!(e["data"]["approval"], "unavailable", "{r}");
     let msg = e["message"].as_str().unwrap();
-    assert!(msg.contains("elicitation") && msg.contains("approval:"), "{msg}");
+    assert!(
+        msg.contains("elicitation") && msg.contains("approval:"),
+        "{msg}"
+    );
     s.assert_in_sync();
     s.finish();
     assert!(!lab.exists("ws/x.txt"));
@@ -320,44 +408,91 @@ fn generation_2026_forged_replayed_or_rebound_answers_are_refused() {
     let pol = gated_policy(&lab, "");
     let profile = fixture_profile();
     let mut s = SessionBuilder::capjail(
-        &["--policy", pol.to_str().unwrap(), "--profile", &profile, "--audit", "off"],
+        &[
+            "--policy",
+            pol.to_str().unwrap(),
+            "--profile",
+            &profile,
+            "--audit",
+            "off",
+        ],
         fixture_server(),
     )
     .spawn();
     let args = |f: &str, c: &str| json!({"path": lab.p(&format!("ws/{f}")), "content": c});
-    let token_rule = |r: &Value| error_of(r)["data"]["rule"].as_str().unwrap_or("").to_string();
+    let token_rule = |r: &Value| {
+        error_of(r)["data"]["rule"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
 
     // A made-up token with an "approve" answer.
     let forged = format!("capjail-approval:{}", "0".repeat(32));
-    let r = call_2026(&mut s, args("forged.txt", "f"), json!({"requestState": forged, "inputResponses": accept()}));
+    let r = call_2026(
+        &mut s,
+        args("forged.txt", "f"),
+        json!({"requestState": forged, "inputResponses": accept()}),
+    );
     assert_eq!(token_rule(&r), "approval.token", "{r}");
     // An answer without any token.
-    let r = call_2026(&mut s, args("forged.txt", "f"), json!({"inputResponses": accept()}));
+    let r = call_2026(
+        &mut s,
+        args("forged.txt", "f"),
+        json!({"inputResponses": accept()}),
+    );
     assert_eq!(token_rule(&r), "approval.token", "{r}");
 
     // A real question...
     let q = call_2026(&mut s, args("real.txt", "r"), json!({}));
     assert_eq!(q["result"]["resultType"], "input_required", "{q}");
     let token = q["result"]["requestState"].as_str().unwrap().to_string();
-    assert_eq!(q["result"]["inputRequests"]["capjail_approval"]["method"], "elicitation/create");
+    assert_eq!(
+        q["result"]["inputRequests"]["capjail_approval"]["method"],
+        "elicitation/create"
+    );
     // ...whose answer is spent on other arguments: refused, and the token is gone.
-    let r = call_2026(&mut s, args("other.txt", "o"), json!({"requestState": token, "inputResponses": accept()}));
+    let r = call_2026(
+        &mut s,
+        args("other.txt", "o"),
+        json!({"requestState": token, "inputResponses": accept()}),
+    );
     assert_eq!(token_rule(&r), "approval.token", "{r}");
-    let r = call_2026(&mut s, args("real.txt", "r"), json!({"requestState": token, "inputResponses": accept()}));
+    let r = call_2026(
+        &mut s,
+        args("real.txt", "r"),
+        json!({"requestState": token, "inputResponses": accept()}),
+    );
     assert_eq!(token_rule(&r), "approval.token", "{r}");
 
     // A fresh question, answered properly: the write happens once.
     let q = call_2026(&mut s, args("real.txt", "r"), json!({}));
     let token = q["result"]["requestState"].as_str().unwrap().to_string();
-    let r = call_2026(&mut s, args("real.txt", "r"), json!({"requestState": token, "inputResponses": accept()}));
-    assert!(r["result"]["content"][0]["text"].as_str().unwrap_or("").contains("wrote"), "{r}");
+    let r = call_2026(
+        &mut s,
+        args("real.txt", "r"),
+        json!({"requestState": token, "inputResponses": accept()}),
+    );
+    assert!(
+        r["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("wrote"),
+        "{r}"
+    );
     assert_eq!(lab.read("ws/real.txt").as_deref(), Some("r"));
     std::fs::remove_file(lab.path("ws/real.txt")).unwrap();
     // Replayed: refused.
-    let r = call_2026(&mut s, args("real.txt", "r"), json!({"requestState": token, "inputResponses": accept()}));
+    let r = call_2026(
+        &mut s,
+        args("real.txt", "r"),
+        json!({"requestState": token, "inputResponses": accept()}),
+    );
     assert_eq!(token_rule(&r), "approval.token", "{r}");
     s.finish();
-    assert!(!lab.exists("ws/forged.txt") && !lab.exists("ws/other.txt") && !lab.exists("ws/real.txt"));
+    assert!(
+        !lab.exists("ws/forged.txt") && !lab.exists("ws/other.txt") && !lab.exists("ws/real.txt")
+    );
 }
 
 #[test]
@@ -365,20 +500,29 @@ fn capfence_seed_database_write_asks_and_acts_on_the_answer() {
     const PROJECT: &str = "/Users/anshumankumar/Documents/Capfence/capfence";
     for (answer, happens) in [("approve", true), ("decline", false)] {
         let lab = Lab::new();
-        let seed = std::fs::read_to_string(repo().join("policies/seeds/capfence-mcp_policy.yaml")).unwrap();
+        let seed = std::fs::read_to_string(repo().join("policies/seeds/capfence-mcp_policy.yaml"))
+            .unwrap();
         let pol = lab.policy("capfence", &seed.replace(PROJECT, &lab.ws_s()));
         let audit = lab.path("audit.jsonl");
         let log = lab.path("logs/naive.log");
         let mk = marker();
         let profile = fixture("naive_profile.yaml").display().to_string();
-        let argv = jailed(&pol, &audit, &["--profile", &profile], naive_server(&lab.root, &log));
+        let argv = jailed(
+            &pol,
+            &audit,
+            &["--profile", &profile],
+            naive_server(&lab.root, &log),
+        );
         let t = python(
             &argv,
             "legacy",
             json!({"answer": answer, "calls": [["execute_sql", {"query": format!("DELETE FROM users -- {mk}")}]]}),
         );
         let msg = t["elicitations"][0]["message"].as_str().unwrap_or_default();
-        assert!(msg.contains("execute_sql") && msg.contains("database.write"), "{t}");
+        assert!(
+            msg.contains("execute_sql") && msg.contains("database.write"),
+            "{t}"
+        );
         let db = lab.read("db.log").unwrap_or_default();
         assert_eq!(db.contains(&mk), happens, "{answer}: {t}");
         assert_eq!(reached(&log).contains(&mk), happens, "{answer}");
@@ -388,7 +532,14 @@ fn capfence_seed_database_write_asks_and_acts_on_the_answer() {
 /// The real TypeScript client (tests/clients/ts_session.mjs) with the elicitation capability:
 /// it accepts with every boolean true (approve, and for the rest of the session) unless
 /// `action` says otherwise.
-fn typescript(client: &str, era: &str, argv: &[String], action: &str, steps: Value, lab: &Lab) -> Value {
+fn typescript(
+    client: &str,
+    era: &str,
+    argv: &[String],
+    action: &str,
+    steps: Value,
+    lab: &Lab,
+) -> Value {
     let scenario = json!({
         "client": client,
         "era": era,
@@ -409,7 +560,13 @@ fn typescript(client: &str, era: &str, argv: &[String], action: &str, steps: Val
         None,
         Duration::from_secs(100),
     );
-    assert_eq!(out.code, Some(0), "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "stdout:\n{}\nstderr:\n{}",
+        out.stdout,
+        out.stderr
+    );
     let t: Value = serde_json::from_str(&out.stdout).unwrap();
     assert!(t.get("connectError").is_none(), "{t}\n{}", out.stderr);
     t
@@ -431,9 +588,20 @@ fn typescript_clients_approve_and_decline_in_both_generations() {
         let target = lab.p("ws/ts.txt");
         let pol = gated_policy(&lab, "");
         let (argv, tool) = if fixture_srv {
-            (jailed(&pol, &audit, &["--profile", &fixture_profile()], fixture_server()), "write_note")
+            (
+                jailed(
+                    &pol,
+                    &audit,
+                    &["--profile", &fixture_profile()],
+                    fixture_server(),
+                ),
+                "write_note",
+            )
         } else {
-            (jailed(&pol, &audit, &[], fs_server(&[&lab.ws])), "write_file")
+            (
+                jailed(&pol, &audit, &[], fs_server(&[&lab.ws])),
+                "write_file",
+            )
         };
         let steps = json!([
             {"op": "tools/call", "params": {"name": tool, "arguments": {"path": target, "content": "from ts"}}},
@@ -446,15 +614,34 @@ fn typescript_clients_approve_and_decline_in_both_generations() {
         }
         let asked = &t["serverRequests"][0];
         assert_eq!(asked["method"], "elicitation/create", "{what}: {t}");
-        assert!(asked["params"]["message"].as_str().unwrap().contains(REASON), "{what}: {t}");
+        assert!(
+            asked["params"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(REASON),
+            "{what}: {t}"
+        );
         let step = &t["steps"][0];
         if action == "accept" {
-            assert_eq!(lab.read("ws/ts.txt").as_deref(), Some("from ts"), "{what}: {t}");
+            assert_eq!(
+                lab.read("ws/ts.txt").as_deref(),
+                Some("from ts"),
+                "{what}: {t}"
+            );
             assert!(step.get("result").is_some(), "{what}: {t}");
         } else {
             assert!(!lab.exists("ws/ts.txt"), "{what}: the write happened: {t}");
-            assert!(step["error"]["message"].as_str().unwrap().contains("denied by the user"), "{what}: {t}");
+            assert!(
+                step["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("denied by the user"),
+                "{what}: {t}"
+            );
         }
-        assert!(t["steps"][1].get("result").is_some(), "{what}: still in sync: {t}");
+        assert!(
+            t["steps"][1].get("result").is_some(),
+            "{what}: still in sync: {t}"
+        );
     }
 }

@@ -14,7 +14,11 @@ use super::question::{read_command_answer, Verdict};
 const MAX_ANSWER: u64 = 64 * 1024;
 
 /// Run the command; blocks the calling thread (an approval thread) up to its time limit.
-pub fn ask(cmd: &ApprovalCommand, document: &serde_json::Value, remember_allowed: bool) -> (Verdict, String) {
+pub fn ask(
+    cmd: &ApprovalCommand,
+    document: &serde_json::Value,
+    remember_allowed: bool,
+) -> (Verdict, String) {
     let mut child = match Command::new(&cmd.program)
         .args(&cmd.args)
         .stdin(Stdio::piped())
@@ -26,7 +30,10 @@ pub fn ask(cmd: &ApprovalCommand, document: &serde_json::Value, remember_allowed
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(command = %cmd.program.display(), "cannot start the approver command: {e}");
-            return (Verdict::Denied, format!("the approver command could not start: {e} (deny)"));
+            return (
+                Verdict::Denied,
+                format!("the approver command could not start: {e} (deny)"),
+            );
         }
     };
     let pid = child.id();
@@ -61,7 +68,10 @@ pub fn ask(cmd: &ApprovalCommand, document: &serde_json::Value, remember_allowed
     }
     let Some(status) = status else {
         let _ = child.wait();
-        return (Verdict::TimedOut, "the approver command did not answer in time".into());
+        return (
+            Verdict::TimedOut,
+            "the approver command did not answer in time".into(),
+        );
     };
     let out = reader.join().unwrap_or_default();
     read_command_answer(status.success(), &out, remember_allowed)
@@ -87,8 +97,14 @@ mod tests {
         let c = sh("grep -q '\"tool\":\"write_file\"' && echo approve", 10_000);
         assert_eq!(ask(&c, &doc, true).0, Verdict::Approved { remember: false });
         assert_eq!(ask(&c, &json!({"tool": "x"}), true).0, Verdict::Denied);
-        assert_eq!(ask(&sh("echo approve; exit 3", 10_000), &doc, true).0, Verdict::Denied);
-        assert_eq!(ask(&sh("sleep 5; echo approve", 200), &doc, true).0, Verdict::TimedOut);
+        assert_eq!(
+            ask(&sh("echo approve; exit 3", 10_000), &doc, true).0,
+            Verdict::Denied
+        );
+        assert_eq!(
+            ask(&sh("sleep 5; echo approve", 200), &doc, true).0,
+            Verdict::TimedOut
+        );
         let missing = ApprovalCommand {
             program: "/nonexistent/approver".into(),
             args: vec![],

@@ -39,7 +39,7 @@ pub enum GateOutcome {
     /// Answer the client with this line; nothing reaches the server.
     Reply(Vec<u8>),
     /// Held: start asking once the decision record is queued.
-    Hold(Hold),
+    Hold(Box<Hold>),
 }
 
 /// Everything an approval needs from the proxy.
@@ -51,7 +51,11 @@ pub struct Ctx {
 }
 
 /// The question for a gated decision.
-pub fn question(decision: &Decision, policy_rule_label: Option<(&str, Option<&str>)>, params: Option<&Value>) -> Option<ApprovalQuestion> {
+pub fn question(
+    decision: &Decision,
+    policy_rule_label: Option<(&str, Option<&str>)>,
+    params: Option<&Value>,
+) -> Option<ApprovalQuestion> {
     let d = decision.denial.as_ref().filter(|d| d.approval_required)?;
     let (label, reason) = policy_rule_label.unwrap_or((d.rule.as_str(), None));
     Some(ApprovalQuestion {
@@ -64,13 +68,21 @@ pub fn question(decision: &Decision, policy_rule_label: Option<(&str, Option<&st
         resource: d.resource.clone(),
         rule: d.rule.clone(),
         rule_label: label.to_string(),
-        reason: reason.unwrap_or("the policy asks a person before this call runs").to_string(),
+        reason: reason
+            .unwrap_or("the policy asks a person before this call runs")
+            .to_string(),
         digest: call_digest(&decision.method, params),
     })
 }
 
 /// Decide what happens to a gated request (see the module doc).
-pub fn gate(ctx: &Ctx, id: &Value, params: Option<&Value>, decision: &Decision, q: ApprovalQuestion) -> std::io::Result<GateOutcome> {
+pub fn gate(
+    ctx: &Ctx,
+    id: &Value,
+    params: Option<&Value>,
+    decision: &Decision,
+    q: ApprovalQuestion,
+) -> std::io::Result<GateOutcome> {
     let tool = q.tool.clone().unwrap_or_default();
     // A retry that carries an answer to capjail's question (or claims to).
     let state = params.and_then(|p| p.get("requestState"));
@@ -89,26 +101,45 @@ pub fn gate(ctx: &Ctx, id: &Value, params: Option<&Value>, decision: &Decision, 
             Ok(open) => open,
             Err(e) => {
                 let why = match e {
-                    TokenError::Unknown => "an approval answer capjail did not ask for (forged, or already used)",
-                    TokenError::OtherCall => "an approval answer given for another call (tool or arguments differ)",
+                    TokenError::Unknown => {
+                        "an approval answer capjail did not ask for (forged, or already used)"
+                    }
+                    TokenError::OtherCall => {
+                        "an approval answer given for another call (tool or arguments differ)"
+                    }
                     TokenError::Expired => "an approval answer that came after the time limit",
                 };
                 tracing::warn!(id = %id, "refused a retry: {why}");
-                let a = Answer { verdict: Verdict::Denied, words: format!("refused: {why}"), by: Answerer::Client, elapsed: Default::default() };
+                let a = Answer {
+                    verdict: Verdict::Denied,
+                    words: format!("refused: {why}"),
+                    by: Answerer::Client,
+                    elapsed: Default::default(),
+                };
                 record(ctx, Some(id), &q, &a)?;
                 return Ok(GateOutcome::Reply(jsonrpc::error_response(
                     id,
                     code::POLICY_VIOLATION,
                     &format!("capjail policy violation: {why}"),
-                    Some(json!({"rule": TOKEN_RULE, "reason": why, "tool": q.tool, "capability": q.capability, "resource": q.resource, "approval": "forged"})),
+                    Some(
+                        json!({"rule": TOKEN_RULE, "reason": why, "tool": q.tool, "capability": q.capability, "resource": q.resource, "approval": "forged"}),
+                    ),
                 )));
             }
         };
         let (verdict, words) = match answer {
             Some(a) => read_elicitation(a, ctx.approvals.policy.remember),
-            None => (Verdict::Denied, "a retry without capjail's answer (deny)".into()),
+            None => (
+                Verdict::Denied,
+                "a retry without capjail's answer (deny)".into(),
+            ),
         };
-        let a = Answer { verdict, words, by: Answerer::Client, elapsed: open.asked_at.elapsed() };
+        let a = Answer {
+            verdict,
+            words,
+            by: Answerer::Client,
+            elapsed: open.asked_at.elapsed(),
+        };
         record(ctx, Some(id), &q, &a)?;
         return Ok(match verdict {
             Verdict::Approved { remember } => {
@@ -126,7 +157,12 @@ pub fn gate(ctx: &Ctx, id: &Value, params: Option<&Value>, decision: &Decision, 
         });
     }
     if ctx.approvals.remembered(&tool, &q.rule) {
-        let a = Answer { verdict: Verdict::Approved { remember: true }, words: "approved earlier for the rest of the session".into(), by: Answerer::SessionMemory, elapsed: Default::default() };
+        let a = Answer {
+            verdict: Verdict::Approved { remember: true },
+            words: "approved earlier for the rest of the session".into(),
+            by: Answerer::SessionMemory,
+            elapsed: Default::default(),
+        };
         record(ctx, Some(id), &q, &a)?;
         return Ok(GateOutcome::Forward(None));
     }
@@ -137,9 +173,19 @@ pub fn gate(ctx: &Ctx, id: &Value, params: Option<&Value>, decision: &Decision, 
             .and_then(|m| m.get(META_CAPS))
             .and_then(|c| c.get("elicitation"))
             .is_some_and(Value::is_object);
-        if elicits && ctx.approvals.policy.approvers.contains(&crate::policy::schema::ApproverKind::Client) {
+        if elicits
+            && ctx
+                .approvals
+                .policy
+                .approvers
+                .contains(&crate::policy::schema::ApproverKind::Client)
+        {
             let token = ctx.approvals.tokens(|t| {
-                t.issue(OpenQuestion { digest: q.digest.clone(), params: params.cloned(), asked_at: Instant::now() })
+                t.issue(OpenQuestion {
+                    digest: q.digest.clone(),
+                    params: params.cloned(),
+                    asked_at: Instant::now(),
+                })
             })?;
             let result = json!({
                 "resultType": "input_required",
@@ -148,13 +194,26 @@ pub fn gate(ctx: &Ctx, id: &Value, params: Option<&Value>, decision: &Decision, 
             });
             tracing::info!(id = %id, tool = %tool, rule = %q.rule, "asked the client for an approval (input_required)");
             return Ok(GateOutcome::Reply(
-                serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id, "result": result})).expect("a Value"),
+                serde_json::to_vec(&json!({"jsonrpc": "2.0", "id": id, "result": result}))
+                    .expect("a Value"),
             ));
         }
-        return Ok(GateOutcome::Hold(Hold { ctx: ctx.clone(), id: id.clone(), decision: decision.clone(), q, client_elicits: false }));
+        return Ok(GateOutcome::Hold(Box::new(Hold {
+            ctx: ctx.clone(),
+            id: id.clone(),
+            decision: decision.clone(),
+            q,
+            client_elicits: false,
+        })));
     }
     let client_elicits = ctx.approvals.client_elicits();
-    Ok(GateOutcome::Hold(Hold { ctx: ctx.clone(), id: id.clone(), decision: decision.clone(), q, client_elicits }))
+    Ok(GateOutcome::Hold(Box::new(Hold {
+        ctx: ctx.clone(),
+        id: id.clone(),
+        decision: decision.clone(),
+        q,
+        client_elicits,
+    })))
 }
 
 /// A request waiting for its answer; its id counts as in flight meanwhile.
@@ -174,7 +233,13 @@ impl Hold {
 
     /// Ask; forward `line` unchanged on approval, or answer the client with the refusal.
     pub fn start(self, line: Vec<u8>) {
-        let Hold { ctx, id, decision, q, client_elicits } = self;
+        let Hold {
+            ctx,
+            id,
+            decision,
+            q,
+            client_elicits,
+        } = self;
         tracing::info!(id = %id, tool = q.tool.as_deref().unwrap_or(""), rule = %q.rule, "holding a call for approval");
         let approvals = ctx.approvals.clone();
         let question = q.clone();
@@ -187,7 +252,14 @@ impl Hold {
 }
 
 /// Carry out the answer to a held request.
-fn finish(ctx: &Ctx, id: &Value, decision: &Decision, q: &ApprovalQuestion, a: &Answer, line: Vec<u8>) {
+fn finish(
+    ctx: &Ctx,
+    id: &Value,
+    decision: &Decision,
+    q: &ApprovalQuestion,
+    a: &Answer,
+    line: Vec<u8>,
+) {
     let key = id_key(id);
     // Cancelled by the client while it waited: then it is no longer held.
     let cancelled = !ctx.approvals.unhold(&key);
@@ -199,7 +271,8 @@ fn finish(ctx: &Ctx, id: &Value, decision: &Decision, q: &ApprovalQuestion, a: &
     match (a.verdict, recorded.is_ok(), cancelled) {
         (Verdict::Approved { remember }, true, false) => {
             if remember {
-                ctx.approvals.remember(q.tool.as_deref().unwrap_or_default(), &q.rule);
+                ctx.approvals
+                    .remember(q.tool.as_deref().unwrap_or_default(), &q.rule);
             }
             tracing::info!(id = %id, by = a.by.as_str(), "approved; forwarding the held call");
             if let Err(e) = outbox.send_to_server(&line) {
@@ -228,7 +301,14 @@ pub fn refused_line(id: &Value, decision: &Decision, a: &Answer) -> Vec<u8> {
     let (what, word) = match a.verdict {
         Verdict::TimedOut => ("approval timed out".to_string(), "timed_out"),
         Verdict::Unavailable => (format!("approval required but {}", a.words), "unavailable"),
-        _ => (format!("denied by the user ({}, answered by {})", a.words, a.by.as_str()), "denied"),
+        _ => (
+            format!(
+                "denied by the user ({}, answered by {})",
+                a.words,
+                a.by.as_str()
+            ),
+            "denied",
+        ),
     };
     if let Some(den) = d.denial.as_mut() {
         den.reason = format!("{what}: rule {}", den.rule);

@@ -82,7 +82,12 @@ impl TokenStore {
     }
 
     /// Take the question a retry answers. The token is spent whatever the outcome.
-    pub fn redeem(&mut self, token: &str, digest: &str, now: Instant) -> Result<OpenQuestion, TokenError> {
+    pub fn redeem(
+        &mut self,
+        token: &str,
+        digest: &str,
+        now: Instant,
+    ) -> Result<OpenQuestion, TokenError> {
         let q = self.open.remove(token).ok_or(TokenError::Unknown)?;
         if now.duration_since(q.asked_at) > self.ttl {
             return Err(TokenError::Expired);
@@ -121,7 +126,10 @@ mod tests {
         assert_ne!(t, t2);
         assert!(t.len() > 40);
         let now = Instant::now();
-        assert_eq!(s.redeem("capjail-approval:00", "a", now).unwrap_err(), TokenError::Unknown);
+        assert_eq!(
+            s.redeem("capjail-approval:00", "a", now).unwrap_err(),
+            TokenError::Unknown
+        );
         assert_eq!(s.redeem(&t2, "b", now).unwrap_err(), TokenError::OtherCall);
         // Spent by the failed attempt.
         assert_eq!(s.redeem(&t2, "a", now).unwrap_err(), TokenError::Unknown);
@@ -129,7 +137,8 @@ mod tests {
         assert_eq!(s.redeem(&t, "a", now).unwrap_err(), TokenError::Unknown);
         let t3 = s.issue(open("a")).unwrap();
         assert_eq!(
-            s.redeem(&t3, "a", now + Duration::from_secs(61)).unwrap_err(),
+            s.redeem(&t3, "a", now + Duration::from_secs(61))
+                .unwrap_err(),
             TokenError::Expired
         );
     }

@@ -194,15 +194,24 @@ impl Approvals {
             }),
         ) {
             Ok(id) => id,
-            Err(e) => return Some((Verdict::Denied, format!("the question could not be sent: {e} (deny)"))),
+            Err(e) => {
+                return Some((
+                    Verdict::Denied,
+                    format!("the question could not be sent: {e} (deny)"),
+                ))
+            }
         };
         match rx.recv_timeout(self.policy.timeout) {
-            Ok(outbox::Answer::Result(r)) => Some(question::read_elicitation(&r, self.policy.remember)),
+            Ok(outbox::Answer::Result(r)) => {
+                Some(question::read_elicitation(&r, self.policy.remember))
+            }
             Ok(outbox::Answer::Error(error)) => {
                 tracing::info!(%error, "the client refused capjail's elicitation request");
                 None
             }
-            Ok(outbox::Answer::Closed) => Some((Verdict::Denied, "the session ended before an answer".into())),
+            Ok(outbox::Answer::Closed) => {
+                Some((Verdict::Denied, "the session ended before an answer".into()))
+            }
             Err(_) => {
                 self.outbox.cancel(&id);
                 // Tell the client the question is withdrawn.
@@ -240,7 +249,9 @@ pub fn how_to_enable() -> String {
 
 impl std::fmt::Debug for Approvals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Approvals").field("policy", &self.policy).finish()
+        f.debug_struct("Approvals")
+            .field("policy", &self.policy)
+            .finish()
     }
 }
 

@@ -94,7 +94,9 @@ pub fn call_digest(method: &str, params: Option<&Value>) -> String {
 /// What came back, whoever answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    Approved { remember: bool },
+    Approved {
+        remember: bool,
+    },
     Denied,
     TimedOut,
     /// No approver could be asked.
@@ -106,17 +108,25 @@ pub enum Verdict {
 pub fn read_elicitation(result: &Value, remember_allowed: bool) -> (Verdict, String) {
     let action = result.get("action").and_then(Value::as_str).unwrap_or("");
     let content = result.get("content");
-    let approve = content.and_then(|c| c.get("approve")).and_then(Value::as_bool);
+    let approve = content
+        .and_then(|c| c.get("approve"))
+        .and_then(Value::as_bool);
     let remember = content
         .and_then(|c| c.get("remember"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
     match (action, approve) {
         ("accept", Some(true)) => approved(remember && remember_allowed),
-        ("accept", _) => (Verdict::Denied, "accept without approve: true (deny)".into()),
+        ("accept", _) => (
+            Verdict::Denied,
+            "accept without approve: true (deny)".into(),
+        ),
         ("decline", _) => (Verdict::Denied, "decline".into()),
         ("cancel", _) => (Verdict::Denied, "cancel".into()),
-        (other, _) => (Verdict::Denied, format!("unreadable answer {other:?} (deny)")),
+        (other, _) => (
+            Verdict::Denied,
+            format!("unreadable answer {other:?} (deny)"),
+        ),
     }
 }
 
@@ -131,7 +141,11 @@ fn approved(remember: bool) -> (Verdict, String) {
 
 /// Read an approver command's answer: exit status 0 and stdout `approve` (or `approve
 /// session`, or JSON `{"approve": true, "remember": true}`) approves; anything else denies.
-pub fn read_command_answer(success: bool, stdout: &[u8], remember_allowed: bool) -> (Verdict, String) {
+pub fn read_command_answer(
+    success: bool,
+    stdout: &[u8],
+    remember_allowed: bool,
+) -> (Verdict, String) {
     if !success {
         return (Verdict::Denied, "the approver command failed (deny)".into());
     }
@@ -187,27 +201,54 @@ mod tests {
     #[test]
     fn the_message_says_what_is_asked() {
         let m = q().message();
-        for part in ["write_file", "filesystem.write", "/ws/a.txt", "require_approval[0]", "writes need a person"] {
+        for part in [
+            "write_file",
+            "filesystem.write",
+            "/ws/a.txt",
+            "require_approval[0]",
+            "writes need a person",
+        ] {
             assert!(m.contains(part), "{part} missing from {m}");
         }
         let p = q().elicitation_params(true);
         assert_eq!(p["requestedSchema"]["required"], json!(["approve"]));
         assert!(p["requestedSchema"]["properties"]["remember"].is_object());
-        assert!(q().elicitation_params(false)["requestedSchema"]["properties"]
-            .get("remember")
-            .is_none());
+        assert!(
+            q().elicitation_params(false)["requestedSchema"]["properties"]
+                .get("remember")
+                .is_none()
+        );
     }
 
     #[test]
     fn only_an_explicit_approval_approves() {
         let r = |v: Value| read_elicitation(&v, true).0;
-        assert_eq!(r(json!({"action":"accept","content":{"approve":true}})), Verdict::Approved { remember: false });
-        assert_eq!(r(json!({"action":"accept","content":{"approve":true,"remember":true}})), Verdict::Approved { remember: true });
-        assert_eq!(read_elicitation(&json!({"action":"accept","content":{"approve":true,"remember":true}}), false).0, Verdict::Approved { remember: false });
-        assert_eq!(r(json!({"action":"accept","content":{"approve":"true"}})), Verdict::Denied);
+        assert_eq!(
+            r(json!({"action":"accept","content":{"approve":true}})),
+            Verdict::Approved { remember: false }
+        );
+        assert_eq!(
+            r(json!({"action":"accept","content":{"approve":true,"remember":true}})),
+            Verdict::Approved { remember: true }
+        );
+        assert_eq!(
+            read_elicitation(
+                &json!({"action":"accept","content":{"approve":true,"remember":true}}),
+                false
+            )
+            .0,
+            Verdict::Approved { remember: false }
+        );
+        assert_eq!(
+            r(json!({"action":"accept","content":{"approve":"true"}})),
+            Verdict::Denied
+        );
         assert_eq!(r(json!({"action":"accept"})), Verdict::Denied);
         assert_eq!(r(json!({"action":"decline"})), Verdict::Denied);
-        assert_eq!(r(json!({"action":"cancel","content":{"approve":true}})), Verdict::Denied);
+        assert_eq!(
+            r(json!({"action":"cancel","content":{"approve":true}})),
+            Verdict::Denied
+        );
         assert_eq!(r(json!(null)), Verdict::Denied);
     }
 
@@ -215,8 +256,14 @@ mod tests {
     fn command_answers() {
         let r = |ok, out: &str| read_command_answer(ok, out.as_bytes(), true).0;
         assert_eq!(r(true, "approve\n"), Verdict::Approved { remember: false });
-        assert_eq!(r(true, "approve session\n"), Verdict::Approved { remember: true });
-        assert_eq!(r(true, "{\"approve\":true}"), Verdict::Approved { remember: false });
+        assert_eq!(
+            r(true, "approve session\n"),
+            Verdict::Approved { remember: true }
+        );
+        assert_eq!(
+            r(true, "{\"approve\":true}"),
+            Verdict::Approved { remember: false }
+        );
         assert_eq!(r(false, "approve\n"), Verdict::Denied);
         assert_eq!(r(true, ""), Verdict::Denied);
         assert_eq!(r(true, "deny"), Verdict::Denied);
@@ -228,7 +275,13 @@ mod tests {
         let a = json!({"name":"w","arguments":{"path":"/a"}});
         let b = json!({"name":"w","arguments":{"path":"/b"}});
         let a2 = json!({"name":"w","arguments":{"path":"/a"},"_meta":{"x":1}});
-        assert_ne!(call_digest("tools/call", Some(&a)), call_digest("tools/call", Some(&b)));
-        assert_eq!(call_digest("tools/call", Some(&a)), call_digest("tools/call", Some(&a2)));
+        assert_ne!(
+            call_digest("tools/call", Some(&a)),
+            call_digest("tools/call", Some(&b))
+        );
+        assert_eq!(
+            call_digest("tools/call", Some(&a)),
+            call_digest("tools/call", Some(&a2))
+        );
     }
 }

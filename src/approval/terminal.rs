@@ -28,7 +28,11 @@ pub fn ask(message: &str, remember_allowed: bool, timeout: Duration) -> Option<(
     } else {
         "[approve / deny]"
     };
-    let _ = write!(tty, "\n{message}\n{choices} (deny after {}s): ", timeout.as_secs());
+    let _ = write!(
+        tty,
+        "\n{message}\n{choices} (deny after {}s): ",
+        timeout.as_secs()
+    );
     let _ = tty.flush();
     let deadline = Instant::now() + timeout;
     let mut line = Vec::new();
@@ -36,7 +40,10 @@ pub fn ask(message: &str, remember_allowed: bool, timeout: Duration) -> Option<(
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             let _ = writeln!(tty, "\ncapjail: no answer in time; the call is refused");
-            return Some((Verdict::TimedOut, "no answer on the terminal in time".into()));
+            return Some((
+                Verdict::TimedOut,
+                "no answer on the terminal in time".into(),
+            ));
         }
         let mut pfd = libc::pollfd {
             fd: tty.as_raw_fd(),
@@ -50,7 +57,10 @@ pub fn ask(message: &str, remember_allowed: bool, timeout: Duration) -> Option<(
             if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            return Some((Verdict::Denied, "the terminal could not be read (deny)".into()));
+            return Some((
+                Verdict::Denied,
+                "the terminal could not be read (deny)".into(),
+            ));
         }
         if n == 0 {
             continue;

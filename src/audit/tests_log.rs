@@ -963,12 +963,16 @@ fn replay_treats_approval_gated_decisions_as_asked() {
         .iter()
         .find(|c| c.line == 3)
         .unwrap_or_else(|| panic!("{}", r.render()));
-    assert_eq!(c.before, ("ask".to_string(), "require_approval[0]".to_string()));
+    assert_eq!(
+        c.before,
+        ("ask".to_string(), "require_approval[0]".to_string())
+    );
     assert_eq!(c.after.0, "allow");
     assert!(c.newly_allowed());
     assert_eq!(r.exit_code(), 1);
     assert!(
-        r.render().contains("asked for approval (require_approval[0]) -> allowed"),
+        r.render()
+            .contains("asked for approval (require_approval[0]) -> allowed"),
         "{}",
         r.render()
     );

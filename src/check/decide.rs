@@ -566,7 +566,17 @@ fn check_access(
             ));
         }
         RuleVerdict::ApprovalRequired(r) => {
-            let mut d = Denial::new(r.id(), format!("approval required (rule {}{})", r.label, r.reason.as_ref().map(|x| format!(": {x}")).unwrap_or_default()));
+            let mut d = Denial::new(
+                r.id(),
+                format!(
+                    "approval required (rule {}{})",
+                    r.label,
+                    r.reason
+                        .as_ref()
+                        .map(|x| format!(": {x}"))
+                        .unwrap_or_default()
+                ),
+            );
             d.approval_required = true;
             return Err(d);
         }

@@ -352,7 +352,9 @@ impl ClientFilter {
             tracing::debug!(id = %id.map(|i| i.to_string()).unwrap_or_default(), method, rule = %decision.rule, "Request allowed");
         }
         let gated = match (&self.approvals, id) {
-            (Some(_), Some(_)) if self.single => self.question(&decision, params).map(|q| (decision.clone(), q)),
+            (Some(_), Some(_)) if self.single => self
+                .question(&decision, params)
+                .map(|q| (decision.clone(), q)),
             _ => None,
         };
         let decided = Decided {
@@ -413,7 +415,7 @@ enum One {
     /// Handed to a stage of capjail's (the answer to its own request): nothing to send.
     Consumed,
     /// Held for approval (src/approval).
-    Held(crate::approval::gate::Hold),
+    Held(Box<crate::approval::gate::Hold>),
     /// Allowed, but forward this instead.
     Rewritten(Vec<u8>),
     /// The error line for a request, or `None` for a notification.
@@ -421,10 +423,15 @@ enum One {
 }
 
 impl ClientFilter {
-    fn question(&self, decision: &Decision, params: Option<&Value>) -> Option<crate::approval::ApprovalQuestion> {
-        let rule = decision.denial.as_ref().and_then(|d| {
-            self.policy.rules.rules.iter().find(|r| r.id() == d.rule)
-        });
+    fn question(
+        &self,
+        decision: &Decision,
+        params: Option<&Value>,
+    ) -> Option<crate::approval::ApprovalQuestion> {
+        let rule = decision
+            .denial
+            .as_ref()
+            .and_then(|d| self.policy.rules.rules.iter().find(|r| r.id() == d.rule));
         crate::approval::gate::question(
             decision,
             rule.map(|r| (r.label.as_str(), r.reason.as_deref())),
@@ -433,7 +440,13 @@ impl ClientFilter {
     }
 
     /// A request a `require_approval` rule gates: see `approval::gate`.
-    fn gate(&mut self, id: &Value, params: Option<&Value>, decision: Decision, q: crate::approval::ApprovalQuestion) -> std::io::Result<One> {
+    fn gate(
+        &mut self,
+        id: &Value,
+        params: Option<&Value>,
+        decision: Decision,
+        q: crate::approval::ApprovalQuestion,
+    ) -> std::io::Result<One> {
         use crate::approval::gate::{gate, Ctx, GateOutcome};
         // The decision record first (the approval's records follow it).
         if let Some(mut record) = self.held.take() {
@@ -451,19 +464,30 @@ impl ClientFilter {
         let key = id_key(id);
         Ok(match gate(&ctx, id, params, &decision, q)? {
             GateOutcome::Forward(line) => {
-                self.shared.lock().expect("shared state").pending.insert(key, Pending::Plain);
+                self.shared
+                    .lock()
+                    .expect("shared state")
+                    .pending
+                    .insert(key, Pending::Plain);
                 match line {
                     None => One::Allowed,
                     Some(l) => One::Rewritten(l),
                 }
             }
             GateOutcome::Reply(line) => {
-                self.shared.lock().expect("shared state").remember_refused(key);
+                self.shared
+                    .lock()
+                    .expect("shared state")
+                    .remember_refused(key);
                 One::Refused(Some(line))
             }
             GateOutcome::Hold(hold) => {
                 // In flight while it waits: the same id cannot be reused meanwhile.
-                self.shared.lock().expect("shared state").pending.insert(key.clone(), Pending::Plain);
+                self.shared
+                    .lock()
+                    .expect("shared state")
+                    .pending
+                    .insert(key.clone(), Pending::Plain);
                 ctx.approvals.hold(key);
                 One::Held(hold)
             }
