@@ -222,14 +222,16 @@ fn approval_and_shell_defaults() {
         .contains("approval required"));
     // An access needing approval does not hide a later access the policy refuses outright.
     let p = policy("filesystem: {mode: any}\ndeny:\n- capability: filesystem.write\n  path_prefix: /etc\nrequire_approval:\n- capability: filesystem.write\n");
-    let d = call(
-        &p,
-        Path::new("/"),
-        "move_file",
-        json!({"source": "/tmp/x", "destination": "/etc/x"}),
-    );
-    assert_eq!(rule(&d), "deny[0]");
-    assert!(!d.denial.as_ref().unwrap().approval_required);
+    for (source, destination) in [("/tmp/x", "/etc/x"), ("/etc/x", "/tmp/x")] {
+        let d = call(
+            &p,
+            Path::new("/"),
+            "move_file",
+            json!({"source": source, "destination": destination}),
+        );
+        assert_eq!(rule(&d), "deny[0]", "{source} -> {destination}");
+        assert!(!d.denial.as_ref().unwrap().approval_required);
+    }
     // An inferred shell tool is refused without an allow rule, whatever its name.
     let p = policy("filesystem: {mode: any}\n");
     let catalog = StaticCatalog {
