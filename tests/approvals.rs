@@ -645,3 +645,71 @@ fn typescript_clients_approve_and_decline_in_both_generations() {
         );
     }
 }
+
+#[test]
+fn a_call_cancelled_while_it_waits_is_never_sent() {
+    let lab = Lab::new();
+    let asked = lab.path("asked");
+    let go = lab.path("go");
+    // The approver approves, but only once the test lets it (bounded: 30 s).
+    let script = format!(
+        "touch {asked}; i=0; while [ ! -e {go} ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; echo approve",
+        asked = asked.display(),
+        go = go.display()
+    );
+    let approval = format!(
+        "approval:\n  approvers: [command]\n  command:\n    argv: [/bin/sh, -c, {}]\n    timeout_seconds: 40\n",
+        serde_json::to_string(&script).unwrap()
+    );
+    let pol = gated_policy(&lab, &approval);
+    let audit = lab.path("audit.jsonl");
+    let mut s = SessionBuilder::capjail(
+        &[
+            "--policy",
+            pol.to_str().unwrap(),
+            "--audit",
+            audit.to_str().unwrap(),
+        ],
+        fs_server(&[&lab.ws]),
+    )
+    .spawn();
+    s.initialize();
+    s.send(&json!({"jsonrpc":"2.0","id":"held","method":"tools/call","params":{"name":"write_file","arguments":{"path": lab.p("ws/cancelled.txt"), "content": "x"}}}));
+    for _ in 0..300 {
+        if asked.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(asked.exists(), "the approver was never asked");
+    // While it waits: the id is in flight, and other traffic flows.
+    s.assert_in_sync();
+    s.send(&json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"held","reason":"user gave up"}}));
+    std::fs::write(&go, "").unwrap();
+    // The approval arrives (recorded) for a call that was cancelled meanwhile.
+    let answered = || {
+        audit_records(&audit, "approval")
+            .iter()
+            .any(|a| a["id"] == "held")
+    };
+    for _ in 0..300 {
+        if answered() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(answered(), "the approval was never recorded");
+    // A later call reaches the server after anything the approval could have sent.
+    let r = s.call_tool(
+        "write_file",
+        json!({"path": lab.p("ws/after.txt"), "content": "y"}),
+    );
+    assert!(r.get("result").is_some(), "{r}");
+    s.assert_in_sync();
+    s.finish();
+    assert!(lab.exists("ws/after.txt"));
+    assert!(
+        !lab.exists("ws/cancelled.txt"),
+        "a cancelled call was forwarded after its approval"
+    );
+}
