@@ -713,3 +713,30 @@ fn a_call_cancelled_while_it_waits_is_never_sent() {
         "a cancelled call was forwarded after its approval"
     );
 }
+
+#[test]
+fn generation_2026_the_policy_order_decides_who_is_asked() {
+    // The command comes first and refuses: the client (which would approve) is not asked.
+    let lab = Lab::new();
+    let audit = lab.path("audit.jsonl");
+    let approval = "approval:\n  approvers: [command, client]\n  command:\n    argv: [/bin/sh, -c, \"cat >/dev/null; echo deny\"]\n";
+    let argv = jailed(
+        &gated_policy(&lab, approval),
+        &audit,
+        &["--profile", &fixture_profile()],
+        fixture_server(),
+    );
+    let t = python(
+        &argv,
+        "auto",
+        json!({"answer": "approve", "calls": [note(&lab.p("ws/order.txt"), "x")]}),
+    );
+    assert_eq!(t["protocol"], "2026-07-28", "{t}");
+    assert_eq!(t["elicitations"], json!([]), "{t}");
+    assert!(!lab.exists("ws/order.txt"), "{t}");
+    assert_eq!(
+        error_of(&t["results"][0])["data"]["answered_by"],
+        "command",
+        "{t}"
+    );
+}

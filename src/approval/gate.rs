@@ -21,6 +21,7 @@ use super::question::{call_digest, read_elicitation, ApprovalQuestion, Verdict};
 use super::{Answer, Answerer, Approvals};
 use crate::check::decide::Decision;
 use crate::jsonrpc::{self, code};
+use crate::policy::schema::ApproverKind;
 use crate::proxy::client_filter::{refusal, SharedState};
 use crate::proxy::recorder::{ApprovalRecord, SharedRecorder};
 use crate::proxy::session::id_key;
@@ -173,13 +174,9 @@ pub fn gate(
             .and_then(|m| m.get(META_CAPS))
             .and_then(|c| c.get("elicitation"))
             .is_some_and(Value::is_object);
-        if elicits
-            && ctx
-                .approvals
-                .policy
-                .approvers
-                .contains(&crate::policy::schema::ApproverKind::Client)
-        {
+        // The client is asked here (the answer comes with its retry) when it is the first
+        // approver in the policy's order that can ask; otherwise the call is held below.
+        if ctx.approvals.first_usable(elicits) == Some(ApproverKind::Client) {
             let token = ctx.approvals.tokens(|t| {
                 t.issue(OpenQuestion {
                     digest: q.digest.clone(),

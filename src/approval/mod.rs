@@ -146,6 +146,15 @@ impl Approvals {
         }
     }
 
+    /// The first approver, in the policy's order, that can ask now.
+    pub fn first_usable(&self, client_elicits: bool) -> Option<ApproverKind> {
+        self.policy.approvers.iter().copied().find(|a| match a {
+            ApproverKind::Client => client_elicits,
+            ApproverKind::Command => self.policy.command.is_some(),
+            ApproverKind::Terminal => terminal::available(),
+        })
+    }
+
     /// Ask the approvers in order (blocking: runs on an approval thread).
     fn ask(&self, q: &ApprovalQuestion, client_elicits: bool) -> Answer {
         let started = Instant::now();
