@@ -740,3 +740,113 @@ fn generation_2026_the_policy_order_decides_who_is_asked() {
         "{t}"
     );
 }
+
+#[test]
+fn the_controlling_terminal_answers_when_configured() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    use std::process::Stdio;
+    use std::sync::mpsc;
+
+    let lab = Lab::new();
+    let pol = gated_policy(
+        &lab,
+        "approval:\n  approvers: [terminal]\n  timeout_seconds: 30\n",
+    );
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = pty.slave.as_raw_fd();
+    let mut cmd = Command::new(capjail_bin());
+    cmd.args([
+        "run",
+        "--mode",
+        "proxy",
+        "--policy",
+        pol.to_str().unwrap(),
+        "--audit",
+        "off",
+        "--",
+    ])
+    .args(fs_server(&[&lab.ws]))
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null());
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            // A new session whose controlling terminal is the pty: capjail's /dev/tty.
+            if libc::setsid() < 0 || libc::ioctl(slave, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    drop(pty.slave);
+    let mut stdin = child.stdin.take().unwrap();
+    let (tx, rx) = mpsc::channel::<Value>();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let (ttx, trx) = mpsc::channel::<String>();
+    let mut master = std::fs::File::from(pty.master);
+    let mut reader = master.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut b = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut b) {
+            if n == 0
+                || ttx
+                    .send(String::from_utf8_lossy(&b[..n]).into_owned())
+                    .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let mut send = |v: Value| writeln!(stdin, "{v}").unwrap();
+    let wait = |id: i64| loop {
+        let v = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("no response in time");
+        if v["id"] == id {
+            break v;
+        }
+    };
+    send(
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"0"}}}),
+    );
+    wait(1);
+    send(json!({"jsonrpc":"2.0","method":"notifications/initialized"}));
+    for (id, file, typed) in [(2, "yes.txt", "approve"), (3, "no.txt", "no")] {
+        send(
+            json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"write_file","arguments":{"path": lab.p(&format!("ws/{file}")), "content": "t"}}}),
+        );
+        // The question appears on the terminal; then the person types.
+        let mut seen = String::new();
+        while !seen.contains("(deny after") {
+            seen.push_str(
+                &trx.recv_timeout(Duration::from_secs(30))
+                    .expect("no question on the terminal"),
+            );
+        }
+        assert!(
+            seen.contains("write_file") && seen.contains(REASON),
+            "{seen}"
+        );
+        master.write_all(format!("{typed}\n").as_bytes()).unwrap();
+        let r = wait(id);
+        assert_eq!(r.get("result").is_some(), typed == "approve", "{r}");
+        if typed != "approve" {
+            assert_eq!(r["error"]["data"]["answered_by"], "terminal", "{r}");
+        }
+    }
+    drop(stdin);
+    wait_bounded(&mut child, Duration::from_secs(20));
+    assert_eq!(lab.read("ws/yes.txt").as_deref(), Some("t"));
+    assert!(!lab.exists("ws/no.txt"));
+}

@@ -28,6 +28,11 @@ pub fn ask(message: &str, remember_allowed: bool, timeout: Duration) -> Option<(
     } else {
         "[approve / deny]"
     };
+    // Nothing typed before the question was shown counts as its answer.
+    // SAFETY: tcflush on a descriptor this function owns.
+    unsafe {
+        libc::tcflush(tty.as_raw_fd(), libc::TCIFLUSH);
+    }
     let _ = write!(
         tty,
         "\n{message}\n{choices} (deny after {}s): ",
