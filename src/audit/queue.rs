@@ -59,6 +59,11 @@ pub enum Record {
         at: SystemTime,
     },
     SessionEnd(SessionEnd),
+    /// A `tool_trust` record (pins, definition changes, scanner findings; `trust::record`).
+    Trust {
+        fields: serde_json::Map<String, Value>,
+        at: SystemTime,
+    },
 }
 
 impl Record {
@@ -103,6 +108,7 @@ impl Record {
                 Some(*at),
             ),
             Record::SessionEnd(e) => (Event::SessionEnd(*e), None),
+            Record::Trust { fields, at } => (Event::Trust(fields), Some(*at)),
         }
     }
 }

@@ -52,6 +52,8 @@ pub struct Policy {
     pub tools: ToolPolicy,
     pub rules: RuleSet,
     pub limits: ProxyLimits,
+    /// `pins:` and `tool_scan:` (tool definitions: pinned, scanned).
+    pub trust: crate::trust::settings::TrustPolicy,
 }
 
 /// How the filesystem is governed.

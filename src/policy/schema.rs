@@ -47,6 +47,10 @@ pub struct PolicyFile {
     pub environment: Option<EnvironmentSection>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pins: Option<PinsSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_scan: Option<ToolScanSection>,
 }
 
 /// CapFence writes `version: 1.0.0`, which YAML reads as a string; a bare `1` or `1.0` is a number.
@@ -238,4 +242,41 @@ pub struct AuditSection {
     /// Argument names whose values are redacted in the log (a digest of the original is kept).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redact: Vec<String>,
+}
+
+/// `pins:` tool definitions pinned per server (trust on first use, or from a committed file).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PinsSection {
+    /// Pin definitions at all (default: true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// The pin file (`~` and `$VAR` expanded) [default: $XDG_STATE_HOME/capjail/pins.json].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Never pin anything new: a tool without a pin is treated as changed (default: false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen: Option<bool>,
+    /// A definition that differs from its pin: `refuse` (default), `hide` or `approve`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_change: Option<crate::trust::settings::OnChange>,
+}
+
+/// `tool_scan:` what capjail does with tool definitions that talk to the model.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ToolScanSection {
+    /// Scan definitions at all (default: true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Per severity: `hide`, `refuse`, `approve` or `record` (defaults: hide, record, record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high: Option<crate::trust::settings::ScanAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub medium: Option<crate::trust::settings::ScanAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low: Option<crate::trust::settings::ScanAction>,
+    /// Scanner rule ids never reported (`scan.credential_word`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<String>,
 }
