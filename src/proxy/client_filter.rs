@@ -281,11 +281,16 @@ impl ClientFilter {
             if let Some(spec) = tool.and_then(|t| shared.catalog.tool(t)) {
                 tools.insert(tool.unwrap_or_default().to_string(), spec.into_owned());
             }
-            StaticCatalog {
-                name: shared.catalog.profile_name().map(str::to_string),
-                tools,
-            }
+            let trust = tool.and_then(|t| crate::trust::hooks::call_verdict(&shared, t));
+            (
+                StaticCatalog {
+                    name: shared.catalog.profile_name().map(str::to_string),
+                    tools,
+                },
+                trust,
+            )
         };
+        let (snapshot, trust) = snapshot;
         let ctx = Context {
             policy: &self.policy,
             catalog: &snapshot,
@@ -293,6 +298,8 @@ impl ClientFilter {
             world: self.world.as_ref(),
         };
         let decision = decide(&ctx, method, params);
+        // A changed, unpinned or poisoned tool definition (`trust`): refused as the policy says.
+        let decision = crate::trust::gate::gate_call(decision, trust.as_ref());
         let micros = started.elapsed().as_micros() as u64;
         if let Some(d) = &decision.denial {
             tracing::warn!(

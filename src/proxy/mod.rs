@@ -63,6 +63,8 @@ pub struct RunConfig {
     /// For the audit log's session record: the layers in force, what the kernel enforces.
     pub mode_label: String,
     pub kernel_label: String,
+    /// Where tool definitions are pinned (`trust`).
+    pub pins: crate::trust::PinsConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +134,20 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
         None => None,
     };
     let recorder = Recorder::new(audit);
+    if cfg.filter {
+        match crate::trust::TrustSession::new(
+            &cfg.policy.trust,
+            cfg.pins.clone(),
+            crate::trust::identity::identify(&cfg.argv),
+            recorder.clone(),
+        ) {
+            Ok(t) => shared.lock().expect("shared").trust = Some(t),
+            Err(e) => {
+                let _ = end_session(&recorder, None, None);
+                return Err(RunError::Setup(e.to_string()));
+            }
+        }
+    }
     let mut server = match child::spawn(cmd, &cfg.argv[0]) {
         Ok(s) => s,
         Err(e) => {

@@ -40,6 +40,16 @@ pub struct TrustSession {
     pub server_info: Option<Value>,
 }
 
+impl std::fmt::Debug for TrustSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrustSession")
+            .field("identity", &self.identity)
+            .field("config", &self.config)
+            .field("tools", &self.tools.len())
+            .finish()
+    }
+}
+
 /// What a listing changes in the answer the client gets.
 #[derive(Debug, Default)]
 pub struct ListingOutcome {
