@@ -470,7 +470,7 @@ fn pump_server(
                         write_client(out, &line)?;
                     }
                     ServerOutcome::Rewritten(mut rewritten) => {
-                        record(false, "tools the policy blocks were hidden from tools/list")?;
+                        record(false, "tools/list rewritten: tools the policy blocks, or whose definitions changed or are suspicious, were not shown as served")?;
                         rewritten.push(b'\n');
                         write_client(out, &rewritten)?;
                     }

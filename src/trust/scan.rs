@@ -327,8 +327,8 @@ pub fn visible_excerpt(text: &str, at: usize) -> String {
         .map(|(i, _)| i)
         .unwrap_or(0);
     let mut out = String::new();
-    for (n, c) in text[start..].chars().enumerate() {
-        if n >= 80 {
+    for c in text[start..].chars() {
+        if out.len() >= 120 {
             out.push_str("...");
             break;
         }
