@@ -86,6 +86,17 @@ impl ClientFilter {
         }
         self.single = true;
         let one = self.on_message(&value);
+        if let Ok(One::Held) = one {
+            // A tools/call waiting for capjail's own listing (`trust::listing`).
+            let call = crate::trust::listing::HeldCall {
+                id: value.get("id").cloned().unwrap_or(Value::Null),
+                line: line.to_vec(),
+                params: value.get_mut("params").map(Value::take),
+                weight: self.weight,
+            };
+            crate::trust::listing::hold(&self.shared, call);
+            return Ok(Outcome::Held);
+        }
         if let Some(mut record) = self.held.take() {
             // Still before the message is forwarded or answered.
             record.params = value.get_mut("params").map(Value::take);
@@ -99,6 +110,7 @@ impl ClientFilter {
             One::Rewritten(line) => Outcome::ForwardRewritten(line),
             One::Refused(Some(line)) => Outcome::Reply(line),
             One::Refused(None) | One::Consumed => Outcome::Drop,
+            One::Held => Outcome::Held,
         })
     }
 
@@ -147,7 +159,7 @@ impl ClientFilter {
                 One::Refused(Some(line)) => {
                     errors.push(serde_json::from_slice::<Value>(line).expect("our own JSON"))
                 }
-                One::Refused(None) | One::Consumed => {}
+                One::Refused(None) | One::Consumed | One::Held => {}
                 One::Allowed | One::Rewritten(_) => {
                     if let (Some(id), Some(_)) = (item.get("id"), item.get("method")) {
                         let msg = format!("capjail policy violation: batch refused because element {first_denied} was refused");
@@ -199,7 +211,16 @@ impl ClientFilter {
                     tracing::warn!(id = %key, "refused a request whose id is already in flight");
                     return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: this id is already in use by a request in flight (refused by capjail)", None))));
                 }
+                if self.single
+                    && method == "tools/call"
+                    && crate::trust::listing::must_hold(&self.shared, id, params)
+                {
+                    return Ok(One::Held);
+                }
                 let decided = self.decide_and_record(Some(id), method, params)?;
+                if decided.allowed {
+                    crate::trust::listing::on_client_message(&self.shared, method, params);
+                }
                 let mut shared = self.shared.lock().expect("shared state");
                 if decided.allowed {
                     let pending = match method {
@@ -229,6 +250,9 @@ impl ClientFilter {
                     }
                 }
                 let decided = self.decide_and_record(None, method, params)?;
+                if decided.allowed {
+                    crate::trust::listing::on_client_message(&self.shared, method, params);
+                }
                 Ok(if decided.allowed {
                     One::Allowed
                 } else {
@@ -380,6 +404,8 @@ impl ClientFilter {
 
 enum One {
     Allowed,
+    /// A tools/call held until capjail has listed the tools (`trust::listing`).
+    Held,
     /// Handed to a stage of capjail's (the answer to its own request): nothing to send.
     Consumed,
     /// Allowed, but forward this instead.

@@ -184,6 +184,15 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
         single: false,
     };
     let checking = cfg.filter;
+    if let Some(t) = shared.lock().expect("shared").trust.as_mut() {
+        // capjail's own tools/list and the calls held for it (`trust::listing`).
+        t.listing.decider = Some(crate::trust::listing::Decider {
+            policy: cfg.policy.clone(),
+            paths: filter.paths.clone(),
+            recorder: recorder.clone(),
+            outbox: outbox.clone(),
+        });
+    }
     let max_line = cfg.policy.limits.max_line_bytes;
     {
         let tx = tx.clone();

@@ -82,7 +82,13 @@ impl ServerFilter {
                     .insert(id_key(&id), kind);
                 ServerOutcome::Forward
             }
-            (Some(_), _) => ServerOutcome::Forward, // a notification
+            (Some(method), _) => {
+                // A notification. A new tool list: capjail lists again (`trust::listing`).
+                if method == "notifications/tools/list_changed" {
+                    crate::trust::listing::on_list_changed(&self.shared);
+                }
+                ServerOutcome::Forward
+            }
             (None, Some(Value::Null)) => ServerOutcome::Forward, // an error about an unparseable message
             (None, Some(id)) if Outbox::is_own_id(&id) => {
                 match self.outbox.take_answer(Peer::Server, &id) {

@@ -14,6 +14,7 @@ pub mod digest;
 pub mod gate;
 pub mod hooks;
 pub mod identity;
+pub mod listing;
 pub mod location;
 pub mod scan;
 pub mod session;

@@ -38,6 +38,8 @@ pub struct TrustSession {
     recorder: SharedRecorder,
     /// The server's `serverInfo`, once seen (stored with the pins).
     pub server_info: Option<Value>,
+    /// capjail's own listings and the calls waiting for them.
+    pub listing: super::listing::ListingState,
 }
 
 impl std::fmt::Debug for TrustSession {
@@ -84,6 +86,7 @@ impl TrustSession {
             well_known: super::scan::well_known_names(),
             recorder,
             server_info: None,
+            listing: Default::default(),
         })
     }
 
@@ -92,7 +95,12 @@ impl TrustSession {
         self.tools.get(tool).map(|a| &a.call)
     }
 
-    /// Has any listing been assessed in this session?
+    /// The server announced a new list: what was assessed no longer holds.
+    pub fn forget_assessments(&mut self) {
+        self.tools.clear();
+    }
+
+    /// Has a listing in this session assessed this tool?
     pub fn knows(&self, tool: &str) -> bool {
         self.tools.contains_key(tool)
     }
