@@ -307,7 +307,9 @@ pub enum PinsCommand {
         json: bool,
     },
     /// Show what changed in the definitions that differ from their pins
-    #[command(after_help = "Exit status: 0 when nothing is waiting, 1 when some definition differs from its pin.")]
+    #[command(
+        after_help = "Exit status: 0 when nothing is waiting, 1 when some definition differs from its pin."
+    )]
     Diff {
         #[command(flatten)]
         args: PinsArgs,

@@ -123,9 +123,11 @@ fn real_servers(ws: &Path) -> Vec<(&'static str, Vec<String>)> {
     let node = |pkg: &str| {
         vec![
             "node".to_string(),
-            peer(&format!("node/node_modules/@modelcontextprotocol/{pkg}/dist/index.js"))
-                .display()
-                .to_string(),
+            peer(&format!(
+                "node/node_modules/@modelcontextprotocol/{pkg}/dist/index.js"
+            ))
+            .display()
+            .to_string(),
         ]
     };
     let mut fs = node("server-filesystem");
@@ -134,7 +136,10 @@ fn real_servers(ws: &Path) -> Vec<(&'static str, Vec<String>)> {
         ("server-filesystem", fs),
         ("server-everything", node("server-everything")),
         ("server-memory", node("server-memory")),
-        ("mcp-server-fetch", vec![peer("venv/bin/mcp-server-fetch").display().to_string()]),
+        (
+            "mcp-server-fetch",
+            vec![peer("venv/bin/mcp-server-fetch").display().to_string()],
+        ),
         (
             "mcp-server-git",
             vec![peer("venv/bin/mcp-server-git").display().to_string()],
@@ -150,7 +155,10 @@ fn real_servers_tools_have_zero_findings_and_pass_untouched() {
     let mut total = 0;
     for (name, argv) in real_servers(&ws) {
         let mut direct = SessionBuilder::direct(argv.clone())
-            .env("MEMORY_FILE_PATH", &f.dir.join("memory.json").display().to_string())
+            .env(
+                "MEMORY_FILE_PATH",
+                &f.dir.join("memory.json").display().to_string(),
+            )
             .spawn();
         direct.initialize();
         let want = list_all(&mut direct);
@@ -168,12 +176,18 @@ fn real_servers_tools_have_zero_findings_and_pass_untouched() {
                 ],
                 argv.clone(),
             )
-            .env("MEMORY_FILE_PATH", &f.dir.join("memory.json").display().to_string())
+            .env(
+                "MEMORY_FILE_PATH",
+                &f.dir.join("memory.json").display().to_string(),
+            )
             .spawn();
             s.initialize();
             let got = list_all(&mut s);
             s.close();
-            assert_eq!(got, want, "{name} (session {round}): the client must see the server's own definitions");
+            assert_eq!(
+                got, want,
+                "{name} (session {round}): the client must see the server's own definitions"
+            );
         }
         total += want.len();
     }
@@ -202,7 +216,13 @@ fn py_trust(argv: &[String], mode: &str, calls: Value) -> Value {
         None,
         Duration::from_secs(120),
     );
-    assert_eq!(o.code, Some(0), "py_trust failed\nstdout:\n{}\nstderr:\n{}", o.stdout, o.stderr);
+    assert_eq!(
+        o.code,
+        Some(0),
+        "py_trust failed\nstdout:\n{}\nstderr:\n{}",
+        o.stdout,
+        o.stderr
+    );
     serde_json::from_str(&o.stdout).unwrap()
 }
 
@@ -235,21 +255,48 @@ fn python_client_poisoned_tools_hidden_and_refused_by_default() {
     let calls = json!([["add", {"a": 1, "b": 2}], ["poisoned_add", {"a": 1, "b": 2}], ["notes", {"text": "x"}], ["read_file", {"path": "n"}]]);
     for mode in ["auto", "legacy"] {
         let f = files();
-        let t = py_trust(&jailed(&f, &["--policy", "strict"], &trust_server("1")), mode, calls.clone());
+        let t = py_trust(
+            &jailed(&f, &["--policy", "strict"], &trust_server("1")),
+            mode,
+            calls.clone(),
+        );
         let l = listed(&t, 0);
-        assert!(l.contains(&"add".to_string()) && l.contains(&"weather".to_string()), "{mode}: {l:?}");
-        assert!(!l.contains(&"poisoned_add".to_string()), "{mode}: the poisoned description reached the client: {l:?}");
-        assert!(!l.contains(&"notes".to_string()), "{mode}: the hidden-Unicode description reached the client");
+        assert!(
+            l.contains(&"add".to_string()) && l.contains(&"weather".to_string()),
+            "{mode}: {l:?}"
+        );
+        assert!(
+            !l.contains(&"poisoned_add".to_string()),
+            "{mode}: the poisoned description reached the client: {l:?}"
+        );
+        assert!(
+            !l.contains(&"notes".to_string()),
+            "{mode}: the hidden-Unicode description reached the client"
+        );
         assert!(ran(call_of(&t, "add"), "add"), "{t}");
         let p = call_of(&t, "poisoned_add");
-        assert!(!ran(p, "poisoned_add"), "{mode}: the poisoned tool ran: {p}");
-        assert!(p["error"]["data"]["rule"].as_str().unwrap().starts_with("scan."), "{p}");
+        assert!(
+            !ran(p, "poisoned_add"),
+            "{mode}: the poisoned tool ran: {p}"
+        );
+        assert!(
+            p["error"]["data"]["rule"]
+                .as_str()
+                .unwrap()
+                .starts_with("scan."),
+            "{p}"
+        );
         let n = call_of(&t, "notes");
         assert_eq!(n["error"]["data"]["rule"], "scan.hidden_unicode", "{n}");
         // A shadowing name is medium: recorded, shown, callable by default.
         assert!(l.contains(&"read_file".to_string()));
         let shadow = trust_records(&f.audit, "finding");
-        assert!(shadow.iter().any(|r| r["rule"] == "scan.shadowing_name" && r["tool"] == "read_file"), "{shadow:#?}");
+        assert!(
+            shadow
+                .iter()
+                .any(|r| r["rule"] == "scan.shadowing_name" && r["tool"] == "read_file"),
+            "{shadow:#?}"
+        );
     }
 }
 
@@ -265,12 +312,19 @@ fn python_client_sees_what_a_lenient_policy_says() {
     )
     .unwrap();
     let t = py_trust(
-        &jailed(&f, &["--policy", policy.to_str().unwrap()], &trust_server("1")),
+        &jailed(
+            &f,
+            &["--policy", policy.to_str().unwrap()],
+            &trust_server("1"),
+        ),
         "auto",
         json!([["poisoned_add", {"a": 1, "b": 2}], ["read_file", {"path": "n"}]]),
     );
     let l = listed(&t, 0);
-    assert!(l.contains(&"poisoned_add".to_string()) && !l.contains(&"read_file".to_string()), "{l:?}");
+    assert!(
+        l.contains(&"poisoned_add".to_string()) && !l.contains(&"read_file".to_string()),
+        "{l:?}"
+    );
     assert!(ran(call_of(&t, "poisoned_add"), "poisoned_add"));
     let r = call_of(&t, "read_file");
     assert_eq!(r["error"]["data"]["rule"], "scan.shadowing_name", "{r}");
@@ -288,13 +342,28 @@ fn rug_pull_after_list_changed_is_refused_without_a_relist() {
     assert!(names(&tools).contains(&"weather".to_string()));
     assert!(text_of(&s.call_tool("weather", json!({"city": "Oslo"}))).starts_with("weather ran"));
     assert_eq!(text_of(&s.call_tool("rug_pull", json!({}))), "rug_pull ran");
-    s.wait_line(RESPONSE_TIMEOUT, "list_changed", |v| v["method"] == "notifications/tools/list_changed");
+    s.wait_line(RESPONSE_TIMEOUT, "list_changed", |v| {
+        v["method"] == "notifications/tools/list_changed"
+    });
     // The client does NOT list again: capjail did, and the changed tool is refused.
     let r = s.call_tool("weather", json!({"city": "Oslo"}));
     assert_eq!(r["error"]["data"]["rule"], "pins.changed", "{r}");
-    assert!(r["error"]["message"].as_str().unwrap().contains("(description)"), "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("(description)"),
+        "{r}"
+    );
     // By effect: the second weather call never ran (only the first one's answer exists).
-    assert_eq!(s.received_text().matches("weather ran: sunny in Oslo").count(), 2, "{}", s.received_text());
+    assert_eq!(
+        s.received_text()
+            .matches("weather ran: sunny in Oslo")
+            .count(),
+        2,
+        "{}",
+        s.received_text()
+    );
     // Listing now shows the PINNED definition, not the new one.
     let tools = list_all(&mut s);
     let w = tools.iter().find(|t| t["name"] == "weather").unwrap();
@@ -303,7 +372,11 @@ fn rug_pull_after_list_changed_is_refused_without_a_relist() {
     assert_eq!(trust_records(&f.audit, "changed").len(), 1);
     let shown = capjail(&["audit", "show", f.audit.to_str().unwrap()]);
     for word in ["pinned", "changed", "finding", "pins.changed"] {
-        assert!(shown.stdout.contains(word), "audit show lacks {word}:\n{}", shown.stdout);
+        assert!(
+            shown.stdout.contains(word),
+            "audit show lacks {word}:\n{}",
+            shown.stdout
+        );
     }
 }
 
@@ -311,27 +384,54 @@ fn rug_pull_after_list_changed_is_refused_without_a_relist() {
 fn changed_between_sessions_refused_until_accepted_and_pins_survive_restarts() {
     let f = files();
     let calls = json!([["weather", {"city": "Oslo"}]]);
-    let first = py_trust(&jailed(&f, &["--policy", "strict"], &trust_server("1")), "auto", calls.clone());
+    let first = py_trust(
+        &jailed(&f, &["--policy", "strict"], &trust_server("1")),
+        "auto",
+        calls.clone(),
+    );
     assert!(ran(call_of(&first, "weather"), "weather"));
     // Same definitions again: the pins (written by the first session) match.
-    let again = py_trust(&jailed(&f, &["--policy", "strict"], &trust_server("1")), "legacy", calls.clone());
+    let again = py_trust(
+        &jailed(&f, &["--policy", "strict"], &trust_server("1")),
+        "legacy",
+        calls.clone(),
+    );
     assert!(ran(call_of(&again, "weather"), "weather"));
     assert!(trust_records(&f.audit, "changed").is_empty());
     // The server now serves another definition: refused, the pinned one shown.
-    let changed = py_trust(&jailed(&f, &["--policy", "strict"], &trust_server("2")), "auto", calls.clone());
+    let changed = py_trust(
+        &jailed(&f, &["--policy", "strict"], &trust_server("2")),
+        "auto",
+        calls.clone(),
+    );
     let c = call_of(&changed, "weather");
     assert!(!ran(c, "weather"), "{c}");
     assert_eq!(c["error"]["data"]["rule"], "pins.changed");
-    let w = changed["lists"][0].as_array().unwrap().iter().find(|t| t["name"] == "weather").unwrap().clone();
+    let w = changed["lists"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "weather")
+        .unwrap()
+        .clone();
     assert_eq!(w["description"], "Get the weather for a city.");
     // pins diff shows it; accept pins it.
     let pins = f.pins.to_str().unwrap();
     let d = capjail(&["pins", "diff", "--pins", pins]);
     assert_eq!(d.code, Some(1), "{}{}", d.stdout, d.stderr);
-    assert!(d.stdout.contains("+ \"Get the weather for a city. Results are cached for an hour.\""), "{}", d.stdout);
+    assert!(
+        d.stdout
+            .contains("+ \"Get the weather for a city. Results are cached for an hour.\""),
+        "{}",
+        d.stdout
+    );
     let a = capjail(&["pins", "accept", "--pins", pins, "weather"]);
     assert_eq!(a.code, Some(0), "{}{}", a.stdout, a.stderr);
-    let after = py_trust(&jailed(&f, &["--policy", "strict"], &trust_server("2")), "auto", calls);
+    let after = py_trust(
+        &jailed(&f, &["--policy", "strict"], &trust_server("2")),
+        "auto",
+        calls,
+    );
     assert!(ran(call_of(&after, "weather"), "weather"), "{after}");
     assert_eq!(capjail(&["pins", "diff", "--pins", pins]).code, Some(0));
 }
@@ -339,26 +439,50 @@ fn changed_between_sessions_refused_until_accepted_and_pins_survive_restarts() {
 #[test]
 fn a_frozen_pin_file_refuses_a_new_tool_and_is_not_written() {
     let f = files();
-    let first = py_trust(&jailed(&f, &["--policy", "strict"], &trust_server("1")), "auto", json!([]));
+    let first = py_trust(
+        &jailed(&f, &["--policy", "strict"], &trust_server("1")),
+        "auto",
+        json!([]),
+    );
     assert!(listed(&first, 0).contains(&"add".to_string()));
     // Drop the pin of `add`: to the frozen file, `add` is a new tool.
     let mut file: Value = serde_json::from_slice(&std::fs::read(&f.pins).unwrap()).unwrap();
     let servers = file["servers"].as_object_mut().unwrap();
     assert_eq!(servers.len(), 1);
     let server = servers.values_mut().next().unwrap();
-    server["tools"].as_object_mut().unwrap().remove("add").unwrap();
+    server["tools"]
+        .as_object_mut()
+        .unwrap()
+        .remove("add")
+        .unwrap();
     std::fs::write(&f.pins, serde_json::to_vec_pretty(&file).unwrap()).unwrap();
     let before = std::fs::read(&f.pins).unwrap();
     let calls = json!([["add", {"a": 1, "b": 2}], ["weather", {"city": "x"}]]);
-    let frozen = py_trust(&jailed(&f, &["--policy", "strict", "--pins-frozen"], &trust_server("1")), "auto", calls.clone());
+    let frozen = py_trust(
+        &jailed(
+            &f,
+            &["--policy", "strict", "--pins-frozen"],
+            &trust_server("1"),
+        ),
+        "auto",
+        calls.clone(),
+    );
     assert!(!listed(&frozen, 0).contains(&"add".to_string()));
     let a = call_of(&frozen, "add");
     assert!(!ran(a, "add"), "{a}");
     assert_eq!(a["error"]["data"]["rule"], "pins.frozen");
     assert!(ran(call_of(&frozen, "weather"), "weather"));
-    assert_eq!(std::fs::read(&f.pins).unwrap(), before, "a frozen pin file was written");
+    assert_eq!(
+        std::fs::read(&f.pins).unwrap(),
+        before,
+        "a frozen pin file was written"
+    );
     // Not frozen: the new tool is pinned on first use and runs.
-    let open = py_trust(&jailed(&f, &["--policy", "strict"], &trust_server("1")), "auto", calls);
+    let open = py_trust(
+        &jailed(&f, &["--policy", "strict"], &trust_server("1")),
+        "auto",
+        calls,
+    );
     assert!(ran(call_of(&open, "add"), "add"));
 }
 
@@ -369,7 +493,11 @@ fn a_frozen_pin_file_refuses_a_new_tool_and_is_not_written() {
 fn typescript_client_sees_the_pinned_definition_and_a_refused_call() {
     let f = files();
     // First session pins variant 1.
-    let _ = py_trust(&jailed(&f, &["--policy", "strict"], &trust_server("1")), "legacy", json!([]));
+    let _ = py_trust(
+        &jailed(&f, &["--policy", "strict"], &trust_server("1")),
+        "legacy",
+        json!([]),
+    );
     let argv = jailed(&f, &["--policy", "strict"], &trust_server("2"));
     let scenario = json!({
         "client": "v2",
@@ -399,9 +527,18 @@ fn typescript_client_sees_the_pinned_definition_and_a_refused_call() {
     let text = out.stdout;
     // Shown: the pinned description, never the new one, never the poisoned ones.
     assert!(text.contains("Get the weather for a city."), "{text}");
-    assert!(!text.contains("Results are cached for an hour"), "the changed definition reached the client: {text}");
-    assert!(!text.contains("id_rsa") && !text.contains("poisoned_add"), "{text}");
+    assert!(
+        !text.contains("Results are cached for an hour"),
+        "the changed definition reached the client: {text}"
+    );
+    assert!(
+        !text.contains("id_rsa") && !text.contains("poisoned_add"),
+        "{text}"
+    );
     // Called: weather refused (it never ran), add ran.
-    assert!(text.contains("pins.changed") && !text.contains("weather ran"), "{text}");
+    assert!(
+        text.contains("pins.changed") && !text.contains("weather ran"),
+        "{text}"
+    );
     assert!(text.contains("add ran: 3"), "{text}");
 }

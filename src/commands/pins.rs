@@ -10,7 +10,9 @@ use crate::cli::{PinsArgs, PinsCommand};
 
 pub fn pins(cmd: PinsCommand) -> i32 {
     match cmd {
-        PinsCommand::Show { args, json } => with_file(&args, |path, file| show(path, file, &args, json)),
+        PinsCommand::Show { args, json } => {
+            with_file(&args, |path, file| show(path, file, &args, json))
+        }
         PinsCommand::Diff { args, tools } => with_file(&args, |_, file| diff(file, &args, &tools)),
         PinsCommand::Accept { args, tools, all } => accept(&args, &tools, all),
     }
@@ -60,7 +62,10 @@ fn show(path: &std::path::Path, file: &PinFile, args: &PinsArgs, json: bool) -> 
         let servers: serde_json::Map<String, Value> = selected(file, args)
             .map(|(k, s)| (k.clone(), serde_json::to_value(s).unwrap_or(Value::Null)))
             .collect();
-        println!("{}", serde_json::to_string_pretty(&servers).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&servers).unwrap_or_default()
+        );
         return 0;
     }
     eprintln!("capjail: pin file {}", path.display());
@@ -68,12 +73,30 @@ fn show(path: &std::path::Path, file: &PinFile, args: &PinsArgs, json: bool) -> 
         let info = s
             .server_info
             .as_ref()
-            .map(|i| format!(" ({} {})", i["name"].as_str().unwrap_or(""), i["version"].as_str().unwrap_or("")))
+            .map(|i| {
+                format!(
+                    " ({} {})",
+                    i["name"].as_str().unwrap_or(""),
+                    i["version"].as_str().unwrap_or("")
+                )
+            })
             .unwrap_or_default();
-        println!("{key}{info}: {} pinned, {} changed", s.tools.len(), s.pending.len());
+        println!(
+            "{key}{info}: {} pinned, {} changed",
+            s.tools.len(),
+            s.pending.len()
+        );
         for (name, pin) in &s.tools {
-            let mark = if s.pending.contains_key(name) { "CHANGED" } else { "pinned" };
-            println!("  {mark:<8} {name:<32} {} {}", &pin.digest[..pin.digest.len().min(19)], pin.at);
+            let mark = if s.pending.contains_key(name) {
+                "CHANGED"
+            } else {
+                "pinned"
+            };
+            println!(
+                "  {mark:<8} {name:<32} {} {}",
+                &pin.digest[..pin.digest.len().min(19)],
+                pin.at
+            );
         }
         for name in s.pending.keys().filter(|n| !s.tools.contains_key(*n)) {
             println!("  {:<8} {name:<32} (not pinned)", "NEW");

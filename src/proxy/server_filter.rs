@@ -150,11 +150,15 @@ impl ServerFilter {
                 // Pinned and scanned definitions: changed or poisoned tools shown as the policy says.
                 let trusted = match crate::trust::hooks::on_tools_list(&mut shared, &mut v, false) {
                     Ok(t) => t,
-                    Err(e) => return ServerOutcome::Drop(format!("cannot record tool definitions: {e}")),
+                    Err(e) => {
+                        return ServerOutcome::Drop(format!("cannot record tool definitions: {e}"))
+                    }
                 };
                 drop(shared);
                 let unchanged = |v: &Value| match trusted {
-                    true => ServerOutcome::Rewritten(serde_json::to_vec(v).expect("serialising a Value")),
+                    true => ServerOutcome::Rewritten(
+                        serde_json::to_vec(v).expect("serialising a Value"),
+                    ),
                     false => ServerOutcome::Forward,
                 };
                 let tp = &self.policy.tools;

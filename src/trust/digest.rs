@@ -41,9 +41,7 @@ pub fn changed_members(old: &Value, new: &Value) -> Vec<&'static str> {
     PINNED_MEMBERS
         .iter()
         .copied()
-        .filter(|k| {
-            old.get(*k).map(canonical_json) != new.get(*k).map(canonical_json)
-        })
+        .filter(|k| old.get(*k).map(canonical_json) != new.get(*k).map(canonical_json))
         .collect()
 }
 

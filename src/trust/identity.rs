@@ -21,7 +21,9 @@ pub struct ServerIdentity {
 
 const NPM_LAUNCHERS: &[&str] = &["npx", "pnpx", "bunx"];
 const PY_LAUNCHERS: &[&str] = &["uvx", "pipx"];
-const INTERPRETERS: &[&str] = &["node", "nodejs", "bun", "deno", "python", "python3", "sh", "bash", "uv"];
+const INTERPRETERS: &[&str] = &[
+    "node", "nodejs", "bun", "deno", "python", "python3", "sh", "bash", "uv",
+];
 
 pub fn identify(argv: &[String]) -> ServerIdentity {
     let base = |s: &str| {
@@ -64,7 +66,8 @@ pub fn identify(argv: &[String]) -> ServerIdentity {
     }
     // The file that is the server: the program, or the first argument an interpreter runs.
     let script = if INTERPRETERS.contains(&prog_base.as_str()) || prog_base.starts_with("python") {
-        rest.iter().find(|a| !a.starts_with('-') && Path::new(a).is_file())
+        rest.iter()
+            .find(|a| !a.starts_with('-') && Path::new(a).is_file())
     } else {
         None
     };
@@ -192,10 +195,22 @@ mod tests {
 
     #[test]
     fn launchers_name_the_package() {
-        assert_eq!(id(&["npx", "-y", "@modelcontextprotocol/server-memory@0.6.3"]), "npm:@modelcontextprotocol/server-memory@0.6.3");
-        assert_eq!(id(&["npx", "-y", "some-server", "/tmp/x"]), "npm:some-server");
-        assert_eq!(id(&["uvx", "mcp-server-git==1.0"]), "pypi:mcp-server-git@1.0");
-        assert_eq!(id(&["python3", "-m", "mcp_server_time"]), "python:-m mcp_server_time");
+        assert_eq!(
+            id(&["npx", "-y", "@modelcontextprotocol/server-memory@0.6.3"]),
+            "npm:@modelcontextprotocol/server-memory@0.6.3"
+        );
+        assert_eq!(
+            id(&["npx", "-y", "some-server", "/tmp/x"]),
+            "npm:some-server"
+        );
+        assert_eq!(
+            id(&["uvx", "mcp-server-git==1.0"]),
+            "pypi:mcp-server-git@1.0"
+        );
+        assert_eq!(
+            id(&["python3", "-m", "mcp_server_time"]),
+            "python:-m mcp_server_time"
+        );
         assert_eq!(id(&["/nonexistent/bin/srv", "/data"]), "command:srv");
     }
 
@@ -204,7 +219,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let pkg = dir.path().join("node_modules/@s/p");
         std::fs::create_dir_all(pkg.join("dist")).unwrap();
-        std::fs::write(pkg.join("package.json"), r#"{"name":"@s/p","version":"1.2.3"}"#).unwrap();
+        std::fs::write(
+            pkg.join("package.json"),
+            r#"{"name":"@s/p","version":"1.2.3"}"#,
+        )
+        .unwrap();
         std::fs::write(pkg.join("dist/index.js"), "").unwrap();
         let js = pkg.join("dist/index.js").display().to_string();
         assert_eq!(id(&["node", &js, "/tmp/a"]), "npm:@s/p@1.2.3");
@@ -213,6 +232,9 @@ mod tests {
         std::fs::write(&script, "").unwrap();
         let s = script.display().to_string();
         let canon = std::fs::canonicalize(&script).unwrap();
-        assert_eq!(id(&["python3", &s, "--root", "/x"]), format!("file:{}", canon.display()));
+        assert_eq!(
+            id(&["python3", &s, "--root", "/x"]),
+            format!("file:{}", canon.display())
+        );
     }
 }

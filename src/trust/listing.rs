@@ -64,7 +64,9 @@ pub fn on_client_message(shared: &SharedState, method: &str, params: Option<&Val
         let mut s = shared.lock().expect("shared state");
         let Some(t) = s.trust.as_mut() else { return };
         let l = &mut t.listing;
-        if let Some(v) = params.and_then(|p| p.pointer(&format!("/_meta/{}", PROTOCOL_META.replace('/', "~1")))) {
+        if let Some(v) =
+            params.and_then(|p| p.pointer(&format!("/_meta/{}", PROTOCOL_META.replace('/', "~1"))))
+        {
             l.meta = Some(json!({ PROTOCOL_META: v }));
             l.ready = true;
         }
@@ -176,8 +178,16 @@ fn request_page(
                     _ => finish(&sh, Ok(tools)),
                 }
             }
-            Answer::Error(e) => finish(&sh, Err(format!("the server answered capjail's tools/list with an error: {e}"))),
-            Answer::Closed => finish(&sh, Err("the session ended before the server listed its tools".into())),
+            Answer::Error(e) => finish(
+                &sh,
+                Err(format!(
+                    "the server answered capjail's tools/list with an error: {e}"
+                )),
+            ),
+            Answer::Closed => finish(
+                &sh,
+                Err("the session ended before the server listed its tools".into()),
+            ),
         }),
     );
     if let Err(e) = sent {
@@ -194,7 +204,10 @@ fn finish(shared: &SharedState, listed: Result<Vec<Value>, String>) {
                 s.catalog.on_tools_list(&json!({ "tools": tools }));
                 let crate::proxy::session::Shared { trust, catalog, .. } = &mut *s;
                 match trust.as_mut() {
-                    Some(t) => t.on_listing(&mut tools, catalog.profile(), true).err().map(|e| format!("cannot record tool definitions: {e}")),
+                    Some(t) => t
+                        .on_listing(&mut tools, catalog.profile(), true)
+                        .err()
+                        .map(|e| format!("cannot record tool definitions: {e}")),
                     None => None,
                 }
             }
@@ -205,7 +218,11 @@ fn finish(shared: &SharedState, listed: Result<Vec<Value>, String>) {
         };
         let Some(t) = s.trust.as_mut() else { return };
         t.listing.running = false;
-        (std::mem::take(&mut t.listing.held), t.listing.decider.clone(), failure)
+        (
+            std::mem::take(&mut t.listing.held),
+            t.listing.decider.clone(),
+            failure,
+        )
     };
     let Some(d) = decider else { return };
     for call in held {
@@ -237,7 +254,10 @@ fn release(
         if let Some(spec) = s.catalog.tool(&tool) {
             tools.insert(tool.clone(), spec.into_owned());
         }
-        let verdict = s.trust.as_ref().and_then(|t| t.call_verdict(&tool).cloned());
+        let verdict = s
+            .trust
+            .as_ref()
+            .and_then(|t| t.call_verdict(&tool).cloned());
         (
             StaticCatalog {
                 name: s.catalog.profile_name().map(str::to_string),

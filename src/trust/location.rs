@@ -39,12 +39,27 @@ mod tests {
         let cwd = Path::new("/w");
         let mut p = TrustPolicy::default();
         let r = |cli, frozen, p: &TrustPolicy| resolve(cli, frozen, p, &env, cwd).unwrap();
-        assert_eq!(r(None, false, &p).file, Some(PathBuf::from("/h/.local/state/capjail/pins.json")));
-        assert_eq!(r(Some("p.json"), true, &p), PinsConfig { file: Some("/w/p.json".into()), frozen: true });
+        assert_eq!(
+            r(None, false, &p).file,
+            Some(PathBuf::from("/h/.local/state/capjail/pins.json"))
+        );
+        assert_eq!(
+            r(Some("p.json"), true, &p),
+            PinsConfig {
+                file: Some("/w/p.json".into()),
+                frozen: true
+            }
+        );
         assert_eq!(r(Some("off"), false, &p).file, None);
         p.pins_file = Some("/team/pins.json".into());
         p.frozen = true;
-        assert_eq!(r(None, false, &p), PinsConfig { file: Some("/team/pins.json".into()), frozen: true });
+        assert_eq!(
+            r(None, false, &p),
+            PinsConfig {
+                file: Some("/team/pins.json".into()),
+                frozen: true
+            }
+        );
         p.pinning = false;
         assert_eq!(r(Some("x"), false, &p).file, None);
     }

@@ -249,7 +249,10 @@ impl TrustSession {
             let entry = f.servers.entry(key).or_default();
             for (name, pin) in &to_pin {
                 // Another session may have pinned it meanwhile: the first pin stays.
-                entry.tools.entry(name.clone()).or_insert_with(|| pin.clone());
+                entry
+                    .tools
+                    .entry(name.clone())
+                    .or_insert_with(|| pin.clone());
             }
             for (name, pin) in &pending {
                 entry.pending.insert(name.clone(), pin.clone());

@@ -59,7 +59,9 @@ pub enum StoreError {
     },
     #[error("pin file {path} is not a capjail pin file: {message}")]
     Invalid { path: PathBuf, message: String },
-    #[error("no place for the pin file: neither XDG_STATE_HOME nor HOME is set (pass --pins FILE)")]
+    #[error(
+        "no place for the pin file: neither XDG_STATE_HOME nor HOME is set (pass --pins FILE)"
+    )]
     NoDefaultLocation,
 }
 
@@ -103,7 +105,10 @@ pub fn load(path: &Path) -> Result<PinFile, StoreError> {
     if file.version != STORE_VERSION {
         return Err(StoreError::Invalid {
             path: path.to_path_buf(),
-            message: format!("version {} (this capjail reads {STORE_VERSION})", file.version),
+            message: format!(
+                "version {} (this capjail reads {STORE_VERSION})",
+                file.version
+            ),
         });
     }
     Ok(file)
@@ -184,8 +189,14 @@ mod tests {
             "XDG_STATE_HOME" => Some("/s".to_string()),
             _ => Some("/h".to_string()),
         };
-        assert_eq!(default_location(&env).unwrap(), PathBuf::from("/s/capjail/pins.json"));
+        assert_eq!(
+            default_location(&env).unwrap(),
+            PathBuf::from("/s/capjail/pins.json")
+        );
         let env = |k: &str| (k == "HOME").then(|| "/h".to_string());
-        assert_eq!(default_location(&env).unwrap(), PathBuf::from("/h/.local/state/capjail/pins.json"));
+        assert_eq!(
+            default_location(&env).unwrap(),
+            PathBuf::from("/h/.local/state/capjail/pins.json")
+        );
     }
 }
