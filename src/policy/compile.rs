@@ -379,6 +379,17 @@ fn parse_port(p: &str, written: &str) -> Result<u16, String> {
     }
 }
 
+/// `pins:` and `tool_scan:` (see `trust::settings`).
+fn compile_trust(
+    file: &PolicyFile,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<crate::trust::settings::TrustPolicy, CompileError> {
+    crate::trust::settings::compile(file.pins.as_ref(), file.tool_scan.as_ref(), &|p| {
+        absolute_path(p, env).map_err(|e| e.to_string())
+    })
+    .map_err(|(key, value, message)| err(key, value.as_deref(), message))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,15 +461,4 @@ mod tests {
         assert!(compile_text("deny:\n  - capability: shell\n").is_err());
         let _ = load_str; // keep the import honest when tests are filtered
     }
-}
-
-/// `pins:` and `tool_scan:` (see `trust::settings`).
-fn compile_trust(
-    file: &PolicyFile,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<crate::trust::settings::TrustPolicy, CompileError> {
-    crate::trust::settings::compile(file.pins.as_ref(), file.tool_scan.as_ref(), &|p| {
-        absolute_path(p, env).map_err(|e| e.to_string())
-    })
-    .map_err(|(key, value, message)| err(key, value.as_deref(), message))
 }

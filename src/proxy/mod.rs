@@ -93,6 +93,7 @@ enum PumpEvent {
 /// Run the server behind the proxy; returns the exit code for capjail.
 pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
     let grace = cfg.policy.limits.grace;
+    let kernel_backstop = cfg.confine.is_some();
     let mut cmd = child::command(&cfg.argv);
     cmd.current_dir(&cfg.cwd);
     match cfg.confine {
@@ -191,6 +192,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
             paths: filter.paths.clone(),
             recorder: recorder.clone(),
             outbox: outbox.clone(),
+            kernel_backstop,
         });
     }
     let max_line = cfg.policy.limits.max_line_bytes;

@@ -147,7 +147,7 @@ pub fn assess(tool: &Value, pinned: Option<&Pin>, cx: &Context) -> Assessment {
         PinState::Matches | PinState::New | PinState::Off => {}
     }
     let mut by_severity: Vec<&Finding> = findings.iter().collect();
-    by_severity.sort_by(|a, b| b.severity.cmp(&a.severity));
+    by_severity.sort_by_key(|f| std::cmp::Reverse(f.severity));
     for f in by_severity {
         let action = cx.policy.action(f.severity);
         let reason = format!(

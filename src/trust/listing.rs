@@ -33,6 +33,9 @@ pub struct Decider {
     pub paths: PathContext,
     pub recorder: SharedRecorder,
     pub outbox: Arc<Outbox>,
+    /// The kernel layer confines the server (full mode): the backstop for a plain-data call
+    /// of a tool capjail could not see.
+    pub kernel_backstop: bool,
 }
 
 /// A client `tools/call` waiting for the listing.
@@ -232,6 +235,56 @@ fn finish(shared: &SharedState, listed: Result<Vec<Value>, String>) {
     }
 }
 
+/// A call of a tool capjail could not list. Plain data (no argument value is a path, a URL or
+/// a command, judged as for a tool nobody described) is let through under full mode, where
+/// the kernel layer contains what the tool does; otherwise, and always in proxy-only mode,
+/// it is refused (rule `pins.unlisted`), saying why.
+fn unlisted(
+    d: &Decider,
+    ctx: &Context,
+    tool: &str,
+    params: Option<&Value>,
+    decision: crate::check::decide::Decision,
+    why: &str,
+) -> crate::check::decide::Decision {
+    if !decision.is_allowed() {
+        return decision;
+    }
+    let undescribed = StaticCatalog {
+        name: None,
+        tools: [(
+            tool.to_string(),
+            crate::profile::ToolSpec {
+                capability: "unknown".into(),
+                args: Default::default(),
+                note: "not listed by the server".into(),
+            },
+        )]
+        .into(),
+    };
+    let plain = Context {
+        catalog: &undescribed,
+        ..*ctx
+    };
+    let as_data = decide(&plain, "tools/call", params);
+    if d.kernel_backstop && as_data.is_allowed() && as_data.accesses.is_empty() {
+        tracing::info!(tool, "a tool capjail could not list, called with plain data: allowed, the kernel layer confines the server");
+        return decision;
+    }
+    let reason = if d.kernel_backstop {
+        format!("capjail could not see the definition of tool `{tool}` ({why}) and its arguments carry a path, URL or command, so the call is refused")
+    } else {
+        format!("capjail could not see the definition of tool `{tool}` ({why}); in proxy-only mode such a call is refused (under --mode full the kernel layer would contain a call with plain-data arguments)")
+    };
+    super::gate::gate_call(
+        decision,
+        Some(&super::assess::CallVerdict::Refuse {
+            rule: "pins.unlisted".into(),
+            reason,
+        }),
+    )
+}
+
 /// Decide a held call now that the listing is in: the policy's decision with the tool as the
 /// server describes it, gated by the trust layer; recorded, then forwarded or answered.
 fn release(
@@ -274,14 +327,8 @@ fn release(
     };
     let decision = decide(&ctx, "tools/call", call.params.as_ref());
     let mut decision = super::gate::gate_call(decision, verdict.as_ref());
-    if let (Some(why), true) = (failure, decision.is_allowed()) {
-        decision = super::gate::gate_call(
-            decision,
-            Some(&super::assess::CallVerdict::Refuse {
-                rule: "pins.unlisted".into(),
-                reason: format!("capjail could not see the definition of tool `{tool}` ({why}), so the call is refused"),
-            }),
-        );
+    if let Some(why) = failure {
+        decision = unlisted(d, &ctx, &tool, call.params.as_ref(), decision, why);
     }
     let allowed = decision.is_allowed();
     let reply = (!allowed).then(|| refusal(&call.id, &decision));
