@@ -542,3 +542,33 @@ fn typescript_client_sees_the_pinned_definition_and_a_refused_call() {
     );
     assert!(text.contains("add ran: 3"), "{text}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// A client that calls without listing (cached tool lists, scripts): capjail lists itself.
+
+#[test]
+fn a_call_without_a_listing_waits_for_capjails_own_listing() {
+    let f = files();
+    let mut s = session(&f, &["--policy", "strict"], trust_server("1"));
+    s.initialize();
+    // No tools/list from the client: the calls are held until capjail has listed the tools.
+    let r = s.call_tool("poisoned_add", json!({"a": 1, "b": 2}));
+    assert!(
+        r["error"]["data"]["rule"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("scan."),
+        "{r}"
+    );
+    assert!(text_of(&s.call_tool("add", json!({"a": 1, "b": 2}))).starts_with("add ran"));
+    s.assert_in_sync();
+    s.close();
+    assert!(!s.received_text().contains("poisoned_add ran"));
+    // capjail's own listing was never relayed: the client saw no tools/list answer.
+    assert!(
+        !s.received_text().contains("\"tools\":["),
+        "{}",
+        s.received_text()
+    );
+    assert!(trust_records(&f.audit, "pinned").len() >= 6);
+}
