@@ -77,6 +77,9 @@ pub enum Command {
     /// Verify and read audit logs
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Pinned tool definitions: show them, diff the changed ones, accept changes
+    #[command(subcommand)]
+    Pins(PinsCommand),
     /// Run the built-in attack suite in proxy, kernel and full mode and print what each stops
     #[command(after_help = COMPARE_HELP)]
     Compare(CompareArgs),
@@ -157,6 +160,13 @@ pub struct RunArgs {
     /// [default: the policy's audit.path, else $XDG_STATE_HOME/capjail/audit.jsonl]
     #[arg(long, value_name = "FILE|off", env = "CAPJAIL_AUDIT")]
     pub audit: Option<String>,
+    /// Pin file for the server's tool definitions, or `off`
+    /// [default: the policy's pins.file, else $XDG_STATE_HOME/capjail/pins.json]
+    #[arg(long, value_name = "FILE|off", env = "CAPJAIL_PINS")]
+    pub pins: Option<String>,
+    /// Never pin anything new: a tool without a pin is hidden and refused (CI with a committed pin file)
+    #[arg(long)]
+    pub pins_frozen: bool,
     /// Longest accepted client message in bytes (overrides the policy's proxy.max_line_bytes)
     #[arg(long, value_name = "BYTES")]
     pub max_line_bytes: Option<usize>,
@@ -270,5 +280,51 @@ pub enum PolicyCommand {
         /// The MCP server command
         #[arg(required = true, last = true, value_name = "CMD")]
         command: Vec<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PinsArgs {
+    /// Pin file [default: the policy's pins.file, else $XDG_STATE_HOME/capjail/pins.json]
+    #[arg(long, value_name = "FILE", env = "CAPJAIL_PINS")]
+    pub pins: Option<PathBuf>,
+    /// Take the pin file from this policy's pins.file
+    #[arg(long, short = 'p', value_name = "NAME|FILE")]
+    pub policy: Option<String>,
+    /// Only this server (its key as `pins show` prints it)
+    #[arg(long, value_name = "KEY")]
+    pub server: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PinsCommand {
+    /// List the servers and their pinned tools (with changes waiting to be accepted)
+    Show {
+        #[command(flatten)]
+        args: PinsArgs,
+        /// The pin file's JSON for the selected servers instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what changed in the definitions that differ from their pins
+    #[command(
+        after_help = "Exit status: 0 when nothing is waiting, 1 when some definition differs from its pin."
+    )]
+    Diff {
+        #[command(flatten)]
+        args: PinsArgs,
+        /// Only these tools
+        #[arg(value_name = "TOOL")]
+        tools: Vec<String>,
+    },
+    /// Pin the changed definitions of these tools (all waiting ones with --all)
+    Accept {
+        #[command(flatten)]
+        args: PinsArgs,
+        #[arg(value_name = "TOOL", required_unless_present = "all")]
+        tools: Vec<String>,
+        /// Every waiting change (of the selected server)
+        #[arg(long)]
+        all: bool,
     },
 }

@@ -476,6 +476,9 @@ fn jailed(policy: &Path, audit: &Path, server: &[String]) -> Vec<String> {
         policy.display().to_string(),
         "--audit".into(),
         audit.display().to_string(),
+        // Never the user's pin file.
+        "--pins".into(),
+        audit.with_file_name("pins.json").display().to_string(),
         "--".into(),
     ];
     v.extend(server.iter().cloned());

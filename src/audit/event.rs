@@ -44,6 +44,8 @@ pub enum Event<'a> {
     Approval(ApprovalEvent<'a>),
     ResponseFilter(FilterEvent<'a>),
     SessionEnd(SessionEnd),
+    /// A `tool_trust` record: its members besides `v`, `kind` and `session`.
+    Trust(&'a Map<String, Value>),
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +199,14 @@ pub fn event_record(
                 .into(),
             );
             m.insert("reason".into(), f.reason.into());
+        }
+        Event::Trust(fields) => {
+            m.insert("kind".into(), "tool_trust".into());
+            for (k, v) in fields.iter() {
+                if !matches!(k.as_str(), "v" | "kind" | "session") {
+                    m.insert(k.clone(), v.clone());
+                }
+            }
         }
         Event::SessionEnd(e) => {
             m.insert("kind".into(), "session_end".into());

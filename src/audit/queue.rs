@@ -74,6 +74,11 @@ pub enum Record {
         elapsed_ms: u64,
         at: SystemTime,
     },
+    /// A `tool_trust` record (pins, definition changes, scanner findings; `trust::record`).
+    Trust {
+        fields: serde_json::Map<String, Value>,
+        at: SystemTime,
+    },
 }
 
 impl Record {
@@ -143,6 +148,7 @@ impl Record {
                 }),
                 Some(*at),
             ),
+            Record::Trust { fields, at } => (Event::Trust(fields), Some(*at)),
         }
     }
 }

@@ -85,6 +85,7 @@ fn row(r: &Map<String, Value>) -> [String; 8] {
         "session_start" => "start".into(),
         "session_end" => "end".into(),
         "response_filter" => s("action"),
+        "tool_trust" => s("event"),
         other => other.to_string(),
     };
     let reason = match kind.as_str() {

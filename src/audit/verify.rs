@@ -22,6 +22,7 @@ pub const KINDS: &[&str] = &[
     "response_filter",
     "session_end",
     "recovery",
+    "tool_trust",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,7 @@ mod audit;
 mod check;
 mod compare;
 mod kernel;
+mod pins;
 mod policy;
 mod run;
 
@@ -21,6 +22,7 @@ pub fn dispatch(command: Command) -> i32 {
         Command::Compare(args) => compare::compare(args),
         Command::Policy(cmd) => policy::policy(cmd),
         Command::Audit(cmd) => audit::audit(cmd),
+        Command::Pins(cmd) => pins::pins(cmd),
         Command::ProbeServer(args) => capjail::probe::run(args.into()),
         Command::Doctor { policy, workspace } => {
             kernel::doctor(policy.as_deref(), workspace.as_deref())

@@ -65,7 +65,21 @@ pub fn run(args: RunArgs) -> i32 {
             return exit::AUDIT;
         }
     };
+    let pins = match capjail::trust::location::resolve(
+        args.pins.as_deref(),
+        args.pins_frozen,
+        &policy.trust,
+        &|k| std::env::var(k).ok(),
+        &std::env::current_dir().unwrap_or_default(),
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("capjail: {e}");
+            return exit::USAGE;
+        }
+    };
     let cfg = RunConfig {
+        pins,
         policy: Arc::new(policy),
         argv: args.command,
         forced_profile,

@@ -103,6 +103,9 @@ pub fn run_case(setup: &Setup, case: &Case, mode: Mode) -> Outcome {
                 vars.root.clone(),
                 "--audit".into(),
                 "off".into(),
+                // A throwaway lab: its tools are scanned but not pinned in the user's file.
+                "--pins".into(),
+                "off".into(),
                 "--".into(),
             ];
             v.extend(server);

@@ -192,8 +192,10 @@ pub fn compile_with(
 
     let approval = crate::approval::config::compile(file.approval.as_ref())
         .map_err(|(key, message)| err(key, None, message))?;
+    let trust = compile_trust(&file, env)?;
 
     Ok(Policy {
+        trust,
         name,
         source,
         text,
@@ -378,6 +380,17 @@ fn parse_port(p: &str, written: &str) -> Result<u16, String> {
         Ok(0) | Err(_) => Err(format!("`{written}`: `{p}` is not a port (1-65535)")),
         Ok(n) => Ok(n),
     }
+}
+
+/// `pins:` and `tool_scan:` (see `trust::settings`).
+fn compile_trust(
+    file: &PolicyFile,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<crate::trust::settings::TrustPolicy, CompileError> {
+    crate::trust::settings::compile(file.pins.as_ref(), file.tool_scan.as_ref(), &|p| {
+        absolute_path(p, env).map_err(|e| e.to_string())
+    })
+    .map_err(|(key, value, message)| err(key, value.as_deref(), message))
 }
 
 #[cfg(test)]

@@ -66,7 +66,10 @@ pub fn effective_file(p: &Policy) -> PolicyFile {
             RuleKind::Allow => allow.push(rf),
         }
     }
+    let (pins, tool_scan) = crate::trust::settings::effective_sections(&p.trust);
     PolicyFile {
+        pins: Some(pins),
+        tool_scan: Some(tool_scan),
         name: Some(p.name.clone()),
         policy_name: None,
         version: p.file.version.clone(),
@@ -121,6 +124,7 @@ mod tests {
             assert_eq!(mounts(&again), mounts(&p), "{name}");
             assert_eq!(again.network, p.network, "{name}");
             assert_eq!(again.tools, p.tools, "{name}");
+            assert_eq!(again.trust, p.trust, "{name}");
             assert_eq!(again.rules.rules.len(), p.rules.rules.len(), "{name}");
         }
     }

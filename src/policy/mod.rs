@@ -54,6 +54,8 @@ pub struct Policy {
     pub limits: ProxyLimits,
     /// Who answers `require_approval` questions (src/approval).
     pub approval: crate::approval::config::ApprovalPolicy,
+    /// `pins:` and `tool_scan:` (tool definitions: pinned, scanned).
+    pub trust: crate::trust::settings::TrustPolicy,
 }
 
 /// How the filesystem is governed.

@@ -50,6 +50,10 @@ pub struct PolicyFile {
     /// Who is asked when a call matches `require_approval` (src/approval).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pins: Option<PinsSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_scan: Option<ToolScanSection>,
 }
 
 /// CapFence writes `version: 1.0.0`, which YAML reads as a string; a bare `1` or `1.0` is a number.
@@ -283,4 +287,41 @@ pub struct ApprovalCommandSection {
     pub argv: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_seconds: Option<f64>,
+}
+
+/// `pins:` tool definitions pinned per server (trust on first use, or from a committed file).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PinsSection {
+    /// Pin definitions at all (default: true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// The pin file (`~` and `$VAR` expanded) [default: $XDG_STATE_HOME/capjail/pins.json].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// Never pin anything new: a tool without a pin is treated as changed (default: false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen: Option<bool>,
+    /// A definition that differs from its pin: `refuse` (default), `hide` or `approve`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_change: Option<crate::trust::settings::OnChange>,
+}
+
+/// `tool_scan:` what capjail does with tool definitions that talk to the model.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ToolScanSection {
+    /// Scan definitions at all (default: true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Per severity: `hide`, `refuse`, `approve` or `record` (defaults: hide, record, record).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high: Option<crate::trust::settings::ScanAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub medium: Option<crate::trust::settings::ScanAction>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low: Option<crate::trust::settings::ScanAction>,
+    /// Scanner rule ids never reported (`scan.credential_word`, ...).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ignore: Vec<String>,
 }

@@ -88,6 +88,17 @@ impl ClientFilter {
         }
         self.single = true;
         let one = self.on_message(&value);
+        if let Ok(One::HeldForListing) = one {
+            // A tools/call waiting for capjail's own listing (`trust::listing`).
+            let call = crate::trust::listing::HeldCall {
+                id: value.get("id").cloned().unwrap_or(Value::Null),
+                line: line.to_vec(),
+                params: value.get_mut("params").map(Value::take),
+                weight: self.weight,
+            };
+            crate::trust::listing::hold(&self.shared, call);
+            return Ok(Outcome::Held);
+        }
         if let Some(mut record) = self.held.take() {
             // Still before the message is forwarded or answered.
             record.params = value.get_mut("params").map(Value::take);
@@ -111,6 +122,7 @@ impl ClientFilter {
             One::Rewritten(line) => Outcome::ForwardRewritten(line),
             One::Refused(Some(line)) => Outcome::Reply(line),
             One::Refused(None) | One::Consumed => Outcome::Drop,
+            One::HeldForListing => Outcome::Held,
         })
     }
 
@@ -159,7 +171,7 @@ impl ClientFilter {
                 One::Refused(Some(line)) => {
                     errors.push(serde_json::from_slice::<Value>(line).expect("our own JSON"))
                 }
-                One::Refused(None) | One::Consumed => {}
+                One::Refused(None) | One::Consumed | One::HeldForListing => {}
                 One::Allowed | One::Rewritten(_) | One::Held(_) => {
                     if let (Some(id), Some(_)) = (item.get("id"), item.get("method")) {
                         let msg = format!("capjail policy violation: batch refused because element {first_denied} was refused");
@@ -211,6 +223,12 @@ impl ClientFilter {
                     tracing::warn!(id = %key, "refused a request whose id is already in flight");
                     return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: this id is already in use by a request in flight (refused by capjail)", None))));
                 }
+                if self.single
+                    && method == "tools/call"
+                    && crate::trust::listing::must_hold(&self.shared, id, params)
+                {
+                    return Ok(One::HeldForListing);
+                }
                 let decided = self.decide_and_record(Some(id), method, params)?;
                 if method == "initialize" {
                     if let Some(a) = &self.approvals {
@@ -219,6 +237,9 @@ impl ClientFilter {
                 }
                 if let Some((decision, question)) = decided.gated {
                     return self.gate(id, params, decision, question);
+                }
+                if decided.allowed {
+                    crate::trust::listing::on_client_message(&self.shared, method, params);
                 }
                 let mut shared = self.shared.lock().expect("shared state");
                 if decided.allowed {
@@ -259,6 +280,9 @@ impl ClientFilter {
                     }
                 }
                 let decided = self.decide_and_record(None, method, params)?;
+                if decided.allowed {
+                    crate::trust::listing::on_client_message(&self.shared, method, params);
+                }
                 Ok(if decided.allowed {
                     One::Allowed
                 } else {
@@ -326,11 +350,16 @@ impl ClientFilter {
             if let Some(spec) = tool.and_then(|t| shared.catalog.tool(t)) {
                 tools.insert(tool.unwrap_or_default().to_string(), spec.into_owned());
             }
-            StaticCatalog {
-                name: shared.catalog.profile_name().map(str::to_string),
-                tools,
-            }
+            let trust = tool.and_then(|t| crate::trust::hooks::call_verdict(&shared, t));
+            (
+                StaticCatalog {
+                    name: shared.catalog.profile_name().map(str::to_string),
+                    tools,
+                },
+                trust,
+            )
         };
+        let (snapshot, trust) = snapshot;
         let ctx = Context {
             policy: &self.policy,
             catalog: &snapshot,
@@ -338,6 +367,8 @@ impl ClientFilter {
             world: self.world.as_ref(),
         };
         let decision = decide(&ctx, method, params);
+        // A changed, unpinned or poisoned tool definition (`trust`): refused as the policy says.
+        let decision = crate::trust::gate::gate_call(decision, trust.as_ref());
         let micros = started.elapsed().as_micros() as u64;
         if let Some(d) = &decision.denial {
             tracing::warn!(
@@ -412,6 +443,8 @@ impl ClientFilter {
 
 enum One {
     Allowed,
+    /// A tools/call held until capjail has listed the tools (`trust::listing`).
+    HeldForListing,
     /// Handed to a stage of capjail's (the answer to its own request): nothing to send.
     Consumed,
     /// Held for approval (src/approval).

@@ -65,6 +65,8 @@ pub struct RunConfig {
     /// For the audit log's session record: the layers in force, what the kernel enforces.
     pub mode_label: String,
     pub kernel_label: String,
+    /// Where tool definitions are pinned (`trust`).
+    pub pins: crate::trust::PinsConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -91,6 +93,7 @@ enum PumpEvent {
 /// Run the server behind the proxy; returns the exit code for capjail.
 pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
     let grace = cfg.policy.limits.grace;
+    let kernel_backstop = cfg.confine.is_some();
     let mut cmd = child::command(&cfg.argv);
     cmd.current_dir(&cfg.cwd);
     match cfg.confine {
@@ -134,6 +137,20 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
         None => None,
     };
     let recorder = Recorder::new(audit);
+    if cfg.filter {
+        match crate::trust::TrustSession::new(
+            &cfg.policy.trust,
+            cfg.pins.clone(),
+            crate::trust::identity::identify(&cfg.argv),
+            recorder.clone(),
+        ) {
+            Ok(t) => shared.lock().expect("shared").trust = Some(t),
+            Err(e) => {
+                let _ = end_session(&recorder, None, None);
+                return Err(RunError::Setup(e.to_string()));
+            }
+        }
+    }
     let mut server = match child::spawn(cmd, &cfg.argv[0]) {
         Ok(s) => s,
         Err(e) => {
@@ -169,6 +186,16 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
         approvals: crate::approval::for_policy(&cfg.policy, &outbox),
     };
     let checking = cfg.filter;
+    if let Some(t) = shared.lock().expect("shared").trust.as_mut() {
+        // capjail's own tools/list and the calls held for it (`trust::listing`).
+        t.listing.decider = Some(crate::trust::listing::Decider {
+            policy: cfg.policy.clone(),
+            paths: filter.paths.clone(),
+            recorder: recorder.clone(),
+            outbox: outbox.clone(),
+            kernel_backstop,
+        });
+    }
     let max_line = cfg.policy.limits.max_line_bytes;
     {
         let tx = tx.clone();
@@ -463,7 +490,7 @@ fn pump_server(
                         out.send_to_client(&line)?;
                     }
                     ServerOutcome::Rewritten(mut rewritten) => {
-                        record(false, "tools the policy blocks were hidden from tools/list")?;
+                        record(false, "tools/list rewritten: tools the policy blocks, or whose definitions changed or are suspicious, were not shown as served")?;
                         rewritten.push(b'\n');
                         out.send_to_client(&rewritten)?;
                     }

@@ -130,6 +130,19 @@ impl Recorder {
         Ok(())
     }
 
+    /// Record a `tool_trust` record (pins, definition changes, scanner findings).
+    pub fn trust(&mut self, fields: serde_json::Map<String, Value>) -> std::io::Result<()> {
+        if let Some(q) = &self.audit {
+            let weight = fields.len() * 64;
+            let record = Record::Trust {
+                fields,
+                at: SystemTime::now(),
+            };
+            q.push(record, weight).map_err(io_error)?;
+        }
+        Ok(())
+    }
+
     /// Record the end of the session and write everything still queued. `Err`: some record
     /// could not be written.
     pub fn finish(&mut self, end: SessionEnd) -> Result<(), AuditError> {

@@ -82,7 +82,13 @@ impl ServerFilter {
                     .insert(id_key(&id), kind);
                 ServerOutcome::Forward
             }
-            (Some(_), _) => ServerOutcome::Forward, // a notification
+            (Some(method), _) => {
+                // A notification. A new tool list: capjail lists again (`trust::listing`).
+                if method == "notifications/tools/list_changed" {
+                    crate::trust::listing::on_list_changed(&self.shared);
+                }
+                ServerOutcome::Forward
+            }
             (None, Some(Value::Null)) => ServerOutcome::Forward, // an error about an unparseable message
             (None, Some(id)) if Outbox::is_own_id(&id) => {
                 match self.outbox.take_answer(Peer::Server, &id) {
@@ -136,18 +142,32 @@ impl ServerFilter {
         match kind {
             Pending::Initialize => {
                 shared.catalog.on_server_info(result);
+                crate::trust::hooks::on_server_info(&mut shared, result);
                 ServerOutcome::Forward
             }
             Pending::ToolsList => {
                 shared.catalog.on_tools_list(result);
+                // Pinned and scanned definitions: changed or poisoned tools shown as the policy says.
+                let trusted = match crate::trust::hooks::on_tools_list(&mut shared, &mut v, false) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        return ServerOutcome::Drop(format!("cannot record tool definitions: {e}"))
+                    }
+                };
                 drop(shared);
+                let unchanged = |v: &Value| match trusted {
+                    true => ServerOutcome::Rewritten(
+                        serde_json::to_vec(v).expect("serialising a Value"),
+                    ),
+                    false => ServerOutcome::Forward,
+                };
                 let tp = &self.policy.tools;
                 if !tp.hide_blocked || tp.mode == ToolsMode::All {
-                    return ServerOutcome::Forward;
+                    return unchanged(&v);
                 }
                 let Some(tools) = v.pointer_mut("/result/tools").and_then(Value::as_array_mut)
                 else {
-                    return ServerOutcome::Forward;
+                    return unchanged(&v);
                 };
                 let before = tools.len();
                 tools.retain(|t| {
@@ -156,7 +176,7 @@ impl ServerFilter {
                         .is_some_and(|n| check_tool(n, tp).is_ok())
                 });
                 if tools.len() == before {
-                    return ServerOutcome::Forward;
+                    return unchanged(&v);
                 }
                 tracing::info!(
                     hidden = before - tools.len(),

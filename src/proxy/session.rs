@@ -37,6 +37,8 @@ pub struct Shared {
     /// Server requests relayed to the client and not yet answered, by id key.
     pub server_requests: HashMap<String, ServerRequest>,
     refused: VecDeque<String>,
+    /// Pinned and scanned tool definitions (`trust`); `None` when the proxy does not check.
+    pub trust: Option<crate::trust::TrustSession>,
 }
 
 impl Shared {
@@ -46,6 +48,7 @@ impl Shared {
             pending: HashMap::new(),
             server_requests: HashMap::new(),
             refused: VecDeque::new(),
+            trust: None,
         }
     }
 

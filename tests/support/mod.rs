@@ -114,10 +114,18 @@ pub fn naive_server(root: &Path, log: &Path) -> Vec<String> {
     ]
 }
 
+/// The pin file the tests' capjail runs use (`CAPJAIL_PINS`), never the user's
+/// (~/.local/state/capjail/pins.json): one per test process, under cargo's target tmp dir.
+pub fn test_pins_file() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("pins-{}.json", std::process::id()))
+}
+
 /// Run `capjail ARGS` to completion (stdin closed), bounded in time.
 pub fn capjail(args: &[&str]) -> Output {
     run_bounded(
-        Command::new(capjail_bin()).args(args),
+        Command::new(capjail_bin())
+            .args(args)
+            .env("CAPJAIL_PINS", test_pins_file()),
         None,
         Duration::from_secs(60),
     )
@@ -126,7 +134,9 @@ pub fn capjail(args: &[&str]) -> Output {
 /// Run `capjail ARGS` with `input` on stdin.
 pub fn capjail_with_input(args: &[&str], input: &[u8]) -> Output {
     run_bounded(
-        Command::new(capjail_bin()).args(args),
+        Command::new(capjail_bin())
+            .args(args)
+            .env("CAPJAIL_PINS", test_pins_file()),
         Some(input),
         Duration::from_secs(60),
     )
@@ -663,7 +673,8 @@ impl SessionBuilder {
         cmd.args(&argv[1..])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            .env("CAPJAIL_PINS", test_pins_file());
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
@@ -1321,6 +1332,9 @@ impl TWorld {
             self.policy.display().to_string(),
             "--audit".into(),
             self.audit.display().to_string(),
+            // Never the user's pin file.
+            "--pins".into(),
+            self.audit.with_file_name("pins.json").display().to_string(),
             "--".into(),
         ];
         v.extend(server.iter().cloned());

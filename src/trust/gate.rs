@@ -1,0 +1,67 @@
+//! A tools/call against what capjail knows of the tool's definition (pure).
+
+use super::approval::request_approval;
+use super::assess::CallVerdict;
+use crate::check::decide::{Decision, Verdict};
+use crate::check::Denial;
+
+/// The decision for a call, after the policy's own: a call the policy allows is refused when
+/// the tool's definition changed, is unpinned under a frozen pin file, or was flagged by the
+/// scanner (as the policy says). A call the policy refuses stays refused.
+pub fn gate_call(decision: Decision, verdict: Option<&CallVerdict>) -> Decision {
+    if !decision.is_allowed() {
+        return decision;
+    }
+    let tool = decision.tool.clone().unwrap_or_default();
+    let denial = match verdict {
+        None | Some(CallVerdict::Allow) => return decision,
+        Some(CallVerdict::Refuse { rule, reason }) => Denial::new(rule.clone(), reason.clone()),
+        Some(CallVerdict::Approve { rule, reason }) => request_approval(&tool, rule, reason),
+    };
+    Decision {
+        verdict: Verdict::Deny,
+        rule: denial.rule.clone(),
+        denial: Some(denial),
+        ..decision
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allowed() -> Decision {
+        Decision {
+            verdict: Verdict::Allow,
+            method: "tools/call".into(),
+            tool: Some("t".into()),
+            accesses: vec![],
+            rule: "default".into(),
+            denial: None,
+        }
+    }
+
+    #[test]
+    fn refusals_and_approvals_replace_an_allowed_decision() {
+        assert!(gate_call(allowed(), None).is_allowed());
+        assert!(gate_call(allowed(), Some(&CallVerdict::Allow)).is_allowed());
+        let d = gate_call(
+            allowed(),
+            Some(&CallVerdict::Refuse {
+                rule: "pins.changed".into(),
+                reason: "changed (description)".into(),
+            }),
+        );
+        assert_eq!(d.rule, "pins.changed");
+        assert_eq!(d.denial.unwrap().reason, "changed (description)");
+        let d = gate_call(
+            allowed(),
+            Some(&CallVerdict::Approve {
+                rule: "pins.changed".into(),
+                reason: "x".into(),
+            }),
+        );
+        assert_eq!(d.rule, "approval.required");
+        assert!(d.denial.unwrap().approval_required);
+    }
+}
