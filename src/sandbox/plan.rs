@@ -163,7 +163,7 @@ pub struct FsRule {
     pub origin: RuleOrigin,
     pub reason: String,
     /// Opened by the child itself (`/proc/self`): see the module comment.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub child_resolved: bool,
 }
 
