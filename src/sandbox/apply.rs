@@ -84,6 +84,12 @@ pub fn prepare_with(
 ) -> Result<PreparedSandbox, SandboxError> {
     let require = require || plan.require;
     let mut world_file = None;
+    if plan.world.enabled && launch::setup_executable().is_none() {
+        // Library use (a program other than capjail applying a plan): the layers below only.
+        plan.world = WorldPlan::disabled(
+            "no namespaces: this program did not name a setup executable (world::launch::set_setup_executable)",
+        );
+    }
     if plan.world.enabled {
         match launch::namespaces_available(&plan.world) {
             Ok(()) => {
