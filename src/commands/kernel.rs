@@ -29,6 +29,10 @@ pub fn confinement(
         }
         return Ok(Some((None, "not requested (--mode proxy)".into())));
     }
+    if let Some(why) = capjail::sandbox::world::launchers::refused(argv) {
+        eprintln!("capjail: {why}");
+        return Err(exit::USAGE);
+    }
     let plan = plan(policy, argv, &HostFacts::gather(argv));
     if dry_run {
         print!("{plan}");
