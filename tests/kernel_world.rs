@@ -429,3 +429,132 @@ fn an_unprivileged_user_gets_the_world_through_a_user_namespace() {
     assert!(r.to_string().contains("err:ENOENT"), "{r}");
     assert_eq!(std::fs::read_to_string(lab.ws.join("n.txt")).unwrap(), "written");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Launchers (issue 12 §2): each common way of starting a real server works under --mode full
+// with the least grant (the lab's workspace policy; nothing added for the launcher).
+
+fn peers_or_skip() -> bool {
+    let p = peers();
+    if p.join("venv/bin/mcp-server-fetch").exists()
+        && p.join("node/node_modules/.bin/mcp-server-filesystem").exists()
+    {
+        return true;
+    }
+    eprintln!("SKIP: real peers not installed in {} (scripts/setup-peers.sh)", p.display());
+    false
+}
+
+/// Start `server` under --mode full with the lab's workspace policy; it must list its tools.
+fn launches(lab: &Lab, server: Vec<String>) {
+    let pol = lab.ws_rw_policy();
+    let mut s = session("full", &pol, server.clone()).cwd(&lab.ws).spawn();
+    let init = s.initialize();
+    assert!(init.get("serverInfo").is_some(), "{server:?}: {init}");
+    let tools = s.request("tools/list", serde_json::json!({}));
+    let n = tools["result"]["tools"].as_array().map_or(0, Vec::len);
+    assert!(n > 0, "{server:?}: no tools: {tools}\n{}", s.stderr_text());
+    s.finish();
+}
+
+#[test]
+fn launcher_node_modules_bin_link() {
+    if !peers_or_skip() {
+        return;
+    }
+    let lab = Lab::new();
+    let bin = peer("node/node_modules/.bin/mcp-server-filesystem");
+    launches(&lab, vec![bin.display().to_string(), lab.ws_s()]);
+}
+
+#[test]
+fn launcher_node_dist_index_js() {
+    if !peers_or_skip() {
+        return;
+    }
+    let lab = Lab::new();
+    launches(&lab, fs_server(&[&lab.ws]));
+}
+
+#[test]
+fn launcher_venv_console_script_and_python_m() {
+    if !peers_or_skip() {
+        return;
+    }
+    let lab = Lab::new();
+    launches(&lab, vec![peer("venv/bin/mcp-server-fetch").display().to_string()]);
+    launches(
+        &lab,
+        vec![
+            peer("venv/bin/python").display().to_string(),
+            "-m".into(),
+            "mcp_server_fetch".into(),
+        ],
+    );
+}
+
+#[test]
+fn launcher_shell_wrapper_script() {
+    if !peers_or_skip() {
+        return;
+    }
+    let lab = Lab::new();
+    let w = lab.path("bin/start-fetch.sh");
+    std::fs::create_dir_all(w.parent().unwrap()).unwrap();
+    std::fs::write(
+        &w,
+        format!(
+            "#!/bin/sh\n# a user's wrapper\nexec {} \"$@\"\n",
+            peer("venv/bin/mcp-server-fetch").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o755)).unwrap();
+    launches(&lab, vec![w.display().to_string()]);
+}
+
+#[test]
+fn docker_is_refused_in_kernel_and_full_mode_with_an_explanation() {
+    let lab = Lab::new();
+    let pol = lab.ws_rw_policy();
+    for mode in ["kernel", "full"] {
+        let o = capjail(&[
+            "run",
+            "--mode",
+            mode,
+            "--policy",
+            pol.to_str().unwrap(),
+            "--audit",
+            "off",
+            "--",
+            "docker",
+            "run",
+            "-i",
+            "--rm",
+            "mcp/fetch",
+        ]);
+        assert!(o.stderr.contains("kernel.container_launcher"), "{mode}: {}", o.stderr);
+        assert_ne!(o.code, Some(0));
+    }
+}
+
+#[test]
+fn an_early_exit_names_what_is_missing_from_the_world() {
+    if !peers_or_skip() {
+        return;
+    }
+    let lab = Lab::new();
+    let pol = lab.ws_rw_policy();
+    // The filesystem server is given a directory the policy does not mount: it exits.
+    let outside = lab.path("secret");
+    let mut s = session("full", &pol, fs_server(&[&outside])).spawn();
+    let st = s.close();
+    assert!(st.is_some_and(|st| !st.success()));
+    let err = s.stderr_text();
+    assert!(
+        err.contains(&format!("it was given {}", outside.display()))
+            && err.contains("filesystem.mounts"),
+        "{err}"
+    );
+}

@@ -80,6 +80,24 @@ fn probe(user: bool) -> Result<(), String> {
     })
 }
 
+/// `doctor`'s line about the server's world on this machine.
+pub fn doctor_line(uid: u32) -> String {
+    let w = WorldPlan {
+        enabled: true,
+        user: uid != 0,
+        ..Default::default()
+    };
+    match namespaces_available(&w) {
+        Ok(()) => format!(
+            "namespaces: available (mount, pid, ipc, uts, net{}): servers get a world of their own",
+            if uid != 0 { ", user" } else { "" }
+        ),
+        Err(e) => format!(
+            "namespaces: NOT available ({e}): servers run with Landlock + seccomp in the host's world (no private root, /proc, PID 1, IPC or network namespace); --require-kernel refuses"
+        ),
+    }
+}
+
 /// The plan, serialized once into a sealed-by-convention memory file the setup process reads.
 #[derive(Debug)]
 pub struct PlanFile(OwnedFd);
