@@ -541,14 +541,20 @@ fn docker_is_refused_in_kernel_and_full_mode_with_an_explanation() {
 
 #[test]
 fn an_early_exit_names_what_is_missing_from_the_world() {
-    if !peers_or_skip() {
+    if !python_or_skip() {
         return;
     }
     let lab = Lab::new();
     let pol = lab.ws_rw_policy();
-    // The filesystem server is given a directory the policy does not mount: it exits.
-    let outside = lab.path("secret");
-    let mut s = session("full", &pol, fs_server(&[&outside])).spawn();
+    // A server that needs a file the policy does not mount exits at start.
+    let outside = lab.path("secret/id_rsa");
+    let server = vec![
+        PY.to_string(),
+        "-c".into(),
+        "import sys; open(sys.argv[1]).read()".into(),
+        outside.display().to_string(),
+    ];
+    let mut s = session("full", &pol, server).cwd(&lab.ws).spawn();
     let st = s.close();
     assert!(st.is_some_and(|st| !st.success()));
     let err = s.stderr_text();
