@@ -51,7 +51,11 @@ fn probe(user: bool) -> Result<(), String> {
         // SAFETY: see above.
         unsafe {
             let r = libc::unshare(flags);
-            libc::_exit(if r == 0 { 0 } else { *libc::__errno_location() & 0xff });
+            libc::_exit(if r == 0 {
+                0
+            } else {
+                *libc::__errno_location() & 0xff
+            });
         }
     }
     let mut status = 0;
@@ -120,7 +124,8 @@ impl PlanFile {
 /// Replace `cmd` (the server's command, stdio and working directory already set) by the
 /// setup process, executed with the server's environment only.
 pub fn setup_command(plan_file: &Arc<PlanFile>, env: &[(String, String)], cmd: &mut Command) {
-    let mut setup = Command::new(setup_executable().unwrap_or(std::path::Path::new("/proc/self/exe")));
+    let mut setup =
+        Command::new(setup_executable().unwrap_or(std::path::Path::new("/proc/self/exe")));
     let fd = plan_file.0.as_raw_fd();
     setup
         .arg0("capjail-sandbox")
@@ -146,7 +151,14 @@ pub fn setup_command(plan_file: &Arc<PlanFile>, env: &[(String, String)], cmd: &
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) < 0 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) < 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             if libc::getppid() != parent {

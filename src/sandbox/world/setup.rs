@@ -26,7 +26,6 @@
 use std::ffi::CString;
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
@@ -175,7 +174,15 @@ fn supervise_with(main: Pid, set: &SigSet, reap_all: bool, argv: &[String]) -> !
 /// PID 1 of the sandbox.
 fn init_main(plan: SandboxPlan, set: SigSet) -> ! {
     // SAFETY: prctl with constant arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
     // Own process group: capjail's group signals reach setup, which forwards them once.
     let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
     let w = &plan.world;
@@ -251,7 +258,15 @@ fn exit_hint(code: i32, argv: &[String]) -> String {
 fn server_main(plan: &SandboxPlan) -> ! {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     // SAFETY: prctl with constant arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
     for r in &plan.rlimits {
         let res = match r.kind {
             RlimitKind::Core => libc::RLIMIT_CORE,
@@ -269,7 +284,13 @@ fn server_main(plan: &SandboxPlan) -> ! {
         unsafe {
             if libc::getrlimit(res, &mut cur) == 0 {
                 let v = (r.value as libc::rlim_t).min(cur.rlim_max);
-                libc::setrlimit(res, &libc::rlimit { rlim_cur: v, rlim_max: v });
+                libc::setrlimit(
+                    res,
+                    &libc::rlimit {
+                        rlim_cur: v,
+                        rlim_max: v,
+                    },
+                );
             }
         }
     }
@@ -343,9 +364,4 @@ fn loopback_up() -> std::io::Result<()> {
         libc::close(s);
         r
     }
-}
-
-#[allow(dead_code)]
-fn os(s: &std::ffi::OsStr) -> &[u8] {
-    s.as_bytes()
 }
