@@ -285,3 +285,40 @@ fn walls_under_full_mode_every_class_is_contained() {
         assert!(!happened, "--mode full: the server could {what}");
     }
 }
+
+/// `network.unix_sockets` names a socket: the server may use it under the kernel layer (the
+/// key is what opens the wall, nothing else does).
+#[test]
+fn walls_unix_socket_named_by_the_policy_is_reachable() {
+    if !kernel_available() {
+        eprintln!("SKIP: no kernel layer here");
+        return;
+    }
+    let lab = Lab::new();
+    std::fs::create_dir_all(lab.path("outside")).unwrap();
+    let agent = lab.path("outside/agent.sock");
+    stand_in(&agent, "agent says hello\n".into(), None);
+    let policy = lab.policy(
+        "unix",
+        &format!(
+            "name: lab-unix\nnetwork:\n  mode: none\n  unix_sockets: [{}]\nfilesystem:\n  mode: explicit\n  mounts:\n    - path: {}\n      mode: rw\n",
+            agent.display(),
+            lab.ws.display()
+        ),
+    );
+    let server = vec![
+        capjail_bin().display().to_string(),
+        "probe-server".into(),
+        "--root".into(),
+        lab.root_s(),
+    ];
+    let mut s = SessionBuilder::capjail(
+        &["--mode", "kernel", "--policy", policy.to_str().unwrap(), "--audit", "off"],
+        server,
+    )
+    .spawn();
+    s.initialize();
+    let r = s.call_tool("status", json!({"topic": agent.display().to_string()}));
+    assert!(r.to_string().contains("agent says hello"), "{r}");
+    s.finish();
+}
