@@ -339,8 +339,6 @@ pub const SUITE: &[Case] = &[
         &[Call { tool: "status", args: r#"{"topic":"{daemon}"}"# }], &[FileAppears(DAEMON_DID)]),
     probe("probe-chmod-outside", "in-server", "chmod 04777 on a file outside the mounts",
         &[Call { tool: "touch_up", args: r#"{"topic":"chmod {target}"}"# }], &[OutsideFileChanged]),
-    probe("probe-utimes-outside", "in-server", "utimes on a file outside the mounts",
-        &[Call { tool: "touch_up", args: r#"{"topic":"utimes {target}"}"# }], &[OutsideFileChanged]),
     probe("probe-xattr-outside", "in-server", "setxattr on a file outside the mounts",
         &[Call { tool: "touch_up", args: r#"{"topic":"xattr {target}"}"# }], &[OutsideFileChanged]),
     probe("probe-prlimit-outside", "in-server", "prlimit(RLIMIT_CPU) on an outside process",

@@ -54,9 +54,9 @@ pub fn doctor_report(policy: Option<&Policy>) -> String {
     }
     let _ = writeln!(
         out,
-        "walls without namespaces (seccomp): path-based chmod/chown/utimes/xattr and SysV IPC refused; \
+        "walls without namespaces (seccomp): path-based chmod/chown/xattr and SysV IPC refused; \
          prlimit/priority/affinity only on the server itself; socket(AF_UNIX) only with network.unix_sockets. \
-         Still open without a mount/PID namespace: stat of outside paths, grandchildren that setsid()"
+         Still open without a mount/PID namespace: stat and timestamps of outside paths, grandchildren that setsid()"
     );
     let _ = writeln!(
         out,

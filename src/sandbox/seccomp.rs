@@ -29,8 +29,8 @@
 //!   `(PRIO_PROCESS, 0)`; `ioprio_set` only `(IOPRIO_WHO_PROCESS, 0)`. EPERM otherwise: an
 //!   `RLIMIT_CPU` of 1 s on a process of the same uid kills it, `RLIMIT_FSIZE` on capjail
 //!   crashes it before its audit record is written;
-//! - [`DENY_PATH_METADATA`] without a mount namespace; [`DENY_SYSV_IPC`] without an IPC
-//!   namespace ([`Walls`]);
+//! - [`DENY_PATH_METADATA`] (chmod, chown, xattr by path; not timestamps, see there) without
+//!   a mount namespace; [`DENY_SYSV_IPC`] without an IPC namespace ([`Walls`]);
 //! - ENOSYS: io_uring_*, clone3;
 //! - EACCES: `socket()` of a family the plan does not allow, and `socket(AF_UNIX)` unless the
 //!   policy names unix sockets (`network.unix_sockets`): Landlock does not govern `connect()`
@@ -120,8 +120,14 @@ pub const DENY_ENOSYS: &[Denied] = &[
 ];
 /// Path-based metadata changes, refused with EPERM when the server has no mount namespace:
 /// Landlock does not govern them, so without a private mount tree they would reach any file
-/// the uid owns. The fd-based forms stay (fchmod, fchown, fsetxattr, futimens; Landlock
-/// decided when the fd was opened). `utimensat` is refused only with a path (see the rules).
+/// the uid owns. The fd-based forms stay (fchmod, fchown, fsetxattr; Landlock decided when
+/// the fd was opened).
+///
+/// Timestamps (`utime`, `utimes`, `futimesat`, `utimensat` with a path) are NOT refused:
+/// npm's cache lock (proper-lockfile) refreshes its lock file's mtime by path every few
+/// seconds, and an EPERM there makes `npx` abort with ECOMPROMISED on a busy machine (seen in
+/// tests/kernel_servers.rs). A timestamp change outside the mounts stays possible until the
+/// server has its own mount tree.
 pub const DENY_PATH_METADATA: &[Denied] = &[
     Denied { name: "chmod", nr: libc::SYS_chmod, errno: libc::EPERM },
     Denied { name: "fchmodat", nr: libc::SYS_fchmodat, errno: libc::EPERM },
@@ -129,9 +135,6 @@ pub const DENY_PATH_METADATA: &[Denied] = &[
     Denied { name: "chown", nr: libc::SYS_chown, errno: libc::EPERM },
     Denied { name: "lchown", nr: libc::SYS_lchown, errno: libc::EPERM },
     Denied { name: "fchownat", nr: libc::SYS_fchownat, errno: libc::EPERM },
-    Denied { name: "utime", nr: libc::SYS_utime, errno: libc::EPERM },
-    Denied { name: "utimes", nr: libc::SYS_utimes, errno: libc::EPERM },
-    Denied { name: "futimesat", nr: libc::SYS_futimesat, errno: libc::EPERM },
     Denied { name: "setxattr", nr: libc::SYS_setxattr, errno: libc::EPERM },
     Denied { name: "lsetxattr", nr: libc::SYS_lsetxattr, errno: libc::EPERM },
     Denied { name: "removexattr", nr: libc::SYS_removexattr, errno: libc::EPERM },
@@ -222,13 +225,6 @@ fn eperm_rules(walls: &Walls) -> Rules {
     }
     if !walls.ipc_namespace {
         always(DENY_SYSV_IPC);
-    }
-    if !walls.mount_namespace {
-        // utimensat(dirfd, path, ...) with a path; utimensat(fd, NULL, ...) is futimens.
-        r.insert(
-            libc::SYS_utimensat,
-            vec![rule(vec![cond(1, Len::Qword, Op::Ne, 0)])],
-        );
     }
     r.insert(
         libc::SYS_clone,
@@ -410,10 +406,10 @@ pub fn describe(sockets: Option<&SocketFilter>, walls: &Walls) -> Vec<String> {
         format!("ENOSYS: {}", names(DENY_ENOSYS)),
     ];
     v.push(if walls.mount_namespace {
-        "path-based chmod/chown/utimes/xattr: allowed (mount namespace)".into()
+        "path-based chmod/chown/xattr: allowed (mount namespace)".into()
     } else {
         format!(
-            "EPERM (no mount namespace): {},utimensat with a path",
+            "EPERM (no mount namespace): {} (timestamps by path stay allowed: npm's lock needs them)",
             names(DENY_PATH_METADATA)
         )
     });
@@ -681,12 +677,8 @@ mod tests {
             assert_eq!(call(&strict, d.nr, a(&[1, 2])), EPERM, "{}", d.name);
             assert_eq!(call(&ns, d.nr, a(&[1, 2])), ALLOW, "{}", d.name);
         }
-        // utimensat: with a path refused, futimens (path NULL) allowed.
-        let ut = libc::SYS_utimensat;
-        assert_eq!(call(&strict, ut, a(&[3, 0x7fff_0000_1000])), EPERM);
-        assert_eq!(call(&strict, ut, a(&[3, 0x1_0000_0000])), EPERM, "high half only");
-        assert_eq!(call(&strict, ut, a(&[3, 0])), ALLOW);
-        assert_eq!(call(&ns, ut, a(&[3, 0x7fff_0000_1000])), ALLOW);
+        // Timestamps stay (npm's lock refreshes its mtime by path).
+        assert_eq!(call(&strict, libc::SYS_utimensat, a(&[3, 0x7fff_0000_1000])), ALLOW);
         for nr in [libc::SYS_fchmod, libc::SYS_fchown, libc::SYS_fsetxattr] {
             assert_eq!(call(&strict, nr, a(&[3, 0o4755])), ALLOW);
         }
