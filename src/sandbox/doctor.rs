@@ -74,6 +74,7 @@ pub fn doctor_report(policy: Option<&Policy>) -> String {
             "no"
         }
     );
+    let _ = writeln!(out, "{}", super::world::launch::doctor_line(f.uid));
     if let Some(p) = policy {
         let argv = vec!["node".to_string()];
         let host = HostFacts::gather(&argv);
