@@ -7,9 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-30}"
-[ -x target/release/capjail ] && [ -x target/release/capjail-bench ] || cargo build --release --quiet --bins
-B=target/release/capjail-bench
-C=target/release/capjail
+# CAPJAIL_BENCH_PROFILE=debug measures the debug build (no release build needed).
+PROFILE="${CAPJAIL_BENCH_PROFILE:-release}"
+if [ "$PROFILE" = release ]; then cargo build --release --quiet --bins; fi
+B=target/$PROFILE/capjail-bench
+C=target/$PROFILE/capjail
 OUT=.bench; mkdir -p "$OUT"
 if ! command -v bwrap >/dev/null; then
   echo "bench_startup: installing bubblewrap (apt-get)" >&2
