@@ -20,7 +20,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::env::{filter_env, EnvPlan};
 use super::facts::{ExecKind, HostFacts};
@@ -121,6 +121,20 @@ impl FsAccess {
     }
 }
 
+impl<'de> Deserialize<'de> for FsAccess {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = Vec::<String>::deserialize(d)?;
+        let mut bits = 0;
+        for n in names {
+            match Self::NAMES.iter().find(|(_, name)| *name == n) {
+                Some((b, _)) => bits |= b,
+                None => return Err(serde::de::Error::custom(format!("unknown access {n}"))),
+            }
+        }
+        Ok(FsAccess(bits))
+    }
+}
+
 impl Serialize for FsAccess {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.names().serialize(s)
@@ -128,7 +142,7 @@ impl Serialize for FsAccess {
 }
 
 /// Where a rule comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleOrigin {
     /// `filesystem.mounts`
@@ -142,19 +156,19 @@ pub enum RuleOrigin {
 }
 
 /// One Landlock path-beneath rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FsRule {
     pub path: PathBuf,
     pub access: FsAccess,
     pub origin: RuleOrigin,
     pub reason: String,
     /// Opened by the child itself (`/proc/self`): see the module comment.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub child_resolved: bool,
 }
 
 /// Which socket families the seccomp filter lets `socket()` create.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SocketFilter {
     /// `AF_*` numbers allowed.
     pub families: Vec<i32>,
@@ -162,19 +176,23 @@ pub struct SocketFilter {
     pub netlink_route: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetPlan {
     pub mode: NetworkMode,
     /// Landlock handles TCP connect and bind (ABI 4). Ports below are the only ones connect() may reach.
     pub landlock_tcp: bool,
     pub tcp_connect_ports: Vec<u16>,
-    /// `None`: socket() is not filtered.
+    /// `None`: socket() is not filtered (but for AF_UNIX, see `unix_sockets`).
     pub socket_filter: Option<SocketFilter>,
+    /// `network.unix_sockets`, expanded. Empty: seccomp refuses `socket(AF_UNIX)` (pathname
+    /// sockets are outside Landlock's rights); otherwise AF_UNIX is allowed and these paths
+    /// are granted (read/write rules, so a private mount tree holds them too).
+    pub unix_sockets: Vec<PathBuf>,
     pub notes: Vec<String>,
 }
 
 /// Landlock scopes (ABI 6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scopes {
     /// Connecting to abstract unix sockets created outside the sandbox.
     pub abstract_unix_socket: bool,
@@ -182,7 +200,7 @@ pub struct Scopes {
     pub signal: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RlimitKind {
     Core,
@@ -193,14 +211,14 @@ pub enum RlimitKind {
     Cpu,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rlimit {
     pub kind: RlimitKind,
     pub value: u64,
 }
 
 /// Everything the kernel layer will do for one server.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SandboxPlan {
     pub policy: String,
     pub argv: Vec<String>,
@@ -212,6 +230,9 @@ pub struct SandboxPlan {
     pub env: EnvPlan,
     /// `kernel.require` of the policy.
     pub require: bool,
+    /// The namespaces and the fresh root (see [`super::world`]). `prepare` clears it when the
+    /// machine cannot create namespaces: read it from the PREPARED plan.
+    pub world: super::world::WorldPlan,
     pub notes: Vec<String>,
 }
 
@@ -240,8 +261,17 @@ pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
         notes.push("npm with network `none`: npm_config_offline=true set (run from the npm cache without trying the registry)".into());
     }
 
+    let unix_sockets = unix_socket_paths(policy, &lookup, &mut notes);
     let fs_rules = policy.filesystem.mounts.as_ref().map(|mounts| {
         let mut rules = Rules::default();
+        for u in &unix_sockets {
+            rules.add(
+                u,
+                FsAccess(FsAccess::READ_FILE | FsAccess::WRITE_FILE),
+                RuleOrigin::Extra,
+                "network.unix_sockets".into(),
+            );
+        }
         for m in mounts {
             let (access, what) = match m.mode {
                 MountMode::Ro => (FsAccess::read_exec(), "ro"),
@@ -288,7 +318,8 @@ pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
         notes.push("filesystem not restricted by the policy (no mounts): Landlock filesystem rules are not used".into());
     }
 
-    let net = net_plan(policy);
+    let mut net = net_plan(policy);
+    net.unix_sockets = unix_sockets;
 
     let mut rlimits = vec![Rlimit {
         kind: RlimitKind::Core,
@@ -339,7 +370,23 @@ pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
         }
     }
 
-    SandboxPlan {
+    let invoked = host
+        .chain
+        .iter()
+        .map(|s| s.invoked.clone())
+        .chain(host.helpers.iter().map(|h| h.step.invoked.clone()))
+        .collect();
+    let world = super::world::world_plan(
+        fs_rules.as_deref(),
+        &super::world::WorldInputs {
+            wanted: kernel.namespaces.unwrap_or(true),
+            uid: host.uid,
+            network_none: policy.network.mode == NetworkMode::None,
+            home: host.home.as_deref(),
+            invoked,
+        },
+    );
+    let mut plan = SandboxPlan {
         policy: policy.name.clone(),
         argv: argv.to_vec(),
         fs_rules,
@@ -351,7 +398,38 @@ pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
         rlimits,
         env,
         require: kernel.require.unwrap_or(false),
+        world: super::world::WorldPlan::default(),
         notes,
+    };
+    plan.set_world(world);
+    plan
+}
+
+impl SandboxPlan {
+    /// Set the world; without one, package caches are no longer private, so they become
+    /// read-only (the server cannot plant code that a later unconfined run would execute).
+    pub fn set_world(&mut self, world: super::world::WorldPlan) {
+        if !world.enabled {
+            let mut downgraded = false;
+            for r in self.fs_rules.iter_mut().flatten() {
+                if r.reason
+                    .starts_with(super::world::plan::PACKAGE_CACHE_REASON)
+                    && r.access.contains(FsAccess::WRITE_FILE)
+                {
+                    r.access = FsAccess::read_exec();
+                    r.reason = format!(
+                        "{} {} read-only (no private layer without a mount namespace)",
+                        super::world::plan::PACKAGE_CACHE_REASON,
+                        r.path.display()
+                    );
+                    downgraded = true;
+                }
+            }
+            if downgraded {
+                self.notes.push("without the world the npx cache is read-only: only packages already installed there can run, and npm may fail where it writes its cache".into());
+            }
+        }
+        self.world = world;
     }
 }
 
@@ -679,7 +757,8 @@ fn runtime_rules(
                 FsAccess::all(),
                 RuleOrigin::Runtime,
                 format!(
-                    "npx package cache {} rw+exec (npx installs and runs packages from it)",
+                    "{} {} rw+exec (npx installs and runs packages from it)",
+                    super::world::plan::PACKAGE_CACHE_REASON,
                     c.display()
                 ),
             ),
@@ -776,6 +855,29 @@ fn runtime_rules(
     }
 }
 
+/// `network.unix_sockets` expanded (validated absolute by the policy compiler).
+fn unix_socket_paths(
+    policy: &Policy,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    notes: &mut Vec<String>,
+) -> Vec<PathBuf> {
+    let written = policy
+        .file
+        .network
+        .as_ref()
+        .map(|n| n.unix_sockets.as_slice())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for w in written {
+        match expand_with(w, lookup) {
+            Ok(p) if Path::new(&p).is_absolute() => out.push(PathBuf::from(p)),
+            Ok(_) => notes.push(format!("network.unix_sockets `{w}` ignored: not absolute")),
+            Err(e) => notes.push(format!("network.unix_sockets `{w}` ignored: {e}")),
+        }
+    }
+    out
+}
+
 fn net_plan(policy: &Policy) -> NetPlan {
     let n = &policy.network;
     match n.mode {
@@ -784,6 +886,7 @@ fn net_plan(policy: &Policy) -> NetPlan {
             landlock_tcp: false,
             tcp_connect_ports: vec![],
             socket_filter: None,
+            unix_sockets: vec![],
             notes: vec!["network `all`: the kernel layer does not restrict the network".into()],
         },
         NetworkMode::None => NetPlan {
@@ -792,7 +895,8 @@ fn net_plan(policy: &Policy) -> NetPlan {
             landlock_tcp: true,
             tcp_connect_ports: vec![],
             socket_filter: Some(SocketFilter { families: vec![libc::AF_UNIX], netlink_route: false }),
-            notes: vec!["socket() refused (EACCES) for every family except AF_UNIX: no IP, packet, netlink, vsock, bluetooth sockets".into()],
+            unix_sockets: vec![],
+            notes: vec!["socket() refused (EACCES) for every family except AF_UNIX (itself only with network.unix_sockets): no IP, packet, netlink, vsock, bluetooth sockets".into()],
         },
         NetworkMode::Allowlist => {
             let mut ports: Vec<u16> = Vec::new();
@@ -826,6 +930,7 @@ fn net_plan(policy: &Policy) -> NetPlan {
                     families: vec![libc::AF_UNIX, libc::AF_INET, libc::AF_INET6],
                     netlink_route: true,
                 }),
+                unix_sockets: vec![],
                 notes,
             }
         }
@@ -865,6 +970,7 @@ impl fmt::Display for SandboxPlan {
                 }
             }
         }
+        write!(f, "{}", self.world)?;
         let ports = self
             .net
             .tcp_connect_ports
@@ -882,6 +988,20 @@ impl fmt::Display for SandboxPlan {
                 String::new()
             }
         )?;
+        if self.net.unix_sockets.is_empty() {
+            writeln!(
+                f,
+                "    socket(AF_UNIX) refused (no network.unix_sockets); socketpair allowed"
+            )?;
+        } else {
+            for u in &self.net.unix_sockets {
+                writeln!(
+                    f,
+                    "    unix socket allowed: {} (network.unix_sockets)",
+                    u.display()
+                )?;
+            }
+        }
         for n in &self.net.notes {
             writeln!(f, "    - {n}")?;
         }
