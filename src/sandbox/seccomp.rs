@@ -176,12 +176,12 @@ impl Walls {
         unix_sockets: false,
     };
 
-    /// From the plan. The namespaces are not in the plan yet (until the namespace layer
-    /// lands, the server shares the host's mount and IPC namespaces).
+    /// From the plan: its world's namespaces (`plan.world` is set to disabled when capjail
+    /// falls back to the host's world, so a namespace counts only when it is in force).
     pub fn for_plan(plan: &SandboxPlan) -> Walls {
         Walls {
-            mount_namespace: false,
-            ipc_namespace: false,
+            mount_namespace: plan.world.enabled && plan.world.mount,
+            ipc_namespace: plan.world.enabled && plan.world.ipc,
             unix_sockets: !plan.net.unix_sockets.is_empty(),
         }
     }

@@ -300,7 +300,7 @@ fn server_main(plan: &SandboxPlan) -> ! {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    let prog = seccomp::compile(plan.net.socket_filter.as_ref());
+    let prog = seccomp::compile_for(plan);
     if seccomp::available().is_ok() {
         if let Err(e) = seccomp::install(&prog) {
             die(format!("seccomp: errno {e}"));
