@@ -989,10 +989,17 @@ impl fmt::Display for SandboxPlan {
             }
         )?;
         if self.net.unix_sockets.is_empty() {
-            writeln!(f, "    socket(AF_UNIX) refused (no network.unix_sockets); socketpair allowed")?;
+            writeln!(
+                f,
+                "    socket(AF_UNIX) refused (no network.unix_sockets); socketpair allowed"
+            )?;
         } else {
             for u in &self.net.unix_sockets {
-                writeln!(f, "    unix socket allowed: {} (network.unix_sockets)", u.display())?;
+                writeln!(
+                    f,
+                    "    unix socket allowed: {} (network.unix_sockets)",
+                    u.display()
+                )?;
             }
         }
         for n in &self.net.notes {
