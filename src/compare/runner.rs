@@ -14,9 +14,9 @@ use serde_json::{json, Value};
 
 use super::judge::{self, contains_any, reply_text, tool_ok, Observed, Outcome};
 use super::lab::{CaseLab, Outside};
-use super::walls_lab::{self, WallsLab};
 use super::netns::{self, Canary};
 use super::suite::{render, Case, Effect, Step, Target, Vars, WallsVars};
+use super::walls_lab::{self, WallsLab};
 use super::Mode;
 
 /// What every case run needs to know.
@@ -250,7 +250,9 @@ pub fn effect_name(e: &Effect) -> String {
         Effect::OutsideEnvToClient => "the outside process's environment reached the client".into(),
         Effect::LauncherEnvToClient => "capjail's own secret environment reached the client".into(),
         Effect::ToolSucceeded => "the tool succeeded".into(),
-        Effect::OutsideFileChanged => "a file outside the mounts changed mode, time or xattr".into(),
+        Effect::OutsideFileChanged => {
+            "a file outside the mounts changed mode, time or xattr".into()
+        }
         Effect::OutsideLimited => "the outside process's RLIMIT_CPU was set".into(),
         Effect::OutsideRescheduled => "the outside process's priority or affinity changed".into(),
         Effect::LegitToClient => "the workspace file's content reached the client".into(),

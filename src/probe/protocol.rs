@@ -179,7 +179,11 @@ fn tools_call(params: &Map<String, Value>, cfg: &ProbeConfig) -> Result<Value, (
             "Invalid params: `name` must be a string".into(),
         ));
     };
-    if !TOOLS.iter().chain(super::walls::WALL_TOOLS).any(|t| t.name == name) {
+    if !TOOLS
+        .iter()
+        .chain(super::walls::WALL_TOOLS)
+        .any(|t| t.name == name)
+    {
         return Err((INVALID_PARAMS, format!("Unknown tool: {name}")));
     }
     // Argument problems are tool execution errors (isError), as MCP asks.

@@ -139,15 +139,7 @@ fn touch_up(topic: &str) -> Outcome {
         }
         "xattr" => {
             let name = CString::new(PROBE_XATTR).expect("no NUL");
-            unsafe {
-                libc::setxattr(
-                    c.as_ptr(),
-                    name.as_ptr(),
-                    b"probe".as_ptr().cast(),
-                    5,
-                    0,
-                )
-            }
+            unsafe { libc::setxattr(c.as_ptr(), name.as_ptr(), b"probe".as_ptr().cast(), 5, 0) }
         }
         _ => return Outcome::err(format!("unknown operation {op}")),
     };

@@ -5,9 +5,9 @@ use std::fmt;
 use serde::Serialize;
 
 use super::landlock::{abi_of_fs_right, fs_rights_for_abi, net_rights_for_abi, scopes_for_abi};
-use super::seccomp::{self, Walls};
 use super::plan::{FsAccess, SandboxPlan};
 use super::privileges::PreparedPrivileges;
+use super::seccomp::{self, Walls};
 use crate::policy::schema::NetworkMode;
 
 /// What the kernel offers here (looked up once; pure functions decide from it).

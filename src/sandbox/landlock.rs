@@ -264,7 +264,9 @@ impl PreparedLandlock {
         if !fs.is_empty() {
             for p in &self.paths {
                 let access = BitFlags::<AccessFs>::from_bits_truncate(p.access);
-                c = c.add_rule(PathBeneath::new(p.fd.as_fd(), access)).map_err(e)?;
+                c = c
+                    .add_rule(PathBeneath::new(p.fd.as_fd(), access))
+                    .map_err(e)?;
             }
             if proc_self && self.proc_self_access != 0 {
                 let fd = PathFd::new("/proc/self").map_err(|x| x.to_string())?;
@@ -442,7 +444,10 @@ mod tests {
         assert_eq!(fs_rights_for_abi(1), (1 << 13) - 1);
         assert_eq!(fs_rights_for_abi(2) & FsAccess::REFER, FsAccess::REFER);
         assert_eq!(fs_rights_for_abi(2) & FsAccess::TRUNCATE, 0);
-        assert_eq!(fs_rights_for_abi(3) & FsAccess::TRUNCATE, FsAccess::TRUNCATE);
+        assert_eq!(
+            fs_rights_for_abi(3) & FsAccess::TRUNCATE,
+            FsAccess::TRUNCATE
+        );
         assert_eq!(fs_rights_for_abi(4) & FsAccess::IOCTL_DEV, 0);
         assert_eq!(fs_rights_for_abi(5), FsAccess::all().0);
         assert_eq!(net_rights_for_abi(3), 0);

@@ -64,59 +64,259 @@ pub struct Denied {
 
 /// Refused with EPERM, always.
 pub const DENY_EPERM: &[Denied] = &[
-    Denied { name: "ptrace", nr: libc::SYS_ptrace, errno: libc::EPERM },
-    Denied { name: "process_vm_readv", nr: libc::SYS_process_vm_readv, errno: libc::EPERM },
-    Denied { name: "process_vm_writev", nr: libc::SYS_process_vm_writev, errno: libc::EPERM },
-    Denied { name: "pidfd_getfd", nr: libc::SYS_pidfd_getfd, errno: libc::EPERM },
-    Denied { name: "mount", nr: libc::SYS_mount, errno: libc::EPERM },
-    Denied { name: "umount2", nr: libc::SYS_umount2, errno: libc::EPERM },
-    Denied { name: "pivot_root", nr: libc::SYS_pivot_root, errno: libc::EPERM },
-    Denied { name: "move_mount", nr: libc::SYS_move_mount, errno: libc::EPERM },
-    Denied { name: "open_tree", nr: libc::SYS_open_tree, errno: libc::EPERM },
-    Denied { name: "fsopen", nr: libc::SYS_fsopen, errno: libc::EPERM },
-    Denied { name: "fsmount", nr: libc::SYS_fsmount, errno: libc::EPERM },
-    Denied { name: "fsconfig", nr: libc::SYS_fsconfig, errno: libc::EPERM },
-    Denied { name: "fspick", nr: libc::SYS_fspick, errno: libc::EPERM },
-    Denied { name: "mount_setattr", nr: libc::SYS_mount_setattr, errno: libc::EPERM },
-    Denied { name: "chroot", nr: libc::SYS_chroot, errno: libc::EPERM },
-    Denied { name: "unshare", nr: libc::SYS_unshare, errno: libc::EPERM },
-    Denied { name: "setns", nr: libc::SYS_setns, errno: libc::EPERM },
-    Denied { name: "bpf", nr: libc::SYS_bpf, errno: libc::EPERM },
-    Denied { name: "perf_event_open", nr: libc::SYS_perf_event_open, errno: libc::EPERM },
-    Denied { name: "userfaultfd", nr: libc::SYS_userfaultfd, errno: libc::EPERM },
-    Denied { name: "kexec_load", nr: libc::SYS_kexec_load, errno: libc::EPERM },
-    Denied { name: "kexec_file_load", nr: libc::SYS_kexec_file_load, errno: libc::EPERM },
-    Denied { name: "init_module", nr: libc::SYS_init_module, errno: libc::EPERM },
-    Denied { name: "finit_module", nr: libc::SYS_finit_module, errno: libc::EPERM },
-    Denied { name: "delete_module", nr: libc::SYS_delete_module, errno: libc::EPERM },
-    Denied { name: "keyctl", nr: libc::SYS_keyctl, errno: libc::EPERM },
-    Denied { name: "add_key", nr: libc::SYS_add_key, errno: libc::EPERM },
-    Denied { name: "request_key", nr: libc::SYS_request_key, errno: libc::EPERM },
-    Denied { name: "swapon", nr: libc::SYS_swapon, errno: libc::EPERM },
-    Denied { name: "swapoff", nr: libc::SYS_swapoff, errno: libc::EPERM },
-    Denied { name: "reboot", nr: libc::SYS_reboot, errno: libc::EPERM },
-    Denied { name: "acct", nr: libc::SYS_acct, errno: libc::EPERM },
-    Denied { name: "quotactl", nr: libc::SYS_quotactl, errno: libc::EPERM },
-    Denied { name: "quotactl_fd", nr: libc::SYS_quotactl_fd, errno: libc::EPERM },
-    Denied { name: "lookup_dcookie", nr: libc::SYS_lookup_dcookie, errno: libc::EPERM },
-    Denied { name: "vhangup", nr: libc::SYS_vhangup, errno: libc::EPERM },
-    Denied { name: "open_by_handle_at", nr: libc::SYS_open_by_handle_at, errno: libc::EPERM },
-    Denied { name: "name_to_handle_at", nr: libc::SYS_name_to_handle_at, errno: libc::EPERM },
-    Denied { name: "clock_settime", nr: libc::SYS_clock_settime, errno: libc::EPERM },
-    Denied { name: "settimeofday", nr: libc::SYS_settimeofday, errno: libc::EPERM },
-    Denied { name: "adjtimex", nr: libc::SYS_adjtimex, errno: libc::EPERM },
-    Denied { name: "clock_adjtime", nr: libc::SYS_clock_adjtime, errno: libc::EPERM },
-    Denied { name: "uselib", nr: libc::SYS_uselib, errno: libc::EPERM },
-    Denied { name: "modify_ldt", nr: libc::SYS_modify_ldt, errno: libc::EPERM },
-    Denied { name: "iopl", nr: libc::SYS_iopl, errno: libc::EPERM },
-    Denied { name: "ioperm", nr: libc::SYS_ioperm, errno: libc::EPERM },
+    Denied {
+        name: "ptrace",
+        nr: libc::SYS_ptrace,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "process_vm_readv",
+        nr: libc::SYS_process_vm_readv,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "process_vm_writev",
+        nr: libc::SYS_process_vm_writev,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "pidfd_getfd",
+        nr: libc::SYS_pidfd_getfd,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "mount",
+        nr: libc::SYS_mount,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "umount2",
+        nr: libc::SYS_umount2,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "pivot_root",
+        nr: libc::SYS_pivot_root,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "move_mount",
+        nr: libc::SYS_move_mount,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "open_tree",
+        nr: libc::SYS_open_tree,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "fsopen",
+        nr: libc::SYS_fsopen,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "fsmount",
+        nr: libc::SYS_fsmount,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "fsconfig",
+        nr: libc::SYS_fsconfig,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "fspick",
+        nr: libc::SYS_fspick,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "mount_setattr",
+        nr: libc::SYS_mount_setattr,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "chroot",
+        nr: libc::SYS_chroot,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "unshare",
+        nr: libc::SYS_unshare,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "setns",
+        nr: libc::SYS_setns,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "bpf",
+        nr: libc::SYS_bpf,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "perf_event_open",
+        nr: libc::SYS_perf_event_open,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "userfaultfd",
+        nr: libc::SYS_userfaultfd,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "kexec_load",
+        nr: libc::SYS_kexec_load,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "kexec_file_load",
+        nr: libc::SYS_kexec_file_load,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "init_module",
+        nr: libc::SYS_init_module,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "finit_module",
+        nr: libc::SYS_finit_module,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "delete_module",
+        nr: libc::SYS_delete_module,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "keyctl",
+        nr: libc::SYS_keyctl,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "add_key",
+        nr: libc::SYS_add_key,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "request_key",
+        nr: libc::SYS_request_key,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "swapon",
+        nr: libc::SYS_swapon,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "swapoff",
+        nr: libc::SYS_swapoff,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "reboot",
+        nr: libc::SYS_reboot,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "acct",
+        nr: libc::SYS_acct,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "quotactl",
+        nr: libc::SYS_quotactl,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "quotactl_fd",
+        nr: libc::SYS_quotactl_fd,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "lookup_dcookie",
+        nr: libc::SYS_lookup_dcookie,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "vhangup",
+        nr: libc::SYS_vhangup,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "open_by_handle_at",
+        nr: libc::SYS_open_by_handle_at,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "name_to_handle_at",
+        nr: libc::SYS_name_to_handle_at,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "clock_settime",
+        nr: libc::SYS_clock_settime,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "settimeofday",
+        nr: libc::SYS_settimeofday,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "adjtimex",
+        nr: libc::SYS_adjtimex,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "clock_adjtime",
+        nr: libc::SYS_clock_adjtime,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "uselib",
+        nr: libc::SYS_uselib,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "modify_ldt",
+        nr: libc::SYS_modify_ldt,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "iopl",
+        nr: libc::SYS_iopl,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "ioperm",
+        nr: libc::SYS_ioperm,
+        errno: libc::EPERM,
+    },
 ];
 /// Refused with ENOSYS ("not implemented": libuv falls back to epoll, glibc from clone3 to clone).
 pub const DENY_ENOSYS: &[Denied] = &[
-    Denied { name: "io_uring_setup", nr: libc::SYS_io_uring_setup, errno: libc::ENOSYS },
-    Denied { name: "io_uring_enter", nr: libc::SYS_io_uring_enter, errno: libc::ENOSYS },
-    Denied { name: "io_uring_register", nr: libc::SYS_io_uring_register, errno: libc::ENOSYS },
-    Denied { name: "clone3", nr: libc::SYS_clone3, errno: libc::ENOSYS },
+    Denied {
+        name: "io_uring_setup",
+        nr: libc::SYS_io_uring_setup,
+        errno: libc::ENOSYS,
+    },
+    Denied {
+        name: "io_uring_enter",
+        nr: libc::SYS_io_uring_enter,
+        errno: libc::ENOSYS,
+    },
+    Denied {
+        name: "io_uring_register",
+        nr: libc::SYS_io_uring_register,
+        errno: libc::ENOSYS,
+    },
+    Denied {
+        name: "clone3",
+        nr: libc::SYS_clone3,
+        errno: libc::ENOSYS,
+    },
 ];
 /// Path-based metadata changes, refused with EPERM when the server has no mount namespace:
 /// Landlock does not govern them, so without a private mount tree they would reach any file
@@ -129,32 +329,120 @@ pub const DENY_ENOSYS: &[Denied] = &[
 /// tests/kernel_servers.rs). A timestamp change outside the mounts stays possible until the
 /// server has its own mount tree.
 pub const DENY_PATH_METADATA: &[Denied] = &[
-    Denied { name: "chmod", nr: libc::SYS_chmod, errno: libc::EPERM },
-    Denied { name: "fchmodat", nr: libc::SYS_fchmodat, errno: libc::EPERM },
-    Denied { name: "fchmodat2", nr: 452, errno: libc::EPERM },
-    Denied { name: "chown", nr: libc::SYS_chown, errno: libc::EPERM },
-    Denied { name: "lchown", nr: libc::SYS_lchown, errno: libc::EPERM },
-    Denied { name: "fchownat", nr: libc::SYS_fchownat, errno: libc::EPERM },
-    Denied { name: "setxattr", nr: libc::SYS_setxattr, errno: libc::EPERM },
-    Denied { name: "lsetxattr", nr: libc::SYS_lsetxattr, errno: libc::EPERM },
-    Denied { name: "removexattr", nr: libc::SYS_removexattr, errno: libc::EPERM },
-    Denied { name: "lremovexattr", nr: libc::SYS_lremovexattr, errno: libc::EPERM },
+    Denied {
+        name: "chmod",
+        nr: libc::SYS_chmod,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "fchmodat",
+        nr: libc::SYS_fchmodat,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "fchmodat2",
+        nr: 452,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "chown",
+        nr: libc::SYS_chown,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "lchown",
+        nr: libc::SYS_lchown,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "fchownat",
+        nr: libc::SYS_fchownat,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "setxattr",
+        nr: libc::SYS_setxattr,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "lsetxattr",
+        nr: libc::SYS_lsetxattr,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "removexattr",
+        nr: libc::SYS_removexattr,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "lremovexattr",
+        nr: libc::SYS_lremovexattr,
+        errno: libc::EPERM,
+    },
 ];
 /// System V IPC, refused with EPERM when the server has no IPC namespace (its keys and ids
 /// are host-wide: another process's shared memory, queues and semaphores).
 pub const DENY_SYSV_IPC: &[Denied] = &[
-    Denied { name: "shmget", nr: libc::SYS_shmget, errno: libc::EPERM },
-    Denied { name: "shmat", nr: libc::SYS_shmat, errno: libc::EPERM },
-    Denied { name: "shmdt", nr: libc::SYS_shmdt, errno: libc::EPERM },
-    Denied { name: "shmctl", nr: libc::SYS_shmctl, errno: libc::EPERM },
-    Denied { name: "msgget", nr: libc::SYS_msgget, errno: libc::EPERM },
-    Denied { name: "msgsnd", nr: libc::SYS_msgsnd, errno: libc::EPERM },
-    Denied { name: "msgrcv", nr: libc::SYS_msgrcv, errno: libc::EPERM },
-    Denied { name: "msgctl", nr: libc::SYS_msgctl, errno: libc::EPERM },
-    Denied { name: "semget", nr: libc::SYS_semget, errno: libc::EPERM },
-    Denied { name: "semop", nr: libc::SYS_semop, errno: libc::EPERM },
-    Denied { name: "semtimedop", nr: libc::SYS_semtimedop, errno: libc::EPERM },
-    Denied { name: "semctl", nr: libc::SYS_semctl, errno: libc::EPERM },
+    Denied {
+        name: "shmget",
+        nr: libc::SYS_shmget,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "shmat",
+        nr: libc::SYS_shmat,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "shmdt",
+        nr: libc::SYS_shmdt,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "shmctl",
+        nr: libc::SYS_shmctl,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "msgget",
+        nr: libc::SYS_msgget,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "msgsnd",
+        nr: libc::SYS_msgsnd,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "msgrcv",
+        nr: libc::SYS_msgrcv,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "msgctl",
+        nr: libc::SYS_msgctl,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "semget",
+        nr: libc::SYS_semget,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "semop",
+        nr: libc::SYS_semop,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "semtimedop",
+        nr: libc::SYS_semtimedop,
+        errno: libc::EPERM,
+    },
+    Denied {
+        name: "semctl",
+        nr: libc::SYS_semctl,
+        errno: libc::EPERM,
+    },
 ];
 
 /// What the filter may leave to the other walls. The strictest value ([`Walls::STRICT`]:
@@ -176,12 +464,12 @@ impl Walls {
         unix_sockets: false,
     };
 
-    /// From the plan. The namespaces are not in the plan yet (until the namespace layer
-    /// lands, the server shares the host's mount and IPC namespaces).
+    /// From the plan: its world's namespaces (`plan.world` is set to disabled when capjail
+    /// falls back to the host's world, so a namespace counts only when it is in force).
     pub fn for_plan(plan: &SandboxPlan) -> Walls {
         Walls {
-            mount_namespace: false,
-            ipc_namespace: false,
+            mount_namespace: plan.world.enabled && plan.world.mount,
+            ipc_namespace: plan.world.enabled && plan.world.ipc,
             unix_sockets: !plan.net.unix_sockets.is_empty(),
         }
     }
@@ -236,8 +524,8 @@ fn eperm_rules(walls: &Walls) -> Rules {
     r.insert(
         libc::SYS_ioctl,
         vec![
-            rule(vec![cond(1, Len::Dword, Op::Eq, libc::TIOCSTI as u64)]),
-            rule(vec![cond(1, Len::Dword, Op::Eq, libc::TIOCLINUX as u64)]),
+            rule(vec![cond(1, Len::Dword, Op::Eq, libc::TIOCSTI)]),
+            rule(vec![cond(1, Len::Dword, Op::Eq, libc::TIOCLINUX)]),
         ],
     );
     r.insert(
@@ -282,7 +570,12 @@ fn eacces_rules(sockets: Option<&SocketFilter>, walls: &Walls) -> Rules {
         None => {
             r.insert(
                 libc::SYS_socket,
-                vec![rule(vec![cond(0, Len::Dword, Op::Eq, libc::AF_UNIX as u64)])],
+                vec![rule(vec![cond(
+                    0,
+                    Len::Dword,
+                    Op::Eq,
+                    libc::AF_UNIX as u64,
+                )])],
             );
         }
         Some(sf) => {
@@ -345,12 +638,15 @@ fn link(out: &mut Vec<libc::sock_filter>, rules: Rules, errno: i32) {
     .expect("distinct actions");
     let prog: BpfProgram = filter.try_into().expect("filter within BPF_MAXINSNS");
     // seccompiler's program starts with its 3-instruction arch check (LD arch; JEQ; RET KILL).
-    assert_eq!(prog[2].k, libc::SECCOMP_RET_KILL_PROCESS, "seccompiler layout");
+    assert_eq!(
+        prog[2].k,
+        libc::SECCOMP_RET_KILL_PROCESS,
+        "seccompiler layout"
+    );
     let body = &prog[3..];
     let n = body.len();
     for (i, ins) in body.iter().enumerate() {
-        if u32::from(ins.code) == libc::BPF_RET | libc::BPF_K && ins.k == libc::SECCOMP_RET_ALLOW
-        {
+        if u32::from(ins.code) == libc::BPF_RET | libc::BPF_K && ins.k == libc::SECCOMP_RET_ALLOW {
             out.push(stmt(libc::BPF_JMP | libc::BPF_JA, (n - i - 1) as u32));
         } else {
             out.push(jump(u32::from(ins.code), ins.k, ins.jt, ins.jf));
@@ -379,7 +675,10 @@ pub fn compile_with(sockets: Option<&SocketFilter>, walls: &Walls) -> Vec<libc::
         1,
         0,
     ));
-    p.push(stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_KILL_PROCESS));
+    p.push(stmt(
+        libc::BPF_RET | libc::BPF_K,
+        libc::SECCOMP_RET_KILL_PROCESS,
+    ));
     p.push(stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0));
     p.push(jump(
         libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K,
@@ -387,7 +686,10 @@ pub fn compile_with(sockets: Option<&SocketFilter>, walls: &Walls) -> Vec<libc::
         0,
         1,
     ));
-    p.push(stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_KILL_PROCESS));
+    p.push(stmt(
+        libc::BPF_RET | libc::BPF_K,
+        libc::SECCOMP_RET_KILL_PROCESS,
+    ));
     link(&mut p, enosys_rules(), libc::ENOSYS);
     link(&mut p, eacces_rules(sockets, walls), libc::EACCES);
     link(&mut p, eperm_rules(walls), libc::EPERM);
@@ -572,13 +874,23 @@ mod tests {
 
     #[test]
     fn deny_lists() {
-        for w in [Walls::STRICT, Walls { mount_namespace: true, ipc_namespace: true, unix_sockets: true }] {
+        for w in [
+            Walls::STRICT,
+            Walls {
+                mount_namespace: true,
+                ipc_namespace: true,
+                unix_sockets: true,
+            },
+        ] {
             let p = compile_with(None, &w);
             for d in DENY_EPERM.iter().chain(DENY_ENOSYS) {
                 assert_eq!(call(&p, d.nr, [0; 6]), errno_action(d.errno), "{}", d.name);
             }
             // network `all`: socket untouched but for AF_UNIX
-            assert_eq!(call(&p, libc::SYS_socket, a(&[libc::AF_INET as u64, 1])), ALLOW);
+            assert_eq!(
+                call(&p, libc::SYS_socket, a(&[libc::AF_INET as u64, 1])),
+                ALLOW
+            );
         }
     }
 
@@ -600,10 +912,17 @@ mod tests {
         }
         // High bits do not smuggle AF_INET past the check (the kernel truncates to int).
         assert_eq!(
-            call(&p, libc::SYS_socket, a(&[(1u64 << 32) | libc::AF_INET as u64, 1])),
+            call(
+                &p,
+                libc::SYS_socket,
+                a(&[(1u64 << 32) | libc::AF_INET as u64, 1])
+            ),
             EACCES
         );
-        let unix = Walls { unix_sockets: true, ..Walls::STRICT };
+        let unix = Walls {
+            unix_sockets: true,
+            ..Walls::STRICT
+        };
         let p = compile_with(Some(&none_net()), &unix);
         assert_eq!(s(&p, libc::AF_UNIX, 0), ALLOW);
         assert_eq!(s(&p, libc::AF_INET, 0), EACCES);
@@ -634,10 +953,14 @@ mod tests {
             | libc::CLONE_THREAD) as u64;
         assert_eq!(call(&p, libc::SYS_clone, a(&[thread_flags])), ALLOW);
         for f in CLONE_NEW_FLAGS {
-            assert_eq!(call(&p, libc::SYS_clone, a(&[f as u64 | 17])), EPERM, "{f:#x}");
+            assert_eq!(
+                call(&p, libc::SYS_clone, a(&[f as u64 | 17])),
+                EPERM,
+                "{f:#x}"
+            );
         }
-        assert_eq!(call(&p, libc::SYS_ioctl, a(&[0, libc::TIOCSTI as u64])), EPERM);
-        assert_eq!(call(&p, libc::SYS_ioctl, a(&[0, libc::TCGETS as u64])), ALLOW);
+        assert_eq!(call(&p, libc::SYS_ioctl, a(&[0, libc::TIOCSTI])), EPERM);
+        assert_eq!(call(&p, libc::SYS_ioctl, a(&[0, libc::TCGETS])), ALLOW);
         assert_eq!(call(&p, libc::SYS_personality, a(&[0xffff_ffff])), ALLOW);
         assert_eq!(call(&p, libc::SYS_personality, a(&[0])), ALLOW);
         assert_eq!(call(&p, libc::SYS_personality, a(&[0x0040000])), EPERM);
@@ -655,11 +978,18 @@ mod tests {
         ] {
             assert_eq!(call(&p, nr, a(&[0, 7])), ALLOW, "{nr}");
             assert_eq!(call(&p, nr, a(&[1234, 7])), EPERM, "{nr}");
-            assert_eq!(call(&p, nr, a(&[1 << 32, 7])), ALLOW, "{nr}: the kernel reads an int");
+            assert_eq!(
+                call(&p, nr, a(&[1 << 32, 7])),
+                ALLOW,
+                "{nr}: the kernel reads an int"
+            );
         }
         assert_eq!(call(&p, libc::SYS_setpriority, a(&[0, 0, 10])), ALLOW);
         assert_eq!(call(&p, libc::SYS_setpriority, a(&[0, 99, 10])), EPERM);
-        assert_eq!(call(&p, libc::SYS_setpriority, a(&[2 /* PRIO_USER */, 0, 10])), EPERM);
+        assert_eq!(
+            call(&p, libc::SYS_setpriority, a(&[2 /* PRIO_USER */, 0, 10])),
+            EPERM
+        );
         assert_eq!(call(&p, libc::SYS_ioprio_set, a(&[1, 0, 0])), ALLOW);
         assert_eq!(call(&p, libc::SYS_ioprio_set, a(&[1, 42, 0])), EPERM);
         assert_eq!(call(&p, libc::SYS_ioprio_set, a(&[3, 0, 0])), EPERM);
@@ -671,14 +1001,21 @@ mod tests {
         let strict = compile(Some(&none_net()));
         let ns = compile_with(
             Some(&none_net()),
-            &Walls { mount_namespace: true, ipc_namespace: true, unix_sockets: false },
+            &Walls {
+                mount_namespace: true,
+                ipc_namespace: true,
+                unix_sockets: false,
+            },
         );
         for d in DENY_PATH_METADATA.iter().chain(DENY_SYSV_IPC) {
             assert_eq!(call(&strict, d.nr, a(&[1, 2])), EPERM, "{}", d.name);
             assert_eq!(call(&ns, d.nr, a(&[1, 2])), ALLOW, "{}", d.name);
         }
         // Timestamps stay (npm's lock refreshes its mtime by path).
-        assert_eq!(call(&strict, libc::SYS_utimensat, a(&[3, 0x7fff_0000_1000])), ALLOW);
+        assert_eq!(
+            call(&strict, libc::SYS_utimensat, a(&[3, 0x7fff_0000_1000])),
+            ALLOW
+        );
         for nr in [libc::SYS_fchmod, libc::SYS_fchown, libc::SYS_fsetxattr] {
             assert_eq!(call(&strict, nr, a(&[3, 0o4755])), ALLOW);
         }
