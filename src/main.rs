@@ -9,6 +9,14 @@ use capjail::exit;
 use cli::{Cli, LogFormat};
 
 fn main() {
+    // The sandbox's setup process (capjail re-executed by itself; see sandbox::world).
+    #[cfg(target_os = "linux")]
+    {
+        let args: Vec<String> = std::env::args().collect();
+        if args.get(1).map(String::as_str) == Some(capjail::sandbox::world::SETUP_ARG) {
+            capjail::sandbox::world::setup_main(&args[2..]);
+        }
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -204,6 +204,11 @@ pub struct KernelSection {
     /// Extra paths the server may write (caches) beyond the mounts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_write: Vec<String>,
+    /// Give the server a world of its own (mount, PID, IPC, UTS, network, user namespaces;
+    /// default true). `false` keeps only Landlock + seccomp in the host's world (the fallback
+    /// used where namespaces cannot be created; tests force it with this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<bool>,
     /// Resource limits: `nofile`, `nproc`, `as_bytes`, `fsize_bytes`, `cpu_seconds`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub rlimits: std::collections::BTreeMap<String, u64>,

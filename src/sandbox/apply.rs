@@ -1,5 +1,10 @@
 //! Applying a plan to a `std::process::Command`.
 //!
+//! When the plan has a world (namespaces, see [`super::world`]) and this machine can make
+//! it, [`apply_to`] replaces the command by capjail's setup process, which applies the
+//! layers below itself (single-threaded, after building the world). Otherwise (the
+//! fallback) the layers are applied in this process's `pre_exec`, as follows.
+//!
 //! The parent is a multi-threaded tokio program, so everything that allocates, opens files or
 //! may fail with a message happens in [`prepare`], BEFORE fork: Landlock paths are opened
 //! (`O_PATH|O_CLOEXEC`) and the ruleset is dry-run, the seccomp program is assembled, the
@@ -36,6 +41,8 @@ use super::landlock::PreparedLandlock;
 use super::plan::{RlimitKind, SandboxPlan};
 use super::privileges::{self, PreparedPrivileges};
 use super::seccomp;
+use super::world::launch::{self, PlanFile};
+use super::world::WorldPlan;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -60,6 +67,8 @@ pub struct PreparedSandbox {
     pub plan: SandboxPlan,
     pub enforcement: Enforcement,
     child: Arc<ChildSide>,
+    /// `Some`: the server gets its own world (namespaces); the setup process reads this plan.
+    world_file: Option<Arc<PlanFile>>,
 }
 
 /// Detect the kernel's features and prepare `plan`. With `require`, anything less than full
@@ -69,12 +78,36 @@ pub fn prepare(plan: SandboxPlan, require: bool) -> Result<PreparedSandbox, Sand
 }
 
 pub fn prepare_with(
-    plan: SandboxPlan,
+    mut plan: SandboxPlan,
     require: bool,
     features: &KernelFeatures,
 ) -> Result<PreparedSandbox, SandboxError> {
-    let mut enforcement = Enforcement::compute(&plan, features);
     let require = require || plan.require;
+    let mut world_file = None;
+    if plan.world.enabled {
+        match launch::namespaces_available(&plan.world) {
+            Ok(()) => {
+                let json = serde_json::to_string(&plan)
+                    .map_err(|e| SandboxError::Prepare(format!("plan: {e}")))?;
+                let f = PlanFile::new(&json)
+                    .map_err(|e| SandboxError::Prepare(format!("plan file: {e}")))?;
+                world_file = Some(Arc::new(f));
+            }
+            Err(why) => {
+                let missing = plan.world.namespaces();
+                if require {
+                    return Err(SandboxError::NotEnforced(format!(
+                        "the server's world: {why} (missing namespaces: {missing})"
+                    )));
+                }
+                tracing::warn!("the server's world is missing: {why}; namespaces {missing} NOT in force; Landlock + seccomp only, in the host's world");
+                plan.world = WorldPlan::disabled(format!(
+                    "fallback: {why}; missing namespaces: {missing} (Landlock + seccomp only, in the host's world)"
+                ));
+            }
+        }
+    }
+    let mut enforcement = Enforcement::compute(&plan, features);
     if require && enforcement.overall() != Overall::Full {
         return Err(SandboxError::NotEnforced(enforcement.gaps().join("; ")));
     }
@@ -120,11 +153,18 @@ pub fn prepare_with(
         plan,
         enforcement,
         child: Arc::new(child),
+        world_file,
     })
 }
 
 /// Set the server's environment and install the confinement to run between fork and exec.
 pub fn apply_to(prepared: &PreparedSandbox, cmd: &mut Command) {
+    if let Some(f) = &prepared.world_file {
+        // The server's own world: capjail re-executes itself as the setup process, which
+        // builds the namespaces and applies every layer below in the server (world::setup).
+        launch::setup_command(f, &prepared.plan.env.values, cmd);
+        return;
+    }
     cmd.env_clear();
     cmd.envs(prepared.plan.env.values.iter().map(|(k, v)| (k, v)));
     let child = Arc::clone(&prepared.child);

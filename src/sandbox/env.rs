@@ -12,7 +12,7 @@
 //!   caller's choosing in the server before its first line, which the sandbox would then
 //!   treat as the server's own.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::policy::schema::EnvironmentSection;
 
@@ -38,7 +38,7 @@ pub const DEFAULT_ALLOW: &[&str] = &[
 ];
 
 /// Why a variable did not reach the server.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DropReason {
     /// Not in the allowlist.
@@ -51,7 +51,7 @@ pub enum DropReason {
 
 /// The environment the server will see. Values are kept out of the serialized form (they may
 /// be secrets the user chose to pass): the plan shows names only.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EnvPlan {
     /// Names passed (inherited or set), sorted.
     pub passed: Vec<String>,

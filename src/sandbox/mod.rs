@@ -79,6 +79,8 @@ pub mod plan;
 pub mod privileges;
 #[cfg(target_os = "linux")]
 pub mod seccomp;
+#[cfg(target_os = "linux")]
+pub mod world;
 
 #[cfg(target_os = "linux")]
 pub use apply::{

@@ -20,7 +20,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::env::{filter_env, EnvPlan};
 use super::facts::{ExecKind, HostFacts};
@@ -121,6 +121,20 @@ impl FsAccess {
     }
 }
 
+impl<'de> Deserialize<'de> for FsAccess {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = Vec::<String>::deserialize(d)?;
+        let mut bits = 0;
+        for n in names {
+            match Self::NAMES.iter().find(|(_, name)| *name == n) {
+                Some((b, _)) => bits |= b,
+                None => return Err(serde::de::Error::custom(format!("unknown access {n}"))),
+            }
+        }
+        Ok(FsAccess(bits))
+    }
+}
+
 impl Serialize for FsAccess {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.names().serialize(s)
@@ -128,7 +142,7 @@ impl Serialize for FsAccess {
 }
 
 /// Where a rule comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RuleOrigin {
     /// `filesystem.mounts`
@@ -142,19 +156,19 @@ pub enum RuleOrigin {
 }
 
 /// One Landlock path-beneath rule.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FsRule {
     pub path: PathBuf,
     pub access: FsAccess,
     pub origin: RuleOrigin,
     pub reason: String,
     /// Opened by the child itself (`/proc/self`): see the module comment.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub child_resolved: bool,
 }
 
 /// Which socket families the seccomp filter lets `socket()` create.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SocketFilter {
     /// `AF_*` numbers allowed.
     pub families: Vec<i32>,
@@ -162,7 +176,7 @@ pub struct SocketFilter {
     pub netlink_route: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NetPlan {
     pub mode: NetworkMode,
     /// Landlock handles TCP connect and bind (ABI 4). Ports below are the only ones connect() may reach.
@@ -174,7 +188,7 @@ pub struct NetPlan {
 }
 
 /// Landlock scopes (ABI 6).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scopes {
     /// Connecting to abstract unix sockets created outside the sandbox.
     pub abstract_unix_socket: bool,
@@ -182,7 +196,7 @@ pub struct Scopes {
     pub signal: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RlimitKind {
     Core,
@@ -193,14 +207,14 @@ pub enum RlimitKind {
     Cpu,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rlimit {
     pub kind: RlimitKind,
     pub value: u64,
 }
 
 /// Everything the kernel layer will do for one server.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SandboxPlan {
     pub policy: String,
     pub argv: Vec<String>,
@@ -212,6 +226,9 @@ pub struct SandboxPlan {
     pub env: EnvPlan,
     /// `kernel.require` of the policy.
     pub require: bool,
+    /// The namespaces and the fresh root (see [`super::world`]). `prepare` clears it when the
+    /// machine cannot create namespaces: read it from the PREPARED plan.
+    pub world: super::world::WorldPlan,
     pub notes: Vec<String>,
 }
 
@@ -339,6 +356,22 @@ pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
         }
     }
 
+    let invoked = host
+        .chain
+        .iter()
+        .map(|s| s.invoked.clone())
+        .chain(host.helpers.iter().map(|h| h.step.invoked.clone()))
+        .collect();
+    let world = super::world::world_plan(
+        fs_rules.as_deref(),
+        &super::world::WorldInputs {
+            wanted: kernel.namespaces.unwrap_or(true),
+            uid: host.uid,
+            network_none: policy.network.mode == NetworkMode::None,
+            home: host.home.as_deref(),
+            invoked,
+        },
+    );
     SandboxPlan {
         policy: policy.name.clone(),
         argv: argv.to_vec(),
@@ -351,6 +384,7 @@ pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
         rlimits,
         env,
         require: kernel.require.unwrap_or(false),
+        world,
         notes,
     }
 }

@@ -1,0 +1,358 @@
+//! Building the fresh root inside the new mount namespace (runs in the sandbox's PID 1,
+//! single-threaded, before the server exists).
+//!
+//! Steps (the shape bubblewrap uses, written anew):
+//! 1. every mount becomes private (nothing propagates back to the host);
+//! 2. a tmpfs on `/tmp` becomes a scaffold root by `pivot_root`: the host's root is then at
+//!    `/oldroot` (with its own `/tmp` visible again), and the new root is built at `/newroot`;
+//! 3. each bind of the plan: the symlinks on its way are recreated, the real path is bound
+//!    (`MS_BIND|MS_REC`) and then made read-only (recursively, `mount_setattr`) unless it
+//!    writes; every bind is `nosuid,nodev`;
+//! 4. `/dev`, `/dev/shm`, `/tmp`, `/proc`, empty `$HOME`;
+//! 5. `pivot_root` into `/newroot`, the old root detached, the new root's tmpfs read-only.
+//!
+//! Nothing is ever created on the host: directories and files are only made on the tmpfs
+//! (a path inside a bound host directory already exists there, as it does on the host).
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io;
+use std::os::unix::fs::{symlink, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use super::plan::WorldPlan;
+
+const OLD: &str = "/oldroot";
+const NEW: &str = "/newroot";
+
+/// A step failed: which, on what, why.
+#[derive(Debug, thiserror::Error)]
+#[error("{step} {path}: {err}")]
+pub struct RootError {
+    pub step: &'static str,
+    pub path: String,
+    pub err: io::Error,
+}
+
+fn ctx<T>(r: Result<T, impl Into<io::Error>>, step: &'static str, path: &Path) -> Result<T, RootError> {
+    r.map_err(|e| RootError {
+        step,
+        path: path.display().to_string(),
+        err: e.into(),
+    })
+}
+
+fn nix_io(e: nix::Error) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
+
+fn mnt(
+    src: Option<&Path>,
+    dst: &Path,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: Option<&str>,
+    step: &'static str,
+) -> Result<(), RootError> {
+    ctx(
+        mount(src, dst, fstype, flags, data).map_err(nix_io),
+        step,
+        dst,
+    )
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+
+/// Set attributes on the mount at `path` and every mount below it.
+fn set_attr_recursive(path: &Path, set: u64) -> Result<(), RootError> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|_| RootError {
+        step: "mount_setattr",
+        path: path.display().to_string(),
+        err: io::ErrorKind::InvalidInput.into(),
+    })?;
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: mount_setattr(2) with a valid path and a correctly sized struct.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r != 0 {
+        return Err(RootError {
+            step: "mount_setattr",
+            path: path.display().to_string(),
+            err: io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+fn under(base: &str, p: &Path) -> PathBuf {
+    let rel = p.strip_prefix("/").unwrap_or(p);
+    Path::new(base).join(rel)
+}
+
+/// Build the root and pivot into it. `home`: the server's HOME (an empty dir if the plan says).
+pub fn build(world: &WorldPlan) -> Result<Vec<String>, RootError> {
+    let mut notes = Vec::new();
+    let root = Path::new("/");
+    mnt(None, root, None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None, "make-private")?;
+    let base = Path::new("/tmp");
+    mnt(
+        Some(Path::new("tmpfs")),
+        base,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+        "tmpfs scaffold",
+    )?;
+    ctx(fs::create_dir("/tmp/oldroot"), "mkdir", Path::new("/tmp/oldroot"))?;
+    ctx(fs::create_dir("/tmp/newroot"), "mkdir", Path::new("/tmp/newroot"))?;
+    mnt(
+        Some(Path::new("tmpfs")),
+        Path::new("/tmp/newroot"),
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=0755"),
+        "tmpfs root",
+    )?;
+    ctx(std::env::set_current_dir(base), "chdir", base)?;
+    ctx(
+        nix::unistd::pivot_root(".", "oldroot").map_err(nix_io),
+        "pivot_root",
+        base,
+    )?;
+    ctx(std::env::set_current_dir("/"), "chdir", root)?;
+
+    if world.private_tmp {
+        let t = Path::new("/newroot/tmp");
+        mkdirs(t)?;
+        mnt(
+            Some(Path::new("tmpfs")),
+            t,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=1777"),
+            "tmpfs /tmp",
+        )?;
+    }
+    for b in &world.binds {
+        match bind(&b.path, b.writable, 0) {
+            Ok(()) => {}
+            Err(e) if e.err.kind() == io::ErrorKind::NotFound && e.step == "lstat" => {
+                notes.push(format!("{} does not exist here: not in the world", b.path.display()));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    devices()?;
+    let proc_ = Path::new("/newroot/proc");
+    mkdirs(proc_)?;
+    mnt(
+        Some(Path::new("proc")),
+        proc_,
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None,
+        "mount /proc",
+    )?;
+    if let Some(h) = &world.empty_home {
+        mkdirs(&under(NEW, h))?;
+    }
+
+    let nr = Path::new(NEW);
+    ctx(std::env::set_current_dir(nr), "chdir", nr)?;
+    ctx(nix::unistd::pivot_root(".", ".").map_err(nix_io), "pivot_root", nr)?;
+    ctx(umount2(".", MntFlags::MNT_DETACH).map_err(nix_io), "detach old root", nr)?;
+    ctx(std::env::set_current_dir("/"), "chdir", root)?;
+    mnt(
+        None,
+        root,
+        None,
+        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        None,
+        "read-only root",
+    )?;
+    Ok(notes)
+}
+
+/// `mkdir -p` on the new root's tmpfs.
+fn mkdirs(p: &Path) -> Result<(), RootError> {
+    ctx(fs::create_dir_all(p), "mkdir", p)
+}
+
+/// Bind the host's `path` at the same path in the new root, recreating the symlinks on the way.
+fn bind(path: &Path, writable: bool, depth: u32) -> Result<(), RootError> {
+    if depth > 40 {
+        return Err(RootError {
+            step: "resolve",
+            path: path.display().to_string(),
+            err: io::Error::from_raw_os_error(libc::ELOOP),
+        });
+    }
+    // Walk the components; at the first symlink, recreate it and continue with its target.
+    let mut cur = PathBuf::from("/");
+    let comps: Vec<Component> = path.components().collect();
+    for (i, c) in comps.iter().enumerate() {
+        match c {
+            Component::RootDir | Component::CurDir => continue,
+            Component::ParentDir => {
+                cur.pop();
+                continue;
+            }
+            Component::Normal(name) => {
+                let next = cur.join(name);
+                let host = under(OLD, &next);
+                let meta = ctx(fs::symlink_metadata(&host), "lstat", &next)?;
+                if meta.file_type().is_symlink() {
+                    let target = ctx(fs::read_link(&host), "readlink", &next)?;
+                    let link = under(NEW, &next);
+                    if fs::symlink_metadata(&link).is_err() {
+                        mkdirs(link.parent().unwrap_or(Path::new(NEW)))?;
+                        ctx(symlink(&target, &link), "symlink", &next)?;
+                    }
+                    let mut resolved = if target.is_absolute() {
+                        target
+                    } else {
+                        cur.join(target)
+                    };
+                    for rest in &comps[i + 1..] {
+                        resolved.push(rest.as_os_str());
+                    }
+                    return bind(&normalize_dots(&resolved), writable, depth + 1);
+                }
+                cur = next;
+            }
+            Component::Prefix(_) => {}
+        }
+    }
+    let src = under(OLD, &cur);
+    let dst = under(NEW, &cur);
+    let meta = ctx(fs::metadata(&src), "stat", &cur)?;
+    if fs::symlink_metadata(&dst).is_err() {
+        if meta.is_dir() {
+            mkdirs(&dst)?;
+        } else {
+            mkdirs(dst.parent().unwrap_or(Path::new(NEW)))?;
+            ctx(
+                fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o644)
+                    .open(&dst),
+                "create mount point",
+                &cur,
+            )?;
+        }
+    }
+    mnt(
+        Some(&src),
+        &dst,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+        "bind",
+    )?;
+    let mut attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    if !writable {
+        attrs |= MOUNT_ATTR_RDONLY;
+    }
+    set_attr_recursive(&dst, attrs)
+}
+
+/// `a/b/../c` -> `a/c` (only after a real directory, which the walk guarantees).
+fn normalize_dots(p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// A minimal `/dev`: null, zero, full, random, urandom (bound from the host: a user namespace
+/// cannot mknod), `/dev/shm`, and the fd symlinks. No tty, no pts.
+fn devices() -> Result<(), RootError> {
+    let dev = Path::new("/newroot/dev");
+    mkdirs(dev)?;
+    mnt(
+        Some(Path::new("tmpfs")),
+        dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("mode=0755"),
+        "tmpfs /dev",
+    )?;
+    for name in ["null", "zero", "full", "random", "urandom"] {
+        let src = Path::new(OLD).join("dev").join(name);
+        if fs::metadata(&src).is_err() {
+            continue;
+        }
+        let dst = dev.join(name);
+        ctx(
+            fs::OpenOptions::new().write(true).create_new(true).open(&dst),
+            "create device node",
+            &dst,
+        )?;
+        mnt(Some(&src), &dst, None, MsFlags::MS_BIND, None, "bind device")?;
+        set_attr_recursive(&dst, MOUNT_ATTR_NOSUID)?;
+    }
+    let shm = dev.join("shm");
+    mkdirs(&shm)?;
+    mnt(
+        Some(Path::new("tmpfs")),
+        &shm,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=1777"),
+        "tmpfs /dev/shm",
+    )?;
+    for (name, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        let l = dev.join(name);
+        ctx(symlink(OsStr::new(target), &l), "symlink", &l)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dots_and_under() {
+        assert_eq!(normalize_dots(Path::new("/usr/bin/../lib/x")), PathBuf::from("/usr/lib/x"));
+        assert_eq!(under(NEW, Path::new("/a/b")), PathBuf::from("/newroot/a/b"));
+    }
+}

@@ -1,0 +1,317 @@
+//! The sandbox's setup process: capjail re-executes itself (`/proc/self/exe __capjail-world
+//! FD`, with the server's scrubbed environment) and this runs instead of `main`. It is
+//! single-threaded, so it may allocate and report errors freely between its forks.
+//!
+//! Process tree (capjail's own pid namespace on the left):
+//! ```text
+//! capjail ── setup (this; PDEATHSIG from capjail; its own session)
+//!              └── init = PID 1 of the new PID namespace (PDEATHSIG from setup; own group)
+//!                    └── the server (and whatever it starts)
+//! ```
+//! - setup: creates the user namespace (when not root), then the mount/PID/IPC/UTS/net
+//!   namespaces, forks init, forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT to it and exits with
+//!   init's status. capjail's `kill(-setup)` reaches setup only; setup's death kills init.
+//! - init: builds the root ([`super::root`]), brings up loopback, forks the server, reaps
+//!   every orphan, forwards signals to every process of the namespace (`kill(-1)`), and exits
+//!   with the server's status as soon as the server ends. When PID 1 ends, the kernel kills
+//!   every process left in the namespace: nothing outlives the session, a `setsid()`, or a
+//!   SIGKILL of capjail.
+//! - the server: rlimits, `PR_SET_PDEATHSIG`, no_new_privs, every capability dropped (also
+//!   when capjail runs as root: a root server would otherwise remount a read-only bind),
+//!   Landlock, fds >= 3 closed at exec, seccomp last, exec.
+//!
+//! PID 1's `/proc/1/environ` is the environment setup was executed with: the server's
+//! scrubbed one (capjail starts setup with exactly that).
+
+use std::ffi::CString;
+use std::io::Read;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+
+use super::super::plan::{RlimitKind, SandboxPlan};
+use super::super::{landlock, privileges, seccomp};
+
+/// The hidden first argument of the re-executed capjail.
+pub const SETUP_ARG: &str = "__capjail-world";
+
+/// Exit status when the world could not be built (like a container runtime's 125).
+pub const SETUP_FAILED: i32 = 125;
+
+const FORWARDED: [Signal; 4] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
+
+fn die(msg: impl std::fmt::Display) -> ! {
+    eprintln!("capjail: sandbox setup: {msg}");
+    // SAFETY: _exit never returns; nothing to flush that matters (stderr is unbuffered).
+    unsafe { libc::_exit(SETUP_FAILED) }
+}
+
+/// Entry point (from `main` when `argv[1] == SETUP_ARG`). Never returns.
+pub fn setup_main(args: &[String]) -> ! {
+    let fd: i32 = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| die("missing plan descriptor"));
+    // SAFETY: capjail passed this descriptor to us; we own it from here.
+    let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let mut json = String::new();
+    if let Err(e) = f.read_to_string(&mut json) {
+        die(format!("reading the plan: {e}"));
+    }
+    drop(f);
+    let mut plan: SandboxPlan =
+        serde_json::from_str(&json).unwrap_or_else(|e| die(format!("bad plan: {e}")));
+    // Values are never serialized: the environment we were started with IS the server's.
+    plan.env.values = std::env::vars().collect();
+    let w = plan.world.clone();
+
+    let uid = nix::unistd::geteuid();
+    let gid = nix::unistd::getegid();
+    if w.user {
+        if let Err(e) = unshare(CloneFlags::CLONE_NEWUSER) {
+            die(format!("user namespace: {e}"));
+        }
+        let wr = |p: &str, s: String| {
+            std::fs::write(p, s).unwrap_or_else(|e| die(format!("{p}: {e}")));
+        };
+        wr("/proc/self/setgroups", "deny".into());
+        wr("/proc/self/uid_map", format!("{uid} {uid} 1\n"));
+        wr("/proc/self/gid_map", format!("{gid} {gid} 1\n"));
+    }
+    let mut flags = CloneFlags::empty();
+    for (on, f) in [
+        (w.mount, CloneFlags::CLONE_NEWNS),
+        (w.pid, CloneFlags::CLONE_NEWPID),
+        (w.ipc, CloneFlags::CLONE_NEWIPC),
+        (w.uts, CloneFlags::CLONE_NEWUTS),
+        (w.net, CloneFlags::CLONE_NEWNET),
+    ] {
+        if on {
+            flags |= f;
+        }
+    }
+    if let Err(e) = unshare(flags) {
+        die(format!("namespaces ({}): {e}", w.namespaces()));
+    }
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(s);
+    }
+    set.add(Signal::SIGCHLD);
+    let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
+    // SAFETY: single-threaded process.
+    match unsafe { fork() } {
+        Err(e) => die(format!("fork: {e}")),
+        Ok(ForkResult::Child) => init_main(plan, set),
+        Ok(ForkResult::Parent { child }) => {
+            detach_stdio();
+            supervise(child, &set, false)
+        }
+    }
+}
+
+/// stdin/stdout belong to the server: holding them would keep the client's pipe open.
+fn detach_stdio() {
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        use std::os::fd::AsRawFd;
+        // SAFETY: dup2 onto fds 0 and 1.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 0);
+            libc::dup2(null.as_raw_fd(), 1);
+        }
+    }
+}
+
+/// Wait for `main` (init, or the server), forward signals; in init (`reap_all`) also reap
+/// orphans and forward to every process of the namespace. Exits with main's status.
+fn supervise(main: Pid, set: &SigSet, reap_all: bool) -> ! {
+    loop {
+        let sig = match set.wait() {
+            Ok(s) => s,
+            Err(_) => continue,
+        };
+        if sig == Signal::SIGCHLD {
+            loop {
+                let who = if reap_all { Pid::from_raw(-1) } else { main };
+                match waitpid(who, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(p, code)) if p == main => std::process::exit(code),
+                    Ok(WaitStatus::Signaled(p, s, _)) if p == main => {
+                        std::process::exit(128 + s as i32)
+                    }
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(_) => continue,
+                }
+            }
+        } else if reap_all {
+            // SAFETY: kill(-1) from PID 1 reaches every other process of the namespace.
+            unsafe { libc::kill(-1, sig as i32) };
+        } else {
+            let _ = kill(main, sig);
+        }
+    }
+}
+
+/// PID 1 of the sandbox.
+fn init_main(plan: SandboxPlan, set: SigSet) -> ! {
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    // Own process group: capjail's group signals reach setup, which forwards them once.
+    let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    let w = &plan.world;
+    let cwd = std::env::current_dir().ok();
+    if w.mount {
+        match super::root::build(w) {
+            Ok(notes) => {
+                for n in notes {
+                    tracing::debug!("world: {n}");
+                }
+            }
+            Err(e) => die(e),
+        }
+    }
+    if w.uts {
+        let _ = nix::unistd::sethostname("capjail");
+    }
+    if w.net {
+        if let Err(e) = loopback_up() {
+            die(format!("loopback: {e}"));
+        }
+    }
+    match cwd {
+        Some(d) if std::env::set_current_dir(&d).is_ok() => {}
+        Some(d) => {
+            eprintln!(
+                "capjail: the working directory {} is not in the sandbox's world; the server starts in /",
+                d.display()
+            );
+            let _ = std::env::set_current_dir("/");
+        }
+        None => {
+            let _ = std::env::set_current_dir("/");
+        }
+    }
+    // SAFETY: single-threaded process.
+    match unsafe { fork() } {
+        Err(e) => die(format!("fork: {e}")),
+        Ok(ForkResult::Child) => server_main(&plan),
+        Ok(ForkResult::Parent { child }) => {
+            detach_stdio();
+            // init keeps nothing it does not need: no capabilities, no new privileges.
+            let _ = privileges::set_no_new_privs();
+            let _ = privileges::drop_all(&privileges::PreparedPrivileges::detect());
+            supervise(child, &set, true)
+        }
+    }
+}
+
+/// The server, just before exec. Returns only by exiting.
+fn server_main(plan: &SandboxPlan) -> ! {
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    // SAFETY: prctl with constant arguments.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    for r in &plan.rlimits {
+        let res = match r.kind {
+            RlimitKind::Core => libc::RLIMIT_CORE,
+            RlimitKind::Nofile => libc::RLIMIT_NOFILE,
+            RlimitKind::Nproc => libc::RLIMIT_NPROC,
+            RlimitKind::As => libc::RLIMIT_AS,
+            RlimitKind::Fsize => libc::RLIMIT_FSIZE,
+            RlimitKind::Cpu => libc::RLIMIT_CPU,
+        };
+        let mut cur = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit/setrlimit on stack structs; only ever lower.
+        unsafe {
+            if libc::getrlimit(res, &mut cur) == 0 {
+                let v = (r.value as libc::rlim_t).min(cur.rlim_max);
+                libc::setrlimit(res, &libc::rlimit { rlim_cur: v, rlim_max: v });
+            }
+        }
+    }
+    if let Err(e) = privileges::set_no_new_privs() {
+        die(format!("no_new_privs: errno {e}"));
+    }
+    if let Err(e) = privileges::drop_all(&privileges::PreparedPrivileges::detect()) {
+        die(format!("dropping capabilities: errno {e}"));
+    }
+    match landlock::abi_version() {
+        Ok(abi) => {
+            let l = landlock::PreparedLandlock::prepare(plan, abi)
+                .unwrap_or_else(|e| die(format!("landlock: {e}")));
+            if l.handles_anything() {
+                if let Err(e) = l.restrict_child() {
+                    die(format!("landlock: errno {e}"));
+                }
+            }
+        }
+        Err(e) => tracing::debug!("landlock unavailable: {e}"),
+    }
+    // SAFETY: close_range with the CLOEXEC flag only marks descriptors.
+    unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    let prog = seccomp::compile(plan.net.socket_filter.as_ref());
+    if seccomp::available().is_ok() {
+        if let Err(e) = seccomp::install(&prog) {
+            die(format!("seccomp: errno {e}"));
+        }
+    }
+    let argv: Vec<CString> = plan
+        .argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()).unwrap_or_else(|_| die("NUL in argument")))
+        .collect();
+    let e = nix::unistd::execvp(&argv[0], &argv).unwrap_err();
+    eprintln!("capjail: cannot execute {}: {e}", plan.argv[0]);
+    let code = if e == nix::Error::ENOENT { 127 } else { 126 };
+    // SAFETY: _exit.
+    unsafe { libc::_exit(code) }
+}
+
+/// `ip link set lo up` in the new network namespace.
+fn loopback_up() -> std::io::Result<()> {
+    // SAFETY: a socket, an ifreq on the stack, ioctls, close.
+    unsafe {
+        let s = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if s < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo".iter().enumerate() {
+            ifr.ifr_name[i] = *b as libc::c_char;
+        }
+        let r = if libc::ioctl(s, libc::SIOCGIFFLAGS, &mut ifr) < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            ifr.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            if libc::ioctl(s, libc::SIOCSIFFLAGS, &ifr) < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        };
+        libc::close(s);
+        r
+    }
+}
+
+#[allow(dead_code)]
+fn os(s: &std::ffi::OsStr) -> &[u8] {
+    s.as_bytes()
+}
