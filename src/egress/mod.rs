@@ -26,6 +26,18 @@ pub(crate) mod check;
 pub(crate) mod connect;
 pub(crate) mod http;
 #[cfg(target_os = "linux")]
+pub mod launch;
+/// No network namespaces off Linux: the egress route never applies.
+#[cfg(not(target_os = "linux"))]
+pub mod launch {
+    pub struct EgressStart;
+    impl EgressStart {
+        pub fn start(self, _: crate::proxy::recorder::SharedRecorder) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+}
+#[cfg(target_os = "linux")]
 pub mod netns;
 pub(crate) mod resolve;
 

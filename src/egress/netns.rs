@@ -95,6 +95,15 @@ fn child_step(c: &ChildSide) -> Result<(), i32> {
             }
         }
         loopback_up()?;
+        listen_and_send(c.sock.as_raw_fd())
+    }
+}
+
+/// Create the egress listener on `127.0.0.1:EGRESS_PORT` in the current network namespace and
+/// send it over `sock` (SCM_RIGHTS). Async-signal-safe.
+fn listen_and_send(sock: RawFd) -> Result<(), i32> {
+    // SAFETY: raw syscalls on stack memory.
+    unsafe {
         let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
         if fd < 0 {
             return Err(errno());
@@ -118,10 +127,42 @@ fn child_step(c: &ChildSide) -> Result<(), i32> {
             libc::close(fd);
             return Err(e);
         }
-        let sent = send_fd(c.sock.as_raw_fd(), fd);
+        let sent = send_fd(sock, fd);
         libc::close(fd);
         sent
     }
+}
+
+/// The argument that hands the setup process of the server's world (`sandbox::world`) the
+/// hand-over socket: `--egress-fd=N`.
+pub const SETUP_EGRESS_ARG: &str = "--egress-fd=";
+
+/// The world's path: `cmd` is already the setup process (after `apply_to`). Its init, in the
+/// new network namespace with `lo` up, calls [`hand_over`] with the descriptor named by the
+/// argument added here.
+pub fn attach_to_setup(cmd: &mut Command) -> io::Result<Pending> {
+    let (parent, child) = UnixStream::pair()?;
+    let child = Arc::new(OwnedFd::from(child));
+    cmd.arg(format!("{SETUP_EGRESS_ARG}{}", child.as_raw_fd()));
+    // SAFETY: fcntl on a descriptor kept alive by the closure.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(child.as_raw_fd(), libc::F_SETFD, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(Pending { parent })
+}
+
+/// In the world's init (inside the new network namespace, `lo` up): make the listener, send
+/// it to capjail, close the hand-over socket.
+pub fn hand_over(sock: RawFd) -> io::Result<()> {
+    let r = listen_and_send(sock);
+    // SAFETY: the descriptor was handed to us; closed once.
+    unsafe { libc::close(sock) };
+    r.map_err(io::Error::from_raw_os_error)
 }
 
 /// SAFETY: async-signal-safe; `path` and `data` are prepared before fork.

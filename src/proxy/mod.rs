@@ -65,6 +65,9 @@ pub struct RunConfig {
     /// For the audit log's session record: the layers in force, what the kernel enforces.
     pub mode_label: String,
     pub kernel_label: String,
+    /// The egress point, started once the server's network namespace handed out its listener
+    /// (`network: allowlist` in kernel/full mode; see `crate::egress`).
+    pub egress: Option<crate::egress::launch::EgressStart>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +145,14 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
         }
     };
     let pid = server.id();
+    if let Some(e) = cfg.egress {
+        if let Err(e) = e.start(recorder.clone()) {
+            child::signal_group(pid, libc::SIGKILL);
+            let _ = server.wait();
+            let _ = end_session(&recorder, None, None);
+            return Err(RunError::Setup(format!("the egress point did not start: {e}")));
+        }
+    }
     tracing::info!(pid, command = %cfg.argv.join(" "), policy = %cfg.policy.name, "server started");
     let server_in = server.stdin.take().expect("piped stdin");
     let server_out = server.stdout.take().expect("piped stdout");
