@@ -38,11 +38,8 @@ pub fn confinement(
     }
     let mut plan = plan(policy, argv, &HostFacts::gather(argv));
     // network: allowlist -> the server's own network namespace behind the egress point.
-    let egress = match capjail::egress::launch::route(policy) {
-        Ok(true) => {
-            capjail::egress::launch::adjust_plan(&mut plan);
-            Some(capjail::egress::launch::EgressStart::new(policy))
-        }
+    let egress = match capjail::egress::launch::shape_plan(policy, &mut plan) {
+        Ok(true) => Some(capjail::egress::launch::EgressStart::new(policy)),
         Ok(false) => None,
         Err(why) => {
             if require {
@@ -118,6 +115,8 @@ pub fn doctor(policy: Option<&str>, workspace: Option<&Path>) -> i32 {
         None => None,
     };
     print!("{}", capjail::sandbox::doctor_report(policy.as_ref()));
+    #[cfg(target_os = "linux")]
+    print!("{}", capjail::egress::launch::doctor_text(policy.as_ref()));
     0
 }
 
@@ -132,7 +131,8 @@ pub fn explain(policy: &str, workspace: Option<&Path>, json: bool, argv: &[Strin
     #[cfg(target_os = "linux")]
     {
         use capjail::sandbox::{plan, HostFacts};
-        let plan = plan(&policy, argv, &HostFacts::gather(argv));
+        let mut plan = plan(&policy, argv, &HostFacts::gather(argv));
+        let _ = capjail::egress::launch::shape_plan(&policy, &mut plan);
         if json {
             println!(
                 "{}",

@@ -107,3 +107,44 @@ impl EgressStart {
         Ok(())
     }
 }
+
+/// The plan as it will run: the egress route when it applies here, else the fallback stated in
+/// the plan's network notes. Returns the route's answer (see [`route`]).
+pub fn shape_plan(policy: &Policy, plan: &mut SandboxPlan) -> Result<bool, String> {
+    let r = route(policy);
+    match &r {
+        Ok(true) => adjust_plan(plan),
+        Ok(false) => {}
+        Err(why) => plan
+            .net
+            .notes
+            .push(format!("no egress point ({why}); fallback: {FALLBACK}")),
+    }
+    r
+}
+
+/// `capjail doctor`'s egress section.
+pub fn doctor_text(policy: Option<&Policy>) -> String {
+    let mut out = String::from("egress point (network: allowlist in kernel/full mode):\n");
+    match netns::available() {
+        Ok(()) => out.push_str(&format!(
+            "  available: the server gets its own network namespace; its only way out is capjail's HTTP/CONNECT egress point on 127.0.0.1:{EGRESS_PORT} inside it (hosts and every resolved address checked; TLS not inspected)\n"
+        )),
+        Err(why) => out.push_str(&format!(
+            "  NOT available here: {why}\n  fallback: {FALLBACK}\n"
+        )),
+    }
+    if let Some(p) = policy {
+        let line = match route(p) {
+            Ok(true) => format!("policy `{}`: egress point in force", p.name),
+            Ok(false) => format!(
+                "policy `{}`: network `{:?}`: no egress point needed",
+                p.name, p.network.mode
+            )
+            .to_lowercase(),
+            Err(_) => format!("policy `{}`: fallback (weaker)", p.name),
+        };
+        out.push_str(&format!("  {line}\n"));
+    }
+    out
+}
