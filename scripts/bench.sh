@@ -63,6 +63,8 @@ rss() { /usr/bin/time -f '%M' -o "$OUT/rss.txt" "$@" >/dev/null 2>&1 || true; ca
 RSS_SMALL=$(bash -c "$B load roundtrip 2000 -- /usr/bin/time -f '%M' -o $OUT/rss-small.txt ${WRAP[capjail]} ${SERVER[*]} >/dev/null; tail -1 $OUT/rss-small.txt" 2>/dev/null || echo 0)
 RSS_LARGE=$(bash -c "$B load large 3 16777216 -- /usr/bin/time -f '%M' -o $OUT/rss-large.txt ${WRAP[capjail]} ${SERVER[*]} >/dev/null; tail -1 $OUT/rss-large.txt" 2>/dev/null || echo 0)
 python3 scripts/bench_report.py "$RES" "$MODE" "$RSS_SMALL" "$RSS_LARGE"
+# Startup to the first initialize answer: direct vs capjail --mode full (with its world) vs bwrap.
+scripts/bench_startup.sh
 
 # The egress point (issue 18): added latency of a fetch through it vs a direct fetch.
 bash scripts/bench_egress.sh 300 || echo "bench: egress benchmark failed" >&2

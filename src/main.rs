@@ -16,6 +16,7 @@ fn main() {
         if args.get(1).map(String::as_str) == Some(capjail::sandbox::world::SETUP_ARG) {
             capjail::sandbox::world::setup_main(&args[2..]);
         }
+        capjail::sandbox::world::launch::set_setup_executable("/proc/self/exe");
     }
     let cli = match Cli::try_parse() {
         Ok(c) => c,

@@ -36,6 +36,10 @@ pub fn confinement(
         }
         return Ok(Some((None, "not requested (--mode proxy)".into(), None)));
     }
+    if let Some(why) = capjail::sandbox::world::launchers::refused(argv) {
+        eprintln!("capjail: {why}");
+        return Err(exit::USAGE);
+    }
     let mut plan = plan(policy, argv, &HostFacts::gather(argv));
     // network: allowlist -> the server's own network namespace behind the egress point.
     let egress = match capjail::egress::launch::shape_plan(policy, &mut plan) {
@@ -61,7 +65,21 @@ pub fn confinement(
         eprintln!("capjail: {e}");
         exit::KERNEL_REQUIRED
     })?;
-    let summary = prepared.enforcement.summary();
+    let world = &prepared.plan.world;
+    let summary = if world.enabled {
+        format!(
+            "{}; world: namespaces {} (fresh root of {} binds)",
+            prepared.enforcement.summary(),
+            world.namespaces(),
+            world.binds.len()
+        )
+    } else {
+        format!(
+            "{}; world: NONE, host's filesystem/processes/IPC visible ({})",
+            prepared.enforcement.summary(),
+            world.notes.join("; ")
+        )
+    };
     match prepared.enforcement.overall() {
         Overall::Full => tracing::info!("kernel confinement: {summary}"),
         _ => tracing::warn!("kernel confinement incomplete: {summary}"),

@@ -84,6 +84,12 @@ pub fn prepare_with(
 ) -> Result<PreparedSandbox, SandboxError> {
     let require = require || plan.require;
     let mut world_file = None;
+    if plan.world.enabled && launch::setup_executable().is_none() {
+        // Library use (a program other than capjail applying a plan): the layers below only.
+        plan.set_world(WorldPlan::disabled(
+            "no namespaces: this program did not name a setup executable (world::launch::set_setup_executable)",
+        ));
+    }
     if plan.world.enabled {
         match launch::namespaces_available(&plan.world) {
             Ok(()) => {
@@ -101,9 +107,9 @@ pub fn prepare_with(
                     )));
                 }
                 tracing::warn!("the server's world is missing: {why}; namespaces {missing} NOT in force; Landlock + seccomp only, in the host's world");
-                plan.world = WorldPlan::disabled(format!(
+                plan.set_world(WorldPlan::disabled(format!(
                     "fallback: {why}; missing namespaces: {missing} (Landlock + seccomp only, in the host's world)"
-                ));
+                )));
             }
         }
     }

@@ -243,6 +243,36 @@ impl HostFacts {
         if f.chain.len() == 1 && (f.node.is_some() || f.python.is_some()) {
             f.script = script_argument(&argv[1..], &f.cwd);
         }
+        // A package's bin link (`node_modules/.bin/x` -> `../pkg/dist/index.js`): the script is
+        // the program itself, and it imports its package tree.
+        if f.script.is_none() {
+            if let Some(first) = f.chain.first() {
+                if matches!(first.kind, ExecKind::Script { .. })
+                    && first
+                        .canonical
+                        .components()
+                        .any(|c| c.as_os_str() == "node_modules")
+                {
+                    f.script = Some(first.canonical.clone());
+                }
+            }
+        }
+        // A shell wrapper script: follow the absolute programs it names (`exec /v/bin/server`).
+        if let Some(first) = f.chain.first().cloned() {
+            if let ExecKind::Script { interpreter, .. } = &first.kind {
+                let shell = interpreter
+                    .file_name()
+                    .is_some_and(|n| ["sh", "bash", "dash", "zsh", "ksh"].iter().any(|s| n == *s));
+                if shell {
+                    let cwd = f.cwd.clone();
+                    for p in wrapper_targets(&first.canonical) {
+                        if !f.chain.iter().any(|s| s.invoked == p) {
+                            follow_chain(&p, &path_var, &cwd, &mut f);
+                        }
+                    }
+                }
+            }
+        }
         f.env = env;
         f
     }
@@ -337,6 +367,33 @@ fn follow_chain(start: &Path, path_var: &str, cwd: &Path, f: &mut HostFacts) {
             kind,
         });
     }
+}
+
+/// Absolute paths of executable files named in a shell script (at most 8, first 64 KiB).
+fn wrapper_targets(script: &Path) -> Vec<PathBuf> {
+    use std::io::Read;
+    use std::os::unix::fs::PermissionsExt;
+    let mut buf = Vec::new();
+    if let Ok(f) = std::fs::File::open(script) {
+        let _ = f.take(64 * 1024).read_to_end(&mut buf);
+    }
+    let text = String::from_utf8_lossy(&buf);
+    let mut out: Vec<PathBuf> = Vec::new();
+    for line in text.lines().skip(1) {
+        let line = line.split('#').next().unwrap_or("");
+        for tok in line.split(|c: char| c.is_whitespace() || "\"'`;|&()=".contains(c)) {
+            if !tok.starts_with('/') || out.len() >= 8 {
+                continue;
+            }
+            let p = PathBuf::from(tok);
+            let exec = std::fs::metadata(&p)
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+            if exec && !out.contains(&p) {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
 
 /// Recognise Node, npm and Python from a step of the chain.

@@ -372,7 +372,7 @@ pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
             invoked,
         },
     );
-    SandboxPlan {
+    let mut plan = SandboxPlan {
         policy: policy.name.clone(),
         argv: argv.to_vec(),
         fs_rules,
@@ -384,8 +384,38 @@ pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
         rlimits,
         env,
         require: kernel.require.unwrap_or(false),
-        world,
+        world: super::world::WorldPlan::default(),
         notes,
+    };
+    plan.set_world(world);
+    plan
+}
+
+impl SandboxPlan {
+    /// Set the world; without one, package caches are no longer private, so they become
+    /// read-only (the server cannot plant code that a later unconfined run would execute).
+    pub fn set_world(&mut self, world: super::world::WorldPlan) {
+        if !world.enabled {
+            let mut downgraded = false;
+            for r in self.fs_rules.iter_mut().flatten() {
+                if r.reason
+                    .starts_with(super::world::plan::PACKAGE_CACHE_REASON)
+                    && r.access.contains(FsAccess::WRITE_FILE)
+                {
+                    r.access = FsAccess::read_exec();
+                    r.reason = format!(
+                        "{} {} read-only (no private layer without a mount namespace)",
+                        super::world::plan::PACKAGE_CACHE_REASON,
+                        r.path.display()
+                    );
+                    downgraded = true;
+                }
+            }
+            if downgraded {
+                self.notes.push("without the world the npx cache is read-only: only packages already installed there can run, and npm may fail where it writes its cache".into());
+            }
+        }
+        self.world = world;
     }
 }
 
@@ -713,7 +743,8 @@ fn runtime_rules(
                 FsAccess::all(),
                 RuleOrigin::Runtime,
                 format!(
-                    "npx package cache {} rw+exec (npx installs and runs packages from it)",
+                    "{} {} rw+exec (npx installs and runs packages from it)",
+                    super::world::plan::PACKAGE_CACHE_REASON,
                     c.display()
                 ),
             ),
@@ -899,6 +930,7 @@ impl fmt::Display for SandboxPlan {
                 }
             }
         }
+        write!(f, "{}", self.world)?;
         let ports = self
             .net
             .tcp_connect_ports

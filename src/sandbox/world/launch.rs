@@ -10,6 +10,20 @@ use std::sync::{Arc, OnceLock};
 use super::plan::WorldPlan;
 use super::setup::SETUP_ARG;
 
+static SETUP_EXE: OnceLock<std::path::PathBuf> = OnceLock::new();
+
+/// Name the executable that runs the setup process (a binary whose `main` calls
+/// [`super::setup_main`] for [`SETUP_ARG`]). capjail's `main` names itself
+/// (`/proc/self/exe`). A library user that does not leaves the world off: the plan falls
+/// back to Landlock + seccomp applied in `pre_exec`, with a note.
+pub fn set_setup_executable(path: impl Into<std::path::PathBuf>) {
+    let _ = SETUP_EXE.set(path.into());
+}
+
+pub fn setup_executable() -> Option<&'static std::path::Path> {
+    SETUP_EXE.get().map(|p| p.as_path())
+}
+
 /// Can this process create the namespaces `w` asks for? Tried once per process, in a
 /// throwaway child (fork + unshare + _exit), so the answer is this machine's truth.
 pub fn namespaces_available(w: &WorldPlan) -> Result<(), String> {
@@ -88,7 +102,7 @@ impl PlanFile {
 /// Replace `cmd` (the server's command, stdio and working directory already set) by the
 /// setup process, executed with the server's environment only.
 pub fn setup_command(plan_file: &Arc<PlanFile>, env: &[(String, String)], cmd: &mut Command) {
-    let mut setup = Command::new("/proc/self/exe");
+    let mut setup = Command::new(setup_executable().unwrap_or(std::path::Path::new("/proc/self/exe")));
     let fd = plan_file.0.as_raw_fd();
     setup
         .arg0("capjail-sandbox")

@@ -6,6 +6,7 @@
 //! - `root`: building the fresh root in the new mount namespace.
 
 pub mod launch;
+pub mod launchers;
 pub mod plan;
 mod root;
 pub mod setup;

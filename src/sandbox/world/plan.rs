@@ -25,6 +25,10 @@ pub struct WorldBind {
     pub path: PathBuf,
     /// Read-write (else read-only).
     pub writable: bool,
+    /// Copy-on-write over the host's directory: the server reads it, its writes go to a
+    /// private per-session layer that nothing outside the sandbox ever uses (package caches).
+    #[serde(default)]
+    pub overlay: bool,
     pub reason: String,
 }
 
@@ -82,6 +86,62 @@ impl WorldPlan {
     }
 }
 
+impl std::fmt::Display for WorldPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.enabled {
+            writeln!(f, "  world: the host's (no namespaces)")?;
+            for n in &self.notes {
+                writeln!(f, "    - {n}")?;
+            }
+            return Ok(());
+        }
+        writeln!(
+            f,
+            "  world: namespaces {} (PID 1 is capjail's init: nothing outlives it); a fresh root holding only:",
+            self.namespaces()
+        )?;
+        let w = self
+            .binds
+            .iter()
+            .map(|b| b.path.as_os_str().len())
+            .max()
+            .unwrap_or(0)
+            .min(60);
+        for b in &self.binds {
+            writeln!(
+                f,
+                "    {:<w$}  {:<4} {}",
+                b.path.display(),
+                if b.overlay {
+                    "cow"
+                } else if b.writable {
+                    "rw"
+                } else {
+                    "ro"
+                },
+                b.reason,
+                w = w
+            )?;
+        }
+        writeln!(f, "    {:<w$}  {:<4} null zero full random urandom, private /dev/shm (no tty)", "/dev", "", w = w)?;
+        writeln!(f, "    {:<w$}  {:<4} the sandbox's own processes only", "/proc", "", w = w)?;
+        if self.private_tmp {
+            writeln!(f, "    {:<w$}  {:<4} private tmpfs", "/tmp", "rw", w = w)?;
+        }
+        if let Some(h) = &self.empty_home {
+            writeln!(f, "    {:<w$}  {:<4} empty (HOME)", h.display(), "ro", w = w)?;
+        }
+        writeln!(f, "    parent directories of these exist empty; nothing else exists (no sockets, caches, homes)")?;
+        for n in &self.notes {
+            writeln!(f, "    - {n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The reason of the plan's package-cache rules (npx): they become private overlays.
+pub const PACKAGE_CACHE_REASON: &str = "npx package cache";
+
 /// Inputs besides the rules (kept small so the function stays pure and testable).
 #[derive(Debug, Clone, Default)]
 pub struct WorldInputs<'a> {
@@ -118,6 +178,15 @@ pub fn world_plan(rules: Option<&[FsRule]>, inp: &WorldInputs) -> WorldPlan {
         }
         let writable = r.access.contains(FsAccess::WRITE_FILE);
         add_bind(&mut binds, &r.path, writable, &r.reason);
+        if r.reason.starts_with(PACKAGE_CACHE_REASON) {
+            if let Some(b) = binds.iter_mut().find(|b| b.path == r.path) {
+                b.overlay = true;
+                b.reason = format!(
+                    "{} -- private copy-on-write layer: the server's writes never reach the host's cache",
+                    r.reason
+                );
+            }
+        }
     }
     for p in &inp.invoked {
         add_bind(&mut binds, p, false, "invoked path (its symlinks)");
@@ -177,6 +246,7 @@ fn add_bind(binds: &mut Vec<WorldBind>, path: &Path, writable: bool, reason: &st
     binds.push(WorldBind {
         path: path.to_path_buf(),
         writable,
+        overlay: false,
         reason: reason.to_string(),
     });
 }

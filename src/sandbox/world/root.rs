@@ -158,8 +158,8 @@ pub fn build(world: &WorldPlan) -> Result<Vec<String>, RootError> {
             "tmpfs /tmp",
         )?;
     }
-    for b in &world.binds {
-        match bind(&b.path, b.writable, 0) {
+    for (i, b) in world.binds.iter().enumerate() {
+        match bind(&b.path, b.writable, b.overlay.then_some((i, world.user))) {
             Ok(()) => {}
             Err(e) if e.err.kind() == io::ErrorKind::NotFound && e.step == "lstat" => {
                 notes.push(format!("{} does not exist here: not in the world", b.path.display()));
@@ -203,8 +203,56 @@ fn mkdirs(p: &Path) -> Result<(), RootError> {
     ctx(fs::create_dir_all(p), "mkdir", p)
 }
 
-/// Bind the host's `path` at the same path in the new root, recreating the symlinks on the way.
-fn bind(path: &Path, writable: bool, depth: u32) -> Result<(), RootError> {
+/// Bind the host's `path` at the same path in the new root (`overlay`: a copy-on-write view
+/// whose changes go to a per-session layer, discarded at the end).
+fn bind(path: &Path, writable: bool, overlay: Option<(usize, bool)>) -> Result<(), RootError> {
+    let (src, dst) = place(path, 0)?;
+    if let Some((n, userns)) = overlay {
+        let layer = PathBuf::from(format!("/overlay{n}"));
+        let (upper, work) = (layer.join("upper"), layer.join("work"));
+        mkdirs(&upper)?;
+        mkdirs(&work)?;
+        let s = src.to_string_lossy();
+        if s.contains([',', ':']) {
+            return Err(RootError {
+                step: "overlay",
+                path: path.display().to_string(),
+                err: io::ErrorKind::InvalidInput.into(),
+            });
+        }
+        let opts = format!(
+            "lowerdir={s},upperdir={},workdir={}{}",
+            upper.display(),
+            work.display(),
+            if userns { ",userxattr" } else { "" }
+        );
+        return mnt(
+            Some(Path::new("overlay")),
+            &dst,
+            Some("overlay"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some(&opts),
+            "overlay",
+        );
+    }
+    mnt(
+        Some(&src),
+        &dst,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+        "bind",
+    )?;
+    let mut attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    if !writable {
+        attrs |= MOUNT_ATTR_RDONLY;
+    }
+    set_attr_recursive(&dst, attrs)
+}
+
+/// Recreate the symlinks on the way to `path` in the new root and make its mount point;
+/// returns (host source, target) of the real path.
+fn place(path: &Path, depth: u32) -> Result<(PathBuf, PathBuf), RootError> {
     if depth > 40 {
         return Err(RootError {
             step: "resolve",
@@ -241,7 +289,7 @@ fn bind(path: &Path, writable: bool, depth: u32) -> Result<(), RootError> {
                     for rest in &comps[i + 1..] {
                         resolved.push(rest.as_os_str());
                     }
-                    return bind(&normalize_dots(&resolved), writable, depth + 1);
+                    return place(&normalize_dots(&resolved), depth + 1);
                 }
                 cur = next;
             }
@@ -267,19 +315,7 @@ fn bind(path: &Path, writable: bool, depth: u32) -> Result<(), RootError> {
             )?;
         }
     }
-    mnt(
-        Some(&src),
-        &dst,
-        None,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None,
-        "bind",
-    )?;
-    let mut attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
-    if !writable {
-        attrs |= MOUNT_ATTR_RDONLY;
-    }
-    set_attr_recursive(&dst, attrs)
+    Ok((src, dst))
 }
 
 /// `a/b/../c` -> `a/c` (only after a real directory, which the walk guarantees).

@@ -1,0 +1,431 @@
+//! The server's own world (issue 11 §1), judged by effect with a hijacked server
+//! (tests/fixtures/hijacked_server.py): what the policy does not grant does not exist, and
+//! nothing the server starts outlives the session. Every probe also runs under `--mode proxy`,
+//! where it must succeed (the probe is real). The fallback (`kernel.namespaces: false`) is
+//! checked too: it says so, and Landlock still holds.
+#![cfg(target_os = "linux")]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::*;
+
+const PY: &str = "/usr/bin/python3";
+
+fn python_or_skip() -> bool {
+    if Path::new(PY).exists() {
+        return true;
+    }
+    eprintln!("SKIP: {PY} not found");
+    false
+}
+
+/// ws rw, the server's own directory and /usr/bin read (sleepers run python), network none;
+/// `extra` appended to `kernel:`. The fixture is copied into the lab (the repository is not
+/// in the world).
+fn policy(lab: &Lab, extra: &str) -> PathBuf {
+    let srv = lab.path("srv");
+    std::fs::create_dir_all(&srv).unwrap();
+    std::fs::copy(fixture("hijacked_server.py"), srv.join("hijacked_server.py")).unwrap();
+    lab.policy(
+        "world",
+        &format!(
+            "name: world\nnetwork:\n  mode: none\nfilesystem:\n  mode: explicit\n  mounts:\n    - path: {}\n      mode: rw\nkernel:\n  extra_read: [/usr/bin, {}]\n{extra}",
+            lab.ws.display(),
+            srv.display()
+        ),
+    )
+}
+
+fn server_script(report: &Path) -> String {
+    // lab/ws/report.json -> lab/srv/hijacked_server.py
+    report
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("srv/hijacked_server.py")
+        .display()
+        .to_string()
+}
+
+fn session(mode: &str, policy: &Path, server: Vec<String>) -> SessionBuilder {
+    SessionBuilder::capjail(
+        &[
+            "--mode",
+            mode,
+            "--policy",
+            policy.to_str().unwrap(),
+            "--audit",
+            "off",
+        ],
+        server,
+    )
+}
+
+fn hijacked(report: &Path, probes: &[String]) -> Vec<String> {
+    let mut v = vec![
+        PY.to_string(),
+        server_script(report),
+        report.display().to_string(),
+    ];
+    v.extend(probes.iter().cloned());
+    v
+}
+
+/// Run the hijacked server once in `mode`, initialize, end the session; the report.
+fn run_probes(lab: &Lab, mode: &str, pol: &Path, probes: &[String]) -> (Value, String) {
+    let report = lab.ws.join(format!("report-{mode}.json"));
+    let _ = std::fs::remove_file(&report);
+    let mut s = session(mode, pol, hijacked(&report, probes)).spawn();
+    let init = s.initialize();
+    assert!(init.get("protocolVersion").is_some(), "{init}\n{}", s.stderr_text());
+    s.finish();
+    let text = std::fs::read_to_string(&report)
+        .unwrap_or_else(|e| panic!("no report ({e}); stderr:\n{}", s.stderr_text()));
+    (serde_json::from_str(&text).unwrap(), s.stderr_text())
+}
+
+/// A stand-in agent on a pathname unix socket: answers every connection with the secret.
+struct Agent {
+    path: PathBuf,
+    connected: Arc<AtomicBool>,
+}
+
+fn agent(lab: &Lab) -> Agent {
+    let path = lab.path("agent.sock");
+    let l = UnixListener::bind(&path).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let connected = Arc::new(AtomicBool::new(false));
+    let c = connected.clone();
+    let secret = lab.secret.clone();
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            match l.accept() {
+                Ok((mut conn, _)) => {
+                    c.store(true, Ordering::SeqCst);
+                    conn.set_nonblocking(false).unwrap();
+                    let mut b = [0u8; 16];
+                    let _ = conn.read(&mut b);
+                    let _ = conn.write_all(format!("SIGNED {secret}\n").as_bytes());
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    });
+    Agent { path, connected }
+}
+
+/// Host processes whose command line carries `marker`: the sleepers (not capjail or the
+/// server, whose arguments carry it too).
+fn with_marker(marker: &str) -> Vec<i32> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
+            if contains_token(&c, marker) && contains_token(&c, "time.sleep(60)") {
+                v.push(pid);
+            }
+        }
+    }
+    v
+}
+
+/// Wait (bounded) until no process carries `marker`; the survivors.
+fn survivors(marker: &str) -> Vec<i32> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let v = with_marker(marker);
+        if v.is_empty() || Instant::now() > deadline {
+            return v;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn kill_all(pids: &[i32]) {
+    for p in pids {
+        // SAFETY: kill(2).
+        unsafe { libc::kill(*p, libc::SIGKILL) };
+    }
+}
+
+fn get<'a>(r: &'a Value, k: &str) -> &'a str {
+    r.get(k).and_then(Value::as_str).unwrap_or("missing")
+}
+
+#[test]
+fn outside_sockets_files_and_processes_do_not_exist_in_the_world() {
+    if !python_or_skip() {
+        return;
+    }
+    let lab = Lab::new();
+    let pol = policy(&lab, "");
+    let a = agent(&lab);
+    let outside = lab.p("secret/id_rsa");
+    let my_proc = format!("/proc/{}", std::process::id());
+    let probes = vec![
+        format!("unix={}", a.path.display()),
+        format!("stat={outside}"),
+        format!("read={outside}"),
+        format!("stat={my_proc}"),
+        format!("read={}", lab.ws.join("notes.txt").display()),
+        format!("write={}", lab.ws.join("made.txt").display()),
+    ];
+    // Proxy only: every probe works (the probes are real).
+    let (r, _) = run_probes(&lab, "proxy", &pol, &probes);
+    assert!(get(&r, &probes[0]).contains(&lab.secret), "{r}");
+    assert!(a.connected.swap(false, Ordering::SeqCst));
+    assert_eq!(get(&r, &probes[1]), "ok", "{r}");
+    assert_eq!(get(&r, &probes[3]), "ok", "{r}");
+    std::fs::remove_file(lab.ws.join("made.txt")).unwrap();
+
+    for mode in ["kernel", "full"] {
+        let (r, err) = run_probes(&lab, mode, &pol, &probes);
+        // The agent's socket is not in the world: no connection, no secret.
+        assert!(!r.to_string().contains(&lab.secret), "{mode}: {r}");
+        assert!(!a.connected.load(Ordering::SeqCst), "{mode}: the agent was reached");
+        // An outside file cannot even be stat'ed (Landlock alone does not govern stat).
+        assert_eq!(get(&r, &probes[1]), "err:ENOENT", "{mode}: {r}");
+        // capjail's test process is not in the sandbox's /proc.
+        assert_eq!(get(&r, &probes[3]), "err:ENOENT", "{mode}: {r}");
+        // Legitimate work in the mounts.
+        assert!(get(&r, &probes[4]).contains(&lab.legit), "{mode}: {r}");
+        assert_eq!(get(&r, &probes[5]), "ok", "{mode}: {r}");
+        assert_eq!(
+            std::fs::read_to_string(lab.ws.join("made.txt")).unwrap(),
+            "written"
+        );
+        std::fs::remove_file(lab.ws.join("made.txt")).unwrap();
+        assert!(err.contains("world: namespaces"), "{err}");
+    }
+}
+
+#[test]
+fn a_rewritten_npx_cache_package_never_reaches_the_users_cache() {
+    if !python_or_skip() {
+        return;
+    }
+    let lab = Lab::new();
+    let pol = policy(&lab, "");
+    // The user's npm cache with a cached package, and an `npx` launcher (the plan recognises
+    // npx by name and grants its cache) that runs the hijacked server.
+    let cache = lab.path("home_like/.npm");
+    let pkg = cache.join("_npx/abc/node_modules/victim/index.js");
+    std::fs::create_dir_all(pkg.parent().unwrap()).unwrap();
+    std::fs::write(&pkg, "console.log('genuine')\n").unwrap();
+    let bin = lab.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let npx = bin.join("npx");
+    std::fs::write(
+        &npx,
+        format!(
+            "#!/bin/sh\nexec {PY} {} \"$@\"\n",
+            lab.path("srv/hijacked_server.py").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&npx, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let probe = format!("rewrite={}", pkg.display());
+    for mode in ["full", "proxy"] {
+        let report = lab.ws.join(format!("npx-{mode}.json"));
+        let argv = vec![
+            npx.display().to_string(),
+            report.display().to_string(),
+            probe.clone(),
+        ];
+        let mut s = session(mode, &pol, argv)
+            .env("npm_config_cache", cache.to_str().unwrap())
+            .spawn();
+        assert!(s.initialize().get("protocolVersion").is_some(), "{}", s.stderr_text());
+        s.finish();
+        let r: Value =
+            serde_json::from_str(&std::fs::read_to_string(&report).unwrap_or_else(|e| {
+                panic!("{mode}: no report {e}: {}", s.stderr_text())
+            }))
+            .unwrap();
+        let on_host = std::fs::read_to_string(&pkg).unwrap();
+        if mode == "full" {
+            // The server's write succeeded in its private layer, not in the user's cache.
+            assert_eq!(get(&r, &probe), "ok", "{r}");
+            assert_eq!(on_host, "console.log('genuine')\n", "the user's cache was changed");
+        } else {
+            assert_eq!(on_host, "PLANTED", "proxy baseline: the probe is real");
+        }
+    }
+}
+
+#[test]
+fn no_descendant_outlives_the_session_a_setsid_or_a_sigkill_of_capjail() {
+    if !python_or_skip() {
+        return;
+    }
+    let lab = Lab::new();
+    let pol = policy(&lab, "");
+    for mode in ["full", "proxy"] {
+        // Normal end: a grandchild in a new session (setsid).
+        let m1 = format!("SETSID{}", random_hex(6));
+        // SIGKILL of capjail: a plain grandchild.
+        let m2 = format!("KILLED{}", random_hex(6));
+        let report = lab.ws.join("r1.json");
+        let mut s = session(mode, &pol, hijacked(&report, &[format!("grandchild={m1}")])).spawn();
+        assert!(s.initialize().get("protocolVersion").is_some(), "{}", s.stderr_text());
+        assert!(!with_marker(&m1).is_empty(), "{mode}: the grandchild did not start");
+        s.finish();
+        let left1 = survivors(&m1);
+        kill_all(&left1);
+
+        let report = lab.ws.join("r2.json");
+        let mut s = session(mode, &pol, hijacked(&report, &[format!("child={m2}")])).spawn();
+        assert!(s.initialize().get("protocolVersion").is_some(), "{}", s.stderr_text());
+        assert!(!with_marker(&m2).is_empty(), "{mode}: the grandchild did not start");
+        // SAFETY: kill(2) of the capjail process this test started.
+        unsafe { libc::kill(s.pid() as i32, libc::SIGKILL) };
+        s.finish();
+        let left2 = survivors(&m2);
+        kill_all(&left2);
+
+        if mode == "full" {
+            assert!(left1.is_empty(), "a setsid() grandchild outlived the session");
+            assert!(left2.is_empty(), "a grandchild outlived a SIGKILL of capjail");
+        } else {
+            // Without the PID namespace both survive (the probes are real).
+            assert!(!left1.is_empty() && !left2.is_empty(), "proxy baseline: {left1:?} {left2:?}");
+        }
+    }
+}
+
+#[test]
+fn init_shows_only_the_scrubbed_environment() {
+    if !python_or_skip() {
+        return;
+    }
+    let lab = Lab::new();
+    let pol = policy(&lab, "");
+    let report = lab.ws.join("env.json");
+    // /proc/1 is Landlock's to refuse too; read it from the host through the server's root.
+    let m = format!("ENVPROBE{}", random_hex(6));
+    let mut s = session("full", &pol, hijacked(&report, &[format!("child={m}")]))
+        .env("AWS_SECRET_ACCESS_KEY", &lab.secret)
+        .spawn();
+    assert!(s.initialize().get("protocolVersion").is_some(), "{}", s.stderr_text());
+    let pids = with_marker(&m);
+    assert!(!pids.is_empty());
+    // The sleeper's pid namespace: find its PID 1 on the host (NSpid of the init).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pids[0])).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    assert!(nspid.split_whitespace().count() >= 3, "not in a PID namespace: {nspid}");
+    let init = with_pid1_of(pids[0]).expect("PID 1 of the sandbox");
+    let env = std::fs::read(format!("/proc/{init}/environ")).unwrap();
+    assert!(!contains_token(&env, &lab.secret), "PID 1 shows the secret environment");
+    assert!(contains_token(&env, "PATH="), "PID 1's environ unreadable?");
+    s.finish();
+}
+
+/// The host pid of PID 1 in the namespace of `pid`.
+fn with_pid1_of(pid: i32) -> Option<i32> {
+    let ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok()?;
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if std::fs::read_link(e.path().join("ns/pid")).ok().as_ref() != Some(&ns) {
+            continue;
+        }
+        let st = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
+        if st
+            .lines()
+            .any(|l| l.starts_with("NSpid:") && l.split_whitespace().last() == Some("1"))
+        {
+            return Some(p);
+        }
+    }
+    None
+}
+
+#[test]
+fn forced_fallback_is_reported_and_landlock_still_holds() {
+    if !python_or_skip() {
+        return;
+    }
+    let lab = Lab::new();
+    let pol = policy(&lab, "  namespaces: false\n");
+    let outside = lab.p("secret/id_rsa");
+    let probes = vec![format!("stat={outside}"), format!("read={outside}")];
+    let (r, err) = run_probes(&lab, "full", &pol, &probes);
+    assert!(err.contains("world: NONE"), "{err}");
+    assert!(err.contains("kernel.namespaces: false"), "{err}");
+    // No world: the file exists for stat, but Landlock refuses to read it.
+    assert_eq!(get(&r, &probes[0]), "ok", "{r}");
+    assert_eq!(get(&r, &probes[1]), "err:EACCES", "{r}");
+    assert!(!r.to_string().contains(&lab.secret));
+}
+
+#[test]
+fn an_unprivileged_user_gets_the_world_through_a_user_namespace() {
+    if !python_or_skip() {
+        return;
+    }
+    // SAFETY: geteuid.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: needs root to drop to nobody");
+        return;
+    }
+    let Some(setpriv) = which("setpriv") else {
+        eprintln!("SKIP: setpriv not found");
+        return;
+    };
+    let lab = Lab::new();
+    use std::os::unix::fs::PermissionsExt;
+    for d in [&lab.root, &lab.ws] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let pol = policy(&lab, "  require: true\n");
+    std::fs::set_permissions(&pol, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let report = lab.ws.join("nobody.json");
+    let outside = lab.p("secret/id_rsa");
+    let mut argv = vec![
+        setpriv.display().to_string(),
+        "--reuid=nobody".into(),
+        "--regid=nogroup".into(),
+        "--clear-groups".into(),
+        capjail_bin().display().to_string(),
+        "run".into(),
+        "--mode".into(),
+        "kernel".into(),
+        "--policy".into(),
+        pol.display().to_string(),
+        "--audit".into(),
+        "off".into(),
+        "--".into(),
+    ];
+    argv.extend(hijacked(
+        &report,
+        &[
+            format!("stat={outside}"),
+            format!("write={}", lab.ws.join("n.txt").display()),
+        ],
+    ));
+    let mut s = SessionBuilder::direct(argv)
+        .env("HOME", "/nonexistent")
+        .cwd(&lab.ws)
+        .spawn();
+    let init = s.initialize();
+    assert!(init.get("protocolVersion").is_some(), "{init}\n{}", s.stderr_text());
+    s.finish();
+    let err = s.stderr_text();
+    assert!(err.contains("namespaces mount,pid,ipc,uts,net,user"), "{err}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(r.to_string().contains("err:ENOENT"), "{r}");
+    assert_eq!(std::fs::read_to_string(lab.ws.join("n.txt")).unwrap(), "written");
+}
