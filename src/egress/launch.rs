@@ -41,6 +41,12 @@ pub fn adjust_plan(plan: &mut SandboxPlan) {
     ));
     if plan.world.enabled {
         plan.world.net = true;
+        plan.world
+            .notes
+            .retain(|n| !n.contains("shares the host's network namespace"));
+        plan.world.notes.push(format!(
+            "network: its own namespace (loopback only); the way out is the egress point on 127.0.0.1:{EGRESS_PORT}"
+        ));
     }
     let url = netns::proxy_url();
     for (k, v) in super::proxy_env(&url) {
@@ -147,4 +153,32 @@ pub fn doctor_text(policy: Option<&Policy>) -> String {
         out.push_str(&format!("  {line}\n"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{load_str, PolicySource};
+    use crate::sandbox::{plan, HostFacts};
+
+    #[test]
+    fn the_egress_plan_allows_one_port_and_points_the_server_at_it() {
+        let policy = load_str(
+            "name: t\nfilesystem:\n  mode: explicit\n  mounts: []\nnetwork:\n  mode: allowlist\n  allowed_hosts: [\"api.example.com:8443\", \"*.github.com\"]\n",
+            PolicySource::Inline,
+        )
+        .unwrap();
+        let argv = vec!["python3".to_string()];
+        let mut p = plan(&policy, &argv, &HostFacts::gather(&argv));
+        let world_before = p.world.enabled;
+        adjust_plan(&mut p);
+        assert_eq!(p.net.tcp_connect_ports, vec![EGRESS_PORT]);
+        assert_eq!(p.world.net, world_before, "the world gets a network namespace");
+        let env: std::collections::HashMap<_, _> = p.env.values.iter().cloned().collect();
+        for k in ["HTTP_PROXY", "https_proxy", "ALL_PROXY"] {
+            assert_eq!(env[k], "http://127.0.0.1:3128", "{k}");
+        }
+        assert_eq!(env["NO_PROXY"], "");
+        assert!(p.net.notes.iter().any(|n| n.contains("egress point")));
+    }
 }
