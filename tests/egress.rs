@@ -68,7 +68,9 @@ impl EgressLab {
             "--policy".into(),
             policy.display().to_string(),
             "--audit".into(),
-            self.path(&format!("audit-{mode}.jsonl")).display().to_string(),
+            self.path(&format!("audit-{mode}.jsonl"))
+                .display()
+                .to_string(),
             "--".into(),
         ];
         v.extend(server);
@@ -102,20 +104,38 @@ fn fetch_reaches_the_allowed_port_and_no_redirect_leaves_it() {
     let mut s = lab.session("full", &policy, fetch_server());
     s.initialize();
     // The allowed host, on its non-default port, through the egress point.
-    let r = fetch(&mut s, &format!("http://{ALLOWED_HOST}:{ORIGIN_PORT}/page-{m}"));
+    let r = fetch(
+        &mut s,
+        &format!("http://{ALLOWED_HOST}:{ORIGIN_PORT}/page-{m}"),
+    );
     assert!(r["result"].to_string().contains(CANARY_BODY), "{r}");
     assert!(lab.read("origin-hits").contains(&format!("page-{m}")));
     // A redirect to a loopback canary port: the egress point refuses the new request.
     let to = format!("http://127.0.0.1:{NETNS_CANARY_PORT}/stolen-{m}");
-    let r = fetch(&mut s, &format!("http://{ALLOWED_HOST}:{ORIGIN_PORT}/redirect?to={to}"));
+    let r = fetch(
+        &mut s,
+        &format!("http://{ALLOWED_HOST}:{ORIGIN_PORT}/redirect?to={to}"),
+    );
     assert!(lab.read("origin-hits").contains("/redirect"), "{r}");
-    assert!(r["result"]["isError"] == json!(true) || r.get("error").is_some(), "{r}");
+    assert!(
+        r["result"]["isError"] == json!(true) || r.get("error").is_some(),
+        "{r}"
+    );
     // A redirect to a name that resolves to loopback (matches `*.rebind.test:18080`).
     let to = format!("http://evil.rebind.test:{NETNS_CANARY_PORT}/named-{m}");
-    let r = fetch(&mut s, &format!("http://{ALLOWED_HOST}:{ORIGIN_PORT}/redirect?to={to}"));
-    assert!(r["result"]["isError"] == json!(true) || r.get("error").is_some(), "{r}");
+    let r = fetch(
+        &mut s,
+        &format!("http://{ALLOWED_HOST}:{ORIGIN_PORT}/redirect?to={to}"),
+    );
+    assert!(
+        r["result"]["isError"] == json!(true) || r.get("error").is_some(),
+        "{r}"
+    );
     // The name as an argument: the proxy refuses it first (same check, same rule).
-    let r = fetch(&mut s, &format!("http://evil.rebind.test:{NETNS_CANARY_PORT}/arg-{m}"));
+    let r = fetch(
+        &mut s,
+        &format!("http://evil.rebind.test:{NETNS_CANARY_PORT}/arg-{m}"),
+    );
     assert_eq!(r["error"]["code"], -32001, "{r}");
     drop(s);
     assert!(
@@ -126,11 +146,15 @@ fn fetch_reaches_the_allowed_port_and_no_redirect_leaves_it() {
     let audit = lab.read("audit-full.jsonl");
     let egress: Vec<&str> = audit.lines().filter(|l| l.contains("egress/GET")).collect();
     assert!(
-        egress.iter().any(|l| l.contains("\"verdict\":\"deny\"") && l.contains("network.allowed_hosts") && l.contains(&format!("stolen-{m}"))),
+        egress.iter().any(|l| l.contains("\"verdict\":\"deny\"")
+            && l.contains("network.allowed_hosts")
+            && l.contains(&format!("stolen-{m}"))),
         "no audit record of the refused redirect: {egress:#?}"
     );
     assert!(
-        egress.iter().any(|l| l.contains("\"verdict\":\"deny\"") && l.contains("network.private") && l.contains(&format!("named-{m}"))),
+        egress.iter().any(|l| l.contains("\"verdict\":\"deny\"")
+            && l.contains("network.private")
+            && l.contains(&format!("named-{m}"))),
         "no audit record of the refused loopback name: {egress:#?}"
     );
 
@@ -138,7 +162,10 @@ fn fetch_reaches_the_allowed_port_and_no_redirect_leaves_it() {
     let mut p = lab.session("proxy", &policy, fetch_server());
     p.initialize();
     let to = format!("http://127.0.0.1:{NETNS_CANARY_PORT}/proxy-{m}");
-    let _ = fetch(&mut p, &format!("http://{ALLOWED_HOST}:{ORIGIN_PORT}/redirect?to={to}"));
+    let _ = fetch(
+        &mut p,
+        &format!("http://{ALLOWED_HOST}:{ORIGIN_PORT}/redirect?to={to}"),
+    );
     drop(p);
     assert!(
         !lab.iso.hits_with(&format!("proxy-{m}")).is_empty(),
@@ -176,7 +203,11 @@ fn a_hijacked_server_reaches_no_canary_and_no_resolver() {
     let lab = EgressLab::new();
     let m = marker();
     let out = run_hijack(&lab, "full", &m);
-    assert!(out.stderr.contains("hijack proxy CONNECT name"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("hijack proxy CONNECT name"),
+        "{}",
+        out.stderr
+    );
     assert!(
         lab.iso.hits_with(&m).is_empty(),
         "a canary was reached under full mode: {:?}\n{}",

@@ -47,7 +47,9 @@ pub fn confinement(
         Ok(false) => None,
         Err(why) => {
             if require {
-                eprintln!("capjail: --require-kernel: no network namespace for the egress point: {why}");
+                eprintln!(
+                    "capjail: --require-kernel: no network namespace for the egress point: {why}"
+                );
                 return Err(exit::KERNEL_REQUIRED);
             }
             tracing::warn!(

@@ -140,7 +140,10 @@ mod tests {
             ("inner.example.com", &["10.0.0.1"]),
         ]);
         let d = judge("https://api.example.com:443/", &p, &w).unwrap();
-        assert_eq!(d.addresses, vec!["93.184.216.34".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            d.addresses,
+            vec!["93.184.216.34".parse::<IpAddr>().unwrap()]
+        );
         let rule = |u: &str| judge(u, &p, &w).unwrap_err().rule;
         assert_eq!(rule("https://rebind.example.com:443/"), RULE_PRIVATE);
         assert_eq!(rule("https://meta.example.com:443/"), RULE_METADATA);
@@ -160,7 +163,10 @@ mod tests {
         assert_eq!(r.rule, RULE_ALLOWED_HOSTS);
         let r = judge("https://[::ffff:127.0.0.1]:8001/", &p, &w).unwrap_err();
         assert_eq!(r.rule, RULE_ALLOWED_HOSTS);
-        assert_eq!(judge("http://localhost:8000/", &p, &w).unwrap_err().rule, RULE_ALLOWED_HOSTS);
+        assert_eq!(
+            judge("http://localhost:8000/", &p, &w).unwrap_err().rule,
+            RULE_ALLOWED_HOSTS
+        );
     }
 
     #[test]

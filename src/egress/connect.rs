@@ -8,7 +8,11 @@ use tokio::net::TcpStream;
 use super::http::{client_response_head, head_end, upstream_request, RequestHead, MAX_HEAD};
 
 /// Answer a CONNECT and copy bytes both ways. `early` are bytes the client sent after its head.
-pub(crate) async fn tunnel<C>(client: &mut C, mut upstream: TcpStream, early: &[u8]) -> std::io::Result<()>
+pub(crate) async fn tunnel<C>(
+    client: &mut C,
+    mut upstream: TcpStream,
+    early: &[u8],
+) -> std::io::Result<()>
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {

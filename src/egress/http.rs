@@ -87,7 +87,10 @@ pub(crate) fn classify(head: &RequestHead) -> Result<Ask, String> {
     if head.method == "CONNECT" {
         let authority = head.target.as_str();
         if authority.contains(['/', '@', '?', '#']) {
-            return Err(format!("CONNECT target is not host:port: {}", shown(authority)));
+            return Err(format!(
+                "CONNECT target is not host:port: {}",
+                shown(authority)
+            ));
         }
         let (_, port) = authority
             .rsplit_once(':')
@@ -141,7 +144,10 @@ fn hop_header(name: &str) -> bool {
 /// `Proxy-*` headers removed, and `Connection: close` — one request per upstream connection,
 /// so that every request the client makes is judged on its own.
 pub(crate) fn upstream_request(head: &RequestHead, origin: &str, host_header: &str) -> Vec<u8> {
-    let mut out = format!("{} {} {}\r\nHost: {}\r\n", head.method, origin, head.version, host_header);
+    let mut out = format!(
+        "{} {} {}\r\nHost: {}\r\n",
+        head.method, origin, head.version, host_header
+    );
     for (name, value) in &head.headers {
         if !hop_header(name) {
             out.push_str(&format!("{name}: {value}\r\n"));
@@ -236,7 +242,9 @@ mod tests {
             }
         );
         let v6 = head("CONNECT [::1]:443 HTTP/1.1\r\n\r\n");
-        assert!(matches!(classify(&v6).unwrap(), Ask::Connect { url, .. } if url == "https://[::1]:443/"));
+        assert!(
+            matches!(classify(&v6).unwrap(), Ask::Connect { url, .. } if url == "https://[::1]:443/")
+        );
     }
 
     #[test]

@@ -35,7 +35,9 @@ pub fn route(policy: &Policy) -> Result<bool, String> {
 /// one), TCP connect to the egress port only, the proxy variables. Pure.
 pub fn adjust_plan(plan: &mut SandboxPlan) {
     plan.net.tcp_connect_ports = vec![EGRESS_PORT];
-    plan.net.notes.retain(|n| !n.contains("reachable as far as the kernel"));
+    plan.net
+        .notes
+        .retain(|n| !n.contains("reachable as far as the kernel"));
     plan.net.notes.push(format!(
         "egress point: the server has its own network namespace (loopback only, no resolver); its only way out is 127.0.0.1:{EGRESS_PORT}, capjail's HTTP/CONNECT egress point, which checks every connection's host against network.allowed_hosts, resolves it itself and checks every address (TLS is not inspected); Landlock allows TCP connect to port {EGRESS_PORT} only"
     ));
@@ -173,7 +175,10 @@ mod tests {
         let world_before = p.world.enabled;
         adjust_plan(&mut p);
         assert_eq!(p.net.tcp_connect_ports, vec![EGRESS_PORT]);
-        assert_eq!(p.world.net, world_before, "the world gets a network namespace");
+        assert_eq!(
+            p.world.net, world_before,
+            "the world gets a network namespace"
+        );
         let env: std::collections::HashMap<_, _> = p.env.values.iter().cloned().collect();
         for k in ["HTTP_PROXY", "https_proxy", "ALL_PROXY"] {
             assert_eq!(env[k], "http://127.0.0.1:3128", "{k}");

@@ -117,7 +117,9 @@ async fn serve(listener: Listener, egress: Egress) {
                 return;
             };
             loop {
-                let Ok(permit) = slots.clone().acquire_owned().await else { return };
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return;
+                };
                 match l.accept().await {
                     Ok((s, _)) => {
                         let e = egress.clone();
@@ -138,7 +140,9 @@ async fn serve(listener: Listener, egress: Egress) {
                 return;
             };
             loop {
-                let Ok(permit) = slots.clone().acquire_owned().await else { return };
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return;
+                };
                 match l.accept().await {
                     Ok((s, _)) => {
                         let e = egress.clone();
@@ -169,21 +173,51 @@ where
         Ok(Ok(None)) if buf.is_empty() => return, // connected and left
         _ => {
             let reason = "no complete request head (HTTP/1.x proxy request expected)";
-            refuse(&mut client, egress, "?", "", RULE_REQUEST, 400, reason, started).await;
+            refuse(
+                &mut client,
+                egress,
+                "?",
+                "",
+                RULE_REQUEST,
+                400,
+                reason,
+                started,
+            )
+            .await;
             return;
         }
     };
     let head = match http::parse_request_head(&buf[..end]) {
         Ok(h) => h,
         Err(reason) => {
-            refuse(&mut client, egress, "?", "", RULE_REQUEST, 400, &reason, started).await;
+            refuse(
+                &mut client,
+                egress,
+                "?",
+                "",
+                RULE_REQUEST,
+                400,
+                &reason,
+                started,
+            )
+            .await;
             return;
         }
     };
     let ask = match http::classify(&head) {
         Ok(a) => a,
         Err(reason) => {
-            refuse(&mut client, egress, &head.method, &head.target, RULE_REQUEST, 400, &reason, started).await;
+            refuse(
+                &mut client,
+                egress,
+                &head.method,
+                &head.target,
+                RULE_REQUEST,
+                400,
+                &reason,
+                started,
+            )
+            .await;
             return;
         }
     };
@@ -210,8 +244,13 @@ where
     let upstream = match resolve::connect_checked(&dest).await {
         Ok(s) => s,
         Err(e) => {
-            let body = format!("capjail egress: cannot connect to {}: {e}", target_text(&dest));
-            let _ = client.write_all(&http::page(502, "egress.upstream", &body)).await;
+            let body = format!(
+                "capjail egress: cannot connect to {}: {e}",
+                target_text(&dest)
+            );
+            let _ = client
+                .write_all(&http::page(502, "egress.upstream", &body))
+                .await;
             return;
         }
     };
@@ -219,7 +258,15 @@ where
     let r = match &ask {
         http::Ask::Connect { .. } => connect::tunnel(&mut client, upstream, &early).await,
         http::Ask::Forward { origin, .. } => {
-            connect::forward(&mut client, upstream, &head, origin, &host_header(&dest), &early).await
+            connect::forward(
+                &mut client,
+                upstream,
+                &head,
+                origin,
+                &host_header(&dest),
+                &early,
+            )
+            .await
         }
     };
     if let Err(e) = r {
@@ -228,7 +275,10 @@ where
 }
 
 /// Read until the end of the head; `Ok(None)`: EOF or head too long.
-async fn read_head<C: AsyncRead + Unpin>(c: &mut C, buf: &mut Vec<u8>) -> std::io::Result<Option<usize>> {
+async fn read_head<C: AsyncRead + Unpin>(
+    c: &mut C,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<usize>> {
     let mut chunk = [0u8; 4096];
     loop {
         if let Some(end) = http::head_end(buf) {
@@ -293,7 +343,11 @@ fn record(
     let mut r = rec
         .lock()
         .map_err(|_| std::io::Error::other("recorder lock poisoned"))?;
-    r.egress_decided(decision, started.elapsed().as_micros() as u64, written.len())
+    r.egress_decided(
+        decision,
+        started.elapsed().as_micros() as u64,
+        written.len(),
+    )
 }
 
 fn target_text(d: &Destination) -> String {

@@ -41,7 +41,7 @@ struct ChildSide {
 /// Install it BEFORE the rest of the confinement: it needs the privileges that step drops.
 pub fn install(cmd: &mut Command) -> io::Result<Pending> {
     let (parent, child) = UnixStream::pair()?; // both close-on-exec
-    // SAFETY: plain getters.
+                                               // SAFETY: plain getters.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
     let side = Arc::new(ChildSide {
         sock: OwnedFd::from(child),
@@ -287,7 +287,11 @@ pub fn available() -> Result<(), String> {
             return Err(format!("fork: {}", io::Error::last_os_error()));
         }
         if pid == 0 {
-            let code = if libc::unshare(flags) == 0 { 0 } else { errno().clamp(1, 255) };
+            let code = if libc::unshare(flags) == 0 {
+                0
+            } else {
+                errno().clamp(1, 255)
+            };
             libc::_exit(code);
         }
         let mut status = 0;
@@ -298,7 +302,11 @@ pub fn available() -> Result<(), String> {
             Some(0) => Ok(()),
             Some(e) => Err(format!(
                 "unshare({}): {}",
-                if root { "CLONE_NEWNET" } else { "CLONE_NEWUSER|CLONE_NEWNET" },
+                if root {
+                    "CLONE_NEWNET"
+                } else {
+                    "CLONE_NEWUSER|CLONE_NEWNET"
+                },
                 io::Error::from_raw_os_error(e)
             )),
             None => Err("the namespace probe did not exit normally".into()),

@@ -61,7 +61,10 @@ impl World for Names {
             .collect::<std::io::Result<Vec<_>>>()
             .and_then(|v| {
                 if v.is_empty() {
-                    Err(std::io::Error::new(std::io::ErrorKind::NotFound, "nxdomain"))
+                    Err(std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        "nxdomain",
+                    ))
                 } else {
                     Ok(v)
                 }
@@ -117,14 +120,24 @@ fn allowed_origin_is_reached_and_the_redirect_target_is_not() {
     // The client follows the redirect: a new request through the egress point.
     let second = ask(
         proxy,
-        &format!("GET http://127.0.0.1:{}/stolen HTTP/1.1\r\nHost: x\r\n\r\n", canary.port),
+        &format!(
+            "GET http://127.0.0.1:{}/stolen HTTP/1.1\r\nHost: x\r\n\r\n",
+            canary.port
+        ),
     );
     assert!(second.starts_with("HTTP/1.1 403"), "{second}");
     assert!(second.contains("network.allowed_hosts"), "{second}");
     // CONNECT to the canary: refused as well.
-    let third = ask(proxy, &format!("CONNECT 127.0.0.1:{} HTTP/1.1\r\n\r\n", canary.port));
+    let third = ask(
+        proxy,
+        &format!("CONNECT 127.0.0.1:{} HTTP/1.1\r\n\r\n", canary.port),
+    );
     assert!(third.starts_with("HTTP/1.1 403"), "{third}");
-    assert!(canary.hits().is_empty(), "the canary was reached: {:?}", canary.hits());
+    assert!(
+        canary.hits().is_empty(),
+        "the canary was reached: {:?}",
+        canary.hits()
+    );
 }
 
 #[test]
@@ -136,21 +149,39 @@ fn a_name_resolving_to_loopback_is_refused_and_connect_tunnels_to_the_allowed_po
     ));
     let r = ask(
         proxy,
-        &format!("GET http://rebind.example.com:{}/ HTTP/1.1\r\n\r\n", canary.port),
+        &format!(
+            "GET http://rebind.example.com:{}/ HTTP/1.1\r\n\r\n",
+            canary.port
+        ),
     );
     assert!(r.starts_with("HTTP/1.1 403"), "{r}");
     assert!(r.contains("X-Capjail-Rule: network.private"), "{r}");
-    let r = ask(proxy, &format!("CONNECT rebind.example.com:{} HTTP/1.1\r\n\r\n", canary.port));
+    let r = ask(
+        proxy,
+        &format!(
+            "CONNECT rebind.example.com:{} HTTP/1.1\r\n\r\n",
+            canary.port
+        ),
+    );
     assert!(r.contains("network.private"), "{r}");
     assert!(canary.hits().is_empty());
     // CONNECT to the allowed port: a tunnel; an HTTP request inside it reaches the origin.
     let mut s = TcpStream::connect(("127.0.0.1", proxy)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(format!("CONNECT 127.0.0.1:{} HTTP/1.1\r\n\r\nGET /in HTTP/1.1\r\n\r\n", canary.port).as_bytes())
-        .unwrap();
+    s.write_all(
+        format!(
+            "CONNECT 127.0.0.1:{} HTTP/1.1\r\n\r\nGET /in HTTP/1.1\r\n\r\n",
+            canary.port
+        )
+        .as_bytes(),
+    )
+    .unwrap();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
-    assert!(out.starts_with("HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.1 200 OK"), "{out}");
+    assert!(
+        out.starts_with("HTTP/1.1 200 Connection established\r\n\r\nHTTP/1.1 200 OK"),
+        "{out}"
+    );
     assert_eq!(canary.hits(), vec!["GET /in HTTP/1.1".to_string()]);
 }
 

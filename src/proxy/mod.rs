@@ -150,7 +150,9 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
             child::signal_group(pid, libc::SIGKILL);
             let _ = server.wait();
             let _ = end_session(&recorder, None, None);
-            return Err(RunError::Setup(format!("the egress point did not start: {e}")));
+            return Err(RunError::Setup(format!(
+                "the egress point did not start: {e}"
+            )));
         }
     }
     tracing::info!(pid, command = %cfg.argv.join(" "), policy = %cfg.policy.name, "server started");
