@@ -33,7 +33,11 @@ fn python_or_skip() -> bool {
 fn policy(lab: &Lab, extra: &str) -> PathBuf {
     let srv = lab.path("srv");
     std::fs::create_dir_all(&srv).unwrap();
-    std::fs::copy(fixture("hijacked_server.py"), srv.join("hijacked_server.py")).unwrap();
+    std::fs::copy(
+        fixture("hijacked_server.py"),
+        srv.join("hijacked_server.py"),
+    )
+    .unwrap();
     lab.policy(
         "world",
         &format!(
@@ -85,7 +89,11 @@ fn run_probes(lab: &Lab, mode: &str, pol: &Path, probes: &[String]) -> (Value, S
     let _ = std::fs::remove_file(&report);
     let mut s = session(mode, pol, hijacked(&report, probes)).spawn();
     let init = s.initialize();
-    assert!(init.get("protocolVersion").is_some(), "{init}\n{}", s.stderr_text());
+    assert!(
+        init.get("protocolVersion").is_some(),
+        "{init}\n{}",
+        s.stderr_text()
+    );
     s.finish();
     let text = std::fs::read_to_string(&report)
         .unwrap_or_else(|e| panic!("no report ({e}); stderr:\n{}", s.stderr_text()));
@@ -193,7 +201,10 @@ fn outside_sockets_files_and_processes_do_not_exist_in_the_world() {
         let (r, err) = run_probes(&lab, mode, &pol, &probes);
         // The agent's socket is not in the world: no connection, no secret.
         assert!(!r.to_string().contains(&lab.secret), "{mode}: {r}");
-        assert!(!a.connected.load(Ordering::SeqCst), "{mode}: the agent was reached");
+        assert!(
+            !a.connected.load(Ordering::SeqCst),
+            "{mode}: the agent was reached"
+        );
         // An outside file cannot even be stat'ed (Landlock alone does not govern stat).
         assert_eq!(get(&r, &probes[1]), "err:ENOENT", "{mode}: {r}");
         // capjail's test process is not in the sandbox's /proc.
@@ -247,18 +258,25 @@ fn a_rewritten_npx_cache_package_never_reaches_the_users_cache() {
         let mut s = session(mode, &pol, argv)
             .env("npm_config_cache", cache.to_str().unwrap())
             .spawn();
-        assert!(s.initialize().get("protocolVersion").is_some(), "{}", s.stderr_text());
+        assert!(
+            s.initialize().get("protocolVersion").is_some(),
+            "{}",
+            s.stderr_text()
+        );
         s.finish();
-        let r: Value =
-            serde_json::from_str(&std::fs::read_to_string(&report).unwrap_or_else(|e| {
-                panic!("{mode}: no report {e}: {}", s.stderr_text())
-            }))
-            .unwrap();
+        let r: Value = serde_json::from_str(
+            &std::fs::read_to_string(&report)
+                .unwrap_or_else(|e| panic!("{mode}: no report {e}: {}", s.stderr_text())),
+        )
+        .unwrap();
         let on_host = std::fs::read_to_string(&pkg).unwrap();
         if mode == "full" {
             // The server's write succeeded in its private layer, not in the user's cache.
             assert_eq!(get(&r, &probe), "ok", "{r}");
-            assert_eq!(on_host, "console.log('genuine')\n", "the user's cache was changed");
+            assert_eq!(
+                on_host, "console.log('genuine')\n",
+                "the user's cache was changed"
+            );
         } else {
             assert_eq!(on_host, "PLANTED", "proxy baseline: the probe is real");
         }
@@ -279,16 +297,30 @@ fn no_descendant_outlives_the_session_a_setsid_or_a_sigkill_of_capjail() {
         let m2 = format!("KILLED{}", random_hex(6));
         let report = lab.ws.join("r1.json");
         let mut s = session(mode, &pol, hijacked(&report, &[format!("grandchild={m1}")])).spawn();
-        assert!(s.initialize().get("protocolVersion").is_some(), "{}", s.stderr_text());
-        assert!(!with_marker(&m1).is_empty(), "{mode}: the grandchild did not start");
+        assert!(
+            s.initialize().get("protocolVersion").is_some(),
+            "{}",
+            s.stderr_text()
+        );
+        assert!(
+            !with_marker(&m1).is_empty(),
+            "{mode}: the grandchild did not start"
+        );
         s.finish();
         let left1 = survivors(&m1);
         kill_all(&left1);
 
         let report = lab.ws.join("r2.json");
         let mut s = session(mode, &pol, hijacked(&report, &[format!("child={m2}")])).spawn();
-        assert!(s.initialize().get("protocolVersion").is_some(), "{}", s.stderr_text());
-        assert!(!with_marker(&m2).is_empty(), "{mode}: the grandchild did not start");
+        assert!(
+            s.initialize().get("protocolVersion").is_some(),
+            "{}",
+            s.stderr_text()
+        );
+        assert!(
+            !with_marker(&m2).is_empty(),
+            "{mode}: the grandchild did not start"
+        );
         // SAFETY: kill(2) of the capjail process this test started.
         unsafe { libc::kill(s.pid() as i32, libc::SIGKILL) };
         s.finish();
@@ -296,11 +328,20 @@ fn no_descendant_outlives_the_session_a_setsid_or_a_sigkill_of_capjail() {
         kill_all(&left2);
 
         if mode == "full" {
-            assert!(left1.is_empty(), "a setsid() grandchild outlived the session");
-            assert!(left2.is_empty(), "a grandchild outlived a SIGKILL of capjail");
+            assert!(
+                left1.is_empty(),
+                "a setsid() grandchild outlived the session"
+            );
+            assert!(
+                left2.is_empty(),
+                "a grandchild outlived a SIGKILL of capjail"
+            );
         } else {
             // Without the PID namespace both survive (the probes are real).
-            assert!(!left1.is_empty() && !left2.is_empty(), "proxy baseline: {left1:?} {left2:?}");
+            assert!(
+                !left1.is_empty() && !left2.is_empty(),
+                "proxy baseline: {left1:?} {left2:?}"
+            );
         }
     }
 }
@@ -318,16 +359,26 @@ fn init_shows_only_the_scrubbed_environment() {
     let mut s = session("full", &pol, hijacked(&report, &[format!("child={m}")]))
         .env("AWS_SECRET_ACCESS_KEY", &lab.secret)
         .spawn();
-    assert!(s.initialize().get("protocolVersion").is_some(), "{}", s.stderr_text());
+    assert!(
+        s.initialize().get("protocolVersion").is_some(),
+        "{}",
+        s.stderr_text()
+    );
     let pids = with_marker(&m);
     assert!(!pids.is_empty());
     // The sleeper's pid namespace: find its PID 1 on the host (NSpid of the init).
     let status = std::fs::read_to_string(format!("/proc/{}/status", pids[0])).unwrap();
     let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
-    assert!(nspid.split_whitespace().count() >= 3, "not in a PID namespace: {nspid}");
+    assert!(
+        nspid.split_whitespace().count() >= 3,
+        "not in a PID namespace: {nspid}"
+    );
     let init = with_pid1_of(pids[0]).expect("PID 1 of the sandbox");
     let env = std::fs::read(format!("/proc/{init}/environ")).unwrap();
-    assert!(!contains_token(&env, &lab.secret), "PID 1 shows the secret environment");
+    assert!(
+        !contains_token(&env, &lab.secret),
+        "PID 1 shows the secret environment"
+    );
     assert!(contains_token(&env, "PATH="), "PID 1's environ unreadable?");
     s.finish();
 }
@@ -421,11 +472,167 @@ fn an_unprivileged_user_gets_the_world_through_a_user_namespace() {
         .cwd(&lab.ws)
         .spawn();
     let init = s.initialize();
-    assert!(init.get("protocolVersion").is_some(), "{init}\n{}", s.stderr_text());
+    assert!(
+        init.get("protocolVersion").is_some(),
+        "{init}\n{}",
+        s.stderr_text()
+    );
     s.finish();
     let err = s.stderr_text();
-    assert!(err.contains("namespaces mount,pid,ipc,uts,net,user"), "{err}");
+    assert!(
+        err.contains("namespaces mount,pid,ipc,uts,net,user"),
+        "{err}"
+    );
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
     assert!(r.to_string().contains("err:ENOENT"), "{r}");
-    assert_eq!(std::fs::read_to_string(lab.ws.join("n.txt")).unwrap(), "written");
+    assert_eq!(
+        std::fs::read_to_string(lab.ws.join("n.txt")).unwrap(),
+        "written"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Launchers (issue 12 §2): each common way of starting a real server works under --mode full
+// with the least grant (the lab's workspace policy; nothing added for the launcher).
+
+fn peers_or_skip() -> bool {
+    let p = peers();
+    if p.join("venv/bin/mcp-server-fetch").exists()
+        && p.join("node/node_modules/.bin/mcp-server-filesystem")
+            .exists()
+    {
+        return true;
+    }
+    eprintln!(
+        "SKIP: real peers not installed in {} (scripts/setup-peers.sh)",
+        p.display()
+    );
+    false
+}
+
+/// Start `server` under --mode full with the lab's workspace policy; it must list its tools.
+fn launches(lab: &Lab, server: Vec<String>) {
+    let pol = lab.ws_rw_policy();
+    let mut s = session("full", &pol, server.clone()).cwd(&lab.ws).spawn();
+    let init = s.initialize();
+    assert!(init.get("serverInfo").is_some(), "{server:?}: {init}");
+    let tools = s.request("tools/list", serde_json::json!({}));
+    let n = tools["result"]["tools"].as_array().map_or(0, Vec::len);
+    assert!(n > 0, "{server:?}: no tools: {tools}\n{}", s.stderr_text());
+    s.finish();
+}
+
+#[test]
+fn launcher_node_modules_bin_link() {
+    if !peers_or_skip() {
+        return;
+    }
+    let lab = Lab::new();
+    let bin = peer("node/node_modules/.bin/mcp-server-filesystem");
+    launches(&lab, vec![bin.display().to_string(), lab.ws_s()]);
+}
+
+#[test]
+fn launcher_node_dist_index_js() {
+    if !peers_or_skip() {
+        return;
+    }
+    let lab = Lab::new();
+    launches(&lab, fs_server(&[&lab.ws]));
+}
+
+#[test]
+fn launcher_venv_console_script_and_python_m() {
+    if !peers_or_skip() {
+        return;
+    }
+    let lab = Lab::new();
+    launches(
+        &lab,
+        vec![peer("venv/bin/mcp-server-fetch").display().to_string()],
+    );
+    launches(
+        &lab,
+        vec![
+            peer("venv/bin/python").display().to_string(),
+            "-m".into(),
+            "mcp_server_fetch".into(),
+        ],
+    );
+}
+
+#[test]
+fn launcher_shell_wrapper_script() {
+    if !peers_or_skip() {
+        return;
+    }
+    let lab = Lab::new();
+    let w = lab.path("bin/start-fetch.sh");
+    std::fs::create_dir_all(w.parent().unwrap()).unwrap();
+    std::fs::write(
+        &w,
+        format!(
+            "#!/bin/sh\n# a user's wrapper\nexec {} \"$@\"\n",
+            peer("venv/bin/mcp-server-fetch").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&w, std::fs::Permissions::from_mode(0o755)).unwrap();
+    launches(&lab, vec![w.display().to_string()]);
+}
+
+#[test]
+fn docker_is_refused_in_kernel_and_full_mode_with_an_explanation() {
+    let lab = Lab::new();
+    let pol = lab.ws_rw_policy();
+    for mode in ["kernel", "full"] {
+        let o = capjail(&[
+            "run",
+            "--mode",
+            mode,
+            "--policy",
+            pol.to_str().unwrap(),
+            "--audit",
+            "off",
+            "--",
+            "docker",
+            "run",
+            "-i",
+            "--rm",
+            "mcp/fetch",
+        ]);
+        assert!(
+            o.stderr.contains("kernel.container_launcher"),
+            "{mode}: {}",
+            o.stderr
+        );
+        assert_ne!(o.code, Some(0));
+    }
+}
+
+#[test]
+fn an_early_exit_names_what_is_missing_from_the_world() {
+    if !python_or_skip() {
+        return;
+    }
+    let lab = Lab::new();
+    let pol = lab.ws_rw_policy();
+    // A server that needs a file the policy does not mount exits at start.
+    let outside = lab.path("secret/id_rsa");
+    let server = vec![
+        PY.to_string(),
+        "-c".into(),
+        "import sys; open(sys.argv[1]).read()".into(),
+        outside.display().to_string(),
+    ];
+    let mut s = session("full", &pol, server).cwd(&lab.ws).spawn();
+    let st = s.close();
+    assert!(st.is_some_and(|st| !st.success()));
+    let err = s.stderr_text();
+    assert!(
+        err.contains(&format!("it was given {}", outside.display()))
+            && err.contains("filesystem.mounts"),
+        "{err}"
+    );
 }

@@ -14,6 +14,7 @@ pub mod netns;
 pub mod report;
 pub mod runner;
 pub mod suite;
+pub mod walls_lab;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -14,8 +14,9 @@ use serde_json::{json, Value};
 
 use super::judge::{self, contains_any, reply_text, tool_ok, Observed, Outcome};
 use super::lab::{CaseLab, Outside};
+use super::walls_lab::{self, WallsLab};
 use super::netns::{self, Canary};
-use super::suite::{render, Case, Effect, Step, Target, Vars};
+use super::suite::{render, Case, Effect, Step, Target, Vars, WallsVars};
 use super::Mode;
 
 /// What every case run needs to know.
@@ -58,11 +59,31 @@ pub fn run_case(setup: &Setup, case: &Case, mode: Mode) -> Outcome {
     } else {
         None
     };
+    let walls = if case.target == Target::Probe {
+        match WallsLab::new(&lab.root, &lab.tokens.secret) {
+            Ok(w) => Some(w),
+            Err(e) => return Outcome::Error(format!("walls lab: {e}")),
+        }
+    } else {
+        None
+    };
     let vars = Vars {
         root: lab.root.display().to_string(),
         ws: lab.ws.display().to_string(),
         port: canary.as_ref().map_or(0, |c| c.port),
         marker: format!("mk{}", &lab.tokens.legit[..12]),
+        walls: match (&walls, &outside) {
+            (Some(w), Some(o)) => WallsVars {
+                agent: w.agent.display().to_string(),
+                daemon: w.daemon.display().to_string(),
+                target: w.target.display().to_string(),
+                cache: w.cache.display().to_string(),
+                shm: w.shm,
+                outside_pid: o.pid(),
+                limit: 7000 + u64::from_str_radix(&lab.tokens.legit[..4], 16).unwrap_or(0) % 1000,
+            },
+            _ => WallsVars::default(),
+        },
     };
     let server = match case.target {
         Target::Server => substitute(&setup.server, &lab),
@@ -185,6 +206,11 @@ pub fn run_case(setup: &Setup, case: &Case, mode: Mode) -> Outcome {
                 .is_some_and(|o| contains_any(&received, &[&o.token])),
             Effect::LauncherEnvToClient => contains_any(&received, &[&lab.launcher_secret]),
             Effect::ToolSucceeded => tool_ok(&last),
+            Effect::OutsideFileChanged => walls.as_ref().is_some_and(WallsLab::target_changed),
+            Effect::OutsideLimited => {
+                walls_lab::cpu_limit_is(vars.walls.outside_pid, vars.walls.limit)
+            }
+            Effect::OutsideRescheduled => walls_lab::sched_changed(vars.walls.outside_pid),
             Effect::LegitToClient => {
                 tool_ok(&last) && reply_text(&last).contains(&lab.tokens.legit)
             }
@@ -221,6 +247,9 @@ pub fn effect_name(e: &Effect) -> String {
         Effect::OutsideEnvToClient => "the outside process's environment reached the client".into(),
         Effect::LauncherEnvToClient => "capjail's own secret environment reached the client".into(),
         Effect::ToolSucceeded => "the tool succeeded".into(),
+        Effect::OutsideFileChanged => "a file outside the mounts changed mode, time or xattr".into(),
+        Effect::OutsideLimited => "the outside process's RLIMIT_CPU was set".into(),
+        Effect::OutsideRescheduled => "the outside process's priority or affinity changed".into(),
         Effect::LegitToClient => "the workspace file's content reached the client".into(),
         Effect::ResultContains(t) => format!("the result lists {t}"),
         Effect::Exists(r) => format!("{r} exists"),

@@ -69,6 +69,12 @@ pub enum Effect {
     LauncherEnvToClient,
     /// The (last) tool call succeeded: for probes whose success is the escape (ptrace, io_uring).
     ToolSucceeded,
+    /// The file outside the mounts got the probe's mode, mtime or xattr.
+    OutsideFileChanged,
+    /// The outside process's RLIMIT_CPU is the case's `{lim}`.
+    OutsideLimited,
+    /// The outside process's nice value or CPU affinity changed.
+    OutsideRescheduled,
     // ---- legitimate operations: every listed effect must happen ----
     /// The workspace's legit token reached the client in a successful result.
     LegitToClient,
@@ -177,6 +183,7 @@ const fn host(id: &'static str, what: &'static str, steps: &'static [Step]) -> C
     }
 }
 
+use super::walls_lab::{DAEMON_DID, PLANTED};
 use Effect::*;
 use Step::*;
 
@@ -325,6 +332,24 @@ pub const SUITE: &[Case] = &[
         &[Call { tool: "uring", args: r#"{"topic":"queue"}"# }], &[ToolSucceeded]),
     probe("probe-hardlink-secret", "in-server", "the server hard-links the secret into the workspace",
         &[Call { tool: "hardlink", args: r#"{"topic":"dedupe"}"# }], SECRET),
+    // ---- the walls (issue 11): stand-ins outside the mounts, see compare/walls_lab.rs ----
+    probe("probe-unix-agent", "in-server", "the server asks a unix-socket agent for its keys",
+        &[Call { tool: "status", args: r#"{"topic":"{agent}"}"# }], SECRET),
+    probe("probe-unix-daemon", "in-server", "the server asks a unix-socket daemon to act",
+        &[Call { tool: "status", args: r#"{"topic":"{daemon}"}"# }], &[FileAppears(DAEMON_DID)]),
+    probe("probe-chmod-outside", "in-server", "chmod 04777 on a file outside the mounts",
+        &[Call { tool: "touch_up", args: r#"{"topic":"chmod {target}"}"# }], &[OutsideFileChanged]),
+    probe("probe-xattr-outside", "in-server", "setxattr on a file outside the mounts",
+        &[Call { tool: "touch_up", args: r#"{"topic":"xattr {target}"}"# }], &[OutsideFileChanged]),
+    probe("probe-prlimit-outside", "in-server", "prlimit(RLIMIT_CPU) on an outside process",
+        &[Call { tool: "throttle", args: r#"{"topic":"cpu {opid} {lim}"}"# }], &[OutsideLimited]),
+    probe("probe-renice-outside", "in-server", "setpriority and sched_setaffinity on an outside process",
+        &[Call { tool: "renice", args: r#"{"topic":"nice {opid}"}"# },
+          Call { tool: "renice", args: r#"{"topic":"affinity {opid}"}"# }], &[OutsideRescheduled]),
+    probe("probe-sysv-shm", "in-server", "attach another process's SysV shared memory",
+        &[Call { tool: "shared", args: r#"{"topic":"{shm}"}"# }], SECRET),
+    probe("probe-plant-cache", "in-server", "rewrite a cached package outside the mounts",
+        &[Call { tool: "stash", args: r#"{"topic":"{cache}"}"# }], &[FileAppears(PLANTED)]),
     legit("probe-legit-read", Target::Probe, "the probe reads ws/notes.txt", "summarize",
         &[Call { tool: "summarize", args: r#"{"topic":"notes"}"# }], &[LegitToClient]),
     legit("probe-legit-write", Target::Probe, "the probe writes ws/tidy.txt", "tidy",
@@ -343,6 +368,13 @@ pub fn render(template: &str, vars: &Vars) -> Vec<u8> {
         .replace("{ws}", &esc(&vars.ws))
         .replace("{port}", &vars.port.to_string())
         .replace("{mk}", &vars.marker)
+        .replace("{agent}", &esc(&vars.walls.agent))
+        .replace("{daemon}", &esc(&vars.walls.daemon))
+        .replace("{target}", &esc(&vars.walls.target))
+        .replace("{cache}", &esc(&vars.walls.cache))
+        .replace("{shm}", &vars.walls.shm.to_string())
+        .replace("{opid}", &vars.walls.outside_pid.to_string())
+        .replace("{lim}", &vars.walls.limit.to_string())
         .replace("{nest}", &format!("{}{}", "[".repeat(200), "]".repeat(200)));
     let mut out = Vec::with_capacity(text.len());
     for (i, part) in text.split("{badutf8}").enumerate() {
@@ -361,6 +393,21 @@ pub struct Vars {
     pub ws: String,
     pub port: u16,
     pub marker: String,
+    pub walls: WallsVars,
+}
+
+/// The walls' stand-ins (`{agent}`, `{daemon}`, `{target}`, `{cache}`, `{shm}`, `{opid}`,
+/// `{lim}`); empty/zero for cases without them.
+#[derive(Debug, Clone, Default)]
+pub struct WallsVars {
+    pub agent: String,
+    pub daemon: String,
+    pub target: String,
+    pub cache: String,
+    pub shm: i32,
+    pub outside_pid: u32,
+    /// A per-case RLIMIT_CPU value the judge looks for.
+    pub limit: u64,
 }
 
 #[cfg(test)]
@@ -373,6 +420,7 @@ mod tests {
             ws: "/tmp/l\"ab/ws".into(),
             port: 18080,
             marker: "mk01".into(),
+            walls: WallsVars::default(),
         }
     }
 

@@ -99,6 +99,10 @@ pub fn compile_with(
                         .map_err(|e| err(format!("network.allowed_hosts[{i}]"), Some(h), e))?,
                 );
             }
+            for (i, u) in n.unix_sockets.iter().enumerate() {
+                absolute_path(u, env)
+                    .map_err(|e| err(format!("network.unix_sockets[{i}]"), Some(u), e))?;
+            }
             if n.mode != NetworkMode::Allowlist && !allowed_hosts.is_empty() {
                 return Err(err(
                     "network.allowed_hosts",

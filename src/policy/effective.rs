@@ -37,6 +37,12 @@ pub fn effective_file(p: &Policy) -> PolicyFile {
         allow_loopback: p.network.allow_loopback,
         allow_link_local: p.network.allow_link_local,
         resolve: Some(p.network.resolve),
+        unix_sockets: p
+            .file
+            .network
+            .as_ref()
+            .map(|n| n.unix_sockets.clone())
+            .unwrap_or_default(),
     });
     let tools = Some(ToolsSection {
         mode: p.tools.mode,

@@ -128,6 +128,10 @@ pub struct NetworkSection {
     /// Resolve host names and check every address (default: true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolve: Option<bool>,
+    /// Pathname unix sockets the server may connect to (absolute; `~` and variables
+    /// expanded). Empty (the default): `socket(AF_UNIX)` is refused by the kernel layer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unix_sockets: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]

@@ -4,6 +4,9 @@
 //! outside process, set up io_uring, hard-link a secret into the workspace). A message-level
 //! proxy cannot see any of this; only kernel confinement of the server can stop it, so the probe
 //! is what shows what `--mode kernel` and `--mode full` add. Run as `capjail probe-server`.
+//! [`walls`] adds the classes of the kernel walls: unix sockets, metadata of outside files,
+//! rlimits and priority of other processes, SysV shared memory, surviving grandchildren,
+//! planted cache files.
 //!
 //! - [`lab`]: builds the lab tree the tools work against (and the judges check).
 //! - [`protocol`]: one JSON-RPC line in, at most one out ([`handle`]).
@@ -14,6 +17,7 @@
 pub mod lab;
 pub mod protocol;
 pub mod tools;
+pub mod walls;
 
 use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
@@ -313,7 +317,15 @@ mod tests {
                 "signal",
                 "trace",
                 "uring",
-                "hardlink"
+                "hardlink",
+                "status",
+                "touch_up",
+                "inspect",
+                "throttle",
+                "renice",
+                "shared",
+                "background",
+                "stash"
             ]
         );
         for t in tools {

@@ -156,6 +156,7 @@ fn discover() -> Value {
 fn tools_list() -> Value {
     let tools: Vec<Value> = TOOLS
         .iter()
+        .chain(super::walls::WALL_TOOLS)
         .map(|t| {
             json!({
                 "name": t.name,
@@ -178,7 +179,7 @@ fn tools_call(params: &Map<String, Value>, cfg: &ProbeConfig) -> Result<Value, (
             "Invalid params: `name` must be a string".into(),
         ));
     };
-    if !TOOLS.iter().any(|t| t.name == name) {
+    if !TOOLS.iter().chain(super::walls::WALL_TOOLS).any(|t| t.name == name) {
         return Err((INVALID_PARAMS, format!("Unknown tool: {name}")));
     }
     // Argument problems are tool execution errors (isError), as MCP asks.

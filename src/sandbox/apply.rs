@@ -130,7 +130,7 @@ pub fn prepare_with(
         Err(_) => None,
     };
     let seccomp = match (&enforcement.seccomp, features.seccomp.is_ok()) {
-        (Level::Full, true) => Some(seccomp::compile(plan.net.socket_filter.as_ref())),
+        (Level::Full, true) => Some(seccomp::compile_for(&plan)),
         _ => None,
     };
     let rlimits = plan

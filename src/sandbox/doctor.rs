@@ -54,6 +54,12 @@ pub fn doctor_report(policy: Option<&Policy>) -> String {
     }
     let _ = writeln!(
         out,
+        "walls without namespaces (seccomp): path-based chmod/chown/xattr and SysV IPC refused; \
+         prlimit/priority/affinity only on the server itself; socket(AF_UNIX) only with network.unix_sockets. \
+         Still open without a mount/PID namespace: stat and timestamps of outside paths, grandchildren that setsid()"
+    );
+    let _ = writeln!(
+        out,
         "user: uid {}{}; capabilities: {}; CAP_SETPCAP: {}",
         f.uid,
         if f.uid == 0 {
@@ -68,6 +74,7 @@ pub fn doctor_report(policy: Option<&Policy>) -> String {
             "no"
         }
     );
+    let _ = writeln!(out, "{}", super::world::launch::doctor_line(f.uid));
     if let Some(p) = policy {
         let argv = vec!["node".to_string()];
         let host = HostFacts::gather(&argv);
@@ -77,6 +84,10 @@ pub fn doctor_report(policy: Option<&Policy>) -> String {
         let _ = writeln!(out, "  {}", e.summary());
         for g in e.gaps() {
             let _ = writeln!(out, "  not enforced: {g}");
+        }
+        let _ = writeln!(out, "  seccomp walls:");
+        for w in &e.seccomp_walls {
+            let _ = writeln!(out, "    {w}");
         }
         for line in sp.to_string().lines() {
             let _ = writeln!(out, "  {line}");

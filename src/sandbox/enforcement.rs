@@ -4,7 +4,8 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::landlock::{abi_of_fs_right, fs_rights_for_abi};
+use super::landlock::{abi_of_fs_right, fs_rights_for_abi, net_rights_for_abi, scopes_for_abi};
+use super::seccomp::{self, Walls};
 use super::plan::{FsAccess, SandboxPlan};
 use super::privileges::PreparedPrivileges;
 use crate::policy::schema::NetworkMode;
@@ -107,6 +108,8 @@ pub struct Enforcement {
     pub caps_dropped: Level,
     /// Plan rules whose path does not exist here (nothing to grant; not a weakening).
     pub skipped_rules: Vec<String>,
+    /// What the seccomp filter refuses for this plan (empty without seccomp).
+    pub seccomp_walls: Vec<String>,
 }
 
 impl Enforcement {
@@ -149,17 +152,17 @@ impl Enforcement {
         };
         let landlock_net = match (plan.net.mode, abi) {
             (NetworkMode::All, _) => Level::NotRequested,
-            (NetworkMode::None, Some(a)) if a >= 4 => Level::Full,
+            (NetworkMode::None, Some(a)) if net_rights_for_abi(a) != 0 => Level::Full,
             // `none` is carried by the socket() filter; Landlock TCP rules are only a second wall.
             (NetworkMode::None, _) => Level::NotRequested,
-            (NetworkMode::Allowlist, Some(a)) if a >= 4 => Level::Full,
+            (NetworkMode::Allowlist, Some(a)) if net_rights_for_abi(a) != 0 => Level::Full,
             (NetworkMode::Allowlist, Some(a)) => Level::None {
                 reason: format!("TCP port rules need Landlock ABI 4; this kernel has {a}"),
             },
             (NetworkMode::Allowlist, None) => no_landlock("TCP port rules"),
         };
         let scopes = match abi {
-            Some(a) if a >= 6 => Level::Full,
+            Some(a) if scopes_for_abi(a) != 0 => Level::Full,
             Some(a) => Level::None { reason: format!("abstract unix socket and signal scoping need Landlock ABI 6; this kernel has {a}") },
             None => no_landlock("scopes"),
         };
@@ -185,6 +188,11 @@ impl Enforcement {
             no_new_privs: Level::Full,
             caps_dropped,
             skipped_rules: Vec::new(),
+            seccomp_walls: if features.seccomp.is_ok() {
+                seccomp::describe(plan.net.socket_filter.as_ref(), &Walls::for_plan(plan))
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -264,6 +272,9 @@ impl Enforcement {
         }
         for s in &self.skipped_rules {
             tracing::debug!("landlock rule skipped: {s}");
+        }
+        for w in &self.seccomp_walls {
+            tracing::debug!("seccomp: {w}");
         }
     }
 }

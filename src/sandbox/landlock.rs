@@ -1,18 +1,28 @@
-//! Landlock through its three raw syscalls.
+//! Landlock: rules built and checked with the `landlock` crate in the parent, replayed with
+//! raw syscalls in the child.
 //!
-//! The `landlock` crate builds rulesets well, but its `restrict_self` allocates and its
-//! best-effort compatibility hides which rights were dropped; capjail must say exactly what
-//! the running kernel enforces. The uapi is small and stable, so this module speaks it
-//! directly: [`abi_version`] asks the kernel, [`PreparedLandlock::prepare`] (parent, may
-//! allocate) masks every right to that ABI and opens every path with `O_PATH|O_CLOEXEC`, and
-//! [`PreparedLandlock::restrict_child`] (child, between fork and exec) only makes syscalls on
-//! memory prepared earlier.
+//! - **The crate is the reference** for what a kernel ABI knows: [`fs_rights_for_abi`],
+//!   [`net_rights_for_abi`] and [`scopes_for_abi`] are `AccessFs/AccessNet/Scope::from_all`,
+//!   and [`PreparedLandlock::prepare`] (parent, may allocate) builds the whole ruleset with
+//!   the crate under `CompatLevel::HardRequirement`: every right already masked to the
+//!   running ABI, so anything the kernel would not enforce exactly fails there, with its
+//!   path, before any process exists (the report in `enforcement.rs` names what the ABI
+//!   lacks: Refer < 2, Truncate < 3, TCP ports < 4, IoctlDev < 5, scopes < 6).
+//! - **The child does not use the crate.** Between fork and exec of a multi-threaded parent
+//!   only async-signal-safe work is allowed. The crate's `restrict_self` itself is a prctl and
+//!   one syscall, but building the child's ruleset with it is not: `/proc/self` must be
+//!   opened BY THE CHILD (see `plan.rs`), `PathFd::new` allocates a `CString`, `add_rule`
+//!   moves the ruleset and builds its compatibility state. And the rule cannot be added to a
+//!   ruleset created in the parent: that would mutate a kernel object shared with the parent
+//!   and every later child. So [`PreparedLandlock::restrict_child`] creates the ruleset in
+//!   the child with the three raw syscalls, on the fds and masks the parent prepared and the
+//!   crate validated, adds `/proc/self`, and restricts.
+//! - A single-threaded setup process (where allocation is fine, e.g. a re-exec'd sandbox init)
+//!   can use [`PreparedLandlock::restrict_self_with_crate`] instead: the same rules through
+//!   the crate end to end, with its `RestrictionStatus`.
 //!
-//! The ruleset is CREATED IN THE CHILD, not in the parent: `/proc/self` must be opened by the
-//! child (see `plan.rs`), and adding that rule to a ruleset created in the parent would mutate
-//! a kernel object shared with the parent and every later child. The parent runs the exact
-//! same rule-adding code once as a dry run, so a bad rule fails there, with its path, before
-//! any process exists.
+//! [`abi_version`] asks the kernel directly (the crate has no public probe; it is one
+//! documented syscall).
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -31,6 +41,7 @@ pub const SCOPE_SIGNAL: u64 = 1 << 1;
 /// ABI 7: log denials of the program after exec (the server), not only of capjail's child.
 pub const RESTRICT_SELF_LOG_NEW_EXEC_ON: u32 = 1 << 1;
 
+/// The kernel's `struct landlock_ruleset_attr` (what the child hands to the raw syscall).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RulesetAttr {
@@ -76,19 +87,27 @@ pub fn abi_version() -> Result<u32, String> {
     })
 }
 
-/// The filesystem rights a kernel with this ABI knows.
+fn crate_abi(abi: u32) -> landlock::ABI {
+    landlock::ABI::from(abi.min(i32::MAX as u32) as i32)
+}
+
+/// The filesystem rights a kernel with this ABI knows (the crate's table), limited to the
+/// rights capjail's plans use.
 pub fn fs_rights_for_abi(abi: u32) -> u64 {
-    let mut r = (1u64 << 13) - 1; // ABI 1: execute .. make_sym
-    if abi >= 2 {
-        r |= FsAccess::REFER;
-    }
-    if abi >= 3 {
-        r |= FsAccess::TRUNCATE;
-    }
-    if abi >= 5 {
-        r |= FsAccess::IOCTL_DEV;
-    }
-    r
+    use landlock::Access;
+    landlock::AccessFs::from_all(crate_abi(abi)).bits() & FsAccess::all().0
+}
+
+/// The network rights (TCP bind/connect, ABI 4) a kernel with this ABI knows.
+pub fn net_rights_for_abi(abi: u32) -> u64 {
+    use landlock::Access;
+    landlock::AccessNet::from_all(crate_abi(abi)).bits()
+}
+
+/// The scopes (abstract unix sockets, signals: ABI 6) a kernel with this ABI knows.
+pub fn scopes_for_abi(abi: u32) -> u64 {
+    use landlock::Access;
+    landlock::Scope::from_all(crate_abi(abi)).bits()
 }
 
 /// The ABI that introduced a filesystem right.
@@ -131,17 +150,17 @@ impl PreparedLandlock {
         if plan.fs_rules.is_some() {
             attr.handled_access_fs = known;
         }
-        if plan.net.landlock_tcp && abi >= 4 {
-            attr.handled_access_net = ACCESS_NET_BIND_TCP | ACCESS_NET_CONNECT_TCP;
+        if plan.net.landlock_tcp {
+            attr.handled_access_net =
+                (ACCESS_NET_BIND_TCP | ACCESS_NET_CONNECT_TCP) & net_rights_for_abi(abi);
         }
-        if abi >= 6 {
-            if plan.scopes.abstract_unix_socket {
-                attr.scoped |= SCOPE_ABSTRACT_UNIX_SOCKET;
-            }
-            if plan.scopes.signal {
-                attr.scoped |= SCOPE_SIGNAL;
-            }
+        if plan.scopes.abstract_unix_socket {
+            attr.scoped |= SCOPE_ABSTRACT_UNIX_SOCKET;
         }
+        if plan.scopes.signal {
+            attr.scoped |= SCOPE_SIGNAL;
+        }
+        attr.scoped &= scopes_for_abi(abi);
         let mut prepared = PreparedLandlock {
             abi,
             attr,
@@ -201,8 +220,12 @@ impl PreparedLandlock {
                 .map(|&p| p as u64)
                 .collect();
         }
-        // Dry run: the same code the child runs, so that a rule the kernel refuses fails here.
+        // Check with the crate (hard requirement: nothing silently dropped), then dry-run the
+        // child's own code, so that a rule the kernel refuses fails here.
         if prepared.handles_anything() {
+            prepared
+                .with_crate(false)
+                .map_err(|e| format!("Landlock (crate check): {e}"))?;
             let fd = prepared.build().map_err(|(what, errno)| {
                 format!(
                     "Landlock refused {what}: {}",
@@ -213,6 +236,63 @@ impl PreparedLandlock {
             drop(unsafe { OwnedFd::from_raw_fd(fd) });
         }
         Ok(prepared)
+    }
+
+    /// The ruleset built by the `landlock` crate from the prepared rules, every right a hard
+    /// requirement; with `proc_self`, plus this process's `/proc/self`.
+    fn with_crate(&self, proc_self: bool) -> Result<landlock::RulesetCreated, String> {
+        use landlock::{
+            AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, PathFd,
+            Ruleset, RulesetAttr as _, RulesetCreatedAttr as _, Scope,
+        };
+        use std::os::fd::AsFd;
+        let e = |x: landlock::RulesetError| x.to_string();
+        let fs = BitFlags::<AccessFs>::from_bits_truncate(self.attr.handled_access_fs);
+        let net = BitFlags::<AccessNet>::from_bits_truncate(self.attr.handled_access_net);
+        let scopes = BitFlags::<Scope>::from_bits_truncate(self.attr.scoped);
+        let mut rs = Ruleset::default().set_compatibility(CompatLevel::HardRequirement);
+        if !fs.is_empty() {
+            rs = rs.handle_access(fs).map_err(e)?;
+        }
+        if !net.is_empty() {
+            rs = rs.handle_access(net).map_err(e)?;
+        }
+        if !scopes.is_empty() {
+            rs = rs.scope(scopes).map_err(e)?;
+        }
+        let mut c = rs.create().map_err(e)?;
+        if !fs.is_empty() {
+            for p in &self.paths {
+                let access = BitFlags::<AccessFs>::from_bits_truncate(p.access);
+                c = c.add_rule(PathBeneath::new(p.fd.as_fd(), access)).map_err(e)?;
+            }
+            if proc_self && self.proc_self_access != 0 {
+                let fd = PathFd::new("/proc/self").map_err(|x| x.to_string())?;
+                let access = BitFlags::<AccessFs>::from_bits_truncate(self.proc_self_access);
+                c = c.add_rule(PathBeneath::new(fd, access)).map_err(e)?;
+            }
+        }
+        if !net.is_empty() {
+            for &port in &self.ports {
+                c = c
+                    .add_rule(NetPort::new(port as u16, AccessNet::ConnectTcp))
+                    .map_err(e)?;
+            }
+        }
+        Ok(c)
+    }
+
+    /// For a single-threaded process that may allocate (not between fork and exec of a
+    /// threaded parent): build the same rules with the crate, `/proc/self` included, and
+    /// restrict this process (no_new_privs set by the crate). The crate's status says what
+    /// was enforced.
+    pub fn restrict_self_with_crate(&self) -> Result<landlock::RestrictionStatus, String> {
+        if !self.handles_anything() {
+            return Err("nothing to restrict".into());
+        }
+        self.with_crate(true)?
+            .restrict_self()
+            .map_err(|e| e.to_string())
     }
 
     pub fn handles_anything(&self) -> bool {
@@ -351,4 +431,35 @@ impl PreparedLandlock {
 fn errno() -> i32 {
     // SAFETY: reading errno of this thread.
     unsafe { *libc::__errno_location() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rights_per_abi_follow_the_crate() {
+        assert_eq!(fs_rights_for_abi(1), (1 << 13) - 1);
+        assert_eq!(fs_rights_for_abi(2) & FsAccess::REFER, FsAccess::REFER);
+        assert_eq!(fs_rights_for_abi(2) & FsAccess::TRUNCATE, 0);
+        assert_eq!(fs_rights_for_abi(3) & FsAccess::TRUNCATE, FsAccess::TRUNCATE);
+        assert_eq!(fs_rights_for_abi(4) & FsAccess::IOCTL_DEV, 0);
+        assert_eq!(fs_rights_for_abi(5), FsAccess::all().0);
+        assert_eq!(net_rights_for_abi(3), 0);
+        assert_eq!(
+            net_rights_for_abi(4),
+            ACCESS_NET_BIND_TCP | ACCESS_NET_CONNECT_TCP
+        );
+        assert_eq!(scopes_for_abi(5), 0);
+        assert_eq!(scopes_for_abi(6), SCOPE_ABSTRACT_UNIX_SOCKET | SCOPE_SIGNAL);
+        for abi in 1..=7 {
+            for &(bit, _) in FsAccess::NAMES {
+                assert_eq!(
+                    fs_rights_for_abi(abi) & bit != 0,
+                    abi >= abi_of_fs_right(bit),
+                    "abi {abi} bit {bit:#x}"
+                );
+            }
+        }
+    }
 }

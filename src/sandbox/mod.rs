@@ -7,6 +7,8 @@
 //! - `enforcement`: what the running kernel actually enforces, exactly.
 //! - `apply`: [`prepare`] (parent, before fork) and [`apply_to`] (installs the async-signal-safe
 //!   `pre_exec` confinement on a `std::process::Command`).
+//! - `world`: the server's own world (namespaces, a fresh root, PID 1), built by capjail
+//!   re-executed as a setup process; [`apply_to`] switches to it when the plan has one.
 //! - `doctor`: the machine report.
 //!
 //! Typical use:

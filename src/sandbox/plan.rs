@@ -182,8 +182,12 @@ pub struct NetPlan {
     /// Landlock handles TCP connect and bind (ABI 4). Ports below are the only ones connect() may reach.
     pub landlock_tcp: bool,
     pub tcp_connect_ports: Vec<u16>,
-    /// `None`: socket() is not filtered.
+    /// `None`: socket() is not filtered (but for AF_UNIX, see `unix_sockets`).
     pub socket_filter: Option<SocketFilter>,
+    /// `network.unix_sockets`, expanded. Empty: seccomp refuses `socket(AF_UNIX)` (pathname
+    /// sockets are outside Landlock's rights); otherwise AF_UNIX is allowed and these paths
+    /// are granted (read/write rules, so a private mount tree holds them too).
+    pub unix_sockets: Vec<PathBuf>,
     pub notes: Vec<String>,
 }
 
@@ -257,8 +261,17 @@ pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
         notes.push("npm with network `none`: npm_config_offline=true set (run from the npm cache without trying the registry)".into());
     }
 
+    let unix_sockets = unix_socket_paths(policy, &lookup, &mut notes);
     let fs_rules = policy.filesystem.mounts.as_ref().map(|mounts| {
         let mut rules = Rules::default();
+        for u in &unix_sockets {
+            rules.add(
+                u,
+                FsAccess(FsAccess::READ_FILE | FsAccess::WRITE_FILE),
+                RuleOrigin::Extra,
+                "network.unix_sockets".into(),
+            );
+        }
         for m in mounts {
             let (access, what) = match m.mode {
                 MountMode::Ro => (FsAccess::read_exec(), "ro"),
@@ -305,7 +318,8 @@ pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
         notes.push("filesystem not restricted by the policy (no mounts): Landlock filesystem rules are not used".into());
     }
 
-    let net = net_plan(policy);
+    let mut net = net_plan(policy);
+    net.unix_sockets = unix_sockets;
 
     let mut rlimits = vec![Rlimit {
         kind: RlimitKind::Core,
@@ -841,6 +855,29 @@ fn runtime_rules(
     }
 }
 
+/// `network.unix_sockets` expanded (validated absolute by the policy compiler).
+fn unix_socket_paths(
+    policy: &Policy,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    notes: &mut Vec<String>,
+) -> Vec<PathBuf> {
+    let written = policy
+        .file
+        .network
+        .as_ref()
+        .map(|n| n.unix_sockets.as_slice())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for w in written {
+        match expand_with(w, lookup) {
+            Ok(p) if Path::new(&p).is_absolute() => out.push(PathBuf::from(p)),
+            Ok(_) => notes.push(format!("network.unix_sockets `{w}` ignored: not absolute")),
+            Err(e) => notes.push(format!("network.unix_sockets `{w}` ignored: {e}")),
+        }
+    }
+    out
+}
+
 fn net_plan(policy: &Policy) -> NetPlan {
     let n = &policy.network;
     match n.mode {
@@ -849,6 +886,7 @@ fn net_plan(policy: &Policy) -> NetPlan {
             landlock_tcp: false,
             tcp_connect_ports: vec![],
             socket_filter: None,
+            unix_sockets: vec![],
             notes: vec!["network `all`: the kernel layer does not restrict the network".into()],
         },
         NetworkMode::None => NetPlan {
@@ -857,7 +895,8 @@ fn net_plan(policy: &Policy) -> NetPlan {
             landlock_tcp: true,
             tcp_connect_ports: vec![],
             socket_filter: Some(SocketFilter { families: vec![libc::AF_UNIX], netlink_route: false }),
-            notes: vec!["socket() refused (EACCES) for every family except AF_UNIX: no IP, packet, netlink, vsock, bluetooth sockets".into()],
+            unix_sockets: vec![],
+            notes: vec!["socket() refused (EACCES) for every family except AF_UNIX (itself only with network.unix_sockets): no IP, packet, netlink, vsock, bluetooth sockets".into()],
         },
         NetworkMode::Allowlist => {
             let mut ports: Vec<u16> = Vec::new();
@@ -891,6 +930,7 @@ fn net_plan(policy: &Policy) -> NetPlan {
                     families: vec![libc::AF_UNIX, libc::AF_INET, libc::AF_INET6],
                     netlink_route: true,
                 }),
+                unix_sockets: vec![],
                 notes,
             }
         }
@@ -948,6 +988,13 @@ impl fmt::Display for SandboxPlan {
                 String::new()
             }
         )?;
+        if self.net.unix_sockets.is_empty() {
+            writeln!(f, "    socket(AF_UNIX) refused (no network.unix_sockets); socketpair allowed")?;
+        } else {
+            for u in &self.net.unix_sockets {
+                writeln!(f, "    unix socket allowed: {} (network.unix_sockets)", u.display())?;
+            }
+        }
         for n in &self.net.notes {
             writeln!(f, "    - {n}")?;
         }

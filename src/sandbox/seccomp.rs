@@ -1,42 +1,59 @@
-//! The seccomp filter, assembled by hand into classic BPF in the parent; the child only
-//! hands the finished `sock_filter` array to `seccomp(SECCOMP_SET_MODE_FILTER)`.
+//! The seccomp filter: built with `seccompiler` in the parent, installed in the child with
+//! one raw `seccomp(SECCOMP_SET_MODE_FILTER)` call on the finished program.
 //!
-//! Why not `seccompiler` (in Cargo.toml): it cannot refuse the x32 ABI (x86_64 syscall
-//! numbers with bit 30 set share AUDIT_ARCH_X86_64, so an arch check alone lets
-//! `0x40000000|nr` through and bypasses a deny list written for the plain numbers), and it
-//! gives one errno per filter where we want EPERM for hardening, EACCES for sockets and
-//! ENOSYS for io_uring/clone3. The program is short and straight-line:
+//! `seccompiler` expresses everything in the filter except two things, which a small
+//! hand-written supplement does:
 //!
-//! 1. arch != x86_64 -> KILL_PROCESS (no i386 `int 0x80` detour).
-//! 2. nr >= 0x40000000 (x32) -> KILL_PROCESS.
-//! 3. The deny list -> ERRNO. io_uring_* and clone3 get ENOSYS: libuv (Node) and glibc treat
-//!    ENOSYS as "kernel too old" and fall back to epoll / clone; everything else EPERM.
-//! 4. Argument checks, each a self-contained block that always returns:
-//!    - socket(domain): only the plan's families (EACCES otherwise);
-//!    - clone(flags): any CLONE_NEW* flag -> EPERM (a user namespace would give the server
-//!      a fresh set of capabilities inside it);
-//!    - ioctl(fd, TIOCSTI | TIOCLINUX) -> EPERM (terminal input injection through an
-//!      inherited tty fd, which Landlock's ioctl right does not cover);
-//!    - personality(p): only the query (0xffffffff) and PER_LINUX (0) -> anything else
-//!      (ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC...) EPERM.
-//! 5. Otherwise ALLOW. execve/execveat are never touched: the filter is installed last, just
-//!    before exec, and must let exec through.
+//! 1. **x32.** On x86_64, syscall numbers with bit 30 set (the x32 ABI) share
+//!    `AUDIT_ARCH_X86_64`, so seccompiler's arch check lets `0x40000000|nr` through, and a
+//!    deny list written for the plain numbers would not match them. The supplement is the
+//!    program's first four instructions: arch != x86_64 -> KILL_PROCESS (no i386 `int 0x80`
+//!    detour); nr >= 0x40000000 -> KILL_PROCESS.
+//! 2. **More than one errno.** A `SeccompFilter` has one match action. capjail wants EPERM
+//!    for hardening, EACCES for sockets and ENOSYS for io_uring/clone3 (libuv and glibc treat
+//!    ENOSYS as "kernel too old" and fall back to epoll / clone). So one `SeccompFilter` is
+//!    compiled per errno (mismatch action ALLOW) and the programs are LINKED: each one's
+//!    leading arch check is dropped (the supplement did it) and every `RET ALLOW` in it
+//!    becomes a `JA` to the next program (same length, so seccompiler's own jump offsets stay
+//!    valid); the last instruction is `RET ALLOW`. The result is one straight program with
+//!    forward jumps only, installed with one syscall, so the child keeps a single
+//!    async-signal-safe `install` call.
 //!
-//! Argument values are compared on their low 32 bits: these arguments are C `int`s the
-//! kernel truncates, so the high half cannot change the meaning.
+//! What is refused (see the tables below; each group has a unit test):
+//! - always EPERM: ptrace and cross-process memory, mounts, namespaces (`unshare`, `setns`,
+//!   `clone` with any `CLONE_NEW*` flag: a nested user namespace would hand the server every
+//!   capability inside it), bpf, perf, modules, keyrings, clocks, ...;
+//!   `ioctl(TIOCSTI|TIOCLINUX)`; `personality` other than the query and `PER_LINUX`;
+//! - acting on other processes: `prlimit64`, `sched_setaffinity`, `sched_setscheduler`,
+//!   `sched_setparam`, `sched_setattr` only with pid 0 (the caller); `setpriority` only
+//!   `(PRIO_PROCESS, 0)`; `ioprio_set` only `(IOPRIO_WHO_PROCESS, 0)`. EPERM otherwise: an
+//!   `RLIMIT_CPU` of 1 s on a process of the same uid kills it, `RLIMIT_FSIZE` on capjail
+//!   crashes it before its audit record is written;
+//! - [`DENY_PATH_METADATA`] (chmod, chown, xattr by path; not timestamps, see there) without
+//!   a mount namespace; [`DENY_SYSV_IPC`] without an IPC namespace ([`Walls`]);
+//! - ENOSYS: io_uring_*, clone3;
+//! - EACCES: `socket()` of a family the plan does not allow, and `socket(AF_UNIX)` unless the
+//!   policy names unix sockets (`network.unix_sockets`): Landlock does not govern `connect()`
+//!   on a pathname socket, so without this an ssh-agent or a root daemon's socket is one
+//!   connect away. `socketpair(AF_UNIX)` is not touched (Node and Python need it, and its
+//!   two ends are connected to each other only).
+//!
+//! execve/execveat are never touched: the filter is installed last, just before exec.
+//! Argument values are compared on their low 32 bits where the kernel reads a C `int`
+//! (`Dword`), on all 64 bits for pointers (`Qword`).
 
+use std::collections::BTreeMap;
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op, SeccompCondition,
+    SeccompFilter, SeccompRule, TargetArch,
+};
 use serde::Serialize;
 
-use super::plan::SocketFilter;
+use super::plan::{SandboxPlan, SocketFilter};
 
 pub const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
 pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
-
-const OFF_NR: u32 = 0;
-const OFF_ARCH: u32 = 4;
-const fn off_arg(i: u32) -> u32 {
-    16 + 8 * i // low 32 bits on little-endian
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Denied {
@@ -45,308 +62,383 @@ pub struct Denied {
     pub errno: i32,
 }
 
-macro_rules! deny {
-    ($errno:expr; $($name:ident),* $(,)?) => {
-        &[$(Denied { name: stringify!($name), nr: paste_sys!($name), errno: $errno }),*]
-    };
-}
-macro_rules! paste_sys {
-    (ptrace) => {
-        libc::SYS_ptrace
-    };
-    (process_vm_readv) => {
-        libc::SYS_process_vm_readv
-    };
-    (process_vm_writev) => {
-        libc::SYS_process_vm_writev
-    };
-    (mount) => {
-        libc::SYS_mount
-    };
-    (umount2) => {
-        libc::SYS_umount2
-    };
-    (pivot_root) => {
-        libc::SYS_pivot_root
-    };
-    (move_mount) => {
-        libc::SYS_move_mount
-    };
-    (open_tree) => {
-        libc::SYS_open_tree
-    };
-    (fsopen) => {
-        libc::SYS_fsopen
-    };
-    (fsmount) => {
-        libc::SYS_fsmount
-    };
-    (fsconfig) => {
-        libc::SYS_fsconfig
-    };
-    (fspick) => {
-        libc::SYS_fspick
-    };
-    (mount_setattr) => {
-        libc::SYS_mount_setattr
-    };
-    (bpf) => {
-        libc::SYS_bpf
-    };
-    (kexec_load) => {
-        libc::SYS_kexec_load
-    };
-    (kexec_file_load) => {
-        libc::SYS_kexec_file_load
-    };
-    (init_module) => {
-        libc::SYS_init_module
-    };
-    (finit_module) => {
-        libc::SYS_finit_module
-    };
-    (delete_module) => {
-        libc::SYS_delete_module
-    };
-    (keyctl) => {
-        libc::SYS_keyctl
-    };
-    (add_key) => {
-        libc::SYS_add_key
-    };
-    (request_key) => {
-        libc::SYS_request_key
-    };
-    (userfaultfd) => {
-        libc::SYS_userfaultfd
-    };
-    (perf_event_open) => {
-        libc::SYS_perf_event_open
-    };
-    (unshare) => {
-        libc::SYS_unshare
-    };
-    (setns) => {
-        libc::SYS_setns
-    };
-    (chroot) => {
-        libc::SYS_chroot
-    };
-    (swapon) => {
-        libc::SYS_swapon
-    };
-    (swapoff) => {
-        libc::SYS_swapoff
-    };
-    (reboot) => {
-        libc::SYS_reboot
-    };
-    (acct) => {
-        libc::SYS_acct
-    };
-    (quotactl) => {
-        libc::SYS_quotactl
-    };
-    (quotactl_fd) => {
-        libc::SYS_quotactl_fd
-    };
-    (lookup_dcookie) => {
-        libc::SYS_lookup_dcookie
-    };
-    (open_by_handle_at) => {
-        libc::SYS_open_by_handle_at
-    };
-    (name_to_handle_at) => {
-        libc::SYS_name_to_handle_at
-    };
-    (clock_settime) => {
-        libc::SYS_clock_settime
-    };
-    (settimeofday) => {
-        libc::SYS_settimeofday
-    };
-    (adjtimex) => {
-        libc::SYS_adjtimex
-    };
-    (clock_adjtime) => {
-        libc::SYS_clock_adjtime
-    };
-    (pidfd_getfd) => {
-        libc::SYS_pidfd_getfd
-    };
-    (uselib) => {
-        libc::SYS_uselib
-    };
-    (modify_ldt) => {
-        libc::SYS_modify_ldt
-    };
-    (iopl) => {
-        libc::SYS_iopl
-    };
-    (ioperm) => {
-        libc::SYS_ioperm
-    };
-    (vhangup) => {
-        libc::SYS_vhangup
-    };
-    (io_uring_setup) => {
-        libc::SYS_io_uring_setup
-    };
-    (io_uring_enter) => {
-        libc::SYS_io_uring_enter
-    };
-    (io_uring_register) => {
-        libc::SYS_io_uring_register
-    };
-    (clone3) => {
-        libc::SYS_clone3
-    };
+/// Refused with EPERM, always.
+pub const DENY_EPERM: &[Denied] = &[
+    Denied { name: "ptrace", nr: libc::SYS_ptrace, errno: libc::EPERM },
+    Denied { name: "process_vm_readv", nr: libc::SYS_process_vm_readv, errno: libc::EPERM },
+    Denied { name: "process_vm_writev", nr: libc::SYS_process_vm_writev, errno: libc::EPERM },
+    Denied { name: "pidfd_getfd", nr: libc::SYS_pidfd_getfd, errno: libc::EPERM },
+    Denied { name: "mount", nr: libc::SYS_mount, errno: libc::EPERM },
+    Denied { name: "umount2", nr: libc::SYS_umount2, errno: libc::EPERM },
+    Denied { name: "pivot_root", nr: libc::SYS_pivot_root, errno: libc::EPERM },
+    Denied { name: "move_mount", nr: libc::SYS_move_mount, errno: libc::EPERM },
+    Denied { name: "open_tree", nr: libc::SYS_open_tree, errno: libc::EPERM },
+    Denied { name: "fsopen", nr: libc::SYS_fsopen, errno: libc::EPERM },
+    Denied { name: "fsmount", nr: libc::SYS_fsmount, errno: libc::EPERM },
+    Denied { name: "fsconfig", nr: libc::SYS_fsconfig, errno: libc::EPERM },
+    Denied { name: "fspick", nr: libc::SYS_fspick, errno: libc::EPERM },
+    Denied { name: "mount_setattr", nr: libc::SYS_mount_setattr, errno: libc::EPERM },
+    Denied { name: "chroot", nr: libc::SYS_chroot, errno: libc::EPERM },
+    Denied { name: "unshare", nr: libc::SYS_unshare, errno: libc::EPERM },
+    Denied { name: "setns", nr: libc::SYS_setns, errno: libc::EPERM },
+    Denied { name: "bpf", nr: libc::SYS_bpf, errno: libc::EPERM },
+    Denied { name: "perf_event_open", nr: libc::SYS_perf_event_open, errno: libc::EPERM },
+    Denied { name: "userfaultfd", nr: libc::SYS_userfaultfd, errno: libc::EPERM },
+    Denied { name: "kexec_load", nr: libc::SYS_kexec_load, errno: libc::EPERM },
+    Denied { name: "kexec_file_load", nr: libc::SYS_kexec_file_load, errno: libc::EPERM },
+    Denied { name: "init_module", nr: libc::SYS_init_module, errno: libc::EPERM },
+    Denied { name: "finit_module", nr: libc::SYS_finit_module, errno: libc::EPERM },
+    Denied { name: "delete_module", nr: libc::SYS_delete_module, errno: libc::EPERM },
+    Denied { name: "keyctl", nr: libc::SYS_keyctl, errno: libc::EPERM },
+    Denied { name: "add_key", nr: libc::SYS_add_key, errno: libc::EPERM },
+    Denied { name: "request_key", nr: libc::SYS_request_key, errno: libc::EPERM },
+    Denied { name: "swapon", nr: libc::SYS_swapon, errno: libc::EPERM },
+    Denied { name: "swapoff", nr: libc::SYS_swapoff, errno: libc::EPERM },
+    Denied { name: "reboot", nr: libc::SYS_reboot, errno: libc::EPERM },
+    Denied { name: "acct", nr: libc::SYS_acct, errno: libc::EPERM },
+    Denied { name: "quotactl", nr: libc::SYS_quotactl, errno: libc::EPERM },
+    Denied { name: "quotactl_fd", nr: libc::SYS_quotactl_fd, errno: libc::EPERM },
+    Denied { name: "lookup_dcookie", nr: libc::SYS_lookup_dcookie, errno: libc::EPERM },
+    Denied { name: "vhangup", nr: libc::SYS_vhangup, errno: libc::EPERM },
+    Denied { name: "open_by_handle_at", nr: libc::SYS_open_by_handle_at, errno: libc::EPERM },
+    Denied { name: "name_to_handle_at", nr: libc::SYS_name_to_handle_at, errno: libc::EPERM },
+    Denied { name: "clock_settime", nr: libc::SYS_clock_settime, errno: libc::EPERM },
+    Denied { name: "settimeofday", nr: libc::SYS_settimeofday, errno: libc::EPERM },
+    Denied { name: "adjtimex", nr: libc::SYS_adjtimex, errno: libc::EPERM },
+    Denied { name: "clock_adjtime", nr: libc::SYS_clock_adjtime, errno: libc::EPERM },
+    Denied { name: "uselib", nr: libc::SYS_uselib, errno: libc::EPERM },
+    Denied { name: "modify_ldt", nr: libc::SYS_modify_ldt, errno: libc::EPERM },
+    Denied { name: "iopl", nr: libc::SYS_iopl, errno: libc::EPERM },
+    Denied { name: "ioperm", nr: libc::SYS_ioperm, errno: libc::EPERM },
+];
+/// Refused with ENOSYS ("not implemented": libuv falls back to epoll, glibc from clone3 to clone).
+pub const DENY_ENOSYS: &[Denied] = &[
+    Denied { name: "io_uring_setup", nr: libc::SYS_io_uring_setup, errno: libc::ENOSYS },
+    Denied { name: "io_uring_enter", nr: libc::SYS_io_uring_enter, errno: libc::ENOSYS },
+    Denied { name: "io_uring_register", nr: libc::SYS_io_uring_register, errno: libc::ENOSYS },
+    Denied { name: "clone3", nr: libc::SYS_clone3, errno: libc::ENOSYS },
+];
+/// Path-based metadata changes, refused with EPERM when the server has no mount namespace:
+/// Landlock does not govern them, so without a private mount tree they would reach any file
+/// the uid owns. The fd-based forms stay (fchmod, fchown, fsetxattr; Landlock decided when
+/// the fd was opened).
+///
+/// Timestamps (`utime`, `utimes`, `futimesat`, `utimensat` with a path) are NOT refused:
+/// npm's cache lock (proper-lockfile) refreshes its lock file's mtime by path every few
+/// seconds, and an EPERM there makes `npx` abort with ECOMPROMISED on a busy machine (seen in
+/// tests/kernel_servers.rs). A timestamp change outside the mounts stays possible until the
+/// server has its own mount tree.
+pub const DENY_PATH_METADATA: &[Denied] = &[
+    Denied { name: "chmod", nr: libc::SYS_chmod, errno: libc::EPERM },
+    Denied { name: "fchmodat", nr: libc::SYS_fchmodat, errno: libc::EPERM },
+    Denied { name: "fchmodat2", nr: 452, errno: libc::EPERM },
+    Denied { name: "chown", nr: libc::SYS_chown, errno: libc::EPERM },
+    Denied { name: "lchown", nr: libc::SYS_lchown, errno: libc::EPERM },
+    Denied { name: "fchownat", nr: libc::SYS_fchownat, errno: libc::EPERM },
+    Denied { name: "setxattr", nr: libc::SYS_setxattr, errno: libc::EPERM },
+    Denied { name: "lsetxattr", nr: libc::SYS_lsetxattr, errno: libc::EPERM },
+    Denied { name: "removexattr", nr: libc::SYS_removexattr, errno: libc::EPERM },
+    Denied { name: "lremovexattr", nr: libc::SYS_lremovexattr, errno: libc::EPERM },
+];
+/// System V IPC, refused with EPERM when the server has no IPC namespace (its keys and ids
+/// are host-wide: another process's shared memory, queues and semaphores).
+pub const DENY_SYSV_IPC: &[Denied] = &[
+    Denied { name: "shmget", nr: libc::SYS_shmget, errno: libc::EPERM },
+    Denied { name: "shmat", nr: libc::SYS_shmat, errno: libc::EPERM },
+    Denied { name: "shmdt", nr: libc::SYS_shmdt, errno: libc::EPERM },
+    Denied { name: "shmctl", nr: libc::SYS_shmctl, errno: libc::EPERM },
+    Denied { name: "msgget", nr: libc::SYS_msgget, errno: libc::EPERM },
+    Denied { name: "msgsnd", nr: libc::SYS_msgsnd, errno: libc::EPERM },
+    Denied { name: "msgrcv", nr: libc::SYS_msgrcv, errno: libc::EPERM },
+    Denied { name: "msgctl", nr: libc::SYS_msgctl, errno: libc::EPERM },
+    Denied { name: "semget", nr: libc::SYS_semget, errno: libc::EPERM },
+    Denied { name: "semop", nr: libc::SYS_semop, errno: libc::EPERM },
+    Denied { name: "semtimedop", nr: libc::SYS_semtimedop, errno: libc::EPERM },
+    Denied { name: "semctl", nr: libc::SYS_semctl, errno: libc::EPERM },
+];
+
+/// What the filter may leave to the other walls. The strictest value ([`Walls::STRICT`]:
+/// no namespaces, no unix sockets) is what [`compile`] uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Walls {
+    /// The server has its own mount tree (path-based metadata calls reach only what it holds).
+    pub mount_namespace: bool,
+    /// The server has its own IPC namespace (SysV keys and ids are its own).
+    pub ipc_namespace: bool,
+    /// The policy names unix sockets (`network.unix_sockets`): `socket(AF_UNIX)` is allowed.
+    pub unix_sockets: bool,
 }
 
-/// Refused with EPERM.
-pub const DENY_EPERM: &[Denied] = deny!(libc::EPERM;
-    ptrace, process_vm_readv, process_vm_writev, pidfd_getfd,
-    mount, umount2, pivot_root, move_mount, open_tree, fsopen, fsmount, fsconfig, fspick, mount_setattr, chroot,
-    unshare, setns,
-    bpf, perf_event_open, userfaultfd,
-    kexec_load, kexec_file_load, init_module, finit_module, delete_module,
-    keyctl, add_key, request_key,
-    swapon, swapoff, reboot, acct, quotactl, quotactl_fd, lookup_dcookie, vhangup,
-    open_by_handle_at, name_to_handle_at,
-    clock_settime, settimeofday, adjtimex, clock_adjtime,
-    uselib, modify_ldt, iopl, ioperm,
-);
+impl Walls {
+    pub const STRICT: Walls = Walls {
+        mount_namespace: false,
+        ipc_namespace: false,
+        unix_sockets: false,
+    };
 
-/// Refused with ENOSYS ("not implemented": callers fall back).
-pub const DENY_ENOSYS: &[Denied] =
-    deny!(libc::ENOSYS; io_uring_setup, io_uring_enter, io_uring_register, clone3);
+    /// From the plan. The namespaces are not in the plan yet (until the namespace layer
+    /// lands, the server shares the host's mount and IPC namespaces).
+    pub fn for_plan(plan: &SandboxPlan) -> Walls {
+        Walls {
+            mount_namespace: false,
+            ipc_namespace: false,
+            unix_sockets: !plan.net.unix_sockets.is_empty(),
+        }
+    }
+}
 
-const CLONE_NEW_MASK: u32 = (libc::CLONE_NEWNS
-    | libc::CLONE_NEWCGROUP
-    | libc::CLONE_NEWUTS
-    | libc::CLONE_NEWIPC
-    | libc::CLONE_NEWUSER
-    | libc::CLONE_NEWPID
-    | libc::CLONE_NEWNET) as u32;
+const CLONE_NEW_FLAGS: [i32; 7] = [
+    libc::CLONE_NEWNS,
+    libc::CLONE_NEWCGROUP,
+    libc::CLONE_NEWUTS,
+    libc::CLONE_NEWIPC,
+    libc::CLONE_NEWUSER,
+    libc::CLONE_NEWPID,
+    libc::CLONE_NEWNET,
+];
+const PRIO_PROCESS: u64 = 0;
+const IOPRIO_WHO_PROCESS: u64 = 1;
 
-struct Asm(Vec<libc::sock_filter>);
+fn cond(arg: u8, len: Len, op: Op, v: u64) -> SeccompCondition {
+    SeccompCondition::new(arg, len, op, v).expect("argument index < 6")
+}
+fn rule(conds: Vec<SeccompCondition>) -> SeccompRule {
+    SeccompRule::new(conds).expect("non-empty rule")
+}
+/// `arg` (a C int) != 0.
+fn nonzero(arg: u8) -> SeccompRule {
+    rule(vec![cond(arg, Len::Dword, Op::Ne, 0)])
+}
 
-impl Asm {
-    fn stmt(&mut self, code: u32, k: u32) {
-        self.0.push(libc::sock_filter {
-            code: code as u16,
-            jt: 0,
-            jf: 0,
-            k,
-        });
+type Rules = BTreeMap<i64, Vec<SeccompRule>>;
+
+fn eperm_rules(walls: &Walls) -> Rules {
+    let mut r: Rules = BTreeMap::new();
+    let mut always = |t: &[Denied]| {
+        for d in t {
+            r.insert(d.nr, vec![]);
+        }
+    };
+    always(DENY_EPERM);
+    if !walls.mount_namespace {
+        always(DENY_PATH_METADATA);
     }
-    fn jump(&mut self, code: u32, k: u32, jt: u8, jf: u8) {
-        self.0.push(libc::sock_filter {
-            code: code as u16,
-            jt,
-            jf,
-            k,
-        });
+    if !walls.ipc_namespace {
+        always(DENY_SYSV_IPC);
     }
-    fn load(&mut self, off: u32) {
-        self.stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, off);
+    r.insert(
+        libc::SYS_clone,
+        CLONE_NEW_FLAGS
+            .iter()
+            .map(|&f| rule(vec![cond(0, Len::Dword, Op::MaskedEq(f as u64), f as u64)]))
+            .collect(),
+    );
+    r.insert(
+        libc::SYS_ioctl,
+        vec![
+            rule(vec![cond(1, Len::Dword, Op::Eq, libc::TIOCSTI as u64)]),
+            rule(vec![cond(1, Len::Dword, Op::Eq, libc::TIOCLINUX as u64)]),
+        ],
+    );
+    r.insert(
+        libc::SYS_personality,
+        vec![rule(vec![
+            cond(0, Len::Dword, Op::Ne, 0xffff_ffff),
+            cond(0, Len::Dword, Op::Ne, 0),
+        ])],
+    );
+    for nr in [
+        libc::SYS_prlimit64,
+        libc::SYS_sched_setaffinity,
+        libc::SYS_sched_setscheduler,
+        libc::SYS_sched_setparam,
+        libc::SYS_sched_setattr,
+    ] {
+        r.insert(nr, vec![nonzero(0)]);
     }
-    fn ret(&mut self, action: u32) {
-        self.stmt(libc::BPF_RET | libc::BPF_K, action);
+    r.insert(
+        libc::SYS_setpriority,
+        vec![
+            rule(vec![cond(0, Len::Dword, Op::Ne, PRIO_PROCESS)]),
+            nonzero(1),
+        ],
+    );
+    r.insert(
+        libc::SYS_ioprio_set,
+        vec![
+            rule(vec![cond(0, Len::Dword, Op::Ne, IOPRIO_WHO_PROCESS)]),
+            nonzero(1),
+        ],
+    );
+    r
+}
+
+/// socket(domain, type, protocol): refused unless the domain is allowed.
+fn eacces_rules(sockets: Option<&SocketFilter>, walls: &Walls) -> Rules {
+    let mut r: Rules = BTreeMap::new();
+    let unix_ok = |f: &i32| *f != libc::AF_UNIX || walls.unix_sockets;
+    match sockets {
+        None if walls.unix_sockets => {}
+        None => {
+            r.insert(
+                libc::SYS_socket,
+                vec![rule(vec![cond(0, Len::Dword, Op::Eq, libc::AF_UNIX as u64)])],
+            );
+        }
+        Some(sf) => {
+            let others: Vec<SeccompCondition> = sf
+                .families
+                .iter()
+                .filter(|f| unix_ok(f))
+                .map(|&f| cond(0, Len::Dword, Op::Ne, f as u64))
+                .collect();
+            let chain = if sf.netlink_route {
+                // refuse if domain not allowed AND NOT (domain == NETLINK && proto == ROUTE)
+                let mut a = others.clone();
+                a.push(cond(0, Len::Dword, Op::Ne, libc::AF_NETLINK as u64));
+                let mut b = others;
+                b.push(cond(2, Len::Dword, Op::Ne, libc::NETLINK_ROUTE as u64));
+                vec![rule(a), rule(b)]
+            } else if others.is_empty() {
+                vec![] // every family refused
+            } else {
+                vec![rule(others)]
+            };
+            r.insert(libc::SYS_socket, chain);
+        }
     }
-    /// `if A == k { return action }`
-    fn if_eq_ret(&mut self, k: u32, action: u32) {
-        self.jump(libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K, k, 0, 1);
-        self.ret(action);
+    r
+}
+
+fn enosys_rules() -> Rules {
+    DENY_ENOSYS.iter().map(|d| (d.nr, vec![])).collect()
+}
+
+fn jump(code: u32, k: u32, jt: u8, jf: u8) -> libc::sock_filter {
+    libc::sock_filter {
+        code: code as u16,
+        jt,
+        jf,
+        k,
     }
-    /// `if A == nr { <block> }` where the block always returns. Returns nothing; the block is
-    /// built by `f` into a separate assembler so its length is known for the skip.
-    fn if_nr_block(&mut self, nr: i64, f: impl FnOnce(&mut Asm)) {
-        let mut block = Asm(Vec::new());
-        f(&mut block);
-        let len = block.0.len();
-        assert!(len < 256, "seccomp block too long for a BPF short jump");
-        self.jump(
-            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
-            nr as u32,
-            0,
-            len as u8,
-        );
-        self.0.extend(block.0);
-    }
+}
+fn stmt(code: u32, k: u32) -> libc::sock_filter {
+    jump(code, k, 0, 0)
 }
 
 pub const fn errno_action(e: i32) -> u32 {
     libc::SECCOMP_RET_ERRNO | (e as u32 & libc::SECCOMP_RET_DATA)
 }
 
-/// Compile the filter. `sockets: None` leaves socket() alone (network `all`).
+/// Append the seccompiler program for `rules` (match -> `errno`), linked: its arch check
+/// dropped, every `RET ALLOW` turned into a jump past its end.
+fn link(out: &mut Vec<libc::sock_filter>, rules: Rules, errno: i32) {
+    if rules.is_empty() {
+        return;
+    }
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::Allow,
+        SeccompAction::Errno(errno as u32),
+        TargetArch::x86_64,
+    )
+    .expect("distinct actions");
+    let prog: BpfProgram = filter.try_into().expect("filter within BPF_MAXINSNS");
+    // seccompiler's program starts with its 3-instruction arch check (LD arch; JEQ; RET KILL).
+    assert_eq!(prog[2].k, libc::SECCOMP_RET_KILL_PROCESS, "seccompiler layout");
+    let body = &prog[3..];
+    let n = body.len();
+    for (i, ins) in body.iter().enumerate() {
+        if u32::from(ins.code) == libc::BPF_RET | libc::BPF_K && ins.k == libc::SECCOMP_RET_ALLOW
+        {
+            out.push(stmt(libc::BPF_JMP | libc::BPF_JA, (n - i - 1) as u32));
+        } else {
+            out.push(jump(u32::from(ins.code), ins.k, ins.jt, ins.jf));
+        }
+    }
+}
+
+/// The strictest filter ([`Walls::STRICT`]). `sockets: None`: every family but AF_UNIX is
+/// left alone (network `all`).
 pub fn compile(sockets: Option<&SocketFilter>) -> Vec<libc::sock_filter> {
-    let mut a = Asm(Vec::with_capacity(160));
-    a.load(OFF_ARCH);
-    a.jump(
+    compile_with(sockets, &Walls::STRICT)
+}
+
+/// The filter for a plan.
+pub fn compile_for(plan: &SandboxPlan) -> Vec<libc::sock_filter> {
+    compile_with(plan.net.socket_filter.as_ref(), &Walls::for_plan(plan))
+}
+
+pub fn compile_with(sockets: Option<&SocketFilter>, walls: &Walls) -> Vec<libc::sock_filter> {
+    let mut p = Vec::with_capacity(400);
+    // The supplement: arch and x32.
+    p.push(stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 4));
+    p.push(jump(
         libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
         AUDIT_ARCH_X86_64,
         1,
         0,
-    );
-    a.ret(libc::SECCOMP_RET_KILL_PROCESS);
-    a.load(OFF_NR);
-    a.jump(
+    ));
+    p.push(stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_KILL_PROCESS));
+    p.push(stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0));
+    p.push(jump(
         libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K,
         X32_SYSCALL_BIT,
         0,
         1,
-    );
-    a.ret(libc::SECCOMP_RET_KILL_PROCESS);
-    for d in DENY_EPERM.iter().chain(DENY_ENOSYS) {
-        a.if_eq_ret(d.nr as u32, errno_action(d.errno));
-    }
-    if let Some(sf) = sockets {
-        a.if_nr_block(libc::SYS_socket, |b| {
-            b.load(off_arg(0));
-            for &fam in &sf.families {
-                b.if_eq_ret(fam as u32, libc::SECCOMP_RET_ALLOW);
-            }
+    ));
+    p.push(stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_KILL_PROCESS));
+    link(&mut p, enosys_rules(), libc::ENOSYS);
+    link(&mut p, eacces_rules(sockets, walls), libc::EACCES);
+    link(&mut p, eperm_rules(walls), libc::EPERM);
+    p.push(stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW));
+    assert!(p.len() < 4096, "seccomp program too long");
+    p
+}
+
+/// What the filter refuses, one line each (stderr, `doctor`, `policy explain`).
+pub fn describe(sockets: Option<&SocketFilter>, walls: &Walls) -> Vec<String> {
+    let names = |t: &[Denied]| t.iter().map(|d| d.name).collect::<Vec<_>>().join(",");
+    let mut v = vec![
+        format!("EPERM: {}", names(DENY_EPERM)),
+        "EPERM: clone with CLONE_NEW*, ioctl TIOCSTI/TIOCLINUX, personality other than query/PER_LINUX".into(),
+        "EPERM: prlimit64, sched_set{affinity,scheduler,param,attr} on pid != 0; setpriority/ioprio_set other than (process, 0)".into(),
+        format!("ENOSYS: {}", names(DENY_ENOSYS)),
+    ];
+    v.push(if walls.mount_namespace {
+        "path-based chmod/chown/xattr: allowed (mount namespace)".into()
+    } else {
+        format!(
+            "EPERM (no mount namespace): {} (timestamps by path stay allowed: npm's lock needs them)",
+            names(DENY_PATH_METADATA)
+        )
+    });
+    v.push(if walls.ipc_namespace {
+        "System V IPC: allowed (IPC namespace)".into()
+    } else {
+        format!("EPERM (no IPC namespace): {}", names(DENY_SYSV_IPC))
+    });
+    let unix = if walls.unix_sockets {
+        "AF_UNIX allowed (network.unix_sockets)"
+    } else {
+        "AF_UNIX refused (socketpair allowed)"
+    };
+    v.push(match sockets {
+        None => format!("socket(): {unix}; other families not filtered"),
+        Some(sf) => format!(
+            "socket(): EACCES except families {:?}{}; {unix}",
+            sf.families
+                .iter()
+                .filter(|f| **f != libc::AF_UNIX)
+                .collect::<Vec<_>>(),
             if sf.netlink_route {
-                // if domain == AF_NETLINK && protocol == NETLINK_ROUTE: allow
-                b.jump(
-                    libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
-                    libc::AF_NETLINK as u32,
-                    0,
-                    3,
-                );
-                b.load(off_arg(2));
-                b.if_eq_ret(libc::NETLINK_ROUTE as u32, libc::SECCOMP_RET_ALLOW);
+                " and NETLINK_ROUTE"
+            } else {
+                ""
             }
-            b.ret(errno_action(libc::EACCES));
-        });
-    }
-    a.if_nr_block(libc::SYS_clone, |b| {
-        b.load(off_arg(0));
-        b.jump(
-            libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K,
-            CLONE_NEW_MASK,
-            0,
-            1,
-        );
-        b.ret(errno_action(libc::EPERM));
-        b.ret(libc::SECCOMP_RET_ALLOW);
+        ),
     });
-    a.if_nr_block(libc::SYS_ioctl, |b| {
-        b.load(off_arg(1));
-        b.if_eq_ret(libc::TIOCSTI as u32, errno_action(libc::EPERM));
-        b.if_eq_ret(libc::TIOCLINUX as u32, errno_action(libc::EPERM));
-        b.ret(libc::SECCOMP_RET_ALLOW);
-    });
-    a.if_nr_block(libc::SYS_personality, |b| {
-        b.load(off_arg(0));
-        b.if_eq_ret(0xffff_ffff, libc::SECCOMP_RET_ALLOW);
-        b.if_eq_ret(0, libc::SECCOMP_RET_ALLOW);
-        b.ret(errno_action(libc::EPERM));
-    });
-    a.ret(libc::SECCOMP_RET_ALLOW);
-    a.0
+    v
 }
 
 /// Is seccomp filtering available? (`seccomp(SECCOMP_GET_ACTION_AVAIL, KILL_PROCESS)`)
@@ -371,7 +463,9 @@ pub fn available() -> Result<(), String> {
     }
 }
 
-/// In the child (no_new_privs already set): install the filter. Async-signal-safe.
+/// In the child (no_new_privs already set): install the filter. Async-signal-safe (one
+/// syscall on memory prepared before fork; `seccompiler::apply_filter` would also do, but it
+/// sets no_new_privs itself and wraps errors in an allocating type).
 pub fn install(prog: &[libc::sock_filter]) -> Result<(), i32> {
     let fprog = libc::sock_fprog {
         len: prog.len() as u16,
@@ -398,7 +492,7 @@ pub fn install(prog: &[libc::sock_filter]) -> Result<(), i32> {
 mod tests {
     use super::*;
 
-    /// A tiny classic-BPF interpreter for the instructions we emit, to test the program
+    /// A tiny classic-BPF interpreter for the instructions the program contains, to test it
     /// without loading it.
     fn run(prog: &[libc::sock_filter], arch: u32, nr: u32, args: [u64; 6]) -> u32 {
         let mut data = [0u8; 64];
@@ -409,7 +503,7 @@ mod tests {
         }
         let mut acc = 0u32;
         let mut pc = 0usize;
-        for _ in 0..10_000 {
+        for _ in 0..100_000 {
             let i = prog[pc];
             let code = i.code as u32;
             match code {
@@ -418,11 +512,17 @@ mod tests {
                     acc = u32::from_le_bytes(data[o..o + 4].try_into().unwrap());
                     pc += 1;
                 }
+                c if c == libc::BPF_ALU | libc::BPF_AND | libc::BPF_K => {
+                    acc &= i.k;
+                    pc += 1;
+                }
                 c if c == libc::BPF_RET | libc::BPF_K => return i.k,
+                c if c == libc::BPF_JMP | libc::BPF_JA => pc += 1 + i.k as usize,
                 c if c & 0x07 == libc::BPF_JMP => {
                     let t = match c & 0xf0 {
                         x if x == libc::BPF_JEQ => acc == i.k,
                         x if x == libc::BPF_JGE => acc >= i.k,
+                        x if x == libc::BPF_JGT => acc > i.k,
                         x if x == libc::BPF_JSET => acc & i.k != 0,
                         _ => panic!("op"),
                     };
@@ -435,12 +535,23 @@ mod tests {
     }
 
     const X: u32 = AUDIT_ARCH_X86_64;
+    const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
+    const EPERM: u32 = errno_action(libc::EPERM);
+    const EACCES: u32 = errno_action(libc::EACCES);
 
     fn none_net() -> SocketFilter {
         SocketFilter {
             families: vec![libc::AF_UNIX],
             netlink_route: false,
         }
+    }
+    fn call(p: &[libc::sock_filter], nr: i64, args: [u64; 6]) -> u32 {
+        run(p, X, nr as u32, args)
+    }
+    fn a(x: &[u64]) -> [u64; 6] {
+        let mut r = [0; 6];
+        r[..x.len()].copy_from_slice(x);
+        r
     }
 
     #[test]
@@ -454,101 +565,63 @@ mod tests {
             run(&p, X, X32_SYSCALL_BIT | libc::SYS_getpid as u32, [0; 6]),
             libc::SECCOMP_RET_KILL_PROCESS
         );
-        assert_eq!(
-            run(&p, X, libc::SYS_getpid as u32, [0; 6]),
-            libc::SECCOMP_RET_ALLOW
-        );
-        assert_eq!(
-            run(&p, X, libc::SYS_execve as u32, [0; 6]),
-            libc::SECCOMP_RET_ALLOW
-        );
+        assert_eq!(call(&p, libc::SYS_getpid, [0; 6]), ALLOW);
+        assert_eq!(call(&p, libc::SYS_execve, [0; 6]), ALLOW);
+        assert_eq!(call(&p, libc::SYS_socketpair, a(&[1])), ALLOW);
     }
 
     #[test]
     fn deny_lists() {
-        let p = compile(None);
-        assert_eq!(
-            run(&p, X, libc::SYS_ptrace as u32, [0; 6]),
-            errno_action(libc::EPERM)
-        );
-        assert_eq!(
-            run(&p, X, libc::SYS_mount as u32, [0; 6]),
-            errno_action(libc::EPERM)
-        );
-        assert_eq!(
-            run(&p, X, libc::SYS_io_uring_setup as u32, [0; 6]),
-            errno_action(libc::ENOSYS)
-        );
-        assert_eq!(
-            run(&p, X, libc::SYS_clone3 as u32, [0; 6]),
-            errno_action(libc::ENOSYS)
-        );
-        // network `all`: socket untouched
-        assert_eq!(
-            run(
-                &p,
-                X,
-                libc::SYS_socket as u32,
-                [libc::AF_INET as u64, 1, 0, 0, 0, 0]
-            ),
-            libc::SECCOMP_RET_ALLOW
-        );
+        for w in [Walls::STRICT, Walls { mount_namespace: true, ipc_namespace: true, unix_sockets: true }] {
+            let p = compile_with(None, &w);
+            for d in DENY_EPERM.iter().chain(DENY_ENOSYS) {
+                assert_eq!(call(&p, d.nr, [0; 6]), errno_action(d.errno), "{}", d.name);
+            }
+            // network `all`: socket untouched but for AF_UNIX
+            assert_eq!(call(&p, libc::SYS_socket, a(&[libc::AF_INET as u64, 1])), ALLOW);
+        }
     }
 
     #[test]
     fn sockets() {
         let p = compile(Some(&none_net()));
-        let s = |fam: i32, proto: u64| {
-            run(
-                &p,
-                X,
-                libc::SYS_socket as u32,
-                [fam as u64, 1, proto, 0, 0, 0],
-            )
+        let s = |p: &[libc::sock_filter], fam: i32, proto: u64| {
+            call(p, libc::SYS_socket, a(&[fam as u64, 1, proto]))
         };
-        assert_eq!(s(libc::AF_UNIX, 0), libc::SECCOMP_RET_ALLOW);
         for fam in [
+            libc::AF_UNIX,
             libc::AF_INET,
             libc::AF_INET6,
             libc::AF_PACKET,
             libc::AF_NETLINK,
             libc::AF_VSOCK,
         ] {
-            assert_eq!(s(fam, 0), errno_action(libc::EACCES), "family {fam}");
+            assert_eq!(s(&p, fam, 0), EACCES, "family {fam}");
         }
         // High bits do not smuggle AF_INET past the check (the kernel truncates to int).
         assert_eq!(
-            run(
-                &p,
-                X,
-                libc::SYS_socket as u32,
-                [(1u64 << 32) | libc::AF_INET as u64, 1, 0, 0, 0, 0]
-            ),
-            errno_action(libc::EACCES)
+            call(&p, libc::SYS_socket, a(&[(1u64 << 32) | libc::AF_INET as u64, 1])),
+            EACCES
         );
+        let unix = Walls { unix_sockets: true, ..Walls::STRICT };
+        let p = compile_with(Some(&none_net()), &unix);
+        assert_eq!(s(&p, libc::AF_UNIX, 0), ALLOW);
+        assert_eq!(s(&p, libc::AF_INET, 0), EACCES);
+        // network all
+        assert_eq!(s(&compile(None), libc::AF_UNIX, 0), EACCES);
+        assert_eq!(s(&compile_with(None, &unix), libc::AF_UNIX, 0), ALLOW);
+
         let allow = SocketFilter {
             families: vec![libc::AF_UNIX, libc::AF_INET, libc::AF_INET6],
             netlink_route: true,
         };
         let p = compile(Some(&allow));
-        let s = |fam: i32, proto: u64| {
-            run(
-                &p,
-                X,
-                libc::SYS_socket as u32,
-                [fam as u64, 1, proto, 0, 0, 0],
-            )
-        };
-        assert_eq!(s(libc::AF_INET6, 0), libc::SECCOMP_RET_ALLOW);
-        assert_eq!(
-            s(libc::AF_NETLINK, libc::NETLINK_ROUTE as u64),
-            libc::SECCOMP_RET_ALLOW
-        );
-        assert_eq!(
-            s(libc::AF_NETLINK, 4 /* NETLINK_SOCK_DIAG */),
-            errno_action(libc::EACCES)
-        );
-        assert_eq!(s(libc::AF_PACKET, 0), errno_action(libc::EACCES));
+        assert_eq!(s(&p, libc::AF_INET6, 0), ALLOW);
+        assert_eq!(s(&p, libc::AF_INET, 0), ALLOW);
+        assert_eq!(s(&p, libc::AF_UNIX, 0), EACCES);
+        assert_eq!(s(&p, libc::AF_NETLINK, libc::NETLINK_ROUTE as u64), ALLOW);
+        assert_eq!(s(&p, libc::AF_NETLINK, 4 /* NETLINK_SOCK_DIAG */), EACCES);
+        assert_eq!(s(&p, libc::AF_PACKET, 0), EACCES);
     }
 
     #[test]
@@ -559,54 +632,55 @@ mod tests {
             | libc::CLONE_FILES
             | libc::CLONE_SIGHAND
             | libc::CLONE_THREAD) as u64;
-        assert_eq!(
-            run(&p, X, libc::SYS_clone as u32, [thread_flags, 0, 0, 0, 0, 0]),
-            libc::SECCOMP_RET_ALLOW
+        assert_eq!(call(&p, libc::SYS_clone, a(&[thread_flags])), ALLOW);
+        for f in CLONE_NEW_FLAGS {
+            assert_eq!(call(&p, libc::SYS_clone, a(&[f as u64 | 17])), EPERM, "{f:#x}");
+        }
+        assert_eq!(call(&p, libc::SYS_ioctl, a(&[0, libc::TIOCSTI as u64])), EPERM);
+        assert_eq!(call(&p, libc::SYS_ioctl, a(&[0, libc::TCGETS as u64])), ALLOW);
+        assert_eq!(call(&p, libc::SYS_personality, a(&[0xffff_ffff])), ALLOW);
+        assert_eq!(call(&p, libc::SYS_personality, a(&[0])), ALLOW);
+        assert_eq!(call(&p, libc::SYS_personality, a(&[0x0040000])), EPERM);
+    }
+
+    #[test]
+    fn other_processes() {
+        let p = compile(Some(&none_net()));
+        for nr in [
+            libc::SYS_prlimit64,
+            libc::SYS_sched_setaffinity,
+            libc::SYS_sched_setscheduler,
+            libc::SYS_sched_setparam,
+            libc::SYS_sched_setattr,
+        ] {
+            assert_eq!(call(&p, nr, a(&[0, 7])), ALLOW, "{nr}");
+            assert_eq!(call(&p, nr, a(&[1234, 7])), EPERM, "{nr}");
+            assert_eq!(call(&p, nr, a(&[1 << 32, 7])), ALLOW, "{nr}: the kernel reads an int");
+        }
+        assert_eq!(call(&p, libc::SYS_setpriority, a(&[0, 0, 10])), ALLOW);
+        assert_eq!(call(&p, libc::SYS_setpriority, a(&[0, 99, 10])), EPERM);
+        assert_eq!(call(&p, libc::SYS_setpriority, a(&[2 /* PRIO_USER */, 0, 10])), EPERM);
+        assert_eq!(call(&p, libc::SYS_ioprio_set, a(&[1, 0, 0])), ALLOW);
+        assert_eq!(call(&p, libc::SYS_ioprio_set, a(&[1, 42, 0])), EPERM);
+        assert_eq!(call(&p, libc::SYS_ioprio_set, a(&[3, 0, 0])), EPERM);
+        assert_eq!(call(&p, libc::SYS_getpriority, a(&[0, 99])), ALLOW);
+    }
+
+    #[test]
+    fn metadata_and_ipc_depend_on_namespaces() {
+        let strict = compile(Some(&none_net()));
+        let ns = compile_with(
+            Some(&none_net()),
+            &Walls { mount_namespace: true, ipc_namespace: true, unix_sockets: false },
         );
-        assert_eq!(
-            run(
-                &p,
-                X,
-                libc::SYS_clone as u32,
-                [libc::CLONE_NEWUSER as u64 | 17, 0, 0, 0, 0, 0]
-            ),
-            errno_action(libc::EPERM)
-        );
-        assert_eq!(
-            run(
-                &p,
-                X,
-                libc::SYS_ioctl as u32,
-                [0, libc::TIOCSTI as u64, 0, 0, 0, 0]
-            ),
-            errno_action(libc::EPERM)
-        );
-        assert_eq!(
-            run(
-                &p,
-                X,
-                libc::SYS_ioctl as u32,
-                [0, libc::TCGETS as u64, 0, 0, 0, 0]
-            ),
-            libc::SECCOMP_RET_ALLOW
-        );
-        assert_eq!(
-            run(
-                &p,
-                X,
-                libc::SYS_personality as u32,
-                [0xffff_ffff, 0, 0, 0, 0, 0]
-            ),
-            libc::SECCOMP_RET_ALLOW
-        );
-        assert_eq!(
-            run(
-                &p,
-                X,
-                libc::SYS_personality as u32,
-                [0x0040000 /* ADDR_NO_RANDOMIZE */, 0, 0, 0, 0, 0]
-            ),
-            errno_action(libc::EPERM)
-        );
+        for d in DENY_PATH_METADATA.iter().chain(DENY_SYSV_IPC) {
+            assert_eq!(call(&strict, d.nr, a(&[1, 2])), EPERM, "{}", d.name);
+            assert_eq!(call(&ns, d.nr, a(&[1, 2])), ALLOW, "{}", d.name);
+        }
+        // Timestamps stay (npm's lock refreshes its mtime by path).
+        assert_eq!(call(&strict, libc::SYS_utimensat, a(&[3, 0x7fff_0000_1000])), ALLOW);
+        for nr in [libc::SYS_fchmod, libc::SYS_fchown, libc::SYS_fsetxattr] {
+            assert_eq!(call(&strict, nr, a(&[3, 0o4755])), ALLOW);
+        }
     }
 }

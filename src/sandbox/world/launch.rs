@@ -51,7 +51,11 @@ fn probe(user: bool) -> Result<(), String> {
         // SAFETY: see above.
         unsafe {
             let r = libc::unshare(flags);
-            libc::_exit(if r == 0 { 0 } else { *libc::__errno_location() & 0xff });
+            libc::_exit(if r == 0 {
+                0
+            } else {
+                *libc::__errno_location() & 0xff
+            });
         }
     }
     let mut status = 0;
@@ -80,6 +84,24 @@ fn probe(user: bool) -> Result<(), String> {
     })
 }
 
+/// `doctor`'s line about the server's world on this machine.
+pub fn doctor_line(uid: u32) -> String {
+    let w = WorldPlan {
+        enabled: true,
+        user: uid != 0,
+        ..Default::default()
+    };
+    match namespaces_available(&w) {
+        Ok(()) => format!(
+            "namespaces: available (mount, pid, ipc, uts, net{}): servers get a world of their own",
+            if uid != 0 { ", user" } else { "" }
+        ),
+        Err(e) => format!(
+            "namespaces: NOT available ({e}): servers run with Landlock + seccomp in the host's world (no private root, /proc, PID 1, IPC or network namespace); --require-kernel refuses"
+        ),
+    }
+}
+
 /// The plan, serialized once into a sealed-by-convention memory file the setup process reads.
 #[derive(Debug)]
 pub struct PlanFile(OwnedFd);
@@ -102,7 +124,8 @@ impl PlanFile {
 /// Replace `cmd` (the server's command, stdio and working directory already set) by the
 /// setup process, executed with the server's environment only.
 pub fn setup_command(plan_file: &Arc<PlanFile>, env: &[(String, String)], cmd: &mut Command) {
-    let mut setup = Command::new(setup_executable().unwrap_or(std::path::Path::new("/proc/self/exe")));
+    let mut setup =
+        Command::new(setup_executable().unwrap_or(std::path::Path::new("/proc/self/exe")));
     let fd = plan_file.0.as_raw_fd();
     setup
         .arg0("capjail-sandbox")
@@ -128,7 +151,14 @@ pub fn setup_command(plan_file: &Arc<PlanFile>, env: &[(String, String)], cmd: &
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) < 0 {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) < 0
+            {
                 return Err(std::io::Error::last_os_error());
             }
             if libc::getppid() != parent {

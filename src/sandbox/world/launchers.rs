@@ -9,7 +9,10 @@ pub const RULE_CONTAINER_LAUNCHER: &str = "kernel.container_launcher";
 /// `docker run ...` asks the Docker daemon (root, outside any sandbox) to do the work, so
 /// neither the namespaces, Landlock nor seccomp around the client would confine the server.
 pub fn refused(argv: &[String]) -> Option<String> {
-    let prog = Path::new(argv.first()?).file_name()?.to_string_lossy().into_owned();
+    let prog = Path::new(argv.first()?)
+        .file_name()?
+        .to_string_lossy()
+        .into_owned();
     const ENGINES: &[&str] = &["docker", "podman", "nerdctl", "docker-compose"];
     if !ENGINES.contains(&prog.as_str()) {
         return None;
@@ -26,7 +29,9 @@ mod tests {
     #[test]
     fn docker_is_refused_other_launchers_are_not() {
         let v = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
-        assert!(refused(&v("docker run -i --rm mcp/fetch")).unwrap().contains(RULE_CONTAINER_LAUNCHER));
+        assert!(refused(&v("docker run -i --rm mcp/fetch"))
+            .unwrap()
+            .contains(RULE_CONTAINER_LAUNCHER));
         assert!(refused(&v("/usr/bin/podman run x")).is_some());
         assert!(refused(&v("npx -y pkg")).is_none());
         assert!(refused(&v("uvx mcp-server-fetch")).is_none());

@@ -123,13 +123,31 @@ impl std::fmt::Display for WorldPlan {
                 w = w
             )?;
         }
-        writeln!(f, "    {:<w$}  {:<4} null zero full random urandom, private /dev/shm (no tty)", "/dev", "", w = w)?;
-        writeln!(f, "    {:<w$}  {:<4} the sandbox's own processes only", "/proc", "", w = w)?;
+        writeln!(
+            f,
+            "    {:<w$}  {:<4} null zero full random urandom, private /dev/shm (no tty)",
+            "/dev",
+            "",
+            w = w
+        )?;
+        writeln!(
+            f,
+            "    {:<w$}  {:<4} the sandbox's own processes only",
+            "/proc",
+            "",
+            w = w
+        )?;
         if self.private_tmp {
             writeln!(f, "    {:<w$}  {:<4} private tmpfs", "/tmp", "rw", w = w)?;
         }
         if let Some(h) = &self.empty_home {
-            writeln!(f, "    {:<w$}  {:<4} empty (HOME)", h.display(), "ro", w = w)?;
+            writeln!(
+                f,
+                "    {:<w$}  {:<4} empty (HOME)",
+                h.display(),
+                "ro",
+                w = w
+            )?;
         }
         writeln!(f, "    parent directories of these exist empty; nothing else exists (no sockets, caches, homes)")?;
         for n in &self.notes {
@@ -281,7 +299,11 @@ mod tests {
             r("/work/ws", FsAccess::all(), RuleOrigin::Mount),
             r("/work/ws/.git", FsAccess::read_exec(), RuleOrigin::Mount),
             r("/usr/lib", FsAccess::read_exec(), RuleOrigin::Runtime),
-            r("/usr/lib/x/y.so", FsAccess::read_exec(), RuleOrigin::Runtime),
+            r(
+                "/usr/lib/x/y.so",
+                FsAccess::read_exec(),
+                RuleOrigin::Runtime,
+            ),
             r("/dev/null", FsAccess::read(), RuleOrigin::Device),
             r("/proc/stat", FsAccess::read(), RuleOrigin::Runtime),
         ];

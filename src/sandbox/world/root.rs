@@ -36,7 +36,11 @@ pub struct RootError {
     pub err: io::Error,
 }
 
-fn ctx<T>(r: Result<T, impl Into<io::Error>>, step: &'static str, path: &Path) -> Result<T, RootError> {
+fn ctx<T>(
+    r: Result<T, impl Into<io::Error>>,
+    step: &'static str,
+    path: &Path,
+) -> Result<T, RootError> {
     r.map_err(|e| RootError {
         step,
         path: path.display().to_string(),
@@ -114,11 +118,18 @@ fn under(base: &str, p: &Path) -> PathBuf {
     Path::new(base).join(rel)
 }
 
-/// Build the root and pivot into it. `home`: the server's HOME (an empty dir if the plan says).
+/// Build the root and pivot into it; notes about plan paths that do not exist here.
 pub fn build(world: &WorldPlan) -> Result<Vec<String>, RootError> {
     let mut notes = Vec::new();
     let root = Path::new("/");
-    mnt(None, root, None, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None, "make-private")?;
+    mnt(
+        None,
+        root,
+        None,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None,
+        "make-private",
+    )?;
     let base = Path::new("/tmp");
     mnt(
         Some(Path::new("tmpfs")),
@@ -128,8 +139,16 @@ pub fn build(world: &WorldPlan) -> Result<Vec<String>, RootError> {
         Some("mode=0755"),
         "tmpfs scaffold",
     )?;
-    ctx(fs::create_dir("/tmp/oldroot"), "mkdir", Path::new("/tmp/oldroot"))?;
-    ctx(fs::create_dir("/tmp/newroot"), "mkdir", Path::new("/tmp/newroot"))?;
+    ctx(
+        fs::create_dir("/tmp/oldroot"),
+        "mkdir",
+        Path::new("/tmp/oldroot"),
+    )?;
+    ctx(
+        fs::create_dir("/tmp/newroot"),
+        "mkdir",
+        Path::new("/tmp/newroot"),
+    )?;
     mnt(
         Some(Path::new("tmpfs")),
         Path::new("/tmp/newroot"),
@@ -162,7 +181,10 @@ pub fn build(world: &WorldPlan) -> Result<Vec<String>, RootError> {
         match bind(&b.path, b.writable, b.overlay.then_some((i, world.user))) {
             Ok(()) => {}
             Err(e) if e.err.kind() == io::ErrorKind::NotFound && e.step == "lstat" => {
-                notes.push(format!("{} does not exist here: not in the world", b.path.display()));
+                notes.push(format!(
+                    "{} does not exist here: not in the world",
+                    b.path.display()
+                ));
             }
             Err(e) => return Err(e),
         }
@@ -184,14 +206,26 @@ pub fn build(world: &WorldPlan) -> Result<Vec<String>, RootError> {
 
     let nr = Path::new(NEW);
     ctx(std::env::set_current_dir(nr), "chdir", nr)?;
-    ctx(nix::unistd::pivot_root(".", ".").map_err(nix_io), "pivot_root", nr)?;
-    ctx(umount2(".", MntFlags::MNT_DETACH).map_err(nix_io), "detach old root", nr)?;
+    ctx(
+        nix::unistd::pivot_root(".", ".").map_err(nix_io),
+        "pivot_root",
+        nr,
+    )?;
+    ctx(
+        umount2(".", MntFlags::MNT_DETACH).map_err(nix_io),
+        "detach old root",
+        nr,
+    )?;
     ctx(std::env::set_current_dir("/"), "chdir", root)?;
     mnt(
         None,
         root,
         None,
-        MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        MsFlags::MS_REMOUNT
+            | MsFlags::MS_BIND
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV,
         None,
         "read-only root",
     )?;
@@ -353,11 +387,21 @@ fn devices() -> Result<(), RootError> {
         }
         let dst = dev.join(name);
         ctx(
-            fs::OpenOptions::new().write(true).create_new(true).open(&dst),
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&dst),
             "create device node",
             &dst,
         )?;
-        mnt(Some(&src), &dst, None, MsFlags::MS_BIND, None, "bind device")?;
+        mnt(
+            Some(&src),
+            &dst,
+            None,
+            MsFlags::MS_BIND,
+            None,
+            "bind device",
+        )?;
         set_attr_recursive(&dst, MOUNT_ATTR_NOSUID)?;
     }
     let shm = dev.join("shm");
@@ -388,7 +432,10 @@ mod tests {
 
     #[test]
     fn dots_and_under() {
-        assert_eq!(normalize_dots(Path::new("/usr/bin/../lib/x")), PathBuf::from("/usr/lib/x"));
+        assert_eq!(
+            normalize_dots(Path::new("/usr/bin/../lib/x")),
+            PathBuf::from("/usr/lib/x")
+        );
         assert_eq!(under(NEW, Path::new("/a/b")), PathBuf::from("/newroot/a/b"));
     }
 }

@@ -26,7 +26,6 @@
 use std::ffi::CString;
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
@@ -139,8 +138,14 @@ fn detach_stdio() {
 }
 
 /// Wait for `main` (init, or the server), forward signals; in init (`reap_all`) also reap
-/// orphans and forward to every process of the namespace. Exits with main's status.
+/// orphans and forward to every process of the namespace. Exits with main's status; in init,
+/// a failing server gets the hint of [`exit_hint`] first.
 fn supervise(main: Pid, set: &SigSet, reap_all: bool) -> ! {
+    supervise_with(main, set, reap_all, &[])
+}
+
+fn supervise_with(main: Pid, set: &SigSet, reap_all: bool, argv: &[String]) -> ! {
+    let mut signalled = false;
     loop {
         let sig = match set.wait() {
             Ok(s) => s,
@@ -150,7 +155,12 @@ fn supervise(main: Pid, set: &SigSet, reap_all: bool) -> ! {
             loop {
                 let who = if reap_all { Pid::from_raw(-1) } else { main };
                 match waitpid(who, Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::Exited(p, code)) if p == main => std::process::exit(code),
+                    Ok(WaitStatus::Exited(p, code)) if p == main => {
+                        if reap_all && code != 0 && !signalled {
+                            eprint!("{}", exit_hint(code, argv));
+                        }
+                        std::process::exit(code)
+                    }
                     Ok(WaitStatus::Signaled(p, s, _)) if p == main => {
                         std::process::exit(128 + s as i32)
                     }
@@ -159,6 +169,7 @@ fn supervise(main: Pid, set: &SigSet, reap_all: bool) -> ! {
                 }
             }
         } else if reap_all {
+            signalled = true;
             // SAFETY: kill(-1) from PID 1 reaches every other process of the namespace.
             unsafe { libc::kill(-1, sig as i32) };
         } else {
@@ -170,7 +181,15 @@ fn supervise(main: Pid, set: &SigSet, reap_all: bool) -> ! {
 /// PID 1 of the sandbox.
 fn init_main(plan: SandboxPlan, set: SigSet, egress: Option<i32>) -> ! {
     // SAFETY: prctl with constant arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
     // Own process group: capjail's group signals reach setup, which forwards them once.
     let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
     let w = &plan.world;
@@ -221,16 +240,46 @@ fn init_main(plan: SandboxPlan, set: SigSet, egress: Option<i32>) -> ! {
             // init keeps nothing it does not need: no capabilities, no new privileges.
             let _ = privileges::set_no_new_privs();
             let _ = privileges::drop_all(&privileges::PreparedPrivileges::detect());
-            supervise(child, &set, true)
+            supervise_with(child, &set, true, &plan.argv)
         }
     }
+}
+
+/// What to tell the user when the server fails inside its world: the paths it was given that
+/// do not exist there (the usual cause), and the policy lines that would grant them.
+fn exit_hint(code: i32, argv: &[String]) -> String {
+    let mut missing = Vec::new();
+    for a in argv.iter().skip(1) {
+        let p = a.split_once('=').map_or(a.as_str(), |(_, v)| v);
+        if p.starts_with('/') && std::fs::symlink_metadata(p).is_err() && !missing.contains(&p) {
+            missing.push(p);
+        }
+    }
+    let mut s = format!(
+        "capjail: the server exited with status {code} inside its sandbox. A path outside its world fails with ENOENT (\"No such file or directory\"), one Landlock refuses with EACCES/EPERM.\n"
+    );
+    for m in &missing {
+        s.push_str(&format!(
+            "capjail:   it was given {m}, which does not exist in its world: grant it with `filesystem.mounts: [{{path: {m}, mode: ro}}]` (or rw), or `kernel.extra_read: [{m}]` for programs and libraries\n"
+        ));
+    }
+    s.push_str("capjail:   `capjail policy explain POLICY -- CMD` lists everything the world holds, with the policy line behind each entry\n");
+    s
 }
 
 /// The server, just before exec. Returns only by exiting.
 fn server_main(plan: &SandboxPlan) -> ! {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     // SAFETY: prctl with constant arguments.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
     for r in &plan.rlimits {
         let res = match r.kind {
             RlimitKind::Core => libc::RLIMIT_CORE,
@@ -248,7 +297,13 @@ fn server_main(plan: &SandboxPlan) -> ! {
         unsafe {
             if libc::getrlimit(res, &mut cur) == 0 {
                 let v = (r.value as libc::rlim_t).min(cur.rlim_max);
-                libc::setrlimit(res, &libc::rlimit { rlim_cur: v, rlim_max: v });
+                libc::setrlimit(
+                    res,
+                    &libc::rlimit {
+                        rlim_cur: v,
+                        rlim_max: v,
+                    },
+                );
             }
         }
     }
@@ -279,7 +334,7 @@ fn server_main(plan: &SandboxPlan) -> ! {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    let prog = seccomp::compile(plan.net.socket_filter.as_ref());
+    let prog = seccomp::compile_for(plan);
     if seccomp::available().is_ok() {
         if let Err(e) = seccomp::install(&prog) {
             die(format!("seccomp: errno {e}"));
@@ -322,9 +377,4 @@ fn loopback_up() -> std::io::Result<()> {
         libc::close(s);
         r
     }
-}
-
-#[allow(dead_code)]
-fn os(s: &std::ffi::OsStr) -> &[u8] {
-    s.as_bytes()
 }
