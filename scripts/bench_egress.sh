@@ -3,7 +3,8 @@
 # A loopback HTTP server; the same Python client fetches it N times directly, and N times from
 # inside `capjail run --mode full` under `network: allowlist` (its own network namespace, every
 # fetch through the egress point: a new connection, the policy check, the connect upstream).
-# Reports the median and p90 per fetch for both, and the difference.
+# Reports the median and p90 per fetch for both, and the difference. capjail's stdin stays open
+# while the client runs (an EOF on it would end the session after the grace period).
 # Usage: scripts/bench_egress.sh [N] [PROFILE]   (PROFILE: release (default) or debug)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,7 +45,7 @@ for _ in $(seq 100); do python3 -c "import socket; socket.create_connection(('12
 URL="http://127.0.0.1:$PORT/x"
 # The client reports on stderr (capjail's stdout carries the MCP protocol only).
 DIRECT=$(env -u HTTP_PROXY -u http_proxy python3 "$OUT/egress-client.py" "$URL" "$N" 2>&1 | sed -n "s/^EGRESS-BENCH //p")
-EGRESS=$("$C" -q run --mode full --policy "$OUT/egress-policy.yaml" --audit "$OUT/egress-audit.jsonl" -- python3 "$OUT/egress-client.py" "$URL" "$N" </dev/null 2>&1 | tee "$OUT/egress-run.log" | sed -n "s/^EGRESS-BENCH //p")
+EGRESS=$("$C" -q run --mode full --policy "$OUT/egress-policy.yaml" --audit "$OUT/egress-audit.jsonl" -- python3 "$OUT/egress-client.py" "$URL" "$N" < <(sleep 600) 2>&1 | tee "$OUT/egress-run.log" | sed -n "s/^EGRESS-BENCH //p")
 python3 - "$DIRECT" "$EGRESS" "$N" "$PROFILE" <<'PY'
 import json, sys
 d, e = json.loads(sys.argv[1]), json.loads(sys.argv[2])
