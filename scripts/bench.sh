@@ -65,3 +65,6 @@ RSS_LARGE=$(bash -c "$B load large 3 16777216 -- /usr/bin/time -f '%M' -o $OUT/r
 python3 scripts/bench_report.py "$RES" "$MODE" "$RSS_SMALL" "$RSS_LARGE"
 # Startup to the first initialize answer: direct vs capjail --mode full (with its world) vs bwrap.
 scripts/bench_startup.sh
+
+# The egress point (issue 18): added latency of a fetch through it vs a direct fetch.
+bash scripts/bench_egress.sh 300 || echo "bench: egress benchmark failed" >&2

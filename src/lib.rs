@@ -9,6 +9,7 @@ pub mod approval;
 pub mod audit;
 pub mod check;
 pub mod compare;
+pub mod egress;
 pub mod exit;
 pub mod jsonrpc;
 pub mod policy;

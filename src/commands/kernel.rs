@@ -8,6 +8,13 @@ use capjail::policy::Policy;
 use capjail::proxy::CommandHook;
 use capjail::sandbox::Mode;
 
+/// The confinement hook, what the kernel enforces, and the egress point when it applies.
+pub type Confinement = (
+    Option<CommandHook>,
+    String,
+    Option<capjail::egress::launch::EgressStart>,
+);
+
 /// The hook that confines the server, and what the kernel enforces (for the log and the audit).
 /// `Ok(None)`: `--dry-run` printed the plan.
 #[cfg(target_os = "linux")]
@@ -17,7 +24,7 @@ pub fn confinement(
     mode: Mode,
     require: bool,
     dry_run: bool,
-) -> Result<Option<(Option<CommandHook>, String)>, i32> {
+) -> Result<Option<Confinement>, i32> {
     use capjail::sandbox::{apply_to, plan, prepare, HostFacts, Overall};
     if !mode.uses_kernel() {
         if dry_run {
@@ -27,13 +34,31 @@ pub fn confinement(
             );
             return Ok(None);
         }
-        return Ok(Some((None, "not requested (--mode proxy)".into())));
+        return Ok(Some((None, "not requested (--mode proxy)".into(), None)));
     }
     if let Some(why) = capjail::sandbox::world::launchers::refused(argv) {
         eprintln!("capjail: {why}");
         return Err(exit::USAGE);
     }
-    let plan = plan(policy, argv, &HostFacts::gather(argv));
+    let mut plan = plan(policy, argv, &HostFacts::gather(argv));
+    // network: allowlist -> the server's own network namespace behind the egress point.
+    let egress = match capjail::egress::launch::shape_plan(policy, &mut plan) {
+        Ok(true) => Some(capjail::egress::launch::EgressStart::new(policy)),
+        Ok(false) => None,
+        Err(why) => {
+            if require {
+                eprintln!(
+                    "capjail: --require-kernel: no network namespace for the egress point: {why}"
+                );
+                return Err(exit::KERNEL_REQUIRED);
+            }
+            tracing::warn!(
+                "no network namespace for the egress point ({why}); fallback: {}",
+                capjail::egress::launch::FALLBACK
+            );
+            None
+        }
+    };
     if dry_run {
         print!("{plan}");
         return Ok(None);
@@ -61,11 +86,21 @@ pub fn confinement(
         Overall::Full => tracing::info!("kernel confinement: {summary}"),
         _ => tracing::warn!("kernel confinement incomplete: {summary}"),
     }
+    let in_world = prepared.plan.world.enabled;
+    let hook_egress = egress.as_ref().map(|e| e.share());
     let hook: CommandHook = Box::new(move |cmd| {
+        // Without the world, the namespace step runs before the confinement drops privileges;
+        // with it, the world's setup process (which `apply_to` puts in place) makes the listener.
+        if let (Some(e), false) = (&hook_egress, in_world) {
+            capjail::egress::launch::install(cmd, false, e)?;
+        }
         apply_to(&prepared, cmd);
+        if let (Some(e), true) = (&hook_egress, in_world) {
+            capjail::egress::launch::install(cmd, true, e)?;
+        }
         Ok(())
     });
-    Ok(Some((Some(hook), summary)))
+    Ok(Some((Some(hook), summary, egress)))
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -75,7 +110,7 @@ pub fn confinement(
     _mode: Mode,
     _require: bool,
     dry_run: bool,
-) -> Result<Option<(Option<CommandHook>, String)>, i32> {
+) -> Result<Option<Confinement>, i32> {
     if dry_run {
         println!(
             "no kernel layer on this system; the proxy checks every message against `{}`",
@@ -86,6 +121,7 @@ pub fn confinement(
     Ok(Some((
         None,
         "unavailable on this system (proxy only)".into(),
+        None,
     )))
 }
 
@@ -99,6 +135,8 @@ pub fn doctor(policy: Option<&str>, workspace: Option<&Path>) -> i32 {
         None => None,
     };
     print!("{}", capjail::sandbox::doctor_report(policy.as_ref()));
+    #[cfg(target_os = "linux")]
+    print!("{}", capjail::egress::launch::doctor_text(policy.as_ref()));
     0
 }
 
@@ -113,7 +151,8 @@ pub fn explain(policy: &str, workspace: Option<&Path>, json: bool, argv: &[Strin
     #[cfg(target_os = "linux")]
     {
         use capjail::sandbox::{plan, HostFacts};
-        let plan = plan(&policy, argv, &HostFacts::gather(argv));
+        let mut plan = plan(&policy, argv, &HostFacts::gather(argv));
+        let _ = capjail::egress::launch::shape_plan(&policy, &mut plan);
         if json {
             println!(
                 "{}",

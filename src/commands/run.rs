@@ -40,7 +40,7 @@ pub fn run(args: RunArgs) -> i32 {
         tracing::warn!("kernel confinement exists only on Linux: running proxy-only");
         mode = Mode::Proxy;
     }
-    let (confine, kernel_label) = match super::kernel::confinement(
+    let (confine, kernel_label, egress) = match super::kernel::confinement(
         &policy,
         &args.command,
         mode,
@@ -89,6 +89,7 @@ pub fn run(args: RunArgs) -> i32 {
         audit,
         mode_label: format!("{mode:?}").to_lowercase(),
         kernel_label,
+        egress,
     };
     match run_proxy(cfg) {
         Ok(code) => code,

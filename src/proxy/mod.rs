@@ -67,6 +67,9 @@ pub struct RunConfig {
     pub kernel_label: String,
     /// Where tool definitions are pinned (`trust`).
     pub pins: crate::trust::PinsConfig,
+    /// The egress point, started once the server's network namespace handed out its listener
+    /// (`network: allowlist` in kernel/full mode; see `crate::egress`).
+    pub egress: Option<crate::egress::launch::EgressStart>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +162,16 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
         }
     };
     let pid = server.id();
+    if let Some(e) = cfg.egress {
+        if let Err(e) = e.start(recorder.clone()) {
+            child::signal_group(pid, libc::SIGKILL);
+            let _ = server.wait();
+            let _ = end_session(&recorder, None, None);
+            return Err(RunError::Setup(format!(
+                "the egress point did not start: {e}"
+            )));
+        }
+    }
     tracing::info!(pid, command = %cfg.argv.join(" "), policy = %cfg.policy.name, "server started");
     let server_in = server.stdin.take().expect("piped stdin");
     let server_out = server.stdout.take().expect("piped stdout");

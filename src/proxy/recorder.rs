@@ -160,3 +160,33 @@ impl Recorder {
 fn io_error(e: AuditError) -> std::io::Error {
     std::io::Error::other(e.to_string())
 }
+
+impl Recorder {
+    /// Record a decision of the egress point (a connection or request the server made;
+    /// `direction: server_to_client`, method `egress/<METHOD>`). Called before it takes effect.
+    pub fn egress_decided(
+        &mut self,
+        decision: Decision,
+        latency_us: u64,
+        weight: usize,
+    ) -> std::io::Result<()> {
+        if decision.is_allowed() {
+            self.tally.allowed += 1;
+        } else {
+            self.tally.denied += 1;
+        }
+        if let Some(q) = &self.audit {
+            let record = Record::Decision {
+                direction: Direction::ServerToClient,
+                id: None,
+                params: None,
+                decision,
+                tool_spec: None,
+                latency_us,
+                at: SystemTime::now(),
+            };
+            q.push(record, weight).map_err(io_error)?;
+        }
+        Ok(())
+    }
+}

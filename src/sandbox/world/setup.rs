@@ -110,12 +110,19 @@ pub fn setup_main(args: &[String]) -> ! {
     // SAFETY: single-threaded process.
     match unsafe { fork() } {
         Err(e) => die(format!("fork: {e}")),
-        Ok(ForkResult::Child) => init_main(plan, set),
+        Ok(ForkResult::Child) => init_main(plan, set, egress_fd(args)),
         Ok(ForkResult::Parent { child }) => {
             detach_stdio();
             supervise(child, &set, false)
         }
     }
+}
+
+/// `--egress-fd=N` after the plan descriptor: the egress hand-over socket (crate::egress::netns).
+fn egress_fd(args: &[String]) -> Option<i32> {
+    args.iter()
+        .find_map(|a| a.strip_prefix(crate::egress::netns::SETUP_EGRESS_ARG))
+        .and_then(|n| n.parse().ok())
 }
 
 /// stdin/stdout belong to the server: holding them would keep the client's pipe open.
@@ -172,7 +179,7 @@ fn supervise_with(main: Pid, set: &SigSet, reap_all: bool, argv: &[String]) -> !
 }
 
 /// PID 1 of the sandbox.
-fn init_main(plan: SandboxPlan, set: SigSet) -> ! {
+fn init_main(plan: SandboxPlan, set: SigSet, egress: Option<i32>) -> ! {
     // SAFETY: prctl with constant arguments.
     unsafe {
         libc::prctl(
@@ -203,6 +210,12 @@ fn init_main(plan: SandboxPlan, set: SigSet) -> ! {
     if w.net {
         if let Err(e) = loopback_up() {
             die(format!("loopback: {e}"));
+        }
+        // The egress point's listener, made here and handed out to capjail (crate::egress).
+        if let Some(fd) = egress {
+            if let Err(e) = crate::egress::netns::hand_over(fd) {
+                die(format!("egress listener: {e}"));
+            }
         }
     }
     match cwd {

@@ -1,0 +1,388 @@
+//! THE EGRESS POINT: the only way out of the server's network namespace under
+//! `network: allowlist` in kernel/full mode.
+//!
+//! An HTTP forward proxy (absolute-form `GET http://host:port/...`) and CONNECT proxy served on
+//! a listener handed in (in `run`, a loopback port created inside the server's namespace and
+//! passed out over a unix socket: see `netns`). For every connection and every plain-HTTP
+//! request it
+//! 1. judges the destination with the proxy's own URL check (`check::net::check_url`: the
+//!    compiled `allowed_hosts` with the policy's port semantics, then every address the host
+//!    resolves to: private, loopback, link-local, metadata, NAT64, ... as the proxy does),
+//!    resolving the name itself (`resolve`);
+//! 2. records the decision in the audit log (a `decision` record, method `egress/<METHOD>`,
+//!    with the rule) BEFORE anything is sent;
+//! 3. connects to one of the addresses it checked (no second lookup), or answers `403` with a
+//!    text body naming the rule (and an `X-Capjail-Rule` header).
+//!
+//! TLS is not intercepted: a CONNECT is judged by host and port only. One request per
+//! upstream connection: the egress point asks for `Connection: close` both ways, so a redirect
+//! the server's client follows arrives as a new request and is judged again.
+//!
+//! Modules: `http` (heads, pure), `check` (the decision, pure given a resolver), `resolve`
+//! (lookup off the reactor, connect to checked addresses), `connect` (tunnel and forward I/O),
+//! `netns` (the namespace with one loopback port, Linux).
+
+pub(crate) mod check;
+pub(crate) mod connect;
+pub(crate) mod http;
+#[cfg(target_os = "linux")]
+pub mod launch;
+/// No network namespaces off Linux: the egress route never applies.
+#[cfg(not(target_os = "linux"))]
+pub mod launch {
+    pub struct EgressStart;
+    impl EgressStart {
+        pub fn start(self, _: crate::proxy::recorder::SharedRecorder) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+}
+#[cfg(target_os = "linux")]
+pub mod netns;
+pub(crate) mod resolve;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+use crate::check::net::{Destination, NetRefusal};
+use crate::check::{RealWorld, World};
+use crate::policy::NetworkPolicy;
+use crate::proxy::recorder::SharedRecorder;
+
+pub use check::RULE_REQUEST;
+
+/// Connections served at once; more wait in the listen queue.
+const MAX_CONNECTIONS: usize = 256;
+/// Longest time a client may take to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The egress point's configuration.
+#[derive(Clone)]
+pub struct Egress {
+    pub policy: Arc<NetworkPolicy>,
+    /// Where decisions are recorded (the session's recorder); `None`: not audited (tests).
+    pub recorder: Option<SharedRecorder>,
+    /// The resolver (the system's; tests use a fake).
+    pub world: Arc<dyn World + Send + Sync>,
+}
+
+impl Egress {
+    pub fn new(policy: NetworkPolicy, recorder: Option<SharedRecorder>) -> Egress {
+        Egress {
+            policy: Arc::new(policy),
+            recorder,
+            world: Arc::new(RealWorld),
+        }
+    }
+}
+
+/// A listener handed in: TCP (a loopback port) or a unix socket.
+pub enum Listener {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+/// Serve on `listener` in a thread of its own (a single-threaded runtime). The thread ends
+/// when the listener fails (never in normal operation: capjail exits with the session).
+pub fn spawn(listener: Listener, egress: Egress) -> std::io::Result<std::thread::JoinHandle<()>> {
+    match &listener {
+        Listener::Tcp(l) => l.set_nonblocking(true)?,
+        Listener::Unix(l) => l.set_nonblocking(true)?,
+    }
+    std::thread::Builder::new()
+        .name("egress".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!("egress point: cannot start: {e}");
+                    return;
+                }
+            };
+            rt.block_on(serve(listener, egress));
+        })
+}
+
+async fn serve(listener: Listener, egress: Egress) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    match listener {
+        Listener::Tcp(l) => {
+            let Ok(l) = tokio::net::TcpListener::from_std(l) else {
+                return;
+            };
+            loop {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                match l.accept().await {
+                    Ok((s, _)) => {
+                        let e = egress.clone();
+                        tokio::spawn(async move {
+                            handle(s, &e).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(e) => {
+                        tracing::debug!("egress accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+        Listener::Unix(l) => {
+            let Ok(l) = tokio::net::UnixListener::from_std(l) else {
+                return;
+            };
+            loop {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                match l.accept().await {
+                    Ok((s, _)) => {
+                        let e = egress.clone();
+                        tokio::spawn(async move {
+                            handle(s, &e).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(e) => {
+                        tracing::debug!("egress accept: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One client connection: one CONNECT tunnel or one plain-HTTP request.
+async fn handle<C>(mut client: C, egress: &Egress)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let started = Instant::now();
+    let mut buf = Vec::with_capacity(2048);
+    let end = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut client, &mut buf)).await {
+        Ok(Ok(Some(end))) => end,
+        Ok(Ok(None)) if buf.is_empty() => return, // connected and left
+        _ => {
+            let reason = "no complete request head (HTTP/1.x proxy request expected)";
+            refuse(
+                &mut client,
+                egress,
+                "?",
+                "",
+                RULE_REQUEST,
+                400,
+                reason,
+                started,
+            )
+            .await;
+            return;
+        }
+    };
+    let head = match http::parse_request_head(&buf[..end]) {
+        Ok(h) => h,
+        Err(reason) => {
+            refuse(
+                &mut client,
+                egress,
+                "?",
+                "",
+                RULE_REQUEST,
+                400,
+                &reason,
+                started,
+            )
+            .await;
+            return;
+        }
+    };
+    let ask = match http::classify(&head) {
+        Ok(a) => a,
+        Err(reason) => {
+            refuse(
+                &mut client,
+                egress,
+                &head.method,
+                &head.target,
+                RULE_REQUEST,
+                400,
+                &reason,
+                started,
+            )
+            .await;
+            return;
+        }
+    };
+    let (url, written) = match &ask {
+        http::Ask::Connect { url, authority } => (url.clone(), authority.clone()),
+        http::Ask::Forward { url, .. } => (url.clone(), url.clone()),
+    };
+    let outcome = resolve::judge(url, egress.policy.clone(), egress.world.clone()).await;
+    if let Err(r) = record(egress, &head.method, &written, &outcome, started) {
+        let body = format!("capjail egress: the audit log failed, nothing is sent: {r}");
+        let _ = client.write_all(&http::page(500, "audit", &body)).await;
+        return;
+    }
+    let dest = match outcome {
+        Ok(d) => d,
+        Err(r) => {
+            tracing::warn!(rule = r.rule, target = %r.target, "egress refused: {}", r.reason);
+            let body = refusal_body(&r);
+            let _ = client.write_all(&http::page(403, r.rule, &body)).await;
+            let _ = client.shutdown().await;
+            return;
+        }
+    };
+    let upstream = match resolve::connect_checked(&dest).await {
+        Ok(s) => s,
+        Err(e) => {
+            let body = format!(
+                "capjail egress: cannot connect to {}: {e}",
+                target_text(&dest)
+            );
+            let _ = client
+                .write_all(&http::page(502, "egress.upstream", &body))
+                .await;
+            return;
+        }
+    };
+    let early = buf[end..].to_vec();
+    let r = match &ask {
+        http::Ask::Connect { .. } => connect::tunnel(&mut client, upstream, &early).await,
+        http::Ask::Forward { origin, .. } => {
+            connect::forward(
+                &mut client,
+                upstream,
+                &head,
+                origin,
+                &host_header(&dest),
+                &early,
+            )
+            .await
+        }
+    };
+    if let Err(e) = r {
+        tracing::debug!("egress {}: {e}", target_text(&dest));
+    }
+}
+
+/// Read until the end of the head; `Ok(None)`: EOF or head too long.
+async fn read_head<C: AsyncRead + Unpin>(
+    c: &mut C,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<usize>> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = http::head_end(buf) {
+            return Ok(Some(end));
+        }
+        if buf.len() > http::MAX_HEAD {
+            return Ok(None);
+        }
+        let n = c.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn refuse<C: AsyncWrite + Unpin>(
+    client: &mut C,
+    egress: &Egress,
+    method: &str,
+    written: &str,
+    rule: &'static str,
+    status: u16,
+    reason: &str,
+    started: Instant,
+) {
+    let outcome = Err(NetRefusal {
+        rule,
+        reason: reason.to_string(),
+        target: http::shown(written),
+    });
+    if record(egress, method, written, &outcome, started).is_err() {
+        return;
+    }
+    tracing::warn!(rule, "egress refused: {reason}");
+    let body = format!("capjail egress refused this request (rule {rule}): {reason}");
+    let _ = client.write_all(&http::page(status, rule, &body)).await;
+    let _ = client.shutdown().await;
+}
+
+/// The refusal text the server's HTTP client shows.
+fn refusal_body(r: &NetRefusal) -> String {
+    format!(
+        "capjail egress refused {} (rule {}): {}",
+        r.target, r.rule, r.reason
+    )
+}
+
+/// Record the decision before it takes effect. `Err`: the audit log failed (fail closed).
+fn record(
+    egress: &Egress,
+    method: &str,
+    written: &str,
+    outcome: &Result<Destination, NetRefusal>,
+    started: Instant,
+) -> std::io::Result<()> {
+    let Some(rec) = &egress.recorder else {
+        return Ok(());
+    };
+    let decision = check::decision(method, written, outcome, &egress.policy);
+    let mut r = rec
+        .lock()
+        .map_err(|_| std::io::Error::other("recorder lock poisoned"))?;
+    r.egress_decided(
+        decision,
+        started.elapsed().as_micros() as u64,
+        written.len(),
+    )
+}
+
+fn target_text(d: &Destination) -> String {
+    if d.host.contains(':') {
+        format!("[{}]:{}", d.host, d.port)
+    } else {
+        format!("{}:{}", d.host, d.port)
+    }
+}
+
+/// The `Host` header for a checked plain-HTTP destination.
+fn host_header(d: &Destination) -> String {
+    if d.port == 80 {
+        if d.host.contains(':') {
+            format!("[{}]", d.host)
+        } else {
+            d.host.clone()
+        }
+    } else {
+        target_text(d)
+    }
+}
+
+/// The environment that points the server's HTTP clients at the egress point.
+pub fn proxy_env(url: &str) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for k in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
+        v.push((k.to_string(), url.to_string()));
+        v.push((k.to_ascii_lowercase(), url.to_string()));
+    }
+    // Nothing bypasses the egress point: inside the namespace there is nothing else to reach.
+    v.push(("NO_PROXY".into(), String::new()));
+    v.push(("no_proxy".into(), String::new()));
+    v
+}
+
+#[cfg(test)]
+mod tests;
