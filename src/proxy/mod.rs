@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod child;
 pub mod client_filter;
 pub mod framing;
+mod held;
 pub mod recorder;
 pub mod roots;
 pub mod server_filter;
@@ -30,6 +31,7 @@ use tokio::sync::mpsc;
 
 use self::client_filter::{ClientFilter, Outcome, Shared};
 use self::framing::{Frame, LineReader};
+
 use self::recorder::{Recorder, SharedRecorder};
 use self::server_filter::{ServerFilter, ServerOutcome};
 use crate::audit::{AuditLog, AuditQueue, Direction, Event, SessionEnd, SessionStart};
@@ -350,6 +352,10 @@ fn write_client(out: &Mutex<ManuallyDrop<File>>, line: &[u8]) -> io::Result<()> 
 }
 
 /// Client -> server. Returns `ErrorKind::Other` only for a fatal audit failure.
+///
+/// Write before forward: an allowed line is held until the audit log is written up to its
+/// decision's record. Lines already waiting in the input buffer (a pipelined client) are
+/// decided first and released together, so they share one audit batch.
 fn pump_client(
     filter: &mut ClientFilter,
     checking: bool,
@@ -360,10 +366,36 @@ fn pump_client(
     // SAFETY: fd 0 stays open for the life of the process; ManuallyDrop never closes it.
     let stdin = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
     let mut reader = LineReader::new(BufReader::with_capacity(PUMP_BUFFER, &*stdin), max_line);
+    let watermark = if checking {
+        filter
+            .recorder
+            .lock()
+            .map_err(|_| io::Error::other("recorder lock poisoned"))?
+            .watermark()
+    } else {
+        None
+    };
+    let mut held = held::Held::default();
     let mut buf = Vec::new();
     loop {
+        if !held.is_empty() && (!reader.line_buffered() || held.is_full()) {
+            let seq = filter
+                .recorder
+                .lock()
+                .map_err(|_| io::Error::other("recorder lock poisoned"))?
+                .last_seq;
+            if !held.release(watermark.as_ref(), seq, &mut server_in, out)? {
+                return Ok(());
+            }
+        }
         match reader.next_into(&mut buf) {
-            Ok(Frame::Eof) => return Ok(()),
+            Ok(Frame::Eof) => {
+                if !held.is_empty() {
+                    let seq = filter.recorder.lock().map(|r| r.last_seq).unwrap_or(u64::MAX);
+                    held.release(watermark.as_ref(), seq, &mut server_in, out)?;
+                }
+                return Ok(());
+            }
             Ok(Frame::TooLong(n)) => {
                 tracing::warn!("refused a client message of {n} bytes (limit {max_line})");
                 let mut line = jsonrpc::error_response(
@@ -375,31 +407,25 @@ fn pump_client(
                 line.push(b'\n');
                 write_client(out, &line)?;
             }
-            Ok(Frame::Line(mut line)) => {
+            Ok(Frame::Line(line)) => {
                 let outcome = if checking {
-                    filter
-                        .on_line(&line)
-                        .map_err(|e| io::Error::other(format!("cannot record a decision: {e}")))?
+                    match filter.on_line(&line) {
+                        Ok(o) => o,
+                        Err(e) => {
+                            let e = io::Error::other(format!("cannot record a decision: {e}"));
+                            held.hold(&line, None);
+                            held.refuse_all(out, &e);
+                            return Err(e);
+                        }
+                    }
                 } else if line.iter().all(u8::is_ascii_whitespace) {
                     Outcome::Drop
                 } else {
                     Outcome::Forward
                 };
                 match outcome {
-                    Outcome::Forward => {
-                        line.push(b'\n');
-                        if let Err(e) = server_in.write_all(&line) {
-                            tracing::debug!("server stdin closed: {e}");
-                            return Ok(());
-                        }
-                    }
-                    Outcome::ForwardRewritten(mut rewritten) => {
-                        rewritten.push(b'\n');
-                        if let Err(e) = server_in.write_all(&rewritten) {
-                            tracing::debug!("server stdin closed: {e}");
-                            return Ok(());
-                        }
-                    }
+                    Outcome::Forward => held.hold(&line, None),
+                    Outcome::ForwardRewritten(rewritten) => held.hold(&line, Some(rewritten)),
                     Outcome::Reply(mut reply) => {
                         reply.push(b'\n');
                         write_client(out, &reply)?;
