@@ -41,23 +41,16 @@ fn full_audit_disk_no_write_without_its_record() {
     let copy = lab.path("logs/audit-copy.jsonl");
     let pol = lab.ws_rw_policy();
     // sh mounts the tmpfs, runs capjail, and copies the log out before the namespace goes.
+    // The naive server writes synchronously as each line arrives (and logs every line first).
     let script = r#"mount -t tmpfs -o size=256k capjail-test "$1" || exit 97
-log="$1/audit.jsonl"; out="$2"; shift 2
-"$@" --audit "$log" -- node "$SERVER_JS" "$WS"; rc=$?
-cp "$log" "$out"; exit $rc"#;
-    let mut argv: Vec<String> = [
-        "unshare",
-        "-m",
-        "--propagation",
-        "private",
-        "sh",
-        "-c",
-        script,
-        "sh",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+out="$2"; shift 2
+"$@"; rc=$?
+cp "$LOG" "$out"; exit $rc"#;
+    let mut argv: Vec<String> = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let log_path = fs.join("audit.jsonl");
     argv.push(fs.display().to_string());
     argv.push(copy.display().to_string());
     argv.extend([
@@ -67,14 +60,18 @@ cp "$log" "$out"; exit $rc"#;
         "proxy".into(),
         "--policy".into(),
         pol.display().to_string(),
+        "--audit".into(),
+        log_path.display().to_string(),
+        "--".into(),
     ]);
-    let server = fs_server(&[&lab.ws]);
+    argv.extend(naive_server(&lab.root, &lab.path("logs/naive.log")));
     let mut s = SessionBuilder::direct(argv)
-        .env("SERVER_JS", &server[1])
-        .env("WS", &lab.ws_s())
+        .env("LOG", &log_path.display().to_string())
         .cwd(&lab.root)
         .spawn();
     s.initialize();
+    let listed = s.request("tools/list", json!({}));
+    assert!(listed.get("result").is_some(), "{listed}");
     // Fill the session's tmpfs through its mount namespace.
     let fill = PathBuf::from(format!("/proc/{}/root{}/fill", s.pid(), fs.display()));
     let mut f = std::fs::File::create(&fill).expect("the session's tmpfs");
