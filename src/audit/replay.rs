@@ -147,6 +147,7 @@ pub fn replay_bytes(data: &[u8], policy: &Policy, world: &dyn World) -> ReplayRe
                 let paths = PathContext {
                     cwd: PathBuf::from(text("cwd").unwrap_or_else(|| "/".into())),
                     home: text("home").map(PathBuf::from),
+                    ..Default::default()
                 };
                 sessions.insert(
                     session,

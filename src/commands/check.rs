@@ -42,6 +42,7 @@ pub fn check(args: CheckArgs) -> i32 {
     let paths = PathContext {
         cwd: std::path::absolute(cwd).unwrap_or_default(),
         home: std::env::var_os("HOME").map(Into::into),
+        ..Default::default()
     };
     let ctx = Context {
         policy: &policy,

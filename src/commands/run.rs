@@ -65,7 +65,11 @@ pub fn run(args: RunArgs) -> i32 {
             return exit::AUDIT;
         }
     };
+    // The same environment allowlist as the kernel layer, in every mode.
+    let host_env: Vec<(String, String)> = std::env::vars().collect();
+    let env = capjail::sandbox::env::filter_env(&host_env, policy.file.environment.as_ref());
     let cfg = RunConfig {
+        env: Some(env.values),
         policy: Arc::new(policy),
         argv: args.command,
         forced_profile,

@@ -62,6 +62,9 @@ pub struct RunConfig {
     pub confine: Option<CommandHook>,
     /// The audit log, when auditing is on.
     pub audit: Option<AuditLog>,
+    /// The server's environment (the policy's allowlist applied), set in every mode; `None`:
+    /// it inherits capjail's.
+    pub env: Option<Vec<(String, String)>>,
     /// For the audit log's session record: the layers in force, what the kernel enforces.
     pub mode_label: String,
     pub kernel_label: String,
@@ -93,6 +96,11 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
     let grace = cfg.policy.limits.grace;
     let mut cmd = child::command(&cfg.argv);
     cmd.current_dir(&cfg.cwd);
+    if let Some(env) = &cfg.env {
+        // The kernel layer's hook sets the same allowlist again; proxy mode gets it here.
+        cmd.env_clear();
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    }
     match cfg.confine {
         // The kernel layer's pre_exec starts the session and sets PDEATHSIG itself.
         Some(confine) => confine(&mut cmd)
@@ -158,6 +166,16 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
         paths: PathContext {
             cwd: cfg.cwd.clone(),
             home,
+            argv_dirs: crate::check::readings::argv_dirs(&cfg.argv, &cfg.cwd),
+            roots: Vec::new(),
+            env: Some(cfg.env.clone().unwrap_or_else(|| std::env::vars().collect())),
+            readings: shared
+                .lock()
+                .expect("shared")
+                .catalog
+                .profile()
+                .map(|p| p.paths.clone())
+                .unwrap_or_default(),
         },
         world: Box::new(RealWorld),
         shared: shared.clone(),
