@@ -50,7 +50,7 @@ impl ServerFilter {
         // The client's rules for the server's lines: UTF-8, no duplicate keys, bounded depth.
         if let Err(e) = validate_strict(line, self.policy.limits.max_depth) {
             return ServerOutcome::Drop(format!(
-                "the server wrote a line that is not strict JSON ({e})"
+                "the server wrote a line that is not a JSON-RPC message (strict JSON: {e})"
             ));
         }
         let env: Envelope = match serde_json::from_slice(line) {
