@@ -46,10 +46,19 @@ fn full_audit_disk_no_write_without_its_record() {
 out="$2"; shift 2
 "$@"; rc=$?
 cp "$LOG" "$out"; exit $rc"#;
-    let mut argv: Vec<String> = ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut argv: Vec<String> = [
+        "unshare",
+        "-m",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        "sh",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let log_path = fs.join("audit.jsonl");
     argv.push(fs.display().to_string());
     argv.push(copy.display().to_string());
@@ -137,13 +146,24 @@ cp "$LOG" "$out"; exit $rc"#;
 fn relative_path_is_judged_against_the_servers_directories() {
     let lab = Lab::new();
     let pol = lab.ws_rw_policy();
-    let mut s = SessionBuilder::capjail(&["--policy", pol.to_str().unwrap()], fs_server(&[&lab.root]))
-        .cwd(&lab.ws)
-        .spawn();
+    let mut s = SessionBuilder::capjail(
+        &["--policy", pol.to_str().unwrap()],
+        fs_server(&[&lab.root]),
+    )
+    .cwd(&lab.ws)
+    .spawn();
     s.initialize();
-    let (id, r) = call(&mut s, "read_text_file", json!({"path": "secret/.aws/credentials"}));
+    let (id, r) = call(
+        &mut s,
+        "read_text_file",
+        json!({"path": "secret/.aws/credentials"}),
+    );
     assert_policy_error(&r, &id);
-    let (_, ok) = call(&mut s, "read_text_file", json!({"path": lab.p("ws/notes.txt")}));
+    let (_, ok) = call(
+        &mut s,
+        "read_text_file",
+        json!({"path": lab.p("ws/notes.txt")}),
+    );
     assert_tool_ok(&ok, &lab.legit);
     s.finish();
     lab.assert_no_leak(&s);
@@ -176,7 +196,11 @@ fn git_repo_path_with_variables_is_judged_expanded() {
         .env("HOME", &home.display().to_string())
         .spawn();
     s.initialize();
-    for rp in ["$HOME/private-repo", "${HOME}/private-repo", "~/private-repo"] {
+    for rp in [
+        "$HOME/private-repo",
+        "${HOME}/private-repo",
+        "~/private-repo",
+    ] {
         let (id, r) = call(&mut s, "git_log", json!({"repo_path": rp}));
         assert_policy_error(&r, &id);
     }
@@ -197,9 +221,12 @@ fn doors_server(log: &Path, bad_utf8: bool) -> Vec<String> {
 }
 
 fn doors_session(lab: &Lab, policy: &Path, log: &Path, bad_utf8: bool) -> Session {
-    let mut s = SessionBuilder::capjail(&["--policy", policy.to_str().unwrap()], doors_server(log, bad_utf8))
-        .cwd(&lab.ws)
-        .spawn();
+    let mut s = SessionBuilder::capjail(
+        &["--policy", policy.to_str().unwrap()],
+        doors_server(log, bad_utf8),
+    )
+    .cwd(&lab.ws)
+    .spawn();
     s.initialize();
     s
 }
@@ -230,13 +257,25 @@ fn uri_forms_do_not_reach_the_server() {
         let reqs = [
             ("resources/read", json!({"uri": f, "_m": marker})),
             ("resources/subscribe", json!({"uri": f, "_m": marker})),
-            ("subscriptions/listen", json!({"notifications": {"resourceSubscriptions": [f]}, "_m": marker})),
-            ("completion/complete", json!({"ref": {"type": "ref/resource", "uri": f}, "argument": {"name": "x", "value": ""}, "_m": marker})),
-            ("tools/call", json!({"name": "read_file", "arguments": {"path": f}, "_m": marker})),
+            (
+                "subscriptions/listen",
+                json!({"notifications": {"resourceSubscriptions": [f]}, "_m": marker}),
+            ),
+            (
+                "completion/complete",
+                json!({"ref": {"type": "ref/resource", "uri": f}, "argument": {"name": "x", "value": ""}, "_m": marker}),
+            ),
+            (
+                "tools/call",
+                json!({"name": "read_file", "arguments": {"path": f}, "_m": marker}),
+            ),
         ];
         for (method, params) in reqs {
             let r = s.request(method, params);
-            assert!(r.get("error").is_some(), "{method} {f:?} was not refused: {r}");
+            assert!(
+                r.get("error").is_some(),
+                "{method} {f:?} was not refused: {r}"
+            );
             n += 1;
         }
     }
@@ -265,29 +304,47 @@ fn git_config_write_is_execution() {
         marker.display()
     );
     let pol = lab.ws_rw_policy();
-    let mut fs = SessionBuilder::capjail(&["--policy", pol.to_str().unwrap()], fs_server(&[&lab.ws]))
-        .cwd(&lab.ws)
-        .spawn();
+    let mut fs =
+        SessionBuilder::capjail(&["--policy", pol.to_str().unwrap()], fs_server(&[&lab.ws]))
+            .cwd(&lab.ws)
+            .spawn();
     fs.initialize();
     for (path, content) in [
         (repo.join(".git/config"), config.clone()),
-        (repo.join(".git/hooks/pre-commit"), format!("#!/bin/sh\ntouch {}\n", marker.display())),
+        (
+            repo.join(".git/hooks/pre-commit"),
+            format!("#!/bin/sh\ntouch {}\n", marker.display()),
+        ),
         (repo.join(".gitattributes"), "* filter=x\n".to_string()),
     ] {
-        let (id, r) = call(&mut fs, "write_file", json!({"path": path.display().to_string(), "content": content}));
+        let (id, r) = call(
+            &mut fs,
+            "write_file",
+            json!({"path": path.display().to_string(), "content": content}),
+        );
         assert_policy_error(&r, &id);
         assert_eq!(r["error"]["data"]["rule"], "default.shell", "{r}");
     }
     // An ordinary file in the same repository is still written.
-    let (_, ok) = call(&mut fs, "write_file", json!({"path": repo.join("new.txt").display().to_string(), "content": "x"}));
+    let (_, ok) = call(
+        &mut fs,
+        "write_file",
+        json!({"path": repo.join("new.txt").display().to_string(), "content": "x"}),
+    );
     assert!(ok.get("result").is_some(), "{ok}");
     fs.finish();
-    assert!(!std::fs::read_to_string(repo.join(".git/config")).unwrap().contains("fsmonitor"));
+    assert!(!std::fs::read_to_string(repo.join(".git/config"))
+        .unwrap()
+        .contains("fsmonitor"));
     let mut git = SessionBuilder::capjail(&["--policy", pol.to_str().unwrap()], git_server())
         .cwd(&lab.ws)
         .spawn();
     git.initialize();
-    let (_, st) = call(&mut git, "git_status", json!({"repo_path": repo.display().to_string()}));
+    let (_, st) = call(
+        &mut git,
+        "git_status",
+        json!({"repo_path": repo.display().to_string()}),
+    );
     assert!(st.get("result").is_some(), "{st}");
     git.finish();
     assert!(!marker.exists(), "the fsmonitor command ran");
@@ -320,11 +377,12 @@ fn environment_is_filtered_in_proxy_mode() {
         &format!("name: env-allowed\n{base}allow:\n  - capability: environment.read\n"),
     );
     for (pol, allow) in [(refused, false), (allowed, true)] {
-        let mut s = SessionBuilder::capjail(&["--policy", pol.to_str().unwrap()], everything_server())
-            .cwd(&lab.ws)
-            .env("AWS_SECRET_ACCESS_KEY", &lab.secret)
-            .env("CAPJAIL_TEST_TOKEN", &lab.secret)
-            .spawn();
+        let mut s =
+            SessionBuilder::capjail(&["--policy", pol.to_str().unwrap()], everything_server())
+                .cwd(&lab.ws)
+                .env("AWS_SECRET_ACCESS_KEY", &lab.secret)
+                .env("CAPJAIL_TEST_TOKEN", &lab.secret)
+                .spawn();
         s.initialize();
         let (id, r) = call(&mut s, "get-env", json!({}));
         if allow {
@@ -388,7 +446,10 @@ fn roots_in_input_responses_are_narrowed() {
         .find(|l| l.contains("inputResponses"))
         .expect("the retried request reached the server");
     let v: Value = serde_json::from_str(line).unwrap();
-    let roots = v["params"]["inputResponses"]["roots-1"]["roots"].as_array().unwrap().clone();
+    let roots = v["params"]["inputResponses"]["roots-1"]["roots"]
+        .as_array()
+        .unwrap()
+        .clone();
     let uris: Vec<&str> = roots.iter().map(|r| r["uri"].as_str().unwrap()).collect();
     assert_eq!(uris, [format!("file://{}", lab.ws_s())], "{line}");
 }

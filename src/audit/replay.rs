@@ -148,7 +148,11 @@ pub fn replay_bytes(data: &[u8], policy: &Policy, world: &dyn World) -> ReplayRe
                 let argv: Vec<String> = r
                     .get("argv")
                     .and_then(Value::as_array)
-                    .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 // The same readings as `run`: the server's bases and its profile's `paths`
                 // (the environment is not recorded: variables are judged unknown).

@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::net::check_url;
 use super::exec_writes::executes_on_write;
+use super::net::check_url;
 use super::path::{decode_all, mount_for, MountRefusal, PathContext};
 use super::rules::{evaluate, RuleVerdict};
 use super::tools::{check_tool, ToolRefusal};
@@ -105,7 +105,13 @@ pub fn decide(ctx: &Context, method: &str, params: Option<&Value>) -> Decision {
             super::doors::Door::Uris(uris) => {
                 let mut accesses = Vec::new();
                 for u in uris {
-                    if let Err(d) = scan_value(ctx, "filesystem.read", &Value::String(u), &mut accesses, true) {
+                    if let Err(d) = scan_value(
+                        ctx,
+                        "filesystem.read",
+                        &Value::String(u),
+                        &mut accesses,
+                        true,
+                    ) {
                         return Decision::deny(method, None, vec![], d);
                     }
                 }
@@ -117,16 +123,11 @@ pub fn decide(ctx: &Context, method: &str, params: Option<&Value>) -> Decision {
                 }
                 judge(ctx, method, None, accesses)
             }
-            super::doors::Door::Capability(cap) => {
-                decide_scanned(ctx, method, cap, None)
-            }
+            super::doors::Door::Capability(cap) => decide_scanned(ctx, method, cap, None),
             super::doors::Door::Scanned(cap) => decide_scanned(ctx, method, cap, params),
-            super::doors::Door::Malformed(why) => Decision::deny(
-                method,
-                None,
-                vec![],
-                Denial::new("protocol", why),
-            ),
+            super::doors::Door::Malformed(why) => {
+                Decision::deny(method, None, vec![], Denial::new("protocol", why))
+            }
         },
     }
 }

@@ -26,12 +26,17 @@ pub(crate) enum Door {
 
 pub(crate) fn classify(method: &str, params: Option<&Value>) -> Door {
     match method {
-        "initialize" | "ping" | "server/discover" | "tools/list" | "resources/list"
-        | "resources/templates/list" | "prompts/list" | "logging/setLevel" => Door::Protocol,
+        "initialize"
+        | "ping"
+        | "server/discover"
+        | "tools/list"
+        | "resources/list"
+        | "resources/templates/list"
+        | "prompts/list"
+        | "logging/setLevel" => Door::Protocol,
         m if m.starts_with("notifications/") => Door::Protocol,
         "subscriptions/listen" => {
-            let subs = params
-                .and_then(|p| p.pointer("/notifications/resourceSubscriptions"));
+            let subs = params.and_then(|p| p.pointer("/notifications/resourceSubscriptions"));
             match subs {
                 None | Some(Value::Null) => Door::Capability("subscription.listen"),
                 Some(Value::Array(items)) => {
@@ -52,9 +57,9 @@ pub(crate) fn classify(method: &str, params: Option<&Value>) -> Door {
                         Door::Uris(uris)
                     }
                 }
-                Some(_) => Door::Malformed(
-                    "notifications.resourceSubscriptions must be an array".into(),
-                ),
+                Some(_) => {
+                    Door::Malformed("notifications.resourceSubscriptions must be an array".into())
+                }
             }
         }
         "completion/complete" => {

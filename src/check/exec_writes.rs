@@ -12,16 +12,40 @@ use std::path::{Component, Path};
 pub const BUILTIN: &[(&str, &str)] = &[
     // git runs programs named in its configuration (core.fsmonitor, core.sshCommand,
     // core.pager, filters, diff drivers, aliases) and runs hooks.
-    ("**/.git", "a `.git` file can point git at another git directory"),
-    ("**/.git/config", "git runs commands named in its configuration (core.fsmonitor, filters, ...)"),
+    (
+        "**/.git",
+        "a `.git` file can point git at another git directory",
+    ),
+    (
+        "**/.git/config",
+        "git runs commands named in its configuration (core.fsmonitor, filters, ...)",
+    ),
     ("**/.git/hooks/**", "git runs hooks"),
-    ("**/.git/info/attributes", "git attributes select filter and diff drivers that run commands"),
-    ("**/.git/modules/**", "submodule git directories: configuration and hooks"),
-    ("**/.gitattributes", "git attributes select filter and diff drivers that run commands"),
+    (
+        "**/.git/info/attributes",
+        "git attributes select filter and diff drivers that run commands",
+    ),
+    (
+        "**/.git/modules/**",
+        "submodule git directories: configuration and hooks",
+    ),
+    (
+        "**/.gitattributes",
+        "git attributes select filter and diff drivers that run commands",
+    ),
     ("**/.gitmodules", "submodule URLs and update commands"),
-    ("**/.gitconfig", "git runs commands named in its configuration"),
-    ("**/.config/git/**", "git runs commands named in its configuration"),
-    ("**/.pre-commit-config.yaml", "pre-commit runs the hooks it names"),
+    (
+        "**/.gitconfig",
+        "git runs commands named in its configuration",
+    ),
+    (
+        "**/.config/git/**",
+        "git runs commands named in its configuration",
+    ),
+    (
+        "**/.pre-commit-config.yaml",
+        "pre-commit runs the hooks it names",
+    ),
     // shells
     ("**/.bashrc", "shell start-up file"),
     ("**/.bash_profile", "shell start-up file"),
@@ -42,25 +66,46 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("**/.ssh/rc", "sshd runs it at login"),
     ("**/profile.d/**", "shell start-up files"),
     // package managers and build tools
-    ("**/package.json", "npm runs its scripts (install, test, ...)"),
-    ("**/.npmrc", "npm configuration (script-shell, node-options, ...)"),
+    (
+        "**/package.json",
+        "npm runs its scripts (install, test, ...)",
+    ),
+    (
+        "**/.npmrc",
+        "npm configuration (script-shell, node-options, ...)",
+    ),
     ("**/.yarnrc", "yarn configuration"),
-    ("**/.yarnrc.yml", "yarn configuration (yarnPath runs a file)"),
+    (
+        "**/.yarnrc.yml",
+        "yarn configuration (yarnPath runs a file)",
+    ),
     ("**/Makefile", "make runs its recipes"),
     ("**/makefile", "make runs its recipes"),
     ("**/GNUmakefile", "make runs its recipes"),
     ("**/setup.py", "pip and setuptools run it"),
-    ("**/pyproject.toml", "build backends and tools named in it run"),
+    (
+        "**/pyproject.toml",
+        "build backends and tools named in it run",
+    ),
     ("**/conftest.py", "pytest imports it"),
     ("**/sitecustomize.py", "Python imports it at start-up"),
     ("**/usercustomize.py", "Python imports it at start-up"),
-    ("**/*.pth", "Python runs `import` lines of .pth files at start-up"),
+    (
+        "**/*.pth",
+        "Python runs `import` lines of .pth files at start-up",
+    ),
     ("**/build.rs", "cargo runs build scripts"),
     ("**/.cargo/config", "cargo configuration (runners, aliases)"),
-    ("**/.cargo/config.toml", "cargo configuration (runners, aliases)"),
+    (
+        "**/.cargo/config.toml",
+        "cargo configuration (runners, aliases)",
+    ),
     // editors and CI
     ("**/.vscode/tasks.json", "the editor runs its tasks"),
-    ("**/.vscode/settings.json", "editor settings can name programs to run"),
+    (
+        "**/.vscode/settings.json",
+        "editor settings can name programs to run",
+    ),
     ("**/.github/workflows/**", "CI workflow"),
     ("**/.gitlab-ci.yml", "CI pipeline"),
     ("**/.circleci/**", "CI pipeline"),
@@ -102,10 +147,7 @@ pub(crate) fn executes_on_write(path: &Path, extra: &[String]) -> Option<String>
 }
 
 fn matches(pattern: &str, comps: &[&str]) -> bool {
-    let pat: Vec<&str> = pattern
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .collect();
+    let pat: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
     match_from(&pat, comps)
 }
 
@@ -127,7 +169,10 @@ fn glob_component(p: &str, c: &str) -> bool {
         return p == c;
     }
     let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !c.starts_with(first) || !c[first.len()..].ends_with(last) || c.len() < first.len() + last.len() {
+    if !c.starts_with(first)
+        || !c[first.len()..].ends_with(last)
+        || c.len() < first.len() + last.len()
+    {
         return false;
     }
     let mut rest = &c[first.len()..c.len() - last.len()];

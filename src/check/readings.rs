@@ -314,7 +314,10 @@ mod tests {
     fn variables_where_the_server_expands_them() {
         let v = r("$HOME/private-repo");
         assert!(v.contains(&"/home/u/private-repo".to_string()), "{v:?}");
-        assert!(v.contains(&"/srv/cwd/$HOME/private-repo".to_string()), "{v:?}");
+        assert!(
+            v.contains(&"/srv/cwd/$HOME/private-repo".to_string()),
+            "{v:?}"
+        );
         assert!(r("${HOME}/x").contains(&"/home/u/x".to_string()));
         assert!(r("$UNKNOWN/x").iter().all(|p| p.contains("$UNKNOWN")));
         assert!(matches!(
@@ -325,7 +328,10 @@ mod tests {
         c.readings.expands_vars = false;
         assert!(path_readings("$X/passwd", &c).is_ok());
         assert_eq!(expand_vars("a$", None), "a$");
-        assert_eq!(expand_vars("${A}b$A", Some(&[("A".into(), "1".into())])), "1b1");
+        assert_eq!(
+            expand_vars("${A}b$A", Some(&[("A".into(), "1".into())])),
+            "1b1"
+        );
         assert_eq!(expand_vars("$A", None), "");
     }
 
@@ -338,7 +344,11 @@ mod tests {
             "\u{1}file:///etc/passwd",
             "file:etc/passwd",
         ] {
-            assert!(r(s).contains(&"/etc/passwd".to_string()), "{s:?}: {:?}", r(s));
+            assert!(
+                r(s).contains(&"/etc/passwd".to_string()),
+                "{s:?}: {:?}",
+                r(s)
+            );
         }
         assert!(matches!(
             path_readings(" https://x.test/a", &ctx()),
@@ -372,7 +382,9 @@ mod tests {
         // U+FF0F FULLWIDTH SOLIDUS is `/`.
         assert!(r("\u{ff0f}etc\u{ff0f}passwd").contains(&"/etc/passwd".to_string()));
         let v = r("/w/caf\u{e9}");
-        assert!(v.contains(&"/w/cafe\u{301}".to_string()) && v.contains(&"/w/caf\u{e9}".to_string()));
+        assert!(
+            v.contains(&"/w/cafe\u{301}".to_string()) && v.contains(&"/w/caf\u{e9}".to_string())
+        );
     }
 
     #[test]

@@ -278,7 +278,10 @@ mod tests {
             assert!(validate_strict(line, 64).is_err());
         }
         let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
-        assert!(matches!(validate_strict(deep.as_bytes(), 64), Err(ParseError::Refused(_))));
+        assert!(matches!(
+            validate_strict(deep.as_bytes(), 64),
+            Err(ParseError::Refused(_))
+        ));
     }
 
     /// `cargo test --release --lib strict::tests::cost_of_validation -- --ignored --nocapture`
@@ -287,9 +290,17 @@ mod tests {
     fn cost_of_validation() {
         let text = "x".repeat(16 << 20);
         let line = serde_json::to_vec(&serde_json::json!({"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":text}]}})).unwrap();
-        let many: Vec<Value> = (0..200_000).map(|i| serde_json::json!({"name": format!("f{i}"), "size": i, "kind": "file"})).collect();
-        let objects = serde_json::to_vec(&serde_json::json!({"jsonrpc":"2.0","id":1,"result":{"entries":many}})).unwrap();
-        for (what, l) in [("one 16 MiB string", &line), ("200k small objects", &objects)] {
+        let many: Vec<Value> = (0..200_000)
+            .map(|i| serde_json::json!({"name": format!("f{i}"), "size": i, "kind": "file"}))
+            .collect();
+        let objects = serde_json::to_vec(
+            &serde_json::json!({"jsonrpc":"2.0","id":1,"result":{"entries":many}}),
+        )
+        .unwrap();
+        for (what, l) in [
+            ("one 16 MiB string", &line),
+            ("200k small objects", &objects),
+        ] {
             let t = std::time::Instant::now();
             for _ in 0..5 {
                 serde_json::from_slice::<serde::de::IgnoredAny>(l).unwrap();
@@ -300,7 +311,10 @@ mod tests {
                 validate_strict(l, 64).unwrap();
             }
             let strict = t.elapsed() / 5;
-            eprintln!("{what} ({} bytes): IgnoredAny {ignored:?}, validate_strict {strict:?}", l.len());
+            eprintln!(
+                "{what} ({} bytes): IgnoredAny {ignored:?}, validate_strict {strict:?}",
+                l.len()
+            );
         }
     }
 

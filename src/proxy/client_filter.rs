@@ -206,13 +206,20 @@ impl ClientFilter {
                             Some(line) => serde_json::from_slice(line).expect("our own JSON"),
                             None => v.clone(),
                         };
-                        if let Some(r) = seen.pointer("/params/inputResponses").and_then(Value::as_object) {
+                        if let Some(r) = seen
+                            .pointer("/params/inputResponses")
+                            .and_then(Value::as_object)
+                        {
                             for resp in r.values().filter(|x| x.get("roots").is_some()) {
                                 self.paths.roots = super::roots::root_paths(resp);
                             }
                         }
                         if let Some(line) = rewritten {
-                            self.filtered(Some(id), "roots in inputResponses narrowed to the policy's mounts", false)?;
+                            self.filtered(
+                                Some(id),
+                                "roots in inputResponses narrowed to the policy's mounts",
+                                false,
+                            )?;
                             return Ok(One::Rewritten(line));
                         }
                     }
@@ -270,7 +277,10 @@ impl ClientFilter {
                                 .ok()
                                 .map(|n| super::roots::root_paths(&n["result"]))
                                 .unwrap_or_default(),
-                            None => v.get("result").map(super::roots::root_paths).unwrap_or_default(),
+                            None => v
+                                .get("result")
+                                .map(super::roots::root_paths)
+                                .unwrap_or_default(),
                         };
                         match narrowed {
                             Some(rewritten) => {

@@ -168,7 +168,11 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
             home,
             argv_dirs: crate::check::readings::argv_dirs(&cfg.argv, &cfg.cwd),
             roots: Vec::new(),
-            env: Some(cfg.env.clone().unwrap_or_else(|| std::env::vars().collect())),
+            env: Some(
+                cfg.env
+                    .clone()
+                    .unwrap_or_else(|| std::env::vars().collect()),
+            ),
             readings: shared
                 .lock()
                 .expect("shared")
@@ -409,7 +413,11 @@ fn pump_client(
         match reader.next_into(&mut buf) {
             Ok(Frame::Eof) => {
                 if !held.is_empty() {
-                    let seq = filter.recorder.lock().map(|r| r.last_seq).unwrap_or(u64::MAX);
+                    let seq = filter
+                        .recorder
+                        .lock()
+                        .map(|r| r.last_seq)
+                        .unwrap_or(u64::MAX);
                     held.release(watermark.as_ref(), seq, &mut server_in, out)?;
                 }
                 return Ok(());

@@ -184,10 +184,20 @@ mod tests {
         .unwrap();
         let msg = json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"list_allowed_directories","arguments":{},
             "inputResponses":{"r1":{"roots":[{"uri":"file:///"},{"uri":"file:///etc"}]},"e":{"action":"accept"}}}});
-        let out: Value = serde_json::from_slice(&narrow_input_responses(&msg, &p).unwrap()).unwrap();
-        assert_eq!(out["params"]["inputResponses"]["r1"]["roots"], json!([{"uri":"file:///srv/ws"}]));
-        assert_eq!(out["params"]["inputResponses"]["e"], json!({"action":"accept"}));
-        assert_eq!(root_paths(&out["params"]["inputResponses"]["r1"]), vec![std::path::PathBuf::from("/srv/ws")]);
+        let out: Value =
+            serde_json::from_slice(&narrow_input_responses(&msg, &p).unwrap()).unwrap();
+        assert_eq!(
+            out["params"]["inputResponses"]["r1"]["roots"],
+            json!([{"uri":"file:///srv/ws"}])
+        );
+        assert_eq!(
+            out["params"]["inputResponses"]["e"],
+            json!({"action":"accept"})
+        );
+        assert_eq!(
+            root_paths(&out["params"]["inputResponses"]["r1"]),
+            vec![std::path::PathBuf::from("/srv/ws")]
+        );
         let none = json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"x"}});
         assert!(narrow_input_responses(&none, &p).is_none());
     }

@@ -245,7 +245,11 @@ mod tests {
             f.shared.lock().unwrap().pending.insert(id.into(), Pending::ToolsList);
             assert!(matches!(f.on_line(line), ServerOutcome::Drop(_)), "{}", String::from_utf8_lossy(line));
         }
-        f.shared.lock().unwrap().pending.insert("6".into(), Pending::Plain);
+        f.shared
+            .lock()
+            .unwrap()
+            .pending
+            .insert("6".into(), Pending::Plain);
         assert!(matches!(
             f.on_line(br#"{"jsonrpc":"2.0","id":6,"result":{"a":{"b":1,"b":2}}}"#),
             ServerOutcome::Drop(_)
