@@ -224,8 +224,9 @@ impl AuditQueue {
     }
 
     /// Queue a record whose request was `weight` bytes long. Blocks while the queue is full;
-    /// fails (for good) once a write failed.
-    pub fn push(&self, record: Record, weight: usize) -> Result<(), AuditError> {
+    /// fails (for good) once a write failed. Returns the record's sequence number (1, 2, ...):
+    /// [`Watermark::wait`] on it returns once the record is in the file.
+    pub fn push(&self, record: Record, weight: usize) -> Result<u64, AuditError> {
         let mut st = self.shared.lock();
         while st.failed.is_none()
             && (st.waiting.len() >= QUEUE_RECORDS
@@ -246,7 +247,15 @@ impl AuditQueue {
             // The writer sleeps only on an empty queue; later records join its batch.
             self.shared.work.notify_one();
         }
-        Ok(())
+        Ok(st.pushed)
+    }
+
+    /// A handle to wait for records to be written, usable without holding the queue.
+    pub fn watermark(&self) -> Watermark {
+        Watermark {
+            shared: self.shared.clone(),
+            path: self.path.clone(),
+        }
     }
 
     /// Wait until every record queued so far is written.
@@ -289,6 +298,38 @@ impl AuditQueue {
                 "{message} ({unwritten} decided record(s) not written)"
             )),
         }
+    }
+}
+
+/// "Written up to": lets the proxy forward a request only once its record is in the file.
+#[derive(Clone)]
+pub struct Watermark {
+    shared: Arc<Shared>,
+    path: PathBuf,
+}
+
+impl Watermark {
+    /// Wait until the record numbered `seq` (and every one before it) is written. The writer
+    /// is told not to linger: the records queued so far form its next batch, so pipelined
+    /// requests still share one write. Fails when a write failed before `seq` was reached.
+    pub fn wait(&self, seq: u64) -> Result<(), AuditError> {
+        let mut st = self.shared.lock();
+        while st.written < seq && st.failed.is_none() {
+            st.hurry = true;
+            self.shared.work.notify_one();
+            st = self.shared.done.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        if st.written >= seq {
+            return Ok(());
+        }
+        let e = st.failed.clone().unwrap_or_default();
+        Err(AuditError::Io {
+            path: self.path.clone(),
+            source: std::io::Error::other(format!(
+                "{e} ({} decided record(s) not written)",
+                st.pushed - st.written
+            )),
+        })
     }
 }
 
@@ -435,5 +476,26 @@ mod tests {
         );
         assert!(q.push(decision(2), 10).is_err());
         assert!(q.close().is_err());
+    }
+
+    /// The watermark returns once a record is in the file, and fails for a record that
+    /// could not be written.
+    #[test]
+    fn the_watermark_waits_for_the_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.jsonl");
+        let q = AuditQueue::start(AuditLog::open(&path, false).unwrap()).unwrap();
+        let w = q.watermark();
+        let a = q.push(decision(1), 10).unwrap();
+        let b = q.push(decision(2), 10).unwrap();
+        assert_eq!((a, b), (1, 2));
+        w.wait(b).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
+        q.close().unwrap();
+        if let Ok(log) = AuditLog::open(std::path::Path::new("/dev/full"), false) {
+            let q = AuditQueue::start(log).unwrap();
+            let s = q.push(decision(1), 10).unwrap();
+            assert!(q.watermark().wait(s).is_err());
+        }
     }
 }

@@ -139,9 +139,28 @@ pub fn replay_bytes(data: &[u8], policy: &Policy, world: &dyn World) -> ReplayRe
         let session = text("session").unwrap_or_default();
         match p.kind.as_str() {
             "session_start" => {
+                let cwd = PathBuf::from(text("cwd").unwrap_or_else(|| "/".into()));
+                let argv: Vec<String> = r
+                    .get("argv")
+                    .and_then(Value::as_array)
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|x| x.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                // The same readings as `run`: the server's bases and its profile's `paths`
+                // (the environment is not recorded: variables are judged unknown).
+                let readings = text("profile")
+                    .and_then(|n| builtin_profiles().into_iter().find(|p| p.name == n))
+                    .map(|p| p.paths)
+                    .unwrap_or_default();
                 let paths = PathContext {
-                    cwd: PathBuf::from(text("cwd").unwrap_or_else(|| "/".into())),
+                    argv_dirs: crate::check::readings::argv_dirs(&argv, &cwd),
+                    cwd,
                     home: text("home").map(PathBuf::from),
+                    readings,
+                    ..Default::default()
                 };
                 sessions.insert(
                     session,

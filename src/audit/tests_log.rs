@@ -550,6 +550,7 @@ fn record_calls(d: &Dirs, p: &Policy, path: &Path) {
     let paths = PathContext {
         cwd: d.root.clone(),
         home: None,
+        ..Default::default()
     };
     let ctx = Context {
         policy: p,

@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::exec_writes::executes_on_write;
 use super::net::check_url;
-use super::path::{decode, decode_all, mount_for, MountRefusal, PathContext};
+use super::path::{decode_all, mount_for, MountRefusal, PathContext};
 use super::rules::{evaluate, RuleVerdict};
 use super::tools::{check_tool, ToolRefusal};
 use super::{Access, Denial, Resource, World};
@@ -92,13 +93,41 @@ pub fn decide(ctx: &Context, method: &str, params: Option<&Value>) -> Decision {
             "prompt.get",
             params.and_then(|p| p.get("arguments")),
         ),
-        _ => Decision {
-            verdict: Verdict::Allow,
-            method: method.into(),
-            tool: None,
-            accesses: vec![],
-            rule: "protocol".into(),
-            denial: None,
+        _ => match super::doors::classify(method, params) {
+            super::doors::Door::Protocol => Decision {
+                verdict: Verdict::Allow,
+                method: method.into(),
+                tool: None,
+                accesses: vec![],
+                rule: "protocol".into(),
+                denial: None,
+            },
+            super::doors::Door::Uris(uris) => {
+                let mut accesses = Vec::new();
+                for u in uris {
+                    if let Err(d) = scan_value(
+                        ctx,
+                        "filesystem.read",
+                        &Value::String(u),
+                        &mut accesses,
+                        true,
+                    ) {
+                        return Decision::deny(method, None, vec![], d);
+                    }
+                }
+                if accesses.is_empty() {
+                    accesses.push(Access {
+                        capability: "resource.read".into(),
+                        resource: Resource::None,
+                    });
+                }
+                judge(ctx, method, None, accesses)
+            }
+            super::doors::Door::Capability(cap) => decide_scanned(ctx, method, cap, None),
+            super::doors::Door::Scanned(cap) => decide_scanned(ctx, method, cap, params),
+            super::doors::Door::Malformed(why) => {
+                Decision::deny(method, None, vec![], Denial::new("protocol", why))
+            }
         },
     }
 }
@@ -295,9 +324,10 @@ fn declared_arg(
     match a.kind {
         ArgKind::Data => {}
         ArgKind::Path | ArgKind::PathList => {
-            let base = match &a.relative_to {
+            // Every reading of the base argument is a base for this one.
+            let bases = match &a.relative_to {
                 Some(other) => match arguments.get(other).and_then(Value::as_str) {
-                    Some(b) => Some(decode(b, ctx.paths).map_err(|e| {
+                    Some(b) => Some(decode_all(b, ctx.paths).map_err(|e| {
                         Denial::new("filesystem.path", format!("Path blocked by policy: {e}"))
                     })?),
                     None => None,
@@ -305,7 +335,14 @@ fn declared_arg(
                 None => None,
             };
             for s in strings(a.kind == ArgKind::PathList)? {
-                out.extend(path_access(ctx, cap, s, base.as_deref())?);
+                match &bases {
+                    Some(bs) => {
+                        for b in bs {
+                            out.extend(path_access(ctx, cap, s, Some(b))?);
+                        }
+                    }
+                    None => out.extend(path_access(ctx, cap, s, None)?),
+                }
             }
         }
         ArgKind::Url | ArgKind::UrlList => {
@@ -347,6 +384,12 @@ fn path_access(
             pctx = PathContext {
                 cwd: b.to_path_buf(),
                 home: ctx.paths.home.clone(),
+                env: ctx.paths.env.clone(),
+                readings: crate::check::readings::PathReadings {
+                    relative_to: vec![crate::check::readings::Base::Cwd],
+                    expands_vars: ctx.paths.readings.expands_vars,
+                },
+                ..Default::default()
             };
             &pctx
         }
@@ -363,24 +406,49 @@ fn path_access(
     } else {
         "filesystem.write"
     };
-    Ok(decoded
-        .iter()
-        .map(|p| Access {
+    let mut out = Vec::with_capacity(decoded.len());
+    for p in &decoded {
+        let resolved = ctx.world.resolve_path(p);
+        // A write that a program later executes is execution too (check::exec_writes).
+        let executes = (capability != "filesystem.read")
+            .then(|| executes_on_write(&resolved, executes_patterns(ctx.policy)))
+            .flatten();
+        out.push(Access {
             capability: capability.to_string(),
             resource: Resource::Path {
                 written: written.into(),
-                resolved: ctx.world.resolve_path(p),
+                resolved: resolved.clone(),
             },
-        })
-        .collect())
+        });
+        if executes.is_some() {
+            out.push(Access {
+                capability: "shell.execute".into(),
+                resource: Resource::Path {
+                    written: written.into(),
+                    resolved,
+                },
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn executes_patterns(policy: &Policy) -> &[String] {
+    policy
+        .file
+        .filesystem
+        .as_ref()
+        .map(|f| f.executes.as_slice())
+        .unwrap_or(&[])
 }
 
 fn url_access(ctx: &Context, capability: &str, written: &str) -> Result<Option<Access>, Denial> {
-    let lower = written.trim_start().to_ascii_lowercase();
-    if lower.starts_with("data:") {
+    // The scheme as URL parsers read it (controls and spaces stripped, tabs removed).
+    let scheme = super::uri::scheme(written);
+    if scheme.as_deref() == Some("data") {
         return Ok(None); // inline data, nothing is fetched
     }
-    if lower.starts_with("file:") {
+    if scheme.as_deref() == Some("file") {
         let mut v = path_access(ctx, "filesystem.read", written, None)?;
         return Ok(v.pop());
     }
@@ -459,10 +527,12 @@ fn scan_value(
 ) -> Result<(), Denial> {
     match v {
         Value::String(s) => {
-            let lower = s.to_ascii_lowercase();
+            // Judge the string as URL parsers read it (WHATWG: `" file:..."`, `"fi\tle:..."`).
+            let norm = super::uri::url_normalize(s);
+            let lower = norm.to_ascii_lowercase();
             if lower.starts_with("file:") {
                 out.extend(path_access(ctx, fs_capability, s, None)?);
-            } else if looks_like_url(s) {
+            } else if looks_like_url(&norm) {
                 if lower.starts_with("http://") || lower.starts_with("https://") || !uri_context {
                     if let Some(a) = url_access(ctx, "network.fetch", s)? {
                         out.push(a);
@@ -592,9 +662,23 @@ fn check_access(
         RuleVerdict::Allowed(r) => *deciding = r.id(),
         RuleVerdict::NotGoverned => {
             if access.capability == "shell.execute" {
+                if let Resource::Path { resolved, .. } = &access.resource {
+                    let why = executes_on_write(resolved, executes_patterns(ctx.policy))
+                        .unwrap_or_default();
+                    return Err(Denial::new(
+                        "default.shell",
+                        format!("writing {} is execution ({why}); shell execution is denied unless an allow rule names shell.execute", resolved.display()),
+                    ));
+                }
                 return Err(Denial::new(
                     "default.shell",
                     "shell execution is denied unless an allow rule names shell.execute",
+                ));
+            }
+            if access.capability == "environment.read" {
+                return Err(Denial::new(
+                    "default.environment",
+                    "reading the server's environment is denied unless an allow rule names environment.read",
                 ));
             }
         }

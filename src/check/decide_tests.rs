@@ -54,6 +54,7 @@ fn call(p: &Policy, cwd: &Path, tool: &str, args: Value) -> Decision {
     let paths = PathContext {
         cwd: cwd.to_path_buf(),
         home: Some(PathBuf::from("/home/u")),
+        ..Default::default()
     };
     let w = world();
     let ctx = Context {
@@ -248,6 +249,7 @@ fn approval_and_shell_defaults() {
     let paths = PathContext {
         cwd: "/".into(),
         home: None,
+        ..Default::default()
     };
     let w = world();
     let ctx = Context {
@@ -511,6 +513,7 @@ fn malformed_calls_are_refused() {
     let paths = PathContext {
         cwd: "/".into(),
         home: None,
+        ..Default::default()
     };
     let w = world();
     let ctx = Context {

@@ -6,10 +6,14 @@
 //! decision can be unit-tested with a fake world.
 
 pub mod decide;
+pub(crate) mod doors;
+pub(crate) mod exec_writes;
 pub mod net;
 pub mod path;
+pub mod readings;
 pub mod rules;
 pub mod tools;
+pub(crate) mod uri;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

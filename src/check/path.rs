@@ -29,30 +29,26 @@ pub enum PathError {
     Windows(String),
 }
 
-/// Where the server runs: what a relative path or a `~` means to it.
-#[derive(Debug, Clone)]
+/// Where the server runs and how it reads paths: what a relative path, a `~` or a `$VAR`
+/// means to it (see `check::readings`).
+#[derive(Debug, Clone, Default)]
 pub struct PathContext {
     pub cwd: PathBuf,
     pub home: Option<PathBuf>,
+    /// Directories on the server's command line.
+    pub argv_dirs: Vec<PathBuf>,
+    /// The roots the client gave the server (as narrowed by capjail).
+    pub roots: Vec<PathBuf>,
+    /// The server's environment, for servers that expand variables (`None`: unknown).
+    pub env: Option<Vec<(String, String)>>,
+    /// What the server's profile says about its reading of paths.
+    pub readings: super::readings::PathReadings,
 }
 
-/// Every path a server might open for `written`: the percent-decoded one, and — when the text
-/// has a `%` that decoding changes — the literal one too (servers differ on decoding; both
-/// must be inside the policy).
+/// Every path a server might open for `written` (every reading: see `check::readings`); all
+/// must be inside the policy.
 pub fn decode_all(written: &str, ctx: &PathContext) -> Result<Vec<PathBuf>, PathError> {
-    let decoded = decode(written, ctx)?;
-    if written.contains('%') && strip_scheme(written, "file:").is_none() {
-        let literal = decode_literal(written, ctx)?;
-        if literal != decoded {
-            return Ok(vec![decoded, literal]);
-        }
-    }
-    Ok(vec![decoded])
-}
-
-/// Like [`decode`] but without percent-decoding.
-fn decode_literal(written: &str, ctx: &PathContext) -> Result<PathBuf, PathError> {
-    finish(written, written.to_string(), ctx)
+    super::readings::path_readings(written, ctx)
 }
 
 /// Decode `written` into an absolute, lexically normalised path (no symlink resolution yet).
@@ -243,6 +239,7 @@ mod tests {
         PathContext {
             cwd: PathBuf::from("/srv/root"),
             home: Some(PathBuf::from("/home/u")),
+            ..Default::default()
         }
     }
 
@@ -289,9 +286,10 @@ mod tests {
             decode_all("/tmp/a%zz", &c).unwrap(),
             vec![PathBuf::from("/tmp/a%zz")]
         );
+        // A URL parser decodes; a server that only cuts `file://` off reads it literally.
         assert_eq!(
             decode_all("file:///tmp/a%20b", &c).unwrap(),
-            vec![PathBuf::from("/tmp/a b")]
+            vec![PathBuf::from("/tmp/a b"), PathBuf::from("/tmp/a%20b")]
         );
     }
 

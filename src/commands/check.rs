@@ -17,11 +17,15 @@ pub fn check(args: CheckArgs) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
+    let mut readings = None;
     let catalog = match super::load_profile(args.policy.profile.as_deref()) {
-        Ok(Some(p)) => StaticCatalog {
-            name: Some(p.name.clone()),
-            tools: p.tools,
-        },
+        Ok(Some(p)) => {
+            readings = Some(p.paths.clone());
+            StaticCatalog {
+                name: Some(p.name.clone()),
+                tools: p.tools,
+            }
+        }
         Ok(None) => {
             // No server to identify: every built-in profile's tools (first one wins).
             let mut tools = std::collections::BTreeMap::new();
@@ -42,6 +46,16 @@ pub fn check(args: CheckArgs) -> i32 {
     let paths = PathContext {
         cwd: std::path::absolute(cwd).unwrap_or_default(),
         home: std::env::var_os("HOME").map(Into::into),
+        // As `run` gives it to the server: the policy's environment allowlist applied.
+        env: Some(
+            capjail::sandbox::env::filter_env(
+                &std::env::vars().collect::<Vec<_>>(),
+                policy.file.environment.as_ref(),
+            )
+            .values,
+        ),
+        readings: readings.unwrap_or_default(),
+        ..Default::default()
     };
     let ctx = Context {
         policy: &policy,

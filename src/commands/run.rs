@@ -78,8 +78,12 @@ pub fn run(args: RunArgs) -> i32 {
             return exit::USAGE;
         }
     };
+    // The same environment allowlist as the kernel layer, in every mode.
+    let host_env: Vec<(String, String)> = std::env::vars().collect();
+    let env = capjail::sandbox::env::filter_env(&host_env, policy.file.environment.as_ref());
     let cfg = RunConfig {
         pins,
+        env: Some(env.values),
         policy: Arc::new(policy),
         argv: args.command,
         forced_profile,

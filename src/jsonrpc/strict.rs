@@ -135,9 +135,188 @@ impl<'de> Visitor<'de> for Seed {
     }
 }
 
+/// Check one line by the same rules as [`parse_strict`] without building it: valid UTF-8 (in
+/// every string, also those no filter reads), valid JSON, one value, no duplicate keys at any
+/// depth, no deeper than `max_depth`. For server lines that are relayed byte for byte: the
+/// cost is one pass with no tree (keys of each object are compared, values are not kept).
+pub fn validate_strict(line: &[u8], max_depth: usize) -> Result<(), ParseError> {
+    let mut de = serde_json::Deserializer::from_slice(line);
+    Check {
+        depth: 0,
+        max_depth,
+    }
+    .deserialize(&mut de)
+    .map_err(classify)?;
+    de.end().map_err(classify)
+}
+
+#[derive(Clone, Copy)]
+struct Check {
+    depth: usize,
+    max_depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Check {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// An object key, borrowed from the line when it has no escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Visitor<'de> for Check {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_none<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let inner = Check {
+            depth: self.depth + 1,
+            max_depth: self.max_depth,
+        };
+        if inner.depth > self.max_depth {
+            return Err(A::Error::custom(format_args!("{DEEP}{}", self.max_depth)));
+        }
+        while seq.next_element_seed(inner)?.is_some() {}
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let inner = Check {
+            depth: self.depth + 1,
+            max_depth: self.max_depth,
+        };
+        if inner.depth > self.max_depth {
+            return Err(A::Error::custom(format_args!("{DEEP}{}", self.max_depth)));
+        }
+        let mut keys: Vec<std::borrow::Cow<'de, str>> = Vec::new();
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            map.next_value_seed(inner)?;
+            keys.push(k);
+        }
+        keys.sort_unstable();
+        if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
+            return Err(A::Error::custom(format_args!(
+                "{DUP}`{}`",
+                w[0].escape_debug()
+            )));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validation_follows_the_parser() {
+        for line in [
+            &br#"{"a":[1,2,{"b":null}],"c":"\u00e9"}"#[..],
+            br#"{"name":"a","Name":"b"}"#,
+            br#"{"a":"a\u0000b"}"#,
+        ] {
+            assert!(validate_strict(line, 64).is_ok());
+        }
+        for line in [
+            &br#"{"name":"a","name":"b"}"#[..],
+            br#"{"p":{"path":"x","path":"y"}}"#,
+            br#"{"name":"a","n\u0061me":"b"}"#,
+            b"{\"a\":\"\xff\xfe\"}",
+            b"{\"r\":{\"x\":[\"ok\",\"\xc3\"]}}",
+            br#"{"a":"\ud800"}"#,
+            br#"{"a":1} {"b":2}"#,
+            b"{",
+        ] {
+            assert_eq!(
+                validate_strict(line, 64).is_err(),
+                parse_strict(line, 64).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+            assert!(validate_strict(line, 64).is_err());
+        }
+        let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
+        assert!(matches!(
+            validate_strict(deep.as_bytes(), 64),
+            Err(ParseError::Refused(_))
+        ));
+    }
+
+    /// `cargo test --release --lib strict::tests::cost_of_validation -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn cost_of_validation() {
+        let text = "x".repeat(16 << 20);
+        let line = serde_json::to_vec(&serde_json::json!({"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":text}]}})).unwrap();
+        let many: Vec<Value> = (0..200_000)
+            .map(|i| serde_json::json!({"name": format!("f{i}"), "size": i, "kind": "file"}))
+            .collect();
+        let objects = serde_json::to_vec(
+            &serde_json::json!({"jsonrpc":"2.0","id":1,"result":{"entries":many}}),
+        )
+        .unwrap();
+        for (what, l) in [
+            ("one 16 MiB string", &line),
+            ("200k small objects", &objects),
+        ] {
+            let t = std::time::Instant::now();
+            for _ in 0..5 {
+                serde_json::from_slice::<serde::de::IgnoredAny>(l).unwrap();
+            }
+            let ignored = t.elapsed() / 5;
+            let t = std::time::Instant::now();
+            for _ in 0..5 {
+                validate_strict(l, 64).unwrap();
+            }
+            let strict = t.elapsed() / 5;
+            eprintln!(
+                "{what} ({} bytes): IgnoredAny {ignored:?}, validate_strict {strict:?}",
+                l.len()
+            );
+        }
+    }
 
     #[test]
     fn accepts_ordinary_json() {

@@ -8,6 +8,14 @@ use super::schema::{
 };
 use super::Policy;
 
+fn executes(p: &Policy) -> Vec<String> {
+    p.file
+        .filesystem
+        .as_ref()
+        .map(|f| f.executes.clone())
+        .unwrap_or_default()
+}
+
 pub fn effective_file(p: &Policy) -> PolicyFile {
     let filesystem = Some(match &p.filesystem.mounts {
         Some(mounts) => FilesystemSection {
@@ -19,10 +27,12 @@ pub fn effective_file(p: &Policy) -> PolicyFile {
                     mode: m.mode,
                 })
                 .collect(),
+            executes: executes(p),
         },
         None => FilesystemSection {
             mode: FilesystemMode::Any,
             mounts: vec![],
+            executes: executes(p),
         },
     });
     let network = Some(NetworkSection {

@@ -89,6 +89,10 @@ pub struct FilesystemSection {
     pub mode: FilesystemMode,
     #[serde(default)]
     pub mounts: Vec<MountFile>,
+    /// Patterns of files whose writing is execution, added to the built-in list
+    /// (`check::exec_writes`): `**/deploy/*.sh`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub executes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]

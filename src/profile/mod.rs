@@ -22,6 +22,11 @@ pub struct Profile {
     /// Tools by exact name.
     #[serde(default)]
     pub tools: BTreeMap<String, ToolSpec>,
+    /// How the server reads path arguments: the bases of relative paths
+    /// (`relative_to: [cwd, argv_dirs, roots]`) and whether it expands `$VAR`
+    /// (`expands_vars`). Unset: every reading is assumed.
+    #[serde(default)]
+    pub paths: crate::check::readings::PathReadings,
 }
 
 /// How a profile is recognised.

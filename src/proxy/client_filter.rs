@@ -249,6 +249,31 @@ impl ClientFilter {
                         _ => Pending::Plain,
                     };
                     shared.pending.insert(key, pending);
+                    drop(shared);
+                    // 2026-07-28: roots travel in `inputResponses` of a retried request too.
+                    if params.and_then(|p| p.get("inputResponses")).is_some() {
+                        let rewritten = super::roots::narrow_input_responses(v, &self.policy);
+                        let seen: Value = match &rewritten {
+                            Some(line) => serde_json::from_slice(line).expect("our own JSON"),
+                            None => v.clone(),
+                        };
+                        if let Some(r) = seen
+                            .pointer("/params/inputResponses")
+                            .and_then(Value::as_object)
+                        {
+                            for resp in r.values().filter(|x| x.get("roots").is_some()) {
+                                self.paths.roots = super::roots::root_paths(resp);
+                            }
+                        }
+                        if let Some(line) = rewritten {
+                            self.filtered(
+                                Some(id),
+                                "roots in inputResponses narrowed to the policy's mounts",
+                                false,
+                            )?;
+                            return Ok(One::Rewritten(line));
+                        }
+                    }
                     Ok(One::Allowed)
                 } else {
                     shared.remember_refused(key);
@@ -314,7 +339,19 @@ impl ClientFilter {
                     }
                     Some(ServerRequest::Plain) => Ok(One::Allowed),
                     Some(ServerRequest::RootsList) => {
-                        match super::roots::narrow_roots_response(v, &self.policy) {
+                        let narrowed = super::roots::narrow_roots_response(v, &self.policy);
+                        // What the server resolves relative paths against from now on.
+                        self.paths.roots = match &narrowed {
+                            Some(line) => serde_json::from_slice::<Value>(line)
+                                .ok()
+                                .map(|n| super::roots::root_paths(&n["result"]))
+                                .unwrap_or_default(),
+                            None => v
+                                .get("result")
+                                .map(super::roots::root_paths)
+                                .unwrap_or_default(),
+                        };
+                        match narrowed {
                             Some(rewritten) => {
                                 self.filtered(
                                     Some(id),
@@ -346,6 +383,11 @@ impl ClientFilter {
             let tool = (method == "tools/call")
                 .then(|| params.and_then(|p| p.get("name")).and_then(Value::as_str))
                 .flatten();
+            // How this server reads paths (its profile may be known only since `initialize`).
+            match shared.catalog.profile() {
+                Some(p) if p.paths != self.paths.readings => self.paths.readings = p.paths.clone(),
+                _ => {}
+            }
             let mut tools = std::collections::BTreeMap::new();
             if let Some(spec) = tool.and_then(|t| shared.catalog.tool(t)) {
                 tools.insert(tool.unwrap_or_default().to_string(), spec.into_owned());
@@ -586,6 +628,7 @@ mod tests {
             paths: PathContext {
                 cwd: "/tmp".into(),
                 home: None,
+                ..Default::default()
             },
             world: Box::new(RealWorld),
             shared: Arc::new(Mutex::new(Shared::new(SessionCatalog::new(None, &argv)))),

@@ -67,6 +67,13 @@ impl<R: BufRead> LineReader<R> {
     }
 }
 
+impl<T: io::Read> LineReader<io::BufReader<T>> {
+    /// Is a whole line already buffered (the next `next_into` returns without reading)?
+    pub fn line_buffered(&self) -> bool {
+        memchr(self.inner.buffer()).is_some()
+    }
+}
+
 /// The first newline (SIMD search: a 16 MiB line is scanned at memory speed).
 fn memchr(b: &[u8]) -> Option<usize> {
     memchr::memchr(b'\n', b)

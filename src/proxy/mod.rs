@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod child;
 pub mod client_filter;
 pub mod framing;
+mod held;
 pub mod outbox;
 pub mod recorder;
 pub mod roots;
@@ -62,6 +63,9 @@ pub struct RunConfig {
     pub confine: Option<CommandHook>,
     /// The audit log, when auditing is on.
     pub audit: Option<AuditLog>,
+    /// The server's environment (the policy's allowlist applied), set in every mode; `None`:
+    /// it inherits capjail's.
+    pub env: Option<Vec<(String, String)>>,
     /// For the audit log's session record: the layers in force, what the kernel enforces.
     pub mode_label: String,
     pub kernel_label: String,
@@ -99,6 +103,11 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
     let kernel_backstop = cfg.confine.is_some();
     let mut cmd = child::command(&cfg.argv);
     cmd.current_dir(&cfg.cwd);
+    if let Some(env) = &cfg.env {
+        // The kernel layer's hook sets the same allowlist again; proxy mode gets it here.
+        cmd.env_clear();
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+    }
     match cfg.confine {
         // The kernel layer's pre_exec starts the session and sets PDEATHSIG itself.
         Some(confine) => confine(&mut cmd)
@@ -181,6 +190,14 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
     // SAFETY: fd 1 stays open for the life of the process; ManuallyDrop never closes it.
     let client_out = ClientStdout(ManuallyDrop::new(unsafe { File::from_raw_fd(1) }));
     let outbox = Outbox::new(Box::new(server_in), Box::new(client_out));
+    // Lines stages send to the server wait for the audit log like the pump's own.
+    let watermark = recorder.lock().ok().and_then(|r| r.watermark());
+    if let Some(watermark) = watermark {
+        outbox.set_durability(outbox::Durability {
+            watermark,
+            recorder: recorder.clone(),
+        });
+    }
     let (tx, mut rx) = mpsc::unbounded_channel::<PumpEvent>();
 
     let mut filter = ClientFilter {
@@ -188,6 +205,20 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
         paths: PathContext {
             cwd: cfg.cwd.clone(),
             home,
+            argv_dirs: crate::check::readings::argv_dirs(&cfg.argv, &cfg.cwd),
+            roots: Vec::new(),
+            env: Some(
+                cfg.env
+                    .clone()
+                    .unwrap_or_else(|| std::env::vars().collect()),
+            ),
+            readings: shared
+                .lock()
+                .expect("shared")
+                .catalog
+                .profile()
+                .map(|p| p.paths.clone())
+                .unwrap_or_default(),
         },
         world: Box::new(RealWorld),
         shared: shared.clone(),
@@ -399,6 +430,10 @@ impl Write for ClientStdout {
 }
 
 /// Client -> server. Returns `ErrorKind::Other` only for a fatal audit failure.
+///
+/// Write before forward: an allowed line is held until the audit log is written up to its
+/// decision's record. Lines already waiting in the input buffer (a pipelined client) are
+/// decided first and released together, so they share one audit batch.
 fn pump_client(
     filter: &mut ClientFilter,
     checking: bool,
@@ -408,10 +443,47 @@ fn pump_client(
     // SAFETY: fd 0 stays open for the life of the process; ManuallyDrop never closes it.
     let stdin = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
     let mut reader = LineReader::new(BufReader::with_capacity(PUMP_BUFFER, &*stdin), max_line);
+    let watermark = if checking {
+        filter
+            .recorder
+            .lock()
+            .map_err(|_| io::Error::other("recorder lock poisoned"))?
+            .watermark()
+    } else {
+        None
+    };
+    if checking {
+        out.mark_client_pump();
+    }
+    let mut held = held::Held::default();
     let mut buf = Vec::new();
     loop {
+        if !held.is_empty() && (!reader.line_buffered() || held.is_full()) {
+            let seq = filter
+                .recorder
+                .lock()
+                .map_err(|_| io::Error::other("recorder lock poisoned"))?
+                .last_seq;
+            if !held.release(watermark.as_ref(), seq, out)? {
+                return Ok(());
+            }
+        } else if held.is_empty() {
+            // What stages sent to the server while this pump judged a line (outbox).
+            out.flush_deferred()?;
+        }
         match reader.next_into(&mut buf) {
-            Ok(Frame::Eof) => return Ok(()),
+            Ok(Frame::Eof) => {
+                if !held.is_empty() {
+                    let seq = filter
+                        .recorder
+                        .lock()
+                        .map(|r| r.last_seq)
+                        .unwrap_or(u64::MAX);
+                    held.release(watermark.as_ref(), seq, out)?;
+                }
+                out.flush_deferred()?;
+                return Ok(());
+            }
             Ok(Frame::TooLong(n)) => {
                 tracing::warn!("refused a client message of {n} bytes (limit {max_line})");
                 let mut line = jsonrpc::error_response(
@@ -423,31 +495,25 @@ fn pump_client(
                 line.push(b'\n');
                 out.send_to_client(&line)?;
             }
-            Ok(Frame::Line(mut line)) => {
+            Ok(Frame::Line(line)) => {
                 let outcome = if checking {
-                    filter
-                        .on_line(&line)
-                        .map_err(|e| io::Error::other(format!("cannot record a decision: {e}")))?
+                    match filter.on_line(&line) {
+                        Ok(o) => o,
+                        Err(e) => {
+                            let e = io::Error::other(format!("cannot record a decision: {e}"));
+                            held.hold(&line, None);
+                            held.refuse_all(out, &e);
+                            return Err(e);
+                        }
+                    }
                 } else if line.iter().all(u8::is_ascii_whitespace) {
                     Outcome::Drop
                 } else {
                     Outcome::Forward
                 };
                 match outcome {
-                    Outcome::Forward => {
-                        line.push(b'\n');
-                        if let Err(e) = out.send_to_server(&line) {
-                            tracing::debug!("server stdin closed: {e}");
-                            return Ok(());
-                        }
-                    }
-                    Outcome::ForwardRewritten(mut rewritten) => {
-                        rewritten.push(b'\n');
-                        if let Err(e) = out.send_to_server(&rewritten) {
-                            tracing::debug!("server stdin closed: {e}");
-                            return Ok(());
-                        }
-                    }
+                    Outcome::Forward => held.hold(&line, None),
+                    Outcome::ForwardRewritten(rewritten) => held.hold(&line, Some(rewritten)),
                     Outcome::Reply(mut reply) => {
                         reply.push(b'\n');
                         out.send_to_client(&reply)?;

@@ -15,6 +15,14 @@
 //!   [`Outbox::send_to_client`]; each whole line is written with its newline in one call under
 //!   that side's lock, so it never interleaves with the pumps' lines.
 //!
+//! Write before forward holds here too: once [`Outbox::set_durability`] is called, a line sent
+//! to the server from any thread other than the client pump waits until the audit log is
+//! written up to the last record queued; a line sent to the server FROM the client pump (a
+//! stage acting while the pump judges a message) is deferred and written by the pump after the
+//! lines it holds for the audit log ([`Outbox::flush_deferred`]), so capjail's own requests
+//! never overtake the client's messages (a `tools/list` never reaches the server before the
+//! `notifications/initialized` the pump still holds).
+//!
 //! When the session ends, [`Outbox::close`] answers every waiting callback with
 //! [`Answer::Closed`] so no stage waits for ever.
 
@@ -59,6 +67,29 @@ pub struct Outbox {
     next: AtomicU64,
     waiting: Mutex<HashMap<String, (Peer, OnAnswer)>>,
     closed: std::sync::atomic::AtomicBool,
+    /// The client pump's thread: its server lines are deferred (see the module doc).
+    client_pump: std::sync::OnceLock<std::thread::ThreadId>,
+    deferred: Mutex<Vec<u8>>,
+    durability: std::sync::OnceLock<Durability>,
+}
+
+/// What a server line waits for: the audit log written up to the last queued record.
+pub struct Durability {
+    pub watermark: crate::audit::queue::Watermark,
+    pub recorder: super::recorder::SharedRecorder,
+}
+
+impl Durability {
+    fn wait(&self) -> io::Result<()> {
+        let seq = self
+            .recorder
+            .lock()
+            .map_err(|_| io::Error::other("recorder lock poisoned"))?
+            .last_seq;
+        self.watermark
+            .wait(seq)
+            .map_err(|e| io::Error::other(format!("cannot record a decision: {e}")))
+    }
 }
 
 /// The prefix of every id capjail gives its own requests.
@@ -73,6 +104,9 @@ impl Outbox {
             next: AtomicU64::new(1),
             waiting: Mutex::new(HashMap::new()),
             closed: std::sync::atomic::AtomicBool::new(false),
+            client_pump: std::sync::OnceLock::new(),
+            deferred: Mutex::new(Vec::new()),
+            durability: std::sync::OnceLock::new(),
         })
     }
 
@@ -178,9 +212,62 @@ impl Outbox {
             .map(|(_, cb)| cb)
     }
 
-    /// Write one whole line (the newline is added) to the server.
+    /// Server lines wait for the audit log from now on (see the module doc).
+    pub fn set_durability(&self, d: Durability) {
+        let _ = self.durability.set(d);
+    }
+
+    /// The calling thread is the client pump: its server lines are deferred.
+    pub fn mark_client_pump(&self) {
+        let _ = self.client_pump.set(std::thread::current().id());
+    }
+
+    /// Write one whole line (the newline is added) to the server: after the audit log holds
+    /// every record queued so far, or, from the client pump, after the lines it holds.
     pub fn send_to_server(&self, line: &[u8]) -> io::Result<()> {
+        if self.client_pump.get() == Some(&std::thread::current().id()) {
+            let mut d = self
+                .deferred
+                .lock()
+                .map_err(|_| io::Error::other("outbox lock poisoned"))?;
+            d.extend_from_slice(line);
+            if line.last() != Some(&b'\n') {
+                d.push(b'\n');
+            }
+            return Ok(());
+        }
+        if let Some(d) = self.durability.get() {
+            d.wait()?;
+        }
         write_line(&self.server, line)
+    }
+
+    /// The client pump's own path to the server: `lines` (whole lines, each with its newline)
+    /// were already waited for by the pump; the deferred lines follow them, after waiting for
+    /// the audit log again.
+    pub fn pump_to_server(&self, lines: &[u8]) -> io::Result<()> {
+        if !lines.is_empty() {
+            write_line(&self.server, lines)?;
+        }
+        self.flush_deferred()
+    }
+
+    /// Write what the client pump deferred (see the module doc).
+    pub fn flush_deferred(&self) -> io::Result<()> {
+        let pending = {
+            let mut d = self
+                .deferred
+                .lock()
+                .map_err(|_| io::Error::other("outbox lock poisoned"))?;
+            if d.is_empty() {
+                return Ok(());
+            }
+            std::mem::take(&mut *d)
+        };
+        if let Some(d) = self.durability.get() {
+            d.wait()?;
+        }
+        write_line(&self.server, &pending)
     }
 
     /// Write one whole line (the newline is added) to the client.

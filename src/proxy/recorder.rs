@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
+use crate::audit::queue::Watermark;
 use crate::audit::{AuditError, AuditQueue, Direction, FilterAction, Record, SessionEnd};
 use crate::check::decide::Decision;
 use crate::profile::ToolSpec;
@@ -22,6 +23,9 @@ pub struct Tally {
 pub struct Recorder {
     pub audit: Option<AuditQueue>,
     pub tally: Tally,
+    /// The sequence number of the last record queued (0: none). A request is forwarded only
+    /// once the audit log is written up to the record of its decision (`Watermark::wait`).
+    pub last_seq: u64,
 }
 
 pub type SharedRecorder = Arc<Mutex<Recorder>>;
@@ -55,7 +59,13 @@ impl Recorder {
         Arc::new(Mutex::new(Recorder {
             audit,
             tally: Tally::default(),
+            last_seq: 0,
         }))
+    }
+
+    /// Where the proxy waits for records to be written (`None`: auditing is off).
+    pub fn watermark(&self) -> Option<Watermark> {
+        self.audit.as_ref().map(AuditQueue::watermark)
     }
 
     /// Record a decision. Called before the request is forwarded or refused: an error means
@@ -76,7 +86,7 @@ impl Recorder {
                 latency_us: d.latency_us,
                 at: SystemTime::now(),
             };
-            q.push(record, d.weight).map_err(io_error)?;
+            self.last_seq = q.push(record, d.weight).map_err(io_error)?;
         }
         Ok(())
     }
@@ -104,7 +114,7 @@ impl Recorder {
                 reason: reason.to_string(),
                 at: SystemTime::now(),
             };
-            q.push(record, reason.len()).map_err(io_error)?;
+            self.last_seq = q.push(record, reason.len()).map_err(io_error)?;
         }
         Ok(())
     }
@@ -125,7 +135,7 @@ impl Recorder {
                 elapsed_ms: a.elapsed_ms,
                 at: SystemTime::now(),
             };
-            q.push(record, weight).map_err(io_error)?;
+            self.last_seq = q.push(record, weight).map_err(io_error)?;
         }
         Ok(())
     }
@@ -138,7 +148,7 @@ impl Recorder {
                 fields,
                 at: SystemTime::now(),
             };
-            q.push(record, weight).map_err(io_error)?;
+            self.last_seq = q.push(record, weight).map_err(io_error)?;
         }
         Ok(())
     }
@@ -150,7 +160,7 @@ impl Recorder {
             Some(q) => {
                 let pushed = q.push(Record::SessionEnd(end), 0);
                 let closed = q.close();
-                pushed.and(closed)
+                pushed.map(|_| ()).and(closed)
             }
             None => Ok(()),
         }
@@ -185,7 +195,7 @@ impl Recorder {
                 latency_us,
                 at: SystemTime::now(),
             };
-            q.push(record, weight).map_err(io_error)?;
+            self.last_seq = q.push(record, weight).map_err(io_error)?;
         }
         Ok(())
     }

@@ -18,6 +18,7 @@ pub fn narrow_roots_response(response: &Value, policy: &Policy) -> Option<Vec<u8
     let ctx = PathContext {
         cwd: "/".into(),
         home: None,
+        ..Default::default()
     };
     let mut kept = Vec::new();
     for root in roots {
@@ -53,6 +54,49 @@ pub fn narrow_roots_response(response: &Value, policy: &Policy) -> Option<Vec<u8
     let mut out = response.clone();
     out["result"]["roots"] = Value::Array(kept);
     Some(serde_json::to_vec(&out).expect("serialising a Value"))
+}
+
+/// The 2026-07-28 generation: roots also travel as `inputResponses` of a retried request
+/// (`params.inputResponses.{key}.roots`). Each is narrowed like a `roots/list` answer. The
+/// rewritten message, or `None` when nothing changes.
+pub fn narrow_input_responses(message: &Value, policy: &Policy) -> Option<Vec<u8>> {
+    let responses = message.pointer("/params/inputResponses")?.as_object()?;
+    let mut out = message.clone();
+    let mut changed = false;
+    for (key, resp) in responses {
+        if resp.get("roots").is_none() {
+            continue;
+        }
+        let wrapped = json!({"result": resp});
+        if let Some(line) = narrow_roots_response(&wrapped, policy) {
+            let narrowed: Value = serde_json::from_slice(&line).expect("our own JSON");
+            out["params"]["inputResponses"][key] = narrowed["result"].clone();
+            changed = true;
+        }
+    }
+    changed.then(|| serde_json::to_vec(&out).expect("serialising a Value"))
+}
+
+/// The local paths of the roots in a `roots/list` result or an `inputResponses` entry (what
+/// the server will resolve relative paths against).
+pub fn root_paths(result: &Value) -> Vec<std::path::PathBuf> {
+    let ctx = PathContext {
+        cwd: "/".into(),
+        ..Default::default()
+    };
+    result
+        .get("roots")
+        .and_then(Value::as_array)
+        .map(|roots| {
+            roots
+                .iter()
+                .filter_map(|r| r.get("uri").and_then(Value::as_str))
+                .filter(|u| u.to_ascii_lowercase().starts_with("file:"))
+                .filter_map(|u| decode(u, &ctx).ok())
+                .map(|p| canonicalize_lenient(&p))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn file_uri(p: &std::path::Path) -> String {
@@ -129,5 +173,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out["result"]["roots"], json!([]));
+    }
+
+    #[test]
+    fn input_responses_are_narrowed_too() {
+        let p = load_str(
+            "filesystem:\n  mounts:\n    - {path: /srv/ws, mode: rw}\n",
+            PolicySource::Inline,
+        )
+        .unwrap();
+        let msg = json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"list_allowed_directories","arguments":{},
+            "inputResponses":{"r1":{"roots":[{"uri":"file:///"},{"uri":"file:///etc"}]},"e":{"action":"accept"}}}});
+        let out: Value =
+            serde_json::from_slice(&narrow_input_responses(&msg, &p).unwrap()).unwrap();
+        assert_eq!(
+            out["params"]["inputResponses"]["r1"]["roots"],
+            json!([{"uri":"file:///srv/ws"}])
+        );
+        assert_eq!(
+            out["params"]["inputResponses"]["e"],
+            json!({"action":"accept"})
+        );
+        assert_eq!(
+            root_paths(&out["params"]["inputResponses"]["r1"]),
+            vec![std::path::PathBuf::from("/srv/ws")]
+        );
+        let none = json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"x"}});
+        assert!(narrow_input_responses(&none, &p).is_none());
     }
 }

@@ -13,6 +13,7 @@ use super::client_filter::SharedState;
 use super::outbox::{answer_of, Outbox, Peer};
 use super::session::{id_key, Pending, ServerRequest};
 use crate::check::tools::check_tool;
+use crate::jsonrpc::validate_strict;
 use crate::policy::{Policy, ToolsMode};
 
 #[derive(Debug, PartialEq)]
@@ -50,6 +51,12 @@ impl ServerFilter {
     pub fn on_line(&mut self, line: &[u8]) -> ServerOutcome {
         if line.iter().all(u8::is_ascii_whitespace) {
             return ServerOutcome::Drop("blank line".into());
+        }
+        // The client's rules for the server's lines: UTF-8, no duplicate keys, bounded depth.
+        if let Err(e) = validate_strict(line, self.policy.limits.max_depth) {
+            return ServerOutcome::Drop(format!(
+                "the server wrote a line that is not a JSON-RPC message (strict JSON: {e})"
+            ));
         }
         let env: Envelope = match serde_json::from_slice(line) {
             Ok(e) => e,
@@ -133,7 +140,7 @@ impl ServerFilter {
     /// `initialize` and `tools/list` answers: learn from them, and hide blocked tools.
     fn read_answer(&mut self, kind: Pending, line: &[u8]) -> ServerOutcome {
         let Ok(mut v) = serde_json::from_slice::<Value>(line) else {
-            return ServerOutcome::Forward;
+            return ServerOutcome::Drop("an answer capjail must read could not be parsed".into());
         };
         let Some(result) = v.get("result") else {
             return ServerOutcome::Forward;
@@ -167,7 +174,9 @@ impl ServerFilter {
                 }
                 let Some(tools) = v.pointer_mut("/result/tools").and_then(Value::as_array_mut)
                 else {
-                    return unchanged(&v);
+                    return ServerOutcome::Drop(
+                        "a tools/list answer without a `tools` array cannot be filtered".into(),
+                    );
                 };
                 let before = tools.len();
                 tools.retain(|t| {
@@ -292,5 +301,28 @@ mod tests {
         assert_eq!(v["result"]["tools"].as_array().unwrap().len(), 1);
         assert_eq!(v["result"]["nextCursor"], "c");
         assert_eq!(v["id"], 2);
+    }
+
+    #[test]
+    fn server_lines_are_held_to_the_clients_rules() {
+        let mut f =
+            filter("filesystem: {mode: any}\ntools:\n  mode: blocklist\n  blocked: [write_file]\n");
+        for (id, line) in [
+            ("3", &b"{\"jsonrpc\":\"2.0\",\"id\":3,\"result\":{\"tools\":[{\"name\":\"write_file\",\"description\":\"\xff\"}]}}"[..]),
+            ("4", br#"{"jsonrpc":"2.0","id":4,"result":{"tools":[],"tools":[{"name":"write_file"}]}}"#),
+            ("5", br#"{"jsonrpc":"2.0","id":5,"result":{"tools":{"name":"write_file"}}}"#),
+        ] {
+            f.shared.lock().unwrap().pending.insert(id.into(), Pending::ToolsList);
+            assert!(matches!(f.on_line(line), ServerOutcome::Drop(_)), "{}", String::from_utf8_lossy(line));
+        }
+        f.shared
+            .lock()
+            .unwrap()
+            .pending
+            .insert("6".into(), Pending::Plain);
+        assert!(matches!(
+            f.on_line(br#"{"jsonrpc":"2.0","id":6,"result":{"a":{"b":1,"b":2}}}"#),
+            ServerOutcome::Drop(_)
+        ));
     }
 }
