@@ -190,7 +190,12 @@ pub fn compile_with(
         }
     }
 
+    let content = crate::content::config::compile_content(file.content.as_ref(), env)?;
+    let flows = crate::content::config::compile_flows(file.flows.as_ref(), env)?;
+
     Ok(Policy {
+        content,
+        flows,
         name,
         source,
         text,

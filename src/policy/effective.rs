@@ -85,6 +85,8 @@ pub fn effective_file(p: &Policy) -> PolicyFile {
         kernel: p.file.kernel.clone(),
         environment: p.file.environment.clone(),
         audit: p.file.audit.clone(),
+        content: p.file.content.clone(),
+        flows: p.file.flows.clone(),
     }
 }
 

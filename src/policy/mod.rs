@@ -52,6 +52,10 @@ pub struct Policy {
     pub tools: ToolPolicy,
     pub rules: RuleSet,
     pub limits: ProxyLimits,
+    /// `content:` compiled (protective defaults when absent).
+    pub content: crate::content::ContentPolicy,
+    /// `flows:` compiled (the built-in rules when absent).
+    pub flows: crate::content::FlowPolicy,
 }
 
 /// How the filesystem is governed.

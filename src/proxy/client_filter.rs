@@ -293,6 +293,18 @@ impl ClientFilter {
             world: self.world.as_ref(),
         };
         let decision = decide(&ctx, method, params);
+        // Content checks and flows, on what the capability decision allowed (src/content).
+        let (decision, notes) = {
+            let mut shared = self.shared.lock().expect("shared state");
+            crate::content::hook::on_request(&self.policy, &mut shared.content, id, decision, params)
+        };
+        for note in &notes {
+            tracing::warn!("content finding recorded: {note}");
+            self.recorder
+                .lock()
+                .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
+                .flagged(Direction::ClientToServer, id, note)?;
+        }
         let micros = started.elapsed().as_micros() as u64;
         if let Some(d) = &decision.denial {
             tracing::warn!(

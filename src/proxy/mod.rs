@@ -458,6 +458,22 @@ fn pump_server(
                         rewritten.push(b'\n');
                         write_client(out, &rewritten)?;
                     }
+                    ServerOutcome::Content(mut rewritten, why) => {
+                        tracing::warn!("content checks rewrote a result: {why}");
+                        record(false, &why)?;
+                        rewritten.push(b'\n');
+                        write_client(out, &rewritten)?;
+                    }
+                    ServerOutcome::Flagged(why) => {
+                        tracing::warn!("content finding recorded: {why}");
+                        recorder
+                            .lock()
+                            .map_err(|_| io::Error::other("recorder lock poisoned"))?
+                            .flagged(Direction::ServerToClient, None, &why)
+                            .map_err(|e| io::Error::other(format!("cannot record a finding: {e}")))?;
+                        line.push(b'\n');
+                        write_client(out, &line)?;
+                    }
                     ServerOutcome::Drop(reason) => {
                         if reason != "blank line" {
                             tracing::warn!("dropped a server message: {reason}");

@@ -37,6 +37,8 @@ pub struct Shared {
     /// Server requests relayed to the client and not yet answered, by id key.
     pub server_requests: HashMap<String, ServerRequest>,
     refused: VecDeque<String>,
+    /// What the content checks remember in this session (known secrets, armed flows).
+    pub content: crate::content::SessionContent,
 }
 
 impl Shared {
@@ -46,6 +48,7 @@ impl Shared {
             pending: HashMap::new(),
             server_requests: HashMap::new(),
             refused: VecDeque::new(),
+            content: Default::default(),
         }
     }
 
