@@ -305,14 +305,31 @@ fn pem(text: &str, s: usize) -> Option<Hit> {
     {
         return None;
     }
-    // A body: base64 characters (newlines, escaped `\n`, headers in between).
+    // A body: after blank space (or escaped `\n`) and up to three `Name: value` header
+    // lines, a line of 40 base64 characters or more.
     let from = head_end + 5;
-    let window = &b[from..b.len().min(from + 400)];
-    let b64 = window
-        .iter()
-        .filter(|c| c.is_ascii_alphanumeric() || **c == b'+' || **c == b'/')
-        .count();
-    if b64 < 64 {
+    let mut i = from;
+    let skip_space = |mut i: usize| {
+        loop {
+            if i < b.len() && b[i].is_ascii_whitespace() {
+                i += 1;
+            } else if b[i..].starts_with(b"\\n") || b[i..].starts_with(b"\\r") {
+                i += 2;
+            } else {
+                return i;
+            }
+        }
+    };
+    for _ in 0..4 {
+        i = skip_space(i);
+        let line = b[i..].iter().take(200).take_while(|&&c| c != b'\n' && c != b'\\').count();
+        if b[i..i + line].contains(&b':') {
+            i += line;
+        } else {
+            break;
+        }
+    }
+    if run(b, i, B64, 40) < 40 {
         return None;
     }
     let end = memchr::memmem::find(&b[from..b.len().min(from + (64 << 10))], b"-----END ")
@@ -348,7 +365,8 @@ fn url_password(text: &str, s: usize, e: usize) -> Option<Hit> {
     let (_, pw) = userinfo.split_once(':')?;
     let decoded: String = percent_encoding::percent_decode_str(pw).decode_utf8_lossy().into_owned();
     let low = decoded.to_ascii_lowercase();
-    if decoded.is_empty()
+    // Short passwords (ports after a host in a confusing URL, `x:y@`) are not worth a refusal.
+    if decoded.chars().count() < 6
         || PASSWORD_PLACEHOLDERS.contains(&low.as_str())
         || decoded.starts_with('$')
         || decoded.starts_with('<')
