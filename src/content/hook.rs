@@ -171,10 +171,11 @@ pub fn on_result(policy: &Policy, st: &mut SessionContent, key: &str, line: &[u8
     let why = rep.describe();
     if let Some(rule) = rep.refuse {
         let id = v.get("id").cloned().unwrap_or(Value::Null);
-        let msg = format!("capjail policy violation: the result was withheld: {why}");
-        let line = serde_json::to_vec(&serde_json::json!({"jsonrpc":"2.0","id":id,"error":{"code":crate::jsonrpc::code::POLICY_VIOLATION,"message":msg,"data":{"rule":rule}}}))
+        let why = format!("the result was withheld: {why}");
+        let msg = format!("capjail policy violation: {why}");
+        let line = serde_json::to_vec(&serde_json::json!({"jsonrpc":"2.0","id":id,"error":{"code":crate::jsonrpc::code::POLICY_VIOLATION,"message":msg,"data":{"rule":rule,"reason":why,"capability":null,"resource":null,"tool":info.tool}}}))
             .expect("serialising a Value");
-        return ResultOutcome::Rewritten(line, format!("{rule}: result withheld: {why}"));
+        return ResultOutcome::Rewritten(line, format!("{rule}: {why}"));
     }
     if rep.changed {
         let line = serde_json::to_vec(&v).expect("serialising a Value");

@@ -27,7 +27,9 @@ impl ResultReport {
     pub(crate) fn describe(&self) -> String {
         let mut parts = Vec::new();
         if !self.secrets.is_empty() {
-            let s: Vec<String> = self.secrets.iter().take(4).map(Finding::describe).collect();
+            let mut s: Vec<String> = self.secrets.iter().map(Finding::describe).collect();
+            s.dedup();
+            s.truncate(4);
             parts.push(format!("secrets in the result: {}", s.join("; ")));
         }
         if let Some(m) = self.injection {
