@@ -39,6 +39,16 @@ fn benign_corpus_has_zero_findings() {
                 findings.push(format!("{name}:{} (outgoing): {f}", i + 1));
             }
         }
+        // Every line also as the query of a URL to an allowed host (entropy checks apply).
+        for (i, line) in text.lines().enumerate() {
+            let q: String = line
+                .bytes()
+                .map(|c| if c.is_ascii_alphanumeric() || b"-_.~".contains(&c) { (c as char).to_string() } else { format!("%{c:02X}") })
+                .collect();
+            for f in capjail::content::scan_outgoing_str(&format!("http://allowed.test/search?q={q}")) {
+                findings.push(format!("{name}:{} (as a URL query): {f}", i + 1));
+            }
+        }
         for f in capjail::content::scan_result_str(text) {
             findings.push(format!("{name} (result): {f}"));
         }

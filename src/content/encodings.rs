@@ -155,7 +155,7 @@ pub(crate) fn url_hosts(s: &str) -> Vec<(Range<usize>, &str)> {
 /// split as `AKIA1234.5678ABCD.evil.example` comes back whole.
 pub(crate) fn joined_labels(host: &str) -> Option<String> {
     let labels: Vec<&str> = host.split('.').collect();
-    (labels.len() > 3).then(|| labels[..labels.len() - 2].concat())
+    (labels.len() >= 3).then(|| labels[..labels.len() - 2].concat())
 }
 
 #[cfg(test)]

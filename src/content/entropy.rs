@@ -38,6 +38,18 @@ pub(crate) fn random_token(t: &[u8]) -> bool {
         && shannon(t) >= MIN_BITS
 }
 
+/// An SSH public key blob (base64 of a length-prefixed `ssh-...`/`ecdsa-...` name): public.
+fn ssh_public_key(t: &[u8]) -> bool {
+    t.starts_with(b"AAAA") && [&b"NzaC1"[..], b"VjZHNh", b"NrLXNz"].iter().any(|m| t[4..t.len().min(16)].windows(m.len()).any(|w| w == *m))
+}
+
+/// Documentation placeholders, and Subresource Integrity hashes (`sha512-<base64>`, in every
+/// lockfile): random by construction, public by purpose.
+fn placeholder(t: &[u8]) -> bool {
+    [&b"sha256-"[..], b"sha384-", b"sha512-", b"sha1-"].iter().any(|p| t.starts_with(p))
+        || std::str::from_utf8(t).is_ok_and(super::secrets::placeholder)
+}
+
 /// Judge the tokens (`[A-Za-z0-9_+/=-]` runs) of one URL part; `offset` places spans.
 pub(crate) fn scan_part(part: &str, offset: usize, out: &mut Vec<Hit>) {
     let b = part.as_bytes();
@@ -52,26 +64,31 @@ pub(crate) fn scan_part(part: &str, offset: usize, out: &mut Vec<Hit>) {
             continue;
         }
         let tok = &b[i..i + n];
-        // A path is split at `/` unless the run is one long base64 token.
-        let pieces: Vec<Range<usize>> = if tok.contains(&b'/') && !random_token(tok) {
+        // A `data:...;base64,` payload (an inline image): binary by purpose. Text hidden in it
+        // is still found, because every base64 token is decoded and scanned as text.
+        if b[..i].ends_with(b";base64,") {
+            i += n;
+            continue;
+        }
+        // Judged piece by piece between `/` and `+` (path segments, query words); base64
+        // carrying those is decoded and scanned as text elsewhere.
+        let pieces: Vec<Range<usize>> = {
             let mut v = Vec::new();
             let mut s = 0;
             for (k, &c) in tok.iter().enumerate() {
-                if c == b'/' {
+                if c == b'/' || c == b'+' {
                     v.push(s..k);
                     s = k + 1;
                 }
             }
             v.push(s..n);
             v
-        } else {
-            vec![0..n]
         };
         for r in pieces {
             let piece = &tok[r.clone()];
             // base64 of readable text is not a key: its decoded text is scanned instead.
             let text = std::str::from_utf8(piece).ok().and_then(super::encodings::decode_token);
-            if random_token(piece) && text.is_none() {
+            if random_token(piece) && text.is_none() && !ssh_public_key(piece) && !placeholder(piece) {
                 out.push(Hit {
                     class: Class::HighEntropy,
                     detector: "high_entropy_url",

@@ -86,8 +86,13 @@ impl<'k> Scanner<'k> {
         let decoded = percent_decode_repeated(base);
         if let Some(d) = &decoded {
             self.view(d, "percent", &whole, 0);
+            // Escaped invisible characters come back invisible: normalise the decoded text too.
+            if let Some((n, _)) = super::text::normalize(d) {
+                self.view(&n, "percent+hidden or confusable characters", &whole, 0);
+            }
         }
-        for text in [Some(base), decoded.as_deref()].into_iter().flatten() {
+        let last = if decoded.is_some() { 1 } else { 0 };
+        for (k, text) in [Some(base), decoded.as_deref()].into_iter().flatten().enumerate() {
             for (span, host) in url_hosts(text) {
                 if let Some(j) = joined_labels(host) {
                     self.view(&j, "dns labels", &whole, 0);
@@ -96,7 +101,8 @@ impl<'k> Scanner<'k> {
                         self.view(&up, "dns labels", &whole, 1);
                     }
                 }
-                if self.urls {
+                // Randomness is judged on the decoded URL only (escapes split tokens).
+                if self.urls && k == last {
                     self.entropy(text, span);
                 }
             }
@@ -152,10 +158,13 @@ impl<'k> Scanner<'k> {
             self.budget -= tok.len();
             // A token may carry a prefix such as `key=` or `/`: try it whole, then after it.
             let t = &text[tok.clone()];
-            let decoded = decode_token(t).or_else(|| {
-                let cut = t.find(['=', '/', '-', '_']).map(|i| i + 1)?;
-                (t.len() - cut >= super::encodings::MIN_TOKEN).then(|| decode_token(&t[cut..])).flatten()
-            });
+            let trimmed = t.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
+            let decoded = decode_token(t)
+                .or_else(|| (trimmed.len() != t.len() && trimmed.len() >= super::encodings::MIN_TOKEN).then(|| decode_token(trimmed)).flatten())
+                .or_else(|| {
+                    let cut = trimmed.find(['=', '/', '-', '_']).map(|i| i + 1)?;
+                    (trimmed.len() - cut >= super::encodings::MIN_TOKEN).then(|| decode_token(&trimmed[cut..])).flatten()
+                });
             if let Some((enc, d)) = decoded {
                 let label = if encoding == "plain" { enc.to_string() } else { format!("{encoding}+{enc}") };
                 let at = place.place(&tok, self.orig_len);
