@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use super::outbox::{answer_of, Outbox, Peer};
 use super::recorder::{DecisionRecord, SharedRecorder};
 pub use super::session::{id_key, Pending, ServerRequest, Shared};
 use crate::audit::Direction;
@@ -26,6 +27,9 @@ pub enum Outcome {
     Reply(Vec<u8>),
     /// Nothing to send anywhere (a blank line, a refused notification).
     Drop,
+    /// Nothing now: a stage holds the message and forwards or answers it later through the
+    /// [`Outbox`] (an approval, a tool listing capjail waits for).
+    Held,
 }
 
 pub type SharedState = Arc<Mutex<Shared>>;
@@ -36,6 +40,8 @@ pub struct ClientFilter {
     pub world: Box<dyn World + Send>,
     pub shared: SharedState,
     pub recorder: SharedRecorder,
+    /// capjail's own requests and held messages.
+    pub outbox: Arc<Outbox>,
     /// The size of the line being judged (what its audit records weigh in the queue).
     pub weight: usize,
     /// The decision record of a single (non-batch) message, held until its params can be
@@ -92,7 +98,7 @@ impl ClientFilter {
             One::Allowed => Outcome::Forward,
             One::Rewritten(line) => Outcome::ForwardRewritten(line),
             One::Refused(Some(line)) => Outcome::Reply(line),
-            One::Refused(None) => Outcome::Drop,
+            One::Refused(None) | One::Consumed => Outcome::Drop,
         })
     }
 
@@ -141,7 +147,7 @@ impl ClientFilter {
                 One::Refused(Some(line)) => {
                     errors.push(serde_json::from_slice::<Value>(line).expect("our own JSON"))
                 }
-                One::Refused(None) => {}
+                One::Refused(None) | One::Consumed => {}
                 One::Allowed | One::Rewritten(_) => {
                     if let (Some(id), Some(_)) = (item.get("id"), item.get("method")) {
                         let msg = format!("capjail policy violation: batch refused because element {first_denied} was refused");
@@ -178,6 +184,10 @@ impl ClientFilter {
         };
         match shape {
             Shape::Request { id, method, params } => {
+                if Outbox::is_own_id(id) {
+                    tracing::warn!(id = %id, "refused a request whose id is in capjail's own id space");
+                    return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: ids starting with \"capjail:\" are reserved for capjail's own requests (refused by capjail)", None))));
+                }
                 let key = id_key(id);
                 if self
                     .shared
@@ -227,6 +237,11 @@ impl ClientFilter {
             }
             // The client answering a server request (roots/list, sampling, elicitation).
             Shape::Response { id } => {
+                // The answer to one of capjail's own requests (an elicitation): its stage's.
+                if let Some(on_answer) = self.outbox.take_answer(Peer::Client, id) {
+                    on_answer(answer_of(v));
+                    return Ok(One::Consumed);
+                }
                 let asked = self
                     .shared
                     .lock()
@@ -370,6 +385,8 @@ impl ClientFilter {
 
 enum One {
     Allowed,
+    /// Handed to a stage of capjail's (the answer to its own request): nothing to send.
+    Consumed,
     /// Allowed, but forward this instead.
     Rewritten(Vec<u8>),
     /// The error line for a request, or `None` for a notification.
@@ -438,6 +455,7 @@ mod tests {
             world: Box::new(RealWorld),
             shared: Arc::new(Mutex::new(Shared::new(SessionCatalog::new(None, &argv)))),
             recorder: crate::proxy::recorder::Recorder::new(None),
+            outbox: Outbox::discarding(),
             weight: 0,
             held: None,
             single: false,
@@ -522,6 +540,33 @@ mod tests {
         assert_eq!(f.on_line(b"   \r").unwrap(), Outcome::Drop);
         // Still in sync.
         assert_eq!(f.on_line(ALLOWED.as_bytes()).unwrap(), Outcome::Forward);
+    }
+
+    #[test]
+    fn own_ids_are_reserved_and_own_answers_are_consumed() {
+        let mut f = filter();
+        let r = reply(
+            f.on_line(br#"{"jsonrpc":"2.0","id":"capjail:0:1","method":"ping"}"#)
+                .unwrap(),
+        );
+        assert_eq!(r["error"]["code"], -32600);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let id = f
+            .outbox
+            .request_client(
+                "elicitation/create",
+                Some(json!({})),
+                Box::new(move |a| tx.send(a).unwrap()),
+            )
+            .unwrap();
+        let answer = json!({"jsonrpc":"2.0","id":id,"result":{"action":"accept"}}).to_string();
+        assert_eq!(f.on_line(answer.as_bytes()).unwrap(), Outcome::Drop);
+        assert_eq!(
+            rx.recv().unwrap(),
+            crate::proxy::outbox::Answer::Result(json!({"action":"accept"}))
+        );
+        // The same answer again answers nothing.
+        assert_eq!(f.on_line(answer.as_bytes()).unwrap(), Outcome::Drop);
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod child;
 pub mod client_filter;
 pub mod framing;
+pub mod outbox;
 pub mod recorder;
 pub mod roots;
 pub mod server_filter;
@@ -30,6 +31,7 @@ use tokio::sync::mpsc;
 
 use self::client_filter::{ClientFilter, Outcome, Shared};
 use self::framing::{Frame, LineReader};
+use self::outbox::Outbox;
 use self::recorder::{Recorder, SharedRecorder};
 use self::server_filter::{ServerFilter, ServerOutcome};
 use crate::audit::{AuditLog, AuditQueue, Direction, Event, SessionEnd, SessionStart};
@@ -144,11 +146,11 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
     let server_in = server.stdin.take().expect("piped stdin");
     let server_out = server.stdout.take().expect("piped stdout");
 
-    // fd 1, unbuffered: every write is one whole message.
+    // fd 1, unbuffered: every write is one whole message. Both sides' writes go through the
+    // outbox, so capjail's own messages and held requests never interleave with relayed lines.
     // SAFETY: fd 1 stays open for the life of the process; ManuallyDrop never closes it.
-    let client_out = Arc::new(Mutex::new(ManuallyDrop::new(unsafe {
-        File::from_raw_fd(1)
-    })));
+    let client_out = ClientStdout(ManuallyDrop::new(unsafe { File::from_raw_fd(1) }));
+    let outbox = Outbox::new(Box::new(server_in), Box::new(client_out));
     let (tx, mut rx) = mpsc::unbounded_channel::<PumpEvent>();
 
     let mut filter = ClientFilter {
@@ -160,6 +162,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
         world: Box::new(RealWorld),
         shared: shared.clone(),
         recorder: recorder.clone(),
+        outbox: outbox.clone(),
         weight: 0,
         held: None,
         single: false,
@@ -168,11 +171,11 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
     let max_line = cfg.policy.limits.max_line_bytes;
     {
         let tx = tx.clone();
-        let out = client_out.clone();
+        let out = outbox.clone();
         std::thread::Builder::new()
             .name("client->server".into())
             .spawn(move || {
-                let r = pump_client(&mut filter, checking, max_line, server_in, &out);
+                let r = pump_client(&mut filter, checking, max_line, &out);
                 if let Err(e) = &r {
                     if e.kind() == io::ErrorKind::Other {
                         let _ = tx.send(PumpEvent::Fatal(e.to_string()));
@@ -185,10 +188,11 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
     }
     {
         let tx = tx.clone();
-        let out = client_out.clone();
+        let out = outbox.clone();
         let mut sfilter = ServerFilter {
             shared: shared.clone(),
             policy: cfg.policy.clone(),
+            outbox: outbox.clone(),
         };
         let recorder = recorder.clone();
         std::thread::Builder::new()
@@ -220,9 +224,8 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
         .enable_all()
         .build()?;
     let outcome = rt.block_on(lifecycle(pid, grace, &mut rx));
-    if let Ok(mut out) = client_out.lock() {
-        let _ = out.flush();
-    }
+    // Stages waiting for an answer from a peer get `Closed` and settle.
+    outbox.close();
     let finished = match &outcome {
         Ok((code, signal)) => end_session(&recorder, Some(*code), *signal),
         Err(_) => end_session(&recorder, None, None),
@@ -342,11 +345,16 @@ fn forward(
     *deadline = Some(tokio::time::Instant::now() + grace);
 }
 
-fn write_client(out: &Mutex<ManuallyDrop<File>>, line: &[u8]) -> io::Result<()> {
-    let mut out = out
-        .lock()
-        .map_err(|_| io::Error::other("client output lock poisoned"))?;
-    out.write_all(line)
+/// capjail's stdout (fd 1), never closed.
+struct ClientStdout(ManuallyDrop<File>);
+
+impl Write for ClientStdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self.0 as &File).write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Client -> server. Returns `ErrorKind::Other` only for a fatal audit failure.
@@ -354,8 +362,7 @@ fn pump_client(
     filter: &mut ClientFilter,
     checking: bool,
     max_line: usize,
-    mut server_in: std::process::ChildStdin,
-    out: &Mutex<ManuallyDrop<File>>,
+    out: &Outbox,
 ) -> io::Result<()> {
     // SAFETY: fd 0 stays open for the life of the process; ManuallyDrop never closes it.
     let stdin = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
@@ -373,7 +380,7 @@ fn pump_client(
                     None,
                 );
                 line.push(b'\n');
-                write_client(out, &line)?;
+                out.send_to_client(&line)?;
             }
             Ok(Frame::Line(mut line)) => {
                 let outcome = if checking {
@@ -388,23 +395,24 @@ fn pump_client(
                 match outcome {
                     Outcome::Forward => {
                         line.push(b'\n');
-                        if let Err(e) = server_in.write_all(&line) {
+                        if let Err(e) = out.send_to_server(&line) {
                             tracing::debug!("server stdin closed: {e}");
                             return Ok(());
                         }
                     }
                     Outcome::ForwardRewritten(mut rewritten) => {
                         rewritten.push(b'\n');
-                        if let Err(e) = server_in.write_all(&rewritten) {
+                        if let Err(e) = out.send_to_server(&rewritten) {
                             tracing::debug!("server stdin closed: {e}");
                             return Ok(());
                         }
                     }
                     Outcome::Reply(mut reply) => {
                         reply.push(b'\n');
-                        write_client(out, &reply)?;
+                        out.send_to_client(&reply)?;
                     }
-                    Outcome::Drop => {}
+                    // A stage holds the message and sends or answers it later (outbox).
+                    Outcome::Drop | Outcome::Held => {}
                 }
                 buf = line;
             }
@@ -418,7 +426,7 @@ fn pump_server(
     filter: &mut ServerFilter,
     checking: bool,
     server_out: std::process::ChildStdout,
-    out: &Mutex<ManuallyDrop<File>>,
+    out: &Outbox,
     recorder: &SharedRecorder,
 ) -> io::Result<()> {
     let record = |dropped: bool, reason: &str| -> io::Result<()> {
@@ -451,18 +459,18 @@ fn pump_server(
                 match outcome {
                     ServerOutcome::Forward => {
                         line.push(b'\n');
-                        write_client(out, &line)?;
+                        out.send_to_client(&line)?;
                     }
                     ServerOutcome::Rewritten(mut rewritten) => {
                         record(false, "tools the policy blocks were hidden from tools/list")?;
                         rewritten.push(b'\n');
-                        write_client(out, &rewritten)?;
+                        out.send_to_client(&rewritten)?;
                     }
                     ServerOutcome::Content(mut rewritten, why) => {
                         tracing::warn!("content checks rewrote a result: {why}");
                         record(false, &why)?;
                         rewritten.push(b'\n');
-                        write_client(out, &rewritten)?;
+                        out.send_to_client(&rewritten)?;
                     }
                     ServerOutcome::Flagged(why) => {
                         tracing::warn!("content finding recorded: {why}");
@@ -472,8 +480,10 @@ fn pump_server(
                             .flagged(Direction::ServerToClient, None, &why)
                             .map_err(|e| io::Error::other(format!("cannot record a finding: {e}")))?;
                         line.push(b'\n');
-                        write_client(out, &line)?;
+                        out.send_to_client(&line)?;
                     }
+                    // The answer to one of capjail's own requests, handed to its stage.
+                    ServerOutcome::Consumed => {}
                     ServerOutcome::Drop(reason) => {
                         if reason != "blank line" {
                             tracing::warn!("dropped a server message: {reason}");

@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::client_filter::SharedState;
+use super::outbox::{answer_of, Outbox, Peer};
 use super::session::{id_key, Pending, ServerRequest};
 use crate::check::tools::check_tool;
 use crate::policy::{Policy, ToolsMode};
@@ -25,11 +26,15 @@ pub enum ServerOutcome {
     Content(Vec<u8>, String),
     /// Forward unchanged, record this content finding.
     Flagged(String),
+    /// The answer to one of capjail's own requests, handed to the stage that asked.
+    Consumed,
 }
 
 pub struct ServerFilter {
     pub shared: SharedState,
     pub policy: std::sync::Arc<Policy>,
+    /// capjail's own requests: their answers are taken here, never relayed.
+    pub outbox: std::sync::Arc<Outbox>,
 }
 
 /// The members that decide what a server message is, read without building the rest.
@@ -65,6 +70,9 @@ impl ServerFilter {
         };
         match (env.method, id) {
             // A request to the client (roots/list, sampling, elicitation, ping).
+            (Some(_), Some(id)) if Outbox::is_own_id(&id) => ServerOutcome::Drop(format!(
+                "the server sent a request with id {id}, in capjail's own id space"
+            )),
             (Some(method), Some(id)) if !id.is_null() => {
                 let kind = if method == "roots/list" {
                     ServerRequest::RootsList
@@ -80,6 +88,25 @@ impl ServerFilter {
             }
             (Some(_), _) => ServerOutcome::Forward, // a notification
             (None, Some(Value::Null)) => ServerOutcome::Forward, // an error about an unparseable message
+            (None, Some(id)) if Outbox::is_own_id(&id) => {
+                match self.outbox.take_answer(Peer::Server, &id) {
+                    Some(on_answer) => match serde_json::from_slice::<Value>(line) {
+                        Ok(v) => {
+                            on_answer(answer_of(&v));
+                            ServerOutcome::Consumed
+                        }
+                        Err(e) => {
+                            on_answer(super::outbox::Answer::Closed);
+                            ServerOutcome::Drop(format!(
+                                "unreadable answer to capjail's own request ({e})"
+                            ))
+                        }
+                    },
+                    None => ServerOutcome::Drop(format!(
+                        "the server answered id {id}, which capjail never sent"
+                    )),
+                }
+            }
             (None, Some(id)) => {
                 let pending = self
                     .shared
@@ -166,7 +193,30 @@ mod tests {
         ServerFilter {
             shared: Arc::new(Mutex::new(Shared::new(SessionCatalog::new(None, &[])))),
             policy: Arc::new(policy),
+            outbox: Outbox::discarding(),
         }
+    }
+
+    #[test]
+    fn answers_to_own_requests_are_consumed_never_relayed() {
+        let mut f = filter("filesystem: {mode: any}\n");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let id = f
+            .outbox
+            .request_server("tools/list", None, Box::new(move |a| tx.send(a).unwrap()))
+            .unwrap();
+        let line = serde_json::json!({"jsonrpc":"2.0","id":id,"result":{"tools":[]}}).to_string();
+        assert_eq!(f.on_line(line.as_bytes()), ServerOutcome::Consumed);
+        assert_eq!(
+            rx.recv().unwrap(),
+            crate::proxy::outbox::Answer::Result(serde_json::json!({"tools":[]}))
+        );
+        assert!(matches!(f.on_line(line.as_bytes()), ServerOutcome::Drop(_)));
+        // A server request in capjail's id space is not relayed.
+        assert!(matches!(
+            f.on_line(br#"{"jsonrpc":"2.0","id":"capjail:1:1","method":"roots/list"}"#),
+            ServerOutcome::Drop(_)
+        ));
     }
 
     #[test]

@@ -1,0 +1,315 @@
+//! capjail's own voice in a session.
+//!
+//! Some stages must speak for themselves instead of relaying: list the server's tools before
+//! deciding on a call (pinning), ask the person at the client (`elicitation/create` for an
+//! approval), or hold a client request and forward it later, once a verdict arrives from
+//! another thread. [`Outbox`] is the one place that does this for every stage:
+//!
+//! - **Own requests** ([`Outbox::request_server`], [`Outbox::request_client`]) get ids from
+//!   capjail's own id space — strings `capjail:<session nonce>:<n>` — that neither peer can
+//!   use: a client request or a server request with such an id is refused by the filters
+//!   ([`Outbox::is_own_id`]). The answer is routed to the callback given with the request
+//!   ([`Outbox::take_answer`], called by the filters before anything else looks at a
+//!   response) and never relayed to the other side.
+//! - **Held messages** are sent later from any thread with [`Outbox::send_to_server`] /
+//!   [`Outbox::send_to_client`]; each whole line is written with its newline in one call under
+//!   that side's lock, so it never interleaves with the pumps' lines.
+//!
+//! When the session ends, [`Outbox::close`] answers every waiting callback with
+//! [`Answer::Closed`] so no stage waits for ever.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+
+use super::session::id_key;
+
+/// How capjail's own request was answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// The `result` member.
+    Result(Value),
+    /// The `error` member.
+    Error(Value),
+    /// The session ended (or the request was cancelled) before an answer came.
+    Closed,
+}
+
+/// Called once with the answer, on the thread that read it (a pump): keep it short, or hand
+/// the work to another thread.
+pub type OnAnswer = Box<dyn FnOnce(Answer) + Send>;
+
+/// Which peer an own request went to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    Server,
+    Client,
+}
+
+/// A sink for whole lines (the server's stdin, capjail's stdout, or a buffer in tests).
+pub type LineSink = Box<dyn Write + Send>;
+
+pub struct Outbox {
+    server: Mutex<LineSink>,
+    client: Mutex<LineSink>,
+    prefix: String,
+    next: AtomicU64,
+    waiting: Mutex<HashMap<String, (Peer, OnAnswer)>>,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+/// The prefix of every id capjail gives its own requests.
+pub const OWN_ID_PREFIX: &str = "capjail:";
+
+impl Outbox {
+    pub fn new(server: LineSink, client: LineSink) -> Arc<Outbox> {
+        Arc::new(Outbox {
+            server: Mutex::new(server),
+            client: Mutex::new(client),
+            prefix: format!("{OWN_ID_PREFIX}{:016x}:", nonce()),
+            next: AtomicU64::new(1),
+            waiting: Mutex::new(HashMap::new()),
+            closed: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// An outbox whose lines go nowhere (`capjail check`, unit tests).
+    pub fn discarding() -> Arc<Outbox> {
+        Outbox::new(Box::new(io::sink()), Box::new(io::sink()))
+    }
+
+    /// Is this id in capjail's own id space? Such ids are refused from either peer.
+    pub fn is_own_id(id: &Value) -> bool {
+        id.as_str().is_some_and(|s| s.starts_with(OWN_ID_PREFIX))
+    }
+
+    /// Send capjail's own request to the server; `on_answer` gets the server's answer.
+    /// Returns the id used.
+    pub fn request_server(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        on_answer: OnAnswer,
+    ) -> io::Result<Value> {
+        self.request(Peer::Server, method, params, on_answer)
+    }
+
+    /// Send capjail's own request to the client; `on_answer` gets the client's answer.
+    pub fn request_client(
+        &self,
+        method: &str,
+        params: Option<Value>,
+        on_answer: OnAnswer,
+    ) -> io::Result<Value> {
+        self.request(Peer::Client, method, params, on_answer)
+    }
+
+    fn request(
+        &self,
+        peer: Peer,
+        method: &str,
+        params: Option<Value>,
+        on_answer: OnAnswer,
+    ) -> io::Result<Value> {
+        if self.closed.load(Ordering::Acquire) {
+            on_answer(Answer::Closed);
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the session has ended",
+            ));
+        }
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let id = Value::String(format!("{}{n}", self.prefix));
+        let mut msg = json!({"jsonrpc": "2.0", "id": id, "method": method});
+        if let Some(p) = params {
+            msg["params"] = p;
+        }
+        self.waiting
+            .lock()
+            .map_err(|_| io::Error::other("outbox lock poisoned"))?
+            .insert(id_key(&id), (peer, on_answer));
+        let line = serde_json::to_vec(&msg).map_err(io::Error::other)?;
+        let sent = match peer {
+            Peer::Server => self.send_to_server(&line),
+            Peer::Client => self.send_to_client(&line),
+        };
+        if let Err(e) = sent {
+            if let Some(cb) = self.cancel(&id) {
+                cb(Answer::Closed);
+            }
+            return Err(e);
+        }
+        Ok(id)
+    }
+
+    /// Send a notification of capjail's own to the server.
+    pub fn notify_server(&self, method: &str, params: Option<Value>) -> io::Result<()> {
+        let mut msg = json!({"jsonrpc": "2.0", "method": method});
+        if let Some(p) = params {
+            msg["params"] = p;
+        }
+        self.send_to_server(&serde_json::to_vec(&msg).map_err(io::Error::other)?)
+    }
+
+    /// If `id` is one of capjail's own requests to `from`, take its callback (the filters
+    /// then call it with the answer and relay nothing). A response with an own id from the
+    /// other peer is not taken: the filters drop it as an answer to nothing.
+    pub fn take_answer(&self, from: Peer, id: &Value) -> Option<OnAnswer> {
+        if !Outbox::is_own_id(id) {
+            return None;
+        }
+        let mut waiting = self.waiting.lock().ok()?;
+        let key = id_key(id);
+        match waiting.get(&key) {
+            Some((peer, _)) if *peer == from => waiting.remove(&key).map(|(_, cb)| cb),
+            _ => None,
+        }
+    }
+
+    /// Forget an own request (a stage gave up waiting); returns its callback, uncalled.
+    pub fn cancel(&self, id: &Value) -> Option<OnAnswer> {
+        self.waiting
+            .lock()
+            .ok()?
+            .remove(&id_key(id))
+            .map(|(_, cb)| cb)
+    }
+
+    /// Write one whole line (the newline is added) to the server.
+    pub fn send_to_server(&self, line: &[u8]) -> io::Result<()> {
+        write_line(&self.server, line)
+    }
+
+    /// Write one whole line (the newline is added) to the client.
+    pub fn send_to_client(&self, line: &[u8]) -> io::Result<()> {
+        write_line(&self.client, line)
+    }
+
+    /// The session is over: every waiting callback gets [`Answer::Closed`]; later requests
+    /// fail at once.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let drained: Vec<OnAnswer> = match self.waiting.lock() {
+            Ok(mut w) => w.drain().map(|(_, (_, cb))| cb).collect(),
+            Err(_) => Vec::new(),
+        };
+        for cb in drained {
+            cb(Answer::Closed);
+        }
+    }
+}
+
+/// Split a response into the answer for an own request.
+pub fn answer_of(response: &Value) -> Answer {
+    if let Some(r) = response.get("result") {
+        Answer::Result(r.clone())
+    } else if let Some(e) = response.get("error") {
+        Answer::Error(e.clone())
+    } else {
+        Answer::Closed
+    }
+}
+
+fn write_line(sink: &Mutex<LineSink>, line: &[u8]) -> io::Result<()> {
+    let mut out = sink
+        .lock()
+        .map_err(|_| io::Error::other("outbox lock poisoned"))?;
+    // One write of the whole line: copy only when the caller's slice lacks the newline.
+    if line.last() == Some(&b'\n') {
+        out.write_all(line)
+    } else {
+        let mut whole = Vec::with_capacity(line.len() + 1);
+        whole.extend_from_slice(line);
+        whole.push(b'\n');
+        out.write_all(&whole)
+    }
+}
+
+fn nonce() -> u64 {
+    let mut b = [0u8; 8];
+    // getrandom(2) via libc; fall back to time and pid (uniqueness, not secrecy, is needed:
+    // the filters refuse every id with the prefix anyway).
+    // SAFETY: writes at most 8 bytes into `b`.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n == 8 {
+        u64::from_ne_bytes(b)
+    } else {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        t ^ ((std::process::id() as u64) << 32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn own_requests_get_own_ids_and_their_answers_come_back() {
+        let (server, client) = (Buf::default(), Buf::default());
+        let ob = Outbox::new(Box::new(server.clone()), Box::new(client.clone()));
+        let (tx, rx) = mpsc::channel();
+        let id = ob
+            .request_server("tools/list", None, Box::new(move |a| tx.send(a).unwrap()))
+            .unwrap();
+        assert!(Outbox::is_own_id(&id));
+        let sent: Value = serde_json::from_slice(&server.0.lock().unwrap()).unwrap();
+        assert_eq!(sent["method"], "tools/list");
+        assert_eq!(sent["id"], id);
+        assert!(client.0.lock().unwrap().is_empty());
+        // An answer from the wrong peer is not taken; from the right one it is, once.
+        assert!(ob.take_answer(Peer::Client, &id).is_none());
+        let cb = ob.take_answer(Peer::Server, &id).unwrap();
+        assert!(ob.take_answer(Peer::Server, &id).is_none());
+        cb(answer_of(&json!({"id": id, "result": {"tools": []}})));
+        assert_eq!(rx.recv().unwrap(), Answer::Result(json!({"tools": []})));
+        assert!(!Outbox::is_own_id(&json!(1)));
+        assert!(!Outbox::is_own_id(&json!("capjai")));
+    }
+
+    #[test]
+    fn close_answers_every_waiter_and_refuses_later_requests() {
+        let ob = Outbox::discarding();
+        let (tx, rx) = mpsc::channel();
+        let tx2 = tx.clone();
+        ob.request_client(
+            "elicitation/create",
+            Some(json!({})),
+            Box::new(move |a| tx.send(a).unwrap()),
+        )
+        .unwrap();
+        ob.close();
+        assert_eq!(rx.recv().unwrap(), Answer::Closed);
+        assert!(ob
+            .request_server("ping", None, Box::new(move |a| tx2.send(a).unwrap()))
+            .is_err());
+        assert_eq!(rx.recv().unwrap(), Answer::Closed);
+    }
+
+    #[test]
+    fn lines_are_written_whole_with_one_newline() {
+        let s = Buf::default();
+        let ob = Outbox::new(Box::new(s.clone()), Box::new(io::sink()));
+        ob.send_to_server(b"{\"a\":1}").unwrap();
+        ob.send_to_server(b"{\"b\":2}\n").unwrap();
+        assert_eq!(&*s.0.lock().unwrap(), b"{\"a\":1}\n{\"b\":2}\n");
+    }
+}
