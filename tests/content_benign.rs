@@ -43,9 +43,17 @@ fn benign_corpus_has_zero_findings() {
         for (i, line) in text.lines().enumerate() {
             let q: String = line
                 .bytes()
-                .map(|c| if c.is_ascii_alphanumeric() || b"-_.~".contains(&c) { (c as char).to_string() } else { format!("%{c:02X}") })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || b"-_.~".contains(&c) {
+                        (c as char).to_string()
+                    } else {
+                        format!("%{c:02X}")
+                    }
+                })
                 .collect();
-            for f in capjail::content::scan_outgoing_str(&format!("http://allowed.test/search?q={q}")) {
+            for f in
+                capjail::content::scan_outgoing_str(&format!("http://allowed.test/search?q={q}"))
+            {
                 findings.push(format!("{name}:{} (as a URL query): {f}", i + 1));
             }
         }
@@ -53,6 +61,14 @@ fn benign_corpus_has_zero_findings() {
             findings.push(format!("{name} (result): {f}"));
         }
     }
-    eprintln!("benign corpus: {} files, {bytes} bytes, {} findings", files.len(), findings.len());
-    assert!(findings.is_empty(), "false positives:\n{}", findings.join("\n"));
+    eprintln!(
+        "benign corpus: {} files, {bytes} bytes, {} findings",
+        files.len(),
+        findings.len()
+    );
+    assert!(
+        findings.is_empty(),
+        "false positives:\n{}",
+        findings.join("\n")
+    );
 }

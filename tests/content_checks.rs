@@ -31,7 +31,12 @@ fn fx() -> Fx {
         .to_string(),
     )
     .unwrap();
-    Fx { log: lab.path("logs/content-server.log"), leaks, key, lab }
+    Fx {
+        log: lab.path("logs/content-server.log"),
+        leaks,
+        key,
+        lab,
+    }
 }
 
 fn session(f: &Fx, policy: &str) -> Session {
@@ -47,7 +52,14 @@ fn session(f: &Fx, policy: &str) -> Session {
     let profile = fixture("content_profile.yaml").display().to_string();
     let audit = f.lab.path("logs/audit.jsonl").display().to_string();
     let mut s = SessionBuilder::capjail(
-        &["--policy", pol.to_str().unwrap(), "--profile", &profile, "--audit", &audit],
+        &[
+            "--policy",
+            pol.to_str().unwrap(),
+            "--profile",
+            &profile,
+            "--audit",
+            &audit,
+        ],
         server,
     )
     .env("CAPLAB_CONTENT_TOKEN", "caplab-withheld-7Qz9xK2m")
@@ -82,33 +94,51 @@ fn results_follow_the_content_policy() {
     assert!(texts(&r).contains("[REDACTED by capjail: cloud]"), "{r}");
     let (_, inj) = call(&mut s, "leak", json!({"what": "injection"}));
     let t = inj["result"]["content"][0]["text"].as_str().unwrap();
-    assert!(t.starts_with("[capjail: the tool output below contains text addressed to the model"), "{t}");
+    assert!(
+        t.starts_with("[capjail: the tool output below contains text addressed to the model"),
+        "{t}"
+    );
     let (_, hid) = call(&mut s, "leak", json!({"what": "hidden"}));
     assert_eq!(hid["result"]["content"][0]["text"], "ok done");
     let (_, ok) = call(&mut s, "leak", json!({"what": "benign"}));
-    assert!(ok["result"]["content"][0]["text"].as_str().unwrap().starts_with("All 12 tests passed"));
+    assert!(ok["result"]["content"][0]["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("All 12 tests passed"));
     s.assert_in_sync();
     s.finish();
     assert_no_token(&s.received_bytes(), &f.key, "the client");
     assert!(!s.received_text().contains('\u{200b}'));
 
     // refuse: the whole result is withheld, with the rule.
-    let mut s = session(&f, &format!("{OPEN}content: {{results: {{secrets: refuse, injection: refuse}}}}\n"));
+    let mut s = session(
+        &f,
+        &format!("{OPEN}content: {{results: {{secrets: refuse, injection: refuse}}}}\n"),
+    );
     let (id, r) = call(&mut s, "leak", json!({"what": "secret"}));
     let e = assert_policy_error(&r, &id);
     assert_eq!(e["data"]["rule"], "content.results.secrets");
     let (id, r) = call(&mut s, "leak", json!({"what": "injection"}));
-    assert_eq!(assert_policy_error(&r, &id)["data"]["rule"], "content.results.injection");
+    assert_eq!(
+        assert_policy_error(&r, &id)["data"]["rule"],
+        "content.results.injection"
+    );
     s.finish();
     assert_no_token(&s.received_bytes(), &f.key, "the client");
 
     // record: forwarded as is (the effect above is capjail's, not the fixture's).
-    let mut s = session(&f, &format!("{OPEN}content: {{results: {{secrets: record}}}}\n"));
+    let mut s = session(
+        &f,
+        &format!("{OPEN}content: {{results: {{secrets: record}}}}\n"),
+    );
     call(&mut s, "leak", json!({"what": "secret"}));
     s.finish();
     assert!(s.received_text().contains(&f.key));
     let audit = std::fs::read_to_string(f.lab.path("logs/audit.jsonl")).unwrap();
-    assert!(audit.contains("\"flagged\"") && audit.contains("aws_access_key_id"), "{audit}");
+    assert!(
+        audit.contains("\"flagged\"") && audit.contains("aws_access_key_id"),
+        "{audit}"
+    );
 }
 
 #[test]
@@ -121,19 +151,39 @@ fn read_secret_then_fetch_is_refused_naming_the_read() {
     let (_, r) = call(&mut s, "read_file", json!({"path": env}));
     assert!(r.get("result").is_some(), "{r}");
     let mk = marker();
-    let (id, r) = call(&mut s, "fetch", json!({"url": format!("http://127.0.0.1:9/{mk}")}));
+    let (id, r) = call(
+        &mut s,
+        "fetch",
+        json!({"url": format!("http://127.0.0.1:9/{mk}")}),
+    );
     let e = assert_policy_error(&r, &id);
-    assert_eq!(e["data"]["rule"], "flows.default.sensitive-read-then-network");
+    assert_eq!(
+        e["data"]["rule"],
+        "flows.default.sensitive-read-then-network"
+    );
     let msg = e["message"].as_str().unwrap();
-    assert!(msg.contains(".env") && msg.contains("approval required"), "{msg}");
+    assert!(
+        msg.contains(".env") && msg.contains("approval required"),
+        "{msg}"
+    );
     s.finish();
-    assert!(!reached(&f.log).contains(&mk), "the fetch reached the server");
+    assert!(
+        !reached(&f.log).contains(&mk),
+        "the fetch reached the server"
+    );
 
     // Without the flow rules, the file's value is still a known secret: it does not leave.
     let mut s = session(&f, &format!("{OPEN}flows: {{defaults: false}}\n"));
     call(&mut s, "read_file", json!({"path": env}));
-    let (id, r) = call(&mut s, "fetch", json!({"url": format!("http://127.0.0.1:9/?t={token}")}));
-    assert_eq!(assert_policy_error(&r, &id)["data"]["rule"], "content.outgoing.known");
+    let (id, r) = call(
+        &mut s,
+        "fetch",
+        json!({"url": format!("http://127.0.0.1:9/?t={token}")}),
+    );
+    assert_eq!(
+        assert_policy_error(&r, &id)["data"]["rule"],
+        "content.outgoing.known"
+    );
     let (_, r) = call(&mut s, "fetch", json!({"url": "http://127.0.0.1:9/fine"}));
     assert!(r.get("result").is_some(), "{r}");
     s.finish();
@@ -149,10 +199,17 @@ fn read_readme_then_write_summary_passes() {
     let mut s = session(&f, OPEN);
     let (_, r) = call(&mut s, "read_file", json!({"path": readme}));
     assert_tool_ok(&r, "A small tool");
-    let (_, r) = call(&mut s, "write_file", json!({"path": summary, "content": "A small tool built with make."}));
+    let (_, r) = call(
+        &mut s,
+        "write_file",
+        json!({"path": summary, "content": "A small tool built with make."}),
+    );
     assert_tool_ok(&r, "Successfully wrote");
     let (_, r) = call(&mut s, "fetch", json!({"url": "http://127.0.0.1:9/docs"}));
-    assert!(r.get("result").is_some(), "a fetch after a harmless read was refused: {r}");
+    assert!(
+        r.get("result").is_some(),
+        "a fetch after a harmless read was refused: {r}"
+    );
     s.finish();
     assert!(summary.exists());
 }
@@ -168,7 +225,10 @@ fn withheld_environment_value_does_not_leave() {
     );
     let e = assert_policy_error(&r, &id);
     assert_eq!(e["data"]["rule"], "content.outgoing.known");
-    assert!(e["message"].as_str().unwrap().contains("CAPLAB_CONTENT_TOKEN"));
+    assert!(e["message"]
+        .as_str()
+        .unwrap()
+        .contains("CAPLAB_CONTENT_TOKEN"));
     s.finish();
     assert!(!reached(&f.log).contains("caplab-withheld"));
 }

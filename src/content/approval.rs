@@ -8,7 +8,10 @@ use crate::check::Denial;
 
 /// Ask for approval of a call held back by `rule`. Today: refused, approval required.
 pub(crate) fn request_approval(rule: &str, reason: String) -> Denial {
-    let mut d = Denial::new(rule, format!("{reason} (approval required; no approval channel is configured)"));
+    let mut d = Denial::new(
+        rule,
+        format!("{reason} (approval required; no approval channel is configured)"),
+    );
     d.approval_required = true;
     d
 }

@@ -73,9 +73,25 @@ impl Sensitive {
 
 /// The built-in sensitive paths.
 pub const DEFAULT_SENSITIVE: &[&str] = &[
-    "~/.ssh", "~/.aws", "~/.gnupg", "~/.config/gcloud", "~/.azure", "~/.kube", "~/.docker",
-    "~/.netrc", "~/.git-credentials", "~/.npmrc", "~/.pypirc", ".env", ".env.*", "*.pem", "*.key",
-    "id_rsa*", "id_ed25519*", "id_ecdsa*", "credentials.json",
+    "~/.ssh",
+    "~/.aws",
+    "~/.gnupg",
+    "~/.config/gcloud",
+    "~/.azure",
+    "~/.kube",
+    "~/.docker",
+    "~/.netrc",
+    "~/.git-credentials",
+    "~/.npmrc",
+    "~/.pypirc",
+    ".env",
+    ".env.*",
+    "*.pem",
+    "*.key",
+    "id_rsa*",
+    "id_ed25519*",
+    "id_ecdsa*",
+    "credentials.json",
 ];
 
 impl ContentPolicy {
@@ -115,19 +131,37 @@ pub struct FlowPolicy {
 }
 
 fn e(key: impl Into<String>, value: Option<&str>, message: impl Into<String>) -> CompileError {
-    CompileError { key: key.into(), value: value.map(str::to_string), message: message.into() }
+    CompileError {
+        key: key.into(),
+        value: value.map(str::to_string),
+        message: message.into(),
+    }
 }
 
-fn path(written: &str, key: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<PathBuf, CompileError> {
+fn path(
+    written: &str,
+    key: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<PathBuf, CompileError> {
     let x = expand_with(written, env).map_err(|er| e(key, Some(written), er.to_string()))?;
     let p = Path::new(&x);
     if !p.is_absolute() {
-        return Err(e(key, Some(written), "must be an absolute path (or start with `~` or a variable)"));
+        return Err(e(
+            key,
+            Some(written),
+            "must be an absolute path (or start with `~` or a variable)",
+        ));
     }
-    Ok(crate::check::path::canonicalize_lenient(&crate::check::path::lexical_normalize(p)))
+    Ok(crate::check::path::canonicalize_lenient(
+        &crate::check::path::lexical_normalize(p),
+    ))
 }
 
-fn sensitive(written: &str, key: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Option<Sensitive>, CompileError> {
+fn sensitive(
+    written: &str,
+    key: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<Sensitive>, CompileError> {
     if written.contains('/') || written.starts_with('~') || written.starts_with('$') {
         match path(written, key, env) {
             Ok(p) => Ok(Some(Sensitive::Prefix(p))),
@@ -136,7 +170,11 @@ fn sensitive(written: &str, key: &str, env: &dyn Fn(&str) -> Option<String>) -> 
             Err(er) => Err(er),
         }
     } else if written.is_empty() || written[1..].contains('*') && !written.ends_with('*') {
-        Err(e(key, Some(written), "a file name pattern may only start or end with `*`"))
+        Err(e(
+            key,
+            Some(written),
+            "a file name pattern may only start or end with `*`",
+        ))
     } else {
         Ok(Some(Sensitive::Name(written.to_string())))
     }
@@ -152,11 +190,19 @@ fn out_action(s: &str, key: &str) -> Result<OutAction, CompileError> {
     })
 }
 
-fn result_action(s: &str, key: &str, allowed: &[(&str, ResultAction)]) -> Result<ResultAction, CompileError> {
-    allowed.iter().find(|(n, _)| *n == s).map(|(_, a)| *a).ok_or_else(|| {
-        let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
-        e(key, Some(s), format!("one of {}", names.join(", ")))
-    })
+fn result_action(
+    s: &str,
+    key: &str,
+    allowed: &[(&str, ResultAction)],
+) -> Result<ResultAction, CompileError> {
+    allowed
+        .iter()
+        .find(|(n, _)| *n == s)
+        .map(|(_, a)| *a)
+        .ok_or_else(|| {
+            let names: Vec<&str> = allowed.iter().map(|(n, _)| *n).collect();
+            e(key, Some(s), format!("one of {}", names.join(", ")))
+        })
 }
 
 pub fn compile_content(
@@ -178,29 +224,67 @@ pub fn compile_content(
     if let Some(o) = &c.outgoing {
         for (k, v) in &o.classes {
             let key = format!("content.outgoing.classes.{k}");
-            let class = Class::ALL.into_iter().find(|c| c.as_str() == k).ok_or_else(|| {
-                let names: Vec<&str> = Class::ALL.iter().map(|c| c.as_str()).collect();
-                e(&key, Some(k), format!("unknown class; the classes are {}", names.join(", ")))
-            })?;
+            let class = Class::ALL
+                .into_iter()
+                .find(|c| c.as_str() == k)
+                .ok_or_else(|| {
+                    let names: Vec<&str> = Class::ALL.iter().map(|c| c.as_str()).collect();
+                    e(
+                        &key,
+                        Some(k),
+                        format!("unknown class; the classes are {}", names.join(", ")),
+                    )
+                })?;
             outgoing.insert(class, out_action(v, &key)?);
         }
         for (i, h) in o.exempt_hosts.iter().enumerate() {
-            exempt_hosts.push(HostPattern::parse(h).map_err(|m| e(format!("content.outgoing.exempt_hosts[{i}]"), Some(h), m))?);
+            exempt_hosts.push(
+                HostPattern::parse(h)
+                    .map_err(|m| e(format!("content.outgoing.exempt_hosts[{i}]"), Some(h), m))?,
+            );
         }
         exempt_tools = o.exempt_tools.clone();
     }
     use ResultAction::*;
     let r = c.results.clone().unwrap_or_default();
     let secrets = match &r.secrets {
-        Some(s) => result_action(s, "content.results.secrets", &[("redact", Redact), ("refuse", Refuse), ("record", Record), ("off", Off)])?,
+        Some(s) => result_action(
+            s,
+            "content.results.secrets",
+            &[
+                ("redact", Redact),
+                ("refuse", Refuse),
+                ("record", Record),
+                ("off", Off),
+            ],
+        )?,
         None => Redact,
     };
     let injection = match &r.injection {
-        Some(s) => result_action(s, "content.results.injection", &[("wrap", Wrap), ("strip", Strip), ("refuse", Refuse), ("record", Record), ("off", Off)])?,
+        Some(s) => result_action(
+            s,
+            "content.results.injection",
+            &[
+                ("wrap", Wrap),
+                ("strip", Strip),
+                ("refuse", Refuse),
+                ("record", Record),
+                ("off", Off),
+            ],
+        )?,
         None => Wrap,
     };
     let hidden_unicode = match &r.hidden_unicode {
-        Some(s) => result_action(s, "content.results.hidden_unicode", &[("strip", Strip), ("refuse", Refuse), ("record", Record), ("off", Off)])?,
+        Some(s) => result_action(
+            s,
+            "content.results.hidden_unicode",
+            &[
+                ("strip", Strip),
+                ("refuse", Refuse),
+                ("record", Record),
+                ("off", Off),
+            ],
+        )?,
         None => Strip,
     };
     let mut sens = Vec::new();
@@ -253,35 +337,62 @@ pub fn compile_flows(
             });
         }
     }
-    for (i, r) in f.map(|f| f.rules.as_slice()).unwrap_or_default().iter().enumerate() {
+    for (i, r) in f
+        .map(|f| f.rules.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
         rules.push(flow_rule(i, r, env)?);
     }
     Ok(FlowPolicy { rules })
 }
 
-fn flow_rule(i: usize, r: &FlowRuleFile, env: &dyn Fn(&str) -> Option<String>) -> Result<FlowRule, CompileError> {
+fn flow_rule(
+    i: usize,
+    r: &FlowRuleFile,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<FlowRule, CompileError> {
     let key = format!("flows.rules[{i}]");
     let event = match r.after.event.as_str() {
         "sensitive_read" => EventKind::SensitiveRead,
         "read" => EventKind::Read,
         "env_read" => EventKind::EnvRead,
         "secret_in_result" => EventKind::SecretInResult,
-        other => return Err(e(format!("{key}.after.event"), Some(other), "one of sensitive_read, read, env_read, secret_in_result")),
+        other => {
+            return Err(e(
+                format!("{key}.after.event"),
+                Some(other),
+                "one of sensitive_read, read, env_read, secret_in_result",
+            ))
+        }
     };
     let path_prefix = match &r.after.path_prefix {
         Some(p) => Some(path(p, &format!("{key}.after.path_prefix"), env)?),
         None => None,
     };
     if path_prefix.is_some() && !matches!(event, EventKind::Read | EventKind::SensitiveRead) {
-        return Err(e(format!("{key}.after.path_prefix"), None, "only applies to `read` and `sensitive_read` events"));
+        return Err(e(
+            format!("{key}.after.path_prefix"),
+            None,
+            "only applies to `read` and `sensitive_read` events",
+        ));
     }
     if r.then.capability.is_none() && r.then.tool.is_none() && r.then.outside.is_none() {
-        return Err(e(format!("{key}.then"), None, "needs at least one of capability, tool, outside"));
+        return Err(e(
+            format!("{key}.then"),
+            None,
+            "needs at least one of capability, tool, outside",
+        ));
     }
     let capability = r.then.capability.as_deref().map(CapabilityPattern::parse);
     if let Some(CapabilityPattern::Exact(c)) = &capability {
         if !c.contains('.') {
-            return Err(e(format!("{key}.then.capability"), Some(c), "a capability is `family.action` or `family.*`"));
+            return Err(e(
+                format!("{key}.then.capability"),
+                Some(c),
+                "a capability is `family.action` or `family.*`",
+            ));
         }
     }
     let outside = match &r.then.outside {
@@ -291,7 +402,13 @@ fn flow_rule(i: usize, r: &FlowRuleFile, env: &dyn Fn(&str) -> Option<String>) -
     let refuse = match r.action.as_deref() {
         None | Some("approval") => false,
         Some("refuse") => true,
-        Some(o) => return Err(e(format!("{key}.action"), Some(o), "one of approval, refuse")),
+        Some(o) => {
+            return Err(e(
+                format!("{key}.action"),
+                Some(o),
+                "one of approval, refuse",
+            ))
+        }
     };
     Ok(FlowRule {
         id: match &r.name {
@@ -322,7 +439,14 @@ mod tests {
         let c = compile_content(None, &env).unwrap();
         assert!(c.enabled);
         assert!(Class::ALL.iter().all(|&k| c.action(k) == OutAction::Refuse));
-        assert_eq!((c.secrets, c.injection, c.hidden_unicode), (ResultAction::Redact, ResultAction::Wrap, ResultAction::Strip));
+        assert_eq!(
+            (c.secrets, c.injection, c.hidden_unicode),
+            (
+                ResultAction::Redact,
+                ResultAction::Wrap,
+                ResultAction::Strip
+            )
+        );
         assert!(c.is_sensitive(Path::new("/home/u/.ssh/id_rsa")));
         assert!(c.is_sensitive(Path::new("/srv/app/.env")));
         assert!(c.is_sensitive(Path::new("/srv/app/.env.local")));
@@ -339,15 +463,22 @@ mod tests {
         assert_eq!(c.action(Class::Cloud), OutAction::Refuse);
         assert!(c.is_sensitive(Path::new("/srv/secrets/a")));
         assert!(serde_yaml::from_str::<ContentSection>("outgoing: {clases: {}}").is_err());
-        let bad: ContentSection = serde_yaml::from_str("outgoing: {classes: {jwts: record}}").unwrap();
-        assert_eq!(compile_content(Some(&bad), &env).unwrap_err().key, "content.outgoing.classes.jwts");
+        let bad: ContentSection =
+            serde_yaml::from_str("outgoing: {classes: {jwts: record}}").unwrap();
+        assert_eq!(
+            compile_content(Some(&bad), &env).unwrap_err().key,
+            "content.outgoing.classes.jwts"
+        );
         let bad: ContentSection = serde_yaml::from_str("results: {hidden_unicode: wrap}").unwrap();
         assert!(compile_content(Some(&bad), &env).is_err());
         let f: FlowsSection = serde_yaml::from_str("defaults: false\nrules:\n  - after: {event: read, path_prefix: /data}\n    then: {capability: filesystem.write, outside: /data}\n    action: refuse\n    window_seconds: 60\n").unwrap();
         let f = compile_flows(Some(&f), &env).unwrap();
         assert_eq!(f.rules.len(), 1);
         assert!(f.rules[0].refuse);
-        let bad: FlowsSection = serde_yaml::from_str("rules:\n  - after: {event: whatever}\n    then: {capability: network.*}\n").unwrap();
+        let bad: FlowsSection = serde_yaml::from_str(
+            "rules:\n  - after: {event: whatever}\n    then: {capability: network.*}\n",
+        )
+        .unwrap();
         assert!(compile_flows(Some(&bad), &env).is_err());
     }
 }

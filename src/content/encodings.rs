@@ -62,8 +62,10 @@ pub(crate) fn decode_token(tok: &str) -> Option<(&'static str, String)> {
     if t.len() % 2 == 0 && t.bytes().all(|c| c.is_ascii_hexdigit()) {
         return hex::decode(t).ok().and_then(text).map(|s| ("hex", s));
     }
-    if t.bytes().all(|c| c.is_ascii_uppercase() || (b'2'..=b'7').contains(&c))
-        || t.bytes().all(|c| c.is_ascii_lowercase() || (b'2'..=b'7').contains(&c))
+    if t.bytes()
+        .all(|c| c.is_ascii_uppercase() || (b'2'..=b'7').contains(&c))
+        || t.bytes()
+            .all(|c| c.is_ascii_lowercase() || (b'2'..=b'7').contains(&c))
     {
         if let Some(s) = base32(t).and_then(text) {
             return Some(("base32", s));
@@ -137,7 +139,12 @@ pub(crate) fn url_hosts(s: &str) -> Vec<(Range<usize>, &str)> {
         let len = b[from..]
             .iter()
             .take(1024)
-            .take_while(|&&c| !matches!(c, b'/' | b'?' | b'#' | b' ' | b'"' | b'\'' | b'\\' | b'\n' | b'<' | b'>'))
+            .take_while(|&&c| {
+                !matches!(
+                    c,
+                    b'/' | b'?' | b'#' | b' ' | b'"' | b'\'' | b'\\' | b'\n' | b'<' | b'>'
+                )
+            })
             .count();
         let auth = &s[from..from + len];
         let host = auth.rsplit_once('@').map_or(auth, |(_, h)| h);
@@ -166,10 +173,22 @@ mod tests {
     fn decodes() {
         assert_eq!(percent_decode_repeated("a%252541").unwrap(), "aA");
         assert!(percent_decode_repeated("100%").is_none());
-        assert_eq!(decode_token(&hex::encode("hello world, secret")).unwrap().1, "hello world, secret");
-        assert_eq!(decode_token("aGVsbG8gd29ybGQsIHNlY3JldA==").unwrap(), ("base64", "hello world, secret".into()));
-        assert_eq!(decode_token("NBSWY3DPEB3W64TMMQWCA43FMNZGK5A=").unwrap(), ("base32", "hello world, secret".into()));
-        assert_eq!(decode_token("nbswy3dpeb3w64tmmqwca43fmnzgk5a").unwrap().1, "hello world, secret");
+        assert_eq!(
+            decode_token(&hex::encode("hello world, secret")).unwrap().1,
+            "hello world, secret"
+        );
+        assert_eq!(
+            decode_token("aGVsbG8gd29ybGQsIHNlY3JldA==").unwrap(),
+            ("base64", "hello world, secret".into())
+        );
+        assert_eq!(
+            decode_token("NBSWY3DPEB3W64TMMQWCA43FMNZGK5A=").unwrap(),
+            ("base32", "hello world, secret".into())
+        );
+        assert_eq!(
+            decode_token("nbswy3dpeb3w64tmmqwca43fmnzgk5a").unwrap().1,
+            "hello world, secret"
+        );
         assert!(decode_token("0123456789abcdef0123456789abcdef").is_none());
         let hosts = url_hosts("get https://u:p@AKIA12.34AB.evil.example:8080/x and http://a.b/");
         assert_eq!(hosts[0].1, "AKIA12.34AB.evil.example");

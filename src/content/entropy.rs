@@ -40,13 +40,18 @@ pub(crate) fn random_token(t: &[u8]) -> bool {
 
 /// An SSH public key blob (base64 of a length-prefixed `ssh-...`/`ecdsa-...` name): public.
 fn ssh_public_key(t: &[u8]) -> bool {
-    t.starts_with(b"AAAA") && [&b"NzaC1"[..], b"VjZHNh", b"NrLXNz"].iter().any(|m| t[4..t.len().min(16)].windows(m.len()).any(|w| w == *m))
+    t.starts_with(b"AAAA")
+        && [&b"NzaC1"[..], b"VjZHNh", b"NrLXNz"]
+            .iter()
+            .any(|m| t[4..t.len().min(16)].windows(m.len()).any(|w| w == *m))
 }
 
 /// Documentation placeholders, and Subresource Integrity hashes (`sha512-<base64>`, in every
 /// lockfile): random by construction, public by purpose.
 fn placeholder(t: &[u8]) -> bool {
-    [&b"sha256-"[..], b"sha384-", b"sha512-", b"sha1-"].iter().any(|p| t.starts_with(p))
+    [&b"sha256-"[..], b"sha384-", b"sha512-", b"sha1-"]
+        .iter()
+        .any(|p| t.starts_with(p))
         || std::str::from_utf8(t).is_ok_and(super::secrets::placeholder)
 }
 
@@ -87,8 +92,14 @@ pub(crate) fn scan_part(part: &str, offset: usize, out: &mut Vec<Hit>) {
         for r in pieces {
             let piece = &tok[r.clone()];
             // base64 of readable text is not a key: its decoded text is scanned instead.
-            let text = std::str::from_utf8(piece).ok().and_then(super::encodings::decode_token);
-            if random_token(piece) && text.is_none() && !ssh_public_key(piece) && !placeholder(piece) {
+            let text = std::str::from_utf8(piece)
+                .ok()
+                .and_then(super::encodings::decode_token);
+            if random_token(piece)
+                && text.is_none()
+                && !ssh_public_key(piece)
+                && !placeholder(piece)
+            {
                 out.push(Hit {
                     class: Class::HighEntropy,
                     detector: "high_entropy_url",
@@ -107,8 +118,12 @@ mod tests {
     #[test]
     fn random_vs_words() {
         assert!(random_token(b"Zq8vX2mN4pL7kR9sT1wYb3c5D6e7F8g9H0iJ"));
-        assert!(!random_token(b"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"));
-        assert!(!random_token(b"getting-started-with-the-model-context-protocol"));
+        assert!(!random_token(
+            b"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+        ));
+        assert!(!random_token(
+            b"getting-started-with-the-model-context-protocol"
+        ));
         assert!(!random_token(b"Short1Abc"));
         let mut v = Vec::new();
         scan_part("/v1/Zq8vX2mN4pL7kR9sT1wYb3c5D6e7F8g9H0iJ/x", 10, &mut v);

@@ -38,7 +38,8 @@ pub struct FlowHit {
 }
 
 fn event_matches(r: &FlowRule, e: &Event) -> bool {
-    let kind_ok = r.event == e.kind || (r.event == EventKind::Read && e.kind == EventKind::SensitiveRead);
+    let kind_ok =
+        r.event == e.kind || (r.event == EventKind::Read && e.kind == EventKind::SensitiveRead);
     kind_ok
         && match (&r.path_prefix, &e.path) {
             (Some(pre), Some(p)) => crate::check::path::is_within(p, pre),
@@ -84,26 +85,37 @@ impl FlowState {
                     a.what = e.what.clone();
                 }
                 Some(_) => {}
-                None => self.armed.push(Armed { rule: i, what: e.what.clone(), at: now }),
+                None => self.armed.push(Armed {
+                    rule: i,
+                    what: e.what.clone(),
+                    at: now,
+                }),
             }
         }
     }
 
     /// The first armed rule that holds back one of these accesses.
-    pub fn check(&self, policy: &FlowPolicy, accesses: &[Access], tool: Option<&str>, now: Instant) -> Option<FlowHit> {
+    pub fn check(
+        &self,
+        policy: &FlowPolicy,
+        accesses: &[Access],
+        tool: Option<&str>,
+        now: Instant,
+    ) -> Option<FlowHit> {
         for a in &self.armed {
             let r = &policy.rules[a.rule];
             if r.window.is_some_and(|w| now.duration_since(a.at) > w) {
                 continue;
             }
             if let Some(acc) = accesses.iter().find(|acc| access_matches(r, acc, tool)) {
-                let what = if r.refuse { "is refused" } else { "needs approval" };
+                let what = if r.refuse {
+                    "is refused"
+                } else {
+                    "needs approval"
+                };
                 let mut reason = format!(
                     "{} {} after {} (flow rule {})",
-                    acc.capability,
-                    what,
-                    a.what,
-                    r.id
+                    acc.capability, what, a.what, r.id
                 );
                 if let Some(w) = r.window {
                     reason.push_str(&format!(", for {}s after the event", w.as_secs()));
@@ -111,7 +123,11 @@ impl FlowState {
                 if let Some(why) = &r.reason {
                     reason.push_str(&format!(": {why}"));
                 }
-                return Some(FlowHit { rule: r.id.clone(), refuse: r.refuse, reason });
+                return Some(FlowHit {
+                    rule: r.id.clone(),
+                    refuse: r.refuse,
+                    reason,
+                });
             }
         }
         None
@@ -119,19 +135,31 @@ impl FlowState {
 }
 
 /// The events one allowed call produces.
-pub fn events_of(
-    accesses: &[Access],
-    sensitive: &dyn Fn(&Path) -> bool,
-    id: &str,
-) -> Vec<Event> {
+pub fn events_of(accesses: &[Access], sensitive: &dyn Fn(&Path) -> bool, id: &str) -> Vec<Event> {
     let mut out = Vec::new();
     for a in accesses {
         match (&a.resource, a.capability.as_str()) {
-            (Resource::Path { resolved, written }, c) if c.ends_with(".read") || c == "filesystem.list" || c.starts_with("filesystem.read") => {
-                let kind = if sensitive(resolved) { EventKind::SensitiveRead } else { EventKind::Read };
-                out.push(Event { kind, path: Some(resolved.clone()), what: format!("{c} of {written} (request {id})") });
+            (Resource::Path { resolved, written }, c)
+                if c.ends_with(".read")
+                    || c == "filesystem.list"
+                    || c.starts_with("filesystem.read") =>
+            {
+                let kind = if sensitive(resolved) {
+                    EventKind::SensitiveRead
+                } else {
+                    EventKind::Read
+                };
+                out.push(Event {
+                    kind,
+                    path: Some(resolved.clone()),
+                    what: format!("{c} of {written} (request {id})"),
+                });
             }
-            (_, "environment.read") => out.push(Event { kind: EventKind::EnvRead, path: None, what: format!("environment.read (request {id})") }),
+            (_, "environment.read") => out.push(Event {
+                kind: EventKind::EnvRead,
+                path: None,
+                what: format!("environment.read (request {id})"),
+            }),
             _ => {}
         }
     }
@@ -144,10 +172,23 @@ mod tests {
     use crate::content::config::compile_flows;
 
     fn read(p: &str) -> Access {
-        Access { capability: "filesystem.read".into(), resource: Resource::Path { written: p.into(), resolved: p.into() } }
+        Access {
+            capability: "filesystem.read".into(),
+            resource: Resource::Path {
+                written: p.into(),
+                resolved: p.into(),
+            },
+        }
     }
     fn fetch() -> Access {
-        Access { capability: "network.fetch".into(), resource: Resource::Url { written: "http://a.test/".into(), host: "a.test".into(), port: 80 } }
+        Access {
+            capability: "network.fetch".into(),
+            resource: Resource::Url {
+                written: "http://a.test/".into(),
+                host: "a.test".into(),
+                port: 80,
+            },
+        }
     }
 
     #[test]
@@ -167,7 +208,12 @@ mod tests {
         let hit = st.check(&flows, &[fetch()], Some("fetch"), now).unwrap();
         assert_eq!(hit.rule, "flows.default.sensitive-read-then-network");
         assert!(!hit.refuse);
-        assert!(hit.reason.contains("filesystem.read of /w/.env (request 2)"), "{}", hit.reason);
+        assert!(
+            hit.reason
+                .contains("filesystem.read of /w/.env (request 2)"),
+            "{}",
+            hit.reason
+        );
     }
 
     #[test]
@@ -180,7 +226,13 @@ mod tests {
         for e in events_of(&[read("/data/x")], &|_| false, "1") {
             st.observe(&flows, &e, t0);
         }
-        let w = |p: &str| Access { capability: "filesystem.write".into(), resource: Resource::Path { written: p.into(), resolved: p.into() } };
+        let w = |p: &str| Access {
+            capability: "filesystem.write".into(),
+            resource: Resource::Path {
+                written: p.into(),
+                resolved: p.into(),
+            },
+        };
         assert!(st.check(&flows, &[w("/data/y")], None, t0).is_none());
         assert!(st.check(&flows, &[w("/tmp/y")], None, t0).unwrap().refuse);
         let later = t0 + std::time::Duration::from_secs(61);

@@ -32,29 +32,50 @@ pub fn on_request(
 ) -> (Decision, Vec<String>) {
     let c = &policy.content;
     let mut notes = Vec::new();
-    if !decision.is_allowed() || !matches!(decision.method.as_str(), "tools/call" | "resources/read" | "prompts/get") {
+    if !decision.is_allowed()
+        || !matches!(
+            decision.method.as_str(),
+            "tools/call" | "resources/read" | "prompts/get"
+        )
+    {
         return (decision, notes);
     }
     if !st.env_loaded {
         st.env_loaded = true;
         let env: Vec<(String, String)> = std::env::vars().collect();
         for (k, v) in withheld_env(&env, policy.file.environment.as_ref()) {
-            st.known.add(&v, &format!("environment variable {k} (withheld from the server)"));
+            st.known.add(
+                &v,
+                &format!("environment variable {k} (withheld from the server)"),
+            );
         }
     }
     let tool = decision.tool.clone();
-    let id_text = id.map(|i| i.to_string()).unwrap_or_else(|| "notification".into());
+    let id_text = id
+        .map(|i| i.to_string())
+        .unwrap_or_else(|| "notification".into());
     if c.enabled && !tool.as_ref().is_some_and(|t| c.exempt_tools.contains(t)) {
-        let exempt = |host: &str, port: u16| c.exempt_hosts.iter().any(|h| crate::check::rules::host_matches(h, host, port));
+        let exempt = |host: &str, port: u16| {
+            c.exempt_hosts
+                .iter()
+                .any(|h| crate::check::rules::host_matches(h, host, port))
+        };
         let urls: Vec<(&str, bool)> = decision
             .accesses
             .iter()
             .filter_map(|a| match &a.resource {
-                Resource::Url { written, host, port } => Some((written.as_str(), exempt(host, *port))),
+                Resource::Url {
+                    written,
+                    host,
+                    port,
+                } => Some((written.as_str(), exempt(host, *port))),
                 _ => None,
             })
             .collect();
-        let network = decision.accesses.iter().any(|a| a.capability.starts_with("network."));
+        let network = decision
+            .accesses
+            .iter()
+            .any(|a| a.capability.starts_with("network."));
         let all_exempt = !urls.is_empty() && urls.iter().all(|(_, e)| *e);
         let mut sc = Scanner::new(&mut st.known, true);
         if network && !all_exempt {
@@ -72,14 +93,22 @@ pub fn on_request(
             let reason = format!("a credential would leave in the request: {}", f.describe());
             match c.action(f.class) {
                 OutAction::Refuse => return (deny(decision, Denial::new(rule, reason)), notes),
-                OutAction::Approval => return (deny(decision, super::approval::request_approval(&rule, reason)), notes),
+                OutAction::Approval => {
+                    return (
+                        deny(decision, super::approval::request_approval(&rule, reason)),
+                        notes,
+                    )
+                }
                 OutAction::Record => notes.push(format!("{rule}: {reason} (recorded, forwarded)")),
                 OutAction::Off => {}
             }
         }
     }
     let now = Instant::now();
-    if let Some(hit) = st.flows.check(&policy.flows, &decision.accesses, tool.as_deref(), now) {
+    if let Some(hit) = st
+        .flows
+        .check(&policy.flows, &decision.accesses, tool.as_deref(), now)
+    {
         let denial = if hit.refuse {
             Denial::new(hit.rule, hit.reason)
         } else {
@@ -98,7 +127,14 @@ pub fn on_request(
     }
     if let Some(id) = id {
         if st.requests.len() < MAX_REQUESTS {
-            st.requests.insert(crate::proxy::session::id_key(id), RequestInfo { tool, sensitive, id: id_text });
+            st.requests.insert(
+                crate::proxy::session::id_key(id),
+                RequestInfo {
+                    tool,
+                    sensitive,
+                    id: id_text,
+                },
+            );
         }
     }
     (decision, notes)
@@ -131,7 +167,12 @@ pub enum ResultOutcome {
 }
 
 /// Scan the answer to request `key` (a response line), if it was one capjail watches.
-pub fn on_result(policy: &Policy, st: &mut SessionContent, key: &str, line: &[u8]) -> ResultOutcome {
+pub fn on_result(
+    policy: &Policy,
+    st: &mut SessionContent,
+    key: &str,
+    line: &[u8],
+) -> ResultOutcome {
     let Some(info) = st.requests.remove(key) else {
         return ResultOutcome::Forward;
     };
@@ -150,7 +191,12 @@ pub fn on_result(policy: &Policy, st: &mut SessionContent, key: &str, line: &[u8
             st.known.add_file(&t, what);
         }
     }
-    if !c.enabled || info.tool.as_ref().is_some_and(|t| c.results_exempt_tools.contains(t)) {
+    if !c.enabled
+        || info
+            .tool
+            .as_ref()
+            .is_some_and(|t| c.results_exempt_tools.contains(t))
+    {
         return ResultOutcome::Forward;
     }
     let rep = super::results::check_result(result, c, &mut st.known);

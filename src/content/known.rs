@@ -54,7 +54,12 @@ impl KnownSecrets {
                 continue;
             }
             match line.split_once('=') {
-                Some((k, v)) if !k.is_empty() && k.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b' ' || c == b'.') => {
+                Some((k, v))
+                    if !k.is_empty()
+                        && k.bytes().all(|c| {
+                            c.is_ascii_alphanumeric() || c == b'_' || c == b' ' || c == b'.'
+                        }) =>
+                {
                     self.add(v, label)
                 }
                 _ if line.len() >= 16 => self.add(line, label),
@@ -117,6 +122,9 @@ mod tests {
             ("GITHUB_TOKEN".to_string(), "tok-123456789".to_string()),
             ("PATH".to_string(), "/usr/bin".to_string()),
         ];
-        assert_eq!(withheld_env(&env, None), vec![("GITHUB_TOKEN".into(), "tok-123456789".into())]);
+        assert_eq!(
+            withheld_env(&env, None),
+            vec![("GITHUB_TOKEN".into(), "tok-123456789".into())]
+        );
     }
 }

@@ -46,7 +46,11 @@ pub(crate) const WRAP_OPEN: &str = "[capjail: the tool output below contains tex
 pub(crate) const WRAP_CLOSE: &str = "\n</untrusted-tool-output>";
 
 /// Scan and rewrite the text members of `result` (a `tools/call` or `resources/read` result).
-pub(crate) fn check_result(result: &mut Value, policy: &ContentPolicy, known: &mut KnownSecrets) -> ResultReport {
+pub(crate) fn check_result(
+    result: &mut Value,
+    policy: &ContentPolicy,
+    known: &mut KnownSecrets,
+) -> ResultReport {
     let mut rep = ResultReport::default();
     let mut texts: Vec<&mut String> = Vec::new();
     collect(result, &mut texts, 0);
@@ -68,7 +72,11 @@ fn collect<'v>(v: &'v mut Value, out: &mut Vec<&'v mut String>, depth: usize) {
         Value::Object(o) => {
             for (k, x) in o.iter_mut() {
                 // Binary payloads and identifiers are not text for the model.
-                if matches!(k.as_str(), "blob" | "data" | "mimeType" | "uri" | "type" | "_meta") && depth > 0 {
+                if matches!(
+                    k.as_str(),
+                    "blob" | "data" | "mimeType" | "uri" | "type" | "_meta"
+                ) && depth > 0
+                {
                     continue;
                 }
                 collect(x, out, depth + 1);
@@ -78,12 +86,25 @@ fn collect<'v>(v: &'v mut Value, out: &mut Vec<&'v mut String>, depth: usize) {
     }
 }
 
-fn one_text(t: &mut String, policy: &ContentPolicy, known: &mut KnownSecrets, rep: &mut ResultReport) {
+fn one_text(
+    t: &mut String,
+    policy: &ContentPolicy,
+    known: &mut KnownSecrets,
+    rep: &mut ResultReport,
+) {
     let mut sc = Scanner::new(known, false);
     sc.result(t);
     let mut found = sc.findings;
-    let marker = if policy.injection != ResultAction::Off { super::text::injection_marker(t) } else { None };
-    let hidden = if policy.hidden_unicode != ResultAction::Off { super::text::count_hidden(t) } else { 0 };
+    let marker = if policy.injection != ResultAction::Off {
+        super::text::injection_marker(t)
+    } else {
+        None
+    };
+    let hidden = if policy.hidden_unicode != ResultAction::Off {
+        super::text::count_hidden(t)
+    } else {
+        0
+    };
     if policy.secrets != ResultAction::Off && !found.is_empty() {
         match policy.secrets {
             ResultAction::Redact => {
@@ -102,7 +123,9 @@ fn one_text(t: &mut String, policy: &ContentPolicy, known: &mut KnownSecrets, re
                 *t = super::text::strip_hidden(t);
                 rep.changed = true;
             }
-            ResultAction::Refuse => rep.refuse = rep.refuse.or(Some("content.results.hidden_unicode")),
+            ResultAction::Refuse => {
+                rep.refuse = rep.refuse.or(Some("content.results.hidden_unicode"))
+            }
             _ => {}
         }
     }
@@ -158,8 +181,14 @@ mod tests {
             {"type":"text","text":"a\u{200b}b"}],"isError":false});
         let rep = check_result(&mut r, &p, &mut k);
         assert!(rep.changed && rep.refuse.is_none());
-        assert_eq!(r["content"][0]["text"], "key [REDACTED by capjail: cloud] here");
-        assert!(r["content"][1]["text"].as_str().unwrap().starts_with(WRAP_OPEN));
+        assert_eq!(
+            r["content"][0]["text"],
+            "key [REDACTED by capjail: cloud] here"
+        );
+        assert!(r["content"][1]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with(WRAP_OPEN));
         assert_eq!(r["content"][2]["type"], "image");
         assert_eq!(r["content"][2]["data"], "QUtJQVo3UTNCVDRMQ01XMlBYNU4=");
         assert_eq!(r["content"][3]["text"], "ab");

@@ -6,7 +6,9 @@
 
 use std::ops::Range;
 
-use super::encodings::{candidate_tokens, decode_token, joined_labels, percent_decode_repeated, url_hosts};
+use super::encodings::{
+    candidate_tokens, decode_token, joined_labels, percent_decode_repeated, url_hosts,
+};
 use super::known::KnownSecrets;
 use super::secrets::{self, Class, Hit};
 
@@ -49,7 +51,11 @@ impl Place<'_> {
             Place::Whole(w) => w.clone(),
             Place::Map(m) => {
                 let s = m.get(r.start).copied().unwrap_or(orig_len);
-                let e = if r.end == 0 { s } else { m.get(r.end - 1).map_or(orig_len, |&i| i + 1) };
+                let e = if r.end == 0 {
+                    s
+                } else {
+                    m.get(r.end - 1).map_or(orig_len, |&i| i + 1)
+                };
                 s..e.max(s)
             }
         }
@@ -67,7 +73,13 @@ pub(crate) struct Scanner<'k> {
 
 impl<'k> Scanner<'k> {
     pub(crate) fn new(known: &'k mut KnownSecrets, urls: bool) -> Scanner<'k> {
-        Scanner { known, urls, budget: 0, orig_len: 0, findings: Vec::new() }
+        Scanner {
+            known,
+            urls,
+            budget: 0,
+            orig_len: 0,
+            findings: Vec::new(),
+        }
     }
 
     /// Scan what leaves: every view.
@@ -92,7 +104,11 @@ impl<'k> Scanner<'k> {
             }
         }
         let last = if decoded.is_some() { 1 } else { 0 };
-        for (k, text) in [Some(base), decoded.as_deref()].into_iter().flatten().enumerate() {
+        for (k, text) in [Some(base), decoded.as_deref()]
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
             for (span, host) in url_hosts(text) {
                 if let Some(j) = joined_labels(host) {
                     self.view(&j, "dns labels", &whole, 0);
@@ -149,7 +165,10 @@ impl<'k> Scanner<'k> {
             return;
         }
         for tok in candidate_tokens(text) {
-            if hits.iter().any(|h| h.span.start <= tok.start && tok.end <= h.span.end) {
+            if hits
+                .iter()
+                .any(|h| h.span.start <= tok.start && tok.end <= h.span.end)
+            {
                 continue;
             }
             if self.budget < tok.len() {
@@ -160,13 +179,23 @@ impl<'k> Scanner<'k> {
             let t = &text[tok.clone()];
             let trimmed = t.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
             let decoded = decode_token(t)
-                .or_else(|| (trimmed.len() != t.len() && trimmed.len() >= super::encodings::MIN_TOKEN).then(|| decode_token(trimmed)).flatten())
+                .or_else(|| {
+                    (trimmed.len() != t.len() && trimmed.len() >= super::encodings::MIN_TOKEN)
+                        .then(|| decode_token(trimmed))
+                        .flatten()
+                })
                 .or_else(|| {
                     let cut = trimmed.find(['=', '/', '-', '_']).map(|i| i + 1)?;
-                    (trimmed.len() - cut >= super::encodings::MIN_TOKEN).then(|| decode_token(&trimmed[cut..])).flatten()
+                    (trimmed.len() - cut >= super::encodings::MIN_TOKEN)
+                        .then(|| decode_token(&trimmed[cut..]))
+                        .flatten()
                 });
             if let Some((enc, d)) = decoded {
-                let label = if encoding == "plain" { enc.to_string() } else { format!("{encoding}+{enc}") };
+                let label = if encoding == "plain" {
+                    enc.to_string()
+                } else {
+                    format!("{encoding}+{enc}")
+                };
                 let at = place.place(&tok, self.orig_len);
                 self.view(&d, &label, &Place::Whole(at), depth + 1);
             }
@@ -201,7 +230,12 @@ impl<'k> Scanner<'k> {
     }
 
     fn push(&mut self, f: Finding) {
-        if self.findings.len() < 64 && !self.findings.iter().any(|x| x.class == f.class && x.span == f.span && x.detector == f.detector) {
+        if self.findings.len() < 64
+            && !self
+                .findings
+                .iter()
+                .any(|x| x.class == f.class && x.span == f.span && x.detector == f.detector)
+        {
             self.findings.push(f);
         }
     }
@@ -217,7 +251,10 @@ mod tests {
         let mut k = KnownSecrets::default();
         let mut sc = Scanner::new(&mut k, true);
         sc.outgoing(s);
-        sc.findings.iter().map(|f| format!("{}/{}", f.detector, f.encoding)).collect()
+        sc.findings
+            .iter()
+            .map(|f| format!("{}/{}", f.detector, f.encoding))
+            .collect()
     }
 
     #[test]
@@ -230,21 +267,37 @@ mod tests {
             s.to_string()
         };
         let _ = b64;
-        assert_eq!(out(&format!("http://h.test/?k={KEY}")), ["aws_access_key_id/plain"]);
+        assert_eq!(
+            out(&format!("http://h.test/?k={KEY}")),
+            ["aws_access_key_id/plain"]
+        );
         let pct: String = KEY.bytes().map(|c| format!("%{c:02X}")).collect();
-        assert!(out(&format!("http://h.test/?k={pct}")).contains(&"aws_access_key_id/percent".into()));
+        assert!(
+            out(&format!("http://h.test/?k={pct}")).contains(&"aws_access_key_id/percent".into())
+        );
         let pct2 = pct.replace('%', "%25");
-        assert!(out(&format!("http://h.test/?k={pct2}")).contains(&"aws_access_key_id/percent".into()));
-        assert!(out(&format!("http://h.test/?k={}", hex::encode(KEY))).contains(&"aws_access_key_id/hex".into()));
+        assert!(
+            out(&format!("http://h.test/?k={pct2}")).contains(&"aws_access_key_id/percent".into())
+        );
+        assert!(out(&format!("http://h.test/?k={}", hex::encode(KEY)))
+            .contains(&"aws_access_key_id/hex".into()));
         // base64 of "AKIAZ7Q3BT4LCMW2PX5N"
-        assert!(out("http://h.test/?k=QUtJQVo3UTNCVDRMQ01XMlBYNU4=").contains(&"aws_access_key_id/base64".into()));
-        assert!(out("http://h.test/?k=QUtJQVo3UTNCVDRMQ01XMlBYNU4").contains(&"aws_access_key_id/base64".into()));
-        let split = format!("http://{}.{}.{}.evil.test/", &KEY[..7], &KEY[7..14], &KEY[14..]);
+        assert!(out("http://h.test/?k=QUtJQVo3UTNCVDRMQ01XMlBYNU4=")
+            .contains(&"aws_access_key_id/base64".into()));
+        assert!(out("http://h.test/?k=QUtJQVo3UTNCVDRMQ01XMlBYNU4")
+            .contains(&"aws_access_key_id/base64".into()));
+        let split = format!(
+            "http://{}.{}.{}.evil.test/",
+            &KEY[..7],
+            &KEY[7..14],
+            &KEY[14..]
+        );
         assert!(out(&split).contains(&"aws_access_key_id/dns labels".into()));
         let lower = split.to_ascii_lowercase();
         assert!(out(&lower).contains(&"aws_access_key_id/dns labels".into()));
         let zw: String = KEY.chars().flat_map(|c| [c, '\u{200b}']).collect();
-        assert!(out(&format!("x {zw} y")).contains(&"aws_access_key_id/hidden or confusable characters".into()));
+        assert!(out(&format!("x {zw} y"))
+            .contains(&"aws_access_key_id/hidden or confusable characters".into()));
         assert_eq!(out("see https://github.com/rust-lang/rust/commit/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b"), Vec::<String>::new());
     }
 

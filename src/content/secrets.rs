@@ -124,7 +124,14 @@ const fn t(
     min: usize,
     max: usize,
 ) -> TokenRule {
-    TokenRule { prefix, id, class, chars, min, max }
+    TokenRule {
+        prefix,
+        id,
+        class,
+        chars,
+        min,
+        max,
+    }
 }
 
 use Chars::*;
@@ -140,13 +147,27 @@ const TOKENS: &[TokenRule] = &[
     t("ANPA", "aws_access_key_id", Cloud, Upper, 16, 16),
     t("AIza", "google_api_key", Cloud, Url, 35, 35),
     t("AccountKey=", "azure_storage_key", Cloud, B64, 80, 100),
-    t("SharedAccessKey=", "azure_shared_access_key", Cloud, B64, 40, 100),
+    t(
+        "SharedAccessKey=",
+        "azure_shared_access_key",
+        Cloud,
+        B64,
+        40,
+        100,
+    ),
     t("ghp_", "github_token", Forge, Alnum, 36, 255),
     t("gho_", "github_token", Forge, Alnum, 36, 255),
     t("ghu_", "github_token", Forge, Alnum, 36, 255),
     t("ghs_", "github_token", Forge, Alnum, 36, 255),
     t("ghr_", "github_token", Forge, Alnum, 36, 255),
-    t("github_pat_", "github_fine_grained_token", Forge, Word, 70, 255),
+    t(
+        "github_pat_",
+        "github_fine_grained_token",
+        Forge,
+        Word,
+        70,
+        255,
+    ),
     t("glpat-", "gitlab_token", Forge, Url, 20, 255),
     t("gldt-", "gitlab_deploy_token", Forge, Url, 20, 255),
     t("xoxb-", "slack_token", Saas, Url, 20, 255),
@@ -155,7 +176,14 @@ const TOKENS: &[TokenRule] = &[
     t("xoxr-", "slack_token", Saas, Url, 20, 255),
     t("xoxs-", "slack_token", Saas, Url, 20, 255),
     t("xoxe-", "slack_token", Saas, Url, 20, 255),
-    t("hooks.slack.com/services/", "slack_webhook", Saas, Slash, 30, 80),
+    t(
+        "hooks.slack.com/services/",
+        "slack_webhook",
+        Saas,
+        Slash,
+        30,
+        80,
+    ),
     t("sk_live_", "stripe_secret_key", Saas, Alnum, 20, 255),
     t("rk_live_", "stripe_restricted_key", Saas, Alnum, 20, 255),
     t("sk-ant-", "anthropic_api_key", Saas, Url, 32, 255),
@@ -192,7 +220,11 @@ const SPECIAL: &[&str] = &[
 fn anchors() -> &'static AhoCorasick {
     static A: OnceLock<AhoCorasick> = OnceLock::new();
     A.get_or_init(|| {
-        let pats: Vec<&str> = TOKENS.iter().map(|r| r.prefix).chain(SPECIAL.iter().copied()).collect();
+        let pats: Vec<&str> = TOKENS
+            .iter()
+            .map(|r| r.prefix)
+            .chain(SPECIAL.iter().copied())
+            .collect();
         AhoCorasickBuilder::new()
             .match_kind(MatchKind::LeftmostLongest)
             .build(pats)
@@ -209,7 +241,9 @@ pub(crate) fn scan(text: &str, out: &mut Vec<Hit>) {
         if i < TOKENS.len() {
             let r = &TOKENS[i];
             // A word boundary before (the prefix must start the token).
-            if s > 0 && (b[s - 1].is_ascii_alphanumeric() || (r.prefix.len() <= 4 && b[s - 1] == b'_')) {
+            if s > 0
+                && (b[s - 1].is_ascii_alphanumeric() || (r.prefix.len() <= 4 && b[s - 1] == b'_'))
+            {
                 continue;
             }
             let n = run(b, e, r.chars, r.max + 1);
@@ -221,7 +255,11 @@ pub(crate) fn scan(text: &str, out: &mut Vec<Hit>) {
             if placeholder(body) || !extra_ok(r, body) {
                 continue;
             }
-            out.push(Hit { class: r.class, detector: r.id, span: s..e + n });
+            out.push(Hit {
+                class: r.class,
+                detector: r.id,
+                span: s..e + n,
+            });
         } else {
             let hit = match SPECIAL[i - TOKENS.len()] {
                 "eyJ" => jwt(b, s),
@@ -249,7 +287,11 @@ fn run(b: &[u8], from: usize, chars: Chars, cap: usize) -> usize {
 /// Documentation placeholders: AWS's `...EXAMPLE` keys, `xxxx`, runs of one character.
 pub(crate) fn placeholder(body: &str) -> bool {
     let upper = body.to_ascii_uppercase();
-    if upper.contains("EXAMPLE") || upper.contains("XXXX") || upper.contains("YOUR") || upper.contains("0000000") {
+    if upper.contains("EXAMPLE")
+        || upper.contains("XXXX")
+        || upper.contains("YOUR")
+        || upper.contains("0000000")
+    {
         return true;
     }
     let mut seen = [false; 128];
@@ -266,8 +308,10 @@ pub(crate) fn placeholder(body: &str) -> bool {
 fn extra_ok(r: &TokenRule, body: &str) -> bool {
     match r.id {
         // Real keys mix letters and digits.
-        "aws_access_key_id" | "twilio_api_key" | "google_api_key" | "npm_token" | "huggingface_token" => {
-            body.bytes().any(|c| c.is_ascii_digit()) && body.bytes().any(|c| c.is_ascii_alphabetic())
+        "aws_access_key_id" | "twilio_api_key" | "google_api_key" | "npm_token"
+        | "huggingface_token" => {
+            body.bytes().any(|c| c.is_ascii_digit())
+                && body.bytes().any(|c| c.is_ascii_alphabetic())
         }
         "sendgrid_api_key" => body.bytes().filter(|&c| c == b'.').count() == 1,
         "openai_api_key" if r.prefix == "sk-" => {
@@ -293,7 +337,11 @@ fn jwt(b: &[u8], s: usize) -> Option<Hit> {
     }
     let g0 = p0 + p + 1;
     let g = run(b, g0, Url, 4096);
-    (g >= 16).then(|| Hit { class: Jwt, detector: "jwt", span: s..g0 + g })
+    (g >= 16).then(|| Hit {
+        class: Jwt,
+        detector: "jwt",
+        span: s..g0 + g,
+    })
 }
 
 fn pem(text: &str, s: usize) -> Option<Hit> {
@@ -309,20 +357,22 @@ fn pem(text: &str, s: usize) -> Option<Hit> {
     // lines, a line of 40 base64 characters or more.
     let from = head_end + 5;
     let mut i = from;
-    let skip_space = |mut i: usize| {
-        loop {
-            if i < b.len() && b[i].is_ascii_whitespace() {
-                i += 1;
-            } else if b[i..].starts_with(b"\\n") || b[i..].starts_with(b"\\r") {
-                i += 2;
-            } else {
-                return i;
-            }
+    let skip_space = |mut i: usize| loop {
+        if i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        } else if b[i..].starts_with(b"\\n") || b[i..].starts_with(b"\\r") {
+            i += 2;
+        } else {
+            return i;
         }
     };
     for _ in 0..4 {
         i = skip_space(i);
-        let line = b[i..].iter().take(200).take_while(|&&c| c != b'\n' && c != b'\\').count();
+        let line = b[i..]
+            .iter()
+            .take(200)
+            .take_while(|&&c| c != b'\n' && c != b'\\')
+            .count();
         if b[i..i + line].contains(&b':') {
             i += line;
         } else {
@@ -335,35 +385,84 @@ fn pem(text: &str, s: usize) -> Option<Hit> {
     let end = memchr::memmem::find(&b[from..b.len().min(from + (64 << 10))], b"-----END ")
         .map(|i| {
             let e = from + i + 9;
-            e + b[e..].iter().take(80).position(|&c| c == b'\n' || c == b'"').unwrap_or(0)
+            e + b[e..]
+                .iter()
+                .take(80)
+                .position(|&c| c == b'\n' || c == b'"')
+                .unwrap_or(0)
         })
         .unwrap_or(b.len().min(from + (64 << 10)));
-    let end = (end..=b.len()).find(|&i| text.is_char_boundary(i)).unwrap_or(b.len());
-    Some(Hit { class: PrivateKey, detector: "pem_private_key", span: s..end })
+    let end = (end..=b.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(b.len());
+    Some(Hit {
+        class: PrivateKey,
+        detector: "pem_private_key",
+        span: s..end,
+    })
 }
 
 const PASSWORD_PLACEHOLDERS: &[&str] = &[
-    "password", "passwd", "pass", "pwd", "secret", "changeme", "pw", "p", "x", "user", "admin",
-    "root", "guest", "test", "example", "redacted", "mypassword", "yourpassword", "your_password",
+    "password",
+    "passwd",
+    "pass",
+    "pwd",
+    "secret",
+    "changeme",
+    "pw",
+    "p",
+    "x",
+    "user",
+    "admin",
+    "root",
+    "guest",
+    "test",
+    "example",
+    "redacted",
+    "mypassword",
+    "yourpassword",
+    "your_password",
 ];
 
 fn url_password(text: &str, s: usize, e: usize) -> Option<Hit> {
     let b = text.as_bytes();
     // The scheme before `://`.
-    let scheme = b[..s].iter().rev().take(32).take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'.' | b'-')).count();
+    let scheme = b[..s]
+        .iter()
+        .rev()
+        .take(32)
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'.' | b'-'))
+        .count();
     if scheme == 0 {
         return None;
     }
     let auth_len = b[e..]
         .iter()
         .take(512)
-        .take_while(|&&c| !matches!(c, b'/' | b'?' | b'#' | b' ' | b'\n' | b'\r' | b'\t' | b'"' | b'\'' | b'<' | b'>' | b'\\'))
+        .take_while(|&&c| {
+            !matches!(
+                c,
+                b'/' | b'?'
+                    | b'#'
+                    | b' '
+                    | b'\n'
+                    | b'\r'
+                    | b'\t'
+                    | b'"'
+                    | b'\''
+                    | b'<'
+                    | b'>'
+                    | b'\\'
+            )
+        })
         .count();
     let auth = &text[e..e + auth_len];
     let at = auth.rfind('@')?;
     let userinfo = &auth[..at];
     let (_, pw) = userinfo.split_once(':')?;
-    let decoded: String = percent_encoding::percent_decode_str(pw).decode_utf8_lossy().into_owned();
+    let decoded: String = percent_encoding::percent_decode_str(pw)
+        .decode_utf8_lossy()
+        .into_owned();
     let low = decoded.to_ascii_lowercase();
     // Short passwords (ports after a host in a confusing URL, `x:y@`) are not worth a refusal.
     if decoded.chars().count() < 6
@@ -373,16 +472,26 @@ fn url_password(text: &str, s: usize, e: usize) -> Option<Hit> {
         || decoded.starts_with('{')
         || decoded.starts_with('%')
         || decoded.starts_with('[')
-        || decoded.chars().all(|c| c == '*' || c == 'x' || c == '.' || c == '•')
+        || decoded
+            .chars()
+            .all(|c| c == '*' || c == 'x' || c == '.' || c == '•')
     {
         return None;
     }
-    Some(Hit { class: UrlPassword, detector: "url_password", span: e..e + at })
+    Some(Hit {
+        class: UrlPassword,
+        detector: "url_password",
+        span: e..e + at,
+    })
 }
 
 fn aws_secret(b: &[u8], s: usize, e: usize) -> Option<Hit> {
     let _ = s;
-    let gap = b[e..].iter().take(8).take_while(|c| matches!(c, b' ' | b'"' | b'\'' | b'=' | b':' | b'\t')).count();
+    let gap = b[e..]
+        .iter()
+        .take(8)
+        .take_while(|c| matches!(c, b' ' | b'"' | b'\'' | b'=' | b':' | b'\t'))
+        .count();
     let from = e + gap;
     let n = run(b, from, B64, 41);
     if n != 40 {
@@ -392,7 +501,11 @@ fn aws_secret(b: &[u8], s: usize, e: usize) -> Option<Hit> {
     if placeholder(body) {
         return None;
     }
-    Some(Hit { class: Cloud, detector: "aws_secret_access_key", span: from..from + 40 })
+    Some(Hit {
+        class: Cloud,
+        detector: "aws_secret_access_key",
+        span: from..from + 40,
+    })
 }
 
 /// Microsoft Entra (Azure AD) client secrets: three characters, a digit, `Q~`, 31-34 more.
@@ -405,14 +518,26 @@ fn azure_client_secret(b: &[u8], s: usize) -> Option<Hit> {
         return None;
     }
     let n = b[s + 2..].iter().take(35).take_while(|c| ok(c)).count();
-    (31..=34).contains(&n).then(|| Hit { class: Cloud, detector: "azure_client_secret", span: s - 4..s + 2 + n })
+    (31..=34).contains(&n).then(|| Hit {
+        class: Cloud,
+        detector: "azure_client_secret",
+        span: s - 4..s + 2 + n,
+    })
 }
 
 /// A GCP service-account key file (its `private_key` is also a PEM block).
 fn gcp_key_id(b: &[u8], e: usize) -> Option<Hit> {
-    let gap = b[e..].iter().take(6).take_while(|c| matches!(c, b' ' | b':' | b'"' | b'\\')).count();
+    let gap = b[e..]
+        .iter()
+        .take(6)
+        .take_while(|c| matches!(c, b' ' | b':' | b'"' | b'\\'))
+        .count();
     let n = run(b, e + gap, Hex, 41);
-    (n == 40).then(|| Hit { class: Cloud, detector: "gcp_service_account_key", span: e + gap..e + gap + 40 })
+    (n == 40).then(|| Hit {
+        class: Cloud,
+        detector: "gcp_service_account_key",
+        span: e + gap..e + gap + 40,
+    })
 }
 
 const BASE58: &[u8] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
@@ -454,7 +579,11 @@ fn wif_keys(text: &str, out: &mut Vec<Hit>) {
                     let (payload, sum) = d.split_at(d.len() - 4);
                     let h = Sha256::digest(Sha256::digest(payload));
                     if &h[..4] == sum {
-                        out.push(Hit { class: Crypto, detector: "wif_private_key", span: i..i + n });
+                        out.push(Hit {
+                            class: Crypto,
+                            detector: "wif_private_key",
+                            span: i..i + n,
+                        });
                     }
                 }
             }
@@ -496,7 +625,8 @@ fn mnemonic_valid(idx: &[u16]) -> bool {
     }
     let h = Sha256::digest(&bytes[..ent / 8]);
     let want = h[0] >> (8 - cs);
-    let last = ((bytes[ent / 8] as u16) << 8 | *bytes.get(ent / 8 + 1).unwrap_or(&0) as u16) >> (16 - cs);
+    let last =
+        ((bytes[ent / 8] as u16) << 8 | *bytes.get(ent / 8 + 1).unwrap_or(&0) as u16) >> (16 - cs);
     want as u16 == last
 }
 
@@ -511,7 +641,11 @@ fn seed_phrases(text: &str, out: &mut Vec<Hit>) {
             'starts: for s in 0..idx.len().min(256) {
                 for n in [24, 21, 18, 15, 12] {
                     if s + n <= idx.len() && mnemonic_valid(&idx[s..s + n]) {
-                        out.push(Hit { class: Crypto, detector: "bip39_seed_phrase", span: words[s].1..words[s + n - 1].2 });
+                        out.push(Hit {
+                            class: Crypto,
+                            detector: "bip39_seed_phrase",
+                            span: words[s].1..words[s + n - 1].2,
+                        });
                         break 'starts;
                     }
                 }
@@ -528,7 +662,10 @@ fn seed_phrases(text: &str, out: &mut Vec<Hit>) {
             i += 1;
             continue;
         }
-        let n = b[i..].iter().take_while(|c| c.is_ascii_alphabetic()).count();
+        let n = b[i..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .count();
         match word_index(&text[i..i + n]) {
             Some(v) => words.push((v, i, i + n)),
             None => flush(&mut words, out),
@@ -552,14 +689,32 @@ mod tests {
     fn tokens() {
         assert_eq!(classes("key=AKIAZ7Q3BT4LCMW2PX5N&x"), ["aws_access_key_id"]);
         assert!(classes("AKIAIOSFODNN7EXAMPLE").is_empty());
-        assert_eq!(classes("ghp_4Fq9ZtX1bW7mK2pL8vR3sY6nC0dH5jE9uA1k"), ["github_token"]);
+        assert_eq!(
+            classes("ghp_4Fq9ZtX1bW7mK2pL8vR3sY6nC0dH5jE9uA1k"),
+            ["github_token"]
+        );
         assert!(classes("ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx").is_empty());
         assert_eq!(classes("glpat-Zq8vX2mN4pL7kR9sT1wY"), ["gitlab_token"]);
-        assert_eq!(classes("xoxb-1234567890-0987654321-AbCdEfGhIjKl"), ["slack_token"]);
-        assert_eq!(classes("sk_live_51HqLyjWDarjtT1zdp7dcAbCd"), ["stripe_secret_key"]);
-        assert_eq!(classes("sk-ant-api03-Zq8vX2mN4pL7kR9sT1wYb3c5D6e7F8g9H0i"), ["anthropic_api_key"]);
-        assert_eq!(classes("SK0123456789abcdef0123456789abcdef"), ["twilio_api_key"]);
-        assert_eq!(classes("AIzaSyD4fG7hJ2kL9mN1pQ3rS5tU8vW0xY6zA2b"), ["google_api_key"]);
+        assert_eq!(
+            classes("xoxb-1234567890-0987654321-AbCdEfGhIjKl"),
+            ["slack_token"]
+        );
+        assert_eq!(
+            classes("sk_live_51HqLyjWDarjtT1zdp7dcAbCd"),
+            ["stripe_secret_key"]
+        );
+        assert_eq!(
+            classes("sk-ant-api03-Zq8vX2mN4pL7kR9sT1wYb3c5D6e7F8g9H0i"),
+            ["anthropic_api_key"]
+        );
+        assert_eq!(
+            classes("SK0123456789abcdef0123456789abcdef"),
+            ["twilio_api_key"]
+        );
+        assert_eq!(
+            classes("AIzaSyD4fG7hJ2kL9mN1pQ3rS5tU8vW0xY6zA2b"),
+            ["google_api_key"]
+        );
         assert!(classes("task-1234 disk_usage MASKED").is_empty());
     }
 
@@ -567,15 +722,26 @@ mod tests {
     fn shapes() {
         let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6MTl9.Zq8vX2mN4pL7kR9sT1wYb3c5D6e7F8g9";
         assert_eq!(classes(jwt), ["jwt"]);
-        let pem = format!("-----BEGIN RSA PRIVATE KEY-----\n{}\n-----END RSA PRIVATE KEY-----\n", "MIIEow".repeat(20));
+        let pem = format!(
+            "-----BEGIN RSA PRIVATE KEY-----\n{}\n-----END RSA PRIVATE KEY-----\n",
+            "MIIEow".repeat(20)
+        );
         assert_eq!(classes(&pem), ["pem_private_key"]);
         assert!(classes("-----BEGIN RSA PRIVATE KEY----- blocks are PEM").is_empty());
         assert_eq!(classes("postgres://app:Tr0ub4dor&3@db/x"), ["url_password"]);
         assert!(classes("postgres://user:password@localhost/db").is_empty());
         assert!(classes("https://example.com/a").is_empty());
-        assert_eq!(classes("aws_secret_access_key = Zq8vX2mN4pL7kR9sT1wYb3c5D6e7F8g9H0iJ1kL2"), ["aws_secret_access_key"]);
-        assert!(classes("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY").is_empty());
-        assert_eq!(classes("secret: abc8Q~Zq8vX2mN4pL7kR9sT1wYb3c5D6e7F8g9H"), ["azure_client_secret"]);
+        assert_eq!(
+            classes("aws_secret_access_key = Zq8vX2mN4pL7kR9sT1wYb3c5D6e7F8g9H0iJ1kL2"),
+            ["aws_secret_access_key"]
+        );
+        assert!(
+            classes("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY").is_empty()
+        );
+        assert_eq!(
+            classes("secret: abc8Q~Zq8vX2mN4pL7kR9sT1wYb3c5D6e7F8g9H"),
+            ["azure_client_secret"]
+        );
     }
 
     #[test]
@@ -583,11 +749,20 @@ mod tests {
         // The BIP-39 test vector: valid checksum.
         let m = "legal winner thank year wave sausage worth useful legal winner thank yellow";
         assert_eq!(classes(m), ["bip39_seed_phrase"]);
-        assert_eq!(classes(&format!("1. {}", m.replace(' ', ", "))), ["bip39_seed_phrase"]);
+        assert_eq!(
+            classes(&format!("1. {}", m.replace(' ', ", "))),
+            ["bip39_seed_phrase"]
+        );
         // Twelve list words whose checksum fails: not a seed.
-        assert!(classes("legal winner thank year wave sausage worth useful legal winner thank thank").is_empty());
+        assert!(classes(
+            "legal winner thank year wave sausage worth useful legal winner thank thank"
+        )
+        .is_empty());
         // A WIF key (from the Bitcoin wiki) and a corrupted one.
-        assert_eq!(classes("5HueCGU8rMjxEXxiPuD5BDku4MkFqeZyd4dZ1jvhTVqvbTLvyTJ"), ["wif_private_key"]);
+        assert_eq!(
+            classes("5HueCGU8rMjxEXxiPuD5BDku4MkFqeZyd4dZ1jvhTVqvbTLvyTJ"),
+            ["wif_private_key"]
+        );
         assert!(classes("5HueCGU8rMjxEXxiPuD5BDku4MkFqeZyd4dZ1jvhTVqvbTLvyTK").is_empty());
     }
 }

@@ -26,14 +26,46 @@ pub(crate) fn confusable(c: char) -> Option<char> {
         return char::from_u32(u - 0xFF01 + 0x21);
     }
     Some(match c {
-        'А' => 'A', 'В' => 'B', 'Е' => 'E', 'К' => 'K', 'М' => 'M', 'Н' => 'H', 'О' => 'O',
-        'Р' => 'P', 'С' => 'C', 'Т' => 'T', 'Х' => 'X', 'а' => 'a', 'е' => 'e', 'о' => 'o',
-        'р' => 'p', 'с' => 'c', 'у' => 'y', 'х' => 'x', 'і' => 'i', 'ј' => 'j', 'ѕ' => 's',
-        'Α' => 'A', 'Β' => 'B', 'Ε' => 'E', 'Ζ' => 'Z', 'Η' => 'H', 'Ι' => 'I', 'Κ' => 'K',
-        'Μ' => 'M', 'Ν' => 'N', 'Ο' => 'O', 'Ρ' => 'P', 'Τ' => 'T', 'Υ' => 'Y', 'Χ' => 'X',
-        'ο' => 'o', 'ν' => 'v',
+        'А' => 'A',
+        'В' => 'B',
+        'Е' => 'E',
+        'К' => 'K',
+        'М' => 'M',
+        'Н' => 'H',
+        'О' => 'O',
+        'Р' => 'P',
+        'С' => 'C',
+        'Т' => 'T',
+        'Х' => 'X',
+        'а' => 'a',
+        'е' => 'e',
+        'о' => 'o',
+        'р' => 'p',
+        'с' => 'c',
+        'у' => 'y',
+        'х' => 'x',
+        'і' => 'i',
+        'ј' => 'j',
+        'ѕ' => 's',
+        'Α' => 'A',
+        'Β' => 'B',
+        'Ε' => 'E',
+        'Ζ' => 'Z',
+        'Η' => 'H',
+        'Ι' => 'I',
+        'Κ' => 'K',
+        'Μ' => 'M',
+        'Ν' => 'N',
+        'Ο' => 'O',
+        'Ρ' => 'P',
+        'Τ' => 'T',
+        'Υ' => 'Y',
+        'Χ' => 'X',
+        'ο' => 'o',
+        'ν' => 'v',
         '\u{2010}' | '\u{2011}' | '\u{2012}' | '\u{2013}' | '\u{2212}' => '-',
-        '\u{2024}' => '.', '\u{FF0E}' => '.',
+        '\u{2024}' => '.',
+        '\u{FF0E}' => '.',
         _ => return None,
     })
 }
@@ -136,7 +168,9 @@ pub(crate) fn injection_marker(s: &str) -> Option<&'static str> {
         space = false;
         t.extend(c.to_lowercase());
     }
-    markers().find(&t).map(|m| INJECTION_MARKERS[m.pattern().as_usize()])
+    markers()
+        .find(&t)
+        .map(|m| INJECTION_MARKERS[m.pattern().as_usize()])
 }
 
 fn markers() -> &'static aho_corasick::AhoCorasick {
@@ -167,6 +201,9 @@ mod tests {
             Some("ignore previous instructions")
         );
         assert_eq!(injection_marker("<|im_start|>system"), Some("<|im_start|>"));
-        assert_eq!(injection_marker("The system prompt is documented in the guide."), None);
+        assert_eq!(
+            injection_marker("The system prompt is documented in the guide."),
+            None
+        );
     }
 }

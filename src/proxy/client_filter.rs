@@ -311,7 +311,13 @@ impl ClientFilter {
         // Content checks and flows, on what the capability decision allowed (src/content).
         let (decision, notes) = {
             let mut shared = self.shared.lock().expect("shared state");
-            crate::content::hook::on_request(&self.policy, &mut shared.content, id, decision, params)
+            crate::content::hook::on_request(
+                &self.policy,
+                &mut shared.content,
+                id,
+                decision,
+                params,
+            )
         };
         for note in &notes {
             tracing::warn!("content finding recorded: {note}");

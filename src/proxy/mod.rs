@@ -478,7 +478,9 @@ fn pump_server(
                             .lock()
                             .map_err(|_| io::Error::other("recorder lock poisoned"))?
                             .flagged(Direction::ServerToClient, None, &why)
-                            .map_err(|e| io::Error::other(format!("cannot record a finding: {e}")))?;
+                            .map_err(|e| {
+                                io::Error::other(format!("cannot record a finding: {e}"))
+                            })?;
                         line.push(b'\n');
                         out.send_to_client(&line)?;
                     }

@@ -121,10 +121,19 @@ impl ServerFilter {
                     Some(Pending::Plain) => {
                         // Results and resource contents: content checks (src/content).
                         let mut shared = self.shared.lock().expect("shared state");
-                        match crate::content::hook::on_result(&self.policy, &mut shared.content, &id_key(&id), line) {
+                        match crate::content::hook::on_result(
+                            &self.policy,
+                            &mut shared.content,
+                            &id_key(&id),
+                            line,
+                        ) {
                             crate::content::hook::ResultOutcome::Forward => ServerOutcome::Forward,
-                            crate::content::hook::ResultOutcome::Flagged(why) => ServerOutcome::Flagged(why),
-                            crate::content::hook::ResultOutcome::Rewritten(l, why) => ServerOutcome::Content(l, why),
+                            crate::content::hook::ResultOutcome::Flagged(why) => {
+                                ServerOutcome::Flagged(why)
+                            }
+                            crate::content::hook::ResultOutcome::Rewritten(l, why) => {
+                                ServerOutcome::Content(l, why)
+                            }
                         }
                     }
                     Some(kind) => self.read_answer(kind, line),
