@@ -62,6 +62,9 @@ impl Place<'_> {
     }
 }
 
+/// Longest token decoded (a base64 PEM key is about 4 KiB).
+const MAX_DECODED_TOKEN: usize = 16 << 10;
+
 pub(crate) struct Scanner<'k> {
     pub known: &'k mut KnownSecrets,
     /// Judge URLs' hosts, paths and queries for random-looking strings.
@@ -169,6 +172,11 @@ impl<'k> Scanner<'k> {
                 .iter()
                 .any(|h| h.span.start <= tok.start && tok.end <= h.span.end)
             {
+                continue;
+            }
+            // Credentials and their encodings are short; a longer run (filler, a binary
+            // payload) is not decoded.
+            if tok.len() > MAX_DECODED_TOKEN {
                 continue;
             }
             if self.budget < tok.len() {
