@@ -30,6 +30,10 @@ WRAP[relay]="$PWD/$B relay --"
 WRAP[capjail]="$PWD/$C -q run --policy $POLICY --mode $MODE ${AUDIT_ARGS[*]} --profile $OUT/bench-profile.yaml --"
 # The same, with auditing off: the cost of the audit log (issue 4) from the same run.
 WRAP_NOAUDIT="$PWD/$C -q run --policy $POLICY --mode $MODE --audit off --profile $OUT/bench-profile.yaml --"
+# The same policy with the content checks off (issue 17): their cost, from the same run.
+POLICY_NOCONTENT="$OUT/bench-policy-nocontent.yaml"
+{ cat "$POLICY"; printf 'content: {enabled: false}\nflows: {defaults: false}\n'; } > "$POLICY_NOCONTENT"
+WRAP_NOCONTENT="$PWD/$C -q run --policy $POLICY_NOCONTENT --mode $MODE ${AUDIT_ARGS[*]} --profile $OUT/bench-profile.yaml --"
 cat > "$OUT/bench-profile.yaml" <<'YAML'
 name: bench
 tools:
@@ -56,6 +60,14 @@ for round in $(seq 1 "$ROUNDS"); do
     # shellcheck disable=SC2086
     line=$(pin $B load $sc -- "${w[@]}" "${SERVER[@]}")
     echo "{\"round\":$round,\"who\":\"capjail_noaudit\",\"pinned\":${CAPJAIL_BENCH_PIN:-1},\"r\":$line}" >> "$RES"
+  done
+  # Content checks off (capjail above runs with them on, the default).
+  # shellcheck disable=SC2206
+  w=($WRAP_NOCONTENT)
+  for sc in "roundtrip 2000" "large 20 1048576"; do
+    # shellcheck disable=SC2086
+    line=$(pin $B load $sc -- "${w[@]}" "${SERVER[@]}")
+    echo "{\"round\":$round,\"who\":\"capjail_nocontent\",\"pinned\":${CAPJAIL_BENCH_PIN:-1},\"r\":$line}" >> "$RES"
   done
 done
 # Peak RSS of capjail itself passing small messages and a 16 MiB response.

@@ -34,6 +34,13 @@ for name, scen, key in [("round trip p50 (µs, 1 CPU)", "roundtrip", "p50_us"), 
     off, on = med("capjail_noaudit", scen, key), med("capjail", scen, key)
     out["audit_cost"][name] = {"off": off, "on": on, "on_over_off": on / off if off else None}
     lines.append(f"| {name} | {off:.1f} | {on:.1f} | {on/off:.2f}x |")
+lines += ["", "| content checks cost (same run, on (default) vs `content: {enabled: false}`) | off | on | on/off |", "|---|---|---|---|"]
+out["content_cost"] = {}
+for name, scen, key, extra in [("round trip p50 (µs, 1 CPU)", "roundtrip", "p50_us", None), ("round trip p99 (µs, 1 CPU)", "roundtrip", "p99_us", None),
+                               ("1 MiB responses (MB/s)", "large", "mb_per_s", 1048576)]:
+    off, on = med("capjail_nocontent", scen, key, 1, extra), med("capjail", scen, key, 1, extra)
+    out["content_cost"][name] = {"off": off, "on": on, "on_over_off": on / off if off else None}
+    lines.append(f"| {name} | {off:.1f} | {on:.1f} | {on/off:.2f}x |")
 out["rss_kib"] = {"small": int(rss_small or 0), "large_16mib": int(rss_large or 0)}
 print(json.dumps(out, indent=1))
 print("\n".join(lines))

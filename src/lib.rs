@@ -10,6 +10,7 @@ pub mod audit;
 pub mod check;
 pub mod compare;
 pub mod egress;
+pub mod content;
 pub mod exit;
 pub mod jsonrpc;
 pub mod policy;

@@ -102,6 +102,18 @@ pub enum FilterAction {
     Altered,
     /// The message was not forwarded.
     Dropped,
+    /// Forwarded unchanged; something in it was recorded (a content finding set to `record`).
+    Flagged,
+}
+
+impl FilterAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FilterAction::Altered => "altered",
+            FilterAction::Dropped => "dropped",
+            FilterAction::Flagged => "flagged",
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -189,15 +201,7 @@ pub fn event_record(
             m.insert("direction".into(), f.direction.as_str().into());
             put_id(&mut m, f.id);
             m.insert("method".into(), f.method.into());
-            m.insert(
-                "action".into(),
-                if f.action == FilterAction::Altered {
-                    "altered"
-                } else {
-                    "dropped"
-                }
-                .into(),
-            );
+            m.insert("action".into(), f.action.as_str().into());
             m.insert("reason".into(), f.reason.into());
         }
         Event::Trust(fields) => {
@@ -345,14 +349,7 @@ pub fn write_event_body(
                 ("session", Member::Str(session)),
                 ("direction", Member::Str(f.direction.as_str())),
                 ("method", f.method.map_or(Member::Null, Member::Str)),
-                (
-                    "action",
-                    Member::Str(if f.action == FilterAction::Altered {
-                        "altered"
-                    } else {
-                        "dropped"
-                    }),
-                ),
+                ("action", Member::Str(f.action.as_str())),
                 ("reason", Member::Str(f.reason)),
             ]);
             if let Some(id) = f.id {

@@ -198,8 +198,13 @@ pub fn compile_with(
         .map_err(|(key, message)| err(key, None, message))?;
     let trust = compile_trust(&file, env)?;
 
+    let content = crate::content::config::compile_content(file.content.as_ref(), env)?;
+    let flows = crate::content::config::compile_flows(file.flows.as_ref(), env)?;
+
     Ok(Policy {
         trust,
+        content,
+        flows,
         name,
         source,
         text,

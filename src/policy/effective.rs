@@ -105,6 +105,8 @@ pub fn effective_file(p: &Policy) -> PolicyFile {
         environment: p.file.environment.clone(),
         audit: p.file.audit.clone(),
         approval: p.file.approval.clone(),
+        content: p.file.content.clone(),
+        flows: p.file.flows.clone(),
     }
 }
 

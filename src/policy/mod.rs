@@ -56,6 +56,10 @@ pub struct Policy {
     pub approval: crate::approval::config::ApprovalPolicy,
     /// `pins:` and `tool_scan:` (tool definitions: pinned, scanned).
     pub trust: crate::trust::settings::TrustPolicy,
+    /// `content:` compiled (protective defaults when absent).
+    pub content: crate::content::ContentPolicy,
+    /// `flows:` compiled (the built-in rules when absent).
+    pub flows: crate::content::FlowPolicy,
 }
 
 /// How the filesystem is governed.

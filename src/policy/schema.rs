@@ -54,6 +54,12 @@ pub struct PolicyFile {
     pub pins: Option<PinsSection>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_scan: Option<ToolScanSection>,
+    /// Content checks (secrets leaving, secrets and instructions coming back): src/content.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<crate::content::schema::ContentSection>,
+    /// Rules over sequences of calls: src/content/flows.rs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flows: Option<crate::content::schema::FlowsSection>,
 }
 
 /// CapFence writes `version: 1.0.0`, which YAML reads as a string; a bare `1` or `1.0` is a number.

@@ -411,6 +411,24 @@ impl ClientFilter {
         let decision = decide(&ctx, method, params);
         // A changed, unpinned or poisoned tool definition (`trust`): refused as the policy says.
         let decision = crate::trust::gate::gate_call(decision, trust.as_ref());
+        // Content checks and flows, on what the capability decision allowed (src/content).
+        let (decision, notes) = {
+            let mut shared = self.shared.lock().expect("shared state");
+            crate::content::hook::on_request(
+                &self.policy,
+                &mut shared.content,
+                id,
+                decision,
+                params,
+            )
+        };
+        for note in &notes {
+            tracing::warn!("content finding recorded: {note}");
+            self.recorder
+                .lock()
+                .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
+                .flagged(Direction::ClientToServer, id, note)?;
+        }
         let micros = started.elapsed().as_micros() as u64;
         if let Some(d) = &decision.denial {
             tracing::warn!(

@@ -573,6 +573,24 @@ fn pump_server(
                         rewritten.push(b'\n');
                         out.send_to_client(&rewritten)?;
                     }
+                    ServerOutcome::Content(mut rewritten, why) => {
+                        tracing::warn!("content checks rewrote a result: {why}");
+                        record(false, &why)?;
+                        rewritten.push(b'\n');
+                        out.send_to_client(&rewritten)?;
+                    }
+                    ServerOutcome::Flagged(why) => {
+                        tracing::warn!("content finding recorded: {why}");
+                        recorder
+                            .lock()
+                            .map_err(|_| io::Error::other("recorder lock poisoned"))?
+                            .flagged(Direction::ServerToClient, None, &why)
+                            .map_err(|e| {
+                                io::Error::other(format!("cannot record a finding: {e}"))
+                            })?;
+                        line.push(b'\n');
+                        out.send_to_client(&line)?;
+                    }
                     // The answer to one of capjail's own requests, handed to its stage.
                     ServerOutcome::Consumed => {}
                     ServerOutcome::Drop(reason) => {

@@ -153,6 +153,28 @@ impl Recorder {
         Ok(())
     }
 
+    /// Record a message forwarded unchanged in which the content checks found something to
+    /// record (a finding whose action is `record`).
+    pub fn flagged(
+        &mut self,
+        direction: Direction,
+        id: Option<&Value>,
+        reason: &str,
+    ) -> std::io::Result<()> {
+        if let Some(q) = &self.audit {
+            let record = Record::Filter {
+                direction,
+                id: id.cloned(),
+                method: None,
+                action: FilterAction::Flagged,
+                reason: reason.to_string(),
+                at: SystemTime::now(),
+            };
+            q.push(record, reason.len()).map_err(io_error)?;
+        }
+        Ok(())
+    }
+
     /// Record the end of the session and write everything still queued. `Err`: some record
     /// could not be written.
     pub fn finish(&mut self, end: SessionEnd) -> Result<(), AuditError> {

@@ -23,6 +23,10 @@ pub enum ServerOutcome {
     Rewritten(Vec<u8>),
     /// Not sent to the client; the reason is logged.
     Drop(String),
+    /// A result the content checks rewrote (redacted, wrapped, withheld): send this, record why.
+    Content(Vec<u8>, String),
+    /// Forward unchanged, record this content finding.
+    Flagged(String),
     /// The answer to one of capjail's own requests, handed to the stage that asked.
     Consumed,
 }
@@ -127,7 +131,24 @@ impl ServerFilter {
                     None => ServerOutcome::Drop(format!(
                         "the server answered id {id}, which no forwarded request has"
                     )),
-                    Some(Pending::Plain) => ServerOutcome::Forward,
+                    Some(Pending::Plain) => {
+                        // Results and resource contents: content checks (src/content).
+                        let mut shared = self.shared.lock().expect("shared state");
+                        match crate::content::hook::on_result(
+                            &self.policy,
+                            &mut shared.content,
+                            &id_key(&id),
+                            line,
+                        ) {
+                            crate::content::hook::ResultOutcome::Forward => ServerOutcome::Forward,
+                            crate::content::hook::ResultOutcome::Flagged(why) => {
+                                ServerOutcome::Flagged(why)
+                            }
+                            crate::content::hook::ResultOutcome::Rewritten(l, why) => {
+                                ServerOutcome::Content(l, why)
+                            }
+                        }
+                    }
                     Some(kind) => self.read_answer(kind, line),
                 }
             }

@@ -39,6 +39,8 @@ pub struct Shared {
     refused: VecDeque<String>,
     /// Pinned and scanned tool definitions (`trust`); `None` when the proxy does not check.
     pub trust: Option<crate::trust::TrustSession>,
+    /// What the content checks remember in this session (known secrets, armed flows).
+    pub content: crate::content::SessionContent,
 }
 
 impl Shared {
@@ -49,6 +51,7 @@ impl Shared {
             server_requests: HashMap::new(),
             refused: VecDeque::new(),
             trust: None,
+            content: Default::default(),
         }
     }
 

@@ -1,0 +1,198 @@
+//! Decoders for the encodings a secret can hide in: percent-encoding (repeated), base64 and
+//! base64url, base32, hex, DNS labels. Each works on one token and returns the decoded text
+//! only when it is mostly printable (so binary data is not rescanned). Bounded: callers give
+//! a byte budget.
+
+use std::ops::Range;
+
+/// Shortest token worth decoding.
+pub(crate) const MIN_TOKEN: usize = 20;
+
+/// Percent-decode repeatedly (at most four times) while the text still has `%XX` escapes.
+/// `None` when there is nothing to decode.
+pub(crate) fn percent_decode_repeated(s: &str) -> Option<String> {
+    let mut cur: Option<String> = None;
+    for _ in 0..4 {
+        let src = cur.as_deref().unwrap_or(s);
+        if !has_escape(src.as_bytes()) {
+            break;
+        }
+        let next = percent_encoding::percent_decode_str(src)
+            .decode_utf8_lossy()
+            .into_owned();
+        if next == src {
+            break;
+        }
+        cur = Some(next);
+    }
+    cur
+}
+
+fn has_escape(b: &[u8]) -> bool {
+    b.windows(3)
+        .any(|w| w[0] == b'%' && w[1].is_ascii_hexdigit() && w[2].is_ascii_hexdigit())
+}
+
+/// Maximal runs of base64/base32/hex characters at least [`MIN_TOKEN`] long.
+pub(crate) fn candidate_tokens(s: &str) -> impl Iterator<Item = Range<usize>> + '_ {
+    let b = s.as_bytes();
+    let is_tok = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'_' | b'-');
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < b.len() {
+            if !is_tok(b[i]) {
+                i += 1;
+                continue;
+            }
+            let start = i;
+            while i < b.len() && is_tok(b[i]) {
+                i += 1;
+            }
+            if i - start >= MIN_TOKEN {
+                return Some(start..i);
+            }
+        }
+        None
+    })
+}
+
+/// Decode one token as hex, base32 or base64 (the first that fits), as text.
+pub(crate) fn decode_token(tok: &str) -> Option<(&'static str, String)> {
+    let t = tok.trim_end_matches('=');
+    if t.len() % 2 == 0 && t.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return hex::decode(t).ok().and_then(text).map(|s| ("hex", s));
+    }
+    if t.bytes()
+        .all(|c| c.is_ascii_uppercase() || (b'2'..=b'7').contains(&c))
+        || t.bytes()
+            .all(|c| c.is_ascii_lowercase() || (b'2'..=b'7').contains(&c))
+    {
+        if let Some(s) = base32(t).and_then(text) {
+            return Some(("base32", s));
+        }
+    }
+    base64(t).and_then(text).map(|s| ("base64", s))
+}
+
+/// Bytes as text if they are (almost all) printable UTF-8.
+fn text(bytes: Vec<u8>) -> Option<String> {
+    let s = String::from_utf8(bytes).ok()?;
+    let bad = s
+        .chars()
+        .filter(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+        .count();
+    (s.len() >= 8 && bad * 20 <= s.chars().count()).then_some(s)
+}
+
+fn base64(t: &str) -> Option<Vec<u8>> {
+    if t.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(t.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in t.bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        } as u32;
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+fn base32(t: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(t.len() * 5 / 8);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for c in t.bytes() {
+        let v = match c.to_ascii_uppercase() {
+            c @ b'A'..=b'Z' => c - b'A',
+            c @ b'2'..=b'7' => c - b'2' + 26,
+            _ => return None,
+        } as u32;
+        acc = (acc << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// The host of every URL in `s` (as written: case kept), with its span.
+pub(crate) fn url_hosts(s: &str) -> Vec<(Range<usize>, &str)> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    for m in memchr::memmem::find_iter(b, b"://") {
+        let from = m + 3;
+        let len = b[from..]
+            .iter()
+            .take(1024)
+            .take_while(|&&c| {
+                !matches!(
+                    c,
+                    b'/' | b'?' | b'#' | b' ' | b'"' | b'\'' | b'\\' | b'\n' | b'<' | b'>'
+                )
+            })
+            .count();
+        let auth = &s[from..from + len];
+        let host = auth.rsplit_once('@').map_or(auth, |(_, h)| h);
+        let host = match host.strip_prefix('[') {
+            Some(_) => continue,
+            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        };
+        let start = from + (auth.len() - auth.rsplit_once('@').map_or(auth, |(_, h)| h).len());
+        out.push((start..start + host.len(), host));
+    }
+    out
+}
+
+/// The labels of a host below its registrable part (all but the last two), joined: a secret
+/// split as `AKIA1234.5678ABCD.evil.example` comes back whole.
+pub(crate) fn joined_labels(host: &str) -> Option<String> {
+    let labels: Vec<&str> = host.split('.').collect();
+    (labels.len() >= 3).then(|| labels[..labels.len() - 2].concat())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes() {
+        assert_eq!(percent_decode_repeated("a%252541").unwrap(), "aA");
+        assert!(percent_decode_repeated("100%").is_none());
+        assert_eq!(
+            decode_token(&hex::encode("hello world, secret")).unwrap().1,
+            "hello world, secret"
+        );
+        assert_eq!(
+            decode_token("aGVsbG8gd29ybGQsIHNlY3JldA==").unwrap(),
+            ("base64", "hello world, secret".into())
+        );
+        assert_eq!(
+            decode_token("NBSWY3DPEB3W64TMMQWCA43FMNZGK5A=").unwrap(),
+            ("base32", "hello world, secret".into())
+        );
+        assert_eq!(
+            decode_token("nbswy3dpeb3w64tmmqwca43fmnzgk5a").unwrap().1,
+            "hello world, secret"
+        );
+        assert!(decode_token("0123456789abcdef0123456789abcdef").is_none());
+        let hosts = url_hosts("get https://u:p@AKIA12.34AB.evil.example:8080/x and http://a.b/");
+        assert_eq!(hosts[0].1, "AKIA12.34AB.evil.example");
+        assert_eq!(joined_labels(hosts[0].1).unwrap(), "AKIA1234AB");
+        assert_eq!(hosts[1].1, "a.b");
+    }
+}

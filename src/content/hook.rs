@@ -1,0 +1,231 @@
+//! The edge the proxy calls: after the capability decision allowed a request (scan what
+//! leaves, check and arm flows), and before a result reaches the client (scan what comes back).
+
+use std::time::Instant;
+
+use serde_json::Value;
+
+use super::config::OutAction;
+use super::flows::{events_of, Event};
+use super::known::withheld_env;
+use super::scan::Scanner;
+use super::{RequestInfo, SessionContent, MAX_REQUESTS};
+use crate::check::decide::{Decision, Verdict};
+use crate::check::{Denial, Resource};
+use crate::policy::Policy;
+
+fn deny(mut d: Decision, denial: Denial) -> Decision {
+    d.verdict = Verdict::Deny;
+    d.rule = denial.rule.clone();
+    d.denial = Some(denial);
+    d
+}
+
+/// Judge an allowed request's content and flows. Returns the decision (refused when content or
+/// a flow says so) and the findings to record without refusing.
+pub fn on_request(
+    policy: &Policy,
+    st: &mut SessionContent,
+    id: Option<&Value>,
+    decision: Decision,
+    params: Option<&Value>,
+) -> (Decision, Vec<String>) {
+    let c = &policy.content;
+    let mut notes = Vec::new();
+    if !decision.is_allowed()
+        || !matches!(
+            decision.method.as_str(),
+            "tools/call" | "resources/read" | "prompts/get"
+        )
+    {
+        return (decision, notes);
+    }
+    if !st.env_loaded {
+        st.env_loaded = true;
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        for (k, v) in withheld_env(&env, policy.file.environment.as_ref()) {
+            st.known.add(
+                &v,
+                &format!("environment variable {k} (withheld from the server)"),
+            );
+        }
+    }
+    let tool = decision.tool.clone();
+    let id_text = id
+        .map(|i| i.to_string())
+        .unwrap_or_else(|| "notification".into());
+    if c.enabled && !tool.as_ref().is_some_and(|t| c.exempt_tools.contains(t)) {
+        let exempt = |host: &str, port: u16| {
+            c.exempt_hosts
+                .iter()
+                .any(|h| crate::check::rules::host_matches(h, host, port))
+        };
+        let urls: Vec<(&str, bool)> = decision
+            .accesses
+            .iter()
+            .filter_map(|a| match &a.resource {
+                Resource::Url {
+                    written,
+                    host,
+                    port,
+                } => Some((written.as_str(), exempt(host, *port))),
+                _ => None,
+            })
+            .collect();
+        let network = decision
+            .accesses
+            .iter()
+            .any(|a| a.capability.starts_with("network."));
+        let all_exempt = !urls.is_empty() && urls.iter().all(|(_, e)| *e);
+        let mut sc = Scanner::new(&mut st.known, true);
+        if network && !all_exempt {
+            if let Some(args) = params.and_then(|p| p.get("arguments").or_else(|| p.get("uri"))) {
+                walk(args, &mut |s| sc.outgoing(s), 0);
+            }
+        }
+        for (u, ex) in &urls {
+            if !ex {
+                sc.outgoing(u);
+            }
+        }
+        for f in std::mem::take(&mut sc.findings) {
+            let rule = format!("content.outgoing.{}", f.class.as_str());
+            let reason = format!("a credential would leave in the request: {}", f.describe());
+            match c.action(f.class) {
+                OutAction::Refuse => return (deny(decision, Denial::new(rule, reason)), notes),
+                OutAction::Approval => {
+                    return (
+                        deny(decision, super::approval::request_approval(&rule, reason)),
+                        notes,
+                    )
+                }
+                OutAction::Record => notes.push(format!("{rule}: {reason} (recorded, forwarded)")),
+                OutAction::Off => {}
+            }
+        }
+    }
+    let now = Instant::now();
+    if let Some(hit) = st
+        .flows
+        .check(&policy.flows, &decision.accesses, tool.as_deref(), now)
+    {
+        let denial = if hit.refuse {
+            Denial::new(hit.rule, hit.reason)
+        } else {
+            super::approval::request_approval(&hit.rule, hit.reason)
+        };
+        return (deny(decision, denial), notes);
+    }
+    // Allowed: arm the flows this call triggers, and remember what its result needs.
+    let events = events_of(&decision.accesses, &|p| c.is_sensitive(p), &id_text);
+    let sensitive = events
+        .iter()
+        .find(|e| e.kind == super::config::EventKind::SensitiveRead)
+        .map(|e| e.what.clone());
+    for e in &events {
+        st.flows.observe(&policy.flows, e, now);
+    }
+    if let Some(id) = id {
+        if st.requests.len() < MAX_REQUESTS {
+            st.requests.insert(
+                crate::proxy::session::id_key(id),
+                RequestInfo {
+                    tool,
+                    sensitive,
+                    id: id_text,
+                },
+            );
+        }
+    }
+    (decision, notes)
+}
+
+fn walk(v: &Value, f: &mut dyn FnMut(&str), depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    match v {
+        Value::String(s) => f(s),
+        Value::Array(a) => a.iter().for_each(|x| walk(x, f, depth + 1)),
+        Value::Object(o) => o.iter().for_each(|(k, x)| {
+            f(k);
+            walk(x, f, depth + 1)
+        }),
+        _ => {}
+    }
+}
+
+/// What to do with a result.
+#[derive(Debug, PartialEq)]
+pub enum ResultOutcome {
+    /// Not a result capjail scans, or nothing found.
+    Forward,
+    /// Forward unchanged; record this.
+    Flagged(String),
+    /// Send this instead; record why.
+    Rewritten(Vec<u8>, String),
+}
+
+/// Scan the answer to request `key` (a response line), if it was one capjail watches.
+pub fn on_result(
+    policy: &Policy,
+    st: &mut SessionContent,
+    key: &str,
+    line: &[u8],
+) -> ResultOutcome {
+    let Some(info) = st.requests.remove(key) else {
+        return ResultOutcome::Forward;
+    };
+    let c = &policy.content;
+    let Ok(mut v) = serde_json::from_slice::<Value>(line) else {
+        return ResultOutcome::Forward; // the server filter already judged the framing
+    };
+    let Some(result) = v.get_mut("result") else {
+        return ResultOutcome::Forward;
+    };
+    if let Some(what) = &info.sensitive {
+        // Remember what a sensitive read returned (before any redaction).
+        let mut texts = Vec::new();
+        walk(result, &mut |s| texts.push(s.to_string()), 0);
+        for t in texts {
+            st.known.add_file(&t, what);
+        }
+    }
+    if !c.enabled
+        || info
+            .tool
+            .as_ref()
+            .is_some_and(|t| c.results_exempt_tools.contains(t))
+    {
+        return ResultOutcome::Forward;
+    }
+    let rep = super::results::check_result(result, c, &mut st.known);
+    if !rep.secrets.is_empty() && info.sensitive.is_none() {
+        st.flows.observe(
+            &policy.flows,
+            &Event {
+                kind: super::config::EventKind::SecretInResult,
+                path: None,
+                what: format!("a secret in the result of request {}", info.id),
+            },
+            Instant::now(),
+        );
+    }
+    if !rep.any() {
+        return ResultOutcome::Forward;
+    }
+    let why = rep.describe();
+    if let Some(rule) = rep.refuse {
+        let id = v.get("id").cloned().unwrap_or(Value::Null);
+        let why = format!("the result was withheld: {why}");
+        let msg = format!("capjail policy violation: {why}");
+        let line = serde_json::to_vec(&serde_json::json!({"jsonrpc":"2.0","id":id,"error":{"code":crate::jsonrpc::code::POLICY_VIOLATION,"message":msg,"data":{"rule":rule,"reason":why,"capability":null,"resource":null,"tool":info.tool}}}))
+            .expect("serialising a Value");
+        return ResultOutcome::Rewritten(line, format!("{rule}: {why}"));
+    }
+    if rep.changed {
+        let line = serde_json::to_vec(&v).expect("serialising a Value");
+        return ResultOutcome::Rewritten(line, format!("content.results: {why} (rewritten)"));
+    }
+    ResultOutcome::Flagged(format!("content.results: {why} (recorded, forwarded)"))
+}

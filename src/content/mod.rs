@@ -1,0 +1,69 @@
+//! CONTENT CHECKS: secrets in what leaves, secrets and instructions in what comes back, and
+//! rules over sequences of calls (`flows:`).
+//!
+//! Detectors are data where they can be (`secrets`), decoders bounded (`encodings`), the scan
+//! of one string in `scan`, results in `results`, flow state in `flows`, policy in `config`.
+//! `hook` is the thin edge the proxy calls. `text` (hidden Unicode, text addressed to the
+//! model) is meant to be shared with the tool-definition checks.
+
+pub mod approval;
+pub mod config;
+pub mod encodings;
+pub mod entropy;
+pub mod flows;
+pub mod hook;
+pub mod known;
+pub mod results;
+pub mod scan;
+pub mod schema;
+pub mod secrets;
+pub mod text;
+
+use std::collections::HashMap;
+
+pub use config::{ContentPolicy, FlowPolicy};
+
+/// What one session's content checks remember (held in the proxy's shared session state).
+#[derive(Debug, Default)]
+pub struct SessionContent {
+    known: known::KnownSecrets,
+    env_loaded: bool,
+    flows: flows::FlowState,
+    /// Requests whose results are scanned, by id key.
+    requests: HashMap<String, RequestInfo>,
+}
+
+#[derive(Debug, Clone)]
+struct RequestInfo {
+    tool: Option<String>,
+    /// The request read a sensitive path: remember the result's contents as secrets.
+    sensitive: Option<String>,
+    id: String,
+}
+
+/// Most requests remembered while in flight.
+const MAX_REQUESTS: usize = 4096;
+
+/// Does scanning this string need doing at all? (The benign corpus test uses the same entry.)
+pub fn scan_outgoing_str(s: &str) -> Vec<String> {
+    let mut k = known::KnownSecrets::default();
+    let mut sc = scan::Scanner::new(&mut k, true);
+    sc.outgoing(s);
+    sc.findings.iter().map(|f| f.describe()).collect()
+}
+
+/// The findings in a text as a result: secrets, markers, hidden characters (for the benign
+/// corpus test).
+pub fn scan_result_str(s: &str) -> Vec<String> {
+    let mut k = known::KnownSecrets::default();
+    let mut sc = scan::Scanner::new(&mut k, false);
+    sc.result(s);
+    let mut v: Vec<String> = sc.findings.iter().map(|f| f.describe()).collect();
+    if let Some(m) = text::injection_marker(s) {
+        v.push(format!("injection marker {m:?}"));
+    }
+    if text::count_hidden(s) > 0 {
+        v.push("hidden characters".into());
+    }
+    v
+}

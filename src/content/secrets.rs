@@ -1,0 +1,768 @@
+//! Credential detectors over one piece of text. The token detectors are data (a prefix, the
+//! characters and length of what follows); a few shapes need a small function (JWT, PEM
+//! blocks, passwords in URLs, AWS secret keys after their name, Azure client secrets, WIF
+//! keys, BIP-39 seed phrases). One pass of an Aho-Corasick automaton finds every anchor, so
+//! a scan is linear in the text.
+
+use std::ops::Range;
+use std::sync::OnceLock;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// What kind of secret a detector finds; the policy acts per class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Class {
+    /// AWS, GCP, Azure credentials.
+    Cloud,
+    /// GitHub and GitLab tokens.
+    Forge,
+    /// Slack, Stripe, OpenAI, Anthropic, Twilio, SendGrid, npm, PyPI, Hugging Face, ...
+    Saas,
+    /// JSON Web Tokens.
+    Jwt,
+    /// PEM private key blocks.
+    PrivateKey,
+    /// `scheme://user:password@host`.
+    UrlPassword,
+    /// Long random-looking strings in a URL's host, path or query.
+    HighEntropy,
+    /// Cryptocurrency private keys (WIF, BIP-32 xprv) and BIP-39 seed phrases.
+    Crypto,
+    /// A value capjail knows is secret: a withheld environment variable, or the contents of a
+    /// file read from a `sensitive` path.
+    Known,
+}
+
+impl Class {
+    pub(crate) const ALL: [Class; 9] = [
+        Class::Cloud,
+        Class::Forge,
+        Class::Saas,
+        Class::Jwt,
+        Class::PrivateKey,
+        Class::UrlPassword,
+        Class::HighEntropy,
+        Class::Crypto,
+        Class::Known,
+    ];
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Class::Cloud => "cloud",
+            Class::Forge => "forge",
+            Class::Saas => "saas",
+            Class::Jwt => "jwt",
+            Class::PrivateKey => "private_key",
+            Class::UrlPassword => "url_password",
+            Class::HighEntropy => "high_entropy",
+            Class::Crypto => "crypto",
+            Class::Known => "known",
+        }
+    }
+}
+
+/// One detector hit: where, and what.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Hit {
+    pub class: Class,
+    pub detector: &'static str,
+    pub span: Range<usize>,
+}
+
+#[derive(Clone, Copy)]
+enum Chars {
+    Alnum,
+    /// `[A-Z0-9]`
+    Upper,
+    /// `[A-Za-z0-9_]`
+    Word,
+    /// `[A-Za-z0-9_-]`
+    Url,
+    /// `[A-Za-z0-9_.-]`
+    UrlDot,
+    Hex,
+    /// `[A-Za-z0-9+/=]`
+    B64,
+    /// `[A-Za-z0-9/]`
+    Slash,
+}
+
+impl Chars {
+    fn has(self, b: u8) -> bool {
+        match self {
+            Chars::Alnum => b.is_ascii_alphanumeric(),
+            Chars::Upper => b.is_ascii_uppercase() || b.is_ascii_digit(),
+            Chars::Word => b.is_ascii_alphanumeric() || b == b'_',
+            Chars::Url => b.is_ascii_alphanumeric() || b == b'_' || b == b'-',
+            Chars::UrlDot => b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.',
+            Chars::Hex => b.is_ascii_hexdigit(),
+            Chars::B64 => b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=',
+            Chars::Slash => b.is_ascii_alphanumeric() || b == b'/',
+        }
+    }
+}
+
+/// A prefix-anchored token detector.
+struct TokenRule {
+    prefix: &'static str,
+    id: &'static str,
+    class: Class,
+    chars: Chars,
+    /// Fewest characters after the prefix.
+    min: usize,
+    /// Most characters taken into the span.
+    max: usize,
+}
+
+const fn t(
+    prefix: &'static str,
+    id: &'static str,
+    class: Class,
+    chars: Chars,
+    min: usize,
+    max: usize,
+) -> TokenRule {
+    TokenRule {
+        prefix,
+        id,
+        class,
+        chars,
+        min,
+        max,
+    }
+}
+
+use Chars::*;
+use Class::*;
+
+/// The token detectors (data). Formats from the vendors' documentation.
+const TOKENS: &[TokenRule] = &[
+    t("AKIA", "aws_access_key_id", Cloud, Upper, 16, 16),
+    t("ASIA", "aws_access_key_id", Cloud, Upper, 16, 16),
+    t("AGPA", "aws_access_key_id", Cloud, Upper, 16, 16),
+    t("AIDA", "aws_access_key_id", Cloud, Upper, 16, 16),
+    t("AROA", "aws_access_key_id", Cloud, Upper, 16, 16),
+    t("ANPA", "aws_access_key_id", Cloud, Upper, 16, 16),
+    t("AIza", "google_api_key", Cloud, Url, 35, 35),
+    t("AccountKey=", "azure_storage_key", Cloud, B64, 80, 100),
+    t(
+        "SharedAccessKey=",
+        "azure_shared_access_key",
+        Cloud,
+        B64,
+        40,
+        100,
+    ),
+    t("ghp_", "github_token", Forge, Alnum, 36, 255),
+    t("gho_", "github_token", Forge, Alnum, 36, 255),
+    t("ghu_", "github_token", Forge, Alnum, 36, 255),
+    t("ghs_", "github_token", Forge, Alnum, 36, 255),
+    t("ghr_", "github_token", Forge, Alnum, 36, 255),
+    t(
+        "github_pat_",
+        "github_fine_grained_token",
+        Forge,
+        Word,
+        70,
+        255,
+    ),
+    t("glpat-", "gitlab_token", Forge, Url, 20, 255),
+    t("gldt-", "gitlab_deploy_token", Forge, Url, 20, 255),
+    t("xoxb-", "slack_token", Saas, Url, 20, 255),
+    t("xoxp-", "slack_token", Saas, Url, 20, 255),
+    t("xoxa-", "slack_token", Saas, Url, 20, 255),
+    t("xoxr-", "slack_token", Saas, Url, 20, 255),
+    t("xoxs-", "slack_token", Saas, Url, 20, 255),
+    t("xoxe-", "slack_token", Saas, Url, 20, 255),
+    t(
+        "hooks.slack.com/services/",
+        "slack_webhook",
+        Saas,
+        Slash,
+        30,
+        80,
+    ),
+    t("sk_live_", "stripe_secret_key", Saas, Alnum, 20, 255),
+    t("rk_live_", "stripe_restricted_key", Saas, Alnum, 20, 255),
+    t("sk-ant-", "anthropic_api_key", Saas, Url, 32, 255),
+    t("sk-proj-", "openai_api_key", Saas, Url, 32, 255),
+    t("sk-svcacct-", "openai_api_key", Saas, Url, 32, 255),
+    t("sk-admin-", "openai_api_key", Saas, Url, 32, 255),
+    t("sk-", "openai_api_key", Saas, Alnum, 40, 255),
+    t("SG.", "sendgrid_api_key", Saas, UrlDot, 60, 80),
+    t("SK", "twilio_api_key", Saas, Hex, 32, 32),
+    t("npm_", "npm_token", Saas, Alnum, 36, 36),
+    t("pypi-AgE", "pypi_token", Saas, Url, 50, 255),
+    t("hf_", "huggingface_token", Saas, Alnum, 34, 40),
+    t("dop_v1_", "digitalocean_token", Saas, Hex, 64, 64),
+    t("shpat_", "shopify_token", Saas, Hex, 32, 32),
+    t("shpss_", "shopify_token", Saas, Hex, 32, 32),
+    t("xprv", "bip32_private_key", Crypto, Alnum, 100, 108),
+    t("tprv", "bip32_private_key", Crypto, Alnum, 100, 108),
+];
+
+/// Anchors that need a function.
+const SPECIAL: &[&str] = &[
+    "eyJ",
+    "-----BEGIN ",
+    "://",
+    "aws_secret_access_key",
+    "AWS_SECRET_ACCESS_KEY",
+    "SecretAccessKey",
+    "aws_secret_key",
+    "AWS_SECRET_KEY",
+    "Q~",
+    "\"private_key_id\"",
+];
+
+fn anchors() -> &'static AhoCorasick {
+    static A: OnceLock<AhoCorasick> = OnceLock::new();
+    A.get_or_init(|| {
+        let pats: Vec<&str> = TOKENS
+            .iter()
+            .map(|r| r.prefix)
+            .chain(SPECIAL.iter().copied())
+            .collect();
+        AhoCorasickBuilder::new()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(pats)
+            .expect("static patterns")
+    })
+}
+
+/// Every credential in `text` (spans are byte ranges of `text`).
+pub(crate) fn scan(text: &str, out: &mut Vec<Hit>) {
+    let b = text.as_bytes();
+    for m in anchors().find_iter(text) {
+        let i = m.pattern().as_usize();
+        let (s, e) = (m.start(), m.end());
+        if i < TOKENS.len() {
+            let r = &TOKENS[i];
+            // A word boundary before (the prefix must start the token).
+            if s > 0
+                && (b[s - 1].is_ascii_alphanumeric() || (r.prefix.len() <= 4 && b[s - 1] == b'_'))
+            {
+                continue;
+            }
+            let n = run(b, e, r.chars, r.max + 1);
+            if n < r.min {
+                continue;
+            }
+            let n = n.min(r.max);
+            let body = &text[e..e + n];
+            if placeholder(body) || !extra_ok(r, body) {
+                continue;
+            }
+            out.push(Hit {
+                class: r.class,
+                detector: r.id,
+                span: s..e + n,
+            });
+        } else {
+            let hit = match SPECIAL[i - TOKENS.len()] {
+                "eyJ" => jwt(b, s),
+                "-----BEGIN " => pem(text, s),
+                "://" => url_password(text, s, e),
+                "Q~" => azure_client_secret(b, s),
+                "\"private_key_id\"" => gcp_key_id(b, e),
+                _ => aws_secret(b, s, e),
+            };
+            out.extend(hit);
+        }
+    }
+    wif_keys(text, out);
+    seed_phrases(text, out);
+}
+
+fn run(b: &[u8], from: usize, chars: Chars, cap: usize) -> usize {
+    b[from.min(b.len())..]
+        .iter()
+        .take(cap)
+        .take_while(|&&c| chars.has(c))
+        .count()
+}
+
+/// Documentation placeholders: AWS's `...EXAMPLE` keys, `xxxx`, runs of one character.
+pub(crate) fn placeholder(body: &str) -> bool {
+    let upper = body.to_ascii_uppercase();
+    if upper.contains("EXAMPLE")
+        || upper.contains("XXXX")
+        || upper.contains("YOUR")
+        || upper.contains("0000000")
+    {
+        return true;
+    }
+    let mut seen = [false; 128];
+    let mut distinct = 0;
+    for c in body.bytes().filter(|c| c.is_ascii()) {
+        if !seen[c as usize] {
+            seen[c as usize] = true;
+            distinct += 1;
+        }
+    }
+    distinct < 6.min(body.len())
+}
+
+fn extra_ok(r: &TokenRule, body: &str) -> bool {
+    match r.id {
+        // Real keys mix letters and digits.
+        "aws_access_key_id" | "twilio_api_key" | "google_api_key" | "npm_token"
+        | "huggingface_token" => {
+            body.bytes().any(|c| c.is_ascii_digit())
+                && body.bytes().any(|c| c.is_ascii_alphabetic())
+        }
+        "sendgrid_api_key" => body.bytes().filter(|&c| c == b'.').count() == 1,
+        "openai_api_key" if r.prefix == "sk-" => {
+            body.bytes().any(|c| c.is_ascii_digit()) && body.bytes().any(|c| c.is_ascii_uppercase())
+        }
+        "slack_token" => body.bytes().any(|c| c.is_ascii_digit()),
+        _ => true,
+    }
+}
+
+fn jwt(b: &[u8], s: usize) -> Option<Hit> {
+    if s > 0 && (b[s - 1].is_ascii_alphanumeric() || b[s - 1] == b'_' || b[s - 1] == b'-') {
+        return None;
+    }
+    let h = run(b, s, Url, 4096);
+    if h < 10 || b.get(s + h) != Some(&b'.') || !b[s + h + 1..].starts_with(b"eyJ") {
+        return None;
+    }
+    let p0 = s + h + 1;
+    let p = run(b, p0, Url, 1 << 16);
+    if p < 10 || b.get(p0 + p) != Some(&b'.') {
+        return None;
+    }
+    let g0 = p0 + p + 1;
+    let g = run(b, g0, Url, 4096);
+    (g >= 16).then(|| Hit {
+        class: Jwt,
+        detector: "jwt",
+        span: s..g0 + g,
+    })
+}
+
+fn pem(text: &str, s: usize) -> Option<Hit> {
+    let b = text.as_bytes();
+    let head_end = (s + 11..b.len().min(s + 80)).find(|&i| b[i..].starts_with(b"-----"))?;
+    let label = &text[s + 11..head_end];
+    if !(label.ends_with("PRIVATE KEY") || label.ends_with("PRIVATE KEY BLOCK"))
+        || !label.bytes().all(|c| c.is_ascii_uppercase() || c == b' ')
+    {
+        return None;
+    }
+    // A body: after blank space (or escaped `\n`) and up to three `Name: value` header
+    // lines, a line of 40 base64 characters or more.
+    let from = head_end + 5;
+    let mut i = from;
+    let skip_space = |mut i: usize| loop {
+        if i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        } else if b[i..].starts_with(b"\\n") || b[i..].starts_with(b"\\r") {
+            i += 2;
+        } else {
+            return i;
+        }
+    };
+    for _ in 0..4 {
+        i = skip_space(i);
+        let line = b[i..]
+            .iter()
+            .take(200)
+            .take_while(|&&c| c != b'\n' && c != b'\\')
+            .count();
+        if b[i..i + line].contains(&b':') {
+            i += line;
+        } else {
+            break;
+        }
+    }
+    if run(b, i, B64, 40) < 40 {
+        return None;
+    }
+    let end = memchr::memmem::find(&b[from..b.len().min(from + (64 << 10))], b"-----END ")
+        .map(|i| {
+            let e = from + i + 9;
+            e + b[e..]
+                .iter()
+                .take(80)
+                .position(|&c| c == b'\n' || c == b'"')
+                .unwrap_or(0)
+        })
+        .unwrap_or(b.len().min(from + (64 << 10)));
+    let end = (end..=b.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(b.len());
+    Some(Hit {
+        class: PrivateKey,
+        detector: "pem_private_key",
+        span: s..end,
+    })
+}
+
+const PASSWORD_PLACEHOLDERS: &[&str] = &[
+    "password",
+    "passwd",
+    "pass",
+    "pwd",
+    "secret",
+    "changeme",
+    "pw",
+    "p",
+    "x",
+    "user",
+    "admin",
+    "root",
+    "guest",
+    "test",
+    "example",
+    "redacted",
+    "mypassword",
+    "yourpassword",
+    "your_password",
+];
+
+fn url_password(text: &str, s: usize, e: usize) -> Option<Hit> {
+    let b = text.as_bytes();
+    // The scheme before `://`.
+    let scheme = b[..s]
+        .iter()
+        .rev()
+        .take(32)
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'.' | b'-'))
+        .count();
+    if scheme == 0 {
+        return None;
+    }
+    let auth_len = b[e..]
+        .iter()
+        .take(512)
+        .take_while(|&&c| {
+            !matches!(
+                c,
+                b'/' | b'?'
+                    | b'#'
+                    | b' '
+                    | b'\n'
+                    | b'\r'
+                    | b'\t'
+                    | b'"'
+                    | b'\''
+                    | b'<'
+                    | b'>'
+                    | b'\\'
+            )
+        })
+        .count();
+    let auth = &text[e..e + auth_len];
+    let at = auth.rfind('@')?;
+    let userinfo = &auth[..at];
+    let (_, pw) = userinfo.split_once(':')?;
+    let decoded: String = percent_encoding::percent_decode_str(pw)
+        .decode_utf8_lossy()
+        .into_owned();
+    let low = decoded.to_ascii_lowercase();
+    // Short passwords (ports after a host in a confusing URL, `x:y@`) are not worth a refusal.
+    if decoded.chars().count() < 6
+        || PASSWORD_PLACEHOLDERS.contains(&low.as_str())
+        || decoded.starts_with('$')
+        || decoded.starts_with('<')
+        || decoded.starts_with('{')
+        || decoded.starts_with('%')
+        || decoded.starts_with('[')
+        || decoded
+            .chars()
+            .all(|c| c == '*' || c == 'x' || c == '.' || c == '•')
+    {
+        return None;
+    }
+    Some(Hit {
+        class: UrlPassword,
+        detector: "url_password",
+        span: e..e + at,
+    })
+}
+
+fn aws_secret(b: &[u8], s: usize, e: usize) -> Option<Hit> {
+    let _ = s;
+    let gap = b[e..]
+        .iter()
+        .take(8)
+        .take_while(|c| matches!(c, b' ' | b'"' | b'\'' | b'=' | b':' | b'\t'))
+        .count();
+    let from = e + gap;
+    let n = run(b, from, B64, 41);
+    if n != 40 {
+        return None;
+    }
+    let body = std::str::from_utf8(&b[from..from + 40]).ok()?;
+    if placeholder(body) {
+        return None;
+    }
+    Some(Hit {
+        class: Cloud,
+        detector: "aws_secret_access_key",
+        span: from..from + 40,
+    })
+}
+
+/// Microsoft Entra (Azure AD) client secrets: three characters, a digit, `Q~`, 31-34 more.
+fn azure_client_secret(b: &[u8], s: usize) -> Option<Hit> {
+    let ok = |c: &u8| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'~' | b'.' | b'-');
+    if s < 4 || !b[s - 1].is_ascii_digit() || !b[s - 4..s - 1].iter().all(ok) {
+        return None;
+    }
+    if s > 4 && ok(&b[s - 5]) {
+        return None;
+    }
+    let n = b[s + 2..].iter().take(35).take_while(|c| ok(c)).count();
+    (31..=34).contains(&n).then(|| Hit {
+        class: Cloud,
+        detector: "azure_client_secret",
+        span: s - 4..s + 2 + n,
+    })
+}
+
+/// A GCP service-account key file (its `private_key` is also a PEM block).
+fn gcp_key_id(b: &[u8], e: usize) -> Option<Hit> {
+    let gap = b[e..]
+        .iter()
+        .take(6)
+        .take_while(|c| matches!(c, b' ' | b':' | b'"' | b'\\'))
+        .count();
+    let n = run(b, e + gap, Hex, 41);
+    (n == 40).then(|| Hit {
+        class: Cloud,
+        detector: "gcp_service_account_key",
+        span: e + gap..e + gap + 40,
+    })
+}
+
+const BASE58: &[u8] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+
+fn base58_decode(s: &[u8]) -> Option<Vec<u8>> {
+    let mut out: Vec<u8> = Vec::with_capacity(s.len());
+    for &c in s {
+        let mut carry = BASE58.iter().position(|&x| x == c)? as u32;
+        for byte in out.iter_mut().rev() {
+            carry += (*byte as u32) * 58;
+            *byte = (carry & 0xff) as u8;
+            carry >>= 8;
+        }
+        while carry > 0 {
+            out.insert(0, (carry & 0xff) as u8);
+            carry >>= 8;
+        }
+    }
+    let zeros = s.iter().take_while(|&&c| c == b'1').count();
+    let mut v = vec![0u8; zeros];
+    v.extend(out);
+    Some(v)
+}
+
+/// Bitcoin WIF private keys: base58check, version 0x80, 51 (`5...`) or 52 (`K...`/`L...`)
+/// characters, checksum verified (so random text does not match).
+fn wif_keys(text: &str, out: &mut Vec<Hit>) {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_alphanumeric() {
+            i += 1;
+            continue;
+        }
+        let n = run(b, i, Alnum, 200);
+        if (n == 51 && b[i] == b'5') || (n == 52 && (b[i] == b'K' || b[i] == b'L')) {
+            if let Some(d) = base58_decode(&b[i..i + n]) {
+                if d.len() >= 37 && d[0] == 0x80 {
+                    let (payload, sum) = d.split_at(d.len() - 4);
+                    let h = Sha256::digest(Sha256::digest(payload));
+                    if &h[..4] == sum {
+                        out.push(Hit {
+                            class: Crypto,
+                            detector: "wif_private_key",
+                            span: i..i + n,
+                        });
+                    }
+                }
+            }
+        }
+        i += n.max(1);
+    }
+}
+
+fn wordlist() -> &'static Vec<&'static str> {
+    static W: OnceLock<Vec<&'static str>> = OnceLock::new();
+    W.get_or_init(|| include_str!("data/bip39-english.txt").lines().collect())
+}
+
+fn word_index(w: &str) -> Option<u16> {
+    if !(3..=8).contains(&w.len()) {
+        return None;
+    }
+    let mut buf = [0u8; 8];
+    for (i, c) in w.bytes().enumerate() {
+        buf[i] = c.to_ascii_lowercase();
+    }
+    let w = std::str::from_utf8(&buf[..w.len()]).ok()?;
+    wordlist().binary_search(&w).ok().map(|i| i as u16)
+}
+
+/// Is this sequence of BIP-39 word indices a mnemonic with a valid checksum?
+fn mnemonic_valid(idx: &[u16]) -> bool {
+    let bits = idx.len() * 11;
+    let ent = bits * 32 / 33;
+    let cs = bits - ent;
+    let mut bytes = vec![0u8; bits.div_ceil(8)];
+    for (k, &v) in idx.iter().enumerate() {
+        for j in 0..11 {
+            if v & (1 << (10 - j)) != 0 {
+                let bit = k * 11 + j;
+                bytes[bit / 8] |= 0x80 >> (bit % 8);
+            }
+        }
+    }
+    let h = Sha256::digest(&bytes[..ent / 8]);
+    let want = h[0] >> (8 - cs);
+    let last =
+        ((bytes[ent / 8] as u16) << 8 | *bytes.get(ent / 8 + 1).unwrap_or(&0) as u16) >> (16 - cs);
+    want as u16 == last
+}
+
+/// BIP-39 seed phrases: 12, 15, 18, 21 or 24 consecutive list words with a valid checksum.
+fn seed_phrases(text: &str, out: &mut Vec<Hit>) {
+    let b = text.as_bytes();
+    let mut words: Vec<(u16, usize, usize)> = Vec::new();
+    let mut i = 0;
+    let flush = |words: &mut Vec<(u16, usize, usize)>, out: &mut Vec<Hit>| {
+        if words.len() >= 12 {
+            let idx: Vec<u16> = words.iter().map(|w| w.0).collect();
+            'starts: for s in 0..idx.len().min(256) {
+                for n in [24, 21, 18, 15, 12] {
+                    if s + n <= idx.len() && mnemonic_valid(&idx[s..s + n]) {
+                        out.push(Hit {
+                            class: Crypto,
+                            detector: "bip39_seed_phrase",
+                            span: words[s].1..words[s + n - 1].2,
+                        });
+                        break 'starts;
+                    }
+                }
+            }
+        }
+        words.clear();
+    };
+    while i < b.len() {
+        if !b[i].is_ascii_alphabetic() {
+            // Separators: spaces, punctuation, digits (numbered lists); other letters break.
+            if !b[i].is_ascii() {
+                flush(&mut words, out);
+            }
+            i += 1;
+            continue;
+        }
+        let n = b[i..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .count();
+        match word_index(&text[i..i + n]) {
+            Some(v) => words.push((v, i, i + n)),
+            None => flush(&mut words, out),
+        }
+        i += n;
+    }
+    flush(&mut words, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classes(s: &str) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        scan(s, &mut v);
+        v.into_iter().map(|h| h.detector).collect()
+    }
+
+    #[test]
+    fn tokens() {
+        assert_eq!(classes("key=AKIAZ7Q3BT4LCMW2PX5N&x"), ["aws_access_key_id"]);
+        assert!(classes("AKIAIOSFODNN7EXAMPLE").is_empty());
+        assert_eq!(
+            classes("ghp_4Fq9ZtX1bW7mK2pL8vR3sY6nC0dH5jE9uA1k"),
+            ["github_token"]
+        );
+        assert!(classes("ghp_xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx").is_empty());
+        assert_eq!(classes("glpat-Zq8vX2mN4pL7kR9sT1wY"), ["gitlab_token"]);
+        assert_eq!(
+            classes("xoxb-1234567890-0987654321-AbCdEfGhIjKl"),
+            ["slack_token"]
+        );
+        assert_eq!(
+            classes("sk_live_51HqLyjWDarjtT1zdp7dcAbCd"),
+            ["stripe_secret_key"]
+        );
+        assert_eq!(
+            classes("sk-ant-api03-Zq8vX2mN4pL7kR9sT1wYb3c5D6e7F8g9H0i"),
+            ["anthropic_api_key"]
+        );
+        assert_eq!(
+            classes("SK0123456789abcdef0123456789abcdef"),
+            ["twilio_api_key"]
+        );
+        assert_eq!(
+            classes("AIzaSyD4fG7hJ2kL9mN1pQ3rS5tU8vW0xY6zA2b"),
+            ["google_api_key"]
+        );
+        assert!(classes("task-1234 disk_usage MASKED").is_empty());
+    }
+
+    #[test]
+    fn shapes() {
+        let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6MTl9.Zq8vX2mN4pL7kR9sT1wYb3c5D6e7F8g9";
+        assert_eq!(classes(jwt), ["jwt"]);
+        let pem = format!(
+            "-----BEGIN RSA PRIVATE KEY-----\n{}\n-----END RSA PRIVATE KEY-----\n",
+            "MIIEow".repeat(20)
+        );
+        assert_eq!(classes(&pem), ["pem_private_key"]);
+        assert!(classes("-----BEGIN RSA PRIVATE KEY----- blocks are PEM").is_empty());
+        assert_eq!(classes("postgres://app:Tr0ub4dor&3@db/x"), ["url_password"]);
+        assert!(classes("postgres://user:password@localhost/db").is_empty());
+        assert!(classes("https://example.com/a").is_empty());
+        assert_eq!(
+            classes("aws_secret_access_key = Zq8vX2mN4pL7kR9sT1wYb3c5D6e7F8g9H0iJ1kL2"),
+            ["aws_secret_access_key"]
+        );
+        assert!(
+            classes("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY").is_empty()
+        );
+        assert_eq!(
+            classes("secret: abc8Q~Zq8vX2mN4pL7kR9sT1wYb3c5D6e7F8g9H"),
+            ["azure_client_secret"]
+        );
+    }
+
+    #[test]
+    fn crypto() {
+        // The BIP-39 test vector: valid checksum.
+        let m = "legal winner thank year wave sausage worth useful legal winner thank yellow";
+        assert_eq!(classes(m), ["bip39_seed_phrase"]);
+        assert_eq!(
+            classes(&format!("1. {}", m.replace(' ', ", "))),
+            ["bip39_seed_phrase"]
+        );
+        // Twelve list words whose checksum fails: not a seed.
+        assert!(classes(
+            "legal winner thank year wave sausage worth useful legal winner thank thank"
+        )
+        .is_empty());
+        // A WIF key (from the Bitcoin wiki) and a corrupted one.
+        assert_eq!(
+            classes("5HueCGU8rMjxEXxiPuD5BDku4MkFqeZyd4dZ1jvhTVqvbTLvyTJ"),
+            ["wif_private_key"]
+        );
+        assert!(classes("5HueCGU8rMjxEXxiPuD5BDku4MkFqeZyd4dZ1jvhTVqvbTLvyTK").is_empty());
+    }
+}

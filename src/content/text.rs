@@ -1,0 +1,209 @@
+//! Text that hides from a human reader or addresses the model: invisible and confusable
+//! characters, and prompt-injection markers. Shared by every check that reads text meant for
+//! the model (tool results here; tool definitions could use the same functions).
+//!
+//! Everything is one pass over the input.
+
+/// Characters a reader does not see: zero-width and joiners, bidi controls, the Unicode
+/// tag block (U+E0000..U+E007F, "ASCII smuggling"), variation selectors, soft hyphen, BOM.
+pub(crate) fn is_hidden(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180E}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}'
+        | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{E0000}'..='\u{E007F}'
+        | '\u{E0100}'..='\u{E01EF}')
+}
+
+/// The ASCII character a confusable stands for (fullwidth forms, common Cyrillic and Greek
+/// look-alikes), or `None`.
+pub(crate) fn confusable(c: char) -> Option<char> {
+    let u = c as u32;
+    if (0xFF01..=0xFF5E).contains(&u) {
+        return char::from_u32(u - 0xFF01 + 0x21);
+    }
+    Some(match c {
+        'А' => 'A',
+        'В' => 'B',
+        'Е' => 'E',
+        'К' => 'K',
+        'М' => 'M',
+        'Н' => 'H',
+        'О' => 'O',
+        'Р' => 'P',
+        'С' => 'C',
+        'Т' => 'T',
+        'Х' => 'X',
+        'а' => 'a',
+        'е' => 'e',
+        'о' => 'o',
+        'р' => 'p',
+        'с' => 'c',
+        'у' => 'y',
+        'х' => 'x',
+        'і' => 'i',
+        'ј' => 'j',
+        'ѕ' => 's',
+        'Α' => 'A',
+        'Β' => 'B',
+        'Ε' => 'E',
+        'Ζ' => 'Z',
+        'Η' => 'H',
+        'Ι' => 'I',
+        'Κ' => 'K',
+        'Μ' => 'M',
+        'Ν' => 'N',
+        'Ο' => 'O',
+        'Ρ' => 'P',
+        'Τ' => 'T',
+        'Υ' => 'Y',
+        'Χ' => 'X',
+        'ο' => 'o',
+        'ν' => 'v',
+        '\u{2010}' | '\u{2011}' | '\u{2012}' | '\u{2013}' | '\u{2212}' => '-',
+        '\u{2024}' => '.',
+        '\u{FF0E}' => '.',
+        _ => return None,
+    })
+}
+
+/// `s` with hidden characters removed and confusables mapped to ASCII, and for every byte
+/// of the result the byte offset in `s` it came from. `None` when `s` has neither (the common
+/// case: no copy).
+pub(crate) fn normalize(s: &str) -> Option<(String, Vec<usize>)> {
+    if s.is_ascii() || !s.chars().any(|c| is_hidden(c) || confusable(c).is_some()) {
+        return None;
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut map = Vec::with_capacity(s.len());
+    for (i, c) in s.char_indices() {
+        if is_hidden(c) {
+            continue;
+        }
+        let c = confusable(c).unwrap_or(c);
+        let before = out.len();
+        out.push(c);
+        for _ in before..out.len() {
+            map.push(i);
+        }
+    }
+    Some((out, map))
+}
+
+/// How many hidden characters `s` holds.
+pub(crate) fn count_hidden(s: &str) -> usize {
+    if s.is_ascii() {
+        return 0;
+    }
+    s.chars().filter(|&c| is_hidden(c)).count()
+}
+
+/// `s` without its hidden characters.
+pub(crate) fn strip_hidden(s: &str) -> String {
+    s.chars().filter(|&c| !is_hidden(c)).collect()
+}
+
+/// Markers of text that addresses the model rather than the user: instructions to ignore
+/// earlier instructions, fake role or system delimiters, orders to hide things from the user.
+/// Lower-case ASCII; matched case-insensitively on whitespace-collapsed text.
+pub(crate) const INJECTION_MARKERS: &[&str] = &[
+    "ignore previous instructions",
+    "ignore all previous instructions",
+    "ignore all prior instructions",
+    "ignore the previous instructions",
+    "ignore your previous instructions",
+    "ignore the above instructions",
+    "disregard previous instructions",
+    "disregard all previous instructions",
+    "disregard your instructions",
+    "disregard the above",
+    "forget your previous instructions",
+    "forget all previous instructions",
+    "new instructions for the assistant",
+    "instructions for the ai assistant",
+    "note to the ai assistant",
+    "attention ai assistant",
+    "do not tell the user",
+    "don't tell the user",
+    "do not mention this to the user",
+    "without telling the user",
+    "without informing the user",
+    "you must now call",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|system|>",
+    "<|endoftext|>",
+    "[inst]",
+    "<<sys>>",
+    "</system>",
+    "<system>",
+    "<important>",
+    "</tool_result>",
+    "<function_calls>",
+    "\n\nhuman:",
+    "\n\nassistant:",
+];
+
+/// The first injection marker in `s`, if any (case-insensitive, hidden characters and runs
+/// of spaces ignored).
+pub(crate) fn injection_marker(s: &str) -> Option<&'static str> {
+    // Collapse: lower-case, hidden characters dropped, runs of spaces/tabs to one space.
+    let mut t = String::with_capacity(s.len().min(1 << 20));
+    let mut space = false;
+    for c in s.chars() {
+        if is_hidden(c) {
+            continue;
+        }
+        let c = confusable(c).unwrap_or(c);
+        if c == ' ' || c == '\t' {
+            if !space {
+                t.push(' ');
+            }
+            space = true;
+            continue;
+        }
+        space = false;
+        t.extend(c.to_lowercase());
+    }
+    markers()
+        .find(&t)
+        .map(|m| INJECTION_MARKERS[m.pattern().as_usize()])
+}
+
+fn markers() -> &'static aho_corasick::AhoCorasick {
+    static M: std::sync::OnceLock<aho_corasick::AhoCorasick> = std::sync::OnceLock::new();
+    M.get_or_init(|| aho_corasick::AhoCorasick::new(INJECTION_MARKERS).expect("static patterns"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_and_confusables() {
+        assert_eq!(count_hidden("a\u{200b}b\u{E0041}"), 2);
+        assert_eq!(strip_hidden("a\u{200b}b"), "ab");
+        let (n, map) = normalize("AK\u{200b}IА").unwrap();
+        assert_eq!(n, "AKIA");
+        assert_eq!(map, vec![0, 1, 5, 6]);
+        assert!(normalize("plain ascii").is_none());
+        assert!(normalize("café").is_none());
+        assert_eq!(normalize("ｇｈｐ").unwrap().0, "ghp");
+    }
+
+    #[test]
+    fn markers_found_case_and_space_insensitive() {
+        assert_eq!(
+            injection_marker("Weather: sunny. IGNORE   previous\u{200b} instructions and ..."),
+            Some("ignore previous instructions")
+        );
+        assert_eq!(injection_marker("<|im_start|>system"), Some("<|im_start|>"));
+        assert_eq!(
+            injection_marker("The system prompt is documented in the guide."),
+            None
+        );
+    }
+}
