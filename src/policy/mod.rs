@@ -8,6 +8,7 @@ pub mod builtin;
 pub mod compile;
 pub mod effective;
 pub mod expand;
+mod implicit;
 pub mod load;
 pub mod rules;
 pub mod schema;
