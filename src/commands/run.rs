@@ -31,6 +31,9 @@ pub fn run(args: RunArgs) -> i32 {
             return exit::INTERNAL;
         }
     };
+    for dir in capjail::policy::grants::dirs_outside_mounts(&args.command, &cwd, &policy) {
+        tracing::warn!("{}", capjail::policy::grants::warning(&dir, &policy));
+    }
     let mut mode = args.mode;
     if mode.uses_kernel() && !capjail::sandbox::KERNEL_LAYER_AVAILABLE {
         if args.require_kernel {

@@ -8,6 +8,7 @@ pub mod builtin;
 pub mod compile;
 pub mod effective;
 pub mod expand;
+pub mod grants;
 mod implicit;
 pub mod load;
 pub mod rules;

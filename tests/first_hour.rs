@@ -1,0 +1,126 @@
+//! The first hour with capjail (issue 12): defaults that cannot open the machine, an audit log
+//! one can live with, the small things, and wiring clients without hand-editing JSON.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use support::*;
+
+fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(capjail_bin());
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("CAPJAIL_WORKSPACE")
+        .env_remove("CAPJAIL_POLICY")
+        .env_remove("CAPJAIL_AUDIT");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run_bounded(&mut cmd, None, Duration::from_secs(60))
+}
+
+// ----- §1 defaults ----------------------------------------------------------------------------
+
+#[test]
+fn an_implicit_workspace_at_the_root_or_home_is_refused_with_the_flag_to_pass() {
+    let lab = Lab::new();
+    let log = lab.p("audit.jsonl");
+    let home = lab.path("home_like");
+    for (dir, policy) in [
+        (Path::new("/"), "workspace"),
+        (home.as_path(), "workspace"),
+        (Path::new("/etc"), "capfence"),
+    ] {
+        let o = run_in(
+            dir,
+            &["run", "--policy", policy, "--audit", &log, "--", "true"],
+            &[("HOME", home.to_str().unwrap()), ("PWD", "/nonsense")],
+        );
+        assert_eq!(o.code, Some(124), "{policy} in {}: {o:?}", dir.display());
+        assert!(
+            o.stderr.contains("--workspace DIR"),
+            "{policy} in {}: {}",
+            dir.display(),
+            o.stderr
+        );
+        assert!(!Path::new(&log).exists(), "nothing ran, nothing logged");
+    }
+    // A project directory is fine, and so is an explicit --workspace anywhere.
+    let o = run_in(
+        &lab.ws,
+        &["run", "--policy", "workspace", "--audit", &log, "--", "true"],
+        &[("HOME", home.to_str().unwrap())],
+    );
+    assert_eq!(o.code, Some(0), "{o:?}");
+    let o = run_in(
+        Path::new("/"),
+        &[
+            "policy",
+            "show",
+            "workspace",
+            "--workspace",
+            lab.ws.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(o.code, Some(0), "{o:?}");
+    assert!(o.stdout.contains(lab.ws.to_str().unwrap()), "{}", o.stdout);
+}
+
+#[test]
+fn a_port_outside_a_portless_entry_is_refused_with_the_entry_to_write() {
+    let lab = Lab::new();
+    let p = lab.policy(
+        "net",
+        "network:\n  mode: allowlist\n  allowed_hosts: [\"127.0.0.1\"]\n  resolve: false\n",
+    );
+    let line = |url: &str| {
+        format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{{\"name\":\"fetch\",\"arguments\":{{\"url\":\"{url}\"}}}}}}\n"
+        )
+    };
+    let o = capjail_with_input(
+        &["check", "--text", "--policy", p.to_str().unwrap()],
+        line("http://127.0.0.1:8443/x").as_bytes(),
+    );
+    assert_eq!(o.code, Some(1), "{o:?}");
+    assert!(o.stdout.contains("`127.0.0.1:8443`"), "{}", o.stdout);
+    let o = capjail_with_input(
+        &["check", "--text", "--policy", p.to_str().unwrap()],
+        line("http://127.0.0.1/x").as_bytes(),
+    );
+    assert_eq!(o.code, Some(0), "{o:?}");
+}
+
+#[test]
+fn server_directories_outside_the_mounts_are_warned_about_at_start() {
+    let lab = Lab::new();
+    let log = lab.p("audit.jsonl");
+    let policy = lab.ws_rw_policy();
+    let o = run_in(
+        &lab.root,
+        &[
+            "run",
+            "--policy",
+            policy.to_str().unwrap(),
+            "--audit",
+            &log,
+            "--",
+            "true",
+            &lab.ws_s(),
+            &lab.p("secret"),
+        ],
+        &[],
+    );
+    assert_eq!(o.code, Some(0), "{o:?}");
+    let warned: Vec<&str> = o
+        .stderr
+        .lines()
+        .filter(|l| l.contains("does not mount it"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{}", o.stderr);
+    assert!(warned[0].contains(&lab.p("secret")), "{}", warned[0]);
+}
