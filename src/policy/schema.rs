@@ -238,4 +238,10 @@ pub struct AuditSection {
     /// Argument names whose values are redacted in the log (a digest of the original is kept).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redact: Vec<String>,
+    /// Rotate the log when it reaches this many bytes (default 64 MiB; 0: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    /// Rotated files kept besides the live one (default 4; older ones are deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<usize>,
 }
