@@ -99,16 +99,18 @@ pub enum Command {
 pub enum AuditCommand {
     /// Check the hash chain of one or more audit logs; name the first broken record
     #[command(
-        after_help = "Exit status: 0 if every file verifies, 1 on any break (edited, deleted, inserted, reordered, truncated records)."
+        after_help = "Without FILE: the log `capjail run` writes to ($CAPJAIL_AUDIT, else the policy's audit.path, else $XDG_STATE_HOME/capjail/audit.jsonl); the file read is named on stderr. A file with rotated files beside it (FILE.1, FILE.2, ...) is verified as a whole set, and against FILE.head when present.\nExit status: 0 if every file verifies, 1 on any break (edited, deleted, inserted, reordered, truncated records, a missing file of a rotated set)."
     )]
     Verify {
-        #[arg(value_name = "FILE", required = true)]
+        /// Audit log(s) [default: the log `capjail run` writes to]
+        #[arg(value_name = "FILE")]
         files: Vec<PathBuf>,
     },
     /// Print an audit log as a table (or JSON lines with --json)
     Show {
+        /// Audit log [default: the log `capjail run` writes to]
         #[arg(value_name = "FILE")]
-        file: PathBuf,
+        file: Option<PathBuf>,
         /// Only decisions with this verdict
         #[arg(long, value_parser = ["allow", "deny"])]
         verdict: Option<String>,
@@ -192,7 +194,9 @@ Without --policy, each lab gets a generated policy: its workspace read-write, no
 
 stdout carries the report only; one progress line per case goes to stderr.
 Exit status: 0 if full mode contains every attack and allows every legitimate operation,
-1 if it leaks or blocks anything (or a case could not run), 124 policy error, 125 usage error.";
+1 if it leaks or blocks anything (or a case could not run; or, without --server or a command,
+when more than half the cases could not run against the fallback server), 124 policy error,
+125 usage error.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CompareServer {

@@ -35,7 +35,7 @@ pub fn confinement(
         return Ok(None);
     }
     let prepared = prepare(plan, require).map_err(|e| {
-        eprintln!("capjail: {e}");
+        eprintln!("capjail: error: {e}");
         exit::KERNEL_REQUIRED
     })?;
     let summary = prepared.enforcement.summary();

@@ -42,7 +42,7 @@ pub fn policy(cmd: PolicyCommand) -> i32 {
                 0
             }
             Err(e) => {
-                eprintln!("capjail: {e}");
+                eprintln!("capjail: error: {e}");
                 exit::POLICY
             }
         },
