@@ -124,3 +124,77 @@ fn server_directories_outside_the_mounts_are_warned_about_at_start() {
     assert_eq!(warned.len(), 1, "{}", o.stderr);
     assert!(warned[0].contains(&lab.p("secret")), "{}", warned[0]);
 }
+
+// ----- §3 the audit log -------------------------------------------------------------------------
+
+#[test]
+fn audit_show_and_verify_without_file_read_the_default_log_and_name_it() {
+    let lab = Lab::new();
+    let state = lab.path("state");
+    let state_s = state.to_str().unwrap();
+    let o = run_in(
+        &lab.ws,
+        &["run", "--policy", "strict", "--", "true"],
+        &[("XDG_STATE_HOME", state_s)],
+    );
+    assert_eq!(o.code, Some(0), "{o:?}");
+    let default = state.join("capjail/audit.jsonl");
+    assert!(default.exists());
+    for args in [&["audit", "verify"][..], &["audit", "show"][..]] {
+        let o = run_in(&lab.ws, args, &[("XDG_STATE_HOME", state_s)]);
+        assert_eq!(o.code, Some(0), "{args:?}: {o:?}");
+        assert!(
+            o.stderr.contains(default.to_str().unwrap()),
+            "{args:?} does not say which file: {}",
+            o.stderr
+        );
+    }
+}
+
+#[test]
+fn audit_show_names_the_mount_the_traversal_and_a_server_that_did_not_start() {
+    let lab = Lab::new();
+    let log = lab.p("audit.jsonl");
+    let relay = lab.p("logs/naive.log");
+    let mut s = SessionBuilder::capjail(
+        &[
+            "--policy",
+            "workspace",
+            "--workspace",
+            &lab.ws_s(),
+            "--audit",
+            &log,
+            "--profile",
+            "filesystem",
+        ],
+        naive_server(&lab.root, Path::new(&relay)),
+    )
+    .cwd(&lab.ws)
+    .spawn();
+    s.initialize();
+    s.call_tool("read_file", serde_json::json!({"path": lab.p("ws/notes.txt")}));
+    s.call_tool("read_file", serde_json::json!({"path": "../../../etc/passwd"}));
+    s.finish();
+    let o = run_in(
+        &lab.root,
+        &["run", "--audit", &log, "--", "/no/such/server-xyz"],
+        &[],
+    );
+    assert_eq!(o.code, Some(127), "{o:?}");
+    let o = capjail(&["audit", "show", &log]);
+    assert_eq!(o.code, Some(0), "{o:?}");
+    let line = |needle: &str| {
+        o.stdout
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?} in\n{}", o.stdout))
+            .to_string()
+    };
+    assert!(
+        line("notes.txt").contains(&format!("filesystem.mounts[{}]", lab.ws_s())),
+        "{}",
+        o.stdout
+    );
+    assert!(line("filesystem.path").contains("../../../etc/passwd"), "{}", o.stdout);
+    assert!(line("did not start").contains("command not found"), "{}", o.stdout);
+}

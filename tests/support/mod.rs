@@ -114,10 +114,18 @@ pub fn naive_server(root: &Path, log: &Path) -> Vec<String> {
     ]
 }
 
+/// Where test runs of capjail log when a test names no `--audit` file: never the user's log
+/// (~/.local/state/capjail), but a file under cargo's per-target temp dir (rotated by size).
+pub fn test_audit_log() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("capjail-test-audit.jsonl")
+}
+
 /// Run `capjail ARGS` to completion (stdin closed), bounded in time.
 pub fn capjail(args: &[&str]) -> Output {
     run_bounded(
-        Command::new(capjail_bin()).args(args),
+        Command::new(capjail_bin())
+            .args(args)
+            .env("CAPJAIL_AUDIT", test_audit_log()),
         None,
         Duration::from_secs(60),
     )
@@ -126,7 +134,9 @@ pub fn capjail(args: &[&str]) -> Output {
 /// Run `capjail ARGS` with `input` on stdin.
 pub fn capjail_with_input(args: &[&str], input: &[u8]) -> Output {
     run_bounded(
-        Command::new(capjail_bin()).args(args),
+        Command::new(capjail_bin())
+            .args(args)
+            .env("CAPJAIL_AUDIT", test_audit_log()),
         Some(input),
         Duration::from_secs(60),
     )
@@ -663,7 +673,8 @@ impl SessionBuilder {
         cmd.args(&argv[1..])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            .env("CAPJAIL_AUDIT", test_audit_log());
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
