@@ -15,3 +15,4 @@ pub mod probe;
 pub mod profile;
 pub mod proxy;
 pub mod sandbox;
+pub mod wrap;

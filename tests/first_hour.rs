@@ -198,3 +198,118 @@ fn audit_show_names_the_mount_the_traversal_and_a_server_that_did_not_start() {
     assert!(line("filesystem.path").contains("../../../etc/passwd"), "{}", o.stdout);
     assert!(line("did not start").contains("command not found"), "{}", o.stdout);
 }
+
+// ----- §4 the small things ----------------------------------------------------------------------
+
+#[test]
+fn policy_show_prints_every_section_and_explain_shows_both_layers() {
+    let lab = Lab::new();
+    let o = capjail(&["policy", "show", "strict"]);
+    assert_eq!(o.code, Some(0), "{o:?}");
+    for section in ["\nfilesystem:", "\nnetwork:", "\ntools:", "\nproxy:", "\nkernel:", "\nenvironment:", "\naudit:"] {
+        assert!(o.stdout.contains(section), "no {section:?} in\n{}", o.stdout);
+    }
+    let o = capjail(&["policy", "explain", "workspace", "--workspace", &lab.ws_s(), "--", "true"]);
+    assert_eq!(o.code, Some(0), "{o:?}");
+    assert!(o.stdout.contains("PROXY LAYER"), "{}", o.stdout);
+    assert!(o.stdout.contains(&lab.ws_s()), "{}", o.stdout);
+    assert!(o.stdout.contains("KERNEL LAYER"), "{}", o.stdout);
+}
+
+#[test]
+fn errors_have_one_prefix_in_every_subcommand() {
+    let lab = Lab::new();
+    let missing = lab.p("no-such.jsonl");
+    for args in [
+        vec!["run", "--policy", "no-such-policy-xyz", "--", "true"],
+        vec!["check", "--policy", "no-such-policy-xyz"],
+        vec!["policy", "show", "no-such-policy-xyz"],
+        vec!["policy", "validate", missing.as_str()],
+        vec!["audit", "show", missing.as_str()],
+        vec!["replay", missing.as_str()],
+        vec!["wrap", "--config", missing.as_str()],
+    ] {
+        let o = capjail(&args);
+        assert_ne!(o.code, Some(0), "{args:?}");
+        let first = o.stderr.lines().find(|l| l.starts_with("capjail")).unwrap_or("");
+        assert!(first.starts_with("capjail: error: "), "{args:?}: {}", o.stderr);
+    }
+}
+
+#[test]
+fn the_confinement_line_is_logged_once() {
+    if !kernel_available() {
+        eprintln!("SKIP: no kernel layer");
+        return;
+    }
+    let lab = Lab::new();
+    let log = lab.p("audit.jsonl");
+    let o = run_in(
+        &lab.ws,
+        &["run", "--mode", "full", "--policy", "workspace", "--workspace", &lab.ws_s(), "--audit", &log, "--", "true"],
+        &[],
+    );
+    assert_eq!(o.code, Some(0), "{o:?}");
+    let n = o.stderr.lines().filter(|l| l.contains("landlock")).count();
+    assert_eq!(n, 1, "{}", o.stderr);
+}
+
+// ----- §5 wiring clients --------------------------------------------------------------------------
+
+#[test]
+fn wrap_and_unwrap_a_claude_code_config_byte_for_byte() {
+    let lab = Lab::new();
+    let cfg = lab.path("home_like/.claude.json");
+    let original = format!(
+        "{{\n  \"numStartups\": 7,\n  \"mcpServers\": {{\n    \"fs\": {{\"command\": \"node\", \"args\": [\"server.js\", \"{ws}\"]}},\n    \"remote\": {{\"type\": \"http\", \"url\": \"https://mcp.example.test/mcp\"}}\n  }},\n  \"projects\": {{\n    \"{ws}\": {{\"mcpServers\": {{\"git\": {{\"command\": \"uvx\", \"args\": [\"mcp-server-git\"]}}}}}}\n  }}\n}}\n",
+        ws = lab.ws_s()
+    );
+    std::fs::write(&cfg, &original).unwrap();
+    let o = run_in(&lab.ws, &["wrap", "--dry-run"], &[("HOME", lab.p("home_like").as_str())]);
+    assert_eq!(o.code, Some(0), "{o:?}");
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), original, "--dry-run wrote");
+    let o = run_in(&lab.ws, &["wrap", "--capjail", "/opt/capjail"], &[("HOME", lab.p("home_like").as_str())]);
+    assert_eq!(o.code, Some(0), "{o:?}");
+    assert!(o.stdout.contains("skipped mcpServers.remote: remote server"), "{}", o.stdout);
+    assert!(o.stdout.lines().any(|l| l.starts_with("+") && l.contains("/opt/capjail")), "no diff:\n{}", o.stdout);
+    let wrapped: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    assert_eq!(wrapped["mcpServers"]["fs"]["command"], "/opt/capjail");
+    assert_eq!(
+        wrapped["mcpServers"]["fs"]["args"],
+        serde_json::json!(["run", "--policy", "workspace", "--workspace", lab.ws_s(), "--", "node", "server.js", lab.ws_s()])
+    );
+    assert_eq!(
+        wrapped["projects"][lab.ws_s()]["mcpServers"]["git"]["args"],
+        serde_json::json!(["run", "--policy", "strict", "--", "uvx", "mcp-server-git"])
+    );
+    // The wrapped command line is one capjail accepts.
+    let args: Vec<String> = wrapped["mcpServers"]["fs"]["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let sep = args.iter().position(|a| a == "--").unwrap();
+    let mut explain = vec!["policy".to_string(), "explain".into()];
+    explain.extend(args[2..sep].iter().cloned());
+    explain.push("--".into());
+    explain.extend(args[sep + 1..].iter().cloned());
+    let o = capjail(&explain.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.code, Some(0), "{o:?}");
+    let o = run_in(&lab.ws, &["unwrap"], &[("HOME", lab.p("home_like").as_str())]);
+    assert_eq!(o.code, Some(0), "{o:?}");
+    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), original);
+    assert!(!lab.path("home_like/.claude.json.capjail-backup.json").exists());
+}
+
+#[test]
+fn policy_schema_is_json_schema_that_names_every_section() {
+    let o = capjail(&["policy", "schema"]);
+    assert_eq!(o.code, Some(0), "{o:?}");
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert!(v["$schema"].as_str().unwrap_or("").contains("json-schema.org"), "{v}");
+    for section in ["filesystem", "network", "tools", "deny", "allow", "proxy", "kernel", "environment", "audit"] {
+        assert!(v["properties"].get(section).is_some(), "{section} missing");
+    }
+    assert_eq!(v["additionalProperties"], serde_json::json!(false));
+}

@@ -18,7 +18,7 @@ pub fn confinement(
     require: bool,
     dry_run: bool,
 ) -> Result<Option<(Option<CommandHook>, String)>, i32> {
-    use capjail::sandbox::{apply_to, plan, prepare, HostFacts, Overall};
+    use capjail::sandbox::{apply_to, plan, prepare, HostFacts};
     if !mode.uses_kernel() {
         if dry_run {
             println!(
@@ -38,11 +38,8 @@ pub fn confinement(
         eprintln!("capjail: error: {e}");
         exit::KERNEL_REQUIRED
     })?;
+    // `prepare` has logged the confinement line (once); the summary goes to the audit log.
     let summary = prepared.enforcement.summary();
-    match prepared.enforcement.overall() {
-        Overall::Full => tracing::info!("kernel confinement: {summary}"),
-        _ => tracing::warn!("kernel confinement incomplete: {summary}"),
-    }
     let hook: CommandHook = Box::new(move |cmd| {
         apply_to(&prepared, cmd);
         Ok(())
@@ -97,11 +94,15 @@ pub fn explain(policy: &str, workspace: Option<&Path>, json: bool, argv: &[Strin
         use capjail::sandbox::{plan, HostFacts};
         let plan = plan(&policy, argv, &HostFacts::gather(argv));
         if json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&plan).expect("a plan serialises")
-            );
+            let v = serde_json::json!({
+                "proxy": capjail::policy::proxy_rules::json(&policy),
+                "kernel": plan,
+            });
+            println!("{}", serde_json::to_string_pretty(&v).expect("a plan serialises"));
         } else {
+            print!("{}", capjail::policy::proxy_rules::text(&policy));
+            println!();
+            println!("KERNEL LAYER (--mode kernel / full):");
             print!("{plan}");
         }
         0
@@ -109,10 +110,8 @@ pub fn explain(policy: &str, workspace: Option<&Path>, json: bool, argv: &[Strin
     #[cfg(not(target_os = "linux"))]
     {
         let _ = (json, argv);
-        println!(
-            "no kernel layer on this system; the proxy checks every message against `{}`",
-            policy.name
-        );
+        print!("{}", capjail::policy::proxy_rules::text(&policy));
+        println!("no kernel layer on this system");
         0
     }
 }

@@ -6,6 +6,7 @@ mod compare;
 mod kernel;
 mod policy;
 mod run;
+mod wrap;
 
 use std::path::Path;
 
@@ -26,6 +27,8 @@ pub fn dispatch(command: Command) -> i32 {
             kernel::doctor(policy.as_deref(), workspace.as_deref())
         }
         Command::Replay { file, policy } => audit::replay(&file, &policy),
+        Command::Wrap(args) => wrap::wrap(args),
+        Command::Unwrap(args) => wrap::unwrap(args),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::rules::{CapabilityPattern, RuleKind};
 use super::schema::{
-    FilesystemMode, FilesystemSection, MountFile, NetworkSection, PolicyFile, ProxySection,
+    AuditSection, FilesystemMode, KernelSection, FilesystemSection, MountFile, NetworkSection, PolicyFile, ProxySection,
     RuleFile, ToolsSection,
 };
 use super::Policy;
@@ -82,9 +82,26 @@ pub fn effective_file(p: &Policy) -> PolicyFile {
             max_depth: Some(p.limits.max_depth),
             grace_seconds: Some(p.limits.grace.as_secs_f64()),
         }),
-        kernel: p.file.kernel.clone(),
-        environment: p.file.environment.clone(),
-        audit: p.file.audit.clone(),
+        // Every section, with its defaults written out.
+        kernel: Some({
+            let k = p.file.kernel.clone().unwrap_or_default();
+            KernelSection {
+                require: Some(k.require.unwrap_or(false)),
+                ..k
+            }
+        }),
+        environment: Some(p.file.environment.clone().unwrap_or_default()),
+        audit: Some({
+            let a = p.file.audit.clone().unwrap_or_default();
+            let r = crate::audit::rotated::Rotation::default();
+            AuditSection {
+                allow_off: Some(a.allow_off.unwrap_or(true)),
+                fsync: Some(a.fsync.unwrap_or(false)),
+                max_bytes: Some(a.max_bytes.unwrap_or(r.max_bytes)),
+                keep: Some(a.keep.unwrap_or(r.keep)),
+                ..a
+            }
+        }),
     }
 }
 
@@ -121,6 +138,9 @@ mod tests {
             assert_eq!(again.network, p.network, "{name}");
             assert_eq!(again.tools, p.tools, "{name}");
             assert_eq!(again.rules.rules.len(), p.rules.rules.len(), "{name}");
+            for section in ["\nkernel:", "\nenvironment:", "\naudit:", "\nproxy:", "max_bytes:"] {
+                assert!(text.contains(section), "{name}: no {section}\n{text}");
+            }
         }
     }
 }

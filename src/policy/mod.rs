@@ -10,6 +10,7 @@ pub mod effective;
 pub mod expand;
 pub mod grants;
 mod implicit;
+pub mod proxy_rules;
 pub mod load;
 pub mod rules;
 pub mod schema;

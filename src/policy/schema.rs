@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyFile {
     /// Policy name (MCP Jail spelling).
@@ -65,7 +65,7 @@ fn de_version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, 
     })
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FilesystemMode {
     /// Only the listed mounts are reachable (MCP Jail's `explicit`).
@@ -75,7 +75,7 @@ pub enum FilesystemMode {
     Any,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilesystemSection {
     #[serde(default)]
@@ -84,7 +84,7 @@ pub struct FilesystemSection {
     pub mounts: Vec<MountFile>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MountMode {
     #[default]
@@ -92,7 +92,7 @@ pub enum MountMode {
     Rw,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MountFile {
     /// `~` and `$VAR` / `${VAR}` are expanded.
@@ -101,7 +101,7 @@ pub struct MountFile {
     pub mode: MountMode,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkMode {
     #[default]
@@ -110,7 +110,7 @@ pub enum NetworkMode {
     All,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSection {
     #[serde(default)]
@@ -130,7 +130,7 @@ pub struct NetworkSection {
     pub resolve: Option<bool>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ToolsMode {
     #[default]
@@ -139,7 +139,7 @@ pub enum ToolsMode {
     Blocklist,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ToolsSection {
     #[serde(default)]
@@ -154,7 +154,7 @@ pub struct ToolsSection {
 }
 
 /// One capability rule. Every condition given must match; an absent condition matches anything.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleFile {
     /// `filesystem.read`, `filesystem.write`, `network.fetch`, `shell.execute`, ... or a
@@ -178,7 +178,7 @@ pub struct RuleFile {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProxySection {
     /// Longest accepted message line in bytes (default 16 MiB).
@@ -192,7 +192,7 @@ pub struct ProxySection {
     pub grace_seconds: Option<f64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KernelSection {
     /// Refuse to start the server unless every part of the kernel layer is enforced.
@@ -209,7 +209,7 @@ pub struct KernelSection {
     pub rlimits: std::collections::BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentSection {
     /// Variables passed to the server (names or `PREFIX_*` patterns), added to the defaults.
@@ -223,7 +223,7 @@ pub struct EnvironmentSection {
     pub inherit_all: bool,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditSection {
     /// Audit log file (`~` and `$VAR` expanded).
