@@ -377,7 +377,7 @@ impl Lab {
         self.policy(
             "net_allow",
             &format!(
-                "name: lab-net-allow\nnetwork:\n  mode: allowlist\n  allowed_hosts: [\"{ALLOWED_HOST}\"]\nfilesystem:\n  mode: explicit\n  mounts: []\n\
+                "name: lab-net-allow\nnetwork:\n  mode: allowlist\n  allowed_hosts: [\"{ALLOWED_HOST}\", \"{ALLOWED_HOST}:{NETNS_CANARY_PORT}\"]\nfilesystem:\n  mode: explicit\n  mounts: []\n\
                  tools:\n  mode: blocklist\n  blocked: [execute_command, run_command, run_shell, exec, shell, bash, sh, cmd, powershell, terminal, run_in_terminal]\n"
             ),
         )
