@@ -118,15 +118,15 @@ try:
                 results[(title, mode_label)] = judge(resp, effect, (title, srv, req, effect, undo) in ATTACKS, mode)
                 if undo: undo()
             s.close()
-    W = 44
-    print(f"{'':{W}} {'without capjail':<17} {'--mode proxy':<19} --mode full")
-    for heading, group in [("the file server (started with the whole lab, a common over-broad setup):", ATTACKS[:3]),
+    W = 42
+    print(f"  {'':<{W}} {'without capjail':<19} {'--mode proxy':<19} --mode full")
+    for heading, group in [("the file server (given the whole lab, a common over-broad setup):", ATTACKS[:3]),
                            ("a server that misbehaves inside its own process (capjail's probe server):", ATTACKS[3:]),
                            ("legitimate work (policy: workspace):", LEGIT_WORK)]:
         print(heading)
         for title, *_ in group:
-            print(f"  {title:<{W-2}} " + " ".join(f"{results[(title, m)]:<19}"[:19] if i < 2 else results[(title, m)]
-                                                 for i, (m, _) in enumerate(MODES)).replace("  without", " without"))
+            c = [results[(title, m)] for m, _ in MODES]
+            print(f"  {title:<{W}} {c[0]:<19} {c[1]:<19} {c[2]}")
     def count(mode, pred, group): return sum(1 for t, *_ in group if pred(results[(t, mode)]))
     n = len(ATTACKS)
     worked = count("without capjail", lambda r: r == "works", ATTACKS)
