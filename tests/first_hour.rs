@@ -51,7 +51,15 @@ fn an_implicit_workspace_at_the_root_or_home_is_refused_with_the_flag_to_pass() 
     // A project directory is fine, and so is an explicit --workspace anywhere.
     let o = run_in(
         &lab.ws,
-        &["run", "--policy", "workspace", "--audit", &log, "--", "true"],
+        &[
+            "run",
+            "--policy",
+            "workspace",
+            "--audit",
+            &log,
+            "--",
+            "true",
+        ],
         &[("HOME", home.to_str().unwrap())],
     );
     assert_eq!(o.code, Some(0), "{o:?}");
@@ -172,8 +180,14 @@ fn audit_show_names_the_mount_the_traversal_and_a_server_that_did_not_start() {
     .cwd(&lab.ws)
     .spawn();
     s.initialize();
-    s.call_tool("read_file", serde_json::json!({"path": lab.p("ws/notes.txt")}));
-    s.call_tool("read_file", serde_json::json!({"path": "../../../etc/passwd"}));
+    s.call_tool(
+        "read_file",
+        serde_json::json!({"path": lab.p("ws/notes.txt")}),
+    );
+    s.call_tool(
+        "read_file",
+        serde_json::json!({"path": "../../../etc/passwd"}),
+    );
     s.finish();
     let o = run_in(
         &lab.root,
@@ -195,8 +209,16 @@ fn audit_show_names_the_mount_the_traversal_and_a_server_that_did_not_start() {
         "{}",
         o.stdout
     );
-    assert!(line("filesystem.path").contains("../../../etc/passwd"), "{}", o.stdout);
-    assert!(line("did not start").contains("command not found"), "{}", o.stdout);
+    assert!(
+        line("filesystem.path").contains("../../../etc/passwd"),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        line("did not start").contains("command not found"),
+        "{}",
+        o.stdout
+    );
 }
 
 // ----- §4 the small things ----------------------------------------------------------------------
@@ -206,10 +228,30 @@ fn policy_show_prints_every_section_and_explain_shows_both_layers() {
     let lab = Lab::new();
     let o = capjail(&["policy", "show", "strict"]);
     assert_eq!(o.code, Some(0), "{o:?}");
-    for section in ["\nfilesystem:", "\nnetwork:", "\ntools:", "\nproxy:", "\nkernel:", "\nenvironment:", "\naudit:"] {
-        assert!(o.stdout.contains(section), "no {section:?} in\n{}", o.stdout);
+    for section in [
+        "\nfilesystem:",
+        "\nnetwork:",
+        "\ntools:",
+        "\nproxy:",
+        "\nkernel:",
+        "\nenvironment:",
+        "\naudit:",
+    ] {
+        assert!(
+            o.stdout.contains(section),
+            "no {section:?} in\n{}",
+            o.stdout
+        );
     }
-    let o = capjail(&["policy", "explain", "workspace", "--workspace", &lab.ws_s(), "--", "true"]);
+    let o = capjail(&[
+        "policy",
+        "explain",
+        "workspace",
+        "--workspace",
+        &lab.ws_s(),
+        "--",
+        "true",
+    ]);
     assert_eq!(o.code, Some(0), "{o:?}");
     assert!(o.stdout.contains("PROXY LAYER"), "{}", o.stdout);
     assert!(o.stdout.contains(&lab.ws_s()), "{}", o.stdout);
@@ -231,8 +273,16 @@ fn errors_have_one_prefix_in_every_subcommand() {
     ] {
         let o = capjail(&args);
         assert_ne!(o.code, Some(0), "{args:?}");
-        let first = o.stderr.lines().find(|l| l.starts_with("capjail")).unwrap_or("");
-        assert!(first.starts_with("capjail: error: "), "{args:?}: {}", o.stderr);
+        let first = o
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("capjail"))
+            .unwrap_or("");
+        assert!(
+            first.starts_with("capjail: error: "),
+            "{args:?}: {}",
+            o.stderr
+        );
     }
 }
 
@@ -246,7 +296,19 @@ fn the_confinement_line_is_logged_once() {
     let log = lab.p("audit.jsonl");
     let o = run_in(
         &lab.ws,
-        &["run", "--mode", "full", "--policy", "workspace", "--workspace", &lab.ws_s(), "--audit", &log, "--", "true"],
+        &[
+            "run",
+            "--mode",
+            "full",
+            "--policy",
+            "workspace",
+            "--workspace",
+            &lab.ws_s(),
+            "--audit",
+            &log,
+            "--",
+            "true",
+        ],
         &[],
     );
     assert_eq!(o.code, Some(0), "{o:?}");
@@ -265,18 +327,52 @@ fn wrap_and_unwrap_a_claude_code_config_byte_for_byte() {
         ws = lab.ws_s()
     );
     std::fs::write(&cfg, &original).unwrap();
-    let o = run_in(&lab.ws, &["wrap", "--dry-run"], &[("HOME", lab.p("home_like").as_str())]);
+    let o = run_in(
+        &lab.ws,
+        &["wrap", "--dry-run"],
+        &[("HOME", lab.p("home_like").as_str())],
+    );
     assert_eq!(o.code, Some(0), "{o:?}");
-    assert_eq!(std::fs::read_to_string(&cfg).unwrap(), original, "--dry-run wrote");
-    let o = run_in(&lab.ws, &["wrap", "--capjail", "/opt/capjail"], &[("HOME", lab.p("home_like").as_str())]);
+    assert_eq!(
+        std::fs::read_to_string(&cfg).unwrap(),
+        original,
+        "--dry-run wrote"
+    );
+    let o = run_in(
+        &lab.ws,
+        &["wrap", "--capjail", "/opt/capjail"],
+        &[("HOME", lab.p("home_like").as_str())],
+    );
     assert_eq!(o.code, Some(0), "{o:?}");
-    assert!(o.stdout.contains("skipped mcpServers.remote: remote server"), "{}", o.stdout);
-    assert!(o.stdout.lines().any(|l| l.starts_with("+") && l.contains("/opt/capjail")), "no diff:\n{}", o.stdout);
-    let wrapped: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
+    assert!(
+        o.stdout
+            .contains("skipped mcpServers.remote: remote server"),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stdout
+            .lines()
+            .any(|l| l.starts_with("+") && l.contains("/opt/capjail")),
+        "no diff:\n{}",
+        o.stdout
+    );
+    let wrapped: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg).unwrap()).unwrap();
     assert_eq!(wrapped["mcpServers"]["fs"]["command"], "/opt/capjail");
     assert_eq!(
         wrapped["mcpServers"]["fs"]["args"],
-        serde_json::json!(["run", "--policy", "workspace", "--workspace", lab.ws_s(), "--", "node", "server.js", lab.ws_s()])
+        serde_json::json!([
+            "run",
+            "--policy",
+            "workspace",
+            "--workspace",
+            lab.ws_s(),
+            "--",
+            "node",
+            "server.js",
+            lab.ws_s()
+        ])
     );
     assert_eq!(
         wrapped["projects"][lab.ws_s()]["mcpServers"]["git"]["args"],
@@ -296,10 +392,16 @@ fn wrap_and_unwrap_a_claude_code_config_byte_for_byte() {
     explain.extend(args[sep + 1..].iter().cloned());
     let o = capjail(&explain.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(o.code, Some(0), "{o:?}");
-    let o = run_in(&lab.ws, &["unwrap"], &[("HOME", lab.p("home_like").as_str())]);
+    let o = run_in(
+        &lab.ws,
+        &["unwrap"],
+        &[("HOME", lab.p("home_like").as_str())],
+    );
     assert_eq!(o.code, Some(0), "{o:?}");
     assert_eq!(std::fs::read_to_string(&cfg).unwrap(), original);
-    assert!(!lab.path("home_like/.claude.json.capjail-backup.json").exists());
+    assert!(!lab
+        .path("home_like/.claude.json.capjail-backup.json")
+        .exists());
 }
 
 #[test]
@@ -307,8 +409,24 @@ fn policy_schema_is_json_schema_that_names_every_section() {
     let o = capjail(&["policy", "schema"]);
     assert_eq!(o.code, Some(0), "{o:?}");
     let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
-    assert!(v["$schema"].as_str().unwrap_or("").contains("json-schema.org"), "{v}");
-    for section in ["filesystem", "network", "tools", "deny", "allow", "proxy", "kernel", "environment", "audit"] {
+    assert!(
+        v["$schema"]
+            .as_str()
+            .unwrap_or("")
+            .contains("json-schema.org"),
+        "{v}"
+    );
+    for section in [
+        "filesystem",
+        "network",
+        "tools",
+        "deny",
+        "allow",
+        "proxy",
+        "kernel",
+        "environment",
+        "audit",
+    ] {
         assert!(v["properties"].get(section).is_some(), "{section} missing");
     }
     assert_eq!(v["additionalProperties"], serde_json::json!(false));

@@ -54,7 +54,10 @@ pub fn head_path(live: &Path) -> PathBuf {
 /// The set, oldest first, ending with `live`: every `live.N` that exists up to the highest N
 /// found (a gap is returned as a missing path, so verify can name it).
 pub fn set_of(live: &Path) -> Vec<PathBuf> {
-    let dir = live.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = live
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let Some(name) = live.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return vec![live.to_path_buf()];
     };
@@ -62,7 +65,10 @@ pub fn set_of(live: &Path) -> Vec<PathBuf> {
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
             let f = e.file_name().to_string_lossy().into_owned();
-            if let Some(n) = f.strip_prefix(&format!("{name}.")).and_then(|n| n.parse::<usize>().ok()) {
+            if let Some(n) = f
+                .strip_prefix(&format!("{name}."))
+                .and_then(|n| n.parse::<usize>().ok())
+            {
                 highest = highest.max(n);
             }
         }
@@ -128,7 +134,13 @@ mod tests {
     fn sets_are_oldest_first_and_gaps_are_kept() {
         let t = tempfile::tempdir().unwrap();
         let live = t.path().join("a.jsonl");
-        for n in ["a.jsonl", "a.jsonl.1", "a.jsonl.3", "a.jsonl.head", "a.jsonl.x"] {
+        for n in [
+            "a.jsonl",
+            "a.jsonl.1",
+            "a.jsonl.3",
+            "a.jsonl.head",
+            "a.jsonl.x",
+        ] {
             std::fs::write(t.path().join(n), "").unwrap();
         }
         let names: Vec<String> = set_of(&live)

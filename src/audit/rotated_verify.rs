@@ -36,9 +36,14 @@ pub fn verify_set(path: &Path) -> Vec<FileReport> {
     }
     // A session that ends in a later file of the set is not open.
     for i in 0..out.len().saturating_sub(1) {
-        let later: Vec<Vec<u8>> = set[i + 1..].iter().filter_map(|p| std::fs::read(p).ok()).collect();
+        let later: Vec<Vec<u8>> = set[i + 1..]
+            .iter()
+            .filter_map(|p| std::fs::read(p).ok())
+            .collect();
         out[i].warnings.retain(|w| {
-            let id = w.strip_prefix("session ").and_then(|r| r.split_whitespace().next());
+            let id = w
+                .strip_prefix("session ")
+                .and_then(|r| r.split_whitespace().next());
             match id.filter(|_| w.contains("has no session_end")) {
                 Some(id) => !later.iter().any(|d| ended_in(d, id)),
                 None => true,
@@ -100,7 +105,11 @@ fn check_head(live: &FileReport) -> Option<Break> {
     let head_path = rotated::head_path(&live.path);
     let bytes = std::fs::read(&head_path).ok()?;
     let Some((seq, hash)) = rotated::parse_head(&bytes) else {
-        return Some(brk(0, BreakKind::Truncated, format!("{} is not a head file", head_path.display())));
+        return Some(brk(
+            0,
+            BreakKind::Truncated,
+            format!("{} is not a head file", head_path.display()),
+        ));
     };
     if seq > live.last_seq {
         return Some(brk(
@@ -143,5 +152,10 @@ fn hash_of_seq(p: &Path, seq: u64) -> Option<(usize, String)> {
     split_lines(&data)
         .iter()
         .filter(|l| l.terminated)
-        .find_map(|l| parse_line(l.bytes).ok().filter(|r| r.seq == seq).map(|r| (l.no, r.hash)))
+        .find_map(|l| {
+            parse_line(l.bytes)
+                .ok()
+                .filter(|r| r.seq == seq)
+                .map(|r| (l.no, r.hash))
+        })
 }

@@ -139,7 +139,11 @@ fn resource(r: &Map<String, Value>) -> String {
     };
     if list.is_empty() {
         // A refusal before any access was built (a `..` path): the resource as written.
-        return r.get("resource").and_then(Value::as_str).unwrap_or_default().to_string();
+        return r
+            .get("resource")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
     }
     let with: Vec<&str> = list
         .iter()

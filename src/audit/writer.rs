@@ -71,7 +71,9 @@ impl AuditLog {
         let mut log = Self::open_with(path, fsync, Redactor::from_policy(policy))?;
         let defaults = Rotation::default();
         log.set_rotation(Some(Rotation {
-            max_bytes: section.and_then(|a| a.max_bytes).unwrap_or(defaults.max_bytes),
+            max_bytes: section
+                .and_then(|a| a.max_bytes)
+                .unwrap_or(defaults.max_bytes),
             keep: section.and_then(|a| a.keep).unwrap_or(defaults.keep),
         }));
         Ok(log)
@@ -350,7 +352,11 @@ impl AuditLog {
             .open(&tmp)
             .map_err(|e| io(&tmp, e))?;
         let guard = Flock::exclusive(&new).map_err(|e| io(&tmp, e))?;
-        let rec = rotated::rotation_record(&self.session, &rotated::rotated_name(&self.path, 1), rot.max_bytes);
+        let rec = rotated::rotation_record(
+            &self.session,
+            &rotated::rotated_name(&self.path, 1),
+            rot.max_bytes,
+        );
         let mut buf = Vec::with_capacity(512);
         let counts = self.counts;
         let seq = head.seq + 1;

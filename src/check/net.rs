@@ -526,7 +526,7 @@ pub fn allowlist_match(patterns: &[HostPattern], target: &Target, port: u16) -> 
     for p in patterns {
         let hit = entry_admits_port(p, port)
             && match target {
-            Target::Ip(ip) => pattern_names_ip(p, *ip, port),
+                Target::Ip(ip) => pattern_names_ip(p, *ip, port),
                 Target::Name(n) => host_matches(p, n, port),
             };
         if hit && !p.wildcard {
@@ -558,7 +558,10 @@ fn allowlist_refusal(patterns: &[HostPattern], target: &Target, host: &str, port
     let same_host: Vec<&HostPattern> = patterns
         .iter()
         .filter(|p| {
-            let any = HostPattern { port: None, ..(*p).clone() };
+            let any = HostPattern {
+                port: None,
+                ..(*p).clone()
+            };
             match target {
                 Target::Ip(ip) => pattern_names_ip(&any, *ip, port),
                 Target::Name(n) => host_matches(&any, n, port),
@@ -572,7 +575,11 @@ fn allowlist_refusal(patterns: &[HostPattern], target: &Target, host: &str, port
                 Some(pp) => format!("port {pp} only"),
                 None => "ports 80 and 443 only".to_string(),
             };
-            let bare = if p.wildcard { format!("*.{}", p.host) } else { p.host.clone() };
+            let bare = if p.wildcard {
+                format!("*.{}", p.host)
+            } else {
+                p.host.clone()
+            };
             format!(
                 "{hp} is not in network.allowed_hosts: the entry `{}` stands for {covers}; \
                  add `{}` to allow this port",

@@ -87,7 +87,9 @@ pub fn compare(args: CompareArgs) -> i32 {
         server_tools: compare::list_tools(&setup),
     };
     if facts.server_tools.is_none() {
-        eprintln!("capjail: warning: could not list the server's tools unconfined; every case will try");
+        eprintln!(
+            "capjail: warning: could not list the server's tools unconfined; every case will try"
+        );
     }
     let opts = Options {
         setup,
@@ -110,7 +112,10 @@ pub fn compare(args: CompareArgs) -> i32 {
         report.seconds
     );
     let chosen = !args.command.is_empty() || args.server.is_some();
-    if let Some(c) = report.full_counts().filter(|c| c.mostly_skipped() && !chosen) {
+    if let Some(c) = report
+        .full_counts()
+        .filter(|c| c.mostly_skipped() && !chosen)
+    {
         eprintln!(
             "capjail: error: {} of {} cases could not run against the fallback server; the report says little (choose it with --server probe to accept that)",
             c.skipped + c.legit_skipped + c.errors,

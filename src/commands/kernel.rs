@@ -98,7 +98,10 @@ pub fn explain(policy: &str, workspace: Option<&Path>, json: bool, argv: &[Strin
                 "proxy": capjail::policy::proxy_rules::json(&policy),
                 "kernel": plan,
             });
-            println!("{}", serde_json::to_string_pretty(&v).expect("a plan serialises"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&v).expect("a plan serialises")
+            );
         } else {
             print!("{}", capjail::policy::proxy_rules::text(&policy));
             println!();

@@ -45,7 +45,9 @@ fn configs(args: &WrapArgs) -> Result<Vec<PathBuf>, i32> {
     if !args.config.is_empty() {
         return Ok(args.config.clone());
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
     let cwd = std::env::current_dir().unwrap_or_default();
     let found = default_configs(&home, &cwd);
     if found.is_empty() {
@@ -121,7 +123,11 @@ pub fn wrap(args: WrapArgs) -> i32 {
             code = exit::USAGE;
             continue;
         }
-        println!("  wrote {} (backup: {}; undo with `capjail unwrap`)", path.display(), backup.display());
+        println!(
+            "  wrote {} (backup: {}; undo with `capjail unwrap`)",
+            path.display(),
+            backup.display()
+        );
     }
     code
 }
@@ -145,14 +151,25 @@ pub fn unwrap(args: WrapArgs) -> i32 {
         let saved: Option<(String, String)> = std::fs::read_to_string(&backup)
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| Some((v["original"].as_str()?.to_string(), v["wrapped_sha256"].as_str()?.to_string())));
+            .and_then(|v| {
+                Some((
+                    v["original"].as_str()?.to_string(),
+                    v["wrapped_sha256"].as_str()?.to_string(),
+                ))
+            });
         if let Some((original, hash)) = &saved {
             if *hash == sha256(&current) {
-                println!("{}: restored byte for byte from {}", path.display(), backup.display());
+                println!(
+                    "{}: restored byte for byte from {}",
+                    path.display(),
+                    backup.display()
+                );
                 let d = line_diff(&current, original);
                 print!("{d}");
                 if !args.dry_run {
-                    if let Err(e) = std::fs::write(&path, original).and_then(|()| std::fs::remove_file(&backup)) {
+                    if let Err(e) =
+                        std::fs::write(&path, original).and_then(|()| std::fs::remove_file(&backup))
+                    {
                         eprintln!("capjail: error: {}: {e}", path.display());
                         code = exit::USAGE;
                     }

@@ -471,8 +471,8 @@ mod tests {
             let text = crate::policy::builtin::get(name).unwrap();
             let file = || serde_yaml::from_str::<PolicyFile>(text).unwrap();
             for pwd in ["/", "/home/u", "/etc", "/root", "/home"] {
-                let e = compile_with(file(), text.into(), PolicySource::Inline, &at(pwd))
-                    .unwrap_err();
+                let e =
+                    compile_with(file(), text.into(), PolicySource::Inline, &at(pwd)).unwrap_err();
                 assert!(e.message.contains("--workspace DIR"), "{name} {pwd}: {e}");
             }
             assert!(

@@ -3,8 +3,8 @@
 
 use super::rules::{CapabilityPattern, RuleKind};
 use super::schema::{
-    AuditSection, FilesystemMode, KernelSection, FilesystemSection, MountFile, NetworkSection, PolicyFile, ProxySection,
-    RuleFile, ToolsSection,
+    AuditSection, FilesystemMode, FilesystemSection, KernelSection, MountFile, NetworkSection,
+    PolicyFile, ProxySection, RuleFile, ToolsSection,
 };
 use super::Policy;
 
@@ -138,7 +138,13 @@ mod tests {
             assert_eq!(again.network, p.network, "{name}");
             assert_eq!(again.tools, p.tools, "{name}");
             assert_eq!(again.rules.rules.len(), p.rules.rules.len(), "{name}");
-            for section in ["\nkernel:", "\nenvironment:", "\naudit:", "\nproxy:", "max_bytes:"] {
+            for section in [
+                "\nkernel:",
+                "\nenvironment:",
+                "\naudit:",
+                "\nproxy:",
+                "max_bytes:",
+            ] {
                 assert!(text.contains(section), "{name}: no {section}\n{text}");
             }
         }

@@ -167,7 +167,10 @@ mod tests {
             expand_tracked("${WS:-/w}", &env).unwrap(),
             ("/srv/ws".into(), false)
         );
-        assert_eq!(expand_tracked("~/x", &env).unwrap(), ("/home/u/x".into(), false));
+        assert_eq!(
+            expand_tracked("~/x", &env).unwrap(),
+            ("/home/u/x".into(), false)
+        );
     }
 
     #[test]

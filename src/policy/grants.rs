@@ -52,7 +52,11 @@ pub fn warning(dir: &Path, policy: &Policy) -> String {
          calls there will be refused; pass --workspace DIR or add a filesystem.mounts entry",
         dir.display(),
         policy.name,
-        if mounts.is_empty() { "none".to_string() } else { mounts.join(", ") }
+        if mounts.is_empty() {
+            "none".to_string()
+        } else {
+            mounts.join(", ")
+        }
     )
 }
 

@@ -11,10 +11,37 @@ use std::path::{Component, Path};
 
 /// Top-level directories that hold the system, not a project.
 const SYSTEM_ROOTS: &[&str] = &[
-    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32",
-    "/lost+found", "/media", "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/snap", "/srv",
-    "/sys", "/tmp", "/usr", "/var", "/Applications", "/Library", "/System", "/Users", "/Volumes",
-    "/private", "/nix",
+    "/",
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/lost+found",
+    "/media",
+    "/mnt",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/snap",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/var",
+    "/Applications",
+    "/Library",
+    "/System",
+    "/Users",
+    "/Volumes",
+    "/private",
+    "/nix",
 ];
 
 /// Pseudo file systems: nothing inside them is a workspace.
@@ -63,8 +90,24 @@ mod tests {
     #[test]
     fn roots_home_and_pseudo_fs_are_refused() {
         for p in [
-            "/", "/usr", "/etc", "/var", "/proc", "/sys", "/dev", "/boot", "/bin", "/lib",
-            "/lib64", "/sbin", "/opt", "/root", "/home", "/home/u", "/proc/self", "/sys/kernel",
+            "/",
+            "/usr",
+            "/etc",
+            "/var",
+            "/proc",
+            "/sys",
+            "/dev",
+            "/boot",
+            "/bin",
+            "/lib",
+            "/lib64",
+            "/sbin",
+            "/opt",
+            "/root",
+            "/home",
+            "/home/u",
+            "/proc/self",
+            "/sys/kernel",
         ] {
             assert!(broad(p), "{p}");
         }
@@ -72,7 +115,14 @@ mod tests {
 
     #[test]
     fn project_directories_are_fine() {
-        for p in ["/home/u/proj", "/srv/app", "/work/repo", "/tmp/x", "/usr/src/linux", "/workspace"] {
+        for p in [
+            "/home/u/proj",
+            "/srv/app",
+            "/work/repo",
+            "/tmp/x",
+            "/usr/src/linux",
+            "/workspace",
+        ] {
             assert!(!broad(p), "{p}");
         }
         // Without a HOME only the fixed list applies.

@@ -10,8 +10,8 @@ pub mod effective;
 pub mod expand;
 pub mod grants;
 mod implicit;
-pub mod proxy_rules;
 pub mod load;
+pub mod proxy_rules;
 pub mod rules;
 pub mod schema;
 

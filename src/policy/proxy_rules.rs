@@ -17,19 +17,35 @@ fn host_line(h: &super::HostPattern) -> String {
 /// The proxy's rules as text.
 pub fn text(p: &Policy) -> String {
     let mut o = String::new();
-    let _ = writeln!(o, "PROXY LAYER (--mode proxy / full): every message is checked against `{}` ({})", p.name, p.source);
+    let _ = writeln!(
+        o,
+        "PROXY LAYER (--mode proxy / full): every message is checked against `{}` ({})",
+        p.name, p.source
+    );
     match &p.filesystem.mounts {
         Some(m) if m.is_empty() => {
             let _ = writeln!(o, "  filesystem: no path is reachable (no mounts)");
         }
         Some(m) => {
-            let _ = writeln!(o, "  filesystem: only inside these mounts (rule filesystem.mounts[PATH]):");
+            let _ = writeln!(
+                o,
+                "  filesystem: only inside these mounts (rule filesystem.mounts[PATH]):"
+            );
             for m in m {
-                let _ = writeln!(o, "    {:?} {}   (written: {})", m.mode, m.path.display(), m.written);
+                let _ = writeln!(
+                    o,
+                    "    {:?} {}   (written: {})",
+                    m.mode,
+                    m.path.display(),
+                    m.written
+                );
             }
         }
         None => {
-            let _ = writeln!(o, "  filesystem: not restricted by mounts; the rules below decide");
+            let _ = writeln!(
+                o,
+                "  filesystem: not restricted by mounts; the rules below decide"
+            );
         }
     }
     let n = &p.network;
@@ -38,7 +54,11 @@ pub fn text(p: &Policy) -> String {
         NetworkMode::All => "all public hosts".to_string(),
         NetworkMode::Allowlist => format!(
             "only network.allowed_hosts: {}",
-            n.allowed_hosts.iter().map(host_line).collect::<Vec<_>>().join(", ")
+            n.allowed_hosts
+                .iter()
+                .map(host_line)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
     let _ = writeln!(o, "  network: {mode}");
@@ -56,13 +76,25 @@ pub fn text(p: &Policy) -> String {
         ToolsMode::Allowlist => format!("only {}", t.allowed.join(", ")),
         ToolsMode::Blocklist => format!("all but {}", t.blocked.join(", ")),
     };
-    let _ = writeln!(o, "  tools: {tools}{}", if t.hide_blocked { " (blocked tools hidden from tools/list)" } else { "" });
+    let _ = writeln!(
+        o,
+        "  tools: {tools}{}",
+        if t.hide_blocked {
+            " (blocked tools hidden from tools/list)"
+        } else {
+            ""
+        }
+    );
     if p.rules.rules.is_empty() {
         let _ = writeln!(o, "  rules: none");
     } else {
         let _ = writeln!(o, "  rules (deny, then require_approval, then allow):");
         for r in &p.rules.rules {
-            let reason = r.reason.as_deref().map(|x| format!("  # {x}")).unwrap_or_default();
+            let reason = r
+                .reason
+                .as_deref()
+                .map(|x| format!("  # {x}"))
+                .unwrap_or_default();
             let _ = writeln!(o, "    {}{reason}", r.label);
         }
     }
@@ -123,7 +155,14 @@ mod tests {
         )
         .unwrap();
         let t = text(&p);
-        for needle in ["/srv/ws", "a.test (ports 80 and 443)", "b.test:8443 (port 8443)", "all but shell", "deny[0]", "no git internals"] {
+        for needle in [
+            "/srv/ws",
+            "a.test (ports 80 and 443)",
+            "b.test:8443 (port 8443)",
+            "all but shell",
+            "deny[0]",
+            "no git internals",
+        ] {
             assert!(t.contains(needle), "{needle} missing:\n{t}");
         }
         assert_eq!(json(&p)["mounts"][0]["path"], "/srv/ws");

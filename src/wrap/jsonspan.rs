@@ -40,7 +40,10 @@ impl Node {
 }
 
 pub fn parse(text: &str) -> Result<Node, String> {
-    let mut p = P { b: text.as_bytes(), i: 0 };
+    let mut p = P {
+        b: text.as_bytes(),
+        i: 0,
+    };
     p.ws()?;
     let v = p.value()?;
     p.ws()?;
@@ -134,7 +137,10 @@ impl P<'_> {
             }
             Some(_) => {
                 while self.i < self.b.len()
-                    && !matches!(self.b[self.i], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r' | b'/')
+                    && !matches!(
+                        self.b[self.i],
+                        b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r' | b'/'
+                    )
                 {
                     self.i += 1;
                 }

@@ -69,7 +69,12 @@ pub fn suggest_policy(argv: &[String]) -> Vec<String> {
         .skip(1)
         .find(|a| Path::new(a).is_absolute() && Path::new(a).is_dir())
     {
-        Some(dir) => vec!["--policy".into(), "workspace".into(), "--workspace".into(), dir.clone()],
+        Some(dir) => vec![
+            "--policy".into(),
+            "workspace".into(),
+            "--workspace".into(),
+            dir.clone(),
+        ],
         None => vec!["--policy".into(), "strict".into()],
     }
 }
@@ -103,7 +108,9 @@ pub fn wrap(text: &str, opts: &WrapOptions) -> Result<Rewrite, String> {
     let mut edits = Vec::new();
     let mut servers = Vec::new();
     for (map_key, map) in server_maps(&root) {
-        let Node::Object(entries, ..) = map else { continue };
+        let Node::Object(entries, ..) = map else {
+            continue;
+        };
         for (name, server) in entries {
             let key = format!("{map_key}.{name}");
             let outcome = wrap_one(text, server, opts, &mut edits);
@@ -123,11 +130,15 @@ fn wrap_one(
     edits: &mut Vec<(usize, usize, String)>,
 ) -> Result<Vec<String>, String> {
     if let Some(url) = server.get("url").and_then(|u| u.as_str(text)) {
-        return Err(format!("remote server ({url}): capjail guards stdio servers only"));
+        return Err(format!(
+            "remote server ({url}): capjail guards stdio servers only"
+        ));
     }
     let kind = server.get("type").and_then(|t| t.as_str(text));
     if let Some(t) = kind.as_deref().filter(|t| *t != "stdio") {
-        return Err(format!("remote server (type {t}): capjail guards stdio servers only"));
+        return Err(format!(
+            "remote server (type {t}): capjail guards stdio servers only"
+        ));
     }
     let Some(cmd_node) = server.get("command") else {
         return Err("no `command`".into());
@@ -135,7 +146,9 @@ fn wrap_one(
     let command = cmd_node.as_str(text).ok_or("`command` is not a string")?;
     let args = match server.get("args") {
         None => Vec::new(),
-        Some(a) => a.as_strings(text).ok_or("`args` is not a list of strings")?,
+        Some(a) => a
+            .as_strings(text)
+            .ok_or("`args` is not a list of strings")?,
     };
     if is_capjail(&command) && args.first().is_some_and(|a| a == "run") {
         return Err("already wrapped".into());
@@ -169,7 +182,9 @@ pub fn unwrap(text: &str) -> Result<Rewrite, String> {
     let mut edits = Vec::new();
     let mut servers = Vec::new();
     for (map_key, map) in server_maps(&root) {
-        let Node::Object(entries, ..) = map else { continue };
+        let Node::Object(entries, ..) = map else {
+            continue;
+        };
         for (name, server) in entries {
             let key = format!("{map_key}.{name}");
             let outcome = (|| {
@@ -180,7 +195,10 @@ pub fn unwrap(text: &str) -> Result<Rewrite, String> {
                 if !is_capjail(&command) || args.first().map(String::as_str) != Some("run") {
                     return Err("not wrapped".to_string());
                 }
-                let sep = args.iter().position(|a| a == "--").ok_or("no `--` in the capjail command")?;
+                let sep = args
+                    .iter()
+                    .position(|a| a == "--")
+                    .ok_or("no `--` in the capjail command")?;
                 let original = args[sep + 1..].to_vec();
                 let (first, rest) = original.split_first().ok_or("nothing after `--`")?;
                 let (cs, ce) = cmd_node.span();
@@ -224,7 +242,11 @@ mod tests {
     #[test]
     fn wraps_stdio_servers_everywhere_and_lists_remote_ones() {
         let r = wrap(CLAUDE, &opts()).unwrap();
-        let got: Vec<(&str, bool)> = r.servers.iter().map(|s| (s.key.as_str(), s.outcome.is_ok())).collect();
+        let got: Vec<(&str, bool)> = r
+            .servers
+            .iter()
+            .map(|s| (s.key.as_str(), s.outcome.is_ok()))
+            .collect();
         assert_eq!(
             got,
             [
@@ -234,14 +256,30 @@ mod tests {
                 ("projects./home/u/p.mcpServers.bare", true)
             ]
         );
-        assert!(r.servers[1].outcome.as_ref().unwrap_err().contains("remote server"));
+        assert!(r.servers[1]
+            .outcome
+            .as_ref()
+            .unwrap_err()
+            .contains("remote server"));
         let v: serde_json::Value = serde_json::from_str(&r.text).unwrap();
         assert_eq!(v["mcpServers"]["fs"]["command"], "/usr/local/bin/capjail");
         assert_eq!(
             v["mcpServers"]["fs"]["args"],
-            serde_json::json!(["run", "--policy", "strict", "--", "npx", "-y", "@modelcontextprotocol/server-filesystem", "/"])
+            serde_json::json!([
+                "run",
+                "--policy",
+                "strict",
+                "--",
+                "npx",
+                "-y",
+                "@modelcontextprotocol/server-filesystem",
+                "/"
+            ])
         );
-        assert_eq!(v["projects"]["/home/u/p"]["mcpServers"]["bare"]["args"], serde_json::json!(["run", "--policy", "strict", "--", "my-server"]));
+        assert_eq!(
+            v["projects"]["/home/u/p"]["mcpServers"]["bare"]["args"],
+            serde_json::json!(["run", "--policy", "strict", "--", "my-server"])
+        );
         assert_eq!(v["numStartups"], 3);
         // Only the rewritten lines differ.
         let d = diff::line_diff(CLAUDE, &r.text);
@@ -253,7 +291,10 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&back.text).unwrap();
         let orig: serde_json::Value = serde_json::from_str(CLAUDE).unwrap();
         assert_eq!(v["mcpServers"], orig["mcpServers"]);
-        assert_eq!(v["projects"]["/home/u/p"]["mcpServers"]["git"], orig["projects"]["/home/u/p"]["mcpServers"]["git"]);
+        assert_eq!(
+            v["projects"]["/home/u/p"]["mcpServers"]["git"],
+            orig["projects"]["/home/u/p"]["mcpServers"]["git"]
+        );
     }
 
     #[test]
@@ -261,9 +302,19 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let dir = t.path().display().to_string();
         let text = format!("{{\n  // VS Code\n  \"servers\": {{ \"fs\": {{ \"type\": \"stdio\", \"command\": \"node\", \"args\": [\"index.js\", {}] }} }}\n}}\n", json_str(&dir));
-        let r = wrap(&text, &WrapOptions { policy: None, ..opts() }).unwrap();
+        let r = wrap(
+            &text,
+            &WrapOptions {
+                policy: None,
+                ..opts()
+            },
+        )
+        .unwrap();
         let line = r.servers[0].outcome.as_ref().unwrap();
-        assert_eq!(line[1..6], ["run", "--policy", "workspace", "--workspace", dir.as_str()]);
+        assert_eq!(
+            line[1..6],
+            ["run", "--policy", "workspace", "--workspace", dir.as_str()]
+        );
         assert!(r.text.contains("// VS Code"));
     }
 }
