@@ -17,13 +17,14 @@ pub fn verify_set(path: &Path) -> Vec<FileReport> {
             missing(p, path)
         };
         if r.error.is_none() {
-            match out.iter().rev().find(|o| o.error.is_none() || o.error.as_ref().is_some_and(|b| b.kind == BreakKind::MissingFile)) {
-                Some(before) if before.error.is_none() => {
-                    if r.anchor != (before.head.clone(), before.last_seq) {
-                        r.error = Some(discontinuity(&r, before));
-                    }
+            match out.last() {
+                Some(before)
+                    if before.error.is_none()
+                        && r.anchor != (before.head.clone(), before.last_seq) =>
+                {
+                    r.error = Some(discontinuity(&r, before));
                 }
-                Some(_) => {} // the missing file was already reported
+                Some(_) => {} // continuous, or the file before is already reported
                 None if r.anchor.0 != GENESIS => r.warnings.push(format!(
                     "the chain starts in an earlier file that is not here (seq {} and before): \
                      audit.keep deletes the oldest file on rotation; deleting it by hand looks the same",

@@ -41,7 +41,7 @@ pub struct Rewrite {
 }
 
 /// The server maps of a config: (dotted key, node).
-fn server_maps<'n>(root: &'n Node) -> Vec<(String, &'n Node)> {
+fn server_maps(root: &Node) -> Vec<(String, &Node)> {
     let mut out = Vec::new();
     for key in ["mcpServers", "servers"] {
         if let Some(n @ Node::Object(..)) = root.get(key) {
@@ -94,7 +94,7 @@ fn json_array(v: &[String]) -> String {
 
 /// Replace spans (start, end, text), applied from the end.
 fn splice(text: &str, mut edits: Vec<(usize, usize, String)>) -> String {
-    edits.sort_by(|a, b| b.0.cmp(&a.0));
+    edits.sort_by_key(|e| std::cmp::Reverse(e.0));
     let mut out = text.to_string();
     for (s, e, t) in edits {
         out.replace_range(s..e, &t);
