@@ -12,7 +12,7 @@ C=target/release/capjail
 OUT=.bench; mkdir -p "$OUT"
 # full when this machine and build can enforce the kernel layer, else proxy (and say so).
 if [ -z "${CAPJAIL_BENCH_MODE:-}" ]; then
-  if $C -q run --mode full --policy strict -- true </dev/null >/dev/null 2>&1; then MODE=full; else MODE=proxy; echo "bench: kernel layer unavailable, measuring --mode proxy" >&2; fi
+  if $C -q run --audit off --mode full --policy strict -- true </dev/null >/dev/null 2>&1; then MODE=full; else MODE=proxy; echo "bench: kernel layer unavailable, measuring --mode proxy" >&2; fi
 else MODE="$CAPJAIL_BENCH_MODE"; fi
 AUDIT_ARGS=()
 if $C run --help | grep -q -- '--audit'; then AUDIT_ARGS=(--audit "$OUT/bench-audit.jsonl"); fi

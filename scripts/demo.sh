@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The main job, end to end: build capjail, install the real servers, and send the seeds' attack
-# requests through capjail to them. Prints what was blocked and why.
+# The demo: real attacks on real MCP servers, each run without capjail, behind the proxy only and
+# in full mode, judged by their effect; legitimate work alongside; a one-line summary.
+# The lab is a temporary folder removed at the end; the audit log goes to target/demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet
+echo "demo: building capjail (cargo build --release) ..." >&2
+cargo build --release --quiet --bin capjail
+echo "demo: installing the real MCP servers into .peers/ (scripts/setup-peers.sh; a no-op when done) ..." >&2
 bash scripts/setup-peers.sh
 export CAPJAIL_PEERS="$PWD/.peers"
-if command -v unshare >/dev/null && unshare -n true 2>/dev/null; then
-  # Fetch requests run in a private network namespace: even a miss could reach nothing but loopback.
-  exec unshare -n -- sh -c 'ip link set lo up 2>/dev/null || true; exec python3 scripts/demo.py target/release/capjail'
-fi
-exec python3 scripts/demo.py target/release/capjail
+DEMO_DIR=target/demo
+mkdir -p "$DEMO_DIR"
+rm -f "$DEMO_DIR"/audit.jsonl*
+echo "demo: running 6 attacks and 3 legitimate calls three ways (about 20 s) ..." >&2
+exec python3 scripts/demo.py target/release/capjail "$DEMO_DIR"

@@ -86,6 +86,11 @@ pub enum Command {
     /// A built-in MCP server whose innocently named tools misbehave inside the process (tests, compare)
     #[command(hide = true)]
     ProbeServer(capjail::probe::ProbeArgs),
+    /// Put capjail in front of the stdio MCP servers of Claude Desktop, Cursor, VS Code and Claude Code
+    #[command(after_help = WRAP_HELP)]
+    Wrap(WrapArgs),
+    /// Undo `capjail wrap`: restore the backup byte for byte (or unwrap each server in place)
+    Unwrap(WrapArgs),
     /// Re-decide every request recorded in an audit log under another policy and print what changes
     #[command(
         after_help = "Exit status: 0 if nothing that was denied becomes allowed, 1 if something does (gate policy changes on real traffic), 123 unreadable log, 124 policy error."
@@ -102,16 +107,18 @@ pub enum Command {
 pub enum AuditCommand {
     /// Check the hash chain of one or more audit logs; name the first broken record
     #[command(
-        after_help = "Exit status: 0 if every file verifies, 1 on any break (edited, deleted, inserted, reordered, truncated records)."
+        after_help = "Without FILE: the log `capjail run` writes to ($CAPJAIL_AUDIT, else the policy's audit.path, else $XDG_STATE_HOME/capjail/audit.jsonl); the file read is named on stderr. A file with rotated files beside it (FILE.1, FILE.2, ...) is verified as a whole set, and against FILE.head when present.\nExit status: 0 if every file verifies, 1 on any break (edited, deleted, inserted, reordered, truncated records, a missing file of a rotated set)."
     )]
     Verify {
-        #[arg(value_name = "FILE", required = true)]
+        /// Audit log(s) [default: the log `capjail run` writes to]
+        #[arg(value_name = "FILE")]
         files: Vec<PathBuf>,
     },
     /// Print an audit log as a table (or JSON lines with --json)
     Show {
+        /// Audit log [default: the log `capjail run` writes to]
         #[arg(value_name = "FILE")]
-        file: PathBuf,
+        file: Option<PathBuf>,
         /// Only decisions with this verdict
         #[arg(long, value_parser = ["allow", "deny"])]
         verdict: Option<String>,
@@ -125,6 +132,31 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+pub const WRAP_HELP: &str = "\
+Reads (without --config, those that exist): ~/.config/Claude/claude_desktop_config.json (and the
+macOS path), ~/.cursor/mcp.json and ./.cursor/mcp.json, ~/.config/Code/User/mcp.json and
+./.vscode/mcp.json, ~/.claude.json (top-level and per-project servers) and ./.mcp.json.
+Each stdio server's command becomes `capjail run --policy P -- <original command>`: P is --policy,
+else `workspace --workspace DIR` when the server was given a directory DIR, else `strict`.
+The change is printed as a diff; the original is kept in FILE.capjail-backup.json. Remote
+servers (url, type sse/http) are listed with the reason and left alone.";
+
+#[derive(Debug, Args)]
+pub struct WrapArgs {
+    /// A client config file (repeatable) instead of the default locations
+    #[arg(long, value_name = "FILE")]
+    pub config: Vec<PathBuf>,
+    /// Policy for every server [default: suggested per server]
+    #[arg(long, short = 'p', value_name = "NAME|FILE")]
+    pub policy: Option<String>,
+    /// The capjail executable written into the configs [default: this one]
+    #[arg(long, value_name = "PATH")]
+    pub capjail: Option<PathBuf>,
+    /// Print what would change, write nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -202,7 +234,9 @@ Without --policy, each lab gets a generated policy: its workspace read-write, no
 
 stdout carries the report only; one progress line per case goes to stderr.
 Exit status: 0 if full mode contains every attack and allows every legitimate operation,
-1 if it leaks or blocks anything (or a case could not run), 124 policy error, 125 usage error.";
+1 if it leaks or blocks anything (or a case could not run; or, without --server or a command,
+when more than half the cases could not run against the fallback server), 124 policy error,
+125 usage error.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CompareServer {
@@ -262,12 +296,14 @@ pub enum PolicyCommand {
         #[arg(long, value_name = "DIR")]
         workspace: Option<PathBuf>,
     },
+    /// Print the JSON Schema of policy files (for editors: see README, yaml-language-server)
+    Schema,
     /// Validate a policy file; errors name file, line and column
     Validate {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
-    /// Print the kernel sandbox plan for a policy and a server command: capjail policy explain P -- CMD...
+    /// Print what the proxy checks and the kernel sandbox plan for a policy and a server command: capjail policy explain P -- CMD...
     Explain {
         #[arg(value_name = "NAME|FILE")]
         policy: String,

@@ -389,6 +389,12 @@ fn decision_fields(m: &mut Map<String, Value>, d: &DecisionEvent, redactor: &Red
         if dec.is_allowed() { "allow" } else { "deny" }.into(),
     );
     m.insert("rule".into(), dec.rule.clone().into());
+    // What a refusal was about when no access could be built from it (e.g. a `..` path).
+    if let Some(res) = dec.denial.as_ref().and_then(|x| x.resource.as_ref()) {
+        if dec.accesses.is_empty() {
+            m.insert("resource".into(), res.clone().into());
+        }
+    }
     let reason = match &dec.denial {
         Some(den) => den.reason.clone(),
         None => format!("allowed by {}", dec.rule),

@@ -16,6 +16,8 @@ pub mod event;
 pub mod queue;
 pub mod redact;
 pub mod replay;
+pub mod rotated;
+mod rotated_verify;
 pub mod show;
 pub mod verify;
 pub mod writer;

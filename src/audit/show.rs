@@ -99,14 +99,26 @@ fn row(r: &Map<String, Value>) -> [String; 8] {
             s("mode"),
             r.get("argv").map(Value::to_string).unwrap_or_default()
         ),
-        "session_end" => format!(
-            "exit {} signal {}: {} allowed, {} denied, {} filtered",
-            s("exit_code"),
-            s("signal"),
-            s("allowed"),
-            s("denied"),
-            s("filtered")
-        ),
+        "session_end" => {
+            let counts = format!(
+                "{} allowed, {} denied, {} filtered",
+                s("allowed"),
+                s("denied"),
+                s("filtered")
+            );
+            let nothing = ["allowed", "denied", "filtered"]
+                .iter()
+                .all(|k| r.get(*k).and_then(Value::as_u64) == Some(0));
+            match (s("exit_code").as_str(), s("signal").as_str()) {
+                ("127", _) if nothing => "the server did not start: command not found (exit 127)".into(),
+                ("126", _) if nothing => "the server did not start: the command cannot be executed (exit 126)".into(),
+                (code, "") if nothing && code != "0" => format!(
+                    "the server exited with status {code} before any request: it failed to start (its stderr says why; under --mode kernel/full see `capjail policy explain`)"
+                ),
+                (code, "") => format!("exit {code}: {counts}"),
+                (_, sig) => format!("ended by signal {sig}: {counts}"),
+            }
+        }
         // Who answered what, how fast, and the question as the person read it.
         "approval" => format!(
             "approval: {} answered {:?} after {} ms; asked: {}",
@@ -134,6 +146,14 @@ fn resource(r: &Map<String, Value>) -> String {
     let Some(list) = r.get("accesses").and_then(Value::as_array) else {
         return String::new();
     };
+    if list.is_empty() {
+        // A refusal before any access was built (a `..` path): the resource as written.
+        return r
+            .get("resource")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+    }
     let with: Vec<&str> = list
         .iter()
         .filter_map(|a| a.get("resource")?.get("written")?.as_str())

@@ -986,3 +986,153 @@ fn replay_treats_approval_gated_decisions_as_asked() {
     assert_eq!((c.before.0.as_str(), c.after.0.as_str()), ("ask", "deny"));
     assert!(!c.newly_allowed());
 }
+
+// ----- rotation and the head file (issue 12) ---------------------------------------------------
+
+fn write_rotating(path: &Path, n: usize, rot: rotated::Rotation) {
+    let p = policy("name: t\n");
+    let argv = vec!["server".to_string()];
+    std::fs::write(path, "").unwrap();
+    let mut log = AuditLog::open(path, false).unwrap();
+    log.set_rotation(Some(rot));
+    log.record(&start(&argv, &p)).unwrap();
+    for i in 0..n {
+        let d = decision(i % 2 == 0);
+        let params = json!({"name": "read_file", "arguments": {"path": format!("/srv/{i}")}});
+        let id = json!(i);
+        log.record(&Event::Decision(DecisionEvent {
+            direction: Direction::ClientToServer,
+            id: Some(&id),
+            params: Some(&params),
+            decision: &d,
+            tool_spec: None,
+            latency_us: 7,
+        }))
+        .unwrap();
+    }
+    log.record(&Event::SessionEnd(SessionEnd {
+        exit_code: Some(0),
+        signal: None,
+    }))
+    .unwrap();
+}
+
+fn errors(r: &VerifyReport) -> Vec<String> {
+    r.files
+        .iter()
+        .filter_map(|f| {
+            f.error
+                .as_ref()
+                .map(|b| format!("{}: {}", f.path.display(), b.message))
+        })
+        .collect()
+}
+
+#[test]
+fn rotation_continues_the_chain_and_verify_checks_the_whole_set() {
+    let t = tmp();
+    let path = t.path().join("audit.jsonl");
+    write_rotating(
+        &path,
+        40,
+        rotated::Rotation {
+            max_bytes: 2000,
+            keep: 100,
+        },
+    );
+    let set = rotated::set_of(&path);
+    assert!(set.len() >= 3, "{set:?}");
+    assert!(std::fs::metadata(&path).unwrap().len() < 4000);
+    let r = verify(std::slice::from_ref(&path));
+    assert!(r.ok(), "{}", r.render());
+    assert_eq!(r.files.len(), set.len());
+    assert_eq!(
+        r.files.iter().map(|f| f.records).sum::<u64>(),
+        42 + set.len() as u64 - 1
+    );
+    // Every file but the oldest starts with a rotation record that names the file before.
+    let live = std::fs::read(&path).unwrap();
+    let first = parse_line(lines_of(&live)[0].strip_suffix(b"\n").unwrap()).unwrap();
+    assert_eq!(first.kind, "rotation");
+    assert_eq!(first.prev, r.files[r.files.len() - 2].head);
+
+    // A missing file in the middle breaks the set.
+    let middle = &set[set.len() - 2];
+    let saved = std::fs::read(middle).unwrap();
+    std::fs::remove_file(middle).unwrap();
+    let r = verify(std::slice::from_ref(&path));
+    assert!(!r.ok());
+    assert!(
+        errors(&r).iter().any(|e| e.contains("missing")),
+        "{}",
+        r.render()
+    );
+    std::fs::write(middle, &saved).unwrap();
+    assert!(verify(std::slice::from_ref(&path)).ok());
+    // The newest rotated file dropped and the older ones renumbered (here: .2 copied over .1):
+    // the live file does not continue what is there.
+    std::fs::copy(
+        rotated::rotated_name(&path, 2),
+        rotated::rotated_name(&path, 1),
+    )
+    .unwrap();
+    let r = verify(std::slice::from_ref(&path));
+    assert!(
+        errors(&r).iter().any(|e| e.contains("does not continue")),
+        "{}",
+        r.render()
+    );
+}
+
+#[test]
+fn keep_bounds_the_files_and_the_oldest_kept_says_where_it_starts() {
+    let t = tmp();
+    let path = t.path().join("audit.jsonl");
+    write_rotating(
+        &path,
+        60,
+        rotated::Rotation {
+            max_bytes: 1500,
+            keep: 2,
+        },
+    );
+    let set = rotated::set_of(&path);
+    assert_eq!(set.len(), 3, "{set:?}");
+    let r = verify(std::slice::from_ref(&path));
+    assert!(r.ok(), "{}", r.render());
+    assert!(
+        r.files[0].warnings.iter().any(|w| w.contains("audit.keep")),
+        "{}",
+        r.render()
+    );
+}
+
+#[test]
+fn records_deleted_from_the_end_are_noticed_through_the_head_file() {
+    let t = tmp();
+    let path = t.path().join("audit.jsonl");
+    write_session(&path, 6);
+    let r = verify(std::slice::from_ref(&path));
+    assert!(r.ok(), "{}", r.render());
+    let data = std::fs::read(&path).unwrap();
+    let lines = lines_of(&data);
+    // Drop the last two whole records: the chain alone is intact.
+    let cut: Vec<u8> = lines[..lines.len() - 2].concat();
+    assert!(verify_bytes(&cut).error.is_none());
+    std::fs::write(&path, &cut).unwrap();
+    let r = verify(std::slice::from_ref(&path));
+    let e = errors(&r);
+    assert!(
+        e.iter()
+            .any(|e| e.contains("truncated") && e.contains("2 record(s)")),
+        "{}",
+        r.render()
+    );
+    assert_eq!(
+        r.files[0].error.as_ref().unwrap().kind,
+        BreakKind::Truncated
+    );
+    // Without the head file it is only the documented warning.
+    std::fs::remove_file(rotated::head_path(&path)).unwrap();
+    assert!(verify(std::slice::from_ref(&path)).ok());
+}

@@ -23,6 +23,7 @@ pub const KINDS: &[&str] = &[
     "session_end",
     "recovery",
     "tool_trust",
+    "rotation",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +49,10 @@ pub enum BreakKind {
     InvalidRecord,
     /// The file could not be read.
     Unreadable,
+    /// Records were removed from the end: the head file names a later record.
+    Truncated,
+    /// A file of a rotated set is missing, or does not continue the one before it.
+    MissingFile,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +72,11 @@ pub struct FileReport {
     pub counts: BTreeMap<String, u64>,
     /// The hash of the last accepted record.
     pub head: String,
+    /// The seq of the last accepted record.
+    pub last_seq: u64,
+    /// Where the chain of this file starts: GENESIS and 0, or a `rotation` record's `prev`
+    /// and `seq - 1` (the end of the file before it in a rotated set).
+    pub anchor: (String, u64),
     pub warnings: Vec<String>,
     pub error: Option<Break>,
 }
@@ -116,11 +126,14 @@ impl VerifyReport {
     }
 }
 
-/// Verify each file (each is its own chain).
+/// Verify each file; a live file with rotated files beside it (`FILE.1`, `FILE.2`, ...) is
+/// verified as a whole set, and against its head file `FILE.head` (see `rotated`).
 pub fn verify(paths: &[PathBuf]) -> VerifyReport {
-    VerifyReport {
-        files: paths.iter().map(|p| verify_file(p)).collect(),
+    let mut files = Vec::new();
+    for p in paths {
+        files.extend(super::rotated_verify::verify_set(p));
     }
+    VerifyReport { files }
 }
 
 pub fn verify_file(path: &Path) -> FileReport {
@@ -132,6 +145,7 @@ pub fn verify_file(path: &Path) -> FileReport {
         Err(e) => FileReport {
             path: path.to_path_buf(),
             head: GENESIS.into(),
+            anchor: (GENESIS.into(), 0),
             error: Some(Break {
                 line: 0,
                 kind: BreakKind::Unreadable,
@@ -186,6 +200,14 @@ pub fn verify_bytes(data: &[u8]) -> FileReport {
     let lines = split_lines(data);
     let parsed: Vec<Result<ParsedLine, String>> = lines.iter().map(read_record).collect();
     let mut v = Verifier::new(&lines, &parsed);
+    // A file that starts with a `rotation` record continues the chain of the file before it.
+    if let Some(Ok(first)) = parsed.iter().find(|p| p.is_ok()) {
+        if first.kind == "rotation" && first.seq > 0 {
+            v.prev_hash = first.prev.clone();
+            v.last_seq = first.seq - 1;
+        }
+    }
+    let anchor = (v.prev_hash.clone(), v.last_seq);
     let error = v.run();
     let mut warnings = v.warnings;
     if error.is_none() {
@@ -198,6 +220,8 @@ pub fn verify_bytes(data: &[u8]) -> FileReport {
         records: v.records,
         counts: v.counts,
         head: v.prev_hash,
+        last_seq: v.last_seq,
+        anchor,
         warnings,
         error,
     }
@@ -479,7 +503,7 @@ impl<'a> Verifier<'a> {
     }
 }
 
-fn brk(line: usize, kind: BreakKind, what: String) -> Break {
+pub(crate) fn brk(line: usize, kind: BreakKind, what: String) -> Break {
     Break {
         line,
         kind,

@@ -9,7 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -23,6 +23,7 @@ use super::event::{
 };
 use super::queue::Record;
 use super::redact::Redactor;
+use super::rotated::{self, Rotation};
 use super::AuditError;
 use crate::policy::Policy;
 
@@ -43,6 +44,10 @@ pub struct AuditLog {
     /// The line being built (reused: no allocation per record once warm).
     line: Vec<u8>,
     specs: SpecCache,
+    /// `None`: never rotate (tests of the writer itself; logs that are not regular files).
+    rotation: Option<Rotation>,
+    /// `audit.jsonl.head`, rewritten in place after every write (regular files only).
+    head_file: Option<File>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -61,13 +66,23 @@ impl AuditLog {
 
     /// Open with the policy's `audit.fsync` and `audit.redact`.
     pub fn open_for_policy(path: &Path, policy: &Policy) -> Result<AuditLog, AuditError> {
-        let fsync = policy
-            .file
-            .audit
-            .as_ref()
-            .and_then(|a| a.fsync)
-            .unwrap_or(false);
-        Self::open_with(path, fsync, Redactor::from_policy(policy))
+        let section = policy.file.audit.as_ref();
+        let fsync = section.and_then(|a| a.fsync).unwrap_or(false);
+        let mut log = Self::open_with(path, fsync, Redactor::from_policy(policy))?;
+        let defaults = Rotation::default();
+        log.set_rotation(Some(Rotation {
+            max_bytes: section
+                .and_then(|a| a.max_bytes)
+                .unwrap_or(defaults.max_bytes),
+            keep: section.and_then(|a| a.keep).unwrap_or(defaults.keep),
+        }));
+        Ok(log)
+    }
+
+    /// Rotate the file when it reaches `max_bytes` (see `rotated`). Only for regular files.
+    pub fn set_rotation(&mut self, rotation: Option<Rotation>) {
+        let regular = std::fs::metadata(&self.path).is_ok_and(|m| m.is_file());
+        self.rotation = rotation.filter(|r| regular && r.max_bytes > 0 && r.keep > 0);
     }
 
     pub fn open_with(path: &Path, fsync: bool, redactor: Redactor) -> Result<AuditLog, AuditError> {
@@ -82,13 +97,20 @@ impl AuditLog {
                 .create(dir)
                 .map_err(io)?;
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
+        let file = open_append(path).map_err(io)?;
+        let head_file = if file.metadata().map_err(io)?.is_file() {
+            Some(
+                OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .mode(0o600)
+                    .open(rotated::head_path(path))
+                    .map_err(io)?,
+            )
+        } else {
+            None
+        };
         let mut log = AuditLog {
             file,
             path: path.to_path_buf(),
@@ -99,9 +121,11 @@ impl AuditLog {
             head: None,
             line: Vec::with_capacity(1024),
             specs: SpecCache::default(),
+            rotation: None,
+            head_file,
         };
         {
-            let _lock = Flock::exclusive(&log.file).map_err(io)?;
+            let _lock = log.lock()?;
             log.sync_head()?;
         }
         Ok(log)
@@ -124,14 +148,15 @@ impl AuditLog {
     /// to the kernel; fsynced too if configured). On `Err` the proxy must not forward the
     /// request. Returns the record's sequence number.
     pub fn record(&mut self, event: &Event) -> Result<u64, AuditError> {
-        let io = |source| AuditError::Io {
-            path: self.path.clone(),
-            source,
-        };
         let seq = {
-            let _lock = Flock::exclusive(&self.file).map_err(io)?;
+            let mut lock = self.lock()?;
             self.sync_head()?;
-            self.append(Body::Event(event))?
+            if let Some(l) = self.maybe_rotate()? {
+                lock = l;
+            }
+            let seq = self.append(Body::Event(event))?;
+            drop(lock);
+            seq
         };
         self.counts.count(event);
         Ok(seq)
@@ -183,12 +208,11 @@ impl AuditLog {
         if records.is_empty() {
             return Ok(());
         }
-        let io = |source| AuditError::Io {
-            path: self.path.clone(),
-            source,
-        };
-        let _lock = Flock::exclusive(&self.file).map_err(io)?;
+        let mut _lock = self.lock()?;
         self.sync_head()?;
+        if let Some(l) = self.maybe_rotate()? {
+            _lock = l;
+        }
         let mut buf = std::mem::take(&mut self.line);
         buf.clear();
         let mut counts = self.counts;
@@ -258,10 +282,117 @@ impl AuditLog {
                 });
             }
         }
+        if let Some(hf) = &self.head_file {
+            if let Err(source) = hf.write_all_at(&rotated::encode_head(seq, &hash), 0) {
+                return Err(AuditError::Io {
+                    path: rotated::head_path(&self.path),
+                    source,
+                });
+            }
+        }
         if let Some(h) = &mut self.head {
             (h.hash, h.seq) = (hash, seq);
         }
         Ok(())
+    }
+
+    /// Lock the file the path names now: another writer may have rotated it away while we
+    /// waited, then we follow the path to the new file (bounded).
+    fn lock(&mut self) -> Result<Flock, AuditError> {
+        let io = |path: &Path, source| AuditError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        for _ in 0..64 {
+            let guard = Flock::exclusive(&self.file).map_err(|e| io(&self.path, e))?;
+            if self.rotation.is_none() && self.head_file.is_none() {
+                return Ok(guard);
+            }
+            let ours = self.file.metadata().map_err(|e| io(&self.path, e))?;
+            match std::fs::metadata(&self.path) {
+                Ok(m) if m.ino() == ours.ino() && m.dev() == ours.dev() => return Ok(guard),
+                Ok(_) | Err(_) => {
+                    drop(guard);
+                    self.file = open_append(&self.path).map_err(|e| io(&self.path, e))?;
+                    self.head = None;
+                }
+            }
+        }
+        Err(io(
+            &self.path,
+            std::io::Error::other("the file keeps being replaced while waiting for its lock"),
+        ))
+    }
+
+    /// Under the lock, with the head synced: when the live file has reached `max_bytes`,
+    /// start a new one (see `rotated`). Returns the lock of the new file.
+    fn maybe_rotate(&mut self) -> Result<Option<Flock>, AuditError> {
+        let Some(rot) = self.rotation else {
+            return Ok(None);
+        };
+        let Some(head) = self.head.clone() else {
+            return Ok(None);
+        };
+        if head.end < rot.max_bytes || head.seq == 0 {
+            return Ok(None);
+        }
+        let io = |path: &Path, source| AuditError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        // The new live file, complete with its first record, before anything is renamed.
+        let mut tmp = self.path.as_os_str().to_owned();
+        tmp.push(format!(".rotating-{}", self.session));
+        let tmp = PathBuf::from(tmp);
+        let new = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| io(&tmp, e))?;
+        let guard = Flock::exclusive(&new).map_err(|e| io(&tmp, e))?;
+        let rec = rotated::rotation_record(
+            &self.session,
+            &rotated::rotated_name(&self.path, 1),
+            rot.max_bytes,
+        );
+        let mut buf = Vec::with_capacity(512);
+        let counts = self.counts;
+        let seq = head.seq + 1;
+        let hash = self.encode(&mut buf, Body::Map(&rec), None, &counts, seq, &head.hash);
+        (&new).write_all(&buf).map_err(|e| io(&tmp, e))?;
+        // Shift the old files: .keep is deleted, .N becomes .N+1.
+        let _ = std::fs::remove_file(rotated::rotated_name(&self.path, rot.keep));
+        for n in (1..rot.keep).rev() {
+            let from = rotated::rotated_name(&self.path, n);
+            if from.exists() {
+                std::fs::rename(&from, rotated::rotated_name(&self.path, n + 1))
+                    .map_err(|e| io(&from, e))?;
+            }
+        }
+        // Atomically swap the new file in (the path never names nothing), then name the old.
+        nix::fcntl::renameat2(
+            nix::fcntl::AT_FDCWD,
+            &tmp,
+            nix::fcntl::AT_FDCWD,
+            &self.path,
+            nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+        )
+        .map_err(|e| io(&self.path, e.into()))?;
+        let first = rotated::rotated_name(&self.path, 1);
+        std::fs::rename(&tmp, &first).map_err(|e| io(&first, e))?;
+        self.file = new;
+        self.head = Some(Head {
+            end: buf.len() as u64,
+            hash: hash.clone(),
+            seq,
+        });
+        if let Some(hf) = &self.head_file {
+            hf.write_all_at(&rotated::encode_head(seq, &hash), 0)
+                .map_err(|e| io(&rotated::head_path(&self.path), e))?;
+        }
+        Ok(Some(guard))
     }
 
     /// Under the lock, with `self.head` current: encode one record and write its line.
@@ -376,16 +507,26 @@ fn tail_of(buf: &[u8], start: u64) -> Option<Tail> {
     }
 }
 
-/// An exclusive `flock(2)`, released on drop. Holds the raw descriptor: the `File` it came
-/// from must outlive the guard (both live in one `AuditLog` method).
-struct Flock(std::os::unix::io::RawFd);
+fn open_append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// An exclusive `flock(2)`, released on drop. Holds its own duplicate of the descriptor, so
+/// the `File` it came from may be replaced (rotation) while the guard lives.
+struct Flock(File);
 
 impl Flock {
     fn exclusive(f: &File) -> std::io::Result<Flock> {
+        let f = f.try_clone()?;
         loop {
             // SAFETY: a valid open descriptor.
             if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                return Ok(Flock(f.as_raw_fd()));
+                return Ok(Flock(f));
             }
             let e = std::io::Error::last_os_error();
             if e.kind() != std::io::ErrorKind::Interrupted {
@@ -397,8 +538,8 @@ impl Flock {
 
 impl Drop for Flock {
     fn drop(&mut self) {
-        // SAFETY: the descriptor is still open (see the type's doc).
-        unsafe { libc::flock(self.0, libc::LOCK_UN) };
+        // SAFETY: the guard owns the open descriptor.
+        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
     }
 }
 

@@ -599,7 +599,7 @@ fn check_access(
         if let Some(mounts) = &ctx.policy.filesystem.mounts {
             let write = access.capability != "filesystem.read";
             match mount_for(resolved, mounts, write) {
-                Ok(m) => *deciding = format!("filesystem.mounts[{}]", m.written),
+                Ok(m) => *deciding = format!("filesystem.mounts[{}]", m.path.display()),
                 Err(MountRefusal::Outside) => {
                     return Err(Denial::new(
                         "filesystem.mounts",

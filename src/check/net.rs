@@ -524,10 +524,11 @@ pub enum HostMatch {
 pub fn allowlist_match(patterns: &[HostPattern], target: &Target, port: u16) -> Option<HostMatch> {
     let mut found = None;
     for p in patterns {
-        let hit = match target {
-            Target::Ip(ip) => pattern_names_ip(p, *ip, port),
-            Target::Name(n) => host_matches(p, n, port),
-        };
+        let hit = entry_admits_port(p, port)
+            && match target {
+                Target::Ip(ip) => pattern_names_ip(p, *ip, port),
+                Target::Name(n) => host_matches(p, n, port),
+            };
         if hit && !p.wildcard {
             return Some(HostMatch::Exact);
         }
@@ -536,6 +537,57 @@ pub fn allowlist_match(patterns: &[HostPattern], target: &Target, port: u16) -> 
         }
     }
     found
+}
+
+/// The ports an `allowed_hosts` entry without a port stands for: the web's default ports, and
+/// the only ones the kernel layer opens for it (sandbox/plan.rs). One meaning in both layers.
+pub const PORTLESS_ENTRY_PORTS: [u16; 2] = [80, 443];
+
+/// Does entry `p` admit `port`? `host:port` admits that port; a bare `host` 80 and 443 only.
+pub fn entry_admits_port(p: &HostPattern, port: u16) -> bool {
+    match p.port {
+        Some(pp) => pp == port,
+        None => PORTLESS_ENTRY_PORTS.contains(&port),
+    }
+}
+
+/// The refusal text for a destination no entry admits: when an entry names the host on other
+/// ports, say so and show the entry to write.
+fn allowlist_refusal(patterns: &[HostPattern], target: &Target, host: &str, port: u16) -> String {
+    let hp = host_port(host, port);
+    let same_host: Vec<&HostPattern> = patterns
+        .iter()
+        .filter(|p| {
+            let any = HostPattern {
+                port: None,
+                ..(*p).clone()
+            };
+            match target {
+                Target::Ip(ip) => pattern_names_ip(&any, *ip, port),
+                Target::Name(n) => host_matches(&any, n, port),
+            }
+        })
+        .collect();
+    match same_host.first() {
+        None => format!("{hp} is not in network.allowed_hosts"),
+        Some(p) => {
+            let covers = match p.port {
+                Some(pp) => format!("port {pp} only"),
+                None => "ports 80 and 443 only".to_string(),
+            };
+            let bare = if p.wildcard {
+                format!("*.{}", p.host)
+            } else {
+                p.host.clone()
+            };
+            format!(
+                "{hp} is not in network.allowed_hosts: the entry `{}` stands for {covers}; \
+                 add `{}` to allow this port",
+                p.written,
+                host_port(&bare, port)
+            )
+        }
+    }
 }
 
 /// Is `p` an entry for this IP address (and port)?
@@ -600,7 +652,7 @@ pub fn check_url(
         _ => None,
     };
     if policy.mode == NetworkMode::Allowlist && matched.is_none() {
-        let reason = format!("{} is not in network.allowed_hosts", host_port(&host, port));
+        let reason = allowlist_refusal(&policy.allowed_hosts, &parsed.target, &host, port);
         return Err(refuse(RULE_ALLOWED_HOSTS, reason));
     }
     let addresses = addresses_to_check(&parsed.target, port, policy, world)
@@ -1563,6 +1615,25 @@ mod tests {
     }
 
     #[test]
+    fn portless_entry_means_80_and_443_and_the_refusal_shows_the_entry() {
+        let p = policy(NetworkMode::Allowlist, &["api.example.com", "*.cdn.test"]);
+        assert_eq!(rule("http://api.example.com/", &p), "ok");
+        assert_eq!(rule("https://api.example.com/", &p), "ok");
+        let r = refused("https://api.example.com:8443/x", &p);
+        assert_eq!(r.rule, RULE_ALLOWED_HOSTS);
+        assert!(r.reason.contains("`api.example.com:8443`"), "{}", r.reason);
+        assert!(r.reason.contains("ports 80 and 443 only"), "{}", r.reason);
+        let r = refused("http://a.cdn.test:8080/", &p);
+        assert!(r.reason.contains("`*.cdn.test:8080`"), "{}", r.reason);
+        let explicit = policy(NetworkMode::Allowlist, &["api.example.com:8443"]);
+        assert_eq!(rule("https://api.example.com:8443/", &explicit), "ok");
+        let r = refused("https://api.example.com/", &explicit);
+        assert!(r.reason.contains("port 8443 only"), "{}", r.reason);
+        let r = refused("https://other.test:8443/", &explicit);
+        assert_eq!(r.reason, "other.test:8443 is not in network.allowed_hosts");
+    }
+
+    #[test]
     fn allowlist_port_mismatch() {
         let p = policy(NetworkMode::Allowlist, &["api.example.com:443"]);
         let r = refused("http://api.example.com/", &p);
@@ -1627,7 +1698,7 @@ mod tests {
             "http://127.1:8080/",
             "http://[::ffff:127.0.0.1]:8080/",
             "http://[::1]:9000/",
-            "http://10.0.0.1:1234/",
+            "http://10.0.0.1/",
         ] {
             assert_eq!(rule(url, &p), "ok", "{url}");
         }
@@ -1636,6 +1707,8 @@ mod tests {
             "http://127.0.0.2:8080/",
             "http://[::1]:8080/",
             "http://[64:ff9b::7f00:1]:8080/",
+            // A bare entry stands for ports 80 and 443 only.
+            "http://10.0.0.1:1234/",
         ] {
             assert_eq!(rule(url, &p), RULE_ALLOWED_HOSTS, "{url}");
         }

@@ -11,6 +11,14 @@ use crate::cli::{AuditCommand, PolicyArgs};
 pub fn audit(cmd: AuditCommand) -> i32 {
     match cmd {
         AuditCommand::Verify { files } => {
+            let files = if files.is_empty() {
+                match default_log() {
+                    Ok(p) => vec![p],
+                    Err(code) => return code,
+                }
+            } else {
+                files
+            };
             let report = audit::verify(&files);
             print!("{}", report.render());
             report.exit_code()
@@ -22,6 +30,10 @@ pub fn audit(cmd: AuditCommand) -> i32 {
             since,
             json,
         } => {
+            let file = match file.map(Ok).unwrap_or_else(default_log) {
+                Ok(f) => f,
+                Err(code) => return code,
+            };
             match audit::show(
                 &file,
                 &ShowFilter {
@@ -36,10 +48,36 @@ pub fn audit(cmd: AuditCommand) -> i32 {
                     0
                 }
                 Err(e) => {
-                    eprintln!("capjail: {e}");
+                    eprintln!("capjail: error: {e}");
                     exit::AUDIT
                 }
             }
+        }
+    }
+}
+
+/// The log `capjail run` writes to with the same environment ($CAPJAIL_AUDIT, the policy's
+/// `audit.path` with $CAPJAIL_POLICY or the default policy, else the XDG state file); named
+/// on stderr so nobody wonders which file was read.
+fn default_log() -> Result<std::path::PathBuf, i32> {
+    let policy = super::load_policy(&PolicyArgs {
+        policy: std::env::var("CAPJAIL_POLICY").ok(),
+        workspace: None,
+        profile: None,
+    })?;
+    let cli = std::env::var("CAPJAIL_AUDIT").ok();
+    match audit::resolve_location(cli.as_deref(), &policy) {
+        Ok(Some(p)) => {
+            eprintln!("capjail: reading the default audit log {}", p.display());
+            Ok(p)
+        }
+        Ok(None) => {
+            eprintln!("capjail: error: CAPJAIL_AUDIT=off: no default audit log; name a FILE");
+            Err(exit::USAGE)
+        }
+        Err(e) => {
+            eprintln!("capjail: error: {e}");
+            Err(exit::AUDIT)
         }
     }
 }
@@ -55,7 +93,7 @@ pub fn replay(file: &Path, policy: &PolicyArgs) -> i32 {
             report.exit_code()
         }
         Err(e) => {
-            eprintln!("capjail: {e}");
+            eprintln!("capjail: error: {e}");
             exit::AUDIT
         }
     }

@@ -71,7 +71,7 @@ pub fn check(args: CheckArgs) -> i32 {
         let line = match line {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("capjail: reading stdin: {e}");
+                eprintln!("capjail: error: reading stdin: {e}");
                 return exit::INTERNAL;
             }
         };

@@ -11,7 +11,7 @@ pub fn compare(args: CompareArgs) -> i32 {
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("capjail: cannot find my own executable: {e}");
+            eprintln!("capjail: error: cannot find my own executable: {e}");
             return exit::INTERNAL;
         }
     };
@@ -38,7 +38,7 @@ pub fn compare(args: CompareArgs) -> i32 {
             .iter()
             .any(|a| a.contains("{lab}") || a.contains("{ws}"))
         {
-            eprintln!("capjail compare: note: the server command has no {{lab}} or {{ws}}: it will not be pointed at the lab");
+            eprintln!("capjail: note: the server command has no {{lab}} or {{ws}}: it will not be pointed at the lab");
         }
         // Cases run with the lab as working directory: resolve a relative program path now.
         let mut cmd = args.command.clone();
@@ -51,7 +51,14 @@ pub fn compare(args: CompareArgs) -> i32 {
         (cmd, label)
     } else {
         match (args.server, compare::default_fs_server()) {
-            (Some(CompareServer::Probe), _) | (None, None) => (
+            (None, None) => {
+                eprintln!("capjail: note: no --server and no command, and the filesystem server is not installed (looked in $CAPJAIL_PEERS/node, ./.peers/node and the global npm folders): falling back to capjail's probe server, so the cases that need a file server's tools are skipped. Run scripts/setup-peers.sh, give the server command after --, or pass --server probe to choose the probe server");
+                (
+                    compare::probe_server(&exe),
+                    "capjail probe-server --root {lab}".to_string(),
+                )
+            }
+            (Some(CompareServer::Probe), _) => (
                 compare::probe_server(&exe),
                 "capjail probe-server --root {lab}".to_string(),
             ),
@@ -60,7 +67,7 @@ pub fn compare(args: CompareArgs) -> i32 {
                 (fs, l)
             }
             (Some(CompareServer::Filesystem), None) => {
-                eprintln!("capjail compare: the filesystem server is not installed (looked in $CAPJAIL_PEERS/node, ./.peers/node and the global npm folders); run scripts/setup-peers.sh or give the command after --");
+                eprintln!("capjail: error: the filesystem server is not installed (looked in $CAPJAIL_PEERS/node, ./.peers/node and the global npm folders); run scripts/setup-peers.sh or give the command after --");
                 return exit::USAGE;
             }
         }
@@ -72,7 +79,7 @@ pub fn compare(args: CompareArgs) -> i32 {
         timeout: Duration::from_secs(args.timeout),
     };
     eprintln!(
-        "capjail compare: checking the kernel layer, network namespaces and the server's tools ..."
+        "capjail: compare: checking the kernel layer, network namespaces and the server's tools ..."
     );
     let facts = Facts {
         kernel: compare::kernel_available(&exe),
@@ -80,7 +87,9 @@ pub fn compare(args: CompareArgs) -> i32 {
         server_tools: compare::list_tools(&setup),
     };
     if facts.server_tools.is_none() {
-        eprintln!("capjail compare: warning: could not list the server's tools unconfined; every case will try");
+        eprintln!(
+            "capjail: warning: could not list the server's tools unconfined; every case will try"
+        );
     }
     let opts = Options {
         setup,
@@ -98,10 +107,22 @@ pub fn compare(args: CompareArgs) -> i32 {
     };
     print!("{out}");
     eprintln!(
-        "capjail compare: {} cases in {:.0} s",
+        "capjail: compare: {} cases in {:.0} s",
         report.rows.len() * report.modes.len(),
         report.seconds
     );
+    let chosen = !args.command.is_empty() || args.server.is_some();
+    if let Some(c) = report
+        .full_counts()
+        .filter(|c| c.mostly_skipped() && !chosen)
+    {
+        eprintln!(
+            "capjail: error: {} of {} cases could not run against the fallback server; the report says little (choose it with --server probe to accept that)",
+            c.skipped + c.legit_skipped + c.errors,
+            c.attacks + c.legit
+        );
+        return exit::COMPARE_FAILED;
+    }
     if report.ok() {
         0
     } else {

@@ -64,7 +64,7 @@ pub fn confinement(
         return Ok(None);
     }
     let prepared = prepare(plan, require).map_err(|e| {
-        eprintln!("capjail: {e}");
+        eprintln!("capjail: error: {e}");
         exit::KERNEL_REQUIRED
     })?;
     let world = &prepared.plan.world;
@@ -84,7 +84,12 @@ pub fn confinement(
     };
     match prepared.enforcement.overall() {
         Overall::Full => tracing::info!("kernel confinement: {summary}"),
-        _ => tracing::warn!("kernel confinement incomplete: {summary}"),
+        _ => {
+            tracing::warn!("kernel confinement incomplete: {summary}");
+            for g in prepared.enforcement.gaps() {
+                tracing::warn!("  not enforced: {g}");
+            }
+        }
     }
     let in_world = prepared.plan.world.enabled;
     let hook_egress = egress.as_ref().map(|e| e.share());
@@ -154,11 +159,18 @@ pub fn explain(policy: &str, workspace: Option<&Path>, json: bool, argv: &[Strin
         let mut plan = plan(&policy, argv, &HostFacts::gather(argv));
         let _ = capjail::egress::launch::shape_plan(&policy, &mut plan);
         if json {
+            let v = serde_json::json!({
+                "proxy": capjail::policy::proxy_rules::json(&policy),
+                "kernel": plan,
+            });
             println!(
                 "{}",
-                serde_json::to_string_pretty(&plan).expect("a plan serialises")
+                serde_json::to_string_pretty(&v).expect("a plan serialises")
             );
         } else {
+            print!("{}", capjail::policy::proxy_rules::text(&policy));
+            println!();
+            println!("KERNEL LAYER (--mode kernel / full):");
             print!("{plan}");
         }
         0
@@ -166,10 +178,8 @@ pub fn explain(policy: &str, workspace: Option<&Path>, json: bool, argv: &[Strin
     #[cfg(not(target_os = "linux"))]
     {
         let _ = (json, argv);
-        println!(
-            "no kernel layer on this system; the proxy checks every message against `{}`",
-            policy.name
-        );
+        print!("{}", capjail::policy::proxy_rules::text(&policy));
+        println!("no kernel layer on this system");
         0
     }
 }

@@ -7,6 +7,7 @@ mod kernel;
 mod pins;
 mod policy;
 mod run;
+mod wrap;
 
 use std::path::Path;
 
@@ -28,6 +29,8 @@ pub fn dispatch(command: Command) -> i32 {
             kernel::doctor(policy.as_deref(), workspace.as_deref())
         }
         Command::Replay { file, policy } => audit::replay(&file, &policy),
+        Command::Wrap(args) => wrap::wrap(args),
+        Command::Unwrap(args) => wrap::unwrap(args),
     }
 }
 
@@ -41,7 +44,7 @@ pub fn load_policy(args: &PolicyArgs) -> Result<Policy, i32> {
 pub fn set_workspace(dir: Option<&Path>) -> Result<(), i32> {
     if let Some(dir) = dir {
         let abs = std::path::absolute(dir).map_err(|e| {
-            eprintln!("capjail: --workspace {}: {e}", dir.display());
+            eprintln!("capjail: error: --workspace {}: {e}", dir.display());
             exit::USAGE
         })?;
         // Read by the policy's `${CAPJAIL_WORKSPACE}` expansion. Set before any thread starts.
@@ -51,7 +54,7 @@ pub fn set_workspace(dir: Option<&Path>) -> Result<(), i32> {
 }
 
 pub fn report_policy_error(e: &PolicyError) -> i32 {
-    eprintln!("capjail: policy error: {e}");
+    eprintln!("capjail: error: policy: {e}");
     exit::POLICY
 }
 
@@ -59,7 +62,7 @@ pub fn load_profile(name: Option<&str>) -> Result<Option<capjail::profile::Profi
     match name {
         None => Ok(None),
         Some(n) => capjail::profile::load(n).map(Some).map_err(|e| {
-            eprintln!("capjail: profile error: {e}");
+            eprintln!("capjail: error: profile: {e}");
             exit::POLICY
         }),
     }

@@ -36,13 +36,21 @@ pub fn policy(cmd: PolicyCommand) -> i32 {
             json,
             command,
         } => super::kernel::explain(&policy, workspace.as_deref(), json, &command),
+        PolicyCommand::Schema => {
+            let schema = schemars::schema_for!(capjail::policy::PolicyFile);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).expect("a schema serialises")
+            );
+            0
+        }
         PolicyCommand::Validate { file } => match capjail::policy::load_file(&file) {
             Ok(p) => {
                 println!("{}: valid policy `{}`", file.display(), p.name);
                 0
             }
             Err(e) => {
-                eprintln!("capjail: {e}");
+                eprintln!("capjail: error: {e}");
                 exit::POLICY
             }
         },

@@ -27,14 +27,17 @@ pub fn run(args: RunArgs) -> i32 {
     {
         Ok(c) => std::path::absolute(c).unwrap_or_default(),
         Err(e) => {
-            eprintln!("capjail: cannot determine the working directory: {e}");
+            eprintln!("capjail: error: cannot determine the working directory: {e}");
             return exit::INTERNAL;
         }
     };
+    for dir in capjail::policy::grants::dirs_outside_mounts(&args.command, &cwd, &policy) {
+        tracing::warn!("{}", capjail::policy::grants::warning(&dir, &policy));
+    }
     let mut mode = args.mode;
     if mode.uses_kernel() && !capjail::sandbox::KERNEL_LAYER_AVAILABLE {
         if args.require_kernel {
-            eprintln!("capjail: --require-kernel: kernel confinement exists only on Linux");
+            eprintln!("capjail: error: --require-kernel: kernel confinement exists only on Linux");
             return exit::KERNEL_REQUIRED;
         }
         tracing::warn!("kernel confinement exists only on Linux: running proxy-only");
@@ -55,13 +58,13 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(Some(path)) => match capjail::audit::AuditLog::open_for_policy(&path, &policy) {
             Ok(log) => Some(log),
             Err(e) => {
-                eprintln!("capjail: {e}");
+                eprintln!("capjail: error: {e}");
                 return exit::AUDIT;
             }
         },
         Ok(None) => None,
         Err(e) => {
-            eprintln!("capjail: {e}");
+            eprintln!("capjail: error: {e}");
             return exit::AUDIT;
         }
     };
@@ -98,7 +101,7 @@ pub fn run(args: RunArgs) -> i32 {
     match run_proxy(cfg) {
         Ok(code) => code,
         Err(RunError::Spawn(e)) => {
-            eprintln!("capjail: {e}");
+            eprintln!("capjail: error: {e}");
             match e {
                 SpawnError::NotFound(_) => exit::NOT_FOUND,
                 SpawnError::CannotExecute(..) => exit::CANNOT_EXECUTE,
@@ -106,11 +109,11 @@ pub fn run(args: RunArgs) -> i32 {
             }
         }
         Err(RunError::Audit(e)) => {
-            eprintln!("capjail: audit log: {e}");
+            eprintln!("capjail: error: audit log: {e}");
             exit::AUDIT
         }
         Err(e) => {
-            eprintln!("capjail: {e}");
+            eprintln!("capjail: error: {e}");
             exit::INTERNAL
         }
     }

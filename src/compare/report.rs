@@ -40,7 +40,21 @@ pub struct Counts {
     pub legit_skipped: usize,
 }
 
+impl Counts {
+    /// Could most cases not run (skipped or errors)? Then a passing report says little.
+    pub fn mostly_skipped(&self) -> bool {
+        let total = self.attacks + self.legit;
+        let not_run = self.skipped + self.legit_skipped + self.errors;
+        total > 0 && not_run * 2 > total
+    }
+}
+
 impl Report {
+    /// The counts of full mode (what the exit status judges).
+    pub fn full_counts(&self) -> Option<Counts> {
+        self.full_index().map(|i| self.counts(i))
+    }
+
     pub fn counts(&self, mode_index: usize) -> Counts {
         let mut c = Counts::default();
         for row in &self.rows {
@@ -398,5 +412,30 @@ mod tests {
         // Skipped is not a failure.
         r.rows[1].outcomes[3] = Outcome::Skipped("no kernel".into());
         assert!(r.ok());
+    }
+}
+
+#[cfg(test)]
+mod first_hour_tests {
+    use super::Counts;
+
+    #[test]
+    fn mostly_skipped_means_more_than_half_did_not_run() {
+        let c = Counts {
+            attacks: 40,
+            legit: 10,
+            skipped: 30,
+            legit_skipped: 9,
+            ..Counts::default()
+        };
+        assert!(c.mostly_skipped());
+        let c = Counts {
+            attacks: 40,
+            legit: 10,
+            skipped: 5,
+            ..Counts::default()
+        };
+        assert!(!c.mostly_skipped());
+        assert!(!Counts::default().mostly_skipped());
     }
 }

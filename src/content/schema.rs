@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContentSection {
     /// Content checks on (default: true).
@@ -24,7 +24,7 @@ pub struct ContentSection {
     pub sensitive_defaults: Option<bool>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutgoingSection {
     /// Action for every class not listed in `classes` (default: refuse).
@@ -41,7 +41,7 @@ pub struct OutgoingSection {
     pub exempt_tools: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResultsSection {
     /// `redact` (default), `refuse`, `record` or `off`.
@@ -58,7 +58,7 @@ pub struct ResultsSection {
     pub exempt_tools: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlowsSection {
     /// Keep the built-in flow rules (default: true).
@@ -68,7 +68,7 @@ pub struct FlowsSection {
     pub rules: Vec<FlowRuleFile>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlowRuleFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -85,7 +85,7 @@ pub struct FlowRuleFile {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlowAfterFile {
     /// `sensitive_read`, `read`, `env_read` or `secret_in_result`.
@@ -95,7 +95,7 @@ pub struct FlowAfterFile {
     pub path_prefix: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FlowThenFile {
     /// A capability or family wildcard (`network.*`, `shell.execute`, `filesystem.write`).

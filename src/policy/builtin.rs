@@ -3,7 +3,7 @@
 const BUILTIN: &[(&str, &str, &str)] = &[
     ("strict", include_str!("../../policies/strict.yaml"), "MCP Jail's strict: /tmp read-write, no network, shell tools blocked (the default)"),
     ("readonly", include_str!("../../policies/readonly.yaml"), "MCP Jail's readonly: $CAPJAIL_WORKSPACE (default /workspace) read-only, read tools only, no network"),
-    ("workspace", include_str!("../../policies/workspace.yaml"), "$CAPJAIL_WORKSPACE (default: the current directory) read-write, no network, shell tools blocked"),
+    ("workspace", include_str!("../../policies/workspace.yaml"), "$CAPJAIL_WORKSPACE (default: the current directory, never / or ~) read-write, no network, shell tools blocked"),
     ("capfence", include_str!("../../policies/capfence.yaml"), "CapFence's MCP host sandboxing rules, with the workspace at $CAPJAIL_WORKSPACE"),
 ];
 

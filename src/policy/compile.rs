@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::expand::{expand_with, ExpandError};
+use super::expand::{expand_tracked, ExpandError};
 use super::rules::{CapabilityPattern, Rule, RuleKind, RuleSet};
 use super::schema::{FilesystemMode, NetworkMode, PolicyFile, RuleFile, ToolsMode};
 use super::{
@@ -35,7 +35,18 @@ pub fn compile(
     text: String,
     source: PolicySource,
 ) -> Result<Policy, CompileError> {
-    compile_with(file, text, source, &|k| std::env::var(k).ok())
+    compile_with(file, text, source, &process_env)
+}
+
+/// The process environment, except that `PWD` is the real working directory: a client that
+/// starts capjail without a shell leaves a stale or missing `PWD`.
+fn process_env(k: &str) -> Option<String> {
+    if k == "PWD" {
+        if let Ok(d) = std::env::current_dir() {
+            return Some(d.to_string_lossy().into_owned());
+        }
+    }
+    std::env::var(k).ok()
 }
 
 pub fn compile_with(
@@ -302,14 +313,22 @@ fn compile_rule(
 
 /// Expand, require absolute, normalise lexically.
 fn absolute_path(written: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<PathBuf, String> {
-    let expanded = expand_with(written, env).map_err(|e: ExpandError| e.to_string())?;
+    let (expanded, defaulted) =
+        expand_tracked(written, env).map_err(|e: ExpandError| e.to_string())?;
     let p = Path::new(&expanded);
     if !p.is_absolute() {
         return Err(format!(
             "`{written}` must be an absolute path (or start with `~` or a variable)"
         ));
     }
-    Ok(lexical_normalize(p))
+    let p = lexical_normalize(p);
+    if defaulted {
+        let home = env("HOME").map(|h| lexical_normalize(Path::new(&h)));
+        if let Some(why) = super::implicit::too_broad(&p, home.as_deref()) {
+            return Err(super::implicit::refusal(written, &p, &why));
+        }
+    }
+    Ok(p)
 }
 
 impl HostPattern {
@@ -463,6 +482,42 @@ mod tests {
         );
         let e = compile_text("filesystem:\n  mounts:\n    - path: proj\n").unwrap_err();
         assert_eq!(e.key, "filesystem.mounts[0].path");
+    }
+
+    #[test]
+    fn an_implicit_workspace_is_never_a_system_root_or_home() {
+        let at = |pwd: &'static str| {
+            move |k: &str| match k {
+                "HOME" => Some("/home/u".to_string()),
+                "PWD" => Some(pwd.to_string()),
+                _ => None,
+            }
+        };
+        for name in ["workspace", "capfence"] {
+            let text = crate::policy::builtin::get(name).unwrap();
+            let file = || serde_yaml::from_str::<PolicyFile>(text).unwrap();
+            for pwd in ["/", "/home/u", "/etc", "/root", "/home"] {
+                let e =
+                    compile_with(file(), text.into(), PolicySource::Inline, &at(pwd)).unwrap_err();
+                assert!(e.message.contains("--workspace DIR"), "{name} {pwd}: {e}");
+            }
+            assert!(
+                compile_with(file(), text.into(), PolicySource::Inline, &at("/home/u/p")).is_ok()
+            );
+        }
+        // Explicit values are the user's choice.
+        let text = "filesystem:\n  mounts:\n    - path: ${W:-/srv}\n";
+        let file: PolicyFile = serde_yaml::from_str(text).unwrap();
+        let e = compile_with(file.clone(), text.into(), PolicySource::Inline, &env).unwrap_err();
+        assert!(e.message.contains("--workspace"), "{e}");
+        let w = |k: &str| (k == "W").then(|| "/".to_string());
+        assert!(compile_with(file, text.into(), PolicySource::Inline, &w).is_ok());
+        // Every built-in compiles from a project directory.
+        for name in crate::policy::builtin::names() {
+            let text = crate::policy::builtin::get(name).unwrap();
+            let file: PolicyFile = serde_yaml::from_str(text).unwrap();
+            compile_with(file, text.into(), PolicySource::Inline, &at("/home/u/p")).unwrap();
+        }
     }
 
     #[test]

@@ -3,8 +3,8 @@
 
 use super::rules::{CapabilityPattern, RuleKind};
 use super::schema::{
-    FilesystemMode, FilesystemSection, MountFile, NetworkSection, PolicyFile, ProxySection,
-    RuleFile, ToolsSection,
+    AuditSection, FilesystemMode, FilesystemSection, KernelSection, MountFile, NetworkSection,
+    PolicyFile, ProxySection, RuleFile, ToolsSection,
 };
 use super::Policy;
 
@@ -101,9 +101,26 @@ pub fn effective_file(p: &Policy) -> PolicyFile {
             max_depth: Some(p.limits.max_depth),
             grace_seconds: Some(p.limits.grace.as_secs_f64()),
         }),
-        kernel: p.file.kernel.clone(),
-        environment: p.file.environment.clone(),
-        audit: p.file.audit.clone(),
+        // Every section, with its defaults written out.
+        kernel: Some({
+            let k = p.file.kernel.clone().unwrap_or_default();
+            KernelSection {
+                require: Some(k.require.unwrap_or(false)),
+                ..k
+            }
+        }),
+        environment: Some(p.file.environment.clone().unwrap_or_default()),
+        audit: Some({
+            let a = p.file.audit.clone().unwrap_or_default();
+            let r = crate::audit::rotated::Rotation::default();
+            AuditSection {
+                allow_off: Some(a.allow_off.unwrap_or(true)),
+                fsync: Some(a.fsync.unwrap_or(false)),
+                max_bytes: Some(a.max_bytes.unwrap_or(r.max_bytes)),
+                keep: Some(a.keep.unwrap_or(r.keep)),
+                ..a
+            }
+        }),
         approval: p.file.approval.clone(),
         content: p.file.content.clone(),
         flows: p.file.flows.clone(),
@@ -144,6 +161,15 @@ mod tests {
             assert_eq!(again.tools, p.tools, "{name}");
             assert_eq!(again.trust, p.trust, "{name}");
             assert_eq!(again.rules.rules.len(), p.rules.rules.len(), "{name}");
+            for section in [
+                "\nkernel:",
+                "\nenvironment:",
+                "\naudit:",
+                "\nproxy:",
+                "max_bytes:",
+            ] {
+                assert!(text.contains(section), "{name}: no {section}\n{text}");
+            }
         }
     }
 }

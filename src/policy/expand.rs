@@ -23,6 +23,25 @@ pub fn expand_with(
     input: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, ExpandError> {
+    expand_tracked(input, lookup).map(|(s, _)| s)
+}
+
+/// Like [`expand_with`], and says whether a `${VAR:-default}` fell back to its default (the
+/// caller then judges the value as an implicit choice: see `policy::implicit`).
+pub fn expand_tracked(
+    input: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(String, bool), ExpandError> {
+    let mut defaulted = false;
+    let s = expand_inner(input, lookup, &mut defaulted)?;
+    Ok((s, defaulted))
+}
+
+fn expand_inner(
+    input: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    defaulted: &mut bool,
+) -> Result<String, ExpandError> {
     let mut out = String::with_capacity(input.len());
     let rest = if let Some(after) = input.strip_prefix('~') {
         if after.is_empty() || after.starts_with('/') {
@@ -55,7 +74,10 @@ pub fn expand_with(
             match (lookup(name).filter(|v| !v.is_empty()), default) {
                 (Some(v), _) => out.push_str(&v),
                 // The default may itself hold variables: `${A:-${B}}`.
-                (None, Some(d)) => out.push_str(&expand_with(d, lookup)?),
+                (None, Some(d)) => {
+                    *defaulted = true;
+                    out.push_str(&expand_inner(d, lookup, defaulted)?)
+                }
                 (None, None) => return Err(ExpandError::Unset(name.to_string())),
             }
             i += 2 + close + 1;
@@ -133,6 +155,22 @@ mod tests {
             "/home/u"
         );
         assert_eq!(expand_with("/tmp/é", &env).unwrap(), "/tmp/é");
+    }
+
+    #[test]
+    fn tracks_defaults() {
+        assert_eq!(
+            expand_tracked("${NOPE:-/w}", &env).unwrap(),
+            ("/w".into(), true)
+        );
+        assert_eq!(
+            expand_tracked("${WS:-/w}", &env).unwrap(),
+            ("/srv/ws".into(), false)
+        );
+        assert_eq!(
+            expand_tracked("~/x", &env).unwrap(),
+            ("/home/u/x".into(), false)
+        );
     }
 
     #[test]

@@ -8,7 +8,10 @@ pub mod builtin;
 pub mod compile;
 pub mod effective;
 pub mod expand;
+pub mod grants;
+mod implicit;
 pub mod load;
+pub mod proxy_rules;
 pub mod rules;
 pub mod schema;
 

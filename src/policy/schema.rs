@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyFile {
     /// Policy name (MCP Jail spelling).
@@ -78,7 +78,9 @@ fn de_version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, 
     })
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[derive(
+    Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum FilesystemMode {
     /// Only the listed mounts are reachable (MCP Jail's `explicit`).
@@ -88,7 +90,7 @@ pub enum FilesystemMode {
     Any,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilesystemSection {
     #[serde(default)]
@@ -101,7 +103,9 @@ pub struct FilesystemSection {
     pub executes: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[derive(
+    Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum MountMode {
     #[default]
@@ -109,7 +113,7 @@ pub enum MountMode {
     Rw,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MountFile {
     /// `~` and `$VAR` / `${VAR}` are expanded.
@@ -118,7 +122,9 @@ pub struct MountFile {
     pub mode: MountMode,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[derive(
+    Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkMode {
     #[default]
@@ -127,7 +133,7 @@ pub enum NetworkMode {
     All,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NetworkSection {
     #[serde(default)]
@@ -151,7 +157,9 @@ pub struct NetworkSection {
     pub unix_sockets: Vec<String>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[derive(
+    Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ToolsMode {
     #[default]
@@ -160,7 +168,7 @@ pub enum ToolsMode {
     Blocklist,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ToolsSection {
     #[serde(default)]
@@ -175,7 +183,7 @@ pub struct ToolsSection {
 }
 
 /// One capability rule. Every condition given must match; an absent condition matches anything.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleFile {
     /// `filesystem.read`, `filesystem.write`, `network.fetch`, `shell.execute`, ... or a
@@ -199,7 +207,7 @@ pub struct RuleFile {
     pub reason: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProxySection {
     /// Longest accepted message line in bytes (default 16 MiB).
@@ -213,7 +221,7 @@ pub struct ProxySection {
     pub grace_seconds: Option<f64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KernelSection {
     /// Refuse to start the server unless every part of the kernel layer is enforced.
@@ -235,7 +243,7 @@ pub struct KernelSection {
     pub rlimits: std::collections::BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentSection {
     /// Variables passed to the server (names or `PREFIX_*` patterns), added to the defaults.
@@ -249,7 +257,7 @@ pub struct EnvironmentSection {
     pub inherit_all: bool,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuditSection {
     /// Audit log file (`~` and `$VAR` expanded).
@@ -264,10 +272,16 @@ pub struct AuditSection {
     /// Argument names whose values are redacted in the log (a digest of the original is kept).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redact: Vec<String>,
+    /// Rotate the log when it reaches this many bytes (default 64 MiB; 0: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+    /// Rotated files kept besides the live one (default 4; older ones are deleted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep: Option<usize>,
 }
 
 /// `approval:`: who is asked when a call matches `require_approval`, and for how long.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalSection {
     /// Approvers tried in this order: `client` (elicitation), `command`, `terminal`.
@@ -283,7 +297,7 @@ pub struct ApprovalSection {
     pub command: Option<ApprovalCommandSection>,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ApproverKind {
     Client,
@@ -291,7 +305,9 @@ pub enum ApproverKind {
     Terminal,
 }
 
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+#[derive(
+    Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RememberMode {
     #[default]
@@ -300,7 +316,7 @@ pub enum RememberMode {
 }
 
 /// The approver command: one JSON document on stdin, the answer on stdout.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalCommandSection {
     pub argv: Vec<String>,
@@ -309,7 +325,7 @@ pub struct ApprovalCommandSection {
 }
 
 /// `pins:` tool definitions pinned per server (trust on first use, or from a committed file).
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PinsSection {
     /// Pin definitions at all (default: true).
@@ -327,7 +343,7 @@ pub struct PinsSection {
 }
 
 /// `tool_scan:` what capjail does with tool definitions that talk to the model.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ToolScanSection {
     /// Scan definitions at all (default: true).

@@ -97,7 +97,7 @@ pub fn run(mut config: ProbeConfig) -> i32 {
     match serve(stdin.lock(), stdout.lock(), &config) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("capjail-probe: {e}");
+            eprintln!("capjail: error: {e}");
             1
         }
     }

@@ -166,7 +166,12 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
     let mut server = match child::spawn(cmd, &cfg.argv[0]) {
         Ok(s) => s,
         Err(e) => {
-            let _ = end_session(&recorder, None, None);
+            // 127/126 as the shell (and `capjail run`) would report them: `audit show` says why.
+            let code = match e {
+                SpawnError::NotFound(_) => crate::exit::NOT_FOUND,
+                _ => crate::exit::CANNOT_EXECUTE,
+            };
+            let _ = end_session(&recorder, Some(code), None);
             return Err(e.into());
         }
     };

@@ -154,7 +154,7 @@ pub fn prepare_with(
         privileges: PreparedPrivileges::detect(),
         rlimits,
     };
-    enforcement.log();
+    // The confinement line (with the world) is logged once, by the caller (`capjail run`).
     Ok(PreparedSandbox {
         plan,
         enforcement,

@@ -11,7 +11,9 @@ use crate::policy::schema::{PinsSection, ToolScanSection};
 
 /// What happens to a tool whose definition differs from its pin (or, under a frozen pin
 /// file, a tool that has no pin).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OnChange {
     /// The client is shown the PINNED definition; calls are refused naming what changed.
@@ -24,7 +26,7 @@ pub enum OnChange {
 }
 
 /// What a scanner finding of a given severity does to its tool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ScanAction {
     /// Removed from `tools/list`, calls refused.

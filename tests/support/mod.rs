@@ -120,12 +120,19 @@ pub fn test_pins_file() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("pins-{}.json", std::process::id()))
 }
 
+/// Where test runs of capjail log when a test names no `--audit` file: never the user's log
+/// (~/.local/state/capjail), but a file under cargo's per-target temp dir (rotated by size).
+pub fn test_audit_log() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("capjail-test-audit.jsonl")
+}
+
 /// Run `capjail ARGS` to completion (stdin closed), bounded in time.
 pub fn capjail(args: &[&str]) -> Output {
     run_bounded(
         Command::new(capjail_bin())
             .args(args)
-            .env("CAPJAIL_PINS", test_pins_file()),
+            .env("CAPJAIL_PINS", test_pins_file())
+            .env("CAPJAIL_AUDIT", test_audit_log()),
         None,
         Duration::from_secs(60),
     )
@@ -136,7 +143,8 @@ pub fn capjail_with_input(args: &[&str], input: &[u8]) -> Output {
     run_bounded(
         Command::new(capjail_bin())
             .args(args)
-            .env("CAPJAIL_PINS", test_pins_file()),
+            .env("CAPJAIL_PINS", test_pins_file())
+            .env("CAPJAIL_AUDIT", test_audit_log()),
         Some(input),
         Duration::from_secs(60),
     )
@@ -377,7 +385,7 @@ impl Lab {
         self.policy(
             "net_allow",
             &format!(
-                "name: lab-net-allow\nnetwork:\n  mode: allowlist\n  allowed_hosts: [\"{ALLOWED_HOST}\"]\nfilesystem:\n  mode: explicit\n  mounts: []\n\
+                "name: lab-net-allow\nnetwork:\n  mode: allowlist\n  allowed_hosts: [\"{ALLOWED_HOST}\", \"{ALLOWED_HOST}:{NETNS_CANARY_PORT}\"]\nfilesystem:\n  mode: explicit\n  mounts: []\n\
                  tools:\n  mode: blocklist\n  blocked: [execute_command, run_command, run_shell, exec, shell, bash, sh, cmd, powershell, terminal, run_in_terminal]\n"
             ),
         )
@@ -674,7 +682,8 @@ impl SessionBuilder {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .env("CAPJAIL_PINS", test_pins_file());
+            .env("CAPJAIL_PINS", test_pins_file())
+            .env("CAPJAIL_AUDIT", test_audit_log());
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
