@@ -308,7 +308,8 @@ pub fn refused_line(id: &Value, decision: &Decision, a: &Answer) -> Vec<u8> {
         ),
     };
     if let Some(den) = d.denial.as_mut() {
-        den.reason = format!("{what}: rule {}", den.rule);
+        // What was asked stays in the message (a flow names the event that armed it).
+        den.reason = format!("{what}: rule {} ({})", den.rule, den.reason);
     }
     let line = refusal(id, &d);
     let mut v: Value = serde_json::from_slice(&line).expect("our own JSON");

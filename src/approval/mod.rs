@@ -264,12 +264,10 @@ impl std::fmt::Debug for Approvals {
     }
 }
 
-/// The session's approvals when the policy has `require_approval` rules.
+/// The session's approvals. Every session has them: besides `require_approval` rules, the
+/// content checks and flows (`action: approval`) and the tool pins (`pins.on_change: approve`)
+/// ask through them. A call is asked about only when its denial says an approval would allow
+/// it, so a policy that asks nothing pays nothing.
 pub fn for_policy(policy: &crate::policy::Policy, outbox: &Arc<Outbox>) -> Option<Arc<Approvals>> {
-    policy
-        .rules
-        .rules
-        .iter()
-        .any(|r| r.kind == crate::policy::rules::RuleKind::RequireApproval)
-        .then(|| Approvals::new(policy.approval.clone(), outbox.clone()))
+    Some(Approvals::new(policy.approval.clone(), outbox.clone()))
 }

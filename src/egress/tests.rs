@@ -143,9 +143,10 @@ fn allowed_origin_is_reached_and_the_redirect_target_is_not() {
 #[test]
 fn a_name_resolving_to_loopback_is_refused_and_connect_tunnels_to_the_allowed_port() {
     let canary = Origin::start(ok);
+    // An entry without a port means 80 and 443 only: name the canary's port.
     let proxy = start(&format!(
-        "[\"*.example.com\", \"127.0.0.1:{}\"]",
-        canary.port
+        "[\"*.example.com:{}\", \"127.0.0.1:{}\"]",
+        canary.port, canary.port
     ));
     let r = ask(
         proxy,

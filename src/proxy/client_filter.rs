@@ -51,6 +51,9 @@ pub struct ClientFilter {
     pub single: bool,
     /// Who answers `require_approval` questions (None: such calls are refused).
     pub approvals: Option<Arc<crate::approval::Approvals>>,
+    /// The line is a call that waited for capjail's tools listing and is judged again now
+    /// (never held for the listing a second time).
+    pub rejudging: bool,
 }
 
 impl ClientFilter {
@@ -224,6 +227,7 @@ impl ClientFilter {
                     return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: this id is already in use by a request in flight (refused by capjail)", None))));
                 }
                 if self.single
+                    && !self.rejudging
                     && method == "tools/call"
                     && crate::trust::listing::must_hold(&self.shared, id, params)
                 {
@@ -656,6 +660,7 @@ mod tests {
             held: None,
             single: false,
             approvals: None,
+            rejudging: false,
         }
     }
 

@@ -205,7 +205,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
     }
     let (tx, mut rx) = mpsc::unbounded_channel::<PumpEvent>();
 
-    let mut filter = ClientFilter {
+    let filter = ClientFilter {
         policy: cfg.policy.clone(),
         paths: PathContext {
             cwd: cfg.cwd.clone(),
@@ -233,16 +233,23 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
         held: None,
         single: false,
         approvals: crate::approval::for_policy(&cfg.policy, &outbox),
+        rejudging: false,
     };
+    let paths = filter.paths.clone();
+    // One client filter for the session: the client pump judges each line with it, and a call
+    // held until capjail has listed the tools is judged again with it, whole (every stage),
+    // when the listing is in.
+    let filter = Arc::new(Mutex::new(filter));
     let checking = cfg.filter;
     if let Some(t) = shared.lock().expect("shared").trust.as_mut() {
         // capjail's own tools/list and the calls held for it (`trust::listing`).
         t.listing.decider = Some(crate::trust::listing::Decider {
             policy: cfg.policy.clone(),
-            paths: filter.paths.clone(),
+            paths,
             recorder: recorder.clone(),
             outbox: outbox.clone(),
             kernel_backstop,
+            rejudge: Some(rejudge_with(filter.clone(), shared.clone(), outbox.clone())),
         });
     }
     let max_line = cfg.policy.limits.max_line_bytes;
@@ -252,7 +259,7 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
         std::thread::Builder::new()
             .name("client->server".into())
             .spawn(move || {
-                let r = pump_client(&mut filter, checking, max_line, &out);
+                let r = pump_client(&filter, checking, max_line, &out);
                 if let Err(e) = &r {
                     if e.kind() == io::ErrorKind::Other {
                         let _ = tx.send(PumpEvent::Fatal(e.to_string()));
@@ -440,7 +447,7 @@ impl Write for ClientStdout {
 /// decision's record. Lines already waiting in the input buffer (a pipelined client) are
 /// decided first and released together, so they share one audit batch.
 fn pump_client(
-    filter: &mut ClientFilter,
+    filter: &Mutex<ClientFilter>,
     checking: bool,
     max_line: usize,
     out: &Outbox,
@@ -448,9 +455,13 @@ fn pump_client(
     // SAFETY: fd 0 stays open for the life of the process; ManuallyDrop never closes it.
     let stdin = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
     let mut reader = LineReader::new(BufReader::with_capacity(PUMP_BUFFER, &*stdin), max_line);
+    let recorder = filter
+        .lock()
+        .map_err(|_| io::Error::other("client filter lock poisoned"))?
+        .recorder
+        .clone();
     let watermark = if checking {
-        filter
-            .recorder
+        recorder
             .lock()
             .map_err(|_| io::Error::other("recorder lock poisoned"))?
             .watermark()
@@ -464,8 +475,7 @@ fn pump_client(
     let mut buf = Vec::new();
     loop {
         if !held.is_empty() && (!reader.line_buffered() || held.is_full()) {
-            let seq = filter
-                .recorder
+            let seq = recorder
                 .lock()
                 .map_err(|_| io::Error::other("recorder lock poisoned"))?
                 .last_seq;
@@ -479,8 +489,7 @@ fn pump_client(
         match reader.next_into(&mut buf) {
             Ok(Frame::Eof) => {
                 if !held.is_empty() {
-                    let seq = filter
-                        .recorder
+                    let seq = recorder
                         .lock()
                         .map(|r| r.last_seq)
                         .unwrap_or(u64::MAX);
@@ -502,7 +511,11 @@ fn pump_client(
             }
             Ok(Frame::Line(line)) => {
                 let outcome = if checking {
-                    match filter.on_line(&line) {
+                    let judged = match filter.lock() {
+                        Ok(mut f) => f.on_line(&line),
+                        Err(_) => Err(io::Error::other("client filter lock poisoned")),
+                    };
+                    match judged {
                         Ok(o) => o,
                         Err(e) => {
                             let e = io::Error::other(format!("cannot record a decision: {e}"));
@@ -531,6 +544,39 @@ fn pump_client(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// How a call held for capjail's own tools listing is judged once the listing is in: the
+/// whole client filter again (capability decision, pins, content checks, flows, approvals),
+/// then forwarded (after its record is written), answered, or held by a stage.
+fn rejudge_with(
+    filter: Arc<Mutex<ClientFilter>>,
+    shared: Arc<Mutex<Shared>>,
+    outbox: Arc<Outbox>,
+) -> crate::trust::listing::Rejudge {
+    Arc::new(move |call: crate::trust::listing::HeldCall| {
+        // The id was reserved while the call waited; the filter reserves it again.
+        shared
+            .lock()
+            .map_err(|_| io::Error::other("shared state lock poisoned"))?
+            .pending
+            .remove(&client_filter::id_key(&call.id));
+        let outcome = {
+            let mut f = filter
+                .lock()
+                .map_err(|_| io::Error::other("client filter lock poisoned"))?;
+            f.rejudging = true;
+            let o = f.on_line(&call.line);
+            f.rejudging = false;
+            o?
+        };
+        match outcome {
+            Outcome::Forward => outbox.send_to_server(&call.line),
+            Outcome::ForwardRewritten(line) => outbox.send_to_server(&line),
+            Outcome::Reply(line) => outbox.send_to_client(&line),
+            Outcome::Drop | Outcome::Held => Ok(()),
+        }
+    })
 }
 
 /// Server -> client. Returns `ErrorKind::Other` only for a fatal audit failure.

@@ -36,7 +36,13 @@ pub struct Decider {
     /// The kernel layer confines the server (full mode): the backstop for a plain-data call
     /// of a tool capjail could not see.
     pub kernel_backstop: bool,
+    /// Judge a held call again through the whole client filter once the listing is in (the
+    /// proxy provides it); `None`: decide here (tests, or no filter).
+    pub rejudge: Option<Rejudge>,
 }
+
+/// See [`Decider::rejudge`].
+pub type Rejudge = Arc<dyn Fn(HeldCall) -> std::io::Result<()> + Send + Sync>;
 
 /// A client `tools/call` waiting for the listing.
 pub struct HeldCall {
@@ -229,7 +235,13 @@ fn finish(shared: &SharedState, listed: Result<Vec<Value>, String>) {
     };
     let Some(d) = decider else { return };
     for call in held {
-        if let Err(e) = release(shared, &d, call, failure.as_deref()) {
+        // A listing that came in: the whole filter judges the call (every stage). A failed
+        // listing: decided here, with the plain-data rule for tools capjail could not see.
+        let released = match (&d.rejudge, &failure) {
+            (Some(rejudge), None) => rejudge(call),
+            _ => release(shared, &d, call, failure.as_deref()),
+        };
+        if let Err(e) = released {
             tracing::error!("cannot record the decision on a held call: {e}");
         }
     }
