@@ -193,7 +193,10 @@ fn under_proxy_mode_every_in_server_escape_succeeds() {
         if what.starts_with("read its own environment") {
             // Since issue 13 the environment allowlist holds in proxy mode too: the
             // launcher's secret never reaches the server (the kernel tests show the same).
-            assert!(!happened, "--mode proxy: the server saw the launcher's secret");
+            assert!(
+                !happened,
+                "--mode proxy: the server saw the launcher's secret"
+            );
             continue;
         }
         assert!(happened, "--mode proxy: the probe could not {what}: the probe is broken, so the kernel tests would prove nothing");

@@ -489,10 +489,7 @@ fn pump_client(
         match reader.next_into(&mut buf) {
             Ok(Frame::Eof) => {
                 if !held.is_empty() {
-                    let seq = recorder
-                        .lock()
-                        .map(|r| r.last_seq)
-                        .unwrap_or(u64::MAX);
+                    let seq = recorder.lock().map(|r| r.last_seq).unwrap_or(u64::MAX);
                     held.release(watermark.as_ref(), seq, out)?;
                 }
                 out.flush_deferred()?;

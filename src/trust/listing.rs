@@ -73,10 +73,7 @@ pub fn on_client_message(shared: &SharedState, method: &str, params: Option<&Val
         let mut s = shared.lock().expect("shared state");
         let Some(t) = s.trust.as_mut() else { return };
         let l = &mut t.listing;
-        if let Some(v) =
-            params.and_then(|p| p.pointer(&format!("/_meta/{}", PROTOCOL_META.replace('/', "~1"))))
-        {
-            l.meta = Some(json!({ PROTOCOL_META: v }));
+        if note_meta(l, params) {
             l.ready = true;
         }
         if method == "notifications/initialized" {
@@ -89,6 +86,24 @@ pub fn on_client_message(shared: &SharedState, method: &str, params: Option<&Val
     if start {
         start_listing(shared);
     }
+}
+
+/// A 2026-07-28 request: keep its `_meta` (protocol version, client info and capabilities;
+/// not its progress token) for capjail's own requests. Returns whether it was one.
+fn note_meta(l: &mut ListingState, params: Option<&Value>) -> bool {
+    let Some(meta) = params
+        .and_then(|p| p.get("_meta"))
+        .and_then(Value::as_object)
+    else {
+        return false;
+    };
+    if !meta.contains_key(PROTOCOL_META) {
+        return false;
+    }
+    let mut kept = meta.clone();
+    kept.remove("progressToken");
+    l.meta = Some(Value::Object(kept));
+    true
 }
 
 /// `notifications/tools/list_changed` from the server: forget the assessments (calls wait
@@ -128,6 +143,9 @@ pub fn hold(shared: &SharedState, call: HeldCall) {
         let mut s = shared.lock().expect("shared state");
         let Some(t) = s.trust.as_mut() else { return };
         tracing::info!(id = %call.id, "tools/call held until capjail has listed the server's tools");
+        // A 2026-07-28 client whose first request is this call: capjail's listing speaks its
+        // generation (the same `_meta`).
+        note_meta(&mut t.listing, call.params.as_ref());
         t.listing.held.push(call);
         // A client that calls before any listing: the session is evidently ready.
         t.listing.ready = true;
