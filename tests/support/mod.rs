@@ -376,7 +376,7 @@ impl Lab {
         self.policy(
             "permissive",
             "name: lab-permissive\nnetwork:\n  mode: all\n  allow_private: true\n  allow_loopback: true\n  allow_link_local: true\n\
-             filesystem:\n  mode: any\ntools:\n  mode: all\n",
+             filesystem:\n  mode: any\ntools:\n  mode: all\ncontent:\n  enabled: false\nflows:\n  defaults: false\n",
         )
     }
 
