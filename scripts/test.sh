@@ -38,7 +38,13 @@ timeout 1200 bash "$ROOT/scripts/setup-peers.sh"
 export CAPJAIL_PEERS="${CAPJAIL_PEERS:-$ROOT/.peers}"
 log "CAPJAIL_PEERS=$CAPJAIL_PEERS"
 
-# 3. The tests. Each test bounds its own waits; the whole run is bounded here as well.
+# 3. capjail's state (default audit log, pin store, private caches) goes under target/ for every
+#    capjail a test starts, whatever way it starts it: never the user's ~/.local/state/capjail.
+export XDG_STATE_HOME="$ROOT/target/test-state"
+mkdir -p "$XDG_STATE_HOME"
+log "XDG_STATE_HOME=$XDG_STATE_HOME"
+
+# 4. The tests. Each test bounds its own waits; the whole run is bounded here as well.
 TOTAL_TIMEOUT="${CAPJAIL_TEST_TIMEOUT:-2400}"
 if cargo nextest --version >/dev/null 2>&1; then
   log "running: cargo nextest run --workspace --no-fail-fast $*"
