@@ -109,6 +109,24 @@ pub fn spawn(listener: Listener, egress: Egress) -> std::io::Result<std::thread:
         })
 }
 
+/// Serve one accepted connection on its own task; its slot is freed when it ends.
+fn spawn_handler<S>(s: S, egress: &Egress, permit: tokio::sync::OwnedSemaphorePermit)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let e = egress.clone();
+    tokio::spawn(async move {
+        handle(s, &e).await;
+        drop(permit);
+    });
+}
+
+/// A failed accept (out of descriptors, ...): wait a little instead of spinning.
+async fn accept_failed(e: std::io::Error) {
+    tracing::debug!("egress accept: {e}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
 async fn serve(listener: Listener, egress: Egress) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     match listener {
@@ -121,17 +139,8 @@ async fn serve(listener: Listener, egress: Egress) {
                     return;
                 };
                 match l.accept().await {
-                    Ok((s, _)) => {
-                        let e = egress.clone();
-                        tokio::spawn(async move {
-                            handle(s, &e).await;
-                            drop(permit);
-                        });
-                    }
-                    Err(e) => {
-                        tracing::debug!("egress accept: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
+                    Ok((s, _)) => spawn_handler(s, &egress, permit),
+                    Err(e) => accept_failed(e).await,
                 }
             }
         }
@@ -144,17 +153,8 @@ async fn serve(listener: Listener, egress: Egress) {
                     return;
                 };
                 match l.accept().await {
-                    Ok((s, _)) => {
-                        let e = egress.clone();
-                        tokio::spawn(async move {
-                            handle(s, &e).await;
-                            drop(permit);
-                        });
-                    }
-                    Err(e) => {
-                        tracing::debug!("egress accept: {e}");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
+                    Ok((s, _)) => spawn_handler(s, &egress, permit),
+                    Err(e) => accept_failed(e).await,
                 }
             }
         }
