@@ -95,6 +95,27 @@ fn policy_validate_unknown_key_names_file_line_column() {
 }
 
 #[test]
+fn policy_validate_kernel_environment_audit_keys_are_errors() {
+    // These sections were read raw where used: a misspelt key became a plan note.
+    let lab = Lab::new();
+    for (name, text, at, key) in [
+        ("k", "name: k\nkernel: {rlimits: {nofil: 10}}\n", "2:", "nofil"),
+        ("k2", "name: k\nkernel:\n  rlimits:\n    nofil: 10\n", "4:5", "nofil"),
+        ("e", "name: e\nenvironment:\n  alow: [A]\n", "3:3", "alow"),
+        ("a", "name: a\naudit:\n  fsyn: true\n", "3:3", "fsyn"),
+    ] {
+        let p = lab.policy(name, text);
+        for cmd in ["validate", "show"] {
+            let o = capjail(&["policy", cmd, p.to_str().unwrap()]);
+            assert_eq!(o.code, Some(124), "{cmd} {name}: {o:?}");
+            let want = format!("{}:{at}", p.display());
+            assert!(o.stderr.contains(&want), "{cmd} {name}: want {want}: {}", o.stderr);
+            assert!(o.stderr.contains(&format!("`{key}`")), "{cmd} {name}: {}", o.stderr);
+        }
+    }
+}
+
+#[test]
 fn policy_validate_bad_value_and_missing_file() {
     let lab = Lab::new();
     let p = lab.policy("badval", "name: bad\nnetwork:\n  mode: sometimes\n");

@@ -48,8 +48,6 @@ pub enum AuditError {
     OffNotAllowed { policy: String },
     #[error("--audit {path}: the policy `{policy}` requires an audit log (audit.allow_off: false), and {path} is not a regular file")]
     NotAFile { path: PathBuf, policy: String },
-    #[error("audit.path `{written}`: {message}")]
-    BadPolicyPath { written: String, message: String },
     #[error(
         "no place for the audit log: neither XDG_STATE_HOME nor HOME is set (pass --audit FILE)"
     )]
@@ -75,8 +73,7 @@ pub fn resolve_location_with(
     env: &dyn Fn(&str) -> Option<String>,
     cwd: &Path,
 ) -> Result<Option<PathBuf>, AuditError> {
-    let section = policy.file.audit.as_ref();
-    let allow_off = section.and_then(|a| a.allow_off).unwrap_or(true);
+    let allow_off = policy.audit.allow_off;
     match cli {
         Some("off") if allow_off => return Ok(None),
         Some("off") => {
@@ -97,20 +94,9 @@ pub fn resolve_location_with(
         }
         None => {}
     }
-    if let Some(written) = section.and_then(|a| a.path.as_deref()) {
-        let bad = |message: String| AuditError::BadPolicyPath {
-            written: written.into(),
-            message,
-        };
-        let expanded =
-            crate::policy::expand::expand_with(written, env).map_err(|e| bad(e.to_string()))?;
-        let path = PathBuf::from(expanded);
-        if !path.is_absolute() {
-            return Err(bad(
-                "must be absolute (or start with `~` or a variable)".into()
-            ));
-        }
-        return Ok(Some(path));
+    // Expanded and checked absolute when the policy was compiled.
+    if let Some(p) = &policy.audit.path {
+        return Ok(Some(p.path.clone()));
     }
     let state = match env("XDG_STATE_HOME").filter(|s| Path::new(s).is_absolute()) {
         Some(s) => PathBuf::from(s),
@@ -184,7 +170,14 @@ mod tests {
             Err(AuditError::NoDefaultLocation)
         ));
 
-        let with_path = policy("name: p\naudit:\n  path: $LOGS/a.jsonl\n");
+        let text = "name: p\naudit:\n  path: $LOGS/a.jsonl\n";
+        let with_path = crate::policy::compile::compile_with(
+            serde_yaml::from_str(text).unwrap(),
+            text.into(),
+            crate::policy::PolicySource::Inline,
+            &env,
+        )
+        .unwrap();
         assert_eq!(
             r(None, &with_path, &env).unwrap(),
             Some(PathBuf::from("/var/log/x/a.jsonl"))
@@ -194,11 +187,7 @@ mod tests {
             Some(PathBuf::from("/work/mine.jsonl"))
         );
         assert_eq!(r(Some("off"), &with_path, &env).unwrap(), None);
-        let rel = policy("name: p\naudit:\n  path: logs/a.jsonl\n");
-        assert!(matches!(
-            r(None, &rel, &env),
-            Err(AuditError::BadPolicyPath { .. })
-        ));
+        // A relative audit.path is a policy error (policy::sections tests).
     }
 
     #[test]

@@ -42,7 +42,7 @@ impl Redactor {
 
     /// The defaults plus the policy's `audit.redact`.
     pub fn from_policy(policy: &Policy) -> Redactor {
-        Redactor::new(policy.file.audit.iter().flat_map(|a| a.redact.iter()))
+        Redactor::new(policy.audit.redact.iter())
     }
 
     pub fn is_secret(&self, key: &str) -> bool {

@@ -682,10 +682,7 @@ fn replay_skips_decisions_that_depend_on_redacted_values() {
     let d = dirs();
     let path = d.root.join("audit.jsonl");
     let mut p = permissive(&d);
-    p.file.audit = Some(crate::policy::schema::AuditSection {
-        redact: vec!["path".into()],
-        ..Default::default()
-    });
+    p.audit.redact = vec!["path".into()];
     record_calls(&d, &p, &path);
     let r = replay_bytes(&std::fs::read(&path).unwrap(), &strict(&d), &RealWorld);
     assert_eq!((r.replayed, r.skipped.len()), (0, 4), "{}", r.render());

@@ -66,15 +66,11 @@ impl AuditLog {
 
     /// Open with the policy's `audit.fsync` and `audit.redact`.
     pub fn open_for_policy(path: &Path, policy: &Policy) -> Result<AuditLog, AuditError> {
-        let section = policy.file.audit.as_ref();
-        let fsync = section.and_then(|a| a.fsync).unwrap_or(false);
-        let mut log = Self::open_with(path, fsync, Redactor::from_policy(policy))?;
-        let defaults = Rotation::default();
+        let a = &policy.audit;
+        let mut log = Self::open_with(path, a.fsync, Redactor::from_policy(policy))?;
         log.set_rotation(Some(Rotation {
-            max_bytes: section
-                .and_then(|a| a.max_bytes)
-                .unwrap_or(defaults.max_bytes),
-            keep: section.and_then(|a| a.keep).unwrap_or(defaults.keep),
+            max_bytes: a.max_bytes,
+            keep: a.keep,
         }));
         Ok(log)
     }

@@ -434,12 +434,7 @@ fn path_access(
 }
 
 fn executes_patterns(policy: &Policy) -> &[String] {
-    policy
-        .file
-        .filesystem
-        .as_ref()
-        .map(|f| f.executes.as_slice())
-        .unwrap_or(&[])
+    &policy.filesystem.executes
 }
 
 fn url_access(ctx: &Context, capability: &str, written: &str) -> Result<Option<Access>, Denial> {

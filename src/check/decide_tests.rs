@@ -146,8 +146,12 @@ fn mcpjail_seed_requests() {
         )),
         "filesystem.mounts"
     );
-    std::env::set_var("CAPJAIL_WORKSPACE", "/tmp");
-    let ro = policy(crate::policy::builtin::get("readonly").unwrap());
+    let ro = crate::policy::load_str_in(
+        crate::policy::builtin::get("readonly").unwrap(),
+        crate::policy::PolicySource::Inline,
+        Some(std::path::Path::new("/tmp")),
+    )
+    .unwrap();
     assert_eq!(
         rule(&call(
             &ro,

@@ -50,7 +50,7 @@ pub fn check(args: CheckArgs) -> i32 {
         env: Some(
             capjail::sandbox::env::filter_env(
                 &std::env::vars().collect::<Vec<_>>(),
-                policy.file.environment.as_ref(),
+                &policy.environment,
             )
             .values,
         ),

@@ -131,12 +131,9 @@ pub fn confinement(
 }
 
 pub fn doctor(policy: Option<&str>, workspace: Option<&Path>) -> i32 {
-    if let Err(code) = super::set_workspace(workspace) {
-        return code;
-    }
-    let policy = match policy.map(capjail::policy::load) {
+    let policy = match policy.map(|p| super::load_named(p, workspace)) {
         Some(Ok(p)) => Some(p),
-        Some(Err(e)) => return super::report_policy_error(&e),
+        Some(Err(code)) => return code,
         None => None,
     };
     print!("{}", capjail::sandbox::doctor_report(policy.as_ref()));
@@ -146,12 +143,9 @@ pub fn doctor(policy: Option<&str>, workspace: Option<&Path>) -> i32 {
 }
 
 pub fn explain(policy: &str, workspace: Option<&Path>, json: bool, argv: &[String]) -> i32 {
-    if let Err(code) = super::set_workspace(workspace) {
-        return code;
-    }
-    let policy = match capjail::policy::load(policy) {
+    let policy = match super::load_named(policy, workspace) {
         Ok(p) => p,
-        Err(e) => return super::report_policy_error(&e),
+        Err(code) => return code,
     };
     #[cfg(target_os = "linux")]
     {

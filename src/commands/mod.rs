@@ -36,21 +36,26 @@ pub fn dispatch(command: Command) -> i32 {
 
 /// Load the policy named on the command line (or the default), with `--workspace` applied.
 pub fn load_policy(args: &PolicyArgs) -> Result<Policy, i32> {
-    set_workspace(args.workspace.as_deref())?;
     let name = args.policy.as_deref().unwrap_or(builtin::DEFAULT);
-    capjail::policy::load(name).map_err(|e| report_policy_error(&e))
+    load_named(name, args.workspace.as_deref())
 }
 
-pub fn set_workspace(dir: Option<&Path>) -> Result<(), i32> {
-    if let Some(dir) = dir {
-        let abs = std::path::absolute(dir).map_err(|e| {
+/// Load `name` (built-in or file) with `--workspace` passed to compilation (it stands for
+/// `${CAPJAIL_WORKSPACE}`; the process environment is never changed).
+pub fn load_named(name: &str, workspace: Option<&Path>) -> Result<Policy, i32> {
+    let workspace = workspace_dir(workspace)?;
+    capjail::policy::load_in(name, workspace.as_deref()).map_err(|e| report_policy_error(&e))
+}
+
+/// `--workspace DIR` made absolute.
+pub fn workspace_dir(dir: Option<&Path>) -> Result<Option<std::path::PathBuf>, i32> {
+    dir.map(|dir| {
+        std::path::absolute(dir).map_err(|e| {
             eprintln!("capjail: error: --workspace {}: {e}", dir.display());
             exit::USAGE
-        })?;
-        // Read by the policy's `${CAPJAIL_WORKSPACE}` expansion. Set before any thread starts.
-        std::env::set_var("CAPJAIL_WORKSPACE", abs);
-    }
-    Ok(())
+        })
+    })
+    .transpose()
 }
 
 pub fn report_policy_error(e: &PolicyError) -> i32 {

@@ -19,15 +19,12 @@ pub fn policy(cmd: PolicyCommand) -> i32 {
             0
         }
         PolicyCommand::Show { policy, workspace } => {
-            if let Err(code) = super::set_workspace(workspace.as_deref()) {
-                return code;
-            }
-            match capjail::policy::load(&policy) {
+            match super::load_named(&policy, workspace.as_deref()) {
                 Ok(p) => {
                     print!("{}", capjail::policy::effective_yaml(&p));
                     0
                 }
-                Err(e) => super::report_policy_error(&e),
+                Err(code) => code,
             }
         }
         PolicyCommand::Explain {

@@ -83,7 +83,7 @@ pub fn run(args: RunArgs) -> i32 {
     };
     // The same environment allowlist as the kernel layer, in every mode.
     let host_env: Vec<(String, String)> = std::env::vars().collect();
-    let env = capjail::sandbox::env::filter_env(&host_env, policy.file.environment.as_ref());
+    let env = capjail::sandbox::env::filter_env(&host_env, &policy.environment);
     let cfg = RunConfig {
         pins,
         env: Some(env.values),

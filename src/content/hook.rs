@@ -43,7 +43,7 @@ pub fn on_request(
     if !st.env_loaded {
         st.env_loaded = true;
         let env: Vec<(String, String)> = std::env::vars().collect();
-        for (k, v) in withheld_env(&env, policy.file.environment.as_ref()) {
+        for (k, v) in withheld_env(&env, &policy.environment) {
             st.known.add(
                 &v,
                 &format!("environment variable {k} (withheld from the server)"),

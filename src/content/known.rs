@@ -90,7 +90,7 @@ impl KnownSecrets {
 /// names look like credentials (src/sandbox/env.rs decides which).
 pub(crate) fn withheld_env(
     inherited: &[(String, String)],
-    section: Option<&crate::policy::schema::EnvironmentSection>,
+    section: &crate::policy::sections::EnvironmentPolicy,
 ) -> Vec<(String, String)> {
     let plan = crate::sandbox::env::filter_env(inherited, section);
     plan.dropped
@@ -123,7 +123,7 @@ mod tests {
             ("PATH".to_string(), "/usr/bin".to_string()),
         ];
         assert_eq!(
-            withheld_env(&env, None),
+            withheld_env(&env, &Default::default()),
             vec![("GITHUB_TOKEN".into(), "tok-123456789".into())]
         );
     }

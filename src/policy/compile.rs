@@ -35,8 +35,34 @@ pub fn compile(
     text: String,
     source: PolicySource,
 ) -> Result<Policy, CompileError> {
-    compile_with(file, text, source, &process_env)
+    compile_in(file, text, source, None)
 }
+
+/// Compile with the process environment, `${CAPJAIL_WORKSPACE}` standing for `workspace`
+/// when one is given (`--workspace DIR`): the workspace is a parameter, never set on the process.
+pub fn compile_in(
+    file: PolicyFile,
+    text: String,
+    source: PolicySource,
+    workspace: Option<&Path>,
+) -> Result<Policy, CompileError> {
+    let env = workspace_env(workspace, &process_env);
+    compile_with(file, text, source, &env)
+}
+
+/// `env` with `CAPJAIL_WORKSPACE` answered by `workspace` when given.
+pub fn workspace_env<'a>(
+    workspace: Option<&'a Path>,
+    env: &'a dyn Fn(&str) -> Option<String>,
+) -> impl Fn(&str) -> Option<String> + 'a {
+    move |k: &str| match workspace {
+        Some(w) if k == WORKSPACE_VAR => Some(w.to_string_lossy().into_owned()),
+        _ => env(k),
+    }
+}
+
+/// The variable `--workspace` stands for in policies.
+pub const WORKSPACE_VAR: &str = "CAPJAIL_WORKSPACE";
 
 /// The process environment, except that `PWD` is the real working directory: a client that
 /// starts capjail without a shell leaves a stale or missing `PWD`.
@@ -83,8 +109,14 @@ pub fn compile_with(
                 });
             }
             match fs.mode {
-                FilesystemMode::Explicit => FilesystemPolicy { mounts: Some(mounts) },
-                FilesystemMode::Any if mounts.is_empty() => FilesystemPolicy { mounts: None },
+                FilesystemMode::Explicit => FilesystemPolicy {
+                    mounts: Some(mounts),
+                    executes: fs.executes.clone(),
+                },
+                FilesystemMode::Any if mounts.is_empty() => FilesystemPolicy {
+                    mounts: None,
+                    executes: fs.executes.clone(),
+                },
                 FilesystemMode::Any => {
                     return Err(err(
                         "filesystem.mode",
@@ -95,9 +127,13 @@ pub fn compile_with(
             }
         }
         // No section: governed by the rules if they speak about the filesystem, else nothing is reachable.
-        None if rules.governs_family("filesystem") => FilesystemPolicy { mounts: None },
+        None if rules.governs_family("filesystem") => FilesystemPolicy {
+            mounts: None,
+            executes: Vec::new(),
+        },
         None => FilesystemPolicy {
             mounts: Some(Vec::new()),
+            executes: Vec::new(),
         },
     };
 
@@ -109,10 +145,6 @@ pub fn compile_with(
                     HostPattern::parse(h)
                         .map_err(|e| err(format!("network.allowed_hosts[{i}]"), Some(h), e))?,
                 );
-            }
-            for (i, u) in n.unix_sockets.iter().enumerate() {
-                absolute_path(u, env)
-                    .map_err(|e| err(format!("network.unix_sockets[{i}]"), Some(u), e))?;
             }
             if n.mode != NetworkMode::Allowlist && !allowed_hosts.is_empty() {
                 return Err(err(
@@ -212,7 +244,15 @@ pub fn compile_with(
     let content = crate::content::config::compile_content(file.content.as_ref(), env)?;
     let flows = crate::content::config::compile_flows(file.flows.as_ref(), env)?;
 
+    let path = |w: &str| absolute_path(w, env);
+    let kernel = super::sections::compile_kernel(&file, &path)?;
+    let environment = super::sections::compile_environment(file.environment.as_ref(), env)?;
+    let audit = super::sections::compile_audit(file.audit.as_ref(), &path)?;
+
     Ok(Policy {
+        kernel,
+        environment,
+        audit,
         trust,
         content,
         flows,

@@ -3,17 +3,13 @@
 
 use super::rules::{CapabilityPattern, RuleKind};
 use super::schema::{
-    AuditSection, FilesystemMode, FilesystemSection, KernelSection, MountFile, NetworkSection,
-    PolicyFile, ProxySection, RuleFile, ToolsSection,
+    FilesystemMode, FilesystemSection, MountFile, NetworkSection, PolicyFile, ProxySection,
+    RuleFile, ToolsSection,
 };
 use super::Policy;
 
 fn executes(p: &Policy) -> Vec<String> {
-    p.file
-        .filesystem
-        .as_ref()
-        .map(|f| f.executes.clone())
-        .unwrap_or_default()
+    p.filesystem.executes.clone()
 }
 
 pub fn effective_file(p: &Policy) -> PolicyFile {
@@ -48,11 +44,11 @@ pub fn effective_file(p: &Policy) -> PolicyFile {
         allow_link_local: p.network.allow_link_local,
         resolve: Some(p.network.resolve),
         unix_sockets: p
-            .file
-            .network
-            .as_ref()
-            .map(|n| n.unix_sockets.clone())
-            .unwrap_or_default(),
+            .kernel
+            .unix_sockets
+            .iter()
+            .map(|u| u.written.clone())
+            .collect(),
     });
     let tools = Some(ToolsSection {
         mode: p.tools.mode,
@@ -102,25 +98,9 @@ pub fn effective_file(p: &Policy) -> PolicyFile {
             grace_seconds: Some(p.limits.grace.as_secs_f64()),
         }),
         // Every section, with its defaults written out.
-        kernel: Some({
-            let k = p.file.kernel.clone().unwrap_or_default();
-            KernelSection {
-                require: Some(k.require.unwrap_or(false)),
-                ..k
-            }
-        }),
-        environment: Some(p.file.environment.clone().unwrap_or_default()),
-        audit: Some({
-            let a = p.file.audit.clone().unwrap_or_default();
-            let r = crate::audit::rotated::Rotation::default();
-            AuditSection {
-                allow_off: Some(a.allow_off.unwrap_or(true)),
-                fsync: Some(a.fsync.unwrap_or(false)),
-                max_bytes: Some(a.max_bytes.unwrap_or(r.max_bytes)),
-                keep: Some(a.keep.unwrap_or(r.keep)),
-                ..a
-            }
-        }),
+        kernel: Some(p.kernel.section()),
+        environment: Some(p.environment.section()),
+        audit: Some(p.audit.section()),
         approval: p.file.approval.clone(),
         content: p.file.content.clone(),
         flows: p.file.flows.clone(),
@@ -139,11 +119,11 @@ mod tests {
 
     #[test]
     fn effective_policy_round_trips() {
-        std::env::set_var("CAPJAIL_WORKSPACE", "/srv/ws");
         for name in builtin::names() {
-            let p = load_str(
+            let p = crate::policy::load_str_in(
                 builtin::get(name).unwrap(),
                 PolicySource::Builtin(name.into()),
+                Some(std::path::Path::new("/srv/ws")),
             )
             .unwrap();
             let text = effective_yaml(&p);

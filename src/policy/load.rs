@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::compile::{compile, CompileError};
+use super::compile::{compile_in, CompileError};
 use super::schema::PolicyFile;
 use super::{builtin, Policy, PolicySource};
 
@@ -33,6 +33,11 @@ pub enum PolicyError {
 
 /// `name_or_path`: a built-in name (`strict`), or a path to a YAML file.
 pub fn load(name_or_path: &str) -> Result<Policy, PolicyError> {
+    load_in(name_or_path, None)
+}
+
+/// [`load`] with `${CAPJAIL_WORKSPACE}` standing for `workspace` (`--workspace DIR`).
+pub fn load_in(name_or_path: &str, workspace: Option<&Path>) -> Result<Policy, PolicyError> {
     let as_path = Path::new(name_or_path);
     let looks_like_path = name_or_path.contains('/')
         || name_or_path.ends_with(".yaml")
@@ -42,24 +47,40 @@ pub fn load(name_or_path: &str) -> Result<Policy, PolicyError> {
             // A file in the current directory named like a built-in: the built-in wins; say so.
             tracing::warn!("`{name_or_path}` is a built-in policy name; using the built-in, write ./{name_or_path} for the file");
         } else {
-            return load_file(as_path);
+            return load_file_in(as_path, workspace);
         }
     }
     match builtin::get(name_or_path) {
-        Some(text) => load_str(text, PolicySource::Builtin(name_or_path.to_string())),
+        Some(text) => load_str_in(
+            text,
+            PolicySource::Builtin(name_or_path.to_string()),
+            workspace,
+        ),
         None => Err(PolicyError::Unknown(name_or_path.to_string())),
     }
 }
 
 pub fn load_file(path: &Path) -> Result<Policy, PolicyError> {
+    load_file_in(path, None)
+}
+
+pub fn load_file_in(path: &Path, workspace: Option<&Path>) -> Result<Policy, PolicyError> {
     let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
         path: path.to_path_buf(),
         source,
     })?;
-    load_str(&text, PolicySource::File(path.to_path_buf()))
+    load_str_in(&text, PolicySource::File(path.to_path_buf()), workspace)
 }
 
 pub fn load_str(text: &str, source: PolicySource) -> Result<Policy, PolicyError> {
+    load_str_in(text, source, None)
+}
+
+pub fn load_str_in(
+    text: &str,
+    source: PolicySource,
+    workspace: Option<&Path>,
+) -> Result<Policy, PolicyError> {
     let origin = match &source {
         PolicySource::Builtin(n) => format!("<built-in {n}>"),
         PolicySource::File(p) => p.display().to_string(),
@@ -92,7 +113,7 @@ pub fn load_str(text: &str, source: PolicySource) -> Result<Policy, PolicyError>
             }
         })?
     };
-    compile(file, text.to_string(), source).map_err(|e| invalid(&origin, text, e))
+    compile_in(file, text.to_string(), source, workspace).map_err(|e| invalid(&origin, text, e))
 }
 
 fn invalid(origin: &str, text: &str, e: CompileError) -> PolicyError {

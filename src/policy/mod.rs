@@ -14,12 +14,13 @@ pub mod load;
 pub mod proxy_rules;
 pub mod rules;
 pub mod schema;
+pub mod sections;
 
 use std::path::PathBuf;
 
 pub use compile::compile;
 pub use effective::effective_yaml;
-pub use load::{load, load_file, load_str, PolicyError};
+pub use load::{load, load_file, load_file_in, load_in, load_str, load_str_in, PolicyError};
 pub use rules::{Rule, RuleKind, RuleSet};
 pub use schema::{MountMode, NetworkMode, PolicyFile, ToolsMode};
 
@@ -48,8 +49,9 @@ pub struct Policy {
     pub source: PolicySource,
     /// The exact text the policy was loaded from (hashed into the audit log).
     pub text: String,
-    /// The file as parsed (what `capjail policy show` prints, with expansions applied).
-    pub file: PolicyFile,
+    /// The file as parsed. Private to this module: only `effective` reads it (for the parts
+    /// printed as written); everything else reads the compiled sections below.
+    file: PolicyFile,
     pub filesystem: FilesystemPolicy,
     pub network: NetworkPolicy,
     pub tools: ToolPolicy,
@@ -63,6 +65,12 @@ pub struct Policy {
     pub content: crate::content::ContentPolicy,
     /// `flows:` compiled (the built-in rules when absent).
     pub flows: crate::content::FlowPolicy,
+    /// `kernel:` (and `network.unix_sockets`) compiled.
+    pub kernel: sections::KernelPolicy,
+    /// `environment:` compiled.
+    pub environment: sections::EnvironmentPolicy,
+    /// `audit:` compiled.
+    pub audit: sections::AuditPolicy,
 }
 
 /// How the filesystem is governed.
@@ -71,6 +79,8 @@ pub struct FilesystemPolicy {
     /// `Some(mounts)`: only these are reachable (an empty list reaches nothing).
     /// `None`: not restricted by mounts (only capability rules apply).
     pub mounts: Option<Vec<Mount>>,
+    /// `filesystem.executes`: patterns of files whose writing is execution.
+    pub executes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -238,9 +238,36 @@ pub struct KernelSection {
     /// used where namespaces cannot be created; tests force it with this).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespaces: Option<bool>,
-    /// Resource limits: `nofile`, `nproc`, `as_bytes`, `fsize_bytes`, `cpu_seconds`.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub rlimits: std::collections::BTreeMap<String, u64>,
+    /// Resource limits of the server.
+    #[serde(default, skip_serializing_if = "RlimitsSection::is_empty")]
+    pub rlimits: RlimitsSection,
+}
+
+/// `kernel.rlimits`: resource limits of the server (core dumps are always off).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RlimitsSection {
+    /// Open files (RLIMIT_NOFILE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nofile: Option<u64>,
+    /// Processes of the real uid (RLIMIT_NPROC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nproc: Option<u64>,
+    /// Address space in bytes (RLIMIT_AS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_bytes: Option<u64>,
+    /// Largest file written, in bytes (RLIMIT_FSIZE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fsize_bytes: Option<u64>,
+    /// CPU time in seconds (RLIMIT_CPU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_seconds: Option<u64>,
+}
+
+impl RlimitsSection {
+    pub fn is_empty(&self) -> bool {
+        self == &RlimitsSection::default()
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, schemars::JsonSchema)]

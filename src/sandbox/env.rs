@@ -14,7 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::schema::EnvironmentSection;
+use crate::policy::sections::EnvironmentPolicy;
 
 /// Names passed by default (exact), and default `PREFIX_*` patterns.
 pub const DEFAULT_ALLOW: &[&str] = &[
@@ -147,9 +147,7 @@ fn matches_entry(entry: &str, name: &str) -> bool {
 }
 
 /// Filter `inherited` through the defaults and the policy's `environment` section.
-pub fn filter_env(inherited: &[(String, String)], section: Option<&EnvironmentSection>) -> EnvPlan {
-    let empty = EnvironmentSection::default();
-    let section = section.unwrap_or(&empty);
+pub fn filter_env(inherited: &[(String, String)], section: &EnvironmentPolicy) -> EnvPlan {
     let mut plan = EnvPlan {
         inherit_all: section.inherit_all,
         ..Default::default()
@@ -225,7 +223,7 @@ mod tests {
             ("LD_PRELOAD", "/tmp/evil.so"),
             ("XDG_CACHE_HOME", "/root/.cache"),
         ]);
-        let p = filter_env(&e, None);
+        let p = filter_env(&e, &EnvironmentPolicy::default());
         assert_eq!(p.passed, vec!["HOME", "LC_ALL", "PATH", "XDG_CACHE_HOME"]);
         let dropped: Vec<_> = p
             .dropped
@@ -250,12 +248,12 @@ mod tests {
             ("FOO_TOKEN", "f"),
             ("NODE_OPTIONS", "x"),
         ]);
-        let s = EnvironmentSection {
+        let s = EnvironmentPolicy {
             allow: vec!["GITHUB_*".into(), "FOO_TOKEN".into()],
             set: [("MEMORY_FILE_PATH".to_string(), "/tmp/m.json".to_string())].into(),
             inherit_all: false,
         };
-        let p = filter_env(&e, Some(&s));
+        let p = filter_env(&e, &s);
         assert_eq!(
             p.passed,
             vec!["FOO_TOKEN", "GITHUB_USER", "MEMORY_FILE_PATH"]
@@ -271,22 +269,22 @@ mod tests {
             ("AWS_ACCESS_KEY_ID", "a"),
             ("LD_AUDIT", "x"),
         ]);
-        let s = EnvironmentSection {
+        let s = EnvironmentPolicy {
             inherit_all: true,
             ..Default::default()
         };
-        let p = filter_env(&e, Some(&s));
+        let p = filter_env(&e, &s);
         assert_eq!(p.passed, vec!["WHATEVER"]);
     }
 
     #[test]
     fn set_overrides_inherited() {
         let e = env(&[("PATH", "/evil")]);
-        let s = EnvironmentSection {
+        let s = EnvironmentPolicy {
             set: [("PATH".to_string(), "/usr/bin".to_string())].into(),
             ..Default::default()
         };
-        let p = filter_env(&e, Some(&s));
+        let p = filter_env(&e, &s);
         assert_eq!(p.get("PATH"), Some("/usr/bin"));
         assert_eq!(p.values.len(), 1);
     }

@@ -24,7 +24,6 @@ use serde::{Deserialize, Serialize};
 
 use super::env::{filter_env, EnvPlan};
 use super::facts::{ExecKind, HostFacts};
-use crate::policy::expand::expand_with;
 use crate::policy::schema::{MountMode, NetworkMode};
 use crate::policy::Policy;
 
@@ -240,15 +239,9 @@ const SHARED_LIB_REASON: &str = "shared libraries";
 
 /// Build the plan. Pure.
 pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
-    let kernel = policy.file.kernel.clone().unwrap_or_default();
+    let kernel = &policy.kernel;
     let mut notes: Vec<String> = host.problems.clone();
-    let lookup = |k: &str| {
-        host.env
-            .iter()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.clone())
-    };
-    let mut env = filter_env(&host.env, policy.file.environment.as_ref());
+    let mut env = filter_env(&host.env, &policy.environment);
     if host.npm
         && policy.network.mode == NetworkMode::None
         && env.get("npm_config_offline").is_none()
@@ -261,7 +254,7 @@ pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
         notes.push("npm with network `none`: npm_config_offline=true set (run from the npm cache without trying the registry)".into());
     }
 
-    let unix_sockets = unix_socket_paths(policy, &lookup, &mut notes);
+    let unix_sockets: Vec<PathBuf> = kernel.unix_sockets.iter().map(|u| u.path.clone()).collect();
     let fs_rules = policy.filesystem.mounts.as_ref().map(|mounts| {
         let mut rules = Rules::default();
         for u in &unix_sockets {
@@ -296,19 +289,13 @@ pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
                 "kernel.extra_write",
             ),
         ] {
-            for written in list {
-                match expand_with(written, &lookup) {
-                    Ok(p) if Path::new(&p).is_absolute() => rules.add(
-                        Path::new(&p),
-                        access,
-                        RuleOrigin::Extra,
-                        format!("{what} {written}"),
-                    ),
-                    Ok(_) => {
-                        notes.push(format!("{what} `{written}` ignored: not an absolute path"))
-                    }
-                    Err(e) => notes.push(format!("{what} `{written}` ignored: {e}")),
-                }
+            for extra in list {
+                rules.add(
+                    &extra.path,
+                    access,
+                    RuleOrigin::Extra,
+                    format!("{what} {}", extra.written),
+                );
             }
         }
         runtime_rules(host, &env, policy.network.mode, &mut rules, &mut notes);
@@ -325,31 +312,22 @@ pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
         kind: RlimitKind::Core,
         value: 0,
     }];
-    for (k, v) in &kernel.rlimits {
-        let kind = match k.as_str() {
-            "nofile" => RlimitKind::Nofile,
-            "nproc" => RlimitKind::Nproc,
-            "as_bytes" => RlimitKind::As,
-            "fsize_bytes" => RlimitKind::Fsize,
-            "cpu_seconds" => RlimitKind::Cpu,
-            "core" | "core_bytes" => {
-                notes.push(
-                    "kernel.rlimits.core ignored: core dumps are always off (RLIMIT_CORE=0)".into(),
-                );
-                continue;
-            }
-            other => {
-                notes.push(format!("kernel.rlimits.{other} ignored: unknown (nofile, nproc, as_bytes, fsize_bytes, cpu_seconds)"));
-                continue;
-            }
-        };
+    let r = &kernel.rlimits;
+    for (kind, v) in [
+        (RlimitKind::Nofile, r.nofile),
+        (RlimitKind::Nproc, r.nproc),
+        (RlimitKind::As, r.as_bytes),
+        (RlimitKind::Fsize, r.fsize_bytes),
+        (RlimitKind::Cpu, r.cpu_seconds),
+    ] {
+        let Some(v) = v else { continue };
         if kind == RlimitKind::Nproc && host.uid == 0 {
             notes.push("rlimit nproc counts ALL processes of the real uid; running as root it counts every root process on the machine".into());
         }
-        if kind == RlimitKind::As && host.node.is_some() && *v < (8 << 30) {
+        if kind == RlimitKind::As && host.node.is_some() && v < (8 << 30) {
             notes.push("rlimit as_bytes below 8 GiB: Node/V8 reserves large address ranges and may fail to start".into());
         }
-        rlimits.push(Rlimit { kind, value: *v });
+        rlimits.push(Rlimit { kind, value: v });
     }
 
     if let Some(tmp) = env
@@ -379,7 +357,7 @@ pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
     let world = super::world::world_plan(
         fs_rules.as_deref(),
         &super::world::WorldInputs {
-            wanted: kernel.namespaces.unwrap_or(true),
+            wanted: kernel.namespaces,
             uid: host.uid,
             network_none: policy.network.mode == NetworkMode::None,
             home: host.home.as_deref(),
@@ -397,7 +375,7 @@ pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
         },
         rlimits,
         env,
-        require: kernel.require.unwrap_or(false),
+        require: kernel.require,
         world: super::world::WorldPlan::default(),
         notes,
     };
@@ -855,28 +833,6 @@ fn runtime_rules(
     }
 }
 
-/// `network.unix_sockets` expanded (validated absolute by the policy compiler).
-fn unix_socket_paths(
-    policy: &Policy,
-    lookup: &dyn Fn(&str) -> Option<String>,
-    notes: &mut Vec<String>,
-) -> Vec<PathBuf> {
-    let written = policy
-        .file
-        .network
-        .as_ref()
-        .map(|n| n.unix_sockets.as_slice())
-        .unwrap_or_default();
-    let mut out = Vec::new();
-    for w in written {
-        match expand_with(w, lookup) {
-            Ok(p) if Path::new(&p).is_absolute() => out.push(PathBuf::from(p)),
-            Ok(_) => notes.push(format!("network.unix_sockets `{w}` ignored: not absolute")),
-            Err(e) => notes.push(format!("network.unix_sockets `{w}` ignored: {e}")),
-        }
-    }
-    out
-}
 
 fn net_plan(policy: &Policy) -> NetPlan {
     let n = &policy.network;
@@ -1311,9 +1267,18 @@ mod tests {
     #[test]
     fn extras_and_rlimits() {
         let y = format!(
-            "{WS}kernel:\n  require: true\n  extra_read: [\"~/tools\"]\n  extra_write: [\"$HOME/.cache/x\"]\n  rlimits:\n    nofile: 256\n    bogus: 1\n"
+            "{WS}kernel:\n  require: true\n  extra_read: [\"~/tools\"]\n  extra_write: [\"$HOME/.cache/x\"]\n  rlimits:\n    nofile: 256\n"
         );
-        let p = plan(&policy(&y), &["node".into()], &facts());
+        // The policy is compiled with the environment the host facts describe.
+        let env = |k: &str| (k == "HOME").then(|| "/home/u".to_string());
+        let compiled = crate::policy::compile::compile_with(
+            serde_yaml::from_str(&y).unwrap(),
+            y.clone(),
+            PolicySource::Inline,
+            &env,
+        )
+        .unwrap();
+        let p = plan(&compiled, &["node".into()], &facts());
         assert!(p.require);
         assert_eq!(
             rule(&p, "/home/u/tools").unwrap().access,
@@ -1329,7 +1294,7 @@ mod tests {
             kind: RlimitKind::Nofile,
             value: 256
         }));
-        assert!(p.notes.iter().any(|n| n.contains("bogus")));
+        // An unknown limit is a policy error (policy::sections tests), not a note.
     }
 
     #[test]
