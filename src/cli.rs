@@ -303,10 +303,13 @@ pub enum PolicyCommand {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
-    /// Print what the proxy checks and the kernel sandbox plan for a policy and a server command: capjail policy explain P -- CMD...
+    /// Print what the proxy checks and the kernel sandbox plan for a policy and a server command: capjail policy explain P -- CMD...; or what a rule id means: capjail policy explain --rule ID
     Explain {
-        #[arg(value_name = "NAME|FILE")]
-        policy: String,
+        /// A rule id of `error.data.rule` (docs/rules.md): print what triggers it and how to allow it
+        #[arg(long, value_name = "ID", conflicts_with_all = ["policy", "command"])]
+        rule: Option<String>,
+        #[arg(value_name = "NAME|FILE", required_unless_present = "rule")]
+        policy: Option<String>,
         /// Directory that `${CAPJAIL_WORKSPACE}` stands for
         #[arg(long, value_name = "DIR")]
         workspace: Option<PathBuf>,
@@ -314,7 +317,7 @@ pub enum PolicyCommand {
         #[arg(long)]
         json: bool,
         /// The MCP server command
-        #[arg(required = true, last = true, value_name = "CMD")]
+        #[arg(required_unless_present = "rule", last = true, value_name = "CMD")]
         command: Vec<String>,
     },
 }

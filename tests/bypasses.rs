@@ -338,7 +338,8 @@ fn duplicate_name_refused() {
         r#"{{"jsonrpc":"2.0","id":"dup-name","method":"tools/call","params":{{"name":"read_text_file","arguments":{{"path":"{}","content":"pwned"}},"name":"write_file"}}}}"#,
         lab.p("ws/pwned.txt")
     );
-    raw_refused(&lab, &mut s, line.as_bytes(), &json!("dup-name"), &[-32600]);
+    let r = raw_refused(&lab, &mut s, line.as_bytes(), &json!("dup-name"), &[-32600]);
+    assert_eq!(r["error"]["data"]["rule"], "protocol.strict_json", "{r}");
     s.finish();
     assert!(!lab.exists("ws/pwned.txt"), "duplicate name wrote a file");
 }
@@ -451,6 +452,7 @@ fn invalid_utf8_refused_and_stream_stays_in_sync() {
         Some(&Value::Null),
         "a parse error has id null: {r}"
     );
+    assert_eq!(r["error"]["data"]["rule"], "protocol.invalid_json", "{r}");
     legit_read(&lab, &mut s);
     s.finish();
     lab.assert_no_leak(&s);
@@ -496,6 +498,7 @@ fn overlong_line_refused_and_stream_stays_in_sync() {
         Some(&json!(-32600)),
         "an over-long line is an invalid request: {r}"
     );
+    assert_eq!(r["error"]["data"]["rule"], "protocol.too_long", "{r}");
     legit_read(&lab, &mut s);
     s.finish();
     lab.assert_no_leak(&s);
@@ -514,7 +517,7 @@ fn deep_nesting_refused_and_stream_stays_in_sync() {
     let r = s.wait_line(RESPONSE_TIMEOUT, "error for the deeply nested line", |v| {
         v.get("error").is_some()
     });
-    assert!(r.get("error").is_some());
+    assert_eq!(r["error"]["data"]["rule"], "protocol.strict_json", "{r}");
     legit_read(&lab, &mut s);
     s.finish();
     lab.assert_no_leak(&s);
@@ -529,6 +532,7 @@ fn garbage_line_is_a_parse_error_with_null_id() {
         v.get("error").is_some()
     });
     assert_error_code(&r, &Value::Null, -32700);
+    assert_eq!(r["error"]["data"]["rule"], "protocol.invalid_json", "{r}");
     legit_read(&lab, &mut s);
 }
 

@@ -116,6 +116,25 @@ fn policy_validate_kernel_environment_audit_keys_are_errors() {
 }
 
 #[test]
+fn policy_explain_rule_prints_the_documented_entry() {
+    let o = capjail(&["policy", "explain", "--rule", "protocol.batch"]);
+    assert_eq!(o.code, Some(0), "{o:?}");
+    assert!(o.stdout.starts_with("protocol.batch\n"), "{}", o.stdout);
+    assert!(o.stdout.contains("triggered by:") && o.stdout.contains("to allow:"), "{}", o.stdout);
+    // The same entry as docs/rules.md.
+    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/rules.md")).unwrap();
+    let row = docs.lines().find(|l| l.starts_with("| `protocol.batch` |")).expect("documented");
+    let trigger = o.stdout.lines().nth(1).unwrap().trim().trim_start_matches("triggered by: ");
+    assert!(row.contains(trigger), "{row}\n{trigger}");
+    // A policy rule is explained too; an unknown id is a usage error.
+    let o = capjail(&["policy", "explain", "--rule", "deny[0]"]);
+    assert_eq!(o.code, Some(0), "{o:?}");
+    let o = capjail(&["policy", "explain", "--rule", "protocol"]);
+    assert_eq!(o.code, Some(125), "{o:?}");
+    assert!(o.stderr.contains("docs/rules.md"), "{o:?}");
+}
+
+#[test]
 fn policy_validate_bad_value_and_missing_file() {
     let lab = Lab::new();
     let p = lab.policy("badval", "name: bad\nnetwork:\n  mode: sometimes\n");

@@ -29,7 +29,7 @@ use crate::proxy::session::id_key;
 /// The key of capjail's question in an `input_required` result's `inputRequests`.
 pub const INPUT_KEY: &str = "capjail_approval";
 /// The rule id of a refused 2026-07-28 answer (forged, replayed, expired, for another call).
-pub const TOKEN_RULE: &str = "approval.token";
+pub const TOKEN_RULE: &str = crate::policy::RuleId::ApprovalToken.static_id();
 
 const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 const META_CAPS: &str = "io.modelcontextprotocol/clientCapabilities";

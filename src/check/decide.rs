@@ -25,7 +25,7 @@ use super::path::{decode_all, mount_for, MountRefusal, PathContext};
 use super::rules::{evaluate, RuleVerdict};
 use super::tools::{check_tool, ToolRefusal};
 use super::{Access, Denial, Resource, World};
-use crate::policy::Policy;
+use crate::policy::{Policy, RuleId};
 use crate::profile::{ArgKind, ArgSpec, ToolSpec};
 
 /// Where tool descriptions come from: the server's profile, then what `tools/list` said.
@@ -126,7 +126,7 @@ pub fn decide(ctx: &Context, method: &str, params: Option<&Value>) -> Decision {
             super::doors::Door::Capability(cap) => decide_scanned(ctx, method, cap, None),
             super::doors::Door::Scanned(cap) => decide_scanned(ctx, method, cap, params),
             super::doors::Door::Malformed(why) => {
-                Decision::deny(method, None, vec![], Denial::new("protocol", why))
+                Decision::deny(method, None, vec![], Denial::new(RuleId::ProtocolParams, why))
             }
         },
     }
@@ -139,7 +139,7 @@ fn decide_tool_call(ctx: &Context, params: Option<&Value>) -> Decision {
             M,
             None,
             vec![],
-            Denial::new("protocol", "tools/call needs an object `params`"),
+            Denial::new(RuleId::ProtocolToolCallParams, "tools/call needs an object `params`"),
         );
     };
     let name = match params.get("name") {
@@ -150,7 +150,7 @@ fn decide_tool_call(ctx: &Context, params: Option<&Value>) -> Decision {
                 None,
                 vec![],
                 Denial::new(
-                    "protocol",
+                    RuleId::ProtocolToolName,
                     "tools/call needs a non-empty string `params.name`",
                 ),
             )
@@ -165,7 +165,7 @@ fn decide_tool_call(ctx: &Context, params: Option<&Value>) -> Decision {
                 M,
                 Some(name),
                 vec![],
-                Denial::new("protocol", "`params.arguments` must be an object"),
+                Denial::new(RuleId::ProtocolToolArguments, "`params.arguments` must be an object"),
             )
         }
     };
@@ -174,11 +174,11 @@ fn decide_tool_call(ctx: &Context, params: Option<&Value>) -> Decision {
     if let Err(r) = check_tool(&name, &ctx.policy.tools) {
         let d = match r {
             ToolRefusal::NotAllowed => Denial::new(
-                "tools.allowed",
+                RuleId::ToolsAllowed,
                 format!("Tool not allowed by policy: {name} (not in tools.allowed)"),
             ),
             ToolRefusal::Blocked(b) => Denial::new(
-                "tools.blocked",
+                RuleId::ToolsBlocked,
                 format!("Tool blocked by policy: {name} (tools.blocked: {b})"),
             ),
         };
@@ -188,7 +188,7 @@ fn decide_tool_call(ctx: &Context, params: Option<&Value>) -> Decision {
     let spec = match ctx.catalog.tool(&name) {
         Some(s) => s,
         None if ctx.policy.restricts_filesystem() || ctx.policy.restricts_network() => {
-            return Decision::deny(M, tool, vec![], Denial::new("profile", format!(
+            return Decision::deny(M, tool, vec![], Denial::new(RuleId::ProfileUnknownTool, format!(
                 "Tool `{name}` is unknown: {} and the server has not described it in tools/list, so capjail cannot tell which paths or URLs it touches. Describe it in a profile (see profiles/README.md) and pass --profile FILE",
                 match ctx.catalog.profile_name() { Some(p) => format!("the `{p}` profile does not list it"), None => "no profile matches this server".to_string() }
             )));
@@ -213,7 +213,7 @@ fn decide_resource(ctx: &Context, method: &str, params: Option<&Value>) -> Decis
             method,
             None,
             vec![],
-            Denial::new("protocol", format!("{method} needs a string `params.uri`")),
+            Denial::new(RuleId::ProtocolResourceUri, format!("{method} needs a string `params.uri`")),
         );
     };
     let mut accesses = Vec::new();
@@ -305,18 +305,18 @@ fn declared_arg(
                 .map(|v| {
                     v.as_str().ok_or_else(|| {
                         Denial::new(
-                            "profile",
+                            RuleId::ProfileListItem,
                             format!("argument `{arg}` must be an array of strings"),
                         )
                     })
                 })
                 .collect(),
             (_, false) => Err(Denial::new(
-                "profile",
+                RuleId::ProfileStringArgument,
                 format!("argument `{arg}` must be a string"),
             )),
             (_, true) => Err(Denial::new(
-                "profile",
+                RuleId::ProfileListArgument,
                 format!("argument `{arg}` must be an array of strings"),
             )),
         }
@@ -328,7 +328,7 @@ fn declared_arg(
             let bases = match &a.relative_to {
                 Some(other) => match arguments.get(other).and_then(Value::as_str) {
                     Some(b) => Some(decode_all(b, ctx.paths).map_err(|e| {
-                        Denial::new("filesystem.path", format!("Path blocked by policy: {e}"))
+                        Denial::new(RuleId::FilesystemPath, format!("Path blocked by policy: {e}"))
                     })?),
                     None => None,
                 },
@@ -396,7 +396,7 @@ fn path_access(
         None => ctx.paths,
     };
     let decoded = decode_all(written, paths).map_err(|e| {
-        let mut d = Denial::new("filesystem.path", format!("Path blocked by policy: {e}"));
+        let mut d = Denial::new(RuleId::FilesystemPath, format!("Path blocked by policy: {e}"));
         d.capability = Some(capability.into());
         d.resource = Some(written.into());
         d
@@ -476,7 +476,7 @@ fn url_access(ctx: &Context, capability: &str, written: &str) -> Result<Option<A
 
 fn check_glob(arg: &str, g: &str) -> Result<(), Denial> {
     if g.starts_with('/') || g.starts_with('~') || g.split(['/', '\\']).any(|s| s == "..") {
-        return Err(Denial::new("filesystem.path", format!("Path blocked by policy: the pattern in `{arg}` may not be absolute or climb with `..`: {g}")));
+        return Err(Denial::new(RuleId::FilesystemPath, format!("Path blocked by policy: the pattern in `{arg}` may not be absolute or climb with `..`: {g}")));
     }
     Ok(())
 }
@@ -597,7 +597,7 @@ fn check_access(
                 Ok(m) => *deciding = format!("filesystem.mounts[{}]", m.path.display()),
                 Err(MountRefusal::Outside) => {
                     return Err(Denial::new(
-                        "filesystem.mounts",
+                        RuleId::FilesystemMounts,
                         format!(
                             "Path blocked by policy: {} is outside the allowed mounts",
                             shown(written, resolved)
@@ -606,7 +606,7 @@ fn check_access(
                 }
                 Err(MountRefusal::ReadOnly(m)) => {
                     return Err(Denial::new(
-                        "filesystem.mounts",
+                        RuleId::FilesystemMounts,
                         format!(
                             "Path blocked by policy: {} is in the read-only mount {m}",
                             shown(written, resolved)
@@ -619,7 +619,7 @@ fn check_access(
     match evaluate(&ctx.policy.rules, access, tool, method) {
         RuleVerdict::Denied(r) => {
             return Err(Denial::new(
-                r.id(),
+                RuleId::Policy(r.id()),
                 format!(
                     "denied by rule {}{}",
                     r.label,
@@ -632,7 +632,7 @@ fn check_access(
         }
         RuleVerdict::ApprovalRequired(r) => {
             let mut d = Denial::new(
-                r.id(),
+                RuleId::Policy(r.id()),
                 format!(
                     "approval required (rule {}{})",
                     r.label,
@@ -647,7 +647,7 @@ fn check_access(
         }
         RuleVerdict::NoAllowMatched => {
             return Err(Denial::new(
-                "default",
+                RuleId::Default,
                 format!(
                     "no allow rule matches {} (the rules govern this capability, so it is denied)",
                     access.capability
@@ -661,18 +661,18 @@ fn check_access(
                     let why = executes_on_write(resolved, executes_patterns(ctx.policy))
                         .unwrap_or_default();
                     return Err(Denial::new(
-                        "default.shell",
+                        RuleId::DefaultShell,
                         format!("writing {} is execution ({why}); shell execution is denied unless an allow rule names shell.execute", resolved.display()),
                     ));
                 }
                 return Err(Denial::new(
-                    "default.shell",
+                    RuleId::DefaultShell,
                     "shell execution is denied unless an allow rule names shell.execute",
                 ));
             }
             if access.capability == "environment.read" {
                 return Err(Denial::new(
-                    "default.environment",
+                    RuleId::DefaultEnvironment,
                     "reading the server's environment is denied unless an allow rule names environment.read",
                 ));
             }

@@ -398,7 +398,7 @@ fn every_path_argument_is_checked() {
             "read_multiple_files",
             json!({"paths": notes})
         )),
-        "profile"
+        "profile.list_argument"
     );
     assert_eq!(
         rule(&call(
@@ -407,7 +407,7 @@ fn every_path_argument_is_checked() {
             "read_text_file",
             json!({"path": ["x"]})
         )),
-        "profile"
+        "profile.string_argument"
     );
     assert_eq!(
         rule(&call(
@@ -504,7 +504,7 @@ fn unknown_tools_fail_closed_when_the_policy_restricts() {
     let lab = lab();
     let p = ws_policy(&lab, "rw");
     let d = call(&p, &lab.root, "mystery_tool", json!({"x": 1}));
-    assert_eq!(rule(&d), "profile");
+    assert_eq!(rule(&d), "profile.unknown_tool");
     assert!(d.denial.unwrap().reason.contains("--profile"));
     let open = policy("filesystem: {mode: any}\nnetwork: {mode: all, allow_private: true, allow_loopback: true}\n");
     assert!(call(&open, &lab.root, "mystery_tool", json!({"x": 1})).is_allowed());
@@ -526,15 +526,18 @@ fn malformed_calls_are_refused() {
         paths: &paths,
         world: &w,
     };
-    for params in [
-        json!(null),
-        json!([]),
-        json!({"name": 3}),
-        json!({"name": ""}),
-        json!({"name": "read_file", "arguments": "x"}),
+    for (params, want) in [
+        (json!(null), "protocol.tool_call_params"),
+        (json!([]), "protocol.tool_call_params"),
+        (json!({"name": 3}), "protocol.tool_name"),
+        (json!({"name": ""}), "protocol.tool_name"),
+        (
+            json!({"name": "read_file", "arguments": "x"}),
+            "protocol.tool_arguments",
+        ),
     ] {
         let d = decide(&ctx, "tools/call", Some(&params));
-        assert_eq!(rule(&d), "protocol", "{params}");
+        assert_eq!(rule(&d), want, "{params}");
     }
     assert!(decide(&ctx, "ping", None).is_allowed());
     assert!(decide(
@@ -553,6 +556,6 @@ fn malformed_calls_are_refused() {
     );
     assert_eq!(
         rule(&decide(&ctx, "resources/read", Some(&json!({})))),
-        "protocol"
+        "protocol.resource_uri"
     );
 }

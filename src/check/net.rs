@@ -26,17 +26,17 @@ use super::World;
 use crate::policy::{HostPattern, NetworkMode, NetworkPolicy};
 
 /// Rule id: the URL could not be parsed strictly, or uses a scheme other than http(s).
-pub const RULE_URL: &str = "network.url";
+pub const RULE_URL: &str = crate::policy::RuleId::NetworkUrl.static_id();
 /// Rule id: `network.mode: none`.
-pub const RULE_MODE: &str = "network.mode";
+pub const RULE_MODE: &str = crate::policy::RuleId::NetworkMode.static_id();
 /// Rule id: the host is not in `network.allowed_hosts`.
-pub const RULE_ALLOWED_HOSTS: &str = "network.allowed_hosts";
+pub const RULE_ALLOWED_HOSTS: &str = crate::policy::RuleId::NetworkAllowedHosts.static_id();
 /// Rule id: a cloud metadata endpoint (never reachable).
-pub const RULE_METADATA: &str = "network.metadata";
+pub const RULE_METADATA: &str = crate::policy::RuleId::NetworkMetadata.static_id();
 /// Rule id: an internal (non-public) address without an opt-in.
-pub const RULE_PRIVATE: &str = "network.private";
+pub const RULE_PRIVATE: &str = crate::policy::RuleId::NetworkPrivate.static_id();
 /// Rule id: the host could not be resolved (or resolved to nothing).
-pub const RULE_RESOLVE: &str = "network.resolve";
+pub const RULE_RESOLVE: &str = crate::policy::RuleId::NetworkResolve.static_id();
 
 /// Parse an IP literal as written in a policy (`1.2.3.4`, `::1`, `[::1]`). Strict: no
 /// shorthand forms.

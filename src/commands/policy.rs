@@ -1,4 +1,4 @@
-//! `capjail policy list | show | validate`.
+//! `capjail policy list | show | validate | schema | explain`.
 
 use capjail::exit;
 use capjail::policy::builtin;
@@ -28,11 +28,21 @@ pub fn policy(cmd: PolicyCommand) -> i32 {
             }
         }
         PolicyCommand::Explain {
+            rule: Some(rule),
+            ..
+        } => explain_rule(&rule),
+        PolicyCommand::Explain {
             policy,
             workspace,
             json,
             command,
-        } => super::kernel::explain(&policy, workspace.as_deref(), json, &command),
+            rule: None,
+        } => super::kernel::explain(
+            policy.as_deref().unwrap_or_default(),
+            workspace.as_deref(),
+            json,
+            &command,
+        ),
         PolicyCommand::Schema => {
             let schema = schemars::schema_for!(capjail::policy::PolicyFile);
             println!(
@@ -51,5 +61,19 @@ pub fn policy(cmd: PolicyCommand) -> i32 {
                 exit::POLICY
             }
         },
+    }
+}
+
+/// `capjail policy explain --rule ID`: the entry of docs/rules.md for one id.
+fn explain_rule(id: &str) -> i32 {
+    match capjail::policy::RuleId::parse(id) {
+        Some(r) => {
+            print!("{}", r.explain());
+            0
+        }
+        None => {
+            eprintln!("capjail: error: no rule id `{id}` (the list: docs/rules.md)");
+            exit::USAGE
+        }
     }
 }

@@ -13,6 +13,7 @@ mod implicit;
 pub mod load;
 pub mod proxy_rules;
 pub mod rules;
+pub mod rule_id;
 pub mod schema;
 pub mod sections;
 
@@ -21,6 +22,7 @@ use std::path::PathBuf;
 pub use compile::compile;
 pub use effective::effective_yaml;
 pub use load::{load, load_file, load_file_in, load_in, load_str, load_str_in, PolicyError};
+pub use rule_id::RuleId;
 pub use rules::{Rule, RuleKind, RuleSet};
 pub use schema::{MountMode, NetworkMode, PolicyFile, ToolsMode};
 

@@ -13,6 +13,7 @@ use crate::audit::Direction;
 use crate::check::decide::{decide, Context, Decision, StaticCatalog, ToolCatalog};
 use crate::check::path::PathContext;
 use crate::check::World;
+use crate::policy::RuleId;
 use crate::jsonrpc::{self, code, parse_strict, ParseError, Shape};
 use crate::policy::Policy;
 
@@ -70,7 +71,7 @@ impl ClientFilter {
                     &Value::Null,
                     code::PARSE_ERROR,
                     &format!("Parse error: {m}"),
-                    None,
+                    RuleId::ProtocolInvalidJson.data(),
                 )));
             }
             Err(ParseError::Refused(m)) => {
@@ -80,7 +81,7 @@ impl ClientFilter {
                     &id,
                     code::INVALID_REQUEST,
                     &format!("Invalid Request: {m} (refused by capjail)"),
-                    None,
+                    RuleId::ProtocolStrictJson.data(),
                 )));
             }
         };
@@ -138,7 +139,7 @@ impl ClientFilter {
                 &Value::Null,
                 code::INVALID_REQUEST,
                 "Invalid Request: empty batch",
-                None,
+                RuleId::ProtocolEmptyBatch.data(),
             )));
         }
         let mut results = Vec::with_capacity(items.len());
@@ -178,7 +179,7 @@ impl ClientFilter {
                 One::Allowed | One::Rewritten(_) | One::Held(_) => {
                     if let (Some(id), Some(_)) = (item.get("id"), item.get("method")) {
                         let msg = format!("capjail policy violation: batch refused because element {first_denied} was refused");
-                        errors.push(json!({"jsonrpc":"2.0","id":id,"error":{"code":code::POLICY_VIOLATION,"message":msg,"data":{"rule":"protocol.batch"}}}));
+                        errors.push(json!({"jsonrpc":"2.0","id":id,"error":{"code":code::POLICY_VIOLATION,"message":msg,"data":{"rule":RuleId::ProtocolBatch}}}));
                     }
                 }
             }
@@ -205,7 +206,7 @@ impl ClientFilter {
                     &id,
                     code::INVALID_REQUEST,
                     &format!("Invalid Request: {e} (refused by capjail)"),
-                    None,
+                    RuleId::ProtocolInvalidRequest.data(),
                 ))));
             }
         };
@@ -213,7 +214,7 @@ impl ClientFilter {
             Shape::Request { id, method, params } => {
                 if Outbox::is_own_id(id) {
                     tracing::warn!(id = %id, "refused a request whose id is in capjail's own id space");
-                    return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: ids starting with \"capjail:\" are reserved for capjail's own requests (refused by capjail)", None))));
+                    return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: ids starting with \"capjail:\" are reserved for capjail's own requests (refused by capjail)", RuleId::ProtocolReservedId.data()))));
                 }
                 let key = id_key(id);
                 if self
@@ -224,7 +225,7 @@ impl ClientFilter {
                     .contains_key(&key)
                 {
                     tracing::warn!(id = %key, "refused a request whose id is already in flight");
-                    return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: this id is already in use by a request in flight (refused by capjail)", None))));
+                    return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: this id is already in use by a request in flight (refused by capjail)", RuleId::ProtocolDuplicateId.data()))));
                 }
                 if self.single
                     && !self.rejudging

@@ -73,7 +73,7 @@ impl Held {
                     &id,
                     -32603,
                     &format!("capjail cannot write its audit log, so the request was not forwarded and the session ends: {why}"),
-                    Some(serde_json::json!({"rule": "audit"})),
+                    crate::policy::RuleId::Audit.data(),
                 );
                 let _ = out.send_to_client(&reply);
             }

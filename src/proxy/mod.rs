@@ -501,7 +501,7 @@ fn pump_client(
                     &serde_json::Value::Null,
                     code::INVALID_REQUEST,
                     &format!("Invalid Request: message of {n} bytes exceeds capjail's limit of {max_line} bytes"),
-                    None,
+                    crate::policy::RuleId::ProtocolTooLong.data(),
                 );
                 line.push(b'\n');
                 out.send_to_client(&line)?;

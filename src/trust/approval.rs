@@ -5,7 +5,7 @@
 
 use crate::check::Denial;
 
-pub const RULE_APPROVAL: &str = "approval.required";
+pub const RULE_APPROVAL: &str = crate::policy::RuleId::ApprovalRequired.static_id();
 
 /// Ask for approval to call `tool`, which `rule` gates for `why`. Today: refused.
 pub fn request_approval(tool: &str, rule: &str, why: &str) -> Denial {

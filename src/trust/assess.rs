@@ -9,8 +9,8 @@ use super::settings::{OnChange, ScanAction, TrustPolicy};
 use super::store::Pin;
 
 /// Rule ids of the pin layer (documented in README's Policy reference).
-pub const RULE_CHANGED: &str = "pins.changed";
-pub const RULE_UNPINNED: &str = "pins.frozen";
+pub const RULE_CHANGED: &str = crate::policy::RuleId::PinsChanged.static_id();
+pub const RULE_UNPINNED: &str = crate::policy::RuleId::PinsFrozen.static_id();
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum PinState {

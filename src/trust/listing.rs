@@ -309,7 +309,7 @@ fn unlisted(
     super::gate::gate_call(
         decision,
         Some(&super::assess::CallVerdict::Refuse {
-            rule: "pins.unlisted".into(),
+            rule: crate::policy::RuleId::PinsUnlisted.into(),
             reason,
         }),
     )

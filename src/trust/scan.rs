@@ -46,14 +46,14 @@ pub struct Finding {
 }
 
 /// The rule ids (documented in README's Policy reference).
-pub const HIDDEN_UNICODE: &str = "scan.hidden_unicode";
-pub const BIDI_CONTROL: &str = "scan.bidi_control";
-pub const MODEL_INSTRUCTION: &str = "scan.model_instruction";
-pub const MODEL_PRESSURE: &str = "scan.model_pressure";
-pub const CREDENTIAL_PATH: &str = "scan.credential_path";
-pub const CREDENTIAL_WORD: &str = "scan.credential_word";
-pub const CROSS_TOOL: &str = "scan.cross_tool";
-pub const SHADOWING_NAME: &str = "scan.shadowing_name";
+pub const HIDDEN_UNICODE: &str = crate::policy::RuleId::ScanHiddenUnicode.static_id();
+pub const BIDI_CONTROL: &str = crate::policy::RuleId::ScanBidiControl.static_id();
+pub const MODEL_INSTRUCTION: &str = crate::policy::RuleId::ScanModelInstruction.static_id();
+pub const MODEL_PRESSURE: &str = crate::policy::RuleId::ScanModelPressure.static_id();
+pub const CREDENTIAL_PATH: &str = crate::policy::RuleId::ScanCredentialPath.static_id();
+pub const CREDENTIAL_WORD: &str = crate::policy::RuleId::ScanCredentialWord.static_id();
+pub const CROSS_TOOL: &str = crate::policy::RuleId::ScanCrossTool.static_id();
+pub const SHADOWING_NAME: &str = crate::policy::RuleId::ScanShadowingName.static_id();
 
 pub const RULES: &[(&str, Severity, &str)] = &[
     (HIDDEN_UNICODE, Severity::High, "invisible, tag, control or other hidden Unicode characters"),
