@@ -450,6 +450,39 @@ mod tests {
         }
     }
 
+    /// Refusal sites name a `RuleId`, never a string of their own.
+    #[test]
+    fn refusal_sites_use_the_enum() {
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs")
+                    && !p.to_string_lossy().contains("tests")
+                {
+                    out.push(p);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src")),
+            &mut files,
+        );
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap_or("");
+            for bad in ["Denial::new(\"", "\"rule\":\""] {
+                assert!(
+                    !code.contains(bad),
+                    "{}: a refusal names a rule by a string literal ({bad}); use RuleId",
+                    f.display()
+                );
+            }
+        }
+    }
+
     /// docs/rules.md lists every id, and nothing else (`CAPJAIL_BLESS=1` rewrites it).
     #[test]
     fn docs_table_matches_the_enum() {
