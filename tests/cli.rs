@@ -204,6 +204,27 @@ fn check_one_verdict_per_line_and_exit_status() {
 }
 
 #[test]
+fn check_invalid_lines_name_their_protocol_rule() {
+    let input = "not json\n[]\n{\"id\":1,\"method\":\"ping\"}\n{\"jsonrpc\":\"2.0\",\"id\":1,\"id\":2,\"method\":\"ping\"}\n";
+    let o = capjail_with_input(&["check", "--policy", "strict"], input.as_bytes());
+    let rules: Vec<Value> = o
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).expect("a JSON verdict per line")["rule"].clone())
+        .collect();
+    assert_eq!(
+        rules,
+        vec![
+            json!("protocol.invalid_json"),
+            json!("protocol.empty_batch"),
+            json!("protocol.invalid_request"),
+            json!("protocol.strict_json")
+        ],
+        "{o:?}"
+    );
+}
+
+#[test]
 fn check_readonly_denies_write_tools() {
     let lab = Lab::new();
     let ws = lab.ws_s();

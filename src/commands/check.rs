@@ -4,6 +4,7 @@ use std::io::{BufRead, Write};
 
 use serde_json::{json, Value};
 
+use capjail::policy::RuleId;
 use capjail::check::decide::{decide, Context, StaticCatalog};
 use capjail::check::path::PathContext;
 use capjail::check::RealWorld;
@@ -104,13 +105,15 @@ fn verdict_for(ctx: &Context, line: &[u8], max_depth: usize) -> Value {
     let v = match parse_strict(line, max_depth) {
         Ok(v) => v,
         Err(ParseError::Syntax(m)) => {
-            return json!({"verdict": "invalid", "reason": format!("parse error: {m}")})
+            return json!({"verdict": "invalid", "reason": format!("parse error: {m}"), "rule": RuleId::ProtocolInvalidJson})
         }
-        Err(ParseError::Refused(m)) => return json!({"verdict": "invalid", "reason": m}),
+        Err(ParseError::Refused(m)) => {
+            return json!({"verdict": "invalid", "reason": m, "rule": RuleId::ProtocolStrictJson})
+        }
     };
     let items: Vec<&Value> = match &v {
         Value::Array(a) if a.is_empty() => {
-            return json!({"verdict": "invalid", "reason": "empty batch"})
+            return json!({"verdict": "invalid", "reason": "empty batch", "rule": RuleId::ProtocolEmptyBatch})
         }
         Value::Array(a) => a.iter().collect(),
         other => vec![other],
@@ -118,7 +121,7 @@ fn verdict_for(ctx: &Context, line: &[u8], max_depth: usize) -> Value {
     let mut results = Vec::new();
     for item in items {
         results.push(match jsonrpc::shape(item) {
-            Err(e) => json!({"verdict": "invalid", "reason": e.to_string()}),
+            Err(e) => json!({"verdict": "invalid", "reason": e.to_string(), "rule": RuleId::ProtocolInvalidRequest}),
             Ok(Shape::Response { id }) => {
                 json!({"verdict": "allow", "id": id, "method": null, "rule": "protocol"})
             }
