@@ -541,16 +541,29 @@ fn every_protocol_refusal_names_its_own_rule() {
     let lab = Lab::new();
     let mut s = ws_rw(&lab);
     let secret = lab.p("secret/id_rsa");
-    let read = |id: &str| {
-        json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"read_text_file","arguments":{"path":secret}}})
-    };
+    let read = |id: &str| json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"read_text_file","arguments":{"path":secret}}});
     // Not JSON-RPC 2.0 (no `jsonrpc`), a reserved id, an empty batch.
     let mut no_version = read("nov");
     no_version.as_object_mut().unwrap().remove("jsonrpc");
     for (line, id, code, rule) in [
-        (no_version.to_string(), json!("nov"), -32600, "protocol.invalid_request"),
-        (read("capjail:0:9").to_string(), json!("capjail:0:9"), -32600, "protocol.reserved_id"),
-        ("[]".to_string(), Value::Null, -32600, "protocol.empty_batch"),
+        (
+            no_version.to_string(),
+            json!("nov"),
+            -32600,
+            "protocol.invalid_request",
+        ),
+        (
+            read("capjail:0:9").to_string(),
+            json!("capjail:0:9"),
+            -32600,
+            "protocol.reserved_id",
+        ),
+        (
+            "[]".to_string(),
+            Value::Null,
+            -32600,
+            "protocol.empty_batch",
+        ),
     ] {
         s.send_raw(line.as_bytes());
         let r = s.wait_line(RESPONSE_TIMEOUT, rule, |v| v.get("error").is_some());

@@ -99,8 +99,18 @@ fn policy_validate_kernel_environment_audit_keys_are_errors() {
     // These sections were read raw where used: a misspelt key became a plan note.
     let lab = Lab::new();
     for (name, text, at, key) in [
-        ("k", "name: k\nkernel: {rlimits: {nofil: 10}}\n", "2:", "nofil"),
-        ("k2", "name: k\nkernel:\n  rlimits:\n    nofil: 10\n", "4:5", "nofil"),
+        (
+            "k",
+            "name: k\nkernel: {rlimits: {nofil: 10}}\n",
+            "2:",
+            "nofil",
+        ),
+        (
+            "k2",
+            "name: k\nkernel:\n  rlimits:\n    nofil: 10\n",
+            "4:5",
+            "nofil",
+        ),
         ("e", "name: e\nenvironment:\n  alow: [A]\n", "3:3", "alow"),
         ("a", "name: a\naudit:\n  fsyn: true\n", "3:3", "fsyn"),
     ] {
@@ -109,8 +119,16 @@ fn policy_validate_kernel_environment_audit_keys_are_errors() {
             let o = capjail(&["policy", cmd, p.to_str().unwrap()]);
             assert_eq!(o.code, Some(124), "{cmd} {name}: {o:?}");
             let want = format!("{}:{at}", p.display());
-            assert!(o.stderr.contains(&want), "{cmd} {name}: want {want}: {}", o.stderr);
-            assert!(o.stderr.contains(&format!("`{key}`")), "{cmd} {name}: {}", o.stderr);
+            assert!(
+                o.stderr.contains(&want),
+                "{cmd} {name}: want {want}: {}",
+                o.stderr
+            );
+            assert!(
+                o.stderr.contains(&format!("`{key}`")),
+                "{cmd} {name}: {}",
+                o.stderr
+            );
         }
     }
 }
@@ -120,11 +138,25 @@ fn policy_explain_rule_prints_the_documented_entry() {
     let o = capjail(&["policy", "explain", "--rule", "protocol.batch"]);
     assert_eq!(o.code, Some(0), "{o:?}");
     assert!(o.stdout.starts_with("protocol.batch\n"), "{}", o.stdout);
-    assert!(o.stdout.contains("triggered by:") && o.stdout.contains("to allow:"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("triggered by:") && o.stdout.contains("to allow:"),
+        "{}",
+        o.stdout
+    );
     // The same entry as docs/rules.md.
-    let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/rules.md")).unwrap();
-    let row = docs.lines().find(|l| l.starts_with("| `protocol.batch` |")).expect("documented");
-    let trigger = o.stdout.lines().nth(1).unwrap().trim().trim_start_matches("triggered by: ");
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/rules.md")).unwrap();
+    let row = docs
+        .lines()
+        .find(|l| l.starts_with("| `protocol.batch` |"))
+        .expect("documented");
+    let trigger = o
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_start_matches("triggered by: ");
     assert!(row.contains(trigger), "{row}\n{trigger}");
     // A policy rule is explained too; an unknown id is a usage error.
     let o = capjail(&["policy", "explain", "--rule", "deny[0]"]);

@@ -125,9 +125,12 @@ pub fn decide(ctx: &Context, method: &str, params: Option<&Value>) -> Decision {
             }
             super::doors::Door::Capability(cap) => decide_scanned(ctx, method, cap, None),
             super::doors::Door::Scanned(cap) => decide_scanned(ctx, method, cap, params),
-            super::doors::Door::Malformed(why) => {
-                Decision::deny(method, None, vec![], Denial::new(RuleId::ProtocolParams, why))
-            }
+            super::doors::Door::Malformed(why) => Decision::deny(
+                method,
+                None,
+                vec![],
+                Denial::new(RuleId::ProtocolParams, why),
+            ),
         },
     }
 }
@@ -139,7 +142,10 @@ fn decide_tool_call(ctx: &Context, params: Option<&Value>) -> Decision {
             M,
             None,
             vec![],
-            Denial::new(RuleId::ProtocolToolCallParams, "tools/call needs an object `params`"),
+            Denial::new(
+                RuleId::ProtocolToolCallParams,
+                "tools/call needs an object `params`",
+            ),
         );
     };
     let name = match params.get("name") {
@@ -165,7 +171,10 @@ fn decide_tool_call(ctx: &Context, params: Option<&Value>) -> Decision {
                 M,
                 Some(name),
                 vec![],
-                Denial::new(RuleId::ProtocolToolArguments, "`params.arguments` must be an object"),
+                Denial::new(
+                    RuleId::ProtocolToolArguments,
+                    "`params.arguments` must be an object",
+                ),
             )
         }
     };
@@ -213,7 +222,10 @@ fn decide_resource(ctx: &Context, method: &str, params: Option<&Value>) -> Decis
             method,
             None,
             vec![],
-            Denial::new(RuleId::ProtocolResourceUri, format!("{method} needs a string `params.uri`")),
+            Denial::new(
+                RuleId::ProtocolResourceUri,
+                format!("{method} needs a string `params.uri`"),
+            ),
         );
     };
     let mut accesses = Vec::new();
@@ -328,7 +340,10 @@ fn declared_arg(
             let bases = match &a.relative_to {
                 Some(other) => match arguments.get(other).and_then(Value::as_str) {
                     Some(b) => Some(decode_all(b, ctx.paths).map_err(|e| {
-                        Denial::new(RuleId::FilesystemPath, format!("Path blocked by policy: {e}"))
+                        Denial::new(
+                            RuleId::FilesystemPath,
+                            format!("Path blocked by policy: {e}"),
+                        )
                     })?),
                     None => None,
                 },
@@ -396,7 +411,10 @@ fn path_access(
         None => ctx.paths,
     };
     let decoded = decode_all(written, paths).map_err(|e| {
-        let mut d = Denial::new(RuleId::FilesystemPath, format!("Path blocked by policy: {e}"));
+        let mut d = Denial::new(
+            RuleId::FilesystemPath,
+            format!("Path blocked by policy: {e}"),
+        );
         d.capability = Some(capability.into());
         d.resource = Some(written.into());
         d

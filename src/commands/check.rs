@@ -4,12 +4,12 @@ use std::io::{BufRead, Write};
 
 use serde_json::{json, Value};
 
-use capjail::policy::RuleId;
 use capjail::check::decide::{decide, Context, StaticCatalog};
 use capjail::check::path::PathContext;
 use capjail::check::RealWorld;
 use capjail::exit;
 use capjail::jsonrpc::{self, parse_strict, ParseError, Shape};
+use capjail::policy::RuleId;
 
 use crate::cli::CheckArgs;
 

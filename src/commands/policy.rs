@@ -28,8 +28,7 @@ pub fn policy(cmd: PolicyCommand) -> i32 {
             }
         }
         PolicyCommand::Explain {
-            rule: Some(rule),
-            ..
+            rule: Some(rule), ..
         } => explain_rule(&rule),
         PolicyCommand::Explain {
             policy,

@@ -111,7 +111,11 @@ fn one_text(
                 redact(t, &mut found);
                 rep.changed = true;
             }
-            ResultAction::Refuse => rep.refuse = rep.refuse.or(Some(crate::policy::RuleId::ContentResultsSecrets.static_id())),
+            ResultAction::Refuse => {
+                rep.refuse = rep.refuse.or(Some(
+                    crate::policy::RuleId::ContentResultsSecrets.static_id(),
+                ))
+            }
             _ => {}
         }
         rep.secrets.extend(found);
@@ -124,7 +128,9 @@ fn one_text(
                 rep.changed = true;
             }
             ResultAction::Refuse => {
-                rep.refuse = rep.refuse.or(Some(crate::policy::RuleId::ContentResultsHiddenUnicode.static_id()))
+                rep.refuse = rep.refuse.or(Some(
+                    crate::policy::RuleId::ContentResultsHiddenUnicode.static_id(),
+                ))
             }
             _ => {}
         }
@@ -140,7 +146,11 @@ fn one_text(
                 *t = format!("[capjail: removed tool output addressed to the model ({m:?})]");
                 rep.changed = true;
             }
-            ResultAction::Refuse => rep.refuse = rep.refuse.or(Some(crate::policy::RuleId::ContentResultsInjection.static_id())),
+            ResultAction::Refuse => {
+                rep.refuse = rep.refuse.or(Some(
+                    crate::policy::RuleId::ContentResultsInjection.static_id(),
+                ))
+            }
             _ => {}
         }
     }

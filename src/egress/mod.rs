@@ -228,7 +228,13 @@ where
     let outcome = resolve::judge(url, egress.policy.clone(), egress.world.clone()).await;
     if let Err(r) = record(egress, &head.method, &written, &outcome, started) {
         let body = format!("capjail egress: the audit log failed, nothing is sent: {r}");
-        let _ = client.write_all(&http::page(500, crate::policy::RuleId::Audit.static_id(), &body)).await;
+        let _ = client
+            .write_all(&http::page(
+                500,
+                crate::policy::RuleId::Audit.static_id(),
+                &body,
+            ))
+            .await;
         return;
     }
     let dest = match outcome {
@@ -249,7 +255,11 @@ where
                 target_text(&dest)
             );
             let _ = client
-                .write_all(&http::page(502, crate::policy::RuleId::EgressUpstream.static_id(), &body))
+                .write_all(&http::page(
+                    502,
+                    crate::policy::RuleId::EgressUpstream.static_id(),
+                    &body,
+                ))
                 .await;
             return;
         }

@@ -12,8 +12,8 @@ pub mod grants;
 mod implicit;
 pub mod load;
 pub mod proxy_rules;
-pub mod rules;
 pub mod rule_id;
+pub mod rules;
 pub mod schema;
 pub mod sections;
 

@@ -65,7 +65,8 @@ macro_rules! rule_ids {
 }
 
 const POLICY_TRIGGER: &str = "a `deny` rule of the policy matches the call (or a `require_approval` rule and the approval was not given; or a rule of `flows.rules`)";
-const POLICY_ALLOW: &str = "change or remove that rule of the policy file (`capjail policy show P` numbers them)";
+const POLICY_ALLOW: &str =
+    "change or remove that rule of the policy file (`capjail policy show P` numbers them)";
 
 rule_ids! {
     ProtocolInvalidJson = "protocol.invalid_json" {
@@ -506,8 +507,14 @@ mod tests {
             );
         }
         for d in documented.iter().filter(|d| !d.starts_with("deny[")) {
-            assert!(RuleId::parse(d).is_some(), "docs/rules.md documents unknown id {d}");
+            assert!(
+                RuleId::parse(d).is_some(),
+                "docs/rules.md documents unknown id {d}"
+            );
         }
-        assert_eq!(have, want, "docs/rules.md is stale (CAPJAIL_BLESS=1 cargo test --lib rule_id)");
+        assert_eq!(
+            have, want,
+            "docs/rules.md is stale (CAPJAIL_BLESS=1 cargo test --lib rule_id)"
+        );
     }
 }

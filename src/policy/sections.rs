@@ -91,7 +91,10 @@ fn paths(key: &str, list: &[String], path: PathFn) -> Result<Vec<ExtraPath>, Com
         .collect()
 }
 
-pub(crate) fn compile_kernel(file: &PolicyFile, path: PathFn) -> Result<KernelPolicy, CompileError> {
+pub(crate) fn compile_kernel(
+    file: &PolicyFile,
+    path: PathFn,
+) -> Result<KernelPolicy, CompileError> {
     let k = file.kernel.clone().unwrap_or_default();
     let KernelSection {
         require,
@@ -233,7 +236,10 @@ mod tests {
         assert!(s.starts_with("p.yaml:4:5: "), "{s}");
         assert!(s.contains("unknown field `nofil`"), "{s}");
         let s = error("name: x\nkernel:\n  requires: true\n");
-        assert!(s.starts_with("p.yaml:3:3: ") && s.contains("`requires`"), "{s}");
+        assert!(
+            s.starts_with("p.yaml:3:3: ") && s.contains("`requires`"),
+            "{s}"
+        );
         let s = error("name: x\nkernel:\n  extra_read:\n    - relative/dir\n");
         assert!(s.starts_with("p.yaml:4:7: kernel.extra_read[0]"), "{s}");
         let s = error("name: x\nkernel:\n  rlimits:\n    nofile: -1\n");
@@ -245,9 +251,15 @@ mod tests {
         let s = error("name: x\nenvironment:\n  alow: [A]\n");
         assert!(s.starts_with("p.yaml:3:3: ") && s.contains("`alow`"), "{s}");
         let s = error("name: x\nenvironment:\n  allow: [\"A B\"]\n");
-        assert!(s.starts_with("p.yaml:3:") && s.contains("environment.allow[0]"), "{s}");
+        assert!(
+            s.starts_with("p.yaml:3:") && s.contains("environment.allow[0]"),
+            "{s}"
+        );
         let s = error("name: x\nenvironment:\n  set:\n    X: ${UNSET_CAPJAIL_TEST_VAR}\n");
-        assert!(s.starts_with("p.yaml:4:") && s.contains("environment.set.X"), "{s}");
+        assert!(
+            s.starts_with("p.yaml:4:") && s.contains("environment.set.X"),
+            "{s}"
+        );
     }
 
     #[test]
@@ -259,13 +271,26 @@ mod tests {
     }
 
     #[test]
+    fn the_schema_reflects_the_typed_sections() {
+        let schema = schemars::schema_for!(crate::policy::PolicyFile);
+        let text = serde_json::to_string(&schema).unwrap();
+        assert!(text.contains("RlimitsSection"), "{text}");
+        for key in ["nofile", "nproc", "as_bytes", "fsize_bytes", "cpu_seconds"] {
+            assert!(text.contains(&format!("\"{key}\"")), "{key}");
+        }
+    }
+
+    #[test]
     fn defaults_and_expansion() {
         let text = "name: x\nkernel:\n  extra_read: [\"${CAPJAIL_WORKSPACE}/t\"]\n  rlimits: {nofile: 9}\nenvironment:\n  set: {W: \"${CAPJAIL_WORKSPACE}\"}\n";
         let env = |k: &str| (k == "CAPJAIL_WORKSPACE").then(|| "/srv/w".to_string());
         let file = serde_yaml::from_str(text).unwrap();
         let p = crate::policy::compile::compile_with(file, text.into(), PolicySource::Inline, &env)
             .unwrap();
-        assert_eq!(p.kernel.extra_read[0].path, std::path::Path::new("/srv/w/t"));
+        assert_eq!(
+            p.kernel.extra_read[0].path,
+            std::path::Path::new("/srv/w/t")
+        );
         assert_eq!(p.kernel.rlimits.nofile, Some(9));
         assert!(!p.kernel.require && p.kernel.namespaces);
         assert_eq!(p.environment.set["W"], "/srv/w");

@@ -13,9 +13,9 @@ use crate::audit::Direction;
 use crate::check::decide::{decide, Context, Decision, StaticCatalog, ToolCatalog};
 use crate::check::path::PathContext;
 use crate::check::World;
-use crate::policy::RuleId;
 use crate::jsonrpc::{self, code, parse_strict, ParseError, Shape};
 use crate::policy::Policy;
+use crate::policy::RuleId;
 
 /// What to do with one client line.
 #[derive(Debug, PartialEq)]

@@ -833,7 +833,6 @@ fn runtime_rules(
     }
 }
 
-
 fn net_plan(policy: &Policy) -> NetPlan {
     let n = &policy.network;
     match n.mode {

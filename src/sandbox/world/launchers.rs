@@ -3,7 +3,8 @@
 use std::path::Path;
 
 /// Rule id of the refusal (documented in the README's policy reference).
-pub const RULE_CONTAINER_LAUNCHER: &str = crate::policy::RuleId::KernelContainerLauncher.static_id();
+pub const RULE_CONTAINER_LAUNCHER: &str =
+    crate::policy::RuleId::KernelContainerLauncher.static_id();
 
 /// `Some(explanation)` when `argv` starts a server through a container engine's client:
 /// `docker run ...` asks the Docker daemon (root, outside any sandbox) to do the work, so
