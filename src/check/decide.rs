@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::exec_writes::executes_on_write;
+use super::exec_writes::executes_on_write_in;
 use super::net::check_url;
 use super::path::{decode_all, mount_for, MountRefusal, PathContext};
 use super::rules::{evaluate, RuleVerdict};
@@ -411,7 +411,11 @@ fn path_access(
         let resolved = ctx.world.resolve_path(p);
         // A write that a program later executes is execution too (check::exec_writes).
         let executes = (capability != "filesystem.read")
-            .then(|| executes_on_write(&resolved, executes_patterns(ctx.policy)))
+            .then(|| {
+                executes_on_write_in(&resolved, executes_patterns(ctx.policy), &|d| {
+                    ctx.world.is_git_dir(d)
+                })
+            })
             .flatten();
         out.push(Access {
             capability: capability.to_string(),
@@ -659,11 +663,18 @@ fn check_access(
                 ),
             ));
         }
-        RuleVerdict::Allowed(r) => *deciding = r.id(),
+        RuleVerdict::Allowed(r) => {
+            if access.capability == super::env_read::CAPABILITY {
+                super::env_read::judge_allowed(r)?;
+            }
+            *deciding = r.id()
+        }
         RuleVerdict::NotGoverned => {
             if access.capability == "shell.execute" {
                 if let Resource::Path { resolved, .. } = &access.resource {
-                    let why = executes_on_write(resolved, executes_patterns(ctx.policy))
+                    let why = executes_on_write_in(resolved, executes_patterns(ctx.policy), &|d| {
+                        ctx.world.is_git_dir(d)
+                    })
                         .unwrap_or_default();
                     return Err(Denial::new(
                         "default.shell",
@@ -678,7 +689,7 @@ fn check_access(
             if access.capability == "environment.read" {
                 return Err(Denial::new(
                     "default.environment",
-                    "reading the server's environment is denied unless an allow rule names environment.read",
+                    "reading the server's environment is denied unless an allow rule names environment.read and the variables (`variables: [LANG, TZ]`)",
                 ));
             }
         }

@@ -6,6 +6,7 @@
 //! decision can be unit-tested with a fake world.
 
 pub mod decide;
+pub(crate) mod env_read;
 pub(crate) mod doors;
 pub(crate) mod exec_writes;
 pub mod net;
@@ -27,6 +28,10 @@ pub trait World {
     /// returned lexically.
     fn resolve_path(&self, path: &Path) -> PathBuf {
         path::canonicalize_lenient(path)
+    }
+    /// Is `dir` a git directory by its contents (`check::exec_writes`)?
+    fn is_git_dir(&self, dir: &Path) -> bool {
+        exec_writes::looks_like_git_dir(dir)
     }
     /// Resolve a host name to every address it has.
     fn resolve_host(&self, host: &str, port: u16) -> std::io::Result<Vec<IpAddr>>;
