@@ -27,8 +27,10 @@ fn git_server() -> Vec<String> {
 // ----- §6 nothing acts before its record exists ---------------------------------------------------
 
 /// The audit log lives on a small tmpfs (in a mount namespace of the session's own); once the
-/// session runs, the test fills that file system and pipelines 40 `write_file` calls. Every file
-/// the server wrote must have its record in the log; capjail ends with the audit status.
+/// session runs, the test fills that file system and pipelines 400 `write_file` calls (more
+/// than the 64 KiB capjail reserves ahead of the log's end can hold). Every file the server
+/// wrote must have its record in the log; capjail ends with the audit status; and the log
+/// verifies: no record was torn by the full disk (the reservation fails before a write does).
 #[test]
 fn full_audit_disk_no_write_without_its_record() {
     if which("unshare").is_none() {
@@ -94,7 +96,7 @@ cp "$LOG" "$out"; exit $rc"#;
     }
     assert!(full, "the 256 KiB tmpfs did not fill up");
     drop(f);
-    let n = 40;
+    let n = 400;
     let mut batch = Vec::new();
     for i in 0..n {
         let line = json!({"jsonrpc":"2.0","id":5000 + i,"method":"tools/call","params":{"name":"write_file","arguments":{"path": lab.p(&format!("ws/out-{i}.txt")), "content": "x"}}});
@@ -135,6 +137,14 @@ cp "$LOG" "$out"; exit $rc"#;
         s.received_text().contains("cannot write its audit log"),
         "{}",
         s.received_text()
+    );
+    // Written whole or not at all: the log ends with a complete record.
+    let v = capjail(&["audit", "verify", copy.to_str().unwrap()]);
+    assert!(
+        v.status.success(),
+        "the log on the full disk does not verify:\n{}{}",
+        v.stdout,
+        v.stderr
     );
 }
 

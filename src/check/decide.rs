@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use super::exec_writes::executes_on_write_in;
 use super::net::check_url;
 use super::path::{decode_all, mount_for, MountRefusal, PathContext};
-use super::rules::{evaluate, RuleVerdict};
+use super::rules::RuleVerdict;
 use super::tools::{check_tool, ToolRefusal};
 use super::{Access, Denial, Resource, World};
 use crate::policy::Policy;
@@ -599,10 +599,19 @@ fn check_access(
     access: &Access,
     deciding: &mut String,
 ) -> Result<(), Denial> {
+    // Below a case-insensitive directory, mounts and path prefixes compare folded (check::casefold).
+    let fold_from = match &access.resource {
+        Resource::Path { resolved, .. } => ctx.world.case_insensitive_from(resolved),
+        _ => None,
+    };
     if let Resource::Path { written, resolved } = &access.resource {
         if let Some(mounts) = &ctx.policy.filesystem.mounts {
             let write = access.capability != "filesystem.read";
-            match mount_for(resolved, mounts, write) {
+            let found = match fold_from {
+                Some(from) => super::casefold::mount_for_folded(resolved, mounts, write, from),
+                None => mount_for(resolved, mounts, write),
+            };
+            match found {
                 Ok(m) => *deciding = format!("filesystem.mounts[{}]", m.path.display()),
                 Err(MountRefusal::Outside) => {
                     return Err(Denial::new(
@@ -625,7 +634,19 @@ fn check_access(
             }
         }
     }
-    match evaluate(&ctx.policy.rules, access, tool, method) {
+    let within = |kind: crate::policy::RuleKind, p: &Path, root: &Path| match fold_from {
+        None => super::path::is_within(p, root),
+        Some(from) => super::casefold::within_folded(
+            p,
+            root,
+            from,
+            match kind {
+                crate::policy::RuleKind::Allow => super::casefold::Fold::Ascii,
+                _ => super::casefold::Fold::Loose,
+            },
+        ),
+    };
+    match super::rules::evaluate_with(&ctx.policy.rules, access, tool, method, &within) {
         RuleVerdict::Denied(r) => {
             return Err(Denial::new(
                 r.id(),

@@ -5,6 +5,7 @@
 //! decision needs (resolving symlinks, DNS) goes through the [`World`] trait so that every
 //! decision can be unit-tested with a fake world.
 
+pub(crate) mod casefold;
 pub mod decide;
 pub(crate) mod env_read;
 pub(crate) mod doors;
@@ -32,6 +33,11 @@ pub trait World {
     /// Is `dir` a git directory by its contents (`check::exec_writes`)?
     fn is_git_dir(&self, dir: &Path) -> bool {
         exec_writes::looks_like_git_dir(dir)
+    }
+    /// The components of the outermost directory on `path` whose lookups ignore case
+    /// (`check::casefold`), or `None`.
+    fn case_insensitive_from(&self, path: &Path) -> Option<usize> {
+        casefold::case_insensitive_from(path)
     }
     /// Resolve a host name to every address it has.
     fn resolve_host(&self, host: &str, port: u16) -> std::io::Result<Vec<IpAddr>>;
