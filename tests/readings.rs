@@ -381,6 +381,7 @@ fn bare_and_separate_git_dirs_are_execution() {
     let repo = lab.ws.join("repo");
     let store = lab.ws.join("store/repo.git");
     std::fs::create_dir_all(&repo).unwrap();
+    std::fs::create_dir_all(store.parent().unwrap()).unwrap();
     std::fs::write(repo.join("notes.txt"), "Lab notes\n").unwrap();
     git(&["init", "-q", "--separate-git-dir", &store.display().to_string(), "."], &repo);
     git(&["add", "notes.txt"], &repo);
