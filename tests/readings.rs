@@ -299,6 +299,84 @@ fn uri_forms_do_not_reach_the_server() {
     );
 }
 
+/// Unmounts on drop (before the lab's directory is removed).
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A `deny` rule below a case-insensitive directory (ext4 `casefold`, `chattr +F`):
+/// `ws/SECRET/key` is the file `ws/secret/key`, and server-filesystem reads it. Needs a kernel
+/// with CONFIG_UNICODE, `mkfs.ext4 -O casefold` and a loop device; skipped visibly otherwise
+/// (src/check/decide_tests.rs judges the same with a world that reports a case-insensitive
+/// directory).
+#[test]
+fn deny_rules_hold_in_any_case_on_a_casefold_directory() {
+    let lab = Lab::new();
+    let mnt = lab.path("cifs");
+    let img = lab.path("cifs.img");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let run = |prog: &str, args: &[&str]| {
+        which(prog).is_some()
+            && Command::new(prog)
+                .args(args)
+                .output()
+                .is_ok_and(|o| o.status.success())
+    };
+    let (m, i) = (mnt.display().to_string(), img.display().to_string());
+    if !(run("truncate", &["-s", "16M", &i])
+        && run("mkfs.ext4", &["-q", "-O", "casefold", &i])
+        && run("mount", &["-o", "loop", &i, &m]))
+    {
+        eprintln!("SKIP: cannot mount a casefold ext4 file system here (kernel without CONFIG_UNICODE, or no mkfs.ext4/loop device)");
+        return;
+    }
+    let _unmount = Unmount(mnt.clone());
+    let ws = mnt.join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    if !run("chattr", &["+F", &ws.display().to_string()]) {
+        eprintln!("SKIP: chattr +F failed: no casefold directories here");
+        return;
+    }
+    std::fs::create_dir_all(ws.join("secret")).unwrap();
+    std::fs::write(ws.join("secret/key"), &lab.secret).unwrap();
+    std::fs::write(ws.join("notes.txt"), &lab.legit).unwrap();
+    assert!(
+        ws.join("SECRET/KEY").exists(),
+        "the directory does not fold case"
+    );
+    let pol = lab.policy(
+        "casefold",
+        &format!(
+            "name: casefold\nnetwork:\n  mode: none\nfilesystem:\n  mounts:\n    - path: {ws}\n      mode: rw\ntools:\n  mode: all\ndeny:\n  - capability: filesystem.read\n    path_prefix: {ws}/secret\nallow:\n  - capability: filesystem.*\n",
+            ws = ws.display()
+        ),
+    );
+    let mut s = SessionBuilder::capjail(&["--policy", pol.to_str().unwrap()], fs_server(&[&ws]))
+        .cwd(&ws)
+        .spawn();
+    s.initialize();
+    for p in ["secret/key", "SECRET/key", "Secret/KEY"] {
+        let (id, r) = call(
+            &mut s,
+            "read_text_file",
+            json!({"path": ws.join(p).display().to_string()}),
+        );
+        assert_policy_error(&r, &id);
+    }
+    let (_, ok) = call(
+        &mut s,
+        "read_text_file",
+        json!({"path": ws.join("NOTES.txt").display().to_string()}),
+    );
+    assert_tool_ok(&ok, &lab.legit);
+    s.finish();
+    lab.assert_no_leak(&s);
+}
+
 // ----- §2 writes that execute -----------------------------------------------------------------------
 
 /// Writing `.git/config` (core.fsmonitor) with server-filesystem, then `git_status` with
@@ -375,7 +453,11 @@ fn bare_and_separate_git_dirs_are_execution() {
             .envs(GIT_ENV.iter().copied())
             .output()
             .expect("git");
-        assert!(o.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     };
     // ws/repo/.git is a file: `gitdir: <ws>/store/repo.git`.
     let repo = lab.ws.join("repo");
@@ -383,10 +465,21 @@ fn bare_and_separate_git_dirs_are_execution() {
     std::fs::create_dir_all(&repo).unwrap();
     std::fs::create_dir_all(store.parent().unwrap()).unwrap();
     std::fs::write(repo.join("notes.txt"), "Lab notes\n").unwrap();
-    git(&["init", "-q", "--separate-git-dir", &store.display().to_string(), "."], &repo);
+    git(
+        &[
+            "init",
+            "-q",
+            "--separate-git-dir",
+            &store.display().to_string(),
+            ".",
+        ],
+        &repo,
+    );
     git(&["add", "notes.txt"], &repo);
     git(&["commit", "-q", "-m", "first"], &repo);
-    assert!(std::fs::read_to_string(repo.join(".git")).unwrap().starts_with("gitdir:"));
+    assert!(std::fs::read_to_string(repo.join(".git"))
+        .unwrap()
+        .starts_with("gitdir:"));
     let bare = lab.ws.join("bare.git");
     std::fs::create_dir_all(&bare).unwrap();
     git(&["init", "-q", "--bare", "."], &bare);
@@ -408,7 +501,10 @@ fn bare_and_separate_git_dirs_are_execution() {
         (store.join("hooks/pre-commit"), hook.clone()),
         (bare.join("config"), config.clone()),
         (bare.join("hooks/post-update"), hook.clone()),
-        (lab.ws.join("staged/HEAD"), "ref: refs/heads/master\n".into()),
+        (
+            lab.ws.join("staged/HEAD"),
+            "ref: refs/heads/master\n".into(),
+        ),
     ] {
         let (id, r) = call(
             &mut fs,
@@ -427,7 +523,10 @@ fn bare_and_separate_git_dirs_are_execution() {
     assert!(ok.get("result").is_some(), "{ok}");
     fs.finish();
     for c in [store.join("config"), bare.join("config")] {
-        assert!(!std::fs::read_to_string(&c).unwrap().contains("fsmonitor"), "{c:?}");
+        assert!(
+            !std::fs::read_to_string(&c).unwrap().contains("fsmonitor"),
+            "{c:?}"
+        );
     }
     assert!(!lab.ws.join("staged/HEAD").exists());
     let mut g = SessionBuilder::capjail(&["--policy", pol.to_str().unwrap()], git_server())
@@ -494,9 +593,14 @@ fn environment_is_filtered_in_proxy_mode() {
             let text = result_text(&r);
             let env: serde_json::Map<String, Value> = serde_json::from_str(&text)
                 .unwrap_or_else(|e| panic!("get-env is not a JSON object ({e}): {text}"));
-            assert_eq!(env.get("CAPJAIL_SHOWN_VALUE"), Some(&json!(shown)), "{text}");
+            assert_eq!(
+                env.get("CAPJAIL_SHOWN_VALUE"),
+                Some(&json!(shown)),
+                "{text}"
+            );
             assert!(
-                env.keys().all(|k| k == "CAPJAIL_SHOWN_VALUE" || k.starts_with("LC_")),
+                env.keys()
+                    .all(|k| k == "CAPJAIL_SHOWN_VALUE" || k.starts_with("LC_")),
                 "a variable the rule does not name reached the client: {text}"
             );
         } else {

@@ -1,7 +1,8 @@
 //! Space reserved ahead of the audit log's end, so that a record is written whole or not at all.
 //!
-//! Before each line is appended, the blocks for it and for [`AHEAD`] more bytes are allocated
-//! past the end of the file with `fallocate(FALLOC_FL_KEEP_SIZE)`: the file's size and content
+//! Before a line is appended past what is reserved, the blocks for it and for [`AHEAD`] more
+//! bytes are allocated past the end of the file with `fallocate(FALLOC_FL_KEEP_SIZE)` (one call
+//! per 64 KiB of records, not one per record): the file's size and content
 //! do not change (no zero bytes appear in the log — appends by other writers, the hash chain,
 //! `audit verify` and a crash are unaffected; a crash leaves at most the reservation allocated
 //! past the end, invisible and freed by the next writer's close). When the file system is full
@@ -63,7 +64,7 @@ impl Reserve {
     /// Reserve room for `len` bytes at `end` (and [`AHEAD`] past them where there is space).
     /// `Err` (ENOSPC): the line does not fit and must not be written.
     pub(crate) fn ensure(&mut self, file: &File, end: u64, len: u64) -> io::Result<()> {
-        if self.unsupported {
+        if self.unsupported || end + len <= self.reserved_to {
             return Ok(());
         }
         for (off, n) in plan(end, len) {
@@ -126,6 +127,21 @@ mod tests {
     }
 
     #[test]
+    fn a_line_inside_the_reserve_needs_no_call() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = std::fs::File::create(dir.path().join("log")).unwrap();
+        let mut r = Reserve {
+            unsupported: false,
+            reserved_to: 1000,
+        };
+        // Inside: nothing to do (a closed descriptor would fail any call).
+        r.ensure(&f, 10, 990).unwrap();
+        assert_eq!(r.reserved_to, 1000);
+        r.ensure(&f, 10, 991).unwrap();
+        assert!(r.unsupported || r.reserved_to == 10 + 991 + AHEAD);
+    }
+
+    #[test]
     fn failures_are_classified() {
         assert_eq!(classify(Errno::ENOSPC), Failure::Full);
         assert_eq!(classify(Errno::EDQUOT), Failure::Full);
@@ -155,14 +171,14 @@ mod tests {
             eprintln!("SKIP: this file system does not reserve space (fallocate unsupported)");
             return;
         }
-        assert!(
-            m.blocks() * 512 >= AHEAD,
-            "{} blocks reserved",
-            m.blocks()
-        );
+        assert!(m.blocks() * 512 >= AHEAD, "{} blocks reserved", m.blocks());
         r.release(&f, 10);
         let m = f.metadata().unwrap();
         assert_eq!(m.len(), 10);
-        assert!(m.blocks() * 512 < AHEAD, "{} blocks after release", m.blocks());
+        assert!(
+            m.blocks() * 512 < AHEAD,
+            "{} blocks after release",
+            m.blocks()
+        );
     }
 }

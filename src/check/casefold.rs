@@ -171,7 +171,10 @@ mod tests {
             written: p.into(),
             mode,
         };
-        let mounts = vec![m("/ci/ws", MountMode::Rw), m("/ci/WS/Private", MountMode::Ro)];
+        let mounts = vec![
+            m("/ci/ws", MountMode::Rw),
+            m("/ci/WS/Private", MountMode::Ro),
+        ];
         assert!(matches!(
             mount_for_folded(Path::new("/ci/ws/private/x"), &mounts, true, 2),
             Err(MountRefusal::ReadOnly(_))

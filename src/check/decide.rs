@@ -696,7 +696,7 @@ fn check_access(
                     let why = executes_on_write_in(resolved, executes_patterns(ctx.policy), &|d| {
                         ctx.world.is_git_dir(d)
                     })
-                        .unwrap_or_default();
+                    .unwrap_or_default();
                     return Err(Denial::new(
                         "default.shell",
                         format!("writing {} is execution ({why}); shell execution is denied unless an allow rule names shell.execute", resolved.display()),

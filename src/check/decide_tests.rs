@@ -594,7 +594,12 @@ fn case_insensitive_directories_fold_deny_rules_and_mounts() {
     );
     let read = |path: &str| call_in(&CaseWorld, &p, "read_text_file", json!({"path": path}));
     let write = |path: &str| {
-        call_in(&CaseWorld, &p, "write_file", json!({"path": path, "content": "x"}))
+        call_in(
+            &CaseWorld,
+            &p,
+            "write_file",
+            json!({"path": path, "content": "x"}),
+        )
     };
     // The deny rule matches every case of `secret` where lookups ignore case...
     for path in ["/ci/ws/secret/k", "/ci/ws/SECRET/k", "/ci/WS/Secret/k"] {

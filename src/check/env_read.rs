@@ -43,14 +43,10 @@ pub(crate) fn validate_rule(
     }
     for v in variables {
         let name = v.strip_suffix('*').unwrap_or(v);
-        let ok = name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        let ok = name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
             && (name.len() == v.len() || !name.contains('*'));
         if !ok || v.is_empty() {
-            return Err(format!(
-                "`{v}` is not a variable name, `PREFIX_*` or `*`"
-            ));
+            return Err(format!("`{v}` is not a variable name, `PREFIX_*` or `*`"));
         }
     }
     Ok(())
@@ -196,11 +192,7 @@ fn filter_text(text: &str, readable: &Readable) -> Option<(String, usize)> {
             continue;
         }
         let (name, _) = line.split_once('=')?;
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return None;
         }
         if readable.admits(name) {
@@ -253,7 +245,9 @@ mod tests {
         assert!(validate_rule(Some(&env), &["A=B".into()]).is_err());
         let fs = CapabilityPattern::Exact("filesystem.read".into());
         assert!(validate_rule(Some(&fs), &["LANG".into()]).is_err());
-        assert!(validate_rule(Some(&CapabilityPattern::Family("environment".into())), &[]).is_err());
+        assert!(
+            validate_rule(Some(&CapabilityPattern::Family("environment".into())), &[]).is_err()
+        );
         assert!(validate_rule(None, &[]).is_err());
     }
 
@@ -268,7 +262,10 @@ mod tests {
             &r(&["LANG", "TZ"]),
         ));
         let t = v["result"]["content"][0]["text"].as_str().unwrap();
-        assert!(t.contains("C.UTF-8") && t.contains("UTC") && !t.contains("s3cr3t"), "{t}");
+        assert!(
+            t.contains("C.UTF-8") && t.contains("UTC") && !t.contains("s3cr3t"),
+            "{t}"
+        );
         assert_eq!(v["id"], 7);
         // Nothing named: an empty object.
         let v = rewritten(filter_answer(
@@ -288,7 +285,10 @@ mod tests {
             })),
             &r(&["LANG"]),
         ));
-        assert_eq!(v["result"]["content"], json!([{"type": "text", "text": "LANG=C"}]));
+        assert_eq!(
+            v["result"]["content"],
+            json!([{"type": "text", "text": "LANG=C"}])
+        );
         assert_eq!(v["result"]["structuredContent"], json!({"LANG": "C"}));
     }
 

@@ -149,12 +149,27 @@ pub(crate) fn executes_on_write(path: &Path, extra: &[String]) -> Option<String>
 /// Files of a git directory (a repository's `.git`, a bare repository, a linked worktree's or a
 /// submodule's git directory, wherever a `gitdir:` file points) that run code, relative to it.
 const IN_GIT_DIR: &[(&str, &str)] = &[
-    ("config", "git runs commands named in its configuration (core.fsmonitor, filters, ...)"),
-    ("config.worktree", "git runs commands named in its configuration"),
+    (
+        "config",
+        "git runs commands named in its configuration (core.fsmonitor, filters, ...)",
+    ),
+    (
+        "config.worktree",
+        "git runs commands named in its configuration",
+    ),
     ("hooks/**", "git runs hooks"),
-    ("info/attributes", "git attributes select filter and diff drivers that run commands"),
-    ("modules/**", "submodule git directories: configuration and hooks"),
-    ("worktrees/**", "linked worktrees' git directories: configuration"),
+    (
+        "info/attributes",
+        "git attributes select filter and diff drivers that run commands",
+    ),
+    (
+        "modules/**",
+        "submodule git directories: configuration and hooks",
+    ),
+    (
+        "worktrees/**",
+        "linked worktrees' git directories: configuration",
+    ),
     ("commondir", "points git at another git directory"),
 ];
 
@@ -204,9 +219,7 @@ pub(crate) fn executes_on_write_in(
 /// `HEAD`, and `objects/` and `refs/` directories (or a `commondir` file, for a linked
 /// worktree's git directory). Symlinks are not followed for the markers' own names.
 pub(crate) fn looks_like_git_dir(dir: &Path) -> bool {
-    let file = |n: &str| {
-        std::fs::symlink_metadata(dir.join(n)).is_ok_and(|m| !m.is_dir())
-    };
+    let file = |n: &str| std::fs::symlink_metadata(dir.join(n)).is_ok_and(|m| !m.is_dir());
     let is_dir = |n: &str| std::fs::metadata(dir.join(n)).is_ok_and(|m| m.is_dir());
     file("HEAD") && ((is_dir("objects") && is_dir("refs")) || file("commondir"))
 }

@@ -7,8 +7,8 @@
 
 pub(crate) mod casefold;
 pub mod decide;
-pub(crate) mod env_read;
 pub(crate) mod doors;
+pub(crate) mod env_read;
 pub(crate) mod exec_writes;
 pub mod net;
 pub mod path;

@@ -24,7 +24,9 @@ pub fn evaluate<'r>(
     tool: Option<&str>,
     method: &str,
 ) -> RuleVerdict<'r> {
-    evaluate_with(rules, access, tool, method, &|_, p, r| super::path::is_within(p, r))
+    evaluate_with(rules, access, tool, method, &|_, p, r| {
+        super::path::is_within(p, r)
+    })
 }
 
 /// [`evaluate`] with the path-prefix comparison given per rule kind (`check::casefold`: below

@@ -134,9 +134,10 @@ impl ServerFilter {
                     Some(Pending::Plain) => {
                         let mut shared = self.shared.lock().expect("shared state");
                         // An environment read: only the variables its rule names (check::env_read).
-                        let env = shared.env_reads.remove(&id_key(&id)).map(|r| {
-                            crate::check::env_read::filter_answer(line, &r)
-                        });
+                        let env = shared
+                            .env_reads
+                            .remove(&id_key(&id))
+                            .map(|r| crate::check::env_read::filter_answer(line, &r));
                         use crate::check::env_read::EnvAnswer;
                         let (line, env_why) = match &env {
                             Some(EnvAnswer::Withheld(l, why)) => {
@@ -157,14 +158,19 @@ impl ServerFilter {
                                 None => ServerOutcome::Forward,
                             },
                             crate::content::hook::ResultOutcome::Flagged(why) => match env_why {
-                                Some(e) => ServerOutcome::Content(line.to_vec(), format!("{e}; {why}")),
+                                Some(e) => {
+                                    ServerOutcome::Content(line.to_vec(), format!("{e}; {why}"))
+                                }
                                 None => ServerOutcome::Flagged(why),
                             },
                             crate::content::hook::ResultOutcome::Rewritten(l, why) => {
-                                ServerOutcome::Content(l, match env_why {
-                                    Some(e) => format!("{e}; {why}"),
-                                    None => why,
-                                })
+                                ServerOutcome::Content(
+                                    l,
+                                    match env_why {
+                                        Some(e) => format!("{e}; {why}"),
+                                        None => why,
+                                    },
+                                )
                             }
                         }
                     }
