@@ -89,8 +89,7 @@ impl Reserve {
                 },
             }
         }
-        Err(io::Error::new(
-            io::ErrorKind::StorageFull,
+        Err(io::Error::other(
             format!(
                 "no space left for the next audit record ({len} bytes; reserving space for it failed with ENOSPC, nothing was written)"
             ),

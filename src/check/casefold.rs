@@ -102,6 +102,7 @@ pub(crate) fn case_insensitive_from(path: &Path) -> Option<usize> {
 }
 
 #[cfg(target_os = "linux")]
+#[allow(clippy::unnecessary_cast)] // the statfs type's width differs between architectures
 fn dir_ignores_case(dir: &Path) -> bool {
     /// linux/fs.h: the directory's lookups fold case (`chattr +F`).
     const FS_CASEFOLD_FL: libc::c_long = 0x4000_0000;
