@@ -27,8 +27,10 @@ fn git_server() -> Vec<String> {
 // ----- §6 nothing acts before its record exists ---------------------------------------------------
 
 /// The audit log lives on a small tmpfs (in a mount namespace of the session's own); once the
-/// session runs, the test fills that file system and pipelines 40 `write_file` calls. Every file
-/// the server wrote must have its record in the log; capjail ends with the audit status.
+/// session runs, the test fills that file system and pipelines 400 `write_file` calls (more
+/// than the 64 KiB capjail reserves ahead of the log's end can hold). Every file the server
+/// wrote must have its record in the log; capjail ends with the audit status; and the log
+/// verifies: no record was torn by the full disk (the reservation fails before a write does).
 #[test]
 fn full_audit_disk_no_write_without_its_record() {
     if which("unshare").is_none() {
@@ -94,7 +96,7 @@ cp "$LOG" "$out"; exit $rc"#;
     }
     assert!(full, "the 256 KiB tmpfs did not fill up");
     drop(f);
-    let n = 40;
+    let n = 400;
     let mut batch = Vec::new();
     for i in 0..n {
         let line = json!({"jsonrpc":"2.0","id":5000 + i,"method":"tools/call","params":{"name":"write_file","arguments":{"path": lab.p(&format!("ws/out-{i}.txt")), "content": "x"}}});
@@ -135,6 +137,14 @@ cp "$LOG" "$out"; exit $rc"#;
         s.received_text().contains("cannot write its audit log"),
         "{}",
         s.received_text()
+    );
+    // Written whole or not at all: the log ends with a complete record.
+    let v = capjail(&["audit", "verify", copy.to_str().unwrap()]);
+    assert!(
+        v.status.success(),
+        "the log on the full disk does not verify:\n{}{}",
+        v.stdout,
+        v.stderr
     );
 }
 
@@ -289,6 +299,84 @@ fn uri_forms_do_not_reach_the_server() {
     );
 }
 
+/// Unmounts on drop (before the lab's directory is removed).
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A `deny` rule below a case-insensitive directory (ext4 `casefold`, `chattr +F`):
+/// `ws/SECRET/key` is the file `ws/secret/key`, and server-filesystem reads it. Needs a kernel
+/// with CONFIG_UNICODE, `mkfs.ext4 -O casefold` and a loop device; skipped visibly otherwise
+/// (src/check/decide_tests.rs judges the same with a world that reports a case-insensitive
+/// directory).
+#[test]
+fn deny_rules_hold_in_any_case_on_a_casefold_directory() {
+    let lab = Lab::new();
+    let mnt = lab.path("cifs");
+    let img = lab.path("cifs.img");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let run = |prog: &str, args: &[&str]| {
+        which(prog).is_some()
+            && Command::new(prog)
+                .args(args)
+                .output()
+                .is_ok_and(|o| o.status.success())
+    };
+    let (m, i) = (mnt.display().to_string(), img.display().to_string());
+    if !(run("truncate", &["-s", "16M", &i])
+        && run("mkfs.ext4", &["-q", "-O", "casefold", &i])
+        && run("mount", &["-o", "loop", &i, &m]))
+    {
+        eprintln!("SKIP: cannot mount a casefold ext4 file system here (kernel without CONFIG_UNICODE, or no mkfs.ext4/loop device)");
+        return;
+    }
+    let _unmount = Unmount(mnt.clone());
+    let ws = mnt.join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    if !run("chattr", &["+F", &ws.display().to_string()]) {
+        eprintln!("SKIP: chattr +F failed: no casefold directories here");
+        return;
+    }
+    std::fs::create_dir_all(ws.join("secret")).unwrap();
+    std::fs::write(ws.join("secret/key"), &lab.secret).unwrap();
+    std::fs::write(ws.join("notes.txt"), &lab.legit).unwrap();
+    assert!(
+        ws.join("SECRET/KEY").exists(),
+        "the directory does not fold case"
+    );
+    let pol = lab.policy(
+        "casefold",
+        &format!(
+            "name: casefold\nnetwork:\n  mode: none\nfilesystem:\n  mounts:\n    - path: {ws}\n      mode: rw\ntools:\n  mode: all\ndeny:\n  - capability: filesystem.read\n    path_prefix: {ws}/secret\nallow:\n  - capability: filesystem.*\n",
+            ws = ws.display()
+        ),
+    );
+    let mut s = SessionBuilder::capjail(&["--policy", pol.to_str().unwrap()], fs_server(&[&ws]))
+        .cwd(&ws)
+        .spawn();
+    s.initialize();
+    for p in ["secret/key", "SECRET/key", "Secret/KEY"] {
+        let (id, r) = call(
+            &mut s,
+            "read_text_file",
+            json!({"path": ws.join(p).display().to_string()}),
+        );
+        assert_policy_error(&r, &id);
+    }
+    let (_, ok) = call(
+        &mut s,
+        "read_text_file",
+        json!({"path": ws.join("NOTES.txt").display().to_string()}),
+    );
+    assert_tool_ok(&ok, &lab.legit);
+    s.finish();
+    lab.assert_no_leak(&s);
+}
+
 // ----- §2 writes that execute -----------------------------------------------------------------------
 
 /// Writing `.git/config` (core.fsmonitor) with server-filesystem, then `git_status` with
@@ -350,6 +438,111 @@ fn git_config_write_is_execution() {
     assert!(!marker.exists(), "the fsmonitor command ran");
 }
 
+/// Git directories that are not named `.git`: a bare repository, and the separate git directory
+/// a `.git` file (`gitdir: ...`) points to. Writing their `config` (core.fsmonitor) or a hook
+/// with server-filesystem is execution; then `git_status` with mcp-server-git on the work tree
+/// must not run the command.
+#[test]
+fn bare_and_separate_git_dirs_are_execution() {
+    let lab = Lab::new();
+    let git = |args: &[&str], dir: &Path| {
+        let o = Command::new("git")
+            .args(["-c", "init.defaultBranch=master"])
+            .args(args)
+            .current_dir(dir)
+            .envs(GIT_ENV.iter().copied())
+            .output()
+            .expect("git");
+        assert!(
+            o.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    };
+    // ws/repo/.git is a file: `gitdir: <ws>/store/repo.git`.
+    let repo = lab.ws.join("repo");
+    let store = lab.ws.join("store/repo.git");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::create_dir_all(store.parent().unwrap()).unwrap();
+    std::fs::write(repo.join("notes.txt"), "Lab notes\n").unwrap();
+    git(
+        &[
+            "init",
+            "-q",
+            "--separate-git-dir",
+            &store.display().to_string(),
+            ".",
+        ],
+        &repo,
+    );
+    git(&["add", "notes.txt"], &repo);
+    git(&["commit", "-q", "-m", "first"], &repo);
+    assert!(std::fs::read_to_string(repo.join(".git"))
+        .unwrap()
+        .starts_with("gitdir:"));
+    let bare = lab.ws.join("bare.git");
+    std::fs::create_dir_all(&bare).unwrap();
+    git(&["init", "-q", "--bare", "."], &bare);
+
+    let marker = lab.path("logs/fsmonitor-ran");
+    let config = format!(
+        "[core]\n\trepositoryformatversion = 0\n\tbare = false\n\tfsmonitor = \"touch {}\"\n",
+        marker.display()
+    );
+    let hook = format!("#!/bin/sh\ntouch {}\n", marker.display());
+    let pol = lab.ws_rw_policy();
+    let mut fs =
+        SessionBuilder::capjail(&["--policy", pol.to_str().unwrap()], fs_server(&[&lab.ws]))
+            .cwd(&lab.ws)
+            .spawn();
+    fs.initialize();
+    for (path, content) in [
+        (store.join("config"), config.clone()),
+        (store.join("hooks/pre-commit"), hook.clone()),
+        (bare.join("config"), config.clone()),
+        (bare.join("hooks/post-update"), hook.clone()),
+        (
+            lab.ws.join("staged/HEAD"),
+            "ref: refs/heads/master\n".into(),
+        ),
+    ] {
+        let (id, r) = call(
+            &mut fs,
+            "write_file",
+            json!({"path": path.display().to_string(), "content": content}),
+        );
+        assert_policy_error(&r, &id);
+        assert_eq!(r["error"]["data"]["rule"], "default.shell", "{path:?}: {r}");
+    }
+    // An ordinary file in the work tree is still written.
+    let (_, ok) = call(
+        &mut fs,
+        "write_file",
+        json!({"path": repo.join("new.txt").display().to_string(), "content": "x"}),
+    );
+    assert!(ok.get("result").is_some(), "{ok}");
+    fs.finish();
+    for c in [store.join("config"), bare.join("config")] {
+        assert!(
+            !std::fs::read_to_string(&c).unwrap().contains("fsmonitor"),
+            "{c:?}"
+        );
+    }
+    assert!(!lab.ws.join("staged/HEAD").exists());
+    let mut g = SessionBuilder::capjail(&["--policy", pol.to_str().unwrap()], git_server())
+        .cwd(&lab.ws)
+        .spawn();
+    g.initialize();
+    let (_, st) = call(
+        &mut g,
+        "git_status",
+        json!({"repo_path": repo.display().to_string()}),
+    );
+    assert!(st.get("result").is_some(), "{st}");
+    g.finish();
+    assert!(!marker.exists(), "the fsmonitor command ran");
+}
+
 // ----- §3 the environment -------------------------------------------------------------------------
 
 fn everything_server() -> Vec<String> {
@@ -363,31 +556,53 @@ fn everything_server() -> Vec<String> {
 }
 
 /// server-everything's `get-env` under --mode proxy: capjail's secret environment does not
-/// reach the client; without an allow rule the tool is refused.
+/// reach the client; without a rule naming the variables the tool is refused; with one, the
+/// answer shows only the named variables — a variable the server has (passed by
+/// `environment.allow`) but the rule does not name does not reach the client.
 #[test]
 fn environment_is_filtered_in_proxy_mode() {
     let lab = Lab::new();
     let base = format!(
-        "network:\n  mode: none\nfilesystem:\n  mode: explicit\n  mounts:\n    - path: {}\n      mode: ro\ntools:\n  mode: all\n",
+        "network:\n  mode: none\nfilesystem:\n  mode: explicit\n  mounts:\n    - path: {}\n      mode: ro\ntools:\n  mode: all\nenvironment:\n  allow: [CAPJAIL_SHOWN_VALUE, CAPJAIL_UNNAMED_VALUE]\n",
         lab.ws.display()
     );
     let refused = lab.policy("env-refused", &format!("name: env-refused\n{base}"));
-    let allowed = lab.policy(
-        "env-allowed",
-        &format!("name: env-allowed\n{base}allow:\n  - capability: environment.read\n"),
+    let unnamed = lab.policy(
+        "env-unnamed",
+        &format!("name: env-unnamed\n{base}allow:\n  - capability: environment.read\n"),
     );
-    for (pol, allow) in [(refused, false), (allowed, true)] {
+    let named = lab.policy(
+        "env-named",
+        &format!("name: env-named\n{base}allow:\n  - capability: environment.read\n    variables: [CAPJAIL_SHOWN_VALUE, LC_*]\n"),
+    );
+    let shown = "shown-value-4b1d7c";
+    for (pol, allow) in [(refused, false), (unnamed, false), (named, true)] {
         let mut s =
             SessionBuilder::capjail(&["--policy", pol.to_str().unwrap()], everything_server())
                 .cwd(&lab.ws)
                 .env("AWS_SECRET_ACCESS_KEY", &lab.secret)
                 .env("CAPJAIL_TEST_TOKEN", &lab.secret)
+                // Passed to the server by `environment.allow`, never named by the rule.
+                .env("CAPJAIL_UNNAMED_VALUE", &lab.secret)
+                .env("CAPJAIL_SHOWN_VALUE", shown)
                 .spawn();
         s.initialize();
         let (id, r) = call(&mut s, "get-env", json!({}));
         if allow {
             assert!(r.get("result").is_some(), "{r}");
-            assert!(result_text(&r).contains("PATH"), "{r}");
+            let text = result_text(&r);
+            let env: serde_json::Map<String, Value> = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("get-env is not a JSON object ({e}): {text}"));
+            assert_eq!(
+                env.get("CAPJAIL_SHOWN_VALUE"),
+                Some(&json!(shown)),
+                "{text}"
+            );
+            assert!(
+                env.keys()
+                    .all(|k| k == "CAPJAIL_SHOWN_VALUE" || k.starts_with("LC_")),
+                "a variable the rule does not name reached the client: {text}"
+            );
         } else {
             assert_policy_error(&r, &id);
             assert_eq!(r["error"]["data"]["rule"], "default.environment", "{r}");

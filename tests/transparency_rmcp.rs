@@ -505,7 +505,7 @@ fn ws_policy(dir: &Path, ws: &Path, extra: &str) -> PathBuf {
         &policy,
         format!(
             "name: transparency-rmcp\nnetwork:\n  mode: none\nfilesystem:\n  mode: explicit\n  mounts:\n    - path: {}\n      mode: rw\n\
-             tools:\n  mode: blocklist\n  blocked: [execute_command]\nallow:\n  - capability: environment.read\n{extra}",
+             tools:\n  mode: blocklist\n  blocked: [execute_command]\nallow:\n  - capability: environment.read\n    variables: [\"*\"]\n{extra}",
             ws.display()
         ),
     )

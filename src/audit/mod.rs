@@ -16,6 +16,7 @@ pub mod event;
 pub mod queue;
 pub mod redact;
 pub mod replay;
+mod reserve;
 pub mod rotated;
 mod rotated_verify;
 pub mod show;

@@ -48,6 +48,8 @@ pub struct AuditLog {
     rotation: Option<Rotation>,
     /// `audit.jsonl.head`, rewritten in place after every write (regular files only).
     head_file: Option<File>,
+    /// Space reserved past the end, so that a record is written whole or not at all.
+    reserve: super::reserve::Reserve,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -119,6 +121,7 @@ impl AuditLog {
             specs: SpecCache::default(),
             rotation: None,
             head_file,
+            reserve: Default::default(),
         };
         {
             let _lock = log.lock()?;
@@ -308,6 +311,8 @@ impl AuditLog {
             match std::fs::metadata(&self.path) {
                 Ok(m) if m.ino() == ours.ino() && m.dev() == ours.dev() => return Ok(guard),
                 Ok(_) | Err(_) => {
+                    // Rotated by another writer: give back our reserve in the old file.
+                    self.reserve.release(&self.file, ours.len());
                     drop(guard);
                     self.file = open_append(&self.path).map_err(|e| io(&self.path, e))?;
                     self.head = None;
@@ -378,6 +383,7 @@ impl AuditLog {
         .map_err(|e| io(&self.path, e.into()))?;
         let first = rotated::rotated_name(&self.path, 1);
         std::fs::rename(&tmp, &first).map_err(|e| io(&first, e))?;
+        self.reserve.release(&self.file, head.end);
         self.file = new;
         self.head = Some(Head {
             end: buf.len() as u64,
@@ -407,6 +413,17 @@ impl AuditLog {
     /// One `write_all` on the O_APPEND descriptor; keeps `head.end` in step. On error the
     /// head is forgotten, so the next append re-reads the tail (and repairs a partial line).
     fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), AuditError> {
+        // Room for the whole line first (`reserve`): on a full disk nothing is written.
+        let end = match &self.head {
+            Some(h) => h.end,
+            None => self.file.metadata().map(|m| m.len()).unwrap_or(0),
+        };
+        if let Err(source) = self.reserve.ensure(&self.file, end, bytes.len() as u64) {
+            return Err(AuditError::Io {
+                path: self.path.clone(),
+                source,
+            });
+        }
         match (&self.file).write_all(bytes) {
             Ok(()) => {
                 if let Some(h) = &mut self.head {
@@ -527,6 +544,18 @@ impl Flock {
             let e = std::io::Error::last_os_error();
             if e.kind() != std::io::ErrorKind::Interrupted {
                 return Err(e);
+            }
+        }
+    }
+}
+
+impl Drop for AuditLog {
+    /// Give back the space reserved past the end, under the lock (another writer's append
+    /// must not land in the range being released).
+    fn drop(&mut self) {
+        if let Ok(_guard) = Flock::exclusive(&self.file) {
+            if let Ok(m) = self.file.metadata() {
+                self.reserve.release(&self.file, m.len());
             }
         }
     }

@@ -19,10 +19,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::exec_writes::executes_on_write;
+use super::exec_writes::executes_on_write_in;
 use super::net::check_url;
 use super::path::{decode_all, mount_for, MountRefusal, PathContext};
-use super::rules::{evaluate, RuleVerdict};
+use super::rules::RuleVerdict;
 use super::tools::{check_tool, ToolRefusal};
 use super::{Access, Denial, Resource, World};
 use crate::policy::{Policy, RuleId};
@@ -429,7 +429,11 @@ fn path_access(
         let resolved = ctx.world.resolve_path(p);
         // A write that a program later executes is execution too (check::exec_writes).
         let executes = (capability != "filesystem.read")
-            .then(|| executes_on_write(&resolved, executes_patterns(ctx.policy)))
+            .then(|| {
+                executes_on_write_in(&resolved, executes_patterns(ctx.policy), &|d| {
+                    ctx.world.is_git_dir(d)
+                })
+            })
             .flatten();
         out.push(Access {
             capability: capability.to_string(),
@@ -608,10 +612,19 @@ fn check_access(
     access: &Access,
     deciding: &mut String,
 ) -> Result<(), Denial> {
+    // Below a case-insensitive directory, mounts and path prefixes compare folded (check::casefold).
+    let fold_from = match &access.resource {
+        Resource::Path { resolved, .. } => ctx.world.case_insensitive_from(resolved),
+        _ => None,
+    };
     if let Resource::Path { written, resolved } = &access.resource {
         if let Some(mounts) = &ctx.policy.filesystem.mounts {
             let write = access.capability != "filesystem.read";
-            match mount_for(resolved, mounts, write) {
+            let found = match fold_from {
+                Some(from) => super::casefold::mount_for_folded(resolved, mounts, write, from),
+                None => mount_for(resolved, mounts, write),
+            };
+            match found {
                 Ok(m) => *deciding = format!("filesystem.mounts[{}]", m.path.display()),
                 Err(MountRefusal::Outside) => {
                     return Err(Denial::new(
@@ -634,7 +647,19 @@ fn check_access(
             }
         }
     }
-    match evaluate(&ctx.policy.rules, access, tool, method) {
+    let within = |kind: crate::policy::RuleKind, p: &Path, root: &Path| match fold_from {
+        None => super::path::is_within(p, root),
+        Some(from) => super::casefold::within_folded(
+            p,
+            root,
+            from,
+            match kind {
+                crate::policy::RuleKind::Allow => super::casefold::Fold::Ascii,
+                _ => super::casefold::Fold::Loose,
+            },
+        ),
+    };
+    match super::rules::evaluate_with(&ctx.policy.rules, access, tool, method, &within) {
         RuleVerdict::Denied(r) => {
             return Err(Denial::new(
                 RuleId::Policy(r.id()),
@@ -672,12 +697,19 @@ fn check_access(
                 ),
             ));
         }
-        RuleVerdict::Allowed(r) => *deciding = r.id(),
+        RuleVerdict::Allowed(r) => {
+            if access.capability == super::env_read::CAPABILITY {
+                super::env_read::judge_allowed(r)?;
+            }
+            *deciding = r.id()
+        }
         RuleVerdict::NotGoverned => {
             if access.capability == "shell.execute" {
                 if let Resource::Path { resolved, .. } = &access.resource {
-                    let why = executes_on_write(resolved, executes_patterns(ctx.policy))
-                        .unwrap_or_default();
+                    let why = executes_on_write_in(resolved, executes_patterns(ctx.policy), &|d| {
+                        ctx.world.is_git_dir(d)
+                    })
+                    .unwrap_or_default();
                     return Err(Denial::new(
                         RuleId::DefaultShell,
                         format!("writing {} is execution ({why}); shell execution is denied unless an allow rule names shell.execute", resolved.display()),
@@ -691,7 +723,7 @@ fn check_access(
             if access.capability == "environment.read" {
                 return Err(Denial::new(
                     RuleId::DefaultEnvironment,
-                    "reading the server's environment is denied unless an allow rule names environment.read",
+                    "reading the server's environment is denied unless an allow rule names environment.read and the variables (`variables: [LANG, TZ]`)",
                 ));
             }
         }

@@ -559,3 +559,66 @@ fn malformed_calls_are_refused() {
         "protocol.resource_uri"
     );
 }
+
+/// A world in which `/ci` ignores case (a casefold directory or a vfat mount).
+struct CaseWorld;
+
+impl World for CaseWorld {
+    fn resolve_path(&self, path: &Path) -> PathBuf {
+        path.to_path_buf()
+    }
+    fn resolve_host(&self, _: &str, _: u16) -> std::io::Result<Vec<IpAddr>> {
+        Err(std::io::Error::other("no network"))
+    }
+    fn case_insensitive_from(&self, path: &Path) -> Option<usize> {
+        path.starts_with("/ci").then_some(2)
+    }
+}
+
+fn call_in(w: &dyn World, p: &Policy, tool: &str, args: Value) -> Decision {
+    let catalog = all_profiles();
+    let paths = PathContext {
+        cwd: PathBuf::from("/ci/ws"),
+        ..Default::default()
+    };
+    let ctx = Context {
+        policy: p,
+        catalog: &catalog,
+        paths: &paths,
+        world: w,
+    };
+    decide(
+        &ctx,
+        "tools/call",
+        Some(&json!({"name": tool, "arguments": args})),
+    )
+}
+
+#[test]
+fn case_insensitive_directories_fold_deny_rules_and_mounts() {
+    let p = policy(
+        "name: t\nnetwork: {mode: none}\nfilesystem:\n  mounts:\n    - {path: /ci/ws, mode: rw}\n    - {path: /ci/ws/Keep, mode: ro}\n    - {path: /cs/ws, mode: rw}\ntools: {mode: all}\ndeny:\n  - {capability: filesystem.read, path_prefix: /ci/ws/secret}\n  - {capability: filesystem.read, path_prefix: /cs/ws/secret}\nallow:\n  - {capability: filesystem.*, path_prefix: /ci/Ws}\n  - {capability: filesystem.*, path_prefix: /cs/ws}\n",
+    );
+    let read = |path: &str| call_in(&CaseWorld, &p, "read_text_file", json!({"path": path}));
+    let write = |path: &str| {
+        call_in(
+            &CaseWorld,
+            &p,
+            "write_file",
+            json!({"path": path, "content": "x"}),
+        )
+    };
+    // The deny rule matches every case of `secret` where lookups ignore case...
+    for path in ["/ci/ws/secret/k", "/ci/ws/SECRET/k", "/ci/WS/Secret/k"] {
+        assert_eq!(rule(&read(path)), "deny[0]", "{path}");
+    }
+    assert!(read("/ci/ws/notes").is_allowed());
+    // ... and only the exact case where they do not.
+    assert_eq!(rule(&read("/cs/ws/secret/k")), "deny[1]");
+    assert!(read("/cs/ws/SECRET/k").is_allowed());
+    // Mount containment on the folded form: `/ci/WS` is the mount, `/ci/ws/keep` the ro one.
+    assert!(write("/ci/WS/notes.txt").is_allowed());
+    assert_eq!(rule(&write("/ci/ws/keep/x")), "filesystem.mounts");
+    assert_eq!(rule(&write("/CI/ws/notes.txt")), "filesystem.mounts");
+    assert_eq!(rule(&write("/cs/WS/notes.txt")), "filesystem.mounts");
+}

@@ -146,6 +146,84 @@ pub(crate) fn executes_on_write(path: &Path, extra: &[String]) -> Option<String>
         .map(|p| format!("the policy's filesystem.executes lists `{p}`"))
 }
 
+/// Files of a git directory (a repository's `.git`, a bare repository, a linked worktree's or a
+/// submodule's git directory, wherever a `gitdir:` file points) that run code, relative to it.
+const IN_GIT_DIR: &[(&str, &str)] = &[
+    (
+        "config",
+        "git runs commands named in its configuration (core.fsmonitor, filters, ...)",
+    ),
+    (
+        "config.worktree",
+        "git runs commands named in its configuration",
+    ),
+    ("hooks/**", "git runs hooks"),
+    (
+        "info/attributes",
+        "git attributes select filter and diff drivers that run commands",
+    ),
+    (
+        "modules/**",
+        "submodule git directories: configuration and hooks",
+    ),
+    (
+        "worktrees/**",
+        "linked worktrees' git directories: configuration",
+    ),
+    ("commondir", "points git at another git directory"),
+];
+
+/// [`executes_on_write`], and also: a write inside a directory that IS a git directory by its
+/// contents (`is_git_dir`: `HEAD` and `objects/` + `refs/`, or `HEAD` + `commondir`) —
+/// a bare repository (`repo.git/config`, `repo.git/hooks/*`) is one whatever its name — and a
+/// write of a file named `HEAD`, which is what turns a directory into a git directory whose
+/// `config` git then obeys.
+pub(crate) fn executes_on_write_in(
+    path: &Path,
+    extra: &[String],
+    is_git_dir: &dyn Fn(&Path) -> bool,
+) -> Option<String> {
+    if let Some(why) = executes_on_write(path, extra) {
+        return Some(why);
+    }
+    if path.file_name().is_some_and(|n| n == "HEAD") {
+        return Some(
+            "a `HEAD` file makes its directory a git directory, whose configuration runs commands (`**/HEAD`)"
+                .into(),
+        );
+    }
+    for dir in path.ancestors().skip(1) {
+        if dir.parent().is_none() || !is_git_dir(dir) {
+            continue;
+        }
+        let rel: Vec<&str> = path
+            .strip_prefix(dir)
+            .ok()?
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(s) => s.to_str(),
+                _ => None,
+            })
+            .collect();
+        if let Some((pat, why)) = IN_GIT_DIR.iter().find(|(p, _)| matches(p, &rel)) {
+            return Some(format!(
+                "{why} (`{pat}` of the git directory {})",
+                dir.display()
+            ));
+        }
+    }
+    None
+}
+
+/// Is `dir` a git directory by its contents, as git itself decides (`is_git_directory`):
+/// `HEAD`, and `objects/` and `refs/` directories (or a `commondir` file, for a linked
+/// worktree's git directory). Symlinks are not followed for the markers' own names.
+pub(crate) fn looks_like_git_dir(dir: &Path) -> bool {
+    let file = |n: &str| std::fs::symlink_metadata(dir.join(n)).is_ok_and(|m| !m.is_dir());
+    let is_dir = |n: &str| std::fs::metadata(dir.join(n)).is_ok_and(|m| m.is_dir());
+    file("HEAD") && ((is_dir("objects") && is_dir("refs")) || file("commondir"))
+}
+
 fn matches(pattern: &str, comps: &[&str]) -> bool {
     let pat: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
     match_from(&pat, comps)
@@ -235,6 +313,55 @@ mod tests {
         ] {
             assert!(!ex(p), "{p}");
         }
+    }
+
+    #[test]
+    fn bare_repositories_and_git_dirs_by_content() {
+        let git_dirs = ["/w/bare.git", "/w/plain", "/w/elsewhere/gitdir"];
+        let is = |d: &Path| git_dirs.iter().any(|g| Path::new(g) == d);
+        let ex = |p: &str| executes_on_write_in(Path::new(p), &[], &is).is_some();
+        for p in [
+            "/w/bare.git/config",
+            "/w/plain/config",
+            "/w/plain/config.worktree",
+            "/w/plain/hooks/post-checkout",
+            "/w/plain/info/attributes",
+            "/w/plain/commondir",
+            "/w/plain/worktrees/x/config.worktree",
+            "/w/elsewhere/gitdir/hooks/pre-commit",
+            // Writing HEAD anywhere makes a git directory.
+            "/w/new/HEAD",
+            // The fixed list still holds.
+            "/w/repo/.git/config",
+        ] {
+            assert!(ex(p), "{p}");
+        }
+        for p in [
+            "/w/bare.git/objects/ab/cdef",
+            "/w/bare.git/description",
+            "/w/notgit/config",
+            "/w/notgit/hooks/x",
+            "/w/plain.txt",
+        ] {
+            assert!(!ex(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn git_dir_detection_reads_the_markers() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        assert!(!looks_like_git_dir(d));
+        std::fs::write(d.join("HEAD"), "ref: refs/heads/main\n").unwrap();
+        assert!(!looks_like_git_dir(d));
+        std::fs::create_dir(d.join("objects")).unwrap();
+        std::fs::create_dir(d.join("refs")).unwrap();
+        assert!(looks_like_git_dir(d));
+        let w = d.join("wt");
+        std::fs::create_dir(&w).unwrap();
+        std::fs::write(w.join("HEAD"), "0000\n").unwrap();
+        std::fs::write(w.join("commondir"), "..\n").unwrap();
+        assert!(looks_like_git_dir(&w));
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! decision needs (resolving symlinks, DNS) goes through the [`World`] trait so that every
 //! decision can be unit-tested with a fake world.
 
+pub(crate) mod casefold;
 pub mod decide;
 pub(crate) mod doors;
+pub(crate) mod env_read;
 pub(crate) mod exec_writes;
 pub mod net;
 pub mod path;
@@ -27,6 +29,15 @@ pub trait World {
     /// returned lexically.
     fn resolve_path(&self, path: &Path) -> PathBuf {
         path::canonicalize_lenient(path)
+    }
+    /// Is `dir` a git directory by its contents (`check::exec_writes`)?
+    fn is_git_dir(&self, dir: &Path) -> bool {
+        exec_writes::looks_like_git_dir(dir)
+    }
+    /// The components of the outermost directory on `path` whose lookups ignore case
+    /// (`check::casefold`), or `None`.
+    fn case_insensitive_from(&self, path: &Path) -> Option<usize> {
+        casefold::case_insensitive_from(path)
     }
     /// Resolve a host name to every address it has.
     fn resolve_host(&self, host: &str, port: u16) -> std::io::Result<Vec<IpAddr>>;

@@ -24,6 +24,20 @@ pub fn evaluate<'r>(
     tool: Option<&str>,
     method: &str,
 ) -> RuleVerdict<'r> {
+    evaluate_with(rules, access, tool, method, &|_, p, r| {
+        super::path::is_within(p, r)
+    })
+}
+
+/// [`evaluate`] with the path-prefix comparison given per rule kind (`check::casefold`: below
+/// a case-insensitive directory a `deny` matches in any case).
+pub(crate) fn evaluate_with<'r>(
+    rules: &'r RuleSet,
+    access: &Access,
+    tool: Option<&str>,
+    method: &str,
+    within: &dyn Fn(RuleKind, &Path, &Path) -> bool,
+) -> RuleVerdict<'r> {
     if !rules.governs(&access.capability) {
         return RuleVerdict::NotGoverned;
     }
@@ -32,7 +46,7 @@ pub fn evaluate<'r>(
             .rules
             .iter()
             .filter(move |r| r.kind == kind)
-            .find(|r| matches(r, access, tool, method))
+            .find(|r| matches_with(r, access, tool, method, &|p, root| within(kind, p, root)))
     };
     if let Some(r) = matching(RuleKind::Deny) {
         return RuleVerdict::Denied(r);
@@ -48,6 +62,16 @@ pub fn evaluate<'r>(
 
 /// Does every condition of `rule` hold for this access?
 pub fn matches(rule: &Rule, access: &Access, tool: Option<&str>, method: &str) -> bool {
+    matches_with(rule, access, tool, method, &super::path::is_within)
+}
+
+fn matches_with(
+    rule: &Rule,
+    access: &Access,
+    tool: Option<&str>,
+    method: &str,
+    within: &dyn Fn(&Path, &Path) -> bool,
+) -> bool {
     if let Some(c) = &rule.capability {
         if !c.matches(&access.capability) {
             return false;
@@ -66,7 +90,7 @@ pub fn matches(rule: &Rule, access: &Access, tool: Option<&str>, method: &str) -
     if let Some(prefix) = &rule.path_prefix {
         match &access.resource {
             Resource::Path { resolved, .. } => {
-                if !super::path::is_within(resolved, prefix) {
+                if !within(resolved, prefix) {
                     return false;
                 }
             }

@@ -325,6 +325,10 @@ fn compile_rule(
         Some(h) => Some(HostPattern::parse(h).map_err(|e| err(format!("{key}.host"), Some(h), e))?),
         None => None,
     };
+    if let Some(vars) = &r.variables {
+        crate::check::env_read::validate_rule(capability.as_ref(), vars)
+            .map_err(|e| err(format!("{key}.variables"), None, e))?;
+    }
     let mut label = key.clone();
     for (k, v) in [
         ("capability", r.capability.as_deref()),
@@ -346,6 +350,7 @@ fn compile_rule(
         path_prefix: path_prefix.map(|p| canonicalize_lenient(&p)),
         host,
         method: r.method.clone(),
+        variables: r.variables.clone(),
         reason: r.reason.clone(),
         label,
     })

@@ -70,6 +70,7 @@ pub fn effective_file(p: &Policy) -> PolicyFile {
             path_prefix: r.path_prefix.as_ref().map(|x| x.display().to_string()),
             host: r.host.as_ref().map(|h| h.written.clone()),
             method: r.method.clone(),
+            variables: r.variables.clone(),
             reason: r.reason.clone(),
         };
         match r.kind {

@@ -77,6 +77,8 @@ pub struct Rule {
     pub path_prefix: Option<PathBuf>,
     pub host: Option<HostPattern>,
     pub method: Option<String>,
+    /// `environment.read` rules: the variables the answer may show (`check::env_read`).
+    pub variables: Option<Vec<String>>,
     pub reason: Option<String>,
     /// A short human description (`deny[0] capability=filesystem.read path_prefix=/etc`).
     pub label: String,

@@ -202,6 +202,10 @@ pub struct RuleFile {
     /// JSON-RPC method (`tools/call`, `resources/read`, `prompts/get`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
+    /// With `capability: environment.read` only: the variables a tool that reads the server's
+    /// environment may show (names, `PREFIX_*`, `*`); every other value is cut from its answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variables: Option<Vec<String>>,
     /// Free text shown in denials and the audit log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

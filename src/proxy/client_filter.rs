@@ -434,6 +434,15 @@ impl ClientFilter {
                 .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
                 .flagged(Direction::ClientToServer, id, note)?;
         }
+        if let Some(id) = id {
+            // An environment read: its answer keeps only the variables the rule names.
+            let readable = crate::check::env_read::readable(&self.policy, &decision);
+            let mut shared = self.shared.lock().expect("shared state");
+            match readable {
+                Some(r) => shared.env_reads.insert(id_key(id), r),
+                None => shared.env_reads.remove(&id_key(id)),
+            };
+        }
         let micros = started.elapsed().as_micros() as u64;
         if let Some(d) = &decision.denial {
             tracing::warn!(

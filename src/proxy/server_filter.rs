@@ -132,20 +132,45 @@ impl ServerFilter {
                         "the server answered id {id}, which no forwarded request has"
                     )),
                     Some(Pending::Plain) => {
-                        // Results and resource contents: content checks (src/content).
                         let mut shared = self.shared.lock().expect("shared state");
+                        // An environment read: only the variables its rule names (check::env_read).
+                        let env = shared
+                            .env_reads
+                            .remove(&id_key(&id))
+                            .map(|r| crate::check::env_read::filter_answer(line, &r));
+                        use crate::check::env_read::EnvAnswer;
+                        let (line, env_why) = match &env {
+                            Some(EnvAnswer::Withheld(l, why)) => {
+                                return ServerOutcome::Content(l.clone(), why.clone())
+                            }
+                            Some(EnvAnswer::Rewritten(l, why)) => (&l[..], Some(why.clone())),
+                            _ => (line, None),
+                        };
+                        // Results and resource contents: content checks (src/content).
                         match crate::content::hook::on_result(
                             &self.policy,
                             &mut shared.content,
                             &id_key(&id),
                             line,
                         ) {
-                            crate::content::hook::ResultOutcome::Forward => ServerOutcome::Forward,
-                            crate::content::hook::ResultOutcome::Flagged(why) => {
-                                ServerOutcome::Flagged(why)
-                            }
+                            crate::content::hook::ResultOutcome::Forward => match env_why {
+                                Some(why) => ServerOutcome::Content(line.to_vec(), why),
+                                None => ServerOutcome::Forward,
+                            },
+                            crate::content::hook::ResultOutcome::Flagged(why) => match env_why {
+                                Some(e) => {
+                                    ServerOutcome::Content(line.to_vec(), format!("{e}; {why}"))
+                                }
+                                None => ServerOutcome::Flagged(why),
+                            },
                             crate::content::hook::ResultOutcome::Rewritten(l, why) => {
-                                ServerOutcome::Content(l, why)
+                                ServerOutcome::Content(
+                                    l,
+                                    match env_why {
+                                        Some(e) => format!("{e}; {why}"),
+                                        None => why,
+                                    },
+                                )
                             }
                         }
                     }

@@ -41,6 +41,8 @@ pub struct Shared {
     pub trust: Option<crate::trust::TrustSession>,
     /// What the content checks remember in this session (known secrets, armed flows).
     pub content: crate::content::SessionContent,
+    /// Environment reads in flight, by id key: what their answers may show (`check::env_read`).
+    pub env_reads: HashMap<String, crate::check::env_read::Readable>,
 }
 
 impl Shared {
@@ -52,6 +54,7 @@ impl Shared {
             refused: VecDeque::new(),
             trust: None,
             content: Default::default(),
+            env_reads: HashMap::new(),
         }
     }
 

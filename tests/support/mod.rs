@@ -1263,7 +1263,7 @@ impl TWorld {
         let yaml = match server {
             // Roots the client offers lie in the workspace: a read-only mount keeps them visible.
             RealServer::Everything => format!(
-                "name: transparency-everything\nnetwork:\n  mode: none\nfilesystem:\n  mode: explicit\n  mounts:\n    - path: {ws_s}\n      mode: ro\ntools:\n  mode: all\nallow:\n  - capability: environment.read\n# get-env then gzip-file-as-resource (a fetch) would arm the built-in env-read -> network flow\nflows:\n  defaults: false\n"
+                "name: transparency-everything\nnetwork:\n  mode: none\nfilesystem:\n  mode: explicit\n  mounts:\n    - path: {ws_s}\n      mode: ro\ntools:\n  mode: all\nallow:\n  - capability: environment.read\n    variables: [\"*\"]\n# get-env then gzip-file-as-resource (a fetch) would arm the built-in env-read -> network flow\nflows:\n  defaults: false\n"
             ),
             RealServer::Filesystem => format!(
                 "name: transparency-ws\nnetwork:\n  mode: none\nfilesystem:\n  mode: explicit\n  mounts:\n    - path: {ws_s}\n      mode: rw\n{blocked}"
