@@ -24,12 +24,11 @@
 // handshake generation, which these tests cover.
 #![allow(deprecated)]
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::*;
 use rmcp::model::{
     CallToolRequestParams, CancelledNotificationParam, ClientConfig, ClientNotification,
     ClientRequest, CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams,
@@ -42,7 +41,6 @@ use rmcp::service::{
 use rmcp::transport::TokioChildProcess;
 use rmcp::{ClientHandler, ErrorData as McpError, RoleClient};
 use serde_json::{json, Value};
-use support::*;
 
 /// What the handler saw: server->client requests and notifications, in arrival order per kind.
 #[derive(Clone)]
