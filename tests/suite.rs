@@ -54,3 +54,18 @@ fn every_test_file_is_in_the_suite() {
         missing.join(",")
     );
 }
+
+/// Every capjail a test starts keeps its state under target/ (.cargo/config.toml sets
+/// XDG_STATE_HOME for everything cargo runs; scripts/test.sh does too), never the user's
+/// ~/.local/state/capjail.
+#[test]
+fn capjail_state_stays_under_target() {
+    let state =
+        std::env::var("XDG_STATE_HOME").expect("XDG_STATE_HOME is set (.cargo/config.toml)");
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    assert!(
+        std::path::Path::new(&state).starts_with(&target),
+        "XDG_STATE_HOME={state} is outside {}",
+        target.display()
+    );
+}
