@@ -4,7 +4,62 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub use capjail::sandbox::Mode;
+pub use crate::sandbox::Mode;
+
+/// `--mode`: the command-line face of [`Mode`] (library types do not derive clap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// The stdio JSON-RPC proxy only.
+    Proxy,
+    /// Kernel confinement only (the server's stdio is passed through unchecked).
+    Kernel,
+    /// Both (the default on Linux).
+    Full,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Proxy => Mode::Proxy,
+            ModeArg::Kernel => Mode::Kernel,
+            ModeArg::Full => Mode::Full,
+        }
+    }
+}
+
+impl From<Mode> for ModeArg {
+    fn from(m: Mode) -> Self {
+        match m {
+            Mode::Proxy => ModeArg::Proxy,
+            Mode::Kernel => ModeArg::Kernel,
+            Mode::Full => ModeArg::Full,
+        }
+    }
+}
+
+/// `capjail probe-server` options. CLI only: nothing is read from the environment.
+#[derive(Debug, Clone, Args)]
+pub struct ProbeArgs {
+    /// Lab root (the tree built by `probe::lab::make_lab`); tool paths are relative to it.
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+    /// Loopback TCP port of the canary listener (`ping_home` connects to 127.0.0.1:PORT).
+    #[arg(long, value_name = "PORT")]
+    pub canary_port: Option<u16>,
+    /// A process outside the sandbox: target of `peek outside`, `signal` and `trace`.
+    #[arg(long, value_name = "PID", value_parser = clap::value_parser!(i32).range(2..))]
+    pub outside_pid: Option<i32>,
+}
+
+impl From<ProbeArgs> for crate::probe::ProbeConfig {
+    fn from(a: ProbeArgs) -> Self {
+        crate::probe::ProbeConfig {
+            canary_port: a.canary_port,
+            outside_pid: a.outside_pid,
+            ..crate::probe::ProbeConfig::new(a.root)
+        }
+    }
+}
 
 pub const EXIT_CODES: &str = "\
 EXIT STATUS:
@@ -85,7 +140,7 @@ pub enum Command {
     Compare(CompareArgs),
     /// A built-in MCP server whose innocently named tools misbehave inside the process (tests, compare)
     #[command(hide = true)]
-    ProbeServer(capjail::probe::ProbeArgs),
+    ProbeServer(ProbeArgs),
     /// Put capjail in front of the stdio MCP servers of Claude Desktop, Cursor, VS Code and Claude Code
     #[command(after_help = WRAP_HELP)]
     Wrap(WrapArgs),
@@ -177,8 +232,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
     /// Which layers enforce the policy: the stdio proxy, kernel confinement (Linux), or both
-    #[arg(long, value_enum, default_value_t = Mode::default())]
-    pub mode: Mode,
+    #[arg(long, value_enum, default_value_t = ModeArg::from(Mode::default()))]
+    pub mode: ModeArg,
     /// Refuse to start unless the kernel layer is fully enforced (also: policy kernel.require)
     #[arg(long)]
     pub require_kernel: bool,
@@ -363,4 +418,36 @@ pub enum PinsCommand {
         #[arg(long)]
         all: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_args_parse() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            probe: ProbeArgs,
+        }
+        let cli = Cli::try_parse_from([
+            "x",
+            "--root",
+            "/tmp/lab",
+            "--canary-port",
+            "8080",
+            "--outside-pid",
+            "42",
+        ])
+        .unwrap();
+        let cfg = crate::probe::ProbeConfig::from(cli.probe);
+        assert_eq!(cfg.root, std::path::Path::new("/tmp/lab"));
+        assert_eq!(cfg.canary_port, Some(8080));
+        assert_eq!(cfg.outside_pid, Some(42));
+        assert!(Cli::try_parse_from(["x", "--root", "/r", "--outside-pid", "1"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--root", "/r", "--outside-pid", "-5"]).is_err());
+        assert!(Cli::try_parse_from(["x"]).is_err());
+    }
 }

@@ -5,9 +5,12 @@
 //! process in the kernel (`sandbox`). `policy` says what is allowed, `profile` what each tool
 //! of a server does.
 
+pub mod app;
 pub mod approval;
 pub mod audit;
 pub mod check;
+mod cli;
+mod commands;
 pub mod compare;
 pub mod content;
 pub mod egress;

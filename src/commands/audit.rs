@@ -3,8 +3,8 @@
 use std::io::Write;
 use std::path::Path;
 
-use capjail::audit::{self, ShowFilter};
-use capjail::exit;
+use crate::audit::{self, ShowFilter};
+use crate::exit;
 
 use crate::cli::{AuditCommand, PolicyArgs};
 

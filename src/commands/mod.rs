@@ -11,8 +11,8 @@ mod wrap;
 
 use std::path::Path;
 
-use capjail::exit;
-use capjail::policy::{builtin, Policy, PolicyError};
+use crate::exit;
+use crate::policy::{builtin, Policy, PolicyError};
 
 use crate::cli::{Command, PolicyArgs};
 
@@ -24,7 +24,7 @@ pub fn dispatch(command: Command) -> i32 {
         Command::Policy(cmd) => policy::policy(cmd),
         Command::Audit(cmd) => audit::audit(cmd),
         Command::Pins(cmd) => pins::pins(cmd),
-        Command::ProbeServer(args) => capjail::probe::run(args.into()),
+        Command::ProbeServer(args) => crate::probe::run(args.into()),
         Command::Doctor { policy, workspace } => {
             kernel::doctor(policy.as_deref(), workspace.as_deref())
         }
@@ -38,7 +38,7 @@ pub fn dispatch(command: Command) -> i32 {
 pub fn load_policy(args: &PolicyArgs) -> Result<Policy, i32> {
     set_workspace(args.workspace.as_deref())?;
     let name = args.policy.as_deref().unwrap_or(builtin::DEFAULT);
-    capjail::policy::load(name).map_err(|e| report_policy_error(&e))
+    crate::policy::load(name).map_err(|e| report_policy_error(&e))
 }
 
 pub fn set_workspace(dir: Option<&Path>) -> Result<(), i32> {
@@ -58,10 +58,10 @@ pub fn report_policy_error(e: &PolicyError) -> i32 {
     exit::POLICY
 }
 
-pub fn load_profile(name: Option<&str>) -> Result<Option<capjail::profile::Profile>, i32> {
+pub fn load_profile(name: Option<&str>) -> Result<Option<crate::profile::Profile>, i32> {
     match name {
         None => Ok(None),
-        Some(n) => capjail::profile::load(n).map(Some).map_err(|e| {
+        Some(n) => crate::profile::load(n).map(Some).map_err(|e| {
             eprintln!("capjail: error: profile: {e}");
             exit::POLICY
         }),

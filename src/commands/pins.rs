@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use capjail::exit;
-use capjail::trust::store::{self, PinFile};
+use crate::exit;
+use crate::trust::store::{self, PinFile};
 use serde_json::Value;
 
 use crate::cli::{PinsArgs, PinsCommand};
@@ -23,7 +23,7 @@ fn location(args: &PinsArgs) -> Result<PathBuf, i32> {
         return Ok(std::path::absolute(p).unwrap_or_else(|_| p.clone()));
     }
     if let Some(name) = &args.policy {
-        let policy = capjail::policy::load(name).map_err(|e| super::report_policy_error(&e))?;
+        let policy = crate::policy::load(name).map_err(|e| super::report_policy_error(&e))?;
         if let Some(p) = policy.trust.pins_file {
             return Ok(p);
         }
@@ -129,7 +129,7 @@ fn diff(file: &PinFile, args: &PinsArgs, tools: &[String]) -> i32 {
 /// One block per pinned member that differs: `- old` / `+ new`, pretty JSON.
 fn member_diff(old: Option<&Value>, new: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    for k in capjail::trust::digest::PINNED_MEMBERS {
+    for k in crate::trust::digest::PINNED_MEMBERS {
         let a = old.and_then(|o| o.get(*k));
         let b = new.get(*k);
         if a == b {

@@ -1,7 +1,7 @@
 //! `capjail policy list | show | validate`.
 
-use capjail::exit;
-use capjail::policy::builtin;
+use crate::exit;
+use crate::policy::builtin;
 
 use crate::cli::PolicyCommand;
 
@@ -22,9 +22,9 @@ pub fn policy(cmd: PolicyCommand) -> i32 {
             if let Err(code) = super::set_workspace(workspace.as_deref()) {
                 return code;
             }
-            match capjail::policy::load(&policy) {
+            match crate::policy::load(&policy) {
                 Ok(p) => {
-                    print!("{}", capjail::policy::effective_yaml(&p));
+                    print!("{}", crate::policy::effective_yaml(&p));
                     0
                 }
                 Err(e) => super::report_policy_error(&e),
@@ -37,14 +37,14 @@ pub fn policy(cmd: PolicyCommand) -> i32 {
             command,
         } => super::kernel::explain(&policy, workspace.as_deref(), json, &command),
         PolicyCommand::Schema => {
-            let schema = schemars::schema_for!(capjail::policy::PolicyFile);
+            let schema = schemars::schema_for!(crate::policy::PolicyFile);
             println!(
                 "{}",
                 serde_json::to_string_pretty(&schema).expect("a schema serialises")
             );
             0
         }
-        PolicyCommand::Validate { file } => match capjail::policy::load_file(&file) {
+        PolicyCommand::Validate { file } => match crate::policy::load_file(&file) {
             Ok(p) => {
                 println!("{}: valid policy `{}`", file.display(), p.name);
                 0

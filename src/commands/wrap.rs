@@ -1,10 +1,10 @@
 //! `capjail wrap` / `capjail unwrap`: find the MCP client configs, show the diff, write, keep
-//! (or restore) the backup. The rewriting itself is `capjail::wrap` (pure).
+//! (or restore) the backup. The rewriting itself is `crate::wrap` (pure).
 
 use std::path::{Path, PathBuf};
 
-use capjail::exit;
-use capjail::wrap::{self, diff::line_diff, Rewrite, WrapOptions};
+use crate::exit;
+use crate::wrap::{self, diff::line_diff, Rewrite, WrapOptions};
 use sha2::{Digest, Sha256};
 
 use crate::cli::WrapArgs;

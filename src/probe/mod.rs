@@ -29,20 +29,6 @@ pub use protocol::handle;
 /// Lines longer than this are answered with a parse error (and skipped without buffering them).
 pub const MAX_LINE: usize = 32 * 1024 * 1024;
 
-/// `capjail probe-server` options. CLI only: nothing is read from the environment.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ProbeArgs {
-    /// Lab root (the tree built by `probe::lab::make_lab`); tool paths are relative to it.
-    #[arg(long, value_name = "DIR")]
-    pub root: PathBuf,
-    /// Loopback TCP port of the canary listener (`ping_home` connects to 127.0.0.1:PORT).
-    #[arg(long, value_name = "PORT")]
-    pub canary_port: Option<u16>,
-    /// A process outside the sandbox: target of `peek outside`, `signal` and `trace`.
-    #[arg(long, value_name = "PID", value_parser = clap::value_parser!(i32).range(2..))]
-    pub outside_pid: Option<i32>,
-}
-
 /// What the probe works against.
 #[derive(Debug, Clone)]
 pub struct ProbeConfig {
@@ -66,16 +52,6 @@ impl ProbeConfig {
             outside_pid: None,
             net_timeout: Duration::from_secs(2),
             spawn_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-impl From<ProbeArgs> for ProbeConfig {
-    fn from(a: ProbeArgs) -> Self {
-        Self {
-            canary_port: a.canary_port,
-            outside_pid: a.outside_pid,
-            ..Self::new(a.root)
         }
     }
 }
@@ -179,7 +155,6 @@ fn read_line_bounded<R: BufRead>(
 mod tests {
     use super::*;
     use serde_json::{json, Value};
-    use std::path::Path;
 
     fn lab() -> (tempfile::TempDir, LabTokens, ProbeConfig) {
         let dir = tempfile::tempdir().unwrap();
@@ -493,30 +468,4 @@ mod tests {
         assert_eq!(read_line_bounded(&mut r, &mut buf, 10).unwrap(), None);
     }
 
-    #[test]
-    fn probe_args_parse() {
-        use clap::Parser;
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            probe: ProbeArgs,
-        }
-        let cli = Cli::try_parse_from([
-            "x",
-            "--root",
-            "/tmp/lab",
-            "--canary-port",
-            "8080",
-            "--outside-pid",
-            "42",
-        ])
-        .unwrap();
-        let cfg = ProbeConfig::from(cli.probe);
-        assert_eq!(cfg.root, Path::new("/tmp/lab"));
-        assert_eq!(cfg.canary_port, Some(8080));
-        assert_eq!(cfg.outside_pid, Some(42));
-        assert!(Cli::try_parse_from(["x", "--root", "/r", "--outside-pid", "1"]).is_err());
-        assert!(Cli::try_parse_from(["x", "--root", "/r", "--outside-pid", "-5"]).is_err());
-        assert!(Cli::try_parse_from(["x"]).is_err());
-    }
 }
