@@ -6,20 +6,20 @@
 //! of a server does.
 
 pub mod app;
-pub mod approval;
+mod approval;
 pub mod audit;
 pub mod check;
 mod cli;
 mod commands;
-pub mod compare;
+mod compare;
 pub mod content;
-pub mod egress;
-pub mod exit;
-pub mod jsonrpc;
+mod egress;
+mod exit;
+mod jsonrpc;
 pub mod policy;
-pub mod probe;
-pub mod profile;
-pub mod proxy;
+mod probe;
+mod profile;
+mod proxy;
 pub mod sandbox;
-pub mod trust;
-pub mod wrap;
+mod trust;
+mod wrap;

@@ -11,28 +11,25 @@
 //! - `verify`, `show`, `replay`: the `capjail audit` commands, as functions returning a
 //!   report with its text and exit code.
 
-pub mod canon;
-pub mod event;
-pub mod queue;
-pub mod redact;
-pub mod replay;
-pub mod rotated;
+pub(crate) mod canon;
+pub(crate) mod event;
+pub(crate) mod queue;
+pub(crate) mod redact;
+pub(crate) mod replay;
+pub(crate) mod rotated;
 mod rotated_verify;
-pub mod show;
-pub mod verify;
-pub mod writer;
+pub(crate) mod show;
+pub(crate) mod verify;
+pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};
 
-pub use event::{
-    ApprovalEvent, Counts, DecisionEvent, Direction, Event, FilterAction, FilterEvent, SessionEnd,
-    SessionStart,
-};
-pub use queue::{AuditQueue, Record};
-pub use redact::Redactor;
-pub use replay::{replay, ReplayReport};
-pub use show::{show, ShowFilter};
-pub use verify::{verify, VerifyReport};
+pub use event::{DecisionEvent, Direction, Event};
+pub(crate) use event::{FilterAction, SessionEnd, SessionStart};
+pub(crate) use queue::{AuditQueue, Record};
+pub(crate) use replay::replay;
+pub(crate) use show::{show, ShowFilter};
+pub(crate) use verify::verify;
 pub use writer::AuditLog;
 
 use crate::policy::Policy;
@@ -63,13 +60,13 @@ pub enum AuditError {
 /// Where to write: `--audit FILE` (or `off`), else the policy's `audit.path`, else
 /// `$XDG_STATE_HOME/capjail/audit.jsonl` (`~/.local/state/capjail/audit.jsonl`).
 /// `Ok(None)`: auditing is off (only if the policy allows it).
-pub fn resolve_location(cli: Option<&str>, policy: &Policy) -> Result<Option<PathBuf>, AuditError> {
+pub(crate) fn resolve_location(cli: Option<&str>, policy: &Policy) -> Result<Option<PathBuf>, AuditError> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     resolve_location_with(cli, policy, &|k| std::env::var(k).ok(), &cwd)
 }
 
 /// [`resolve_location`] with the environment and working directory given (pure).
-pub fn resolve_location_with(
+pub(crate) fn resolve_location_with(
     cli: Option<&str>,
     policy: &Policy,
     env: &dyn Fn(&str) -> Option<String>,
@@ -128,7 +125,7 @@ pub fn resolve_location_with(
 pub(crate) mod testutil {
     use crate::policy::{load_str, Policy, PolicySource};
 
-    pub fn policy(text: &str) -> Policy {
+    pub(crate) fn policy(text: &str) -> Policy {
         load_str(text, PolicySource::Inline).unwrap()
     }
 }

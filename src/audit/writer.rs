@@ -65,7 +65,7 @@ impl AuditLog {
     }
 
     /// Open with the policy's `audit.fsync` and `audit.redact`.
-    pub fn open_for_policy(path: &Path, policy: &Policy) -> Result<AuditLog, AuditError> {
+    pub(crate) fn open_for_policy(path: &Path, policy: &Policy) -> Result<AuditLog, AuditError> {
         let section = policy.file.audit.as_ref();
         let fsync = section.and_then(|a| a.fsync).unwrap_or(false);
         let mut log = Self::open_with(path, fsync, Redactor::from_policy(policy))?;
@@ -80,12 +80,12 @@ impl AuditLog {
     }
 
     /// Rotate the file when it reaches `max_bytes` (see `rotated`). Only for regular files.
-    pub fn set_rotation(&mut self, rotation: Option<Rotation>) {
+    pub(crate) fn set_rotation(&mut self, rotation: Option<Rotation>) {
         let regular = std::fs::metadata(&self.path).is_ok_and(|m| m.is_file());
         self.rotation = rotation.filter(|r| regular && r.max_bytes > 0 && r.keep > 0);
     }
 
-    pub fn open_with(path: &Path, fsync: bool, redactor: Redactor) -> Result<AuditLog, AuditError> {
+    pub(crate) fn open_with(path: &Path, fsync: bool, redactor: Redactor) -> Result<AuditLog, AuditError> {
         let io = |source| AuditError::Io {
             path: path.to_path_buf(),
             source,
@@ -131,16 +131,16 @@ impl AuditLog {
         Ok(log)
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
-    pub fn session_id(&self) -> &str {
+    pub(crate) fn session_id(&self) -> &str {
         &self.session
     }
 
     /// This session's allowed / denied / filtered tallies so far.
-    pub fn counts(&self) -> Counts {
+    pub(crate) fn counts(&self) -> Counts {
         self.counts
     }
 
@@ -204,7 +204,7 @@ impl AuditLog {
 
     /// Append records queued by the proxy (see `queue`): one lock, one `write(2)`, one
     /// optional fsync for all of them. Each record keeps the time it carries.
-    pub fn record_batch(&mut self, records: &[Record]) -> Result<(), AuditError> {
+    pub(crate) fn record_batch(&mut self, records: &[Record]) -> Result<(), AuditError> {
         if records.is_empty() {
             return Ok(());
         }

@@ -8,7 +8,7 @@ use crate::policy::{HostPattern, Rule, RuleKind, RuleSet};
 
 /// What the rules say about one access.
 #[derive(Debug, Clone, PartialEq)]
-pub enum RuleVerdict<'r> {
+pub(crate) enum RuleVerdict<'r> {
     /// No rule governs this capability: the rules have nothing to say.
     NotGoverned,
     Allowed(&'r Rule),
@@ -18,7 +18,7 @@ pub enum RuleVerdict<'r> {
     NoAllowMatched,
 }
 
-pub fn evaluate<'r>(
+pub(crate) fn evaluate<'r>(
     rules: &'r RuleSet,
     access: &Access,
     tool: Option<&str>,
@@ -47,7 +47,7 @@ pub fn evaluate<'r>(
 }
 
 /// Does every condition of `rule` hold for this access?
-pub fn matches(rule: &Rule, access: &Access, tool: Option<&str>, method: &str) -> bool {
+pub(crate) fn matches(rule: &Rule, access: &Access, tool: Option<&str>, method: &str) -> bool {
     if let Some(c) = &rule.capability {
         if !c.matches(&access.capability) {
             return false;
@@ -88,7 +88,7 @@ pub fn matches(rule: &Rule, access: &Access, tool: Option<&str>, method: &str) -
 
 /// `allowed_hosts` / rule `host` matching: exact name, or `*.domain` for strict sub-domains;
 /// a pattern without a port admits any port.
-pub fn host_matches(pattern: &HostPattern, host: &str, port: u16) -> bool {
+pub(crate) fn host_matches(pattern: &HostPattern, host: &str, port: u16) -> bool {
     if let Some(p) = pattern.port {
         if p != port {
             return false;
@@ -104,7 +104,7 @@ pub fn host_matches(pattern: &HostPattern, host: &str, port: u16) -> bool {
 }
 
 /// Does `path` fall under `prefix`? (Exposed for callers outside the rules.)
-pub fn path_under(path: &Path, prefix: &Path) -> bool {
+pub(crate) fn path_under(path: &Path, prefix: &Path) -> bool {
     super::path::is_within(path, prefix)
 }
 

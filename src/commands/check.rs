@@ -12,7 +12,7 @@ use crate::jsonrpc::{self, parse_strict, ParseError, Shape};
 
 use crate::cli::CheckArgs;
 
-pub fn check(args: CheckArgs) -> i32 {
+pub(crate) fn check(args: CheckArgs) -> i32 {
     let policy = match super::load_policy(&args.policy) {
         Ok(p) => p,
         Err(code) => return code,

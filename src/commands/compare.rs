@@ -7,7 +7,7 @@ use crate::exit;
 
 use crate::cli::{CompareArgs, CompareServer};
 
-pub fn compare(args: CompareArgs) -> i32 {
+pub(crate) fn compare(args: CompareArgs) -> i32 {
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {

@@ -9,7 +9,7 @@ use crate::proxy::CommandHook;
 use crate::sandbox::Mode;
 
 /// The confinement hook, what the kernel enforces, and the egress point when it applies.
-pub type Confinement = (
+pub(crate) type Confinement = (
     Option<CommandHook>,
     String,
     Option<crate::egress::launch::EgressStart>,
@@ -18,7 +18,7 @@ pub type Confinement = (
 /// The hook that confines the server, and what the kernel enforces (for the log and the audit).
 /// `Ok(None)`: `--dry-run` printed the plan.
 #[cfg(target_os = "linux")]
-pub fn confinement(
+pub(crate) fn confinement(
     policy: &Policy,
     argv: &[String],
     mode: Mode,
@@ -109,7 +109,7 @@ pub fn confinement(
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn confinement(
+pub(crate) fn confinement(
     policy: &Policy,
     _argv: &[String],
     _mode: Mode,
@@ -130,7 +130,7 @@ pub fn confinement(
     )))
 }
 
-pub fn doctor(policy: Option<&str>, workspace: Option<&Path>) -> i32 {
+pub(crate) fn doctor(policy: Option<&str>, workspace: Option<&Path>) -> i32 {
     if let Err(code) = super::set_workspace(workspace) {
         return code;
     }
@@ -145,7 +145,7 @@ pub fn doctor(policy: Option<&str>, workspace: Option<&Path>) -> i32 {
     0
 }
 
-pub fn explain(policy: &str, workspace: Option<&Path>, json: bool, argv: &[String]) -> i32 {
+pub(crate) fn explain(policy: &str, workspace: Option<&Path>, json: bool, argv: &[String]) -> i32 {
     if let Err(code) = super::set_workspace(workspace) {
         return code;
     }

@@ -16,7 +16,7 @@ use crate::policy::{builtin, Policy, PolicyError};
 
 use crate::cli::{Command, PolicyArgs};
 
-pub fn dispatch(command: Command) -> i32 {
+pub(crate) fn dispatch(command: Command) -> i32 {
     match command {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::check(args),
@@ -35,13 +35,13 @@ pub fn dispatch(command: Command) -> i32 {
 }
 
 /// Load the policy named on the command line (or the default), with `--workspace` applied.
-pub fn load_policy(args: &PolicyArgs) -> Result<Policy, i32> {
+pub(crate) fn load_policy(args: &PolicyArgs) -> Result<Policy, i32> {
     set_workspace(args.workspace.as_deref())?;
     let name = args.policy.as_deref().unwrap_or(builtin::DEFAULT);
     crate::policy::load(name).map_err(|e| report_policy_error(&e))
 }
 
-pub fn set_workspace(dir: Option<&Path>) -> Result<(), i32> {
+pub(crate) fn set_workspace(dir: Option<&Path>) -> Result<(), i32> {
     if let Some(dir) = dir {
         let abs = std::path::absolute(dir).map_err(|e| {
             eprintln!("capjail: error: --workspace {}: {e}", dir.display());
@@ -53,12 +53,12 @@ pub fn set_workspace(dir: Option<&Path>) -> Result<(), i32> {
     Ok(())
 }
 
-pub fn report_policy_error(e: &PolicyError) -> i32 {
+pub(crate) fn report_policy_error(e: &PolicyError) -> i32 {
     eprintln!("capjail: error: policy: {e}");
     exit::POLICY
 }
 
-pub fn load_profile(name: Option<&str>) -> Result<Option<crate::profile::Profile>, i32> {
+pub(crate) fn load_profile(name: Option<&str>) -> Result<Option<crate::profile::Profile>, i32> {
     match name {
         None => Ok(None),
         Some(n) => crate::profile::load(n).map(Some).map_err(|e| {

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::cli::{PinsArgs, PinsCommand};
 
-pub fn pins(cmd: PinsCommand) -> i32 {
+pub(crate) fn pins(cmd: PinsCommand) -> i32 {
     match cmd {
         PinsCommand::Show { args, json } => {
             with_file(&args, |path, file| show(path, file, &args, json))

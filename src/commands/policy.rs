@@ -5,7 +5,7 @@ use crate::policy::builtin;
 
 use crate::cli::PolicyCommand;
 
-pub fn policy(cmd: PolicyCommand) -> i32 {
+pub(crate) fn policy(cmd: PolicyCommand) -> i32 {
     match cmd {
         PolicyCommand::List => {
             for (name, summary) in builtin::summaries() {

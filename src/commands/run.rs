@@ -7,7 +7,7 @@ use crate::proxy::{run as run_proxy, RunConfig, RunError, SpawnError};
 
 use crate::cli::{Mode, RunArgs};
 
-pub fn run(args: RunArgs) -> i32 {
+pub(crate) fn run(args: RunArgs) -> i32 {
     let mut policy = match super::load_policy(&args.policy) {
         Ok(p) => p,
         Err(code) => return code,

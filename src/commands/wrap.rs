@@ -11,7 +11,7 @@ use crate::cli::WrapArgs;
 
 /// The configs of Claude Desktop, Cursor, VS Code and Claude Code that exist, for `home` and
 /// the project directory `cwd`.
-pub fn default_configs(home: &Path, cwd: &Path) -> Vec<PathBuf> {
+pub(crate) fn default_configs(home: &Path, cwd: &Path) -> Vec<PathBuf> {
     [
         home.join(".config/Claude/claude_desktop_config.json"),
         home.join("Library/Application Support/Claude/claude_desktop_config.json"),
@@ -72,7 +72,7 @@ fn report(path: &Path, before: &str, r: &Rewrite, verb: &str) {
     }
 }
 
-pub fn wrap(args: WrapArgs) -> i32 {
+pub(crate) fn wrap(args: WrapArgs) -> i32 {
     let files = match configs(&args) {
         Ok(f) => f,
         Err(c) => return c,
@@ -132,7 +132,7 @@ pub fn wrap(args: WrapArgs) -> i32 {
     code
 }
 
-pub fn unwrap(args: WrapArgs) -> i32 {
+pub(crate) fn unwrap(args: WrapArgs) -> i32 {
     let files = match configs(&args) {
         Ok(f) => f,
         Err(c) => return c,

@@ -16,7 +16,7 @@ fn executes(p: &Policy) -> Vec<String> {
         .unwrap_or_default()
 }
 
-pub fn effective_file(p: &Policy) -> PolicyFile {
+pub(crate) fn effective_file(p: &Policy) -> PolicyFile {
     let filesystem = Some(match &p.filesystem.mounts {
         Some(mounts) => FilesystemSection {
             mode: FilesystemMode::Explicit,
@@ -127,7 +127,7 @@ pub fn effective_file(p: &Policy) -> PolicyFile {
     }
 }
 
-pub fn effective_yaml(p: &Policy) -> String {
+pub(crate) fn effective_yaml(p: &Policy) -> String {
     let body = serde_yaml::to_string(&effective_file(p)).expect("a policy serialises");
     format!("# effective policy, from {}\n{body}", p.source)
 }

@@ -51,7 +51,7 @@ pub fn load(name_or_path: &str) -> Result<Policy, PolicyError> {
     }
 }
 
-pub fn load_file(path: &Path) -> Result<Policy, PolicyError> {
+pub(crate) fn load_file(path: &Path) -> Result<Policy, PolicyError> {
     let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
         path: path.to_path_buf(),
         source,

@@ -8,16 +8,16 @@
 //! nothing else. Every message is written with its newline in one `write` call under the
 //! client-output lock, so replies and relayed lines never interleave.
 
-pub mod catalog;
-pub mod child;
-pub mod client_filter;
-pub mod framing;
+pub(crate) mod catalog;
+pub(crate) mod child;
+pub(crate) mod client_filter;
+pub(crate) mod framing;
 mod held;
-pub mod outbox;
-pub mod recorder;
-pub mod roots;
-pub mod server_filter;
-pub mod session;
+pub(crate) mod outbox;
+pub(crate) mod recorder;
+pub(crate) mod roots;
+pub(crate) mod server_filter;
+pub(crate) mod session;
 
 use std::fs::File;
 use std::io::{self, BufReader, Write};
@@ -42,42 +42,42 @@ use crate::jsonrpc::{self, code};
 use crate::policy::Policy;
 use crate::profile::Profile;
 
-pub use child::SpawnError;
+pub(crate) use child::SpawnError;
 
 /// Longest server line relayed (responses can be large: a 16 MiB file read).
-pub const MAX_SERVER_LINE_BYTES: usize = 256 * 1024 * 1024;
+pub(crate) const MAX_SERVER_LINE_BYTES: usize = 256 * 1024 * 1024;
 const PUMP_BUFFER: usize = 256 * 1024;
 
 /// A hook that adds confinement to the server's command before it is spawned.
-pub type CommandHook = Box<dyn FnOnce(&mut Command) -> io::Result<()>>;
+pub(crate) type CommandHook = Box<dyn FnOnce(&mut Command) -> io::Result<()>>;
 
-pub struct RunConfig {
-    pub policy: Arc<Policy>,
-    pub argv: Vec<String>,
-    pub forced_profile: Option<Profile>,
+pub(crate) struct RunConfig {
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) argv: Vec<String>,
+    pub(crate) forced_profile: Option<Profile>,
     /// The server's working directory (relative paths in tool arguments resolve against it).
-    pub cwd: PathBuf,
+    pub(crate) cwd: PathBuf,
     /// Check messages (proxy layer). When false, lines are relayed unchecked.
-    pub filter: bool,
+    pub(crate) filter: bool,
     /// Kernel confinement, applied to the command before spawning.
-    pub confine: Option<CommandHook>,
+    pub(crate) confine: Option<CommandHook>,
     /// The audit log, when auditing is on.
-    pub audit: Option<AuditLog>,
+    pub(crate) audit: Option<AuditLog>,
     /// The server's environment (the policy's allowlist applied), set in every mode; `None`:
     /// it inherits capjail's.
-    pub env: Option<Vec<(String, String)>>,
+    pub(crate) env: Option<Vec<(String, String)>>,
     /// For the audit log's session record: the layers in force, what the kernel enforces.
-    pub mode_label: String,
-    pub kernel_label: String,
+    pub(crate) mode_label: String,
+    pub(crate) kernel_label: String,
     /// Where tool definitions are pinned (`trust`).
-    pub pins: crate::trust::PinsConfig,
+    pub(crate) pins: crate::trust::PinsConfig,
     /// The egress point, started once the server's network namespace handed out its listener
     /// (`network: allowlist` in kernel/full mode; see `crate::egress`).
-    pub egress: Option<crate::egress::launch::EgressStart>,
+    pub(crate) egress: Option<crate::egress::launch::EgressStart>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {
+pub(crate) enum RunError {
     #[error(transparent)]
     Spawn(#[from] SpawnError),
     #[error("{0}")]
@@ -98,7 +98,7 @@ enum PumpEvent {
 }
 
 /// Run the server behind the proxy; returns the exit code for capjail.
-pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
+pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
     let grace = cfg.policy.limits.grace;
     let kernel_backstop = cfg.confine.is_some();
     let mut cmd = child::command(&cfg.argv);
