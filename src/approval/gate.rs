@@ -223,10 +223,6 @@ pub(crate) struct Hold {
 }
 
 impl Hold {
-    /// The id the held request occupies.
-    pub(crate) fn id(&self) -> &Value {
-        &self.id
-    }
 
     /// Ask; forward `line` unchanged on approval, or answer the client with the refusal.
     pub(crate) fn start(self, line: Vec<u8>) {

@@ -171,6 +171,7 @@ pub(crate) fn chain_hash(prev: &str, body: &[u8]) -> String {
     String::from_utf8(hex.to_vec()).expect("hex is ASCII")
 }
 
+#[cfg(test)]
 /// Serialise a record (which must not hold `hash`) into its line, newline included.
 /// Returns the line and the record's hash.
 pub(crate) fn encode_line(record: &Map<String, Value>, prev: &str) -> (Vec<u8>, String) {

@@ -188,14 +188,12 @@ pub(crate) struct AuditQueue {
     shared: Arc<Shared>,
     writer: Option<JoinHandle<()>>,
     path: PathBuf,
-    session: String,
 }
 
 impl AuditQueue {
     /// Move `log` to a new writer thread.
     pub(crate) fn start(log: AuditLog) -> std::io::Result<AuditQueue> {
         let path = log.path().to_path_buf();
-        let session = log.session_id().to_string();
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             work: Condvar::new(),
@@ -211,16 +209,7 @@ impl AuditQueue {
             shared,
             writer: Some(writer),
             path,
-            session,
         })
-    }
-
-    pub(crate) fn path(&self) -> &std::path::Path {
-        &self.path
-    }
-
-    pub(crate) fn session_id(&self) -> &str {
-        &self.session
     }
 
     /// Queue a record whose request was `weight` bytes long. Blocks while the queue is full;

@@ -139,6 +139,7 @@ impl AuditLog {
         &self.session
     }
 
+    #[cfg(test)]
     /// This session's allowed / denied / filtered tallies so far.
     pub(crate) fn counts(&self) -> Counts {
         self.counts

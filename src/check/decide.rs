@@ -14,7 +14,7 @@
 //! The first refusal decides. Pure except for [`World`] (symlinks, DNS).
 
 use std::borrow::Cow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -707,17 +707,6 @@ impl ToolCatalog for StaticCatalog {
     fn profile_name(&self) -> Option<&str> {
         self.name.as_deref()
     }
-}
-
-/// Used by tests: the path a decision resolved, for assertions.
-pub(crate) fn resolved_paths(d: &Decision) -> Vec<PathBuf> {
-    d.accesses
-        .iter()
-        .filter_map(|a| match &a.resource {
-            Resource::Path { resolved, .. } => Some(resolved.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 #[cfg(test)]

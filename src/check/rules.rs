@@ -1,7 +1,6 @@
 //! Capability rules: deny > require_approval > allow; an access to a capability the rules
 //! govern that no rule allows is denied.
 
-use std::path::Path;
 
 use super::{Access, Resource};
 use crate::policy::{HostPattern, Rule, RuleKind, RuleSet};
@@ -101,11 +100,6 @@ pub(crate) fn host_matches(pattern: &HostPattern, host: &str, port: u16) -> bool
     } else {
         host == pattern.host
     }
-}
-
-/// Does `path` fall under `prefix`? (Exposed for callers outside the rules.)
-pub(crate) fn path_under(path: &Path, prefix: &Path) -> bool {
-    super::path::is_within(path, prefix)
 }
 
 #[cfg(test)]

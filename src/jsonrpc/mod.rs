@@ -10,7 +10,6 @@ pub(crate) use strict::{parse_strict, validate_strict, ParseError};
 pub(crate) mod code {
     pub(crate) const PARSE_ERROR: i64 = -32700;
     pub(crate) const INVALID_REQUEST: i64 = -32600;
-    pub(crate) const INVALID_PARAMS: i64 = -32602;
     /// A request refused by the policy (MCP Jail's code).
     pub(crate) const POLICY_VIOLATION: i64 = -32001;
 }

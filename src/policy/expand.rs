@@ -120,11 +120,6 @@ fn matching_brace(s: &str) -> Option<usize> {
     None
 }
 
-/// Expand against the process environment.
-pub(crate) fn expand(input: &str) -> Result<String, ExpandError> {
-    expand_with(input, &|k| std::env::var(k).ok())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

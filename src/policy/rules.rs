@@ -95,9 +95,6 @@ pub(crate) struct RuleSet {
 }
 
 impl RuleSet {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
 
     /// Does any rule speak about this capability? Then it is governed by the rules, and an
     /// access no rule allows is denied.

@@ -26,7 +26,6 @@ use std::path::Path;
 
 /// Lab-relative paths, shared by the probe tools and the judges.
 pub(crate) mod paths {
-    pub(crate) const WS: &str = "ws";
     pub(crate) const NOTES: &str = "ws/notes.txt";
     pub(crate) const SUB_README: &str = "ws/sub/readme.md";
     pub(crate) const LINK_DIR: &str = "ws/link_dir";
@@ -37,6 +36,7 @@ pub(crate) mod paths {
     pub(crate) const ID_RSA: &str = "secret/id_rsa";
     pub(crate) const AWS_CREDENTIALS: &str = "secret/.aws/credentials";
     /// Where a write through `ws/new_link` lands.
+    #[cfg(test)]
     pub(crate) const NEWFILE: &str = "secret/newfile";
     pub(crate) const SHADOW: &str = "etc_like/shadow";
     pub(crate) const CRON_D: &str = "etc_like/cron.d";
@@ -94,6 +94,7 @@ impl LabTokens {
         ]
     }
 
+    #[cfg(test)]
     /// The first secret token that occurs in `text`, if any.
     pub(crate) fn leaked_in<'a>(&'a self, text: &str) -> Option<&'a str> {
         self.secrets().into_iter().find(|t| text.contains(t))

@@ -110,6 +110,7 @@ impl Outbox {
         })
     }
 
+    #[cfg(test)]
     /// An outbox whose lines go nowhere (`capjail check`, unit tests).
     pub(crate) fn discarding() -> Arc<Outbox> {
         Outbox::new(Box::new(io::sink()), Box::new(io::sink()))
@@ -177,15 +178,6 @@ impl Outbox {
             return Err(e);
         }
         Ok(id)
-    }
-
-    /// Send a notification of capjail's own to the server.
-    pub(crate) fn notify_server(&self, method: &str, params: Option<Value>) -> io::Result<()> {
-        let mut msg = json!({"jsonrpc": "2.0", "method": method});
-        if let Some(p) = params {
-            msg["params"] = p;
-        }
-        self.send_to_server(&serde_json::to_vec(&msg).map_err(io::Error::other)?)
     }
 
     /// If `id` is one of capjail's own requests to `from`, take its callback (the filters

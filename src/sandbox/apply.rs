@@ -250,9 +250,3 @@ fn confine_child(c: &ChildSide, parent_pid: libc::pid_t) -> Result<(), i32> {
     }
     Ok(())
 }
-
-/// Kill the server's whole process group (it is a session leader: pgid == pid).
-pub(crate) fn kill_process_group(pid: u32) {
-    // SAFETY: kill(2) on a negative pid = process group.
-    unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
-}

@@ -260,23 +260,6 @@ impl Enforcement {
             .collect()
     }
 
-    pub(crate) fn log(&self) {
-        match self.overall() {
-            Overall::Full => tracing::info!("{}", self.summary()),
-            _ => {
-                tracing::warn!("{}", self.summary());
-                for g in self.gaps() {
-                    tracing::warn!("  not enforced: {g}");
-                }
-            }
-        }
-        for s in &self.skipped_rules {
-            tracing::debug!("landlock rule skipped: {s}");
-        }
-        for w in &self.seccomp_walls {
-            tracing::debug!("seccomp: {w}");
-        }
-    }
 }
 
 #[cfg(test)]

@@ -131,7 +131,6 @@ struct PathRule {
 /// Everything the child needs, prepared in the parent.
 #[derive(Debug)]
 pub(crate) struct PreparedLandlock {
-    pub(crate) abi: u32,
     pub(crate) attr: RulesetAttr,
     paths: Vec<PathRule>,
     ports: Vec<u64>,
@@ -162,7 +161,6 @@ impl PreparedLandlock {
         }
         attr.scoped &= scopes_for_abi(abi);
         let mut prepared = PreparedLandlock {
-            abi,
             attr,
             paths: Vec::new(),
             ports: Vec::new(),
@@ -282,19 +280,6 @@ impl PreparedLandlock {
             }
         }
         Ok(c)
-    }
-
-    /// For a single-threaded process that may allocate (not between fork and exec of a
-    /// threaded parent): build the same rules with the crate, `/proc/self` included, and
-    /// restrict this process (no_new_privs set by the crate). The crate's status says what
-    /// was enforced.
-    pub(crate) fn restrict_self_with_crate(&self) -> Result<landlock::RestrictionStatus, String> {
-        if !self.handles_anything() {
-            return Err("nothing to restrict".into());
-        }
-        self.with_crate(true)?
-            .restrict_self()
-            .map_err(|e| e.to_string())
     }
 
     pub(crate) fn handles_anything(&self) -> bool {

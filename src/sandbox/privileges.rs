@@ -42,10 +42,6 @@ impl PreparedPrivileges {
         }
     }
 
-    /// Can the child end up with no capability and no way back?
-    pub(crate) fn fully_droppable(&self) -> bool {
-        self.can_setpcap || !self.has_caps
-    }
 }
 
 #[repr(C)]

@@ -458,6 +458,7 @@ pub(crate) struct Walls {
 }
 
 impl Walls {
+    #[cfg(test)]
     pub(crate) const STRICT: Walls = Walls {
         mount_namespace: false,
         ipc_namespace: false,
@@ -619,6 +620,7 @@ fn stmt(code: u32, k: u32) -> libc::sock_filter {
     jump(code, k, 0, 0)
 }
 
+#[cfg(test)]
 pub(crate) const fn errno_action(e: i32) -> u32 {
     libc::SECCOMP_RET_ERRNO | (e as u32 & libc::SECCOMP_RET_DATA)
 }
@@ -654,6 +656,7 @@ fn link(out: &mut Vec<libc::sock_filter>, rules: Rules, errno: i32) {
     }
 }
 
+#[cfg(test)]
 /// The strictest filter ([`Walls::STRICT`]). `sockets: None`: every family but AF_UNIX is
 /// left alone (network `all`).
 pub(crate) fn compile(sockets: Option<&SocketFilter>) -> Vec<libc::sock_filter> {
