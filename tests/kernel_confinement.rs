@@ -64,7 +64,7 @@ fn features_or_skip(need_abi: u32) -> Option<KernelFeatures> {
         Ok(_) => {}
     }
     if let Err(e) = &f.seccomp {
-        crate::support::skip_test(module_path!(), &format!("{e}"));
+        crate::support::skip_test(module_path!(), &e.to_string());
         return None;
     }
     Some(f)

@@ -479,7 +479,6 @@ fn python_legacy_x_mcp_server_fetch_handshake() {
 // ---------------------------------------------------------------------------------------------
 
 /// Fixed identities and dates so that both runs make the same commits (same hashes).
-
 fn git_pair(mode: &str, generation: &str) {
     let (_d, dir) = tmp();
     let repo = dir.join("ws");

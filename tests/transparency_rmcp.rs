@@ -1101,7 +1101,6 @@ fn rmcp_initialize_x_mcp_server_fetch_handshake() {
 // ---------------------------------------------------------------------------------------------
 
 /// Fixed identities and dates so that both runs make the same commits (same hashes).
-
 fn git_pair(lifecycle: ClientLifecycleMode, generation: &str) {
     let (_d, dir, repo) = tmp_ws();
     let r = repo.display().to_string();

@@ -368,7 +368,7 @@ mod tests {
         ));
         let v = r("/tmp/a%2520b");
         assert_eq!(v, ["/tmp/a b", "/tmp/a%20b", "/tmp/a%2520b"]);
-        let deep = format!("/tmp/{}", "%25".repeat(1) + "252525252e");
+        let deep = format!("/tmp/{}", "%25".to_string() + "252525252e");
         assert!(path_readings(&deep, &ctx()).is_err());
     }
 
