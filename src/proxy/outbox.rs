@@ -88,7 +88,7 @@ impl Durability {
             .last_seq;
         self.watermark
             .wait(seq)
-            .map_err(|e| io::Error::other(format!("cannot record a decision: {e}")))
+            .map_err(|e| super::fatal::AuditFailure::io(format!("cannot record a decision: {e}")))
     }
 }
 

@@ -190,7 +190,7 @@ impl Recorder {
 }
 
 fn io_error(e: AuditError) -> std::io::Error {
-    std::io::Error::other(e.to_string())
+    super::fatal::AuditFailure::io(e)
 }
 
 impl Recorder {
