@@ -391,7 +391,7 @@ mod tests {
             id: Some(json!(i)),
             params: Some(json!({"name": "echo", "arguments": {"n": i}})),
             decision: Decision {
-                verdict: if i % 3 == 0 {
+                verdict: if i.is_multiple_of(3) {
                     Verdict::Deny
                 } else {
                     Verdict::Allow

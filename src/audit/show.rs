@@ -27,13 +27,13 @@ impl ShowFilter {
             && self
                 .since
                 .as_deref()
-                .map_or(true, |s| field("time").is_some_and(|t| t >= s))
+                .is_none_or(|s| field("time").is_some_and(|t| t >= s))
     }
 }
 
 /// No filter, or the field has the wanted value.
 fn wanted(filter: Option<&str>, value: Option<&str>) -> bool {
-    filter.map_or(true, |want| value == Some(want))
+    filter.is_none_or(|want| value == Some(want))
 }
 
 /// Read `path` and render it (`json`: the matching lines as they are in the file).

@@ -467,7 +467,7 @@ fn scan_tail(file: &File, size: u64) -> std::io::Result<Tail> {
 /// Pure part of [`scan_tail`]: `buf` is the file from offset `start` to its end. `None`: the
 /// window holds no complete record and does not reach the start of the file.
 fn tail_of(buf: &[u8], start: u64) -> Option<Tail> {
-    let terminated = buf.last().map_or(true, |&b| b == b'\n');
+    let terminated = buf.last().is_none_or(|&b| b == b'\n');
     let mut tail = Tail {
         terminated,
         ..Tail::default()

@@ -593,7 +593,7 @@ fn allowlist_refusal(patterns: &[HostPattern], target: &Target, host: &str, port
 /// Is `p` an entry for this IP address (and port)?
 fn pattern_names_ip(p: &HostPattern, ip: IpAddr, port: u16) -> bool {
     !p.wildcard
-        && p.port.map_or(true, |pp| pp == port)
+        && p.port.is_none_or(|pp| pp == port)
         && parse_ip_literal(&p.host).is_some_and(|pip| canonical_ip(pip) == canonical_ip(ip))
 }
 

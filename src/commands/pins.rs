@@ -54,7 +54,7 @@ fn selected<'a>(
 ) -> impl Iterator<Item = (&'a String, &'a store::ServerPins)> + 'a {
     file.servers
         .iter()
-        .filter(move |(k, _)| args.server.as_ref().map_or(true, |s| s == *k))
+        .filter(move |(k, _)| args.server.as_ref().is_none_or(|s| s == *k))
 }
 
 fn show(path: &std::path::Path, file: &PinFile, args: &PinsArgs, json: bool) -> i32 {
