@@ -1,4 +1,9 @@
-//! THE AUDIT LOG: every decision, written before it takes effect, in a tamper-evident file.
+//! THE AUDIT LOG: every decision, in a tamper-evident file.
+//!
+//! The proxy hands each decision to a writer thread (`queue`) as it decides; an allowed request
+//! is forwarded only once the file holds its record (the proxy waits for the queue's
+//! watermark, `proxy::held`), and a failed write stops the session with the audit status
+//! (`queue` says what may then be decided but unwritten).
 //!
 //! One JSON object per line; each line carries the SHA-256 of the previous one, so editing,
 //! deleting, inserting or reordering lines breaks the chain at a line `verify` can name. The
@@ -7,6 +12,7 @@
 //! - `canon`: canonical JSON, the chain hash, a line <-> its parts (pure);
 //! - `event`: what the proxy records ([`Event`]) and the record built from it (pure);
 //! - `redact`: secret arguments replaced by a digest (pure);
+//! - `queue`: [`AuditQueue`], the bounded queue and the writer thread in front of the file;
 //! - `writer`: [`AuditLog`], appending under `flock` with torn-tail recovery (file I/O);
 //! - `verify`, `show`, `replay`: the `capjail audit` commands, as functions returning a
 //!   report with its text and exit code.
