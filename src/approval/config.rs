@@ -48,7 +48,9 @@ fn seconds(key: &str, v: f64) -> Result<Duration, (String, String)> {
 }
 
 /// Compile the section; errors are (key, message).
-pub(crate) fn compile(section: Option<&ApprovalSection>) -> Result<ApprovalPolicy, (String, String)> {
+pub(crate) fn compile(
+    section: Option<&ApprovalSection>,
+) -> Result<ApprovalPolicy, (String, String)> {
     let mut p = ApprovalPolicy::default();
     let Some(s) = section else { return Ok(p) };
     if let Some(t) = s.timeout_seconds {

@@ -223,7 +223,6 @@ pub(crate) struct Hold {
 }
 
 impl Hold {
-
     /// Ask; forward `line` unchanged on approval, or answer the client with the refusal.
     pub(crate) fn start(self, line: Vec<u8>) {
         let Hold {

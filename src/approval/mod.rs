@@ -133,7 +133,12 @@ impl Approvals {
     /// Ask about one call. `client_elicits`: may the client be asked with capjail's own
     /// `elicitation/create` request? The answer goes to `done`, on its own thread, after at
     /// most the policy's time limits; the caller returns at once.
-    pub(crate) fn request(self: &Arc<Self>, q: ApprovalQuestion, client_elicits: bool, done: OnAnswer) {
+    pub(crate) fn request(
+        self: &Arc<Self>,
+        q: ApprovalQuestion,
+        client_elicits: bool,
+        done: OnAnswer,
+    ) {
         let me = self.clone();
         let spawned = std::thread::Builder::new()
             .name("approval".into())
@@ -268,6 +273,9 @@ impl std::fmt::Debug for Approvals {
 /// content checks and flows (`action: approval`) and the tool pins (`pins.on_change: approve`)
 /// ask through them. A call is asked about only when its denial says an approval would allow
 /// it, so a policy that asks nothing pays nothing.
-pub(crate) fn for_policy(policy: &crate::policy::Policy, outbox: &Arc<Outbox>) -> Option<Arc<Approvals>> {
+pub(crate) fn for_policy(
+    policy: &crate::policy::Policy,
+    outbox: &Arc<Outbox>,
+) -> Option<Arc<Approvals>> {
     Some(Approvals::new(policy.approval.clone(), outbox.clone()))
 }

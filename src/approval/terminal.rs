@@ -17,7 +17,11 @@ pub(crate) fn available() -> bool {
 }
 
 /// Ask on the terminal; `None` when there is none.
-pub(crate) fn ask(message: &str, remember_allowed: bool, timeout: Duration) -> Option<(Verdict, String)> {
+pub(crate) fn ask(
+    message: &str,
+    remember_allowed: bool,
+    timeout: Duration,
+) -> Option<(Verdict, String)> {
     let mut tty = OpenOptions::new()
         .read(true)
         .write(true)

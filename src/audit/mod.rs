@@ -66,7 +66,10 @@ pub enum AuditError {
 /// Where to write: `--audit FILE` (or `off`), else the policy's `audit.path`, else
 /// `$XDG_STATE_HOME/capjail/audit.jsonl` (`~/.local/state/capjail/audit.jsonl`).
 /// `Ok(None)`: auditing is off (only if the policy allows it).
-pub(crate) fn resolve_location(cli: Option<&str>, policy: &Policy) -> Result<Option<PathBuf>, AuditError> {
+pub(crate) fn resolve_location(
+    cli: Option<&str>,
+    policy: &Policy,
+) -> Result<Option<PathBuf>, AuditError> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     resolve_location_with(cli, policy, &|k| std::env::var(k).ok(), &cwd)
 }

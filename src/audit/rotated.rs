@@ -79,7 +79,11 @@ pub(crate) fn set_of(live: &Path) -> Vec<PathBuf> {
 }
 
 /// The `rotation` record that opens a new live file.
-pub(crate) fn rotation_record(session: &str, previous_file: &Path, max_bytes: u64) -> Map<String, Value> {
+pub(crate) fn rotation_record(
+    session: &str,
+    previous_file: &Path,
+    max_bytes: u64,
+) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("v".into(), super::event::FORMAT_VERSION.into());
     m.insert("kind".into(), "rotation".into());

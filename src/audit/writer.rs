@@ -85,7 +85,11 @@ impl AuditLog {
         self.rotation = rotation.filter(|r| regular && r.max_bytes > 0 && r.keep > 0);
     }
 
-    pub(crate) fn open_with(path: &Path, fsync: bool, redactor: Redactor) -> Result<AuditLog, AuditError> {
+    pub(crate) fn open_with(
+        path: &Path,
+        fsync: bool,
+        redactor: Redactor,
+    ) -> Result<AuditLog, AuditError> {
         let io = |source| AuditError::Io {
             path: path.to_path_buf(),
             source,

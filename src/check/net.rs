@@ -521,7 +521,11 @@ pub(crate) enum HostMatch {
 /// Match a target against `allowed_hosts`; an exact entry wins over a wildcard. Names use
 /// [`host_matches`]; IP literals only match entries that are the same address (compared after
 /// [`canonical_ip`]), never name or wildcard entries.
-pub(crate) fn allowlist_match(patterns: &[HostPattern], target: &Target, port: u16) -> Option<HostMatch> {
+pub(crate) fn allowlist_match(
+    patterns: &[HostPattern],
+    target: &Target,
+    port: u16,
+) -> Option<HostMatch> {
     let mut found = None;
     for p in patterns {
         let hit = entry_admits_port(p, port)

@@ -1,7 +1,6 @@
 //! Capability rules: deny > require_approval > allow; an access to a capability the rules
 //! govern that no rule allows is denied.
 
-
 use super::{Access, Resource};
 use crate::policy::{HostPattern, Rule, RuleKind, RuleSet};
 

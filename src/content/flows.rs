@@ -135,7 +135,11 @@ impl FlowState {
 }
 
 /// The events one allowed call produces.
-pub(crate) fn events_of(accesses: &[Access], sensitive: &dyn Fn(&Path) -> bool, id: &str) -> Vec<Event> {
+pub(crate) fn events_of(
+    accesses: &[Access],
+    sensitive: &dyn Fn(&Path) -> bool,
+    id: &str,
+) -> Vec<Event> {
     let mut out = Vec::new();
     for a in accesses {
         match (&a.resource, a.capability.as_str()) {

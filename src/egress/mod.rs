@@ -32,7 +32,10 @@ pub(crate) mod launch;
 pub(crate) mod launch {
     pub(crate) struct EgressStart;
     impl EgressStart {
-        pub(crate) fn start(self, _: crate::proxy::recorder::SharedRecorder) -> std::io::Result<()> {
+        pub(crate) fn start(
+            self,
+            _: crate::proxy::recorder::SharedRecorder,
+        ) -> std::io::Result<()> {
             Ok(())
         }
     }
@@ -89,7 +92,10 @@ pub(crate) enum Listener {
 
 /// Serve on `listener` in a thread of its own (a single-threaded runtime). The thread ends
 /// when the listener fails (never in normal operation: capjail exits with the session).
-pub(crate) fn spawn(listener: Listener, egress: Egress) -> std::io::Result<std::thread::JoinHandle<()>> {
+pub(crate) fn spawn(
+    listener: Listener,
+    egress: Egress,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     match &listener {
         Listener::Tcp(l) => l.set_nonblocking(true)?,
         Listener::Unix(l) => l.set_nonblocking(true)?,

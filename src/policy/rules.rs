@@ -95,7 +95,6 @@ pub(crate) struct RuleSet {
 }
 
 impl RuleSet {
-
     /// Does any rule speak about this capability? Then it is governed by the rules, and an
     /// access no rule allows is denied.
     pub(crate) fn governs(&self, capability: &str) -> bool {

@@ -467,5 +467,4 @@ mod tests {
         assert_eq!(buf, b"short");
         assert_eq!(read_line_bounded(&mut r, &mut buf, 10).unwrap(), None);
     }
-
 }

@@ -11,7 +11,8 @@ use super::ProbeConfig;
 
 pub(crate) const SERVER_NAME: &str = "capjail-probe";
 /// Handshake-generation revisions `initialize` accepts (echoed back when the client asks for one).
-pub(crate) const LEGACY_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+pub(crate) const LEGACY_VERSIONS: [&str; 4] =
+    ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 /// What `initialize` answers when the client asks for a revision not in [`LEGACY_VERSIONS`].
 pub(crate) const DEFAULT_VERSION: &str = "2025-11-25";
 /// The per-request-metadata generation.

@@ -11,8 +11,8 @@
 pub(crate) mod catalog;
 pub(crate) mod child;
 pub(crate) mod client_filter;
-pub(crate) mod framing;
 pub(crate) mod fatal;
+pub(crate) mod framing;
 mod held;
 pub(crate) mod outbox;
 pub(crate) mod recorder;
@@ -530,7 +530,9 @@ fn pump_client(
                         Ok(o) => o,
                         Err(e) => {
                             let e = match fatal::AuditFailure::find(&e) {
-                                Some(a) => fatal::AuditFailure::io(format!("cannot record a decision: {a}")),
+                                Some(a) => fatal::AuditFailure::io(format!(
+                                    "cannot record a decision: {a}"
+                                )),
                                 None => e,
                             };
                             held.hold(&line, None);

@@ -259,7 +259,6 @@ impl Enforcement {
             .map(|(n, l)| format!("{n}: {l}"))
             .collect()
     }
-
 }
 
 #[cfg(test)]

@@ -147,7 +147,10 @@ fn matches_entry(entry: &str, name: &str) -> bool {
 }
 
 /// Filter `inherited` through the defaults and the policy's `environment` section.
-pub(crate) fn filter_env(inherited: &[(String, String)], section: Option<&EnvironmentSection>) -> EnvPlan {
+pub(crate) fn filter_env(
+    inherited: &[(String, String)],
+    section: Option<&EnvironmentSection>,
+) -> EnvPlan {
     let empty = EnvironmentSection::default();
     let section = section.unwrap_or(&empty);
     let mut plan = EnvPlan {

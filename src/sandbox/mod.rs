@@ -87,9 +87,9 @@ pub use apply::{apply_to, prepare, prepare_with, PreparedSandbox, SandboxError};
 #[cfg(target_os = "linux")]
 pub use doctor::doctor_report;
 #[cfg(target_os = "linux")]
-pub(crate) use enforcement::Overall;
-#[cfg(target_os = "linux")]
 pub use enforcement::KernelFeatures;
+#[cfg(target_os = "linux")]
+pub(crate) use enforcement::Overall;
 #[cfg(target_os = "linux")]
 pub use facts::HostFacts;
 #[cfg(target_os = "linux")]

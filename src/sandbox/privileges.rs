@@ -41,7 +41,6 @@ impl PreparedPrivileges {
             has_caps,
         }
     }
-
 }
 
 #[repr(C)]

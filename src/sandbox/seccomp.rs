@@ -668,7 +668,10 @@ pub(crate) fn compile_for(plan: &SandboxPlan) -> Vec<libc::sock_filter> {
     compile_with(plan.net.socket_filter.as_ref(), &Walls::for_plan(plan))
 }
 
-pub(crate) fn compile_with(sockets: Option<&SocketFilter>, walls: &Walls) -> Vec<libc::sock_filter> {
+pub(crate) fn compile_with(
+    sockets: Option<&SocketFilter>,
+    walls: &Walls,
+) -> Vec<libc::sock_filter> {
     let mut p = Vec::with_capacity(400);
     // The supplement: arch and x32.
     p.push(stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 4));

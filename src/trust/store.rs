@@ -73,7 +73,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 }
 
 /// `$XDG_STATE_HOME/capjail/pins.json`, else `~/.local/state/capjail/pins.json`.
-pub(crate) fn default_location(env: &dyn Fn(&str) -> Option<String>) -> Result<PathBuf, StoreError> {
+pub(crate) fn default_location(
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<PathBuf, StoreError> {
     let state = match env("XDG_STATE_HOME").filter(|s| Path::new(s).is_absolute()) {
         Some(s) => PathBuf::from(s),
         None => PathBuf::from(
@@ -116,7 +118,10 @@ pub(crate) fn load(path: &Path) -> Result<PinFile, StoreError> {
 
 /// Apply `change` to the file under its lock and write it back (only when it changed).
 /// Returns what `change` returned.
-pub(crate) fn update<T>(path: &Path, change: impl FnOnce(&mut PinFile) -> T) -> Result<T, StoreError> {
+pub(crate) fn update<T>(
+    path: &Path,
+    change: impl FnOnce(&mut PinFile) -> T,
+) -> Result<T, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
     }

@@ -123,7 +123,11 @@ impl PlanFile {
 
 /// Replace `cmd` (the server's command, stdio and working directory already set) by the
 /// setup process, executed with the server's environment only.
-pub(crate) fn setup_command(plan_file: &Arc<PlanFile>, env: &[(String, String)], cmd: &mut Command) {
+pub(crate) fn setup_command(
+    plan_file: &Arc<PlanFile>,
+    env: &[(String, String)],
+    cmd: &mut Command,
+) {
     let mut setup =
         Command::new(setup_executable().unwrap_or(std::path::Path::new("/proc/self/exe")));
     let fd = plan_file.0.as_raw_fd();
