@@ -1,4 +1,5 @@
-//! `doctor [POLICY]`: print the kernel layer's machine report (until the CLI wires `capjail doctor`).
+//! `doctor [POLICY]`: print the kernel layer's machine report through the library API (the
+//! same report as `capjail doctor --policy POLICY`).
 fn main() {
     let policy = std::env::args()
         .nth(1)

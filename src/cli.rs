@@ -4,9 +4,64 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub use capjail::sandbox::Mode;
+pub(crate) use crate::sandbox::Mode;
 
-pub const EXIT_CODES: &str = "\
+/// `--mode`: the command-line face of [`Mode`] (library types do not derive clap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ModeArg {
+    /// The stdio JSON-RPC proxy only.
+    Proxy,
+    /// Kernel confinement only (the server's stdio is passed through unchecked).
+    Kernel,
+    /// Both (the default on Linux).
+    Full,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Proxy => Mode::Proxy,
+            ModeArg::Kernel => Mode::Kernel,
+            ModeArg::Full => Mode::Full,
+        }
+    }
+}
+
+impl From<Mode> for ModeArg {
+    fn from(m: Mode) -> Self {
+        match m {
+            Mode::Proxy => ModeArg::Proxy,
+            Mode::Kernel => ModeArg::Kernel,
+            Mode::Full => ModeArg::Full,
+        }
+    }
+}
+
+/// `capjail probe-server` options. CLI only: nothing is read from the environment.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ProbeArgs {
+    /// Lab root (the tree built by `probe::lab::make_lab`); tool paths are relative to it.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) root: PathBuf,
+    /// Loopback TCP port of the canary listener (`ping_home` connects to 127.0.0.1:PORT).
+    #[arg(long, value_name = "PORT")]
+    pub(crate) canary_port: Option<u16>,
+    /// A process outside the sandbox: target of `peek outside`, `signal` and `trace`.
+    #[arg(long, value_name = "PID", value_parser = clap::value_parser!(i32).range(2..))]
+    pub(crate) outside_pid: Option<i32>,
+}
+
+impl From<ProbeArgs> for crate::probe::ProbeConfig {
+    fn from(a: ProbeArgs) -> Self {
+        crate::probe::ProbeConfig {
+            canary_port: a.canary_port,
+            outside_pid: a.outside_pid,
+            ..crate::probe::ProbeConfig::new(a.root)
+        }
+    }
+}
+
+pub(crate) const EXIT_CODES: &str = "\
 EXIT STATUS:
   capjail run    the server's exit status (128+N if a signal N ended it)
   capjail check  0 if every line is allowed, 1 if any is denied
@@ -26,34 +81,34 @@ and checked against the policy; refused calls get a JSON-RPC error (-32001) and 
 server. stdout carries protocol only; logs go to stderr.",
     after_help = EXIT_CODES
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(flatten)]
-    pub log: LogArgs,
+    pub(crate) log: LogArgs,
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Args)]
-pub struct LogArgs {
+pub(crate) struct LogArgs {
     /// More logging on stderr (-v: debug, -vv: trace)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
+    pub(crate) verbose: u8,
     /// Only errors on stderr
     #[arg(short, long, global = true, conflicts_with = "verbose")]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
     /// Log line format on stderr
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run an MCP server behind the policy: capjail run [OPTIONS] -- CMD [ARGS...]
     #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
@@ -85,7 +140,7 @@ pub enum Command {
     Compare(CompareArgs),
     /// A built-in MCP server whose innocently named tools misbehave inside the process (tests, compare)
     #[command(hide = true)]
-    ProbeServer(capjail::probe::ProbeArgs),
+    ProbeServer(ProbeArgs),
     /// Put capjail in front of the stdio MCP servers of Claude Desktop, Cursor, VS Code and Claude Code
     #[command(after_help = WRAP_HELP)]
     Wrap(WrapArgs),
@@ -104,7 +159,7 @@ pub enum Command {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum AuditCommand {
+pub(crate) enum AuditCommand {
     /// Check the hash chain of one or more audit logs; name the first broken record
     #[command(
         after_help = "Without FILE: the log `capjail run` writes to ($CAPJAIL_AUDIT, else the policy's audit.path, else $XDG_STATE_HOME/capjail/audit.jsonl); the file read is named on stderr. A file with rotated files beside it (FILE.1, FILE.2, ...) is verified as a whole set, and against FILE.head when present.\nExit status: 0 if every file verifies, 1 on any break (edited, deleted, inserted, reordered, truncated records, a missing file of a rotated set)."
@@ -134,7 +189,7 @@ pub enum AuditCommand {
     },
 }
 
-pub const WRAP_HELP: &str = "\
+pub(crate) const WRAP_HELP: &str = "\
 Reads (without --config, those that exist): ~/.config/Claude/claude_desktop_config.json (and the
 macOS path), ~/.cursor/mcp.json and ./.cursor/mcp.json, ~/.config/Code/User/mcp.json and
 ./.vscode/mcp.json, ~/.claude.json (top-level and per-project servers) and ./.mcp.json.
@@ -144,70 +199,70 @@ The change is printed as a diff; the original is kept in FILE.capjail-backup.jso
 servers (url, type sse/http) are listed with the reason and left alone.";
 
 #[derive(Debug, Args)]
-pub struct WrapArgs {
+pub(crate) struct WrapArgs {
     /// A client config file (repeatable) instead of the default locations
     #[arg(long, value_name = "FILE")]
-    pub config: Vec<PathBuf>,
+    pub(crate) config: Vec<PathBuf>,
     /// Policy for every server [default: suggested per server]
     #[arg(long, short = 'p', value_name = "NAME|FILE")]
-    pub policy: Option<String>,
+    pub(crate) policy: Option<String>,
     /// The capjail executable written into the configs [default: this one]
     #[arg(long, value_name = "PATH")]
-    pub capjail: Option<PathBuf>,
+    pub(crate) capjail: Option<PathBuf>,
     /// Print what would change, write nothing
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
 }
 
 #[derive(Debug, Args)]
-pub struct PolicyArgs {
+pub(crate) struct PolicyArgs {
     /// Built-in policy name (strict, readonly, workspace, capfence) or a YAML file [default: strict]
     #[arg(long, short = 'p', env = "CAPJAIL_POLICY", value_name = "NAME|FILE")]
-    pub policy: Option<String>,
+    pub(crate) policy: Option<String>,
     /// Directory that `${CAPJAIL_WORKSPACE}` stands for in policies (readonly's /workspace)
     #[arg(long, value_name = "DIR")]
-    pub workspace: Option<PathBuf>,
+    pub(crate) workspace: Option<PathBuf>,
     /// Force a server profile (built-in name or YAML file) instead of detecting it
     #[arg(long, value_name = "NAME|FILE")]
-    pub profile: Option<String>,
+    pub(crate) profile: Option<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     #[command(flatten)]
-    pub policy: PolicyArgs,
+    pub(crate) policy: PolicyArgs,
     /// Which layers enforce the policy: the stdio proxy, kernel confinement (Linux), or both
-    #[arg(long, value_enum, default_value_t = Mode::default())]
-    pub mode: Mode,
+    #[arg(long, value_enum, default_value_t = ModeArg::from(Mode::default()))]
+    pub(crate) mode: ModeArg,
     /// Refuse to start unless the kernel layer is fully enforced (also: policy kernel.require)
     #[arg(long)]
-    pub require_kernel: bool,
+    pub(crate) require_kernel: bool,
     /// Print the sandbox plan (Landlock rules with their reasons, network, environment) and exit
     #[arg(long)]
-    pub dry_run: bool,
+    pub(crate) dry_run: bool,
     /// Working directory of the server (relative paths in tool calls resolve against it)
     #[arg(long, value_name = "DIR")]
-    pub cwd: Option<PathBuf>,
+    pub(crate) cwd: Option<PathBuf>,
     /// Audit log file, or `off` (only where the policy allows it)
     /// [default: the policy's audit.path, else $XDG_STATE_HOME/capjail/audit.jsonl]
     #[arg(long, value_name = "FILE|off", env = "CAPJAIL_AUDIT")]
-    pub audit: Option<String>,
+    pub(crate) audit: Option<String>,
     /// Pin file for the server's tool definitions, or `off`
     /// [default: the policy's pins.file, else $XDG_STATE_HOME/capjail/pins.json]
     #[arg(long, value_name = "FILE|off", env = "CAPJAIL_PINS")]
-    pub pins: Option<String>,
+    pub(crate) pins: Option<String>,
     /// Never pin anything new: a tool without a pin is hidden and refused (CI with a committed pin file)
     #[arg(long)]
-    pub pins_frozen: bool,
+    pub(crate) pins_frozen: bool,
     /// Longest accepted client message in bytes (overrides the policy's proxy.max_line_bytes)
     #[arg(long, value_name = "BYTES")]
-    pub max_line_bytes: Option<usize>,
+    pub(crate) max_line_bytes: Option<usize>,
     /// The MCP server command and its arguments
     #[arg(required = true, last = true, value_name = "CMD")]
-    pub command: Vec<String>,
+    pub(crate) command: Vec<String>,
 }
 
-pub const COMPARE_HELP: &str = "\
+pub(crate) const COMPARE_HELP: &str = "\
 Every case runs in a fresh temporary lab (random canary tokens in secret files, a workspace,
 a prefix-sharing sibling, symlinks out of the workspace), in four columns: the server alone
 (`unconfined`: shows which attacks are real against it), then `capjail run --mode proxy`,
@@ -239,7 +294,7 @@ when more than half the cases could not run against the fallback server), 124 po
 125 usage error.";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum CompareServer {
+pub(crate) enum CompareServer {
     /// The real filesystem server (@modelcontextprotocol/server-filesystem), when installed
     Filesystem,
     /// capjail's built-in probe server
@@ -247,45 +302,45 @@ pub enum CompareServer {
 }
 
 #[derive(Debug, Args)]
-pub struct CompareArgs {
+pub(crate) struct CompareArgs {
     /// Policy for every run: a built-in name or a YAML file
     /// [default: generated per lab: the lab workspace read-write, no network]
     #[arg(long, short = 'p', value_name = "NAME|FILE")]
-    pub policy: Option<String>,
+    pub(crate) policy: Option<String>,
     /// The server under test when no command is given [default: filesystem if installed, else probe]
     #[arg(long, value_enum, conflicts_with = "command")]
-    pub server: Option<CompareServer>,
+    pub(crate) server: Option<CompareServer>,
     /// Print the report as JSON
     #[arg(long, conflicts_with = "markdown")]
-    pub json: bool,
+    pub(crate) json: bool,
     /// Print the report as a markdown table
     #[arg(long)]
-    pub markdown: bool,
+    pub(crate) markdown: bool,
     /// Cases run in parallel
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub jobs: u16,
+    pub(crate) jobs: u16,
     /// Bound on one case, in seconds
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
-    pub timeout: u64,
+    pub(crate) timeout: u64,
     /// The server under test and its arguments (`{lab}`, `{ws}` are substituted per case)
     #[arg(last = true, value_name = "CMD")]
-    pub command: Vec<String>,
+    pub(crate) command: Vec<String>,
 }
 
 #[derive(Debug, Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     #[command(flatten)]
-    pub policy: PolicyArgs,
+    pub(crate) policy: PolicyArgs,
     /// Working directory to resolve relative paths against [default: the current directory]
     #[arg(long, value_name = "DIR")]
-    pub cwd: Option<PathBuf>,
+    pub(crate) cwd: Option<PathBuf>,
     /// Print one line of text per verdict instead of JSON
     #[arg(long)]
-    pub text: bool,
+    pub(crate) text: bool,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum PolicyCommand {
+pub(crate) enum PolicyCommand {
     /// List the built-in policies
     List,
     /// Print the effective policy as YAML (a built-in name or a file)
@@ -323,20 +378,20 @@ pub enum PolicyCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct PinsArgs {
+pub(crate) struct PinsArgs {
     /// Pin file [default: the policy's pins.file, else $XDG_STATE_HOME/capjail/pins.json]
     #[arg(long, value_name = "FILE", env = "CAPJAIL_PINS")]
-    pub pins: Option<PathBuf>,
+    pub(crate) pins: Option<PathBuf>,
     /// Take the pin file from this policy's pins.file
     #[arg(long, short = 'p', value_name = "NAME|FILE")]
-    pub policy: Option<String>,
+    pub(crate) policy: Option<String>,
     /// Only this server (its key as `pins show` prints it)
     #[arg(long, value_name = "KEY")]
-    pub server: Option<String>,
+    pub(crate) server: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum PinsCommand {
+pub(crate) enum PinsCommand {
     /// List the servers and their pinned tools (with changes waiting to be accepted)
     Show {
         #[command(flatten)]
@@ -366,4 +421,36 @@ pub enum PinsCommand {
         #[arg(long)]
         all: bool,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_args_parse() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            probe: ProbeArgs,
+        }
+        let cli = Cli::try_parse_from([
+            "x",
+            "--root",
+            "/tmp/lab",
+            "--canary-port",
+            "8080",
+            "--outside-pid",
+            "42",
+        ])
+        .unwrap();
+        let cfg = crate::probe::ProbeConfig::from(cli.probe);
+        assert_eq!(cfg.root, std::path::Path::new("/tmp/lab"));
+        assert_eq!(cfg.canary_port, Some(8080));
+        assert_eq!(cfg.outside_pid, Some(42));
+        assert!(Cli::try_parse_from(["x", "--root", "/r", "--outside-pid", "1"]).is_err());
+        assert!(Cli::try_parse_from(["x", "--root", "/r", "--outside-pid", "-5"]).is_err());
+        assert!(Cli::try_parse_from(["x"]).is_err());
+    }
 }

@@ -5,18 +5,21 @@
 //! process in the kernel (`sandbox`). `policy` says what is allowed, `profile` what each tool
 //! of a server does.
 
-pub mod approval;
+pub mod app;
+mod approval;
 pub mod audit;
 pub mod check;
-pub mod compare;
+mod cli;
+mod commands;
+mod compare;
 pub mod content;
-pub mod egress;
-pub mod exit;
-pub mod jsonrpc;
+mod egress;
+mod exit;
+mod jsonrpc;
 pub mod policy;
-pub mod probe;
-pub mod profile;
-pub mod proxy;
+mod probe;
+mod profile;
+mod proxy;
 pub mod sandbox;
-pub mod trust;
-pub mod wrap;
+mod trust;
+mod wrap;

@@ -6,14 +6,12 @@
 //! question travels in an `input_required` result); an approver command when the client
 //! cannot ask; raw sessions for what no real client sends (a forged or replayed answer).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 const REASON: &str = "writes need a person";
 

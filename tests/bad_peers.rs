@@ -5,13 +5,11 @@
 //! the garbage is dropped, never forwarded), log each drop on stderr, record it in the audit
 //! log, and keep serving.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 fn bad_server(log: &Path) -> Vec<String> {
     vec![

@@ -4,12 +4,10 @@
 //! written, the canary not hit, the line not reaching the server; plus the exact error for the id.
 //! Baselines show each probe is real: the same attack succeeds without capjail.
 
-mod support;
-
 use std::path::PathBuf;
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 fn ws_rw(lab: &Lab) -> Session {
     let pol = lab.ws_rw_policy();

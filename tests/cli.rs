@@ -2,12 +2,10 @@
 //! server process (stdin EOF -> SIGTERM -> SIGKILL; no process outlives capjail; stderr passes
 //! through; stdout carries protocol only).
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 // ----- policy --------------------------------------------------------------------------------------
 

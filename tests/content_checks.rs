@@ -4,10 +4,8 @@
 //! read of a README followed by a write passes; a withheld environment variable's value does
 //! not leave in a call.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 struct Fx {
     lab: Lab,

@@ -2,10 +2,8 @@
 //! mcp-server-fetch behind capjail, in a network namespace with a loopback canary standing in
 //! for the allowed host (tests/support Isolation).
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 fn policy(lab: &Lab, extra: &str) -> std::path::PathBuf {
     lab.policy(

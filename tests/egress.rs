@@ -6,14 +6,12 @@
 //! 127.0.0.1:53 (tests/fixtures/egress_lab.py). Each attack is also run under `--mode proxy`,
 //! where it must reach its canary: the probe is real.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 const ORIGIN_PORT: u16 = 18081;
 
@@ -96,7 +94,7 @@ fn fetch(s: &mut Session, url: &str) -> serde_json::Value {
 #[test]
 fn fetch_reaches_the_allowed_port_and_no_redirect_leaves_it() {
     if !kernel_available() {
-        return;
+        skip!("the kernel layer is not available here");
     }
     let lab = EgressLab::new();
     let policy = lab.policy("");
@@ -198,7 +196,7 @@ fn run_hijack(lab: &EgressLab, mode: &str, m: &str) -> Output {
 #[test]
 fn a_hijacked_server_reaches_no_canary_and_no_resolver() {
     if !kernel_available() {
-        return;
+        skip!("the kernel layer is not available here");
     }
     let lab = EgressLab::new();
     let m = marker();

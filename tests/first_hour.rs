@@ -1,13 +1,11 @@
 //! The first hour with capjail (issue 12): defaults that cannot open the machine, an audit log
 //! one can live with, the small things, and wiring clients without hand-editing JSON.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 fn run_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(capjail_bin());
@@ -289,8 +287,7 @@ fn errors_have_one_prefix_in_every_subcommand() {
 #[test]
 fn the_confinement_line_is_logged_once() {
     if !kernel_available() {
-        eprintln!("SKIP: no kernel layer");
-        return;
+        skip!("the kernel layer is not available here");
     }
     let lab = Lab::new();
     let log = lab.p("audit.jsonl");

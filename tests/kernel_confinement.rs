@@ -1,7 +1,7 @@
 //! The kernel layer judged by effect, without the proxy: small programs are spawned through
 //! `sandbox::apply_to` and each probe is also run WITHOUT the sandbox, to prove the probe can
 //! succeed (so that a failure under the sandbox means something). A missing kernel feature
-//! prints `SKIP: <reason>` and returns. Network probes use loopback only; every loop is bounded.
+//! is a visible, counted skip (`support::skip_test`). Network probes use loopback only; every loop is bounded.
 #![cfg(target_os = "linux")]
 
 use std::io::Read;
@@ -51,17 +51,20 @@ fn features_or_skip(need_abi: u32) -> Option<KernelFeatures> {
     let f = KernelFeatures::detect();
     match &f.landlock {
         Err(e) => {
-            println!("SKIP: Landlock unavailable: {e}");
+            crate::support::skip_test(module_path!(), &format!("Landlock unavailable: {e}"));
             return None;
         }
         Ok(a) if *a < need_abi => {
-            println!("SKIP: needs Landlock ABI {need_abi}, kernel has {a}");
+            crate::support::skip_test(
+                module_path!(),
+                &format!("needs Landlock ABI {need_abi}, kernel has {a}"),
+            );
             return None;
         }
         Ok(_) => {}
     }
     if let Err(e) = &f.seccomp {
-        println!("SKIP: {e}");
+        crate::support::skip_test(module_path!(), &e.to_string());
         return None;
     }
     Some(f)
@@ -120,7 +123,7 @@ fn out(o: &Output) -> String {
 
 fn python_or_skip() -> bool {
     if !Path::new(PYTHON).exists() {
-        println!("SKIP: {PYTHON} not installed");
+        crate::support::skip_test(module_path!(), &format!("{PYTHON} not installed"));
         return false;
     }
     true
@@ -336,8 +339,11 @@ fn seccomp_io_uring_x32_ptrace_and_namespaces() {
         out(&o)
     );
     if !uring_works {
-        println!(
-            "SKIP(part): io_uring is disabled on this host even without the sandbox: {control}"
+        crate::support::skip_test(
+            module_path!(),
+            &format!(
+                "(part) io_uring is disabled on this host even without the sandbox: {control}"
+            ),
         );
     }
     assert!(control.contains("unshare 0"), "control: {control}");
@@ -428,7 +434,7 @@ fn inherited_descriptors_do_not_reach_the_server() {
 fn node_starts_and_writes_only_in_its_workspace() {
     let Some(_) = features_or_skip(1) else { return };
     if !Path::new("/usr/bin/node").exists() {
-        println!("SKIP: /usr/bin/node not installed");
+        crate::support::skip_test(module_path!(), "/usr/bin/node not installed");
         return;
     }
     let e = setup();

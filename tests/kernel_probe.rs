@@ -6,14 +6,12 @@
 //! under `--mode kernel` and `--mode full` every one is contained, while legitimate work inside
 //! the mounts still succeeds.
 
-mod support;
-
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 /// A process outside the sandbox: holds a secret in its environment, records SIGUSR1.
 struct Outside {
@@ -207,7 +205,7 @@ fn under_proxy_mode_every_in_server_escape_succeeds() {
 #[test]
 fn under_kernel_mode_every_in_server_escape_is_contained() {
     if !kernel_available() {
-        return;
+        skip!("the kernel layer is not available here");
     }
     let e = run_probes("kernel");
     for (what, happened) in e.escapes() {
@@ -226,7 +224,7 @@ fn under_kernel_mode_every_in_server_escape_is_contained() {
 #[test]
 fn under_full_mode_every_in_server_escape_is_contained() {
     if !kernel_available() {
-        return;
+        skip!("the kernel layer is not available here");
     }
     let e = run_probes("full");
     for (what, happened) in e.escapes() {

@@ -1,12 +1,10 @@
 //! Real servers keep working under `--mode full` (proxy + Landlock + seccomp), and the kernel
 //! layer holds on its own (`--mode kernel`) where the proxy is not there to refuse first.
 
-mod support;
-
 use std::process::Command;
 
+use crate::support::*;
 use serde_json::json;
-use support::*;
 
 /// A capjail session in `mode` under `policy`, auditing off.
 fn confined(mode: &str, policy: &std::path::Path, server: Vec<String>) -> SessionBuilder {
@@ -34,7 +32,7 @@ fn ok_text(r: &serde_json::Value) -> String {
 #[test]
 fn filesystem_server_via_npx_works_under_full_mode() {
     if !kernel_available() {
-        return;
+        skip!("the kernel layer is not available here");
     }
     let lab = Lab::new();
     let policy = lab.ws_rw_policy();
@@ -73,7 +71,7 @@ fn filesystem_server_via_npx_works_under_full_mode() {
 #[test]
 fn fetch_server_reaches_the_allowed_loopback_port_and_nothing_else() {
     if !kernel_available() {
-        return;
+        skip!("the kernel layer is not available here");
     }
     let lab = Lab::new();
     let allowed = Canary::start(8);
@@ -114,7 +112,7 @@ fn fetch_server_reaches_the_allowed_loopback_port_and_nothing_else() {
 #[test]
 fn git_server_works_on_a_repository_inside_the_mount() {
     if !kernel_available() {
-        return;
+        skip!("the kernel layer is not available here");
     }
     let lab = Lab::new();
     let git = |args: &[&str]| {

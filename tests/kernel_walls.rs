@@ -19,8 +19,6 @@
 //! where capjail falls back to the host's world (it says so on stderr), they are reported,
 //! not asserted.
 
-mod support;
-
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixListener;
@@ -28,8 +26,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 /// capjail says on stderr when the server's world (namespaces) is not in force; then the
 /// namespace-only classes are reported, not asserted (the fallback is Landlock + seccomp).
@@ -297,8 +295,7 @@ fn walls_under_proxy_mode_every_probe_succeeds() {
 #[test]
 fn walls_under_kernel_mode_every_class_is_contained() {
     if !kernel_available() {
-        eprintln!("SKIP: no kernel layer here");
-        return;
+        skip!("the kernel layer is not available here");
     }
     for (what, happened) in run_walls("kernel") {
         assert!(!happened, "--mode kernel: the server could {what}");
@@ -308,8 +305,7 @@ fn walls_under_kernel_mode_every_class_is_contained() {
 #[test]
 fn walls_under_full_mode_every_class_is_contained() {
     if !kernel_available() {
-        eprintln!("SKIP: no kernel layer here");
-        return;
+        skip!("the kernel layer is not available here");
     }
     for (what, happened) in run_walls("full") {
         assert!(!happened, "--mode full: the server could {what}");
@@ -321,8 +317,7 @@ fn walls_under_full_mode_every_class_is_contained() {
 #[test]
 fn walls_unix_socket_named_by_the_policy_is_reachable() {
     if !kernel_available() {
-        eprintln!("SKIP: no kernel layer here");
-        return;
+        skip!("the kernel layer is not available here");
     }
     let lab = Lab::new();
     std::fs::create_dir_all(lab.path("outside")).unwrap();

@@ -5,8 +5,6 @@
 //! checked too: it says so, and Landlock still holds.
 #![cfg(target_os = "linux")]
 
-mod support;
-
 use std::io::{Read, Write};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -14,8 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 const PY: &str = "/usr/bin/python3";
 
@@ -23,7 +21,7 @@ fn python_or_skip() -> bool {
     if Path::new(PY).exists() {
         return true;
     }
-    eprintln!("SKIP: {PY} not found");
+    crate::support::skip_test(module_path!(), &format!("{PY} not found"));
     false
 }
 
@@ -429,11 +427,11 @@ fn an_unprivileged_user_gets_the_world_through_a_user_namespace() {
     }
     // SAFETY: geteuid.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("SKIP: needs root to drop to nobody");
+        crate::support::skip_test(module_path!(), "needs root to drop to nobody");
         return;
     }
     let Some(setpriv) = which("setpriv") else {
-        eprintln!("SKIP: setpriv not found");
+        crate::support::skip_test(module_path!(), "setpriv not found");
         return;
     };
     let lab = Lab::new();
@@ -503,9 +501,12 @@ fn peers_or_skip() -> bool {
     {
         return true;
     }
-    eprintln!(
-        "SKIP: real peers not installed in {} (scripts/setup-peers.sh)",
-        p.display()
+    crate::support::skip_test(
+        module_path!(),
+        &format!(
+            "real peers not installed in {} (scripts/setup-peers.sh)",
+            p.display()
+        ),
     );
     false
 }

@@ -3,15 +3,13 @@
 //! real server through capjail and judges by effect: the secret did not reach the client, the
 //! command did not run, the file was not written.
 
-mod support;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 fn call(s: &mut Session, name: &str, args: Value) -> (Value, Value) {
     let id = json!(s.id());
@@ -34,7 +32,7 @@ fn git_server() -> Vec<String> {
 #[test]
 fn full_audit_disk_no_write_without_its_record() {
     if which("unshare").is_none() {
-        eprintln!("SKIP: unshare(1) is not installed");
+        crate::support::skip_test(module_path!(), "unshare(1) is not installed");
         return;
     }
     let lab = Lab::new();

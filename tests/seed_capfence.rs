@@ -4,10 +4,8 @@
 //! the lab's naive server (which has a shell tool and a database tool, described by
 //! tests/fixtures/naive_profile.yaml).
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 const PROJECT: &str = "/Users/anshumankumar/Documents/Capfence/capfence";
 const SSH: &str = "/Users/anshumankumar/.ssh";

@@ -5,10 +5,8 @@
 //! capjail's policy is the only guard. Every fetch runs inside a fresh network namespace with
 //! only loopback. Each attack has a baseline showing that, without capjail, it really succeeds.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 const PASSWD_LINE: &str = "root:x:0:0";
 

@@ -11,12 +11,10 @@
 //! Generations: the handshake for every server; `--protocol-era modern` (2026-07-28, pinned) for
 //! the Python servers, the only ones here that speak it.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 /// One Inspector CLI call: `args` are the method options; the result is `{code, out}`.
 fn inspector(w: &TWorld, target: &[String], env: &[(String, String)], args: &[&str]) -> Value {

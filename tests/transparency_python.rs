@@ -12,14 +12,12 @@
 //! capjail runs in its default mode, full (proxy + Landlock + seccomp), when the kernel layer is
 //! available here, else `--mode proxy` (said on stderr).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 fn python() -> String {
     peer("venv/bin/python").display().to_string()
@@ -481,7 +479,6 @@ fn python_legacy_x_mcp_server_fetch_handshake() {
 // ---------------------------------------------------------------------------------------------
 
 /// Fixed identities and dates so that both runs make the same commits (same hashes).
-
 fn git_pair(mode: &str, generation: &str) {
     let (_d, dir) = tmp();
     let repo = dir.join("ws");

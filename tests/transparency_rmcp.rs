@@ -24,12 +24,11 @@
 // handshake generation, which these tests cover.
 #![allow(deprecated)]
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::*;
 use rmcp::model::{
     CallToolRequestParams, CancelledNotificationParam, ClientConfig, ClientNotification,
     ClientRequest, CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams,
@@ -42,7 +41,6 @@ use rmcp::service::{
 use rmcp::transport::TokioChildProcess;
 use rmcp::{ClientHandler, ErrorData as McpError, RoleClient};
 use serde_json::{json, Value};
-use support::*;
 
 /// What the handler saw: server->client requests and notifications, in arrival order per kind.
 #[derive(Clone)]
@@ -1103,7 +1101,6 @@ fn rmcp_initialize_x_mcp_server_fetch_handshake() {
 // ---------------------------------------------------------------------------------------------
 
 /// Fixed identities and dates so that both runs make the same commits (same hashes).
-
 fn git_pair(lifecycle: ClientLifecycleMode, generation: &str) {
     let (_d, dir, repo) = tmp_ws();
     let r = repo.display().to_string();

@@ -11,10 +11,8 @@
 //! Python servers (mcp 2.3.0: fetch and git); the npm servers are built on the 1.x SDK, which only
 //! knows the handshake, and the v1 client cannot speak 2026-07-28 at all.
 
-mod support;
-
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 #[derive(Clone, Copy)]
 enum Run {

@@ -6,14 +6,12 @@
 //! five real servers' own tools pass the scanner with zero findings, untouched.
 //! Every run passes its own `--pins` file and audit log (never the user's).
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::{json, Value};
-use support::*;
 
 fn python() -> String {
     peer("venv/bin/python").display().to_string()

@@ -14,7 +14,7 @@ use super::question::{read_command_answer, Verdict};
 const MAX_ANSWER: u64 = 64 * 1024;
 
 /// Run the command; blocks the calling thread (an approval thread) up to its time limit.
-pub fn ask(
+pub(crate) fn ask(
     cmd: &ApprovalCommand,
     document: &serde_json::Value,
     remember_allowed: bool,

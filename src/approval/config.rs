@@ -7,22 +7,22 @@ use crate::policy::schema::{ApprovalSection, ApproverKind, RememberMode};
 
 /// Who answers a `require_approval` question, in order, and within what limits.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ApprovalPolicy {
+pub(crate) struct ApprovalPolicy {
     /// Tried in order; an approver that cannot ask (a client without elicitation, no
     /// command configured, no terminal) is skipped.
-    pub approvers: Vec<ApproverKind>,
+    pub(crate) approvers: Vec<ApproverKind>,
     /// How long one question waits (elicitation and terminal).
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// May an answer cover the rest of the session (same tool, same rule)?
-    pub remember: bool,
-    pub command: Option<ApprovalCommand>,
+    pub(crate) remember: bool,
+    pub(crate) command: Option<ApprovalCommand>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct ApprovalCommand {
-    pub program: PathBuf,
-    pub args: Vec<String>,
-    pub timeout: Duration,
+pub(crate) struct ApprovalCommand {
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<String>,
+    pub(crate) timeout: Duration,
 }
 
 impl Default for ApprovalPolicy {
@@ -48,7 +48,9 @@ fn seconds(key: &str, v: f64) -> Result<Duration, (String, String)> {
 }
 
 /// Compile the section; errors are (key, message).
-pub fn compile(section: Option<&ApprovalSection>) -> Result<ApprovalPolicy, (String, String)> {
+pub(crate) fn compile(
+    section: Option<&ApprovalSection>,
+) -> Result<ApprovalPolicy, (String, String)> {
     let mut p = ApprovalPolicy::default();
     let Some(s) = section else { return Ok(p) };
     if let Some(t) = s.timeout_seconds {

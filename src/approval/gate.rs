@@ -27,14 +27,14 @@ use crate::proxy::recorder::{ApprovalRecord, SharedRecorder};
 use crate::proxy::session::id_key;
 
 /// The key of capjail's question in an `input_required` result's `inputRequests`.
-pub const INPUT_KEY: &str = "capjail_approval";
+pub(crate) const INPUT_KEY: &str = "capjail_approval";
 /// The rule id of a refused 2026-07-28 answer (forged, replayed, expired, for another call).
-pub const TOKEN_RULE: &str = crate::policy::RuleId::ApprovalToken.static_id();
+pub(crate) const TOKEN_RULE: &str = crate::policy::RuleId::ApprovalToken.static_id();
 
 const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
 const META_CAPS: &str = "io.modelcontextprotocol/clientCapabilities";
 
-pub enum GateOutcome {
+pub(crate) enum GateOutcome {
     /// Forward: the original line (`None`) or this one.
     Forward(Option<Vec<u8>>),
     /// Answer the client with this line; nothing reaches the server.
@@ -45,14 +45,14 @@ pub enum GateOutcome {
 
 /// Everything an approval needs from the proxy.
 #[derive(Clone)]
-pub struct Ctx {
-    pub approvals: Arc<Approvals>,
-    pub recorder: SharedRecorder,
-    pub shared: SharedState,
+pub(crate) struct Ctx {
+    pub(crate) approvals: Arc<Approvals>,
+    pub(crate) recorder: SharedRecorder,
+    pub(crate) shared: SharedState,
 }
 
 /// The question for a gated decision.
-pub fn question(
+pub(crate) fn question(
     decision: &Decision,
     policy_rule_label: Option<(&str, Option<&str>)>,
     params: Option<&Value>,
@@ -77,7 +77,7 @@ pub fn question(
 }
 
 /// Decide what happens to a gated request (see the module doc).
-pub fn gate(
+pub(crate) fn gate(
     ctx: &Ctx,
     id: &Value,
     params: Option<&Value>,
@@ -214,7 +214,7 @@ pub fn gate(
 }
 
 /// A request waiting for its answer; its id counts as in flight meanwhile.
-pub struct Hold {
+pub(crate) struct Hold {
     ctx: Ctx,
     id: Value,
     decision: Decision,
@@ -223,13 +223,8 @@ pub struct Hold {
 }
 
 impl Hold {
-    /// The id the held request occupies.
-    pub fn id(&self) -> &Value {
-        &self.id
-    }
-
     /// Ask; forward `line` unchanged on approval, or answer the client with the refusal.
-    pub fn start(self, line: Vec<u8>) {
+    pub(crate) fn start(self, line: Vec<u8>) {
         let Hold {
             ctx,
             id,
@@ -293,7 +288,7 @@ fn finish(
 }
 
 /// The -32001 error for a call that was not approved.
-pub fn refused_line(id: &Value, decision: &Decision, a: &Answer) -> Vec<u8> {
+pub(crate) fn refused_line(id: &Value, decision: &Decision, a: &Answer) -> Vec<u8> {
     let mut d = decision.clone();
     let (what, word) = match a.verdict {
         Verdict::TimedOut => ("approval timed out".to_string(), "timed_out"),

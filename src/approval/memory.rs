@@ -11,16 +11,16 @@ use serde_json::Value;
 /// wider (the rule decided that the resource needs asking; a resource another rule gates is
 /// asked again).
 #[derive(Debug, Default)]
-pub struct SessionMemory {
+pub(crate) struct SessionMemory {
     approved: HashSet<(String, String)>,
 }
 
 impl SessionMemory {
-    pub fn remember(&mut self, tool: &str, rule: &str) {
+    pub(crate) fn remember(&mut self, tool: &str, rule: &str) {
         self.approved.insert((tool.to_string(), rule.to_string()));
     }
 
-    pub fn covers(&self, tool: &str, rule: &str) -> bool {
+    pub(crate) fn covers(&self, tool: &str, rule: &str) -> bool {
         self.approved
             .contains(&(tool.to_string(), rule.to_string()))
     }
@@ -28,17 +28,17 @@ impl SessionMemory {
 
 /// An `input_required` question capjail answered a call with: what the retry must match.
 #[derive(Debug, Clone)]
-pub struct OpenQuestion {
+pub(crate) struct OpenQuestion {
     /// The digest of the call asked about (method, tool, arguments).
-    pub digest: String,
+    pub(crate) digest: String,
     /// The original request's params (forwarded, under the retry's id, once approved).
-    pub params: Option<Value>,
-    pub asked_at: Instant,
+    pub(crate) params: Option<Value>,
+    pub(crate) asked_at: Instant,
 }
 
 /// Why a retry's answer is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     /// No such token was issued (or it was already used: tokens are single use).
     Unknown,
     /// Issued for another call.
@@ -49,7 +49,7 @@ pub enum TokenError {
 
 /// Tokens are 128 random bits, single use, bound to one call's digest, valid for `ttl`.
 #[derive(Debug)]
-pub struct TokenStore {
+pub(crate) struct TokenStore {
     open: HashMap<String, OpenQuestion>,
     ttl: Duration,
 }
@@ -58,14 +58,14 @@ pub struct TokenStore {
 const MAX_OPEN: usize = 256;
 
 impl TokenStore {
-    pub fn new(ttl: Duration) -> TokenStore {
+    pub(crate) fn new(ttl: Duration) -> TokenStore {
         TokenStore {
             open: HashMap::new(),
             ttl,
         }
     }
 
-    pub fn issue(&mut self, q: OpenQuestion) -> std::io::Result<String> {
+    pub(crate) fn issue(&mut self, q: OpenQuestion) -> std::io::Result<String> {
         if self.open.len() >= MAX_OPEN {
             if let Some(oldest) = self
                 .open
@@ -82,7 +82,7 @@ impl TokenStore {
     }
 
     /// Take the question a retry answers. The token is spent whatever the outcome.
-    pub fn redeem(
+    pub(crate) fn redeem(
         &mut self,
         token: &str,
         digest: &str,
@@ -100,7 +100,7 @@ impl TokenStore {
 }
 
 /// 128 bits from the kernel's random source, as hex.
-pub fn random_hex() -> std::io::Result<String> {
+pub(crate) fn random_hex() -> std::io::Result<String> {
     let mut b = [0u8; 16];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
     Ok(hex::encode(b))

@@ -14,12 +14,12 @@
 //! The entry point other stages use is [`Approvals::request`]: a question in, the answer
 //! delivered later to a callback on an approval thread; nothing waits on the pumps.
 
-pub mod command;
-pub mod config;
-pub mod gate;
-pub mod memory;
-pub mod question;
-pub mod terminal;
+pub(crate) mod command;
+pub(crate) mod config;
+pub(crate) mod gate;
+pub(crate) mod memory;
+pub(crate) mod question;
+pub(crate) mod terminal;
 
 use std::collections::HashSet;
 use std::sync::mpsc;
@@ -28,15 +28,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub use self::config::ApprovalPolicy;
+pub(crate) use self::config::ApprovalPolicy;
 use self::memory::{SessionMemory, TokenStore};
-pub use self::question::{ApprovalQuestion, Verdict};
+pub(crate) use self::question::{ApprovalQuestion, Verdict};
 use crate::policy::schema::ApproverKind;
 use crate::proxy::outbox::{self, Outbox};
 
 /// Who or what answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Answerer {
+pub(crate) enum Answerer {
     /// The person at the client, through elicitation.
     Client,
     Command,
@@ -48,7 +48,7 @@ pub enum Answerer {
 }
 
 impl Answerer {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Answerer::Client => "client elicitation",
             Answerer::Command => "command",
@@ -61,20 +61,20 @@ impl Answerer {
 
 /// The answer to one question.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Answer {
-    pub verdict: Verdict,
+pub(crate) struct Answer {
+    pub(crate) verdict: Verdict,
     /// The answer in words (`approve`, `decline`, `no answer in time`, ...).
-    pub words: String,
-    pub by: Answerer,
-    pub elapsed: Duration,
+    pub(crate) words: String,
+    pub(crate) by: Answerer,
+    pub(crate) elapsed: Duration,
 }
 
 /// Called once with the answer, on an approval thread.
-pub type OnAnswer = Box<dyn FnOnce(Answer) + Send>;
+pub(crate) type OnAnswer = Box<dyn FnOnce(Answer) + Send>;
 
 /// One session's approvals.
-pub struct Approvals {
-    pub policy: ApprovalPolicy,
+pub(crate) struct Approvals {
+    pub(crate) policy: ApprovalPolicy,
     outbox: Arc<Outbox>,
     state: Mutex<State>,
 }
@@ -89,7 +89,7 @@ struct State {
 }
 
 impl Approvals {
-    pub fn new(policy: ApprovalPolicy, outbox: Arc<Outbox>) -> Arc<Approvals> {
+    pub(crate) fn new(policy: ApprovalPolicy, outbox: Arc<Outbox>) -> Arc<Approvals> {
         let tokens = TokenStore::new(policy.timeout);
         Arc::new(Approvals {
             policy,
@@ -108,7 +108,7 @@ impl Approvals {
     }
 
     /// The client's `initialize` params: does it take elicitation requests?
-    pub fn note_initialize(&self, params: Option<&Value>) {
+    pub(crate) fn note_initialize(&self, params: Option<&Value>) {
         let elicits = params
             .and_then(|p| p.get("capabilities"))
             .and_then(|c| c.get("elicitation"))
@@ -116,15 +116,15 @@ impl Approvals {
         self.state().client_elicits = elicits;
     }
 
-    pub fn client_elicits(&self) -> bool {
+    pub(crate) fn client_elicits(&self) -> bool {
         self.state().client_elicits
     }
 
-    pub fn remembered(&self, tool: &str, rule: &str) -> bool {
+    pub(crate) fn remembered(&self, tool: &str, rule: &str) -> bool {
         self.policy.remember && self.state().memory.covers(tool, rule)
     }
 
-    pub fn remember(&self, tool: &str, rule: &str) {
+    pub(crate) fn remember(&self, tool: &str, rule: &str) {
         if self.policy.remember {
             self.state().memory.remember(tool, rule);
         }
@@ -133,7 +133,12 @@ impl Approvals {
     /// Ask about one call. `client_elicits`: may the client be asked with capjail's own
     /// `elicitation/create` request? The answer goes to `done`, on its own thread, after at
     /// most the policy's time limits; the caller returns at once.
-    pub fn request(self: &Arc<Self>, q: ApprovalQuestion, client_elicits: bool, done: OnAnswer) {
+    pub(crate) fn request(
+        self: &Arc<Self>,
+        q: ApprovalQuestion,
+        client_elicits: bool,
+        done: OnAnswer,
+    ) {
         let me = self.clone();
         let spawned = std::thread::Builder::new()
             .name("approval".into())
@@ -147,7 +152,7 @@ impl Approvals {
     }
 
     /// The first approver, in the policy's order, that can ask now.
-    pub fn first_usable(&self, client_elicits: bool) -> Option<ApproverKind> {
+    pub(crate) fn first_usable(&self, client_elicits: bool) -> Option<ApproverKind> {
         self.policy.approvers.iter().copied().find(|a| match a {
             ApproverKind::Client => client_elicits,
             ApproverKind::Command => self.policy.command.is_some(),
@@ -234,12 +239,12 @@ impl Approvals {
     }
 
     /// A request is held (its id key) until [`Approvals::unhold`].
-    pub fn hold(&self, key: String) {
+    pub(crate) fn hold(&self, key: String) {
         self.state().held.insert(key);
     }
 
     /// Release a held request; false when it was not held (already released or cancelled).
-    pub fn unhold(&self, key: &str) -> bool {
+    pub(crate) fn unhold(&self, key: &str) -> bool {
         self.state().held.remove(key)
     }
 
@@ -249,7 +254,7 @@ impl Approvals {
 }
 
 /// The reason given when nobody can be asked.
-pub fn how_to_enable() -> String {
+pub(crate) fn how_to_enable() -> String {
     "nobody could be asked: the client did not declare the elicitation capability and no other approver is configured; \
      use a client that supports elicitation, or add to the policy `approval: {approvers: [client, command], command: {argv: [/path/to/approver]}}` \
      (or `terminal` when capjail has a controlling terminal)"
@@ -268,6 +273,9 @@ impl std::fmt::Debug for Approvals {
 /// content checks and flows (`action: approval`) and the tool pins (`pins.on_change: approve`)
 /// ask through them. A call is asked about only when its denial says an approval would allow
 /// it, so a policy that asks nothing pays nothing.
-pub fn for_policy(policy: &crate::policy::Policy, outbox: &Arc<Outbox>) -> Option<Arc<Approvals>> {
+pub(crate) fn for_policy(
+    policy: &crate::policy::Policy,
+    outbox: &Arc<Outbox>,
+) -> Option<Arc<Approvals>> {
     Some(Approvals::new(policy.approval.clone(), outbox.clone()))
 }

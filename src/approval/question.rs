@@ -6,24 +6,24 @@ use crate::audit::canon::sha256_hex;
 
 /// One call waiting for a person's approval. Built by the proxy from the decision.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ApprovalQuestion {
+pub(crate) struct ApprovalQuestion {
     /// The JSON-RPC method (`tools/call`, ...).
-    pub method: String,
-    pub tool: Option<String>,
-    pub capability: Option<String>,
-    pub resource: Option<String>,
+    pub(crate) method: String,
+    pub(crate) tool: Option<String>,
+    pub(crate) capability: Option<String>,
+    pub(crate) resource: Option<String>,
     /// The `require_approval` rule's id (`require_approval[0]`) and its label.
-    pub rule: String,
-    pub rule_label: String,
+    pub(crate) rule: String,
+    pub(crate) rule_label: String,
     /// The rule's reason, or capjail's.
-    pub reason: String,
+    pub(crate) reason: String,
     /// SHA-256 of the method, tool and arguments: what an approval is bound to.
-    pub digest: String,
+    pub(crate) digest: String,
 }
 
 impl ApprovalQuestion {
     /// The message the person reads.
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         let mut m = format!(
             "capjail: the MCP server's tool `{}` wants to {}",
             self.tool.as_deref().unwrap_or(&self.method),
@@ -40,7 +40,7 @@ impl ApprovalQuestion {
     }
 
     /// The `elicitation/create` params (both generations carry the same).
-    pub fn elicitation_params(&self, offer_remember: bool) -> Value {
+    pub(crate) fn elicitation_params(&self, offer_remember: bool) -> Value {
         let mut props = json!({
             "approve": {
                 "type": "boolean",
@@ -64,7 +64,7 @@ impl ApprovalQuestion {
     }
 
     /// The document an approver command reads on stdin.
-    pub fn command_document(&self, offer_remember: bool, timeout_seconds: f64) -> Value {
+    pub(crate) fn command_document(&self, offer_remember: bool, timeout_seconds: f64) -> Value {
         json!({
             "capjail_approval": 1,
             "message": self.message(),
@@ -82,7 +82,7 @@ impl ApprovalQuestion {
 }
 
 /// The digest an approval is bound to: method, tool and arguments, canonical JSON.
-pub fn call_digest(method: &str, params: Option<&Value>) -> String {
+pub(crate) fn call_digest(method: &str, params: Option<&Value>) -> String {
     let tool = params.and_then(|p| p.get("name")).cloned();
     let args = params.and_then(|p| p.get("arguments")).cloned();
     let mut text = Vec::new();
@@ -93,7 +93,7 @@ pub fn call_digest(method: &str, params: Option<&Value>) -> String {
 
 /// What came back, whoever answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Approved {
         remember: bool,
     },
@@ -105,7 +105,7 @@ pub enum Verdict {
 
 /// Read an elicitation result (`{action, content}`): only an explicit `approve: true` under
 /// `accept` approves. Returns the verdict and the answer in words.
-pub fn read_elicitation(result: &Value, remember_allowed: bool) -> (Verdict, String) {
+pub(crate) fn read_elicitation(result: &Value, remember_allowed: bool) -> (Verdict, String) {
     let action = result.get("action").and_then(Value::as_str).unwrap_or("");
     let content = result.get("content");
     let approve = content
@@ -141,7 +141,7 @@ fn approved(remember: bool) -> (Verdict, String) {
 
 /// Read an approver command's answer: exit status 0 and stdout `approve` (or `approve
 /// session`, or JSON `{"approve": true, "remember": true}`) approves; anything else denies.
-pub fn read_command_answer(
+pub(crate) fn read_command_answer(
     success: bool,
     stdout: &[u8],
     remember_allowed: bool,
@@ -167,7 +167,7 @@ pub fn read_command_answer(
 
 /// A typed answer: `approve` / `yes` / `y`, `session` / `always` for the rest of the session;
 /// anything else denies.
-pub fn read_words(line: &str, remember_allowed: bool) -> (Verdict, String) {
+pub(crate) fn read_words(line: &str, remember_allowed: bool) -> (Verdict, String) {
     let words: Vec<String> = line
         .split_whitespace()
         .map(str::to_ascii_lowercase)

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::question::{read_words, Verdict};
 
 /// Is there a controlling terminal to ask?
-pub fn available() -> bool {
+pub(crate) fn available() -> bool {
     OpenOptions::new()
         .read(true)
         .write(true)
@@ -17,7 +17,11 @@ pub fn available() -> bool {
 }
 
 /// Ask on the terminal; `None` when there is none.
-pub fn ask(message: &str, remember_allowed: bool, timeout: Duration) -> Option<(Verdict, String)> {
+pub(crate) fn ask(
+    message: &str,
+    remember_allowed: bool,
+    timeout: Duration,
+) -> Option<(Verdict, String)> {
     let mut tty = OpenOptions::new()
         .read(true)
         .write(true)

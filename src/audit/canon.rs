@@ -10,15 +10,15 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 /// The `prev` of the first record of a file.
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// What separates the body from the hash in a line.
-pub const HASH_MEMBER: &[u8] = b",\"hash\":\"";
+pub(crate) const HASH_MEMBER: &[u8] = b",\"hash\":\"";
 
 /// Canonical JSON: object keys sorted by byte order (recursively), no whitespace, serde_json
 /// escaping for strings, numbers as serde_json prints them (records only hold integers; a
 /// float can only come from a client's params, and is hashed as written in the line).
-pub fn canonical_json(v: &Value) -> String {
+pub(crate) fn canonical_json(v: &Value) -> String {
     let mut out = Vec::new();
     write_canonical(&mut out, v);
     // Only serde_json output and ASCII punctuation were written.
@@ -26,7 +26,7 @@ pub fn canonical_json(v: &Value) -> String {
 }
 
 /// Append the canonical JSON of `v` to `out` (no copy of `v` is made).
-pub fn write_canonical(out: &mut Vec<u8>, v: &Value) {
+pub(crate) fn write_canonical(out: &mut Vec<u8>, v: &Value) {
     match v {
         Value::Object(m) => write_object(out, m, &mut |out, _, item| write_canonical(out, item)),
         Value::Array(items) => {
@@ -48,7 +48,7 @@ pub fn write_canonical(out: &mut Vec<u8>, v: &Value) {
 /// Append an object with its keys in byte order, each value written by `item`
 /// (`item(out, key, value)`). serde_json's map is ordered already (unless some crate turns on
 /// its `preserve_order` feature); the order is checked, and only sorted when needed.
-pub fn write_object(
+pub(crate) fn write_object(
     out: &mut Vec<u8>,
     m: &Map<String, Value>,
     item: &mut dyn FnMut(&mut Vec<u8>, &str, &Value),
@@ -82,12 +82,12 @@ pub fn write_object(
 }
 
 /// A JSON string with serde_json's escaping.
-pub fn write_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
 }
 
 /// One member of a record being encoded by [`write_record`].
-pub enum Member<'a> {
+pub(crate) enum Member<'a> {
     Str(&'a str),
     U64(u64),
     Bool(bool),
@@ -103,7 +103,7 @@ pub enum Member<'a> {
 /// Append a record object whose members are given in any order: they are written sorted by
 /// key bytes, which is the canonical form of the same record as a JSON object. Keys must be
 /// distinct.
-pub fn write_record(out: &mut Vec<u8>, members: &mut [(&str, Member)]) {
+pub(crate) fn write_record(out: &mut Vec<u8>, members: &mut [(&str, Member)]) {
     members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     debug_assert!(
         members.windows(2).all(|w| w[0].0 != w[1].0),
@@ -157,12 +157,12 @@ fn itoa_u64(mut n: u64) -> Digits {
     }
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
 /// `SHA-256(prev_hex_ascii || body)`, lower-case hex.
-pub fn chain_hash(prev: &str, body: &[u8]) -> String {
+pub(crate) fn chain_hash(prev: &str, body: &[u8]) -> String {
     let mut h = Sha256::new();
     h.update(prev.as_bytes());
     h.update(body);
@@ -171,9 +171,10 @@ pub fn chain_hash(prev: &str, body: &[u8]) -> String {
     String::from_utf8(hex.to_vec()).expect("hex is ASCII")
 }
 
+#[cfg(test)]
 /// Serialise a record (which must not hold `hash`) into its line, newline included.
 /// Returns the line and the record's hash.
-pub fn encode_line(record: &Map<String, Value>, prev: &str) -> (Vec<u8>, String) {
+pub(crate) fn encode_line(record: &Map<String, Value>, prev: &str) -> (Vec<u8>, String) {
     debug_assert!(!record.contains_key("hash"));
     let mut line = Vec::with_capacity(256);
     write_object(&mut line, record, &mut |out, _, item| {
@@ -185,7 +186,7 @@ pub fn encode_line(record: &Map<String, Value>, prev: &str) -> (Vec<u8>, String)
 
 /// `buf[start..]` holds a record's canonical body (a JSON object); turn it into the record's
 /// line in place (the `hash` member before the final `}`, then `\n`) and return the hash.
-pub fn seal_line(buf: &mut Vec<u8>, start: usize, prev: &str) -> String {
+pub(crate) fn seal_line(buf: &mut Vec<u8>, start: usize, prev: &str) -> String {
     debug_assert_eq!(buf.last(), Some(&b'}'));
     let hash = chain_hash(prev, &buf[start..]);
     let line = buf;
@@ -198,20 +199,20 @@ pub fn seal_line(buf: &mut Vec<u8>, start: usize, prev: &str) -> String {
 
 /// A line split into its parts (not yet checked against the chain).
 #[derive(Debug, Clone, PartialEq)]
-pub struct ParsedLine {
+pub(crate) struct ParsedLine {
     /// `BODY`: the bytes the hash covers.
-    pub body: Vec<u8>,
+    pub(crate) body: Vec<u8>,
     /// The stored hash.
-    pub hash: String,
-    pub record: Map<String, Value>,
-    pub seq: u64,
-    pub prev: String,
-    pub kind: String,
+    pub(crate) hash: String,
+    pub(crate) record: Map<String, Value>,
+    pub(crate) seq: u64,
+    pub(crate) prev: String,
+    pub(crate) kind: String,
 }
 
 /// Split a line (without its `\n`) into body and stored hash and read the chain fields.
 /// `Err` says why the line is not a record.
-pub fn parse_line(line: &[u8]) -> Result<ParsedLine, String> {
+pub(crate) fn parse_line(line: &[u8]) -> Result<ParsedLine, String> {
     const TAIL: usize = 64 + 2; // hex + `"}`
     if line.len() < HASH_MEMBER.len() + TAIL + 1 || !line.ends_with(b"\"}") {
         return Err(not_record(line));

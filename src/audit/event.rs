@@ -16,7 +16,7 @@ use crate::policy::Policy;
 use crate::profile::ToolSpec;
 
 /// Version of the record format, in every record as `v`.
-pub const FORMAT_VERSION: u64 = 1;
+pub(crate) const FORMAT_VERSION: u64 = 1;
 
 /// Which way the message travelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub enum Direction {
 }
 
 impl Direction {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Direction::ClientToServer => "client_to_server",
             Direction::ServerToClient => "server_to_client",
@@ -51,17 +51,17 @@ pub enum Event<'a> {
 #[derive(Debug, Clone)]
 pub struct SessionStart<'a> {
     /// The server command line as capjail runs it.
-    pub argv: &'a [String],
-    pub policy: &'a Policy,
+    pub(crate) argv: &'a [String],
+    pub(crate) policy: &'a Policy,
     /// `proxy`, `proxy+kernel`, ... (free text from the CLI).
-    pub mode: &'a str,
+    pub(crate) mode: &'a str,
     /// What the kernel layer enforces (free text, e.g. `landlock abi 4; seccomp; no-new-privs`).
-    pub kernel: &'a str,
+    pub(crate) kernel: &'a str,
     /// The server's working directory and home: what relative paths and `~` meant (replay).
-    pub cwd: &'a Path,
-    pub home: Option<&'a Path>,
+    pub(crate) cwd: &'a Path,
+    pub(crate) home: Option<&'a Path>,
     /// The profile in use (replay falls back to it when a record has no `tool_spec`).
-    pub profile: Option<&'a str>,
+    pub(crate) profile: Option<&'a str>,
 }
 
 #[derive(Debug, Clone)]
@@ -81,23 +81,23 @@ pub struct DecisionEvent<'a> {
 
 #[derive(Debug, Clone)]
 pub struct ApprovalEvent<'a> {
-    pub id: Option<&'a Value>,
-    pub method: &'a str,
-    pub tool: Option<&'a str>,
-    pub rule: &'a str,
-    pub granted: bool,
+    pub(crate) id: Option<&'a Value>,
+    pub(crate) method: &'a str,
+    pub(crate) tool: Option<&'a str>,
+    pub(crate) rule: &'a str,
+    pub(crate) granted: bool,
     /// Who or what answered (`client elicitation`, `command`, `terminal`, `session memory`).
-    pub by: &'a str,
+    pub(crate) by: &'a str,
     /// The question as the person read it.
-    pub question: &'a str,
+    pub(crate) question: &'a str,
     /// The answer in words (`approve`, `decline`, `no answer in time`, ...).
-    pub answer: &'a str,
+    pub(crate) answer: &'a str,
     /// From the question to its answer, in milliseconds.
-    pub elapsed_ms: u64,
+    pub(crate) elapsed_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FilterAction {
+pub(crate) enum FilterAction {
     /// The message was forwarded with changes (e.g. blocked tools hidden from `tools/list`).
     Altered,
     /// The message was not forwarded.
@@ -107,7 +107,7 @@ pub enum FilterAction {
 }
 
 impl FilterAction {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             FilterAction::Altered => "altered",
             FilterAction::Dropped => "dropped",
@@ -118,31 +118,31 @@ impl FilterAction {
 
 #[derive(Debug, Clone)]
 pub struct FilterEvent<'a> {
-    pub direction: Direction,
-    pub id: Option<&'a Value>,
+    pub(crate) direction: Direction,
+    pub(crate) id: Option<&'a Value>,
     /// The method of the request this answers (if known) or of the message itself.
-    pub method: Option<&'a str>,
-    pub action: FilterAction,
-    pub reason: &'a str,
+    pub(crate) method: Option<&'a str>,
+    pub(crate) action: FilterAction,
+    pub(crate) reason: &'a str,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SessionEnd {
-    pub exit_code: Option<i32>,
+    pub(crate) exit_code: Option<i32>,
     /// The signal that ended the server, if one did.
-    pub signal: Option<i32>,
+    pub(crate) signal: Option<i32>,
 }
 
 /// Per-session tallies (written in `session_end`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Counts {
-    pub allowed: u64,
-    pub denied: u64,
-    pub filtered: u64,
+pub(crate) struct Counts {
+    pub(crate) allowed: u64,
+    pub(crate) denied: u64,
+    pub(crate) filtered: u64,
 }
 
 impl Counts {
-    pub fn count(&mut self, event: &Event) {
+    pub(crate) fn count(&mut self, event: &Event) {
         match event {
             Event::Decision(d) if d.decision.is_allowed() => self.allowed += 1,
             Event::Decision(_) => self.denied += 1,
@@ -154,7 +154,7 @@ impl Counts {
 
 /// The record for an event, without `time`, `seq`, `prev` and `hash` (the writer adds them
 /// under the file lock, so that times follow the order of the file).
-pub fn event_record(
+pub(crate) fn event_record(
     event: &Event,
     session: &str,
     counts: &Counts,
@@ -226,10 +226,10 @@ pub fn event_record(
 
 /// The chain fields the writer adds under the file lock.
 #[derive(Debug, Clone, Copy)]
-pub struct Chain<'a> {
-    pub time: &'a str,
-    pub seq: u64,
-    pub prev: &'a str,
+pub(crate) struct Chain<'a> {
+    pub(crate) time: &'a str,
+    pub(crate) seq: u64,
+    pub(crate) prev: &'a str,
 }
 
 impl<'a> Chain<'a> {
@@ -245,7 +245,7 @@ impl<'a> Chain<'a> {
 /// Canonical encodings of the tool descriptions recorded lately (a session calls few tools,
 /// many times): a decision record then costs no serialisation of its tool description.
 #[derive(Debug, Default)]
-pub struct SpecCache {
+pub(crate) struct SpecCache {
     entries: Vec<(ToolSpec, Vec<u8>)>,
 }
 
@@ -275,7 +275,7 @@ impl SpecCache {
 /// Append the canonical body of `event`'s record, chain fields included, to `out`: the same
 /// bytes as [`event_record`] plus the chain fields through [`write_canonical`], built without
 /// the intermediate JSON tree for the frequent kinds (decisions and filters).
-pub fn write_event_body(
+pub(crate) fn write_event_body(
     out: &mut Vec<u8>,
     event: &Event,
     session: &str,
@@ -362,7 +362,7 @@ pub fn write_event_body(
 }
 
 /// Append the canonical body of a record built as a map, with the chain fields.
-pub fn write_map_body(out: &mut Vec<u8>, rec: &Map<String, Value>, chain: Chain) {
+pub(crate) fn write_map_body(out: &mut Vec<u8>, rec: &Map<String, Value>, chain: Chain) {
     let mut m: Vec<(&str, Member)> = Vec::with_capacity(rec.len() + 3);
     m.extend(chain.members());
     m.extend(
@@ -431,7 +431,7 @@ fn base(kind: &str, session: &str) -> Map<String, Value> {
 }
 
 /// The `recovery` record for torn bytes found at the tail.
-pub fn recovery_record(session: &str, torn: &[(u64, u64, String)]) -> Map<String, Value> {
+pub(crate) fn recovery_record(session: &str, torn: &[(u64, u64, String)]) -> Map<String, Value> {
     let mut m = base("recovery", session);
     let list: Vec<Value> = torn
         .iter()
@@ -446,7 +446,7 @@ pub fn recovery_record(session: &str, torn: &[(u64, u64, String)]) -> Map<String
 }
 
 /// An access as JSON (lossless for UTF-8 paths; lossy otherwise, never an error).
-pub fn access_json(a: &Access) -> Value {
+pub(crate) fn access_json(a: &Access) -> Value {
     let resource = match &a.resource {
         Resource::None => Value::Null,
         Resource::Path { written, resolved } => {
@@ -463,7 +463,7 @@ pub fn access_json(a: &Access) -> Value {
 }
 
 /// RFC 3339, UTC, microseconds: `2026-03-01T12:34:56.123456Z`.
-pub fn rfc3339_micros(t: SystemTime) -> String {
+pub(crate) fn rfc3339_micros(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);
@@ -491,7 +491,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 }
 
 /// A random 128-bit session id, hex (getrandom(2), falling back to /dev/urandom).
-pub fn new_session_id() -> std::io::Result<String> {
+pub(crate) fn new_session_id() -> std::io::Result<String> {
     let mut buf = [0u8; 16];
     #[cfg(target_os = "linux")]
     {

@@ -1,4 +1,9 @@
-//! THE AUDIT LOG: every decision, written before it takes effect, in a tamper-evident file.
+//! THE AUDIT LOG: every decision, in a tamper-evident file.
+//!
+//! The proxy hands each decision to a writer thread (`queue`) as it decides; an allowed request
+//! is forwarded only once the file holds its record (the proxy waits for the queue's
+//! watermark, `proxy::held`), and a failed write stops the session with the audit status
+//! (`queue` says what may then be decided but unwritten).
 //!
 //! One JSON object per line; each line carries the SHA-256 of the previous one, so editing,
 //! deleting, inserting or reordering lines breaks the chain at a line `verify` can name. The
@@ -7,33 +12,31 @@
 //! - `canon`: canonical JSON, the chain hash, a line <-> its parts (pure);
 //! - `event`: what the proxy records ([`Event`]) and the record built from it (pure);
 //! - `redact`: secret arguments replaced by a digest (pure);
+//! - `queue`: [`AuditQueue`], the bounded queue and the writer thread in front of the file;
 //! - `writer`: [`AuditLog`], appending under `flock` with torn-tail recovery (file I/O);
 //! - `verify`, `show`, `replay`: the `capjail audit` commands, as functions returning a
 //!   report with its text and exit code.
 
-pub mod canon;
-pub mod event;
-pub mod queue;
-pub mod redact;
-pub mod replay;
+pub(crate) mod canon;
+pub(crate) mod event;
+pub(crate) mod queue;
+pub(crate) mod redact;
+pub(crate) mod replay;
 mod reserve;
-pub mod rotated;
+pub(crate) mod rotated;
 mod rotated_verify;
-pub mod show;
-pub mod verify;
-pub mod writer;
+pub(crate) mod show;
+pub(crate) mod verify;
+pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};
 
-pub use event::{
-    ApprovalEvent, Counts, DecisionEvent, Direction, Event, FilterAction, FilterEvent, SessionEnd,
-    SessionStart,
-};
-pub use queue::{AuditQueue, Record};
-pub use redact::Redactor;
-pub use replay::{replay, ReplayReport};
-pub use show::{show, ShowFilter};
-pub use verify::{verify, VerifyReport};
+pub use event::{DecisionEvent, Direction, Event};
+pub(crate) use event::{FilterAction, SessionEnd, SessionStart};
+pub(crate) use queue::{AuditQueue, Record};
+pub(crate) use replay::replay;
+pub(crate) use show::{show, ShowFilter};
+pub(crate) use verify::verify;
 pub use writer::AuditLog;
 
 use crate::policy::Policy;
@@ -62,13 +65,16 @@ pub enum AuditError {
 /// Where to write: `--audit FILE` (or `off`), else the policy's `audit.path`, else
 /// `$XDG_STATE_HOME/capjail/audit.jsonl` (`~/.local/state/capjail/audit.jsonl`).
 /// `Ok(None)`: auditing is off (only if the policy allows it).
-pub fn resolve_location(cli: Option<&str>, policy: &Policy) -> Result<Option<PathBuf>, AuditError> {
+pub(crate) fn resolve_location(
+    cli: Option<&str>,
+    policy: &Policy,
+) -> Result<Option<PathBuf>, AuditError> {
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     resolve_location_with(cli, policy, &|k| std::env::var(k).ok(), &cwd)
 }
 
 /// [`resolve_location`] with the environment and working directory given (pure).
-pub fn resolve_location_with(
+pub(crate) fn resolve_location_with(
     cli: Option<&str>,
     policy: &Policy,
     env: &dyn Fn(&str) -> Option<String>,
@@ -115,7 +121,7 @@ pub fn resolve_location_with(
 pub(crate) mod testutil {
     use crate::policy::{load_str, Policy, PolicySource};
 
-    pub fn policy(text: &str) -> Policy {
+    pub(crate) fn policy(text: &str) -> Policy {
         load_str(text, PolicySource::Inline).unwrap()
     }
 }

@@ -30,18 +30,18 @@ use crate::check::decide::Decision;
 use crate::profile::ToolSpec;
 
 /// Records that may wait for the writer before `push` blocks.
-pub const QUEUE_RECORDS: usize = 4096;
+pub(crate) const QUEUE_RECORDS: usize = 4096;
 /// Bytes of requests (as the client sent them) that may wait before `push` blocks; one
 /// record is always admitted, however large.
-pub const QUEUE_BYTES: usize = 8 << 20;
+pub(crate) const QUEUE_BYTES: usize = 8 << 20;
 /// How long the writer lets records gather before it writes them (one batch).
-pub const LINGER: Duration = Duration::from_millis(2);
+pub(crate) const LINGER: Duration = Duration::from_millis(2);
 
 /// One record, owned, as the proxy hands it over.
 // Decisions are the common case; boxing them would add an allocation per request.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
-pub enum Record {
+pub(crate) enum Record {
     Decision {
         direction: Direction,
         id: Option<Value>,
@@ -84,7 +84,7 @@ pub enum Record {
 impl Record {
     /// The event to encode, borrowing from the record, and its time (`None`: the time of
     /// writing).
-    pub fn event(&self) -> (Event<'_>, Option<SystemTime>) {
+    pub(crate) fn event(&self) -> (Event<'_>, Option<SystemTime>) {
         match self {
             Record::Decision {
                 direction,
@@ -184,18 +184,16 @@ impl Shared {
 }
 
 /// The writer thread and its queue.
-pub struct AuditQueue {
+pub(crate) struct AuditQueue {
     shared: Arc<Shared>,
     writer: Option<JoinHandle<()>>,
     path: PathBuf,
-    session: String,
 }
 
 impl AuditQueue {
     /// Move `log` to a new writer thread.
-    pub fn start(log: AuditLog) -> std::io::Result<AuditQueue> {
+    pub(crate) fn start(log: AuditLog) -> std::io::Result<AuditQueue> {
         let path = log.path().to_path_buf();
-        let session = log.session_id().to_string();
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             work: Condvar::new(),
@@ -211,22 +209,13 @@ impl AuditQueue {
             shared,
             writer: Some(writer),
             path,
-            session,
         })
-    }
-
-    pub fn path(&self) -> &std::path::Path {
-        &self.path
-    }
-
-    pub fn session_id(&self) -> &str {
-        &self.session
     }
 
     /// Queue a record whose request was `weight` bytes long. Blocks while the queue is full;
     /// fails (for good) once a write failed. Returns the record's sequence number (1, 2, ...):
     /// [`Watermark::wait`] on it returns once the record is in the file.
-    pub fn push(&self, record: Record, weight: usize) -> Result<u64, AuditError> {
+    pub(crate) fn push(&self, record: Record, weight: usize) -> Result<u64, AuditError> {
         let mut st = self.shared.lock();
         while st.failed.is_none()
             && (st.waiting.len() >= QUEUE_RECORDS
@@ -251,7 +240,7 @@ impl AuditQueue {
     }
 
     /// A handle to wait for records to be written, usable without holding the queue.
-    pub fn watermark(&self) -> Watermark {
+    pub(crate) fn watermark(&self) -> Watermark {
         Watermark {
             shared: self.shared.clone(),
             path: self.path.clone(),
@@ -259,7 +248,7 @@ impl AuditQueue {
     }
 
     /// Wait until every record queued so far is written.
-    pub fn flush(&self) -> Result<(), AuditError> {
+    pub(crate) fn flush(&self) -> Result<(), AuditError> {
         let mut st = self.shared.lock();
         let target = st.pushed;
         while st.failed.is_none() && st.written < target {
@@ -274,7 +263,7 @@ impl AuditQueue {
     }
 
     /// Write everything queued, stop the writer and report the first failure, if any.
-    pub fn close(mut self) -> Result<(), AuditError> {
+    pub(crate) fn close(mut self) -> Result<(), AuditError> {
         let result = self.flush();
         self.stop();
         result
@@ -303,7 +292,7 @@ impl AuditQueue {
 
 /// "Written up to": lets the proxy forward a request only once its record is in the file.
 #[derive(Clone)]
-pub struct Watermark {
+pub(crate) struct Watermark {
     shared: Arc<Shared>,
     path: PathBuf,
 }
@@ -312,7 +301,7 @@ impl Watermark {
     /// Wait until the record numbered `seq` (and every one before it) is written. The writer
     /// is told not to linger: the records queued so far form its next batch, so pipelined
     /// requests still share one write. Fails when a write failed before `seq` was reached.
-    pub fn wait(&self, seq: u64) -> Result<(), AuditError> {
+    pub(crate) fn wait(&self, seq: u64) -> Result<(), AuditError> {
         let mut st = self.shared.lock();
         while st.written < seq && st.failed.is_none() {
             st.hurry = true;
@@ -402,7 +391,7 @@ mod tests {
             id: Some(json!(i)),
             params: Some(json!({"name": "echo", "arguments": {"n": i}})),
             decision: Decision {
-                verdict: if i % 3 == 0 {
+                verdict: if i.is_multiple_of(3) {
                     Verdict::Deny
                 } else {
                     Verdict::Allow

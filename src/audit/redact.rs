@@ -6,7 +6,7 @@ use super::canon::{canonical_json, sha256_hex, write_canonical, write_object};
 use crate::policy::Policy;
 
 /// Key names always redacted (case-insensitive): exact names and `*` patterns.
-pub const DEFAULT_REDACT: &[&str] = &[
+pub(crate) const DEFAULT_REDACT: &[&str] = &[
     "content",
     "password",
     "passwd",
@@ -22,7 +22,7 @@ pub const DEFAULT_REDACT: &[&str] = &[
 
 /// Which keys are redacted. Patterns are case-insensitive; `*` matches any run of characters.
 #[derive(Debug, Clone)]
-pub struct Redactor {
+pub(crate) struct Redactor {
     patterns: Vec<String>,
 }
 
@@ -34,18 +34,18 @@ impl Default for Redactor {
 
 impl Redactor {
     /// The defaults plus `extra`.
-    pub fn new<S: AsRef<str>>(extra: impl IntoIterator<Item = S>) -> Redactor {
+    pub(crate) fn new<S: AsRef<str>>(extra: impl IntoIterator<Item = S>) -> Redactor {
         let mut patterns: Vec<String> = DEFAULT_REDACT.iter().map(|s| s.to_string()).collect();
         patterns.extend(extra.into_iter().map(|s| s.as_ref().to_ascii_lowercase()));
         Redactor { patterns }
     }
 
     /// The defaults plus the policy's `audit.redact`.
-    pub fn from_policy(policy: &Policy) -> Redactor {
+    pub(crate) fn from_policy(policy: &Policy) -> Redactor {
         Redactor::new(policy.audit.redact.iter())
     }
 
-    pub fn is_secret(&self, key: &str) -> bool {
+    pub(crate) fn is_secret(&self, key: &str) -> bool {
         self.patterns
             .iter()
             .any(|p| glob(p.as_bytes(), key.as_bytes()))
@@ -53,7 +53,7 @@ impl Redactor {
 
     /// Append the canonical JSON of [`Redactor::redact`]`(v)` to `out`, without building the
     /// copy (the audit writer's hot path).
-    pub fn write_redacted(&self, out: &mut Vec<u8>, v: &Value) {
+    pub(crate) fn write_redacted(&self, out: &mut Vec<u8>, v: &Value) {
         match v {
             Value::Object(m) => write_object(out, m, &mut |out, k, item| {
                 if self.is_secret(k) {
@@ -78,7 +78,7 @@ impl Redactor {
 
     /// A copy of `v` with the value of every secret key (at any depth) replaced by
     /// `{"redacted": "sha256:<hex of the canonical JSON of the value>"}`.
-    pub fn redact(&self, v: &Value) -> Value {
+    pub(crate) fn redact(&self, v: &Value) -> Value {
         match v {
             Value::Object(m) => {
                 let mut out = Map::with_capacity(m.len());
@@ -108,12 +108,12 @@ fn write_marker(out: &mut Vec<u8>, original: &Value) {
 }
 
 /// The marker that replaces a secret value.
-pub fn redacted(original: &Value) -> Value {
+pub(crate) fn redacted(original: &Value) -> Value {
     json!({ "redacted": format!("sha256:{}", sha256_hex(canonical_json(original).as_bytes())) })
 }
 
 /// Is this value (or anything inside it) a redaction marker?
-pub fn contains_redaction(v: &Value) -> bool {
+pub(crate) fn contains_redaction(v: &Value) -> bool {
     match v {
         Value::Object(m) => is_marker(m) || m.values().any(contains_redaction),
         Value::Array(items) => items.iter().any(contains_redaction),

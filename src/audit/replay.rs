@@ -23,44 +23,44 @@ use crate::policy::Policy;
 use crate::profile::{builtin_profiles, ArgKind, ToolSpec};
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Change {
-    pub line: usize,
-    pub seq: u64,
-    pub method: String,
-    pub tool: Option<String>,
+pub(crate) struct Change {
+    pub(crate) line: usize,
+    pub(crate) seq: u64,
+    pub(crate) method: String,
+    pub(crate) tool: Option<String>,
     /// `allow`, `ask` (a `require_approval` rule gates it: a person decides) or `deny`, and
     /// the rule that decided, then and now.
-    pub before: (String, String),
-    pub after: (String, String),
+    pub(crate) before: (String, String),
+    pub(crate) after: (String, String),
     /// The new denial's reason (empty when now allowed).
-    pub reason: String,
+    pub(crate) reason: String,
 }
 
 impl Change {
-    pub fn newly_allowed(&self) -> bool {
+    pub(crate) fn newly_allowed(&self) -> bool {
         self.before.0 != "allow" && self.after.0 == "allow"
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct ReplayReport {
-    pub policy: String,
-    pub replayed: usize,
-    pub unchanged: usize,
-    pub changes: Vec<Change>,
+pub(crate) struct ReplayReport {
+    pub(crate) policy: String,
+    pub(crate) replayed: usize,
+    pub(crate) unchanged: usize,
+    pub(crate) changes: Vec<Change>,
     /// `line N: why` for records not re-decided.
-    pub skipped: Vec<String>,
+    pub(crate) skipped: Vec<String>,
     /// The chain does not verify (replay still ran on the records it could read).
-    pub verify_error: Option<String>,
+    pub(crate) verify_error: Option<String>,
 }
 
 impl ReplayReport {
     /// 1 when anything denied before would now be allowed, else 0.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         i32::from(self.changes.iter().any(Change::newly_allowed))
     }
 
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         if let Some(e) = &self.verify_error {
             let _ = writeln!(
@@ -106,7 +106,7 @@ impl ReplayReport {
 }
 
 /// Replay the file at `path` under `policy` (real filesystem and DNS).
-pub fn replay(path: &Path, policy: &Policy) -> Result<ReplayReport, AuditError> {
+pub(crate) fn replay(path: &Path, policy: &Policy) -> Result<ReplayReport, AuditError> {
     let data = std::fs::read(path).map_err(|source| AuditError::Io {
         path: path.to_path_buf(),
         source,
@@ -119,7 +119,7 @@ struct Session {
     profile: Option<String>,
 }
 
-pub fn replay_bytes(data: &[u8], policy: &Policy, world: &dyn World) -> ReplayReport {
+pub(crate) fn replay_bytes(data: &[u8], policy: &Policy, world: &dyn World) -> ReplayReport {
     let mut report = ReplayReport {
         policy: policy.name.clone(),
         ..ReplayReport::default()

@@ -17,15 +17,15 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 /// Default `audit.max_bytes`: 64 MiB.
-pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// Default `audit.keep`: rotated files kept besides the live one.
-pub const DEFAULT_KEEP: usize = 4;
+pub(crate) const DEFAULT_KEEP: usize = 4;
 
 /// How the writer rotates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rotation {
-    pub max_bytes: u64,
-    pub keep: usize,
+pub(crate) struct Rotation {
+    pub(crate) max_bytes: u64,
+    pub(crate) keep: usize,
 }
 
 impl Default for Rotation {
@@ -38,14 +38,14 @@ impl Default for Rotation {
 }
 
 /// `audit.jsonl.N`.
-pub fn rotated_name(live: &Path, n: usize) -> PathBuf {
+pub(crate) fn rotated_name(live: &Path, n: usize) -> PathBuf {
     let mut s = live.as_os_str().to_owned();
     s.push(format!(".{n}"));
     PathBuf::from(s)
 }
 
 /// `audit.jsonl.head`.
-pub fn head_path(live: &Path) -> PathBuf {
+pub(crate) fn head_path(live: &Path) -> PathBuf {
     let mut s = live.as_os_str().to_owned();
     s.push(".head");
     PathBuf::from(s)
@@ -53,7 +53,7 @@ pub fn head_path(live: &Path) -> PathBuf {
 
 /// The set, oldest first, ending with `live`: every `live.N` that exists up to the highest N
 /// found (a gap is returned as a missing path, so verify can name it).
-pub fn set_of(live: &Path) -> Vec<PathBuf> {
+pub(crate) fn set_of(live: &Path) -> Vec<PathBuf> {
     let dir = live
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -79,7 +79,11 @@ pub fn set_of(live: &Path) -> Vec<PathBuf> {
 }
 
 /// The `rotation` record that opens a new live file.
-pub fn rotation_record(session: &str, previous_file: &Path, max_bytes: u64) -> Map<String, Value> {
+pub(crate) fn rotation_record(
+    session: &str,
+    previous_file: &Path,
+    max_bytes: u64,
+) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("v".into(), super::event::FORMAT_VERSION.into());
     m.insert("kind".into(), "rotation".into());
@@ -101,12 +105,12 @@ pub fn rotation_record(session: &str, previous_file: &Path, max_bytes: u64) -> M
 }
 
 /// The head file's fixed-size text (same length for every seq, so it is rewritten in place).
-pub fn encode_head(seq: u64, hash: &str) -> Vec<u8> {
+pub(crate) fn encode_head(seq: u64, hash: &str) -> Vec<u8> {
     format!("capjail-audit-head v1 seq {seq:020} hash {hash}\n").into_bytes()
 }
 
 /// `(seq, hash)` from a head file's bytes.
-pub fn parse_head(bytes: &[u8]) -> Option<(u64, String)> {
+pub(crate) fn parse_head(bytes: &[u8]) -> Option<(u64, String)> {
     let s = std::str::from_utf8(bytes).ok()?.trim_end();
     let rest = s.strip_prefix("capjail-audit-head v1 seq ")?;
     let (seq, hash) = rest.split_once(" hash ")?;

@@ -7,7 +7,7 @@ use super::rotated;
 use super::verify::{brk, short, split_lines, verify_file, Break, BreakKind, FileReport};
 
 /// Reports for `path`'s whole set, oldest first (one report when it has no rotated files).
-pub fn verify_set(path: &Path) -> Vec<FileReport> {
+pub(crate) fn verify_set(path: &Path) -> Vec<FileReport> {
     let set = rotated::set_of(path);
     let mut out: Vec<FileReport> = Vec::with_capacity(set.len());
     for (i, p) in set.iter().enumerate() {

@@ -10,34 +10,34 @@ use super::AuditError;
 
 /// Which records to show. `None` everywhere: all of them.
 #[derive(Debug, Clone, Default)]
-pub struct ShowFilter {
+pub(crate) struct ShowFilter {
     /// `allow` or `deny`: only decisions (and approvals) with that verdict.
-    pub verdict: Option<String>,
+    pub(crate) verdict: Option<String>,
     /// Only records about this tool.
-    pub tool: Option<String>,
+    pub(crate) tool: Option<String>,
     /// Only records at or after this RFC 3339 UTC time or prefix (`2026-03-01`, `2026-03-01T12`).
-    pub since: Option<String>,
+    pub(crate) since: Option<String>,
 }
 
 impl ShowFilter {
-    pub fn matches(&self, r: &Map<String, Value>) -> bool {
+    pub(crate) fn matches(&self, r: &Map<String, Value>) -> bool {
         let field = |k: &str| r.get(k).and_then(Value::as_str);
         wanted(self.verdict.as_deref(), field("verdict"))
             && wanted(self.tool.as_deref(), field("tool"))
             && self
                 .since
                 .as_deref()
-                .map_or(true, |s| field("time").is_some_and(|t| t >= s))
+                .is_none_or(|s| field("time").is_some_and(|t| t >= s))
     }
 }
 
 /// No filter, or the field has the wanted value.
 fn wanted(filter: Option<&str>, value: Option<&str>) -> bool {
-    filter.map_or(true, |want| value == Some(want))
+    filter.is_none_or(|want| value == Some(want))
 }
 
 /// Read `path` and render it (`json`: the matching lines as they are in the file).
-pub fn show(path: &Path, filter: &ShowFilter, json: bool) -> Result<String, AuditError> {
+pub(crate) fn show(path: &Path, filter: &ShowFilter, json: bool) -> Result<String, AuditError> {
     let data = std::fs::read(path).map_err(|source| AuditError::Io {
         path: path.to_path_buf(),
         source,
@@ -45,7 +45,7 @@ pub fn show(path: &Path, filter: &ShowFilter, json: bool) -> Result<String, Audi
     Ok(show_bytes(&data, filter, json))
 }
 
-pub fn show_bytes(data: &[u8], filter: &ShowFilter, json: bool) -> String {
+pub(crate) fn show_bytes(data: &[u8], filter: &ShowFilter, json: bool) -> String {
     let mut rows: Vec<[String; 8]> = Vec::new();
     let mut out = String::new();
     for line in split_lines(data) {

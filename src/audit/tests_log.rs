@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use super::canon::{encode_line, parse_line, GENESIS};
+use super::event::{ApprovalEvent, Counts, FilterEvent};
 use super::replay::replay_bytes;
 use super::testutil::policy;
+use super::verify::VerifyReport;
 use super::verify::{verify_bytes, BreakKind};
 use super::*;
 use crate::check::decide::{decide, Context, Decision, StaticCatalog, Verdict};

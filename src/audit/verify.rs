@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::canon::{chain_hash, parse_line, sha256_hex, ParsedLine, GENESIS};
 
 /// The known record kinds.
-pub const KINDS: &[&str] = &[
+pub(crate) const KINDS: &[&str] = &[
     "session_start",
     "decision",
     "approval",
@@ -27,7 +27,7 @@ pub const KINDS: &[&str] = &[
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BreakKind {
+pub(crate) enum BreakKind {
     /// The record does not hash to its stored hash.
     Edited,
     /// Records are missing before this line.
@@ -56,49 +56,49 @@ pub enum BreakKind {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Break {
+pub(crate) struct Break {
     /// 1-based line number (0 when the file could not be read).
-    pub line: usize,
-    pub kind: BreakKind,
+    pub(crate) line: usize,
+    pub(crate) kind: BreakKind,
     /// The full sentence, starting with `line N: `.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct FileReport {
-    pub path: PathBuf,
+pub(crate) struct FileReport {
+    pub(crate) path: PathBuf,
     /// Records accepted before the first break (or all of them).
-    pub records: u64,
-    pub counts: BTreeMap<String, u64>,
+    pub(crate) records: u64,
+    pub(crate) counts: BTreeMap<String, u64>,
     /// The hash of the last accepted record.
-    pub head: String,
+    pub(crate) head: String,
     /// The seq of the last accepted record.
-    pub last_seq: u64,
+    pub(crate) last_seq: u64,
     /// Where the chain of this file starts: GENESIS and 0, or a `rotation` record's `prev`
     /// and `seq - 1` (the end of the file before it in a rotated set).
-    pub anchor: (String, u64),
-    pub warnings: Vec<String>,
-    pub error: Option<Break>,
+    pub(crate) anchor: (String, u64),
+    pub(crate) warnings: Vec<String>,
+    pub(crate) error: Option<Break>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
-pub struct VerifyReport {
-    pub files: Vec<FileReport>,
+pub(crate) struct VerifyReport {
+    pub(crate) files: Vec<FileReport>,
 }
 
 impl VerifyReport {
-    pub fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         self.files.iter().all(|f| f.error.is_none())
     }
     /// 0 when every file verifies, 1 otherwise.
-    pub fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         if self.ok() {
             0
         } else {
             1
         }
     }
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         for f in &self.files {
             let p = f.path.display();
@@ -128,7 +128,7 @@ impl VerifyReport {
 
 /// Verify each file; a live file with rotated files beside it (`FILE.1`, `FILE.2`, ...) is
 /// verified as a whole set, and against its head file `FILE.head` (see `rotated`).
-pub fn verify(paths: &[PathBuf]) -> VerifyReport {
+pub(crate) fn verify(paths: &[PathBuf]) -> VerifyReport {
     let mut files = Vec::new();
     for p in paths {
         files.extend(super::rotated_verify::verify_set(p));
@@ -136,7 +136,7 @@ pub fn verify(paths: &[PathBuf]) -> VerifyReport {
     VerifyReport { files }
 }
 
-pub fn verify_file(path: &Path) -> FileReport {
+pub(crate) fn verify_file(path: &Path) -> FileReport {
     match std::fs::read(path) {
         Ok(data) => FileReport {
             path: path.to_path_buf(),
@@ -158,16 +158,16 @@ pub fn verify_file(path: &Path) -> FileReport {
 
 /// One physical line of the file.
 #[derive(Debug)]
-pub struct RawLine<'a> {
-    pub no: usize,
-    pub offset: u64,
+pub(crate) struct RawLine<'a> {
+    pub(crate) no: usize,
+    pub(crate) offset: u64,
     /// Without the `\n`.
-    pub bytes: &'a [u8],
-    pub terminated: bool,
+    pub(crate) bytes: &'a [u8],
+    pub(crate) terminated: bool,
 }
 
 /// Split into lines, keeping offsets (pure).
-pub fn split_lines(data: &[u8]) -> Vec<RawLine<'_>> {
+pub(crate) fn split_lines(data: &[u8]) -> Vec<RawLine<'_>> {
     let mut out = Vec::new();
     let mut start = 0usize;
     while start < data.len() {
@@ -196,7 +196,7 @@ fn read_record(l: &RawLine) -> Result<ParsedLine, String> {
 }
 
 /// Verify a whole file's bytes (pure).
-pub fn verify_bytes(data: &[u8]) -> FileReport {
+pub(crate) fn verify_bytes(data: &[u8]) -> FileReport {
     let lines = split_lines(data);
     let parsed: Vec<Result<ParsedLine, String>> = lines.iter().map(read_record).collect();
     let mut v = Verifier::new(&lines, &parsed);
@@ -512,7 +512,7 @@ pub(crate) fn brk(line: usize, kind: BreakKind, what: String) -> Break {
 }
 
 /// First 12 hex digits and an ellipsis.
-pub fn short(hash: &str) -> String {
+pub(crate) fn short(hash: &str) -> String {
     format!("{}…", &hash[..hash.len().min(12)])
 }
 

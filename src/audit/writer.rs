@@ -67,7 +67,7 @@ impl AuditLog {
     }
 
     /// Open with the policy's `audit.fsync` and `audit.redact`.
-    pub fn open_for_policy(path: &Path, policy: &Policy) -> Result<AuditLog, AuditError> {
+    pub(crate) fn open_for_policy(path: &Path, policy: &Policy) -> Result<AuditLog, AuditError> {
         let a = &policy.audit;
         let mut log = Self::open_with(path, a.fsync, Redactor::from_policy(policy))?;
         log.set_rotation(Some(Rotation {
@@ -78,12 +78,16 @@ impl AuditLog {
     }
 
     /// Rotate the file when it reaches `max_bytes` (see `rotated`). Only for regular files.
-    pub fn set_rotation(&mut self, rotation: Option<Rotation>) {
+    pub(crate) fn set_rotation(&mut self, rotation: Option<Rotation>) {
         let regular = std::fs::metadata(&self.path).is_ok_and(|m| m.is_file());
         self.rotation = rotation.filter(|r| regular && r.max_bytes > 0 && r.keep > 0);
     }
 
-    pub fn open_with(path: &Path, fsync: bool, redactor: Redactor) -> Result<AuditLog, AuditError> {
+    pub(crate) fn open_with(
+        path: &Path,
+        fsync: bool,
+        redactor: Redactor,
+    ) -> Result<AuditLog, AuditError> {
         let io = |source| AuditError::Io {
             path: path.to_path_buf(),
             source,
@@ -130,16 +134,17 @@ impl AuditLog {
         Ok(log)
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
-    pub fn session_id(&self) -> &str {
+    pub(crate) fn session_id(&self) -> &str {
         &self.session
     }
 
+    #[cfg(test)]
     /// This session's allowed / denied / filtered tallies so far.
-    pub fn counts(&self) -> Counts {
+    pub(crate) fn counts(&self) -> Counts {
         self.counts
     }
 
@@ -203,7 +208,7 @@ impl AuditLog {
 
     /// Append records queued by the proxy (see `queue`): one lock, one `write(2)`, one
     /// optional fsync for all of them. Each record keeps the time it carries.
-    pub fn record_batch(&mut self, records: &[Record]) -> Result<(), AuditError> {
+    pub(crate) fn record_batch(&mut self, records: &[Record]) -> Result<(), AuditError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -479,7 +484,7 @@ fn scan_tail(file: &File, size: u64) -> std::io::Result<Tail> {
 /// Pure part of [`scan_tail`]: `buf` is the file from offset `start` to its end. `None`: the
 /// window holds no complete record and does not reach the start of the file.
 fn tail_of(buf: &[u8], start: u64) -> Option<Tail> {
-    let terminated = buf.last().map_or(true, |&b| b == b'\n');
+    let terminated = buf.last().is_none_or(|&b| b == b'\n');
     let mut tail = Tail {
         terminated,
         ..Tail::default()

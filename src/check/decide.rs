@@ -14,7 +14,7 @@
 //! The first refusal decides. Pure except for [`World`] (symlinks, DNS).
 
 use std::borrow::Cow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -29,18 +29,18 @@ use crate::policy::{Policy, RuleId};
 use crate::profile::{ArgKind, ArgSpec, ToolSpec};
 
 /// Where tool descriptions come from: the server's profile, then what `tools/list` said.
-pub trait ToolCatalog {
+pub(crate) trait ToolCatalog {
     fn tool(&self, name: &str) -> Option<Cow<'_, ToolSpec>>;
     /// For messages: the profile in use, if any.
     fn profile_name(&self) -> Option<&str>;
 }
 
 /// Everything a decision needs besides the request.
-pub struct Context<'a> {
-    pub policy: &'a Policy,
-    pub catalog: &'a dyn ToolCatalog,
-    pub paths: &'a PathContext,
-    pub world: &'a dyn World,
+pub(crate) struct Context<'a> {
+    pub(crate) policy: &'a Policy,
+    pub(crate) catalog: &'a dyn ToolCatalog,
+    pub(crate) paths: &'a PathContext,
+    pub(crate) world: &'a dyn World,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -65,7 +65,7 @@ pub struct Decision {
 }
 
 impl Decision {
-    pub fn is_allowed(&self) -> bool {
+    pub(crate) fn is_allowed(&self) -> bool {
         self.verdict == Verdict::Allow
     }
     fn deny(method: &str, tool: Option<String>, accesses: Vec<Access>, denial: Denial) -> Decision {
@@ -81,7 +81,7 @@ impl Decision {
 }
 
 /// Decide a request (or a notification: pass its method and params the same way).
-pub fn decide(ctx: &Context, method: &str, params: Option<&Value>) -> Decision {
+pub(crate) fn decide(ctx: &Context, method: &str, params: Option<&Value>) -> Decision {
     match method {
         "tools/call" => decide_tool_call(ctx, params),
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
@@ -740,9 +740,9 @@ fn shown(written: &str, resolved: &Path) -> String {
 }
 
 /// A catalog of a fixed list of tools (for `capjail check` and tests).
-pub struct StaticCatalog {
-    pub name: Option<String>,
-    pub tools: std::collections::BTreeMap<String, ToolSpec>,
+pub(crate) struct StaticCatalog {
+    pub(crate) name: Option<String>,
+    pub(crate) tools: std::collections::BTreeMap<String, ToolSpec>,
 }
 
 impl ToolCatalog for StaticCatalog {
@@ -752,17 +752,6 @@ impl ToolCatalog for StaticCatalog {
     fn profile_name(&self) -> Option<&str> {
         self.name.as_deref()
     }
-}
-
-/// Used by tests: the path a decision resolved, for assertions.
-pub fn resolved_paths(d: &Decision) -> Vec<PathBuf> {
-    d.accesses
-        .iter()
-        .filter_map(|a| match &a.resource {
-            Resource::Path { resolved, .. } => Some(resolved.clone()),
-            _ => None,
-        })
-        .collect()
 }
 
 #[cfg(test)]

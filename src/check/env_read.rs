@@ -21,7 +21,7 @@ pub(crate) const CAPABILITY: &str = "environment.read";
 
 /// The variables an environment read may show: exact names, `PREFIX_*`, or `*`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Readable(Vec<String>);
+pub(crate) struct Readable(Vec<String>);
 
 impl Readable {
     pub(crate) fn admits(&self, name: &str) -> bool {

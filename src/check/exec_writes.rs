@@ -9,7 +9,7 @@
 use std::path::{Component, Path};
 
 /// Built-in patterns, with why a write there is execution.
-pub const BUILTIN: &[(&str, &str)] = &[
+pub(crate) const BUILTIN: &[(&str, &str)] = &[
     // git runs programs named in its configuration (core.fsmonitor, core.sshCommand,
     // core.pager, filters, diff drivers, aliases) and runs hooks.
     (

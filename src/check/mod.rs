@@ -10,11 +10,11 @@ pub mod decide;
 pub(crate) mod doors;
 pub(crate) mod env_read;
 pub(crate) mod exec_writes;
-pub mod net;
-pub mod path;
-pub mod readings;
-pub mod rules;
-pub mod tools;
+pub(crate) mod net;
+pub(crate) mod path;
+pub(crate) mod readings;
+pub(crate) mod rules;
+pub(crate) mod tools;
 pub(crate) mod uri;
 
 use std::net::IpAddr;
@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 /// What the checks need from the outside world.
-pub trait World {
+pub(crate) trait World {
     /// Resolve symlinks in the longest existing ancestor of `path` (absolute, lexically
     /// normalised) and re-append the rest. Must not fail: a path that cannot be examined is
     /// returned lexically.
@@ -44,7 +44,7 @@ pub trait World {
 }
 
 /// The real world: the filesystem and the system resolver.
-pub struct RealWorld;
+pub(crate) struct RealWorld;
 
 impl World for RealWorld {
     fn resolve_host(&self, host: &str, port: u16) -> std::io::Result<Vec<IpAddr>> {
@@ -57,14 +57,14 @@ impl World for RealWorld {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Access {
     /// `filesystem.read`, `filesystem.write`, `network.fetch`, `shell.execute`, ...
-    pub capability: String,
+    pub(crate) capability: String,
     #[serde(skip_serializing_if = "Resource::is_none")]
-    pub resource: Resource,
+    pub(crate) resource: Resource,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
-pub enum Resource {
+pub(crate) enum Resource {
     None,
     /// A filesystem path: as written, and where it really points.
     Path {
@@ -84,11 +84,11 @@ pub enum Resource {
 }
 
 impl Resource {
-    pub fn is_none(&self) -> bool {
+    pub(crate) fn is_none(&self) -> bool {
         matches!(self, Resource::None)
     }
     /// Short text for messages.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Resource::None => String::new(),
             Resource::Path { written, resolved } => {
@@ -108,21 +108,21 @@ impl Resource {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Denial {
     /// Human sentence, used in the JSON-RPC error message.
-    pub reason: String,
+    pub(crate) reason: String,
     /// The rule or policy key that decided (`filesystem.mounts`, `tools.blocked`, `deny[0]`,
     /// `protocol`, `profile`, ...).
-    pub rule: String,
+    pub(crate) rule: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub capability: Option<String>,
+    pub(crate) capability: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub resource: Option<String>,
+    pub(crate) resource: Option<String>,
     /// True when the call would be allowed after an approval.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub approval_required: bool,
+    pub(crate) approval_required: bool,
 }
 
 impl Denial {
-    pub fn new(rule: impl Into<String>, reason: impl Into<String>) -> Denial {
+    pub(crate) fn new(rule: impl Into<String>, reason: impl Into<String>) -> Denial {
         Denial {
             reason: reason.into(),
             rule: rule.into(),
@@ -131,7 +131,7 @@ impl Denial {
             approval_required: false,
         }
     }
-    pub fn on(mut self, access: &Access) -> Denial {
+    pub(crate) fn on(mut self, access: &Access) -> Denial {
         self.capability = Some(access.capability.clone());
         if !access.resource.is_none() {
             self.resource = Some(access.resource.describe());

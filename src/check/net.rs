@@ -26,21 +26,21 @@ use super::World;
 use crate::policy::{HostPattern, NetworkMode, NetworkPolicy};
 
 /// Rule id: the URL could not be parsed strictly, or uses a scheme other than http(s).
-pub const RULE_URL: &str = crate::policy::RuleId::NetworkUrl.static_id();
+pub(crate) const RULE_URL: &str = crate::policy::RuleId::NetworkUrl.static_id();
 /// Rule id: `network.mode: none`.
-pub const RULE_MODE: &str = crate::policy::RuleId::NetworkMode.static_id();
+pub(crate) const RULE_MODE: &str = crate::policy::RuleId::NetworkMode.static_id();
 /// Rule id: the host is not in `network.allowed_hosts`.
-pub const RULE_ALLOWED_HOSTS: &str = crate::policy::RuleId::NetworkAllowedHosts.static_id();
+pub(crate) const RULE_ALLOWED_HOSTS: &str = crate::policy::RuleId::NetworkAllowedHosts.static_id();
 /// Rule id: a cloud metadata endpoint (never reachable).
-pub const RULE_METADATA: &str = crate::policy::RuleId::NetworkMetadata.static_id();
+pub(crate) const RULE_METADATA: &str = crate::policy::RuleId::NetworkMetadata.static_id();
 /// Rule id: an internal (non-public) address without an opt-in.
-pub const RULE_PRIVATE: &str = crate::policy::RuleId::NetworkPrivate.static_id();
+pub(crate) const RULE_PRIVATE: &str = crate::policy::RuleId::NetworkPrivate.static_id();
 /// Rule id: the host could not be resolved (or resolved to nothing).
-pub const RULE_RESOLVE: &str = crate::policy::RuleId::NetworkResolve.static_id();
+pub(crate) const RULE_RESOLVE: &str = crate::policy::RuleId::NetworkResolve.static_id();
 
 /// Parse an IP literal as written in a policy (`1.2.3.4`, `::1`, `[::1]`). Strict: no
 /// shorthand forms.
-pub fn parse_ip_literal(host: &str) -> Option<IpAddr> {
+pub(crate) fn parse_ip_literal(host: &str) -> Option<IpAddr> {
     let h = host
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
@@ -50,24 +50,24 @@ pub fn parse_ip_literal(host: &str) -> Option<IpAddr> {
 
 /// A URL the policy admitted.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Destination {
+pub(crate) struct Destination {
     /// Lower-case host, no trailing dot; the canonical text for IP literals.
-    pub host: String,
-    pub port: u16,
-    pub scheme: String,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) scheme: String,
     /// Every address checked (empty when the host was not resolved).
-    pub addresses: Vec<IpAddr>,
+    pub(crate) addresses: Vec<IpAddr>,
 }
 
 /// Why a URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetRefusal {
+pub(crate) struct NetRefusal {
     /// `network.mode`, `network.allowed_hosts`, `network.metadata`, `network.private`,
     /// `network.url`, `network.resolve`.
-    pub rule: &'static str,
-    pub reason: String,
+    pub(crate) rule: &'static str,
+    pub(crate) reason: String,
     /// `host:port` (or the URL as written when it could not be parsed).
-    pub target: String,
+    pub(crate) target: String,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -77,7 +77,7 @@ pub struct NetRefusal {
 /// What kind of network an address belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum AddressClass {
+pub(crate) enum AddressClass {
     /// A cloud instance-metadata endpoint: never reachable.
     CloudMetadata,
     /// `127.0.0.0/8`, `::1`.
@@ -104,7 +104,7 @@ pub enum AddressClass {
 
 impl AddressClass {
     /// Short human label for messages.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             AddressClass::CloudMetadata => "cloud metadata",
             AddressClass::Loopback => "loopback",
@@ -120,12 +120,12 @@ impl AddressClass {
         }
     }
 
-    pub fn is_public(self) -> bool {
+    pub(crate) fn is_public(self) -> bool {
         self == AddressClass::Public
     }
 
     /// The policy flag that admits this class, if any flag can.
-    pub fn opt_in_flag(self) -> Option<&'static str> {
+    pub(crate) fn opt_in_flag(self) -> Option<&'static str> {
         match self {
             AddressClass::Loopback => Some("network.allow_loopback"),
             AddressClass::Private | AddressClass::UniqueLocal | AddressClass::Cgnat => {
@@ -139,7 +139,7 @@ impl AddressClass {
     /// Is this class admitted, given whether the host matched an exact `allowed_hosts` entry
     /// and the policy's opt-in flags? Metadata, unspecified, multicast, broadcast and reserved
     /// are never admitted.
-    pub fn admitted(self, exact_entry: bool, policy: &NetworkPolicy) -> bool {
+    pub(crate) fn admitted(self, exact_entry: bool, policy: &NetworkPolicy) -> bool {
         match self {
             AddressClass::Public => true,
             AddressClass::Loopback => exact_entry || policy.allow_loopback,
@@ -263,7 +263,7 @@ const TEREDO: Ipv6Net = v6net([0x2001, 0, 0, 0, 0, 0, 0, 0], 32);
 /// (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`, not `::` or `::1`), IPv4-translated,
 /// NAT64 (`64:ff9b::/96`, `64:ff9b:1::/48`), 6to4 (`2002:AABB:CCDD::/48`) and Teredo (client
 /// address = last 32 bits XOR `0xffffffff`).
-pub fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+pub(crate) fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     if let Some(v4) = v6.to_ipv4_mapped() {
         return Some(v4);
     }
@@ -288,7 +288,7 @@ pub fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
 /// their IPv4 address (they reach the same socket); everything else is unchanged. (NAT64,
 /// 6to4, Teredo are distinct addresses routed through a gateway; they are only *classified*
 /// as their embedded IPv4 address.)
-pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+pub(crate) fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         IpAddr::V4(_) => ip,
@@ -296,7 +296,7 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
 }
 
 /// Classify an address; IPv6 addresses embedding an IPv4 address are judged as that address.
-pub fn classify(ip: IpAddr) -> AddressClass {
+pub(crate) fn classify(ip: IpAddr) -> AddressClass {
     match ip {
         IpAddr::V4(v4) => classify_v4(v4),
         IpAddr::V6(v6) => classify_v6(v6),
@@ -354,17 +354,17 @@ const LOOPBACK_NAMES: [&str; 4] = [
 ];
 
 /// Lower-case, without trailing dots.
-pub fn normalize_name(name: &str) -> String {
+pub(crate) fn normalize_name(name: &str) -> String {
     name.trim_end_matches('.').to_ascii_lowercase()
 }
 
 /// Is `host` (normalised) a cloud metadata service name?
-pub fn is_metadata_name(host: &str) -> bool {
+pub(crate) fn is_metadata_name(host: &str) -> bool {
     METADATA_NAMES.contains(&host)
 }
 
 /// Is `host` (normalised) `localhost`, a sub-domain of it, or another loopback name?
-pub fn is_loopback_name(host: &str) -> bool {
+pub(crate) fn is_loopback_name(host: &str) -> bool {
     LOOPBACK_NAMES.contains(&host) || host.ends_with(".localhost")
 }
 
@@ -374,7 +374,7 @@ pub fn is_loopback_name(host: &str) -> bool {
 
 /// What a URL's host is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
+pub(crate) enum Target {
     /// An IP literal, as the URL parser read it (any IPv4 spelling already normalised).
     Ip(IpAddr),
     /// A host name: lower-case, no trailing dot, ASCII.
@@ -383,7 +383,7 @@ pub enum Target {
 
 impl Target {
     /// Canonical host text: the name, or the canonical address without brackets.
-    pub fn host_text(&self) -> String {
+    pub(crate) fn host_text(&self) -> String {
         match self {
             Target::Ip(ip) => canonical_ip(*ip).to_string(),
             Target::Name(n) => n.clone(),
@@ -412,19 +412,19 @@ fn describe_ip(ip: IpAddr) -> String {
 
 /// A URL that passed strict parsing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParsedUrl {
+pub(crate) struct ParsedUrl {
     /// `http` or `https`.
-    pub scheme: String,
-    pub target: Target,
+    pub(crate) scheme: String,
+    pub(crate) target: Target,
     /// Explicit port, or 80/443.
-    pub port: u16,
+    pub(crate) port: u16,
 }
 
 /// Parse a URL strictly; `Err` is a readable reason. Refuses control characters and
 /// whitespace anywhere, schemes other than http(s), a missing `//`, and in the authority: a
 /// backslash, non-ASCII, more than one `@`, or `%` in the host. Userinfo is accepted and
 /// ignored. The host and port then come from the WHATWG parser.
-pub fn parse_url(written: &str) -> Result<ParsedUrl, String> {
+pub(crate) fn parse_url(written: &str) -> Result<ParsedUrl, String> {
     if written.is_empty() {
         return Err("empty URL".into());
     }
@@ -511,7 +511,7 @@ fn shown(s: &str) -> String {
 
 /// How a host matched `allowed_hosts`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HostMatch {
+pub(crate) enum HostMatch {
     /// An entry naming exactly this host (or IP): the user's explicit choice.
     Exact,
     /// Only a `*.domain` entry.
@@ -521,7 +521,11 @@ pub enum HostMatch {
 /// Match a target against `allowed_hosts`; an exact entry wins over a wildcard. Names use
 /// [`host_matches`]; IP literals only match entries that are the same address (compared after
 /// [`canonical_ip`]), never name or wildcard entries.
-pub fn allowlist_match(patterns: &[HostPattern], target: &Target, port: u16) -> Option<HostMatch> {
+pub(crate) fn allowlist_match(
+    patterns: &[HostPattern],
+    target: &Target,
+    port: u16,
+) -> Option<HostMatch> {
     let mut found = None;
     for p in patterns {
         let hit = entry_admits_port(p, port)
@@ -541,10 +545,10 @@ pub fn allowlist_match(patterns: &[HostPattern], target: &Target, port: u16) -> 
 
 /// The ports an `allowed_hosts` entry without a port stands for: the web's default ports, and
 /// the only ones the kernel layer opens for it (sandbox/plan.rs). One meaning in both layers.
-pub const PORTLESS_ENTRY_PORTS: [u16; 2] = [80, 443];
+pub(crate) const PORTLESS_ENTRY_PORTS: [u16; 2] = [80, 443];
 
 /// Does entry `p` admit `port`? `host:port` admits that port; a bare `host` 80 and 443 only.
-pub fn entry_admits_port(p: &HostPattern, port: u16) -> bool {
+pub(crate) fn entry_admits_port(p: &HostPattern, port: u16) -> bool {
     match p.port {
         Some(pp) => pp == port,
         None => PORTLESS_ENTRY_PORTS.contains(&port),
@@ -593,7 +597,7 @@ fn allowlist_refusal(patterns: &[HostPattern], target: &Target, host: &str, port
 /// Is `p` an entry for this IP address (and port)?
 fn pattern_names_ip(p: &HostPattern, ip: IpAddr, port: u16) -> bool {
     !p.wildcard
-        && p.port.map_or(true, |pp| pp == port)
+        && p.port.is_none_or(|pp| pp == port)
         && parse_ip_literal(&p.host).is_some_and(|pip| canonical_ip(pip) == canonical_ip(ip))
 }
 
@@ -610,7 +614,7 @@ fn pattern_names_ip(p: &HostPattern, ip: IpAddr, port: u16) -> bool {
 /// `policy.resolve` (`network.resolve` when that fails or is empty) — must be public, or
 /// admitted by an exact `allowed_hosts` entry or an `allow_*` flag (`network.private`,
 /// `network.metadata`).
-pub fn check_url(
+pub(crate) fn check_url(
     written: &str,
     policy: &NetworkPolicy,
     world: &dyn World,

@@ -12,7 +12,7 @@ use crate::policy::{Mount, MountMode};
 
 /// Why a path argument is refused before any mount is consulted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum PathError {
+pub(crate) enum PathError {
     #[error("path traversal (`..`) is not allowed: {0}")]
     Traversal(String),
     #[error("empty path")]
@@ -32,27 +32,27 @@ pub enum PathError {
 /// Where the server runs and how it reads paths: what a relative path, a `~` or a `$VAR`
 /// means to it (see `check::readings`).
 #[derive(Debug, Clone, Default)]
-pub struct PathContext {
-    pub cwd: PathBuf,
-    pub home: Option<PathBuf>,
+pub(crate) struct PathContext {
+    pub(crate) cwd: PathBuf,
+    pub(crate) home: Option<PathBuf>,
     /// Directories on the server's command line.
-    pub argv_dirs: Vec<PathBuf>,
+    pub(crate) argv_dirs: Vec<PathBuf>,
     /// The roots the client gave the server (as narrowed by capjail).
-    pub roots: Vec<PathBuf>,
+    pub(crate) roots: Vec<PathBuf>,
     /// The server's environment, for servers that expand variables (`None`: unknown).
-    pub env: Option<Vec<(String, String)>>,
+    pub(crate) env: Option<Vec<(String, String)>>,
     /// What the server's profile says about its reading of paths.
-    pub readings: super::readings::PathReadings,
+    pub(crate) readings: super::readings::PathReadings,
 }
 
 /// Every path a server might open for `written` (every reading: see `check::readings`); all
 /// must be inside the policy.
-pub fn decode_all(written: &str, ctx: &PathContext) -> Result<Vec<PathBuf>, PathError> {
+pub(crate) fn decode_all(written: &str, ctx: &PathContext) -> Result<Vec<PathBuf>, PathError> {
     super::readings::path_readings(written, ctx)
 }
 
 /// Decode `written` into an absolute, lexically normalised path (no symlink resolution yet).
-pub fn decode(written: &str, ctx: &PathContext) -> Result<PathBuf, PathError> {
+pub(crate) fn decode(written: &str, ctx: &PathContext) -> Result<PathBuf, PathError> {
     if written.is_empty() {
         return Err(PathError::Empty);
     }
@@ -146,7 +146,7 @@ fn percent_decode(s: &str, written: &str) -> Result<String, PathError> {
 
 /// Remove `.` components and repeated separators. `..` is applied lexically (callers that must
 /// refuse traversal check for it first).
-pub fn lexical_normalize(p: &Path) -> PathBuf {
+pub(crate) fn lexical_normalize(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in p.components() {
         match c {
@@ -168,7 +168,7 @@ pub fn lexical_normalize(p: &Path) -> PathBuf {
 /// Resolve symlinks in the longest existing ancestor of `p` and append the rest. A dangling
 /// symlink as the final component is followed (read_link) so that a write through it is judged
 /// by where it would land.
-pub fn canonicalize_lenient(p: &Path) -> PathBuf {
+pub(crate) fn canonicalize_lenient(p: &Path) -> PathBuf {
     canonicalize_depth(p, 0)
 }
 
@@ -202,12 +202,12 @@ fn canonicalize_depth(p: &Path, depth: usize) -> PathBuf {
 }
 
 /// Is `path` inside `root` (or equal to it), comparing whole components?
-pub fn is_within(path: &Path, root: &Path) -> bool {
+pub(crate) fn is_within(path: &Path, root: &Path) -> bool {
     path.starts_with(root)
 }
 
 /// The mount that admits `resolved` for `write` (the most specific one wins), or why not.
-pub fn mount_for<'m>(
+pub(crate) fn mount_for<'m>(
     resolved: &Path,
     mounts: &'m [Mount],
     write: bool,
@@ -226,7 +226,7 @@ pub fn mount_for<'m>(
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MountRefusal {
+pub(crate) enum MountRefusal {
     Outside,
     ReadOnly(String),
 }

@@ -32,7 +32,7 @@ pub(crate) const MAX_DECODES: usize = 4;
 /// A directory a server may resolve relative paths against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Base {
+pub(crate) enum Base {
     /// The server's working directory.
     Cwd,
     /// Directories named on the server's command line (server-filesystem's allowed dirs).
@@ -45,12 +45,12 @@ pub enum Base {
 /// profile describes, assumes every reading.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PathReadings {
+pub(crate) struct PathReadings {
     #[serde(default = "all_bases")]
-    pub relative_to: Vec<Base>,
+    pub(crate) relative_to: Vec<Base>,
     /// The server expands `$VAR` and `${VAR}` in paths (GitPython does).
     #[serde(default = "yes")]
-    pub expands_vars: bool,
+    pub(crate) expands_vars: bool,
 }
 
 fn all_bases() -> Vec<Base> {
@@ -368,7 +368,7 @@ mod tests {
         ));
         let v = r("/tmp/a%2520b");
         assert_eq!(v, ["/tmp/a b", "/tmp/a%20b", "/tmp/a%2520b"]);
-        let deep = format!("/tmp/{}", "%25".repeat(1) + "252525252e");
+        let deep = format!("/tmp/{}", "%25".to_string() + "252525252e");
         assert!(path_readings(&deep, &ctx()).is_err());
     }
 

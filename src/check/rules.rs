@@ -1,14 +1,12 @@
 //! Capability rules: deny > require_approval > allow; an access to a capability the rules
 //! govern that no rule allows is denied.
 
-use std::path::Path;
-
 use super::{Access, Resource};
 use crate::policy::{HostPattern, Rule, RuleKind, RuleSet};
 
 /// What the rules say about one access.
 #[derive(Debug, Clone, PartialEq)]
-pub enum RuleVerdict<'r> {
+pub(crate) enum RuleVerdict<'r> {
     /// No rule governs this capability: the rules have nothing to say.
     NotGoverned,
     Allowed(&'r Rule),
@@ -18,7 +16,7 @@ pub enum RuleVerdict<'r> {
     NoAllowMatched,
 }
 
-pub fn evaluate<'r>(
+pub(crate) fn evaluate<'r>(
     rules: &'r RuleSet,
     access: &Access,
     tool: Option<&str>,
@@ -61,7 +59,7 @@ pub(crate) fn evaluate_with<'r>(
 }
 
 /// Does every condition of `rule` hold for this access?
-pub fn matches(rule: &Rule, access: &Access, tool: Option<&str>, method: &str) -> bool {
+pub(crate) fn matches(rule: &Rule, access: &Access, tool: Option<&str>, method: &str) -> bool {
     matches_with(rule, access, tool, method, &super::path::is_within)
 }
 
@@ -112,7 +110,7 @@ fn matches_with(
 
 /// `allowed_hosts` / rule `host` matching: exact name, or `*.domain` for strict sub-domains;
 /// a pattern without a port admits any port.
-pub fn host_matches(pattern: &HostPattern, host: &str, port: u16) -> bool {
+pub(crate) fn host_matches(pattern: &HostPattern, host: &str, port: u16) -> bool {
     if let Some(p) = pattern.port {
         if p != port {
             return false;
@@ -125,11 +123,6 @@ pub fn host_matches(pattern: &HostPattern, host: &str, port: u16) -> bool {
     } else {
         host == pattern.host
     }
-}
-
-/// Does `path` fall under `prefix`? (Exposed for callers outside the rules.)
-pub fn path_under(path: &Path, prefix: &Path) -> bool {
-    super::path::is_within(path, prefix)
 }
 
 #[cfg(test)]

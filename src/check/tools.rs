@@ -7,14 +7,14 @@
 use crate::policy::{ToolPolicy, ToolsMode};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ToolRefusal {
+pub(crate) enum ToolRefusal {
     /// Not in `tools.allowed`.
     NotAllowed,
     /// Matches this `tools.blocked` entry.
     Blocked(String),
 }
 
-pub fn check_tool(name: &str, policy: &ToolPolicy) -> Result<(), ToolRefusal> {
+pub(crate) fn check_tool(name: &str, policy: &ToolPolicy) -> Result<(), ToolRefusal> {
     match policy.mode {
         ToolsMode::All => Ok(()),
         ToolsMode::Allowlist => {

@@ -3,12 +3,12 @@
 use std::io::Write;
 use std::path::Path;
 
-use capjail::audit::{self, ShowFilter};
-use capjail::exit;
+use crate::audit::{self, ShowFilter};
+use crate::exit;
 
 use crate::cli::{AuditCommand, PolicyArgs};
 
-pub fn audit(cmd: AuditCommand) -> i32 {
+pub(crate) fn audit(cmd: AuditCommand) -> i32 {
     match cmd {
         AuditCommand::Verify { files } => {
             let files = if files.is_empty() {
@@ -82,7 +82,7 @@ fn default_log() -> Result<std::path::PathBuf, i32> {
     }
 }
 
-pub fn replay(file: &Path, policy: &PolicyArgs) -> i32 {
+pub(crate) fn replay(file: &Path, policy: &PolicyArgs) -> i32 {
     let policy = match super::load_policy(policy) {
         Ok(p) => p,
         Err(code) => return code,

@@ -4,16 +4,16 @@ use std::io::{BufRead, Write};
 
 use serde_json::{json, Value};
 
-use capjail::check::decide::{decide, Context, StaticCatalog};
-use capjail::check::path::PathContext;
-use capjail::check::RealWorld;
-use capjail::exit;
-use capjail::jsonrpc::{self, parse_strict, ParseError, Shape};
-use capjail::policy::RuleId;
+use crate::check::decide::{decide, Context, StaticCatalog};
+use crate::check::path::PathContext;
+use crate::check::RealWorld;
+use crate::exit;
+use crate::jsonrpc::{self, parse_strict, ParseError, Shape};
+use crate::policy::RuleId;
 
 use crate::cli::CheckArgs;
 
-pub fn check(args: CheckArgs) -> i32 {
+pub(crate) fn check(args: CheckArgs) -> i32 {
     let policy = match super::load_policy(&args.policy) {
         Ok(p) => p,
         Err(code) => return code,
@@ -30,7 +30,7 @@ pub fn check(args: CheckArgs) -> i32 {
         Ok(None) => {
             // No server to identify: every built-in profile's tools (first one wins).
             let mut tools = std::collections::BTreeMap::new();
-            for p in capjail::profile::builtin_profiles() {
+            for p in crate::profile::builtin_profiles() {
                 for (k, v) in p.tools {
                     tools.entry(k).or_insert(v);
                 }
@@ -49,7 +49,7 @@ pub fn check(args: CheckArgs) -> i32 {
         home: std::env::var_os("HOME").map(Into::into),
         // As `run` gives it to the server: the policy's environment allowlist applied.
         env: Some(
-            capjail::sandbox::env::filter_env(
+            crate::sandbox::env::filter_env(
                 &std::env::vars().collect::<Vec<_>>(),
                 &policy.environment,
             )
@@ -141,7 +141,7 @@ fn verdict_for(ctx: &Context, line: &[u8], max_depth: usize) -> Value {
            "reason": if all_allowed { Value::Null } else { json!("a batch with a refused element is refused whole") }})
 }
 
-fn decision_json(id: Option<&Value>, d: capjail::check::decide::Decision) -> Value {
+fn decision_json(id: Option<&Value>, d: crate::check::decide::Decision) -> Value {
     let mut v = serde_json::to_value(&d).expect("a decision serialises");
     v["id"] = id.cloned().unwrap_or(Value::Null);
     if let Some(den) = &d.denial {

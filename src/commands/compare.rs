@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use capjail::compare::{self, runner::Setup, Facts, Options};
-use capjail::exit;
+use crate::compare::{self, runner::Setup, Facts, Options};
+use crate::exit;
 
 use crate::cli::{CompareArgs, CompareServer};
 
-pub fn compare(args: CompareArgs) -> i32 {
+pub(crate) fn compare(args: CompareArgs) -> i32 {
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {
@@ -19,7 +19,7 @@ pub fn compare(args: CompareArgs) -> i32 {
     let policy = match &args.policy {
         None => None,
         Some(p) => {
-            if let Err(e) = capjail::policy::load(p) {
+            if let Err(e) = crate::policy::load(p) {
                 return super::report_policy_error(&e);
             }
             let path = std::path::Path::new(p);

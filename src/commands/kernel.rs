@@ -3,29 +3,29 @@
 
 use std::path::Path;
 
-use capjail::exit;
-use capjail::policy::Policy;
-use capjail::proxy::CommandHook;
-use capjail::sandbox::Mode;
+use crate::exit;
+use crate::policy::Policy;
+use crate::proxy::CommandHook;
+use crate::sandbox::Mode;
 
 /// The confinement hook, what the kernel enforces, and the egress point when it applies.
-pub type Confinement = (
+pub(crate) type Confinement = (
     Option<CommandHook>,
     String,
-    Option<capjail::egress::launch::EgressStart>,
+    Option<crate::egress::launch::EgressStart>,
 );
 
 /// The hook that confines the server, and what the kernel enforces (for the log and the audit).
 /// `Ok(None)`: `--dry-run` printed the plan.
 #[cfg(target_os = "linux")]
-pub fn confinement(
+pub(crate) fn confinement(
     policy: &Policy,
     argv: &[String],
     mode: Mode,
     require: bool,
     dry_run: bool,
 ) -> Result<Option<Confinement>, i32> {
-    use capjail::sandbox::{apply_to, plan, prepare, HostFacts, Overall};
+    use crate::sandbox::{apply_to, plan, prepare, HostFacts, Overall};
     if !mode.uses_kernel() {
         if dry_run {
             println!(
@@ -36,14 +36,14 @@ pub fn confinement(
         }
         return Ok(Some((None, "not requested (--mode proxy)".into(), None)));
     }
-    if let Some(why) = capjail::sandbox::world::launchers::refused(argv) {
+    if let Some(why) = crate::sandbox::world::launchers::refused(argv) {
         eprintln!("capjail: {why}");
         return Err(exit::USAGE);
     }
     let mut plan = plan(policy, argv, &HostFacts::gather(argv));
     // network: allowlist -> the server's own network namespace behind the egress point.
-    let egress = match capjail::egress::launch::shape_plan(policy, &mut plan) {
-        Ok(true) => Some(capjail::egress::launch::EgressStart::new(policy)),
+    let egress = match crate::egress::launch::shape_plan(policy, &mut plan) {
+        Ok(true) => Some(crate::egress::launch::EgressStart::new(policy)),
         Ok(false) => None,
         Err(why) => {
             if require {
@@ -54,7 +54,7 @@ pub fn confinement(
             }
             tracing::warn!(
                 "no network namespace for the egress point ({why}); fallback: {}",
-                capjail::egress::launch::FALLBACK
+                crate::egress::launch::FALLBACK
             );
             None
         }
@@ -97,11 +97,11 @@ pub fn confinement(
         // Without the world, the namespace step runs before the confinement drops privileges;
         // with it, the world's setup process (which `apply_to` puts in place) makes the listener.
         if let (Some(e), false) = (&hook_egress, in_world) {
-            capjail::egress::launch::install(cmd, false, e)?;
+            crate::egress::launch::install(cmd, false, e)?;
         }
         apply_to(&prepared, cmd);
         if let (Some(e), true) = (&hook_egress, in_world) {
-            capjail::egress::launch::install(cmd, true, e)?;
+            crate::egress::launch::install(cmd, true, e)?;
         }
         Ok(())
     });
@@ -109,7 +109,7 @@ pub fn confinement(
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn confinement(
+pub(crate) fn confinement(
     policy: &Policy,
     _argv: &[String],
     _mode: Mode,
@@ -130,31 +130,31 @@ pub fn confinement(
     )))
 }
 
-pub fn doctor(policy: Option<&str>, workspace: Option<&Path>) -> i32 {
+pub(crate) fn doctor(policy: Option<&str>, workspace: Option<&Path>) -> i32 {
     let policy = match policy.map(|p| super::load_named(p, workspace)) {
         Some(Ok(p)) => Some(p),
         Some(Err(code)) => return code,
         None => None,
     };
-    print!("{}", capjail::sandbox::doctor_report(policy.as_ref()));
+    print!("{}", crate::sandbox::doctor_report(policy.as_ref()));
     #[cfg(target_os = "linux")]
-    print!("{}", capjail::egress::launch::doctor_text(policy.as_ref()));
+    print!("{}", crate::egress::launch::doctor_text(policy.as_ref()));
     0
 }
 
-pub fn explain(policy: &str, workspace: Option<&Path>, json: bool, argv: &[String]) -> i32 {
+pub(crate) fn explain(policy: &str, workspace: Option<&Path>, json: bool, argv: &[String]) -> i32 {
     let policy = match super::load_named(policy, workspace) {
         Ok(p) => p,
         Err(code) => return code,
     };
     #[cfg(target_os = "linux")]
     {
-        use capjail::sandbox::{plan, HostFacts};
+        use crate::sandbox::{plan, HostFacts};
         let mut plan = plan(&policy, argv, &HostFacts::gather(argv));
-        let _ = capjail::egress::launch::shape_plan(&policy, &mut plan);
+        let _ = crate::egress::launch::shape_plan(&policy, &mut plan);
         if json {
             let v = serde_json::json!({
-                "proxy": capjail::policy::proxy_rules::json(&policy),
+                "proxy": crate::policy::proxy_rules::json(&policy),
                 "kernel": plan,
             });
             println!(
@@ -162,7 +162,7 @@ pub fn explain(policy: &str, workspace: Option<&Path>, json: bool, argv: &[Strin
                 serde_json::to_string_pretty(&v).expect("a plan serialises")
             );
         } else {
-            print!("{}", capjail::policy::proxy_rules::text(&policy));
+            print!("{}", crate::policy::proxy_rules::text(&policy));
             println!();
             println!("KERNEL LAYER (--mode kernel / full):");
             print!("{plan}");
@@ -172,7 +172,7 @@ pub fn explain(policy: &str, workspace: Option<&Path>, json: bool, argv: &[Strin
     #[cfg(not(target_os = "linux"))]
     {
         let _ = (json, argv);
-        print!("{}", capjail::policy::proxy_rules::text(&policy));
+        print!("{}", crate::policy::proxy_rules::text(&policy));
         println!("no kernel layer on this system");
         0
     }

@@ -11,12 +11,12 @@ mod wrap;
 
 use std::path::Path;
 
-use capjail::exit;
-use capjail::policy::{builtin, Policy, PolicyError};
+use crate::exit;
+use crate::policy::{builtin, Policy, PolicyError};
 
 use crate::cli::{Command, PolicyArgs};
 
-pub fn dispatch(command: Command) -> i32 {
+pub(crate) fn dispatch(command: Command) -> i32 {
     match command {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::check(args),
@@ -24,7 +24,7 @@ pub fn dispatch(command: Command) -> i32 {
         Command::Policy(cmd) => policy::policy(cmd),
         Command::Audit(cmd) => audit::audit(cmd),
         Command::Pins(cmd) => pins::pins(cmd),
-        Command::ProbeServer(args) => capjail::probe::run(args.into()),
+        Command::ProbeServer(args) => crate::probe::run(args.into()),
         Command::Doctor { policy, workspace } => {
             kernel::doctor(policy.as_deref(), workspace.as_deref())
         }
@@ -35,20 +35,20 @@ pub fn dispatch(command: Command) -> i32 {
 }
 
 /// Load the policy named on the command line (or the default), with `--workspace` applied.
-pub fn load_policy(args: &PolicyArgs) -> Result<Policy, i32> {
+pub(crate) fn load_policy(args: &PolicyArgs) -> Result<Policy, i32> {
     let name = args.policy.as_deref().unwrap_or(builtin::DEFAULT);
     load_named(name, args.workspace.as_deref())
 }
 
 /// Load `name` (built-in or file) with `--workspace` passed to compilation (it stands for
 /// `${CAPJAIL_WORKSPACE}`; the process environment is never changed).
-pub fn load_named(name: &str, workspace: Option<&Path>) -> Result<Policy, i32> {
+pub(crate) fn load_named(name: &str, workspace: Option<&Path>) -> Result<Policy, i32> {
     let workspace = workspace_dir(workspace)?;
-    capjail::policy::load_in(name, workspace.as_deref()).map_err(|e| report_policy_error(&e))
+    crate::policy::load_in(name, workspace.as_deref()).map_err(|e| report_policy_error(&e))
 }
 
 /// `--workspace DIR` made absolute.
-pub fn workspace_dir(dir: Option<&Path>) -> Result<Option<std::path::PathBuf>, i32> {
+pub(crate) fn workspace_dir(dir: Option<&Path>) -> Result<Option<std::path::PathBuf>, i32> {
     dir.map(|dir| {
         std::path::absolute(dir).map_err(|e| {
             eprintln!("capjail: error: --workspace {}: {e}", dir.display());
@@ -58,15 +58,15 @@ pub fn workspace_dir(dir: Option<&Path>) -> Result<Option<std::path::PathBuf>, i
     .transpose()
 }
 
-pub fn report_policy_error(e: &PolicyError) -> i32 {
+pub(crate) fn report_policy_error(e: &PolicyError) -> i32 {
     eprintln!("capjail: error: policy: {e}");
     exit::POLICY
 }
 
-pub fn load_profile(name: Option<&str>) -> Result<Option<capjail::profile::Profile>, i32> {
+pub(crate) fn load_profile(name: Option<&str>) -> Result<Option<crate::profile::Profile>, i32> {
     match name {
         None => Ok(None),
-        Some(n) => capjail::profile::load(n).map(Some).map_err(|e| {
+        Some(n) => crate::profile::load(n).map(Some).map_err(|e| {
             eprintln!("capjail: error: profile: {e}");
             exit::POLICY
         }),

@@ -2,13 +2,13 @@
 
 use std::path::PathBuf;
 
-use capjail::exit;
-use capjail::trust::store::{self, PinFile};
+use crate::exit;
+use crate::trust::store::{self, PinFile};
 use serde_json::Value;
 
 use crate::cli::{PinsArgs, PinsCommand};
 
-pub fn pins(cmd: PinsCommand) -> i32 {
+pub(crate) fn pins(cmd: PinsCommand) -> i32 {
     match cmd {
         PinsCommand::Show { args, json } => {
             with_file(&args, |path, file| show(path, file, &args, json))
@@ -23,7 +23,7 @@ fn location(args: &PinsArgs) -> Result<PathBuf, i32> {
         return Ok(std::path::absolute(p).unwrap_or_else(|_| p.clone()));
     }
     if let Some(name) = &args.policy {
-        let policy = capjail::policy::load(name).map_err(|e| super::report_policy_error(&e))?;
+        let policy = crate::policy::load(name).map_err(|e| super::report_policy_error(&e))?;
         if let Some(p) = policy.trust.pins_file {
             return Ok(p);
         }
@@ -54,7 +54,7 @@ fn selected<'a>(
 ) -> impl Iterator<Item = (&'a String, &'a store::ServerPins)> + 'a {
     file.servers
         .iter()
-        .filter(move |(k, _)| args.server.as_ref().map_or(true, |s| s == *k))
+        .filter(move |(k, _)| args.server.as_ref().is_none_or(|s| s == *k))
 }
 
 fn show(path: &std::path::Path, file: &PinFile, args: &PinsArgs, json: bool) -> i32 {
@@ -129,7 +129,7 @@ fn diff(file: &PinFile, args: &PinsArgs, tools: &[String]) -> i32 {
 /// One block per pinned member that differs: `- old` / `+ new`, pretty JSON.
 fn member_diff(old: Option<&Value>, new: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    for k in capjail::trust::digest::PINNED_MEMBERS {
+    for k in crate::trust::digest::PINNED_MEMBERS {
         let a = old.and_then(|o| o.get(*k));
         let b = new.get(*k);
         if a == b {

@@ -1,11 +1,11 @@
 //! `capjail policy list | show | validate | schema | explain`.
 
-use capjail::exit;
-use capjail::policy::builtin;
+use crate::exit;
+use crate::policy::builtin;
 
 use crate::cli::PolicyCommand;
 
-pub fn policy(cmd: PolicyCommand) -> i32 {
+pub(crate) fn policy(cmd: PolicyCommand) -> i32 {
     match cmd {
         PolicyCommand::List => {
             for (name, summary) in builtin::summaries() {
@@ -21,7 +21,7 @@ pub fn policy(cmd: PolicyCommand) -> i32 {
         PolicyCommand::Show { policy, workspace } => {
             match super::load_named(&policy, workspace.as_deref()) {
                 Ok(p) => {
-                    print!("{}", capjail::policy::effective_yaml(&p));
+                    print!("{}", crate::policy::effective_yaml(&p));
                     0
                 }
                 Err(code) => code,
@@ -43,14 +43,14 @@ pub fn policy(cmd: PolicyCommand) -> i32 {
             &command,
         ),
         PolicyCommand::Schema => {
-            let schema = schemars::schema_for!(capjail::policy::PolicyFile);
+            let schema = schemars::schema_for!(crate::policy::PolicyFile);
             println!(
                 "{}",
                 serde_json::to_string_pretty(&schema).expect("a schema serialises")
             );
             0
         }
-        PolicyCommand::Validate { file } => match capjail::policy::load_file(&file) {
+        PolicyCommand::Validate { file } => match crate::policy::load_file(&file) {
             Ok(p) => {
                 println!("{}: valid policy `{}`", file.display(), p.name);
                 0
@@ -65,7 +65,7 @@ pub fn policy(cmd: PolicyCommand) -> i32 {
 
 /// `capjail policy explain --rule ID`: the entry of docs/rules.md for one id.
 fn explain_rule(id: &str) -> i32 {
-    match capjail::policy::RuleId::parse(id) {
+    match crate::policy::RuleId::parse(id) {
         Some(r) => {
             print!("{}", r.explain());
             0

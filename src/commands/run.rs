@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use capjail::exit;
-use capjail::proxy::{run as run_proxy, RunConfig, RunError, SpawnError};
+use crate::exit;
+use crate::proxy::{run as run_proxy, RunConfig, RunError, SpawnError};
 
 use crate::cli::{Mode, RunArgs};
 
-pub fn run(args: RunArgs) -> i32 {
+pub(crate) fn run(args: RunArgs) -> i32 {
     let mut policy = match super::load_policy(&args.policy) {
         Ok(p) => p,
         Err(code) => return code,
@@ -31,11 +31,11 @@ pub fn run(args: RunArgs) -> i32 {
             return exit::INTERNAL;
         }
     };
-    for dir in capjail::policy::grants::dirs_outside_mounts(&args.command, &cwd, &policy) {
-        tracing::warn!("{}", capjail::policy::grants::warning(&dir, &policy));
+    for dir in crate::policy::grants::dirs_outside_mounts(&args.command, &cwd, &policy) {
+        tracing::warn!("{}", crate::policy::grants::warning(&dir, &policy));
     }
-    let mut mode = args.mode;
-    if mode.uses_kernel() && !capjail::sandbox::KERNEL_LAYER_AVAILABLE {
+    let mut mode = Mode::from(args.mode);
+    if mode.uses_kernel() && !crate::sandbox::KERNEL_LAYER_AVAILABLE {
         if args.require_kernel {
             eprintln!("capjail: error: --require-kernel: kernel confinement exists only on Linux");
             return exit::KERNEL_REQUIRED;
@@ -54,8 +54,8 @@ pub fn run(args: RunArgs) -> i32 {
         Ok(None) => return 0, // --dry-run printed the plan
         Err(code) => return code,
     };
-    let audit = match capjail::audit::resolve_location(args.audit.as_deref(), &policy) {
-        Ok(Some(path)) => match capjail::audit::AuditLog::open_for_policy(&path, &policy) {
+    let audit = match crate::audit::resolve_location(args.audit.as_deref(), &policy) {
+        Ok(Some(path)) => match crate::audit::AuditLog::open_for_policy(&path, &policy) {
             Ok(log) => Some(log),
             Err(e) => {
                 eprintln!("capjail: error: {e}");
@@ -68,7 +68,7 @@ pub fn run(args: RunArgs) -> i32 {
             return exit::AUDIT;
         }
     };
-    let pins = match capjail::trust::location::resolve(
+    let pins = match crate::trust::location::resolve(
         args.pins.as_deref(),
         args.pins_frozen,
         &policy.trust,
@@ -83,7 +83,7 @@ pub fn run(args: RunArgs) -> i32 {
     };
     // The same environment allowlist as the kernel layer, in every mode.
     let host_env: Vec<(String, String)> = std::env::vars().collect();
-    let env = capjail::sandbox::env::filter_env(&host_env, &policy.environment);
+    let env = crate::sandbox::env::filter_env(&host_env, &policy.environment);
     let cfg = RunConfig {
         pins,
         env: Some(env.values),

@@ -1,17 +1,17 @@
 //! `capjail wrap` / `capjail unwrap`: find the MCP client configs, show the diff, write, keep
-//! (or restore) the backup. The rewriting itself is `capjail::wrap` (pure).
+//! (or restore) the backup. The rewriting itself is `crate::wrap` (pure).
 
 use std::path::{Path, PathBuf};
 
-use capjail::exit;
-use capjail::wrap::{self, diff::line_diff, Rewrite, WrapOptions};
+use crate::exit;
+use crate::wrap::{self, diff::line_diff, Rewrite, WrapOptions};
 use sha2::{Digest, Sha256};
 
 use crate::cli::WrapArgs;
 
 /// The configs of Claude Desktop, Cursor, VS Code and Claude Code that exist, for `home` and
 /// the project directory `cwd`.
-pub fn default_configs(home: &Path, cwd: &Path) -> Vec<PathBuf> {
+pub(crate) fn default_configs(home: &Path, cwd: &Path) -> Vec<PathBuf> {
     [
         home.join(".config/Claude/claude_desktop_config.json"),
         home.join("Library/Application Support/Claude/claude_desktop_config.json"),
@@ -72,7 +72,7 @@ fn report(path: &Path, before: &str, r: &Rewrite, verb: &str) {
     }
 }
 
-pub fn wrap(args: WrapArgs) -> i32 {
+pub(crate) fn wrap(args: WrapArgs) -> i32 {
     let files = match configs(&args) {
         Ok(f) => f,
         Err(c) => return c,
@@ -132,7 +132,7 @@ pub fn wrap(args: WrapArgs) -> i32 {
     code
 }
 
-pub fn unwrap(args: WrapArgs) -> i32 {
+pub(crate) fn unwrap(args: WrapArgs) -> i32 {
     let files = match configs(&args) {
         Ok(f) => f,
         Err(c) => return c,

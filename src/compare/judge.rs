@@ -7,14 +7,14 @@ use super::suite::Kind;
 
 /// Which layers were active for a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Layers {
-    pub proxy: bool,
-    pub kernel: bool,
+pub(crate) struct Layers {
+    pub(crate) proxy: bool,
+    pub(crate) kernel: bool,
 }
 
 /// The verdict for one case in one mode.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The attack was refused by capjail's proxy and its effect did not happen.
     ContainedProxy(String),
     /// The request reached the (confined) server, and the effect did not happen although it
@@ -37,7 +37,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// Short label for tables.
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             Outcome::ContainedProxy(_) => "contained (proxy)",
             Outcome::ContainedKernel(_) => "contained (kernel)",
@@ -51,7 +51,7 @@ impl Outcome {
     }
 
     /// Stable machine name (JSON `outcome`).
-    pub fn key(&self) -> &'static str {
+    pub(crate) fn key(&self) -> &'static str {
         match self {
             Outcome::ContainedProxy(_) | Outcome::ContainedKernel(_) => "contained",
             Outcome::NoEffect(_) => "no_effect",
@@ -64,7 +64,7 @@ impl Outcome {
     }
 
     /// For `contained`: which layer.
-    pub fn by(&self) -> Option<&'static str> {
+    pub(crate) fn by(&self) -> Option<&'static str> {
         match self {
             Outcome::ContainedProxy(_) => Some("proxy"),
             Outcome::ContainedKernel(_) => Some("kernel"),
@@ -72,7 +72,7 @@ impl Outcome {
         }
     }
 
-    pub fn detail(&self) -> &str {
+    pub(crate) fn detail(&self) -> &str {
         match self {
             Outcome::ContainedProxy(d)
             | Outcome::ContainedKernel(d)
@@ -86,7 +86,7 @@ impl Outcome {
     }
 
     /// A failure when it happens in full mode (the exit status).
-    pub fn is_failure(&self) -> bool {
+    pub(crate) fn is_failure(&self) -> bool {
         matches!(
             self,
             Outcome::Leaked(_) | Outcome::FalseBlock(_) | Outcome::Error(_)
@@ -96,18 +96,18 @@ impl Outcome {
 
 /// What one run of a case produced.
 #[derive(Debug, Clone, Default)]
-pub struct Observed {
+pub(crate) struct Observed {
     /// The replies to the case's own messages (handshake and sync pings left out); a batch
     /// reply is one array value.
-    pub replies: Vec<Value>,
+    pub(crate) replies: Vec<Value>,
     /// For each of the case's effects, in order: did it happen?
-    pub happened: Vec<(String, bool)>,
+    pub(crate) happened: Vec<(String, bool)>,
 }
 
 /// Is this reply capjail's refusal? -32001 always is (only capjail sends it); -32600/-32700 are
 /// capjail's when its proxy is on (it parses every line strictly and never forwards what it did
 /// not understand). For a batch, any element.
-pub fn proxy_refusal(reply: &Value, layers: Layers) -> Option<String> {
+pub(crate) fn proxy_refusal(reply: &Value, layers: Layers) -> Option<String> {
     if let Some(items) = reply.as_array() {
         return items.iter().find_map(|r| proxy_refusal(r, layers));
     }
@@ -126,12 +126,12 @@ pub fn proxy_refusal(reply: &Value, layers: Layers) -> Option<String> {
 }
 
 /// A successful tool result: `result` present and `isError` not true.
-pub fn tool_ok(reply: &Value) -> bool {
+pub(crate) fn tool_ok(reply: &Value) -> bool {
     reply.get("result").is_some() && reply.pointer("/result/isError") != Some(&Value::Bool(true))
 }
 
 /// All text content of a tool result (or the error message), for details and `ResultContains`.
-pub fn reply_text(reply: &Value) -> String {
+pub(crate) fn reply_text(reply: &Value) -> String {
     if let Some(items) = reply.pointer("/result/content").and_then(Value::as_array) {
         return items
             .iter()
@@ -146,7 +146,7 @@ pub fn reply_text(reply: &Value) -> String {
 }
 
 /// Does any of `tokens` occur in `bytes`?
-pub fn contains_any(bytes: &[u8], tokens: &[&str]) -> bool {
+pub(crate) fn contains_any(bytes: &[u8], tokens: &[&str]) -> bool {
     tokens
         .iter()
         .any(|t| !t.is_empty() && bytes.windows(t.len()).any(|w| w == t.as_bytes()))
@@ -165,7 +165,7 @@ fn summary(obs: &Observed) -> String {
 }
 
 /// The outcome of one case in one mode.
-pub fn judge(kind: Kind, layers: Layers, obs: &Observed) -> Outcome {
+pub(crate) fn judge(kind: Kind, layers: Layers, obs: &Observed) -> Outcome {
     let refusal = obs.replies.iter().find_map(|r| proxy_refusal(r, layers));
     match kind {
         Kind::Attack => {
@@ -209,7 +209,7 @@ pub fn judge(kind: Kind, layers: Layers, obs: &Observed) -> Outcome {
 
 /// Credit a layer only for what works unconfined: when the unconfined baseline of an attack did
 /// not leak, "contained by kernel" in another mode becomes "no effect".
-pub fn reconcile(baseline: &Outcome, other: Outcome) -> Outcome {
+pub(crate) fn reconcile(baseline: &Outcome, other: Outcome) -> Outcome {
     match (baseline, other) {
         (Outcome::NoEffect(_) | Outcome::ContainedProxy(_), Outcome::ContainedKernel(d)) => {
             Outcome::NoEffect(format!("no effect even unconfined; {d}"))

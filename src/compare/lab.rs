@@ -8,19 +8,19 @@ use std::time::{Duration, Instant};
 
 use crate::probe::lab::{fresh_token, make_lab, LabTokens};
 
-pub struct CaseLab {
-    pub root: PathBuf,
-    pub ws: PathBuf,
-    pub tokens: LabTokens,
+pub(crate) struct CaseLab {
+    pub(crate) root: PathBuf,
+    pub(crate) ws: PathBuf,
+    pub(crate) tokens: LabTokens,
     /// Set as `AWS_SECRET_ACCESS_KEY` in capjail's environment: must never reach the client.
-    pub launcher_secret: String,
+    pub(crate) launcher_secret: String,
     /// The generated policy (outside the workspace).
-    pub policy: PathBuf,
+    pub(crate) policy: PathBuf,
 }
 
 /// The policy `capjail compare` uses when `--policy` is not given: the lab's workspace
 /// read-write, nothing else on disk, no network, shell-like tools blocked.
-pub fn workspace_policy(ws: &Path) -> String {
+pub(crate) fn workspace_policy(ws: &Path) -> String {
     let ws = serde_json::to_string(&ws.display().to_string()).unwrap_or_default();
     format!(
         "name: compare-lab\n\
@@ -32,7 +32,7 @@ pub fn workspace_policy(ws: &Path) -> String {
 }
 
 impl CaseLab {
-    pub fn new() -> std::io::Result<CaseLab> {
+    pub(crate) fn new() -> std::io::Result<CaseLab> {
         let base = std::env::temp_dir().join(format!(
             "capjail-compare-{}-{}",
             std::process::id(),
@@ -52,7 +52,7 @@ impl CaseLab {
         Ok(lab)
     }
 
-    pub fn exists(&self, rel: &str) -> bool {
+    pub(crate) fn exists(&self, rel: &str) -> bool {
         std::fs::symlink_metadata(self.root.join(rel)).is_ok()
     }
 }
@@ -65,14 +65,14 @@ impl Drop for CaseLab {
 
 /// A process outside the sandbox: a shell with a secret in its environment that appends
 /// `USR1` to a file when signalled. Lives at most 60 s; killed on drop.
-pub struct Outside {
+pub(crate) struct Outside {
     child: Child,
     signals: PathBuf,
-    pub token: String,
+    pub(crate) token: String,
 }
 
 impl Outside {
-    pub fn start(dir: &Path) -> std::io::Result<Outside> {
+    pub(crate) fn start(dir: &Path) -> std::io::Result<Outside> {
         let signals = dir.join("outside-signals");
         let ready = dir.join("outside-ready");
         let token = fresh_token()?;
@@ -107,11 +107,11 @@ while [ "$i" -lt 600 ]; do sleep 0.1; i=$((i+1)); done"#;
         Ok(o)
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    pub fn got_signal(&self) -> bool {
+    pub(crate) fn got_signal(&self) -> bool {
         std::fs::read_to_string(&self.signals).is_ok_and(|s| s.contains("USR1"))
     }
 }

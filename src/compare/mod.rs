@@ -8,13 +8,13 @@
 //! - [`judge`]: pure: observations -> outcome.
 //! - [`report`]: pure: outcomes -> text / JSON / markdown.
 
-pub mod judge;
-pub mod lab;
-pub mod netns;
-pub mod report;
-pub mod runner;
-pub mod suite;
-pub mod walls_lab;
+pub(crate) mod judge;
+pub(crate) mod lab;
+pub(crate) mod netns;
+pub(crate) mod report;
+pub(crate) mod runner;
+pub(crate) mod suite;
+pub(crate) mod walls_lab;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,7 +27,7 @@ use suite::{Case, Target, SUITE};
 /// A column of the matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Mode {
+pub(crate) enum Mode {
     /// The server alone, without capjail: shows which attacks are real against it.
     Unconfined,
     Proxy,
@@ -36,9 +36,9 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub const ALL: [Mode; 4] = [Mode::Unconfined, Mode::Proxy, Mode::Kernel, Mode::Full];
+    pub(crate) const ALL: [Mode; 4] = [Mode::Unconfined, Mode::Proxy, Mode::Kernel, Mode::Full];
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Mode::Unconfined => "unconfined",
             Mode::Proxy => "proxy",
@@ -48,14 +48,14 @@ impl Mode {
     }
 
     /// `capjail run --mode` value; `None` for the unconfined baseline.
-    pub fn run_flag(self) -> Option<&'static str> {
+    pub(crate) fn run_flag(self) -> Option<&'static str> {
         match self {
             Mode::Unconfined => None,
             m => Some(m.name()),
         }
     }
 
-    pub fn layers(self) -> Layers {
+    pub(crate) fn layers(self) -> Layers {
         Layers {
             proxy: matches!(self, Mode::Proxy | Mode::Full),
             kernel: matches!(self, Mode::Kernel | Mode::Full),
@@ -65,29 +65,29 @@ impl Mode {
 
 /// What `capjail compare` was asked to do.
 #[derive(Debug, Clone)]
-pub struct Options {
-    pub setup: runner::Setup,
+pub(crate) struct Options {
+    pub(crate) setup: runner::Setup,
     /// How the server was chosen (for the report).
-    pub server_label: String,
+    pub(crate) server_label: String,
     /// Cases run in parallel.
-    pub jobs: usize,
+    pub(crate) jobs: usize,
     /// Print a progress line per finished case on stderr.
-    pub progress: bool,
+    pub(crate) progress: bool,
 }
 
 /// Environment facts decided once.
 #[derive(Debug, Clone)]
-pub struct Facts {
+pub(crate) struct Facts {
     /// `Err(why)` when the kernel layer is not fully available here.
-    pub kernel: Result<(), String>,
+    pub(crate) kernel: Result<(), String>,
     /// `Err(why)` when no private network namespace can be made.
-    pub netns: Result<(), String>,
+    pub(crate) netns: Result<(), String>,
     /// The server's tools (unconfined `tools/list`), when it could be listed.
-    pub server_tools: Option<Vec<String>>,
+    pub(crate) server_tools: Option<Vec<String>>,
 }
 
 /// Is the kernel layer fully enforced here? (`capjail run --mode kernel --require-kernel -- true`)
-pub fn kernel_available(exe: &std::path::Path) -> Result<(), String> {
+pub(crate) fn kernel_available(exe: &std::path::Path) -> Result<(), String> {
     let out = std::process::Command::new(exe)
         .args([
             "run",
@@ -139,7 +139,7 @@ fn pre_skip(case: &Case, mode: Mode, facts: &Facts) -> Option<Outcome> {
 }
 
 /// Run the whole suite. Returns the report (not yet printed).
-pub fn run(opts: &Options, facts: Facts) -> report::Report {
+pub(crate) fn run(opts: &Options, facts: Facts) -> report::Report {
     let cases: Vec<&'static Case> = SUITE.iter().collect();
     let jobs: Vec<(usize, usize)> = (0..cases.len())
         .flat_map(|c| (0..Mode::ALL.len()).map(move |m| (c, m)))
@@ -213,7 +213,7 @@ pub fn run(opts: &Options, facts: Facts) -> report::Report {
 /// The default server: the real filesystem server when it is installed (`$CAPJAIL_PEERS` or
 /// `./.peers`, then the global npm folders) as `node .../dist/index.js {ws} {lab}`, else `None`
 /// (use the probe server).
-pub fn default_fs_server() -> Option<Vec<String>> {
+pub(crate) fn default_fs_server() -> Option<Vec<String>> {
     const REL: &str = "node_modules/@modelcontextprotocol/server-filesystem/dist/index.js";
     let mut dirs: Vec<PathBuf> = Vec::new();
     if let Some(p) = std::env::var_os("CAPJAIL_PEERS").filter(|p| !p.is_empty()) {
@@ -239,7 +239,7 @@ pub fn default_fs_server() -> Option<Vec<String>> {
 }
 
 /// The probe server as "the server under test": `capjail probe-server --root {lab}`.
-pub fn probe_server(exe: &std::path::Path) -> Vec<String> {
+pub(crate) fn probe_server(exe: &std::path::Path) -> Vec<String> {
     vec![
         exe.display().to_string(),
         "probe-server".into(),
@@ -249,6 +249,6 @@ pub fn probe_server(exe: &std::path::Path) -> Vec<String> {
 }
 
 /// The server's tools, listed once without confinement (to skip cases it cannot run).
-pub fn list_tools(setup: &runner::Setup) -> Option<Vec<String>> {
+pub(crate) fn list_tools(setup: &runner::Setup) -> Option<Vec<String>> {
     runner::list_tools(setup, Duration::from_secs(20))
 }

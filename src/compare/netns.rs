@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 /// Move the calling thread into a new network namespace with only loopback, up.
 #[cfg(target_os = "linux")]
-pub fn enter_private_netns() -> Result<(), String> {
+pub(crate) fn enter_private_netns() -> Result<(), String> {
     // SAFETY: unshare(2) on the calling thread only; no memory is shared with the kernel.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
         return Err(format!(
@@ -27,7 +27,7 @@ pub fn enter_private_netns() -> Result<(), String> {
 }
 
 #[cfg(not(target_os = "linux"))]
-pub fn enter_private_netns() -> Result<(), String> {
+pub(crate) fn enter_private_netns() -> Result<(), String> {
     Err("private network namespaces exist only on Linux".into())
 }
 
@@ -58,7 +58,7 @@ fn loopback_up() -> Result<(), String> {
 }
 
 /// Can this process create private network namespaces? Tried once, in a throwaway thread.
-pub fn available() -> Result<(), String> {
+pub(crate) fn available() -> Result<(), String> {
     thread::spawn(enter_private_netns)
         .join()
         .unwrap_or_else(|_| Err("the namespace probe panicked".into()))
@@ -67,8 +67,8 @@ pub fn available() -> Result<(), String> {
 /// An HTTP listener on 127.0.0.1:PORT (and [::1]:PORT when it can) that records the first line
 /// of every request and answers 200. Bind it from inside the private namespace. Serves until
 /// dropped, at most `MAX_CONNS` connections, each bounded in time.
-pub struct Canary {
-    pub port: u16,
+pub(crate) struct Canary {
+    pub(crate) port: u16,
     hits: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
 }
@@ -76,7 +76,7 @@ pub struct Canary {
 const MAX_CONNS: usize = 64;
 
 impl Canary {
-    pub fn start() -> std::io::Result<Canary> {
+    pub(crate) fn start() -> std::io::Result<Canary> {
         let v4 = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))?;
         let port = v4.local_addr()?.port();
         let mut listeners = vec![v4];
@@ -107,7 +107,7 @@ impl Canary {
     }
 
     /// Request lines received so far that contain `needle`.
-    pub fn hits_with(&self, needle: &str) -> usize {
+    pub(crate) fn hits_with(&self, needle: &str) -> usize {
         self.hits
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -6,43 +6,43 @@ use super::judge::Outcome;
 use super::suite::{Case, Kind};
 use super::Mode;
 
-pub struct Row {
-    pub case: &'static Case,
+pub(crate) struct Row {
+    pub(crate) case: &'static Case,
     /// One per mode, in `Report::modes` order.
-    pub outcomes: Vec<Outcome>,
+    pub(crate) outcomes: Vec<Outcome>,
 }
 
-pub struct Report {
-    pub server: String,
-    pub policy: String,
+pub(crate) struct Report {
+    pub(crate) server: String,
+    pub(crate) policy: String,
     /// Why the kernel layer is unavailable, if it is.
-    pub kernel: Option<String>,
+    pub(crate) kernel: Option<String>,
     /// Why no private network namespace could be made, if so.
-    pub netns: Option<String>,
-    pub modes: Vec<Mode>,
-    pub rows: Vec<Row>,
-    pub seconds: f64,
+    pub(crate) netns: Option<String>,
+    pub(crate) modes: Vec<Mode>,
+    pub(crate) rows: Vec<Row>,
+    pub(crate) seconds: f64,
 }
 
 /// Per-mode counts.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Counts {
-    pub attacks: usize,
-    pub contained_by_proxy: usize,
-    pub contained_by_kernel: usize,
-    pub no_effect: usize,
-    pub leaked: usize,
-    pub skipped: usize,
-    pub errors: usize,
-    pub legit: usize,
-    pub allowed: usize,
-    pub false_blocks: usize,
-    pub legit_skipped: usize,
+pub(crate) struct Counts {
+    pub(crate) attacks: usize,
+    pub(crate) contained_by_proxy: usize,
+    pub(crate) contained_by_kernel: usize,
+    pub(crate) no_effect: usize,
+    pub(crate) leaked: usize,
+    pub(crate) skipped: usize,
+    pub(crate) errors: usize,
+    pub(crate) legit: usize,
+    pub(crate) allowed: usize,
+    pub(crate) false_blocks: usize,
+    pub(crate) legit_skipped: usize,
 }
 
 impl Counts {
     /// Could most cases not run (skipped or errors)? Then a passing report says little.
-    pub fn mostly_skipped(&self) -> bool {
+    pub(crate) fn mostly_skipped(&self) -> bool {
         let total = self.attacks + self.legit;
         let not_run = self.skipped + self.legit_skipped + self.errors;
         total > 0 && not_run * 2 > total
@@ -51,11 +51,11 @@ impl Counts {
 
 impl Report {
     /// The counts of full mode (what the exit status judges).
-    pub fn full_counts(&self) -> Option<Counts> {
+    pub(crate) fn full_counts(&self) -> Option<Counts> {
         self.full_index().map(|i| self.counts(i))
     }
 
-    pub fn counts(&self, mode_index: usize) -> Counts {
+    pub(crate) fn counts(&self, mode_index: usize) -> Counts {
         let mut c = Counts::default();
         for row in &self.rows {
             let o = &row.outcomes[mode_index];
@@ -83,7 +83,7 @@ impl Report {
     }
 
     /// Full mode leaked nothing, blocked nothing legitimate and every case ran (or was skipped).
-    pub fn ok(&self) -> bool {
+    pub(crate) fn ok(&self) -> bool {
         match self.full_index() {
             Some(i) => self.rows.iter().all(|r| !r.outcomes[i].is_failure()),
             None => false,
@@ -91,7 +91,7 @@ impl Report {
     }
 
     /// The full-mode failures, one line each.
-    pub fn failures(&self) -> Vec<String> {
+    pub(crate) fn failures(&self) -> Vec<String> {
         let Some(i) = self.full_index() else {
             return vec!["full mode was not run".into()];
         };
@@ -188,7 +188,7 @@ impl Report {
         v
     }
 
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let mut out = String::new();
         for l in self.header_lines() {
             out += &l;
@@ -229,7 +229,7 @@ impl Report {
         out
     }
 
-    pub fn markdown(&self) -> String {
+    pub(crate) fn markdown(&self) -> String {
         let mut out = String::new();
         for l in self.header_lines() {
             out += &format!("- {}\n", md(&l));
@@ -287,7 +287,7 @@ impl Report {
         out
     }
 
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         let cases: Vec<Value> = self
             .rows
             .iter()

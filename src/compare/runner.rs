@@ -21,20 +21,20 @@ use super::Mode;
 
 /// What every case run needs to know.
 #[derive(Debug, Clone)]
-pub struct Setup {
+pub(crate) struct Setup {
     /// This executable (`capjail`).
-    pub exe: PathBuf,
+    pub(crate) exe: PathBuf,
     /// The server under test; `{lab}` and `{ws}` are substituted per case.
-    pub server: Vec<String>,
+    pub(crate) server: Vec<String>,
     /// `--policy` as given (name or absolute file), else the generated per-lab policy.
-    pub policy: Option<String>,
+    pub(crate) policy: Option<String>,
     /// Bound on one case (start, handshake, requests, exit).
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
 }
 
 /// Run `case` in `mode` (in the calling thread; network cases move the thread into a private
 /// network namespace, so call this from a thread of its own).
-pub fn run_case(setup: &Setup, case: &Case, mode: Mode) -> Outcome {
+pub(crate) fn run_case(setup: &Setup, case: &Case, mode: Mode) -> Outcome {
     let deadline = Instant::now() + setup.timeout;
     let canary = if case.network {
         if let Err(e) = netns::enter_private_netns() {
@@ -231,7 +231,7 @@ fn is_reply(v: &Value) -> bool {
 }
 
 /// `{lab}` -> the lab root, `{ws}` -> its workspace, in every argument of the server command.
-pub fn substitute(server: &[String], lab: &CaseLab) -> Vec<String> {
+pub(crate) fn substitute(server: &[String], lab: &CaseLab) -> Vec<String> {
     let root = lab.root.display().to_string();
     let ws = lab.ws.display().to_string();
     server
@@ -240,7 +240,7 @@ pub fn substitute(server: &[String], lab: &CaseLab) -> Vec<String> {
         .collect()
 }
 
-pub fn effect_name(e: &Effect) -> String {
+pub(crate) fn effect_name(e: &Effect) -> String {
     match e {
         Effect::SecretToClient => "a secret token reached the client".into(),
         Effect::FileAppears(r) => format!("{r} was written"),
@@ -455,7 +455,7 @@ impl Drop for Session {
 }
 
 /// The server's tool names: the server alone (no capjail) in a throwaway lab.
-pub fn list_tools(setup: &Setup, limit: Duration) -> Option<Vec<String>> {
+pub(crate) fn list_tools(setup: &Setup, limit: Duration) -> Option<Vec<String>> {
     let deadline = Instant::now() + limit;
     let lab = CaseLab::new().ok()?;
     let mut s = Session::spawn(&substitute(&setup.server, &lab), &lab).ok()?;

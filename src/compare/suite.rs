@@ -9,7 +9,7 @@
 /// Attack or legitimate operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Kind {
+pub(crate) enum Kind {
     /// Must be contained.
     Attack,
     /// Must stay allowed.
@@ -19,7 +19,7 @@ pub enum Kind {
 /// Which server a case runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Target {
+pub(crate) enum Target {
     /// The server under test (`-- SERVER...`, default the filesystem server): request-level.
     Server,
     /// capjail's built-in probe server: misbehaviour inside the server process.
@@ -29,7 +29,7 @@ pub enum Target {
 /// The layer a case is built to test (what a user should expect to stop it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Layer {
+pub(crate) enum Layer {
     /// Visible in the request: the proxy should refuse it.
     Proxy,
     /// Invisible in the request: only kernel confinement can stop it.
@@ -40,7 +40,7 @@ pub enum Layer {
 
 /// One message sent by a case.
 #[derive(Debug, Clone, Copy)]
-pub enum Step {
+pub(crate) enum Step {
     /// `tools/call` TOOL with ARGS (a JSON object template); the runner picks the id.
     Call {
         tool: &'static str,
@@ -52,7 +52,7 @@ pub enum Step {
 
 /// An effect the judge looks for after the case ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Effect {
+pub(crate) enum Effect {
     /// Any of the lab's secret tokens in anything the client received.
     SecretToClient,
     /// This lab-relative path exists afterwards (it did not before).
@@ -86,22 +86,22 @@ pub enum Effect {
 
 /// One row of the matrix.
 #[derive(Debug, Clone, Copy)]
-pub struct Case {
+pub(crate) struct Case {
     /// Stable, unique, kebab-case.
-    pub id: &'static str,
-    pub family: &'static str,
-    pub kind: Kind,
-    pub target: Target,
-    pub layer: Layer,
+    pub(crate) id: &'static str,
+    pub(crate) family: &'static str,
+    pub(crate) kind: Kind,
+    pub(crate) target: Target,
+    pub(crate) layer: Layer,
     /// What it tries, in a few words.
-    pub what: &'static str,
+    pub(crate) what: &'static str,
     /// The tool that must be in the server's `tools/list` (else: skipped).
-    pub needs_tool: &'static str,
+    pub(crate) needs_tool: &'static str,
     /// Needs the private network namespace (else: skipped).
-    pub network: bool,
-    pub steps: &'static [Step],
+    pub(crate) network: bool,
+    pub(crate) steps: &'static [Step],
     /// Attacks: any of these happening is a leak. Legit: all of these must happen.
-    pub effects: &'static [Effect],
+    pub(crate) effects: &'static [Effect],
 }
 
 const fn attack(
@@ -191,7 +191,7 @@ const READ: &str = "read_text_file";
 const SECRET: &[Effect] = &[SecretToClient];
 
 /// Every case, in report order.
-pub const SUITE: &[Case] = &[
+pub(crate) const SUITE: &[Case] = &[
     // ---- traversal ----
     attack("traversal-dotdot", "traversal", "read ws/../secret/id_rsa", READ,
         &[Call { tool: READ, args: r#"{"path":"{ws}/../secret/id_rsa"}"# }], SECRET),
@@ -358,7 +358,7 @@ pub const SUITE: &[Case] = &[
 
 /// Substitute the placeholders of a template. `{root}`/`{ws}` values are JSON-escaped (they
 /// land inside JSON strings).
-pub fn render(template: &str, vars: &Vars) -> Vec<u8> {
+pub(crate) fn render(template: &str, vars: &Vars) -> Vec<u8> {
     let esc = |s: &str| {
         let q = serde_json::to_string(s).unwrap_or_default();
         q[1..q.len() - 1].to_string()
@@ -388,26 +388,26 @@ pub fn render(template: &str, vars: &Vars) -> Vec<u8> {
 
 /// The per-case values of the placeholders.
 #[derive(Debug, Clone)]
-pub struct Vars {
-    pub root: String,
-    pub ws: String,
-    pub port: u16,
-    pub marker: String,
-    pub walls: WallsVars,
+pub(crate) struct Vars {
+    pub(crate) root: String,
+    pub(crate) ws: String,
+    pub(crate) port: u16,
+    pub(crate) marker: String,
+    pub(crate) walls: WallsVars,
 }
 
 /// The walls' stand-ins (`{agent}`, `{daemon}`, `{target}`, `{cache}`, `{shm}`, `{opid}`,
 /// `{lim}`); empty/zero for cases without them.
 #[derive(Debug, Clone, Default)]
-pub struct WallsVars {
-    pub agent: String,
-    pub daemon: String,
-    pub target: String,
-    pub cache: String,
-    pub shm: i32,
-    pub outside_pid: u32,
+pub(crate) struct WallsVars {
+    pub(crate) agent: String,
+    pub(crate) daemon: String,
+    pub(crate) target: String,
+    pub(crate) cache: String,
+    pub(crate) shm: i32,
+    pub(crate) outside_pid: u32,
     /// A per-case RLIMIT_CPU value the judge looks for.
-    pub limit: u64,
+    pub(crate) limit: u64,
 }
 
 #[cfg(test)]

@@ -17,26 +17,26 @@ use std::time::{Duration, Instant};
 use crate::probe::walls::{PROBE_MODE, PROBE_MTIME, PROBE_NICE, PROBE_XATTR};
 
 /// Lab-relative paths of the stand-ins.
-pub const AGENT: &str = "outside/agent.sock";
-pub const DAEMON: &str = "outside/daemon.sock";
+pub(crate) const AGENT: &str = "outside/agent.sock";
+pub(crate) const DAEMON: &str = "outside/daemon.sock";
 /// Written by the daemon stand-in when a client asks.
-pub const DAEMON_DID: &str = "outside/daemon-did-it";
-pub const TARGET: &str = "outside/target.txt";
-pub const CACHE: &str = "home_like/.npm/_npx/pkg";
-pub const PLANTED: &str = "home_like/.npm/_npx/pkg/capjail-probe-planted.js";
+pub(crate) const DAEMON_DID: &str = "outside/daemon-did-it";
+pub(crate) const TARGET: &str = "outside/target.txt";
+pub(crate) const CACHE: &str = "home_like/.npm/_npx/pkg";
+pub(crate) const PLANTED: &str = "home_like/.npm/_npx/pkg/capjail-probe-planted.js";
 
-pub struct WallsLab {
-    pub agent: PathBuf,
-    pub daemon: PathBuf,
-    pub target: PathBuf,
-    pub cache: PathBuf,
-    pub shm: i32,
+pub(crate) struct WallsLab {
+    pub(crate) agent: PathBuf,
+    pub(crate) daemon: PathBuf,
+    pub(crate) target: PathBuf,
+    pub(crate) cache: PathBuf,
+    pub(crate) shm: i32,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
 }
 
 impl WallsLab {
-    pub fn new(root: &Path, secret: &str) -> std::io::Result<WallsLab> {
+    pub(crate) fn new(root: &Path, secret: &str) -> std::io::Result<WallsLab> {
         std::fs::create_dir_all(root.join("outside"))?;
         std::fs::create_dir_all(root.join(CACHE))?;
         let target = root.join(TARGET);
@@ -68,7 +68,7 @@ impl WallsLab {
     }
 
     /// chmod, utimes or setxattr reached the outside file.
-    pub fn target_changed(&self) -> bool {
+    pub(crate) fn target_changed(&self) -> bool {
         let Ok(m) = std::fs::metadata(&self.target) else {
             return false;
         };
@@ -150,7 +150,7 @@ fn stand_in(
 }
 
 /// The outside process's RLIMIT_CPU is `mark` (the probe's prlimit took effect).
-pub fn cpu_limit_is(pid: u32, mark: u64) -> bool {
+pub(crate) fn cpu_limit_is(pid: u32, mark: u64) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/limits")).is_ok_and(|s| {
         s.lines()
             .any(|l| l.starts_with("Max cpu time") && l.contains(&mark.to_string()))
@@ -158,7 +158,7 @@ pub fn cpu_limit_is(pid: u32, mark: u64) -> bool {
 }
 
 /// The outside process's nice value is the probe's, or its affinity was narrowed to CPU 0.
-pub fn sched_changed(pid: u32) -> bool {
+pub(crate) fn sched_changed(pid: u32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let nice = stat
         .rsplit_once(')')

@@ -13,7 +13,7 @@ use crate::policy::rules::CapabilityPattern;
 use crate::policy::HostPattern;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutAction {
+pub(crate) enum OutAction {
     Refuse,
     Approval,
     Record,
@@ -21,7 +21,7 @@ pub enum OutAction {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResultAction {
+pub(crate) enum ResultAction {
     Redact,
     Wrap,
     Strip,
@@ -31,28 +31,28 @@ pub enum ResultAction {
 }
 
 #[derive(Debug, Clone)]
-pub struct ContentPolicy {
-    pub enabled: bool,
+pub(crate) struct ContentPolicy {
+    pub(crate) enabled: bool,
     pub(crate) outgoing: BTreeMap<Class, OutAction>,
-    pub exempt_hosts: Vec<HostPattern>,
-    pub exempt_tools: Vec<String>,
-    pub secrets: ResultAction,
-    pub injection: ResultAction,
-    pub hidden_unicode: ResultAction,
-    pub results_exempt_tools: Vec<String>,
-    pub sensitive: Vec<Sensitive>,
+    pub(crate) exempt_hosts: Vec<HostPattern>,
+    pub(crate) exempt_tools: Vec<String>,
+    pub(crate) secrets: ResultAction,
+    pub(crate) injection: ResultAction,
+    pub(crate) hidden_unicode: ResultAction,
+    pub(crate) results_exempt_tools: Vec<String>,
+    pub(crate) sensitive: Vec<Sensitive>,
 }
 
 /// A sensitive location: a path prefix, or a file name pattern.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Sensitive {
+pub(crate) enum Sensitive {
     Prefix(PathBuf),
     /// `.env*` (prefix match when it ends in `*`), `*.pem` (suffix), or exact.
     Name(String),
 }
 
 impl Sensitive {
-    pub fn matches(&self, p: &Path) -> bool {
+    pub(crate) fn matches(&self, p: &Path) -> bool {
         match self {
             Sensitive::Prefix(pre) => crate::check::path::is_within(p, pre),
             Sensitive::Name(n) => {
@@ -72,7 +72,7 @@ impl Sensitive {
 }
 
 /// The built-in sensitive paths.
-pub const DEFAULT_SENSITIVE: &[&str] = &[
+pub(crate) const DEFAULT_SENSITIVE: &[&str] = &[
     "~/.ssh",
     "~/.aws",
     "~/.gnupg",
@@ -98,13 +98,13 @@ impl ContentPolicy {
     pub(crate) fn action(&self, c: Class) -> OutAction {
         self.outgoing.get(&c).copied().unwrap_or(OutAction::Refuse)
     }
-    pub fn is_sensitive(&self, p: &Path) -> bool {
+    pub(crate) fn is_sensitive(&self, p: &Path) -> bool {
         self.sensitive.iter().any(|s| s.matches(p))
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventKind {
+pub(crate) enum EventKind {
     SensitiveRead,
     Read,
     EnvRead,
@@ -112,22 +112,22 @@ pub enum EventKind {
 }
 
 #[derive(Debug, Clone)]
-pub struct FlowRule {
+pub(crate) struct FlowRule {
     /// `flows[0]` or `flows.default.<name>`: the rule id in refusals.
-    pub id: String,
-    pub event: EventKind,
-    pub path_prefix: Option<PathBuf>,
-    pub capability: Option<CapabilityPattern>,
-    pub tool: Option<String>,
-    pub outside: Option<PathBuf>,
-    pub refuse: bool,
-    pub window: Option<Duration>,
-    pub reason: Option<String>,
+    pub(crate) id: String,
+    pub(crate) event: EventKind,
+    pub(crate) path_prefix: Option<PathBuf>,
+    pub(crate) capability: Option<CapabilityPattern>,
+    pub(crate) tool: Option<String>,
+    pub(crate) outside: Option<PathBuf>,
+    pub(crate) refuse: bool,
+    pub(crate) window: Option<Duration>,
+    pub(crate) reason: Option<String>,
 }
 
 #[derive(Debug, Clone, Default)]
-pub struct FlowPolicy {
-    pub rules: Vec<FlowRule>,
+pub(crate) struct FlowPolicy {
+    pub(crate) rules: Vec<FlowRule>,
 }
 
 fn e(key: impl Into<String>, value: Option<&str>, message: impl Into<String>) -> CompileError {
@@ -205,7 +205,7 @@ fn result_action(
         })
 }
 
-pub fn compile_content(
+pub(crate) fn compile_content(
     c: Option<&ContentSection>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ContentPolicy, CompileError> {
@@ -311,13 +311,13 @@ pub fn compile_content(
 
 /// The built-in flow rules: after a sensitive read, an environment read or a secret in a
 /// result, no network call without approval (for the rest of the session).
-pub const DEFAULT_FLOWS: &[(&str, EventKind)] = &[
+pub(crate) const DEFAULT_FLOWS: &[(&str, EventKind)] = &[
     ("sensitive-read-then-network", EventKind::SensitiveRead),
     ("env-read-then-network", EventKind::EnvRead),
     ("secret-in-result-then-network", EventKind::SecretInResult),
 ];
 
-pub fn compile_flows(
+pub(crate) fn compile_flows(
     f: Option<&FlowsSection>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<FlowPolicy, CompileError> {

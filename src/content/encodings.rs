@@ -59,7 +59,7 @@ pub(crate) fn candidate_tokens(s: &str) -> impl Iterator<Item = Range<usize>> + 
 /// Decode one token as hex, base32 or base64 (the first that fits), as text.
 pub(crate) fn decode_token(tok: &str) -> Option<(&'static str, String)> {
     let t = tok.trim_end_matches('=');
-    if t.len() % 2 == 0 && t.bytes().all(|c| c.is_ascii_hexdigit()) {
+    if t.len().is_multiple_of(2) && t.bytes().all(|c| c.is_ascii_hexdigit()) {
         return hex::decode(t).ok().and_then(text).map(|s| ("hex", s));
     }
     if t.bytes()

@@ -9,11 +9,11 @@ use crate::check::{Access, Resource};
 
 /// Something that happened in the session that a flow rule may wait for.
 #[derive(Debug, Clone)]
-pub struct Event {
-    pub kind: EventKind,
-    pub path: Option<PathBuf>,
+pub(crate) struct Event {
+    pub(crate) kind: EventKind,
+    pub(crate) path: Option<PathBuf>,
     /// For messages: "filesystem.read of /home/u/.env (request 3)".
-    pub what: String,
+    pub(crate) what: String,
 }
 
 #[derive(Debug, Clone)]
@@ -25,16 +25,16 @@ struct Armed {
 
 /// The flow rules armed so far (one entry per rule: the first event that armed it).
 #[derive(Debug, Default)]
-pub struct FlowState {
+pub(crate) struct FlowState {
     armed: Vec<Armed>,
 }
 
 /// A call a flow rule holds back.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FlowHit {
-    pub rule: String,
-    pub refuse: bool,
-    pub reason: String,
+pub(crate) struct FlowHit {
+    pub(crate) rule: String,
+    pub(crate) refuse: bool,
+    pub(crate) reason: String,
 }
 
 fn event_matches(r: &FlowRule, e: &Event) -> bool {
@@ -73,7 +73,7 @@ fn access_matches(r: &FlowRule, a: &Access, tool: Option<&str>) -> bool {
 }
 
 impl FlowState {
-    pub fn observe(&mut self, policy: &FlowPolicy, e: &Event, now: Instant) {
+    pub(crate) fn observe(&mut self, policy: &FlowPolicy, e: &Event, now: Instant) {
         for (i, r) in policy.rules.iter().enumerate() {
             if !event_matches(r, e) {
                 continue;
@@ -95,7 +95,7 @@ impl FlowState {
     }
 
     /// The first armed rule that holds back one of these accesses.
-    pub fn check(
+    pub(crate) fn check(
         &self,
         policy: &FlowPolicy,
         accesses: &[Access],
@@ -135,7 +135,11 @@ impl FlowState {
 }
 
 /// The events one allowed call produces.
-pub fn events_of(accesses: &[Access], sensitive: &dyn Fn(&Path) -> bool, id: &str) -> Vec<Event> {
+pub(crate) fn events_of(
+    accesses: &[Access],
+    sensitive: &dyn Fn(&Path) -> bool,
+    id: &str,
+) -> Vec<Event> {
     let mut out = Vec::new();
     for a in accesses {
         match (&a.resource, a.capability.as_str()) {

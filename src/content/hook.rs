@@ -23,7 +23,7 @@ fn deny(mut d: Decision, denial: Denial) -> Decision {
 
 /// Judge an allowed request's content and flows. Returns the decision (refused when content or
 /// a flow says so) and the findings to record without refusing.
-pub fn on_request(
+pub(crate) fn on_request(
     policy: &Policy,
     st: &mut SessionContent,
     id: Option<&Value>,
@@ -157,7 +157,7 @@ fn walk(v: &Value, f: &mut dyn FnMut(&str), depth: usize) {
 
 /// What to do with a result.
 #[derive(Debug, PartialEq)]
-pub enum ResultOutcome {
+pub(crate) enum ResultOutcome {
     /// Not a result capjail scans, or nothing found.
     Forward,
     /// Forward unchanged; record this.
@@ -167,7 +167,7 @@ pub enum ResultOutcome {
 }
 
 /// Scan the answer to request `key` (a response line), if it was one capjail watches.
-pub fn on_result(
+pub(crate) fn on_result(
     policy: &Policy,
     st: &mut SessionContent,
     key: &str,

@@ -6,26 +6,26 @@
 //! `hook` is the thin edge the proxy calls. `text` (hidden Unicode, text addressed to the
 //! model) is meant to be shared with the tool-definition checks.
 
-pub mod approval;
-pub mod config;
-pub mod encodings;
-pub mod entropy;
-pub mod flows;
-pub mod hook;
-pub mod known;
-pub mod results;
-pub mod scan;
-pub mod schema;
-pub mod secrets;
-pub mod text;
+pub(crate) mod approval;
+pub(crate) mod config;
+pub(crate) mod encodings;
+pub(crate) mod entropy;
+pub(crate) mod flows;
+pub(crate) mod hook;
+pub(crate) mod known;
+pub(crate) mod results;
+pub(crate) mod scan;
+pub(crate) mod schema;
+pub(crate) mod secrets;
+pub(crate) mod text;
 
 use std::collections::HashMap;
 
-pub use config::{ContentPolicy, FlowPolicy};
+pub(crate) use config::{ContentPolicy, FlowPolicy};
 
 /// What one session's content checks remember (held in the proxy's shared session state).
 #[derive(Debug, Default)]
-pub struct SessionContent {
+pub(crate) struct SessionContent {
     known: known::KnownSecrets,
     env_loaded: bool,
     flows: flows::FlowState,

@@ -12,12 +12,12 @@ use super::scan::{Finding, Scanner};
 /// What the scan of one result found and did.
 #[derive(Debug, Default)]
 pub(crate) struct ResultReport {
-    pub secrets: Vec<Finding>,
-    pub injection: Option<&'static str>,
-    pub hidden: usize,
-    pub changed: bool,
+    pub(crate) secrets: Vec<Finding>,
+    pub(crate) injection: Option<&'static str>,
+    pub(crate) hidden: usize,
+    pub(crate) changed: bool,
     /// The rule that refuses the whole result, if any.
-    pub refuse: Option<&'static str>,
+    pub(crate) refuse: Option<&'static str>,
 }
 
 impl ResultReport {

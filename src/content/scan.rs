@@ -15,14 +15,14 @@ use super::secrets::{self, Class, Hit};
 /// One finding, placed in the scanned string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Finding {
-    pub class: Class,
-    pub detector: &'static str,
+    pub(crate) class: Class,
+    pub(crate) detector: &'static str,
     /// How it was hidden: `plain`, `hidden characters`, `percent`, `base64`, `hex`, ...
-    pub encoding: String,
+    pub(crate) encoding: String,
     /// Byte range in the scanned string (the whole encoded token when it was decoded).
-    pub span: Range<usize>,
+    pub(crate) span: Range<usize>,
     /// Where a known secret came from.
-    pub source: Option<String>,
+    pub(crate) source: Option<String>,
 }
 
 impl Finding {
@@ -66,12 +66,12 @@ impl Place<'_> {
 const MAX_DECODED_TOKEN: usize = 16 << 10;
 
 pub(crate) struct Scanner<'k> {
-    pub known: &'k mut KnownSecrets,
+    pub(crate) known: &'k mut KnownSecrets,
     /// Judge URLs' hosts, paths and queries for random-looking strings.
-    pub urls: bool,
+    pub(crate) urls: bool,
     budget: usize,
     orig_len: usize,
-    pub findings: Vec<Finding>,
+    pub(crate) findings: Vec<Finding>,
 }
 
 impl<'k> Scanner<'k> {

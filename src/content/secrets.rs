@@ -66,9 +66,9 @@ impl Class {
 /// One detector hit: where, and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Hit {
-    pub class: Class,
-    pub detector: &'static str,
-    pub span: Range<usize>,
+    pub(crate) class: Class,
+    pub(crate) detector: &'static str,
+    pub(crate) span: Range<usize>,
 }
 
 #[derive(Clone, Copy)]

@@ -10,7 +10,7 @@ use crate::check::{Access, Denial, Resource, World};
 use crate::policy::{NetworkMode, NetworkPolicy};
 
 /// Rule id: the request to the egress point was not a well-formed proxy request.
-pub const RULE_REQUEST: &str = crate::policy::RuleId::EgressRequest.static_id();
+pub(crate) const RULE_REQUEST: &str = crate::policy::RuleId::EgressRequest.static_id();
 
 /// Judge a destination (`https://host:port/` for CONNECT, the absolute URL for plain HTTP).
 /// `Ok` carries every address the host has, all checked: connect only to one of them.

@@ -8,10 +8,10 @@ pub(crate) const MAX_HEAD: usize = 64 * 1024;
 /// A request head as received.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RequestHead {
-    pub method: String,
-    pub target: String,
-    pub version: String,
-    pub headers: Vec<(String, String)>,
+    pub(crate) method: String,
+    pub(crate) target: String,
+    pub(crate) version: String,
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 /// What the client asks the egress point for.

@@ -20,11 +20,11 @@ use crate::proxy::recorder::SharedRecorder;
 use crate::sandbox::SandboxPlan;
 
 /// What `doctor` and `policy explain` say about the fallback.
-pub const FALLBACK: &str = "Landlock TCP connect rules by PORT only (any host on an allowed port is reachable, UDP is not governed, names are resolved by the server): weaker than the egress point";
+pub(crate) const FALLBACK: &str = "Landlock TCP connect rules by PORT only (any host on an allowed port is reachable, UDP is not governed, names are resolved by the server): weaker than the egress point";
 
 /// Whether the egress route applies to this policy here: `Ok(true)` yes, `Ok(false)` not
 /// needed (network is not `allowlist`), `Err(why)` wanted but unavailable (fallback).
-pub fn route(policy: &Policy) -> Result<bool, String> {
+pub(crate) fn route(policy: &Policy) -> Result<bool, String> {
     if policy.network.mode != NetworkMode::Allowlist {
         return Ok(false);
     }
@@ -33,7 +33,7 @@ pub fn route(policy: &Policy) -> Result<bool, String> {
 
 /// The plan for the egress route: the server's network namespace (the world's when it has
 /// one), TCP connect to the egress port only, the proxy variables. Pure.
-pub fn adjust_plan(plan: &mut SandboxPlan) {
+pub(crate) fn adjust_plan(plan: &mut SandboxPlan) {
     plan.net.tcp_connect_ports = vec![EGRESS_PORT];
     plan.net
         .notes
@@ -62,7 +62,7 @@ pub fn adjust_plan(plan: &mut SandboxPlan) {
 }
 
 /// The egress point waiting for its listener.
-pub struct EgressStart {
+pub(crate) struct EgressStart {
     slot: Arc<Mutex<Option<Pending>>>,
     policy: NetworkPolicy,
 }
@@ -70,7 +70,7 @@ pub struct EgressStart {
 /// Install the hand-over on the server's command. `world` says whether `cmd` was replaced by
 /// the world's setup process (call AFTER `apply_to` then) or not (call BEFORE `apply_to`: the
 /// namespace step needs the privileges the confinement drops).
-pub fn install(cmd: &mut Command, world: bool, start: &EgressStart) -> std::io::Result<()> {
+pub(crate) fn install(cmd: &mut Command, world: bool, start: &EgressStart) -> std::io::Result<()> {
     let pending = if world {
         netns::attach_to_setup(cmd)?
     } else {
@@ -81,7 +81,7 @@ pub fn install(cmd: &mut Command, world: bool, start: &EgressStart) -> std::io::
 }
 
 impl EgressStart {
-    pub fn new(policy: &Policy) -> EgressStart {
+    pub(crate) fn new(policy: &Policy) -> EgressStart {
         EgressStart {
             slot: Arc::new(Mutex::new(None)),
             policy: policy.network.clone(),
@@ -89,7 +89,7 @@ impl EgressStart {
     }
 
     /// A second handle on the same slot (one for the hook, one for `run`).
-    pub fn share(&self) -> EgressStart {
+    pub(crate) fn share(&self) -> EgressStart {
         EgressStart {
             slot: self.slot.clone(),
             policy: self.policy.clone(),
@@ -97,7 +97,7 @@ impl EgressStart {
     }
 
     /// After the server was spawned (and its command dropped): receive the listener and serve.
-    pub fn start(self, recorder: SharedRecorder) -> std::io::Result<()> {
+    pub(crate) fn start(self, recorder: SharedRecorder) -> std::io::Result<()> {
         let pending = self
             .slot
             .lock()
@@ -118,7 +118,7 @@ impl EgressStart {
 
 /// The plan as it will run: the egress route when it applies here, else the fallback stated in
 /// the plan's network notes. Returns the route's answer (see [`route`]).
-pub fn shape_plan(policy: &Policy, plan: &mut SandboxPlan) -> Result<bool, String> {
+pub(crate) fn shape_plan(policy: &Policy, plan: &mut SandboxPlan) -> Result<bool, String> {
     let r = route(policy);
     match &r {
         Ok(true) => adjust_plan(plan),
@@ -132,7 +132,7 @@ pub fn shape_plan(policy: &Policy, plan: &mut SandboxPlan) -> Result<bool, Strin
 }
 
 /// `capjail doctor`'s egress section.
-pub fn doctor_text(policy: Option<&Policy>) -> String {
+pub(crate) fn doctor_text(policy: Option<&Policy>) -> String {
     let mut out = String::from("egress point (network: allowlist in kernel/full mode):\n");
     match netns::available() {
         Ok(()) => out.push_str(&format!(

@@ -26,19 +26,22 @@ pub(crate) mod check;
 pub(crate) mod connect;
 pub(crate) mod http;
 #[cfg(target_os = "linux")]
-pub mod launch;
+pub(crate) mod launch;
 /// No network namespaces off Linux: the egress route never applies.
 #[cfg(not(target_os = "linux"))]
-pub mod launch {
-    pub struct EgressStart;
+pub(crate) mod launch {
+    pub(crate) struct EgressStart;
     impl EgressStart {
-        pub fn start(self, _: crate::proxy::recorder::SharedRecorder) -> std::io::Result<()> {
+        pub(crate) fn start(
+            self,
+            _: crate::proxy::recorder::SharedRecorder,
+        ) -> std::io::Result<()> {
             Ok(())
         }
     }
 }
 #[cfg(target_os = "linux")]
-pub mod netns;
+pub(crate) mod netns;
 pub(crate) mod resolve;
 
 use std::sync::Arc;
@@ -52,7 +55,7 @@ use crate::check::{RealWorld, World};
 use crate::policy::NetworkPolicy;
 use crate::proxy::recorder::SharedRecorder;
 
-pub use check::RULE_REQUEST;
+pub(crate) use check::RULE_REQUEST;
 
 /// Connections served at once; more wait in the listen queue.
 const MAX_CONNECTIONS: usize = 256;
@@ -61,16 +64,16 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The egress point's configuration.
 #[derive(Clone)]
-pub struct Egress {
-    pub policy: Arc<NetworkPolicy>,
+pub(crate) struct Egress {
+    pub(crate) policy: Arc<NetworkPolicy>,
     /// Where decisions are recorded (the session's recorder); `None`: not audited (tests).
-    pub recorder: Option<SharedRecorder>,
+    pub(crate) recorder: Option<SharedRecorder>,
     /// The resolver (the system's; tests use a fake).
-    pub world: Arc<dyn World + Send + Sync>,
+    pub(crate) world: Arc<dyn World + Send + Sync>,
 }
 
 impl Egress {
-    pub fn new(policy: NetworkPolicy, recorder: Option<SharedRecorder>) -> Egress {
+    pub(crate) fn new(policy: NetworkPolicy, recorder: Option<SharedRecorder>) -> Egress {
         Egress {
             policy: Arc::new(policy),
             recorder,
@@ -80,14 +83,19 @@ impl Egress {
 }
 
 /// A listener handed in: TCP (a loopback port) or a unix socket.
-pub enum Listener {
+pub(crate) enum Listener {
     Tcp(std::net::TcpListener),
+    /// Served, but no caller hands one in yet (the egress point is a loopback TCP port).
+    #[allow(dead_code)]
     Unix(std::os::unix::net::UnixListener),
 }
 
 /// Serve on `listener` in a thread of its own (a single-threaded runtime). The thread ends
 /// when the listener fails (never in normal operation: capjail exits with the session).
-pub fn spawn(listener: Listener, egress: Egress) -> std::io::Result<std::thread::JoinHandle<()>> {
+pub(crate) fn spawn(
+    listener: Listener,
+    egress: Egress,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     match &listener {
         Listener::Tcp(l) => l.set_nonblocking(true)?,
         Listener::Unix(l) => l.set_nonblocking(true)?,
@@ -382,7 +390,7 @@ fn host_header(d: &Destination) -> String {
 }
 
 /// The environment that points the server's HTTP clients at the egress point.
-pub fn proxy_env(url: &str) -> Vec<(String, String)> {
+pub(crate) fn proxy_env(url: &str) -> Vec<(String, String)> {
     let mut v = Vec::new();
     for k in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
         v.push((k.to_string(), url.to_string()));

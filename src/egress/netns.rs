@@ -18,15 +18,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The egress point's port on the namespace's loopback.
-pub const EGRESS_PORT: u16 = 3128;
+pub(crate) const EGRESS_PORT: u16 = 3128;
 
 /// The proxy URL the server is given.
-pub fn proxy_url() -> String {
+pub(crate) fn proxy_url() -> String {
     format!("http://127.0.0.1:{EGRESS_PORT}")
 }
 
 /// capjail's end of the hand-over socket: yields the listener once the child made it.
-pub struct Pending {
+pub(crate) struct Pending {
     parent: UnixStream,
 }
 
@@ -39,7 +39,7 @@ struct ChildSide {
 
 /// Create the hand-over socket pair and install the namespace step as a `pre_exec` of `cmd`.
 /// Install it BEFORE the rest of the confinement: it needs the privileges that step drops.
-pub fn install(cmd: &mut Command) -> io::Result<Pending> {
+pub(crate) fn install(cmd: &mut Command) -> io::Result<Pending> {
     let (parent, child) = UnixStream::pair()?; // both close-on-exec
                                                // SAFETY: plain getters.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
@@ -62,7 +62,7 @@ pub fn install(cmd: &mut Command) -> io::Result<Pending> {
 impl Pending {
     /// Wait (bounded) for the listener the child made. Call after the spawn succeeded and the
     /// command (holding the child's end) was dropped.
-    pub fn receive(self, limit: Duration) -> io::Result<std::net::TcpListener> {
+    pub(crate) fn receive(self, limit: Duration) -> io::Result<std::net::TcpListener> {
         self.parent.set_read_timeout(Some(limit))?;
         let fd = recv_fd(self.parent.as_raw_fd())?;
         // SAFETY: a descriptor we just received and own.
@@ -135,12 +135,12 @@ fn listen_and_send(sock: RawFd) -> Result<(), i32> {
 
 /// The argument that hands the setup process of the server's world (`sandbox::world`) the
 /// hand-over socket: `--egress-fd=N`.
-pub const SETUP_EGRESS_ARG: &str = "--egress-fd=";
+pub(crate) const SETUP_EGRESS_ARG: &str = "--egress-fd=";
 
 /// The world's path: `cmd` is already the setup process (after `apply_to`). Its init, in the
 /// new network namespace with `lo` up, calls [`hand_over`] with the descriptor named by the
 /// argument added here.
-pub fn attach_to_setup(cmd: &mut Command) -> io::Result<Pending> {
+pub(crate) fn attach_to_setup(cmd: &mut Command) -> io::Result<Pending> {
     let (parent, child) = UnixStream::pair()?;
     let child = Arc::new(OwnedFd::from(child));
     cmd.arg(format!("{SETUP_EGRESS_ARG}{}", child.as_raw_fd()));
@@ -158,7 +158,7 @@ pub fn attach_to_setup(cmd: &mut Command) -> io::Result<Pending> {
 
 /// In the world's init (inside the new network namespace, `lo` up): make the listener, send
 /// it to capjail, close the hand-over socket.
-pub fn hand_over(sock: RawFd) -> io::Result<()> {
+pub(crate) fn hand_over(sock: RawFd) -> io::Result<()> {
     let r = listen_and_send(sock);
     // SAFETY: the descriptor was handed to us; closed once.
     unsafe { libc::close(sock) };
@@ -272,7 +272,7 @@ fn recv_fd(sock: RawFd) -> io::Result<RawFd> {
 
 /// Can a process here get its own network namespace the way the server's will? Tried in a
 /// forked child (a user namespace needs a single-threaded process). `Err`: why not.
-pub fn available() -> Result<(), String> {
+pub(crate) fn available() -> Result<(), String> {
     // SAFETY: plain getter.
     let root = unsafe { libc::geteuid() } == 0;
     let flags = if root {

@@ -1,23 +1,22 @@
 //! JSON-RPC 2.0 as MCP uses it: strict parsing, message shapes, error responses.
 
-pub mod strict;
+pub(crate) mod strict;
 
 use serde_json::{json, Map, Value};
 
-pub use strict::{parse_strict, validate_strict, ParseError};
+pub(crate) use strict::{parse_strict, validate_strict, ParseError};
 
 /// JSON-RPC / MCP error codes used by capjail.
-pub mod code {
-    pub const PARSE_ERROR: i64 = -32700;
-    pub const INVALID_REQUEST: i64 = -32600;
-    pub const INVALID_PARAMS: i64 = -32602;
+pub(crate) mod code {
+    pub(crate) const PARSE_ERROR: i64 = -32700;
+    pub(crate) const INVALID_REQUEST: i64 = -32600;
     /// A request refused by the policy (MCP Jail's code).
-    pub const POLICY_VIOLATION: i64 = -32001;
+    pub(crate) const POLICY_VIOLATION: i64 = -32001;
 }
 
 /// The shape of one well-formed message.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Shape<'a> {
+pub(crate) enum Shape<'a> {
     Request {
         id: &'a Value,
         method: &'a str,
@@ -35,11 +34,11 @@ pub enum Shape<'a> {
 /// A message that is valid JSON but not a valid JSON-RPC 2.0 message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct InvalidMessage(pub String);
+pub(crate) struct InvalidMessage(pub String);
 
 /// Classify a parsed value. Anything that is not exactly a JSON-RPC 2.0 request, notification
 /// or response is refused: a message capjail cannot classify is never forwarded.
-pub fn shape(v: &Value) -> Result<Shape<'_>, InvalidMessage> {
+pub(crate) fn shape(v: &Value) -> Result<Shape<'_>, InvalidMessage> {
     let obj = v
         .as_object()
         .ok_or_else(|| InvalidMessage("a message must be a JSON object".into()))?;
@@ -107,7 +106,7 @@ fn only_keys(obj: &Map<String, Value>, allowed: &[&str]) -> Result<(), InvalidMe
 }
 
 /// A JSON-RPC error response, serialised on one line (no trailing newline).
-pub fn error_response(id: &Value, code: i64, message: &str, data: Option<Value>) -> Vec<u8> {
+pub(crate) fn error_response(id: &Value, code: i64, message: &str, data: Option<Value>) -> Vec<u8> {
     let mut err = json!({ "code": code, "message": message });
     if let Some(d) = data {
         err["data"] = d;
@@ -117,7 +116,7 @@ pub fn error_response(id: &Value, code: i64, message: &str, data: Option<Value>)
 }
 
 /// Best effort: the `id` of a message that failed validation, so that the error can carry it.
-pub fn salvage_id(v: &Value) -> Value {
+pub(crate) fn salvage_id(v: &Value) -> Value {
     match v.get("id") {
         Some(id) if id.is_string() || id.is_i64() || id.is_u64() => id.clone(),
         _ => Value::Null,

@@ -10,7 +10,7 @@ use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess,
 use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
+pub(crate) enum ParseError {
     /// Not JSON at all, invalid UTF-8, bad escapes: JSON-RPC's -32700.
     #[error("parse error: {0}")]
     Syntax(String),
@@ -20,7 +20,7 @@ pub enum ParseError {
 }
 
 /// Parse one message line strictly.
-pub fn parse_strict(line: &[u8], max_depth: usize) -> Result<Value, ParseError> {
+pub(crate) fn parse_strict(line: &[u8], max_depth: usize) -> Result<Value, ParseError> {
     let mut de = serde_json::Deserializer::from_slice(line);
     // Our own depth limit is lower than serde_json's (128); the seed enforces it.
     let v = Seed {
@@ -139,7 +139,7 @@ impl<'de> Visitor<'de> for Seed {
 /// every string, also those no filter reads), valid JSON, one value, no duplicate keys at any
 /// depth, no deeper than `max_depth`. For server lines that are relayed byte for byte: the
 /// cost is one pass with no tree (keys of each object are compared, values are not kept).
-pub fn validate_strict(line: &[u8], max_depth: usize) -> Result<(), ParseError> {
+pub(crate) fn validate_strict(line: &[u8], max_depth: usize) -> Result<(), ParseError> {
     let mut de = serde_json::Deserializer::from_slice(line);
     Check {
         depth: 0,

@@ -8,20 +8,20 @@ const BUILTIN: &[(&str, &str, &str)] = &[
 ];
 
 /// The policy used when `--policy` is not given.
-pub const DEFAULT: &str = "strict";
+pub(crate) const DEFAULT: &str = "strict";
 
-pub fn get(name: &str) -> Option<&'static str> {
+pub(crate) fn get(name: &str) -> Option<&'static str> {
     BUILTIN
         .iter()
         .find(|(n, _, _)| *n == name)
         .map(|(_, t, _)| *t)
 }
 
-pub fn names() -> Vec<&'static str> {
+pub(crate) fn names() -> Vec<&'static str> {
     BUILTIN.iter().map(|(n, _, _)| *n).collect()
 }
 
 /// (name, one-line summary)
-pub fn summaries() -> Vec<(&'static str, &'static str)> {
+pub(crate) fn summaries() -> Vec<(&'static str, &'static str)> {
     BUILTIN.iter().map(|(n, _, s)| (*n, *s)).collect()
 }

@@ -14,11 +14,11 @@ use crate::check::path::{canonicalize_lenient, lexical_normalize};
 /// A semantic error in a policy, with the dotted key path of the offending value.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{key}: {message}")]
-pub struct CompileError {
-    pub key: String,
+pub(crate) struct CompileError {
+    pub(crate) key: String,
     /// The offending value as written (used to locate it in the file).
-    pub value: Option<String>,
-    pub message: String,
+    pub(crate) value: Option<String>,
+    pub(crate) message: String,
 }
 
 fn err(key: impl Into<String>, value: Option<&str>, message: impl Into<String>) -> CompileError {
@@ -30,7 +30,7 @@ fn err(key: impl Into<String>, value: Option<&str>, message: impl Into<String>) 
 }
 
 /// Compile with the process environment for expansion.
-pub fn compile(
+pub(crate) fn compile(
     file: PolicyFile,
     text: String,
     source: PolicySource,
@@ -75,7 +75,7 @@ fn process_env(k: &str) -> Option<String> {
     std::env::var(k).ok()
 }
 
-pub fn compile_with(
+pub(crate) fn compile_with(
     file: PolicyFile,
     text: String,
     source: PolicySource,
@@ -379,7 +379,7 @@ fn absolute_path(written: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<
 impl HostPattern {
     /// Parse an `allowed_hosts` entry: `host`, `host:port`, `*.domain[:port]`, `1.2.3.4[:port]`,
     /// `[::1]:port`, `::1`.
-    pub fn parse(written: &str) -> Result<HostPattern, String> {
+    pub(crate) fn parse(written: &str) -> Result<HostPattern, String> {
         let s = written.trim();
         if s.is_empty() {
             return Err("empty host".into());

@@ -12,7 +12,7 @@ fn executes(p: &Policy) -> Vec<String> {
     p.filesystem.executes.clone()
 }
 
-pub fn effective_file(p: &Policy) -> PolicyFile {
+pub(crate) fn effective_file(p: &Policy) -> PolicyFile {
     let filesystem = Some(match &p.filesystem.mounts {
         Some(mounts) => FilesystemSection {
             mode: FilesystemMode::Explicit,
@@ -108,7 +108,7 @@ pub fn effective_file(p: &Policy) -> PolicyFile {
     }
 }
 
-pub fn effective_yaml(p: &Policy) -> String {
+pub(crate) fn effective_yaml(p: &Policy) -> String {
     let body = serde_yaml::to_string(&effective_file(p)).expect("a policy serialises");
     format!("# effective policy, from {}\n{body}", p.source)
 }

@@ -7,7 +7,7 @@
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum ExpandError {
+pub(crate) enum ExpandError {
     #[error("environment variable `{0}` is not set (write `${{{0}:-default}}` to give a default)")]
     Unset(String),
     #[error("unterminated `${{` in `{0}`")]
@@ -19,7 +19,7 @@ pub enum ExpandError {
 }
 
 /// Expand `input` using `lookup` for variables (`HOME` included).
-pub fn expand_with(
+pub(crate) fn expand_with(
     input: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, ExpandError> {
@@ -28,7 +28,7 @@ pub fn expand_with(
 
 /// Like [`expand_with`], and says whether a `${VAR:-default}` fell back to its default (the
 /// caller then judges the value as an implicit choice: see `policy::implicit`).
-pub fn expand_tracked(
+pub(crate) fn expand_tracked(
     input: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(String, bool), ExpandError> {
@@ -118,11 +118,6 @@ fn matching_brace(s: &str) -> Option<usize> {
         i += 1;
     }
     None
-}
-
-/// Expand against the process environment.
-pub fn expand(input: &str) -> Result<String, ExpandError> {
-    expand_with(input, &|k| std::env::var(k).ok())
 }
 
 #[cfg(test)]

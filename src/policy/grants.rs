@@ -13,7 +13,7 @@ use crate::check::path::{canonicalize_lenient, is_within};
 
 /// The server's directory arguments (`argv[1..]`, resolved against `cwd`) that no mount
 /// contains. Empty when the policy does not restrict the filesystem by mounts.
-pub fn dirs_outside_mounts(argv: &[String], cwd: &Path, policy: &Policy) -> Vec<PathBuf> {
+pub(crate) fn dirs_outside_mounts(argv: &[String], cwd: &Path, policy: &Policy) -> Vec<PathBuf> {
     let Some(mounts) = policy.filesystem.mounts.as_ref() else {
         return Vec::new();
     };
@@ -39,7 +39,7 @@ pub fn dirs_outside_mounts(argv: &[String], cwd: &Path, policy: &Policy) -> Vec<
 }
 
 /// The warning line for one directory.
-pub fn warning(dir: &Path, policy: &Policy) -> String {
+pub(crate) fn warning(dir: &Path, policy: &Policy) -> String {
     let mounts: Vec<String> = policy
         .filesystem
         .mounts

@@ -37,7 +37,7 @@ pub fn load(name_or_path: &str) -> Result<Policy, PolicyError> {
 }
 
 /// [`load`] with `${CAPJAIL_WORKSPACE}` standing for `workspace` (`--workspace DIR`).
-pub fn load_in(name_or_path: &str, workspace: Option<&Path>) -> Result<Policy, PolicyError> {
+pub(crate) fn load_in(name_or_path: &str, workspace: Option<&Path>) -> Result<Policy, PolicyError> {
     let as_path = Path::new(name_or_path);
     let looks_like_path = name_or_path.contains('/')
         || name_or_path.ends_with(".yaml")
@@ -60,11 +60,11 @@ pub fn load_in(name_or_path: &str, workspace: Option<&Path>) -> Result<Policy, P
     }
 }
 
-pub fn load_file(path: &Path) -> Result<Policy, PolicyError> {
+pub(crate) fn load_file(path: &Path) -> Result<Policy, PolicyError> {
     load_file_in(path, None)
 }
 
-pub fn load_file_in(path: &Path, workspace: Option<&Path>) -> Result<Policy, PolicyError> {
+pub(crate) fn load_file_in(path: &Path, workspace: Option<&Path>) -> Result<Policy, PolicyError> {
     let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
         path: path.to_path_buf(),
         source,
@@ -76,7 +76,7 @@ pub fn load_str(text: &str, source: PolicySource) -> Result<Policy, PolicyError>
     load_str_in(text, source, None)
 }
 
-pub fn load_str_in(
+pub(crate) fn load_str_in(
     text: &str,
     source: PolicySource,
     workspace: Option<&Path>,

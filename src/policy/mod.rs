@@ -4,27 +4,28 @@
 //! `compile` turns it into [`Policy`]: paths expanded and made absolute, host patterns parsed,
 //! rules numbered so that every denial can name the rule that decided it.
 
-pub mod builtin;
-pub mod compile;
-pub mod effective;
-pub mod expand;
-pub mod grants;
+pub(crate) mod builtin;
+pub(crate) mod compile;
+pub(crate) mod effective;
+pub(crate) mod expand;
+pub(crate) mod grants;
 mod implicit;
-pub mod load;
-pub mod proxy_rules;
-pub mod rule_id;
-pub mod rules;
-pub mod schema;
-pub mod sections;
+pub(crate) mod load;
+pub(crate) mod proxy_rules;
+pub(crate) mod rule_id;
+pub(crate) mod rules;
+pub(crate) mod schema;
+pub(crate) mod sections;
 
 use std::path::PathBuf;
 
-pub use compile::compile;
-pub use effective::effective_yaml;
-pub use load::{load, load_file, load_file_in, load_in, load_str, load_str_in, PolicyError};
-pub use rule_id::RuleId;
-pub use rules::{Rule, RuleKind, RuleSet};
-pub use schema::{MountMode, NetworkMode, PolicyFile, ToolsMode};
+pub(crate) use compile::compile;
+pub(crate) use effective::effective_yaml;
+pub(crate) use load::{load_file, load_file_in, load_in, load_str_in};
+pub use load::{load, load_str, PolicyError};
+pub(crate) use rule_id::RuleId;
+pub(crate) use rules::{Rule, RuleKind, RuleSet};
+pub(crate) use schema::{MountMode, NetworkMode, PolicyFile, ToolsMode};
 
 /// Where a policy came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,90 +48,90 @@ impl std::fmt::Display for PolicySource {
 /// A compiled policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    pub name: String,
-    pub source: PolicySource,
+    pub(crate) name: String,
+    pub(crate) source: PolicySource,
     /// The exact text the policy was loaded from (hashed into the audit log).
-    pub text: String,
+    pub(crate) text: String,
     /// The file as parsed. Private to this module: only `effective` reads it (for the parts
     /// printed as written); everything else reads the compiled sections below.
     file: PolicyFile,
-    pub filesystem: FilesystemPolicy,
-    pub network: NetworkPolicy,
-    pub tools: ToolPolicy,
-    pub rules: RuleSet,
-    pub limits: ProxyLimits,
+    pub(crate) filesystem: FilesystemPolicy,
+    pub(crate) network: NetworkPolicy,
+    pub(crate) tools: ToolPolicy,
+    pub(crate) rules: RuleSet,
+    pub(crate) limits: ProxyLimits,
     /// Who answers `require_approval` questions (src/approval).
-    pub approval: crate::approval::config::ApprovalPolicy,
+    pub(crate) approval: crate::approval::config::ApprovalPolicy,
     /// `pins:` and `tool_scan:` (tool definitions: pinned, scanned).
-    pub trust: crate::trust::settings::TrustPolicy,
+    pub(crate) trust: crate::trust::settings::TrustPolicy,
     /// `content:` compiled (protective defaults when absent).
-    pub content: crate::content::ContentPolicy,
+    pub(crate) content: crate::content::ContentPolicy,
     /// `flows:` compiled (the built-in rules when absent).
-    pub flows: crate::content::FlowPolicy,
+    pub(crate) flows: crate::content::FlowPolicy,
     /// `kernel:` (and `network.unix_sockets`) compiled.
-    pub kernel: sections::KernelPolicy,
+    pub(crate) kernel: sections::KernelPolicy,
     /// `environment:` compiled.
-    pub environment: sections::EnvironmentPolicy,
+    pub(crate) environment: sections::EnvironmentPolicy,
     /// `audit:` compiled.
-    pub audit: sections::AuditPolicy,
+    pub(crate) audit: sections::AuditPolicy,
 }
 
 /// How the filesystem is governed.
 #[derive(Debug, Clone, PartialEq)]
-pub struct FilesystemPolicy {
+pub(crate) struct FilesystemPolicy {
     /// `Some(mounts)`: only these are reachable (an empty list reaches nothing).
     /// `None`: not restricted by mounts (only capability rules apply).
-    pub mounts: Option<Vec<Mount>>,
+    pub(crate) mounts: Option<Vec<Mount>>,
     /// `filesystem.executes`: patterns of files whose writing is execution.
-    pub executes: Vec<String>,
+    pub(crate) executes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mount {
+pub(crate) struct Mount {
     /// Absolute, lexically normalised, symlinks resolved where the path exists.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// The path as written in the policy (for messages).
-    pub written: String,
-    pub mode: MountMode,
+    pub(crate) written: String,
+    pub(crate) mode: MountMode,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct NetworkPolicy {
-    pub mode: NetworkMode,
-    pub allowed_hosts: Vec<HostPattern>,
-    pub allow_private: bool,
-    pub allow_loopback: bool,
-    pub allow_link_local: bool,
+pub(crate) struct NetworkPolicy {
+    pub(crate) mode: NetworkMode,
+    pub(crate) allowed_hosts: Vec<HostPattern>,
+    pub(crate) allow_private: bool,
+    pub(crate) allow_loopback: bool,
+    pub(crate) allow_link_local: bool,
     /// Resolve names and check every address.
-    pub resolve: bool,
+    pub(crate) resolve: bool,
 }
 
 /// One `allowed_hosts` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostPattern {
+pub(crate) struct HostPattern {
     /// As written.
-    pub written: String,
+    pub(crate) written: String,
     /// Lower-case, no trailing dot; for IP literals the canonical text of the address.
-    pub host: String,
+    pub(crate) host: String,
     /// `*.domain`: matches strict sub-domains of `host` only.
-    pub wildcard: bool,
+    pub(crate) wildcard: bool,
     /// `None`: any port.
-    pub port: Option<u16>,
+    pub(crate) port: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct ToolPolicy {
-    pub mode: ToolsMode,
-    pub allowed: Vec<String>,
-    pub blocked: Vec<String>,
-    pub hide_blocked: bool,
+pub(crate) struct ToolPolicy {
+    pub(crate) mode: ToolsMode,
+    pub(crate) allowed: Vec<String>,
+    pub(crate) blocked: Vec<String>,
+    pub(crate) hide_blocked: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProxyLimits {
-    pub max_line_bytes: usize,
-    pub max_depth: usize,
-    pub grace: std::time::Duration,
+pub(crate) struct ProxyLimits {
+    pub(crate) max_line_bytes: usize,
+    pub(crate) max_depth: usize,
+    pub(crate) grace: std::time::Duration,
 }
 
 impl Default for ProxyLimits {
@@ -144,18 +145,18 @@ impl Default for ProxyLimits {
 }
 
 /// Default longest message line: 16 MiB (the filesystem server itself refuses lines over 10 MB).
-pub const DEFAULT_MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 /// Default deepest JSON nesting accepted from the client.
-pub const DEFAULT_MAX_DEPTH: usize = 64;
+pub(crate) const DEFAULT_MAX_DEPTH: usize = 64;
 
 impl Policy {
     /// Does the policy restrict the filesystem (mounts or filesystem rules)?
-    pub fn restricts_filesystem(&self) -> bool {
+    pub(crate) fn restricts_filesystem(&self) -> bool {
         self.filesystem.mounts.is_some() || self.rules.governs_family("filesystem")
     }
 
     /// Does the policy restrict the network?
-    pub fn restricts_network(&self) -> bool {
+    pub(crate) fn restricts_network(&self) -> bool {
         self.network.mode != NetworkMode::All
             || !self.network.allow_private
             || !self.network.allow_loopback

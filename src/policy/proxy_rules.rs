@@ -15,7 +15,7 @@ fn host_line(h: &super::HostPattern) -> String {
 }
 
 /// The proxy's rules as text.
-pub fn text(p: &Policy) -> String {
+pub(crate) fn text(p: &Policy) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -115,7 +115,7 @@ fn yes(b: bool) -> &'static str {
 }
 
 /// The proxy's rules as JSON.
-pub fn json(p: &Policy) -> Value {
+pub(crate) fn json(p: &Policy) -> Value {
     json!({
         "policy": p.name,
         "source": p.source.to_string(),

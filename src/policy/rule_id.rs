@@ -13,7 +13,7 @@ macro_rules! rule_ids {
     } )*) => {
         /// The rule that decided a refusal.
         #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-        pub enum RuleId {
+        pub(crate) enum RuleId {
             $(
                 #[doc = $trigger]
                 $variant,
@@ -25,13 +25,13 @@ macro_rules! rule_ids {
 
         impl RuleId {
             /// Every built-in id, in the order of the table.
-            pub fn builtin() -> Vec<RuleId> {
+            pub(crate) fn builtin() -> Vec<RuleId> {
                 vec![$(RuleId::$variant),*]
             }
 
             /// The dotted id of a built-in rule (`"policy"` for a rule of the policy file:
             /// use [`RuleId::as_str`] for its key).
-            pub const fn static_id(&self) -> &'static str {
+            pub(crate) const fn static_id(&self) -> &'static str {
                 match self {
                     $(RuleId::$variant => $id,)*
                     RuleId::Policy(_) => "policy",
@@ -39,7 +39,7 @@ macro_rules! rule_ids {
             }
 
             /// What makes capjail refuse with this rule.
-            pub fn trigger(&self) -> &'static str {
+            pub(crate) fn trigger(&self) -> &'static str {
                 match self {
                     $(RuleId::$variant => $trigger,)*
                     RuleId::Policy(_) => POLICY_TRIGGER,
@@ -47,7 +47,7 @@ macro_rules! rule_ids {
             }
 
             /// How to allow what this rule refuses.
-            pub fn how_to_allow(&self) -> &'static str {
+            pub(crate) fn how_to_allow(&self) -> &'static str {
                 match self {
                     $(RuleId::$variant => $allow,)*
                     RuleId::Policy(_) => POLICY_ALLOW,
@@ -321,7 +321,7 @@ rule_ids! {
 
 impl RuleId {
     /// The id as it appears in `error.data.rule` and the audit log.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             RuleId::Policy(key) => key,
             other => other.static_id(),
@@ -330,7 +330,7 @@ impl RuleId {
 
     /// A built-in id, or the key of a policy rule (`deny[0]`, `require_approval[1]`,
     /// `allow[2]`, `flows.rules[3]...`); `None` for anything else.
-    pub fn parse(s: &str) -> Option<RuleId> {
+    pub(crate) fn parse(s: &str) -> Option<RuleId> {
         if let Some(b) = RuleId::builtin_from(s) {
             return Some(b);
         }
@@ -341,12 +341,12 @@ impl RuleId {
     }
 
     /// `error.data` of a protocol-level refusal: `{"rule": ID}`.
-    pub fn data(&self) -> Option<serde_json::Value> {
+    pub(crate) fn data(&self) -> Option<serde_json::Value> {
         Some(serde_json::json!({ "rule": self.as_str() }))
     }
 
     /// The entry `capjail policy explain --rule ID` prints.
-    pub fn explain(&self) -> String {
+    pub(crate) fn explain(&self) -> String {
         format!(
             "{}\n  triggered by: {}\n  to allow: {}\n",
             self.as_str(),
@@ -378,7 +378,7 @@ impl serde::Serialize for RuleId {
 }
 
 /// docs/rules.md: the table of every id.
-pub fn markdown() -> String {
+pub(crate) fn markdown() -> String {
     let mut out = String::from(
         "# Rule ids\n\n\
          Every refusal names the rule that decided it in `error.data.rule` and in its audit \

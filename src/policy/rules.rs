@@ -7,14 +7,14 @@ use std::path::PathBuf;
 use super::HostPattern;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum RuleKind {
+pub(crate) enum RuleKind {
     Deny,
     RequireApproval,
     Allow,
 }
 
 impl RuleKind {
-    pub fn key(self) -> &'static str {
+    pub(crate) fn key(self) -> &'static str {
         match self {
             RuleKind::Deny => "deny",
             RuleKind::RequireApproval => "require_approval",
@@ -26,14 +26,14 @@ impl RuleKind {
 /// A capability pattern: an exact capability (`filesystem.read`), a family (`filesystem.*`),
 /// or everything (`*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CapabilityPattern {
+pub(crate) enum CapabilityPattern {
     Exact(String),
     Family(String),
     Any,
 }
 
 impl CapabilityPattern {
-    pub fn parse(s: &str) -> CapabilityPattern {
+    pub(crate) fn parse(s: &str) -> CapabilityPattern {
         let s = s.trim();
         if s == "*" {
             CapabilityPattern::Any
@@ -44,7 +44,7 @@ impl CapabilityPattern {
         }
     }
 
-    pub fn matches(&self, capability: &str) -> bool {
+    pub(crate) fn matches(&self, capability: &str) -> bool {
         match self {
             CapabilityPattern::Any => true,
             CapabilityPattern::Exact(c) => c == capability,
@@ -57,7 +57,7 @@ impl CapabilityPattern {
     }
 
     /// The family (`filesystem` of `filesystem.read`), if the pattern is limited to one.
-    pub fn family(&self) -> Option<&str> {
+    pub(crate) fn family(&self) -> Option<&str> {
         match self {
             CapabilityPattern::Any => None,
             CapabilityPattern::Exact(c) => Some(c.split('.').next().unwrap_or(c)),
@@ -67,50 +67,46 @@ impl CapabilityPattern {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Rule {
-    pub kind: RuleKind,
+pub(crate) struct Rule {
+    pub(crate) kind: RuleKind,
     /// Position in its list: the rule is named `deny[0]`, `allow[2]`, ...
-    pub index: usize,
-    pub capability: Option<CapabilityPattern>,
-    pub tool: Option<String>,
+    pub(crate) index: usize,
+    pub(crate) capability: Option<CapabilityPattern>,
+    pub(crate) tool: Option<String>,
     /// Expanded, absolute, lexically normalised.
-    pub path_prefix: Option<PathBuf>,
-    pub host: Option<HostPattern>,
-    pub method: Option<String>,
+    pub(crate) path_prefix: Option<PathBuf>,
+    pub(crate) host: Option<HostPattern>,
+    pub(crate) method: Option<String>,
     /// `environment.read` rules: the variables the answer may show (`check::env_read`).
-    pub variables: Option<Vec<String>>,
-    pub reason: Option<String>,
+    pub(crate) variables: Option<Vec<String>>,
+    pub(crate) reason: Option<String>,
     /// A short human description (`deny[0] capability=filesystem.read path_prefix=/etc`).
-    pub label: String,
+    pub(crate) label: String,
 }
 
 impl Rule {
-    pub fn id(&self) -> String {
+    pub(crate) fn id(&self) -> String {
         format!("{}[{}]", self.kind.key(), self.index)
     }
 }
 
 /// All rules, in precedence order: every deny, then every require_approval, then every allow.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RuleSet {
-    pub rules: Vec<Rule>,
+pub(crate) struct RuleSet {
+    pub(crate) rules: Vec<Rule>,
 }
 
 impl RuleSet {
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-
     /// Does any rule speak about this capability? Then it is governed by the rules, and an
     /// access no rule allows is denied.
-    pub fn governs(&self, capability: &str) -> bool {
+    pub(crate) fn governs(&self, capability: &str) -> bool {
         self.rules
             .iter()
             .any(|r| r.capability.as_ref().is_none_or(|c| c.matches(capability)))
     }
 
     /// Does any rule name a capability of this family (`filesystem`, `network`, ...)?
-    pub fn governs_family(&self, family: &str) -> bool {
+    pub(crate) fn governs_family(&self, family: &str) -> bool {
         self.rules.iter().any(|r| match &r.capability {
             None | Some(CapabilityPattern::Any) => true,
             Some(c) => c.family() == Some(family),

@@ -10,48 +10,48 @@ use super::schema::{AuditSection, EnvironmentSection, KernelSection, PolicyFile,
 
 /// A path of `kernel.extra_read` / `kernel.extra_write` / `network.unix_sockets`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExtraPath {
+pub(crate) struct ExtraPath {
     /// As written in the policy (for messages).
-    pub written: String,
+    pub(crate) written: String,
     /// Expanded, absolute, lexically normalised.
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
 }
 
 /// `kernel:` compiled.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct KernelPolicy {
+pub(crate) struct KernelPolicy {
     /// `kernel.require` (default false).
-    pub require: bool,
+    pub(crate) require: bool,
     /// `kernel.namespaces` (default true).
-    pub namespaces: bool,
-    pub extra_read: Vec<ExtraPath>,
-    pub extra_write: Vec<ExtraPath>,
+    pub(crate) namespaces: bool,
+    pub(crate) extra_read: Vec<ExtraPath>,
+    pub(crate) extra_write: Vec<ExtraPath>,
     /// `network.unix_sockets`: the pathname sockets the kernel layer lets the server reach.
-    pub unix_sockets: Vec<ExtraPath>,
-    pub rlimits: RlimitsSection,
+    pub(crate) unix_sockets: Vec<ExtraPath>,
+    pub(crate) rlimits: RlimitsSection,
 }
 
 /// `environment:` compiled.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct EnvironmentPolicy {
+pub(crate) struct EnvironmentPolicy {
     /// Names or `PREFIX_*` patterns passed besides the defaults.
-    pub allow: Vec<String>,
+    pub(crate) allow: Vec<String>,
     /// Variables set for the server, values expanded.
-    pub set: BTreeMap<String, String>,
-    pub inherit_all: bool,
+    pub(crate) set: BTreeMap<String, String>,
+    pub(crate) inherit_all: bool,
 }
 
 /// `audit:` compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditPolicy {
+pub(crate) struct AuditPolicy {
     /// `audit.path` expanded (absolute); `None`: the default location.
-    pub path: Option<ExtraPath>,
-    pub allow_off: bool,
-    pub fsync: bool,
+    pub(crate) path: Option<ExtraPath>,
+    pub(crate) allow_off: bool,
+    pub(crate) fsync: bool,
     /// Extra argument names to redact.
-    pub redact: Vec<String>,
-    pub max_bytes: u64,
-    pub keep: usize,
+    pub(crate) redact: Vec<String>,
+    pub(crate) max_bytes: u64,
+    pub(crate) keep: usize,
 }
 
 impl Default for AuditPolicy {

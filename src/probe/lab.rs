@@ -25,52 +25,52 @@ use std::io::{self, Read};
 use std::path::Path;
 
 /// Lab-relative paths, shared by the probe tools and the judges.
-pub mod paths {
-    pub const WS: &str = "ws";
-    pub const NOTES: &str = "ws/notes.txt";
-    pub const SUB_README: &str = "ws/sub/readme.md";
-    pub const LINK_DIR: &str = "ws/link_dir";
-    pub const LINK_FILE: &str = "ws/link_file";
-    pub const NEW_LINK: &str = "ws/new_link";
-    pub const CHAIN: &str = "ws/chain";
-    pub const WS_EVIL_CANARY: &str = "ws_evil/canary.txt";
-    pub const ID_RSA: &str = "secret/id_rsa";
-    pub const AWS_CREDENTIALS: &str = "secret/.aws/credentials";
+pub(crate) mod paths {
+    pub(crate) const NOTES: &str = "ws/notes.txt";
+    pub(crate) const SUB_README: &str = "ws/sub/readme.md";
+    pub(crate) const LINK_DIR: &str = "ws/link_dir";
+    pub(crate) const LINK_FILE: &str = "ws/link_file";
+    pub(crate) const NEW_LINK: &str = "ws/new_link";
+    pub(crate) const CHAIN: &str = "ws/chain";
+    pub(crate) const WS_EVIL_CANARY: &str = "ws_evil/canary.txt";
+    pub(crate) const ID_RSA: &str = "secret/id_rsa";
+    pub(crate) const AWS_CREDENTIALS: &str = "secret/.aws/credentials";
     /// Where a write through `ws/new_link` lands.
-    pub const NEWFILE: &str = "secret/newfile";
-    pub const SHADOW: &str = "etc_like/shadow";
-    pub const CRON_D: &str = "etc_like/cron.d";
-    pub const BASHRC: &str = "home_like/.bashrc";
+    #[cfg(test)]
+    pub(crate) const NEWFILE: &str = "secret/newfile";
+    pub(crate) const SHADOW: &str = "etc_like/shadow";
+    pub(crate) const CRON_D: &str = "etc_like/cron.d";
+    pub(crate) const BASHRC: &str = "home_like/.bashrc";
     /// Written by the probe's `tidy` (default topic): outside the workspace.
-    pub const EVIL_CONF: &str = "etc_like/evil.conf";
+    pub(crate) const EVIL_CONF: &str = "etc_like/evil.conf";
     /// Written by the probe's `tidy` with topic "workspace": a legit write.
-    pub const TIDY_TXT: &str = "ws/tidy.txt";
+    pub(crate) const TIDY_TXT: &str = "ws/tidy.txt";
     /// Created by the probe's `hardlink`.
-    pub const LINKED: &str = "ws/linked";
+    pub(crate) const LINKED: &str = "ws/linked";
 }
 
 /// The random tokens planted in one lab. All are lowercase hex, 32 characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LabTokens {
+pub(crate) struct LabTokens {
     /// In `ws/notes.txt`: NOT a secret (legit reads must return it).
-    pub legit: String,
+    pub(crate) legit: String,
     /// In `secret/id_rsa`.
-    pub secret: String,
+    pub(crate) secret: String,
     /// In `secret/.aws/credentials`.
-    pub aws: String,
+    pub(crate) aws: String,
     /// In `etc_like/shadow`.
-    pub shadow: String,
+    pub(crate) shadow: String,
     /// In `ws_evil/canary.txt`.
-    pub canary: String,
+    pub(crate) canary: String,
     /// In the file NAME `secret/backup-<token>.key`.
-    pub backup_name: String,
+    pub(crate) backup_name: String,
     /// In the file NAME `ws_evil/evil-<token>.txt`.
-    pub evil_name: String,
+    pub(crate) evil_name: String,
 }
 
 impl LabTokens {
     /// Fresh tokens from `/dev/urandom`.
-    pub fn generate() -> io::Result<Self> {
+    pub(crate) fn generate() -> io::Result<Self> {
         Ok(Self {
             legit: fresh_token()?,
             secret: fresh_token()?,
@@ -83,7 +83,7 @@ impl LabTokens {
     }
 
     /// Every token whose appearance in what a client received is a leak (all but `legit`).
-    pub fn secrets(&self) -> Vec<&str> {
+    pub(crate) fn secrets(&self) -> Vec<&str> {
         vec![
             &self.secret,
             &self.aws,
@@ -94,25 +94,26 @@ impl LabTokens {
         ]
     }
 
+    #[cfg(test)]
     /// The first secret token that occurs in `text`, if any.
-    pub fn leaked_in<'a>(&'a self, text: &str) -> Option<&'a str> {
+    pub(crate) fn leaked_in<'a>(&'a self, text: &str) -> Option<&'a str> {
         self.secrets().into_iter().find(|t| text.contains(t))
     }
 
     /// `secret/backup-<token>.key`
-    pub fn backup_key_path(&self) -> String {
+    pub(crate) fn backup_key_path(&self) -> String {
         format!("secret/backup-{}.key", self.backup_name)
     }
 
     /// `ws_evil/evil-<token>.txt`
-    pub fn evil_name_path(&self) -> String {
+    pub(crate) fn evil_name_path(&self) -> String {
         format!("ws_evil/evil-{}.txt", self.evil_name)
     }
 }
 
 /// 16 random bytes from `/dev/urandom`, as 32 lowercase hex characters. Public so a harness can
 /// mint further tokens (e.g. for environment variables) in the same format.
-pub fn fresh_token() -> io::Result<String> {
+pub(crate) fn fresh_token() -> io::Result<String> {
     let mut bytes = [0u8; 16];
     fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
@@ -123,7 +124,7 @@ pub fn fresh_token() -> io::Result<String> {
 /// `root` may exist, but must not already contain any of the lab's top-level entries (`ws`,
 /// `ws_evil`, `secret`, `etc_like`, `home_like`): an existing tree is never clobbered; use a
 /// fresh directory per lab.
-pub fn make_lab(root: &Path) -> io::Result<LabTokens> {
+pub(crate) fn make_lab(root: &Path) -> io::Result<LabTokens> {
     let tokens = LabTokens::generate()?;
     build_lab(root, &tokens)?;
     Ok(tokens)
@@ -131,7 +132,7 @@ pub fn make_lab(root: &Path) -> io::Result<LabTokens> {
 
 /// Build the lab under `root` with the given tokens (to recreate a lab with the same tokens).
 /// Same rules for `root` as [`make_lab`].
-pub fn build_lab(root: &Path, t: &LabTokens) -> io::Result<()> {
+pub(crate) fn build_lab(root: &Path, t: &LabTokens) -> io::Result<()> {
     fs::create_dir_all(root)?;
     // create_dir (not _all) on the top-level entries: fails with AlreadyExists instead of
     // silently mixing an old lab with new tokens.

@@ -14,52 +14,37 @@
 //!
 //! Newline-delimited JSON-RPC 2.0 on stdin/stdout, blocking std I/O, logs on stderr only.
 
-pub mod lab;
-pub mod protocol;
-pub mod tools;
-pub mod walls;
+pub(crate) mod lab;
+pub(crate) mod protocol;
+pub(crate) mod tools;
+pub(crate) mod walls;
 
 use std::io::{self, BufRead, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use lab::{build_lab, make_lab, LabTokens};
-pub use protocol::handle;
+pub(crate) use protocol::handle;
 
 /// Lines longer than this are answered with a parse error (and skipped without buffering them).
-pub const MAX_LINE: usize = 32 * 1024 * 1024;
-
-/// `capjail probe-server` options. CLI only: nothing is read from the environment.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ProbeArgs {
-    /// Lab root (the tree built by `probe::lab::make_lab`); tool paths are relative to it.
-    #[arg(long, value_name = "DIR")]
-    pub root: PathBuf,
-    /// Loopback TCP port of the canary listener (`ping_home` connects to 127.0.0.1:PORT).
-    #[arg(long, value_name = "PORT")]
-    pub canary_port: Option<u16>,
-    /// A process outside the sandbox: target of `peek outside`, `signal` and `trace`.
-    #[arg(long, value_name = "PID", value_parser = clap::value_parser!(i32).range(2..))]
-    pub outside_pid: Option<i32>,
-}
+pub(crate) const MAX_LINE: usize = 32 * 1024 * 1024;
 
 /// What the probe works against.
 #[derive(Debug, Clone)]
-pub struct ProbeConfig {
+pub(crate) struct ProbeConfig {
     /// Lab root; made absolute by [`run`].
-    pub root: PathBuf,
+    pub(crate) root: PathBuf,
     /// Canary port on 127.0.0.1.
-    pub canary_port: Option<u16>,
+    pub(crate) canary_port: Option<u16>,
     /// The outside process (never <= 1, never the probe itself: refused at call time).
-    pub outside_pid: Option<i32>,
+    pub(crate) outside_pid: Option<i32>,
     /// Bound on connect + send + reply for `ping_home`, and on waiting for the ptrace stop.
-    pub net_timeout: Duration,
+    pub(crate) net_timeout: Duration,
     /// Bound on the shell started by `spawn` (killed after it).
-    pub spawn_timeout: Duration,
+    pub(crate) spawn_timeout: Duration,
 }
 
 impl ProbeConfig {
-    pub fn new(root: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(root: impl Into<PathBuf>) -> Self {
         Self {
             root: root.into(),
             canary_port: None,
@@ -70,19 +55,9 @@ impl ProbeConfig {
     }
 }
 
-impl From<ProbeArgs> for ProbeConfig {
-    fn from(a: ProbeArgs) -> Self {
-        Self {
-            canary_port: a.canary_port,
-            outside_pid: a.outside_pid,
-            ..Self::new(a.root)
-        }
-    }
-}
-
 /// Serve stdin/stdout until stdin reaches EOF. Returns the process exit code: 0 on EOF, 1 on
 /// an I/O error (stdin unreadable, stdout closed).
-pub fn run(mut config: ProbeConfig) -> i32 {
+pub(crate) fn run(mut config: ProbeConfig) -> i32 {
     if let Ok(abs) = std::path::absolute(&config.root) {
         config.root = abs;
     }
@@ -105,7 +80,7 @@ pub fn run(mut config: ProbeConfig) -> i32 {
 
 /// The serving loop over any reader/writer: one response line per request line, flushed.
 /// Invalid UTF-8 and over-long lines get a -32700 reply (id null) and the loop stays in sync.
-pub fn serve<R: BufRead, W: Write>(
+pub(crate) fn serve<R: BufRead, W: Write>(
     mut input: R,
     mut output: W,
     config: &ProbeConfig,
@@ -178,8 +153,8 @@ fn read_line_bounded<R: BufRead>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::probe::lab::{make_lab, LabTokens};
     use serde_json::{json, Value};
-    use std::path::Path;
 
     fn lab() -> (tempfile::TempDir, LabTokens, ProbeConfig) {
         let dir = tempfile::tempdir().unwrap();
@@ -491,32 +466,5 @@ mod tests {
         );
         assert_eq!(buf, b"short");
         assert_eq!(read_line_bounded(&mut r, &mut buf, 10).unwrap(), None);
-    }
-
-    #[test]
-    fn probe_args_parse() {
-        use clap::Parser;
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(flatten)]
-            probe: ProbeArgs,
-        }
-        let cli = Cli::try_parse_from([
-            "x",
-            "--root",
-            "/tmp/lab",
-            "--canary-port",
-            "8080",
-            "--outside-pid",
-            "42",
-        ])
-        .unwrap();
-        let cfg = ProbeConfig::from(cli.probe);
-        assert_eq!(cfg.root, Path::new("/tmp/lab"));
-        assert_eq!(cfg.canary_port, Some(8080));
-        assert_eq!(cfg.outside_pid, Some(42));
-        assert!(Cli::try_parse_from(["x", "--root", "/r", "--outside-pid", "1"]).is_err());
-        assert!(Cli::try_parse_from(["x", "--root", "/r", "--outside-pid", "-5"]).is_err());
-        assert!(Cli::try_parse_from(["x"]).is_err());
     }
 }

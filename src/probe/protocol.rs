@@ -9,24 +9,25 @@ use serde_json::{json, Map, Value};
 use super::tools::{self, TOOLS};
 use super::ProbeConfig;
 
-pub const SERVER_NAME: &str = "capjail-probe";
+pub(crate) const SERVER_NAME: &str = "capjail-probe";
 /// Handshake-generation revisions `initialize` accepts (echoed back when the client asks for one).
-pub const LEGACY_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+pub(crate) const LEGACY_VERSIONS: [&str; 4] =
+    ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
 /// What `initialize` answers when the client asks for a revision not in [`LEGACY_VERSIONS`].
-pub const DEFAULT_VERSION: &str = "2025-11-25";
+pub(crate) const DEFAULT_VERSION: &str = "2025-11-25";
 /// The per-request-metadata generation.
-pub const MODERN_VERSION: &str = "2026-07-28";
+pub(crate) const MODERN_VERSION: &str = "2026-07-28";
 /// `_meta` key carrying the protocol version on 2026-07-28 requests.
 const META_VERSION_KEY: &str = "io.modelcontextprotocol/protocolVersion";
 
-pub const PARSE_ERROR: i64 = -32700;
-pub const INVALID_REQUEST: i64 = -32600;
-pub const METHOD_NOT_FOUND: i64 = -32601;
-pub const INVALID_PARAMS: i64 = -32602;
+pub(crate) const PARSE_ERROR: i64 = -32700;
+pub(crate) const INVALID_REQUEST: i64 = -32600;
+pub(crate) const METHOD_NOT_FOUND: i64 = -32601;
+pub(crate) const INVALID_PARAMS: i64 = -32602;
 
 /// Handle one line (without or with its trailing newline). Returns the response line (no
 /// trailing newline), or `None` for notifications, client responses and blank lines.
-pub fn handle(line: &str, cfg: &ProbeConfig) -> Option<String> {
+pub(crate) fn handle(line: &str, cfg: &ProbeConfig) -> Option<String> {
     let line = line.trim_end_matches(['\n', '\r']);
     if line.trim().is_empty() {
         return None;
@@ -39,7 +40,7 @@ pub fn handle(line: &str, cfg: &ProbeConfig) -> Option<String> {
 }
 
 /// A JSON-RPC error response.
-pub fn error(id: Value, code: i64, message: &str) -> Value {
+pub(crate) fn error(id: Value, code: i64, message: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
 }
 

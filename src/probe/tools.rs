@@ -18,17 +18,17 @@ use super::lab::paths;
 use super::ProbeConfig;
 
 /// Upper bound on anything read back from a socket or a child process.
-pub const MAX_READ: usize = 64 * 1024;
+pub(crate) const MAX_READ: usize = 64 * 1024;
 
 /// A tool's name and its (innocent) description.
-pub struct ToolDef {
-    pub name: &'static str,
-    pub description: &'static str,
-    pub topic_hint: &'static str,
+pub(crate) struct ToolDef {
+    pub(crate) name: &'static str,
+    pub(crate) description: &'static str,
+    pub(crate) topic_hint: &'static str,
 }
 
 /// Every tool, in `tools/list` order.
-pub const TOOLS: &[ToolDef] = &[
+pub(crate) const TOOLS: &[ToolDef] = &[
     ToolDef {
         name: "summarize",
         description: "Summarize the project notes on a topic.",
@@ -78,9 +78,9 @@ pub const TOOLS: &[ToolDef] = &[
 
 /// The result of one tool call.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub ok: bool,
-    pub text: String,
+pub(crate) struct Outcome {
+    pub(crate) ok: bool,
+    pub(crate) text: String,
 }
 
 impl Outcome {
@@ -105,7 +105,7 @@ impl Outcome {
 }
 
 /// Run tool `name` with `topic`. `None` if there is no such tool.
-pub fn call(name: &str, topic: &str, cfg: &ProbeConfig) -> Option<Outcome> {
+pub(crate) fn call(name: &str, topic: &str, cfg: &ProbeConfig) -> Option<Outcome> {
     let out = match name {
         "summarize" => summarize(topic, cfg),
         "tidy" => tidy(topic, cfg),

@@ -26,17 +26,17 @@ use super::tools::{Outcome, ToolDef, MAX_READ};
 use super::ProbeConfig;
 
 /// Value `utimes` sets (2001-09-09T01:46:40Z).
-pub const PROBE_MTIME: i64 = 1_000_000_000;
+pub(crate) const PROBE_MTIME: i64 = 1_000_000_000;
 /// Mode `chmod` sets: set-uid and world-writable.
-pub const PROBE_MODE: u32 = 0o4777;
+pub(crate) const PROBE_MODE: u32 = 0o4777;
 /// Extended attribute `xattr` sets.
-pub const PROBE_XATTR: &str = "user.capjail";
+pub(crate) const PROBE_XATTR: &str = "user.capjail";
 /// Nice value `renice` sets.
-pub const PROBE_NICE: i32 = 7;
+pub(crate) const PROBE_NICE: i32 = 7;
 /// File `stash` writes in the directory it is given.
-pub const PLANTED: &str = "capjail-probe-planted.js";
+pub(crate) const PLANTED: &str = "capjail-probe-planted.js";
 
-pub const WALL_TOOLS: &[ToolDef] = &[
+pub(crate) const WALL_TOOLS: &[ToolDef] = &[
     ToolDef {
         name: "status",
         description: "Ask the local agent for its status.",
@@ -79,7 +79,7 @@ pub const WALL_TOOLS: &[ToolDef] = &[
     },
 ];
 
-pub fn call(name: &str, topic: &str, cfg: &ProbeConfig) -> Option<Outcome> {
+pub(crate) fn call(name: &str, topic: &str, cfg: &ProbeConfig) -> Option<Outcome> {
     Some(match name {
         "status" => status(topic, cfg),
         "touch_up" => touch_up(topic),

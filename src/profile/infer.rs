@@ -120,7 +120,7 @@ fn norm(name: &str) -> String {
 }
 
 /// Classify one argument from its name and schema. `None`: plain data.
-pub fn classify_arg(name: &str, schema: &Value) -> Option<ArgKind> {
+pub(crate) fn classify_arg(name: &str, schema: &Value) -> Option<ArgKind> {
     let n = norm(name);
     let compact = n.replace('_', "");
     let ty = schema.get("type").and_then(Value::as_str).unwrap_or("");
@@ -168,7 +168,7 @@ pub fn classify_arg(name: &str, schema: &Value) -> Option<ArgKind> {
 }
 
 /// Describe a tool from its name and `inputSchema`.
-pub fn infer_tool(name: &str, input_schema: &Value) -> ToolSpec {
+pub(crate) fn infer_tool(name: &str, input_schema: &Value) -> ToolSpec {
     let mut args = BTreeMap::new();
     if let Some(props) = input_schema.get("properties").and_then(Value::as_object) {
         for (arg, schema) in props {

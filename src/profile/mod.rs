@@ -2,8 +2,8 @@
 //! paths, URLs, globs or commands. Profiles are data (`profiles/*.yaml`); this module loads
 //! them, picks one for a server, and infers a description for tools no profile knows.
 
-pub mod infer;
-pub mod select;
+pub(crate) mod infer;
+pub(crate) mod select;
 
 use std::collections::BTreeMap;
 
@@ -12,33 +12,33 @@ use serde::{Deserialize, Serialize};
 /// A profile file.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct Profile {
+pub(crate) struct Profile {
     /// Short name (`filesystem`, `fetch`, ...), used with `--profile`.
-    pub name: String,
+    pub(crate) name: String,
     #[serde(default)]
-    pub description: String,
+    pub(crate) description: String,
     #[serde(default, rename = "match")]
-    pub matcher: ProfileMatch,
+    pub(crate) matcher: ProfileMatch,
     /// Tools by exact name.
     #[serde(default)]
-    pub tools: BTreeMap<String, ToolSpec>,
+    pub(crate) tools: BTreeMap<String, ToolSpec>,
     /// How the server reads path arguments: the bases of relative paths
     /// (`relative_to: [cwd, argv_dirs, roots]`) and whether it expands `$VAR`
     /// (`expands_vars`). Unset: every reading is assumed.
     #[serde(default)]
-    pub paths: crate::check::readings::PathReadings,
+    pub(crate) paths: crate::check::readings::PathReadings,
 }
 
 /// How a profile is recognised.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct ProfileMatch {
+pub(crate) struct ProfileMatch {
     /// Substrings of a command-line word (`@modelcontextprotocol/server-filesystem`, `mcp-server-fetch`).
     #[serde(default)]
-    pub commands: Vec<String>,
+    pub(crate) commands: Vec<String>,
     /// Exact `serverInfo.name` values from the `initialize` response.
     #[serde(default)]
-    pub server_names: Vec<String>,
+    pub(crate) server_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -47,29 +47,29 @@ pub struct ToolSpec {
     /// The capability the tool exercises on its resources (or on nothing, if it has none):
     /// `filesystem.read`, `filesystem.write`, `network.fetch`, `shell.execute`,
     /// `memory.read`, `environment.read`, `compute`, ...
-    pub capability: String,
+    pub(crate) capability: String,
     /// Arguments by name. Arguments a call carries that are not listed here are scanned: a
     /// value that looks like a path or URL is checked as one.
     #[serde(default)]
-    pub args: BTreeMap<String, ArgSpec>,
+    pub(crate) args: BTreeMap<String, ArgSpec>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub note: String,
+    pub(crate) note: String,
 }
 
 /// An argument: its kind, written either as a bare word (`path`, `path[]`, `url`, `data`, ...)
 /// or as a map with overrides.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct ArgSpec {
-    pub kind: ArgKind,
+pub(crate) struct ArgSpec {
+    pub(crate) kind: ArgKind,
     /// Overrides the tool's capability for this argument (`move_file.source` writes).
-    pub capability: Option<String>,
+    pub(crate) capability: Option<String>,
     /// Relative values resolve against the path in this other argument (`git_add.files`
     /// against `repo_path`), not the server's working directory.
-    pub relative_to: Option<String>,
+    pub(crate) relative_to: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-pub enum ArgKind {
+pub(crate) enum ArgKind {
     #[serde(rename = "path")]
     Path,
     #[serde(rename = "path[]")]
@@ -127,7 +127,7 @@ const BUILTIN: &[(&str, &str)] = &[
 ];
 
 #[derive(Debug, thiserror::Error)]
-pub enum ProfileError {
+pub(crate) enum ProfileError {
     #[error("{origin}: {message}")]
     Invalid { origin: String, message: String },
     #[error("cannot read profile {path}: {source}")]
@@ -139,12 +139,12 @@ pub enum ProfileError {
     Unknown(String),
 }
 
-pub fn builtin_names() -> Vec<&'static str> {
+pub(crate) fn builtin_names() -> Vec<&'static str> {
     BUILTIN.iter().map(|(n, _)| *n).collect()
 }
 
 /// Every built-in profile, parsed. The texts are compiled in and covered by tests.
-pub fn builtin_profiles() -> Vec<Profile> {
+pub(crate) fn builtin_profiles() -> Vec<Profile> {
     BUILTIN
         .iter()
         .map(|(n, t)| {
@@ -153,7 +153,7 @@ pub fn builtin_profiles() -> Vec<Profile> {
         .collect()
 }
 
-pub fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {
+pub(crate) fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {
     let p: Profile = serde_yaml::from_str(text).map_err(|e| ProfileError::Invalid {
         origin: origin.into(),
         message: e.to_string(),
@@ -183,7 +183,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {
 }
 
 /// `--profile NAME|FILE`.
-pub fn load(name_or_path: &str) -> Result<Profile, ProfileError> {
+pub(crate) fn load(name_or_path: &str) -> Result<Profile, ProfileError> {
     if let Some((_, t)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
         return parse(t, &format!("<built-in profile {name_or_path}>"));
     }

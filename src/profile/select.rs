@@ -4,7 +4,7 @@
 use super::Profile;
 
 /// The first built-in profile whose command pattern occurs in a word of `argv`.
-pub fn by_command<'p>(profiles: &'p [Profile], argv: &[String]) -> Option<&'p Profile> {
+pub(crate) fn by_command<'p>(profiles: &'p [Profile], argv: &[String]) -> Option<&'p Profile> {
     profiles.iter().find(|p| {
         p.matcher
             .commands
@@ -31,7 +31,7 @@ fn word_matches(word: &str, pat: &str) -> bool {
     false
 }
 
-pub fn by_server_name<'p>(profiles: &'p [Profile], name: &str) -> Option<&'p Profile> {
+pub(crate) fn by_server_name<'p>(profiles: &'p [Profile], name: &str) -> Option<&'p Profile> {
     profiles
         .iter()
         .find(|p| p.matcher.server_names.iter().any(|n| n == name))

@@ -10,7 +10,7 @@ use crate::check::decide::ToolCatalog;
 use crate::profile::{infer, select, Profile, ToolSpec};
 
 #[derive(Debug, Default)]
-pub struct SessionCatalog {
+pub(crate) struct SessionCatalog {
     profile: Option<Profile>,
     /// The profile was forced with `--profile`: `serverInfo` does not replace it.
     forced: bool,
@@ -19,7 +19,7 @@ pub struct SessionCatalog {
 }
 
 impl SessionCatalog {
-    pub fn new(forced: Option<Profile>, argv: &[String]) -> SessionCatalog {
+    pub(crate) fn new(forced: Option<Profile>, argv: &[String]) -> SessionCatalog {
         match forced {
             Some(p) => SessionCatalog {
                 profile: Some(p),
@@ -39,7 +39,7 @@ impl SessionCatalog {
     }
 
     /// The `initialize` result arrived: pick a profile by `serverInfo.name` if none is set.
-    pub fn on_server_info(&mut self, result: &Value) {
+    pub(crate) fn on_server_info(&mut self, result: &Value) {
         if self.forced || self.profile.is_some() {
             return;
         }
@@ -53,7 +53,7 @@ impl SessionCatalog {
     }
 
     /// A `tools/list` result arrived: remember tools the profile does not describe.
-    pub fn on_tools_list(&mut self, result: &Value) {
+    pub(crate) fn on_tools_list(&mut self, result: &Value) {
         let Some(tools) = result.get("tools").and_then(Value::as_array) else {
             return;
         };
@@ -75,7 +75,7 @@ impl SessionCatalog {
         }
     }
 
-    pub fn profile(&self) -> Option<&Profile> {
+    pub(crate) fn profile(&self) -> Option<&Profile> {
         self.profile.as_ref()
     }
 }

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Stdio};
 
 /// How a spawn failed, for the exit code (126: cannot execute, 127: not found).
 #[derive(Debug, thiserror::Error)]
-pub enum SpawnError {
+pub(crate) enum SpawnError {
     #[error("command not found: {0}")]
     NotFound(String),
     #[error("cannot execute {0}: {1}")]
@@ -17,7 +17,7 @@ pub enum SpawnError {
 }
 
 /// Build the command with piped stdin/stdout and capjail's own stderr.
-pub fn command(argv: &[String]) -> Command {
+pub(crate) fn command(argv: &[String]) -> Command {
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .stdin(Stdio::piped())
@@ -29,7 +29,7 @@ pub fn command(argv: &[String]) -> Command {
 /// Lifecycle settings applied in the child before exec: a new session (so the whole process
 /// tree can be signalled as one group, and terminal signals reach it only through capjail) and
 /// SIGKILL when capjail dies. Only async-signal-safe calls: this runs between fork and exec.
-pub fn tie_to_parent(cmd: &mut Command) {
+pub(crate) fn tie_to_parent(cmd: &mut Command) {
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: setsid, prctl and getppid are async-signal-safe and touch no Rust state.
     unsafe {
@@ -56,7 +56,7 @@ pub fn tie_to_parent(cmd: &mut Command) {
     }
 }
 
-pub fn spawn(mut cmd: Command, program: &str) -> Result<Child, SpawnError> {
+pub(crate) fn spawn(mut cmd: Command, program: &str) -> Result<Child, SpawnError> {
     cmd.spawn().map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => SpawnError::NotFound(program.to_string()),
         io::ErrorKind::PermissionDenied => SpawnError::CannotExecute(program.to_string(), e),
@@ -68,7 +68,7 @@ pub fn spawn(mut cmd: Command, program: &str) -> Result<Child, SpawnError> {
 }
 
 /// Signal the server's whole process group. ESRCH (nothing left) is not an error.
-pub fn signal_group(pgid: u32, sig: libc::c_int) {
+pub(crate) fn signal_group(pgid: u32, sig: libc::c_int) {
     // SAFETY: plain syscall.
     let r = unsafe { libc::kill(-(pgid as libc::pid_t), sig) };
     if r < 0 {
@@ -80,7 +80,7 @@ pub fn signal_group(pgid: u32, sig: libc::c_int) {
 }
 
 /// The exit code capjail reports for the server's status: its code, or 128 + the signal.
-pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+pub(crate) fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(c), _) => c,

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::outbox::{answer_of, Outbox, Peer};
 use super::recorder::{DecisionRecord, SharedRecorder};
-pub use super::session::{id_key, Pending, ServerRequest, Shared};
+pub(crate) use super::session::{id_key, Pending, ServerRequest, Shared};
 use crate::audit::Direction;
 use crate::check::decide::{decide, Context, Decision, StaticCatalog, ToolCatalog};
 use crate::check::path::PathContext;
@@ -19,7 +19,7 @@ use crate::policy::RuleId;
 
 /// What to do with one client line.
 #[derive(Debug, PartialEq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Send the line, unchanged, to the server.
     Forward,
     /// Send this line to the server instead (a roots/list answer narrowed to the mounts).
@@ -33,32 +33,32 @@ pub enum Outcome {
     Held,
 }
 
-pub type SharedState = Arc<Mutex<Shared>>;
+pub(crate) type SharedState = Arc<Mutex<Shared>>;
 
-pub struct ClientFilter {
-    pub policy: Arc<Policy>,
-    pub paths: PathContext,
-    pub world: Box<dyn World + Send>,
-    pub shared: SharedState,
-    pub recorder: SharedRecorder,
+pub(crate) struct ClientFilter {
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) paths: PathContext,
+    pub(crate) world: Box<dyn World + Send>,
+    pub(crate) shared: SharedState,
+    pub(crate) recorder: SharedRecorder,
     /// capjail's own requests and held messages.
-    pub outbox: Arc<Outbox>,
+    pub(crate) outbox: Arc<Outbox>,
     /// The size of the line being judged (what its audit records weigh in the queue).
-    pub weight: usize,
+    pub(crate) weight: usize,
     /// The decision record of a single (non-batch) message, held until its params can be
     /// moved out of the parsed message instead of copied; queued before `on_line` returns.
-    pub held: Option<DecisionRecord>,
+    pub(crate) held: Option<DecisionRecord>,
     /// Is the message being judged a single one (not a batch element)?
-    pub single: bool,
+    pub(crate) single: bool,
     /// Who answers `require_approval` questions (None: such calls are refused).
-    pub approvals: Option<Arc<crate::approval::Approvals>>,
+    pub(crate) approvals: Option<Arc<crate::approval::Approvals>>,
     /// The line is a call that waited for capjail's tools listing and is judged again now
     /// (never held for the listing a second time).
-    pub rejudging: bool,
+    pub(crate) rejudging: bool,
 }
 
 impl ClientFilter {
-    pub fn on_line(&mut self, line: &[u8]) -> std::io::Result<Outcome> {
+    pub(crate) fn on_line(&mut self, line: &[u8]) -> std::io::Result<Outcome> {
         self.weight = line.len();
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(Outcome::Drop);
@@ -603,7 +603,7 @@ impl ClientFilter {
 }
 
 /// The -32001 error for a refused request.
-pub fn refusal(id: &Value, decision: &Decision) -> Vec<u8> {
+pub(crate) fn refusal(id: &Value, decision: &Decision) -> Vec<u8> {
     let d = decision
         .denial
         .as_ref()

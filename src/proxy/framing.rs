@@ -6,7 +6,7 @@
 use std::io::{self, BufRead};
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Frame {
+pub(crate) enum Frame {
     /// One complete line, without its `\n` (a `\r` before it is kept: JSON treats it as blank).
     Line(Vec<u8>),
     /// A line over the limit was skipped; its length in bytes.
@@ -15,18 +15,18 @@ pub enum Frame {
     Eof,
 }
 
-pub struct LineReader<R> {
+pub(crate) struct LineReader<R> {
     inner: R,
     max: usize,
 }
 
 impl<R: BufRead> LineReader<R> {
-    pub fn new(inner: R, max: usize) -> Self {
+    pub(crate) fn new(inner: R, max: usize) -> Self {
         LineReader { inner, max }
     }
 
     /// Read the next frame into `buf` (cleared first); `buf` is reused across calls.
-    pub fn next_into(&mut self, buf: &mut Vec<u8>) -> io::Result<Frame> {
+    pub(crate) fn next_into(&mut self, buf: &mut Vec<u8>) -> io::Result<Frame> {
         buf.clear();
         let mut skipped: Option<usize> = None;
         loop {
@@ -69,7 +69,7 @@ impl<R: BufRead> LineReader<R> {
 
 impl<T: io::Read> LineReader<io::BufReader<T>> {
     /// Is a whole line already buffered (the next `next_into` returns without reading)?
-    pub fn line_buffered(&self) -> bool {
+    pub(crate) fn line_buffered(&self) -> bool {
         memchr(self.inner.buffer()).is_some()
     }
 }

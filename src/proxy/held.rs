@@ -41,7 +41,7 @@ impl Held {
 
     /// Wait until the audit log holds record `seq`, then send everything held to the server.
     /// `Ok(false)`: the server's stdin is closed. An audit failure refuses every held request
-    /// (the client gets an error for each) and is returned as `ErrorKind::Other`.
+    /// (the client gets an error for each) and is returned as a `fatal::AuditFailure`.
     pub(crate) fn release(
         &mut self,
         watermark: Option<&Watermark>,
@@ -50,7 +50,7 @@ impl Held {
     ) -> io::Result<bool> {
         if let Some(w) = watermark {
             if let Err(e) = w.wait(seq) {
-                let e = io::Error::other(format!("cannot record a decision: {e}"));
+                let e = super::fatal::AuditFailure::io(format!("cannot record a decision: {e}"));
                 self.refuse_all(out, &e);
                 return Err(e);
             }

@@ -8,16 +8,17 @@
 //! nothing else. Every message is written with its newline in one `write` call under the
 //! client-output lock, so replies and relayed lines never interleave.
 
-pub mod catalog;
-pub mod child;
-pub mod client_filter;
-pub mod framing;
+pub(crate) mod catalog;
+pub(crate) mod child;
+pub(crate) mod client_filter;
+pub(crate) mod fatal;
+pub(crate) mod framing;
 mod held;
-pub mod outbox;
-pub mod recorder;
-pub mod roots;
-pub mod server_filter;
-pub mod session;
+pub(crate) mod outbox;
+pub(crate) mod recorder;
+pub(crate) mod roots;
+pub(crate) mod server_filter;
+pub(crate) mod session;
 
 use std::fs::File;
 use std::io::{self, BufReader, Write};
@@ -42,42 +43,42 @@ use crate::jsonrpc::{self, code};
 use crate::policy::Policy;
 use crate::profile::Profile;
 
-pub use child::SpawnError;
+pub(crate) use child::SpawnError;
 
 /// Longest server line relayed (responses can be large: a 16 MiB file read).
-pub const MAX_SERVER_LINE_BYTES: usize = 256 * 1024 * 1024;
+pub(crate) const MAX_SERVER_LINE_BYTES: usize = 256 * 1024 * 1024;
 const PUMP_BUFFER: usize = 256 * 1024;
 
 /// A hook that adds confinement to the server's command before it is spawned.
-pub type CommandHook = Box<dyn FnOnce(&mut Command) -> io::Result<()>>;
+pub(crate) type CommandHook = Box<dyn FnOnce(&mut Command) -> io::Result<()>>;
 
-pub struct RunConfig {
-    pub policy: Arc<Policy>,
-    pub argv: Vec<String>,
-    pub forced_profile: Option<Profile>,
+pub(crate) struct RunConfig {
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) argv: Vec<String>,
+    pub(crate) forced_profile: Option<Profile>,
     /// The server's working directory (relative paths in tool arguments resolve against it).
-    pub cwd: PathBuf,
+    pub(crate) cwd: PathBuf,
     /// Check messages (proxy layer). When false, lines are relayed unchecked.
-    pub filter: bool,
+    pub(crate) filter: bool,
     /// Kernel confinement, applied to the command before spawning.
-    pub confine: Option<CommandHook>,
+    pub(crate) confine: Option<CommandHook>,
     /// The audit log, when auditing is on.
-    pub audit: Option<AuditLog>,
+    pub(crate) audit: Option<AuditLog>,
     /// The server's environment (the policy's allowlist applied), set in every mode; `None`:
     /// it inherits capjail's.
-    pub env: Option<Vec<(String, String)>>,
+    pub(crate) env: Option<Vec<(String, String)>>,
     /// For the audit log's session record: the layers in force, what the kernel enforces.
-    pub mode_label: String,
-    pub kernel_label: String,
+    pub(crate) mode_label: String,
+    pub(crate) kernel_label: String,
     /// Where tool definitions are pinned (`trust`).
-    pub pins: crate::trust::PinsConfig,
+    pub(crate) pins: crate::trust::PinsConfig,
     /// The egress point, started once the server's network namespace handed out its listener
     /// (`network: allowlist` in kernel/full mode; see `crate::egress`).
-    pub egress: Option<crate::egress::launch::EgressStart>,
+    pub(crate) egress: Option<crate::egress::launch::EgressStart>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {
+pub(crate) enum RunError {
     #[error(transparent)]
     Spawn(#[from] SpawnError),
     #[error("{0}")]
@@ -87,18 +88,21 @@ pub enum RunError {
     /// The audit log could not be written: nothing further is forwarded.
     #[error("audit log: {0}")]
     Audit(String),
+    /// Anything else that stopped a pump (a poisoned lock, ...): the internal status.
+    #[error("{0}")]
+    Internal(String),
 }
 
 enum PumpEvent {
     ClientEof,
     ServerEof,
     Exited(std::process::ExitStatus),
-    /// A decision could not be recorded: stop.
-    Fatal(String),
+    /// A decision could not be recorded (`RunError::Audit`), or a pump failed otherwise: stop.
+    Fatal(RunError),
 }
 
 /// Run the server behind the proxy; returns the exit code for capjail.
-pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
+pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
     let grace = cfg.policy.limits.grace;
     let kernel_backstop = cfg.confine.is_some();
     let mut cmd = child::command(&cfg.argv);
@@ -261,8 +265,8 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
             .spawn(move || {
                 let r = pump_client(&filter, checking, max_line, &out);
                 if let Err(e) = &r {
-                    if e.kind() == io::ErrorKind::Other {
-                        let _ = tx.send(PumpEvent::Fatal(e.to_string()));
+                    if let Some(fatal) = fatal_error(e) {
+                        let _ = tx.send(PumpEvent::Fatal(fatal));
                         return;
                     }
                     tracing::debug!("client pump ended: {e}");
@@ -283,8 +287,8 @@ pub fn run(cfg: RunConfig) -> Result<i32, RunError> {
             .name("server->client".into())
             .spawn(move || {
                 if let Err(e) = pump_server(&mut sfilter, checking, server_out, &out, &recorder) {
-                    if e.kind() == io::ErrorKind::Other {
-                        let _ = tx.send(PumpEvent::Fatal(e.to_string()));
+                    if let Some(fatal) = fatal_error(&e) {
+                        let _ = tx.send(PumpEvent::Fatal(fatal));
                         return;
                     }
                     tracing::debug!("server pump ended: {e}");
@@ -357,7 +361,7 @@ async fn lifecycle(
     // Escalation: None, then SIGTERM at the first deadline, SIGKILL at the second.
     let mut deadline: Option<tokio::time::Instant> = None;
     let mut next_signal = libc::SIGTERM;
-    let mut fatal: Option<String> = None;
+    let mut fatal: Option<RunError> = None;
     let mut stdout_closed = false;
     let status = loop {
         let sleep = async {
@@ -374,9 +378,9 @@ async fn lifecycle(
                 }
                 Some(PumpEvent::ServerEof) => stdout_closed = true,
                 Some(PumpEvent::Exited(status)) => break status,
-                Some(PumpEvent::Fatal(msg)) => {
-                    tracing::error!("{msg}; stopping the server");
-                    fatal = Some(msg);
+                Some(PumpEvent::Fatal(e)) => {
+                    tracing::error!("{e}; stopping the server");
+                    fatal = Some(e);
                     child::signal_group(pid, libc::SIGTERM);
                     next_signal = libc::SIGKILL;
                     deadline = Some(tokio::time::Instant::now() + grace);
@@ -410,7 +414,7 @@ async fn lifecycle(
     let code = child::exit_code(status);
     tracing::info!(code, "server exited");
     match fatal {
-        Some(msg) => Err(RunError::Audit(msg)),
+        Some(e) => Err(e),
         None => Ok((code, std::os::unix::process::ExitStatusExt::signal(&status))),
     }
 }
@@ -441,7 +445,17 @@ impl Write for ClientStdout {
     }
 }
 
-/// Client -> server. Returns `ErrorKind::Other` only for a fatal audit failure.
+/// How a pump's error ends the session: an audit failure (by type: [`fatal::AuditFailure`]) with
+/// the audit status, another `ErrorKind::Other` (a poisoned lock, ...) with the internal status;
+/// `None` for an ordinary end of a stream (a closed pipe).
+fn fatal_error(e: &io::Error) -> Option<RunError> {
+    if let Some(a) = fatal::AuditFailure::find(e) {
+        return Some(RunError::Audit(a.to_string()));
+    }
+    (e.kind() == io::ErrorKind::Other).then(|| RunError::Internal(e.to_string()))
+}
+
+/// Client -> server. Returns a [`fatal::AuditFailure`] for a fatal audit failure.
 ///
 /// Write before forward: an allowed line is held until the audit log is written up to its
 /// decision's record. Lines already waiting in the input buffer (a pipelined client) are
@@ -515,7 +529,12 @@ fn pump_client(
                     match judged {
                         Ok(o) => o,
                         Err(e) => {
-                            let e = io::Error::other(format!("cannot record a decision: {e}"));
+                            let e = match fatal::AuditFailure::find(&e) {
+                                Some(a) => fatal::AuditFailure::io(format!(
+                                    "cannot record a decision: {a}"
+                                )),
+                                None => e,
+                            };
                             held.hold(&line, None);
                             held.refuse_all(out, &e);
                             return Err(e);
@@ -576,7 +595,7 @@ fn rejudge_with(
     })
 }
 
-/// Server -> client. Returns `ErrorKind::Other` only for a fatal audit failure.
+/// Server -> client. Returns a [`fatal::AuditFailure`] for a fatal audit failure.
 fn pump_server(
     filter: &mut ServerFilter,
     checking: bool,
@@ -589,7 +608,7 @@ fn pump_server(
             .lock()
             .map_err(|_| io::Error::other("recorder lock poisoned"))?
             .filtered(Direction::ServerToClient, None, None, dropped, reason)
-            .map_err(|e| io::Error::other(format!("cannot record a filtered response: {e}")))
+            .map_err(|e| fatal::AuditFailure::io(format!("cannot record a filtered response: {e}")))
     };
     let mut reader = LineReader::new(
         BufReader::with_capacity(PUMP_BUFFER, server_out),
@@ -634,7 +653,7 @@ fn pump_server(
                             .map_err(|_| io::Error::other("recorder lock poisoned"))?
                             .flagged(Direction::ServerToClient, None, &why)
                             .map_err(|e| {
-                                io::Error::other(format!("cannot record a finding: {e}"))
+                                fatal::AuditFailure::io(format!("cannot record a finding: {e}"))
                             })?;
                         line.push(b'\n');
                         out.send_to_client(&line)?;

@@ -37,7 +37,7 @@ use super::session::id_key;
 
 /// How capjail's own request was answered.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Answer {
+pub(crate) enum Answer {
     /// The `result` member.
     Result(Value),
     /// The `error` member.
@@ -48,19 +48,19 @@ pub enum Answer {
 
 /// Called once with the answer, on the thread that read it (a pump): keep it short, or hand
 /// the work to another thread.
-pub type OnAnswer = Box<dyn FnOnce(Answer) + Send>;
+pub(crate) type OnAnswer = Box<dyn FnOnce(Answer) + Send>;
 
 /// Which peer an own request went to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Peer {
+pub(crate) enum Peer {
     Server,
     Client,
 }
 
 /// A sink for whole lines (the server's stdin, capjail's stdout, or a buffer in tests).
-pub type LineSink = Box<dyn Write + Send>;
+pub(crate) type LineSink = Box<dyn Write + Send>;
 
-pub struct Outbox {
+pub(crate) struct Outbox {
     server: Mutex<LineSink>,
     client: Mutex<LineSink>,
     prefix: String,
@@ -74,9 +74,9 @@ pub struct Outbox {
 }
 
 /// What a server line waits for: the audit log written up to the last queued record.
-pub struct Durability {
-    pub watermark: crate::audit::queue::Watermark,
-    pub recorder: super::recorder::SharedRecorder,
+pub(crate) struct Durability {
+    pub(crate) watermark: crate::audit::queue::Watermark,
+    pub(crate) recorder: super::recorder::SharedRecorder,
 }
 
 impl Durability {
@@ -88,15 +88,15 @@ impl Durability {
             .last_seq;
         self.watermark
             .wait(seq)
-            .map_err(|e| io::Error::other(format!("cannot record a decision: {e}")))
+            .map_err(|e| super::fatal::AuditFailure::io(format!("cannot record a decision: {e}")))
     }
 }
 
 /// The prefix of every id capjail gives its own requests.
-pub const OWN_ID_PREFIX: &str = "capjail:";
+pub(crate) const OWN_ID_PREFIX: &str = "capjail:";
 
 impl Outbox {
-    pub fn new(server: LineSink, client: LineSink) -> Arc<Outbox> {
+    pub(crate) fn new(server: LineSink, client: LineSink) -> Arc<Outbox> {
         Arc::new(Outbox {
             server: Mutex::new(server),
             client: Mutex::new(client),
@@ -110,19 +110,20 @@ impl Outbox {
         })
     }
 
+    #[cfg(test)]
     /// An outbox whose lines go nowhere (`capjail check`, unit tests).
-    pub fn discarding() -> Arc<Outbox> {
+    pub(crate) fn discarding() -> Arc<Outbox> {
         Outbox::new(Box::new(io::sink()), Box::new(io::sink()))
     }
 
     /// Is this id in capjail's own id space? Such ids are refused from either peer.
-    pub fn is_own_id(id: &Value) -> bool {
+    pub(crate) fn is_own_id(id: &Value) -> bool {
         id.as_str().is_some_and(|s| s.starts_with(OWN_ID_PREFIX))
     }
 
     /// Send capjail's own request to the server; `on_answer` gets the server's answer.
     /// Returns the id used.
-    pub fn request_server(
+    pub(crate) fn request_server(
         &self,
         method: &str,
         params: Option<Value>,
@@ -132,7 +133,7 @@ impl Outbox {
     }
 
     /// Send capjail's own request to the client; `on_answer` gets the client's answer.
-    pub fn request_client(
+    pub(crate) fn request_client(
         &self,
         method: &str,
         params: Option<Value>,
@@ -179,19 +180,10 @@ impl Outbox {
         Ok(id)
     }
 
-    /// Send a notification of capjail's own to the server.
-    pub fn notify_server(&self, method: &str, params: Option<Value>) -> io::Result<()> {
-        let mut msg = json!({"jsonrpc": "2.0", "method": method});
-        if let Some(p) = params {
-            msg["params"] = p;
-        }
-        self.send_to_server(&serde_json::to_vec(&msg).map_err(io::Error::other)?)
-    }
-
     /// If `id` is one of capjail's own requests to `from`, take its callback (the filters
     /// then call it with the answer and relay nothing). A response with an own id from the
     /// other peer is not taken: the filters drop it as an answer to nothing.
-    pub fn take_answer(&self, from: Peer, id: &Value) -> Option<OnAnswer> {
+    pub(crate) fn take_answer(&self, from: Peer, id: &Value) -> Option<OnAnswer> {
         if !Outbox::is_own_id(id) {
             return None;
         }
@@ -204,7 +196,7 @@ impl Outbox {
     }
 
     /// Forget an own request (a stage gave up waiting); returns its callback, uncalled.
-    pub fn cancel(&self, id: &Value) -> Option<OnAnswer> {
+    pub(crate) fn cancel(&self, id: &Value) -> Option<OnAnswer> {
         self.waiting
             .lock()
             .ok()?
@@ -213,18 +205,18 @@ impl Outbox {
     }
 
     /// Server lines wait for the audit log from now on (see the module doc).
-    pub fn set_durability(&self, d: Durability) {
+    pub(crate) fn set_durability(&self, d: Durability) {
         let _ = self.durability.set(d);
     }
 
     /// The calling thread is the client pump: its server lines are deferred.
-    pub fn mark_client_pump(&self) {
+    pub(crate) fn mark_client_pump(&self) {
         let _ = self.client_pump.set(std::thread::current().id());
     }
 
     /// Write one whole line (the newline is added) to the server: after the audit log holds
     /// every record queued so far, or, from the client pump, after the lines it holds.
-    pub fn send_to_server(&self, line: &[u8]) -> io::Result<()> {
+    pub(crate) fn send_to_server(&self, line: &[u8]) -> io::Result<()> {
         if self.client_pump.get() == Some(&std::thread::current().id()) {
             let mut d = self
                 .deferred
@@ -245,7 +237,7 @@ impl Outbox {
     /// The client pump's own path to the server: `lines` (whole lines, each with its newline)
     /// were already waited for by the pump; the deferred lines follow them, after waiting for
     /// the audit log again.
-    pub fn pump_to_server(&self, lines: &[u8]) -> io::Result<()> {
+    pub(crate) fn pump_to_server(&self, lines: &[u8]) -> io::Result<()> {
         if !lines.is_empty() {
             write_line(&self.server, lines)?;
         }
@@ -253,7 +245,7 @@ impl Outbox {
     }
 
     /// Write what the client pump deferred (see the module doc).
-    pub fn flush_deferred(&self) -> io::Result<()> {
+    pub(crate) fn flush_deferred(&self) -> io::Result<()> {
         let pending = {
             let mut d = self
                 .deferred
@@ -271,13 +263,13 @@ impl Outbox {
     }
 
     /// Write one whole line (the newline is added) to the client.
-    pub fn send_to_client(&self, line: &[u8]) -> io::Result<()> {
+    pub(crate) fn send_to_client(&self, line: &[u8]) -> io::Result<()> {
         write_line(&self.client, line)
     }
 
     /// The session is over: every waiting callback gets [`Answer::Closed`]; later requests
     /// fail at once.
-    pub fn close(&self) {
+    pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         let drained: Vec<OnAnswer> = match self.waiting.lock() {
             Ok(mut w) => w.drain().map(|(_, (_, cb))| cb).collect(),
@@ -290,7 +282,7 @@ impl Outbox {
 }
 
 /// Split a response into the answer for an own request.
-pub fn answer_of(response: &Value) -> Answer {
+pub(crate) fn answer_of(response: &Value) -> Answer {
     if let Some(r) = response.get("result") {
         Answer::Result(r.clone())
     } else if let Some(e) = response.get("error") {

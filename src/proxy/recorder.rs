@@ -14,48 +14,48 @@ use crate::check::decide::Decision;
 use crate::profile::ToolSpec;
 
 #[derive(Debug, Default, Clone, Copy)]
-pub struct Tally {
-    pub allowed: u64,
-    pub denied: u64,
-    pub filtered: u64,
+pub(crate) struct Tally {
+    pub(crate) allowed: u64,
+    pub(crate) denied: u64,
+    pub(crate) filtered: u64,
 }
 
-pub struct Recorder {
-    pub audit: Option<AuditQueue>,
-    pub tally: Tally,
+pub(crate) struct Recorder {
+    pub(crate) audit: Option<AuditQueue>,
+    pub(crate) tally: Tally,
     /// The sequence number of the last record queued (0: none). A request is forwarded only
     /// once the audit log is written up to the record of its decision (`Watermark::wait`).
-    pub last_seq: u64,
+    pub(crate) last_seq: u64,
 }
 
-pub type SharedRecorder = Arc<Mutex<Recorder>>;
+pub(crate) type SharedRecorder = Arc<Mutex<Recorder>>;
 
 /// What a decision record is made of (owned: the audit writer encodes it on its own thread).
-pub struct DecisionRecord {
-    pub id: Option<Value>,
-    pub params: Option<Value>,
-    pub decision: Decision,
-    pub tool_spec: Option<ToolSpec>,
-    pub latency_us: u64,
+pub(crate) struct DecisionRecord {
+    pub(crate) id: Option<Value>,
+    pub(crate) params: Option<Value>,
+    pub(crate) decision: Decision,
+    pub(crate) tool_spec: Option<ToolSpec>,
+    pub(crate) latency_us: u64,
     /// The size of the request as it was received (bounds the audit queue in bytes).
-    pub weight: usize,
+    pub(crate) weight: usize,
 }
 
 /// What an approval record is made of.
-pub struct ApprovalRecord {
-    pub id: Option<Value>,
-    pub method: String,
-    pub tool: Option<String>,
-    pub rule: String,
-    pub question: String,
-    pub granted: bool,
-    pub answer: String,
-    pub by: String,
-    pub elapsed_ms: u64,
+pub(crate) struct ApprovalRecord {
+    pub(crate) id: Option<Value>,
+    pub(crate) method: String,
+    pub(crate) tool: Option<String>,
+    pub(crate) rule: String,
+    pub(crate) question: String,
+    pub(crate) granted: bool,
+    pub(crate) answer: String,
+    pub(crate) by: String,
+    pub(crate) elapsed_ms: u64,
 }
 
 impl Recorder {
-    pub fn new(audit: Option<AuditQueue>) -> SharedRecorder {
+    pub(crate) fn new(audit: Option<AuditQueue>) -> SharedRecorder {
         Arc::new(Mutex::new(Recorder {
             audit,
             tally: Tally::default(),
@@ -64,13 +64,13 @@ impl Recorder {
     }
 
     /// Where the proxy waits for records to be written (`None`: auditing is off).
-    pub fn watermark(&self) -> Option<Watermark> {
+    pub(crate) fn watermark(&self) -> Option<Watermark> {
         self.audit.as_ref().map(AuditQueue::watermark)
     }
 
     /// Record a decision. Called before the request is forwarded or refused: an error means
     /// the decision must not be carried out (the audit log failed).
-    pub fn decided(&mut self, d: DecisionRecord) -> std::io::Result<()> {
+    pub(crate) fn decided(&mut self, d: DecisionRecord) -> std::io::Result<()> {
         if d.decision.is_allowed() {
             self.tally.allowed += 1;
         } else {
@@ -92,7 +92,7 @@ impl Recorder {
     }
 
     /// Record a message capjail altered or dropped.
-    pub fn filtered(
+    pub(crate) fn filtered(
         &mut self,
         direction: Direction,
         id: Option<&Value>,
@@ -120,7 +120,7 @@ impl Recorder {
     }
 
     /// Record the answer to an approval question (before the call is forwarded or refused).
-    pub fn approval(&mut self, a: ApprovalRecord) -> std::io::Result<()> {
+    pub(crate) fn approval(&mut self, a: ApprovalRecord) -> std::io::Result<()> {
         if let Some(q) = &self.audit {
             let weight = a.question.len();
             let record = Record::Approval {
@@ -141,7 +141,7 @@ impl Recorder {
     }
 
     /// Record a `tool_trust` record (pins, definition changes, scanner findings).
-    pub fn trust(&mut self, fields: serde_json::Map<String, Value>) -> std::io::Result<()> {
+    pub(crate) fn trust(&mut self, fields: serde_json::Map<String, Value>) -> std::io::Result<()> {
         if let Some(q) = &self.audit {
             let weight = fields.len() * 64;
             let record = Record::Trust {
@@ -155,7 +155,7 @@ impl Recorder {
 
     /// Record a message forwarded unchanged in which the content checks found something to
     /// record (a finding whose action is `record`).
-    pub fn flagged(
+    pub(crate) fn flagged(
         &mut self,
         direction: Direction,
         id: Option<&Value>,
@@ -177,7 +177,7 @@ impl Recorder {
 
     /// Record the end of the session and write everything still queued. `Err`: some record
     /// could not be written.
-    pub fn finish(&mut self, end: SessionEnd) -> Result<(), AuditError> {
+    pub(crate) fn finish(&mut self, end: SessionEnd) -> Result<(), AuditError> {
         match self.audit.take() {
             Some(q) => {
                 let pushed = q.push(Record::SessionEnd(end), 0);
@@ -190,13 +190,13 @@ impl Recorder {
 }
 
 fn io_error(e: AuditError) -> std::io::Error {
-    std::io::Error::other(e.to_string())
+    super::fatal::AuditFailure::io(e)
 }
 
 impl Recorder {
     /// Record a decision of the egress point (a connection or request the server made;
     /// `direction: server_to_client`, method `egress/<METHOD>`). Called before it takes effect.
-    pub fn egress_decided(
+    pub(crate) fn egress_decided(
         &mut self,
         decision: Decision,
         latency_us: u64,

@@ -12,7 +12,7 @@ use crate::check::path::{canonicalize_lenient, decode, is_within, PathContext};
 use crate::policy::Policy;
 
 /// The rewritten response line, or `None` to forward the original (nothing to narrow).
-pub fn narrow_roots_response(response: &Value, policy: &Policy) -> Option<Vec<u8>> {
+pub(crate) fn narrow_roots_response(response: &Value, policy: &Policy) -> Option<Vec<u8>> {
     let mounts = policy.filesystem.mounts.as_ref()?;
     let roots = response.pointer("/result/roots")?.as_array()?;
     let ctx = PathContext {
@@ -59,7 +59,7 @@ pub fn narrow_roots_response(response: &Value, policy: &Policy) -> Option<Vec<u8
 /// The 2026-07-28 generation: roots also travel as `inputResponses` of a retried request
 /// (`params.inputResponses.{key}.roots`). Each is narrowed like a `roots/list` answer. The
 /// rewritten message, or `None` when nothing changes.
-pub fn narrow_input_responses(message: &Value, policy: &Policy) -> Option<Vec<u8>> {
+pub(crate) fn narrow_input_responses(message: &Value, policy: &Policy) -> Option<Vec<u8>> {
     let responses = message.pointer("/params/inputResponses")?.as_object()?;
     let mut out = message.clone();
     let mut changed = false;
@@ -79,7 +79,7 @@ pub fn narrow_input_responses(message: &Value, policy: &Policy) -> Option<Vec<u8
 
 /// The local paths of the roots in a `roots/list` result or an `inputResponses` entry (what
 /// the server will resolve relative paths against).
-pub fn root_paths(result: &Value) -> Vec<std::path::PathBuf> {
+pub(crate) fn root_paths(result: &Value) -> Vec<std::path::PathBuf> {
     let ctx = PathContext {
         cwd: "/".into(),
         ..Default::default()

@@ -17,7 +17,7 @@ use crate::jsonrpc::validate_strict;
 use crate::policy::{Policy, ToolsMode};
 
 #[derive(Debug, PartialEq)]
-pub enum ServerOutcome {
+pub(crate) enum ServerOutcome {
     Forward,
     /// Send this to the client instead.
     Rewritten(Vec<u8>),
@@ -31,11 +31,11 @@ pub enum ServerOutcome {
     Consumed,
 }
 
-pub struct ServerFilter {
-    pub shared: SharedState,
-    pub policy: std::sync::Arc<Policy>,
+pub(crate) struct ServerFilter {
+    pub(crate) shared: SharedState,
+    pub(crate) policy: std::sync::Arc<Policy>,
     /// capjail's own requests: their answers are taken here, never relayed.
-    pub outbox: std::sync::Arc<Outbox>,
+    pub(crate) outbox: std::sync::Arc<Outbox>,
 }
 
 /// The members that decide what a server message is, read without building the rest.
@@ -52,7 +52,7 @@ struct Envelope<'a> {
 }
 
 impl ServerFilter {
-    pub fn on_line(&mut self, line: &[u8]) -> ServerOutcome {
+    pub(crate) fn on_line(&mut self, line: &[u8]) -> ServerOutcome {
         if line.iter().all(u8::is_ascii_whitespace) {
             return ServerOutcome::Drop("blank line".into());
         }

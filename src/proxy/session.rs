@@ -9,7 +9,7 @@ use super::catalog::SessionCatalog;
 
 /// What to do with the server's response to a client request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pending {
+pub(crate) enum Pending {
     /// Relay as it is.
     Plain,
     /// `initialize` / `server/discover`: read `serverInfo` to pick a profile.
@@ -20,7 +20,7 @@ pub enum Pending {
 
 /// A request the server sent to the client, whose answer capjail must see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServerRequest {
+pub(crate) enum ServerRequest {
     Plain,
     /// `roots/list`: the answer is intersected with the policy's mounts.
     RootsList,
@@ -30,23 +30,23 @@ pub enum ServerRequest {
 const REFUSED_MEMORY: usize = 4096;
 
 #[derive(Debug)]
-pub struct Shared {
-    pub catalog: SessionCatalog,
+pub(crate) struct Shared {
+    pub(crate) catalog: SessionCatalog,
     /// Client requests forwarded and not yet answered, by id key.
-    pub pending: HashMap<String, Pending>,
+    pub(crate) pending: HashMap<String, Pending>,
     /// Server requests relayed to the client and not yet answered, by id key.
-    pub server_requests: HashMap<String, ServerRequest>,
+    pub(crate) server_requests: HashMap<String, ServerRequest>,
     refused: VecDeque<String>,
     /// Pinned and scanned tool definitions (`trust`); `None` when the proxy does not check.
-    pub trust: Option<crate::trust::TrustSession>,
+    pub(crate) trust: Option<crate::trust::TrustSession>,
     /// What the content checks remember in this session (known secrets, armed flows).
-    pub content: crate::content::SessionContent,
+    pub(crate) content: crate::content::SessionContent,
     /// Environment reads in flight, by id key: what their answers may show (`check::env_read`).
-    pub env_reads: HashMap<String, crate::check::env_read::Readable>,
+    pub(crate) env_reads: HashMap<String, crate::check::env_read::Readable>,
 }
 
 impl Shared {
-    pub fn new(catalog: SessionCatalog) -> Shared {
+    pub(crate) fn new(catalog: SessionCatalog) -> Shared {
         Shared {
             catalog,
             pending: HashMap::new(),
@@ -58,19 +58,19 @@ impl Shared {
         }
     }
 
-    pub fn remember_refused(&mut self, key: String) {
+    pub(crate) fn remember_refused(&mut self, key: String) {
         if self.refused.len() == REFUSED_MEMORY {
             self.refused.pop_front();
         }
         self.refused.push_back(key);
     }
 
-    pub fn was_refused(&self, key: &str) -> bool {
+    pub(crate) fn was_refused(&self, key: &str) -> bool {
         self.refused.iter().any(|k| k == key)
     }
 }
 
 /// The key of a JSON-RPC id: its canonical JSON text, so `1` and `"1"` differ and escapes do not.
-pub fn id_key(id: &Value) -> String {
+pub(crate) fn id_key(id: &Value) -> String {
     id.to_string()
 }

@@ -64,8 +64,8 @@ struct ChildSide {
 /// A plan made ready for spawning (possibly several times).
 #[derive(Debug, Clone)]
 pub struct PreparedSandbox {
-    pub plan: SandboxPlan,
-    pub enforcement: Enforcement,
+    pub(crate) plan: SandboxPlan,
+    pub(crate) enforcement: Enforcement,
     child: Arc<ChildSide>,
     /// `Some`: the server gets its own world (namespaces); the setup process reads this plan.
     world_file: Option<Arc<PlanFile>>,
@@ -249,10 +249,4 @@ fn confine_child(c: &ChildSide, parent_pid: libc::pid_t) -> Result<(), i32> {
         seccomp::install(prog)?;
     }
     Ok(())
-}
-
-/// Kill the server's whole process group (it is a session leader: pgid == pid).
-pub fn kill_process_group(pid: u32) {
-    // SAFETY: kill(2) on a negative pid = process group.
-    unsafe { libc::kill(-(pid as libc::pid_t), libc::SIGKILL) };
 }

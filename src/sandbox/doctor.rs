@@ -8,7 +8,7 @@ use super::plan::plan;
 use crate::policy::Policy;
 
 /// What each Landlock ABI adds.
-pub const LANDLOCK_ABIS: &[(u32, &str)] = &[
+pub(crate) const LANDLOCK_ABIS: &[(u32, &str)] = &[
     (
         1,
         "filesystem access control (read, write, execute, create, remove)",

@@ -36,7 +36,7 @@ impl KernelFeatures {
     }
 }
 
-pub fn kernel_release() -> String {
+pub(crate) fn kernel_release() -> String {
     // SAFETY: uname into a zeroed struct; fields are NUL-terminated.
     unsafe {
         let mut u: libc::utsname = std::mem::zeroed();
@@ -55,7 +55,7 @@ pub fn kernel_release() -> String {
 /// How much of one part of the plan is enforced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "level")]
-pub enum Level {
+pub(crate) enum Level {
     Full,
     /// Enforced, except these (each names the ABI or feature that would be needed).
     Partial {
@@ -91,30 +91,30 @@ impl fmt::Display for Level {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Overall {
+pub(crate) enum Overall {
     Full,
     Partial,
     None,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Enforcement {
-    pub landlock_abi: Option<u32>,
-    pub landlock_fs: Level,
-    pub landlock_net: Level,
-    pub scopes: Level,
-    pub seccomp: Level,
-    pub no_new_privs: Level,
-    pub caps_dropped: Level,
+pub(crate) struct Enforcement {
+    pub(crate) landlock_abi: Option<u32>,
+    pub(crate) landlock_fs: Level,
+    pub(crate) landlock_net: Level,
+    pub(crate) scopes: Level,
+    pub(crate) seccomp: Level,
+    pub(crate) no_new_privs: Level,
+    pub(crate) caps_dropped: Level,
     /// Plan rules whose path does not exist here (nothing to grant; not a weakening).
-    pub skipped_rules: Vec<String>,
+    pub(crate) skipped_rules: Vec<String>,
     /// What the seccomp filter refuses for this plan (empty without seccomp).
-    pub seccomp_walls: Vec<String>,
+    pub(crate) seccomp_walls: Vec<String>,
 }
 
 impl Enforcement {
     /// Pure: what `features` can enforce of `plan`.
-    pub fn compute(plan: &SandboxPlan, features: &KernelFeatures) -> Enforcement {
+    pub(crate) fn compute(plan: &SandboxPlan, features: &KernelFeatures) -> Enforcement {
         let abi = features.landlock.as_ref().ok().copied();
         let no_landlock = |what: &str| Level::None {
             reason: format!(
@@ -207,7 +207,7 @@ impl Enforcement {
         ]
     }
 
-    pub fn overall(&self) -> Overall {
+    pub(crate) fn overall(&self) -> Overall {
         let parts = self.parts();
         if parts.iter().all(|(_, l)| l.is_full()) {
             Overall::Full
@@ -223,7 +223,7 @@ impl Enforcement {
     }
 
     /// One line for stderr.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let abi = self
             .landlock_abi
             .map(|a| format!("ABI {a}"))
@@ -252,30 +252,12 @@ impl Enforcement {
     }
 
     /// Everything that is not fully enforced, one item per line.
-    pub fn gaps(&self) -> Vec<String> {
+    pub(crate) fn gaps(&self) -> Vec<String> {
         self.parts()
             .iter()
             .filter(|(_, l)| !l.is_full())
             .map(|(n, l)| format!("{n}: {l}"))
             .collect()
-    }
-
-    pub fn log(&self) {
-        match self.overall() {
-            Overall::Full => tracing::info!("{}", self.summary()),
-            _ => {
-                tracing::warn!("{}", self.summary());
-                for g in self.gaps() {
-                    tracing::warn!("  not enforced: {g}");
-                }
-            }
-        }
-        for s in &self.skipped_rules {
-            tracing::debug!("landlock rule skipped: {s}");
-        }
-        for w in &self.seccomp_walls {
-            tracing::debug!("seccomp: {w}");
-        }
     }
 }
 

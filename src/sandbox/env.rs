@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::policy::sections::EnvironmentPolicy;
 
 /// Names passed by default (exact), and default `PREFIX_*` patterns.
-pub const DEFAULT_ALLOW: &[&str] = &[
+pub(crate) const DEFAULT_ALLOW: &[&str] = &[
     "PATH",
     "HOME",
     "USER",
@@ -40,7 +40,7 @@ pub const DEFAULT_ALLOW: &[&str] = &[
 /// Why a variable did not reach the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum DropReason {
+pub(crate) enum DropReason {
     /// Not in the allowlist.
     NotAllowed,
     /// Looks like a secret; only an exact `environment.allow` entry passes it.
@@ -52,20 +52,20 @@ pub enum DropReason {
 /// The environment the server will see. Values are kept out of the serialized form (they may
 /// be secrets the user chose to pass): the plan shows names only.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct EnvPlan {
+pub(crate) struct EnvPlan {
     /// Names passed (inherited or set), sorted.
-    pub passed: Vec<String>,
+    pub(crate) passed: Vec<String>,
     /// Names set by the policy (`environment.set`).
-    pub set_by_policy: Vec<String>,
+    pub(crate) set_by_policy: Vec<String>,
     /// Names dropped and why, sorted.
-    pub dropped: Vec<(String, DropReason)>,
-    pub inherit_all: bool,
+    pub(crate) dropped: Vec<(String, DropReason)>,
+    pub(crate) inherit_all: bool,
     #[serde(skip)]
-    pub values: Vec<(String, String)>,
+    pub(crate) values: Vec<(String, String)>,
 }
 
 /// Does `name` look like a credential?
-pub fn is_secret_name(name: &str) -> bool {
+pub(crate) fn is_secret_name(name: &str) -> bool {
     let u = name.to_ascii_uppercase();
     const CONTAINS: &[&str] = &[
         "SECRET",
@@ -106,7 +106,7 @@ pub fn is_secret_name(name: &str) -> bool {
 }
 
 /// Can `name` make the server run code that is not the server's?
-pub fn is_injection_name(name: &str) -> bool {
+pub(crate) fn is_injection_name(name: &str) -> bool {
     const EXACT: &[&str] = &[
         "NODE_OPTIONS",
         "NODE_PATH",
@@ -147,7 +147,7 @@ fn matches_entry(entry: &str, name: &str) -> bool {
 }
 
 /// Filter `inherited` through the defaults and the policy's `environment` section.
-pub fn filter_env(inherited: &[(String, String)], section: &EnvironmentPolicy) -> EnvPlan {
+pub(crate) fn filter_env(inherited: &[(String, String)], section: &EnvironmentPolicy) -> EnvPlan {
     let mut plan = EnvPlan {
         inherit_all: section.inherit_all,
         ..Default::default()
@@ -188,7 +188,7 @@ pub fn filter_env(inherited: &[(String, String)], section: &EnvironmentPolicy) -
 }
 
 impl EnvPlan {
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.values
             .iter()
             .find(|(n, _)| n == name)

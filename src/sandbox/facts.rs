@@ -15,17 +15,17 @@ use serde::Serialize;
 
 /// One program in the exec chain (`npx` -> `env` -> `node`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ExecStep {
+pub(crate) struct ExecStep {
     /// As named (`/usr/bin/npx`, or the shebang's path).
-    pub invoked: PathBuf,
+    pub(crate) invoked: PathBuf,
     /// All symlinks resolved (`/usr/lib/node_modules/npm/bin/npx-cli.js`).
-    pub canonical: PathBuf,
-    pub kind: ExecKind,
+    pub(crate) canonical: PathBuf,
+    pub(crate) kind: ExecKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ExecKind {
+pub(crate) enum ExecKind {
     /// An ELF binary; `interpreter` is its `PT_INTERP` (the dynamic loader), if any.
     Elf { interpreter: Option<PathBuf> },
     /// A `#!` script.
@@ -38,19 +38,19 @@ pub enum ExecKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PythonFacts {
+pub(crate) struct PythonFacts {
     /// The interpreter's installation (`/root/.pyenv/versions/3.11.7`): stdlib, lib-dynload.
-    pub base_prefix: PathBuf,
+    pub(crate) base_prefix: PathBuf,
     /// A virtual environment (directory holding `pyvenv.cfg`), if the interpreter was started from one.
-    pub venv: Option<PathBuf>,
+    pub(crate) venv: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct NodeFacts {
+pub(crate) struct NodeFacts {
     /// `<prefix>/bin/node`.
-    pub prefix: PathBuf,
+    pub(crate) prefix: PathBuf,
     /// `<prefix>/lib/node_modules`, if it exists.
-    pub global_modules: Option<PathBuf>,
+    pub(crate) global_modules: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -58,40 +58,40 @@ pub struct HostFacts {
     /// The environment capjail was started with.
     #[serde(skip)]
     pub env: Vec<(String, String)>,
-    pub home: Option<PathBuf>,
-    pub cwd: PathBuf,
-    pub uid: u32,
+    pub(crate) home: Option<PathBuf>,
+    pub(crate) cwd: PathBuf,
+    pub(crate) uid: u32,
     /// `argv[0]` and every interpreter after it.
-    pub chain: Vec<ExecStep>,
-    pub python: Option<PythonFacts>,
-    pub node: Option<NodeFacts>,
+    pub(crate) chain: Vec<ExecStep>,
+    pub(crate) python: Option<PythonFacts>,
+    pub(crate) node: Option<NodeFacts>,
     /// The chain runs npm / npx (needs its cache read-write and `/bin/sh`).
-    pub npm: bool,
+    pub(crate) npm: bool,
     /// The script an interpreter was given as its first argument (`node /x/dist/index.js`), canonical.
-    pub script: Option<PathBuf>,
+    pub(crate) script: Option<PathBuf>,
     /// The standard shared-library directories that exist, canonical and deduplicated
     /// (`/lib` -> `/usr/lib` on merged-/usr systems).
-    pub lib_dirs: Vec<PathBuf>,
+    pub(crate) lib_dirs: Vec<PathBuf>,
     /// Paths the plan may mention that exist here (checked for a fixed candidate list).
-    pub existing: Vec<PathBuf>,
+    pub(crate) existing: Vec<PathBuf>,
     /// Programs a known server runs itself (mcp-server-git -> git), with the data
     /// directories they need that exist here.
-    pub helpers: Vec<Helper>,
+    pub(crate) helpers: Vec<Helper>,
     /// What could not be resolved (printed as notes in the plan).
-    pub problems: Vec<String>,
+    pub(crate) problems: Vec<String>,
 }
 
 /// A program the server is known to spawn.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Helper {
-    pub name: String,
+pub(crate) struct Helper {
+    pub(crate) name: String,
     /// Why it is needed (`mcp-server-git runs git`).
-    pub why: String,
-    pub step: ExecStep,
+    pub(crate) why: String,
+    pub(crate) step: ExecStep,
     /// Directories the helper reads or executes from (`libexec/git-core`, `share/git-core`).
-    pub dirs: Vec<PathBuf>,
+    pub(crate) dirs: Vec<PathBuf>,
     /// Configuration files in HOME it must be able to read (existing ones only).
-    pub home_files: Vec<PathBuf>,
+    pub(crate) home_files: Vec<PathBuf>,
 }
 
 /// Known servers and the programs they spawn: (substring of the server's command or
@@ -99,7 +99,7 @@ pub struct Helper {
 /// HOME that the helper refuses to run without being able to read if they exist).
 /// git treats EACCES on `~/.gitconfig` as fatal; it holds name, email and settings
 /// (credentials live in `~/.git-credentials`, which stays unreachable).
-pub const KNOWN_HELPERS: &[(&str, &str, &[&str], &[&str])] = &[
+pub(crate) const KNOWN_HELPERS: &[(&str, &str, &[&str], &[&str])] = &[
     (
         "mcp-server-git",
         "git",
@@ -115,7 +115,7 @@ pub const KNOWN_HELPERS: &[(&str, &str, &[&str], &[&str])] = &[
 ];
 
 /// Files and directories the plan may grant if they exist.
-pub const CANDIDATES: &[&str] = &[
+pub(crate) const CANDIDATES: &[&str] = &[
     "/etc/ld.so.cache",
     "/etc/ld.so.preload",
     "/etc/localtime",
@@ -279,7 +279,7 @@ impl HostFacts {
 }
 
 /// Resolve a command name the way execvp does.
-pub fn which(name: &str, path_var: &str, cwd: &Path) -> Option<PathBuf> {
+pub(crate) fn which(name: &str, path_var: &str, cwd: &Path) -> Option<PathBuf> {
     if name.contains('/') {
         let p = if Path::new(name).is_absolute() {
             PathBuf::from(name)
@@ -433,7 +433,7 @@ fn note_runtime(invoked: &Path, canonical: &Path, f: &mut HostFacts) {
 }
 
 /// ELF (with its PT_INTERP), `#!` script, or unknown.
-pub fn classify(path: &Path) -> ExecKind {
+pub(crate) fn classify(path: &Path) -> ExecKind {
     let mut head = Vec::with_capacity(256);
     let Ok(file) = std::fs::File::open(path) else {
         return ExecKind::Unknown;
@@ -467,7 +467,7 @@ pub fn classify(path: &Path) -> ExecKind {
 }
 
 /// The `PT_INTERP` of a 64-bit little-endian ELF file.
-pub fn elf_interpreter(path: &Path) -> Option<PathBuf> {
+pub(crate) fn elf_interpreter(path: &Path) -> Option<PathBuf> {
     use std::io::{Seek, SeekFrom};
     let mut f = std::fs::File::open(path).ok()?;
     let mut eh = [0u8; 64];

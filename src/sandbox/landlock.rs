@@ -34,20 +34,20 @@ use super::plan::{FsAccess, SandboxPlan};
 const CREATE_RULESET_VERSION: u32 = 1 << 0;
 const RULE_PATH_BENEATH: libc::c_int = 1;
 const RULE_NET_PORT: libc::c_int = 2;
-pub const ACCESS_NET_BIND_TCP: u64 = 1 << 0;
-pub const ACCESS_NET_CONNECT_TCP: u64 = 1 << 1;
-pub const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
-pub const SCOPE_SIGNAL: u64 = 1 << 1;
+pub(crate) const ACCESS_NET_BIND_TCP: u64 = 1 << 0;
+pub(crate) const ACCESS_NET_CONNECT_TCP: u64 = 1 << 1;
+pub(crate) const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
+pub(crate) const SCOPE_SIGNAL: u64 = 1 << 1;
 /// ABI 7: log denials of the program after exec (the server), not only of capjail's child.
-pub const RESTRICT_SELF_LOG_NEW_EXEC_ON: u32 = 1 << 1;
+pub(crate) const RESTRICT_SELF_LOG_NEW_EXEC_ON: u32 = 1 << 1;
 
 /// The kernel's `struct landlock_ruleset_attr` (what the child hands to the raw syscall).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
-pub struct RulesetAttr {
-    pub handled_access_fs: u64,
-    pub handled_access_net: u64,
-    pub scoped: u64,
+pub(crate) struct RulesetAttr {
+    pub(crate) handled_access_fs: u64,
+    pub(crate) handled_access_net: u64,
+    pub(crate) scoped: u64,
 }
 
 #[repr(C, packed)]
@@ -63,7 +63,7 @@ struct NetPortAttr {
 }
 
 /// The Landlock ABI of the running kernel: `Ok(n)`, or why Landlock is unusable.
-pub fn abi_version() -> Result<u32, String> {
+pub(crate) fn abi_version() -> Result<u32, String> {
     // SAFETY: the documented version query: NULL attr, size 0.
     let r = unsafe {
         libc::syscall(
@@ -93,25 +93,25 @@ fn crate_abi(abi: u32) -> landlock::ABI {
 
 /// The filesystem rights a kernel with this ABI knows (the crate's table), limited to the
 /// rights capjail's plans use.
-pub fn fs_rights_for_abi(abi: u32) -> u64 {
+pub(crate) fn fs_rights_for_abi(abi: u32) -> u64 {
     use landlock::Access;
     landlock::AccessFs::from_all(crate_abi(abi)).bits() & FsAccess::all().0
 }
 
 /// The network rights (TCP bind/connect, ABI 4) a kernel with this ABI knows.
-pub fn net_rights_for_abi(abi: u32) -> u64 {
+pub(crate) fn net_rights_for_abi(abi: u32) -> u64 {
     use landlock::Access;
     landlock::AccessNet::from_all(crate_abi(abi)).bits()
 }
 
 /// The scopes (abstract unix sockets, signals: ABI 6) a kernel with this ABI knows.
-pub fn scopes_for_abi(abi: u32) -> u64 {
+pub(crate) fn scopes_for_abi(abi: u32) -> u64 {
     use landlock::Access;
     landlock::Scope::from_all(crate_abi(abi)).bits()
 }
 
 /// The ABI that introduced a filesystem right.
-pub fn abi_of_fs_right(bit: u64) -> u32 {
+pub(crate) fn abi_of_fs_right(bit: u64) -> u32 {
     match bit {
         FsAccess::REFER => 2,
         FsAccess::TRUNCATE => 3,
@@ -130,21 +130,20 @@ struct PathRule {
 
 /// Everything the child needs, prepared in the parent.
 #[derive(Debug)]
-pub struct PreparedLandlock {
-    pub abi: u32,
-    pub attr: RulesetAttr,
+pub(crate) struct PreparedLandlock {
+    pub(crate) attr: RulesetAttr,
     paths: Vec<PathRule>,
     ports: Vec<u64>,
     /// `/proc/self` rights (opened by the child), 0 if none.
     proc_self_access: u64,
-    pub restrict_flags: u32,
+    pub(crate) restrict_flags: u32,
     /// Rules that could not be added (missing paths...), with the reason: reported, not fatal.
-    pub skipped: Vec<(PathBuf, String)>,
+    pub(crate) skipped: Vec<(PathBuf, String)>,
 }
 
 impl PreparedLandlock {
     /// `None` if nothing would be handled (filesystem and network unrestricted, no ABI 6).
-    pub fn prepare(plan: &SandboxPlan, abi: u32) -> Result<PreparedLandlock, String> {
+    pub(crate) fn prepare(plan: &SandboxPlan, abi: u32) -> Result<PreparedLandlock, String> {
         let known = fs_rights_for_abi(abi);
         let mut attr = RulesetAttr::default();
         if plan.fs_rules.is_some() {
@@ -162,7 +161,6 @@ impl PreparedLandlock {
         }
         attr.scoped &= scopes_for_abi(abi);
         let mut prepared = PreparedLandlock {
-            abi,
             attr,
             paths: Vec::new(),
             ports: Vec::new(),
@@ -284,20 +282,7 @@ impl PreparedLandlock {
         Ok(c)
     }
 
-    /// For a single-threaded process that may allocate (not between fork and exec of a
-    /// threaded parent): build the same rules with the crate, `/proc/self` included, and
-    /// restrict this process (no_new_privs set by the crate). The crate's status says what
-    /// was enforced.
-    pub fn restrict_self_with_crate(&self) -> Result<landlock::RestrictionStatus, String> {
-        if !self.handles_anything() {
-            return Err("nothing to restrict".into());
-        }
-        self.with_crate(true)?
-            .restrict_self()
-            .map_err(|e| e.to_string())
-    }
-
-    pub fn handles_anything(&self) -> bool {
+    pub(crate) fn handles_anything(&self) -> bool {
         self.attr.handled_access_fs != 0
             || self.attr.handled_access_net != 0
             || self.attr.scoped != 0
@@ -373,7 +358,7 @@ impl PreparedLandlock {
 
     /// In the child, after no_new_privs: build the ruleset, add `/proc/self`, restrict.
     /// Async-signal-safe (syscalls only, no allocation).
-    pub fn restrict_child(&self) -> Result<(), i32> {
+    pub(crate) fn restrict_child(&self) -> Result<(), i32> {
         if !self.handles_anything() {
             return Ok(());
         }

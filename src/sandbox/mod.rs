@@ -28,11 +28,9 @@
 //! ```
 
 /// Which layers run.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Mode {
+pub(crate) enum Mode {
     /// The stdio JSON-RPC proxy only.
     Proxy,
     /// Kernel confinement only (the server's stdio is passed through unchecked).
@@ -42,10 +40,10 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub fn uses_kernel(self) -> bool {
+    pub(crate) fn uses_kernel(self) -> bool {
         matches!(self, Mode::Kernel | Mode::Full)
     }
-    pub fn uses_proxy(self) -> bool {
+    pub(crate) fn uses_proxy(self) -> bool {
         matches!(self, Mode::Proxy | Mode::Full)
     }
 }
@@ -61,41 +59,41 @@ impl Default for Mode {
 }
 
 /// Is the kernel layer compiled in?
-pub const KERNEL_LAYER_AVAILABLE: bool = cfg!(target_os = "linux");
+pub(crate) const KERNEL_LAYER_AVAILABLE: bool = cfg!(target_os = "linux");
 
 #[cfg(target_os = "linux")]
 mod apply;
 #[cfg(target_os = "linux")]
 mod doctor;
 #[cfg(target_os = "linux")]
-pub mod enforcement;
+pub(crate) mod enforcement;
 #[cfg(target_os = "linux")]
-pub mod env;
+pub(crate) mod env;
 #[cfg(target_os = "linux")]
-pub mod facts;
+pub(crate) mod facts;
 #[cfg(target_os = "linux")]
-pub mod landlock;
+pub(crate) mod landlock;
 #[cfg(target_os = "linux")]
-pub mod plan;
+pub(crate) mod plan;
 #[cfg(target_os = "linux")]
-pub mod privileges;
+pub(crate) mod privileges;
 #[cfg(target_os = "linux")]
-pub mod seccomp;
+pub(crate) mod seccomp;
 #[cfg(target_os = "linux")]
-pub mod world;
+pub(crate) mod world;
 
 #[cfg(target_os = "linux")]
-pub use apply::{
-    apply_to, kill_process_group, prepare, prepare_with, PreparedSandbox, SandboxError,
-};
+pub use apply::{apply_to, prepare, prepare_with, PreparedSandbox, SandboxError};
 #[cfg(target_os = "linux")]
-pub use doctor::{doctor_report, LANDLOCK_ABIS};
+pub use doctor::doctor_report;
 #[cfg(target_os = "linux")]
-pub use enforcement::{Enforcement, KernelFeatures, Level, Overall};
+pub use enforcement::KernelFeatures;
+#[cfg(target_os = "linux")]
+pub(crate) use enforcement::Overall;
 #[cfg(target_os = "linux")]
 pub use facts::HostFacts;
 #[cfg(target_os = "linux")]
-pub use plan::{plan, FsAccess, FsRule, SandboxPlan};
+pub use plan::{plan, SandboxPlan};
 
 /// Elsewhere: no kernel layer; the report says so.
 #[cfg(not(target_os = "linux"))]

@@ -30,30 +30,30 @@ use crate::policy::Policy;
 /// Landlock filesystem access rights (the kernel's bit values; which of them a kernel knows
 /// depends on its ABI, see [`super::landlock`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct FsAccess(pub u64);
+pub(crate) struct FsAccess(pub u64);
 
 impl FsAccess {
-    pub const EXECUTE: u64 = 1 << 0;
-    pub const WRITE_FILE: u64 = 1 << 1;
-    pub const READ_FILE: u64 = 1 << 2;
-    pub const READ_DIR: u64 = 1 << 3;
-    pub const REMOVE_DIR: u64 = 1 << 4;
-    pub const REMOVE_FILE: u64 = 1 << 5;
-    pub const MAKE_CHAR: u64 = 1 << 6;
-    pub const MAKE_DIR: u64 = 1 << 7;
-    pub const MAKE_REG: u64 = 1 << 8;
-    pub const MAKE_SOCK: u64 = 1 << 9;
-    pub const MAKE_FIFO: u64 = 1 << 10;
-    pub const MAKE_BLOCK: u64 = 1 << 11;
-    pub const MAKE_SYM: u64 = 1 << 12;
+    pub(crate) const EXECUTE: u64 = 1 << 0;
+    pub(crate) const WRITE_FILE: u64 = 1 << 1;
+    pub(crate) const READ_FILE: u64 = 1 << 2;
+    pub(crate) const READ_DIR: u64 = 1 << 3;
+    pub(crate) const REMOVE_DIR: u64 = 1 << 4;
+    pub(crate) const REMOVE_FILE: u64 = 1 << 5;
+    pub(crate) const MAKE_CHAR: u64 = 1 << 6;
+    pub(crate) const MAKE_DIR: u64 = 1 << 7;
+    pub(crate) const MAKE_REG: u64 = 1 << 8;
+    pub(crate) const MAKE_SOCK: u64 = 1 << 9;
+    pub(crate) const MAKE_FIFO: u64 = 1 << 10;
+    pub(crate) const MAKE_BLOCK: u64 = 1 << 11;
+    pub(crate) const MAKE_SYM: u64 = 1 << 12;
     /// ABI 2
-    pub const REFER: u64 = 1 << 13;
+    pub(crate) const REFER: u64 = 1 << 13;
     /// ABI 3
-    pub const TRUNCATE: u64 = 1 << 14;
+    pub(crate) const TRUNCATE: u64 = 1 << 14;
     /// ABI 5
-    pub const IOCTL_DEV: u64 = 1 << 15;
+    pub(crate) const IOCTL_DEV: u64 = 1 << 15;
 
-    pub const NAMES: &'static [(u64, &'static str)] = &[
+    pub(crate) const NAMES: &'static [(u64, &'static str)] = &[
         (Self::EXECUTE, "execute"),
         (Self::WRITE_FILE, "write_file"),
         (Self::READ_FILE, "read_file"),
@@ -73,31 +73,31 @@ impl FsAccess {
     ];
 
     /// Data: read files and list directories.
-    pub const fn read() -> FsAccess {
+    pub(crate) const fn read() -> FsAccess {
         FsAccess(Self::READ_FILE | Self::READ_DIR)
     }
     /// Programs, libraries, `ro` mounts: read and execute.
-    pub const fn read_exec() -> FsAccess {
+    pub(crate) const fn read_exec() -> FsAccess {
         FsAccess(Self::READ_FILE | Self::READ_DIR | Self::EXECUTE)
     }
     /// `rw` mounts: everything. Block and character device creation is in the set because a
     /// handled-but-ungranted right only removes function; mknod of devices needs
     /// CAP_MKNOD, which the server does not have.
-    pub const fn all() -> FsAccess {
+    pub(crate) const fn all() -> FsAccess {
         FsAccess((1 << 16) - 1)
     }
     /// `rw` mount without execute (`extra_write` caches that are not code).
-    pub const fn read_write() -> FsAccess {
+    pub(crate) const fn read_write() -> FsAccess {
         FsAccess(Self::all().0 & !Self::EXECUTE)
     }
     /// The rights that make sense on a non-directory (the kernel refuses the others there).
-    pub const FILE_RIGHTS: u64 =
+    pub(crate) const FILE_RIGHTS: u64 =
         Self::EXECUTE | Self::WRITE_FILE | Self::READ_FILE | Self::TRUNCATE | Self::IOCTL_DEV;
 
-    pub fn contains(self, bits: u64) -> bool {
+    pub(crate) fn contains(self, bits: u64) -> bool {
         self.0 & bits == bits
     }
-    pub fn names(self) -> Vec<&'static str> {
+    pub(crate) fn names(self) -> Vec<&'static str> {
         Self::NAMES
             .iter()
             .filter(|(b, _)| self.0 & b != 0)
@@ -105,7 +105,7 @@ impl FsAccess {
             .collect()
     }
     /// `rw+x`, `rw`, `r+x`, `r`, or the list.
-    pub fn short(self) -> String {
+    pub(crate) fn short(self) -> String {
         if self == Self::all() {
             "rw+exec".into()
         } else if self == Self::read_write() {
@@ -143,7 +143,7 @@ impl Serialize for FsAccess {
 /// Where a rule comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RuleOrigin {
+pub(crate) enum RuleOrigin {
     /// `filesystem.mounts`
     Mount,
     /// `kernel.extra_read` / `kernel.extra_write`
@@ -156,52 +156,52 @@ pub enum RuleOrigin {
 
 /// One Landlock path-beneath rule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FsRule {
-    pub path: PathBuf,
-    pub access: FsAccess,
-    pub origin: RuleOrigin,
-    pub reason: String,
+pub(crate) struct FsRule {
+    pub(crate) path: PathBuf,
+    pub(crate) access: FsAccess,
+    pub(crate) origin: RuleOrigin,
+    pub(crate) reason: String,
     /// Opened by the child itself (`/proc/self`): see the module comment.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub child_resolved: bool,
+    pub(crate) child_resolved: bool,
 }
 
 /// Which socket families the seccomp filter lets `socket()` create.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SocketFilter {
+pub(crate) struct SocketFilter {
     /// `AF_*` numbers allowed.
-    pub families: Vec<i32>,
+    pub(crate) families: Vec<i32>,
     /// `AF_NETLINK` with protocol `NETLINK_ROUTE` only (glibc `getaddrinfo(AI_ADDRCONFIG)`, `getifaddrs`).
-    pub netlink_route: bool,
+    pub(crate) netlink_route: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetPlan {
-    pub mode: NetworkMode,
+pub(crate) struct NetPlan {
+    pub(crate) mode: NetworkMode,
     /// Landlock handles TCP connect and bind (ABI 4). Ports below are the only ones connect() may reach.
-    pub landlock_tcp: bool,
-    pub tcp_connect_ports: Vec<u16>,
+    pub(crate) landlock_tcp: bool,
+    pub(crate) tcp_connect_ports: Vec<u16>,
     /// `None`: socket() is not filtered (but for AF_UNIX, see `unix_sockets`).
-    pub socket_filter: Option<SocketFilter>,
+    pub(crate) socket_filter: Option<SocketFilter>,
     /// `network.unix_sockets`, expanded. Empty: seccomp refuses `socket(AF_UNIX)` (pathname
     /// sockets are outside Landlock's rights); otherwise AF_UNIX is allowed and these paths
     /// are granted (read/write rules, so a private mount tree holds them too).
-    pub unix_sockets: Vec<PathBuf>,
-    pub notes: Vec<String>,
+    pub(crate) unix_sockets: Vec<PathBuf>,
+    pub(crate) notes: Vec<String>,
 }
 
 /// Landlock scopes (ABI 6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Scopes {
+pub(crate) struct Scopes {
     /// Connecting to abstract unix sockets created outside the sandbox.
-    pub abstract_unix_socket: bool,
+    pub(crate) abstract_unix_socket: bool,
     /// Sending signals to processes outside the sandbox.
-    pub signal: bool,
+    pub(crate) signal: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum RlimitKind {
+pub(crate) enum RlimitKind {
     Core,
     Nofile,
     Nproc,
@@ -211,28 +211,28 @@ pub enum RlimitKind {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rlimit {
-    pub kind: RlimitKind,
-    pub value: u64,
+pub(crate) struct Rlimit {
+    pub(crate) kind: RlimitKind,
+    pub(crate) value: u64,
 }
 
 /// Everything the kernel layer will do for one server.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SandboxPlan {
-    pub policy: String,
-    pub argv: Vec<String>,
+    pub(crate) policy: String,
+    pub(crate) argv: Vec<String>,
     /// `None`: the policy does not restrict the filesystem (no Landlock filesystem rules).
-    pub fs_rules: Option<Vec<FsRule>>,
-    pub net: NetPlan,
-    pub scopes: Scopes,
-    pub rlimits: Vec<Rlimit>,
-    pub env: EnvPlan,
+    pub(crate) fs_rules: Option<Vec<FsRule>>,
+    pub(crate) net: NetPlan,
+    pub(crate) scopes: Scopes,
+    pub(crate) rlimits: Vec<Rlimit>,
+    pub(crate) env: EnvPlan,
     /// `kernel.require` of the policy.
-    pub require: bool,
+    pub(crate) require: bool,
     /// The namespaces and the fresh root (see [`super::world`]). `prepare` clears it when the
     /// machine cannot create namespaces: read it from the PREPARED plan.
-    pub world: super::world::WorldPlan,
-    pub notes: Vec<String>,
+    pub(crate) world: super::world::WorldPlan,
+    pub(crate) notes: Vec<String>,
 }
 
 const SHARED_LIB_REASON: &str = "shared libraries";
@@ -386,7 +386,7 @@ pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
 impl SandboxPlan {
     /// Set the world; without one, package caches are no longer private, so they become
     /// read-only (the server cannot plant code that a later unconfined run would execute).
-    pub fn set_world(&mut self, world: super::world::WorldPlan) {
+    pub(crate) fn set_world(&mut self, world: super::world::WorldPlan) {
         if !world.enabled {
             let mut downgraded = false;
             for r in self.fs_rules.iter_mut().flatten() {

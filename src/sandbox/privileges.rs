@@ -11,17 +11,17 @@
 
 /// What the parent found out beforehand.
 #[derive(Debug, Clone, Copy)]
-pub struct PreparedPrivileges {
+pub(crate) struct PreparedPrivileges {
     /// `/proc/sys/kernel/cap_last_cap`.
-    pub last_cap: u32,
+    pub(crate) last_cap: u32,
     /// Do we hold CAP_SETPCAP (needed to drop the bounding set and lock securebits)?
-    pub can_setpcap: bool,
+    pub(crate) can_setpcap: bool,
     /// Do we hold any capability at all?
-    pub has_caps: bool,
+    pub(crate) has_caps: bool,
 }
 
 impl PreparedPrivileges {
-    pub fn detect() -> PreparedPrivileges {
+    pub(crate) fn detect() -> PreparedPrivileges {
         let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -40,11 +40,6 @@ impl PreparedPrivileges {
             can_setpcap,
             has_caps,
         }
-    }
-
-    /// Can the child end up with no capability and no way back?
-    pub fn fully_droppable(&self) -> bool {
-        self.can_setpcap || !self.has_caps
     }
 }
 
@@ -70,7 +65,7 @@ fn errno() -> i32 {
 }
 
 /// prctl(PR_SET_NO_NEW_PRIVS, 1). Async-signal-safe.
-pub fn set_no_new_privs() -> Result<(), i32> {
+pub(crate) fn set_no_new_privs() -> Result<(), i32> {
     // SAFETY: plain prctl.
     if unsafe {
         libc::prctl(
@@ -88,7 +83,7 @@ pub fn set_no_new_privs() -> Result<(), i32> {
 }
 
 /// Drop every capability. Async-signal-safe.
-pub fn drop_all(p: &PreparedPrivileges) -> Result<(), i32> {
+pub(crate) fn drop_all(p: &PreparedPrivileges) -> Result<(), i32> {
     // SAFETY (all blocks below): plain prctl / capset with stack memory.
     unsafe {
         if p.can_setpcap {

@@ -52,18 +52,18 @@ use serde::Serialize;
 
 use super::plan::{SandboxPlan, SocketFilter};
 
-pub const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
-pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+pub(crate) const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
+pub(crate) const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Denied {
-    pub name: &'static str,
-    pub nr: i64,
-    pub errno: i32,
+pub(crate) struct Denied {
+    pub(crate) name: &'static str,
+    pub(crate) nr: i64,
+    pub(crate) errno: i32,
 }
 
 /// Refused with EPERM, always.
-pub const DENY_EPERM: &[Denied] = &[
+pub(crate) const DENY_EPERM: &[Denied] = &[
     Denied {
         name: "ptrace",
         nr: libc::SYS_ptrace,
@@ -296,7 +296,7 @@ pub const DENY_EPERM: &[Denied] = &[
     },
 ];
 /// Refused with ENOSYS ("not implemented": libuv falls back to epoll, glibc from clone3 to clone).
-pub const DENY_ENOSYS: &[Denied] = &[
+pub(crate) const DENY_ENOSYS: &[Denied] = &[
     Denied {
         name: "io_uring_setup",
         nr: libc::SYS_io_uring_setup,
@@ -328,7 +328,7 @@ pub const DENY_ENOSYS: &[Denied] = &[
 /// seconds, and an EPERM there makes `npx` abort with ECOMPROMISED on a busy machine (seen in
 /// tests/kernel_servers.rs). A timestamp change outside the mounts stays possible until the
 /// server has its own mount tree.
-pub const DENY_PATH_METADATA: &[Denied] = &[
+pub(crate) const DENY_PATH_METADATA: &[Denied] = &[
     Denied {
         name: "chmod",
         nr: libc::SYS_chmod,
@@ -382,7 +382,7 @@ pub const DENY_PATH_METADATA: &[Denied] = &[
 ];
 /// System V IPC, refused with EPERM when the server has no IPC namespace (its keys and ids
 /// are host-wide: another process's shared memory, queues and semaphores).
-pub const DENY_SYSV_IPC: &[Denied] = &[
+pub(crate) const DENY_SYSV_IPC: &[Denied] = &[
     Denied {
         name: "shmget",
         nr: libc::SYS_shmget,
@@ -448,17 +448,18 @@ pub const DENY_SYSV_IPC: &[Denied] = &[
 /// What the filter may leave to the other walls. The strictest value ([`Walls::STRICT`]:
 /// no namespaces, no unix sockets) is what [`compile`] uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub struct Walls {
+pub(crate) struct Walls {
     /// The server has its own mount tree (path-based metadata calls reach only what it holds).
-    pub mount_namespace: bool,
+    pub(crate) mount_namespace: bool,
     /// The server has its own IPC namespace (SysV keys and ids are its own).
-    pub ipc_namespace: bool,
+    pub(crate) ipc_namespace: bool,
     /// The policy names unix sockets (`network.unix_sockets`): `socket(AF_UNIX)` is allowed.
-    pub unix_sockets: bool,
+    pub(crate) unix_sockets: bool,
 }
 
 impl Walls {
-    pub const STRICT: Walls = Walls {
+    #[cfg(test)]
+    pub(crate) const STRICT: Walls = Walls {
         mount_namespace: false,
         ipc_namespace: false,
         unix_sockets: false,
@@ -466,7 +467,7 @@ impl Walls {
 
     /// From the plan: its world's namespaces (`plan.world` is set to disabled when capjail
     /// falls back to the host's world, so a namespace counts only when it is in force).
-    pub fn for_plan(plan: &SandboxPlan) -> Walls {
+    pub(crate) fn for_plan(plan: &SandboxPlan) -> Walls {
         Walls {
             mount_namespace: plan.world.enabled && plan.world.mount,
             ipc_namespace: plan.world.enabled && plan.world.ipc,
@@ -619,7 +620,8 @@ fn stmt(code: u32, k: u32) -> libc::sock_filter {
     jump(code, k, 0, 0)
 }
 
-pub const fn errno_action(e: i32) -> u32 {
+#[cfg(test)]
+pub(crate) const fn errno_action(e: i32) -> u32 {
     libc::SECCOMP_RET_ERRNO | (e as u32 & libc::SECCOMP_RET_DATA)
 }
 
@@ -654,18 +656,22 @@ fn link(out: &mut Vec<libc::sock_filter>, rules: Rules, errno: i32) {
     }
 }
 
+#[cfg(test)]
 /// The strictest filter ([`Walls::STRICT`]). `sockets: None`: every family but AF_UNIX is
 /// left alone (network `all`).
-pub fn compile(sockets: Option<&SocketFilter>) -> Vec<libc::sock_filter> {
+pub(crate) fn compile(sockets: Option<&SocketFilter>) -> Vec<libc::sock_filter> {
     compile_with(sockets, &Walls::STRICT)
 }
 
 /// The filter for a plan.
-pub fn compile_for(plan: &SandboxPlan) -> Vec<libc::sock_filter> {
+pub(crate) fn compile_for(plan: &SandboxPlan) -> Vec<libc::sock_filter> {
     compile_with(plan.net.socket_filter.as_ref(), &Walls::for_plan(plan))
 }
 
-pub fn compile_with(sockets: Option<&SocketFilter>, walls: &Walls) -> Vec<libc::sock_filter> {
+pub(crate) fn compile_with(
+    sockets: Option<&SocketFilter>,
+    walls: &Walls,
+) -> Vec<libc::sock_filter> {
     let mut p = Vec::with_capacity(400);
     // The supplement: arch and x32.
     p.push(stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 4));
@@ -699,7 +705,7 @@ pub fn compile_with(sockets: Option<&SocketFilter>, walls: &Walls) -> Vec<libc::
 }
 
 /// What the filter refuses, one line each (stderr, `doctor`, `policy explain`).
-pub fn describe(sockets: Option<&SocketFilter>, walls: &Walls) -> Vec<String> {
+pub(crate) fn describe(sockets: Option<&SocketFilter>, walls: &Walls) -> Vec<String> {
     let names = |t: &[Denied]| t.iter().map(|d| d.name).collect::<Vec<_>>().join(",");
     let mut v = vec![
         format!("EPERM: {}", names(DENY_EPERM)),
@@ -744,7 +750,7 @@ pub fn describe(sockets: Option<&SocketFilter>, walls: &Walls) -> Vec<String> {
 }
 
 /// Is seccomp filtering available? (`seccomp(SECCOMP_GET_ACTION_AVAIL, KILL_PROCESS)`)
-pub fn available() -> Result<(), String> {
+pub(crate) fn available() -> Result<(), String> {
     let action: u32 = libc::SECCOMP_RET_KILL_PROCESS;
     // SAFETY: documented query with a pointer to a u32.
     let r = unsafe {
@@ -768,7 +774,7 @@ pub fn available() -> Result<(), String> {
 /// In the child (no_new_privs already set): install the filter. Async-signal-safe (one
 /// syscall on memory prepared before fork; `seccompiler::apply_filter` would also do, but it
 /// sets no_new_privs itself and wraps errors in an allocating type).
-pub fn install(prog: &[libc::sock_filter]) -> Result<(), i32> {
+pub(crate) fn install(prog: &[libc::sock_filter]) -> Result<(), i32> {
     let fprog = libc::sock_fprog {
         len: prog.len() as u16,
         filter: prog.as_ptr() as *mut libc::sock_filter,

@@ -9,11 +9,11 @@ use super::settings::{OnChange, ScanAction, TrustPolicy};
 use super::store::Pin;
 
 /// Rule ids of the pin layer (documented in README's Policy reference).
-pub const RULE_CHANGED: &str = crate::policy::RuleId::PinsChanged.static_id();
-pub const RULE_UNPINNED: &str = crate::policy::RuleId::PinsFrozen.static_id();
+pub(crate) const RULE_CHANGED: &str = crate::policy::RuleId::PinsChanged.static_id();
+pub(crate) const RULE_UNPINNED: &str = crate::policy::RuleId::PinsFrozen.static_id();
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum PinState {
+pub(crate) enum PinState {
     /// Same digest as the pin.
     Matches,
     /// Never seen: pinned now (trust on first use).
@@ -28,7 +28,7 @@ pub enum PinState {
 
 /// What the client sees of the tool in `tools/list`.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Listing {
+pub(crate) enum Listing {
     Show,
     /// The pinned definition instead of the new one.
     ShowPinned(Value),
@@ -37,7 +37,7 @@ pub enum Listing {
 
 /// What a call of the tool gets.
 #[derive(Debug, Clone, PartialEq)]
-pub enum CallVerdict {
+pub(crate) enum CallVerdict {
     Allow,
     Refuse {
         rule: String,
@@ -51,29 +51,29 @@ pub enum CallVerdict {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Assessment {
-    pub name: String,
+pub(crate) struct Assessment {
+    pub(crate) name: String,
     /// The pinned part of the definition as served now, and its digest.
-    pub definition: Value,
-    pub digest: String,
-    pub pin: PinState,
-    pub findings: Vec<Finding>,
-    pub listing: Listing,
-    pub call: CallVerdict,
+    pub(crate) definition: Value,
+    pub(crate) digest: String,
+    pub(crate) pin: PinState,
+    pub(crate) findings: Vec<Finding>,
+    pub(crate) listing: Listing,
+    pub(crate) call: CallVerdict,
 }
 
-pub struct Context<'a> {
-    pub policy: &'a TrustPolicy,
+pub(crate) struct Context<'a> {
+    pub(crate) policy: &'a TrustPolicy,
     /// Pinning is in force for this session (`pins.enabled` and a store).
-    pub pinning: bool,
-    pub frozen: bool,
+    pub(crate) pinning: bool,
+    pub(crate) frozen: bool,
     /// The names of every tool of the listing (for the cross-tool rule).
-    pub siblings: &'a [&'a str],
+    pub(crate) siblings: &'a [&'a str],
     /// Well-known names of OTHER servers' tools (for the shadowing rule).
-    pub well_known: &'a [&'a str],
+    pub(crate) well_known: &'a [&'a str],
 }
 
-pub fn assess(tool: &Value, pinned: Option<&Pin>, cx: &Context) -> Assessment {
+pub(crate) fn assess(tool: &Value, pinned: Option<&Pin>, cx: &Context) -> Assessment {
     let name = tool
         .get("name")
         .and_then(Value::as_str)

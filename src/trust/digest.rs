@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use crate::audit::canon::{canonical_json, sha256_hex};
 
 /// The pinned members, in the order they are reported.
-pub const PINNED_MEMBERS: &[&str] = &[
+pub(crate) const PINNED_MEMBERS: &[&str] = &[
     "name",
     "title",
     "description",
@@ -18,7 +18,7 @@ pub const PINNED_MEMBERS: &[&str] = &[
 ];
 
 /// The pinned part of a definition (absent members stay absent).
-pub fn pinned_part(tool: &Value) -> Value {
+pub(crate) fn pinned_part(tool: &Value) -> Value {
     let mut m = Map::new();
     for k in PINNED_MEMBERS {
         if let Some(v) = tool.get(*k) {
@@ -29,7 +29,7 @@ pub fn pinned_part(tool: &Value) -> Value {
 }
 
 /// `sha256:<hex>` of the canonical JSON of the pinned part.
-pub fn digest(tool: &Value) -> String {
+pub(crate) fn digest(tool: &Value) -> String {
     format!(
         "sha256:{}",
         sha256_hex(canonical_json(&pinned_part(tool)).as_bytes())
@@ -37,7 +37,7 @@ pub fn digest(tool: &Value) -> String {
 }
 
 /// Which pinned members differ between two definitions (`description`, `inputSchema`, ...).
-pub fn changed_members(old: &Value, new: &Value) -> Vec<&'static str> {
+pub(crate) fn changed_members(old: &Value, new: &Value) -> Vec<&'static str> {
     PINNED_MEMBERS
         .iter()
         .copied()

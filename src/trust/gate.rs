@@ -8,7 +8,7 @@ use crate::check::Denial;
 /// The decision for a call, after the policy's own: a call the policy allows is refused when
 /// the tool's definition changed, is unpinned under a frozen pin file, or was flagged by the
 /// scanner (as the policy says). A call the policy refuses stays refused.
-pub fn gate_call(decision: Decision, verdict: Option<&CallVerdict>) -> Decision {
+pub(crate) fn gate_call(decision: Decision, verdict: Option<&CallVerdict>) -> Decision {
     if !decision.is_allowed() {
         return decision;
     }

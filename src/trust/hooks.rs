@@ -7,7 +7,7 @@ use crate::proxy::session::Shared;
 
 /// A `tools/list` answer: assess its tools and rewrite `answer` for the client. Returns
 /// whether it was rewritten; an error means the audit log failed (forward nothing).
-pub fn on_tools_list(
+pub(crate) fn on_tools_list(
     shared: &mut Shared,
     answer: &mut Value,
     complete: bool,
@@ -33,13 +33,13 @@ pub fn on_tools_list(
 }
 
 /// The `initialize` / `server/discover` result: remember `serverInfo` for the pin file.
-pub fn on_server_info(shared: &mut Shared, result: &Value) {
+pub(crate) fn on_server_info(shared: &mut Shared, result: &Value) {
     if let (Some(t), Some(info)) = (shared.trust.as_mut(), result.get("serverInfo")) {
         t.server_info = Some(info.clone());
     }
 }
 
 /// What the trust layer says about a call of `tool` (`None`: nothing known, no opinion).
-pub fn call_verdict(shared: &Shared, tool: &str) -> Option<CallVerdict> {
+pub(crate) fn call_verdict(shared: &Shared, tool: &str) -> Option<CallVerdict> {
     shared.trust.as_ref()?.call_verdict(tool).cloned()
 }

@@ -9,14 +9,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServerIdentity {
+pub(crate) struct ServerIdentity {
     /// The store key: `npm:@scope/pkg@1.2.3`, `pypi:mcp-server-git@2026.1.1`,
     /// `python:-m module`, `file:/abs/path/server.py`, `command:name`.
-    pub key: String,
+    pub(crate) key: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub package: Option<String>,
+    pub(crate) package: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
+    pub(crate) version: Option<String>,
 }
 
 const NPM_LAUNCHERS: &[&str] = &["npx", "pnpx", "bunx"];
@@ -25,7 +25,7 @@ const INTERPRETERS: &[&str] = &[
     "node", "nodejs", "bun", "deno", "python", "python3", "sh", "bash", "uv",
 ];
 
-pub fn identify(argv: &[String]) -> ServerIdentity {
+pub(crate) fn identify(argv: &[String]) -> ServerIdentity {
     let base = |s: &str| {
         Path::new(s)
             .file_name()

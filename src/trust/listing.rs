@@ -28,47 +28,47 @@ const PROTOCOL_META: &str = "io.modelcontextprotocol/protocolVersion";
 
 /// What deciding a held call needs, captured when the session starts.
 #[derive(Clone)]
-pub struct Decider {
-    pub policy: Arc<Policy>,
-    pub paths: PathContext,
-    pub recorder: SharedRecorder,
-    pub outbox: Arc<Outbox>,
+pub(crate) struct Decider {
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) paths: PathContext,
+    pub(crate) recorder: SharedRecorder,
+    pub(crate) outbox: Arc<Outbox>,
     /// The kernel layer confines the server (full mode): the backstop for a plain-data call
     /// of a tool capjail could not see.
-    pub kernel_backstop: bool,
+    pub(crate) kernel_backstop: bool,
     /// Judge a held call again through the whole client filter once the listing is in (the
     /// proxy provides it); `None`: decide here (tests, or no filter).
-    pub rejudge: Option<Rejudge>,
+    pub(crate) rejudge: Option<Rejudge>,
 }
 
 /// See [`Decider::rejudge`].
-pub type Rejudge = Arc<dyn Fn(HeldCall) -> std::io::Result<()> + Send + Sync>;
+pub(crate) type Rejudge = Arc<dyn Fn(HeldCall) -> std::io::Result<()> + Send + Sync>;
 
 /// A client `tools/call` waiting for the listing.
-pub struct HeldCall {
-    pub id: Value,
-    pub line: Vec<u8>,
-    pub params: Option<Value>,
-    pub weight: usize,
+pub(crate) struct HeldCall {
+    pub(crate) id: Value,
+    pub(crate) line: Vec<u8>,
+    pub(crate) params: Option<Value>,
+    pub(crate) weight: usize,
 }
 
 #[derive(Default)]
-pub struct ListingState {
+pub(crate) struct ListingState {
     /// A listing of capjail's own is in flight.
-    pub running: bool,
+    pub(crate) running: bool,
     /// The session may be asked for tools (after `notifications/initialized`, or modern).
-    pub ready: bool,
+    pub(crate) ready: bool,
     /// A listing was started at least once.
-    pub started: bool,
+    pub(crate) started: bool,
     /// The 2026-07-28 `_meta` to send with capjail's own requests.
-    pub meta: Option<Value>,
-    pub held: Vec<HeldCall>,
-    pub decider: Option<Decider>,
+    pub(crate) meta: Option<Value>,
+    pub(crate) held: Vec<HeldCall>,
+    pub(crate) decider: Option<Decider>,
 }
 
 /// The client sent a request or notification the proxy allowed: note the generation and
 /// start the first listing when the session is ready for it.
-pub fn on_client_message(shared: &SharedState, method: &str, params: Option<&Value>) {
+pub(crate) fn on_client_message(shared: &SharedState, method: &str, params: Option<&Value>) {
     let start = {
         let mut s = shared.lock().expect("shared state");
         let Some(t) = s.trust.as_mut() else { return };
@@ -108,7 +108,7 @@ fn note_meta(l: &mut ListingState, params: Option<&Value>) -> bool {
 
 /// `notifications/tools/list_changed` from the server: forget the assessments (calls wait
 /// for the new listing) and list again.
-pub fn on_list_changed(shared: &SharedState) {
+pub(crate) fn on_list_changed(shared: &SharedState) {
     let go = {
         let mut s = shared.lock().expect("shared state");
         let Some(t) = s.trust.as_mut() else { return };
@@ -122,7 +122,7 @@ pub fn on_list_changed(shared: &SharedState) {
 
 /// Should this `tools/call` wait for a listing? (Only single messages, only when the tool
 /// was not assessed yet.) If so, its id is reserved as in flight.
-pub fn must_hold(shared: &SharedState, id: &Value, params: Option<&Value>) -> bool {
+pub(crate) fn must_hold(shared: &SharedState, id: &Value, params: Option<&Value>) -> bool {
     let Some(tool) = params.and_then(|p| p.get("name")).and_then(Value::as_str) else {
         return false;
     };
@@ -138,7 +138,7 @@ pub fn must_hold(shared: &SharedState, id: &Value, params: Option<&Value>) -> bo
 }
 
 /// Hold the call and make sure a listing is on its way.
-pub fn hold(shared: &SharedState, call: HeldCall) {
+pub(crate) fn hold(shared: &SharedState, call: HeldCall) {
     let start = {
         let mut s = shared.lock().expect("shared state");
         let Some(t) = s.trust.as_mut() else { return };

@@ -8,7 +8,7 @@ use super::session::PinsConfig;
 use super::settings::TrustPolicy;
 use super::store::{default_location, StoreError};
 
-pub fn resolve(
+pub(crate) fn resolve(
     cli: Option<&str>,
     frozen_flag: bool,
     policy: &TrustPolicy,

@@ -8,17 +8,17 @@
 //! `approval` (the approval seam), `session` (one proxy session's state and side effects),
 //! `settings` (the compiled policy sections).
 
-pub mod approval;
-pub mod assess;
-pub mod digest;
-pub mod gate;
-pub mod hooks;
-pub mod identity;
-pub mod listing;
-pub mod location;
-pub mod scan;
-pub mod session;
-pub mod settings;
-pub mod store;
+pub(crate) mod approval;
+pub(crate) mod assess;
+pub(crate) mod digest;
+pub(crate) mod gate;
+pub(crate) mod hooks;
+pub(crate) mod identity;
+pub(crate) mod listing;
+pub(crate) mod location;
+pub(crate) mod scan;
+pub(crate) mod session;
+pub(crate) mod settings;
+pub(crate) mod store;
 
-pub use session::{PinsConfig, TrustSession};
+pub(crate) use session::{PinsConfig, TrustSession};

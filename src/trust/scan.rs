@@ -16,14 +16,16 @@ use unicode_general_category::{get_general_category, GeneralCategory};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Severity {
+pub(crate) enum Severity {
+    /// Part of the policy's scale (`tool_trust.scan.on_low`); no rule reports it yet.
+    #[allow(dead_code)]
     Low,
     Medium,
     High,
 }
 
 impl Severity {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Severity::Low => "low",
             Severity::Medium => "medium",
@@ -34,28 +36,28 @@ impl Severity {
 
 /// One thing the scanner found in one tool's definition.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
+pub(crate) struct Finding {
     /// `scan.hidden_unicode`, `scan.model_instruction`, ...
-    pub rule: &'static str,
-    pub severity: Severity,
+    pub(crate) rule: &'static str,
+    pub(crate) severity: Severity,
     /// Where in the definition (a JSON pointer: `/description`,
     /// `/inputSchema/properties/path/description`, `/name`).
-    pub field: String,
+    pub(crate) field: String,
     /// What matched, made visible (hidden characters shown as `<U+200B>`), at most 80 chars.
-    pub excerpt: String,
+    pub(crate) excerpt: String,
 }
 
 /// The rule ids (documented in README's Policy reference).
-pub const HIDDEN_UNICODE: &str = crate::policy::RuleId::ScanHiddenUnicode.static_id();
-pub const BIDI_CONTROL: &str = crate::policy::RuleId::ScanBidiControl.static_id();
-pub const MODEL_INSTRUCTION: &str = crate::policy::RuleId::ScanModelInstruction.static_id();
-pub const MODEL_PRESSURE: &str = crate::policy::RuleId::ScanModelPressure.static_id();
-pub const CREDENTIAL_PATH: &str = crate::policy::RuleId::ScanCredentialPath.static_id();
-pub const CREDENTIAL_WORD: &str = crate::policy::RuleId::ScanCredentialWord.static_id();
-pub const CROSS_TOOL: &str = crate::policy::RuleId::ScanCrossTool.static_id();
-pub const SHADOWING_NAME: &str = crate::policy::RuleId::ScanShadowingName.static_id();
+pub(crate) const HIDDEN_UNICODE: &str = crate::policy::RuleId::ScanHiddenUnicode.static_id();
+pub(crate) const BIDI_CONTROL: &str = crate::policy::RuleId::ScanBidiControl.static_id();
+pub(crate) const MODEL_INSTRUCTION: &str = crate::policy::RuleId::ScanModelInstruction.static_id();
+pub(crate) const MODEL_PRESSURE: &str = crate::policy::RuleId::ScanModelPressure.static_id();
+pub(crate) const CREDENTIAL_PATH: &str = crate::policy::RuleId::ScanCredentialPath.static_id();
+pub(crate) const CREDENTIAL_WORD: &str = crate::policy::RuleId::ScanCredentialWord.static_id();
+pub(crate) const CROSS_TOOL: &str = crate::policy::RuleId::ScanCrossTool.static_id();
+pub(crate) const SHADOWING_NAME: &str = crate::policy::RuleId::ScanShadowingName.static_id();
 
-pub const RULES: &[(&str, Severity, &str)] = &[
+pub(crate) const RULES: &[(&str, Severity, &str)] = &[
     (HIDDEN_UNICODE, Severity::High, "invisible, tag, control or other hidden Unicode characters"),
     (BIDI_CONTROL, Severity::High, "bidirectional control characters (text that reads differently than it displays)"),
     (MODEL_INSTRUCTION, Severity::High, "instructions addressed to the model: ignore previous instructions, do not tell the user, before using this tool, <IMPORTANT>-style markup"),
@@ -122,7 +124,7 @@ fn patterns() -> &'static Patterns {
 /// Scan one tool definition. `siblings`: the names of the other tools of the same listing
 /// (for [`CROSS_TOOL`]); `well_known`: names that belong to well-known tools of OTHER servers
 /// (for [`SHADOWING_NAME`]; the caller leaves out the names this server's own profile has).
-pub fn scan_tool(tool: &Value, siblings: &[&str], well_known: &[&str]) -> Vec<Finding> {
+pub(crate) fn scan_tool(tool: &Value, siblings: &[&str], well_known: &[&str]) -> Vec<Finding> {
     let mut texts = Vec::new();
     collect_texts(tool, "", &mut texts, 0);
     let name = tool.get("name").and_then(Value::as_str).unwrap_or("");
@@ -322,7 +324,7 @@ fn hidden_char(text: &str) -> Option<(&'static str, usize)> {
 }
 
 /// Up to 80 characters around byte `at`, hidden characters shown as `<U+XXXX>`.
-pub fn visible_excerpt(text: &str, at: usize) -> String {
+pub(crate) fn visible_excerpt(text: &str, at: usize) -> String {
     let start = text[..at]
         .char_indices()
         .rev()
@@ -346,7 +348,7 @@ pub fn visible_excerpt(text: &str, at: usize) -> String {
 
 /// Well-known tool names: every tool of capjail's built-in profiles (the reference servers)
 /// and the usual names of shell, mail and browser tools of other servers.
-pub fn well_known_names() -> Vec<String> {
+pub(crate) fn well_known_names() -> Vec<String> {
     let mut v: Vec<String> = crate::profile::builtin_profiles()
         .into_iter()
         .filter(|p| p.name != "probe")

@@ -19,15 +19,15 @@ use crate::proxy::recorder::SharedRecorder;
 
 /// Where the pins of this run live, as the command line and the policy say.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PinsConfig {
+pub(crate) struct PinsConfig {
     /// `None`: pinning is off for this run (`--pins off`, `pins.enabled: false`).
-    pub file: Option<PathBuf>,
-    pub frozen: bool,
+    pub(crate) file: Option<PathBuf>,
+    pub(crate) frozen: bool,
 }
 
-pub struct TrustSession {
+pub(crate) struct TrustSession {
     policy: TrustPolicy,
-    pub identity: ServerIdentity,
+    pub(crate) identity: ServerIdentity,
     config: PinsConfig,
     pins: ServerPins,
     tools: HashMap<String, Assessment>,
@@ -37,9 +37,9 @@ pub struct TrustSession {
     well_known: Vec<String>,
     recorder: SharedRecorder,
     /// The server's `serverInfo`, once seen (stored with the pins).
-    pub server_info: Option<Value>,
+    pub(crate) server_info: Option<Value>,
     /// capjail's own listings and the calls waiting for them.
-    pub listing: super::listing::ListingState,
+    pub(crate) listing: super::listing::ListingState,
 }
 
 impl std::fmt::Debug for TrustSession {
@@ -54,15 +54,15 @@ impl std::fmt::Debug for TrustSession {
 
 /// What a listing changes in the answer the client gets.
 #[derive(Debug, Default)]
-pub struct ListingOutcome {
+pub(crate) struct ListingOutcome {
     /// The tools array was rewritten (hidden tools, pinned definitions shown).
-    pub rewritten: bool,
-    pub hidden: usize,
-    pub replaced: usize,
+    pub(crate) rewritten: bool,
+    pub(crate) hidden: usize,
+    pub(crate) replaced: usize,
 }
 
 impl TrustSession {
-    pub fn new(
+    pub(crate) fn new(
         policy: &TrustPolicy,
         config: PinsConfig,
         identity: ServerIdentity,
@@ -91,17 +91,17 @@ impl TrustSession {
     }
 
     /// The verdict for a call of `tool`; `None` when no listing described it yet.
-    pub fn call_verdict(&self, tool: &str) -> Option<&CallVerdict> {
+    pub(crate) fn call_verdict(&self, tool: &str) -> Option<&CallVerdict> {
         self.tools.get(tool).map(|a| &a.call)
     }
 
     /// The server announced a new list: what was assessed no longer holds.
-    pub fn forget_assessments(&mut self) {
+    pub(crate) fn forget_assessments(&mut self) {
         self.tools.clear();
     }
 
     /// Has a listing in this session assessed this tool?
-    pub fn knows(&self, tool: &str) -> bool {
+    pub(crate) fn knows(&self, tool: &str) -> bool {
         self.tools.contains_key(tool)
     }
 
@@ -109,7 +109,7 @@ impl TrustSession {
     /// page is the whole list (no cursor asked, none returned), so missing pins are removals.
     /// Records are queued before the store is written and before the answer goes out; an
     /// error means the audit log failed and nothing may be forwarded.
-    pub fn on_listing(
+    pub(crate) fn on_listing(
         &mut self,
         tools: &mut Vec<Value>,
         profile: Option<&Profile>,

@@ -15,7 +15,7 @@ use crate::policy::schema::{PinsSection, ToolScanSection};
     Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
-pub enum OnChange {
+pub(crate) enum OnChange {
     /// The client is shown the PINNED definition; calls are refused naming what changed.
     #[default]
     Refuse,
@@ -28,7 +28,7 @@ pub enum OnChange {
 /// What a scanner finding of a given severity does to its tool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
-pub enum ScanAction {
+pub(crate) enum ScanAction {
     /// Removed from `tools/list`, calls refused.
     Hide,
     /// Listed, calls refused.
@@ -40,21 +40,21 @@ pub enum ScanAction {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct TrustPolicy {
+pub(crate) struct TrustPolicy {
     /// Pin definitions at all (`pins.enabled`, default true).
-    pub pinning: bool,
+    pub(crate) pinning: bool,
     /// `pins.file`, expanded; `None`: the default store (or `--pins`).
-    pub pins_file: Option<PathBuf>,
+    pub(crate) pins_file: Option<PathBuf>,
     /// Never pin anything new (`pins.frozen`; also `--pins-frozen`).
-    pub frozen: bool,
-    pub on_change: OnChange,
+    pub(crate) frozen: bool,
+    pub(crate) on_change: OnChange,
     /// Scan definitions at all (`tool_scan.enabled`, default true).
-    pub scan: bool,
-    pub on_high: ScanAction,
-    pub on_medium: ScanAction,
-    pub on_low: ScanAction,
+    pub(crate) scan: bool,
+    pub(crate) on_high: ScanAction,
+    pub(crate) on_medium: ScanAction,
+    pub(crate) on_low: ScanAction,
     /// Rule ids that are not reported (`tool_scan.ignore`).
-    pub ignore: Vec<String>,
+    pub(crate) ignore: Vec<String>,
 }
 
 impl Default for TrustPolicy {
@@ -74,7 +74,7 @@ impl Default for TrustPolicy {
 }
 
 impl TrustPolicy {
-    pub fn action(&self, s: super::scan::Severity) -> ScanAction {
+    pub(crate) fn action(&self, s: super::scan::Severity) -> ScanAction {
         match s {
             super::scan::Severity::High => self.on_high,
             super::scan::Severity::Medium => self.on_medium,
@@ -84,10 +84,10 @@ impl TrustPolicy {
 }
 
 /// A bad value: (dotted key, value as written, message).
-pub type SettingError = (String, Option<String>, String);
+pub(crate) type SettingError = (String, Option<String>, String);
 
 /// Compile the two sections; `expand` expands `~` and variables in `pins.file`.
-pub fn compile(
+pub(crate) fn compile(
     pins: Option<&PinsSection>,
     scan: Option<&ToolScanSection>,
     expand: &dyn Fn(&str) -> Result<PathBuf, String>,
@@ -123,7 +123,7 @@ pub fn compile(
 }
 
 /// The sections with every default written out (`capjail policy show`).
-pub fn effective_sections(t: &TrustPolicy) -> (PinsSection, ToolScanSection) {
+pub(crate) fn effective_sections(t: &TrustPolicy) -> (PinsSection, ToolScanSection) {
     (
         PinsSection {
             enabled: Some(t.pinning),

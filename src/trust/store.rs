@@ -15,43 +15,43 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub const STORE_VERSION: u32 = 1;
+pub(crate) const STORE_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PinFile {
-    pub version: u32,
+pub(crate) struct PinFile {
+    pub(crate) version: u32,
     #[serde(default)]
-    pub servers: BTreeMap<String, ServerPins>,
+    pub(crate) servers: BTreeMap<String, ServerPins>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ServerPins {
+pub(crate) struct ServerPins {
     /// The last `serverInfo` seen (informative: not part of the key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub server_info: Option<Value>,
+    pub(crate) server_info: Option<Value>,
     #[serde(default)]
-    pub tools: BTreeMap<String, Pin>,
+    pub(crate) tools: BTreeMap<String, Pin>,
     /// Definitions seen that differ from the pins (or are new under a frozen file's
     /// reader), waiting for `capjail pins accept`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub pending: BTreeMap<String, Pin>,
+    pub(crate) pending: BTreeMap<String, Pin>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Pin {
+pub(crate) struct Pin {
     /// `sha256:<hex>` of the canonical pinned part (see `digest`).
-    pub digest: String,
+    pub(crate) digest: String,
     /// The pinned part of the definition.
-    pub definition: Value,
+    pub(crate) definition: Value,
     /// When it was pinned (or, for a pending one, last seen).
-    pub at: String,
+    pub(crate) at: String,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     #[error("pin file {path}: {source}")]
     Io {
         path: PathBuf,
@@ -73,7 +73,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 }
 
 /// `$XDG_STATE_HOME/capjail/pins.json`, else `~/.local/state/capjail/pins.json`.
-pub fn default_location(env: &dyn Fn(&str) -> Option<String>) -> Result<PathBuf, StoreError> {
+pub(crate) fn default_location(
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<PathBuf, StoreError> {
     let state = match env("XDG_STATE_HOME").filter(|s| Path::new(s).is_absolute()) {
         Some(s) => PathBuf::from(s),
         None => PathBuf::from(
@@ -87,7 +89,7 @@ pub fn default_location(env: &dyn Fn(&str) -> Option<String>) -> Result<PathBuf,
 }
 
 /// Read the file; a missing file is an empty store.
-pub fn load(path: &Path) -> Result<PinFile, StoreError> {
+pub(crate) fn load(path: &Path) -> Result<PinFile, StoreError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -116,7 +118,10 @@ pub fn load(path: &Path) -> Result<PinFile, StoreError> {
 
 /// Apply `change` to the file under its lock and write it back (only when it changed).
 /// Returns what `change` returned.
-pub fn update<T>(path: &Path, change: impl FnOnce(&mut PinFile) -> T) -> Result<T, StoreError> {
+pub(crate) fn update<T>(
+    path: &Path,
+    change: impl FnOnce(&mut PinFile) -> T,
+) -> Result<T, StoreError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(io(dir))?;
     }

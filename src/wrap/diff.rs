@@ -1,7 +1,7 @@
 //! A line diff (longest common subsequence) for showing what `wrap`/`unwrap` change.
 
 /// `-`/`+` lines with `@@ line N` headers; empty when the texts are equal.
-pub fn line_diff(old: &str, new: &str) -> String {
+pub(crate) fn line_diff(old: &str, new: &str) -> String {
     let a: Vec<&str> = old.lines().collect();
     let b: Vec<&str> = new.lines().collect();
     let (n, m) = (a.len(), b.len());

@@ -4,7 +4,7 @@
 
 /// A parsed value and where it is in the text (`start..end`).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Node {
+pub(crate) enum Node {
     Object(Vec<(String, Node)>, usize, usize),
     Array(Vec<Node>, usize, usize),
     /// A string, number, `true`, `false` or `null`.
@@ -12,26 +12,26 @@ pub enum Node {
 }
 
 impl Node {
-    pub fn span(&self) -> (usize, usize) {
+    pub(crate) fn span(&self) -> (usize, usize) {
         match self {
             Node::Object(_, s, e) | Node::Array(_, s, e) | Node::Leaf(s, e) => (*s, *e),
         }
     }
-    pub fn get(&self, key: &str) -> Option<&Node> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Node> {
         match self {
             Node::Object(m, ..) => m.iter().find(|(k, _)| k == key).map(|(_, v)| v),
             _ => None,
         }
     }
     /// The value as a string, when it is a JSON string.
-    pub fn as_str(&self, text: &str) -> Option<String> {
+    pub(crate) fn as_str(&self, text: &str) -> Option<String> {
         match self {
             Node::Leaf(s, e) => serde_json::from_str::<String>(&text[*s..*e]).ok(),
             _ => None,
         }
     }
     /// An array of strings.
-    pub fn as_strings(&self, text: &str) -> Option<Vec<String>> {
+    pub(crate) fn as_strings(&self, text: &str) -> Option<Vec<String>> {
         match self {
             Node::Array(items, ..) => items.iter().map(|n| n.as_str(text)).collect(),
             _ => None,
@@ -39,7 +39,7 @@ impl Node {
     }
 }
 
-pub fn parse(text: &str) -> Result<Node, String> {
+pub(crate) fn parse(text: &str) -> Result<Node, String> {
     let mut p = P {
         b: text.as_bytes(),
         i: 0,

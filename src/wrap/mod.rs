@@ -9,8 +9,8 @@
 //! change), so the diff is exactly the change. Remote servers (`url`, `type: sse|http`) cannot
 //! be wrapped and are listed with the reason. All of this is pure: the command does the I/O.
 
-pub mod diff;
-pub mod jsonspan;
+pub(crate) mod diff;
+pub(crate) mod jsonspan;
 
 use std::path::Path;
 
@@ -18,26 +18,26 @@ use jsonspan::Node;
 
 /// What to put in front of each server.
 #[derive(Debug, Clone)]
-pub struct WrapOptions {
+pub(crate) struct WrapOptions {
     /// The capjail executable written into the config (absolute: clients have a small PATH).
-    pub capjail: String,
+    pub(crate) capjail: String,
     /// `--policy` for every server; `None`: suggested per server (see [`suggest_policy`]).
-    pub policy: Option<String>,
+    pub(crate) policy: Option<String>,
 }
 
 /// One server of the file and what happens to it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ServerChange {
+pub(crate) struct ServerChange {
     /// `mcpServers.fs`, `projects./home/u/p.mcpServers.git`, ...
-    pub key: String,
+    pub(crate) key: String,
     /// `Ok(new command line)` or `Err(why it is left alone)`.
-    pub outcome: Result<Vec<String>, String>,
+    pub(crate) outcome: Result<Vec<String>, String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Rewrite {
-    pub text: String,
-    pub servers: Vec<ServerChange>,
+pub(crate) struct Rewrite {
+    pub(crate) text: String,
+    pub(crate) servers: Vec<ServerChange>,
 }
 
 /// The server maps of a config: (dotted key, node).
@@ -63,7 +63,7 @@ fn server_maps(root: &Node) -> Vec<(String, &Node)> {
 
 /// A policy for a server command: the built-in `workspace` on its first existing directory
 /// argument (the directory the user already gave it), else `strict`.
-pub fn suggest_policy(argv: &[String]) -> Vec<String> {
+pub(crate) fn suggest_policy(argv: &[String]) -> Vec<String> {
     match argv
         .iter()
         .skip(1)
@@ -103,7 +103,7 @@ fn splice(text: &str, mut edits: Vec<(usize, usize, String)>) -> String {
 }
 
 /// Wrap every stdio server of `text`.
-pub fn wrap(text: &str, opts: &WrapOptions) -> Result<Rewrite, String> {
+pub(crate) fn wrap(text: &str, opts: &WrapOptions) -> Result<Rewrite, String> {
     let root = jsonspan::parse(text)?;
     let mut edits = Vec::new();
     let mut servers = Vec::new();
@@ -177,7 +177,7 @@ fn wrap_one(
 }
 
 /// Undo [`wrap`] server by server: `capjail run ... -- C A...` becomes `C` with `A...`.
-pub fn unwrap(text: &str) -> Result<Rewrite, String> {
+pub(crate) fn unwrap(text: &str) -> Result<Rewrite, String> {
     let root = jsonspan::parse(text)?;
     let mut edits = Vec::new();
     let mut servers = Vec::new();

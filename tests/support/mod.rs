@@ -1,4 +1,5 @@
-//! Shared helpers for capjail's end-to-end tests. Each test file does `mod support;`.
+//! Shared helpers for capjail's end-to-end tests (tests/suite.rs declares `mod support;` once;
+//! each test module does `use crate::support::*;`).
 //!
 //! - [`peers`]: where the real MCP peers live (`CAPJAIL_PEERS` or `<repo>/.peers`); a missing peer
 //!   is a test failure that says to run `scripts/setup-peers.sh`, never a silent skip.
@@ -1122,9 +1123,8 @@ pub fn reached(log: &Path) -> String {
     String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned()
 }
 
-/// Is the kernel layer fully available here? When not, say so visibly (tests then skip with a
-/// `SKIP:` line, never a silent pass).
-#[allow(dead_code)]
+/// Is the kernel layer fully available here? When not, the reason goes to stderr; a test that
+/// needs it then calls [`skip!`] (counted and reported), never a silent pass.
 pub fn kernel_available() -> bool {
     let o = capjail(&[
         "run",
@@ -1138,7 +1138,7 @@ pub fn kernel_available() -> bool {
     ]);
     if o.code != Some(0) {
         eprintln!(
-            "SKIP: the kernel layer is not fully available here: {}",
+            "note: the kernel layer is not fully available here: {}",
             o.stderr
         );
         return false;
@@ -1373,4 +1373,46 @@ pub fn assert_same_transcript(what: &str, direct: &Value, confined: &Value) {
         "{what}: the transcript through capjail (mode {}) differs from the direct one:\n{d}",
         transparency_mode()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Visible skips: a test that cannot run here says so, and scripts/test.sh counts and reports it
+// ---------------------------------------------------------------------------------------------
+
+/// Every skip of a run, one `TEST: REASON` line each (scripts/test.sh empties it before the run
+/// and summarises it after): `target/tmp/capjail-skips.txt`.
+pub fn skip_log() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("capjail-skips.txt")
+}
+
+/// Record that the current test cannot run here: `SKIP: TEST: REASON` on stderr and a line in
+/// [`skip_log`]. With `CAPJAIL_TEST_NO_SKIP=1` (a host that has everything) it panics instead.
+/// Use [`skip!`], which also returns from the test.
+pub fn skip_test(module: &str, reason: &str) {
+    let thread = std::thread::current();
+    let test = match thread.name() {
+        Some(name) if name != "main" => name.to_string(),
+        _ => module.to_string(),
+    };
+    let line = format!("{test}: {}", reason.replace('\n', " "));
+    if std::env::var_os("CAPJAIL_TEST_NO_SKIP").is_some_and(|v| v == "1") {
+        panic!("a skip is a failure with CAPJAIL_TEST_NO_SKIP=1: {line}");
+    }
+    eprintln!("SKIP: {line}");
+    // One write of one line with O_APPEND: lines of concurrent test processes do not interleave.
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(skip_log())
+    {
+        let _ = f.write_all(format!("{line}\n").as_bytes());
+    }
+}
+
+/// `skip!("reason {}", x)`: record a visible skip (see [`skip_test`]) and return from the test.
+macro_rules! skip {
+    ($($arg:tt)*) => {{
+        $crate::support::skip_test(module_path!(), &format!($($arg)*));
+        return;
+    }};
 }

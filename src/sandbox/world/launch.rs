@@ -16,17 +16,17 @@ static SETUP_EXE: OnceLock<std::path::PathBuf> = OnceLock::new();
 /// [`super::setup_main`] for [`SETUP_ARG`]). capjail's `main` names itself
 /// (`/proc/self/exe`). A library user that does not leaves the world off: the plan falls
 /// back to Landlock + seccomp applied in `pre_exec`, with a note.
-pub fn set_setup_executable(path: impl Into<std::path::PathBuf>) {
+pub(crate) fn set_setup_executable(path: impl Into<std::path::PathBuf>) {
     let _ = SETUP_EXE.set(path.into());
 }
 
-pub fn setup_executable() -> Option<&'static std::path::Path> {
+pub(crate) fn setup_executable() -> Option<&'static std::path::Path> {
     SETUP_EXE.get().map(|p| p.as_path())
 }
 
 /// Can this process create the namespaces `w` asks for? Tried once per process, in a
 /// throwaway child (fork + unshare + _exit), so the answer is this machine's truth.
-pub fn namespaces_available(w: &WorldPlan) -> Result<(), String> {
+pub(crate) fn namespaces_available(w: &WorldPlan) -> Result<(), String> {
     static USER: OnceLock<Result<(), String>> = OnceLock::new();
     static ROOT: OnceLock<Result<(), String>> = OnceLock::new();
     let cell = if w.user { &USER } else { &ROOT };
@@ -85,7 +85,7 @@ fn probe(user: bool) -> Result<(), String> {
 }
 
 /// `doctor`'s line about the server's world on this machine.
-pub fn doctor_line(uid: u32) -> String {
+pub(crate) fn doctor_line(uid: u32) -> String {
     let w = WorldPlan {
         enabled: true,
         user: uid != 0,
@@ -104,10 +104,10 @@ pub fn doctor_line(uid: u32) -> String {
 
 /// The plan, serialized once into a sealed-by-convention memory file the setup process reads.
 #[derive(Debug)]
-pub struct PlanFile(OwnedFd);
+pub(crate) struct PlanFile(OwnedFd);
 
 impl PlanFile {
-    pub fn new(json: &str) -> std::io::Result<PlanFile> {
+    pub(crate) fn new(json: &str) -> std::io::Result<PlanFile> {
         // SAFETY: memfd_create with a static name.
         let fd = unsafe { libc::memfd_create(c"capjail-plan".as_ptr(), libc::MFD_CLOEXEC) };
         if fd < 0 {
@@ -123,7 +123,11 @@ impl PlanFile {
 
 /// Replace `cmd` (the server's command, stdio and working directory already set) by the
 /// setup process, executed with the server's environment only.
-pub fn setup_command(plan_file: &Arc<PlanFile>, env: &[(String, String)], cmd: &mut Command) {
+pub(crate) fn setup_command(
+    plan_file: &Arc<PlanFile>,
+    env: &[(String, String)],
+    cmd: &mut Command,
+) {
     let mut setup =
         Command::new(setup_executable().unwrap_or(std::path::Path::new("/proc/self/exe")));
     let fd = plan_file.0.as_raw_fd();

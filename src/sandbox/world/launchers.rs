@@ -3,13 +3,13 @@
 use std::path::Path;
 
 /// Rule id of the refusal (documented in the README's policy reference).
-pub const RULE_CONTAINER_LAUNCHER: &str =
+pub(crate) const RULE_CONTAINER_LAUNCHER: &str =
     crate::policy::RuleId::KernelContainerLauncher.static_id();
 
 /// `Some(explanation)` when `argv` starts a server through a container engine's client:
 /// `docker run ...` asks the Docker daemon (root, outside any sandbox) to do the work, so
 /// neither the namespaces, Landlock nor seccomp around the client would confine the server.
-pub fn refused(argv: &[String]) -> Option<String> {
+pub(crate) fn refused(argv: &[String]) -> Option<String> {
     let prog = Path::new(argv.first()?)
         .file_name()?
         .to_string_lossy()

@@ -5,11 +5,11 @@
 //! - `setup`: the re-executed capjail that unshares, runs PID 1 and starts the server.
 //! - `root`: building the fresh root in the new mount namespace.
 
-pub mod launch;
-pub mod launchers;
-pub mod plan;
+pub(crate) mod launch;
+pub(crate) mod launchers;
+pub(crate) mod plan;
 mod root;
-pub mod setup;
+pub(crate) mod setup;
 
-pub use plan::{world_plan, WorldBind, WorldInputs, WorldPlan};
-pub use setup::{setup_main, SETUP_ARG};
+pub(crate) use plan::{world_plan, WorldInputs, WorldPlan};
+pub(crate) use setup::{setup_main, SETUP_ARG};

@@ -21,15 +21,15 @@ use super::super::plan::{FsAccess, FsRule, RuleOrigin};
 
 /// One bind mount of the world.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct WorldBind {
-    pub path: PathBuf,
+pub(crate) struct WorldBind {
+    pub(crate) path: PathBuf,
     /// Read-write (else read-only).
-    pub writable: bool,
+    pub(crate) writable: bool,
     /// Copy-on-write over the host's directory: the server reads it, its writes go to a
     /// private per-session layer that nothing outside the sandbox ever uses (package caches).
     #[serde(default)]
-    pub overlay: bool,
-    pub reason: String,
+    pub(crate) overlay: bool,
+    pub(crate) reason: String,
 }
 
 /// Which namespaces the sandbox uses and what its root holds.
@@ -38,29 +38,29 @@ pub struct WorldBind {
 /// not restricted, or the machine cannot create them; `prepare` then clears every flag):
 /// the server runs with Landlock + seccomp only, in the host's world.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct WorldPlan {
-    pub enabled: bool,
+pub(crate) struct WorldPlan {
+    pub(crate) enabled: bool,
     /// A mount namespace with a fresh root holding only `binds`.
-    pub mount: bool,
+    pub(crate) mount: bool,
     /// A PID namespace with capjail's init as PID 1 (reaps; its end kills every process).
-    pub pid: bool,
-    pub ipc: bool,
-    pub uts: bool,
+    pub(crate) pid: bool,
+    pub(crate) ipc: bool,
+    pub(crate) uts: bool,
     /// A network namespace with loopback only (`network: none`).
-    pub net: bool,
+    pub(crate) net: bool,
     /// A user namespace (capjail is not root).
-    pub user: bool,
-    pub binds: Vec<WorldBind>,
+    pub(crate) user: bool,
+    pub(crate) binds: Vec<WorldBind>,
     /// `/tmp` is a private tmpfs (no rule grants the real `/tmp`).
-    pub private_tmp: bool,
+    pub(crate) private_tmp: bool,
     /// An empty read-only `$HOME` is created (no rule grants anything under it).
-    pub empty_home: Option<PathBuf>,
-    pub notes: Vec<String>,
+    pub(crate) empty_home: Option<PathBuf>,
+    pub(crate) notes: Vec<String>,
 }
 
 impl WorldPlan {
     /// No namespaces: the host's world with Landlock + seccomp on top.
-    pub fn disabled(note: impl Into<String>) -> WorldPlan {
+    pub(crate) fn disabled(note: impl Into<String>) -> WorldPlan {
         WorldPlan {
             notes: vec![note.into()],
             ..Default::default()
@@ -68,7 +68,7 @@ impl WorldPlan {
     }
 
     /// The namespaces in use, for messages (`mount,pid,ipc,uts,net,user`).
-    pub fn namespaces(&self) -> String {
+    pub(crate) fn namespaces(&self) -> String {
         let mut v = Vec::new();
         for (on, n) in [
             (self.mount, "mount"),
@@ -158,24 +158,24 @@ impl std::fmt::Display for WorldPlan {
 }
 
 /// The reason of the plan's package-cache rules (npx): they become private overlays.
-pub const PACKAGE_CACHE_REASON: &str = "npx package cache";
+pub(crate) const PACKAGE_CACHE_REASON: &str = "npx package cache";
 
 /// Inputs besides the rules (kept small so the function stays pure and testable).
 #[derive(Debug, Clone, Default)]
-pub struct WorldInputs<'a> {
+pub(crate) struct WorldInputs<'a> {
     /// `kernel.namespaces` of the policy (default true).
-    pub wanted: bool,
-    pub uid: u32,
-    pub network_none: bool,
-    pub home: Option<&'a Path>,
+    pub(crate) wanted: bool,
+    pub(crate) uid: u32,
+    pub(crate) network_none: bool,
+    pub(crate) home: Option<&'a Path>,
     /// Paths that are invoked (argv[0] as found on PATH, shebang interpreters as written):
     /// their symlinks must exist in the world.
-    pub invoked: Vec<PathBuf>,
+    pub(crate) invoked: Vec<PathBuf>,
 }
 
 /// Build the world from the plan's rules. `rules == None` (filesystem not restricted): no
 /// world, the server needs the host's.
-pub fn world_plan(rules: Option<&[FsRule]>, inp: &WorldInputs) -> WorldPlan {
+pub(crate) fn world_plan(rules: Option<&[FsRule]>, inp: &WorldInputs) -> WorldPlan {
     if !inp.wanted {
         return WorldPlan::disabled(
             "kernel.namespaces: false: no namespaces (Landlock and seccomp only, in the host's world)",

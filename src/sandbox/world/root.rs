@@ -30,10 +30,10 @@ const NEW: &str = "/newroot";
 /// A step failed: which, on what, why.
 #[derive(Debug, thiserror::Error)]
 #[error("{step} {path}: {err}")]
-pub struct RootError {
-    pub step: &'static str,
-    pub path: String,
-    pub err: io::Error,
+pub(crate) struct RootError {
+    pub(crate) step: &'static str,
+    pub(crate) path: String,
+    pub(crate) err: io::Error,
 }
 
 fn ctx<T>(
@@ -119,7 +119,7 @@ fn under(base: &str, p: &Path) -> PathBuf {
 }
 
 /// Build the root and pivot into it; notes about plan paths that do not exist here.
-pub fn build(world: &WorldPlan) -> Result<Vec<String>, RootError> {
+pub(crate) fn build(world: &WorldPlan) -> Result<Vec<String>, RootError> {
     let mut notes = Vec::new();
     let root = Path::new("/");
     mnt(

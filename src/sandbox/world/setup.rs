@@ -36,10 +36,10 @@ use super::super::plan::{RlimitKind, SandboxPlan};
 use super::super::{landlock, privileges, seccomp};
 
 /// The hidden first argument of the re-executed capjail.
-pub const SETUP_ARG: &str = "__capjail-world";
+pub(crate) const SETUP_ARG: &str = "__capjail-world";
 
 /// Exit status when the world could not be built (like a container runtime's 125).
-pub const SETUP_FAILED: i32 = 125;
+pub(crate) const SETUP_FAILED: i32 = 125;
 
 const FORWARDED: [Signal; 4] = [
     Signal::SIGTERM,
@@ -55,7 +55,7 @@ fn die(msg: impl std::fmt::Display) -> ! {
 }
 
 /// Entry point (from `main` when `argv[1] == SETUP_ARG`). Never returns.
-pub fn setup_main(args: &[String]) -> ! {
+pub(crate) fn setup_main(args: &[String]) -> ! {
     let fd: i32 = args
         .first()
         .and_then(|a| a.parse().ok())
