@@ -1,6 +1,8 @@
 //! Capability rules: deny > require_approval > allow; an access to a capability the rules
 //! govern that no rule allows is denied.
 
+use std::path::Path;
+
 use super::{Access, Resource};
 use crate::policy::{HostPattern, Rule, RuleKind, RuleSet};
 
@@ -58,11 +60,7 @@ pub(crate) fn evaluate_with<'r>(
     RuleVerdict::NoAllowMatched
 }
 
-/// Does every condition of `rule` hold for this access?
-pub(crate) fn matches(rule: &Rule, access: &Access, tool: Option<&str>, method: &str) -> bool {
-    matches_with(rule, access, tool, method, &super::path::is_within)
-}
-
+/// Does every condition of `rule` hold for this access (`within` judges path containment)?
 fn matches_with(
     rule: &Rule,
     access: &Access,

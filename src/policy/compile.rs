@@ -29,15 +29,6 @@ fn err(key: impl Into<String>, value: Option<&str>, message: impl Into<String>) 
     }
 }
 
-/// Compile with the process environment for expansion.
-pub(crate) fn compile(
-    file: PolicyFile,
-    text: String,
-    source: PolicySource,
-) -> Result<Policy, CompileError> {
-    compile_in(file, text, source, None)
-}
-
 /// Compile with the process environment, `${CAPJAIL_WORKSPACE}` standing for `workspace`
 /// when one is given (`--workspace DIR`): the workspace is a parameter, never set on the process.
 pub fn compile_in(

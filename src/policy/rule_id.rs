@@ -25,6 +25,7 @@ macro_rules! rule_ids {
 
         impl RuleId {
             /// Every built-in id, in the order of the table.
+            #[cfg(test)]
             pub(crate) fn builtin() -> Vec<RuleId> {
                 vec![$(RuleId::$variant),*]
             }
@@ -378,6 +379,7 @@ impl serde::Serialize for RuleId {
 }
 
 /// docs/rules.md: the table of every id.
+#[cfg(test)]
 pub(crate) fn markdown() -> String {
     let mut out = String::from(
         "# Rule ids\n\n\
