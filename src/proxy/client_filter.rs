@@ -42,23 +42,62 @@ pub struct ClientFilter {
     pub recorder: SharedRecorder,
     /// capjail's own requests and held messages.
     pub outbox: Arc<Outbox>,
-    /// The size of the line being judged (what its audit records weigh in the queue).
-    pub weight: usize,
-    /// The decision record of a single (non-batch) message, held until its params can be
-    /// moved out of the parsed message instead of copied; queued before `on_line` returns.
-    pub held: Option<DecisionRecord>,
-    /// Is the message being judged a single one (not a batch element)?
-    pub single: bool,
     /// Who answers `require_approval` questions (None: such calls are refused).
     pub approvals: Option<Arc<crate::approval::Approvals>>,
+    /// What the line being judged needs to remember between stages (reset for every line).
+    scratch: Scratch,
+}
+
+/// Per-line state of [`ClientFilter`]: set when a line arrives, read by the stages judging it.
+#[derive(Default)]
+struct Scratch {
+    /// The size of the line being judged (what its audit records weigh in the queue).
+    weight: usize,
+    /// The decision record of a single (non-batch) message, held until its params can be
+    /// moved out of the parsed message instead of copied; queued before `on_line` returns.
+    held: Option<DecisionRecord>,
+    /// Is the message being judged a single one (not a batch element)?
+    single: bool,
     /// The line is a call that waited for capjail's tools listing and is judged again now
     /// (never held for the listing a second time).
-    pub rejudging: bool,
+    rejudging: bool,
 }
 
 impl ClientFilter {
+    /// A client filter for one session (`approvals`: None refuses what needs a person).
+    pub fn new(
+        policy: Arc<Policy>,
+        paths: PathContext,
+        world: Box<dyn World + Send>,
+        shared: SharedState,
+        recorder: SharedRecorder,
+        outbox: Arc<Outbox>,
+        approvals: Option<Arc<crate::approval::Approvals>>,
+    ) -> ClientFilter {
+        ClientFilter {
+            policy,
+            paths,
+            world,
+            shared,
+            recorder,
+            outbox,
+            approvals,
+            scratch: Scratch::default(),
+        }
+    }
+
+    /// Judge a call that waited for capjail's tools listing again, whole (every stage); it is
+    /// never held for the listing a second time.
+    pub fn rejudge(&mut self, line: &[u8]) -> std::io::Result<Outcome> {
+        self.scratch.rejudging = true;
+        let judged = self.on_line(line);
+        self.scratch.rejudging = false;
+        judged
+    }
+
     pub fn on_line(&mut self, line: &[u8]) -> std::io::Result<Outcome> {
-        self.weight = line.len();
+        self.scratch.weight = line.len();
+        self.scratch.held = None;
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(Outcome::Drop);
         }
@@ -86,10 +125,10 @@ impl ClientFilter {
         };
         let mut value = value;
         if let Value::Array(items) = &value {
-            self.single = false;
+            self.scratch.single = false;
             return self.on_batch(items);
         }
-        self.single = true;
+        self.scratch.single = true;
         let one = self.on_message(&value);
         if let Ok(One::HeldForListing) = one {
             // A tools/call waiting for capjail's own listing (`trust::listing`).
@@ -97,12 +136,12 @@ impl ClientFilter {
                 id: value.get("id").cloned().unwrap_or(Value::Null),
                 line: line.to_vec(),
                 params: value.get_mut("params").map(Value::take),
-                weight: self.weight,
+                weight: self.scratch.weight,
             };
             crate::trust::listing::hold(&self.shared, call);
             return Ok(Outcome::Held);
         }
-        if let Some(mut record) = self.held.take() {
+        if let Some(mut record) = self.scratch.held.take() {
             // Still before the message is forwarded or answered.
             record.params = value.get_mut("params").map(Value::take);
             self.recorder
@@ -226,8 +265,8 @@ impl ClientFilter {
                     tracing::warn!(id = %key, "refused a request whose id is already in flight");
                     return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: this id is already in use by a request in flight (refused by capjail)", None))));
                 }
-                if self.single
-                    && !self.rejudging
+                if self.scratch.single
+                    && !self.scratch.rejudging
                     && method == "tools/call"
                     && crate::trust::listing::must_hold(&self.shared, id, params)
                 {
@@ -447,7 +486,7 @@ impl ClientFilter {
             tracing::debug!(id = %id.map(|i| i.to_string()).unwrap_or_default(), method, rule = %decision.rule, "Request allowed");
         }
         let gated = match (&self.approvals, id) {
-            (Some(_), Some(_)) if self.single => self
+            (Some(_), Some(_)) if self.scratch.single => self
                 .question(&decision, params)
                 .map(|q| (decision.clone(), q)),
             _ => None,
@@ -471,10 +510,10 @@ impl ClientFilter {
             decision,
             tool_spec,
             latency_us: micros,
-            weight: self.weight,
+            weight: self.scratch.weight,
         };
-        if self.single {
-            self.held = Some(record); // on_line moves the params in and queues it
+        if self.scratch.single {
+            self.scratch.held = Some(record); // on_line moves the params in and queues it
         } else {
             record.params = params.cloned();
             self.recorder
@@ -546,7 +585,7 @@ impl ClientFilter {
     ) -> std::io::Result<One> {
         use crate::approval::gate::{gate, Ctx, GateOutcome};
         // The decision record first (the approval's records follow it).
-        if let Some(mut record) = self.held.take() {
+        if let Some(mut record) = self.scratch.held.take() {
             record.params = params.cloned();
             self.recorder
                 .lock()
@@ -656,11 +695,8 @@ mod tests {
             shared: Arc::new(Mutex::new(Shared::new(SessionCatalog::new(None, &argv)))),
             recorder: crate::proxy::recorder::Recorder::new(None),
             outbox: Outbox::discarding(),
-            weight: 0,
-            held: None,
-            single: false,
             approvals: None,
-            rejudging: false,
+            scratch: Scratch::default(),
         }
     }
 
