@@ -33,6 +33,7 @@ pub trait World {
 }
 
 /// The real world: the filesystem and the system resolver.
+#[derive(Clone, Copy)]
 pub struct RealWorld;
 
 impl World for RealWorld {

@@ -206,6 +206,13 @@ impl Session {
             .unwrap_or_default()
     }
 
+    /// Describe a tool to the session's catalog (`audit replay`: the recorded description).
+    pub fn describe_tool(&self, name: &str, spec: crate::profile::ToolSpec) {
+        if let Ok(mut s) = self.shared.lock() {
+            s.catalog.describe(name, spec);
+        }
+    }
+
     /// Forget the requests in flight (an offline session whose caller treats every message as
     /// answered: `audit replay` re-judges records of different sessions and times).
     pub fn forget_in_flight(&self) {
