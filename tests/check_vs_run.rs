@@ -207,8 +207,15 @@ fn check_and_run_agree_on_the_compare_suite() {
         "compare",
         &capjail::compare::lab::workspace_policy(&lab.ws),
     );
-    let msgs = suite_messages(&lab);
+    let mut msgs = suite_messages(&lab);
     assert!(msgs.len() >= SUITE.len(), "every case has a message");
+    // A stage after the capability decision: the content checks read what a write carries.
+    msgs.push(call(
+        "content-secret-in-write",
+        "content-1",
+        "write_file",
+        json!({"path": lab.p("ws/leak.txt"), "content": "aws key=AKIAZ7Q3BT4LCMW2PX5N"}),
+    ));
     let g = Group {
         what: "compare suite",
         policy_args: args(&["--policy", policy.to_str().unwrap()]),
