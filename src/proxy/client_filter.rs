@@ -86,6 +86,12 @@ impl ClientFilter {
         }
     }
 
+    /// The session state (never held across I/O; a poisoned lock means a stage panicked while
+    /// changing it: nothing may be judged after that).
+    fn state(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().expect("shared state")
+    }
+
     /// Judge a call that waited for capjail's tools listing again, whole (every stage); it is
     /// never held for the listing a second time.
     pub fn rejudge(&mut self, line: &[u8]) -> std::io::Result<Outcome> {
@@ -196,7 +202,7 @@ impl ClientFilter {
         }
         // Nothing of a refused batch reaches the server: forget the requests it would have sent.
         {
-            let mut shared = self.shared.lock().expect("shared state");
+            let mut shared = self.state();
             for (item, r) in items.iter().zip(&results) {
                 if let (One::Allowed, Some(id), Some(_)) = (r, item.get("id"), item.get("method")) {
                     shared.pending.remove(&id_key(id));
@@ -255,10 +261,7 @@ impl ClientFilter {
                     return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: ids starting with \"capjail:\" are reserved for capjail's own requests (refused by capjail)", None))));
                 }
                 let key = id_key(id);
-                if self
-                    .shared
-                    .lock()
-                    .expect("shared state")
+                if self.state()
                     .pending
                     .contains_key(&key)
                 {
@@ -284,7 +287,7 @@ impl ClientFilter {
                 if decided.allowed {
                     crate::trust::listing::on_client_message(&self.shared, method, params);
                 }
-                let mut shared = self.shared.lock().expect("shared state");
+                let mut shared = self.state();
                 if decided.allowed {
                     let pending = match method {
                         "initialize" | "server/discover" => Pending::Initialize,
@@ -329,17 +332,14 @@ impl ClientFilter {
                         if let Some(a) = &self.approvals {
                             if a.unhold(&id_key(rid)) {
                                 // Held for approval, never sent: the server must not see it.
-                                let mut shared = self.shared.lock().expect("shared state");
+                                let mut shared = self.state();
                                 shared.remember_refused(id_key(rid));
                                 shared.pending.remove(&id_key(rid));
                                 tracing::info!(request = %rid, "the client cancelled a call waiting for approval");
                                 return Ok(One::Refused(None));
                             }
                         }
-                        if self
-                            .shared
-                            .lock()
-                            .expect("shared state")
+                        if self.state()
                             .was_refused(&id_key(rid))
                         {
                             tracing::debug!(request = %rid, "dropped the cancellation of a request capjail refused");
@@ -364,10 +364,7 @@ impl ClientFilter {
                     on_answer(answer_of(v));
                     return Ok(One::Consumed);
                 }
-                let asked = self
-                    .shared
-                    .lock()
-                    .expect("shared state")
+                let asked = self.state()
                     .server_requests
                     .remove(&id_key(id));
                 match asked {
@@ -422,6 +419,7 @@ impl ClientFilter {
         // session lock: a decision may resolve a host name, and the server->client pump must
         // not wait for that. The same snapshot goes to the audit log.
         let snapshot = {
+            // The field, not `state()`: `self.paths` changes while the lock is held.
             let shared = self.shared.lock().expect("shared state");
             let tool = (method == "tools/call")
                 .then(|| params.and_then(|p| p.get("name")).and_then(Value::as_str))
@@ -456,7 +454,7 @@ impl ClientFilter {
         let decision = crate::trust::gate::gate_call(decision, trust.as_ref());
         // Content checks and flows, on what the capability decision allowed (src/content).
         let (decision, notes) = {
-            let mut shared = self.shared.lock().expect("shared state");
+            let mut shared = self.state();
             crate::content::hook::on_request(
                 &self.policy,
                 &mut shared.content,
@@ -600,9 +598,7 @@ impl ClientFilter {
         let key = id_key(id);
         Ok(match gate(&ctx, id, params, &decision, q)? {
             GateOutcome::Forward(line) => {
-                self.shared
-                    .lock()
-                    .expect("shared state")
+                self.state()
                     .pending
                     .insert(key, Pending::Plain);
                 match line {
@@ -611,17 +607,13 @@ impl ClientFilter {
                 }
             }
             GateOutcome::Reply(line) => {
-                self.shared
-                    .lock()
-                    .expect("shared state")
+                self.state()
                     .remember_refused(key);
                 One::Refused(Some(line))
             }
             GateOutcome::Hold(hold) => {
                 // In flight while it waits: the same id cannot be reused meanwhile.
-                self.shared
-                    .lock()
-                    .expect("shared state")
+                self.state()
                     .pending
                     .insert(key.clone(), Pending::Plain);
                 ctx.approvals.hold(key);
