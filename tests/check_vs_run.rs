@@ -203,10 +203,7 @@ fn args(v: &[&str]) -> Vec<String> {
 #[test]
 fn check_and_run_agree_on_the_compare_suite() {
     let lab = Lab::new();
-    let policy = lab.policy(
-        "compare",
-        &capjail::compare::lab::workspace_policy(&lab.ws),
-    );
+    let policy = lab.policy("compare", &capjail::compare::lab::workspace_policy(&lab.ws));
     let mut msgs = suite_messages(&lab);
     assert!(msgs.len() >= SUITE.len(), "every case has a message");
     // A stage after the capability decision: the content checks read what a write carries.
@@ -235,7 +232,10 @@ fn capfence_policy(lab: &Lab) -> std::path::PathBuf {
     let seed = std::fs::read_to_string(repo().join("policies/seeds/capfence-mcp_policy.yaml"))
         .expect("policies/seeds/capfence-mcp_policy.yaml");
     let text = seed
-        .replace("/Users/anshumankumar/Documents/Capfence/capfence", &lab.ws_s())
+        .replace(
+            "/Users/anshumankumar/Documents/Capfence/capfence",
+            &lab.ws_s(),
+        )
         .replace("/Users/anshumankumar/.ssh", &lab.p("home/.ssh"));
     lab.policy("capfence", &text)
 }
@@ -261,11 +261,36 @@ fn check_and_run_agree_on_the_seed_requests() {
         server: fs_server(&[&lab.root]),
         cwd: &lab.ws,
         msgs: vec![
-            call("scenario1-read-project", "c1", "read_file", json!({"path": lab.p("ws/notes.txt")})),
-            call("scenario2-etc-passwd", "c2", "read_file", json!({"path": "/etc/passwd"})),
-            call("ssh-dir", "c3", "read_file", json!({"path": lab.p("home/.ssh/id_ed25519")})),
-            call("project-write", "c4", "write_file", json!({"path": lab.p("ws/out.txt"), "content": "x"})),
-            call("outside-write", "c5", "write_file", json!({"path": lab.p("etc_like/out.txt"), "content": "x"})),
+            call(
+                "scenario1-read-project",
+                "c1",
+                "read_file",
+                json!({"path": lab.p("ws/notes.txt")}),
+            ),
+            call(
+                "scenario2-etc-passwd",
+                "c2",
+                "read_file",
+                json!({"path": "/etc/passwd"}),
+            ),
+            call(
+                "ssh-dir",
+                "c3",
+                "read_file",
+                json!({"path": lab.p("home/.ssh/id_ed25519")}),
+            ),
+            call(
+                "project-write",
+                "c4",
+                "write_file",
+                json!({"path": lab.p("ws/out.txt"), "content": "x"}),
+            ),
+            call(
+                "outside-write",
+                "c5",
+                "write_file",
+                json!({"path": lab.p("etc_like/out.txt"), "content": "x"}),
+            ),
         ],
     }));
     // tests/seed_capfence.rs: shell and database tools on the naive server.
@@ -277,8 +302,18 @@ fn check_and_run_agree_on_the_seed_requests() {
         server: naive_server(&lab.root, &naive_log),
         cwd: &lab.ws,
         msgs: vec![
-            call("shell-execute", "n1", "run_command", json!({"command": format!("cat {}", lab.p("secret/id_rsa"))})),
-            call("database-write", "n2", "execute_sql", json!({"query": "DELETE FROM users"})),
+            call(
+                "shell-execute",
+                "n1",
+                "run_command",
+                json!({"command": format!("cat {}", lab.p("secret/id_rsa"))}),
+            ),
+            call(
+                "database-write",
+                "n2",
+                "execute_sql",
+                json!({"query": "DELETE FROM users"}),
+            ),
         ],
     }));
     // tests/seed_mcpjail.rs, tests 1-3 and 8: strict, the filesystem server.
@@ -290,11 +325,36 @@ fn check_and_run_agree_on_the_seed_requests() {
         server: fs_server(&[&lab.root]),
         cwd: &lab.ws,
         msgs: vec![
-            call("t01-traversal", "m1", "read_file", json!({"path": "../../../etc/passwd"})),
-            call("t02-outside-mount", "m2", "read_file", json!({"path": "/etc/passwd"})),
-            call("t03-allowed-read", "m3", "read_file", json!({"path": lab.p("ws/notes.txt")})),
-            call("t03-allowed-write", "m4", "write_file", json!({"path": lab.p("ws/t03.txt"), "content": "ok"})),
-            call("t08-system-file", "m5", "write_file", json!({"path": "/etc/crontab", "content": "* * * * * true"})),
+            call(
+                "t01-traversal",
+                "m1",
+                "read_file",
+                json!({"path": "../../../etc/passwd"}),
+            ),
+            call(
+                "t02-outside-mount",
+                "m2",
+                "read_file",
+                json!({"path": "/etc/passwd"}),
+            ),
+            call(
+                "t03-allowed-read",
+                "m3",
+                "read_file",
+                json!({"path": lab.p("ws/notes.txt")}),
+            ),
+            call(
+                "t03-allowed-write",
+                "m4",
+                "write_file",
+                json!({"path": lab.p("ws/t03.txt"), "content": "ok"}),
+            ),
+            call(
+                "t08-system-file",
+                "m5",
+                "write_file",
+                json!({"path": "/etc/crontab", "content": "* * * * * true"}),
+            ),
         ],
     }));
     // tests/seed_mcpjail.rs, tests 4-7: strict, the fetch profile (on the naive server: no
@@ -353,7 +413,15 @@ fn check_refuses_what_run_refuses_before_any_rule() {
     );
     let ws = lab.ws_s();
     let o = capjail_with_input(
-        &["check", "--policy", "readonly", "--workspace", &ws, "--profile", "filesystem"],
+        &[
+            "check",
+            "--policy",
+            "readonly",
+            "--workspace",
+            &ws,
+            "--profile",
+            "filesystem",
+        ],
         input.as_bytes(),
     );
     let v: Vec<Value> = o

@@ -160,7 +160,10 @@ pub fn replay_bytes<W: World + Clone + Send + 'static>(
                     argv_dirs: crate::check::readings::argv_dirs(&argv, &cwd),
                     cwd,
                     home: text("home").map(PathBuf::from),
-                    readings: profile.as_ref().map(|p| p.paths.clone()).unwrap_or_default(),
+                    readings: profile
+                        .as_ref()
+                        .map(|p| p.paths.clone())
+                        .unwrap_or_default(),
                     ..Default::default()
                 };
                 let catalog = match profile {

@@ -140,9 +140,10 @@ fn verdict_of(outputs: &[Output], kept: &[Kept], batch: bool) -> Value {
     for k in kept {
         match k {
             Kept::Decision(d) => results.push(decision_json(d.id.as_ref(), &d.decision)),
-            Kept::Filtered { dropped: true, reason } => {
-                results.push(json!({"verdict": "deny", "rule": null, "reason": reason}))
-            }
+            Kept::Filtered {
+                dropped: true,
+                reason,
+            } => results.push(json!({"verdict": "deny", "rule": null, "reason": reason})),
             Kept::Filtered { .. } => {}
         }
     }
@@ -164,7 +165,9 @@ fn verdict_of(outputs: &[Output], kept: &[Kept], batch: bool) -> Value {
     if !batch {
         return match results.len() {
             0 if forwarded => json!({"verdict": "allow", "method": null, "rule": null}),
-            0 => json!({"verdict": "deny", "rule": null, "reason": "dropped: nothing would reach the server"}),
+            0 => {
+                json!({"verdict": "deny", "rule": null, "reason": "dropped: nothing would reach the server"})
+            }
             _ => {
                 let mut v = results.swap_remove(0);
                 if forwarded {

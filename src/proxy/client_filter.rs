@@ -261,10 +261,7 @@ impl ClientFilter {
                     return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: ids starting with \"capjail:\" are reserved for capjail's own requests (refused by capjail)", None))));
                 }
                 let key = id_key(id);
-                if self.state()
-                    .pending
-                    .contains_key(&key)
-                {
+                if self.state().pending.contains_key(&key) {
                     tracing::warn!(id = %key, "refused a request whose id is already in flight");
                     return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: this id is already in use by a request in flight (refused by capjail)", None))));
                 }
@@ -339,9 +336,7 @@ impl ClientFilter {
                                 return Ok(One::Refused(None));
                             }
                         }
-                        if self.state()
-                            .was_refused(&id_key(rid))
-                        {
+                        if self.state().was_refused(&id_key(rid)) {
                             tracing::debug!(request = %rid, "dropped the cancellation of a request capjail refused");
                             return Ok(One::Refused(None));
                         }
@@ -364,9 +359,7 @@ impl ClientFilter {
                     on_answer(answer_of(v));
                     return Ok(One::Consumed);
                 }
-                let asked = self.state()
-                    .server_requests
-                    .remove(&id_key(id));
+                let asked = self.state().server_requests.remove(&id_key(id));
                 match asked {
                     None => {
                         tracing::warn!(id = %id, "dropped a client response to a request the server never sent");
@@ -598,24 +591,19 @@ impl ClientFilter {
         let key = id_key(id);
         Ok(match gate(&ctx, id, params, &decision, q)? {
             GateOutcome::Forward(line) => {
-                self.state()
-                    .pending
-                    .insert(key, Pending::Plain);
+                self.state().pending.insert(key, Pending::Plain);
                 match line {
                     None => One::Allowed,
                     Some(l) => One::Rewritten(l),
                 }
             }
             GateOutcome::Reply(line) => {
-                self.state()
-                    .remember_refused(key);
+                self.state().remember_refused(key);
                 One::Refused(Some(line))
             }
             GateOutcome::Hold(hold) => {
                 // In flight while it waits: the same id cannot be reused meanwhile.
-                self.state()
-                    .pending
-                    .insert(key.clone(), Pending::Plain);
+                self.state().pending.insert(key.clone(), Pending::Plain);
                 ctx.approvals.hold(key);
                 One::Held(hold)
             }

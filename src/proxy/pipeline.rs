@@ -48,7 +48,10 @@ pub enum SessionRecord {
         reason: String,
     },
     /// A message forwarded unchanged in which the content checks found something to record.
-    Flagged { direction: Direction, reason: String },
+    Flagged {
+        direction: Direction,
+        reason: String,
+    },
 }
 
 /// One session: both directions' stages over one session state.
@@ -153,7 +156,9 @@ impl Session {
         vec![Output::ToClient(jsonrpc::error_response(
             &serde_json::Value::Null,
             code::INVALID_REQUEST,
-            &format!("Invalid Request: message of {n} bytes exceeds capjail's limit of {max} bytes"),
+            &format!(
+                "Invalid Request: message of {n} bytes exceeds capjail's limit of {max} bytes"
+            ),
             None,
         ))]
     }
@@ -375,13 +380,19 @@ mod tests {
         let out = server_outputs(ServerOutcome::Content(b"x".to_vec(), "why".into()));
         assert!(matches!(
             &out[..],
-            [Output::Record(SessionRecord::Filtered { dropped: false, .. }), Output::ToClient(_)]
+            [
+                Output::Record(SessionRecord::Filtered { dropped: false, .. }),
+                Output::ToClient(_)
+            ]
         ));
         assert!(server_outputs(ServerOutcome::Drop("blank line".into())).is_empty());
         let out = server_outputs(ServerOutcome::Drop("bad".into()));
         assert!(matches!(
             &out[..],
-            [Output::Record(SessionRecord::Filtered { dropped: true, .. })]
+            [Output::Record(SessionRecord::Filtered {
+                dropped: true,
+                ..
+            })]
         ));
     }
 }

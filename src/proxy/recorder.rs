@@ -33,9 +33,12 @@ pub struct Recorder {
 
 /// What an offline session decided, in order.
 pub enum Kept {
-    Decision(DecisionRecord),
+    Decision(Box<DecisionRecord>),
     /// A message capjail altered or dropped.
-    Filtered { dropped: bool, reason: String },
+    Filtered {
+        dropped: bool,
+        reason: String,
+    },
 }
 
 pub type SharedRecorder = Arc<Mutex<Recorder>>;
@@ -103,7 +106,7 @@ impl Recorder {
             self.tally.denied += 1;
         }
         if let Some(kept) = &mut self.kept {
-            kept.push(Kept::Decision(d));
+            kept.push(Kept::Decision(Box::new(d)));
             return Ok(());
         }
         if let Some(q) = &self.audit {
