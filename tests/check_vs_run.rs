@@ -2,7 +2,8 @@
 //! message of the project's attack suite (the cases `capjail compare` sends, src/compare/suite.rs)
 //! and of the seeds' test requests (tests/seed_capfence.rs, tests/seed_mcpjail.rs) goes through
 //! `check` (no server) and through `run` (proxy mode, a real or the lab's naive server), and the
-//! verdicts must agree: allowed, or refused with the same rule id.
+//! verdicts must agree: allowed, or refused with the same rule id. Then `capjail replay` of
+//! `run`'s audit log under the same policy must change no decision.
 //!
 //! `run`'s verdict is read off what the client gets: a `-32001` error names the rule; `-32600` /
 //! `-32700` are refusals before any rule; anything else came from the server (allowed).
@@ -134,6 +135,13 @@ fn compare(g: &Group) -> Vec<String> {
     if g.force_profile {
         run_args.extend(["--profile", &g.profile]);
     }
+    // run's own audit log, replayed below under the same policy.
+    let log = g.cwd.join(format!(
+        "check-vs-run-{}.jsonl",
+        g.what.replace(|c: char| !c.is_ascii_alphanumeric(), "-")
+    ));
+    let log_s = log.display().to_string();
+    run_args.extend(["--audit", &log_s]);
     let mut s = SessionBuilder::capjail(&run_args, g.server.clone())
         .cwd(g.cwd)
         .spawn();
@@ -157,6 +165,19 @@ fn compare(g: &Group) -> Vec<String> {
         }
     }
     s.finish();
+
+    // `audit replay` of what run recorded, under the same policy: the same decisions.
+    let mut args: Vec<&str> = vec!["replay", &log_s];
+    args.extend(g.policy_args.iter().map(String::as_str));
+    let o = capjail(&args);
+    eprintln!("{}: replay: {}", g.what, o.stdout.trim());
+    if o.code != Some(0) || !o.stdout.contains(" 0 now denied, 0 now allowed") {
+        differences.push(format!(
+            "{}: replay of run's log under the same policy changed decisions: {o:?}",
+            g.what
+        ));
+    }
+    let _ = std::fs::remove_file(&log);
     differences
 }
 
