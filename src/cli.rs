@@ -112,7 +112,7 @@ pub(crate) enum Command {
     /// Run an MCP server behind the policy: capjail run [OPTIONS] -- CMD [ARGS...]
     #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
-    /// Dry run: read JSON-RPC lines on stdin and print the verdict for each, without a server
+    /// Dry run: read JSON-RPC lines on stdin and print the verdict `run` would give each, without a server
     #[command(
         after_help = "Prints one JSON object per input line. Exit status: 0 if every line is allowed, 1 if any is denied, 124 policy error."
     )]

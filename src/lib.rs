@@ -11,7 +11,7 @@ pub mod audit;
 pub mod check;
 mod cli;
 mod commands;
-mod compare;
+pub mod compare;
 pub mod content;
 mod egress;
 mod exit;

@@ -9,6 +9,7 @@ mod support;
 mod approvals;
 mod bad_peers;
 mod bypasses;
+mod check_vs_run;
 mod cli;
 mod compare;
 mod content_benign;

@@ -1,12 +1,16 @@
-//! `capjail audit replay`: decide every recorded request again under another policy.
+//! `capjail audit replay`: judge every recorded request again under another policy.
 //!
-//! Each decision record is re-decided with [`decide`] using what the original decision used:
-//! the tool description stored in the record (`tool_spec`), else the session's profile (a
-//! built-in profile by name), else none; the session's server `cwd` and `home`; and the real
-//! filesystem and resolver. Records whose redacted arguments are resources (a path, a URL, a
-//! scanned argument) cannot be re-decided faithfully and are listed as skipped.
+//! Each recorded session becomes an offline session of the same pipeline as `run`
+//! (`proxy::pipeline::Session::offline`: strict parsing, the capability decision, content
+//! checks and flows, in the order recorded), with what the original session knew: the tool
+//! descriptions stored in the records (`tool_spec`), else the session's profile (a built-in
+//! profile by name); the session's server `cwd`, `home` and command line; and the real
+//! filesystem and resolver. Every record is judged as answered before the next (ids are not
+//! in flight across records). Records whose redacted arguments are resources (a path, a URL, a
+//! scanned argument) cannot be judged again faithfully and are listed as skipped, as are the
+//! egress point's decisions (not messages).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -16,11 +20,14 @@ use super::canon::parse_line;
 use super::redact::contains_redaction;
 use super::verify::{split_lines, verify_bytes};
 use super::AuditError;
-use crate::check::decide::{decide, Context, StaticCatalog};
+use crate::check::decide::Decision;
 use crate::check::path::PathContext;
 use crate::check::{RealWorld, World};
 use crate::policy::Policy;
 use crate::profile::{builtin_profiles, ArgKind, ToolSpec};
+use crate::proxy::catalog::SessionCatalog;
+use crate::proxy::pipeline::{Output, Session};
+use crate::proxy::recorder::Kept;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Change {
@@ -114,21 +121,17 @@ pub(crate) fn replay(path: &Path, policy: &Policy) -> Result<ReplayReport, Audit
     Ok(replay_bytes(&data, policy, &RealWorld))
 }
 
-struct Session {
-    paths: PathContext,
-    profile: Option<String>,
-}
-
-pub(crate) fn replay_bytes(data: &[u8], policy: &Policy, world: &dyn World) -> ReplayReport {
+pub(crate) fn replay_bytes<W: World + Clone + Send + 'static>(
+    data: &[u8],
+    policy: &Policy,
+    world: &W,
+) -> ReplayReport {
+    let shared_policy = std::sync::Arc::new(policy.clone());
     let mut report = ReplayReport {
         policy: policy.name.clone(),
         ..ReplayReport::default()
     };
     report.verify_error = verify_bytes(data).error.map(|b| b.message);
-    let profiles: HashMap<String, BTreeMap<String, ToolSpec>> = builtin_profiles()
-        .into_iter()
-        .map(|p| (p.name, p.tools))
-        .collect();
     let mut sessions: HashMap<String, Session> = HashMap::new();
     for line in split_lines(data) {
         let Ok(p) = parse_line(line.bytes) else {
@@ -151,23 +154,30 @@ pub(crate) fn replay_bytes(data: &[u8], policy: &Policy, world: &dyn World) -> R
                     .unwrap_or_default();
                 // The same readings as `run`: the server's bases and its profile's `paths`
                 // (the environment is not recorded: variables are judged unknown).
-                let readings = text("profile")
-                    .and_then(|n| builtin_profiles().into_iter().find(|p| p.name == n))
-                    .map(|p| p.paths)
-                    .unwrap_or_default();
+                let profile = text("profile")
+                    .and_then(|n| builtin_profiles().into_iter().find(|p| p.name == n));
                 let paths = PathContext {
                     argv_dirs: crate::check::readings::argv_dirs(&argv, &cwd),
                     cwd,
                     home: text("home").map(PathBuf::from),
-                    readings,
+                    readings: profile
+                        .as_ref()
+                        .map(|p| p.paths.clone())
+                        .unwrap_or_default(),
                     ..Default::default()
+                };
+                let catalog = match profile {
+                    Some(p) => SessionCatalog::new(Some(p), &[]),
+                    None => SessionCatalog::of_tools(Default::default()),
                 };
                 sessions.insert(
                     session,
-                    Session {
+                    Session::offline(
+                        shared_policy.clone(),
+                        catalog,
                         paths,
-                        profile: text("profile"),
-                    },
+                        Box::new(world.clone()),
+                    ),
                 );
                 continue;
             }
@@ -192,28 +202,28 @@ pub(crate) fn replay_bytes(data: &[u8], policy: &Policy, world: &dyn World) -> R
             report.skipped.push(format!("line {no}: {why}"));
             continue;
         }
-        let mut tools = BTreeMap::new();
-        match (&spec, &tool) {
-            (Some(spec), Some(t)) => {
-                tools.insert(t.clone(), spec.clone());
-            }
-            _ => {
-                if let Some(all) = s.profile.as_ref().and_then(|n| profiles.get(n)) {
-                    tools = all.clone();
-                }
-            }
+        if method.starts_with("egress/") {
+            report.skipped.push(format!(
+                "line {no}: a decision of the egress point (not a message)"
+            ));
+            continue;
         }
-        let catalog = StaticCatalog {
-            name: s.profile.clone(),
-            tools,
+        if let (Some(spec), Some(t)) = (spec, &tool) {
+            s.describe_tool(t, spec);
+        }
+        let mut msg = serde_json::json!({"jsonrpc": "2.0", "method": method});
+        if let Some(id) = r.get("id").filter(|v| !v.is_null()) {
+            msg["id"] = id.clone();
+        }
+        if let Some(p) = params {
+            msg["params"] = p.clone();
+        }
+        let Some(d) = judge_again(s, &msg) else {
+            report
+                .skipped
+                .push(format!("line {no}: the pipeline did not decide it again"));
+            continue;
         };
-        let ctx = Context {
-            policy,
-            catalog: &catalog,
-            paths: &s.paths,
-            world,
-        };
-        let d = decide(&ctx, &method, params);
         report.replayed += 1;
         // A decision a require_approval rule gated is neither allowed nor denied: a person
         // decided (the approval record that follows it says who and what).
@@ -254,6 +264,48 @@ pub(crate) fn replay_bytes(data: &[u8], policy: &Policy, world: &dyn World) -> R
         }
     }
     report
+}
+
+/// The decision the session's pipeline takes on `msg` now (a refusal before any decision, such
+/// as an invalid message, as a denial with its rule).
+fn judge_again(s: &Session, msg: &Value) -> Option<Decision> {
+    s.forget_in_flight();
+    let line = serde_json::to_vec(msg).ok()?;
+    let outputs = s.on_client_message(&line).ok()?;
+    let kept = s.take_kept();
+    if let Some(d) = kept.into_iter().find_map(|k| match k {
+        Kept::Decision(d) => Some(d.decision),
+        Kept::Filtered { .. } => None,
+    }) {
+        return Some(d);
+    }
+    let error = outputs.iter().find_map(|o| match o {
+        Output::ToClient(line) => serde_json::from_slice::<Value>(line).ok(),
+        _ => None,
+    })?;
+    let denial = crate::check::Denial::new(
+        error
+            .pointer("/error/data/rule")
+            .and_then(Value::as_str)
+            .unwrap_or("protocol"),
+        error
+            .pointer("/error/message")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+    );
+    let d = Decision {
+        verdict: crate::check::decide::Verdict::Deny,
+        method: msg
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        tool: None,
+        accesses: Vec::new(),
+        rule: denial.rule.clone(),
+        denial: Some(denial),
+    };
+    Some(d)
 }
 
 fn verdict_words(v: &str) -> &str {

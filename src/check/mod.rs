@@ -44,6 +44,7 @@ pub(crate) trait World {
 }
 
 /// The real world: the filesystem and the system resolver.
+#[derive(Clone, Copy)]
 pub(crate) struct RealWorld;
 
 impl World for RealWorld {

@@ -1,15 +1,22 @@
-//! `capjail check`: decide JSON-RPC lines from stdin without a server.
+//! `capjail check`: judge JSON-RPC lines from stdin as `run` would, without a server.
+//!
+//! The lines are the client's side of one session with no server (`pipeline::Session::offline`):
+//! the same stages as `run` (strict parsing, batches, in-flight ids, the capability decision,
+//! content checks and flows), nothing sent anywhere. No request is ever answered, so an id
+//! stays in flight; a response answers no server request and is refused, as `run` refuses it.
 
-use std::io::{BufRead, Write};
+use std::io::{BufReader, Write};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use crate::check::decide::{decide, Context, StaticCatalog};
 use crate::check::path::PathContext;
 use crate::check::RealWorld;
 use crate::exit;
-use crate::jsonrpc::{self, parse_strict, ParseError, Shape};
-use crate::policy::RuleId;
+use crate::proxy::catalog::SessionCatalog;
+use crate::proxy::framing::{Frame, LineReader};
+use crate::proxy::pipeline::{Output, Session};
+use crate::proxy::recorder::Kept;
 
 use crate::cli::CheckArgs;
 
@@ -22,10 +29,7 @@ pub(crate) fn check(args: CheckArgs) -> i32 {
     let catalog = match super::load_profile(args.policy.profile.as_deref()) {
         Ok(Some(p)) => {
             readings = Some(p.paths.clone());
-            StaticCatalog {
-                name: Some(p.name.clone()),
-                tools: p.tools,
-            }
+            SessionCatalog::new(Some(p), &[])
         }
         Ok(None) => {
             // No server to identify: every built-in profile's tools (first one wins).
@@ -35,7 +39,7 @@ pub(crate) fn check(args: CheckArgs) -> i32 {
                     tools.entry(k).or_insert(v);
                 }
             }
-            StaticCatalog { name: None, tools }
+            SessionCatalog::of_tools(tools)
         }
         Err(code) => return code,
     };
@@ -58,33 +62,47 @@ pub(crate) fn check(args: CheckArgs) -> i32 {
         readings: readings.unwrap_or_default(),
         ..Default::default()
     };
-    let ctx = Context {
-        policy: &policy,
-        catalog: &catalog,
-        paths: &paths,
-        world: &RealWorld,
-    };
+    let max_line = policy.limits.max_line_bytes;
+    let session = Session::offline(Arc::new(policy), catalog, paths, Box::new(RealWorld));
 
     let stdin = std::io::stdin();
+    let mut reader = LineReader::new(BufReader::new(stdin.lock()), max_line);
     let mut out = std::io::stdout().lock();
     let mut any_denied = false;
-    for (n, line) in stdin.lock().split(b'\n').enumerate() {
-        let line = match line {
-            Ok(l) => l,
+    let mut buf = Vec::new();
+    let mut n = 0usize;
+    loop {
+        n += 1;
+        let verdict = match reader.next_into(&mut buf) {
+            Ok(Frame::Eof) => break,
+            Ok(Frame::TooLong(len)) => verdict_of(&session.on_client_oversized(len), &[], false),
+            Ok(Frame::Line(line)) => {
+                let judged = if line.iter().all(u8::is_ascii_whitespace) {
+                    None
+                } else {
+                    Some(session.on_client_message(&line))
+                };
+                let batch = line.trim_ascii_start().starts_with(b"[");
+                buf = line;
+                match judged {
+                    None => continue,
+                    Some(Ok(outputs)) => verdict_of(&outputs, &session.take_kept(), batch),
+                    Some(Err(e)) => {
+                        eprintln!("capjail: error: {e}");
+                        return exit::INTERNAL;
+                    }
+                }
+            }
             Err(e) => {
                 eprintln!("capjail: error: reading stdin: {e}");
                 return exit::INTERNAL;
             }
         };
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let verdict = verdict_for(&ctx, &line, policy.limits.max_depth);
         if verdict["verdict"] != "allow" {
             any_denied = true;
         }
         let mut v = verdict;
-        v["line"] = json!(n + 1);
+        v["line"] = json!(n);
         let text = if args.text {
             text_line(&v)
         } else {
@@ -101,48 +119,70 @@ pub(crate) fn check(args: CheckArgs) -> i32 {
     }
 }
 
-fn verdict_for(ctx: &Context, line: &[u8], max_depth: usize) -> Value {
-    let v = match parse_strict(line, max_depth) {
-        Ok(v) => v,
-        Err(ParseError::Syntax(m)) => {
-            return json!({"verdict": "invalid", "reason": format!("parse error: {m}"), "rule": RuleId::ProtocolInvalidJson})
-        }
-        Err(ParseError::Refused(m)) => {
-            return json!({"verdict": "invalid", "reason": m, "rule": RuleId::ProtocolStrictJson})
-        }
-    };
-    let items: Vec<&Value> = match &v {
-        Value::Array(a) if a.is_empty() => {
-            return json!({"verdict": "invalid", "reason": "empty batch", "rule": RuleId::ProtocolEmptyBatch})
-        }
-        Value::Array(a) => a.iter().collect(),
-        other => vec![other],
-    };
-    let mut results = Vec::new();
-    for item in items {
-        results.push(match jsonrpc::shape(item) {
-            Err(e) => json!({"verdict": "invalid", "reason": e.to_string(), "rule": RuleId::ProtocolInvalidRequest}),
-            Ok(Shape::Response { id }) => {
-                json!({"verdict": "allow", "id": id, "method": null, "rule": "protocol"})
+/// The verdict on one line from what the pipeline would do with it (`outputs`) and what it
+/// decided on the way (`kept`): allowed when `run` would forward it.
+fn verdict_of(outputs: &[Output], kept: &[Kept], batch: bool) -> Value {
+    let forwarded = outputs
+        .iter()
+        .any(|o| matches!(o, Output::Forward | Output::ToServer(_)));
+    // The errors `run` would answer with, element by element.
+    let mut errors: Vec<Value> = Vec::new();
+    for o in outputs {
+        if let Output::ToClient(line) = o {
+            match serde_json::from_slice::<Value>(line) {
+                Ok(Value::Array(a)) => errors.extend(a),
+                Ok(v) => errors.push(v),
+                Err(_) => {}
             }
-            Ok(Shape::Request { id, method, params }) => {
-                decision_json(Some(id), decide(ctx, method, params))
-            }
-            Ok(Shape::Notification { method, params }) => {
-                decision_json(None, decide(ctx, method, params))
-            }
-        });
+        }
     }
-    if results.len() == 1 && !v.is_array() {
-        return results.pop().expect("one result");
+    let mut results: Vec<Value> = Vec::new();
+    for k in kept {
+        match k {
+            Kept::Decision(d) => results.push(decision_json(d.id.as_ref(), &d.decision)),
+            Kept::Filtered {
+                dropped: true,
+                reason,
+            } => results.push(json!({"verdict": "deny", "rule": null, "reason": reason})),
+            Kept::Filtered { .. } => {}
+        }
     }
-    let all_allowed = results.iter().all(|r| r["verdict"] == "allow");
-    json!({"verdict": if all_allowed { "allow" } else { "deny" }, "batch": results,
-           "reason": if all_allowed { Value::Null } else { json!("a batch with a refused element is refused whole") }})
+    // Refusals before any decision (parse errors, invalid requests, ids in flight).
+    for e in &errors {
+        let code = e.pointer("/error/code").and_then(Value::as_i64);
+        let rule = e.pointer("/error/data/rule").and_then(Value::as_str);
+        if code == Some(crate::jsonrpc::code::POLICY_VIOLATION) {
+            continue; // a decision's refusal (or a batch element refused with the rest)
+        }
+        results.push(json!({
+            "verdict": "invalid",
+            "id": e.get("id").cloned().unwrap_or(Value::Null),
+            "method": null,
+            "rule": rule,
+            "reason": e.pointer("/error/message").cloned().unwrap_or(Value::Null),
+        }));
+    }
+    if !batch {
+        return match results.len() {
+            0 if forwarded => json!({"verdict": "allow", "method": null, "rule": null}),
+            0 => {
+                json!({"verdict": "deny", "rule": null, "reason": "dropped: nothing would reach the server"})
+            }
+            _ => {
+                let mut v = results.swap_remove(0);
+                if forwarded {
+                    v["verdict"] = json!("allow");
+                }
+                v
+            }
+        };
+    }
+    json!({"verdict": if forwarded { "allow" } else { "deny" }, "batch": results,
+           "reason": if forwarded { Value::Null } else { json!("a batch with a refused element is refused whole") }})
 }
 
-fn decision_json(id: Option<&Value>, d: crate::check::decide::Decision) -> Value {
-    let mut v = serde_json::to_value(&d).expect("a decision serialises");
+fn decision_json(id: Option<&Value>, d: &crate::check::decide::Decision) -> Value {
+    let mut v = serde_json::to_value(d).expect("a decision serialises");
     v["id"] = id.cloned().unwrap_or(Value::Null);
     if let Some(den) = &d.denial {
         v["reason"] = json!(den.reason);

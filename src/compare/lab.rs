@@ -20,7 +20,7 @@ pub(crate) struct CaseLab {
 
 /// The policy `capjail compare` uses when `--policy` is not given: the lab's workspace
 /// read-write, nothing else on disk, no network, shell-like tools blocked.
-pub(crate) fn workspace_policy(ws: &Path) -> String {
+pub fn workspace_policy(ws: &Path) -> String {
     let ws = serde_json::to_string(&ws.display().to_string()).unwrap_or_default();
     format!(
         "name: compare-lab\n\

@@ -9,11 +9,11 @@
 //! - [`report`]: pure: outcomes -> text / JSON / markdown.
 
 pub(crate) mod judge;
-pub(crate) mod lab;
+pub mod lab;
 pub(crate) mod netns;
 pub(crate) mod report;
 pub(crate) mod runner;
-pub(crate) mod suite;
+pub mod suite;
 pub(crate) mod walls_lab;
 
 use std::path::PathBuf;

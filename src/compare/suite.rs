@@ -40,7 +40,7 @@ pub(crate) enum Layer {
 
 /// One message sent by a case.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Step {
+pub enum Step {
     /// `tools/call` TOOL with ARGS (a JSON object template); the runner picks the id.
     Call {
         tool: &'static str,
@@ -86,9 +86,9 @@ pub(crate) enum Effect {
 
 /// One row of the matrix.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Case {
+pub struct Case {
     /// Stable, unique, kebab-case.
-    pub(crate) id: &'static str,
+    pub id: &'static str,
     pub(crate) family: &'static str,
     pub(crate) kind: Kind,
     pub(crate) target: Target,
@@ -99,7 +99,7 @@ pub(crate) struct Case {
     pub(crate) needs_tool: &'static str,
     /// Needs the private network namespace (else: skipped).
     pub(crate) network: bool,
-    pub(crate) steps: &'static [Step],
+    pub steps: &'static [Step],
     /// Attacks: any of these happening is a leak. Legit: all of these must happen.
     pub(crate) effects: &'static [Effect],
 }
@@ -191,7 +191,7 @@ const READ: &str = "read_text_file";
 const SECRET: &[Effect] = &[SecretToClient];
 
 /// Every case, in report order.
-pub(crate) const SUITE: &[Case] = &[
+pub const SUITE: &[Case] = &[
     // ---- traversal ----
     attack("traversal-dotdot", "traversal", "read ws/../secret/id_rsa", READ,
         &[Call { tool: READ, args: r#"{"path":"{ws}/../secret/id_rsa"}"# }], SECRET),
@@ -358,7 +358,7 @@ pub(crate) const SUITE: &[Case] = &[
 
 /// Substitute the placeholders of a template. `{root}`/`{ws}` values are JSON-escaped (they
 /// land inside JSON strings).
-pub(crate) fn render(template: &str, vars: &Vars) -> Vec<u8> {
+pub fn render(template: &str, vars: &Vars) -> Vec<u8> {
     let esc = |s: &str| {
         let q = serde_json::to_string(s).unwrap_or_default();
         q[1..q.len() - 1].to_string()
@@ -388,26 +388,26 @@ pub(crate) fn render(template: &str, vars: &Vars) -> Vec<u8> {
 
 /// The per-case values of the placeholders.
 #[derive(Debug, Clone)]
-pub(crate) struct Vars {
-    pub(crate) root: String,
-    pub(crate) ws: String,
-    pub(crate) port: u16,
-    pub(crate) marker: String,
-    pub(crate) walls: WallsVars,
+pub struct Vars {
+    pub root: String,
+    pub ws: String,
+    pub port: u16,
+    pub marker: String,
+    pub walls: WallsVars,
 }
 
 /// The walls' stand-ins (`{agent}`, `{daemon}`, `{target}`, `{cache}`, `{shm}`, `{opid}`,
 /// `{lim}`); empty/zero for cases without them.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct WallsVars {
-    pub(crate) agent: String,
-    pub(crate) daemon: String,
-    pub(crate) target: String,
-    pub(crate) cache: String,
-    pub(crate) shm: i32,
-    pub(crate) outside_pid: u32,
+pub struct WallsVars {
+    pub agent: String,
+    pub daemon: String,
+    pub target: String,
+    pub cache: String,
+    pub shm: i32,
+    pub outside_pid: u32,
     /// A per-case RLIMIT_CPU value the judge looks for.
-    pub(crate) limit: u64,
+    pub limit: u64,
 }
 
 #[cfg(test)]

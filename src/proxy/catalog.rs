@@ -38,6 +38,22 @@ impl SessionCatalog {
         }
     }
 
+    /// A catalog of these tools and no profile, for a session with no server to identify
+    /// (`capjail check` without `--profile`).
+    pub fn of_tools(tools: BTreeMap<String, ToolSpec>) -> SessionCatalog {
+        SessionCatalog {
+            profile: None,
+            forced: true,
+            listed: tools,
+        }
+    }
+
+    /// Describe a tool the profile lacks (`audit replay`: the description recorded with a
+    /// decision).
+    pub fn describe(&mut self, name: &str, spec: ToolSpec) {
+        self.listed.insert(name.to_string(), spec);
+    }
+
     /// The `initialize` result arrived: pick a profile by `serverInfo.name` if none is set.
     pub(crate) fn on_server_info(&mut self, result: &Value) {
         if self.forced || self.profile.is_some() {

@@ -43,23 +43,68 @@ pub(crate) struct ClientFilter {
     pub(crate) recorder: SharedRecorder,
     /// capjail's own requests and held messages.
     pub(crate) outbox: Arc<Outbox>,
-    /// The size of the line being judged (what its audit records weigh in the queue).
-    pub(crate) weight: usize,
-    /// The decision record of a single (non-batch) message, held until its params can be
-    /// moved out of the parsed message instead of copied; queued before `on_line` returns.
-    pub(crate) held: Option<DecisionRecord>,
-    /// Is the message being judged a single one (not a batch element)?
-    pub(crate) single: bool,
     /// Who answers `require_approval` questions (None: such calls are refused).
     pub(crate) approvals: Option<Arc<crate::approval::Approvals>>,
+    /// What the line being judged needs to remember between stages (reset for every line).
+    scratch: Scratch,
+}
+
+/// Per-line state of [`ClientFilter`]: set when a line arrives, read by the stages judging it.
+#[derive(Default)]
+struct Scratch {
+    /// The size of the line being judged (what its audit records weigh in the queue).
+    weight: usize,
+    /// The decision record of a single (non-batch) message, held until its params can be
+    /// moved out of the parsed message instead of copied; queued before `on_line` returns.
+    held: Option<DecisionRecord>,
+    /// Is the message being judged a single one (not a batch element)?
+    single: bool,
     /// The line is a call that waited for capjail's tools listing and is judged again now
     /// (never held for the listing a second time).
-    pub(crate) rejudging: bool,
+    rejudging: bool,
 }
 
 impl ClientFilter {
+    /// A client filter for one session (`approvals`: None refuses what needs a person).
+    pub(crate) fn new(
+        policy: Arc<Policy>,
+        paths: PathContext,
+        world: Box<dyn World + Send>,
+        shared: SharedState,
+        recorder: SharedRecorder,
+        outbox: Arc<Outbox>,
+        approvals: Option<Arc<crate::approval::Approvals>>,
+    ) -> ClientFilter {
+        ClientFilter {
+            policy,
+            paths,
+            world,
+            shared,
+            recorder,
+            outbox,
+            approvals,
+            scratch: Scratch::default(),
+        }
+    }
+
+    /// The session state (never held across I/O; a poisoned lock means a stage panicked while
+    /// changing it: nothing may be judged after that).
+    fn state(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().expect("shared state")
+    }
+
+    /// Judge a call that waited for capjail's tools listing again, whole (every stage); it is
+    /// never held for the listing a second time.
+    pub(crate) fn rejudge(&mut self, line: &[u8]) -> std::io::Result<Outcome> {
+        self.scratch.rejudging = true;
+        let judged = self.on_line(line);
+        self.scratch.rejudging = false;
+        judged
+    }
+
     pub(crate) fn on_line(&mut self, line: &[u8]) -> std::io::Result<Outcome> {
-        self.weight = line.len();
+        self.scratch.weight = line.len();
+        self.scratch.held = None;
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(Outcome::Drop);
         }
@@ -87,10 +132,10 @@ impl ClientFilter {
         };
         let mut value = value;
         if let Value::Array(items) = &value {
-            self.single = false;
+            self.scratch.single = false;
             return self.on_batch(items);
         }
-        self.single = true;
+        self.scratch.single = true;
         let one = self.on_message(&value);
         if let Ok(One::HeldForListing) = one {
             // A tools/call waiting for capjail's own listing (`trust::listing`).
@@ -98,12 +143,12 @@ impl ClientFilter {
                 id: value.get("id").cloned().unwrap_or(Value::Null),
                 line: line.to_vec(),
                 params: value.get_mut("params").map(Value::take),
-                weight: self.weight,
+                weight: self.scratch.weight,
             };
             crate::trust::listing::hold(&self.shared, call);
             return Ok(Outcome::Held);
         }
-        if let Some(mut record) = self.held.take() {
+        if let Some(mut record) = self.scratch.held.take() {
             // Still before the message is forwarded or answered.
             record.params = value.get_mut("params").map(Value::take);
             self.recorder
@@ -158,7 +203,7 @@ impl ClientFilter {
         }
         // Nothing of a refused batch reaches the server: forget the requests it would have sent.
         {
-            let mut shared = self.shared.lock().expect("shared state");
+            let mut shared = self.state();
             for (item, r) in items.iter().zip(&results) {
                 if let (One::Allowed, Some(id), Some(_)) = (r, item.get("id"), item.get("method")) {
                     shared.pending.remove(&id_key(id));
@@ -217,18 +262,12 @@ impl ClientFilter {
                     return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: ids starting with \"capjail:\" are reserved for capjail's own requests (refused by capjail)", RuleId::ProtocolReservedId.data()))));
                 }
                 let key = id_key(id);
-                if self
-                    .shared
-                    .lock()
-                    .expect("shared state")
-                    .pending
-                    .contains_key(&key)
-                {
+                if self.state().pending.contains_key(&key) {
                     tracing::warn!(id = %key, "refused a request whose id is already in flight");
                     return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: this id is already in use by a request in flight (refused by capjail)", RuleId::ProtocolDuplicateId.data()))));
                 }
-                if self.single
-                    && !self.rejudging
+                if self.scratch.single
+                    && !self.scratch.rejudging
                     && method == "tools/call"
                     && crate::trust::listing::must_hold(&self.shared, id, params)
                 {
@@ -246,7 +285,7 @@ impl ClientFilter {
                 if decided.allowed {
                     crate::trust::listing::on_client_message(&self.shared, method, params);
                 }
-                let mut shared = self.shared.lock().expect("shared state");
+                let mut shared = self.state();
                 if decided.allowed {
                     let pending = match method {
                         "initialize" | "server/discover" => Pending::Initialize,
@@ -291,19 +330,14 @@ impl ClientFilter {
                         if let Some(a) = &self.approvals {
                             if a.unhold(&id_key(rid)) {
                                 // Held for approval, never sent: the server must not see it.
-                                let mut shared = self.shared.lock().expect("shared state");
+                                let mut shared = self.state();
                                 shared.remember_refused(id_key(rid));
                                 shared.pending.remove(&id_key(rid));
                                 tracing::info!(request = %rid, "the client cancelled a call waiting for approval");
                                 return Ok(One::Refused(None));
                             }
                         }
-                        if self
-                            .shared
-                            .lock()
-                            .expect("shared state")
-                            .was_refused(&id_key(rid))
-                        {
+                        if self.state().was_refused(&id_key(rid)) {
                             tracing::debug!(request = %rid, "dropped the cancellation of a request capjail refused");
                             return Ok(One::Refused(None));
                         }
@@ -326,12 +360,7 @@ impl ClientFilter {
                     on_answer(answer_of(v));
                     return Ok(One::Consumed);
                 }
-                let asked = self
-                    .shared
-                    .lock()
-                    .expect("shared state")
-                    .server_requests
-                    .remove(&id_key(id));
+                let asked = self.state().server_requests.remove(&id_key(id));
                 match asked {
                     None => {
                         tracing::warn!(id = %id, "dropped a client response to a request the server never sent");
@@ -384,6 +413,7 @@ impl ClientFilter {
         // session lock: a decision may resolve a host name, and the server->client pump must
         // not wait for that. The same snapshot goes to the audit log.
         let snapshot = {
+            // The field, not `state()`: `self.paths` changes while the lock is held.
             let shared = self.shared.lock().expect("shared state");
             let tool = (method == "tools/call")
                 .then(|| params.and_then(|p| p.get("name")).and_then(Value::as_str))
@@ -418,7 +448,7 @@ impl ClientFilter {
         let decision = crate::trust::gate::gate_call(decision, trust.as_ref());
         // Content checks and flows, on what the capability decision allowed (src/content).
         let (decision, notes) = {
-            let mut shared = self.shared.lock().expect("shared state");
+            let mut shared = self.state();
             crate::content::hook::on_request(
                 &self.policy,
                 &mut shared.content,
@@ -457,7 +487,7 @@ impl ClientFilter {
             tracing::debug!(id = %id.map(|i| i.to_string()).unwrap_or_default(), method, rule = %decision.rule, "Request allowed");
         }
         let gated = match (&self.approvals, id) {
-            (Some(_), Some(_)) if self.single => self
+            (Some(_), Some(_)) if self.scratch.single => self
                 .question(&decision, params)
                 .map(|q| (decision.clone(), q)),
             _ => None,
@@ -481,10 +511,10 @@ impl ClientFilter {
             decision,
             tool_spec,
             latency_us: micros,
-            weight: self.weight,
+            weight: self.scratch.weight,
         };
-        if self.single {
-            self.held = Some(record); // on_line moves the params in and queues it
+        if self.scratch.single {
+            self.scratch.held = Some(record); // on_line moves the params in and queues it
         } else {
             record.params = params.cloned();
             self.recorder
@@ -556,7 +586,7 @@ impl ClientFilter {
     ) -> std::io::Result<One> {
         use crate::approval::gate::{gate, Ctx, GateOutcome};
         // The decision record first (the approval's records follow it).
-        if let Some(mut record) = self.held.take() {
+        if let Some(mut record) = self.scratch.held.take() {
             record.params = params.cloned();
             self.recorder
                 .lock()
@@ -571,30 +601,19 @@ impl ClientFilter {
         let key = id_key(id);
         Ok(match gate(&ctx, id, params, &decision, q)? {
             GateOutcome::Forward(line) => {
-                self.shared
-                    .lock()
-                    .expect("shared state")
-                    .pending
-                    .insert(key, Pending::Plain);
+                self.state().pending.insert(key, Pending::Plain);
                 match line {
                     None => One::Allowed,
                     Some(l) => One::Rewritten(l),
                 }
             }
             GateOutcome::Reply(line) => {
-                self.shared
-                    .lock()
-                    .expect("shared state")
-                    .remember_refused(key);
+                self.state().remember_refused(key);
                 One::Refused(Some(line))
             }
             GateOutcome::Hold(hold) => {
                 // In flight while it waits: the same id cannot be reused meanwhile.
-                self.shared
-                    .lock()
-                    .expect("shared state")
-                    .pending
-                    .insert(key.clone(), Pending::Plain);
+                self.state().pending.insert(key.clone(), Pending::Plain);
                 ctx.approvals.hold(key);
                 One::Held(hold)
             }
@@ -666,11 +685,8 @@ mod tests {
             shared: Arc::new(Mutex::new(Shared::new(SessionCatalog::new(None, &argv)))),
             recorder: crate::proxy::recorder::Recorder::new(None),
             outbox: Outbox::discarding(),
-            weight: 0,
-            held: None,
-            single: false,
             approvals: None,
-            rejudging: false,
+            scratch: Scratch::default(),
         }
     }
 

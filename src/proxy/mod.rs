@@ -1,4 +1,8 @@
-//! The stdio relay: the client on capjail's stdin/stdout, the server on a pipe pair.
+//! `capjail run`: the client on capjail's stdin/stdout, the server on a pipe pair.
+//!
+//! `run` spawns the server, starts the audit log and wires one session's pipeline
+//! (`pipeline::Session`: every stage, both directions) to the stdio transport (`stdio`: framing
+//! and carrying out the pipeline's outputs); the lifecycle (signals, grace, exit) stays here.
 //!
 //! Shape: two pump threads (client -> server, server -> client) doing blocking I/O on large
 //! buffers, and the main thread running a small tokio runtime for the lifecycle (signals,
@@ -15,15 +19,14 @@ pub(crate) mod fatal;
 pub(crate) mod framing;
 mod held;
 pub(crate) mod outbox;
+pub(crate) mod pipeline;
 pub(crate) mod recorder;
 pub(crate) mod roots;
 pub(crate) mod server_filter;
 pub(crate) mod session;
+mod stdio;
 
-use std::fs::File;
-use std::io::{self, BufReader, Write};
-use std::mem::ManuallyDrop;
-use std::os::fd::FromRawFd;
+use std::io;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -31,15 +34,13 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use self::client_filter::{ClientFilter, Outcome, Shared};
-use self::framing::{Frame, LineReader};
+use self::client_filter::{ClientFilter, Shared};
 use self::outbox::Outbox;
+use self::pipeline::Session;
 use self::recorder::{Recorder, SharedRecorder};
-use self::server_filter::{ServerFilter, ServerOutcome};
-use crate::audit::{AuditLog, AuditQueue, Direction, Event, SessionEnd, SessionStart};
+use crate::audit::{AuditLog, AuditQueue, Event, SessionEnd, SessionStart};
 use crate::check::path::PathContext;
 use crate::check::RealWorld;
-use crate::jsonrpc::{self, code};
 use crate::policy::Policy;
 use crate::profile::Profile;
 
@@ -47,7 +48,6 @@ pub(crate) use child::SpawnError;
 
 /// Longest server line relayed (responses can be large: a 16 MiB file read).
 pub(crate) const MAX_SERVER_LINE_BYTES: usize = 256 * 1024 * 1024;
-const PUMP_BUFFER: usize = 256 * 1024;
 
 /// A hook that adds confinement to the server's command before it is spawned.
 pub(crate) type CommandHook = Box<dyn FnOnce(&mut Command) -> io::Result<()>>;
@@ -196,9 +196,7 @@ pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
 
     // fd 1, unbuffered: every write is one whole message. Both sides' writes go through the
     // outbox, so capjail's own messages and held requests never interleave with relayed lines.
-    // SAFETY: fd 1 stays open for the life of the process; ManuallyDrop never closes it.
-    let client_out = ClientStdout(ManuallyDrop::new(unsafe { File::from_raw_fd(1) }));
-    let outbox = Outbox::new(Box::new(server_in), Box::new(client_out));
+    let outbox = Outbox::new(Box::new(server_in), Box::new(stdio::ClientStdout::fd1()));
     // Lines stages send to the server wait for the audit log like the pump's own.
     let watermark = recorder.lock().ok().and_then(|r| r.watermark());
     if let Some(watermark) = watermark {
@@ -209,42 +207,37 @@ pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
     }
     let (tx, mut rx) = mpsc::unbounded_channel::<PumpEvent>();
 
-    let filter = ClientFilter {
-        policy: cfg.policy.clone(),
-        paths: PathContext {
-            cwd: cfg.cwd.clone(),
-            home,
-            argv_dirs: crate::check::readings::argv_dirs(&cfg.argv, &cfg.cwd),
-            roots: Vec::new(),
-            env: Some(
-                cfg.env
-                    .clone()
-                    .unwrap_or_else(|| std::env::vars().collect()),
-            ),
-            readings: shared
-                .lock()
-                .expect("shared")
-                .catalog
-                .profile()
-                .map(|p| p.paths.clone())
-                .unwrap_or_default(),
-        },
-        world: Box::new(RealWorld),
-        shared: shared.clone(),
-        recorder: recorder.clone(),
-        outbox: outbox.clone(),
-        weight: 0,
-        held: None,
-        single: false,
-        approvals: crate::approval::for_policy(&cfg.policy, &outbox),
-        rejudging: false,
+    let paths = PathContext {
+        cwd: cfg.cwd.clone(),
+        home,
+        argv_dirs: crate::check::readings::argv_dirs(&cfg.argv, &cfg.cwd),
+        roots: Vec::new(),
+        env: Some(
+            cfg.env
+                .clone()
+                .unwrap_or_else(|| std::env::vars().collect()),
+        ),
+        readings: shared
+            .lock()
+            .expect("shared")
+            .catalog
+            .profile()
+            .map(|p| p.paths.clone())
+            .unwrap_or_default(),
     };
-    let paths = filter.paths.clone();
-    // One client filter for the session: the client pump judges each line with it, and a call
-    // held until capjail has listed the tools is judged again with it, whole (every stage),
-    // when the listing is in.
-    let filter = Arc::new(Mutex::new(filter));
-    let checking = cfg.filter;
+    let filter = ClientFilter::new(
+        cfg.policy.clone(),
+        paths.clone(),
+        Box::new(RealWorld),
+        shared.clone(),
+        recorder.clone(),
+        outbox.clone(),
+        crate::approval::for_policy(&cfg.policy, &outbox),
+    );
+    // One pipeline for the session: the client pump judges each line with it, and a call held
+    // until capjail has listed the tools is judged again with it, whole (every stage), when
+    // the listing is in.
+    let session = Arc::new(Session::new(filter, cfg.filter));
     if let Some(t) = shared.lock().expect("shared").trust.as_mut() {
         // capjail's own tools/list and the calls held for it (`trust::listing`).
         t.listing.decider = Some(crate::trust::listing::Decider {
@@ -253,17 +246,17 @@ pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
             recorder: recorder.clone(),
             outbox: outbox.clone(),
             kernel_backstop,
-            rejudge: Some(rejudge_with(filter.clone(), shared.clone(), outbox.clone())),
+            rejudge: Some(session.rejudge()),
         });
     }
-    let max_line = cfg.policy.limits.max_line_bytes;
     {
         let tx = tx.clone();
         let out = outbox.clone();
+        let session = session.clone();
         std::thread::Builder::new()
             .name("client->server".into())
             .spawn(move || {
-                let r = pump_client(&filter, checking, max_line, &out);
+                let r = stdio::pump_client(&session, stdio::ClientStdin::fd0(), &out);
                 if let Err(e) = &r {
                     if let Some(fatal) = fatal_error(e) {
                         let _ = tx.send(PumpEvent::Fatal(fatal));
@@ -277,16 +270,11 @@ pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
     {
         let tx = tx.clone();
         let out = outbox.clone();
-        let mut sfilter = ServerFilter {
-            shared: shared.clone(),
-            policy: cfg.policy.clone(),
-            outbox: outbox.clone(),
-        };
-        let recorder = recorder.clone();
+        let session = session.clone();
         std::thread::Builder::new()
             .name("server->client".into())
             .spawn(move || {
-                if let Err(e) = pump_server(&mut sfilter, checking, server_out, &out, &recorder) {
+                if let Err(e) = stdio::pump_server(&session, server_out, &out) {
                     if let Some(fatal) = fatal_error(&e) {
                         let _ = tx.send(PumpEvent::Fatal(fatal));
                         return;
@@ -433,18 +421,6 @@ fn forward(
     *deadline = Some(tokio::time::Instant::now() + grace);
 }
 
-/// capjail's stdout (fd 1), never closed.
-struct ClientStdout(ManuallyDrop<File>);
-
-impl Write for ClientStdout {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        (&*self.0 as &File).write(buf)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// How a pump's error ends the session: an audit failure (by type: [`fatal::AuditFailure`]) with
 /// the audit status, another `ErrorKind::Other` (a poisoned lock, ...) with the internal status;
 /// `None` for an ordinary end of a stream (a closed pipe).
@@ -453,222 +429,4 @@ fn fatal_error(e: &io::Error) -> Option<RunError> {
         return Some(RunError::Audit(a.to_string()));
     }
     (e.kind() == io::ErrorKind::Other).then(|| RunError::Internal(e.to_string()))
-}
-
-/// Client -> server. Returns a [`fatal::AuditFailure`] for a fatal audit failure.
-///
-/// Write before forward: an allowed line is held until the audit log is written up to its
-/// decision's record. Lines already waiting in the input buffer (a pipelined client) are
-/// decided first and released together, so they share one audit batch.
-fn pump_client(
-    filter: &Mutex<ClientFilter>,
-    checking: bool,
-    max_line: usize,
-    out: &Outbox,
-) -> io::Result<()> {
-    // SAFETY: fd 0 stays open for the life of the process; ManuallyDrop never closes it.
-    let stdin = ManuallyDrop::new(unsafe { File::from_raw_fd(0) });
-    let mut reader = LineReader::new(BufReader::with_capacity(PUMP_BUFFER, &*stdin), max_line);
-    let recorder = filter
-        .lock()
-        .map_err(|_| io::Error::other("client filter lock poisoned"))?
-        .recorder
-        .clone();
-    let watermark = if checking {
-        recorder
-            .lock()
-            .map_err(|_| io::Error::other("recorder lock poisoned"))?
-            .watermark()
-    } else {
-        None
-    };
-    if checking {
-        out.mark_client_pump();
-    }
-    let mut held = held::Held::default();
-    let mut buf = Vec::new();
-    loop {
-        if !held.is_empty() && (!reader.line_buffered() || held.is_full()) {
-            let seq = recorder
-                .lock()
-                .map_err(|_| io::Error::other("recorder lock poisoned"))?
-                .last_seq;
-            if !held.release(watermark.as_ref(), seq, out)? {
-                return Ok(());
-            }
-        } else if held.is_empty() {
-            // What stages sent to the server while this pump judged a line (outbox).
-            out.flush_deferred()?;
-        }
-        match reader.next_into(&mut buf) {
-            Ok(Frame::Eof) => {
-                if !held.is_empty() {
-                    let seq = recorder.lock().map(|r| r.last_seq).unwrap_or(u64::MAX);
-                    held.release(watermark.as_ref(), seq, out)?;
-                }
-                out.flush_deferred()?;
-                return Ok(());
-            }
-            Ok(Frame::TooLong(n)) => {
-                tracing::warn!("refused a client message of {n} bytes (limit {max_line})");
-                let mut line = jsonrpc::error_response(
-                    &serde_json::Value::Null,
-                    code::INVALID_REQUEST,
-                    &format!("Invalid Request: message of {n} bytes exceeds capjail's limit of {max_line} bytes"),
-                    crate::policy::RuleId::ProtocolTooLong.data(),
-                );
-                line.push(b'\n');
-                out.send_to_client(&line)?;
-            }
-            Ok(Frame::Line(line)) => {
-                let outcome = if checking {
-                    let judged = match filter.lock() {
-                        Ok(mut f) => f.on_line(&line),
-                        Err(_) => Err(io::Error::other("client filter lock poisoned")),
-                    };
-                    match judged {
-                        Ok(o) => o,
-                        Err(e) => {
-                            let e = match fatal::AuditFailure::find(&e) {
-                                Some(a) => fatal::AuditFailure::io(format!(
-                                    "cannot record a decision: {a}"
-                                )),
-                                None => e,
-                            };
-                            held.hold(&line, None);
-                            held.refuse_all(out, &e);
-                            return Err(e);
-                        }
-                    }
-                } else if line.iter().all(u8::is_ascii_whitespace) {
-                    Outcome::Drop
-                } else {
-                    Outcome::Forward
-                };
-                match outcome {
-                    Outcome::Forward => held.hold(&line, None),
-                    Outcome::ForwardRewritten(rewritten) => held.hold(&line, Some(rewritten)),
-                    Outcome::Reply(mut reply) => {
-                        reply.push(b'\n');
-                        out.send_to_client(&reply)?;
-                    }
-                    // A stage holds the message and sends or answers it later (outbox).
-                    Outcome::Drop | Outcome::Held => {}
-                }
-                buf = line;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// How a call held for capjail's own tools listing is judged once the listing is in: the
-/// whole client filter again (capability decision, pins, content checks, flows, approvals),
-/// then forwarded (after its record is written), answered, or held by a stage.
-fn rejudge_with(
-    filter: Arc<Mutex<ClientFilter>>,
-    shared: Arc<Mutex<Shared>>,
-    outbox: Arc<Outbox>,
-) -> crate::trust::listing::Rejudge {
-    Arc::new(move |call: crate::trust::listing::HeldCall| {
-        // The id was reserved while the call waited; the filter reserves it again.
-        shared
-            .lock()
-            .map_err(|_| io::Error::other("shared state lock poisoned"))?
-            .pending
-            .remove(&client_filter::id_key(&call.id));
-        let outcome = {
-            let mut f = filter
-                .lock()
-                .map_err(|_| io::Error::other("client filter lock poisoned"))?;
-            f.rejudging = true;
-            let o = f.on_line(&call.line);
-            f.rejudging = false;
-            o?
-        };
-        match outcome {
-            Outcome::Forward => outbox.send_to_server(&call.line),
-            Outcome::ForwardRewritten(line) => outbox.send_to_server(&line),
-            Outcome::Reply(line) => outbox.send_to_client(&line),
-            Outcome::Drop | Outcome::Held => Ok(()),
-        }
-    })
-}
-
-/// Server -> client. Returns a [`fatal::AuditFailure`] for a fatal audit failure.
-fn pump_server(
-    filter: &mut ServerFilter,
-    checking: bool,
-    server_out: std::process::ChildStdout,
-    out: &Outbox,
-    recorder: &SharedRecorder,
-) -> io::Result<()> {
-    let record = |dropped: bool, reason: &str| -> io::Result<()> {
-        recorder
-            .lock()
-            .map_err(|_| io::Error::other("recorder lock poisoned"))?
-            .filtered(Direction::ServerToClient, None, None, dropped, reason)
-            .map_err(|e| fatal::AuditFailure::io(format!("cannot record a filtered response: {e}")))
-    };
-    let mut reader = LineReader::new(
-        BufReader::with_capacity(PUMP_BUFFER, server_out),
-        MAX_SERVER_LINE_BYTES,
-    );
-    let mut buf = Vec::new();
-    loop {
-        match reader.next_into(&mut buf)? {
-            Frame::Eof => return Ok(()),
-            Frame::TooLong(n) => {
-                tracing::error!(
-                    "dropped a server message of {n} bytes (limit {MAX_SERVER_LINE_BYTES})"
-                );
-                record(true, &format!("a server message of {n} bytes exceeds the limit of {MAX_SERVER_LINE_BYTES}"))?;
-            }
-            Frame::Line(mut line) => {
-                let outcome = if checking {
-                    filter.on_line(&line)
-                } else {
-                    ServerOutcome::Forward
-                };
-                match outcome {
-                    ServerOutcome::Forward => {
-                        line.push(b'\n');
-                        out.send_to_client(&line)?;
-                    }
-                    ServerOutcome::Rewritten(mut rewritten) => {
-                        record(false, "tools/list rewritten: tools the policy blocks, or whose definitions changed or are suspicious, were not shown as served")?;
-                        rewritten.push(b'\n');
-                        out.send_to_client(&rewritten)?;
-                    }
-                    ServerOutcome::Content(mut rewritten, why) => {
-                        tracing::warn!("content checks rewrote a result: {why}");
-                        record(false, &why)?;
-                        rewritten.push(b'\n');
-                        out.send_to_client(&rewritten)?;
-                    }
-                    ServerOutcome::Flagged(why) => {
-                        tracing::warn!("content finding recorded: {why}");
-                        recorder
-                            .lock()
-                            .map_err(|_| io::Error::other("recorder lock poisoned"))?
-                            .flagged(Direction::ServerToClient, None, &why)
-                            .map_err(|e| {
-                                fatal::AuditFailure::io(format!("cannot record a finding: {e}"))
-                            })?;
-                        line.push(b'\n');
-                        out.send_to_client(&line)?;
-                    }
-                    // The answer to one of capjail's own requests, handed to its stage.
-                    ServerOutcome::Consumed => {}
-                    ServerOutcome::Drop(reason) => {
-                        if reason != "blank line" {
-                            tracing::warn!("dropped a server message: {reason}");
-                            record(true, &reason)?;
-                        }
-                    }
-                }
-                buf = line;
-            }
-        }
-    }
 }

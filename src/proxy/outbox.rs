@@ -110,8 +110,7 @@ impl Outbox {
         })
     }
 
-    #[cfg(test)]
-    /// An outbox whose lines go nowhere (`capjail check`, unit tests).
+    /// An outbox whose lines go nowhere (`capjail check`, `audit replay`, unit tests).
     pub(crate) fn discarding() -> Arc<Outbox> {
         Outbox::new(Box::new(io::sink()), Box::new(io::sink()))
     }

@@ -26,6 +26,19 @@ pub(crate) struct Recorder {
     /// The sequence number of the last record queued (0: none). A request is forwarded only
     /// once the audit log is written up to the record of its decision (`Watermark::wait`).
     pub(crate) last_seq: u64,
+    /// An offline session (`capjail check`, `audit replay`) keeps what it decided here instead
+    /// of writing a log (`None`: a session that runs a server).
+    kept: Option<Vec<Kept>>,
+}
+
+/// What an offline session decided, in order.
+pub(crate) enum Kept {
+    Decision(Box<DecisionRecord>),
+    /// A message capjail altered or dropped.
+    Filtered {
+        dropped: bool,
+        reason: String,
+    },
 }
 
 pub(crate) type SharedRecorder = Arc<Mutex<Recorder>>;
@@ -60,7 +73,23 @@ impl Recorder {
             audit,
             tally: Tally::default(),
             last_seq: 0,
+            kept: None,
         }))
+    }
+
+    /// The recorder of an offline session: no log, what is decided is kept ([`Kept`]).
+    pub fn keeping() -> SharedRecorder {
+        Arc::new(Mutex::new(Recorder {
+            audit: None,
+            tally: Tally::default(),
+            last_seq: 0,
+            kept: Some(Vec::new()),
+        }))
+    }
+
+    /// What was kept since the last call (offline sessions).
+    pub fn take_kept(&mut self) -> Vec<Kept> {
+        self.kept.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Where the proxy waits for records to be written (`None`: auditing is off).
@@ -75,6 +104,10 @@ impl Recorder {
             self.tally.allowed += 1;
         } else {
             self.tally.denied += 1;
+        }
+        if let Some(kept) = &mut self.kept {
+            kept.push(Kept::Decision(Box::new(d)));
+            return Ok(());
         }
         if let Some(q) = &self.audit {
             let record = Record::Decision {
@@ -101,6 +134,12 @@ impl Recorder {
         reason: &str,
     ) -> std::io::Result<()> {
         self.tally.filtered += 1;
+        if let Some(kept) = &mut self.kept {
+            kept.push(Kept::Filtered {
+                dropped,
+                reason: reason.to_string(),
+            });
+        }
         if let Some(q) = &self.audit {
             let record = Record::Filter {
                 direction,

@@ -1,0 +1,398 @@
+//! One session's message pipeline, whatever carries the bytes.
+//!
+//! A transport (stdio today: `proxy::stdio`) cuts its byte streams into lines and hands each
+//! line to [`Session::on_client_message`] or [`Session::on_server_message`]; it gets back the
+//! [`Output`]s to carry out, in order: what to forward, what to answer, which records to write
+//! first. The stages themselves (strict parsing, classification and the capability decision,
+//! tool trust, content checks, approvals, roots narrowing, result filtering) live in
+//! [`ClientFilter`] (client -> server) and [`ServerFilter`] (server -> client) over one session
+//! state ([`Shared`]). `run` drives a session over stdio; `capjail check` and `audit replay` drive
+//! an offline session ([`Session::offline`]): no server, nothing written anywhere, the
+//! decisions kept for the caller.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use super::catalog::SessionCatalog;
+use super::client_filter::{id_key, ClientFilter, Outcome, Shared, SharedState};
+use super::outbox::Outbox;
+use super::recorder::{Kept, Recorder, SharedRecorder};
+use super::server_filter::{ServerFilter, ServerOutcome};
+use crate::audit::Direction;
+use crate::check::path::PathContext;
+use crate::check::World;
+use crate::jsonrpc::{self, code};
+use crate::policy::Policy;
+
+/// What the transport does with one message, in the order given.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Output {
+    /// Send the message, byte for byte as it was received, to the other peer.
+    Forward,
+    /// Send these bytes (one message, no newline) to the server instead.
+    ToServer(Vec<u8>),
+    /// Send these bytes (one message, no newline) to the client.
+    ToClient(Vec<u8>),
+    /// Write this record before carrying out what follows ([`Session::record`]).
+    Record(SessionRecord),
+}
+
+/// A record a transport writes for the pipeline (decision records are written by the stages
+/// that decide, before the decision takes effect).
+#[derive(Debug, PartialEq)]
+pub(crate) enum SessionRecord {
+    /// A message capjail altered (`dropped: false`) or dropped.
+    Filtered {
+        direction: Direction,
+        dropped: bool,
+        reason: String,
+    },
+    /// A message forwarded unchanged in which the content checks found something to record.
+    Flagged {
+        direction: Direction,
+        reason: String,
+    },
+}
+
+/// One session: both directions' stages over one session state.
+pub(crate) struct Session {
+    client: Arc<Mutex<ClientFilter>>,
+    server: Mutex<ServerFilter>,
+    shared: SharedState,
+    recorder: SharedRecorder,
+    outbox: Arc<Outbox>,
+    /// Check messages (proxy layer); when false, lines are relayed unchecked.
+    checking: bool,
+    /// Longest client line (`proxy.max_line_bytes`).
+    max_line: usize,
+}
+
+fn poisoned(what: &str) -> io::Error {
+    io::Error::other(format!("{what} lock poisoned"))
+}
+
+impl Session {
+    /// The session of `client` (its policy, session state, recorder and outbox serve the
+    /// server direction too).
+    pub(crate) fn new(client: ClientFilter, checking: bool) -> Session {
+        let server = ServerFilter {
+            shared: client.shared.clone(),
+            policy: client.policy.clone(),
+            outbox: client.outbox.clone(),
+        };
+        Session {
+            shared: client.shared.clone(),
+            recorder: client.recorder.clone(),
+            outbox: client.outbox.clone(),
+            max_line: client.policy.limits.max_line_bytes,
+            client: Arc::new(Mutex::new(client)),
+            server: Mutex::new(server),
+            checking,
+        }
+    }
+
+    /// A session with no server and no log (`capjail check`, `audit replay`): every client
+    /// message goes through the same stages as under `run`; nothing is sent anywhere, no
+    /// person is asked (a call a `require_approval` rule gates is refused, as `run` refuses it
+    /// with no way to ask), and the decisions are kept ([`Session::take_kept`]).
+    pub(crate) fn offline(
+        policy: Arc<Policy>,
+        catalog: SessionCatalog,
+        paths: PathContext,
+        world: Box<dyn World + Send>,
+    ) -> Session {
+        let shared = Arc::new(Mutex::new(Shared::new(catalog)));
+        let client = ClientFilter::new(
+            policy,
+            paths,
+            world,
+            shared,
+            Recorder::keeping(),
+            Outbox::discarding(),
+            None,
+        );
+        Session::new(client, true)
+    }
+
+    pub(crate) fn recorder(&self) -> &SharedRecorder {
+        &self.recorder
+    }
+
+    /// The longest client line the policy admits (`proxy.max_line_bytes`).
+    pub(crate) fn max_line(&self) -> usize {
+        self.max_line
+    }
+
+    pub(crate) fn checking(&self) -> bool {
+        self.checking
+    }
+
+    /// Judge one client line. `Err` (kind `Other`): a decision could not be recorded; nothing
+    /// of this line may take effect.
+    pub(crate) fn on_client_message(&self, line: &[u8]) -> io::Result<Vec<Output>> {
+        if !self.checking {
+            return Ok(if line.iter().all(u8::is_ascii_whitespace) {
+                Vec::new()
+            } else {
+                vec![Output::Forward]
+            });
+        }
+        let outcome = self
+            .client
+            .lock()
+            .map_err(|_| poisoned("client filter"))?
+            .on_line(line)?;
+        Ok(client_outputs(outcome))
+    }
+
+    /// A client line longer than the limit (the transport did not keep it).
+    pub(crate) fn on_client_oversized(&self, n: usize) -> Vec<Output> {
+        let max = self.max_line;
+        tracing::warn!("refused a client message of {n} bytes (limit {max})");
+        vec![Output::ToClient(jsonrpc::error_response(
+            &serde_json::Value::Null,
+            code::INVALID_REQUEST,
+            &format!(
+                "Invalid Request: message of {n} bytes exceeds capjail's limit of {max} bytes"
+            ),
+            crate::policy::RuleId::ProtocolTooLong.data(),
+        ))]
+    }
+
+    /// Judge one server line.
+    pub(crate) fn on_server_message(&self, line: &[u8]) -> Vec<Output> {
+        if !self.checking {
+            return vec![Output::Forward];
+        }
+        let outcome = match self.server.lock() {
+            Ok(mut f) => f.on_line(line),
+            Err(_) => ServerOutcome::Drop("server filter lock poisoned".into()),
+        };
+        server_outputs(outcome)
+    }
+
+    /// A server line longer than `limit` (the transport did not keep it).
+    pub(crate) fn on_server_oversized(&self, n: usize, limit: usize) -> Vec<Output> {
+        tracing::error!("dropped a server message of {n} bytes (limit {limit})");
+        vec![Output::Record(SessionRecord::Filtered {
+            direction: Direction::ServerToClient,
+            dropped: true,
+            reason: format!("a server message of {n} bytes exceeds the limit of {limit}"),
+        })]
+    }
+
+    /// Write a record the pipeline asked for. `Err` (kind `Other`): the audit log failed.
+    pub(crate) fn record(&self, r: &SessionRecord) -> io::Result<()> {
+        let mut rec = self.recorder.lock().map_err(|_| poisoned("recorder"))?;
+        match r {
+            SessionRecord::Filtered {
+                direction,
+                dropped,
+                reason,
+            } => rec
+                .filtered(*direction, None, None, *dropped, reason)
+                .map_err(|e| {
+                    super::fatal::AuditFailure::io(format!("cannot record a filtered message: {e}"))
+                }),
+            SessionRecord::Flagged { direction, reason } => {
+                rec.flagged(*direction, None, reason).map_err(|e| {
+                    super::fatal::AuditFailure::io(format!("cannot record a finding: {e}"))
+                })
+            }
+        }
+    }
+
+    /// What an offline session decided since the last call (empty for a session that writes a
+    /// log).
+    pub(crate) fn take_kept(&self) -> Vec<Kept> {
+        self.recorder
+            .lock()
+            .map(|mut r| r.take_kept())
+            .unwrap_or_default()
+    }
+
+    /// Describe a tool to the session's catalog (`audit replay`: the recorded description).
+    pub(crate) fn describe_tool(&self, name: &str, spec: crate::profile::ToolSpec) {
+        if let Ok(mut s) = self.shared.lock() {
+            s.catalog.describe(name, spec);
+        }
+    }
+
+    /// Forget the requests in flight (an offline session whose caller treats every message as
+    /// answered: `audit replay` re-judges records of different sessions and times).
+    pub(crate) fn forget_in_flight(&self) {
+        if let Ok(mut s) = self.shared.lock() {
+            s.pending.clear();
+        }
+    }
+
+    /// How a call held for capjail's own tools listing is judged once the listing is in: the
+    /// whole client pipeline again (capability decision, pins, content checks, flows,
+    /// approvals), then forwarded (after its record is written), answered, or held by a stage.
+    pub(crate) fn rejudge(&self) -> crate::trust::listing::Rejudge {
+        let client = self.client.clone();
+        let shared = self.shared.clone();
+        let outbox = self.outbox.clone();
+        Arc::new(move |call: crate::trust::listing::HeldCall| {
+            // The id was reserved while the call waited; the filter reserves it again.
+            shared
+                .lock()
+                .map_err(|_| poisoned("shared state"))?
+                .pending
+                .remove(&id_key(&call.id));
+            let outcome = client
+                .lock()
+                .map_err(|_| poisoned("client filter"))?
+                .rejudge(&call.line)?;
+            for o in client_outputs(outcome) {
+                match o {
+                    Output::Forward => outbox.send_to_server(&call.line)?,
+                    Output::ToServer(line) => outbox.send_to_server(&line)?,
+                    Output::ToClient(line) => outbox.send_to_client(&line)?,
+                    Output::Record(_) => {}
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The outputs of the client filter's outcome.
+fn client_outputs(outcome: Outcome) -> Vec<Output> {
+    match outcome {
+        Outcome::Forward => vec![Output::Forward],
+        Outcome::ForwardRewritten(line) => vec![Output::ToServer(line)],
+        Outcome::Reply(line) => vec![Output::ToClient(line)],
+        // A stage holds the message and sends or answers it later (outbox).
+        Outcome::Drop | Outcome::Held => Vec::new(),
+    }
+}
+
+/// The outputs of the server filter's outcome: the record first, then what the client gets.
+fn server_outputs(outcome: ServerOutcome) -> Vec<Output> {
+    let filtered = |dropped: bool, reason: String| {
+        Output::Record(SessionRecord::Filtered {
+            direction: Direction::ServerToClient,
+            dropped,
+            reason,
+        })
+    };
+    match outcome {
+        ServerOutcome::Forward => vec![Output::Forward],
+        ServerOutcome::Rewritten(line) => vec![
+            filtered(false, "tools/list rewritten: tools the policy blocks, or whose definitions changed or are suspicious, were not shown as served".into()),
+            Output::ToClient(line),
+        ],
+        ServerOutcome::Content(line, why) => {
+            tracing::warn!("content checks rewrote a result: {why}");
+            vec![filtered(false, why), Output::ToClient(line)]
+        }
+        ServerOutcome::Flagged(why) => {
+            tracing::warn!("content finding recorded: {why}");
+            vec![
+                Output::Record(SessionRecord::Flagged {
+                    direction: Direction::ServerToClient,
+                    reason: why,
+                }),
+                Output::Forward,
+            ]
+        }
+        // The answer to one of capjail's own requests, handed to its stage.
+        ServerOutcome::Consumed => Vec::new(),
+        ServerOutcome::Drop(reason) => {
+            if reason == "blank line" {
+                return Vec::new();
+            }
+            tracing::warn!("dropped a server message: {reason}");
+            vec![filtered(true, reason)]
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::RealWorld;
+    use crate::policy::{builtin, load_str, PolicySource};
+
+    fn offline() -> Session {
+        let policy = load_str(
+            builtin::get("strict").unwrap(),
+            PolicySource::Builtin("strict".into()),
+        )
+        .unwrap();
+        let profile = crate::profile::load("filesystem").unwrap();
+        let paths = PathContext {
+            cwd: "/tmp".into(),
+            readings: profile.paths.clone(),
+            ..Default::default()
+        };
+        Session::offline(
+            Arc::new(policy),
+            SessionCatalog::new(Some(profile), &[]),
+            paths,
+            Box::new(RealWorld),
+        )
+    }
+
+    fn call(id: i64, path: &str) -> Vec<u8> {
+        serde_json::json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"read_file","arguments":{"path":path}}}).to_string().into_bytes()
+    }
+
+    #[test]
+    fn offline_session_judges_and_keeps_the_decisions() {
+        let s = offline();
+        assert_eq!(
+            s.on_client_message(&call(1, "/tmp/a")).unwrap(),
+            vec![Output::Forward]
+        );
+        let out = s.on_client_message(&call(2, "/etc/passwd")).unwrap();
+        let [Output::ToClient(reply)] = &out[..] else {
+            panic!("{out:?}")
+        };
+        let reply: serde_json::Value = serde_json::from_slice(reply).unwrap();
+        assert_eq!(reply["error"]["data"]["rule"], "filesystem.mounts");
+        let kept = s.take_kept();
+        assert_eq!(kept.len(), 2);
+        assert!(matches!(&kept[0], Kept::Decision(d) if d.decision.is_allowed()));
+        assert!(matches!(&kept[1], Kept::Decision(d) if !d.decision.is_allowed()));
+        // Id 1 is still in flight (no server answers it): reusing it is refused as `run` does.
+        let out = s.on_client_message(&call(1, "/tmp/a")).unwrap();
+        assert!(matches!(&out[..], [Output::ToClient(_)]), "{out:?}");
+        s.forget_in_flight();
+        assert_eq!(
+            s.on_client_message(&call(1, "/tmp/a")).unwrap(),
+            vec![Output::Forward]
+        );
+        // A response to a request the server never sent: dropped and recorded.
+        let out = s
+            .on_client_message(br#"{"jsonrpc":"2.0","id":9,"result":{}}"#)
+            .unwrap();
+        assert!(out.is_empty(), "{out:?}");
+        assert!(s
+            .take_kept()
+            .iter()
+            .any(|k| matches!(k, Kept::Filtered { dropped: true, .. })));
+    }
+
+    #[test]
+    fn server_outcomes_record_before_they_send() {
+        let out = server_outputs(ServerOutcome::Content(b"x".to_vec(), "why".into()));
+        assert!(matches!(
+            &out[..],
+            [
+                Output::Record(SessionRecord::Filtered { dropped: false, .. }),
+                Output::ToClient(_)
+            ]
+        ));
+        assert!(server_outputs(ServerOutcome::Drop("blank line".into())).is_empty());
+        let out = server_outputs(ServerOutcome::Drop("bad".into()));
+        assert!(matches!(
+            &out[..],
+            [Output::Record(SessionRecord::Filtered {
+                dropped: true,
+                ..
+            })]
+        ));
+    }
+}

@@ -1,0 +1,177 @@
+//! The stdio transport: frames the client's stdin and the server's stdout into lines, hands
+//! each line to the session's pipeline (`pipeline::Session`) and carries out its outputs.
+//! Nothing here judges a message.
+//!
+//! Write before forward: an allowed client line is held until the audit log is written up to
+//! its decision's record. Lines already waiting in the input buffer (a pipelined client) are
+//! judged first and released together, so they share one audit batch.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::mem::ManuallyDrop;
+use std::os::fd::FromRawFd;
+
+use super::framing::{Frame, LineReader};
+use super::held;
+use super::outbox::Outbox;
+use super::pipeline::{Output, Session};
+use super::MAX_SERVER_LINE_BYTES;
+
+const PUMP_BUFFER: usize = 256 * 1024;
+
+/// capjail's stdout (fd 1), never closed.
+pub(crate) struct ClientStdout(ManuallyDrop<File>);
+
+impl ClientStdout {
+    pub(crate) fn fd1() -> ClientStdout {
+        // SAFETY: fd 1 stays open for the life of the process; ManuallyDrop never closes it.
+        ClientStdout(ManuallyDrop::new(unsafe { File::from_raw_fd(1) }))
+    }
+}
+
+impl Write for ClientStdout {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self.0 as &File).write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// capjail's stdin (fd 0), never closed.
+pub(crate) struct ClientStdin(ManuallyDrop<File>);
+
+impl ClientStdin {
+    pub(crate) fn fd0() -> ClientStdin {
+        // SAFETY: fd 0 stays open for the life of the process; ManuallyDrop never closes it.
+        ClientStdin(ManuallyDrop::new(unsafe { File::from_raw_fd(0) }))
+    }
+}
+
+impl Read for ClientStdin {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0 as &File).read(buf)
+    }
+}
+
+/// Client -> server. Returns a [`super::fatal::AuditFailure`] for a fatal audit failure.
+pub(crate) fn pump_client(session: &Session, input: impl Read, out: &Outbox) -> io::Result<()> {
+    let checking = session.checking();
+    let max_line = session.max_line();
+    let mut reader = LineReader::new(BufReader::with_capacity(PUMP_BUFFER, input), max_line);
+    let recorder = session.recorder().clone();
+    let watermark = if checking {
+        recorder
+            .lock()
+            .map_err(|_| io::Error::other("recorder lock poisoned"))?
+            .watermark()
+    } else {
+        None
+    };
+    if checking {
+        out.mark_client_pump();
+    }
+    let mut held = held::Held::default();
+    let mut buf = Vec::new();
+    loop {
+        if !held.is_empty() && (!reader.line_buffered() || held.is_full()) {
+            let seq = recorder
+                .lock()
+                .map_err(|_| io::Error::other("recorder lock poisoned"))?
+                .last_seq;
+            if !held.release(watermark.as_ref(), seq, out)? {
+                return Ok(());
+            }
+        } else if held.is_empty() {
+            // What stages sent to the server while this pump judged a line (outbox).
+            out.flush_deferred()?;
+        }
+        match reader.next_into(&mut buf) {
+            Ok(Frame::Eof) => {
+                if !held.is_empty() {
+                    let seq = recorder.lock().map(|r| r.last_seq).unwrap_or(u64::MAX);
+                    held.release(watermark.as_ref(), seq, out)?;
+                }
+                out.flush_deferred()?;
+                return Ok(());
+            }
+            Ok(Frame::TooLong(n)) => {
+                for o in session.on_client_oversized(n) {
+                    if let Output::ToClient(mut line) = o {
+                        line.push(b'\n');
+                        out.send_to_client(&line)?;
+                    }
+                }
+            }
+            Ok(Frame::Line(line)) => {
+                let outputs = match session.on_client_message(&line) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        let e = match super::fatal::AuditFailure::find(&e) {
+                            Some(a) => super::fatal::AuditFailure::io(format!(
+                                "cannot record a decision: {a}"
+                            )),
+                            None => e,
+                        };
+                        held.hold(&line, None);
+                        held.refuse_all(out, &e);
+                        return Err(e);
+                    }
+                };
+                for o in outputs {
+                    match o {
+                        Output::Forward => held.hold(&line, None),
+                        Output::ToServer(rewritten) => held.hold(&line, Some(rewritten)),
+                        Output::ToClient(mut reply) => {
+                            reply.push(b'\n');
+                            out.send_to_client(&reply)?;
+                        }
+                        Output::Record(r) => session.record(&r)?,
+                    }
+                }
+                buf = line;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Server -> client. Returns a [`super::fatal::AuditFailure`] for a fatal audit failure.
+pub(crate) fn pump_server(
+    session: &Session,
+    server_out: impl Read,
+    out: &Outbox,
+) -> io::Result<()> {
+    let mut reader = LineReader::new(
+        BufReader::with_capacity(PUMP_BUFFER, server_out),
+        MAX_SERVER_LINE_BYTES,
+    );
+    let mut buf = Vec::new();
+    loop {
+        let (outputs, mut line) = match reader.next_into(&mut buf)? {
+            Frame::Eof => return Ok(()),
+            Frame::TooLong(n) => (
+                session.on_server_oversized(n, MAX_SERVER_LINE_BYTES),
+                Vec::new(),
+            ),
+            Frame::Line(line) => (session.on_server_message(&line), line),
+        };
+        for o in outputs {
+            match o {
+                Output::Forward => {
+                    line.push(b'\n');
+                    let sent = out.send_to_client(&line);
+                    line.pop();
+                    sent?;
+                }
+                Output::ToClient(mut l) => {
+                    l.push(b'\n');
+                    out.send_to_client(&l)?;
+                }
+                Output::Record(r) => session.record(&r)?,
+                Output::ToServer(_) => {}
+            }
+        }
+        buf = line;
+    }
+}
