@@ -80,6 +80,9 @@ pub mod plan;
 #[cfg(target_os = "linux")]
 pub mod privileges;
 #[cfg(target_os = "linux")]
+/// uvx / uv run / pipx run: their package caches and uv's interpreter.
+pub mod pylaunch;
+#[cfg(target_os = "linux")]
 pub mod seccomp;
 #[cfg(target_os = "linux")]
 pub mod world;
