@@ -238,6 +238,8 @@ fn a_hijacked_server_started_by_uvx_cannot_plant_code_in_the_users_uv_cache() {
         .map(|p| std::fs::read_to_string(p).unwrap())
         .collect();
     let planted = cache.join("archive-v0/planted.py");
+    // The user's uv tool directory exists too (the other tests start without one).
+    std::fs::create_dir_all(lab.path("uv-tools")).unwrap();
 
     // The hijacked server runs with the cached package's own interpreter, started by uvx.
     let srv = lab.path("srv");
