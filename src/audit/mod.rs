@@ -17,6 +17,7 @@ pub mod queue;
 pub mod redact;
 pub mod replay;
 pub mod rotated;
+pub mod rotated_read;
 mod rotated_verify;
 pub mod show;
 pub mod verify;
