@@ -81,3 +81,55 @@ fn audit_show_and_replay_read_the_whole_rotated_set() {
     let o = capjail(&["replay", &log, "--policy", wider.to_str().unwrap()]);
     assert!(o.stdout.contains("does not verify"), "{}", o.stdout);
 }
+
+#[test]
+fn client_roots_outside_the_mounts_are_warned_about_with_the_line_to_add() {
+    let lab = Lab::new();
+    if !peers()
+        .join("node/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js")
+        .exists()
+    {
+        eprintln!("SKIP: real peers not installed (scripts/setup-peers.sh)");
+        return;
+    }
+    let pol = lab.ws_rw_policy();
+    let outside = lab.path("secret");
+    let mut s = SessionBuilder::capjail(
+        &["--policy", pol.to_str().unwrap(), "--audit", "off"],
+        fs_server(&[&lab.ws]),
+    )
+    .cwd(&lab.ws)
+    .spawn();
+    let id = json!(s.id());
+    s.send(&json!({"jsonrpc":"2.0","id":id,"method":"initialize","params":{
+        "protocolVersion": PROTOCOL_VERSION,
+        "capabilities": {"roots": {"listChanged": true}},
+        "clientInfo": {"name": "roots-client", "version": "0"}}}));
+    let init = s.wait_id(&id);
+    assert!(init.get("result").is_some(), "{init}");
+    s.send(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}));
+    // The filesystem server asks for the client's roots; the client names one inside the
+    // workspace mount and one outside every mount.
+    let ask = s.wait_line(RESPONSE_TIMEOUT, "roots/list", |v| {
+        v["method"] == "roots/list"
+    });
+    s.send(&json!({"jsonrpc":"2.0","id":ask["id"],"result":{"roots":[
+        {"uri": format!("file://{}", lab.ws.display()), "name": "project"},
+        {"uri": format!("file://{}", outside.display()), "name": "elsewhere"}]}}));
+    let r = s.call_tool("list_allowed_directories", json!({}));
+    assert!(r.get("result").is_some(), "{r}");
+    s.finish();
+    let err = s.stderr_text();
+    let warned: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("the client named the root"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{err}");
+    assert!(
+        warned[0].contains(outside.to_str().unwrap())
+            && warned[0].contains("filesystem.mounts: - {path: "),
+        "{}",
+        warned[0]
+    );
+    assert!(!warned[0].contains(&format!("root {} ", lab.ws_s())));
+}
