@@ -133,3 +133,45 @@ fn client_roots_outside_the_mounts_are_warned_about_with_the_line_to_add() {
     );
     assert!(!warned[0].contains(&format!("root {} ", lab.ws_s())));
 }
+
+#[test]
+fn a_call_the_sandbox_refuses_is_explained_on_stderr() {
+    if !kernel_available() {
+        eprintln!("SKIP: no kernel confinement here");
+        return;
+    }
+    if !peers()
+        .join("node/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js")
+        .exists()
+    {
+        eprintln!("SKIP: real peers not installed (scripts/setup-peers.sh)");
+        return;
+    }
+    let lab = Lab::new();
+    let pol = lab.ws_rw_policy();
+    // A file in the workspace nobody may read: the server has no capability left in the
+    // sandbox (not even as root), so the kernel refuses the open with EACCES.
+    let locked = lab.ws.join("locked.txt");
+    std::fs::write(&locked, "locked").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let mut s = SessionBuilder::capjail(
+        &["--mode", "full", "--policy", pol.to_str().unwrap(), "--audit", "off"],
+        fs_server(&[&lab.ws]),
+    )
+    .cwd(&lab.ws)
+    .spawn();
+    s.initialize();
+    let r = s.call_tool("read_text_file", json!({"path": locked.to_str().unwrap()}));
+    assert!(r.to_string().contains("EACCES"), "{r}");
+    s.finish();
+    let err = s.stderr_text();
+    let line = err
+        .lines()
+        .find(|l| l.contains("a tool call failed with EACCES"))
+        .unwrap_or_else(|| panic!("no explanation on stderr:\n{err}"));
+    assert!(
+        line.contains(locked.to_str().unwrap()) && line.contains("inside the mount"),
+        "{line}"
+    );
+}

@@ -15,6 +15,7 @@ pub mod framing;
 mod held;
 pub mod outbox;
 pub mod recorder;
+mod refusals;
 pub mod roots;
 pub mod server_filter;
 pub mod session;

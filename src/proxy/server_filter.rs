@@ -132,6 +132,8 @@ impl ServerFilter {
                         "the server answered id {id}, which no forwarded request has"
                     )),
                     Some(Pending::Plain) => {
+                        // A refusal by the sandbox named in the answer: say what grants it.
+                        super::refusals::on_answer(&self.policy, line);
                         // Results and resource contents: content checks (src/content).
                         let mut shared = self.shared.lock().expect("shared state");
                         match crate::content::hook::on_result(
