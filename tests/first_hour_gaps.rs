@@ -101,10 +101,12 @@ fn client_roots_outside_the_mounts_are_warned_about_with_the_line_to_add() {
     .cwd(&lab.ws)
     .spawn();
     let id = json!(s.id());
-    s.send(&json!({"jsonrpc":"2.0","id":id,"method":"initialize","params":{
+    s.send(
+        &json!({"jsonrpc":"2.0","id":id,"method":"initialize","params":{
         "protocolVersion": PROTOCOL_VERSION,
         "capabilities": {"roots": {"listChanged": true}},
-        "clientInfo": {"name": "roots-client", "version": "0"}}}));
+        "clientInfo": {"name": "roots-client", "version": "0"}}}),
+    );
     let init = s.wait_id(&id);
     assert!(init.get("result").is_some(), "{init}");
     s.send(&json!({"jsonrpc":"2.0","method":"notifications/initialized"}));
@@ -156,7 +158,14 @@ fn a_call_the_sandbox_refuses_is_explained_on_stderr() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
     let mut s = SessionBuilder::capjail(
-        &["--mode", "full", "--policy", pol.to_str().unwrap(), "--audit", "off"],
+        &[
+            "--mode",
+            "full",
+            "--policy",
+            pol.to_str().unwrap(),
+            "--audit",
+            "off",
+        ],
         fs_server(&[&lab.ws]),
     )
     .cwd(&lab.ws)

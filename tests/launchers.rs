@@ -116,7 +116,10 @@ fn fetches_through(server: Vec<String>) {
         "{server:?}: {r}\n{}",
         s.stderr_text()
     );
-    assert!(!canary.hits_with(&m).is_empty(), "the canary got no request");
+    assert!(
+        !canary.hits_with(&m).is_empty(),
+        "the canary got no request"
+    );
     s.finish();
 }
 
@@ -206,7 +209,10 @@ fn a_global_npm_bin_runs_a_real_server_under_full_mode() {
 /// Every console script of mcp-server-fetch's environments in a uv cache (what uvx runs).
 fn cached_scripts(cache: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for e in std::fs::read_dir(cache.join("archive-v0")).unwrap().flatten() {
+    for e in std::fs::read_dir(cache.join("archive-v0"))
+        .unwrap()
+        .flatten()
+    {
         let p = e.path().join("bin/mcp-server-fetch");
         if p.is_file() {
             out.push(p);
@@ -309,7 +315,10 @@ fn a_hijacked_server_started_by_uvx_cannot_plant_code_in_the_users_uv_cache() {
             }
             // ... and none of them reached the user's cache, which later runs unconfined.
             assert_eq!(now, genuine, "the user's uv cache was rewritten");
-            assert!(!planted.exists(), "a file was planted in the user's uv cache");
+            assert!(
+                !planted.exists(),
+                "a file was planted in the user's uv cache"
+            );
         } else {
             // Baseline: without the kernel layer the same probes do change the cache.
             assert!(now.iter().all(|s| s == "PLANTED"), "proxy baseline: {r}");

@@ -71,7 +71,11 @@ pub fn explanation(errno: &str, path: &Path, policy: &Policy) -> String {
 
 /// Warn on stderr for each refusal named in a server's answer line.
 pub fn on_answer(policy: &Policy, line: &[u8]) {
-    if policy.filesystem.mounts.is_none() || !line.windows(4).any(|w| w.eq_ignore_ascii_case(b"perm") || w.eq_ignore_ascii_case(b"eacc")) {
+    if policy.filesystem.mounts.is_none()
+        || !line
+            .windows(4)
+            .any(|w| w.eq_ignore_ascii_case(b"perm") || w.eq_ignore_ascii_case(b"eacc"))
+    {
         return;
     }
     for (errno, p) in refused_paths(line) {
@@ -93,7 +97,10 @@ mod tests {
         );
         let py = br#"{"result":{"content":[{"type":"text","text":"[Errno 1] Operation not permitted: '/etc/x'"}]}}"#;
         assert_eq!(refused_paths(py), vec![("EPERM", PathBuf::from("/etc/x"))]);
-        assert!(refused_paths(br#"{"result":{"content":[{"type":"text","text":"hello /etc/x"}]}}"#).is_empty());
+        assert!(refused_paths(
+            br#"{"result":{"content":[{"type":"text","text":"hello /etc/x"}]}}"#
+        )
+        .is_empty());
     }
 
     #[test]
@@ -106,6 +113,9 @@ mod tests {
         let e = explanation("EACCES", Path::new("/srv/ro/x"), &p);
         assert!(e.contains("mode: rw}"), "{e}");
         let e = explanation("EACCES", Path::new("/opt/y"), &p);
-        assert!(e.contains("filesystem.mounts: - {path: /opt/y, mode: ro}"), "{e}");
+        assert!(
+            e.contains("filesystem.mounts: - {path: /opt/y, mode: ro}"),
+            "{e}"
+        );
     }
 }

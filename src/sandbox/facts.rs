@@ -425,7 +425,11 @@ fn note_runtime(invoked: &Path, canonical: &Path, f: &mut HostFacts) {
     if name == "uv" || name == "uvx" {
         // `uvx` is a second binary next to `uv`; `uv python find` needs `uv` itself.
         let uv = canonical.with_file_name("uv");
-        f.py_launchers.uv = Some(if uv.is_file() { uv } else { canonical.to_path_buf() });
+        f.py_launchers.uv = Some(if uv.is_file() {
+            uv
+        } else {
+            canonical.to_path_buf()
+        });
     }
     if invoked.file_name().is_some_and(|n| n == "pipx") || name == "pipx" {
         f.py_launchers.pipx = true;

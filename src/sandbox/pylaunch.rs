@@ -198,7 +198,11 @@ fn python_grants(
             .iter()
             .any(|s| base == Path::new(s));
         out.push(Grant {
-            path: if system { real.clone() } else { base.to_path_buf() },
+            path: if system {
+                real.clone()
+            } else {
+                base.to_path_buf()
+            },
             access: FsAccess::read_exec(),
             reason: format!("uv's python {}", real.display()),
         });
@@ -246,7 +250,10 @@ pub fn find_uv_python(uv: &Path, env: &[(String, String)]) -> Result<PathBuf, St
     if out.status.success() && Path::new(&s).is_absolute() {
         Ok(PathBuf::from(s))
     } else {
-        Err(format!("`{} python find` found no interpreter", uv.display()))
+        Err(format!(
+            "`{} python find` found no interpreter",
+            uv.display()
+        ))
     }
 }
 
@@ -270,7 +277,10 @@ mod tests {
             Some("/x/uv".into())
         );
         assert_eq!(
-            uv_cache_dir(&env(&[("UV_CACHE_DIR", "/c"), ("XDG_CACHE_HOME", "/x")]), Some(h)),
+            uv_cache_dir(
+                &env(&[("UV_CACHE_DIR", "/c"), ("XDG_CACHE_HOME", "/x")]),
+                Some(h)
+            ),
             Some("/c".into())
         );
         let no = |_: &Path| false;
@@ -309,7 +319,9 @@ mod tests {
             &mut notes,
         );
         let by = |p: &str| g.iter().find(|g| g.path == Path::new(p)).unwrap();
-        assert!(super::super::world::plan::is_package_cache(&by("/c/uv").reason));
+        assert!(super::super::world::plan::is_package_cache(
+            &by("/c/uv").reason
+        ));
         assert_eq!(by("/c/uv").access, FsAccess::all());
         assert!(super::super::world::plan::is_package_cache(
             &by("/home/u/.local/share/pipx").reason
@@ -328,9 +340,18 @@ mod tests {
         let g = rules(&f, &env(&[]), None, &|_| false, &canon, &mut notes);
         assert_eq!(g.len(), 1, "{g:?}");
         assert_eq!(g[0].path, Path::new("/usr/bin/python3.11"));
-        let g = rules(&f, &env(&[]), Some(Path::new("/h")), &|_| false, &canon, &mut notes);
-        assert!(g.iter().any(|g| g.path == Path::new("/h/.local/share/uv/tools")
-            && super::super::world::plan::is_package_cache(&g.reason)));
+        let g = rules(
+            &f,
+            &env(&[]),
+            Some(Path::new("/h")),
+            &|_| false,
+            &canon,
+            &mut notes,
+        );
+        assert!(g
+            .iter()
+            .any(|g| g.path == Path::new("/h/.local/share/uv/tools")
+                && super::super::world::plan::is_package_cache(&g.reason)));
         assert!(notes[0].contains("uv cache"));
     }
 }

@@ -180,9 +180,7 @@ pub fn build(world: &WorldPlan) -> Result<Vec<String>, RootError> {
     for (i, b) in world.binds.iter().enumerate() {
         match bind(&b.path, b.writable, b.overlay.then_some((i, world.user))) {
             Ok(()) => {}
-            Err(e)
-                if e.err.kind() == io::ErrorKind::NotFound && e.step == "lstat" && b.overlay =>
-            {
+            Err(e) if e.err.kind() == io::ErrorKind::NotFound && e.step == "lstat" && b.overlay => {
                 // A package cache the user does not have yet: an empty private one (tmpfs),
                 // discarded at the end like every overlay's layer.
                 let t = under(NEW, &b.path);
