@@ -148,7 +148,7 @@ pub(crate) enum Command {
     Unwrap(WrapArgs),
     /// Re-decide every request recorded in an audit log under another policy and print what changes
     #[command(
-        after_help = "Exit status: 0 if nothing that was denied becomes allowed, 1 if something does (gate policy changes on real traffic), 123 unreadable log, 124 policy error."
+        after_help = "A FILE with rotated files beside it (FILE.1, FILE.2, ...) is replayed as a whole set, oldest first, and verified as one.\nExit status: 0 if nothing that was denied becomes allowed, 1 if something does (gate policy changes on real traffic), 123 unreadable log, 124 policy error."
     )]
     Replay {
         #[arg(value_name = "FILE")]
@@ -169,7 +169,7 @@ pub(crate) enum AuditCommand {
         #[arg(value_name = "FILE")]
         files: Vec<PathBuf>,
     },
-    /// Print an audit log as a table (or JSON lines with --json)
+    /// Print an audit log as a table (or JSON lines with --json); a rotated set whole, oldest first
     Show {
         /// Audit log [default: the log `capjail run` writes to]
         #[arg(value_name = "FILE")]

@@ -24,6 +24,7 @@ pub(crate) mod redact;
 pub(crate) mod replay;
 mod reserve;
 pub(crate) mod rotated;
+pub(crate) mod rotated_read;
 mod rotated_verify;
 pub(crate) mod show;
 pub(crate) mod verify;

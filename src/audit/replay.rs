@@ -112,13 +112,13 @@ impl ReplayReport {
     }
 }
 
-/// Replay the file at `path` under `policy` (real filesystem and DNS).
+/// Replay the log at `path` under `policy` (real filesystem and DNS): its whole rotated set,
+/// oldest first, checked the way `verify` checks it.
 pub(crate) fn replay(path: &Path, policy: &Policy) -> Result<ReplayReport, AuditError> {
-    let data = std::fs::read(path).map_err(|source| AuditError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(replay_bytes(&data, policy, &RealWorld))
+    let data = super::rotated_read::read_set(path)?;
+    let mut report = replay_bytes(&data, policy, &RealWorld);
+    report.verify_error = super::rotated_read::set_break(path);
+    Ok(report)
 }
 
 pub(crate) fn replay_bytes<W: World + Clone + Send + 'static>(

@@ -36,12 +36,10 @@ fn wanted(filter: Option<&str>, value: Option<&str>) -> bool {
     filter.is_none_or(|want| value == Some(want))
 }
 
-/// Read `path` and render it (`json`: the matching lines as they are in the file).
+/// Read `path`'s whole rotated set, oldest first, and render it (`json`: the matching lines as
+/// they are in the files).
 pub(crate) fn show(path: &Path, filter: &ShowFilter, json: bool) -> Result<String, AuditError> {
-    let data = std::fs::read(path).map_err(|source| AuditError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let data = super::rotated_read::read_set(path)?;
     Ok(show_bytes(&data, filter, json))
 }
 

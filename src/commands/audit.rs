@@ -34,6 +34,7 @@ pub(crate) fn audit(cmd: AuditCommand) -> i32 {
                 Ok(f) => f,
                 Err(code) => return code,
             };
+            name_set(&file);
             match audit::show(
                 &file,
                 &ShowFilter {
@@ -87,6 +88,7 @@ pub(crate) fn replay(file: &Path, policy: &PolicyArgs) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
+    name_set(file);
     match audit::replay(file, &policy) {
         Ok(report) => {
             print!("{}", report.render());
@@ -96,5 +98,18 @@ pub(crate) fn replay(file: &Path, policy: &PolicyArgs) -> i32 {
             eprintln!("capjail: error: {e}");
             exit::AUDIT
         }
+    }
+}
+
+/// Say on stderr when a log is read as a rotated set of several files.
+fn name_set(live: &Path) {
+    let files = audit::rotated_read::set_files(live);
+    if files.len() > 1 {
+        let names: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+        eprintln!(
+            "capjail: reading the rotated set of {} files, oldest first: {}",
+            files.len(),
+            names.join(" ")
+        );
     }
 }

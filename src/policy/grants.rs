@@ -60,6 +60,33 @@ pub(crate) fn warning(dir: &Path, policy: &Policy) -> String {
     )
 }
 
+/// The warning line for a client root that no mount contains: the policy line that grants it.
+pub fn root_warning(root: &Path, policy: &Policy) -> String {
+    format!(
+        "the client named the root {} but policy `{}` does not mount it: the server does not \
+         see it there and calls in it will be refused; to grant it add to the policy \
+         `filesystem.mounts: - {{path: {}, mode: ro}}` (or `mode: rw`), or pass --workspace {}",
+        root.display(),
+        policy.name,
+        root.display(),
+        root.display()
+    )
+}
+
+/// The roots (local paths) that no mount contains; empty when the policy has no mounts.
+pub fn roots_outside_mounts(roots: &[PathBuf], policy: &Policy) -> Vec<PathBuf> {
+    let Some(mounts) = policy.filesystem.mounts.as_ref() else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = Vec::new();
+    for r in roots {
+        if !mounts.iter().any(|m| is_within(r, &m.path)) && !out.contains(r) {
+            out.push(r.clone());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +122,22 @@ mod tests {
         assert!(warning(&got[0], &p).contains("does not mount it"));
         let open = load_str("filesystem:\n  mode: any\n", PolicySource::Inline).unwrap();
         assert!(dirs_outside_mounts(&argv, t.path(), &open).is_empty());
+    }
+
+    #[test]
+    fn roots_outside_the_mounts_get_the_line_to_add() {
+        let p = load_str(
+            "filesystem:\n  mounts:\n    - path: /srv/ws\n      mode: rw\n",
+            PolicySource::Inline,
+        )
+        .unwrap();
+        let roots = vec![
+            PathBuf::from("/srv/ws/a"),
+            PathBuf::from("/etc"),
+            PathBuf::from("/srv"),
+        ];
+        let out = roots_outside_mounts(&roots, &p);
+        assert_eq!(out, vec![PathBuf::from("/etc"), PathBuf::from("/srv")]);
+        assert!(root_warning(&out[0], &p).contains("filesystem.mounts: - {path: /etc, mode: ro}"));
     }
 }

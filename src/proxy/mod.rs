@@ -21,6 +21,7 @@ mod held;
 pub(crate) mod outbox;
 pub(crate) mod pipeline;
 pub(crate) mod recorder;
+mod refusals;
 pub(crate) mod roots;
 pub(crate) mod server_filter;
 pub(crate) mod session;

@@ -15,6 +15,10 @@ use crate::policy::Policy;
 pub(crate) fn narrow_roots_response(response: &Value, policy: &Policy) -> Option<Vec<u8>> {
     let mounts = policy.filesystem.mounts.as_ref()?;
     let roots = response.pointer("/result/roots")?.as_array()?;
+    let named = root_paths(&response["result"]);
+    for r in crate::policy::grants::roots_outside_mounts(&named, policy) {
+        tracing::warn!("{}", crate::policy::grants::root_warning(&r, policy));
+    }
     let ctx = PathContext {
         cwd: "/".into(),
         home: None,

@@ -132,6 +132,8 @@ impl ServerFilter {
                         "the server answered id {id}, which no forwarded request has"
                     )),
                     Some(Pending::Plain) => {
+                        // A refusal by the sandbox named in the answer: say what grants it.
+                        super::refusals::on_answer(&self.policy, line);
                         let mut shared = self.shared.lock().expect("shared state");
                         // An environment read: only the variables its rule names (check::env_read).
                         let env = shared

@@ -67,6 +67,8 @@ pub struct HostFacts {
     pub(crate) node: Option<NodeFacts>,
     /// The chain runs npm / npx (needs its cache read-write and `/bin/sh`).
     pub(crate) npm: bool,
+    /// The chain runs uv / uvx or pipx (their package caches, uv's interpreter).
+    pub(crate) py_launchers: super::pylaunch::PyLauncherFacts,
     /// The script an interpreter was given as its first argument (`node /x/dist/index.js`), canonical.
     pub(crate) script: Option<PathBuf>,
     /// The standard shared-library directories that exist, canonical and deduplicated
@@ -239,6 +241,20 @@ impl HostFacts {
                     .push(format!("{server} runs `{prog}`, which is not in PATH")),
             }
         }
+        if let Some(uv) = f.py_launchers.uv.clone() {
+            match super::pylaunch::find_uv_python(&uv, &env) {
+                Ok(p) => f.py_launchers.uv_python = Some(p),
+                Err(e) => f.problems.push(e),
+            }
+            for t in super::pylaunch::SCRIPT_TOOLS {
+                let found = if *t == "sh" {
+                    Some(PathBuf::from("/bin/sh")).filter(|p| p.exists())
+                } else {
+                    which(t, &path_var, &f.cwd)
+                };
+                f.py_launchers.script_tools.extend(found);
+            }
+        }
         // The script given to a Node/Python interpreter named directly (`node /x/index.js`).
         if f.chain.len() == 1 && (f.node.is_some() || f.python.is_some()) {
             f.script = script_argument(&argv[1..], &f.cwd);
@@ -405,6 +421,23 @@ fn note_runtime(invoked: &Path, canonical: &Path, f: &mut HostFacts) {
     let cs = canonical.to_string_lossy();
     if cs.contains("/node_modules/npm/bin/") || name == "npm" || name == "npx" {
         f.npm = true;
+    }
+    if name == "uv" || name == "uvx" {
+        // `uvx` is a second binary next to `uv`; `uv python find` needs `uv` itself.
+        let uv = canonical.with_file_name("uv");
+        f.py_launchers.uv = Some(if uv.is_file() {
+            uv
+        } else {
+            canonical.to_path_buf()
+        });
+    }
+    if invoked.file_name().is_some_and(|n| n == "pipx") || name == "pipx" {
+        f.py_launchers.pipx = true;
+        // pipx >= 1.17 hands `pipx run` to the uv installed next to it (`uv tool run`).
+        let uv = invoked.with_file_name("uv");
+        if f.py_launchers.uv.is_none() && uv.is_file() {
+            f.py_launchers.uv = Some(std::fs::canonicalize(&uv).unwrap_or(uv));
+        }
     }
     if name == "node" || name == "nodejs" {
         if let Some(prefix) = canonical.parent().and_then(Path::parent) {

@@ -77,6 +77,8 @@ pub(crate) mod landlock;
 pub(crate) mod plan;
 #[cfg(target_os = "linux")]
 pub(crate) mod privileges;
+/// uvx / uv run / pipx run: their package caches and uv's interpreter.
+pub(crate) mod pylaunch;
 #[cfg(target_os = "linux")]
 pub(crate) mod seccomp;
 #[cfg(target_os = "linux")]

@@ -254,6 +254,15 @@ pub fn plan(policy: &Policy, argv: &[String], host: &HostFacts) -> SandboxPlan {
         notes.push("npm with network `none`: npm_config_offline=true set (run from the npm cache without trying the registry)".into());
     }
 
+    if host.py_launchers.uv.is_some()
+        && policy.network.mode == NetworkMode::None
+        && env.get("UV_OFFLINE").is_none()
+    {
+        env.values.push(("UV_OFFLINE".into(), "1".into()));
+        env.values.sort();
+        env.passed = env.values.iter().map(|(n, _)| n.clone()).collect();
+        notes.push("uv with network `none`: UV_OFFLINE=1 set (run from the uv cache without trying the index)".into());
+    }
     let unix_sockets: Vec<PathBuf> = kernel.unix_sockets.iter().map(|u| u.path.clone()).collect();
     let fs_rules = policy.filesystem.mounts.as_ref().map(|mounts| {
         let mut rules = Rules::default();
@@ -390,21 +399,24 @@ impl SandboxPlan {
         if !world.enabled {
             let mut downgraded = false;
             for r in self.fs_rules.iter_mut().flatten() {
-                if r.reason
-                    .starts_with(super::world::plan::PACKAGE_CACHE_REASON)
+                if super::world::plan::is_package_cache(&r.reason)
                     && r.access.contains(FsAccess::WRITE_FILE)
                 {
+                    let what = super::world::plan::PACKAGE_CACHE_REASONS
+                        .iter()
+                        .find(|p| r.reason.starts_with(*p))
+                        .copied()
+                        .unwrap_or_default();
                     r.access = FsAccess::read_exec();
                     r.reason = format!(
-                        "{} {} read-only (no private layer without a mount namespace)",
-                        super::world::plan::PACKAGE_CACHE_REASON,
+                        "{what} {} read-only (no private layer without a mount namespace)",
                         r.path.display()
                     );
                     downgraded = true;
                 }
             }
             if downgraded {
-                self.notes.push("without the world the npx cache is read-only: only packages already installed there can run, and npm may fail where it writes its cache".into());
+                self.notes.push("without the world the package caches (npx, uv, pipx) are read-only: only packages already installed there can run, and the launcher may fail where it writes its cache".into());
             }
         }
         self.world = world;
@@ -773,6 +785,16 @@ fn runtime_rules(
                 "npx with network `none`: only packages already in the npm cache can run".into(),
             );
         }
+    }
+    for g in super::pylaunch::rules(
+        &host.py_launchers,
+        &|k| env.get(k).map(String::from),
+        host.home.as_deref(),
+        &|p| p.exists(),
+        &|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf()),
+        notes,
+    ) {
+        rules.add(&g.path, g.access, RuleOrigin::Runtime, g.reason);
     }
     if let Some(py) = &host.python {
         // A system interpreter (/usr/bin/python3) has its stdlib under the library directories

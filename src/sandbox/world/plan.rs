@@ -159,6 +159,17 @@ impl std::fmt::Display for WorldPlan {
 
 /// The reason of the plan's package-cache rules (npx): they become private overlays.
 pub(crate) const PACKAGE_CACHE_REASON: &str = "npx package cache";
+/// Every package cache's reason prefix (npx, uv, pipx): each becomes a private overlay.
+pub(crate) const PACKAGE_CACHE_REASONS: &[&str] = &[
+    PACKAGE_CACHE_REASON,
+    super::super::pylaunch::UV_CACHE_REASON,
+    super::super::pylaunch::PIPX_CACHE_REASON,
+];
+
+/// Is this rule (by its reason) a package cache?
+pub(crate) fn is_package_cache(reason: &str) -> bool {
+    PACKAGE_CACHE_REASONS.iter().any(|p| reason.starts_with(p))
+}
 
 /// Inputs besides the rules (kept small so the function stays pure and testable).
 #[derive(Debug, Clone, Default)]
@@ -196,7 +207,7 @@ pub(crate) fn world_plan(rules: Option<&[FsRule]>, inp: &WorldInputs) -> WorldPl
         }
         let writable = r.access.contains(FsAccess::WRITE_FILE);
         add_bind(&mut binds, &r.path, writable, &r.reason);
-        if r.reason.starts_with(PACKAGE_CACHE_REASON) {
+        if is_package_cache(&r.reason) {
             if let Some(b) = binds.iter_mut().find(|b| b.path == r.path) {
                 b.overlay = true;
                 b.reason = format!(

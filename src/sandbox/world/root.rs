@@ -180,6 +180,28 @@ pub(crate) fn build(world: &WorldPlan) -> Result<Vec<String>, RootError> {
     for (i, b) in world.binds.iter().enumerate() {
         match bind(&b.path, b.writable, b.overlay.then_some((i, world.user))) {
             Ok(()) => {}
+            Err(e) if e.err.kind() == io::ErrorKind::NotFound && e.step == "lstat" && b.overlay => {
+                // A package cache the user does not have yet: an empty private one (tmpfs),
+                // discarded at the end like every overlay's layer.
+                let t = under(NEW, &b.path);
+                let made = mkdirs(&t).and_then(|()| {
+                    mnt(
+                        Some(Path::new("tmpfs")),
+                        &t,
+                        Some("tmpfs"),
+                        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                        Some("mode=755"),
+                        "tmpfs for a missing package cache",
+                    )
+                });
+                notes.push(match made {
+                    Ok(()) => format!(
+                        "{} does not exist here: an empty private one for this session",
+                        b.path.display()
+                    ),
+                    Err(_) => format!("{} does not exist here: not in the world", b.path.display()),
+                });
+            }
             Err(e) if e.err.kind() == io::ErrorKind::NotFound && e.step == "lstat" => {
                 notes.push(format!(
                     "{} does not exist here: not in the world",

@@ -1,0 +1,121 @@
+//! A tool call that failed because the sandbox refused a path: say so on stderr, with the
+//! policy line that would grant it (issue 12 §2). Inside the world a path the policy does not
+//! grant fails with ENOENT, one Landlock refuses with EACCES or EPERM; servers report those
+//! in their result text (`EACCES: permission denied, open '/x'`, `[Errno 13] Permission
+//! denied: '/x'`). The answer itself is forwarded unchanged.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use regex::Regex;
+
+use crate::policy::{MountMode, Policy};
+
+/// `(errno name, path)` of each permission refusal named in a result or error line.
+pub(crate) fn refused_paths(line: &[u8]) -> Vec<(&'static str, PathBuf)> {
+    static RE: OnceLock<Regex> = OnceLock::new();
+    let re = RE.get_or_init(|| {
+        Regex::new(
+            r#"(?i)(EACCES|EPERM|\[Errno 13\] Permission denied|\[Errno 1\] Operation not permitted|Permission denied|Operation not permitted)[^'"\\]{0,80}?\\?['"](/[^'"\\]{1,4096})\\?['"]"#,
+        )
+        .expect("valid regex")
+    });
+    let text = String::from_utf8_lossy(line);
+    let mut out: Vec<(&'static str, PathBuf)> = Vec::new();
+    for c in re.captures_iter(&text) {
+        let what = c[1].to_ascii_lowercase();
+        let errno = if what.contains("eperm") || what.contains("not permitted") {
+            "EPERM"
+        } else {
+            "EACCES"
+        };
+        let p = PathBuf::from(&c[2]);
+        if !out.iter().any(|(_, q)| q == &p) {
+            out.push((errno, p));
+        }
+    }
+    out
+}
+
+/// The stderr line for one refused path: what was refused and the line that grants it.
+pub(crate) fn explanation(errno: &str, path: &Path, policy: &Policy) -> String {
+    let mount = policy
+        .filesystem
+        .mounts
+        .iter()
+        .flatten()
+        .filter(|m| path.starts_with(&m.path))
+        .max_by_key(|m| m.path.components().count());
+    let grant = match mount {
+        Some(m) if m.mode == MountMode::Ro => format!(
+            "it is inside the read-only mount `{}`: to let the server write there, make it \
+             `- {{path: {}, mode: rw}}`",
+            m.written, m.written
+        ),
+        Some(m) => format!(
+            "it is inside the mount `{}` (rw): the file's own permissions refused it",
+            m.written
+        ),
+        None => format!(
+            "no mount of policy `{}` contains it: to grant it add `filesystem.mounts: - {{path: {}, mode: ro}}` (or `mode: rw`; `kernel.extra_read: [{}]` for a program or library)",
+            policy.name,
+            path.display(),
+            path.display()
+        ),
+    };
+    format!(
+        "a tool call failed with {errno} on {}: the sandbox (or the file's permissions) refused it; {grant}",
+        path.display()
+    )
+}
+
+/// Warn on stderr for each refusal named in a server's answer line.
+pub(crate) fn on_answer(policy: &Policy, line: &[u8]) {
+    if policy.filesystem.mounts.is_none()
+        || !line
+            .windows(4)
+            .any(|w| w.eq_ignore_ascii_case(b"perm") || w.eq_ignore_ascii_case(b"eacc"))
+    {
+        return;
+    }
+    for (errno, p) in refused_paths(line) {
+        tracing::warn!("{}", explanation(errno, &p, policy));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::{load_str, PolicySource};
+
+    #[test]
+    fn node_and_python_refusals_are_read() {
+        let node = br#"{"result":{"content":[{"type":"text","text":"Error: EACCES: permission denied, open '/srv/ro/x.txt'"}],"isError":true}}"#;
+        assert_eq!(
+            refused_paths(node),
+            vec![("EACCES", PathBuf::from("/srv/ro/x.txt"))]
+        );
+        let py = br#"{"result":{"content":[{"type":"text","text":"[Errno 1] Operation not permitted: '/etc/x'"}]}}"#;
+        assert_eq!(refused_paths(py), vec![("EPERM", PathBuf::from("/etc/x"))]);
+        assert!(refused_paths(
+            br#"{"result":{"content":[{"type":"text","text":"hello /etc/x"}]}}"#
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn the_line_to_add_depends_on_the_mount() {
+        let p = load_str(
+            "name: p\nfilesystem:\n  mounts:\n    - {path: /srv/ro, mode: ro}\n",
+            PolicySource::Inline,
+        )
+        .unwrap();
+        let e = explanation("EACCES", Path::new("/srv/ro/x"), &p);
+        assert!(e.contains("mode: rw}"), "{e}");
+        let e = explanation("EACCES", Path::new("/opt/y"), &p);
+        assert!(
+            e.contains("filesystem.mounts: - {path: /opt/y, mode: ro}"),
+            "{e}"
+        );
+    }
+}
