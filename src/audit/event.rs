@@ -81,7 +81,7 @@ pub struct DecisionEvent<'a> {
 
 #[derive(Debug, Clone)]
 pub struct ApprovalEvent<'a> {
-    pub(crate) id: Option<&'a Value>,
+    pub id: Option<&'a Value>,
     pub(crate) method: &'a str,
     pub(crate) tool: Option<&'a str>,
     pub(crate) rule: &'a str,
@@ -118,8 +118,8 @@ impl FilterAction {
 
 #[derive(Debug, Clone)]
 pub struct FilterEvent<'a> {
-    pub(crate) direction: Direction,
-    pub(crate) id: Option<&'a Value>,
+    pub direction: Direction,
+    pub id: Option<&'a Value>,
     /// The method of the request this answers (if known) or of the message itself.
     pub(crate) method: Option<&'a str>,
     pub(crate) action: FilterAction,

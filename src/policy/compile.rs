@@ -31,7 +31,7 @@ fn err(key: impl Into<String>, value: Option<&str>, message: impl Into<String>) 
 
 /// Compile with the process environment, `${CAPJAIL_WORKSPACE}` standing for `workspace`
 /// when one is given (`--workspace DIR`): the workspace is a parameter, never set on the process.
-pub fn compile_in(
+pub(crate) fn compile_in(
     file: PolicyFile,
     text: String,
     source: PolicySource,
@@ -42,7 +42,7 @@ pub fn compile_in(
 }
 
 /// `env` with `CAPJAIL_WORKSPACE` answered by `workspace` when given.
-pub fn workspace_env<'a>(
+pub(crate) fn workspace_env<'a>(
     workspace: Option<&'a Path>,
     env: &'a dyn Fn(&str) -> Option<String>,
 ) -> impl Fn(&str) -> Option<String> + 'a {
@@ -53,7 +53,7 @@ pub fn workspace_env<'a>(
 }
 
 /// The variable `--workspace` stands for in policies.
-pub const WORKSPACE_VAR: &str = "CAPJAIL_WORKSPACE";
+pub(crate) const WORKSPACE_VAR: &str = "CAPJAIL_WORKSPACE";
 
 /// The process environment, except that `PWD` is the real working directory: a client that
 /// starts capjail without a shell leaves a stale or missing `PWD`.

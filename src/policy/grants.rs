@@ -61,7 +61,7 @@ pub(crate) fn warning(dir: &Path, policy: &Policy) -> String {
 }
 
 /// The warning line for a client root that no mount contains: the policy line that grants it.
-pub fn root_warning(root: &Path, policy: &Policy) -> String {
+pub(crate) fn root_warning(root: &Path, policy: &Policy) -> String {
     format!(
         "the client named the root {} but policy `{}` does not mount it: the server does not \
          see it there and calls in it will be refused; to grant it add to the policy \
@@ -74,7 +74,7 @@ pub fn root_warning(root: &Path, policy: &Policy) -> String {
 }
 
 /// The roots (local paths) that no mount contains; empty when the policy has no mounts.
-pub fn roots_outside_mounts(roots: &[PathBuf], policy: &Policy) -> Vec<PathBuf> {
+pub(crate) fn roots_outside_mounts(roots: &[PathBuf], policy: &Policy) -> Vec<PathBuf> {
     let Some(mounts) = policy.filesystem.mounts.as_ref() else {
         return Vec::new();
     };

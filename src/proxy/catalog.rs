@@ -40,7 +40,7 @@ impl SessionCatalog {
 
     /// A catalog of these tools and no profile, for a session with no server to identify
     /// (`capjail check` without `--profile`).
-    pub fn of_tools(tools: BTreeMap<String, ToolSpec>) -> SessionCatalog {
+    pub(crate) fn of_tools(tools: BTreeMap<String, ToolSpec>) -> SessionCatalog {
         SessionCatalog {
             profile: None,
             forced: true,
@@ -50,7 +50,7 @@ impl SessionCatalog {
 
     /// Describe a tool the profile lacks (`audit replay`: the description recorded with a
     /// decision).
-    pub fn describe(&mut self, name: &str, spec: ToolSpec) {
+    pub(crate) fn describe(&mut self, name: &str, spec: ToolSpec) {
         self.listed.insert(name.to_string(), spec);
     }
 

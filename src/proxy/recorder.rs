@@ -78,7 +78,7 @@ impl Recorder {
     }
 
     /// The recorder of an offline session: no log, what is decided is kept ([`Kept`]).
-    pub fn keeping() -> SharedRecorder {
+    pub(crate) fn keeping() -> SharedRecorder {
         Arc::new(Mutex::new(Recorder {
             audit: None,
             tally: Tally::default(),
@@ -88,7 +88,7 @@ impl Recorder {
     }
 
     /// What was kept since the last call (offline sessions).
-    pub fn take_kept(&mut self) -> Vec<Kept> {
+    pub(crate) fn take_kept(&mut self) -> Vec<Kept> {
         self.kept.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
