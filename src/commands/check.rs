@@ -82,7 +82,12 @@ pub(crate) fn check(args: CheckArgs) -> i32 {
                 } else {
                     Some(session.on_client_message(&line))
                 };
-                let batch = line.trim_ascii_start().starts_with(b"[");
+                // A batch has elements: `[]` is one invalid request, as `run` answers it.
+                let batch = line.trim_ascii_start().starts_with(b"[")
+                    && !line
+                        .iter()
+                        .filter(|b| !b.is_ascii_whitespace())
+                        .eq(b"[]".iter());
                 buf = line;
                 match judged {
                     None => continue,
