@@ -7,6 +7,7 @@
 //! model) is meant to be shared with the tool-definition checks.
 
 pub mod approval;
+mod borrowed;
 pub mod config;
 pub mod encodings;
 pub mod entropy;
