@@ -4,7 +4,7 @@ pub mod strict;
 
 use serde_json::{json, Map, Value};
 
-pub use strict::{parse_strict, validate_strict, ParseError};
+pub use strict::{parse_strict, validate_envelope, validate_strict, Envelope, ParseError};
 
 /// JSON-RPC / MCP error codes used by capjail.
 pub mod code {
