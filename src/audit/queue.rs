@@ -8,6 +8,9 @@
 //!   blocks until the writer catches up (back-pressure on the stream, never loss);
 //! - a record reaches the file within [`LINGER`] of being queued, or sooner when the queue
 //!   fills or the session ends ([`AuditQueue::close`] writes everything before it returns);
+//! - a proxy thread waiting for a record ([`Watermark::wait`]) while the writer thread is idle
+//!   writes the waiting batch itself, with the log it takes from the queue: a lone request's
+//!   record costs no hand-over to another thread and back (two context switches);
 //! - a failed write is fatal: every later `push` (and `close`) returns the error, so the
 //!   proxy stops forwarding and exits with the audit status. At most the records queued at
 //!   that moment (bounded by [`QUEUE_RECORDS`]) were decided but not written, and the error
@@ -166,6 +169,40 @@ struct State {
     written: u64,
     /// The first write error; fatal.
     failed: Option<String>,
+    /// The log, when nobody is writing (the writer thread or a waiter takes it to write).
+    log: Option<AuditLog>,
+}
+
+/// Write the waiting records with the log taken from `st` (which must hold it); returns the
+/// lock again, with the log back and the outcome counted. The records are dropped outside
+/// the lock.
+fn write_waiting<'a>(shared: &'a Shared, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    let mut log = st
+        .log
+        .take()
+        .expect("the log is in the queue when nobody writes");
+    st.hurry = false;
+    let batch: Vec<Record> = st.waiting.drain(..).collect();
+    st.bytes = 0;
+    drop(st);
+    let n = batch.len() as u64;
+    let result = log.record_batch(&batch);
+    drop(batch);
+    let mut st = shared.lock();
+    st.log = Some(log);
+    match result {
+        Ok(()) => st.written += n,
+        Err(e) => {
+            tracing::error!("audit log: {e}");
+            st.failed = Some(e.to_string());
+            st.waiting.clear();
+        }
+    }
+    shared.done.notify_all();
+    if !st.waiting.is_empty() {
+        shared.work.notify_one(); // records queued meanwhile: the writer thread's turn
+    }
+    st
 }
 
 struct Shared {
@@ -197,7 +234,10 @@ impl AuditQueue {
         let path = log.path().to_path_buf();
         let session = log.session_id().to_string();
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                log: Some(log),
+                ..State::default()
+            }),
             work: Condvar::new(),
             done: Condvar::new(),
         });
@@ -205,7 +245,7 @@ impl AuditQueue {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("audit".into())
-                .spawn(move || write_loop(&shared, log))?
+                .spawn(move || write_loop(&shared))?
         };
         Ok(AuditQueue {
             shared,
@@ -315,6 +355,12 @@ impl Watermark {
     pub fn wait(&self, seq: u64) -> Result<(), AuditError> {
         let mut st = self.shared.lock();
         while st.written < seq && st.failed.is_none() {
+            if st.log.is_some() && !st.waiting.is_empty() {
+                // Nobody is writing: write the batch here rather than wake the writer and
+                // sleep until it is done.
+                st = write_waiting(&self.shared, st);
+                continue;
+            }
             st.hurry = true;
             self.shared.work.notify_one();
             st = self.shared.done.wait(st).unwrap_or_else(|p| p.into_inner());
@@ -344,10 +390,11 @@ impl Drop for AuditQueue {
     }
 }
 
-fn write_loop(shared: &Shared, mut log: AuditLog) {
+fn write_loop(shared: &Shared) {
     let mut st = shared.lock();
     loop {
-        while st.waiting.is_empty() && !st.closing {
+        // Sleep while there is nothing to write, or a waiter is writing it.
+        while (st.waiting.is_empty() || st.log.is_none()) && !(st.closing && st.log.is_some()) {
             st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
         }
         if st.waiting.is_empty() {
@@ -366,23 +413,10 @@ fn write_loop(shared: &Shared, mut log: AuditLog) {
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0);
         }
-        st.hurry = false;
-        let batch: Vec<Record> = st.waiting.drain(..).collect();
-        st.bytes = 0;
-        drop(st);
-        let n = batch.len() as u64;
-        let result = log.record_batch(&batch);
-        drop(batch); // free the requests here, not on the proxy's threads
-        st = shared.lock();
-        match result {
-            Ok(()) => st.written += n,
-            Err(e) => {
-                tracing::error!("audit log: {e}");
-                st.failed = Some(e.to_string());
-                st.waiting.clear();
-            }
+        if st.waiting.is_empty() || st.log.is_none() {
+            continue; // a waiter wrote the batch (or is writing it) meanwhile
         }
-        shared.done.notify_all();
+        st = write_waiting(shared, st);
         if st.failed.is_some() {
             return;
         }
