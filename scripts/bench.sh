@@ -1,82 +1,148 @@
 #!/usr/bin/env bash
 # Benchmarks (never part of the tests). Runs the same scenarios direct, through a plain byte relay
-# and through capjail, interleaved in rounds in ONE invocation, and reports medians and ratios.
-# Usage: scripts/bench.sh [ROUNDS]      (env: CAPJAIL_BENCH_MODE=proxy|kernel|full, default full
-#        when the kernel layer is available, CAPJAIL_BENCH_PIN=0 to skip CPU pinning)
+# and through capjail in two configurations, interleaved in rounds in ONE invocation, and reports
+# medians and ratios (scripts/bench_report.py), with a profile of where capjail's time goes.
+#
+# Usage: scripts/bench.sh [--quick] [ROUNDS]
+#   --quick   a few minutes on a loaded machine: 3 rounds, 20,000 pipelined calls, 2x16 MiB,
+#             no startup/egress benchmarks. Without it: 5 rounds, 200,000 pipelined calls
+#             (sustained; tens of minutes on a busy 2-CPU machine), then bench_startup.sh and
+#             bench_egress.sh.
+# Env: CAPJAIL_BENCH_MODE=proxy|kernel|full (default full when the kernel layer is available),
+#      CAPJAIL_BENCH_PERF=0 skips the profile, CAPJAIL_BENCH_SUSTAINED=N overrides the call count;
+#      for a partial run (the report then shows nan where a number is missing):
+#      CAPJAIL_BENCH_WHO="relay real", CAPJAIL_BENCH_SCENARIOS="roundtrip 1000;large 10 1048576",
+#      CAPJAIL_BENCH_PINS="1", CAPJAIL_BENCH_AUDIT_CPU=0 (runs of the audit-cpu measure).
+#
+# Configurations:
+#   best       `filesystem: any`, a hand-written profile for the echo tool (the floor).
+#   realistic  explicit mounts, no profile (the tool is described only by its inputSchema, learnt
+#              from tools/list), the audit log on with write before forward, content checks and
+#              flows at their defaults.
+# Each also runs with `--audit off` (and realistic with `content: {enabled: false}`), so the cost
+# of the audit log and of the content checks comes from the same run.
+# Every scenario runs pinned to one CPU (taskset -c 0: client, capjail and server share it) and
+# unpinned. Peak RSS and CPU time of the measured process come from /usr/bin/time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS="${1:-5}"
-cargo build --release --quiet --bins
-B=target/release/capjail-bench
-C=target/release/capjail
-OUT=.bench; mkdir -p "$OUT"
-# full when this machine and build can enforce the kernel layer, else proxy (and say so).
+QUICK=0
+if [ "${1:-}" = --quick ]; then QUICK=1; shift; fi
+ROUNDS="${1:-$([ $QUICK = 1 ] && echo 3 || echo 5)}"
+SUSTAINED="${CAPJAIL_BENCH_SUSTAINED:-$([ $QUICK = 1 ] && echo 20000 || echo 200000)}"
+RT_N=$([ $QUICK = 1 ] && echo 1000 || echo 2000)
+BIG_N=$([ $QUICK = 1 ] && echo 2 || echo 3)
+MIB_N=$([ $QUICK = 1 ] && echo 10 || echo 20)
+# The profiling profile is the release build with symbols (perf needs them; release is stripped).
+# CAPJAIL_BENCH_BIN_DIR=DIR measures the capjail and capjail-bench found there instead.
+BIN="${CAPJAIL_BENCH_BIN_DIR:-}"
+if [ -z "$BIN" ]; then cargo build --profile profiling --quiet --bins; BIN=$PWD/target/profiling; fi
+B=$BIN/capjail-bench
+C=$BIN/capjail
+OUT=$PWD/.bench; mkdir -p "$OUT"
+WS="$(mktemp -d "${TMPDIR:-/tmp}/capjail-bench-XXXXXX")"
+trap 'rm -rf "$WS"' EXIT
+mkdir -p "$WS/project" "$WS/data"
 if [ -z "${CAPJAIL_BENCH_MODE:-}" ]; then
   if $C -q run --audit off --mode full --policy strict -- true </dev/null >/dev/null 2>&1; then MODE=full; else MODE=proxy; echo "bench: kernel layer unavailable, measuring --mode proxy" >&2; fi
 else MODE="$CAPJAIL_BENCH_MODE"; fi
-AUDIT_ARGS=()
-if $C run --help | grep -q -- '--audit'; then AUDIT_ARGS=(--audit "$OUT/bench-audit.jsonl"); fi
-POLICY="$OUT/bench-policy.yaml"
-cat > "$POLICY" <<'YAML'
-name: bench
+
+# proxy.grace_seconds: the load client closes capjail's stdin after measuring; a short grace
+# stops the run sooner (it changes nothing measured).
+cat > "$OUT/best-policy.yaml" <<'YAML'
+name: bench-best
+proxy: {grace_seconds: 0.2}
 filesystem: {mode: any}
 network: {mode: none}
 tools: {mode: allowlist, allowed: [echo]}
 YAML
-SERVER=("$PWD/$B" echo-server)
-declare -A WRAP
-WRAP[direct]=""
-WRAP[relay]="$PWD/$B relay --"
-WRAP[capjail]="$PWD/$C -q run --policy $POLICY --mode $MODE ${AUDIT_ARGS[*]} --profile $OUT/bench-profile.yaml --"
-# The same, with auditing off: the cost of the audit log (issue 4) from the same run.
-WRAP_NOAUDIT="$PWD/$C -q run --policy $POLICY --mode $MODE --audit off --profile $OUT/bench-profile.yaml --"
-# The same policy with the content checks off (issue 17): their cost, from the same run.
-POLICY_NOCONTENT="$OUT/bench-policy-nocontent.yaml"
-{ cat "$POLICY"; printf 'content: {enabled: false}\nflows: {defaults: false}\n'; } > "$POLICY_NOCONTENT"
-WRAP_NOCONTENT="$PWD/$C -q run --policy $POLICY_NOCONTENT --mode $MODE ${AUDIT_ARGS[*]} --profile $OUT/bench-profile.yaml --"
-cat > "$OUT/bench-profile.yaml" <<'YAML'
+cat > "$OUT/best-profile.yaml" <<'YAML'
 name: bench
 tools:
   echo: {capability: compute, args: {message: data, bytes: data}}
 YAML
-pin() { if [ "${CAPJAIL_BENCH_PIN:-1}" = 1 ] && command -v taskset >/dev/null; then taskset -c 0 "$@"; else "$@"; fi; }
-RES="$OUT/results.jsonl"; : > "$RES"
-for round in $(seq 1 "$ROUNDS"); do
-  for who in direct relay capjail; do
-    # shellcheck disable=SC2206
-    w=(${WRAP[$who]})
-    for sc in "roundtrip 2000" "pipelined 20000" "large 20 1048576" "large 3 16777216" "startup 20"; do
-      # shellcheck disable=SC2086
-      line=$(pin $B load $sc -- "${w[@]}" "${SERVER[@]}")
-      echo "{\"round\":$round,\"who\":\"$who\",\"pinned\":${CAPJAIL_BENCH_PIN:-1},\"r\":$line}" >> "$RES"
-    done
-    # Unpinned round trip, for comparison (cross-CPU wake-ups).
-    line=$($B load roundtrip 2000 -- "${w[@]}" "${SERVER[@]}")
-    echo "{\"round\":$round,\"who\":\"$who\",\"pinned\":0,\"r\":$line}" >> "$RES"
-  done
-  # shellcheck disable=SC2206
-  w=($WRAP_NOAUDIT)
-  for sc in "roundtrip 2000" "pipelined 20000"; do
-    # shellcheck disable=SC2086
-    line=$(pin $B load $sc -- "${w[@]}" "${SERVER[@]}")
-    echo "{\"round\":$round,\"who\":\"capjail_noaudit\",\"pinned\":${CAPJAIL_BENCH_PIN:-1},\"r\":$line}" >> "$RES"
-  done
-  # Content checks off (capjail above runs with them on, the default).
-  # shellcheck disable=SC2206
-  w=($WRAP_NOCONTENT)
-  for sc in "roundtrip 2000" "large 20 1048576"; do
-    # shellcheck disable=SC2086
-    line=$(pin $B load $sc -- "${w[@]}" "${SERVER[@]}")
-    echo "{\"round\":$round,\"who\":\"capjail_nocontent\",\"pinned\":${CAPJAIL_BENCH_PIN:-1},\"r\":$line}" >> "$RES"
-  done
-done
-# Peak RSS of capjail itself passing small messages and a 16 MiB response.
-rss() { /usr/bin/time -f '%M' -o "$OUT/rss.txt" "$@" >/dev/null 2>&1 || true; cat "$OUT/rss.txt" 2>/dev/null | tail -1; }
-RSS_SMALL=$(bash -c "$B load roundtrip 2000 -- /usr/bin/time -f '%M' -o $OUT/rss-small.txt ${WRAP[capjail]} ${SERVER[*]} >/dev/null; tail -1 $OUT/rss-small.txt" 2>/dev/null || echo 0)
-RSS_LARGE=$(bash -c "$B load large 3 16777216 -- /usr/bin/time -f '%M' -o $OUT/rss-large.txt ${WRAP[capjail]} ${SERVER[*]} >/dev/null; tail -1 $OUT/rss-large.txt" 2>/dev/null || echo 0)
-python3 scripts/bench_report.py "$RES" "$MODE" "$RSS_SMALL" "$RSS_LARGE"
-# Startup to the first initialize answer: direct vs capjail --mode full (with its world) vs bwrap.
-scripts/bench_startup.sh
+cat > "$OUT/real-policy.yaml" <<YAML
+name: bench-realistic
+proxy: {grace_seconds: 0.2}
+filesystem:
+  mode: explicit
+  mounts:
+    - {path: $WS/project, mode: rw}
+    - {path: $WS/data, mode: ro}
+network: {mode: none}
+tools: {mode: blocklist, blocked: [execute_command, run_shell]}
+YAML
+{ cat "$OUT/real-policy.yaml"; printf 'content: {enabled: false}\nflows: {defaults: false}\n'; } > "$OUT/real-nocontent-policy.yaml"
 
-# The egress point (issue 18): added latency of a fetch through it vs a direct fetch.
-bash scripts/bench_egress.sh 300 || echo "bench: egress benchmark failed" >&2
+SERVER=("$B" echo-server)
+declare -A WRAP
+WRAP[direct]=""
+WRAP[relay]="$B relay --"
+WRAP[best]="$C -q run --policy $OUT/best-policy.yaml --mode $MODE --audit $WS/audit.jsonl --profile $OUT/best-profile.yaml --"
+WRAP[best_noaudit]="$C -q run --policy $OUT/best-policy.yaml --mode $MODE --audit off --profile $OUT/best-profile.yaml --"
+WRAP[real]="$C -q run --policy $OUT/real-policy.yaml --mode $MODE --audit $WS/audit.jsonl --"
+WRAP[real_noaudit]="$C -q run --policy $OUT/real-policy.yaml --mode $MODE --audit off --"
+WRAP[real_nocontent]="$C -q run --policy $OUT/real-nocontent-policy.yaml --mode $MODE --audit $WS/audit.jsonl --"
+read -r -a WHO <<< "${CAPJAIL_BENCH_WHO:-direct relay best best_noaudit real real_noaudit real_nocontent}"
+IFS=';' read -r -a SCENARIOS <<< "${CAPJAIL_BENCH_SCENARIOS:-roundtrip $RT_N;pipelined $SUSTAINED;large $MIB_N 1048576;large $BIG_N 16777216}"
+read -r -a PINS <<< "${CAPJAIL_BENCH_PINS:-1 0}"
+
+RES="$OUT/results.jsonl"; : > "$RES"
+# One measurement: the load client drives `wrapper server` (the measured process runs under
+# /usr/bin/time, which only waits: its CPU time and peak RSS).
+one() { # who pinned scenario...
+  local who=$1 pinned=$2; shift 2
+  local w; read -r -a w <<< "${WRAP[$who]}"
+  rm -f "$WS/audit.jsonl" "$WS/audit.jsonl.head"
+  local pre=(); [ "$pinned" = 1 ] && pre=(taskset -c 0)
+  local line
+  if ! line=$("${pre[@]}" "$B" load "$@" -- /usr/bin/time -f '%U %S %M' -o "$WS/time.txt" "${w[@]}" "${SERVER[@]}"); then
+    echo "bench: $who $* failed" >&2; return 0
+  fi
+  read -r u s m < <(tail -1 "$WS/time.txt")
+  echo "{\"who\":\"$who\",\"pinned\":$pinned,\"round\":$round,\"cpu_s\":$(python3 -c "print($u+$s)"),\"rss_kib\":$m,\"r\":$line}" >> "$RES"
+}
+START=$(date +%s)
+for round in $(seq 1 "$ROUNDS"); do
+  for pinned in "${PINS[@]}"; do
+    for sc in "${SCENARIOS[@]}"; do
+      for who in "${WHO[@]}"; do
+        # shellcheck disable=SC2086
+        one "$who" "$pinned" $sc
+      done
+    done
+  done
+  echo "bench: round $round done ($(( $(date +%s) - START )) s)" >&2
+done
+# The audit log alone: CPU per record through the queue and writer, in-process.
+: > "$OUT/audit-cpu.jsonl.tmp"
+for _ in $(seq 1 "${CAPJAIL_BENCH_AUDIT_CPU:-3}"); do
+  "$B" audit-cpu "$([ $QUICK = 1 ] && echo 50000 || echo 200000)" "$WS/cpu-audit.jsonl" >> "$OUT/audit-cpu.jsonl.tmp"
+done
+mv "$OUT/audit-cpu.jsonl.tmp" "$OUT/audit-cpu.jsonl"
+
+# Where the time goes: perf profiles of capjail (realistic configuration, `--mode proxy`: the
+# proxy's code is the same in every mode, and perf then finds the binary; one CPU) under the
+# sustained small-message load and under 1 MiB responses: the split by thread (audit writer,
+# the two pumps) and the top symbols by self time (scripts/bench_profile.py names them).
+PROF="$OUT/profile.txt"; : > "$PROF"
+if [ "${CAPJAIL_BENCH_PERF:-1}" = 1 ]; then
+  if ! command -v perf >/dev/null; then apt-get install -y linux-perf >/dev/null 2>&1 || true; fi
+  if command -v perf >/dev/null; then
+    read -r -a w <<< "${WRAP[real]/--mode $MODE/--mode proxy}"
+    for sc in "pipelined $SUSTAINED" "large $MIB_N 1048576"; do
+      rm -f "$WS/audit.jsonl" "$WS/audit.jsonl.head"
+      # shellcheck disable=SC2086
+      taskset -c 0 "$B" load $sc -- perf record -q -F 1999 -o "$WS/perf.data" -- "${w[@]}" "${SERVER[@]}" >/dev/null 2>>"$OUT/perf-record.log" || true
+      { echo "### realistic, $sc, pinned"; python3 scripts/bench_profile.py "$WS/perf.data" 22 "$C" "$B" || true; } >> "$PROF"
+    done
+  else
+    echo "(perf unavailable: no profile)" > "$PROF"
+  fi
+fi
+python3 scripts/bench_report.py "$RES" "$OUT/audit-cpu.jsonl" "$PROF" "$MODE" "$SUSTAINED" "$QUICK" | tee "$OUT/report.md"
+if [ $QUICK = 0 ]; then
+  # Startup to the first initialize answer: direct vs capjail --mode full (with its world) vs bwrap.
+  scripts/bench_startup.sh
+  # The egress point (issue 18): added latency of a fetch through it vs a direct fetch.
+  bash scripts/bench_egress.sh 300 || echo "bench: egress benchmark failed" >&2
+fi

@@ -1,46 +1,108 @@
-"""Summarise scripts/bench.sh results: medians over rounds, ratios vs direct and vs the relay."""
-import json, statistics, sys, platform, datetime, os
-res, mode, rss_small, rss_large = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+"""Summarise scripts/bench.sh: medians over interleaved rounds, ratios vs the plain relay and vs
+a direct run, the issue-19 targets with met / not met, audit CPU per record, and the profile."""
+import datetime, json, os, platform, statistics, sys
+
+res, cpu_file, prof_file, mode, sustained, quick = sys.argv[1:7]
 rows = [json.loads(l) for l in open(res)]
-def med(who, scen, key, pinned=1, extra=None):
-    vals = [r["r"][key] for r in rows if r["who"] == who and r["r"]["scenario"] == scen and r["pinned"] == pinned
-            and (extra is None or r["r"].get("bytes") == extra)]
-    return statistics.median(vals) if vals else float("nan")
-metrics = [
-    ("round trip p50 (µs, 1 CPU)", "roundtrip", "p50_us", 1, None, False),
-    ("round trip p99 (µs, 1 CPU)", "roundtrip", "p99_us", 1, None, False),
-    ("round trip p50 (µs, 2 CPUs)", "roundtrip", "p50_us", 0, None, False),
-    ("round trip p99 (µs, 2 CPUs)", "roundtrip", "p99_us", 0, None, False),
-    ("pipelined (msg/s, 1 CPU)", "pipelined", "msgs_per_s", 1, None, True),
-    ("1 MiB responses (MB/s)", "large", "mb_per_s", 1, 1048576, True),
-    ("16 MiB responses (MB/s)", "large", "mb_per_s", 1, 16777216, True),
-    ("startup to initialize p50 (ms)", "startup", "p50_ms", 1, None, False),
-    ("startup to initialize p90 (ms)", "startup", "p90_ms", 1, None, False),
+cpu_rows = [json.loads(l) for l in open(cpu_file)] if os.path.exists(cpu_file) else []
+
+
+def vals(who, scen, key, pinned, nbytes=None, top=False):
+    out = []
+    for r in rows:
+        if r["who"] != who or r["pinned"] != pinned or r["r"]["scenario"] != scen:
+            continue
+        if nbytes is not None and r["r"].get("bytes") != nbytes:
+            continue
+        out.append(r[key] if top else r["r"][key])
+    return out
+
+
+def med(*a, **k):
+    v = vals(*a, **k)
+    return statistics.median(v) if v else float("nan")
+
+
+def ratio(a, b):
+    return a / b if b and b == b and a == a else float("nan")
+
+
+# metric name, scenario, key, bytes, higher is better
+METRICS = [
+    ("round trip p50 (µs)", "roundtrip", "p50_us", None, False),
+    ("round trip p99 (µs)", "roundtrip", "p99_us", None, False),
+    (f"pipelined, {int(sustained):,} calls (msg/s)", "pipelined", "msgs_per_s", None, True),
+    ("1 MiB responses (MB/s)", "large", "mb_per_s", 1048576, True),
+    ("16 MiB responses (MB/s)", "large", "mb_per_s", 16777216, True),
 ]
-out = {"date": datetime.date.today().isoformat(), "machine": f"{platform.machine()} {os.cpu_count()} CPUs, Linux {platform.release()}",
-       "capjail_mode": mode, "rounds": max(r["round"] for r in rows), "metrics": {}}
-lines = [f"capjail mode `{mode}`, {out['rounds']} rounds interleaved, medians; {out['date']}, {out['machine']}", "",
-         "| metric | direct | relay | capjail | capjail/direct | capjail/relay |", "|---|---|---|---|---|---|"]
-for name, scen, key, pinned, extra, higher in metrics:
-    d, r, c = (med(w, scen, key, pinned, extra) for w in ("direct", "relay", "capjail"))
-    out["metrics"][name] = {"direct": d, "relay": r, "capjail": c, "vs_direct": c / d if d else None, "vs_relay": c / r if r else None}
-    lines.append(f"| {name} | {d:.1f} | {r:.1f} | {c:.1f} | {c/d:.2f}x | {c/r:.2f}x |")
-lines.append(f"| capjail peak RSS, small messages (MiB) | | | {int(rss_small or 0)/1024:.1f} | | |")
-lines.append(f"| capjail peak RSS, 16 MiB responses (MiB) | | | {int(rss_large or 0)/1024:.1f} | | |")
-lines += ["", "| audit log cost (same run, capjail audit on vs `--audit off`) | off | on | on/off |", "|---|---|---|---|"]
-out["audit_cost"] = {}
-for name, scen, key in [("round trip p50 (µs, 1 CPU)", "roundtrip", "p50_us"), ("round trip p99 (µs, 1 CPU)", "roundtrip", "p99_us"),
-                        ("pipelined (msg/s, 1 CPU)", "pipelined", "msgs_per_s")]:
-    off, on = med("capjail_noaudit", scen, key), med("capjail", scen, key)
-    out["audit_cost"][name] = {"off": off, "on": on, "on_over_off": on / off if off else None}
-    lines.append(f"| {name} | {off:.1f} | {on:.1f} | {on/off:.2f}x |")
-lines += ["", "| content checks cost (same run, on (default) vs `content: {enabled: false}`) | off | on | on/off |", "|---|---|---|---|"]
-out["content_cost"] = {}
-for name, scen, key, extra in [("round trip p50 (µs, 1 CPU)", "roundtrip", "p50_us", None), ("round trip p99 (µs, 1 CPU)", "roundtrip", "p99_us", None),
-                               ("1 MiB responses (MB/s)", "large", "mb_per_s", 1048576)]:
-    off, on = med("capjail_nocontent", scen, key, 1, extra), med("capjail", scen, key, 1, extra)
-    out["content_cost"][name] = {"off": off, "on": on, "on_over_off": on / off if off else None}
-    lines.append(f"| {name} | {off:.1f} | {on:.1f} | {on/off:.2f}x |")
-out["rss_kib"] = {"small": int(rss_small or 0), "large_16mib": int(rss_large or 0)}
-print(json.dumps(out, indent=1))
-print("\n".join(lines))
+# Targets of issue 19, as ratios against the relay: (config, metric prefix) -> (op, value)
+TARGETS = {
+    ("real", "round trip p50"): ("<=", 1.25), ("real_noaudit", "round trip p50"): ("<=", 1.10),
+    ("best", "round trip p50"): ("<=", 1.25), ("best_noaudit", "round trip p50"): ("<=", 1.10),
+    ("real", "round trip p99"): ("<=", 1.5), ("best", "round trip p99"): ("<=", 1.5),
+    ("real_noaudit", "round trip p99"): ("<=", 1.5), ("best_noaudit", "round trip p99"): ("<=", 1.5),
+    ("real", "pipelined"): (">=", 0.6), ("best", "pipelined"): (">=", 0.6),
+    ("real_noaudit", "pipelined"): (">=", 0.85), ("best_noaudit", "pipelined"): (">=", 0.85),
+    ("real", "1 MiB"): (">=", 0.9), ("real", "16 MiB"): (">=", 0.9),
+    ("best", "1 MiB"): (">=", 0.9), ("best", "16 MiB"): (">=", 0.9),
+}
+NAMES = {"best": "best case, audit on", "best_noaudit": "best case, audit off",
+         "real": "realistic, audit on", "real_noaudit": "realistic, audit off",
+         "real_nocontent": "realistic, audit on, content checks off"}
+
+machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Linux {platform.release()}"
+date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+rounds = max(r["round"] for r in rows)
+L = [f"## capjail benchmark ({'quick' if quick == '1' else 'full'} mode)", "",
+     f"{date}; {machine}; capjail `--mode {mode}`; {rounds} interleaved rounds, medians; "
+     "ratios against the plain relay (and a direct run) from the same invocation. The machine "
+     "may be shared: absolute numbers are noisy, the ratios of interleaved runs less so.", ""]
+summary = {"date": date, "machine": machine, "mode": mode, "rounds": rounds, "results": {}}
+for pinned, label in ((1, "pinned to one CPU (taskset -c 0)"), (0, "unpinned")):
+    L += [f"### {label}", "",
+          "| metric | config | direct | relay | capjail | /direct | /relay | target | met |",
+          "|---|---|---|---|---|---|---|---|---|"]
+    for name, scen, key, nb, higher in METRICS:
+        d, r = med("direct", scen, key, pinned, nb), med("relay", scen, key, pinned, nb)
+        for who in ("best", "best_noaudit", "real", "real_noaudit", "real_nocontent"):
+            c = med(who, scen, key, pinned, nb)
+            vr = ratio(c, r)
+            t = next((v for (w, p), v in TARGETS.items() if w == who and name.startswith(p)), None)
+            met = ""
+            if t:
+                ok = vr <= t[1] if t[0] == "<=" else vr >= t[1]
+                met = "met" if ok else "**not met**"
+            summary["results"][f"{label}|{name}|{who}"] = {"direct": d, "relay": r, "capjail": c, "vs_relay": vr}
+            L.append(f"| {name} | {NAMES[who]} | {d:,.1f} | {r:,.1f} | {c:,.1f} | {ratio(c, d):.2f}x | {vr:.2f}x | "
+                     f"{(t[0] + ' ' + str(t[1]) + 'x') if t else ''} | {met} |")
+    L.append("")
+
+L += ["### memory and CPU of the measured process (median, pinned)", "",
+      "| scenario | relay peak RSS (MiB) | capjail realistic peak RSS (MiB) | target | met | relay CPU (s) | capjail realistic CPU (s) | realistic, audit off CPU (s) |",
+      "|---|---|---|---|---|---|---|---|"]
+for scen, nb, tgt in (("pipelined", None, 12.0), ("large", 16777216, 2 * 16 + 8.0), ("large", 1048576, 2 * 1 + 8.0)):
+    rr = med("relay", scen, "rss_kib", 1, nb, top=True) / 1024
+    cr = med("real", scen, "rss_kib", 1, nb, top=True) / 1024
+    rc, cc, nc = (med(w, scen, "cpu_s", 1, nb, top=True) for w in ("relay", "real", "real_noaudit"))
+    lab = f"{scen} {'' if nb is None else str(nb // 1048576) + ' MiB'}".strip()
+    L.append(f"| {lab} | {rr:.1f} | {cr:.1f} | <= {tgt:.0f} | {'met' if cr <= tgt else '**not met**'} | {rc:.2f} | {cc:.2f} | {nc:.2f} |")
+on, off = med("real", "pipelined", "cpu_s", 1, top=True), med("real_noaudit", "pipelined", "cpu_s", 1, top=True)
+L += ["", "### the audit log's CPU per record", ""]
+if cpu_rows:
+    c = statistics.median(r["cpu_us_per_record"] for r in cpu_rows)
+    summary["audit_cpu_us_per_record"] = c
+    L.append(f"- in-process (`capjail-bench audit-cpu`: queue + encoding + hash + write, batches of 64 waited for): "
+             f"**{c:.2f} µs/record** (median of {len(cpu_rows)})")
+L.append(f"- in the proxy (realistic, pipelined, CPU of capjail with the audit log on minus off, / calls): "
+         f"**{(on - off) * 1e6 / int(sustained):.2f} µs/record**")
+n_c = med("real_nocontent", "large", "mb_per_s", 1, 1048576)
+n_o = med("real", "large", "mb_per_s", 1, 1048576)
+L += ["", "### cost of the content checks (realistic, pinned; on is the default)", "",
+      f"- 1 MiB responses: {n_o:,.1f} MB/s on vs {n_c:,.1f} MB/s off ({ratio(n_o, n_c):.2f}x); "
+      f"16 MiB: {med('real', 'large', 'mb_per_s', 1, 16777216):,.1f} vs {med('real_nocontent', 'large', 'mb_per_s', 1, 16777216):,.1f} MB/s",
+      f"- round trip p50: {med('real', 'roundtrip', 'p50_us', 1):.1f} µs on vs {med('real_nocontent', 'roundtrip', 'p50_us', 1):.1f} µs off", ""]
+L += ["### where the time goes (perf, realistic configuration, pinned)", "", "```"]
+L += [l.rstrip() for l in open(prof_file)] if os.path.exists(prof_file) else ["(no profile)"]
+L += ["```"]
+json.dump(summary, open(os.path.join(os.path.dirname(res), "summary.json"), "w"), indent=1)
+print("\n".join(L))

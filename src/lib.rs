@@ -18,7 +18,7 @@ mod exit;
 mod jsonrpc;
 pub mod policy;
 mod probe;
-mod profile;
+pub mod profile;
 mod proxy;
 pub mod sandbox;
 mod trust;

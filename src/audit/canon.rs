@@ -163,12 +163,18 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 
 /// `SHA-256(prev_hex_ascii || body)`, lower-case hex.
 pub(crate) fn chain_hash(prev: &str, body: &[u8]) -> String {
+    let hex = chain_hash_hex(prev, body);
+    String::from_utf8(hex.to_vec()).expect("hex is ASCII")
+}
+
+/// [`chain_hash`] without an allocation: the 64 hex digits.
+pub(crate) fn chain_hash_hex(prev: &str, body: &[u8]) -> [u8; 64] {
     let mut h = Sha256::new();
     h.update(prev.as_bytes());
     h.update(body);
     let mut hex = [0u8; 64];
     hex::encode_to_slice(h.finalize(), &mut hex).expect("64 hex digits for 32 bytes");
-    String::from_utf8(hex.to_vec()).expect("hex is ASCII")
+    hex
 }
 
 #[cfg(test)]
@@ -186,13 +192,20 @@ pub(crate) fn encode_line(record: &Map<String, Value>, prev: &str) -> (Vec<u8>, 
 
 /// `buf[start..]` holds a record's canonical body (a JSON object); turn it into the record's
 /// line in place (the `hash` member before the final `}`, then `\n`) and return the hash.
+#[cfg(test)]
 pub(crate) fn seal_line(buf: &mut Vec<u8>, start: usize, prev: &str) -> String {
+    let hash = seal_line_hex(buf, start, prev);
+    String::from_utf8(hash.to_vec()).expect("hex is ASCII")
+}
+
+/// [`seal_line`] without an allocation: returns the hash's 64 hex digits.
+pub(crate) fn seal_line_hex(buf: &mut Vec<u8>, start: usize, prev: &str) -> [u8; 64] {
     debug_assert_eq!(buf.last(), Some(&b'}'));
-    let hash = chain_hash(prev, &buf[start..]);
+    let hash = chain_hash_hex(prev, &buf[start..]);
     let line = buf;
     line.pop();
     line.extend_from_slice(HASH_MEMBER);
-    line.extend_from_slice(hash.as_bytes());
+    line.extend_from_slice(&hash);
     line.extend_from_slice(b"\"}\n");
     hash
 }

@@ -97,7 +97,7 @@ pub struct ApprovalEvent<'a> {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FilterAction {
+pub enum FilterAction {
     /// The message was forwarded with changes (e.g. blocked tools hidden from `tools/list`).
     Altered,
     /// The message was not forwarded.
@@ -288,9 +288,15 @@ pub(crate) fn write_event_body(
     match event {
         Event::Decision(d) => {
             let dec = d.decision;
-            let reason = match &dec.denial {
-                Some(den) => std::borrow::Cow::Borrowed(den.reason.as_str()),
-                None => std::borrow::Cow::Owned(format!("allowed by {}", dec.rule)),
+            // `allowed by RULE`, written straight into the line (the same bytes as the
+            // string's escaping: "allowed by " needs none).
+            let write_reason = |out: &mut Vec<u8>| match &dec.denial {
+                Some(den) => super::canon::write_str(out, &den.reason),
+                None => {
+                    let at = out.len() + 1;
+                    super::canon::write_str(out, &dec.rule);
+                    out.splice(at..at, b"allowed by ".iter().copied());
+                }
             };
             let write_accesses = |out: &mut Vec<u8>| {
                 out.push(b'[');
@@ -298,7 +304,7 @@ pub(crate) fn write_event_body(
                     if i > 0 {
                         out.push(b',');
                     }
-                    write_canonical(out, &access_json(a));
+                    write_access(out, a);
                 }
                 out.push(b']');
             };
@@ -307,7 +313,8 @@ pub(crate) fn write_event_body(
                 None => out.extend_from_slice(b"null"),
             };
             let spec = d.tool_spec.map(|s| specs.canonical(s));
-            let mut m: Vec<(&str, Member)> = Vec::with_capacity(20);
+            // The members on the stack: no allocation per record.
+            let mut m = Members::default();
             m.extend(chain_members);
             m.extend([
                 ("v", Member::U64(FORMAT_VERSION)),
@@ -325,7 +332,7 @@ pub(crate) fn write_event_body(
                     Member::Str(if dec.is_allowed() { "allow" } else { "deny" }),
                 ),
                 ("rule", Member::Str(&dec.rule)),
-                ("reason", Member::Str(&reason)),
+                ("reason", Member::With(&write_reason)),
                 ("latency_us", Member::U64(d.latency_us)),
                 ("params", Member::With(&write_params)),
             ]);
@@ -338,10 +345,10 @@ pub(crate) fn write_event_body(
             if let Some(bytes) = spec {
                 m.push(("tool_spec", Member::Canonical(bytes)));
             }
-            write_record(out, &mut m);
+            write_record(out, m.as_mut_slice());
         }
         Event::ResponseFilter(f) => {
-            let mut m: Vec<(&str, Member)> = Vec::with_capacity(12);
+            let mut m = Members::default();
             m.extend(chain_members);
             m.extend([
                 ("v", Member::U64(FORMAT_VERSION)),
@@ -355,9 +362,39 @@ pub(crate) fn write_event_body(
             if let Some(id) = f.id {
                 m.push(("id", Member::Json(id)));
             }
-            write_record(out, &mut m);
+            write_record(out, m.as_mut_slice());
         }
         other => write_map_body(out, &event_record(other, session, counts, redactor), chain),
+    }
+}
+
+/// A record's members, on the stack (a decision has at most 18).
+struct Members<'a> {
+    items: [(&'a str, Member<'a>); 20],
+    len: usize,
+}
+
+impl Default for Members<'_> {
+    fn default() -> Self {
+        Members {
+            items: std::array::from_fn(|_| ("", Member::Null)),
+            len: 0,
+        }
+    }
+}
+
+impl<'a> Members<'a> {
+    fn push(&mut self, m: (&'a str, Member<'a>)) {
+        self.items[self.len] = m;
+        self.len += 1;
+    }
+    fn extend(&mut self, ms: impl IntoIterator<Item = (&'a str, Member<'a>)>) {
+        for m in ms {
+            self.push(m);
+        }
+    }
+    fn as_mut_slice(&mut self) -> &mut [(&'a str, Member<'a>)] {
+        &mut self.items[..self.len]
     }
 }
 
@@ -462,19 +499,79 @@ pub(crate) fn access_json(a: &Access) -> Value {
     json!({"capability": a.capability, "resource": resource})
 }
 
+/// Append the canonical JSON of [`access_json`]`(a)` without building it (keys in byte order).
+fn write_access(out: &mut Vec<u8>, a: &Access) {
+    use super::canon::write_str;
+    out.extend_from_slice(b"{\"capability\":");
+    write_str(out, &a.capability);
+    out.extend_from_slice(b",\"resource\":");
+    match &a.resource {
+        Resource::None => out.extend_from_slice(b"null"),
+        Resource::Path { written, resolved } => {
+            out.extend_from_slice(b"{\"kind\":\"path\",\"resolved\":");
+            write_str(out, &resolved.to_string_lossy());
+            out.extend_from_slice(b",\"written\":");
+            write_str(out, written);
+            out.push(b'}');
+        }
+        Resource::Url {
+            written,
+            host,
+            port,
+        } => {
+            out.extend_from_slice(b"{\"host\":");
+            write_str(out, host);
+            out.extend_from_slice(b",\"kind\":\"url\",\"port\":");
+            out.extend_from_slice(port.to_string().as_bytes());
+            out.extend_from_slice(b",\"written\":");
+            write_str(out, written);
+            out.push(b'}');
+        }
+        Resource::Command { written } => {
+            out.extend_from_slice(b"{\"kind\":\"command\",\"written\":");
+            write_str(out, written);
+            out.push(b'}');
+        }
+    }
+    out.push(b'}');
+}
+
 /// RFC 3339, UTC, microseconds: `2026-03-01T12:34:56.123456Z`.
 pub(crate) fn rfc3339_micros(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, mo, da) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{mo:02}-{da:02}T{:02}:{:02}:{:02}.{:06}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        d.subsec_micros()
-    )
+    TimeText::of(t).as_str().to_string()
+}
+
+/// [`rfc3339_micros`] on the stack (the writer formats one per record).
+pub(crate) struct TimeText {
+    buf: [u8; 40],
+    len: usize,
+}
+
+impl TimeText {
+    pub(crate) fn of(t: SystemTime) -> TimeText {
+        use std::io::Write;
+        let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = d.as_secs();
+        let (days, rem) = (secs / 86_400, secs % 86_400);
+        let (y, mo, da) = civil_from_days(days as i64);
+        let mut buf = [0u8; 40];
+        let mut w = &mut buf[..];
+        write!(
+            w,
+            "{y:04}-{mo:02}-{da:02}T{:02}:{:02}:{:02}.{:06}Z",
+            rem / 3600,
+            rem % 3600 / 60,
+            rem % 60,
+            d.subsec_micros()
+        )
+        .expect("a time fits in 40 bytes");
+        let len = 40 - w.len();
+        TimeText { buf, len }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).expect("ASCII digits")
+    }
 }
 
 /// Days since 1970-01-01 -> (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
@@ -533,13 +630,33 @@ mod tests {
             verdict: Verdict::Allow,
             method: "tools/call".into(),
             tool: Some("write_file".into()),
-            accesses: vec![Access {
-                capability: "filesystem.write".into(),
-                resource: Resource::Path {
-                    written: "~/a\"b".into(),
-                    resolved: "/home/u/a\"b".into(),
+            accesses: vec![
+                Access {
+                    capability: "filesystem.write".into(),
+                    resource: Resource::Path {
+                        written: "~/a\"b".into(),
+                        resolved: "/home/u/a\"b".into(),
+                    },
                 },
-            }],
+                Access {
+                    capability: "network.fetch".into(),
+                    resource: Resource::Url {
+                        written: "https://h.test:8443/é".into(),
+                        host: "h.test".into(),
+                        port: 8443,
+                    },
+                },
+                Access {
+                    capability: "shell.execute".into(),
+                    resource: Resource::Command {
+                        written: "ls \u{1}".into(),
+                    },
+                },
+                Access {
+                    capability: "unknown".into(),
+                    resource: Resource::None,
+                },
+            ],
             rule: "filesystem.mounts".into(),
             denial: None,
         };

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 
 pub use event::{DecisionEvent, Direction, Event};
 pub(crate) use event::{FilterAction, SessionEnd, SessionStart};
-pub(crate) use queue::{AuditQueue, Record};
+pub use queue::{AuditQueue, Record};
 pub(crate) use replay::replay;
 pub(crate) use show::{show, ShowFilter};
 pub(crate) use verify::verify;

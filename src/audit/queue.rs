@@ -8,6 +8,9 @@
 //!   blocks until the writer catches up (back-pressure on the stream, never loss);
 //! - a record reaches the file within [`LINGER`] of being queued, or sooner when the queue
 //!   fills or the session ends ([`AuditQueue::close`] writes everything before it returns);
+//! - a proxy thread waiting for a record ([`Watermark::wait`]) while the writer thread is idle
+//!   writes the waiting batch itself, with the log it takes from the queue: a lone request's
+//!   record costs no hand-over to another thread and back (two context switches);
 //! - a failed write is fatal: every later `push` (and `close`) returns the error, so the
 //!   proxy stops forwarding and exits with the audit status. At most the records queued at
 //!   that moment (bounded by [`QUEUE_RECORDS`]) were decided but not written, and the error
@@ -41,7 +44,7 @@ pub(crate) const LINGER: Duration = Duration::from_millis(2);
 // Decisions are the common case; boxing them would add an allocation per request.
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
-pub(crate) enum Record {
+pub enum Record {
     Decision {
         direction: Direction,
         id: Option<Value>,
@@ -166,6 +169,40 @@ struct State {
     written: u64,
     /// The first write error; fatal.
     failed: Option<String>,
+    /// The log, when nobody is writing (the writer thread or a waiter takes it to write).
+    log: Option<AuditLog>,
+}
+
+/// Write the waiting records with the log taken from `st` (which must hold it); returns the
+/// lock again, with the log back and the outcome counted. The records are dropped outside
+/// the lock.
+fn write_waiting<'a>(shared: &'a Shared, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    let mut log = st
+        .log
+        .take()
+        .expect("the log is in the queue when nobody writes");
+    st.hurry = false;
+    let batch: Vec<Record> = st.waiting.drain(..).collect();
+    st.bytes = 0;
+    drop(st);
+    let n = batch.len() as u64;
+    let result = log.record_batch(&batch);
+    drop(batch);
+    let mut st = shared.lock();
+    st.log = Some(log);
+    match result {
+        Ok(()) => st.written += n,
+        Err(e) => {
+            tracing::error!("audit log: {e}");
+            st.failed = Some(e.to_string());
+            st.waiting.clear();
+        }
+    }
+    shared.done.notify_all();
+    if !st.waiting.is_empty() {
+        shared.work.notify_one(); // records queued meanwhile: the writer thread's turn
+    }
+    st
 }
 
 struct Shared {
@@ -184,7 +221,7 @@ impl Shared {
 }
 
 /// The writer thread and its queue.
-pub(crate) struct AuditQueue {
+pub struct AuditQueue {
     shared: Arc<Shared>,
     writer: Option<JoinHandle<()>>,
     path: PathBuf,
@@ -192,10 +229,13 @@ pub(crate) struct AuditQueue {
 
 impl AuditQueue {
     /// Move `log` to a new writer thread.
-    pub(crate) fn start(log: AuditLog) -> std::io::Result<AuditQueue> {
+    pub fn start(log: AuditLog) -> std::io::Result<AuditQueue> {
         let path = log.path().to_path_buf();
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                log: Some(log),
+                ..State::default()
+            }),
             work: Condvar::new(),
             done: Condvar::new(),
         });
@@ -203,7 +243,7 @@ impl AuditQueue {
             let shared = shared.clone();
             std::thread::Builder::new()
                 .name("audit".into())
-                .spawn(move || write_loop(&shared, log))?
+                .spawn(move || write_loop(&shared))?
         };
         Ok(AuditQueue {
             shared,
@@ -215,7 +255,7 @@ impl AuditQueue {
     /// Queue a record whose request was `weight` bytes long. Blocks while the queue is full;
     /// fails (for good) once a write failed. Returns the record's sequence number (1, 2, ...):
     /// [`Watermark::wait`] on it returns once the record is in the file.
-    pub(crate) fn push(&self, record: Record, weight: usize) -> Result<u64, AuditError> {
+    pub fn push(&self, record: Record, weight: usize) -> Result<u64, AuditError> {
         let mut st = self.shared.lock();
         while st.failed.is_none()
             && (st.waiting.len() >= QUEUE_RECORDS
@@ -240,7 +280,7 @@ impl AuditQueue {
     }
 
     /// A handle to wait for records to be written, usable without holding the queue.
-    pub(crate) fn watermark(&self) -> Watermark {
+    pub fn watermark(&self) -> Watermark {
         Watermark {
             shared: self.shared.clone(),
             path: self.path.clone(),
@@ -263,7 +303,7 @@ impl AuditQueue {
     }
 
     /// Write everything queued, stop the writer and report the first failure, if any.
-    pub(crate) fn close(mut self) -> Result<(), AuditError> {
+    pub fn close(mut self) -> Result<(), AuditError> {
         let result = self.flush();
         self.stop();
         result
@@ -292,7 +332,7 @@ impl AuditQueue {
 
 /// "Written up to": lets the proxy forward a request only once its record is in the file.
 #[derive(Clone)]
-pub(crate) struct Watermark {
+pub struct Watermark {
     shared: Arc<Shared>,
     path: PathBuf,
 }
@@ -301,9 +341,15 @@ impl Watermark {
     /// Wait until the record numbered `seq` (and every one before it) is written. The writer
     /// is told not to linger: the records queued so far form its next batch, so pipelined
     /// requests still share one write. Fails when a write failed before `seq` was reached.
-    pub(crate) fn wait(&self, seq: u64) -> Result<(), AuditError> {
+    pub fn wait(&self, seq: u64) -> Result<(), AuditError> {
         let mut st = self.shared.lock();
         while st.written < seq && st.failed.is_none() {
+            if st.log.is_some() && !st.waiting.is_empty() {
+                // Nobody is writing: write the batch here rather than wake the writer and
+                // sleep until it is done.
+                st = write_waiting(&self.shared, st);
+                continue;
+            }
             st.hurry = true;
             self.shared.work.notify_one();
             st = self.shared.done.wait(st).unwrap_or_else(|p| p.into_inner());
@@ -333,10 +379,11 @@ impl Drop for AuditQueue {
     }
 }
 
-fn write_loop(shared: &Shared, mut log: AuditLog) {
+fn write_loop(shared: &Shared) {
     let mut st = shared.lock();
     loop {
-        while st.waiting.is_empty() && !st.closing {
+        // Sleep while there is nothing to write, or a waiter is writing it.
+        while (st.waiting.is_empty() || st.log.is_none()) && !(st.closing && st.log.is_some()) {
             st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
         }
         if st.waiting.is_empty() {
@@ -355,23 +402,10 @@ fn write_loop(shared: &Shared, mut log: AuditLog) {
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0);
         }
-        st.hurry = false;
-        let batch: Vec<Record> = st.waiting.drain(..).collect();
-        st.bytes = 0;
-        drop(st);
-        let n = batch.len() as u64;
-        let result = log.record_batch(&batch);
-        drop(batch); // free the requests here, not on the proxy's threads
-        st = shared.lock();
-        match result {
-            Ok(()) => st.written += n,
-            Err(e) => {
-                tracing::error!("audit log: {e}");
-                st.failed = Some(e.to_string());
-                st.waiting.clear();
-            }
+        if st.waiting.is_empty() || st.log.is_none() {
+            continue; // a waiter wrote the batch (or is writing it) meanwhile
         }
-        shared.done.notify_all();
+        st = write_waiting(shared, st);
         if st.failed.is_some() {
             return;
         }

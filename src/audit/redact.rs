@@ -23,7 +23,53 @@ pub(crate) const DEFAULT_REDACT: &[&str] = &[
 /// Which keys are redacted. Patterns are case-insensitive; `*` matches any run of characters.
 #[derive(Debug, Clone)]
 pub(crate) struct Redactor {
-    patterns: Vec<String>,
+    /// The patterns by shape, matched without backtracking (every record's every key is
+    /// matched against all of them).
+    compiled: Vec<Pattern>,
+}
+
+/// A lower-case pattern by shape.
+#[derive(Debug, Clone)]
+enum Pattern {
+    Exact(String),
+    Suffix(String),
+    Prefix(String),
+    Contains(String),
+    Glob(String),
+}
+
+impl Pattern {
+    fn of(p: &str) -> Pattern {
+        let inner = p.trim_matches('*');
+        if inner.contains('*') {
+            return Pattern::Glob(p.to_string());
+        }
+        match (p.starts_with('*'), p.ends_with('*') && p.len() > 1) {
+            (false, false) => Pattern::Exact(p.to_string()),
+            (true, false) => Pattern::Suffix(inner.to_string()),
+            (false, true) => Pattern::Prefix(inner.to_string()),
+            (true, true) => Pattern::Contains(inner.to_string()),
+        }
+    }
+
+    fn matches(&self, key: &str) -> bool {
+        let k = key.as_bytes();
+        match self {
+            Pattern::Exact(p) => key.eq_ignore_ascii_case(p),
+            Pattern::Suffix(p) => {
+                k.len() >= p.len() && k[k.len() - p.len()..].eq_ignore_ascii_case(p.as_bytes())
+            }
+            Pattern::Prefix(p) => {
+                k.len() >= p.len() && k[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+            }
+            Pattern::Contains(p) => {
+                p.is_empty()
+                    || k.windows(p.len())
+                        .any(|w| w.eq_ignore_ascii_case(p.as_bytes()))
+            }
+            Pattern::Glob(p) => glob(p.as_bytes(), k),
+        }
+    }
 }
 
 impl Default for Redactor {
@@ -37,7 +83,8 @@ impl Redactor {
     pub(crate) fn new<S: AsRef<str>>(extra: impl IntoIterator<Item = S>) -> Redactor {
         let mut patterns: Vec<String> = DEFAULT_REDACT.iter().map(|s| s.to_string()).collect();
         patterns.extend(extra.into_iter().map(|s| s.as_ref().to_ascii_lowercase()));
-        Redactor { patterns }
+        let compiled = patterns.iter().map(|p| Pattern::of(p)).collect();
+        Redactor { compiled }
     }
 
     /// The defaults plus the policy's `audit.redact`.
@@ -46,9 +93,7 @@ impl Redactor {
     }
 
     pub(crate) fn is_secret(&self, key: &str) -> bool {
-        self.patterns
-            .iter()
-            .any(|p| glob(p.as_bytes(), key.as_bytes()))
+        self.compiled.iter().any(|p| p.matches(key))
     }
 
     /// Append the canonical JSON of [`Redactor::redact`]`(v)` to `out`, without building the
@@ -158,6 +203,21 @@ mod tests {
         }
         for k in ["path", "name", "progressToken", "keys", "url"] {
             assert!(!r.is_secret(k), "{k}");
+        }
+        // The shapes agree with the glob they stand for.
+        let keys = [
+            "a", "ab", "xab", "abx", "xabx", "AB_TOKEN", "_token", "token", "", "a*b",
+        ];
+        for p in [
+            "ab", "*ab", "ab*", "*ab*", "*", "**", "a*b", "*_token", "*a*b*",
+        ] {
+            for k in keys {
+                assert_eq!(
+                    Pattern::of(p).matches(k),
+                    glob(p.as_bytes(), k.as_bytes()),
+                    "{p} {k}"
+                );
+            }
         }
     }
 

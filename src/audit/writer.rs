@@ -16,10 +16,10 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
-use super::canon::{parse_line, seal_line, sha256_hex, GENESIS};
+use super::canon::{parse_line, seal_line_hex, sha256_hex, GENESIS};
 use super::event::{
-    new_session_id, recovery_record, rfc3339_micros, write_event_body, write_map_body, Chain,
-    Counts, Event, SpecCache,
+    new_session_id, recovery_record, write_event_body, write_map_body, Chain, Counts, Event,
+    SpecCache, TimeText,
 };
 use super::queue::Record;
 use super::redact::Redactor;
@@ -224,7 +224,10 @@ impl AuditLog {
         for r in records {
             let (event, at) = r.event();
             seq += 1;
-            prev = self.encode(&mut buf, Body::Event(&event), at, &counts, seq, &prev);
+            let hash = self.encode(&mut buf, Body::Event(&event), at, &counts, seq, &prev);
+            // The next record's `prev`, in the same String (no allocation per record).
+            prev.clear();
+            prev.push_str(std::str::from_utf8(&hash).expect("hex is ASCII"));
             counts.count(&event);
         }
         let written = self.finish(&buf, prev, seq);
@@ -251,10 +254,10 @@ impl AuditLog {
         counts: &Counts,
         seq: u64,
         prev: &str,
-    ) -> String {
-        let time = rfc3339_micros(at.unwrap_or_else(SystemTime::now));
+    ) -> [u8; 64] {
+        let time = TimeText::of(at.unwrap_or_else(SystemTime::now));
         let chain = Chain {
-            time: &time,
+            time: time.as_str(),
             seq,
             prev,
         };
@@ -271,7 +274,7 @@ impl AuditLog {
             ),
             Body::Map(rec) => write_map_body(buf, rec, chain),
         }
-        seal_line(buf, start, prev)
+        seal_line_hex(buf, start, prev)
     }
 
     /// Under the lock: write the encoded lines, fsync if configured, advance the head.
@@ -367,6 +370,7 @@ impl AuditLog {
         let counts = self.counts;
         let seq = head.seq + 1;
         let hash = self.encode(&mut buf, Body::Map(&rec), None, &counts, seq, &head.hash);
+        let hash = String::from_utf8(hash.to_vec()).expect("hex is ASCII");
         (&new).write_all(&buf).map_err(|e| io(&tmp, e))?;
         // Shift the old files: .keep is deleted, .N becomes .N+1.
         let _ = std::fs::remove_file(rotated::rotated_name(&self.path, rot.keep));
@@ -410,6 +414,7 @@ impl AuditLog {
         buf.clear();
         let counts = self.counts;
         let hash = self.encode(&mut buf, body, None, &counts, seq, &prev);
+        let hash = String::from_utf8(hash.to_vec()).expect("hex is ASCII");
         let written = self.finish(&buf, hash, seq);
         self.line = buf;
         written.map(|()| seq)

@@ -12,8 +12,9 @@ fn main() {
         Some("echo-server") => echo_server(),
         Some("relay") => relay(&args[1..]),
         Some("load") => load(&args[1..]),
+        Some("audit-cpu") => audit_cpu(&args[1..]),
         _ => {
-            eprintln!("usage: capjail-bench echo-server | relay -- CMD... | load SCENARIO [N] [BYTES] -- CMD...");
+            eprintln!("usage: capjail-bench echo-server | relay -- CMD... | load SCENARIO [N] [BYTES] -- CMD... | audit-cpu N FILE");
             eprintln!("scenarios: roundtrip N | pipelined N | large N BYTES | startup N");
             2
         }
@@ -275,5 +276,81 @@ fn load(args: &[String]) -> i32 {
             return 2;
         }
     }
+    0
+}
+
+/// CPU time of this process (all threads), in seconds.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(ru.ru_utime) + t(ru.ru_stime)
+}
+
+/// The audit log's CPU per record: N decision records like the proxy's (a `tools/call` with
+/// its params, a tool description, an allow decision) pushed through the audit queue to FILE
+/// in batches of 64 waited for (write before forward), all threads' CPU time divided by N.
+fn audit_cpu(args: &[String]) -> i32 {
+    use capjail::audit::{AuditLog, AuditQueue, Direction, Record};
+    use capjail::check::decide::{Decision, Verdict};
+    let n: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let Some(path) = args.get(1) else {
+        eprintln!("audit-cpu N FILE");
+        return 2;
+    };
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(format!("{path}.head"));
+    let log = AuditLog::open(std::path::Path::new(path), false).expect("open the audit log");
+    let q = AuditQueue::start(log).expect("start the writer");
+    let w = q.watermark();
+    let spec: capjail::profile::ToolSpec = serde_json::from_value(serde_json::json!(
+        {"capability": "compute", "args": {"message": "data", "bytes": "data"}}
+    ))
+    .expect("a tool description");
+    let line = call(1, 0);
+    let t = Instant::now();
+    let c0 = cpu_seconds();
+    for i in 0..n {
+        // What the proxy hands over: the id and params moved out of the parsed request.
+        let mut v: serde_json::Value = serde_json::from_slice(&line).expect("a request");
+        let record = Record::Decision {
+            direction: Direction::ClientToServer,
+            id: Some(serde_json::Value::from(i as u64 + 1)),
+            params: v.get_mut("params").map(serde_json::Value::take),
+            decision: Decision {
+                verdict: Verdict::Allow,
+                method: "tools/call".into(),
+                tool: Some("echo".into()),
+                accesses: vec![],
+                rule: "tools.allowed".into(),
+                denial: None,
+            },
+            tool_spec: Some(spec.clone()),
+            latency_us: 3,
+            at: std::time::SystemTime::now(),
+        };
+        let seq = q.push(record, line.len()).expect("push");
+        if i % 64 == 63 {
+            w.wait(seq).expect("written");
+        }
+    }
+    q.close().expect("close");
+    let cpu = cpu_seconds() - c0;
+    let wall = t.elapsed().as_secs_f64();
+    // The same loop without the audit log: the parse and record building it includes.
+    let c1 = cpu_seconds();
+    for i in 0..n {
+        let mut v: serde_json::Value = serde_json::from_slice(&line).expect("a request");
+        let p = v.get_mut("params").map(serde_json::Value::take);
+        std::hint::black_box((i, p, spec.clone()));
+    }
+    let base = cpu_seconds() - c1;
+    println!(
+        "{{\"scenario\":\"audit_cpu\",\"n\":{n},\"cpu_us_per_record\":{:.2},\"wall_us_per_record\":{:.2},\"base_us\":{:.2}}}",
+        (cpu - base).max(0.0) * 1e6 / n as f64,
+        wall * 1e6 / n as f64,
+        base * 1e6 / n as f64
+    );
     0
 }

@@ -177,6 +177,24 @@ pub(crate) fn on_result(
         return ResultOutcome::Forward;
     };
     let c = &policy.content;
+    let scanned = c.enabled
+        && !info
+            .tool
+            .as_ref()
+            .is_some_and(|t| c.results_exempt_tools.contains(t));
+    if info.sensitive.is_none() {
+        if !scanned {
+            return ResultOutcome::Forward; // nothing to remember, nothing to scan
+        }
+        // The common case: the texts read from the line, no tree built; the tree only when a
+        // text needs more than a look (a finding: redaction, wrapping, a record).
+        let known = &mut st.known;
+        let read =
+            super::borrowed::each_text(line, &mut |t| super::results::text_is_clean(t, c, known));
+        if read != Some(false) {
+            return ResultOutcome::Forward; // every text clean, or no result to read
+        }
+    }
     let Ok(mut v) = serde_json::from_slice::<Value>(line) else {
         return ResultOutcome::Forward; // the server filter already judged the framing
     };
@@ -191,12 +209,7 @@ pub(crate) fn on_result(
             st.known.add_file(&t, what);
         }
     }
-    if !c.enabled
-        || info
-            .tool
-            .as_ref()
-            .is_some_and(|t| c.results_exempt_tools.contains(t))
-    {
+    if !scanned {
         return ResultOutcome::Forward;
     }
     let rep = super::results::check_result(result, c, &mut st.known);

@@ -7,6 +7,7 @@
 //! model) is meant to be shared with the tool-definition checks.
 
 pub(crate) mod approval;
+mod borrowed;
 pub(crate) mod config;
 pub(crate) mod encodings;
 pub(crate) mod entropy;

@@ -86,6 +86,27 @@ fn collect<'v>(v: &'v mut Value, out: &mut Vec<&'v mut String>, depth: usize) {
     }
 }
 
+/// Would [`check_result`] leave this text alone and report nothing about it? (The same
+/// checks as `one_text`, without changing anything.)
+pub(crate) fn text_is_clean(t: &str, policy: &ContentPolicy, known: &mut KnownSecrets) -> bool {
+    let mut sc = Scanner::new(known, false);
+    sc.result(t);
+    if policy.secrets != ResultAction::Off && !sc.findings.is_empty() {
+        return false;
+    }
+    if policy.injection != ResultAction::Off && super::text::injection_marker(t).is_some() {
+        return false;
+    }
+    !(policy.hidden_unicode != ResultAction::Off && super::text::count_hidden(t) > 0)
+}
+
+#[cfg(test)]
+pub(crate) fn collect_for_test(v: &mut Value, out: &mut Vec<String>) {
+    let mut texts = Vec::new();
+    collect(v, &mut texts, 0);
+    out.extend(texts.into_iter().map(|s| s.clone()));
+}
+
 fn one_text(
     t: &mut String,
     policy: &ContentPolicy,

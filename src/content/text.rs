@@ -151,6 +151,33 @@ pub(crate) const INJECTION_MARKERS: &[&str] = &[
 /// of spaces ignored).
 pub(crate) fn injection_marker(s: &str) -> Option<&'static str> {
     // Collapse: lower-case, hidden characters dropped, runs of spaces/tabs to one space.
+    if s.is_ascii() {
+        let b = s.as_bytes();
+        if memchr::memchr(b'\t', b).is_none() && memchr::memmem::find(b, b"  ").is_none() {
+            // Nothing to collapse: search the text itself, case-insensitively (no copy).
+            return markers_ascii_ci()
+                .find(b)
+                .map(|m| INJECTION_MARKERS[m.pattern().as_usize()]);
+        }
+        // The common case, a byte at a time: ASCII has no hidden or confusable characters, and
+        // its lower case is `to_ascii_lowercase` (the same text as the loop below builds).
+        let mut t = Vec::with_capacity(s.len());
+        let mut space = false;
+        for &b in s.as_bytes() {
+            if b == b' ' || b == b'\t' {
+                if !space {
+                    t.push(b' ');
+                }
+                space = true;
+                continue;
+            }
+            space = false;
+            t.push(b.to_ascii_lowercase());
+        }
+        return markers()
+            .find(&t)
+            .map(|m| INJECTION_MARKERS[m.pattern().as_usize()]);
+    }
     let mut t = String::with_capacity(s.len().min(1 << 20));
     let mut space = false;
     for c in s.chars() {
@@ -171,6 +198,17 @@ pub(crate) fn injection_marker(s: &str) -> Option<&'static str> {
     markers()
         .find(&t)
         .map(|m| INJECTION_MARKERS[m.pattern().as_usize()])
+}
+
+/// The markers, matched ASCII-case-insensitively (they are lower-case ASCII).
+fn markers_ascii_ci() -> &'static aho_corasick::AhoCorasick {
+    static M: std::sync::OnceLock<aho_corasick::AhoCorasick> = std::sync::OnceLock::new();
+    M.get_or_init(|| {
+        aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(INJECTION_MARKERS)
+            .expect("static patterns")
+    })
 }
 
 fn markers() -> &'static aho_corasick::AhoCorasick {
@@ -201,6 +239,22 @@ mod tests {
             Some("ignore previous instructions")
         );
         assert_eq!(injection_marker("<|im_start|>system"), Some("<|im_start|>"));
+        // The ASCII path and the general one agree.
+        for s in [
+            "IGNORE \t previous  instructions",
+            "x\n\nHuman: y",
+            "Do Not Tell The User",
+            "a <|IM_START|> b",
+            "nothing to see here",
+        ] {
+            let general = format!("{s}\u{e9}");
+            assert_eq!(
+                injection_marker(s).is_some(),
+                !s.starts_with("nothing"),
+                "{s}"
+            );
+            assert_eq!(injection_marker(s), injection_marker(&general), "{s}");
+        }
         assert_eq!(
             injection_marker("The system prompt is documented in the guide."),
             None

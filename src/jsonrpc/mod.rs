@@ -4,7 +4,7 @@ pub(crate) mod strict;
 
 use serde_json::{json, Map, Value};
 
-pub(crate) use strict::{parse_strict, validate_strict, ParseError};
+pub(crate) use strict::{parse_strict, validate_envelope, ParseError};
 
 /// JSON-RPC / MCP error codes used by capjail.
 pub(crate) mod code {

@@ -139,6 +139,7 @@ impl<'de> Visitor<'de> for Seed {
 /// every string, also those no filter reads), valid JSON, one value, no duplicate keys at any
 /// depth, no deeper than `max_depth`. For server lines that are relayed byte for byte: the
 /// cost is one pass with no tree (keys of each object are compared, values are not kept).
+#[cfg(test)]
 pub(crate) fn validate_strict(line: &[u8], max_depth: usize) -> Result<(), ParseError> {
     let mut de = serde_json::Deserializer::from_slice(line);
     Check {
@@ -246,6 +247,162 @@ impl<'de> Visitor<'de> for Check {
     }
 }
 
+/// The members of a message that say what it is, read in the same pass that checks the whole
+/// line by the rules of [`validate_strict`]: one pass over a server line, no tree built
+/// (only the id, small, is kept as a value).
+#[derive(Debug, Default, PartialEq)]
+pub struct Envelope<'a> {
+    /// The line is a JSON object.
+    pub object: bool,
+    pub id: Option<Value>,
+    pub method: Option<std::borrow::Cow<'a, str>>,
+    /// `method` is present but not a string.
+    pub bad_method: bool,
+}
+
+/// [`validate_strict`], returning the line's [`Envelope`].
+pub fn validate_envelope(line: &[u8], max_depth: usize) -> Result<Envelope<'_>, ParseError> {
+    let mut de = serde_json::Deserializer::from_slice(line);
+    let env = Top { max_depth }.deserialize(&mut de).map_err(classify)?;
+    de.end().map_err(classify)?;
+    Ok(env)
+}
+
+#[derive(Clone, Copy)]
+struct Top {
+    max_depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for Top {
+    type Value = Envelope<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Envelope<'de>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl Top {
+    fn check(self, depth: usize) -> Check {
+        Check {
+            depth,
+            max_depth: self.max_depth,
+        }
+    }
+    fn not_an_object<E>(self) -> Result<Envelope<'static>, E> {
+        Ok(Envelope::default())
+    }
+}
+
+impl<'de> Visitor<'de> for Top {
+    type Value = Envelope<'de>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Envelope<'de>, E> {
+        self.not_an_object()
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Envelope<'de>, E> {
+        self.not_an_object()
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Envelope<'de>, E> {
+        self.not_an_object()
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Envelope<'de>, E> {
+        self.not_an_object()
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Envelope<'de>, E> {
+        self.not_an_object()
+    }
+    fn visit_unit<E>(self) -> Result<Envelope<'de>, E> {
+        self.not_an_object()
+    }
+    fn visit_none<E>(self) -> Result<Envelope<'de>, E> {
+        self.not_an_object()
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Envelope<'de>, A::Error> {
+        self.check(0).visit_seq(seq)?;
+        self.not_an_object()
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Envelope<'de>, A::Error> {
+        if 1 > self.max_depth {
+            return Err(A::Error::custom(format_args!("{DEEP}{}", self.max_depth)));
+        }
+        let mut env = Envelope {
+            object: true,
+            ..Envelope::default()
+        };
+        let mut keys: Vec<std::borrow::Cow<'de, str>> = Vec::new();
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            match k.as_ref() {
+                "id" => {
+                    env.id = Some(map.next_value_seed(Seed {
+                        depth: 1,
+                        max_depth: self.max_depth,
+                    })?)
+                }
+                "method" => match map.next_value_seed(Method(self.check(1)))? {
+                    Some(m) => env.method = m,
+                    None => env.bad_method = true,
+                },
+                _ => map.next_value_seed(self.check(1))?,
+            }
+            keys.push(k);
+        }
+        keys.sort_unstable();
+        if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
+            return Err(A::Error::custom(format_args!(
+                "{DUP}`{}`",
+                w[0].escape_debug()
+            )));
+        }
+        Ok(env)
+    }
+}
+
+/// A `method` member: `Some(Some(string))`, `Some(None)` for `null` (as if absent), or
+/// `None` (checked like any value) when it is something else.
+struct Method(Check);
+
+impl<'de> DeserializeSeed<'de> for Method {
+    type Value = Option<Option<std::borrow::Cow<'de, str>>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Method {
+    type Value = Option<Option<std::borrow::Cow<'de, str>>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Some(std::borrow::Cow::Borrowed(v))))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Some(Some(std::borrow::Cow::Owned(v.to_owned()))))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(Some(None))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        self.0.visit_seq(seq).map(|()| None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        self.0.visit_map(map).map(|()| None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,11 +434,56 @@ mod tests {
             );
             assert!(validate_strict(line, 64).is_err());
         }
+        // The envelope pass refuses exactly what the validation refuses.
+        for line in [
+            &br#"{"a":[1,2,{"b":null}],"c":"\u00e9"}"#[..],
+            br#"{"id":{"x":1,"x":2},"result":1}"#,
+            br#"{"method":{"a":1,"a":2}}"#,
+            br#"{"id":1,"id":2}"#,
+            br#"{"method":"a","method":"a"}"#,
+            b"{\"method\":\"\xff\"}",
+            br#"[{"a":1,"a":1}]"#,
+            br#"{"a":1} {"b":2}"#,
+        ] {
+            assert_eq!(
+                validate_envelope(line, 64).is_err(),
+                validate_strict(line, 64).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+        }
         let deep = format!("{}{}", "[".repeat(65), "]".repeat(65));
+        assert!(validate_envelope(deep.as_bytes(), 64).is_err());
         assert!(matches!(
             validate_strict(deep.as_bytes(), 64),
             Err(ParseError::Refused(_))
         ));
+    }
+
+    #[test]
+    fn the_envelope_of_a_line() {
+        let env = validate_envelope(
+            br#"{"jsonrpc":"2.0","id":{"k":[1]},"method":"tools/call","params":{"x":"y"}}"#,
+            64,
+        )
+        .unwrap();
+        assert_eq!(env.id, Some(serde_json::json!({"k": [1]})));
+        assert_eq!(env.method.as_deref(), Some("tools/call"));
+        assert!(env.object && !env.bad_method);
+        let env = validate_envelope(br#"{"id":7,"method":null,"result":{"a":"\n"}}"#, 64).unwrap();
+        assert_eq!(
+            (env.id, env.method, env.bad_method),
+            (Some(7.into()), None, false)
+        );
+        assert!(
+            validate_envelope(br#"{"method":3}"#, 64)
+                .unwrap()
+                .bad_method
+        );
+        assert!(!validate_envelope(b"[1,2]", 64).unwrap().object);
+        assert!(!validate_envelope(b"null", 64).unwrap().object);
+        let env = validate_envelope(br#"{"method":"a\u0062"}"#, 64).unwrap();
+        assert_eq!(env.method.as_deref(), Some("ab"));
     }
 
     /// `cargo test --release --lib strict::tests::cost_of_validation -- --ignored --nocapture`

@@ -18,8 +18,15 @@ const HELD_LINES: usize = 256;
 pub(crate) struct Held {
     /// The lines for the server, each with its newline.
     bytes: Vec<u8>,
-    /// The lines as the client sent them (for an error reply if they cannot be released).
-    originals: Vec<Vec<u8>>,
+    /// The lines as the client sent them (for an error reply if they cannot be released):
+    /// where each is in `bytes`, or its own copy when the filter rewrote it (no allocation
+    /// per line in the common case).
+    originals: Vec<Original>,
+}
+
+enum Original {
+    In(std::ops::Range<usize>),
+    Own(Vec<u8>),
 }
 
 impl Held {
@@ -33,10 +40,14 @@ impl Held {
 
     /// Hold `line` (or, when the filter rewrote it, `rewritten`) for the server.
     pub(crate) fn hold(&mut self, line: &[u8], rewritten: Option<Vec<u8>>) {
+        let start = self.bytes.len();
         self.bytes
             .extend_from_slice(rewritten.as_deref().unwrap_or(line));
+        self.originals.push(match rewritten {
+            None => Original::In(start..self.bytes.len()),
+            Some(_) => Original::Own(line.to_vec()),
+        });
         self.bytes.push(b'\n');
-        self.originals.push(line.to_vec());
     }
 
     /// Wait until the audit log holds record `seq`, then send everything held to the server.
@@ -67,8 +78,12 @@ impl Held {
 
     /// Nothing held will be sent: answer each held request with an error.
     pub(crate) fn refuse_all(&mut self, out: &Outbox, why: &io::Error) {
-        for line in self.originals.drain(..) {
-            for id in request_ids(&line) {
+        for original in std::mem::take(&mut self.originals) {
+            let line = match &original {
+                Original::In(r) => &self.bytes[r.clone()],
+                Original::Own(l) => l,
+            };
+            for id in request_ids(line) {
                 let reply = jsonrpc::error_response(
                     &id,
                     -32603,

@@ -2,18 +2,13 @@
 //! client made and capjail forwarded. Lines are relayed byte for byte, except `tools/list`
 //! answers, from which tools the policy blocks are removed (`tools.hide_blocked`).
 
-use std::borrow::Cow;
-
-use serde::de::IgnoredAny;
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::client_filter::SharedState;
 use super::outbox::{answer_of, Outbox, Peer};
 use super::session::{id_key, Pending, ServerRequest};
 use crate::check::tools::check_tool;
-use crate::jsonrpc::validate_strict;
+use crate::jsonrpc::validate_envelope;
 use crate::policy::{Policy, ToolsMode};
 
 #[derive(Debug, PartialEq)]
@@ -38,43 +33,28 @@ pub(crate) struct ServerFilter {
     pub(crate) outbox: std::sync::Arc<Outbox>,
 }
 
-/// The members that decide what a server message is, read without building the rest.
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow)]
-    id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    method: Option<Cow<'a, str>>,
-    #[allow(dead_code)]
-    result: Option<IgnoredAny>,
-    #[allow(dead_code)]
-    error: Option<IgnoredAny>,
-}
-
 impl ServerFilter {
     pub(crate) fn on_line(&mut self, line: &[u8]) -> ServerOutcome {
         if line.iter().all(u8::is_ascii_whitespace) {
             return ServerOutcome::Drop("blank line".into());
         }
-        // The client's rules for the server's lines: UTF-8, no duplicate keys, bounded depth.
-        if let Err(e) = validate_strict(line, self.policy.limits.max_depth) {
-            return ServerOutcome::Drop(format!(
-                "the server wrote a line that is not a JSON-RPC message (strict JSON: {e})"
-            ));
-        }
-        let env: Envelope = match serde_json::from_slice(line) {
+        // The client's rules for the server's lines: UTF-8, no duplicate keys, bounded depth;
+        // and what the line is (its id and method), read in the same pass.
+        let env = match validate_envelope(line, self.policy.limits.max_depth) {
             Ok(e) => e,
             Err(e) => {
                 return ServerOutcome::Drop(format!(
-                    "the server wrote a line that is not a JSON-RPC message ({e})"
+                    "the server wrote a line that is not a JSON-RPC message (strict JSON: {e})"
                 ))
             }
         };
-        let id = match env.id.map(|r| serde_json::from_str::<Value>(r.get())) {
-            Some(Ok(v)) => Some(v),
-            Some(Err(_)) => return ServerOutcome::Drop("unreadable id".into()),
-            None => None,
-        };
+        if !env.object || env.bad_method {
+            return ServerOutcome::Drop(
+                "the server wrote a line that is not a JSON-RPC message (not an object with a string method)".into(),
+            );
+        }
+        // `"id": null` reads as no id (as it always has here).
+        let id = env.id.filter(|v| !v.is_null());
         match (env.method, id) {
             // A request to the client (roots/list, sampling, elicitation, ping).
             (Some(_), Some(id)) if Outbox::is_own_id(&id) => ServerOutcome::Drop(format!(
