@@ -243,6 +243,11 @@ impl Approvals {
         self.state().held.insert(key);
     }
 
+    /// Is a request waiting for a person's answer?
+    pub(crate) fn pending(&self) -> bool {
+        !self.state().held.is_empty()
+    }
+
     /// Release a held request; false when it was not held (already released or cancelled).
     pub(crate) fn unhold(&self, key: &str) -> bool {
         self.state().held.remove(key)

@@ -226,6 +226,7 @@ pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
             .map(|p| p.paths.clone())
             .unwrap_or_default(),
     };
+    let approvals = crate::approval::for_policy(&cfg.policy, &outbox);
     let filter = ClientFilter::new(
         cfg.policy.clone(),
         paths.clone(),
@@ -233,7 +234,7 @@ pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
         shared.clone(),
         recorder.clone(),
         outbox.clone(),
-        crate::approval::for_policy(&cfg.policy, &outbox),
+        approvals.clone(),
     );
     // One pipeline for the session: the client pump judges each line with it, and a call held
     // until capjail has listed the tools is judged again with it, whole (every stage), when
@@ -300,7 +301,16 @@ pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let outcome = rt.block_on(lifecycle(pid, grace, &mut rx));
+    // After the client's EOF the server gets its own EOF as soon as nothing capjail still owes
+    // it is pending (an own request's answer, a deferred line, a call waiting for a person).
+    let close_input = {
+        let outbox = outbox.clone();
+        move || {
+            let asking = approvals.as_ref().is_some_and(|a| a.pending());
+            !asking && outbox.close_server_if_idle()
+        }
+    };
+    let outcome = rt.block_on(lifecycle(pid, grace, &mut rx, close_input));
     // Stages waiting for an answer from a peer get `Closed` and settle.
     outbox.close();
     let finished = match &outcome {
@@ -341,6 +351,7 @@ async fn lifecycle(
     pid: u32,
     grace: Duration,
     rx: &mut mpsc::UnboundedReceiver<PumpEvent>,
+    close_input: impl Fn() -> bool,
 ) -> Result<(i32, Option<i32>), RunError> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -352,6 +363,8 @@ async fn lifecycle(
     let mut next_signal = libc::SIGTERM;
     let mut fatal: Option<RunError> = None;
     let mut stdout_closed = false;
+    // The client's stdin ended and the server's stdin is not closed yet (retried every 20 ms).
+    let mut input_open_after_eof = false;
     let status = loop {
         let sleep = async {
             match deadline {
@@ -359,10 +372,24 @@ async fn lifecycle(
                 None => std::future::pending().await,
             }
         };
+        let retry_close = async {
+            if input_open_after_eof {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            } else {
+                std::future::pending().await
+            }
+        };
         tokio::select! {
+            _ = retry_close => {
+                if close_input() {
+                    input_open_after_eof = false;
+                    tracing::debug!("the server's stdin is closed (the client's ended)");
+                }
+            }
             ev = rx.recv() => match ev {
                 Some(PumpEvent::ClientEof) => {
-                    tracing::debug!("client closed stdin; the server got EOF");
+                    input_open_after_eof = !close_input();
+                    tracing::debug!(closed = !input_open_after_eof, "client closed stdin");
                     deadline.get_or_insert(tokio::time::Instant::now() + grace);
                 }
                 Some(PumpEvent::ServerEof) => stdout_closed = true,

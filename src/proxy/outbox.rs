@@ -208,6 +208,24 @@ impl Outbox {
         let _ = self.durability.set(d);
     }
 
+    /// Close the server's input (its stdin gets EOF, as a direct run's would when the client's
+    /// ends) when nothing is owed to it: no own request waits for its answer and no deferred
+    /// line waits to be sent. Later lines to the server fail with `BrokenPipe`. True when closed
+    /// (now or before).
+    pub(crate) fn close_server_if_idle(&self) -> bool {
+        let Ok(waiting) = self.waiting.lock() else {
+            return false;
+        };
+        if !waiting.is_empty() || self.deferred.lock().map_or(true, |d| !d.is_empty()) {
+            return false;
+        }
+        let Ok(mut server) = self.server.lock() else {
+            return false;
+        };
+        *server = Box::new(ClosedInput);
+        true
+    }
+
     /// The calling thread is the client pump: its server lines are deferred.
     pub(crate) fn mark_client_pump(&self) {
         let _ = self.client_pump.set(std::thread::current().id());
@@ -288,6 +306,21 @@ pub(crate) fn answer_of(response: &Value) -> Answer {
         Answer::Error(e.clone())
     } else {
         Answer::Closed
+    }
+}
+
+/// The server's input after [`Outbox::close_server_if_idle`]: the pipe is gone.
+struct ClosedInput;
+
+impl Write for ClosedInput {
+    fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+        Err(io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "the server's input is closed (the client's ended)",
+        ))
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }
 
