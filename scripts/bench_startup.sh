@@ -8,6 +8,8 @@
 # gets the SAME world as capjail's plan (its binds, symlinks, private /tmp, /dev, /proc, empty
 # $HOME, read-only root, the same namespaces), derived from the `--dry-run` output.
 #
+# Every variant starts in the workspace (inside the world), and the load client refuses a start
+# that does not answer `initialize` (a server failing at once would otherwise look fast).
 # Variants, interleaved in rounds in one invocation:
 #   direct          the server spawned by the load client
 #   relay           capjail-bench's plain two-thread byte relay (the cheapest extra hop)
@@ -81,7 +83,8 @@ for l in lines[i + 1:]:
         home = path
     elif path not in ("/dev", "/proc") and mode:
         binds.append((path, mode))
-args, links = [], set()
+# capjail mounts the private /tmp first, then the binds (parents first), as bwrap will here.
+args, links = (["--tmpfs", "/tmp"] if tmp else []), set()
 def place(path, depth=0):
     """The symlinks on the way to path (as --symlink), and its real path."""
     cur = "/"
@@ -102,8 +105,6 @@ for path, mode in binds:
     if os.path.exists(real):
         args.extend(["--bind" if mode == "rw" else "--ro-bind", real, real])
 args.extend(["--dev", "/dev", "--proc", "/proc"])
-if tmp:
-    args.extend(["--tmpfs", "/tmp"])
 if home:
     args.extend(["--dir", home])
 args.extend(["--remount-ro", "/"])
@@ -111,12 +112,13 @@ print("\n".join(args))
 PY
 )
 BW=(bwrap --unshare-pid --unshare-ipc --unshare-uts --unshare-net --die-with-parent --new-session
-  --cap-drop ALL "${BWRAP[@]}" --chdir "$PWD" --)
+  --cap-drop ALL "${BWRAP[@]}" --chdir "$WS/ws" --)
 
 RES="$OUT/startup.jsonl"; : > "$RES"
 run() { # who, command...
   local who="$1"; shift
-  line=$(env -i "${ENV[@]}" "$B" load startup "$N" -- "$@" "${SERVER[@]}")
+  line=$(cd "$WS/ws" && env -i "${ENV[@]}" "$B" load startup "$N" -- "$@" "${SERVER[@]}") ||
+    { echo "bench_startup: $who did not start: $*" >&2; exit 1; }
   echo "{\"who\":\"$who\",\"r\":$line}" >> "$RES"
 }
 CJ=("$C" -q run --audit off)

@@ -261,6 +261,14 @@ fn load(args: &[String]) -> i32 {
                 p.send(b"{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-11-25\",\"capabilities\":{},\"clientInfo\":{\"name\":\"bench\",\"version\":\"1\"}}}\n");
                 p.recv(&mut buf);
                 times.push(t.elapsed().as_secs_f64() * 1e3);
+                // A server that failed to start closes its stdout at once: not a start.
+                if !buf.windows(17).any(|w| w == b"\"protocolVersion\"") {
+                    eprintln!(
+                        "startup: no initialize answer (got {:?})",
+                        String::from_utf8_lossy(&buf)
+                    );
+                    return 1;
+                }
                 p.stop();
             }
             times.sort_by(|a, b| a.partial_cmp(b).unwrap());
