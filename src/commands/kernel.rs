@@ -40,6 +40,12 @@ pub fn confinement(
         eprintln!("capjail: {why}");
         return Err(exit::USAGE);
     }
+    // The namespace probe runs while the host is read and the plan is built (startup).
+    let world_wanted = policy.filesystem.mounts.is_some()
+        && policy.file.kernel.as_ref().and_then(|k| k.namespaces) != Some(false);
+    if world_wanted && !dry_run {
+        capjail::sandbox::world::launch::start_probe(nix::unistd::getuid().as_raw() != 0);
+    }
     let mut plan = plan(policy, argv, &HostFacts::gather(argv));
     // network: allowlist -> the server's own network namespace behind the egress point.
     let egress = match capjail::egress::launch::shape_plan(policy, &mut plan) {
