@@ -132,6 +132,12 @@ for round in $(seq 1 "$ROUNDS"); do
   run full "${CJ[@]}" --mode full --policy "$POLICY" --
   run full-audit "$C" -q run --audit "$WS/audit.jsonl" --mode full --policy "$POLICY" --
   if command -v bwrap >/dev/null; then run bwrap "${BW[@]}"; fi
+  # CAPJAIL_BENCH_BASELINE=/path/to/an/older/capjail: the same full and kernel starts with it,
+  # interleaved (before/after figures of a change from one run).
+  if [ -n "${CAPJAIL_BENCH_BASELINE:-}" ]; then
+    run kernel-base "$CAPJAIL_BENCH_BASELINE" -q run --audit off --mode kernel --policy "$POLICY" --
+    run full-base "$CAPJAIL_BENCH_BASELINE" -q run --audit off --mode full --policy "$POLICY" --
+  fi
 done
 python3 - "$RES" "$N" "$ROUNDS" <<'PY'
 import json, statistics, sys

@@ -1,6 +1,9 @@
 //! The sandbox's setup process: capjail re-executes itself (`/proc/self/exe __capjail-world
-//! FD`, with the server's scrubbed environment) and this runs instead of `main`. It is
-//! single-threaded, so it may allocate and report errors freely between its forks.
+//! FD --parent=PID`, with the server's scrubbed environment, by `posix_spawn`) and this runs
+//! instead of `main`: it first makes its own session, asks for SIGKILL at capjail's death and
+//! checks capjail is still its parent, then reopens the plan (capjail's memory file FD) through
+//! `/proc/PID/fd/FD`. It is single-threaded, so it may allocate and report errors freely
+//! between its forks.
 //!
 //! Process tree (capjail's own pid namespace on the left):
 //! ```text
