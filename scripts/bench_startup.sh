@@ -117,6 +117,8 @@ BW=(bwrap --unshare-pid --unshare-ipc --unshare-uts --unshare-net --die-with-par
 RES="$OUT/startup.jsonl"; : > "$RES"
 run() { # who, command...
   local who="$1"; shift
+  # CAPJAIL_BENCH_ONLY="relay full ...": only these variants (more rounds in the same time).
+  if [ -n "${CAPJAIL_BENCH_ONLY:-}" ] && [[ " $CAPJAIL_BENCH_ONLY " != *" $who "* ]]; then return 0; fi
   line=$(cd "$WS/ws" && env -i "${ENV[@]}" "$B" load startup "$N" -- "$@" "${SERVER[@]}") ||
     { echo "bench_startup: $who did not start: $*" >&2; exit 1; }
   echo "{\"who\":\"$who\",\"r\":$line}" >> "$RES"
