@@ -40,6 +40,11 @@ pub(crate) fn confinement(
         eprintln!("capjail: {why}");
         return Err(exit::USAGE);
     }
+    // The namespace probe runs while the host is read and the plan is built (startup).
+    let world_wanted = policy.filesystem.mounts.is_some() && policy.kernel.namespaces;
+    if world_wanted && !dry_run {
+        crate::sandbox::world::launch::start_probe(nix::unistd::getuid().as_raw() != 0);
+    }
     let mut plan = plan(policy, argv, &HostFacts::gather(argv));
     // network: allowlist -> the server's own network namespace behind the egress point.
     let egress = match crate::egress::launch::shape_plan(policy, &mut plan) {

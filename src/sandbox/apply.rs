@@ -129,7 +129,9 @@ pub fn prepare_with(
         }
         Err(_) => None,
     };
+    // With a world, the setup process compiles and installs the filter in the server itself.
     let seccomp = match (&enforcement.seccomp, features.seccomp.is_ok()) {
+        _ if world_file.is_some() => None,
         (Level::Full, true) => Some(seccomp::compile_for(&plan)),
         _ => None,
     };

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::plan::WorldPlan;
 use super::setup::SETUP_ARG;
@@ -25,15 +25,55 @@ pub(crate) fn setup_executable() -> Option<&'static std::path::Path> {
 }
 
 /// Can this process create the namespaces `w` asks for? Tried once per process, in a
-/// throwaway child (fork + unshare + _exit), so the answer is this machine's truth.
+/// throwaway child (fork + unshare + _exit), so the answer is this machine's truth. The child
+/// may have been started earlier by [`start_probe`] (it then ran while capjail read the policy
+/// and the host); its answer is collected here.
 pub(crate) fn namespaces_available(w: &WorldPlan) -> Result<(), String> {
     static USER: OnceLock<Result<(), String>> = OnceLock::new();
     static ROOT: OnceLock<Result<(), String>> = OnceLock::new();
     let cell = if w.user { &USER } else { &ROOT };
-    cell.get_or_init(|| probe(w.user)).clone()
+    cell.get_or_init(|| match take_probe(w.user) {
+        Some(pid) => probe_result(pid, w.user),
+        None => probe(w.user),
+    })
+    .clone()
+}
+
+/// The probe child started ahead of time: (user namespace asked, pid).
+static PENDING: Mutex<Option<(bool, libc::pid_t)>> = Mutex::new(None);
+
+/// Start the namespace probe now, without waiting for it (startup: creating and tearing down
+/// the namespaces takes milliseconds, mostly the mount namespace's teardown; started before
+/// the policy's plan is built, it is over by the time [`namespaces_available`] asks). Call it
+/// only when a world will be asked for: the child is reaped by that call.
+pub(crate) fn start_probe(user: bool) {
+    let mut pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
+    if pending.is_some() {
+        return;
+    }
+    if let Ok(pid) = fork_probe(user) {
+        *pending = Some((user, pid));
+    }
+}
+
+fn take_probe(user: bool) -> Option<libc::pid_t> {
+    let mut pending = PENDING.lock().unwrap_or_else(|p| p.into_inner());
+    match *pending {
+        Some((u, pid)) if u == user => {
+            *pending = None;
+            Some(pid)
+        }
+        _ => None,
+    }
 }
 
 fn probe(user: bool) -> Result<(), String> {
+    let pid = fork_probe(user)?;
+    probe_result(pid, user)
+}
+
+/// Fork the child that tries the namespaces and exits with 0 or the errno.
+fn fork_probe(user: bool) -> Result<libc::pid_t, String> {
     let mut flags = libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
         | libc::CLONE_NEWIPC
@@ -58,9 +98,20 @@ fn probe(user: bool) -> Result<(), String> {
             });
         }
     }
+    Ok(pid)
+}
+
+/// Wait for the probe child and turn its status into the answer.
+fn probe_result(pid: libc::pid_t, user: bool) -> Result<(), String> {
     let mut status = 0;
     // SAFETY: waitpid on our own child.
-    unsafe { libc::waitpid(pid, &mut status, 0) };
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    if r != pid {
+        return Err(format!(
+            "namespace probe: waitpid: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
     let code = libc::WEXITSTATUS(status);
     if libc::WIFEXITED(status) && code == 0 {
         return Ok(());
@@ -121,8 +172,19 @@ impl PlanFile {
     }
 }
 
+/// Plan files handed to a setup process. Kept open for capjail's life: the setup process
+/// reopens its plan through `/proc/<capjail>/fd/<n>`, possibly after `apply_to`'s caller has
+/// dropped the prepared sandbox. They stay close-on-exec, so no other child inherits them.
+static HANDED_OUT: Mutex<Vec<Arc<PlanFile>>> = Mutex::new(Vec::new());
+
 /// Replace `cmd` (the server's command, stdio and working directory already set) by the
 /// setup process, executed with the server's environment only.
+///
+/// No `pre_exec`: std then starts it with `posix_spawn` (a vfork, not a fork of capjail's
+/// whole address space), which is most of what the setup process used to cost before its own
+/// first instruction. What the `pre_exec` did, the setup process does first ([`super::setup`]):
+/// its own session, `PR_SET_PDEATHSIG(SIGKILL)`, and refusing to go on if capjail (named by
+/// [`PARENT_ARG`]) is already gone; it reads the plan from capjail's descriptor through /proc.
 pub(crate) fn setup_command(
     plan_file: &Arc<PlanFile>,
     env: &[(String, String)],
@@ -135,6 +197,7 @@ pub(crate) fn setup_command(
         .arg0("capjail-sandbox")
         .arg(SETUP_ARG)
         .arg(fd.to_string())
+        .arg(format!("{PARENT_ARG}{}", std::process::id()))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -143,33 +206,12 @@ pub(crate) fn setup_command(
     if let Some(d) = cmd.get_current_dir() {
         setup.current_dir(d);
     }
-    let keep = Arc::clone(plan_file);
-    let parent = std::process::id() as libc::pid_t;
-    // SAFETY: only async-signal-safe syscalls between fork and exec.
-    unsafe {
-        setup.pre_exec(move || {
-            let fd = keep.0.as_raw_fd();
-            if libc::fcntl(fd, libc::F_SETFD, 0) < 0 || libc::lseek(fd, 0, libc::SEEK_SET) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::setsid() < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            ) < 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            if libc::getppid() != parent {
-                libc::_exit(137);
-            }
-            Ok(())
-        });
+    let mut kept = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    if !kept.iter().any(|k| Arc::ptr_eq(k, plan_file)) {
+        kept.push(Arc::clone(plan_file));
     }
     *cmd = setup;
 }
+
+/// `--parent=PID` after the plan descriptor: capjail's pid (whose descriptor holds the plan).
+pub(crate) const PARENT_ARG: &str = "--parent=";

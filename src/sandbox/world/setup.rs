@@ -1,6 +1,9 @@
 //! The sandbox's setup process: capjail re-executes itself (`/proc/self/exe __capjail-world
-//! FD`, with the server's scrubbed environment) and this runs instead of `main`. It is
-//! single-threaded, so it may allocate and report errors freely between its forks.
+//! FD --parent=PID`, with the server's scrubbed environment, by `posix_spawn`) and this runs
+//! instead of `main`: it first makes its own session, asks for SIGKILL at capjail's death and
+//! checks capjail is still its parent, then reopens the plan (capjail's memory file FD) through
+//! `/proc/PID/fd/FD`. It is single-threaded, so it may allocate and report errors freely
+//! between its forks.
 //!
 //! Process tree (capjail's own pid namespace on the left):
 //! ```text
@@ -25,7 +28,6 @@
 
 use std::ffi::CString;
 use std::io::Read;
-use std::os::fd::{FromRawFd, OwnedFd};
 
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
@@ -56,17 +58,17 @@ fn die(msg: impl std::fmt::Display) -> ! {
 
 /// Entry point (from `main` when `argv[1] == SETUP_ARG`). Never returns.
 pub(crate) fn setup_main(args: &[String]) -> ! {
+    let parent: libc::pid_t = args
+        .iter()
+        .find_map(|a| a.strip_prefix(super::launch::PARENT_ARG))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| die("missing parent pid"));
+    tie_to(parent);
     let fd: i32 = args
         .first()
         .and_then(|a| a.parse().ok())
         .unwrap_or_else(|| die("missing plan descriptor"));
-    // SAFETY: capjail passed this descriptor to us; we own it from here.
-    let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    let mut json = String::new();
-    if let Err(e) = f.read_to_string(&mut json) {
-        die(format!("reading the plan: {e}"));
-    }
-    drop(f);
+    let json = read_plan(parent, fd).unwrap_or_else(|e| die(format!("reading the plan: {e}")));
     let mut plan: SandboxPlan =
         serde_json::from_str(&json).unwrap_or_else(|e| die(format!("bad plan: {e}")));
     // Values are never serialized: the environment we were started with IS the server's.
@@ -116,6 +118,50 @@ pub(crate) fn setup_main(args: &[String]) -> ! {
             supervise(child, &set, false)
         }
     }
+}
+
+/// What capjail's `pre_exec` did before: a session of our own (capjail signals the group;
+/// no controlling terminal), SIGKILL when capjail dies, and no going on if it already died
+/// (then the death signal was missed). Started by `posix_spawn`, we are not a group leader.
+fn tie_to(parent: libc::pid_t) {
+    // SAFETY: setsid, prctl with constant arguments, getppid, _exit.
+    unsafe {
+        if libc::setsid() < 0 {
+            die(format!("setsid: {}", std::io::Error::last_os_error()));
+        }
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+        if libc::getppid() != parent {
+            libc::_exit(137);
+        }
+    }
+}
+
+/// The plan, from capjail's memory file: reopened through `/proc/<capjail>/fd/<fd>` (a new
+/// open file, read from its start; capjail keeps it close-on-exec). Only capjail's own
+/// plan file is accepted.
+fn read_plan(parent: libc::pid_t, fd: i32) -> std::io::Result<String> {
+    let link = format!("/proc/{parent}/fd/{fd}");
+    let target = std::fs::read_link(&link)?;
+    if !target
+        .as_os_str()
+        .as_encoded_bytes()
+        .starts_with(b"/memfd:capjail-plan")
+    {
+        return Err(std::io::Error::other(format!(
+            "{link} is not capjail's plan file ({})",
+            target.display()
+        )));
+    }
+    let mut f = std::fs::File::open(&link)?;
+    let mut json = String::new();
+    f.read_to_string(&mut json)?;
+    Ok(json)
 }
 
 /// `--egress-fd=N` after the plan descriptor: the egress hand-over socket (crate::egress::netns).
