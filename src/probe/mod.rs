@@ -14,6 +14,7 @@
 //!
 //! Newline-delimited JSON-RPC 2.0 on stdin/stdout, blocking std I/O, logs on stderr only.
 
+pub mod egress;
 pub mod lab;
 pub mod protocol;
 pub mod tools;
