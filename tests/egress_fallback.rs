@@ -189,7 +189,8 @@ fn egress_world_off_still_gets_its_own_network_namespace() {
     let m = marker();
     let out = lab.run_client(false, &m);
     assert!(
-        !out.stderr.contains("no network namespace for the egress point"),
+        !out.stderr
+            .contains("no network namespace for the egress point"),
         "{}",
         out.stderr
     );

@@ -230,7 +230,9 @@ pub fn private_names(
     _hosts: &Path,
     _resolv: &Path,
 ) -> std::io::Result<()> {
-    Err(std::io::Error::other("mount namespaces exist only on Linux"))
+    Err(std::io::Error::other(
+        "mount namespaces exist only on Linux",
+    ))
 }
 
 #[cfg(test)]

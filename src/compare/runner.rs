@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::judge::{self, contains_any, reply_text, tool_ok, Observed, Outcome};
 use super::egress_lab::{self, EgressLab};
+use super::judge::{self, contains_any, reply_text, tool_ok, Observed, Outcome};
 use super::lab::{CaseLab, Outside};
 use super::netns::{self, Canary};
 use super::suite::{render, Case, Effect, Step, Target, Vars, WallsVars};
@@ -153,7 +153,9 @@ pub fn run_case(setup: &Setup, case: &Case, mode: Mode) -> Outcome {
             v
         }
     };
-    let names = egress.as_ref().map(|e| (e.hosts.as_path(), e.resolv.as_path()));
+    let names = egress
+        .as_ref()
+        .map(|e| (e.hosts.as_path(), e.resolv.as_path()));
     let mut s = match Session::spawn(&argv, &lab, names) {
         Ok(s) => s,
         Err(e) => return Outcome::Error(e),

@@ -85,11 +85,7 @@ impl OutgoingCheck {
         for (name, value) in out.headers {
             let mut sc = Scanner::new(&mut known, false);
             sc.outgoing(value);
-            header_findings.extend(
-                sc.findings
-                    .drain(..)
-                    .map(|f| (format!("header {name}"), f)),
-            );
+            header_findings.extend(sc.findings.drain(..).map(|f| (format!("header {name}"), f)));
         }
         let spans: Vec<_> = url_findings.iter().map(|f| f.span.clone()).collect();
         let all = url_findings
@@ -166,7 +162,9 @@ mod tests {
 
     fn check(extra: &str, env: &[(&str, &str)]) -> Option<OutgoingCheck> {
         let p = load_str(
-            &format!("name: t\nnetwork:\n  mode: allowlist\n  allowed_hosts: [\"a.example\"]\n{extra}"),
+            &format!(
+                "name: t\nnetwork:\n  mode: allowlist\n  allowed_hosts: [\"a.example\"]\n{extra}"
+            ),
             PolicySource::Inline,
         )
         .unwrap();
@@ -193,7 +191,10 @@ mod tests {
         let url = format!("http://a.example/x?k={AWS}&y=1");
         let r = c.judge(&out(&url, &[])).unwrap_err();
         assert_eq!(r.rule, "content.outgoing.cloud");
-        assert!(!r.reason.contains(AWS) && !r.redacted.contains(AWS), "{r:?}");
+        assert!(
+            !r.reason.contains(AWS) && !r.redacted.contains(AWS),
+            "{r:?}"
+        );
         assert!(r.redacted.starts_with("http://a.example/x?k="), "{r:?}");
         let h = vec![("X-Trace".to_string(), "id tok-9f8e7d6c5b4a3".to_string())];
         let r = c.judge(&out("http://a.example/x", &h)).unwrap_err();
@@ -201,7 +202,10 @@ mod tests {
         assert!(r.reason.contains("header X-Trace"), "{r:?}");
         assert!(!r.reason.contains("tok-9f8e"), "{r:?}");
         let plain = vec![("Accept".to_string(), "text/html".to_string())];
-        assert_eq!(c.judge(&out("http://a.example/page?q=rust", &plain)), Ok(vec![]));
+        assert_eq!(
+            c.judge(&out("http://a.example/page?q=rust", &plain)),
+            Ok(vec![])
+        );
     }
 
     #[test]

@@ -247,7 +247,15 @@ where
             (url.clone(), url.clone(), Some(headers))
         }
     };
-    let dest = match gate(egress, &head.method, &written, url, forwarded.as_deref(), started).await
+    let dest = match gate(
+        egress,
+        &head.method,
+        &written,
+        url,
+        forwarded.as_deref(),
+        started,
+    )
+    .await
     {
         Gate::Go(d) => d,
         Gate::Refused { rule, body } => {

@@ -74,18 +74,14 @@ pub(crate) fn parse_request(buf: &[u8]) -> Result<Parsed, (u8, String)> {
                 .ok()
                 .filter(|s| {
                     !s.is_empty()
-                        && s.bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_')
+                        && s.bytes().all(|b| {
+                            b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_'
+                        })
                 })
                 .ok_or((GENERAL_FAILURE, "malformed SOCKS5 domain name".to_string()))?;
             (name.to_ascii_lowercase(), end)
         }
-        t => {
-            return Err((
-                ADDRESS_NOT_SUPPORTED,
-                format!("SOCKS5 address type {t}"),
-            ))
-        }
+        t => return Err((ADDRESS_NOT_SUPPORTED, format!("SOCKS5 address type {t}"))),
     };
     let port = u16::from_be_bytes([buf[at], buf[at + 1]]);
     if port == 0 {
@@ -135,8 +131,16 @@ mod tests {
             parse_request(&v6).unwrap().unwrap().2,
             "https://[::1]:80/".to_string()
         );
-        assert_eq!(parse_request(&[5, 2, 0, 1, 1, 1, 1, 1, 0, 80]).unwrap_err().0, COMMAND_NOT_SUPPORTED);
-        assert_eq!(parse_request(&[5, 1, 0, 9, 0, 0]).unwrap_err().0, ADDRESS_NOT_SUPPORTED);
+        assert_eq!(
+            parse_request(&[5, 2, 0, 1, 1, 1, 1, 1, 0, 80])
+                .unwrap_err()
+                .0,
+            COMMAND_NOT_SUPPORTED
+        );
+        assert_eq!(
+            parse_request(&[5, 1, 0, 9, 0, 0]).unwrap_err().0,
+            ADDRESS_NOT_SUPPORTED
+        );
         let mut bad = vec![5, 1, 0, 3, 3];
         bad.extend_from_slice(b"a b\0\x50");
         assert!(parse_request(&bad).is_err());

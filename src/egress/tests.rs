@@ -229,9 +229,16 @@ fn egress_content_secrets_in_url_or_headers_never_reach_the_origin() {
         assert!(r.contains(&format!("X-Capjail-Rule: {rule}\r\n")), "{r}");
         assert!(!r.contains(AWS_KEY) && !r.contains(KNOWN), "the refusal repeats the secret: {r}");
     }
-    assert!(origin.hits().is_empty(), "the origin saw: {:?}", origin.hits());
+    assert!(
+        origin.hits().is_empty(),
+        "the origin saw: {:?}",
+        origin.hits()
+    );
     // The same request without the secret goes through.
-    let r = ask(proxy, &format!("GET http://127.0.0.1:{o}/q?key=rust HTTP/1.1\r\nX-Debug: 1\r\n\r\n"));
+    let r = ask(
+        proxy,
+        &format!("GET http://127.0.0.1:{o}/q?key=rust HTTP/1.1\r\nX-Debug: 1\r\n\r\n"),
+    );
     assert!(r.starts_with("HTTP/1.1 200"), "{r}");
     assert_eq!(origin.hits(), vec!["GET /q?key=rust HTTP/1.1".to_string()]);
 }

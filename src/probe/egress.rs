@@ -34,10 +34,7 @@ fn report_usage(topic: &str, cfg: &ProbeConfig) -> Outcome {
     let [kind, port, mark] = parts.as_slice() else {
         return Outcome::err("report_usage: topic is `KIND PORT LABEL`");
     };
-    if !mark
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    {
+    if !mark.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
         return Outcome::err("report_usage: the label is letters, digits and '-'");
     }
     let port: u16 = port.parse().unwrap_or(0);
@@ -104,7 +101,10 @@ fn fast_open(to: SocketAddr, mark: &str, limit: Duration) -> io::Result<String> 
             return Err(io::Error::last_os_error());
         }
         let s = TcpStream::from(owned);
-        Ok(format!("sent {n} bytes with MSG_FASTOPEN: {}", read_reply(s, limit)?))
+        Ok(format!(
+            "sent {n} bytes with MSG_FASTOPEN: {}",
+            read_reply(s, limit)?
+        ))
     }
 }
 
@@ -119,7 +119,11 @@ fn raw_udp(to: SocketAddr, mark: &str) -> io::Result<String> {
     pkt.extend_from_slice(&payload);
     // SAFETY: a fresh raw socket owned below; sendto with a stack sockaddr and a live buffer.
     unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::IPPROTO_UDP);
+        let fd = libc::socket(
+            libc::AF_INET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::IPPROTO_UDP,
+        );
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
