@@ -304,7 +304,8 @@ pub(crate) enum CompareServer {
 #[derive(Debug, Args)]
 pub(crate) struct CompareArgs {
     /// Policy for every run: a built-in name or a YAML file
-    /// [default: generated per lab: the lab workspace read-write, no network]
+    /// [default: generated per lab: the lab workspace read-write, no network; the egress family
+    /// always runs under its own: one allowed origin, network: allowlist]
     #[arg(long, short = 'p', value_name = "NAME|FILE")]
     pub(crate) policy: Option<String>,
     /// The server under test when no command is given [default: filesystem if installed, else probe]
@@ -319,6 +320,10 @@ pub(crate) struct CompareArgs {
     /// Cases run in parallel
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub(crate) jobs: u16,
+    /// Run only the cases of this family (traversal, prefix, symlink, arg-shape, parser, batch,
+    /// encoded-host, in-server, egress, legit)
+    #[arg(long, value_name = "FAMILY")]
+    pub(crate) family: Option<String>,
     /// Bound on one case, in seconds
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub(crate) timeout: u64,

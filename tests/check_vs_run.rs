@@ -186,6 +186,7 @@ fn suite_messages(lab: &Lab) -> Vec<Msg> {
         ws: lab.ws.display().to_string(),
         // Nothing listens there: the host cases are refused before any connection, by both.
         port: 9,
+        origin_port: 9,
         marker: marker(),
         walls: WallsVars::default(),
     };

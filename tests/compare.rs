@@ -170,6 +170,66 @@ fn compare_filesystem_server_full_mode_contains_everything() {
     assert_eq!(v["summary"]["full"]["false_blocks"], 0);
 }
 
+/// The egress family (issue 18) against the real fetch server: the redirect to a loopback
+/// canary, the allowed-by-wildcard name that resolves to loopback, and the hijacked probe's ways
+/// out (no proxy, fast open, UDP, raw, DNS) reach their canaries without capjail and under
+/// `--mode proxy` (what the proxy alone misses), and none of them under full mode; the
+/// legitimate fetch of the allowed host on its non-default port works in every mode.
+#[test]
+fn compare_egress_family_contains_every_way_out() {
+    let kernel = kernel_available();
+    let fetch = fetch_server();
+    let mut args = vec!["--json", "--family", "egress", "--"];
+    args.extend(fetch.iter().map(String::as_str));
+    let (o, v) = compare(&args);
+    assert_eq!(
+        o.code,
+        Some(0),
+        "exit status; report:\n{}\nstderr:\n{}",
+        o.stdout,
+        o.stderr
+    );
+    let cases = v["cases"].as_array().unwrap();
+    assert!(cases.iter().all(|c| c["family"] == "egress"), "{v}");
+    let attacks = [
+        "egress-redirect-loopback",
+        "egress-name-to-loopback",
+        "egress-ignore-proxy",
+        "egress-fast-open",
+        "egress-udp",
+        "egress-raw-socket",
+        "egress-dns-exfil",
+    ];
+    for id in attacks {
+        for mode in ["unconfined", "proxy"] {
+            assert_eq!(
+                outcome(&v, id, mode).0,
+                "leaked",
+                "{id} under {mode} must really get out: {}",
+                case(&v, id)
+            );
+        }
+        if kernel {
+            for mode in ["kernel", "full"] {
+                assert_eq!(
+                    outcome(&v, id, mode).0,
+                    "contained",
+                    "{id} under {mode}: {}",
+                    case(&v, id)
+                );
+            }
+        }
+    }
+    for mode in ["unconfined", "proxy", "kernel", "full"] {
+        let got = outcome(&v, "egress-legit-fetch", mode).0;
+        assert!(
+            got == "allowed" || (!kernel && got == "skipped" && mode != "proxy"),
+            "legit fetch under {mode}: {}",
+            case(&v, "egress-legit-fetch")
+        );
+    }
+}
+
 #[test]
 fn compare_probe_server_by_flag() {
     let kernel = kernel_available();

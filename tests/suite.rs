@@ -16,6 +16,7 @@ mod content_benign;
 mod content_checks;
 mod content_fetch;
 mod egress;
+mod egress_fallback;
 mod first_hour;
 mod first_hour_gaps;
 mod kernel_confinement;

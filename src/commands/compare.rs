@@ -81,6 +81,12 @@ pub(crate) fn compare(args: CompareArgs) -> i32 {
     eprintln!(
         "capjail: compare: checking the kernel layer, network namespaces and the server's tools ..."
     );
+    if let Some(f) = &args.family {
+        if !compare::suite::SUITE.iter().any(|c| c.family == f) {
+            eprintln!("capjail: error: no case of family {f:?}");
+            return exit::USAGE;
+        }
+    }
     let facts = Facts {
         kernel: compare::kernel_available(&exe),
         netns: compare::netns::available(),
@@ -96,6 +102,7 @@ pub(crate) fn compare(args: CompareArgs) -> i32 {
         server_label: label,
         jobs: args.jobs as usize,
         progress: true,
+        family: args.family.clone(),
     };
     let report = compare::run(&opts, facts);
     let out = if args.json {

@@ -4,10 +4,12 @@
 //! - [`suite`]: the cases as data (family, target layer, requests, effects).
 //! - [`lab`]: a fresh lab per case (random canary tokens, generated policy, outside process).
 //! - [`netns`]: a private network namespace (loopback only) and the canary inside it.
+//! - [`egress_lab`]: the egress family's allowed origin, DNS canary, names and policy.
 //! - [`runner`]: one case in one mode: spawn, talk MCP, observe the effects (bounded).
 //! - [`judge`]: pure: observations -> outcome.
 //! - [`report`]: pure: outcomes -> text / JSON / markdown.
 
+pub(crate) mod egress_lab;
 pub(crate) mod judge;
 pub mod lab;
 pub(crate) mod netns;
@@ -73,6 +75,8 @@ pub(crate) struct Options {
     pub(crate) jobs: usize,
     /// Print a progress line per finished case on stderr.
     pub(crate) progress: bool,
+    /// Only the cases of this family (`--family`).
+    pub(crate) family: Option<String>,
 }
 
 /// Environment facts decided once.
@@ -140,7 +144,10 @@ fn pre_skip(case: &Case, mode: Mode, facts: &Facts) -> Option<Outcome> {
 
 /// Run the whole suite. Returns the report (not yet printed).
 pub(crate) fn run(opts: &Options, facts: Facts) -> report::Report {
-    let cases: Vec<&'static Case> = SUITE.iter().collect();
+    let cases: Vec<&'static Case> = SUITE
+        .iter()
+        .filter(|c| opts.family.as_deref().is_none_or(|f| c.family == f))
+        .collect();
     let jobs: Vec<(usize, usize)> = (0..cases.len())
         .flat_map(|c| (0..Mode::ALL.len()).map(move |m| (c, m)))
         .collect();
@@ -200,7 +207,7 @@ pub(crate) fn run(opts: &Options, facts: Facts) -> report::Report {
     report::Report {
         server: opts.server_label.clone(),
         policy: opts.setup.policy.clone().unwrap_or_else(|| {
-            "generated per lab: the lab workspace read-write, no network".into()
+            "generated per lab: the lab workspace read-write, no network (the egress family: one allowed origin under network: allowlist)".into()
         }),
         kernel: facts.kernel.err(),
         netns: facts.netns.err(),

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::egress_lab::{self, EgressLab};
 use super::judge::{self, contains_any, reply_text, tool_ok, Observed, Outcome};
 use super::lab::{CaseLab, Outside};
 use super::netns::{self, Canary};
@@ -51,6 +52,14 @@ pub(crate) fn run_case(setup: &Setup, case: &Case, mode: Mode) -> Outcome {
         Ok(l) => l,
         Err(e) => return Outcome::Error(format!("lab: {e}")),
     };
+    let egress = if case.egress() {
+        match EgressLab::start(&lab.root) {
+            Ok(e) => Some(e),
+            Err(e) => return Outcome::Error(format!("egress lab: {e}")),
+        }
+    } else {
+        None
+    };
     let outside = if case.target == Target::Probe {
         match Outside::start(&lab.root) {
             Ok(o) => Some(o),
@@ -71,6 +80,7 @@ pub(crate) fn run_case(setup: &Setup, case: &Case, mode: Mode) -> Outcome {
         root: lab.root.display().to_string(),
         ws: lab.ws.display().to_string(),
         port: canary.as_ref().map_or(0, |c| c.port),
+        origin_port: egress.as_ref().map_or(0, |e| e.origin_port),
         marker: format!("mk{}", &lab.tokens.legit[..12]),
         walls: match (&walls, &outside) {
             (Some(w), Some(o)) => WallsVars {
@@ -106,10 +116,20 @@ pub(crate) fn run_case(setup: &Setup, case: &Case, mode: Mode) -> Outcome {
     let argv = match mode.run_flag() {
         None => server,
         Some(m) => {
-            let policy = setup
-                .policy
-                .clone()
-                .unwrap_or_else(|| lab.policy.display().to_string());
+            let policy = match &egress {
+                // The egress family's policy names the lab's ports: always its own.
+                Some(e) => {
+                    let p = lab.root.join("egress-policy.yaml");
+                    if let Err(err) = std::fs::write(&p, e.policy(&lab.ws, vars.port)) {
+                        return Outcome::Error(format!("egress policy: {err}"));
+                    }
+                    p.display().to_string()
+                }
+                None => setup
+                    .policy
+                    .clone()
+                    .unwrap_or_else(|| lab.policy.display().to_string()),
+            };
             let mut v = vec![
                 setup.exe.display().to_string(),
                 "run".into(),
@@ -133,7 +153,10 @@ pub(crate) fn run_case(setup: &Setup, case: &Case, mode: Mode) -> Outcome {
             v
         }
     };
-    let mut s = match Session::spawn(&argv, &lab) {
+    let names = egress
+        .as_ref()
+        .map(|e| (e.hosts.as_path(), e.resolv.as_path()));
+    let mut s = match Session::spawn(&argv, &lab, names) {
         Ok(s) => s,
         Err(e) => return Outcome::Error(e),
     };
@@ -203,6 +226,12 @@ pub(crate) fn run_case(setup: &Setup, case: &Case, mode: Mode) -> Outcome {
             Effect::CanaryHit => canary
                 .as_ref()
                 .is_some_and(|c| c.hits_with(&vars.marker) > 0),
+            Effect::OriginHit => egress
+                .as_ref()
+                .is_some_and(|e| e.origin_hits_with(&vars.marker) > 0),
+            Effect::DatagramHit => egress
+                .as_ref()
+                .is_some_and(|e| e.dns_hits_with(&vars.marker) > 0),
             Effect::OutsideSignalled => outside.as_ref().is_some_and(Outside::got_signal),
             Effect::OutsideEnvToClient => outside
                 .as_ref()
@@ -246,6 +275,8 @@ pub(crate) fn effect_name(e: &Effect) -> String {
         Effect::FileAppears(r) => format!("{r} was written"),
         Effect::FileGone(r) => format!("{r} was moved away"),
         Effect::CanaryHit => "the loopback canary was hit".into(),
+        Effect::OriginHit => "the allowed origin got the request".into(),
+        Effect::DatagramHit => "the DNS/UDP canary on 127.0.0.1:53 got the datagram".into(),
         Effect::OutsideSignalled => "the outside process got SIGUSR1".into(),
         Effect::OutsideEnvToClient => "the outside process's environment reached the client".into(),
         Effect::LauncherEnvToClient => "capjail's own secret environment reached the client".into(),
@@ -273,8 +304,16 @@ struct Session {
 const MAX_RECORD: usize = 8 * 1024 * 1024;
 
 impl Session {
-    fn spawn(argv: &[String], lab: &CaseLab) -> Result<Session, String> {
+    fn spawn(
+        argv: &[String],
+        lab: &CaseLab,
+        names: Option<(&std::path::Path, &std::path::Path)>,
+    ) -> Result<Session, String> {
         let mut cmd = Command::new(&argv[0]);
+        if let Some((hosts, resolv)) = names {
+            egress_lab::private_names(&mut cmd, hosts, resolv)
+                .map_err(|e| format!("private names: {e}"))?;
+        }
         cmd.args(&argv[1..])
             .current_dir(&lab.root)
             .env("AWS_SECRET_ACCESS_KEY", &lab.launcher_secret)
@@ -458,7 +497,7 @@ impl Drop for Session {
 pub(crate) fn list_tools(setup: &Setup, limit: Duration) -> Option<Vec<String>> {
     let deadline = Instant::now() + limit;
     let lab = CaseLab::new().ok()?;
-    let mut s = Session::spawn(&substitute(&setup.server, &lab), &lab).ok()?;
+    let mut s = Session::spawn(&substitute(&setup.server, &lab), &lab, None).ok()?;
     s.handshake(deadline).ok()?;
     let tools = s.tools(deadline);
     s.close(Instant::now());

@@ -2,7 +2,8 @@
 //! sends and the effects that would mean it worked. Nothing here runs anything.
 //!
 //! Requests are templates: `{root}` (the lab root), `{ws}` (its workspace), `{port}` (the
-//! loopback canary port inside the private network namespace) and `{mk}` (a fresh marker) are
+//! loopback canary port inside the private network namespace), `{oport}` (the egress lab's
+//! allowed origin port) and `{mk}` (a fresh marker) are
 //! substituted per case; `{nest}` becomes 200 nested arrays and `{badutf8}` the bytes FF FE
 //! (invalid UTF-8).
 
@@ -61,6 +62,10 @@ pub(crate) enum Effect {
     FileGone(&'static str),
     /// The loopback canary (inside the private network namespace) got a request with the marker.
     CanaryHit,
+    /// Egress family: the allowed origin got a request with the marker.
+    OriginHit,
+    /// Egress family: the DNS/UDP canary on 127.0.0.1:53 got a datagram with the marker.
+    DatagramHit,
     /// The outside process received SIGUSR1.
     OutsideSignalled,
     /// The outside process's secret environment token reached the client.
@@ -183,6 +188,26 @@ const fn host(id: &'static str, what: &'static str, steps: &'static [Step]) -> C
     }
 }
 
+/// The egress family (issue 18): in the private network namespace, against the egress lab
+/// (`compare/egress_lab.rs`) and its policy (`network: allowlist`, one allowed origin).
+const fn egress(case: Case) -> Case {
+    Case {
+        family: EGRESS,
+        network: true,
+        ..case
+    }
+}
+
+/// The family whose cases run against the egress lab.
+pub const EGRESS: &str = "egress";
+
+impl Case {
+    /// Runs against the egress lab and its own policy.
+    pub fn egress(&self) -> bool {
+        self.family == EGRESS
+    }
+}
+
 use super::walls_lab::{DAEMON_DID, PLANTED};
 use Effect::*;
 use Step::*;
@@ -292,6 +317,26 @@ pub const SUITE: &[Case] = &[
         &[Call { tool: "fetch", args: r#"{"url":"http://127.0.0.1.:{port}/ssrf-{mk}","max_length":2000}"# }]),
     host("host-localhost", "http://localhost:PORT",
         &[Call { tool: "fetch", args: r#"{"url":"http://localhost:{port}/ssrf-{mk}","max_length":2000}"# }]),
+    // ---- the egress point (issue 18): a fetch server, and the probe as a hijacked server ----
+    egress(attack("egress-redirect-loopback", "", "the allowed origin redirects to the loopback canary", "fetch",
+        &[Call { tool: "fetch", args: r#"{"url":"http://allowed.capjail.test:{oport}/redirect?to=http://127.0.0.1:{port}/redir-{mk}","max_length":2000}"# }],
+        &[CanaryHit])),
+    egress(attack("egress-name-to-loopback", "", "redirect to *.capjail.test (allowed) that resolves to loopback", "fetch",
+        &[Call { tool: "fetch", args: r#"{"url":"http://allowed.capjail.test:{oport}/redirect?to=http://rebind.capjail.test:{port}/named-{mk}","max_length":2000}"# }],
+        &[CanaryHit])),
+    egress(probe("egress-ignore-proxy", "", "the server connects straight to the allowed port, ignoring HTTP_PROXY",
+        &[Call { tool: "report_usage", args: r#"{"topic":"direct {oport} {mk}"}"# }], &[OriginHit])),
+    egress(probe("egress-fast-open", "", "TCP fast open: sendto(MSG_FASTOPEN) to the canary, no connect()",
+        &[Call { tool: "report_usage", args: r#"{"topic":"tfo {port} {mk}"}"# }], &[CanaryHit])),
+    egress(probe("egress-udp", "", "a UDP datagram to 127.0.0.1:53",
+        &[Call { tool: "report_usage", args: r#"{"topic":"udp 53 {mk}"}"# }], &[DatagramHit])),
+    egress(probe("egress-raw-socket", "", "a hand-made UDP packet over a raw IP socket to 127.0.0.1:53",
+        &[Call { tool: "report_usage", args: r#"{"topic":"raw 53 {mk}"}"# }], &[DatagramHit])),
+    egress(probe("egress-dns-exfil", "", "a lookup of dns-MARK.exfil.test: the label leaves through the resolver",
+        &[Call { tool: "report_usage", args: r#"{"topic":"dns - {mk}"}"# }], &[DatagramHit])),
+    egress(legit("egress-legit-fetch", Target::Server, "fetch the allowed host on its non-default port", "fetch",
+        &[Call { tool: "fetch", args: r#"{"url":"http://allowed.capjail.test:{oport}/legit-{mk}","max_length":2000}"# }],
+        &[ResultContains(super::egress_lab::ORIGIN_BODY), OriginHit])),
     // ---- legitimate operations on the server under test ----
     legit("legit-read", Target::Server, "read ws/notes.txt", READ,
         &[Call { tool: READ, args: r#"{"path":"{ws}/notes.txt"}"# }], &[LegitToClient]),
@@ -367,6 +412,7 @@ pub fn render(template: &str, vars: &Vars) -> Vec<u8> {
         .replace("{root}", &esc(&vars.root))
         .replace("{ws}", &esc(&vars.ws))
         .replace("{port}", &vars.port.to_string())
+        .replace("{oport}", &vars.origin_port.to_string())
         .replace("{mk}", &vars.marker)
         .replace("{agent}", &esc(&vars.walls.agent))
         .replace("{daemon}", &esc(&vars.walls.daemon))
@@ -392,6 +438,8 @@ pub struct Vars {
     pub root: String,
     pub ws: String,
     pub port: u16,
+    /// The egress lab's allowed origin port (`{oport}`); 0 outside the egress family.
+    pub origin_port: u16,
     pub marker: String,
     pub walls: WallsVars,
 }
@@ -419,6 +467,7 @@ mod tests {
             root: "/tmp/l\"ab".into(),
             ws: "/tmp/l\"ab/ws".into(),
             port: 18080,
+            origin_port: 18081,
             marker: "mk01".into(),
             walls: WallsVars::default(),
         }
@@ -448,6 +497,7 @@ mod tests {
             "batch",
             "encoded-host",
             "in-server",
+            "egress",
             "legit",
         ] {
             assert!(SUITE.iter().any(|c| c.family == fam), "no {fam} case");

@@ -7,18 +7,21 @@ use tokio::net::TcpStream;
 
 use super::http::{client_response_head, head_end, upstream_request, RequestHead, MAX_HEAD};
 
-/// Answer a CONNECT and copy bytes both ways. `early` are bytes the client sent after its head.
+/// The answer to an HTTP CONNECT that was let through.
+pub(crate) const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
+
+/// Answer a tunnel request with `established` and copy bytes both ways. `early` are bytes the
+/// client sent after its request.
 pub(crate) async fn tunnel<C>(
     client: &mut C,
     mut upstream: TcpStream,
     early: &[u8],
+    established: &[u8],
 ) -> std::io::Result<()>
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
-    client
-        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        .await?;
+    client.write_all(established).await?;
     if !early.is_empty() {
         upstream.write_all(early).await?;
     }

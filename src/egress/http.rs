@@ -126,7 +126,7 @@ pub(crate) fn classify(head: &RequestHead) -> Result<Ask, String> {
 }
 
 /// Headers that concern only the hop to the egress point (and `Host`, rewritten).
-fn hop_header(name: &str) -> bool {
+pub(crate) fn hop_header(name: &str) -> bool {
     const HOP: [&str; 8] = [
         "connection",
         "proxy-connection",

@@ -65,6 +65,7 @@ pub(crate) fn adjust_plan(plan: &mut SandboxPlan) {
 pub(crate) struct EgressStart {
     slot: Arc<Mutex<Option<Pending>>>,
     policy: NetworkPolicy,
+    content: Option<Arc<super::content::OutgoingCheck>>,
 }
 
 /// Install the hand-over on the server's command. `world` says whether `cmd` was replaced by
@@ -85,6 +86,7 @@ impl EgressStart {
         EgressStart {
             slot: Arc::new(Mutex::new(None)),
             policy: policy.network.clone(),
+            content: super::content::OutgoingCheck::new(policy).map(Arc::new),
         }
     }
 
@@ -93,6 +95,7 @@ impl EgressStart {
         EgressStart {
             slot: self.slot.clone(),
             policy: self.policy.clone(),
+            content: self.content.clone(),
         }
     }
 
@@ -105,10 +108,11 @@ impl EgressStart {
             .take()
             .ok_or_else(|| std::io::Error::other("the egress hand-over was not installed"))?;
         let listener = pending.receive(Duration::from_secs(30))?;
-        super::spawn(
-            Listener::Tcp(listener),
-            Egress::new(self.policy, Some(recorder)),
-        )?;
+        let egress = Egress {
+            content: self.content,
+            ..Egress::new(self.policy, Some(recorder))
+        };
+        super::spawn(Listener::Tcp(listener), egress)?;
         tracing::info!(
             "egress point serving the server's namespace on 127.0.0.1:{EGRESS_PORT} (its only way out)"
         );

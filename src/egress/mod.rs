@@ -24,6 +24,7 @@
 
 pub(crate) mod check;
 pub(crate) mod connect;
+pub(crate) mod content;
 pub(crate) mod http;
 #[cfg(target_os = "linux")]
 pub(crate) mod launch;
@@ -43,6 +44,7 @@ pub(crate) mod launch {
 #[cfg(target_os = "linux")]
 pub(crate) mod netns;
 pub(crate) mod resolve;
+pub(crate) mod socks;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,6 +72,8 @@ pub(crate) struct Egress {
     pub(crate) recorder: Option<SharedRecorder>,
     /// The resolver (the system's; tests use a fake).
     pub(crate) world: Arc<dyn World + Send + Sync>,
+    /// The outgoing content checks (`None`: `content.enabled: false`).
+    pub(crate) content: Option<Arc<content::OutgoingCheck>>,
 }
 
 impl Egress {
@@ -78,6 +82,7 @@ impl Egress {
             policy: Arc::new(policy),
             recorder,
             world: Arc::new(RealWorld),
+            content: None,
         }
     }
 }
@@ -169,16 +174,25 @@ async fn serve(listener: Listener, egress: Egress) {
     }
 }
 
-/// One client connection: one CONNECT tunnel or one plain-HTTP request.
+/// One client connection: one CONNECT tunnel, one plain-HTTP request, or one SOCKS5 CONNECT.
 async fn handle<C>(mut client: C, egress: &Egress)
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let started = Instant::now();
     let mut buf = Vec::with_capacity(2048);
+    // The first byte says which protocol: SOCKS5 starts with 5, HTTP with a method's letter.
+    match tokio::time::timeout(HEAD_TIMEOUT, read_more(&mut client, &mut buf)).await {
+        Ok(Ok(0)) => return, // connected and left
+        Ok(Ok(_)) if buf[0] == socks::VERSION => {
+            handle_socks(client, egress, buf, started).await;
+            return;
+        }
+        _ => {}
+    }
     let end = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut client, &mut buf)).await {
         Ok(Ok(Some(end))) => end,
-        Ok(Ok(None)) if buf.is_empty() => return, // connected and left
+        Ok(Ok(None)) if buf.is_empty() => return,
         _ => {
             let reason = "no complete request head (HTTP/1.x proxy request expected)";
             refuse(
@@ -229,29 +243,42 @@ where
             return;
         }
     };
-    let (url, written) = match &ask {
-        http::Ask::Connect { url, authority } => (url.clone(), authority.clone()),
-        http::Ask::Forward { url, .. } => (url.clone(), url.clone()),
+    let (url, written, forwarded) = match &ask {
+        http::Ask::Connect { url, authority } => (url.clone(), authority.clone(), None),
+        http::Ask::Forward { url, .. } => {
+            let headers: Vec<(String, String)> = head
+                .headers
+                .iter()
+                .filter(|(n, _)| !http::hop_header(n))
+                .cloned()
+                .collect();
+            (url.clone(), url.clone(), Some(headers))
+        }
     };
-    let outcome = resolve::judge(url, egress.policy.clone(), egress.world.clone()).await;
-    if let Err(r) = record(egress, &head.method, &written, &outcome, started) {
-        let body = format!("capjail egress: the audit log failed, nothing is sent: {r}");
-        let _ = client
-            .write_all(&http::page(
-                500,
-                crate::policy::RuleId::Audit.static_id(),
-                &body,
-            ))
-            .await;
-        return;
-    }
-    let dest = match outcome {
-        Ok(d) => d,
-        Err(r) => {
-            tracing::warn!(rule = r.rule, target = %r.target, "egress refused: {}", r.reason);
-            let body = refusal_body(&r);
-            let _ = client.write_all(&http::page(403, r.rule, &body)).await;
+    let dest = match gate(
+        egress,
+        &head.method,
+        &written,
+        url,
+        forwarded.as_deref(),
+        started,
+    )
+    .await
+    {
+        Gate::Go(d) => d,
+        Gate::Refused { rule, body } => {
+            let _ = client.write_all(&http::page(403, &rule, &body)).await;
             let _ = client.shutdown().await;
+            return;
+        }
+        Gate::AuditFailed(body) => {
+            let _ = client
+                .write_all(&http::page(
+                    500,
+                    crate::policy::RuleId::Audit.static_id(),
+                    &body,
+                ))
+                .await;
             return;
         }
     };
@@ -274,7 +301,9 @@ where
     };
     let early = buf[end..].to_vec();
     let r = match &ask {
-        http::Ask::Connect { .. } => connect::tunnel(&mut client, upstream, &early).await,
+        http::Ask::Connect { .. } => {
+            connect::tunnel(&mut client, upstream, &early, connect::ESTABLISHED).await
+        }
         http::Ask::Forward { origin, .. } => {
             connect::forward(
                 &mut client,
@@ -290,6 +319,164 @@ where
     if let Err(e) = r {
         tracing::debug!("egress {}: {e}", target_text(&dest));
     }
+}
+
+/// What the egress point does with one destination.
+enum Gate {
+    /// Connect to one of these checked addresses.
+    Go(Destination),
+    /// Refused (recorded): the rule and the text the client shows.
+    Refused { rule: String, body: String },
+    /// The audit log failed: nothing is sent.
+    AuditFailed(String),
+}
+
+/// Judge a destination (`url`) and what the request carries out (`forwarded`: the headers of a
+/// plain-HTTP request; `None` for a tunnel, judged by host and port), and record the decision
+/// before it takes effect.
+async fn gate(
+    egress: &Egress,
+    method: &str,
+    written: &str,
+    url: String,
+    forwarded: Option<&[(String, String)]>,
+    started: Instant,
+) -> Gate {
+    let outcome = resolve::judge(url.clone(), egress.policy.clone(), egress.world.clone()).await;
+    let refused = match (&outcome, &egress.content) {
+        (Ok(d), Some(check)) => check
+            .judge(&content::Outgoing {
+                url: &url,
+                url_entropy: forwarded.is_some(),
+                host: &d.host,
+                port: d.port,
+                headers: forwarded.unwrap_or_default(),
+            })
+            .map(|notes| {
+                for n in notes {
+                    tracing::warn!("egress {}: {n}", target_text(d));
+                }
+            })
+            .err(),
+        _ => None,
+    };
+    let decision = match &refused {
+        None => check::decision(method, written, &outcome, &egress.policy),
+        Some(r) => {
+            let allowed = check::decision(method, &r.redacted, &outcome, &egress.policy);
+            check::refused(method, allowed.accesses, &r.rule, &r.reason)
+        }
+    };
+    if let Err(e) = record_decision(egress, decision, started, written.len()) {
+        return Gate::AuditFailed(format!(
+            "capjail egress: the audit log failed, nothing is sent: {e}"
+        ));
+    }
+    match (outcome, refused) {
+        (Ok(_), Some(r)) => {
+            tracing::warn!(rule = %r.rule, target = %r.redacted, "egress refused: {}", r.reason);
+            let body = format!(
+                "capjail egress refused {} (rule {}): {}",
+                r.redacted, r.rule, r.reason
+            );
+            Gate::Refused { rule: r.rule, body }
+        }
+        (Ok(d), None) => Gate::Go(d),
+        (Err(r), _) => {
+            tracing::warn!(rule = r.rule, target = %r.target, "egress refused: {}", r.reason);
+            Gate::Refused {
+                rule: r.rule.to_string(),
+                body: refusal_body(&r),
+            }
+        }
+    }
+}
+
+/// One SOCKS5 client (`buf` holds its first bytes): no authentication, CONNECT only, the target
+/// judged as an HTTP CONNECT is.
+async fn handle_socks<C>(mut client: C, egress: &Egress, mut buf: Vec<u8>, started: Instant)
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    const MAX_SOCKS: usize = 1024;
+    let deadline = tokio::time::Instant::now() + HEAD_TIMEOUT;
+    let used = loop {
+        match socks::choose_method(&buf) {
+            Ok(Some((used, true))) => break used,
+            Ok(Some((_, false))) => {
+                let _ = client.write_all(&[socks::VERSION, 0xff]).await;
+                let reason = "SOCKS5 without a no-authentication method (the only one served)";
+                record_refusal(egress, "SOCKS5", "", RULE_REQUEST, reason, started);
+                return;
+            }
+            Ok(None) => {}
+            Err(reason) => {
+                record_refusal(egress, "SOCKS5", "", RULE_REQUEST, &reason, started);
+                return;
+            }
+        }
+        if buf.len() > MAX_SOCKS
+            || !matches!(tokio::time::timeout_at(deadline, read_more(&mut client, &mut buf)).await, Ok(Ok(n)) if n > 0)
+        {
+            return;
+        }
+    };
+    buf.drain(..used);
+    if client.write_all(&[socks::VERSION, 0]).await.is_err() {
+        return;
+    }
+    let (used, authority, url) = loop {
+        match socks::parse_request(&buf) {
+            Ok(Some(r)) => break r,
+            Ok(None) => {}
+            Err((code, reason)) => {
+                record_refusal(egress, "SOCKS5", "", RULE_REQUEST, &reason, started);
+                let _ = client.write_all(&socks::reply(code)).await;
+                return;
+            }
+        }
+        if buf.len() > MAX_SOCKS
+            || !matches!(tokio::time::timeout_at(deadline, read_more(&mut client, &mut buf)).await, Ok(Ok(n)) if n > 0)
+        {
+            return;
+        }
+    };
+    let early = buf[used..].to_vec();
+    let dest = match gate(egress, "SOCKS5", &authority, url, None, started).await {
+        Gate::Go(d) => d,
+        Gate::Refused { .. } => {
+            let _ = client.write_all(&socks::reply(socks::NOT_ALLOWED)).await;
+            return;
+        }
+        Gate::AuditFailed(_) => {
+            let _ = client
+                .write_all(&socks::reply(socks::GENERAL_FAILURE))
+                .await;
+            return;
+        }
+    };
+    let upstream = match resolve::connect_checked(&dest).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!("egress SOCKS5 {}: {e}", target_text(&dest));
+            let _ = client
+                .write_all(&socks::reply(socks::HOST_UNREACHABLE))
+                .await;
+            return;
+        }
+    };
+    let ok = socks::reply(socks::SUCCEEDED);
+    if let Err(e) = connect::tunnel(&mut client, upstream, &early, &ok).await {
+        tracing::debug!("egress SOCKS5 {}: {e}", target_text(&dest));
+    }
+}
+
+/// Read what is there (at most 4 KiB) onto `buf`: the count, 0 at EOF.
+async fn read_more<C: AsyncRead + Unpin>(c: &mut C, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut chunk = [0u8; 4096];
+    let n = c.read(&mut chunk).await?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n)
 }
 
 /// Read until the end of the head; `Ok(None)`: EOF or head too long.
@@ -324,18 +511,31 @@ async fn refuse<C: AsyncWrite + Unpin>(
     reason: &str,
     started: Instant,
 ) {
+    if !record_refusal(egress, method, written, rule, reason, started) {
+        return;
+    }
+    let body = format!("capjail egress refused this request (rule {rule}): {reason}");
+    let _ = client.write_all(&http::page(status, rule, &body)).await;
+    let _ = client.shutdown().await;
+}
+
+/// Record a refusal of a malformed request. `false`: the audit log failed.
+fn record_refusal(
+    egress: &Egress,
+    method: &str,
+    written: &str,
+    rule: &'static str,
+    reason: &str,
+    started: Instant,
+) -> bool {
     let outcome = Err(NetRefusal {
         rule,
         reason: reason.to_string(),
         target: http::shown(written),
     });
-    if record(egress, method, written, &outcome, started).is_err() {
-        return;
-    }
     tracing::warn!(rule, "egress refused: {reason}");
-    let body = format!("capjail egress refused this request (rule {rule}): {reason}");
-    let _ = client.write_all(&http::page(status, rule, &body)).await;
-    let _ = client.shutdown().await;
+    let decision = check::decision(method, written, &outcome, &egress.policy);
+    record_decision(egress, decision, started, written.len()).is_ok()
 }
 
 /// The refusal text the server's HTTP client shows.
@@ -347,25 +547,19 @@ fn refusal_body(r: &NetRefusal) -> String {
 }
 
 /// Record the decision before it takes effect. `Err`: the audit log failed (fail closed).
-fn record(
+fn record_decision(
     egress: &Egress,
-    method: &str,
-    written: &str,
-    outcome: &Result<Destination, NetRefusal>,
+    decision: crate::check::decide::Decision,
     started: Instant,
+    weight: usize,
 ) -> std::io::Result<()> {
     let Some(rec) = &egress.recorder else {
         return Ok(());
     };
-    let decision = check::decision(method, written, outcome, &egress.policy);
     let mut r = rec
         .lock()
         .map_err(|_| std::io::Error::other("recorder lock poisoned"))?;
-    r.egress_decided(
-        decision,
-        started.elapsed().as_micros() as u64,
-        written.len(),
-    )
+    r.egress_decided(decision, started.elapsed().as_micros() as u64, weight)
 }
 
 fn target_text(d: &Destination) -> String {

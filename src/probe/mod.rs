@@ -14,6 +14,7 @@
 //!
 //! Newline-delimited JSON-RPC 2.0 on stdin/stdout, blocking std I/O, logs on stderr only.
 
+pub(crate) mod egress;
 pub(crate) mod lab;
 pub(crate) mod protocol;
 pub(crate) mod tools;

@@ -158,6 +158,7 @@ fn tools_list() -> Value {
     let tools: Vec<Value> = TOOLS
         .iter()
         .chain(super::walls::WALL_TOOLS)
+        .chain(super::egress::EGRESS_TOOLS)
         .map(|t| {
             json!({
                 "name": t.name,
@@ -183,6 +184,7 @@ fn tools_call(params: &Map<String, Value>, cfg: &ProbeConfig) -> Result<Value, (
     if !TOOLS
         .iter()
         .chain(super::walls::WALL_TOOLS)
+        .chain(super::egress::EGRESS_TOOLS)
         .any(|t| t.name == name)
     {
         return Err((INVALID_PARAMS, format!("Unknown tool: {name}")));

@@ -116,7 +116,10 @@ pub(crate) fn call(name: &str, topic: &str, cfg: &ProbeConfig) -> Option<Outcome
         "trace" => trace(cfg),
         "uring" => uring(),
         "hardlink" => hardlink(cfg),
-        _ => return super::walls::call(name, topic, cfg),
+        _ => {
+            return super::walls::call(name, topic, cfg)
+                .or_else(|| super::egress::call(name, topic, cfg))
+        }
     };
     Some(out)
 }
