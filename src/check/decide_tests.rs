@@ -72,7 +72,7 @@ fn call(p: &Policy, cwd: &Path, tool: &str, args: Value) -> Decision {
 
 fn rule(d: &Decision) -> &str {
     assert!(!d.is_allowed(), "expected a denial, got {d:?}");
-    &d.denial.as_ref().unwrap().rule
+    d.denial.as_ref().unwrap().rule.as_str()
 }
 
 /// A lab like the attack corpus': ws, ws_evil, secret, links.

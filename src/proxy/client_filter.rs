@@ -565,10 +565,13 @@ impl ClientFilter {
         decision: &Decision,
         params: Option<&Value>,
     ) -> Option<crate::approval::ApprovalQuestion> {
-        let rule = decision
-            .denial
-            .as_ref()
-            .and_then(|d| self.policy.rules.rules.iter().find(|r| r.id() == d.rule));
+        let rule = decision.denial.as_ref().and_then(|d| {
+            self.policy
+                .rules
+                .rules
+                .iter()
+                .find(|r| r.id() == d.rule.as_str())
+        });
         crate::approval::gate::question(
             decision,
             rule.map(|r| (r.label.as_str(), r.reason.as_deref())),

@@ -59,7 +59,7 @@ pub(crate) struct ApprovalRecord {
     pub(crate) id: Option<Value>,
     pub(crate) method: String,
     pub(crate) tool: Option<String>,
-    pub(crate) rule: String,
+    pub(crate) rule: crate::policy::RuleId,
     pub(crate) question: String,
     pub(crate) granted: bool,
     pub(crate) answer: String,
