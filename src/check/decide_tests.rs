@@ -539,7 +539,14 @@ fn malformed_calls_are_refused() {
         let d = decide(&ctx, "tools/call", Some(&params));
         assert_eq!(rule(&d), want, "{params}");
     }
-    assert!(decide(&ctx, "ping", None).is_allowed());
+    let ping = decide(&ctx, "ping", None);
+    assert!(ping.is_allowed());
+    // An allowed protocol message names a documented id, serialised as its dotted text.
+    assert_eq!(ping.rule, RuleId::ProtocolAllowed);
+    assert_eq!(
+        serde_json::to_value(&ping).unwrap()["rule"],
+        "protocol.allowed"
+    );
     assert!(decide(
         &ctx,
         "resources/read",

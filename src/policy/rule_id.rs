@@ -103,6 +103,10 @@ rule_ids! {
         trigger: "a client request whose id is already used by a request in flight (-32600)",
         allow: "wait for the answer, or use another id",
     }
+    ProtocolUnsolicitedResponse = "protocol.unsolicited_response" {
+        trigger: "a client response to a request the server never sent: dropped, not answered (`capjail check` names it; the audit record is a dropped `response_filter`)",
+        allow: "cannot be allowed: the client must answer only what the server asked",
+    }
     ProtocolToolCallParams = "protocol.tool_call_params" {
         trigger: "`tools/call` without an object `params`",
         allow: "cannot be allowed: fix the client",
