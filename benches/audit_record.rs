@@ -32,7 +32,7 @@ fn main() {
         method: "tools/call".into(),
         tool: Some("echo".into()),
         accesses: vec![],
-        rule: "tools.allowed".into(),
+        rule: capjail::policy::RuleId::ToolsAllowed,
         denial: None,
     };
     let event = Event::Decision(DecisionEvent {

@@ -451,7 +451,9 @@ fn check_refuses_what_run_refuses_before_any_rule() {
         .collect();
     assert_eq!(v.len(), 3, "{o:?}");
     assert_eq!(v[0]["verdict"], "deny", "a response to nothing: {}", v[0]);
+    assert_eq!(v[0]["rule"], "protocol.unsolicited_response", "{}", v[0]);
     assert_eq!(v[1]["verdict"], "allow", "{}", v[1]);
     assert_eq!(v[2]["verdict"], "invalid", "an id in flight: {}", v[2]);
+    assert_eq!(v[2]["rule"], "protocol.duplicate_id", "{}", v[2]);
     assert_eq!(o.code, Some(1));
 }

@@ -145,7 +145,7 @@ pub(crate) fn gate(
         return Ok(match verdict {
             Verdict::Approved { remember } => {
                 if remember {
-                    ctx.approvals.remember(&tool, &q.rule);
+                    ctx.approvals.remember(&tool, q.rule.as_str());
                 }
                 // The original request, unchanged, under the retry's id.
                 let mut req = json!({"jsonrpc": "2.0", "id": id, "method": decision.method});
@@ -157,7 +157,7 @@ pub(crate) fn gate(
             _ => GateOutcome::Reply(refused_line(id, decision, &a)),
         });
     }
-    if ctx.approvals.remembered(&tool, &q.rule) {
+    if ctx.approvals.remembered(&tool, q.rule.as_str()) {
         let a = Answer {
             verdict: Verdict::Approved { remember: true },
             words: "approved earlier for the rest of the session".into(),
@@ -264,7 +264,7 @@ fn finish(
         (Verdict::Approved { remember }, true, false) => {
             if remember {
                 ctx.approvals
-                    .remember(q.tool.as_deref().unwrap_or_default(), &q.rule);
+                    .remember(q.tool.as_deref().unwrap_or_default(), q.rule.as_str());
             }
             tracing::info!(id = %id, by = a.by.as_str(), "approved; forwarding the held call");
             if let Err(e) = outbox.send_to_server(&line) {

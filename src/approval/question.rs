@@ -13,7 +13,7 @@ pub(crate) struct ApprovalQuestion {
     pub(crate) capability: Option<String>,
     pub(crate) resource: Option<String>,
     /// The `require_approval` rule's id (`require_approval[0]`) and its label.
-    pub(crate) rule: String,
+    pub(crate) rule: crate::policy::RuleId,
     pub(crate) rule_label: String,
     /// The rule's reason, or capjail's.
     pub(crate) reason: String,
@@ -184,6 +184,7 @@ pub(crate) fn read_words(line: &str, remember_allowed: bool) -> (Verdict, String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::RuleId;
 
     fn q() -> ApprovalQuestion {
         ApprovalQuestion {
@@ -191,7 +192,7 @@ mod tests {
             tool: Some("write_file".into()),
             capability: Some("filesystem.write".into()),
             resource: Some("/ws/a.txt".into()),
-            rule: "require_approval[0]".into(),
+            rule: RuleId::Policy("require_approval[0]".into()),
             rule_label: "require_approval[0] capability=filesystem.write".into(),
             reason: "writes need a person".into(),
             digest: "d".into(),

@@ -84,7 +84,7 @@ pub struct ApprovalEvent<'a> {
     pub id: Option<&'a Value>,
     pub(crate) method: &'a str,
     pub(crate) tool: Option<&'a str>,
-    pub(crate) rule: &'a str,
+    pub(crate) rule: &'a crate::policy::RuleId,
     pub(crate) granted: bool,
     /// Who or what answered (`client elicitation`, `command`, `terminal`, `session memory`).
     pub(crate) by: &'a str,
@@ -186,7 +186,7 @@ pub(crate) fn event_record(
             put_id(&mut m, a.id);
             m.insert("method".into(), a.method.into());
             m.insert("tool".into(), a.tool.into());
-            m.insert("rule".into(), a.rule.into());
+            m.insert("rule".into(), a.rule.as_str().into());
             m.insert(
                 "verdict".into(),
                 if a.granted { "allow" } else { "deny" }.into(),
@@ -294,7 +294,7 @@ pub(crate) fn write_event_body(
                 Some(den) => super::canon::write_str(out, &den.reason),
                 None => {
                     let at = out.len() + 1;
-                    super::canon::write_str(out, &dec.rule);
+                    super::canon::write_str(out, dec.rule.as_str());
                     out.splice(at..at, b"allowed by ".iter().copied());
                 }
             };
@@ -331,7 +331,7 @@ pub(crate) fn write_event_body(
                     "verdict",
                     Member::Str(if dec.is_allowed() { "allow" } else { "deny" }),
                 ),
-                ("rule", Member::Str(&dec.rule)),
+                ("rule", Member::Str(dec.rule.as_str())),
                 ("reason", Member::With(&write_reason)),
                 ("latency_us", Member::U64(d.latency_us)),
                 ("params", Member::With(&write_params)),
@@ -425,7 +425,7 @@ fn decision_fields(m: &mut Map<String, Value>, d: &DecisionEvent, redactor: &Red
         "verdict".into(),
         if dec.is_allowed() { "allow" } else { "deny" }.into(),
     );
-    m.insert("rule".into(), dec.rule.clone().into());
+    m.insert("rule".into(), dec.rule.as_str().into());
     // What a refusal was about when no access could be built from it (e.g. a `..` path).
     if let Some(res) = dec.denial.as_ref().and_then(|x| x.resource.as_ref()) {
         if dec.accesses.is_empty() {
@@ -657,7 +657,7 @@ mod tests {
                     resource: Resource::None,
                 },
             ],
-            rule: "filesystem.mounts".into(),
+            rule: crate::policy::RuleId::FilesystemMounts,
             denial: None,
         };
         let mut deny = allow.clone();
@@ -665,7 +665,7 @@ mod tests {
         deny.tool = None;
         deny.denial = Some(Denial {
             reason: "needs approval: \u{1} é".into(),
-            rule: "require_approval[0]".into(),
+            rule: crate::policy::RuleId::Policy("require_approval[0]".into()),
             capability: None,
             resource: None,
             approval_required: true,

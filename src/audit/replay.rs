@@ -23,7 +23,7 @@ use super::AuditError;
 use crate::check::decide::Decision;
 use crate::check::path::PathContext;
 use crate::check::{RealWorld, World};
-use crate::policy::Policy;
+use crate::policy::{Policy, RuleId};
 use crate::profile::{builtin_profiles, ArgKind, ToolSpec};
 use crate::proxy::catalog::SessionCatalog;
 use crate::proxy::pipeline::{Output, Session};
@@ -36,9 +36,9 @@ pub(crate) struct Change {
     pub(crate) method: String,
     pub(crate) tool: Option<String>,
     /// `allow`, `ask` (a `require_approval` rule gates it: a person decides) or `deny`, and
-    /// the rule that decided, then and now.
-    pub(crate) before: (String, String),
-    pub(crate) after: (String, String),
+    /// the rule that decided, then (read back with [`RuleId::named`]) and now.
+    pub(crate) before: (String, RuleId),
+    pub(crate) after: (String, RuleId),
     /// The new denial's reason (empty when now allowed).
     pub(crate) reason: String,
 }
@@ -234,7 +234,7 @@ pub(crate) fn replay_bytes<W: World + Clone + Send + 'static>(
             } else {
                 text("verdict").unwrap_or_default()
             },
-            text("rule").unwrap_or_default(),
+            RuleId::named(&text("rule").unwrap_or_default()),
         );
         let gated_now = d.denial.as_ref().is_some_and(|x| x.approval_required);
         let after = (
@@ -283,11 +283,12 @@ fn judge_again(s: &Session, msg: &Value) -> Option<Decision> {
         Output::ToClient(line) => serde_json::from_slice::<Value>(line).ok(),
         _ => None,
     })?;
+    // Every refusal of the pipeline names its rule; one that does not is an invalid message.
     let denial = crate::check::Denial::new(
         error
             .pointer("/error/data/rule")
             .and_then(Value::as_str)
-            .unwrap_or("protocol"),
+            .map_or(RuleId::ProtocolInvalidRequest, RuleId::named),
         error
             .pointer("/error/message")
             .and_then(Value::as_str)

@@ -15,6 +15,7 @@ use super::*;
 use crate::check::decide::{decide, Context, Decision, StaticCatalog, Verdict};
 use crate::check::path::PathContext;
 use crate::check::{Denial, RealWorld};
+use crate::policy::RuleId;
 use crate::profile::builtin_profiles;
 
 fn decision(allow: bool) -> Decision {
@@ -23,12 +24,9 @@ fn decision(allow: bool) -> Decision {
         method: "tools/call".into(),
         tool: Some("read_file".into()),
         accesses: vec![],
-        rule: if allow {
-            "allow[0]".into()
-        } else {
-            "deny[0]".into()
-        },
-        denial: (!allow).then(|| Denial::new("deny[0]", "denied by rule deny[0]")),
+        rule: RuleId::Policy(if allow { "allow[0]" } else { "deny[0]" }.into()),
+        denial: (!allow)
+            .then(|| Denial::new(RuleId::Policy("deny[0]".into()), "denied by rule deny[0]")),
     }
 }
 
@@ -629,17 +627,14 @@ fn replay_under_a_stricter_policy_reports_allowed_to_denied() {
         "{}",
         r.render()
     );
-    let root_rule = format!("filesystem.mounts[{}]", d.root.display());
+    let root_rule = RuleId::Policy(format!("filesystem.mounts[{}]", d.root.display()));
     let c = &r.changes[0];
     assert_eq!(
         (c.line, c.seq, c.tool.as_deref()),
         (3, 3, Some("write_file"))
     );
     assert_eq!(c.before, ("allow".to_string(), root_rule.clone()));
-    assert_eq!(
-        c.after,
-        ("deny".to_string(), "filesystem.mounts".to_string())
-    );
+    assert_eq!(c.after, ("deny".to_string(), RuleId::FilesystemMounts));
     assert!(c.reason.contains("read-only mount"), "{}", c.reason);
     let c = &r.changes[1];
     assert_eq!((c.line, c.tool.as_deref()), (4, Some("read_file")));
@@ -845,7 +840,7 @@ fn filters_and_approvals_are_recorded_and_counted() {
         id: Some(&id),
         method: "tools/call",
         tool: Some("rm"),
-        rule: "require_approval[0]",
+        rule: &RuleId::Policy("require_approval[0]".into()),
         granted: false,
         by: "terminal",
         question: "capjail: approve rm?",
@@ -965,7 +960,10 @@ fn replay_treats_approval_gated_decisions_as_asked() {
         .unwrap_or_else(|| panic!("{}", r.render()));
     assert_eq!(
         c.before,
-        ("ask".to_string(), "require_approval[0]".to_string())
+        (
+            "ask".to_string(),
+            RuleId::Policy("require_approval[0]".into())
+        )
     );
     assert_eq!(c.after.0, "allow");
     assert!(c.newly_allowed());

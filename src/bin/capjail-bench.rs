@@ -347,7 +347,7 @@ fn audit_cpu(args: &[String]) -> i32 {
                 method: "tools/call".into(),
                 tool: Some("echo".into()),
                 accesses: vec![],
-                rule: "tools.allowed".into(),
+                rule: capjail::policy::RuleId::ToolsAllowed,
                 denial: None,
             },
             tool_spec: Some(spec.clone()),

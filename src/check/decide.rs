@@ -58,8 +58,9 @@ pub struct Decision {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
     pub accesses: Vec<Access>,
-    /// The rule that decided (`allow[0]`, `filesystem.mounts`, `default`, ...).
-    pub rule: String,
+    /// The rule that decided (`allow[0]`, `filesystem.mounts[/srv]`, `default`,
+    /// `protocol.allowed`, ...), serialised as its dotted id.
+    pub rule: RuleId,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub denial: Option<Denial>,
 }
@@ -99,7 +100,7 @@ pub(crate) fn decide(ctx: &Context, method: &str, params: Option<&Value>) -> Dec
                 method: method.into(),
                 tool: None,
                 accesses: vec![],
-                rule: "protocol".into(),
+                rule: RuleId::ProtocolAllowed,
                 denial: None,
             },
             super::doors::Door::Uris(uris) => {
@@ -484,7 +485,10 @@ fn url_access(ctx: &Context, capability: &str, written: &str) -> Result<Option<A
             },
         })),
         Err(r) => {
-            let mut d = Denial::new(r.rule, format!("Network access blocked: {}", r.reason));
+            let mut d = Denial::new(
+                RuleId::named(r.rule),
+                format!("Network access blocked: {}", r.reason),
+            );
             d.capability = Some(capability.into());
             d.resource = Some(if r.target.is_empty() {
                 written.to_string()
@@ -581,7 +585,7 @@ fn scan_value(
 /// still checked to the end: a later access that is refused outright refuses the call (an
 /// approval must never let through what the policy denies).
 fn judge(ctx: &Context, method: &str, tool: Option<String>, accesses: Vec<Access>) -> Decision {
-    let mut deciding_rule = String::from("default");
+    let mut deciding_rule = RuleId::Default;
     let mut approval: Option<Denial> = None;
     for access in &accesses {
         if let Err(d) = check_access(ctx, method, tool.as_deref(), access, &mut deciding_rule) {
@@ -610,7 +614,7 @@ fn check_access(
     method: &str,
     tool: Option<&str>,
     access: &Access,
-    deciding: &mut String,
+    deciding: &mut RuleId,
 ) -> Result<(), Denial> {
     // Below a case-insensitive directory, mounts and path prefixes compare folded (check::casefold).
     let fold_from = match &access.resource {
@@ -625,7 +629,9 @@ fn check_access(
                 None => mount_for(resolved, mounts, write),
             };
             match found {
-                Ok(m) => *deciding = format!("filesystem.mounts[{}]", m.path.display()),
+                Ok(m) => {
+                    *deciding = RuleId::Policy(format!("filesystem.mounts[{}]", m.path.display()))
+                }
                 Err(MountRefusal::Outside) => {
                     return Err(Denial::new(
                         RuleId::FilesystemMounts,
@@ -701,7 +707,7 @@ fn check_access(
             if access.capability == super::env_read::CAPABILITY {
                 super::env_read::judge_allowed(r)?;
             }
-            *deciding = r.id()
+            *deciding = RuleId::Policy(r.id())
         }
         RuleVerdict::NotGoverned => {
             if access.capability == "shell.execute" {

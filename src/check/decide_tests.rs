@@ -72,7 +72,7 @@ fn call(p: &Policy, cwd: &Path, tool: &str, args: Value) -> Decision {
 
 fn rule(d: &Decision) -> &str {
     assert!(!d.is_allowed(), "expected a denial, got {d:?}");
-    &d.denial.as_ref().unwrap().rule
+    d.denial.as_ref().unwrap().rule.as_str()
 }
 
 /// A lab like the attack corpus': ws, ws_evil, secret, links.
@@ -539,7 +539,14 @@ fn malformed_calls_are_refused() {
         let d = decide(&ctx, "tools/call", Some(&params));
         assert_eq!(rule(&d), want, "{params}");
     }
-    assert!(decide(&ctx, "ping", None).is_allowed());
+    let ping = decide(&ctx, "ping", None);
+    assert!(ping.is_allowed());
+    // An allowed protocol message names a documented id, serialised as its dotted text.
+    assert_eq!(ping.rule, RuleId::ProtocolAllowed);
+    assert_eq!(
+        serde_json::to_value(&ping).unwrap()["rule"],
+        "protocol.allowed"
+    );
     assert!(decide(
         &ctx,
         "resources/read",

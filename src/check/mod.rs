@@ -110,9 +110,9 @@ impl Resource {
 pub struct Denial {
     /// Human sentence, used in the JSON-RPC error message.
     pub(crate) reason: String,
-    /// The rule or policy key that decided (`filesystem.mounts`, `tools.blocked`, `deny[0]`,
-    /// `protocol`, `profile`, ...).
-    pub(crate) rule: String,
+    /// The rule that decided (`filesystem.mounts`, `tools.blocked`, `deny[0]`, ...), serialised
+    /// as its dotted id.
+    pub(crate) rule: crate::policy::RuleId,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) capability: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -123,10 +123,10 @@ pub struct Denial {
 }
 
 impl Denial {
-    pub(crate) fn new(rule: impl Into<String>, reason: impl Into<String>) -> Denial {
+    pub(crate) fn new(rule: crate::policy::RuleId, reason: impl Into<String>) -> Denial {
         Denial {
             reason: reason.into(),
-            rule: rule.into(),
+            rule,
             capability: None,
             resource: None,
             approval_required: false,

@@ -148,7 +148,8 @@ fn verdict_of(outputs: &[Output], kept: &[Kept], batch: bool) -> Value {
             Kept::Filtered {
                 dropped: true,
                 reason,
-            } => results.push(json!({"verdict": "deny", "rule": null, "reason": reason})),
+                rule,
+            } => results.push(json!({"verdict": "deny", "rule": rule, "reason": reason})),
             Kept::Filtered { .. } => {}
         }
     }

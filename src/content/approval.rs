@@ -5,9 +5,10 @@
 //! required (`approval_required: true`) and names the rule.
 
 use crate::check::Denial;
+use crate::policy::RuleId;
 
 /// Ask for approval of a call held back by `rule`. Today: refused, approval required.
-pub(crate) fn request_approval(rule: &str, reason: String) -> Denial {
+pub(crate) fn request_approval(rule: RuleId, reason: String) -> Denial {
     let mut d = Denial::new(
         rule,
         format!("{reason} (approval required; no approval channel is configured)"),

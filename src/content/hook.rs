@@ -12,7 +12,7 @@ use super::scan::Scanner;
 use super::{RequestInfo, SessionContent, MAX_REQUESTS};
 use crate::check::decide::{Decision, Verdict};
 use crate::check::{Denial, Resource};
-use crate::policy::Policy;
+use crate::policy::{Policy, RuleId};
 
 fn deny(mut d: Decision, denial: Denial) -> Decision {
     d.verdict = Verdict::Deny;
@@ -92,10 +92,18 @@ pub(crate) fn on_request(
             let rule = format!("content.outgoing.{}", f.class.as_str());
             let reason = format!("a credential would leave in the request: {}", f.describe());
             match c.action(f.class) {
-                OutAction::Refuse => return (deny(decision, Denial::new(rule, reason)), notes),
+                OutAction::Refuse => {
+                    return (
+                        deny(decision, Denial::new(RuleId::named(&rule), reason)),
+                        notes,
+                    )
+                }
                 OutAction::Approval => {
                     return (
-                        deny(decision, super::approval::request_approval(&rule, reason)),
+                        deny(
+                            decision,
+                            super::approval::request_approval(RuleId::named(&rule), reason),
+                        ),
                         notes,
                     )
                 }
@@ -110,9 +118,9 @@ pub(crate) fn on_request(
         .check(&policy.flows, &decision.accesses, tool.as_deref(), now)
     {
         let denial = if hit.refuse {
-            Denial::new(hit.rule, hit.reason)
+            Denial::new(RuleId::named(&hit.rule), hit.reason)
         } else {
-            super::approval::request_approval(&hit.rule, hit.reason)
+            super::approval::request_approval(RuleId::named(&hit.rule), hit.reason)
         };
         return (deny(decision, denial), notes);
     }

@@ -7,7 +7,7 @@
 use crate::check::decide::{Decision, Verdict};
 use crate::check::net::{check_url, Destination, NetRefusal, RULE_ALLOWED_HOSTS, RULE_MODE};
 use crate::check::{Access, Denial, Resource, World};
-use crate::policy::{NetworkMode, NetworkPolicy};
+use crate::policy::{NetworkMode, NetworkPolicy, RuleId};
 
 /// Rule id: the request to the egress point was not a well-formed proxy request.
 pub(crate) const RULE_REQUEST: &str = crate::policy::RuleId::EgressRequest.static_id();
@@ -68,7 +68,7 @@ pub(crate) fn decision(
             method: format!("egress/{method}"),
             tool: None,
             accesses,
-            rule: allowing_rule(policy).into(),
+            rule: RuleId::named(allowing_rule(policy)),
             denial: None,
         },
         Err(r) => refused(method, accesses, r.rule, &r.reason),
@@ -82,10 +82,10 @@ pub(crate) fn refused(method: &str, accesses: Vec<Access>, rule: &str, reason: &
         method: format!("egress/{method}"),
         tool: None,
         accesses,
-        rule: rule.into(),
+        rule: RuleId::named(rule),
         denial: Some(Denial {
             reason: reason.into(),
-            rule: rule.into(),
+            rule: RuleId::named(rule),
             capability: Some("network.connect".into()),
             resource: None,
             approval_required: false,
@@ -176,7 +176,7 @@ mod tests {
         let out = judge("https://b.example.com:443/", &p, &w);
         let d = decision("CONNECT", "b.example.com:443", &out, &p);
         assert!(!d.is_allowed());
-        assert_eq!(d.rule, RULE_ALLOWED_HOSTS);
+        assert_eq!(d.rule, RuleId::NetworkAllowedHosts);
         assert_eq!(d.method, "egress/CONNECT");
     }
 }

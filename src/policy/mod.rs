@@ -24,7 +24,7 @@ pub(crate) use effective::effective_yaml;
 pub(crate) use load::load_str_in;
 pub use load::{load, load_str, PolicyError};
 pub(crate) use load::{load_file, load_in};
-pub(crate) use rule_id::RuleId;
+pub use rule_id::RuleId;
 pub(crate) use rules::{Rule, RuleKind, RuleSet};
 pub(crate) use schema::{MountMode, NetworkMode, PolicyFile, ToolsMode};
 

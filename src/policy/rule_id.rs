@@ -13,13 +13,14 @@ macro_rules! rule_ids {
     } )*) => {
         /// The rule that decided a refusal.
         #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-        pub(crate) enum RuleId {
+        pub enum RuleId {
             $(
                 #[doc = $trigger]
                 $variant,
             )*
             /// A rule of the policy file, by its key: `deny[0]`, `require_approval[1]`,
-            /// `flows.rules[2] (name)`.
+            /// `flows.rules[2] (name)`; for an allowed call also `allow[0]` or
+            /// `filesystem.mounts[/srv]`.
             Policy(String),
         }
 
@@ -102,6 +103,10 @@ rule_ids! {
         trigger: "a client request whose id is already used by a request in flight (-32600)",
         allow: "wait for the answer, or use another id",
     }
+    ProtocolUnsolicitedResponse = "protocol.unsolicited_response" {
+        trigger: "a client response to a request the server never sent: dropped, not answered (`capjail check` names it; the audit record is a dropped `response_filter`)",
+        allow: "cannot be allowed: the client must answer only what the server asked",
+    }
     ProtocolToolCallParams = "protocol.tool_call_params" {
         trigger: "`tools/call` without an object `params`",
         allow: "cannot be allowed: fix the client",
@@ -121,6 +126,10 @@ rule_ids! {
     ProtocolParams = "protocol.params" {
         trigger: "another method whose params capjail reads are malformed (subscription URIs, `completion/complete` ref, task ids)",
         allow: "cannot be allowed: fix the client",
+    }
+    ProtocolAllowed = "protocol.allowed" {
+        trigger: "not a refusal: the rule an allowed protocol message names in its audit record and in `capjail check` (initialize, ping, listings, notifications: messages that reach no capability)",
+        allow: "nothing to allow: these messages are forwarded",
     }
     ProfileUnknownTool = "profile.unknown_tool" {
         trigger: "a call of a tool that no profile and no `tools/list` of the server describes, while the policy restricts the filesystem or the network",
@@ -335,10 +344,23 @@ impl RuleId {
         if let Some(b) = RuleId::builtin_from(s) {
             return Some(b);
         }
-        let policy_key = ["deny[", "require_approval[", "allow[", "flows.rules["]
-            .iter()
-            .any(|p| s.starts_with(p));
+        let policy_key = [
+            "deny[",
+            "require_approval[",
+            "allow[",
+            "flows.rules[",
+            "filesystem.mounts[",
+        ]
+        .iter()
+        .any(|p| s.starts_with(p));
         policy_key.then(|| RuleId::Policy(s.to_string()))
+    }
+
+    /// A rule id given as text (read back from a log or a reply, or built by a layer that names
+    /// rules by their id): a known id, else the key as a policy rule
+    /// (a user-named or older id, kept as written).
+    pub(crate) fn named(s: &str) -> RuleId {
+        RuleId::parse(s).unwrap_or_else(|| RuleId::Policy(s.to_string()))
     }
 
     /// `error.data` of a protocol-level refusal: `{"rule": ID}`.
@@ -363,6 +385,13 @@ impl std::fmt::Display for RuleId {
     }
 }
 
+/// `rule == "deny[0]"`: compares the id as written.
+impl PartialEq<&str> for RuleId {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 impl From<RuleId> for String {
     fn from(r: RuleId) -> String {
         match r {
@@ -384,7 +413,9 @@ pub(crate) fn markdown() -> String {
     let mut out = String::from(
         "# Rule ids\n\n\
          Every refusal names the rule that decided it in `error.data.rule` and in its audit \
-         record. `capjail policy explain --rule ID` prints one entry. Generated from \
+         record. An allowed decision's record names the rule that allowed it: `allow[N]`, \
+         `filesystem.mounts[PATH]`, `default` or `protocol.allowed`. \
+         `capjail policy explain --rule ID` prints one entry. Generated from \
          `src/policy/rule_id.rs` (a unit test checks this file against it).\n\n\
          | id | triggered by | to allow |\n|---|---|---|\n",
     );

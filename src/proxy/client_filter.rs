@@ -313,7 +313,7 @@ impl ClientFilter {
                             self.filtered(
                                 Some(id),
                                 "roots in inputResponses narrowed to the policy's mounts",
-                                false,
+                                None,
                             )?;
                             return Ok(One::Rewritten(line));
                         }
@@ -367,7 +367,7 @@ impl ClientFilter {
                         self.filtered(
                             Some(id),
                             "a response to a request the server never sent",
-                            true,
+                            Some(RuleId::ProtocolUnsolicitedResponse),
                         )?;
                         Ok(One::Refused(None))
                     }
@@ -390,7 +390,7 @@ impl ClientFilter {
                                 self.filtered(
                                     Some(id),
                                     "roots narrowed to the policy's mounts",
-                                    false,
+                                    None,
                                 )?;
                                 Ok(One::Rewritten(rewritten))
                             }
@@ -536,12 +536,26 @@ struct Decided {
 }
 
 impl ClientFilter {
-    fn filtered(&mut self, id: Option<&Value>, reason: &str, dropped: bool) -> std::io::Result<()> {
+    /// Record a message altered (`dropped_by: None`) or dropped by a rule.
+    fn filtered(
+        &mut self,
+        id: Option<&Value>,
+        reason: &str,
+        dropped_by: Option<RuleId>,
+    ) -> std::io::Result<()> {
+        let dropped = dropped_by.is_some();
         let method = if dropped { None } else { Some("roots/list") };
         self.recorder
             .lock()
             .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
-            .filtered(Direction::ClientToServer, id, method, dropped, reason)
+            .filtered(
+                Direction::ClientToServer,
+                id,
+                method,
+                dropped,
+                reason,
+                dropped_by,
+            )
     }
 }
 
@@ -565,10 +579,13 @@ impl ClientFilter {
         decision: &Decision,
         params: Option<&Value>,
     ) -> Option<crate::approval::ApprovalQuestion> {
-        let rule = decision
-            .denial
-            .as_ref()
-            .and_then(|d| self.policy.rules.rules.iter().find(|r| r.id() == d.rule));
+        let rule = decision.denial.as_ref().and_then(|d| {
+            self.policy
+                .rules
+                .rules
+                .iter()
+                .find(|r| r.id() == d.rule.as_str())
+        });
         crate::approval::gate::question(
             decision,
             rule.map(|r| (r.label.as_str(), r.reason.as_deref())),

@@ -190,7 +190,7 @@ impl Session {
                 dropped,
                 reason,
             } => rec
-                .filtered(*direction, None, None, *dropped, reason)
+                .filtered(*direction, None, None, *dropped, reason, None)
                 .map_err(|e| {
                     super::fatal::AuditFailure::io(format!("cannot record a filtered message: {e}"))
                 }),

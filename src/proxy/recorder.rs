@@ -38,6 +38,8 @@ pub(crate) enum Kept {
     Filtered {
         dropped: bool,
         reason: String,
+        /// The rule that dropped it, when one names the refusal.
+        rule: Option<crate::policy::RuleId>,
     },
 }
 
@@ -59,7 +61,7 @@ pub(crate) struct ApprovalRecord {
     pub(crate) id: Option<Value>,
     pub(crate) method: String,
     pub(crate) tool: Option<String>,
-    pub(crate) rule: String,
+    pub(crate) rule: crate::policy::RuleId,
     pub(crate) question: String,
     pub(crate) granted: bool,
     pub(crate) answer: String,
@@ -124,7 +126,8 @@ impl Recorder {
         Ok(())
     }
 
-    /// Record a message capjail altered or dropped.
+    /// Record a message capjail altered or dropped (`rule`: the rule that dropped it, kept for
+    /// `capjail check`; the audit record does not carry it).
     pub(crate) fn filtered(
         &mut self,
         direction: Direction,
@@ -132,12 +135,14 @@ impl Recorder {
         method: Option<&str>,
         dropped: bool,
         reason: &str,
+        rule: Option<crate::policy::RuleId>,
     ) -> std::io::Result<()> {
         self.tally.filtered += 1;
         if let Some(kept) = &mut self.kept {
             kept.push(Kept::Filtered {
                 dropped,
                 reason: reason.to_string(),
+                rule,
             });
         }
         if let Some(q) = &self.audit {

@@ -5,12 +5,10 @@
 
 use crate::check::Denial;
 
-pub(crate) const RULE_APPROVAL: &str = crate::policy::RuleId::ApprovalRequired.static_id();
-
 /// Ask for approval to call `tool`, which `rule` gates for `why`. Today: refused.
 pub(crate) fn request_approval(tool: &str, rule: &str, why: &str) -> Denial {
     let mut d = Denial::new(
-        RULE_APPROVAL,
+        crate::policy::RuleId::ApprovalRequired,
         format!("approval is required to call `{tool}` ({rule}: {why}); no approver is configured, so the call is refused"),
     );
     d.approval_required = true;

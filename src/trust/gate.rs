@@ -15,7 +15,9 @@ pub(crate) fn gate_call(decision: Decision, verdict: Option<&CallVerdict>) -> De
     let tool = decision.tool.clone().unwrap_or_default();
     let denial = match verdict {
         None | Some(CallVerdict::Allow) => return decision,
-        Some(CallVerdict::Refuse { rule, reason }) => Denial::new(rule.clone(), reason.clone()),
+        Some(CallVerdict::Refuse { rule, reason }) => {
+            Denial::new(crate::policy::RuleId::named(rule), reason.clone())
+        }
         Some(CallVerdict::Approve { rule, reason }) => request_approval(&tool, rule, reason),
     };
     Decision {
@@ -36,7 +38,7 @@ mod tests {
             method: "tools/call".into(),
             tool: Some("t".into()),
             accesses: vec![],
-            rule: "default".into(),
+            rule: crate::policy::RuleId::Default,
             denial: None,
         }
     }
