@@ -94,9 +94,7 @@ impl Canary {
                     match l.accept() {
                         Ok((c, _)) => {
                             served += 1;
-                            if let Some(line) = serve(c) {
-                                hits.lock().unwrap_or_else(|e| e.into_inner()).push(line);
-                            }
+                            serve(c, &hits);
                         }
                         Err(_) => thread::sleep(Duration::from_millis(10)),
                     }
@@ -123,7 +121,9 @@ impl Drop for Canary {
     }
 }
 
-fn serve(c: TcpStream) -> Option<String> {
+/// Read one request, record its first line (before answering: whoever reads the answer then
+/// finds the hit recorded), answer.
+fn serve(c: TcpStream, hits: &Mutex<Vec<String>>) -> Option<()> {
     let _ = c.set_nonblocking(false);
     let _ = c.set_read_timeout(Some(Duration::from_secs(2)));
     let _ = c.set_write_timeout(Some(Duration::from_secs(2)));
@@ -140,6 +140,9 @@ fn serve(c: TcpStream) -> Option<String> {
             Ok(_) => {}
         }
     }
+    hits.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(first.trim_end().to_string());
     let body = "capjail-compare-canary";
     let mut c = c;
     let _ = c.write_all(
@@ -149,7 +152,7 @@ fn serve(c: TcpStream) -> Option<String> {
         )
         .as_bytes(),
     );
-    Some(first.trim_end().to_string())
+    Some(())
 }
 
 #[cfg(test)]
