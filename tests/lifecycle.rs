@@ -89,10 +89,7 @@ fn processes(tag: &str) -> Vec<(i32, String)> {
             continue;
         }
         if args.iter().any(|a| a == "--toucher") {
-            if let Some(role) = args
-                .iter()
-                .find_map(|a| a.strip_prefix(&format!("{tag}-")))
-            {
+            if let Some(role) = args.iter().find_map(|a| a.strip_prefix(&format!("{tag}-"))) {
                 v.push((pid, role.to_string()));
             }
         } else if args.iter().any(|a| a == tag) && !args.iter().any(|a| a == "run") {
@@ -273,7 +270,10 @@ fn no_descendant_survives_a_sigkill_of_capjail_in_full_mode() {
         left.is_empty(),
         "processes of the sandbox outlived a SIGKILL of capjail: {left:?}"
     );
-    assert!(writing.is_empty(), "still writing in the workspace: {writing:?}");
+    assert!(
+        writing.is_empty(),
+        "still writing in the workspace: {writing:?}"
+    );
 }
 
 #[test]
@@ -293,7 +293,10 @@ fn no_descendant_survives_a_normal_end_in_full_mode() {
         left.is_empty(),
         "processes of the sandbox outlived the session: {left:?}"
     );
-    assert!(writing.is_empty(), "still writing in the workspace: {writing:?}");
+    assert!(
+        writing.is_empty(),
+        "still writing in the workspace: {writing:?}"
+    );
 }
 
 /// Without namespaces (`kernel.namespaces: false`) there is no PID 1 whose death empties the

@@ -423,6 +423,27 @@ mod tests {
     }
 
     #[test]
+    fn the_servers_input_stays_open_while_an_answer_is_being_handled() {
+        let ob = Outbox::new(Box::new(Buf::default()), Box::new(Buf::default()));
+        let id = ob
+            .request_server("tools/list", None, Box::new(|_| {}))
+            .unwrap();
+        assert!(!ob.close_server_if_idle(), "an own request waits");
+        let cb = ob.take_answer(Peer::Server, &id).unwrap();
+        // Taken, not yet handled: what the callback does next is still owed to the server.
+        assert!(!ob.close_server_if_idle(), "an answer is being handled");
+        cb(Answer::Result(json!({"tools": []})));
+        assert!(ob.close_server_if_idle());
+        // A callback dropped uncalled releases too.
+        let ob = Outbox::new(Box::new(Buf::default()), Box::new(Buf::default()));
+        let id = ob
+            .request_server("tools/list", None, Box::new(|_| {}))
+            .unwrap();
+        drop(ob.take_answer(Peer::Server, &id).unwrap());
+        assert!(ob.close_server_if_idle());
+    }
+
+    #[test]
     fn close_answers_every_waiter_and_refuses_later_requests() {
         let ob = Outbox::discarding();
         let (tx, rx) = mpsc::channel();
