@@ -174,9 +174,9 @@ fn kill_all(p: &[(i32, String)]) {
 fn session_end(audit: &Path) -> Value {
     let text = std::fs::read_to_string(audit).unwrap_or_default();
     text.lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v["kind"] == "session_end")
-        .last()
+        .find(|v| v["kind"] == "session_end")
         .unwrap_or_else(|| panic!("no session_end in {}:\n{text}", audit.display()))
 }
 
