@@ -347,17 +347,21 @@ fn everything() -> Vec<String> {
     ]
 }
 
-/// server-everything behind capjail (proxy mode: the EOF hand-over is the proxy's), tools
-/// allowed, a grace period long enough that a server ended by capjail shows as a signal.
-fn everything_session(lab: &Lab, audit: &Path) -> Session {
+/// server-everything behind capjail in `mode` (the EOF hand-over is the proxy's; under `full`
+/// it also crosses the setup process and the sandbox's PID 1), tools allowed, a grace period
+/// long enough that a server ended by capjail shows as a signal.
+fn everything_session(lab: &Lab, mode: &str, audit: &Path) -> Session {
     let pol = lab.policy(
         "everything",
-        "name: everything\nnetwork:\n  mode: none\nfilesystem:\n  mode: any\ntools:\n  mode: all\nproxy:\n  grace_seconds: 3\n",
+        &format!(
+            "name: everything\nnetwork:\n  mode: none\nfilesystem:\n  mode: explicit\n  mounts:\n    - path: {}\n      mode: ro\ntools:\n  mode: all\nproxy:\n  grace_seconds: 3\n",
+            lab.ws_s()
+        ),
     );
     SessionBuilder::capjail(
         &[
             "--mode",
-            "proxy",
+            mode,
             "--policy",
             pol.to_str().unwrap(),
             "--audit",
@@ -368,41 +372,68 @@ fn everything_session(lab: &Lab, audit: &Path) -> Session {
     .spawn()
 }
 
+/// The modes to try: proxy, and full where the kernel layer is available (said otherwise).
+fn modes() -> Vec<&'static str> {
+    if kernel_available() {
+        vec!["proxy", "full"]
+    } else {
+        skip_test(
+            module_path!(),
+            "the kernel layer is not available: proxy mode only",
+        );
+        vec!["proxy"]
+    }
+}
+
 #[test]
 fn a_well_behaved_server_ends_by_itself_when_the_client_closes_stdin() {
-    let lab = Lab::new();
-    let audit = lab.path("audit.jsonl");
-    let mut s = everything_session(&lab, &audit);
-    s.initialize();
-    let st = s.finish().expect("capjail ended");
-    let end = session_end(&audit);
-    assert_eq!(
-        end["signal"],
-        Value::Null,
-        "the server was ended by a signal, not by its own EOF: {end}\nstderr:\n{}",
-        s.stderr_text()
-    );
-    assert_eq!(end["exit_code"], json!(0), "{end}");
-    assert_eq!(st.code(), Some(0), "{}", s.stderr_text());
+    for mode in modes() {
+        let lab = Lab::new();
+        let audit = lab.path("audit.jsonl");
+        let mut s = everything_session(&lab, mode, &audit);
+        s.initialize();
+        assert!(
+            mode != "full" || s.stderr_text().contains("world: namespaces"),
+            "{}",
+            s.stderr_text()
+        );
+        let st = s.finish().expect("capjail ended");
+        let end = session_end(&audit);
+        assert_eq!(
+            end["signal"],
+            Value::Null,
+            "{mode}: the server was ended by a signal, not by its own EOF: {end}\nstderr:\n{}",
+            s.stderr_text()
+        );
+        assert_eq!(end["exit_code"], json!(0), "{mode}: {end}");
+        assert_eq!(st.code(), Some(0), "{mode}: {}", s.stderr_text());
+    }
 }
 
 #[test]
 fn a_call_sent_just_before_the_clients_eof_still_gets_its_answer() {
-    let lab = Lab::new();
-    let audit = lab.path("audit.jsonl");
-    let mut s = everything_session(&lab, &audit);
-    s.initialize();
-    // A call that takes a second: the server sees EOF while it is still working on it.
-    let id = json!(s.id());
-    s.send(&json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"trigger-long-running-operation","arguments":{"duration":1,"steps":2}}}));
-    let st = s.finish().expect("capjail ended");
-    let r = s.wait_id(&id);
-    assert!(
-        result_text(&r).contains("Long running operation completed"),
-        "{r}"
-    );
-    let end = session_end(&audit);
-    assert_eq!(end["signal"], Value::Null, "{end}");
-    assert_eq!(end["exit_code"], json!(0), "{end}");
-    assert_eq!(st.code(), Some(0), "{}", s.stderr_text());
+    for mode in modes() {
+        let lab = Lab::new();
+        let audit = lab.path("audit.jsonl");
+        let mut s = everything_session(&lab, mode, &audit);
+        s.initialize();
+        assert!(
+            mode != "full" || s.stderr_text().contains("world: namespaces"),
+            "{}",
+            s.stderr_text()
+        );
+        // A call that takes a second: the server sees EOF while it is still working on it.
+        let id = json!(s.id());
+        s.send(&json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"trigger-long-running-operation","arguments":{"duration":1,"steps":2}}}));
+        let st = s.finish().expect("capjail ended");
+        let r = s.wait_id(&id);
+        assert!(
+            result_text(&r).contains("Long running operation completed"),
+            "{mode}: {r}"
+        );
+        let end = session_end(&audit);
+        assert_eq!(end["signal"], Value::Null, "{mode}: {end}");
+        assert_eq!(end["exit_code"], json!(0), "{mode}: {end}");
+        assert_eq!(st.code(), Some(0), "{mode}: {}", s.stderr_text());
+    }
 }
