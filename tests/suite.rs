@@ -25,6 +25,7 @@ mod kernel_servers;
 mod kernel_walls;
 mod kernel_world;
 mod launchers;
+mod lifecycle;
 mod readings;
 mod seed_capfence;
 mod seed_mcpjail;

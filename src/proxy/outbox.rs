@@ -28,7 +28,7 @@
 
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Value};
@@ -71,6 +71,18 @@ pub(crate) struct Outbox {
     client_pump: std::sync::OnceLock<std::thread::ThreadId>,
     deferred: Mutex<Vec<u8>>,
     durability: std::sync::OnceLock<Durability>,
+    /// Answers taken whose callback has not finished: what it does next (a held call released
+    /// once capjail's own `tools/list` is answered) is still owed to the server.
+    answering: Arc<AtomicUsize>,
+}
+
+/// Counts one taken answer until its callback has run (or was dropped uncalled).
+struct Answering(Arc<AtomicUsize>);
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// What a server line waits for: the audit log written up to the last queued record.
@@ -107,6 +119,7 @@ impl Outbox {
             client_pump: std::sync::OnceLock::new(),
             deferred: Mutex::new(Vec::new()),
             durability: std::sync::OnceLock::new(),
+            answering: Arc::new(AtomicUsize::new(0)),
         })
     }
 
@@ -189,7 +202,16 @@ impl Outbox {
         let mut waiting = self.waiting.lock().ok()?;
         let key = id_key(id);
         match waiting.get(&key) {
-            Some((peer, _)) if *peer == from => waiting.remove(&key).map(|(_, cb)| cb),
+            Some((peer, _)) if *peer == from => waiting.remove(&key).map(|(_, cb)| {
+                // Counted under the `waiting` lock: `close_server_if_idle` never sees the
+                // request gone before its answer's work is counted.
+                self.answering.fetch_add(1, Ordering::AcqRel);
+                let guard = Answering(self.answering.clone());
+                Box::new(move |a: Answer| {
+                    cb(a);
+                    drop(guard);
+                }) as OnAnswer
+            }),
             _ => None,
         }
     }
@@ -209,14 +231,18 @@ impl Outbox {
     }
 
     /// Close the server's input (its stdin gets EOF, as a direct run's would when the client's
-    /// ends) when nothing is owed to it: no own request waits for its answer and no deferred
-    /// line waits to be sent. Later lines to the server fail with `BrokenPipe`. True when closed
+    /// ends) when nothing is owed to it: no own request waits for its answer or is being
+    /// answered (a held call is released after capjail's own `tools/list` is answered) and no
+    /// deferred line waits to be sent. Later lines to the server fail with `BrokenPipe`. True when closed
     /// (now or before).
     pub(crate) fn close_server_if_idle(&self) -> bool {
         let Ok(waiting) = self.waiting.lock() else {
             return false;
         };
-        if !waiting.is_empty() || self.deferred.lock().map_or(true, |d| !d.is_empty()) {
+        if !waiting.is_empty()
+            || self.answering.load(Ordering::Acquire) > 0
+            || self.deferred.lock().map_or(true, |d| !d.is_empty())
+        {
             return false;
         }
         let Ok(mut server) = self.server.lock() else {
@@ -394,6 +420,27 @@ mod tests {
         assert_eq!(rx.recv().unwrap(), Answer::Result(json!({"tools": []})));
         assert!(!Outbox::is_own_id(&json!(1)));
         assert!(!Outbox::is_own_id(&json!("capjai")));
+    }
+
+    #[test]
+    fn the_servers_input_stays_open_while_an_answer_is_being_handled() {
+        let ob = Outbox::new(Box::new(Buf::default()), Box::new(Buf::default()));
+        let id = ob
+            .request_server("tools/list", None, Box::new(|_| {}))
+            .unwrap();
+        assert!(!ob.close_server_if_idle(), "an own request waits");
+        let cb = ob.take_answer(Peer::Server, &id).unwrap();
+        // Taken, not yet handled: what the callback does next is still owed to the server.
+        assert!(!ob.close_server_if_idle(), "an answer is being handled");
+        cb(Answer::Result(json!({"tools": []})));
+        assert!(ob.close_server_if_idle());
+        // A callback dropped uncalled releases too.
+        let ob = Outbox::new(Box::new(Buf::default()), Box::new(Buf::default()));
+        let id = ob
+            .request_server("tools/list", None, Box::new(|_| {}))
+            .unwrap();
+        drop(ob.take_answer(Peer::Server, &id).unwrap());
+        assert!(ob.close_server_if_idle());
     }
 
     #[test]
