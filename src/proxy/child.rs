@@ -79,6 +79,74 @@ pub(crate) fn signal_group(pgid: u32, sig: libc::c_int) {
     }
 }
 
+/// Make capjail the reaper of every orphan of the session: a grandchild that calls `setsid()`
+/// or double-forks is reparented to capjail instead of init, so [`end_descendants`] finds it.
+/// (With the server's own PID namespace its PID 1 already does this; this is the fallback's.)
+pub(crate) fn become_subreaper() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        tracing::warn!("cannot become the reaper of the server's orphans: {e}");
+    }
+}
+
+/// SIGKILL every process still alive whose parent is capjail (the session's orphans, adopted
+/// by [`become_subreaper`]), round after round as their own orphans are adopted in turn, and
+/// reap them. Bounded: 100 rounds of at most 10 ms.
+pub(crate) fn end_descendants() {
+    let me = std::process::id();
+    for _ in 0..100 {
+        let alive = live_children(me);
+        if alive.is_empty() {
+            return;
+        }
+        for pid in &alive {
+            // SAFETY: plain syscalls on capjail's own children.
+            unsafe {
+                libc::kill(*pid, libc::SIGKILL);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        for pid in &alive {
+            // SAFETY: reaps only a child capjail just killed (never the server: already waited).
+            unsafe {
+                libc::waitpid(*pid, std::ptr::null_mut(), libc::WNOHANG);
+            }
+        }
+    }
+    tracing::warn!("processes of the session were still being adopted after 100 rounds");
+}
+
+/// The children of `parent` that are not zombies, from /proc.
+fn live_children(parent: u32) -> Vec<libc::pid_t> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // `pid (comm) state ppid ...`: comm may hold spaces and parentheses; read after the last `)`.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            continue;
+        };
+        let mut fields = rest.split_ascii_whitespace();
+        let state = fields.next();
+        let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) && state != Some("Z") && state != Some("X") {
+            out.push(pid);
+        }
+    }
+    out
+}
+
 /// The exit code capjail reports for the server's status: its code, or 128 + the signal.
 pub(crate) fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;

@@ -106,6 +106,7 @@ enum PumpEvent {
 pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
     let grace = cfg.policy.limits.grace;
     let kernel_backstop = cfg.confine.is_some();
+    child::become_subreaper();
     let mut cmd = child::command(&cfg.argv);
     cmd.current_dir(&cfg.cwd);
     if let Some(env) = &cfg.env {
@@ -427,6 +428,8 @@ async fn lifecycle(
         let _ = tokio::time::timeout(grace.max(Duration::from_millis(200)), drain).await;
     }
     child::signal_group(pid, libc::SIGKILL);
+    // What left the server's group (setsid, double fork) was adopted by capjail: end it too.
+    child::end_descendants();
     let code = child::exit_code(status);
     tracing::info!(code, "server exited");
     match fatal {
