@@ -301,7 +301,8 @@ mod tests {
                 "renice",
                 "shared",
                 "background",
-                "stash"
+                "stash",
+                "report_usage"
             ]
         );
         for t in tools {
