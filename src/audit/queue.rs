@@ -50,7 +50,8 @@ pub enum Record {
         id: Option<Value>,
         params: Option<Value>,
         decision: Decision,
-        tool_spec: Option<ToolSpec>,
+        /// Shared with the proxy's catalog (not copied per call).
+        tool_spec: Option<Arc<ToolSpec>>,
         latency_us: u64,
         /// When the decision was taken (the record's `time`).
         at: SystemTime,
@@ -103,7 +104,7 @@ impl Record {
                     id: id.as_ref(),
                     params: params.as_ref(),
                     decision,
-                    tool_spec: tool_spec.as_ref(),
+                    tool_spec: tool_spec.as_deref(),
                     latency_us: *latency_us,
                 }),
                 Some(*at),
