@@ -341,8 +341,7 @@ impl AuditLog {
                     // Rotated by another writer: give back our reserve in the old file.
                     self.reserve.release(&self.file, ours.len());
                     drop(guard);
-                    self.file =
-                        Arc::new(open_append(&self.path).map_err(|e| io(&self.path, e))?);
+                    self.file = Arc::new(open_append(&self.path).map_err(|e| io(&self.path, e))?);
                     self.head = None;
                 }
             }
