@@ -50,7 +50,8 @@ pub enum Record {
         id: Option<Value>,
         params: Option<Value>,
         decision: Decision,
-        tool_spec: Option<ToolSpec>,
+        /// Shared with the proxy's catalog (not copied per call).
+        tool_spec: Option<Arc<ToolSpec>>,
         latency_us: u64,
         /// When the decision was taken (the record's `time`).
         at: SystemTime,
@@ -103,7 +104,7 @@ impl Record {
                     id: id.as_ref(),
                     params: params.as_ref(),
                     decision,
-                    tool_spec: tool_spec.as_ref(),
+                    tool_spec: tool_spec.as_deref(),
                     latency_us: *latency_us,
                 }),
                 Some(*at),
@@ -163,6 +164,9 @@ struct State {
     bytes: usize,
     /// The writer should not linger (the queue is full, or someone waits for a flush).
     hurry: bool,
+    /// The writer thread is letting a batch gather: it wakes by itself within [`LINGER`], so
+    /// a record queued now needs no wake-up (a lone request's waiter writes it inline).
+    lingering: bool,
     closing: bool,
     /// Records handed over / written so far.
     pushed: u64,
@@ -272,7 +276,7 @@ impl AuditQueue {
         st.waiting.push_back(record);
         st.bytes += weight;
         st.pushed += 1;
-        if was_empty {
+        if was_empty && !st.lingering {
             // The writer sleeps only on an empty queue; later records join its batch.
             self.shared.work.notify_one();
         }
@@ -391,6 +395,7 @@ fn write_loop(shared: &Shared) {
         }
         // Let a batch gather, unless someone is waiting.
         let until = Instant::now() + LINGER;
+        st.lingering = true;
         while !st.hurry && !st.closing {
             let now = Instant::now();
             if now >= until {
@@ -402,6 +407,7 @@ fn write_loop(shared: &Shared) {
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0);
         }
+        st.lingering = false;
         if st.waiting.is_empty() || st.log.is_none() {
             continue; // a waiter wrote the batch (or is writing it) meanwhile
         }

@@ -1,6 +1,10 @@
 //! Appending records: one `write(2)` per line under an exclusive `flock`, flushed (and
 //! optionally fsynced) before `record` returns.
 //!
+//! The system calls of one batch: `flock`, one `fstat` of our descriptor (the size, and the
+//! inode compared with the path's), one `stat` of the path (rotated by another writer?),
+//! `write`, `pwrite` of the head file, `flock` again to unlock (and `fallocate` once per 64 KiB).
+//!
 //! Several capjail processes may append to one file. Under the lock the writer compares the
 //! file size with where its own last line ended; if they differ, another writer appended (or
 //! a writer crashed mid-line), so the tail is re-read to find the chain head. A tail that does
@@ -12,6 +16,7 @@ use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde_json::{Map, Value};
@@ -33,7 +38,9 @@ const MAX_TORN_LINES: usize = 64;
 /// An open audit log. Not shared between threads: give each its own handle (or a `Mutex`).
 #[derive(Debug)]
 pub struct AuditLog {
-    file: File,
+    /// Shared with the lock guard (no `dup` per lock): a rotation may replace it while the
+    /// old file is still locked.
+    file: Arc<File>,
     path: PathBuf,
     fsync: bool,
     redactor: Redactor,
@@ -50,6 +57,9 @@ pub struct AuditLog {
     head_file: Option<File>,
     /// Space reserved past the end, so that a record is written whole or not at all.
     reserve: super::reserve::Reserve,
+    /// The size `lock` read with `fstat` under the lock just taken (`sync_head` uses it
+    /// instead of a second `fstat`).
+    locked_size: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -99,7 +109,7 @@ impl AuditLog {
                 .create(dir)
                 .map_err(io)?;
         }
-        let file = open_append(path).map_err(io)?;
+        let file = Arc::new(open_append(path).map_err(io)?);
         let head_file = if file.metadata().map_err(io)?.is_file() {
             Some(
                 OpenOptions::new()
@@ -126,6 +136,7 @@ impl AuditLog {
             rotation: None,
             head_file,
             reserve: Default::default(),
+            locked_size: None,
         };
         {
             let _lock = log.lock()?;
@@ -173,7 +184,10 @@ impl AuditLog {
             path: self.path.clone(),
             source,
         };
-        let size = self.file.metadata().map_err(io)?.len();
+        let size = match self.locked_size.take() {
+            Some(size) => size,
+            None => self.file.metadata().map_err(io)?.len(),
+        };
         if self.head.as_ref().is_some_and(|h| h.end == size) {
             return Ok(());
         }
@@ -310,6 +324,7 @@ impl AuditLog {
             path: path.to_path_buf(),
             source,
         };
+        self.locked_size = None;
         for _ in 0..64 {
             let guard = Flock::exclusive(&self.file).map_err(|e| io(&self.path, e))?;
             if self.rotation.is_none() && self.head_file.is_none() {
@@ -317,12 +332,16 @@ impl AuditLog {
             }
             let ours = self.file.metadata().map_err(|e| io(&self.path, e))?;
             match std::fs::metadata(&self.path) {
-                Ok(m) if m.ino() == ours.ino() && m.dev() == ours.dev() => return Ok(guard),
+                Ok(m) if m.ino() == ours.ino() && m.dev() == ours.dev() => {
+                    // Under the lock: the size stays this until we write.
+                    self.locked_size = Some(ours.len());
+                    return Ok(guard);
+                }
                 Ok(_) | Err(_) => {
                     // Rotated by another writer: give back our reserve in the old file.
                     self.reserve.release(&self.file, ours.len());
                     drop(guard);
-                    self.file = open_append(&self.path).map_err(|e| io(&self.path, e))?;
+                    self.file = Arc::new(open_append(&self.path).map_err(|e| io(&self.path, e))?);
                     self.head = None;
                 }
             }
@@ -353,13 +372,15 @@ impl AuditLog {
         let mut tmp = self.path.as_os_str().to_owned();
         tmp.push(format!(".rotating-{}", self.session));
         let tmp = PathBuf::from(tmp);
-        let new = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| io(&tmp, e))?;
+        let new = Arc::new(
+            OpenOptions::new()
+                .read(true)
+                .append(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(|e| io(&tmp, e))?,
+        );
         let guard = Flock::exclusive(&new).map_err(|e| io(&tmp, e))?;
         let rec = rotated::rotation_record(
             &self.session,
@@ -371,7 +392,7 @@ impl AuditLog {
         let seq = head.seq + 1;
         let hash = self.encode(&mut buf, Body::Map(&rec), None, &counts, seq, &head.hash);
         let hash = String::from_utf8(hash.to_vec()).expect("hex is ASCII");
-        (&new).write_all(&buf).map_err(|e| io(&tmp, e))?;
+        (&*new).write_all(&buf).map_err(|e| io(&tmp, e))?;
         // Shift the old files: .keep is deleted, .N becomes .N+1.
         let _ = std::fs::remove_file(rotated::rotated_name(&self.path, rot.keep));
         for n in (1..rot.keep).rev() {
@@ -434,7 +455,7 @@ impl AuditLog {
                 source,
             });
         }
-        match (&self.file).write_all(bytes) {
+        match (&*self.file).write_all(bytes) {
             Ok(()) => {
                 if let Some(h) = &mut self.head {
                     h.end += bytes.len() as u64;
@@ -539,13 +560,13 @@ fn open_append(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
-/// An exclusive `flock(2)`, released on drop. Holds its own duplicate of the descriptor, so
-/// the `File` it came from may be replaced (rotation) while the guard lives.
-struct Flock(File);
+/// An exclusive `flock(2)`, released on drop. Shares the `File` (no `dup`), so the log's
+/// `File` may be replaced (rotation) while the guard lives.
+struct Flock(Arc<File>);
 
 impl Flock {
-    fn exclusive(f: &File) -> std::io::Result<Flock> {
-        let f = f.try_clone()?;
+    fn exclusive(f: &Arc<File>) -> std::io::Result<Flock> {
+        let f = Arc::clone(f);
         loop {
             // SAFETY: a valid open descriptor.
             if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {

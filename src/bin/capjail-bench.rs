@@ -328,9 +328,11 @@ fn audit_cpu(args: &[String]) -> i32 {
     let log = AuditLog::open(std::path::Path::new(path), false).expect("open the audit log");
     let q = AuditQueue::start(log).expect("start the writer");
     let w = q.watermark();
-    let spec: capjail::profile::ToolSpec = serde_json::from_value(serde_json::json!(
-        {"capability": "compute", "args": {"message": "data", "bytes": "data"}}
-    ))
+    // Shared, as the proxy's catalog hands it over.
+    let spec: std::sync::Arc<capjail::profile::ToolSpec> = serde_json::from_value(
+        serde_json::json!({"capability": "compute", "args": {"message": "data", "bytes": "data"}}),
+    )
+    .map(std::sync::Arc::new)
     .expect("a tool description");
     let line = call(1, 0);
     let t = Instant::now();

@@ -2,7 +2,8 @@
 //! `serverInfo`), and what its `tools/list` answers said about tools the profile lacks.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -16,6 +17,10 @@ pub(crate) struct SessionCatalog {
     forced: bool,
     /// Tools described by the server itself, inferred from their `inputSchema`.
     listed: BTreeMap<String, ToolSpec>,
+    /// Shared copies of the descriptions handed out by [`SessionCatalog::shared_tool`] (one
+    /// copy per tool, not one per call); emptied whenever the descriptions change.
+    shared: HashMap<String, Arc<ToolSpec>>,
+    shared_profile_name: Option<Arc<str>>,
 }
 
 impl SessionCatalog {
@@ -24,7 +29,7 @@ impl SessionCatalog {
             Some(p) => SessionCatalog {
                 profile: Some(p),
                 forced: true,
-                listed: BTreeMap::new(),
+                ..SessionCatalog::default()
             },
             None => {
                 let all = crate::profile::builtin_profiles();
@@ -32,7 +37,7 @@ impl SessionCatalog {
                 SessionCatalog {
                     profile: picked,
                     forced: false,
-                    listed: BTreeMap::new(),
+                    ..SessionCatalog::default()
                 }
             }
         }
@@ -45,6 +50,7 @@ impl SessionCatalog {
             profile: None,
             forced: true,
             listed: tools,
+            ..SessionCatalog::default()
         }
     }
 
@@ -52,6 +58,7 @@ impl SessionCatalog {
     /// decision).
     pub(crate) fn describe(&mut self, name: &str, spec: ToolSpec) {
         self.listed.insert(name.to_string(), spec);
+        self.shared.clear();
     }
 
     /// The `initialize` result arrived: pick a profile by `serverInfo.name` if none is set.
@@ -64,6 +71,8 @@ impl SessionCatalog {
             if let Some(p) = select::by_server_name(&all, name) {
                 tracing::info!(profile = %p.name, server = name, "profile picked by serverInfo");
                 self.profile = Some(p.clone());
+                self.shared.clear();
+                self.shared_profile_name = None;
             }
         }
     }
@@ -73,6 +82,7 @@ impl SessionCatalog {
         let Some(tools) = result.get("tools").and_then(Value::as_array) else {
             return;
         };
+        self.shared.clear();
         for t in tools {
             let Some(name) = t.get("name").and_then(Value::as_str) else {
                 continue;
@@ -93,6 +103,44 @@ impl SessionCatalog {
 
     pub(crate) fn profile(&self) -> Option<&Profile> {
         self.profile.as_ref()
+    }
+
+    /// The description of `name` as [`ToolCatalog::tool`] gives it, shared: the first call
+    /// copies it, later calls only count a reference (the per-call snapshot of the proxy).
+    pub(crate) fn shared_tool(&mut self, name: &str) -> Option<Arc<ToolSpec>> {
+        if let Some(s) = self.shared.get(name) {
+            return Some(Arc::clone(s));
+        }
+        let spec = Arc::new(self.tool(name)?.into_owned());
+        self.shared.insert(name.to_string(), Arc::clone(&spec));
+        Some(spec)
+    }
+
+    /// The profile's name, shared (see [`SessionCatalog::shared_tool`]).
+    pub(crate) fn shared_profile_name(&mut self) -> Option<Arc<str>> {
+        if self.shared_profile_name.is_none() {
+            self.shared_profile_name = self.profile_name().map(Arc::from);
+        }
+        self.shared_profile_name.clone()
+    }
+}
+
+/// What a decision on one request may read of the catalog, taken under the session lock:
+/// the profile's name and the description of the one tool called (shared, not copied).
+pub(crate) struct CallSnapshot<'a> {
+    pub(crate) profile_name: Option<Arc<str>>,
+    pub(crate) tool: Option<(&'a str, Arc<ToolSpec>)>,
+}
+
+impl ToolCatalog for CallSnapshot<'_> {
+    fn tool(&self, name: &str) -> Option<Cow<'_, ToolSpec>> {
+        match &self.tool {
+            Some((n, spec)) if *n == name => Some(Cow::Borrowed(&**spec)),
+            _ => None,
+        }
+    }
+    fn profile_name(&self) -> Option<&str> {
+        self.profile_name.as_deref()
     }
 }
 

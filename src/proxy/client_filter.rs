@@ -10,7 +10,7 @@ use super::outbox::{answer_of, Outbox, Peer};
 use super::recorder::{DecisionRecord, SharedRecorder};
 pub(crate) use super::session::{id_key, Pending, ServerRequest, Shared};
 use crate::audit::Direction;
-use crate::check::decide::{decide, Context, Decision, StaticCatalog, ToolCatalog};
+use crate::check::decide::{decide, Context, Decision};
 use crate::check::path::PathContext;
 use crate::check::World;
 use crate::jsonrpc::{self, code, parse_strict, ParseError, Shape};
@@ -414,7 +414,7 @@ impl ClientFilter {
         // not wait for that. The same snapshot goes to the audit log.
         let snapshot = {
             // The field, not `state()`: `self.paths` changes while the lock is held.
-            let shared = self.shared.lock().expect("shared state");
+            let mut shared = self.shared.lock().expect("shared state");
             let tool = (method == "tools/call")
                 .then(|| params.and_then(|p| p.get("name")).and_then(Value::as_str))
                 .flatten();
@@ -423,15 +423,13 @@ impl ClientFilter {
                 Some(p) if p.paths != self.paths.readings => self.paths.readings = p.paths.clone(),
                 _ => {}
             }
-            let mut tools = std::collections::BTreeMap::new();
-            if let Some(spec) = tool.and_then(|t| shared.catalog.tool(t)) {
-                tools.insert(tool.unwrap_or_default().to_string(), spec.into_owned());
-            }
+            // Shared, not copied (`SessionCatalog::shared_tool`).
+            let spec = tool.and_then(|t| Some((t, shared.catalog.shared_tool(t)?)));
             let trust = tool.and_then(|t| crate::trust::hooks::call_verdict(&shared, t));
             (
-                StaticCatalog {
-                    name: shared.catalog.profile_name().map(str::to_string),
-                    tools,
+                super::catalog::CallSnapshot {
+                    profile_name: shared.catalog.shared_profile_name(),
+                    tool: spec,
                 },
                 trust,
             )
@@ -500,11 +498,10 @@ impl ClientFilter {
                 _ => None,
             },
         };
-        let mut snapshot = snapshot;
-        let tool_spec = decision
+        let tool_spec = snapshot
             .tool
-            .as_deref()
-            .and_then(|t| snapshot.tools.remove(t));
+            .filter(|(t, _)| decision.tool.as_deref() == Some(*t))
+            .map(|(_, spec)| spec);
         let mut record = DecisionRecord {
             id: id.cloned(),
             params: None,

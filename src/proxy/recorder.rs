@@ -50,7 +50,7 @@ pub(crate) struct DecisionRecord {
     pub(crate) id: Option<Value>,
     pub(crate) params: Option<Value>,
     pub(crate) decision: Decision,
-    pub(crate) tool_spec: Option<ToolSpec>,
+    pub(crate) tool_spec: Option<Arc<ToolSpec>>,
     pub(crate) latency_us: u64,
     /// The size of the request as it was received (bounds the audit queue in bytes).
     pub(crate) weight: usize,

@@ -366,7 +366,7 @@ fn release(
     let record = DecisionRecord {
         id: Some(call.id.clone()),
         params: call.params,
-        tool_spec: snapshot.tools.remove(&tool),
+        tool_spec: snapshot.tools.remove(&tool).map(std::sync::Arc::new),
         decision,
         latency_us: started.elapsed().as_micros() as u64,
         weight: call.weight,
