@@ -18,6 +18,11 @@ pub(crate) fn is_hidden(c: char) -> bool {
         | '\u{E0100}'..='\u{E01EF}')
 }
 
+/// Bidirectional controls: embeddings, overrides, isolates, marks (all of them hidden too).
+pub(crate) fn is_bidi(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
 /// The ASCII character a confusable stands for (fullwidth forms, common Cyrillic and Greek
 /// look-alikes), or `None`.
 pub(crate) fn confusable(c: char) -> Option<char> {
