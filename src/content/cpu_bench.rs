@@ -52,6 +52,14 @@ fn content_cpu() {
             let mut v = Vec::new();
             super::secrets::scan(s, &mut v);
         });
+        let wif = ms_per_mib(t, 20, &mut |s| {
+            let mut v = Vec::new();
+            super::secrets::wif_keys(s, &mut v);
+        });
+        let seed = ms_per_mib(t, 20, &mut |s| {
+            let mut v = Vec::new();
+            super::secrets::seed_phrases(s, &mut v);
+        });
         let kn = ms_per_mib(t, 20, &mut |s| {
             let _ = known.scan(s);
         });
@@ -66,7 +74,7 @@ fn content_cpu() {
             let _ = super::text::normalize(s);
         });
         eprintln!(
-            "content-cpu {name}: text_is_clean {clean:.3} ms/MiB (secrets {sec:.3}, known {kn:.3}, tokens {tok:.3}, injection {inj:.3}, hidden {hid:.3})"
+            "content-cpu {name}: text_is_clean {clean:.3} ms/MiB (secrets {sec:.3} [wif {wif:.3}, seed {seed:.3}], known {kn:.3}, tokens {tok:.3}, injection {inj:.3}, hidden {hid:.3})"
         );
     }
 }
