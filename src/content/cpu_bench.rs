@@ -8,9 +8,32 @@ use super::known::KnownSecrets;
 
 fn prose(len: usize) -> String {
     let words = [
-        "the", "server", "returned", "a", "list", "of", "files,", "each", "with", "its", "size",
-        "and", "modification", "time.", "See", "https://example.test/docs/page?id=42", "for",
-        "details;", "function", "call(x)", "{", "}", "return", "value:", "12345", "\n",
+        "the",
+        "server",
+        "returned",
+        "a",
+        "list",
+        "of",
+        "files,",
+        "each",
+        "with",
+        "its",
+        "size",
+        "and",
+        "modification",
+        "time.",
+        "See",
+        "https://example.test/docs/page?id=42",
+        "for",
+        "details;",
+        "function",
+        "call(x)",
+        "{",
+        "}",
+        "return",
+        "value:",
+        "12345",
+        "\n",
     ];
     let mut s = String::with_capacity(len + 32);
     let mut i = 0usize;
