@@ -9,6 +9,8 @@
 pub(crate) mod approval;
 mod borrowed;
 pub(crate) mod config;
+#[cfg(test)]
+mod cpu_bench;
 pub(crate) mod encodings;
 pub(crate) mod entropy;
 pub(crate) mod flows;

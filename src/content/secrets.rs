@@ -227,6 +227,7 @@ fn anchors() -> &'static AhoCorasick {
             .collect();
         AhoCorasickBuilder::new()
             .match_kind(MatchKind::LeftmostLongest)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
             .build(pats)
             .expect("static patterns")
     })
@@ -564,7 +565,7 @@ fn base58_decode(s: &[u8]) -> Option<Vec<u8>> {
 
 /// Bitcoin WIF private keys: base58check, version 0x80, 51 (`5...`) or 52 (`K...`/`L...`)
 /// characters, checksum verified (so random text does not match).
-fn wif_keys(text: &str, out: &mut Vec<Hit>) {
+pub(crate) fn wif_keys(text: &str, out: &mut Vec<Hit>) {
     let b = text.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -592,21 +593,33 @@ fn wif_keys(text: &str, out: &mut Vec<Hit>) {
     }
 }
 
-fn wordlist() -> &'static Vec<&'static str> {
-    static W: OnceLock<Vec<&'static str>> = OnceLock::new();
-    W.get_or_init(|| include_str!("data/bip39-english.txt").lines().collect())
+/// The BIP-39 words (3 to 8 lower-case letters), packed into a `u64` each, with their index:
+/// one hash lookup per word of the text (a binary search of strings was most of a scan's time
+/// on prose).
+fn wordlist() -> &'static std::collections::HashMap<u64, u16> {
+    static W: OnceLock<std::collections::HashMap<u64, u16>> = OnceLock::new();
+    W.get_or_init(|| {
+        include_str!("data/bip39-english.txt")
+            .lines()
+            .enumerate()
+            .map(|(i, w)| (pack(w.as_bytes()), i as u16))
+            .collect()
+    })
+}
+
+fn pack(w: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    for (i, c) in w.iter().take(8).enumerate() {
+        buf[i] = c.to_ascii_lowercase();
+    }
+    u64::from_le_bytes(buf)
 }
 
 fn word_index(w: &str) -> Option<u16> {
     if !(3..=8).contains(&w.len()) {
         return None;
     }
-    let mut buf = [0u8; 8];
-    for (i, c) in w.bytes().enumerate() {
-        buf[i] = c.to_ascii_lowercase();
-    }
-    let w = std::str::from_utf8(&buf[..w.len()]).ok()?;
-    wordlist().binary_search(&w).ok().map(|i| i as u16)
+    wordlist().get(&pack(w.as_bytes())).copied()
 }
 
 /// Is this sequence of BIP-39 word indices a mnemonic with a valid checksum?
@@ -631,7 +644,7 @@ fn mnemonic_valid(idx: &[u16]) -> bool {
 }
 
 /// BIP-39 seed phrases: 12, 15, 18, 21 or 24 consecutive list words with a valid checksum.
-fn seed_phrases(text: &str, out: &mut Vec<Hit>) {
+pub(crate) fn seed_phrases(text: &str, out: &mut Vec<Hit>) {
     let b = text.as_bytes();
     let mut words: Vec<(u16, usize, usize)> = Vec::new();
     let mut i = 0;

@@ -223,6 +223,9 @@ fn scan_text(field: &str, text: &str, name: &str, siblings: &[&str], out: &mut V
     // Hidden characters are read by the model but not by people: match the text without them.
     let clean: String = text.chars().filter(|c| !is_hidden(*c)).collect();
     let p = patterns();
+    // Not `content::text::injection_marker`: that one matches fixed strings in arbitrary tool
+    // output; a definition gets these broader patterns (any wording of "ignore ... previous
+    // instructions", `before using this tool`, markup), which would be too eager on output.
     if let Some(e) = first_match(&p.instruction, &clean) {
         push(MODEL_INSTRUCTION, Severity::High, e);
     }
@@ -273,20 +276,21 @@ fn truncate(s: &str, n: usize) -> String {
     }
 }
 
-/// Bidirectional controls: embeddings, overrides, isolates, marks.
-fn is_bidi(c: char) -> bool {
-    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
-}
+use crate::content::text::is_bidi;
 
-/// Characters a reader does not see: format characters (zero-width space/joiners, BOM, soft
-/// hyphen, tags U+E0000..), controls other than tab and newlines, variation selectors other
-/// than the emoji one, private-use characters, unassigned code points, and fillers.
+/// Characters a reader does not see in a tool DEFINITION. Every character the result checks
+/// call hidden (`content::text::is_hidden`: zero-width, bidi, tags, variation selectors,
+/// fillers) except the emoji variation selector U+FE0F (emoji are common in descriptions),
+/// and, deliberately stricter than the result checks, by Unicode category: every format
+/// character, control other than tab and newlines, private-use character, unassigned code
+/// point and line/paragraph separator, and the braille blank. A definition is short and
+/// written once, so an unusual character there is worth a finding; tool OUTPUT is arbitrary
+/// text, where the result checks keep to the explicit list.
 fn is_hidden(c: char) -> bool {
     if matches!(c, '\t' | '\n' | '\r' | '\u{FE0F}') {
         return false;
     }
-    if matches!(c, '\u{FE00}'..='\u{FE0E}' | '\u{E0100}'..='\u{E01EF}' | '\u{115F}' | '\u{1160}' | '\u{3164}' | '\u{FFA0}' | '\u{2800}' | '\u{180E}')
-    {
+    if crate::content::text::is_hidden(c) || c == '\u{2800}' {
         return true;
     }
     matches!(
