@@ -41,6 +41,8 @@ C=$BIN/capjail
 OUT=$PWD/.bench; mkdir -p "$OUT"
 WS="$(mktemp -d "${TMPDIR:-/tmp}/capjail-bench-XXXXXX")"
 trap 'rm -rf "$WS"' EXIT
+# capjail's state (pins) stays in the benchmark's own folder, never the user's.
+export XDG_STATE_HOME="$WS/state"
 mkdir -p "$WS/project" "$WS/data"
 if [ -z "${CAPJAIL_BENCH_MODE:-}" ]; then
   if $C -q run --audit off --mode full --policy strict -- true </dev/null >/dev/null 2>&1; then MODE=full; else MODE=proxy; echo "bench: kernel layer unavailable, measuring --mode proxy" >&2; fi

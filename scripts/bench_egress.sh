@@ -13,6 +13,8 @@ PROFILE="${2:-release}"
 if [ "$PROFILE" = release ]; then cargo build --release --quiet --bin capjail; else cargo build --quiet --bin capjail; fi
 C="$PWD/target/$PROFILE/capjail"
 OUT=.bench; mkdir -p "$OUT"
+# capjail's state (pins) stays in the benchmark's own folder, never the user's.
+export XDG_STATE_HOME="$PWD/$OUT/state"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 cat > "$OUT/egress-origin.py" <<'PY'
 import http.server, sys

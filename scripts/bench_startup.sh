@@ -38,6 +38,8 @@ fi
 PY=/usr/bin/python3
 WS="$(mktemp -d "${TMPDIR:-/tmp}/capjail-startup-XXXXXX")"
 trap 'rm -rf "$WS"' EXIT
+# capjail's state (pins) stays in the benchmark's own folder, never the user's.
+export XDG_STATE_HOME="$WS/state"
 SRV="$WS/srv"; mkdir -p "$SRV" "$WS/ws"
 cp tests/fixtures/hijacked_server.py "$SRV/server.py"   # no probes given: a plain MCP server
 POLICY="$WS/policy.yaml"

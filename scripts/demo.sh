@@ -12,5 +12,7 @@ export CAPJAIL_PEERS="$PWD/.peers"
 DEMO_DIR=target/demo
 mkdir -p "$DEMO_DIR"
 rm -f "$DEMO_DIR"/audit.jsonl*
+# capjail's state (tool pins) stays in the demo's folder, never the user's.
+export XDG_STATE_HOME="$PWD/$DEMO_DIR/state"
 echo "demo: running 6 attacks and 3 legitimate calls three ways (about 20 s) ..." >&2
 exec python3 scripts/demo.py target/release/capjail "$DEMO_DIR"
