@@ -87,8 +87,7 @@ fn client_roots_outside_the_mounts_are_warned_about_with_the_line_to_add() {
         .join("node/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js")
         .exists()
     {
-        eprintln!("SKIP: real peers not installed (scripts/setup-peers.sh)");
-        return;
+        skip!("real peers not installed (scripts/setup-peers.sh)");
     }
     let pol = lab.ws_rw_policy();
     let outside = lab.path("secret");
@@ -137,15 +136,13 @@ fn client_roots_outside_the_mounts_are_warned_about_with_the_line_to_add() {
 #[test]
 fn a_call_the_sandbox_refuses_is_explained_on_stderr() {
     if !kernel_available() {
-        eprintln!("SKIP: no kernel confinement here");
-        return;
+        skip!("no kernel confinement here");
     }
     if !peers()
         .join("node/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js")
         .exists()
     {
-        eprintln!("SKIP: real peers not installed (scripts/setup-peers.sh)");
-        return;
+        skip!("real peers not installed (scripts/setup-peers.sh)");
     }
     let lab = Lab::new();
     let pol = lab.ws_rw_policy();

@@ -329,15 +329,13 @@ fn deny_rules_hold_in_any_case_on_a_casefold_directory() {
         && run("mkfs.ext4", &["-q", "-O", "casefold", &i])
         && run("mount", &["-o", "loop", &i, &m]))
     {
-        eprintln!("SKIP: cannot mount a casefold ext4 file system here (kernel without CONFIG_UNICODE, or no mkfs.ext4/loop device)");
-        return;
+        skip!("cannot mount a casefold ext4 file system here (kernel without CONFIG_UNICODE, or no mkfs.ext4/loop device)");
     }
     let _unmount = Unmount(mnt.clone());
     let ws = mnt.join("ws");
     std::fs::create_dir_all(&ws).unwrap();
     if !run("chattr", &["+F", &ws.display().to_string()]) {
-        eprintln!("SKIP: chattr +F failed: no casefold directories here");
-        return;
+        skip!("chattr +F failed: no casefold directories here");
     }
     std::fs::create_dir_all(ws.join("secret")).unwrap();
     std::fs::write(ws.join("secret/key"), &lab.secret).unwrap();

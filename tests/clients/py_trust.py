@@ -14,6 +14,7 @@ Output (stdout, one JSON document): {"protocol_version", "lists": [[{name, descr
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -22,6 +23,16 @@ import mcp_types as types
 from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
+from mcp.client.stdio import get_default_environment
+
+
+def server_env() -> dict[str, str]:
+    """The SDK's default environment for the server, plus capjail's state directory: the tests
+    keep capjail's pins in their own folder, never the user's (the SDK passes only HOME, PATH...)."""
+    env = get_default_environment()
+    if "XDG_STATE_HOME" in os.environ:
+        env["XDG_STATE_HOME"] = os.environ["XDG_STATE_HOME"]
+    return env
 
 
 async def list_tools(c: Client) -> list[dict[str, Any]]:
@@ -43,7 +54,7 @@ async def main() -> None:
     argv = json.loads(sys.argv[1])
     mode = sys.argv[2]
     calls = json.loads(sys.argv[3])
-    params = StdioServerParameters(command=argv[0], args=argv[1:])
+    params = StdioServerParameters(command=argv[0], args=argv[1:], env=server_env())
     out: dict[str, Any] = {"lists": [], "calls": []}
     with anyio.fail_after(90):
         async with Client(params, mode=mode, raise_exceptions=True, read_timeout_seconds=30,

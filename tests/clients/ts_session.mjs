@@ -175,7 +175,12 @@ const progressSinks = new Map();
 const transport = new StdioClientTransport({
   command: scenario.server.command,
   args: scenario.server.args ?? [],
-  env: { ...getDefaultEnvironment(), ...(scenario.server.env ?? {}) },
+  // capjail's state (pins) stays in the tests' folder: the SDK passes only HOME, PATH...
+  env: {
+    ...getDefaultEnvironment(),
+    ...(process.env.XDG_STATE_HOME ? { XDG_STATE_HOME: process.env.XDG_STATE_HOME } : {}),
+    ...(scenario.server.env ?? {}),
+  },
   cwd: scenario.server.cwd,
   stderr: "pipe",
 });
