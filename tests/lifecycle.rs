@@ -253,8 +253,8 @@ fn run_stubborn(lab: &Lab, mode: &str, pol: &Path, how: End, must_end: &[&str]) 
     }
 }
 
-#[test]
-fn no_descendant_survives_a_sigkill_of_capjail_in_full_mode() {
+/// Full mode, ended `how`: no process of the sandbox is left and nothing writes in the workspace.
+fn full_mode_leaves_nothing(how: End, after: &str) {
     if !kernel_or_skip() {
         return;
     }
@@ -264,11 +264,11 @@ fn no_descendant_survives_a_sigkill_of_capjail_in_full_mode() {
         procs: left,
         writing,
         stderr,
-    } = run_stubborn(&lab, "full", &pol, End::KillCapjail, &[]);
+    } = run_stubborn(&lab, "full", &pol, how, &[]);
     assert!(stderr.contains("world: namespaces"), "{stderr}");
     assert!(
         left.is_empty(),
-        "processes of the sandbox outlived a SIGKILL of capjail: {left:?}"
+        "processes of the sandbox outlived {after}: {left:?}"
     );
     assert!(
         writing.is_empty(),
@@ -277,26 +277,13 @@ fn no_descendant_survives_a_sigkill_of_capjail_in_full_mode() {
 }
 
 #[test]
+fn no_descendant_survives_a_sigkill_of_capjail_in_full_mode() {
+    full_mode_leaves_nothing(End::KillCapjail, "a SIGKILL of capjail");
+}
+
+#[test]
 fn no_descendant_survives_a_normal_end_in_full_mode() {
-    if !kernel_or_skip() {
-        return;
-    }
-    let lab = Lab::new();
-    let pol = stubborn_policy(&lab, "");
-    let Left {
-        procs: left,
-        writing,
-        stderr,
-    } = run_stubborn(&lab, "full", &pol, End::CloseStdin, &[]);
-    assert!(stderr.contains("world: namespaces"), "{stderr}");
-    assert!(
-        left.is_empty(),
-        "processes of the sandbox outlived the session: {left:?}"
-    );
-    assert!(
-        writing.is_empty(),
-        "still writing in the workspace: {writing:?}"
-    );
+    full_mode_leaves_nothing(End::CloseStdin, "the session");
 }
 
 /// Without namespaces (`kernel.namespaces: false`) there is no PID 1 whose death empties the

@@ -16,7 +16,6 @@ Prints {"elicitations": [...], "results": [...], "concurrent": [...]} as JSON on
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any
 
@@ -25,16 +24,8 @@ import mcp_types as types
 from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
-from mcp.client.stdio import get_default_environment
+from capjail_env import server_env
 
-
-def server_env() -> dict[str, str]:
-    """The SDK's default environment for the server, plus capjail's state directory: the tests
-    keep capjail's pins in their own folder, never the user's (the SDK passes only HOME, PATH...)."""
-    env = get_default_environment()
-    if "XDG_STATE_HOME" in os.environ:
-        env["XDG_STATE_HOME"] = os.environ["XDG_STATE_HOME"]
-    return env
 
 
 def dump(obj: Any) -> Any:

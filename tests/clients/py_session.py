@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import sys
 import time
@@ -47,6 +46,8 @@ import mcp_types as types
 from mcp.client.client import Client
 from mcp.client.stdio import StdioServerParameters
 from mcp.shared.exceptions import MCPError
+
+from capjail_env import server_env
 
 # Every wait in this script is bounded: one step may take at most this long.
 STEP_TIMEOUT = 30.0
@@ -412,14 +413,8 @@ async def main() -> None:
     scenario = SCENARIOS[sys.argv[3]]
     opts = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
     s = Session(opts)
-    env = opts.get("env")
-    if env is None:
-        # The SDK passes only HOME, PATH...: keep capjail's state (pins) in the tests' folder.
-        from mcp.client.stdio import get_default_environment
-        env = get_default_environment()
-    if "XDG_STATE_HOME" in os.environ:
-        env = {**env, "XDG_STATE_HOME": os.environ["XDG_STATE_HOME"]}
-    params = StdioServerParameters(command=argv[0], args=argv[1:], env=env, cwd=opts.get("cwd"))
+    params = StdioServerParameters(command=argv[0], args=argv[1:], env=server_env(opts.get("env")),
+                                   cwd=opts.get("cwd"))
     kw: dict[str, Any] = {}
     if opts.get("callbacks", True):
         kw = dict(sampling_callback=s.on_sampling, elicitation_callback=s.on_elicitation,
