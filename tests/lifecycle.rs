@@ -1,12 +1,15 @@
 //! The server's life ends with the session (issues 11 and 13), judged by effect.
 //!
 //! A hijacked server (tests/fixtures/stubborn_server.py) that ignores stdin EOF and SIGTERM
-//! leaves three grandchildren writing in the workspace every 50 ms: a plain child, one after
-//! `setsid()`, one double-forked daemon. After a SIGKILL of capjail, and after a normal end
-//! (the grace period's SIGKILL), none of them may remain under `--mode full` (the setup
-//! process dies with capjail, PID 1 with it, the kernel empties the PID namespace). Under the
-//! fallback (`kernel.namespaces: false`) the tests assert what it does guarantee and say
-//! visibly what it does not.
+//! leaves four grandchildren writing in the workspace every 50 ms: a plain child, one after
+//! `setsid()`, one double-forked daemon, and a daemon that re-forks at every write (its pid
+//! keeps changing). After a SIGKILL of capjail, and after a normal end (the grace period's
+//! SIGKILL), none of them may remain, and nothing may write any more:
+//! - under `--mode full`: the setup process dies with capjail, PID 1 with it, the kernel
+//!   empties the PID namespace;
+//! - in the fallback without namespaces (`kernel.namespaces: false`), also as an unprivileged
+//!   user, and under `--mode proxy`: capjail's watcher (`sandbox::watcher`), the reaper of
+//!   every orphan of the session, ends the whole tree when capjail dies or the server ends.
 //!
 //! A well-behaved real server sees EOF when the client closes stdin: the session ends with the
 //! server's own exit status (the audit log's `session_end`), and a call sent just before the
@@ -20,7 +23,7 @@ use crate::support::*;
 use serde_json::{json, Value};
 
 const PY: &str = "/usr/bin/python3";
-const ROLES: [&str; 3] = ["plain", "setsid", "daemon"];
+const ROLES: [&str; 4] = ["plain", "setsid", "daemon", "hopper"];
 /// Bound of every poll: the grandchildren starting, the sandbox emptying.
 const POLL: Duration = Duration::from_secs(10);
 
@@ -44,28 +47,78 @@ fn stubborn_policy(lab: &Lab, extra: &str) -> PathBuf {
     )
 }
 
-fn stubborn_session(lab: &Lab, mode: &str, pol: &Path, tag: &str, audit: &Path) -> Session {
-    SessionBuilder::capjail(
-        &[
-            "--mode",
-            mode,
-            "--policy",
-            pol.to_str().unwrap(),
-            "--audit",
-            audit.to_str().unwrap(),
-        ],
-        vec![
-            PY.to_string(),
-            lab.p("srv/stubborn_server.py"),
-            lab.ws_s(),
-            tag.to_string(),
-        ],
-    )
-    .spawn()
+/// Who runs capjail: this test's user, or `nobody` (through `setpriv ARGS`).
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum As {
+    Me,
+    Nobody,
+}
+
+fn stubborn_session(
+    lab: &Lab,
+    mode: &str,
+    pol: &Path,
+    tag: &str,
+    audit: &Path,
+    user: As,
+) -> Session {
+    let args = [
+        "--mode",
+        mode,
+        "--policy",
+        pol.to_str().unwrap(),
+        "--audit",
+        audit.to_str().unwrap(),
+    ];
+    let server = vec![
+        PY.to_string(),
+        lab.p("srv/stubborn_server.py"),
+        lab.ws_s(),
+        tag.to_string(),
+    ];
+    match user {
+        As::Me => SessionBuilder::capjail(&args, server).spawn(),
+        As::Nobody => {
+            let mut argv: Vec<String> = NOBODY.iter().map(|a| a.to_string()).collect();
+            argv.insert(0, which("setpriv").unwrap().display().to_string());
+            argv.push(capjail_bin().display().to_string());
+            argv.push("run".into());
+            argv.extend(args.iter().map(|a| a.to_string()));
+            argv.push("--".into());
+            argv.extend(server);
+            SessionBuilder::direct(argv)
+                .env("HOME", "/nonexistent")
+                .cwd(&lab.ws)
+                .spawn()
+        }
+    }
+}
+
+const NOBODY: [&str; 3] = ["--reuid=nobody", "--regid=nogroup", "--clear-groups"];
+
+/// Can this test drop to `nobody`? (Root and setpriv needed; otherwise a counted skip.) The
+/// lab's directories and the policy are opened to it.
+fn nobody_or_skip(lab: &Lab, pol: &Path) -> bool {
+    // SAFETY: geteuid.
+    if unsafe { libc::geteuid() } != 0 {
+        skip_test(module_path!(), "needs root to drop to nobody");
+        return false;
+    }
+    if which("setpriv").is_none() {
+        skip_test(module_path!(), "setpriv not found");
+        return false;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    for d in [&lab.root, &lab.ws] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    std::fs::set_permissions(pol, std::fs::Permissions::from_mode(0o644)).unwrap();
+    true
 }
 
 /// Host processes of this test's sandbox, by command line: `(pid, role)`, where role is
-/// "server" or a grandchild's role.
+/// "server", a grandchild's role, or "capjail" (capjail, or a process it forked without exec:
+/// the fallback's watcher).
 fn processes(tag: &str) -> Vec<(i32, String)> {
     let mut v = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -92,9 +145,14 @@ fn processes(tag: &str) -> Vec<(i32, String)> {
             if let Some(role) = args.iter().find_map(|a| a.strip_prefix(&format!("{tag}-"))) {
                 v.push((pid, role.to_string()));
             }
-        } else if args.iter().any(|a| a == tag) && !args.iter().any(|a| a == "run") {
-            // The server itself (capjail's own argv carries the tag too, after `run`).
-            v.push((pid, "server".to_string()));
+        } else if args.iter().any(|a| a == tag) {
+            // The server itself; capjail's own argv carries the tag too, after `run`.
+            let role = if args.iter().any(|a| a == "run") {
+                "capjail"
+            } else {
+                "server"
+            };
+            v.push((pid, role.to_string()));
         }
     }
     v
@@ -210,13 +268,13 @@ struct Left {
 
 /// Start the stubborn server, end the session `how`, wait (bounded) for the roles in
 /// `must_end` (every one when empty) to be gone; what remains (killed before returning).
-fn run_stubborn(lab: &Lab, mode: &str, pol: &Path, how: End, must_end: &[&str]) -> Left {
+fn run_stubborn(lab: &Lab, mode: &str, pol: &Path, how: End, user: As) -> Left {
     let tag = format!("STUBBORN{}", random_hex(6));
     let audit = lab.path(&format!("audit-{tag}.jsonl"));
     for r in ROLES {
         let _ = std::fs::remove_file(lab.ws.join(format!("touch-{r}")));
     }
-    let mut s = stubborn_session(lab, mode, pol, &tag, &audit);
+    let mut s = stubborn_session(lab, mode, pol, &tag, &audit, user);
     s.initialize();
     wait_started(lab, &tag, &s);
     match how {
@@ -243,7 +301,7 @@ fn run_stubborn(lab: &Lab, mode: &str, pol: &Path, how: End, must_end: &[&str]) 
             assert_eq!(st.unwrap().code(), Some(128 + libc::SIGKILL), "{mode}");
         }
     }
-    let left = remaining(&tag, must_end);
+    let left = remaining(&tag, &[]);
     let writing = still_writing(lab);
     kill_all(&left);
     Left {
@@ -253,79 +311,92 @@ fn run_stubborn(lab: &Lab, mode: &str, pol: &Path, how: End, must_end: &[&str]) 
     }
 }
 
-/// Full mode, ended `how`: no process of the sandbox is left and nothing writes in the workspace.
-fn full_mode_leaves_nothing(how: End, after: &str) {
+/// capjail in `mode` (with `kernel` appended to the policy's `kernel:`), run as `user`, ended
+/// `how`: no process of the sandbox is left and nothing writes in the workspace. `world`: what
+/// capjail's log must say about the server's world (the setup this test is about).
+fn leaves_nothing(mode: &str, kernel: &str, world: &str, how: End, user: As) {
     if !kernel_or_skip() {
         return;
     }
     let lab = Lab::new();
-    let pol = stubborn_policy(&lab, "");
+    let pol = stubborn_policy(&lab, kernel);
+    if user == As::Nobody && !nobody_or_skip(&lab, &pol) {
+        return;
+    }
     let Left {
         procs: left,
         writing,
         stderr,
-    } = run_stubborn(&lab, "full", &pol, how, &[]);
-    assert!(stderr.contains("world: namespaces"), "{stderr}");
+    } = run_stubborn(&lab, mode, &pol, how, user);
+    assert!(stderr.contains(world), "{stderr}");
+    let after = match how {
+        End::KillCapjail => "a SIGKILL of capjail",
+        End::CloseStdin => "the session",
+    };
     assert!(
         left.is_empty(),
-        "processes of the sandbox outlived {after}: {left:?}"
+        "{mode} {kernel:?} as {user:?}: processes of the sandbox outlived {after}: {left:?}\nstderr:\n{stderr}"
     );
     assert!(
         writing.is_empty(),
-        "still writing in the workspace: {writing:?}"
+        "{mode} {kernel:?} as {user:?}: still writing in the workspace after {after}: {writing:?}"
     );
 }
 
+const NAMESPACES: &str = "world: namespaces";
+const NO_NAMESPACES: &str = "  namespaces: false\n";
+const NO_WORLD: &str = "world: NONE";
+
 #[test]
 fn no_descendant_survives_a_sigkill_of_capjail_in_full_mode() {
-    full_mode_leaves_nothing(End::KillCapjail, "a SIGKILL of capjail");
+    leaves_nothing("full", "", NAMESPACES, End::KillCapjail, As::Me);
 }
 
 #[test]
 fn no_descendant_survives_a_normal_end_in_full_mode() {
-    full_mode_leaves_nothing(End::CloseStdin, "the session");
+    leaves_nothing("full", "", NAMESPACES, End::CloseStdin, As::Me);
 }
 
-/// Without namespaces (`kernel.namespaces: false`) there is no PID 1 whose death empties the
-/// sandbox: the server is tied to capjail (own session, PDEATHSIG), its process group is killed
-/// at the end, and capjail is the reaper of the session's orphans (`PR_SET_CHILD_SUBREAPER`), so
-/// a grandchild that called `setsid()` or double-forked is adopted by capjail and ended with the
-/// session. Asserted: a normal end leaves nothing; a SIGKILL of capjail ends the server. What a
-/// SIGKILL of capjail leaves behind without a PID namespace is reported visibly (a skip line).
+/// Without namespaces there is no PID 1 whose death empties the sandbox: capjail's watcher,
+/// the reaper of every orphan of the session, ends the whole tree when capjail dies.
 #[test]
-fn the_fallback_without_namespaces_ends_every_descendant_at_a_normal_end() {
-    if !kernel_or_skip() {
-        return;
-    }
-    let lab = Lab::new();
-    let pol = stubborn_policy(&lab, "  namespaces: false\n");
-    let killed = run_stubborn(&lab, "kernel", &pol, End::KillCapjail, &["server"]);
-    assert!(killed.stderr.contains("world: NONE"), "{}", killed.stderr);
-    let after_kill = killed.procs;
-    assert!(
-        !after_kill.contains(&"server".to_string()),
-        "fallback: the server outlived a SIGKILL of capjail (PDEATHSIG): {after_kill:?}"
-    );
-    let left = run_stubborn(
-        &lab,
+fn no_descendant_survives_a_sigkill_of_capjail_in_the_fallback_without_namespaces() {
+    leaves_nothing(
         "kernel",
-        &pol,
-        End::CloseStdin,
-        &["server", "plain", "setsid", "daemon"],
-    )
-    .procs;
-    assert!(
-        left.is_empty(),
-        "fallback: a descendant of the server outlived a normal end (subreaper): {left:?}"
+        NO_NAMESPACES,
+        NO_WORLD,
+        End::KillCapjail,
+        As::Me,
     );
-    if !after_kill.is_empty() {
-        skip_test(
-            module_path!(),
-            &format!(
-                "fallback without namespaces (not contained, documented): after a SIGKILL of capjail {after_kill:?} survived (a PID namespace is needed)"
-            ),
-        );
-    }
+}
+
+#[test]
+fn no_descendant_survives_a_normal_end_in_the_fallback_without_namespaces() {
+    leaves_nothing("kernel", NO_NAMESPACES, NO_WORLD, End::CloseStdin, As::Me);
+}
+
+/// The same, unprivileged: no capability, no cgroup, the watcher alone.
+#[test]
+fn no_descendant_survives_a_sigkill_of_capjail_in_the_fallback_as_nobody() {
+    leaves_nothing(
+        "kernel",
+        NO_NAMESPACES,
+        NO_WORLD,
+        End::KillCapjail,
+        As::Nobody,
+    );
+}
+
+/// `--mode proxy` (no kernel layer): no process of the session outlives it either.
+#[test]
+fn no_descendant_survives_a_sigkill_of_capjail_in_proxy_mode() {
+    leaves_nothing(
+        "proxy",
+        "",
+        "server started",
+        End::KillCapjail,
+        As::Me,
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

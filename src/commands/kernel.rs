@@ -99,6 +99,11 @@ pub(crate) fn confinement(
     let in_world = prepared.plan.world.enabled;
     let hook_egress = egress.as_ref().map(|e| e.share());
     let hook: CommandHook = Box::new(move |cmd| {
+        // Without the world's PID namespace, a watcher ends the server's tree if capjail dies:
+        // its fork is the first step, everything below runs in the server.
+        if !in_world {
+            crate::sandbox::watcher::install(cmd)?;
+        }
         // Without the world, the namespace step runs before the confinement drops privileges;
         // with it, the world's setup process (which `apply_to` puts in place) makes the listener.
         if let (Some(e), false) = (&hook_egress, in_world) {

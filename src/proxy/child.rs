@@ -47,7 +47,10 @@ pub(crate) fn tie_to_parent(cmd: &mut Command) {
             {
                 return Err(io::Error::last_os_error());
             }
-            // capjail may have died between fork and prctl: then nobody would kill us.
+            // The parent (capjail, or the watcher in between) may have died between fork and
+            // prctl: then nobody would kill us.
+            #[cfg(target_os = "linux")]
+            let parent = crate::sandbox::watcher::server_parent(parent);
             if libc::getppid() != parent {
                 libc::_exit(137);
             }
@@ -89,62 +92,24 @@ pub(crate) fn become_subreaper() {
     }
 }
 
-/// SIGKILL every process still alive whose parent is capjail (the session's orphans, adopted
-/// by [`become_subreaper`]), round after round as their own orphans are adopted in turn, and
-/// reap them. Bounded: 100 rounds of at most 10 ms.
-pub(crate) fn end_descendants() {
-    let me = std::process::id();
-    for _ in 0..100 {
-        let alive = live_children(me);
-        if alive.is_empty() {
-            return;
-        }
-        for pid in &alive {
-            // SAFETY: plain syscalls on capjail's own children.
-            unsafe {
-                libc::kill(*pid, libc::SIGKILL);
-            }
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        for pid in &alive {
-            // SAFETY: reaps only a child capjail just killed (never the server: already waited).
-            unsafe {
-                libc::waitpid(*pid, std::ptr::null_mut(), libc::WNOHANG);
-            }
-        }
-    }
-    tracing::warn!("processes of the session were still being adopted after 100 rounds");
+/// Put the fallback's watcher between capjail and the server (`sandbox::watcher`): if capjail
+/// is SIGKILLed, it ends every descendant of the server. Call it before any other `pre_exec`.
+pub(crate) fn watch(cmd: &mut Command) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    crate::sandbox::watcher::install(cmd)?;
+    let _ = cmd;
+    Ok(())
 }
 
-/// The children of `parent` that are not zombies, from /proc.
-fn live_children(parent: u32) -> Vec<libc::pid_t> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<libc::pid_t>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid ...`: comm may hold spaces and parentheses; read after the last `)`.
-        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let mut fields = rest.split_ascii_whitespace();
-        let state = fields.next();
-        let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
-        if ppid == Some(parent) && state != Some("Z") && state != Some("X") {
-            out.push(pid);
-        }
+/// End every process still alive below capjail (the session's orphans, adopted by
+/// [`become_subreaper`], e.g. when the watcher was killed): frozen (SIGSTOP) before their
+/// children are read, then SIGKILLed, round after round as their own orphans are adopted in
+/// turn (bounded: `sandbox::watcher::end_tree`).
+pub(crate) fn end_descendants() {
+    #[cfg(target_os = "linux")]
+    if !crate::sandbox::watcher::end_tree(std::process::id() as libc::pid_t) {
+        tracing::warn!("processes of the session were still being adopted after every round");
     }
-    out
 }
 
 /// The exit code capjail reports for the server's status: its code, or 128 + the signal.

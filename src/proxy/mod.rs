@@ -118,7 +118,11 @@ pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
         // The kernel layer's pre_exec starts the session and sets PDEATHSIG itself.
         Some(confine) => confine(&mut cmd)
             .map_err(|e| RunError::Setup(format!("cannot prepare the sandbox: {e}")))?,
-        None => child::tie_to_parent(&mut cmd),
+        // Proxy mode: the watcher (no process of the session outlives it), then the tie.
+        None => {
+            child::watch(&mut cmd)?;
+            child::tie_to_parent(&mut cmd)
+        }
     }
     let home = std::env::var_os("HOME").map(PathBuf::from);
     let shared = Arc::new(Mutex::new(Shared::new(catalog::SessionCatalog::new(

@@ -20,7 +20,9 @@
 //!    fork: if capjail already died, the signal was missed, so refuse to continue.
 //!    PDEATHSIG fires when the parent THREAD that forked exits: spawn from a thread that
 //!    lives as long as capjail (the main thread, or a tokio worker, never a
-//!    `spawn_blocking` thread, which the runtime retires after 10 s idle).
+//!    `spawn_blocking` thread, which the runtime retires after 10 s idle). When capjail's
+//!    run put a watcher in between ([`super::watcher`], forked by an earlier `pre_exec`), the
+//!    parent is the watcher (single-threaded), which itself ends everything if capjail dies.
 //! 3. rlimits (RLIMIT_CORE=0 always; the policy's), while we still may.
 //! 4. `PR_SET_NO_NEW_PRIVS` — required by unprivileged Landlock and seccomp; exec can no
 //!    longer grant privileges (setuid bits, file capabilities).
@@ -209,8 +211,9 @@ fn confine_child(c: &ChildSide, parent_pid: libc::pid_t) -> Result<(), i32> {
         {
             return Err(errno());
         }
-        if libc::getppid() != parent_pid {
-            return Err(libc::ESRCH); // capjail died between fork and here
+        // The parent is capjail, or the watcher capjail put in between (`super::watcher`).
+        if libc::getppid() != super::watcher::server_parent(parent_pid) {
+            return Err(libc::ESRCH); // the parent died between fork and here
         }
         for &(res, value) in &c.rlimits {
             let mut cur = libc::rlimit {

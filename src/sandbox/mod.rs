@@ -9,6 +9,8 @@
 //!   `pre_exec` confinement on a `std::process::Command`).
 //! - `world`: the server's own world (namespaces, a fresh root, PID 1), built by capjail
 //!   re-executed as a setup process; [`apply_to`] switches to it when the plan has one.
+//! - `watcher`: without a world, the server runs under a watcher that ends its whole tree when
+//!   capjail dies (the fallback's stand-in for the PID namespace).
 //! - `doctor`: the machine report.
 //!
 //! Typical use:
@@ -81,6 +83,8 @@ pub(crate) mod privileges;
 pub(crate) mod pylaunch;
 #[cfg(target_os = "linux")]
 pub(crate) mod seccomp;
+#[cfg(target_os = "linux")]
+pub(crate) mod watcher;
 #[cfg(target_os = "linux")]
 pub(crate) mod world;
 
