@@ -221,10 +221,21 @@ fn still_writing(lab: &Lab) -> Vec<String> {
         .collect()
 }
 
-fn kill_all(p: &[(i32, String)]) {
-    for (pid, _) in p {
-        // SAFETY: kill(2) of a process this test's server started.
-        unsafe { libc::kill(*pid, libc::SIGKILL) };
+/// Kill what a failed test left (the hopper changes pid: stop all, kill all, look again;
+/// bounded).
+fn kill_all(tag: &str) {
+    for _ in 0..50 {
+        let p = processes(tag);
+        if p.is_empty() {
+            return;
+        }
+        for sig in [libc::SIGSTOP, libc::SIGKILL] {
+            for (pid, _) in &p {
+                // SAFETY: kill(2) of a process this test's server started.
+                unsafe { libc::kill(*pid, sig) };
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -303,7 +314,7 @@ fn run_stubborn(lab: &Lab, mode: &str, pol: &Path, how: End, user: As) -> Left {
     }
     let left = remaining(&tag, &[]);
     let writing = still_writing(lab);
-    kill_all(&left);
+    kill_all(&tag);
     Left {
         procs: roles(&left),
         writing,

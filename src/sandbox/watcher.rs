@@ -297,12 +297,11 @@ fn add_frozen(pid: libc::pid_t, reap: bool, out: &mut [libc::pid_t], n: &mut usi
         return;
     }
     match state(pid) {
-        Some(b'Z') | Some(b'X') => {
-            if reap {
-                // SAFETY: reaps only the caller's own dead child.
-                unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
-            }
+        Some(b'Z') | Some(b'X') if reap => {
+            // SAFETY: reaps only the caller's own dead child.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
         }
+        Some(b'Z') | Some(b'X') => {}
         Some(_) => {
             // Frozen before its own children are read: it cannot add any afterwards.
             // SAFETY: kill(2).
