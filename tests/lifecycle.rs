@@ -372,13 +372,7 @@ fn no_descendant_survives_a_normal_end_in_full_mode() {
 /// the reaper of every orphan of the session, ends the whole tree when capjail dies.
 #[test]
 fn no_descendant_survives_a_sigkill_of_capjail_in_the_fallback_without_namespaces() {
-    leaves_nothing(
-        "kernel",
-        NO_NAMESPACES,
-        NO_WORLD,
-        End::KillCapjail,
-        As::Me,
-    );
+    leaves_nothing("kernel", NO_NAMESPACES, NO_WORLD, End::KillCapjail, As::Me);
 }
 
 #[test]
@@ -401,13 +395,7 @@ fn no_descendant_survives_a_sigkill_of_capjail_in_the_fallback_as_nobody() {
 /// `--mode proxy` (no kernel layer): no process of the session outlives it either.
 #[test]
 fn no_descendant_survives_a_sigkill_of_capjail_in_proxy_mode() {
-    leaves_nothing(
-        "proxy",
-        "",
-        "server started",
-        End::KillCapjail,
-        As::Me,
-    );
+    leaves_nothing("proxy", "", "server started", End::KillCapjail, As::Me);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -138,7 +138,13 @@ fn watch(server: libc::pid_t, death: libc::c_int, set: &libc::sigset_t) -> ! {
             libc::syscall(libc::SYS_close_range, 0u32, (death - 1) as u32, 0u32);
         }
         libc::syscall(libc::SYS_close_range, (death + 1) as u32, u32::MAX, 0u32);
-        libc::prctl(libc::PR_SET_NAME, c"capjail-watch".as_ptr() as libc::c_ulong, 0, 0, 0);
+        libc::prctl(
+            libc::PR_SET_NAME,
+            c"capjail-watch".as_ptr() as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
         let sfd = libc::signalfd(-1, set, libc::SFD_CLOEXEC);
         if sfd < 0 {
             // Cannot watch: fail closed (the server and what it started end now).
@@ -171,11 +177,7 @@ fn watch(server: libc::pid_t, death: libc::c_int, set: &libc::sigset_t) -> ! {
             }
             if fds[1].revents != 0 {
                 let mut info: [libc::signalfd_siginfo; 8] = std::mem::zeroed();
-                let n = libc::read(
-                    sfd,
-                    info.as_mut_ptr().cast(),
-                    std::mem::size_of_val(&info),
-                );
+                let n = libc::read(sfd, info.as_mut_ptr().cast(), std::mem::size_of_val(&info));
                 let count = if n > 0 {
                     n as usize / std::mem::size_of::<libc::signalfd_siginfo>()
                 } else {
