@@ -639,3 +639,27 @@ fn an_early_exit_names_what_is_missing_from_the_world() {
         "{err}"
     );
 }
+
+/// The host's root is gone from the server's mount table: the world's root is the only mount
+/// at `/`, and nothing of the scaffold (`/oldroot`, where the host's root hung while the
+/// world was built) is left. The server's process is forked before init detaches the old
+/// root (startup); it must still run the server only after the detach.
+#[test]
+fn the_hosts_root_is_not_in_the_servers_mount_table() {
+    if !python_or_skip() {
+        return;
+    }
+    let lab = Lab::new();
+    let pol = policy(&lab, "");
+    let probes = vec!["read=/proc/self/mountinfo".to_string()];
+    let (r, err) = run_probes(&lab, "full", &pol, &probes);
+    let table = get(&r, &probes[0]);
+    assert!(table.starts_with("ok:"), "{r}\n{err}");
+    let at_root = table
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some("/"))
+        .count();
+    assert_eq!(at_root, 1, "one mount at /: {table}");
+    assert!(!table.contains("oldroot"), "{table}");
+    assert!(!table.contains("newroot"), "{table}");
+}

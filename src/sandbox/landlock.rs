@@ -144,6 +144,25 @@ pub(crate) struct PreparedLandlock {
 impl PreparedLandlock {
     /// `None` if nothing would be handled (filesystem and network unrestricted, no ABI 6).
     pub(crate) fn prepare(plan: &SandboxPlan, abi: u32) -> Result<PreparedLandlock, String> {
+        Self::prepare_checked(plan, abi, true)
+    }
+
+    /// [`Self::prepare`] without the two trial rulesets (the crate's check and the dry run):
+    /// for the sandbox's setup process, which applies the ruleset itself right after (a rule
+    /// the kernel refuses then fails there, with the same errno). capjail already checked
+    /// the plan's rules before starting it.
+    pub(crate) fn prepare_unchecked(
+        plan: &SandboxPlan,
+        abi: u32,
+    ) -> Result<PreparedLandlock, String> {
+        Self::prepare_checked(plan, abi, false)
+    }
+
+    fn prepare_checked(
+        plan: &SandboxPlan,
+        abi: u32,
+        check: bool,
+    ) -> Result<PreparedLandlock, String> {
         let known = fs_rights_for_abi(abi);
         let mut attr = RulesetAttr::default();
         if plan.fs_rules.is_some() {
@@ -220,7 +239,7 @@ impl PreparedLandlock {
         }
         // Check with the crate (hard requirement: nothing silently dropped), then dry-run the
         // child's own code, so that a rule the kernel refuses fails here.
-        if prepared.handles_anything() {
+        if check && prepared.handles_anything() {
             prepared
                 .with_crate(false)
                 .map_err(|e| format!("Landlock (crate check): {e}"))?;

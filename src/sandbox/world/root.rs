@@ -9,7 +9,8 @@
 //!    (`MS_BIND|MS_REC`) and then made read-only (recursively, `mount_setattr`) unless it
 //!    writes; every bind is `nosuid,nodev`;
 //! 4. `/dev`, `/dev/shm`, `/tmp`, `/proc`, empty `$HOME`;
-//! 5. `pivot_root` into `/newroot`, the old root detached, the new root's tmpfs read-only.
+//! 5. `pivot_root` into `/newroot`; then ([`detach_old_root`]) the old root detached, the new
+//!    root's tmpfs read-only.
 //!
 //! Nothing is ever created on the host: directories and files are only made on the tmpfs
 //! (a path inside a bound host directory already exists there, as it does on the host).
@@ -118,7 +119,8 @@ fn under(base: &str, p: &Path) -> PathBuf {
     Path::new(base).join(rel)
 }
 
-/// Build the root and pivot into it; notes about plan paths that do not exist here.
+/// Build the root and pivot into it; notes about plan paths that do not exist here. The old
+/// root is still stacked under `/` when this returns: [`detach_old_root`] finishes.
 pub(crate) fn build(world: &WorldPlan) -> Result<Vec<String>, RootError> {
     let mut notes = Vec::new();
     let root = Path::new("/");
@@ -233,10 +235,21 @@ pub(crate) fn build(world: &WorldPlan) -> Result<Vec<String>, RootError> {
         "pivot_root",
         nr,
     )?;
+    Ok(notes)
+}
+
+/// The last step of [`build`], split off so the server's process can be forked (and prepare
+/// its Landlock ruleset and seccomp filter) while this waits: detach the old root, stacked on
+/// the new one at `/` by `pivot_root(".", ".")` (its `umount2` waits for an RCU grace period,
+/// 2-15 ms on a loaded VM), and make the new root read-only. The caller's working directory
+/// must still be the new root (as [`build`] leaves it). Until this returns, nothing may run
+/// but capjail's own code: the old root is still in the mount namespace.
+pub(crate) fn detach_old_root() -> Result<(), RootError> {
+    let root = Path::new("/");
     ctx(
         umount2(".", MntFlags::MNT_DETACH).map_err(nix_io),
         "detach old root",
-        nr,
+        root,
     )?;
     ctx(std::env::set_current_dir("/"), "chdir", root)?;
     mnt(
@@ -250,8 +263,7 @@ pub(crate) fn build(world: &WorldPlan) -> Result<Vec<String>, RootError> {
             | MsFlags::MS_NODEV,
         None,
         "read-only root",
-    )?;
-    Ok(notes)
+    )
 }
 
 /// `mkdir -p` on the new root's tmpfs.

@@ -14,14 +14,18 @@
 //! - setup: creates the user namespace (when not root), then the mount/PID/IPC/UTS/net
 //!   namespaces, forks init, forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT to it and exits with
 //!   init's status. capjail's `kill(-setup)` reaches setup only; setup's death kills init.
-//! - init: builds the root ([`super::root`]), brings up loopback, forks the server, reaps
-//!   every orphan, forwards signals to every process of the namespace (`kill(-1)`), and exits
-//!   with the server's status as soon as the server ends. When PID 1 ends, the kernel kills
+//! - init: builds the root ([`super::root`]) up to its `pivot_root`, forks the server's
+//!   process, then brings up loopback, detaches the old root (an RCU grace period, while the
+//!   server's process prepares its Landlock ruleset and seccomp filter), makes the root
+//!   read-only and tells the server's process to go on (a pipe); it then reaps every orphan,
+//!   forwards signals to every process of the namespace (`kill(-1)`), and exits with the
+//!   server's status as soon as the server ends. When PID 1 ends, the kernel kills
 //!   every process left in the namespace: nothing outlives the session, a `setsid()`, or a
 //!   SIGKILL of capjail.
 //! - the server: rlimits, `PR_SET_PDEATHSIG`, no_new_privs, every capability dropped (also
 //!   when capjail runs as root: a root server would otherwise remount a read-only bind),
-//!   Landlock, fds >= 3 closed at exec, seccomp last, exec.
+//!   the Landlock ruleset and the seccomp filter prepared; then, after init's word, Landlock,
+//!   fds >= 3 closed at exec, seccomp last, exec.
 //!
 //! PID 1's `/proc/1/environ` is the environment setup was executed with: the server's
 //! scrubbed one (capjail starts setup with exactly that).
@@ -250,43 +254,116 @@ fn init_main(plan: SandboxPlan, set: SigSet, egress: Option<i32>) -> ! {
             Err(e) => die(e),
         }
     }
-    if w.uts {
-        let _ = nix::unistd::sethostname("capjail");
-    }
-    if w.net {
-        if let Err(e) = loopback_up() {
-            die(format!("loopback: {e}"));
-        }
-        // The egress point's listener, made here and handed out to capjail (crate::egress).
-        if let Some(fd) = egress {
-            if let Err(e) = crate::egress::netns::hand_over(fd) {
-                die(format!("egress listener: {e}"));
-            }
-        }
-    }
-    match cwd {
-        Some(d) if std::env::set_current_dir(&d).is_ok() => {}
-        Some(d) => {
-            eprintln!(
-                "capjail: the working directory {} is not in the sandbox's world; the server starts in /",
-                d.display()
-            );
-            let _ = std::env::set_current_dir("/");
-        }
-        None => {
-            let _ = std::env::set_current_dir("/");
-        }
-    }
+    // The server's process is forked now, while the old root is still stacked under `/`: it
+    // prepares its Landlock ruleset and seccomp filter while init detaches the old root (an
+    // RCU grace period) and brings up the rest of the world, and goes on to confine itself
+    // and exec only once init says the world is complete ([`Go`]).
+    let go = Go::new().unwrap_or_else(|e| die(format!("pipe: {e}")));
     // SAFETY: single-threaded process.
     match unsafe { fork() } {
         Err(e) => die(format!("fork: {e}")),
-        Ok(ForkResult::Child) => server_main(&plan),
+        Ok(ForkResult::Child) => server_main(&plan, cwd, go.waiter()),
         Ok(ForkResult::Parent { child }) => {
+            let go = go.teller();
+            if w.uts {
+                let _ = nix::unistd::sethostname("capjail");
+            }
+            if w.net {
+                if let Err(e) = loopback_up() {
+                    die(format!("loopback: {e}"));
+                }
+                // The egress point's listener, made here and handed out to capjail (crate::egress).
+                if let Some(fd) = egress {
+                    if let Err(e) = crate::egress::netns::hand_over(fd) {
+                        die(format!("egress listener: {e}"));
+                    }
+                }
+            }
+            if w.mount {
+                if let Err(e) = super::root::detach_old_root() {
+                    die(e);
+                }
+            }
+            if let Some(d) = &cwd {
+                if std::env::set_current_dir(d).is_err() {
+                    let _ = std::env::set_current_dir("/");
+                }
+            }
+            go.tell();
             detach_stdio();
             // init keeps nothing it does not need: no capabilities, no new privileges.
             let _ = privileges::set_no_new_privs();
             let _ = privileges::drop_all(&privileges::PreparedPrivileges::detect());
             supervise_with(child, &set, true, &plan.argv)
+        }
+    }
+}
+
+/// init's word to the server's process that the world is complete (the old root detached,
+/// the root read-only, loopback up): one byte on a pipe. If init dies first, the server's
+/// process reads end-of-file and exits without running the server.
+struct Go {
+    read: std::os::fd::OwnedFd,
+    write: std::os::fd::OwnedFd,
+}
+
+impl Go {
+    fn new() -> std::io::Result<Go> {
+        use std::os::fd::FromRawFd;
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 into a local array.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: both just created, owned here.
+        Ok(unsafe {
+            Go {
+                read: std::os::fd::OwnedFd::from_raw_fd(fds[0]),
+                write: std::os::fd::OwnedFd::from_raw_fd(fds[1]),
+            }
+        })
+    }
+
+    /// The server's side (the write end is closed here).
+    fn waiter(self) -> GoWaiter {
+        GoWaiter(self.read)
+    }
+
+    /// init's side (the read end is closed here).
+    fn teller(self) -> GoTeller {
+        GoTeller(self.write)
+    }
+}
+
+struct GoTeller(std::os::fd::OwnedFd);
+
+impl GoTeller {
+    fn tell(self) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: write of one byte from a local; the descriptor is closed on drop.
+        unsafe { libc::write(self.0.as_raw_fd(), b"1".as_ptr().cast(), 1) };
+    }
+}
+
+struct GoWaiter(std::os::fd::OwnedFd);
+
+impl GoWaiter {
+    /// Wait for init's word; without it (init died: end-of-file), exit without running the
+    /// server.
+    fn wait(self) {
+        use std::os::fd::AsRawFd;
+        let mut b = 0u8;
+        loop {
+            // SAFETY: read of one byte into a local.
+            let n = unsafe { libc::read(self.0.as_raw_fd(), (&mut b as *mut u8).cast(), 1) };
+            if n == 1 {
+                return;
+            }
+            if n < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            // SAFETY: _exit.
+            unsafe { libc::_exit(SETUP_FAILED) }
         }
     }
 }
@@ -313,8 +390,10 @@ fn exit_hint(code: i32, argv: &[String]) -> String {
     s
 }
 
-/// The server, just before exec. Returns only by exiting.
-fn server_main(plan: &SandboxPlan) -> ! {
+/// The server, just before exec. Returns only by exiting. Everything that needs no finished
+/// world (rlimits, privileges, the Landlock ruleset, the seccomp filter) is prepared before
+/// init's word (`go`); the confinement is applied and the server executed after it.
+fn server_main(plan: &SandboxPlan, cwd: Option<std::path::PathBuf>, go: GoWaiter) -> ! {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     // SAFETY: prctl with constant arguments.
     unsafe {
@@ -326,6 +405,19 @@ fn server_main(plan: &SandboxPlan) -> ! {
             0,
         )
     };
+    match cwd {
+        Some(d) if std::env::set_current_dir(&d).is_ok() => {}
+        Some(d) => {
+            eprintln!(
+                "capjail: the working directory {} is not in the sandbox's world; the server starts in /",
+                d.display()
+            );
+            let _ = std::env::set_current_dir("/");
+        }
+        None => {
+            let _ = std::env::set_current_dir("/");
+        }
+    }
     for r in &plan.rlimits {
         let res = match r.kind {
             RlimitKind::Core => libc::RLIMIT_CORE,
@@ -359,17 +451,23 @@ fn server_main(plan: &SandboxPlan) -> ! {
     if let Err(e) = privileges::drop_all(&privileges::PreparedPrivileges::detect()) {
         die(format!("dropping capabilities: errno {e}"));
     }
-    match landlock::abi_version() {
-        Ok(abi) => {
-            let l = landlock::PreparedLandlock::prepare(plan, abi)
-                .unwrap_or_else(|e| die(format!("landlock: {e}")));
-            if l.handles_anything() {
-                if let Err(e) = l.restrict_child() {
-                    die(format!("landlock: errno {e}"));
-                }
-            }
+    let ruleset = match landlock::abi_version() {
+        Ok(abi) => Some(
+            landlock::PreparedLandlock::prepare_unchecked(plan, abi)
+                .unwrap_or_else(|e| die(format!("landlock: {e}"))),
+        )
+        .filter(|l| l.handles_anything()),
+        Err(e) => {
+            tracing::debug!("landlock unavailable: {e}");
+            None
         }
-        Err(e) => tracing::debug!("landlock unavailable: {e}"),
+    };
+    let prog = seccomp::compile_for(plan);
+    go.wait();
+    if let Some(l) = ruleset {
+        if let Err(e) = l.restrict_child() {
+            die(format!("landlock: errno {e}"));
+        }
     }
     // SAFETY: close_range with the CLOEXEC flag only marks descriptors.
     unsafe {
@@ -380,7 +478,6 @@ fn server_main(plan: &SandboxPlan) -> ! {
             libc::CLOSE_RANGE_CLOEXEC,
         )
     };
-    let prog = seccomp::compile_for(plan);
     if seccomp::available().is_ok() {
         if let Err(e) = seccomp::install(&prog) {
             die(format!("seccomp: errno {e}"));
