@@ -11,6 +11,10 @@
 //! - a proxy thread waiting for a record ([`Watermark::wait`]) while the writer thread is idle
 //!   writes the waiting batch itself, with the log it takes from the queue: a lone request's
 //!   record costs no hand-over to another thread and back (two context switches);
+//! - the log keeps its file's lock between batches (`writer`: a batch is then one `write(2)`);
+//!   the writer thread gives it back (and writes the head file) within [`LINGER`] of its
+//!   taking, waking by itself at that time, so records queued meanwhile need no wake-up
+//!   either; a condition variable is signalled only when a thread waits on it;
 //! - a failed write is fatal: every later `push` (and `close`) returns the error, so the
 //!   proxy stops forwarding and exits with the audit status. At most the records queued at
 //!   that moment (bounded by [`QUEUE_RECORDS`]) were decided but not written, and the error
@@ -232,9 +236,9 @@ fn write_waiting<'a>(shared: &'a Shared, mut st: MutexGuard<'a, State>) -> Mutex
     if st.done_waiters > 0 {
         shared.done.notify_all();
     }
-    if !st.waiting.is_empty() || (st.release_at.is_some() && !st.lingering) {
+    if !st.waiting.is_empty() || st.closing || (st.release_at.is_some() && !st.lingering) {
         // Records queued meanwhile: the writer thread's turn. Or a lock kept: the writer
-        // thread gives it back (it is not already waking by itself).
+        // thread gives it back (it is not already waking by itself). Or it waits to close.
         shared.work.notify_one();
     }
     st
