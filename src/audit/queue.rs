@@ -11,6 +11,10 @@
 //! - a proxy thread waiting for a record ([`Watermark::wait`]) while the writer thread is idle
 //!   writes the waiting batch itself, with the log it takes from the queue: a lone request's
 //!   record costs no hand-over to another thread and back (two context switches);
+//! - the log keeps its file's lock between batches (`writer`: a batch is then one `write(2)`);
+//!   the writer thread gives it back (and writes the head file) within [`LINGER`] of its
+//!   taking, waking by itself at that time, so records queued meanwhile need no wake-up
+//!   either; a condition variable is signalled only when a thread waits on it;
 //! - a failed write is fatal: every later `push` (and `close`) returns the error, so the
 //!   proxy stops forwarding and exits with the audit status. At most the records queued at
 //!   that moment (bounded by [`QUEUE_RECORDS`]) were decided but not written, and the error
@@ -175,6 +179,31 @@ struct State {
     failed: Option<String>,
     /// The log, when nobody is writing (the writer thread or a waiter takes it to write).
     log: Option<AuditLog>,
+    /// The log keeps its file's lock between batches (see `writer`) until then; the writer
+    /// thread gives it back at that time.
+    release_at: Option<Instant>,
+    /// Threads waiting on `done` (it is signalled only when someone waits: a `notify` is a
+    /// system call even with no waiter).
+    done_waiters: usize,
+}
+
+/// Wait on `done` (counted, see `State::done_waiters`).
+fn wait_done<'a>(shared: &'a Shared, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    st.done_waiters += 1;
+    let mut st = shared.done.wait(st).unwrap_or_else(|p| p.into_inner());
+    st.done_waiters -= 1;
+    st
+}
+
+/// Give back the file lock the log kept after its last batch (writing the head file).
+fn release_lock(st: &mut State) {
+    st.release_at = None;
+    if let Some(log) = st.log.as_mut() {
+        if let Err(e) = log.release_lock() {
+            tracing::error!("audit log: {e}");
+            st.failed.get_or_insert(e.to_string());
+        }
+    }
 }
 
 /// Write the waiting records with the log taken from `st` (which must hold it); returns the
@@ -191,6 +220,7 @@ fn write_waiting<'a>(shared: &'a Shared, mut st: MutexGuard<'a, State>) -> Mutex
     drop(st);
     let n = batch.len() as u64;
     let result = log.record_batch(&batch);
+    let kept = log.lock_kept_since();
     drop(batch);
     let mut st = shared.lock();
     st.log = Some(log);
@@ -202,9 +232,14 @@ fn write_waiting<'a>(shared: &'a Shared, mut st: MutexGuard<'a, State>) -> Mutex
             st.waiting.clear();
         }
     }
-    shared.done.notify_all();
-    if !st.waiting.is_empty() {
-        shared.work.notify_one(); // records queued meanwhile: the writer thread's turn
+    st.release_at = kept.map(|t| t + LINGER);
+    if st.done_waiters > 0 {
+        shared.done.notify_all();
+    }
+    if !st.waiting.is_empty() || st.closing || (st.release_at.is_some() && !st.lingering) {
+        // Records queued meanwhile: the writer thread's turn. Or a lock kept: the writer
+        // thread gives it back (it is not already waking by itself). Or it waits to close.
+        shared.work.notify_one();
     }
     st
 }
@@ -235,6 +270,9 @@ impl AuditQueue {
     /// Move `log` to a new writer thread.
     pub fn start(log: AuditLog) -> std::io::Result<AuditQueue> {
         let path = log.path().to_path_buf();
+        let mut log = log;
+        // The writer thread gives the lock back within LINGER of a batch (`write_loop`).
+        log.set_keep_lock(true);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 log: Some(log),
@@ -267,7 +305,7 @@ impl AuditQueue {
         {
             st.hurry = true;
             self.shared.work.notify_one();
-            st = self.shared.done.wait(st).unwrap_or_else(|p| p.into_inner());
+            st = wait_done(&self.shared, st);
         }
         if let Some(e) = &st.failed {
             return Err(self.error(e, st.pushed - st.written));
@@ -298,7 +336,7 @@ impl AuditQueue {
         while st.failed.is_none() && st.written < target {
             st.hurry = true;
             self.shared.work.notify_one();
-            st = self.shared.done.wait(st).unwrap_or_else(|p| p.into_inner());
+            st = wait_done(&self.shared, st);
         }
         match &st.failed {
             Some(e) => Err(self.error(e, st.pushed - st.written)),
@@ -356,7 +394,7 @@ impl Watermark {
             }
             st.hurry = true;
             self.shared.work.notify_one();
-            st = self.shared.done.wait(st).unwrap_or_else(|p| p.into_inner());
+            st = wait_done(&self.shared, st);
         }
         if st.written >= seq {
             return Ok(());
@@ -386,15 +424,39 @@ impl Drop for AuditQueue {
 fn write_loop(shared: &Shared) {
     let mut st = shared.lock();
     loop {
-        // Sleep while there is nothing to write, or a waiter is writing it.
+        // Sleep while there is nothing to write, or a waiter is writing it. While the log
+        // keeps its file's lock, wake by itself at `release_at` to give it back: records
+        // queued meanwhile need no wake-up (`lingering`), they are written by then.
         while (st.waiting.is_empty() || st.log.is_none()) && !(st.closing && st.log.is_some()) {
-            st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
+            let Some(at) = st.release_at else {
+                st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
+                continue;
+            };
+            let now = Instant::now();
+            if now >= at && st.log.is_some() {
+                release_lock(&mut st);
+                continue;
+            }
+            // Due, but a waiter is writing with the log: look again soon.
+            let wake = if now >= at { now + LINGER / 4 } else { at };
+            st.lingering = now < at;
+            st = shared
+                .work
+                .wait_timeout(st, wake - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+            st.lingering = false;
         }
         if st.waiting.is_empty() {
+            release_lock(&mut st);
             return; // closing, nothing left
         }
-        // Let a batch gather, unless someone is waiting.
-        let until = Instant::now() + LINGER;
+        // Let a batch gather, unless someone is waiting (and not past a kept lock's time: the
+        // records may have been queued that long ago).
+        let now = Instant::now();
+        let until = st
+            .release_at
+            .map_or(now + LINGER, |at| at.min(now + LINGER));
         st.lingering = true;
         while !st.hurry && !st.closing {
             let now = Instant::now();
@@ -412,7 +474,11 @@ fn write_loop(shared: &Shared) {
             continue; // a waiter wrote the batch (or is writing it) meanwhile
         }
         st = write_waiting(shared, st);
+        if st.release_at.is_some_and(|at| Instant::now() >= at) {
+            release_lock(&mut st);
+        }
         if st.failed.is_some() {
+            release_lock(&mut st);
             return;
         }
     }
@@ -526,5 +592,114 @@ mod tests {
             let s = q.push(decision(1), 10).unwrap();
             assert!(q.watermark().wait(s).is_err());
         }
+    }
+
+    /// Two sessions' queues on one file, each waiting for every record (the proxy's write
+    /// before forward): the lock one keeps between batches is given back (the other is not
+    /// stuck), everything lands on one valid chain, and the head file names the last record.
+    #[test]
+    fn two_sessions_waiting_per_record_share_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.jsonl");
+        let per = 150u64;
+        let sessions: Vec<_> = (0..2)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let q = AuditQueue::start(AuditLog::open(&path, false).unwrap()).unwrap();
+                    let w = q.watermark();
+                    for i in 0..per {
+                        let s = q.push(decision(i), 10).unwrap();
+                        w.wait(s).unwrap();
+                        if i % 50 == 0 {
+                            // Idle past the time a kept lock is given back.
+                            std::thread::sleep(LINGER * 3);
+                        }
+                    }
+                    q.close().unwrap();
+                })
+            })
+            .collect();
+        for s in sessions {
+            s.join().unwrap();
+        }
+        let report = verify::verify(std::slice::from_ref(&path));
+        assert!(report.ok(), "{}", report.render());
+        assert_eq!(report.files[0].records, 2 * per);
+        let last = std::fs::read_to_string(&path).unwrap();
+        let last: Value = serde_json::from_str(last.lines().last().unwrap()).unwrap();
+        let head = std::fs::read(crate::audit::rotated::head_path(&path)).unwrap();
+        assert_eq!(
+            crate::audit::rotated::parse_head(&head),
+            Some((2 * per, last["hash"].as_str().unwrap().to_string()))
+        );
+    }
+
+    /// The lock kept after a batch is given back soon after, without any further record
+    /// (another process could not write otherwise), with the head file brought up to date.
+    #[test]
+    fn a_kept_lock_is_given_back_without_more_traffic() {
+        use std::os::unix::io::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.jsonl");
+        let q = AuditQueue::start(AuditLog::open(&path, false).unwrap()).unwrap();
+        let s = q.push(decision(1), 10).unwrap();
+        q.watermark().wait(s).unwrap();
+        // Another open file description: its flock conflicts with the log's.
+        let other = std::fs::File::open(&path).unwrap();
+        let t = Instant::now();
+        let mut got = false;
+        while t.elapsed() < Duration::from_secs(10) {
+            // SAFETY: a valid descriptor; non-blocking.
+            if unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                got = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(got, "the audit log's lock was never given back");
+        let head = std::fs::read(crate::audit::rotated::head_path(&path)).unwrap();
+        assert_eq!(crate::audit::rotated::parse_head(&head).map(|h| h.0), Some(1));
+        // SAFETY: as above.
+        unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_UN) };
+        q.close().unwrap();
+    }
+
+    /// Two sessions rotating one log through their queues: the set verifies as a whole.
+    #[test]
+    fn two_sessions_rotating_through_queues_keep_the_set_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        std::fs::write(&path, "").unwrap();
+        let sessions: Vec<_> = (0..2)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let mut log = AuditLog::open(&path, false).unwrap();
+                    log.set_rotation(Some(crate::audit::rotated::Rotation {
+                        max_bytes: 3000,
+                        keep: 1000,
+                    }));
+                    let q = AuditQueue::start(log).unwrap();
+                    let w = q.watermark();
+                    for i in 0..100 {
+                        let s = q.push(decision(i), 10).unwrap();
+                        if i % 3 == 0 {
+                            w.wait(s).unwrap();
+                        }
+                    }
+                    q.close().unwrap();
+                })
+            })
+            .collect();
+        for s in sessions {
+            s.join().unwrap();
+        }
+        let set = crate::audit::rotated::set_of(&path);
+        assert!(set.len() >= 3, "{set:?}");
+        let report = verify::verify(std::slice::from_ref(&path));
+        assert!(report.ok(), "{}", report.render());
+        let records: u64 = report.files.iter().map(|f| f.records).sum();
+        assert_eq!(records, 200 + set.len() as u64 - 1);
     }
 }

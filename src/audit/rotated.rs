@@ -8,9 +8,12 @@
 //! that each file begins where the one before ended: a missing or replaced file breaks it.
 //!
 //! The head file `audit.jsonl.head` holds the `seq` and `hash` of the last record written
-//! (rewritten in place after every batch, under the log's lock). `verify` compares the end of
-//! the live file with it: records deleted from the end are detected unless the head file was
-//! rewritten too.
+//! (rewritten in place under the log's lock: after every batch, or, when the audit queue's
+//! batches keep the lock between them (`writer`), once when the lock is given back, within
+//! `queue::LINGER` of taking it). `verify` compares the end of the live file with it: records
+//! deleted from the end are detected unless the head file was rewritten too; the records of
+//! the last `queue::LINGER` before a crash may be past the head file (a head file behind the
+//! log is accepted, as after any crash between a write and the head's).
 
 use std::path::{Path, PathBuf};
 

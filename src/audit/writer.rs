@@ -5,6 +5,14 @@
 //! inode compared with the path's), one `stat` of the path (rotated by another writer?),
 //! `write`, `pwrite` of the head file, `flock` again to unlock (and `fallocate` once per 64 KiB).
 //!
+//! The queue's batches (`record_batch`, with `set_keep_lock`) may keep the lock after the
+//! write: while it is held nobody else can append or rotate, so the next batch is the `write`
+//! alone (no `flock`, `fstat`, `stat`), and the head file is written once, when the queue's
+//! writer thread gives the lock back (`release_lock`, within `queue::LINGER` of taking it). A
+//! lone request's record then costs one system call on the round trip. The lock is not kept
+//! for [`SHARED_FOR`] after another writer's records were seen in the file: sessions sharing a
+//! log wait on each other's kept lock at most once (`queue::LINGER`), then lock per batch.
+//!
 //! Several capjail processes may append to one file. Under the lock the writer compares the
 //! file size with where its own last line ended; if they differ, another writer appended (or
 //! a writer crashed mid-line), so the tail is re-read to find the chain head. A tail that does
@@ -17,7 +25,7 @@ use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Map, Value};
 
@@ -60,6 +68,28 @@ pub struct AuditLog {
     /// The size `lock` read with `fstat` under the lock just taken (`sync_head` uses it
     /// instead of a second `fstat`).
     locked_size: Option<u64>,
+    /// May the lock be kept between batches (`record_batch`)? Set by the queue, whose writer
+    /// thread gives it back within `queue::LINGER` ([`AuditLog::release_lock`]).
+    keep_lock: bool,
+    /// The lock kept since the last batch, if any (see [`Kept`]).
+    kept: Option<Kept>,
+    /// When another writer's records were last found in the file: the lock is not kept for
+    /// [`SHARED_FOR`] after that, so several sessions do not wait on each other's kept locks.
+    shared_at: Option<Instant>,
+}
+
+/// How long after seeing another writer's records the lock is taken and given back per batch.
+const SHARED_FOR: Duration = Duration::from_secs(1);
+
+/// The log's lock kept after a batch (only the queue's batches, `keep_lock`): the next batch
+/// needs no `flock`, `fstat` or `stat` (nobody else can have appended or rotated while it is
+/// held), and the head file is written once, when the lock is given back.
+#[derive(Debug)]
+struct Kept {
+    lock: Flock,
+    since: Instant,
+    /// The head file lags: the last record written (seq, hash), not yet in it.
+    head: Option<(u64, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -137,6 +167,9 @@ impl AuditLog {
             head_file,
             reserve: Default::default(),
             locked_size: None,
+            keep_lock: false,
+            kept: None,
+            shared_at: None,
         };
         {
             let _lock = log.lock()?;
@@ -163,6 +196,7 @@ impl AuditLog {
     /// to the kernel; fsynced too if configured). On `Err` the proxy must not forward the
     /// request. Returns the record's sequence number.
     pub fn record(&mut self, event: &Event) -> Result<u64, AuditError> {
+        self.release_lock()?;
         let seq = {
             let mut lock = self.lock()?;
             self.sync_head()?;
@@ -175,6 +209,39 @@ impl AuditLog {
         };
         self.counts.count(event);
         Ok(seq)
+    }
+
+    /// Let `record_batch` keep the lock between batches; the caller must then call
+    /// [`AuditLog::release_lock`] soon after each batch (the queue's writer thread does, within
+    /// `queue::LINGER`).
+    pub(crate) fn set_keep_lock(&mut self, keep: bool) {
+        self.keep_lock = keep;
+    }
+
+    /// Since when the lock has been kept after a batch (`None`: not kept).
+    pub(crate) fn lock_kept_since(&self) -> Option<Instant> {
+        self.kept.as_ref().map(|k| k.since)
+    }
+
+    /// Give back a lock kept after a batch: write the head file (if it lags), then unlock.
+    pub(crate) fn release_lock(&mut self) -> Result<(), AuditError> {
+        let Some(kept) = self.kept.take() else {
+            return Ok(());
+        };
+        let written = self.write_head_file(kept.head.as_ref());
+        drop(kept.lock);
+        written
+    }
+
+    fn write_head_file(&self, head: Option<&(u64, String)>) -> Result<(), AuditError> {
+        if let (Some(hf), Some((seq, hash))) = (&self.head_file, head) {
+            hf.write_all_at(&rotated::encode_head(*seq, hash), 0)
+                .map_err(|source| AuditError::Io {
+                    path: rotated::head_path(&self.path),
+                    source,
+                })?;
+        }
+        Ok(())
     }
 
     /// Under the lock: make `self.head` the real chain head, writing a recovery record first
@@ -190,6 +257,10 @@ impl AuditLog {
         };
         if self.head.as_ref().is_some_and(|h| h.end == size) {
             return Ok(());
+        }
+        if self.head.is_some() {
+            // Another writer appended since our last line (or one was torn).
+            self.shared_at = Some(Instant::now());
         }
         let tail = scan_tail(&self.file, size).map_err(io)?;
         let (hash, seq) = match tail.last {
@@ -226,11 +297,32 @@ impl AuditLog {
         if records.is_empty() {
             return Ok(());
         }
-        let mut _lock = self.lock()?;
-        self.sync_head()?;
-        if let Some(l) = self.maybe_rotate()? {
-            _lock = l;
+        // A kept lock: nobody else appended or rotated since our last batch (the head is
+        // current, the path names our file).
+        let (mut lock, lagging, since) = match self.kept.take() {
+            Some(k) => (k.lock, k.head, Some(k.since)),
+            None => {
+                let l = self.lock()?;
+                if let Err(e) = self.sync_head() {
+                    drop(l);
+                    return Err(e);
+                }
+                (l, None, None)
+            }
+        };
+        match self.maybe_rotate() {
+            Ok(Some(l)) => lock = l, // the rotation wrote the head file
+            Ok(None) => {}
+            Err(e) => {
+                let _ = self.write_head_file(lagging.as_ref());
+                return Err(e);
+            }
         }
+        let keep = self.keep_lock
+            && self.head_file.is_some()
+            && self
+                .shared_at
+                .is_none_or(|t| t.elapsed() >= SHARED_FOR);
         let mut buf = std::mem::take(&mut self.line);
         buf.clear();
         let mut counts = self.counts;
@@ -244,9 +336,22 @@ impl AuditLog {
             prev.push_str(std::str::from_utf8(&hash).expect("hex is ASCII"));
             counts.count(&event);
         }
-        let written = self.finish(&buf, prev, seq);
+        let written = self.finish(&buf, prev, seq, !keep);
         self.line = buf;
-        written?;
+        match written {
+            Ok(()) if keep => {
+                let h = self.head.as_ref().map(|h| (h.seq, h.hash.clone()));
+                let since = since.unwrap_or_else(Instant::now);
+                self.kept = Some(Kept { lock, since, head: h });
+            }
+            Ok(()) => drop(lock),
+            Err(e) => {
+                // What was written before this batch is recorded in the head file.
+                let _ = self.write_head_file(lagging.as_ref());
+                drop(lock);
+                return Err(e);
+            }
+        }
         self.counts = counts;
         Ok(())
     }
@@ -291,8 +396,15 @@ impl AuditLog {
         seal_line_hex(buf, start, prev)
     }
 
-    /// Under the lock: write the encoded lines, fsync if configured, advance the head.
-    fn finish(&mut self, lines: &[u8], hash: String, seq: u64) -> Result<(), AuditError> {
+    /// Under the lock: write the encoded lines, fsync if configured, advance the head (and
+    /// write the head file, unless `write_head` is false: the lock is kept, see [`Kept`]).
+    fn finish(
+        &mut self,
+        lines: &[u8],
+        hash: String,
+        seq: u64,
+        write_head: bool,
+    ) -> Result<(), AuditError> {
         self.write_bytes(lines)?;
         if self.fsync {
             if let Err(source) = self.file.sync_data() {
@@ -303,12 +415,14 @@ impl AuditLog {
                 });
             }
         }
-        if let Some(hf) = &self.head_file {
-            if let Err(source) = hf.write_all_at(&rotated::encode_head(seq, &hash), 0) {
-                return Err(AuditError::Io {
-                    path: rotated::head_path(&self.path),
-                    source,
-                });
+        if write_head {
+            if let Some(hf) = &self.head_file {
+                if let Err(source) = hf.write_all_at(&rotated::encode_head(seq, &hash), 0) {
+                    return Err(AuditError::Io {
+                        path: rotated::head_path(&self.path),
+                        source,
+                    });
+                }
             }
         }
         if let Some(h) = &mut self.head {
@@ -436,7 +550,7 @@ impl AuditLog {
         let counts = self.counts;
         let hash = self.encode(&mut buf, body, None, &counts, seq, &prev);
         let hash = String::from_utf8(hash.to_vec()).expect("hex is ASCII");
-        let written = self.finish(&buf, hash, seq);
+        let written = self.finish(&buf, hash, seq, true);
         self.line = buf;
         written.map(|()| seq)
     }
@@ -562,6 +676,7 @@ fn open_append(path: &Path) -> std::io::Result<File> {
 
 /// An exclusive `flock(2)`, released on drop. Shares the `File` (no `dup`), so the log's
 /// `File` may be replaced (rotation) while the guard lives.
+#[derive(Debug)]
 struct Flock(Arc<File>);
 
 impl Flock {
@@ -584,6 +699,13 @@ impl Drop for AuditLog {
     /// Give back the space reserved past the end, under the lock (another writer's append
     /// must not land in the range being released).
     fn drop(&mut self) {
+        if let Some(kept) = self.kept.take() {
+            let _ = self.write_head_file(kept.head.as_ref());
+            if let Ok(m) = self.file.metadata() {
+                self.reserve.release(&self.file, m.len());
+            }
+            return;
+        }
         if let Ok(_guard) = Flock::exclusive(&self.file) {
             if let Ok(m) = self.file.metadata() {
                 self.reserve.release(&self.file, m.len());
