@@ -559,7 +559,13 @@ fn record_decision(
     let mut r = rec
         .lock()
         .map_err(|_| std::io::Error::other("recorder lock poisoned"))?;
-    r.egress_decided(decision, started.elapsed().as_micros() as u64, weight)
+    // A connection or request the server made: `direction: server_to_client`.
+    use crate::audit::{DecisionRecord, Direction, Record};
+    r.record(Record::Decision(DecisionRecord {
+        latency_us: started.elapsed().as_micros() as u64,
+        weight,
+        ..DecisionRecord::new(Direction::ServerToClient, None, None, decision)
+    }))
 }
 
 fn target_text(d: &Destination) -> String {

@@ -7,9 +7,9 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::outbox::{answer_of, Outbox, Peer};
-use super::recorder::{DecisionRecord, SharedRecorder};
+use super::recorder::SharedRecorder;
 pub(crate) use super::session::{id_key, Pending, ServerRequest, Shared};
-use crate::audit::Direction;
+use crate::audit::{DecisionRecord, Direction, FilterRecord, Record};
 use crate::check::decide::{decide, Context, Decision};
 use crate::check::path::PathContext;
 use crate::check::World;
@@ -151,10 +151,7 @@ impl ClientFilter {
         if let Some(mut record) = self.scratch.held.take() {
             // Still before the message is forwarded or answered.
             record.params = value.get_mut("params").map(Value::take);
-            self.recorder
-                .lock()
-                .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
-                .decided(record)?;
+            self.write(Record::Decision(record))?;
         }
         let one = match one {
             // Held for approval: ask now that its decision record is queued; the approval
@@ -457,10 +454,10 @@ impl ClientFilter {
         };
         for note in &notes {
             tracing::warn!("content finding recorded: {note}");
-            self.recorder
-                .lock()
-                .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
-                .flagged(Direction::ClientToServer, id, note)?;
+            self.write(Record::Filter(FilterRecord {
+                id: id.cloned(),
+                ..FilterRecord::flagged(Direction::ClientToServer, note.clone())
+            }))?;
         }
         if let Some(id) = id {
             // An environment read: its answer keeps only the variables the rule names.
@@ -503,21 +500,16 @@ impl ClientFilter {
             .filter(|(t, _)| decision.tool.as_deref() == Some(*t))
             .map(|(_, spec)| spec);
         let mut record = DecisionRecord {
-            id: id.cloned(),
-            params: None,
-            decision,
             tool_spec,
             latency_us: micros,
             weight: self.scratch.weight,
+            ..DecisionRecord::new(Direction::ClientToServer, id.cloned(), None, decision)
         };
         if self.scratch.single {
             self.scratch.held = Some(record); // on_line moves the params in and queues it
         } else {
             record.params = params.cloned();
-            self.recorder
-                .lock()
-                .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
-                .decided(record)?;
+            self.write(Record::Decision(record))?;
         }
         Ok(decided)
     }
@@ -542,17 +534,20 @@ impl ClientFilter {
     ) -> std::io::Result<()> {
         let dropped = dropped_by.is_some();
         let method = if dropped { None } else { Some("roots/list") };
+        self.write(Record::Filter(FilterRecord {
+            id: id.cloned(),
+            method: method.map(str::to_string),
+            rule: dropped_by,
+            ..FilterRecord::new(Direction::ClientToServer, dropped, reason.to_string())
+        }))
+    }
+
+    /// Write a record a stage built (before what it records takes effect).
+    fn write(&self, record: Record) -> std::io::Result<()> {
         self.recorder
             .lock()
             .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
-            .filtered(
-                Direction::ClientToServer,
-                id,
-                method,
-                dropped,
-                reason,
-                dropped_by,
-            )
+            .record(record)
     }
 }
 
@@ -602,10 +597,7 @@ impl ClientFilter {
         // The decision record first (the approval's records follow it).
         if let Some(mut record) = self.scratch.held.take() {
             record.params = params.cloned();
-            self.recorder
-                .lock()
-                .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
-                .decided(record)?;
+            self.write(Record::Decision(record))?;
         }
         let ctx = Ctx {
             approvals: self.approvals.clone().expect("gated only with approvals"),

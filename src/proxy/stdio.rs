@@ -126,7 +126,7 @@ pub(crate) fn pump_client(session: &Session, input: impl Read, out: &Outbox) -> 
                             reply.push(b'\n');
                             out.send_to_client(&reply)?;
                         }
-                        Output::Record(r) => session.record(&r)?,
+                        Output::Record(r) => session.record(r)?,
                     }
                 }
                 buf = line;
@@ -168,7 +168,7 @@ pub(crate) fn pump_server(
                     l.push(b'\n');
                     out.send_to_client(&l)?;
                 }
-                Output::Record(r) => session.record(&r)?,
+                Output::Record(r) => session.record(r)?,
                 Output::ToServer(_) => {}
             }
         }

@@ -201,8 +201,11 @@ impl TrustSession {
                 .recorder
                 .lock()
                 .map_err(|_| std::io::Error::other("recorder lock poisoned"))?;
-            for m in records {
-                r.trust(m)?;
+            for fields in records {
+                r.record(crate::audit::Record::Trust(crate::audit::TrustRecord {
+                    fields,
+                    at: std::time::SystemTime::now(),
+                }))?;
             }
         }
         if cx.pinning && !self.config.frozen && (!to_pin.is_empty() || !pending.is_empty()) {
