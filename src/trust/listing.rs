@@ -310,7 +310,7 @@ fn unlisted(
     super::gate::gate_call(
         decision,
         Some(&super::assess::CallVerdict::Refuse {
-            rule: crate::policy::RuleId::PinsUnlisted.into(),
+            rule: crate::policy::RuleId::PinsUnlisted,
             reason,
         }),
     )

@@ -292,11 +292,11 @@ impl TrustSession {
                 format!("tool `{}` pinned on first use", a.name),
             ),
             "changed" => (
-                super::assess::RULE_CHANGED.to_string(),
+                crate::policy::RuleId::PinsChanged.to_string(),
                 format!("the definition of tool `{}` differs from its pin", a.name),
             ),
             "unpinned" => (
-                super::assess::RULE_UNPINNED.to_string(),
+                crate::policy::RuleId::PinsFrozen.to_string(),
                 format!("tool `{}` has no pin and the pin file is frozen", a.name),
             ),
             _ => (String::new(), String::new()),
