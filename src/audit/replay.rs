@@ -272,7 +272,8 @@ fn judge_again(s: &Session, msg: &Value) -> Option<Decision> {
     s.forget_in_flight();
     let line = serde_json::to_vec(msg).ok()?;
     let outputs = s.on_client_message(&line).ok()?;
-    let kept = s.take_kept();
+    let mut kept = s.take_kept();
+    kept.extend(crate::proxy::pipeline::records(&outputs).cloned());
     if let Some(d) = kept.into_iter().find_map(|k| match k {
         Record::Decision(d) => Some(d.decision),
         _ => None,

@@ -91,7 +91,13 @@ pub(crate) fn check(args: CheckArgs) -> i32 {
                 buf = line;
                 match judged {
                     None => continue,
-                    Some(Ok(outputs)) => verdict_of(&outputs, &session.take_kept(), batch),
+                    Some(Ok(outputs)) => {
+                        // What the stages recorded: handed back with the outputs (and, for a
+                        // line handed to another stage, kept by the session).
+                        let mut records = session.take_kept();
+                        records.extend(crate::proxy::pipeline::records(&outputs).cloned());
+                        verdict_of(&outputs, &records, batch)
+                    }
                     Some(Err(e)) => {
                         eprintln!("capjail: error: {e}");
                         return exit::INTERNAL;

@@ -123,12 +123,11 @@ impl Session {
                 vec![Output::Forward]
             });
         }
-        let outcome = self
-            .client
-            .lock()
-            .map_err(|_| poisoned("client filter"))?
-            .on_line(line)?;
-        Ok(client_outputs(outcome))
+        let mut client = self.client.lock().map_err(|_| poisoned("client filter"))?;
+        let outcome = client.on_line(line)?;
+        let records = client.take_records();
+        drop(client);
+        Ok(client_outputs(records, outcome))
     }
 
     /// A client line longer than the limit (the transport did not keep it).
@@ -211,11 +210,12 @@ impl Session {
                 .map_err(|_| poisoned("shared state"))?
                 .pending
                 .remove(&id_key(&call.id));
-            let outcome = client
-                .lock()
-                .map_err(|_| poisoned("client filter"))?
-                .rejudge(&call.line)?;
-            for o in client_outputs(outcome) {
+            let (records, outcome) = {
+                let mut client = client.lock().map_err(|_| poisoned("client filter"))?;
+                let outcome = client.rejudge(&call.line)?;
+                (client.take_records(), outcome)
+            };
+            for o in client_outputs(records, outcome) {
                 match o {
                     Output::Forward => outbox.send_to_server(&call.line)?,
                     Output::ToServer(line) => outbox.send_to_server(&line)?,
@@ -243,15 +243,27 @@ fn write_record(recorder: &SharedRecorder, r: Record) -> io::Result<()> {
         .map_err(|e| super::fatal::AuditFailure::io(format!("cannot record {what}: {e}")))
 }
 
-/// The outputs of the client filter's outcome.
-fn client_outputs(outcome: Outcome) -> Vec<Output> {
+/// The outputs of the client filter's outcome: the records its stages built first, then what
+/// to send.
+fn client_outputs(records: Vec<Record>, outcome: Outcome) -> Vec<Output> {
+    let mut out: Vec<Output> = Vec::with_capacity(records.len() + 1);
+    out.extend(records.into_iter().map(Output::Record));
     match outcome {
-        Outcome::Forward => vec![Output::Forward],
-        Outcome::ForwardRewritten(line) => vec![Output::ToServer(line)],
-        Outcome::Reply(line) => vec![Output::ToClient(line)],
+        Outcome::Forward => out.push(Output::Forward),
+        Outcome::ForwardRewritten(line) => out.push(Output::ToServer(line)),
+        Outcome::Reply(line) => out.push(Output::ToClient(line)),
         // A stage holds the message and sends or answers it later (outbox).
-        Outcome::Drop | Outcome::Held => Vec::new(),
+        Outcome::Drop | Outcome::Held => {}
     }
+    out
+}
+
+/// The records among `outputs` (an offline caller reads what was decided from them).
+pub(crate) fn records(outputs: &[Output]) -> impl Iterator<Item = &Record> {
+    outputs.iter().filter_map(|o| match o {
+        Output::Record(r) => Some(r),
+        _ => None,
+    })
 }
 
 /// The outputs of the server filter's outcome: the record first, then what the client gets.
@@ -327,35 +339,45 @@ mod tests {
     }
 
     #[test]
-    fn offline_session_judges_and_keeps_the_decisions() {
+    fn offline_session_judges_and_returns_the_records() {
         let s = offline();
+        // The decision's record comes back first, then what to do with the line.
         let out = s.on_client_message(&call(1, "/tmp/a")).unwrap();
-        assert!(matches!(&out[..], [Output::Forward]), "{out:?}");
+        assert!(
+            matches!(&out[..], [Output::Record(Record::Decision(d)), Output::Forward] if d.decision.is_allowed()),
+            "{out:?}"
+        );
         let out = s.on_client_message(&call(2, "/etc/passwd")).unwrap();
-        let [Output::ToClient(reply)] = &out[..] else {
+        let [Output::Record(Record::Decision(d)), Output::ToClient(reply)] = &out[..] else {
             panic!("{out:?}")
         };
+        assert!(!d.decision.is_allowed());
+        // The params were moved into the record, not lost.
+        assert_eq!(
+            d.params.as_ref().and_then(|p| p.pointer("/arguments/path")),
+            Some(&serde_json::json!("/etc/passwd"))
+        );
         let reply: serde_json::Value = serde_json::from_slice(reply).unwrap();
         assert_eq!(reply["error"]["data"]["rule"], "filesystem.mounts");
-        let kept = s.take_kept();
-        assert_eq!(kept.len(), 2);
-        assert!(matches!(&kept[0], Record::Decision(d) if d.decision.is_allowed()));
-        assert!(matches!(&kept[1], Record::Decision(d) if !d.decision.is_allowed()));
+        // Nothing was written behind the pipeline's back: the stages returned their records.
+        assert!(s.take_kept().is_empty());
         // Id 1 is still in flight (no server answers it): reusing it is refused as `run` does.
         let out = s.on_client_message(&call(1, "/tmp/a")).unwrap();
         assert!(matches!(&out[..], [Output::ToClient(_)]), "{out:?}");
         s.forget_in_flight();
         let out = s.on_client_message(&call(1, "/tmp/a")).unwrap();
-        assert!(matches!(&out[..], [Output::Forward]), "{out:?}");
+        assert!(
+            matches!(&out[..], [Output::Record(_), Output::Forward]),
+            "{out:?}"
+        );
         // A response to a request the server never sent: dropped and recorded.
         let out = s
             .on_client_message(br#"{"jsonrpc":"2.0","id":9,"result":{}}"#)
             .unwrap();
-        assert!(out.is_empty(), "{out:?}");
-        assert!(s
-            .take_kept()
-            .iter()
-            .any(|k| matches!(k, Record::Filter(f) if f.action == FilterAction::Dropped)));
+        assert!(
+            matches!(&out[..], [Output::Record(Record::Filter(f))] if f.action == FilterAction::Dropped && f.rule == Some(crate::policy::RuleId::ProtocolUnsolicitedResponse)),
+            "{out:?}"
+        );
     }
 
     #[test]
