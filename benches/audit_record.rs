@@ -6,7 +6,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use capjail::audit::{AuditLog, DecisionEvent, Direction, Event};
+use capjail::audit::{AuditLog, DecisionRecord, Direction, Record};
 use capjail::check::decide::{Decision, Verdict};
 use serde_json::json;
 
@@ -35,13 +35,9 @@ fn main() {
         rule: capjail::policy::RuleId::ToolsAllowed,
         denial: None,
     };
-    let event = Event::Decision(DecisionEvent {
-        direction: Direction::ClientToServer,
-        id: Some(&id),
-        params: Some(&params),
-        decision: &decision,
-        tool_spec: None,
+    let event = Record::Decision(DecisionRecord {
         latency_us: 3,
+        ..DecisionRecord::new(Direction::ClientToServer, Some(id), Some(params), decision)
     });
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("audit.jsonl");

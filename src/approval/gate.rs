@@ -19,11 +19,12 @@ use serde_json::{json, Value};
 use super::memory::{OpenQuestion, TokenError};
 use super::question::{call_digest, read_elicitation, ApprovalQuestion, Verdict};
 use super::{Answer, Answerer, Approvals};
+use crate::audit::{ApprovalRecord, Record};
 use crate::check::decide::Decision;
 use crate::jsonrpc::{self, code};
 use crate::policy::schema::ApproverKind;
 use crate::proxy::client_filter::{refusal, SharedState};
-use crate::proxy::recorder::{ApprovalRecord, SharedRecorder};
+use crate::proxy::recorder::SharedRecorder;
 use crate::proxy::session::id_key;
 
 /// The key of capjail's question in an `input_required` result's `inputRequests`.
@@ -317,7 +318,7 @@ fn record(ctx: &Ctx, id: Option<&Value>, q: &ApprovalQuestion, a: &Answer) -> st
     ctx.recorder
         .lock()
         .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
-        .approval(ApprovalRecord {
+        .record(Record::Approval(Box::new(ApprovalRecord {
             id: id.cloned(),
             method: q.method.clone(),
             tool: q.tool.clone(),
@@ -327,5 +328,6 @@ fn record(ctx: &Ctx, id: Option<&Value>, q: &ApprovalQuestion, a: &Answer) -> st
             answer: a.words.clone(),
             by: a.by.as_str().to_string(),
             elapsed_ms: a.elapsed.as_millis() as u64,
-        })
+            at: std::time::SystemTime::now(),
+        })))
 }

@@ -1,137 +1,21 @@
-//! What the proxy records, and how each event becomes a record (pure, except the clock).
+//! How a [`Record`] becomes its line (pure, except the clock): the encoder of the one record
+//! type (`record`).
 //!
 //! The writer adds the chain fields (`seq`, `prev`, `hash`) under the file lock; everything
 //! else is built here.
 
-use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
 use super::canon::{sha256_hex, write_canonical, write_record, Member};
+use super::record::{DecisionRecord, Record};
 use super::redact::Redactor;
-use crate::check::decide::Decision;
 use crate::check::{Access, Resource};
-use crate::policy::Policy;
 use crate::profile::ToolSpec;
 
 /// Version of the record format, in every record as `v`.
 pub(crate) const FORMAT_VERSION: u64 = 1;
-
-/// Which way the message travelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Direction {
-    ClientToServer,
-    ServerToClient,
-}
-
-impl Direction {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            Direction::ClientToServer => "client_to_server",
-            Direction::ServerToClient => "server_to_client",
-        }
-    }
-}
-
-/// One thing to record. Built by the proxy from what it already has; the log adds the time,
-/// session, sequence and chain fields.
-#[derive(Debug, Clone)]
-pub enum Event<'a> {
-    SessionStart(SessionStart<'a>),
-    Decision(DecisionEvent<'a>),
-    /// An approval granted or refused for a `require_approval` call.
-    Approval(ApprovalEvent<'a>),
-    ResponseFilter(FilterEvent<'a>),
-    SessionEnd(SessionEnd),
-    /// A `tool_trust` record: its members besides `v`, `kind` and `session`.
-    Trust(&'a Map<String, Value>),
-}
-
-#[derive(Debug, Clone)]
-pub struct SessionStart<'a> {
-    /// The server command line as capjail runs it.
-    pub(crate) argv: &'a [String],
-    pub(crate) policy: &'a Policy,
-    /// `proxy`, `proxy+kernel`, ... (free text from the CLI).
-    pub(crate) mode: &'a str,
-    /// What the kernel layer enforces (free text, e.g. `landlock abi 4; seccomp; no-new-privs`).
-    pub(crate) kernel: &'a str,
-    /// The server's working directory and home: what relative paths and `~` meant (replay).
-    pub(crate) cwd: &'a Path,
-    pub(crate) home: Option<&'a Path>,
-    /// The profile in use (replay falls back to it when a record has no `tool_spec`).
-    pub(crate) profile: Option<&'a str>,
-}
-
-#[derive(Debug, Clone)]
-pub struct DecisionEvent<'a> {
-    pub direction: Direction,
-    /// The JSON-RPC id (`None` for a notification).
-    pub id: Option<&'a Value>,
-    /// The request params as received (redacted before they are written).
-    pub params: Option<&'a Value>,
-    pub decision: &'a Decision,
-    /// The description of the tool the decision used (from the profile or `tools/list`), so
-    /// that replay decides with the same description.
-    pub tool_spec: Option<&'a ToolSpec>,
-    /// Time spent deciding, in microseconds.
-    pub latency_us: u64,
-}
-
-#[derive(Debug, Clone)]
-pub struct ApprovalEvent<'a> {
-    pub id: Option<&'a Value>,
-    pub(crate) method: &'a str,
-    pub(crate) tool: Option<&'a str>,
-    pub(crate) rule: &'a crate::policy::RuleId,
-    pub(crate) granted: bool,
-    /// Who or what answered (`client elicitation`, `command`, `terminal`, `session memory`).
-    pub(crate) by: &'a str,
-    /// The question as the person read it.
-    pub(crate) question: &'a str,
-    /// The answer in words (`approve`, `decline`, `no answer in time`, ...).
-    pub(crate) answer: &'a str,
-    /// From the question to its answer, in milliseconds.
-    pub(crate) elapsed_ms: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FilterAction {
-    /// The message was forwarded with changes (e.g. blocked tools hidden from `tools/list`).
-    Altered,
-    /// The message was not forwarded.
-    Dropped,
-    /// Forwarded unchanged; something in it was recorded (a content finding set to `record`).
-    Flagged,
-}
-
-impl FilterAction {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            FilterAction::Altered => "altered",
-            FilterAction::Dropped => "dropped",
-            FilterAction::Flagged => "flagged",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct FilterEvent<'a> {
-    pub direction: Direction,
-    pub id: Option<&'a Value>,
-    /// The method of the request this answers (if known) or of the message itself.
-    pub(crate) method: Option<&'a str>,
-    pub(crate) action: FilterAction,
-    pub(crate) reason: &'a str,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SessionEnd {
-    pub(crate) exit_code: Option<i32>,
-    /// The signal that ended the server, if one did.
-    pub(crate) signal: Option<i32>,
-}
 
 /// Per-session tallies (written in `session_end`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -142,77 +26,80 @@ pub(crate) struct Counts {
 }
 
 impl Counts {
-    pub(crate) fn count(&mut self, event: &Event) {
-        match event {
-            Event::Decision(d) if d.decision.is_allowed() => self.allowed += 1,
-            Event::Decision(_) => self.denied += 1,
-            Event::ResponseFilter(_) => self.filtered += 1,
+    pub(crate) fn count(&mut self, record: &Record) {
+        match record {
+            Record::Decision(d) if d.decision.is_allowed() => self.allowed += 1,
+            Record::Decision(_) => self.denied += 1,
+            Record::Filter(_) => self.filtered += 1,
             _ => {}
         }
     }
 }
 
-/// The record for an event, without `time`, `seq`, `prev` and `hash` (the writer adds them
-/// under the file lock, so that times follow the order of the file).
-pub(crate) fn event_record(
-    event: &Event,
+/// The record as a map, without `time`, `seq`, `prev` and `hash` (the writer adds them under
+/// the file lock).
+pub(crate) fn record_map(
+    record: &Record,
     session: &str,
     counts: &Counts,
     redactor: &Redactor,
 ) -> Map<String, Value> {
     let mut m = base("", session);
-    match event {
-        Event::SessionStart(s) => {
+    match record {
+        Record::SessionStart(s) => {
             m.insert("kind".into(), "session_start".into());
             m.insert("argv".into(), json!(s.argv));
             m.insert(
                 "policy".into(),
                 json!({"name": s.policy.name, "sha256": sha256_hex(s.policy.text.as_bytes()), "source": s.policy.source.to_string()}),
             );
-            m.insert("mode".into(), s.mode.into());
-            m.insert("kernel".into(), s.kernel.into());
+            m.insert("mode".into(), s.mode.clone().into());
+            m.insert("kernel".into(), s.kernel.clone().into());
             m.insert("cwd".into(), s.cwd.to_string_lossy().into());
             m.insert(
                 "home".into(),
-                s.home.map(|h| h.to_string_lossy().into_owned()).into(),
+                s.home
+                    .as_ref()
+                    .map(|h| h.to_string_lossy().into_owned())
+                    .into(),
             );
-            m.insert("profile".into(), s.profile.into());
+            m.insert("profile".into(), s.profile.clone().into());
             m.insert("pid".into(), std::process::id().into());
             m.insert("capjail".into(), env!("CARGO_PKG_VERSION").into());
         }
-        Event::Decision(d) => decision_fields(&mut m, d, redactor),
-        Event::Approval(a) => {
+        Record::Decision(d) => decision_fields(&mut m, d, redactor),
+        Record::Approval(a) => {
             m.insert("kind".into(), "approval".into());
-            put_id(&mut m, a.id);
-            m.insert("method".into(), a.method.into());
-            m.insert("tool".into(), a.tool.into());
+            put_id(&mut m, a.id.as_ref());
+            m.insert("method".into(), a.method.clone().into());
+            m.insert("tool".into(), a.tool.clone().into());
             m.insert("rule".into(), a.rule.as_str().into());
             m.insert(
                 "verdict".into(),
                 if a.granted { "allow" } else { "deny" }.into(),
             );
-            m.insert("by".into(), a.by.into());
-            m.insert("question".into(), a.question.into());
-            m.insert("answer".into(), a.answer.into());
+            m.insert("by".into(), a.by.clone().into());
+            m.insert("question".into(), a.question.clone().into());
+            m.insert("answer".into(), a.answer.clone().into());
             m.insert("elapsed_ms".into(), a.elapsed_ms.into());
         }
-        Event::ResponseFilter(f) => {
+        Record::Filter(f) => {
             m.insert("kind".into(), "response_filter".into());
             m.insert("direction".into(), f.direction.as_str().into());
-            put_id(&mut m, f.id);
-            m.insert("method".into(), f.method.into());
+            put_id(&mut m, f.id.as_ref());
+            m.insert("method".into(), f.method.clone().into());
             m.insert("action".into(), f.action.as_str().into());
-            m.insert("reason".into(), f.reason.into());
+            m.insert("reason".into(), f.reason.clone().into());
         }
-        Event::Trust(fields) => {
+        Record::Trust(t) => {
             m.insert("kind".into(), "tool_trust".into());
-            for (k, v) in fields.iter() {
+            for (k, v) in t.fields.iter() {
                 if !matches!(k.as_str(), "v" | "kind" | "session") {
                     m.insert(k.clone(), v.clone());
                 }
             }
         }
-        Event::SessionEnd(e) => {
+        Record::SessionEnd(e) => {
             m.insert("kind".into(), "session_end".into());
             m.insert("exit_code".into(), e.exit_code.into());
             m.insert("signal".into(), e.signal.into());
@@ -272,12 +159,12 @@ impl SpecCache {
     }
 }
 
-/// Append the canonical body of `event`'s record, chain fields included, to `out`: the same
-/// bytes as [`event_record`] plus the chain fields through [`write_canonical`], built without
-/// the intermediate JSON tree for the frequent kinds (decisions and filters).
-pub(crate) fn write_event_body(
+/// Append the canonical body of `record`, chain fields included, to `out`: the same bytes as
+/// [`record_map`] plus the chain fields through [`write_canonical`], built without the
+/// intermediate JSON tree for the frequent kinds (decisions and filters).
+pub(crate) fn write_record_body(
     out: &mut Vec<u8>,
-    event: &Event,
+    record: &Record,
     session: &str,
     counts: &Counts,
     redactor: &Redactor,
@@ -285,9 +172,9 @@ pub(crate) fn write_event_body(
     specs: &mut SpecCache,
 ) {
     let chain_members = chain.members();
-    match event {
-        Event::Decision(d) => {
-            let dec = d.decision;
+    match record {
+        Record::Decision(d) => {
+            let dec = &d.decision;
             // `allowed by RULE`, written straight into the line (the same bytes as the
             // string's escaping: "allowed by " needs none).
             let write_reason = |out: &mut Vec<u8>| match &dec.denial {
@@ -308,11 +195,11 @@ pub(crate) fn write_event_body(
                 }
                 out.push(b']');
             };
-            let write_params = |out: &mut Vec<u8>| match d.params {
+            let write_params = |out: &mut Vec<u8>| match &d.params {
                 Some(p) => redactor.write_redacted(out, p),
                 None => out.extend_from_slice(b"null"),
             };
-            let spec = d.tool_spec.map(|s| specs.canonical(s));
+            let spec = d.tool_spec.as_deref().map(|s| specs.canonical(s));
             // The members on the stack: no allocation per record.
             let mut m = Members::default();
             m.extend(chain_members);
@@ -336,7 +223,7 @@ pub(crate) fn write_event_body(
                 ("latency_us", Member::U64(d.latency_us)),
                 ("params", Member::With(&write_params)),
             ]);
-            if let Some(id) = d.id {
+            if let Some(id) = &d.id {
                 m.push(("id", Member::Json(id)));
             }
             if dec.denial.as_ref().is_some_and(|x| x.approval_required) {
@@ -347,7 +234,7 @@ pub(crate) fn write_event_body(
             }
             write_record(out, m.as_mut_slice());
         }
-        Event::ResponseFilter(f) => {
+        Record::Filter(f) => {
             let mut m = Members::default();
             m.extend(chain_members);
             m.extend([
@@ -355,16 +242,19 @@ pub(crate) fn write_event_body(
                 ("kind", Member::Str("response_filter")),
                 ("session", Member::Str(session)),
                 ("direction", Member::Str(f.direction.as_str())),
-                ("method", f.method.map_or(Member::Null, Member::Str)),
+                (
+                    "method",
+                    f.method.as_deref().map_or(Member::Null, Member::Str),
+                ),
                 ("action", Member::Str(f.action.as_str())),
-                ("reason", Member::Str(f.reason)),
+                ("reason", Member::Str(&f.reason)),
             ]);
-            if let Some(id) = f.id {
+            if let Some(id) = &f.id {
                 m.push(("id", Member::Json(id)));
             }
             write_record(out, m.as_mut_slice());
         }
-        other => write_map_body(out, &event_record(other, session, counts, redactor), chain),
+        other => write_map_body(out, &record_map(other, session, counts, redactor), chain),
     }
 }
 
@@ -410,11 +300,11 @@ pub(crate) fn write_map_body(out: &mut Vec<u8>, rec: &Map<String, Value>, chain:
     write_record(out, &mut m);
 }
 
-fn decision_fields(m: &mut Map<String, Value>, d: &DecisionEvent, redactor: &Redactor) {
-    let dec = d.decision;
+fn decision_fields(m: &mut Map<String, Value>, d: &DecisionRecord, redactor: &Redactor) {
+    let dec = &d.decision;
     m.insert("kind".into(), "decision".into());
     m.insert("direction".into(), d.direction.as_str().into());
-    put_id(m, d.id);
+    put_id(m, d.id.as_ref());
     m.insert("method".into(), dec.method.clone().into());
     m.insert("tool".into(), dec.tool.clone().into());
     m.insert(
@@ -443,12 +333,15 @@ fn decision_fields(m: &mut Map<String, Value>, d: &DecisionEvent, redactor: &Red
     m.insert("latency_us".into(), d.latency_us.into());
     m.insert(
         "params".into(),
-        d.params.map(|p| redactor.redact(p)).unwrap_or(Value::Null),
+        d.params
+            .as_ref()
+            .map(|p| redactor.redact(p))
+            .unwrap_or(Value::Null),
     );
-    if let Some(spec) = d.tool_spec {
+    if let Some(spec) = &d.tool_spec {
         m.insert(
             "tool_spec".into(),
-            serde_json::to_value(spec).unwrap_or(Value::Null),
+            serde_json::to_value(&**spec).unwrap_or(Value::Null),
         );
     }
 }
@@ -606,6 +499,8 @@ pub(crate) fn new_session_id() -> std::io::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::record::{Direction, FilterRecord, SessionEnd, SessionStart};
+    use crate::check::decide::Decision;
     use std::time::Duration;
 
     #[test]
@@ -688,47 +583,39 @@ mod tests {
         let redactor = Redactor::new(["zz_extra"]);
         let policy = crate::audit::testutil::policy("name: p\n");
         let argv = vec!["srv".to_string(), "--x".to_string()];
+        let spec = std::sync::Arc::new(spec);
         let events = vec![
-            Event::Decision(DecisionEvent {
-                direction: Direction::ClientToServer,
-                id: Some(&n),
-                params: Some(&params),
-                decision: &allow,
-                tool_spec: Some(&spec),
+            Record::Decision(DecisionRecord {
+                tool_spec: Some(spec),
                 latency_us: 12,
+                ..DecisionRecord::new(Direction::ClientToServer, Some(n), Some(params), allow)
             }),
-            Event::Decision(DecisionEvent {
-                direction: Direction::ServerToClient,
-                id: None,
-                params: None,
-                decision: &deny,
-                tool_spec: None,
-                latency_us: 0,
+            Record::Decision(DecisionRecord::new(
+                Direction::ServerToClient,
+                None,
+                None,
+                deny,
+            )),
+            Record::Filter(FilterRecord {
+                id: Some(s),
+                method: Some("tools/list".into()),
+                ..FilterRecord::new(Direction::ServerToClient, false, "hid 2 tools".into())
             }),
-            Event::ResponseFilter(FilterEvent {
-                direction: Direction::ServerToClient,
-                id: Some(&s),
-                method: Some("tools/list"),
-                action: FilterAction::Altered,
-                reason: "hid 2 tools",
-            }),
-            Event::ResponseFilter(FilterEvent {
-                direction: Direction::ServerToClient,
-                id: None,
-                method: None,
-                action: FilterAction::Dropped,
-                reason: "not JSON",
-            }),
-            Event::SessionStart(SessionStart {
-                argv: &argv,
-                policy: &policy,
-                mode: "full",
-                kernel: "k",
-                cwd: Path::new("/w"),
+            Record::Filter(FilterRecord::new(
+                Direction::ServerToClient,
+                true,
+                "not JSON".into(),
+            )),
+            Record::SessionStart(Box::new(SessionStart {
+                argv,
+                policy: std::sync::Arc::new(policy),
+                mode: "full".into(),
+                kernel: "k".into(),
+                cwd: "/w".into(),
                 home: None,
-                profile: Some("filesystem"),
-            }),
-            Event::SessionEnd(SessionEnd {
+                profile: Some("filesystem".into()),
+            })),
+            Record::SessionEnd(SessionEnd {
                 exit_code: Some(0),
                 signal: None,
             }),
@@ -740,7 +627,7 @@ mod tests {
         };
         let mut specs = SpecCache::default();
         for ev in &events {
-            let mut rec = event_record(ev, "sess", &counts, &redactor);
+            let mut rec = record_map(ev, "sess", &counts, &redactor);
             rec.insert("time".into(), "T".into());
             rec.insert("seq".into(), 9.into());
             rec.insert("prev".into(), "P".into());
@@ -753,7 +640,7 @@ mod tests {
                     seq: 9,
                     prev: "P",
                 };
-                write_event_body(&mut out, ev, "sess", &counts, &redactor, chain, &mut specs);
+                write_record_body(&mut out, ev, "sess", &counts, &redactor, chain, &mut specs);
                 assert_eq!(String::from_utf8(out).unwrap(), want, "{ev:?}");
             }
         }

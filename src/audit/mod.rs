@@ -10,7 +10,9 @@
 //! exact format, with an independent 15-line verifier, is in `docs/audit-format.md`.
 //!
 //! - `canon`: canonical JSON, the chain hash, a line <-> its parts (pure);
-//! - `event`: what the proxy records ([`Event`]) and the record built from it (pure);
+//! - `record`: THE record ([`Record`]): what a stage built, owned, as the queue carries it and
+//!   an offline session keeps it;
+//! - `event`: the encoder: a [`Record`] -> its canonical line (pure);
 //! - `redact`: secret arguments replaced by a digest (pure);
 //! - `queue`: [`AuditQueue`], the bounded queue and the writer thread in front of the file;
 //! - `writer`: [`AuditLog`], appending under `flock` with torn-tail recovery (file I/O);
@@ -20,6 +22,7 @@
 pub(crate) mod canon;
 pub(crate) mod event;
 pub(crate) mod queue;
+pub(crate) mod record;
 pub(crate) mod redact;
 pub(crate) mod replay;
 mod reserve;
@@ -32,9 +35,11 @@ pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};
 
-pub use event::{DecisionEvent, Direction, Event};
-pub(crate) use event::{FilterAction, SessionEnd, SessionStart};
-pub use queue::{AuditQueue, Record};
+pub use queue::AuditQueue;
+pub(crate) use record::{
+    ApprovalRecord, FilterAction, FilterRecord, SessionEnd, SessionStart, TrustRecord,
+};
+pub use record::{DecisionRecord, Direction, Record};
 pub(crate) use replay::replay;
 pub(crate) use show::{show, ShowFilter};
 pub(crate) use verify::verify;

@@ -1,7 +1,7 @@
 //! The audit log off the proxy's hot path: a bounded queue in front of one writer thread.
 //!
-//! The proxy hands over an owned [`Record`] (the request it just decided, moved or copied, not
-//! yet serialised) BEFORE it forwards the request or returns the error; the writer thread
+//! The transport hands over the owned [`Record`] a stage built (the request it just decided,
+//! moved or copied, not yet serialised) BEFORE it forwards the request or returns the error; the writer thread
 //! encodes, chains, hashes and appends records in batches (one lock, one `write(2)`, one
 //! optional fsync per batch). Guarantees:
 //! - nothing is dropped: when [`QUEUE_RECORDS`] records are waiting, [`AuditQueue::push`]
@@ -24,17 +24,11 @@ use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use serde_json::Value;
-
-use super::event::{
-    ApprovalEvent, DecisionEvent, Direction, Event, FilterAction, FilterEvent, SessionEnd,
-};
+use super::record::Record;
 use super::writer::AuditLog;
 use super::AuditError;
-use crate::check::decide::Decision;
-use crate::profile::ToolSpec;
 
 /// Records that may wait for the writer before `push` blocks.
 pub(crate) const QUEUE_RECORDS: usize = 4096;
@@ -43,123 +37,6 @@ pub(crate) const QUEUE_RECORDS: usize = 4096;
 pub(crate) const QUEUE_BYTES: usize = 8 << 20;
 /// How long the writer lets records gather before it writes them (one batch).
 pub(crate) const LINGER: Duration = Duration::from_millis(2);
-
-/// One record, owned, as the proxy hands it over.
-// Decisions are the common case; boxing them would add an allocation per request.
-#[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone)]
-pub enum Record {
-    Decision {
-        direction: Direction,
-        id: Option<Value>,
-        params: Option<Value>,
-        decision: Decision,
-        /// Shared with the proxy's catalog (not copied per call).
-        tool_spec: Option<Arc<ToolSpec>>,
-        latency_us: u64,
-        /// When the decision was taken (the record's `time`).
-        at: SystemTime,
-    },
-    Filter {
-        direction: Direction,
-        id: Option<Value>,
-        method: Option<String>,
-        action: FilterAction,
-        reason: String,
-        at: SystemTime,
-    },
-    SessionEnd(SessionEnd),
-    /// The answer to a `require_approval` question (src/approval).
-    Approval {
-        id: Option<Value>,
-        method: String,
-        tool: Option<String>,
-        rule: crate::policy::RuleId,
-        granted: bool,
-        by: String,
-        question: String,
-        answer: String,
-        elapsed_ms: u64,
-        at: SystemTime,
-    },
-    /// A `tool_trust` record (pins, definition changes, scanner findings; `trust::record`).
-    Trust {
-        fields: serde_json::Map<String, Value>,
-        at: SystemTime,
-    },
-}
-
-impl Record {
-    /// The event to encode, borrowing from the record, and its time (`None`: the time of
-    /// writing).
-    pub(crate) fn event(&self) -> (Event<'_>, Option<SystemTime>) {
-        match self {
-            Record::Decision {
-                direction,
-                id,
-                params,
-                decision,
-                tool_spec,
-                latency_us,
-                at,
-            } => (
-                Event::Decision(DecisionEvent {
-                    direction: *direction,
-                    id: id.as_ref(),
-                    params: params.as_ref(),
-                    decision,
-                    tool_spec: tool_spec.as_deref(),
-                    latency_us: *latency_us,
-                }),
-                Some(*at),
-            ),
-            Record::Filter {
-                direction,
-                id,
-                method,
-                action,
-                reason,
-                at,
-            } => (
-                Event::ResponseFilter(FilterEvent {
-                    direction: *direction,
-                    id: id.as_ref(),
-                    method: method.as_deref(),
-                    action: *action,
-                    reason,
-                }),
-                Some(*at),
-            ),
-            Record::SessionEnd(e) => (Event::SessionEnd(*e), None),
-            Record::Approval {
-                id,
-                method,
-                tool,
-                rule,
-                granted,
-                by,
-                question,
-                answer,
-                elapsed_ms,
-                at,
-            } => (
-                Event::Approval(ApprovalEvent {
-                    id: id.as_ref(),
-                    method,
-                    tool: tool.as_deref(),
-                    rule,
-                    granted: *granted,
-                    by,
-                    question,
-                    answer,
-                    elapsed_ms: *elapsed_ms,
-                }),
-                Some(*at),
-            ),
-            Record::Trust { fields, at } => (Event::Trust(fields), Some(*at)),
-        }
-    }
-}
 
 #[derive(Default)]
 struct State {
@@ -294,10 +171,11 @@ impl AuditQueue {
         })
     }
 
-    /// Queue a record whose request was `weight` bytes long. Blocks while the queue is full;
-    /// fails (for good) once a write failed. Returns the record's sequence number (1, 2, ...):
+    /// Queue a record (it weighs [`Record::weight`]). Blocks while the queue is full; fails
+    /// (for good) once a write failed. Returns the record's sequence number (1, 2, ...):
     /// [`Watermark::wait`] on it returns once the record is in the file.
-    pub fn push(&self, record: Record, weight: usize) -> Result<u64, AuditError> {
+    pub fn push(&self, record: Record) -> Result<u64, AuditError> {
+        let weight = record.weight();
         let mut st = self.shared.lock();
         while st.failed.is_none()
             && (st.waiting.len() >= QUEUE_RECORDS
@@ -487,31 +365,32 @@ fn write_loop(shared: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::record::{DecisionRecord, Direction, SessionEnd};
     use crate::audit::verify;
-    use crate::check::decide::Verdict;
-    use serde_json::json;
+    use crate::check::decide::{Decision, Verdict};
+    use serde_json::{json, Value};
 
-    fn decision(i: u64) -> Record {
-        Record::Decision {
-            direction: Direction::ClientToServer,
-            id: Some(json!(i)),
-            params: Some(json!({"name": "echo", "arguments": {"n": i}})),
-            decision: Decision {
-                verdict: if i.is_multiple_of(3) {
-                    Verdict::Deny
-                } else {
-                    Verdict::Allow
+    fn decision(i: u64, weight: usize) -> Record {
+        Record::Decision(DecisionRecord {
+            weight,
+            ..DecisionRecord::new(
+                Direction::ClientToServer,
+                Some(json!(i)),
+                Some(json!({"name": "echo", "arguments": {"n": i}})),
+                Decision {
+                    verdict: if i.is_multiple_of(3) {
+                        Verdict::Deny
+                    } else {
+                        Verdict::Allow
+                    },
+                    method: "tools/call".into(),
+                    tool: Some("echo".into()),
+                    accesses: vec![],
+                    rule: crate::policy::RuleId::ToolsAllowed,
+                    denial: None,
                 },
-                method: "tools/call".into(),
-                tool: Some("echo".into()),
-                accesses: vec![],
-                rule: crate::policy::RuleId::ToolsAllowed,
-                denial: None,
-            },
-            tool_spec: None,
-            latency_us: 1,
-            at: SystemTime::now(),
-        }
+            )
+        })
     }
 
     /// More records than the queue holds (so `push` blocks on the way), all written, in
@@ -523,15 +402,12 @@ mod tests {
         let q = AuditQueue::start(AuditLog::open(&path, false).unwrap()).unwrap();
         let n = QUEUE_RECORDS as u64 * 2 + 17;
         for i in 0..n {
-            q.push(decision(i), 100).unwrap();
+            q.push(decision(i, 100)).unwrap();
         }
-        q.push(
-            Record::SessionEnd(SessionEnd {
-                exit_code: Some(0),
-                signal: None,
-            }),
-            0,
-        )
+        q.push(Record::SessionEnd(SessionEnd {
+            exit_code: Some(0),
+            signal: None,
+        }))
         .unwrap();
         q.close().unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -563,13 +439,13 @@ mod tests {
             Err(_) => return, // cannot even open it here: nothing to show
         };
         let q = AuditQueue::start(log).unwrap();
-        q.push(decision(1), 10).unwrap();
+        q.push(decision(1, 10)).unwrap();
         let flushed = q.flush().unwrap_err().to_string();
         assert!(
             flushed.contains("1 decided record(s) not written"),
             "{flushed}"
         );
-        assert!(q.push(decision(2), 10).is_err());
+        assert!(q.push(decision(2, 10)).is_err());
         assert!(q.close().is_err());
     }
 
@@ -581,15 +457,15 @@ mod tests {
         let path = dir.path().join("w.jsonl");
         let q = AuditQueue::start(AuditLog::open(&path, false).unwrap()).unwrap();
         let w = q.watermark();
-        let a = q.push(decision(1), 10).unwrap();
-        let b = q.push(decision(2), 10).unwrap();
+        let a = q.push(decision(1, 10)).unwrap();
+        let b = q.push(decision(2, 10)).unwrap();
         assert_eq!((a, b), (1, 2));
         w.wait(b).unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
         q.close().unwrap();
         if let Ok(log) = AuditLog::open(std::path::Path::new("/dev/full"), false) {
             let q = AuditQueue::start(log).unwrap();
-            let s = q.push(decision(1), 10).unwrap();
+            let s = q.push(decision(1, 10)).unwrap();
             assert!(q.watermark().wait(s).is_err());
         }
     }

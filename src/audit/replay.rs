@@ -20,6 +20,7 @@ use super::canon::parse_line;
 use super::redact::contains_redaction;
 use super::verify::{split_lines, verify_bytes};
 use super::AuditError;
+use crate::audit::Record;
 use crate::check::decide::Decision;
 use crate::check::path::PathContext;
 use crate::check::{RealWorld, World};
@@ -27,7 +28,6 @@ use crate::policy::{Policy, RuleId};
 use crate::profile::{builtin_profiles, ArgKind, ToolSpec};
 use crate::proxy::catalog::SessionCatalog;
 use crate::proxy::pipeline::{Output, Session};
-use crate::proxy::recorder::Kept;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Change {
@@ -272,10 +272,11 @@ fn judge_again(s: &Session, msg: &Value) -> Option<Decision> {
     s.forget_in_flight();
     let line = serde_json::to_vec(msg).ok()?;
     let outputs = s.on_client_message(&line).ok()?;
-    let kept = s.take_kept();
+    let mut kept = s.take_kept();
+    kept.extend(crate::proxy::pipeline::records(&outputs).cloned());
     if let Some(d) = kept.into_iter().find_map(|k| match k {
-        Kept::Decision(d) => Some(d.decision),
-        Kept::Filtered { .. } => None,
+        Record::Decision(d) => Some(d.decision),
+        _ => None,
     }) {
         return Some(d);
     }

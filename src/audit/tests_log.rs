@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use super::canon::{encode_line, parse_line, GENESIS};
-use super::event::{ApprovalEvent, Counts, FilterEvent};
+use super::event::Counts;
 use super::replay::replay_bytes;
 use super::testutil::policy;
 use super::verify::VerifyReport;
@@ -30,15 +30,31 @@ fn decision(allow: bool) -> Decision {
     }
 }
 
-fn start<'a>(argv: &'a [String], p: &'a Policy) -> Event<'a> {
-    Event::SessionStart(SessionStart {
-        argv,
-        policy: p,
-        mode: "proxy",
-        kernel: "none",
-        cwd: Path::new("/srv"),
-        home: Some(Path::new("/home/u")),
-        profile: Some("filesystem"),
+fn start(argv: &[String], p: &Policy) -> Record {
+    Record::SessionStart(Box::new(SessionStart {
+        argv: argv.to_vec(),
+        policy: std::sync::Arc::new(p.clone()),
+        mode: "proxy".into(),
+        kernel: "none".into(),
+        cwd: "/srv".into(),
+        home: Some("/home/u".into()),
+        profile: Some("filesystem".into()),
+    }))
+}
+
+/// A decision record as the proxy builds it.
+fn decision_record(
+    direction: Direction,
+    id: Option<Value>,
+    params: Option<Value>,
+    decision: Decision,
+    tool_spec: Option<std::sync::Arc<crate::profile::ToolSpec>>,
+    latency_us: u64,
+) -> Record {
+    Record::Decision(DecisionRecord {
+        tool_spec,
+        latency_us,
+        ..DecisionRecord::new(direction, id, params, decision)
     })
 }
 
@@ -52,17 +68,17 @@ fn write_session(path: &Path, n: usize) -> AuditLog {
         let d = decision(i % 2 == 0);
         let params = json!({"name": "read_file", "arguments": {"path": format!("/srv/{i}")}});
         let id = json!(i);
-        let ev = DecisionEvent {
-            direction: Direction::ClientToServer,
-            id: Some(&id),
-            params: Some(&params),
-            decision: &d,
-            tool_spec: None,
-            latency_us: 7,
-        };
-        log.record(&Event::Decision(ev)).unwrap();
+        let ev = decision_record(
+            Direction::ClientToServer,
+            Some(id),
+            Some(params),
+            d,
+            None,
+            7,
+        );
+        log.record(&ev).unwrap();
     }
-    log.record(&Event::SessionEnd(SessionEnd {
+    log.record(&Record::SessionEnd(SessionEnd {
         exit_code: Some(0),
         signal: None,
     }))
@@ -359,7 +375,7 @@ fn a_crash_during_recovery_is_recovered_too() {
     std::io::Write::write_all(&mut f, b"{\"a\n{\"kind\":\"recov").unwrap();
     drop(f);
     let mut log = AuditLog::open(&path, true).unwrap();
-    log.record(&Event::SessionEnd(SessionEnd::default()))
+    log.record(&Record::SessionEnd(SessionEnd::default()))
         .unwrap();
     let r = verify_bytes(&std::fs::read(&path).unwrap());
     assert!(r.error.is_none(), "{:?}", r.error);
@@ -398,15 +414,18 @@ fn another_writer_between_my_records_is_picked_up() {
     assert_eq!(a.record(&start(&argv, &p)).unwrap(), 1);
     assert_eq!(b.record(&start(&argv, &p)).unwrap(), 2);
     assert_eq!(
-        a.record(&Event::SessionEnd(SessionEnd::default())).unwrap(),
+        a.record(&Record::SessionEnd(SessionEnd::default()))
+            .unwrap(),
         3
     );
     assert_eq!(
-        a.record(&Event::SessionEnd(SessionEnd::default())).unwrap(),
+        a.record(&Record::SessionEnd(SessionEnd::default()))
+            .unwrap(),
         4
     );
     assert_eq!(
-        b.record(&Event::SessionEnd(SessionEnd::default())).unwrap(),
+        b.record(&Record::SessionEnd(SessionEnd::default()))
+            .unwrap(),
         5
     );
     assert!(verify_bytes(&std::fs::read(&path).unwrap()).error.is_none());
@@ -420,14 +439,14 @@ fn redaction_keeps_the_digest() {
     let mut log = AuditLog::open_for_policy(&path, &p).unwrap();
     let params = json!({"name": "write_file", "arguments": {"path": "/tmp/x", "content": "s3cr3t body", "note": {"n": 1}, "headers": {"Authorization": "Bearer abc"}}});
     let dec = decision(true);
-    log.record(&Event::Decision(DecisionEvent {
-        direction: Direction::ClientToServer,
-        id: None,
-        params: Some(&params),
-        decision: &dec,
-        tool_spec: None,
-        latency_us: 1,
-    }))
+    log.record(&decision_record(
+        Direction::ClientToServer,
+        None,
+        Some(params.clone()),
+        dec.clone(),
+        None,
+        1,
+    ))
     .unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(
@@ -563,15 +582,15 @@ fn record_calls(d: &Dirs, p: &Policy, path: &Path) {
         "@modelcontextprotocol/server-filesystem".to_string(),
     ];
     let mut log = AuditLog::open_for_policy(path, p).unwrap();
-    log.record(&Event::SessionStart(SessionStart {
-        argv: &argv,
-        policy: p,
-        mode: "proxy",
-        kernel: "none",
-        cwd: &d.root,
+    log.record(&Record::SessionStart(Box::new(SessionStart {
+        argv: argv.clone(),
+        policy: std::sync::Arc::new(p.clone()),
+        mode: "proxy".into(),
+        kernel: "none".into(),
+        cwd: d.root.clone(),
         home: None,
-        profile: Some("filesystem"),
-    }))
+        profile: Some("filesystem".into()),
+    })))
     .unwrap();
     let r = d.root.display();
     let calls = [
@@ -584,17 +603,17 @@ fn record_calls(d: &Dirs, p: &Policy, path: &Path) {
         let dec = decide(&ctx, "tools/call", Some(params));
         let spec = &fs.tools[dec.tool.as_deref().unwrap()];
         let id = json!(i + 1);
-        log.record(&Event::Decision(DecisionEvent {
-            direction: Direction::ClientToServer,
-            id: Some(&id),
-            params: Some(params),
-            decision: &dec,
-            tool_spec: Some(spec),
-            latency_us: 3,
-        }))
+        log.record(&decision_record(
+            Direction::ClientToServer,
+            Some(id.clone()),
+            Some(params.clone()),
+            dec.clone(),
+            Some(std::sync::Arc::new(spec.clone())),
+            3,
+        ))
         .unwrap();
     }
-    log.record(&Event::SessionEnd(SessionEnd {
+    log.record(&Record::SessionEnd(SessionEnd {
         exit_code: Some(0),
         signal: None,
     }))
@@ -754,14 +773,14 @@ fn the_documented_python_verifier_agrees() {
     let mut log = AuditLog::open(&path, false).unwrap();
     let params = json!({"name": "t", "arguments": {"s": "é\u{1}\"\\/\u{2028}😀", "f": 1.5e300, "n": -0.0, "big": 18446744073709551615u64}});
     let dec = decision(true);
-    log.record(&Event::Decision(DecisionEvent {
-        direction: Direction::ServerToClient,
-        id: Some(&json!("x")),
-        params: Some(&params),
-        decision: &dec,
-        tool_spec: None,
-        latency_us: 0,
-    }))
+    log.record(&decision_record(
+        Direction::ServerToClient,
+        Some(json!("x").clone()),
+        Some(params.clone()),
+        dec.clone(),
+        None,
+        0,
+    ))
     .unwrap();
     let Some(out) = python_verifies(&path, true) else {
         return;
@@ -800,14 +819,14 @@ fn record_cost() {
     let t = std::time::Instant::now();
     for i in 0..n {
         let id = json!(i);
-        log.record(&Event::Decision(DecisionEvent {
-            direction: Direction::ClientToServer,
-            id: Some(&id),
-            params: Some(&params),
-            decision: &dec,
-            tool_spec: None,
-            latency_us: 1,
-        }))
+        log.record(&decision_record(
+            Direction::ClientToServer,
+            Some(id.clone()),
+            Some(params.clone()),
+            dec.clone(),
+            None,
+            1,
+        ))
         .unwrap();
     }
     let per = t.elapsed().as_micros() / n;
@@ -828,27 +847,30 @@ fn filters_and_approvals_are_recorded_and_counted() {
     let path = d.path().join("audit.jsonl");
     let mut log = AuditLog::open(&path, false).unwrap();
     let id = json!(9);
-    log.record(&Event::ResponseFilter(FilterEvent {
-        direction: Direction::ServerToClient,
-        id: Some(&id),
-        method: Some("tools/list"),
-        action: FilterAction::Altered,
-        reason: "hid 2 blocked tools",
+    log.record(&Record::Filter(FilterRecord {
+        id: Some(id.clone()),
+        method: Some("tools/list".into()),
+        ..FilterRecord::new(
+            Direction::ServerToClient,
+            false,
+            "hid 2 blocked tools".into(),
+        )
     }))
     .unwrap();
-    log.record(&Event::Approval(ApprovalEvent {
-        id: Some(&id),
-        method: "tools/call",
-        tool: Some("rm"),
-        rule: &RuleId::Policy("require_approval[0]".into()),
+    log.record(&Record::Approval(Box::new(ApprovalRecord {
+        id: Some(id.clone()),
+        method: "tools/call".into(),
+        tool: Some("rm".into()),
+        rule: RuleId::Policy("require_approval[0]".into()),
         granted: false,
-        by: "terminal",
-        question: "capjail: approve rm?",
-        answer: "deny",
+        by: "terminal".into(),
+        question: "capjail: approve rm?".into(),
+        answer: "deny".into(),
         elapsed_ms: 1200,
-    }))
+        at: std::time::SystemTime::now(),
+    })))
     .unwrap();
-    log.record(&Event::SessionEnd(SessionEnd {
+    log.record(&Record::SessionEnd(SessionEnd {
         exit_code: None,
         signal: Some(15),
     }))
@@ -997,17 +1019,17 @@ fn write_rotating(path: &Path, n: usize, rot: rotated::Rotation) {
         let d = decision(i % 2 == 0);
         let params = json!({"name": "read_file", "arguments": {"path": format!("/srv/{i}")}});
         let id = json!(i);
-        log.record(&Event::Decision(DecisionEvent {
-            direction: Direction::ClientToServer,
-            id: Some(&id),
-            params: Some(&params),
-            decision: &d,
-            tool_spec: None,
-            latency_us: 7,
-        }))
+        log.record(&decision_record(
+            Direction::ClientToServer,
+            Some(id.clone()),
+            Some(params.clone()),
+            d.clone(),
+            None,
+            7,
+        ))
         .unwrap();
     }
-    log.record(&Event::SessionEnd(SessionEnd {
+    log.record(&Record::SessionEnd(SessionEnd {
         exit_code: Some(0),
         signal: None,
     }))

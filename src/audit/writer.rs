@@ -31,10 +31,10 @@ use serde_json::{Map, Value};
 
 use super::canon::{parse_line, seal_line_hex, sha256_hex, GENESIS};
 use super::event::{
-    new_session_id, recovery_record, write_event_body, write_map_body, Chain, Counts, Event,
-    SpecCache, TimeText,
+    new_session_id, recovery_record, write_map_body, write_record_body, Chain, Counts, SpecCache,
+    TimeText,
 };
-use super::queue::Record;
+use super::record::Record;
 use super::redact::Redactor;
 use super::rotated::{self, Rotation};
 use super::AuditError;
@@ -195,7 +195,7 @@ impl AuditLog {
     /// Append one event. When this returns `Ok` the line is in the file (written and flushed
     /// to the kernel; fsynced too if configured). On `Err` the proxy must not forward the
     /// request. Returns the record's sequence number.
-    pub fn record(&mut self, event: &Event) -> Result<u64, AuditError> {
+    pub fn record(&mut self, record: &Record) -> Result<u64, AuditError> {
         self.release_lock()?;
         let seq = {
             let mut lock = self.lock()?;
@@ -203,11 +203,11 @@ impl AuditLog {
             if let Some(l) = self.maybe_rotate()? {
                 lock = l;
             }
-            let seq = self.append(Body::Event(event))?;
+            let seq = self.append(Body::Record(record))?;
             drop(lock);
             seq
         };
-        self.counts.count(event);
+        self.counts.count(record);
         Ok(seq)
     }
 
@@ -328,13 +328,12 @@ impl AuditLog {
         let mut counts = self.counts;
         let (mut prev, mut seq) = self.chain_head();
         for r in records {
-            let (event, at) = r.event();
             seq += 1;
-            let hash = self.encode(&mut buf, Body::Event(&event), at, &counts, seq, &prev);
+            let hash = self.encode(&mut buf, Body::Record(r), r.at(), &counts, seq, &prev);
             // The next record's `prev`, in the same String (no allocation per record).
             prev.clear();
             prev.push_str(std::str::from_utf8(&hash).expect("hex is ASCII"));
-            counts.count(&event);
+            counts.count(r);
         }
         let written = self.finish(&buf, prev, seq, !keep);
         self.line = buf;
@@ -382,9 +381,9 @@ impl AuditLog {
         };
         let start = buf.len();
         match body {
-            Body::Event(event) => write_event_body(
+            Body::Record(record) => write_record_body(
                 buf,
-                event,
+                record,
                 &self.session,
                 counts,
                 &self.redactor,
@@ -588,8 +587,8 @@ impl AuditLog {
 }
 
 /// What a record is built from.
-enum Body<'a, 'e> {
-    Event(&'a Event<'e>),
+enum Body<'a> {
+    Record(&'a Record),
     Map(&'a Map<String, Value>),
 }
 

@@ -316,7 +316,7 @@ fn cpu_seconds() -> f64 {
 /// its params, a tool description, an allow decision) pushed through the audit queue to FILE
 /// in batches of 64 waited for (write before forward), all threads' CPU time divided by N.
 fn audit_cpu(args: &[String]) -> i32 {
-    use capjail::audit::{AuditLog, AuditQueue, Direction, Record};
+    use capjail::audit::{AuditLog, AuditQueue, DecisionRecord, Direction, Record};
     use capjail::check::decide::{Decision, Verdict};
     let n: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(100_000);
     let Some(path) = args.get(1) else {
@@ -340,23 +340,25 @@ fn audit_cpu(args: &[String]) -> i32 {
     for i in 0..n {
         // What the proxy hands over: the id and params moved out of the parsed request.
         let mut v: serde_json::Value = serde_json::from_slice(&line).expect("a request");
-        let record = Record::Decision {
-            direction: Direction::ClientToServer,
-            id: Some(serde_json::Value::from(i as u64 + 1)),
-            params: v.get_mut("params").map(serde_json::Value::take),
-            decision: Decision {
-                verdict: Verdict::Allow,
-                method: "tools/call".into(),
-                tool: Some("echo".into()),
-                accesses: vec![],
-                rule: capjail::policy::RuleId::ToolsAllowed,
-                denial: None,
-            },
+        let record = Record::Decision(DecisionRecord {
             tool_spec: Some(spec.clone()),
             latency_us: 3,
-            at: std::time::SystemTime::now(),
-        };
-        let seq = q.push(record, line.len()).expect("push");
+            weight: line.len(),
+            ..DecisionRecord::new(
+                Direction::ClientToServer,
+                Some(serde_json::Value::from(i as u64 + 1)),
+                v.get_mut("params").map(serde_json::Value::take),
+                Decision {
+                    verdict: Verdict::Allow,
+                    method: "tools/call".into(),
+                    tool: Some("echo".into()),
+                    accesses: vec![],
+                    rule: capjail::policy::RuleId::ToolsAllowed,
+                    denial: None,
+                },
+            )
+        });
+        let seq = q.push(record).expect("push");
         if i % 64 == 63 {
             w.wait(seq).expect("written");
         }

@@ -485,10 +485,7 @@ fn url_access(ctx: &Context, capability: &str, written: &str) -> Result<Option<A
             },
         })),
         Err(r) => {
-            let mut d = Denial::new(
-                RuleId::named(r.rule),
-                format!("Network access blocked: {}", r.reason),
-            );
+            let mut d = Denial::new(r.rule, format!("Network access blocked: {}", r.reason));
             d.capability = Some(capability.into());
             d.resource = Some(if r.target.is_empty() {
                 written.to_string()

@@ -23,20 +23,7 @@ use url::{Host, Url};
 
 use super::rules::host_matches;
 use super::World;
-use crate::policy::{HostPattern, NetworkMode, NetworkPolicy};
-
-/// Rule id: the URL could not be parsed strictly, or uses a scheme other than http(s).
-pub(crate) const RULE_URL: &str = crate::policy::RuleId::NetworkUrl.static_id();
-/// Rule id: `network.mode: none`.
-pub(crate) const RULE_MODE: &str = crate::policy::RuleId::NetworkMode.static_id();
-/// Rule id: the host is not in `network.allowed_hosts`.
-pub(crate) const RULE_ALLOWED_HOSTS: &str = crate::policy::RuleId::NetworkAllowedHosts.static_id();
-/// Rule id: a cloud metadata endpoint (never reachable).
-pub(crate) const RULE_METADATA: &str = crate::policy::RuleId::NetworkMetadata.static_id();
-/// Rule id: an internal (non-public) address without an opt-in.
-pub(crate) const RULE_PRIVATE: &str = crate::policy::RuleId::NetworkPrivate.static_id();
-/// Rule id: the host could not be resolved (or resolved to nothing).
-pub(crate) const RULE_RESOLVE: &str = crate::policy::RuleId::NetworkResolve.static_id();
+use crate::policy::{HostPattern, NetworkMode, NetworkPolicy, RuleId};
 
 /// Parse an IP literal as written in a policy (`1.2.3.4`, `::1`, `[::1]`). Strict: no
 /// shorthand forms.
@@ -64,7 +51,7 @@ pub(crate) struct Destination {
 pub(crate) struct NetRefusal {
     /// `network.mode`, `network.allowed_hosts`, `network.metadata`, `network.private`,
     /// `network.url`, `network.resolve`.
-    pub(crate) rule: &'static str,
+    pub(crate) rule: RuleId,
     pub(crate) reason: String,
     /// `host:port` (or the URL as written when it could not be parsed).
     pub(crate) target: String,
@@ -620,13 +607,13 @@ pub(crate) fn check_url(
     world: &dyn World,
 ) -> Result<Destination, NetRefusal> {
     let parsed = parse_url(written).map_err(|reason| NetRefusal {
-        rule: RULE_URL,
+        rule: RuleId::NetworkUrl,
         reason: format!("{reason}: {}", shown(written)),
         target: shown(written),
     })?;
     let host = parsed.target.host_text();
     let port = parsed.port;
-    let refuse = |rule: &'static str, reason: String| NetRefusal {
+    let refuse = |rule: RuleId, reason: String| NetRefusal {
         rule,
         reason,
         target: host_port(&host, port),
@@ -635,18 +622,18 @@ pub(crate) fn check_url(
     let static_class = static_class(&parsed.target);
     if static_class == Some(AddressClass::CloudMetadata) {
         return Err(refuse(
-            RULE_METADATA,
+            RuleId::NetworkMetadata,
             metadata_reason(&parsed.target.describe(), None),
         ));
     }
     if policy.mode == NetworkMode::None {
         return Err(match static_class {
             Some(class) if !class.is_public() => refuse(
-                RULE_PRIVATE,
+                RuleId::NetworkPrivate,
                 internal_reason(&parsed.target.describe(), None, class),
             ),
             _ => refuse(
-                RULE_MODE,
+                RuleId::NetworkMode,
                 format!("network access disabled (network.mode: none): {host}"),
             ),
         });
@@ -657,10 +644,10 @@ pub(crate) fn check_url(
     };
     if policy.mode == NetworkMode::Allowlist && matched.is_none() {
         let reason = allowlist_refusal(&policy.allowed_hosts, &parsed.target, &host, port);
-        return Err(refuse(RULE_ALLOWED_HOSTS, reason));
+        return Err(refuse(RuleId::NetworkAllowedHosts, reason));
     }
     let addresses = addresses_to_check(&parsed.target, port, policy, world)
-        .map_err(|r| refuse(RULE_RESOLVE, r))?;
+        .map_err(|r| refuse(RuleId::NetworkResolve, r))?;
     let exact = matched == Some(HostMatch::Exact);
     for &ip in &addresses {
         judge_address(&parsed.target, ip, exact, policy)
@@ -718,18 +705,22 @@ fn judge_address(
     ip: IpAddr,
     exact: bool,
     policy: &NetworkPolicy,
-) -> Result<(), (&'static str, String)> {
+) -> Result<(), (RuleId, String)> {
     let class = classify(ip);
     let via = match target {
         Target::Name(_) => Some(ip),
         Target::Ip(_) => None,
     };
     match class {
-        AddressClass::CloudMetadata => {
-            Err((RULE_METADATA, metadata_reason(&target.describe(), via)))
-        }
+        AddressClass::CloudMetadata => Err((
+            RuleId::NetworkMetadata,
+            metadata_reason(&target.describe(), via),
+        )),
         c if c.admitted(exact, policy) => Ok(()),
-        c => Err((RULE_PRIVATE, internal_reason(&target.describe(), via, c))),
+        c => Err((
+            RuleId::NetworkPrivate,
+            internal_reason(&target.describe(), via, c),
+        )),
     }
 }
 
@@ -856,10 +847,10 @@ mod tests {
         }
     }
 
-    /// The rule that refused `url`, or `"ok"`.
-    fn rule(url: &str, p: &NetworkPolicy) -> &'static str {
+    /// The rule that refused `url`, or `"ok"` (compared as text) when it was admitted.
+    fn rule(url: &str, p: &NetworkPolicy) -> RuleId {
         match check_url(url, p, &world()) {
-            Ok(_) => "ok",
+            Ok(_) => RuleId::Policy("ok".into()),
             Err(r) => r.rule,
         }
     }
@@ -1044,7 +1035,7 @@ mod tests {
             "http://127.0.1/",
         ] {
             let r = refused(url, &all());
-            assert_eq!(r.rule, RULE_PRIVATE, "{url}");
+            assert_eq!(r.rule, RuleId::NetworkPrivate, "{url}");
             assert_eq!(r.target, "127.0.0.1:80", "{url}");
             assert!(
                 r.reason
@@ -1073,7 +1064,7 @@ mod tests {
             "http://[2002:7f00:1::]/",
             "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/",
         ] {
-            assert_eq!(rule(url, &all()), RULE_PRIVATE, "{url}");
+            assert_eq!(rule(url, &all()), RuleId::NetworkPrivate, "{url}");
             let lo = NetworkPolicy {
                 allow_loopback: true,
                 ..all()
@@ -1110,10 +1101,10 @@ mod tests {
             "http://0/",
             "http://zero.test/",
         ] {
-            assert_eq!(rule(url, &all()), RULE_PRIVATE, "{url}");
-            assert_eq!(rule(url, &all_opt_ins()), RULE_PRIVATE, "{url}");
+            assert_eq!(rule(url, &all()), RuleId::NetworkPrivate, "{url}");
+            assert_eq!(rule(url, &all_opt_ins()), RuleId::NetworkPrivate, "{url}");
             let r = refused(url, &exact);
-            assert_eq!(r.rule, RULE_PRIVATE, "{url}");
+            assert_eq!(r.rule, RuleId::NetworkPrivate, "{url}");
             assert!(r.reason.contains("never allowed"), "{}", r.reason);
         }
     }
@@ -1137,14 +1128,14 @@ mod tests {
             "http://240.0.0.1/",
             "http://[2001:db8::1]/",
         ] {
-            assert_eq!(rule(url, &all_opt_ins()), RULE_PRIVATE, "{url}");
-            assert_eq!(rule(url, &exact), RULE_PRIVATE, "{url}");
+            assert_eq!(rule(url, &all_opt_ins()), RuleId::NetworkPrivate, "{url}");
+            assert_eq!(rule(url, &exact), RuleId::NetworkPrivate, "{url}");
         }
     }
 
     #[test]
     fn cgnat_needs_allow_private() {
-        assert_eq!(rule("http://100.64.0.1/", &all()), RULE_PRIVATE);
+        assert_eq!(rule("http://100.64.0.1/", &all()), RuleId::NetworkPrivate);
         assert_eq!(
             rule(
                 "http://100.64.0.1/",
@@ -1154,7 +1145,7 @@ mod tests {
                     ..all()
                 }
             ),
-            RULE_PRIVATE
+            RuleId::NetworkPrivate
         );
         assert_eq!(
             rule(
@@ -1170,7 +1161,7 @@ mod tests {
 
     #[test]
     fn unique_local_needs_allow_private() {
-        assert_eq!(rule("http://[fd12::1]/", &all()), RULE_PRIVATE);
+        assert_eq!(rule("http://[fd12::1]/", &all()), RuleId::NetworkPrivate);
         assert_eq!(
             rule(
                 "http://[fd12::1]/",
@@ -1185,8 +1176,8 @@ mod tests {
 
     #[test]
     fn link_local_needs_allow_link_local() {
-        assert_eq!(rule("http://169.254.1.1/", &all()), RULE_PRIVATE);
-        assert_eq!(rule("http://[fe80::1]/", &all()), RULE_PRIVATE);
+        assert_eq!(rule("http://169.254.1.1/", &all()), RuleId::NetworkPrivate);
+        assert_eq!(rule("http://[fe80::1]/", &all()), RuleId::NetworkPrivate);
         assert_eq!(
             rule(
                 "http://169.254.1.1/",
@@ -1195,7 +1186,7 @@ mod tests {
                     ..all()
                 }
             ),
-            RULE_PRIVATE
+            RuleId::NetworkPrivate
         );
         let ll = NetworkPolicy {
             allow_link_local: true,
@@ -1234,7 +1225,7 @@ mod tests {
                     continue; // a name is not resolved with mode: none
                 }
                 let r = refused(url, p);
-                assert_eq!(r.rule, RULE_METADATA, "{url} {:?}", p.mode);
+                assert_eq!(r.rule, RuleId::NetworkMetadata, "{url} {:?}", p.mode);
                 assert!(
                     r.reason
                         .starts_with("cloud metadata endpoint is never reachable"),
@@ -1262,7 +1253,7 @@ mod tests {
             for p in [all_opt_ins(), exact.clone(), policy(NetworkMode::None, &[])] {
                 let w = world();
                 let r = check_url(url, &p, &w).expect_err(url);
-                assert_eq!(r.rule, RULE_METADATA, "{url}");
+                assert_eq!(r.rule, RuleId::NetworkMetadata, "{url}");
                 assert!(w.lookups().is_empty(), "{url} was resolved");
             }
         }
@@ -1274,15 +1265,18 @@ mod tests {
     fn userinfo_is_ignored_for_the_host() {
         let p = policy(NetworkMode::Allowlist, &["allowed.test"]);
         let r = refused("http://allowed.test@127.0.0.1:8080/", &p);
-        assert_eq!(r.rule, RULE_ALLOWED_HOSTS);
+        assert_eq!(r.rule, RuleId::NetworkAllowedHosts);
         assert_eq!(r.target, "127.0.0.1:8080");
         let r = refused("http://allowed.test@127.0.0.1:8080/", &all());
-        assert_eq!(r.rule, RULE_PRIVATE);
+        assert_eq!(r.rule, RuleId::NetworkPrivate);
         assert!(r.reason.contains("127.0.0.1"), "{}", r.reason);
         let r = refused("http://allowed.test:pw@127.0.0.1/", &all());
-        assert_eq!(r.rule, RULE_PRIVATE);
+        assert_eq!(r.rule, RuleId::NetworkPrivate);
         let r = refused("http://allowed.test%2f@127.0.0.1/", &all());
-        assert_eq!((r.rule, r.target.as_str()), (RULE_PRIVATE, "127.0.0.1:80"));
+        assert_eq!(
+            (r.rule, r.target.as_str()),
+            (RuleId::NetworkPrivate, "127.0.0.1:80")
+        );
         // And the other way round: userinfo naming an internal host changes nothing.
         let d = ok("https://127.0.0.1:80@allowed.test/", &p);
         assert_eq!((d.host.as_str(), d.port), ("allowed.test", 443));
@@ -1299,7 +1293,7 @@ mod tests {
             (d.scheme.as_str(), d.host.as_str(), d.port),
             ("http", "127.0.0.1", 80)
         );
-        assert_eq!(rule("HTTP://127.0.0.1/", &all()), RULE_PRIVATE);
+        assert_eq!(rule("HTTP://127.0.0.1/", &all()), RuleId::NetworkPrivate);
         assert_eq!(ok("HtTpS://Example.COM./x", &all()).host, "example.com");
     }
 
@@ -1320,7 +1314,7 @@ mod tests {
             "https://allowed.test\\\\evil/",
         ] {
             let r = refused(url, &all_opt_ins());
-            assert_eq!(r.rule, RULE_URL, "{url}");
+            assert_eq!(r.rule, RuleId::NetworkUrl, "{url}");
         }
         assert!(refused("http://allowed.test\\@127.0.0.1/", &all())
             .reason
@@ -1341,7 +1335,7 @@ mod tests {
             ("ws://example.com/", "ws"),
         ] {
             let r = refused(url, &all_opt_ins());
-            assert_eq!(r.rule, RULE_URL, "{url}");
+            assert_eq!(r.rule, RuleId::NetworkUrl, "{url}");
             assert!(
                 r.reason
                     .contains(&format!("scheme `{scheme}` is not allowed")),
@@ -1391,7 +1385,7 @@ mod tests {
         ] {
             let w = world();
             let r = check_url(url, &all_opt_ins(), &w).expect_err(url);
-            assert_eq!(r.rule, RULE_URL, "{url:?}");
+            assert_eq!(r.rule, RuleId::NetworkUrl, "{url:?}");
             assert!(
                 !r.target.contains('\n') && !r.target.contains('\t'),
                 "{url:?}"
@@ -1409,7 +1403,7 @@ mod tests {
     fn empty_host_reason() {
         for url in ["http:///", "https://:443/", "http://user@/", "http://./"] {
             let r = refused(url, &all());
-            assert_eq!(r.rule, RULE_URL, "{url}");
+            assert_eq!(r.rule, RuleId::NetworkUrl, "{url}");
             assert!(r.reason.contains("empty host"), "{url}: {}", r.reason);
         }
     }
@@ -1421,19 +1415,22 @@ mod tests {
         let p = policy(NetworkMode::None, &[]);
         let w = world();
         let r = check_url("https://example.com/", &p, &w).unwrap_err();
-        assert_eq!(r.rule, RULE_MODE);
+        assert_eq!(r.rule, RuleId::NetworkMode);
         assert_eq!(
             r.reason,
             "network access disabled (network.mode: none): example.com"
         );
         assert_eq!(r.target, "example.com:443");
         assert!(w.lookups().is_empty(), "mode none must not resolve");
-        assert_eq!(refused("http://8.8.8.8/", &p).rule, RULE_MODE);
+        assert_eq!(refused("http://8.8.8.8/", &p).rule, RuleId::NetworkMode);
         // A name that resolves to an internal address is still just "disabled" (not resolved).
-        assert_eq!(refused("http://127.0.0.1.nip.io/", &p).rule, RULE_MODE);
+        assert_eq!(
+            refused("http://127.0.0.1.nip.io/", &p).rule,
+            RuleId::NetworkMode
+        );
 
         let r = refused("http://127.0.0.1/", &p);
-        assert_eq!(r.rule, RULE_PRIVATE);
+        assert_eq!(r.rule, RuleId::NetworkPrivate);
         assert!(
             r.reason
                 .starts_with("SSRF attempt to internal network: 127.0.0.1"),
@@ -1446,7 +1443,7 @@ mod tests {
             "http://localhost:3000/",
             "http://0.0.0.0/",
         ] {
-            assert_eq!(refused(url, &p).rule, RULE_PRIVATE, "{url}");
+            assert_eq!(refused(url, &p).rule, RuleId::NetworkPrivate, "{url}");
         }
         // Opt-ins do not open anything with mode: none.
         let p = NetworkPolicy {
@@ -1455,7 +1452,7 @@ mod tests {
             allow_link_local: true,
             ..p
         };
-        assert_eq!(refused("http://10.0.0.1/", &p).rule, RULE_PRIVATE);
+        assert_eq!(refused("http://10.0.0.1/", &p).rule, RuleId::NetworkPrivate);
     }
 
     // ---- mode: all ---------------------------------------------------------------------------
@@ -1468,7 +1465,7 @@ mod tests {
             ("93.184.216.34", vec![ip("93.184.216.34")])
         );
         let r = refused("http://10.0.0.1/", &all());
-        assert_eq!(r.rule, RULE_PRIVATE);
+        assert_eq!(r.rule, RuleId::NetworkPrivate);
         assert!(
             r.reason.contains("allow with network.allow_private"),
             "{}",
@@ -1482,7 +1479,7 @@ mod tests {
                     ..all()
                 }
             ),
-            RULE_PRIVATE
+            RuleId::NetworkPrivate
         );
         assert_eq!(
             rule(
@@ -1503,8 +1500,11 @@ mod tests {
 
     #[test]
     fn names_resolving_inside_are_refused() {
-        assert_eq!(rule("http://127.0.0.1.nip.io/", &all()), RULE_PRIVATE);
-        assert_eq!(rule("http://mapped.test/", &all()), RULE_PRIVATE);
+        assert_eq!(
+            rule("http://127.0.0.1.nip.io/", &all()),
+            RuleId::NetworkPrivate
+        );
+        assert_eq!(rule("http://mapped.test/", &all()), RuleId::NetworkPrivate);
         assert_eq!(
             rule(
                 "http://mapped.test/",
@@ -1527,20 +1527,20 @@ mod tests {
     #[test]
     fn every_resolved_address_is_checked() {
         let r = refused("http://mixed.test/", &all());
-        assert_eq!(r.rule, RULE_PRIVATE);
+        assert_eq!(r.rule, RuleId::NetworkPrivate);
         assert!(r.reason.contains("192.168.1.10"), "{}", r.reason);
         let wild = policy(NetworkMode::Allowlist, &["*.test"]);
-        assert_eq!(rule("http://mixed.test/", &wild), RULE_PRIVATE);
+        assert_eq!(rule("http://mixed.test/", &wild), RuleId::NetworkPrivate);
     }
 
     #[test]
     fn resolution_fails_closed() {
         let r = refused("http://nowhere.invalid/", &all());
-        assert_eq!(r.rule, RULE_RESOLVE);
+        assert_eq!(r.rule, RuleId::NetworkResolve);
         assert!(r.reason.contains("nowhere.invalid"), "{}", r.reason);
-        assert_eq!(rule("http://empty.test/", &all()), RULE_RESOLVE);
+        assert_eq!(rule("http://empty.test/", &all()), RuleId::NetworkResolve);
         let p = policy(NetworkMode::Allowlist, &["nowhere.invalid"]);
-        assert_eq!(rule("http://nowhere.invalid/", &p), RULE_RESOLVE);
+        assert_eq!(rule("http://nowhere.invalid/", &p), RuleId::NetworkResolve);
     }
 
     #[test]
@@ -1554,9 +1554,12 @@ mod tests {
         assert!(d.addresses.is_empty());
         assert!(w.lookups().is_empty());
         // Literals, loopback and metadata names are still judged without a resolver.
-        assert_eq!(rule("http://127.0.0.1/", &p), RULE_PRIVATE);
-        assert_eq!(rule("http://localhost/", &p), RULE_PRIVATE);
-        assert_eq!(rule("http://metadata.google.internal/", &p), RULE_METADATA);
+        assert_eq!(rule("http://127.0.0.1/", &p), RuleId::NetworkPrivate);
+        assert_eq!(rule("http://localhost/", &p), RuleId::NetworkPrivate);
+        assert_eq!(
+            rule("http://metadata.google.internal/", &p),
+            RuleId::NetworkMetadata
+        );
     }
 
     #[test]
@@ -1569,7 +1572,7 @@ mod tests {
         ] {
             let w = world();
             let r = check_url(url, &all(), &w).expect_err(url);
-            assert_eq!(r.rule, RULE_PRIVATE, "{url}");
+            assert_eq!(r.rule, RuleId::NetworkPrivate, "{url}");
             assert!(w.lookups().is_empty(), "{url}");
         }
         let d = ok(
@@ -1590,7 +1593,7 @@ mod tests {
                 "http://evil.localhost/",
                 &policy(NetworkMode::Allowlist, &["*.localhost"])
             ),
-            RULE_PRIVATE
+            RuleId::NetworkPrivate
         );
     }
 
@@ -1609,12 +1612,15 @@ mod tests {
         assert!(check_url("https://api.example.com/", &p, &w).is_ok());
         assert!(check_url("https://a.example.org/", &p, &w).is_ok());
         let r = check_url("https://example.org/", &p, &w).unwrap_err();
-        assert_eq!(r.rule, RULE_ALLOWED_HOSTS);
+        assert_eq!(r.rule, RuleId::NetworkAllowedHosts);
         assert_eq!(r.reason, "example.org:443 is not in network.allowed_hosts");
-        assert_eq!(rule("https://example.com/", &p), RULE_ALLOWED_HOSTS);
+        assert_eq!(
+            rule("https://example.com/", &p),
+            RuleId::NetworkAllowedHosts
+        );
         assert_eq!(
             rule("https://api.example.com.evil.test/", &p),
-            RULE_ALLOWED_HOSTS
+            RuleId::NetworkAllowedHosts
         );
     }
 
@@ -1624,7 +1630,7 @@ mod tests {
         assert_eq!(rule("http://api.example.com/", &p), "ok");
         assert_eq!(rule("https://api.example.com/", &p), "ok");
         let r = refused("https://api.example.com:8443/x", &p);
-        assert_eq!(r.rule, RULE_ALLOWED_HOSTS);
+        assert_eq!(r.rule, RuleId::NetworkAllowedHosts);
         assert!(r.reason.contains("`api.example.com:8443`"), "{}", r.reason);
         assert!(r.reason.contains("ports 80 and 443 only"), "{}", r.reason);
         let r = refused("http://a.cdn.test:8080/", &p);
@@ -1641,11 +1647,11 @@ mod tests {
     fn allowlist_port_mismatch() {
         let p = policy(NetworkMode::Allowlist, &["api.example.com:443"]);
         let r = refused("http://api.example.com/", &p);
-        assert_eq!(r.rule, RULE_ALLOWED_HOSTS);
+        assert_eq!(r.rule, RuleId::NetworkAllowedHosts);
         assert_eq!(r.target, "api.example.com:80");
         assert_eq!(
             rule("https://api.example.com:8443/", &p),
-            RULE_ALLOWED_HOSTS
+            RuleId::NetworkAllowedHosts
         );
         assert_eq!(rule("http://api.example.com:443/", &p), "ok");
     }
@@ -1654,13 +1660,16 @@ mod tests {
     fn wildcard_never_admits_internal_exact_does() {
         let wild = policy(NetworkMode::Allowlist, &["*.nip.io"]);
         let r = refused("http://127.0.0.1.nip.io/", &wild);
-        assert_eq!(r.rule, RULE_PRIVATE);
+        assert_eq!(r.rule, RuleId::NetworkPrivate);
         assert!(
             r.reason.contains("127.0.0.1.nip.io resolves to 127.0.0.1"),
             "{}",
             r.reason
         );
-        assert_eq!(rule("http://10.0.0.5.nip.io/", &wild), RULE_PRIVATE);
+        assert_eq!(
+            rule("http://10.0.0.5.nip.io/", &wild),
+            RuleId::NetworkPrivate
+        );
         assert_eq!(
             rule(
                 "http://10.0.0.5.nip.io/",
@@ -1681,13 +1690,19 @@ mod tests {
         // Exact wins even when a wildcard also matches.
         let both = policy(NetworkMode::Allowlist, &["*.nip.io", "127.0.0.1.nip.io"]);
         assert_eq!(rule("http://127.0.0.1.nip.io/", &both), "ok");
-        assert_eq!(rule("http://10.0.0.5.nip.io/", &both), RULE_PRIVATE);
+        assert_eq!(
+            rule("http://10.0.0.5.nip.io/", &both),
+            RuleId::NetworkPrivate
+        );
         // An exact entry on another port is no match at all.
         let other_port = policy(
             NetworkMode::Allowlist,
             &["*.nip.io", "127.0.0.1.nip.io:8080"],
         );
-        assert_eq!(rule("http://127.0.0.1.nip.io/", &other_port), RULE_PRIVATE);
+        assert_eq!(
+            rule("http://127.0.0.1.nip.io/", &other_port),
+            RuleId::NetworkPrivate
+        );
     }
 
     #[test]
@@ -1714,11 +1729,14 @@ mod tests {
             // A bare entry stands for ports 80 and 443 only.
             "http://10.0.0.1:1234/",
         ] {
-            assert_eq!(rule(url, &p), RULE_ALLOWED_HOSTS, "{url}");
+            assert_eq!(rule(url, &p), RuleId::NetworkAllowedHosts, "{url}");
         }
         // A name-shaped wildcard never matches an IP literal.
         let wild = policy(NetworkMode::Allowlist, &["*.0.0.1"]);
-        assert_eq!(rule("http://127.0.0.1/", &wild), RULE_ALLOWED_HOSTS);
+        assert_eq!(
+            rule("http://127.0.0.1/", &wild),
+            RuleId::NetworkAllowedHosts
+        );
     }
 
     #[test]

@@ -10,13 +10,13 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use crate::audit::{FilterAction, Record};
 use crate::check::path::PathContext;
 use crate::check::RealWorld;
 use crate::exit;
 use crate::proxy::catalog::SessionCatalog;
 use crate::proxy::framing::{Frame, LineReader};
 use crate::proxy::pipeline::{Output, Session};
-use crate::proxy::recorder::Kept;
 
 use crate::cli::CheckArgs;
 
@@ -91,7 +91,13 @@ pub(crate) fn check(args: CheckArgs) -> i32 {
                 buf = line;
                 match judged {
                     None => continue,
-                    Some(Ok(outputs)) => verdict_of(&outputs, &session.take_kept(), batch),
+                    Some(Ok(outputs)) => {
+                        // What the stages recorded: handed back with the outputs (and, for a
+                        // line handed to another stage, kept by the session).
+                        let mut records = session.take_kept();
+                        records.extend(crate::proxy::pipeline::records(&outputs).cloned());
+                        verdict_of(&outputs, &records, batch)
+                    }
                     Some(Err(e)) => {
                         eprintln!("capjail: error: {e}");
                         return exit::INTERNAL;
@@ -126,7 +132,7 @@ pub(crate) fn check(args: CheckArgs) -> i32 {
 
 /// The verdict on one line from what the pipeline would do with it (`outputs`) and what it
 /// decided on the way (`kept`): allowed when `run` would forward it.
-fn verdict_of(outputs: &[Output], kept: &[Kept], batch: bool) -> Value {
+fn verdict_of(outputs: &[Output], kept: &[Record], batch: bool) -> Value {
     let forwarded = outputs
         .iter()
         .any(|o| matches!(o, Output::Forward | Output::ToServer(_)));
@@ -144,13 +150,11 @@ fn verdict_of(outputs: &[Output], kept: &[Kept], batch: bool) -> Value {
     let mut results: Vec<Value> = Vec::new();
     for k in kept {
         match k {
-            Kept::Decision(d) => results.push(decision_json(d.id.as_ref(), &d.decision)),
-            Kept::Filtered {
-                dropped: true,
-                reason,
-                rule,
-            } => results.push(json!({"verdict": "deny", "rule": rule, "reason": reason})),
-            Kept::Filtered { .. } => {}
+            Record::Decision(d) => results.push(decision_json(d.id.as_ref(), &d.decision)),
+            Record::Filter(f) if f.action == FilterAction::Dropped => {
+                results.push(json!({"verdict": "deny", "rule": f.rule, "reason": f.reason}))
+            }
+            _ => {}
         }
     }
     // Refusals before any decision (parse errors, invalid requests, ids in flight).

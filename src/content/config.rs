@@ -10,7 +10,7 @@ use super::secrets::Class;
 use crate::policy::compile::CompileError;
 use crate::policy::expand::expand_with;
 use crate::policy::rules::CapabilityPattern;
-use crate::policy::HostPattern;
+use crate::policy::{HostPattern, RuleId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OutAction {
@@ -113,8 +113,8 @@ pub(crate) enum EventKind {
 
 #[derive(Debug, Clone)]
 pub(crate) struct FlowRule {
-    /// `flows[0]` or `flows.default.<name>`: the rule id in refusals.
-    pub(crate) id: String,
+    /// `flows.rules[0]` or `flows.default.<name>`: the rule id in refusals.
+    pub(crate) id: RuleId,
     pub(crate) event: EventKind,
     pub(crate) path_prefix: Option<PathBuf>,
     pub(crate) capability: Option<CapabilityPattern>,
@@ -311,10 +311,22 @@ pub(crate) fn compile_content(
 
 /// The built-in flow rules: after a sensitive read, an environment read or a secret in a
 /// result, no network call without approval (for the rest of the session).
-pub(crate) const DEFAULT_FLOWS: &[(&str, EventKind)] = &[
-    ("sensitive-read-then-network", EventKind::SensitiveRead),
-    ("env-read-then-network", EventKind::EnvRead),
-    ("secret-in-result-then-network", EventKind::SecretInResult),
+pub(crate) const DEFAULT_FLOWS: &[(&str, EventKind, RuleId)] = &[
+    (
+        "sensitive-read-then-network",
+        EventKind::SensitiveRead,
+        RuleId::FlowSensitiveReadThenNetwork,
+    ),
+    (
+        "env-read-then-network",
+        EventKind::EnvRead,
+        RuleId::FlowEnvReadThenNetwork,
+    ),
+    (
+        "secret-in-result-then-network",
+        EventKind::SecretInResult,
+        RuleId::FlowSecretInResultThenNetwork,
+    ),
 ];
 
 pub(crate) fn compile_flows(
@@ -323,9 +335,9 @@ pub(crate) fn compile_flows(
 ) -> Result<FlowPolicy, CompileError> {
     let mut rules = Vec::new();
     if f.and_then(|f| f.defaults).unwrap_or(true) {
-        for (name, event) in DEFAULT_FLOWS {
+        for (_, event, id) in DEFAULT_FLOWS {
             rules.push(FlowRule {
-                id: format!("flows.default.{name}"),
+                id: id.clone(),
                 event: *event,
                 path_prefix: None,
                 capability: Some(CapabilityPattern::parse("network.*")),
@@ -411,10 +423,11 @@ fn flow_rule(
         }
     };
     Ok(FlowRule {
-        id: match &r.name {
+        // A rule of the policy file, by its key.
+        id: RuleId::Policy(match &r.name {
             Some(n) => format!("flows.rules[{i}] ({n})"),
             None => key,
-        },
+        }),
         event,
         path_prefix,
         capability,

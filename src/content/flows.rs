@@ -32,7 +32,7 @@ pub(crate) struct FlowState {
 /// A call a flow rule holds back.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct FlowHit {
-    pub(crate) rule: String,
+    pub(crate) rule: crate::policy::RuleId,
     pub(crate) refuse: bool,
     pub(crate) reason: String,
 }

@@ -12,7 +12,7 @@ use super::scan::Scanner;
 use super::{RequestInfo, SessionContent, MAX_REQUESTS};
 use crate::check::decide::{Decision, Verdict};
 use crate::check::{Denial, Resource};
-use crate::policy::{Policy, RuleId};
+use crate::policy::Policy;
 
 fn deny(mut d: Decision, denial: Denial) -> Decision {
     d.verdict = Verdict::Deny;
@@ -89,21 +89,13 @@ pub(crate) fn on_request(
             }
         }
         for f in std::mem::take(&mut sc.findings) {
-            let rule = format!("content.outgoing.{}", f.class.as_str());
+            let rule = f.class.rule();
             let reason = format!("a credential would leave in the request: {}", f.describe());
             match c.action(f.class) {
-                OutAction::Refuse => {
-                    return (
-                        deny(decision, Denial::new(RuleId::named(&rule), reason)),
-                        notes,
-                    )
-                }
+                OutAction::Refuse => return (deny(decision, Denial::new(rule, reason)), notes),
                 OutAction::Approval => {
                     return (
-                        deny(
-                            decision,
-                            super::approval::request_approval(RuleId::named(&rule), reason),
-                        ),
+                        deny(decision, super::approval::request_approval(rule, reason)),
                         notes,
                     )
                 }
@@ -118,9 +110,9 @@ pub(crate) fn on_request(
         .check(&policy.flows, &decision.accesses, tool.as_deref(), now)
     {
         let denial = if hit.refuse {
-            Denial::new(RuleId::named(&hit.rule), hit.reason)
+            Denial::new(hit.rule, hit.reason)
         } else {
-            super::approval::request_approval(RuleId::named(&hit.rule), hit.reason)
+            super::approval::request_approval(hit.rule, hit.reason)
         };
         return (deny(decision, denial), notes);
     }

@@ -61,6 +61,22 @@ impl Class {
             Class::Known => "known",
         }
     }
+
+    /// The rule a finding of this class names (`content.outgoing.<class>`).
+    pub(crate) fn rule(self) -> crate::policy::RuleId {
+        use crate::policy::RuleId;
+        match self {
+            Class::Cloud => RuleId::ContentOutgoingCloud,
+            Class::Forge => RuleId::ContentOutgoingForge,
+            Class::Saas => RuleId::ContentOutgoingSaas,
+            Class::Jwt => RuleId::ContentOutgoingJwt,
+            Class::PrivateKey => RuleId::ContentOutgoingPrivateKey,
+            Class::UrlPassword => RuleId::ContentOutgoingUrlPassword,
+            Class::HighEntropy => RuleId::ContentOutgoingHighEntropy,
+            Class::Crypto => RuleId::ContentOutgoingCrypto,
+            Class::Known => RuleId::ContentOutgoingKnown,
+        }
+    }
 }
 
 /// One detector hit: where, and what.

@@ -5,12 +5,9 @@
 //! connection may use.
 
 use crate::check::decide::{Decision, Verdict};
-use crate::check::net::{check_url, Destination, NetRefusal, RULE_ALLOWED_HOSTS, RULE_MODE};
+use crate::check::net::{check_url, Destination, NetRefusal};
 use crate::check::{Access, Denial, Resource, World};
 use crate::policy::{NetworkMode, NetworkPolicy, RuleId};
-
-/// Rule id: the request to the egress point was not a well-formed proxy request.
-pub(crate) const RULE_REQUEST: &str = crate::policy::RuleId::EgressRequest.static_id();
 
 /// Judge a destination (`https://host:port/` for CONNECT, the absolute URL for plain HTTP).
 /// `Ok` carries every address the host has, all checked: connect only to one of them.
@@ -26,7 +23,7 @@ pub(crate) fn judge(
         // check_url resolves every name when `resolve` is on; an empty list would mean a path
         // that connects without a checked address. Fail closed.
         return Err(NetRefusal {
-            rule: crate::check::net::RULE_RESOLVE,
+            rule: RuleId::NetworkResolve,
             reason: format!("{}: no checked address", dest.host),
             target: dest.host,
         });
@@ -35,10 +32,10 @@ pub(crate) fn judge(
 }
 
 /// The rule that admitted a destination (for the audit record).
-pub(crate) fn allowing_rule(policy: &NetworkPolicy) -> &'static str {
+pub(crate) fn allowing_rule(policy: &NetworkPolicy) -> RuleId {
     match policy.mode {
-        NetworkMode::Allowlist => RULE_ALLOWED_HOSTS,
-        _ => RULE_MODE,
+        NetworkMode::Allowlist => RuleId::NetworkAllowedHosts,
+        _ => RuleId::NetworkMode,
     }
 }
 
@@ -68,24 +65,24 @@ pub(crate) fn decision(
             method: format!("egress/{method}"),
             tool: None,
             accesses,
-            rule: RuleId::named(allowing_rule(policy)),
+            rule: allowing_rule(policy),
             denial: None,
         },
-        Err(r) => refused(method, accesses, r.rule, &r.reason),
+        Err(r) => refused(method, accesses, r.rule.clone(), &r.reason),
     }
 }
 
 /// A refusal decision.
-pub(crate) fn refused(method: &str, accesses: Vec<Access>, rule: &str, reason: &str) -> Decision {
+pub(crate) fn refused(method: &str, accesses: Vec<Access>, rule: RuleId, reason: &str) -> Decision {
     Decision {
         verdict: Verdict::Deny,
         method: format!("egress/{method}"),
         tool: None,
         accesses,
-        rule: RuleId::named(rule),
+        rule: rule.clone(),
         denial: Some(Denial {
             reason: reason.into(),
-            rule: RuleId::named(rule),
+            rule,
             capability: Some("network.connect".into()),
             resource: None,
             approval_required: false,
@@ -96,7 +93,7 @@ pub(crate) fn refused(method: &str, accesses: Vec<Access>, rule: &str, reason: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::net::{RULE_METADATA, RULE_PRIVATE, RULE_RESOLVE};
+    use crate::policy::RuleId;
     use crate::policy::{load_str, PolicySource};
     use std::cell::RefCell;
     use std::io;
@@ -145,12 +142,24 @@ mod tests {
             vec!["93.184.216.34".parse::<IpAddr>().unwrap()]
         );
         let rule = |u: &str| judge(u, &p, &w).unwrap_err().rule;
-        assert_eq!(rule("https://rebind.example.com:443/"), RULE_PRIVATE);
-        assert_eq!(rule("https://meta.example.com:443/"), RULE_METADATA);
-        assert_eq!(rule("https://nat64.example.com:443/"), RULE_PRIVATE);
-        assert_eq!(rule("http://inner.example.com/x"), RULE_PRIVATE);
-        assert_eq!(rule("https://gone.example.com:443/"), RULE_RESOLVE);
-        assert_eq!(rule("https://other.org:443/"), RULE_ALLOWED_HOSTS);
+        assert_eq!(
+            rule("https://rebind.example.com:443/"),
+            RuleId::NetworkPrivate
+        );
+        assert_eq!(
+            rule("https://meta.example.com:443/"),
+            RuleId::NetworkMetadata
+        );
+        assert_eq!(
+            rule("https://nat64.example.com:443/"),
+            RuleId::NetworkPrivate
+        );
+        assert_eq!(rule("http://inner.example.com/x"), RuleId::NetworkPrivate);
+        assert_eq!(
+            rule("https://gone.example.com:443/"),
+            RuleId::NetworkResolve
+        );
+        assert_eq!(rule("https://other.org:443/"), RuleId::NetworkAllowedHosts);
         assert_eq!(*w.1.borrow(), 6, "not-allowed hosts are never resolved");
     }
 
@@ -160,12 +169,12 @@ mod tests {
         let w = world(&[]);
         assert!(judge("http://127.0.0.1:8000/a", &p, &w).is_ok());
         let r = judge("http://127.0.0.1:8001/a", &p, &w).unwrap_err();
-        assert_eq!(r.rule, RULE_ALLOWED_HOSTS);
+        assert_eq!(r.rule, RuleId::NetworkAllowedHosts);
         let r = judge("https://[::ffff:127.0.0.1]:8001/", &p, &w).unwrap_err();
-        assert_eq!(r.rule, RULE_ALLOWED_HOSTS);
+        assert_eq!(r.rule, RuleId::NetworkAllowedHosts);
         assert_eq!(
             judge("http://localhost:8000/", &p, &w).unwrap_err().rule,
-            RULE_ALLOWED_HOSTS
+            RuleId::NetworkAllowedHosts
         );
     }
 

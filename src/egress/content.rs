@@ -25,7 +25,7 @@ pub(crate) struct OutgoingCheck {
 /// spans replaced (for the audit record).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ContentRefusal {
-    pub(crate) rule: String,
+    pub(crate) rule: crate::policy::RuleId,
     pub(crate) reason: String,
     pub(crate) redacted: String,
 }
@@ -94,7 +94,7 @@ impl OutgoingCheck {
             .chain(header_findings);
         let mut notes = Vec::new();
         for (place, f) in all {
-            let rule = format!("content.outgoing.{}", f.class.as_str());
+            let rule = f.class.rule();
             let reason = reason(&place, &f);
             match c.action(f.class) {
                 OutAction::Refuse | OutAction::Approval => {

@@ -54,10 +54,8 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 use crate::check::net::{Destination, NetRefusal};
 use crate::check::{RealWorld, World};
-use crate::policy::NetworkPolicy;
+use crate::policy::{NetworkPolicy, RuleId};
 use crate::proxy::recorder::SharedRecorder;
-
-pub(crate) use check::RULE_REQUEST;
 
 /// Connections served at once; more wait in the listen queue.
 const MAX_CONNECTIONS: usize = 256;
@@ -200,7 +198,7 @@ where
                 egress,
                 "?",
                 "",
-                RULE_REQUEST,
+                RuleId::EgressRequest,
                 400,
                 reason,
                 started,
@@ -217,7 +215,7 @@ where
                 egress,
                 "?",
                 "",
-                RULE_REQUEST,
+                RuleId::EgressRequest,
                 400,
                 &reason,
                 started,
@@ -234,7 +232,7 @@ where
                 egress,
                 &head.method,
                 &head.target,
-                RULE_REQUEST,
+                RuleId::EgressRequest,
                 400,
                 &reason,
                 started,
@@ -267,7 +265,9 @@ where
     {
         Gate::Go(d) => d,
         Gate::Refused { rule, body } => {
-            let _ = client.write_all(&http::page(403, &rule, &body)).await;
+            let _ = client
+                .write_all(&http::page(403, rule.as_str(), &body))
+                .await;
             let _ = client.shutdown().await;
             return;
         }
@@ -326,7 +326,7 @@ enum Gate {
     /// Connect to one of these checked addresses.
     Go(Destination),
     /// Refused (recorded): the rule and the text the client shows.
-    Refused { rule: String, body: String },
+    Refused { rule: RuleId, body: String },
     /// The audit log failed: nothing is sent.
     AuditFailed(String),
 }
@@ -364,7 +364,7 @@ async fn gate(
         None => check::decision(method, written, &outcome, &egress.policy),
         Some(r) => {
             let allowed = check::decision(method, &r.redacted, &outcome, &egress.policy);
-            check::refused(method, allowed.accesses, &r.rule, &r.reason)
+            check::refused(method, allowed.accesses, r.rule.clone(), &r.reason)
         }
     };
     if let Err(e) = record_decision(egress, decision, started, written.len()) {
@@ -383,9 +383,9 @@ async fn gate(
         }
         (Ok(d), None) => Gate::Go(d),
         (Err(r), _) => {
-            tracing::warn!(rule = r.rule, target = %r.target, "egress refused: {}", r.reason);
+            tracing::warn!(rule = %r.rule, target = %r.target, "egress refused: {}", r.reason);
             Gate::Refused {
-                rule: r.rule.to_string(),
+                rule: r.rule.clone(),
                 body: refusal_body(&r),
             }
         }
@@ -406,12 +406,19 @@ where
             Ok(Some((_, false))) => {
                 let _ = client.write_all(&[socks::VERSION, 0xff]).await;
                 let reason = "SOCKS5 without a no-authentication method (the only one served)";
-                record_refusal(egress, "SOCKS5", "", RULE_REQUEST, reason, started);
+                record_refusal(egress, "SOCKS5", "", RuleId::EgressRequest, reason, started);
                 return;
             }
             Ok(None) => {}
             Err(reason) => {
-                record_refusal(egress, "SOCKS5", "", RULE_REQUEST, &reason, started);
+                record_refusal(
+                    egress,
+                    "SOCKS5",
+                    "",
+                    RuleId::EgressRequest,
+                    &reason,
+                    started,
+                );
                 return;
             }
         }
@@ -430,7 +437,14 @@ where
             Ok(Some(r)) => break r,
             Ok(None) => {}
             Err((code, reason)) => {
-                record_refusal(egress, "SOCKS5", "", RULE_REQUEST, &reason, started);
+                record_refusal(
+                    egress,
+                    "SOCKS5",
+                    "",
+                    RuleId::EgressRequest,
+                    &reason,
+                    started,
+                );
                 let _ = client.write_all(&socks::reply(code)).await;
                 return;
             }
@@ -506,16 +520,17 @@ async fn refuse<C: AsyncWrite + Unpin>(
     egress: &Egress,
     method: &str,
     written: &str,
-    rule: &'static str,
+    rule: RuleId,
     status: u16,
     reason: &str,
     started: Instant,
 ) {
+    let body = format!("capjail egress refused this request (rule {rule}): {reason}");
+    let page = http::page(status, rule.as_str(), &body);
     if !record_refusal(egress, method, written, rule, reason, started) {
         return;
     }
-    let body = format!("capjail egress refused this request (rule {rule}): {reason}");
-    let _ = client.write_all(&http::page(status, rule, &body)).await;
+    let _ = client.write_all(&page).await;
     let _ = client.shutdown().await;
 }
 
@@ -524,16 +539,16 @@ fn record_refusal(
     egress: &Egress,
     method: &str,
     written: &str,
-    rule: &'static str,
+    rule: RuleId,
     reason: &str,
     started: Instant,
 ) -> bool {
+    tracing::warn!(rule = %rule, "egress refused: {reason}");
     let outcome = Err(NetRefusal {
         rule,
         reason: reason.to_string(),
         target: http::shown(written),
     });
-    tracing::warn!(rule, "egress refused: {reason}");
     let decision = check::decision(method, written, &outcome, &egress.policy);
     record_decision(egress, decision, started, written.len()).is_ok()
 }
@@ -559,7 +574,13 @@ fn record_decision(
     let mut r = rec
         .lock()
         .map_err(|_| std::io::Error::other("recorder lock poisoned"))?;
-    r.egress_decided(decision, started.elapsed().as_micros() as u64, weight)
+    // A connection or request the server made: `direction: server_to_client`.
+    use crate::audit::{DecisionRecord, Direction, Record};
+    r.record(Record::Decision(DecisionRecord {
+        latency_us: started.elapsed().as_micros() as u64,
+        weight,
+        ..DecisionRecord::new(Direction::ServerToClient, None, None, decision)
+    }))
 }
 
 fn target_text(d: &Destination) -> String {

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use crate::check::net::{Destination, NetRefusal, RULE_RESOLVE};
+use crate::check::net::{Destination, NetRefusal};
 use crate::check::World;
 use crate::policy::NetworkPolicy;
+use crate::policy::RuleId;
 
 /// Longest time a decision (with its name lookup) may take.
 pub(crate) const RESOLVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -28,7 +29,7 @@ pub(crate) async fn judge(
     match tokio::time::timeout(RESOLVE_TIMEOUT, task).await {
         Ok(Ok(r)) => r,
         Ok(Err(_)) | Err(_) => Err(NetRefusal {
-            rule: RULE_RESOLVE,
+            rule: RuleId::NetworkResolve,
             reason: format!("cannot resolve in time: {target} (refused: fail closed)"),
             target,
         }),

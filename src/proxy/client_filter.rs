@@ -7,9 +7,9 @@ use std::time::Instant;
 use serde_json::{json, Value};
 
 use super::outbox::{answer_of, Outbox, Peer};
-use super::recorder::{DecisionRecord, SharedRecorder};
+use super::recorder::SharedRecorder;
 pub(crate) use super::session::{id_key, Pending, ServerRequest, Shared};
-use crate::audit::Direction;
+use crate::audit::{DecisionRecord, Direction, FilterRecord, Record};
 use crate::check::decide::{decide, Context, Decision};
 use crate::check::path::PathContext;
 use crate::check::World;
@@ -57,6 +57,9 @@ struct Scratch {
     /// The decision record of a single (non-batch) message, held until its params can be
     /// moved out of the parsed message instead of copied; queued before `on_line` returns.
     held: Option<DecisionRecord>,
+    /// The records the stages built for this line, in order: the pipeline returns them to the
+    /// transport (`Output::Record`), which writes them before it carries out the line.
+    records: Vec<Record>,
     /// Is the message being judged a single one (not a batch element)?
     single: bool,
     /// The line is a call that waited for capjail's tools listing and is judged again now
@@ -102,9 +105,16 @@ impl ClientFilter {
         judged
     }
 
+    /// The records built while judging the last line, in order (for the transport to write
+    /// before it carries out the line's outcome).
+    pub(crate) fn take_records(&mut self) -> Vec<Record> {
+        std::mem::take(&mut self.scratch.records)
+    }
+
     pub(crate) fn on_line(&mut self, line: &[u8]) -> std::io::Result<Outcome> {
         self.scratch.weight = line.len();
         self.scratch.held = None;
+        self.scratch.records.clear();
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(Outcome::Drop);
         }
@@ -138,7 +148,9 @@ impl ClientFilter {
         self.scratch.single = true;
         let one = self.on_message(&value);
         if let Ok(One::HeldForListing) = one {
-            // A tools/call waiting for capjail's own listing (`trust::listing`).
+            // A tools/call waiting for capjail's own listing (`trust::listing`), released from
+            // the listing's thread: what was recorded so far goes first.
+            self.queue_records()?;
             let call = crate::trust::listing::HeldCall {
                 id: value.get("id").cloned().unwrap_or(Value::Null),
                 line: line.to_vec(),
@@ -151,15 +163,13 @@ impl ClientFilter {
         if let Some(mut record) = self.scratch.held.take() {
             // Still before the message is forwarded or answered.
             record.params = value.get_mut("params").map(Value::take);
-            self.recorder
-                .lock()
-                .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
-                .decided(record)?;
+            self.write(Record::Decision(record))?;
         }
         let one = match one {
             // Held for approval: ask now that its decision record is queued; the approval
             // thread forwards or refuses it later.
             Ok(One::Held(hold)) => {
+                self.queue_records()?;
                 hold.start(line.to_vec());
                 return Ok(Outcome::Held);
             }
@@ -457,10 +467,10 @@ impl ClientFilter {
         };
         for note in &notes {
             tracing::warn!("content finding recorded: {note}");
-            self.recorder
-                .lock()
-                .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
-                .flagged(Direction::ClientToServer, id, note)?;
+            self.write(Record::Filter(FilterRecord {
+                id: id.cloned(),
+                ..FilterRecord::flagged(Direction::ClientToServer, note.clone())
+            }))?;
         }
         if let Some(id) = id {
             // An environment read: its answer keeps only the variables the rule names.
@@ -503,21 +513,16 @@ impl ClientFilter {
             .filter(|(t, _)| decision.tool.as_deref() == Some(*t))
             .map(|(_, spec)| spec);
         let mut record = DecisionRecord {
-            id: id.cloned(),
-            params: None,
-            decision,
             tool_spec,
             latency_us: micros,
             weight: self.scratch.weight,
+            ..DecisionRecord::new(Direction::ClientToServer, id.cloned(), None, decision)
         };
         if self.scratch.single {
             self.scratch.held = Some(record); // on_line moves the params in and queues it
         } else {
             record.params = params.cloned();
-            self.recorder
-                .lock()
-                .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
-                .decided(record)?;
+            self.write(Record::Decision(record))?;
         }
         Ok(decided)
     }
@@ -542,17 +547,35 @@ impl ClientFilter {
     ) -> std::io::Result<()> {
         let dropped = dropped_by.is_some();
         let method = if dropped { None } else { Some("roots/list") };
-        self.recorder
+        self.write(Record::Filter(FilterRecord {
+            id: id.cloned(),
+            method: method.map(str::to_string),
+            rule: dropped_by,
+            ..FilterRecord::new(Direction::ClientToServer, dropped, reason.to_string())
+        }))
+    }
+
+    /// A record a stage built: returned with the line's outcome (`take_records`), written by
+    /// the transport before the outcome takes effect.
+    fn write(&mut self, record: Record) -> std::io::Result<()> {
+        self.scratch.records.push(record);
+        Ok(())
+    }
+
+    /// Queue the records built so far now: the line is handed to another thread (an
+    /// approval), whose own records and sends must follow them.
+    fn queue_records(&mut self) -> std::io::Result<()> {
+        if self.scratch.records.is_empty() {
+            return Ok(());
+        }
+        let mut recorder = self
+            .recorder
             .lock()
-            .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
-            .filtered(
-                Direction::ClientToServer,
-                id,
-                method,
-                dropped,
-                reason,
-                dropped_by,
-            )
+            .map_err(|_| std::io::Error::other("recorder lock poisoned"))?;
+        for r in self.scratch.records.drain(..) {
+            recorder.record(r)?;
+        }
+        Ok(())
     }
 }
 
@@ -599,14 +622,13 @@ impl ClientFilter {
         q: crate::approval::ApprovalQuestion,
     ) -> std::io::Result<One> {
         use crate::approval::gate::{gate, Ctx, GateOutcome};
-        // The decision record first (the approval's records follow it).
+        // The decision record first (the approval's records follow it), queued now: the
+        // approval may be answered (and recorded) from another thread.
         if let Some(mut record) = self.scratch.held.take() {
             record.params = params.cloned();
-            self.recorder
-                .lock()
-                .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
-                .decided(record)?;
+            self.write(Record::Decision(record))?;
         }
+        self.queue_records()?;
         let ctx = Ctx {
             approvals: self.approvals.clone().expect("gated only with approvals"),
             recorder: self.recorder.clone(),

@@ -39,7 +39,7 @@ use self::client_filter::{ClientFilter, Shared};
 use self::outbox::Outbox;
 use self::pipeline::Session;
 use self::recorder::{Recorder, SharedRecorder};
-use crate::audit::{AuditLog, AuditQueue, Event, SessionEnd, SessionStart};
+use crate::audit::{AuditLog, AuditQueue, Record, SessionEnd, SessionStart};
 use crate::check::path::PathContext;
 use crate::check::RealWorld;
 use crate::policy::Policy;
@@ -143,15 +143,15 @@ pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
     let audit = match cfg.audit {
         Some(mut log) => {
             let start = SessionStart {
-                argv: &cfg.argv,
-                policy: &cfg.policy,
-                mode: &cfg.mode_label,
-                kernel: &cfg.kernel_label,
-                cwd: &cfg.cwd,
-                home: home.as_deref(),
-                profile: profile.as_deref(),
+                argv: cfg.argv.clone(),
+                policy: cfg.policy.clone(),
+                mode: cfg.mode_label.clone(),
+                kernel: cfg.kernel_label.clone(),
+                cwd: cfg.cwd.clone(),
+                home: home.clone(),
+                profile: profile.clone(),
             };
-            log.record(&Event::SessionStart(start))
+            log.record(&Record::SessionStart(Box::new(start)))
                 .map_err(|e| RunError::Audit(e.to_string()))?;
             tracing::info!(path = %log.path().display(), session = log.session_id(), "auditing");
             Some(AuditQueue::start(log)?)

@@ -16,16 +16,18 @@ use std::sync::{Arc, Mutex};
 use super::catalog::SessionCatalog;
 use super::client_filter::{id_key, ClientFilter, Outcome, Shared, SharedState};
 use super::outbox::Outbox;
-use super::recorder::{Kept, Recorder, SharedRecorder};
+use super::recorder::{Recorder, SharedRecorder};
 use super::server_filter::{ServerFilter, ServerOutcome};
-use crate::audit::Direction;
+use crate::audit::{Direction, FilterRecord, Record};
 use crate::check::path::PathContext;
 use crate::check::World;
 use crate::jsonrpc::{self, code};
 use crate::policy::Policy;
 
 /// What the transport does with one message, in the order given.
-#[derive(Debug, PartialEq)]
+// A record is moved through once per message; boxing it would add an allocation per request.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
 pub(crate) enum Output {
     /// Send the message, byte for byte as it was received, to the other peer.
     Forward,
@@ -33,25 +35,9 @@ pub(crate) enum Output {
     ToServer(Vec<u8>),
     /// Send these bytes (one message, no newline) to the client.
     ToClient(Vec<u8>),
-    /// Write this record before carrying out what follows ([`Session::record`]).
-    Record(SessionRecord),
-}
-
-/// A record a transport writes for the pipeline (decision records are written by the stages
-/// that decide, before the decision takes effect).
-#[derive(Debug, PartialEq)]
-pub(crate) enum SessionRecord {
-    /// A message capjail altered (`dropped: false`) or dropped.
-    Filtered {
-        direction: Direction,
-        dropped: bool,
-        reason: String,
-    },
-    /// A message forwarded unchanged in which the content checks found something to record.
-    Flagged {
-        direction: Direction,
-        reason: String,
-    },
+    /// Write this record (the one record type, as a stage built it) before carrying out what
+    /// follows ([`Session::record`]).
+    Record(Record),
 }
 
 /// One session: both directions' stages over one session state.
@@ -137,12 +123,11 @@ impl Session {
                 vec![Output::Forward]
             });
         }
-        let outcome = self
-            .client
-            .lock()
-            .map_err(|_| poisoned("client filter"))?
-            .on_line(line)?;
-        Ok(client_outputs(outcome))
+        let mut client = self.client.lock().map_err(|_| poisoned("client filter"))?;
+        let outcome = client.on_line(line)?;
+        let records = client.take_records();
+        drop(client);
+        Ok(client_outputs(records, outcome))
     }
 
     /// A client line longer than the limit (the transport did not keep it).
@@ -174,37 +159,21 @@ impl Session {
     /// A server line longer than `limit` (the transport did not keep it).
     pub(crate) fn on_server_oversized(&self, n: usize, limit: usize) -> Vec<Output> {
         tracing::error!("dropped a server message of {n} bytes (limit {limit})");
-        vec![Output::Record(SessionRecord::Filtered {
-            direction: Direction::ServerToClient,
-            dropped: true,
-            reason: format!("a server message of {n} bytes exceeds the limit of {limit}"),
-        })]
+        vec![Output::Record(Record::Filter(FilterRecord::new(
+            Direction::ServerToClient,
+            true,
+            format!("a server message of {n} bytes exceeds the limit of {limit}"),
+        )))]
     }
 
     /// Write a record the pipeline asked for. `Err` (kind `Other`): the audit log failed.
-    pub(crate) fn record(&self, r: &SessionRecord) -> io::Result<()> {
-        let mut rec = self.recorder.lock().map_err(|_| poisoned("recorder"))?;
-        match r {
-            SessionRecord::Filtered {
-                direction,
-                dropped,
-                reason,
-            } => rec
-                .filtered(*direction, None, None, *dropped, reason, None)
-                .map_err(|e| {
-                    super::fatal::AuditFailure::io(format!("cannot record a filtered message: {e}"))
-                }),
-            SessionRecord::Flagged { direction, reason } => {
-                rec.flagged(*direction, None, reason).map_err(|e| {
-                    super::fatal::AuditFailure::io(format!("cannot record a finding: {e}"))
-                })
-            }
-        }
+    pub(crate) fn record(&self, r: Record) -> io::Result<()> {
+        write_record(&self.recorder, r)
     }
 
-    /// What an offline session decided since the last call (empty for a session that writes a
-    /// log).
-    pub(crate) fn take_kept(&self) -> Vec<Kept> {
+    /// What an offline session recorded since the last call (empty for a session that writes
+    /// a log).
+    pub(crate) fn take_kept(&self) -> Vec<Record> {
         self.recorder
             .lock()
             .map(|mut r| r.take_kept())
@@ -233,6 +202,7 @@ impl Session {
         let client = self.client.clone();
         let shared = self.shared.clone();
         let outbox = self.outbox.clone();
+        let recorder = self.recorder.clone();
         Arc::new(move |call: crate::trust::listing::HeldCall| {
             // The id was reserved while the call waited; the filter reserves it again.
             shared
@@ -240,16 +210,18 @@ impl Session {
                 .map_err(|_| poisoned("shared state"))?
                 .pending
                 .remove(&id_key(&call.id));
-            let outcome = client
-                .lock()
-                .map_err(|_| poisoned("client filter"))?
-                .rejudge(&call.line)?;
-            for o in client_outputs(outcome) {
+            let (records, outcome) = {
+                let mut client = client.lock().map_err(|_| poisoned("client filter"))?;
+                let outcome = client.rejudge(&call.line)?;
+                (client.take_records(), outcome)
+            };
+            for o in client_outputs(records, outcome) {
                 match o {
                     Output::Forward => outbox.send_to_server(&call.line)?,
                     Output::ToServer(line) => outbox.send_to_server(&line)?,
                     Output::ToClient(line) => outbox.send_to_client(&line)?,
-                    Output::Record(_) => {}
+                    // Queued before what follows; the outbox sends it once written.
+                    Output::Record(r) => write_record(&recorder, r)?,
                 }
             }
             Ok(())
@@ -257,25 +229,51 @@ impl Session {
     }
 }
 
-/// The outputs of the client filter's outcome.
-fn client_outputs(outcome: Outcome) -> Vec<Output> {
+/// Queue (or keep) a record. `Err` (kind `Other`): the audit log failed.
+fn write_record(recorder: &SharedRecorder, r: Record) -> io::Result<()> {
+    let what = match &r {
+        Record::Decision(_) => "a decision",
+        Record::Filter(_) => "a filtered message",
+        _ => "a record",
+    };
+    recorder
+        .lock()
+        .map_err(|_| poisoned("recorder"))?
+        .record(r)
+        .map_err(|e| super::fatal::AuditFailure::io(format!("cannot record {what}: {e}")))
+}
+
+/// The outputs of the client filter's outcome: the records its stages built first, then what
+/// to send.
+fn client_outputs(records: Vec<Record>, outcome: Outcome) -> Vec<Output> {
+    let mut out: Vec<Output> = Vec::with_capacity(records.len() + 1);
+    out.extend(records.into_iter().map(Output::Record));
     match outcome {
-        Outcome::Forward => vec![Output::Forward],
-        Outcome::ForwardRewritten(line) => vec![Output::ToServer(line)],
-        Outcome::Reply(line) => vec![Output::ToClient(line)],
+        Outcome::Forward => out.push(Output::Forward),
+        Outcome::ForwardRewritten(line) => out.push(Output::ToServer(line)),
+        Outcome::Reply(line) => out.push(Output::ToClient(line)),
         // A stage holds the message and sends or answers it later (outbox).
-        Outcome::Drop | Outcome::Held => Vec::new(),
+        Outcome::Drop | Outcome::Held => {}
     }
+    out
+}
+
+/// The records among `outputs` (an offline caller reads what was decided from them).
+pub(crate) fn records(outputs: &[Output]) -> impl Iterator<Item = &Record> {
+    outputs.iter().filter_map(|o| match o {
+        Output::Record(r) => Some(r),
+        _ => None,
+    })
 }
 
 /// The outputs of the server filter's outcome: the record first, then what the client gets.
 fn server_outputs(outcome: ServerOutcome) -> Vec<Output> {
     let filtered = |dropped: bool, reason: String| {
-        Output::Record(SessionRecord::Filtered {
-            direction: Direction::ServerToClient,
+        Output::Record(Record::Filter(FilterRecord::new(
+            Direction::ServerToClient,
             dropped,
             reason,
-        })
+        )))
     };
     match outcome {
         ServerOutcome::Forward => vec![Output::Forward],
@@ -290,10 +288,10 @@ fn server_outputs(outcome: ServerOutcome) -> Vec<Output> {
         ServerOutcome::Flagged(why) => {
             tracing::warn!("content finding recorded: {why}");
             vec![
-                Output::Record(SessionRecord::Flagged {
-                    direction: Direction::ServerToClient,
-                    reason: why,
-                }),
+                Output::Record(Record::Filter(FilterRecord::flagged(
+                    Direction::ServerToClient,
+                    why,
+                ))),
                 Output::Forward,
             ]
         }
@@ -312,6 +310,7 @@ fn server_outputs(outcome: ServerOutcome) -> Vec<Output> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::FilterAction;
     use crate::check::RealWorld;
     use crate::policy::{builtin, load_str, PolicySource};
 
@@ -340,39 +339,45 @@ mod tests {
     }
 
     #[test]
-    fn offline_session_judges_and_keeps_the_decisions() {
+    fn offline_session_judges_and_returns_the_records() {
         let s = offline();
-        assert_eq!(
-            s.on_client_message(&call(1, "/tmp/a")).unwrap(),
-            vec![Output::Forward]
+        // The decision's record comes back first, then what to do with the line.
+        let out = s.on_client_message(&call(1, "/tmp/a")).unwrap();
+        assert!(
+            matches!(&out[..], [Output::Record(Record::Decision(d)), Output::Forward] if d.decision.is_allowed()),
+            "{out:?}"
         );
         let out = s.on_client_message(&call(2, "/etc/passwd")).unwrap();
-        let [Output::ToClient(reply)] = &out[..] else {
+        let [Output::Record(Record::Decision(d)), Output::ToClient(reply)] = &out[..] else {
             panic!("{out:?}")
         };
+        assert!(!d.decision.is_allowed());
+        // The params were moved into the record, not lost.
+        assert_eq!(
+            d.params.as_ref().and_then(|p| p.pointer("/arguments/path")),
+            Some(&serde_json::json!("/etc/passwd"))
+        );
         let reply: serde_json::Value = serde_json::from_slice(reply).unwrap();
         assert_eq!(reply["error"]["data"]["rule"], "filesystem.mounts");
-        let kept = s.take_kept();
-        assert_eq!(kept.len(), 2);
-        assert!(matches!(&kept[0], Kept::Decision(d) if d.decision.is_allowed()));
-        assert!(matches!(&kept[1], Kept::Decision(d) if !d.decision.is_allowed()));
+        // Nothing was written behind the pipeline's back: the stages returned their records.
+        assert!(s.take_kept().is_empty());
         // Id 1 is still in flight (no server answers it): reusing it is refused as `run` does.
         let out = s.on_client_message(&call(1, "/tmp/a")).unwrap();
         assert!(matches!(&out[..], [Output::ToClient(_)]), "{out:?}");
         s.forget_in_flight();
-        assert_eq!(
-            s.on_client_message(&call(1, "/tmp/a")).unwrap(),
-            vec![Output::Forward]
+        let out = s.on_client_message(&call(1, "/tmp/a")).unwrap();
+        assert!(
+            matches!(&out[..], [Output::Record(_), Output::Forward]),
+            "{out:?}"
         );
         // A response to a request the server never sent: dropped and recorded.
         let out = s
             .on_client_message(br#"{"jsonrpc":"2.0","id":9,"result":{}}"#)
             .unwrap();
-        assert!(out.is_empty(), "{out:?}");
-        assert!(s
-            .take_kept()
-            .iter()
-            .any(|k| matches!(k, Kept::Filtered { dropped: true, .. })));
+        assert!(
+            matches!(&out[..], [Output::Record(Record::Filter(f))] if f.action == FilterAction::Dropped && f.rule == Some(crate::policy::RuleId::ProtocolUnsolicitedResponse)),
+            "{out:?}"
+        );
     }
 
     #[test]
@@ -381,7 +386,10 @@ mod tests {
         assert!(matches!(
             &out[..],
             [
-                Output::Record(SessionRecord::Filtered { dropped: false, .. }),
+                Output::Record(Record::Filter(FilterRecord {
+                    action: FilterAction::Altered,
+                    ..
+                })),
                 Output::ToClient(_)
             ]
         ));
@@ -389,10 +397,10 @@ mod tests {
         let out = server_outputs(ServerOutcome::Drop("bad".into()));
         assert!(matches!(
             &out[..],
-            [Output::Record(SessionRecord::Filtered {
-                dropped: true,
+            [Output::Record(Record::Filter(FilterRecord {
+                action: FilterAction::Dropped,
                 ..
-            })]
+            }))]
         ));
     }
 }

@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::client_filter::SharedState;
 use super::outbox::{answer_of, Outbox, Peer};
-use super::session::{id_key, Pending, ServerRequest};
+use super::session::{id_key, Pending, ServerRequest, Shared};
 use crate::check::tools::check_tool;
 use crate::jsonrpc::validate_envelope;
 use crate::policy::{Policy, ToolsMode};
@@ -34,6 +34,13 @@ pub(crate) struct ServerFilter {
 }
 
 impl ServerFilter {
+    /// The session state, through its own small methods (`Shared`). Never held across I/O; a
+    /// poisoned lock means a stage panicked while changing it: nothing may be judged after
+    /// that.
+    fn state(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().expect("shared state")
+    }
+
     pub(crate) fn on_line(&mut self, line: &[u8]) -> ServerOutcome {
         if line.iter().all(u8::is_ascii_whitespace) {
             return ServerOutcome::Drop("blank line".into());
@@ -66,11 +73,7 @@ impl ServerFilter {
                 } else {
                     ServerRequest::Plain
                 };
-                self.shared
-                    .lock()
-                    .expect("shared state")
-                    .server_requests
-                    .insert(id_key(&id), kind);
+                self.state().remember_server_request(id_key(&id), kind);
                 ServerOutcome::Forward
             }
             (Some(method), _) => {
@@ -101,12 +104,8 @@ impl ServerFilter {
                 }
             }
             (None, Some(id)) => {
-                let pending = self
-                    .shared
-                    .lock()
-                    .expect("shared state")
-                    .pending
-                    .remove(&id_key(&id));
+                let key = id_key(&id);
+                let pending = self.state().answered(&key);
                 match pending {
                     None => ServerOutcome::Drop(format!(
                         "the server answered id {id}, which no forwarded request has"
@@ -114,11 +113,10 @@ impl ServerFilter {
                     Some(Pending::Plain) => {
                         // A refusal by the sandbox named in the answer: say what grants it.
                         super::refusals::on_answer(&self.policy, line);
-                        let mut shared = self.shared.lock().expect("shared state");
+                        let mut shared = self.state();
                         // An environment read: only the variables its rule names (check::env_read).
                         let env = shared
-                            .env_reads
-                            .remove(&id_key(&id))
+                            .take_env_read(&key)
                             .map(|r| crate::check::env_read::filter_answer(line, &r));
                         use crate::check::env_read::EnvAnswer;
                         let (line, env_why) = match &env {
@@ -132,7 +130,7 @@ impl ServerFilter {
                         match crate::content::hook::on_result(
                             &self.policy,
                             &mut shared.content,
-                            &id_key(&id),
+                            &key,
                             line,
                         ) {
                             crate::content::hook::ResultOutcome::Forward => match env_why {
@@ -173,7 +171,7 @@ impl ServerFilter {
         let Some(result) = v.get("result") else {
             return ServerOutcome::Forward;
         };
-        let mut shared = self.shared.lock().expect("shared state");
+        let mut shared = self.state();
         match kind {
             Pending::Initialize => {
                 shared.catalog.on_server_info(result);
@@ -230,7 +228,7 @@ impl ServerFilter {
 mod tests {
     use super::*;
     use crate::proxy::catalog::SessionCatalog;
-    use crate::proxy::session::Shared;
+
     use std::sync::{Arc, Mutex};
 
     fn filter(policy: &str) -> ServerFilter {

@@ -68,6 +68,22 @@ impl Shared {
     pub(crate) fn was_refused(&self, key: &str) -> bool {
         self.refused.iter().any(|k| k == key)
     }
+
+    /// A request the server sent to the client: its answer will be read (`kind`).
+    pub(crate) fn remember_server_request(&mut self, key: String, kind: ServerRequest) {
+        self.server_requests.insert(key, kind);
+    }
+
+    /// The client request the server answers now, no longer in flight (`None`: none has
+    /// this id).
+    pub(crate) fn answered(&mut self, key: &str) -> Option<Pending> {
+        self.pending.remove(key)
+    }
+
+    /// What the answer to an environment read may show, once (`None`: not one).
+    pub(crate) fn take_env_read(&mut self, key: &str) -> Option<crate::check::env_read::Readable> {
+        self.env_reads.remove(key)
+    }
 }
 
 /// The key of a JSON-RPC id: its canonical JSON text, so `1` and `"1"` differ and escapes do not.

@@ -126,7 +126,15 @@ pub(crate) fn pump_client(session: &Session, input: impl Read, out: &Outbox) -> 
                             reply.push(b'\n');
                             out.send_to_client(&reply)?;
                         }
-                        Output::Record(r) => session.record(&r)?,
+                        // Queued now; the line is released once the log holds it (`held`).
+                        Output::Record(r) => {
+                            if let Err(e) = session.record(r) {
+                                // Nothing of this line, nor of the lines held, is carried out.
+                                held.hold(&line, None);
+                                held.refuse_all(out, &e);
+                                return Err(e);
+                            }
+                        }
                     }
                 }
                 buf = line;
@@ -168,7 +176,7 @@ pub(crate) fn pump_server(
                     l.push(b'\n');
                     out.send_to_client(&l)?;
                 }
-                Output::Record(r) => session.record(&r)?,
+                Output::Record(r) => session.record(r)?,
                 Output::ToServer(_) => {}
             }
         }

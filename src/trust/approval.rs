@@ -6,7 +6,7 @@
 use crate::check::Denial;
 
 /// Ask for approval to call `tool`, which `rule` gates for `why`. Today: refused.
-pub(crate) fn request_approval(tool: &str, rule: &str, why: &str) -> Denial {
+pub(crate) fn request_approval(tool: &str, rule: &crate::policy::RuleId, why: &str) -> Denial {
     let mut d = Denial::new(
         crate::policy::RuleId::ApprovalRequired,
         format!("approval is required to call `{tool}` ({rule}: {why}); no approver is configured, so the call is refused"),

@@ -8,9 +8,7 @@ use super::scan::{scan_tool, Finding};
 use super::settings::{OnChange, ScanAction, TrustPolicy};
 use super::store::Pin;
 
-/// Rule ids of the pin layer (documented in README's Policy reference).
-pub(crate) const RULE_CHANGED: &str = crate::policy::RuleId::PinsChanged.static_id();
-pub(crate) const RULE_UNPINNED: &str = crate::policy::RuleId::PinsFrozen.static_id();
+use crate::policy::RuleId;
 
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum PinState {
@@ -40,12 +38,12 @@ pub(crate) enum Listing {
 pub(crate) enum CallVerdict {
     Allow,
     Refuse {
-        rule: String,
+        rule: RuleId,
         reason: String,
     },
     /// Allowed only after an approval (see `trust::approval`).
     Approve {
-        rule: String,
+        rule: RuleId,
         reason: String,
     },
 }
@@ -91,16 +89,16 @@ pub(crate) fn assess(tool: &Value, pinned: Option<&Pin>, cx: &Context) -> Assess
     let findings: Vec<Finding> = if cx.policy.scan {
         scan_tool(tool, cx.siblings, cx.well_known)
             .into_iter()
-            .filter(|f| !cx.policy.ignore.iter().any(|r| r == f.rule))
+            .filter(|f| !cx.policy.ignore.iter().any(|r| f.rule == r.as_str()))
             .collect()
     } else {
         Vec::new()
     };
 
     let mut listing = Listing::Show;
-    let mut refuse: Option<(String, String)> = None;
-    let mut approve: Option<(String, String)> = None;
-    let mut apply = |show: Listing, call: ScanAction, rule: &str, reason: String| {
+    let mut refuse: Option<(RuleId, String)> = None;
+    let mut approve: Option<(RuleId, String)> = None;
+    let mut apply = |show: Listing, call: ScanAction, rule: RuleId, reason: String| {
         match (&listing, &show) {
             (_, Listing::Hide) => listing = Listing::Hide,
             (Listing::Show, Listing::ShowPinned(_)) => listing = show,
@@ -108,9 +106,9 @@ pub(crate) fn assess(tool: &Value, pinned: Option<&Pin>, cx: &Context) -> Assess
         }
         match call {
             ScanAction::Hide | ScanAction::Refuse if refuse.is_none() => {
-                refuse = Some((rule.to_string(), reason))
+                refuse = Some((rule, reason))
             }
-            ScanAction::Approve if approve.is_none() => approve = Some((rule.to_string(), reason)),
+            ScanAction::Approve if approve.is_none() => approve = Some((rule, reason)),
             _ => {}
         }
     };
@@ -124,13 +122,18 @@ pub(crate) fn assess(tool: &Value, pinned: Option<&Pin>, cx: &Context) -> Assess
                 OnChange::Refuse => apply(
                     Listing::ShowPinned(pinned.map(|p| p.definition.clone()).unwrap_or_default()),
                     ScanAction::Refuse,
-                    RULE_CHANGED,
+                    RuleId::PinsChanged,
                     reason,
                 ),
-                OnChange::Hide => apply(Listing::Hide, ScanAction::Hide, RULE_CHANGED, reason),
-                OnChange::Approve => {
-                    apply(Listing::Show, ScanAction::Approve, RULE_CHANGED, reason)
+                OnChange::Hide => {
+                    apply(Listing::Hide, ScanAction::Hide, RuleId::PinsChanged, reason)
                 }
+                OnChange::Approve => apply(
+                    Listing::Show,
+                    ScanAction::Approve,
+                    RuleId::PinsChanged,
+                    reason,
+                ),
             }
         }
         PinState::Unpinned => {
@@ -138,10 +141,13 @@ pub(crate) fn assess(tool: &Value, pinned: Option<&Pin>, cx: &Context) -> Assess
                 "tool `{name}` is not pinned and the pin file is frozen; pin it with `capjail pins accept`"
             );
             match cx.policy.on_change {
-                OnChange::Approve => {
-                    apply(Listing::Show, ScanAction::Approve, RULE_UNPINNED, reason)
-                }
-                _ => apply(Listing::Hide, ScanAction::Hide, RULE_UNPINNED, reason),
+                OnChange::Approve => apply(
+                    Listing::Show,
+                    ScanAction::Approve,
+                    RuleId::PinsFrozen,
+                    reason,
+                ),
+                _ => apply(Listing::Hide, ScanAction::Hide, RuleId::PinsFrozen, reason),
             }
         }
         PinState::Matches | PinState::New | PinState::Off => {}
@@ -161,7 +167,7 @@ pub(crate) fn assess(tool: &Value, pinned: Option<&Pin>, cx: &Context) -> Assess
         } else {
             Listing::Show
         };
-        apply(show, action, f.rule, reason);
+        apply(show, action, f.rule.clone(), reason);
     }
     let call = match (refuse, approve) {
         (Some((rule, reason)), _) => CallVerdict::Refuse { rule, reason },
@@ -220,7 +226,7 @@ mod tests {
         let CallVerdict::Refuse { rule, reason } = a.call else {
             panic!()
         };
-        assert_eq!(rule, RULE_CHANGED);
+        assert_eq!(rule, RuleId::PinsChanged);
         assert!(reason.contains("(description)"), "{reason}");
         let a = assess(&old, None, &cx(&p, true));
         assert_eq!(a.pin, PinState::Unpinned);

@@ -15,9 +15,7 @@ pub(crate) fn gate_call(decision: Decision, verdict: Option<&CallVerdict>) -> De
     let tool = decision.tool.clone().unwrap_or_default();
     let denial = match verdict {
         None | Some(CallVerdict::Allow) => return decision,
-        Some(CallVerdict::Refuse { rule, reason }) => {
-            Denial::new(crate::policy::RuleId::named(rule), reason.clone())
-        }
+        Some(CallVerdict::Refuse { rule, reason }) => Denial::new(rule.clone(), reason.clone()),
         Some(CallVerdict::Approve { rule, reason }) => request_approval(&tool, rule, reason),
     };
     Decision {
@@ -50,7 +48,7 @@ mod tests {
         let d = gate_call(
             allowed(),
             Some(&CallVerdict::Refuse {
-                rule: "pins.changed".into(),
+                rule: crate::policy::RuleId::PinsChanged,
                 reason: "changed (description)".into(),
             }),
         );
@@ -59,7 +57,7 @@ mod tests {
         let d = gate_call(
             allowed(),
             Some(&CallVerdict::Approve {
-                rule: "pins.changed".into(),
+                rule: crate::policy::RuleId::PinsChanged,
                 reason: "x".into(),
             }),
         );

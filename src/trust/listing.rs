@@ -11,13 +11,14 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use crate::audit::{DecisionRecord, Direction, Record};
 use crate::check::decide::{decide, Context, StaticCatalog, ToolCatalog};
 use crate::check::path::PathContext;
 use crate::check::RealWorld;
 use crate::policy::Policy;
 use crate::proxy::client_filter::{refusal, SharedState};
 use crate::proxy::outbox::{Answer, Outbox};
-use crate::proxy::recorder::{DecisionRecord, SharedRecorder};
+use crate::proxy::recorder::SharedRecorder;
 use crate::proxy::session::{id_key, Pending};
 
 /// Most pages followed in one listing (a server that pages for ever is cut off).
@@ -309,7 +310,7 @@ fn unlisted(
     super::gate::gate_call(
         decision,
         Some(&super::assess::CallVerdict::Refuse {
-            rule: crate::policy::RuleId::PinsUnlisted.into(),
+            rule: crate::policy::RuleId::PinsUnlisted,
             reason,
         }),
     )
@@ -364,17 +365,20 @@ fn release(
     let reply = (!allowed).then(|| refusal(&call.id, &decision));
     let mut snapshot = snapshot;
     let record = DecisionRecord {
-        id: Some(call.id.clone()),
-        params: call.params,
         tool_spec: snapshot.tools.remove(&tool).map(std::sync::Arc::new),
-        decision,
         latency_us: started.elapsed().as_micros() as u64,
         weight: call.weight,
+        ..DecisionRecord::new(
+            Direction::ClientToServer,
+            Some(call.id.clone()),
+            call.params,
+            decision,
+        )
     };
     d.recorder
         .lock()
         .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
-        .decided(record)?;
+        .record(Record::Decision(record))?;
     match reply {
         None => d.outbox.send_to_server(&call.line),
         Some(line) => {

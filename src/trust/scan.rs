@@ -9,6 +9,7 @@
 
 use std::sync::OnceLock;
 
+use crate::policy::RuleId;
 use regex::{Regex, RegexSet};
 use serde::Serialize;
 use serde_json::Value;
@@ -38,7 +39,7 @@ impl Severity {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct Finding {
     /// `scan.hidden_unicode`, `scan.model_instruction`, ...
-    pub(crate) rule: &'static str,
+    pub(crate) rule: RuleId,
     pub(crate) severity: Severity,
     /// Where in the definition (a JSON pointer: `/description`,
     /// `/inputSchema/properties/path/description`, `/name`).
@@ -48,16 +49,16 @@ pub(crate) struct Finding {
 }
 
 /// The rule ids (documented in README's Policy reference).
-pub(crate) const HIDDEN_UNICODE: &str = crate::policy::RuleId::ScanHiddenUnicode.static_id();
-pub(crate) const BIDI_CONTROL: &str = crate::policy::RuleId::ScanBidiControl.static_id();
-pub(crate) const MODEL_INSTRUCTION: &str = crate::policy::RuleId::ScanModelInstruction.static_id();
-pub(crate) const MODEL_PRESSURE: &str = crate::policy::RuleId::ScanModelPressure.static_id();
-pub(crate) const CREDENTIAL_PATH: &str = crate::policy::RuleId::ScanCredentialPath.static_id();
-pub(crate) const CREDENTIAL_WORD: &str = crate::policy::RuleId::ScanCredentialWord.static_id();
-pub(crate) const CROSS_TOOL: &str = crate::policy::RuleId::ScanCrossTool.static_id();
-pub(crate) const SHADOWING_NAME: &str = crate::policy::RuleId::ScanShadowingName.static_id();
+pub(crate) const HIDDEN_UNICODE: RuleId = RuleId::ScanHiddenUnicode;
+pub(crate) const BIDI_CONTROL: RuleId = RuleId::ScanBidiControl;
+pub(crate) const MODEL_INSTRUCTION: RuleId = RuleId::ScanModelInstruction;
+pub(crate) const MODEL_PRESSURE: RuleId = RuleId::ScanModelPressure;
+pub(crate) const CREDENTIAL_PATH: RuleId = RuleId::ScanCredentialPath;
+pub(crate) const CREDENTIAL_WORD: RuleId = RuleId::ScanCredentialWord;
+pub(crate) const CROSS_TOOL: RuleId = RuleId::ScanCrossTool;
+pub(crate) const SHADOWING_NAME: RuleId = RuleId::ScanShadowingName;
 
-pub(crate) const RULES: &[(&str, Severity, &str)] = &[
+pub(crate) const RULES: &[(RuleId, Severity, &str)] = &[
     (HIDDEN_UNICODE, Severity::High, "invisible, tag, control or other hidden Unicode characters"),
     (BIDI_CONTROL, Severity::High, "bidirectional control characters (text that reads differently than it displays)"),
     (MODEL_INSTRUCTION, Severity::High, "instructions addressed to the model: ignore previous instructions, do not tell the user, before using this tool, <IMPORTANT>-style markup"),
@@ -145,7 +146,7 @@ pub(crate) fn scan_tool(tool: &Value, siblings: &[&str], well_known: &[&str]) ->
             });
         }
     }
-    out.sort_by(|a, b| (a.rule, &a.field).cmp(&(b.rule, &b.field)));
+    out.sort_by(|a, b| (a.rule.as_str(), &a.field).cmp(&(b.rule.as_str(), &b.field)));
     out.dedup_by(|a, b| a.rule == b.rule && a.field == b.field);
     out
 }
@@ -307,7 +308,7 @@ fn is_hidden(c: char) -> bool {
 
 /// The first hidden character: its rule and byte offset. A zero-width joiner between two
 /// non-ASCII characters is an emoji sequence, not hidden text.
-fn hidden_char(text: &str) -> Option<(&'static str, usize)> {
+fn hidden_char(text: &str) -> Option<(RuleId, usize)> {
     let chars: Vec<(usize, char)> = text.char_indices().collect();
     for (i, &(at, c)) in chars.iter().enumerate() {
         if is_bidi(c) {
@@ -385,7 +386,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn rules(t: &Value) -> Vec<&'static str> {
+    fn rules(t: &Value) -> Vec<RuleId> {
         scan_tool(t, &["send_email", "read_file"], &["read_file"])
             .into_iter()
             .map(|f| f.rule)

@@ -201,8 +201,11 @@ impl TrustSession {
                 .recorder
                 .lock()
                 .map_err(|_| std::io::Error::other("recorder lock poisoned"))?;
-            for m in records {
-                r.trust(m)?;
+            for fields in records {
+                r.record(crate::audit::Record::Trust(crate::audit::TrustRecord {
+                    fields,
+                    at: std::time::SystemTime::now(),
+                }))?;
             }
         }
         if cx.pinning && !self.config.frozen && (!to_pin.is_empty() || !pending.is_empty()) {
@@ -289,11 +292,11 @@ impl TrustSession {
                 format!("tool `{}` pinned on first use", a.name),
             ),
             "changed" => (
-                super::assess::RULE_CHANGED.to_string(),
+                crate::policy::RuleId::PinsChanged.to_string(),
                 format!("the definition of tool `{}` differs from its pin", a.name),
             ),
             "unpinned" => (
-                super::assess::RULE_UNPINNED.to_string(),
+                crate::policy::RuleId::PinsFrozen.to_string(),
                 format!("tool `{}` has no pin and the pin file is frozen", a.name),
             ),
             _ => (String::new(), String::new()),

@@ -108,8 +108,11 @@ pub(crate) fn compile(
         t.on_medium = s.medium.unwrap_or(t.on_medium);
         t.on_low = s.low.unwrap_or(t.on_low);
         for (i, r) in s.ignore.iter().enumerate() {
-            if !super::scan::RULES.iter().any(|(id, ..)| id == r) {
-                let ids: Vec<&str> = super::scan::RULES.iter().map(|(id, ..)| *id).collect();
+            if !super::scan::RULES.iter().any(|(id, ..)| id.as_str() == r) {
+                let ids: Vec<&str> = super::scan::RULES
+                    .iter()
+                    .map(|(id, ..)| id.as_str())
+                    .collect();
                 return Err((
                     format!("tool_scan.ignore[{i}]"),
                     Some(r.clone()),
