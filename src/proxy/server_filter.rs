@@ -101,12 +101,10 @@ impl ServerFilter {
                 }
             }
             (None, Some(id)) => {
-                let pending = self
-                    .shared
-                    .lock()
-                    .expect("shared state")
-                    .pending
-                    .remove(&id_key(&id));
+                // One key and one lock for everything this answer settles.
+                let key = id_key(&id);
+                let mut shared = self.shared.lock().expect("shared state");
+                let pending = shared.pending.remove(&key);
                 match pending {
                     None => ServerOutcome::Drop(format!(
                         "the server answered id {id}, which no forwarded request has"
@@ -114,12 +112,14 @@ impl ServerFilter {
                     Some(Pending::Plain) => {
                         // A refusal by the sandbox named in the answer: say what grants it.
                         super::refusals::on_answer(&self.policy, line);
-                        let mut shared = self.shared.lock().expect("shared state");
                         // An environment read: only the variables its rule names (check::env_read).
-                        let env = shared
-                            .env_reads
-                            .remove(&id_key(&id))
-                            .map(|r| crate::check::env_read::filter_answer(line, &r));
+                        let env = match shared.env_reads.is_empty() {
+                            true => None,
+                            false => shared
+                                .env_reads
+                                .remove(&key)
+                                .map(|r| crate::check::env_read::filter_answer(line, &r)),
+                        };
                         use crate::check::env_read::EnvAnswer;
                         let (line, env_why) = match &env {
                             Some(EnvAnswer::Withheld(l, why)) => {
@@ -132,7 +132,7 @@ impl ServerFilter {
                         match crate::content::hook::on_result(
                             &self.policy,
                             &mut shared.content,
-                            &id_key(&id),
+                            &key,
                             line,
                         ) {
                             crate::content::hook::ResultOutcome::Forward => match env_why {
@@ -156,7 +156,10 @@ impl ServerFilter {
                             }
                         }
                     }
-                    Some(kind) => self.read_answer(kind, line),
+                    Some(kind) => {
+                        drop(shared);
+                        self.read_answer(kind, line)
+                    }
                 }
             }
             (None, None) => ServerOutcome::Drop(
