@@ -248,20 +248,11 @@ const INLINE_KEYS: usize = 8;
 
 /// The keys of one object, for the duplicate check: the first [`INLINE_KEYS`] on the stack (the
 /// objects of a JSON-RPC message are small: no allocation per object), the rest on the heap.
+#[derive(Default)]
 struct Keys<'de> {
     inline: [std::borrow::Cow<'de, str>; INLINE_KEYS],
     len: usize,
     spilled: Vec<std::borrow::Cow<'de, str>>,
-}
-
-impl Default for Keys<'_> {
-    fn default() -> Self {
-        Keys {
-            inline: Default::default(),
-            len: 0,
-            spilled: Vec::new(),
-        }
-    }
 }
 
 impl<'de> Keys<'de> {
