@@ -237,7 +237,10 @@ impl<'de> Visitor<'de> for Check {
             keys.push(k);
         }
         if let Some(k) = keys.duplicate() {
-            return Err(A::Error::custom(format_args!("{DUP}`{}`", k.escape_debug())));
+            return Err(A::Error::custom(format_args!(
+                "{DUP}`{}`",
+                k.escape_debug()
+            )));
         }
         Ok(())
     }
@@ -385,7 +388,10 @@ impl<'de> Visitor<'de> for Top {
             keys.push(k);
         }
         if let Some(k) = keys.duplicate() {
-            return Err(A::Error::custom(format_args!("{DUP}`{}`", k.escape_debug())));
+            return Err(A::Error::custom(format_args!(
+                "{DUP}`{}`",
+                k.escape_debug()
+            )));
         }
         Ok(env)
     }

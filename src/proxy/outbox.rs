@@ -541,7 +541,11 @@ mod tests {
         let mut long = vec![b'x'; CLIENT_BATCH];
         long.push(b'\n');
         ob.queue_to_client(&long).unwrap();
-        assert_eq!(c.0.lock().unwrap().len(), 10 + long.len(), "written at once");
+        assert_eq!(
+            c.0.lock().unwrap().len(),
+            10 + long.len(),
+            "written at once"
+        );
         ob.queue_to_client(b"4\n").unwrap();
         ob.flush_client().unwrap();
         ob.flush_client().unwrap();

@@ -123,7 +123,12 @@ mod tests {
             (b"", false),
             (b"xxxxperxxxeacxxxxp", false),
         ] {
-            assert_eq!(may_name_a_refusal(line), hit, "{:?}", String::from_utf8_lossy(line));
+            assert_eq!(
+                may_name_a_refusal(line),
+                hit,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
             let slow = line
                 .windows(4)
                 .any(|w| w.eq_ignore_ascii_case(b"perm") || w.eq_ignore_ascii_case(b"eacc"));
