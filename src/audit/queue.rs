@@ -485,7 +485,7 @@ mod tests {
                     let q = AuditQueue::start(AuditLog::open(&path, false).unwrap()).unwrap();
                     let w = q.watermark();
                     for i in 0..per {
-                        let s = q.push(decision(i), 10).unwrap();
+                        let s = q.push(decision(i, 10)).unwrap();
                         w.wait(s).unwrap();
                         if i % 50 == 0 {
                             // Idle past the time a kept lock is given back.
@@ -519,7 +519,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("k.jsonl");
         let q = AuditQueue::start(AuditLog::open(&path, false).unwrap()).unwrap();
-        let s = q.push(decision(1), 10).unwrap();
+        let s = q.push(decision(1, 10)).unwrap();
         q.watermark().wait(s).unwrap();
         // Another open file description: its flock conflicts with the log's.
         let other = std::fs::File::open(&path).unwrap();
@@ -559,7 +559,7 @@ mod tests {
                     let q = AuditQueue::start(log).unwrap();
                     let w = q.watermark();
                     for i in 0..100 {
-                        let s = q.push(decision(i), 10).unwrap();
+                        let s = q.push(decision(i, 10)).unwrap();
                         if i % 3 == 0 {
                             w.wait(s).unwrap();
                         }

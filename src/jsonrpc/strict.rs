@@ -231,19 +231,59 @@ impl<'de> Visitor<'de> for Check {
         if inner.depth > self.max_depth {
             return Err(A::Error::custom(format_args!("{DEEP}{}", self.max_depth)));
         }
-        let mut keys: Vec<std::borrow::Cow<'de, str>> = Vec::new();
+        let mut keys = Keys::default();
         while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
             map.next_value_seed(inner)?;
             keys.push(k);
         }
-        keys.sort_unstable();
-        if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
+        if let Some(k) = keys.duplicate() {
             return Err(A::Error::custom(format_args!(
                 "{DUP}`{}`",
-                w[0].escape_debug()
+                k.escape_debug()
             )));
         }
         Ok(())
+    }
+}
+
+/// How many keys of one object are kept on the stack before [`Keys`] spills to the heap.
+const INLINE_KEYS: usize = 8;
+
+/// The keys of one object, for the duplicate check: the first [`INLINE_KEYS`] on the stack (the
+/// objects of a JSON-RPC message are small: no allocation per object), the rest on the heap.
+#[derive(Default)]
+struct Keys<'de> {
+    inline: [std::borrow::Cow<'de, str>; INLINE_KEYS],
+    len: usize,
+    spilled: Vec<std::borrow::Cow<'de, str>>,
+}
+
+impl<'de> Keys<'de> {
+    fn push(&mut self, k: std::borrow::Cow<'de, str>) {
+        if self.len < INLINE_KEYS {
+            self.inline[self.len] = k;
+            self.len += 1;
+        } else {
+            self.spilled.push(k);
+        }
+    }
+
+    /// The smallest key that occurs more than once (the one a sorted scan finds first).
+    fn duplicate(mut self) -> Option<std::borrow::Cow<'de, str>> {
+        if self.spilled.is_empty() {
+            let keys = &self.inline[..self.len];
+            let mut dup: Option<&std::borrow::Cow<'de, str>> = None;
+            for (i, a) in keys.iter().enumerate() {
+                if keys[i + 1..].contains(a) && dup.is_none_or(|d| a < d) {
+                    dup = Some(a);
+                }
+            }
+            return dup.cloned();
+        }
+        let mut all = std::mem::take(&mut self.spilled);
+        all.extend(self.inline.into_iter().take(self.len));
+        all.sort_unstable();
+        all.windows(2).find(|w| w[0] == w[1]).map(|w| w[0].clone())
     }
 }
 
@@ -330,7 +370,7 @@ impl<'de> Visitor<'de> for Top {
             object: true,
             ..Envelope::default()
         };
-        let mut keys: Vec<std::borrow::Cow<'de, str>> = Vec::new();
+        let mut keys = Keys::default();
         while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
             match k.as_ref() {
                 "id" => {
@@ -347,11 +387,10 @@ impl<'de> Visitor<'de> for Top {
             }
             keys.push(k);
         }
-        keys.sort_unstable();
-        if let Some(w) = keys.windows(2).find(|w| w[0] == w[1]) {
+        if let Some(k) = keys.duplicate() {
             return Err(A::Error::custom(format_args!(
                 "{DUP}`{}`",
-                w[0].escape_debug()
+                k.escape_debug()
             )));
         }
         Ok(env)
@@ -458,6 +497,29 @@ mod tests {
             validate_strict(deep.as_bytes(), 64),
             Err(ParseError::Refused(_))
         ));
+    }
+
+    #[test]
+    fn duplicates_are_found_past_the_inline_keys() {
+        for n in [2, 7, 8, 9, 20] {
+            let mut members: Vec<String> = (0..n).map(|i| format!("\"k{i}\":{i}")).collect();
+            let ok = format!("{{{}}}", members.join(","));
+            assert!(validate_strict(ok.as_bytes(), 64).is_ok(), "{ok}");
+            assert!(validate_envelope(ok.as_bytes(), 64).is_ok(), "{ok}");
+            members.push("\"k1\":0".into());
+            members.insert(0, "\"k0\":0".into());
+            let dup = format!("{{{}}}", members.join(","));
+            for r in [
+                validate_strict(dup.as_bytes(), 64),
+                validate_envelope(dup.as_bytes(), 64).map(|_| ()),
+            ] {
+                // The smallest duplicated key is named, as with every object size.
+                assert!(
+                    matches!(&r, Err(ParseError::Refused(m)) if m.contains("`k0`")),
+                    "{dup}: {r:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -477,8 +477,14 @@ impl ClientFilter {
             let readable = crate::check::env_read::readable(&self.policy, &decision);
             let mut shared = self.shared.lock().expect("shared state");
             match readable {
-                Some(r) => shared.env_reads.insert(id_key(id), r),
-                None => shared.env_reads.remove(&id_key(id)),
+                Some(r) => {
+                    shared.env_reads.insert(id_key(id), r);
+                }
+                // Nothing to forget (the common case: no key to build).
+                None if shared.env_reads.is_empty() => {}
+                None => {
+                    shared.env_reads.remove(&id_key(id));
+                }
             };
         }
         let micros = started.elapsed().as_micros() as u64;

@@ -104,6 +104,7 @@ enum PumpEvent {
 
 /// Run the server behind the proxy; returns the exit code for capjail.
 pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
+    one_malloc_arena();
     let grace = cfg.policy.limits.grace;
     let kernel_backstop = cfg.confine.is_some();
     child::become_subreaper();
@@ -327,6 +328,22 @@ pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
     // them is the audit failure it would have been on the hot path.
     finished.map_err(|e| RunError::Audit(e.to_string()))?;
     Ok(code)
+}
+
+/// One malloc arena for the whole process, set before the pumps and the audit writer start.
+/// glibc gives each thread that allocates its own arena (per-thread heaps of freed chunks):
+/// under a sustained pipelined load the two pumps' and the audit writer's arenas each kept
+/// about 0.5-1.3 MiB resident (measured with `/proc/PID/smaps`), a third of capjail's anonymous
+/// memory. The threads' small allocations mostly stay in glibc's per-thread caches, so one
+/// arena costs no measurable throughput. `MALLOC_ARENA_MAX` in the environment still decides.
+fn one_malloc_arena() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; no memory is touched.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 1);
+        }
+    }
 }
 
 /// Write the session's last record and everything still queued.

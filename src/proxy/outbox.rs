@@ -23,6 +23,11 @@
 //! never overtake the client's messages (a `tools/list` never reaches the server before the
 //! `notifications/initialized` the pump still holds).
 //!
+//! Lines the server pump relays are queued ([`Outbox::queue_to_client`]) and written together
+//! when it has no further line at hand ([`Outbox::flush_client`]): one `write` for a burst of
+//! answers instead of one each. Every other line to the client is written after what is
+//! queued, under the same lock, so nothing overtakes a queued line.
+//!
 //! When the session ends, [`Outbox::close`] answers every waiting callback with
 //! [`Answer::Closed`] so no stage waits for ever.
 
@@ -62,7 +67,7 @@ pub(crate) type LineSink = Box<dyn Write + Send>;
 
 pub(crate) struct Outbox {
     server: Mutex<LineSink>,
-    client: Mutex<LineSink>,
+    client: Mutex<ClientSink>,
     prefix: String,
     next: AtomicU64,
     waiting: Mutex<HashMap<String, (Peer, OnAnswer)>>,
@@ -104,6 +109,27 @@ impl Durability {
     }
 }
 
+/// capjail's stdout and the server pump's lines queued for it (written before anything else).
+struct ClientSink {
+    sink: LineSink,
+    queued: Vec<u8>,
+}
+
+/// Bytes the server pump queues for the client before writing them (a pipe's capacity); a
+/// line at least this long is written on its own, never copied.
+const CLIENT_BATCH: usize = 64 * 1024;
+
+impl ClientSink {
+    fn flush_queued(&mut self) -> io::Result<()> {
+        if self.queued.is_empty() {
+            return Ok(());
+        }
+        let written = self.sink.write_all(&self.queued);
+        self.queued.clear();
+        written
+    }
+}
+
 /// The prefix of every id capjail gives its own requests.
 pub(crate) const OWN_ID_PREFIX: &str = "capjail:";
 
@@ -111,7 +137,10 @@ impl Outbox {
     pub(crate) fn new(server: LineSink, client: LineSink) -> Arc<Outbox> {
         Arc::new(Outbox {
             server: Mutex::new(server),
-            client: Mutex::new(client),
+            client: Mutex::new(ClientSink {
+                sink: client,
+                queued: Vec::new(),
+            }),
             prefix: format!("{OWN_ID_PREFIX}{:016x}:", nonce()),
             next: AtomicU64::new(1),
             waiting: Mutex::new(HashMap::new()),
@@ -305,9 +334,41 @@ impl Outbox {
         write_line(&self.server, &pending)
     }
 
-    /// Write one whole line (the newline is added) to the client.
+    /// Write one whole line (the newline is added) to the client, after the lines queued.
     pub(crate) fn send_to_client(&self, line: &[u8]) -> io::Result<()> {
-        write_line(&self.client, line)
+        let mut out = self
+            .client
+            .lock()
+            .map_err(|_| io::Error::other("outbox lock poisoned"))?;
+        out.flush_queued()?;
+        write_whole(&mut out.sink, line)
+    }
+
+    /// The server pump's lines: queue `line` (one whole line with its newline) for the client;
+    /// it is written by the next [`Outbox::flush_client`] or line to the client, or now when
+    /// the queue is full.
+    pub(crate) fn queue_to_client(&self, line: &[u8]) -> io::Result<()> {
+        debug_assert_eq!(line.last(), Some(&b'\n'));
+        let mut out = self
+            .client
+            .lock()
+            .map_err(|_| io::Error::other("outbox lock poisoned"))?;
+        if out.queued.len() + line.len() > CLIENT_BATCH {
+            out.flush_queued()?;
+        }
+        if line.len() >= CLIENT_BATCH {
+            return out.sink.write_all(line);
+        }
+        out.queued.extend_from_slice(line);
+        Ok(())
+    }
+
+    /// Write the lines queued for the client.
+    pub(crate) fn flush_client(&self) -> io::Result<()> {
+        self.client
+            .lock()
+            .map_err(|_| io::Error::other("outbox lock poisoned"))?
+            .flush_queued()
     }
 
     /// The session is over: every waiting callback gets [`Answer::Closed`]; later requests
@@ -354,6 +415,10 @@ fn write_line(sink: &Mutex<LineSink>, line: &[u8]) -> io::Result<()> {
     let mut out = sink
         .lock()
         .map_err(|_| io::Error::other("outbox lock poisoned"))?;
+    write_whole(&mut out, line)
+}
+
+fn write_whole(out: &mut LineSink, line: &[u8]) -> io::Result<()> {
     // One write of the whole line: copy only when the caller's slice lacks the newline.
     if line.last() == Some(&b'\n') {
         out.write_all(line)
@@ -460,6 +525,31 @@ mod tests {
             .request_server("ping", None, Box::new(move |a| tx2.send(a).unwrap()))
             .is_err());
         assert_eq!(rx.recv().unwrap(), Answer::Closed);
+    }
+
+    #[test]
+    fn queued_lines_go_first_and_long_ones_are_not_copied() {
+        let c = Buf::default();
+        let ob = Outbox::new(Box::new(io::sink()), Box::new(c.clone()));
+        ob.queue_to_client(b"1\n").unwrap();
+        ob.queue_to_client(b"2\n").unwrap();
+        assert!(c.0.lock().unwrap().is_empty(), "queued, not written");
+        // Another writer's line follows what was queued before it.
+        ob.send_to_client(b"own").unwrap();
+        assert_eq!(&*c.0.lock().unwrap(), b"1\n2\nown\n");
+        ob.queue_to_client(b"3\n").unwrap();
+        let mut long = vec![b'x'; CLIENT_BATCH];
+        long.push(b'\n');
+        ob.queue_to_client(&long).unwrap();
+        assert_eq!(
+            c.0.lock().unwrap().len(),
+            10 + long.len(),
+            "written at once"
+        );
+        ob.queue_to_client(b"4\n").unwrap();
+        ob.flush_client().unwrap();
+        ob.flush_client().unwrap();
+        assert!(c.0.lock().unwrap().ends_with(b"x\n4\n"));
     }
 
     #[test]

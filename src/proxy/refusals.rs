@@ -71,16 +71,24 @@ pub(crate) fn explanation(errno: &str, path: &Path, policy: &Policy) -> String {
 
 /// Warn on stderr for each refusal named in a server's answer line.
 pub(crate) fn on_answer(policy: &Policy, line: &[u8]) {
-    if policy.filesystem.mounts.is_none()
-        || !line
-            .windows(4)
-            .any(|w| w.eq_ignore_ascii_case(b"perm") || w.eq_ignore_ascii_case(b"eacc"))
-    {
+    if policy.filesystem.mounts.is_none() || !may_name_a_refusal(line) {
         return;
     }
     for (errno, p) in refused_paths(line) {
         tracing::warn!("{}", explanation(errno, &p, policy));
     }
+}
+
+/// Does `line` hold `perm` or `eacc` in any case (every refusal [`refused_paths`] reads has
+/// one)? A SIMD search for their first letters, not a comparison at every byte: this runs on
+/// every answer, of any size.
+fn may_name_a_refusal(line: &[u8]) -> bool {
+    let at = |i: usize, rest: &[u8]| {
+        line.get(i + 1..i + 4)
+            .is_some_and(|w| w.eq_ignore_ascii_case(rest))
+    };
+    memchr::memchr2_iter(b'p', b'P', line).any(|i| at(i, b"erm"))
+        || memchr::memchr2_iter(b'e', b'E', line).any(|i| at(i, b"acc"))
 }
 
 #[cfg(test)]
@@ -101,6 +109,31 @@ mod tests {
             br#"{"result":{"content":[{"type":"text","text":"hello /etc/x"}]}}"#
         )
         .is_empty());
+    }
+
+    #[test]
+    fn the_quick_look_finds_what_the_regex_reads() {
+        for (line, hit) in [
+            (&b"Error: EACCES: permission denied"[..], true),
+            (b"[Errno 1] Operation not permitted", true),
+            (b"eAcC", true),
+            (b"PeRm", true),
+            (b"per", false),
+            (b"pe rm eac c", false),
+            (b"", false),
+            (b"xxxxperxxxeacxxxxp", false),
+        ] {
+            assert_eq!(
+                may_name_a_refusal(line),
+                hit,
+                "{:?}",
+                String::from_utf8_lossy(line)
+            );
+            let slow = line
+                .windows(4)
+                .any(|w| w.eq_ignore_ascii_case(b"perm") || w.eq_ignore_ascii_case(b"eacc"));
+            assert_eq!(slow, hit);
+        }
     }
 
     #[test]

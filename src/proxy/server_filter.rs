@@ -104,8 +104,10 @@ impl ServerFilter {
                 }
             }
             (None, Some(id)) => {
+                // One key and one lock for everything this answer settles.
                 let key = id_key(&id);
-                let pending = self.state().answered(&key);
+                let mut shared = self.state();
+                let pending = shared.answered(&key);
                 match pending {
                     None => ServerOutcome::Drop(format!(
                         "the server answered id {id}, which no forwarded request has"
@@ -113,7 +115,6 @@ impl ServerFilter {
                     Some(Pending::Plain) => {
                         // A refusal by the sandbox named in the answer: say what grants it.
                         super::refusals::on_answer(&self.policy, line);
-                        let mut shared = self.state();
                         // An environment read: only the variables its rule names (check::env_read).
                         let env = shared
                             .take_env_read(&key)
@@ -154,7 +155,10 @@ impl ServerFilter {
                             }
                         }
                     }
-                    Some(kind) => self.read_answer(kind, line),
+                    Some(kind) => {
+                        drop(shared);
+                        self.read_answer(kind, line)
+                    }
                 }
             }
             (None, None) => ServerOutcome::Drop(

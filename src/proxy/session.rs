@@ -82,6 +82,9 @@ impl Shared {
 
     /// What the answer to an environment read may show, once (`None`: not one).
     pub(crate) fn take_env_read(&mut self, key: &str) -> Option<crate::check::env_read::Readable> {
+        if self.env_reads.is_empty() {
+            return None; // the common case: no key hashed
+        }
         self.env_reads.remove(key)
     }
 }

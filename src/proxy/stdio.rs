@@ -145,19 +145,34 @@ pub(crate) fn pump_client(session: &Session, input: impl Read, out: &Outbox) -> 
 }
 
 /// Server -> client. Returns a [`super::fatal::AuditFailure`] for a fatal audit failure.
+/// The lines for the client are queued in the outbox and written together once no further
+/// line is at hand (one `write` per burst of answers; a lone answer is written at once).
 pub(crate) fn pump_server(
     session: &Session,
     server_out: impl Read,
     out: &Outbox,
 ) -> io::Result<()> {
+    let pumped = relay_server(session, server_out, out);
+    if pumped.is_err() {
+        // What was judged before the failure still goes out, as it would have unqueued.
+        let _ = out.flush_client();
+    }
+    pumped
+}
+
+fn relay_server(session: &Session, server_out: impl Read, out: &Outbox) -> io::Result<()> {
     let mut reader = LineReader::new(
         BufReader::with_capacity(PUMP_BUFFER, server_out),
         MAX_SERVER_LINE_BYTES,
     );
     let mut buf = Vec::new();
     loop {
+        if !reader.line_buffered() {
+            // The next read may wait for the server: what is queued goes out first.
+            out.flush_client()?;
+        }
         let (outputs, mut line) = match reader.next_into(&mut buf)? {
-            Frame::Eof => return Ok(()),
+            Frame::Eof => return out.flush_client(),
             Frame::TooLong(n) => (
                 session.on_server_oversized(n, MAX_SERVER_LINE_BYTES),
                 Vec::new(),
@@ -168,13 +183,13 @@ pub(crate) fn pump_server(
             match o {
                 Output::Forward => {
                     line.push(b'\n');
-                    let sent = out.send_to_client(&line);
+                    let sent = out.queue_to_client(&line);
                     line.pop();
                     sent?;
                 }
                 Output::ToClient(mut l) => {
                     l.push(b'\n');
-                    out.send_to_client(&l)?;
+                    out.queue_to_client(&l)?;
                 }
                 Output::Record(r) => session.record(r)?,
                 Output::ToServer(_) => {}
