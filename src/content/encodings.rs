@@ -35,19 +35,17 @@ fn has_escape(b: &[u8]) -> bool {
 
 /// Maximal runs of base64/base32/hex characters at least [`MIN_TOKEN`] long.
 pub(crate) fn candidate_tokens(s: &str) -> impl Iterator<Item = Range<usize>> + '_ {
+    use super::bytes::{alnum, run_len};
     let b = s.as_bytes();
-    let is_tok = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'_' | b'-');
+    // Branch-free, so runs are counted a block at a time.
+    let is_tok =
+        |c: u8| alnum(c) | (c == b'+') | (c == b'/') | (c == b'=') | (c == b'_') | (c == b'-');
     let mut i = 0;
     std::iter::from_fn(move || {
         while i < b.len() {
-            if !is_tok(b[i]) {
-                i += 1;
-                continue;
-            }
+            i += run_len(b, i, usize::MAX, |c| !is_tok(c));
             let start = i;
-            while i < b.len() && is_tok(b[i]) {
-                i += 1;
-            }
+            i += run_len(b, i, usize::MAX, is_tok);
             if i - start >= MIN_TOKEN {
                 return Some(start..i);
             }
@@ -168,6 +166,31 @@ pub(crate) fn joined_labels(host: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_as_a_byte_loop_finds_them() {
+        let is_tok =
+            |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'_' | b'-');
+        for t in crate::content::secrets::tests::mixed_texts(1000) {
+            let b = t.as_bytes();
+            let mut want = Vec::new();
+            let mut i = 0;
+            while i < b.len() {
+                if !is_tok(b[i]) {
+                    i += 1;
+                    continue;
+                }
+                let start = i;
+                while i < b.len() && is_tok(b[i]) {
+                    i += 1;
+                }
+                if i - start >= MIN_TOKEN {
+                    want.push(start..i);
+                }
+            }
+            assert_eq!(candidate_tokens(&t).collect::<Vec<_>>(), want, "{t:?}");
+        }
+    }
 
     #[test]
     fn decodes() {
