@@ -35,17 +35,19 @@ fn has_escape(b: &[u8]) -> bool {
 
 /// Maximal runs of base64/base32/hex characters at least [`MIN_TOKEN`] long.
 pub(crate) fn candidate_tokens(s: &str) -> impl Iterator<Item = Range<usize>> + '_ {
-    use super::bytes::{alnum, run_len};
     let b = s.as_bytes();
-    // Branch-free, so runs are counted a block at a time.
-    let is_tok =
-        |c: u8| alnum(c) | (c == b'+') | (c == b'/') | (c == b'=') | (c == b'_') | (c == b'-');
+    let is_tok = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'_' | b'-');
     let mut i = 0;
     std::iter::from_fn(move || {
         while i < b.len() {
-            i += run_len(b, i, usize::MAX, |c| !is_tok(c));
+            if !is_tok(b[i]) {
+                i += 1;
+                continue;
+            }
             let start = i;
-            i += run_len(b, i, usize::MAX, is_tok);
+            while i < b.len() && is_tok(b[i]) {
+                i += 1;
+            }
             if i - start >= MIN_TOKEN {
                 return Some(start..i);
             }

@@ -90,8 +90,6 @@ enum Chars {
 }
 
 impl Chars {
-    /// The class as the standard predicates say (`run` counts the same bytes, branch-free).
-    #[cfg(test)]
     fn has(self, b: u8) -> bool {
         match self {
             Chars::Alnum => b.is_ascii_alphanumeric(),
@@ -279,28 +277,12 @@ pub(crate) fn scan(text: &str, out: &mut Vec<Hit>) {
     seed_phrases(text, out);
 }
 
-/// How many bytes of class `chars` from `from` (at most `cap`), a block at a time.
 fn run(b: &[u8], from: usize, chars: Chars, cap: usize) -> usize {
-    use super::bytes::{alnum, run_len};
-    let from = from.min(b.len());
-    match chars {
-        Chars::Alnum => run_len(b, from, cap, alnum),
-        Chars::Upper => run_len(b, from, cap, |c| {
-            (c.wrapping_sub(b'A') < 26) | (c.wrapping_sub(b'0') < 10)
-        }),
-        Chars::Word => run_len(b, from, cap, |c| alnum(c) | (c == b'_')),
-        Chars::Url => run_len(b, from, cap, |c| alnum(c) | (c == b'_') | (c == b'-')),
-        Chars::UrlDot => run_len(b, from, cap, |c| {
-            alnum(c) | (c == b'_') | (c == b'-') | (c == b'.')
-        }),
-        Chars::Hex => run_len(b, from, cap, |c| {
-            (c.wrapping_sub(b'0') < 10) | ((c | 0x20).wrapping_sub(b'a') < 6)
-        }),
-        Chars::B64 => run_len(b, from, cap, |c| {
-            alnum(c) | (c == b'+') | (c == b'/') | (c == b'=')
-        }),
-        Chars::Slash => run_len(b, from, cap, |c| alnum(c) | (c == b'/')),
-    }
+    b[from.min(b.len())..]
+        .iter()
+        .take(cap)
+        .take_while(|&&c| chars.has(c))
+        .count()
 }
 
 /// Documentation placeholders: AWS's `...EXAMPLE` keys, `xxxx`, runs of one character.
@@ -588,8 +570,7 @@ pub(crate) fn wif_keys(text: &str, out: &mut Vec<Hit>) {
     let mut i = 0;
     while i < b.len() {
         if !b[i].is_ascii_alphanumeric() {
-            // Separators skipped a block at a time.
-            i += super::bytes::run_len(b, i, usize::MAX, |c| !super::bytes::alnum(c));
+            i += 1;
             continue;
         }
         let n = run(b, i, Alnum, 200);
@@ -722,17 +703,17 @@ pub(crate) fn seed_phrases(text: &str, out: &mut Vec<Hit>) {
     };
     while i < b.len() {
         if !b[i].is_ascii_alphabetic() {
-            // Separators: spaces, punctuation, digits (numbered lists); other letters break
-            // (flushing once per run of separators is the same as once per byte: no word
-            // comes between).
-            let n = super::bytes::run_len(b, i, usize::MAX, |c| !super::bytes::alpha(c));
-            if !b[i..i + n].is_ascii() {
+            // Separators: spaces, punctuation, digits (numbered lists); other letters break.
+            if !b[i].is_ascii() {
                 flush(&mut words, out);
             }
-            i += n;
+            i += 1;
             continue;
         }
-        let n = super::bytes::run_len(b, i, usize::MAX, super::bytes::alpha);
+        let n = b[i..]
+            .iter()
+            .take_while(|c| c.is_ascii_alphabetic())
+            .count();
         match word_index(&text[i..i + n]) {
             Some(v) => words.push((v, i, i + n)),
             None => flush(&mut words, out),
