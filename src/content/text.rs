@@ -173,13 +173,11 @@ pub(crate) fn injection_marker(s: &str) -> Option<&'static str> {
     let b = s.as_bytes();
     let nothing_to_collapse =
         || memchr::memchr(b'\t', b).is_none() && memchr::memmem::find(b, b"  ").is_none();
-    if s.is_ascii() || non_ascii(s).all(|(_, c)| inert(c)) {
-        if nothing_to_collapse() {
-            // Search the text itself, case-insensitively (no copy). Its non-ASCII characters,
-            // if any, are kept by the collapse and lower-case to non-ASCII: in both texts
-            // they break every marker, so both find the same first marker.
-            return find_marker(markers_ascii_ci(), b);
-        }
+    if (s.is_ascii() || non_ascii(s).all(|(_, c)| inert(c))) && nothing_to_collapse() {
+        // Search the text itself, case-insensitively (no copy). Its non-ASCII characters,
+        // if any, are kept by the collapse and lower-case to non-ASCII: in both texts they
+        // break every marker, so both find the same first marker.
+        return find_marker(markers_ascii_ci(), b);
     }
     if s.is_ascii() {
         // The common case, a byte at a time: ASCII has no hidden or confusable characters, and
