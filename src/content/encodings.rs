@@ -170,6 +170,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn tokens_as_a_byte_loop_finds_them() {
+        let is_tok =
+            |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'_' | b'-');
+        for t in crate::content::secrets::tests::mixed_texts(1000) {
+            let b = t.as_bytes();
+            let mut want = Vec::new();
+            let mut i = 0;
+            while i < b.len() {
+                if !is_tok(b[i]) {
+                    i += 1;
+                    continue;
+                }
+                let start = i;
+                while i < b.len() && is_tok(b[i]) {
+                    i += 1;
+                }
+                if i - start >= MIN_TOKEN {
+                    want.push(start..i);
+                }
+            }
+            assert_eq!(candidate_tokens(&t).collect::<Vec<_>>(), want, "{t:?}");
+        }
+    }
+
+    #[test]
     fn decodes() {
         assert_eq!(percent_decode_repeated("a%252541").unwrap(), "aA");
         assert!(percent_decode_repeated("100%").is_none());

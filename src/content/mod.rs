@@ -8,6 +8,7 @@
 
 pub(crate) mod approval;
 mod borrowed;
+mod bytes;
 pub(crate) mod config;
 #[cfg(test)]
 mod cpu_bench;

@@ -610,16 +610,51 @@ pub(crate) fn wif_keys(text: &str, out: &mut Vec<Hit>) {
 }
 
 /// The BIP-39 words (3 to 8 lower-case letters), packed into a `u64` each, with their index:
-/// one hash lookup per word of the text (a binary search of strings was most of a scan's time
-/// on prose).
-fn wordlist() -> &'static std::collections::HashMap<u64, u16> {
-    static W: OnceLock<std::collections::HashMap<u64, u16>> = OnceLock::new();
+/// one lookup per word of the text, in an open-addressed table with a multiplicative hash (a
+/// binary search of strings, then a SipHash map, were most of a scan's time on prose).
+struct WordTable {
+    /// `WORD_SLOTS` keys (0: empty; no word packs to 0) and their indices.
+    keys: Vec<u64>,
+    idx: Vec<u16>,
+}
+
+/// Twice the word count: probes stay short.
+const WORD_SLOTS: usize = 4096;
+
+fn slot(key: u64) -> usize {
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - WORD_SLOTS.trailing_zeros())) as usize
+}
+
+impl WordTable {
+    fn get(&self, key: u64) -> Option<u16> {
+        let mut i = slot(key);
+        loop {
+            match self.keys[i] {
+                0 => return None,
+                k if k == key => return Some(self.idx[i]),
+                _ => i = (i + 1) % WORD_SLOTS,
+            }
+        }
+    }
+}
+
+fn wordlist() -> &'static WordTable {
+    static W: OnceLock<WordTable> = OnceLock::new();
     W.get_or_init(|| {
-        include_str!("data/bip39-english.txt")
-            .lines()
-            .enumerate()
-            .map(|(i, w)| (pack(w.as_bytes()), i as u16))
-            .collect()
+        let mut t = WordTable {
+            keys: vec![0; WORD_SLOTS],
+            idx: vec![0; WORD_SLOTS],
+        };
+        for (n, w) in include_str!("data/bip39-english.txt").lines().enumerate() {
+            let key = pack(w.as_bytes());
+            let mut i = slot(key);
+            while t.keys[i] != 0 {
+                i = (i + 1) % WORD_SLOTS;
+            }
+            t.keys[i] = key;
+            t.idx[i] = n as u16;
+        }
+        t
     })
 }
 
@@ -635,7 +670,7 @@ fn word_index(w: &str) -> Option<u16> {
     if !(3..=8).contains(&w.len()) {
         return None;
     }
-    wordlist().get(&pack(w.as_bytes())).copied()
+    wordlist().get(pack(w.as_bytes()))
 }
 
 /// Is this sequence of BIP-39 word indices a mnemonic with a valid checksum?
@@ -705,8 +740,265 @@ pub(crate) fn seed_phrases(text: &str, out: &mut Vec<Hit>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// The scan as it was before runs were counted a block at a time and the word list was an
+    /// open-addressed table: the fast paths must find exactly the same hits.
+    mod reference {
+        use super::super::*;
+
+        fn run(b: &[u8], from: usize, chars: Chars, cap: usize) -> usize {
+            b[from.min(b.len())..]
+                .iter()
+                .take(cap)
+                .take_while(|&&c| chars.has(c))
+                .count()
+        }
+
+        pub(crate) fn wif_keys(text: &str, out: &mut Vec<Hit>) {
+            let b = text.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                if !b[i].is_ascii_alphanumeric() {
+                    i += 1;
+                    continue;
+                }
+                let n = run(b, i, Alnum, 200);
+                if (n == 51 && b[i] == b'5') || (n == 52 && (b[i] == b'K' || b[i] == b'L')) {
+                    if let Some(d) = base58_decode(&b[i..i + n]) {
+                        if d.len() >= 37 && d[0] == 0x80 {
+                            let (payload, sum) = d.split_at(d.len() - 4);
+                            let h = Sha256::digest(Sha256::digest(payload));
+                            if &h[..4] == sum {
+                                out.push(Hit {
+                                    class: Crypto,
+                                    detector: "wif_private_key",
+                                    span: i..i + n,
+                                });
+                            }
+                        }
+                    }
+                }
+                i += n.max(1);
+            }
+        }
+
+        fn word_index(w: &str) -> Option<u16> {
+            if !(3..=8).contains(&w.len()) {
+                return None;
+            }
+            static W: OnceLock<std::collections::HashMap<String, u16>> = OnceLock::new();
+            W.get_or_init(|| {
+                include_str!("data/bip39-english.txt")
+                    .lines()
+                    .enumerate()
+                    .map(|(i, w)| (w.to_string(), i as u16))
+                    .collect()
+            })
+            .get(&w.to_ascii_lowercase())
+            .copied()
+        }
+
+        pub(crate) fn seed_phrases(text: &str, out: &mut Vec<Hit>) {
+            let b = text.as_bytes();
+            let mut words: Vec<(u16, usize, usize)> = Vec::new();
+            let mut i = 0;
+            let flush = |words: &mut Vec<(u16, usize, usize)>, out: &mut Vec<Hit>| {
+                if words.len() >= 12 {
+                    let idx: Vec<u16> = words.iter().map(|w| w.0).collect();
+                    'starts: for s in 0..idx.len().min(256) {
+                        for n in [24, 21, 18, 15, 12] {
+                            if s + n <= idx.len() && mnemonic_valid(&idx[s..s + n]) {
+                                out.push(Hit {
+                                    class: Crypto,
+                                    detector: "bip39_seed_phrase",
+                                    span: words[s].1..words[s + n - 1].2,
+                                });
+                                break 'starts;
+                            }
+                        }
+                    }
+                }
+                words.clear();
+            };
+            while i < b.len() {
+                if !b[i].is_ascii_alphabetic() {
+                    if !b[i].is_ascii() {
+                        flush(&mut words, out);
+                    }
+                    i += 1;
+                    continue;
+                }
+                let n = b[i..]
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphabetic())
+                    .count();
+                match word_index(&text[i..i + n]) {
+                    Some(v) => words.push((v, i, i + n)),
+                    None => flush(&mut words, out),
+                }
+                i += n;
+            }
+            flush(&mut words, out);
+        }
+
+        /// `scan` with the token bodies measured byte by byte.
+        pub(crate) fn token_runs(text: &str) -> Vec<(usize, usize)> {
+            let b = text.as_bytes();
+            let mut v = Vec::new();
+            for m in anchors().find_iter(text) {
+                let i = m.pattern().as_usize();
+                if i < TOKENS.len() {
+                    let r = &TOKENS[i];
+                    v.push((m.start(), run(b, m.end(), r.chars, r.max + 1)));
+                }
+            }
+            v
+        }
+    }
+
+    /// Texts built from pieces that exercise every detector and every fast path: runs whose
+    /// lengths straddle the 32-byte blocks and WIF's 200-byte steps, secrets at the very end,
+    /// separators with non-ASCII characters between seed words.
+    pub(crate) fn mixed_texts(n: usize) -> Vec<String> {
+        const PIECES: &[&str] = &[
+            "AKIAZ7Q3BT4LCMW2PX5N",
+            "ghp_4Fq9ZtX1bW7mK2pL8vR3sY6nC0dH5jE9uA1k",
+            "glpat-Zq8vX2mN4pL7kR9sT1wY",
+            "xoxb-1234567890-0987654321-AbCdEfGhIjKl",
+            "sk-ant-api03-Zq8vX2mN4pL7kR9sT1wYb3c5D6e7F8g9H0i",
+            "SK0123456789abcdef0123456789abcdef",
+            "AIzaSyD4fG7hJ2kL9mN1pQ3rS5tU8vW0xY6zA2b",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6MTl9.Zq8vX2mN4pL7kR9sT1wYb3c5D6e7F8g9",
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEowMIIEowMIIEowMIIEowMIIEowMIIEowMIIEowMIIEow\n-----END RSA PRIVATE KEY-----",
+            "postgres://app:Tr0ub4dor&3@db/x",
+            "aws_secret_access_key = Zq8vX2mN4pL7kR9sT1wYb3c5D6e7F8g9H0iJ1kL2",
+            "abc8Q~Zq8vX2mN4pL7kR9sT1wYb3c5D6e7F8g9H",
+            "legal winner thank year wave sausage worth useful legal winner thank yellow",
+            "legal, winner, thank, year, wave, sausage, worth, useful, legal, winner, thank, yellow",
+            "5HueCGU8rMjxEXxiPuD5BDku4MkFqeZyd4dZ1jvhTVqvbTLvyTJ",
+            "KwDiBf89QgGbjEhKnhXJuH7LrciVrZi3qYjgd9M7rFU73sVHnoWn",
+            "xprv9s21ZrQH143K3QTDL4LXw2F7HEK3wJUD2nW2nRk4stbPy6cq3jPPqjiChkVvvNKmPGJxWUtg6LnF5kejMRNNU3TGtRBeJgk33yuGBxrMPHi",
+            "the server returned a list of files with its size ",
+            "abandon ability able about above absent absorb abstract absurd abuse access accident ",
+            "\u{e9}",
+            "\u{200b}",
+            "\u{212a}",
+            "\t",
+            "  ",
+            "\n\n",
+            "x",
+            "_",
+            "-",
+            "=",
+            "5",
+            "K",
+        ];
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        (0..n)
+            .map(|_| {
+                let mut s = String::new();
+                for _ in 0..next() % 12 {
+                    match next() % 4 {
+                        0 => s.push_str(&"x".repeat((next() % 260) as usize)),
+                        1 => s.push_str(&"Zq8vX2mN".repeat((next() % 40) as usize)),
+                        _ => s.push_str(PIECES[(next() % PIECES.len() as u64) as usize]),
+                    }
+                    if next() % 3 == 0 {
+                        s.push(' ');
+                    }
+                }
+                s
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fast_paths_find_what_the_byte_loops_found() {
+        let mut texts = mixed_texts(1500);
+        // Runs around the block size and WIF's 200-byte step, the key at the very end.
+        let wif = "5HueCGU8rMjxEXxiPuD5BDku4MkFqeZyd4dZ1jvhTVqvbTLvyTJ";
+        for k in [
+            0usize, 1, 31, 32, 33, 149, 150, 151, 199, 200, 201, 349, 350,
+        ] {
+            texts.push(format!("{}{wif}", "a".repeat(k)));
+            texts.push(format!("{}{wif}", "a".repeat(k).replace('a', "\u{e9}")));
+            texts.push(format!("{} {wif}", "a".repeat(k)));
+        }
+        for (n, t) in texts.iter().enumerate() {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            wif_keys(t, &mut a);
+            reference::wif_keys(t, &mut b);
+            assert_eq!(a, b, "wif, text {n}: {t:?}");
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            seed_phrases(t, &mut a);
+            reference::seed_phrases(t, &mut b);
+            assert_eq!(a, b, "seed, text {n}: {t:?}");
+            let bytes = t.as_bytes();
+            let fast: Vec<(usize, usize)> = anchors()
+                .find_iter(t.as_str())
+                .filter(|m| m.pattern().as_usize() < TOKENS.len())
+                .map(|m| {
+                    let r = &TOKENS[m.pattern().as_usize()];
+                    (m.start(), run(bytes, m.end(), r.chars, r.max + 1))
+                })
+                .collect();
+            assert_eq!(fast, reference::token_runs(t), "runs, text {n}");
+        }
+        // The texts hit every kind of detector.
+        let mut kinds = std::collections::BTreeSet::new();
+        for t in &texts {
+            let mut v = Vec::new();
+            scan(t, &mut v);
+            kinds.extend(v.into_iter().map(|h| h.detector));
+        }
+        for d in [
+            "wif_private_key",
+            "bip39_seed_phrase",
+            "aws_access_key_id",
+            "jwt",
+            "pem_private_key",
+        ] {
+            assert!(kinds.contains(d), "{d} never found: {kinds:?}");
+        }
+    }
+
+    #[test]
+    fn run_counts_each_class_as_the_standard_predicates() {
+        let all: Vec<u8> = (0..=255u8).collect();
+        for chars in [Alnum, Upper, Word, Url, UrlDot, Hex, B64, Slash] {
+            for c in 0..=255u8 {
+                assert_eq!(run(&[c], 0, chars, 10) == 1, chars.has(c), "{c}");
+            }
+            for from in 0..all.len() {
+                let want = all[from..]
+                    .iter()
+                    .take(300)
+                    .take_while(|&&c| chars.has(c))
+                    .count();
+                assert_eq!(run(&all, from, chars, 300), want);
+            }
+        }
+    }
+
+    #[test]
+    fn word_table_holds_every_word_and_nothing_else() {
+        let words: Vec<&str> = include_str!("data/bip39-english.txt").lines().collect();
+        for (i, w) in words.iter().enumerate() {
+            assert_eq!(word_index(w), Some(i as u16), "{w}");
+            assert_eq!(word_index(&w.to_ascii_uppercase()), Some(i as u16), "{w}");
+        }
+        for w in ["abando", "zooo", "the", "xxxxxxxx", "abandonn"] {
+            assert_eq!(word_index(w), None, "{w}");
+        }
+    }
 
     fn classes(s: &str) -> Vec<&'static str> {
         let mut v = Vec::new();

@@ -79,7 +79,7 @@ pub(crate) fn confusable(c: char) -> Option<char> {
 /// of the result the byte offset in `s` it came from. `None` when `s` has neither (the common
 /// case: no copy).
 pub(crate) fn normalize(s: &str) -> Option<(String, Vec<usize>)> {
-    if !non_ascii(s).any(|(_, c)| is_hidden(c) || confusable(c).is_some()) {
+    if s.is_ascii() || !non_ascii(s).any(|(_, c)| is_hidden(c) || confusable(c).is_some()) {
         return None;
     }
     let mut out = String::with_capacity(s.len());
@@ -100,6 +100,9 @@ pub(crate) fn normalize(s: &str) -> Option<(String, Vec<usize>)> {
 
 /// How many hidden characters `s` holds.
 pub(crate) fn count_hidden(s: &str) -> usize {
+    if s.is_ascii() {
+        return 0;
+    }
     non_ascii(s).filter(|&(_, c)| is_hidden(c)).count()
 }
 
@@ -109,7 +112,7 @@ fn non_ascii(s: &str) -> impl Iterator<Item = (usize, char)> + '_ {
     let b = s.as_bytes();
     let mut i = 0;
     std::iter::from_fn(move || {
-        i += b[i.min(b.len())..].iter().position(|&x| x >= 0x80)?;
+        i = super::bytes::next_non_ascii(b, i)?;
         let c = s[i..].chars().next()?;
         let at = i;
         i += c.len_utf8();
@@ -167,14 +170,16 @@ pub(crate) const INJECTION_MARKERS: &[&str] = &[
 /// of spaces ignored).
 pub(crate) fn injection_marker(s: &str) -> Option<&'static str> {
     // Collapse: lower-case, hidden characters dropped, runs of spaces/tabs to one space.
+    let b = s.as_bytes();
+    let nothing_to_collapse =
+        || memchr::memchr(b'\t', b).is_none() && memchr::memmem::find(b, b"  ").is_none();
+    if (s.is_ascii() || non_ascii(s).all(|(_, c)| inert(c))) && nothing_to_collapse() {
+        // Search the text itself, case-insensitively (no copy). Its non-ASCII characters,
+        // if any, are kept by the collapse and lower-case to non-ASCII: in both texts they
+        // break every marker, so both find the same first marker.
+        return find_marker(markers_ascii_ci(), b);
+    }
     if s.is_ascii() {
-        let b = s.as_bytes();
-        if memchr::memchr(b'\t', b).is_none() && memchr::memmem::find(b, b"  ").is_none() {
-            // Nothing to collapse: search the text itself, case-insensitively (no copy).
-            return markers_ascii_ci()
-                .find(b)
-                .map(|m| INJECTION_MARKERS[m.pattern().as_usize()]);
-        }
         // The common case, a byte at a time: ASCII has no hidden or confusable characters, and
         // its lower case is `to_ascii_lowercase` (the same text as the loop below builds).
         let mut t = Vec::with_capacity(s.len());
@@ -190,13 +195,10 @@ pub(crate) fn injection_marker(s: &str) -> Option<&'static str> {
             space = false;
             t.push(b.to_ascii_lowercase());
         }
-        return markers()
-            .find(&t)
-            .map(|m| INJECTION_MARKERS[m.pattern().as_usize()]);
+        return find_marker(markers(), &t);
     }
     let mut t = String::with_capacity(s.len().min(1 << 20));
     let mut space = false;
-    let b = s.as_bytes();
     let mut i = 0;
     while i < b.len() {
         // ASCII runs a byte at a time (the same text as the character loop below builds).
@@ -232,9 +234,59 @@ pub(crate) fn injection_marker(s: &str) -> Option<&'static str> {
         space = false;
         t.extend(c.to_lowercase());
     }
-    markers()
-        .find(&t)
-        .map(|m| INJECTION_MARKERS[m.pattern().as_usize()])
+    find_marker(markers(), t.as_bytes())
+}
+
+/// A non-ASCII character the collapse keeps as a non-ASCII character: not hidden, not a
+/// confusable, and its lower case has no ASCII character (the Kelvin sign's is `k`).
+fn inert(c: char) -> bool {
+    !is_hidden(c) && confusable(c).is_none() && c.to_lowercase().all(|l| !l.is_ascii())
+}
+
+/// Longest marker, in bytes (a test checks it).
+const MAX_MARKER: usize = 40;
+/// Every marker holds one of these bytes (a test checks it): a block of text without any of
+/// them cannot hold a marker's middle.
+const MARKER_BYTES: [u8; 4] = [b' ', b'<', b'[', b'\n'];
+/// Blocks of text looked at for marker bytes.
+const BLOCK: usize = 4096;
+
+/// The first marker `ac` finds in `t`, searched only where a marker can be: the blocks that
+/// hold a marker byte, widened by the longest marker on both sides (so every occurrence lies
+/// wholly inside one region, and so does the automaton's state where it ends: the same
+/// first match as a search of the whole text). Prose is one region: the whole text.
+fn find_marker(ac: &aho_corasick::AhoCorasick, t: &[u8]) -> Option<&'static str> {
+    let hot = |blk: &[u8]| {
+        memchr::memchr3(MARKER_BYTES[0], MARKER_BYTES[1], MARKER_BYTES[2], blk).is_some()
+            || memchr::memchr(MARKER_BYTES[3], blk).is_some()
+    };
+    let mut region: Option<(usize, usize)> = None;
+    let search = |(a, e): (usize, usize)| {
+        ac.find(&t[a..e])
+            .map(|m| INJECTION_MARKERS[m.pattern().as_usize()])
+    };
+    let mut at = 0;
+    while at < t.len() {
+        let end = (at + BLOCK).min(t.len());
+        if hot(&t[at..end]) {
+            let (a, e) = (
+                at.saturating_sub(MAX_MARKER),
+                (end + MAX_MARKER).min(t.len()),
+            );
+            region = match region {
+                Some((ra, re)) if a <= re => Some((ra, e)),
+                Some(r) => {
+                    if let Some(m) = search(r) {
+                        return Some(m);
+                    }
+                    Some((a, e))
+                }
+                None => Some((a, e)),
+            };
+        }
+        at = end;
+    }
+    region.and_then(search)
 }
 
 /// The markers, matched ASCII-case-insensitively (they are lower-case ASCII). A DFA (a few
@@ -263,6 +315,110 @@ fn markers() -> &'static aho_corasick::AhoCorasick {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The marker search as it was: the whole collapsed text through the automaton.
+    fn reference_marker(s: &str) -> Option<&'static str> {
+        let mut t = String::new();
+        let mut space = false;
+        for c in s.chars() {
+            if is_hidden(c) {
+                continue;
+            }
+            let c = confusable(c).unwrap_or(c);
+            if c == ' ' || c == '\t' {
+                if !space {
+                    t.push(' ');
+                }
+                space = true;
+                continue;
+            }
+            space = false;
+            t.extend(c.to_lowercase());
+        }
+        markers()
+            .find(&t)
+            .map(|m| INJECTION_MARKERS[m.pattern().as_usize()])
+    }
+
+    #[test]
+    fn every_marker_holds_a_marker_byte_and_fits() {
+        for m in INJECTION_MARKERS {
+            assert!(m.len() <= MAX_MARKER, "{m}");
+            assert!(m.bytes().any(|b| MARKER_BYTES.contains(&b)), "{m}");
+            assert!(m.is_ascii() && m.to_ascii_lowercase() == *m, "{m}");
+        }
+    }
+
+    /// Markers straddling the blocks, at the very start and end, after non-ASCII characters
+    /// (kept, or changed by the collapse), in long texts with no marker byte elsewhere.
+    #[test]
+    fn windowed_search_finds_the_same_first_marker() {
+        let fillers = ["x", "\u{e9}", "x\u{200b}", "\u{212a}", "xy\t"];
+        let markers = [
+            "IGNORE   previous instructions",
+            "<|im_start|>",
+            "\n\nHuman:",
+            "[INST]",
+            "disregard the above",
+            "do not tell the user",
+            "ignore previous\u{200b} instructions",
+            "\u{212a}",
+        ];
+        let mut n = 0;
+        for f in fillers {
+            for m in markers {
+                for before in [0usize, 1, 4055, 4056, 4095, 4097, 8191] {
+                    for after in [0usize, 1, 40, 41] {
+                        let fl = |k: usize| f.repeat(k / f.len());
+                        let s = format!("{}{m}{}", fl(before), fl(after));
+                        assert_eq!(
+                            injection_marker(&s),
+                            reference_marker(&s),
+                            "{f:?} {m:?} {before} {after}"
+                        );
+                        n += 1;
+                    }
+                }
+                // Two markers, the second one in a later block: the first one wins.
+                let s = format!(
+                    "{}{m}{}do not tell the user",
+                    f.repeat(5000 / f.len()),
+                    f.repeat(9000 / f.len())
+                );
+                assert_eq!(
+                    injection_marker(&s),
+                    reference_marker(&s),
+                    "{f:?} {m:?} two"
+                );
+            }
+        }
+        assert!(n > 1000, "{n}");
+        for t in crate::content::secrets::tests::mixed_texts(1000) {
+            assert_eq!(injection_marker(&t), reference_marker(&t), "{t:?}");
+        }
+        // The Kelvin sign lower-cases to `k`: a text with it takes the collapse.
+        assert!(!inert('\u{212a}') && !inert('\u{200b}') && !inert('а') && inert('\u{e9}'));
+        assert_eq!(
+            injection_marker("do not tell the user \u{e9}"),
+            Some("do not tell the user")
+        );
+        assert_eq!(
+            injection_marker("IGNORE previous instructions"),
+            reference_marker("IGNORE previous instructions")
+        );
+    }
+
+    #[test]
+    fn ascii_shortcuts_agree() {
+        for t in crate::content::secrets::tests::mixed_texts(500) {
+            let slow_hidden = t.chars().filter(|&c| is_hidden(c)).count();
+            assert_eq!(count_hidden(&t), slow_hidden);
+            assert_eq!(
+                normalize(&t).is_some(),
+                t.chars().any(|c| is_hidden(c) || confusable(c).is_some())
+            );
+        }
+    }
 
     #[test]
     fn hidden_and_confusables() {
