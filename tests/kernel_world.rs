@@ -146,6 +146,19 @@ fn with_marker(marker: &str) -> Vec<i32> {
     v
 }
 
+/// Wait (bounded: 10 s) until a process carries `marker` (the hijacked server starts its child
+/// as it starts, but the child's exec may come after the `initialize` answer); those processes.
+fn started(marker: &str) -> Vec<i32> {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let found = with_marker(marker);
+        if !found.is_empty() || std::time::Instant::now() > until {
+            return found;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Wait (bounded) until no process carries `marker`; the survivors.
 fn survivors(marker: &str) -> Vec<i32> {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -301,7 +314,7 @@ fn no_descendant_outlives_the_session_a_setsid_or_a_sigkill_of_capjail() {
             s.stderr_text()
         );
         assert!(
-            !with_marker(&m1).is_empty(),
+            !started(&m1).is_empty(),
             "{mode}: the grandchild did not start"
         );
         s.finish();
@@ -316,7 +329,7 @@ fn no_descendant_outlives_the_session_a_setsid_or_a_sigkill_of_capjail() {
             s.stderr_text()
         );
         assert!(
-            !with_marker(&m2).is_empty(),
+            !started(&m2).is_empty(),
             "{mode}: the grandchild did not start"
         );
         // SAFETY: kill(2) of the capjail process this test started.
@@ -357,8 +370,8 @@ fn init_shows_only_the_scrubbed_environment() {
         "{}",
         s.stderr_text()
     );
-    let pids = with_marker(&m);
-    assert!(!pids.is_empty());
+    let pids = started(&m);
+    assert!(!pids.is_empty(), "the sleeper did not start");
     // The sleeper's pid namespace: find its PID 1 on the host (NSpid of the init).
     let status = std::fs::read_to_string(format!("/proc/{}/status", pids[0])).unwrap();
     let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
