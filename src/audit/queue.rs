@@ -535,7 +535,10 @@ mod tests {
         }
         assert!(got, "the audit log's lock was never given back");
         let head = std::fs::read(crate::audit::rotated::head_path(&path)).unwrap();
-        assert_eq!(crate::audit::rotated::parse_head(&head).map(|h| h.0), Some(1));
+        assert_eq!(
+            crate::audit::rotated::parse_head(&head).map(|h| h.0),
+            Some(1)
+        );
         // SAFETY: as above.
         unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_UN) };
         q.close().unwrap();

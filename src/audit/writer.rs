@@ -320,9 +320,7 @@ impl AuditLog {
         }
         let keep = self.keep_lock
             && self.head_file.is_some()
-            && self
-                .shared_at
-                .is_none_or(|t| t.elapsed() >= SHARED_FOR);
+            && self.shared_at.is_none_or(|t| t.elapsed() >= SHARED_FOR);
         let mut buf = std::mem::take(&mut self.line);
         buf.clear();
         let mut counts = self.counts;
@@ -341,7 +339,11 @@ impl AuditLog {
             Ok(()) if keep => {
                 let h = self.head.as_ref().map(|h| (h.seq, h.hash.clone()));
                 let since = since.unwrap_or_else(Instant::now);
-                self.kept = Some(Kept { lock, since, head: h });
+                self.kept = Some(Kept {
+                    lock,
+                    since,
+                    head: h,
+                });
             }
             Ok(()) => drop(lock),
             Err(e) => {
