@@ -696,6 +696,12 @@ fn mnemonic_valid(idx: &[u16]) -> bool {
 
 /// BIP-39 seed phrases: 12, 15, 18, 21 or 24 consecutive list words with a valid checksum.
 pub(crate) fn seed_phrases(text: &str, out: &mut Vec<Hit>) {
+    seed_phrases_by(text, out, word_index)
+}
+
+/// [`seed_phrases`] with the word list looked up by `word_index` (the tests pass the plain
+/// `HashMap` the open-addressed table replaced).
+fn seed_phrases_by(text: &str, out: &mut Vec<Hit>, word_index: impl Fn(&str) -> Option<u16>) {
     let b = text.as_bytes();
     let mut words: Vec<(u16, usize, usize)> = Vec::new();
     let mut i = 0;
@@ -800,47 +806,9 @@ pub(crate) mod tests {
             .copied()
         }
 
+        /// The same scan with the word list as the plain `HashMap` it was.
         pub(crate) fn seed_phrases(text: &str, out: &mut Vec<Hit>) {
-            let b = text.as_bytes();
-            let mut words: Vec<(u16, usize, usize)> = Vec::new();
-            let mut i = 0;
-            let flush = |words: &mut Vec<(u16, usize, usize)>, out: &mut Vec<Hit>| {
-                if words.len() >= 12 {
-                    let idx: Vec<u16> = words.iter().map(|w| w.0).collect();
-                    'starts: for s in 0..idx.len().min(256) {
-                        for n in [24, 21, 18, 15, 12] {
-                            if s + n <= idx.len() && mnemonic_valid(&idx[s..s + n]) {
-                                out.push(Hit {
-                                    class: Crypto,
-                                    detector: "bip39_seed_phrase",
-                                    span: words[s].1..words[s + n - 1].2,
-                                });
-                                break 'starts;
-                            }
-                        }
-                    }
-                }
-                words.clear();
-            };
-            while i < b.len() {
-                if !b[i].is_ascii_alphabetic() {
-                    if !b[i].is_ascii() {
-                        flush(&mut words, out);
-                    }
-                    i += 1;
-                    continue;
-                }
-                let n = b[i..]
-                    .iter()
-                    .take_while(|c| c.is_ascii_alphabetic())
-                    .count();
-                match word_index(&text[i..i + n]) {
-                    Some(v) => words.push((v, i, i + n)),
-                    None => flush(&mut words, out),
-                }
-                i += n;
-            }
-            flush(&mut words, out);
+            seed_phrases_by(text, out, word_index)
         }
 
         /// `scan` with the token bodies measured byte by byte.
