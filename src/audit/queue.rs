@@ -12,9 +12,15 @@
 //!   writes the waiting batch itself, with the log it takes from the queue: a lone request's
 //!   record costs no hand-over to another thread and back (two context switches);
 //! - the log keeps its file's lock between batches (`writer`: a batch is then one `write(2)`);
-//!   the writer thread gives it back (and writes the head file) within [`LINGER`] of its
-//!   taking, waking by itself at that time, so records queued meanwhile need no wake-up
-//!   either; a condition variable is signalled only when a thread waits on it;
+//!   it is given back (and the head file written) within [`LINGER`] of its taking: by the
+//!   client pump after it forwarded, when due within [`GRACE`] (`Watermark::settle`), else by
+//!   the writer thread, waking by itself at that time, so records queued meanwhile need no
+//!   wake-up either; a condition variable is signalled only when a thread waits on it;
+//! - the client pump wakes nobody on the round trip: a wake-up of the writer thread its record
+//!   or its inline write calls for is made once it has forwarded (`push_quiet`, `wait_quiet`,
+//!   `settle`), and none under steady traffic (the writer thread then sleeps with a time-out);
+//! - no file system call is made under the queue's mutex (writes and lock releases take the log
+//!   out of it): a thread preempted in one never holds up `push` or a waiter's inline write;
 //! - a failed write is fatal: every later `push` (and `close`) returns the error, so the
 //!   proxy stops forwarding and exits with the audit status. At most the records queued at
 //!   that moment (bounded by [`QUEUE_RECORDS`]) were decided but not written, and the error
@@ -37,6 +43,10 @@ pub(crate) const QUEUE_RECORDS: usize = 4096;
 pub(crate) const QUEUE_BYTES: usize = 8 << 20;
 /// How long the writer lets records gather before it writes them (one batch).
 pub(crate) const LINGER: Duration = Duration::from_millis(2);
+/// How early before the writer thread's time the client pump gives a kept lock back itself,
+/// after forwarding ([`Watermark::settle`]): under steady traffic the pump does it, off the
+/// round trip, and never finds the log taken by the writer thread when it needs it.
+const GRACE: Duration = Duration::from_micros(500);
 
 #[derive(Default)]
 struct State {
@@ -62,6 +72,13 @@ struct State {
     /// Threads waiting on `done` (it is signalled only when someone waits: a `notify` is a
     /// system call even with no waiter).
     done_waiters: usize,
+    /// A wake-up of the writer thread put off by the client pump until it has forwarded what
+    /// it holds ([`AuditQueue::push_quiet`], [`Watermark::wait_quiet`], [`Watermark::settle`]).
+    wake_owed: bool,
+    /// The client pump gave the kept lock back ([`Watermark::settle`]): it is busy and likely
+    /// to take it again soon, so the writer thread next sleeps with a time-out (`lingering`)
+    /// instead of waiting to be woken when it does.
+    pump_released: bool,
 }
 
 /// Wait on `done` (counted, see `State::done_waiters`).
@@ -72,21 +89,40 @@ fn wait_done<'a>(shared: &'a Shared, mut st: MutexGuard<'a, State>) -> MutexGuar
     st
 }
 
-/// Give back the file lock the log kept after its last batch (writing the head file).
-fn release_lock(st: &mut State) {
+/// Give back the file lock the log kept after its last batch (writing the head file), with
+/// the log taken out of `st`: the system calls are made without the queue's mutex, so a
+/// thread preempted in them never blocks `push`. Returns the lock again, the log back.
+fn release_lock<'a>(shared: &'a Shared, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
     st.release_at = None;
-    if let Some(log) = st.log.as_mut() {
-        if let Err(e) = log.release_lock() {
-            tracing::error!("audit log: {e}");
-            st.failed.get_or_insert(e.to_string());
-        }
+    let Some(mut log) = st.log.take() else {
+        return st;
+    };
+    drop(st);
+    let released = log.release_lock();
+    let mut st = shared.lock();
+    st.log = Some(log);
+    if let Err(e) = released {
+        tracing::error!("audit log: {e}");
+        st.failed.get_or_insert(e.to_string());
     }
+    if st.done_waiters > 0 {
+        shared.done.notify_all();
+    }
+    if !st.waiting.is_empty() || st.closing {
+        // Queued meanwhile: a wake-up then found the log out.
+        shared.work.notify_one();
+    }
+    st
 }
 
 /// Write the waiting records with the log taken from `st` (which must hold it); returns the
 /// lock again, with the log back and the outcome counted. The records are dropped outside
 /// the lock.
-fn write_waiting<'a>(shared: &'a Shared, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+fn write_waiting<'a>(
+    shared: &'a Shared,
+    mut st: MutexGuard<'a, State>,
+    quiet: bool,
+) -> MutexGuard<'a, State> {
     let mut log = st
         .log
         .take()
@@ -113,10 +149,17 @@ fn write_waiting<'a>(shared: &'a Shared, mut st: MutexGuard<'a, State>) -> Mutex
     if st.done_waiters > 0 {
         shared.done.notify_all();
     }
-    if !st.waiting.is_empty() || st.closing || (st.release_at.is_some() && !st.lingering) {
-        // Records queued meanwhile: the writer thread's turn. Or a lock kept: the writer
-        // thread gives it back (it is not already waking by itself). Or it waits to close.
+    if !st.waiting.is_empty() || st.closing {
+        // Records queued meanwhile: the writer thread's turn. Or it waits to close.
         shared.work.notify_one();
+    } else if st.release_at.is_some() && !st.lingering {
+        // A lock kept: the writer thread gives it back (it is not already waking by itself).
+        // The client pump tells it once it has forwarded (`Watermark::settle`).
+        if quiet {
+            st.wake_owed = true;
+        } else {
+            shared.work.notify_one();
+        }
     }
     st
 }
@@ -175,6 +218,17 @@ impl AuditQueue {
     /// (for good) once a write failed. Returns the record's sequence number (1, 2, ...):
     /// [`Watermark::wait`] on it returns once the record is in the file.
     pub fn push(&self, record: Record) -> Result<u64, AuditError> {
+        self.push_with(record, false)
+    }
+
+    /// [`AuditQueue::push`] for the client pump: the writer thread is not woken now, the
+    /// caller waits for the record ([`Watermark::wait_quiet`], which writes it inline) or
+    /// calls [`Watermark::settle`] before it blocks (which wakes the writer thread if needed).
+    pub(crate) fn push_quiet(&self, record: Record) -> Result<u64, AuditError> {
+        self.push_with(record, true)
+    }
+
+    fn push_with(&self, record: Record, quiet: bool) -> Result<u64, AuditError> {
         let weight = record.weight();
         let mut st = self.shared.lock();
         while st.failed.is_none()
@@ -194,7 +248,11 @@ impl AuditQueue {
         st.pushed += 1;
         if was_empty && !st.lingering {
             // The writer sleeps only on an empty queue; later records join its batch.
-            self.shared.work.notify_one();
+            if quiet {
+                st.wake_owed = true;
+            } else {
+                self.shared.work.notify_one();
+            }
         }
         Ok(st.pushed)
     }
@@ -262,12 +320,23 @@ impl Watermark {
     /// is told not to linger: the records queued so far form its next batch, so pipelined
     /// requests still share one write. Fails when a write failed before `seq` was reached.
     pub fn wait(&self, seq: u64) -> Result<(), AuditError> {
+        self.wait_with(seq, false)
+    }
+
+    /// [`Watermark::wait`] for the client pump, which calls [`Watermark::settle`] once it has
+    /// forwarded: a wake-up the writer thread needs only later (to time the release of the
+    /// lock the log keeps) is put off until then, off the round trip.
+    pub(crate) fn wait_quiet(&self, seq: u64) -> Result<(), AuditError> {
+        self.wait_with(seq, true)
+    }
+
+    fn wait_with(&self, seq: u64, quiet: bool) -> Result<(), AuditError> {
         let mut st = self.shared.lock();
         while st.written < seq && st.failed.is_none() {
             if st.log.is_some() && !st.waiting.is_empty() {
                 // Nobody is writing: write the batch here rather than wake the writer and
                 // sleep until it is done.
-                st = write_waiting(&self.shared, st);
+                st = write_waiting(&self.shared, st, quiet);
                 continue;
             }
             st.hurry = true;
@@ -286,6 +355,28 @@ impl Watermark {
             )),
         })
     }
+
+    /// The client pump's turn, after it forwarded (or before it blocks reading): give back a
+    /// lock the log kept whose release is due within [`GRACE`] (the writer thread would do it
+    /// at its time, maybe just when the pump needs the log), and make the wake-up of the
+    /// writer thread put off by [`AuditQueue::push_quiet`] / [`Watermark::wait_quiet`].
+    pub(crate) fn settle(&self) {
+        let mut st = self.shared.lock();
+        if st.release_at.is_some_and(|at| Instant::now() + GRACE >= at)
+            && st.log.is_some()
+            && st.waiting.is_empty()
+        {
+            // Set first: the writer thread may look while the log is out.
+            st.pump_released = true;
+            st = release_lock(&self.shared, st);
+        }
+        if std::mem::take(&mut st.wake_owed)
+            && !st.lingering
+            && (!st.waiting.is_empty() || st.release_at.is_some())
+        {
+            self.shared.work.notify_one();
+        }
+    }
 }
 
 impl Drop for AuditQueue {
@@ -302,22 +393,38 @@ impl Drop for AuditQueue {
 fn write_loop(shared: &Shared) {
     let mut st = shared.lock();
     loop {
+        // Woken by itself after a `lingering` sleep: records found waiting have waited.
+        let mut lingered = false;
         // Sleep while there is nothing to write, or a waiter is writing it. While the log
         // keeps its file's lock, wake by itself at `release_at` to give it back: records
         // queued meanwhile need no wake-up (`lingering`), they are written by then.
         while (st.waiting.is_empty() || st.log.is_none()) && !(st.closing && st.log.is_some()) {
             let Some(at) = st.release_at else {
+                if std::mem::take(&mut st.pump_released) {
+                    // Under steady traffic the client pump gives the lock back and takes it
+                    // again: look again within LINGER instead of being woken each time.
+                    st.lingering = true;
+                    st = shared
+                        .work
+                        .wait_timeout(st, LINGER)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|p| p.into_inner().0);
+                    st.lingering = false;
+                    lingered = true;
+                    continue;
+                }
                 st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
                 continue;
             };
             let now = Instant::now();
             if now >= at && st.log.is_some() {
-                release_lock(&mut st);
+                st = release_lock(shared, st);
                 continue;
             }
             // Due, but a waiter is writing with the log: look again soon.
             let wake = if now >= at { now + LINGER / 4 } else { at };
             st.lingering = now < at;
+            lingered |= st.lingering;
             st = shared
                 .work
                 .wait_timeout(st, wake - now)
@@ -326,15 +433,17 @@ fn write_loop(shared: &Shared) {
             st.lingering = false;
         }
         if st.waiting.is_empty() {
-            release_lock(&mut st);
+            drop(release_lock(shared, st));
             return; // closing, nothing left
         }
         // Let a batch gather, unless someone is waiting (and not past a kept lock's time: the
         // records may have been queued that long ago).
         let now = Instant::now();
-        let until = st
-            .release_at
-            .map_or(now + LINGER, |at| at.min(now + LINGER));
+        let until = match st.release_at {
+            _ if lingered => now,
+            Some(at) => at.min(now + LINGER),
+            None => now + LINGER,
+        };
         st.lingering = true;
         while !st.hurry && !st.closing {
             let now = Instant::now();
@@ -351,12 +460,12 @@ fn write_loop(shared: &Shared) {
         if st.waiting.is_empty() || st.log.is_none() {
             continue; // a waiter wrote the batch (or is writing it) meanwhile
         }
-        st = write_waiting(shared, st);
+        st = write_waiting(shared, st, false);
         if st.release_at.is_some_and(|at| Instant::now() >= at) {
-            release_lock(&mut st);
+            st = release_lock(shared, st);
         }
         if st.failed.is_some() {
-            release_lock(&mut st);
+            drop(release_lock(shared, st));
             return;
         }
     }
@@ -542,6 +651,67 @@ mod tests {
         // SAFETY: as above.
         unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_UN) };
         q.close().unwrap();
+    }
+
+    /// Can another open file description take the log's `flock` within `within`?
+    fn lock_free_within(path: &std::path::Path, within: Duration) -> bool {
+        use std::os::unix::io::AsRawFd;
+        let other = std::fs::File::open(path).unwrap();
+        let t = Instant::now();
+        while t.elapsed() < within {
+            // SAFETY: a valid descriptor; non-blocking.
+            if unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                // SAFETY: as above.
+                unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_UN) };
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
+    }
+
+    /// The client pump's path (`push_quiet`, `wait_quiet`, `settle`): each record is in the
+    /// file when the wait returns; a record nobody waits for is written once the pump settles
+    /// (the writer thread is woken then); a kept lock is given back by the pump when due, and
+    /// by the writer thread when the pump took it again and went quiet.
+    #[test]
+    fn the_client_pumps_quiet_path_writes_and_gives_the_lock_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("q.jsonl");
+        let q = AuditQueue::start(AuditLog::open(&path, false).unwrap()).unwrap();
+        let w = q.watermark();
+        let lines = || std::fs::read_to_string(&path).unwrap().lines().count();
+        for i in 1..=3u64 {
+            let s = q.push_quiet(decision(i, 10)).unwrap();
+            w.wait_quiet(s).unwrap();
+            assert_eq!(lines() as u64, i);
+            w.settle();
+        }
+        // Not waited for (a refused request): written after the pump settles.
+        q.push_quiet(decision(4, 10)).unwrap();
+        w.settle();
+        let t = Instant::now();
+        while lines() < 4 && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(lines(), 4, "a record nobody waited for was not written");
+        // Due: the pump gives the lock back itself, then takes it again and goes quiet.
+        std::thread::sleep(LINGER * 2);
+        let s = q.push_quiet(decision(5, 10)).unwrap();
+        w.wait_quiet(s).unwrap();
+        std::thread::sleep(LINGER * 2);
+        w.settle();
+        let s = q.push_quiet(decision(6, 10)).unwrap();
+        w.wait_quiet(s).unwrap();
+        w.settle();
+        assert!(
+            lock_free_within(&path, Duration::from_secs(10)),
+            "the audit log's lock was never given back"
+        );
+        assert_eq!(lines(), 6);
+        q.close().unwrap();
+        let report = verify::verify(std::slice::from_ref(&path));
+        assert!(report.ok(), "{}", report.render());
     }
 
     /// Two sessions rotating one log through their queues: the set verifies as a whole.

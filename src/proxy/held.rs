@@ -60,7 +60,8 @@ impl Held {
         out: &Outbox,
     ) -> io::Result<bool> {
         if let Some(w) = watermark {
-            if let Err(e) = w.wait(seq) {
+            // The pump settles the queue once it has forwarded (`Watermark::settle`).
+            if let Err(e) = w.wait_quiet(seq) {
                 let e = super::fatal::AuditFailure::io(format!("cannot record a decision: {e}"));
                 self.refuse_all(out, &e);
                 return Err(e);

@@ -168,7 +168,14 @@ impl Session {
 
     /// Write a record the pipeline asked for. `Err` (kind `Other`): the audit log failed.
     pub(crate) fn record(&self, r: Record) -> io::Result<()> {
-        write_record(&self.recorder, r)
+        write_record(&self.recorder, r, false)
+    }
+
+    /// [`Session::record`] for the client pump, which waits for the record before it forwards
+    /// or settles the audit queue before it blocks (`Watermark::settle`): the audit writer
+    /// thread is not woken on the round trip.
+    pub(crate) fn record_from_client_pump(&self, r: Record) -> io::Result<()> {
+        write_record(&self.recorder, r, true)
     }
 
     /// What an offline session recorded since the last call (empty for a session that writes
@@ -221,7 +228,7 @@ impl Session {
                     Output::ToServer(line) => outbox.send_to_server(&line)?,
                     Output::ToClient(line) => outbox.send_to_client(&line)?,
                     // Queued before what follows; the outbox sends it once written.
-                    Output::Record(r) => write_record(&recorder, r)?,
+                    Output::Record(r) => write_record(&recorder, r, false)?,
                 }
             }
             Ok(())
@@ -230,17 +237,19 @@ impl Session {
 }
 
 /// Queue (or keep) a record. `Err` (kind `Other`): the audit log failed.
-fn write_record(recorder: &SharedRecorder, r: Record) -> io::Result<()> {
+fn write_record(recorder: &SharedRecorder, r: Record, quiet: bool) -> io::Result<()> {
     let what = match &r {
         Record::Decision(_) => "a decision",
         Record::Filter(_) => "a filtered message",
         _ => "a record",
     };
-    recorder
-        .lock()
-        .map_err(|_| poisoned("recorder"))?
-        .record(r)
-        .map_err(|e| super::fatal::AuditFailure::io(format!("cannot record {what}: {e}")))
+    let mut recorder = recorder.lock().map_err(|_| poisoned("recorder"))?;
+    let recorded = if quiet {
+        recorder.record_quiet(r)
+    } else {
+        recorder.record(r)
+    };
+    recorded.map_err(|e| super::fatal::AuditFailure::io(format!("cannot record {what}: {e}")))
 }
 
 /// The outputs of the client filter's outcome: the records its stages built first, then what

@@ -61,6 +61,17 @@ impl Recorder {
     /// Queue (or keep) a record a stage built. Called before what it records takes effect: an
     /// error means it must not take effect (the audit log failed).
     pub(crate) fn record(&mut self, record: Record) -> std::io::Result<()> {
+        self.record_with(record, false)
+    }
+
+    /// [`Recorder::record`] for the client pump: the audit writer thread is not woken now
+    /// (`AuditQueue::push_quiet`); the pump waits for the record or calls
+    /// `Watermark::settle` before it blocks.
+    pub(crate) fn record_quiet(&mut self, record: Record) -> std::io::Result<()> {
+        self.record_with(record, true)
+    }
+
+    fn record_with(&mut self, record: Record, quiet: bool) -> std::io::Result<()> {
         match &record {
             Record::Decision(d) if d.decision.is_allowed() => self.tally.allowed += 1,
             Record::Decision(_) => self.tally.denied += 1,
@@ -72,7 +83,12 @@ impl Recorder {
             return Ok(());
         }
         if let Some(q) = &self.audit {
-            self.last_seq = q.push(record).map_err(io_error)?;
+            let pushed = if quiet {
+                q.push_quiet(record)
+            } else {
+                q.push(record)
+            };
+            self.last_seq = pushed.map_err(io_error)?;
         }
         Ok(())
     }

@@ -79,12 +79,15 @@ pub(crate) fn pump_client(session: &Session, input: impl Read, out: &Outbox) -> 
                 .lock()
                 .map_err(|_| io::Error::other("recorder lock poisoned"))?
                 .last_seq;
-            if !held.release(watermark.as_ref(), seq, out)? {
+            let released = held.release(watermark.as_ref(), seq, out)?;
+            settle(watermark.as_ref());
+            if !released {
                 return Ok(());
             }
         } else if held.is_empty() {
             // What stages sent to the server while this pump judged a line (outbox).
             out.flush_deferred()?;
+            settle(watermark.as_ref());
         }
         match reader.next_into(&mut buf) {
             Ok(Frame::Eof) => {
@@ -93,6 +96,7 @@ pub(crate) fn pump_client(session: &Session, input: impl Read, out: &Outbox) -> 
                     held.release(watermark.as_ref(), seq, out)?;
                 }
                 out.flush_deferred()?;
+                settle(watermark.as_ref());
                 return Ok(());
             }
             Ok(Frame::TooLong(n)) => {
@@ -128,7 +132,7 @@ pub(crate) fn pump_client(session: &Session, input: impl Read, out: &Outbox) -> 
                         }
                         // Queued now; the line is released once the log holds it (`held`).
                         Output::Record(r) => {
-                            if let Err(e) = session.record(r) {
+                            if let Err(e) = session.record_from_client_pump(r) {
                                 // Nothing of this line, nor of the lines held, is carried out.
                                 held.hold(&line, None);
                                 held.refuse_all(out, &e);
@@ -141,6 +145,14 @@ pub(crate) fn pump_client(session: &Session, input: impl Read, out: &Outbox) -> 
             }
             Err(e) => return Err(e),
         }
+    }
+}
+
+/// After the pump forwarded, or before it may block reading: what the audit queue put off
+/// until then (the wake-up of its writer thread, giving back a kept lock).
+fn settle(watermark: Option<&crate::audit::queue::Watermark>) {
+    if let Some(w) = watermark {
+        w.settle();
     }
 }
 
