@@ -31,8 +31,8 @@ use serde_json::{Map, Value};
 
 use super::canon::{parse_line, seal_line_hex, sha256_hex, GENESIS};
 use super::event::{
-    new_session_id, recovery_record, write_map_body, write_record_body, Chain, Counts, SpecCache,
-    TimeText,
+    new_session_id, recovery_record, write_map_body, write_record_body, Chain, Clock, Counts,
+    SpecCache,
 };
 use super::record::Record;
 use super::redact::Redactor;
@@ -59,6 +59,8 @@ pub struct AuditLog {
     /// The line being built (reused: no allocation per record once warm).
     line: Vec<u8>,
     specs: SpecCache,
+    /// Formats the records' times (the date and time of a second once).
+    clock: Clock,
     /// `None`: never rotate (tests of the writer itself; logs that are not regular files).
     rotation: Option<Rotation>,
     /// `audit.jsonl.head`, rewritten in place after every write (regular files only).
@@ -163,6 +165,7 @@ impl AuditLog {
             head: None,
             line: Vec::with_capacity(1024),
             specs: SpecCache::default(),
+            clock: Clock::default(),
             rotation: None,
             head_file,
             reserve: Default::default(),
@@ -324,15 +327,25 @@ impl AuditLog {
         let mut buf = std::mem::take(&mut self.line);
         buf.clear();
         let mut counts = self.counts;
-        let (mut prev, mut seq) = self.chain_head();
+        let (head, mut seq) = self.chain_head();
+        // Each record's hash is the next one's `prev` (no allocation per record).
+        let mut prev = [0u8; 64];
+        let mut prev_len = head.len().min(64);
+        prev[..prev_len].copy_from_slice(&head.as_bytes()[..prev_len]);
         for r in records {
             seq += 1;
-            let hash = self.encode(&mut buf, Body::Record(r), r.at(), &counts, seq, &prev);
-            // The next record's `prev`, in the same String (no allocation per record).
-            prev.clear();
-            prev.push_str(std::str::from_utf8(&hash).expect("hex is ASCII"));
+            prev = self.encode(
+                &mut buf,
+                Body::Record(r),
+                r.at(),
+                &counts,
+                seq,
+                &prev[..prev_len],
+            );
+            prev_len = 64;
             counts.count(r);
         }
+        let prev = String::from_utf8(prev[..prev_len].to_vec()).expect("hex is ASCII");
         let written = self.finish(&buf, prev, seq, !keep);
         self.line = buf;
         match written {
@@ -373,11 +386,11 @@ impl AuditLog {
         at: Option<SystemTime>,
         counts: &Counts,
         seq: u64,
-        prev: &str,
+        prev: &[u8],
     ) -> [u8; 64] {
-        let time = TimeText::of(at.unwrap_or_else(SystemTime::now));
+        let time = self.clock.text(at.unwrap_or_else(SystemTime::now));
         let chain = Chain {
-            time: time.as_str(),
+            time: time.as_bytes(),
             seq,
             prev,
         };
@@ -505,7 +518,14 @@ impl AuditLog {
         let mut buf = Vec::with_capacity(512);
         let counts = self.counts;
         let seq = head.seq + 1;
-        let hash = self.encode(&mut buf, Body::Map(&rec), None, &counts, seq, &head.hash);
+        let hash = self.encode(
+            &mut buf,
+            Body::Map(&rec),
+            None,
+            &counts,
+            seq,
+            head.hash.as_bytes(),
+        );
         let hash = String::from_utf8(hash.to_vec()).expect("hex is ASCII");
         (&*new).write_all(&buf).map_err(|e| io(&tmp, e))?;
         // Shift the old files: .keep is deleted, .N becomes .N+1.
@@ -549,7 +569,7 @@ impl AuditLog {
         let mut buf = std::mem::take(&mut self.line);
         buf.clear();
         let counts = self.counts;
-        let hash = self.encode(&mut buf, body, None, &counts, seq, &prev);
+        let hash = self.encode(&mut buf, body, None, &counts, seq, prev.as_bytes());
         let hash = String::from_utf8(hash.to_vec()).expect("hex is ASCII");
         let written = self.finish(&buf, hash, seq, true);
         self.line = buf;
