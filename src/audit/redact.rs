@@ -32,6 +32,11 @@ pub(crate) struct Redactor {
     /// apart from most patterns by these bytes alone.
     ends: ByteSet,
     starts: ByteSet,
+    /// `compiled` in three groups: the exact and suffix patterns tried when `ends` has the
+    /// key's last byte, the prefix ones when `starts` has its first, the others always.
+    by_end: Vec<Pattern>,
+    by_start: Vec<Pattern>,
+    others: Vec<Pattern>,
 }
 
 /// A set of bytes.
@@ -108,17 +113,28 @@ impl Redactor {
         patterns.extend(extra.into_iter().map(|s| s.as_ref().to_ascii_lowercase()));
         let compiled: Vec<Pattern> = patterns.iter().map(|p| Pattern::of(p)).collect();
         let (mut ends, mut starts) = (ByteSet::default(), ByteSet::default());
+        let (mut by_end, mut by_start, mut others) = (Vec::new(), Vec::new(), Vec::new());
         for p in &compiled {
+            // Empty patterns have no byte to go by: always tried.
             match p {
-                Pattern::Exact(p) | Pattern::Suffix(p) => p.bytes().last().map(|b| ends.add(b)),
-                Pattern::Prefix(p) => p.bytes().next().map(|b| starts.add(b)),
-                Pattern::Contains(_) | Pattern::Glob(_) => None,
-            };
+                Pattern::Exact(x) | Pattern::Suffix(x) if !x.is_empty() => {
+                    ends.add(x.as_bytes()[x.len() - 1]);
+                    by_end.push(p.clone());
+                }
+                Pattern::Prefix(x) if !x.is_empty() => {
+                    starts.add(x.as_bytes()[0]);
+                    by_start.push(p.clone());
+                }
+                _ => others.push(p.clone()),
+            }
         }
         Redactor {
             compiled,
             ends,
             starts,
+            by_end,
+            by_start,
+            others,
         }
     }
 
@@ -131,14 +147,9 @@ impl Redactor {
         let (Some(&first), Some(&last)) = (key.as_bytes().first(), key.as_bytes().last()) else {
             return self.compiled.iter().any(|p| p.matches(key));
         };
-        let (end, start) = (self.ends.has(last), self.starts.has(first));
-        self.compiled.iter().any(|p| match p {
-            // A non-empty exact or suffix pattern ends with a byte in `ends`, a prefix one
-            // begins with a byte in `starts`; empty ones match on their own.
-            Pattern::Exact(x) | Pattern::Suffix(x) if !x.is_empty() => end && p.matches(key),
-            Pattern::Prefix(x) if !x.is_empty() => start && p.matches(key),
-            _ => p.matches(key),
-        })
+        (self.ends.has(last) && self.by_end.iter().any(|p| p.matches(key)))
+            || (self.starts.has(first) && self.by_start.iter().any(|p| p.matches(key)))
+            || self.others.iter().any(|p| p.matches(key))
     }
 
     /// Append the canonical JSON of [`Redactor::redact`]`(v)` to `out`, without building the

@@ -91,7 +91,7 @@ struct Kept {
     lock: Flock,
     since: Instant,
     /// The head file lags: the last record written (seq, hash), not yet in it.
-    head: Option<(u64, String)>,
+    head: Option<(u64, [u8; 64])>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -236,8 +236,9 @@ impl AuditLog {
         written
     }
 
-    fn write_head_file(&self, head: Option<&(u64, String)>) -> Result<(), AuditError> {
+    fn write_head_file(&self, head: Option<&(u64, [u8; 64])>) -> Result<(), AuditError> {
         if let (Some(hf), Some((seq, hash))) = (&self.head_file, head) {
+            let hash = std::str::from_utf8(hash).expect("hex is ASCII");
             hf.write_all_at(&rotated::encode_head(*seq, hash), 0)
                 .map_err(|source| AuditError::Io {
                     path: rotated::head_path(&self.path),
@@ -327,11 +328,16 @@ impl AuditLog {
         let mut buf = std::mem::take(&mut self.line);
         buf.clear();
         let mut counts = self.counts;
-        let (head, mut seq) = self.chain_head();
-        // Each record's hash is the next one's `prev` (no allocation per record).
+        // Each record's hash is the next one's `prev` (no allocation per record or batch).
         let mut prev = [0u8; 64];
-        let mut prev_len = head.len().min(64);
-        prev[..prev_len].copy_from_slice(&head.as_bytes()[..prev_len]);
+        let (mut prev_len, mut seq) = match &self.head {
+            Some(h) => {
+                let n = h.hash.len().min(64);
+                prev[..n].copy_from_slice(&h.hash.as_bytes()[..n]);
+                (n, h.seq)
+            }
+            None => unreachable!("the head is synced under the lock before appending"),
+        };
         for r in records {
             seq += 1;
             prev = self.encode(
@@ -345,17 +351,15 @@ impl AuditLog {
             prev_len = 64;
             counts.count(r);
         }
-        let prev = String::from_utf8(prev[..prev_len].to_vec()).expect("hex is ASCII");
-        let written = self.finish(&buf, prev, seq, !keep);
+        let written = self.finish(&buf, &prev, seq, !keep);
         self.line = buf;
         match written {
             Ok(()) if keep => {
-                let h = self.head.as_ref().map(|h| (h.seq, h.hash.clone()));
                 let since = since.unwrap_or_else(Instant::now);
                 self.kept = Some(Kept {
                     lock,
                     since,
-                    head: h,
+                    head: Some((seq, prev)),
                 });
             }
             Ok(()) => drop(lock),
@@ -415,10 +419,11 @@ impl AuditLog {
     fn finish(
         &mut self,
         lines: &[u8],
-        hash: String,
+        hash: &[u8; 64],
         seq: u64,
         write_head: bool,
     ) -> Result<(), AuditError> {
+        let hash = std::str::from_utf8(hash).expect("hex is ASCII");
         self.write_bytes(lines)?;
         if self.fsync {
             if let Err(source) = self.file.sync_data() {
@@ -431,7 +436,7 @@ impl AuditLog {
         }
         if write_head {
             if let Some(hf) = &self.head_file {
-                if let Err(source) = hf.write_all_at(&rotated::encode_head(seq, &hash), 0) {
+                if let Err(source) = hf.write_all_at(&rotated::encode_head(seq, hash), 0) {
                     return Err(AuditError::Io {
                         path: rotated::head_path(&self.path),
                         source,
@@ -440,7 +445,10 @@ impl AuditLog {
             }
         }
         if let Some(h) = &mut self.head {
-            (h.hash, h.seq) = (hash, seq);
+            // In place: no allocation.
+            h.hash.clear();
+            h.hash.push_str(hash);
+            h.seq = seq;
         }
         Ok(())
     }
@@ -570,8 +578,7 @@ impl AuditLog {
         buf.clear();
         let counts = self.counts;
         let hash = self.encode(&mut buf, body, None, &counts, seq, prev.as_bytes());
-        let hash = String::from_utf8(hash.to_vec()).expect("hex is ASCII");
-        let written = self.finish(&buf, hash, seq, true);
+        let written = self.finish(&buf, &hash, seq, true);
         self.line = buf;
         written.map(|()| seq)
     }
