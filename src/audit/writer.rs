@@ -97,8 +97,22 @@ struct Kept {
 #[derive(Debug, Clone, PartialEq)]
 struct Head {
     end: u64,
-    hash: String,
+    /// Lower-case hex (as every record's `hash`, `GENESIS` included).
+    hash: [u8; 64],
     seq: u64,
+}
+
+/// A chain hash as read (64 hex digits, checked by `parse_line`) into its bytes.
+fn hex64(hash: &str) -> [u8; 64] {
+    let mut out = [b'0'; 64];
+    let n = hash.len().min(64);
+    out[..n].copy_from_slice(&hash.as_bytes()[..n]);
+    out
+}
+
+/// The hex digits of a chain hash as text.
+fn hex_str(hash: &[u8; 64]) -> &str {
+    std::str::from_utf8(hash).expect("hex is ASCII")
 }
 
 impl AuditLog {
@@ -238,8 +252,7 @@ impl AuditLog {
 
     fn write_head_file(&self, head: Option<&(u64, [u8; 64])>) -> Result<(), AuditError> {
         if let (Some(hf), Some((seq, hash))) = (&self.head_file, head) {
-            let hash = std::str::from_utf8(hash).expect("hex is ASCII");
-            hf.write_all_at(&rotated::encode_head(*seq, hash), 0)
+            hf.write_all_at(&rotated::encode_head(*seq, hex_str(hash)), 0)
                 .map_err(|source| AuditError::Io {
                     path: rotated::head_path(&self.path),
                     source,
@@ -282,7 +295,7 @@ impl AuditLog {
         }
         self.head = Some(Head {
             end: size,
-            hash,
+            hash: hex64(&hash),
             seq,
         });
         if !tail.torn.is_empty() {
@@ -329,26 +342,10 @@ impl AuditLog {
         buf.clear();
         let mut counts = self.counts;
         // Each record's hash is the next one's `prev` (no allocation per record or batch).
-        let mut prev = [0u8; 64];
-        let (mut prev_len, mut seq) = match &self.head {
-            Some(h) => {
-                let n = h.hash.len().min(64);
-                prev[..n].copy_from_slice(&h.hash.as_bytes()[..n]);
-                (n, h.seq)
-            }
-            None => unreachable!("the head is synced under the lock before appending"),
-        };
+        let (mut prev, mut seq) = self.chain_head();
         for r in records {
             seq += 1;
-            prev = self.encode(
-                &mut buf,
-                Body::Record(r),
-                r.at(),
-                &counts,
-                seq,
-                &prev[..prev_len],
-            );
-            prev_len = 64;
+            prev = self.encode(&mut buf, Body::Record(r), r.at(), &counts, seq, &prev);
             counts.count(r);
         }
         let written = self.finish(&buf, &prev, seq, !keep);
@@ -375,9 +372,9 @@ impl AuditLog {
     }
 
     /// Under the lock: the chain head to continue from.
-    fn chain_head(&self) -> (String, u64) {
+    fn chain_head(&self) -> ([u8; 64], u64) {
         match &self.head {
-            Some(h) => (h.hash.clone(), h.seq),
+            Some(h) => (h.hash, h.seq),
             None => unreachable!("the head is synced under the lock before appending"),
         }
     }
@@ -423,7 +420,6 @@ impl AuditLog {
         seq: u64,
         write_head: bool,
     ) -> Result<(), AuditError> {
-        let hash = std::str::from_utf8(hash).expect("hex is ASCII");
         self.write_bytes(lines)?;
         if self.fsync {
             if let Err(source) = self.file.sync_data() {
@@ -436,7 +432,7 @@ impl AuditLog {
         }
         if write_head {
             if let Some(hf) = &self.head_file {
-                if let Err(source) = hf.write_all_at(&rotated::encode_head(seq, hash), 0) {
+                if let Err(source) = hf.write_all_at(&rotated::encode_head(seq, hex_str(hash)), 0) {
                     return Err(AuditError::Io {
                         path: rotated::head_path(&self.path),
                         source,
@@ -445,10 +441,7 @@ impl AuditLog {
             }
         }
         if let Some(h) = &mut self.head {
-            // In place: no allocation.
-            h.hash.clear();
-            h.hash.push_str(hash);
-            h.seq = seq;
+            (h.hash, h.seq) = (*hash, seq);
         }
         Ok(())
     }
@@ -526,15 +519,7 @@ impl AuditLog {
         let mut buf = Vec::with_capacity(512);
         let counts = self.counts;
         let seq = head.seq + 1;
-        let hash = self.encode(
-            &mut buf,
-            Body::Map(&rec),
-            None,
-            &counts,
-            seq,
-            head.hash.as_bytes(),
-        );
-        let hash = String::from_utf8(hash.to_vec()).expect("hex is ASCII");
+        let hash = self.encode(&mut buf, Body::Map(&rec), None, &counts, seq, &head.hash);
         (&*new).write_all(&buf).map_err(|e| io(&tmp, e))?;
         // Shift the old files: .keep is deleted, .N becomes .N+1.
         let _ = std::fs::remove_file(rotated::rotated_name(&self.path, rot.keep));
@@ -560,11 +545,11 @@ impl AuditLog {
         self.file = new;
         self.head = Some(Head {
             end: buf.len() as u64,
-            hash: hash.clone(),
+            hash,
             seq,
         });
         if let Some(hf) = &self.head_file {
-            hf.write_all_at(&rotated::encode_head(seq, &hash), 0)
+            hf.write_all_at(&rotated::encode_head(seq, hex_str(&hash)), 0)
                 .map_err(|e| io(&rotated::head_path(&self.path), e))?;
         }
         Ok(Some(guard))
@@ -577,7 +562,7 @@ impl AuditLog {
         let mut buf = std::mem::take(&mut self.line);
         buf.clear();
         let counts = self.counts;
-        let hash = self.encode(&mut buf, body, None, &counts, seq, prev.as_bytes());
+        let hash = self.encode(&mut buf, body, None, &counts, seq, &prev);
         let written = self.finish(&buf, &hash, seq, true);
         self.line = buf;
         written.map(|()| seq)
