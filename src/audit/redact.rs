@@ -201,11 +201,15 @@ impl Redactor {
 
 /// Append the canonical JSON of [`redacted`]`(original)`.
 fn write_marker(out: &mut Vec<u8>, original: &Value) {
-    let mut scratch = Vec::with_capacity(64);
-    write_canonical(&mut scratch, original);
-    out.extend_from_slice(b"{\"redacted\":\"sha256:");
+    // The value's canonical JSON is written where the marker goes, hashed there, and cut
+    // off again (no scratch buffer).
+    let start = out.len();
+    write_canonical(out, original);
+    let digest = Sha256::digest(&out[start..]);
+    out.truncate(start);
     let mut hex = [0u8; 64];
-    hex::encode_to_slice(Sha256::digest(&scratch), &mut hex).expect("64 hex digits");
+    hex::encode_to_slice(digest, &mut hex).expect("64 hex digits");
+    out.extend_from_slice(b"{\"redacted\":\"sha256:");
     out.extend_from_slice(&hex);
     out.extend_from_slice(b"\"}");
 }
