@@ -28,7 +28,7 @@ pub(crate) fn canonical_json(v: &Value) -> String {
 /// Append the canonical JSON of `v` to `out` (no copy of `v` is made).
 pub(crate) fn write_canonical(out: &mut Vec<u8>, v: &Value) {
     match v {
-        Value::Object(m) => write_object(out, m, &mut |out, _, item| write_canonical(out, item)),
+        Value::Object(m) => write_object(out, m, |out, _, item| write_canonical(out, item)),
         Value::Array(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
@@ -40,24 +40,45 @@ pub(crate) fn write_canonical(out: &mut Vec<u8>, v: &Value) {
             out.push(b']');
         }
         Value::String(s) => write_str(out, s),
-        // Numbers, booleans, null: serde_json's own compact form.
-        other => serde_json::to_writer(&mut *out, other).expect("writing to a Vec cannot fail"),
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
+        // Integers as serde_json prints them (itoa); other numbers through serde_json itself.
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                write_u64(out, u);
+            } else if let Some(i) = n.as_i64() {
+                out.push(b'-');
+                write_u64(out, i.unsigned_abs());
+            } else {
+                serde_json::to_writer(&mut *out, n).expect("writing to a Vec cannot fail");
+            }
+        }
     }
+}
+
+/// Does `serde_json::Map` iterate in key byte order? It does unless some crate turns on
+/// serde_json's `preserve_order` feature (then it keeps insertion order). Found out once.
+fn maps_iterate_sorted() -> bool {
+    static SORTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SORTED.get_or_init(|| {
+        let mut m = Map::new();
+        m.insert("b".into(), Value::Null);
+        m.insert("a".into(), Value::Null);
+        m.insert("B".into(), Value::Null);
+        m.keys().map(String::as_str).eq(["B", "a", "b"])
+    })
 }
 
 /// Append an object with its keys in byte order, each value written by `item`
 /// (`item(out, key, value)`). serde_json's map is ordered already (unless some crate turns on
-/// its `preserve_order` feature); the order is checked, and only sorted when needed.
+/// its `preserve_order` feature, see [`maps_iterate_sorted`]); only then are keys sorted here.
 pub(crate) fn write_object(
     out: &mut Vec<u8>,
     m: &Map<String, Value>,
-    item: &mut dyn FnMut(&mut Vec<u8>, &str, &Value),
+    mut item: impl FnMut(&mut Vec<u8>, &str, &Value),
 ) {
     out.push(b'{');
-    let sorted = m
-        .keys()
-        .zip(m.keys().skip(1))
-        .all(|(a, b)| a.as_bytes() < b.as_bytes());
     let mut first = true;
     let mut member = |out: &mut Vec<u8>, k: &str, x: &Value| {
         if !std::mem::take(&mut first) {
@@ -67,7 +88,7 @@ pub(crate) fn write_object(
         out.push(b':');
         item(out, k, x);
     };
-    if sorted {
+    if maps_iterate_sorted() {
         for (k, x) in m {
             member(out, k, x);
         }
@@ -82,22 +103,97 @@ pub(crate) fn write_object(
 }
 
 /// A JSON string with serde_json's escaping.
+#[inline]
 pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(&mut *out, s).expect("writing to a Vec cannot fail");
+    write_str_bytes(out, s.as_bytes());
+}
+
+/// [`write_str`] of UTF-8 held as bytes (hex digits, a formatted time).
+#[inline]
+pub(crate) fn write_str_bytes(out: &mut Vec<u8>, s: &[u8]) {
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    write_escaped(out, s);
+    out.push(b'"');
+}
+
+/// What serde_json writes for a byte of a string: 0 (the byte itself), `u` (`\u00XX`) or the
+/// letter after a backslash (serde_json's `ESCAPE` table).
+static ESCAPE: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 0x20 {
+        t[c] = b'u';
+        c += 1;
+    }
+    t[0x08] = b'b';
+    t[0x09] = b't';
+    t[0x0a] = b'n';
+    t[0x0c] = b'f';
+    t[0x0d] = b'r';
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t
+};
+
+/// The index of the first byte of `b[from..]` that needs escaping (`b.len()` if none), eight
+/// bytes at a time: a byte < 0x20, `"` or `\`. Of the flags the word tricks raise, the lowest
+/// is always a true one (a false one can only follow a true one, through a borrow).
+#[inline]
+fn next_escape(b: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = b.get(i..i + 8) {
+        let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+        let ctrl = x.wrapping_sub(ONES * 0x20) & !x;
+        let q = x ^ (ONES * u64::from(b'"'));
+        let q = q.wrapping_sub(ONES) & !q;
+        let s = x ^ (ONES * u64::from(b'\\'));
+        let s = s.wrapping_sub(ONES) & !s;
+        let hit = (ctrl | q | s) & HIGH;
+        if hit != 0 {
+            return i + (hit.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < b.len() && ESCAPE[b[i] as usize] == 0 {
+        i += 1;
+    }
+    i
+}
+
+/// The inside of a JSON string (no quotes), with serde_json's escaping.
+pub(crate) fn write_escaped(out: &mut Vec<u8>, b: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut start = 0;
+    loop {
+        let i = next_escape(b, start);
+        out.extend_from_slice(&b[start..i]);
+        let Some(&c) = b.get(i) else {
+            return;
+        };
+        match ESCAPE[c as usize] {
+            b'u' => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(c >> 4)],
+                HEX[usize::from(c & 15)],
+            ]),
+            e => out.extend_from_slice(&[b'\\', e]),
+        }
+        start = i + 1;
+    }
 }
 
 /// One member of a record being encoded by [`write_record`].
 pub(crate) enum Member<'a> {
-    Str(&'a str),
+    /// A string held as UTF-8 bytes.
+    StrBytes(&'a [u8]),
     U64(u64),
-    Bool(bool),
-    Null,
     /// Any JSON value, written canonically.
     Json(&'a Value),
-    /// Bytes that are canonical JSON already (a cached encoding).
-    Canonical(&'a [u8]),
-    /// Written by a function (canonically).
-    With(&'a dyn Fn(&mut Vec<u8>)),
 }
 
 /// Append a record object whose members are given in any order: they are written sorted by
@@ -117,14 +213,9 @@ pub(crate) fn write_record(out: &mut Vec<u8>, members: &mut [(&str, Member)]) {
         write_str(out, k);
         out.push(b':');
         match m {
-            Member::Str(s) => write_str(out, s),
-            Member::U64(n) => out.extend_from_slice(itoa_u64(*n).as_bytes()),
-            Member::Bool(true) => out.extend_from_slice(b"true"),
-            Member::Bool(false) => out.extend_from_slice(b"false"),
-            Member::Null => out.extend_from_slice(b"null"),
+            Member::StrBytes(s) => write_str_bytes(out, s),
+            Member::U64(n) => write_u64(out, *n),
             Member::Json(v) => write_canonical(out, v),
-            Member::Canonical(b) => out.extend_from_slice(b),
-            Member::With(f) => f(out),
         }
     }
     out.push(b'}');
@@ -140,6 +231,12 @@ impl Digits {
     fn as_bytes(&self) -> &[u8] {
         &self.buf[self.start..]
     }
+}
+
+/// Append the decimal digits of `n`.
+#[inline]
+pub(crate) fn write_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa_u64(n).as_bytes());
 }
 
 fn itoa_u64(mut n: u64) -> Digits {
@@ -163,14 +260,14 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 
 /// `SHA-256(prev_hex_ascii || body)`, lower-case hex.
 pub(crate) fn chain_hash(prev: &str, body: &[u8]) -> String {
-    let hex = chain_hash_hex(prev, body);
+    let hex = chain_hash_hex(prev.as_bytes(), body);
     String::from_utf8(hex.to_vec()).expect("hex is ASCII")
 }
 
 /// [`chain_hash`] without an allocation: the 64 hex digits.
-pub(crate) fn chain_hash_hex(prev: &str, body: &[u8]) -> [u8; 64] {
+pub(crate) fn chain_hash_hex(prev: &[u8], body: &[u8]) -> [u8; 64] {
     let mut h = Sha256::new();
-    h.update(prev.as_bytes());
+    h.update(prev);
     h.update(body);
     let mut hex = [0u8; 64];
     hex::encode_to_slice(h.finalize(), &mut hex).expect("64 hex digits for 32 bytes");
@@ -183,9 +280,7 @@ pub(crate) fn chain_hash_hex(prev: &str, body: &[u8]) -> [u8; 64] {
 pub(crate) fn encode_line(record: &Map<String, Value>, prev: &str) -> (Vec<u8>, String) {
     debug_assert!(!record.contains_key("hash"));
     let mut line = Vec::with_capacity(256);
-    write_object(&mut line, record, &mut |out, _, item| {
-        write_canonical(out, item)
-    });
+    write_object(&mut line, record, |out, _, item| write_canonical(out, item));
     let hash = seal_line(&mut line, 0, prev);
     (line, hash)
 }
@@ -194,12 +289,12 @@ pub(crate) fn encode_line(record: &Map<String, Value>, prev: &str) -> (Vec<u8>, 
 /// line in place (the `hash` member before the final `}`, then `\n`) and return the hash.
 #[cfg(test)]
 pub(crate) fn seal_line(buf: &mut Vec<u8>, start: usize, prev: &str) -> String {
-    let hash = seal_line_hex(buf, start, prev);
+    let hash = seal_line_hex(buf, start, prev.as_bytes());
     String::from_utf8(hash.to_vec()).expect("hex is ASCII")
 }
 
 /// [`seal_line`] without an allocation: returns the hash's 64 hex digits.
-pub(crate) fn seal_line_hex(buf: &mut Vec<u8>, start: usize, prev: &str) -> [u8; 64] {
+pub(crate) fn seal_line_hex(buf: &mut Vec<u8>, start: usize, prev: &[u8]) -> [u8; 64] {
     debug_assert_eq!(buf.last(), Some(&b'}'));
     let hash = chain_hash_hex(prev, &buf[start..]);
     let line = buf;
@@ -290,9 +385,131 @@ fn not_record(line: &[u8]) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use serde_json::json;
+
+    /// A small deterministic generator for the differential tests (xorshift64*).
+    pub(crate) struct Rng(pub(crate) u64);
+
+    impl Rng {
+        pub(crate) fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+        pub(crate) fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        /// A string mixing plain ASCII with what needs escaping and non-ASCII text.
+        pub(crate) fn text(&mut self, max: usize) -> String {
+            const PIECES: &[&str] = &[
+                "a",
+                "Z",
+                "hello ",
+                "0",
+                "\"",
+                "\\",
+                "\n",
+                "\r",
+                "\t",
+                "\u{8}",
+                "\u{c}",
+                "\u{0}",
+                "\u{1}",
+                "\u{1f}",
+                "\u{7f}",
+                " ",
+                "/",
+                "é",
+                "ß",
+                "€",
+                "😀",
+                "\u{2028}",
+                "\u{fffd}",
+                "~",
+                "\u{80}",
+                "long run of plain text with no escapes at all ",
+            ];
+            let n = self.below(max + 1);
+            (0..n).map(|_| PIECES[self.below(PIECES.len())]).collect()
+        }
+    }
+
+    /// The escaping is serde_json's, byte for byte: every ASCII byte alone and at every offset
+    /// of a word (the eight-byte scan), and generated mixtures.
+    #[test]
+    fn write_str_escapes_as_serde_json_does() {
+        let check = |s: &str| {
+            let mut out = Vec::new();
+            write_str(&mut out, s);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(s).unwrap(),
+                "{s:?}"
+            );
+        };
+        for c in 0u8..0x80 {
+            for pad in 0..18 {
+                let plain = "x".repeat(pad);
+                check(&format!("{plain}{}{plain}", c as char));
+                check(&format!("{plain}{}", c as char));
+            }
+        }
+        for c in ['é', '😀', '\u{7ff}', '\u{ffff}', '\u{10ffff}'] {
+            for pad in 0..10 {
+                check(&format!(
+                    "{}{c}\"{}",
+                    "y".repeat(pad),
+                    "\u{1}".repeat(pad % 3)
+                ));
+            }
+        }
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..20_000 {
+            check(&rng.text(24));
+        }
+    }
+
+    /// Numbers, booleans and null as serde_json writes them.
+    #[test]
+    fn write_canonical_scalars_as_serde_json_does() {
+        let values = [
+            json!(0),
+            json!(1),
+            json!(-1),
+            json!(u64::MAX),
+            json!(i64::MIN),
+            json!(i64::MAX),
+            json!(-9_007_199_254_740_993i64),
+            json!(1.5),
+            json!(-0.0),
+            json!(1e300),
+            json!(2.5e-10),
+            json!(123456789.125),
+            json!(true),
+            json!(false),
+            Value::Null,
+            serde_json::from_str("18446744073709551616").unwrap(),
+            serde_json::from_str("-1e5").unwrap(),
+        ];
+        for v in values {
+            assert_eq!(
+                canonical_json(&v),
+                serde_json::to_string(&v).unwrap(),
+                "{v}"
+            );
+        }
+        let mut rng = Rng(7);
+        for _ in 0..10_000 {
+            let u = rng.next() >> rng.below(64);
+            let i = -((rng.next() >> (rng.below(63) + 1)) as i64);
+            for v in [json!(u), json!(i)] {
+                assert_eq!(canonical_json(&v), serde_json::to_string(&v).unwrap());
+            }
+        }
+    }
 
     #[test]
     fn canonical_sorts_keys_by_bytes_and_has_no_whitespace() {

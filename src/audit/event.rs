@@ -4,12 +4,16 @@
 //! The writer adds the chain fields (`seq`, `prev`, `hash`) under the file lock; everything
 //! else is built here.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
-use super::canon::{sha256_hex, write_canonical, write_record, Member};
-use super::record::{DecisionRecord, Record};
+use super::canon::{
+    sha256_hex, write_canonical, write_escaped, write_record, write_str, write_str_bytes,
+    write_u64, Member,
+};
+use super::record::{DecisionRecord, FilterRecord, Record};
 use super::redact::Redactor;
 use crate::check::{Access, Resource};
 use crate::profile::ToolSpec;
@@ -114,33 +118,43 @@ pub(crate) fn record_map(
 /// The chain fields the writer adds under the file lock.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Chain<'a> {
-    pub(crate) time: &'a str,
+    /// UTF-8 (ASCII: a formatted time).
+    pub(crate) time: &'a [u8],
     pub(crate) seq: u64,
-    pub(crate) prev: &'a str,
+    /// UTF-8 (ASCII: 64 hex digits).
+    pub(crate) prev: &'a [u8],
 }
 
 impl<'a> Chain<'a> {
     fn members(self) -> [(&'static str, Member<'a>); 3] {
         [
-            ("time", Member::Str(self.time)),
+            ("time", Member::StrBytes(self.time)),
             ("seq", Member::U64(self.seq)),
-            ("prev", Member::Str(self.prev)),
+            ("prev", Member::StrBytes(self.prev)),
         ]
     }
 }
 
 /// Canonical encodings of the tool descriptions recorded lately (a session calls few tools,
-/// many times): a decision record then costs no serialisation of its tool description.
+/// many times): a decision record then costs no serialisation of its tool description. The
+/// descriptions are shared (`Arc`) with the session's catalog: the one a record holds is
+/// usually found by its address, without comparing descriptions (the cache holds its own
+/// reference, so an address cannot be reused by another description while it is cached).
 #[derive(Debug, Default)]
 pub(crate) struct SpecCache {
-    entries: Vec<(ToolSpec, Vec<u8>)>,
+    entries: Vec<(Arc<ToolSpec>, Vec<u8>)>,
 }
 
 impl SpecCache {
     const CAPACITY: usize = 32;
 
-    fn canonical(&mut self, spec: &ToolSpec) -> &[u8] {
-        let i = match self.entries.iter().position(|(s, _)| s == spec) {
+    fn canonical(&mut self, spec: &Arc<ToolSpec>) -> &[u8] {
+        let found = self
+            .entries
+            .iter()
+            .position(|(s, _)| Arc::ptr_eq(s, spec))
+            .or_else(|| self.entries.iter().position(|(s, _)| **s == **spec));
+        let i = match found {
             Some(i) => i,
             None => {
                 if self.entries.len() == Self::CAPACITY {
@@ -149,9 +163,9 @@ impl SpecCache {
                 let mut bytes = Vec::new();
                 write_canonical(
                     &mut bytes,
-                    &serde_json::to_value(spec).unwrap_or(Value::Null),
+                    &serde_json::to_value(&**spec).unwrap_or(Value::Null),
                 );
-                self.entries.push((spec.clone(), bytes));
+                self.entries.push((Arc::clone(spec), bytes));
                 self.entries.len() - 1
             }
         };
@@ -160,8 +174,8 @@ impl SpecCache {
 }
 
 /// Append the canonical body of `record`, chain fields included, to `out`: the same bytes as
-/// [`record_map`] plus the chain fields through [`write_canonical`], built without the
-/// intermediate JSON tree for the frequent kinds (decisions and filters).
+/// [`record_map`] plus the chain fields through [`write_canonical`], written straight from the
+/// record's borrowed fields, in key order, for the frequent kinds (decisions and filters).
 pub(crate) fn write_record_body(
     out: &mut Vec<u8>,
     record: &Record,
@@ -171,121 +185,128 @@ pub(crate) fn write_record_body(
     chain: Chain,
     specs: &mut SpecCache,
 ) {
-    let chain_members = chain.members();
     match record {
-        Record::Decision(d) => {
-            let dec = &d.decision;
-            // `allowed by RULE`, written straight into the line (the same bytes as the
-            // string's escaping: "allowed by " needs none).
-            let write_reason = |out: &mut Vec<u8>| match &dec.denial {
-                Some(den) => super::canon::write_str(out, &den.reason),
-                None => {
-                    let at = out.len() + 1;
-                    super::canon::write_str(out, dec.rule.as_str());
-                    out.splice(at..at, b"allowed by ".iter().copied());
-                }
-            };
-            let write_accesses = |out: &mut Vec<u8>| {
-                out.push(b'[');
-                for (i, a) in dec.accesses.iter().enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    write_access(out, a);
-                }
-                out.push(b']');
-            };
-            let write_params = |out: &mut Vec<u8>| match &d.params {
-                Some(p) => redactor.write_redacted(out, p),
-                None => out.extend_from_slice(b"null"),
-            };
-            let spec = d.tool_spec.as_deref().map(|s| specs.canonical(s));
-            // The members on the stack: no allocation per record.
-            let mut m = Members::default();
-            m.extend(chain_members);
-            m.extend([
-                ("v", Member::U64(FORMAT_VERSION)),
-                ("kind", Member::Str("decision")),
-                ("session", Member::Str(session)),
-                ("direction", Member::Str(d.direction.as_str())),
-                ("method", Member::Str(&dec.method)),
-                (
-                    "tool",
-                    dec.tool.as_deref().map_or(Member::Null, Member::Str),
-                ),
-                ("accesses", Member::With(&write_accesses)),
-                (
-                    "verdict",
-                    Member::Str(if dec.is_allowed() { "allow" } else { "deny" }),
-                ),
-                ("rule", Member::Str(dec.rule.as_str())),
-                ("reason", Member::With(&write_reason)),
-                ("latency_us", Member::U64(d.latency_us)),
-                ("params", Member::With(&write_params)),
-            ]);
-            if let Some(id) = &d.id {
-                m.push(("id", Member::Json(id)));
-            }
-            if dec.denial.as_ref().is_some_and(|x| x.approval_required) {
-                m.push(("approval_required", Member::Bool(true)));
-            }
-            if let Some(bytes) = spec {
-                m.push(("tool_spec", Member::Canonical(bytes)));
-            }
-            write_record(out, m.as_mut_slice());
-        }
-        Record::Filter(f) => {
-            let mut m = Members::default();
-            m.extend(chain_members);
-            m.extend([
-                ("v", Member::U64(FORMAT_VERSION)),
-                ("kind", Member::Str("response_filter")),
-                ("session", Member::Str(session)),
-                ("direction", Member::Str(f.direction.as_str())),
-                (
-                    "method",
-                    f.method.as_deref().map_or(Member::Null, Member::Str),
-                ),
-                ("action", Member::Str(f.action.as_str())),
-                ("reason", Member::Str(&f.reason)),
-            ]);
-            if let Some(id) = &f.id {
-                m.push(("id", Member::Json(id)));
-            }
-            write_record(out, m.as_mut_slice());
-        }
+        Record::Decision(d) => write_decision(out, d, session, redactor, chain, specs),
+        Record::Filter(f) => write_filter(out, f, session, chain),
         other => write_map_body(out, &record_map(other, session, counts, redactor), chain),
     }
 }
 
-/// A record's members, on the stack (a decision has at most 18).
-struct Members<'a> {
-    items: [(&'a str, Member<'a>); 20],
-    len: usize,
-}
-
-impl Default for Members<'_> {
-    fn default() -> Self {
-        Members {
-            items: std::array::from_fn(|_| ("", Member::Null)),
-            len: 0,
+/// A decision record's canonical body: its members in key byte order, written from the
+/// record (the keys are literals: no sorting, no escaping to do).
+fn write_decision(
+    out: &mut Vec<u8>,
+    d: &DecisionRecord,
+    session: &str,
+    redactor: &Redactor,
+    chain: Chain,
+    specs: &mut SpecCache,
+) {
+    let dec = &d.decision;
+    let denial = dec.denial.as_ref();
+    out.extend_from_slice(b"{\"accesses\":[");
+    for (i, a) in dec.accesses.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_access(out, a);
+    }
+    out.push(b']');
+    if denial.is_some_and(|x| x.approval_required) {
+        out.extend_from_slice(b",\"approval_required\":true");
+    }
+    out.extend_from_slice(b",\"direction\":");
+    write_str(out, d.direction.as_str());
+    if let Some(id) = &d.id {
+        out.extend_from_slice(b",\"id\":");
+        write_canonical(out, id);
+    }
+    out.extend_from_slice(b",\"kind\":\"decision\",\"latency_us\":");
+    write_u64(out, d.latency_us);
+    out.extend_from_slice(b",\"method\":");
+    write_str(out, &dec.method);
+    out.extend_from_slice(b",\"params\":");
+    match &d.params {
+        Some(p) => redactor.write_redacted(out, p),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"prev\":");
+    write_str_bytes(out, chain.prev);
+    out.extend_from_slice(b",\"reason\":");
+    match denial {
+        Some(den) => write_str(out, &den.reason),
+        None => {
+            // `allowed by RULE`
+            out.extend_from_slice(b"\"allowed by ");
+            write_escaped(out, dec.rule.as_str().as_bytes());
+            out.push(b'"');
         }
     }
-}
-
-impl<'a> Members<'a> {
-    fn push(&mut self, m: (&'a str, Member<'a>)) {
-        self.items[self.len] = m;
-        self.len += 1;
-    }
-    fn extend(&mut self, ms: impl IntoIterator<Item = (&'a str, Member<'a>)>) {
-        for m in ms {
-            self.push(m);
+    // What a refusal was about when no access could be built from it (e.g. a `..` path).
+    if let Some(res) = denial.and_then(|x| x.resource.as_ref()) {
+        if dec.accesses.is_empty() {
+            out.extend_from_slice(b",\"resource\":");
+            write_str(out, res);
         }
     }
-    fn as_mut_slice(&mut self) -> &mut [(&'a str, Member<'a>)] {
-        &mut self.items[..self.len]
+    out.extend_from_slice(b",\"rule\":");
+    write_str(out, dec.rule.as_str());
+    write_seq_session_time(out, chain, session);
+    out.extend_from_slice(b",\"tool\":");
+    match &dec.tool {
+        Some(t) => write_str(out, t),
+        None => out.extend_from_slice(b"null"),
     }
+    if let Some(spec) = &d.tool_spec {
+        out.extend_from_slice(b",\"tool_spec\":");
+        out.extend_from_slice(specs.canonical(spec));
+    }
+    write_v(out);
+    out.extend_from_slice(if dec.is_allowed() {
+        b",\"verdict\":\"allow\"}"
+    } else {
+        b",\"verdict\":\"deny\"}"
+    });
+}
+
+/// A `response_filter` record's canonical body (as [`write_decision`]).
+fn write_filter(out: &mut Vec<u8>, f: &FilterRecord, session: &str, chain: Chain) {
+    out.extend_from_slice(b"{\"action\":");
+    write_str(out, f.action.as_str());
+    out.extend_from_slice(b",\"direction\":");
+    write_str(out, f.direction.as_str());
+    if let Some(id) = &f.id {
+        out.extend_from_slice(b",\"id\":");
+        write_canonical(out, id);
+    }
+    out.extend_from_slice(b",\"kind\":\"response_filter\",\"method\":");
+    match &f.method {
+        Some(m) => write_str(out, m),
+        None => out.extend_from_slice(b"null"),
+    }
+    out.extend_from_slice(b",\"prev\":");
+    write_str_bytes(out, chain.prev);
+    out.extend_from_slice(b",\"reason\":");
+    write_str(out, &f.reason);
+    write_seq_session_time(out, chain, session);
+    write_v(out);
+    out.push(b'}');
+}
+
+/// `,"seq":N,"session":S,"time":T` (consecutive in key order in both kinds).
+fn write_seq_session_time(out: &mut Vec<u8>, chain: Chain, session: &str) {
+    out.extend_from_slice(b",\"seq\":");
+    write_u64(out, chain.seq);
+    out.extend_from_slice(b",\"session\":");
+    write_str(out, session);
+    out.extend_from_slice(b",\"time\":");
+    write_str_bytes(out, chain.time);
+}
+
+/// `,"v":FORMAT_VERSION`.
+fn write_v(out: &mut Vec<u8>) {
+    out.extend_from_slice(b",\"v\":");
+    write_u64(out, FORMAT_VERSION);
 }
 
 /// Append the canonical body of a record built as a map, with the chain fields.
@@ -394,7 +415,6 @@ pub(crate) fn access_json(a: &Access) -> Value {
 
 /// Append the canonical JSON of [`access_json`]`(a)` without building it (keys in byte order).
 fn write_access(out: &mut Vec<u8>, a: &Access) {
-    use super::canon::write_str;
     out.extend_from_slice(b"{\"capability\":");
     write_str(out, &a.capability);
     out.extend_from_slice(b",\"resource\":");
@@ -415,7 +435,7 @@ fn write_access(out: &mut Vec<u8>, a: &Access) {
             out.extend_from_slice(b"{\"host\":");
             write_str(out, host);
             out.extend_from_slice(b",\"kind\":\"url\",\"port\":");
-            out.extend_from_slice(port.to_string().as_bytes());
+            write_u64(out, u64::from(*port));
             out.extend_from_slice(b",\"written\":");
             write_str(out, written);
             out.push(b'}');
@@ -442,29 +462,83 @@ pub(crate) struct TimeText {
 
 impl TimeText {
     pub(crate) fn of(t: SystemTime) -> TimeText {
-        use std::io::Write;
-        let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let secs = d.as_secs();
-        let (days, rem) = (secs / 86_400, secs % 86_400);
-        let (y, mo, da) = civil_from_days(days as i64);
-        let mut buf = [0u8; 40];
-        let mut w = &mut buf[..];
-        write!(
-            w,
-            "{y:04}-{mo:02}-{da:02}T{:02}:{:02}:{:02}.{:06}Z",
-            rem / 3600,
-            rem % 3600 / 60,
-            rem % 60,
-            d.subsec_micros()
-        )
-        .expect("a time fits in 40 bytes");
-        let len = 40 - w.len();
-        TimeText { buf, len }
+        Clock::default().text(t)
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 
     pub(crate) fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len]).expect("ASCII digits")
+        std::str::from_utf8(self.as_bytes()).expect("ASCII digits")
     }
+}
+
+/// Formats times, the date and time of the last second once (`YYYY-MM-DDTHH:MM:SS.`): the
+/// records of a batch share their second, each formats its microseconds only.
+#[derive(Debug, Default)]
+pub(crate) struct Clock {
+    /// The second `prefix` was formatted for (`None`: not yet).
+    second: Option<u64>,
+    prefix: [u8; 20],
+}
+
+impl Clock {
+    pub(crate) fn text(&mut self, t: SystemTime) -> TimeText {
+        let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let secs = d.as_secs();
+        if self.second != Some(secs) {
+            let (days, rem) = (secs / 86_400, secs % 86_400);
+            let (y, mo, da) = civil_from_days(days as i64);
+            if !(0..=9999).contains(&y) {
+                return slow_text(y, mo, da, rem, d.subsec_micros());
+            }
+            let p = &mut self.prefix;
+            digits(&mut p[0..4], y as u64);
+            p[4] = b'-';
+            digits(&mut p[5..7], u64::from(mo));
+            p[7] = b'-';
+            digits(&mut p[8..10], u64::from(da));
+            p[10] = b'T';
+            digits(&mut p[11..13], rem / 3600);
+            p[13] = b':';
+            digits(&mut p[14..16], rem % 3600 / 60);
+            p[16] = b':';
+            digits(&mut p[17..19], rem % 60);
+            p[19] = b'.';
+            self.second = Some(secs);
+        }
+        let mut buf = [0u8; 40];
+        buf[..20].copy_from_slice(&self.prefix);
+        digits(&mut buf[20..26], u64::from(d.subsec_micros()));
+        buf[26] = b'Z';
+        TimeText { buf, len: 27 }
+    }
+}
+
+/// `n` in decimal, zero-padded to fill `out` (`n` fits).
+fn digits(out: &mut [u8], mut n: u64) {
+    for b in out.iter_mut().rev() {
+        *b = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+}
+
+/// A year outside 0..=9999 (never in practice): through `write!`.
+fn slow_text(y: i64, mo: u32, da: u32, rem: u64, micros: u32) -> TimeText {
+    use std::io::Write;
+    let mut buf = [0u8; 40];
+    let mut w = &mut buf[..];
+    write!(
+        w,
+        "{y:04}-{mo:02}-{da:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+    )
+    .expect("a time fits in 40 bytes");
+    let len = 40 - w.len();
+    TimeText { buf, len }
 }
 
 /// Days since 1970-01-01 -> (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
@@ -636,13 +710,239 @@ mod tests {
                 // twice: the second time the tool description comes from the cache
                 let mut out = Vec::new();
                 let chain = Chain {
-                    time: "T",
+                    time: b"T",
                     seq: 9,
-                    prev: "P",
+                    prev: b"P",
                 };
                 write_record_body(&mut out, ev, "sess", &counts, &redactor, chain, &mut specs);
                 assert_eq!(String::from_utf8(out).unwrap(), want, "{ev:?}");
             }
+        }
+    }
+
+    /// Generated decision and filter records: the streamed body is byte for byte serde_json's
+    /// own compact serialisation of the reference map ([`record_map`] plus the chain fields;
+    /// serde_json's map iterates in key order), and the same as [`write_map_body`] on it.
+    /// Unicode, escapes, big numbers, floats, nested params, secrets to redact at any depth.
+    #[test]
+    fn streamed_body_equals_the_reference_on_generated_records() {
+        use crate::audit::canon::tests::Rng;
+        use crate::check::decide::Verdict;
+        use crate::check::Denial;
+        use crate::policy::RuleId;
+        use crate::profile::{ArgKind, ArgSpec};
+
+        fn value(rng: &mut Rng, depth: usize) -> Value {
+            const KEYS: &[&str] = &[
+                "name",
+                "arguments",
+                "path",
+                "content",
+                "Content",
+                "token",
+                "API_KEY",
+                "my_secret_value",
+                "ssh_key",
+                "progressToken",
+                "password",
+                "keys",
+                "x_token",
+                "Authorization",
+                "zz_extra",
+                "a\"b",
+                "é",
+                "",
+                "_meta",
+                "B",
+                "a",
+            ];
+            match rng.below(if depth == 0 { 7 } else { 9 }) {
+                0 => Value::Null,
+                1 => Value::Bool(rng.below(2) == 0),
+                2 => json!(rng.next() >> rng.below(64)),
+                3 => json!(-((rng.next() >> (1 + rng.below(63))) as i64)),
+                4 => json!([1.5, -0.0, 1e300, 2.5e-10, 0.1][rng.below(5)]),
+                5 | 6 => Value::String(rng.text(12)),
+                7 => Value::Array((0..rng.below(4)).map(|_| value(rng, depth - 1)).collect()),
+                _ => {
+                    let mut m = Map::new();
+                    for _ in 0..rng.below(6) {
+                        let k = if rng.below(4) == 0 {
+                            rng.text(6)
+                        } else {
+                            KEYS[rng.below(KEYS.len())].to_string()
+                        };
+                        m.insert(k, value(rng, depth - 1));
+                    }
+                    Value::Object(m)
+                }
+            }
+        }
+        fn opt_id(rng: &mut Rng) -> Option<Value> {
+            match rng.below(5) {
+                0 => None,
+                1 => Some(Value::Null),
+                2 => Some(json!(rng.next())),
+                3 => Some(json!(-7)),
+                _ => Some(Value::String(rng.text(8))),
+            }
+        }
+        fn rule(rng: &mut Rng) -> RuleId {
+            match rng.below(4) {
+                0 => RuleId::ToolsAllowed,
+                1 => RuleId::FilesystemMounts,
+                2 => RuleId::Policy("require_approval[0]".into()),
+                _ => RuleId::Policy(format!("deny[{}] ({})", rng.below(9), rng.text(5))),
+            }
+        }
+        fn access(rng: &mut Rng) -> Access {
+            let resource = match rng.below(4) {
+                0 => Resource::None,
+                1 => Resource::Path {
+                    written: rng.text(8),
+                    resolved: rng.text(8).into(),
+                },
+                2 => Resource::Url {
+                    written: rng.text(8),
+                    host: rng.text(4),
+                    port: rng.next() as u16,
+                },
+                _ => Resource::Command {
+                    written: rng.text(8),
+                },
+            };
+            Access {
+                capability: rng.text(5),
+                resource,
+            }
+        }
+        let mut spec = ToolSpec {
+            capability: "filesystem.write".into(),
+            args: Default::default(),
+            note: String::new(),
+        };
+        spec.args.insert(
+            "path".into(),
+            ArgSpec {
+                kind: ArgKind::Path,
+                capability: None,
+                relative_to: Some("repo_path".into()),
+            },
+        );
+        let mut other = spec.clone();
+        other.note = "a \"note\" é".into();
+        let specs_pool = [Arc::new(spec), Arc::new(other)];
+        let redactor = Redactor::new(["zz_extra", "*Meta*"]);
+        let counts = Counts::default();
+        let mut specs = SpecCache::default();
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        for i in 0..4000 {
+            let record = if rng.below(4) == 0 {
+                let mut f = FilterRecord::new(
+                    [Direction::ClientToServer, Direction::ServerToClient][rng.below(2)],
+                    rng.below(2) == 0,
+                    rng.text(10),
+                );
+                if rng.below(3) == 0 {
+                    f.action = crate::audit::record::FilterAction::Flagged;
+                }
+                f.id = opt_id(&mut rng);
+                f.method = (rng.below(2) == 0).then(|| rng.text(6));
+                Record::Filter(f)
+            } else {
+                let allow = rng.below(2) == 0;
+                let denial = (!allow).then(|| Denial {
+                    reason: rng.text(10),
+                    rule: rule(&mut rng),
+                    capability: None,
+                    resource: (rng.below(2) == 0).then(|| rng.text(6)),
+                    approval_required: rng.below(2) == 0,
+                });
+                let decision = Decision {
+                    verdict: if allow { Verdict::Allow } else { Verdict::Deny },
+                    method: rng.text(6),
+                    tool: (rng.below(3) > 0).then(|| rng.text(5)),
+                    accesses: (0..rng.below(3) * rng.below(2))
+                        .map(|_| access(&mut rng))
+                        .collect(),
+                    rule: rule(&mut rng),
+                    denial,
+                };
+                let params = match rng.below(5) {
+                    0 => None,
+                    1 => Some(value(&mut rng, 0)),
+                    _ => Some(value(&mut rng, 4)),
+                };
+                let tool_spec = match rng.below(4) {
+                    0 => None,
+                    1 => Some(Arc::new((*specs_pool[0]).clone())), // equal, not the same
+                    n => Some(specs_pool[n - 2].clone()),
+                };
+                Record::Decision(DecisionRecord {
+                    tool_spec,
+                    latency_us: rng.next() >> rng.below(64),
+                    ..DecisionRecord::new(
+                        [Direction::ClientToServer, Direction::ServerToClient][rng.below(2)],
+                        opt_id(&mut rng),
+                        params,
+                        decision,
+                    )
+                })
+            };
+            let time =
+                TimeText::of(UNIX_EPOCH + std::time::Duration::from_micros(rng.next() >> 12));
+            let prev = hex::encode(rng.next().to_le_bytes()).repeat(4);
+            let seq = rng.next() >> rng.below(64);
+            let session = if i % 7 == 0 {
+                rng.text(6)
+            } else {
+                "sess".to_string()
+            };
+            let chain = Chain {
+                time: time.as_bytes(),
+                seq,
+                prev: prev.as_bytes(),
+            };
+            let mut streamed = Vec::new();
+            write_record_body(
+                &mut streamed,
+                &record,
+                &session,
+                &counts,
+                &redactor,
+                chain,
+                &mut specs,
+            );
+            let map = record_map(&record, &session, &counts, &redactor);
+            let mut via_map = Vec::new();
+            write_map_body(&mut via_map, &map, chain);
+            let mut full = map;
+            full.insert("time".into(), time.as_str().into());
+            full.insert("seq".into(), seq.into());
+            full.insert("prev".into(), prev.clone().into());
+            let want = serde_json::to_string(&Value::Object(full)).unwrap();
+            let streamed = String::from_utf8(streamed).unwrap();
+            assert_eq!(streamed, want, "{record:?}");
+            assert_eq!(String::from_utf8(via_map).unwrap(), want);
+        }
+    }
+
+    /// The time cache gives what formatting each time from scratch gives, across seconds,
+    /// days, leap days and years.
+    #[test]
+    fn clock_equals_formatting_from_scratch() {
+        use crate::audit::canon::tests::Rng;
+        let mut clock = Clock::default();
+        let mut rng = Rng(99);
+        let mut t = UNIX_EPOCH + Duration::new(951_868_790, 0);
+        for _ in 0..20_000 {
+            t += Duration::from_micros(rng.next() % [10, 1_000_000, 90_000_000_000][rng.below(3)]);
+            let d = t.duration_since(UNIX_EPOCH).unwrap();
+            let secs = d.as_secs();
+            let (y, mo, da) = civil_from_days((secs / 86_400) as i64);
+            let rem = secs % 86_400;
+            let want = slow_text(y, mo, da, rem, d.subsec_micros());
+            assert_eq!(clock.text(t).as_str(), want.as_str());
         }
     }
 

@@ -51,6 +51,8 @@ const GRACE: Duration = Duration::from_micros(500);
 #[derive(Default)]
 struct State {
     waiting: VecDeque<Record>,
+    /// The emptied queue of the last batch, kept for the next (no allocation per batch).
+    spare: VecDeque<Record>,
     /// The sum of the weights of the waiting records.
     bytes: usize,
     /// The writer should not linger (the queue is full, or someone waits for a flush).
@@ -128,15 +130,18 @@ fn write_waiting<'a>(
         .take()
         .expect("the log is in the queue when nobody writes");
     st.hurry = false;
-    let batch: Vec<Record> = st.waiting.drain(..).collect();
+    // The waiting records, swapped out whole for the empty spare queue.
+    let spare = std::mem::take(&mut st.spare);
+    let mut batch = std::mem::replace(&mut st.waiting, spare);
     st.bytes = 0;
     drop(st);
     let n = batch.len() as u64;
-    let result = log.record_batch(&batch);
+    let result = log.record_batch(batch.make_contiguous());
     let kept = log.lock_kept_since();
-    drop(batch);
+    batch.clear();
     let mut st = shared.lock();
     st.log = Some(log);
+    st.spare = batch;
     match result {
         Ok(()) => st.written += n,
         Err(e) => {

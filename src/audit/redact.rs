@@ -1,6 +1,7 @@
 //! Redaction of request params: a secret's value is replaced by a digest of it.
 
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 
 use super::canon::{canonical_json, sha256_hex, write_canonical, write_object};
 use crate::policy::Policy;
@@ -26,6 +27,33 @@ pub(crate) struct Redactor {
     /// The patterns by shape, matched without backtracking (every record's every key is
     /// matched against all of them).
     compiled: Vec<Pattern>,
+    /// Which key bytes can end a key an exact or suffix pattern matches, and begin one a
+    /// prefix pattern matches (bit sets over bytes, both ASCII cases): most keys are told
+    /// apart from most patterns by these bytes alone.
+    ends: ByteSet,
+    starts: ByteSet,
+    /// `compiled` in three groups: the exact and suffix patterns tried when `ends` has the
+    /// key's last byte, the prefix ones when `starts` has its first, the others always.
+    by_end: Vec<Pattern>,
+    by_start: Vec<Pattern>,
+    others: Vec<Pattern>,
+}
+
+/// A set of bytes.
+#[derive(Debug, Clone, Copy, Default)]
+struct ByteSet([u64; 4]);
+
+impl ByteSet {
+    /// Add `b` in both ASCII cases (patterns match case-insensitively).
+    fn add(&mut self, b: u8) {
+        for b in [b.to_ascii_lowercase(), b.to_ascii_uppercase()] {
+            self.0[usize::from(b >> 6)] |= 1 << (b & 63);
+        }
+    }
+
+    fn has(&self, b: u8) -> bool {
+        self.0[usize::from(b >> 6)] & (1 << (b & 63)) != 0
+    }
 }
 
 /// A lower-case pattern by shape.
@@ -83,8 +111,31 @@ impl Redactor {
     pub(crate) fn new<S: AsRef<str>>(extra: impl IntoIterator<Item = S>) -> Redactor {
         let mut patterns: Vec<String> = DEFAULT_REDACT.iter().map(|s| s.to_string()).collect();
         patterns.extend(extra.into_iter().map(|s| s.as_ref().to_ascii_lowercase()));
-        let compiled = patterns.iter().map(|p| Pattern::of(p)).collect();
-        Redactor { compiled }
+        let compiled: Vec<Pattern> = patterns.iter().map(|p| Pattern::of(p)).collect();
+        let (mut ends, mut starts) = (ByteSet::default(), ByteSet::default());
+        let (mut by_end, mut by_start, mut others) = (Vec::new(), Vec::new(), Vec::new());
+        for p in &compiled {
+            // Empty patterns have no byte to go by: always tried.
+            match p {
+                Pattern::Exact(x) | Pattern::Suffix(x) if !x.is_empty() => {
+                    ends.add(x.as_bytes()[x.len() - 1]);
+                    by_end.push(p.clone());
+                }
+                Pattern::Prefix(x) if !x.is_empty() => {
+                    starts.add(x.as_bytes()[0]);
+                    by_start.push(p.clone());
+                }
+                _ => others.push(p.clone()),
+            }
+        }
+        Redactor {
+            compiled,
+            ends,
+            starts,
+            by_end,
+            by_start,
+            others,
+        }
     }
 
     /// The defaults plus the policy's `audit.redact`.
@@ -93,14 +144,19 @@ impl Redactor {
     }
 
     pub(crate) fn is_secret(&self, key: &str) -> bool {
-        self.compiled.iter().any(|p| p.matches(key))
+        let (Some(&first), Some(&last)) = (key.as_bytes().first(), key.as_bytes().last()) else {
+            return self.compiled.iter().any(|p| p.matches(key));
+        };
+        (self.ends.has(last) && self.by_end.iter().any(|p| p.matches(key)))
+            || (self.starts.has(first) && self.by_start.iter().any(|p| p.matches(key)))
+            || self.others.iter().any(|p| p.matches(key))
     }
 
     /// Append the canonical JSON of [`Redactor::redact`]`(v)` to `out`, without building the
     /// copy (the audit writer's hot path).
     pub(crate) fn write_redacted(&self, out: &mut Vec<u8>, v: &Value) {
         match v {
-            Value::Object(m) => write_object(out, m, &mut |out, k, item| {
+            Value::Object(m) => write_object(out, m, |out: &mut Vec<u8>, k: &str, item: &Value| {
                 if self.is_secret(k) {
                     write_marker(out, item);
                 } else {
@@ -145,10 +201,16 @@ impl Redactor {
 
 /// Append the canonical JSON of [`redacted`]`(original)`.
 fn write_marker(out: &mut Vec<u8>, original: &Value) {
-    let mut scratch = Vec::with_capacity(64);
-    write_canonical(&mut scratch, original);
+    // The value's canonical JSON is written where the marker goes, hashed there, and cut
+    // off again (no scratch buffer).
+    let start = out.len();
+    write_canonical(out, original);
+    let digest = Sha256::digest(&out[start..]);
+    out.truncate(start);
+    let mut hex = [0u8; 64];
+    hex::encode_to_slice(digest, &mut hex).expect("64 hex digits");
     out.extend_from_slice(b"{\"redacted\":\"sha256:");
-    out.extend_from_slice(sha256_hex(&scratch).as_bytes());
+    out.extend_from_slice(&hex);
     out.extend_from_slice(b"\"}");
 }
 
@@ -217,6 +279,60 @@ mod tests {
                     glob(p.as_bytes(), k.as_bytes()),
                     "{p} {k}"
                 );
+            }
+        }
+    }
+
+    /// The byte prefilter never changes the answer: the patterns tried one by one agree on
+    /// generated keys, for the defaults and for extra patterns of every shape.
+    #[test]
+    fn prefilter_agrees_with_every_pattern() {
+        use crate::audit::canon::tests::Rng;
+        let sets: &[&[&str]] = &[
+            &[],
+            &[
+                "X-Custom", "*", "ab*", "*mid*", "a*b", "", "*_id", "Ünï", "é*",
+            ],
+            &["**", "*z"],
+            &["q"],
+        ];
+        let mut rng = Rng(42);
+        for set in sets {
+            let r = Redactor::new(set.iter());
+            let mut keys: Vec<String> = [
+                "",
+                "a",
+                "ab",
+                "abx",
+                "xab",
+                "amidb",
+                "AB",
+                "x-custom",
+                "token",
+                "TOKEN",
+                "tokeN",
+                "my_token",
+                "ssh_key",
+                "secretive",
+                "content",
+                "q",
+                "Q",
+                "z",
+                "user_id",
+                "Ünï",
+                "ünï",
+                "é",
+                "É",
+                "progressToken",
+                "arguments",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            keys.extend((0..3000).map(|_| rng.text(5)));
+            for k in keys {
+                let reference = r.compiled.iter().any(|p| p.matches(&k));
+                assert_eq!(r.is_secret(&k), reference, "{set:?} {k:?}");
             }
         }
     }

@@ -31,8 +31,8 @@ use serde_json::{Map, Value};
 
 use super::canon::{parse_line, seal_line_hex, sha256_hex, GENESIS};
 use super::event::{
-    new_session_id, recovery_record, write_map_body, write_record_body, Chain, Counts, SpecCache,
-    TimeText,
+    new_session_id, recovery_record, write_map_body, write_record_body, Chain, Clock, Counts,
+    SpecCache,
 };
 use super::record::Record;
 use super::redact::Redactor;
@@ -59,6 +59,8 @@ pub struct AuditLog {
     /// The line being built (reused: no allocation per record once warm).
     line: Vec<u8>,
     specs: SpecCache,
+    /// Formats the records' times (the date and time of a second once).
+    clock: Clock,
     /// `None`: never rotate (tests of the writer itself; logs that are not regular files).
     rotation: Option<Rotation>,
     /// `audit.jsonl.head`, rewritten in place after every write (regular files only).
@@ -89,14 +91,28 @@ struct Kept {
     lock: Flock,
     since: Instant,
     /// The head file lags: the last record written (seq, hash), not yet in it.
-    head: Option<(u64, String)>,
+    head: Option<(u64, [u8; 64])>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 struct Head {
     end: u64,
-    hash: String,
+    /// Lower-case hex (as every record's `hash`, `GENESIS` included).
+    hash: [u8; 64],
     seq: u64,
+}
+
+/// A chain hash as read (64 hex digits, checked by `parse_line`) into its bytes.
+fn hex64(hash: &str) -> [u8; 64] {
+    let mut out = [b'0'; 64];
+    let n = hash.len().min(64);
+    out[..n].copy_from_slice(&hash.as_bytes()[..n]);
+    out
+}
+
+/// The hex digits of a chain hash as text.
+fn hex_str(hash: &[u8; 64]) -> &str {
+    std::str::from_utf8(hash).expect("hex is ASCII")
 }
 
 impl AuditLog {
@@ -163,6 +179,7 @@ impl AuditLog {
             head: None,
             line: Vec::with_capacity(1024),
             specs: SpecCache::default(),
+            clock: Clock::default(),
             rotation: None,
             head_file,
             reserve: Default::default(),
@@ -233,9 +250,9 @@ impl AuditLog {
         written
     }
 
-    fn write_head_file(&self, head: Option<&(u64, String)>) -> Result<(), AuditError> {
+    fn write_head_file(&self, head: Option<&(u64, [u8; 64])>) -> Result<(), AuditError> {
         if let (Some(hf), Some((seq, hash))) = (&self.head_file, head) {
-            hf.write_all_at(&rotated::encode_head(*seq, hash), 0)
+            hf.write_all_at(&rotated::encode_head(*seq, hex_str(hash)), 0)
                 .map_err(|source| AuditError::Io {
                     path: rotated::head_path(&self.path),
                     source,
@@ -278,7 +295,7 @@ impl AuditLog {
         }
         self.head = Some(Head {
             end: size,
-            hash,
+            hash: hex64(&hash),
             seq,
         });
         if !tail.torn.is_empty() {
@@ -324,25 +341,22 @@ impl AuditLog {
         let mut buf = std::mem::take(&mut self.line);
         buf.clear();
         let mut counts = self.counts;
+        // Each record's hash is the next one's `prev` (no allocation per record or batch).
         let (mut prev, mut seq) = self.chain_head();
         for r in records {
             seq += 1;
-            let hash = self.encode(&mut buf, Body::Record(r), r.at(), &counts, seq, &prev);
-            // The next record's `prev`, in the same String (no allocation per record).
-            prev.clear();
-            prev.push_str(std::str::from_utf8(&hash).expect("hex is ASCII"));
+            prev = self.encode(&mut buf, Body::Record(r), r.at(), &counts, seq, &prev);
             counts.count(r);
         }
-        let written = self.finish(&buf, prev, seq, !keep);
+        let written = self.finish(&buf, &prev, seq, !keep);
         self.line = buf;
         match written {
             Ok(()) if keep => {
-                let h = self.head.as_ref().map(|h| (h.seq, h.hash.clone()));
                 let since = since.unwrap_or_else(Instant::now);
                 self.kept = Some(Kept {
                     lock,
                     since,
-                    head: h,
+                    head: Some((seq, prev)),
                 });
             }
             Ok(()) => drop(lock),
@@ -358,9 +372,9 @@ impl AuditLog {
     }
 
     /// Under the lock: the chain head to continue from.
-    fn chain_head(&self) -> (String, u64) {
+    fn chain_head(&self) -> ([u8; 64], u64) {
         match &self.head {
-            Some(h) => (h.hash.clone(), h.seq),
+            Some(h) => (h.hash, h.seq),
             None => unreachable!("the head is synced under the lock before appending"),
         }
     }
@@ -373,11 +387,11 @@ impl AuditLog {
         at: Option<SystemTime>,
         counts: &Counts,
         seq: u64,
-        prev: &str,
+        prev: &[u8],
     ) -> [u8; 64] {
-        let time = TimeText::of(at.unwrap_or_else(SystemTime::now));
+        let time = self.clock.text(at.unwrap_or_else(SystemTime::now));
         let chain = Chain {
-            time: time.as_str(),
+            time: time.as_bytes(),
             seq,
             prev,
         };
@@ -402,7 +416,7 @@ impl AuditLog {
     fn finish(
         &mut self,
         lines: &[u8],
-        hash: String,
+        hash: &[u8; 64],
         seq: u64,
         write_head: bool,
     ) -> Result<(), AuditError> {
@@ -418,7 +432,7 @@ impl AuditLog {
         }
         if write_head {
             if let Some(hf) = &self.head_file {
-                if let Err(source) = hf.write_all_at(&rotated::encode_head(seq, &hash), 0) {
+                if let Err(source) = hf.write_all_at(&rotated::encode_head(seq, hex_str(hash)), 0) {
                     return Err(AuditError::Io {
                         path: rotated::head_path(&self.path),
                         source,
@@ -427,7 +441,7 @@ impl AuditLog {
             }
         }
         if let Some(h) = &mut self.head {
-            (h.hash, h.seq) = (hash, seq);
+            (h.hash, h.seq) = (*hash, seq);
         }
         Ok(())
     }
@@ -506,7 +520,6 @@ impl AuditLog {
         let counts = self.counts;
         let seq = head.seq + 1;
         let hash = self.encode(&mut buf, Body::Map(&rec), None, &counts, seq, &head.hash);
-        let hash = String::from_utf8(hash.to_vec()).expect("hex is ASCII");
         (&*new).write_all(&buf).map_err(|e| io(&tmp, e))?;
         // Shift the old files: .keep is deleted, .N becomes .N+1.
         let _ = std::fs::remove_file(rotated::rotated_name(&self.path, rot.keep));
@@ -532,11 +545,11 @@ impl AuditLog {
         self.file = new;
         self.head = Some(Head {
             end: buf.len() as u64,
-            hash: hash.clone(),
+            hash,
             seq,
         });
         if let Some(hf) = &self.head_file {
-            hf.write_all_at(&rotated::encode_head(seq, &hash), 0)
+            hf.write_all_at(&rotated::encode_head(seq, hex_str(&hash)), 0)
                 .map_err(|e| io(&rotated::head_path(&self.path), e))?;
         }
         Ok(Some(guard))
@@ -550,8 +563,7 @@ impl AuditLog {
         buf.clear();
         let counts = self.counts;
         let hash = self.encode(&mut buf, body, None, &counts, seq, &prev);
-        let hash = String::from_utf8(hash.to_vec()).expect("hex is ASCII");
-        let written = self.finish(&buf, hash, seq, true);
+        let written = self.finish(&buf, &hash, seq, true);
         self.line = buf;
         written.map(|()| seq)
     }

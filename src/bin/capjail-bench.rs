@@ -14,7 +14,7 @@ fn main() {
         Some("load") => load(&args[1..]),
         Some("audit-cpu") => audit_cpu(&args[1..]),
         _ => {
-            eprintln!("usage: capjail-bench echo-server | relay -- CMD... | load SCENARIO [N] [BYTES] -- CMD... | audit-cpu N FILE");
+            eprintln!("usage: capjail-bench echo-server | relay -- CMD... | load SCENARIO [N] [BYTES] -- CMD... | audit-cpu N FILE [BATCH]");
             eprintln!("scenarios: roundtrip N | pipelined N | large N BYTES | startup N");
             2
         }
@@ -315,14 +315,21 @@ fn cpu_seconds() -> f64 {
 /// The audit log's CPU per record: N decision records like the proxy's (a `tools/call` with
 /// its params, a tool description, an allow decision) pushed through the audit queue to FILE
 /// in batches of 64 waited for (write before forward), all threads' CPU time divided by N.
+/// BATCH (default 64) sets how many records are pushed between waits: 1 is the lone request
+/// of a client that waits for each answer (its record written inline by the waiting thread).
 fn audit_cpu(args: &[String]) -> i32 {
     use capjail::audit::{AuditLog, AuditQueue, DecisionRecord, Direction, Record};
     use capjail::check::decide::{Decision, Verdict};
     let n: usize = args.first().and_then(|s| s.parse().ok()).unwrap_or(100_000);
     let Some(path) = args.get(1) else {
-        eprintln!("audit-cpu N FILE");
+        eprintln!("audit-cpu N FILE [BATCH]");
         return 2;
     };
+    let batch: usize = args
+        .get(2)
+        .and_then(|s| s.parse().ok())
+        .filter(|&b| b > 0)
+        .unwrap_or(64);
     let _ = std::fs::remove_file(path);
     let _ = std::fs::remove_file(format!("{path}.head"));
     let log = AuditLog::open(std::path::Path::new(path), false).expect("open the audit log");
@@ -359,7 +366,7 @@ fn audit_cpu(args: &[String]) -> i32 {
             )
         });
         let seq = q.push(record).expect("push");
-        if i % 64 == 63 {
+        if i % batch == batch - 1 {
             w.wait(seq).expect("written");
         }
     }
@@ -375,7 +382,7 @@ fn audit_cpu(args: &[String]) -> i32 {
     }
     let base = cpu_seconds() - c1;
     println!(
-        "{{\"scenario\":\"audit_cpu\",\"n\":{n},\"cpu_us_per_record\":{:.2},\"wall_us_per_record\":{:.2},\"base_us\":{:.2}}}",
+        "{{\"scenario\":\"audit_cpu\",\"n\":{n},\"batch\":{batch},\"cpu_us_per_record\":{:.2},\"wall_us_per_record\":{:.2},\"base_us\":{:.2}}}",
         (cpu - base).max(0.0) * 1e6 / n as f64,
         wall * 1e6 / n as f64,
         base * 1e6 / n as f64
