@@ -24,8 +24,8 @@
 //!   SIGKILL of capjail.
 //! - the server: rlimits, `PR_SET_PDEATHSIG`, no_new_privs, every capability dropped (also
 //!   when capjail runs as root: a root server would otherwise remount a read-only bind),
-//!   the Landlock ruleset and the seccomp filter prepared; then, after init's word, Landlock,
-//!   fds >= 3 closed at exec, seccomp last, exec.
+//!   Landlock, fds >= 3 closed at exec, seccomp last (all while init finishes the world);
+//!   then, after init's word, exec.
 //!
 //! PID 1's `/proc/1/environ` is the environment setup was executed with: the server's
 //! scrubbed one (capjail starts setup with exactly that).
@@ -392,7 +392,8 @@ fn exit_hint(code: i32, argv: &[String]) -> String {
 
 /// The server, just before exec. Returns only by exiting. Everything that needs no finished
 /// world (rlimits, privileges, the Landlock ruleset, the seccomp filter) is prepared before
-/// init's word (`go`); the confinement is applied and the server executed after it.
+/// init's word (`go`); only the exec waits for it: the confinement is applied (in the same
+/// order) while init finishes the world, off the path to the server's first instruction.
 fn server_main(plan: &SandboxPlan, cwd: Option<std::path::PathBuf>, go: GoWaiter) -> ! {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     // SAFETY: prctl with constant arguments.
@@ -463,7 +464,6 @@ fn server_main(plan: &SandboxPlan, cwd: Option<std::path::PathBuf>, go: GoWaiter
         }
     };
     let prog = seccomp::compile_for(plan);
-    go.wait();
     if let Some(l) = ruleset {
         if let Err(e) = l.restrict_child() {
             die(format!("landlock: errno {e}"));
@@ -488,6 +488,8 @@ fn server_main(plan: &SandboxPlan, cwd: Option<std::path::PathBuf>, go: GoWaiter
         .iter()
         .map(|a| CString::new(a.as_bytes()).unwrap_or_else(|_| die("NUL in argument")))
         .collect();
+    // Confined as it will run; only the exec waits for the finished world.
+    go.wait();
     let e = nix::unistd::execvp(&argv[0], &argv).unwrap_err();
     eprintln!("capjail: cannot execute {}: {e}", plan.argv[0]);
     let code = if e == nix::Error::ENOENT { 127 } else { 126 };
