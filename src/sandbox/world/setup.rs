@@ -5,6 +5,12 @@
 //! `/proc/PID/fd/FD`. It is single-threaded, so it may allocate and report errors freely
 //! between its forks.
 //!
+//! With `network: none` it is started earlier (`__capjail-world --early-sock=N`, by
+//! `launch::start_early`, executed with the policy's environment allowlist applied): it makes
+//! the whole world's namespaces at once and answers capjail (in place of the namespace
+//! probe), then reads the plan, the server's environment and working directory from the
+//! socket; the rest is the same.
+//!
 //! Process tree (capjail's own pid namespace on the left):
 //! ```text
 //! capjail ── setup (this; PDEATHSIG from capjail; its own session)
@@ -68,6 +74,13 @@ pub(crate) fn setup_main(args: &[String]) -> ! {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| die("missing parent pid"));
     tie_to(parent);
+    if let Some(sock) = args
+        .iter()
+        .find_map(|a| a.strip_prefix(super::launch::EARLY_ARG))
+    {
+        let sock: i32 = sock.parse().unwrap_or_else(|_| die("bad socket"));
+        early_main(sock, args.iter().any(|a| a == "--user"));
+    }
     let fd: i32 = args
         .first()
         .and_then(|a| a.parse().ok())
@@ -79,18 +92,30 @@ pub(crate) fn setup_main(args: &[String]) -> ! {
     plan.env.values = std::env::vars().collect();
     let w = plan.world.clone();
 
+    if let Err((what, e)) = make_namespaces(&w) {
+        die(format!("{what}: {e}"));
+    }
+    start_init(plan, egress_fd(args))
+}
+
+/// The namespaces of `w`: the user namespace first (when not root, with this uid/gid mapped
+/// to themselves), then the others. On failure: what failed, and its errno.
+fn make_namespaces(w: &super::plan::WorldPlan) -> Result<(), (String, nix::Error)> {
     let uid = nix::unistd::geteuid();
     let gid = nix::unistd::getegid();
     if w.user {
-        if let Err(e) = unshare(CloneFlags::CLONE_NEWUSER) {
-            die(format!("user namespace: {e}"));
-        }
+        unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| ("user namespace".to_string(), e))?;
         let wr = |p: &str, s: String| {
-            std::fs::write(p, s).unwrap_or_else(|e| die(format!("{p}: {e}")));
+            std::fs::write(p, s).map_err(|e| {
+                (
+                    p.to_string(),
+                    nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                )
+            })
         };
-        wr("/proc/self/setgroups", "deny".into());
-        wr("/proc/self/uid_map", format!("{uid} {uid} 1\n"));
-        wr("/proc/self/gid_map", format!("{gid} {gid} 1\n"));
+        wr("/proc/self/setgroups", "deny".into())?;
+        wr("/proc/self/uid_map", format!("{uid} {uid} 1\n"))?;
+        wr("/proc/self/gid_map", format!("{gid} {gid} 1\n"))?;
     }
     let mut flags = CloneFlags::empty();
     for (on, f) in [
@@ -104,9 +129,77 @@ pub(crate) fn setup_main(args: &[String]) -> ! {
             flags |= f;
         }
     }
-    if let Err(e) = unshare(flags) {
-        die(format!("namespaces ({}): {e}", w.namespaces()));
+    unshare(flags).map_err(|e| (format!("namespaces ({})", w.namespaces()), e))
+}
+
+/// The setup process started ahead of the plan (`launch::start_early`): the whole world's
+/// namespaces at once, the answer (0 or the errno) to capjail, then the plan (with the
+/// server's environment and working directory) read to end-of-file. End-of-file without a
+/// plan: capjail chose another way; exit quietly.
+fn early_main(sock: i32, user: bool) -> ! {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    // SAFETY: capjail passed this descriptor to this process only; owned from here.
+    let mut sock = unsafe { std::os::unix::net::UnixStream::from_raw_fd(sock) };
+    // SAFETY: fcntl on our own descriptor (not inherited by init and the server).
+    unsafe {
+        libc::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::F_SETFD,
+            libc::FD_CLOEXEC,
+        )
+    };
+    let whole = super::plan::WorldPlan {
+        enabled: true,
+        mount: true,
+        pid: true,
+        ipc: true,
+        uts: true,
+        net: true,
+        user,
+        ..Default::default()
+    };
+    let made = make_namespaces(&whole);
+    let code = match &made {
+        Ok(()) => 0u8,
+        Err((_, e)) => (*e as i32 & 0xff).max(1) as u8,
+    };
+    if sock.write_all(&[code]).is_err() || made.is_err() {
+        // SAFETY: _exit.
+        unsafe { libc::_exit(SETUP_FAILED) }
     }
+    let mut bytes = Vec::new();
+    if sock.read_to_end(&mut bytes).is_err() || bytes.is_empty() {
+        // SAFETY: _exit.
+        unsafe { libc::_exit(0) }
+    }
+    drop(sock);
+    let msg: super::launch::EarlyMessage =
+        serde_json::from_slice(&bytes).unwrap_or_else(|e| die(format!("bad plan: {e}")));
+    let w = &msg.plan.world;
+    if !(w.enabled && w.mount && w.pid && w.ipc && w.uts && w.net && w.user == user) {
+        die("the plan asks for other namespaces than the ones made");
+    }
+    // The server's environment, exactly (this process was executed with the policy's
+    // allowlist applied; single-threaded).
+    for (k, _) in std::env::vars_os() {
+        std::env::remove_var(k);
+    }
+    for (k, v) in &msg.env {
+        std::env::set_var(k, v);
+    }
+    if let Some(d) = &msg.cwd {
+        if let Err(e) = std::env::set_current_dir(d) {
+            die(format!("working directory {}: {e}", d.display()));
+        }
+    }
+    let mut plan = msg.plan;
+    plan.env.values = msg.env;
+    start_init(plan, None)
+}
+
+/// Fork the sandbox's PID 1 (the namespaces made) and supervise it.
+fn start_init(plan: SandboxPlan, egress: Option<i32>) -> ! {
     let mut set = SigSet::empty();
     for s in FORWARDED {
         set.add(s);
@@ -116,7 +209,7 @@ pub(crate) fn setup_main(args: &[String]) -> ! {
     // SAFETY: single-threaded process.
     match unsafe { fork() } {
         Err(e) => die(format!("fork: {e}")),
-        Ok(ForkResult::Child) => init_main(plan, set, egress_fd(args)),
+        Ok(ForkResult::Child) => init_main(plan, set, egress),
         Ok(ForkResult::Parent { child }) => {
             detach_stdio();
             supervise(child, &set, false)
