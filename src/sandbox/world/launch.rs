@@ -428,7 +428,7 @@ fn early_for(plan: &crate::sandbox::plan::SandboxPlan, cwd: Option<&std::path::P
 /// the command (which [`setup_command`] made the usual setup process).
 pub(crate) fn take_early_child() -> Option<std::io::Result<std::process::Child>> {
     let mut guard = EARLY.lock().unwrap_or_else(|p| p.into_inner());
-    if !guard.as_ref().is_some_and(|e| e.ready.is_some()) {
+    if guard.as_ref().is_none_or(|e| e.ready.is_none()) {
         return None;
     }
     let mut e = guard.take()?;
