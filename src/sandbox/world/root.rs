@@ -122,7 +122,16 @@ fn under(base: &str, p: &Path) -> PathBuf {
 /// Build the root and pivot into it; notes about plan paths that do not exist here. The old
 /// root is still stacked under `/` when this returns: [`detach_old_root`] finishes.
 pub(crate) fn build(world: &WorldPlan) -> Result<Vec<String>, RootError> {
-    let mut notes = Vec::new();
+    let s = scaffold()?;
+    build_on(s, world)
+}
+
+/// Steps 1 and 2 made ([`scaffold`]): the plan's part of the root can be built on it.
+pub(crate) struct Scaffold(());
+
+/// Steps 1 and 2 of [`build`] (nothing of the plan in them): every mount private, the
+/// scaffold root pivoted into, the host's root at `/oldroot`, an empty tmpfs at `/newroot`.
+pub(crate) fn scaffold() -> Result<Scaffold, RootError> {
     let root = Path::new("/");
     mnt(
         None,
@@ -166,7 +175,12 @@ pub(crate) fn build(world: &WorldPlan) -> Result<Vec<String>, RootError> {
         base,
     )?;
     ctx(std::env::set_current_dir("/"), "chdir", root)?;
+    Ok(Scaffold(()))
+}
 
+/// [`build`] from step 3, on the scaffold.
+pub(crate) fn build_on(_: Scaffold, world: &WorldPlan) -> Result<Vec<String>, RootError> {
+    let mut notes = Vec::new();
     if world.private_tmp {
         let t = Path::new("/newroot/tmp");
         mkdirs(t)?;

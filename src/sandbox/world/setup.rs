@@ -8,8 +8,9 @@
 //! With `network: none` it is started earlier (`__capjail-world --early-sock=N`, by
 //! `launch::start_early`, executed with the policy's environment allowlist applied): it makes
 //! the whole world's namespaces at once and answers capjail (in place of the namespace
-//! probe), then reads the plan, the server's environment and working directory from the
-//! socket; the rest is the same.
+//! probe), then forks init at once; init makes the root's scaffold (steps 1-2 of
+//! [`super::root`], nothing of the plan in them), then reads the plan, the server's
+//! environment and working directory from the socket; the rest is the same.
 //!
 //! Process tree (capjail's own pid namespace on the left):
 //! ```text
@@ -141,7 +142,7 @@ fn early_main(sock: i32, user: bool) -> ! {
     use std::os::fd::FromRawFd;
     // SAFETY: capjail passed this descriptor to this process only; owned from here.
     let mut sock = unsafe { std::os::unix::net::UnixStream::from_raw_fd(sock) };
-    // SAFETY: fcntl on our own descriptor (not inherited by init and the server).
+    // SAFETY: fcntl on our own descriptor (closed at any exec; init drops it once read).
     unsafe {
         libc::fcntl(
             std::os::fd::AsRawFd::as_raw_fd(&sock),
@@ -168,48 +169,72 @@ fn early_main(sock: i32, user: bool) -> ! {
         // SAFETY: _exit.
         unsafe { libc::_exit(SETUP_FAILED) }
     }
-    let mut bytes = Vec::new();
-    if sock.read_to_end(&mut bytes).is_err() || bytes.is_empty() {
-        // SAFETY: _exit.
-        unsafe { libc::_exit(0) }
-    }
-    drop(sock);
-    let msg: super::launch::EarlyMessage =
-        serde_json::from_slice(&bytes).unwrap_or_else(|e| die(format!("bad plan: {e}")));
-    let w = &msg.plan.world;
-    if !(w.enabled && w.mount && w.pid && w.ipc && w.uts && w.net && w.user == user) {
-        die("the plan asks for other namespaces than the ones made");
-    }
-    // The server's environment, exactly (this process was executed with the policy's
-    // allowlist applied; single-threaded).
-    for (k, _) in std::env::vars_os() {
-        std::env::remove_var(k);
-    }
-    for (k, v) in &msg.env {
-        std::env::set_var(k, v);
-    }
-    if let Some(d) = &msg.cwd {
-        if let Err(e) = std::env::set_current_dir(d) {
-            die(format!("working directory {}: {e}", d.display()));
+    // PID 1 is forked now, before the plan: it makes the root's scaffold (nothing of the plan
+    // in it) and then reads the plan itself; this process only supervises it.
+    let set = block_forwarded();
+    // SAFETY: single-threaded process.
+    match unsafe { fork() } {
+        Err(e) => die(format!("fork: {e}")),
+        Ok(ForkResult::Child) => {
+            let get = move || {
+                let scaffold = super::root::scaffold().unwrap_or_else(|e| die(e));
+                let mut bytes = Vec::new();
+                if sock.read_to_end(&mut bytes).is_err() || bytes.is_empty() {
+                    // capjail chose another way: nothing to run.
+                    // SAFETY: _exit.
+                    unsafe { libc::_exit(0) }
+                }
+                drop(sock);
+                let msg: super::launch::EarlyMessage = serde_json::from_slice(&bytes)
+                    .unwrap_or_else(|e| die(format!("bad plan: {e}")));
+                let w = &msg.plan.world;
+                if !(w.enabled && w.mount && w.pid && w.ipc && w.uts && w.net && w.user == user) {
+                    die("the plan asks for other namespaces than the ones made");
+                }
+                // The server's environment, exactly (this process was executed with the
+                // policy's allowlist applied; single-threaded).
+                for (k, _) in std::env::vars_os() {
+                    std::env::remove_var(k);
+                }
+                for (k, v) in &msg.env {
+                    std::env::set_var(k, v);
+                }
+                let mut plan = msg.plan;
+                plan.env.values = msg.env;
+                (plan, msg.cwd, Some(scaffold))
+            };
+            init_main(get, set, None)
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(sock);
+            detach_stdio();
+            supervise(child, &set, false)
         }
     }
-    let mut plan = msg.plan;
-    plan.env.values = msg.env;
-    start_init(plan, None)
 }
 
-/// Fork the sandbox's PID 1 (the namespaces made) and supervise it.
-fn start_init(plan: SandboxPlan, egress: Option<i32>) -> ! {
+/// Block the signals setup and init wait for (forwarded ones, SIGCHLD).
+fn block_forwarded() -> SigSet {
     let mut set = SigSet::empty();
     for s in FORWARDED {
         set.add(s);
     }
     set.add(Signal::SIGCHLD);
     let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
+    set
+}
+
+/// Fork the sandbox's PID 1 (the namespaces made) and supervise it.
+fn start_init(plan: SandboxPlan, egress: Option<i32>) -> ! {
+    let set = block_forwarded();
     // SAFETY: single-threaded process.
     match unsafe { fork() } {
         Err(e) => die(format!("fork: {e}")),
-        Ok(ForkResult::Child) => init_main(plan, set, egress),
+        Ok(ForkResult::Child) => init_main(
+            move || (plan, std::env::current_dir().ok(), None),
+            set,
+            egress,
+        ),
         Ok(ForkResult::Parent { child }) => {
             detach_stdio();
             supervise(child, &set, false)
@@ -322,7 +347,17 @@ fn supervise_with(main: Pid, set: &SigSet, reap_all: bool, argv: &[String]) -> !
 }
 
 /// PID 1 of the sandbox.
-fn init_main(plan: SandboxPlan, set: SigSet, egress: Option<i32>) -> ! {
+/// `get`: the plan, the server's working directory, and the root's scaffold when it was made
+/// before the plan (early).
+fn init_main(
+    get: impl FnOnce() -> (
+        SandboxPlan,
+        Option<std::path::PathBuf>,
+        Option<super::root::Scaffold>,
+    ),
+    set: SigSet,
+    egress: Option<i32>,
+) -> ! {
     // SAFETY: prctl with constant arguments.
     unsafe {
         libc::prctl(
@@ -335,10 +370,14 @@ fn init_main(plan: SandboxPlan, set: SigSet, egress: Option<i32>) -> ! {
     };
     // Own process group: capjail's group signals reach setup, which forwards them once.
     let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    let (plan, cwd, scaffold) = get();
     let w = &plan.world;
-    let cwd = std::env::current_dir().ok();
     if w.mount {
-        match super::root::build(w) {
+        let built = match scaffold {
+            Some(s) => super::root::build_on(s, w),
+            None => super::root::build(w),
+        };
+        match built {
             Ok(notes) => {
                 for n in notes {
                     tracing::debug!("world: {n}");
