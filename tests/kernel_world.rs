@@ -497,6 +497,93 @@ fn an_unprivileged_user_gets_the_world_through_a_user_namespace() {
     );
 }
 
+/// When the user namespace cannot be made (here: a nested user namespace whose parent allows
+/// one more only, so the server's would be one too many), the setup process started early
+/// answers with the errno: capjail falls back to Landlock + seccomp with the warning, or
+/// refuses under `--require-kernel`, as the namespace probe did.
+#[test]
+fn a_refused_user_namespace_falls_back_or_is_refused_under_require_kernel() {
+    if !python_or_skip() {
+        return;
+    }
+    // SAFETY: geteuid.
+    if unsafe { libc::geteuid() } != 0 {
+        crate::support::skip_test(module_path!(), "needs root (nested user namespaces)");
+        return;
+    }
+    let help = std::process::Command::new("unshare").arg("--help").output();
+    if !help.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--map-user")) {
+        crate::support::skip_test(module_path!(), "unshare --map-user not available");
+        return;
+    }
+    let lab = Lab::new();
+    use std::os::unix::fs::PermissionsExt;
+    for d in [&lab.root, &lab.ws] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let pol = policy(&lab, "");
+    std::fs::set_permissions(&pol, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let outside = lab.p("secret/id_rsa");
+    let argv = |report: &Path, require: bool| {
+        let mut v: Vec<String> = [
+            "unshare",
+            "-U",
+            "-r",
+            "sh",
+            "-c",
+            "echo 1 > /proc/sys/user/max_user_namespaces || { echo capjail-test-no-sysctl >&2; exit 9; }; exec unshare -U --map-user=1000 --map-group=1000 \"$@\"",
+            "sh",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.push(capjail_bin().display().to_string());
+        v.extend(["run", "--mode", "full", "--audit", "off", "--policy"].map(String::from));
+        v.push(pol.display().to_string());
+        if require {
+            v.push("--require-kernel".into());
+        }
+        v.push("--".into());
+        v.extend(hijacked(report, &[format!("read={outside}")]));
+        v
+    };
+    let report = lab.ws.join("fallback.json");
+    let mut s = SessionBuilder::direct(argv(&report, false))
+        .env("HOME", "/nonexistent")
+        .cwd(&lab.ws)
+        .spawn();
+    let init = s.initialize();
+    if init.get("protocolVersion").is_none() && s.stderr_text().contains("capjail-test-no-sysctl") {
+        crate::support::skip_test(module_path!(), "user.max_user_namespaces not writable");
+        return;
+    }
+    assert!(
+        init.get("protocolVersion").is_some(),
+        "{init}\n{}",
+        s.stderr_text()
+    );
+    s.finish();
+    let err = s.stderr_text();
+    assert!(err.contains("the server's world is missing"), "{err}");
+    assert!(err.contains("NOT in force"), "{err}");
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(get(&r, &format!("read={outside}")), "err:EACCES", "{r}");
+    assert!(!r.to_string().contains(&lab.secret));
+
+    let report = lab.ws.join("required.json");
+    let out = std::process::Command::new(&argv(&report, true)[0])
+        .args(&argv(&report, true)[1..])
+        .env("HOME", "/nonexistent")
+        .current_dir(&lab.ws)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(122), "{err}");
+    assert!(err.contains("cannot be created here"), "{err}");
+    assert!(!report.exists(), "the server ran");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Launchers (issue 12 §2): each common way of starting a real server works under --mode full
 // with the least grant (the lab's workspace policy; nothing added for the launcher).

@@ -42,8 +42,24 @@ pub(crate) fn confinement(
     }
     // The namespace probe runs while the host is read and the plan is built (startup).
     let world_wanted = policy.filesystem.mounts.is_some() && policy.kernel.namespaces;
+    // With `network: none` (the whole world: mount, pid, ipc, uts, net), the setup process
+    // itself starts now and makes the namespaces while the plan is built (its answer is the
+    // probe's); it gets the plan where the server would be spawned.
     if world_wanted && !dry_run {
-        crate::sandbox::world::launch::start_probe(nix::unistd::getuid().as_raw() != 0);
+        use crate::sandbox::world::launch;
+        let user = nix::unistd::getuid().as_raw() != 0;
+        let early = policy.network.mode == crate::policy::schema::NetworkMode::None
+            && launch::start_early(
+                user,
+                &crate::sandbox::env::filter_env(
+                    &std::env::vars().collect::<Vec<_>>(),
+                    &policy.environment,
+                )
+                .values,
+            );
+        if !early {
+            launch::start_probe(user);
+        }
     }
     let mut plan = plan(policy, argv, &HostFacts::gather(argv));
     // network: allowlist -> the server's own network namespace behind the egress point.
@@ -73,6 +89,10 @@ pub(crate) fn confinement(
         exit::KERNEL_REQUIRED
     })?;
     let world = &prepared.plan.world;
+    if !world.enabled || egress.is_some() {
+        // An early setup process has no use (no world, or one behind the egress point).
+        crate::sandbox::world::launch::discard_early();
+    }
     let summary = if world.enabled {
         format!(
             "{}; world: namespaces {} (fresh root of {} binds)",

@@ -174,7 +174,15 @@ pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
             }
         }
     }
-    let mut server = match child::spawn(cmd, &cfg.argv[0]) {
+    // The sandbox's setup process may already run (started early, waiting for its plan).
+    #[cfg(target_os = "linux")]
+    let spawned = match crate::sandbox::world::launch::take_early_child() {
+        Some(r) => r.map_err(|e| SpawnError::Other(cfg.argv[0].clone(), e)),
+        None => child::spawn(cmd, &cfg.argv[0]),
+    };
+    #[cfg(not(target_os = "linux"))]
+    let spawned = child::spawn(cmd, &cfg.argv[0]);
+    let mut server = match spawned {
         Ok(s) => s,
         Err(e) => {
             // 127/126 as the shell (and `capjail run`) would report them: `audit show` says why.

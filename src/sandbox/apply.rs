@@ -172,7 +172,7 @@ pub fn apply_to(prepared: &PreparedSandbox, cmd: &mut Command) {
     if let Some(f) = &prepared.world_file {
         // The server's own world: capjail re-executes itself as the setup process, which
         // builds the namespaces and applies every layer below in the server (world::setup).
-        launch::setup_command(f, &prepared.plan.env.values, cmd);
+        launch::setup_command(f, &prepared.plan, cmd);
         return;
     }
     cmd.env_clear();

@@ -32,9 +32,14 @@ pub(crate) fn namespaces_available(w: &WorldPlan) -> Result<(), String> {
     static USER: OnceLock<Result<(), String>> = OnceLock::new();
     static ROOT: OnceLock<Result<(), String>> = OnceLock::new();
     let cell = if w.user { &USER } else { &ROOT };
-    cell.get_or_init(|| match take_probe(w.user) {
-        Some(p) => probe_result(p, w.user),
-        None => probe(w.user),
+    cell.get_or_init(|| match take_early_answer(w.user) {
+        Some(Ok(())) => Ok(()),
+        Some(Err(0)) => Err("namespace probe: the setup process ended without an answer".into()),
+        Some(Err(code)) => Err(probe_error(code, w.user)),
+        None => match take_probe(w.user) {
+            Some(p) => probe_result(p, w.user),
+            None => probe(w.user),
+        },
     })
     .clone()
 }
@@ -151,8 +156,13 @@ fn probe_result(p: Probe, user: bool) -> Result<(), String> {
     if code == 0 {
         return Ok(());
     }
+    Err(probe_error(code, user))
+}
+
+/// Why the namespaces cannot be made (`code`: the errno of `unshare`), with the usual cause.
+fn probe_error(code: u8, user: bool) -> String {
     let err = std::io::Error::from_raw_os_error(code as i32);
-    Err(if user {
+    if user {
         let hint = std::fs::read_to_string("/proc/sys/kernel/apparmor_restrict_unprivileged_userns")
             .ok()
             .filter(|v| v.trim() == "1")
@@ -167,7 +177,7 @@ fn probe_result(p: Probe, user: bool) -> Result<(), String> {
         format!("unprivileged user namespaces cannot be created here: {err}{hint}")
     } else {
         format!("namespaces cannot be created here: {err}")
-    })
+    }
 }
 
 /// `doctor`'s line about the server's world on this machine.
@@ -220,11 +230,17 @@ static HANDED_OUT: Mutex<Vec<Arc<PlanFile>>> = Mutex::new(Vec::new());
 /// first instruction. What the `pre_exec` did, the setup process does first ([`super::setup`]):
 /// its own session, `PR_SET_PDEATHSIG(SIGKILL)`, and refusing to go on if capjail (named by
 /// [`PARENT_ARG`]) is already gone; it reads the plan from capjail's descriptor through /proc.
+///
+/// When the setup process was started early ([`start_early`]) with the namespaces this plan
+/// asks for, it is chosen instead: [`take_early_child`] sends it the plan where `cmd` would be
+/// spawned (`cmd` is still made the usual setup process, never left the bare server).
 pub(crate) fn setup_command(
     plan_file: &Arc<PlanFile>,
-    env: &[(String, String)],
+    plan: &crate::sandbox::plan::SandboxPlan,
     cmd: &mut Command,
 ) {
+    let env = &plan.env.values;
+    early_for(plan, cmd.get_current_dir());
     let mut setup =
         Command::new(setup_executable().unwrap_or(std::path::Path::new("/proc/self/exe")));
     let fd = plan_file.0.as_raw_fd();
@@ -250,3 +266,183 @@ pub(crate) fn setup_command(
 
 /// `--parent=PID` after the plan descriptor: capjail's pid (whose descriptor holds the plan).
 pub(crate) const PARENT_ARG: &str = "--parent=";
+
+/// `--early` after [`SETUP_ARG`]: the setup process started ahead of the plan
+/// ([`start_early`]); `--early-sock=N` names its end of the socket to capjail.
+pub(crate) const EARLY_ARG: &str = "--early-sock=";
+
+/// The setup process started ahead of time, at the point where the namespace probe would be
+/// forked: it creates the namespaces at once (its answer is the probe's, one creation instead
+/// of two) and then waits for the plan, while capjail reads the host and builds the plan.
+/// Executed like the setup process of [`setup_command`] (the same executable, stdio piped, an
+/// environment with the policy's allowlist applied, no secret), so nothing of capjail's
+/// memory or environment reaches the sandbox's PID 1.
+struct Early {
+    child: std::process::Child,
+    sock: std::os::unix::net::UnixStream,
+    user: bool,
+    /// The namespaces are made (the answer was 0).
+    made: bool,
+    /// The message for the setup process, once [`setup_command`] chose this process.
+    ready: Option<Vec<u8>>,
+}
+
+static EARLY: Mutex<Option<Early>> = Mutex::new(None);
+
+/// Start the setup process ahead of the plan (instead of [`start_probe`]). `env`: the
+/// environment it is executed with (the policy's allowlist applied). The world must be the
+/// whole one (mount, pid, ipc, uts, net; user when `user`); a plan that asks for another is
+/// started the usual way and this process is sent away. False when it could not be started
+/// (the caller starts the probe instead).
+pub(crate) fn start_early(user: bool, env: &[(String, String)]) -> bool {
+    let Some(exe) = setup_executable() else {
+        return false;
+    };
+    let mut early = EARLY.lock().unwrap_or_else(|p| p.into_inner());
+    if early.is_some() {
+        return true;
+    }
+    let Ok((ours, theirs)) = std::os::unix::net::UnixStream::pair() else {
+        return false;
+    };
+    // Their end crosses the exec (std makes every descriptor close-on-exec; this one not).
+    // SAFETY: fcntl on a descriptor we own.
+    if unsafe { libc::fcntl(theirs.as_raw_fd(), libc::F_SETFD, 0) } < 0 {
+        return false;
+    }
+    let mut setup = Command::new(exe);
+    setup
+        .arg0("capjail-sandbox")
+        .arg(SETUP_ARG)
+        .arg(format!("{EARLY_ARG}{}", theirs.as_raw_fd()))
+        .arg(format!("{PARENT_ARG}{}", std::process::id()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    if user {
+        setup.arg("--user");
+    }
+    let spawned = setup.spawn();
+    drop(theirs);
+    match spawned {
+        Ok(child) => {
+            *early = Some(Early {
+                child,
+                sock: ours,
+                user,
+                made: false,
+                ready: None,
+            });
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// The early setup process's answer (0 or the errno of its `unshare`), if one was started
+/// for this kind of world; on a failure it has exited and is reaped here.
+fn take_early_answer(user: bool) -> Option<Result<(), u8>> {
+    use std::io::Read;
+    let mut guard = EARLY.lock().unwrap_or_else(|p| p.into_inner());
+    let e = guard.as_mut().filter(|e| e.user == user)?;
+    let mut code = [0u8; 1];
+    let answer = match (&e.sock).read_exact(&mut code) {
+        Ok(()) if code[0] == 0 => Ok(()),
+        Ok(()) => Err(code[0]),
+        Err(_) => Err(0),
+    };
+    if answer.is_ok() {
+        e.made = true;
+    } else if let Some(mut e) = guard.take() {
+        let _ = e.child.wait();
+    }
+    Some(answer)
+}
+
+/// Send the early setup process away (its plan went the usual way, or none came): it reads
+/// end-of-file and exits; reaped by a thread (its namespaces' teardown is not waited for).
+pub(crate) fn discard_early() {
+    let taken = EARLY.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some(mut e) = taken {
+        drop(e.sock);
+        let _ = std::thread::Builder::new()
+            .name("early-reap".into())
+            .spawn(move || {
+                let _ = e.child.wait();
+            });
+    }
+}
+
+/// What the early setup process reads: the plan, the server's environment (values are never
+/// in the plan's serialization) and its working directory.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct EarlyMessage {
+    pub(crate) plan: crate::sandbox::plan::SandboxPlan,
+    pub(crate) env: Vec<(String, String)>,
+    pub(crate) cwd: Option<std::path::PathBuf>,
+}
+
+/// Choose the early setup process for this plan if it made exactly the namespaces the plan
+/// asks for (else send it away).
+fn early_for(plan: &crate::sandbox::plan::SandboxPlan, cwd: Option<&std::path::Path>) {
+    let w = &plan.world;
+    let mut guard = EARLY.lock().unwrap_or_else(|p| p.into_inner());
+    let fits = guard.as_ref().is_some_and(|e| {
+        e.made
+            && e.ready.is_none()
+            && w.enabled
+            && w.mount
+            && w.pid
+            && w.ipc
+            && w.uts
+            && w.net
+            && w.user == e.user
+    });
+    if !fits {
+        drop(guard);
+        discard_early();
+        return;
+    }
+    let msg = EarlyMessage {
+        plan: plan.clone(),
+        env: plan.env.values.clone(),
+        cwd: cwd.map(|d| d.to_path_buf()),
+    };
+    match serde_json::to_vec(&msg) {
+        Ok(bytes) => {
+            if let Some(e) = guard.as_mut() {
+                e.ready = Some(bytes);
+            }
+        }
+        Err(_) => {
+            drop(guard);
+            discard_early();
+        }
+    }
+}
+
+/// The server's process when it is the early setup process (chosen by [`setup_command`]):
+/// its plan is sent now, at the point where the command would be spawned. `None`: spawn
+/// the command (which [`setup_command`] made the usual setup process).
+pub(crate) fn take_early_child() -> Option<std::io::Result<std::process::Child>> {
+    let mut guard = EARLY.lock().unwrap_or_else(|p| p.into_inner());
+    if guard.as_ref().is_none_or(|e| e.ready.is_none()) {
+        return None;
+    }
+    let mut e = guard.take()?;
+    drop(guard);
+    let bytes = e.ready.take().unwrap_or_default();
+    let sent = (&e.sock)
+        .write_all(&bytes)
+        .and_then(|()| e.sock.shutdown(std::net::Shutdown::Write));
+    Some(match sent {
+        Ok(()) => Ok(e.child),
+        Err(err) => {
+            let _ = e.child.kill();
+            let _ = e.child.wait();
+            Err(err)
+        }
+    })
+}

@@ -122,7 +122,16 @@ fn under(base: &str, p: &Path) -> PathBuf {
 /// Build the root and pivot into it; notes about plan paths that do not exist here. The old
 /// root is still stacked under `/` when this returns: [`detach_old_root`] finishes.
 pub(crate) fn build(world: &WorldPlan) -> Result<Vec<String>, RootError> {
-    let mut notes = Vec::new();
+    let s = scaffold()?;
+    build_on(s, world)
+}
+
+/// Steps 1 and 2 made ([`scaffold`]): the plan's part of the root can be built on it.
+pub(crate) struct Scaffold(());
+
+/// Steps 1 and 2 of [`build`] (nothing of the plan in them): every mount private, the
+/// scaffold root pivoted into, the host's root at `/oldroot`, an empty tmpfs at `/newroot`.
+pub(crate) fn scaffold() -> Result<Scaffold, RootError> {
     let root = Path::new("/");
     mnt(
         None,
@@ -166,7 +175,12 @@ pub(crate) fn build(world: &WorldPlan) -> Result<Vec<String>, RootError> {
         base,
     )?;
     ctx(std::env::set_current_dir("/"), "chdir", root)?;
+    Ok(Scaffold(()))
+}
 
+/// [`build`] from step 3, on the scaffold.
+pub(crate) fn build_on(_: Scaffold, world: &WorldPlan) -> Result<Vec<String>, RootError> {
+    let mut notes = Vec::new();
     if world.private_tmp {
         let t = Path::new("/newroot/tmp");
         mkdirs(t)?;
@@ -179,7 +193,24 @@ pub(crate) fn build(world: &WorldPlan) -> Result<Vec<String>, RootError> {
             "tmpfs /tmp",
         )?;
     }
+    // A bind whose real path lies under (or is) the real path of a LATER bind would be
+    // stacked over by that one and never seen (the invoked `/usr/bin/python3` and the
+    // executable `/usr/bin/python3.11`; the loader under `/usr/lib`; `/etc/localtime`'s
+    // target under `/usr/share/zoneinfo`): its symlinks are still recreated, its mount is
+    // skipped (what the server sees is unchanged, the mounts are fewer).
+    let real: Vec<Option<PathBuf>> = world.binds.iter().map(|b| resolve(&b.path)).collect();
+    let hidden = |i: usize| -> bool {
+        let Some(me) = &real[i] else { return false };
+        real[i + 1..]
+            .iter()
+            .flatten()
+            .any(|later| me.starts_with(later))
+    };
     for (i, b) in world.binds.iter().enumerate() {
+        // (`place` is idempotent: should it fail here, the bind below reports it as before.)
+        if hidden(i) && place(&b.path, 0).is_ok() {
+            continue;
+        }
         match bind(&b.path, b.writable, b.overlay.then_some((i, world.user))) {
             Ok(()) => {}
             Err(e) if e.err.kind() == io::ErrorKind::NotFound && e.step == "lstat" && b.overlay => {
@@ -384,6 +415,50 @@ fn place(path: &Path, depth: u32) -> Result<(PathBuf, PathBuf), RootError> {
         }
     }
     Ok((src, dst))
+}
+
+/// The host's real path of `path` (its symlinks followed, read through the old root), or
+/// `None` when it does not resolve (a missing path, a loop): such a bind is never counted as
+/// covering another, nor skipped. Creates nothing.
+fn resolve(path: &Path) -> Option<PathBuf> {
+    // The same walk as `place`'s, without creating anything.
+    let mut p = path.to_path_buf();
+    for _ in 0..=40 {
+        let mut cur = PathBuf::from("/");
+        let comps: Vec<Component> = p.components().collect();
+        let mut next = None;
+        for (i, c) in comps.iter().enumerate() {
+            let name = match c {
+                Component::Normal(name) => name,
+                Component::ParentDir => {
+                    cur.pop();
+                    continue;
+                }
+                _ => continue,
+            };
+            let step = cur.join(name);
+            let meta = fs::symlink_metadata(under(OLD, &step)).ok()?;
+            if meta.file_type().is_symlink() {
+                let target = fs::read_link(under(OLD, &step)).ok()?;
+                let mut r = if target.is_absolute() {
+                    target
+                } else {
+                    cur.join(target)
+                };
+                for rest in &comps[i + 1..] {
+                    r.push(rest.as_os_str());
+                }
+                next = Some(normalize_dots(&r));
+                break;
+            }
+            cur = step;
+        }
+        match next {
+            Some(n) => p = n,
+            None => return Some(cur),
+        }
+    }
+    None
 }
 
 /// `a/b/../c` -> `a/c` (only after a real directory, which the walk guarantees).

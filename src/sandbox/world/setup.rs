@@ -5,6 +5,13 @@
 //! `/proc/PID/fd/FD`. It is single-threaded, so it may allocate and report errors freely
 //! between its forks.
 //!
+//! With `network: none` it is started earlier (`__capjail-world --early-sock=N`, by
+//! `launch::start_early`, executed with the policy's environment allowlist applied): it makes
+//! the whole world's namespaces at once and answers capjail (in place of the namespace
+//! probe), then forks init at once; init makes the root's scaffold (steps 1-2 of
+//! [`super::root`], nothing of the plan in them), then reads the plan, the server's
+//! environment and working directory from the socket; the rest is the same.
+//!
 //! Process tree (capjail's own pid namespace on the left):
 //! ```text
 //! capjail ── setup (this; PDEATHSIG from capjail; its own session)
@@ -24,8 +31,8 @@
 //!   SIGKILL of capjail.
 //! - the server: rlimits, `PR_SET_PDEATHSIG`, no_new_privs, every capability dropped (also
 //!   when capjail runs as root: a root server would otherwise remount a read-only bind),
-//!   the Landlock ruleset and the seccomp filter prepared; then, after init's word, Landlock,
-//!   fds >= 3 closed at exec, seccomp last, exec.
+//!   Landlock, fds >= 3 closed at exec, seccomp last (all while init finishes the world);
+//!   then, after init's word, exec.
 //!
 //! PID 1's `/proc/1/environ` is the environment setup was executed with: the server's
 //! scrubbed one (capjail starts setup with exactly that).
@@ -68,6 +75,13 @@ pub(crate) fn setup_main(args: &[String]) -> ! {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| die("missing parent pid"));
     tie_to(parent);
+    if let Some(sock) = args
+        .iter()
+        .find_map(|a| a.strip_prefix(super::launch::EARLY_ARG))
+    {
+        let sock: i32 = sock.parse().unwrap_or_else(|_| die("bad socket"));
+        early_main(sock, args.iter().any(|a| a == "--user"));
+    }
     let fd: i32 = args
         .first()
         .and_then(|a| a.parse().ok())
@@ -79,18 +93,30 @@ pub(crate) fn setup_main(args: &[String]) -> ! {
     plan.env.values = std::env::vars().collect();
     let w = plan.world.clone();
 
+    if let Err((what, e)) = make_namespaces(&w) {
+        die(format!("{what}: {e}"));
+    }
+    start_init(plan, egress_fd(args))
+}
+
+/// The namespaces of `w`: the user namespace first (when not root, with this uid/gid mapped
+/// to themselves), then the others. On failure: what failed, and its errno.
+fn make_namespaces(w: &super::plan::WorldPlan) -> Result<(), (String, nix::Error)> {
     let uid = nix::unistd::geteuid();
     let gid = nix::unistd::getegid();
     if w.user {
-        if let Err(e) = unshare(CloneFlags::CLONE_NEWUSER) {
-            die(format!("user namespace: {e}"));
-        }
+        unshare(CloneFlags::CLONE_NEWUSER).map_err(|e| ("user namespace".to_string(), e))?;
         let wr = |p: &str, s: String| {
-            std::fs::write(p, s).unwrap_or_else(|e| die(format!("{p}: {e}")));
+            std::fs::write(p, s).map_err(|e| {
+                (
+                    p.to_string(),
+                    nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                )
+            })
         };
-        wr("/proc/self/setgroups", "deny".into());
-        wr("/proc/self/uid_map", format!("{uid} {uid} 1\n"));
-        wr("/proc/self/gid_map", format!("{gid} {gid} 1\n"));
+        wr("/proc/self/setgroups", "deny".into())?;
+        wr("/proc/self/uid_map", format!("{uid} {uid} 1\n"))?;
+        wr("/proc/self/gid_map", format!("{gid} {gid} 1\n"))?;
     }
     let mut flags = CloneFlags::empty();
     for (on, f) in [
@@ -104,19 +130,111 @@ pub(crate) fn setup_main(args: &[String]) -> ! {
             flags |= f;
         }
     }
-    if let Err(e) = unshare(flags) {
-        die(format!("namespaces ({}): {e}", w.namespaces()));
+    unshare(flags).map_err(|e| (format!("namespaces ({})", w.namespaces()), e))
+}
+
+/// The setup process started ahead of the plan (`launch::start_early`): the whole world's
+/// namespaces at once, the answer (0 or the errno) to capjail, then the plan (with the
+/// server's environment and working directory) read to end-of-file. End-of-file without a
+/// plan: capjail chose another way; exit quietly.
+fn early_main(sock: i32, user: bool) -> ! {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    // SAFETY: capjail passed this descriptor to this process only; owned from here.
+    let mut sock = unsafe { std::os::unix::net::UnixStream::from_raw_fd(sock) };
+    // SAFETY: fcntl on our own descriptor (closed at any exec; init drops it once read).
+    unsafe {
+        libc::fcntl(
+            std::os::fd::AsRawFd::as_raw_fd(&sock),
+            libc::F_SETFD,
+            libc::FD_CLOEXEC,
+        )
+    };
+    let whole = super::plan::WorldPlan {
+        enabled: true,
+        mount: true,
+        pid: true,
+        ipc: true,
+        uts: true,
+        net: true,
+        user,
+        ..Default::default()
+    };
+    let made = make_namespaces(&whole);
+    let code = match &made {
+        Ok(()) => 0u8,
+        Err((_, e)) => (*e as i32 & 0xff).max(1) as u8,
+    };
+    if sock.write_all(&[code]).is_err() || made.is_err() {
+        // SAFETY: _exit.
+        unsafe { libc::_exit(SETUP_FAILED) }
     }
+    // PID 1 is forked now, before the plan: it makes the root's scaffold (nothing of the plan
+    // in it) and then reads the plan itself; this process only supervises it.
+    let set = block_forwarded();
+    // SAFETY: single-threaded process.
+    match unsafe { fork() } {
+        Err(e) => die(format!("fork: {e}")),
+        Ok(ForkResult::Child) => {
+            let get = move || {
+                let scaffold = super::root::scaffold().unwrap_or_else(|e| die(e));
+                let mut bytes = Vec::new();
+                if sock.read_to_end(&mut bytes).is_err() || bytes.is_empty() {
+                    // capjail chose another way: nothing to run.
+                    // SAFETY: _exit.
+                    unsafe { libc::_exit(0) }
+                }
+                drop(sock);
+                let msg: super::launch::EarlyMessage = serde_json::from_slice(&bytes)
+                    .unwrap_or_else(|e| die(format!("bad plan: {e}")));
+                let w = &msg.plan.world;
+                if !(w.enabled && w.mount && w.pid && w.ipc && w.uts && w.net && w.user == user) {
+                    die("the plan asks for other namespaces than the ones made");
+                }
+                // The server's environment, exactly (this process was executed with the
+                // policy's allowlist applied; single-threaded).
+                for (k, _) in std::env::vars_os() {
+                    std::env::remove_var(k);
+                }
+                for (k, v) in &msg.env {
+                    std::env::set_var(k, v);
+                }
+                let mut plan = msg.plan;
+                plan.env.values = msg.env;
+                (plan, msg.cwd, Some(scaffold))
+            };
+            init_main(get, set, None)
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(sock);
+            detach_stdio();
+            supervise(child, &set, false)
+        }
+    }
+}
+
+/// Block the signals setup and init wait for (forwarded ones, SIGCHLD).
+fn block_forwarded() -> SigSet {
     let mut set = SigSet::empty();
     for s in FORWARDED {
         set.add(s);
     }
     set.add(Signal::SIGCHLD);
     let _ = sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
+    set
+}
+
+/// Fork the sandbox's PID 1 (the namespaces made) and supervise it.
+fn start_init(plan: SandboxPlan, egress: Option<i32>) -> ! {
+    let set = block_forwarded();
     // SAFETY: single-threaded process.
     match unsafe { fork() } {
         Err(e) => die(format!("fork: {e}")),
-        Ok(ForkResult::Child) => init_main(plan, set, egress_fd(args)),
+        Ok(ForkResult::Child) => init_main(
+            move || (plan, std::env::current_dir().ok(), None),
+            set,
+            egress,
+        ),
         Ok(ForkResult::Parent { child }) => {
             detach_stdio();
             supervise(child, &set, false)
@@ -229,7 +347,17 @@ fn supervise_with(main: Pid, set: &SigSet, reap_all: bool, argv: &[String]) -> !
 }
 
 /// PID 1 of the sandbox.
-fn init_main(plan: SandboxPlan, set: SigSet, egress: Option<i32>) -> ! {
+/// `get`: the plan, the server's working directory, and the root's scaffold when it was made
+/// before the plan (early).
+fn init_main(
+    get: impl FnOnce() -> (
+        SandboxPlan,
+        Option<std::path::PathBuf>,
+        Option<super::root::Scaffold>,
+    ),
+    set: SigSet,
+    egress: Option<i32>,
+) -> ! {
     // SAFETY: prctl with constant arguments.
     unsafe {
         libc::prctl(
@@ -242,10 +370,14 @@ fn init_main(plan: SandboxPlan, set: SigSet, egress: Option<i32>) -> ! {
     };
     // Own process group: capjail's group signals reach setup, which forwards them once.
     let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    let (plan, cwd, scaffold) = get();
     let w = &plan.world;
-    let cwd = std::env::current_dir().ok();
     if w.mount {
-        match super::root::build(w) {
+        let built = match scaffold {
+            Some(s) => super::root::build_on(s, w),
+            None => super::root::build(w),
+        };
+        match built {
             Ok(notes) => {
                 for n in notes {
                     tracing::debug!("world: {n}");
@@ -392,7 +524,8 @@ fn exit_hint(code: i32, argv: &[String]) -> String {
 
 /// The server, just before exec. Returns only by exiting. Everything that needs no finished
 /// world (rlimits, privileges, the Landlock ruleset, the seccomp filter) is prepared before
-/// init's word (`go`); the confinement is applied and the server executed after it.
+/// init's word (`go`); only the exec waits for it: the confinement is applied (in the same
+/// order) while init finishes the world, off the path to the server's first instruction.
 fn server_main(plan: &SandboxPlan, cwd: Option<std::path::PathBuf>, go: GoWaiter) -> ! {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
     // SAFETY: prctl with constant arguments.
@@ -463,7 +596,6 @@ fn server_main(plan: &SandboxPlan, cwd: Option<std::path::PathBuf>, go: GoWaiter
         }
     };
     let prog = seccomp::compile_for(plan);
-    go.wait();
     if let Some(l) = ruleset {
         if let Err(e) = l.restrict_child() {
             die(format!("landlock: errno {e}"));
@@ -488,6 +620,8 @@ fn server_main(plan: &SandboxPlan, cwd: Option<std::path::PathBuf>, go: GoWaiter
         .iter()
         .map(|a| CString::new(a.as_bytes()).unwrap_or_else(|_| die("NUL in argument")))
         .collect();
+    // Confined as it will run; only the exec waits for the finished world.
+    go.wait();
     let e = nix::unistd::execvp(&argv[0], &argv).unwrap_err();
     eprintln!("capjail: cannot execute {}: {e}", plan.argv[0]);
     let code = if e == nix::Error::ENOENT { 127 } else { 126 };
