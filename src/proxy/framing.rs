@@ -173,9 +173,14 @@ impl<R: io::Read> InPlaceLines<R> {
             self.scanned = self.end;
             let pending = self.end - self.start;
             if self.skipped.is_some() || pending > self.max {
-                // Over the limit: count the bytes, keep none.
+                // Over the limit: count the bytes, keep none (and give the memory back).
                 *self.skipped.get_or_insert(0) += pending;
-                self.start = self.end;
+                self.start = 0;
+                self.end = 0;
+                self.scanned = 0;
+                if self.buf.capacity() > self.initial {
+                    self.buf = Vec::with_capacity(self.initial);
+                }
             }
             if self.eof {
                 if let Some(n) = self.skipped.take() {
@@ -401,5 +406,12 @@ mod tests {
         }
         assert_eq!(r.next().unwrap(), Slice::Eof);
         assert!(r.buf.capacity() < 64 * 1024, "{}", r.buf.capacity());
+        // A line over the limit is not kept while it is skipped.
+        let mut input = vec![b'y'; 3 << 20];
+        input.extend_from_slice(b"\n{}\n");
+        let mut r = InPlaceLines::new(&input[..], 1024, 1 << 20);
+        assert_eq!(r.next().unwrap(), Slice::TooLong(3 << 20));
+        assert!(r.buf.capacity() < 2 << 20, "{}", r.buf.capacity());
+        assert!(matches!(r.next().unwrap(), Slice::Line { len: 2, .. }));
     }
 }
