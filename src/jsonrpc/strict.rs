@@ -818,7 +818,7 @@ mod tests {
         ];
         fn value(rand: &mut dyn FnMut(usize) -> usize, depth: usize, out: &mut String) {
             match if depth > 4 { 0 } else { rand(5) } {
-                0 | 1 | 2 => out.push_str(ATOMS[rand(ATOMS.len())]),
+                0..=2 => out.push_str(ATOMS[rand(ATOMS.len())]),
                 3 => {
                     out.push('[');
                     for j in 0..rand(4) {
