@@ -301,7 +301,19 @@ pub struct Envelope<'a> {
 }
 
 /// [`validate_strict`], returning the line's [`Envelope`].
+///
+/// A scanner that builds nothing reads the common line (an object; no escaped key, no
+/// surrogate escape, no exponent) at memory speed; any other line, and every line it would
+/// refuse, is read again by the serde pass below, which alone says why a line is refused.
 pub fn validate_envelope(line: &[u8], max_depth: usize) -> Result<Envelope<'_>, ParseError> {
+    match scan::envelope(line, max_depth) {
+        Some(env) => Ok(env),
+        None => envelope_by_serde(line, max_depth),
+    }
+}
+
+/// The serde pass of [`validate_envelope`] (the reference the scanner is tested against).
+fn envelope_by_serde(line: &[u8], max_depth: usize) -> Result<Envelope<'_>, ParseError> {
     let mut de = serde_json::Deserializer::from_slice(line);
     let env = Top { max_depth }.deserialize(&mut de).map_err(classify)?;
     de.end().map_err(classify)?;
@@ -442,6 +454,264 @@ impl<'de> Visitor<'de> for Method {
     }
 }
 
+/// The fast path of [`validate_envelope`]: a JSON scanner over the line's bytes that keeps
+/// only the keys of the open objects (for the duplicate check) and the top-level `id` and
+/// `method`. It accepts a line only when the serde pass would accept it with the same
+/// envelope; when it is not sure (or the line is wrong) it answers `None`.
+mod scan {
+    use super::Envelope;
+    use std::borrow::Cow;
+
+    /// Deeper than this the scanner leaves the line to serde (its own limit is 128).
+    const MAX_SCAN_DEPTH: usize = 100;
+    /// Integer digits beyond this could overflow an f64 (serde refuses that): left to serde.
+    const MAX_INT_DIGITS: usize = 300;
+
+    #[derive(Clone, Copy, PartialEq)]
+    enum Member {
+        Id,
+        Method,
+    }
+
+    pub(super) fn envelope(line: &[u8], max_depth: usize) -> Option<Envelope<'_>> {
+        // Every string's UTF-8 at once (outside strings only ASCII is JSON).
+        let text = std::str::from_utf8(line).ok()?;
+        let b = line;
+        let limit = max_depth.min(MAX_SCAN_DEPTH);
+        let mut i = ws(b, 0);
+        if b.get(i) != Some(&b'{') || limit < 1 {
+            return None;
+        }
+        // Open containers: is it an object, and where its keys start in `keys`.
+        let mut stack: Vec<(bool, usize)> = Vec::with_capacity(8);
+        let mut keys: Vec<&[u8]> = Vec::with_capacity(16);
+        let mut env = Envelope {
+            object: true,
+            ..Envelope::default()
+        };
+        // The top-level member whose value is being read, and where that value starts.
+        let mut member: Option<(Member, usize)> = None;
+        let mut id_range: Option<(usize, usize)> = None;
+        let mut method_range: Option<(usize, usize)> = None;
+        'value: loop {
+            i = ws(b, i);
+            if stack.len() == 1 {
+                if let Some((m, _)) = member {
+                    member = Some((m, i));
+                }
+            }
+            match *b.get(i)? {
+                open @ (b'{' | b'[') => {
+                    if stack.len() + 1 > limit {
+                        return None;
+                    }
+                    let object = open == b'{';
+                    stack.push((object, keys.len()));
+                    i = ws(b, i + 1);
+                    let close = if object { b'}' } else { b']' };
+                    if b.get(i) == Some(&close) {
+                        stack.pop();
+                        i += 1;
+                    } else if object {
+                        i = key(b, i, &mut keys, stack.len() == 1, &mut member)?;
+                        continue 'value;
+                    } else {
+                        continue 'value;
+                    }
+                }
+                b'"' => i = string(b, i + 1)?.0,
+                b't' if b[i..].starts_with(b"true") => i += 4,
+                b'f' if b[i..].starts_with(b"false") => i += 5,
+                b'n' if b[i..].starts_with(b"null") => i += 4,
+                b'-' | b'0'..=b'9' => i = number(b, i)?,
+                _ => return None,
+            }
+            // A value ended at `i`: close what it ends, up to the next value.
+            loop {
+                if stack.len() == 1 {
+                    if let Some((m, start)) = member.take() {
+                        let r = Some((start, i));
+                        match m {
+                            Member::Id => id_range = r,
+                            Member::Method => method_range = r,
+                        }
+                    }
+                }
+                let Some(&(object, start)) = stack.last() else {
+                    break 'value;
+                };
+                i = ws(b, i);
+                match (*b.get(i)?, object) {
+                    (b',', true) => {
+                        i = key(b, ws(b, i + 1), &mut keys, stack.len() == 1, &mut member)?;
+                        continue 'value;
+                    }
+                    (b',', false) => {
+                        i += 1;
+                        continue 'value;
+                    }
+                    (b'}', true) => {
+                        if duplicate(&mut keys[start..]) {
+                            return None;
+                        }
+                        keys.truncate(start);
+                        stack.pop();
+                        i += 1;
+                    }
+                    (b']', false) => {
+                        stack.pop();
+                        i += 1;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        if ws(b, i) != b.len() {
+            return None;
+        }
+        if let Some((s, e)) = id_range {
+            env.id = Some(serde_json::from_slice(&b[s..e]).ok()?);
+        }
+        if let Some((s, e)) = method_range {
+            match b[s] {
+                b'"' => {
+                    let m = &text[s + 1..e - 1];
+                    if m.contains('\\') {
+                        return None; // escapes: serde decodes them
+                    }
+                    env.method = Some(Cow::Borrowed(m));
+                }
+                b'n' => {}
+                _ => env.bad_method = true,
+            }
+        }
+        Some(env)
+    }
+
+    fn ws(b: &[u8], mut i: usize) -> usize {
+        while matches!(b.get(i), Some(b' ' | b'\n' | b'\t' | b'\r')) {
+            i += 1;
+        }
+        i
+    }
+
+    /// A key at `i` (its `"`), its `:`; returns where its value starts. Escaped keys are left
+    /// to serde (it compares them decoded).
+    fn key<'a>(
+        b: &'a [u8],
+        i: usize,
+        keys: &mut Vec<&'a [u8]>,
+        top: bool,
+        member: &mut Option<(Member, usize)>,
+    ) -> Option<usize> {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let (end, escaped) = string(b, i + 1)?;
+        if escaped {
+            return None;
+        }
+        let k = &b[i + 1..end - 1];
+        keys.push(k);
+        if top {
+            *member = match k {
+                b"id" => Some((Member::Id, 0)),
+                b"method" => Some((Member::Method, 0)),
+                _ => None,
+            };
+        }
+        let i = ws(b, end);
+        (b.get(i) == Some(&b':')).then_some(i + 1)
+    }
+
+    /// A string whose opening quote is before `i`: the index after its closing quote, and
+    /// whether it has escapes. Surrogate escapes are left to serde (pairs, lone halves).
+    fn string(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
+        let mut escaped = false;
+        loop {
+            let rest = b.get(i..)?;
+            let k = memchr::memchr2(b'"', b'\\', rest)?;
+            if control(&rest[..k]) {
+                return None;
+            }
+            i += k;
+            if b[i] == b'"' {
+                return Some((i + 1, escaped));
+            }
+            escaped = true;
+            match *b.get(i + 1)? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
+                b'u' => {
+                    let hex = std::str::from_utf8(b.get(i + 2..i + 6)?).ok()?;
+                    if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+                        return None;
+                    }
+                    let v = u16::from_str_radix(hex, 16).ok()?;
+                    if (0xD800..=0xDFFF).contains(&v) {
+                        return None;
+                    }
+                    i += 6;
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// Any byte below 0x20 (serde refuses control characters in strings). Branch-free per
+    /// block so it is vectorised.
+    fn control(s: &[u8]) -> bool {
+        s.chunks(64)
+            .any(|c| c.iter().fold(0u8, |m, &x| m | u8::from(x < 0x20)) != 0)
+    }
+
+    /// A number at `i`: `-?(0|[1-9][0-9]*)(\.[0-9]+)?`; exponents and very long integers are
+    /// left to serde (it refuses what overflows an f64).
+    fn number(b: &[u8], mut i: usize) -> Option<usize> {
+        if b[i] == b'-' {
+            i += 1;
+        }
+        let int = i;
+        match *b.get(i)? {
+            b'0' => i += 1,
+            b'1'..=b'9' => {
+                while b.get(i).is_some_and(u8::is_ascii_digit) {
+                    i += 1;
+                }
+            }
+            _ => return None,
+        }
+        if i - int > MAX_INT_DIGITS {
+            return None;
+        }
+        if b.get(i) == Some(&b'.') {
+            i += 1;
+            let frac = i;
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            if i == frac {
+                return None;
+            }
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            return None;
+        }
+        Some(i)
+    }
+
+    /// Does a key occur twice among one object's keys (all unescaped: bytes compare)?
+    fn duplicate(keys: &mut [&[u8]]) -> bool {
+        if keys.len() <= 16 {
+            return keys
+                .iter()
+                .enumerate()
+                .any(|(i, a)| keys[i + 1..].contains(a));
+        }
+        keys.sort_unstable();
+        keys.windows(2).any(|w| w[0] == w[1])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,6 +767,148 @@ mod tests {
             validate_strict(deep.as_bytes(), 64),
             Err(ParseError::Refused(_))
         ));
+    }
+
+    /// The scanner accepts a line only when the serde pass accepts it, with the same envelope
+    /// (differential, on generated and mutated lines).
+    #[test]
+    fn the_envelope_scanner_agrees_with_serde() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut rand = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        const ATOMS: &[&str] = &[
+            "0",
+            "-0",
+            "12",
+            "-7.25",
+            "1e3",
+            "01",
+            "1.",
+            "-",
+            "0.5e-2",
+            "true",
+            "false",
+            "null",
+            "tru",
+            "\"\"",
+            "\"a\"",
+            "\"\\n\\\"x\"",
+            "\"\\u00e9\"",
+            "\"\\ud83d\\ude00\"",
+            "\"\\ud800\"",
+            "\"\\x\"",
+            "\"\\u12\"",
+            "\"é ü\"",
+            "\"\u{1}\"",
+            "\"tab\there\"",
+            "123456789012345678901234567890",
+            "{}",
+            "[]",
+            "[1,]",
+            "{\"a\":}",
+            "\"id\"",
+        ];
+        const KEYS: &[&str] = &[
+            "id", "method", "result", "params", "jsonrpc", "a", "b", "i\\u0064", "method", "text",
+            "\\\"", "",
+        ];
+        fn value(rand: &mut dyn FnMut(usize) -> usize, depth: usize, out: &mut String) {
+            match if depth > 4 { 0 } else { rand(5) } {
+                0..=2 => out.push_str(ATOMS[rand(ATOMS.len())]),
+                3 => {
+                    out.push('[');
+                    for j in 0..rand(4) {
+                        if j > 0 {
+                            out.push(',');
+                        }
+                        value(rand, depth + 1, out);
+                    }
+                    out.push(']');
+                }
+                _ => object(rand, depth + 1, out),
+            }
+        }
+        fn object(rand: &mut dyn FnMut(usize) -> usize, depth: usize, out: &mut String) {
+            out.push('{');
+            for j in 0..rand(5) {
+                if j > 0 {
+                    out.push_str([",", " , ", ",\n"][rand(3)]);
+                }
+                out.push('"');
+                out.push_str(KEYS[rand(KEYS.len())]);
+                out.push_str(["\":", "\" : "][rand(2)]);
+                value(rand, depth, out);
+            }
+            out.push('}');
+        }
+        let (mut accepted, mut total) = (0, 0);
+        for _ in 0..10_000 {
+            let mut line = String::new();
+            if rand(10) == 0 {
+                line.push(' ');
+            }
+            object(&mut rand, 0, &mut line);
+            let mut bytes = line.into_bytes();
+            match rand(6) {
+                0 if !bytes.is_empty() => {
+                    let at = rand(bytes.len());
+                    bytes[at] = b"{}[]\",:\\ \x01\xffa0"[rand(13)];
+                }
+                1 if !bytes.is_empty() => bytes.truncate(rand(bytes.len())),
+                2 => bytes.extend_from_slice([&b" "[..], b"\r", b"x", b" {}"][rand(4)]),
+                _ => {}
+            }
+            for max_depth in [1, 2, 3, 64] {
+                total += 1;
+                if let Some(env) = scan::envelope(&bytes, max_depth) {
+                    accepted += 1;
+                    assert_eq!(
+                        envelope_by_serde(&bytes, max_depth).as_ref(),
+                        Ok(&env),
+                        "{:?} at depth {max_depth}",
+                        String::from_utf8_lossy(&bytes)
+                    );
+                }
+                // And the envelope the proxy uses is the serde pass's, accepted or refused.
+                assert_eq!(
+                    validate_envelope(&bytes, max_depth),
+                    envelope_by_serde(&bytes, max_depth)
+                );
+            }
+        }
+        // The scanner reads most lines (the rest go to serde).
+        assert!(accepted * 10 > total, "{accepted} of {total}");
+    }
+
+    #[test]
+    fn the_envelope_scanner_reads_ordinary_answers() {
+        for line in [
+            &br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"a\nb \"q\" \u00e9"}]}}"#[..],
+            br#"{"jsonrpc":"2.0","id":"capjail:1:2","method":"notifications/x","params":{"p":[1,-2.5,true,null]}}"#,
+            br#" {"id" : 7 , "method" : null , "result":{"a":"\n"}} "#,
+            br#"{"method":3}"#,
+            "{\"result\":\"ü€😀\"}".as_bytes(),
+        ] {
+            let env = scan::envelope(line, 64).unwrap_or_else(|| panic!("{line:?}"));
+            assert_eq!(Ok(env), envelope_by_serde(line, 64));
+        }
+        for line in [
+            &b"{\"a\":\"\x01\"}"[..],
+            br#"{"a":1,"a":2}"#,
+            br#"{"\u0069d":1,"id":2}"#,
+            br#"{"a":"\ud800"}"#,
+            br#"{"a":1e999}"#,
+            br#"[1]"#,
+            br#"{"a":{"b":1}}"#,
+        ] {
+            assert!(scan::envelope(line, 2).is_none() || line == br#"{"a":{"b":1}}"#);
+        }
+        assert!(scan::envelope(br#"{"a":{"b":1}}"#, 1).is_none());
+        assert!(scan::envelope(br#"{"a":{"b":1}}"#, 2).is_some());
     }
 
     #[test]
@@ -575,8 +987,18 @@ mod tests {
                 validate_strict(l, 64).unwrap();
             }
             let strict = t.elapsed() / 5;
+            let t = std::time::Instant::now();
+            for _ in 0..5 {
+                envelope_by_serde(l, 64).unwrap();
+            }
+            let by_serde = t.elapsed() / 5;
+            let t = std::time::Instant::now();
+            for _ in 0..5 {
+                validate_envelope(l, 64).unwrap();
+            }
+            let envelope = t.elapsed() / 5;
             eprintln!(
-                "{what} ({} bytes): IgnoredAny {ignored:?}, validate_strict {strict:?}",
+                "{what} ({} bytes): IgnoredAny {ignored:?}, validate_strict {strict:?}, envelope by serde {by_serde:?}, validate_envelope {envelope:?}",
                 l.len()
             );
         }

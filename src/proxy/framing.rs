@@ -74,6 +74,192 @@ impl<T: io::Read> LineReader<io::BufReader<T>> {
     }
 }
 
+/// A frame of [`InPlaceLines`]: the line is borrowed from the reader's own buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Slice<'a> {
+    /// One complete line: `whole` with its `\n` (none for a last line the stream ended
+    /// without); `whole[..len]` is the line without it.
+    Line { whole: &'a [u8], len: usize },
+    /// A line over the limit was skipped; its length in bytes.
+    TooLong(usize),
+    /// The stream ended.
+    Eof,
+}
+
+/// Newline-delimited framing that reads straight into one buffer and hands out lines as
+/// slices of it: no copy of a line between the read and the write that relays it (the
+/// server's answers, up to `max` bytes each). The buffer grows to the longest line (in
+/// place where the allocator can: no second copy of a large line in memory) and goes back
+/// to `initial` once lines are small again, so a burst of large answers does not keep its
+/// memory.
+pub(crate) struct InPlaceLines<R> {
+    inner: R,
+    max: usize,
+    initial: usize,
+    /// The data is `buf[start..end]`; `buf.len()` is what was ever read into (initialised),
+    /// its capacity what is allocated. Pages past `end` are touched only when read into.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// `buf[start..scanned]` holds no newline (not searched again).
+    scanned: usize,
+    /// Bytes of an over-long line skipped so far.
+    skipped: Option<usize>,
+    /// Lines no longer than a quarter of `initial` since the last longer one.
+    small_run: usize,
+    eof: bool,
+}
+
+/// The most a read asks for (what a pipe holds): the buffer is initialised no further ahead.
+const READ_CHUNK: usize = 64 * 1024;
+/// The least room a read is given before the buffer is compacted or grown.
+const MIN_ROOM: usize = 64 * 1024;
+/// Small lines in a row after which a grown buffer is given back.
+const SHRINK_AFTER: usize = 16;
+
+impl<R: io::Read> InPlaceLines<R> {
+    pub(crate) fn new(inner: R, initial: usize, max: usize) -> Self {
+        let initial = initial.max(1);
+        InPlaceLines {
+            inner,
+            max,
+            initial,
+            buf: Vec::with_capacity(initial),
+            start: 0,
+            end: 0,
+            scanned: 0,
+            skipped: None,
+            small_run: 0,
+            eof: false,
+        }
+    }
+
+    /// Is a whole line already buffered (the next `next` returns without reading)?
+    pub(crate) fn line_buffered(&mut self) -> bool {
+        if self.skipped.is_some() {
+            return false;
+        }
+        match memchr(&self.buf[self.scanned..self.end]) {
+            Some(_) => true,
+            None => {
+                self.scanned = self.end;
+                false
+            }
+        }
+    }
+
+    /// The next frame.
+    pub(crate) fn next(&mut self) -> io::Result<Slice<'_>> {
+        loop {
+            if let Some(i) = memchr(&self.buf[self.scanned..self.end]) {
+                let nl = self.scanned + i;
+                let (start, len) = (self.start, nl - self.start);
+                self.start = nl + 1;
+                self.scanned = self.start;
+                if let Some(n) = self.skipped.take() {
+                    self.small_run = 0;
+                    return Ok(Slice::TooLong(n + len));
+                }
+                if len > self.max {
+                    self.small_run = 0;
+                    return Ok(Slice::TooLong(len));
+                }
+                self.count(len);
+                return Ok(Slice::Line {
+                    whole: &self.buf[start..=nl],
+                    len,
+                });
+            }
+            self.scanned = self.end;
+            let pending = self.end - self.start;
+            if self.skipped.is_some() || pending > self.max {
+                // Over the limit: count the bytes, keep none (and give the memory back).
+                *self.skipped.get_or_insert(0) += pending;
+                self.start = 0;
+                self.end = 0;
+                self.scanned = 0;
+                if self.buf.capacity() > self.initial {
+                    self.buf = Vec::with_capacity(self.initial);
+                }
+            }
+            if self.eof {
+                if let Some(n) = self.skipped.take() {
+                    return Ok(Slice::TooLong(n));
+                }
+                let pending = self.end - self.start;
+                if pending == 0 {
+                    return Ok(Slice::Eof);
+                }
+                let start = self.start;
+                self.start = self.end;
+                self.scanned = self.end;
+                self.count(pending);
+                return Ok(Slice::Line {
+                    whole: &self.buf[start..self.end],
+                    len: pending,
+                });
+            }
+            self.make_room();
+            let want = (self.end + READ_CHUNK).min(self.buf.capacity());
+            if self.buf.len() < want {
+                // Initialised once per byte of the buffer's life, not once per read.
+                self.buf.resize(want, 0);
+            }
+            let n = loop {
+                match self.inner.read(&mut self.buf[self.end..want]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            if n == 0 {
+                self.eof = true;
+            }
+            self.end += n;
+        }
+    }
+
+    fn count(&mut self, len: usize) {
+        if len <= self.initial / 4 {
+            self.small_run += 1;
+        } else {
+            self.small_run = 0;
+        }
+    }
+
+    /// Room for a read after `end`: the partial line moved to the front, the buffer grown
+    /// (doubling, in place where the allocator can) for a long line, or given back once it
+    /// is empty and lines have been small for a while.
+    fn make_room(&mut self) {
+        let pending = self.end - self.start;
+        if pending == 0 {
+            self.start = 0;
+            self.end = 0;
+            self.scanned = 0;
+            if self.buf.capacity() > self.initial && self.small_run >= SHRINK_AFTER {
+                self.buf.truncate(self.initial);
+                self.buf.shrink_to(self.initial);
+            }
+            return;
+        }
+        if self.buf.capacity() - self.end >= MIN_ROOM.min(self.initial) {
+            return;
+        }
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.scanned -= self.start;
+            self.start = 0;
+            self.end = pending;
+        }
+        if self.buf.capacity() - self.end < MIN_ROOM.min(self.initial) {
+            // Only the data is kept (moved by the allocator); the rest is initialised again
+            // as it is read into.
+            self.buf.truncate(self.end);
+            self.buf.reserve(self.buf.capacity());
+        }
+    }
+}
+
 /// The first newline (SIMD search: a 16 MiB line is scanned at memory speed).
 fn memchr(b: &[u8]) -> Option<usize> {
     memchr::memchr(b'\n', b)
@@ -134,5 +320,98 @@ mod tests {
                 Frame::Eof
             ]
         );
+    }
+
+    /// The frames of [`InPlaceLines`], as [`LineReader`] gives them.
+    fn in_place(input: &[u8], max: usize, initial: usize, chunk: usize) -> Vec<Frame> {
+        /// A reader that returns at most `chunk` bytes a call (a pipe).
+        struct Trickle<'a>(&'a [u8], usize);
+        impl io::Read for Trickle<'_> {
+            fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(b.len()).min(self.1);
+                b[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut r = InPlaceLines::new(Trickle(input, chunk), initial, max);
+        let mut out = Vec::new();
+        for _ in 0..10_000 {
+            let buffered = r.line_buffered();
+            let f = match r.next().unwrap() {
+                Slice::Line { whole, len } => {
+                    assert!(!buffered || whole.last() == Some(&b'\n'));
+                    assert!(len == whole.len() || (len + 1 == whole.len() && whole[len] == b'\n'));
+                    assert!(!whole[..len].contains(&b'\n'));
+                    Frame::Line(whole[..len].to_vec())
+                }
+                Slice::TooLong(n) => Frame::TooLong(n),
+                Slice::Eof => Frame::Eof,
+            };
+            let eof = f == Frame::Eof;
+            out.push(f);
+            if eof {
+                break;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn in_place_lines_frame_as_the_line_reader_does() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for case in 0..400 {
+            let mut input = Vec::new();
+            for _ in 0..rand(12) {
+                let len = match rand(4) {
+                    0 => rand(4),
+                    1 => rand(40),
+                    _ => rand(300),
+                };
+                input.extend((0..len).map(|_| b"ab{}\"\r "[rand(7)]));
+                input.push(b'\n');
+            }
+            if case % 3 == 0 {
+                input.extend((0..rand(50)).map(|_| b'z'));
+            }
+            let max = [5, 64, 100, 1000][rand(4)];
+            let (initial, chunk) = ([1, 3, 16, 64, 1024][rand(5)], [1, 7, 64, 4096][rand(4)]);
+            assert_eq!(
+                in_place(&input, max, initial, chunk),
+                frames(&input, max, 64),
+                "{:?} max {max} initial {initial} chunk {chunk}",
+                String::from_utf8_lossy(&input)
+            );
+        }
+    }
+
+    #[test]
+    fn in_place_buffer_grows_for_a_long_line_and_is_given_back() {
+        let mut input = vec![b'x'; 3 << 20];
+        input.push(b'\n');
+        for _ in 0..SHRINK_AFTER {
+            input.extend_from_slice(b"{}\n");
+        }
+        let mut r = InPlaceLines::new(&input[..], 1024, 8 << 20);
+        assert!(matches!(r.next().unwrap(), Slice::Line { len, .. } if len == 3 << 20));
+        assert!(r.buf.capacity() >= 3 << 20);
+        for _ in 0..SHRINK_AFTER {
+            assert!(matches!(r.next().unwrap(), Slice::Line { len: 2, .. }));
+        }
+        assert_eq!(r.next().unwrap(), Slice::Eof);
+        assert!(r.buf.capacity() < 64 * 1024, "{}", r.buf.capacity());
+        // A line over the limit is not kept while it is skipped.
+        let mut input = vec![b'y'; 3 << 20];
+        input.extend_from_slice(b"\n{}\n");
+        let mut r = InPlaceLines::new(&input[..], 1024, 1 << 20);
+        assert_eq!(r.next().unwrap(), Slice::TooLong(3 << 20));
+        assert!(r.buf.capacity() < 2 << 20, "{}", r.buf.capacity());
+        assert!(matches!(r.next().unwrap(), Slice::Line { len: 2, .. }));
     }
 }

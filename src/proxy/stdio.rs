@@ -11,7 +11,7 @@ use std::io::{self, BufReader, Read, Write};
 use std::mem::ManuallyDrop;
 use std::os::fd::FromRawFd;
 
-use super::framing::{Frame, LineReader};
+use super::framing::{Frame, InPlaceLines, LineReader, Slice};
 use super::held;
 use super::outbox::Outbox;
 use super::pipeline::{Output, Session};
@@ -173,31 +173,30 @@ pub(crate) fn pump_server(
 }
 
 fn relay_server(session: &Session, server_out: impl Read, out: &Outbox) -> io::Result<()> {
-    let mut reader = LineReader::new(
-        BufReader::with_capacity(PUMP_BUFFER, server_out),
-        MAX_SERVER_LINE_BYTES,
-    );
-    let mut buf = Vec::new();
+    // Lines are judged and relayed from the reader's buffer: a relayed answer is copied once,
+    // from that buffer into the client's pipe (or the outbox queue, for small ones).
+    let mut reader = InPlaceLines::new(server_out, PUMP_BUFFER, MAX_SERVER_LINE_BYTES);
     loop {
         if !reader.line_buffered() {
             // The next read may wait for the server: what is queued goes out first.
             out.flush_client()?;
         }
-        let (outputs, mut line) = match reader.next_into(&mut buf)? {
-            Frame::Eof => return out.flush_client(),
-            Frame::TooLong(n) => (
+        let (outputs, whole) = match reader.next()? {
+            Slice::Eof => return out.flush_client(),
+            Slice::TooLong(n) => (
                 session.on_server_oversized(n, MAX_SERVER_LINE_BYTES),
-                Vec::new(),
+                &[][..],
             ),
-            Frame::Line(line) => (session.on_server_message(&line), line),
+            Slice::Line { whole, len } => (session.on_server_message(&whole[..len]), whole),
         };
         for o in outputs {
             match o {
+                Output::Forward if whole.last() == Some(&b'\n') => out.queue_to_client(whole)?,
                 Output::Forward => {
-                    line.push(b'\n');
-                    let sent = out.queue_to_client(&line);
-                    line.pop();
-                    sent?;
+                    // The last line, without a newline.
+                    let mut l = whole.to_vec();
+                    l.push(b'\n');
+                    out.queue_to_client(&l)?;
                 }
                 Output::ToClient(mut l) => {
                     l.push(b'\n');
@@ -207,6 +206,5 @@ fn relay_server(session: &Session, server_out: impl Read, out: &Outbox) -> io::R
                 Output::ToServer(_) => {}
             }
         }
-        buf = line;
     }
 }
