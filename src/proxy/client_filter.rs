@@ -858,3 +858,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "client_filter_bench.rs"]
+mod bench;
