@@ -6,6 +6,8 @@
 //! defaults; pinning on with no pins file), its server having described `echo` by its
 //! `inputSchema` only. Each call is judged by [`Session::on_client_message`] (timed, its
 //! heap allocations counted) and then answered by the server (not timed), as under load.
+//! `perf stat -e instructions:u` of `BENCH_ANSWER=0 BENCH_N=200000` minus `BENCH_N=0` counts
+//! the client side alone (wall-clock timings are noisy on a shared machine).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -140,7 +142,13 @@ fn bench() {
     let answers: Vec<String> = (0..n)
         .map(|i| format!("{{\"jsonrpc\":\"2.0\",\"id\":{i},\"result\":{{\"content\":[{{\"type\":\"text\",\"text\":\"echo: the quick brown fox\"}}]}}}}"))
         .collect();
-    for round in 0..3 {
+    // BENCH_ANSWER=0: no server answers (for `perf stat` of the client side alone).
+    let answered = std::env::var("BENCH_ANSWER").map_or(true, |v| v != "0");
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    for round in 0..rounds {
         let mut spent = Duration::ZERO;
         let mut allocations = 0;
         for (line, answer) in lines.iter().zip(&answers) {
@@ -150,7 +158,11 @@ fn bench() {
             spent += t.elapsed();
             allocations += ALLOCATIONS.load(Ordering::Relaxed) - a;
             assert!(forwarded);
-            server(&s, answer);
+            if answered {
+                server(&s, answer);
+            } else {
+                s.forget_in_flight();
+            }
         }
         eprintln!(
             "round {round}: {:.0} ns/call, {:.1} allocations/call (client side, {n} calls)",
