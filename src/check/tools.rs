@@ -25,7 +25,11 @@ pub(crate) fn check_tool(name: &str, policy: &ToolPolicy) -> Result<(), ToolRefu
             }
         }
         ToolsMode::Blocklist => {
-            match policy.blocked.iter().find(|b| *b == name || loose_eq(name, b)) {
+            match policy
+                .blocked
+                .iter()
+                .find(|b| *b == name || loose_eq(name, b))
+            {
                 Some(b) => Err(ToolRefusal::Blocked(b.clone())),
                 None => Ok(()),
             }
@@ -69,10 +73,33 @@ mod tests {
     #[test]
     fn loose_comparison_agrees_with_building_both() {
         let names = [
-            "run_shell", "Run-Shell", " run_shell\t", "RUN_SHELL ", "run__shell", "runshell",
-            "run_shel", "", " ", "-", "_", "\u{b}run-shell\u{c}", "r\u{0130}n", "rİn", "RUN\u{3a3}",
-            "run\u{3c3}", "run\u{3c2}", "\u{a0}run_shell", "run_shell\u{85}", "Straße", "STRASSE",
-            "k", "\u{212a}", "x-y", "X_Y", "x_y ", "\r\nx-y",
+            "run_shell",
+            "Run-Shell",
+            " run_shell\t",
+            "RUN_SHELL ",
+            "run__shell",
+            "runshell",
+            "run_shel",
+            "",
+            " ",
+            "-",
+            "_",
+            "\u{b}run-shell\u{c}",
+            "r\u{0130}n",
+            "rİn",
+            "RUN\u{3a3}",
+            "run\u{3c3}",
+            "run\u{3c2}",
+            "\u{a0}run_shell",
+            "run_shell\u{85}",
+            "Straße",
+            "STRASSE",
+            "k",
+            "\u{212a}",
+            "x-y",
+            "X_Y",
+            "x_y ",
+            "\r\nx-y",
         ];
         for a in names {
             for b in names {

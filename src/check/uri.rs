@@ -122,8 +122,23 @@ mod tests {
     #[test]
     fn the_fast_path_agrees_with_the_char_reading() {
         let parts = [
-            "", " ", "\t", "\r", "\n", "\u{0}", "\u{1f}", "\u{7f}", "\u{85}", "\u{a0}", "\u{2028}",
-            "é", "file:", "//x", "a", "€", "\u{10ffff}",
+            "",
+            " ",
+            "\t",
+            "\r",
+            "\n",
+            "\u{0}",
+            "\u{1f}",
+            "\u{7f}",
+            "\u{85}",
+            "\u{a0}",
+            "\u{2028}",
+            "é",
+            "file:",
+            "//x",
+            "a",
+            "€",
+            "\u{10ffff}",
         ];
         for a in parts {
             for b in parts {

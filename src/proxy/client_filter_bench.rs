@@ -6,8 +6,9 @@
 //! defaults; pinning on with no pins file), its server having described `echo` by its
 //! `inputSchema` only. Each call is judged by [`Session::on_client_message`] (timed, its
 //! heap allocations counted) and then answered by the server (not timed), as under load.
-//! `perf stat -e instructions:u` of `BENCH_ANSWER=0 BENCH_N=200000` minus `BENCH_N=0` counts
-//! the client side alone (wall-clock timings are noisy on a shared machine).
+//! With `BENCH_ANSWER=0` (no answers; the ids in flight are forgotten instead) the round's
+//! thread CPU time is the client side's alone: wall-clock timings are noisy on a shared
+//! machine.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,6 +50,14 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
+
+/// CPU time of this thread (wall-clock time counts the other helpers' work on a shared machine).
+fn thread_cpu() -> Duration {
+    // SAFETY: clock_gettime into a zeroed timespec.
+    let mut t: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
 
 /// The load generator's call (`capjail-bench` `call()`), without its newline.
 fn call(id: usize) -> Vec<u8> {
@@ -124,7 +133,10 @@ fn bench() {
     let dir = tempfile::tempdir().unwrap();
     let s = session(dir.path());
     assert!(client(&s, br#"{"jsonrpc":"2.0","id":"i","method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"b","version":"1"}}}"#));
-    server(&s, r#"{"jsonrpc":"2.0","id":"i","result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"bench-echo","version":"1"}}}"#);
+    server(
+        &s,
+        r#"{"jsonrpc":"2.0","id":"i","result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"bench-echo","version":"1"}}}"#,
+    );
     client(
         &s,
         br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
@@ -133,7 +145,10 @@ fn bench() {
         &s,
         br#"{"jsonrpc":"2.0","id":"l","method":"tools/list"}"#
     ));
-    server(&s, r#"{"jsonrpc":"2.0","id":"l","result":{"tools":[{"name":"echo","inputSchema":{"type":"object","properties":{"message":{"type":"string"},"bytes":{"type":"integer"}}}}]}}"#);
+    server(
+        &s,
+        r#"{"jsonrpc":"2.0","id":"l","result":{"tools":[{"name":"echo","inputSchema":{"type":"object","properties":{"message":{"type":"string"},"bytes":{"type":"integer"}}}}]}}"#,
+    );
     let n: usize = std::env::var("BENCH_N")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -148,9 +163,21 @@ fn bench() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
+    // What the strict parse alone costs of it.
+    for round in 0..rounds {
+        let cpu = thread_cpu();
+        for line in &lines {
+            std::hint::black_box(crate::jsonrpc::parse_strict(line, 64).unwrap());
+        }
+        eprintln!(
+            "round {round}: parse_strict alone {:.0} ns/call (thread CPU)",
+            (thread_cpu() - cpu).as_nanos() as f64 / n as f64
+        );
+    }
     for round in 0..rounds {
         let mut spent = Duration::ZERO;
         let mut allocations = 0;
+        let cpu = thread_cpu();
         for (line, answer) in lines.iter().zip(&answers) {
             let a = ALLOCATIONS.load(Ordering::Relaxed);
             let t = Instant::now();
@@ -164,10 +191,13 @@ fn bench() {
                 s.forget_in_flight();
             }
         }
+        let cpu = thread_cpu() - cpu;
         eprintln!(
-            "round {round}: {:.0} ns/call, {:.1} allocations/call (client side, {n} calls)",
+            "round {round}: {:.0} ns/call wall, {:.1} allocations/call (client side, {n} calls); thread CPU of the round {:.0} ns/call{}",
             spent.as_nanos() as f64 / n as f64,
-            allocations as f64 / n as f64
+            allocations as f64 / n as f64,
+            cpu.as_nanos() as f64 / n as f64,
+            if answered { " (with the answers)" } else { "" }
         );
     }
 }
