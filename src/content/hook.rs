@@ -126,17 +126,15 @@ pub(crate) fn on_request(
     for e in &events {
         st.flows.observe(&policy.flows, e, now);
     }
-    if id.is_some() {
-        if st.requests.len() < MAX_REQUESTS {
-            st.requests.insert(
-                id_text.clone(),
-                RequestInfo {
-                    tool,
-                    sensitive,
-                    id: id_text,
-                },
-            );
-        }
+    if id.is_some() && st.requests.len() < MAX_REQUESTS {
+        st.requests.insert(
+            id_text.clone(),
+            RequestInfo {
+                tool,
+                sensitive,
+                id: id_text,
+            },
+        );
     }
     (decision, notes)
 }
