@@ -150,7 +150,7 @@ fn decide_tool_call(ctx: &Context, params: Option<&Value>) -> Decision {
         );
     };
     let name = match params.get("name") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::String(s)) if !s.is_empty() => s.as_str(),
         _ => {
             return Decision::deny(
                 M,
@@ -170,7 +170,7 @@ fn decide_tool_call(ctx: &Context, params: Option<&Value>) -> Decision {
         Some(_) => {
             return Decision::deny(
                 M,
-                Some(name),
+                Some(name.to_string()),
                 vec![],
                 Denial::new(
                     RuleId::ProtocolToolArguments,
@@ -179,9 +179,9 @@ fn decide_tool_call(ctx: &Context, params: Option<&Value>) -> Decision {
             )
         }
     };
-    let tool = Some(name.clone());
+    let tool = Some(name.to_string());
 
-    if let Err(r) = check_tool(&name, &ctx.policy.tools) {
+    if let Err(r) = check_tool(name, &ctx.policy.tools) {
         let d = match r {
             ToolRefusal::NotAllowed => Denial::new(
                 RuleId::ToolsAllowed,
@@ -195,7 +195,7 @@ fn decide_tool_call(ctx: &Context, params: Option<&Value>) -> Decision {
         return Decision::deny(M, tool, vec![], d);
     }
 
-    let spec = match ctx.catalog.tool(&name) {
+    let spec = match ctx.catalog.tool(name) {
         Some(s) => s,
         None if ctx.policy.restricts_filesystem() || ctx.policy.restricts_network() => {
             return Decision::deny(M, tool, vec![], Denial::new(RuleId::ProfileUnknownTool, format!(
@@ -531,7 +531,15 @@ fn looks_like_path(s: &str) -> bool {
         || s.starts_with("..\\")
         || s.contains("/../")
         || s.ends_with("/..")
-        || s.to_ascii_lowercase().starts_with("file:")
+        || starts_with_ignore_ascii_case(s, "file:")
+}
+
+/// `s.to_ascii_lowercase().starts_with(prefix)` for a lower-case ASCII `prefix`, without the
+/// copy (ASCII lower-casing keeps every other byte as it is).
+fn starts_with_ignore_ascii_case(s: &str, prefix: &str) -> bool {
+    s.as_bytes()
+        .get(..prefix.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(prefix.as_bytes()))
 }
 
 /// Walk a value; check every string that looks like a path or a URL. `uri_context`: the value
@@ -547,11 +555,13 @@ fn scan_value(
         Value::String(s) => {
             // Judge the string as URL parsers read it (WHATWG: `" file:..."`, `"fi\tle:..."`).
             let norm = super::uri::url_normalize(s);
-            let lower = norm.to_ascii_lowercase();
-            if lower.starts_with("file:") {
+            if starts_with_ignore_ascii_case(&norm, "file:") {
                 out.extend(path_access(ctx, fs_capability, s, None)?);
             } else if looks_like_url(&norm) {
-                if lower.starts_with("http://") || lower.starts_with("https://") || !uri_context {
+                if starts_with_ignore_ascii_case(&norm, "http://")
+                    || starts_with_ignore_ascii_case(&norm, "https://")
+                    || !uri_context
+                {
                     if let Some(a) = url_access(ctx, "network.fetch", s)? {
                         out.push(a);
                     }

@@ -25,11 +25,10 @@ pub(crate) fn check_tool(name: &str, policy: &ToolPolicy) -> Result<(), ToolRefu
             }
         }
         ToolsMode::Blocklist => {
-            let wanted = loose(name);
             match policy
                 .blocked
                 .iter()
-                .find(|b| *b == name || loose(b) == wanted)
+                .find(|b| *b == name || loose_eq(name, b))
             {
                 Some(b) => Err(ToolRefusal::Blocked(b.clone())),
                 None => Ok(()),
@@ -43,6 +42,21 @@ fn loose(name: &str) -> String {
     name.trim().to_lowercase().replace('-', "_")
 }
 
+/// `loose(a) == loose(b)`, without building either when both are ASCII (every call checks the
+/// name against each blocked entry: no allocation for the usual names). For ASCII text
+/// `to_lowercase` is `to_ascii_lowercase` and `trim` removes the same characters.
+fn loose_eq(a: &str, b: &str) -> bool {
+    if !(a.is_ascii() && b.is_ascii()) {
+        return loose(a) == loose(b);
+    }
+    let fold = |c: &u8| match c.to_ascii_lowercase() {
+        b'-' => b'_',
+        c => c,
+    };
+    let (a, b) = (a.trim().as_bytes(), b.trim().as_bytes());
+    a.len() == b.len() && a.iter().map(fold).eq(b.iter().map(fold))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,6 +67,44 @@ mod tests {
             allowed: allowed.iter().map(|s| s.to_string()).collect(),
             blocked: blocked.iter().map(|s| s.to_string()).collect(),
             hide_blocked: true,
+        }
+    }
+
+    #[test]
+    fn loose_comparison_agrees_with_building_both() {
+        let names = [
+            "run_shell",
+            "Run-Shell",
+            " run_shell\t",
+            "RUN_SHELL ",
+            "run__shell",
+            "runshell",
+            "run_shel",
+            "",
+            " ",
+            "-",
+            "_",
+            "\u{b}run-shell\u{c}",
+            "r\u{0130}n",
+            "rİn",
+            "RUN\u{3a3}",
+            "run\u{3c3}",
+            "run\u{3c2}",
+            "\u{a0}run_shell",
+            "run_shell\u{85}",
+            "Straße",
+            "STRASSE",
+            "k",
+            "\u{212a}",
+            "x-y",
+            "X_Y",
+            "x_y ",
+            "\r\nx-y",
+        ];
+        for a in names {
+            for b in names {
+                assert_eq!(loose_eq(a, b), loose(a) == loose(b), "{a:?} {b:?}");
+            }
         }
     }
 

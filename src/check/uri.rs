@@ -9,6 +9,15 @@
 /// The string as a URL parser sees it: C0 controls and spaces trimmed at both ends, tabs and
 /// newlines removed anywhere. Borrowed when nothing changes.
 pub(crate) fn url_normalize(s: &str) -> std::borrow::Cow<'_, str> {
+    // The usual string needs nothing: bytes, not chars (only ASCII characters are `<= ' '`,
+    // and the last byte of any other character is above it too).
+    let b = s.as_bytes();
+    if b.first().is_none_or(|&c| c > b' ')
+        && b.last().is_none_or(|&c| c > b' ')
+        && memchr::memchr3(b'\t', b'\r', b'\n', b).is_none()
+    {
+        return std::borrow::Cow::Borrowed(s);
+    }
     let trimmed = s.trim_matches(|c: char| c <= ' ');
     if trimmed.len() == s.len() && !trimmed.contains(['\t', '\r', '\n']) {
         return std::borrow::Cow::Borrowed(s);
@@ -101,6 +110,48 @@ pub(crate) fn file_uri_paths(s: &str) -> Result<Vec<String>, FileUriError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `url_normalize` without its fast path (what it was before it read bytes).
+    fn normalize_by_chars(s: &str) -> String {
+        s.trim_matches(|c: char| c <= ' ')
+            .chars()
+            .filter(|c| !matches!(c, '\t' | '\r' | '\n'))
+            .collect()
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_char_reading() {
+        let parts = [
+            "",
+            " ",
+            "\t",
+            "\r",
+            "\n",
+            "\u{0}",
+            "\u{1f}",
+            "\u{7f}",
+            "\u{85}",
+            "\u{a0}",
+            "\u{2028}",
+            "é",
+            "file:",
+            "//x",
+            "a",
+            "€",
+            "\u{10ffff}",
+        ];
+        for a in parts {
+            for b in parts {
+                for c in parts {
+                    let s = format!("{a}{b}{c}");
+                    let n = url_normalize(&s);
+                    assert_eq!(n, normalize_by_chars(&s), "{s:?}");
+                    // Borrowed exactly when nothing changes.
+                    assert_eq!(matches!(n, std::borrow::Cow::Borrowed(_)), n == s, "{s:?}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn url_parsers_strip_controls_and_remove_tabs() {

@@ -51,8 +51,9 @@ pub(crate) fn on_request(
         }
     }
     let tool = decision.tool.clone();
+    // The id's key (its JSON text): what the result is found by, and what flows name.
     let id_text = id
-        .map(|i| i.to_string())
+        .map(crate::proxy::session::id_key)
         .unwrap_or_else(|| "notification".into());
     if c.enabled && !tool.as_ref().is_some_and(|t| c.exempt_tools.contains(t)) {
         let exempt = |host: &str, port: u16| {
@@ -125,17 +126,15 @@ pub(crate) fn on_request(
     for e in &events {
         st.flows.observe(&policy.flows, e, now);
     }
-    if let Some(id) = id {
-        if st.requests.len() < MAX_REQUESTS {
-            st.requests.insert(
-                crate::proxy::session::id_key(id),
-                RequestInfo {
-                    tool,
-                    sensitive,
-                    id: id_text,
-                },
-            );
-        }
+    if id.is_some() && st.requests.len() < MAX_REQUESTS {
+        st.requests.insert(
+            id_text.clone(),
+            RequestInfo {
+                tool,
+                sensitive,
+                id: id_text,
+            },
+        );
     }
     (decision, notes)
 }

@@ -123,13 +123,18 @@ impl<'de> Visitor<'de> for Seed {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
             let v = map.next_value_seed(inner)?;
-            if out.contains_key(&key) {
-                return Err(A::Error::custom(format_args!(
-                    "{DUP}`{}`",
-                    key.escape_debug()
-                )));
+            // One search of the map per member (the check and the insertion).
+            match out.entry(key) {
+                serde_json::map::Entry::Vacant(e) => {
+                    e.insert(v);
+                }
+                serde_json::map::Entry::Occupied(e) => {
+                    return Err(A::Error::custom(format_args!(
+                        "{DUP}`{}`",
+                        e.key().escape_debug()
+                    )));
+                }
             }
-            out.insert(key, v);
         }
         Ok(Value::Object(out))
     }

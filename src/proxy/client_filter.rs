@@ -107,8 +107,8 @@ impl ClientFilter {
 
     /// The records built while judging the last line, in order (for the transport to write
     /// before it carries out the line's outcome).
-    pub(crate) fn take_records(&mut self) -> Vec<Record> {
-        std::mem::take(&mut self.scratch.records)
+    pub(crate) fn drain_records(&mut self) -> std::vec::Drain<'_, Record> {
+        self.scratch.records.drain(..)
     }
 
     pub(crate) fn on_line(&mut self, line: &[u8]) -> std::io::Result<Outcome> {
@@ -272,18 +272,25 @@ impl ClientFilter {
                     return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: ids starting with \"capjail:\" are reserved for capjail's own requests (refused by capjail)", RuleId::ProtocolReservedId.data()))));
                 }
                 let key = id_key(id);
-                if self.state().pending.contains_key(&key) {
-                    tracing::warn!(id = %key, "refused a request whose id is already in flight");
-                    return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: this id is already in use by a request in flight (refused by capjail)", RuleId::ProtocolDuplicateId.data()))));
-                }
-                if self.scratch.single
-                    && !self.scratch.rejudging
-                    && method == "tools/call"
-                    && crate::trust::listing::must_hold(&self.shared, id, params)
-                {
-                    return Ok(One::HeldForListing);
-                }
-                let decided = self.decide_and_record(Some(id), method, params)?;
+                // One look at the session state before deciding: the id, the listing, the
+                // snapshot (the field, not `state()`: `self.paths` changes while it is held).
+                let snapshot = {
+                    let mut shared = self.shared.lock().expect("shared state");
+                    if shared.pending.contains_key(&key) {
+                        drop(shared);
+                        tracing::warn!(id = %key, "refused a request whose id is already in flight");
+                        return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: this id is already in use by a request in flight (refused by capjail)", RuleId::ProtocolDuplicateId.data()))));
+                    }
+                    if self.scratch.single
+                        && !self.scratch.rejudging
+                        && method == "tools/call"
+                        && crate::trust::listing::must_hold_locked(&mut shared, id, params)
+                    {
+                        return Ok(One::HeldForListing);
+                    }
+                    snapshot(&mut self.paths, &mut shared, method, params)
+                };
+                let decided = self.decide_and_record(Some(id), method, params, snapshot)?;
                 if method == "initialize" {
                     if let Some(a) = &self.approvals {
                         a.note_initialize(params);
@@ -293,17 +300,24 @@ impl ClientFilter {
                     return self.gate(id, params, decision, question);
                 }
                 if decided.allowed {
-                    crate::trust::listing::on_client_message(&self.shared, method, params);
-                }
-                let mut shared = self.state();
-                if decided.allowed {
                     let pending = match method {
                         "initialize" | "server/discover" => Pending::Initialize,
                         "tools/list" => Pending::ToolsList,
                         _ => Pending::Plain,
                     };
-                    shared.pending.insert(key, pending);
-                    drop(shared);
+                    let start = {
+                        let mut shared = self.state();
+                        let start = crate::trust::listing::on_client_message_locked(
+                            &mut shared,
+                            method,
+                            params,
+                        );
+                        shared.pending.insert(key, pending);
+                        start
+                    };
+                    if start {
+                        crate::trust::listing::start_listing(&self.shared);
+                    }
                     // 2026-07-28: roots travel in `inputResponses` of a retried request too.
                     if params.and_then(|p| p.get("inputResponses")).is_some() {
                         let rewritten = super::roots::narrow_input_responses(v, &self.policy);
@@ -330,7 +344,7 @@ impl ClientFilter {
                     }
                     Ok(One::Allowed)
                 } else {
-                    shared.remember_refused(key);
+                    self.state().remember_refused(key);
                     Ok(One::Refused(decided.refusal))
                 }
             }
@@ -353,7 +367,13 @@ impl ClientFilter {
                         }
                     }
                 }
-                let decided = self.decide_and_record(None, method, params)?;
+                let snapshot = snapshot(
+                    &mut self.paths,
+                    &mut self.shared.lock().expect("shared state"),
+                    method,
+                    params,
+                );
+                let decided = self.decide_and_record(None, method, params, snapshot)?;
                 if decided.allowed {
                     crate::trust::listing::on_client_message(&self.shared, method, params);
                 }
@@ -412,38 +432,16 @@ impl ClientFilter {
         }
     }
 
-    fn decide_and_record(
+    fn decide_and_record<'a>(
         &mut self,
         id: Option<&Value>,
         method: &str,
-        params: Option<&Value>,
+        params: Option<&'a Value>,
+        snapshot: Snapshot<'a>,
     ) -> std::io::Result<Decided> {
+        // Decide WITHOUT the session lock: a decision may resolve a host name, and the
+        // server->client pump must not wait for that. The same snapshot goes to the audit log.
         let started = Instant::now();
-        // Snapshot the one tool description the decision can need, then decide WITHOUT the
-        // session lock: a decision may resolve a host name, and the server->client pump must
-        // not wait for that. The same snapshot goes to the audit log.
-        let snapshot = {
-            // The field, not `state()`: `self.paths` changes while the lock is held.
-            let mut shared = self.shared.lock().expect("shared state");
-            let tool = (method == "tools/call")
-                .then(|| params.and_then(|p| p.get("name")).and_then(Value::as_str))
-                .flatten();
-            // How this server reads paths (its profile may be known only since `initialize`).
-            match shared.catalog.profile() {
-                Some(p) if p.paths != self.paths.readings => self.paths.readings = p.paths.clone(),
-                _ => {}
-            }
-            // Shared, not copied (`SessionCatalog::shared_tool`).
-            let spec = tool.and_then(|t| Some((t, shared.catalog.shared_tool(t)?)));
-            let trust = tool.and_then(|t| crate::trust::hooks::call_verdict(&shared, t));
-            (
-                super::catalog::CallSnapshot {
-                    profile_name: shared.catalog.shared_profile_name(),
-                    tool: spec,
-                },
-                trust,
-            )
-        };
         let (snapshot, trust) = snapshot;
         let ctx = Context {
             policy: &self.policy,
@@ -457,13 +455,27 @@ impl ClientFilter {
         // Content checks and flows, on what the capability decision allowed (src/content).
         let (decision, notes) = {
             let mut shared = self.state();
-            crate::content::hook::on_request(
+            let (decision, notes) = crate::content::hook::on_request(
                 &self.policy,
                 &mut shared.content,
                 id,
                 decision,
                 params,
-            )
+            );
+            if let Some(id) = id {
+                // An environment read: its answer keeps only the variables the rule names.
+                match crate::check::env_read::readable(&self.policy, &decision) {
+                    Some(r) => {
+                        shared.env_reads.insert(id_key(id), r);
+                    }
+                    // Nothing to forget (the common case: no key to build).
+                    None if shared.env_reads.is_empty() => {}
+                    None => {
+                        shared.env_reads.remove(&id_key(id));
+                    }
+                };
+            }
+            (decision, notes)
         };
         for note in &notes {
             tracing::warn!("content finding recorded: {note}");
@@ -471,21 +483,6 @@ impl ClientFilter {
                 id: id.cloned(),
                 ..FilterRecord::flagged(Direction::ClientToServer, note.clone())
             }))?;
-        }
-        if let Some(id) = id {
-            // An environment read: its answer keeps only the variables the rule names.
-            let readable = crate::check::env_read::readable(&self.policy, &decision);
-            let mut shared = self.shared.lock().expect("shared state");
-            match readable {
-                Some(r) => {
-                    shared.env_reads.insert(id_key(id), r);
-                }
-                // Nothing to forget (the common case: no key to build).
-                None if shared.env_reads.is_empty() => {}
-                None => {
-                    shared.env_reads.remove(&id_key(id));
-                }
-            };
         }
         let micros = started.elapsed().as_micros() as u64;
         if let Some(d) = &decision.denial {
@@ -534,6 +531,41 @@ impl ClientFilter {
     }
 }
 
+/// What a decision reads of the session state, taken under its lock: the catalog's snapshot
+/// and the tool's trust verdict.
+type Snapshot<'a> = (
+    super::catalog::CallSnapshot<'a>,
+    Option<crate::trust::assess::CallVerdict>,
+);
+
+/// Snapshot the one tool description the decision can need (shared, not copied:
+/// `SessionCatalog::shared_tool`), the profile's name and the tool's trust verdict; bring
+/// `paths` up to date with how this server reads paths (its profile may be known only since
+/// `initialize`).
+fn snapshot<'a>(
+    paths: &mut PathContext,
+    shared: &mut Shared,
+    method: &str,
+    params: Option<&'a Value>,
+) -> Snapshot<'a> {
+    let tool = (method == "tools/call")
+        .then(|| params.and_then(|p| p.get("name")).and_then(Value::as_str))
+        .flatten();
+    match shared.catalog.profile() {
+        Some(p) if p.paths != paths.readings => paths.readings = p.paths.clone(),
+        _ => {}
+    }
+    let spec = tool.and_then(|t| Some((t, shared.catalog.shared_tool(t)?)));
+    let trust = tool.and_then(|t| crate::trust::hooks::call_verdict(shared, t));
+    (
+        super::catalog::CallSnapshot {
+            profile_name: shared.catalog.shared_profile_name(),
+            tool: spec,
+        },
+        trust,
+    )
+}
+
 /// A decision as the filter needs it once the record is handed over.
 struct Decided {
     /// A call a `require_approval` rule gates (and an approval channel exists).
@@ -561,7 +593,7 @@ impl ClientFilter {
         }))
     }
 
-    /// A record a stage built: returned with the line's outcome (`take_records`), written by
+    /// A record a stage built: returned with the line's outcome (`drain_records`), written by
     /// the transport before the outcome takes effect.
     fn write(&mut self, record: Record) -> std::io::Result<()> {
         self.scratch.records.push(record);
@@ -858,3 +890,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "client_filter_bench.rs"]
+mod bench;

@@ -125,9 +125,8 @@ impl Session {
         }
         let mut client = self.client.lock().map_err(|_| poisoned("client filter"))?;
         let outcome = client.on_line(line)?;
-        let records = client.take_records();
-        drop(client);
-        Ok(client_outputs(records, outcome))
+        // Drained, not taken: the filter keeps its buffer for the next line.
+        Ok(client_outputs(client.drain_records(), outcome))
     }
 
     /// A client line longer than the limit (the transport did not keep it).
@@ -217,12 +216,12 @@ impl Session {
                 .map_err(|_| poisoned("shared state"))?
                 .pending
                 .remove(&id_key(&call.id));
-            let (records, outcome) = {
+            let outputs = {
                 let mut client = client.lock().map_err(|_| poisoned("client filter"))?;
                 let outcome = client.rejudge(&call.line)?;
-                (client.take_records(), outcome)
+                client_outputs(client.drain_records(), outcome)
             };
-            for o in client_outputs(records, outcome) {
+            for o in outputs {
                 match o {
                     Output::Forward => outbox.send_to_server(&call.line)?,
                     Output::ToServer(line) => outbox.send_to_server(&line)?,
@@ -254,9 +253,9 @@ fn write_record(recorder: &SharedRecorder, r: Record, quiet: bool) -> io::Result
 
 /// The outputs of the client filter's outcome: the records its stages built first, then what
 /// to send.
-fn client_outputs(records: Vec<Record>, outcome: Outcome) -> Vec<Output> {
+fn client_outputs(records: impl ExactSizeIterator<Item = Record>, outcome: Outcome) -> Vec<Output> {
     let mut out: Vec<Output> = Vec::with_capacity(records.len() + 1);
-    out.extend(records.into_iter().map(Output::Record));
+    out.extend(records.map(Output::Record));
     match outcome {
         Outcome::Forward => out.push(Output::Forward),
         Outcome::ForwardRewritten(line) => out.push(Output::ToServer(line)),

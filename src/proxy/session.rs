@@ -91,5 +91,33 @@ impl Shared {
 
 /// The key of a JSON-RPC id: its canonical JSON text, so `1` and `"1"` differ and escapes do not.
 pub(crate) fn id_key(id: &Value) -> String {
-    id.to_string()
+    match id {
+        // The usual id: its digits straight (the same text as serialising the value).
+        Value::Number(n) if n.is_u64() || n.is_i64() => n.to_string(),
+        _ => id.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_keys_are_the_values_text() {
+        for id in [
+            serde_json::json!(0),
+            serde_json::json!(7),
+            serde_json::json!(-1),
+            serde_json::json!(u64::MAX),
+            serde_json::json!(i64::MIN),
+            serde_json::json!(1.5),
+            serde_json::json!(1e300),
+            serde_json::json!("1"),
+            serde_json::json!("a\"\u{1}é"),
+            serde_json::json!(null),
+            serde_json::json!({"k": [1, "x"]}),
+        ] {
+            assert_eq!(id_key(&id), id.to_string());
+        }
+    }
 }

@@ -12,11 +12,12 @@ pub(crate) fn gate_call(decision: Decision, verdict: Option<&CallVerdict>) -> De
     if !decision.is_allowed() {
         return decision;
     }
-    let tool = decision.tool.clone().unwrap_or_default();
     let denial = match verdict {
         None | Some(CallVerdict::Allow) => return decision,
         Some(CallVerdict::Refuse { rule, reason }) => Denial::new(rule.clone(), reason.clone()),
-        Some(CallVerdict::Approve { rule, reason }) => request_approval(&tool, rule, reason),
+        Some(CallVerdict::Approve { rule, reason }) => {
+            request_approval(decision.tool.as_deref().unwrap_or_default(), rule, reason)
+        }
     };
     Decision {
         verdict: Verdict::Deny,

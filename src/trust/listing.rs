@@ -19,7 +19,7 @@ use crate::policy::Policy;
 use crate::proxy::client_filter::{refusal, SharedState};
 use crate::proxy::outbox::{Answer, Outbox};
 use crate::proxy::recorder::SharedRecorder;
-use crate::proxy::session::{id_key, Pending};
+use crate::proxy::session::{id_key, Pending, Shared};
 
 /// Most pages followed in one listing (a server that pages for ever is cut off).
 const MAX_PAGES: usize = 1000;
@@ -70,22 +70,31 @@ pub(crate) struct ListingState {
 /// The client sent a request or notification the proxy allowed: note the generation and
 /// start the first listing when the session is ready for it.
 pub(crate) fn on_client_message(shared: &SharedState, method: &str, params: Option<&Value>) {
-    let start = {
-        let mut s = shared.lock().expect("shared state");
-        let Some(t) = s.trust.as_mut() else { return };
-        let l = &mut t.listing;
-        if note_meta(l, params) {
-            l.ready = true;
-        }
-        if method == "notifications/initialized" {
-            l.ready = true;
-            false
-        } else {
-            l.ready && !l.started && method != "initialize" && method != "server/discover"
-        }
-    };
+    let start = on_client_message_locked(&mut shared.lock().expect("shared state"), method, params);
     if start {
         start_listing(shared);
+    }
+}
+
+/// [`on_client_message`] under a lock the caller holds (with its other updates of the
+/// session state). Returns whether the caller must [`start_listing`] once it has let go.
+pub(crate) fn on_client_message_locked(
+    s: &mut Shared,
+    method: &str,
+    params: Option<&Value>,
+) -> bool {
+    let Some(t) = s.trust.as_mut() else {
+        return false;
+    };
+    let l = &mut t.listing;
+    if note_meta(l, params) {
+        l.ready = true;
+    }
+    if method == "notifications/initialized" {
+        l.ready = true;
+        false
+    } else {
+        l.ready && !l.started && method != "initialize" && method != "server/discover"
     }
 }
 
@@ -123,11 +132,10 @@ pub(crate) fn on_list_changed(shared: &SharedState) {
 
 /// Should this `tools/call` wait for a listing? (Only single messages, only when the tool
 /// was not assessed yet.) If so, its id is reserved as in flight.
-pub(crate) fn must_hold(shared: &SharedState, id: &Value, params: Option<&Value>) -> bool {
+pub(crate) fn must_hold_locked(s: &mut Shared, id: &Value, params: Option<&Value>) -> bool {
     let Some(tool) = params.and_then(|p| p.get("name")).and_then(Value::as_str) else {
         return false;
     };
-    let mut s = shared.lock().expect("shared state");
     let hold = match s.trust.as_ref() {
         Some(t) => t.listing.decider.is_some() && !t.knows(tool),
         None => false,
@@ -157,7 +165,7 @@ pub(crate) fn hold(shared: &SharedState, call: HeldCall) {
     }
 }
 
-fn start_listing(shared: &SharedState) {
+pub(crate) fn start_listing(shared: &SharedState) {
     let (outbox, meta) = {
         let mut s = shared.lock().expect("shared state");
         let Some(t) = s.trust.as_mut() else { return };
