@@ -917,6 +917,15 @@ pub(crate) mod tests {
         v.push(words.repeat(300));
         v.push(format!("{}{}", "abandon ".repeat(5000), words));
         v.push(format!("{}{}", "x".repeat(100_000), words));
+        let w: Vec<&str> = words.split(' ').filter(|w| !w.is_empty()).collect();
+        for lead in 0..26 {
+            let pre = "zz ".repeat(lead);
+            v.push(format!("{pre}{words}"));
+            v.push(format!("{pre}abandon {words}zz {words}"));
+            v.push(format!("{pre}{} \u{e9} {}", w[..5].join(" "), words));
+            v.push(format!("{pre}{}, {} qq", w[..lead % 12].join(", "), words));
+            v.push(format!("{pre}{}{words}", "able ".repeat(lead)));
+        }
         v
     }
 
