@@ -45,10 +45,7 @@ pub(crate) fn run_len_short(
         return 0;
     }
     let stop = end.min(from + 64);
-    let mut i = from;
-    while i < stop && scalar(b[i]) {
-        i += 1;
-    }
+    let mut i = from + b[from..stop].iter().take_while(|&&c| scalar(c)).count();
     if i == stop && i < end {
         i += run_len(b, i, end - i, block);
     }

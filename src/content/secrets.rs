@@ -595,7 +595,8 @@ pub(crate) fn wif_keys(text: &str, out: &mut Vec<Hit>) {
             continue;
         }
         let len = run_len_short(b, at, usize::MAX, |c| c.is_ascii_alphanumeric(), alnum);
-        let last = (len - 1) / 200 * 200;
+        // (Words are short: no division for them.)
+        let last = if len > 200 { (len - 1) / 200 * 200 } else { 0 };
         let (i, n) = (at + last, len - last);
         at += len;
         if (n == 51 && b[i] == b'5') || (n == 52 && (b[i] == b'K' || b[i] == b'L')) {
