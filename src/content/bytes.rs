@@ -29,6 +29,41 @@ pub(crate) fn run_len(b: &[u8], from: usize, cap: usize, class: impl Fn(u8) -> b
     i
 }
 
+/// [`run_len`] for runs that are usually short (words): the first 64 bytes one at a time with
+/// `scalar` (no block set-up for a three-letter word), blocks with `block` (the same class,
+/// written branch-free so that it vectorises) only once the run is longer (a 1 MiB token).
+#[inline(always)]
+pub(crate) fn run_len_short(
+    b: &[u8],
+    from: usize,
+    cap: usize,
+    scalar: impl Fn(u8) -> bool,
+    block: impl Fn(u8) -> bool,
+) -> usize {
+    let end = from.saturating_add(cap).min(b.len());
+    if from >= end {
+        return 0;
+    }
+    let stop = end.min(from + 64);
+    let mut i = from + b[from..stop].iter().take_while(|&&c| scalar(c)).count();
+    if i == stop && i < end {
+        i += run_len(b, i, end - i, block);
+    }
+    i - from
+}
+
+/// `[A-Za-z0-9]`, branch-free (vectorises in [`run_len`]).
+#[inline(always)]
+pub(crate) fn alnum(c: u8) -> bool {
+    (c.wrapping_sub(b'0') < 10) | ((c | 0x20).wrapping_sub(b'a') < 26)
+}
+
+/// `[A-Za-z]`, branch-free.
+#[inline(always)]
+pub(crate) fn alpha(c: u8) -> bool {
+    (c | 0x20).wrapping_sub(b'a') < 26
+}
+
 /// The first non-ASCII byte at or after `from`, if any.
 #[inline]
 pub(crate) fn next_non_ascii(b: &[u8], from: usize) -> Option<usize> {
@@ -40,13 +75,11 @@ pub(crate) fn next_non_ascii(b: &[u8], from: usize) -> Option<usize> {
 mod tests {
     use super::*;
 
-    fn alnum(c: u8) -> bool {
-        (c.wrapping_sub(b'0') < 10) | ((c | 0x20).wrapping_sub(b'a') < 26)
-    }
-
     #[test]
     fn runs_across_block_boundaries_and_caps() {
-        for len in [0usize, 1, 31, 32, 33, 63, 64, 65, 200, 1000] {
+        for len in [
+            0usize, 1, 31, 32, 33, 63, 64, 65, 95, 96, 97, 128, 200, 1000,
+        ] {
             for stop in [
                 None,
                 Some(0usize),
@@ -55,6 +88,9 @@ mod tests {
                 Some(32),
                 Some(33),
                 Some(64),
+                Some(65),
+                Some(95),
+                Some(97),
             ] {
                 let mut v = vec![b'x'; len];
                 if let Some(s) = stop.filter(|&s| s < len) {
@@ -62,16 +98,34 @@ mod tests {
                 }
                 let want = v.iter().take_while(|c| c.is_ascii_alphanumeric()).count();
                 assert_eq!(run_len(&v, 0, usize::MAX, alnum), want, "{len} {stop:?}");
-                for cap in [0usize, 5, 32, 40, 200] {
+                assert_eq!(
+                    run_len_short(&v, 0, usize::MAX, |c| c.is_ascii_alphanumeric(), alnum),
+                    want,
+                    "{len} {stop:?}"
+                );
+                for cap in [0usize, 5, 32, 40, 63, 64, 65, 100, 200] {
                     assert_eq!(run_len(&v, 0, cap, alnum), want.min(cap), "{len} {cap}");
+                    assert_eq!(
+                        run_len_short(&v, 0, cap, |c| c.is_ascii_alphanumeric(), alnum),
+                        want.min(cap),
+                        "{len} {cap}"
+                    );
                 }
-                for from in [0usize, 1, 7, 33] {
+                for from in [0usize, 1, 7, 33, 64, 65] {
                     let want = v.get(from..).map_or(0, |r| {
                         r.iter().take_while(|c| c.is_ascii_alphanumeric()).count()
                     });
                     assert_eq!(run_len(&v, from, usize::MAX, alnum), want);
+                    assert_eq!(
+                        run_len_short(&v, from, usize::MAX, |c| c.is_ascii_alphanumeric(), alnum),
+                        want
+                    );
                 }
             }
+        }
+        for c in 0..=255u8 {
+            assert_eq!(alnum(c), c.is_ascii_alphanumeric(), "{c}");
+            assert_eq!(alpha(c), c.is_ascii_alphabetic(), "{c}");
         }
         // A non-ASCII byte at the very end, or in the middle of a block.
         let mut s = "a".repeat(70).into_bytes();

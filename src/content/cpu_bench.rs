@@ -1,8 +1,6 @@
 //! CPU cost of the result checks, per MiB of text, printed (no timed assertions). Run with
 //! `cargo test --release --lib content::cpu_bench -- --ignored --nocapture`.
 
-use std::time::Instant;
-
 use super::config::compile_content;
 use super::known::KnownSecrets;
 
@@ -46,13 +44,24 @@ fn prose(len: usize) -> String {
     s
 }
 
+/// This thread's CPU time in seconds (the machine is shared: wall time counts the others).
+fn cpu_secs() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime into a valid timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
 fn ms_per_mib(text: &str, rounds: usize, f: &mut dyn FnMut(&str)) -> f64 {
     f(text);
-    let t = Instant::now();
+    let t = cpu_secs();
     for _ in 0..rounds {
         f(text);
     }
-    t.elapsed().as_secs_f64() * 1e3 / rounds as f64 / (text.len() as f64 / (1 << 20) as f64)
+    (cpu_secs() - t) * 1e3 / rounds as f64 / (text.len() as f64 / (1 << 20) as f64)
 }
 
 #[test]
@@ -100,4 +109,95 @@ fn content_cpu() {
             "content-cpu {name}: text_is_clean {clean:.3} ms/MiB (secrets {sec:.3} [wif {wif:.3}, seed {seed:.3}], known {kn:.3}, tokens {tok:.3}, injection {inj:.3}, hidden {hid:.3})"
         );
     }
+}
+
+/// The answers `capjail-bench echo-server` writes (the same `json!` values, serialised the
+/// same way): a `large N BYTES` answer holds `BYTES` of `x`, a pipelined one a short sentence.
+pub(super) fn echo_answer(id: u64, bytes: usize) -> Vec<u8> {
+    let text = if bytes > 0 {
+        "x".repeat(bytes)
+    } else {
+        "echo: the quick brown fox jumps over the lazy dog".to_string()
+    };
+    let result = serde_json::json!({"content": [{"type": "text", "text": text}]});
+    let resp = serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result});
+    serde_json::to_vec(&resp).unwrap()
+}
+
+fn bench_policy() -> (crate::policy::Policy, super::SessionContent) {
+    use crate::policy::{load_str, PolicySource};
+    let policy = load_str(
+        "name: b\nfilesystem: {mode: any}\nnetwork: {mode: none}\ntools: {mode: blocklist, blocked: [run_shell]}\n",
+        PolicySource::Inline,
+    )
+    .unwrap();
+    assert!(policy.content.enabled);
+    (policy, super::SessionContent::default())
+}
+
+fn one_result(policy: &crate::policy::Policy, st: &mut super::SessionContent, line: &[u8]) {
+    st.requests.insert(
+        "7".into(),
+        super::RequestInfo {
+            tool: Some("echo".into()),
+            sensitive: None,
+            id: "7".into(),
+        },
+    );
+    let r = super::hook::on_result(policy, st, "7", line);
+    assert_eq!(r, super::hook::ResultOutcome::Forward);
+}
+
+/// The whole result hook (`hook::on_result`) on the bench's answers, with the realistic
+/// bench policy's content defaults: ms per MiB for the large answers, ns per small answer.
+#[test]
+#[ignore = "timing, printed only"]
+fn content_cpu_bench_payloads() {
+    let (policy, mut st) = bench_policy();
+    let mut one = |line: &[u8]| one_result(&policy, &mut st, line);
+    for bytes in [1usize << 20, 16 << 20] {
+        let line = echo_answer(7, bytes);
+        let rounds = if bytes > 1 << 20 { 5 } else { 40 };
+        let ms = ms_per_mib(std::str::from_utf8(&line).unwrap(), rounds, &mut |s| {
+            one(s.as_bytes())
+        });
+        eprintln!("content-cpu on_result large {bytes}: {ms:.3} ms/MiB");
+    }
+}
+
+/// Per small answer (the pipelined bench's): ns per `hook::on_result`.
+#[test]
+#[ignore = "timing, printed only"]
+fn content_cpu_bench_small() {
+    let (policy, mut st) = bench_policy();
+    let mut one = |line: &[u8]| one_result(&policy, &mut st, line);
+    let line = echo_answer(7, 0);
+    let n = 400_000;
+    for _ in 0..1000 {
+        one(&line);
+    }
+    let t = cpu_secs();
+    for _ in 0..n {
+        one(&line);
+    }
+    let ns = (cpu_secs() - t) * 1e9 / n as f64;
+    eprintln!(
+        "content-cpu on_result small ({} bytes): {ns:.0} ns/response (incl. request map insert)",
+        line.len()
+    );
+    // The map insert alone, to subtract.
+    let t = cpu_secs();
+    for _ in 0..n {
+        st.requests.insert(
+            "7".into(),
+            super::RequestInfo {
+                tool: Some("echo".into()),
+                sensitive: None,
+                id: "7".into(),
+            },
+        );
+        std::hint::black_box(st.requests.remove("7"));
+    }
+    let ns0 = (cpu_secs() - t) * 1e9 / n as f64;
+    eprintln!("content-cpu request map insert+remove: {ns0:.0} ns");
 }

@@ -581,15 +581,24 @@ fn base58_decode(s: &[u8]) -> Option<Vec<u8>> {
 
 /// Bitcoin WIF private keys: base58check, version 0x80, 51 (`5...`) or 52 (`K...`/`L...`)
 /// characters, checksum verified (so random text does not match).
+///
+/// A run of letters and digits is judged in pieces of 200 (as the byte loop it replaced took
+/// them): every piece but the last is 200 long, so only the last one can be a key, and the
+/// run's length is all that needs counting (a block at a time once it is long).
 pub(crate) fn wif_keys(text: &str, out: &mut Vec<Hit>) {
+    use super::bytes::{alnum, run_len_short};
     let b = text.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if !b[i].is_ascii_alphanumeric() {
-            i += 1;
+    let mut at = 0;
+    while at < b.len() {
+        if !b[at].is_ascii_alphanumeric() {
+            at += 1;
             continue;
         }
-        let n = run(b, i, Alnum, 200);
+        let len = run_len_short(b, at, usize::MAX, |c| c.is_ascii_alphanumeric(), alnum);
+        // (Words are short: no division for them.)
+        let last = if len > 200 { (len - 1) / 200 * 200 } else { 0 };
+        let (i, n) = (at + last, len - last);
+        at += len;
         if (n == 51 && b[i] == b'5') || (n == 52 && (b[i] == b'K' || b[i] == b'L')) {
             if let Some(d) = base58_decode(&b[i..i + n]) {
                 if d.len() >= 37 && d[0] == 0x80 {
@@ -605,7 +614,6 @@ pub(crate) fn wif_keys(text: &str, out: &mut Vec<Hit>) {
                 }
             }
         }
-        i += n.max(1);
     }
 }
 
@@ -732,10 +740,13 @@ fn seed_phrases_by(text: &str, out: &mut Vec<Hit>, word_index: impl Fn(&str) -> 
             i += 1;
             continue;
         }
-        let n = b[i..]
-            .iter()
-            .take_while(|c| c.is_ascii_alphabetic())
-            .count();
+        let n = super::bytes::run_len_short(
+            b,
+            i,
+            usize::MAX,
+            |c| c.is_ascii_alphabetic(),
+            super::bytes::alpha,
+        );
         match word_index(&text[i..i + n]) {
             Some(v) => words.push((v, i, i + n)),
             None => flush(&mut words, out),
@@ -888,9 +899,41 @@ pub(crate) mod tests {
             .collect()
     }
 
+    /// Long runs (the bench's 1 MiB of `x`, keys glued to the end of runs whose lengths fall
+    /// either side of the 200-byte pieces and the 32-byte blocks), long runs of words.
+    pub(crate) fn long_texts() -> Vec<String> {
+        let wif = "5HueCGU8rMjxEXxiPuD5BDku4MkFqeZyd4dZ1jvhTVqvbTLvyTJ";
+        let wif_k = "KwDiBf89QgGbjEhKnhXJuH7LrciVrZi3qYjgd9M7rFU73sVHnoWn";
+        let mut v = vec!["x".repeat(1 << 20), "x".repeat((1 << 16) + 7)];
+        for k in [
+            200usize, 400, 401, 599, 600, 4000, 4001, 20000, 20031, 20032, 20033,
+        ] {
+            v.push(format!("{}{wif}", "x".repeat(k)));
+            v.push(format!("{}{wif_k}", "Q".repeat(k)));
+            v.push(format!("{}{wif}{}", "9".repeat(k), "z".repeat(k)));
+            v.push(format!("{} {wif} {}", "x".repeat(k), "y".repeat(k + 1)));
+            v.push(format!("{}{wif}", "ab+/".repeat(k / 4)));
+        }
+        let words = "legal winner thank year wave sausage worth useful legal winner thank yellow ";
+        v.push(words.repeat(300));
+        v.push(format!("{}{}", "abandon ".repeat(5000), words));
+        v.push(format!("{}{}", "x".repeat(100_000), words));
+        let w: Vec<&str> = words.split(' ').filter(|w| !w.is_empty()).collect();
+        for lead in 0..26 {
+            let pre = "zz ".repeat(lead);
+            v.push(format!("{pre}{words}"));
+            v.push(format!("{pre}abandon {words}zz {words}"));
+            v.push(format!("{pre}{} \u{e9} {}", w[..5].join(" "), words));
+            v.push(format!("{pre}{}, {} qq", w[..lead % 12].join(", "), words));
+            v.push(format!("{pre}{}{words}", "able ".repeat(lead)));
+        }
+        v
+    }
+
     #[test]
     fn fast_paths_find_what_the_byte_loops_found() {
         let mut texts = mixed_texts(1500);
+        texts.extend(long_texts());
         // Runs around the block size and WIF's 200-byte step, the key at the very end.
         let wif = "5HueCGU8rMjxEXxiPuD5BDku4MkFqeZyd4dZ1jvhTVqvbTLvyTJ";
         for k in [
