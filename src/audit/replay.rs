@@ -155,7 +155,7 @@ pub(crate) fn replay_bytes<W: World + Clone + Send + 'static>(
                 // The same readings as `run`: the server's bases and its profile's `paths`
                 // (the environment is not recorded: variables are judged unknown).
                 let profile = text("profile")
-                    .and_then(|n| builtin_profiles().into_iter().find(|p| p.name == n));
+                    .and_then(|n| builtin_profiles().iter().find(|p| p.name == n).cloned());
                 let paths = PathContext {
                     argv_dirs: crate::check::readings::argv_dirs(&argv, &cwd),
                     cwd,

@@ -559,8 +559,9 @@ fn strict(d: &Dirs) -> Policy {
 /// Record four calls under `p`, deciding them for real with the filesystem profile.
 fn record_calls(d: &Dirs, p: &Policy, path: &Path) {
     let fs = builtin_profiles()
-        .into_iter()
+        .iter()
         .find(|x| x.name == "filesystem")
+        .cloned()
         .unwrap();
     let catalog = StaticCatalog {
         name: Some("filesystem".into()),

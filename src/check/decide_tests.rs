@@ -35,8 +35,8 @@ fn world() -> FakeWorld {
 fn all_profiles() -> StaticCatalog {
     let mut tools = std::collections::BTreeMap::new();
     for p in builtin_profiles() {
-        for (k, v) in p.tools {
-            tools.entry(k).or_insert(v);
+        for (k, v) in &p.tools {
+            tools.entry(k.clone()).or_insert_with(|| v.clone());
         }
     }
     StaticCatalog {

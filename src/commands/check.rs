@@ -35,8 +35,8 @@ pub(crate) fn check(args: CheckArgs) -> i32 {
             // No server to identify: every built-in profile's tools (first one wins).
             let mut tools = std::collections::BTreeMap::new();
             for p in crate::profile::builtin_profiles() {
-                for (k, v) in p.tools {
-                    tools.entry(k).or_insert(v);
+                for (k, v) in &p.tools {
+                    tools.entry(k.clone()).or_insert_with(|| v.clone());
                 }
             }
             SessionCatalog::of_tools(tools)

@@ -143,14 +143,19 @@ pub(crate) fn builtin_names() -> Vec<&'static str> {
     BUILTIN.iter().map(|(n, _)| *n).collect()
 }
 
-/// Every built-in profile, parsed. The texts are compiled in and covered by tests.
-pub(crate) fn builtin_profiles() -> Vec<Profile> {
-    BUILTIN
-        .iter()
-        .map(|(n, t)| {
-            parse(t, &format!("<built-in profile {n}>")).expect("built-in profiles are valid")
-        })
-        .collect()
+/// Every built-in profile, parsed once per process (the texts are compiled in and covered by
+/// tests). A session used to parse all of them up to three times, once while the server's
+/// `initialize` answer waited (issue 19: startup).
+pub(crate) fn builtin_profiles() -> &'static [Profile] {
+    static PARSED: std::sync::OnceLock<Vec<Profile>> = std::sync::OnceLock::new();
+    PARSED.get_or_init(|| {
+        BUILTIN
+            .iter()
+            .map(|(n, t)| {
+                parse(t, &format!("<built-in profile {n}>")).expect("built-in profiles are valid")
+            })
+            .collect()
+    })
 }
 
 pub(crate) fn parse(text: &str, origin: &str) -> Result<Profile, ProfileError> {

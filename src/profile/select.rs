@@ -49,7 +49,7 @@ mod tests {
     #[test]
     fn picks_by_command_line() {
         let all = builtin_profiles();
-        let name = |a: &[&str]| by_command(&all, &argv(a)).map(|p| p.name.clone());
+        let name = |a: &[&str]| by_command(all, &argv(a)).map(|p| p.name.clone());
         assert_eq!(
             name(&[
                 "npx",
@@ -90,12 +90,12 @@ mod tests {
     fn picks_by_server_name() {
         let all = builtin_profiles();
         assert_eq!(
-            by_server_name(&all, "secure-filesystem-server")
+            by_server_name(all, "secure-filesystem-server")
                 .unwrap()
                 .name,
             "filesystem"
         );
-        assert_eq!(by_server_name(&all, "mcp-fetch").unwrap().name, "fetch");
-        assert!(by_server_name(&all, "other").is_none());
+        assert_eq!(by_server_name(all, "mcp-fetch").unwrap().name, "fetch");
+        assert!(by_server_name(all, "other").is_none());
     }
 }

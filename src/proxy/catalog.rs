@@ -32,8 +32,7 @@ impl SessionCatalog {
                 ..SessionCatalog::default()
             },
             None => {
-                let all = crate::profile::builtin_profiles();
-                let picked = select::by_command(&all, argv).cloned();
+                let picked = select::by_command(crate::profile::builtin_profiles(), argv).cloned();
                 SessionCatalog {
                     profile: picked,
                     forced: false,
@@ -67,8 +66,7 @@ impl SessionCatalog {
             return;
         }
         if let Some(name) = result.pointer("/serverInfo/name").and_then(Value::as_str) {
-            let all = crate::profile::builtin_profiles();
-            if let Some(p) = select::by_server_name(&all, name) {
+            if let Some(p) = select::by_server_name(crate::profile::builtin_profiles(), name) {
                 tracing::info!(profile = %p.name, server = name, "profile picked by serverInfo");
                 self.profile = Some(p.clone());
                 self.shared.clear();

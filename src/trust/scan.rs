@@ -355,9 +355,9 @@ pub(crate) fn visible_excerpt(text: &str, at: usize) -> String {
 /// and the usual names of shell, mail and browser tools of other servers.
 pub(crate) fn well_known_names() -> Vec<String> {
     let mut v: Vec<String> = crate::profile::builtin_profiles()
-        .into_iter()
+        .iter()
         .filter(|p| p.name != "probe")
-        .flat_map(|p| p.tools.into_keys())
+        .flat_map(|p| p.tools.keys().cloned())
         .collect();
     v.extend(
         [
