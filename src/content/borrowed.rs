@@ -640,9 +640,9 @@ mod tests {
         }
     }
 
-    type Reader = fn(&[u8], &mut dyn FnMut(&str) -> bool) -> Option<bool>;
+    type ReadFn = fn(&[u8], &mut dyn FnMut(&str) -> bool) -> Option<bool>;
 
-    fn run(f: Reader, line: &str, stop_at: usize) -> (Option<bool>, Vec<String>) {
+    fn run(f: ReadFn, line: &str, stop_at: usize) -> (Option<bool>, Vec<String>) {
         let mut out = Vec::new();
         let r = f(line.as_bytes(), &mut |s| {
             out.push(s.to_string());
