@@ -1,145 +1,459 @@
 //! The texts of a result read straight from the response line, without building it as a
 //! tree: the common case (nothing found) costs one pass and no copy of the strings. The texts
 //! are the ones `results::check_result` reads (same members skipped, same depth bound).
-
-use std::fmt;
-
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+//!
+//! The line reaching here was already judged strict JSON by `jsonrpc::validate_envelope`
+//! (`proxy::server_filter` runs it first; a line `check::env_read` rewrote is serde's output).
+//! So this reader does not judge the grammar again: it walks the line with `memchr2` for the
+//! ends of strings, borrows the contents of strings without escapes, and checks UTF-8 only on
+//! the strings it hands out (no `unsafe`). On a line that is not JSON after all it returns
+//! `None` (or reads texts of a malformed line the serde reader would have refused part way:
+//! harmless, the caller then parses the line with serde, which refuses it). The serde reader
+//! it replaced is kept as the test oracle (`tests::each_text_serde`).
 
 /// Deeper than this, `results::collect` reads nothing.
 const MAX_DEPTH: usize = 64;
-const STOP: &str = "capjail:stop";
+
+/// Why a walk ended early.
+enum End {
+    /// `text` returned `false`.
+    Stopped,
+    /// The line cannot be read.
+    Bad,
+}
 
 /// Call `text` on every text of the line's `result` member, in order, until it returns
 /// `false`. `Some(true)`: every text was read and accepted; `Some(false)`: stopped by
-/// `text`; `None`: the line has no `result` object member to read, or cannot be read.
+/// `text`; `None`: the line has no `result` member to read, or cannot be read.
 pub(crate) fn each_text(line: &[u8], text: &mut dyn FnMut(&str) -> bool) -> Option<bool> {
-    let mut de = serde_json::Deserializer::from_slice(line);
-    let mut found = false;
-    match (Top {
-        text,
-        found: &mut found,
-    })
-    .deserialize(&mut de)
-    {
-        Ok(()) if found => Some(true),
-        Ok(()) => None,
-        Err(e) if e.to_string().starts_with(STOP) => Some(false),
-        Err(_) => None,
+    let mut r = Reader {
+        b: line,
+        i: 0,
+        scratch: Vec::new(),
+    };
+    match r.top(text) {
+        Ok(true) => Some(true),
+        Ok(false) => None,
+        Err(End::Stopped) => Some(false),
+        Err(End::Bad) => None,
     }
 }
 
-/// The message object: `result` is walked, every other member skipped.
-struct Top<'f, 'g> {
-    text: &'f mut dyn FnMut(&str) -> bool,
-    found: &'g mut bool,
+/// Where a string's contents are: borrowed from the line, or unescaped into the scratch.
+enum Str {
+    Line(usize, usize),
+    Scratch,
 }
 
-impl<'de> DeserializeSeed<'de> for Top<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
+struct Reader<'a> {
+    b: &'a [u8],
+    i: usize,
+    /// Strings with escapes, unescaped (reused: one allocation at most per answer).
+    scratch: Vec<u8>,
 }
 
-impl<'de> Visitor<'de> for Top<'_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON-RPC message")
+impl<'a> Reader<'a> {
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
+            self.i += 1;
+        }
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            if key == "result" {
-                *self.found = true;
-                map.next_value_seed(Walk {
-                    text: &mut *self.text,
-                    depth: 0,
-                })?;
+
+    /// The next byte after whitespace, consumed.
+    fn next(&mut self) -> Result<u8, End> {
+        self.ws();
+        let c = *self.b.get(self.i).ok_or(End::Bad)?;
+        self.i += 1;
+        Ok(c)
+    }
+
+    fn peek(&mut self) -> Result<u8, End> {
+        self.ws();
+        self.b.get(self.i).copied().ok_or(End::Bad)
+    }
+
+    /// The message object: `result` is walked, every other member skipped. `Ok(found)`.
+    fn top(&mut self, text: &mut dyn FnMut(&str) -> bool) -> Result<bool, End> {
+        if self.next()? != b'{' {
+            return Err(End::Bad);
+        }
+        let mut found = false;
+        if self.peek()? == b'}' {
+            return Ok(false);
+        }
+        loop {
+            if self.next()? != b'"' {
+                return Err(End::Bad);
+            }
+            let s = self.string()?;
+            let is_result = self.get(&s)? == "result";
+            if self.next()? != b':' {
+                return Err(End::Bad);
+            }
+            if is_result {
+                found = true;
+                self.walk(0, text)?;
             } else {
-                map.next_value::<IgnoredAny>()?;
+                self.skip()?;
+            }
+            match self.next()? {
+                b',' => {}
+                b'}' => return Ok(found),
+                _ => return Err(End::Bad),
             }
         }
-        Ok(())
     }
-}
 
-/// One value at `depth` (0: the result itself), as `results::collect` walks it.
-struct Walk<'f> {
-    text: &'f mut dyn FnMut(&str) -> bool,
-    depth: usize,
-}
-
-impl<'de> DeserializeSeed<'de> for Walk<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        if self.depth > MAX_DEPTH {
-            return d.deserialize_ignored_any(IgnoredAny).map(|_| ());
+    /// One value at `depth` (0: the result itself), as `results::collect` walks it.
+    fn walk(&mut self, depth: usize, text: &mut dyn FnMut(&str) -> bool) -> Result<(), End> {
+        if depth > MAX_DEPTH {
+            return self.skip();
         }
-        d.deserialize_any(self)
+        match self.next()? {
+            b'"' => {
+                let s = self.string()?;
+                if text(self.get(&s)?) {
+                    Ok(())
+                } else {
+                    Err(End::Stopped)
+                }
+            }
+            b'[' => {
+                if self.peek()? == b']' {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.walk(depth + 1, text)?;
+                    match self.next()? {
+                        b',' => {}
+                        b']' => return Ok(()),
+                        _ => return Err(End::Bad),
+                    }
+                }
+            }
+            b'{' => {
+                if self.peek()? == b'}' {
+                    self.i += 1;
+                    return Ok(());
+                }
+                loop {
+                    if self.next()? != b'"' {
+                        return Err(End::Bad);
+                    }
+                    let s = self.string()?;
+                    // Binary payloads and identifiers are not text for the model.
+                    let skipped = depth > 0
+                        && matches!(
+                            self.get(&s)?,
+                            "blob" | "data" | "mimeType" | "uri" | "type" | "_meta"
+                        );
+                    if self.next()? != b':' {
+                        return Err(End::Bad);
+                    }
+                    if skipped {
+                        self.skip()?;
+                    } else {
+                        self.walk(depth + 1, text)?;
+                    }
+                    match self.next()? {
+                        b',' => {}
+                        b'}' => return Ok(()),
+                        _ => return Err(End::Bad),
+                    }
+                }
+            }
+            b't' => self.word(b"rue"),
+            b'f' => self.word(b"alse"),
+            b'n' => self.word(b"ull"),
+            b'-' | b'0'..=b'9' => {
+                self.number();
+                Ok(())
+            }
+            _ => Err(End::Bad),
+        }
     }
-}
 
-impl<'de> Visitor<'de> for Walk<'_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_unit<E>(self) -> Result<(), E> {
-        Ok(())
-    }
-    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
-        if (self.text)(v) {
+    fn word(&mut self, rest: &[u8]) -> Result<(), End> {
+        if self.b[self.i..].starts_with(rest) {
+            self.i += rest.len();
             Ok(())
         } else {
-            Err(E::custom(STOP))
+            Err(End::Bad)
         }
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq
-            .next_element_seed(Walk {
-                text: &mut *self.text,
-                depth: self.depth + 1,
-            })?
-            .is_some()
-        {}
-        Ok(())
+
+    fn number(&mut self) {
+        while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = self.b.get(self.i) {
+            self.i += 1;
+        }
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            // Binary payloads and identifiers are not text for the model.
-            if self.depth > 0
-                && matches!(
-                    key.as_ref(),
-                    "blob" | "data" | "mimeType" | "uri" | "type" | "_meta"
-                )
-            {
-                map.next_value::<IgnoredAny>()?;
-                continue;
+
+    /// Skip one value, whatever its depth (no recursion).
+    fn skip(&mut self) -> Result<(), End> {
+        let mut open = 0usize;
+        loop {
+            match self.next()? {
+                b'"' => self.skip_string()?,
+                b'[' | b'{' => open += 1,
+                b']' | b'}' => open = open.checked_sub(1).ok_or(End::Bad)?,
+                b',' | b':' if open > 0 => {}
+                b't' => self.word(b"rue")?,
+                b'f' => self.word(b"alse")?,
+                b'n' => self.word(b"ull")?,
+                b'-' | b'0'..=b'9' => self.number(),
+                _ => return Err(End::Bad),
             }
-            map.next_value_seed(Walk {
-                text: &mut *self.text,
-                depth: self.depth + 1,
-            })?;
+            if open == 0 {
+                return Ok(());
+            }
         }
+    }
+
+    /// Past a string whose opening quote was consumed.
+    fn skip_string(&mut self) -> Result<(), End> {
+        loop {
+            let at = memchr::memchr2(b'"', b'\\', &self.b[self.i..]).ok_or(End::Bad)?;
+            self.i += at + 1;
+            if self.b[self.i - 1] == b'"' {
+                return Ok(());
+            }
+            self.i += 1; // the escaped byte (a `\u`'s hex digits hold no quote)
+        }
+    }
+
+    /// A string whose opening quote was consumed: its contents, unescaped.
+    fn string(&mut self) -> Result<Str, End> {
+        let start = self.i;
+        let at = memchr::memchr2(b'"', b'\\', &self.b[start..]).ok_or(End::Bad)?;
+        if self.b[start + at] == b'"' {
+            self.i = start + at + 1;
+            return Ok(Str::Line(start, start + at));
+        }
+        self.scratch.clear();
+        let mut from = start;
+        let mut at = start + at;
+        loop {
+            self.scratch.extend_from_slice(&self.b[from..at]);
+            if self.b[at] == b'"' {
+                self.i = at + 1;
+                return Ok(Str::Scratch);
+            }
+            self.i = at + 1;
+            self.escape()?;
+            from = self.i;
+            at = from + memchr::memchr2(b'"', b'\\', &self.b[from..]).ok_or(End::Bad)?;
+        }
+    }
+
+    /// One escape, after its backslash, appended to the scratch (as serde_json reads it:
+    /// a lone surrogate cannot be read).
+    fn escape(&mut self) -> Result<(), End> {
+        let c = *self.b.get(self.i).ok_or(End::Bad)?;
+        self.i += 1;
+        let byte = match c {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            b'/' => b'/',
+            b'b' => 8,
+            b'f' => 12,
+            b'n' => b'\n',
+            b'r' => b'\r',
+            b't' => b'\t',
+            b'u' => {
+                let n = self.hex4()?;
+                let ch = match n {
+                    0xD800..=0xDBFF => {
+                        if !self.b[self.i..].starts_with(b"\\u") {
+                            return Err(End::Bad);
+                        }
+                        self.i += 2;
+                        let lo = self.hex4()?;
+                        if !(0xDC00..=0xDFFF).contains(&lo) {
+                            return Err(End::Bad);
+                        }
+                        0x10000 + ((n - 0xD800) << 10) + (lo - 0xDC00)
+                    }
+                    0xDC00..=0xDFFF => return Err(End::Bad),
+                    n => n,
+                };
+                let ch = char::from_u32(ch).ok_or(End::Bad)?;
+                let mut buf = [0u8; 4];
+                self.scratch
+                    .extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+                return Ok(());
+            }
+            _ => return Err(End::Bad),
+        };
+        self.scratch.push(byte);
         Ok(())
+    }
+
+    fn hex4(&mut self) -> Result<u32, End> {
+        let h = self.b.get(self.i..self.i + 4).ok_or(End::Bad)?;
+        let mut n = 0u32;
+        for &d in h {
+            n = n * 16 + (d as char).to_digit(16).ok_or(End::Bad)?;
+        }
+        self.i += 4;
+        Ok(n)
+    }
+
+    /// A string read by [`Reader::string`], as text (its UTF-8 checked here, once).
+    fn get(&self, s: &Str) -> Result<&str, End> {
+        let bytes = match *s {
+            Str::Line(a, z) => &self.b[a..z],
+            Str::Scratch => &self.scratch[..],
+        };
+        std::str::from_utf8(bytes).map_err(|_| End::Bad)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The serde reader this module used before: the oracle of `same_texts_as_serde`.
+    mod oracle {
+        use super::super::MAX_DEPTH;
+        use std::fmt;
+
+        use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+        /// Deeper than this, `results::collect` reads nothing.
+        const STOP: &str = "capjail:stop";
+
+        /// Call `text` on every text of the line's `result` member, in order, until it returns
+        /// `false`. `Some(true)`: every text was read and accepted; `Some(false)`: stopped by
+        /// `text`; `None`: the line has no `result` object member to read, or cannot be read.
+        pub(super) fn each_text_serde(
+            line: &[u8],
+            text: &mut dyn FnMut(&str) -> bool,
+        ) -> Option<bool> {
+            let mut de = serde_json::Deserializer::from_slice(line);
+            let mut found = false;
+            match (Top {
+                text,
+                found: &mut found,
+            })
+            .deserialize(&mut de)
+            {
+                Ok(()) if found => Some(true),
+                Ok(()) => None,
+                Err(e) if e.to_string().starts_with(STOP) => Some(false),
+                Err(_) => None,
+            }
+        }
+
+        /// The message object: `result` is walked, every other member skipped.
+        struct Top<'f, 'g> {
+            text: &'f mut dyn FnMut(&str) -> bool,
+            found: &'g mut bool,
+        }
+
+        impl<'de> DeserializeSeed<'de> for Top<'_, '_> {
+            type Value = ();
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                d.deserialize_map(self)
+            }
+        }
+
+        impl<'de> Visitor<'de> for Top<'_, '_> {
+            type Value = ();
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON-RPC message")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "result" {
+                        *self.found = true;
+                        map.next_value_seed(Walk {
+                            text: &mut *self.text,
+                            depth: 0,
+                        })?;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(())
+            }
+        }
+
+        /// One value at `depth` (0: the result itself), as `results::collect` walks it.
+        struct Walk<'f> {
+            text: &'f mut dyn FnMut(&str) -> bool,
+            depth: usize,
+        }
+
+        impl<'de> DeserializeSeed<'de> for Walk<'_> {
+            type Value = ();
+            fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+                if self.depth > MAX_DEPTH {
+                    return d.deserialize_ignored_any(IgnoredAny).map(|_| ());
+                }
+                d.deserialize_any(self)
+            }
+        }
+
+        impl<'de> Visitor<'de> for Walk<'_> {
+            type Value = ();
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_unit<E>(self) -> Result<(), E> {
+                Ok(())
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+                if (self.text)(v) {
+                    Ok(())
+                } else {
+                    Err(E::custom(STOP))
+                }
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+                while seq
+                    .next_element_seed(Walk {
+                        text: &mut *self.text,
+                        depth: self.depth + 1,
+                    })?
+                    .is_some()
+                {}
+                Ok(())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    // Binary payloads and identifiers are not text for the model.
+                    if self.depth > 0
+                        && matches!(
+                            key.as_ref(),
+                            "blob" | "data" | "mimeType" | "uri" | "type" | "_meta"
+                        )
+                    {
+                        map.next_value::<IgnoredAny>()?;
+                        continue;
+                    }
+                    map.next_value_seed(Walk {
+                        text: &mut *self.text,
+                        depth: self.depth + 1,
+                    })?;
+                }
+                Ok(())
+            }
+        }
+    }
+    use oracle::each_text_serde;
     use serde_json::{json, Value};
 
     fn texts(line: &str) -> (Option<bool>, Vec<String>) {
@@ -180,5 +494,202 @@ mod tests {
             n < 2
         });
         assert_eq!((stopped, n), (Some(false), 2));
+    }
+
+    /// A small deterministic generator of JSON answers, written as text so that every way of
+    /// writing a string occurs: escapes of all kinds, `\u` escapes in either case, surrogate
+    /// pairs, raw non-ASCII, long and empty strings, whitespace between tokens.
+    struct Gen(u64);
+
+    impl Gen {
+        fn n(&mut self, m: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % m
+        }
+        fn ws(&mut self, o: &mut String) {
+            for _ in 0..self.n(4).saturating_sub(2) {
+                o.push([' ', '\t', '\n', '\r'][self.n(4) as usize]);
+            }
+        }
+        fn string(&mut self, o: &mut String) {
+            o.push('"');
+            let pieces = match self.n(8) {
+                0 => 0,
+                1 => 40,
+                _ => self.n(6),
+            };
+            for _ in 0..pieces {
+                let piece: String = match self.n(14) {
+                    0 => "plain words ".into(),
+                    1 => "\u{e9}\u{4e2d}\u{1f600}".into(),
+                    2 => r#"\""#.into(),
+                    3 => r"\\".into(),
+                    4 => r"\/".into(),
+                    5 => [r"\b", r"\f", r"\n", r"\r", r"\t"][self.n(5) as usize].into(),
+                    6 => [
+                        r"\u00e9", r"\u00E9", r"\u4e2d", r"\u0000", r"\u001f", r"\u0022", r"\u005c",
+                    ][self.n(7) as usize]
+                        .into(),
+                    7 => [
+                        r"\ud83d\ude00",
+                        r"\uD83D\uDE00",
+                        r"\udbff\udfff",
+                        r"\ud800\udc00",
+                    ][self.n(4) as usize]
+                        .into(),
+                    8 => "x".repeat(self.n(5000) as usize),
+                    9 => "AKIAIOSFODNN7EXAMPLE".into(),
+                    _ => ((b'a' + self.n(26) as u8) as char).to_string(),
+                };
+                o.push_str(&piece);
+            }
+            o.push('"');
+        }
+        fn key(&mut self, o: &mut String) {
+            let k = [
+                "\"text\"",
+                "\"data\"",
+                "\"blob\"",
+                "\"type\"",
+                "\"uri\"",
+                "\"mimeType\"",
+                "\"_meta\"",
+                "\"result\"",
+                "\"content\"",
+                r#""d\u0061ta""#,
+                r#""t\u0065xt""#,
+                r#""_met\u0061""#,
+            ];
+            match self.n(14) {
+                12 | 13 => self.string(o),
+                i => o.push_str(k[i as usize]),
+            }
+        }
+        fn value(&mut self, o: &mut String, depth: usize) {
+            self.ws(o);
+            let leaf = depth > 6;
+            match self.n(if leaf { 4 } else { 7 }) {
+                0 | 1 => self.string(o),
+                2 => o.push_str(
+                    [
+                        "-0", "12", "3.5e-7", "1E+10", "-123.456", "true", "false", "null",
+                    ][self.n(8) as usize],
+                ),
+                3 if self.n(40) == 0 => {
+                    // Past the depth bound: texts deeper than 64 are not read.
+                    let d = 60 + self.n(10) as usize;
+                    o.push_str(&"[".repeat(d));
+                    self.string(o);
+                    o.push_str(&"]".repeat(d));
+                }
+                3 => self.string(o),
+                4 | 5 => {
+                    o.push('[');
+                    for i in 0..self.n(5) {
+                        if i > 0 {
+                            o.push(',');
+                        }
+                        self.value(o, depth + 1);
+                    }
+                    self.ws(o);
+                    o.push(']');
+                }
+                _ => {
+                    o.push('{');
+                    for i in 0..self.n(5) {
+                        if i > 0 {
+                            o.push(',');
+                        }
+                        self.ws(o);
+                        self.key(o);
+                        self.ws(o);
+                        o.push(':');
+                        self.value(o, depth + 1);
+                    }
+                    self.ws(o);
+                    o.push('}');
+                }
+            }
+            self.ws(o);
+        }
+        fn answer(&mut self) -> String {
+            let mut o = String::from("{");
+            let mut members = vec![r#""jsonrpc":"2.0""#.to_string(), r#""id":7"#.to_string()];
+            for _ in 0..1 + self.n(2) {
+                let mut m = String::new();
+                self.ws(&mut m);
+                match self.n(6) {
+                    0 => m.push_str(r#""res\u0075lt""#),
+                    1 => m.push_str(r#""error""#),
+                    2 => self.key(&mut m),
+                    _ => m.push_str(r#""result""#),
+                }
+                self.ws(&mut m);
+                m.push(':');
+                self.value(&mut m, 0);
+                members.push(m);
+            }
+            let k = self.n(members.len() as u64) as usize;
+            let last = members.len() - 1;
+            members.swap(k, last);
+            o.push_str(&members.join(","));
+            o.push('}');
+            o
+        }
+    }
+
+    type ReadFn = fn(&[u8], &mut dyn FnMut(&str) -> bool) -> Option<bool>;
+
+    fn run(f: ReadFn, line: &str, stop_at: usize) -> (Option<bool>, Vec<String>) {
+        let mut out = Vec::new();
+        let r = f(line.as_bytes(), &mut |s| {
+            out.push(s.to_string());
+            out.len() < stop_at
+        });
+        (r, out)
+    }
+
+    /// The reader gives the texts the serde reader gave, in the same order, with the same
+    /// answer, on generated answers, reading all or stopping part way.
+    #[test]
+    fn same_texts_as_serde() {
+        let mut g = Gen(0x9e37_79b9_7f4a_7c15);
+        let mut with_texts = 0;
+        for _ in 0..4000 {
+            let line = g.answer();
+            assert!(
+                serde_json::from_str::<Value>(&line).is_ok(),
+                "generated JSON: {line}"
+            );
+            let want = run(each_text_serde, &line, usize::MAX);
+            assert_eq!(run(each_text, &line, usize::MAX), want, "{line}");
+            if !want.1.is_empty() {
+                with_texts += 1;
+                let k = 1 + g.n(want.1.len() as u64) as usize;
+                assert_eq!(
+                    run(each_text, &line, k),
+                    run(each_text_serde, &line, k),
+                    "{line}"
+                );
+            }
+        }
+        assert!(with_texts > 1000, "{with_texts}");
+        for bad in [
+            "",
+            "[]",
+            "\"x\"",
+            "{",
+            "{\"result\":",
+            "{\"result\":[1,}",
+            "{\"result\":\"\\ud800\"}",
+            "{\"result\":\"\\udc00x\"}",
+            "{\"result\":\"\\ud800\\u0041\"}",
+            "{\"result\":\"\\q\"}",
+        ] {
+            assert_eq!(run(each_text, bad, usize::MAX).0, None, "{bad}");
+            assert_eq!(run(each_text_serde, bad, usize::MAX).0, None, "{bad}");
+        }
     }
 }
