@@ -135,7 +135,8 @@ fn bench_policy() -> (crate::policy::Policy, super::SessionContent) {
     (policy, super::SessionContent::default())
 }
 
-fn one_result(policy: &crate::policy::Policy, st: &mut super::SessionContent, line: &[u8]) {
+/// The request in flight an answer with id 7 belongs to (as the client side records it).
+fn track_request(st: &mut super::SessionContent) {
     st.requests.insert(
         "7".into(),
         super::RequestInfo {
@@ -144,6 +145,10 @@ fn one_result(policy: &crate::policy::Policy, st: &mut super::SessionContent, li
             id: "7".into(),
         },
     );
+}
+
+fn one_result(policy: &crate::policy::Policy, st: &mut super::SessionContent, line: &[u8]) {
+    track_request(st);
     let r = super::hook::on_result(policy, st, "7", line);
     assert_eq!(r, super::hook::ResultOutcome::Forward);
 }
@@ -188,14 +193,7 @@ fn content_cpu_bench_small() {
     // The map insert alone, to subtract.
     let t = cpu_secs();
     for _ in 0..n {
-        st.requests.insert(
-            "7".into(),
-            super::RequestInfo {
-                tool: Some("echo".into()),
-                sensitive: None,
-                id: "7".into(),
-            },
-        );
+        track_request(&mut st);
         std::hint::black_box(st.requests.remove("7"));
     }
     let ns0 = (cpu_secs() - t) * 1e9 / n as f64;

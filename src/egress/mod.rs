@@ -406,19 +406,12 @@ where
             Ok(Some((_, false))) => {
                 let _ = client.write_all(&[socks::VERSION, 0xff]).await;
                 let reason = "SOCKS5 without a no-authentication method (the only one served)";
-                record_refusal(egress, "SOCKS5", "", RuleId::EgressRequest, reason, started);
+                socks_refusal(egress, reason, started);
                 return;
             }
             Ok(None) => {}
             Err(reason) => {
-                record_refusal(
-                    egress,
-                    "SOCKS5",
-                    "",
-                    RuleId::EgressRequest,
-                    &reason,
-                    started,
-                );
+                socks_refusal(egress, &reason, started);
                 return;
             }
         }
@@ -437,14 +430,7 @@ where
             Ok(Some(r)) => break r,
             Ok(None) => {}
             Err((code, reason)) => {
-                record_refusal(
-                    egress,
-                    "SOCKS5",
-                    "",
-                    RuleId::EgressRequest,
-                    &reason,
-                    started,
-                );
+                socks_refusal(egress, &reason, started);
                 let _ = client.write_all(&socks::reply(code)).await;
                 return;
             }
@@ -535,6 +521,11 @@ async fn refuse<C: AsyncWrite + Unpin>(
 }
 
 /// Record a refusal of a malformed request. `false`: the audit log failed.
+/// A SOCKS5 handshake or request capjail refuses (no target read yet: `egress.request`).
+fn socks_refusal(egress: &Egress, reason: &str, started: Instant) {
+    record_refusal(egress, "SOCKS5", "", RuleId::EgressRequest, reason, started);
+}
+
 fn record_refusal(
     egress: &Egress,
     method: &str,
