@@ -735,7 +735,7 @@ fn an_early_exit_names_what_is_missing_from_the_world() {
 
 /// The host's root is gone from the server's mount table: the world's root is the only mount
 /// at `/`, and nothing of the scaffold (`/oldroot`, where the host's root hung while the
-/// world was built) is left. The server's process is forked before init detaches the old
+/// world was built) is left, and the root is read-only. The server's process is forked before init detaches the old
 /// root (startup); it must still run the server only after the detach.
 #[test]
 fn the_hosts_root_is_not_in_the_servers_mount_table() {
@@ -748,11 +748,18 @@ fn the_hosts_root_is_not_in_the_servers_mount_table() {
     let (r, err) = run_probes(&lab, "full", &pol, &probes);
     let table = get(&r, &probes[0]);
     assert!(table.starts_with("ok:"), "{r}\n{err}");
-    let at_root = table
+    let at_root: Vec<&str> = table
         .lines()
         .filter(|l| l.split(' ').nth(4) == Some("/"))
-        .count();
-    assert_eq!(at_root, 1, "one mount at /: {table}");
+        .collect();
+    assert_eq!(at_root.len(), 1, "one mount at /: {table}");
+    // The root (a tmpfs of recreated symlinks and mount points) is read-only for the server.
+    let options = at_root[0].split(' ').nth(5).unwrap_or("");
+    assert!(
+        options.split(',').any(|o| o == "ro"),
+        "the root is mounted read-only: {}",
+        at_root[0]
+    );
     assert!(!table.contains("oldroot"), "{table}");
     assert!(!table.contains("newroot"), "{table}");
 }

@@ -9,8 +9,8 @@
 //!    (`MS_BIND|MS_REC`) and then made read-only (recursively, `mount_setattr`) unless it
 //!    writes; every bind is `nosuid,nodev`;
 //! 4. `/dev`, `/dev/shm`, `/tmp`, `/proc`, empty `$HOME`;
-//! 5. `pivot_root` into `/newroot`; then ([`detach_old_root`]) the old root detached, the new
-//!    root's tmpfs read-only.
+//! 5. the new root's tmpfs made read-only, `pivot_root` into `/newroot`; then
+//!    ([`detach_old_root`]) the old root detached.
 //!
 //! Nothing is ever created on the host: directories and files are only made on the tmpfs
 //! (a path inside a bound host directory already exists there, as it does on the host).
@@ -260,6 +260,22 @@ pub(crate) fn build_on(_: Scaffold, world: &WorldPlan) -> Result<Vec<String>, Ro
     }
 
     let nr = Path::new(NEW);
+    // The new root's tmpfs is made read-only now, while this single-threaded process is the
+    // only one in the namespace: once the server's process is forked (see [`detach_old_root`])
+    // its path walks through the root's recreated symlinks update their atime, a write that
+    // makes a read-only remount fail with EBUSY (seen in CI once in many hundred sessions).
+    mnt(
+        None,
+        nr,
+        None,
+        MsFlags::MS_REMOUNT
+            | MsFlags::MS_BIND
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV,
+        None,
+        "read-only root",
+    )?;
     ctx(std::env::set_current_dir(nr), "chdir", nr)?;
     ctx(
         nix::unistd::pivot_root(".", ".").map_err(nix_io),
@@ -272,9 +288,10 @@ pub(crate) fn build_on(_: Scaffold, world: &WorldPlan) -> Result<Vec<String>, Ro
 /// The last step of [`build`], split off so the server's process can be forked (and prepare
 /// its Landlock ruleset and seccomp filter) while this waits: detach the old root, stacked on
 /// the new one at `/` by `pivot_root(".", ".")` (its `umount2` waits for an RCU grace period,
-/// 2-15 ms on a loaded VM), and make the new root read-only. The caller's working directory
-/// must still be the new root (as [`build`] leaves it). Until this returns, nothing may run
-/// but capjail's own code: the old root is still in the mount namespace.
+/// 2-15 ms on a loaded VM); the new root is already read-only ([`build`] made it so before
+/// the fork). The caller's working directory must still be the new root (as [`build`] leaves
+/// it). Until this returns, nothing may run but capjail's own code: the old root is still in
+/// the mount namespace.
 pub(crate) fn detach_old_root() -> Result<(), RootError> {
     let root = Path::new("/");
     ctx(
@@ -282,19 +299,7 @@ pub(crate) fn detach_old_root() -> Result<(), RootError> {
         "detach old root",
         root,
     )?;
-    ctx(std::env::set_current_dir("/"), "chdir", root)?;
-    mnt(
-        None,
-        root,
-        None,
-        MsFlags::MS_REMOUNT
-            | MsFlags::MS_BIND
-            | MsFlags::MS_RDONLY
-            | MsFlags::MS_NOSUID
-            | MsFlags::MS_NODEV,
-        None,
-        "read-only root",
-    )
+    ctx(std::env::set_current_dir("/"), "chdir", root)
 }
 
 /// `mkdir -p` on the new root's tmpfs.
