@@ -735,8 +735,8 @@ fn an_early_exit_names_what_is_missing_from_the_world() {
 
 /// The host's root is gone from the server's mount table: the world's root is the only mount
 /// at `/`, and nothing of the scaffold (`/oldroot`, where the host's root hung while the
-/// world was built) is left, and the root is read-only. The server's process is forked before init detaches the old
-/// root (startup); it must still run the server only after the detach.
+/// world was built) is left, and the root is read-only. The server's process is forked before
+/// init detaches the old root (startup); it must still run the server only after the detach.
 #[test]
 fn the_hosts_root_is_not_in_the_servers_mount_table() {
     if !python_or_skip() {

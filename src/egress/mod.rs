@@ -520,12 +520,12 @@ async fn refuse<C: AsyncWrite + Unpin>(
     let _ = client.shutdown().await;
 }
 
-/// Record a refusal of a malformed request. `false`: the audit log failed.
 /// A SOCKS5 handshake or request capjail refuses (no target read yet: `egress.request`).
 fn socks_refusal(egress: &Egress, reason: &str, started: Instant) {
     record_refusal(egress, "SOCKS5", "", RuleId::EgressRequest, reason, started);
 }
 
+/// Record a refusal of a malformed request. `false`: the audit log failed.
 fn record_refusal(
     egress: &Egress,
     method: &str,

@@ -261,9 +261,10 @@ pub(crate) fn build_on(_: Scaffold, world: &WorldPlan) -> Result<Vec<String>, Ro
 
     let nr = Path::new(NEW);
     // The new root's tmpfs is made read-only now, while this single-threaded process is the
-    // only one in the namespace: once the server's process is forked (see [`detach_old_root`])
-    // its path walks through the root's recreated symlinks update their atime, a write that
-    // makes a read-only remount fail with EBUSY (seen in CI once in many hundred sessions).
+    // only one in the namespace. Made after the server's process is forked (see
+    // [`detach_old_root`]), the remount raced with that process and failed once in CI with
+    // EBUSY (a write reference on the mount: most likely the atime update of a path walk
+    // through the root's freshly recreated symlinks).
     mnt(
         None,
         nr,
