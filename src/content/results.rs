@@ -89,15 +89,25 @@ fn collect<'v>(v: &'v mut Value, out: &mut Vec<&'v mut String>, depth: usize) {
 /// Would [`check_result`] leave this text alone and report nothing about it? (The same
 /// checks as `one_text`, without changing anything.)
 pub(crate) fn text_is_clean(t: &str, policy: &ContentPolicy, known: &mut KnownSecrets) -> bool {
+    // One look at the bytes answers three questions for ASCII text (most answers): nothing to
+    // normalise, nothing hidden, and the marker search can stop at its first test.
+    let ascii = t.is_ascii();
     let mut sc = Scanner::new(known, false);
-    sc.result(t);
+    sc.result_known_ascii(t, ascii);
     if policy.secrets != ResultAction::Off && !sc.findings.is_empty() {
         return false;
     }
-    if policy.injection != ResultAction::Off && super::text::injection_marker(t).is_some() {
-        return false;
+    if policy.injection != ResultAction::Off {
+        let marker = if ascii {
+            super::text::injection_marker_ascii(t)
+        } else {
+            super::text::injection_marker(t)
+        };
+        if marker.is_some() {
+            return false;
+        }
     }
-    !(policy.hidden_unicode != ResultAction::Off && super::text::count_hidden(t) > 0)
+    !(policy.hidden_unicode != ResultAction::Off && !ascii && super::text::count_hidden(t) > 0)
 }
 
 #[cfg(test)]

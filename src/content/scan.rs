@@ -7,7 +7,7 @@
 use std::ops::Range;
 
 use super::encodings::{
-    candidate_tokens, decode_token, joined_labels, percent_decode_repeated, url_hosts,
+    candidate_tokens_in, decode_token, joined_labels, percent_decode_repeated, url_hosts,
 };
 use super::known::KnownSecrets;
 use super::secrets::{self, Class, Hit};
@@ -130,8 +130,16 @@ impl<'k> Scanner<'k> {
 
     /// Scan what comes back: spans are kept for redaction; no percent-decoding.
     pub(crate) fn result(&mut self, s: &str) {
+        self.result_known_ascii(s, s.is_ascii());
+    }
+
+    /// [`Scanner::result`] when the caller already knows whether `s` is ASCII (`ascii`).
+    pub(crate) fn result_known_ascii(&mut self, s: &str, ascii: bool) {
         self.start(s);
         self.view(s, "plain", &Place::Same, 0);
+        if ascii {
+            return; // ASCII has no hidden or confusable characters: no other view
+        }
         if let Some((n, map)) = super::text::normalize(s) {
             self.view(&n, "hidden or confusable characters", &Place::Map(&map), 0);
         }
@@ -144,7 +152,8 @@ impl<'k> Scanner<'k> {
 
     fn view(&mut self, text: &str, encoding: &str, place: &Place, depth: usize) {
         let mut hits: Vec<Hit> = Vec::new();
-        secrets::scan(text, &mut hits);
+        let mut runs = super::bytes::AlphaRuns::default();
+        secrets::scan_runs(text, &mut hits, &mut runs);
         let known = self.known.scan(text);
         for h in &hits {
             self.push(Finding {
@@ -167,7 +176,7 @@ impl<'k> Scanner<'k> {
         if depth >= 2 {
             return;
         }
-        for tok in candidate_tokens(text) {
+        for tok in candidate_tokens_in(text, runs) {
             if hits
                 .iter()
                 .any(|h| h.span.start <= tok.start && tok.end <= h.span.end)

@@ -11,6 +11,8 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::bytes::AlphaRuns;
+
 /// What kind of secret a detector finds; the policy acts per class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -250,7 +252,24 @@ fn anchors() -> &'static AhoCorasick {
 }
 
 /// Every credential in `text` (spans are byte ranges of `text`).
+#[cfg(test)]
 pub(crate) fn scan(text: &str, out: &mut Vec<Hit>) {
+    scan_runs(text, out, &mut AlphaRuns::default());
+}
+
+/// [`scan`], keeping the long letter runs of `text` in `runs` (for `candidate_tokens_in`).
+pub(crate) fn scan_runs(text: &str, out: &mut Vec<Hit>, runs: &mut AlphaRuns) {
+    anchor_hits(text, out);
+    // The seed scan first (it measures the letter runs the WIF scan then jumps over), its
+    // hits after the WIF ones (the order they were always reported in).
+    let mut seeds = Vec::new();
+    seed_phrases_by(text, &mut seeds, word_index, runs);
+    wif_keys_in(text, out, runs);
+    out.append(&mut seeds);
+}
+
+/// The hits of the anchored detectors (tokens after a prefix, and the special shapes).
+fn anchor_hits(text: &str, out: &mut Vec<Hit>) {
     let b = text.as_bytes();
     for m in anchors().find_iter(text) {
         let i = m.pattern().as_usize();
@@ -289,8 +308,6 @@ pub(crate) fn scan(text: &str, out: &mut Vec<Hit>) {
             out.extend(hit);
         }
     }
-    wif_keys(text, out);
-    seed_phrases(text, out);
 }
 
 fn run(b: &[u8], from: usize, chars: Chars, cap: usize) -> usize {
@@ -585,16 +602,23 @@ fn base58_decode(s: &[u8]) -> Option<Vec<u8>> {
 /// A run of letters and digits is judged in pieces of 200 (as the byte loop it replaced took
 /// them): every piece but the last is 200 long, so only the last one can be a key, and the
 /// run's length is all that needs counting (a block at a time once it is long).
+#[cfg(test)]
 pub(crate) fn wif_keys(text: &str, out: &mut Vec<Hit>) {
-    use super::bytes::{alnum, run_len_short};
+    wif_keys_in(text, out, &AlphaRuns::default())
+}
+
+/// [`wif_keys`], with the long letter runs of `text` already known (jumped over).
+fn wif_keys_in(text: &str, out: &mut Vec<Hit>, runs: &AlphaRuns) {
+    use super::bytes::alnum;
     let b = text.as_bytes();
     let mut at = 0;
+    let mut k = 0;
     while at < b.len() {
         if !b[at].is_ascii_alphanumeric() {
             at += 1;
             continue;
         }
-        let len = run_len_short(b, at, usize::MAX, |c| c.is_ascii_alphanumeric(), alnum);
+        let len = runs.run_len(&mut k, b, at, |c| c.is_ascii_alphanumeric(), alnum);
         // (Words are short: no division for them.)
         let last = if len > 200 { (len - 1) / 200 * 200 } else { 0 };
         let (i, n) = (at + last, len - last);
@@ -703,13 +727,20 @@ fn mnemonic_valid(idx: &[u16]) -> bool {
 }
 
 /// BIP-39 seed phrases: 12, 15, 18, 21 or 24 consecutive list words with a valid checksum.
+#[cfg(test)]
 pub(crate) fn seed_phrases(text: &str, out: &mut Vec<Hit>) {
-    seed_phrases_by(text, out, word_index)
+    seed_phrases_by(text, out, word_index, &mut AlphaRuns::default())
 }
 
 /// [`seed_phrases`] with the word list looked up by `word_index` (the tests pass the plain
 /// `HashMap` the open-addressed table replaced).
-fn seed_phrases_by(text: &str, out: &mut Vec<Hit>, word_index: impl Fn(&str) -> Option<u16>) {
+/// The long letter runs met are noted in `runs`.
+fn seed_phrases_by(
+    text: &str,
+    out: &mut Vec<Hit>,
+    word_index: impl Fn(&str) -> Option<u16>,
+    runs: &mut AlphaRuns,
+) {
     let b = text.as_bytes();
     let mut words: Vec<(u16, usize, usize)> = Vec::new();
     let mut i = 0;
@@ -747,6 +778,7 @@ fn seed_phrases_by(text: &str, out: &mut Vec<Hit>, word_index: impl Fn(&str) -> 
             |c| c.is_ascii_alphabetic(),
             super::bytes::alpha,
         );
+        runs.note(i, i + n);
         match word_index(&text[i..i + n]) {
             Some(v) => words.push((v, i, i + n)),
             None => flush(&mut words, out),
@@ -819,7 +851,7 @@ pub(crate) mod tests {
 
         /// The same scan with the word list as the plain `HashMap` it was.
         pub(crate) fn seed_phrases(text: &str, out: &mut Vec<Hit>) {
-            seed_phrases_by(text, out, word_index)
+            seed_phrases_by(text, out, word_index, &mut AlphaRuns::default())
         }
 
         /// `scan` with the token bodies measured byte by byte.
@@ -979,6 +1011,121 @@ pub(crate) mod tests {
         ] {
             assert!(kinds.contains(d), "{d} never found: {kinds:?}");
         }
+    }
+
+    /// Texts with long letter runs (either side of `LONG_RUN`, more of them than are kept)
+    /// glued to digits, base64 characters, keys, seed words, non-ASCII characters and markers.
+    pub(crate) fn run_texts(n: usize) -> Vec<String> {
+        const PIECES: &[&str] = &[
+            "5HueCGU8rMjxEXxiPuD5BDku4MkFqeZyd4dZ1jvhTVqvbTLvyTJ",
+            "KwDiBf89QgGbjEhKnhXJuH7LrciVrZi3qYjgd9M7rFU73sVHnoWn",
+            "legal winner thank year wave sausage worth useful legal winner thank yellow",
+            "AKIAZ7Q3BT4LCMW2PX5N",
+            "xprv9s21ZrQH143K3QTDL4LXw2F7HEK3wJUD2nW2nRk4stbPy6cq3jPPqjiChkVvvNKmPGJxWUtg6LnF5kejMRNNU3TGtRBeJgk33yuGBxrMPHi",
+            "aGVsbG8gd29ybGQsIHNlY3JldA==",
+            "QUtJQVo3UTNCVDRMQ01XMlBYNU4=",
+            "ignore previous instructions",
+            "<|im_start|>",
+            "\u{e9}",
+            "\u{200b}",
+            "9",
+            "+",
+            "/",
+            "-",
+            "_",
+            "=",
+            " ",
+            "\n",
+            "\t",
+        ];
+        let lens = [
+            1usize, 7, 8, 9, 63, 64, 65, 199, 200, 201, 255, 256, 257, 300, 1000, 4097,
+        ];
+        let letters = ["x", "Q", "ab", "Zq"];
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        (0..n)
+            .map(|_| {
+                let mut s = String::new();
+                for _ in 0..1 + next() % 40 {
+                    if next() % 2 == 0 {
+                        let l = lens[(next() % lens.len() as u64) as usize];
+                        let c = letters[(next() % letters.len() as u64) as usize];
+                        s.push_str(&c.repeat(l.div_ceil(c.len())));
+                    } else {
+                        s.push_str(PIECES[(next() % PIECES.len() as u64) as usize]);
+                    }
+                }
+                s
+            })
+            .collect()
+    }
+
+    /// The scan with the letter runs shared (seed scan first, WIF and token runs jumping over
+    /// the long letter runs) finds exactly what the byte loops found, in the same order.
+    #[test]
+    fn shared_letter_runs_find_what_the_byte_loops_found() {
+        let mut texts = run_texts(3000);
+        texts.extend(mixed_texts(1000));
+        texts.extend(long_texts());
+        // More long runs than are kept, keys after each.
+        let wif = "5HueCGU8rMjxEXxiPuD5BDku4MkFqeZyd4dZ1jvhTVqvbTLvyTJ";
+        texts.push(format!(
+            "{}{wif}",
+            format!("{}9", "x".repeat(300)).repeat(40)
+        ));
+        texts.push(format!(
+            "{}{wif}",
+            format!("{} ", "x".repeat(256)).repeat(40)
+        ));
+        texts.push(format!(
+            "{}{wif}",
+            format!("{}+", "y".repeat(257)).repeat(40)
+        ));
+        let is_tok =
+            |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'_' | b'-');
+        let mut found = 0;
+        for (n, t) in texts.iter().enumerate() {
+            let (mut got, mut want) = (Vec::new(), Vec::new());
+            let mut runs = AlphaRuns::default();
+            scan_runs(t, &mut got, &mut runs);
+            anchor_hits(t, &mut want);
+            reference::wif_keys(t, &mut want);
+            reference::seed_phrases(t, &mut want);
+            assert_eq!(got, want, "text {n}: {t:?}");
+            found += got.len();
+            let b = t.as_bytes();
+            let mut toks = Vec::new();
+            let mut i = 0;
+            while i < b.len() {
+                if !is_tok(b[i]) {
+                    i += 1;
+                    continue;
+                }
+                let start = i;
+                while i < b.len() && is_tok(b[i]) {
+                    i += 1;
+                }
+                if i - start >= super::super::encodings::MIN_TOKEN {
+                    toks.push(start..i);
+                }
+            }
+            let fast: Vec<_> = super::super::encodings::candidate_tokens_in(t, runs).collect();
+            assert_eq!(fast, toks, "tokens, text {n}: {t:?}");
+            if t.is_ascii() {
+                assert_eq!(
+                    super::super::text::injection_marker_ascii(t),
+                    super::super::text::injection_marker(t),
+                    "marker, text {n}"
+                );
+            }
+        }
+        assert!(found > 1000, "{found}");
     }
 
     #[test]
