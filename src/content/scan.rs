@@ -152,8 +152,7 @@ impl<'k> Scanner<'k> {
 
     fn view(&mut self, text: &str, encoding: &str, place: &Place, depth: usize) {
         let mut hits: Vec<Hit> = Vec::new();
-        let mut runs = super::bytes::AlphaRuns::default();
-        secrets::scan_runs(text, &mut hits, &mut runs);
+        let shape = secrets::scan_shaped(text, &mut hits);
         let known = self.known.scan(text);
         for h in &hits {
             self.push(Finding {
@@ -173,10 +172,10 @@ impl<'k> Scanner<'k> {
                 source: Some(label),
             });
         }
-        if depth >= 2 {
-            return;
+        if depth >= 2 || shape.max_tok < super::encodings::MIN_TOKEN {
+            return; // (no run of token characters is long enough to be decoded)
         }
-        for tok in candidate_tokens_in(text, runs) {
+        for tok in candidate_tokens_in(text, shape.runs) {
             if hits
                 .iter()
                 .any(|h| h.span.start <= tok.start && tok.end <= h.span.end)

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::bytes::AlphaRuns;
+use super::shape::Shape;
 
 /// What kind of secret a detector finds; the policy acts per class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -254,19 +255,29 @@ fn anchors() -> &'static AhoCorasick {
 /// Every credential in `text` (spans are byte ranges of `text`).
 #[cfg(test)]
 pub(crate) fn scan(text: &str, out: &mut Vec<Hit>) {
-    scan_runs(text, out, &mut AlphaRuns::default());
+    scan_shaped(text, out);
 }
 
-/// [`scan`], keeping the long letter runs of `text` in `runs` (for `candidate_tokens_in`).
-pub(crate) fn scan_runs(text: &str, out: &mut Vec<Hit>, runs: &mut AlphaRuns) {
-    anchor_hits(text, out);
-    // The seed scan first (it measures the letter runs the WIF scan then jumps over), its
-    // hits after the WIF ones (the order they were always reported in).
-    let mut seeds = Vec::new();
-    seed_phrases_by(text, &mut seeds, word_index, runs);
-    wif_keys_in(text, out, runs);
-    out.append(&mut seeds);
+/// [`scan`], after one pass over the bytes ([`shape`](super::shape::shape)) that skips the
+/// detectors that cannot fire; the shape is returned (for `candidate_tokens_in`).
+pub(crate) fn scan_shaped(text: &str, out: &mut Vec<Hit>) -> Shape {
+    let sh = super::shape::shape(text.as_bytes());
+    if sh.anchors_possible() {
+        anchor_hits(text, out);
+    }
+    if sh.max_alnum >= WIF_MIN {
+        wif_keys_in(text, out, &sh.runs);
+    }
+    if sh.words >= SEED_MIN_WORDS {
+        seed_phrases(text, out);
+    }
+    sh
 }
+
+/// The shortest WIF key (a run of letters and digits at least this long holds any key).
+pub(crate) const WIF_MIN: usize = 51;
+/// The fewest words of a seed phrase.
+pub(crate) const SEED_MIN_WORDS: usize = 12;
 
 /// The hits of the anchored detectors (tokens after a prefix, and the special shapes).
 fn anchor_hits(text: &str, out: &mut Vec<Hit>) {
@@ -727,20 +738,13 @@ fn mnemonic_valid(idx: &[u16]) -> bool {
 }
 
 /// BIP-39 seed phrases: 12, 15, 18, 21 or 24 consecutive list words with a valid checksum.
-#[cfg(test)]
 pub(crate) fn seed_phrases(text: &str, out: &mut Vec<Hit>) {
-    seed_phrases_by(text, out, word_index, &mut AlphaRuns::default())
+    seed_phrases_by(text, out, word_index)
 }
 
 /// [`seed_phrases`] with the word list looked up by `word_index` (the tests pass the plain
 /// `HashMap` the open-addressed table replaced).
-/// The long letter runs met are noted in `runs`.
-fn seed_phrases_by(
-    text: &str,
-    out: &mut Vec<Hit>,
-    word_index: impl Fn(&str) -> Option<u16>,
-    runs: &mut AlphaRuns,
-) {
+fn seed_phrases_by(text: &str, out: &mut Vec<Hit>, word_index: impl Fn(&str) -> Option<u16>) {
     let b = text.as_bytes();
     let mut words: Vec<(u16, usize, usize)> = Vec::new();
     let mut i = 0;
@@ -778,7 +782,6 @@ fn seed_phrases_by(
             |c| c.is_ascii_alphabetic(),
             super::bytes::alpha,
         );
-        runs.note(i, i + n);
         match word_index(&text[i..i + n]) {
             Some(v) => words.push((v, i, i + n)),
             None => flush(&mut words, out),
@@ -851,7 +854,7 @@ pub(crate) mod tests {
 
         /// The same scan with the word list as the plain `HashMap` it was.
         pub(crate) fn seed_phrases(text: &str, out: &mut Vec<Hit>) {
-            seed_phrases_by(text, out, word_index, &mut AlphaRuns::default())
+            seed_phrases_by(text, out, word_index)
         }
 
         /// `scan` with the token bodies measured byte by byte.
@@ -1023,6 +1026,10 @@ pub(crate) mod tests {
             "AKIAZ7Q3BT4LCMW2PX5N",
             "xprv9s21ZrQH143K3QTDL4LXw2F7HEK3wJUD2nW2nRk4stbPy6cq3jPPqjiChkVvvNKmPGJxWUtg6LnF5kejMRNNU3TGtRBeJgk33yuGBxrMPHi",
             "aGVsbG8gd29ybGQsIHNlY3JldA==",
+            // `xprv`/`tprv` without an anchor byte, their bodies either side of the minimum.
+            "xprvq1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c2v3b4n5m6q7w8e9r0t1y2u3i4o5p6a7s8d9f0g1h2j3k4l5z6x7c8v9b0",
+            "tprvq1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c2v3b4n5m6q7w8e9r0t1y2u3i4o5p6a7s8d9f0g1h2j3k4l5z6x7c8v9b",
+            "abandon ability able about above absent absorb abstract absurd abuse access",
             "QUtJQVo3UTNCVDRMQ01XMlBYNU4=",
             "ignore previous instructions",
             "<|im_start|>",
@@ -1092,8 +1099,7 @@ pub(crate) mod tests {
         let mut found = 0;
         for (n, t) in texts.iter().enumerate() {
             let (mut got, mut want) = (Vec::new(), Vec::new());
-            let mut runs = AlphaRuns::default();
-            scan_runs(t, &mut got, &mut runs);
+            let sh = scan_shaped(t, &mut got);
             anchor_hits(t, &mut want);
             reference::wif_keys(t, &mut want);
             reference::seed_phrases(t, &mut want);
@@ -1115,7 +1121,11 @@ pub(crate) mod tests {
                     toks.push(start..i);
                 }
             }
-            let fast: Vec<_> = super::super::encodings::candidate_tokens_in(t, runs).collect();
+            let fast: Vec<_> = if sh.max_tok >= super::super::encodings::MIN_TOKEN {
+                super::super::encodings::candidate_tokens_in(t, sh.runs).collect()
+            } else {
+                Vec::new()
+            };
             assert_eq!(fast, toks, "tokens, text {n}: {t:?}");
             if t.is_ascii() {
                 assert_eq!(
@@ -1126,6 +1136,27 @@ pub(crate) mod tests {
             }
         }
         assert!(found > 1000, "{found}");
+    }
+
+    /// The shape pass may skip the anchored detectors of a text without an anchor byte: every
+    /// anchor holds one, but `xprv`/`tprv`, which hold a `v` and need a long run.
+    #[test]
+    fn every_anchor_holds_an_anchor_byte_or_needs_a_long_run() {
+        use super::super::shape::{ANCHOR_BYTES, XPRV_RUN};
+        for p in SPECIAL {
+            assert!(p.bytes().any(|c| ANCHOR_BYTES.contains(&c)), "{p}");
+        }
+        for r in TOKENS {
+            if r.prefix.bytes().any(|c| ANCHOR_BYTES.contains(&c)) {
+                continue;
+            }
+            assert!(r.prefix.contains('v'), "{}", r.prefix);
+            assert!(r.prefix.bytes().all(|c| c.is_ascii_alphanumeric()));
+            assert!(matches!(r.chars, Alnum) && r.prefix.len() + r.min >= XPRV_RUN);
+        }
+        // The WIF scan's shortest key, the seed scan's fewest words.
+        assert_eq!(WIF_MIN, 51);
+        assert_eq!(SEED_MIN_WORDS, 12);
     }
 
     #[test]
