@@ -89,25 +89,22 @@ fn collect<'v>(v: &'v mut Value, out: &mut Vec<&'v mut String>, depth: usize) {
 /// Would [`check_result`] leave this text alone and report nothing about it? (The same
 /// checks as `one_text`, without changing anything.)
 pub(crate) fn text_is_clean(t: &str, policy: &ContentPolicy, known: &mut KnownSecrets) -> bool {
-    // One look at the bytes answers three questions for ASCII text (most answers): nothing to
-    // normalise, nothing hidden, and the marker search can stop at its first test.
-    let ascii = t.is_ascii();
     let mut sc = Scanner::new(known, false);
-    sc.result_known_ascii(t, ascii);
+    // The scan's one pass over the bytes also answers, for ASCII text (most answers): nothing
+    // hidden, and no marker without a space, tab, `<`, `[` or newline.
+    let shape = sc.result_shaped(t);
     if policy.secrets != ResultAction::Off && !sc.findings.is_empty() {
         return false;
     }
-    if policy.injection != ResultAction::Off {
-        let marker = if ascii {
-            super::text::injection_marker_ascii(t)
-        } else {
-            super::text::injection_marker(t)
-        };
-        if marker.is_some() {
-            return false;
-        }
+    if policy.injection != ResultAction::Off
+        && (shape.non_ascii || shape.marker_byte)
+        && super::text::injection_marker(t).is_some()
+    {
+        return false;
     }
-    !(policy.hidden_unicode != ResultAction::Off && !ascii && super::text::count_hidden(t) > 0)
+    !(policy.hidden_unicode != ResultAction::Off
+        && shape.non_ascii
+        && super::text::count_hidden(t) > 0)
 }
 
 #[cfg(test)]

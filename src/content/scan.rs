@@ -11,6 +11,7 @@ use super::encodings::{
 };
 use super::known::KnownSecrets;
 use super::secrets::{self, Class, Hit};
+use super::shape::Shape;
 
 /// One finding, placed in the scanned string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,19 +131,21 @@ impl<'k> Scanner<'k> {
 
     /// Scan what comes back: spans are kept for redaction; no percent-decoding.
     pub(crate) fn result(&mut self, s: &str) {
-        self.result_known_ascii(s, s.is_ascii());
+        self.result_shaped(s);
     }
 
-    /// [`Scanner::result`] when the caller already knows whether `s` is ASCII (`ascii`).
-    pub(crate) fn result_known_ascii(&mut self, s: &str, ascii: bool) {
+    /// [`Scanner::result`], returning the shape of `s` (the pass over its bytes the scan of
+    /// its plain view made: the caller's other checks read it too).
+    pub(crate) fn result_shaped(&mut self, s: &str) -> Shape {
         self.start(s);
-        self.view(s, "plain", &Place::Same, 0);
-        if ascii {
-            return; // ASCII has no hidden or confusable characters: no other view
+        let shape = self.view(s, "plain", &Place::Same, 0);
+        if !shape.non_ascii {
+            return shape; // ASCII has no hidden or confusable characters: no other view
         }
         if let Some((n, map)) = super::text::normalize(s) {
             self.view(&n, "hidden or confusable characters", &Place::Map(&map), 0);
         }
+        shape
     }
 
     fn start(&mut self, s: &str) {
@@ -150,7 +153,8 @@ impl<'k> Scanner<'k> {
         self.budget = 2 * s.len() + 4096;
     }
 
-    fn view(&mut self, text: &str, encoding: &str, place: &Place, depth: usize) {
+    /// Scan one view of the text; its shape is returned.
+    fn view(&mut self, text: &str, encoding: &str, place: &Place, depth: usize) -> Shape {
         let mut hits: Vec<Hit> = Vec::new();
         let shape = secrets::scan_shaped(text, &mut hits);
         let known = self.known.scan(text);
@@ -173,9 +177,9 @@ impl<'k> Scanner<'k> {
             });
         }
         if depth >= 2 || shape.max_tok < super::encodings::MIN_TOKEN {
-            return; // (no run of token characters is long enough to be decoded)
+            return shape; // (no run of token characters is long enough to be decoded)
         }
-        for tok in candidate_tokens_in(text, shape.runs) {
+        for tok in candidate_tokens_in(text, shape.runs.clone()) {
             if hits
                 .iter()
                 .any(|h| h.span.start <= tok.start && tok.end <= h.span.end)
@@ -188,7 +192,7 @@ impl<'k> Scanner<'k> {
                 continue;
             }
             if self.budget < tok.len() {
-                return;
+                return shape;
             }
             self.budget -= tok.len();
             // A token may carry a prefix such as `key=` or `/`: try it whole, then after it.
@@ -216,6 +220,7 @@ impl<'k> Scanner<'k> {
                 self.view(&d, &label, &Place::Whole(at), depth + 1);
             }
         }
+        shape
     }
 
     fn entropy(&mut self, text: &str, host: Range<usize>) {

@@ -20,6 +20,9 @@ const DIGIT: u8 = 2;
 const TOKX: u8 = 4;
 const ANCHOR: u8 = 8;
 const V: u8 = 16;
+/// A byte every injection marker's collapsed form needs (space, tab, `<`, `[`, newline).
+const MARK: u8 = 32;
+const NON_ASCII: u8 = 64;
 
 const fn classes() -> [u8; 256] {
     let mut t = [0u8; 256];
@@ -45,6 +48,12 @@ const fn classes() -> [u8; 256] {
         }
         if b == b'v' {
             k |= V;
+        }
+        if matches!(b, b' ' | b'\t' | b'<' | b'[' | b'\n') {
+            k |= MARK;
+        }
+        if b >= 0x80 {
+            k |= NON_ASCII;
         }
         t[c] = k;
         c += 1;
@@ -75,6 +84,10 @@ pub(crate) struct Shape {
     pub(crate) words: usize,
     /// The long runs of letters.
     pub(crate) runs: AlphaRuns,
+    /// Any space, tab, `<`, `[` or newline (an ASCII text without them holds no marker).
+    pub(crate) marker_byte: bool,
+    /// Any byte outside ASCII.
+    pub(crate) non_ascii: bool,
 }
 
 impl Shape {
@@ -149,8 +162,10 @@ pub(crate) fn shape(b: &[u8]) -> Shape {
         sh.max_tok = sh.max_tok.max(n - tok0);
     }
     sh.anchor_byte = flags & ANCHOR != 0;
-    // (`v` is not quiet: the flags saw every `v`, and every anchor byte.)
+    // (No quiet byte is in these classes: the flags saw every one of their bytes.)
     sh.v = flags & V != 0;
+    sh.marker_byte = flags & MARK != 0;
+    sh.non_ascii = flags & NON_ASCII != 0;
     sh
 }
 
@@ -167,7 +182,7 @@ mod tests {
     use super::*;
 
     /// The shape as a byte loop computes it, the obvious way.
-    fn reference(b: &[u8]) -> (bool, bool, usize, usize, usize) {
+    fn reference(b: &[u8]) -> (bool, bool, usize, usize, usize, bool, bool) {
         let runs = |class: &dyn Fn(u8) -> bool| -> Vec<usize> {
             let mut v = Vec::new();
             let mut n = 0;
@@ -195,6 +210,8 @@ mod tests {
             alnum.into_iter().max().unwrap_or(0),
             tok.into_iter().max().unwrap_or(0),
             alpha.into_iter().filter(|n| (3..=8).contains(n)).count(),
+            b.iter().any(|c| b" \t<[\n".contains(c)),
+            !b.is_ascii(),
         )
     }
 
@@ -206,7 +223,15 @@ mod tests {
         for t in &texts {
             let sh = shape(t.as_bytes());
             assert_eq!(
-                (sh.anchor_byte, sh.v, sh.max_alnum, sh.max_tok, sh.words),
+                (
+                    sh.anchor_byte,
+                    sh.v,
+                    sh.max_alnum,
+                    sh.max_tok,
+                    sh.words,
+                    sh.marker_byte,
+                    sh.non_ascii
+                ),
                 reference(t.as_bytes()),
                 "{t:?}"
             );

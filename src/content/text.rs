@@ -237,19 +237,6 @@ pub(crate) fn injection_marker(s: &str) -> Option<&'static str> {
     find_marker(markers(), t.as_bytes())
 }
 
-/// [`injection_marker`] of an ASCII text (the caller checked `s.is_ascii()`). Every marker
-/// holds a space, `<`, `[` or a newline, and the collapse only turns tabs into spaces: a text
-/// with none of these five bytes holds no marker, and is looked at once, by `memchr`.
-pub(crate) fn injection_marker_ascii(s: &str) -> Option<&'static str> {
-    debug_assert!(s.is_ascii());
-    let b = s.as_bytes();
-    if memchr::memchr3(b' ', b'\t', b'<', b).is_none() && memchr::memchr2(b'[', b'\n', b).is_none()
-    {
-        return None;
-    }
-    injection_marker(s)
-}
-
 /// A non-ASCII character the collapse keeps as a non-ASCII character: not hidden, not a
 /// confusable, and its lower case has no ASCII character (the Kelvin sign's is `k`).
 fn inert(c: char) -> bool {
