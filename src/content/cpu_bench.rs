@@ -98,6 +98,9 @@ fn content_cpu() {
         let tok = ms_per_mib(t, 20, &mut |s| {
             let _ = super::encodings::candidate_tokens(s).count();
         });
+        let shape = ms_per_mib(t, 20, &mut |s| {
+            std::hint::black_box(super::shape::shape(s.as_bytes()));
+        });
         let inj = ms_per_mib(t, 20, &mut |s| {
             let _ = super::text::injection_marker(s);
         });
@@ -106,7 +109,7 @@ fn content_cpu() {
             let _ = super::text::normalize(s);
         });
         eprintln!(
-            "content-cpu {name}: text_is_clean {clean:.3} ms/MiB (secrets {sec:.3} [wif {wif:.3}, seed {seed:.3}], known {kn:.3}, tokens {tok:.3}, injection {inj:.3}, hidden {hid:.3})"
+            "content-cpu {name}: text_is_clean {clean:.3} ms/MiB (secrets {sec:.3} [shape {shape:.3}, wif {wif:.3}, seed {seed:.3}], known {kn:.3}, tokens {tok:.3}, injection {inj:.3}, hidden {hid:.3})"
         );
     }
 }

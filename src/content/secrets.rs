@@ -738,16 +738,69 @@ fn mnemonic_valid(idx: &[u16]) -> bool {
 }
 
 /// BIP-39 seed phrases: 12, 15, 18, 21 or 24 consecutive list words with a valid checksum.
+///
+/// A word of another length than the list's (3 to 8 letters) or a character outside ASCII
+/// ends every phrase: the words are looked up only in the stretches between those that hold
+/// twelve words or more (most prose has a short or long word every few words).
 pub(crate) fn seed_phrases(text: &str, out: &mut Vec<Hit>) {
-    seed_phrases_by(text, out, word_index)
+    let b = text.as_bytes();
+    // The current stretch: where its first word starts, how many words it has.
+    let (mut from, mut count) = (0usize, 0usize);
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_alphabetic() {
+            if !b[i].is_ascii() {
+                if count >= SEED_MIN_WORDS {
+                    seed_range(text, from, i, out, word_index);
+                }
+                count = 0;
+            }
+            i += 1;
+            continue;
+        }
+        let n = super::bytes::run_len_short(
+            b,
+            i,
+            usize::MAX,
+            |c| c.is_ascii_alphabetic(),
+            super::bytes::alpha,
+        );
+        if (3..=8).contains(&n) {
+            if count == 0 {
+                from = i;
+            }
+            count += 1;
+        } else {
+            if count >= SEED_MIN_WORDS {
+                seed_range(text, from, i, out, word_index);
+            }
+            count = 0;
+        }
+        i += n;
+    }
+    if count >= SEED_MIN_WORDS {
+        seed_range(text, from, b.len(), out, word_index);
+    }
 }
 
 /// [`seed_phrases`] with the word list looked up by `word_index` (the tests pass the plain
 /// `HashMap` the open-addressed table replaced).
+#[cfg(test)]
 fn seed_phrases_by(text: &str, out: &mut Vec<Hit>, word_index: impl Fn(&str) -> Option<u16>) {
+    seed_range(text, 0, text.len(), out, word_index)
+}
+
+/// The seed scan of `text[from..to]` (`to` ends a word, or the text), every word looked up.
+fn seed_range(
+    text: &str,
+    from: usize,
+    to: usize,
+    out: &mut Vec<Hit>,
+    word_index: impl Fn(&str) -> Option<u16>,
+) {
     let b = text.as_bytes();
     let mut words: Vec<(u16, usize, usize)> = Vec::new();
-    let mut i = 0;
+    let mut i = from;
     let flush = |words: &mut Vec<(u16, usize, usize)>, out: &mut Vec<Hit>| {
         if words.len() >= 12 {
             let idx: Vec<u16> = words.iter().map(|w| w.0).collect();
@@ -766,7 +819,7 @@ fn seed_phrases_by(text: &str, out: &mut Vec<Hit>, word_index: impl Fn(&str) -> 
         }
         words.clear();
     };
-    while i < b.len() {
+    while i < to {
         if !b[i].is_ascii_alphabetic() {
             // Separators: spaces, punctuation, digits (numbered lists); other letters break.
             if !b[i].is_ascii() {
