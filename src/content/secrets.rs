@@ -274,6 +274,16 @@ pub(crate) fn scan_shaped(text: &str, out: &mut Vec<Hit>) -> Shape {
     sh
 }
 
+/// Tests: every detector through the byte-loop references (the scan before the shape pass);
+/// the shape is returned for its flags only.
+#[cfg(test)]
+pub(crate) fn scan_ungated(text: &str, out: &mut Vec<Hit>) -> Shape {
+    anchor_hits(text, out);
+    tests::reference::wif_keys(text, out);
+    tests::reference::seed_phrases(text, out);
+    super::shape::shape(text.as_bytes())
+}
+
 /// The shortest WIF key (a run of letters and digits at least this long holds any key).
 pub(crate) const WIF_MIN: usize = 51;
 /// The fewest words of a seed phrase.
@@ -850,7 +860,7 @@ pub(crate) mod tests {
 
     /// The scan as it was before runs were counted a block at a time and the word list was an
     /// open-addressed table: the fast paths must find exactly the same hits.
-    mod reference {
+    pub(crate) mod reference {
         use super::super::*;
 
         fn run(b: &[u8], from: usize, chars: Chars, cap: usize) -> usize {
