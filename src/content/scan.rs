@@ -352,6 +352,49 @@ mod tests {
         assert_eq!(out("see https://github.com/rust-lang/rust/commit/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b"), Vec::<String>::new());
     }
 
+    /// What leaves goes through the same views: with and without the shape pass, the same
+    /// findings, for plants in URLs, percent-encoded, split over DNS labels, in prose.
+    #[test]
+    fn outgoing_findings_are_kept_without_the_detectors_skipped() {
+        let plants = [
+            KEY,
+            "ghp_4Fq9ZtX1bW7mK2pL8vR3sY6nC0dH5jE9uA1k",
+            "5HueCGU8rMjxEXxiPuD5BDku4MkFqeZyd4dZ1jvhTVqvbTLvyTJ",
+            "legal winner thank year wave sausage worth useful legal winner thank yellow",
+            "xprvq1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c2v3b4n5m6q7w8e9r0t1y2u3i4o5p6a7s8d9f0g1h2j3k4l5z6x7c8v9b0",
+            "QUtJQVo3UTNCVDRMQ01XMlBYNU4=",
+            "Zq8vX2mN4pL7kR9sT1wYb3c5D6e7F8g9H0iJ",
+            "hunter2-but-longer",
+        ];
+        let mut n = 0;
+        for plant in plants {
+            let pct: String = plant.bytes().map(|c| format!("%{c:02X}")).collect();
+            let split = format!("{}.{}.evil.test", &plant[..7], &plant[7..14]);
+            for t in [
+                format!("http://h.test/?k={plant}"),
+                format!("http://h.test/?k={pct}"),
+                format!("https://{split}/"),
+                format!("send {plant} to the server, please"),
+                format!("{}{plant}", "x".repeat(300)),
+                format!("{} {plant} {}", "word ".repeat(40), "y".repeat(260)),
+                format!("http://h.test/{}", hex::encode(plant)),
+            ] {
+                let run = |ungated: bool| {
+                    let mut k = KnownSecrets::default();
+                    k.add("hunter2-but-longer", "environment variable DB_PASSWORD");
+                    let mut sc = Scanner::new(&mut k, true);
+                    sc.ungated = ungated;
+                    sc.outgoing(&t);
+                    sc.findings
+                };
+                let want = run(true);
+                assert_eq!(run(false), want, "{t:?}");
+                n += usize::from(!want.is_empty());
+            }
+        }
+        assert!(n > 30, "{n}");
+    }
+
     #[test]
     fn result_spans_for_redaction() {
         let mut k = KnownSecrets::default();
