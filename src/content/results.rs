@@ -267,6 +267,9 @@ mod tests {
             prose.repeat(70),
             "Zq8vX2mN ".repeat(500),
             "abcdefgh1".repeat(500),
+            // base64 lines: the shape pass stops early (every detector runs).
+            "QUtJQVo3UTNCVDRMQ01XMlBYNU4rZ2hwXzRGcTlaV2ZvbzEyMzQ1Njc4OTBhYmNkZWZnaGlq+/\n"
+                .repeat(60),
         ];
         let mut offsets: Vec<usize> = (0..=70).collect();
         offsets.extend([
@@ -279,10 +282,12 @@ mod tests {
                 for &at in &offsets {
                     for glue in ["", " "] {
                         let at = at.min(f.len());
+                        // The base64 filler's texts run past the shape pass's first check.
+                        let tail = if f.starts_with("QUtJ") { 4500 } else { 300 };
                         let t = format!(
                             "{}{glue}{plant}{glue}{}",
                             &f[..at],
-                            &f[at..at + 300.min(f.len() - at)]
+                            &f[at..at + tail.min(f.len() - at)]
                         );
                         let (want, want_f) = text_is_clean_ref(&t, &p, &mut known);
                         let mut sc = Scanner::new(&mut known, false);

@@ -88,6 +88,10 @@ pub(crate) struct Shape {
     pub(crate) marker_byte: bool,
     /// Any byte outside ASCII.
     pub(crate) non_ascii: bool,
+    /// The pass read the whole text. `false`: it stopped once every detector was known to
+    /// need running; the flags then say `true` (the checks they would skip run) and the
+    /// lengths and counts are those of the part read.
+    pub(crate) complete: bool,
 }
 
 impl Shape {
@@ -100,6 +104,19 @@ impl Shape {
 /// No run is open.
 const NONE: usize = usize::MAX;
 
+/// How often the pass asks whether it has anything left to prove.
+const CHECK_EVERY: usize = 4096;
+
+/// Does every detector the shape could skip need running? (Then the rest of the pass
+/// could only clear the ASCII and marker flags: texts dense in letters of every case, digits
+/// and symbols, such as base64, where a branchy pass is slowest.)
+fn nothing_to_skip(sh: &Shape, flags: u8) -> bool {
+    flags & ANCHOR != 0
+        && sh.max_alnum >= super::secrets::WIF_MIN
+        && sh.max_tok >= super::encodings::MIN_TOKEN
+        && sh.words >= super::secrets::SEED_MIN_WORDS
+}
+
 /// The shape of `b`, in one pass.
 pub(crate) fn shape(b: &[u8]) -> Shape {
     let mut sh = Shape::default();
@@ -107,7 +124,18 @@ pub(crate) fn shape(b: &[u8]) -> Shape {
     // Where the open runs started (NONE: not in one).
     let (mut alpha0, mut alnum0, mut tok0) = (NONE, NONE, NONE);
     let mut i = 0;
+    let mut check = CHECK_EVERY;
     while i < b.len() {
+        if i >= check {
+            if nothing_to_skip(&sh, flags) {
+                sh.anchor_byte = true;
+                sh.v = true;
+                sh.marker_byte = true;
+                sh.non_ascii = true;
+                return sh; // (the runs kept so far are letter runs: jumping them is right)
+            }
+            check = i + CHECK_EVERY;
+        }
         let c = b[i];
         if quiet(c) {
             // A letter: every run class goes on, for as long as the quiet letters do.
@@ -166,6 +194,7 @@ pub(crate) fn shape(b: &[u8]) -> Shape {
     sh.v = flags & V != 0;
     sh.marker_byte = flags & MARK != 0;
     sh.non_ascii = flags & NON_ASCII != 0;
+    sh.complete = true;
     sh
 }
 
@@ -220,8 +249,25 @@ mod tests {
         let mut texts = crate::content::secrets::tests::mixed_texts(1500);
         texts.extend(crate::content::secrets::tests::long_texts());
         texts.extend(crate::content::secrets::tests::run_texts(1500));
+        // Texts where the pass stops early: base64 lines, keys and words.
+        for k in [1usize, 50, 200] {
+            let line = "QUtJQVo3UTNCVDRMQ01XMlBYNU4rZ2hwXzRGcTlaV2ZvbzEyMzQ1Njc4OTBhYmNkZWZnaGlq+/";
+            texts.push(format!(
+                "{}{}",
+                "legal winner thank year wave sausage ".repeat(k),
+                line.repeat(k * 10)
+            ));
+        }
+        let mut early = 0;
         for t in &texts {
             let sh = shape(t.as_bytes());
+            if !sh.complete {
+                // Stopped: every detector runs, every flag is up.
+                early += 1;
+                assert!(t.len() > CHECK_EVERY && nothing_to_skip(&sh, ANCHOR));
+                assert!(sh.anchors_possible() && sh.marker_byte && sh.non_ascii);
+                continue;
+            }
             assert_eq!(
                 (
                     sh.anchor_byte,
@@ -236,5 +282,6 @@ mod tests {
                 "{t:?}"
             );
         }
+        assert!(early > 0);
     }
 }
