@@ -120,75 +120,87 @@ fn nothing_to_skip(sh: &Shape, flags: u8) -> bool {
 /// The shape of `b`, in one pass.
 pub(crate) fn shape(b: &[u8]) -> Shape {
     let mut sh = Shape::default();
+    let mut runs = AlphaRuns::default();
     let mut flags = 0u8;
+    let (mut max_alnum, mut max_tok, mut words) = (0usize, 0usize, 0usize);
     // Where the open runs started (NONE: not in one).
     let (mut alpha0, mut alnum0, mut tok0) = (NONE, NONE, NONE);
     let mut i = 0;
-    let mut check = CHECK_EVERY;
     while i < b.len() {
-        if i >= check {
-            if nothing_to_skip(&sh, flags) {
-                sh.anchor_byte = true;
-                sh.v = true;
-                sh.marker_byte = true;
-                sh.non_ascii = true;
-                return sh; // (the runs kept so far are letter runs: jumping them is right)
+        // A block, then the question whether anything is left to prove.
+        let end = b.len().min(i + CHECK_EVERY);
+        while i < end {
+            let c = b[i];
+            if quiet(c) {
+                // A letter: every run class goes on, for as long as the quiet letters do.
+                if alpha0 == NONE {
+                    alpha0 = i;
+                }
+                if alnum0 == NONE {
+                    alnum0 = i;
+                }
+                if tok0 == NONE {
+                    tok0 = i;
+                }
+                i += run_len_short(b, i, usize::MAX, quiet, quiet);
+                continue;
             }
-            check = i + CHECK_EVERY;
+            let k = CLASS[c as usize];
+            flags |= k;
+            if k & ALPHA != 0 {
+                if alpha0 == NONE {
+                    alpha0 = i;
+                }
+            } else if alpha0 != NONE {
+                words += usize::from((3..=8).contains(&(i - alpha0)));
+                runs.note(alpha0, i);
+                alpha0 = NONE;
+            }
+            if k & (ALPHA | DIGIT) != 0 {
+                if alnum0 == NONE {
+                    alnum0 = i;
+                }
+            } else if alnum0 != NONE {
+                max_alnum = max_alnum.max(i - alnum0);
+                alnum0 = NONE;
+            }
+            if k & (ALPHA | DIGIT | TOKX) != 0 {
+                if tok0 == NONE {
+                    tok0 = i;
+                }
+            } else if tok0 != NONE {
+                max_tok = max_tok.max(i - tok0);
+                tok0 = NONE;
+            }
+            i += 1;
         }
-        let c = b[i];
-        if quiet(c) {
-            // A letter: every run class goes on, for as long as the quiet letters do.
-            if alpha0 == NONE {
-                alpha0 = i;
-            }
-            if alnum0 == NONE {
-                alnum0 = i;
-            }
-            if tok0 == NONE {
-                tok0 = i;
-            }
-            i += run_len_short(b, i, usize::MAX, quiet, quiet);
-            continue;
+        sh.max_alnum = max_alnum;
+        sh.max_tok = max_tok;
+        sh.words = words;
+        if i < b.len() && nothing_to_skip(&sh, flags) {
+            sh.anchor_byte = true;
+            sh.v = true;
+            sh.marker_byte = true;
+            sh.non_ascii = true;
+            sh.runs = runs; // (the runs kept so far are letter runs: jumping them is right)
+            return sh;
         }
-        let k = CLASS[c as usize];
-        flags |= k;
-        if k & ALPHA != 0 {
-            if alpha0 == NONE {
-                alpha0 = i;
-            }
-        } else if alpha0 != NONE {
-            end_alpha(&mut sh, alpha0, i);
-            alpha0 = NONE;
-        }
-        if k & (ALPHA | DIGIT) != 0 {
-            if alnum0 == NONE {
-                alnum0 = i;
-            }
-        } else if alnum0 != NONE {
-            sh.max_alnum = sh.max_alnum.max(i - alnum0);
-            alnum0 = NONE;
-        }
-        if k & (ALPHA | DIGIT | TOKX) != 0 {
-            if tok0 == NONE {
-                tok0 = i;
-            }
-        } else if tok0 != NONE {
-            sh.max_tok = sh.max_tok.max(i - tok0);
-            tok0 = NONE;
-        }
-        i += 1;
     }
     let n = b.len();
     if alpha0 != NONE {
-        end_alpha(&mut sh, alpha0, n);
+        words += usize::from((3..=8).contains(&(n - alpha0)));
+        runs.note(alpha0, n);
     }
     if alnum0 != NONE {
-        sh.max_alnum = sh.max_alnum.max(n - alnum0);
+        max_alnum = max_alnum.max(n - alnum0);
     }
     if tok0 != NONE {
-        sh.max_tok = sh.max_tok.max(n - tok0);
+        max_tok = max_tok.max(n - tok0);
     }
+    sh.max_alnum = max_alnum;
+    sh.max_tok = max_tok;
+    sh.words = words;
+    sh.runs = runs;
     sh.anchor_byte = flags & ANCHOR != 0;
     // (No quiet byte is in these classes: the flags saw every one of their bytes.)
     sh.v = flags & V != 0;
@@ -196,14 +208,6 @@ pub(crate) fn shape(b: &[u8]) -> Shape {
     sh.non_ascii = flags & NON_ASCII != 0;
     sh.complete = true;
     sh
-}
-
-#[inline]
-fn end_alpha(sh: &mut Shape, start: usize, end: usize) {
-    if (3..=8).contains(&(end - start)) {
-        sh.words += 1;
-    }
-    sh.runs.note(start, end);
 }
 
 #[cfg(test)]
