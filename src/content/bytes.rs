@@ -52,6 +52,68 @@ pub(crate) fn run_len_short(
     i - from
 }
 
+/// Runs of ASCII letters this long or longer are kept by [`AlphaRuns`].
+pub(crate) const LONG_RUN: usize = 256;
+/// Most runs kept.
+const KEPT: usize = 16;
+
+/// The long runs of ASCII letters of one text (the seed-phrase scan measures every letter run
+/// anyway): the scans that count wider classes of bytes (letters and digits, base64
+/// characters) jump over them instead of counting them again, so a large text of letters is
+/// counted once, not three times. The first [`KEPT`] runs of [`LONG_RUN`] bytes or more are
+/// kept, in order; a run not kept is counted as before. No allocation.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct AlphaRuns {
+    runs: [(usize, usize); KEPT],
+    n: usize,
+}
+
+impl AlphaRuns {
+    /// `start..end` is a maximal run of ASCII letters, after every run noted before it.
+    #[inline]
+    pub(crate) fn note(&mut self, start: usize, end: usize) {
+        if end - start >= LONG_RUN && self.n < KEPT {
+            self.runs[self.n] = (start, end);
+            self.n += 1;
+        }
+    }
+
+    /// [`run_len_short`] from `from` without a cap, for a class that holds every ASCII letter:
+    /// the kept runs are jumped over. `k` is the caller's cursor into the kept runs (start at
+    /// 0; `from` must not decrease between calls with the same cursor).
+    #[inline(always)]
+    pub(crate) fn run_len(
+        &self,
+        k: &mut usize,
+        b: &[u8],
+        from: usize,
+        scalar: impl Fn(u8) -> bool + Copy,
+        block: impl Fn(u8) -> bool + Copy,
+    ) -> usize {
+        while *k < self.n && self.runs[*k].1 <= from {
+            *k += 1;
+        }
+        let mut i = from;
+        loop {
+            if *k < self.n && self.runs[*k].0 <= i {
+                // Inside a kept run: every byte to its end is a letter, so in the class.
+                i = self.runs[*k].1;
+                *k += 1;
+                continue;
+            }
+            let lim = if *k < self.n {
+                self.runs[*k].0
+            } else {
+                b.len()
+            };
+            i += run_len_short(b, i, lim - i, scalar, block);
+            if i < lim || *k >= self.n {
+                return i - from;
+            }
+        }
+    }
+}
+
 /// `[A-Za-z0-9]`, branch-free (vectorises in [`run_len`]).
 #[inline(always)]
 pub(crate) fn alnum(c: u8) -> bool {

@@ -44,6 +44,23 @@ fn prose(len: usize) -> String {
     s
 }
 
+/// Pseudo-random base64 characters in lines of 76 (a base64 payload in a text).
+fn base64ish(len: usize) -> String {
+    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    (0..len)
+        .map(|i| {
+            if i % 77 == 76 {
+                return '\n';
+            }
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            B64[(x % 64) as usize] as char
+        })
+        .collect()
+}
+
 /// This thread's CPU time in seconds (the machine is shared: wall time counts the others).
 fn cpu_secs() -> f64 {
     let mut t = libc::timespec {
@@ -75,6 +92,7 @@ fn content_cpu() {
         ("x 1MiB", "x".repeat(1 << 20)),
         ("prose 1MiB", prose(1 << 20)),
         ("prose+e9 1MiB", format!("{}\u{e9}", prose((1 << 20) - 2))),
+        ("base64 1MiB", base64ish(1 << 20)),
     ];
     for (name, t) in &inputs {
         let clean = ms_per_mib(t, 20, &mut |s| {
@@ -98,6 +116,9 @@ fn content_cpu() {
         let tok = ms_per_mib(t, 20, &mut |s| {
             let _ = super::encodings::candidate_tokens(s).count();
         });
+        let shape = ms_per_mib(t, 20, &mut |s| {
+            std::hint::black_box(super::shape::shape(s.as_bytes()));
+        });
         let inj = ms_per_mib(t, 20, &mut |s| {
             let _ = super::text::injection_marker(s);
         });
@@ -106,7 +127,7 @@ fn content_cpu() {
             let _ = super::text::normalize(s);
         });
         eprintln!(
-            "content-cpu {name}: text_is_clean {clean:.3} ms/MiB (secrets {sec:.3} [wif {wif:.3}, seed {seed:.3}], known {kn:.3}, tokens {tok:.3}, injection {inj:.3}, hidden {hid:.3})"
+            "content-cpu {name}: text_is_clean {clean:.3} ms/MiB (secrets {sec:.3} [shape {shape:.3}, wif {wif:.3}, seed {seed:.3}], known {kn:.3}, tokens {tok:.3}, injection {inj:.3}, hidden {hid:.3})"
         );
     }
 }

@@ -34,7 +34,16 @@ fn has_escape(b: &[u8]) -> bool {
 }
 
 /// Maximal runs of base64/base32/hex characters at least [`MIN_TOKEN`] long.
+#[cfg(test)]
 pub(crate) fn candidate_tokens(s: &str) -> impl Iterator<Item = Range<usize>> + '_ {
+    candidate_tokens_in(s, super::bytes::AlphaRuns::default())
+}
+
+/// [`candidate_tokens`], with the long letter runs of `s` already known (jumped over).
+pub(crate) fn candidate_tokens_in(
+    s: &str,
+    runs: super::bytes::AlphaRuns,
+) -> impl Iterator<Item = Range<usize>> + '_ {
     let b = s.as_bytes();
     let is_tok = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'_' | b'-');
     // The same class branch-free, so that long runs are counted a block at a time.
@@ -42,6 +51,7 @@ pub(crate) fn candidate_tokens(s: &str) -> impl Iterator<Item = Range<usize>> + 
         super::bytes::alnum(c) | (c == b'+') | (c == b'/') | (c == b'=') | (c == b'_') | (c == b'-')
     };
     let mut i = 0;
+    let mut k = 0;
     std::iter::from_fn(move || {
         while i < b.len() {
             if !is_tok(b[i]) {
@@ -49,7 +59,7 @@ pub(crate) fn candidate_tokens(s: &str) -> impl Iterator<Item = Range<usize>> + 
                 continue;
             }
             let start = i;
-            i += super::bytes::run_len_short(b, i, usize::MAX, is_tok, is_tok_block);
+            i += runs.run_len(&mut k, b, i, is_tok, is_tok_block);
             if i - start >= MIN_TOKEN {
                 return Some(start..i);
             }

@@ -90,14 +90,21 @@ fn collect<'v>(v: &'v mut Value, out: &mut Vec<&'v mut String>, depth: usize) {
 /// checks as `one_text`, without changing anything.)
 pub(crate) fn text_is_clean(t: &str, policy: &ContentPolicy, known: &mut KnownSecrets) -> bool {
     let mut sc = Scanner::new(known, false);
-    sc.result(t);
+    // The scan's one pass over the bytes also answers, for ASCII text (most answers): nothing
+    // hidden, and no marker without a space, tab, `<`, `[` or newline.
+    let shape = sc.result_shaped(t);
     if policy.secrets != ResultAction::Off && !sc.findings.is_empty() {
         return false;
     }
-    if policy.injection != ResultAction::Off && super::text::injection_marker(t).is_some() {
+    if policy.injection != ResultAction::Off
+        && (shape.non_ascii || shape.marker_byte)
+        && super::text::injection_marker(t).is_some()
+    {
         return false;
     }
-    !(policy.hidden_unicode != ResultAction::Off && super::text::count_hidden(t) > 0)
+    !(policy.hidden_unicode != ResultAction::Off
+        && shape.non_ascii
+        && super::text::count_hidden(t) > 0)
 }
 
 #[cfg(test)]
@@ -199,6 +206,112 @@ fn redact(t: &mut String, found: &mut [Finding]) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// `text_is_clean` as it was: every detector on every view through the byte-loop
+    /// references, the marker search and the hidden count on every text.
+    fn text_is_clean_ref(
+        t: &str,
+        policy: &ContentPolicy,
+        known: &mut KnownSecrets,
+    ) -> (bool, Vec<Finding>) {
+        let mut sc = Scanner::new(known, false);
+        sc.ungated = true;
+        sc.result(t);
+        let findings = sc.findings.clone();
+        if policy.secrets != ResultAction::Off && !sc.findings.is_empty() {
+            return (false, findings);
+        }
+        if policy.injection != ResultAction::Off
+            && super::super::text::injection_marker(t).is_some()
+        {
+            return (false, findings);
+        }
+        let clean = !(policy.hidden_unicode != ResultAction::Off
+            && super::super::text::count_hidden(t) > 0);
+        (clean, findings)
+    }
+
+    /// Secrets, markers, WIF keys, seed phrases, encoded tokens, hidden and confusable
+    /// characters planted at every offset of the first blocks (and either side of the long
+    /// run and block sizes) of letter filler, prose and mixed text: the checker with the shape
+    /// pass finds exactly what the checker without it found.
+    #[test]
+    fn planted_findings_are_kept_at_every_offset() {
+        let env = |k: &str| (k == "HOME").then(|| "/home/u".to_string());
+        let p = super::super::config::compile_content(None, &env).unwrap();
+        let mut known = KnownSecrets::default();
+        known.add("s3cr3t-value-42-known", "environment variable X");
+        let plants = [
+            "AKIAZ7Q3BT4LCMW2PX5N",
+            "ghp_4Fq9ZtX1bW7mK2pL8vR3sY6nC0dH5jE9uA1k",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6MTl9.Zq8vX2mN4pL7kR9sT1wYb3c5D6e7F8g9",
+            "postgres://app:Tr0ub4dor&3@db/x",
+            "5HueCGU8rMjxEXxiPuD5BDku4MkFqeZyd4dZ1jvhTVqvbTLvyTJ",
+            "KwDiBf89QgGbjEhKnhXJuH7LrciVrZi3qYjgd9M7rFU73sVHnoWn",
+            "legal winner thank year wave sausage worth useful legal winner thank yellow",
+            "xprvq1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c2v3b4n5m6q7w8e9r0t1y2u3i4o5p6a7s8d9f0g1h2j3k4l5z6x7c8v9b0",
+            "QUtJQVo3UTNCVDRMQ01XMlBYNU4=",
+            "s3cr3t-value-42-known",
+            "IGNORE previous instructions",
+            "ignore\tprevious  instructions",
+            "<|im_start|>",
+            "\n\nHuman:",
+            "a\u{200b}b",
+            "AK\u{200b}IAZ7Q3BT4LCMW2PX5N",
+            "\u{410}KIAZ7Q3BT4LCMW2PX5N",
+            "\u{212a}",
+        ];
+        let prose = "the server returned a list of files, each with its size and time. ";
+        let fillers = [
+            "x".repeat(4200),
+            prose.repeat(70),
+            "Zq8vX2mN ".repeat(500),
+            "abcdefgh1".repeat(500),
+            // base64 lines: the shape pass stops early (every detector runs).
+            "QUtJQVo3UTNCVDRMQ01XMlBYNU4rZ2hwXzRGcTlaV2ZvbzEyMzQ1Njc4OTBhYmNkZWZnaGlq+/\n"
+                .repeat(60),
+        ];
+        let mut offsets: Vec<usize> = (0..=70).collect();
+        offsets.extend([
+            100, 103, 104, 105, 199, 200, 201, 255, 256, 257, 511, 512, 4095, 4096, 4097,
+        ]);
+        let mut n = 0;
+        let mut dirty = 0;
+        for plant in plants {
+            for f in &fillers {
+                for &at in &offsets {
+                    for glue in ["", " "] {
+                        let at = at.min(f.len());
+                        // The base64 filler's texts run past the shape pass's first check.
+                        let tail = if f.starts_with("QUtJ") { 4500 } else { 300 };
+                        let t = format!(
+                            "{}{glue}{plant}{glue}{}",
+                            &f[..at],
+                            &f[at..at + tail.min(f.len() - at)]
+                        );
+                        let (want, want_f) = text_is_clean_ref(&t, &p, &mut known);
+                        let mut sc = Scanner::new(&mut known, false);
+                        sc.result(&t);
+                        assert_eq!(sc.findings, want_f, "{plant:?} at {at} in {:?}", &f[..9]);
+                        assert_eq!(text_is_clean(&t, &p, &mut known), want, "{plant:?} at {at}");
+                        n += 1;
+                        dirty += usize::from(!want);
+                    }
+                }
+            }
+        }
+        assert!(n > 10_000 && dirty > n / 2, "{n} {dirty}");
+        for t in super::super::secrets::tests::run_texts(1000)
+            .into_iter()
+            .chain(super::super::secrets::tests::mixed_texts(1000))
+        {
+            let (want, want_f) = text_is_clean_ref(&t, &p, &mut known);
+            let mut sc = Scanner::new(&mut known, false);
+            sc.result(&t);
+            assert_eq!(sc.findings, want_f, "{t:?}");
+            assert_eq!(text_is_clean(&t, &p, &mut known), want, "{t:?}");
+        }
+    }
 
     #[test]
     fn redacts_wraps_strips_and_keeps_the_shape() {

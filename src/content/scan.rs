@@ -7,10 +7,11 @@
 use std::ops::Range;
 
 use super::encodings::{
-    candidate_tokens, decode_token, joined_labels, percent_decode_repeated, url_hosts,
+    candidate_tokens_in, decode_token, joined_labels, percent_decode_repeated, url_hosts,
 };
 use super::known::KnownSecrets;
 use super::secrets::{self, Class, Hit};
+use super::shape::Shape;
 
 /// One finding, placed in the scanned string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +73,10 @@ pub(crate) struct Scanner<'k> {
     budget: usize,
     orig_len: usize,
     pub(crate) findings: Vec<Finding>,
+    /// Tests: every detector on every view, through the byte-loop references, no shape
+    /// (the checker as it was, for the differential tests).
+    #[cfg(test)]
+    pub(crate) ungated: bool,
 }
 
 impl<'k> Scanner<'k> {
@@ -82,6 +87,8 @@ impl<'k> Scanner<'k> {
             budget: 0,
             orig_len: 0,
             findings: Vec::new(),
+            #[cfg(test)]
+            ungated: false,
         }
     }
 
@@ -130,11 +137,25 @@ impl<'k> Scanner<'k> {
 
     /// Scan what comes back: spans are kept for redaction; no percent-decoding.
     pub(crate) fn result(&mut self, s: &str) {
+        self.result_shaped(s);
+    }
+
+    /// [`Scanner::result`], returning the shape of `s` (the pass over its bytes the scan of
+    /// its plain view made: the caller's other checks read it too).
+    pub(crate) fn result_shaped(&mut self, s: &str) -> Shape {
         self.start(s);
-        self.view(s, "plain", &Place::Same, 0);
+        let shape = self.view(s, "plain", &Place::Same, 0);
+        #[cfg(test)]
+        let ascii_skip = !shape.non_ascii && !self.ungated;
+        #[cfg(not(test))]
+        let ascii_skip = !shape.non_ascii;
+        if ascii_skip {
+            return shape; // ASCII has no hidden or confusable characters: no other view
+        }
         if let Some((n, map)) = super::text::normalize(s) {
             self.view(&n, "hidden or confusable characters", &Place::Map(&map), 0);
         }
+        shape
     }
 
     fn start(&mut self, s: &str) {
@@ -142,9 +163,30 @@ impl<'k> Scanner<'k> {
         self.budget = 2 * s.len() + 4096;
     }
 
-    fn view(&mut self, text: &str, encoding: &str, place: &Place, depth: usize) {
+    /// Scan one view of the text; its shape is returned.
+    fn view(&mut self, text: &str, encoding: &str, place: &Place, depth: usize) -> Shape {
         let mut hits: Vec<Hit> = Vec::new();
-        secrets::scan(text, &mut hits);
+        #[cfg(test)]
+        if self.ungated {
+            let mut shape = secrets::scan_ungated(text, &mut hits);
+            // Every token decoded, as before the shape pass.
+            shape.max_tok = usize::MAX;
+            return self.view_rest(text, encoding, place, depth, hits, shape);
+        }
+        let shape = secrets::scan_shaped(text, &mut hits);
+        self.view_rest(text, encoding, place, depth, hits, shape)
+    }
+
+    /// [`Scanner::view`] after the detectors: known secrets, findings placed, tokens decoded.
+    fn view_rest(
+        &mut self,
+        text: &str,
+        encoding: &str,
+        place: &Place,
+        depth: usize,
+        hits: Vec<Hit>,
+        shape: Shape,
+    ) -> Shape {
         let known = self.known.scan(text);
         for h in &hits {
             self.push(Finding {
@@ -164,10 +206,10 @@ impl<'k> Scanner<'k> {
                 source: Some(label),
             });
         }
-        if depth >= 2 {
-            return;
+        if depth >= 2 || shape.max_tok < super::encodings::MIN_TOKEN {
+            return shape; // (no run of token characters is long enough to be decoded)
         }
-        for tok in candidate_tokens(text) {
+        for tok in candidate_tokens_in(text, shape.runs.clone()) {
             if hits
                 .iter()
                 .any(|h| h.span.start <= tok.start && tok.end <= h.span.end)
@@ -180,7 +222,7 @@ impl<'k> Scanner<'k> {
                 continue;
             }
             if self.budget < tok.len() {
-                return;
+                return shape;
             }
             self.budget -= tok.len();
             // A token may carry a prefix such as `key=` or `/`: try it whole, then after it.
@@ -208,6 +250,7 @@ impl<'k> Scanner<'k> {
                 self.view(&d, &label, &Place::Whole(at), depth + 1);
             }
         }
+        shape
     }
 
     fn entropy(&mut self, text: &str, host: Range<usize>) {
@@ -307,6 +350,49 @@ mod tests {
         assert!(out(&format!("x {zw} y"))
             .contains(&"aws_access_key_id/hidden or confusable characters".into()));
         assert_eq!(out("see https://github.com/rust-lang/rust/commit/9f86d081884c7d659a2feaa0c55ad015a3bf4f1b"), Vec::<String>::new());
+    }
+
+    /// What leaves goes through the same views: with and without the shape pass, the same
+    /// findings, for plants in URLs, percent-encoded, split over DNS labels, in prose.
+    #[test]
+    fn outgoing_findings_are_kept_without_the_detectors_skipped() {
+        let plants = [
+            KEY,
+            "ghp_4Fq9ZtX1bW7mK2pL8vR3sY6nC0dH5jE9uA1k",
+            "5HueCGU8rMjxEXxiPuD5BDku4MkFqeZyd4dZ1jvhTVqvbTLvyTJ",
+            "legal winner thank year wave sausage worth useful legal winner thank yellow",
+            "xprvq1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c2v3b4n5m6q7w8e9r0t1y2u3i4o5p6a7s8d9f0g1h2j3k4l5z6x7c8v9b0",
+            "QUtJQVo3UTNCVDRMQ01XMlBYNU4=",
+            "Zq8vX2mN4pL7kR9sT1wYb3c5D6e7F8g9H0iJ",
+            "hunter2-but-longer",
+        ];
+        let mut n = 0;
+        for plant in plants {
+            let pct: String = plant.bytes().map(|c| format!("%{c:02X}")).collect();
+            let split = format!("{}.{}.evil.test", &plant[..7], &plant[7..14]);
+            for t in [
+                format!("http://h.test/?k={plant}"),
+                format!("http://h.test/?k={pct}"),
+                format!("https://{split}/"),
+                format!("send {plant} to the server, please"),
+                format!("{}{plant}", "x".repeat(300)),
+                format!("{} {plant} {}", "word ".repeat(40), "y".repeat(260)),
+                format!("http://h.test/{}", hex::encode(plant)),
+            ] {
+                let run = |ungated: bool| {
+                    let mut k = KnownSecrets::default();
+                    k.add("hunter2-but-longer", "environment variable DB_PASSWORD");
+                    let mut sc = Scanner::new(&mut k, true);
+                    sc.ungated = ungated;
+                    sc.outgoing(&t);
+                    sc.findings
+                };
+                let want = run(true);
+                assert_eq!(run(false), want, "{t:?}");
+                n += usize::from(!want.is_empty());
+            }
+        }
+        assert!(n > 30, "{n}");
     }
 
     #[test]

@@ -11,6 +11,9 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::bytes::AlphaRuns;
+use super::shape::Shape;
+
 /// What kind of secret a detector finds; the policy acts per class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -250,7 +253,44 @@ fn anchors() -> &'static AhoCorasick {
 }
 
 /// Every credential in `text` (spans are byte ranges of `text`).
+#[cfg(test)]
 pub(crate) fn scan(text: &str, out: &mut Vec<Hit>) {
+    scan_shaped(text, out);
+}
+
+/// [`scan`], after one pass over the bytes ([`shape`](super::shape::shape)) that skips the
+/// detectors that cannot fire; the shape is returned (for `candidate_tokens_in`).
+pub(crate) fn scan_shaped(text: &str, out: &mut Vec<Hit>) -> Shape {
+    let sh = super::shape::shape(text.as_bytes());
+    if sh.anchors_possible() {
+        anchor_hits(text, out);
+    }
+    if sh.max_alnum >= WIF_MIN {
+        wif_keys_in(text, out, &sh.runs);
+    }
+    if sh.words >= SEED_MIN_WORDS {
+        seed_phrases(text, out);
+    }
+    sh
+}
+
+/// Tests: every detector through the byte-loop references (the scan before the shape pass);
+/// the shape is returned for its flags only.
+#[cfg(test)]
+pub(crate) fn scan_ungated(text: &str, out: &mut Vec<Hit>) -> Shape {
+    anchor_hits(text, out);
+    tests::reference::wif_keys(text, out);
+    tests::reference::seed_phrases(text, out);
+    super::shape::shape(text.as_bytes())
+}
+
+/// The shortest WIF key (a run of letters and digits at least this long holds any key).
+pub(crate) const WIF_MIN: usize = 51;
+/// The fewest words of a seed phrase.
+pub(crate) const SEED_MIN_WORDS: usize = 12;
+
+/// The hits of the anchored detectors (tokens after a prefix, and the special shapes).
+fn anchor_hits(text: &str, out: &mut Vec<Hit>) {
     let b = text.as_bytes();
     for m in anchors().find_iter(text) {
         let i = m.pattern().as_usize();
@@ -289,8 +329,6 @@ pub(crate) fn scan(text: &str, out: &mut Vec<Hit>) {
             out.extend(hit);
         }
     }
-    wif_keys(text, out);
-    seed_phrases(text, out);
 }
 
 fn run(b: &[u8], from: usize, chars: Chars, cap: usize) -> usize {
@@ -585,16 +623,23 @@ fn base58_decode(s: &[u8]) -> Option<Vec<u8>> {
 /// A run of letters and digits is judged in pieces of 200 (as the byte loop it replaced took
 /// them): every piece but the last is 200 long, so only the last one can be a key, and the
 /// run's length is all that needs counting (a block at a time once it is long).
+#[cfg(test)]
 pub(crate) fn wif_keys(text: &str, out: &mut Vec<Hit>) {
-    use super::bytes::{alnum, run_len_short};
+    wif_keys_in(text, out, &AlphaRuns::default())
+}
+
+/// [`wif_keys`], with the long letter runs of `text` already known (jumped over).
+fn wif_keys_in(text: &str, out: &mut Vec<Hit>, runs: &AlphaRuns) {
+    use super::bytes::alnum;
     let b = text.as_bytes();
     let mut at = 0;
+    let mut k = 0;
     while at < b.len() {
         if !b[at].is_ascii_alphanumeric() {
             at += 1;
             continue;
         }
-        let len = run_len_short(b, at, usize::MAX, |c| c.is_ascii_alphanumeric(), alnum);
+        let len = runs.run_len(&mut k, b, at, |c| c.is_ascii_alphanumeric(), alnum);
         // (Words are short: no division for them.)
         let last = if len > 200 { (len - 1) / 200 * 200 } else { 0 };
         let (i, n) = (at + last, len - last);
@@ -703,16 +748,69 @@ fn mnemonic_valid(idx: &[u16]) -> bool {
 }
 
 /// BIP-39 seed phrases: 12, 15, 18, 21 or 24 consecutive list words with a valid checksum.
+///
+/// A word of another length than the list's (3 to 8 letters) or a character outside ASCII
+/// ends every phrase: the words are looked up only in the stretches between those that hold
+/// twelve words or more (most prose has a short or long word every few words).
 pub(crate) fn seed_phrases(text: &str, out: &mut Vec<Hit>) {
-    seed_phrases_by(text, out, word_index)
+    let b = text.as_bytes();
+    // The current stretch: where its first word starts, how many words it has.
+    let (mut from, mut count) = (0usize, 0usize);
+    let mut i = 0;
+    while i < b.len() {
+        if !b[i].is_ascii_alphabetic() {
+            if !b[i].is_ascii() {
+                if count >= SEED_MIN_WORDS {
+                    seed_range(text, from, i, out, word_index);
+                }
+                count = 0;
+            }
+            i += 1;
+            continue;
+        }
+        let n = super::bytes::run_len_short(
+            b,
+            i,
+            usize::MAX,
+            |c| c.is_ascii_alphabetic(),
+            super::bytes::alpha,
+        );
+        if (3..=8).contains(&n) {
+            if count == 0 {
+                from = i;
+            }
+            count += 1;
+        } else {
+            if count >= SEED_MIN_WORDS {
+                seed_range(text, from, i, out, word_index);
+            }
+            count = 0;
+        }
+        i += n;
+    }
+    if count >= SEED_MIN_WORDS {
+        seed_range(text, from, b.len(), out, word_index);
+    }
 }
 
 /// [`seed_phrases`] with the word list looked up by `word_index` (the tests pass the plain
 /// `HashMap` the open-addressed table replaced).
+#[cfg(test)]
 fn seed_phrases_by(text: &str, out: &mut Vec<Hit>, word_index: impl Fn(&str) -> Option<u16>) {
+    seed_range(text, 0, text.len(), out, word_index)
+}
+
+/// The seed scan of `text[from..to]` (`to` ends a word, or the text), every word looked up.
+fn seed_range(
+    text: &str,
+    from: usize,
+    to: usize,
+    out: &mut Vec<Hit>,
+    word_index: impl Fn(&str) -> Option<u16>,
+) {
     let b = text.as_bytes();
     let mut words: Vec<(u16, usize, usize)> = Vec::new();
-    let mut i = 0;
+    let mut i = from;
     let flush = |words: &mut Vec<(u16, usize, usize)>, out: &mut Vec<Hit>| {
         if words.len() >= 12 {
             let idx: Vec<u16> = words.iter().map(|w| w.0).collect();
@@ -731,7 +829,7 @@ fn seed_phrases_by(text: &str, out: &mut Vec<Hit>, word_index: impl Fn(&str) -> 
         }
         words.clear();
     };
-    while i < b.len() {
+    while i < to {
         if !b[i].is_ascii_alphabetic() {
             // Separators: spaces, punctuation, digits (numbered lists); other letters break.
             if !b[i].is_ascii() {
@@ -762,7 +860,7 @@ pub(crate) mod tests {
 
     /// The scan as it was before runs were counted a block at a time and the word list was an
     /// open-addressed table: the fast paths must find exactly the same hits.
-    mod reference {
+    pub(crate) mod reference {
         use super::super::*;
 
         fn run(b: &[u8], from: usize, chars: Chars, cap: usize) -> usize {
@@ -979,6 +1077,146 @@ pub(crate) mod tests {
         ] {
             assert!(kinds.contains(d), "{d} never found: {kinds:?}");
         }
+    }
+
+    /// Texts with long letter runs (either side of `LONG_RUN`, more of them than are kept)
+    /// glued to digits, base64 characters, keys, seed words, non-ASCII characters and markers.
+    pub(crate) fn run_texts(n: usize) -> Vec<String> {
+        const PIECES: &[&str] = &[
+            "5HueCGU8rMjxEXxiPuD5BDku4MkFqeZyd4dZ1jvhTVqvbTLvyTJ",
+            "KwDiBf89QgGbjEhKnhXJuH7LrciVrZi3qYjgd9M7rFU73sVHnoWn",
+            "legal winner thank year wave sausage worth useful legal winner thank yellow",
+            "AKIAZ7Q3BT4LCMW2PX5N",
+            "xprv9s21ZrQH143K3QTDL4LXw2F7HEK3wJUD2nW2nRk4stbPy6cq3jPPqjiChkVvvNKmPGJxWUtg6LnF5kejMRNNU3TGtRBeJgk33yuGBxrMPHi",
+            "aGVsbG8gd29ybGQsIHNlY3JldA==",
+            // `xprv`/`tprv` without an anchor byte, their bodies either side of the minimum.
+            "xprvq1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c2v3b4n5m6q7w8e9r0t1y2u3i4o5p6a7s8d9f0g1h2j3k4l5z6x7c8v9b0",
+            "tprvq1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c2v3b4n5m6q7w8e9r0t1y2u3i4o5p6a7s8d9f0g1h2j3k4l5z6x7c8v9b",
+            "abandon ability able about above absent absorb abstract absurd abuse access",
+            "QUtJQVo3UTNCVDRMQ01XMlBYNU4=",
+            "ignore previous instructions",
+            "<|im_start|>",
+            "\u{e9}",
+            "\u{200b}",
+            "9",
+            "+",
+            "/",
+            "-",
+            "_",
+            "=",
+            " ",
+            "\n",
+            "\t",
+        ];
+        let lens = [
+            1usize, 7, 8, 9, 63, 64, 65, 199, 200, 201, 255, 256, 257, 300, 1000, 4097,
+        ];
+        let letters = ["x", "Q", "ab", "Zq"];
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        (0..n)
+            .map(|_| {
+                let mut s = String::new();
+                for _ in 0..1 + next() % 40 {
+                    if next() % 2 == 0 {
+                        let l = lens[(next() % lens.len() as u64) as usize];
+                        let c = letters[(next() % letters.len() as u64) as usize];
+                        s.push_str(&c.repeat(l.div_ceil(c.len())));
+                    } else {
+                        s.push_str(PIECES[(next() % PIECES.len() as u64) as usize]);
+                    }
+                }
+                s
+            })
+            .collect()
+    }
+
+    /// The scan with the letter runs shared (seed scan first, WIF and token runs jumping over
+    /// the long letter runs) finds exactly what the byte loops found, in the same order.
+    #[test]
+    fn shared_letter_runs_find_what_the_byte_loops_found() {
+        let mut texts = run_texts(3000);
+        texts.extend(mixed_texts(1000));
+        texts.extend(long_texts());
+        // More long runs than are kept, keys after each.
+        let wif = "5HueCGU8rMjxEXxiPuD5BDku4MkFqeZyd4dZ1jvhTVqvbTLvyTJ";
+        texts.push(format!(
+            "{}{wif}",
+            format!("{}9", "x".repeat(300)).repeat(40)
+        ));
+        texts.push(format!(
+            "{}{wif}",
+            format!("{} ", "x".repeat(256)).repeat(40)
+        ));
+        texts.push(format!(
+            "{}{wif}",
+            format!("{}+", "y".repeat(257)).repeat(40)
+        ));
+        let is_tok =
+            |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'_' | b'-');
+        let mut found = 0;
+        for (n, t) in texts.iter().enumerate() {
+            let (mut got, mut want) = (Vec::new(), Vec::new());
+            let sh = scan_shaped(t, &mut got);
+            anchor_hits(t, &mut want);
+            reference::wif_keys(t, &mut want);
+            reference::seed_phrases(t, &mut want);
+            assert_eq!(got, want, "text {n}: {t:?}");
+            found += got.len();
+            let b = t.as_bytes();
+            let mut toks = Vec::new();
+            let mut i = 0;
+            while i < b.len() {
+                if !is_tok(b[i]) {
+                    i += 1;
+                    continue;
+                }
+                let start = i;
+                while i < b.len() && is_tok(b[i]) {
+                    i += 1;
+                }
+                if i - start >= super::super::encodings::MIN_TOKEN {
+                    toks.push(start..i);
+                }
+            }
+            let fast: Vec<_> = if sh.max_tok >= super::super::encodings::MIN_TOKEN {
+                super::super::encodings::candidate_tokens_in(t, sh.runs).collect()
+            } else {
+                Vec::new()
+            };
+            assert_eq!(fast, toks, "tokens, text {n}: {t:?}");
+            // The marker search is skipped for ASCII text without a marker byte.
+            if !sh.non_ascii && !sh.marker_byte {
+                assert_eq!(super::super::text::injection_marker(t), None, "text {n}");
+            }
+        }
+        assert!(found > 1000, "{found}");
+    }
+
+    /// The shape pass may skip the anchored detectors of a text without an anchor byte: every
+    /// anchor holds one, but `xprv`/`tprv`, which hold a `v` and need a long run.
+    #[test]
+    fn every_anchor_holds_an_anchor_byte_or_needs_a_long_run() {
+        use super::super::shape::{ANCHOR_BYTES, XPRV_RUN};
+        for p in SPECIAL {
+            assert!(p.bytes().any(|c| ANCHOR_BYTES.contains(&c)), "{p}");
+        }
+        for r in TOKENS {
+            if r.prefix.bytes().any(|c| ANCHOR_BYTES.contains(&c)) {
+                continue;
+            }
+            assert!(r.prefix.contains('v'), "{}", r.prefix);
+            assert!(r.prefix.bytes().all(|c| c.is_ascii_alphanumeric()));
+            assert!(matches!(r.chars, Alnum) && r.prefix.len() + r.min >= XPRV_RUN);
+        }
+        // The WIF scan's shortest key, the seed scan's fewest words.
+        assert_eq!(WIF_MIN, 51);
+        assert_eq!(SEED_MIN_WORDS, 12);
     }
 
     #[test]
