@@ -949,3 +949,7 @@ mod tests {
 #[cfg(test)]
 #[path = "client_filter_bench.rs"]
 mod bench;
+
+#[cfg(test)]
+#[path = "client_filter_diff.rs"]
+mod diff;
