@@ -208,3 +208,60 @@ impl<'de> Visitor<'de> for MethodName {
         Ok(Cow::Owned(v.to_owned()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinary_messages_are_read_in_one_pass() {
+        let m = parse_message(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"m":"\u00e9"}}}"#, 64).unwrap();
+        assert!(matches!(m.method, Some(Cow::Borrowed("tools/call"))));
+        assert_eq!(m.id, Some(7.into()));
+        assert_eq!(m.params.unwrap()["arguments"]["m"], "é");
+        let m = parse_message(br#" {"method":"tools\/call","jsonrpc":"2\u002e0"} "#, 64).unwrap();
+        assert_eq!(m.method.as_deref(), Some("tools/call"));
+        assert!(matches!(
+            parse_message(br#"{"jsonrpc":"2.0","id":"a","error":{"code":1}}"#, 64)
+                .unwrap()
+                .shape(),
+            Shape::Response { .. }
+        ));
+    }
+
+    #[test]
+    fn what_shape_or_the_strict_parse_refuses_is_left_to_them() {
+        for line in [
+            &br#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#[..],
+            br#"{"jsonrpc":"2.0","id":1,"method":"ping","params":{"a":1,"\u0061":2}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"result":{"a":1,"a":1}}"#,
+            br#"{"jsonrpc":"2.0","id":1.0,"method":"ping"}"#,
+            br#"{"jsonrpc":"2.0","id":null,"error":{}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":null}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"x","params":null}"#,
+            br#"{"jsonrpc":"2.0","id":1,"result":1,"params":{}}"#,
+            br#"{"jsonrpc":"2.0","id":1,"result":1,"error":{}}"#,
+            br#"{"jsonrpc":"2.0","id":1}"#,
+            br#"{"jsonrpc":"2.0"}"#,
+            br#"{"jsonrpc":"1.0","id":1,"method":"x"}"#,
+            br#"{"id":1,"method":"x"}"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"x","Method":"y"}"#,
+            br#"[{"jsonrpc":"2.0","id":1,"method":"x"}]"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"x"} x"#,
+            b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"\xff\"}",
+            br#"{"jsonrpc":"2.0","id":1,"method":"x","params":[[[1]]]}"#,
+        ] {
+            assert_eq!(
+                parse_message(line, 3),
+                None,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        assert!(parse_message(
+            br#"{"jsonrpc":"2.0","id":1,"method":"x","params":[[1]]}"#,
+            3
+        )
+        .is_some());
+    }
+}
