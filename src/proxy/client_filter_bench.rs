@@ -176,13 +176,16 @@ fn bench() {
             "round {round}: parse_strict alone {:.0} ns/call (thread CPU)",
             (thread_cpu() - cpu).as_nanos() as f64 / n as f64
         );
+        let a = ALLOCATIONS.load(Ordering::Relaxed);
         let cpu = thread_cpu();
         for line in &lines {
             std::hint::black_box(crate::jsonrpc::parse_message(line, 64).unwrap());
         }
+        let cpu = thread_cpu() - cpu;
         eprintln!(
-            "round {round}: parse_message alone {:.0} ns/call (thread CPU)",
-            (thread_cpu() - cpu).as_nanos() as f64 / n as f64
+            "round {round}: parse_message alone {:.0} ns/call (thread CPU), {:.1} allocations/call (the tree of params)",
+            cpu.as_nanos() as f64 / n as f64,
+            (ALLOCATIONS.load(Ordering::Relaxed) - a) as f64 / n as f64
         );
     }
     for round in 0..rounds {
