@@ -1,9 +1,11 @@
 //! JSON-RPC 2.0 as MCP uses it: strict parsing, message shapes, error responses.
 
+pub(crate) mod message;
 pub(crate) mod strict;
 
 use serde_json::{json, Map, Value};
 
+pub(crate) use message::parse_message;
 pub(crate) use strict::{parse_strict, validate_envelope, ParseError};
 
 /// JSON-RPC / MCP error codes used by capjail.

@@ -54,9 +54,9 @@ fn classify(e: serde_json::Error) -> ParseError {
 }
 
 #[derive(Clone, Copy)]
-struct Seed {
-    depth: usize,
-    max_depth: usize,
+pub(super) struct Seed {
+    pub(super) depth: usize,
+    pub(super) max_depth: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for Seed {
@@ -157,9 +157,9 @@ pub(crate) fn validate_strict(line: &[u8], max_depth: usize) -> Result<(), Parse
 }
 
 #[derive(Clone, Copy)]
-struct Check {
-    depth: usize,
-    max_depth: usize,
+pub(super) struct Check {
+    pub(super) depth: usize,
+    pub(super) max_depth: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for Check {
@@ -170,7 +170,7 @@ impl<'de> DeserializeSeed<'de> for Check {
 }
 
 /// An object key, borrowed from the line when it has no escapes.
-struct Key<'de>(std::borrow::Cow<'de, str>);
+pub(super) struct Key<'de>(pub(super) std::borrow::Cow<'de, str>);
 
 impl<'de> serde::Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

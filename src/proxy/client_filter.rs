@@ -47,6 +47,30 @@ pub(crate) struct ClientFilter {
     pub(crate) approvals: Option<Arc<crate::approval::Approvals>>,
     /// What the line being judged needs to remember between stages (reset for every line).
     scratch: Scratch,
+    /// Read every line into an owned tree first (the reference the one-pass read of
+    /// `jsonrpc::parse_message` is tested against).
+    owned_parse: bool,
+}
+
+/// The whole message, for the few stages that read more than its envelope: the tree the
+/// owned parse built, or the line a one-pass read kept no tree of (parsed again, strictly,
+/// where such a stage needs it).
+#[derive(Clone, Copy)]
+enum Whole<'a> {
+    Tree(&'a Value),
+    Line(&'a [u8], usize),
+}
+
+impl Whole<'_> {
+    fn tree(&self) -> std::io::Result<std::borrow::Cow<'_, Value>> {
+        match *self {
+            Whole::Tree(v) => Ok(std::borrow::Cow::Borrowed(v)),
+            // Read once already by the same rules: a refusal now is a bug, and fatal.
+            Whole::Line(line, max_depth) => parse_strict(line, max_depth)
+                .map(std::borrow::Cow::Owned)
+                .map_err(|e| std::io::Error::other(format!("a client line read twice: {e}"))),
+        }
+    }
 }
 
 /// Per-line state of [`ClientFilter`]: set when a line arrives, read by the stages judging it.
@@ -87,6 +111,7 @@ impl ClientFilter {
             outbox,
             approvals,
             scratch: Scratch::default(),
+            owned_parse: false,
         }
     }
 
@@ -118,6 +143,16 @@ impl ClientFilter {
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(Outcome::Drop);
         }
+        // The common message (issue 19): one strict pass, no tree but of its `params`.
+        if !self.owned_parse {
+            if let Some(mut msg) = jsonrpc::parse_message(line, self.policy.limits.max_depth) {
+                self.scratch.single = true;
+                let max_depth = self.policy.limits.max_depth;
+                let one = self.on_message(Whole::Line(line, max_depth), Ok(msg.shape()));
+                let params = msg.params.take();
+                return self.conclude(line, one, msg.id.as_ref(), params);
+            }
+        }
         let value = match parse_strict(line, self.policy.limits.max_depth) {
             Ok(v) => v,
             Err(ParseError::Syntax(m)) => {
@@ -146,15 +181,28 @@ impl ClientFilter {
             return self.on_batch(items);
         }
         self.scratch.single = true;
-        let one = self.on_message(&value);
+        let one = self.on_message(Whole::Tree(&value), jsonrpc::shape(&value));
+        let params = value.get_mut("params").map(Value::take);
+        self.conclude(line, one, value.get("id"), params)
+    }
+
+    /// The outcome of a single message once judged: its held decision record completed with
+    /// its `params` (moved, not copied) and queued, a held call handed over.
+    fn conclude(
+        &mut self,
+        line: &[u8],
+        one: std::io::Result<One>,
+        id: Option<&Value>,
+        params: Option<Value>,
+    ) -> std::io::Result<Outcome> {
         if let Ok(One::HeldForListing) = one {
             // A tools/call waiting for capjail's own listing (`trust::listing`), released from
             // the listing's thread: what was recorded so far goes first.
             self.queue_records()?;
             let call = crate::trust::listing::HeldCall {
-                id: value.get("id").cloned().unwrap_or(Value::Null),
+                id: id.cloned().unwrap_or(Value::Null),
                 line: line.to_vec(),
-                params: value.get_mut("params").map(Value::take),
+                params,
                 weight: self.scratch.weight,
             };
             crate::trust::listing::hold(&self.shared, call);
@@ -162,7 +210,7 @@ impl ClientFilter {
         }
         if let Some(mut record) = self.scratch.held.take() {
             // Still before the message is forwarded or answered.
-            record.params = value.get_mut("params").map(Value::take);
+            record.params = params;
             self.write(Record::Decision(record))?;
         }
         let one = match one {
@@ -199,7 +247,7 @@ impl ClientFilter {
         }
         let mut results = Vec::with_capacity(items.len());
         for item in items {
-            results.push(self.on_message(item)?);
+            results.push(self.on_message(Whole::Tree(item), jsonrpc::shape(item))?);
         }
         if results.iter().all(|r| matches!(r, One::Allowed)) {
             return Ok(Outcome::Forward);
@@ -251,12 +299,16 @@ impl ClientFilter {
         ))
     }
 
-    fn on_message(&mut self, v: &Value) -> std::io::Result<One> {
-        let shape = match jsonrpc::shape(v) {
+    fn on_message(
+        &mut self,
+        v: Whole<'_>,
+        shape: Result<Shape<'_>, jsonrpc::InvalidMessage>,
+    ) -> std::io::Result<One> {
+        let shape = match shape {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("refused a client message: {e}");
-                let id = jsonrpc::salvage_id(v);
+                let id = jsonrpc::salvage_id(&*v.tree()?);
                 return Ok(One::Refused(Some(jsonrpc::error_response(
                     &id,
                     code::INVALID_REQUEST,
@@ -320,10 +372,11 @@ impl ClientFilter {
                     }
                     // 2026-07-28: roots travel in `inputResponses` of a retried request too.
                     if params.and_then(|p| p.get("inputResponses")).is_some() {
-                        let rewritten = super::roots::narrow_input_responses(v, &self.policy);
+                        let v = v.tree()?;
+                        let rewritten = super::roots::narrow_input_responses(&v, &self.policy);
                         let seen: Value = match &rewritten {
                             Some(line) => serde_json::from_slice(line).expect("our own JSON"),
-                            None => v.clone(),
+                            None => v.into_owned(),
                         };
                         if let Some(r) = seen
                             .pointer("/params/inputResponses")
@@ -387,7 +440,7 @@ impl ClientFilter {
             Shape::Response { id } => {
                 // The answer to one of capjail's own requests (an elicitation): its stage's.
                 if let Some(on_answer) = self.outbox.take_answer(Peer::Client, id) {
-                    on_answer(answer_of(v));
+                    on_answer(answer_of(&*v.tree()?));
                     return Ok(One::Consumed);
                 }
                 let asked = self.state().server_requests.remove(&id_key(id));
@@ -403,7 +456,8 @@ impl ClientFilter {
                     }
                     Some(ServerRequest::Plain) => Ok(One::Allowed),
                     Some(ServerRequest::RootsList) => {
-                        let narrowed = super::roots::narrow_roots_response(v, &self.policy);
+                        let v = v.tree()?;
+                        let narrowed = super::roots::narrow_roots_response(&v, &self.policy);
                         // What the server resolves relative paths against from now on.
                         self.paths.roots = match &narrowed {
                             Some(line) => serde_json::from_slice::<Value>(line)
@@ -761,6 +815,7 @@ mod tests {
             outbox: Outbox::discarding(),
             approvals: None,
             scratch: Scratch::default(),
+            owned_parse: false,
         }
     }
 
@@ -894,3 +949,7 @@ mod tests {
 #[cfg(test)]
 #[path = "client_filter_bench.rs"]
 mod bench;
+
+#[cfg(test)]
+#[path = "client_filter_diff.rs"]
+mod diff;

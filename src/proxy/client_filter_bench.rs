@@ -8,7 +8,8 @@
 //! heap allocations counted) and then answered by the server (not timed), as under load.
 //! With `BENCH_ANSWER=0` (no answers; the ids in flight are forgotten instead) the round's
 //! thread CPU time is the client side's alone: wall-clock timings are noisy on a shared
-//! machine.
+//! machine. `BENCH_OWNED=1` reads every line the owned way (a tree of the whole message
+//! first), as before issue 19.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,7 +94,7 @@ fn session(dir: &std::path::Path) -> Session {
         env: Some(std::env::vars().collect()),
         ..Default::default()
     };
-    let filter = ClientFilter::new(
+    let mut filter = ClientFilter::new(
         policy,
         paths,
         Box::new(RealWorld),
@@ -102,6 +103,8 @@ fn session(dir: &std::path::Path) -> Session {
         outbox,
         approvals,
     );
+    // BENCH_OWNED=1: every line read into an owned tree first (the path before issue 19).
+    filter.owned_parse = std::env::var("BENCH_OWNED").is_ok_and(|v| v == "1");
     Session::new(filter, true)
 }
 
@@ -172,6 +175,17 @@ fn bench() {
         eprintln!(
             "round {round}: parse_strict alone {:.0} ns/call (thread CPU)",
             (thread_cpu() - cpu).as_nanos() as f64 / n as f64
+        );
+        let a = ALLOCATIONS.load(Ordering::Relaxed);
+        let cpu = thread_cpu();
+        for line in &lines {
+            std::hint::black_box(crate::jsonrpc::parse_message(line, 64).unwrap());
+        }
+        let cpu = thread_cpu() - cpu;
+        eprintln!(
+            "round {round}: parse_message alone {:.0} ns/call (thread CPU), {:.1} allocations/call (the tree of params)",
+            cpu.as_nanos() as f64 / n as f64,
+            (ALLOCATIONS.load(Ordering::Relaxed) - a) as f64 / n as f64
         );
     }
     for round in 0..rounds {
