@@ -55,7 +55,8 @@ const GRACE: Duration = Duration::from_micros(500);
 /// A record waiting in the queue: a decision is encoded when it is pushed ([`Precoded`]),
 /// its bytes in `State::arena`.
 enum Queued {
-    Record(Record),
+    /// Boxed: the other kinds are rare, and a decision's entry stays small.
+    Record(Box<Record>),
     /// `arena[start..end]`.
     Decision {
         start: usize,
@@ -291,7 +292,7 @@ impl AuditQueue {
     fn push_with(&self, record: Record, quiet: bool) -> Result<u64, AuditError> {
         let weight = record.weight();
         let Record::Decision(d) = record else {
-            return self.enqueue(Queued::Record(record), None, weight, quiet);
+            return self.enqueue(Queued::Record(Box::new(record)), None, weight, quiet);
         };
         // Encoded here, and the record (its params) freed by this thread once queued.
         let mut pre = self.shared.pre.lock().unwrap_or_else(|p| p.into_inner());
