@@ -1,9 +1,11 @@
 //! The audit log off the proxy's hot path: a bounded queue in front of one writer thread.
 //!
 //! The transport hands over the owned [`Record`] a stage built (the request it just decided,
-//! moved or copied, not yet serialised) BEFORE it forwards the request or returns the error; the writer thread
-//! encodes, chains, hashes and appends records in batches (one lock, one `write(2)`, one
-//! optional fsync per batch). Guarantees:
+//! moved or copied) BEFORE it forwards the request or returns the error. A decision is encoded
+//! by `push` itself, all but its chain fields (`event::Precoded`, into the queue's arena), so
+//! the request's params are freed at once by the thread that parsed them; the writer thread
+//! chains, hashes and appends records in batches (one lock, one `write(2)`, one optional fsync
+//! per batch). Guarantees:
 //! - nothing is dropped: when [`QUEUE_RECORDS`] records are waiting, [`AuditQueue::push`]
 //!   blocks until the writer catches up (back-pressure on the stream, never loss);
 //! - a record reaches the file within [`LINGER`] of being queued, or sooner when the queue
@@ -32,8 +34,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use super::event::{Clock, Precoded, SpecCache};
 use super::record::Record;
-use super::writer::AuditLog;
+use super::redact::Redactor;
+use super::writer::{AuditLog, Batched};
 use super::AuditError;
 
 /// Records that may wait for the writer before `push` blocks.
@@ -48,11 +52,48 @@ pub(crate) const LINGER: Duration = Duration::from_millis(2);
 /// round trip, and never finds the log taken by the writer thread when it needs it.
 const GRACE: Duration = Duration::from_micros(500);
 
+/// A record waiting in the queue: a decision is encoded when it is pushed ([`Precoded`]),
+/// its bytes in `State::arena`.
+enum Queued {
+    /// Boxed: the other kinds are rare, and a decision's entry stays small.
+    Record(Box<Record>),
+    /// `arena[start..end]`.
+    Decision {
+        start: usize,
+        end: usize,
+        pre: Precoded,
+    },
+}
+
+impl Queued {
+    fn batched<'a>(&'a self, arena: &'a [u8]) -> Batched<'a> {
+        match self {
+            Queued::Record(r) => Batched::Record(r),
+            Queued::Decision { start, end, pre } => Batched::Pre(&arena[*start..*end], *pre),
+        }
+    }
+}
+
+/// What encoding decisions at `push` needs (behind its own mutex: no encoding under the
+/// queue's).
+struct Precoder {
+    session: String,
+    redactor: Redactor,
+    clock: Clock,
+    specs: SpecCache,
+    /// The record being encoded (reused).
+    scratch: Vec<u8>,
+}
+
 #[derive(Default)]
 struct State {
-    waiting: VecDeque<Record>,
+    waiting: VecDeque<Queued>,
     /// The emptied queue of the last batch, kept for the next (no allocation per batch).
-    spare: VecDeque<Record>,
+    spare: VecDeque<Queued>,
+    /// The encoded decisions of `waiting`, one after the other.
+    arena: Vec<u8>,
+    /// The emptied arena of the last batch, kept for the next.
+    spare_arena: Vec<u8>,
     /// The sum of the weights of the waiting records.
     bytes: usize,
     /// The writer should not linger (the queue is full, or someone waits for a flush).
@@ -133,21 +174,26 @@ fn write_waiting<'a>(
     // The waiting records, swapped out whole for the empty spare queue.
     let spare = std::mem::take(&mut st.spare);
     let mut batch = std::mem::replace(&mut st.waiting, spare);
+    let spare_arena = std::mem::take(&mut st.spare_arena);
+    let mut arena = std::mem::replace(&mut st.arena, spare_arena);
     st.bytes = 0;
     drop(st);
     let n = batch.len() as u64;
-    let result = log.record_batch(batch.make_contiguous());
+    let result = log.write_batch(batch.iter().map(|q| q.batched(&arena)));
     let kept = log.lock_kept_since();
     batch.clear();
+    arena.clear();
     let mut st = shared.lock();
     st.log = Some(log);
     st.spare = batch;
+    st.spare_arena = arena;
     match result {
         Ok(()) => st.written += n,
         Err(e) => {
             tracing::error!("audit log: {e}");
             st.failed = Some(e.to_string());
             st.waiting.clear();
+            st.arena.clear();
         }
     }
     st.release_at = kept.map(|t| t + LINGER);
@@ -171,6 +217,8 @@ fn write_waiting<'a>(
 
 struct Shared {
     state: Mutex<State>,
+    /// Taken by `push` only (before `state`, never while waiting on `state`'s condvars).
+    pre: Mutex<Precoder>,
     /// Signalled when there is work for the writer.
     work: Condvar,
     /// Signalled when the writer wrote a batch (room in the queue, flushes done).
@@ -198,11 +246,19 @@ impl AuditQueue {
         let mut log = log;
         // The writer thread gives the lock back within LINGER of a batch (`write_loop`).
         log.set_keep_lock(true);
+        let pre = Precoder {
+            session: log.session_id().to_string(),
+            redactor: log.redactor().clone(),
+            clock: Clock::default(),
+            specs: SpecCache::default(),
+            scratch: Vec::with_capacity(1024),
+        };
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 log: Some(log),
                 ..State::default()
             }),
+            pre: Mutex::new(pre),
             work: Condvar::new(),
             done: Condvar::new(),
         });
@@ -235,6 +291,44 @@ impl AuditQueue {
 
     fn push_with(&self, record: Record, quiet: bool) -> Result<u64, AuditError> {
         let weight = record.weight();
+        let Record::Decision(d) = record else {
+            return self.enqueue(Queued::Record(Box::new(record)), None, weight, quiet);
+        };
+        // Encoded here, and the record (its params) freed by this thread once queued.
+        let mut pre = self.shared.pre.lock().unwrap_or_else(|p| p.into_inner());
+        let Precoder {
+            session,
+            redactor,
+            clock,
+            specs,
+            scratch,
+        } = &mut *pre;
+        scratch.clear();
+        let encoded = Precoded::encode(scratch, &d, session, redactor, clock, specs);
+        let pushed = self.enqueue(
+            Queued::Decision {
+                start: 0,
+                end: 0,
+                pre: encoded,
+            },
+            Some(scratch),
+            weight,
+            quiet,
+        );
+        drop(pre);
+        drop(d);
+        pushed
+    }
+
+    /// Queue `item` (a decision's encoded bytes in `bytes`, copied into the arena).
+    fn enqueue(
+        &self,
+        item: Queued,
+        bytes: Option<&[u8]>,
+        weight: usize,
+        quiet: bool,
+    ) -> Result<u64, AuditError> {
+        let mut item = item;
         let mut st = self.shared.lock();
         while st.failed.is_none()
             && (st.waiting.len() >= QUEUE_RECORDS
@@ -248,7 +342,12 @@ impl AuditQueue {
             return Err(self.error(e, st.pushed - st.written));
         }
         let was_empty = st.waiting.is_empty();
-        st.waiting.push_back(record);
+        if let (Queued::Decision { start, end, .. }, Some(b)) = (&mut item, bytes) {
+            *start = st.arena.len();
+            st.arena.extend_from_slice(b);
+            *end = st.arena.len();
+        }
+        st.waiting.push_back(item);
         st.bytes += weight;
         st.pushed += 1;
         if was_empty && !st.lingering {

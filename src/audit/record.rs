@@ -2,8 +2,9 @@
 //! in the file.
 //!
 //! A stage builds a [`Record`] (the request's id and params moved in, not serialised); the
-//! pipeline hands it to the transport, which queues it (`queue`); the writer encodes it
-//! (`event`), chains and appends it (`writer`). An offline session (`capjail check`, `audit
+//! pipeline hands it to the transport, which queues it (`queue`: a decision is encoded as it
+//! is queued, `event::Precoded`, other records by the writer); the writer chains and appends
+//! it (`writer`). An offline session (`capjail check`, `audit
 //! replay`) keeps the same records instead of writing them. Nothing converts a record into
 //! another type on the way.
 

@@ -3,9 +3,9 @@
 //!
 //! The system calls of one batch: `flock`, one `fstat` of our descriptor (the size, and the
 //! inode compared with the path's), one `stat` of the path (rotated by another writer?),
-//! `write`, `pwrite` of the head file, `flock` again to unlock (and `fallocate` once per 64 KiB).
+//! `write`, `pwrite` of the head file, `flock` again to unlock (and `fallocate` once per MiB, `reserve`).
 //!
-//! The queue's batches (`record_batch`, with `set_keep_lock`) may keep the lock after the
+//! The queue's batches (`write_batch`, with `set_keep_lock`) may keep the lock after the
 //! write: while it is held nobody else can append or rotate, so the next batch is the `write`
 //! alone (no `flock`, `fstat`, `stat`), and the head file is written once, when the queue's
 //! writer thread gives the lock back (`release_lock`, within `queue::LINGER` of taking it). A
@@ -21,7 +21,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -32,7 +32,7 @@ use serde_json::{Map, Value};
 use super::canon::{parse_line, seal_line_hex, sha256_hex, GENESIS};
 use super::event::{
     new_session_id, recovery_record, write_map_body, write_record_body, Chain, Clock, Counts,
-    SpecCache,
+    Precoded, SpecCache,
 };
 use super::record::Record;
 use super::redact::Redactor;
@@ -70,7 +70,7 @@ pub struct AuditLog {
     /// The size `lock` read with `fstat` under the lock just taken (`sync_head` uses it
     /// instead of a second `fstat`).
     locked_size: Option<u64>,
-    /// May the lock be kept between batches (`record_batch`)? Set by the queue, whose writer
+    /// May the lock be kept between batches (`write_batch`)? Set by the queue, whose writer
     /// thread gives it back within `queue::LINGER` ([`AuditLog::release_lock`]).
     keep_lock: bool,
     /// The lock kept since the last batch, if any (see [`Kept`]).
@@ -203,6 +203,11 @@ impl AuditLog {
         &self.session
     }
 
+    /// What encoding a decision ahead of the lock needs ([`Precoded`]): this log's redaction.
+    pub(crate) fn redactor(&self) -> &Redactor {
+        &self.redactor
+    }
+
     #[cfg(test)]
     /// This session's allowed / denied / filtered tallies so far.
     pub(crate) fn counts(&self) -> Counts {
@@ -228,7 +233,7 @@ impl AuditLog {
         Ok(seq)
     }
 
-    /// Let `record_batch` keep the lock between batches; the caller must then call
+    /// Let `write_batch` keep the lock between batches; the caller must then call
     /// [`AuditLog::release_lock`] soon after each batch (the queue's writer thread does, within
     /// `queue::LINGER`).
     pub(crate) fn set_keep_lock(&mut self, keep: bool) {
@@ -270,7 +275,7 @@ impl AuditLog {
         };
         let size = match self.locked_size.take() {
             Some(size) => size,
-            None => self.file.metadata().map_err(io)?.len(),
+            None => SizeIno::of_file(&self.file).map_err(io)?.size,
         };
         if self.head.as_ref().is_some_and(|h| h.end == size) {
             return Ok(());
@@ -310,8 +315,14 @@ impl AuditLog {
 
     /// Append records queued by the proxy (see `queue`): one lock, one `write(2)`, one
     /// optional fsync for all of them. Each record keeps the time it carries.
-    pub(crate) fn record_batch(&mut self, records: &[Record]) -> Result<(), AuditError> {
-        if records.is_empty() {
+    ///
+    /// The items are records, or decisions the queue encoded when they were pushed
+    /// ([`Batched::Pre`]): their chain fields are put in here.
+    pub(crate) fn write_batch<'a>(
+        &mut self,
+        items: impl ExactSizeIterator<Item = Batched<'a>>,
+    ) -> Result<(), AuditError> {
+        if items.len() == 0 {
             return Ok(());
         }
         // A kept lock: nobody else appended or rotated since our last batch (the head is
@@ -343,10 +354,21 @@ impl AuditLog {
         let mut counts = self.counts;
         // Each record's hash is the next one's `prev` (no allocation per record or batch).
         let (mut prev, mut seq) = self.chain_head();
-        for r in records {
+        for item in items {
             seq += 1;
-            prev = self.encode(&mut buf, Body::Record(r), r.at(), &counts, seq, &prev);
-            counts.count(r);
+            prev = match item {
+                Batched::Record(r) => {
+                    let hash = self.encode(&mut buf, Body::Record(r), r.at(), &counts, seq, &prev);
+                    counts.count(r);
+                    hash
+                }
+                Batched::Pre(bytes, pre) => {
+                    let start = buf.len();
+                    pre.finish(&mut buf, bytes, seq, &prev);
+                    counts.count_decision(pre.allowed);
+                    seal_line_hex(&mut buf, start, &prev)
+                }
+            };
         }
         let written = self.finish(&buf, &prev, seq, !keep);
         self.line = buf;
@@ -459,16 +481,16 @@ impl AuditLog {
             if self.rotation.is_none() && self.head_file.is_none() {
                 return Ok(guard);
             }
-            let ours = self.file.metadata().map_err(|e| io(&self.path, e))?;
-            match std::fs::metadata(&self.path) {
-                Ok(m) if m.ino() == ours.ino() && m.dev() == ours.dev() => {
+            let ours = SizeIno::of_file(&self.file).map_err(|e| io(&self.path, e))?;
+            match SizeIno::of_path(&self.path) {
+                Ok(m) if m.same_file(&ours) => {
                     // Under the lock: the size stays this until we write.
-                    self.locked_size = Some(ours.len());
+                    self.locked_size = Some(ours.size);
                     return Ok(guard);
                 }
                 Ok(_) | Err(_) => {
                     // Rotated by another writer: give back our reserve in the old file.
-                    self.reserve.release(&self.file, ours.len());
+                    self.reserve.release(&self.file, ours.size);
                     drop(guard);
                     self.file = Arc::new(open_append(&self.path).map_err(|e| io(&self.path, e))?);
                     self.head = None;
@@ -600,6 +622,13 @@ impl AuditLog {
     }
 }
 
+/// One item of a batch ([`AuditLog::write_batch`]).
+pub(crate) enum Batched<'a> {
+    Record(&'a Record),
+    /// A decision's body encoded ahead (its bytes), and where its chain fields go.
+    Pre(&'a [u8], Precoded),
+}
+
 /// What a record is built from.
 enum Body<'a> {
     Record(&'a Record),
@@ -675,6 +704,62 @@ fn tail_of(buf: &[u8], start: u64) -> Option<Tail> {
             return Some(tail);
         }
         end = line_start - 1;
+    }
+}
+
+/// The size and identity of a file, from a `statx(2)` that asks for nothing else. Not
+/// `std::fs::metadata`: it asks for the change time too, and on file systems with multigrain
+/// timestamps (ext4, xfs, btrfs, tmpfs since Linux 6.13) a change time that was read must be
+/// made fine-grained by the next write, so every later `write(2)` after such a `stat` updates
+/// and journals the inode (one `ext4_dirty_inode` per lock taken, instead of one per clock
+/// tick). What the lock needs (where the file ends, is the path still our file) needs no time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SizeIno {
+    size: u64,
+    ino: u64,
+    dev: (u32, u32),
+}
+
+impl SizeIno {
+    const MASK: libc::c_uint = libc::STATX_SIZE | libc::STATX_INO | libc::STATX_TYPE;
+
+    fn of_file(file: &File) -> std::io::Result<SizeIno> {
+        Self::statx(file.as_raw_fd(), c"", libc::AT_EMPTY_PATH)
+    }
+
+    fn of_path(path: &Path) -> std::io::Result<SizeIno> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        Self::statx(libc::AT_FDCWD, &c, 0)
+    }
+
+    fn statx(
+        dirfd: libc::c_int,
+        path: &std::ffi::CStr,
+        flags: libc::c_int,
+    ) -> std::io::Result<SizeIno> {
+        // SAFETY: statx writes only into `buf`; `path` is NUL-terminated.
+        let mut buf: libc::statx = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::statx(dirfd, path.as_ptr(), flags, Self::MASK, &mut buf) };
+        if r != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let want = libc::STATX_SIZE | libc::STATX_INO;
+        if buf.stx_mask & want != want {
+            return Err(std::io::Error::other(
+                "statx did not return the size and inode",
+            ));
+        }
+        Ok(SizeIno {
+            size: buf.stx_size,
+            ino: buf.stx_ino,
+            dev: (buf.stx_dev_major, buf.stx_dev_minor),
+        })
+    }
+
+    fn same_file(&self, other: &SizeIno) -> bool {
+        self.ino == other.ino && self.dev == other.dev
     }
 }
 
