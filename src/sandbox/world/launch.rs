@@ -232,8 +232,9 @@ static HANDED_OUT: Mutex<Vec<Arc<PlanFile>>> = Mutex::new(Vec::new());
 /// [`PARENT_ARG`]) is already gone; it reads the plan from capjail's descriptor through /proc.
 ///
 /// When the setup process was started early ([`start_early`]) with the namespaces this plan
-/// asks for, it is chosen instead: [`take_early_child`] sends it the plan where `cmd` would be
-/// spawned (`cmd` is still made the usual setup process, never left the bare server).
+/// asks for, it is chosen instead: it is sent the plan at once (it builds the world while
+/// capjail finishes its start), and [`take_early_child`] lets it run the server where `cmd`
+/// would be spawned (`cmd` is still made the usual setup process, never left the bare server).
 pub(crate) fn setup_command(
     plan_file: &Arc<PlanFile>,
     plan: &crate::sandbox::plan::SandboxPlan,
@@ -283,9 +284,15 @@ struct Early {
     user: bool,
     /// The namespaces are made (the answer was 0).
     made: bool,
-    /// The message for the setup process, once [`setup_command`] chose this process.
-    ready: Option<Vec<u8>>,
+    /// The plan was sent ([`setup_command`] chose this process): it builds the world and
+    /// prepares the server's confinement now; the server's exec waits for [`GO`].
+    sent: bool,
 }
+
+/// The byte that lets the early setup process run the server ([`take_early_child`]), sent
+/// where the server's command would be spawned (after the session's first audit record and
+/// the trust checks). Anything else, or end-of-file, and the server never runs.
+pub(crate) const GO: u8 = b'G';
 
 static EARLY: Mutex<Option<Early>> = Mutex::new(None);
 
@@ -333,7 +340,7 @@ pub(crate) fn start_early(user: bool, env: &[(String, String)]) -> bool {
                 sock: ours,
                 user,
                 made: false,
-                ready: None,
+                sent: false,
             });
             true
         }
@@ -361,8 +368,9 @@ fn take_early_answer(user: bool) -> Option<Result<(), u8>> {
     Some(answer)
 }
 
-/// Send the early setup process away (its plan went the usual way, or none came): it reads
-/// end-of-file and exits; reaped by a thread (its namespaces' teardown is not waited for).
+/// Send the early setup process away (its plan went the usual way, none came, or capjail
+/// stopped before the server was to run): it reads end-of-file and exits without running
+/// anything; reaped by a thread (its namespaces' teardown is not waited for).
 pub(crate) fn discard_early() {
     let taken = EARLY.lock().unwrap_or_else(|p| p.into_inner()).take();
     if let Some(mut e) = taken {
@@ -372,6 +380,18 @@ pub(crate) fn discard_early() {
             .spawn(move || {
                 let _ = e.child.wait();
             });
+    }
+}
+
+/// Sends the early setup process away when dropped, unless [`take_early_child`] took it:
+/// held by the proxy's run from the hook that sent the plan to the point where the server
+/// would be spawned, so a run that stops in between (the session record or the trust checks
+/// failed) never lets the server run.
+pub(crate) struct EarlyGuard;
+
+impl Drop for EarlyGuard {
+    fn drop(&mut self) {
+        discard_early();
     }
 }
 
@@ -391,7 +411,7 @@ fn early_for(plan: &crate::sandbox::plan::SandboxPlan, cwd: Option<&std::path::P
     let mut guard = EARLY.lock().unwrap_or_else(|p| p.into_inner());
     let fits = guard.as_ref().is_some_and(|e| {
         e.made
-            && e.ready.is_none()
+            && !e.sent
             && w.enabled
             && w.mount
             && w.pid
@@ -410,32 +430,40 @@ fn early_for(plan: &crate::sandbox::plan::SandboxPlan, cwd: Option<&std::path::P
         env: plan.env.values.clone(),
         cwd: cwd.map(|d| d.to_path_buf()),
     };
-    match serde_json::to_vec(&msg) {
-        Ok(bytes) => {
-            if let Some(e) = guard.as_mut() {
-                e.ready = Some(bytes);
-            }
-        }
-        Err(_) => {
-            drop(guard);
-            discard_early();
-        }
+    // Sent now, not where the server would be spawned: the setup process builds the world
+    // and the server's process prepares its confinement while capjail finishes its own
+    // start (the session record, the trust checks, its threads); only the exec waits for
+    // [`GO`]. Framed: the length (u64, little-endian), then the JSON.
+    let sent = serde_json::to_vec(&msg)
+        .map_err(std::io::Error::other)
+        .and_then(|json| {
+            let e = guard.as_mut().ok_or(std::io::ErrorKind::NotFound)?;
+            let mut bytes = Vec::with_capacity(8 + json.len());
+            bytes.extend_from_slice(&(json.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(&json);
+            (&e.sock).write_all(&bytes)?;
+            e.sent = true;
+            Ok(())
+        });
+    if sent.is_err() {
+        drop(guard);
+        discard_early();
     }
 }
 
-/// The server's process when it is the early setup process (chosen by [`setup_command`]):
-/// its plan is sent now, at the point where the command would be spawned. `None`: spawn
+/// The server's process when it is the early setup process (chosen by [`setup_command`],
+/// which sent it the plan): it is told to run the server ([`GO`]) now, at the point where the
+/// command would be spawned. `None`: spawn
 /// the command (which [`setup_command`] made the usual setup process).
 pub(crate) fn take_early_child() -> Option<std::io::Result<std::process::Child>> {
     let mut guard = EARLY.lock().unwrap_or_else(|p| p.into_inner());
-    if guard.as_ref().is_none_or(|e| e.ready.is_none()) {
+    if guard.as_ref().is_none_or(|e| !e.sent) {
         return None;
     }
     let mut e = guard.take()?;
     drop(guard);
-    let bytes = e.ready.take().unwrap_or_default();
     let sent = (&e.sock)
-        .write_all(&bytes)
+        .write_all(&[GO])
         .and_then(|()| e.sock.shutdown(std::net::Shutdown::Write));
     Some(match sent {
         Ok(()) => Ok(e.child),
