@@ -21,6 +21,7 @@ pub(crate) type Confinement = (
 pub(crate) fn confinement(
     policy: &Policy,
     argv: &[String],
+    cwd: &Path,
     mode: Mode,
     require: bool,
     dry_run: bool,
@@ -66,6 +67,8 @@ pub(crate) fn confinement(
         print!("{plan}");
         return Ok(None);
     }
+    // The plan goes to an early setup process from `prepare` on (with this directory).
+    crate::sandbox::world::launch::set_server_cwd(cwd);
     let prepared = prepare(plan, require).map_err(|e| {
         eprintln!("capjail: error: {e}");
         exit::KERNEL_REQUIRED
@@ -158,6 +161,7 @@ fn start_world_now(policy: &Policy, argv: &[String]) {
 pub(crate) fn confinement(
     policy: &Policy,
     _argv: &[String],
+    _cwd: &Path,
     _mode: Mode,
     _require: bool,
     dry_run: bool,

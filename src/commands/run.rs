@@ -52,6 +52,7 @@ pub(crate) fn run(args: RunArgs) -> i32 {
     let (confine, kernel_label, egress) = match super::kernel::confinement(
         &policy,
         &args.command,
+        &cwd,
         mode,
         args.require_kernel,
         args.dry_run,

@@ -284,9 +284,9 @@ struct Early {
     user: bool,
     /// The namespaces are made (the answer was 0).
     made: bool,
-    /// The plan was sent ([`setup_command`] chose this process): it builds the world and
-    /// prepares the server's confinement now; the server's exec waits for [`GO`].
-    sent: bool,
+    /// The message sent (the plan is final): it builds the world and prepares the server's
+    /// confinement now; the server's exec waits for [`GO`].
+    sent: Option<Vec<u8>>,
 }
 
 /// The byte that lets the early setup process run the server ([`take_early_child`]), sent
@@ -340,7 +340,7 @@ pub(crate) fn start_early(user: bool, env: &[(String, String)]) -> bool {
                 sock: ours,
                 user,
                 made: false,
-                sent: false,
+                sent: None,
             });
             true
         }
@@ -373,14 +373,19 @@ fn take_early_answer(user: bool) -> Option<Result<(), u8>> {
 /// anything; reaped by a thread (its namespaces' teardown is not waited for).
 pub(crate) fn discard_early() {
     let taken = EARLY.lock().unwrap_or_else(|p| p.into_inner()).take();
-    if let Some(mut e) = taken {
-        drop(e.sock);
-        let _ = std::thread::Builder::new()
-            .name("early-reap".into())
-            .spawn(move || {
-                let _ = e.child.wait();
-            });
+    if let Some(e) = taken {
+        reap_away(e);
     }
+}
+
+/// Close the socket (the process reads end-of-file and exits) and reap it on a thread.
+fn reap_away(mut e: Early) {
+    drop(e.sock);
+    let _ = std::thread::Builder::new()
+        .name("early-reap".into())
+        .spawn(move || {
+            let _ = e.child.wait();
+        });
 }
 
 /// Sends the early setup process away when dropped, unless [`take_early_child`] took it:
@@ -404,37 +409,65 @@ pub(crate) struct EarlyMessage {
     pub(crate) cwd: Option<std::path::PathBuf>,
 }
 
-/// Choose the early setup process for this plan if it made exactly the namespaces the plan
-/// asks for (else send it away).
-fn early_for(plan: &crate::sandbox::plan::SandboxPlan, cwd: Option<&std::path::Path>) {
-    let w = &plan.world;
-    let mut guard = EARLY.lock().unwrap_or_else(|p| p.into_inner());
-    let fits = guard.as_ref().is_some_and(|e| {
-        e.made
-            && !e.sent
-            && w.enabled
-            && w.mount
-            && w.pid
-            && w.ipc
-            && w.uts
-            && w.net
-            && w.user == e.user
-    });
-    if !fits {
-        drop(guard);
-        discard_early();
-        return;
+/// The server's working directory, named before the plan is prepared (`capjail run`), so
+/// that [`send_early`] can send the plan from [`crate::sandbox::prepare`] already.
+static SERVER_CWD: Mutex<Option<std::path::PathBuf>> = Mutex::new(None);
+
+/// Name the server's working directory for [`send_early`] (the one its command will get).
+pub(crate) fn set_server_cwd(cwd: &std::path::Path) {
+    *SERVER_CWD.lock().unwrap_or_else(|p| p.into_inner()) = Some(cwd.to_path_buf());
+}
+
+/// Send the early setup process this plan as soon as it is final (from `prepare`, before
+/// capjail's own checks of it): the world is built and the server's process confined while
+/// capjail finishes its start; nothing runs before [`GO`], which only a start that got that
+/// far sends. Nothing when no working directory was named ([`set_server_cwd`]) or the early
+/// process does not fit; [`setup_command`] then decides as before.
+pub(crate) fn send_early(plan: &crate::sandbox::plan::SandboxPlan) {
+    let cwd = SERVER_CWD.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some(cwd) = cwd {
+        let mut guard = EARLY.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.as_ref().is_some_and(|e| fits(e, plan)) {
+            send_locked(&mut guard, plan, Some(&cwd));
+        }
     }
-    let msg = EarlyMessage {
+}
+
+/// Did the early setup process make exactly the namespaces `plan` asks for, with no plan
+/// sent yet?
+fn fits(e: &Early, plan: &crate::sandbox::plan::SandboxPlan) -> bool {
+    let w = &plan.world;
+    e.made
+        && e.sent.is_none()
+        && w.enabled
+        && w.mount
+        && w.pid
+        && w.ipc
+        && w.uts
+        && w.net
+        && w.user == e.user
+}
+
+/// The early setup process's message for this plan (see [`EarlyMessage`]).
+fn early_message(
+    plan: &crate::sandbox::plan::SandboxPlan,
+    cwd: Option<&std::path::Path>,
+) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec(&EarlyMessage {
         plan: plan.clone(),
         env: plan.env.values.clone(),
         cwd: cwd.map(|d| d.to_path_buf()),
-    };
-    // Sent now, not where the server would be spawned: the setup process builds the world
-    // and the server's process prepares its confinement while capjail finishes its own
-    // start (the session record, the trust checks, its threads); only the exec waits for
-    // [`GO`]. Framed: the length (u64, little-endian), then the JSON.
-    let sent = serde_json::to_vec(&msg)
+    })
+}
+
+/// Send the plan (framed: the length as u64, little-endian, then the JSON); on failure the
+/// process is sent away.
+fn send_locked(
+    guard: &mut std::sync::MutexGuard<'_, Option<Early>>,
+    plan: &crate::sandbox::plan::SandboxPlan,
+    cwd: Option<&std::path::Path>,
+) {
+    let sent = early_message(plan, cwd)
         .map_err(std::io::Error::other)
         .and_then(|json| {
             let e = guard.as_mut().ok_or(std::io::ErrorKind::NotFound)?;
@@ -442,12 +475,36 @@ fn early_for(plan: &crate::sandbox::plan::SandboxPlan, cwd: Option<&std::path::P
             bytes.extend_from_slice(&(json.len() as u64).to_le_bytes());
             bytes.extend_from_slice(&json);
             (&e.sock).write_all(&bytes)?;
-            e.sent = true;
+            e.sent = Some(json);
             Ok(())
         });
     if sent.is_err() {
-        drop(guard);
-        discard_early();
+        if let Some(e) = guard.take() {
+            reap_away(e);
+        }
+    }
+}
+
+/// Choose the early setup process for this plan if it made exactly the namespaces the plan
+/// asks for (else send it away). Sent now if [`send_early`] did not already; if it did, the
+/// plan and working directory sent must be these (else it is sent away: `cmd` then starts
+/// the usual setup process).
+fn early_for(plan: &crate::sandbox::plan::SandboxPlan, cwd: Option<&std::path::Path>) {
+    let mut guard = EARLY.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(e) = guard.as_ref() else { return };
+    if let Some(sent) = &e.sent {
+        let same = e.made && early_message(plan, cwd).is_ok_and(|m| &m == sent);
+        if !same {
+            if let Some(e) = guard.take() {
+                reap_away(e);
+            }
+        }
+        return;
+    }
+    if fits(e, plan) {
+        send_locked(&mut guard, plan, cwd);
+    } else if let Some(e) = guard.take() {
+        reap_away(e);
     }
 }
 
@@ -457,7 +514,7 @@ fn early_for(plan: &crate::sandbox::plan::SandboxPlan, cwd: Option<&std::path::P
 /// the command (which [`setup_command`] made the usual setup process).
 pub(crate) fn take_early_child() -> Option<std::io::Result<std::process::Child>> {
     let mut guard = EARLY.lock().unwrap_or_else(|p| p.into_inner());
-    if guard.as_ref().is_none_or(|e| !e.sent) {
+    if guard.as_ref().is_none_or(|e| e.sent.is_none()) {
         return None;
     }
     let mut e = guard.take()?;
