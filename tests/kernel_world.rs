@@ -763,3 +763,57 @@ fn the_hosts_root_is_not_in_the_servers_mount_table() {
     assert!(!table.contains("oldroot"), "{table}");
     assert!(!table.contains("newroot"), "{table}");
 }
+
+/// The early setup process gets its plan as soon as capjail has one (it builds the world while
+/// capjail finishes its start), but the server's exec waits for capjail's word, given where the
+/// server would have been spawned: a start that fails after the plan went out (here: an
+/// unreadable pin file) never runs the server, and leaves no process behind.
+#[test]
+fn a_start_that_fails_after_the_plan_was_sent_never_runs_the_server() {
+    if !python_or_skip() {
+        return;
+    }
+    let lab = Lab::new();
+    let pol = policy(&lab, "");
+    let pins = lab.path("bad-pins.json");
+    std::fs::write(&pins, "not a pin file [").unwrap();
+    // A server that acts at once (a shell writing a file), so that a wrongly released one
+    // would have done so before capjail's exit ended its world.
+    let ran = lab.ws.join("ran");
+    let m = format!("EARLYGATE{}", random_hex(6));
+    let server = vec![
+        "/bin/sh".to_string(),
+        "-c".into(),
+        format!("echo ran > {}; exec sleep 30 {m}", ran.display()),
+    ];
+    let mut s = SessionBuilder::capjail(
+        &[
+            "--mode",
+            "full",
+            "--policy",
+            pol.to_str().unwrap(),
+            "--audit",
+            "off",
+            "--pins",
+            pins.to_str().unwrap(),
+        ],
+        server,
+    )
+    .cwd(&lab.ws)
+    .spawn();
+    let st = s.close();
+    assert!(st.is_some_and(|st| !st.success()), "{}", s.stderr_text());
+    assert!(
+        s.stderr_text().contains("pin file"),
+        "not the pin file's error: {}",
+        s.stderr_text()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        !ran.exists(),
+        "the server ran although capjail stopped before starting it"
+    );
+    let left = survivors(&m);
+    kill_all(&left);
+    assert!(left.is_empty(), "processes left: {left:?}");
+}

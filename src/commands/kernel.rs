@@ -21,6 +21,7 @@ pub(crate) type Confinement = (
 pub(crate) fn confinement(
     policy: &Policy,
     argv: &[String],
+    cwd: &Path,
     mode: Mode,
     require: bool,
     dry_run: bool,
@@ -40,26 +41,8 @@ pub(crate) fn confinement(
         eprintln!("capjail: {why}");
         return Err(exit::USAGE);
     }
-    // The namespace probe runs while the host is read and the plan is built (startup).
-    let world_wanted = policy.filesystem.mounts.is_some() && policy.kernel.namespaces;
-    // With `network: none` (the whole world: mount, pid, ipc, uts, net), the setup process
-    // itself starts now and makes the namespaces while the plan is built (its answer is the
-    // probe's); it gets the plan where the server would be spawned.
-    if world_wanted && !dry_run {
-        use crate::sandbox::world::launch;
-        let user = nix::unistd::getuid().as_raw() != 0;
-        let early = policy.network.mode == crate::policy::schema::NetworkMode::None
-            && launch::start_early(
-                user,
-                &crate::sandbox::env::filter_env(
-                    &std::env::vars().collect::<Vec<_>>(),
-                    &policy.environment,
-                )
-                .values,
-            );
-        if !early {
-            launch::start_probe(user);
-        }
+    if !dry_run {
+        start_world(policy, argv);
     }
     let mut plan = plan(policy, argv, &HostFacts::gather(argv));
     // network: allowlist -> the server's own network namespace behind the egress point.
@@ -84,6 +67,8 @@ pub(crate) fn confinement(
         print!("{plan}");
         return Ok(None);
     }
+    // The plan goes to an early setup process from `prepare` on (with this directory).
+    crate::sandbox::world::launch::set_server_cwd(cwd);
     let prepared = prepare(plan, require).map_err(|e| {
         eprintln!("capjail: error: {e}");
         exit::KERNEL_REQUIRED
@@ -138,10 +123,45 @@ pub(crate) fn confinement(
     Ok(Some((Some(hook), summary, egress)))
 }
 
+/// Start what the server's world needs ahead of the plan, as soon as the policy is read (the
+/// startup path: `capjail run` calls it before anything else, [`confinement`] again; a second
+/// call does nothing). The namespace probe runs while the host is read and the plan is built.
+/// With `network: none` (the whole world: mount, pid, ipc, uts, net), the setup process itself
+/// starts now and makes the namespaces and the root's scaffold meanwhile (its answer is the
+/// probe's); it gets the plan as soon as there is one.
+#[cfg(target_os = "linux")]
+pub(crate) fn start_world(policy: &Policy, argv: &[String]) {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| start_world_now(policy, argv));
+}
+
+#[cfg(target_os = "linux")]
+fn start_world_now(policy: &Policy, argv: &[String]) {
+    use crate::sandbox::world::launch;
+    let world_wanted = policy.filesystem.mounts.is_some() && policy.kernel.namespaces;
+    if !world_wanted || crate::sandbox::world::launchers::refused(argv).is_some() {
+        return;
+    }
+    let user = nix::unistd::getuid().as_raw() != 0;
+    let early = policy.network.mode == crate::policy::schema::NetworkMode::None
+        && launch::start_early(
+            user,
+            &crate::sandbox::env::filter_env(
+                &std::env::vars().collect::<Vec<_>>(),
+                &policy.environment,
+            )
+            .values,
+        );
+    if !early {
+        launch::start_probe(user);
+    }
+}
+
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn confinement(
     policy: &Policy,
     _argv: &[String],
+    _cwd: &Path,
     _mode: Mode,
     _require: bool,
     dry_run: bool,

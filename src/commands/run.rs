@@ -15,6 +15,12 @@ pub(crate) fn run(args: RunArgs) -> i32 {
     if let Some(n) = args.max_line_bytes {
         policy.limits.max_line_bytes = n;
     }
+    // The server's world is started first (its namespaces and scaffold are made while the
+    // rest of capjail's start runs).
+    #[cfg(target_os = "linux")]
+    if Mode::from(args.mode).uses_kernel() && !args.dry_run {
+        super::kernel::start_world(&policy, &args.command);
+    }
     let forced_profile = match super::load_profile(args.policy.profile.as_deref()) {
         Ok(p) => p,
         Err(code) => return code,
@@ -46,6 +52,7 @@ pub(crate) fn run(args: RunArgs) -> i32 {
     let (confine, kernel_label, egress) = match super::kernel::confinement(
         &policy,
         &args.command,
+        &cwd,
         mode,
         args.require_kernel,
         args.dry_run,

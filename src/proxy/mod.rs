@@ -115,6 +115,10 @@ pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
         cmd.env_clear();
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
     }
+    // An early setup process the hook below sends the plan to runs the server only once
+    // `take_early_child` says so; a return before that sends it away.
+    #[cfg(target_os = "linux")]
+    let _early = crate::sandbox::world::launch::EarlyGuard;
     match cfg.confine {
         // The kernel layer's pre_exec starts the session and sets PDEATHSIG itself.
         Some(confine) => confine(&mut cmd)

@@ -100,6 +100,10 @@ pub fn prepare_with(
                 let f = PlanFile::new(&json)
                     .map_err(|e| SandboxError::Prepare(format!("plan file: {e}")))?;
                 world_file = Some(Arc::new(f));
+                // The plan is final: a setup process started early builds the world from
+                // now on, while the checks below run (it runs the server only when capjail
+                // says so, after them; an error below sends it away).
+                launch::send_early(&plan);
             }
             Err(why) => {
                 let missing = plan.world.namespaces();
@@ -117,11 +121,15 @@ pub fn prepare_with(
     }
     let mut enforcement = Enforcement::compute(&plan, features);
     if require && enforcement.overall() != Overall::Full {
+        launch::discard_early();
         return Err(SandboxError::NotEnforced(enforcement.gaps().join("; ")));
     }
     let landlock = match features.landlock {
         Ok(abi) => {
-            let l = PreparedLandlock::prepare(&plan, abi).map_err(SandboxError::Prepare)?;
+            let l = PreparedLandlock::prepare(&plan, abi).map_err(|e| {
+                launch::discard_early();
+                SandboxError::Prepare(e)
+            })?;
             enforcement.skipped_rules = l
                 .skipped
                 .iter()

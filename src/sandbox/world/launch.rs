@@ -232,8 +232,9 @@ static HANDED_OUT: Mutex<Vec<Arc<PlanFile>>> = Mutex::new(Vec::new());
 /// [`PARENT_ARG`]) is already gone; it reads the plan from capjail's descriptor through /proc.
 ///
 /// When the setup process was started early ([`start_early`]) with the namespaces this plan
-/// asks for, it is chosen instead: [`take_early_child`] sends it the plan where `cmd` would be
-/// spawned (`cmd` is still made the usual setup process, never left the bare server).
+/// asks for, it is chosen instead: it is sent the plan at once (it builds the world while
+/// capjail finishes its start), and [`take_early_child`] lets it run the server where `cmd`
+/// would be spawned (`cmd` is still made the usual setup process, never left the bare server).
 pub(crate) fn setup_command(
     plan_file: &Arc<PlanFile>,
     plan: &crate::sandbox::plan::SandboxPlan,
@@ -283,9 +284,15 @@ struct Early {
     user: bool,
     /// The namespaces are made (the answer was 0).
     made: bool,
-    /// The message for the setup process, once [`setup_command`] chose this process.
-    ready: Option<Vec<u8>>,
+    /// The message sent (the plan is final): it builds the world and prepares the server's
+    /// confinement now; the server's exec waits for [`GO`].
+    sent: Option<Vec<u8>>,
 }
+
+/// The byte that lets the early setup process run the server ([`take_early_child`]), sent
+/// where the server's command would be spawned (after the session's first audit record and
+/// the trust checks). Anything else, or end-of-file, and the server never runs.
+pub(crate) const GO: u8 = b'G';
 
 static EARLY: Mutex<Option<Early>> = Mutex::new(None);
 
@@ -333,7 +340,7 @@ pub(crate) fn start_early(user: bool, env: &[(String, String)]) -> bool {
                 sock: ours,
                 user,
                 made: false,
-                ready: None,
+                sent: None,
             });
             true
         }
@@ -361,17 +368,35 @@ fn take_early_answer(user: bool) -> Option<Result<(), u8>> {
     Some(answer)
 }
 
-/// Send the early setup process away (its plan went the usual way, or none came): it reads
-/// end-of-file and exits; reaped by a thread (its namespaces' teardown is not waited for).
+/// Send the early setup process away (its plan went the usual way, none came, or capjail
+/// stopped before the server was to run): it reads end-of-file and exits without running
+/// anything; reaped by a thread (its namespaces' teardown is not waited for).
 pub(crate) fn discard_early() {
     let taken = EARLY.lock().unwrap_or_else(|p| p.into_inner()).take();
-    if let Some(mut e) = taken {
-        drop(e.sock);
-        let _ = std::thread::Builder::new()
-            .name("early-reap".into())
-            .spawn(move || {
-                let _ = e.child.wait();
-            });
+    if let Some(e) = taken {
+        reap_away(e);
+    }
+}
+
+/// Close the socket (the process reads end-of-file and exits) and reap it on a thread.
+fn reap_away(mut e: Early) {
+    drop(e.sock);
+    let _ = std::thread::Builder::new()
+        .name("early-reap".into())
+        .spawn(move || {
+            let _ = e.child.wait();
+        });
+}
+
+/// Sends the early setup process away when dropped, unless [`take_early_child`] took it:
+/// held by the proxy's run from the hook that sent the plan to the point where the server
+/// would be spawned, so a run that stops in between (the session record or the trust checks
+/// failed) never lets the server run.
+pub(crate) struct EarlyGuard;
+
+impl Drop for EarlyGuard {
+    fn drop(&mut self) {
+        discard_early();
     }
 }
 
@@ -384,58 +409,118 @@ pub(crate) struct EarlyMessage {
     pub(crate) cwd: Option<std::path::PathBuf>,
 }
 
-/// Choose the early setup process for this plan if it made exactly the namespaces the plan
-/// asks for (else send it away).
-fn early_for(plan: &crate::sandbox::plan::SandboxPlan, cwd: Option<&std::path::Path>) {
-    let w = &plan.world;
-    let mut guard = EARLY.lock().unwrap_or_else(|p| p.into_inner());
-    let fits = guard.as_ref().is_some_and(|e| {
-        e.made
-            && e.ready.is_none()
-            && w.enabled
-            && w.mount
-            && w.pid
-            && w.ipc
-            && w.uts
-            && w.net
-            && w.user == e.user
-    });
-    if !fits {
-        drop(guard);
-        discard_early();
-        return;
-    }
-    let msg = EarlyMessage {
-        plan: plan.clone(),
-        env: plan.env.values.clone(),
-        cwd: cwd.map(|d| d.to_path_buf()),
-    };
-    match serde_json::to_vec(&msg) {
-        Ok(bytes) => {
-            if let Some(e) = guard.as_mut() {
-                e.ready = Some(bytes);
-            }
-        }
-        Err(_) => {
-            drop(guard);
-            discard_early();
+/// The server's working directory, named before the plan is prepared (`capjail run`), so
+/// that [`send_early`] can send the plan from [`crate::sandbox::prepare`] already.
+static SERVER_CWD: Mutex<Option<std::path::PathBuf>> = Mutex::new(None);
+
+/// Name the server's working directory for [`send_early`] (the one its command will get).
+pub(crate) fn set_server_cwd(cwd: &std::path::Path) {
+    *SERVER_CWD.lock().unwrap_or_else(|p| p.into_inner()) = Some(cwd.to_path_buf());
+}
+
+/// Send the early setup process this plan as soon as it is final (from `prepare`, before
+/// capjail's own checks of it): the world is built and the server's process confined while
+/// capjail finishes its start; nothing runs before [`GO`], which only a start that got that
+/// far sends. Nothing when no working directory was named ([`set_server_cwd`]) or the early
+/// process does not fit; [`setup_command`] then decides as before.
+pub(crate) fn send_early(plan: &crate::sandbox::plan::SandboxPlan) {
+    let cwd = SERVER_CWD.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some(cwd) = cwd {
+        let mut guard = EARLY.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.as_ref().is_some_and(|e| fits(e, plan)) {
+            send_locked(&mut guard, plan, Some(&cwd));
         }
     }
 }
 
-/// The server's process when it is the early setup process (chosen by [`setup_command`]):
-/// its plan is sent now, at the point where the command would be spawned. `None`: spawn
+/// Did the early setup process make exactly the namespaces `plan` asks for, with no plan
+/// sent yet?
+fn fits(e: &Early, plan: &crate::sandbox::plan::SandboxPlan) -> bool {
+    let w = &plan.world;
+    e.made
+        && e.sent.is_none()
+        && w.enabled
+        && w.mount
+        && w.pid
+        && w.ipc
+        && w.uts
+        && w.net
+        && w.user == e.user
+}
+
+/// The early setup process's message for this plan (see [`EarlyMessage`]).
+fn early_message(
+    plan: &crate::sandbox::plan::SandboxPlan,
+    cwd: Option<&std::path::Path>,
+) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec(&EarlyMessage {
+        plan: plan.clone(),
+        env: plan.env.values.clone(),
+        cwd: cwd.map(|d| d.to_path_buf()),
+    })
+}
+
+/// Send the plan (framed: the length as u64, little-endian, then the JSON); on failure the
+/// process is sent away.
+fn send_locked(
+    guard: &mut std::sync::MutexGuard<'_, Option<Early>>,
+    plan: &crate::sandbox::plan::SandboxPlan,
+    cwd: Option<&std::path::Path>,
+) {
+    let sent = early_message(plan, cwd)
+        .map_err(std::io::Error::other)
+        .and_then(|json| {
+            let e = guard.as_mut().ok_or(std::io::ErrorKind::NotFound)?;
+            let mut bytes = Vec::with_capacity(8 + json.len());
+            bytes.extend_from_slice(&(json.len() as u64).to_le_bytes());
+            bytes.extend_from_slice(&json);
+            (&e.sock).write_all(&bytes)?;
+            e.sent = Some(json);
+            Ok(())
+        });
+    if sent.is_err() {
+        if let Some(e) = guard.take() {
+            reap_away(e);
+        }
+    }
+}
+
+/// Choose the early setup process for this plan if it made exactly the namespaces the plan
+/// asks for (else send it away). Sent now if [`send_early`] did not already; if it did, the
+/// plan and working directory sent must be these (else it is sent away: `cmd` then starts
+/// the usual setup process).
+fn early_for(plan: &crate::sandbox::plan::SandboxPlan, cwd: Option<&std::path::Path>) {
+    let mut guard = EARLY.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(e) = guard.as_ref() else { return };
+    if let Some(sent) = &e.sent {
+        let same = e.made && early_message(plan, cwd).is_ok_and(|m| &m == sent);
+        if !same {
+            if let Some(e) = guard.take() {
+                reap_away(e);
+            }
+        }
+        return;
+    }
+    if fits(e, plan) {
+        send_locked(&mut guard, plan, cwd);
+    } else if let Some(e) = guard.take() {
+        reap_away(e);
+    }
+}
+
+/// The server's process when it is the early setup process (chosen by [`setup_command`],
+/// which sent it the plan): it is told to run the server ([`GO`]) now, at the point where the
+/// command would be spawned. `None`: spawn
 /// the command (which [`setup_command`] made the usual setup process).
 pub(crate) fn take_early_child() -> Option<std::io::Result<std::process::Child>> {
     let mut guard = EARLY.lock().unwrap_or_else(|p| p.into_inner());
-    if guard.as_ref().is_none_or(|e| e.ready.is_none()) {
+    if guard.as_ref().is_none_or(|e| e.sent.is_none()) {
         return None;
     }
     let mut e = guard.take()?;
     drop(guard);
-    let bytes = e.ready.take().unwrap_or_default();
     let sent = (&e.sock)
-        .write_all(&bytes)
+        .write_all(&[GO])
         .and_then(|()| e.sock.shutdown(std::net::Shutdown::Write));
     Some(match sent {
         Ok(()) => Ok(e.child),

@@ -10,7 +10,10 @@
 //! the whole world's namespaces at once and answers capjail (in place of the namespace
 //! probe), then forks init at once; init makes the root's scaffold (steps 1-2 of
 //! [`super::root`], nothing of the plan in them), then reads the plan, the server's
-//! environment and working directory from the socket; the rest is the same.
+//! environment and working directory from the socket (sent as soon as capjail has the
+//! plan); the rest is the same, except that the server's exec also waits for capjail's word
+//! on that socket (`launch::GO`, where the server would have been spawned: after the
+//! session's first audit record and the trust checks).
 //!
 //! Process tree (capjail's own pid namespace on the left):
 //! ```text
@@ -178,13 +181,22 @@ fn early_main(sock: i32, user: bool) -> ! {
         Ok(ForkResult::Child) => {
             let get = move || {
                 let scaffold = super::root::scaffold().unwrap_or_else(|e| die(e));
-                let mut bytes = Vec::new();
-                if sock.read_to_end(&mut bytes).is_err() || bytes.is_empty() {
-                    // capjail chose another way: nothing to run.
+                // The plan: its length (u64, little-endian), then the JSON. End-of-file
+                // first: capjail chose another way, nothing to run.
+                let mut len = [0u8; 8];
+                if sock.read_exact(&mut len).is_err() {
                     // SAFETY: _exit.
                     unsafe { libc::_exit(0) }
                 }
-                drop(sock);
+                let len = usize::try_from(u64::from_le_bytes(len))
+                    .ok()
+                    .filter(|&n| n <= MAX_PLAN)
+                    .unwrap_or_else(|| die("bad plan length"));
+                let mut bytes = vec![0u8; len];
+                if sock.read_exact(&mut bytes).is_err() {
+                    // SAFETY: _exit.
+                    unsafe { libc::_exit(0) }
+                }
                 let msg: super::launch::EarlyMessage = serde_json::from_slice(&bytes)
                     .unwrap_or_else(|e| die(format!("bad plan: {e}")));
                 let w = &msg.plan.world;
@@ -201,7 +213,7 @@ fn early_main(sock: i32, user: bool) -> ! {
                 }
                 let mut plan = msg.plan;
                 plan.env.values = msg.env;
-                (plan, msg.cwd, Some(scaffold))
+                (plan, msg.cwd, Some(scaffold), Some(Gate(sock)))
             };
             init_main(get, set, None)
         }
@@ -231,7 +243,7 @@ fn start_init(plan: SandboxPlan, egress: Option<i32>) -> ! {
     match unsafe { fork() } {
         Err(e) => die(format!("fork: {e}")),
         Ok(ForkResult::Child) => init_main(
-            move || (plan, std::env::current_dir().ok(), None),
+            move || (plan, std::env::current_dir().ok(), None, None),
             set,
             egress,
         ),
@@ -346,18 +358,39 @@ fn supervise_with(main: Pid, set: &SigSet, reap_all: bool, argv: &[String]) -> !
     }
 }
 
+/// The largest plan message an early setup process accepts (a plan is a few KiB).
+const MAX_PLAN: usize = 64 << 20;
+
+/// The early setup process's socket to capjail once the plan is read: the server's exec
+/// waits for capjail's word on it ([`super::launch::GO`]).
+struct Gate(std::os::unix::net::UnixStream);
+
+impl Gate {
+    /// Wait for capjail's word; without it (end-of-file: capjail stopped before the server was
+    /// to run, or anything else), exit: the server's process, waiting for init's own word,
+    /// then reads end-of-file and exits without running the server.
+    fn wait(mut self) {
+        let mut b = [0u8; 1];
+        match self.0.read_exact(&mut b) {
+            Ok(()) if b[0] == super::launch::GO => {}
+            // SAFETY: _exit.
+            _ => unsafe { libc::_exit(0) },
+        }
+    }
+}
+
+/// What init gets before it builds the world: the plan, the server's working directory,
+/// the root's scaffold when it was made before the plan (early), and then capjail's gate.
+type InitStart = (
+    SandboxPlan,
+    Option<std::path::PathBuf>,
+    Option<super::root::Scaffold>,
+    Option<Gate>,
+);
+
 /// PID 1 of the sandbox.
-/// `get`: the plan, the server's working directory, and the root's scaffold when it was made
-/// before the plan (early).
-fn init_main(
-    get: impl FnOnce() -> (
-        SandboxPlan,
-        Option<std::path::PathBuf>,
-        Option<super::root::Scaffold>,
-    ),
-    set: SigSet,
-    egress: Option<i32>,
-) -> ! {
+/// `get`: see [`InitStart`].
+fn init_main(get: impl FnOnce() -> InitStart, set: SigSet, egress: Option<i32>) -> ! {
     // SAFETY: prctl with constant arguments.
     unsafe {
         libc::prctl(
@@ -370,7 +403,7 @@ fn init_main(
     };
     // Own process group: capjail's group signals reach setup, which forwards them once.
     let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
-    let (plan, cwd, scaffold) = get();
+    let (plan, cwd, scaffold, gate) = get();
     let w = &plan.world;
     if w.mount {
         let built = match scaffold {
@@ -394,7 +427,10 @@ fn init_main(
     // SAFETY: single-threaded process.
     match unsafe { fork() } {
         Err(e) => die(format!("fork: {e}")),
-        Ok(ForkResult::Child) => server_main(&plan, cwd, go.waiter()),
+        Ok(ForkResult::Child) => {
+            drop(gate);
+            server_main(&plan, cwd, go.waiter())
+        }
         Ok(ForkResult::Parent { child }) => {
             let go = go.teller();
             if w.uts {
@@ -420,6 +456,11 @@ fn init_main(
                 if std::env::set_current_dir(d).is_err() {
                     let _ = std::env::set_current_dir("/");
                 }
+            }
+            // Started early: the world is complete, the server's process confined; its exec
+            // waits for capjail's word (given where the server would have been spawned).
+            if let Some(g) = gate {
+                g.wait();
             }
             go.tell();
             detach_stdio();
