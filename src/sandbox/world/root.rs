@@ -277,6 +277,12 @@ pub(crate) fn build_on(_: Scaffold, world: &WorldPlan) -> Result<Vec<String>, Ro
         None,
         "read-only root",
     )?;
+    // The scaffold root's mount (the one `pivot_root` now stacks on the new root): what
+    // [`detach_old_root`] watches leave the namespace.
+    OLD_ROOT_ID.store(
+        unique_mount_id(c"/").unwrap_or(0),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     ctx(std::env::set_current_dir(nr), "chdir", nr)?;
     ctx(
         nix::unistd::pivot_root(".", ".").map_err(nix_io),
@@ -286,6 +292,92 @@ pub(crate) fn build_on(_: Scaffold, world: &WorldPlan) -> Result<Vec<String>, Ro
     Ok(notes)
 }
 
+/// The unique id (`STATX_MNT_ID_UNIQUE`, Linux 6.8+: never reused) of the mount `path` is
+/// on; `None` when the kernel does not give one.
+fn unique_mount_id(path: &std::ffi::CStr) -> Option<u64> {
+    // SAFETY: statx into a zeroed local struct, on a NUL-terminated path.
+    unsafe {
+        let mut stx: libc::statx = std::mem::zeroed();
+        let r = libc::statx(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            libc::STATX_MNT_ID_UNIQUE,
+            &mut stx,
+        );
+        (r == 0 && stx.stx_mask & libc::STATX_MNT_ID_UNIQUE != 0 && stx.stx_mnt_id != 0)
+            .then_some(stx.stx_mnt_id)
+    }
+}
+
+/// See [`build_on`]; 0: unknown (then the detach is waited for whole).
+static OLD_ROOT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Is the mount with unique id `id` in this process's mount namespace (`statmount(2)`,
+/// Linux 6.8+)? `None`: the kernel cannot tell (no `statmount`, or any other error).
+fn mount_present(id: u64) -> Option<bool> {
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    {
+        /// `statmount` (the same number on both architectures' tables).
+        const SYS_STATMOUNT: libc::c_long = 457;
+        /// `struct mnt_id_req`, its first version (`MNT_ID_REQ_SIZE_VER0`).
+        #[repr(C)]
+        struct MntIdReq {
+            size: u32,
+            spare: u32,
+            mnt_id: u64,
+            param: u64,
+        }
+        let req = MntIdReq {
+            size: std::mem::size_of::<MntIdReq>() as u32,
+            spare: 0,
+            mnt_id: id,
+            param: 0,
+        };
+        // Room for `struct statmount` (nothing is asked for: only whether the mount exists).
+        let mut buf = [0u64; 512];
+        // SAFETY: statmount with a request and a buffer on the stack, sizes given.
+        let r = unsafe {
+            libc::syscall(
+                SYS_STATMOUNT,
+                &req as *const MntIdReq,
+                buf.as_mut_ptr(),
+                std::mem::size_of_val(&buf),
+                0u32,
+            )
+        };
+        if r == 0 {
+            return Some(true);
+        }
+        if io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT) {
+            return Some(false);
+        }
+        None
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let _ = id;
+        None
+    }
+}
+
+/// The old root's detach under way ([`detach_old_root`]): the thread still in its `umount2`.
+pub(crate) struct Detaching(Option<std::thread::JoinHandle<nix::Result<()>>>);
+
+impl Detaching {
+    /// Wait for the `umount2` to return (the old root is already gone from the namespace).
+    pub(crate) fn finish(self) -> Result<(), RootError> {
+        match self.0 {
+            None => Ok(()),
+            Some(t) => ctx(
+                t.join().unwrap_or(Err(nix::Error::EIO)).map_err(nix_io),
+                "detach old root",
+                Path::new("/"),
+            ),
+        }
+    }
+}
+
 /// The last step of [`build`], split off so the server's process can be forked (and prepare
 /// its Landlock ruleset and seccomp filter) while this waits: detach the old root, stacked on
 /// the new one at `/` by `pivot_root(".", ".")` (its `umount2` waits for an RCU grace period,
@@ -293,14 +385,54 @@ pub(crate) fn build_on(_: Scaffold, world: &WorldPlan) -> Result<Vec<String>, Ro
 /// the fork). The caller's working directory must still be the new root (as [`build`] leaves
 /// it). Until this returns, nothing may run but capjail's own code: the old root is still in
 /// the mount namespace.
-pub(crate) fn detach_old_root() -> Result<(), RootError> {
+///
+/// The old root leaves the namespace before `umount2` waits for its grace period: the
+/// kernel takes it out of the mount tree and the namespace's list of mounts, releases the
+/// namespace's lock, and only then waits (`namespace_unlock`). So when the kernel can name
+/// mounts (`statmount`, Linux 6.8+), a thread makes the `umount2` call and this returns as
+/// soon as the old root's mount (its unique id, taken in [`build_on`]) is no longer in the
+/// namespace: `statmount` takes the same lock, and answers ENOENT only once the whole old
+/// tree is out. The caller then [`Detaching::finish`]es (joins that thread) before it gives
+/// up its own privileges. Without `statmount` (or when anything about it is unexpected: the
+/// mount not found before the call, another error), the `umount2` is waited for whole, as
+/// before.
+pub(crate) fn detach_old_root() -> Result<Detaching, RootError> {
     let root = Path::new("/");
-    ctx(
-        umount2(".", MntFlags::MNT_DETACH).map_err(nix_io),
-        "detach old root",
-        root,
-    )?;
-    ctx(std::env::set_current_dir("/"), "chdir", root)
+    let id = OLD_ROOT_ID.load(std::sync::atomic::Ordering::Relaxed);
+    let watched = (id != 0 && mount_present(id) == Some(true))
+        .then(|| {
+            std::thread::Builder::new()
+                .name("detach".into())
+                .stack_size(64 << 10)
+                .spawn(|| umount2(".", MntFlags::MNT_DETACH))
+                .ok()
+        })
+        .flatten();
+    let Some(t) = watched else {
+        ctx(
+            umount2(".", MntFlags::MNT_DETACH).map_err(nix_io),
+            "detach old root",
+            root,
+        )?;
+        ctx(std::env::set_current_dir("/"), "chdir", root)?;
+        return Ok(Detaching(None));
+    };
+    loop {
+        match mount_present(id) {
+            Some(false) => break,
+            Some(true) if !t.is_finished() => {
+                std::thread::sleep(std::time::Duration::from_micros(20))
+            }
+            // The call returned (or the kernel cannot tell any more): its own answer.
+            _ => {
+                Detaching(Some(t)).finish()?;
+                ctx(std::env::set_current_dir("/"), "chdir", root)?;
+                return Ok(Detaching(None));
+            }
+        }
+    }
+    ctx(std::env::set_current_dir("/"), "chdir", root)?;
+    Ok(Detaching(Some(t)))
 }
 
 /// `mkdir -p` on the new root's tmpfs.
@@ -355,6 +487,55 @@ fn bind(path: &Path, writable: bool, overlay: Option<(usize, bool)>) -> Result<(
     set_attr_recursive(&dst, attrs)
 }
 
+/// What the old root holds at a host path, as far as the walks of [`resolve`] and [`place`]
+/// care: a symlink (its target), anything else, or the failed step and its errno.
+#[derive(Clone)]
+enum HostEntry {
+    Link(PathBuf),
+    NotLink,
+    Failed(&'static str, i32),
+}
+
+thread_local! {
+    /// Every host path looked at while building this root: the walks of every bind go
+    /// through the same prefixes (`/usr`, `/usr/lib`, `/etc`, ...), twice (resolve, place);
+    /// the old root is not changed by the build (everything is made under the new root).
+    static HOST: std::cell::RefCell<std::collections::HashMap<PathBuf, HostEntry>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// `lstat` of the host's `path` (read through the old root), and `readlink` when it is a
+/// symlink: `Some(target)` for a symlink, `None` for anything else. Looked up once.
+fn host_entry(path: &Path) -> Result<Option<PathBuf>, RootError> {
+    let known = HOST.with(|h| h.borrow().get(path).cloned());
+    let entry = match known {
+        Some(e) => e,
+        None => {
+            let host = under(OLD, path);
+            let errno = |e: io::Error| e.raw_os_error().unwrap_or(libc::EIO);
+            let e = match fs::symlink_metadata(&host) {
+                Err(e) => HostEntry::Failed("lstat", errno(e)),
+                Ok(m) if m.file_type().is_symlink() => match fs::read_link(&host) {
+                    Ok(t) => HostEntry::Link(t),
+                    Err(e) => HostEntry::Failed("readlink", errno(e)),
+                },
+                Ok(_) => HostEntry::NotLink,
+            };
+            HOST.with(|h| h.borrow_mut().insert(path.to_path_buf(), e.clone()));
+            e
+        }
+    };
+    match entry {
+        HostEntry::Link(t) => Ok(Some(t)),
+        HostEntry::NotLink => Ok(None),
+        HostEntry::Failed(step, e) => Err(RootError {
+            step,
+            path: path.display().to_string(),
+            err: io::Error::from_raw_os_error(e),
+        }),
+    }
+}
+
 /// Recreate the symlinks on the way to `path` in the new root and make its mount point;
 /// returns (host source, target) of the real path.
 fn place(path: &Path, depth: u32) -> Result<(PathBuf, PathBuf), RootError> {
@@ -377,10 +558,7 @@ fn place(path: &Path, depth: u32) -> Result<(PathBuf, PathBuf), RootError> {
             }
             Component::Normal(name) => {
                 let next = cur.join(name);
-                let host = under(OLD, &next);
-                let meta = ctx(fs::symlink_metadata(&host), "lstat", &next)?;
-                if meta.file_type().is_symlink() {
-                    let target = ctx(fs::read_link(&host), "readlink", &next)?;
+                if let Some(target) = host_entry(&next)? {
                     let link = under(NEW, &next);
                     if fs::symlink_metadata(&link).is_err() {
                         mkdirs(link.parent().unwrap_or(Path::new(NEW)))?;
@@ -443,9 +621,7 @@ fn resolve(path: &Path) -> Option<PathBuf> {
                 _ => continue,
             };
             let step = cur.join(name);
-            let meta = fs::symlink_metadata(under(OLD, &step)).ok()?;
-            if meta.file_type().is_symlink() {
-                let target = fs::read_link(under(OLD, &step)).ok()?;
+            if let Some(target) = host_entry(&step).ok()? {
                 let mut r = if target.is_absolute() {
                     target
                 } else {

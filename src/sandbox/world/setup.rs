@@ -25,9 +25,11 @@
 //!   namespaces, forks init, forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT to it and exits with
 //!   init's status. capjail's `kill(-setup)` reaches setup only; setup's death kills init.
 //! - init: builds the root ([`super::root`]) up to its `pivot_root`, forks the server's
-//!   process, then brings up loopback, detaches the old root (an RCU grace period, while the
-//!   server's process prepares its Landlock ruleset and seccomp filter), makes the root
-//!   read-only and tells the server's process to go on (a pipe); it then reaps every orphan,
+//!   process, then brings up loopback, detaches the old root (while the server's process
+//!   prepares its Landlock ruleset and seccomp filter; init goes on as soon as the old root
+//!   is out of the namespace, not after the RCU grace period that `umount2` then waits for:
+//!   [`super::root::detach_old_root`]), and tells the server's process to go on (a pipe),
+//!   then waits for the `umount2` to return; it then reaps every orphan,
 //!   forwards signals to every process of the namespace (`kill(-1)`), and exits with the
 //!   server's status as soon as the server ends. When PID 1 ends, the kernel kills
 //!   every process left in the namespace: nothing outlives the session, a `setsid()`, or a
@@ -447,11 +449,9 @@ fn init_main(get: impl FnOnce() -> InitStart, set: SigSet, egress: Option<i32>) 
                     }
                 }
             }
-            if w.mount {
-                if let Err(e) = super::root::detach_old_root() {
-                    die(e);
-                }
-            }
+            let detaching = w
+                .mount
+                .then(|| super::root::detach_old_root().unwrap_or_else(|e| die(e)));
             if let Some(d) = &cwd {
                 if std::env::set_current_dir(d).is_err() {
                     let _ = std::env::set_current_dir("/");
@@ -463,6 +463,12 @@ fn init_main(get: impl FnOnce() -> InitStart, set: SigSet, egress: Option<i32>) 
                 g.wait();
             }
             go.tell();
+            // The old root is out of the namespace already; its grace period ends here.
+            if let Some(d) = detaching {
+                if let Err(e) = d.finish() {
+                    die(e);
+                }
+            }
             detach_stdio();
             // init keeps nothing it does not need: no capabilities, no new privileges.
             let _ = privileges::set_no_new_privs();
