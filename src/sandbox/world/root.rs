@@ -278,7 +278,7 @@ pub(crate) fn build_on(_: Scaffold, world: &WorldPlan) -> Result<Vec<String>, Ro
         "read-only root",
     )?;
     // The scaffold root's mount (the one `pivot_root` now stacks on the new root): what
-    // [`detach_old_root`] watches leave the namespace.
+    // [`OldRootWatch`] watches leave the namespace.
     OLD_ROOT_ID.store(
         unique_mount_id(c"/").unwrap_or(0),
         std::sync::atomic::Ordering::Relaxed,
@@ -361,19 +361,36 @@ fn mount_present(id: u64) -> Option<bool> {
     }
 }
 
-/// The old root's detach under way ([`detach_old_root`]): the thread still in its `umount2`.
-pub(crate) struct Detaching(Option<std::thread::JoinHandle<nix::Result<()>>>);
+/// Watches the old root leave the namespace ([`old_root_watch`]).
+pub(crate) struct OldRootWatch(u64);
 
-impl Detaching {
-    /// Wait for the `umount2` to return (the old root is already gone from the namespace).
-    pub(crate) fn finish(self) -> Result<(), RootError> {
-        match self.0 {
-            None => Ok(()),
-            Some(t) => ctx(
-                t.join().unwrap_or(Err(nix::Error::EIO)).map_err(nix_io),
-                "detach old root",
-                Path::new("/"),
-            ),
+/// The old root's mount, when the kernel can name it (`statmount`, Linux 6.8+) and it is in
+/// the namespace now (before [`detach_old_root`]); `None` otherwise.
+pub(crate) fn old_root_watch() -> Option<OldRootWatch> {
+    let id = OLD_ROOT_ID.load(std::sync::atomic::Ordering::Relaxed);
+    (id != 0 && mount_present(id) == Some(true)).then_some(OldRootWatch(id))
+}
+
+impl OldRootWatch {
+    /// Wait until the old root is out of the namespace: `true`. `false` when `stop` is set
+    /// first or the kernel cannot tell.
+    ///
+    /// `umount2(MNT_DETACH)` ([`detach_old_root`]) takes the old tree out of the mount tree
+    /// and the namespace's list under the namespace's lock, releases it, and only then waits
+    /// for an RCU grace period (`namespace_unlock`; 0.1-6 ms here) before it returns.
+    /// `statmount` takes the same lock and answers ENOENT only once the whole old tree is
+    /// out (unique mount ids are never reused), so what runs after `true` never sees the old
+    /// root, as after the call's return.
+    pub(crate) fn wait_gone(&self, stop: &std::sync::atomic::AtomicBool) -> bool {
+        loop {
+            if stop.load(std::sync::atomic::Ordering::Acquire) {
+                return false;
+            }
+            match mount_present(self.0) {
+                Some(false) => return true,
+                Some(true) => std::thread::sleep(std::time::Duration::from_micros(20)),
+                None => return false,
+            }
         }
     }
 }
@@ -385,54 +402,14 @@ impl Detaching {
 /// the fork). The caller's working directory must still be the new root (as [`build`] leaves
 /// it). Until this returns, nothing may run but capjail's own code: the old root is still in
 /// the mount namespace.
-///
-/// The old root leaves the namespace before `umount2` waits for its grace period: the
-/// kernel takes it out of the mount tree and the namespace's list of mounts, releases the
-/// namespace's lock, and only then waits (`namespace_unlock`). So when the kernel can name
-/// mounts (`statmount`, Linux 6.8+), a thread makes the `umount2` call and this returns as
-/// soon as the old root's mount (its unique id, taken in [`build_on`]) is no longer in the
-/// namespace: `statmount` takes the same lock, and answers ENOENT only once the whole old
-/// tree is out. The caller then [`Detaching::finish`]es (joins that thread) before it gives
-/// up its own privileges. Without `statmount` (or when anything about it is unexpected: the
-/// mount not found before the call, another error), the `umount2` is waited for whole, as
-/// before.
-pub(crate) fn detach_old_root() -> Result<Detaching, RootError> {
+pub(crate) fn detach_old_root() -> Result<(), RootError> {
     let root = Path::new("/");
-    let id = OLD_ROOT_ID.load(std::sync::atomic::Ordering::Relaxed);
-    let watched = (id != 0 && mount_present(id) == Some(true))
-        .then(|| {
-            std::thread::Builder::new()
-                .name("detach".into())
-                .stack_size(64 << 10)
-                .spawn(|| umount2(".", MntFlags::MNT_DETACH))
-                .ok()
-        })
-        .flatten();
-    let Some(t) = watched else {
-        ctx(
-            umount2(".", MntFlags::MNT_DETACH).map_err(nix_io),
-            "detach old root",
-            root,
-        )?;
-        ctx(std::env::set_current_dir("/"), "chdir", root)?;
-        return Ok(Detaching(None));
-    };
-    loop {
-        match mount_present(id) {
-            Some(false) => break,
-            Some(true) if !t.is_finished() => {
-                std::thread::sleep(std::time::Duration::from_micros(20))
-            }
-            // The call returned (or the kernel cannot tell any more): its own answer.
-            _ => {
-                Detaching(Some(t)).finish()?;
-                ctx(std::env::set_current_dir("/"), "chdir", root)?;
-                return Ok(Detaching(None));
-            }
-        }
-    }
-    ctx(std::env::set_current_dir("/"), "chdir", root)?;
-    Ok(Detaching(Some(t)))
+    ctx(
+        umount2(".", MntFlags::MNT_DETACH).map_err(nix_io),
+        "detach old root",
+        root,
+    )?;
+    ctx(std::env::set_current_dir("/"), "chdir", root)
 }
 
 /// `mkdir -p` on the new root's tmpfs.
