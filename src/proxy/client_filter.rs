@@ -80,7 +80,7 @@ struct Scratch {
     weight: usize,
     /// The decision record of a single (non-batch) message, held until its params can be
     /// moved out of the parsed message instead of copied; queued before `on_line` returns.
-    held: Option<DecisionRecord>,
+    held: Option<Box<DecisionRecord>>,
     /// The records the stages built for this line, in order: the pipeline returns them to the
     /// transport (`Output::Record`), which writes them before it carries out the line.
     records: Vec<Record>,
@@ -574,12 +574,12 @@ impl ClientFilter {
             .tool
             .filter(|(t, _)| decision.tool.as_deref() == Some(*t))
             .map(|(_, spec)| spec);
-        let mut record = DecisionRecord {
+        let mut record = Box::new(DecisionRecord {
             tool_spec,
             latency_us: micros,
             weight: self.scratch.weight,
             ..DecisionRecord::new(Direction::ClientToServer, id.cloned(), None, decision)
-        };
+        });
         if self.scratch.single {
             self.scratch.held = Some(record); // on_line moves the params in and queues it
         } else {
