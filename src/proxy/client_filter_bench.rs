@@ -112,13 +112,20 @@ fn session(dir: &std::path::Path) -> Session {
 /// was forwarded.
 fn client(s: &Session, line: &[u8]) -> bool {
     let mut forwarded = false;
-    for o in s.on_client_message(line).unwrap() {
+    // As the pump: one buffer of outputs for every line.
+    thread_local! {
+        static OUTPUTS: std::cell::RefCell<Vec<Output>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let mut outputs = OUTPUTS.with_borrow_mut(std::mem::take);
+    s.on_client_message_into(line, &mut outputs).unwrap();
+    for o in outputs.drain(..) {
         match o {
             Output::Record(r) => s.record(r).unwrap(),
             Output::Forward => forwarded = true,
             _ => {}
         }
     }
+    OUTPUTS.with_borrow_mut(|o| *o = outputs);
     forwarded
 }
 
