@@ -584,7 +584,7 @@ mod tests {
     use serde_json::{json, Value};
 
     fn decision(i: u64, weight: usize) -> Record {
-        Record::Decision(DecisionRecord {
+        Record::Decision(Box::new(DecisionRecord {
             weight,
             ..DecisionRecord::new(
                 Direction::ClientToServer,
@@ -603,7 +603,7 @@ mod tests {
                     denial: None,
                 },
             )
-        })
+        }))
     }
 
     /// More records than the queue holds (so `push` blocks on the way), all written, in

@@ -73,6 +73,8 @@ pub(crate) fn pump_client(session: &Session, input: impl Read, out: &Outbox) -> 
     }
     let mut held = held::Held::default();
     let mut buf = Vec::new();
+    // What each line comes to (one buffer for every line).
+    let mut outputs = Vec::new();
     loop {
         if !held.is_empty() && (!reader.line_buffered() || held.is_full()) {
             let seq = recorder
@@ -108,8 +110,8 @@ pub(crate) fn pump_client(session: &Session, input: impl Read, out: &Outbox) -> 
                 }
             }
             Ok(Frame::Line(line)) => {
-                let outputs = match session.on_client_message(&line) {
-                    Ok(o) => o,
+                match session.on_client_message_into(&line, &mut outputs) {
+                    Ok(()) => {}
                     Err(e) => {
                         let e = match super::fatal::AuditFailure::find(&e) {
                             Some(a) => super::fatal::AuditFailure::io(format!(
@@ -122,7 +124,7 @@ pub(crate) fn pump_client(session: &Session, input: impl Read, out: &Outbox) -> 
                         return Err(e);
                     }
                 };
-                for o in outputs {
+                for o in outputs.drain(..) {
                     match o {
                         Output::Forward => held.hold(&line, None),
                         Output::ToServer(rewritten) => held.hold(&line, Some(rewritten)),
