@@ -325,6 +325,8 @@ fn envelope_by_serde(line: &[u8], max_depth: usize) -> Result<Envelope<'_>, Pars
     Ok(env)
 }
 
+pub(crate) use scan::special;
+
 #[derive(Clone, Copy)]
 struct Top {
     max_depth: usize,
@@ -680,7 +682,7 @@ mod scan {
     /// over the bytes where there were three (UTF-8, the quote or backslash, the control
     /// characters): blocks of 32 bytes, branch-free inside so they are vectorised (with AVX2
     /// where the CPU has it); the block that holds the byte is read again byte by byte.
-    pub(super) fn special(s: &[u8]) -> (Option<usize>, u8) {
+    pub(crate) fn special(s: &[u8]) -> (Option<usize>, u8) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2 (checked just above).
@@ -698,28 +700,41 @@ mod scan {
 
     #[inline(always)]
     pub(super) fn special_blocks(s: &[u8]) -> (Option<usize>, u8) {
-        const BLOCK: usize = 32;
         let mut or = 0u8;
-        let mut at = 0;
-        for c in s.chunks_exact(BLOCK) {
-            let (mut stop, mut all) = (0u8, 0u8);
-            for &x in c {
-                stop |= u8::from(x == b'"') | u8::from(x == b'\\') | u8::from(x < 0x20);
-                all |= x;
-            }
-            if stop != 0 {
-                break;
-            }
-            or |= all;
-            at += BLOCK;
-        }
+        // Long blocks for long strings, short ones for the rest (and the block with the byte).
+        let at = plain_blocks::<128>(s, 0, &mut or);
+        let at = plain_blocks::<16>(s, at, &mut or);
         for (k, &x) in s[at..].iter().enumerate() {
-            if x == b'"' || x == b'\\' || x < 0x20 {
+            if stops(x) {
                 return (Some(at + k), or);
             }
             or |= x;
         }
         (None, or)
+    }
+
+    #[inline(always)]
+    fn stops(x: u8) -> bool {
+        (x == b'"') | (x == b'\\') | (x < 0x20)
+    }
+
+    /// Past the blocks of `N` bytes from `at` that hold no byte that [`stops`] a string (their
+    /// bytes OR-ed into `or`): where the first block with one, or the last whole block, ends.
+    #[inline(always)]
+    fn plain_blocks<const N: usize>(s: &[u8], mut at: usize, or: &mut u8) -> usize {
+        for c in s[at..].chunks_exact(N) {
+            let (mut stop, mut all) = (0u8, 0u8);
+            for &x in c {
+                stop |= u8::from(stops(x));
+                all |= x;
+            }
+            if stop != 0 {
+                break;
+            }
+            *or |= all;
+            at += N;
+        }
+        at
     }
 
     /// A number at `i`: `-?(0|[1-9][0-9]*)(\.[0-9]+)?`; exponents and very long integers are

@@ -416,6 +416,33 @@ mod tests {
                 drop(s);
                 assert_eq!(f_on.on_line(&line), ServerOutcome::Forward);
             });
+            if bytes == 1 << 20 {
+                // A small answer (the pipelined bench's): ns per line.
+                let small = serde_json::to_vec(&serde_json::json!({"jsonrpc": "2.0", "id": 7,
+                    "result": {"content": [{"type": "text", "text": "echo: the quick brown fox jumps over the lazy dog"}]}}))
+                .unwrap();
+                let n = 200_000;
+                let t = cpu_secs();
+                for _ in 0..n {
+                    std::hint::black_box(
+                        crate::jsonrpc::validate_envelope(std::hint::black_box(&small), 64)
+                            .unwrap(),
+                    );
+                }
+                let env_ns = (cpu_secs() - t) * 1e9 / n as f64;
+                let t = cpu_secs();
+                for _ in 0..n {
+                    f_off
+                        .shared
+                        .lock()
+                        .unwrap()
+                        .pending
+                        .insert("7".into(), Pending::Plain);
+                    assert_eq!(f_off.on_line(&small), ServerOutcome::Forward);
+                }
+                let off_ns = (cpu_secs() - t) * 1e9 / n as f64;
+                eprintln!("server-cpu small ({} bytes): envelope {env_ns:.0} ns, on_line content off {off_ns:.0} ns", small.len());
+            }
             eprintln!(
                 "server-cpu {bytes}: copy {copy:.3} ms/MiB, envelope {scan:.3}, on_line content off {content_off:.3}, on {content_on:.3}"
             );
