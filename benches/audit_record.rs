@@ -35,10 +35,10 @@ fn main() {
         rule: capjail::policy::RuleId::ToolsAllowed,
         denial: None,
     };
-    let event = Record::Decision(DecisionRecord {
+    let event = Record::Decision(Box::new(DecisionRecord {
         latency_us: 3,
         ..DecisionRecord::new(Direction::ClientToServer, Some(id), Some(params), decision)
-    });
+    }));
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("audit.jsonl");
     let mut log = AuditLog::open(&path, false).expect("open audit log");

@@ -750,17 +750,17 @@ mod tests {
         let argv = vec!["srv".to_string(), "--x".to_string()];
         let spec = std::sync::Arc::new(spec);
         let events = vec![
-            Record::Decision(DecisionRecord {
+            Record::Decision(Box::new(DecisionRecord {
                 tool_spec: Some(spec),
                 latency_us: 12,
                 ..DecisionRecord::new(Direction::ClientToServer, Some(n), Some(params), allow)
-            }),
-            Record::Decision(DecisionRecord::new(
+            })),
+            Record::Decision(Box::new(DecisionRecord::new(
                 Direction::ServerToClient,
                 None,
                 None,
                 deny,
-            )),
+            ))),
             Record::Filter(FilterRecord {
                 id: Some(s),
                 method: Some("tools/list".into()),
@@ -970,7 +970,7 @@ mod tests {
                     1 => Some(Arc::new((*specs_pool[0]).clone())), // equal, not the same
                     n => Some(specs_pool[n - 2].clone()),
                 };
-                Record::Decision(DecisionRecord {
+                Record::Decision(Box::new(DecisionRecord {
                     tool_spec,
                     latency_us: rng.next() >> rng.below(64),
                     ..DecisionRecord::new(
@@ -979,7 +979,7 @@ mod tests {
                         params,
                         decision,
                     )
-                })
+                }))
             };
             let at = UNIX_EPOCH + std::time::Duration::from_micros(rng.next() >> 12);
             let time = TimeText::of(at);
@@ -1016,7 +1016,10 @@ mod tests {
             // A decision encoded ahead (the queue's `push`), its chain fields put in after:
             // the same bytes, after other records in the buffer too.
             if let Record::Decision(d) = &record {
-                let d = DecisionRecord { at, ..d.clone() };
+                let d = DecisionRecord {
+                    at,
+                    ..(**d).clone()
+                };
                 let mut ahead = b"junk".to_vec();
                 let pre = Precoded::encode(
                     &mut ahead,

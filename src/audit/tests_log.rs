@@ -51,11 +51,11 @@ fn decision_record(
     tool_spec: Option<std::sync::Arc<crate::profile::ToolSpec>>,
     latency_us: u64,
 ) -> Record {
-    Record::Decision(DecisionRecord {
+    Record::Decision(Box::new(DecisionRecord {
         tool_spec,
         latency_us,
         ..DecisionRecord::new(direction, id, params, decision)
-    })
+    }))
 }
 
 /// A session of `n` decisions (alternately allowed and denied): n + 2 lines.

@@ -78,6 +78,9 @@ pub struct AuditLog {
     /// When another writer's records were last found in the file: the lock is not kept for
     /// [`SHARED_FOR`] after that, so several sessions do not wait on each other's kept locks.
     shared_at: Option<Instant>,
+    /// The inode of `file` (`None` until `lock` read it, and again once `file` is replaced):
+    /// when the path names it under the lock, the path's `statx` gives the size too.
+    file_id: Option<SizeIno>,
 }
 
 /// How long after seeing another writer's records the lock is taken and given back per batch.
@@ -187,6 +190,7 @@ impl AuditLog {
             keep_lock: false,
             kept: None,
             shared_at: None,
+            file_id: None,
         };
         {
             let _lock = log.lock()?;
@@ -481,8 +485,17 @@ impl AuditLog {
             if self.rotation.is_none() && self.head_file.is_none() {
                 return Ok(guard);
             }
+            let named = SizeIno::of_path(&self.path);
+            if let (Ok(m), Some(id)) = (&named, &self.file_id) {
+                if m.same_file(id) {
+                    // The path names our file (one system call: its size is our file's).
+                    self.locked_size = Some(m.size);
+                    return Ok(guard);
+                }
+            }
             let ours = SizeIno::of_file(&self.file).map_err(|e| io(&self.path, e))?;
-            match SizeIno::of_path(&self.path) {
+            self.file_id = Some(ours);
+            match named {
                 Ok(m) if m.same_file(&ours) => {
                     // Under the lock: the size stays this until we write.
                     self.locked_size = Some(ours.size);
@@ -493,6 +506,7 @@ impl AuditLog {
                     self.reserve.release(&self.file, ours.size);
                     drop(guard);
                     self.file = Arc::new(open_append(&self.path).map_err(|e| io(&self.path, e))?);
+                    self.file_id = None;
                     self.head = None;
                 }
             }
@@ -565,6 +579,7 @@ impl AuditLog {
         std::fs::rename(&tmp, &first).map_err(|e| io(&first, e))?;
         self.reserve.release(&self.file, head.end);
         self.file = new;
+        self.file_id = None;
         self.head = Some(Head {
             end: buf.len() as u64,
             hash,

@@ -347,7 +347,7 @@ fn audit_cpu(args: &[String]) -> i32 {
     for i in 0..n {
         // What the proxy hands over: the id and params moved out of the parsed request.
         let mut v: serde_json::Value = serde_json::from_slice(&line).expect("a request");
-        let record = Record::Decision(DecisionRecord {
+        let record = Record::Decision(Box::new(DecisionRecord {
             tool_spec: Some(spec.clone()),
             latency_us: 3,
             weight: line.len(),
@@ -364,7 +364,7 @@ fn audit_cpu(args: &[String]) -> i32 {
                     denial: None,
                 },
             )
-        });
+        }));
         let seq = q.push(record).expect("push");
         if i % batch == batch - 1 {
             w.wait(seq).expect("written");

@@ -629,3 +629,34 @@ fn case_insensitive_directories_fold_deny_rules_and_mounts() {
     assert_eq!(rule(&write("/CI/ws/notes.txt")), "filesystem.mounts");
     assert_eq!(rule(&write("/cs/WS/notes.txt")), "filesystem.mounts");
 }
+
+/// The byte searches of `looks_like_url` and `looks_like_path` against the substring searches
+/// they replaced (issue 19), on every string of up to 6 characters over an alphabet of the
+/// bytes they look at (and a multi-byte character).
+#[test]
+fn scheme_and_dotdot_searches_match_the_substring_searches() {
+    const ALPHABET: [&str; 7] = ["/", ".", ":", "a", "\\", "é", "~"];
+    let mut strings = vec![String::new()];
+    let mut last = vec![String::new()];
+    for _ in 0..6 {
+        let next: Vec<String> = last
+            .iter()
+            .flat_map(|s| ALPHABET.iter().map(move |c| format!("{s}{c}")))
+            .collect();
+        strings.extend(next.iter().cloned());
+        last = next;
+    }
+    for s in &strings {
+        assert_eq!(
+            super::find_scheme_separator(s.as_bytes()),
+            s.find("://"),
+            "{s:?}"
+        );
+        assert_eq!(
+            super::has_dotdot_segment(s.as_bytes()),
+            s.contains("/../"),
+            "{s:?}"
+        );
+    }
+    assert!(strings.len() > 100_000);
+}

@@ -53,8 +53,18 @@ fn loose_eq(a: &str, b: &str) -> bool {
         b'-' => b'_',
         c => c,
     };
-    let (a, b) = (a.trim().as_bytes(), b.trim().as_bytes());
+    let (a, b) = (trim_ascii_text(a.as_bytes()), trim_ascii_text(b.as_bytes()));
     a.len() == b.len() && a.iter().map(fold).eq(b.iter().map(fold))
+}
+
+/// `str::trim` of ASCII text, on its bytes (no character decoding: issue 19). The ASCII
+/// characters `trim` removes are the Unicode `White_Space` ones, U+0009..U+000D and the space
+/// (`u8::trim_ascii` keeps U+000B).
+fn trim_ascii_text(s: &[u8]) -> &[u8] {
+    let blank = |c: &u8| matches!(c, b'\t'..=b'\r' | b' ');
+    let start = s.iter().position(|c| !blank(c)).unwrap_or(s.len());
+    let end = s.iter().rposition(|c| !blank(c)).map_or(start, |e| e + 1);
+    &s[start..end]
 }
 
 #[cfg(test)]
@@ -104,6 +114,14 @@ mod tests {
         for a in names {
             for b in names {
                 assert_eq!(loose_eq(a, b), loose(a) == loose(b), "{a:?} {b:?}");
+            }
+        }
+        // The byte trim against `str::trim`, on every ASCII character around a name.
+        for c in 0u8..0x80 {
+            let c = char::from(c);
+            for s in [format!("{c}a-B{c}"), format!("{c}{c}"), format!("{c}")] {
+                assert_eq!(trim_ascii_text(s.as_bytes()), s.trim().as_bytes(), "{s:?}");
+                assert_eq!(loose_eq(&s, "a_b"), loose(&s) == loose("a_b"), "{s:?}");
             }
         }
     }

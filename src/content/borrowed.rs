@@ -4,9 +4,11 @@
 //!
 //! The line reaching here was already judged strict JSON by `jsonrpc::validate_envelope`
 //! (`proxy::server_filter` runs it first; a line `check::env_read` rewrote is serde's output).
-//! So this reader does not judge the grammar again: it walks the line with `memchr2` for the
-//! ends of strings, borrows the contents of strings without escapes, and checks UTF-8 only on
-//! the strings it hands out (no `unsafe`). On a line that is not JSON after all it returns
+//! So this reader does not judge the grammar again: it finds the ends of the strings it hands
+//! out with one vectorised pass that also ORs their bytes (`quote_or_backslash`; skipped
+//! values with `memchr2`), borrows the contents of strings without escapes, and checks UTF-8
+//! only on the strings it hands out that are not all ASCII (the one `unsafe`: an all-ASCII
+//! string is taken as text unchecked, on the proof of that OR). On a line that is not JSON after all it returns
 //! `None` (or reads texts of a malformed line the serde reader would have refused part way:
 //! harmless, the caller then parses the line with serde, which refuses it). The serde reader
 //! it replaced is kept as the test oracle (`tests::each_text_serde`).
@@ -39,10 +41,11 @@ pub(crate) fn each_text(line: &[u8], text: &mut dyn FnMut(&str) -> bool) -> Opti
     }
 }
 
-/// Where a string's contents are: borrowed from the line, or unescaped into the scratch.
+/// Where a string's contents are: borrowed from the line, or unescaped into the scratch; and
+/// whether they are all ASCII.
 enum Str {
-    Line(usize, usize),
-    Scratch,
+    Line(usize, usize, bool),
+    Scratch(bool),
 }
 
 struct Reader<'a> {
@@ -225,24 +228,26 @@ impl<'a> Reader<'a> {
     /// A string whose opening quote was consumed: its contents, unescaped.
     fn string(&mut self) -> Result<Str, End> {
         let start = self.i;
-        let at = memchr::memchr2(b'"', b'\\', &self.b[start..]).ok_or(End::Bad)?;
-        if self.b[start + at] == b'"' {
-            self.i = start + at + 1;
-            return Ok(Str::Line(start, start + at));
+        let (mut at, mut ascii) = quote_or_backslash(self.b, start).ok_or(End::Bad)?;
+        if self.b[at] == b'"' {
+            self.i = at + 1;
+            return Ok(Str::Line(start, at, ascii));
         }
         self.scratch.clear();
         let mut from = start;
-        let mut at = start + at;
         loop {
             self.scratch.extend_from_slice(&self.b[from..at]);
             if self.b[at] == b'"' {
                 self.i = at + 1;
-                return Ok(Str::Scratch);
+                return Ok(Str::Scratch(ascii));
             }
             self.i = at + 1;
+            let before = self.scratch.len();
             self.escape()?;
+            ascii &= self.scratch[before..].is_ascii();
             from = self.i;
-            at = from + memchr::memchr2(b'"', b'\\', &self.b[from..]).ok_or(End::Bad)?;
+            let (next, piece) = quote_or_backslash(self.b, from).ok_or(End::Bad)?;
+            (at, ascii) = (next, ascii && piece);
         }
     }
 
@@ -299,13 +304,38 @@ impl<'a> Reader<'a> {
         Ok(n)
     }
 
-    /// A string read by [`Reader::string`], as text (its UTF-8 checked here, once).
+    /// A string read by [`Reader::string`], as text (its UTF-8 checked here, once, unless the
+    /// read found it ASCII).
     fn get(&self, s: &Str) -> Result<&str, End> {
-        let bytes = match *s {
-            Str::Line(a, z) => &self.b[a..z],
-            Str::Scratch => &self.scratch[..],
+        let (bytes, ascii) = match *s {
+            Str::Line(a, z, ascii) => (&self.b[a..z], ascii),
+            Str::Scratch(ascii) => (&self.scratch[..], ascii),
         };
+        if ascii {
+            debug_assert!(bytes.is_ascii());
+            // SAFETY: `string` OR-ed every byte of these contents (`quote_or_backslash`, and
+            // each escape's output) and found no top bit set: they are all ASCII, which is
+            // UTF-8.
+            return Ok(unsafe { std::str::from_utf8_unchecked(bytes) });
+        }
         std::str::from_utf8(bytes).map_err(|_| End::Bad)
+    }
+}
+
+/// The first `"` or `\\` of `b` at or after `from`, and whether every byte before it (from
+/// `from`) is ASCII: one vectorised pass (`jsonrpc::strict::special`) where there were two
+/// (memchr2, then UTF-8 over the string). A control character (which a validated line does
+/// not hold in a string) is read past as part of the string.
+fn quote_or_backslash(b: &[u8], mut from: usize) -> Option<(usize, bool)> {
+    let mut or = 0u8;
+    loop {
+        let (k, o) = crate::jsonrpc::strict::special(b.get(from..)?);
+        or |= o;
+        let at = from + k?;
+        if matches!(b[at], b'"' | b'\\') {
+            return Some((at, or < 0x80));
+        }
+        from = at + 1;
     }
 }
 
@@ -649,6 +679,69 @@ mod tests {
             out.len() < stop_at
         });
         (r, out)
+    }
+
+    /// The one-pass search for a string's end finds what memchr2 found, and its ASCII answer
+    /// is the bytes' (old: memchr2, then UTF-8 over the string), on generated bytes: ASCII,
+    /// multi-byte and invalid UTF-8, control characters, at every offset of the scan's blocks.
+    #[test]
+    fn quote_or_backslash_matches_memchr2() {
+        let mut g = Gen(0x2545_f491_4f6c_dd1d);
+        const BYTES: &[u8] = b"\"\\\x00\x1f\x7f\x80\xc3\xa9\xff";
+        for case in 0..20_000 {
+            let len = [g.n(8), g.n(40), g.n(100), g.n(400)][g.n(4) as usize] as usize;
+            let rare = g.n(3) == 0;
+            let b: Vec<u8> = (0..len)
+                .map(|_| {
+                    if rare || g.n(10) > 0 {
+                        b"abc xyz09"[g.n(9) as usize]
+                    } else {
+                        BYTES[g.n(BYTES.len() as u64) as usize]
+                    }
+                })
+                .collect();
+            let from = if b.is_empty() || case % 2 == 0 {
+                0
+            } else {
+                g.n(b.len() as u64) as usize
+            };
+            let old = memchr::memchr2(b'"', b'\\', &b[from..])
+                .map(|k| (from + k, b[from..from + k].is_ascii()));
+            assert_eq!(quote_or_backslash(&b, from), old, "{b:?} from {from}");
+        }
+    }
+
+    /// A text with bytes that are not UTF-8 cannot be read (as before the one-pass search).
+    #[test]
+    fn invalid_utf8_texts_are_not_read() {
+        for text in [
+            &b"\xff"[..],
+            b"ab\xc3",
+            b"\xed\xa0\x80",
+            b"\x80x",
+            b"\\n\xff",
+        ] {
+            let mut long = b"x".repeat(100);
+            long.extend_from_slice(text);
+            for t in [text, &long[..]] {
+                let mut line =
+                    br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":""#
+                        .to_vec();
+                line.extend_from_slice(t);
+                line.extend_from_slice(br#""}]}}"#);
+                assert_eq!(each_text(&line, &mut |_| true), None, "{line:?}");
+            }
+        }
+        let ok = "{\"result\":{\"text\":\"\u{e9}\\n\\u00e9 \u{1f600}\"}}";
+        let mut got = Vec::new();
+        assert_eq!(
+            each_text(ok.as_bytes(), &mut |t| {
+                got.push(t.to_string());
+                true
+            }),
+            Some(true)
+        );
+        assert_eq!(got, vec!["\u{e9}\n\u{e9} \u{1f600}".to_string()]);
     }
 
     /// The reader gives the texts the serde reader gave, in the same order, with the same

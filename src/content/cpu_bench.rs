@@ -220,3 +220,53 @@ fn content_cpu_bench_small() {
     let ns0 = (cpu_secs() - t) * 1e9 / n as f64;
     eprintln!("content-cpu request map insert+remove: {ns0:.0} ns");
 }
+
+/// The passes over a large answer's bytes, one by one (ms per MiB): what the server pump's
+/// checks are made of, next to a copy.
+#[test]
+#[ignore = "timing, printed only"]
+fn content_cpu_passes() {
+    let env = |k: &str| (k == "HOME").then(|| "/home/u".to_string());
+    let p = compile_content(None, &env).unwrap();
+    let mut known = KnownSecrets::default();
+    for bytes in [1usize << 20, 16 << 20] {
+        let line = echo_answer(7, bytes);
+        let s = std::str::from_utf8(&line).unwrap();
+        let rounds = if bytes > 1 << 20 { 8 } else { 100 };
+        let mut dst = vec![0u8; line.len()];
+        let copy = ms_per_mib(s, rounds, &mut |s| {
+            dst.copy_from_slice(s.as_bytes());
+            std::hint::black_box(&dst);
+        });
+        let utf8 = ms_per_mib(s, rounds, &mut |s| {
+            std::hint::black_box(std::str::from_utf8(std::hint::black_box(s.as_bytes())).is_ok());
+        });
+        let nl = ms_per_mib(s, rounds, &mut |s| {
+            std::hint::black_box(memchr::memchr(b'\n', s.as_bytes()));
+        });
+        let m2 = ms_per_mib(s, rounds, &mut |s| {
+            std::hint::black_box(memchr::memchr2(b'\n', b'\\', s.as_bytes()));
+        });
+        let shape = ms_per_mib(s, rounds, &mut |s| {
+            std::hint::black_box(super::shape::shape(s.as_bytes()));
+        });
+        let scan = ms_per_mib(s, rounds, &mut |s| {
+            let mut v = Vec::new();
+            std::hint::black_box(super::secrets::scan_shaped(s, &mut v));
+        });
+        let walk = ms_per_mib(s, rounds, &mut |s| {
+            std::hint::black_box(super::borrowed::each_text(s.as_bytes(), &mut |_| true));
+        });
+        let clean = ms_per_mib(s, rounds, &mut |s| {
+            std::hint::black_box(super::borrowed::each_text(s.as_bytes(), &mut |t| {
+                super::results::text_is_clean(t, &p, &mut known)
+            }));
+        });
+        let env = ms_per_mib(s, rounds, &mut |s| {
+            std::hint::black_box(crate::jsonrpc::validate_envelope(s.as_bytes(), 64).is_ok());
+        });
+        eprintln!(
+            "content-cpu passes {bytes}: copy {copy:.3} utf8 {utf8:.3} memchr {nl:.3} memchr2 {m2:.3} shape {shape:.3} scan_shaped {scan:.3} each_text {walk:.3} each_text+clean {clean:.3} envelope {env:.3}"
+        );
+    }
+}

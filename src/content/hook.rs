@@ -14,22 +14,27 @@ use crate::check::decide::{Decision, Verdict};
 use crate::check::{Denial, Resource};
 use crate::policy::Policy;
 
-fn deny(mut d: Decision, denial: Denial) -> Decision {
+fn deny(d: &mut Decision, denial: Denial) {
     d.verdict = Verdict::Deny;
     d.rule = denial.rule.clone();
     d.denial = Some(denial);
-    d
 }
 
-/// Judge an allowed request's content and flows. Returns the decision (refused when content or
-/// a flow says so) and the findings to record without refusing.
+/// Judge an allowed request's content and flows: refuses `decision` in place when content or a
+/// flow says so (it is not moved: issue 19), and returns the findings to record without
+/// refusing.
+///
+/// `key` is the request's id key (`proxy::session::id_key`, computed once by the caller;
+/// `None` for a notification); `now` is when the request's decision started (the flows'
+/// clock: one clock read per call, not one per stage).
 pub(crate) fn on_request(
     policy: &Policy,
     st: &mut SessionContent,
-    id: Option<&Value>,
-    decision: Decision,
+    key: Option<&str>,
+    decision: &mut Decision,
     params: Option<&Value>,
-) -> (Decision, Vec<String>) {
+    now: Instant,
+) -> Vec<String> {
     let c = &policy.content;
     let mut notes = Vec::new();
     if !decision.is_allowed()
@@ -38,7 +43,7 @@ pub(crate) fn on_request(
             "tools/call" | "resources/read" | "prompts/get"
         )
     {
-        return (decision, notes);
+        return notes;
     }
     if !st.env_loaded {
         st.env_loaded = true;
@@ -52,9 +57,7 @@ pub(crate) fn on_request(
     }
     let tool = decision.tool.clone();
     // The id's key (its JSON text): what the result is found by, and what flows name.
-    let id_text = id
-        .map(crate::proxy::session::id_key)
-        .unwrap_or_else(|| "notification".into());
+    let id_text = key.unwrap_or("notification");
     if c.enabled && !tool.as_ref().is_some_and(|t| c.exempt_tools.contains(t)) {
         let exempt = |host: &str, port: u16| {
             c.exempt_hosts
@@ -93,19 +96,19 @@ pub(crate) fn on_request(
             let rule = f.class.rule();
             let reason = format!("a credential would leave in the request: {}", f.describe());
             match c.action(f.class) {
-                OutAction::Refuse => return (deny(decision, Denial::new(rule, reason)), notes),
+                OutAction::Refuse => {
+                    deny(decision, Denial::new(rule, reason));
+                    return notes;
+                }
                 OutAction::Approval => {
-                    return (
-                        deny(decision, super::approval::request_approval(rule, reason)),
-                        notes,
-                    )
+                    deny(decision, super::approval::request_approval(rule, reason));
+                    return notes;
                 }
                 OutAction::Record => notes.push(format!("{rule}: {reason} (recorded, forwarded)")),
                 OutAction::Off => {}
             }
         }
     }
-    let now = Instant::now();
     if let Some(hit) = st
         .flows
         .check(&policy.flows, &decision.accesses, tool.as_deref(), now)
@@ -115,10 +118,11 @@ pub(crate) fn on_request(
         } else {
             super::approval::request_approval(hit.rule, hit.reason)
         };
-        return (deny(decision, denial), notes);
+        deny(decision, denial);
+        return notes;
     }
     // Allowed: arm the flows this call triggers, and remember what its result needs.
-    let events = events_of(&decision.accesses, &|p| c.is_sensitive(p), &id_text);
+    let events = events_of(&decision.accesses, &|p| c.is_sensitive(p), id_text);
     let sensitive = events
         .iter()
         .find(|e| e.kind == super::config::EventKind::SensitiveRead)
@@ -126,17 +130,17 @@ pub(crate) fn on_request(
     for e in &events {
         st.flows.observe(&policy.flows, e, now);
     }
-    if id.is_some() && st.requests.len() < MAX_REQUESTS {
+    if key.is_some() && st.requests.len() < MAX_REQUESTS {
         st.requests.insert(
-            id_text.clone(),
+            id_text.to_owned(),
             RequestInfo {
                 tool,
                 sensitive,
-                id: id_text,
+                id: id_text.to_owned(),
             },
         );
     }
-    (decision, notes)
+    notes
 }
 
 fn walk(v: &Value, f: &mut dyn FnMut(&str), depth: usize) {

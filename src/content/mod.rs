@@ -46,6 +46,21 @@ struct RequestInfo {
     id: String,
 }
 
+impl SessionContent {
+    /// A `tools/call` of `tool` in flight under `key` whose result is scanned (benchmarks).
+    #[cfg(test)]
+    pub(crate) fn track_for_test(&mut self, key: &str, tool: &str) {
+        self.requests.insert(
+            key.into(),
+            RequestInfo {
+                tool: Some(tool.into()),
+                sensitive: None,
+                id: key.into(),
+            },
+        );
+    }
+}
+
 /// Most requests remembered while in flight.
 const MAX_REQUESTS: usize = 4096;
 

@@ -567,11 +567,11 @@ fn record_decision(
         .map_err(|_| std::io::Error::other("recorder lock poisoned"))?;
     // A connection or request the server made: `direction: server_to_client`.
     use crate::audit::{DecisionRecord, Direction, Record};
-    r.record(Record::Decision(DecisionRecord {
+    r.record(Record::Decision(Box::new(DecisionRecord {
         latency_us: started.elapsed().as_micros() as u64,
         weight,
         ..DecisionRecord::new(Direction::ServerToClient, None, None, decision)
-    }))
+    })))
 }
 
 fn target_text(d: &Destination) -> String {

@@ -325,6 +325,8 @@ fn envelope_by_serde(line: &[u8], max_depth: usize) -> Result<Envelope<'_>, Pars
     Ok(env)
 }
 
+pub(crate) use scan::special;
+
 #[derive(Clone, Copy)]
 struct Top {
     max_depth: usize,
@@ -479,9 +481,11 @@ mod scan {
     }
 
     pub(super) fn envelope(line: &[u8], max_depth: usize) -> Option<Envelope<'_>> {
-        // Every string's UTF-8 at once (outside strings only ASCII is JSON).
-        let text = std::str::from_utf8(line).ok()?;
         let b = line;
+        // Every byte of every string, OR-ed as the strings are read: its top bit says that a
+        // string holds a byte >= 0x80 (outside strings only ASCII is JSON), and only then is
+        // the line's UTF-8 checked, at the end (an ASCII line is UTF-8).
+        let mut high = 0u8;
         let limit = max_depth.min(MAX_SCAN_DEPTH);
         let mut i = ws(b, 0);
         if b.get(i) != Some(&b'{') || limit < 1 {
@@ -518,13 +522,13 @@ mod scan {
                         stack.pop();
                         i += 1;
                     } else if object {
-                        i = key(b, i, &mut keys, stack.len() == 1, &mut member)?;
+                        i = key(b, i, &mut keys, stack.len() == 1, &mut member, &mut high)?;
                         continue 'value;
                     } else {
                         continue 'value;
                     }
                 }
-                b'"' => i = string(b, i + 1)?.0,
+                b'"' => i = string(b, i + 1, &mut high)?.0,
                 b't' if b[i..].starts_with(b"true") => i += 4,
                 b'f' if b[i..].starts_with(b"false") => i += 5,
                 b'n' if b[i..].starts_with(b"null") => i += 4,
@@ -548,7 +552,14 @@ mod scan {
                 i = ws(b, i);
                 match (*b.get(i)?, object) {
                     (b',', true) => {
-                        i = key(b, ws(b, i + 1), &mut keys, stack.len() == 1, &mut member)?;
+                        i = key(
+                            b,
+                            ws(b, i + 1),
+                            &mut keys,
+                            stack.len() == 1,
+                            &mut member,
+                            &mut high,
+                        )?;
                         continue 'value;
                     }
                     (b',', false) => {
@@ -574,13 +585,16 @@ mod scan {
         if ws(b, i) != b.len() {
             return None;
         }
+        if high >= 0x80 {
+            std::str::from_utf8(line).ok()?;
+        }
         if let Some((s, e)) = id_range {
             env.id = Some(serde_json::from_slice(&b[s..e]).ok()?);
         }
         if let Some((s, e)) = method_range {
             match b[s] {
                 b'"' => {
-                    let m = &text[s + 1..e - 1];
+                    let m = std::str::from_utf8(&b[s + 1..e - 1]).ok()?;
                     if m.contains('\\') {
                         return None; // escapes: serde decodes them
                     }
@@ -608,11 +622,12 @@ mod scan {
         keys: &mut Vec<&'a [u8]>,
         top: bool,
         member: &mut Option<(Member, usize)>,
+        high: &mut u8,
     ) -> Option<usize> {
         if b.get(i) != Some(&b'"') {
             return None;
         }
-        let (end, escaped) = string(b, i + 1)?;
+        let (end, escaped) = string(b, i + 1, high)?;
         if escaped {
             return None;
         }
@@ -630,18 +645,18 @@ mod scan {
     }
 
     /// A string whose opening quote is before `i`: the index after its closing quote, and
-    /// whether it has escapes. Surrogate escapes are left to serde (pairs, lone halves).
-    fn string(b: &[u8], mut i: usize) -> Option<(usize, bool)> {
+    /// whether it has escapes; its bytes are OR-ed into `high`. Surrogate escapes are left to
+    /// serde (pairs, lone halves).
+    fn string(b: &[u8], mut i: usize, high: &mut u8) -> Option<(usize, bool)> {
         let mut escaped = false;
         loop {
-            let rest = b.get(i..)?;
-            let k = memchr::memchr2(b'"', b'\\', rest)?;
-            if control(&rest[..k]) {
-                return None;
-            }
-            i += k;
-            if b[i] == b'"' {
-                return Some((i + 1, escaped));
+            let (k, or) = special(b.get(i..)?);
+            *high |= or;
+            i += k?;
+            match b[i] {
+                b'"' => return Some((i + 1, escaped)),
+                b'\\' => {}
+                _ => return None, // a control character: serde refuses it
             }
             escaped = true;
             match *b.get(i + 1)? {
@@ -662,11 +677,64 @@ mod scan {
         }
     }
 
-    /// Any byte below 0x20 (serde refuses control characters in strings). Branch-free per
-    /// block so it is vectorised.
-    fn control(s: &[u8]) -> bool {
-        s.chunks(64)
-            .any(|c| c.iter().fold(0u8, |m, &x| m | u8::from(x < 0x20)) != 0)
+    /// Where a string's contents stop: the first `"`, `\\` or control character (below 0x20,
+    /// which serde refuses in a string) of `s`, and the OR of every byte before it. One pass
+    /// over the bytes where there were three (UTF-8, the quote or backslash, the control
+    /// characters): blocks of 32 bytes, branch-free inside so they are vectorised (with AVX2
+    /// where the CPU has it); the block that holds the byte is read again byte by byte.
+    pub(crate) fn special(s: &[u8]) -> (Option<usize>, u8) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { special_avx2(s) };
+        }
+        special_blocks(s)
+    }
+
+    /// [`special`] compiled for AVX2 (the same code, vectorised 32 bytes at a time).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn special_avx2(s: &[u8]) -> (Option<usize>, u8) {
+        special_blocks(s)
+    }
+
+    #[inline(always)]
+    pub(super) fn special_blocks(s: &[u8]) -> (Option<usize>, u8) {
+        let mut or = 0u8;
+        // Long blocks for long strings, short ones for the rest (and the block with the byte).
+        let at = plain_blocks::<128>(s, 0, &mut or);
+        let at = plain_blocks::<16>(s, at, &mut or);
+        for (k, &x) in s[at..].iter().enumerate() {
+            if stops(x) {
+                return (Some(at + k), or);
+            }
+            or |= x;
+        }
+        (None, or)
+    }
+
+    #[inline(always)]
+    fn stops(x: u8) -> bool {
+        (x == b'"') | (x == b'\\') | (x < 0x20)
+    }
+
+    /// Past the blocks of `N` bytes from `at` that hold no byte that [`stops`] a string (their
+    /// bytes OR-ed into `or`): where the first block with one, or the last whole block, ends.
+    #[inline(always)]
+    fn plain_blocks<const N: usize>(s: &[u8], mut at: usize, or: &mut u8) -> usize {
+        for c in s[at..].chunks_exact(N) {
+            let (mut stop, mut all) = (0u8, 0u8);
+            for &x in c {
+                stop |= u8::from(stops(x));
+                all |= x;
+            }
+            if stop != 0 {
+                break;
+            }
+            *or |= all;
+            at += N;
+        }
+        at
     }
 
     /// A number at `i`: `-?(0|[1-9][0-9]*)(\.[0-9]+)?`; exponents and very long integers are
@@ -887,6 +955,110 @@ mod tests {
         }
         // The scanner reads most lines (the rest go to serde).
         assert!(accepted * 10 > total, "{accepted} of {total}");
+    }
+
+    /// The one-pass string scan finds what the three passes it replaced found (memchr2 for the
+    /// quote or backslash, a control-character check before it, UTF-8 of the line), at every
+    /// offset of the 32-byte blocks, on generated strings of ASCII, multi-byte and invalid
+    /// UTF-8 bytes.
+    #[test]
+    fn the_one_pass_string_scan_matches_the_three_passes() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        // The old passes: where the string stops (None: it does not, or a control character
+        // comes first) and whether the bytes before are free of bytes >= 0x80.
+        let old = |s: &[u8]| -> (Option<usize>, bool) {
+            match memchr::memchr2(b'"', b'\\', s) {
+                Some(k) if !s[..k].iter().any(|&x| x < 0x20) => (Some(k), s[..k].is_ascii()),
+                _ => (None, true),
+            }
+        };
+        const BYTES: &[u8] = b"ab x\"\\\x00\x1f\x7f\x80\xc3\xa9\xff ";
+        for case in 0..20_000 {
+            let len = [rand(8), rand(40), rand(100), rand(300)][rand(4)];
+            let plain = rand(3) == 0;
+            let mut s: Vec<u8> = (0..len)
+                .map(|_| {
+                    if plain || rand(8) > 0 {
+                        b"abcxyz 019"[rand(10)]
+                    } else {
+                        BYTES[rand(BYTES.len())]
+                    }
+                })
+                .collect();
+            if case % 5 == 0 {
+                s.push(b'"');
+            }
+            let (at, or) = scan::special(&s);
+            // The CPU's variant and the portable one agree.
+            assert_eq!(scan::special_blocks(&s), (at, or));
+            // Where the new scan stops is the first quote, backslash or control byte.
+            let first = s.iter().position(|&x| x == b'"' || x == b'\\' || x < 0x20);
+            assert_eq!(at, first, "{s:?}");
+            assert_eq!(or >= 0x80, !s[..at.unwrap_or(s.len())].is_ascii(), "{s:?}");
+            // What the old passes concluded follows: the same end, the same ASCII answer.
+            let (old_end, old_ascii) = old(&s);
+            let new_end = at.filter(|&k| s[k] >= 0x20);
+            assert_eq!(new_end, old_end, "{s:?}");
+            if old_end.is_some() {
+                assert_eq!(or < 0x80, old_ascii, "{s:?}");
+            }
+        }
+    }
+
+    /// Long strings (past the 32-byte blocks) with quotes, escapes, control characters and
+    /// multi-byte or invalid UTF-8 at every place: the scanner agrees with serde.
+    #[test]
+    fn the_envelope_scanner_agrees_with_serde_on_long_strings() {
+        let mut seed = 0x1234_5678_9abc_def1u64;
+        let mut rand = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        const PIECES: &[&[u8]] = &[
+            b"\\\"",
+            b"\\n",
+            b"\\u00e9",
+            b"\\ud800",
+            b"\x01",
+            b"\x1f",
+            b"\x7f",
+            "\u{e9}".as_bytes(),
+            "\u{20ac}".as_bytes(),
+            "\u{1f600}".as_bytes(),
+            b"\xc3",
+            b"\xff",
+            b"\xed\xa0\x80",
+            b"\"",
+        ];
+        for _ in 0..5_000 {
+            let mut text: Vec<u8> = (0..rand(200)).map(|_| b"abcdefgh "[rand(9)]).collect();
+            for _ in 0..rand(3) {
+                let at = rand(text.len() + 1);
+                let piece = PIECES[rand(PIECES.len())];
+                text.splice(at..at, piece.iter().copied());
+            }
+            let mut line =
+                br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":""#.to_vec();
+            line.extend_from_slice(&text);
+            line.extend_from_slice(br#""}]}}"#);
+            if let Some(env) = scan::envelope(&line, 64) {
+                assert_eq!(
+                    envelope_by_serde(&line, 64).as_ref(),
+                    Ok(&env),
+                    "{:?}",
+                    String::from_utf8_lossy(&line)
+                );
+            }
+            assert_eq!(validate_envelope(&line, 64), envelope_by_serde(&line, 64));
+        }
     }
 
     #[test]

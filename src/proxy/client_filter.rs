@@ -80,7 +80,7 @@ struct Scratch {
     weight: usize,
     /// The decision record of a single (non-batch) message, held until its params can be
     /// moved out of the parsed message instead of copied; queued before `on_line` returns.
-    held: Option<DecisionRecord>,
+    held: Option<Box<DecisionRecord>>,
     /// The records the stages built for this line, in order: the pipeline returns them to the
     /// transport (`Output::Record`), which writes them before it carries out the line.
     records: Vec<Record>,
@@ -342,7 +342,7 @@ impl ClientFilter {
                     }
                     snapshot(&mut self.paths, &mut shared, method, params)
                 };
-                let decided = self.decide_and_record(Some(id), method, params, snapshot)?;
+                let decided = self.decide_and_record(Some((id, &key)), method, params, snapshot)?;
                 if method == "initialize" {
                     if let Some(a) = &self.approvals {
                         a.note_initialize(params);
@@ -486,9 +486,11 @@ impl ClientFilter {
         }
     }
 
+    /// `id`: a request's id and its key (`id_key`, computed once per request), `None` for a
+    /// notification.
     fn decide_and_record<'a>(
         &mut self,
-        id: Option<&Value>,
+        id: Option<(&Value, &str)>,
         method: &str,
         params: Option<&'a Value>,
         snapshot: Snapshot<'a>,
@@ -496,6 +498,7 @@ impl ClientFilter {
         // Decide WITHOUT the session lock: a decision may resolve a host name, and the
         // server->client pump must not wait for that. The same snapshot goes to the audit log.
         let started = Instant::now();
+        let (id, key) = (id.map(|(id, _)| id), id.map(|(_, key)| key));
         let (snapshot, trust) = snapshot;
         let ctx = Context {
             policy: &self.policy,
@@ -503,33 +506,35 @@ impl ClientFilter {
             paths: &self.paths,
             world: self.world.as_ref(),
         };
-        let decision = decide(&ctx, method, params);
+        let mut decision = decide(&ctx, method, params);
         // A changed, unpinned or poisoned tool definition (`trust`): refused as the policy says.
-        let decision = crate::trust::gate::gate_call(decision, trust.as_ref());
+        // (The decision is judged in place by the later stages, not moved through them.)
+        crate::trust::gate::gate_call_in_place(&mut decision, trust.as_ref());
         // Content checks and flows, on what the capability decision allowed (src/content).
-        let (decision, notes) = {
+        let notes = {
             let mut shared = self.state();
-            let (decision, notes) = crate::content::hook::on_request(
+            let notes = crate::content::hook::on_request(
                 &self.policy,
                 &mut shared.content,
-                id,
-                decision,
+                key,
+                &mut decision,
                 params,
+                started,
             );
-            if let Some(id) = id {
+            if let Some(key) = key {
                 // An environment read: its answer keeps only the variables the rule names.
                 match crate::check::env_read::readable(&self.policy, &decision) {
                     Some(r) => {
-                        shared.env_reads.insert(id_key(id), r);
+                        shared.env_reads.insert(key.to_owned(), r);
                     }
-                    // Nothing to forget (the common case: no key to build).
+                    // Nothing to forget (the common case).
                     None if shared.env_reads.is_empty() => {}
                     None => {
-                        shared.env_reads.remove(&id_key(id));
+                        shared.env_reads.remove(key);
                     }
                 };
             }
-            (decision, notes)
+            notes
         };
         for note in &notes {
             tracing::warn!("content finding recorded: {note}");
@@ -569,12 +574,12 @@ impl ClientFilter {
             .tool
             .filter(|(t, _)| decision.tool.as_deref() == Some(*t))
             .map(|(_, spec)| spec);
-        let mut record = DecisionRecord {
+        let mut record = Box::new(DecisionRecord {
             tool_spec,
             latency_us: micros,
             weight: self.scratch.weight,
             ..DecisionRecord::new(Direction::ClientToServer, id.cloned(), None, decision)
-        };
+        });
         if self.scratch.single {
             self.scratch.held = Some(record); // on_line moves the params in and queues it
         } else {

@@ -18,6 +18,7 @@ pub(crate) mod client_filter;
 pub(crate) mod fatal;
 pub(crate) mod framing;
 mod held;
+mod latency;
 pub(crate) mod outbox;
 pub(crate) mod pipeline;
 pub(crate) mod recorder;
@@ -276,6 +277,7 @@ pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
         std::thread::Builder::new()
             .name("client->server".into())
             .spawn(move || {
+                latency::pump_thread();
                 let r = stdio::pump_client(&session, stdio::ClientStdin::fd0(), &out);
                 if let Err(e) = &r {
                     if let Some(fatal) = fatal_error(e) {
@@ -294,6 +296,7 @@ pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
         std::thread::Builder::new()
             .name("server->client".into())
             .spawn(move || {
+                latency::pump_thread();
                 if let Err(e) = stdio::pump_server(&session, server_out, &out) {
                     if let Some(fatal) = fatal_error(&e) {
                         let _ = tx.send(PumpEvent::Fatal(fatal));

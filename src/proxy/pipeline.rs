@@ -116,17 +116,30 @@ impl Session {
     /// Judge one client line. `Err` (kind `Other`): a decision could not be recorded; nothing
     /// of this line may take effect.
     pub(crate) fn on_client_message(&self, line: &[u8]) -> io::Result<Vec<Output>> {
+        let mut out = Vec::new();
+        self.on_client_message_into(line, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Session::on_client_message`] into `out` (cleared first): the client pump keeps one
+    /// buffer for every line (no allocation per line, issue 19).
+    pub(crate) fn on_client_message_into(
+        &self,
+        line: &[u8],
+        out: &mut Vec<Output>,
+    ) -> io::Result<()> {
+        out.clear();
         if !self.checking {
-            return Ok(if line.iter().all(u8::is_ascii_whitespace) {
-                Vec::new()
-            } else {
-                vec![Output::Forward]
-            });
+            if !line.iter().all(u8::is_ascii_whitespace) {
+                out.push(Output::Forward);
+            }
+            return Ok(());
         }
         let mut client = self.client.lock().map_err(|_| poisoned("client filter"))?;
         let outcome = client.on_line(line)?;
         // Drained, not taken: the filter keeps its buffer for the next line.
-        Ok(client_outputs(client.drain_records(), outcome))
+        push_client_outputs(out, client.drain_records(), outcome);
+        Ok(())
     }
 
     /// A client line longer than the limit (the transport did not keep it).
@@ -255,6 +268,17 @@ fn write_record(recorder: &SharedRecorder, r: Record, quiet: bool) -> io::Result
 /// to send.
 fn client_outputs(records: impl ExactSizeIterator<Item = Record>, outcome: Outcome) -> Vec<Output> {
     let mut out: Vec<Output> = Vec::with_capacity(records.len() + 1);
+    push_client_outputs(&mut out, records, outcome);
+    out
+}
+
+/// [`client_outputs`], appended to `out`.
+fn push_client_outputs(
+    out: &mut Vec<Output>,
+    records: impl ExactSizeIterator<Item = Record>,
+    outcome: Outcome,
+) {
+    out.reserve(records.len() + 1);
     out.extend(records.map(Output::Record));
     match outcome {
         Outcome::Forward => out.push(Output::Forward),
@@ -263,7 +287,6 @@ fn client_outputs(records: impl ExactSizeIterator<Item = Record>, outcome: Outco
         // A stage holds the message and sends or answers it later (outbox).
         Outcome::Drop | Outcome::Held => {}
     }
-    out
 }
 
 /// The records among `outputs` (an offline caller reads what was decided from them).

@@ -355,4 +355,97 @@ mod tests {
             ServerOutcome::Drop(_)
         ));
     }
+
+    /// This thread's CPU time in seconds.
+    fn cpu_secs() -> f64 {
+        let mut t = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime into a valid timespec.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+        t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+    }
+
+    /// CPU per MiB of the server filter on the answers of `capjail-bench large` (content
+    /// checks on and off), next to one copy of the line (a relay's floor in user space).
+    /// Printed only: `cargo test --release --lib server_cpu_large -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing, printed only"]
+    fn server_cpu_large() {
+        let realistic = "filesystem: {mode: any}\nnetwork: {mode: none}\ntools: {mode: blocklist, blocked: [run_shell]}\n";
+        let off = format!("{realistic}content: {{enabled: false}}\nflows: {{defaults: false}}\n");
+        for bytes in [1usize << 20, 16 << 20] {
+            let text = "x".repeat(bytes);
+            let line = serde_json::to_vec(&serde_json::json!({"jsonrpc": "2.0", "id": 7,
+                "result": {"content": [{"type": "text", "text": text}]}}))
+            .unwrap();
+            let rounds = if bytes > 1 << 20 { 8 } else { 100 };
+            let mib = line.len() as f64 / (1 << 20) as f64;
+            let per = |f: &mut dyn FnMut()| {
+                f();
+                let t = cpu_secs();
+                for _ in 0..rounds {
+                    f();
+                }
+                (cpu_secs() - t) * 1e3 / rounds as f64 / mib
+            };
+            let mut dst = vec![0u8; line.len()];
+            let copy = per(&mut || {
+                dst.copy_from_slice(std::hint::black_box(&line));
+                std::hint::black_box(&dst);
+            });
+            let scan = per(&mut || {
+                std::hint::black_box(crate::jsonrpc::validate_envelope(&line, 64).unwrap());
+            });
+            let mut f_off = filter(&off);
+            let content_off = per(&mut || {
+                f_off
+                    .shared
+                    .lock()
+                    .unwrap()
+                    .pending
+                    .insert("7".into(), Pending::Plain);
+                assert_eq!(f_off.on_line(&line), ServerOutcome::Forward);
+            });
+            let mut f_on = filter(realistic);
+            let content_on = per(&mut || {
+                let mut s = f_on.shared.lock().unwrap();
+                s.pending.insert("7".into(), Pending::Plain);
+                s.content.track_for_test("7", "echo");
+                drop(s);
+                assert_eq!(f_on.on_line(&line), ServerOutcome::Forward);
+            });
+            if bytes == 1 << 20 {
+                // A small answer (the pipelined bench's): ns per line.
+                let small = serde_json::to_vec(&serde_json::json!({"jsonrpc": "2.0", "id": 7,
+                    "result": {"content": [{"type": "text", "text": "echo: the quick brown fox jumps over the lazy dog"}]}}))
+                .unwrap();
+                let n = 200_000;
+                let t = cpu_secs();
+                for _ in 0..n {
+                    std::hint::black_box(
+                        crate::jsonrpc::validate_envelope(std::hint::black_box(&small), 64)
+                            .unwrap(),
+                    );
+                }
+                let env_ns = (cpu_secs() - t) * 1e9 / n as f64;
+                let t = cpu_secs();
+                for _ in 0..n {
+                    f_off
+                        .shared
+                        .lock()
+                        .unwrap()
+                        .pending
+                        .insert("7".into(), Pending::Plain);
+                    assert_eq!(f_off.on_line(&small), ServerOutcome::Forward);
+                }
+                let off_ns = (cpu_secs() - t) * 1e9 / n as f64;
+                eprintln!("server-cpu small ({} bytes): envelope {env_ns:.0} ns, on_line content off {off_ns:.0} ns", small.len());
+            }
+            eprintln!(
+                "server-cpu {bytes}: copy {copy:.3} ms/MiB, envelope {scan:.3}, on_line content off {content_off:.3}, on {content_on:.3}"
+            );
+        }
+    }
 }

@@ -92,10 +92,35 @@ impl Shared {
 /// The key of a JSON-RPC id: its canonical JSON text, so `1` and `"1"` differ and escapes do not.
 pub(crate) fn id_key(id: &Value) -> String {
     match id {
-        // The usual id: its digits straight (the same text as serialising the value).
-        Value::Number(n) if n.is_u64() || n.is_i64() => n.to_string(),
+        // The usual id: its digits straight (the same text as serialising the value), written
+        // without the formatting machinery (a quarter of this function's cost, issue 19).
+        Value::Number(n) => match (n.as_u64(), n.as_i64()) {
+            (Some(u), _) => decimal(u, false),
+            (None, Some(i)) => decimal(i.unsigned_abs(), i < 0),
+            (None, None) => n.to_string(),
+        },
         _ => id.to_string(),
     }
+}
+
+/// `n` in decimal, after a `-` when `negative`.
+fn decimal(mut n: u64, negative: bool) -> String {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut out = String::with_capacity(digits.len() - at + usize::from(negative));
+    if negative {
+        out.push('-');
+    }
+    out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
+    out
 }
 
 #[cfg(test)]
@@ -110,6 +135,14 @@ mod tests {
             serde_json::json!(-1),
             serde_json::json!(u64::MAX),
             serde_json::json!(i64::MIN),
+            serde_json::json!(i64::MAX),
+            serde_json::json!(-9),
+            serde_json::json!(-10),
+            serde_json::json!(10),
+            serde_json::json!(99),
+            serde_json::json!(100),
+            serde_json::json!(10_000_000_000_000_000_000u64),
+            serde_json::json!(9_999_999_999_999_999_999u64),
             serde_json::json!(1.5),
             serde_json::json!(1e300),
             serde_json::json!("1"),

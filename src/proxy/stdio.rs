@@ -9,7 +9,7 @@
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::mem::ManuallyDrop;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd};
 
 use super::framing::{Frame, InPlaceLines, LineReader, Slice};
 use super::held;
@@ -18,6 +18,9 @@ use super::pipeline::{Output, Session};
 use super::MAX_SERVER_LINE_BYTES;
 
 const PUMP_BUFFER: usize = 256 * 1024;
+/// The server's stdout pipe's capacity (`widen_pipe`): the most an unprivileged process may
+/// set by default (`/proc/sys/fs/pipe-max-size`).
+const SERVER_PIPE: usize = 1024 * 1024;
 
 /// capjail's stdout (fd 1), never closed.
 pub(crate) struct ClientStdout(ManuallyDrop<File>);
@@ -73,6 +76,8 @@ pub(crate) fn pump_client(session: &Session, input: impl Read, out: &Outbox) -> 
     }
     let mut held = held::Held::default();
     let mut buf = Vec::new();
+    // What each line comes to (one buffer for every line).
+    let mut outputs = Vec::new();
     loop {
         if !held.is_empty() && (!reader.line_buffered() || held.is_full()) {
             let seq = recorder
@@ -108,8 +113,8 @@ pub(crate) fn pump_client(session: &Session, input: impl Read, out: &Outbox) -> 
                 }
             }
             Ok(Frame::Line(line)) => {
-                let outputs = match session.on_client_message(&line) {
-                    Ok(o) => o,
+                match session.on_client_message_into(&line, &mut outputs) {
+                    Ok(()) => {}
                     Err(e) => {
                         let e = match super::fatal::AuditFailure::find(&e) {
                             Some(a) => super::fatal::AuditFailure::io(format!(
@@ -122,7 +127,7 @@ pub(crate) fn pump_client(session: &Session, input: impl Read, out: &Outbox) -> 
                         return Err(e);
                     }
                 };
-                for o in outputs {
+                for o in outputs.drain(..) {
                     match o {
                         Output::Forward => held.hold(&line, None),
                         Output::ToServer(rewritten) => held.hold(&line, Some(rewritten)),
@@ -161,15 +166,39 @@ fn settle(watermark: Option<&crate::audit::queue::Watermark>) {
 /// line is at hand (one `write` per burst of answers; a lone answer is written at once).
 pub(crate) fn pump_server(
     session: &Session,
-    server_out: impl Read,
+    server_out: impl Read + AsFd,
     out: &Outbox,
 ) -> io::Result<()> {
+    widen_pipe(server_out.as_fd());
     let pumped = relay_server(session, server_out, out);
     if pumped.is_err() {
         // What was judged before the failure still goes out, as it would have unqueued.
         let _ = out.flush_client();
     }
     pumped
+}
+
+/// The server's stdout pipe holds `SERVER_PIPE` bytes instead of the kernel's default 64 KiB
+/// (best effort: an unprivileged user over its pipe quota keeps the default). A large answer
+/// then crosses it in a few writes instead of one wake-up of the server and of this pump per
+/// 64 KiB. The pipe's pages are taken only while it holds unread bytes. Nothing else changes:
+/// the pump reads what the server wrote, in order, whatever the pipe's size.
+fn widen_pipe(fd: BorrowedFd<'_>) {
+    // SAFETY: fcntl on an open descriptor; F_SETPIPE_SZ changes only the pipe's capacity (and
+    // fails on anything that is not a pipe).
+    let r = unsafe {
+        libc::fcntl(
+            fd.as_raw_fd(),
+            libc::F_SETPIPE_SZ,
+            SERVER_PIPE as libc::c_int,
+        )
+    };
+    if r < 0 {
+        tracing::debug!(
+            "the server's pipe keeps its size: {}",
+            io::Error::last_os_error()
+        );
+    }
 }
 
 fn relay_server(session: &Session, server_out: impl Read, out: &Outbox) -> io::Result<()> {

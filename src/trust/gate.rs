@@ -8,23 +8,26 @@ use crate::check::Denial;
 /// The decision for a call, after the policy's own: a call the policy allows is refused when
 /// the tool's definition changed, is unpinned under a frozen pin file, or was flagged by the
 /// scanner (as the policy says). A call the policy refuses stays refused.
-pub(crate) fn gate_call(decision: Decision, verdict: Option<&CallVerdict>) -> Decision {
+pub(crate) fn gate_call(mut decision: Decision, verdict: Option<&CallVerdict>) -> Decision {
+    gate_call_in_place(&mut decision, verdict);
+    decision
+}
+
+/// [`gate_call`] on a decision in place (not moved twice on the request's path: issue 19).
+pub(crate) fn gate_call_in_place(decision: &mut Decision, verdict: Option<&CallVerdict>) {
     if !decision.is_allowed() {
-        return decision;
+        return;
     }
     let denial = match verdict {
-        None | Some(CallVerdict::Allow) => return decision,
+        None | Some(CallVerdict::Allow) => return,
         Some(CallVerdict::Refuse { rule, reason }) => Denial::new(rule.clone(), reason.clone()),
         Some(CallVerdict::Approve { rule, reason }) => {
             request_approval(decision.tool.as_deref().unwrap_or_default(), rule, reason)
         }
     };
-    Decision {
-        verdict: Verdict::Deny,
-        rule: denial.rule.clone(),
-        denial: Some(denial),
-        ..decision
-    }
+    decision.verdict = Verdict::Deny;
+    decision.rule = denial.rule.clone();
+    decision.denial = Some(denial);
 }
 
 #[cfg(test)]

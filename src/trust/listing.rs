@@ -386,7 +386,7 @@ fn release(
     d.recorder
         .lock()
         .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
-        .record(Record::Decision(record))?;
+        .record(Record::Decision(Box::new(record)))?;
     match reply {
         None => d.outbox.send_to_server(&call.line),
         Some(line) => {
