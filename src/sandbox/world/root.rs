@@ -277,12 +277,6 @@ pub(crate) fn build_on(_: Scaffold, world: &WorldPlan) -> Result<Vec<String>, Ro
         None,
         "read-only root",
     )?;
-    // The scaffold root's mount (the one `pivot_root` now stacks on the new root): what
-    // [`OldRootWatch`] watches leave the namespace.
-    OLD_ROOT_ID.store(
-        unique_mount_id(c"/").unwrap_or(0),
-        std::sync::atomic::Ordering::Relaxed,
-    );
     ctx(std::env::set_current_dir(nr), "chdir", nr)?;
     ctx(
         nix::unistd::pivot_root(".", ".").map_err(nix_io),
@@ -290,109 +284,6 @@ pub(crate) fn build_on(_: Scaffold, world: &WorldPlan) -> Result<Vec<String>, Ro
         nr,
     )?;
     Ok(notes)
-}
-
-/// The unique id (`STATX_MNT_ID_UNIQUE`, Linux 6.8+: never reused) of the mount `path` is
-/// on; `None` when the kernel does not give one.
-fn unique_mount_id(path: &std::ffi::CStr) -> Option<u64> {
-    // SAFETY: statx into a zeroed local struct, on a NUL-terminated path.
-    unsafe {
-        let mut stx: libc::statx = std::mem::zeroed();
-        let r = libc::statx(
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-            libc::STATX_MNT_ID_UNIQUE,
-            &mut stx,
-        );
-        (r == 0 && stx.stx_mask & libc::STATX_MNT_ID_UNIQUE != 0 && stx.stx_mnt_id != 0)
-            .then_some(stx.stx_mnt_id)
-    }
-}
-
-/// See [`build_on`]; 0: unknown (then the detach is waited for whole).
-static OLD_ROOT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// Is the mount with unique id `id` in this process's mount namespace (`statmount(2)`,
-/// Linux 6.8+)? `None`: the kernel cannot tell (no `statmount`, or any other error).
-fn mount_present(id: u64) -> Option<bool> {
-    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    {
-        /// `statmount` (the same number on both architectures' tables).
-        const SYS_STATMOUNT: libc::c_long = 457;
-        /// `struct mnt_id_req`, its first version (`MNT_ID_REQ_SIZE_VER0`).
-        #[repr(C)]
-        struct MntIdReq {
-            size: u32,
-            spare: u32,
-            mnt_id: u64,
-            param: u64,
-        }
-        let req = MntIdReq {
-            size: std::mem::size_of::<MntIdReq>() as u32,
-            spare: 0,
-            mnt_id: id,
-            param: 0,
-        };
-        // Room for `struct statmount` (nothing is asked for: only whether the mount exists).
-        let mut buf = [0u64; 512];
-        // SAFETY: statmount with a request and a buffer on the stack, sizes given.
-        let r = unsafe {
-            libc::syscall(
-                SYS_STATMOUNT,
-                &req as *const MntIdReq,
-                buf.as_mut_ptr(),
-                std::mem::size_of_val(&buf),
-                0u32,
-            )
-        };
-        if r == 0 {
-            return Some(true);
-        }
-        if io::Error::last_os_error().raw_os_error() == Some(libc::ENOENT) {
-            return Some(false);
-        }
-        None
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        let _ = id;
-        None
-    }
-}
-
-/// Watches the old root leave the namespace ([`old_root_watch`]).
-pub(crate) struct OldRootWatch(u64);
-
-/// The old root's mount, when the kernel can name it (`statmount`, Linux 6.8+) and it is in
-/// the namespace now (before [`detach_old_root`]); `None` otherwise.
-pub(crate) fn old_root_watch() -> Option<OldRootWatch> {
-    let id = OLD_ROOT_ID.load(std::sync::atomic::Ordering::Relaxed);
-    (id != 0 && mount_present(id) == Some(true)).then_some(OldRootWatch(id))
-}
-
-impl OldRootWatch {
-    /// Wait until the old root is out of the namespace: `true`. `false` when `stop` is set
-    /// first or the kernel cannot tell.
-    ///
-    /// `umount2(MNT_DETACH)` ([`detach_old_root`]) takes the old tree out of the mount tree
-    /// and the namespace's list under the namespace's lock, releases it, and only then waits
-    /// for an RCU grace period (`namespace_unlock`; 0.1-6 ms here) before it returns.
-    /// `statmount` takes the same lock and answers ENOENT only once the whole old tree is
-    /// out (unique mount ids are never reused), so what runs after `true` never sees the old
-    /// root, as after the call's return.
-    pub(crate) fn wait_gone(&self, stop: &std::sync::atomic::AtomicBool) -> bool {
-        loop {
-            if stop.load(std::sync::atomic::Ordering::Acquire) {
-                return false;
-            }
-            match mount_present(self.0) {
-                Some(false) => return true,
-                Some(true) => std::thread::sleep(std::time::Duration::from_micros(20)),
-                None => return false,
-            }
-        }
-    }
 }
 
 /// The last step of [`build`], split off so the server's process can be forked (and prepare

@@ -25,11 +25,9 @@
 //!   namespaces, forks init, forwards SIGTERM/SIGINT/SIGHUP/SIGQUIT to it and exits with
 //!   init's status. capjail's `kill(-setup)` reaches setup only; setup's death kills init.
 //! - init: builds the root ([`super::root`]) up to its `pivot_root`, forks the server's
-//!   process, then brings up loopback, detaches the old root (while the server's process
-//!   prepares its Landlock ruleset and seccomp filter) and tells the server's process to go
-//!   on (a pipe) as soon as the old root is out of the namespace: a watcher thread sees it
-//!   go before `umount2` returns from its RCU grace period ([`super::root::OldRootWatch`]),
-//!   else init tells once the call returned; it then reaps every orphan,
+//!   process, then brings up loopback, detaches the old root (an RCU grace period, while the
+//!   server's process prepares its Landlock ruleset and seccomp filter), makes the root
+//!   read-only and tells the server's process to go on (a pipe); it then reaps every orphan,
 //!   forwards signals to every process of the namespace (`kill(-1)`), and exits with the
 //!   server's status as soon as the server ends. When PID 1 ends, the kernel kills
 //!   every process left in the namespace: nothing outlives the session, a `setsid()`, or a
@@ -449,57 +447,28 @@ fn init_main(get: impl FnOnce() -> InitStart, set: SigSet, egress: Option<i32>) 
                     }
                 }
             }
-            // The word to the server's process (after capjail's, when started early) is given
-            // once the old root is out of the namespace: by a watcher thread as soon as
-            // `statmount` no longer finds it, or here once `umount2` returned (after its RCU
-            // grace period), whichever comes first ([`super::root::OldRootWatch`]).
-            let word = std::sync::Mutex::new(Some((gate, go)));
-            let stop = std::sync::atomic::AtomicBool::new(false);
-            std::thread::scope(|s| {
-                if let Some(old) = w.mount.then(super::root::old_root_watch).flatten() {
-                    let _ = std::thread::Builder::new()
-                        .name("detach-watch".into())
-                        .stack_size(64 << 10)
-                        .spawn_scoped(s, {
-                            let (word, stop) = (&word, &stop);
-                            move || {
-                                if old.wait_gone(stop) {
-                                    give_word(word);
-                                }
-                            }
-                        });
+            if w.mount {
+                if let Err(e) = super::root::detach_old_root() {
+                    die(e);
                 }
-                if w.mount {
-                    if let Err(e) = super::root::detach_old_root() {
-                        die(e);
-                    }
-                }
-                stop.store(true, std::sync::atomic::Ordering::Release);
-                give_word(&word);
-            });
+            }
             if let Some(d) = &cwd {
                 if std::env::set_current_dir(d).is_err() {
                     let _ = std::env::set_current_dir("/");
                 }
             }
+            // Started early: the world is complete, the server's process confined; its exec
+            // waits for capjail's word (given where the server would have been spawned).
+            if let Some(g) = gate {
+                g.wait();
+            }
+            go.tell();
             detach_stdio();
             // init keeps nothing it does not need: no capabilities, no new privileges.
             let _ = privileges::set_no_new_privs();
             let _ = privileges::drop_all(&privileges::PreparedPrivileges::detect());
             supervise_with(child, &set, true, &plan.argv)
         }
-    }
-}
-
-/// Started early: wait for capjail's word (given where the server would have been spawned);
-/// then tell the server's process the world is complete. Once: whoever takes it.
-fn give_word(word: &std::sync::Mutex<Option<(Option<Gate>, GoTeller)>>) {
-    let taken = word.lock().unwrap_or_else(|p| p.into_inner()).take();
-    if let Some((gate, go)) = taken {
-        if let Some(g) = gate {
-            g.wait();
-        }
-        go.tell();
     }
 }
 
