@@ -355,6 +355,55 @@ fn bind(path: &Path, writable: bool, overlay: Option<(usize, bool)>) -> Result<(
     set_attr_recursive(&dst, attrs)
 }
 
+/// What the old root holds at a host path, as far as the walks of [`resolve`] and [`place`]
+/// care: a symlink (its target), anything else, or the failed step and its errno.
+#[derive(Clone)]
+enum HostEntry {
+    Link(PathBuf),
+    NotLink,
+    Failed(&'static str, i32),
+}
+
+thread_local! {
+    /// Every host path looked at while building this root: the walks of every bind go
+    /// through the same prefixes (`/usr`, `/usr/lib`, `/etc`, ...), twice (resolve, place);
+    /// the old root is not changed by the build (everything is made under the new root).
+    static HOST: std::cell::RefCell<std::collections::HashMap<PathBuf, HostEntry>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// `lstat` of the host's `path` (read through the old root), and `readlink` when it is a
+/// symlink: `Some(target)` for a symlink, `None` for anything else. Looked up once.
+fn host_entry(path: &Path) -> Result<Option<PathBuf>, RootError> {
+    let known = HOST.with(|h| h.borrow().get(path).cloned());
+    let entry = match known {
+        Some(e) => e,
+        None => {
+            let host = under(OLD, path);
+            let errno = |e: io::Error| e.raw_os_error().unwrap_or(libc::EIO);
+            let e = match fs::symlink_metadata(&host) {
+                Err(e) => HostEntry::Failed("lstat", errno(e)),
+                Ok(m) if m.file_type().is_symlink() => match fs::read_link(&host) {
+                    Ok(t) => HostEntry::Link(t),
+                    Err(e) => HostEntry::Failed("readlink", errno(e)),
+                },
+                Ok(_) => HostEntry::NotLink,
+            };
+            HOST.with(|h| h.borrow_mut().insert(path.to_path_buf(), e.clone()));
+            e
+        }
+    };
+    match entry {
+        HostEntry::Link(t) => Ok(Some(t)),
+        HostEntry::NotLink => Ok(None),
+        HostEntry::Failed(step, e) => Err(RootError {
+            step,
+            path: path.display().to_string(),
+            err: io::Error::from_raw_os_error(e),
+        }),
+    }
+}
+
 /// Recreate the symlinks on the way to `path` in the new root and make its mount point;
 /// returns (host source, target) of the real path.
 fn place(path: &Path, depth: u32) -> Result<(PathBuf, PathBuf), RootError> {
@@ -377,10 +426,7 @@ fn place(path: &Path, depth: u32) -> Result<(PathBuf, PathBuf), RootError> {
             }
             Component::Normal(name) => {
                 let next = cur.join(name);
-                let host = under(OLD, &next);
-                let meta = ctx(fs::symlink_metadata(&host), "lstat", &next)?;
-                if meta.file_type().is_symlink() {
-                    let target = ctx(fs::read_link(&host), "readlink", &next)?;
+                if let Some(target) = host_entry(&next)? {
                     let link = under(NEW, &next);
                     if fs::symlink_metadata(&link).is_err() {
                         mkdirs(link.parent().unwrap_or(Path::new(NEW)))?;
@@ -443,9 +489,7 @@ fn resolve(path: &Path) -> Option<PathBuf> {
                 _ => continue,
             };
             let step = cur.join(name);
-            let meta = fs::symlink_metadata(under(OLD, &step)).ok()?;
-            if meta.file_type().is_symlink() {
-                let target = fs::read_link(under(OLD, &step)).ok()?;
+            if let Some(target) = host_entry(&step).ok()? {
                 let mut r = if target.is_absolute() {
                     target
                 } else {
