@@ -163,7 +163,6 @@ fn track_request(st: &mut super::SessionContent) {
         super::RequestInfo {
             tool: Some("echo".into()),
             sensitive: None,
-            id: "7".into(),
         },
     );
 }

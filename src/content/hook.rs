@@ -131,14 +131,8 @@ pub(crate) fn on_request(
         st.flows.observe(&policy.flows, e, now);
     }
     if key.is_some() && st.requests.len() < MAX_REQUESTS {
-        st.requests.insert(
-            id_text.to_owned(),
-            RequestInfo {
-                tool,
-                sensitive,
-                id: id_text.to_owned(),
-            },
-        );
+        st.requests
+            .insert(id_text.to_owned(), RequestInfo { tool, sensitive });
     }
     notes
 }
@@ -222,7 +216,7 @@ pub(crate) fn on_result(
             &Event {
                 kind: super::config::EventKind::SecretInResult,
                 path: None,
-                what: format!("a secret in the result of request {}", info.id),
+                what: format!("a secret in the result of request {key}"),
             },
             Instant::now(),
         );

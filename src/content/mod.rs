@@ -43,7 +43,6 @@ struct RequestInfo {
     tool: Option<String>,
     /// The request read a sensitive path: remember the result's contents as secrets.
     sensitive: Option<String>,
-    id: String,
 }
 
 impl SessionContent {
@@ -55,7 +54,6 @@ impl SessionContent {
             RequestInfo {
                 tool: Some(tool.into()),
                 sensitive: None,
-                id: key.into(),
             },
         );
     }

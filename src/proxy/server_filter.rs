@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::client_filter::SharedState;
 use super::outbox::{answer_of, Outbox, Peer};
-use super::session::{id_key, Pending, ServerRequest, Shared};
+use super::session::{id_key, id_key_text, Pending, ServerRequest, Shared};
 use crate::check::tools::check_tool;
 use crate::jsonrpc::validate_envelope;
 use crate::policy::{Policy, ToolsMode};
@@ -105,7 +105,7 @@ impl ServerFilter {
             }
             (None, Some(id)) => {
                 // One key and one lock for everything this answer settles.
-                let key = id_key(&id);
+                let key = id_key_text(&id);
                 let mut shared = self.state();
                 let pending = shared.answered(&key);
                 match pending {

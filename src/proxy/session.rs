@@ -91,36 +91,70 @@ impl Shared {
 
 /// The key of a JSON-RPC id: its canonical JSON text, so `1` and `"1"` differ and escapes do not.
 pub(crate) fn id_key(id: &Value) -> String {
+    match id_key_text(id) {
+        KeyText::Digits { buf, at } => {
+            String::from(std::str::from_utf8(&buf[usize::from(at)..]).expect("ASCII digits"))
+        }
+        KeyText::Owned(s) => s,
+    }
+}
+
+/// [`id_key`]'s text, held on the stack for a numeric id (the usual one): a lookup by key
+/// (an answer's) allocates nothing.
+pub(crate) enum KeyText {
+    /// `buf[at..]`: ASCII digits, after a `-` for a negative number.
+    Digits {
+        buf: [u8; 21],
+        at: u8,
+    },
+    Owned(String),
+}
+
+impl std::ops::Deref for KeyText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            KeyText::Digits { buf, at } => {
+                std::str::from_utf8(&buf[usize::from(*at)..]).expect("ASCII digits")
+            }
+            KeyText::Owned(s) => s,
+        }
+    }
+}
+
+/// The text of [`id_key`].
+pub(crate) fn id_key_text(id: &Value) -> KeyText {
     match id {
         // The usual id: its digits straight (the same text as serialising the value), written
         // without the formatting machinery (a quarter of this function's cost, issue 19).
         Value::Number(n) => match (n.as_u64(), n.as_i64()) {
             (Some(u), _) => decimal(u, false),
             (None, Some(i)) => decimal(i.unsigned_abs(), i < 0),
-            (None, None) => n.to_string(),
+            (None, None) => KeyText::Owned(n.to_string()),
         },
-        _ => id.to_string(),
+        _ => KeyText::Owned(id.to_string()),
     }
 }
 
 /// `n` in decimal, after a `-` when `negative`.
-fn decimal(mut n: u64, negative: bool) -> String {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
+fn decimal(mut n: u64, negative: bool) -> KeyText {
+    // u64::MAX has 20 digits; one more byte for the sign.
+    let mut buf = [0u8; 21];
+    let mut at = buf.len();
     loop {
         at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
+        buf[at] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    let mut out = String::with_capacity(digits.len() - at + usize::from(negative));
     if negative {
-        out.push('-');
+        at -= 1;
+        buf[at] = b'-';
     }
-    out.push_str(std::str::from_utf8(&digits[at..]).expect("ASCII digits"));
-    out
+    KeyText::Digits { buf, at: at as u8 }
 }
 
 #[cfg(test)]
@@ -151,6 +185,7 @@ mod tests {
             serde_json::json!({"k": [1, "x"]}),
         ] {
             assert_eq!(id_key(&id), id.to_string());
+            assert_eq!(&*id_key_text(&id), id.to_string());
         }
     }
 }
