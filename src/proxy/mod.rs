@@ -23,6 +23,7 @@ pub(crate) mod outbox;
 pub(crate) mod pipeline;
 pub(crate) mod recorder;
 mod refusals;
+mod resident;
 pub(crate) mod roots;
 pub(crate) mod server_filter;
 pub(crate) mod session;
@@ -331,6 +332,8 @@ pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
             !asking && outbox.close_server_if_idle()
         }
     };
+    // The session is set up: what only the startup needed goes back (`resident`).
+    resident::release_startup_pages();
     let outcome = rt.block_on(lifecycle(pid, grace, &mut rx, close_input));
     // Stages waiting for an answer from a peer get `Closed` and settle.
     outbox.close();
