@@ -279,7 +279,7 @@ pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
             .name("client->server".into())
             .spawn(move || {
                 latency::pump_thread();
-                let r = stdio::pump_client(&session, stdio::ClientStdin::fd0(), &out);
+                let r = stdio::pump_client(&session, stdio::client_stdin(), &out);
                 if let Err(e) = &r {
                     if let Some(fatal) = fatal_error(e) {
                         let _ = tx.send(PumpEvent::Fatal(fatal));
