@@ -69,11 +69,27 @@ pub(crate) fn releasable(segments: &[Segment], page: usize) -> Vec<(usize, usize
     out
 }
 
-/// Drop the mappings of the executable's read-only pages and trim the heap (see the module
+/// Is a tracer attached (`TracerPid` of `/proc/self/status` not 0)? Unreadable: assume so.
+pub(crate) fn traced(status: &str) -> bool {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("TracerPid:"))
+        .is_none_or(|pid| pid.trim() != "0")
+}
+
+/// Drop the mappings of the loaded objects' read-only pages and trim the heap (see the module
 /// documentation). Best effort: a failure only leaves the pages mapped.
 pub(crate) fn release_startup_pages() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
+        // A debugger's breakpoints (and uprobes) are private copies of text pages: released,
+        // they would silently vanish. Under a tracer the pages stay.
+        let traced = std::fs::read_to_string("/proc/self/status")
+            .map(|s| traced(&s))
+            .unwrap_or(true);
+        if traced {
+            return;
+        }
         let objects = loaded_objects();
         // SAFETY: sysconf only reads a constant of the system.
         let page = match unsafe { libc::sysconf(libc::_SC_PAGESIZE) } {
@@ -223,6 +239,13 @@ mod tests {
             releasable(&s, P),
             vec![(0x10000, 0x14000), (0x15000, 0x20000)]
         );
+    }
+
+    #[test]
+    fn a_tracer_keeps_the_pages() {
+        assert!(!traced("Name:\tcapjail\nTracerPid:\t0\nUid:\t0\n"));
+        assert!(traced("Name:\tcapjail\nTracerPid:\t4242\n"));
+        assert!(traced("Name:\tcapjail\n"));
     }
 
     #[test]
