@@ -107,6 +107,10 @@ enum PumpEvent {
 /// Run the server behind the proxy; returns the exit code for capjail.
 pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
     malloc_settings();
+    // The command line and the policy are read (and the sandbox's setup process forked): what
+    // that needed goes back before the session's own setup maps what it needs (`resident`),
+    // so the two phases' pages are never resident together.
+    resident::release_startup_pages();
     let grace = cfg.policy.limits.grace;
     let kernel_backstop = cfg.confine.is_some();
     child::become_subreaper();
