@@ -20,6 +20,12 @@
 //! excluded, page by page; an object with text relocations is left alone, and so is the
 //! vDSO. The kernel can drop the same clean pages on its own under memory pressure: this
 //! adds no state the process did not already have to cope with.
+//! Only pages that `/proc/self/pagemap` shows mapped from the page cache are dropped: a page
+//! that is a private copy (a uprobe's breakpoint, which the kernel installs as a copy of the
+//! page and does not put back on a later fault; a debugger's breakpoint; a hook another tool
+//! patched into libc) is kept, so no probe or hook silently vanishes. What is left is the
+//! window between reading pagemap and `madvise` (microseconds, once per session): a uprobe
+//! registered exactly then, in a page of that range, is lost for this process.
 //! Then `malloc_trim(0)` returns the heap the startup freed (the parsed YAML, the policy's
 //! intermediate forms) to the kernel.
 
@@ -82,8 +88,8 @@ pub(crate) fn traced(status: &str) -> bool {
 pub(crate) fn release_startup_pages() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        // A debugger's breakpoints (and uprobes) are private copies of text pages: released,
-        // they would silently vanish. Under a tracer the pages stay.
+        // Under a debugger nothing is released (belt and braces: its breakpoints are private
+        // copies, which `release_file_pages` keeps anyway).
         let traced = std::fs::read_to_string("/proc/self/status")
             .map(|s| traced(&s))
             .unwrap_or(true);
@@ -96,24 +102,76 @@ pub(crate) fn release_startup_pages() {
             p if p > 0 && (p as usize).is_power_of_two() => p as usize,
             _ => return,
         };
-        let mut released = 0usize;
-        for (start, end) in objects.iter().flat_map(|o| releasable(o, page)) {
-            // SAFETY: the range is whole pages of a read-only, file-backed segment of a loaded
-            // object (never written: no private copy to lose); MADV_DONTNEED only unmaps
-            // them, the next access maps the file's page again.
-            let r = unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
-            };
-            if r == 0 {
-                released += end - start;
-            }
-        }
+        let ranges: Vec<(usize, usize)> =
+            objects.iter().flat_map(|o| releasable(o, page)).collect();
+        let released = release_file_pages(&ranges, page);
         // SAFETY: malloc_trim only returns free heap memory to the kernel.
         unsafe {
             libc::malloc_trim(0);
         }
         tracing::debug!(bytes = released, "startup pages released");
     }
+}
+
+/// Bits of a `/proc/self/pagemap` entry (the kernel's admin-guide/mm/pagemap.rst).
+const PM_PRESENT: u64 = 1 << 63;
+const PM_FILE: u64 = 1 << 61;
+
+/// The runs of pages of `[start, start + entries.len() * page)` that may be released, given
+/// each page's pagemap entry: pages mapped straight from the file's page cache (present,
+/// file-backed). A page that is a private, anonymous copy is kept: a uprobe's or a debugger's
+/// breakpoint, a hook another tool patched into the code (the kernel installs each as a copy
+/// of the page); a swapped or unmapped page needs nothing. Pure.
+pub(crate) fn file_backed_runs(start: usize, page: usize, entries: &[u64]) -> Vec<(usize, usize)> {
+    let mut out: Vec<(usize, usize)> = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        if e & PM_PRESENT == 0 || e & PM_FILE == 0 {
+            continue;
+        }
+        let a = start + i * page;
+        match out.last_mut() {
+            Some(last) if last.1 == a => last.1 = a + page,
+            _ => out.push((a, a + page)),
+        }
+    }
+    out
+}
+
+/// Unmap the page-cache pages of each range (whole pages of read-only segments), after reading
+/// which they are from `/proc/self/pagemap`: a private copy is never dropped (see
+/// [`file_backed_runs`]). A range whose entries cannot be read is left alone. Returns the bytes
+/// released.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn release_file_pages(ranges: &[(usize, usize)], page: usize) -> usize {
+    use std::os::unix::fs::FileExt;
+    let Ok(pagemap) = std::fs::File::open("/proc/self/pagemap") else {
+        return 0;
+    };
+    let mut released = 0usize;
+    let mut raw: Vec<u8> = Vec::new();
+    for &(start, end) in ranges {
+        let pages = (end - start) / page;
+        raw.resize(pages * 8, 0);
+        if pagemap
+            .read_exact_at(&mut raw, (start / page * 8) as u64)
+            .is_err()
+        {
+            continue;
+        }
+        let entries: Vec<u64> = raw
+            .chunks_exact(8)
+            .map(|c| u64::from_ne_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        for (a, b) in file_backed_runs(start, page, &entries) {
+            // SAFETY: whole pages of a read-only, file-backed segment of a loaded object that
+            // pagemap just showed mapped from the page cache (no private copy to lose);
+            // MADV_DONTNEED only unmaps them, the next access maps the file's page again.
+            if unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_DONTNEED) } == 0 {
+                released += b - a;
+            }
+        }
+    }
+    released
 }
 
 /// The loadable segments of each object mapped from a file: the executable and its shared
@@ -253,6 +311,64 @@ mod tests {
         assert!(releasable(&[seg(0x10010, 0x800, false)], P).is_empty());
         assert!(releasable(&[seg(0x10000, 0, false)], P).is_empty());
         assert!(releasable(&[seg(0x10000, 0x4000, true)], P).is_empty());
+    }
+
+    #[test]
+    fn only_present_file_pages_are_released_in_runs() {
+        let file = PM_PRESENT | PM_FILE | 0x1234;
+        let anon = PM_PRESENT | 0x99;
+        let swapped = 1u64 << 62;
+        let entries = [file, file, anon, 0, file, swapped, file, file];
+        assert_eq!(
+            file_backed_runs(0x10000, P, &entries),
+            vec![
+                (0x10000, 0x10000 + 2 * P),
+                (0x10000 + 4 * P, 0x10000 + 5 * P),
+                (0x10000 + 6 * P, 0x10000 + 8 * P)
+            ]
+        );
+        assert!(file_backed_runs(0x10000, P, &[anon, 0, swapped]).is_empty());
+    }
+
+    /// By effect: a page of a read-only private file mapping that was patched (what a uprobe,
+    /// a debugger or a hooking library leaves: a private copy) keeps its bytes through the
+    /// release; its untouched neighbour is released and reads the file's bytes again.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn a_patched_page_survives_the_release() {
+        use std::io::Write;
+        // SAFETY: sysconf only reads a constant of the system.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&vec![b'f'; 2 * page]).unwrap();
+        use std::os::fd::AsRawFd;
+        // SAFETY: a fresh private read-only mapping of a file we own, unmapped below; every
+        // access stays inside its two pages.
+        unsafe {
+            let m = libc::mmap(
+                std::ptr::null_mut(),
+                2 * page,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE,
+                f.as_raw_fd(),
+                0,
+            );
+            assert_ne!(m, libc::MAP_FAILED);
+            let base = m as usize;
+            // Touch both pages, then patch the second as a hook would.
+            assert_eq!(*(base as *const u8), b'f');
+            assert_eq!(
+                libc::mprotect(m, 2 * page, libc::PROT_READ | libc::PROT_WRITE),
+                0
+            );
+            *((base + page) as *mut u8) = b'P';
+            assert_eq!(libc::mprotect(m, 2 * page, libc::PROT_READ), 0);
+            let released = release_file_pages(&[(base, base + 2 * page)], page);
+            assert_eq!(released, page, "only the untouched page is released");
+            assert_eq!(*((base + page) as *const u8), b'P', "the patch is kept");
+            assert_eq!(*(base as *const u8), b'f');
+            libc::munmap(m, 2 * page);
+        }
     }
 
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
