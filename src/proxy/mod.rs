@@ -23,6 +23,7 @@ pub(crate) mod outbox;
 pub(crate) mod pipeline;
 pub(crate) mod recorder;
 mod refusals;
+mod resident;
 pub(crate) mod roots;
 pub(crate) mod server_filter;
 pub(crate) mod session;
@@ -105,7 +106,11 @@ enum PumpEvent {
 
 /// Run the server behind the proxy; returns the exit code for capjail.
 pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
-    one_malloc_arena();
+    malloc_settings();
+    // The command line and the policy are read (and the sandbox's setup process forked): what
+    // that needed goes back before the session's own setup maps what it needs (`resident`),
+    // so the two phases' pages are never resident together.
+    resident::release_startup_pages();
     let grace = cfg.policy.limits.grace;
     let kernel_backstop = cfg.confine.is_some();
     child::become_subreaper();
@@ -278,7 +283,7 @@ pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
             .name("client->server".into())
             .spawn(move || {
                 latency::pump_thread();
-                let r = stdio::pump_client(&session, stdio::ClientStdin::fd0(), &out);
+                let r = stdio::pump_client(&session, stdio::client_stdin(), &out);
                 if let Err(e) = &r {
                     if let Some(fatal) = fatal_error(e) {
                         let _ = tx.send(PumpEvent::Fatal(fatal));
@@ -331,6 +336,8 @@ pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
             !asking && outbox.close_server_if_idle()
         }
     };
+    // The session is set up: what only the startup needed goes back (`resident`).
+    resident::release_startup_pages();
     let outcome = rt.block_on(lifecycle(pid, grace, &mut rx, close_input));
     // Stages waiting for an answer from a peer get `Closed` and settle.
     outbox.close();
@@ -351,15 +358,38 @@ pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
 /// about 0.5-1.3 MiB resident (measured with `/proc/PID/smaps`), a third of capjail's anonymous
 /// memory. The threads' small allocations mostly stay in glibc's per-thread caches, so one
 /// arena costs no measurable throughput. `MALLOC_ARENA_MAX` in the environment still decides.
-fn one_malloc_arena() {
+///
+/// And a fixed mmap threshold (glibc's default, 128 KiB): glibc otherwise raises it to the
+/// size of every large block freed (the startup frees a few of 320 KB), so the server pump's
+/// buffer growing for a 1 MiB line (256 KiB, 512 KiB, then mmap) left its first two steps as
+/// free, touched chunks in the heap: ~0.7 MiB of the heap's 1.6 MiB at the peak under 1 MiB
+/// answers. Fixed, large blocks are their own mappings, grown by `mremap` and given back when
+/// freed. No large block is allocated per message (heaptrack: the 1 MiB run's blocks over
+/// 128 KiB are the startup's and the buffer's growth), so the hot path makes no more calls.
+/// `MALLOC_MMAP_THRESHOLD_` or `GLIBC_TUNABLES` in the environment still decide.
+fn malloc_settings() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets an allocator parameter; no memory is touched.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 1);
+    {
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+            // SAFETY: mallopt only sets an allocator parameter; no memory is touched.
+            unsafe {
+                libc::mallopt(libc::M_ARENA_MAX, 1);
+            }
+        }
+        let tuned = std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_some()
+            || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("mmap_threshold"));
+        if !tuned {
+            // SAFETY: as above.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+            }
         }
     }
 }
+
+/// glibc's default mmap threshold, made fixed (see [`malloc_settings`]).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
 
 /// Write the session's last record and everything still queued.
 fn end_session(

@@ -10,6 +10,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd};
+use std::sync::OnceLock;
 
 use super::framing::{Frame, InPlaceLines, LineReader, Slice};
 use super::held;
@@ -41,20 +42,14 @@ impl Write for ClientStdout {
     }
 }
 
-/// capjail's stdin (fd 0), never closed.
-pub(crate) struct ClientStdin(ManuallyDrop<File>);
-
-impl ClientStdin {
-    pub(crate) fn fd0() -> ClientStdin {
-        // SAFETY: fd 0 stays open for the life of the process; ManuallyDrop never closes it.
-        ClientStdin(ManuallyDrop::new(unsafe { File::from_raw_fd(0) }))
-    }
-}
-
-impl Read for ClientStdin {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        (&*self.0 as &File).read(buf)
-    }
+/// capjail's stdin (fd 0), never closed. A `&File`, not a wrapper type: `Read for &File` reads
+/// straight into the pump's buffer (`read_buf`), where a wrapper implementing only `read`
+/// makes `BufReader` zero its whole buffer (256 KiB) before the first read, and those pages
+/// stay resident; a pipe's read fills at most what the pipe holds (64 KiB by default).
+pub(crate) fn client_stdin() -> &'static File {
+    static FD0: OnceLock<ManuallyDrop<File>> = OnceLock::new();
+    // SAFETY: fd 0 stays open for the life of the process; ManuallyDrop never closes it.
+    FD0.get_or_init(|| ManuallyDrop::new(unsafe { File::from_raw_fd(0) }))
 }
 
 /// Client -> server. Returns a [`super::fatal::AuditFailure`] for a fatal audit failure.

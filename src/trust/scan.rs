@@ -10,7 +10,8 @@
 use std::sync::OnceLock;
 
 use crate::policy::RuleId;
-use regex::{Regex, RegexSet};
+use regex::Regex;
+use regex_automata::{meta, Input, MatchKind, PatternSet};
 use serde::Serialize;
 use serde_json::Value;
 use unicode_general_category::{get_general_category, GeneralCategory};
@@ -69,11 +70,43 @@ pub(crate) const RULES: &[(RuleId, Severity, &str)] = &[
     (SHADOWING_NAME, Severity::Medium, "a name that collides with a well-known tool of another server"),
 ];
 
+/// A set of patterns (what `regex::RegexSet` is) without a literal prefilter: `RegexSet`
+/// builds one from the literals' case-insensitive variants, a 345 KiB Aho-Corasick automaton
+/// kept for the life of the process (heaptrack: the largest live block after the pumps'
+/// buffers, issue 19), to speed up searches in tool definitions of a few KiB.
+struct Set {
+    re: meta::Regex,
+    patterns: Vec<String>,
+}
+
+impl Set {
+    fn new(v: &[&str]) -> Set {
+        let patterns: Vec<String> = v.iter().map(|p| format!("(?i){p}")).collect();
+        let re = meta::Builder::new()
+            .configure(
+                meta::Config::new()
+                    .match_kind(MatchKind::All)
+                    .auto_prefilter(false),
+            )
+            .build_many(&patterns)
+            .expect("scanner patterns");
+        Set { re, patterns }
+    }
+
+    /// The lowest index of the patterns that match (`RegexSet::matches().iter().next()`).
+    fn first(&self, text: &str) -> Option<usize> {
+        let mut found = PatternSet::new(self.re.pattern_len());
+        self.re
+            .which_overlapping_matches(&Input::new(text), &mut found);
+        found.iter().next().map(|p| p.as_usize())
+    }
+}
+
 struct Patterns {
-    instruction: RegexSet,
-    pressure: RegexSet,
-    cred_path: RegexSet,
-    cred_word: RegexSet,
+    instruction: Set,
+    pressure: Set,
+    cred_path: Set,
+    cred_word: Set,
     other_tools: Regex,
     arg_words: Regex,
 }
@@ -81,9 +114,7 @@ struct Patterns {
 fn patterns() -> &'static Patterns {
     static P: OnceLock<Patterns> = OnceLock::new();
     P.get_or_init(|| {
-        let set = |v: &[&str]| {
-            RegexSet::new(v.iter().map(|p| format!("(?i){p}"))).expect("scanner patterns")
-        };
+        let set = Set::new;
         Patterns {
             instruction: set(&[
                 r"\b(ignore|disregard|forget|override)\s+(all\s+|any\s+)?(of\s+)?(the\s+|your\s+)?(previous|prior|above|earlier|preceding|other|system)\s+(instructions|prompts?|rules|directions|guidelines)",
@@ -254,9 +285,9 @@ fn scan_text(field: &str, text: &str, name: &str, siblings: &[&str], out: &mut V
 }
 
 /// The pattern of a set that matched first, shown as the matching text.
-fn first_match(set: &RegexSet, text: &str) -> Option<String> {
-    let i = set.matches(text).into_iter().next()?;
-    let re = Regex::new(&set.patterns()[i]).ok()?;
+fn first_match(set: &Set, text: &str) -> Option<String> {
+    let i = set.first(text)?;
+    let re = Regex::new(&set.patterns[i]).ok()?;
     re.find(text).map(|m| truncate(m.as_str(), 80))
 }
 
