@@ -13,6 +13,8 @@
 //! harmless, the caller then parses the line with serde, which refuses it). The serde reader
 //! it replaced is kept as the test oracle (`tests::each_text_serde`).
 
+use crate::jsonrpc::strict::Span;
+
 /// Deeper than this, `results::collect` reads nothing.
 const MAX_DEPTH: usize = 64;
 
@@ -27,11 +29,26 @@ enum End {
 /// Call `text` on every text of the line's `result` member, in order, until it returns
 /// `false`. `Some(true)`: every text was read and accepted; `Some(false)`: stopped by
 /// `text`; `None`: the line has no `result` member to read, or cannot be read.
+#[cfg(test)]
 pub(crate) fn each_text(line: &[u8], text: &mut dyn FnMut(&str) -> bool) -> Option<bool> {
+    each_text_spans(line, &[], text)
+}
+
+/// [`each_text`], told where the line's long strings end (`spans`, in the line's order: what
+/// `jsonrpc::strict::validate_envelope_spans` found in this very line). A string that starts
+/// where a span starts is taken from the span, not searched again: a large answer's text is
+/// then read once by the envelope scanner and once by the content checks, not a third time
+/// to find its end (issue 19). `&[]` reads every string as [`each_text`] does.
+pub(crate) fn each_text_spans(
+    line: &[u8],
+    spans: &[Span],
+    text: &mut dyn FnMut(&str) -> bool,
+) -> Option<bool> {
     let mut r = Reader {
         b: line,
         i: 0,
         scratch: Vec::new(),
+        spans,
     };
     match r.top(text) {
         Ok(true) => Some(true),
@@ -53,6 +70,8 @@ struct Reader<'a> {
     i: usize,
     /// Strings with escapes, unescaped (reused: one allocation at most per answer).
     scratch: Vec<u8>,
+    /// The long strings the envelope scanner already read ([`each_text_spans`]).
+    spans: &'a [Span],
 }
 
 impl<'a> Reader<'a> {
@@ -228,6 +247,14 @@ impl<'a> Reader<'a> {
     /// A string whose opening quote was consumed: its contents, unescaped.
     fn string(&mut self) -> Result<Str, End> {
         let start = self.i;
+        if let Ok(k) = self.spans.binary_search_by_key(&start, |s| s.start) {
+            // Read by the envelope scanner: no escape, its end and ASCII-ness known (the same
+            // `special` pass `quote_or_backslash` makes, over the same bytes).
+            let s = self.spans[k];
+            debug_assert_eq!(quote_or_backslash(self.b, start), Some((s.end, s.ascii)));
+            self.i = s.end + 1;
+            return Ok(Str::Line(start, s.end, s.ascii));
+        }
         let (mut at, mut ascii) = quote_or_backslash(self.b, start).ok_or(End::Bad)?;
         if self.b[at] == b'"' {
             self.i = at + 1;
@@ -744,8 +771,30 @@ mod tests {
         assert_eq!(got, vec!["\u{e9}\n\u{e9} \u{1f600}".to_string()]);
     }
 
+    thread_local! {
+        /// Strings [`each_text_scanned`] took from the envelope scanner's spans.
+        static SPANS_USED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// [`each_text_spans`] with every unescaped string value the envelope scanner read as a
+    /// span (`min_len` 0: the production threshold, `LONG_STRING`, would leave the generated
+    /// answers' strings out).
+    fn each_text_scanned(line: &[u8], text: &mut dyn FnMut(&str) -> bool) -> Option<bool> {
+        let mut spans = Vec::new();
+        if crate::jsonrpc::strict::validate_envelope_spans(line, 64, 0, &mut spans).is_err() {
+            spans.clear();
+        }
+        SPANS_USED.set(SPANS_USED.get() + spans.len());
+        for s in &spans {
+            assert_eq!(line[s.end], b'"');
+            assert_eq!(s.ascii, line[s.start..s.end].is_ascii());
+        }
+        each_text_spans(line, &spans, text)
+    }
+
     /// The reader gives the texts the serde reader gave, in the same order, with the same
-    /// answer, on generated answers, reading all or stopping part way.
+    /// answer, on generated answers, reading all or stopping part way; and so does it told
+    /// the envelope scanner's spans.
     #[test]
     fn same_texts_as_serde() {
         let mut g = Gen(0x9e37_79b9_7f4a_7c15);
@@ -758,6 +807,7 @@ mod tests {
             );
             let want = run(each_text_serde, &line, usize::MAX);
             assert_eq!(run(each_text, &line, usize::MAX), want, "{line}");
+            assert_eq!(run(each_text_scanned, &line, usize::MAX), want, "{line}");
             if !want.1.is_empty() {
                 with_texts += 1;
                 let k = 1 + g.n(want.1.len() as u64) as usize;
@@ -766,9 +816,15 @@ mod tests {
                     run(each_text_serde, &line, k),
                     "{line}"
                 );
+                assert_eq!(
+                    run(each_text_scanned, &line, k),
+                    run(each_text_serde, &line, k),
+                    "{line}"
+                );
             }
         }
         assert!(with_texts > 1000, "{with_texts}");
+        assert!(SPANS_USED.get() > 1000, "{}", SPANS_USED.get());
         for bad in [
             "",
             "[]",

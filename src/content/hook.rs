@@ -164,11 +164,25 @@ pub(crate) enum ResultOutcome {
 }
 
 /// Scan the answer to request `key` (a response line), if it was one capjail watches.
+#[cfg(test)]
 pub(crate) fn on_result(
     policy: &Policy,
     st: &mut SessionContent,
     key: &str,
     line: &[u8],
+) -> ResultOutcome {
+    on_result_spans(policy, st, key, line, &[])
+}
+
+/// [`on_result`], told where `line`'s long strings end: `spans` are what
+/// `jsonrpc::strict::validate_envelope_spans` found in this same line (`&[]` for any other
+/// line), handed to `borrowed::each_text_spans`.
+pub(crate) fn on_result_spans(
+    policy: &Policy,
+    st: &mut SessionContent,
+    key: &str,
+    line: &[u8],
+    spans: &[crate::jsonrpc::strict::Span],
 ) -> ResultOutcome {
     let Some(info) = st.requests.remove(key) else {
         return ResultOutcome::Forward;
@@ -186,8 +200,9 @@ pub(crate) fn on_result(
         // The common case: the texts read from the line, no tree built; the tree only when a
         // text needs more than a look (a finding: redaction, wrapping, a record).
         let known = &mut st.known;
-        let read =
-            super::borrowed::each_text(line, &mut |t| super::results::text_is_clean(t, c, known));
+        let read = super::borrowed::each_text_spans(line, spans, &mut |t| {
+            super::results::text_is_clean(t, c, known)
+        });
         if read != Some(false) {
             return ResultOutcome::Forward; // every text clean, or no result to read
         }

@@ -6,7 +6,9 @@ pub(crate) mod strict;
 use serde_json::{json, Map, Value};
 
 pub(crate) use message::parse_message;
-pub(crate) use strict::{parse_strict, validate_envelope, ParseError};
+#[cfg(test)]
+pub(crate) use strict::validate_envelope;
+pub(crate) use strict::{parse_strict, ParseError};
 
 /// JSON-RPC / MCP error codes used by capjail.
 pub(crate) mod code {

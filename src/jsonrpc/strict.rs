@@ -310,10 +310,46 @@ pub struct Envelope<'a> {
 /// A scanner that builds nothing reads the common line (an object; no escaped key, no
 /// surrogate escape, no exponent) at memory speed; any other line, and every line it would
 /// refuse, is read again by the serde pass below, which alone says why a line is refused.
+#[cfg(test)]
 pub fn validate_envelope(line: &[u8], max_depth: usize) -> Result<Envelope<'_>, ParseError> {
-    match scan::envelope(line, max_depth) {
+    match scan::envelope(line, max_depth, usize::MAX, &mut Vec::new()) {
         Some(env) => Ok(env),
         None => envelope_by_serde(line, max_depth),
+    }
+}
+
+/// A string value without escapes, at least [`LONG_STRING`] bytes long, that
+/// [`validate_envelope_spans`] read: its contents are `line[start..end]` (`line[end]` is its
+/// closing quote) and `ascii` says every one of them is below 0x80.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) ascii: bool,
+}
+
+/// The shortest string [`validate_envelope_spans`] reports: shorter ones cost the content
+/// reader less to find again than to look up.
+pub(crate) const LONG_STRING: usize = 4096;
+
+/// [`validate_envelope`], also reporting in `spans` (cleared first, in the line's order) the
+/// string values of at least `min_len` bytes without escapes that the scanner read, so the
+/// content reader (`content::borrowed::each_text_spans`) does not read a large answer's text
+/// a second time to find its end (issue 19). Nothing is reported for a line the serde pass
+/// reads.
+pub(crate) fn validate_envelope_spans<'a>(
+    line: &'a [u8],
+    max_depth: usize,
+    min_len: usize,
+    spans: &mut Vec<Span>,
+) -> Result<Envelope<'a>, ParseError> {
+    spans.clear();
+    match scan::envelope(line, max_depth, min_len, spans) {
+        Some(env) => Ok(env),
+        None => {
+            spans.clear();
+            envelope_by_serde(line, max_depth)
+        }
     }
 }
 
@@ -480,7 +516,12 @@ mod scan {
         Method,
     }
 
-    pub(super) fn envelope(line: &[u8], max_depth: usize) -> Option<Envelope<'_>> {
+    pub(super) fn envelope<'a>(
+        line: &'a [u8],
+        max_depth: usize,
+        min_len: usize,
+        spans: &mut Vec<super::Span>,
+    ) -> Option<Envelope<'a>> {
         let b = line;
         // Every byte of every string, OR-ed as the strings are read: its top bit says that a
         // string holds a byte >= 0x80 (outside strings only ASCII is JSON), and only then is
@@ -528,7 +569,20 @@ mod scan {
                         continue 'value;
                     }
                 }
-                b'"' => i = string(b, i + 1, &mut high)?.0,
+                b'"' => {
+                    // The string's own OR: whether its contents are ASCII.
+                    let mut or = 0u8;
+                    let (end, escaped) = string(b, i + 1, &mut or)?;
+                    high |= or;
+                    if !escaped && end - 1 - (i + 1) >= min_len {
+                        spans.push(super::Span {
+                            start: i + 1,
+                            end: end - 1,
+                            ascii: or < 0x80,
+                        });
+                    }
+                    i = end;
+                }
                 b't' if b[i..].starts_with(b"true") => i += 4,
                 b'f' if b[i..].starts_with(b"false") => i += 5,
                 b'n' if b[i..].starts_with(b"null") => i += 4,
@@ -937,7 +991,7 @@ mod tests {
             }
             for max_depth in [1, 2, 3, 64] {
                 total += 1;
-                if let Some(env) = scan::envelope(&bytes, max_depth) {
+                if let Some(env) = scan::envelope(&bytes, max_depth, 0, &mut Vec::new()) {
                     accepted += 1;
                     assert_eq!(
                         envelope_by_serde(&bytes, max_depth).as_ref(),
@@ -1049,7 +1103,7 @@ mod tests {
                 br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":""#.to_vec();
             line.extend_from_slice(&text);
             line.extend_from_slice(br#""}]}}"#);
-            if let Some(env) = scan::envelope(&line, 64) {
+            if let Some(env) = scan::envelope(&line, 64, 0, &mut Vec::new()) {
                 assert_eq!(
                     envelope_by_serde(&line, 64).as_ref(),
                     Ok(&env),
@@ -1070,7 +1124,7 @@ mod tests {
             br#"{"method":3}"#,
             "{\"result\":\"ü€😀\"}".as_bytes(),
         ] {
-            let env = scan::envelope(line, 64).unwrap_or_else(|| panic!("{line:?}"));
+            let env = scan::envelope(line, 64, 0, &mut Vec::new()).unwrap_or_else(|| panic!("{line:?}"));
             assert_eq!(Ok(env), envelope_by_serde(line, 64));
         }
         for line in [
@@ -1082,10 +1136,13 @@ mod tests {
             br#"[1]"#,
             br#"{"a":{"b":1}}"#,
         ] {
-            assert!(scan::envelope(line, 2).is_none() || line == br#"{"a":{"b":1}}"#);
+            assert!(
+                scan::envelope(line, 2, 0, &mut Vec::new()).is_none()
+                    || line == br#"{"a":{"b":1}}"#
+            );
         }
-        assert!(scan::envelope(br#"{"a":{"b":1}}"#, 1).is_none());
-        assert!(scan::envelope(br#"{"a":{"b":1}}"#, 2).is_some());
+        assert!(scan::envelope(br#"{"a":{"b":1}}"#, 1, 0, &mut Vec::new()).is_none());
+        assert!(scan::envelope(br#"{"a":{"b":1}}"#, 2, 0, &mut Vec::new()).is_some());
     }
 
     #[test]

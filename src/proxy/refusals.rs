@@ -80,17 +80,68 @@ pub(crate) fn on_answer(policy: &Policy, line: &[u8]) {
 }
 
 /// Does `line` hold `perm` or `eacc` in any case (every refusal [`refused_paths`] reads has
-/// one)? A SIMD search for one letter of each, not a comparison at every byte: this runs on
-/// every answer, of any size. `eacc` is found by its `a` (an answer's keys and prose have
-/// far fewer `a`s than `e`s: a small answer had 16 `e`s to look at, issue 19).
+/// one)? A vectorised search for one letter of each, not a comparison at every byte: this
+/// runs on every answer, of any size. `eacc` is found by its `a` (an answer's keys and prose
+/// have far fewer `a`s than `e`s: a small answer had 16 `e`s to look at, issue 19). Both
+/// letters are looked for in one pass over the line (there were two: a 16 MiB answer was
+/// read twice, issue 19).
 fn may_name_a_refusal(line: &[u8]) -> bool {
     let at = |i: usize, rest: &[u8]| {
         line.get(i..i + rest.len())
             .is_some_and(|w| w.eq_ignore_ascii_case(rest))
     };
-    memchr::memchr2_iter(b'p', b'P', line).any(|i| at(i + 1, b"erm"))
-        || memchr::memchr2_iter(b'a', b'A', line)
-            .any(|i| i > 0 && at(i - 1, b"e") && at(i + 1, b"cc"))
+    let mut from = 0;
+    while let Some(k) = p_or_a(&line[from..]) {
+        let i = from + k;
+        let hit = if line[i] | 0x20 == b'p' {
+            at(i + 1, b"erm")
+        } else {
+            i > 0 && at(i - 1, b"e") && at(i + 1, b"cc")
+        };
+        if hit {
+            return true;
+        }
+        from = i + 1;
+    }
+    false
+}
+
+/// The first `p`, `P`, `a` or `A` of `s`: blocks of 64 bytes, branch-free inside so they are
+/// vectorised (with AVX2 where the CPU has it), the block that holds one read byte by byte.
+fn p_or_a(s: &[u8]) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { p_or_a_avx2(s) };
+    }
+    p_or_a_blocks(s)
+}
+
+/// [`p_or_a`] compiled for AVX2 (the same code, vectorised 32 bytes at a time).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn p_or_a_avx2(s: &[u8]) -> Option<usize> {
+    p_or_a_blocks(s)
+}
+
+#[inline(always)]
+fn p_or_a_blocks(s: &[u8]) -> Option<usize> {
+    // `x | 0x20` folds exactly `P` onto `p` and `A` onto `a`.
+    let wanted = |x: u8| (x | 0x20 == b'p') | (x | 0x20 == b'a');
+    let mut at = 0;
+    for c in s.chunks_exact(64) {
+        // A byte, not a bool: OR-ing bools is not vectorised (a scalar loop, 14% of capjail's
+        // samples under 16 MiB answers; a `u8` runs at memchr's speed).
+        let mut hit = 0u8;
+        for &x in c {
+            hit |= u8::from(wanted(x));
+        }
+        if hit != 0 {
+            break;
+        }
+        at += 64;
+    }
+    s[at..].iter().position(|&x| wanted(x)).map(|k| at + k)
 }
 
 #[cfg(test)]
@@ -111,6 +162,52 @@ mod tests {
             br#"{"result":{"content":[{"type":"text","text":"hello /etc/x"}]}}"#
         )
         .is_empty());
+    }
+
+    /// The one-pass quick look answers as the two memchr2 passes it replaced, on generated
+    /// lines (every letter of `perm` and `eacc` in both cases, at every offset of a block).
+    #[test]
+    fn the_one_pass_quick_look_answers_as_two_passes() {
+        fn two_passes(line: &[u8]) -> bool {
+            let at = |i: usize, rest: &[u8]| {
+                line.get(i..i + rest.len())
+                    .is_some_and(|w| w.eq_ignore_ascii_case(rest))
+            };
+            memchr::memchr2_iter(b'p', b'P', line).any(|i| at(i + 1, b"erm"))
+                || memchr::memchr2_iter(b'a', b'A', line)
+                    .any(|i| i > 0 && at(i - 1, b"e") && at(i + 1, b"cc"))
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let (mut hits, mut misses) = (0, 0);
+        for _ in 0..20_000 {
+            let len = [rand(8), rand(70), rand(300)][rand(3)];
+            let alphabet: &[u8] =
+                [&b"pPaAeErRmMcCx\x00\xf0"[..], b"xxxxxxxxxxxxxxxpermeacc"][rand(2)];
+            let line: Vec<u8> = (0..len).map(|_| alphabet[rand(alphabet.len())]).collect();
+            let want = two_passes(&line);
+            assert_eq!(may_name_a_refusal(&line), want, "{line:?}");
+            if want {
+                hits += 1
+            } else {
+                misses += 1
+            }
+        }
+        assert!(hits > 200 && misses > 1000, "{hits} {misses}");
+        for pos in 0..200 {
+            for word in [&b"PeRm"[..], b"eAcC", b"perm", b"eacc"] {
+                let mut line = vec![b'x'; 200];
+                line.splice(pos..pos, word.iter().copied());
+                assert!(may_name_a_refusal(&line));
+                line[pos + 1] = b'q';
+                assert_eq!(may_name_a_refusal(&line), two_passes(&line));
+            }
+        }
     }
 
     #[test]

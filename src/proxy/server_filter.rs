@@ -8,7 +8,7 @@ use super::client_filter::SharedState;
 use super::outbox::{answer_of, Outbox, Peer};
 use super::session::{id_key, id_key_text, Pending, ServerRequest, Shared};
 use crate::check::tools::check_tool;
-use crate::jsonrpc::validate_envelope;
+use crate::jsonrpc::strict::{validate_envelope_spans, LONG_STRING};
 use crate::policy::{Policy, ToolsMode};
 
 #[derive(Debug, PartialEq)]
@@ -47,7 +47,15 @@ impl ServerFilter {
         }
         // The client's rules for the server's lines: UTF-8, no duplicate keys, bounded depth;
         // and what the line is (its id and method), read in the same pass.
-        let env = match validate_envelope(line, self.policy.limits.max_depth) {
+        // The long strings the scanner read (a large answer's text): the content checks take
+        // their ends from here instead of reading them again (no allocation without one).
+        let mut spans = Vec::new();
+        let env = match validate_envelope_spans(
+            line,
+            self.policy.limits.max_depth,
+            LONG_STRING,
+            &mut spans,
+        ) {
             Ok(e) => e,
             Err(e) => {
                 return ServerOutcome::Drop(format!(
@@ -120,19 +128,23 @@ impl ServerFilter {
                             .take_env_read(&key)
                             .map(|r| crate::check::env_read::filter_answer(line, &r));
                         use crate::check::env_read::EnvAnswer;
-                        let (line, env_why) = match &env {
+                        let (line, env_why, spans) = match &env {
                             Some(EnvAnswer::Withheld(l, why)) => {
                                 return ServerOutcome::Content(l.clone(), why.clone())
                             }
-                            Some(EnvAnswer::Rewritten(l, why)) => (&l[..], Some(why.clone())),
-                            _ => (line, None),
+                            // A new line: the spans are the server's line's, not its.
+                            Some(EnvAnswer::Rewritten(l, why)) => {
+                                (&l[..], Some(why.clone()), &[][..])
+                            }
+                            _ => (line, None, &spans[..]),
                         };
                         // Results and resource contents: content checks (src/content).
-                        match crate::content::hook::on_result(
+                        match crate::content::hook::on_result_spans(
                             &self.policy,
                             &mut shared.content,
                             &key,
                             line,
+                            spans,
                         ) {
                             crate::content::hook::ResultOutcome::Forward => match env_why {
                                 Some(why) => ServerOutcome::Content(line.to_vec(), why),
@@ -354,6 +366,59 @@ mod tests {
             f.on_line(br#"{"jsonrpc":"2.0","id":6,"result":{"a":{"b":1,"b":2}}}"#),
             ServerOutcome::Drop(_)
         ));
+    }
+
+    /// A large answer's text, whose end the content checks take from the envelope scanner
+    /// (`validate_envelope_spans`), is judged as the content checks judge it alone (told no
+    /// span): clean, or a secret planted at the start, the middle, the end; ASCII or not; at
+    /// and around the span threshold.
+    #[test]
+    fn long_texts_are_judged_as_without_the_scanners_spans() {
+        let realistic = "filesystem: {mode: any}\nnetwork: {mode: none}\ntools: {mode: blocklist, blocked: [run_shell]}\n";
+        let token = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
+        let mut cases = 0;
+        for len in [LONG_STRING - 1, LONG_STRING, LONG_STRING + 1, 100_000] {
+            for filler in ["x", "\u{e9}", "qz, "] {
+                for at in [None, Some(0), Some(len / 2), Some(len)] {
+                    let mut text = filler.repeat(len / filler.len());
+                    if let Some(at) = at {
+                        let at = text.floor_char_boundary(at.min(text.len()));
+                        text.insert_str(at, &format!(" {token} "));
+                    }
+                    let line = serde_json::to_vec(&serde_json::json!({"jsonrpc": "2.0", "id": 7,
+                        "result": {"content": [{"type": "text", "text": text}]}}))
+                    .unwrap();
+                    let mut spans = Vec::new();
+                    validate_envelope_spans(&line, 64, LONG_STRING, &mut spans).unwrap();
+                    assert_eq!(spans.len(), usize::from(text.len() >= LONG_STRING));
+                    let mut f = filter(realistic);
+                    let mut s = f.shared.lock().unwrap();
+                    s.pending.insert("7".into(), Pending::Plain);
+                    s.content.track_for_test("7", "echo");
+                    drop(s);
+                    let got = f.on_line(&line);
+                    let g = filter(realistic);
+                    let mut s = g.shared.lock().unwrap();
+                    s.content.track_for_test("7", "echo");
+                    let alone =
+                        crate::content::hook::on_result(&g.policy, &mut s.content, "7", &line);
+                    use crate::content::hook::ResultOutcome as R;
+                    let want = match alone {
+                        R::Forward => ServerOutcome::Forward,
+                        R::Flagged(why) => ServerOutcome::Flagged(why),
+                        R::Rewritten(l, why) => ServerOutcome::Content(l, why),
+                    };
+                    assert_eq!(
+                        got == ServerOutcome::Forward,
+                        at.is_none(),
+                        "{len} {filler} {at:?}"
+                    );
+                    assert_eq!(got, want, "{len} {filler} {at:?}");
+                    cases += 1;
+                }
+            }
+        }
+        assert_eq!(cases, 48);
     }
 
     /// This thread's CPU time in seconds.
