@@ -21,5 +21,7 @@ mod probe;
 pub mod profile;
 mod proxy;
 pub mod sandbox;
+#[cfg(test)]
+mod test_rng;
 mod trust;
 mod wrap;

@@ -972,13 +972,8 @@ pub(crate) mod tests {
             "5",
             "K",
         ];
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = crate::test_rng::XorShift::new(0x2545_F491_4F6C_DD1Du64);
+        let mut next = move || rng.next_u64();
         (0..n)
             .map(|_| {
                 let mut s = String::new();
@@ -1112,13 +1107,8 @@ pub(crate) mod tests {
             1usize, 7, 8, 9, 63, 64, 65, 199, 200, 201, 255, 256, 257, 300, 1000, 4097,
         ];
         let letters = ["x", "Q", "ab", "Zq"];
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = crate::test_rng::XorShift::new(0x9E37_79B9_7F4A_7C15u64);
+        let mut next = move || rng.next_u64();
         (0..n)
             .map(|_| {
                 let mut s = String::new();

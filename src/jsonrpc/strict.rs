@@ -900,13 +900,8 @@ mod tests {
     /// (differential, on generated and mutated lines).
     #[test]
     fn the_envelope_scanner_agrees_with_serde() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut rand = move |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut rng = crate::test_rng::XorShift::new(0x2545_f491_4f6c_dd1du64);
+        let mut rand = move |n: usize| rng.below(n);
         const ATOMS: &[&str] = &[
             "0",
             "-0",
@@ -1017,13 +1012,8 @@ mod tests {
     /// UTF-8 bytes.
     #[test]
     fn the_one_pass_string_scan_matches_the_three_passes() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rand = move |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut rng = crate::test_rng::XorShift::new(0x9e37_79b9_7f4a_7c15u64);
+        let mut rand = move |n: usize| rng.below(n);
         // The old passes: where the string stops (None: it does not, or a control character
         // comes first) and whether the bytes before are free of bytes >= 0x80.
         let old = |s: &[u8]| -> (Option<usize>, bool) {
@@ -1069,13 +1059,8 @@ mod tests {
     /// multi-byte or invalid UTF-8 at every place: the scanner agrees with serde.
     #[test]
     fn the_envelope_scanner_agrees_with_serde_on_long_strings() {
-        let mut seed = 0x1234_5678_9abc_def1u64;
-        let mut rand = move |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut rng = crate::test_rng::XorShift::new(0x1234_5678_9abc_def1u64);
+        let mut rand = move |n: usize| rng.below(n);
         const PIECES: &[&[u8]] = &[
             b"\\\"",
             b"\\n",

@@ -359,13 +359,8 @@ mod tests {
 
     #[test]
     fn in_place_lines_frame_as_the_line_reader_does() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rand = move |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut rng = crate::test_rng::XorShift::new(0x9e37_79b9_7f4a_7c15u64);
+        let mut rand = move |n: usize| rng.below(n);
         for case in 0..400 {
             let mut input = Vec::new();
             for _ in 0..rand(12) {

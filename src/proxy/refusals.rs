@@ -177,13 +177,8 @@ mod tests {
                 || memchr::memchr2_iter(b'a', b'A', line)
                     .any(|i| i > 0 && at(i - 1, b"e") && at(i + 1, b"cc"))
         }
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rand = move |n: usize| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            (seed % n as u64) as usize
-        };
+        let mut rng = crate::test_rng::XorShift::new(0x9e37_79b9_7f4a_7c15u64);
+        let mut rand = move |n: usize| rng.below(n);
         let (mut hits, mut misses) = (0, 0);
         for _ in 0..20_000 {
             let len = [rand(8), rand(70), rand(300)][rand(3)];
