@@ -8,16 +8,18 @@
 //! per batch). Guarantees:
 //! - nothing is dropped: when [`QUEUE_RECORDS`] records are waiting, [`AuditQueue::push`]
 //!   blocks until the writer catches up (back-pressure on the stream, never loss);
-//! - a record reaches the file within [`LINGER`] of being queued, or sooner when the queue
-//!   fills or the session ends ([`AuditQueue::close`] writes everything before it returns);
+//! - a record reaches the file within [`LINGER`] (and the writer's [`TIMER_SLACK`]) of being
+//!   queued, or sooner when the queue fills or the session ends ([`AuditQueue::close`] writes
+//!   everything before it returns);
 //! - a proxy thread waiting for a record ([`Watermark::wait`]) while the writer thread is idle
 //!   writes the waiting batch itself, with the log it takes from the queue: a lone request's
 //!   record costs no hand-over to another thread and back (two context switches);
 //! - the log keeps its file's lock between batches (`writer`: a batch is then one `write(2)`);
-//!   it is given back (and the head file written) within [`LINGER`] of its taking: by the
-//!   client pump after it forwarded, when due within [`GRACE`] (`Watermark::settle`), else by
-//!   the writer thread, waking by itself at that time, so records queued meanwhile need no
-//!   wake-up either; a condition variable is signalled only when a thread waits on it;
+//!   it is given back (and the head file written) within [`LINGER`] (+ [`TIMER_SLACK`]) of its
+//!   taking: by the client pump after it forwarded, when due within [`GRACE`]
+//!   (`Watermark::settle`), else by the writer thread, waking by itself at that time, so
+//!   records queued meanwhile need no wake-up either; a condition variable is signalled only
+//!   when a thread waits on it;
 //! - the client pump wakes nobody on the round trip: a wake-up of the writer thread its record
 //!   or its inline write calls for is made once it has forwarded (`push_quiet`, `wait_quiet`,
 //!   `settle`), and none under steady traffic (the writer thread then sleeps with a time-out);
@@ -47,6 +49,15 @@ pub(crate) const QUEUE_RECORDS: usize = 4096;
 pub(crate) const QUEUE_BYTES: usize = 8 << 20;
 /// How long the writer lets records gather before it writes them (one batch).
 pub(crate) const LINGER: Duration = Duration::from_millis(2);
+/// How late the writer thread's own timers may fire (`PR_SET_TIMERSLACK`; the default is 50
+/// µs): the kernel then runs them on an interrupt that comes anyway (the scheduler's tick: 4
+/// ms at `HZ=250`, 1 ms at 1000) rather than programming one of their own. A timer interrupt
+/// costs the thread it lands on tens of µs in a VM (a VM exit; measured here: 40-50 µs), and
+/// under one request in flight the writer's timer (giving a kept lock back) fired every
+/// [`LINGER`]: with the default slack, 2.7% of round trips took 3-4x the median, against 0.8%
+/// with the log off (the tick alone). Nothing a request waits for uses these timers; a kept
+/// lock and a lingering batch wait at most this much longer.
+pub(crate) const TIMER_SLACK: Duration = Duration::from_millis(4);
 /// How early before the writer thread's time the client pump gives a kept lock back itself,
 /// after forwarding ([`Watermark::settle`]): under steady traffic the pump does it, off the
 /// round trip, and never finds the log taken by the writer thread when it needs it.
@@ -506,8 +517,22 @@ impl Drop for AuditQueue {
 /// a few % of round trips (issue 19: the audit-on p99 with other processes on the CPU). Nothing
 /// a request waits for is delayed by it: a pump waiting for a record writes it itself, or
 /// blocks on `done` and so lets the writer run (`Watermark::wait`). The nice value is kept;
-/// best effort: on failure the thread keeps the default policy.
+/// best effort: on failure the thread keeps the default policy. Its timers get
+/// [`TIMER_SLACK`].
 fn run_in_background() {
+    // SAFETY: PR_SET_TIMERSLACK changes the calling thread's slack only.
+    if unsafe {
+        libc::prctl(
+            libc::PR_SET_TIMERSLACK,
+            TIMER_SLACK.as_nanos() as libc::c_ulong,
+        )
+    } != 0
+    {
+        tracing::debug!(
+            "audit writer: timer slack: {}",
+            std::io::Error::last_os_error()
+        );
+    }
     // SAFETY: pid 0 is the calling thread. A capjail started under `chrt` keeps its policy.
     if unsafe { libc::sched_getscheduler(0) } != libc::SCHED_OTHER {
         return;

@@ -8,8 +8,9 @@
 //! The queue's batches (`write_batch`, with `set_keep_lock`) may keep the lock after the
 //! write: while it is held nobody else can append or rotate, so the next batch is the `write`
 //! alone (no `flock`, `fstat`, `stat`), and the head file is written once, when the queue's
-//! writer thread gives the lock back (`release_lock`, within `queue::LINGER` of taking it). A
-//! lone request's record then costs one system call on the round trip. The lock is not kept
+//! writer thread gives the lock back (`release_lock`, within `queue::LINGER` plus
+//! `queue::TIMER_SLACK` of taking it). A lone request's record then costs one system call on
+//! the round trip. The lock is not kept
 //! for [`SHARED_FOR`] after another writer's records were seen in the file: sessions sharing a
 //! log wait on each other's kept lock at most once (`queue::LINGER`), then lock per batch.
 //!

@@ -204,6 +204,12 @@ fn load(args: &[String]) -> i32 {
                 }
             }
             p.stop();
+            // CAPJAIL_BENCH_LAT_DUMP=FILE: every round trip's latency, in order (µs, one per
+            // line), to see the shape of the tail (periodic or not).
+            if let Some(path) = std::env::var_os("CAPJAIL_BENCH_LAT_DUMP") {
+                let text: String = lat.iter().map(|l| format!("{l:.1}\n")).collect();
+                let _ = std::fs::write(path, text);
+            }
             lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
             println!(
                 "{{\"scenario\":\"roundtrip\",\"n\":{n},\"p50_us\":{:.1},\"p99_us\":{:.1}}}",
