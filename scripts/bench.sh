@@ -22,7 +22,9 @@
 # Each also runs with `--audit off` (and realistic with `content: {enabled: false}`), so the cost
 # of the audit log and of the content checks comes from the same run.
 # Every scenario runs pinned to one CPU (taskset -c 0: client, capjail and server share it) and
-# unpinned. Peak RSS and CPU time of the measured process come from /usr/bin/time.
+# unpinned. CPU time of the measured process (with the server it runs) comes from /usr/bin/time;
+# its own peak RSS from its VmHWM, read by the load client before the stream closes (time's %M,
+# the largest process of the tree, is kept beside it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 QUICK=0

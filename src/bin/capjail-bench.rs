@@ -161,6 +161,30 @@ impl Peer {
     }
 }
 
+/// The measured process's own peak RSS (`VmHWM`, KiB), read while it still runs: the process
+/// the load client started or, when that is `/usr/bin/time` (bench.sh), the one it runs.
+/// `/usr/bin/time`'s `%M` is the largest process of the tree it waited for: with 16 MiB answers
+/// that is the echo server, not the wrapper measured.
+fn own_peak_kib(pid: u32) -> Option<u64> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    let pid = if comm.trim() == "time" {
+        let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+        kids.split_whitespace().next()?.parse::<u32>().ok()?
+    } else {
+        pid
+    };
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `,"own_rss_kib":N` for the scenario's JSON line (nothing when it cannot be read).
+fn own_peak_field(pid: u32) -> String {
+    own_peak_kib(pid)
+        .map(|k| format!(",\"own_rss_kib\":{k}"))
+        .unwrap_or_default()
+}
+
 fn call(id: usize, bytes: usize) -> Vec<u8> {
     // ~200 bytes on the wire, like a small tools/call.
     format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"message\":\"hello from the load client, a message of about two hundred bytes\",\"bytes\":{bytes}}}}}}}\n").into_bytes()
@@ -203,6 +227,7 @@ fn load(args: &[String]) -> i32 {
                     lat.push(t.elapsed().as_secs_f64() * 1e6);
                 }
             }
+            let own = own_peak_field(p.child.id());
             p.stop();
             // CAPJAIL_BENCH_LAT_DUMP=FILE: every round trip's latency, in order (µs, one per
             // line), to see the shape of the tail (periodic or not).
@@ -212,7 +237,7 @@ fn load(args: &[String]) -> i32 {
             }
             lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
             println!(
-                "{{\"scenario\":\"roundtrip\",\"n\":{n},\"p50_us\":{:.1},\"p99_us\":{:.1}}}",
+                "{{\"scenario\":\"roundtrip\",\"n\":{n},\"p50_us\":{:.1},\"p99_us\":{:.1}{own}}}",
                 percentile(&lat, 0.5),
                 percentile(&lat, 0.99)
             );
@@ -241,6 +266,7 @@ fn load(args: &[String]) -> i32 {
             }
             let secs = t.elapsed().as_secs_f64();
             let input = writer.join().unwrap();
+            let own = own_peak_field(child.id());
             Peer {
                 child,
                 input,
@@ -248,7 +274,7 @@ fn load(args: &[String]) -> i32 {
             }
             .stop();
             println!(
-                "{{\"scenario\":\"pipelined\",\"n\":{n},\"msgs_per_s\":{:.0}}}",
+                "{{\"scenario\":\"pipelined\",\"n\":{n},\"msgs_per_s\":{:.0}{own}}}",
                 n as f64 / secs
             );
         }
@@ -263,9 +289,10 @@ fn load(args: &[String]) -> i32 {
                 total += p.recv(&mut buf);
             }
             let secs = t.elapsed().as_secs_f64();
+            let own = own_peak_field(p.child.id());
             p.stop();
             println!(
-                "{{\"scenario\":\"large\",\"n\":{n},\"bytes\":{bytes},\"mb_per_s\":{:.1}}}",
+                "{{\"scenario\":\"large\",\"n\":{n},\"bytes\":{bytes},\"mb_per_s\":{:.1}{own}}}",
                 total as f64 / secs / 1e6
             );
         }
