@@ -12,7 +12,9 @@
 #      CAPJAIL_BENCH_PERF=0 skips the profile, CAPJAIL_BENCH_SUSTAINED=N overrides the call count;
 #      for a partial run (the report then shows nan where a number is missing):
 #      CAPJAIL_BENCH_WHO="relay real", CAPJAIL_BENCH_SCENARIOS="roundtrip 1000;large 10 1048576",
-#      CAPJAIL_BENCH_PINS="1", CAPJAIL_BENCH_AUDIT_CPU=0 (runs of the audit-cpu measure).
+#      CAPJAIL_BENCH_PINS="1", CAPJAIL_BENCH_AUDIT_CPU=0 (runs of the audit-cpu measure);
+#      CAPJAIL_BENCH_TEXT=source: large answers are a source file's text (escapes, prose) instead
+#      of N `x`s (the echo server reads it; the default keeps earlier runs comparable).
 #
 # Configurations:
 #   best       `filesystem: any`, a hand-written profile for the echo tool (the floor).

@@ -22,6 +22,32 @@ fn main() {
     std::process::exit(code);
 }
 
+/// A source file's lines, quotes, tabs and prose: a large answer that looks like a file read
+/// (escapes in the JSON string, the letters every text detector keys on), not one byte.
+const SOURCE_TEXT: &str =
+    "// Copyright the authors. Licensed under the Apache License, Version 2.0.
+import { readFile } from \"node:fs/promises\";
+\texport async function load(path, options = {}) {
+\t\tconst text = await readFile(path, { encoding: 'utf8' });
+\t\tif (!text.includes(\"\\n\")) return [text]; // one line: nothing to split
+\t\treturn text.split(\"\\n\").map((line, i) => ({ line, number: i + 1 }));
+\t}
+The quick brown fox jumps over the lazy dog; parameters are applied in order, and a path that
+cannot be opened is reported with its error (ENOENT, or a permission the process does not have).
+";
+
+/// The text of an N-byte answer: `CAPJAIL_BENCH_TEXT=source` makes it [`SOURCE_TEXT`] repeated
+/// (what a file read returns), otherwise N `x`s (the floor of every scanner).
+fn large_text(n: usize) -> String {
+    if std::env::var_os("CAPJAIL_BENCH_TEXT").is_some_and(|t| t == "source") {
+        let mut t: String = SOURCE_TEXT.repeat(n / SOURCE_TEXT.len() + 1);
+        t.truncate(n);
+        t
+    } else {
+        "x".repeat(n)
+    }
+}
+
 /// Answers initialize, tools/list and tools/call. A call with `{"bytes": N}` gets a text of N
 /// bytes back; any other call gets a ~200-byte answer.
 fn echo_server() -> i32 {
@@ -54,7 +80,7 @@ fn echo_server() -> i32 {
                     .and_then(|b| b.as_u64())
                     .unwrap_or(0) as usize;
                 let text = if n > 0 {
-                    "x".repeat(n)
+                    large_text(n)
                 } else {
                     "echo: the quick brown fox jumps over the lazy dog".to_string()
                 };
@@ -166,23 +192,48 @@ impl Peer {
 /// `/usr/bin/time`'s `%M` is the largest process of the tree it waited for: with 16 MiB answers
 /// that is the echo server, not the wrapper measured.
 fn own_peak_kib(pid: u32) -> Option<u64> {
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
-    let pid = if comm.trim() == "time" {
-        let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-        kids.split_whitespace().next()?.parse::<u32>().ok()?
-    } else {
-        pid
-    };
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// `,"own_rss_kib":N` for the scenario's JSON line (nothing when it cannot be read).
+/// The measured process: the one the load client started or, when that is `/usr/bin/time`
+/// (bench.sh), the one it runs.
+fn measured_pid(pid: u32) -> Option<u32> {
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    if comm.trim() != "time" {
+        return Some(pid);
+    }
+    let kids = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    kids.split_whitespace().next()?.parse().ok()
+}
+
+/// The CPU time so far (ms) of every thread of the process, itself only (not the server it
+/// runs): the first field of each thread's `schedstat`, in ns.
+fn own_cpu_ms(pid: u32) -> Option<f64> {
+    let mut ns = 0u64;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let s = std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok()?;
+        ns += s.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(ns as f64 / 1e6)
+}
+
+/// `,"own_rss_kib":N,"own_cpu_ms":M` for the scenario's JSON line, of the measured process
+/// itself (each left out when it cannot be read): read before the stream closes, so the
+/// CPU is that of the whole run but its exit.
 fn own_peak_field(pid: u32) -> String {
-    own_peak_kib(pid)
-        .map(|k| format!(",\"own_rss_kib\":{k}"))
-        .unwrap_or_default()
+    let Some(pid) = measured_pid(pid) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    if let Some(k) = own_peak_kib(pid) {
+        out += &format!(",\"own_rss_kib\":{k}");
+    }
+    if let Some(ms) = own_cpu_ms(pid) {
+        out += &format!(",\"own_cpu_ms\":{ms:.1}");
+    }
+    out
 }
 
 fn call(id: usize, bytes: usize) -> Vec<u8> {
