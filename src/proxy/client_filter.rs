@@ -333,14 +333,21 @@ impl ClientFilter {
                         tracing::warn!(id = %key, "refused a request whose id is already in flight");
                         return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: this id is already in use by a request in flight (refused by capjail)", RuleId::ProtocolDuplicateId.data()))));
                     }
+                    let tool = called_tool(method, params);
+                    // The tool's trust verdict: one lookup for the hold and the decision.
+                    let trust = tool.and_then(|t| crate::trust::hooks::call_verdict(&shared, t));
                     if self.scratch.single
                         && !self.scratch.rejudging
-                        && method == "tools/call"
-                        && crate::trust::listing::must_hold_locked(&mut shared, id, params)
+                        && tool.is_some()
+                        && crate::trust::listing::must_hold_locked(
+                            &mut shared,
+                            &key,
+                            trust.is_some(),
+                        )
                     {
                         return Ok(One::HeldForListing);
                     }
-                    snapshot(&mut self.paths, &mut shared, method, params)
+                    snapshot(&mut self.paths, &mut shared, tool, trust)
                 };
                 let decided = self.decide_and_record(Some((id, &key)), method, params, snapshot)?;
                 if method == "initialize" {
@@ -420,12 +427,12 @@ impl ClientFilter {
                         }
                     }
                 }
-                let snapshot = snapshot(
-                    &mut self.paths,
-                    &mut self.shared.lock().expect("shared state"),
-                    method,
-                    params,
-                );
+                let snapshot = {
+                    let mut shared = self.shared.lock().expect("shared state");
+                    let tool = called_tool(method, params);
+                    let trust = tool.and_then(|t| crate::trust::hooks::call_verdict(&shared, t));
+                    snapshot(&mut self.paths, &mut shared, tool, trust)
+                };
                 let decided = self.decide_and_record(None, method, params, snapshot)?;
                 if decided.allowed {
                     crate::trust::listing::on_client_message(&self.shared, method, params);
@@ -590,6 +597,13 @@ impl ClientFilter {
     }
 }
 
+/// The tool a `tools/call` names (`None` for any other method, or a call without a name).
+fn called_tool<'a>(method: &str, params: Option<&'a Value>) -> Option<&'a str> {
+    (method == "tools/call")
+        .then(|| params.and_then(|p| p.get("name")).and_then(Value::as_str))
+        .flatten()
+}
+
 /// What a decision reads of the session state, taken under its lock: the catalog's snapshot
 /// and the tool's trust verdict.
 type Snapshot<'a> = (
@@ -604,18 +618,14 @@ type Snapshot<'a> = (
 fn snapshot<'a>(
     paths: &mut PathContext,
     shared: &mut Shared,
-    method: &str,
-    params: Option<&'a Value>,
+    tool: Option<&'a str>,
+    trust: Option<crate::trust::assess::CallVerdict>,
 ) -> Snapshot<'a> {
-    let tool = (method == "tools/call")
-        .then(|| params.and_then(|p| p.get("name")).and_then(Value::as_str))
-        .flatten();
     match shared.catalog.profile() {
         Some(p) if p.paths != paths.readings => paths.readings = p.paths.clone(),
         _ => {}
     }
     let spec = tool.and_then(|t| Some((t, shared.catalog.shared_tool(t)?)));
-    let trust = tool.and_then(|t| crate::trust::hooks::call_verdict(shared, t));
     (
         super::catalog::CallSnapshot {
             profile_name: shared.catalog.shared_profile_name(),

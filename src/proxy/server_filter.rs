@@ -112,10 +112,12 @@ impl ServerFilter {
                 }
             }
             (None, Some(id)) => {
-                // One key and one lock for everything this answer settles.
-                let key = id_key_text(&id);
+                // One key and one lock for everything this answer settles (the key's text
+                // taken once: each look at a `KeyText` checks its UTF-8 again).
+                let key_text = id_key_text(&id);
+                let key: &str = &key_text;
                 let mut shared = self.state();
-                let pending = shared.answered(&key);
+                let pending = shared.answered(key);
                 match pending {
                     None => ServerOutcome::Drop(format!(
                         "the server answered id {id}, which no forwarded request has"
@@ -125,7 +127,7 @@ impl ServerFilter {
                         super::refusals::on_answer(&self.policy, line);
                         // An environment read: only the variables its rule names (check::env_read).
                         let env = shared
-                            .take_env_read(&key)
+                            .take_env_read(key)
                             .map(|r| crate::check::env_read::filter_answer(line, &r));
                         use crate::check::env_read::EnvAnswer;
                         let (line, env_why, spans) = match &env {
@@ -142,7 +144,7 @@ impl ServerFilter {
                         match crate::content::hook::on_result_spans(
                             &self.policy,
                             &mut shared.content,
-                            &key,
+                            key,
                             line,
                             spans,
                         ) {
@@ -430,6 +432,63 @@ mod tests {
         // SAFETY: clock_gettime into a valid timespec.
         unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
         t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+    }
+
+    /// CPU per answer of the server filter on the pipelined bench's small answer (a
+    /// forwarded `echo` call's, content checks at their defaults under the realistic policy,
+    /// and with a known secret as `environment` withholding adds), beside the envelope scan
+    /// alone and with content checks off. Printed only, never asserted:
+    /// `cargo test --release --lib server_cpu_small -- --ignored --nocapture` (or under
+    /// `valgrind --tool=callgrind` for instruction counts).
+    #[test]
+    #[ignore = "timing, printed only"]
+    fn server_cpu_small() {
+        let realistic = "filesystem: {mode: any}\nnetwork: {mode: none}\ntools: {mode: blocklist, blocked: [run_shell]}\n";
+        let off = format!("{realistic}content: {{enabled: false}}\nflows: {{defaults: false}}\n");
+        let n: usize = std::env::var("BENCH_N")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(200_000);
+        let answer = |id: usize| {
+            format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"content\":[{{\"type\":\"text\",\"text\":\"echo: the quick brown fox jumps over the lazy dog\"}}]}}}}")
+        };
+        let lines: Vec<String> = (1..=1000).map(answer).collect();
+        let t = cpu_secs();
+        for i in 0..n {
+            let l = &lines[i % lines.len()];
+            std::hint::black_box(crate::jsonrpc::validate_envelope(l.as_bytes(), 64).unwrap());
+        }
+        let env_ns = (cpu_secs() - t) * 1e9 / n as f64;
+        let per = |policy: &str, content: bool| {
+            let mut f = filter(policy);
+            f.shared
+                .lock()
+                .unwrap()
+                .content
+                .know_for_test("s3cr3t-value-42-known", "environment variable X");
+            let mut judged = 0.0;
+            for i in 0..n {
+                let key = (i % lines.len() + 1).to_string();
+                {
+                    let mut s = f.shared.lock().unwrap();
+                    s.pending.insert(key.clone(), Pending::Plain);
+                    if content {
+                        s.content.track_for_test(&key, "echo");
+                    }
+                }
+                let t = cpu_secs();
+                let out = f.on_line(lines[i % lines.len()].as_bytes());
+                judged += cpu_secs() - t;
+                assert_eq!(out, ServerOutcome::Forward);
+            }
+            judged * 1e9 / n as f64
+        };
+        let on = per(realistic, true);
+        let content_off = per(&off, false);
+        eprintln!(
+            "server-cpu small answer ({} bytes): envelope {env_ns:.0} ns, on_line content on {on:.0} ns, off {content_off:.0} ns (each timed call includes two clock reads)",
+            lines[0].len()
+        );
     }
 
     /// CPU per MiB of the server filter on the answers of `capjail-bench large` (content

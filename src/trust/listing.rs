@@ -130,18 +130,17 @@ pub(crate) fn on_list_changed(shared: &SharedState) {
     }
 }
 
-/// Should this `tools/call` wait for a listing? (Only single messages, only when the tool
-/// was not assessed yet.) If so, its id is reserved as in flight.
-pub(crate) fn must_hold_locked(s: &mut Shared, id: &Value, params: Option<&Value>) -> bool {
-    let Some(tool) = params.and_then(|p| p.get("name")).and_then(Value::as_str) else {
-        return false;
-    };
+/// Should this `tools/call` (of a named tool) wait for a listing? (Only single messages, only
+/// when the tool was not assessed yet.) If so, its id (`key`, its `id_key`) is reserved as in
+/// flight. `assessed`: a listing in this session assessed the tool (`TrustSession::knows`;
+/// the caller found its verdict, `hooks::call_verdict`, in the same lookup it decides with).
+pub(crate) fn must_hold_locked(s: &mut Shared, key: &str, assessed: bool) -> bool {
     let hold = match s.trust.as_ref() {
-        Some(t) => t.listing.decider.is_some() && !t.knows(tool),
+        Some(t) => t.listing.decider.is_some() && !assessed,
         None => false,
     };
     if hold {
-        s.pending.insert(id_key(id), Pending::Plain);
+        s.pending.insert(key.to_owned(), Pending::Plain);
     }
     hold
 }

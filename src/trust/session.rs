@@ -90,7 +90,8 @@ impl TrustSession {
         })
     }
 
-    /// The verdict for a call of `tool`; `None` when no listing described it yet.
+    /// The verdict for a call of `tool`; `None` when no listing in this session assessed it
+    /// yet (a call of it then waits for one: `listing::must_hold_locked`).
     pub(crate) fn call_verdict(&self, tool: &str) -> Option<&CallVerdict> {
         self.tools.get(tool).map(|a| &a.call)
     }
@@ -98,11 +99,6 @@ impl TrustSession {
     /// The server announced a new list: what was assessed no longer holds.
     pub(crate) fn forget_assessments(&mut self) {
         self.tools.clear();
-    }
-
-    /// Has a listing in this session assessed this tool?
-    pub(crate) fn knows(&self, tool: &str) -> bool {
-        self.tools.contains_key(tool)
     }
 
     /// Assess one page of a `tools/list` answer and rewrite it for the client. `complete`: the
