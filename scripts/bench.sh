@@ -14,7 +14,9 @@
 #      CAPJAIL_BENCH_WHO="relay real", CAPJAIL_BENCH_SCENARIOS="roundtrip 1000;large 10 1048576",
 #      CAPJAIL_BENCH_PINS="1", CAPJAIL_BENCH_AUDIT_CPU=0 (runs of the audit-cpu measure);
 #      CAPJAIL_BENCH_TEXT=source: large answers are a source file's text (escapes, prose) instead
-#      of N `x`s (the echo server reads it; the default keeps earlier runs comparable).
+#      of N `x`s (the echo server reads it; the default keeps earlier runs comparable). The
+#      policies pass it to the server (`environment.allow`): without that capjail withheld it
+#      and every "source" run measured N `x`s.
 #
 # Configurations:
 #   best       `filesystem: any`, a hand-written profile for the echo tool (the floor).
@@ -60,6 +62,7 @@ proxy: {grace_seconds: 0.2}
 filesystem: {mode: any}
 network: {mode: none}
 tools: {mode: allowlist, allowed: [echo]}
+environment: {allow: [CAPJAIL_BENCH_TEXT]}
 YAML
 cat > "$OUT/best-profile.yaml" <<'YAML'
 name: bench
@@ -76,6 +79,7 @@ filesystem:
     - {path: $WS/data, mode: ro}
 network: {mode: none}
 tools: {mode: blocklist, blocked: [execute_command, run_shell]}
+environment: {allow: [CAPJAIL_BENCH_TEXT]}
 YAML
 { cat "$OUT/real-policy.yaml"; printf 'content: {enabled: false}\nflows: {defaults: false}\n'; } > "$OUT/real-nocontent-policy.yaml"
 

@@ -4,6 +4,8 @@
 
 use aho_corasick::AhoCorasick;
 
+use super::shape::{Shape, ANCHOR_BYTES};
+
 /// Most values remembered.
 pub(crate) const MAX_VALUES: usize = 1024;
 /// Shortest value remembered (shorter ones would match ordinary text).
@@ -14,6 +16,8 @@ pub(crate) struct KnownSecrets {
     values: Vec<String>,
     /// Where each value came from (`environment variable GITHUB_TOKEN`, `/home/u/.env`).
     labels: Vec<String>,
+    /// What each value needs of a text's shape to occur in it.
+    needs: Vec<Needs>,
     automaton: Option<AhoCorasick>,
     dirty: bool,
 }
@@ -42,6 +46,7 @@ impl KnownSecrets {
         }
         self.values.push(v.to_string());
         self.labels.push(label.to_string());
+        self.needs.push(Needs::of(v));
         self.dirty = true;
     }
 
@@ -68,6 +73,23 @@ impl KnownSecrets {
         }
     }
 
+    /// [`KnownSecrets::scan`], skipped when the shape of `text` (the pass the detectors made
+    /// over it, [`super::shape::shape`]) proves that no value can occur in it: each value holds
+    /// a byte the text lacks (an anchor byte such as `/`, a `v`, a blank, a byte outside
+    /// ASCII) or a run of letters and digits (or of token characters) longer than any of the
+    /// text's. A path such as `/etc/ssl/certs/ca.crt` in a 16 MiB answer of `x`s was
+    /// searched for at memory speed on every answer (issue 19).
+    pub(crate) fn scan_shaped(
+        &mut self,
+        text: &str,
+        shape: &Shape,
+    ) -> Vec<(std::ops::Range<usize>, String)> {
+        if shape.complete && !self.needs.iter().any(|n| n.may_occur_in(shape)) {
+            return Vec::new();
+        }
+        self.scan(text)
+    }
+
     /// Every remembered value in `text`: (span, label).
     pub(crate) fn scan(&mut self, text: &str) -> Vec<(std::ops::Range<usize>, String)> {
         if self.values.is_empty() {
@@ -83,6 +105,46 @@ impl KnownSecrets {
         ac.find_iter(text)
             .map(|m| (m.range(), self.labels[m.pattern().as_usize()].clone()))
             .collect()
+    }
+}
+
+/// What a value needs of a text to occur in it, in the terms of its [`Shape`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Needs {
+    anchor_byte: bool,
+    v: bool,
+    marker_byte: bool,
+    non_ascii: bool,
+    /// Its longest run of `[A-Za-z0-9]` (a text holding it has one at least as long).
+    alnum: usize,
+    /// Its longest run of `[A-Za-z0-9+/=_-]`.
+    tok: usize,
+}
+
+impl Needs {
+    fn of(v: &str) -> Needs {
+        let b = v.as_bytes();
+        let longest = |class: &dyn Fn(u8) -> bool| {
+            b.split(|&c| !class(c)).map(<[u8]>::len).max().unwrap_or(0)
+        };
+        Needs {
+            anchor_byte: b.iter().any(|c| ANCHOR_BYTES.contains(c)),
+            v: b.contains(&b'v'),
+            marker_byte: b.iter().any(|c| b" \t<[\n".contains(c)),
+            non_ascii: !b.is_ascii(),
+            alnum: longest(&|c: u8| c.is_ascii_alphanumeric()),
+            tok: longest(&|c: u8| c.is_ascii_alphanumeric() || b"+/=_-".contains(&c)),
+        }
+    }
+
+    /// Can a text of shape `sh` (read whole: `sh.complete`) hold the value?
+    fn may_occur_in(&self, sh: &Shape) -> bool {
+        (!self.anchor_byte || sh.anchor_byte)
+            && (!self.v || sh.v)
+            && (!self.marker_byte || sh.marker_byte)
+            && (!self.non_ascii || sh.non_ascii)
+            && self.alnum <= sh.max_alnum
+            && self.tok <= sh.max_tok
     }
 }
 
@@ -108,6 +170,59 @@ pub(crate) fn withheld_env(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The search skipped by the shape finds what the whole search finds: values of every
+    /// kind (anchor bytes, `v`, blanks, non-ASCII, long runs) planted at every offset of
+    /// generated texts, and texts without them.
+    #[test]
+    fn the_shaped_search_finds_what_the_search_finds() {
+        let values = [
+            "/etc/ssl/certs/ca-certificates.crt",
+            "hunter2butlonger",
+            "s3cr3t value 42",
+            "caf\u{e9}-au-lait-99",
+            "qwertzuiopvbnm12",
+            "x9y8z7w6x9y8z7w6x9y8z7w6x9y8z7w6x9y8z7",
+            "Zq8vX2mN4pL7kR9sT1wYb3c5D6e7F8g9H0iJ",
+            "abc<def[ghi",
+        ];
+        let mut texts = crate::content::secrets::tests::mixed_texts(400);
+        texts.extend(crate::content::secrets::tests::run_texts(400));
+        texts.push("x".repeat(70_000));
+        let base = texts.clone();
+        for (k, v) in values.iter().enumerate() {
+            for t in base.iter().take(60) {
+                for at in [0, t.len() / 3, t.len()] {
+                    if t.is_char_boundary(at) {
+                        texts.push(format!("{}{v}{}", &t[..at], &t[at..]));
+                    }
+                }
+            }
+            texts.push(format!("{}{v}", "x".repeat(5000 + k)));
+        }
+        let (mut skipped, mut found) = (0, 0);
+        let sets: Vec<Vec<&str>> = values
+            .iter()
+            .map(|v| vec![*v])
+            .chain([values.to_vec()])
+            .collect();
+        for set in &sets {
+            let mut k = KnownSecrets::default();
+            for v in set {
+                k.add(v, "label");
+            }
+            assert_eq!(k.len(), set.len());
+            for t in &texts {
+                let sh = crate::content::shape::shape(t.as_bytes());
+                let want = k.scan(t);
+                let got = k.scan_shaped(t, &sh);
+                assert_eq!(got, want, "{t:?}");
+                found += usize::from(!want.is_empty());
+                skipped += usize::from(sh.complete && !k.needs.iter().any(|x| x.may_occur_in(&sh)));
+            }
+        }
+        assert!(found > 500 && skipped > 500, "{found} {skipped}");
+    }
 
     #[test]
     fn remembers_and_finds() {

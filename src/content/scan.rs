@@ -187,7 +187,13 @@ impl<'k> Scanner<'k> {
         hits: Vec<Hit>,
         shape: Shape,
     ) -> Shape {
-        let known = self.known.scan(text);
+        #[cfg(test)]
+        let known = match self.ungated {
+            true => self.known.scan(text),
+            false => self.known.scan_shaped(text, &shape),
+        };
+        #[cfg(not(test))]
+        let known = self.known.scan_shaped(text, &shape);
         for h in &hits {
             self.push(Finding {
                 class: h.class,
