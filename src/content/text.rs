@@ -180,22 +180,7 @@ pub(crate) fn injection_marker(s: &str) -> Option<&'static str> {
         return find_marker(markers_ascii_ci(), b);
     }
     if s.is_ascii() {
-        // The common case, a byte at a time: ASCII has no hidden or confusable characters, and
-        // its lower case is `to_ascii_lowercase` (the same text as the loop below builds).
-        let mut t = Vec::with_capacity(s.len());
-        let mut space = false;
-        for &b in s.as_bytes() {
-            if b == b' ' || b == b'\t' {
-                if !space {
-                    t.push(b' ');
-                }
-                space = true;
-                continue;
-            }
-            space = false;
-            t.push(b.to_ascii_lowercase());
-        }
-        return find_marker(markers(), &t);
+        return ascii_collapsed_marker(b, COLLAPSE_CHUNK);
     }
     let mut t = String::with_capacity(s.len().min(1 << 20));
     let mut space = false;
@@ -235,6 +220,43 @@ pub(crate) fn injection_marker(s: &str) -> Option<&'static str> {
         t.extend(c.to_lowercase());
     }
     find_marker(markers(), t.as_bytes())
+}
+
+/// Bytes of collapsed text searched at a time by [`ascii_collapsed_marker`].
+const COLLAPSE_CHUNK: usize = 64 << 10;
+
+/// [`injection_marker`] of an ASCII text, the common case: ASCII has no hidden or confusable
+/// characters, and its lower case is `to_ascii_lowercase` (the same text as the character
+/// loop builds). The collapsed text is built and searched `chunk` bytes at a time, each chunk
+/// after the last [`MAX_MARKER`] bytes of the one before, in one buffer that stays in the
+/// cache: not a copy of the whole text (a 16 MiB answer's text held a second 16 MiB, issue
+/// 19). The same first marker as the whole collapsed text's: a marker ending in a chunk
+/// starts in it or in the kept bytes (none is longer), and with [`MAX_MARKER`] bytes before
+/// it the automaton is in the state it would be in there (its states remember less).
+fn ascii_collapsed_marker(b: &[u8], chunk: usize) -> Option<&'static str> {
+    let mut t: Vec<u8> = Vec::with_capacity(b.len().min(chunk.saturating_add(MAX_MARKER + 1)));
+    let mut space = false;
+    let mut kept = 0usize;
+    for (i, &x) in b.iter().enumerate() {
+        if x == b' ' || x == b'\t' {
+            if !space {
+                t.push(b' ');
+            }
+            space = true;
+        } else {
+            space = false;
+            t.push(x.to_ascii_lowercase());
+        }
+        if t.len() >= kept.saturating_add(chunk) && i + 1 < b.len() {
+            if let Some(m) = find_marker(markers(), &t) {
+                return Some(m);
+            }
+            let from = t.len().saturating_sub(MAX_MARKER);
+            t.drain(..from);
+            kept = t.len();
+        }
+    }
+    find_marker(markers(), &t)
 }
 
 /// A non-ASCII character the collapse keeps as a non-ASCII character: not hidden, not a
@@ -406,6 +428,56 @@ mod tests {
             injection_marker("IGNORE previous instructions"),
             reference_marker("IGNORE previous instructions")
         );
+    }
+
+    /// The ASCII collapse searched a chunk at a time finds the first marker the whole
+    /// collapsed text holds: markers (in any case, with runs of blanks inside) planted across
+    /// every chunk edge, two markers in a row, small chunks, texts with none.
+    #[test]
+    fn the_chunked_ascii_collapse_finds_the_same_first_marker() {
+        let markers = [
+            "IGNORE \t  previous\t\tinstructions",
+            "<|im_start|>",
+            "\n\nHuman:",
+            "[INST]",
+            "Do  Not tell the\tuser",
+            "ignore all previous instructions",
+            "you must now call",
+        ];
+        let whole = |s: &str| ascii_collapsed_marker(s.as_bytes(), usize::MAX);
+        let mut rng = crate::test_rng::XorShift::new(0xc011_a95e_0f00_0001u64);
+        let fillers = ["x", "ab \t", "  ", "\t", "ignore previous ", "do not tell "];
+        let mut n = 0;
+        for chunk in [1usize, 7, 40, 41, 64, 100] {
+            for _ in 0..300 {
+                let mut s = String::new();
+                for _ in 0..rng.below(6) {
+                    s.push_str(&fillers[rng.below(fillers.len())].repeat(rng.below(30)));
+                    if rng.below(3) == 0 {
+                        s.push_str(markers[rng.below(markers.len())]);
+                    }
+                }
+                let got = ascii_collapsed_marker(s.as_bytes(), chunk);
+                assert_eq!(got, whole(&s), "{chunk} {s:?}");
+                assert_eq!(got, reference_marker(&s), "{chunk} {s:?}");
+                n += usize::from(got.is_some());
+            }
+        }
+        assert!(n > 300, "{n}");
+        // Across the real chunk size: a marker at every offset around the first edges.
+        for m in markers {
+            for before in [
+                COLLAPSE_CHUNK - 45,
+                COLLAPSE_CHUNK - 20,
+                COLLAPSE_CHUNK - 1,
+                COLLAPSE_CHUNK,
+                2 * COLLAPSE_CHUNK - 10,
+            ] {
+                let s = format!("{}{m}{}", "x \t".repeat(before / 3), "y".repeat(50));
+                assert_eq!(injection_marker(&s), reference_marker(&s), "{m:?} {before}");
+                assert!(injection_marker(&s).is_some());
+            }
+        }
     }
 
     #[test]
