@@ -222,7 +222,7 @@ fn own_cpu_ms(pid: u32) -> Option<f64> {
 /// `,"own_rss_kib":N,"own_cpu_ms":M` for the scenario's JSON line, of the measured process
 /// itself (each left out when it cannot be read): read before the stream closes, so the
 /// CPU is that of the whole run but its exit.
-fn own_peak_field(pid: u32) -> String {
+fn own_process_fields(pid: u32) -> String {
     let Some(pid) = measured_pid(pid) else {
         return String::new();
     };
@@ -278,7 +278,7 @@ fn load(args: &[String]) -> i32 {
                     lat.push(t.elapsed().as_secs_f64() * 1e6);
                 }
             }
-            let own = own_peak_field(p.child.id());
+            let own = own_process_fields(p.child.id());
             p.stop();
             // CAPJAIL_BENCH_LAT_DUMP=FILE: every round trip's latency, in order (µs, one per
             // line), to see the shape of the tail (periodic or not).
@@ -317,7 +317,7 @@ fn load(args: &[String]) -> i32 {
             }
             let secs = t.elapsed().as_secs_f64();
             let input = writer.join().unwrap();
-            let own = own_peak_field(child.id());
+            let own = own_process_fields(child.id());
             Peer {
                 child,
                 input,
@@ -340,7 +340,7 @@ fn load(args: &[String]) -> i32 {
                 total += p.recv(&mut buf);
             }
             let secs = t.elapsed().as_secs_f64();
-            let own = own_peak_field(p.child.id());
+            let own = own_process_fields(p.child.id());
             p.stop();
             println!(
                 "{{\"scenario\":\"large\",\"n\":{n},\"bytes\":{bytes},\"mb_per_s\":{:.1}{own}}}",
