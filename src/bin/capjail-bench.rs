@@ -24,17 +24,7 @@ fn main() {
 
 /// A source file's lines, quotes, tabs and prose: a large answer that looks like a file read
 /// (escapes in the JSON string, the letters every text detector keys on), not one byte.
-const SOURCE_TEXT: &str =
-    "// Copyright the authors. Licensed under the Apache License, Version 2.0.
-import { readFile } from \"node:fs/promises\";
-\texport async function load(path, options = {}) {
-\t\tconst text = await readFile(path, { encoding: 'utf8' });
-\t\tif (!text.includes(\"\\n\")) return [text]; // one line: nothing to split
-\t\treturn text.split(\"\\n\").map((line, i) => ({ line, number: i + 1 }));
-\t}
-The quick brown fox jumps over the lazy dog; parameters are applied in order, and a path that
-cannot be opened is reported with its error (ENOENT, or a permission the process does not have).
-";
+const SOURCE_TEXT: &str = include_str!("../content/data/bench_source.txt");
 
 /// The text of an N-byte answer: `CAPJAIL_BENCH_TEXT=source` makes it [`SOURCE_TEXT`] repeated
 /// (what a file read returns), otherwise N `x`s (the floor of every scanner).

@@ -44,6 +44,14 @@ fn prose(len: usize) -> String {
     s
 }
 
+/// The text of `capjail-bench`'s source-text answers (`CAPJAIL_BENCH_TEXT=source`).
+fn source(len: usize) -> String {
+    let one = include_str!("data/bench_source.txt");
+    let mut s = one.repeat(len / one.len() + 1);
+    s.truncate(len);
+    s
+}
+
 /// Pseudo-random base64 characters in lines of 76 (a base64 payload in a text).
 fn base64ish(len: usize) -> String {
     const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -93,6 +101,7 @@ fn content_cpu() {
         ("prose 1MiB", prose(1 << 20)),
         ("prose+e9 1MiB", format!("{}\u{e9}", prose((1 << 20) - 2))),
         ("base64 1MiB", base64ish(1 << 20)),
+        ("source 1MiB", source(1 << 20)),
     ];
     for (name, t) in &inputs {
         let clean = ms_per_mib(t, 20, &mut |s| {
