@@ -237,8 +237,16 @@ fn content_cpu_passes() {
     let env = |k: &str| (k == "HOME").then(|| "/home/u".to_string());
     let p = compile_content(None, &env).unwrap();
     let mut known = KnownSecrets::default();
-    for bytes in [1usize << 20, 16 << 20] {
-        let line = echo_answer(7, bytes);
+    let source_line = |bytes: usize| {
+        let result = serde_json::json!({"content": [{"type": "text", "text": source(bytes)}]});
+        serde_json::to_vec(&serde_json::json!({"jsonrpc": "2.0", "id": 7, "result": result}))
+            .unwrap()
+    };
+    for (kind, bytes) in [("x", 1usize << 20), ("x", 16 << 20), ("source", 1 << 20)] {
+        let line = match kind {
+            "x" => echo_answer(7, bytes),
+            _ => source_line(bytes),
+        };
         let s = std::str::from_utf8(&line).unwrap();
         let rounds = if bytes > 1 << 20 { 8 } else { 100 };
         let mut dst = vec![0u8; line.len()];
@@ -274,7 +282,7 @@ fn content_cpu_passes() {
             std::hint::black_box(crate::jsonrpc::validate_envelope(s.as_bytes(), 64).is_ok());
         });
         eprintln!(
-            "content-cpu passes {bytes}: copy {copy:.3} utf8 {utf8:.3} memchr {nl:.3} memchr2 {m2:.3} shape {shape:.3} scan_shaped {scan:.3} each_text {walk:.3} each_text+clean {clean:.3} envelope {env:.3}"
+            "content-cpu passes {kind} {bytes}: copy {copy:.3} utf8 {utf8:.3} memchr {nl:.3} memchr2 {m2:.3} shape {shape:.3} scan_shaped {scan:.3} each_text {walk:.3} each_text+clean {clean:.3} envelope {env:.3}"
         );
     }
 }

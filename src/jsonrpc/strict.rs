@@ -738,10 +738,12 @@ mod scan {
     }
 
     /// Where a string's contents stop: the first `"`, `\\` or control character (below 0x20,
-    /// which serde refuses in a string) of `s`, and the OR of every byte before it. One pass
-    /// over the bytes where there were three (UTF-8, the quote or backslash, the control
-    /// characters): blocks of 32 bytes, branch-free inside so they are vectorised (with AVX2
-    /// where the CPU has it); the block that holds the byte is read again byte by byte.
+    /// which serde refuses in a string) of `s`, and a byte whose top bit says whether any byte
+    /// before it has its top bit set (a byte outside ASCII; every caller reads only that bit).
+    /// One pass over the bytes where there were three (UTF-8, the quote or backslash, the
+    /// control characters). With AVX2, 32 bytes at a time to a bit mask whose lowest bit is
+    /// the stop: a text with an escape every few dozen bytes (any file's lines) stops that
+    /// often, and the portable blocks read each stop's block twice.
     pub(crate) fn special(s: &[u8]) -> (Option<usize>, u8) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
@@ -751,13 +753,53 @@ mod scan {
         special_blocks(s)
     }
 
-    /// [`special`] compiled for AVX2 (the same code, vectorised 32 bytes at a time).
+    /// [`special`] with AVX2: each 64 bytes compared with the quote, the backslash and the
+    /// control range, to one bit per byte; the tail (under 64 bytes) by [`special_blocks`].
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn special_avx2(s: &[u8]) -> (Option<usize>, u8) {
-        special_blocks(s)
+        use std::arch::x86_64::{
+            __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_max_epu8, _mm256_movemask_epi8,
+            _mm256_or_si256, _mm256_set1_epi8, _mm256_setzero_si256,
+        };
+        let quote = _mm256_set1_epi8(b'"' as i8);
+        let backslash = _mm256_set1_epi8(b'\\' as i8);
+        let ctrl_max = _mm256_set1_epi8(0x1f);
+        let stops = |v: __m256i| {
+            let ctrl = _mm256_cmpeq_epi8(_mm256_max_epu8(v, ctrl_max), ctrl_max);
+            let q = _mm256_or_si256(_mm256_cmpeq_epi8(v, quote), _mm256_cmpeq_epi8(v, backslash));
+            _mm256_movemask_epi8(_mm256_or_si256(q, ctrl)) as u32 as u64
+        };
+        // The OR of the blocks read whole (only its top bits are looked at).
+        let mut seen = _mm256_setzero_si256();
+        let mut i = 0;
+        while let Some(block) = s.get(i..i + 64) {
+            // SAFETY: `block` holds 64 bytes; `loadu` reads 32 of them unaligned, twice.
+            let (v0, v1) = unsafe {
+                (
+                    _mm256_loadu_si256(block.as_ptr().cast()),
+                    _mm256_loadu_si256(block.as_ptr().add(32).cast()),
+                )
+            };
+            let stop = stops(v0) | stops(v1) << 32;
+            if stop != 0 {
+                let k = stop.trailing_zeros();
+                let top = _mm256_movemask_epi8(v0) as u32 as u64
+                    | (_mm256_movemask_epi8(v1) as u32 as u64) << 32;
+                let before = top & ((1u64 << k) - 1);
+                let high = before != 0 || _mm256_movemask_epi8(seen) != 0;
+                return (Some(i + k as usize), if high { 0x80 } else { 0 });
+            }
+            seen = _mm256_or_si256(seen, _mm256_or_si256(v0, v1));
+            i += 64;
+        }
+        let (k, or) = special_blocks(&s[i..]);
+        let high = _mm256_movemask_epi8(seen) != 0;
+        (k.map(|k| i + k), or | if high { 0x80 } else { 0 })
     }
 
+    /// [`special`] without SIMD intrinsics (its blocks are written to be vectorised), and
+    /// the OR of every byte before the stop.
     #[inline(always)]
     pub(super) fn special_blocks(s: &[u8]) -> (Option<usize>, u8) {
         let mut or = 0u8;
@@ -1092,9 +1134,11 @@ mod tests {
             if case % 5 == 0 {
                 s.push(b'"');
             }
-            let (at, or) = scan::special(&s);
-            // The CPU's variant and the portable one agree.
-            assert_eq!(scan::special_blocks(&s), (at, or));
+            let (at, top) = scan::special(&s);
+            // The CPU's variant and the portable one agree (on the top bit: the rest of the
+            // CPU variant's byte means nothing).
+            let (at_blocks, or) = scan::special_blocks(&s);
+            assert_eq!((at, top & 0x80), (at_blocks, or & 0x80));
             // Where the new scan stops is the first quote, backslash or control byte.
             let first = s.iter().position(|&x| x == b'"' || x == b'\\' || x < 0x20);
             assert_eq!(at, first, "{s:?}");
@@ -1102,6 +1146,7 @@ mod tests {
             let before = &s[..at.unwrap_or(s.len())];
             assert_eq!(or, before.iter().fold(0, |a, &x| a | x), "{s:?}");
             assert_eq!(or >= 0x80, !s[..at.unwrap_or(s.len())].is_ascii(), "{s:?}");
+            assert_eq!(top >= 0x80, !before.is_ascii(), "{s:?}");
             // What the old passes concluded follows: the same end, the same ASCII answer.
             let (old_end, old_ascii) = old(&s);
             let new_end = at.filter(|&k| s[k] >= 0x20);
