@@ -6,7 +6,7 @@
 //! prose words and of filler) are measured a block at a time; the long runs of letters are
 //! kept for the scans that still run ([`AlphaRuns`]).
 
-use super::bytes::{run_len_short, AlphaRuns};
+use super::bytes::{run_len_short, AlphaRuns, SeedStretches};
 
 /// Every anchor of `secrets` holds one of these bytes, except `xprv`/`tprv` (a test checks
 /// it): those hold a `v`, and a hit needs a run of [`XPRV_RUN`] letters and digits.
@@ -84,6 +84,8 @@ pub(crate) struct Shape {
     pub(crate) words: usize,
     /// The long runs of letters.
     pub(crate) runs: AlphaRuns,
+    /// Where seed phrases can be (the stretches of twelve words or more).
+    pub(crate) seeds: SeedStretches,
     /// Any space, tab, `<`, `[` or newline (an ASCII text without them holds no marker).
     pub(crate) marker_byte: bool,
     /// Any byte outside ASCII.
@@ -117,10 +119,30 @@ fn nothing_to_skip(sh: &Shape, flags: u8) -> bool {
         && sh.words >= super::secrets::SEED_MIN_WORDS
 }
 
+/// The maximal letter run `start..end` ends: a word (three to eight letters) or a break of the
+/// seed stretches, maybe a long run.
+#[inline(always)]
+fn close_letters(
+    start: usize,
+    end: usize,
+    words: &mut usize,
+    runs: &mut AlphaRuns,
+    seeds: &mut SeedStretches,
+) {
+    if (3..=8).contains(&(end - start)) {
+        *words += 1;
+        seeds.word(start);
+    } else {
+        seeds.brk(start);
+    }
+    runs.note(start, end);
+}
+
 /// The shape of `b`, in one pass.
 pub(crate) fn shape(b: &[u8]) -> Shape {
     let mut sh = Shape::default();
     let mut runs = AlphaRuns::default();
+    let mut seeds = SeedStretches::default();
     let mut flags = 0u8;
     let (mut max_alnum, mut max_tok, mut words) = (0usize, 0usize, 0usize);
     // Where the open runs started (NONE: not in one).
@@ -152,9 +174,11 @@ pub(crate) fn shape(b: &[u8]) -> Shape {
                     alpha0 = i;
                 }
             } else if alpha0 != NONE {
-                words += usize::from((3..=8).contains(&(i - alpha0)));
-                runs.note(alpha0, i);
+                close_letters(alpha0, i, &mut words, &mut runs, &mut seeds);
                 alpha0 = NONE;
+            }
+            if k & NON_ASCII != 0 {
+                seeds.brk(i);
             }
             if k & (ALPHA | DIGIT) != 0 {
                 if alnum0 == NONE {
@@ -183,14 +207,16 @@ pub(crate) fn shape(b: &[u8]) -> Shape {
             sh.marker_byte = true;
             sh.non_ascii = true;
             sh.runs = runs; // (the runs kept so far are letter runs: jumping them is right)
+            seeds.stop(i, (alpha0 != NONE).then_some(alpha0));
+            sh.seeds = seeds;
             return sh;
         }
     }
     let n = b.len();
     if alpha0 != NONE {
-        words += usize::from((3..=8).contains(&(n - alpha0)));
-        runs.note(alpha0, n);
+        close_letters(alpha0, n, &mut words, &mut runs, &mut seeds);
     }
+    seeds.finish(n);
     if alnum0 != NONE {
         max_alnum = max_alnum.max(n - alnum0);
     }
@@ -201,6 +227,7 @@ pub(crate) fn shape(b: &[u8]) -> Shape {
     sh.max_tok = max_tok;
     sh.words = words;
     sh.runs = runs;
+    sh.seeds = seeds;
     sh.anchor_byte = flags & ANCHOR != 0;
     // (No quiet byte is in these classes: the flags saw every one of their bytes.)
     sh.v = flags & V != 0;
