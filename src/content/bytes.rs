@@ -78,6 +78,12 @@ impl AlphaRuns {
         }
     }
 
+    /// The runs kept, in order.
+    #[cfg(test)]
+    pub(crate) fn kept(&self) -> &[(usize, usize)] {
+        &self.runs[..self.n]
+    }
+
     /// [`run_len_short`] from `from` without a cap, for a class that holds every ASCII letter:
     /// the kept runs are jumped over. `k` is the caller's cursor into the kept runs (start at
     /// 0; `from` must not decrease between calls with the same cursor).
@@ -146,6 +152,35 @@ impl SeedStretches {
         self.count += 1;
     }
 
+    /// `n` words, the first at `first`, after every event noted before and with no break
+    /// between them.
+    #[inline(always)]
+    pub(crate) fn words(&mut self, first: usize, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if self.count == 0 {
+            self.from = first;
+        }
+        self.count += n;
+    }
+
+    /// How many words the open stretch has.
+    #[inline(always)]
+    pub(crate) fn open_words(&self) -> usize {
+        self.count
+    }
+
+    /// Breaks whose stretches all have fewer than twelve words, then `n` words (the first at
+    /// `first`): the open stretch is those `n` words.
+    #[inline(always)]
+    pub(crate) fn restart(&mut self, first: usize, n: usize) {
+        self.count = n;
+        if n > 0 {
+            self.from = first;
+        }
+    }
+
     /// A letter run of another length, or a byte outside ASCII, starts at `at`: the open
     /// stretch ends there.
     #[inline(always)]
@@ -170,6 +205,7 @@ impl SeedStretches {
     /// The text ends at `n`.
     pub(crate) fn finish(&mut self, n: usize) {
         self.brk(n);
+        self.from = 0; // (no stretch open: the state compares equal)
     }
 
     /// The pass stopped at `at`, a letter run open since `open` (`None`: not in one): the
@@ -182,6 +218,7 @@ impl SeedStretches {
             open.unwrap_or(at)
         };
         self.rest = Some(self.rest.map_or(resume, |r| r.min(resume)));
+        (self.from, self.count) = (0, 0);
     }
 
     /// The stretches to scan, in order.
