@@ -129,8 +129,8 @@ pub(crate) const KEPT_STRETCHES: usize = 1 << 15;
 /// than letters), so it lies in a *stretch* of such words; a letter run of another length or
 /// a byte outside ASCII ends a stretch. The stretches with at least twelve words are kept as
 /// `secrets::seed_phrases` would scan them (from the first word's start to the byte that ended
-/// the stretch, or the text's end), the first [`KEPT_STRETCHES`] of them; past those, or where
-/// the pass stopped early, [`SeedStretches::rest`] says from where every byte must be read.
+/// the stretch, or the text's end), the first [`KEPT_STRETCHES`] of them; past those,
+/// [`SeedStretches::rest`] says from where every byte must be read.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct SeedStretches {
     kept: Vec<(usize, usize)>,
@@ -210,7 +210,9 @@ impl SeedStretches {
 
     /// The pass stopped at `at`, a letter run open since `open` (`None`: not in one): the
     /// seed scan must read everything from the open stretch's first word, or the open run,
-    /// or `at`.
+    /// or `at`. (The tests' byte-loop reference of the shape pass stops so; the pass follows
+    /// the letters to the end.)
+    #[cfg(test)]
     pub(crate) fn stop(&mut self, at: usize, open: Option<usize>) {
         let resume = if self.count > 0 {
             self.from
