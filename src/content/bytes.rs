@@ -62,7 +62,7 @@ const KEPT: usize = 16;
 /// characters) jump over them instead of counting them again, so a large text of letters is
 /// counted once, not three times. The first [`KEPT`] runs of [`LONG_RUN`] bytes or more are
 /// kept, in order; a run not kept is counted as before. No allocation.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct AlphaRuns {
     runs: [(usize, usize); KEPT],
     n: usize,
@@ -76,6 +76,12 @@ impl AlphaRuns {
             self.runs[self.n] = (start, end);
             self.n += 1;
         }
+    }
+
+    /// The runs kept, in order.
+    #[cfg(test)]
+    pub(crate) fn kept(&self) -> &[(usize, usize)] {
+        &self.runs[..self.n]
     }
 
     /// [`run_len_short`] from `from` without a cap, for a class that holds every ASCII letter:
@@ -111,6 +117,120 @@ impl AlphaRuns {
                 return i - from;
             }
         }
+    }
+}
+
+/// Most seed stretches kept (16 bytes each: at most 512 KiB; a MiB of source text has about
+/// 3700, a MiB of prose about 2100); past them the seed scan reads the rest of the text.
+pub(crate) const KEPT_STRETCHES: usize = 1 << 15;
+
+/// Where a text's BIP-39 seed phrases can be, as the shape pass finds it: a phrase is twelve or
+/// more consecutive words of three to eight ASCII letters (separated by ASCII bytes other
+/// than letters), so it lies in a *stretch* of such words; a letter run of another length or
+/// a byte outside ASCII ends a stretch. The stretches with at least twelve words are kept as
+/// `secrets::seed_phrases` would scan them (from the first word's start to the byte that ended
+/// the stretch, or the text's end), the first [`KEPT_STRETCHES`] of them; past those,
+/// [`SeedStretches::rest`] says from where every byte must be read.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct SeedStretches {
+    kept: Vec<(usize, usize)>,
+    /// The open stretch: its first word's start and how many words it has.
+    from: usize,
+    count: usize,
+    /// The rest of the text from here must be scanned whole.
+    rest: Option<usize>,
+}
+
+impl SeedStretches {
+    /// A word (a maximal run of three to eight ASCII letters) starts at `at`, after every
+    /// event noted before.
+    #[inline(always)]
+    pub(crate) fn word(&mut self, at: usize) {
+        if self.count == 0 {
+            self.from = at;
+        }
+        self.count += 1;
+    }
+
+    /// `n` words, the first at `first`, after every event noted before and with no break
+    /// between them.
+    #[inline(always)]
+    pub(crate) fn words(&mut self, first: usize, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if self.count == 0 {
+            self.from = first;
+        }
+        self.count += n;
+    }
+
+    /// How many words the open stretch has.
+    #[inline(always)]
+    pub(crate) fn open_words(&self) -> usize {
+        self.count
+    }
+
+    /// Breaks whose stretches all have fewer than twelve words, then `n` words (the first at
+    /// `first`): the open stretch is those `n` words.
+    #[inline(always)]
+    pub(crate) fn restart(&mut self, first: usize, n: usize) {
+        self.count = n;
+        if n > 0 {
+            self.from = first;
+        }
+    }
+
+    /// A letter run of another length, or a byte outside ASCII, starts at `at`: the open
+    /// stretch ends there.
+    #[inline(always)]
+    pub(crate) fn brk(&mut self, at: usize) {
+        if self.count >= super::secrets::SEED_MIN_WORDS {
+            self.keep(self.from, at);
+        }
+        self.count = 0;
+    }
+
+    fn keep(&mut self, from: usize, to: usize) {
+        if self.rest.is_some() {
+            return; // (read with the rest)
+        }
+        if self.kept.len() < KEPT_STRETCHES {
+            self.kept.push((from, to));
+        } else {
+            self.rest = Some(from);
+        }
+    }
+
+    /// The text ends at `n`.
+    pub(crate) fn finish(&mut self, n: usize) {
+        self.brk(n);
+        self.from = 0; // (no stretch open: the state compares equal)
+    }
+
+    /// The pass stopped at `at`, a letter run open since `open` (`None`: not in one): the
+    /// seed scan must read everything from the open stretch's first word, or the open run,
+    /// or `at`. (The tests' byte-loop reference of the shape pass stops so; the pass follows
+    /// the letters to the end.)
+    #[cfg(test)]
+    pub(crate) fn stop(&mut self, at: usize, open: Option<usize>) {
+        let resume = if self.count > 0 {
+            self.from
+        } else {
+            open.unwrap_or(at)
+        };
+        self.rest = Some(self.rest.map_or(resume, |r| r.min(resume)));
+        (self.from, self.count) = (0, 0);
+    }
+
+    /// The stretches to scan, in order.
+    pub(crate) fn kept(&self) -> &[(usize, usize)] {
+        &self.kept
+    }
+
+    /// From where the seed scan must read the whole rest of the text, if anywhere.
+    pub(crate) fn rest(&self) -> Option<usize> {
+        self.rest
     }
 }
 

@@ -11,7 +11,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::bytes::AlphaRuns;
+use super::bytes::{AlphaRuns, SeedStretches};
 use super::shape::Shape;
 
 /// What kind of secret a detector finds; the policy acts per class.
@@ -326,10 +326,19 @@ pub(crate) fn scan_shaped(text: &str, out: &mut Vec<Hit>) -> Shape {
     if sh.max_alnum >= WIF_MIN {
         wif_keys_in(text, out, &sh.runs);
     }
-    if sh.words >= SEED_MIN_WORDS {
-        seed_phrases(text, out);
-    }
+    seed_phrases_in(text, out, &sh.seeds);
     sh
+}
+
+/// [`seed_phrases`] where the shape pass found they can be: its stretches of twelve words or
+/// more, then the rest of the text it left unread (the hits are the same, in the same order).
+pub(crate) fn seed_phrases_in(text: &str, out: &mut Vec<Hit>, seeds: &SeedStretches) {
+    for &(from, to) in seeds.kept() {
+        seed_range(text, from, to, out, word_index);
+    }
+    if let Some(from) = seeds.rest() {
+        seed_phrases_from(text, from, out);
+    }
 }
 
 /// Tests: every detector through the byte-loop references (the scan before the shape pass);
@@ -810,11 +819,21 @@ fn mnemonic_valid(idx: &[u16]) -> bool {
 /// A word of another length than the list's (3 to 8 letters) or a character outside ASCII
 /// ends every phrase: the words are looked up only in the stretches between those that hold
 /// twelve words or more (most prose has a short or long word every few words).
+///
+/// (Outside the tests the scan goes through the shape pass: [`seed_phrases_in`].)
+#[cfg(test)]
 pub(crate) fn seed_phrases(text: &str, out: &mut Vec<Hit>) {
+    seed_phrases_from(text, 0, out)
+}
+
+/// [`seed_phrases`] in `text[start..]`: `start` must not be inside a letter run or a
+/// stretch of words (the text's start, a stretch's first word, a break, a byte after which
+/// no stretch is open).
+fn seed_phrases_from(text: &str, start: usize, out: &mut Vec<Hit>) {
     let b = text.as_bytes();
     // The current stretch: where its first word starts, how many words it has.
-    let (mut from, mut count) = (0usize, 0usize);
-    let mut i = 0;
+    let (mut from, mut count) = (start, 0usize);
+    let mut i = start;
     while i < b.len() {
         if !b[i].is_ascii_alphabetic() {
             if !b[i].is_ascii() {
@@ -1191,6 +1210,116 @@ pub(crate) mod tests {
         ] {
             assert!(kinds.contains(d), "{d} never found: {kinds:?}");
         }
+    }
+
+    /// Texts of seed words, valid phrases and the things that end a stretch (short and long
+    /// letter runs, characters outside ASCII), padded so that stretches start and end either
+    /// side of the shape pass's 64-byte blocks and 4096-byte checks and at the text's end;
+    /// some start with an anchor and long runs, so that the shape pass stops early.
+    pub(crate) fn seed_texts(n: usize, seed: u64) -> Vec<String> {
+        const PHRASES: &[&str] = &[
+            "legal winner thank year wave sausage worth useful legal winner thank yellow",
+            "letter advice cage absurd amount doctor acoustic avoid letter advice cage above",
+            "zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo zoo wrong",
+            "abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon abandon about",
+            "Legal,winner,thank,year,wave,sausage,worth,useful,legal,winner,thank,yellow",
+            "1. legal 2. winner 3. thank 4. year 5. wave 6. sausage 7. worth 8. useful 9. legal 10. winner 11. thank 12. yellow",
+        ];
+        const WORDS: &[&str] = &[
+            "legal",
+            "abandon",
+            "zoo",
+            "wrong",
+            "about",
+            "thank",
+            "yellow",
+            "qqq",
+            "xyzzyab",
+            "LEGAL",
+            "a",
+            "of",
+            "notaseedw",
+            "modification",
+            "abandoned",
+        ];
+        const SEPS: &[&str] = &[
+            " ", ", ", "\n", "\t", "-", "_", "7", "  ", "\u{e9}", "\u{200b}", "\u{65e5}", ".",
+        ];
+        let mut rng = crate::test_rng::XorShift::new(seed);
+        (0..n)
+            .map(|_| {
+                let mut s = String::new();
+                if rng.below(3) == 0 {
+                    // An anchor, runs long enough for every detector, twelve words.
+                    s.push_str("ghp_ ");
+                    s.push_str(&"Zq8vX2mN".repeat(8));
+                    s.push(' ');
+                    s.push_str(PHRASES[0]);
+                    s.push(' ');
+                }
+                let target = [60, 200, 4000, 4100, 9000][rng.below(5)];
+                while s.len() < target {
+                    match rng.below(8) {
+                        0 => s.push_str(PHRASES[rng.below(PHRASES.len())]),
+                        // Padding that moves what follows across a block edge.
+                        1 => s.push_str(&" ".repeat(rng.below(70))),
+                        2 => s.push_str(&"9".repeat(rng.below(70))),
+                        3 => s.push_str(SEPS[rng.below(SEPS.len())]),
+                        _ => s.push_str(WORDS[rng.below(WORDS.len())]),
+                    }
+                    if rng.below(2) == 0 {
+                        s.push_str(SEPS[rng.below(SEPS.len())]);
+                    }
+                }
+                // Maybe a phrase that ends the text (or is glued to a break).
+                match rng.below(4) {
+                    0 => s.push_str(PHRASES[rng.below(PHRASES.len())]),
+                    1 => {
+                        s.push_str(PHRASES[0]);
+                        s.push('\u{e9}');
+                    }
+                    _ => {}
+                }
+                s
+            })
+            .collect()
+    }
+
+    /// The seed scan over the shape pass's stretches (and the rest it left unread) finds
+    /// exactly what the whole-text scan finds.
+    #[test]
+    fn seed_stretches_find_what_the_whole_text_scan_found() {
+        let mut texts = seed_texts(3000, 0x9E37_79B9_7F4A_7C15);
+        texts.extend(mixed_texts(500));
+        texts.extend(run_texts(300));
+        texts.extend(long_texts());
+        let phrase = "legal winner thank year wave sausage worth useful legal winner thank yellow";
+        // A phrase at every offset around the first 64-byte blocks and the 4096-byte check.
+        for k in (0..200).chain(4000..4200) {
+            for pad in [" ", "7", "\u{e9}", "x"] {
+                texts.push(format!("{}{phrase}", pad.repeat(k)));
+                texts.push(format!("{}{phrase} ab", pad.repeat(k)));
+            }
+        }
+        // More stretches than are kept: the rest is read whole.
+        let many = format!("{phrase} a ").repeat(super::super::bytes::KEPT_STRETCHES + 5);
+        texts.push(many.clone());
+        texts.push(format!("ghp_ {} {many}", "Zq8vX2mN".repeat(8)));
+        let (mut found, mut early, mut overflow) = (0, 0, 0);
+        for (n, t) in texts.iter().enumerate() {
+            let sh = super::super::shape::shape(t.as_bytes());
+            let (mut got, mut want) = (Vec::new(), Vec::new());
+            seed_phrases_in(t, &mut got, &sh.seeds);
+            reference::seed_phrases(t, &mut want);
+            assert_eq!(got, want, "text {n}: {t:?}");
+            found += usize::from(!want.is_empty());
+            early += usize::from(!sh.complete);
+            overflow += usize::from(sh.complete && sh.seeds.rest().is_some());
+        }
+        assert!(
+            found > 1000 && early > 100 && overflow > 0,
+            "{found} {early} {overflow}"
+        );
     }
 
     /// Texts with long letter runs (either side of `LONG_RUN`, more of them than are kept)
