@@ -120,9 +120,10 @@ impl AlphaRuns {
     }
 }
 
-/// Most seed stretches kept (16 bytes each: at most 512 KiB; a MiB of source text has about
-/// 3700, a MiB of prose about 2100); past them the seed scan reads the rest of the text.
-pub(crate) const KEPT_STRETCHES: usize = 1 << 15;
+/// Most seed stretches kept (8 bytes each: at most 512 KiB; a MiB of source text has about
+/// 3700, a MiB of prose about 2100, so a 16 MiB answer of source text has about 60,000);
+/// past them the seed scan reads the rest of the text.
+pub(crate) const KEPT_STRETCHES: usize = 1 << 16;
 
 /// Where a text's BIP-39 seed phrases can be, as the shape pass finds it: a phrase is twelve or
 /// more consecutive words of three to eight ASCII letters (separated by ASCII bytes other
@@ -133,7 +134,8 @@ pub(crate) const KEPT_STRETCHES: usize = 1 << 15;
 /// [`SeedStretches::rest`] says from where every byte must be read.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct SeedStretches {
-    kept: Vec<(usize, usize)>,
+    /// Kept as `u32` offsets (a stretch past 4 GiB is read with the rest).
+    kept: Vec<(u32, u32)>,
     /// The open stretch: its first word's start and how many words it has.
     from: usize,
     count: usize,
@@ -195,10 +197,9 @@ impl SeedStretches {
         if self.rest.is_some() {
             return; // (read with the rest)
         }
-        if self.kept.len() < KEPT_STRETCHES {
-            self.kept.push((from, to));
-        } else {
-            self.rest = Some(from);
+        match (u32::try_from(from), u32::try_from(to)) {
+            (Ok(f), Ok(t)) if self.kept.len() < KEPT_STRETCHES => self.kept.push((f, t)),
+            _ => self.rest = Some(from),
         }
     }
 
@@ -224,8 +225,8 @@ impl SeedStretches {
     }
 
     /// The stretches to scan, in order.
-    pub(crate) fn kept(&self) -> &[(usize, usize)] {
-        &self.kept
+    pub(crate) fn kept(&self) -> impl ExactSizeIterator<Item = (usize, usize)> + '_ {
+        self.kept.iter().map(|&(f, t)| (f as usize, t as usize))
     }
 
     /// From where the seed scan must read the whole rest of the text, if anywhere.

@@ -333,7 +333,7 @@ pub(crate) fn scan_shaped(text: &str, out: &mut Vec<Hit>) -> Shape {
 /// [`seed_phrases`] where the shape pass found they can be: its stretches of twelve words or
 /// more, then the rest of the text it left unread (the hits are the same, in the same order).
 pub(crate) fn seed_phrases_in(text: &str, out: &mut Vec<Hit>, seeds: &SeedStretches) {
-    for &(from, to) in seeds.kept() {
+    for (from, to) in seeds.kept() {
         seed_range(text, from, to, out, word_index);
     }
     if let Some(from) = seeds.rest() {
