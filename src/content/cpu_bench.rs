@@ -102,6 +102,12 @@ fn content_cpu() {
         ("prose+e9 1MiB", format!("{}\u{e9}", prose((1 << 20) - 2))),
         ("base64 1MiB", base64ish(1 << 20)),
         ("source 1MiB", source(1 << 20)),
+        // Every few bytes a key of the marker search, never a marker: its worst case.
+        ("dense marker keys 1MiB", {
+            let mut t = "Tell must instructions\t".repeat((1 << 20) / 23);
+            t.truncate(1 << 20);
+            t
+        }),
     ];
     for (name, t) in &inputs {
         let clean = ms_per_mib(t, 20, &mut |s| {

@@ -755,7 +755,11 @@ mod tests {
             let kept = sh.runs.kept();
             assert_eq!(kept, &long[..long.len().min(16)], "text {k}");
             let n = sh.seeds.kept().len();
-            assert_eq!(sh.seeds.kept().collect::<Vec<_>>(), &stretches[..n], "text {k}");
+            assert_eq!(
+                sh.seeds.kept().collect::<Vec<_>>(),
+                &stretches[..n],
+                "text {k}"
+            );
             if let Some(rest) = sh.seeds.rest() {
                 assert!(n == KEPT_STRETCHES && rest == stretches[n].0, "text {k}");
             } else {

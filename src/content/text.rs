@@ -345,14 +345,18 @@ const REGION: usize = 16 << 10;
 /// [`injection_marker`] of a text whose non-ASCII characters, if any, are [`inert`]: the
 /// first marker (the one ending first, as the automaton reports it in the collapsed text)
 /// without collapsing the whole text. Each hit of a key (in the text itself, in any case, in
-/// the order of their starts) opens a window of the text reaching [`KEY_REACH`] collapsed
-/// bytes to either side of it, or to a non-ASCII character (it breaks every marker) or the
-/// text's end. Overlapping windows join into a region (up to [`REGION`] long); each region is
-/// collapsed and searched, in order.
+/// the order of their starts) has a window of the text reaching [`KEY_REACH`] collapsed bytes
+/// to either side of it, or to a non-ASCII character (it breaks every marker) or the text's
+/// end. A hit starting within [`KEY_REACH`] bytes of the furthest end of the hits before it
+/// joins their region (up to [`REGION`] long): a region runs from its first hit's window
+/// start to its furthest hit's window end. Each region is collapsed and searched, in order;
+/// a hit costs no more than a look at its place (texts dense in keys cost about what
+/// collapsing them whole did).
 /// - A region's collapse is a piece of the whole text's (a blank run cut by its edge still
-///   collapses to one space), and holds no non-ASCII character: every marker found is in the
-///   whole collapsed text.
-/// - Every marker holds a hit of one of its keys whose window holds all of it.
+///   collapses to one space; a non-ASCII byte in it, kept as it is, breaks every marker as
+///   the character's lower case does): every marker found is in the whole collapsed text.
+/// - Every marker holds a hit of one of its keys whose window holds all of it, and a
+///   region holds its hits' windows (`reach` is monotone in where it starts).
 /// - The first region holding a marker holds the first marker: a marker ending earlier holds
 ///   a hit whose window holds it; that hit is in this region, or later (an earlier region
 ///   would have held the marker), so it starts after this region's last hit, and the marker,
@@ -383,22 +387,25 @@ fn keyed_marker_in(
     if b.len() <= short {
         return search((0, b.len()));
     }
+    // The open region: where its first hit's window starts, and the furthest end of its hits
+    // (its own end is that end's window's: `reach` is monotone, so the furthest).
     let mut region: Option<(usize, usize)> = None;
     let mut found = None;
+    let end_of = |furthest: usize| reach(b, furthest, Side::After);
     key_hits(b, chunk, |s, e| {
-        let from = reach(b, s, Side::Before);
-        let to = reach(b, e, Side::After);
         region = match region {
-            Some((a, z)) if from <= z && z - a < region_max => Some((a.min(from), z.max(to))),
-            Some(r) => {
-                found = search(r);
-                Some((from, to))
+            Some((a, furthest)) if s <= furthest + KEY_REACH && s - a < region_max => {
+                Some((a, furthest.max(e)))
             }
-            None => Some((from, to)),
+            Some((a, furthest)) => {
+                found = search((a, end_of(furthest)));
+                Some((reach(b, s, Side::Before), e))
+            }
+            None => Some((reach(b, s, Side::Before), e)),
         };
         found.is_some()
     });
-    found.or_else(|| region.and_then(search))
+    found.or_else(|| region.and_then(|(a, furthest)| search((a, end_of(furthest)))))
 }
 
 #[derive(Clone, Copy)]
