@@ -259,6 +259,15 @@ struct Anchors {
     short: Vec<(usize, memchr::memmem::Finder<'static>)>,
 }
 
+/// A leftmost-longest automaton (a DFA) of anchors.
+fn anchor_automaton<'a>(patterns: impl IntoIterator<Item = &'a str>) -> AhoCorasick {
+    AhoCorasickBuilder::new()
+        .match_kind(MatchKind::LeftmostLongest)
+        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+        .build(patterns)
+        .expect("static patterns")
+}
+
 fn anchors() -> &'static Anchors {
     static A: OnceLock<Anchors> = OnceLock::new();
     A.get_or_init(|| {
@@ -271,11 +280,7 @@ fn anchors() -> &'static Anchors {
                 long_ids.push(id);
             }
         }
-        let long = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::LeftmostLongest)
-            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-            .build(long)
-            .expect("static patterns");
+        let long = anchor_automaton(long);
         Anchors {
             long,
             long_ids,
@@ -1001,13 +1006,7 @@ pub(crate) mod tests {
         /// ones got their own searches.
         pub(crate) fn combined_anchors() -> &'static AhoCorasick {
             static A: OnceLock<AhoCorasick> = OnceLock::new();
-            A.get_or_init(|| {
-                AhoCorasickBuilder::new()
-                    .match_kind(MatchKind::LeftmostLongest)
-                    .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-                    .build(anchor_patterns())
-                    .expect("static patterns")
-            })
+            A.get_or_init(|| anchor_automaton(anchor_patterns()))
         }
 
         /// `scan` with the token bodies measured byte by byte.

@@ -270,13 +270,18 @@ impl KeyFinder {
             .build()
         {
             Some(p) => KeyFinder::Packed(p),
-            None => KeyFinder::Automaton(
-                aho_corasick::AhoCorasick::builder()
-                    .match_kind(aho_corasick::MatchKind::LeftmostFirst)
-                    .build(keys)
-                    .expect("static patterns"),
-            ),
+            None => KeyFinder::automaton(keys),
         }
+    }
+
+    /// The automaton finder (what CPUs without a packed searcher get).
+    fn automaton(keys: &[&str]) -> KeyFinder {
+        KeyFinder::Automaton(
+            aho_corasick::AhoCorasick::builder()
+                .match_kind(aho_corasick::MatchKind::LeftmostFirst)
+                .build(keys)
+                .expect("static patterns"),
+        )
     }
 
     /// The leftmost hit in `t[from..]`: where it starts and ends.
@@ -761,12 +766,7 @@ mod tests {
     fn key_finders_agree() {
         let keys = &marker_keys().1;
         let packed = KeyFinder::new(keys);
-        let auto = KeyFinder::Automaton(
-            aho_corasick::AhoCorasick::builder()
-                .match_kind(aho_corasick::MatchKind::LeftmostFirst)
-                .build(keys)
-                .unwrap(),
-        );
+        let auto = KeyFinder::automaton(keys);
         let mut rng = crate::test_rng::XorShift::new(0x6e79_0000_0000_0003u64);
         for _ in 0..500 {
             let mut t = String::new();

@@ -788,14 +788,14 @@ mod scan {
                     | (_mm256_movemask_epi8(v1) as u32 as u64) << 32;
                 let before = top & ((1u64 << k) - 1);
                 let high = before != 0 || _mm256_movemask_epi8(seen) != 0;
-                return (Some(i + k as usize), if high { 0x80 } else { 0 });
+                return (Some(i + k as usize), u8::from(high) << 7);
             }
             seen = _mm256_or_si256(seen, _mm256_or_si256(v0, v1));
             i += 64;
         }
         let (k, or) = special_blocks(&s[i..]);
         let high = _mm256_movemask_epi8(seen) != 0;
-        (k.map(|k| i + k), or | if high { 0x80 } else { 0 })
+        (k.map(|k| i + k), or | u8::from(high) << 7)
     }
 
     /// [`special`] without SIMD intrinsics (its blocks are written to be vectorised), and
