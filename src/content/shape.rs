@@ -22,7 +22,8 @@ const DIGIT: u8 = 2;
 const TOKX: u8 = 4;
 const ANCHOR: u8 = 8;
 const V: u8 = 16;
-/// A byte every injection marker's collapsed form needs (space, tab, `<`, `[`, newline).
+/// A byte every injection marker's collapsed form needs: `<`, `[`, a newline or a blank (space,
+/// tab, carriage return, vertical tab, form feed: `content::text::blank_byte`).
 const MARK: u8 = 32;
 const NON_ASCII: u8 = 64;
 
@@ -51,7 +52,7 @@ const fn classes() -> [u8; 256] {
         if b == b'v' {
             k |= V;
         }
-        if matches!(b, b' ' | b'\t' | b'<' | b'[' | b'\n') {
+        if matches!(b, b' ' | b'<' | b'[') || (b >= b'\t' && b <= b'\r') {
             k |= MARK;
         }
         if b >= 0x80 {
@@ -88,7 +89,7 @@ pub(crate) struct Shape {
     pub(crate) runs: AlphaRuns,
     /// Where seed phrases can be (the stretches of twelve words or more).
     pub(crate) seeds: SeedStretches,
-    /// Any space, tab, `<`, `[` or newline (an ASCII text without them holds no marker).
+    /// Any blank, newline, `<` or `[` (an ASCII text without them holds no marker).
     pub(crate) marker_byte: bool,
     /// Any byte outside ASCII.
     pub(crate) non_ascii: bool,
@@ -214,9 +215,10 @@ fn masks_avx2(c: &[u8; 64], flags: bool) -> Masks {
                     _mm256_or_si256(dash, is(b'~')),
                 ),
             );
+            // Tab, newline, vertical tab, form feed, carriage return: 9 to 13.
             let mark = _mm256_or_si256(
-                _mm256_or_si256(_mm256_or_si256(is(b' '), is(b'\t')), is(b'<')),
-                _mm256_or_si256(is(b'['), is(b'\n')),
+                _mm256_or_si256(is(b' '), within(v, b'\t', 4)),
+                _mm256_or_si256(is(b'<'), is(b'[')),
             );
             m.flags |= if bits(anchor) != 0 { ANCHOR } else { 0 }
                 | if bits(is(b'v')) != 0 { V } else { 0 }

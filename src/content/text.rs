@@ -167,9 +167,9 @@ pub(crate) const INJECTION_MARKERS: &[&str] = &[
 ];
 
 /// The first injection marker in `s`, if any (case-insensitive, hidden characters and runs
-/// of spaces ignored).
+/// of blanks ([`blank`]) ignored).
 pub(crate) fn injection_marker(s: &str) -> Option<&'static str> {
-    // Collapse: lower-case, hidden characters dropped, runs of spaces/tabs to one space.
+    // Collapse: lower-case, hidden characters dropped, runs of blanks to one space.
     let b = s.as_bytes();
     if s.is_ascii() || non_ascii(s).all(|(_, c)| inert(c)) {
         // Every marker lies in an ASCII stretch of the text: its key, searched in the text
@@ -183,7 +183,7 @@ pub(crate) fn injection_marker(s: &str) -> Option<&'static str> {
         // ASCII runs a byte at a time (the same text as the character loop below builds).
         let x = b[i];
         if x < 0x80 {
-            if x == b' ' || x == b'\t' {
+            if blank_byte(x) {
                 if !space {
                     t.push(' ');
                 }
@@ -203,7 +203,7 @@ pub(crate) fn injection_marker(s: &str) -> Option<&'static str> {
             continue;
         }
         let c = confusable(c).unwrap_or(c);
-        if c == ' ' || c == '\t' {
+        if blank(c) {
             if !space {
                 t.push(' ');
             }
@@ -434,7 +434,7 @@ fn reach(b: &[u8], at: usize, side: Side) -> usize {
         if x >= 0x80 {
             break;
         }
-        let is_blank = x == b' ' || x == b'\t';
+        let is_blank = blank_byte(x);
         if !(is_blank && blank) {
             n += 1;
         }
@@ -453,7 +453,7 @@ fn collapse_ascii(b: &[u8], out: &mut smallvec::SmallVec<[u8; SHORT_TEXT]>) {
     out.clear();
     let mut space = false;
     for &x in b {
-        if x == b' ' || x == b'\t' {
+        if blank_byte(x) {
             if !space {
                 out.push(b' ');
             }
@@ -465,10 +465,22 @@ fn collapse_ascii(b: &[u8], out: &mut smallvec::SmallVec<[u8; SHORT_TEXT]>) {
     }
 }
 
-/// A non-ASCII character the collapse keeps as a non-ASCII character: not hidden, not a
+/// A blank the collapse makes one space of (with the blanks next to it): any white space but
+/// the newline (it is part of the `\n\nhuman:` markers) — a no-break or ideographic space, a
+/// form feed between two words of a marker hides it from a search for spaces only.
+pub(crate) fn blank(c: char) -> bool {
+    c != '\n' && c.is_whitespace()
+}
+
+/// [`blank`] of an ASCII byte: space, tab, carriage return, vertical tab, form feed.
+pub(crate) fn blank_byte(x: u8) -> bool {
+    matches!(x, b' ' | b'\t' | b'\r' | 0x0b | 0x0c)
+}
+
+/// A non-ASCII character the collapse keeps as a non-ASCII character: not blank, not hidden, not a
 /// confusable, and its lower case has no ASCII character (the Kelvin sign's is `k`).
 fn inert(c: char) -> bool {
-    !is_hidden(c) && confusable(c).is_none() && c.to_lowercase().all(|l| !l.is_ascii())
+    !blank(c) && !is_hidden(c) && confusable(c).is_none() && c.to_lowercase().all(|l| !l.is_ascii())
 }
 
 /// Longest marker, in bytes (a test checks it).
@@ -540,7 +552,7 @@ mod tests {
                 continue;
             }
             let c = confusable(c).unwrap_or(c);
-            if c == ' ' || c == '\t' {
+            if blank(c) {
                 if !space {
                     t.push(' ');
                 }
@@ -629,7 +641,7 @@ mod tests {
     fn every_marker_holds_its_key() {
         for m in INJECTION_MARKERS {
             let k = marker_key(m);
-            assert!(!k.is_empty() && !k.contains([' ', '\t']), "{m:?} {k:?}");
+            assert!(!k.is_empty() && !k.contains(blank), "{m:?} {k:?}");
             for o in INJECTION_MARKERS {
                 assert!(o == m || !o.ends_with(m), "{o:?} ends with {m:?}");
             }
@@ -832,6 +844,39 @@ mod tests {
         assert!(normalize("plain ascii").is_none());
         assert!(normalize("café").is_none());
         assert_eq!(normalize("ｇｈｐ").unwrap().0, "ghp");
+    }
+
+    /// Any white space but the newline separates a marker's words: a no-break, ideographic or
+    /// en space, a form feed, a vertical tab, a carriage return (the shape pass flags them, so
+    /// the check is not skipped for an ASCII text without a space).
+    #[test]
+    fn markers_found_across_every_blank() {
+        for sep in [
+            "\u{a0}",
+            "\u{3000}",
+            "\u{2002}",
+            "\x0c",
+            "\x0b",
+            "\r",
+            " \u{a0}\t",
+        ] {
+            let s = format!("IGNORE{sep}previous{sep}instructions");
+            assert_eq!(
+                injection_marker(&s),
+                Some("ignore previous instructions"),
+                "{s:?}"
+            );
+            assert_eq!(injection_marker(&s), reference_marker(&s));
+            assert!(!inert(sep.chars().next().unwrap()));
+            let sh = crate::content::shape::shape(s.as_bytes());
+            assert!(sh.marker_byte || sh.non_ascii, "{s:?}");
+        }
+        for c in (0u8..0x80).map(char::from) {
+            assert_eq!(blank_byte(c as u8), blank(c), "{c:?}");
+        }
+        // The newline is not a blank: the `\n\nhuman:` markers need it.
+        assert_eq!(injection_marker("ignore\nprevious instructions"), None);
+        assert_eq!(injection_marker("x\n\nHuman: y"), Some("\n\nhuman:"));
     }
 
     #[test]
