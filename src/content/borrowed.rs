@@ -13,6 +13,7 @@
 //! harmless, the caller then parses the line with serde, which refuses it). The serde reader
 //! it replaced is kept as the test oracle (`tests::each_text_serde`).
 
+use crate::jsonrpc::stops::StringStops;
 use crate::jsonrpc::strict::Span;
 
 /// Deeper than this, `results::collect` reads nothing.
@@ -262,6 +263,8 @@ impl<'a> Reader<'a> {
         }
         self.scratch.clear();
         let mut from = start;
+        // The stops after the first escape, a block's bit mask at a time.
+        let mut stops = StringStops::new(self.b);
         loop {
             self.scratch.extend_from_slice(&self.b[from..at]);
             if self.b[at] == b'"' {
@@ -269,18 +272,17 @@ impl<'a> Reader<'a> {
                 return Ok(Str::Scratch(ascii));
             }
             self.i = at + 1;
-            let before = self.scratch.len();
-            self.escape()?;
-            ascii &= self.scratch[before..].is_ascii();
+            ascii &= self.escape()?;
             from = self.i;
-            let (next, piece) = quote_or_backslash(self.b, from).ok_or(End::Bad)?;
+            let (next, piece) =
+                walk_to_quote_or_backslash(&mut stops, self.b, from).ok_or(End::Bad)?;
             (at, ascii) = (next, ascii && piece);
         }
     }
 
     /// One escape, after its backslash, appended to the scratch (as serde_json reads it:
-    /// a lone surrogate cannot be read).
-    fn escape(&mut self) -> Result<(), End> {
+    /// a lone surrogate cannot be read); whether what it appended is ASCII.
+    fn escape(&mut self) -> Result<bool, End> {
         let c = *self.b.get(self.i).ok_or(End::Bad)?;
         self.i += 1;
         let byte = match c {
@@ -313,12 +315,12 @@ impl<'a> Reader<'a> {
                 let mut buf = [0u8; 4];
                 self.scratch
                     .extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                return Ok(());
+                return Ok(ch.is_ascii());
             }
             _ => return Err(End::Bad),
         };
         self.scratch.push(byte);
-        Ok(())
+        Ok(true)
     }
 
     fn hex4(&mut self) -> Result<u32, End> {
@@ -361,6 +363,26 @@ fn quote_or_backslash(b: &[u8], mut from: usize) -> Option<(usize, bool)> {
         let at = from + k?;
         if matches!(b[at], b'"' | b'\\') {
             return Some((at, or < 0x80));
+        }
+        from = at + 1;
+    }
+}
+
+/// [`quote_or_backslash`] through a walk over the stops (the same answers; each block of 64
+/// bytes compared once however many escapes it holds).
+#[inline]
+fn walk_to_quote_or_backslash(
+    stops: &mut StringStops,
+    b: &[u8],
+    mut from: usize,
+) -> Option<(usize, bool)> {
+    let mut outside_ascii = false;
+    loop {
+        let (k, high) = stops.next(from);
+        outside_ascii |= high;
+        let at = k?;
+        if matches!(b[at], b'"' | b'\\') {
+            return Some((at, !outside_ascii));
         }
         from = at + 1;
     }
@@ -735,6 +757,21 @@ mod tests {
             let old = memchr::memchr2(b'"', b'\\', &b[from..])
                 .map(|k| (from + k, b[from..from + k].is_ascii()));
             assert_eq!(quote_or_backslash(&b, from), old, "{b:?} from {from}");
+            // The walk over the stops answers the same, from here and on past each answer.
+            let mut stops = StringStops::new(&b);
+            let mut at = from;
+            for _ in 0..=len {
+                let want = quote_or_backslash(&b, at);
+                assert_eq!(
+                    walk_to_quote_or_backslash(&mut stops, &b, at),
+                    want,
+                    "{b:?} {at}"
+                );
+                match want {
+                    Some((k, _)) => at = k + 1 + g.n(3) as usize,
+                    None => break,
+                }
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! JSON-RPC 2.0 as MCP uses it: strict parsing, message shapes, error responses.
 
 pub(crate) mod message;
+pub(crate) mod stops;
 pub(crate) mod strict;
 
 use serde_json::{json, Map, Value};

@@ -707,18 +707,24 @@ mod scan {
     /// A string whose opening quote is before `i`: the index after its closing quote, and
     /// whether it has escapes; its bytes are OR-ed into `high`. Surrogate escapes are left to
     /// serde (pairs, lone halves).
-    fn string(b: &[u8], mut i: usize, high: &mut u8) -> Option<(usize, bool)> {
-        let mut escaped = false;
+    fn string(b: &[u8], i: usize, high: &mut u8) -> Option<(usize, bool)> {
+        let (k, or) = special(b.get(i..)?);
+        *high |= or;
+        let i = i + k?;
+        match b[i] {
+            b'"' => Some((i + 1, false)),
+            b'\\' => escaped_string(b, i, high).map(|end| (end, true)),
+            _ => None, // a control character: serde refuses it
+        }
+    }
+
+    /// The rest of a string from its first escape's backslash at `i` (see `string`): the
+    /// stops after it are walked a block's bit mask at a time
+    /// ([`StringStops`](super::super::stops::StringStops)).
+    #[inline(never)]
+    fn escaped_string(b: &[u8], mut i: usize, high: &mut u8) -> Option<usize> {
+        let mut stops = super::super::stops::StringStops::new(b);
         loop {
-            let (k, or) = special(b.get(i..)?);
-            *high |= or;
-            i += k?;
-            match b[i] {
-                b'"' => return Some((i + 1, escaped)),
-                b'\\' => {}
-                _ => return None, // a control character: serde refuses it
-            }
-            escaped = true;
             match *b.get(i + 1)? {
                 b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => i += 2,
                 b'u' => {
@@ -733,6 +739,14 @@ mod scan {
                     i += 6;
                 }
                 _ => return None,
+            }
+            let (k, outside_ascii) = stops.next(i);
+            *high |= u8::from(outside_ascii) << 7;
+            i = k?;
+            match b[i] {
+                b'"' => return Some(i + 1),
+                b'\\' => {}
+                _ => return None, // a control character: serde refuses it
             }
         }
     }
