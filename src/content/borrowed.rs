@@ -32,26 +32,61 @@ enum End {
 /// `text`; `None`: the line has no `result` member to read, or cannot be read.
 #[cfg(test)]
 pub(crate) fn each_text(line: &[u8], text: &mut dyn FnMut(&str) -> bool) -> Option<bool> {
-    each_text_spans(line, &[], text)
+    each_text_spans(line, &[], &mut TextScratch::default(), text)
+}
+
+/// The buffer strings with escapes are unescaped into, kept from one answer to the next: a
+/// large answer's text unescaped into fresh memory faulted in every page of it again (a
+/// sixth of capjail's CPU on 16 MiB answers of a file's text was page faults, issue 19).
+/// Given back (to [`KEPT`] bytes) after [`SHRINK_AFTER`] answers in a row that are shorter
+/// than a quarter of it, as the line buffer is (`proxy::framing`).
+#[derive(Debug, Default)]
+pub(crate) struct TextScratch {
+    buf: Vec<u8>,
+    small_run: usize,
+}
+
+/// The scratch kept however small the answers are.
+const KEPT: usize = 64 * 1024;
+/// Small answers in a row after which a grown scratch is given back.
+const SHRINK_AFTER: usize = 16;
+
+impl TextScratch {
+    /// After an answer of `len` bytes was read.
+    fn after(&mut self, len: usize) {
+        if self.buf.capacity() <= KEPT || len >= self.buf.capacity() / 4 {
+            self.small_run = 0;
+            return;
+        }
+        self.small_run += 1;
+        if self.small_run >= SHRINK_AFTER {
+            self.buf = Vec::new();
+            self.small_run = 0;
+        }
+    }
 }
 
 /// [`each_text`], told where the line's long strings end (`spans`, in the line's order: what
 /// `jsonrpc::strict::validate_envelope_spans` found in this very line). A string that starts
 /// where a span starts is taken from the span, not searched again: a large answer's text is
 /// then read once by the envelope scanner and once by the content checks, not a third time
-/// to find its end (issue 19). `&[]` reads every string as [`each_text`] does.
+/// to find its end (issue 19). `&[]` reads every string as [`each_text`] does. Strings with
+/// escapes are unescaped into `scratch`.
 pub(crate) fn each_text_spans(
     line: &[u8],
     spans: &[Span],
+    scratch: &mut TextScratch,
     text: &mut dyn FnMut(&str) -> bool,
 ) -> Option<bool> {
     let mut r = Reader {
         b: line,
         i: 0,
-        scratch: Vec::new(),
+        scratch: &mut scratch.buf,
         spans,
     };
-    match r.top(text) {
+    let read = r.top(text);
+    scratch.after(line.len());
+    match read {
         Ok(true) => Some(true),
         Ok(false) => None,
         Err(End::Stopped) => Some(false),
@@ -69,8 +104,8 @@ enum Str {
 struct Reader<'a> {
     b: &'a [u8],
     i: usize,
-    /// Strings with escapes, unescaped (reused: one allocation at most per answer).
-    scratch: Vec<u8>,
+    /// Strings with escapes, unescaped ([`TextScratch`]).
+    scratch: &'a mut Vec<u8>,
     /// The long strings the envelope scanner already read ([`each_text_spans`]).
     spans: &'a [Span],
 }
@@ -826,7 +861,45 @@ mod tests {
             assert_eq!(line[s.end], b'"');
             assert_eq!(s.ascii, line[s.start..s.end].is_ascii());
         }
-        each_text_spans(line, &spans, text)
+        // One scratch for every line of a test (as a session has): what an earlier line left
+        // in it must not show in a later one's texts.
+        SCRATCH.with_borrow_mut(|scratch| each_text_spans(line, &spans, scratch, text))
+    }
+
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<TextScratch> = Default::default();
+    }
+
+    /// The scratch keeps a large answer's memory for the next one, and gives it back after
+    /// [`SHRINK_AFTER`] small answers in a row (not after one less; a large one between
+    /// starts the count again).
+    #[test]
+    fn the_scratch_is_kept_then_given_back() {
+        let escaped = |n: usize| format!(r#"{{"result":{{"t":"{}"}}}}"#, "ab\\n".repeat(n));
+        let mut scratch = TextScratch::default();
+        let read = |scratch: &mut TextScratch, line: &str| {
+            let mut texts = 0;
+            each_text_spans(line.as_bytes(), &[], scratch, &mut |_| {
+                texts += 1;
+                true
+            });
+            assert_eq!(texts, 1);
+        };
+        read(&mut scratch, &escaped(200_000));
+        let big = scratch.buf.capacity();
+        assert!(big >= 3 * 200_000, "{big}");
+        for round in 0..2 {
+            for _ in 0..SHRINK_AFTER - 1 {
+                read(&mut scratch, &escaped(10));
+                assert_eq!(scratch.buf.capacity(), big);
+            }
+            if round == 0 {
+                read(&mut scratch, &escaped(200_000));
+                assert_eq!(scratch.buf.capacity(), big);
+            }
+        }
+        read(&mut scratch, &escaped(10));
+        assert_eq!(scratch.buf.capacity(), 0);
     }
 
     /// The reader gives the texts the serde reader gave, in the same order, with the same

@@ -200,7 +200,7 @@ pub(crate) fn on_result_spans(
         // The common case: the texts read from the line, no tree built; the tree only when a
         // text needs more than a look (a finding: redaction, wrapping, a record).
         let known = &mut st.known;
-        let read = super::borrowed::each_text_spans(line, spans, &mut |t| {
+        let read = super::borrowed::each_text_spans(line, spans, &mut st.scratch, &mut |t| {
             super::results::text_is_clean(t, c, known)
         });
         if read != Some(false) {

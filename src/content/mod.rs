@@ -36,6 +36,8 @@ pub(crate) struct SessionContent {
     flows: flows::FlowState,
     /// Requests whose results are scanned, by id key.
     requests: HashMap<String, RequestInfo>,
+    /// Where the answers' texts with escapes are unescaped.
+    scratch: borrowed::TextScratch,
 }
 
 #[derive(Debug, Clone)]
