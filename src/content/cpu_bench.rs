@@ -282,6 +282,13 @@ fn content_cpu_passes() {
             let mut v = Vec::new();
             std::hint::black_box(super::secrets::scan_shaped(s, &mut v));
         });
+        // The seed search alone, over the stretches the shape pass found (as `scan_shaped`).
+        let sh = super::shape::shape(s.as_bytes());
+        let seed = ms_per_mib(s, rounds, &mut |s| {
+            let mut v = Vec::new();
+            super::secrets::seed_phrases_in(s, &mut v, &sh.seeds);
+            std::hint::black_box(v);
+        });
         let walk = ms_per_mib(s, rounds, &mut |s| {
             std::hint::black_box(super::borrowed::each_text(s.as_bytes(), &mut |_| true));
         });
@@ -294,7 +301,7 @@ fn content_cpu_passes() {
             std::hint::black_box(crate::jsonrpc::validate_envelope(s.as_bytes(), 64).is_ok());
         });
         eprintln!(
-            "content-cpu passes {kind} {bytes}: copy {copy:.3} utf8 {utf8:.3} memchr {nl:.3} memchr2 {m2:.3} shape {shape:.3} scan_shaped {scan:.3} each_text {walk:.3} each_text+clean {clean:.3} envelope {env:.3}"
+            "content-cpu passes {kind} {bytes}: copy {copy:.3} utf8 {utf8:.3} memchr {nl:.3} memchr2 {m2:.3} shape {shape:.3} scan_shaped {scan:.3} seed_in {seed:.3} each_text {walk:.3} each_text+clean {clean:.3} envelope {env:.3}"
         );
     }
 }
