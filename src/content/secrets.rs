@@ -808,7 +808,7 @@ fn pack_at(b: &[u8], at: usize, n: usize) -> u64 {
 }
 
 #[cfg(test)]
-fn word_index(w: &str) -> Option<u16> {
+pub(crate) fn word_index(w: &str) -> Option<u16> {
     if !(3..=8).contains(&w.len()) {
         return None;
     }
@@ -830,17 +830,24 @@ fn mnemonic_valid(idx: &[u16]) -> bool {
     let bits = idx.len() * 11;
     let ent = bits * 32 / 33;
     let cs = bits - ent;
-    // (24 words at most: 33 bytes.)
+    // The words' 11 bits each, most significant first, a byte at a time (24 words at most:
+    // 33 bytes; a bit at a time was most of a phrase's check on a text dense in list words).
     let mut buf = [0u8; 33];
-    let bytes = &mut buf[..bits.div_ceil(8)];
-    for (k, &v) in idx.iter().enumerate() {
-        for j in 0..11 {
-            if v & (1 << (10 - j)) != 0 {
-                let bit = k * 11 + j;
-                bytes[bit / 8] |= 0x80 >> (bit % 8);
-            }
+    let (mut acc, mut held, mut o) = (0u32, 0u32, 0usize);
+    for &v in idx {
+        acc = acc << 11 | u32::from(v & 0x7FF);
+        held += 11;
+        while held >= 8 {
+            held -= 8;
+            buf[o] = (acc >> held) as u8;
+            o += 1;
         }
+        acc &= (1 << held) - 1;
     }
+    if held > 0 {
+        buf[o] = (acc << (8 - held)) as u8;
+    }
+    let bytes = &buf[..bits.div_ceil(8)];
     let h = Sha256::digest(&bytes[..ent / 8]);
     let want = h[0] >> (8 - cs);
     let last =
@@ -1154,6 +1161,28 @@ pub(crate) mod tests {
             flush(&mut words, out);
         }
 
+        /// The checksum check before the bits were packed a byte at a time.
+        pub(crate) fn mnemonic_valid(idx: &[u16]) -> bool {
+            let bits = idx.len() * 11;
+            let ent = bits * 32 / 33;
+            let cs = bits - ent;
+            let mut bytes = vec![0u8; bits.div_ceil(8)];
+            for (k, &v) in idx.iter().enumerate() {
+                for j in 0..11 {
+                    if v & (1 << (10 - j)) != 0 {
+                        let bit = k * 11 + j;
+                        bytes[bit / 8] |= 0x80 >> (bit % 8);
+                    }
+                }
+            }
+            let h = Sha256::digest(&bytes[..ent / 8]);
+            let want = h[0] >> (8 - cs);
+            let last = ((bytes[ent / 8] as u16) << 8
+                | *bytes.get(ent / 8 + 1).unwrap_or(&0) as u16)
+                >> (16 - cs);
+            want as u16 == last
+        }
+
         /// Every anchor in one automaton, as the anchors were searched before the two-byte
         /// ones got their own searches.
         pub(crate) fn combined_anchors() -> &'static AhoCorasick {
@@ -1448,6 +1477,33 @@ pub(crate) mod tests {
             .collect();
         assert!(mnemonic_valid(&idx), "{idx:?}");
         idx
+    }
+
+    /// The checksum check packed a byte at a time is the one packed a bit at a time: valid
+    /// phrases of every length, and the same with any one word changed.
+    #[test]
+    fn mnemonic_check_is_the_bitwise_one() {
+        let mut rng = crate::test_rng::XorShift::new(0xC4EC_4503);
+        let mut valid = 0;
+        for t in 0..6000 {
+            let n = [12, 15, 18, 21, 24][t % 5];
+            let mut idx = random_mnemonic(&mut rng, n);
+            if t % 2 == 1 {
+                let k = rng.below(n);
+                idx[k] = rng.below(2048) as u16;
+            }
+            if t % 7 == 3 {
+                // Bits above the eleventh are ignored by both.
+                idx[rng.below(n)] |= 0xF800;
+            }
+            assert_eq!(
+                mnemonic_valid(&idx),
+                reference::mnemonic_valid(&idx),
+                "{idx:?}"
+            );
+            valid += usize::from(mnemonic_valid(&idx));
+        }
+        assert!((3000..5000).contains(&valid), "{valid}");
     }
 
     /// Texts for the seed search's differential test: list words (any case), valid phrases of
