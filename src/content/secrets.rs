@@ -826,15 +826,18 @@ fn word_at(table: &WordTable, b: &[u8], (start, end): (usize, usize)) -> Option<
 }
 
 /// Is this sequence of BIP-39 word indices a mnemonic with a valid checksum?
+#[cfg(test)]
 fn mnemonic_valid(idx: &[u16]) -> bool {
-    let bits = idx.len() * 11;
-    let ent = bits * 32 / 33;
-    let cs = bits - ent;
-    // The words' 11 bits each, most significant first, a byte at a time (24 words at most:
-    // 33 bytes; a bit at a time was most of a phrase's check on a text dense in list words).
+    [12, 15, 18, 21, 24].contains(&idx.len()) && checksum_ok(&phrase_bits(idx), idx.len())
+}
+
+/// The words' 11 bits each, most significant first (24 words at most: 33 bytes); the bits
+/// of a phrase of the first `n` words are a prefix of them.
+#[inline]
+fn phrase_bits(idx: &[u16]) -> [u8; 33] {
     let mut buf = [0u8; 33];
     let (mut acc, mut held, mut o) = (0u32, 0u32, 0usize);
-    for &v in idx {
+    for &v in &idx[..idx.len().min(24)] {
         acc = acc << 11 | u32::from(v & 0x7FF);
         held += 11;
         while held >= 8 {
@@ -847,12 +850,34 @@ fn mnemonic_valid(idx: &[u16]) -> bool {
     if held > 0 {
         buf[o] = (acc << (8 - held)) as u8;
     }
-    let bytes = &buf[..bits.div_ceil(8)];
-    let h = Sha256::digest(&bytes[..ent / 8]);
-    let want = h[0] >> (8 - cs);
-    let last =
-        ((bytes[ent / 8] as u16) << 8 | *bytes.get(ent / 8 + 1).unwrap_or(&0) as u16) >> (16 - cs);
-    want as u16 == last
+    buf
+}
+
+/// SHA-256's initial state.
+const SHA256_H0: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
+
+/// Do the first `n` words (12, 15, 18, 21 or 24) of `bits` ([`phrase_bits`]) hold a valid
+/// checksum? Their entropy is `n * 4 / 3` whole bytes (16 to 32: one SHA-256 block, padded
+/// here and compressed once), the checksum the top `n / 3` bits of the next byte.
+#[inline]
+fn checksum_ok(bits: &[u8; 33], n: usize) -> bool {
+    let (ent, cs) = (n * 4 / 3, n / 3);
+    let mut block = [0u8; 64];
+    block[..ent].copy_from_slice(&bits[..ent]);
+    block[ent] = 0x80;
+    block[56..].copy_from_slice(&(ent as u64 * 8).to_be_bytes());
+    let mut h = SHA256_H0;
+    sha2::block_api::compress256(&mut h, &[block]);
+    (h[0] >> (32 - cs)) as u8 == bits[ent] >> (8 - cs)
 }
 
 /// BIP-39 seed phrases: 12, 15, 18, 21 or 24 consecutive list words with a valid checksum.
@@ -1027,8 +1052,14 @@ fn seed_range(text: &str, from: usize, to: usize, out: &mut Vec<Hit>, sc: &mut S
 /// valid checksum, trying the run's first 256 words as starts, each the longest first.
 fn try_run(idx: &[u16], spans: &[(usize, usize)], out: &mut Vec<Hit>) {
     'starts: for s in 0..idx.len().min(256) {
+        // The bits of the longest phrase from `s`, once: the shorter ones are its prefixes.
+        let words = &idx[s..idx.len().min(s + 24)];
+        if words.len() < SEED_MIN_WORDS {
+            break;
+        }
+        let bits = phrase_bits(words);
         for n in [24, 21, 18, 15, 12] {
-            if s + n <= idx.len() && mnemonic_valid(&idx[s..s + n]) {
+            if n <= words.len() && checksum_ok(&bits, n) {
                 out.push(Hit {
                     class: Crypto,
                     detector: "bip39_seed_phrase",
@@ -1479,7 +1510,8 @@ pub(crate) mod tests {
         idx
     }
 
-    /// The checksum check packed a byte at a time is the one packed a bit at a time: valid
+    /// The checksum check (the words' bits packed a byte at a time, one SHA-256 block
+    /// compressed) is the one packed a bit at a time and hashed by `Sha256::digest`: valid
     /// phrases of every length, and the same with any one word changed.
     #[test]
     fn mnemonic_check_is_the_bitwise_one() {
