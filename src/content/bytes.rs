@@ -235,6 +235,132 @@ impl SeedStretches {
     }
 }
 
+/// No letter run is open.
+const NO_RUN: usize = usize::MAX;
+
+/// The letter runs of `b[from..to]` and its bytes outside ASCII, in order, as `(start, end)`
+/// tokens (a byte outside ASCII: an empty token at it), read 64 bytes at a time from the
+/// blocks' masks (the seed search's words: one event per edge, no branch per byte). `to` must
+/// not be inside a letter run that began before it, nor `from` (a letter run ends at `to`).
+#[derive(Debug, Clone)]
+pub(crate) struct LetterRuns {
+    at: usize,
+    to: usize,
+    /// Where the letter run open at `at` began (`NO_RUN`: none).
+    open: usize,
+}
+
+impl LetterRuns {
+    pub(crate) fn new(from: usize, to: usize) -> LetterRuns {
+        LetterRuns {
+            at: from,
+            to,
+            open: NO_RUN,
+        }
+    }
+
+    /// Every byte of the range has been read.
+    #[inline(always)]
+    pub(crate) fn done(&self) -> bool {
+        self.at >= self.to
+    }
+
+    /// Reads the next block (at most 64 bytes) and pushes its tokens to `out`; the run open
+    /// at the range's end is pushed with the last block.
+    #[inline]
+    pub(crate) fn block(&mut self, b: &[u8], out: &mut Vec<(usize, usize)>) {
+        let p = self.at;
+        let n = (self.to - p).min(64);
+        let valid = u64::MAX >> (64 - n);
+        let (a, na) = letter_masks(b, p);
+        let (a, na) = (a & valid, na & valid);
+        let prev = (a << 1) | u64::from(self.open != NO_RUN);
+        let starts = a & !prev;
+        let ends = !a & prev & valid;
+        let mut e = starts | ends | na;
+        while e != 0 {
+            let j = e.trailing_zeros() as usize;
+            let bit = 1u64 << j;
+            if ends & bit != 0 {
+                out.push((self.open, p + j));
+                self.open = NO_RUN;
+            }
+            if starts & bit != 0 {
+                self.open = p + j;
+            }
+            if na & bit != 0 {
+                out.push((p + j, p + j));
+            }
+            e &= e - 1;
+        }
+        self.at = p + n;
+        if self.at >= self.to && self.open != NO_RUN {
+            out.push((self.open, self.to));
+            self.open = NO_RUN;
+        }
+    }
+}
+
+/// The ASCII letters and the bytes outside ASCII of the 64 bytes from `p` (past the text's
+/// end: neither), a bit a byte.
+#[inline(always)]
+fn letter_masks(b: &[u8], p: usize) -> (u64, u64) {
+    let mut tail = [0u8; 64];
+    let c: &[u8; 64] = match b.get(p..p + 64) {
+        Some(c) => c.try_into().expect("64 bytes"),
+        None => {
+            tail[..b.len() - p].copy_from_slice(&b[p..]);
+            &tail
+        }
+    };
+    #[cfg(target_arch = "x86_64")]
+    {
+        letter_masks_sse2(c)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        letter_masks_bytes(c)
+    }
+}
+
+/// [`letter_masks`] a byte at a time.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+#[inline(always)]
+fn letter_masks_bytes(c: &[u8; 64]) -> (u64, u64) {
+    let (mut a, mut na) = (0u64, 0u64);
+    for (j, &x) in c.iter().enumerate() {
+        a |= u64::from(alpha(x)) << j;
+        na |= u64::from(x >> 7) << j;
+    }
+    (a, na)
+}
+
+/// [`letter_masks`] 16 bytes at a time (SSE2: every x86-64 CPU has it).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn letter_masks_sse2(c: &[u8; 64]) -> (u64, u64) {
+    use std::arch::x86_64::*;
+    let (mut a, mut na) = (0u64, 0u64);
+    for h in 0..4 {
+        // SAFETY: the 16-byte load lies inside `c` (an unaligned load); SSE2 is part of
+        // x86-64 (every CPU the target runs on has it).
+        let (letter, v) = unsafe {
+            let v = _mm_loadu_si128(c.as_ptr().add(16 * h).cast::<__m128i>());
+            // `(x | 0x20) - b'a' <= 25` unsigned: the minimum with 25 is the value itself.
+            let d = _mm_sub_epi8(
+                _mm_or_si128(v, _mm_set1_epi8(0x20)),
+                _mm_set1_epi8(b'a' as i8),
+            );
+            (_mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8(25)), d), v)
+        };
+        // SAFETY: as above.
+        let (ml, mv) = unsafe { (_mm_movemask_epi8(letter), _mm_movemask_epi8(v)) };
+        a |= u64::from(ml as u16) << (16 * h);
+        na |= u64::from(mv as u16) << (16 * h);
+    }
+    (a, na)
+}
+
 /// `[A-Za-z0-9]`, branch-free (vectorises in [`run_len`]).
 #[inline(always)]
 pub(crate) fn alnum(c: u8) -> bool {
@@ -318,5 +444,90 @@ mod tests {
         assert_eq!(next_non_ascii(&s, 71), Some(71));
         assert_eq!(next_non_ascii(&s, 72), None);
         assert_eq!(next_non_ascii(b"ab\xc3\xa9cd", 0), Some(2));
+    }
+
+    /// The letter runs and non-ASCII bytes of `b[from..to]`, a byte at a time.
+    fn letter_runs_bytewise(b: &[u8], from: usize, to: usize) -> Vec<(usize, usize)> {
+        let mut v = Vec::new();
+        let mut i = from;
+        while i < to {
+            if b[i].is_ascii_alphabetic() {
+                let n = b[i..to]
+                    .iter()
+                    .take_while(|c| c.is_ascii_alphabetic())
+                    .count();
+                v.push((i, i + n));
+                i += n;
+            } else {
+                if !b[i].is_ascii() {
+                    v.push((i, i));
+                }
+                i += 1;
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn letter_runs_are_the_byte_loops() {
+        let mut rng = crate::test_rng::XorShift::new(0x5EED_5EED);
+        let pieces: &[&[u8]] = &[
+            b"a",
+            b"ab",
+            b"abcdefgh",
+            b"XyZ",
+            b" ",
+            b"1",
+            b"\xc3\xa9",
+            b"\xe6\x97\xa5",
+            b"z",
+            b"-",
+            b"@",
+            b"[",
+            b"`",
+            b"{",
+        ];
+        for _ in 0..3000 {
+            let mut t = Vec::new();
+            let len = [10, 63, 64, 65, 130, 300][rng.below(6)];
+            while t.len() < len {
+                t.extend_from_slice(pieces[rng.below(pieces.len())]);
+                if rng.below(4) == 0 {
+                    t.extend(std::iter::repeat_n(b'q', rng.below(140)));
+                }
+            }
+            // `from` and `to` at the range's letter-run edges (or anywhere no run crosses).
+            let edges: Vec<usize> = (0..=t.len())
+                .filter(|&i| {
+                    i == 0
+                        || i == t.len()
+                        || !t[i - 1].is_ascii_alphabetic()
+                        || !t[i].is_ascii_alphabetic()
+                })
+                .collect();
+            let from = edges[rng.below(edges.len())];
+            let to = edges[rng.below(edges.len())].max(from);
+            // A letter run may start at `to` (the range ends before it).
+            let runs = |to: usize| {
+                let mut got = Vec::new();
+                let mut lr = LetterRuns::new(from, to);
+                while !lr.done() {
+                    lr.block(&t, &mut got);
+                }
+                got
+            };
+            assert_eq!(
+                runs(to),
+                letter_runs_bytewise(&t, from, to),
+                "{t:?} {from} {to}"
+            );
+            assert_eq!(runs(t.len()), letter_runs_bytewise(&t, from, t.len()));
+        }
+        for c in 0..=255u8 {
+            let mut blk = [b' '; 64];
+            blk[c as usize % 64] = c;
+            blk[63 - c as usize % 64] = c;
+            assert_eq!(letter_masks_bytes(&blk), letter_masks(&blk, 0), "{c}");
+        }
     }
 }

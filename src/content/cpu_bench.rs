@@ -52,6 +52,40 @@ fn source(len: usize) -> String {
     s
 }
 
+/// Runs of 300 pseudo-random BIP-39 words that hold no phrase (every word is drawn again
+/// while a phrase would end with it), each run ended by a word not in the list.
+fn seed_runs(len: usize) -> String {
+    let list: Vec<&str> = include_str!("data/bip39-english.txt").lines().collect();
+    let mut s = String::with_capacity(len + 16);
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut run: Vec<u16> = Vec::new();
+    while s.len() < len {
+        if run.len() == 300 {
+            s.push_str("qq ");
+            run.clear();
+            continue;
+        }
+        loop {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            run.push((x % 2048) as u16);
+            let ends_a_phrase = [12, 15, 18, 21, 24].iter().any(|&n| {
+                run.len() >= n
+                    && super::secrets::tests::reference::mnemonic_valid(&run[run.len() - n..])
+            });
+            if !ends_a_phrase {
+                break;
+            }
+            run.pop();
+        }
+        s.push_str(list[run[run.len() - 1] as usize]);
+        s.push(' ');
+    }
+    s.truncate(len);
+    s
+}
+
 /// Pseudo-random base64 characters in lines of 76 (a base64 payload in a text).
 fn base64ish(len: usize) -> String {
     const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -102,6 +136,16 @@ fn content_cpu() {
         ("prose+e9 1MiB", format!("{}\u{e9}", prose((1 << 20) - 2))),
         ("base64 1MiB", base64ish(1 << 20)),
         ("source 1MiB", source(1 << 20)),
+        // The seed search's worst case: runs of 300 list words (the first 280 of each run are
+        // tried as phrases, five lengths at each of 256 starts), broken by a short word.
+        ("seed runs 1MiB", seed_runs(1 << 20)),
+        // The word list itself, over and over (one run of list words).
+        ("word list 1MiB", {
+            let one = include_str!("data/bip39-english.txt");
+            let mut t = one.repeat((1 << 20) / one.len() + 1);
+            t.truncate(t[..1 << 20].rfind('\n').unwrap_or(0));
+            t
+        }),
         // Every few bytes a key of the marker search, never a marker: its worst case.
         ("dense marker keys 1MiB", {
             let mut t = "Tell must instructions\t".repeat((1 << 20) / 23);
@@ -111,7 +155,9 @@ fn content_cpu() {
     ];
     for (name, t) in &inputs {
         let clean = ms_per_mib(t, 20, &mut |s| {
-            assert!(super::results::text_is_clean(s, &p, &mut known));
+            // (The word list holds phrases.)
+            let c = super::results::text_is_clean(s, &p, &mut known);
+            assert!(c || name.starts_with("word list"));
         });
         let sec = ms_per_mib(t, 20, &mut |s| {
             let mut v = Vec::new();
@@ -131,6 +177,16 @@ fn content_cpu() {
             let mut v = Vec::new();
             super::secrets::seed_phrases_in(s, &mut v, &sh.seeds);
         });
+        // The same stretches through the previous seed scan (every word looked up in order).
+        let seed_old = ms_per_mib(t, 20, &mut |s| {
+            let mut v = Vec::new();
+            for (from, to) in sh.seeds.kept() {
+                super::secrets::tests::reference::seed_range(s, from, to, &mut v, |w| {
+                    super::secrets::word_index(w)
+                });
+            }
+            assert!(sh.seeds.rest().is_none());
+        });
         let kn = ms_per_mib(t, 20, &mut |s| {
             let _ = known.scan(s);
         });
@@ -148,7 +204,7 @@ fn content_cpu() {
             let _ = super::text::normalize(s);
         });
         eprintln!(
-            "content-cpu {name}: text_is_clean {clean:.3} ms/MiB (secrets {sec:.3} [shape {shape:.3}, wif {wif:.3}, seed {seed:.3}, seed_in {seed_in:.3}], known {kn:.3}, tokens {tok:.3}, injection {inj:.3}, hidden {hid:.3})"
+            "content-cpu {name}: text_is_clean {clean:.3} ms/MiB (secrets {sec:.3} [shape {shape:.3}, wif {wif:.3}, seed {seed:.3}, seed_in {seed_in:.3}, seed_in_old {seed_old:.3}], known {kn:.3}, tokens {tok:.3}, injection {inj:.3}, hidden {hid:.3})"
         );
     }
 }
@@ -282,6 +338,13 @@ fn content_cpu_passes() {
             let mut v = Vec::new();
             std::hint::black_box(super::secrets::scan_shaped(s, &mut v));
         });
+        // The seed search alone, over the stretches the shape pass found (as `scan_shaped`).
+        let sh = super::shape::shape(s.as_bytes());
+        let seed = ms_per_mib(s, rounds, &mut |s| {
+            let mut v = Vec::new();
+            super::secrets::seed_phrases_in(s, &mut v, &sh.seeds);
+            std::hint::black_box(v);
+        });
         let walk = ms_per_mib(s, rounds, &mut |s| {
             std::hint::black_box(super::borrowed::each_text(s.as_bytes(), &mut |_| true));
         });
@@ -294,7 +357,7 @@ fn content_cpu_passes() {
             std::hint::black_box(crate::jsonrpc::validate_envelope(s.as_bytes(), 64).is_ok());
         });
         eprintln!(
-            "content-cpu passes {kind} {bytes}: copy {copy:.3} utf8 {utf8:.3} memchr {nl:.3} memchr2 {m2:.3} shape {shape:.3} scan_shaped {scan:.3} each_text {walk:.3} each_text+clean {clean:.3} envelope {env:.3}"
+            "content-cpu passes {kind} {bytes}: copy {copy:.3} utf8 {utf8:.3} memchr {nl:.3} memchr2 {m2:.3} shape {shape:.3} scan_shaped {scan:.3} seed_in {seed:.3} each_text {walk:.3} each_text+clean {clean:.3} envelope {env:.3}"
         );
     }
 }

@@ -338,11 +338,12 @@ pub(crate) fn scan_shaped(text: &str, out: &mut Vec<Hit>) -> Shape {
 /// [`seed_phrases`] where the shape pass found they can be: its stretches of twelve words or
 /// more, then the rest of the text it left unread (the hits are the same, in the same order).
 pub(crate) fn seed_phrases_in(text: &str, out: &mut Vec<Hit>, seeds: &SeedStretches) {
+    let mut sc = SeedScratch::default();
     for (from, to) in seeds.kept() {
-        seed_range(text, from, to, out, word_index);
+        seed_range(text, from, to, out, &mut sc);
     }
     if let Some(from) = seeds.rest() {
-        seed_phrases_from(text, from, out);
+        seed_phrases_from(text, from, out, &mut sc);
     }
 }
 
@@ -739,8 +740,8 @@ fn wif_keys_in(text: &str, out: &mut Vec<Hit>, runs: &AlphaRuns) {
 /// binary search of strings, then a SipHash map, were most of a scan's time on prose).
 struct WordTable {
     /// `WORD_SLOTS` keys (0: empty; no word packs to 0) and their indices.
-    keys: Vec<u64>,
-    idx: Vec<u16>,
+    keys: Box<[u64; WORD_SLOTS]>,
+    idx: Box<[u16; WORD_SLOTS]>,
 }
 
 /// Twice the word count: probes stay short.
@@ -767,8 +768,8 @@ fn wordlist() -> &'static WordTable {
     static W: OnceLock<WordTable> = OnceLock::new();
     W.get_or_init(|| {
         let mut t = WordTable {
-            keys: vec![0; WORD_SLOTS],
-            idx: vec![0; WORD_SLOTS],
+            keys: Box::new([0; WORD_SLOTS]),
+            idx: Box::new([0; WORD_SLOTS]),
         };
         for (n, w) in include_str!("data/bip39-english.txt").lines().enumerate() {
             let key = pack(w.as_bytes());
@@ -791,32 +792,92 @@ fn pack(w: &[u8]) -> u64 {
     u64::from_le_bytes(buf)
 }
 
-fn word_index(w: &str) -> Option<u16> {
+/// [`pack`] of the word `b[at..at + n]` (3 to 8 ASCII letters): one unaligned load masked to
+/// the word where eight bytes are there (every byte is a letter, so `| 0x20` lower-cases
+/// it), the byte loop only near the text's end.
+#[inline(always)]
+fn pack_at(b: &[u8], at: usize, n: usize) -> u64 {
+    debug_assert!((3..=8).contains(&n) && b[at..at + n].iter().all(u8::is_ascii_alphabetic));
+    match b.get(at..at + 8) {
+        Some(w) => {
+            let x = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+            (x | 0x2020_2020_2020_2020) & (u64::MAX >> (64 - 8 * n))
+        }
+        None => pack(&b[at..at + n]),
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn word_index(w: &str) -> Option<u16> {
     if !(3..=8).contains(&w.len()) {
         return None;
     }
     wordlist().get(pack(w.as_bytes()))
 }
 
-/// Is this sequence of BIP-39 word indices a mnemonic with a valid checksum?
-fn mnemonic_valid(idx: &[u16]) -> bool {
-    let bits = idx.len() * 11;
-    let ent = bits * 32 / 33;
-    let cs = bits - ent;
-    let mut bytes = vec![0u8; bits.div_ceil(8)];
-    for (k, &v) in idx.iter().enumerate() {
-        for j in 0..11 {
-            if v & (1 << (10 - j)) != 0 {
-                let bit = k * 11 + j;
-                bytes[bit / 8] |= 0x80 >> (bit % 8);
-            }
-        }
+/// The list index of the letter run `b[start..end]`, if it is a list word.
+#[inline(always)]
+fn word_at(table: &WordTable, b: &[u8], (start, end): (usize, usize)) -> Option<u16> {
+    let n = end - start;
+    if !(3..=8).contains(&n) {
+        return None;
     }
-    let h = Sha256::digest(&bytes[..ent / 8]);
-    let want = h[0] >> (8 - cs);
-    let last =
-        ((bytes[ent / 8] as u16) << 8 | *bytes.get(ent / 8 + 1).unwrap_or(&0) as u16) >> (16 - cs);
-    want as u16 == last
+    table.get(pack_at(b, start, n))
+}
+
+/// Is this sequence of BIP-39 word indices a mnemonic with a valid checksum?
+#[cfg(test)]
+fn mnemonic_valid(idx: &[u16]) -> bool {
+    [12, 15, 18, 21, 24].contains(&idx.len()) && checksum_ok(&phrase_bits(idx), idx.len())
+}
+
+/// The words' 11 bits each, most significant first (24 words at most: 33 bytes); the bits
+/// of a phrase of the first `n` words are a prefix of them.
+#[inline]
+fn phrase_bits(idx: &[u16]) -> [u8; 33] {
+    let mut buf = [0u8; 33];
+    let (mut acc, mut held, mut o) = (0u32, 0u32, 0usize);
+    for &v in &idx[..idx.len().min(24)] {
+        acc = acc << 11 | u32::from(v & 0x7FF);
+        held += 11;
+        while held >= 8 {
+            held -= 8;
+            buf[o] = (acc >> held) as u8;
+            o += 1;
+        }
+        acc &= (1 << held) - 1;
+    }
+    if held > 0 {
+        buf[o] = (acc << (8 - held)) as u8;
+    }
+    buf
+}
+
+/// SHA-256's initial state.
+const SHA256_H0: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
+
+/// Do the first `n` words (12, 15, 18, 21 or 24) of `bits` ([`phrase_bits`]) hold a valid
+/// checksum? Their entropy is `n * 4 / 3` whole bytes (16 to 32: one SHA-256 block, padded
+/// here and compressed once), the checksum the top `n / 3` bits of the next byte.
+#[inline]
+fn checksum_ok(bits: &[u8; 33], n: usize) -> bool {
+    let (ent, cs) = (n * 4 / 3, n / 3);
+    let mut block = [0u8; 64];
+    block[..ent].copy_from_slice(&bits[..ent]);
+    block[ent] = 0x80;
+    block[56..].copy_from_slice(&(ent as u64 * 8).to_be_bytes());
+    let mut h = SHA256_H0;
+    sha2::block_api::compress256(&mut h, &[block]);
+    (h[0] >> (32 - cs)) as u8 == bits[ent] >> (8 - cs)
 }
 
 /// BIP-39 seed phrases: 12, 15, 18, 21 or 24 consecutive list words with a valid checksum.
@@ -828,13 +889,13 @@ fn mnemonic_valid(idx: &[u16]) -> bool {
 /// (Outside the tests the scan goes through the shape pass: [`seed_phrases_in`].)
 #[cfg(test)]
 pub(crate) fn seed_phrases(text: &str, out: &mut Vec<Hit>) {
-    seed_phrases_from(text, 0, out)
+    seed_phrases_from(text, 0, out, &mut SeedScratch::default())
 }
 
 /// [`seed_phrases`] in `text[start..]`: `start` must not be inside a letter run or a
 /// stretch of words (the text's start, a stretch's first word, a break, a byte after which
 /// no stretch is open).
-fn seed_phrases_from(text: &str, start: usize, out: &mut Vec<Hit>) {
+fn seed_phrases_from(text: &str, start: usize, out: &mut Vec<Hit>, sc: &mut SeedScratch) {
     let b = text.as_bytes();
     // The current stretch: where its first word starts, how many words it has.
     let (mut from, mut count) = (start, 0usize);
@@ -843,7 +904,7 @@ fn seed_phrases_from(text: &str, start: usize, out: &mut Vec<Hit>) {
         if !b[i].is_ascii_alphabetic() {
             if !b[i].is_ascii() {
                 if count >= SEED_MIN_WORDS {
-                    seed_range(text, from, i, out, word_index);
+                    seed_range(text, from, i, out, sc);
                 }
                 count = 0;
             }
@@ -864,76 +925,150 @@ fn seed_phrases_from(text: &str, start: usize, out: &mut Vec<Hit>) {
             count += 1;
         } else {
             if count >= SEED_MIN_WORDS {
-                seed_range(text, from, i, out, word_index);
+                seed_range(text, from, i, out, sc);
             }
             count = 0;
         }
         i += n;
     }
     if count >= SEED_MIN_WORDS {
-        seed_range(text, from, b.len(), out, word_index);
+        seed_range(text, from, b.len(), out, sc);
     }
 }
 
-/// [`seed_phrases`] with the word list looked up by `word_index` (the tests pass the plain
-/// `HashMap` the open-addressed table replaced).
-#[cfg(test)]
-fn seed_phrases_by(text: &str, out: &mut Vec<Hit>, word_index: impl Fn(&str) -> Option<u16>) {
-    seed_range(text, 0, text.len(), out, word_index)
+/// The longest run of list words [`try_run`] reads: the phrases it tries start at one of the
+/// run's first 256 words and have 24 words at most.
+const RUN_READ: usize = 256 + 24;
+
+/// The seed search's buffers, reused from stretch to stretch (one allocation a text).
+#[derive(Default)]
+struct SeedScratch {
+    /// Tokens of the stretch being read ([`LetterRuns`](super::bytes::LetterRuns)), from
+    /// the current candidate start on.
+    toks: Vec<(usize, usize)>,
+    /// The list index of each token looked up and found (the others: stale).
+    idx: Vec<u16>,
 }
 
-/// The seed scan of `text[from..to]` (`to` ends a word, or the text), every word looked up.
-fn seed_range(
-    text: &str,
-    from: usize,
-    to: usize,
-    out: &mut Vec<Hit>,
-    word_index: impl Fn(&str) -> Option<u16>,
-) {
-    let b = text.as_bytes();
-    let mut words: Vec<(u16, usize, usize)> = Vec::new();
-    let mut i = from;
-    let flush = |words: &mut Vec<(u16, usize, usize)>, out: &mut Vec<Hit>| {
-        if words.len() >= 12 {
-            let idx: Vec<u16> = words.iter().map(|w| w.0).collect();
-            'starts: for s in 0..idx.len().min(256) {
-                for n in [24, 21, 18, 15, 12] {
-                    if s + n <= idx.len() && mnemonic_valid(&idx[s..s + n]) {
-                        out.push(Hit {
-                            class: Crypto,
-                            detector: "bip39_seed_phrase",
-                            span: words[s].1..words[s + n - 1].2,
-                        });
-                        break 'starts;
-                    }
-                }
-            }
+impl SeedScratch {
+    /// Drops the first `d` tokens.
+    fn drop_front(&mut self, d: usize) {
+        self.toks.drain(..d);
+        self.idx.drain(..d);
+    }
+
+    /// Reads blocks until `need` tokens are held (or the range ends): is token `need - 1` there?
+    fn fill(&mut self, b: &[u8], lr: &mut super::bytes::LetterRuns, need: usize) -> bool {
+        while self.toks.len() < need && !lr.done() {
+            lr.block(b, &mut self.toks);
         }
-        words.clear();
-    };
-    while i < to {
-        if !b[i].is_ascii_alphabetic() {
-            // Separators: spaces, punctuation, digits (numbered lists); other letters break.
-            if !b[i].is_ascii() {
-                flush(&mut words, out);
+        self.idx.resize(self.toks.len(), 0);
+        self.toks.len() >= need
+    }
+}
+
+/// How many tokens are read ahead at a time (the buffers stay small on a stretch of megabytes).
+const READ_AHEAD: usize = 512;
+
+/// The seed scan of `text[from..to]` (`to` ends a word, or the text).
+///
+/// The letter runs (and the bytes outside ASCII, which end a phrase) are read from the
+/// blocks' masks, then looked up Boyer-Moore-like: a phrase is twelve list words in a row,
+/// so from a candidate start the twelfth word is looked up first, then the ones before it;
+/// a word not in the list moves the candidate start past it (source text and prose have a
+/// list word every few words: most stretches are decided with a lookup every twelve words).
+/// Each run of twelve list words or more, up to the run's first [`RUN_READ`] words, is tried
+/// as every word was looked up ([`try_run`]).
+fn seed_range(text: &str, from: usize, to: usize, out: &mut Vec<Hit>, sc: &mut SeedScratch) {
+    let b = text.as_bytes();
+    let table = wordlist();
+    let mut lr = super::bytes::LetterRuns::new(from, to);
+    sc.toks.clear();
+    sc.idx.clear();
+    // The candidate start: token `s - 1` is not a list word (or `s` is the first token);
+    // tokens `s..known` are list words.
+    let (mut s, mut known) = (0usize, 0usize);
+    loop {
+        let hi = s + SEED_MIN_WORDS;
+        if hi > sc.toks.len() {
+            sc.drop_front(s);
+            (known, s) = (known - s, 0);
+            if !sc.fill(b, &mut lr, SEED_MIN_WORDS + READ_AHEAD) && sc.toks.len() < SEED_MIN_WORDS {
+                return;
             }
-            i += 1;
             continue;
         }
-        let n = super::bytes::run_len_short(
-            b,
-            i,
-            usize::MAX,
-            |c| c.is_ascii_alphabetic(),
-            super::bytes::alpha,
-        );
-        match word_index(&text[i..i + n]) {
-            Some(v) => words.push((v, i, i + n)),
-            None => flush(&mut words, out),
+        let mut k = hi;
+        while k > known {
+            match word_at(table, b, sc.toks[k - 1]) {
+                Some(v) => {
+                    sc.idx[k - 1] = v;
+                    k -= 1;
+                }
+                None => break,
+            }
         }
-        i += n;
+        if k > known {
+            // Token `k - 1` is not a list word: `k..hi` are.
+            (s, known) = (k, hi);
+            continue;
+        }
+        // Tokens `s..hi` are list words: the run's end (read up to `RUN_READ` words).
+        let mut e = hi;
+        let mut tried = false;
+        loop {
+            if e == sc.toks.len() {
+                // (Past `RUN_READ` words only the run's end is wanted.)
+                let d = if tried { e } else { s };
+                sc.drop_front(d);
+                (s, e) = (s - d.min(s), e - d);
+                if !sc.fill(b, &mut lr, e + 1 + READ_AHEAD) && e >= sc.toks.len() {
+                    break;
+                }
+            }
+            match word_at(table, b, sc.toks[e]) {
+                Some(v) => {
+                    sc.idx[e] = v;
+                    e += 1;
+                    if !tried && e - s == RUN_READ {
+                        try_run(&sc.idx[s..e], &sc.toks[s..e], out);
+                        tried = true;
+                    }
+                }
+                None => break,
+            }
+        }
+        if !tried {
+            try_run(&sc.idx[s..e], &sc.toks[s..e], out);
+        }
+        (s, known) = (e + 1, e + 1);
+        if s > sc.toks.len() {
+            return; // (the range ended with the run)
+        }
     }
-    flush(&mut words, out);
+}
+
+/// A run of list words (their indices and spans), twelve or more: the first phrase with a
+/// valid checksum, trying the run's first 256 words as starts, each the longest first.
+fn try_run(idx: &[u16], spans: &[(usize, usize)], out: &mut Vec<Hit>) {
+    'starts: for s in 0..idx.len().min(256) {
+        // The bits of the longest phrase from `s`, once: the shorter ones are its prefixes.
+        let words = &idx[s..idx.len().min(s + 24)];
+        if words.len() < SEED_MIN_WORDS {
+            break;
+        }
+        let bits = phrase_bits(words);
+        for n in [24, 21, 18, 15, 12] {
+            if n <= words.len() && checksum_ok(&bits, n) {
+                out.push(Hit {
+                    class: Crypto,
+                    detector: "bip39_seed_phrase",
+                    span: spans[s].0..spans[s + n - 1].1,
+                });
+                break 'starts;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -999,7 +1134,84 @@ pub(crate) mod tests {
 
         /// The same scan with the word list as the plain `HashMap` it was.
         pub(crate) fn seed_phrases(text: &str, out: &mut Vec<Hit>) {
-            seed_phrases_by(text, out, word_index)
+            seed_range(text, 0, text.len(), out, word_index)
+        }
+
+        /// The seed scan of `text[from..to]` before the words were read from block masks and
+        /// looked up twelfth first: every word looked up, in order.
+        pub(crate) fn seed_range(
+            text: &str,
+            from: usize,
+            to: usize,
+            out: &mut Vec<Hit>,
+            word_index: impl Fn(&str) -> Option<u16>,
+        ) {
+            let b = text.as_bytes();
+            let mut words: Vec<(u16, usize, usize)> = Vec::new();
+            let mut i = from;
+            let flush = |words: &mut Vec<(u16, usize, usize)>, out: &mut Vec<Hit>| {
+                if words.len() >= 12 {
+                    let idx: Vec<u16> = words.iter().map(|w| w.0).collect();
+                    'starts: for s in 0..idx.len().min(256) {
+                        for n in [24, 21, 18, 15, 12] {
+                            if s + n <= idx.len() && mnemonic_valid(&idx[s..s + n]) {
+                                out.push(Hit {
+                                    class: Crypto,
+                                    detector: "bip39_seed_phrase",
+                                    span: words[s].1..words[s + n - 1].2,
+                                });
+                                break 'starts;
+                            }
+                        }
+                    }
+                }
+                words.clear();
+            };
+            while i < to {
+                if !b[i].is_ascii_alphabetic() {
+                    // Separators: spaces, punctuation, digits (numbered lists); other letters break.
+                    if !b[i].is_ascii() {
+                        flush(&mut words, out);
+                    }
+                    i += 1;
+                    continue;
+                }
+                let n = crate::content::bytes::run_len_short(
+                    b,
+                    i,
+                    usize::MAX,
+                    |c| c.is_ascii_alphabetic(),
+                    crate::content::bytes::alpha,
+                );
+                match word_index(&text[i..i + n]) {
+                    Some(v) => words.push((v, i, i + n)),
+                    None => flush(&mut words, out),
+                }
+                i += n;
+            }
+            flush(&mut words, out);
+        }
+
+        /// The checksum check before the bits were packed a byte at a time.
+        pub(crate) fn mnemonic_valid(idx: &[u16]) -> bool {
+            let bits = idx.len() * 11;
+            let ent = bits * 32 / 33;
+            let cs = bits - ent;
+            let mut bytes = vec![0u8; bits.div_ceil(8)];
+            for (k, &v) in idx.iter().enumerate() {
+                for j in 0..11 {
+                    if v & (1 << (10 - j)) != 0 {
+                        let bit = k * 11 + j;
+                        bytes[bit / 8] |= 0x80 >> (bit % 8);
+                    }
+                }
+            }
+            let h = Sha256::digest(&bytes[..ent / 8]);
+            let want = h[0] >> (8 - cs);
+            let last = ((bytes[ent / 8] as u16) << 8
+                | *bytes.get(ent / 8 + 1).unwrap_or(&0) as u16)
+                >> (16 - cs);
+            want as u16 == last
         }
 
         /// Every anchor in one automaton, as the anchors were searched before the two-byte
@@ -1282,6 +1494,194 @@ pub(crate) mod tests {
                 s
             })
             .collect()
+    }
+
+    /// A valid mnemonic of `n` words (12 to 24, a multiple of 3) from random entropy.
+    fn random_mnemonic(rng: &mut crate::test_rng::XorShift, n: usize) -> Vec<u16> {
+        let ent_bits = n * 11 * 32 / 33;
+        let mut bytes: Vec<u8> = (0..ent_bits / 8).map(|_| rng.below(256) as u8).collect();
+        let h = Sha256::digest(&bytes);
+        bytes.push(h[0]);
+        let bit = |i: usize| u16::from(bytes[i / 8] >> (7 - i % 8) & 1);
+        let idx: Vec<u16> = (0..n)
+            .map(|k| (0..11).fold(0, |v, j| v << 1 | bit(k * 11 + j)))
+            .collect();
+        assert!(mnemonic_valid(&idx), "{idx:?}");
+        idx
+    }
+
+    /// The checksum check (the words' bits packed a byte at a time, one SHA-256 block
+    /// compressed) is the one packed a bit at a time and hashed by `Sha256::digest`: valid
+    /// phrases of every length, and the same with any one word changed.
+    #[test]
+    fn mnemonic_check_is_the_bitwise_one() {
+        let mut rng = crate::test_rng::XorShift::new(0xC4EC_4503);
+        let mut valid = 0;
+        for t in 0..6000 {
+            let n = [12, 15, 18, 21, 24][t % 5];
+            let mut idx = random_mnemonic(&mut rng, n);
+            if t % 2 == 1 {
+                let k = rng.below(n);
+                idx[k] = rng.below(2048) as u16;
+            }
+            if t % 7 == 3 {
+                // Bits above the eleventh are ignored by both.
+                idx[rng.below(n)] |= 0xF800;
+            }
+            assert_eq!(
+                mnemonic_valid(&idx),
+                reference::mnemonic_valid(&idx),
+                "{idx:?}"
+            );
+            valid += usize::from(mnemonic_valid(&idx));
+        }
+        assert!((3000..5000).contains(&valid), "{valid}");
+    }
+
+    /// Texts for the seed search's differential test: list words (any case), valid phrases of
+    /// every length, words not in the list (of every length), separators (digits, punctuation,
+    /// blanks, bytes outside ASCII), some runs of list words longer than the run a phrase is
+    /// looked for in and than the search's read-ahead, most ending in a word (the 8-byte load
+    /// near the text's end).
+    fn seed_search_texts(n: usize, seed: u64) -> Vec<String> {
+        let list: Vec<&str> = include_str!("data/bip39-english.txt").lines().collect();
+        const SEPS: &[&str] = &[
+            " ", " ", " ", ", ", "\n", "\t", "-", "7", "12. ", "  ", "\u{e9}", "\u{65e5}", ".",
+            "\"", "_",
+        ];
+        let mut rng = crate::test_rng::XorShift::new(seed);
+        let case = |rng: &mut crate::test_rng::XorShift, w: &str| -> String {
+            match rng.below(8) {
+                0 => w.to_ascii_uppercase(),
+                1 => w
+                    .chars()
+                    .map(|c| {
+                        if rng.below(2) == 0 {
+                            c.to_ascii_uppercase()
+                        } else {
+                            c
+                        }
+                    })
+                    .collect(),
+                _ => w.to_string(),
+            }
+        };
+        (0..n)
+            .map(|t| {
+                let mut s = String::new();
+                let long = t % 16 == 0;
+                let target = if long {
+                    [3000, 5000, 9000][rng.below(3)]
+                } else {
+                    [20, 80, 200, 600][rng.below(4)]
+                };
+                let sep = |rng: &mut crate::test_rng::XorShift| {
+                    if long || rng.below(3) > 0 {
+                        " "
+                    } else {
+                        SEPS[rng.below(SEPS.len())]
+                    }
+                };
+                while s.len() < target {
+                    // (Long texts: runs of list words of a few hundred, past `RUN_READ` and
+                    // the read-ahead.)
+                    match rng.below(if long { 1000 } else { 10 }) {
+                        0 => {
+                            let len = [12, 15, 18, 21, 24][rng.below(5)];
+                            let m = random_mnemonic(&mut rng, len);
+                            for v in m {
+                                let w = case(&mut rng, list[v as usize]);
+                                s.push_str(&w);
+                                s.push_str(sep(&mut rng));
+                            }
+                        }
+                        1 => {
+                            // A word not in the list (almost always), of any length.
+                            let len = [1, 2, 3, 4, 5, 6, 7, 8, 9, 12][rng.below(10)];
+                            s.extend((0..len).map(|_| (b'a' + rng.below(26) as u8) as char));
+                        }
+                        2 => s.push_str(SEPS[rng.below(SEPS.len())]),
+                        _ => {
+                            let w = list[rng.below(list.len())];
+                            let w = case(&mut rng, w);
+                            s.push_str(&w);
+                        }
+                    }
+                    if s.len() < target || rng.below(4) == 0 {
+                        s.push_str(sep(&mut rng));
+                    }
+                }
+                s
+            })
+            .collect()
+    }
+
+    /// The seed search (words from block masks, looked up twelfth first, packed with one
+    /// load) finds exactly what every word looked up in order found: over whole texts, over
+    /// the shape pass's stretches and over ranges between any two letter-run edges.
+    #[test]
+    fn seed_search_finds_what_every_word_looked_up_found() {
+        let mut texts = seed_search_texts(2500, 0x51DE_5EED_0019);
+        texts.extend(seed_texts(300, 0x0BAD_5EED));
+        // Phrases at the very end of the text, whose last word is shorter than 8 bytes from it.
+        let phrase = "legal winner thank year wave sausage worth useful legal winner thank yellow";
+        for pre in ["", "x ", "abandon ", "\u{e9}", "about about "] {
+            for cut in 0..8 {
+                texts.push(format!("{pre}{}", &phrase[..phrase.len() - cut]));
+                texts.push(format!("{pre}{}", phrase.to_ascii_uppercase()));
+            }
+        }
+        let mut rng = crate::test_rng::XorShift::new(0x7E57);
+        let (mut found, mut long_runs) = (0, 0);
+        for (k, t) in texts.iter().enumerate() {
+            let mut want = Vec::new();
+            reference::seed_range(t, 0, t.len(), &mut want, word_index);
+            let mut by_map = Vec::new();
+            reference::seed_phrases(t, &mut by_map);
+            assert_eq!(by_map, want, "text {k}: {t:?}");
+            let mut got = Vec::new();
+            seed_phrases(t, &mut got);
+            assert_eq!(got, want, "text {k}: {t:?}");
+            let mut got = Vec::new();
+            seed_range(t, 0, t.len(), &mut got, &mut SeedScratch::default());
+            assert_eq!(got, want, "text {k}: {t:?}");
+            let sh = super::super::shape::shape(t.as_bytes());
+            let mut got = Vec::new();
+            seed_phrases_in(t, &mut got, &sh.seeds);
+            assert_eq!(got, want, "text {k}: {t:?}");
+            found += want.len();
+            // The longest run of list words (a byte outside ASCII ends one).
+            let (mut run, mut longest) = (0, 0);
+            for w in t.split(|c: char| !c.is_ascii_alphabetic() && c.is_ascii()) {
+                if !w.is_empty() && word_index(w).is_some() {
+                    run += 1;
+                    longest = longest.max(run);
+                } else if !w.is_empty() || t.is_empty() {
+                    run = 0;
+                }
+            }
+            long_runs += usize::from(longest > READ_AHEAD + RUN_READ);
+            // Ranges between letter-run edges (one scratch reused, as over a text's stretches).
+            let b = t.as_bytes();
+            let edges: Vec<usize> = (0..=b.len())
+                .filter(|&i| {
+                    i == 0
+                        || i == b.len()
+                        || !b[i - 1].is_ascii_alphabetic()
+                        || !b[i].is_ascii_alphabetic()
+                })
+                .collect();
+            let mut sc = SeedScratch::default();
+            for _ in 0..3 {
+                let from = edges[rng.below(edges.len())];
+                let to = edges[rng.below(edges.len())].max(from);
+                let (mut got, mut want) = (Vec::new(), Vec::new());
+                seed_range(t, from, to, &mut got, &mut sc);
+                reference::seed_range(t, from, to, &mut want, word_index);
+                assert_eq!(got, want, "text {k} {from}..{to}: {t:?}");
+            }
+        }
+        assert!(found > 1500 && long_runs > 20, "{found} {long_runs}");
     }
 
     /// The seed scan over the shape pass's stretches (and the rest it left unread) finds
