@@ -244,19 +244,68 @@ fn anchor_patterns() -> impl Iterator<Item = &'static str> {
         .chain(SPECIAL.iter().copied())
 }
 
-/// The anchors' searchers: the two-byte anchors (`SK`, `Q~`) each by `memmem`, the rest by
-/// one automaton. With two-byte patterns in it, the automaton's prefilter (Teddy) keys on
-/// two-byte fingerprints, which common letter pairs fill with false candidates: 1.46 against
-/// 0.31 ms/MiB on source text, 3.7 against 0.55 on prose (issue 19). No occurrence of a
-/// two-byte anchor can overlap one of another anchor (a test checks it), so the matches
+/// The anchors' searchers: the two-byte anchors (`SK`, `Q~`) by one searcher of their own,
+/// the rest by one automaton. With two-byte patterns in it, the automaton's prefilter (Teddy)
+/// keys on two-byte fingerprints, which common letter pairs fill with false candidates: 1.46
+/// against 0.31 ms/MiB on source text, 3.7 against 0.55 on prose (issue 19). No occurrence of
+/// a two-byte anchor can overlap one of another anchor (a test checks it), so the matches
 /// merged in order of their starts are those of one automaton of them all.
 struct Anchors {
     /// The automaton of the anchors longer than two bytes, leftmost-longest.
     long: AhoCorasick,
     /// The id of each of the automaton's patterns.
     long_ids: Vec<usize>,
-    /// The two-byte anchors: id and finder.
-    short: Vec<(usize, memchr::memmem::Finder<'static>)>,
+    /// The two-byte anchors, in one pass (they share no byte: their matches never overlap).
+    short: ShortAnchors,
+    /// The id of each two-byte anchor.
+    short_ids: Vec<usize>,
+}
+
+/// The two-byte anchors' searcher: Teddy alone (one pass; each anchor in a bucket of its own
+/// matches exactly, where two `memmem` passes read the text twice), or an automaton where
+/// the CPU has no Teddy.
+enum ShortAnchors {
+    Packed(aho_corasick::packed::Searcher),
+    Automaton(AhoCorasick),
+}
+
+impl ShortAnchors {
+    fn new(patterns: &[&str]) -> Self {
+        let mut b = aho_corasick::packed::Config::new()
+            .match_kind(aho_corasick::packed::MatchKind::LeftmostFirst)
+            .builder();
+        b.extend(patterns);
+        match b.build() {
+            Some(s) => ShortAnchors::Packed(s),
+            None => ShortAnchors::Automaton(anchor_automaton(patterns.iter().copied())),
+        }
+    }
+
+    /// `(start, end, index of the pattern)` of each match, in order.
+    fn find_iter<'a>(&'a self, b: &'a [u8]) -> ShortMatches<'a> {
+        match self {
+            ShortAnchors::Packed(s) => ShortMatches::Packed(s.find_iter(b)),
+            ShortAnchors::Automaton(a) => ShortMatches::Automaton(a.find_iter(b)),
+        }
+    }
+}
+
+/// [`ShortAnchors::find_iter`]'s matches (no allocation).
+enum ShortMatches<'a> {
+    Packed(aho_corasick::packed::FindIter<'a, 'a>),
+    Automaton(aho_corasick::FindIter<'a, 'a>),
+}
+
+impl Iterator for ShortMatches<'_> {
+    type Item = (usize, usize, usize);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let m = match self {
+            ShortMatches::Packed(it) => it.next()?,
+            ShortMatches::Automaton(it) => it.next()?,
+        };
+        Some((m.start(), m.end(), m.pattern().as_usize()))
+    }
 }
 
 /// A leftmost-longest automaton (a DFA) of anchors.
@@ -271,47 +320,41 @@ fn anchor_automaton<'a>(patterns: impl IntoIterator<Item = &'a str>) -> AhoCoras
 fn anchors() -> &'static Anchors {
     static A: OnceLock<Anchors> = OnceLock::new();
     A.get_or_init(|| {
-        let (mut long, mut long_ids, mut short) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut long, mut long_ids, mut short, mut short_ids) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (id, p) in anchor_patterns().enumerate() {
             if p.len() <= 2 {
-                short.push((id, memchr::memmem::Finder::new(p.as_bytes()).into_owned()));
+                short.push(p);
+                short_ids.push(id);
             } else {
                 long.push(p);
                 long_ids.push(id);
             }
         }
-        let long = anchor_automaton(long);
         Anchors {
-            long,
+            long: anchor_automaton(long),
             long_ids,
-            short,
+            short: ShortAnchors::new(&short),
+            short_ids,
         }
     })
 }
 
 /// Calls `f(id, start, end)` for every anchor match in `text`, in the order of their starts:
-/// the matches of one leftmost-longest automaton of every anchor.
+/// the matches of one leftmost-longest automaton of every anchor. Both searches are followed
+/// lazily (no list of matches: a text of nothing but `SK`s holds millions).
 fn anchor_matches(text: &str, mut f: impl FnMut(usize, usize, usize)) {
     let a = anchors();
     let b = text.as_bytes();
-    let mut short: Vec<(usize, usize, usize)> = Vec::new();
-    for (id, finder) in &a.short {
-        short.extend(
-            finder
-                .find_iter(b)
-                .map(|s| (s, s + finder.needle().len(), *id)),
-        );
-    }
-    short.sort_unstable();
-    let mut short = short.into_iter().peekable();
+    let mut short = a.short.find_iter(b).peekable();
     for m in a.long.find_iter(b) {
-        while let Some((s, e, id)) = short.next_if(|&(s, _, _)| s < m.start()) {
-            f(id, s, e);
+        while let Some((s, e, k)) = short.next_if(|&(s, _, _)| s < m.start()) {
+            f(a.short_ids[k], s, e);
         }
         f(a.long_ids[m.pattern().as_usize()], m.start(), m.end());
     }
-    for (s, e, id) in short {
-        f(id, s, e);
+    for (s, e, k) in short {
+        f(a.short_ids[k], s, e);
     }
 }
 
@@ -1360,6 +1403,7 @@ pub(crate) mod tests {
             }
             texts.push(t);
         }
+        let fallback = ShortAnchors::Automaton(anchor_automaton(["SK", "Q~"]));
         let mut n = 0;
         for t in &texts {
             let mut got = Vec::new();
@@ -1370,6 +1414,11 @@ pub(crate) mod tests {
                 .collect();
             assert_eq!(got, want, "{t:?}");
             n += got.len();
+            // The two-byte anchors' searcher where the CPU has no Teddy: the same matches.
+            let packed: Vec<_> = anchors().short.find_iter(t.as_bytes()).collect();
+            assert!(matches!(anchors().short, ShortAnchors::Packed(_)));
+            let automaton: Vec<_> = fallback.find_iter(t.as_bytes()).collect();
+            assert_eq!(packed, automaton, "{t:?}");
         }
         assert!(n > 5000, "{n}");
     }
