@@ -179,3 +179,67 @@ fn a_call_the_sandbox_refuses_is_explained_on_stderr() {
         "{line}"
     );
 }
+
+/// Only a call that failed is explained: a successful answer whose text names a refusal (a
+/// log file read) is no refusal, and gets no hint; the failed call in the same session does.
+#[test]
+fn a_successful_answer_that_names_a_refusal_is_not_explained() {
+    if !kernel_available() {
+        skip!("no kernel confinement here");
+    }
+    let lab = Lab::new();
+    // The workspace and the naive server's own log writable, its script readable.
+    let pol = lab.policy(
+        "naive-full",
+        &format!(
+            "name: naive-full\nnetwork:\n  mode: none\nfilesystem:\n  mode: explicit\n  mounts:\n    - path: {}\n      mode: rw\n    - path: {}\n      mode: rw\nkernel:\n  extra_read: [{}]\n",
+            lab.ws.display(),
+            lab.p("logs"),
+            fixture("naive_server.py").display()
+        ),
+    );
+    let log = lab.ws.join("server.log");
+    std::fs::write(
+        &log,
+        "12:00 Error: EACCES: permission denied, open '/etc/capjail-test-named-in-a-log'\n",
+    )
+    .unwrap();
+    // Nobody may read this one in the sandbox (no capability is left, not even as root).
+    let locked = lab.ws.join("locked.txt");
+    std::fs::write(&locked, "locked").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let relay = lab.path("logs/naive.log");
+    let mut s = SessionBuilder::capjail(
+        &[
+            "--mode",
+            "full",
+            "--policy",
+            pol.to_str().unwrap(),
+            "--audit",
+            "off",
+        ],
+        naive_server(&lab.root, &relay),
+    )
+    .cwd(&lab.ws)
+    .spawn();
+    s.initialize();
+    let r = s.call_tool("read_text_file", json!({"path": log.to_str().unwrap()}));
+    assert!(
+        r.to_string().contains("capjail-test-named-in-a-log") && r["result"]["isError"] != true,
+        "{r}"
+    );
+    let r = s.call_tool("read_text_file", json!({"path": locked.to_str().unwrap()}));
+    assert_eq!(r["result"]["isError"], true, "{r}");
+    s.finish();
+    let err = s.stderr_text();
+    assert!(
+        !err.contains("capjail-test-named-in-a-log"),
+        "a successful answer was explained as a refusal:\n{err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.contains("a tool call failed with") && l.contains(locked.to_str().unwrap())),
+        "the failed call was not explained:\n{err}"
+    );
+}

@@ -303,6 +303,10 @@ pub struct Envelope<'a> {
     pub method: Option<std::borrow::Cow<'a, str>>,
     /// `method` is present but not a string.
     pub bad_method: bool,
+    /// Certainly no failure report: the scanner read the line and found neither an `error`
+    /// member nor a `result` object whose `isError` is `true`. `false` for a failure, and for
+    /// any line the serde pass read (it does not look).
+    pub not_failed: bool,
 }
 
 /// [`validate_strict`], returning the line's [`Envelope`].
@@ -515,6 +519,8 @@ mod scan {
     enum Member {
         Id,
         Method,
+        Error,
+        Result,
     }
 
     pub(super) fn envelope<'a>(
@@ -546,6 +552,10 @@ mod scan {
         let mut member: Option<(Member, usize)> = None;
         let mut id_range: Option<(usize, usize)> = None;
         let mut method_range: Option<(usize, usize)> = None;
+        // A failure reported: an `error` member, or `true` as the `isError` member of the
+        // `result` object (`in_result`: the open object at depth 2 is it; `is_error_key`: its
+        // last key was `isError`).
+        let (mut failed, mut in_result, mut is_error_key) = (false, false, false);
         'value: loop {
             i = ws(b, i);
             if stack.len() == 1 {
@@ -559,6 +569,9 @@ mod scan {
                         return None;
                     }
                     let object = open == b'{';
+                    if stack.len() == 1 && object {
+                        in_result = matches!(member, Some((Member::Result, _)));
+                    }
                     stack.push((object, keys.len()));
                     i = ws(b, i + 1);
                     let close = if object { b'}' } else { b']' };
@@ -567,6 +580,8 @@ mod scan {
                         i += 1;
                     } else if object {
                         i = key(b, i, &mut keys, stack.len() == 1, &mut member, &mut high)?;
+                        is_error_key =
+                            in_result && stack.len() == 2 && keys.last() == Some(&&b"isError"[..]);
                         continue 'value;
                     } else {
                         continue 'value;
@@ -586,7 +601,10 @@ mod scan {
                     }
                     i = end;
                 }
-                b't' if b[i..].starts_with(b"true") => i += 4,
+                b't' if b[i..].starts_with(b"true") => {
+                    failed |= is_error_key && stack.len() == 2;
+                    i += 4
+                }
                 b'f' if b[i..].starts_with(b"false") => i += 5,
                 b'n' if b[i..].starts_with(b"null") => i += 4,
                 b'-' | b'0'..=b'9' => i = number(b, i)?,
@@ -600,6 +618,8 @@ mod scan {
                         match m {
                             Member::Id => id_range = r,
                             Member::Method => method_range = r,
+                            Member::Error => failed = true,
+                            Member::Result => {}
                         }
                     }
                 }
@@ -617,6 +637,8 @@ mod scan {
                             &mut member,
                             &mut high,
                         )?;
+                        is_error_key =
+                            in_result && stack.len() == 2 && keys.last() == Some(&&b"isError"[..]);
                         continue 'value;
                     }
                     (b',', false) => {
@@ -629,6 +651,9 @@ mod scan {
                         }
                         keys.truncate(start);
                         stack.pop();
+                        if stack.len() == 1 {
+                            in_result = false;
+                        }
                         i += 1;
                     }
                     (b']', false) => {
@@ -645,6 +670,7 @@ mod scan {
         if high >= 0x80 {
             std::str::from_utf8(line).ok()?;
         }
+        env.not_failed = !failed;
         if let Some((s, e)) = id_range {
             env.id = Some(serde_json::from_slice(&b[s..e]).ok()?);
         }
@@ -697,6 +723,8 @@ mod scan {
             *member = match k {
                 b"id" => Some((Member::Id, 0)),
                 b"method" => Some((Member::Method, 0)),
+                b"error" => Some((Member::Error, 0)),
+                b"result" => Some((Member::Result, 0)),
                 _ => None,
             };
         }
@@ -1093,8 +1121,9 @@ mod tests {
             }
             for max_depth in [1, 2, 3, 64] {
                 total += 1;
-                if let Some(env) = scan::envelope(&bytes, max_depth, 0, &mut Vec::new()) {
+                if let Some(mut env) = scan::envelope(&bytes, max_depth, 0, &mut Vec::new()) {
                     accepted += 1;
+                    env.not_failed = false; // (the serde pass does not look)
                     assert_eq!(
                         envelope_by_serde(&bytes, max_depth).as_ref(),
                         Ok(&env),
@@ -1104,7 +1133,7 @@ mod tests {
                 }
                 // And the envelope the proxy uses is the serde pass's, accepted or refused.
                 assert_eq!(
-                    validate_envelope(&bytes, max_depth),
+                    unlooked(validate_envelope(&bytes, max_depth)),
                     envelope_by_serde(&bytes, max_depth)
                 );
             }
@@ -1204,7 +1233,8 @@ mod tests {
                 br#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":""#.to_vec();
             line.extend_from_slice(&text);
             line.extend_from_slice(br#""}]}}"#);
-            if let Some(env) = scan::envelope(&line, 64, 0, &mut Vec::new()) {
+            if let Some(mut env) = scan::envelope(&line, 64, 0, &mut Vec::new()) {
+                env.not_failed = false; // (the serde pass does not look)
                 assert_eq!(
                     envelope_by_serde(&line, 64).as_ref(),
                     Ok(&env),
@@ -1212,7 +1242,10 @@ mod tests {
                     String::from_utf8_lossy(&line)
                 );
             }
-            assert_eq!(validate_envelope(&line, 64), envelope_by_serde(&line, 64));
+            assert_eq!(
+                unlooked(validate_envelope(&line, 64)),
+                envelope_by_serde(&line, 64)
+            );
         }
     }
 
@@ -1226,7 +1259,7 @@ mod tests {
             "{\"result\":\"ü€😀\"}".as_bytes(),
         ] {
             let env = scan::envelope(line, 64, 0, &mut Vec::new()).unwrap_or_else(|| panic!("{line:?}"));
-            assert_eq!(Ok(env), envelope_by_serde(line, 64));
+            assert_eq!(unlooked(Ok(env)), envelope_by_serde(line, 64));
         }
         for line in [
             &b"{\"a\":\"\x01\"}"[..],
@@ -1293,6 +1326,85 @@ mod tests {
         assert!(!validate_envelope(b"null", 64).unwrap().object);
         let env = validate_envelope(br#"{"method":"a\u0062"}"#, 64).unwrap();
         assert_eq!(env.method.as_deref(), Some("ab"));
+    }
+
+    /// The envelope as the serde pass gives it (which does not look for a failure report).
+    fn unlooked(env: Result<Envelope<'_>, ParseError>) -> Result<Envelope<'_>, ParseError> {
+        env.map(|env| Envelope {
+            not_failed: false,
+            ..env
+        })
+    }
+
+    /// An answer that reports a failure (an `error` member, a `result` whose `isError` is
+    /// `true`) is never taken for one that reports none, wherever `isError` or `true` appear
+    /// elsewhere; a line the serde pass reads is never said to report none.
+    #[test]
+    fn a_failure_report_is_never_missed() {
+        let failed = |line: &str| {
+            let v: Value = serde_json::from_str(line).unwrap();
+            v.get("error").is_some() || v.pointer("/result/isError") == Some(&Value::Bool(true))
+        };
+        let lines = [
+            (r#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#, true),
+            (r#"{"id":1,"result":{"content":[],"isError":true}}"#, false),
+            (
+                r#"{"id":1,"result":{"isError" : true ,"content":[]}}"#,
+                false,
+            ),
+            (r#"{"id":1,"result":{"isError":false,"ok":true}}"#, true),
+            (r#"{"id":1,"result":{"content":[{"isError":true}]}}"#, true),
+            (r#"{"id":1,"result":{"a":{"isError":true},"b":true}}"#, true),
+            (r#"{"id":1,"result":{"isError":[true]}}"#, true),
+            (r#"{"id":1,"result":{"isError":{"x":true}}}"#, true),
+            (r#"{"id":1,"result":[true],"x":{"isError":true}}"#, true),
+            (r#"{"id":1,"params":{"isError":true},"result":{}}"#, true),
+            (r#"{"id":1,"isError":true,"result":{}}"#, true),
+            (r#"{"id":1,"result":{"x":1},"y":{"isError":true}}"#, true),
+            (r#"{"id":1,"result":{"isError":false},"z":true}"#, true),
+            (
+                r#"{"id":1,"error":{"code":-32000,"message":"EACCES"}}"#,
+                false,
+            ),
+            (r#"{"id":1,"error":null}"#, false),
+            (r#"{"id":1,"result":{"t":"\n","isError":true}}"#, false),
+            (r#"{"id":1,"result":{"isError":true,"t":1e3}}"#, false),
+            (r#"{"id":1,"result":{"is\u0045rror":true}}"#, false),
+            (r#"{"id":1,"result":{"ok":1e3}}"#, false),
+        ];
+        for (line, not_failed) in lines {
+            let env = validate_envelope(line.as_bytes(), 64).unwrap();
+            assert_eq!(env.not_failed, not_failed, "{line}");
+            assert!(!(env.not_failed && failed(line)), "{line}");
+        }
+        // Generated answers: never `not_failed` for a failure.
+        let mut rng = crate::test_rng::XorShift::new(0x0fa1_1ed0_5eedu64);
+        let pieces = [
+            r#""isError":true"#,
+            r#""isError":false"#,
+            r#""isError":[true]"#,
+            r#""a":true"#,
+            r#""b":{"isError":true}"#,
+            r#""c":[{"isError":true},true]"#,
+            r#""d":"isError""#,
+        ];
+        for _ in 0..3000 {
+            let mut members = Vec::new();
+            for _ in 0..rng.below(4) {
+                members.push(pieces[rng.below(pieces.len())].to_string());
+            }
+            members.sort();
+            members.dedup_by(|a, b| a.split(':').next() == b.split(':').next());
+            let result = format!("{{{}}}", members.join(","));
+            let line = match rng.below(4) {
+                0 => format!(r#"{{"id":1,"result":{result}}}"#),
+                1 => format!(r#"{{"id":1,"x":{result},"result":{{}}}}"#),
+                2 => format!(r#"{{"id":1,"result":[{result}]}}"#),
+                _ => format!(r#"{{"id":1,"error":{result}}}"#),
+            };
+            let env = validate_envelope(line.as_bytes(), 64).unwrap();
+            assert_eq!(env.not_failed, !failed(&line), "{line}");
+        }
     }
 
     /// `cargo test --release --lib strict::tests::cost_of_validation -- --ignored --nocapture`

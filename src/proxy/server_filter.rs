@@ -70,6 +70,7 @@ impl ServerFilter {
         }
         // `"id": null` reads as no id (as it always has here).
         let id = env.id.filter(|v| !v.is_null());
+        let not_failed = env.not_failed;
         match (env.method, id) {
             // A request to the client (roots/list, sampling, elicitation, ping).
             (Some(_), Some(id)) if Outbox::is_own_id(&id) => ServerOutcome::Drop(format!(
@@ -123,8 +124,13 @@ impl ServerFilter {
                         "the server answered id {id}, which no forwarded request has"
                     )),
                     Some(Pending::Plain) => {
-                        // A refusal by the sandbox named in the answer: say what grants it.
-                        super::refusals::on_answer(&self.policy, line);
+                        // A tool call that failed because the sandbox refused a path: say
+                        // what grants it. (An answer that reports no failure is not read: a
+                        // file's text that names a refusal is no refusal, and a large answer
+                        // is not read once more for nothing, issue 19.)
+                        if !not_failed {
+                            super::refusals::on_answer(&self.policy, line);
+                        }
                         // An environment read: only the variables its rule names (check::env_read).
                         let env = shared
                             .take_env_read(key)
