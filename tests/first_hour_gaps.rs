@@ -133,6 +133,16 @@ fn client_roots_outside_the_mounts_are_warned_about_with_the_line_to_add() {
     assert!(!warned[0].contains(&format!("root {} ", lab.ws_s())));
 }
 
+/// A file in the workspace nobody may read: the server has no capability left in the
+/// sandbox (not even as root), so the kernel refuses the open with EACCES.
+fn locked_file(lab: &Lab) -> std::path::PathBuf {
+    let locked = lab.ws.join("locked.txt");
+    std::fs::write(&locked, "locked").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    locked
+}
+
 #[test]
 fn a_call_the_sandbox_refuses_is_explained_on_stderr() {
     if !kernel_available() {
@@ -146,12 +156,7 @@ fn a_call_the_sandbox_refuses_is_explained_on_stderr() {
     }
     let lab = Lab::new();
     let pol = lab.ws_rw_policy();
-    // A file in the workspace nobody may read: the server has no capability left in the
-    // sandbox (not even as root), so the kernel refuses the open with EACCES.
-    let locked = lab.ws.join("locked.txt");
-    std::fs::write(&locked, "locked").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let locked = locked_file(&lab);
     let mut s = SessionBuilder::capjail(
         &[
             "--mode",
@@ -204,11 +209,7 @@ fn a_successful_answer_that_names_a_refusal_is_not_explained() {
         "12:00 Error: EACCES: permission denied, open '/etc/capjail-test-named-in-a-log'\n",
     )
     .unwrap();
-    // Nobody may read this one in the sandbox (no capability is left, not even as root).
-    let locked = lab.ws.join("locked.txt");
-    std::fs::write(&locked, "locked").unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let locked = locked_file(&lab);
     let relay = lab.path("logs/naive.log");
     let mut s = SessionBuilder::capjail(
         &[

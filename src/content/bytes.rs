@@ -380,6 +380,17 @@ pub(crate) fn next_non_ascii(b: &[u8], from: usize) -> Option<usize> {
     (i < b.len()).then_some(i)
 }
 
+/// The offsets of `b` no ASCII letter run crosses (its ends, and every edge of a run): where
+/// the tests start and end the ranges they scan.
+#[cfg(test)]
+pub(crate) fn letter_run_edges(b: &[u8]) -> Vec<usize> {
+    (0..=b.len())
+        .filter(|&i| {
+            i == 0 || i == b.len() || !b[i - 1].is_ascii_alphabetic() || !b[i].is_ascii_alphabetic()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -497,14 +508,7 @@ mod tests {
                 }
             }
             // `from` and `to` at the range's letter-run edges (or anywhere no run crosses).
-            let edges: Vec<usize> = (0..=t.len())
-                .filter(|&i| {
-                    i == 0
-                        || i == t.len()
-                        || !t[i - 1].is_ascii_alphabetic()
-                        || !t[i].is_ascii_alphabetic()
-                })
-                .collect();
+            let edges = letter_run_edges(&t);
             let from = edges[rng.below(edges.len())];
             let to = edges[rng.below(edges.len())].max(from);
             // A letter run may start at `to` (the range ends before it).

@@ -1712,14 +1712,7 @@ pub(crate) mod tests {
             long_runs += usize::from(longest > READ_AHEAD + RUN_READ);
             // Ranges between letter-run edges (one scratch reused, as over a text's stretches).
             let b = t.as_bytes();
-            let edges: Vec<usize> = (0..=b.len())
-                .filter(|&i| {
-                    i == 0
-                        || i == b.len()
-                        || !b[i - 1].is_ascii_alphabetic()
-                        || !b[i].is_ascii_alphabetic()
-                })
-                .collect();
+            let edges = super::super::bytes::letter_run_edges(b);
             let mut sc = SeedScratch::default();
             for _ in 0..3 {
                 let from = edges[rng.below(edges.len())];

@@ -115,10 +115,10 @@ fn masks(block: &[u8; BLOCK]) -> (u64, u64) {
     (stops, top)
 }
 
-/// [`masks`] with AVX2: two 32-byte compares to bit masks.
+/// [`masks`] with AVX2: two 32-byte compares to bit masks (also `strict::special`'s).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn masks_avx2(block: &[u8; BLOCK]) -> (u64, u64) {
+pub(crate) fn masks_avx2(block: &[u8; BLOCK]) -> (u64, u64) {
     use std::arch::x86_64::{
         __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_max_epu8, _mm256_movemask_epi8,
         _mm256_or_si256, _mm256_set1_epi8,

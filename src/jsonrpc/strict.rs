@@ -795,49 +795,27 @@ mod scan {
         special_blocks(s)
     }
 
-    /// [`special`] with AVX2: each 64 bytes compared with the quote, the backslash and the
-    /// control range, to one bit per byte; the tail (under 64 bytes) by [`special_blocks`].
+    /// [`special`] with AVX2: each 64 bytes to bit masks (`stops::masks_avx2`, the masks the
+    /// walk over an escaped string's stops reads); the tail (under 64 bytes) by
+    /// [`special_blocks`].
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn special_avx2(s: &[u8]) -> (Option<usize>, u8) {
-        use std::arch::x86_64::{
-            __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_max_epu8, _mm256_movemask_epi8,
-            _mm256_or_si256, _mm256_set1_epi8, _mm256_setzero_si256,
-        };
-        let quote = _mm256_set1_epi8(b'"' as i8);
-        let backslash = _mm256_set1_epi8(b'\\' as i8);
-        let ctrl_max = _mm256_set1_epi8(0x1f);
-        let stops = |v: __m256i| {
-            let ctrl = _mm256_cmpeq_epi8(_mm256_max_epu8(v, ctrl_max), ctrl_max);
-            let q = _mm256_or_si256(_mm256_cmpeq_epi8(v, quote), _mm256_cmpeq_epi8(v, backslash));
-            _mm256_movemask_epi8(_mm256_or_si256(q, ctrl)) as u32 as u64
-        };
-        // The OR of the blocks read whole (only its top bits are looked at).
-        let mut seen = _mm256_setzero_si256();
+        // Any byte outside ASCII in the blocks read whole.
+        let mut seen = false;
         let mut i = 0;
-        while let Some(block) = s.get(i..i + 64) {
-            // SAFETY: `block` holds 64 bytes; `loadu` reads 32 of them unaligned, twice.
-            let (v0, v1) = unsafe {
-                (
-                    _mm256_loadu_si256(block.as_ptr().cast()),
-                    _mm256_loadu_si256(block.as_ptr().add(32).cast()),
-                )
-            };
-            let stop = stops(v0) | stops(v1) << 32;
+        while let Some(block) = s.get(i..).and_then(<[u8]>::first_chunk) {
+            let (stop, top) = super::super::stops::masks_avx2(block);
             if stop != 0 {
                 let k = stop.trailing_zeros();
-                let top = _mm256_movemask_epi8(v0) as u32 as u64
-                    | (_mm256_movemask_epi8(v1) as u32 as u64) << 32;
-                let before = top & ((1u64 << k) - 1);
-                let high = before != 0 || _mm256_movemask_epi8(seen) != 0;
+                let high = seen || top & ((1u64 << k) - 1) != 0;
                 return (Some(i + k as usize), u8::from(high) << 7);
             }
-            seen = _mm256_or_si256(seen, _mm256_or_si256(v0, v1));
+            seen |= top != 0;
             i += 64;
         }
         let (k, or) = special_blocks(&s[i..]);
-        let high = _mm256_movemask_epi8(seen) != 0;
-        (k.map(|k| i + k), or | u8::from(high) << 7)
+        (k.map(|k| i + k), or | u8::from(seen) << 7)
     }
 
     /// [`special`] without SIMD intrinsics (its blocks are written to be vectorised), and
