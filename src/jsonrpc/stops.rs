@@ -115,13 +115,42 @@ fn masks(block: &[u8; BLOCK]) -> (u64, u64) {
     (stops, top)
 }
 
-/// [`masks`] with AVX2: two 32-byte compares to bit masks (also `strict::special`'s).
+/// [`masks`] with AVX2: two 32-byte compares to bit masks.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-pub(crate) fn masks_avx2(block: &[u8; BLOCK]) -> (u64, u64) {
+fn masks_avx2(block: &[u8; BLOCK]) -> (u64, u64) {
+    let v = load_avx2(block);
+    (stop_bits_avx2(v), top_bits_avx2(v))
+}
+
+/// A block's 64 bytes as two AVX2 vectors.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(crate) fn load_avx2(
+    block: &[u8; BLOCK],
+) -> (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i) {
+    use std::arch::x86_64::_mm256_loadu_si256;
+    // SAFETY: `block` holds 64 bytes; `loadu` reads 32 of them unaligned, twice.
+    unsafe {
+        (
+            _mm256_loadu_si256(block.as_ptr().cast()),
+            _mm256_loadu_si256(block.as_ptr().add(32).cast()),
+        )
+    }
+}
+
+/// One bit per byte of a loaded block that stops a string: `"`, `\\`, below 0x20 (also
+/// `strict::special`'s).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(crate) fn stop_bits_avx2(
+    (v0, v1): (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i),
+) -> u64 {
     use std::arch::x86_64::{
-        __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_max_epu8, _mm256_movemask_epi8,
-        _mm256_or_si256, _mm256_set1_epi8,
+        __m256i, _mm256_cmpeq_epi8, _mm256_max_epu8, _mm256_movemask_epi8, _mm256_or_si256,
+        _mm256_set1_epi8,
     };
     let quote = _mm256_set1_epi8(b'"' as i8);
     let backslash = _mm256_set1_epi8(b'\\' as i8);
@@ -131,16 +160,18 @@ pub(crate) fn masks_avx2(block: &[u8; BLOCK]) -> (u64, u64) {
         let q = _mm256_or_si256(_mm256_cmpeq_epi8(v, quote), _mm256_cmpeq_epi8(v, backslash));
         _mm256_movemask_epi8(_mm256_or_si256(q, ctrl)) as u32 as u64
     };
-    // SAFETY: `block` holds 64 bytes; `loadu` reads 32 of them unaligned, twice.
-    let (v0, v1) = unsafe {
-        (
-            _mm256_loadu_si256(block.as_ptr().cast()),
-            _mm256_loadu_si256(block.as_ptr().add(32).cast()),
-        )
-    };
-    let top =
-        _mm256_movemask_epi8(v0) as u32 as u64 | (_mm256_movemask_epi8(v1) as u32 as u64) << 32;
-    (stops(v0) | stops(v1) << 32, top)
+    stops(v0) | stops(v1) << 32
+}
+
+/// One bit per byte of a loaded block outside ASCII (its top bit set).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(crate) fn top_bits_avx2(
+    (v0, v1): (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i),
+) -> u64 {
+    use std::arch::x86_64::_mm256_movemask_epi8;
+    _mm256_movemask_epi8(v0) as u32 as u64 | (_mm256_movemask_epi8(v1) as u32 as u64) << 32
 }
 
 #[cfg(test)]

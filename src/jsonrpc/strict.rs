@@ -795,27 +795,32 @@ mod scan {
         special_blocks(s)
     }
 
-    /// [`special`] with AVX2: each 64 bytes to bit masks (`stops::masks_avx2`, the masks the
-    /// walk over an escaped string's stops reads); the tail (under 64 bytes) by
-    /// [`special_blocks`].
+    /// [`special`] with AVX2: each 64 bytes compared with the quote, the backslash and the
+    /// control range, to one bit per byte (`stops::stop_bits_avx2`, as the walk over an
+    /// escaped string's stops reads them); the tail (under 64 bytes) by [`special_blocks`].
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn special_avx2(s: &[u8]) -> (Option<usize>, u8) {
-        // Any byte outside ASCII in the blocks read whole.
-        let mut seen = false;
+        use super::super::stops::{load_avx2, stop_bits_avx2, top_bits_avx2};
+        use std::arch::x86_64::{_mm256_movemask_epi8, _mm256_or_si256, _mm256_setzero_si256};
+        // The OR of the blocks read whole (only its top bits are looked at).
+        let mut seen = _mm256_setzero_si256();
         let mut i = 0;
-        while let Some(block) = s.get(i..).and_then(<[u8]>::first_chunk) {
-            let (stop, top) = super::super::stops::masks_avx2(block);
+        while let Some(block) = s.get(i..i + 64) {
+            let v = load_avx2(block.try_into().expect("64 bytes"));
+            let stop = stop_bits_avx2(v);
             if stop != 0 {
                 let k = stop.trailing_zeros();
-                let high = seen || top & ((1u64 << k) - 1) != 0;
+                let before = top_bits_avx2(v) & ((1u64 << k) - 1);
+                let high = before != 0 || _mm256_movemask_epi8(seen) != 0;
                 return (Some(i + k as usize), u8::from(high) << 7);
             }
-            seen |= top != 0;
+            seen = _mm256_or_si256(seen, _mm256_or_si256(v.0, v.1));
             i += 64;
         }
         let (k, or) = special_blocks(&s[i..]);
-        (k.map(|k| i + k), or | u8::from(seen) << 7)
+        let high = _mm256_movemask_epi8(seen) != 0;
+        (k.map(|k| i + k), or | u8::from(high) << 7)
     }
 
     /// [`special`] without SIMD intrinsics (its blocks are written to be vectorised), and
