@@ -24,7 +24,7 @@ pub(crate) mod secrets;
 mod shape;
 pub(crate) mod text;
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 pub(crate) use config::{ContentPolicy, FlowPolicy};
 

@@ -2,7 +2,10 @@
 //! `serverInfo`), and what its `tools/list` answers said about tools the profile lacks.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+// Read on every call (its tool's description): foldhash, seeded per map (issue 19).
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use serde_json::Value;

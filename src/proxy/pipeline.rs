@@ -157,15 +157,26 @@ impl Session {
     }
 
     /// Judge one server line.
+    #[cfg(test)]
     pub(crate) fn on_server_message(&self, line: &[u8]) -> Vec<Output> {
+        let mut out = Vec::new();
+        self.on_server_message_into(line, &mut out);
+        out
+    }
+
+    /// [`Session::on_server_message`] into `out` (cleared first): the server pump keeps one
+    /// buffer for every line (no allocation per line, issue 19).
+    pub(crate) fn on_server_message_into(&self, line: &[u8], out: &mut Vec<Output>) {
+        out.clear();
         if !self.checking {
-            return vec![Output::Forward];
+            out.push(Output::Forward);
+            return;
         }
         let outcome = match self.server.lock() {
             Ok(mut f) => f.on_line(line),
             Err(_) => ServerOutcome::Drop("server filter lock poisoned".into()),
         };
-        server_outputs(outcome)
+        push_server_outputs(out, outcome);
     }
 
     /// A server line longer than `limit` (the transport did not keep it).
@@ -298,7 +309,15 @@ pub(crate) fn records(outputs: &[Output]) -> impl Iterator<Item = &Record> {
 }
 
 /// The outputs of the server filter's outcome: the record first, then what the client gets.
+#[cfg(test)]
 fn server_outputs(outcome: ServerOutcome) -> Vec<Output> {
+    let mut out = Vec::new();
+    push_server_outputs(&mut out, outcome);
+    out
+}
+
+/// [`server_outputs`] appended to `out` (the server pump keeps one buffer for every line).
+fn push_server_outputs(out: &mut Vec<Output>, outcome: ServerOutcome) {
     let filtered = |dropped: bool, reason: String| {
         Output::Record(Record::Filter(FilterRecord::new(
             Direction::ServerToClient,
@@ -307,33 +326,33 @@ fn server_outputs(outcome: ServerOutcome) -> Vec<Output> {
         )))
     };
     match outcome {
-        ServerOutcome::Forward => vec![Output::Forward],
-        ServerOutcome::Rewritten(line) => vec![
+        ServerOutcome::Forward => out.push(Output::Forward),
+        ServerOutcome::Rewritten(line) => out.extend([
             filtered(false, "tools/list rewritten: tools the policy blocks, or whose definitions changed or are suspicious, were not shown as served".into()),
             Output::ToClient(line),
-        ],
+        ]),
         ServerOutcome::Content(line, why) => {
             tracing::warn!("content checks rewrote a result: {why}");
-            vec![filtered(false, why), Output::ToClient(line)]
+            out.extend([filtered(false, why), Output::ToClient(line)]);
         }
         ServerOutcome::Flagged(why) => {
             tracing::warn!("content finding recorded: {why}");
-            vec![
+            out.extend([
                 Output::Record(Record::Filter(FilterRecord::flagged(
                     Direction::ServerToClient,
                     why,
                 ))),
                 Output::Forward,
-            ]
+            ]);
         }
         // The answer to one of capjail's own requests, handed to its stage.
-        ServerOutcome::Consumed => Vec::new(),
+        ServerOutcome::Consumed => {}
         ServerOutcome::Drop(reason) => {
             if reason == "blank line" {
-                return Vec::new();
+                return;
             }
             tracing::warn!("dropped a server message: {reason}");
-            vec![filtered(true, reason)]
+            out.push(filtered(true, reason));
         }
     }
 }

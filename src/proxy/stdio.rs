@@ -200,20 +200,25 @@ fn relay_server(session: &Session, server_out: impl Read, out: &Outbox) -> io::R
     // Lines are judged and relayed from the reader's buffer: a relayed answer is copied once,
     // from that buffer into the client's pipe (or the outbox queue, for small ones).
     let mut reader = InPlaceLines::new(server_out, PUMP_BUFFER, MAX_SERVER_LINE_BYTES);
+    // One buffer of outputs for every line.
+    let mut outputs = Vec::new();
     loop {
         if !reader.line_buffered() {
             // The next read may wait for the server: what is queued goes out first.
             out.flush_client()?;
         }
-        let (outputs, whole) = match reader.next()? {
+        let whole = match reader.next()? {
             Slice::Eof => return out.flush_client(),
-            Slice::TooLong(n) => (
-                session.on_server_oversized(n, MAX_SERVER_LINE_BYTES),
-                &[][..],
-            ),
-            Slice::Line { whole, len } => (session.on_server_message(&whole[..len]), whole),
+            Slice::TooLong(n) => {
+                outputs = session.on_server_oversized(n, MAX_SERVER_LINE_BYTES);
+                &[][..]
+            }
+            Slice::Line { whole, len } => {
+                session.on_server_message_into(&whole[..len], &mut outputs);
+                whole
+            }
         };
-        for o in outputs {
+        for o in outputs.drain(..) {
             match o {
                 Output::Forward if whole.last() == Some(&b'\n') => out.queue_to_client(whole)?,
                 Output::Forward => {

@@ -2,7 +2,10 @@
 //! server (loaded once from the store), the assessment of every tool listed so far, and the
 //! side effects of a listing (audit records first, then new pins written to the store).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
+
+// Read on every call (its tool's verdict): foldhash, seeded per map (issue 19).
+use foldhash::HashMap;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -80,7 +83,7 @@ impl TrustSession {
             identity,
             config,
             pins,
-            tools: HashMap::new(),
+            tools: HashMap::default(),
             recorded: HashSet::new(),
             removed_recorded: HashSet::new(),
             well_known: super::scan::well_known_names(),
