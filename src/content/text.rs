@@ -449,20 +449,22 @@ fn reach(b: &[u8], at: usize, side: Side) -> usize {
 
 /// The collapse of `b` into `out`: ASCII lower case, a run of blanks one space, other bytes
 /// as they are.
+///
+/// Without a branch per byte: each byte's collapse is written at the output's end, which moves
+/// on unless it is a blank after a blank (the output is never longer than `b`, so it is sized
+/// once; a per-byte `push` was most of a small answer's marker search, issue 19).
 fn collapse_ascii(b: &[u8], out: &mut smallvec::SmallVec<[u8; SHORT_TEXT]>) {
     out.clear();
-    let mut space = false;
+    out.extend_from_slice(b);
+    let dst = &mut out[..];
+    let (mut n, mut space) = (0, false);
     for &x in b {
-        if blank_byte(x) {
-            if !space {
-                out.push(b' ');
-            }
-            space = true;
-        } else {
-            space = false;
-            out.push(x.to_ascii_lowercase());
-        }
+        let blank = blank_byte(x);
+        dst[n] = if blank { b' ' } else { x.to_ascii_lowercase() };
+        n += usize::from(!(blank && space));
+        space = blank;
     }
+    out.truncate(n);
 }
 
 /// A blank the collapse makes one space of (with the blanks next to it): any white space but
@@ -544,6 +546,37 @@ mod tests {
     use super::*;
 
     /// The marker search as it was: the whole collapsed text through the automaton.
+    /// The collapse byte by byte, as it was first written.
+    fn collapse_reference(b: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut space = false;
+        for &x in b {
+            if blank_byte(x) {
+                if !space {
+                    out.push(b' ');
+                }
+                space = true;
+            } else {
+                space = false;
+                out.push(x.to_ascii_lowercase());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_branchless_collapse_is_the_per_byte_one() {
+        let mut rng = crate::test_rng::XorShift::new(0x0c0_11a95e);
+        let alphabet = b" \t\r\x0b\x0c\nAaZz<[]#~\x80\xc3\xa9";
+        let mut out = smallvec::SmallVec::new();
+        for case in 0..4000 {
+            let len = if case < 40 { case } else { rng.below(600) };
+            let b: Vec<u8> = (0..len).map(|_| alphabet[rng.below(alphabet.len())]).collect();
+            collapse_ascii(&b, &mut out);
+            assert_eq!(&out[..], &collapse_reference(&b)[..], "{b:?}");
+        }
+    }
+
     fn reference_marker(s: &str) -> Option<&'static str> {
         let mut t = String::new();
         let mut space = false;
