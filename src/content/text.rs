@@ -571,7 +571,9 @@ mod tests {
         let mut out = smallvec::SmallVec::new();
         for case in 0..4000 {
             let len = if case < 40 { case } else { rng.below(600) };
-            let b: Vec<u8> = (0..len).map(|_| alphabet[rng.below(alphabet.len())]).collect();
+            let b: Vec<u8> = (0..len)
+                .map(|_| alphabet[rng.below(alphabet.len())])
+                .collect();
             collapse_ascii(&b, &mut out);
             assert_eq!(&out[..], &collapse_reference(&b)[..], "{b:?}");
         }
