@@ -157,19 +157,9 @@ fn a_call_the_sandbox_refuses_is_explained_on_stderr() {
     let lab = Lab::new();
     let pol = lab.ws_rw_policy();
     let locked = locked_file(&lab);
-    let mut s = SessionBuilder::capjail(
-        &[
-            "--mode",
-            "full",
-            "--policy",
-            pol.to_str().unwrap(),
-            "--audit",
-            "off",
-        ],
-        fs_server(&[&lab.ws]),
-    )
-    .cwd(&lab.ws)
-    .spawn();
+    let mut s = SessionBuilder::full_mode(&pol, fs_server(&[&lab.ws]))
+        .cwd(&lab.ws)
+        .spawn();
     s.initialize();
     let r = s.call_tool("read_text_file", json!({"path": locked.to_str().unwrap()}));
     assert!(r.to_string().contains("EACCES"), "{r}");
@@ -211,19 +201,9 @@ fn a_successful_answer_that_names_a_refusal_is_not_explained() {
     .unwrap();
     let locked = locked_file(&lab);
     let relay = lab.path("logs/naive.log");
-    let mut s = SessionBuilder::capjail(
-        &[
-            "--mode",
-            "full",
-            "--policy",
-            pol.to_str().unwrap(),
-            "--audit",
-            "off",
-        ],
-        naive_server(&lab.root, &relay),
-    )
-    .cwd(&lab.ws)
-    .spawn();
+    let mut s = SessionBuilder::full_mode(&pol, naive_server(&lab.root, &relay))
+        .cwd(&lab.ws)
+        .spawn();
     s.initialize();
     let r = s.call_tool("read_text_file", json!({"path": log.to_str().unwrap()}));
     assert!(

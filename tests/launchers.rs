@@ -76,17 +76,7 @@ fn launcher_env(b: SessionBuilder, lab: &Lab, uv_cache: &Path) -> SessionBuilder
 }
 
 fn full(policy: &Path, server: Vec<String>) -> SessionBuilder {
-    SessionBuilder::capjail(
-        &[
-            "--mode",
-            "full",
-            "--policy",
-            policy.to_str().unwrap(),
-            "--audit",
-            "off",
-        ],
-        server,
-    )
+    SessionBuilder::full_mode(policy, server)
 }
 
 /// Start the fetch server through `server` (a launcher command), list its tools, and fetch a

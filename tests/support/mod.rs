@@ -628,6 +628,22 @@ impl SessionBuilder {
         }
     }
 
+    /// `capjail run --mode full --policy POLICY --audit off -- SERVER`: the kernel layer's
+    /// sessions of most tests.
+    pub fn full_mode(policy: &std::path::Path, server: Vec<String>) -> SessionBuilder {
+        SessionBuilder::capjail(
+            &[
+                "--mode",
+                "full",
+                "--policy",
+                policy.to_str().unwrap(),
+                "--audit",
+                "off",
+            ],
+            server,
+        )
+    }
+
     /// The server alone, without capjail: the baseline that proves an attack is real.
     pub fn direct(server: Vec<String>) -> SessionBuilder {
         SessionBuilder {
