@@ -21,6 +21,7 @@ use super::server_filter::{ServerFilter, ServerOutcome};
 use crate::audit::{Direction, FilterRecord, Record};
 use crate::check::path::PathContext;
 use crate::check::World;
+use crate::jsonrpc::quiet::Quiet;
 use crate::jsonrpc::{self, code};
 use crate::policy::Policy;
 
@@ -160,20 +161,26 @@ impl Session {
     #[cfg(test)]
     pub(crate) fn on_server_message(&self, line: &[u8]) -> Vec<Output> {
         let mut out = Vec::new();
-        self.on_server_message_into(line, &mut out);
+        self.on_server_message_into(line, &[], &mut out);
         out
     }
 
     /// [`Session::on_server_message`] into `out` (cleared first): the server pump keeps one
-    /// buffer for every line (no allocation per line, issue 19).
-    pub(crate) fn on_server_message_into(&self, line: &[u8], out: &mut Vec<Output>) {
+    /// buffer for every line (no allocation per line, issue 19). `quiet`: the line's quiet
+    /// stretches, as the framer found them (`jsonrpc::quiet`).
+    pub(crate) fn on_server_message_into(
+        &self,
+        line: &[u8],
+        quiet: &[Quiet],
+        out: &mut Vec<Output>,
+    ) {
         out.clear();
         if !self.checking {
             out.push(Output::Forward);
             return;
         }
         let outcome = match self.server.lock() {
-            Ok(mut f) => f.on_line(line),
+            Ok(mut f) => f.on_line_hinted(line, quiet),
             Err(_) => ServerOutcome::Drop("server filter lock poisoned".into()),
         };
         push_server_outputs(out, outcome);

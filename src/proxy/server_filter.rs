@@ -8,7 +8,8 @@ use super::client_filter::SharedState;
 use super::outbox::{answer_of, Outbox, Peer};
 use super::session::{id_key, id_key_text, Pending, ServerRequest, Shared};
 use crate::check::tools::check_tool;
-use crate::jsonrpc::strict::{validate_envelope_spans, LONG_STRING};
+use crate::jsonrpc::quiet::Quiet;
+use crate::jsonrpc::strict::{validate_envelope_hinted, LONG_STRING};
 use crate::policy::{Policy, ToolsMode};
 
 #[derive(Debug, PartialEq)]
@@ -41,7 +42,14 @@ impl ServerFilter {
         self.shared.lock().expect("shared state")
     }
 
+    #[cfg(test)]
     pub(crate) fn on_line(&mut self, line: &[u8]) -> ServerOutcome {
+        self.on_line_hinted(line, &[])
+    }
+
+    /// One line from the server, with its quiet stretches (`jsonrpc::quiet`: the framer found
+    /// them while reading it; the scanner does not read their bytes again).
+    pub(crate) fn on_line_hinted(&mut self, line: &[u8], quiet: &[Quiet]) -> ServerOutcome {
         if line.iter().all(u8::is_ascii_whitespace) {
             return ServerOutcome::Drop("blank line".into());
         }
@@ -50,10 +58,11 @@ impl ServerFilter {
         // The long strings the scanner read (a large answer's text): the content checks take
         // their ends from here instead of reading them again (no allocation without one).
         let mut spans = Vec::new();
-        let env = match validate_envelope_spans(
+        let env = match validate_envelope_hinted(
             line,
             self.policy.limits.max_depth,
             LONG_STRING,
+            quiet,
             &mut spans,
         ) {
             Ok(e) => e,
@@ -397,7 +406,13 @@ mod tests {
                         "result": {"content": [{"type": "text", "text": text}]}}))
                     .unwrap();
                     let mut spans = Vec::new();
-                    validate_envelope_spans(&line, 64, LONG_STRING, &mut spans).unwrap();
+                    crate::jsonrpc::strict::validate_envelope_spans(
+                        &line,
+                        64,
+                        LONG_STRING,
+                        &mut spans,
+                    )
+                    .unwrap();
                     assert_eq!(spans.len(), usize::from(text.len() >= LONG_STRING));
                     let mut f = filter(realistic);
                     let mut s = f.shared.lock().unwrap();

@@ -213,8 +213,8 @@ fn relay_server(session: &Session, server_out: impl Read, out: &Outbox) -> io::R
                 outputs = session.on_server_oversized(n, MAX_SERVER_LINE_BYTES);
                 &[][..]
             }
-            Slice::Line { whole, len } => {
-                session.on_server_message_into(&whole[..len], &mut outputs);
+            Slice::Line { whole, len, quiet } => {
+                session.on_server_message_into(&whole[..len], quiet, &mut outputs);
                 whole
             }
         };
