@@ -7,7 +7,7 @@
 //!
 //! The finder does the framer's newline search at the same time (the newline is a stop), so
 //! the bytes are read once, right after the read that brought them in. It is used only for a
-//! line already longer than [`QuietFinder::FROM`], and it gives up on a line whose chunks are
+//! line already longer than [`FIND_FROM`], and it gives up on a line whose chunks are
 //! mostly short runs (text with an escape every few dozen bytes): there the framer goes back
 //! to its plain newline search and the scanner reads those bytes as before.
 
@@ -25,29 +25,74 @@ pub(crate) struct Quiet {
 
 /// The shortest stretch worth keeping: shorter ones cost the scanner less to read than to
 /// look up.
-const MIN_QUIET: usize = 4096;
+pub(crate) const MIN_QUIET: usize = 4096;
+
+/// Told of the runs the finder reads, as it reads them (the server pump computes each long
+/// run's shape for the content checks while its bytes are in the cache).
+pub(crate) trait RunWatcher {
+    /// `line[start..end]` is the open run so far (`end`: where the finder has read to).
+    fn grown(&mut self, line: &[u8], start: usize, end: usize);
+    /// The run `line[start..end]` ended; `kept`: it is one of the stretches.
+    fn ended(&mut self, line: &[u8], start: usize, end: usize, kept: bool);
+    /// A new line.
+    fn reset(&mut self);
+}
+
+/// No watcher.
+impl RunWatcher for () {
+    fn grown(&mut self, _: &[u8], _: usize, _: usize) {}
+    fn ended(&mut self, _: &[u8], _: usize, _: usize, _: bool) {}
+    fn reset(&mut self) {}
+}
+
+/// A line shorter than this is left to the plain newline search (the stretches are for large
+/// answers).
+pub(crate) const FIND_FROM: usize = 64 * 1024;
 
 /// The quiet stretches of the line being read, and the line's newline.
 #[derive(Debug, Default)]
-pub(crate) struct QuietFinder {
+pub(crate) struct QuietFinder<W = ()> {
     stretches: Vec<Quiet>,
     /// The stop-free run still open at the end of what was fed: its start and whether it holds
     /// a byte outside ASCII.
     open: Option<(usize, bool)>,
     /// The finder gave up on this line (its chunks were mostly short runs).
     off: bool,
+    /// The finder has read part of this line.
+    fed: bool,
+    watcher: W,
 }
 
-impl QuietFinder {
-    /// A line shorter than this is left to the plain newline search (the stretches are for
-    /// large answers).
-    pub(crate) const FROM: usize = 64 * 1024;
+impl<W: RunWatcher> QuietFinder<W> {
+    /// A finder that tells `watcher` of the runs.
+    pub(crate) fn watched(watcher: W) -> Self {
+        QuietFinder {
+            stretches: Vec::new(),
+            open: None,
+            off: false,
+            fed: false,
+            watcher,
+        }
+    }
+
+    /// The watcher (what it learnt of the line).
+    pub(crate) fn watcher(&self) -> &W {
+        &self.watcher
+    }
 
     /// Forget the last line (its stretches were handed out with it).
     pub(crate) fn reset(&mut self) {
         self.stretches.clear();
         self.open = None;
         self.off = false;
+        self.fed = false;
+        self.watcher.reset();
+    }
+
+    /// Has the finder read part of this line? (It reads a line from its start: a stretch then
+    /// begins where a string's contents do.)
+    pub(crate) fn fed(&self) -> bool {
+        self.fed
     }
 
     /// Is the finder still following this line? Once it gives up, the caller searches for the
@@ -65,6 +110,7 @@ impl QuietFinder {
     /// stopped): the offset of its newline if it has one, the stretches before it noted
     /// (the one still open at the end is kept open for the next call).
     pub(crate) fn feed(&mut self, line: &[u8], from: usize) -> Option<usize> {
+        self.fed = true;
         let mut pos = from;
         let mut quiet_bytes = 0;
         loop {
@@ -74,10 +120,12 @@ impl QuietFinder {
             let Some(k) = k else {
                 self.open = Some((start, was_high | high));
                 quiet_bytes += line.len() - pos;
+                self.watcher.grown(line, start, line.len());
                 break;
             };
             let stop = pos + k;
-            if stop - start >= MIN_QUIET {
+            let kept = stop - start >= MIN_QUIET;
+            if kept {
                 quiet_bytes += stop - pos;
                 self.stretches.push(Quiet {
                     start,
@@ -85,6 +133,7 @@ impl QuietFinder {
                     high: was_high | high,
                 });
             }
+            self.watcher.ended(line, start, stop, kept);
             if line[stop] == b'\n' {
                 return Some(stop);
             }
@@ -93,18 +142,23 @@ impl QuietFinder {
         // Mostly short runs: this line's bytes are cheaper to leave to the scanner.
         if 2 * quiet_bytes < line.len() - from {
             self.off = true;
-            self.open = None;
+            if let Some((start, _)) = self.open.take() {
+                self.watcher.ended(line, start, line.len(), false);
+            }
         }
         None
     }
 
-    /// The stretches with the one still open closed at `end` (the line ended without a
-    /// newline, at the end of the stream).
-    pub(crate) fn close_at(&mut self, end: usize) -> &[Quiet] {
+    /// The stretches with the one still open closed at the end of `line` (the line ended
+    /// without a newline, at the end of the stream).
+    pub(crate) fn close_at(&mut self, line: &[u8]) -> &[Quiet] {
+        let end = line.len();
         if let Some((start, high)) = self.open.take() {
-            if end - start >= MIN_QUIET {
+            let kept = end - start >= MIN_QUIET;
+            if kept {
                 self.stretches.push(Quiet { start, end, high });
             }
+            self.watcher.ended(line, start, end, kept);
         }
         &self.stretches
     }
@@ -231,7 +285,7 @@ mod tests {
                 line[at] = b'\n';
             }
             let from = rng.below(line.len().min(9000));
-            let mut f = QuietFinder::default();
+            let mut f = QuietFinder::<()>::default();
             let mut fed = from;
             let mut found = None;
             while fed < line.len() && found.is_none() && f.on() {
@@ -246,7 +300,7 @@ mod tests {
             let (nl, want) = reference(&line, from);
             assert_eq!(found, nl, "case {case}");
             if nl.is_none() {
-                let got = f.close_at(line.len()).to_vec();
+                let got = f.close_at(&line).to_vec();
                 let mut want = want;
                 // The reference closes a run at the end only when there is a newline.
                 let tail = line
@@ -272,7 +326,7 @@ mod tests {
     #[test]
     fn a_line_of_short_runs_is_left_to_the_scanner() {
         let line = "ab\\n".repeat(40_000).into_bytes();
-        let mut f = QuietFinder::default();
+        let mut f = QuietFinder::<()>::default();
         assert_eq!(f.feed(&line, 0), None);
         assert!(!f.on());
     }
@@ -285,9 +339,9 @@ mod tests {
             let len = rng.below(60_000) + 1;
             let line = gen(&mut rng, len);
             let from = rng.below(line.len().min(5000));
-            let mut f = QuietFinder::default();
+            let mut f = QuietFinder::<()>::default();
             f.feed(&line, from);
-            let quiet = f.close_at(line.len()).to_vec();
+            let quiet = f.close_at(&line).to_vec();
             let mut hints = Hints::new(&quiet, line.len());
             let mut p = 0;
             while p < line.len() {

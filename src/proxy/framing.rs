@@ -5,7 +5,8 @@
 
 use std::io::{self, BufRead};
 
-use crate::jsonrpc::quiet::{Quiet, QuietFinder};
+use crate::content::shape::{TextShape, TextShapes};
+use crate::jsonrpc::quiet::{Quiet, QuietFinder, FIND_FROM};
 
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Frame {
@@ -84,13 +85,21 @@ pub(crate) enum Slice<'a> {
     Line {
         whole: &'a [u8],
         len: usize,
-        /// The line's quiet stretches found while it was read (for a long line only).
-        quiet: &'a [Quiet],
+        facts: LineFacts<'a>,
     },
     /// A line over the limit was skipped; its length in bytes.
     TooLong(usize),
     /// The stream ended.
     Eof,
+}
+
+/// What the framer learnt of a long line while reading it (nothing for a short one).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LineFacts<'a> {
+    /// Its quiet stretches (`jsonrpc::quiet`): the strict scanner jumps them.
+    pub(crate) quiet: &'a [Quiet],
+    /// Their shapes, when the content checks are on: the checks take a text's from here.
+    pub(crate) shapes: &'a [TextShape],
 }
 
 /// Newline-delimited framing that reads straight into one buffer and hands out lines as
@@ -117,8 +126,9 @@ pub(crate) struct InPlaceLines<R> {
     eof: bool,
     /// The pending line's newline, once found (absolute).
     newline: Option<usize>,
-    /// The pending line's quiet stretches (a long line's), found as its bytes are read.
-    quiet: QuietFinder,
+    /// The pending line's quiet stretches (a long line's) and their shapes, found as its
+    /// bytes are read.
+    quiet: QuietFinder<TextShapes>,
     /// The last line was handed out: the finder still holds its stretches.
     handed_out: bool,
 }
@@ -150,6 +160,13 @@ impl<R: io::Read> InPlaceLines<R> {
         }
     }
 
+    /// Also compute the shapes of a long line's long runs as they are read (for the content
+    /// checks).
+    pub(crate) fn with_text_shapes(mut self, on: bool) -> Self {
+        self.quiet = QuietFinder::watched(TextShapes::new(on));
+        self
+    }
+
     /// Is a whole line already buffered (the next `next` returns without reading)?
     pub(crate) fn line_buffered(&mut self) -> bool {
         if self.skipped.is_some() {
@@ -170,16 +187,20 @@ impl<R: io::Read> InPlaceLines<R> {
         if self.newline.is_some() {
             return self.newline;
         }
-        let found = if self.quiet.on()
-            && self.skipped.is_none()
-            && self.end - self.start > QuietFinder::FROM
-        {
-            self.quiet
-                .feed(&self.buf[self.start..self.end], self.scanned - self.start)
-                .map(|k| self.start + k)
-        } else {
-            memchr(&self.buf[self.scanned..self.end]).map(|i| self.scanned + i)
-        };
+        let found =
+            if self.quiet.on() && self.skipped.is_none() && self.end - self.start > FIND_FROM {
+                // From the line's start the first time: its first string's run then starts where
+                // the string does (a shape is kept only for a whole string's contents).
+                let from = match self.quiet.fed() {
+                    true => self.scanned - self.start,
+                    false => 0,
+                };
+                self.quiet
+                    .feed(&self.buf[self.start..self.end], from)
+                    .map(|k| self.start + k)
+            } else {
+                memchr(&self.buf[self.scanned..self.end]).map(|i| self.scanned + i)
+            };
         match found {
             Some(nl) => self.newline = Some(nl),
             None => self.scanned = self.end,
@@ -208,7 +229,10 @@ impl<R: io::Read> InPlaceLines<R> {
                 return Ok(Slice::Line {
                     whole: &self.buf[start..=nl],
                     len,
-                    quiet: self.quiet.stretches(),
+                    facts: LineFacts {
+                        quiet: self.quiet.stretches(),
+                        shapes: self.quiet.watcher().done(),
+                    },
                 });
             }
             let pending = self.end - self.start;
@@ -236,10 +260,14 @@ impl<R: io::Read> InPlaceLines<R> {
                 self.scanned = self.end;
                 self.handed_out = true;
                 self.count(pending);
+                self.quiet.close_at(&self.buf[start..self.end]);
                 return Ok(Slice::Line {
                     whole: &self.buf[start..self.end],
                     len: pending,
-                    quiet: self.quiet.close_at(pending),
+                    facts: LineFacts {
+                        quiet: self.quiet.stretches(),
+                        shapes: self.quiet.watcher().done(),
+                    },
                 });
             }
             self.make_room();
@@ -485,7 +513,7 @@ mod tests {
                     r.line_buffered();
                 }
                 let (line, quiet) = match r.next().unwrap() {
-                    Slice::Line { whole, len, quiet } => (&whole[..len], quiet),
+                    Slice::Line { whole, len, facts } => (&whole[..len], facts.quiet),
                     Slice::TooLong(_) => continue,
                     Slice::Eof => break,
                 };

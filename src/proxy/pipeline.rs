@@ -15,13 +15,13 @@ use std::sync::{Arc, Mutex};
 
 use super::catalog::SessionCatalog;
 use super::client_filter::{id_key, ClientFilter, Outcome, Shared, SharedState};
+use super::framing::LineFacts;
 use super::outbox::Outbox;
 use super::recorder::{Recorder, SharedRecorder};
 use super::server_filter::{ServerFilter, ServerOutcome};
 use crate::audit::{Direction, FilterRecord, Record};
 use crate::check::path::PathContext;
 use crate::check::World;
-use crate::jsonrpc::quiet::Quiet;
 use crate::jsonrpc::{self, code};
 use crate::policy::Policy;
 
@@ -52,6 +52,8 @@ pub(crate) struct Session {
     checking: bool,
     /// Longest client line (`proxy.max_line_bytes`).
     max_line: usize,
+    /// The content checks read the server's answers (`content.enabled`, and checking).
+    content_checks: bool,
 }
 
 fn poisoned(what: &str) -> io::Error {
@@ -72,6 +74,7 @@ impl Session {
             recorder: client.recorder.clone(),
             outbox: client.outbox.clone(),
             max_line: client.policy.limits.max_line_bytes,
+            content_checks: checking && client.policy.content.enabled,
             client: Arc::new(Mutex::new(client)),
             server: Mutex::new(server),
             checking,
@@ -112,6 +115,12 @@ impl Session {
 
     pub(crate) fn checking(&self) -> bool {
         self.checking
+    }
+
+    /// Do the content checks read the server's answers? (Then the server pump computes a
+    /// long text's shape as it reads it: `content::shape::TextShapes`.)
+    pub(crate) fn content_checks(&self) -> bool {
+        self.content_checks
     }
 
     /// Judge one client line. `Err` (kind `Other`): a decision could not be recorded; nothing
@@ -161,17 +170,17 @@ impl Session {
     #[cfg(test)]
     pub(crate) fn on_server_message(&self, line: &[u8]) -> Vec<Output> {
         let mut out = Vec::new();
-        self.on_server_message_into(line, &[], &mut out);
+        self.on_server_message_into(line, LineFacts::default(), &mut out);
         out
     }
 
     /// [`Session::on_server_message`] into `out` (cleared first): the server pump keeps one
-    /// buffer for every line (no allocation per line, issue 19). `quiet`: the line's quiet
-    /// stretches, as the framer found them (`jsonrpc::quiet`).
+    /// buffer for every line (no allocation per line, issue 19). `facts`: what the framer
+    /// learnt of the line while reading it.
     pub(crate) fn on_server_message_into(
         &self,
         line: &[u8],
-        quiet: &[Quiet],
+        facts: LineFacts<'_>,
         out: &mut Vec<Output>,
     ) {
         out.clear();
@@ -180,7 +189,7 @@ impl Session {
             return;
         }
         let outcome = match self.server.lock() {
-            Ok(mut f) => f.on_line_hinted(line, quiet),
+            Ok(mut f) => f.on_line_hinted(line, facts),
             Err(_) => ServerOutcome::Drop("server filter lock poisoned".into()),
         };
         push_server_outputs(out, outcome);
