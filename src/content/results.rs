@@ -104,7 +104,7 @@ pub(crate) fn text_is_clean_shaped(
     let mut sc = Scanner::new(known, false);
     // The scan's one pass over the bytes also answers, for ASCII text (most answers): nothing
     // hidden, and no marker without a space, tab, `<`, `[` or newline.
-    let shape = sc.result_shaped_with(t, shaped.cloned());
+    let shape = sc.result_shaped_with(t, shaped);
     if policy.secrets != ResultAction::Off && !sc.findings.is_empty() {
         return false;
     }

@@ -147,7 +147,7 @@ impl<'k> Scanner<'k> {
     }
 
     /// [`Scanner::result_shaped`] told the shape of `s` (computed as it was read).
-    pub(crate) fn result_shaped_with(&mut self, s: &str, shaped: Option<Shape>) -> Shape {
+    pub(crate) fn result_shaped_with(&mut self, s: &str, shaped: Option<&Shape>) -> Shape {
         self.start(s);
         let shape = self.view_with(s, "plain", &Place::Same, 0, shaped);
         #[cfg(test)]
@@ -180,7 +180,7 @@ impl<'k> Scanner<'k> {
         encoding: &str,
         place: &Place,
         depth: usize,
-        shaped: Option<Shape>,
+        shaped: Option<&Shape>,
     ) -> Shape {
         let mut hits: Vec<Hit> = Vec::new();
         #[cfg(test)]
@@ -193,11 +193,11 @@ impl<'k> Scanner<'k> {
         let shape = match shaped {
             Some(sh) => {
                 debug_assert_eq!(
-                    sh,
+                    *sh,
                     super::shape::shape(text.as_bytes()),
                     "a shape told wrong"
                 );
-                secrets::scan_with_shape(text, &mut hits, sh)
+                secrets::scan_with_shape(text, &mut hits, sh.clone())
             }
             None => secrets::scan_shaped(text, &mut hits),
         };

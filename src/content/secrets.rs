@@ -371,6 +371,7 @@ pub(crate) fn scan_shaped(text: &str, out: &mut Vec<Hit>) -> Shape {
 }
 
 /// [`scan_shaped`] with the shape of `text` already known.
+#[inline]
 pub(crate) fn scan_with_shape(text: &str, out: &mut Vec<Hit>, sh: Shape) -> Shape {
     if sh.anchors_possible() {
         anchor_hits(text, out);

@@ -380,6 +380,7 @@ impl Letters {
 }
 
 /// The shape of `b`, in one pass.
+#[inline]
 pub(crate) fn shape(b: &[u8]) -> Shape {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
@@ -543,6 +544,8 @@ impl ShapeStream {
     }
 
     /// Is anything left to prove? If not, every detector runs: the shape is kept as it is.
+    /// (Inlined: a call would keep the one pass's state in memory, not registers.)
+    #[inline(always)]
     fn check(&mut self) {
         let sh = Shape {
             max_alnum: self.alnum.max,
@@ -562,6 +565,7 @@ impl ShapeStream {
     }
 
     /// The shape of the text of `n` bytes, read to its end.
+    #[inline(always)]
     fn finish(mut self, n: usize) -> Shape {
         let mut letters = self.letters;
         if letters.open != NONE {

@@ -167,7 +167,19 @@ impl<W: RunWatcher> QuietFinder<W> {
 /// Where a string's contents stop from `p` in `b` (as [`special`], offsets absolute), jumping
 /// over the quiet stretches that `hints` holds from its cursor on. `hints.next` moves forward
 /// only: the scanner reads a line from left to right.
-pub(crate) fn special_hinted(b: &[u8], mut p: usize, hints: &mut Hints<'_>) -> (Option<usize>, u8) {
+#[inline(always)]
+pub(crate) fn special_hinted(b: &[u8], p: usize, hints: &mut Hints<'_>) -> (Option<usize>, u8) {
+    if hints.next >= hints.quiet.len() {
+        // No stretch ahead (every small line): the plain search.
+        let (k, o) = special(&b[p..]);
+        return (k.map(|k| p + k), o);
+    }
+    special_jumping(b, p, hints)
+}
+
+/// [`special_hinted`] with stretches ahead.
+#[inline(never)]
+fn special_jumping(b: &[u8], mut p: usize, hints: &mut Hints<'_>) -> (Option<usize>, u8) {
     let mut or = 0u8;
     loop {
         while hints.quiet.get(hints.next).is_some_and(|h| h.end <= p) {
