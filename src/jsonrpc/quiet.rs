@@ -1,15 +1,18 @@
 //! The quiet stretches of a long line, found while it is still being read: runs of bytes
 //! without a byte that stops a JSON string (`"`, `\\`, or one below 0x20, the newline among
-//! them). The strict scanner (`strict::validate_envelope_spans`) jumps over them instead of
+//! them). The strict scanner (`strict::validate_envelope_hinted`) jumps over them instead of
 //! reading a large answer's text a second time, once it is out of the cache and after the
 //! server has finished writing it (issue 19: each 16 MiB answer was read once to frame it and
-//! once more to validate it).
+//! once more to validate it). A [`RunWatcher`] is told of each run as it grows (the server
+//! pump computes the content checks' shape of a long text there: `content::shape::TextShapes`).
 //!
 //! The finder does the framer's newline search at the same time (the newline is a stop), so
 //! the bytes are read once, right after the read that brought them in. It is used only for a
-//! line already longer than [`FIND_FROM`], and it gives up on a line whose chunks are
-//! mostly short runs (text with an escape every few dozen bytes): there the framer goes back
-//! to its plain newline search and the scanner reads those bytes as before.
+//! line already longer than [`FIND_FROM`] (read from its start), and it gives up on a line
+//! whose chunks are mostly short runs (text with an escape every few dozen bytes): there the
+//! framer goes back to its plain newline search and the scanner reads those bytes as before.
+//! A stretch it reports is trusted by the scanner: each is checked against its bytes in debug
+//! builds, and the tests compare the scanner told and untold.
 
 use super::strict::special;
 
