@@ -171,7 +171,7 @@ pub(crate) fn on_result(
     key: &str,
     line: &[u8],
 ) -> ResultOutcome {
-    on_result_spans(policy, st, key, line, &[])
+    on_result_spans(policy, st, key, line, &[], &[])
 }
 
 /// [`on_result`], told where `line`'s long strings end: `spans` are what
@@ -183,6 +183,7 @@ pub(crate) fn on_result_spans(
     key: &str,
     line: &[u8],
     spans: &[crate::jsonrpc::strict::Span],
+    shapes: &[super::shape::TextShape],
 ) -> ResultOutcome {
     let Some(info) = st.requests.remove(key) else {
         return ResultOutcome::Forward;
@@ -201,7 +202,8 @@ pub(crate) fn on_result_spans(
         // text needs more than a look (a finding: redaction, wrapping, a record).
         let known = &mut st.known;
         let read = super::borrowed::each_text_spans(line, spans, &mut st.scratch, &mut |t| {
-            super::results::text_is_clean(t, c, known)
+            let shaped = super::shape::TextShapes::of(shapes, line, t);
+            super::results::text_is_clean_shaped(t, c, known, shaped)
         });
         if read != Some(false) {
             return ResultOutcome::Forward; // every text clean, or no result to read

@@ -21,7 +21,7 @@ pub(crate) mod results;
 pub(crate) mod scan;
 pub(crate) mod schema;
 pub(crate) mod secrets;
-mod shape;
+pub(crate) mod shape;
 pub(crate) mod text;
 
 use foldhash::HashMap;

@@ -86,13 +86,25 @@ fn collect<'v>(v: &'v mut Value, out: &mut Vec<&'v mut String>, depth: usize) {
     }
 }
 
-/// Would [`check_result`] leave this text alone and report nothing about it? (The same
-/// checks as `one_text`, without changing anything.)
+/// [`text_is_clean_shaped`], the shape not known.
+#[cfg(test)]
 pub(crate) fn text_is_clean(t: &str, policy: &ContentPolicy, known: &mut KnownSecrets) -> bool {
+    text_is_clean_shaped(t, policy, known, None)
+}
+
+/// Would [`check_result`] leave this text alone and report nothing about it? (The same
+/// checks as `one_text`, without changing anything.) `shaped`: the shape of `t` when it was
+/// computed as `t` was read (`content::shape::TextShapes`).
+pub(crate) fn text_is_clean_shaped(
+    t: &str,
+    policy: &ContentPolicy,
+    known: &mut KnownSecrets,
+    shaped: Option<&super::shape::Shape>,
+) -> bool {
     let mut sc = Scanner::new(known, false);
     // The scan's one pass over the bytes also answers, for ASCII text (most answers): nothing
     // hidden, and no marker without a space, tab, `<`, `[` or newline.
-    let shape = sc.result_shaped(t);
+    let shape = sc.result_shaped_with(t, shaped);
     if policy.secrets != ResultAction::Off && !sc.findings.is_empty() {
         return false;
     }

@@ -143,8 +143,13 @@ impl<'k> Scanner<'k> {
     /// [`Scanner::result`], returning the shape of `s` (the pass over its bytes the scan of
     /// its plain view made: the caller's other checks read it too).
     pub(crate) fn result_shaped(&mut self, s: &str) -> Shape {
+        self.result_shaped_with(s, None)
+    }
+
+    /// [`Scanner::result_shaped`] told the shape of `s` (computed as it was read).
+    pub(crate) fn result_shaped_with(&mut self, s: &str, shaped: Option<&Shape>) -> Shape {
         self.start(s);
-        let shape = self.view(s, "plain", &Place::Same, 0);
+        let shape = self.view_with(s, "plain", &Place::Same, 0, shaped);
         #[cfg(test)]
         let ascii_skip = !shape.non_ascii && !self.ungated;
         #[cfg(not(test))]
@@ -165,6 +170,18 @@ impl<'k> Scanner<'k> {
 
     /// Scan one view of the text; its shape is returned.
     fn view(&mut self, text: &str, encoding: &str, place: &Place, depth: usize) -> Shape {
+        self.view_with(text, encoding, place, depth, None)
+    }
+
+    /// [`Scanner::view`] told the text's shape, when it is known.
+    fn view_with(
+        &mut self,
+        text: &str,
+        encoding: &str,
+        place: &Place,
+        depth: usize,
+        shaped: Option<&Shape>,
+    ) -> Shape {
         let mut hits: Vec<Hit> = Vec::new();
         #[cfg(test)]
         if self.ungated {
@@ -173,7 +190,17 @@ impl<'k> Scanner<'k> {
             shape.max_tok = usize::MAX;
             return self.view_rest(text, encoding, place, depth, hits, shape);
         }
-        let shape = secrets::scan_shaped(text, &mut hits);
+        let shape = match shaped {
+            Some(sh) => {
+                debug_assert_eq!(
+                    *sh,
+                    super::shape::shape(text.as_bytes()),
+                    "a shape told wrong"
+                );
+                secrets::scan_with_shape(text, &mut hits, sh.clone())
+            }
+            None => secrets::scan_shaped(text, &mut hits),
+        };
         self.view_rest(text, encoding, place, depth, hits, shape)
     }
 

@@ -367,7 +367,12 @@ pub(crate) fn scan(text: &str, out: &mut Vec<Hit>) {
 /// [`scan`], after one pass over the bytes ([`shape`](super::shape::shape)) that skips the
 /// detectors that cannot fire; the shape is returned (for `candidate_tokens_in`).
 pub(crate) fn scan_shaped(text: &str, out: &mut Vec<Hit>) -> Shape {
-    let sh = super::shape::shape(text.as_bytes());
+    scan_with_shape(text, out, super::shape::shape(text.as_bytes()))
+}
+
+/// [`scan_shaped`] with the shape of `text` already known.
+#[inline]
+pub(crate) fn scan_with_shape(text: &str, out: &mut Vec<Hit>, sh: Shape) -> Shape {
     if sh.anchors_possible() {
         anchor_hits(text, out);
     }

@@ -234,6 +234,7 @@ fn masks_avx2(c: &[u8; 64], flags: bool) -> Masks {
 /// The longest run of one class, over blocks: the run open at a block's end is carried into
 /// the next; a run inside a block (63 bytes at most) is measured only when one beats the
 /// longest so far (at most 63 times a text).
+#[derive(Debug, Clone)]
 struct MaxRun {
     /// Where the run open at the block's start began (`NONE`: none).
     open: usize,
@@ -302,6 +303,7 @@ fn longest_run(mut m: u64) -> usize {
 }
 
 /// The letter runs over blocks: words, long runs, seed stretches.
+#[derive(Debug, Clone)]
 struct Letters {
     /// Where the letter run open at the block's start began (`NONE`: none).
     open: usize,
@@ -378,6 +380,7 @@ impl Letters {
 }
 
 /// The shape of `b`, in one pass.
+#[inline]
 pub(crate) fn shape(b: &[u8]) -> Shape {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
@@ -400,62 +403,158 @@ fn shape_avx2(b: &[u8]) -> Shape {
 /// the stretches (the whole rest of a base64 text was read again: 4 ms per MiB).
 #[inline(always)]
 fn shape_blocks(b: &[u8], classify: impl Fn(&[u8; 64], bool) -> Masks) -> Shape {
-    let n = b.len();
-    let mut letters = Letters {
-        open: NONE,
-        words: 0,
-        runs: AlphaRuns::default(),
-        seeds: SeedStretches::default(),
-    };
-    let (mut alnum, mut tok) = (MaxRun::new(), MaxRun::new());
-    let mut flags = 0u8;
-    let mut tail = [0u8; 64];
-    // The last block was letters only: every run class is open.
-    let mut letters_only = false;
-    // Every detector must run: the shape as it was then.
-    let mut stopped: Option<Shape> = None;
-    let mut i = 0;
-    while i < n {
-        let end = n.min(i + CHECK_EVERY);
-        while i < end {
-            if letters_only {
-                // Blocks of quiet letters change nothing while every run is open: they are
-                // skipped at a vector compare's speed (a large answer of one letter).
-                i += run_len(b, i, end - i, quiet) / 64 * 64;
-                if i >= end {
-                    break;
-                }
-            }
-            let c: &[u8; 64] = match b.get(i..i + 64) {
-                Some(c) => c.try_into().expect("64 bytes"),
-                None => {
-                    // The last bytes, then zeros (in no class: every run ends at the text's end).
-                    tail[..n - i].copy_from_slice(&b[i..]);
-                    &tail
-                }
-            };
-            let more = stopped.is_none();
-            let m = classify(c, more && flags & FLAGS != FLAGS);
-            letters.block(m.alpha, m.non_ascii, i);
-            if more {
-                flags |= m.flags;
-                alnum.block(m.alnum, i);
-                tok.block(m.tok, i);
-            }
-            letters_only = m.alpha == u64::MAX;
-            i += 64;
+    let mut pass = ShapeStream::default();
+    pass.advance(b, true, classify);
+    pass.finish(b.len())
+}
+
+/// The pass of [`shape`] over a text that arrives in parts (a large answer's text while it is
+/// read: `jsonrpc::quiet`), each part read once, right after it came in. Fed the text so far
+/// each time, then finished with the whole, it gives what [`shape`] of the whole gives
+/// (the blocks, the skips and the checks fall where they fall in one pass).
+#[derive(Debug, Clone)]
+pub(crate) struct ShapeStream {
+    letters: Letters,
+    alnum: MaxRun,
+    tok: MaxRun,
+    flags: u8,
+    /// The last block was letters only: every run class is open.
+    letters_only: bool,
+    /// Every detector must run: the shape as it was then.
+    stopped: Option<Shape>,
+    /// The bytes read (whole blocks; past the text's end by the tail's padding once finished).
+    at: usize,
+    /// A check is due at `at` once the text is known to go on past it.
+    check_due: bool,
+}
+
+impl Default for ShapeStream {
+    fn default() -> Self {
+        ShapeStream {
+            letters: Letters {
+                open: NONE,
+                words: 0,
+                runs: AlphaRuns::default(),
+                seeds: SeedStretches::default(),
+            },
+            alnum: MaxRun::new(),
+            tok: MaxRun::new(),
+            flags: 0,
+            letters_only: false,
+            stopped: None,
+            at: 0,
+            check_due: false,
         }
-        if stopped.is_some() || i >= n {
-            continue;
+    }
+}
+
+impl ShapeStream {
+    /// Read the whole blocks of `b` (the text so far, from its start) not read yet.
+    pub(crate) fn feed(&mut self, b: &[u8]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { self.feed_avx2(b) };
         }
+        self.advance(b, false, masks_table);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn feed_avx2(&mut self, b: &[u8]) {
+        self.advance(b, false, |c, f| masks_avx2(c, f));
+    }
+
+    /// The shape of the whole text `b` (every part of it fed before, or not).
+    pub(crate) fn finish_with(mut self, b: &[u8]) -> Shape {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            unsafe { self.last_avx2(b) };
+            return self.finish(b.len());
+        }
+        self.advance(b, true, masks_table);
+        self.finish(b.len())
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn last_avx2(&mut self, b: &[u8]) {
+        self.advance(b, true, |c, f| masks_avx2(c, f));
+    }
+
+    /// Read on in `b`: its whole blocks, and with `last` (`b` is the whole text) its tail.
+    #[inline(always)]
+    fn advance(&mut self, b: &[u8], last: bool, classify: impl Fn(&[u8; 64], bool) -> Masks) {
+        let n = b.len();
+        let mut tail = [0u8; 64];
+        loop {
+            if self.check_due {
+                if self.at >= n {
+                    if !last {
+                        return; // the check waits for the text to go on
+                    }
+                    self.check_due = false; // the text ends here: nothing to check
+                    continue;
+                }
+                self.check_due = false;
+                self.check();
+            }
+            if self.at >= n {
+                return;
+            }
+            // The end of the check's stretch the reading is in, and of what is here of it.
+            let check_at = (self.at / CHECK_EVERY + 1) * CHECK_EVERY;
+            let end = n.min(check_at);
+            while self.at < end {
+                if self.letters_only {
+                    // Blocks of quiet letters change nothing while every run is open: they are
+                    // skipped at a vector compare's speed (a large answer of one letter).
+                    self.at += run_len(b, self.at, end - self.at, quiet) / 64 * 64;
+                    if self.at >= end {
+                        break;
+                    }
+                }
+                let i = self.at;
+                let c: &[u8; 64] = match b.get(i..i + 64) {
+                    Some(c) => c.try_into().expect("64 bytes"),
+                    None if last => {
+                        // The last bytes, then zeros (in no class: every run ends at the
+                        // text's end).
+                        tail[..n - i].copy_from_slice(&b[i..]);
+                        &tail
+                    }
+                    None => return, // the block is not all here yet
+                };
+                let more = self.stopped.is_none();
+                let m = classify(c, more && self.flags & FLAGS != FLAGS);
+                self.letters.block(m.alpha, m.non_ascii, i);
+                if more {
+                    self.flags |= m.flags;
+                    self.alnum.block(m.alnum, i);
+                    self.tok.block(m.tok, i);
+                }
+                self.letters_only = m.alpha == u64::MAX;
+                self.at += 64;
+            }
+            if self.at >= check_at && self.stopped.is_none() {
+                self.check_due = true;
+            }
+        }
+    }
+
+    /// Is anything left to prove? If not, every detector runs: the shape is kept as it is.
+    /// (Inlined: a call would keep the one pass's state in memory, not registers.)
+    #[inline(always)]
+    fn check(&mut self) {
         let sh = Shape {
-            max_alnum: alnum.max,
-            max_tok: tok.max,
-            words: letters.words,
+            max_alnum: self.alnum.max,
+            max_tok: self.tok.max,
+            words: self.letters.words,
             ..Shape::default()
         };
-        if nothing_to_skip(&sh, flags) {
-            stopped = Some(Shape {
+        if nothing_to_skip(&sh, self.flags) {
+            self.stopped = Some(Shape {
                 anchor_byte: true,
                 v: true,
                 marker_byte: true,
@@ -464,35 +563,127 @@ fn shape_blocks(b: &[u8], classify: impl Fn(&[u8; 64], bool) -> Masks) -> Shape 
             });
         }
     }
-    if letters.open != NONE {
-        close_letters(
-            letters.open,
-            n,
-            &mut letters.words,
-            &mut letters.runs,
-            &mut letters.seeds,
-        );
-    }
-    letters.seeds.finish(n);
-    if let Some(sh) = stopped {
-        // (The long runs kept are letter runs, more of them: jumping them is right.)
-        return Shape {
+
+    /// The shape of the text of `n` bytes, read to its end.
+    #[inline(always)]
+    fn finish(mut self, n: usize) -> Shape {
+        let mut letters = self.letters;
+        if letters.open != NONE {
+            close_letters(
+                letters.open,
+                n,
+                &mut letters.words,
+                &mut letters.runs,
+                &mut letters.seeds,
+            );
+        }
+        letters.seeds.finish(n);
+        if let Some(sh) = self.stopped.take() {
+            // (The long runs kept are letter runs, more of them: jumping them is right.)
+            return Shape {
+                runs: letters.runs,
+                seeds: letters.seeds,
+                ..sh
+            };
+        }
+        Shape {
+            anchor_byte: self.flags & ANCHOR != 0,
+            v: self.flags & V != 0,
+            max_alnum: self.alnum.finish(n),
+            max_tok: self.tok.finish(n),
+            words: letters.words,
             runs: letters.runs,
             seeds: letters.seeds,
-            ..sh
-        };
+            marker_byte: self.flags & MARK != 0,
+            non_ascii: self.flags & NON_ASCII != 0,
+            complete: true,
+        }
     }
-    Shape {
-        anchor_byte: flags & ANCHOR != 0,
-        v: flags & V != 0,
-        max_alnum: alnum.finish(n),
-        max_tok: tok.finish(n),
-        words: letters.words,
-        runs: letters.runs,
-        seeds: letters.seeds,
-        marker_byte: flags & MARK != 0,
-        non_ascii: flags & NON_ASCII != 0,
-        complete: true,
+}
+
+/// The shape of `line[start..end]`, a long run without stops of a server's line, computed
+/// while the line was read ([`TextShapes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TextShape {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) shape: Shape,
+}
+
+/// The shapes of a long line's long runs, each computed as the run came in
+/// (`jsonrpc::quiet::RunWatcher`): a large answer's text, read once more by the content checks
+/// when the whole line is in, was out of the cache by then (issue 19). A run is a string's
+/// contents when it starts after the opening quote and ends at the closing one; the content
+/// checks take a text's shape from here only for exactly that range ([`TextShapes::of`]).
+#[derive(Debug, Default)]
+pub(crate) struct TextShapes {
+    /// Compute them (the content checks are on).
+    on: bool,
+    /// The open run's start and its pass so far.
+    open: Option<(usize, ShapeStream)>,
+    done: Vec<TextShape>,
+}
+
+impl TextShapes {
+    pub(crate) fn new(on: bool) -> Self {
+        TextShapes {
+            on,
+            ..TextShapes::default()
+        }
+    }
+
+    /// The shapes of the line read, in its order.
+    pub(crate) fn done(&self) -> &[TextShape] {
+        &self.done
+    }
+
+    /// The shape of the text `t` if `shapes` (those of `line`) hold it: `t` is borrowed from
+    /// `line` and spans one of their runs exactly.
+    pub(crate) fn of<'s>(shapes: &'s [TextShape], line: &[u8], t: &str) -> Option<&'s Shape> {
+        if shapes.is_empty() {
+            return None;
+        }
+        let start = (t.as_ptr() as usize).wrapping_sub(line.as_ptr() as usize);
+        if start > line.len() || t.len() > line.len() - start {
+            return None; // not a part of the line (a decoded text)
+        }
+        let k = shapes.binary_search_by_key(&start, |s| s.start).ok()?;
+        let s = &shapes[k];
+        (s.end == start + t.len()).then_some(&s.shape)
+    }
+}
+
+impl crate::jsonrpc::quiet::RunWatcher for TextShapes {
+    fn grown(&mut self, line: &[u8], start: usize, end: usize) {
+        if !self.on || end - start < crate::jsonrpc::quiet::MIN_QUIET {
+            return;
+        }
+        match &mut self.open {
+            Some((s, pass)) if *s == start => pass.feed(&line[start..end]),
+            _ => {
+                let mut pass = ShapeStream::default();
+                pass.feed(&line[start..end]);
+                self.open = Some((start, pass));
+            }
+        }
+    }
+
+    fn ended(&mut self, line: &[u8], start: usize, end: usize, kept: bool) {
+        let open = self.open.take();
+        if !self.on || !kept {
+            return;
+        }
+        let text = &line[start..end];
+        let shape = match open {
+            Some((s, pass)) if s == start => pass.finish_with(text),
+            _ => shape(text),
+        };
+        self.done.push(TextShape { start, end, shape });
+    }
+
+    fn reset(&mut self) {
+        self.open = None;
+        self.done.clear();
     }
 }
 
@@ -786,6 +977,44 @@ mod tests {
             assert!(sh.anchors_possible() && sh.marker_byte && sh.non_ascii);
         }
         assert!(early > 200 && same_stop > 0, "{early} {same_stop}");
+    }
+
+    /// Fed in parts of any size (down to a byte, across the blocks and the checks), the
+    /// stream gives the one pass's shape, with AVX2's masks and with the table's.
+    #[test]
+    fn the_stream_in_parts_is_the_one_pass() {
+        let mut texts = class_texts(1500, 0x5eed_57ae_a11a_0001);
+        texts.extend(
+            crate::content::secrets::tests::long_texts()
+                .into_iter()
+                .map(String::into_bytes),
+        );
+        texts.push(b"x".repeat(70_001));
+        let mut rng = crate::test_rng::XorShift::new(0x0b10_c5ed);
+        for (k, t) in texts.iter().enumerate() {
+            let whole = shape(t);
+            for table in [false, true] {
+                let mut stream = ShapeStream::default();
+                let mut upto = 0;
+                while upto < t.len() {
+                    upto = (upto + [1, 63, 64, 65, 4096, 5000][rng.below(6)]).min(t.len());
+                    if rng.below(2) == 0 {
+                        match table {
+                            false => stream.feed(&t[..upto]),
+                            true => stream.advance(&t[..upto], false, masks_table),
+                        }
+                    }
+                }
+                let got = match table {
+                    false => stream.finish_with(t),
+                    true => {
+                        stream.advance(t, true, masks_table);
+                        stream.finish(t.len())
+                    }
+                };
+                assert_eq!(got, whole, "text {k} table {table}");
+            }
+        }
     }
 
     #[test]

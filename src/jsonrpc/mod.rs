@@ -1,6 +1,7 @@
 //! JSON-RPC 2.0 as MCP uses it: strict parsing, message shapes, error responses.
 
 pub(crate) mod message;
+pub(crate) mod quiet;
 pub(crate) mod stops;
 pub(crate) mod strict;
 

@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use super::quiet::Quiet;
+
 use serde::de::{DeserializeSeed, Deserializer, Error as _, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
@@ -341,14 +343,27 @@ pub(crate) const LONG_STRING: usize = 4096;
 /// content reader (`content::borrowed::each_text_spans`) does not read a large answer's text
 /// a second time to find its end (issue 19). Nothing is reported for a line the serde pass
 /// reads.
+#[cfg(test)]
 pub(crate) fn validate_envelope_spans<'a>(
     line: &'a [u8],
     max_depth: usize,
     min_len: usize,
     spans: &mut Vec<Span>,
 ) -> Result<Envelope<'a>, ParseError> {
+    validate_envelope_hinted(line, max_depth, min_len, &[], spans)
+}
+
+/// [`validate_envelope_spans`] told the line's quiet stretches (`jsonrpc::quiet`, found while
+/// the line was read): the string values' bytes in them are not read again.
+pub(crate) fn validate_envelope_hinted<'a>(
+    line: &'a [u8],
+    max_depth: usize,
+    min_len: usize,
+    quiet: &[Quiet],
+    spans: &mut Vec<Span>,
+) -> Result<Envelope<'a>, ParseError> {
     spans.clear();
-    match scan::envelope(line, max_depth, min_len, spans) {
+    match scan::envelope_hinted(line, max_depth, min_len, quiet, spans) {
         Some(env) => Ok(env),
         None => {
             spans.clear();
@@ -506,6 +521,7 @@ impl<'de> Visitor<'de> for Method {
 /// `method`. It accepts a line only when the serde pass would accept it with the same
 /// envelope; when it is not sure (or the line is wrong) it answers `None`.
 mod scan {
+    use super::super::quiet::{special_hinted, Hints, Quiet};
     use super::Envelope;
     use smallvec::SmallVec;
     use std::borrow::Cow;
@@ -523,13 +539,26 @@ mod scan {
         Result,
     }
 
+    #[cfg(test)]
     pub(super) fn envelope<'a>(
         line: &'a [u8],
         max_depth: usize,
         min_len: usize,
         spans: &mut Vec<super::Span>,
     ) -> Option<Envelope<'a>> {
+        envelope_hinted(line, max_depth, min_len, &[], spans)
+    }
+
+    /// [`envelope`] jumping over the quiet stretches in string values.
+    pub(super) fn envelope_hinted<'a>(
+        line: &'a [u8],
+        max_depth: usize,
+        min_len: usize,
+        quiet: &[Quiet],
+        spans: &mut Vec<super::Span>,
+    ) -> Option<Envelope<'a>> {
         let b = line;
+        let mut hints = Hints::new(quiet, line.len());
         // Every byte of every string, OR-ed as the strings are read: its top bit says that a
         // string holds a byte >= 0x80 (outside strings only ASCII is JSON), and only then is
         // the line's UTF-8 checked, at the end (an ASCII line is UTF-8).
@@ -590,7 +619,7 @@ mod scan {
                 b'"' => {
                     // The string's own OR: whether its contents are ASCII.
                     let mut or = 0u8;
-                    let (end, escaped) = string(b, i + 1, &mut or)?;
+                    let (end, escaped) = value_string(b, i + 1, &mut or, &mut hints)?;
                     high |= or;
                     if !escaped && end - 1 - (i + 1) >= min_len {
                         spans.push(super::Span {
@@ -738,7 +767,25 @@ mod scan {
     fn string(b: &[u8], i: usize, high: &mut u8) -> Option<(usize, bool)> {
         let (k, or) = special(b.get(i..)?);
         *high |= or;
-        let i = i + k?;
+        string_from_stop(b, i + k?, high)
+    }
+
+    /// [`string`] for a value (a key is short), jumping over the quiet stretches in `hints`.
+    fn value_string(
+        b: &[u8],
+        i: usize,
+        high: &mut u8,
+        hints: &mut Hints<'_>,
+    ) -> Option<(usize, bool)> {
+        b.get(i..)?;
+        let (k, or) = special_hinted(b, i, hints);
+        *high |= or;
+        string_from_stop(b, k?, high)
+    }
+
+    /// The end of a string whose first stop (`"`, `\\` or a control character) is at `i`.
+    #[inline(always)]
+    fn string_from_stop(b: &[u8], i: usize, high: &mut u8) -> Option<(usize, bool)> {
         match b[i] {
             b'"' => Some((i + 1, false)),
             b'\\' => escaped_string(b, i, high).map(|end| (end, true)),
@@ -785,7 +832,9 @@ mod scan {
     /// One pass over the bytes where there were three (UTF-8, the quote or backslash, the
     /// control characters). With AVX2, 32 bytes at a time to a bit mask whose lowest bit is
     /// the stop: a text with an escape every few dozen bytes (any file's lines) stops that
-    /// often, and the portable blocks read each stop's block twice.
+    /// often, and the portable blocks read each stop's block twice. (Inlined: it is every
+    /// string's first step.)
+    #[inline(always)]
     pub(crate) fn special(s: &[u8]) -> (Option<usize>, u8) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {

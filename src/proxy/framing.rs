@@ -5,6 +5,9 @@
 
 use std::io::{self, BufRead};
 
+use crate::content::shape::{TextShape, TextShapes};
+use crate::jsonrpc::quiet::{Quiet, QuietFinder, FIND_FROM};
+
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Frame {
     /// One complete line, without its `\n` (a `\r` before it is kept: JSON treats it as blank).
@@ -79,11 +82,24 @@ impl<T: io::Read> LineReader<io::BufReader<T>> {
 pub(crate) enum Slice<'a> {
     /// One complete line: `whole` with its `\n` (none for a last line the stream ended
     /// without); `whole[..len]` is the line without it.
-    Line { whole: &'a [u8], len: usize },
+    Line {
+        whole: &'a [u8],
+        len: usize,
+        facts: LineFacts<'a>,
+    },
     /// A line over the limit was skipped; its length in bytes.
     TooLong(usize),
     /// The stream ended.
     Eof,
+}
+
+/// What the framer learnt of a long line while reading it (nothing for a short one).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LineFacts<'a> {
+    /// Its quiet stretches (`jsonrpc::quiet`): the strict scanner jumps them.
+    pub(crate) quiet: &'a [Quiet],
+    /// Their shapes, when the content checks are on: the checks take a text's from here.
+    pub(crate) shapes: &'a [TextShape],
 }
 
 /// Newline-delimited framing that reads straight into one buffer and hands out lines as
@@ -108,6 +124,13 @@ pub(crate) struct InPlaceLines<R> {
     /// Lines no longer than a quarter of `initial` since the last longer one.
     small_run: usize,
     eof: bool,
+    /// The pending line's newline, once found (absolute).
+    newline: Option<usize>,
+    /// The pending line's quiet stretches (a long line's) and their shapes, found as its
+    /// bytes are read.
+    quiet: QuietFinder<TextShapes>,
+    /// The last line was handed out: the finder still holds its stretches.
+    handed_out: bool,
 }
 
 /// The most a read asks for (what a pipe holds): the buffer is initialised no further ahead.
@@ -131,7 +154,17 @@ impl<R: io::Read> InPlaceLines<R> {
             skipped: None,
             small_run: 0,
             eof: false,
+            newline: None,
+            quiet: QuietFinder::default(),
+            handed_out: false,
         }
+    }
+
+    /// Also compute the shapes of a long line's long runs as they are read (for the content
+    /// checks).
+    pub(crate) fn with_text_shapes(mut self, on: bool) -> Self {
+        self.quiet = QuietFinder::watched(TextShapes::new(on));
+        self
     }
 
     /// Is a whole line already buffered (the next `next` returns without reading)?
@@ -139,23 +172,51 @@ impl<R: io::Read> InPlaceLines<R> {
         if self.skipped.is_some() {
             return false;
         }
-        match memchr(&self.buf[self.scanned..self.end]) {
-            Some(_) => true,
-            None => {
-                self.scanned = self.end;
-                false
-            }
+        self.find_newline().is_some()
+    }
+
+    /// Where the pending line's newline is (absolute), reading only the bytes not read
+    /// before: a long line's through the quiet finder, which notes its stretches on the way
+    /// (every byte of such a line is fed to it once and in order: a stretch it reports holds
+    /// no stop), any other's with `memchr`.
+    fn find_newline(&mut self) -> Option<usize> {
+        if self.handed_out {
+            self.quiet.reset();
+            self.handed_out = false;
         }
+        if self.newline.is_some() {
+            return self.newline;
+        }
+        let found =
+            if self.quiet.on() && self.skipped.is_none() && self.end - self.start > FIND_FROM {
+                // From the line's start the first time: its first string's run then starts where
+                // the string does (a shape is kept only for a whole string's contents).
+                let from = match self.quiet.fed() {
+                    true => self.scanned - self.start,
+                    false => 0,
+                };
+                self.quiet
+                    .feed(&self.buf[self.start..self.end], from)
+                    .map(|k| self.start + k)
+            } else {
+                memchr(&self.buf[self.scanned..self.end]).map(|i| self.scanned + i)
+            };
+        match found {
+            Some(nl) => self.newline = Some(nl),
+            None => self.scanned = self.end,
+        }
+        found
     }
 
     /// The next frame.
     pub(crate) fn next(&mut self) -> io::Result<Slice<'_>> {
         loop {
-            if let Some(i) = memchr(&self.buf[self.scanned..self.end]) {
-                let nl = self.scanned + i;
+            if let Some(nl) = self.find_newline() {
                 let (start, len) = (self.start, nl - self.start);
                 self.start = nl + 1;
                 self.scanned = self.start;
+                self.newline = None;
+                self.handed_out = true;
                 if let Some(n) = self.skipped.take() {
                     self.small_run = 0;
                     return Ok(Slice::TooLong(n + len));
@@ -168,13 +229,17 @@ impl<R: io::Read> InPlaceLines<R> {
                 return Ok(Slice::Line {
                     whole: &self.buf[start..=nl],
                     len,
+                    facts: LineFacts {
+                        quiet: self.quiet.stretches(),
+                        shapes: self.quiet.watcher().done(),
+                    },
                 });
             }
-            self.scanned = self.end;
             let pending = self.end - self.start;
             if self.skipped.is_some() || pending > self.max {
                 // Over the limit: count the bytes, keep none (and give the memory back).
                 *self.skipped.get_or_insert(0) += pending;
+                self.quiet.reset();
                 self.start = 0;
                 self.end = 0;
                 self.scanned = 0;
@@ -193,10 +258,16 @@ impl<R: io::Read> InPlaceLines<R> {
                 let start = self.start;
                 self.start = self.end;
                 self.scanned = self.end;
+                self.handed_out = true;
                 self.count(pending);
+                self.quiet.close_at(&self.buf[start..self.end]);
                 return Ok(Slice::Line {
                     whole: &self.buf[start..self.end],
                     len: pending,
+                    facts: LineFacts {
+                        quiet: self.quiet.stretches(),
+                        shapes: self.quiet.watcher().done(),
+                    },
                 });
             }
             self.make_room();
@@ -339,7 +410,7 @@ mod tests {
         for _ in 0..10_000 {
             let buffered = r.line_buffered();
             let f = match r.next().unwrap() {
-                Slice::Line { whole, len } => {
+                Slice::Line { whole, len, .. } => {
                     assert!(!buffered || whole.last() == Some(&b'\n'));
                     assert!(len == whole.len() || (len + 1 == whole.len() && whole[len] == b'\n'));
                     assert!(!whole[..len].contains(&b'\n'));
@@ -384,6 +455,86 @@ mod tests {
                 String::from_utf8_lossy(&input)
             );
         }
+    }
+
+    /// Long lines come with their quiet stretches, each free of stops and inside its line,
+    /// whatever the reads' sizes and however `line_buffered` interleaves with `next` (as the
+    /// server pump calls them); the scanner told them reads every line as it does untold. The
+    /// protection this guards: a stretch holding a quote would let the scanner read past the
+    /// end of a string.
+    #[test]
+    fn long_lines_carry_quiet_stretches_the_scanner_reads_alike() {
+        use crate::jsonrpc::strict::{
+            validate_envelope_hinted, validate_envelope_spans, LONG_STRING,
+        };
+        struct Trickle<'a>(&'a [u8], usize);
+        impl io::Read for Trickle<'_> {
+            fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(b.len()).min(self.1);
+                b[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut rng = crate::test_rng::XorShift::new(0x511e_2ce5_u64);
+        let mut rand = move |n: usize| rng.below(n);
+        let mut hinted_lines = 0;
+        for case in 0..40 {
+            let mut input = Vec::new();
+            for k in 0..1 + rand(4) {
+                let len = [rand(100), 70_000 + rand(200_000), 300_000][rand(3)];
+                // Fillers: long plain runs, base64, text with escapes, bytes outside ASCII.
+                let filler = ["x", "QUJD+/09", "a\\\"b\\n", "\u{e9}t\u{e9}", "line \\t"][rand(5)];
+                let mut text = filler.repeat(len / filler.len() + 1);
+                if rand(2) == 0 {
+                    text.insert_str(text.floor_char_boundary(rand(text.len())), "\\\"");
+                }
+                let mut line = format!(
+                    r#"{{"jsonrpc":"2.0","id":{k},"result":{{"content":[{{"type":"text","text":"{text}"}}],"more":"{}"}}}}"#,
+                    "y".repeat(rand(9000))
+                )
+                .into_bytes();
+                if rand(8) == 0 {
+                    // Broken: a raw quote or control byte inside the long text.
+                    let at = 60 + rand(line.len() - 120);
+                    line[at] = [b'"', 0x01][rand(2)];
+                }
+                input.extend_from_slice(&line);
+                input.push(b'\n');
+            }
+            if case % 4 == 0 {
+                input.pop(); // the last line without its newline
+            }
+            let chunk = [7, 4096, 65_536, 100_000][rand(4)];
+            let mut r =
+                InPlaceLines::new(Trickle(&input, chunk), [1024, 256 * 1024][rand(2)], 1 << 22);
+            for _ in 0..100 {
+                if rand(2) == 0 {
+                    r.line_buffered();
+                }
+                let (line, quiet) = match r.next().unwrap() {
+                    Slice::Line { whole, len, facts } => (&whole[..len], facts.quiet),
+                    Slice::TooLong(_) => continue,
+                    Slice::Eof => break,
+                };
+                for q in quiet {
+                    assert!(q.start < q.end && q.end <= line.len(), "case {case}: {q:?}");
+                    let bytes = &line[q.start..q.end];
+                    assert!(
+                        bytes.iter().all(|&x| x != b'"' && x != b'\\' && x >= 0x20),
+                        "case {case}"
+                    );
+                    assert_eq!(q.high, !bytes.is_ascii(), "case {case}");
+                }
+                hinted_lines += usize::from(!quiet.is_empty());
+                let (mut told, mut untold) = (Vec::new(), Vec::new());
+                let a = validate_envelope_hinted(line, 64, LONG_STRING, quiet, &mut told);
+                let b = validate_envelope_spans(line, 64, LONG_STRING, &mut untold);
+                assert_eq!(format!("{a:?}"), format!("{b:?}"), "case {case}");
+                assert_eq!(told, untold, "case {case}");
+            }
+        }
+        assert!(hinted_lines > 10, "{hinted_lines} lines had stretches");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use super::catalog::SessionCatalog;
 use super::client_filter::{id_key, ClientFilter, Outcome, Shared, SharedState};
+use super::framing::LineFacts;
 use super::outbox::Outbox;
 use super::recorder::{Recorder, SharedRecorder};
 use super::server_filter::{ServerFilter, ServerOutcome};
@@ -51,6 +52,8 @@ pub(crate) struct Session {
     checking: bool,
     /// Longest client line (`proxy.max_line_bytes`).
     max_line: usize,
+    /// The content checks read the server's answers (`content.enabled`, and checking).
+    content_checks: bool,
 }
 
 fn poisoned(what: &str) -> io::Error {
@@ -71,6 +74,7 @@ impl Session {
             recorder: client.recorder.clone(),
             outbox: client.outbox.clone(),
             max_line: client.policy.limits.max_line_bytes,
+            content_checks: checking && client.policy.content.enabled,
             client: Arc::new(Mutex::new(client)),
             server: Mutex::new(server),
             checking,
@@ -111,6 +115,12 @@ impl Session {
 
     pub(crate) fn checking(&self) -> bool {
         self.checking
+    }
+
+    /// Do the content checks read the server's answers? (Then the server pump computes a
+    /// long text's shape as it reads it: `content::shape::TextShapes`.)
+    pub(crate) fn content_checks(&self) -> bool {
+        self.content_checks
     }
 
     /// Judge one client line. `Err` (kind `Other`): a decision could not be recorded; nothing
@@ -160,20 +170,26 @@ impl Session {
     #[cfg(test)]
     pub(crate) fn on_server_message(&self, line: &[u8]) -> Vec<Output> {
         let mut out = Vec::new();
-        self.on_server_message_into(line, &mut out);
+        self.on_server_message_into(line, LineFacts::default(), &mut out);
         out
     }
 
     /// [`Session::on_server_message`] into `out` (cleared first): the server pump keeps one
-    /// buffer for every line (no allocation per line, issue 19).
-    pub(crate) fn on_server_message_into(&self, line: &[u8], out: &mut Vec<Output>) {
+    /// buffer for every line (no allocation per line, issue 19). `facts`: what the framer
+    /// learnt of the line while reading it.
+    pub(crate) fn on_server_message_into(
+        &self,
+        line: &[u8],
+        facts: LineFacts<'_>,
+        out: &mut Vec<Output>,
+    ) {
         out.clear();
         if !self.checking {
             out.push(Output::Forward);
             return;
         }
         let outcome = match self.server.lock() {
-            Ok(mut f) => f.on_line(line),
+            Ok(mut f) => f.on_line_hinted(line, facts),
             Err(_) => ServerOutcome::Drop("server filter lock poisoned".into()),
         };
         push_server_outputs(out, outcome);

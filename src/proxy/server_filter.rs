@@ -5,10 +5,11 @@
 use serde_json::Value;
 
 use super::client_filter::SharedState;
+use super::framing::LineFacts;
 use super::outbox::{answer_of, Outbox, Peer};
 use super::session::{id_key, id_key_text, Pending, ServerRequest, Shared};
 use crate::check::tools::check_tool;
-use crate::jsonrpc::strict::{validate_envelope_spans, LONG_STRING};
+use crate::jsonrpc::strict::{validate_envelope_hinted, LONG_STRING};
 use crate::policy::{Policy, ToolsMode};
 
 #[derive(Debug, PartialEq)]
@@ -41,7 +42,15 @@ impl ServerFilter {
         self.shared.lock().expect("shared state")
     }
 
+    #[cfg(test)]
     pub(crate) fn on_line(&mut self, line: &[u8]) -> ServerOutcome {
+        self.on_line_hinted(line, LineFacts::default())
+    }
+
+    /// One line from the server, with what the framer learnt of it while reading it: its quiet
+    /// stretches (`jsonrpc::quiet`: the scanner does not read their bytes again) and their
+    /// shapes (the content checks take a text's from there).
+    pub(crate) fn on_line_hinted(&mut self, line: &[u8], facts: LineFacts<'_>) -> ServerOutcome {
         if line.iter().all(u8::is_ascii_whitespace) {
             return ServerOutcome::Drop("blank line".into());
         }
@@ -50,10 +59,11 @@ impl ServerFilter {
         // The long strings the scanner read (a large answer's text): the content checks take
         // their ends from here instead of reading them again (no allocation without one).
         let mut spans = Vec::new();
-        let env = match validate_envelope_spans(
+        let env = match validate_envelope_hinted(
             line,
             self.policy.limits.max_depth,
             LONG_STRING,
+            facts.quiet,
             &mut spans,
         ) {
             Ok(e) => e,
@@ -136,15 +146,16 @@ impl ServerFilter {
                             .take_env_read(key)
                             .map(|r| crate::check::env_read::filter_answer(line, &r));
                         use crate::check::env_read::EnvAnswer;
-                        let (line, env_why, spans) = match &env {
+                        let (line, env_why, spans, shapes) = match &env {
                             Some(EnvAnswer::Withheld(l, why)) => {
                                 return ServerOutcome::Content(l.clone(), why.clone())
                             }
-                            // A new line: the spans are the server's line's, not its.
+                            // A new line: the spans and shapes are the server's line's, not
+                            // its.
                             Some(EnvAnswer::Rewritten(l, why)) => {
-                                (&l[..], Some(why.clone()), &[][..])
+                                (&l[..], Some(why.clone()), &[][..], &[][..])
                             }
-                            _ => (line, None, &spans[..]),
+                            _ => (line, None, &spans[..], facts.shapes),
                         };
                         // Results and resource contents: content checks (src/content).
                         match crate::content::hook::on_result_spans(
@@ -153,6 +164,7 @@ impl ServerFilter {
                             key,
                             line,
                             spans,
+                            shapes,
                         ) {
                             crate::content::hook::ResultOutcome::Forward => match env_why {
                                 Some(why) => ServerOutcome::Content(line.to_vec(), why),
@@ -379,13 +391,21 @@ mod tests {
     /// A large answer's text, whose end the content checks take from the envelope scanner
     /// (`validate_envelope_spans`), is judged as the content checks judge it alone (told no
     /// span): clean, or a secret planted at the start, the middle, the end; ASCII or not; at
-    /// and around the span threshold.
+    /// and around the span threshold. Read by the server pump's framer, whose stretches the
+    /// scanner jumps and whose shapes the content checks take, it is judged the same.
     #[test]
     fn long_texts_are_judged_as_without_the_scanners_spans() {
         let realistic = "filesystem: {mode: any}\nnetwork: {mode: none}\ntools: {mode: blocklist, blocked: [run_shell]}\n";
         let token = "ghp_abcdefghijklmnopqrstuvwxyz0123456789";
         let mut cases = 0;
-        for len in [LONG_STRING - 1, LONG_STRING, LONG_STRING + 1, 100_000] {
+        let mut shaped = 0;
+        for len in [
+            LONG_STRING - 1,
+            LONG_STRING,
+            LONG_STRING + 1,
+            100_000,
+            300_000,
+        ] {
             for filler in ["x", "\u{e9}", "qz, "] {
                 for at in [None, Some(0), Some(len / 2), Some(len)] {
                     let mut text = filler.repeat(len / filler.len());
@@ -397,7 +417,13 @@ mod tests {
                         "result": {"content": [{"type": "text", "text": text}]}}))
                     .unwrap();
                     let mut spans = Vec::new();
-                    validate_envelope_spans(&line, 64, LONG_STRING, &mut spans).unwrap();
+                    crate::jsonrpc::strict::validate_envelope_spans(
+                        &line,
+                        64,
+                        LONG_STRING,
+                        &mut spans,
+                    )
+                    .unwrap();
                     assert_eq!(spans.len(), usize::from(text.len() >= LONG_STRING));
                     let mut f = filter(realistic);
                     let mut s = f.shared.lock().unwrap();
@@ -422,11 +448,40 @@ mod tests {
                         "{len} {filler} {at:?}"
                     );
                     assert_eq!(got, want, "{len} {filler} {at:?}");
+                    // Framed as the server pump frames it, from 64 KiB reads.
+                    let mut framed = line.clone();
+                    framed.push(b'\n');
+                    let mut r =
+                        super::super::framing::InPlaceLines::new(&framed[..], 256 * 1024, 1 << 24)
+                            .with_text_shapes(true);
+                    let super::super::framing::Slice::Line {
+                        whole,
+                        len: n,
+                        facts,
+                    } = r.next().unwrap()
+                    else {
+                        panic!("no line")
+                    };
+                    shaped += facts.shapes.len();
+                    let mut h = filter(realistic);
+                    let mut s = h.shared.lock().unwrap();
+                    s.pending.insert("7".into(), Pending::Plain);
+                    s.content.track_for_test("7", "echo");
+                    drop(s);
+                    assert_eq!(
+                        h.on_line_hinted(&whole[..n], facts),
+                        want,
+                        "{len} {filler} {at:?}"
+                    );
                     cases += 1;
                 }
             }
         }
-        assert_eq!(cases, 48);
+        assert_eq!(cases, 60);
+        assert!(
+            shaped >= 16,
+            "{shaped} texts' shapes computed as they were read"
+        );
     }
 
     /// This thread's CPU time in seconds.

@@ -199,7 +199,8 @@ fn widen_pipe(fd: BorrowedFd<'_>) {
 fn relay_server(session: &Session, server_out: impl Read, out: &Outbox) -> io::Result<()> {
     // Lines are judged and relayed from the reader's buffer: a relayed answer is copied once,
     // from that buffer into the client's pipe (or the outbox queue, for small ones).
-    let mut reader = InPlaceLines::new(server_out, PUMP_BUFFER, MAX_SERVER_LINE_BYTES);
+    let mut reader = InPlaceLines::new(server_out, PUMP_BUFFER, MAX_SERVER_LINE_BYTES)
+        .with_text_shapes(session.content_checks());
     // One buffer of outputs for every line.
     let mut outputs = Vec::new();
     loop {
@@ -213,8 +214,8 @@ fn relay_server(session: &Session, server_out: impl Read, out: &Outbox) -> io::R
                 outputs = session.on_server_oversized(n, MAX_SERVER_LINE_BYTES);
                 &[][..]
             }
-            Slice::Line { whole, len } => {
-                session.on_server_message_into(&whole[..len], &mut outputs);
+            Slice::Line { whole, len, facts } => {
+                session.on_server_message_into(&whole[..len], facts, &mut outputs);
                 whole
             }
         };
