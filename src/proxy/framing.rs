@@ -393,18 +393,20 @@ mod tests {
         );
     }
 
+    /// A reader that returns at most `chunk` bytes a call (a pipe).
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl io::Read for Trickle<'_> {
+        fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+            let n = self.0.len().min(b.len()).min(self.1);
+            b[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
     /// The frames of [`InPlaceLines`], as [`LineReader`] gives them.
     fn in_place(input: &[u8], max: usize, initial: usize, chunk: usize) -> Vec<Frame> {
-        /// A reader that returns at most `chunk` bytes a call (a pipe).
-        struct Trickle<'a>(&'a [u8], usize);
-        impl io::Read for Trickle<'_> {
-            fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
-                let n = self.0.len().min(b.len()).min(self.1);
-                b[..n].copy_from_slice(&self.0[..n]);
-                self.0 = &self.0[n..];
-                Ok(n)
-            }
-        }
         let mut r = InPlaceLines::new(Trickle(input, chunk), initial, max);
         let mut out = Vec::new();
         for _ in 0..10_000 {
@@ -467,15 +469,6 @@ mod tests {
         use crate::jsonrpc::strict::{
             validate_envelope_hinted, validate_envelope_spans, LONG_STRING,
         };
-        struct Trickle<'a>(&'a [u8], usize);
-        impl io::Read for Trickle<'_> {
-            fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
-                let n = self.0.len().min(b.len()).min(self.1);
-                b[..n].copy_from_slice(&self.0[..n]);
-                self.0 = &self.0[n..];
-                Ok(n)
-            }
-        }
         let mut rng = crate::test_rng::XorShift::new(0x511e_2ce5_u64);
         let mut rand = move |n: usize| rng.below(n);
         let mut hinted_lines = 0;
