@@ -390,6 +390,9 @@ fn keyed_marker_in(
             .map(|m| INJECTION_MARKERS[m.pattern().as_usize()])
     };
     if b.len() <= short {
+        if !may_hold_key(b) {
+            return None; // no key, no marker (the common small text)
+        }
         return search((0, b.len()));
     }
     // The open region: where its first hit's window starts, and the furthest end of its hits
@@ -529,6 +532,43 @@ fn find_marker(ac: &aho_corasick::AhoCorasick, t: &[u8]) -> Option<&'static str>
         at = end;
     }
     region.and_then(search)
+}
+
+/// Could `b` hold a hit of a marker's key (ASCII case ignored)? Every marker the collapsed
+/// text holds has its key, as it is, in the text (see [`keyed_marker`]): a text none of whose
+/// four-byte windows starts a key holds no marker. The windows are folded with `| 0x20`
+/// (the same for both cases of a letter, so a hit in any case passes; other bytes may
+/// collide, which only lets a text through to the search) and looked up in a 4096-bit set of
+/// the keys' first four bytes: about eight instructions a byte, where collapsing a small
+/// text and running the marker automaton over it cost about forty (issue 19).
+fn may_hold_key(b: &[u8]) -> bool {
+    let Some(starts) = key_starts() else {
+        return true; // (a key shorter than four bytes: no filter)
+    };
+    b.windows(4).any(|w| {
+        let h = key_start_slot(u32::from_le_bytes(w.try_into().expect("four bytes")));
+        starts[h >> 6] >> (h & 63) & 1 != 0
+    })
+}
+
+/// The slot of a four-byte window in the set of [`may_hold_key`], folded.
+#[inline(always)]
+fn key_start_slot(w: u32) -> usize {
+    ((w | 0x2020_2020).wrapping_mul(0x9E37_79B1) >> 20) as usize
+}
+
+/// The set of the keys' first four bytes (`None` if a key is shorter).
+fn key_starts() -> Option<&'static [u64; 64]> {
+    static S: std::sync::OnceLock<Option<[u64; 64]>> = std::sync::OnceLock::new();
+    S.get_or_init(|| {
+        let mut set = [0u64; 64];
+        for k in &marker_keys().1 {
+            let h = key_start_slot(u32::from_le_bytes(k.as_bytes().get(..4)?.try_into().ok()?));
+            set[h >> 6] |= 1 << (h & 63);
+        }
+        Some(set)
+    })
+    .as_ref()
 }
 
 fn markers() -> &'static aho_corasick::AhoCorasick {
@@ -703,6 +743,28 @@ mod tests {
                 assert!(k == o || !k.contains(o), "{k:?} holds {o:?}");
             }
         }
+    }
+
+    /// The small texts' filter is on (every key is four bytes or more), lets through every
+    /// key in any case at any place, and stops a small text without one.
+    #[test]
+    fn the_key_filter_passes_every_key_and_stops_plain_text() {
+        assert!(key_starts().is_some(), "a key shorter than four bytes");
+        for k in &marker_keys().1 {
+            for t in [
+                k.to_string(),
+                k.to_ascii_uppercase(),
+                format!("ab {} cd", k.to_ascii_uppercase()),
+                format!("x{k}"),
+            ] {
+                assert!(may_hold_key(t.as_bytes()), "{t:?}");
+            }
+        }
+        assert!(!may_hold_key(
+            b"echo: the quick brown fox jumps over the lazy dog"
+        ));
+        assert!(!may_hold_key(b"All 12 tests passed in 0.42s."));
+        assert!(!may_hold_key(b"abc"));
     }
 
     /// The keyed search finds the first marker the whole collapsed text holds: markers in any
