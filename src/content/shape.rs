@@ -234,7 +234,7 @@ fn masks_avx2(c: &[u8; 64], flags: bool) -> Masks {
 /// The longest run of one class, over blocks: the run open at a block's end is carried into
 /// the next; a run inside a block (63 bytes at most) is measured only when one beats the
 /// longest so far (at most 63 times a text).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct MaxRun {
     /// Where the run open at the block's start began (`NONE`: none).
     open: usize,
@@ -303,7 +303,7 @@ fn longest_run(mut m: u64) -> usize {
 }
 
 /// The letter runs over blocks: words, long runs, seed stretches.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Letters {
     /// Where the letter run open at the block's start began (`NONE`: none).
     open: usize,
@@ -412,7 +412,7 @@ fn shape_blocks(b: &[u8], classify: impl Fn(&[u8; 64], bool) -> Masks) -> Shape 
 /// read: `jsonrpc::quiet`), each part read once, right after it came in. Fed the text so far
 /// each time, then finished with the whole, it gives what [`shape`] of the whole gives
 /// (the blocks, the skips and the checks fall where they fall in one pass).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct ShapeStream {
     letters: Letters,
     alnum: MaxRun,
@@ -451,36 +451,29 @@ impl Default for ShapeStream {
 impl ShapeStream {
     /// Read the whole blocks of `b` (the text so far, from its start) not read yet.
     pub(crate) fn feed(&mut self, b: &[u8]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
-            return unsafe { self.feed_avx2(b) };
-        }
-        self.advance(b, false, masks_table);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn feed_avx2(&mut self, b: &[u8]) {
-        self.advance(b, false, |c, f| masks_avx2(c, f));
+        self.advance_here(b, false);
     }
 
     /// The shape of the whole text `b` (every part of it fed before, or not).
     pub(crate) fn finish_with(mut self, b: &[u8]) -> Shape {
+        self.advance_here(b, true);
+        self.finish(b.len())
+    }
+
+    /// [`ShapeStream::advance`] with this CPU's masks (AVX2's where it has them).
+    fn advance_here(&mut self, b: &[u8], last: bool) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2 (checked just above).
-            unsafe { self.last_avx2(b) };
-            return self.finish(b.len());
+            return unsafe { self.advance_avx2(b, last) };
         }
-        self.advance(b, true, masks_table);
-        self.finish(b.len())
+        self.advance(b, last, masks_table);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    fn last_avx2(&mut self, b: &[u8]) {
-        self.advance(b, true, |c, f| masks_avx2(c, f));
+    fn advance_avx2(&mut self, b: &[u8], last: bool) {
+        self.advance(b, last, |c, f| masks_avx2(c, f));
     }
 
     /// Read on in `b`: its whole blocks, and with `last` (`b` is the whole text) its tail.
