@@ -14,7 +14,8 @@
 #      CAPJAIL_BENCH_WHO="relay real", CAPJAIL_BENCH_SCENARIOS="roundtrip 1000;large 10 1048576",
 #      CAPJAIL_BENCH_PINS="1", CAPJAIL_BENCH_AUDIT_CPU=0 (runs of the audit-cpu measure);
 #      CAPJAIL_BENCH_TEXT=source: large answers are a source file's text (escapes, prose) instead
-#      of N `x`s (the echo server reads it; the default keeps earlier runs comparable). The
+#      of N `x`s (the echo server reads it; the default keeps earlier runs comparable);
+#      CAPJAIL_BENCH_TEXT=base64: pseudo-random base64 in lines of 76 (a binary file as text). The
 #      policies pass it to the server (`environment.allow`): without that capjail withheld it
 #      and every "source" run measured N `x`s.
 #

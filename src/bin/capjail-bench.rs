@@ -29,13 +29,33 @@ const SOURCE_TEXT: &str = include_str!("../content/data/bench_source.txt");
 /// The text of an N-byte answer: `CAPJAIL_BENCH_TEXT=source` makes it [`SOURCE_TEXT`] repeated
 /// (what a file read returns), otherwise N `x`s (the floor of every scanner).
 fn large_text(n: usize) -> String {
-    if std::env::var_os("CAPJAIL_BENCH_TEXT").is_some_and(|t| t == "source") {
-        let mut t: String = SOURCE_TEXT.repeat(n / SOURCE_TEXT.len() + 1);
-        t.truncate(n);
-        t
-    } else {
-        "x".repeat(n)
+    match std::env::var("CAPJAIL_BENCH_TEXT").as_deref() {
+        Ok("source") => {
+            let mut t: String = SOURCE_TEXT.repeat(n / SOURCE_TEXT.len() + 1);
+            t.truncate(n);
+            t
+        }
+        Ok("base64") => base64_lines(n),
+        _ => "x".repeat(n),
     }
+}
+
+/// `n` bytes of pseudo-random base64 in lines of 76 (a binary file, a certificate bundle or a
+/// mail's attachment returned as text).
+fn base64_lines(n: usize) -> String {
+    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    (0..n)
+        .map(|i| {
+            if i % 77 == 76 {
+                return '\n';
+            }
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            B64[(x % 64) as usize] as char
+        })
+        .collect()
 }
 
 /// Answers initialize, tools/list and tools/call. A call with `{"bytes": N}` gets a text of N

@@ -1,5 +1,6 @@
 //! CPU cost of the result checks, per MiB of text, printed (no timed assertions). Run with
-//! `cargo test --release --lib content::cpu_bench -- --ignored --nocapture`.
+//! `cargo test --release --lib content::cpu_bench -- --ignored --nocapture`
+//! (`CAPJAIL_CPU_ONLY=NAME`: only the inputs whose name holds NAME).
 
 use super::config::compile_content;
 use super::known::KnownSecrets;
@@ -153,7 +154,9 @@ fn content_cpu() {
             t
         }),
     ];
-    for (name, t) in &inputs {
+    // `CAPJAIL_CPU_ONLY=base64` measures only the inputs whose name holds it (for a profile).
+    let only = std::env::var("CAPJAIL_CPU_ONLY").unwrap_or_default();
+    for (name, t) in inputs.iter().filter(|(n, _)| n.contains(only.as_str())) {
         let clean = ms_per_mib(t, 20, &mut |s| {
             // (The word list holds phrases.)
             let c = super::results::text_is_clean(s, &p, &mut known);
