@@ -428,6 +428,45 @@ mod tests {
         assert!(n > 30, "{n}");
     }
 
+    /// A text of base64 lines (a binary file as text): the lines of random bytes are given up
+    /// as soon as their bytes stop being UTF-8 (`encodings::Decoded`), the line that encodes a
+    /// key is still decoded and found, wherever it is among them.
+    #[test]
+    fn an_encoded_key_among_base64_lines_is_found() {
+        const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut x = 0x2545_F491_4F6C_DD1Du64;
+        let mut line = || -> String {
+            (0..76)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    B64[(x % 64) as usize] as char
+                })
+                .collect()
+        };
+        let lines: Vec<String> = (0..400).map(|_| line()).collect();
+        let found = |t: &str| {
+            let mut k = KnownSecrets::default();
+            let mut sc = Scanner::new(&mut k, false);
+            sc.result(t);
+            sc.findings
+                .iter()
+                .map(|f| format!("{}/{}", f.detector, f.encoding))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(found(&lines.join("\n")), Vec::<String>::new());
+        for at in [0, 1, 199, 400] {
+            let mut with = lines.clone();
+            with.insert(at, "QUtJQVo3UTNCVDRMQ01XMlBYNU4=".into());
+            assert_eq!(
+                found(&with.join("\n")),
+                ["aws_access_key_id/base64"],
+                "at line {at}"
+            );
+        }
+    }
+
     #[test]
     fn result_spans_for_redaction() {
         let mut k = KnownSecrets::default();
