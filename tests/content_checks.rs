@@ -50,8 +50,13 @@ fn large_filler(kind: usize) -> String {
 }
 
 fn session(f: &Fx, policy: &str) -> Session {
+    session_with(f, policy, &[])
+}
+
+/// [`session`], the fixture server given `server_args` too.
+fn session_with(f: &Fx, policy: &str, server_args: &[&str]) -> Session {
     let pol = f.lab.policy("content", policy);
-    let server = vec![
+    let mut server = vec![
         "python3".to_string(),
         fixture("content_server.py").display().to_string(),
         "--log".into(),
@@ -59,6 +64,7 @@ fn session(f: &Fx, policy: &str) -> Session {
         "--leaks".into(),
         f.leaks.display().to_string(),
     ];
+    server.extend(server_args.iter().map(|a| a.to_string()));
     let profile = fixture("content_profile.yaml").display().to_string();
     let audit = f.lab.path("logs/audit.jsonl").display().to_string();
     let mut s = SessionBuilder::capjail(
@@ -90,6 +96,41 @@ fn call(s: &mut Session, name: &str, args: Value) -> (Value, Value) {
 
 fn texts(r: &Value) -> String {
     r.to_string()
+}
+
+/// Results are checked however many calls are in flight: capjail once remembered 4,096 calls
+/// and forwarded the results of any more unchecked (a pipelining client, or calls a server
+/// never answers, switched the checks off for the session). The fixture answers none of
+/// these calls before all of them reached it; every answer must come back redacted.
+#[test]
+fn results_are_checked_with_thousands_of_calls_in_flight() {
+    const CALLS: usize = 4300;
+    let f = fx();
+    let hold = CALLS.to_string();
+    let mut s = session_with(&f, OPEN, &["--hold", &hold]);
+    let mut ids = std::collections::HashSet::new();
+    for _ in 0..CALLS {
+        let id = s.id();
+        ids.insert(id);
+        s.send(&json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"leak","arguments":{"what":"secret"}}}));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut redacted = 0;
+    while !ids.is_empty() && std::time::Instant::now() < deadline {
+        let Some(l) = s.next_line(std::time::Duration::from_secs(10)) else {
+            break;
+        };
+        let v: Value = serde_json::from_slice(&l).unwrap();
+        if let Some(id) = v["id"].as_i64() {
+            if ids.remove(&id) {
+                redacted += usize::from(texts(&v).contains("[REDACTED by capjail: cloud]"));
+            }
+        }
+    }
+    assert!(ids.is_empty(), "{} calls got no answer", ids.len());
+    assert_eq!(redacted, CALLS);
+    s.finish();
+    assert_no_token(&s.received_bytes(), &f.key, "the client");
 }
 
 #[test]

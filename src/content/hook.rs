@@ -9,7 +9,7 @@ use super::config::OutAction;
 use super::flows::{events_of, Event};
 use super::known::withheld_env;
 use super::scan::Scanner;
-use super::{RequestInfo, SessionContent, MAX_REQUESTS};
+use super::{RequestInfo, SessionContent};
 use crate::check::decide::{Decision, Verdict};
 use crate::check::{Denial, Resource};
 use crate::policy::Policy;
@@ -130,7 +130,11 @@ pub(crate) fn on_request(
     for e in &events {
         st.flows.observe(&policy.flows, e, now);
     }
-    if key.is_some() && st.requests.len() < MAX_REQUESTS {
+    // Every such request is remembered, however many are in flight: one its result could not
+    // be matched to would be forwarded unchecked (a cap of 4,096 once did that to the rest of
+    // a pipelined burst). The entry goes when the server answers (`on_result_spans`), as the
+    // session's own entry for the request does (`proxy::session`), which this one follows.
+    if key.is_some() {
         st.requests
             .insert(id_text.to_owned(), RequestInfo { tool, sensitive });
     }

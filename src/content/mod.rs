@@ -67,9 +67,6 @@ impl SessionContent {
     }
 }
 
-/// Most requests remembered while in flight.
-const MAX_REQUESTS: usize = 4096;
-
 /// Does scanning this string need doing at all? (The benign corpus test uses the same entry.)
 pub fn scan_outgoing_str(s: &str) -> Vec<String> {
     let mut k = known::KnownSecrets::default();
