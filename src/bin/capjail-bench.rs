@@ -22,40 +22,16 @@ fn main() {
     std::process::exit(code);
 }
 
-/// A source file's lines, quotes, tabs and prose: a large answer that looks like a file read
-/// (escapes in the JSON string, the letters every text detector keys on), not one byte.
-const SOURCE_TEXT: &str = include_str!("../content/data/bench_source.txt");
-
-/// The text of an N-byte answer: `CAPJAIL_BENCH_TEXT=source` makes it [`SOURCE_TEXT`] repeated
-/// (what a file read returns), otherwise N `x`s (the floor of every scanner).
+/// The text of an N-byte answer (`capjail::content::samples`): `CAPJAIL_BENCH_TEXT=source` a
+/// source file's lines, quotes, tabs and prose (what a file read returns: escapes in the JSON
+/// string, the letters every text detector keys on), `base64` base64 in lines of 76 (a binary
+/// file as text), otherwise N `x`s (the floor of every scanner).
 fn large_text(n: usize) -> String {
     match std::env::var("CAPJAIL_BENCH_TEXT").as_deref() {
-        Ok("source") => {
-            let mut t: String = SOURCE_TEXT.repeat(n / SOURCE_TEXT.len() + 1);
-            t.truncate(n);
-            t
-        }
-        Ok("base64") => base64_lines(n),
+        Ok("source") => capjail::content::samples::source_text(n),
+        Ok("base64") => capjail::content::samples::base64_lines(n),
         _ => "x".repeat(n),
     }
-}
-
-/// `n` bytes of pseudo-random base64 in lines of 76 (a binary file, a certificate bundle or a
-/// mail's attachment returned as text).
-fn base64_lines(n: usize) -> String {
-    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    (0..n)
-        .map(|i| {
-            if i % 77 == 76 {
-                return '\n';
-            }
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            B64[(x % 64) as usize] as char
-        })
-        .collect()
 }
 
 /// Answers initialize, tools/list and tools/call. A call with `{"bytes": N}` gets a text of N

@@ -45,14 +45,6 @@ fn prose(len: usize) -> String {
     s
 }
 
-/// The text of `capjail-bench`'s source-text answers (`CAPJAIL_BENCH_TEXT=source`).
-fn source(len: usize) -> String {
-    let one = include_str!("data/bench_source.txt");
-    let mut s = one.repeat(len / one.len() + 1);
-    s.truncate(len);
-    s
-}
-
 /// Runs of 300 pseudo-random BIP-39 words that hold no phrase (every word is drawn again
 /// while a phrase would end with it), each run ended by a word not in the list.
 fn seed_runs(len: usize) -> String {
@@ -87,23 +79,6 @@ fn seed_runs(len: usize) -> String {
     s
 }
 
-/// Pseudo-random base64 characters in lines of 76 (a base64 payload in a text).
-fn base64ish(len: usize) -> String {
-    const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    (0..len)
-        .map(|i| {
-            if i % 77 == 76 {
-                return '\n';
-            }
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            B64[(x % 64) as usize] as char
-        })
-        .collect()
-}
-
 /// This thread's CPU time in seconds (the machine is shared: wall time counts the others).
 fn cpu_secs() -> f64 {
     let mut t = libc::timespec {
@@ -135,8 +110,8 @@ fn content_cpu() {
         ("x 1MiB", "x".repeat(1 << 20)),
         ("prose 1MiB", prose(1 << 20)),
         ("prose+e9 1MiB", format!("{}\u{e9}", prose((1 << 20) - 2))),
-        ("base64 1MiB", base64ish(1 << 20)),
-        ("source 1MiB", source(1 << 20)),
+        ("base64 1MiB", super::samples::base64_lines(1 << 20)),
+        ("source 1MiB", super::samples::source_text(1 << 20)),
         // The seed search's worst case: runs of 300 list words (the first 280 of each run are
         // tried as phrases, five lengths at each of 256 starts), broken by a short word.
         ("seed runs 1MiB", seed_runs(1 << 20)),
@@ -309,7 +284,7 @@ fn content_cpu_passes() {
     let p = compile_content(None, &env).unwrap();
     let mut known = KnownSecrets::default();
     let source_line = |bytes: usize| {
-        let result = serde_json::json!({"content": [{"type": "text", "text": source(bytes)}]});
+        let result = serde_json::json!({"content": [{"type": "text", "text": super::samples::source_text(bytes)}]});
         serde_json::to_vec(&serde_json::json!({"jsonrpc": "2.0", "id": 7, "result": result}))
             .unwrap()
     };

@@ -18,6 +18,7 @@ pub(crate) mod flows;
 pub(crate) mod hook;
 pub(crate) mod known;
 pub(crate) mod results;
+pub mod samples;
 pub(crate) mod scan;
 pub(crate) mod schema;
 pub(crate) mod secrets;
