@@ -133,6 +133,74 @@ fn results_are_checked_with_thousands_of_calls_in_flight() {
     assert_no_token(&s.received_bytes(), &f.key, "the client");
 }
 
+/// What capjail keeps per call in flight is bounded (`proxy.max_in_flight`): a call past the
+/// bound is refused and never reaches the server, and a cancelled call frees its place at once
+/// (a server that honours cancellations never answers them). The fixture answers nothing
+/// before 25 calls reached it: the refused calls must not count, the calls sent after the
+/// cancellations must, and the cancelled calls' late answers must not reach the client.
+#[test]
+fn calls_past_max_in_flight_are_refused_and_cancellations_free_their_place() {
+    let f = fx();
+    let policy = format!("{OPEN}proxy: {{max_in_flight: 20}}\n");
+    let mut s = session_with(&f, &policy, &["--hold", "25"]);
+    // Listed first, so that no call waits for capjail's own listing.
+    s.request("tools/list", json!({}));
+    let call = |s: &mut Session| {
+        let id = s.id();
+        s.send(&json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"leak","arguments":{"what":"benign"}}}));
+        id
+    };
+    let first: Vec<i64> = (0..20).map(|_| call(&mut s)).collect();
+    let past: Vec<i64> = (0..5).map(|_| call(&mut s)).collect();
+    for id in &past {
+        let r = s.wait_id(&json!(id));
+        let e = assert_policy_error(&r, &json!(id));
+        assert_eq!(e["data"]["rule"], "protocol.in_flight", "{r}");
+    }
+    // Five cancellations free five places: five more calls go to the server, which then has
+    // 25 and answers them all.
+    for id in &first[..5] {
+        s.send(&json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":id,"reason":"timeout"}}));
+    }
+    let later: Vec<i64> = (0..5).map(|_| call(&mut s)).collect();
+    let mut waiting: std::collections::HashSet<i64> =
+        first[5..].iter().chain(&later).copied().collect();
+    let mut late = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !waiting.is_empty() && std::time::Instant::now() < deadline {
+        let Some(l) = s.next_line(std::time::Duration::from_secs(10)) else {
+            break;
+        };
+        let v: Value = serde_json::from_slice(&l).unwrap();
+        assert!(v.get("error").is_none(), "{v}");
+        let id = v["id"].as_i64().unwrap_or(-1);
+        late += usize::from(first[..5].contains(&id));
+        waiting.remove(&id);
+    }
+    assert!(waiting.is_empty(), "calls with no answer: {waiting:?}");
+    // The cancelled calls' answers came before the others (the fixture answers in order):
+    // dropped, as anything after a ping's answer shows.
+    s.request("ping", json!({}));
+    for l in s.received_text().lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        late += usize::from(
+            v.get("result").is_some() && first[..5].iter().any(|id| v["id"] == json!(id)),
+        );
+    }
+    assert_eq!(late, 0, "a cancelled call's late answer reached the client");
+    s.finish();
+    let audit = f.lab.read("logs/audit.jsonl").unwrap();
+    let refusals = audit
+        .lines()
+        .filter(|l| l.contains("\"dropped\"") && l.contains("protocol.in_flight"))
+        .count();
+    assert_eq!(refusals, 5, "each refusal is in the audit log");
+    assert!(
+        audit.contains("after the client cancelled it"),
+        "the late answers' drops are recorded"
+    );
+}
+
 #[test]
 fn results_follow_the_content_policy() {
     let f = fx();

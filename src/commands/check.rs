@@ -3,7 +3,9 @@
 //! The lines are the client's side of one session with no server (`pipeline::Session::offline`):
 //! the same stages as `run` (strict parsing, batches, in-flight ids, the capability decision,
 //! content checks and flows), nothing sent anywhere. No request is ever answered, so an id
-//! stays in flight; a response answers no server request and is refused, as `run` refuses it.
+//! stays in flight (and a request past `proxy.max_in_flight` of them is refused, as `run`
+//! refuses it when the server answers none); a response answers no server request and is
+//! refused, as `run` refuses it.
 
 use std::io::{BufReader, Write};
 use std::sync::Arc;

@@ -49,6 +49,18 @@ struct RequestInfo {
 }
 
 impl SessionContent {
+    /// The request under `key` is no longer in flight (the client cancelled it): nothing of
+    /// it is kept. Its late answer is dropped by the proxy, never checked against nothing.
+    pub(crate) fn forget_request(&mut self, key: &str) {
+        self.requests.remove(key);
+    }
+
+    /// How many requests' results are waiting to be checked (tests of the memory bound).
+    #[cfg(test)]
+    pub(crate) fn requests_in_flight(&self) -> usize {
+        self.requests.len()
+    }
+
     /// A `tools/call` of `tool` in flight under `key` whose result is scanned (benchmarks).
     #[cfg(test)]
     pub(crate) fn track_for_test(&mut self, key: &str, tool: &str) {

@@ -216,6 +216,16 @@ pub(crate) fn compile_with(
             }
             limits.max_depth = d;
         }
+        if let Some(n) = p.max_in_flight {
+            if !(1..=1_000_000).contains(&n) {
+                return Err(err(
+                    "proxy.max_in_flight",
+                    None,
+                    "must be between 1 and 1000000",
+                ));
+            }
+            limits.max_in_flight = n;
+        }
         if let Some(g) = p.grace_seconds {
             if !(0.0..=600.0).contains(&g) {
                 return Err(err(

@@ -96,6 +96,7 @@ pub(crate) fn effective_file(p: &Policy) -> PolicyFile {
         proxy: Some(ProxySection {
             max_line_bytes: Some(p.limits.max_line_bytes),
             max_depth: Some(p.limits.max_depth),
+            max_in_flight: Some(p.limits.max_in_flight),
             grace_seconds: Some(p.limits.grace.as_secs_f64()),
         }),
         // Every section, with its defaults written out.

@@ -132,6 +132,8 @@ pub(crate) struct ToolPolicy {
 pub(crate) struct ProxyLimits {
     pub(crate) max_line_bytes: usize,
     pub(crate) max_depth: usize,
+    /// Client requests forwarded and not yet answered, at most (one more is refused).
+    pub(crate) max_in_flight: usize,
     pub(crate) grace: std::time::Duration,
 }
 
@@ -140,6 +142,7 @@ impl Default for ProxyLimits {
         ProxyLimits {
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
             max_depth: DEFAULT_MAX_DEPTH,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             grace: std::time::Duration::from_secs(2),
         }
     }
@@ -149,6 +152,10 @@ impl Default for ProxyLimits {
 pub(crate) const DEFAULT_MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 /// Default deepest JSON nesting accepted from the client.
 pub(crate) const DEFAULT_MAX_DEPTH: usize = 64;
+/// Default most client requests in flight at once: far above any client's use (a pipelining
+/// benchmark keeps ~2,000 in flight), low enough that what capjail keeps per request stays a
+/// few MiB when a server answers nothing.
+pub(crate) const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
 
 impl Policy {
     /// Does the policy restrict the filesystem (mounts or filesystem rules)?

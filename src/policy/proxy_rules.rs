@@ -100,8 +100,8 @@ pub(crate) fn text(p: &Policy) -> String {
     }
     let _ = writeln!(
         o,
-        "  limits: messages up to {} bytes, JSON nesting up to {}",
-        p.limits.max_line_bytes, p.limits.max_depth
+        "  limits: messages up to {} bytes, JSON nesting up to {}, {} requests in flight",
+        p.limits.max_line_bytes, p.limits.max_depth, p.limits.max_in_flight
     );
     o
 }
@@ -139,6 +139,7 @@ pub(crate) fn json(p: &Policy) -> Value {
         "rules": p.rules.rules.iter().map(|r| r.label.clone()).collect::<Vec<_>>(),
         "max_line_bytes": p.limits.max_line_bytes,
         "max_depth": p.limits.max_depth,
+        "max_in_flight": p.limits.max_in_flight,
     })
 }
 

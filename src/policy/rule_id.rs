@@ -103,6 +103,10 @@ rule_ids! {
         trigger: "a client request whose id is already used by a request in flight (-32600)",
         allow: "wait for the answer, or use another id",
     }
+    ProtocolInFlight = "protocol.in_flight" {
+        trigger: "a client request while `proxy.max_in_flight` requests are already forwarded and neither answered nor cancelled (-32001; the server never sees it)",
+        allow: "wait for answers, cancel calls that will not be answered (`notifications/cancelled` frees their place), or raise `proxy.max_in_flight`",
+    }
     ProtocolUnsolicitedResponse = "protocol.unsolicited_response" {
         trigger: "a client response to a request the server never sent: dropped, not answered (`capjail check` names it; the audit record is a dropped `response_filter`)",
         allow: "cannot be allowed: the client must answer only what the server asked",

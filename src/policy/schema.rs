@@ -220,6 +220,10 @@ pub(crate) struct ProxySection {
     /// Deepest accepted JSON nesting (default 64).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) max_depth: Option<usize>,
+    /// Most client requests in flight (forwarded, not yet answered or cancelled) at once;
+    /// one more is refused with `protocol.in_flight` (default 10000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) max_in_flight: Option<usize>,
     /// Seconds between closing the server's stdin and SIGTERM, and between SIGTERM and SIGKILL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) grace_seconds: Option<f64>,

@@ -333,6 +333,15 @@ impl ClientFilter {
                         tracing::warn!(id = %key, "refused a request whose id is already in flight");
                         return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: this id is already in use by a request in flight (refused by capjail)", RuleId::ProtocolDuplicateId.data()))));
                     }
+                    // What capjail keeps per request in flight stays bounded when a server
+                    // answers nothing (issue 19): one more is refused, never forwarded. A call
+                    // held for capjail's listing had its place while it waited: judged again,
+                    // it keeps it (a call that came meanwhile does not take it).
+                    let in_flight = shared.pending.len();
+                    if in_flight >= self.policy.limits.max_in_flight && !self.scratch.rejudging {
+                        drop(shared);
+                        return self.refuse_in_flight(id, in_flight);
+                    }
                     let tool = called_tool(method, params);
                     // The tool's trust verdict: one lookup for the hold and the decision.
                     let trust = tool.and_then(|t| crate::trust::hooks::call_verdict(&shared, t));
@@ -436,6 +445,14 @@ impl ClientFilter {
                 let decided = self.decide_and_record(None, method, params, snapshot)?;
                 if decided.allowed {
                     crate::trust::listing::on_client_message(&self.shared, method, params);
+                    if method == "notifications/cancelled" {
+                        if let Some(rid) = params.and_then(|p| p.get("requestId")) {
+                            // No longer in flight: its place and what was kept for it go now.
+                            if self.state().forget_cancelled(&id_key(rid)) {
+                                tracing::debug!(request = %rid, "the client cancelled a request in flight");
+                            }
+                        }
+                    }
                 }
                 Ok(if decided.allowed {
                     One::Allowed
@@ -662,6 +679,30 @@ impl ClientFilter {
         }))
     }
 
+    /// Refuse a request because `in_flight` requests are already in flight (`proxy.max_in_flight`):
+    /// a dropped record naming the rule, then a JSON-RPC error for the client.
+    fn refuse_in_flight(&mut self, id: &Value, in_flight: usize) -> std::io::Result<One> {
+        let rule = RuleId::ProtocolInFlight;
+        let reason = format!("{in_flight} requests are already in flight, the most proxy.max_in_flight allows; wait for their answers or cancel some");
+        tracing::warn!(id = %id, in_flight, "refused a request: too many requests in flight");
+        self.write(Record::Filter(FilterRecord {
+            id: Some(id.clone()),
+            rule: Some(rule.clone()),
+            ..FilterRecord::new(
+                Direction::ClientToServer,
+                true,
+                format!("{reason} (rule {})", rule.static_id()),
+            )
+        }))?;
+        self.state().remember_refused(id_key(id));
+        Ok(One::Refused(Some(jsonrpc::error_response(
+            id,
+            code::POLICY_VIOLATION,
+            &format!("capjail policy violation: {reason}"),
+            Some(json!({"rule": rule, "reason": reason})),
+        ))))
+    }
+
     /// A record a stage built: returned with the line's outcome (`drain_records`), written by
     /// the transport before the outcome takes effect.
     fn write(&mut self, record: Record) -> std::io::Result<()> {
@@ -806,6 +847,7 @@ mod tests {
     use crate::check::RealWorld;
     use crate::policy::{builtin, load_str, PolicySource};
     use crate::proxy::catalog::SessionCatalog;
+    use crate::proxy::server_filter::ServerOutcome;
 
     fn filter() -> ClientFilter {
         let policy = load_str(
@@ -857,6 +899,107 @@ mod tests {
             .starts_with("capjail policy violation: "));
         assert_eq!(r["error"]["data"]["rule"], "filesystem.mounts");
         assert_eq!(r["error"]["data"]["capability"], "filesystem.read");
+    }
+
+    fn call(id: u32) -> String {
+        ALLOWED.replace("\"id\":1", &format!("\"id\":{id}"))
+    }
+
+    fn cancel(id: u32) -> String {
+        format!(
+            r#"{{"jsonrpc":"2.0","method":"notifications/cancelled","params":{{"requestId":{id}}}}}"#
+        )
+    }
+
+    #[test]
+    fn requests_past_max_in_flight_are_refused_until_one_is_answered_or_cancelled() {
+        let mut f = filter();
+        let mut policy = (*f.policy).clone();
+        policy.limits.max_in_flight = 3;
+        f.policy = Arc::new(policy);
+        let server = crate::proxy::server_filter::ServerFilter {
+            shared: f.shared.clone(),
+            policy: f.policy.clone(),
+            outbox: Outbox::discarding(),
+        };
+        let mut server = server;
+        for id in 1..=3 {
+            assert_eq!(f.on_line(call(id).as_bytes()).unwrap(), Outcome::Forward);
+        }
+        // The fourth is refused, never forwarded, and its refusal is recorded first.
+        let r = reply(f.on_line(call(4).as_bytes()).unwrap());
+        assert_eq!(r["id"], 4);
+        assert_eq!(r["error"]["code"], -32001);
+        assert_eq!(r["error"]["data"]["rule"], "protocol.in_flight");
+        match f.scratch.records.as_slice() {
+            [Record::Filter(rec)] => {
+                assert_eq!(rec.rule, Some(RuleId::ProtocolInFlight));
+                assert!(rec.reason.contains("protocol.in_flight"), "{}", rec.reason);
+            }
+            other => panic!("expected one filter record, got {other:?}"),
+        }
+        assert_eq!(f.shared.lock().unwrap().pending.len(), 3);
+        // Its cancellation goes nowhere: the server never saw it.
+        assert_eq!(f.on_line(cancel(4).as_bytes()).unwrap(), Outcome::Drop);
+        // An answer frees a place.
+        let answer = |id: u32| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"result":{{"content":[{{"type":"text","text":"ok"}}]}}}}"#
+            )
+        };
+        assert_eq!(server.on_line(answer(1).as_bytes()), ServerOutcome::Forward);
+        assert_eq!(f.on_line(call(5).as_bytes()).unwrap(), Outcome::Forward);
+        assert_eq!(
+            reply(f.on_line(call(6).as_bytes()).unwrap())["error"]["data"]["rule"],
+            "protocol.in_flight"
+        );
+        // So does a cancellation, which is forwarded: what was kept for the call goes now.
+        let kept = f.shared.lock().unwrap().content.requests_in_flight();
+        assert_eq!(f.on_line(cancel(2).as_bytes()).unwrap(), Outcome::Forward);
+        {
+            let s = f.shared.lock().unwrap();
+            assert_eq!(s.pending.len(), 2);
+            assert!(!s.pending.contains_key("2"));
+            assert_eq!(s.content.requests_in_flight() + 1, kept);
+        }
+        assert_eq!(f.on_line(call(7).as_bytes()).unwrap(), Outcome::Forward);
+        // The cancelled call's late answer is dropped, and says why.
+        match server.on_line(answer(2).as_bytes()) {
+            ServerOutcome::Drop(why) => assert!(why.contains("cancelled"), "{why}"),
+            other => panic!("expected a drop, got {other:?}"),
+        }
+        // The others are still answered.
+        assert_eq!(server.on_line(answer(3).as_bytes()), ServerOutcome::Forward);
+        assert_eq!(server.on_line(answer(7).as_bytes()), ServerOutcome::Forward);
+    }
+
+    #[test]
+    fn a_call_held_for_the_listing_keeps_its_place() {
+        let mut f = filter();
+        let mut policy = (*f.policy).clone();
+        policy.limits.max_in_flight = 1;
+        f.policy = Arc::new(policy);
+        // Released from the listing's hold, its reserved place already given back, while a
+        // call that came meanwhile took the last place: it is judged, not refused.
+        assert_eq!(f.on_line(call(5).as_bytes()).unwrap(), Outcome::Forward);
+        assert_eq!(f.rejudge(call(1).as_bytes()).unwrap(), Outcome::Forward);
+        assert_eq!(
+            reply(f.on_line(call(6).as_bytes()).unwrap())["error"]["data"]["rule"],
+            "protocol.in_flight"
+        );
+    }
+
+    #[test]
+    fn a_cancelled_listing_stays_in_flight_until_answered() {
+        let mut f = filter();
+        let list = r#"{"jsonrpc":"2.0","id":9,"method":"tools/list"}"#;
+        assert_eq!(f.on_line(list.as_bytes()).unwrap(), Outcome::Forward);
+        assert_eq!(f.on_line(cancel(9).as_bytes()).unwrap(), Outcome::Forward);
+        // Its answer is still read (the tools it lists): the entry stays.
+        assert_eq!(
+            f.shared.lock().unwrap().pending.get("9"),
+            Some(&Pending::ToolsList)
+        );
     }
 
     #[test]

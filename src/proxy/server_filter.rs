@@ -130,6 +130,9 @@ impl ServerFilter {
                 let mut shared = self.state();
                 let pending = shared.answered(key);
                 match pending {
+                    None if shared.was_cancelled(key) => ServerOutcome::Drop(format!(
+                        "the server answered id {id} after the client cancelled it (the client ignores it)"
+                    )),
                     None => ServerOutcome::Drop(format!(
                         "the server answered id {id}, which no forwarded request has"
                     )),

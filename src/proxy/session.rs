@@ -32,6 +32,8 @@ pub(crate) enum ServerRequest {
 
 /// How many refused ids are remembered (to drop their cancellations).
 const REFUSED_MEMORY: usize = 4096;
+/// How many cancelled ids are remembered (to name a late answer's drop).
+const CANCELLED_MEMORY: usize = 4096;
 
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -41,6 +43,8 @@ pub(crate) struct Shared {
     /// Server requests relayed to the client and not yet answered, by id key.
     pub(crate) server_requests: HashMap<String, ServerRequest>,
     refused: VecDeque<String>,
+    /// Plain requests the client cancelled, newest last: their late answers are dropped.
+    cancelled: VecDeque<String>,
     /// Pinned and scanned tool definitions (`trust`); `None` when the proxy does not check.
     pub(crate) trust: Option<crate::trust::TrustSession>,
     /// What the content checks remember in this session (known secrets, armed flows).
@@ -56,6 +60,7 @@ impl Shared {
             pending: FastMap::default(),
             server_requests: HashMap::new(),
             refused: VecDeque::new(),
+            cancelled: VecDeque::new(),
             trust: None,
             content: Default::default(),
             env_reads: HashMap::new(),
@@ -71,6 +76,31 @@ impl Shared {
 
     pub(crate) fn was_refused(&self, key: &str) -> bool {
         self.refused.iter().any(|k| k == key)
+    }
+
+    /// The client cancelled a request in flight (`notifications/cancelled`): a plain request is
+    /// no longer in flight, so everything remembered for it goes now, not when (if ever) the
+    /// server answers. A server that honours the cancellation never answers (the TypeScript
+    /// SDK's do not), and its entries would otherwise stay for the rest of the session. Its
+    /// late answer, if one comes, is dropped (`was_cancelled`), as the client ignores it (the
+    /// MCP specification's cancellation). `true` when a plain request was forgotten.
+    pub(crate) fn forget_cancelled(&mut self, key: &str) -> bool {
+        if self.pending.get(key) != Some(&Pending::Plain) {
+            return false; // listings and `initialize` are read when answered: kept
+        }
+        self.pending.remove(key);
+        self.content.forget_request(key);
+        self.env_reads.remove(key);
+        if self.cancelled.len() == CANCELLED_MEMORY {
+            self.cancelled.pop_front();
+        }
+        self.cancelled.push_back(key.to_owned());
+        true
+    }
+
+    /// Did the client cancel this request (one of the last [`CANCELLED_MEMORY`])?
+    pub(crate) fn was_cancelled(&self, key: &str) -> bool {
+        self.cancelled.iter().any(|k| k == key)
     }
 
     /// A request the server sent to the client: its answer will be read (`kind`).
