@@ -26,6 +26,9 @@
 #              flows at their defaults.
 # Each also runs with `--audit off` (and realistic with `content: {enabled: false}`), so the cost
 # of the audit log and of the content checks comes from the same run.
+# Scenarios: round trips, pipelined calls, `unanswered` (as many calls to a server that answers
+# none, then a ping: the memory a proxy keeps for calls in flight, which `proxy.max_in_flight`
+# bounds), large answers.
 # Every scenario runs pinned to one CPU (taskset -c 0: client, capjail and server share it) and
 # unpinned. CPU time of the measured process (with the server it runs) comes from /usr/bin/time;
 # its own peak RSS from its VmHWM, read by the load client before the stream closes (time's %M,
@@ -94,7 +97,7 @@ WRAP[real]="$C -q run --policy $OUT/real-policy.yaml --mode $MODE --audit $WS/au
 WRAP[real_noaudit]="$C -q run --policy $OUT/real-policy.yaml --mode $MODE --audit off --"
 WRAP[real_nocontent]="$C -q run --policy $OUT/real-nocontent-policy.yaml --mode $MODE --audit $WS/audit.jsonl --"
 read -r -a WHO <<< "${CAPJAIL_BENCH_WHO:-direct relay best best_noaudit real real_noaudit real_nocontent}"
-IFS=';' read -r -a SCENARIOS <<< "${CAPJAIL_BENCH_SCENARIOS:-roundtrip $RT_N;pipelined $SUSTAINED;large $MIB_N 1048576;large $BIG_N 16777216}"
+IFS=';' read -r -a SCENARIOS <<< "${CAPJAIL_BENCH_SCENARIOS:-roundtrip $RT_N;pipelined $SUSTAINED;unanswered $SUSTAINED;large $MIB_N 1048576;large $BIG_N 16777216}"
 read -r -a PINS <<< "${CAPJAIL_BENCH_PINS:-1 0}"
 
 RES="$OUT/results.jsonl"; : > "$RES"

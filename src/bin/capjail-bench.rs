@@ -15,7 +15,9 @@ fn main() {
         Some("audit-cpu") => audit_cpu(&args[1..]),
         _ => {
             eprintln!("usage: capjail-bench echo-server | relay -- CMD... | load SCENARIO [N] [BYTES] -- CMD... | audit-cpu N FILE [BATCH]");
-            eprintln!("scenarios: roundtrip N | pipelined N | large N BYTES | startup N");
+            eprintln!(
+                "scenarios: roundtrip N | pipelined N | unanswered N | large N BYTES | startup N"
+            );
             2
         }
     };
@@ -35,7 +37,8 @@ fn large_text(n: usize) -> String {
 }
 
 /// Answers initialize, tools/list and tools/call. A call with `{"bytes": N}` gets a text of N
-/// bytes back; any other call gets a ~200-byte answer.
+/// bytes back; a call with `{"silent": true}` gets no answer (a server that answers nothing);
+/// any other call gets a ~200-byte answer.
 fn echo_server() -> i32 {
     let stdin = std::io::stdin();
     let mut input = BufReader::with_capacity(256 * 1024, stdin.lock());
@@ -53,6 +56,9 @@ fn echo_server() -> i32 {
         };
         let Some(id) = v.get("id") else { continue };
         let method = v.get("method").and_then(|m| m.as_str()).unwrap_or("");
+        if v.pointer("/params/arguments/silent") == Some(&serde_json::Value::Bool(true)) {
+            continue;
+        }
         let result = match method {
             "initialize" => {
                 serde_json::json!({"protocolVersion": "2025-11-25", "capabilities": {"tools": {}}, "serverInfo": {"name": "bench-echo", "version": "1"}})
@@ -313,6 +319,52 @@ fn load(args: &[String]) -> i32 {
             println!(
                 "{{\"scenario\":\"pipelined\",\"n\":{n},\"msgs_per_s\":{:.0}{own}}}",
                 n as f64 / secs
+            );
+        }
+        "unanswered" => {
+            // N calls the server never answers, then a ping: what the measured process keeps
+            // for calls in flight (its peak RSS), and how many it refused (`protocol.in_flight`).
+            let mut p = Peer::start(&cmd);
+            p.initialize();
+            let Peer {
+                child,
+                mut input,
+                mut output,
+            } = p;
+            let writer = std::thread::spawn(move || {
+                let mut w = BufWriter::with_capacity(1 << 16, &mut input);
+                for i in 0..n {
+                    w.write_all(format!("{{\"jsonrpc\":\"2.0\",\"id\":{},\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"message\":\"hello from the load client, a call the server never answers\",\"silent\":true}}}}}}\n", i + 1).as_bytes()).unwrap();
+                }
+                w.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":\"end\",\"method\":\"ping\"}\n")
+                    .unwrap();
+                w.flush().unwrap();
+                drop(w);
+                input
+            });
+            let t = Instant::now();
+            let mut refused = 0usize;
+            loop {
+                buf.clear();
+                if output.read_until(b'\n', &mut buf).expect("read") == 0 {
+                    panic!("the measured command closed its output before the ping's answer");
+                }
+                refused += usize::from(buf.windows(18).any(|w| w == b"protocol.in_flight"));
+                if buf.windows(10).any(|w| w == b"\"id\":\"end\"") {
+                    break;
+                }
+            }
+            let secs = t.elapsed().as_secs_f64();
+            let input = writer.join().unwrap();
+            let own = own_process_fields(child.id());
+            Peer {
+                child,
+                input,
+                output,
+            }
+            .stop();
+            println!(
+                "{{\"scenario\":\"unanswered\",\"n\":{n},\"refused\":{refused},\"secs\":{secs:.3}{own}}}"
             );
         }
         "large" => {
