@@ -44,28 +44,10 @@ pub(crate) fn candidate_tokens_in(
     s: &str,
     runs: super::bytes::AlphaRuns,
 ) -> impl Iterator<Item = Range<usize>> + '_ {
-    let b = s.as_bytes();
-    let is_tok = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'_' | b'-');
-    // The same class branch-free, so that long runs are counted a block at a time.
-    let is_tok_block = |c: u8| {
-        super::bytes::alnum(c) | (c == b'+') | (c == b'/') | (c == b'=') | (c == b'_') | (c == b'-')
-    };
-    let mut i = 0;
-    let mut k = 0;
-    std::iter::from_fn(move || {
-        while i < b.len() {
-            if !is_tok(b[i]) {
-                i += 1;
-                continue;
-            }
-            let start = i;
-            i += runs.run_len(&mut k, b, i, is_tok, is_tok_block);
-            if i - start >= MIN_TOKEN {
-                return Some(start..i);
-            }
-        }
-        None
-    })
+    use super::class_runs::{Class, ClassRuns};
+    ClassRuns::new(s.as_bytes(), Class::Token, runs)
+        .filter(|&(start, end)| end - start >= MIN_TOKEN)
+        .map(|(start, end)| start..end)
 }
 
 /// Decode one token as hex, base32 or base64 (the first that fits), as text.

@@ -9,6 +9,7 @@
 pub(crate) mod approval;
 mod borrowed;
 mod bytes;
+mod class_runs;
 pub(crate) mod config;
 #[cfg(test)]
 mod cpu_bench;

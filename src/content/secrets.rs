@@ -751,20 +751,13 @@ pub(crate) fn wif_keys(text: &str, out: &mut Vec<Hit>) {
 
 /// [`wif_keys`], with the long letter runs of `text` already known (jumped over).
 fn wif_keys_in(text: &str, out: &mut Vec<Hit>, runs: &AlphaRuns) {
-    use super::bytes::alnum;
+    use super::class_runs::{Class, ClassRuns};
     let b = text.as_bytes();
-    let mut at = 0;
-    let mut k = 0;
-    while at < b.len() {
-        if !b[at].is_ascii_alphanumeric() {
-            at += 1;
-            continue;
-        }
-        let len = runs.run_len(&mut k, b, at, |c| c.is_ascii_alphanumeric(), alnum);
+    for (at, end) in ClassRuns::new(b, Class::Alnum, runs.clone()) {
+        let len = end - at;
         // (Words are short: no division for them.)
         let last = if len > 200 { (len - 1) / 200 * 200 } else { 0 };
         let (i, n) = (at + last, len - last);
-        at += len;
         if (n == 51 && b[i] == b'5') || (n == 52 && (b[i] == b'K' || b[i] == b'L')) {
             if let Some(d) = base58_decode(&b[i..i + n]) {
                 if d.len() >= 37 && d[0] == 0x80 {
