@@ -104,7 +104,7 @@ rule_ids! {
         allow: "wait for the answer, or use another id",
     }
     ProtocolInFlight = "protocol.in_flight" {
-        trigger: "a client request while `proxy.max_in_flight` requests are already forwarded and neither answered nor cancelled (-32001; the server never sees it)",
+        trigger: "a client request while `proxy.max_in_flight` requests are already forwarded and neither answered nor cancelled (-32001; the server never sees it); a server request while as many of the server's requests are unanswered by the client (dropped, not relayed)",
         allow: "wait for answers, cancel calls that will not be answered (`notifications/cancelled` frees their place), or raise `proxy.max_in_flight`",
     }
     ProtocolUnsolicitedResponse = "protocol.unsolicited_response" {

@@ -92,7 +92,19 @@ impl ServerFilter {
                 } else {
                     ServerRequest::Plain
                 };
-                self.state().remember_server_request(id_key(&id), kind);
+                let mut shared = self.state();
+                // A server that asks and asks while the client answers nothing (a hijacked
+                // one) cannot grow what capjail keeps either: past the bound its request is
+                // not relayed (it gets no answer; answering it from here could block on a
+                // server that does not read).
+                let in_flight = shared.server_requests.len();
+                if in_flight >= self.policy.limits.max_in_flight {
+                    return ServerOutcome::Drop(format!(
+                        "the server sent request {id} while {in_flight} of its requests to the client are unanswered, the most proxy.max_in_flight allows (rule {})",
+                        crate::policy::RuleId::ProtocolInFlight.static_id()
+                    ));
+                }
+                shared.remember_server_request(id_key(&id), kind);
                 ServerOutcome::Forward
             }
             (Some(method), _) => {
@@ -334,6 +346,26 @@ mod tests {
             f.on_line(br#"{"jsonrpc":"2.0","method":"notifications/message","params":{}}"#),
             ServerOutcome::Forward
         );
+    }
+
+    #[test]
+    fn server_requests_past_max_in_flight_are_not_relayed() {
+        let mut f = filter("filesystem: {mode: any}\nproxy: {max_in_flight: 2}\n");
+        let ask = |id: u32| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"sampling/createMessage","params":{{}}}}"#
+            )
+        };
+        assert_eq!(f.on_line(ask(1).as_bytes()), ServerOutcome::Forward);
+        assert_eq!(f.on_line(ask(2).as_bytes()), ServerOutcome::Forward);
+        match f.on_line(ask(3).as_bytes()) {
+            ServerOutcome::Drop(why) => assert!(why.contains("protocol.in_flight"), "{why}"),
+            other => panic!("expected a drop, got {other:?}"),
+        }
+        assert_eq!(f.shared.lock().unwrap().server_requests.len(), 2);
+        // The client's answer frees a place.
+        f.shared.lock().unwrap().server_requests.remove("1");
+        assert_eq!(f.on_line(ask(4).as_bytes()), ServerOutcome::Forward);
     }
 
     #[test]
