@@ -103,7 +103,7 @@ fn base64(t: &str) -> Option<Vec<u8>> {
             acc &= (1 << bits) - 1;
         }
     }
-    Some(out.bytes)
+    Some(out.into_vec())
 }
 
 fn base32(t: &str) -> Option<Vec<u8>> {
@@ -125,7 +125,7 @@ fn base32(t: &str) -> Option<Vec<u8>> {
             acc &= (1 << bits) - 1;
         }
     }
-    Some(out.bytes)
+    Some(out.into_vec())
 }
 
 /// Decoded bytes, gathered only while they can still be [`text`] (whose first test is
@@ -140,12 +140,26 @@ struct Decoded {
     checked: usize,
 }
 
+thread_local! {
+    /// The buffer of the last token given up, for the next one: a text of base64 lines tries
+    /// two or three tokens a line, and an allocation for each was a tenth of its checks.
+    static SPARE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The largest buffer kept for the next token.
+const SPARE_MAX: usize = 4096;
+
 impl Decoded {
     fn with_capacity(n: usize) -> Decoded {
-        Decoded {
-            bytes: Vec::with_capacity(n),
-            checked: 0,
-        }
+        let mut bytes = SPARE.take();
+        bytes.clear();
+        bytes.reserve(n);
+        Decoded { bytes, checked: 0 }
+    }
+
+    /// The bytes, once every one was pushed.
+    fn into_vec(mut self) -> Vec<u8> {
+        std::mem::take(&mut self.bytes)
     }
 
     /// Append `b`; `false` when the bytes can no longer be UTF-8, whatever follows.
@@ -167,6 +181,15 @@ impl Decoded {
                 true
             }
             Err(_) => false,
+        }
+    }
+}
+
+impl Drop for Decoded {
+    fn drop(&mut self) {
+        // A token given up: its buffer serves the next (taken by `into_vec`: nothing here).
+        if self.bytes.capacity() > 0 && self.bytes.capacity() <= SPARE_MAX {
+            SPARE.set(std::mem::take(&mut self.bytes));
         }
     }
 }
