@@ -78,6 +78,31 @@ fn text(bytes: Vec<u8>) -> Option<String> {
     (s.len() >= 8 && bad * 20 <= s.chars().count()).then_some(s)
 }
 
+/// [`BASE64_VALUE`] of a byte that is no base64 character.
+const NOT_BASE64: u8 = 0xff;
+
+/// The value of each byte as a base64 or base64url character (one load instead of a chain of
+/// range tests per character).
+const BASE64_VALUE: [u8; 256] = {
+    let mut t = [NOT_BASE64; 256];
+    let mut i = 0;
+    while i < 26 {
+        t[b'A' as usize + i] = i as u8;
+        t[b'a' as usize + i] = 26 + i as u8;
+        i += 1;
+    }
+    let mut d = 0;
+    while d < 10 {
+        t[b'0' as usize + d] = 52 + d as u8;
+        d += 1;
+    }
+    t[b'+' as usize] = 62;
+    t[b'-' as usize] = 62;
+    t[b'/' as usize] = 63;
+    t[b'_' as usize] = 63;
+    t
+};
+
 fn base64(t: &str) -> Option<Vec<u8>> {
     if t.len() % 4 == 1 {
         return None;
@@ -85,14 +110,11 @@ fn base64(t: &str) -> Option<Vec<u8>> {
     let mut out = Decoded::with_capacity(t.len() * 3 / 4);
     let (mut acc, mut bits) = (0u32, 0u32);
     for c in t.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        } as u32;
+        let v = BASE64_VALUE[usize::from(c)];
+        if v == NOT_BASE64 {
+            return None;
+        }
+        let v = u32::from(v);
         acc = (acc << 6) | v;
         bits += 6;
         if bits >= 8 {
@@ -232,6 +254,20 @@ pub(crate) fn joined_labels(host: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_base64_table_is_the_alphabet() {
+        let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        for c in 0..=255u8 {
+            let want = match c {
+                b'-' => Some(62),
+                b'_' => Some(63),
+                _ => alphabet.iter().position(|&a| a == c).map(|p| p as u8),
+            };
+            let got = Some(BASE64_VALUE[usize::from(c)]).filter(|&v| v != NOT_BASE64);
+            assert_eq!(got, want, "{c}");
+        }
+    }
 
     #[test]
     fn tokens_as_a_byte_loop_finds_them() {
