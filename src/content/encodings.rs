@@ -158,8 +158,11 @@ fn base32(t: &str) -> Option<Vec<u8>> {
 /// have refused; `tests::early_refusal_is_the_late_one` checks it against the whole decode.
 struct Decoded {
     bytes: Vec<u8>,
-    /// `bytes[..checked]` is UTF-8 (a character cut at the end is not counted yet).
-    checked: usize,
+    /// The UTF-8 reading of the bytes so far: continuation bytes the last character still
+    /// needs, and the range the next one must fall in.
+    need: u8,
+    lo: u8,
+    hi: u8,
 }
 
 thread_local! {
@@ -176,7 +179,12 @@ impl Decoded {
         let mut bytes = SPARE.take();
         bytes.clear();
         bytes.reserve(n);
-        Decoded { bytes, checked: 0 }
+        Decoded {
+            bytes,
+            need: 0,
+            lo: 0x80,
+            hi: 0xbf,
+        }
     }
 
     /// The bytes, once every one was pushed.
@@ -184,26 +192,33 @@ impl Decoded {
         std::mem::take(&mut self.bytes)
     }
 
-    /// Append `b`; `false` when the bytes can no longer be UTF-8, whatever follows.
+    /// Append `b`; `false` when the bytes can no longer be UTF-8, whatever follows (the
+    /// reading of `std::str::from_utf8`, a byte at a time: the shortest forms only, no
+    /// surrogates, nothing above U+10FFFF).
     #[inline]
     fn push(&mut self, b: u8) -> bool {
         self.bytes.push(b);
-        if b < 0x80 && self.checked + 1 == self.bytes.len() {
-            self.checked += 1;
+        if self.need > 0 {
+            if b < self.lo || b > self.hi {
+                return false;
+            }
+            self.need -= 1;
+            (self.lo, self.hi) = (0x80, 0xbf);
             return true;
         }
-        match std::str::from_utf8(&self.bytes[self.checked..]) {
-            Ok(_) => {
-                self.checked = self.bytes.len();
-                true
-            }
-            // `error_len() == None`: a character cut by the end, complete later perhaps.
-            Err(e) if e.error_len().is_none() => {
-                self.checked += e.valid_up_to();
-                true
-            }
-            Err(_) => false,
-        }
+        let (need, lo, hi) = match b {
+            0x00..=0x7f => return true,
+            0xc2..=0xdf => (1, 0x80, 0xbf),
+            0xe0 => (2, 0xa0, 0xbf),
+            0xe1..=0xec | 0xee..=0xef => (2, 0x80, 0xbf),
+            0xed => (2, 0x80, 0x9f),
+            0xf0 => (3, 0x90, 0xbf),
+            0xf1..=0xf3 => (3, 0x80, 0xbf),
+            0xf4 => (3, 0x80, 0x8f),
+            _ => return false,
+        };
+        (self.need, self.lo, self.hi) = (need, lo, hi);
+        true
     }
 }
 
@@ -254,6 +269,48 @@ pub(crate) fn joined_labels(host: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `Decoded::push` refuses exactly the bytes after which `from_utf8` can never accept the
+    /// prefix (an invalid sequence, not a character cut at the end).
+    #[test]
+    fn pushes_refuse_as_from_utf8_does() {
+        let edges: Vec<u8> = vec![
+            0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc2, 0xdf, 0xe0,
+            0xe1, 0xec, 0xed, 0xee, 0xef, 0xf0, 0xf1, 0xf3, 0xf4, 0xf5, 0xff,
+        ];
+        let refused = |prefix: &[u8]| matches!(std::str::from_utf8(prefix), Err(e) if e.error_len().is_some());
+        let mut seqs: Vec<Vec<u8>> = Vec::new();
+        for &a in &edges {
+            for &b in &edges {
+                for &c in &edges {
+                    for &d in &[0x80u8, 0x8f, 0xbf, 0x41, 0xc0] {
+                        seqs.push(vec![a, b, c, d]);
+                    }
+                }
+            }
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            let mut v = Vec::new();
+            for _ in 0..12 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                v.push((x >> 24) as u8);
+            }
+            seqs.push(v);
+        }
+        for seq in seqs {
+            let mut d = Decoded::with_capacity(seq.len());
+            for i in 0..seq.len() {
+                let ok = d.push(seq[i]);
+                assert_eq!(ok, !refused(&seq[..=i]), "{:02x?}", &seq[..=i]);
+                if !ok {
+                    break;
+                }
+            }
+        }
+    }
 
     #[test]
     fn the_base64_table_is_the_alphabet() {
