@@ -107,7 +107,9 @@ fn results_are_checked_with_thousands_of_calls_in_flight() {
     const CALLS: usize = 4300;
     let f = fx();
     let hold = CALLS.to_string();
-    let mut s = session_with(&f, OPEN, &["--hold", &hold]);
+    // (More than the default bound on calls in flight, `proxy.max_in_flight`, allows.)
+    let policy = format!("{OPEN}proxy: {{max_in_flight: 5000}}\n");
+    let mut s = session_with(&f, &policy, &["--hold", &hold]);
     let mut ids = std::collections::HashSet::new();
     for _ in 0..CALLS {
         let id = s.id();

@@ -221,7 +221,7 @@ pub(crate) struct ProxySection {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) max_depth: Option<usize>,
     /// Most client requests in flight (forwarded, not yet answered or cancelled) at once;
-    /// one more is refused with `protocol.in_flight` (default 10000). The server's requests
+    /// one more is refused with `protocol.in_flight` (default 4096). The server's requests
     /// to the client unanswered are bounded the same way (one more is not relayed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) max_in_flight: Option<usize>,
