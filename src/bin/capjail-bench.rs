@@ -228,6 +228,42 @@ fn own_process_fields(pid: u32) -> String {
     out
 }
 
+/// Start `cmd` and initialize it, write `lines` from another thread while `read` reads the
+/// answers on this one, then stop it: what `read` returned, and the measured process's own
+/// peak RSS and CPU (`own_process_fields`, read before its input closes).
+fn streamed<T>(
+    cmd: &[String],
+    lines: impl Iterator<Item = Vec<u8>> + Send + 'static,
+    read: impl FnOnce(&mut BufReader<std::process::ChildStdout>) -> T,
+) -> (T, String) {
+    let mut p = Peer::start(cmd);
+    p.initialize();
+    let Peer {
+        child,
+        mut input,
+        mut output,
+    } = p;
+    let writer = std::thread::spawn(move || {
+        let mut w = BufWriter::with_capacity(1 << 16, &mut input);
+        for line in lines {
+            w.write_all(&line).unwrap();
+        }
+        w.flush().unwrap();
+        drop(w);
+        input
+    });
+    let got = read(&mut output);
+    let input = writer.join().unwrap();
+    let own = own_process_fields(child.id());
+    Peer {
+        child,
+        input,
+        output,
+    }
+    .stop();
+    (got, own)
+}
+
 fn call(id: usize, bytes: usize) -> Vec<u8> {
     // ~200 bytes on the wire, like a small tools/call.
     format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"message\":\"hello from the load client, a message of about two hundred bytes\",\"bytes\":{bytes}}}}}}}\n").into_bytes()
@@ -286,36 +322,15 @@ fn load(args: &[String]) -> i32 {
             );
         }
         "pipelined" => {
-            let mut p = Peer::start(&cmd);
-            p.initialize();
-            let Peer {
-                child,
-                mut input,
-                mut output,
-            } = p;
-            let writer = std::thread::spawn(move || {
-                let mut w = BufWriter::with_capacity(1 << 16, &mut input);
-                for i in 0..n {
-                    w.write_all(&call(i + 1, 0)).unwrap();
+            let (secs, own) = streamed(&cmd, (0..n).map(|i| call(i + 1, 0)), |output| {
+                let mut buf = Vec::with_capacity(1 << 16);
+                let t = Instant::now();
+                for _ in 0..n {
+                    buf.clear();
+                    output.read_until(b'\n', &mut buf).expect("read");
                 }
-                w.flush().unwrap();
-                drop(w);
-                input
+                t.elapsed().as_secs_f64()
             });
-            let t = Instant::now();
-            for _ in 0..n {
-                buf.clear();
-                output.read_until(b'\n', &mut buf).expect("read");
-            }
-            let secs = t.elapsed().as_secs_f64();
-            let input = writer.join().unwrap();
-            let own = own_process_fields(child.id());
-            Peer {
-                child,
-                input,
-                output,
-            }
-            .stop();
             println!(
                 "{{\"scenario\":\"pipelined\",\"n\":{n},\"msgs_per_s\":{:.0}{own}}}",
                 n as f64 / secs
@@ -324,45 +339,29 @@ fn load(args: &[String]) -> i32 {
         "unanswered" => {
             // N calls the server never answers, then a ping: what the measured process keeps
             // for calls in flight (its peak RSS), and how many it refused (`protocol.in_flight`).
-            let mut p = Peer::start(&cmd);
-            p.initialize();
-            let Peer {
-                child,
-                mut input,
-                mut output,
-            } = p;
-            let writer = std::thread::spawn(move || {
-                let mut w = BufWriter::with_capacity(1 << 16, &mut input);
-                for i in 0..n {
-                    w.write_all(format!("{{\"jsonrpc\":\"2.0\",\"id\":{},\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"message\":\"hello from the load client, a call the server never answers\",\"silent\":true}}}}}}\n", i + 1).as_bytes()).unwrap();
+            let silent = |i: usize| {
+                format!("{{\"jsonrpc\":\"2.0\",\"id\":{i},\"method\":\"tools/call\",\"params\":{{\"name\":\"echo\",\"arguments\":{{\"message\":\"hello from the load client, a call the server never answers\",\"silent\":true}}}}}}\n").into_bytes()
+            };
+            let ping = b"{\"jsonrpc\":\"2.0\",\"id\":\"end\",\"method\":\"ping\"}\n".to_vec();
+            let lines = (0..n)
+                .map(move |i| silent(i + 1))
+                .chain(std::iter::once(ping));
+            let ((refused, secs), own) = streamed(&cmd, lines, |output| {
+                let mut buf = Vec::with_capacity(1 << 16);
+                let t = Instant::now();
+                let mut refused = 0usize;
+                loop {
+                    buf.clear();
+                    if output.read_until(b'\n', &mut buf).expect("read") == 0 {
+                        panic!("the measured command closed its output before the ping's answer");
+                    }
+                    refused += usize::from(buf.windows(18).any(|w| w == b"protocol.in_flight"));
+                    if buf.windows(10).any(|w| w == b"\"id\":\"end\"") {
+                        break;
+                    }
                 }
-                w.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":\"end\",\"method\":\"ping\"}\n")
-                    .unwrap();
-                w.flush().unwrap();
-                drop(w);
-                input
+                (refused, t.elapsed().as_secs_f64())
             });
-            let t = Instant::now();
-            let mut refused = 0usize;
-            loop {
-                buf.clear();
-                if output.read_until(b'\n', &mut buf).expect("read") == 0 {
-                    panic!("the measured command closed its output before the ping's answer");
-                }
-                refused += usize::from(buf.windows(18).any(|w| w == b"protocol.in_flight"));
-                if buf.windows(10).any(|w| w == b"\"id\":\"end\"") {
-                    break;
-                }
-            }
-            let secs = t.elapsed().as_secs_f64();
-            let input = writer.join().unwrap();
-            let own = own_process_fields(child.id());
-            Peer {
-                child,
-                input,
-                output,
-            }
-            .stop();
             println!(
                 "{{\"scenario\":\"unanswered\",\"n\":{n},\"refused\":{refused},\"secs\":{secs:.3}{own}}}"
             );
