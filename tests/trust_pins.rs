@@ -544,6 +544,34 @@ fn typescript_client_sees_the_pinned_definition_and_a_refused_call() {
 // ---------------------------------------------------------------------------------------------
 // A client that calls without listing (cached tool lists, scripts): capjail lists itself.
 
+/// A call cancelled while it waits for capjail's own listing is let go: the server never gets
+/// it (nor its cancellation), the client no answer to it, and the audit log says so.
+#[test]
+fn a_call_cancelled_while_it_waits_for_capjails_listing_is_never_sent() {
+    let f = files();
+    let mut s = session(&f, &["--policy", "strict"], trust_server("1"));
+    s.initialize();
+    let id = json!(s.id());
+    let call = json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"add","arguments":{"a":1,"b":2}}});
+    let cancel = json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":id,"reason":"the user gave up"}});
+    // One write: the call waits for capjail's listing (a Python server's answer takes
+    // milliseconds) when its cancellation comes.
+    s.send_raw(format!("{call}\n{cancel}").as_bytes());
+    assert!(text_of(&s.call_tool("add", json!({"a": 2, "b": 2}))).starts_with("add ran: 4"));
+    s.assert_in_sync();
+    s.close();
+    let text = s.received_text();
+    assert!(
+        !text.contains("add ran: 3"),
+        "the cancelled call ran: {text}"
+    );
+    let audit = std::fs::read_to_string(&f.audit).unwrap();
+    assert!(
+        audit.contains("cancelled by the client while it waited for capjail's tools listing"),
+        "{audit}"
+    );
+}
+
 #[test]
 fn a_call_without_a_listing_waits_for_capjails_own_listing() {
     let f = files();

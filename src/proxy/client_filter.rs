@@ -430,6 +430,19 @@ impl ClientFilter {
                                 return Ok(One::Refused(None));
                             }
                         }
+                        if crate::trust::listing::unhold_locked(&mut self.state(), &id_key(rid)) {
+                            // Held for capjail's listing, never sent: neither is the cancellation.
+                            tracing::info!(request = %rid, "the client cancelled a call waiting for capjail's tools listing");
+                            self.write(Record::Filter(FilterRecord {
+                                id: Some(rid.clone()),
+                                ..FilterRecord::new(
+                                    Direction::ClientToServer,
+                                    true,
+                                    "cancelled by the client while it waited for capjail's tools listing: never sent".into(),
+                                )
+                            }))?;
+                            return Ok(One::Refused(None));
+                        }
                         if self.state().was_refused(&id_key(rid)) {
                             tracing::debug!(request = %rid, "dropped the cancellation of a request capjail refused");
                             return Ok(One::Refused(None));

@@ -145,6 +145,21 @@ pub(crate) fn must_hold_locked(s: &mut Shared, key: &str, assessed: bool) -> boo
     hold
 }
 
+/// The client cancelled the call under `key` while it waited for capjail's listing: it is
+/// let go, never judged or sent, and its reserved place is freed. `false`: no such call waits.
+pub(crate) fn unhold_locked(s: &mut Shared, key: &str) -> bool {
+    let Some(t) = s.trust.as_mut() else {
+        return false;
+    };
+    let Some(at) = t.listing.held.iter().position(|c| id_key(&c.id) == key) else {
+        return false;
+    };
+    t.listing.held.remove(at);
+    s.pending.remove(key);
+    s.remember_refused(key.to_owned());
+    true
+}
+
 /// Hold the call and make sure a listing is on its way.
 pub(crate) fn hold(shared: &SharedState, call: HeldCall) {
     let start = {
