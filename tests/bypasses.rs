@@ -573,6 +573,77 @@ fn every_protocol_refusal_names_its_own_rule() {
     lab.assert_no_leak(&s);
 }
 
+/// Every message refused before any decision leaves a dropped record naming its rule in the
+/// audit log, written before its error (the log once held none of them: a client probing the
+/// parser with duplicate keys or oversized lines left no trace).
+#[test]
+fn protocol_refusals_are_in_the_audit_log() {
+    let lab = Lab::new();
+    let ws_rw = std::fs::read_to_string(lab.ws_rw_policy()).unwrap();
+    let pol = lab.policy(
+        "early",
+        &format!("{ws_rw}proxy: {{max_line_bytes: 4096}}\n"),
+    );
+    let audit = lab.path("audit.jsonl");
+    let mut s = SessionBuilder::capjail(
+        &[
+            "--policy",
+            pol.to_str().unwrap(),
+            "--audit",
+            audit.to_str().unwrap(),
+        ],
+        fs_server(&[&lab.root]),
+    )
+    .cwd(&lab.root)
+    .spawn();
+    s.initialize();
+    let long = format!(
+        r#"{{"jsonrpc":"2.0","id":"long","method":"ping","params":{{"pad":"{}"}}}}"#,
+        "x".repeat(5000)
+    );
+    let lines = [
+        ("this is not json".to_string(), "protocol.invalid_json"),
+        (
+            r#"{"jsonrpc":"2.0","id":"dup","id":"dup2","method":"ping"}"#.to_string(),
+            "protocol.strict_json",
+        ),
+        (
+            r#"{"id":"nov","method":"ping"}"#.to_string(),
+            "protocol.invalid_request",
+        ),
+        (
+            r#"{"jsonrpc":"2.0","id":"capjail:0:9","method":"ping"}"#.to_string(),
+            "protocol.reserved_id",
+        ),
+        ("[]".to_string(), "protocol.empty_batch"),
+        (long, "protocol.too_long"),
+    ];
+    for (line, rule) in &lines {
+        s.send_raw(line.as_bytes());
+        let r = s.wait_line(RESPONSE_TIMEOUT, rule, |v| v.get("error").is_some());
+        assert_eq!(r["error"]["data"]["rule"], *rule, "{r}");
+    }
+    legit_read(&lab, &mut s);
+    s.finish();
+    let records: Vec<Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (_, rule) in &lines {
+        assert!(
+            records.iter().any(|r| r["action"] == "dropped"
+                && r["reason"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with(&format!("(rule {rule})")))),
+            "no dropped record names {rule}"
+        );
+    }
+    // The chain still verifies.
+    let v = capjail(&["audit", "verify", audit.to_str().unwrap()]);
+    assert!(v.status.success(), "{v:?}");
+}
+
 // ----- batches -----------------------------------------------------------------------------------
 
 fn batch_line(lab: &Lab, mk: &str) -> String {

@@ -149,10 +149,23 @@ fn verdict_of(outputs: &[Output], kept: &[Record], batch: bool) -> Value {
             }
         }
     }
+    // The rules of the errors that are no decision's (answered as "invalid" below).
+    let invalid = |rule: Option<&crate::policy::RuleId>| {
+        rule.is_some_and(|r| {
+            errors.iter().any(|e| {
+                e.pointer("/error/code").and_then(Value::as_i64)
+                    != Some(crate::jsonrpc::code::POLICY_VIOLATION)
+                    && e.pointer("/error/data/rule").and_then(Value::as_str) == Some(r.as_str())
+            })
+        })
+    };
     let mut results: Vec<Value> = Vec::new();
     for k in kept {
         match k {
             Record::Decision(d) => results.push(decision_json(d.id.as_ref(), &d.decision)),
+            // A message refused before any decision has a record too: its error says it
+            // below, as "invalid".
+            Record::Filter(f) if f.action == FilterAction::Dropped && invalid(f.rule.as_ref()) => {}
             Record::Filter(f) if f.action == FilterAction::Dropped => {
                 results.push(json!({"verdict": "deny", "rule": f.rule, "reason": f.reason}))
             }

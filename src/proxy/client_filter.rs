@@ -157,22 +157,22 @@ impl ClientFilter {
             Ok(v) => v,
             Err(ParseError::Syntax(m)) => {
                 tracing::warn!("refused an unparseable client message: {m}");
-                return Ok(Outcome::Reply(jsonrpc::error_response(
+                return Ok(Outcome::Reply(self.refused_early(
                     &Value::Null,
                     code::PARSE_ERROR,
                     &format!("Parse error: {m}"),
-                    RuleId::ProtocolInvalidJson.data(),
-                )));
+                    RuleId::ProtocolInvalidJson,
+                )?));
             }
             Err(ParseError::Refused(m)) => {
                 tracing::warn!("refused a client message: {m}");
                 let id = lenient_id(line);
-                return Ok(Outcome::Reply(jsonrpc::error_response(
+                return Ok(Outcome::Reply(self.refused_early(
                     &id,
                     code::INVALID_REQUEST,
                     &format!("Invalid Request: {m} (refused by capjail)"),
-                    RuleId::ProtocolStrictJson.data(),
-                )));
+                    RuleId::ProtocolStrictJson,
+                )?));
             }
         };
         let mut value = value;
@@ -238,12 +238,12 @@ impl ClientFilter {
     /// the denied ones with their own reason.
     fn on_batch(&mut self, items: &[Value]) -> std::io::Result<Outcome> {
         if items.is_empty() {
-            return Ok(Outcome::Reply(jsonrpc::error_response(
+            return Ok(Outcome::Reply(self.refused_early(
                 &Value::Null,
                 code::INVALID_REQUEST,
                 "Invalid Request: empty batch",
-                RuleId::ProtocolEmptyBatch.data(),
-            )));
+                RuleId::ProtocolEmptyBatch,
+            )?));
         }
         let mut results = Vec::with_capacity(items.len());
         for item in items {
@@ -309,19 +309,19 @@ impl ClientFilter {
             Err(e) => {
                 tracing::warn!("refused a client message: {e}");
                 let id = jsonrpc::salvage_id(&*v.tree()?);
-                return Ok(One::Refused(Some(jsonrpc::error_response(
+                return Ok(One::Refused(Some(self.refused_early(
                     &id,
                     code::INVALID_REQUEST,
                     &format!("Invalid Request: {e} (refused by capjail)"),
-                    RuleId::ProtocolInvalidRequest.data(),
-                ))));
+                    RuleId::ProtocolInvalidRequest,
+                )?)));
             }
         };
         match shape {
             Shape::Request { id, method, params } => {
                 if Outbox::is_own_id(id) {
                     tracing::warn!(id = %id, "refused a request whose id is in capjail's own id space");
-                    return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: ids starting with \"capjail:\" are reserved for capjail's own requests (refused by capjail)", RuleId::ProtocolReservedId.data()))));
+                    return Ok(One::Refused(Some(self.refused_early(id, code::INVALID_REQUEST, "Invalid Request: ids starting with \"capjail:\" are reserved for capjail's own requests (refused by capjail)", RuleId::ProtocolReservedId)?)));
                 }
                 let key = id_key(id);
                 // One look at the session state before deciding: the id, the listing, the
@@ -331,7 +331,7 @@ impl ClientFilter {
                     if shared.pending.contains_key(&key) {
                         drop(shared);
                         tracing::warn!(id = %key, "refused a request whose id is already in flight");
-                        return Ok(One::Refused(Some(jsonrpc::error_response(id, code::INVALID_REQUEST, "Invalid Request: this id is already in use by a request in flight (refused by capjail)", RuleId::ProtocolDuplicateId.data()))));
+                        return Ok(One::Refused(Some(self.refused_early(id, code::INVALID_REQUEST, "Invalid Request: this id is already in use by a request in flight (refused by capjail)", RuleId::ProtocolDuplicateId)?)));
                     }
                     // What capjail keeps per request in flight stays bounded when a server
                     // answers nothing (issue 19): one more is refused, never forwarded. A call
@@ -690,6 +690,28 @@ impl ClientFilter {
             rule: dropped_by,
             ..FilterRecord::new(Direction::ClientToServer, dropped, reason.to_string())
         }))
+    }
+
+    /// A client message refused before any decision (its JSON, its shape, its id): a dropped
+    /// record naming the rule first, so the audit log holds every refusal, then the JSON-RPC
+    /// error (`id` null when none could be read).
+    fn refused_early(
+        &mut self,
+        id: &Value,
+        code: i64,
+        message: &str,
+        rule: RuleId,
+    ) -> std::io::Result<Vec<u8>> {
+        self.write(Record::Filter(FilterRecord {
+            id: (!id.is_null()).then(|| id.clone()),
+            rule: Some(rule.clone()),
+            ..FilterRecord::new(
+                Direction::ClientToServer,
+                true,
+                format!("{message} (rule {})", rule.static_id()),
+            )
+        }))?;
+        Ok(jsonrpc::error_response(id, code, message, rule.data()))
     }
 
     /// Refuse a request because `in_flight` requests are already in flight (`proxy.max_in_flight`):

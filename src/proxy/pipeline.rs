@@ -156,14 +156,27 @@ impl Session {
     pub(crate) fn on_client_oversized(&self, n: usize) -> Vec<Output> {
         let max = self.max_line;
         tracing::warn!("refused a client message of {n} bytes (limit {max})");
-        vec![Output::ToClient(jsonrpc::error_response(
-            &serde_json::Value::Null,
-            code::INVALID_REQUEST,
-            &format!(
-                "Invalid Request: message of {n} bytes exceeds capjail's limit of {max} bytes"
-            ),
-            crate::policy::RuleId::ProtocolTooLong.data(),
-        ))]
+        let rule = crate::policy::RuleId::ProtocolTooLong;
+        let message =
+            format!("Invalid Request: message of {n} bytes exceeds capjail's limit of {max} bytes");
+        // The refusal's record first (every refusal is in the audit log), then the error.
+        let record = FilterRecord {
+            rule: Some(rule.clone()),
+            ..FilterRecord::new(
+                Direction::ClientToServer,
+                true,
+                format!("{message} (rule {})", rule.static_id()),
+            )
+        };
+        vec![
+            Output::Record(Record::Filter(record)),
+            Output::ToClient(jsonrpc::error_response(
+                &serde_json::Value::Null,
+                code::INVALID_REQUEST,
+                &message,
+                rule.data(),
+            )),
+        ]
     }
 
     /// Judge one server line.
@@ -429,7 +442,10 @@ mod tests {
         assert!(s.take_kept().is_empty());
         // Id 1 is still in flight (no server answers it): reusing it is refused as `run` does.
         let out = s.on_client_message(&call(1, "/tmp/a")).unwrap();
-        assert!(matches!(&out[..], [Output::ToClient(_)]), "{out:?}");
+        assert!(
+            matches!(&out[..], [Output::Record(Record::Filter(f)), Output::ToClient(_)] if f.action == FilterAction::Dropped && f.rule == Some(crate::policy::RuleId::ProtocolDuplicateId)),
+            "the refusal is recorded first: {out:?}"
+        );
         s.forget_in_flight();
         let out = s.on_client_message(&call(1, "/tmp/a")).unwrap();
         assert!(

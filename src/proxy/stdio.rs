@@ -101,9 +101,14 @@ pub(crate) fn pump_client(session: &Session, input: impl Read, out: &Outbox) -> 
             }
             Ok(Frame::TooLong(n)) => {
                 for o in session.on_client_oversized(n) {
-                    if let Output::ToClient(mut line) = o {
-                        line.push(b'\n');
-                        out.send_to_client(&line)?;
+                    match o {
+                        // The refusal's record first, as for any refused line.
+                        Output::Record(r) => session.record_from_client_pump(r)?,
+                        Output::ToClient(mut line) => {
+                            line.push(b'\n');
+                            out.send_to_client(&line)?;
+                        }
+                        Output::Forward | Output::ToServer(_) => {}
                     }
                 }
             }
