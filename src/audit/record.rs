@@ -208,6 +208,18 @@ impl FilterRecord {
         }
     }
 
+    /// A client message refused by the built-in rule `rule` (its id when one could be read):
+    /// dropped, its reason ending with `(rule ID)` (the record does not carry `rule` itself:
+    /// docs/audit-format.md).
+    pub(crate) fn refused(id: Option<Value>, rule: RuleId, reason: &str) -> FilterRecord {
+        FilterRecord {
+            id,
+            reason: format!("{reason} (rule {})", rule.static_id()),
+            rule: Some(rule),
+            ..FilterRecord::new(Direction::ClientToServer, true, String::new())
+        }
+    }
+
     /// A message forwarded unchanged in which the content checks found something to record.
     pub(crate) fn flagged(direction: Direction, reason: String) -> FilterRecord {
         FilterRecord {

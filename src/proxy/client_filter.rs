@@ -702,16 +702,12 @@ impl ClientFilter {
         message: &str,
         rule: RuleId,
     ) -> std::io::Result<Vec<u8>> {
-        self.write(Record::Filter(FilterRecord {
-            id: (!id.is_null()).then(|| id.clone()),
-            rule: Some(rule.clone()),
-            ..FilterRecord::new(
-                Direction::ClientToServer,
-                true,
-                format!("{message} (rule {})", rule.static_id()),
-            )
-        }))?;
-        Ok(jsonrpc::error_response(id, code, message, rule.data()))
+        let data = rule.data();
+        let known_id = (!id.is_null()).then(|| id.clone());
+        self.write(Record::Filter(FilterRecord::refused(
+            known_id, rule, message,
+        )))?;
+        Ok(jsonrpc::error_response(id, code, message, data))
     }
 
     /// Refuse a request because `in_flight` requests are already in flight (`proxy.max_in_flight`):
@@ -720,15 +716,11 @@ impl ClientFilter {
         let rule = RuleId::ProtocolInFlight;
         let reason = format!("{in_flight} requests are already in flight, the most proxy.max_in_flight allows; wait for their answers or cancel some");
         tracing::warn!(id = %id, in_flight, "refused a request: too many requests in flight");
-        self.write(Record::Filter(FilterRecord {
-            id: Some(id.clone()),
-            rule: Some(rule.clone()),
-            ..FilterRecord::new(
-                Direction::ClientToServer,
-                true,
-                format!("{reason} (rule {})", rule.static_id()),
-            )
-        }))?;
+        self.write(Record::Filter(FilterRecord::refused(
+            Some(id.clone()),
+            rule.clone(),
+            &reason,
+        )))?;
         self.state().remember_refused(id_key(id));
         Ok(One::Refused(Some(jsonrpc::error_response(
             id,

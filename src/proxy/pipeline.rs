@@ -160,21 +160,14 @@ impl Session {
         let message =
             format!("Invalid Request: message of {n} bytes exceeds capjail's limit of {max} bytes");
         // The refusal's record first (every refusal is in the audit log), then the error.
-        let record = FilterRecord {
-            rule: Some(rule.clone()),
-            ..FilterRecord::new(
-                Direction::ClientToServer,
-                true,
-                format!("{message} (rule {})", rule.static_id()),
-            )
-        };
+        let data = rule.data();
         vec![
-            Output::Record(Record::Filter(record)),
+            Output::Record(Record::Filter(FilterRecord::refused(None, rule, &message))),
             Output::ToClient(jsonrpc::error_response(
                 &serde_json::Value::Null,
                 code::INVALID_REQUEST,
                 &message,
-                rule.data(),
+                data,
             )),
         ]
     }
