@@ -440,6 +440,24 @@ mod tests {
     /// A text of base64 lines (a binary file as text): the lines of random bytes are given up
     /// as soon as their bytes stop being UTF-8 (`encodings::Decoded`), the line that encodes a
     /// key is still decoded and found, wherever it is among them.
+    /// A token with a prefix ending in a separator (`ref=`, `id/`, `k-`, `v_`) is decoded
+    /// after its first separator, whichever of the four it is.
+    #[test]
+    fn an_encoded_key_after_each_separator_is_found() {
+        for sep in ['=', '/', '-', '_'] {
+            let text = format!("token: ref{sep}QUtJQVo3UTNCVDRMQ01XMlBYNU4=");
+            let mut k = KnownSecrets::default();
+            let mut sc = Scanner::new(&mut k, false);
+            sc.result(&text);
+            let found: Vec<String> = sc
+                .findings
+                .iter()
+                .map(|f| format!("{}/{}", f.detector, f.encoding))
+                .collect();
+            assert_eq!(found, ["aws_access_key_id/base64"], "{text}");
+        }
+    }
+
     #[test]
     fn an_encoded_key_among_base64_lines_is_found() {
         const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
