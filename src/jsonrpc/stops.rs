@@ -105,6 +105,21 @@ impl<'a> StringStops<'a> {
     }
 }
 
+/// What each byte after a backslash stands for when the escape is that one byte (`\n`: a
+/// newline), else 0 (`\u`, and every byte that escapes nothing).
+pub(crate) const SHORT_ESCAPES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'"' as usize] = b'"';
+    t[b'\\' as usize] = b'\\';
+    t[b'/' as usize] = b'/';
+    t[b'b' as usize] = 8;
+    t[b'f' as usize] = 12;
+    t[b'n' as usize] = b'\n';
+    t[b'r' as usize] = b'\r';
+    t[b't' as usize] = b'\t';
+    t
+};
+
 /// The stop and top-bit masks of 64 bytes, portably.
 fn masks(block: &[u8; BLOCK]) -> (u64, u64) {
     let (mut stops, mut top) = (0u64, 0u64);
