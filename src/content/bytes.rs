@@ -261,7 +261,30 @@ impl LetterRuns {
         let prev = (a << 1) | u64::from(self.open != NO_RUN);
         let starts = a & !prev;
         let ends = !a & prev & valid;
-        let mut e = starts | ends | na;
+        if na == 0 {
+            // Letters only (the common block): the runs' edges alternate, so each end closes
+            // the run open before it (carried in, or the start before it) and the runs are
+            // taken a pair of bit scans at a time, with no branch on which edge comes next.
+            out.reserve(33);
+            let (mut s, mut en) = (starts, ends);
+            if self.open != NO_RUN && en != 0 {
+                out.push((self.open, p + en.trailing_zeros() as usize));
+                self.open = NO_RUN;
+                en &= en - 1;
+            }
+            while en != 0 {
+                out.push((
+                    p + s.trailing_zeros() as usize,
+                    p + en.trailing_zeros() as usize,
+                ));
+                s &= s - 1;
+                en &= en - 1;
+            }
+            if s != 0 {
+                self.open = p + s.trailing_zeros() as usize;
+            }
+        }
+        let mut e = if na == 0 { 0 } else { starts | ends | na };
         while e != 0 {
             let j = e.trailing_zeros() as usize;
             let bit = 1u64 << j;
