@@ -337,13 +337,8 @@ impl<'a> Reader<'a> {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     fn unescape_avx2(&mut self, mut at: usize, mut ascii: bool) -> Result<Str, End> {
-        use std::arch::x86_64::*;
+        use crate::jsonrpc::stops::{eq_bits_avx2, load_avx2, top_bits_avx2};
         let b = self.b;
-        let (quote, backslash) = (_mm256_set1_epi8(b'"' as i8), _mm256_set1_epi8(b'\\' as i8));
-        let mask = |lo: __m256i, hi: __m256i| {
-            u64::from(_mm256_movemask_epi8(lo) as u32)
-                | u64::from(_mm256_movemask_epi8(hi) as u32) << 32
-        };
         loop {
             // `at`: a stop, every byte before it in the scratch.
             if b[at] == b'"' {
@@ -356,25 +351,15 @@ impl<'a> Reader<'a> {
             at = loop {
                 let Some(block) = b.get(base..base + 64) else {
                     // The line's last bytes.
-                    let (next, piece) =
-                        copy_to_quote_or_backslash(b, base, self.scratch).ok_or(End::Bad)?;
+                    let (next, piece) = quote_or_backslash(b, base).ok_or(End::Bad)?;
+                    self.scratch.extend_from_slice(&b[base..next]);
                     ascii &= piece;
                     break next;
                 };
-                // SAFETY: both loads lie in `block` (64 bytes).
-                let (v0, v1) = unsafe {
-                    (
-                        _mm256_loadu_si256(block.as_ptr().cast::<__m256i>()),
-                        _mm256_loadu_si256(block.as_ptr().add(32).cast::<__m256i>()),
-                    )
-                };
-                let quotes = mask(_mm256_cmpeq_epi8(v0, quote), _mm256_cmpeq_epi8(v1, quote));
-                let mut stops = quotes
-                    | mask(
-                        _mm256_cmpeq_epi8(v0, backslash),
-                        _mm256_cmpeq_epi8(v1, backslash),
-                    );
-                let top = mask(v0, v1);
+                let v = load_avx2(block.try_into().expect("64 bytes"));
+                let quotes = eq_bits_avx2(v, b'"');
+                let mut stops = quotes | eq_bits_avx2(v, b'\\');
+                let top = top_bits_avx2(v);
                 // Room for the block's bytes and `copy_short`'s overreach.
                 self.scratch.reserve(128);
                 let out = self.scratch.as_mut_ptr();
@@ -429,42 +414,35 @@ impl<'a> Reader<'a> {
     fn escape(&mut self) -> Result<bool, End> {
         let c = *self.b.get(self.i).ok_or(End::Bad)?;
         self.i += 1;
-        let byte = match c {
-            b'"' => b'"',
-            b'\\' => b'\\',
-            b'/' => b'/',
-            b'b' => 8,
-            b'f' => 12,
-            b'n' => b'\n',
-            b'r' => b'\r',
-            b't' => b'\t',
-            b'u' => {
-                let n = self.hex4()?;
-                let ch = match n {
-                    0xD800..=0xDBFF => {
-                        if !self.b[self.i..].starts_with(b"\\u") {
-                            return Err(End::Bad);
-                        }
-                        self.i += 2;
-                        let lo = self.hex4()?;
-                        if !(0xDC00..=0xDFFF).contains(&lo) {
-                            return Err(End::Bad);
-                        }
-                        0x10000 + ((n - 0xD800) << 10) + (lo - 0xDC00)
-                    }
-                    0xDC00..=0xDFFF => return Err(End::Bad),
-                    n => n,
-                };
-                let ch = char::from_u32(ch).ok_or(End::Bad)?;
-                let mut buf = [0u8; 4];
-                self.scratch
-                    .extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
-                return Ok(ch.is_ascii());
+        let byte = SHORT_ESCAPES[usize::from(c)];
+        if byte != 0 {
+            self.scratch.push(byte);
+            return Ok(true);
+        }
+        if c != b'u' {
+            return Err(End::Bad);
+        }
+        let n = self.hex4()?;
+        let ch = match n {
+            0xD800..=0xDBFF => {
+                if !self.b[self.i..].starts_with(b"\\u") {
+                    return Err(End::Bad);
+                }
+                self.i += 2;
+                let lo = self.hex4()?;
+                if !(0xDC00..=0xDFFF).contains(&lo) {
+                    return Err(End::Bad);
+                }
+                0x10000 + ((n - 0xD800) << 10) + (lo - 0xDC00)
             }
-            _ => return Err(End::Bad),
+            0xDC00..=0xDFFF => return Err(End::Bad),
+            n => n,
         };
-        self.scratch.push(byte);
-        Ok(true)
+        let ch = char::from_u32(ch).ok_or(End::Bad)?;
+        let mut buf = [0u8; 4];
+        self.scratch
+            .extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+        Ok(ch.is_ascii())
     }
 
     fn hex4(&mut self) -> Result<u32, End> {
@@ -510,15 +488,6 @@ fn quote_or_backslash(b: &[u8], mut from: usize) -> Option<(usize, bool)> {
         }
         from = at + 1;
     }
-}
-
-/// The first `"` or `\\` of `b` at or after `from`, the bytes before it appended to `out`,
-/// and whether they are all ASCII ([`quote_or_backslash`]'s answers, by `memchr2`).
-fn copy_to_quote_or_backslash(b: &[u8], from: usize, out: &mut Vec<u8>) -> Option<(usize, bool)> {
-    let rest = b.get(from..)?;
-    let k = memchr::memchr2(b'"', b'\\', rest)?;
-    out.extend_from_slice(&rest[..k]);
-    Some((from + k, rest[..k].is_ascii()))
 }
 
 /// Copy `b[from..from + n]` (`n` <= 64) to `dst` with one or two 32-byte moves where `b` has

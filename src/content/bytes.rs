@@ -283,22 +283,24 @@ impl LetterRuns {
             if s != 0 {
                 self.open = p + s.trailing_zeros() as usize;
             }
-        }
-        let mut e = if na == 0 { 0 } else { starts | ends | na };
-        while e != 0 {
-            let j = e.trailing_zeros() as usize;
-            let bit = 1u64 << j;
-            if ends & bit != 0 {
-                out.push((self.open, p + j));
-                self.open = NO_RUN;
+        } else {
+            // Bytes outside ASCII too (each an empty token): edge by edge.
+            let mut e = starts | ends | na;
+            while e != 0 {
+                let j = e.trailing_zeros() as usize;
+                let bit = 1u64 << j;
+                if ends & bit != 0 {
+                    out.push((self.open, p + j));
+                    self.open = NO_RUN;
+                }
+                if starts & bit != 0 {
+                    self.open = p + j;
+                }
+                if na & bit != 0 {
+                    out.push((p + j, p + j));
+                }
+                e &= e - 1;
             }
-            if starts & bit != 0 {
-                self.open = p + j;
-            }
-            if na & bit != 0 {
-                out.push((p + j, p + j));
-            }
-            e &= e - 1;
         }
         self.at = p + n;
         if self.at >= self.to && self.open != NO_RUN {

@@ -178,6 +178,20 @@ pub(crate) fn stop_bits_avx2(
     stops(v0) | stops(v1) << 32
 }
 
+/// One bit per byte of a loaded block equal to `c`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(crate) fn eq_bits_avx2(
+    (v0, v1): (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i),
+    c: u8,
+) -> u64 {
+    use std::arch::x86_64::{_mm256_cmpeq_epi8, _mm256_movemask_epi8, _mm256_set1_epi8};
+    let c = _mm256_set1_epi8(c as i8);
+    _mm256_movemask_epi8(_mm256_cmpeq_epi8(v0, c)) as u32 as u64
+        | (_mm256_movemask_epi8(_mm256_cmpeq_epi8(v1, c)) as u32 as u64) << 32
+}
+
 /// One bit per byte of a loaded block outside ASCII (its top bit set).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]

@@ -811,21 +811,22 @@ mod scan {
     /// to serde).
     #[inline(always)]
     fn escape_end(b: &[u8], i: usize) -> Option<usize> {
-        match *b.get(i + 1)? {
-            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(i + 2),
-            b'u' => {
-                let hex = std::str::from_utf8(b.get(i + 2..i + 6)?).ok()?;
-                if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
-                    return None;
-                }
-                let v = u16::from_str_radix(hex, 16).ok()?;
-                if (0xD800..=0xDFFF).contains(&v) {
-                    return None;
-                }
-                Some(i + 6)
-            }
-            _ => None,
+        let c = *b.get(i + 1)?;
+        if super::super::stops::SHORT_ESCAPES[usize::from(c)] != 0 {
+            return Some(i + 2);
         }
+        if c != b'u' {
+            return None;
+        }
+        let hex = std::str::from_utf8(b.get(i + 2..i + 6)?).ok()?;
+        if !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return None;
+        }
+        let v = u16::from_str_radix(hex, 16).ok()?;
+        if (0xD800..=0xDFFF).contains(&v) {
+            return None;
+        }
+        Some(i + 6)
     }
 
     /// [`escaped_string`] without AVX2: every stop walked.
