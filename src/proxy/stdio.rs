@@ -184,7 +184,8 @@ pub(crate) fn pump_server(
 /// The server's stdout pipe holds `SERVER_PIPE` bytes instead of the kernel's default 64 KiB
 /// (best effort: an unprivileged user over its pipe quota keeps the default). A large answer
 /// then crosses it with half the wake-ups of the server and of this pump. The pipe's pages
-/// are taken only while it holds unread bytes. Nothing else changes: the pump reads what the server wrote, in order, whatever the pipe's size.
+/// are taken only while it holds unread bytes. Nothing else changes: the pump reads what the
+/// server wrote, in order, whatever the pipe's size.
 fn widen_pipe(fd: BorrowedFd<'_>) {
     // SAFETY: fcntl on an open descriptor; F_SETPIPE_SZ changes only the pipe's capacity (and
     // fails on anything that is not a pipe).
