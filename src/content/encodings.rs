@@ -107,25 +107,42 @@ fn base64(t: &str) -> Option<Vec<u8>> {
     if t.len() % 4 == 1 {
         return None;
     }
+    let t = t.as_bytes();
+    // Most tokens of a base64 text are binary data, refused within their first bytes: they
+    // are given up there, before a buffer is taken for them (a text of base64 lines tries two
+    // tokens a line; taking and giving back the buffer was half of each try).
+    let mut first = Utf8Reading::START;
+    if !base64_bytes(&t[..t.len().min(TRIAL_CHARS)], |b| first.accept(b)) {
+        return None;
+    }
     let mut out = Decoded::with_capacity(t.len() * 3 / 4);
+    base64_bytes(t, |b| out.push(b)).then(|| out.into_vec())
+}
+
+/// The characters of a token read before its decoded bytes are kept ([`base64`]): 12 bytes.
+const TRIAL_CHARS: usize = 16;
+
+/// Decode base64 (or base64url) characters, each byte handed to `push`. `false`: a character
+/// outside the alphabets, or a byte `push` refused.
+#[inline(always)]
+fn base64_bytes(t: &[u8], mut push: impl FnMut(u8) -> bool) -> bool {
     let (mut acc, mut bits) = (0u32, 0u32);
-    for c in t.bytes() {
+    for &c in t {
         let v = BASE64_VALUE[usize::from(c)];
         if v == NOT_BASE64 {
-            return None;
+            return false;
         }
-        let v = u32::from(v);
-        acc = (acc << 6) | v;
+        acc = (acc << 6) | u32::from(v);
         bits += 6;
         if bits >= 8 {
             bits -= 8;
-            if !out.push((acc >> bits) as u8) {
-                return None;
+            if !push((acc >> bits) as u8) {
+                return false;
             }
             acc &= (1 << bits) - 1;
         }
     }
-    Some(out.into_vec())
+    true
 }
 
 fn base32(t: &str) -> Option<Vec<u8>> {
@@ -158,46 +175,30 @@ fn base32(t: &str) -> Option<Vec<u8>> {
 /// have refused; `tests::early_refusal_is_the_late_one` checks it against the whole decode.
 struct Decoded {
     bytes: Vec<u8>,
-    /// The UTF-8 reading of the bytes so far: continuation bytes the last character still
-    /// needs, and the range the next one must fall in.
+    utf8: Utf8Reading,
+}
+
+/// Bytes read as UTF-8 one at a time: continuation bytes the last character still needs, and
+/// the range the next one must fall in.
+#[derive(Debug, Clone, Copy)]
+struct Utf8Reading {
     need: u8,
     lo: u8,
     hi: u8,
 }
 
-thread_local! {
-    /// The buffer of the last token given up, for the next one: a text of base64 lines tries
-    /// two or three tokens a line, and an allocation for each was a tenth of its checks.
-    static SPARE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
-}
+impl Utf8Reading {
+    const START: Utf8Reading = Utf8Reading {
+        need: 0,
+        lo: 0x80,
+        hi: 0xbf,
+    };
 
-/// The largest buffer kept for the next token.
-const SPARE_MAX: usize = 4096;
-
-impl Decoded {
-    fn with_capacity(n: usize) -> Decoded {
-        let mut bytes = SPARE.take();
-        bytes.clear();
-        bytes.reserve(n);
-        Decoded {
-            bytes,
-            need: 0,
-            lo: 0x80,
-            hi: 0xbf,
-        }
-    }
-
-    /// The bytes, once every one was pushed.
-    fn into_vec(mut self) -> Vec<u8> {
-        std::mem::take(&mut self.bytes)
-    }
-
-    /// Append `b`; `false` when the bytes can no longer be UTF-8, whatever follows (the
+    /// Read `b`; `false` when the bytes can no longer be UTF-8, whatever follows (the
     /// reading of `std::str::from_utf8`, a byte at a time: the shortest forms only, no
     /// surrogates, nothing above U+10FFFF).
     #[inline]
-    fn push(&mut self, b: u8) -> bool {
-        self.bytes.push(b);
+    fn accept(&mut self, b: u8) -> bool {
         if self.need > 0 {
             if b < self.lo || b > self.hi {
                 return false;
@@ -219,6 +220,39 @@ impl Decoded {
         };
         (self.need, self.lo, self.hi) = (need, lo, hi);
         true
+    }
+}
+
+thread_local! {
+    /// The buffer of the last token given up, for the next one: a text of base64 lines tries
+    /// two or three tokens a line, and an allocation for each was a tenth of its checks.
+    static SPARE: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The largest buffer kept for the next token.
+const SPARE_MAX: usize = 4096;
+
+impl Decoded {
+    fn with_capacity(n: usize) -> Decoded {
+        let mut bytes = SPARE.take();
+        bytes.clear();
+        bytes.reserve(n);
+        Decoded {
+            bytes,
+            utf8: Utf8Reading::START,
+        }
+    }
+
+    /// The bytes, once every one was pushed.
+    fn into_vec(mut self) -> Vec<u8> {
+        std::mem::take(&mut self.bytes)
+    }
+
+    /// Append `b`; `false` when the bytes can no longer be UTF-8 ([`Utf8Reading::accept`]).
+    #[inline]
+    fn push(&mut self, b: u8) -> bool {
+        self.bytes.push(b);
+        self.utf8.accept(b)
     }
 }
 
