@@ -9,7 +9,8 @@
 #             (sustained; tens of minutes on a busy 2-CPU machine), then bench_startup.sh and
 #             bench_egress.sh.
 # Env: CAPJAIL_BENCH_MODE=proxy|kernel|full (default full when the kernel layer is available),
-#      CAPJAIL_BENCH_PERF=0 skips the profile, CAPJAIL_BENCH_SUSTAINED=N overrides the call count;
+#      CAPJAIL_BENCH_PERF=0 skips the profile, CAPJAIL_BENCH_CALLS=0 the per-call instruction
+#      budget (scripts/bench_calls.sh), CAPJAIL_BENCH_SUSTAINED=N overrides the call count;
 #      for a partial run (the report then shows nan where a number is missing):
 #      CAPJAIL_BENCH_WHO="relay real", CAPJAIL_BENCH_SCENARIOS="roundtrip 1000;large 10 1048576",
 #      CAPJAIL_BENCH_PINS="1", CAPJAIL_BENCH_AUDIT_CPU=0 (runs of the audit-cpu measure);
@@ -154,6 +155,11 @@ if [ "${CAPJAIL_BENCH_PERF:-1}" = 1 ]; then
   fi
 fi
 python3 scripts/bench_report.py "$RES" "$OUT/audit-cpu.jsonl" "$PROF" "$MODE" "$SUSTAINED" "$QUICK" | tee "$OUT/report.md"
+# Where a small call's instructions go: callgrind, per call, by source file (bench_calls.sh).
+if [ "${CAPJAIL_BENCH_CALLS:-1}" = 1 ]; then
+  { echo; echo "### Where a small call's instructions go (callgrind, realistic, --mode proxy, audit off)"; echo
+    CAPJAIL_BENCH_BIN_DIR="$BIN" scripts/bench_calls.sh || echo "(callgrind unavailable: no per-call budget)"; } | tee -a "$OUT/report.md"
+fi
 if [ $QUICK = 0 ]; then
   # Startup to the first initialize answer: direct vs capjail --mode full (with its world) vs bwrap.
   scripts/bench_startup.sh

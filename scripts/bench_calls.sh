@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Where a small call's instructions go (issue 19): capjail under callgrind, realistic
+# configuration (the policy of scripts/bench.sh), `--mode proxy` (valgrind follows one process;
+# the proxy's code is the same in every mode), audit log off (under valgrind sha2 takes its
+# software SHA-256, which the CPUs measured here never run), N_LOW then N_HIGH pipelined calls;
+# scripts/bench_calls.py divides the difference by the calls between (startup and the tool
+# listing cancel out) and groups it by source file. Instructions, not time: deterministic to
+# within the pipelining's batches (+-1%), so a change's effect on the per-call path shows even
+# where the timed benchmarks cannot see it. Never part of the tests.
+#
+# Usage: scripts/bench_calls.sh [N_LOW N_HIGH]   (default 2000 12000)
+# Env: CAPJAIL_BENCH_BIN_DIR=DIR measures the capjail and capjail-bench found there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N_LOW="${1:-2000}"
+N_HIGH="${2:-12000}"
+if ! command -v valgrind >/dev/null; then apt-get install -y valgrind >/dev/null 2>&1 || true; fi
+if ! command -v valgrind >/dev/null; then echo "bench_calls: valgrind unavailable" >&2; exit 1; fi
+BIN="${CAPJAIL_BENCH_BIN_DIR:-}"
+if [ -z "$BIN" ]; then cargo build --profile profiling --quiet --bins; BIN=$PWD/target/profiling; fi
+WS="$(mktemp -d "${TMPDIR:-/tmp}/capjail-calls-XXXXXX")"
+trap 'rm -rf "$WS"' EXIT
+export XDG_STATE_HOME="$WS/state"
+mkdir -p "$WS/project" "$WS/data"
+cat > "$WS/policy.yaml" <<YAML
+name: bench-realistic
+proxy: {grace_seconds: 0.2}
+filesystem:
+  mode: explicit
+  mounts:
+    - {path: $WS/project, mode: rw}
+    - {path: $WS/data, mode: ro}
+network: {mode: none}
+tools: {mode: blocklist, blocked: [execute_command, run_shell]}
+environment: {allow: [CAPJAIL_BENCH_TEXT]}
+YAML
+for n in "$N_LOW" "$N_HIGH"; do
+  "$BIN/capjail-bench" load pipelined "$n" -- valgrind --tool=callgrind --callgrind-out-file="$WS/calls-$n.out" \
+    "$BIN/capjail" -q run --policy "$WS/policy.yaml" --mode proxy --audit off -- "$BIN/capjail-bench" echo-server \
+    >/dev/null 2>"$WS/valgrind-$n.log"
+done
+python3 scripts/bench_calls.py "$WS/calls-$N_LOW.out" "$WS/calls-$N_HIGH.out" "$N_LOW" "$N_HIGH" 20
