@@ -18,11 +18,11 @@ top = int(sys.argv[5]) if len(sys.argv) > 5 else 25
 GROUPS = [
     ("allocator (malloc, free)", r"/malloc/|raw_vec", r"^(malloc|free|realloc|calloc|_int_\w+)$|__rust_\w*alloc"),
     ("memcpy, memcmp, memset (libc)", r"multiarch/(memmove|memcpy|memcmp|memset|strlen)", r"^__(memmove|memcpy|memcmp|memset)"),
-    ("content checks (src/content)", r"/src/content/", r"^capjail::content::"),
-    ("envelope scan, client parse (src/jsonrpc, serde_json)", r"/src/jsonrpc/|/serde_json-|/serde_core-|str/validations\.rs|str/converts\.rs", r"capjail::jsonrpc::|serde_json::"),
-    ("decision (src/check, src/trust, src/approval, src/policy)", r"/src/(check|trust|approval|policy)/", r"^capjail::(check|trust|approval|policy)::"),
-    ("audit record (src/audit, sha2)", r"/src/audit/|/sha2-", r"^capjail::audit::|^sha2::"),
-    ("proxy pipeline, framing, outbox (src/proxy)", r"/src/proxy/", r"^capjail::proxy::"),
+    ("content checks (src/content)", r"(^|/)src/content/", r"^capjail::content::"),
+    ("envelope scan, client parse (src/jsonrpc, serde_json)", r"(^|/)src/jsonrpc/|/serde_json-|/serde_core-|str/validations\.rs|str/converts\.rs", r"capjail::jsonrpc::|serde_json::"),
+    ("decision (src/check, src/trust, src/approval, src/policy)", r"(^|/)src/(check|trust|approval|policy)/", r"^capjail::(check|trust|approval|policy)::"),
+    ("audit record (src/audit, sha2)", r"(^|/)src/audit/|/sha2-", r"^capjail::audit::|^sha2::"),
+    ("proxy pipeline, framing, outbox (src/proxy)", r"(^|/)src/proxy/", r"^capjail::proxy::"),
     ("hash maps, memchr, smallvec (crates)", r"/(hashbrown|foldhash|memchr|smallvec|aho-corasick)-", r"(hashbrown|foldhash|memchr|smallvec|aho_corasick)::"),
     ("trees: BTreeMap, drops (std)", r"collections/btree|ptr/mod\.rs", r"btree|drop_in_place"),
 ]
