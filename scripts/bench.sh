@@ -23,10 +23,12 @@
 # Configurations:
 #   best       `filesystem: any`, a hand-written profile for the echo tool (the floor).
 #   realistic  explicit mounts, no profile (the tool is described only by its inputSchema, learnt
-#              from tools/list), the audit log on with write before forward, content checks and
-#              flows at their defaults.
-# Each also runs with `--audit off` (and realistic with `content: {enabled: false}`), so the cost
-# of the audit log and of the content checks comes from the same run.
+#              from tools/list), the audit log on with write before forward, content checks,
+#              flows, pinning and the tool-definition scan at their defaults.
+# Each also runs with `--audit off`, and realistic with `content: {enabled: false}`, with pinning
+# and the tool scan off, and with every call gated by a require_approval rule (approved once by a
+# command for the session; not in the pipelined scenarios), so the cost of the audit log, the
+# content checks, pinning and approvals comes from the same run.
 # Scenarios: round trips, pipelined calls, `unanswered` (as many calls to a server that answers
 # none, then a ping: the memory a proxy keeps for calls in flight, which `proxy.max_in_flight`
 # bounds), large answers.
@@ -87,6 +89,20 @@ tools: {mode: blocklist, blocked: [execute_command, run_shell]}
 environment: {allow: [CAPJAIL_BENCH_TEXT]}
 YAML
 { cat "$OUT/real-policy.yaml"; printf 'content: {enabled: false}\nflows: {defaults: false}\n'; } > "$OUT/real-nocontent-policy.yaml"
+# The cost of pinning and the tool-definition scan (on in every other configuration): both off.
+{ cat "$OUT/real-policy.yaml"; printf 'pins: {enabled: false}\ntool_scan: {enabled: false}\n'; } > "$OUT/real-notrust-policy.yaml"
+# The cost of approvals: every call of the echo tool gated by a require_approval rule, the
+# first answered by an approver command ("approve session"), the rest from the session's memory
+# (each still an `approval` record in the log).
+cat "$OUT/real-policy.yaml" - > "$OUT/real-approved-policy.yaml" <<'YAML'
+require_approval:
+  - capability: "*"
+    tool: echo
+approval:
+  approvers: [command]
+  command:
+    argv: [/bin/sh, -c, "cat >/dev/null; echo approve session"]
+YAML
 
 SERVER=("$B" echo-server)
 declare -A WRAP
@@ -97,7 +113,9 @@ WRAP[best_noaudit]="$C -q run --policy $OUT/best-policy.yaml --mode $MODE --audi
 WRAP[real]="$C -q run --policy $OUT/real-policy.yaml --mode $MODE --audit $WS/audit.jsonl --"
 WRAP[real_noaudit]="$C -q run --policy $OUT/real-policy.yaml --mode $MODE --audit off --"
 WRAP[real_nocontent]="$C -q run --policy $OUT/real-nocontent-policy.yaml --mode $MODE --audit $WS/audit.jsonl --"
-read -r -a WHO <<< "${CAPJAIL_BENCH_WHO:-direct relay best best_noaudit real real_noaudit real_nocontent}"
+WRAP[real_notrust]="$C -q run --policy $OUT/real-notrust-policy.yaml --mode $MODE --audit $WS/audit.jsonl --"
+WRAP[real_approved]="$C -q run --policy $OUT/real-approved-policy.yaml --mode $MODE --audit $WS/audit.jsonl --"
+read -r -a WHO <<< "${CAPJAIL_BENCH_WHO:-direct relay best best_noaudit real real_noaudit real_nocontent real_notrust real_approved}"
 IFS=';' read -r -a SCENARIOS <<< "${CAPJAIL_BENCH_SCENARIOS:-roundtrip $RT_N;pipelined $SUSTAINED;unanswered $SUSTAINED;large $MIB_N 1048576;large $BIG_N 16777216}"
 read -r -a PINS <<< "${CAPJAIL_BENCH_PINS:-1 0}"
 
@@ -121,6 +139,9 @@ for round in $(seq 1 "$ROUNDS"); do
   for pinned in "${PINS[@]}"; do
     for sc in "${SCENARIOS[@]}"; do
       for who in "${WHO[@]}"; do
+        # Approvals only where calls come one at a time: a pipelined burst would put thousands
+        # of calls on hold before the first answer, each asking the command.
+        case "$who ${sc%% *}" in "real_approved pipelined" | "real_approved unanswered") continue ;; esac
         # shellcheck disable=SC2086
         one "$who" "$pinned" $sc
       done

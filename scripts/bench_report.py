@@ -54,7 +54,9 @@ TARGETS = {
 }
 NAMES = {"best": "best case, audit on", "best_noaudit": "best case, audit off",
          "real": "realistic, audit on", "real_noaudit": "realistic, audit off",
-         "real_nocontent": "realistic, audit on, content checks off"}
+         "real_nocontent": "realistic, audit on, content checks off",
+         "real_notrust": "realistic, audit on, pinning and tool scan off",
+         "real_approved": "realistic, audit on, every call gated by an approval remembered for the session"}
 
 machine = f"{platform.machine()}, {os.cpu_count()} CPUs, Linux {platform.release()}"
 date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -118,6 +120,19 @@ L += ["", "### cost of the content checks (realistic, pinned; on is the default)
       f"- 1 MiB responses: {n_o:,.1f} MB/s on vs {n_c:,.1f} MB/s off ({ratio(n_o, n_c):.2f}x); "
       f"16 MiB: {med('real', 'large', 'mb_per_s', 1, 16777216):,.1f} vs {med('real_nocontent', 'large', 'mb_per_s', 1, 16777216):,.1f} MB/s",
       f"- round trip p50: {med('real', 'roundtrip', 'p50_us', 1):.1f} µs on vs {med('real_nocontent', 'roundtrip', 'p50_us', 1):.1f} µs off", ""]
+# Pinning and the tool scan are on in `real` (the defaults); approvals are not. Their cost
+# when on: `real` against `real_notrust`, and `real_approved` against `real`.
+L += ["### cost of pinning and the tool scan, and of approvals (realistic, audit on, pinned)", "",
+      "| metric | pinning and tool scan off | realistic (both on, the default) | on / off | every call approved (session memory) | approved / realistic |",
+      "|---|---|---|---|---|---|"]
+for name, scen, key, nb, higher in METRICS:
+    off_t, real, appr = (med(w, scen, key, 1, nb) for w in ("real_notrust", "real", "real_approved"))
+    summary["results"][f"cost|{name}"] = {"notrust": off_t, "real": real, "approved": appr}
+    cell = lambda v: "not run" if v != v else f"{v:,.1f}"
+    rr = lambda a, b: "" if a != a or b != b else f"{ratio(a, b):.2f}x"
+    L.append(f"| {name} | {cell(off_t)} | {cell(real)} | {rr(real, off_t)} | {cell(appr)} | {rr(appr, real)} |")
+L += ["", "(A ratio below 1.00x for a rate, or above it for a latency, is what the feature costs. "
+      "Approvals are not run pipelined: a burst would hold thousands of calls before the first answer.)", ""]
 L += ["### where the time goes (perf, realistic configuration, pinned)", "", "```"]
 L += [l.rstrip() for l in open(prof_file)] if os.path.exists(prof_file) else ["(no profile)"]
 L += ["```"]
