@@ -550,7 +550,7 @@ impl ClientFilter {
         // Content checks and flows, on what the capability decision allowed (src/content).
         let notes = {
             let mut shared = self.state();
-            let notes = crate::content::hook::on_request(
+            let mut notes = crate::content::hook::on_request(
                 &self.policy,
                 &mut shared.content,
                 key,
@@ -558,6 +558,15 @@ impl ClientFilter {
                 params,
                 started,
             );
+            // A call that waits for a person is judged as if allowed (what leaves in it, the
+            // flows it completes): the content checks refuse it, or ask about their finding.
+            notes.extend(crate::content::hook::judge_gated(
+                &self.policy,
+                &mut shared.content,
+                &mut decision,
+                params,
+                started,
+            ));
             if let Some(key) = key {
                 // An environment read: its answer keeps only the variables the rule names.
                 match crate::check::env_read::readable(&self.policy, &decision) {
@@ -747,8 +756,11 @@ impl ClientFilter {
             .recorder
             .lock()
             .map_err(|_| std::io::Error::other("recorder lock poisoned"))?;
+        // Quietly, as the pump's records are: the pump writes them before it forwards the call
+        // (or wakes the writer before it blocks, `Watermark::settle`), where a wake-up of the
+        // writer for each cost a gated call two context switches.
         for r in self.scratch.records.drain(..) {
-            recorder.record(r)?;
+            recorder.record_quiet(r)?;
         }
         Ok(())
     }
@@ -808,6 +820,7 @@ impl ClientFilter {
             approvals: self.approvals.clone().expect("gated only with approvals"),
             recorder: self.recorder.clone(),
             shared: self.shared.clone(),
+            policy: self.policy.clone(),
         };
         let key = id_key(id);
         Ok(match gate(&ctx, id, params, &decision, q)? {
