@@ -74,7 +74,6 @@ fn commit(ctx: &Ctx, id: &Value, decision: &Decision) {
 pub(crate) fn question(
     decision: &Decision,
     policy_rule_label: Option<(&str, Option<&str>)>,
-    params: Option<&Value>,
 ) -> Option<ApprovalQuestion> {
     let d = decision.denial.as_ref().filter(|d| d.approval_required)?;
     let (label, reason) = policy_rule_label.unwrap_or((d.rule.as_str(), None));
@@ -91,7 +90,6 @@ pub(crate) fn question(
         reason: reason
             .unwrap_or("the policy asks a person before this call runs")
             .to_string(),
-        digest: call_digest(&decision.method, params),
     })
 }
 
@@ -104,6 +102,10 @@ pub(crate) fn gate(
     q: ApprovalQuestion,
 ) -> std::io::Result<GateOutcome> {
     let tool = q.tool.clone().unwrap_or_default();
+    // What an approval given through the client is bound to (SHA-256 of the method, tool and
+    // arguments): computed only where a token is issued or redeemed, not for a call the
+    // session's memory approves.
+    let digest = || call_digest(&decision.method, params);
     // A retry that carries an answer to capjail's question (or claims to).
     let state = params.and_then(|p| p.get("requestState"));
     let answer = params
@@ -116,7 +118,7 @@ pub(crate) fn gate(
         let token = state.and_then(Value::as_str).unwrap_or("");
         let redeemed = ctx
             .approvals
-            .tokens(|t| t.redeem(token, &q.digest, Instant::now()));
+            .tokens(|t| t.redeem(token, &digest(), Instant::now()));
         let open = match redeemed {
             Ok(open) => open,
             Err(e) => {
@@ -200,7 +202,7 @@ pub(crate) fn gate(
         if ctx.approvals.first_usable(elicits) == Some(ApproverKind::Client) {
             let token = ctx.approvals.tokens(|t| {
                 t.issue(OpenQuestion {
-                    digest: q.digest.clone(),
+                    digest: digest(),
                     params: params.cloned(),
                     asked_at: Instant::now(),
                 })

@@ -603,18 +603,21 @@ impl ClientFilter {
             tracing::debug!(id = %id.map(|i| i.to_string()).unwrap_or_default(), method, rule = %decision.rule, "Request allowed");
         }
         let gated = match (&self.approvals, id) {
-            (Some(_), Some(_)) if self.scratch.single => self
-                .question(&decision, params)
-                .map(|q| (decision.clone(), q)),
+            (Some(_), Some(_)) if self.scratch.single => {
+                self.question(&decision).map(|q| (decision.clone(), q))
+            }
             _ => None,
         };
         let decided = Decided {
-            gated,
             allowed: decision.is_allowed(),
+            // (A gated call is answered by `gate`, not with this refusal.)
             refusal: match id {
-                Some(id) if !decision.is_allowed() => Some(refusal(id, &decision)),
+                Some(id) if !decision.is_allowed() && gated.is_none() => {
+                    Some(refusal(id, &decision))
+                }
                 _ => None,
             },
+            gated,
         };
         let tool_spec = snapshot
             .tool
@@ -781,11 +784,7 @@ enum One {
 }
 
 impl ClientFilter {
-    fn question(
-        &self,
-        decision: &Decision,
-        params: Option<&Value>,
-    ) -> Option<crate::approval::ApprovalQuestion> {
+    fn question(&self, decision: &Decision) -> Option<crate::approval::ApprovalQuestion> {
         let rule = decision.denial.as_ref().and_then(|d| {
             self.policy
                 .rules
@@ -796,7 +795,6 @@ impl ClientFilter {
         crate::approval::gate::question(
             decision,
             rule.map(|r| (r.label.as_str(), r.reason.as_deref())),
-            params,
         )
     }
 
