@@ -363,3 +363,130 @@ fn withheld_environment_value_does_not_leave() {
     s.finish();
     assert!(!reached(&f.log).contains("caplab-withheld"));
 }
+
+/// `approval:` with an approver command that notes each question in `asked` and answers
+/// `answer` (a shell word, or a command substitution reading the question in `$q`).
+fn approver(asked: &std::path::Path, answer: &str) -> String {
+    let script = format!("q=$(cat); echo x >> {}; echo {answer}", asked.display());
+    format!(
+        "approval:\n  approvers: [command]\n  command:\n    argv: [/bin/sh, -c, {}]\n    timeout_seconds: 30\n",
+        serde_json::to_string(&script).unwrap()
+    )
+}
+
+fn questions(asked: &std::path::Path) -> usize {
+    std::fs::read_to_string(asked)
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+/// A person's approval lets a call run, not its result skip the checks: the result of an
+/// approved call (asked, then approved from the session's memory) is redacted and wrapped as
+/// any call's. capjail once judged the content only of calls the policy allowed outright, so
+/// an approved call's result reached the client unchecked.
+#[test]
+fn an_approved_calls_result_is_checked() {
+    let f = fx();
+    let asked = f.lab.path("asked");
+    let policy = format!(
+        "{OPEN}require_approval:\n  - capability: \"*\"\n    tool: leak\n{}",
+        approver(&asked, "approve session")
+    );
+    let mut s = session(&f, &policy);
+    // Asked (the answer comes from the approver's thread), then from the session's memory.
+    for what in ["secret", "secret"] {
+        let (_, r) = call(&mut s, "leak", json!({"what": what}));
+        assert!(texts(&r).contains("[REDACTED by capjail: cloud]"), "{r}");
+    }
+    let (_, inj) = call(&mut s, "leak", json!({"what": "injection"}));
+    let t = inj["result"]["content"][0]["text"].as_str().unwrap();
+    assert!(
+        t.starts_with("[capjail: the tool output below contains text addressed to the model"),
+        "{t}"
+    );
+    s.assert_in_sync();
+    s.finish();
+    assert_eq!(questions(&asked), 1, "asked once, then remembered");
+    assert!(
+        reached(&f.log).matches("\"leak\"").count() >= 3,
+        "the approved calls reached the server"
+    );
+    assert_no_token(&s.received_bytes(), &f.key, "the client");
+}
+
+/// A call that waits for a person is judged by the content checks and flows as an allowed call
+/// is: what they refuse is refused without asking anyone, and a flow the call completes is
+/// refused; a read a person approved arms the flows as an allowed read does.
+#[test]
+fn a_gated_call_is_judged_by_the_content_checks_and_flows() {
+    let f = fx();
+    let env = f.lab.path("ws/.env");
+    let token = format!("tok-{}", random_hex(12));
+    std::fs::write(&env, format!("API_TOKEN={token}\n")).unwrap();
+    let asked = f.lab.path("asked");
+    // Fetches need a person (who would approve); the file's value is known once it is read.
+    let policy = format!(
+        "{OPEN}flows: {{defaults: false}}\nrequire_approval:\n  - capability: network.fetch\n{}",
+        approver(&asked, "approve")
+    );
+    let mut s = session(&f, &policy);
+    let (_, r) = call(&mut s, "read_file", json!({"path": env}));
+    assert!(r.get("result").is_some(), "{r}");
+    let (id, r) = call(
+        &mut s,
+        "fetch",
+        json!({"url": format!("http://127.0.0.1:9/?t={token}")}),
+    );
+    assert_eq!(
+        assert_policy_error(&r, &id)["data"]["rule"],
+        "content.outgoing.known"
+    );
+    // A fetch without the secret is asked about, approved and sent.
+    let mk = marker();
+    let (_, r) = call(
+        &mut s,
+        "fetch",
+        json!({"url": format!("http://127.0.0.1:9/{mk}")}),
+    );
+    assert!(r.get("result").is_some(), "{r}");
+    s.finish();
+    assert_eq!(questions(&asked), 1, "only the clean fetch was asked about");
+    let log = reached(&f.log);
+    assert!(
+        !log.contains(&token),
+        "the secret left in an approved fetch"
+    );
+    assert!(log.contains(&mk));
+
+    // Reads need a person: an approved read of the secret file arms the built-in flow rule, so
+    // a following fetch (allowed outright) needs a person too, who (asked about the flow, not
+    // about a read) refuses it.
+    let asked = f.lab.path("asked-reads");
+    let policy = format!(
+        "{OPEN}require_approval:\n  - capability: filesystem.read\n{}",
+        approver(
+            &asked,
+            "$(case $q in *sensitive-read-then-network*) echo deny;; *) echo approve;; esac)"
+        )
+    );
+    let mut s = session(&f, &policy);
+    let (_, r) = call(&mut s, "read_file", json!({"path": env}));
+    assert!(r.get("result").is_some(), "{r}");
+    let mk = marker();
+    let (id, r) = call(
+        &mut s,
+        "fetch",
+        json!({"url": format!("http://127.0.0.1:9/{mk}")}),
+    );
+    assert_eq!(
+        assert_policy_error(&r, &id)["data"]["rule"],
+        "flows.default.sensitive-read-then-network"
+    );
+    s.finish();
+    assert_eq!(questions(&asked), 2, "the read, then the flow");
+    assert!(
+        !reached(&f.log).contains(&mk),
+        "the fetch reached the server"
+    );
+}

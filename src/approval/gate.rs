@@ -23,6 +23,7 @@ use crate::audit::{ApprovalRecord, Record};
 use crate::check::decide::Decision;
 use crate::jsonrpc::{self, code};
 use crate::policy::schema::ApproverKind;
+use crate::policy::Policy;
 use crate::proxy::client_filter::{refusal, SharedState};
 use crate::proxy::recorder::SharedRecorder;
 use crate::proxy::session::id_key;
@@ -50,13 +51,29 @@ pub(crate) struct Ctx {
     pub(crate) approvals: Arc<Approvals>,
     pub(crate) recorder: SharedRecorder,
     pub(crate) shared: SharedState,
+    /// For an approved call's content checks and flows (`commit`).
+    pub(crate) policy: Arc<Policy>,
+}
+
+/// An approved call goes to the server: its result is checked and the flows it triggers are
+/// armed, as an allowed call's are (`content::hook::commit_request`; it was judged as if
+/// allowed when it was decided). Before it is forwarded: its answer may come at once.
+fn commit(ctx: &Ctx, id: &Value, decision: &Decision) {
+    let key = id_key(id);
+    let mut s = ctx.shared.lock().unwrap_or_else(|p| p.into_inner());
+    crate::content::hook::commit_request(
+        &ctx.policy,
+        &mut s.content,
+        Some(&key),
+        decision,
+        Instant::now(),
+    );
 }
 
 /// The question for a gated decision.
 pub(crate) fn question(
     decision: &Decision,
     policy_rule_label: Option<(&str, Option<&str>)>,
-    params: Option<&Value>,
 ) -> Option<ApprovalQuestion> {
     let d = decision.denial.as_ref().filter(|d| d.approval_required)?;
     let (label, reason) = policy_rule_label.unwrap_or((d.rule.as_str(), None));
@@ -73,7 +90,6 @@ pub(crate) fn question(
         reason: reason
             .unwrap_or("the policy asks a person before this call runs")
             .to_string(),
-        digest: call_digest(&decision.method, params),
     })
 }
 
@@ -86,6 +102,10 @@ pub(crate) fn gate(
     q: ApprovalQuestion,
 ) -> std::io::Result<GateOutcome> {
     let tool = q.tool.clone().unwrap_or_default();
+    // What an approval given through the client is bound to (SHA-256 of the method, tool and
+    // arguments): computed only where a token is issued or redeemed, not for a call the
+    // session's memory approves.
+    let digest = || call_digest(&decision.method, params);
     // A retry that carries an answer to capjail's question (or claims to).
     let state = params.and_then(|p| p.get("requestState"));
     let answer = params
@@ -98,7 +118,7 @@ pub(crate) fn gate(
         let token = state.and_then(Value::as_str).unwrap_or("");
         let redeemed = ctx
             .approvals
-            .tokens(|t| t.redeem(token, &q.digest, Instant::now()));
+            .tokens(|t| t.redeem(token, &digest(), Instant::now()));
         let open = match redeemed {
             Ok(open) => open,
             Err(e) => {
@@ -118,7 +138,7 @@ pub(crate) fn gate(
                     by: Answerer::Client,
                     elapsed: Default::default(),
                 };
-                record(ctx, Some(id), &q, &a)?;
+                record_on_pump(ctx, Some(id), &q, &a)?;
                 return Ok(GateOutcome::Reply(jsonrpc::error_response(
                     id,
                     code::POLICY_VIOLATION,
@@ -142,12 +162,13 @@ pub(crate) fn gate(
             by: Answerer::Client,
             elapsed: open.asked_at.elapsed(),
         };
-        record(ctx, Some(id), &q, &a)?;
+        record_on_pump(ctx, Some(id), &q, &a)?;
         return Ok(match verdict {
             Verdict::Approved { remember } => {
                 if remember {
                     ctx.approvals.remember(&tool, q.rule.as_str());
                 }
+                commit(ctx, id, decision);
                 // The original request, unchanged, under the retry's id.
                 let mut req = json!({"jsonrpc": "2.0", "id": id, "method": decision.method});
                 if let Some(p) = open.params {
@@ -165,7 +186,8 @@ pub(crate) fn gate(
             by: Answerer::SessionMemory,
             elapsed: Default::default(),
         };
-        record(ctx, Some(id), &q, &a)?;
+        record_on_pump(ctx, Some(id), &q, &a)?;
+        commit(ctx, id, decision);
         return Ok(GateOutcome::Forward(None));
     }
     let meta = params.and_then(|p| p.get("_meta"));
@@ -180,7 +202,7 @@ pub(crate) fn gate(
         if ctx.approvals.first_usable(elicits) == Some(ApproverKind::Client) {
             let token = ctx.approvals.tokens(|t| {
                 t.issue(OpenQuestion {
-                    digest: q.digest.clone(),
+                    digest: digest(),
                     params: params.cloned(),
                     asked_at: Instant::now(),
                 })
@@ -268,6 +290,7 @@ fn finish(
                     .remember(q.tool.as_deref().unwrap_or_default(), q.rule.as_str());
             }
             tracing::info!(id = %id, by = a.by.as_str(), "approved; forwarding the held call");
+            commit(ctx, id, decision);
             if let Err(e) = outbox.send_to_server(&line) {
                 tracing::debug!("server stdin closed: {e}");
             }
@@ -315,19 +338,47 @@ pub(crate) fn refused_line(id: &Value, decision: &Decision, a: &Answer) -> Vec<u
 }
 
 fn record(ctx: &Ctx, id: Option<&Value>, q: &ApprovalQuestion, a: &Answer) -> std::io::Result<()> {
-    ctx.recorder
+    record_with(ctx, id, q, a, false)
+}
+
+/// [`record`] on the client pump, for an answer given while the call is decided (the
+/// session's memory, a retry's token): queued quietly, as the call's decision record is, and
+/// written with it by the pump before the call is forwarded (`Recorder::record_quiet`), not by
+/// a wake-up of the writer thread for each.
+fn record_on_pump(
+    ctx: &Ctx,
+    id: Option<&Value>,
+    q: &ApprovalQuestion,
+    a: &Answer,
+) -> std::io::Result<()> {
+    record_with(ctx, id, q, a, true)
+}
+
+fn record_with(
+    ctx: &Ctx,
+    id: Option<&Value>,
+    q: &ApprovalQuestion,
+    a: &Answer,
+    quiet: bool,
+) -> std::io::Result<()> {
+    let record = Record::Approval(Box::new(ApprovalRecord {
+        id: id.cloned(),
+        method: q.method.clone(),
+        tool: q.tool.clone(),
+        rule: q.rule.clone(),
+        question: q.message(),
+        granted: matches!(a.verdict, Verdict::Approved { .. }),
+        answer: a.words.clone(),
+        by: a.by.as_str().to_string(),
+        elapsed_ms: a.elapsed.as_millis() as u64,
+        at: std::time::SystemTime::now(),
+    }));
+    let mut recorder = ctx
+        .recorder
         .lock()
-        .map_err(|_| std::io::Error::other("recorder lock poisoned"))?
-        .record(Record::Approval(Box::new(ApprovalRecord {
-            id: id.cloned(),
-            method: q.method.clone(),
-            tool: q.tool.clone(),
-            rule: q.rule.clone(),
-            question: q.message(),
-            granted: matches!(a.verdict, Verdict::Approved { .. }),
-            answer: a.words.clone(),
-            by: a.by.as_str().to_string(),
-            elapsed_ms: a.elapsed.as_millis() as u64,
-            at: std::time::SystemTime::now(),
-        })))
+        .map_err(|_| std::io::Error::other("recorder lock poisoned"))?;
+    match quiet {
+        true => recorder.record_quiet(record),
+        false => recorder.record(record),
+    }
 }

@@ -17,8 +17,6 @@ pub(crate) struct ApprovalQuestion {
     pub(crate) rule_label: String,
     /// The rule's reason, or capjail's.
     pub(crate) reason: String,
-    /// SHA-256 of the method, tool and arguments: what an approval is bound to.
-    pub(crate) digest: String,
 }
 
 impl ApprovalQuestion {
@@ -195,7 +193,6 @@ mod tests {
             rule: RuleId::Policy("require_approval[0]".into()),
             rule_label: "require_approval[0] capability=filesystem.write".into(),
             reason: "writes need a person".into(),
-            digest: "d".into(),
         }
     }
 

@@ -35,16 +35,66 @@ pub(crate) fn on_request(
     params: Option<&Value>,
     now: Instant,
 ) -> Vec<String> {
+    if !decision.is_allowed() || !judged(decision) {
+        return Vec::new();
+    }
+    let notes = judge_request(policy, st, decision, params, now);
+    if decision.is_allowed() {
+        commit_request(policy, st, key, decision, now);
+    }
+    notes
+}
+
+/// A call that waits for a person (a `require_approval` rule, or a changed tool's pin), judged
+/// as the content checks and flows judge an allowed call: an approval must not let a call skip
+/// them. What they say replaces the gate in place (a refusal is not asked about; a request for
+/// approval naming a credential or a flow is asked instead of the rule's). Nothing is armed or
+/// remembered: [`commit_request`] does that once the call is approved. The findings to record.
+pub(crate) fn judge_gated(
+    policy: &Policy,
+    st: &mut SessionContent,
+    decision: &mut Decision,
+    params: Option<&Value>,
+    now: Instant,
+) -> Vec<String> {
+    let gated = decision
+        .denial
+        .as_ref()
+        .is_some_and(|d| d.approval_required);
+    if !gated || !judged(decision) {
+        return Vec::new();
+    }
+    let mut as_allowed = Decision {
+        verdict: Verdict::Allow,
+        denial: None,
+        ..decision.clone()
+    };
+    let notes = judge_request(policy, st, &mut as_allowed, params, now);
+    if let Some(denial) = as_allowed.denial {
+        deny(decision, denial);
+    }
+    notes
+}
+
+/// The methods whose requests and results the content checks read.
+fn judged(decision: &Decision) -> bool {
+    matches!(
+        decision.method.as_str(),
+        "tools/call" | "resources/read" | "prompts/get"
+    )
+}
+
+/// The checks of an allowed request (what leaves in it, the flows it would complete): refuses
+/// `decision` in place when they say so; the findings to record without refusing.
+fn judge_request(
+    policy: &Policy,
+    st: &mut SessionContent,
+    decision: &mut Decision,
+    params: Option<&Value>,
+    now: Instant,
+) -> Vec<String> {
     let c = &policy.content;
     let mut notes = Vec::new();
-    if !decision.is_allowed()
-        || !matches!(
-            decision.method.as_str(),
-            "tools/call" | "resources/read" | "prompts/get"
-        )
-    {
-        return notes;
-    }
     if !st.env_loaded {
         st.env_loaded = true;
         let env: Vec<(String, String)> = std::env::vars().collect();
@@ -56,8 +106,6 @@ pub(crate) fn on_request(
         }
     }
     let tool = decision.tool.clone();
-    // The id's key (its JSON text): what the result is found by, and what flows name.
-    let id_text = key.unwrap_or("notification");
     if c.enabled && !tool.as_ref().is_some_and(|t| c.exempt_tools.contains(t)) {
         let exempt = |host: &str, port: u16| {
             c.exempt_hosts
@@ -121,7 +169,26 @@ pub(crate) fn on_request(
         deny(decision, denial);
         return notes;
     }
-    // Allowed: arm the flows this call triggers, and remember what its result needs.
+    notes
+}
+
+/// A request that goes to the server (allowed, or approved): arm the flows it triggers, and
+/// remember what its result needs (the result of a request not remembered here is forwarded
+/// unchecked).
+pub(crate) fn commit_request(
+    policy: &Policy,
+    st: &mut SessionContent,
+    key: Option<&str>,
+    decision: &Decision,
+    now: Instant,
+) {
+    if !judged(decision) {
+        return;
+    }
+    let c = &policy.content;
+    let tool = decision.tool.clone();
+    // The id's key (its JSON text): what the result is found by, and what flows name.
+    let id_text = key.unwrap_or("notification");
     let events = events_of(&decision.accesses, &|p| c.is_sensitive(p), id_text);
     let sensitive = events
         .iter()
@@ -138,7 +205,6 @@ pub(crate) fn on_request(
         st.requests
             .insert(id_text.to_owned(), RequestInfo { tool, sensitive });
     }
-    notes
 }
 
 fn walk(v: &Value, f: &mut dyn FnMut(&str), depth: usize) {

@@ -550,7 +550,7 @@ impl ClientFilter {
         // Content checks and flows, on what the capability decision allowed (src/content).
         let notes = {
             let mut shared = self.state();
-            let notes = crate::content::hook::on_request(
+            let mut notes = crate::content::hook::on_request(
                 &self.policy,
                 &mut shared.content,
                 key,
@@ -558,6 +558,15 @@ impl ClientFilter {
                 params,
                 started,
             );
+            // A call that waits for a person is judged as if allowed (what leaves in it, the
+            // flows it completes): the content checks refuse it, or ask about their finding.
+            notes.extend(crate::content::hook::judge_gated(
+                &self.policy,
+                &mut shared.content,
+                &mut decision,
+                params,
+                started,
+            ));
             if let Some(key) = key {
                 // An environment read: its answer keeps only the variables the rule names.
                 match crate::check::env_read::readable(&self.policy, &decision) {
@@ -594,18 +603,21 @@ impl ClientFilter {
             tracing::debug!(id = %id.map(|i| i.to_string()).unwrap_or_default(), method, rule = %decision.rule, "Request allowed");
         }
         let gated = match (&self.approvals, id) {
-            (Some(_), Some(_)) if self.scratch.single => self
-                .question(&decision, params)
-                .map(|q| (decision.clone(), q)),
+            (Some(_), Some(_)) if self.scratch.single => {
+                self.question(&decision).map(|q| (decision.clone(), q))
+            }
             _ => None,
         };
         let decided = Decided {
-            gated,
             allowed: decision.is_allowed(),
+            // (A gated call is answered by `gate`, not with this refusal.)
             refusal: match id {
-                Some(id) if !decision.is_allowed() => Some(refusal(id, &decision)),
+                Some(id) if !decision.is_allowed() && gated.is_none() => {
+                    Some(refusal(id, &decision))
+                }
                 _ => None,
             },
+            gated,
         };
         let tool_spec = snapshot
             .tool
@@ -747,8 +759,11 @@ impl ClientFilter {
             .recorder
             .lock()
             .map_err(|_| std::io::Error::other("recorder lock poisoned"))?;
+        // Quietly, as the pump's records are: the pump writes them before it forwards the call
+        // (or wakes the writer before it blocks, `Watermark::settle`), where a wake-up of the
+        // writer for each cost a gated call two context switches.
         for r in self.scratch.records.drain(..) {
-            recorder.record(r)?;
+            recorder.record_quiet(r)?;
         }
         Ok(())
     }
@@ -769,11 +784,7 @@ enum One {
 }
 
 impl ClientFilter {
-    fn question(
-        &self,
-        decision: &Decision,
-        params: Option<&Value>,
-    ) -> Option<crate::approval::ApprovalQuestion> {
+    fn question(&self, decision: &Decision) -> Option<crate::approval::ApprovalQuestion> {
         let rule = decision.denial.as_ref().and_then(|d| {
             self.policy
                 .rules
@@ -784,7 +795,6 @@ impl ClientFilter {
         crate::approval::gate::question(
             decision,
             rule.map(|r| (r.label.as_str(), r.reason.as_deref())),
-            params,
         )
     }
 
@@ -808,6 +818,7 @@ impl ClientFilter {
             approvals: self.approvals.clone().expect("gated only with approvals"),
             recorder: self.recorder.clone(),
             shared: self.shared.clone(),
+            policy: self.policy.clone(),
         };
         let key = id_key(id);
         Ok(match gate(&ctx, id, params, &decision, q)? {
