@@ -132,7 +132,9 @@ for name, scen, key, nb, higher in METRICS:
     rr = lambda a, b: "" if a != a or b != b else f"{ratio(a, b):.2f}x"
     L.append(f"| {name} | {cell(off_t)} | {cell(real)} | {rr(real, off_t)} | {cell(appr)} | {rr(appr, real)} |")
 L += ["", "(A ratio below 1.00x for a rate, or above it for a latency, is what the feature costs. "
-      "Approvals are not run pipelined: a burst would hold thousands of calls before the first answer.)", ""]
+      "The approved runs' first call is asked (the approver command starts, a few ms): the round "
+      "trips leave it out with their warm-up, the large answers' rates include it. Approvals are "
+      "not run pipelined: a burst would hold thousands of calls before the first answer.)", ""]
 L += ["### where the time goes (perf, realistic configuration, pinned)", "", "```"]
 L += [l.rstrip() for l in open(prof_file)] if os.path.exists(prof_file) else ["(no profile)"]
 L += ["```"]
