@@ -550,23 +550,27 @@ impl ClientFilter {
         // Content checks and flows, on what the capability decision allowed (src/content).
         let notes = {
             let mut shared = self.state();
-            let mut notes = crate::content::hook::on_request(
-                &self.policy,
-                &mut shared.content,
-                key,
-                &mut decision,
-                params,
-                started,
-            );
-            // A call that waits for a person is judged as if allowed (what leaves in it, the
-            // flows it completes): the content checks refuse it, or ask about their finding.
-            notes.extend(crate::content::hook::judge_gated(
-                &self.policy,
-                &mut shared.content,
-                &mut decision,
-                params,
-                started,
-            ));
+            let notes = if decision.is_allowed() {
+                crate::content::hook::on_request(
+                    &self.policy,
+                    &mut shared.content,
+                    key,
+                    &mut decision,
+                    params,
+                    started,
+                )
+            } else {
+                // A call that waits for a person is judged as if allowed (what leaves in it,
+                // the flows it completes): the content checks refuse it, or ask about their
+                // finding. (Once: a call the checks above gated was judged there.)
+                crate::content::hook::judge_gated(
+                    &self.policy,
+                    &mut shared.content,
+                    &mut decision,
+                    params,
+                    started,
+                )
+            };
             if let Some(key) = key {
                 // An environment read: its answer keeps only the variables the rule names.
                 match crate::check::env_read::readable(&self.policy, &decision) {
