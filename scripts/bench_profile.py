@@ -30,7 +30,10 @@ for line in report.splitlines():
     if not m:
         continue
     pct, comm, dso, sym = float(m.group(1)), m.group(2).strip(), m.group(3), m.group(5)
-    if dso in tables and (sym.startswith("0x") or sym in ("_fini", "_init")):
+    if dso in tables and sym in ("_fini", "_init"):
+        # perf's name for a sample it could not place (no address to resolve here).
+        sym = "(not resolved by perf)"
+    elif dso in tables and sym.startswith("0x"):
         addrs, names, segs = tables[dso]
         ip = int(sym.split()[0], 16)
         for off, vaddr, size in segs:
