@@ -848,3 +848,33 @@ fn the_controlling_terminal_answers_when_configured() {
     assert_eq!(lab.read("ws/yes.txt").as_deref(), Some("t"));
     assert!(!lab.exists("ws/no.txt"));
 }
+
+/// An approval given through the client (2026-07-28: the answer comes with the retry) lets the
+/// call run, not its result skip the content checks: the fixture's answer names the path it
+/// wrote, here one holding an AWS access key id, which reaches the client redacted.
+#[test]
+fn generation_2026_an_approved_calls_result_is_checked() {
+    let lab = Lab::new();
+    let audit = lab.path("audit.jsonl");
+    let key = format!("AKIA{}", random_hex(8).to_uppercase());
+    let target = lab.p(&format!("ws/{key}.txt"));
+    let argv = jailed(
+        &gated_policy(&lab, ""),
+        &audit,
+        &["--profile", &fixture_profile()],
+        fixture_server(),
+    );
+    let t = python(
+        &argv,
+        "auto",
+        json!({"answer": "approve", "calls": [note(&target, "new era")]}),
+    );
+    assert_eq!(t["protocol"], "2026-07-28", "{t}");
+    assert_eq!(
+        lab.read(&format!("ws/{key}.txt")).as_deref(),
+        Some("new era")
+    );
+    let result = t["results"][0].to_string();
+    assert!(result.contains("[REDACTED by capjail: cloud]"), "{t}");
+    assert!(!result.contains(&key), "the key reached the client: {t}");
+}
