@@ -76,18 +76,7 @@ name: bench
 tools:
   echo: {capability: compute, args: {message: data, bytes: data}}
 YAML
-cat > "$OUT/real-policy.yaml" <<YAML
-name: bench-realistic
-proxy: {grace_seconds: 0.2}
-filesystem:
-  mode: explicit
-  mounts:
-    - {path: $WS/project, mode: rw}
-    - {path: $WS/data, mode: ro}
-network: {mode: none}
-tools: {mode: blocklist, blocked: [execute_command, run_shell]}
-environment: {allow: [CAPJAIL_BENCH_TEXT]}
-YAML
+scripts/bench_realistic_policy.sh "$WS" > "$OUT/real-policy.yaml"
 { cat "$OUT/real-policy.yaml"; printf 'content: {enabled: false}\nflows: {defaults: false}\n'; } > "$OUT/real-nocontent-policy.yaml"
 # The cost of pinning and the tool-definition scan (on in every other configuration): both off.
 { cat "$OUT/real-policy.yaml"; printf 'pins: {enabled: false}\ntool_scan: {enabled: false}\n'; } > "$OUT/real-notrust-policy.yaml"

@@ -22,18 +22,7 @@ WS="$(mktemp -d "${TMPDIR:-/tmp}/capjail-calls-XXXXXX")"
 trap 'rm -rf "$WS"' EXIT
 export XDG_STATE_HOME="$WS/state"
 mkdir -p "$WS/project" "$WS/data"
-cat > "$WS/policy.yaml" <<YAML
-name: bench-realistic
-proxy: {grace_seconds: 0.2}
-filesystem:
-  mode: explicit
-  mounts:
-    - {path: $WS/project, mode: rw}
-    - {path: $WS/data, mode: ro}
-network: {mode: none}
-tools: {mode: blocklist, blocked: [execute_command, run_shell]}
-environment: {allow: [CAPJAIL_BENCH_TEXT]}
-YAML
+scripts/bench_realistic_policy.sh "$WS" > "$WS/policy.yaml"
 for n in "$N_LOW" "$N_HIGH"; do
   "$BIN/capjail-bench" load pipelined "$n" -- valgrind --tool=callgrind --callgrind-out-file="$WS/calls-$n.out" \
     "$BIN/capjail" -q run --policy "$WS/policy.yaml" --mode proxy --audit off -- "$BIN/capjail-bench" echo-server \
