@@ -177,7 +177,12 @@ pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
             crate::trust::identity::identify(&cfg.argv),
             recorder.clone(),
         ) {
-            Ok(t) => shared.lock().expect("shared").trust = Some(t),
+            Ok(t) => {
+                if cfg.policy.trust.scan {
+                    crate::trust::scan::warm_up();
+                }
+                shared.lock().expect("shared").trust = Some(t)
+            }
             Err(e) => {
                 let _ = end_session(&recorder, None, None);
                 return Err(RunError::Setup(e.to_string()));
