@@ -15,6 +15,7 @@ pub mod compare;
 pub mod content;
 mod egress;
 mod exit;
+mod inline_text;
 mod jsonrpc;
 pub mod policy;
 mod probe;

@@ -302,7 +302,7 @@ fn finish(
         _ => {
             {
                 let mut s = ctx.shared.lock().unwrap_or_else(|p| p.into_inner());
-                s.pending.remove(&key);
+                s.pending.remove(key.as_str());
                 s.remember_refused(key);
             }
             tracing::warn!(id = %id, by = a.by.as_str(), answer = %a.words, "Request blocked: not approved");

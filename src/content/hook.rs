@@ -12,6 +12,7 @@ use super::scan::Scanner;
 use super::{RequestInfo, SessionContent};
 use crate::check::decide::{Decision, Verdict};
 use crate::check::{Denial, Resource};
+use crate::inline_text::InlineText;
 use crate::policy::Policy;
 
 fn deny(d: &mut Decision, denial: Denial) {
@@ -105,8 +106,11 @@ fn judge_request(
             );
         }
     }
-    let tool = decision.tool.clone();
-    if c.enabled && !tool.as_ref().is_some_and(|t| c.exempt_tools.contains(t)) {
+    let exempt_tool = decision
+        .tool
+        .as_ref()
+        .is_some_and(|t| c.exempt_tools.contains(t));
+    if c.enabled && !exempt_tool {
         let exempt = |host: &str, port: u16| {
             c.exempt_hosts
                 .iter()
@@ -157,10 +161,12 @@ fn judge_request(
             }
         }
     }
-    if let Some(hit) = st
-        .flows
-        .check(&policy.flows, &decision.accesses, tool.as_deref(), now)
-    {
+    if let Some(hit) = st.flows.check(
+        &policy.flows,
+        &decision.accesses,
+        decision.tool.as_deref(),
+        now,
+    ) {
         let denial = if hit.refuse {
             Denial::new(hit.rule, hit.reason)
         } else {
@@ -186,7 +192,6 @@ pub(crate) fn commit_request(
         return;
     }
     let c = &policy.content;
-    let tool = decision.tool.clone();
     // The id's key (its JSON text): what the result is found by, and what flows name.
     let id_text = key.unwrap_or("notification");
     let events = events_of(&decision.accesses, &|p| c.is_sensitive(p), id_text);
@@ -202,8 +207,11 @@ pub(crate) fn commit_request(
     // a pipelined burst). The entry goes when the server answers (`on_result_spans`), as the
     // session's own entry for the request does (`proxy::session`), which this one follows.
     if key.is_some() {
+        // Inline (no allocation for the usual id and tool name): the server's thread frees
+        // the entry (`crate::inline_text`).
+        let tool = decision.tool.as_deref().map(InlineText::new);
         st.requests
-            .insert(id_text.to_owned(), RequestInfo { tool, sensitive });
+            .insert(InlineText::new(id_text), RequestInfo { tool, sensitive });
     }
 }
 
@@ -263,7 +271,7 @@ pub(crate) fn on_result_spans(
         && !info
             .tool
             .as_ref()
-            .is_some_and(|t| c.results_exempt_tools.contains(t));
+            .is_some_and(|t| c.results_exempt_tools.iter().any(|e| e == t.as_str()));
     if info.sensitive.is_none() {
         if !scanned {
             return ResultOutcome::Forward; // nothing to remember, nothing to scan

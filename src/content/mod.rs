@@ -26,6 +26,7 @@ pub(crate) mod secrets;
 pub(crate) mod shape;
 pub(crate) mod text;
 
+use crate::inline_text::InlineText;
 use foldhash::HashMap;
 
 pub(crate) use config::{ContentPolicy, FlowPolicy};
@@ -37,14 +38,14 @@ pub(crate) struct SessionContent {
     env_loaded: bool,
     flows: flows::FlowState,
     /// Requests whose results are scanned, by id key.
-    requests: HashMap<String, RequestInfo>,
+    requests: HashMap<InlineText, RequestInfo>,
     /// Where the answers' texts with escapes are unescaped.
     scratch: borrowed::TextScratch,
 }
 
 #[derive(Debug, Clone)]
 struct RequestInfo {
-    tool: Option<String>,
+    tool: Option<InlineText>,
     /// The request read a sensitive path: remember the result's contents as secrets.
     sensitive: Option<String>,
 }

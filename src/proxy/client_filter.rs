@@ -264,7 +264,7 @@ impl ClientFilter {
             let mut shared = self.state();
             for (item, r) in items.iter().zip(&results) {
                 if let (One::Allowed, Some(id), Some(_)) = (r, item.get("id"), item.get("method")) {
-                    shared.pending.remove(&id_key(id));
+                    shared.pending.remove(id_key(id).as_str());
                 }
             }
         }
@@ -323,7 +323,7 @@ impl ClientFilter {
                     tracing::warn!(id = %id, "refused a request whose id is in capjail's own id space");
                     return Ok(One::Refused(Some(self.refused_early(id, code::INVALID_REQUEST, "Invalid Request: ids starting with \"capjail:\" are reserved for capjail's own requests (refused by capjail)", RuleId::ProtocolReservedId)?)));
                 }
-                let key = id_key(id);
+                let key = super::session::id_key_inline(id);
                 // One look at the session state before deciding: the id, the listing, the
                 // snapshot (the field, not `state()`: `self.paths` changes while it is held).
                 let snapshot = {
@@ -413,7 +413,7 @@ impl ClientFilter {
                     }
                     Ok(One::Allowed)
                 } else {
-                    self.state().remember_refused(key);
+                    self.state().remember_refused(key.to_string());
                     Ok(One::Refused(decided.refusal))
                 }
             }
@@ -425,7 +425,7 @@ impl ClientFilter {
                                 // Held for approval, never sent: the server must not see it.
                                 let mut shared = self.state();
                                 shared.remember_refused(id_key(rid));
-                                shared.pending.remove(&id_key(rid));
+                                shared.pending.remove(id_key(rid).as_str());
                                 tracing::info!(request = %rid, "the client cancelled a call waiting for approval");
                                 return Ok(One::Refused(None));
                             }
@@ -827,7 +827,9 @@ impl ClientFilter {
         let key = id_key(id);
         Ok(match gate(&ctx, id, params, &decision, q)? {
             GateOutcome::Forward(line) => {
-                self.state().pending.insert(key, Pending::Plain);
+                self.state()
+                    .pending
+                    .insert(key.as_str().into(), Pending::Plain);
                 match line {
                     None => One::Allowed,
                     Some(l) => One::Rewritten(l),
@@ -839,7 +841,9 @@ impl ClientFilter {
             }
             GateOutcome::Hold(hold) => {
                 // In flight while it waits: the same id cannot be reused meanwhile.
-                self.state().pending.insert(key.clone(), Pending::Plain);
+                self.state()
+                    .pending
+                    .insert(key.as_str().into(), Pending::Plain);
                 ctx.approvals.hold(key);
                 One::Held(hold)
             }

@@ -261,7 +261,7 @@ impl Session {
                 .lock()
                 .map_err(|_| poisoned("shared state"))?
                 .pending
-                .remove(&id_key(&call.id));
+                .remove(id_key(&call.id).as_str());
             let outputs = {
                 let mut client = client.lock().map_err(|_| poisoned("client filter"))?;
                 let outcome = client.rejudge(&call.line)?;

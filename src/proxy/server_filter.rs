@@ -567,7 +567,7 @@ mod tests {
                 let key = (i % lines.len() + 1).to_string();
                 {
                     let mut s = f.shared.lock().unwrap();
-                    s.pending.insert(key.clone(), Pending::Plain);
+                    s.pending.insert(key.as_str().into(), Pending::Plain);
                     if content {
                         s.content.track_for_test(&key, "echo");
                     }

@@ -10,6 +10,7 @@ type FastMap<K, V> = foldhash::HashMap<K, V>;
 use serde_json::Value;
 
 use super::catalog::SessionCatalog;
+use crate::inline_text::InlineText;
 
 /// What to do with the server's response to a client request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +40,7 @@ const CANCELLED_MEMORY: usize = 4096;
 pub(crate) struct Shared {
     pub(crate) catalog: SessionCatalog,
     /// Client requests forwarded and not yet answered, by id key.
-    pub(crate) pending: FastMap<String, Pending>,
+    pub(crate) pending: FastMap<InlineText, Pending>,
     /// Server requests relayed to the client and not yet answered, by id key.
     pub(crate) server_requests: HashMap<String, ServerRequest>,
     refused: VecDeque<String>,
@@ -131,6 +132,12 @@ pub(crate) fn id_key(id: &Value) -> String {
         }
         KeyText::Owned(s) => s,
     }
+}
+
+/// [`id_key`], held inline (no allocation) when short: the key of the maps the answer's
+/// thread removes it from (`Shared::pending`, the content checks' requests).
+pub(crate) fn id_key_inline(id: &Value) -> InlineText {
+    InlineText::new(&id_key_text(id))
 }
 
 /// [`id_key`]'s text, held on the stack for a numeric id (the usual one): a lookup by key

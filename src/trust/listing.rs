@@ -140,7 +140,7 @@ pub(crate) fn must_hold_locked(s: &mut Shared, key: &str, assessed: bool) -> boo
         None => false,
     };
     if hold {
-        s.pending.insert(key.to_owned(), Pending::Plain);
+        s.pending.insert(key.into(), Pending::Plain);
     }
     hold
 }
@@ -407,7 +407,7 @@ fn release(
             {
                 let mut s = shared.lock().expect("shared state");
                 let key = id_key(&call.id);
-                s.pending.remove(&key);
+                s.pending.remove(key.as_str());
                 s.remember_refused(key);
             }
             d.outbox.send_to_client(&line)
