@@ -78,7 +78,7 @@ pub(crate) fn question(
     let d = decision.denial.as_ref().filter(|d| d.approval_required)?;
     let (label, reason) = policy_rule_label.unwrap_or((d.rule.as_str(), None));
     Some(ApprovalQuestion {
-        method: decision.method.clone(),
+        method: decision.method.to_string(),
         tool: decision.tool.clone(),
         capability: d
             .capability

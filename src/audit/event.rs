@@ -952,7 +952,7 @@ mod tests {
                 });
                 let decision = Decision {
                     verdict: if allow { Verdict::Allow } else { Verdict::Deny },
-                    method: rng.text(6),
+                    method: rng.text(6).into(),
                     tool: (rng.below(3) > 0).then(|| rng.text(5)),
                     accesses: (0..rng.below(3) * rng.below(2))
                         .map(|_| access(&mut rng))

@@ -301,7 +301,8 @@ fn judge_again(s: &Session, msg: &Value) -> Option<Decision> {
             .get("method")
             .and_then(Value::as_str)
             .unwrap_or_default()
-            .to_string(),
+            .to_string()
+            .into(),
         tool: None,
         accesses: Vec::new(),
         rule: denial.rule.clone(),

@@ -660,3 +660,14 @@ fn scheme_and_dotdot_searches_match_the_substring_searches() {
     }
     assert!(strings.len() > 100_000);
 }
+
+#[test]
+fn a_decision_keeps_a_known_method_without_an_allocation_and_any_other_as_written() {
+    use std::borrow::Cow;
+    for m in KNOWN_METHODS {
+        assert!(matches!(kept_method(m), Cow::Borrowed(k) if k == *m));
+    }
+    for m in ["tools/callx", "tools/cal", "", "Tools/call", "x/y"] {
+        assert!(matches!(kept_method(m), Cow::Owned(ref k) if k == m), "{m}");
+    }
+}

@@ -80,7 +80,7 @@ pub(crate) fn judge_gated(
 /// The methods whose requests and results the content checks read.
 fn judged(decision: &Decision) -> bool {
     matches!(
-        decision.method.as_str(),
+        decision.method.as_ref(),
         "tools/call" | "resources/read" | "prompts/get"
     )
 }

@@ -62,7 +62,7 @@ pub(crate) fn decision(
     match outcome {
         Ok(_) => Decision {
             verdict: Verdict::Allow,
-            method: format!("egress/{method}"),
+            method: format!("egress/{method}").into(),
             tool: None,
             accesses,
             rule: allowing_rule(policy),
@@ -76,7 +76,7 @@ pub(crate) fn decision(
 pub(crate) fn refused(method: &str, accesses: Vec<Access>, rule: RuleId, reason: &str) -> Decision {
     Decision {
         verdict: Verdict::Deny,
-        method: format!("egress/{method}"),
+        method: format!("egress/{method}").into(),
         tool: None,
         accesses,
         rule: rule.clone(),
