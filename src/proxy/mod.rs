@@ -216,10 +216,6 @@ pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
         }
     }
     tracing::info!(pid, command = %cfg.argv.join(" "), policy = %cfg.policy.name, "server started");
-    // While the server starts: the tool scanner's patterns, for the first tools listing.
-    if cfg.filter && cfg.policy.trust.scan {
-        crate::trust::scan::warm_up();
-    }
     let server_in = server.stdin.take().expect("piped stdin");
     let server_out = server.stdout.take().expect("piped stdout");
 

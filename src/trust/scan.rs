@@ -131,34 +131,7 @@ struct Patterns {
     arg_words: meta::Regex,
 }
 
-/// Build the scanner's patterns now, on a thread of their own, so that the session's first
-/// tools listing does not wait for them (~2 ms of CPU, once per process): the proxy calls it
-/// when the session scans definitions, once the server is spawned. The thread runs at a
-/// lower priority (nice 10): it takes the CPU the server's own start leaves idle, not the
-/// server's (at the default priority the server's exec came 1.5 ms later, median of 15).
-pub(crate) fn warm_up() {
-    if PATTERNS.get().is_some() {
-        return;
-    }
-    // A thread that cannot be started only means the first listing builds them.
-    let _ = std::thread::Builder::new()
-        .name("scan-warm-up".into())
-        .spawn(|| {
-            lower_own_priority();
-            patterns();
-        });
-}
-
-/// Nice 10 for the calling thread (Linux: a thread's nice value is its own). Best effort.
-fn lower_own_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: gettid and setpriority read and set a scheduling value of this thread only.
-    unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
-    }
-}
-
+/// Built once per process, by the first listing that has a definition to scan.
 static PATTERNS: OnceLock<Patterns> = OnceLock::new();
 
 /// Words about other tools (with [`ARG_WORDS`]: [`CROSS_TOOL`]).
