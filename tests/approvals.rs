@@ -210,24 +210,32 @@ fn handshake_decline_and_cancel_refuse_and_nothing_is_written() {
     }
 }
 
+/// One gated `write_note` of "new era" to `target`, through the real Python client that
+/// answers the 2026-07-28 input request with `answer`: the client's transcript (the protocol
+/// checked).
+fn note_through_2026_client(lab: &Lab, audit: &Path, answer: &str, target: &str) -> Value {
+    let argv = jailed(
+        &gated_policy(lab, ""),
+        audit,
+        &["--profile", &fixture_profile()],
+        fixture_server(),
+    );
+    let t = python(
+        &argv,
+        "auto",
+        json!({"answer": answer, "calls": [note(target, "new era")]}),
+    );
+    assert_eq!(t["protocol"], "2026-07-28", "{t}");
+    t
+}
+
 #[test]
 fn generation_2026_asks_with_input_required_and_acts_on_the_answer() {
     for (answer, written) in [("approve", true), ("decline", false)] {
         let lab = Lab::new();
         let audit = lab.path("audit.jsonl");
         let target = lab.p("ws/note.txt");
-        let argv = jailed(
-            &gated_policy(&lab, ""),
-            &audit,
-            &["--profile", &fixture_profile()],
-            fixture_server(),
-        );
-        let t = python(
-            &argv,
-            "auto",
-            json!({"answer": answer, "calls": [note(&target, "new era")]}),
-        );
-        assert_eq!(t["protocol"], "2026-07-28", "{t}");
+        let t = note_through_2026_client(&lab, &audit, answer, &target);
         assert_asked_in_plain_words(&t, "write_note", &target);
         assert_eq!(lab.exists("ws/note.txt"), written, "{answer}: {t}");
         if written {
@@ -858,18 +866,7 @@ fn generation_2026_an_approved_calls_result_is_checked() {
     let audit = lab.path("audit.jsonl");
     let key = format!("AKIA{}", random_hex(8).to_uppercase());
     let target = lab.p(&format!("ws/{key}.txt"));
-    let argv = jailed(
-        &gated_policy(&lab, ""),
-        &audit,
-        &["--profile", &fixture_profile()],
-        fixture_server(),
-    );
-    let t = python(
-        &argv,
-        "auto",
-        json!({"answer": "approve", "calls": [note(&target, "new era")]}),
-    );
-    assert_eq!(t["protocol"], "2026-07-28", "{t}");
+    let t = note_through_2026_client(&lab, &audit, "approve", &target);
     assert_eq!(
         lab.read(&format!("ws/{key}.txt")).as_deref(),
         Some("new era")

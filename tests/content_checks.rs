@@ -87,6 +87,11 @@ fn session_with(f: &Fx, policy: &str, server_args: &[&str]) -> Session {
 
 const OPEN: &str = "name: content\nfilesystem: {mode: any}\nnetwork: {mode: all, allow_loopback: true, allow_private: true, resolve: false}\n";
 
+/// A `fetch` of `url` (the lab's fetch tool): the request's id and the answer.
+fn fetch(s: &mut Session, url: String) -> (Value, Value) {
+    call(s, "fetch", json!({ "url": url }))
+}
+
 fn call(s: &mut Session, name: &str, args: Value) -> (Value, Value) {
     let id = json!(s.id());
     s.send(&json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":name,"arguments":args}}));
@@ -282,11 +287,7 @@ fn read_secret_then_fetch_is_refused_naming_the_read() {
     let (_, r) = call(&mut s, "read_file", json!({"path": env}));
     assert!(r.get("result").is_some(), "{r}");
     let mk = marker();
-    let (id, r) = call(
-        &mut s,
-        "fetch",
-        json!({"url": format!("http://127.0.0.1:9/{mk}")}),
-    );
+    let (id, r) = fetch(&mut s, format!("http://127.0.0.1:9/{mk}"));
     let e = assert_policy_error(&r, &id);
     assert_eq!(
         e["data"]["rule"],
@@ -306,16 +307,12 @@ fn read_secret_then_fetch_is_refused_naming_the_read() {
     // Without the flow rules, the file's value is still a known secret: it does not leave.
     let mut s = session(&f, &format!("{OPEN}flows: {{defaults: false}}\n"));
     call(&mut s, "read_file", json!({"path": env}));
-    let (id, r) = call(
-        &mut s,
-        "fetch",
-        json!({"url": format!("http://127.0.0.1:9/?t={token}")}),
-    );
+    let (id, r) = fetch(&mut s, format!("http://127.0.0.1:9/?t={token}"));
     assert_eq!(
         assert_policy_error(&r, &id)["data"]["rule"],
         "content.outgoing.known"
     );
-    let (_, r) = call(&mut s, "fetch", json!({"url": "http://127.0.0.1:9/fine"}));
+    let (_, r) = fetch(&mut s, "http://127.0.0.1:9/fine".to_string());
     assert!(r.get("result").is_some(), "{r}");
     s.finish();
     assert!(!reached(&f.log).contains(&format!("?t={token}")));
@@ -336,7 +333,7 @@ fn read_readme_then_write_summary_passes() {
         json!({"path": summary, "content": "A small tool built with make."}),
     );
     assert_tool_ok(&r, "Successfully wrote");
-    let (_, r) = call(&mut s, "fetch", json!({"url": "http://127.0.0.1:9/docs"}));
+    let (_, r) = fetch(&mut s, "http://127.0.0.1:9/docs".to_string());
     assert!(
         r.get("result").is_some(),
         "a fetch after a harmless read was refused: {r}"
@@ -433,22 +430,14 @@ fn a_gated_call_is_judged_by_the_content_checks_and_flows() {
     let mut s = session(&f, &policy);
     let (_, r) = call(&mut s, "read_file", json!({"path": env}));
     assert!(r.get("result").is_some(), "{r}");
-    let (id, r) = call(
-        &mut s,
-        "fetch",
-        json!({"url": format!("http://127.0.0.1:9/?t={token}")}),
-    );
+    let (id, r) = fetch(&mut s, format!("http://127.0.0.1:9/?t={token}"));
     assert_eq!(
         assert_policy_error(&r, &id)["data"]["rule"],
         "content.outgoing.known"
     );
     // A fetch without the secret is asked about, approved and sent.
     let mk = marker();
-    let (_, r) = call(
-        &mut s,
-        "fetch",
-        json!({"url": format!("http://127.0.0.1:9/{mk}")}),
-    );
+    let (_, r) = fetch(&mut s, format!("http://127.0.0.1:9/{mk}"));
     assert!(r.get("result").is_some(), "{r}");
     s.finish();
     assert_eq!(questions(&asked), 1, "only the clean fetch was asked about");
@@ -474,11 +463,7 @@ fn a_gated_call_is_judged_by_the_content_checks_and_flows() {
     let (_, r) = call(&mut s, "read_file", json!({"path": env}));
     assert!(r.get("result").is_some(), "{r}");
     let mk = marker();
-    let (id, r) = call(
-        &mut s,
-        "fetch",
-        json!({"url": format!("http://127.0.0.1:9/{mk}")}),
-    );
+    let (id, r) = fetch(&mut s, format!("http://127.0.0.1:9/{mk}"));
     assert_eq!(
         assert_policy_error(&r, &id)["data"]["rule"],
         "flows.default.sensitive-read-then-network"
