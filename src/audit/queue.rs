@@ -37,7 +37,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::event::{Clock, Precoded, SpecCache};
-use super::record::Record;
+use super::record::{DecisionRecord, Record};
 use super::redact::Redactor;
 use super::writer::{AuditLog, Batched};
 use super::AuditError;
@@ -304,11 +304,19 @@ impl AuditQueue {
     }
 
     fn push_with(&self, record: Record, quiet: bool) -> Result<u64, AuditError> {
-        let weight = record.weight();
-        let Record::Decision(d) = record else {
-            return self.enqueue(Queued::Record(Box::new(record)), None, weight, quiet);
-        };
-        // Encoded here, and the record (its params) freed by this thread once queued.
+        match record {
+            // Encoded here, and the record (its params) freed by this thread once queued.
+            Record::Decision(d) => self.push_decision(&d, quiet),
+            other => {
+                let weight = other.weight();
+                self.enqueue(Queued::Record(Box::new(other)), None, weight, quiet)
+            }
+        }
+    }
+
+    /// Queue a decision record, encoded now from `d` (the caller keeps it: its `params` may
+    /// serve the next message, `jsonrpc::reuse`). `quiet` as [`AuditQueue::push_quiet`].
+    pub(crate) fn push_decision(&self, d: &DecisionRecord, quiet: bool) -> Result<u64, AuditError> {
         let mut pre = self.shared.pre.lock().unwrap_or_else(|p| p.into_inner());
         let Precoder {
             session,
@@ -318,7 +326,7 @@ impl AuditQueue {
             scratch,
         } = &mut *pre;
         scratch.clear();
-        let encoded = Precoded::encode(scratch, &d, session, redactor, clock, specs);
+        let encoded = Precoded::encode(scratch, d, session, redactor, clock, specs);
         let pushed = self.enqueue(
             Queued::Decision {
                 start: 0,
@@ -326,15 +334,13 @@ impl AuditQueue {
                 pre: encoded,
             },
             Some(scratch),
-            weight,
+            d.weight,
             quiet,
         );
         drop(pre);
-        drop(d);
         pushed
     }
 
-    /// Queue `item` (a decision's encoded bytes in `bytes`, copied into the arena).
     fn enqueue(
         &self,
         item: Queued,

@@ -1,7 +1,7 @@
 //! One client message read in one strict pass, without a tree of its envelope (issue 19).
 //!
 //! [`parse_strict`](super::parse_strict) builds an owned tree of the whole message, then
-//! [`shape`](super::shape) classifies it. [`parse_message`] reads the same line by the same
+//! [`shape`](super::shape) classifies it. [`parse_message_reusing`] reads the same line by the same
 //! rules (valid UTF-8 everywhere, one value, no duplicate key at any depth, no deeper than the
 //! policy's limit) but keeps only what the stages read: `method` borrowed from the line, `id`
 //! (a number, or a short string), and a tree of `params` alone; `result` and `error` are
@@ -17,6 +17,7 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
+use super::reuse::InPlace;
 use super::strict::{Check, Key, Seed};
 use super::Shape;
 
@@ -47,16 +48,28 @@ impl Message<'_> {
     }
 }
 
-/// Read one line as a single JSON-RPC message, or `None` when the fast pass is unsure (see
-/// the module's documentation): the caller then uses `parse_strict` and `shape`.
+/// [`parse_message_reusing`] with nothing to reuse.
+#[cfg(test)]
 pub(crate) fn parse_message(line: &[u8], max_depth: usize) -> Option<Message<'_>> {
+    parse_message_reusing(line, max_depth, None)
+}
+
+/// Read one line as a single JSON-RPC message, or `None` when the fast pass is unsure (see
+/// the module's documentation): the caller then uses `parse_strict` and `shape`. Its
+/// `params` are read into `spare` (an earlier message's `params`, done with) when there is
+/// one: its allocations reused (`jsonrpc::reuse`), the same message.
+pub(crate) fn parse_message_reusing(
+    line: &[u8],
+    max_depth: usize,
+    spare: Option<Value>,
+) -> Option<Message<'_>> {
     // The whole line checked as UTF-8 once, then read as text: serde_json's slice reader
     // checks each string on its own instead (a call per key and value, 7% of the client
     // thread's instructions per call; issue 19). Both check `\u` escapes the same way; a
     // line that is not UTF-8 is left to the owned parse, which says why it is refused.
     let text = std::str::from_utf8(line).ok()?;
     let mut de = serde_json::Deserializer::from_str(text);
-    let found = Top { max_depth }.deserialize(&mut de).ok()?;
+    let found = Top { max_depth, spare }.deserialize(&mut de).ok()?;
     de.end().ok()?;
     found.into_message()
 }
@@ -97,9 +110,10 @@ fn unsure<E: serde::de::Error>() -> E {
     E::custom("capjail:not for the fast pass")
 }
 
-#[derive(Clone, Copy)]
 struct Top {
     max_depth: usize,
+    /// What `params` is read into (`jsonrpc::reuse`), if anything.
+    spare: Option<Value>,
 }
 
 impl<'de> DeserializeSeed<'de> for Top {
@@ -116,6 +130,7 @@ impl<'de> Visitor<'de> for Top {
         f.write_str("a JSON-RPC message")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Found<'de>, A::Error> {
+        let mut spare = self.spare;
         if 1 > self.max_depth {
             return Err(unsure());
         }
@@ -150,7 +165,13 @@ impl<'de> Visitor<'de> for Top {
                     found.method = Some(map.next_value_seed(MethodName)?);
                 }
                 "params" if found.params.is_none() => {
-                    let p = map.next_value_seed(seed)?;
+                    let p = match spare.take() {
+                        Some(mut p) => {
+                            map.next_value_seed(InPlace { slot: &mut p, seed })?;
+                            p
+                        }
+                        None => map.next_value_seed(seed)?,
+                    };
                     if !p.is_object() && !p.is_array() {
                         return Err(unsure());
                     }

@@ -2,12 +2,15 @@
 
 pub(crate) mod message;
 pub(crate) mod quiet;
+mod reuse;
 pub(crate) mod stops;
 pub(crate) mod strict;
 
 use serde_json::{json, Map, Value};
 
+#[cfg(test)]
 pub(crate) use message::parse_message;
+pub(crate) use message::parse_message_reusing;
 #[cfg(test)]
 pub(crate) use strict::validate_envelope;
 pub(crate) use strict::{parse_strict, ParseError};

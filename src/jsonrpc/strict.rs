@@ -69,7 +69,7 @@ impl<'de> DeserializeSeed<'de> for Seed {
 }
 
 impl Seed {
-    fn deeper<E: serde::de::Error>(self) -> Result<Seed, E> {
+    pub(super) fn deeper<E: serde::de::Error>(self) -> Result<Seed, E> {
         if self.depth + 1 > self.max_depth {
             return Err(E::custom(format_args!("{DEEP}{}", self.max_depth)));
         }
@@ -244,10 +244,7 @@ impl<'de> Visitor<'de> for Check {
             keys.push(k);
         }
         if let Some(k) = keys.duplicate() {
-            return Err(A::Error::custom(format_args!(
-                "{DUP}`{}`",
-                k.escape_debug()
-            )));
+            return Err(duplicate_key_error(&k));
         }
         Ok(())
     }
@@ -259,14 +256,14 @@ const INLINE_KEYS: usize = 8;
 /// The keys of one object, for the duplicate check: the first [`INLINE_KEYS`] on the stack (the
 /// objects of a JSON-RPC message are small: no allocation per object), the rest on the heap.
 #[derive(Default)]
-struct Keys<'de> {
+pub(super) struct Keys<'de> {
     inline: [std::borrow::Cow<'de, str>; INLINE_KEYS],
     len: usize,
     spilled: Vec<std::borrow::Cow<'de, str>>,
 }
 
 impl<'de> Keys<'de> {
-    fn push(&mut self, k: std::borrow::Cow<'de, str>) {
+    pub(super) fn push(&mut self, k: std::borrow::Cow<'de, str>) {
         if self.len < INLINE_KEYS {
             self.inline[self.len] = k;
             self.len += 1;
@@ -275,8 +272,21 @@ impl<'de> Keys<'de> {
         }
     }
 
+    /// How many keys were pushed.
+    pub(super) fn len(&self) -> usize {
+        self.len + self.spilled.len()
+    }
+
+    /// Every key pushed, in order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &str> {
+        self.inline[..self.len]
+            .iter()
+            .chain(&self.spilled)
+            .map(|k| k.as_ref())
+    }
+
     /// The smallest key that occurs more than once (the one a sorted scan finds first).
-    fn duplicate(mut self) -> Option<std::borrow::Cow<'de, str>> {
+    pub(super) fn duplicate(&self) -> Option<std::borrow::Cow<'de, str>> {
         if self.spilled.is_empty() {
             let keys = &self.inline[..self.len];
             let mut dup: Option<&std::borrow::Cow<'de, str>> = None;
@@ -287,11 +297,18 @@ impl<'de> Keys<'de> {
             }
             return dup.cloned();
         }
-        let mut all = std::mem::take(&mut self.spilled);
-        all.extend(self.inline.into_iter().take(self.len));
+        let mut all: Vec<&std::borrow::Cow<'de, str>> = self.inline[..self.len]
+            .iter()
+            .chain(&self.spilled)
+            .collect();
         all.sort_unstable();
         all.windows(2).find(|w| w[0] == w[1]).map(|w| w[0].clone())
     }
+}
+
+/// The error of a duplicate key `k` (what [`classify`] reads back).
+pub(super) fn duplicate_key_error<E: serde::de::Error>(k: &str) -> E {
+    E::custom(format_args!("{DUP}`{}`", k.escape_debug()))
 }
 
 /// The members of a message that say what it is, read in the same pass that checks the whole
@@ -462,10 +479,7 @@ impl<'de> Visitor<'de> for Top {
             keys.push(k);
         }
         if let Some(k) = keys.duplicate() {
-            return Err(A::Error::custom(format_args!(
-                "{DUP}`{}`",
-                k.escape_debug()
-            )));
+            return Err(duplicate_key_error(&k));
         }
         Ok(env)
     }

@@ -145,9 +145,18 @@ impl ClientFilter {
         }
         // The common message (issue 19): one strict pass, no tree but of its `params`.
         if !self.owned_parse {
-            if let Some(mut msg) = jsonrpc::parse_message(line, self.policy.limits.max_depth) {
+            // `params` read into an earlier message's tree (`jsonrpc::reuse`): a small line's.
+            let spare = if line.len() <= super::recorder::SPARE_PARAMS_LINE {
+                self.recorder
+                    .lock()
+                    .ok()
+                    .and_then(|mut r| r.take_spare_params())
+            } else {
+                None
+            };
+            let max_depth = self.policy.limits.max_depth;
+            if let Some(mut msg) = jsonrpc::parse_message_reusing(line, max_depth, spare) {
                 self.scratch.single = true;
-                let max_depth = self.policy.limits.max_depth;
                 let one = self.on_message(Whole::Line(line, max_depth), Ok(msg.shape()));
                 let params = msg.params.take();
                 return self.conclude(line, one, msg.id.as_ref(), params);

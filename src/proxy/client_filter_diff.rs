@@ -407,8 +407,8 @@ fn filter(policy: &str, owned_parse: bool) -> ClientFilter {
 }
 
 /// A record as the audit log writes it, its time and latency left out.
-fn normalised(mut r: Record) -> String {
-    match &mut r {
+fn normalised(r: &mut Record) -> String {
+    match r {
         Record::Decision(d) => {
             d.at = SystemTime::UNIX_EPOCH;
             d.latency_us = 0;
@@ -453,7 +453,7 @@ fn one_pass_and_owned_reads_agree() {
         let mut owned = filter(policy, true);
         let mut fast = filter(policy, false);
         let max_depth = owned.policy.limits.max_depth;
-        let (mut read_fast, mut forwarded, mut refused) = (0, 0, 0);
+        let (mut read_fast, mut forwarded, mut refused, mut reused) = (0, 0, 0, 0);
         for n in 0..6000 {
             let (line, asked) = line(&mut r, max_depth);
             if same_message(&line, max_depth) {
@@ -467,6 +467,9 @@ fn one_pass_and_owned_reads_agree() {
                         .remember_server_request(key.clone(), kind);
                 }
             }
+            if fast.recorder.lock().unwrap().has_spare_params() {
+                reused += 1;
+            }
             let a = owned.on_line(&line).unwrap();
             let b = fast.on_line(&line).unwrap();
             let text = String::from_utf8_lossy(&line);
@@ -476,9 +479,19 @@ fn one_pass_and_owned_reads_agree() {
                 super::Outcome::Reply(_) => refused += 1,
                 _ => {}
             }
-            let ra: Vec<String> = owned.drain_records().map(normalised).collect();
-            let rb: Vec<String> = fast.drain_records().map(normalised).collect();
+            let ra: Vec<String> = owned
+                .drain_records()
+                .map(|mut r| normalised(&mut r))
+                .collect();
+            let mut fast_records: Vec<Record> = fast.drain_records().collect();
+            let rb: Vec<String> = fast_records.iter_mut().map(normalised).collect();
             assert_eq!(ra, rb, "{text}");
+            // Written as the pipeline writes them: the recorder keeps the params of a small
+            // client decision, and the fast filter reads the next message into them
+            // (`jsonrpc::reuse`), so the generated lines also check the reuse.
+            for r in fast_records {
+                fast.recorder.lock().unwrap().record(r).unwrap();
+            }
             {
                 let (sa, sb) = (owned.shared.lock().unwrap(), fast.shared.lock().unwrap());
                 assert_eq!(sa.pending, sb.pending, "{text}");
@@ -498,8 +511,9 @@ fn one_pass_and_owned_reads_agree() {
             }
         }
         eprintln!(
-            "{policy}: {read_fast} read in one pass, {forwarded} forwarded, {refused} answered"
+            "{policy}: {read_fast} read in one pass ({reused} into an earlier message's params), {forwarded} forwarded, {refused} answered"
         );
+        assert!(reused > 1000, "{policy}: {reused} read into earlier params");
         // The generated lines cover both reads and every outcome.
         assert!(read_fast > 2000, "{policy}: {read_fast} read in one pass");
         assert!(

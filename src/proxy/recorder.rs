@@ -6,7 +6,11 @@
 use std::sync::{Arc, Mutex};
 
 use crate::audit::queue::Watermark;
-use crate::audit::{AuditError, AuditQueue, FilterAction, Record, SessionEnd};
+use serde_json::Value;
+
+use crate::audit::{
+    AuditError, AuditQueue, DecisionRecord, Direction, FilterAction, Record, SessionEnd,
+};
 
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Tally {
@@ -24,7 +28,15 @@ pub(crate) struct Recorder {
     /// An offline session (`capjail check`, `audit replay`) keeps its records here instead
     /// of writing a log (`None`: a session that runs a server).
     kept: Option<Vec<Record>>,
+    /// The `params` of the last client decision written, done with, for the client filter to
+    /// read the next message's into (`jsonrpc::reuse`): only a small message's (its line at
+    /// most [`SPARE_PARAMS_LINE`] bytes), so what is kept stays small.
+    spare_params: Option<Value>,
 }
+
+/// The longest client line whose `params` tree is kept for the next message
+/// ([`Recorder::take_spare_params`]).
+pub(crate) const SPARE_PARAMS_LINE: usize = 4096;
 
 pub(crate) type SharedRecorder = Arc<Mutex<Recorder>>;
 
@@ -35,6 +47,7 @@ impl Recorder {
             tally: Tally::default(),
             last_seq: 0,
             kept: None,
+            spare_params: None,
         }))
     }
 
@@ -45,6 +58,7 @@ impl Recorder {
             tally: Tally::default(),
             last_seq: 0,
             kept: Some(Vec::new()),
+            spare_params: None,
         }))
     }
 
@@ -82,15 +96,42 @@ impl Recorder {
             kept.push(record);
             return Ok(());
         }
+        let Record::Decision(d) = record else {
+            if let Some(q) = &self.audit {
+                let pushed = if quiet {
+                    q.push_quiet(record)
+                } else {
+                    q.push(record)
+                };
+                self.last_seq = pushed.map_err(io_error)?;
+            }
+            return Ok(());
+        };
         if let Some(q) = &self.audit {
-            let pushed = if quiet {
-                q.push_quiet(record)
-            } else {
-                q.push(record)
-            };
-            self.last_seq = pushed.map_err(io_error)?;
+            self.last_seq = q.push_decision(&d, quiet).map_err(io_error)?;
         }
+        self.keep_spare(*d);
         Ok(())
+    }
+
+    /// Keep a written client decision's `params` for the next message (see `spare_params`).
+    fn keep_spare(&mut self, d: DecisionRecord) {
+        if d.direction == Direction::ClientToServer && d.weight <= SPARE_PARAMS_LINE {
+            if let Some(p) = d.params.filter(|p| p.is_object()) {
+                self.spare_params = Some(p);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn has_spare_params(&self) -> bool {
+        self.spare_params.is_some()
+    }
+
+    /// The kept `params` of an earlier client message, if any (taken: the next message's are
+    /// read into them).
+    pub(crate) fn take_spare_params(&mut self) -> Option<Value> {
+        self.spare_params.take()
     }
 
     /// Record the end of the session and write everything still queued. `Err`: some record
@@ -109,4 +150,54 @@ impl Recorder {
 
 fn io_error(e: AuditError) -> std::io::Error {
     super::fatal::AuditFailure::io(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::decide::kept_method;
+
+    fn decision(direction: Direction, weight: usize, params: Value) -> Record {
+        let d = crate::check::decide::Decision {
+            verdict: crate::check::decide::Verdict::Allow,
+            method: kept_method("tools/call"),
+            tool: None,
+            accesses: vec![],
+            rule: crate::policy::RuleId::Default,
+            denial: None,
+        };
+        Record::Decision(Box::new(DecisionRecord {
+            weight,
+            ..DecisionRecord::new(direction, Some(1.into()), Some(params), d)
+        }))
+    }
+
+    #[test]
+    fn only_a_small_client_message_s_params_are_kept_for_the_next() {
+        let params = serde_json::json!({"name": "echo", "arguments": {"m": "x"}});
+        let r = Recorder::new(None);
+        let mut r = r.lock().unwrap();
+        r.record(decision(Direction::ClientToServer, 100, params.clone()))
+            .unwrap();
+        assert_eq!(r.take_spare_params(), Some(params.clone()));
+        assert_eq!(r.take_spare_params(), None, "taken once");
+        // A long line's tree is not kept (what is kept stays small), nor a server's request's,
+        // nor params that are not an object.
+        let long = decision(
+            Direction::ClientToServer,
+            SPARE_PARAMS_LINE + 1,
+            params.clone(),
+        );
+        r.record(long).unwrap();
+        r.record(decision(Direction::ServerToClient, 100, params.clone()))
+            .unwrap();
+        r.record(decision(
+            Direction::ClientToServer,
+            100,
+            serde_json::json!([1]),
+        ))
+        .unwrap();
+        assert_eq!(r.take_spare_params(), None);
+        assert_eq!(r.tally.allowed, 4);
+    }
 }
