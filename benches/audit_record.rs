@@ -31,7 +31,7 @@ fn main() {
         verdict: Verdict::Allow,
         method: "tools/call".into(),
         tool: Some("echo".into()),
-        accesses: vec![],
+        accesses: Default::default(),
         rule: capjail::policy::RuleId::ToolsAllowed,
         denial: None,
     };

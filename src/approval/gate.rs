@@ -83,7 +83,7 @@ pub(crate) fn question(
         capability: d
             .capability
             .clone()
-            .or_else(|| decision.accesses.first().map(|a| a.capability.clone())),
+            .or_else(|| decision.accesses.first().map(|a| a.capability.to_string())),
         resource: d.resource.clone(),
         rule: d.rule.clone(),
         rule_label: label.to_string(),

@@ -690,7 +690,7 @@ mod tests {
             verdict: Verdict::Allow,
             method: "tools/call".into(),
             tool: Some("write_file".into()),
-            accesses: vec![
+            accesses: smallvec::smallvec![
                 Access {
                     capability: "filesystem.write".into(),
                     resource: Resource::Path {
@@ -903,7 +903,7 @@ mod tests {
                 },
             };
             Access {
-                capability: rng.text(5),
+                capability: rng.text(5).into(),
                 resource,
             }
         }

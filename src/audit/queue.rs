@@ -657,7 +657,7 @@ mod tests {
                     },
                     method: "tools/call".into(),
                     tool: Some("echo".into()),
-                    accesses: vec![],
+                    accesses: Default::default(),
                     rule: crate::policy::RuleId::ToolsAllowed,
                     denial: None,
                 },

@@ -304,7 +304,7 @@ fn judge_again(s: &Session, msg: &Value) -> Option<Decision> {
             .to_string()
             .into(),
         tool: None,
-        accesses: Vec::new(),
+        accesses: Default::default(),
         rule: denial.rule.clone(),
         denial: Some(denial),
     };

@@ -23,7 +23,7 @@ fn decision(allow: bool) -> Decision {
         verdict: if allow { Verdict::Allow } else { Verdict::Deny },
         method: "tools/call".into(),
         tool: Some("read_file".into()),
-        accesses: vec![],
+        accesses: Default::default(),
         rule: RuleId::Policy(if allow { "allow[0]" } else { "deny[0]" }.into()),
         denial: (!allow)
             .then(|| Denial::new(RuleId::Policy("deny[0]".into()), "denied by rule deny[0]")),

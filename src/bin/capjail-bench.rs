@@ -480,7 +480,7 @@ fn audit_cpu(args: &[String]) -> i32 {
                     verdict: Verdict::Allow,
                     method: "tools/call".into(),
                     tool: Some("echo".into()),
-                    accesses: vec![],
+                    accesses: Default::default(),
                     rule: capjail::policy::RuleId::ToolsAllowed,
                     denial: None,
                 },

@@ -58,7 +58,8 @@ pub struct Decision {
     pub method: Cow<'static, str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
-    pub accesses: Vec<Access>,
+    /// What the request would do (one held inline: no allocation for the common call).
+    pub accesses: Accesses,
     /// The rule that decided (`allow[0]`, `filesystem.mounts[/srv]`, `default`,
     /// `protocol.allowed`, ...), serialised as its dotted id.
     pub rule: RuleId,
@@ -70,7 +71,7 @@ impl Decision {
     pub(crate) fn is_allowed(&self) -> bool {
         self.verdict == Verdict::Allow
     }
-    fn deny(method: &str, tool: Option<String>, accesses: Vec<Access>, denial: Denial) -> Decision {
+    fn deny(method: &str, tool: Option<String>, accesses: Accesses, denial: Denial) -> Decision {
         Decision {
             verdict: Verdict::Deny,
             method: kept_method(method),
@@ -113,6 +114,35 @@ pub(crate) fn kept_method(method: &str) -> Cow<'static, str> {
     }
 }
 
+/// A decision's accesses: most calls have one, kept inline.
+pub type Accesses = smallvec::SmallVec<[Access; 1]>;
+
+/// The capabilities an access keeps without an allocation (every tool call's access holds
+/// its tool's capability): those of the built-in profiles and of the inferred ones.
+const KNOWN_CAPABILITIES: &[&str] = &[
+    "compute",
+    "unknown",
+    "filesystem.read",
+    "filesystem.write",
+    "network.fetch",
+    "shell.execute",
+    "environment.read",
+    "memory.read",
+    "memory.write",
+    "database.read",
+    "database.write",
+    "resource.read",
+    "prompt.get",
+];
+
+/// `capability` as an access keeps it.
+pub(crate) fn kept_capability(capability: &str) -> Cow<'static, str> {
+    match KNOWN_CAPABILITIES.iter().find(|c| **c == capability) {
+        Some(c) => Cow::Borrowed(c),
+        None => Cow::Owned(capability.to_owned()),
+    }
+}
+
 /// Decide a request (or a notification: pass its method and params the same way).
 pub(crate) fn decide(ctx: &Context, method: &str, params: Option<&Value>) -> Decision {
     match method {
@@ -131,12 +161,12 @@ pub(crate) fn decide(ctx: &Context, method: &str, params: Option<&Value>) -> Dec
                 verdict: Verdict::Allow,
                 method: kept_method(method),
                 tool: None,
-                accesses: vec![],
+                accesses: Accesses::new(),
                 rule: RuleId::ProtocolAllowed,
                 denial: None,
             },
             super::doors::Door::Uris(uris) => {
-                let mut accesses = Vec::new();
+                let mut accesses = Accesses::new();
                 for u in uris {
                     if let Err(d) = scan_value(
                         ctx,
@@ -145,7 +175,7 @@ pub(crate) fn decide(ctx: &Context, method: &str, params: Option<&Value>) -> Dec
                         &mut accesses,
                         true,
                     ) {
-                        return Decision::deny(method, None, vec![], d);
+                        return Decision::deny(method, None, Accesses::new(), d);
                     }
                 }
                 if accesses.is_empty() {
@@ -161,7 +191,7 @@ pub(crate) fn decide(ctx: &Context, method: &str, params: Option<&Value>) -> Dec
             super::doors::Door::Malformed(why) => Decision::deny(
                 method,
                 None,
-                vec![],
+                Accesses::new(),
                 Denial::new(RuleId::ProtocolParams, why),
             ),
         },
@@ -174,7 +204,7 @@ fn decide_tool_call(ctx: &Context, params: Option<&Value>) -> Decision {
         return Decision::deny(
             M,
             None,
-            vec![],
+            Accesses::new(),
             Denial::new(
                 RuleId::ProtocolToolCallParams,
                 "tools/call needs an object `params`",
@@ -187,7 +217,7 @@ fn decide_tool_call(ctx: &Context, params: Option<&Value>) -> Decision {
             return Decision::deny(
                 M,
                 None,
-                vec![],
+                Accesses::new(),
                 Denial::new(
                     RuleId::ProtocolToolName,
                     "tools/call needs a non-empty string `params.name`",
@@ -203,7 +233,7 @@ fn decide_tool_call(ctx: &Context, params: Option<&Value>) -> Decision {
             return Decision::deny(
                 M,
                 Some(name.to_string()),
-                vec![],
+                Accesses::new(),
                 Denial::new(
                     RuleId::ProtocolToolArguments,
                     "`params.arguments` must be an object",
@@ -224,13 +254,13 @@ fn decide_tool_call(ctx: &Context, params: Option<&Value>) -> Decision {
                 format!("Tool blocked by policy: {name} (tools.blocked: {b})"),
             ),
         };
-        return Decision::deny(M, tool, vec![], d);
+        return Decision::deny(M, tool, Accesses::new(), d);
     }
 
     let spec = match ctx.catalog.tool(name) {
         Some(s) => s,
         None if ctx.policy.restricts_filesystem() || ctx.policy.restricts_network() => {
-            return Decision::deny(M, tool, vec![], Denial::new(RuleId::ProfileUnknownTool, format!(
+            return Decision::deny(M, tool, Accesses::new(), Denial::new(RuleId::ProfileUnknownTool, format!(
                 "Tool `{name}` is unknown: {} and the server has not described it in tools/list, so capjail cannot tell which paths or URLs it touches. Describe it in a profile (see profiles/README.md) and pass --profile FILE",
                 match ctx.catalog.profile_name() { Some(p) => format!("the `{p}` profile does not list it"), None => "no profile matches this server".to_string() }
             )));
@@ -244,7 +274,7 @@ fn decide_tool_call(ctx: &Context, params: Option<&Value>) -> Decision {
 
     let accesses = match accesses_for(ctx, &spec, arguments) {
         Ok(a) => a,
-        Err(d) => return Decision::deny(M, tool, vec![], d),
+        Err(d) => return Decision::deny(M, tool, Accesses::new(), d),
     };
     judge(ctx, M, tool, accesses)
 }
@@ -254,14 +284,14 @@ fn decide_resource(ctx: &Context, method: &str, params: Option<&Value>) -> Decis
         return Decision::deny(
             method,
             None,
-            vec![],
+            Accesses::new(),
             Denial::new(
                 RuleId::ProtocolResourceUri,
                 format!("{method} needs a string `params.uri`"),
             ),
         );
     };
-    let mut accesses = Vec::new();
+    let mut accesses = Accesses::new();
     if let Err(d) = scan_value(
         ctx,
         "filesystem.read",
@@ -269,7 +299,7 @@ fn decide_resource(ctx: &Context, method: &str, params: Option<&Value>) -> Decis
         &mut accesses,
         true,
     ) {
-        return Decision::deny(method, None, vec![], d);
+        return Decision::deny(method, None, Accesses::new(), d);
     }
     if accesses.is_empty() {
         accesses.push(Access {
@@ -281,15 +311,15 @@ fn decide_resource(ctx: &Context, method: &str, params: Option<&Value>) -> Decis
 }
 
 fn decide_scanned(ctx: &Context, method: &str, capability: &str, args: Option<&Value>) -> Decision {
-    let mut accesses = Vec::new();
+    let mut accesses = Accesses::new();
     if let Some(a) = args {
         if let Err(d) = scan_value(ctx, "filesystem.read", a, &mut accesses, false) {
-            return Decision::deny(method, None, vec![], d);
+            return Decision::deny(method, None, Accesses::new(), d);
         }
     }
     if accesses.is_empty() {
         accesses.push(Access {
-            capability: capability.into(),
+            capability: kept_capability(capability),
             resource: Resource::None,
         });
     }
@@ -301,8 +331,8 @@ fn accesses_for(
     ctx: &Context,
     spec: &ToolSpec,
     arguments: &Map<String, Value>,
-) -> Result<Vec<Access>, Denial> {
-    let mut out = Vec::new();
+) -> Result<Accesses, Denial> {
+    let mut out = Accesses::new();
     for (arg, value) in arguments {
         if value.is_null() {
             continue;
@@ -324,7 +354,7 @@ fn accesses_for(
         out.insert(
             0,
             Access {
-                capability: spec.capability.clone(),
+                capability: kept_capability(&spec.capability),
                 resource: Resource::None,
             },
         );
@@ -339,7 +369,7 @@ fn declared_arg(
     a: &ArgSpec,
     value: &Value,
     arguments: &Map<String, Value>,
-    out: &mut Vec<Access>,
+    out: &mut Accesses,
 ) -> Result<(), Denial> {
     let cap = a.capability.as_deref().unwrap_or(&spec.capability);
     let strings = |list: bool| -> Result<Vec<&str>, Denial> {
@@ -425,7 +455,7 @@ fn path_access(
     capability: &str,
     written: &str,
     base: Option<&Path>,
-) -> Result<Vec<Access>, Denial> {
+) -> Result<Accesses, Denial> {
     let pctx;
     let paths = match base {
         Some(b) => {
@@ -457,7 +487,7 @@ fn path_access(
     } else {
         "filesystem.write"
     };
-    let mut out = Vec::with_capacity(decoded.len());
+    let mut out = Accesses::with_capacity(decoded.len());
     for p in &decoded {
         let resolved = ctx.world.resolve_path(p);
         // A write that a program later executes is execution too (check::exec_writes).
@@ -469,7 +499,7 @@ fn path_access(
             })
             .flatten();
         out.push(Access {
-            capability: capability.to_string(),
+            capability: kept_capability(capability),
             resource: Resource::Path {
                 written: written.into(),
                 resolved: resolved.clone(),
@@ -509,7 +539,7 @@ fn url_access(ctx: &Context, capability: &str, written: &str) -> Result<Option<A
     };
     match check_url(written, &ctx.policy.network, ctx.world) {
         Ok(dest) => Ok(Some(Access {
-            capability: capability.into(),
+            capability: kept_capability(capability),
             resource: Resource::Url {
                 written: written.into(),
                 host: dest.host,
@@ -591,7 +621,7 @@ fn scan_value(
     ctx: &Context,
     fs_capability: &str,
     v: &Value,
-    out: &mut Vec<Access>,
+    out: &mut Accesses,
     uri_context: bool,
 ) -> Result<(), Denial> {
     match v {
@@ -634,7 +664,7 @@ fn scan_value(
 /// Check every access; the first refusal decides, except that a call needing approval is
 /// still checked to the end: a later access that is refused outright refuses the call (an
 /// approval must never let through what the policy denies).
-fn judge(ctx: &Context, method: &str, tool: Option<String>, accesses: Vec<Access>) -> Decision {
+fn judge(ctx: &Context, method: &str, tool: Option<String>, accesses: Accesses) -> Decision {
     let mut deciding_rule = RuleId::Default;
     let mut approval: Option<Denial> = None;
     for access in &accesses {

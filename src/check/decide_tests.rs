@@ -671,3 +671,38 @@ fn a_decision_keeps_a_known_method_without_an_allocation_and_any_other_as_writte
         assert!(matches!(kept_method(m), Cow::Owned(ref k) if k == m), "{m}");
     }
 }
+
+#[test]
+fn an_access_keeps_a_known_capability_without_an_allocation_and_any_other_as_written() {
+    use std::borrow::Cow;
+    for c in KNOWN_CAPABILITIES {
+        assert!(matches!(kept_capability(c), Cow::Borrowed(k) if k == *c));
+    }
+    for c in ["filesystem.readx", "filesystem.", "", "Compute", "git.push"] {
+        assert!(
+            matches!(kept_capability(c), Cow::Owned(ref k) if k == c),
+            "{c}"
+        );
+    }
+    // Every capability of the built-in profiles is kept without an allocation.
+    for p in crate::profile::builtin_profiles() {
+        for (tool, spec) in &p.tools {
+            assert!(
+                KNOWN_CAPABILITIES.contains(&spec.capability.as_str()),
+                "{tool}: {}",
+                spec.capability
+            );
+        }
+    }
+}
+
+#[test]
+fn a_call_s_single_access_is_held_inline() {
+    // One access (the usual call) is kept in the decision itself: no allocation per call.
+    let mut a = Accesses::new();
+    a.push(Access {
+        capability: kept_capability("compute"),
+        resource: Resource::None,
+    });
+    assert!(!a.spilled());
+}

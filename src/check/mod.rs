@@ -17,6 +17,7 @@ pub(crate) mod rules;
 pub(crate) mod tools;
 pub(crate) mod uri;
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -58,7 +59,8 @@ impl World for RealWorld {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Access {
     /// `filesystem.read`, `filesystem.write`, `network.fetch`, `shell.execute`, ...
-    pub(crate) capability: String,
+    /// ([`decide::kept_capability`]: a known one without an allocation).
+    pub(crate) capability: Cow<'static, str>,
     #[serde(skip_serializing_if = "Resource::is_none")]
     pub(crate) resource: Resource,
 }
@@ -133,7 +135,7 @@ impl Denial {
         }
     }
     pub(crate) fn on(mut self, access: &Access) -> Denial {
-        self.capability = Some(access.capability.clone());
+        self.capability = Some(access.capability.to_string());
         if !access.resource.is_none() {
             self.resource = Some(access.resource.describe());
         }

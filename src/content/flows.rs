@@ -142,7 +142,7 @@ pub(crate) fn events_of(
 ) -> Vec<Event> {
     let mut out = Vec::new();
     for a in accesses {
-        match (&a.resource, a.capability.as_str()) {
+        match (&a.resource, &*a.capability) {
             (Resource::Path { resolved, written }, c)
                 if c.ends_with(".read")
                     || c == "filesystem.list"

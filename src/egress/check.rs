@@ -51,7 +51,7 @@ pub(crate) fn decision(
         Ok(d) => (d.host.clone(), d.port),
         Err(r) => (r.target.clone(), 0),
     };
-    let accesses = vec![Access {
+    let accesses: crate::check::decide::Accesses = smallvec::smallvec![Access {
         capability: "network.connect".into(),
         resource: Resource::Url {
             written: written.into(),
@@ -73,7 +73,12 @@ pub(crate) fn decision(
 }
 
 /// A refusal decision.
-pub(crate) fn refused(method: &str, accesses: Vec<Access>, rule: RuleId, reason: &str) -> Decision {
+pub(crate) fn refused(
+    method: &str,
+    accesses: crate::check::decide::Accesses,
+    rule: RuleId,
+    reason: &str,
+) -> Decision {
     Decision {
         verdict: Verdict::Deny,
         method: format!("egress/{method}").into(),

@@ -870,7 +870,7 @@ pub(crate) fn refusal(id: &Value, decision: &Decision) -> Vec<u8> {
     let capability = d
         .capability
         .clone()
-        .or_else(|| decision.accesses.first().map(|a| a.capability.clone()));
+        .or_else(|| decision.accesses.first().map(|a| a.capability.to_string()));
     let mut data = json!({
         "rule": d.rule,
         "reason": d.reason,

@@ -162,7 +162,7 @@ mod tests {
             verdict: crate::check::decide::Verdict::Allow,
             method: kept_method("tools/call"),
             tool: None,
-            accesses: vec![],
+            accesses: Default::default(),
             rule: crate::policy::RuleId::Default,
             denial: None,
         };

@@ -39,7 +39,7 @@ mod tests {
             verdict: Verdict::Allow,
             method: "tools/call".into(),
             tool: Some("t".into()),
-            accesses: vec![],
+            accesses: Default::default(),
             rule: crate::policy::RuleId::Default,
             denial: None,
         }
