@@ -21,16 +21,17 @@ use smallvec::SmallVec;
 pub(crate) const INLINE: usize = 16;
 
 /// A UTF-8 string, inline when short. Hashes, compares and borrows as the `str` it holds, so a
-/// map keyed by it is looked up with a `&str`.
+/// map keyed by it is looked up with a `&str`. (Public as a decision's tool name,
+/// `check::decide::ToolName`: read it as a `str`.)
 #[derive(Clone, Default)]
-pub(crate) struct InlineText(SmallVec<[u8; INLINE]>);
+pub struct InlineText(SmallVec<[u8; INLINE]>);
 
 impl InlineText {
     pub(crate) fn new(s: &str) -> InlineText {
         InlineText(SmallVec::from_slice(s.as_bytes()))
     }
 
-    pub(crate) fn as_str(&self) -> &str {
+    pub fn as_str(&self) -> &str {
         // SAFETY: the bytes are only ever a whole `str`'s (`new`, the one constructor; the
         // field is private and never changed after), so they are UTF-8. (Checking them again
         // on every hash and comparison cost more than the allocation it saves.)

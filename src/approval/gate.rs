@@ -79,7 +79,7 @@ pub(crate) fn question(
     let (label, reason) = policy_rule_label.unwrap_or((d.rule.as_str(), None));
     Some(ApprovalQuestion {
         method: decision.method.to_string(),
-        tool: decision.tool.clone(),
+        tool: decision.tool.as_deref().map(str::to_owned),
         capability: d
             .capability
             .clone()

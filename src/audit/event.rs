@@ -418,7 +418,7 @@ fn decision_fields(m: &mut Map<String, Value>, d: &DecisionRecord, redactor: &Re
     m.insert("direction".into(), d.direction.as_str().into());
     put_id(m, d.id.as_ref());
     m.insert("method".into(), dec.method.clone().into());
-    m.insert("tool".into(), dec.tool.clone().into());
+    m.insert("tool".into(), dec.tool.as_deref().into());
     m.insert(
         "accesses".into(),
         Value::Array(dec.accesses.iter().map(access_json).collect()),
@@ -953,7 +953,7 @@ mod tests {
                 let decision = Decision {
                     verdict: if allow { Verdict::Allow } else { Verdict::Deny },
                     method: rng.text(6).into(),
-                    tool: (rng.below(3) > 0).then(|| rng.text(5)),
+                    tool: (rng.below(3) > 0).then(|| rng.text(5).into()),
                     accesses: (0..rng.below(3) * rng.below(2))
                         .map(|_| access(&mut rng))
                         .collect(),

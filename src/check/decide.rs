@@ -56,8 +56,9 @@ pub struct Decision {
     pub verdict: Verdict,
     /// The request's method ([`kept_method`]: a known one without an allocation).
     pub method: Cow<'static, str>,
+    /// The tool a `tools/call` names (held inline when short: no allocation per call).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tool: Option<String>,
+    pub tool: Option<ToolName>,
     /// What the request would do (one held inline: no allocation for the common call).
     pub accesses: Accesses,
     /// The rule that decided (`allow[0]`, `filesystem.mounts[/srv]`, `default`,
@@ -71,7 +72,7 @@ impl Decision {
     pub(crate) fn is_allowed(&self) -> bool {
         self.verdict == Verdict::Allow
     }
-    fn deny(method: &str, tool: Option<String>, accesses: Accesses, denial: Denial) -> Decision {
+    fn deny(method: &str, tool: Option<ToolName>, accesses: Accesses, denial: Denial) -> Decision {
         Decision {
             verdict: Verdict::Deny,
             method: kept_method(method),
@@ -113,6 +114,9 @@ pub(crate) fn kept_method(method: &str) -> Cow<'static, str> {
         None => Cow::Owned(method.to_owned()),
     }
 }
+
+/// A tool's name as a decision holds it (a `str`, inline up to 16 bytes).
+pub use crate::inline_text::InlineText as ToolName;
 
 /// A decision's accesses: most calls have one, kept inline.
 pub type Accesses = smallvec::SmallVec<[Access; 1]>;
@@ -232,7 +236,7 @@ fn decide_tool_call(ctx: &Context, params: Option<&Value>) -> Decision {
         Some(_) => {
             return Decision::deny(
                 M,
-                Some(name.to_string()),
+                Some(ToolName::new(name)),
                 Accesses::new(),
                 Denial::new(
                     RuleId::ProtocolToolArguments,
@@ -241,7 +245,7 @@ fn decide_tool_call(ctx: &Context, params: Option<&Value>) -> Decision {
             )
         }
     };
-    let tool = Some(name.to_string());
+    let tool = Some(ToolName::new(name));
 
     if let Err(r) = check_tool(name, &ctx.policy.tools) {
         let d = match r {
@@ -664,7 +668,7 @@ fn scan_value(
 /// Check every access; the first refusal decides, except that a call needing approval is
 /// still checked to the end: a later access that is refused outright refuses the call (an
 /// approval must never let through what the policy denies).
-fn judge(ctx: &Context, method: &str, tool: Option<String>, accesses: Accesses) -> Decision {
+fn judge(ctx: &Context, method: &str, tool: Option<ToolName>, accesses: Accesses) -> Decision {
     let mut deciding_rule = RuleId::Default;
     let mut approval: Option<Denial> = None;
     for access in &accesses {

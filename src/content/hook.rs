@@ -108,8 +108,8 @@ fn judge_request(
     }
     let exempt_tool = decision
         .tool
-        .as_ref()
-        .is_some_and(|t| c.exempt_tools.contains(t));
+        .as_deref()
+        .is_some_and(|t| c.exempt_tools.iter().any(|e| e == t));
     if c.enabled && !exempt_tool {
         let exempt = |host: &str, port: u16| {
             c.exempt_hosts
@@ -209,7 +209,7 @@ pub(crate) fn commit_request(
     if key.is_some() {
         // Inline (no allocation for the usual id and tool name): the server's thread frees
         // the entry (`crate::inline_text`).
-        let tool = decision.tool.as_deref().map(InlineText::new);
+        let tool = decision.tool.clone();
         st.requests
             .insert(InlineText::new(id_text), RequestInfo { tool, sensitive });
     }

@@ -81,6 +81,9 @@ struct Scratch {
     /// The decision record of a single (non-batch) message, held until its params can be
     /// moved out of the parsed message instead of copied; queued before `on_line` returns.
     held: Option<Box<DecisionRecord>>,
+    /// An earlier decision's record, done with, for the next decision to be built in
+    /// (`Recorder::take_spare`: no allocation per call).
+    spare_record: Option<Box<DecisionRecord>>,
     /// The records the stages built for this line, in order: the pipeline returns them to the
     /// transport (`Output::Record`), which writes them before it carries out the line.
     records: Vec<Record>,
@@ -146,11 +149,16 @@ impl ClientFilter {
         // The common message (issue 19): one strict pass, no tree but of its `params`.
         if !self.owned_parse {
             // `params` read into an earlier message's tree (`jsonrpc::reuse`): a small line's.
+            // The record of an earlier decision, for this one's to be built in (held in the
+            // scratch until a decision takes it).
             let spare = if line.len() <= super::recorder::SPARE_PARAMS_LINE {
-                self.recorder
-                    .lock()
-                    .ok()
-                    .and_then(|mut r| r.take_spare_params())
+                if let Some(r) = self.recorder.lock().ok().and_then(|mut r| r.take_spare()) {
+                    self.scratch.spare_record = Some(r);
+                }
+                self.scratch
+                    .spare_record
+                    .as_mut()
+                    .and_then(|r| r.params.take())
             } else {
                 None
             };
@@ -636,12 +644,19 @@ impl ClientFilter {
             .tool
             .filter(|(t, _)| decision.tool.as_deref() == Some(*t))
             .map(|(_, spec)| spec);
-        let mut record = Box::new(DecisionRecord {
+        let built = DecisionRecord {
             tool_spec,
             latency_us: micros,
             weight: self.scratch.weight,
             ..DecisionRecord::new(Direction::ClientToServer, id.cloned(), None, decision)
-        });
+        };
+        let mut record = match self.scratch.spare_record.take() {
+            Some(mut spare) => {
+                *spare = built;
+                spare
+            }
+            None => Box::new(built),
+        };
         if self.scratch.single {
             self.scratch.held = Some(record); // on_line moves the params in and queues it
         } else {

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::super::catalog::SessionCatalog;
+use super::super::framing::LineFacts;
 use super::super::outbox::Outbox;
 use super::super::pipeline::{Output, Session};
 use super::super::recorder::Recorder;
@@ -25,26 +26,42 @@ use crate::check::path::PathContext;
 use crate::check::RealWorld;
 use crate::policy::{load_str, PolicySource};
 
-/// Counts the allocations of the whole test binary (only read around the timed calls).
+/// Counts the allocations of the whole test binary (only read around the timed calls), and
+/// each thread's own.
 struct Counting;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
+thread_local! {
+    /// This thread's allocations (const, no destructor: read inside the allocator).
+    static THREAD_ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn count() {
+    ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+    let _ = THREAD_ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
+
+/// The allocations this thread made so far.
+fn thread_allocations() -> u64 {
+    THREAD_ALLOCATIONS.with(|n| n.get())
+}
+
 // SAFETY: every call is passed on to the system allocator unchanged.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count();
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count();
         unsafe { System.alloc_zeroed(l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        count();
         unsafe { System.realloc(p, l, n) }
     }
 }
@@ -137,19 +154,9 @@ fn server(s: &Session, line: &str) {
     }
 }
 
-#[test]
-#[ignore]
-fn bench() {
-    // What each move of a record on its way to the audit queue copies.
-    eprintln!(
-        "sizes: Record {} bytes, DecisionRecord {}, Decision {}, Output {}",
-        std::mem::size_of::<crate::audit::Record>(),
-        std::mem::size_of::<crate::audit::DecisionRecord>(),
-        std::mem::size_of::<crate::check::decide::Decision>(),
-        std::mem::size_of::<Output>()
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let s = session(dir.path());
+/// The session of [`session`] after `initialize` and a tools listing that describes `echo`.
+fn warm_session(dir: &std::path::Path) -> Session {
+    let s = session(dir);
     assert!(client(&s, br#"{"jsonrpc":"2.0","id":"i","method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"b","version":"1"}}}"#));
     server(
         &s,
@@ -167,6 +174,67 @@ fn bench() {
         &s,
         r#"{"jsonrpc":"2.0","id":"l","result":{"tools":[{"name":"echo","inputSchema":{"type":"object","properties":{"message":{"type":"string"},"bytes":{"type":"integer"}}}}]}}"#,
     );
+    s
+}
+
+/// The echo server's answer to call `id`.
+fn answer(id: usize) -> String {
+    format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{\"content\":[{{\"type\":\"text\",\"text\":\"echo: the quick brown fox\"}}]}}}}")
+}
+
+/// A small allowed call and its answer make no heap allocation once the session is warm
+/// (issue 19: no per-message allocation on the hot path): the call's params are read into
+/// the last call's tree, its decision holds its access and tool name inline and is built in
+/// the last call's record, the session's maps keep their room; the answer's checks read it
+/// in place. (The allocations counted are this thread's: the test judges both directions
+/// on it, as the pumps do on theirs.)
+#[test]
+fn a_warm_session_judges_a_small_call_and_its_answer_without_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = warm_session(dir.path());
+    let mut out = Vec::new();
+    // The first calls make what the later ones reuse.
+    for id in 0..50 {
+        round_trip(&s, &call(id), &answer(id), &mut out);
+    }
+    let calls: Vec<(Vec<u8>, String)> = (50..250).map(|id| (call(id), answer(id))).collect();
+    let before = thread_allocations();
+    for (line, answer) in &calls {
+        round_trip(&s, line, answer, &mut out);
+    }
+    let made = thread_allocations() - before;
+    assert_eq!(
+        made, 0,
+        "{made} allocations for 200 calls and their answers"
+    );
+}
+
+/// Judge an allowed call and its answer as the pumps do (`out`: the server pump's buffer).
+fn round_trip(s: &Session, line: &[u8], answer: &str, out: &mut Vec<Output>) {
+    assert!(client(s, line));
+    s.on_server_message_into(answer.as_bytes(), LineFacts::default(), out);
+    for o in out.drain(..) {
+        match o {
+            Output::Record(r) => s.record(r).unwrap(),
+            Output::Forward => {}
+            other => panic!("{answer}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+#[ignore]
+fn bench() {
+    // What each move of a record on its way to the audit queue copies.
+    eprintln!(
+        "sizes: Record {} bytes, DecisionRecord {}, Decision {}, Output {}",
+        std::mem::size_of::<crate::audit::Record>(),
+        std::mem::size_of::<crate::audit::DecisionRecord>(),
+        std::mem::size_of::<crate::check::decide::Decision>(),
+        std::mem::size_of::<Output>()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let s = warm_session(dir.path());
     let n: usize = std::env::var("BENCH_N")
         .ok()
         .and_then(|v| v.parse().ok())

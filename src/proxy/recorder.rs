@@ -28,14 +28,15 @@ pub(crate) struct Recorder {
     /// An offline session (`capjail check`, `audit replay`) keeps its records here instead
     /// of writing a log (`None`: a session that runs a server).
     kept: Option<Vec<Record>>,
-    /// The `params` of the last client decision written, done with, for the client filter to
-    /// read the next message's into (`jsonrpc::reuse`): only a small message's (its line at
-    /// most [`SPARE_PARAMS_LINE`] bytes), so what is kept stays small.
-    spare_params: Option<Value>,
+    /// The last client decision record written, done with, for the client filter's next
+    /// decision to be built in (no allocation per call), with its `params` for the next
+    /// message's to be read into (`jsonrpc::reuse`) when they were a small message's (its
+    /// line at most [`SPARE_PARAMS_LINE`] bytes), so what is kept stays small.
+    spare: Option<Box<DecisionRecord>>,
 }
 
 /// The longest client line whose `params` tree is kept for the next message
-/// ([`Recorder::take_spare_params`]).
+/// ([`Recorder::take_spare`]).
 pub(crate) const SPARE_PARAMS_LINE: usize = 4096;
 
 pub(crate) type SharedRecorder = Arc<Mutex<Recorder>>;
@@ -47,7 +48,7 @@ impl Recorder {
             tally: Tally::default(),
             last_seq: 0,
             kept: None,
-            spare_params: None,
+            spare: None,
         }))
     }
 
@@ -58,7 +59,7 @@ impl Recorder {
             tally: Tally::default(),
             last_seq: 0,
             kept: Some(Vec::new()),
-            spare_params: None,
+            spare: None,
         }))
     }
 
@@ -110,28 +111,30 @@ impl Recorder {
         if let Some(q) = &self.audit {
             self.last_seq = q.push_decision(&d, quiet).map_err(io_error)?;
         }
-        self.keep_spare(*d);
+        self.keep_spare(d);
         Ok(())
     }
 
-    /// Keep a written client decision's `params` for the next message (see `spare_params`).
-    fn keep_spare(&mut self, d: DecisionRecord) {
-        if d.direction == Direction::ClientToServer && d.weight <= SPARE_PARAMS_LINE {
-            if let Some(p) = d.params.filter(|p| p.is_object()) {
-                self.spare_params = Some(p);
-            }
+    /// Keep a written client decision record for the next (see `spare`).
+    fn keep_spare(&mut self, mut d: Box<DecisionRecord>) {
+        if d.direction != Direction::ClientToServer {
+            return;
         }
+        if d.weight > SPARE_PARAMS_LINE || !d.params.as_ref().is_some_and(Value::is_object) {
+            d.params = None;
+        }
+        self.spare = Some(d);
     }
 
     #[cfg(test)]
     pub(crate) fn has_spare_params(&self) -> bool {
-        self.spare_params.is_some()
+        self.spare.as_ref().is_some_and(|d| d.params.is_some())
     }
 
-    /// The kept `params` of an earlier client message, if any (taken: the next message's are
-    /// read into them).
-    pub(crate) fn take_spare_params(&mut self) -> Option<Value> {
-        self.spare_params.take()
+    /// The kept record of an earlier client decision, if any (taken: the next decision is
+    /// built in it, the next message's params read into its own).
+    pub(crate) fn take_spare(&mut self) -> Option<Box<DecisionRecord>> {
+        self.spare.take()
     }
 
     /// Record the end of the session and write everything still queued. `Err`: some record
@@ -179,8 +182,9 @@ mod tests {
         let mut r = r.lock().unwrap();
         r.record(decision(Direction::ClientToServer, 100, params.clone()))
             .unwrap();
-        assert_eq!(r.take_spare_params(), Some(params.clone()));
-        assert_eq!(r.take_spare_params(), None, "taken once");
+        let spare = r.take_spare().expect("a client decision's record is kept");
+        assert_eq!(spare.params, Some(params.clone()));
+        assert!(r.take_spare().is_none(), "taken once");
         // A long line's tree is not kept (what is kept stays small), nor a server's request's,
         // nor params that are not an object.
         let long = decision(
@@ -197,7 +201,9 @@ mod tests {
             serde_json::json!([1]),
         ))
         .unwrap();
-        assert_eq!(r.take_spare_params(), None);
+        assert!(!r.has_spare_params());
+        // (The record itself is still kept for the next decision: the last client one's.)
+        assert_eq!(r.take_spare().map(|d| d.weight), Some(100));
         assert_eq!(r.tally.allowed, 4);
     }
 }
