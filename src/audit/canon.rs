@@ -117,6 +117,18 @@ pub(crate) fn write_str_bytes(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
 }
 
+/// [`write_str_bytes`] of text that never needs escaping (capjail's own: a direction, a
+/// time's digits, a known method's name): the same bytes, without the look for bytes to
+/// escape (a record's fixed members took a fifth of its escaping, issue 19).
+#[inline]
+pub(crate) fn write_plain_str(out: &mut Vec<u8>, s: &[u8]) {
+    debug_assert_eq!(next_escape(s, 0), s.len(), "{s:?} needs escaping");
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(s);
+    out.push(b'"');
+}
+
 /// What serde_json writes for a byte of a string: 0 (the byte itself), `u` (`\u00XX`) or the
 /// letter after a backslash (serde_json's `ESCAPE` table).
 static ESCAPE: [u8; 256] = {

@@ -10,8 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{json, Map, Value};
 
 use super::canon::{
-    sha256_hex, write_canonical, write_escaped, write_record, write_str, write_str_bytes,
-    write_u64, Member,
+    sha256_hex, write_canonical, write_escaped, write_plain_str, write_record, write_str,
+    write_str_bytes, write_u64, Member,
 };
 use super::record::{DecisionRecord, FilterRecord, Record};
 use super::redact::Redactor;
@@ -295,7 +295,7 @@ fn write_decision_slots(
         out.extend_from_slice(b",\"approval_required\":true");
     }
     out.extend_from_slice(b",\"direction\":");
-    write_str(out, d.direction.as_str());
+    write_plain_str(out, d.direction.as_str().as_bytes());
     if let Some(id) = &d.id {
         out.extend_from_slice(b",\"id\":");
         write_canonical(out, id);
@@ -303,7 +303,11 @@ fn write_decision_slots(
     out.extend_from_slice(b",\"kind\":\"decision\",\"latency_us\":");
     write_u64(out, d.latency_us);
     out.extend_from_slice(b",\"method\":");
-    write_str(out, &dec.method);
+    match &dec.method {
+        // A known method (`check::decide::kept_method`).
+        std::borrow::Cow::Borrowed(m) => write_plain_str(out, m.as_bytes()),
+        std::borrow::Cow::Owned(m) => write_str(out, m),
+    }
     out.extend_from_slice(b",\"params\":");
     match &d.params {
         Some(p) => redactor.write_redacted(out, p),
@@ -341,7 +345,7 @@ fn write_decision_slots(
     out.extend_from_slice(b",\"session\":");
     write_str(out, session);
     out.extend_from_slice(b",\"time\":");
-    write_str_bytes(out, time);
+    write_plain_str(out, time);
     out.extend_from_slice(b",\"tool\":");
     match &dec.tool {
         Some(t) => write_str(out, t),
@@ -365,7 +369,7 @@ fn write_filter(out: &mut Vec<u8>, f: &FilterRecord, session: &str, chain: Chain
     out.extend_from_slice(b"{\"action\":");
     write_str(out, f.action.as_str());
     out.extend_from_slice(b",\"direction\":");
-    write_str(out, f.direction.as_str());
+    write_plain_str(out, f.direction.as_str().as_bytes());
     if let Some(id) = &f.id {
         out.extend_from_slice(b",\"id\":");
         write_canonical(out, id);
@@ -391,7 +395,7 @@ fn write_seq_session_time(out: &mut Vec<u8>, chain: Chain, session: &str) {
     out.extend_from_slice(b",\"session\":");
     write_str(out, session);
     out.extend_from_slice(b",\"time\":");
-    write_str_bytes(out, chain.time);
+    write_plain_str(out, chain.time);
 }
 
 /// `,"v":FORMAT_VERSION`.
