@@ -109,9 +109,14 @@ const KNOWN_METHODS: &[&str] = &[
 
 /// `method` as a decision keeps it.
 pub(crate) fn kept_method(method: &str) -> Cow<'static, str> {
-    match KNOWN_METHODS.iter().find(|m| **m == method) {
-        Some(m) => Cow::Borrowed(m),
-        None => Cow::Owned(method.to_owned()),
+    kept_from(KNOWN_METHODS, method)
+}
+
+/// `s` borrowed from `table` when it is there (no allocation), else kept as written.
+fn kept_from(table: &'static [&'static str], s: &str) -> Cow<'static, str> {
+    match table.iter().find(|t| **t == s) {
+        Some(t) => Cow::Borrowed(t),
+        None => Cow::Owned(s.to_owned()),
     }
 }
 
@@ -141,10 +146,7 @@ const KNOWN_CAPABILITIES: &[&str] = &[
 
 /// `capability` as an access keeps it.
 pub(crate) fn kept_capability(capability: &str) -> Cow<'static, str> {
-    match KNOWN_CAPABILITIES.iter().find(|c| **c == capability) {
-        Some(c) => Cow::Borrowed(c),
-        None => Cow::Owned(capability.to_owned()),
-    }
+    kept_from(KNOWN_CAPABILITIES, capability)
 }
 
 /// Decide a request (or a notification: pass its method and params the same way).
