@@ -167,7 +167,7 @@ fi
 python3 scripts/bench_report.py "$RES" "$OUT/audit-cpu.jsonl" "$PROF" "$MODE" "$SUSTAINED" "$QUICK" | tee "$OUT/report.md"
 # Where a small call's instructions go: callgrind, per call, by source file (bench_calls.sh).
 if [ "${CAPJAIL_BENCH_CALLS:-1}" = 1 ]; then
-  { echo; echo "### Where a small call's instructions go (callgrind, realistic, --mode proxy, audit off)"; echo
+  { echo; echo "### Where a small call's instructions go, and its heap allocations (callgrind, realistic, --mode proxy, audit off)"; echo
     CAPJAIL_BENCH_BIN_DIR="$BIN" scripts/bench_calls.sh || echo "(callgrind unavailable: no per-call budget)"; } | tee -a "$OUT/report.md"
 fi
 if [ $QUICK = 0 ]; then

@@ -3,7 +3,8 @@ N_LOW and N_HIGH pipelined calls, their difference divided by N_HIGH - N_LOW (wh
 call costs, with startup and the tool listing cancelled out). Self costs (the instructions of
 each line), grouped by the source file the line is in, so that code inlined elsewhere (the
 envelope scanner in the server filter) counts as what it is; callgrind's inclusive costs
-count a recursive function (the content reader's walk) more than once.
+count a recursive function (the content reader's walk) more than once. It also counts the heap
+allocations one more call makes (the calls of malloc, calloc and realloc).
 
 Usage: bench_calls.py LOW.out HIGH.out N_LOW N_HIGH [TOP]"""
 import collections
@@ -50,6 +51,32 @@ def self_costs(path):
     return total, costs
 
 
+ALLOCATORS = {"malloc", "calloc", "realloc"}
+
+
+def heap_allocations(path):
+    """Calls of libc's malloc, calloc and realloc in a callgrind profile (its `calls=` lines,
+    names compressed as `(id) name` once, then `(id)`)."""
+    names, total, callee = {}, 0, None
+    with open(path) as f:
+        for line in f:
+            if line.startswith("cfn="):
+                m = re.match(r"cfn=\((\d+)\)(?: (.*))?", line.rstrip("\n"))
+                if m:
+                    if m.group(2):
+                        names[m.group(1)] = m.group(2)
+                    callee = names.get(m.group(1), "")
+            elif line.startswith("fn="):
+                m = re.match(r"fn=\((\d+)\)(?: (.*))?", line.rstrip("\n"))
+                if m and m.group(2):
+                    names[m.group(1)] = m.group(2)
+            elif line.startswith("calls=") and callee is not None:
+                if callee.split("'")[0] in ALLOCATORS:
+                    total += int(line.split("=", 1)[1].split()[0])
+                callee = None
+    return total
+
+
 def group(file, function):
     for label, file_pat, fn_pat in GROUPS:
         if file and re.search(file_pat, file):
@@ -75,6 +102,9 @@ for (file, function), v in diff.items():
     if g == OTHER:
         others[function] += v
 print(f"instructions per call: {per_call:,.0f} ({n_low} -> {n_high} calls)")
+allocations = (heap_allocations(high) - heap_allocations(low)) / calls
+# (Startup differs a little between the two runs: a few allocations either way, ~0.1 a call.)
+print(f"heap allocations per call: {max(allocations, 0.0):.1f} (calls of malloc, calloc, realloc)")
 print()
 print("| group | instructions per call | share |")
 print("|---|---|---|")
