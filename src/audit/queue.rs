@@ -341,6 +341,7 @@ impl AuditQueue {
         pushed
     }
 
+    /// Queue `item` (a decision's encoded bytes in `bytes`, copied into the arena).
     fn enqueue(
         &self,
         item: Queued,

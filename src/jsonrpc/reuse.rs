@@ -19,7 +19,7 @@ use std::fmt;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use super::strict::{duplicate_key_error, Key, Keys, Seed};
+use super::strict::{duplicate_key_error, Key, Keys, Seed, INLINE_KEYS};
 
 /// Read one value into `slot` (see the module's documentation).
 pub(super) struct InPlace<'t> {
@@ -135,9 +135,10 @@ impl<'de> Visitor<'de> for InPlace<'_> {
     }
 }
 
-/// Keep only `keys`' members of `out` (distinct keys; sorted once when there are many).
+/// Keep only `keys`' members of `out` (distinct keys; looked up in place while they are few,
+/// as `Keys` holds them, sorted once when there are more).
 fn retain_keys(out: &mut serde_json::Map<String, Value>, keys: &Keys<'_>) {
-    if keys.len() <= 8 {
+    if keys.len() <= INLINE_KEYS {
         out.retain(|k, _| keys.iter().any(|x| x == k));
         return;
     }

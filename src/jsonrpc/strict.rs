@@ -251,7 +251,7 @@ impl<'de> Visitor<'de> for Check {
 }
 
 /// How many keys of one object are kept on the stack before [`Keys`] spills to the heap.
-const INLINE_KEYS: usize = 8;
+pub(super) const INLINE_KEYS: usize = 8;
 
 /// The keys of one object, for the duplicate check: the first [`INLINE_KEYS`] on the stack (the
 /// objects of a JSON-RPC message are small: no allocation per object), the rest on the heap.
