@@ -28,17 +28,20 @@ const MAX_PLAIN_DEPTH: usize = 100;
 /// Integers with more digits are left to the serde pass (ten to the 18th fits an `i64`).
 const MAX_DIGITS: usize = 18;
 
-/// Read `text` (a whole line, valid UTF-8) as a plain message, its `params` into `spare`'s
-/// tree (taken from `spare` only when the message is read; on `None` whatever tree there is
-/// stays in `spare`, half written: a tree read into is always read whole again).
+/// Read `line` (a whole line) as a plain message, its `params` into `spare`'s tree (taken
+/// from `spare` only when the message is read; on `None` whatever tree there is stays in
+/// `spare`, half written: a tree read into is always read whole again).
+///
+/// The line is not checked as UTF-8 first: outside strings only the ASCII bytes of JSON's
+/// grammar are read, and each string's bytes are checked only when one of them is not ASCII
+/// (the string scan ORs them); a line this reader accepts is UTF-8.
 pub(super) fn read<'a>(
-    text: &'a str,
+    line: &'a [u8],
     max_depth: usize,
     spare: &mut Option<Value>,
 ) -> Option<Message<'a>> {
     let mut r = Reader {
-        text,
-        b: text.as_bytes(),
+        b: line,
         i: 0,
         max_depth: max_depth.min(MAX_PLAIN_DEPTH),
     };
@@ -59,7 +62,6 @@ pub(super) fn read<'a>(
 }
 
 struct Reader<'a> {
-    text: &'a str,
     b: &'a [u8],
     i: usize,
     max_depth: usize,
@@ -151,25 +153,44 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// The contents of a string without escapes whose opening quote was consumed (a key).
-    fn key(&mut self) -> Option<&'a str> {
-        let (k, _) = special(&self.b[self.i..]);
-        let end = self.i + k?;
-        if self.b[end] != b'"' {
-            return None; // an escape, or a control character
+    /// `b[start..end]` as text; `or` is the OR of its bytes.
+    fn str_of(&self, start: usize, end: usize, or: u8) -> Option<&'a str> {
+        let b = &self.b[start..end];
+        if or < 0x80 {
+            // SAFETY: every byte is below 0x80 (their OR is): ASCII, which is UTF-8.
+            Some(unsafe { std::str::from_utf8_unchecked(b) })
+        } else {
+            std::str::from_utf8(b).ok()
         }
-        // Between two ASCII bytes of a UTF-8 text: a char boundary on both sides.
-        let s = self.text.get(self.i..end)?;
-        self.i = end + 1;
+    }
+
+    /// The contents of a string without escapes whose opening quote was consumed (a key: short,
+    /// read a byte at a time, where the vector scan's set-up costs more).
+    fn key(&mut self) -> Option<&'a str> {
+        let start = self.i;
+        let mut or = 0u8;
+        loop {
+            let c = *self.b.get(self.i)?;
+            if c == b'"' {
+                break;
+            }
+            if c == b'\\' || c < 0x20 {
+                return None; // an escape, or a control character
+            }
+            or |= c;
+            self.i += 1;
+        }
+        let s = self.str_of(start, self.i, or)?;
+        self.i += 1;
         Some(s)
     }
 
     /// A string whose opening quote was consumed: borrowed from the line without escapes.
     fn text(&mut self) -> Option<Cow<'a, str>> {
-        let (k, _) = special(&self.b[self.i..]);
+        let (k, or) = special(&self.b[self.i..]);
         let end = self.i + k?;
         if self.b[end] == b'"' {
-            let s = self.text.get(self.i..end)?;
+            let s = self.str_of(self.i, end, or)?;
             self.i = end + 1;
             return Some(Cow::Borrowed(s));
         }
@@ -182,9 +203,11 @@ impl<'a> Reader<'a> {
     fn string_into(&mut self, out: &mut String) -> Option<()> {
         out.clear();
         loop {
-            let (k, _) = special(&self.b[self.i..]);
+            let (k, or) = special(&self.b[self.i..]);
             let stop = self.i + k?;
-            out.push_str(self.text.get(self.i..stop)?);
+            // (A UTF-8 sequence holds no `"`, `\` or control byte: each piece between stops is
+            // checked on its own.)
+            out.push_str(self.str_of(self.i, stop, or)?);
             self.i = stop + 1;
             match self.b[stop] {
                 b'"' => return Some(()),
@@ -209,11 +232,11 @@ impl<'a> Reader<'a> {
             b'r' => '\r',
             b't' => '\t',
             b'u' => {
-                let hex = self.text.get(self.i..self.i + 4)?;
-                if !hex.bytes().all(|h| h.is_ascii_hexdigit()) {
-                    return None;
+                let hex = self.b.get(self.i..self.i + 4)?;
+                let mut code = 0u32;
+                for &h in hex {
+                    code = code * 16 + char::from(h).to_digit(16)?;
                 }
-                let code = u32::from_str_radix(hex, 16).ok()?;
                 self.i += 4;
                 if (0xD800..0xE000).contains(&code) {
                     return None;
@@ -395,7 +418,7 @@ mod tests {
     fn agrees(line: &str, max_depth: usize, spare: &Option<Value>) -> bool {
         let want = serde_pass(line, max_depth, None);
         let mut into = spare.clone();
-        match read(line, max_depth, &mut into) {
+        match read(line.as_bytes(), max_depth, &mut into) {
             Some(got) => {
                 assert_eq!(
                     Some(got),
@@ -475,6 +498,48 @@ mod tests {
         assert!(!agrees(nested, 2, &None));
         assert!(agrees(nested, 3, &None));
         assert!(!agrees(nested, 0, &None));
+    }
+
+    /// A line that is not UTF-8 is never read, wherever the bad bytes are (the reader checks
+    /// only strings that are not ASCII).
+    #[test]
+    fn a_line_that_is_not_utf8_is_left_to_serde() {
+        for bad in [
+            &b"\xff"[..],
+            b"\xc3",
+            b"\xc0\xaf",
+            b"\xed\xa0\x80",
+            b"a\xe9b",
+        ] {
+            for (before, after) in [
+                (&br#"{"jsonrpc":"2.0","id":1,"method":""#[..], &br#""}"#[..]),
+                (br#"{"jsonrpc":"2.0","id":""#, br#"","method":"x"}"#),
+                (
+                    br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{""#,
+                    br#"":1}}"#,
+                ),
+                (
+                    br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":""#,
+                    br#""}}"#,
+                ),
+                (
+                    br#"{"jsonrpc":"2.0","id":1,"method":"x","params":{"a":"\n"#,
+                    br#"\t"}}"#,
+                ),
+                (
+                    br#"{"jsonrpc":"2.0","id":1,"method":"x","params":["#,
+                    br#"]}"#,
+                ),
+                (br#"{"jsonrpc":"2.0","id":1,"method":"x"}"#, b""),
+            ] {
+                let line = [before, bad, after].concat();
+                assert!(std::str::from_utf8(&line).is_err());
+                assert_eq!(read(&line, 64, &mut None), None, "{line:?}");
+            }
+        }
+        // Valid non-ASCII text in every place is read.
+        let ok = "{\"jsonrpc\":\"2.0\",\"id\":\"\u{e9}\",\"method\":\"\u{4e2d}\",\"params\":{\"\u{e9}\":\"a\\n\u{1f600}\"}}";
+        assert!(agrees(ok, 64, &None));
     }
 
     /// Random messages: every one the plain reader reads is the serde pass's, read afresh or
