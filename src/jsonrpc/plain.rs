@@ -164,24 +164,15 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// The contents of a string without escapes whose opening quote was consumed (a key: short,
-    /// read a byte at a time, where the vector scan's set-up costs more).
+    /// The contents of a string without escapes whose opening quote was consumed (a key).
     fn key(&mut self) -> Option<&'a str> {
-        let start = self.i;
-        let mut or = 0u8;
-        loop {
-            let c = *self.b.get(self.i)?;
-            if c == b'"' {
-                break;
-            }
-            if c == b'\\' || c < 0x20 {
-                return None; // an escape, or a control character
-            }
-            or |= c;
-            self.i += 1;
+        let (k, or) = special(&self.b[self.i..]);
+        let end = self.i + k?;
+        if self.b[end] != b'"' {
+            return None; // an escape, or a control character
         }
-        let s = self.str_of(start, self.i, or)?;
-        self.i += 1;
+        let s = self.str_of(self.i, end, or)?;
+        self.i = end + 1;
         Some(s)
     }
 
