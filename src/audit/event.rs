@@ -263,7 +263,12 @@ impl Precoded {
     /// fields.
     pub(crate) fn finish(&self, out: &mut Vec<u8>, bytes: &[u8], seq: u64, prev: &[u8]) {
         out.extend_from_slice(&bytes[..self.prev_at]);
-        write_escaped(out, prev);
+        // A chain hash: 64 lower-case hex digits (ours, or read back through `parse_line`,
+        // which checks them), nothing to escape.
+        debug_assert!(prev
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b)));
+        out.extend_from_slice(prev);
         out.extend_from_slice(&bytes[self.prev_at..self.seq_at]);
         write_u64(out, seq);
         out.extend_from_slice(&bytes[self.seq_at..]);

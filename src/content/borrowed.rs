@@ -14,10 +14,10 @@
 //! it replaced is kept as the test oracle (`tests::each_text_serde`).
 
 use crate::jsonrpc::stops::{StringStops, SHORT_ESCAPES};
-use crate::jsonrpc::strict::Span;
+use crate::jsonrpc::strict::{Span, TextSpan};
 
 /// Deeper than this, `results::collect` reads nothing.
-const MAX_DEPTH: usize = 64;
+const MAX_DEPTH: usize = crate::jsonrpc::strict::TEXT_MAX_DEPTH;
 
 /// Why a walk ended early.
 enum End {
@@ -89,6 +89,53 @@ pub(crate) fn each_text_spans(
     match read {
         Ok(true) => Some(true),
         Ok(false) => None,
+        Err(End::Stopped) => Some(false),
+        Err(End::Bad) => None,
+    }
+}
+
+/// [`each_text_spans`] over the texts the envelope scanner listed in this very line
+/// (`jsonrpc::strict::ResultTexts::listed`: whether it has a `result` member, and its texts in
+/// order): the line is not walked again, and only a text with escapes is read again (to
+/// unescape it). Answers as [`each_text`] does.
+pub(crate) fn each_listed_text(
+    line: &[u8],
+    (has_result, texts): (bool, &[TextSpan]),
+    scratch: &mut TextScratch,
+    text: &mut dyn FnMut(&str) -> bool,
+) -> Option<bool> {
+    if !has_result {
+        return None;
+    }
+    let mut r = Reader {
+        b: line,
+        i: 0,
+        scratch: &mut scratch.buf,
+        spans: &[],
+    };
+    let mut read = Ok(true);
+    for t in texts {
+        let s = if t.escaped {
+            r.i = t.start;
+            r.string()
+        } else {
+            Ok(Str::Line(t.start, t.end, t.ascii))
+        };
+        match s.and_then(|s| r.get(&s).map(&mut *text)) {
+            Ok(true) => {}
+            Ok(false) => {
+                read = Err(End::Stopped);
+                break;
+            }
+            Err(e) => {
+                read = Err(e);
+                break;
+            }
+        }
+    }
+    scratch.after(line.len());
+    match read {
+        Ok(_) => Some(true),
         Err(End::Stopped) => Some(false),
         Err(End::Bad) => None,
     }
@@ -201,11 +248,10 @@ impl<'a> Reader<'a> {
                     }
                     let s = self.string()?;
                     // Binary payloads and identifiers are not text for the model.
-                    let skipped = depth > 0
-                        && matches!(
-                            self.get(&s)?,
-                            "blob" | "data" | "mimeType" | "uri" | "type" | "_meta"
-                        );
+                    let skipped = depth > 0 && {
+                        let k = self.get(&s)?;
+                        crate::jsonrpc::strict::not_text_member(k.as_bytes())
+                    };
                     if self.next()? != b':' {
                         return Err(End::Bad);
                     }
@@ -982,6 +1028,99 @@ mod tests {
 
     thread_local! {
         static SCRATCH: std::cell::RefCell<TextScratch> = Default::default();
+        /// Lines [`each_text_listed`] read from the envelope scanner's list of texts.
+        static LISTED_USED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    }
+
+    /// What the server filter hands the content checks: the texts the envelope scanner listed
+    /// ([`each_listed_text`]) when it listed them, else the walk told its spans.
+    fn each_text_listed(line: &[u8], text: &mut dyn FnMut(&str) -> bool) -> Option<bool> {
+        use crate::jsonrpc::strict::{validate_envelope_hinted, ResultTexts, LONG_STRING};
+        let mut spans = Vec::new();
+        let mut texts = ResultTexts::default();
+        let ok = validate_envelope_hinted(line, 64, LONG_STRING, &[], &mut spans, Some(&mut texts))
+            .is_ok();
+        SCRATCH.with_borrow_mut(|scratch| match texts.listed() {
+            Some(listed) => {
+                assert!(ok);
+                LISTED_USED.set(LISTED_USED.get() + 1);
+                for t in listed.1 {
+                    assert_eq!(line[t.end], b'"');
+                    assert_eq!(t.ascii, line[t.start..t.end].is_ascii());
+                    assert_eq!(t.escaped, line[t.start..t.end].contains(&b'\\'));
+                }
+                each_listed_text(line, listed, scratch, text)
+            }
+            None => each_text_spans(line, &spans, scratch, text),
+        })
+    }
+
+    /// The texts the envelope scanner lists are the walk's: where the depth bound falls, which
+    /// members are not text (and only below the result itself), escapes, a result that is a
+    /// string, no result; and an answer with more texts than it lists is walked.
+    #[test]
+    fn the_scanner_lists_the_texts_the_walk_reads() {
+        use crate::jsonrpc::strict::{validate_envelope_hinted, ResultTexts, MAX_LISTED_TEXTS};
+        let listed = |line: &str| {
+            let mut texts = ResultTexts::default();
+            let r = validate_envelope_hinted(
+                line.as_bytes(),
+                128,
+                usize::MAX,
+                &[],
+                &mut Vec::new(),
+                Some(&mut texts),
+            );
+            assert!(r.is_ok(), "{line}");
+            let (has, spans) = texts.listed()?;
+            let mut out = Vec::new();
+            let read = each_listed_text(
+                line.as_bytes(),
+                (has, spans),
+                &mut TextScratch::default(),
+                &mut |t| {
+                    out.push(t.to_string());
+                    true
+                },
+            );
+            Some((read, out))
+        };
+        let deep = |d: usize| {
+            format!(
+                r#"{{"id":1,"result":{}"t"{}}}"#,
+                "[".repeat(d),
+                "]".repeat(d)
+            )
+        };
+        let cases = [
+            r#"{"jsonrpc":"2.0","id":3,"result":{"type":"top","data":"d0","content":[{"type":"text","text":"a\nb \"q\" é"},{"data":"QUJD","mimeType":"x","blob":"b","uri":"u","_meta":{"text":"m"}},{"resource":{"uri":"file:///x","text":"inner","_meta":{"k":"v","type":"w"},"after":"a2"}}],"structuredContent":{"list":["s1",2,null,{"type":"t","deep":"s2"}]},"isError":false}}"#.to_string(),
+            r#"{"jsonrpc":"2.0","id":1,"result":"plain"}"#.into(),
+            r#"{"jsonrpc":"2.0","id":1,"error":{"code":1,"message":"m"}}"#.into(),
+            r#"{"method":"x","params":{"text":"p"},"result":{"a":["b",{"uri":{"data":["c"]},"d":"e"}]},"more":"z"}"#.into(),
+            r#"{"result":{"x":{"type":{"type":"t"},"y":"y"}},"id":2}"#.into(),
+            r#"{"result":{"t":"\u00e9\\\t x"}}"#.into(),
+            deep(63),
+            deep(64),
+            deep(65),
+        ];
+        for line in &cases {
+            let (r, want) = run(each_text_serde, line, usize::MAX);
+            assert_eq!(listed(line), Some((r, want)), "{line}");
+        }
+        assert_eq!(listed(&deep(64)).unwrap().1, ["t"]);
+        assert!(listed(&deep(65)).unwrap().1.is_empty());
+        // More texts than it lists: the walk reads them.
+        let many = |n: usize| format!(r#"{{"id":1,"result":[{}]}}"#, vec![r#""t""#; n].join(","));
+        assert_eq!(
+            listed(&many(MAX_LISTED_TEXTS)).unwrap().1.len(),
+            MAX_LISTED_TEXTS
+        );
+        assert_eq!(listed(&many(MAX_LISTED_TEXTS + 1)), None);
+        let line = many(MAX_LISTED_TEXTS + 1);
+        assert_eq!(
+            run(each_text_listed, &line, usize::MAX),
+            run(each_text_serde, &line, usize::MAX)
+        );
     }
 
     /// The scratch keeps a large answer's memory for the next one, and gives it back after
@@ -1122,6 +1261,7 @@ mod tests {
             let want = run(each_text_serde, &line, usize::MAX);
             assert_eq!(run(each_text, &line, usize::MAX), want, "{line}");
             assert_eq!(run(each_text_scanned, &line, usize::MAX), want, "{line}");
+            assert_eq!(run(each_text_listed, &line, usize::MAX), want, "{line}");
             if !want.1.is_empty() {
                 with_texts += 1;
                 let k = 1 + g.n(want.1.len() as u64) as usize;
@@ -1135,10 +1275,16 @@ mod tests {
                     run(each_text_serde, &line, k),
                     "{line}"
                 );
+                assert_eq!(
+                    run(each_text_listed, &line, k),
+                    run(each_text_serde, &line, k),
+                    "{line}"
+                );
             }
         }
         assert!(with_texts > 1000, "{with_texts}");
         assert!(SPANS_USED.get() > 1000, "{}", SPANS_USED.get());
+        assert!(LISTED_USED.get() > 1000, "{}", LISTED_USED.get());
         for bad in [
             "",
             "[]",

@@ -249,12 +249,14 @@ pub(crate) fn on_result(
     key: &str,
     line: &[u8],
 ) -> ResultOutcome {
-    on_result_spans(policy, st, key, line, &[], &[])
+    on_result_spans(policy, st, key, line, &[], &[], None)
 }
 
 /// [`on_result`], told where `line`'s long strings end: `spans` are what
 /// `jsonrpc::strict::validate_envelope_spans` found in this same line (`&[]` for any other
-/// line), handed to `borrowed::each_text_spans`.
+/// line), handed to `borrowed::each_text_spans`; and `texts`, the texts of its `result` the
+/// envelope scanner listed (`ResultTexts::listed`; `None` for any other line, or when it
+/// listed none), read without walking the line again (`borrowed::each_listed_text`).
 pub(crate) fn on_result_spans(
     policy: &Policy,
     st: &mut SessionContent,
@@ -262,6 +264,7 @@ pub(crate) fn on_result_spans(
     line: &[u8],
     spans: &[crate::jsonrpc::strict::Span],
     shapes: &[super::shape::TextShape],
+    texts: Option<(bool, &[crate::jsonrpc::strict::TextSpan])>,
 ) -> ResultOutcome {
     let Some(info) = st.requests.remove(key) else {
         return ResultOutcome::Forward;
@@ -279,10 +282,16 @@ pub(crate) fn on_result_spans(
         // The common case: the texts read from the line, no tree built; the tree only when a
         // text needs more than a look (a finding: redaction, wrapping, a record).
         let known = &mut st.known;
-        let read = super::borrowed::each_text_spans(line, spans, &mut st.scratch, &mut |t| {
+        let mut clean = |t: &str| {
             let shaped = super::shape::TextShapes::of(shapes, line, t);
             super::results::text_is_clean_shaped(t, c, known, shaped)
-        });
+        };
+        let read = match texts {
+            Some(listed) => {
+                super::borrowed::each_listed_text(line, listed, &mut st.scratch, &mut clean)
+            }
+            None => super::borrowed::each_text_spans(line, spans, &mut st.scratch, &mut clean),
+        };
         if read != Some(false) {
             return ResultOutcome::Forward; // every text clean, or no result to read
         }

@@ -63,7 +63,7 @@ pub(crate) fn check_result(
 /// Every text a model will read: `content[].text`, `content[].resource.text`,
 /// `contents[].text`, and every string of `structuredContent`.
 fn collect<'v>(v: &'v mut Value, out: &mut Vec<&'v mut String>, depth: usize) {
-    if depth > 64 {
+    if depth > crate::jsonrpc::strict::TEXT_MAX_DEPTH {
         return;
     }
     match v {
@@ -72,11 +72,7 @@ fn collect<'v>(v: &'v mut Value, out: &mut Vec<&'v mut String>, depth: usize) {
         Value::Object(o) => {
             for (k, x) in o.iter_mut() {
                 // Binary payloads and identifiers are not text for the model.
-                if matches!(
-                    k.as_str(),
-                    "blob" | "data" | "mimeType" | "uri" | "type" | "_meta"
-                ) && depth > 0
-                {
+                if depth > 0 && crate::jsonrpc::strict::not_text_member(k.as_bytes()) {
                     continue;
                 }
                 collect(x, out, depth + 1);

@@ -1,6 +1,7 @@
 //! JSON-RPC 2.0 as MCP uses it: strict parsing, message shapes, error responses.
 
 pub(crate) mod message;
+mod plain;
 pub(crate) mod quiet;
 mod reuse;
 pub(crate) mod stops;

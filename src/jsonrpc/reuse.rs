@@ -137,7 +137,7 @@ impl<'de> Visitor<'de> for InPlace<'_> {
 
 /// Keep only `keys`' members of `out` (distinct keys; looked up in place while they are few,
 /// as `Keys` holds them, sorted once when there are more).
-fn retain_keys(out: &mut serde_json::Map<String, Value>, keys: &Keys<'_>) {
+pub(super) fn retain_keys(out: &mut serde_json::Map<String, Value>, keys: &Keys<'_>) {
     if keys.len() <= INLINE_KEYS {
         out.retain(|k, _| keys.iter().any(|x| x == k));
         return;

@@ -355,6 +355,63 @@ pub(crate) struct Span {
 /// reader less to find again than to look up.
 pub(crate) const LONG_STRING: usize = 4096;
 
+/// Deeper than this in a `result` (the result itself: 0), no string is a text for the content
+/// checks (`content::results::collect`, `content::borrowed`).
+pub(crate) const TEXT_MAX_DEPTH: usize = 64;
+
+/// Is `key` a member of an object inside a `result` (not the result itself) whose value is not
+/// text for the model? Binary payloads and identifiers (`content::results::collect`,
+/// `content::borrowed`).
+#[inline]
+pub(crate) fn not_text_member(key: &[u8]) -> bool {
+    matches!(
+        key,
+        b"blob" | b"data" | b"mimeType" | b"uri" | b"type" | b"_meta"
+    )
+}
+
+/// The most texts [`ResultTexts`] lists; an answer with more is walked by the content reader.
+pub(crate) const MAX_LISTED_TEXTS: usize = 256;
+
+/// A string of a line's `result` member that the content checks read as a text: its contents
+/// are `line[start..end]` as written (`line[end]` is its closing quote), `escaped` says they
+/// hold a backslash, `ascii` that every byte is below 0x80.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TextSpan {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) ascii: bool,
+    pub(crate) escaped: bool,
+}
+
+/// The texts of a line's `result` as the envelope scanner met them (issue 19: a small
+/// answer's texts were found by a second walk over the line, about a tenth of a call).
+/// Kept from one line to the next (cleared by each scan).
+#[derive(Debug, Default)]
+pub(crate) struct ResultTexts {
+    spans: Vec<TextSpan>,
+    /// The scanner read the whole line and `spans` lists every text of its `result`, in the
+    /// line's order. `false`: the line went to the serde pass, or had more than
+    /// [`MAX_LISTED_TEXTS`] texts; the content reader walks it.
+    complete: bool,
+    /// The line has a `result` member.
+    has_result: bool,
+}
+
+impl ResultTexts {
+    /// Every text of the line's `result`, in order, when the scanner listed them all; `None`
+    /// when the content reader must walk the line. `Some((false, _))`: no `result` member.
+    pub(crate) fn listed(&self) -> Option<(bool, &[TextSpan])> {
+        self.complete.then_some((self.has_result, &self.spans[..]))
+    }
+
+    fn clear(&mut self) {
+        self.spans.clear();
+        self.complete = false;
+        self.has_result = false;
+    }
+}
+
 /// [`validate_envelope`], also reporting in `spans` (cleared first, in the line's order) the
 /// string values of at least `min_len` bytes without escapes that the scanner read, so the
 /// content reader (`content::borrowed::each_text_spans`) does not read a large answer's text
@@ -367,20 +424,22 @@ pub(crate) fn validate_envelope_spans<'a>(
     min_len: usize,
     spans: &mut Vec<Span>,
 ) -> Result<Envelope<'a>, ParseError> {
-    validate_envelope_hinted(line, max_depth, min_len, &[], spans)
+    validate_envelope_hinted(line, max_depth, min_len, &[], spans, None)
 }
 
 /// [`validate_envelope_spans`] told the line's quiet stretches (`jsonrpc::quiet`, found while
-/// the line was read): the string values' bytes in them are not read again.
+/// the line was read): the string values' bytes in them are not read again. Given `texts`,
+/// it also lists there the texts of the line's `result` ([`ResultTexts`]).
 pub(crate) fn validate_envelope_hinted<'a>(
     line: &'a [u8],
     max_depth: usize,
     min_len: usize,
     quiet: &[Quiet],
     spans: &mut Vec<Span>,
+    texts: Option<&mut ResultTexts>,
 ) -> Result<Envelope<'a>, ParseError> {
     spans.clear();
-    match scan::envelope_hinted(line, max_depth, min_len, quiet, spans) {
+    match scan::envelope_hinted(line, max_depth, min_len, quiet, spans, texts) {
         Some(env) => Ok(env),
         None => {
             spans.clear();
@@ -560,7 +619,7 @@ mod scan {
         min_len: usize,
         spans: &mut Vec<super::Span>,
     ) -> Option<Envelope<'a>> {
-        envelope_hinted(line, max_depth, min_len, &[], spans)
+        envelope_hinted(line, max_depth, min_len, &[], spans, None)
     }
 
     /// [`envelope`] jumping over the quiet stretches in string values.
@@ -570,8 +629,16 @@ mod scan {
         min_len: usize,
         quiet: &[Quiet],
         spans: &mut Vec<super::Span>,
+        mut texts: Option<&mut super::ResultTexts>,
     ) -> Option<Envelope<'a>> {
         let b = line;
+        if let Some(t) = texts.as_deref_mut() {
+            t.clear();
+        }
+        // The texts of the `result` (`super::ResultTexts`): the stack length of the object
+        // whose member being read is not text (`not_text_member`; 0: none), and whether a
+        // `result` member was met.
+        let (mut not_text_at, mut has_result) = (0usize, false);
         let mut hints = Hints::new(quiet, line.len());
         // Every byte of every string, OR-ed as the strings are read: its top bit says that a
         // string holds a byte >= 0x80 (outside strings only ASCII is JSON), and only then is
@@ -625,6 +692,10 @@ mod scan {
                         i = key(b, i, &mut keys, stack.len() == 1, &mut member, &mut high)?;
                         is_error_key =
                             in_result && stack.len() == 2 && keys.last() == Some(&&b"isError"[..]);
+                        if texts.is_some() {
+                            not_text_at = skipped_member(&stack, &keys, member, not_text_at);
+                            has_result |= stack.len() == 1 && is_result(member);
+                        }
                         continue 'value;
                     } else {
                         continue 'value;
@@ -635,6 +706,25 @@ mod scan {
                     let mut or = 0u8;
                     let (end, escaped) = value_string(b, i + 1, &mut or, &mut hints)?;
                     high |= or;
+                    // A text: in the `result` (the value of its member, while `member` says so),
+                    // not in a member that is not text, not too deep.
+                    if not_text_at == 0
+                        && stack.len() <= super::TEXT_MAX_DEPTH + 1
+                        && is_result(member)
+                    {
+                        if let Some(t) = texts.as_deref_mut() {
+                            if t.spans.len() < super::MAX_LISTED_TEXTS {
+                                t.spans.push(super::TextSpan {
+                                    start: i + 1,
+                                    end: end - 1,
+                                    ascii: or < 0x80,
+                                    escaped,
+                                });
+                            } else {
+                                texts = None; // too many: the content reader walks the line
+                            }
+                        }
+                    }
                     if !escaped && end - 1 - (i + 1) >= min_len {
                         spans.push(super::Span {
                             start: i + 1,
@@ -682,6 +772,10 @@ mod scan {
                         )?;
                         is_error_key =
                             in_result && stack.len() == 2 && keys.last() == Some(&&b"isError"[..]);
+                        if texts.is_some() {
+                            not_text_at = skipped_member(&stack, &keys, member, not_text_at);
+                            has_result |= stack.len() == 1 && is_result(member);
+                        }
                         continue 'value;
                     }
                     (b',', false) => {
@@ -693,6 +787,9 @@ mod scan {
                             return None;
                         }
                         keys.truncate(start);
+                        if not_text_at == stack.len() {
+                            not_text_at = 0;
+                        }
                         stack.pop();
                         if stack.len() == 1 {
                             in_result = false;
@@ -714,6 +811,10 @@ mod scan {
             std::str::from_utf8(line).ok()?;
         }
         env.not_failed = !failed;
+        if let Some(t) = texts {
+            t.complete = true;
+            t.has_result = has_result;
+        }
         if let Some((s, e)) = id_range {
             env.id = Some(serde_json::from_slice(&b[s..e]).ok()?);
         }
@@ -731,6 +832,35 @@ mod scan {
             }
         }
         Some(env)
+    }
+
+    /// Is the top-level member being read the `result`?
+    #[inline(always)]
+    fn is_result(member: Option<(Member, usize)>) -> bool {
+        matches!(member, Some((Member::Result, _)))
+    }
+
+    /// After a key was read into the open object (the last of `stack`): the stack length of
+    /// the object whose member is not text ([`super::not_text_member`]), given what it was.
+    /// Only objects inside the `result`'s value count (depth 1 and deeper: the result itself,
+    /// at stack length 2, never skips a member), and a member inside a skipped one changes
+    /// nothing.
+    #[inline(always)]
+    fn skipped_member(
+        stack: &[(bool, usize)],
+        keys: &Keys<'_>,
+        member: Option<(Member, usize)>,
+        was: usize,
+    ) -> usize {
+        let at = stack.len();
+        if at < 3 || !is_result(member) || (was != 0 && was < at) {
+            return was;
+        }
+        if super::not_text_member(keys.last().copied().unwrap_or_default()) {
+            at
+        } else {
+            0
+        }
     }
 
     /// The keys of the open objects (see `envelope`).

@@ -987,11 +987,11 @@ mod tests {
         let mut policy = (*f.policy).clone();
         policy.limits.max_in_flight = 3;
         f.policy = Arc::new(policy);
-        let server = crate::proxy::server_filter::ServerFilter {
-            shared: f.shared.clone(),
-            policy: f.policy.clone(),
-            outbox: Outbox::discarding(),
-        };
+        let server = crate::proxy::server_filter::ServerFilter::new(
+            f.shared.clone(),
+            f.policy.clone(),
+            Outbox::discarding(),
+        );
         let mut server = server;
         for id in 1..=3 {
             assert_eq!(f.on_line(call(id).as_bytes()).unwrap(), Outcome::Forward);

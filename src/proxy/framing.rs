@@ -521,7 +521,7 @@ mod tests {
                 }
                 hinted_lines += usize::from(!quiet.is_empty());
                 let (mut told, mut untold) = (Vec::new(), Vec::new());
-                let a = validate_envelope_hinted(line, 64, LONG_STRING, quiet, &mut told);
+                let a = validate_envelope_hinted(line, 64, LONG_STRING, quiet, &mut told, None);
                 let b = validate_envelope_spans(line, 64, LONG_STRING, &mut untold);
                 assert_eq!(format!("{a:?}"), format!("{b:?}"), "case {case}");
                 assert_eq!(told, untold, "case {case}");

@@ -64,11 +64,11 @@ impl Session {
     /// The session of `client` (its policy, session state, recorder and outbox serve the
     /// server direction too).
     pub(crate) fn new(client: ClientFilter, checking: bool) -> Session {
-        let server = ServerFilter {
-            shared: client.shared.clone(),
-            policy: client.policy.clone(),
-            outbox: client.outbox.clone(),
-        };
+        let server = ServerFilter::new(
+            client.shared.clone(),
+            client.policy.clone(),
+            client.outbox.clone(),
+        );
         Session {
             shared: client.shared.clone(),
             recorder: client.recorder.clone(),

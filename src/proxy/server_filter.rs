@@ -9,7 +9,7 @@ use super::framing::LineFacts;
 use super::outbox::{answer_of, Outbox, Peer};
 use super::session::{id_key, id_key_text, Pending, ServerRequest, Shared};
 use crate::check::tools::check_tool;
-use crate::jsonrpc::strict::{validate_envelope_hinted, LONG_STRING};
+use crate::jsonrpc::strict::{validate_envelope_hinted, ResultTexts, LONG_STRING};
 use crate::policy::{Policy, ToolsMode};
 
 #[derive(Debug, PartialEq)]
@@ -32,9 +32,25 @@ pub(crate) struct ServerFilter {
     pub(crate) policy: std::sync::Arc<Policy>,
     /// capjail's own requests: their answers are taken here, never relayed.
     pub(crate) outbox: std::sync::Arc<Outbox>,
+    /// The texts of the last line's `result`, as the envelope scanner met them (kept: no
+    /// allocation a line).
+    texts: ResultTexts,
 }
 
 impl ServerFilter {
+    pub(crate) fn new(
+        shared: SharedState,
+        policy: std::sync::Arc<Policy>,
+        outbox: std::sync::Arc<Outbox>,
+    ) -> ServerFilter {
+        ServerFilter {
+            shared,
+            policy,
+            outbox,
+            texts: ResultTexts::default(),
+        }
+    }
+
     /// The session state, through its own small methods (`Shared`). Never held across I/O; a
     /// poisoned lock means a stage panicked while changing it: nothing may be judged after
     /// that.
@@ -65,6 +81,8 @@ impl ServerFilter {
             LONG_STRING,
             facts.quiet,
             &mut spans,
+            // The texts of a result, for the content checks (when they read results).
+            self.policy.content.enabled.then_some(&mut self.texts),
         ) {
             Ok(e) => e,
             Err(e) => {
@@ -161,16 +179,22 @@ impl ServerFilter {
                             .take_env_read(key)
                             .map(|r| crate::check::env_read::filter_answer(line, &r));
                         use crate::check::env_read::EnvAnswer;
-                        let (line, env_why, spans, shapes) = match &env {
+                        let (line, env_why, spans, shapes, texts) = match &env {
                             Some(EnvAnswer::Withheld(l, why)) => {
                                 return ServerOutcome::Content(l.clone(), why.clone())
                             }
-                            // A new line: the spans and shapes are the server's line's, not
-                            // its.
+                            // A new line: the spans, shapes and texts are the server's line's,
+                            // not its.
                             Some(EnvAnswer::Rewritten(l, why)) => {
-                                (&l[..], Some(why.clone()), &[][..], &[][..])
+                                (&l[..], Some(why.clone()), &[][..], &[][..], None)
                             }
-                            _ => (line, None, &spans[..], facts.shapes),
+                            _ => (
+                                line,
+                                None,
+                                &spans[..],
+                                facts.shapes,
+                                self.texts.listed(),
+                            ),
                         };
                         // Results and resource contents: content checks (src/content).
                         match crate::content::hook::on_result_spans(
@@ -180,6 +204,7 @@ impl ServerFilter {
                             line,
                             spans,
                             shapes,
+                            texts,
                         ) {
                             crate::content::hook::ResultOutcome::Forward => match env_why {
                                 Some(why) => ServerOutcome::Content(line.to_vec(), why),
@@ -284,11 +309,11 @@ mod tests {
 
     fn filter(policy: &str) -> ServerFilter {
         let policy = crate::policy::load_str(policy, crate::policy::PolicySource::Inline).unwrap();
-        ServerFilter {
-            shared: Arc::new(Mutex::new(Shared::new(SessionCatalog::new(None, &[])))),
-            policy: Arc::new(policy),
-            outbox: Outbox::discarding(),
-        }
+        ServerFilter::new(
+            Arc::new(Mutex::new(Shared::new(SessionCatalog::new(None, &[])))),
+            Arc::new(policy),
+            Outbox::discarding(),
+        )
     }
 
     #[test]
