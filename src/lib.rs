@@ -22,6 +22,7 @@ mod probe;
 pub mod profile;
 mod proxy;
 pub mod sandbox;
+mod simd;
 #[cfg(test)]
 mod test_rng;
 mod trust;

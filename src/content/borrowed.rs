@@ -345,8 +345,8 @@ impl<'a> Reader<'a> {
         self.scratch.clear();
         self.scratch.extend_from_slice(&self.b[start..at]);
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
+        if crate::simd::fast() {
+            // SAFETY: the CPU has the vector paths' features (`simd::fast`, just above).
             return unsafe { self.unescape_avx2(at, ascii) };
         }
         self.unescape_walk(at, ascii)
@@ -381,7 +381,7 @@ impl<'a> Reader<'a> {
     /// backslash ending a block and the last bytes of the line (under 64) go through the
     /// walk's steps.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,popcnt,bmi1,lzcnt")]
     fn unescape_avx2(&mut self, mut at: usize, mut ascii: bool) -> Result<Str, End> {
         use crate::jsonrpc::stops::{eq_bits_avx2, load_avx2, top_bits_avx2};
         let b = self.b;
@@ -542,7 +542,7 @@ fn quote_or_backslash(b: &[u8], mut from: usize) -> Option<(usize, bool)> {
 /// # Safety
 /// `from + n <= b.len()`, and `dst` is valid for writes of 64 bytes.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,popcnt,bmi1,lzcnt")]
 #[inline]
 unsafe fn copy_short(b: &[u8], from: usize, n: usize, dst: *mut u8) {
     use std::arch::x86_64::*;
@@ -1173,7 +1173,7 @@ mod tests {
             r.scratch.extend_from_slice(&line[1..at]);
             let s = if avx2 {
                 #[cfg(target_arch = "x86_64")]
-                // SAFETY: only called when the CPU has AVX2.
+                // SAFETY: only called when the CPU has the vector paths' features.
                 let s = unsafe { r.unescape_avx2(at, ascii) };
                 #[cfg(not(target_arch = "x86_64"))]
                 let s = r.unescape_walk(at, ascii);
@@ -1187,7 +1187,7 @@ mod tests {
         }
         let avx2 = {
             #[cfg(target_arch = "x86_64")]
-            let a = std::arch::is_x86_feature_detected!("avx2");
+            let a = crate::simd::fast();
             #[cfg(not(target_arch = "x86_64"))]
             let a = false;
             a

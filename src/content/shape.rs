@@ -176,7 +176,7 @@ fn masks_table(c: &[u8; 64], _flags: bool) -> Masks {
 /// [`Masks`] 32 bytes at a time: range compares for letters and digits, equality with each
 /// byte of the small classes, one `movemask` per class.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,popcnt,bmi1,lzcnt")]
 fn masks_avx2(c: &[u8; 64], flags: bool) -> Masks {
     use std::arch::x86_64::*;
     // SAFETY: both 32-byte loads lie inside `c` (unaligned loads).
@@ -383,8 +383,8 @@ impl Letters {
 #[inline]
 pub(crate) fn shape(b: &[u8]) -> Shape {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 (checked just above).
+    if crate::simd::fast() {
+        // SAFETY: the CPU has the vector paths' features (`simd::fast`, just above).
         return unsafe { shape_avx2(b) };
     }
     shape_blocks(b, masks_table)
@@ -392,7 +392,7 @@ pub(crate) fn shape(b: &[u8]) -> Shape {
 
 /// [`shape`] with AVX2's masks.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,popcnt,bmi1,lzcnt")]
 fn shape_avx2(b: &[u8]) -> Shape {
     shape_blocks(b, |c, f| masks_avx2(c, f))
 }
@@ -463,15 +463,15 @@ impl ShapeStream {
     /// [`ShapeStream::advance`] with this CPU's masks (AVX2's where it has them).
     fn advance_here(&mut self, b: &[u8], last: bool) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
+        if crate::simd::fast() {
+            // SAFETY: the CPU has the vector paths' features (`simd::fast`, just above).
             return unsafe { self.advance_avx2(b, last) };
         }
         self.advance(b, last, masks_table);
     }
 
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,popcnt,bmi1,lzcnt")]
     fn advance_avx2(&mut self, b: &[u8], last: bool) {
         self.advance(b, last, |c, f| masks_avx2(c, f));
     }

@@ -23,7 +23,7 @@ pub(crate) struct StringStops<'a> {
 impl<'a> StringStops<'a> {
     pub(crate) fn new(b: &'a [u8]) -> Self {
         #[cfg(target_arch = "x86_64")]
-        let avx2 = std::arch::is_x86_feature_detected!("avx2");
+        let avx2 = crate::simd::fast();
         #[cfg(not(target_arch = "x86_64"))]
         let avx2 = false;
         StringStops {
@@ -88,7 +88,7 @@ impl<'a> StringStops<'a> {
             self.len = BLOCK;
             #[cfg(target_arch = "x86_64")]
             if self.avx2 {
-                // SAFETY: `avx2` says the CPU has AVX2.
+                // SAFETY: `avx2` says the CPU has the vector paths' features (`simd::fast`).
                 (self.stops, self.top) = unsafe { masks_avx2(block) };
                 return;
             }
@@ -132,7 +132,7 @@ fn masks(block: &[u8; BLOCK]) -> (u64, u64) {
 
 /// [`masks`] with AVX2: two 32-byte compares to bit masks.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,popcnt,bmi1,lzcnt")]
 fn masks_avx2(block: &[u8; BLOCK]) -> (u64, u64) {
     let v = load_avx2(block);
     (stop_bits_avx2(v), top_bits_avx2(v))
@@ -140,7 +140,7 @@ fn masks_avx2(block: &[u8; BLOCK]) -> (u64, u64) {
 
 /// A block's 64 bytes as two AVX2 vectors.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,popcnt,bmi1,lzcnt")]
 #[inline]
 pub(crate) fn load_avx2(
     block: &[u8; BLOCK],
@@ -158,7 +158,7 @@ pub(crate) fn load_avx2(
 /// One bit per byte of a loaded block that stops a string: `"`, `\\`, below 0x20 (also
 /// `strict::special`'s).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,popcnt,bmi1,lzcnt")]
 #[inline]
 pub(crate) fn stop_bits_avx2(
     (v0, v1): (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i),
@@ -180,7 +180,7 @@ pub(crate) fn stop_bits_avx2(
 
 /// One bit per byte of a loaded block equal to `c`.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,popcnt,bmi1,lzcnt")]
 #[inline]
 pub(crate) fn eq_bits_avx2(
     (v0, v1): (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i),
@@ -194,7 +194,7 @@ pub(crate) fn eq_bits_avx2(
 
 /// One bit per byte of a loaded block outside ASCII (its top bit set).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,popcnt,bmi1,lzcnt")]
 #[inline]
 pub(crate) fn top_bits_avx2(
     (v0, v1): (std::arch::x86_64::__m256i, std::arch::x86_64::__m256i),
@@ -246,8 +246,8 @@ mod tests {
             for block in s.chunks_exact(BLOCK) {
                 let block: &[u8; BLOCK] = block.try_into().expect("64 bytes");
                 #[cfg(target_arch = "x86_64")]
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2 (checked just above).
+                if crate::simd::fast() {
+                    // SAFETY: the CPU has the vector paths' features (`simd::fast`, just above).
                     assert_eq!(unsafe { masks_avx2(block) }, masks(block));
                 }
             }

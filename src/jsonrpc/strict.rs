@@ -944,8 +944,8 @@ mod scan {
     #[inline(never)]
     fn escaped_string(b: &[u8], i: usize, high: &mut u8) -> Option<usize> {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
+        if crate::simd::fast() {
+            // SAFETY: the CPU has the vector paths' features (`simd::fast`, just above).
             return unsafe { escaped_string_avx2(b, i, high) };
         }
         escaped_string_walk(b, i, high)
@@ -996,7 +996,7 @@ mod scan {
     /// such text). A `\u` escape, a backslash ending a block and the line's last bytes (under
     /// 64) take the walk's steps.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,popcnt,bmi1,lzcnt")]
     pub(super) fn escaped_string_avx2(b: &[u8], mut i: usize, high: &mut u8) -> Option<usize> {
         use super::super::stops::{load_avx2, stop_bits_avx2, top_bits_avx2, SHORT_ESCAPES};
         loop {
@@ -1056,7 +1056,7 @@ mod scan {
     #[inline(always)]
     pub(crate) fn special(s: &[u8]) -> (Option<usize>, u8) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if crate::simd::fast() {
             // Most strings of a small message (its keys, ids, method names) end within two
             // words: read there in a general register first, where a vector block's loads and
             // masks cost ~80 instructions a string (issue 19). The blocks read the words again.
@@ -1064,7 +1064,7 @@ mod scan {
             if let Ok(found) = head_words(s, 2, &mut or) {
                 return found;
             }
-            // SAFETY: the CPU has AVX2 (checked just above).
+            // SAFETY: the CPU has the vector paths' features (`simd::fast`, just above).
             return unsafe { special_avx2(s) };
         }
         special_blocks(s)
@@ -1098,7 +1098,7 @@ mod scan {
     /// control range, to one bit per byte (`stops::stop_bits_avx2`, as the walk over an
     /// escaped string's stops reads them); the tail (under 64 bytes) by [`special_blocks`].
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
+    #[target_feature(enable = "avx2,popcnt,bmi1,lzcnt")]
     fn special_avx2(s: &[u8]) -> (Option<usize>, u8) {
         use super::super::stops::{load_avx2, stop_bits_avx2, top_bits_avx2};
         use std::arch::x86_64::{_mm256_movemask_epi8, _mm256_or_si256, _mm256_setzero_si256};
@@ -1526,7 +1526,7 @@ mod tests {
     #[test]
     fn both_escaped_string_scans_agree() {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if crate::simd::fast() {
             let mut rng = crate::test_rng::XorShift::new(0x0e5c_a9ed_57a1_04b5u64);
             let mut rand = move |n: usize| rng.below(n);
             const PIECES: &[&[u8]] = &[
@@ -1564,7 +1564,7 @@ mod tests {
                 }
                 let (mut high_walk, mut high_avx2) = (0u8, 0u8);
                 let walk = scan::escaped_string_walk(&s, 0, &mut high_walk);
-                // SAFETY: the CPU has AVX2 (checked above).
+                // SAFETY: the CPU has the vector paths' features (`simd::fast`, above).
                 let avx2 = unsafe { scan::escaped_string_avx2(&s, 0, &mut high_avx2) };
                 assert_eq!(avx2, walk, "{:?}", String::from_utf8_lossy(&s));
                 if walk.is_some() {

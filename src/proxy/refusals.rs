@@ -137,8 +137,8 @@ fn word(a: u8, b: u8, c: u8, d: u8) -> bool {
 /// The first place at or after `from` where `line` holds `perm` or `eacc` (any case).
 fn next_hit(line: &[u8], from: usize) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2 (checked just above).
+    if crate::simd::fast() {
+        // SAFETY: the CPU has the vector paths' features (`simd::fast`, just above).
         return unsafe { next_hit_avx2(line, from) };
     }
     next_hit_blocks(line, from)
@@ -146,7 +146,7 @@ fn next_hit(line: &[u8], from: usize) -> Option<usize> {
 
 /// [`next_hit`] compiled for AVX2 (the same code, vectorised 32 bytes at a time).
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,popcnt,bmi1,lzcnt")]
 fn next_hit_avx2(line: &[u8], from: usize) -> Option<usize> {
     next_hit_blocks(line, from)
 }
