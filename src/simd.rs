@@ -50,6 +50,7 @@ mod tests {
             include_str!("jsonrpc/stops.rs"),
             include_str!("content/borrowed.rs"),
             include_str!("content/shape.rs"),
+            include_str!("content/text.rs"),
             include_str!("proxy/refusals.rs"),
         );
         let mut n = 0;
