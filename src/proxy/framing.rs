@@ -461,17 +461,18 @@ mod tests {
 
     /// Long lines come with their quiet stretches, each free of stops and inside its line,
     /// whatever the reads' sizes and however `line_buffered` interleaves with `next` (as the
-    /// server pump calls them); the scanner told them reads every line as it does untold. The
+    /// server pump calls them); the scanner told them reads every line as it does untold (the
+    /// same envelope, long strings and listed texts of the result). The
     /// protection this guards: a stretch holding a quote would let the scanner read past the
     /// end of a string.
     #[test]
     fn long_lines_carry_quiet_stretches_the_scanner_reads_alike() {
         use crate::jsonrpc::strict::{
-            validate_envelope_hinted, validate_envelope_spans, LONG_STRING,
+            validate_envelope_hinted, validate_envelope_spans, ResultTexts, LONG_STRING,
         };
         let mut rng = crate::test_rng::XorShift::new(0x511e_2ce5_u64);
         let mut rand = move |n: usize| rng.below(n);
-        let mut hinted_lines = 0;
+        let (mut hinted_lines, mut listed) = (0, 0);
         for case in 0..40 {
             let mut input = Vec::new();
             for k in 0..1 + rand(4) {
@@ -521,13 +522,42 @@ mod tests {
                 }
                 hinted_lines += usize::from(!quiet.is_empty());
                 let (mut told, mut untold) = (Vec::new(), Vec::new());
-                let a = validate_envelope_hinted(line, 64, LONG_STRING, quiet, &mut told, None);
-                let b = validate_envelope_spans(line, 64, LONG_STRING, &mut untold);
+                // And the texts of the result it lists (with their ASCII flags), told or not.
+                let (mut texts_told, mut texts_untold) =
+                    (ResultTexts::default(), ResultTexts::default());
+                let a = validate_envelope_hinted(
+                    line,
+                    64,
+                    LONG_STRING,
+                    quiet,
+                    &mut told,
+                    Some(&mut texts_told),
+                );
+                let b = validate_envelope_hinted(
+                    line,
+                    64,
+                    LONG_STRING,
+                    &[],
+                    &mut untold,
+                    Some(&mut texts_untold),
+                );
                 assert_eq!(format!("{a:?}"), format!("{b:?}"), "case {case}");
                 assert_eq!(told, untold, "case {case}");
+                assert_eq!(texts_told.listed(), texts_untold.listed(), "case {case}");
+                if let Some((_, texts)) = texts_told.listed() {
+                    listed += texts.len();
+                    for t in texts {
+                        let bytes = &line[t.start..t.end];
+                        assert_eq!(t.ascii, bytes.is_ascii(), "case {case}");
+                        assert_eq!(t.escaped, bytes.contains(&b'\\'), "case {case}");
+                    }
+                }
+                let c = validate_envelope_spans(line, 64, LONG_STRING, &mut untold);
+                assert_eq!(format!("{a:?}"), format!("{c:?}"), "case {case}");
             }
         }
         assert!(hinted_lines > 10, "{hinted_lines} lines had stretches");
+        assert!(listed > 40, "{listed} texts listed");
     }
 
     #[test]
