@@ -21,17 +21,33 @@ pub(crate) enum Frame {
 pub(crate) struct LineReader<R> {
     inner: R,
     max: usize,
+    /// The start of the next line, taken out of `inner`'s buffer by [`LineReader::fill_ready`]
+    /// so that it could read on without waiting.
+    partial: Vec<u8>,
 }
 
 impl<R: BufRead> LineReader<R> {
     pub(crate) fn new(inner: R, max: usize) -> Self {
-        LineReader { inner, max }
+        LineReader {
+            inner,
+            max,
+            partial: Vec::new(),
+        }
     }
 
     /// Read the next frame into `buf` (cleared first); `buf` is reused across calls.
     pub(crate) fn next_into(&mut self, buf: &mut Vec<u8>) -> io::Result<Frame> {
         buf.clear();
         let mut skipped: Option<usize> = None;
+        if !self.partial.is_empty() {
+            // (`fill_ready` read no more than one buffer past a whole one: bounded.)
+            if self.partial.len() > self.max {
+                skipped = Some(self.partial.len());
+                self.partial.clear();
+            } else {
+                std::mem::swap(buf, &mut self.partial);
+            }
+        }
         loop {
             let available = match self.inner.fill_buf() {
                 Ok(b) => b,
@@ -74,6 +90,34 @@ impl<T: io::Read> LineReader<io::BufReader<T>> {
     /// Is a whole line already buffered (the next `next_into` returns without reading)?
     pub(crate) fn line_buffered(&self) -> bool {
         memchr(self.inner.buffer()).is_some()
+    }
+
+    /// Read what the input already holds, never waiting: `waiting()` says how many bytes a
+    /// read returns at once (the pipe's `FIONREAD`; 0: a read could wait, and none is made).
+    /// `true` when a whole line is buffered now. The start of a line that is still partial
+    /// is kept for `next_into`; at most one read is made.
+    pub(crate) fn fill_ready(&mut self, waiting: impl Fn() -> usize) -> io::Result<bool> {
+        if self.line_buffered() {
+            return Ok(true);
+        }
+        if waiting() == 0 {
+            return Ok(false);
+        }
+        // The buffer holds no newline: its bytes start the next line. Taken out, so that the
+        // buffer is empty and `fill_buf` reads (without waiting: bytes are there).
+        let n = self.inner.buffer().len();
+        if self.partial.len() + n > self.max + 1 {
+            return Ok(false); // an over-long line: `next_into` skips it as before
+        }
+        self.partial.extend_from_slice(self.inner.buffer());
+        self.inner.consume(n);
+        loop {
+            match self.inner.fill_buf() {
+                Ok(_) => return Ok(self.line_buffered()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
@@ -353,6 +397,129 @@ mod tests {
             }
         }
         out
+    }
+
+    /// A reader of chunks, one per read, that counts its reads.
+    struct Chunks {
+        chunks: std::collections::VecDeque<Vec<u8>>,
+        reads: std::rc::Rc<std::cell::Cell<usize>>,
+    }
+
+    impl io::Read for Chunks {
+        fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+            self.reads.set(self.reads.get() + 1);
+            let Some(mut c) = self.chunks.pop_front() else {
+                return Ok(0);
+            };
+            let n = c.len().min(b.len());
+            b[..n].copy_from_slice(&c[..n]);
+            if n < c.len() {
+                self.chunks.push_front(c.split_off(n));
+            }
+            Ok(n)
+        }
+    }
+
+    fn chunked(
+        chunks: &[&[u8]],
+        cap: usize,
+        max: usize,
+    ) -> (
+        LineReader<io::BufReader<Chunks>>,
+        std::rc::Rc<std::cell::Cell<usize>>,
+    ) {
+        let reads = std::rc::Rc::new(std::cell::Cell::new(0));
+        let input = Chunks {
+            chunks: chunks.iter().map(|c| c.to_vec()).collect(),
+            reads: reads.clone(),
+        };
+        (
+            LineReader::new(io::BufReader::with_capacity(cap, input), max),
+            reads,
+        )
+    }
+
+    /// `fill_ready` reads on only when bytes are waiting, at most once, keeps a partial line's
+    /// start for `next_into`, and says whether a whole line is buffered.
+    #[test]
+    fn fill_ready_reads_what_waits_and_keeps_a_partial_line() {
+        let (mut r, reads) = chunked(&[b"{a}\n{b", b"}\n{c", b"}\n"], 64, 100);
+        let mut buf = Vec::new();
+        assert_eq!(r.next_into(&mut buf).unwrap(), Frame::Line(b"{a}".to_vec()));
+        assert_eq!(reads.get(), 1);
+        assert!(!r.line_buffered());
+        // Nothing waiting: no read (it could wait), no line.
+        assert!(!r.fill_ready(|| 0).unwrap());
+        assert_eq!(reads.get(), 1);
+        // Bytes waiting: one read, and the line `{b}` is whole.
+        assert!(r.fill_ready(|| 4).unwrap());
+        assert_eq!(reads.get(), 2);
+        assert!(r.fill_ready(|| 4).unwrap()); // (a line buffered: no read)
+        assert_eq!(reads.get(), 2);
+        assert_eq!(r.next_into(&mut buf).unwrap(), Frame::Line(b"{b}".to_vec()));
+        // `{c` waits for its end: a read that brings no newline leaves it partial.
+        let (mut r, _) = chunked(&[b"{a}\n{c", b"c", b"c}\n"], 64, 100);
+        assert_eq!(r.next_into(&mut buf).unwrap(), Frame::Line(b"{a}".to_vec()));
+        assert!(!r.fill_ready(|| 1).unwrap());
+        assert_eq!(
+            r.next_into(&mut buf).unwrap(),
+            Frame::Line(b"{ccc}".to_vec())
+        );
+        assert_eq!(r.next_into(&mut buf).unwrap(), Frame::Eof);
+        // A partial line over the limit is left to `next_into`, which skips it whole.
+        let (mut r, _) = chunked(&[b"{a}\nxxxxxxxx", b"xxxx\n{d}\n"], 64, 6);
+        assert_eq!(r.next_into(&mut buf).unwrap(), Frame::Line(b"{a}".to_vec()));
+        assert!(!r.fill_ready(|| 9).unwrap());
+        assert_eq!(r.next_into(&mut buf).unwrap(), Frame::TooLong(12));
+        assert_eq!(r.next_into(&mut buf).unwrap(), Frame::Line(b"{d}".to_vec()));
+    }
+
+    /// However `fill_ready` interleaves with `next_into`, the frames are the plain reader's:
+    /// lines split anywhere, over-long ones, a last line without its newline.
+    #[test]
+    fn fill_ready_changes_no_frame() {
+        let mut rng = crate::test_rng::XorShift::new(0xf111_4ead_u64);
+        for _ in 0..500 {
+            let mut input = Vec::new();
+            for _ in 0..rng.below(12) {
+                let len = [rng.below(6), rng.below(40), 20 + rng.below(30)][rng.below(3)];
+                input.extend(std::iter::repeat_n(b'x', len));
+                input.push(b'\n');
+            }
+            if rng.below(3) == 0 {
+                input.extend_from_slice(b"tail");
+            }
+            let mut chunks: Vec<&[u8]> = Vec::new();
+            let mut rest = &input[..];
+            while !rest.is_empty() {
+                let n = (1 + rng.below(25)).min(rest.len());
+                chunks.push(&rest[..n]);
+                rest = &rest[n..];
+            }
+            let (cap, max) = (8 + rng.below(40), 1 + rng.below(40));
+            let want = frames(&input, max, cap);
+            let (mut r, _) = chunked(&chunks, cap, max);
+            let mut buf = Vec::new();
+            let mut got = Vec::new();
+            for _ in 0..200 {
+                if rng.below(2) == 0 {
+                    let w = rng.below(3);
+                    r.fill_ready(|| w).unwrap();
+                }
+                let f = r.next_into(&mut buf).unwrap();
+                let eof = f == Frame::Eof;
+                got.push(f);
+                if eof {
+                    break;
+                }
+            }
+            assert_eq!(
+                got,
+                want,
+                "{:?} in {chunks:?} (cap {cap}, max {max})",
+                String::from_utf8_lossy(&input)
+            );
+        }
     }
 
     #[test]

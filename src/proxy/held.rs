@@ -34,6 +34,11 @@ impl Held {
         self.originals.is_empty()
     }
 
+    /// How many lines are held.
+    pub(crate) fn len(&self) -> usize {
+        self.originals.len()
+    }
+
     pub(crate) fn is_full(&self) -> bool {
         self.bytes.len() >= HELD_BYTES || self.originals.len() >= HELD_LINES
     }

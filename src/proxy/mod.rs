@@ -283,7 +283,12 @@ pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
             .name("client->server".into())
             .spawn(move || {
                 latency::pump_thread();
-                let r = stdio::pump_client(&session, stdio::client_stdin(), &out);
+                let r = stdio::pump_client(
+                    &session,
+                    stdio::client_stdin(),
+                    stdio::client_waiting,
+                    &out,
+                );
                 if let Err(e) = &r {
                     if let Some(fatal) = fatal_error(e) {
                         let _ = tx.send(PumpEvent::Fatal(fatal));
