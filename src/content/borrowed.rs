@@ -86,6 +86,12 @@ pub(crate) fn each_text_spans(
     };
     let read = r.top(text);
     scratch.after(line.len());
+    answer(read)
+}
+
+/// What a read says: `Ok(found)` (every text accepted; `found`: the line has a `result`),
+/// or why it ended early.
+fn answer(read: Result<bool, End>) -> Option<bool> {
     match read {
         Ok(true) => Some(true),
         Ok(false) => None,
@@ -113,32 +119,21 @@ pub(crate) fn each_listed_text(
         scratch: &mut scratch.buf,
         spans: &[],
     };
-    let mut read = Ok(true);
-    for t in texts {
+    let read = texts.iter().try_for_each(|t| {
         let s = if t.escaped {
             r.i = t.start;
-            r.string()
+            r.string()?
         } else {
-            Ok(Str::Line(t.start, t.end, t.ascii))
+            Str::Line(t.start, t.end, t.ascii)
         };
-        match s.and_then(|s| r.get(&s).map(&mut *text)) {
-            Ok(true) => {}
-            Ok(false) => {
-                read = Err(End::Stopped);
-                break;
-            }
-            Err(e) => {
-                read = Err(e);
-                break;
-            }
+        if text(r.get(&s)?) {
+            Ok(())
+        } else {
+            Err(End::Stopped)
         }
-    }
+    });
     scratch.after(line.len());
-    match read {
-        Ok(_) => Some(true),
-        Err(End::Stopped) => Some(false),
-        Err(End::Bad) => None,
-    }
+    answer(read.map(|()| true))
 }
 
 /// Where a string's contents are: borrowed from the line, or unescaped into the scratch; and

@@ -40,13 +40,8 @@ impl<R: BufRead> LineReader<R> {
         buf.clear();
         let mut skipped: Option<usize> = None;
         if !self.partial.is_empty() {
-            // (`fill_ready` read no more than one buffer past a whole one: bounded.)
-            if self.partial.len() > self.max {
-                skipped = Some(self.partial.len());
-                self.partial.clear();
-            } else {
-                std::mem::swap(buf, &mut self.partial);
-            }
+            // A line's start `fill_ready` took out (within the limit; the loop checks the rest).
+            std::mem::swap(buf, &mut self.partial);
         }
         loop {
             let available = match self.inner.fill_buf() {
@@ -106,7 +101,7 @@ impl<T: io::Read> LineReader<io::BufReader<T>> {
         // The buffer holds no newline: its bytes start the next line. Taken out, so that the
         // buffer is empty and `fill_buf` reads (without waiting: bytes are there).
         let n = self.inner.buffer().len();
-        if self.partial.len() + n > self.max + 1 {
+        if self.partial.len() + n > self.max {
             return Ok(false); // an over-long line: `next_into` skips it as before
         }
         self.partial.extend_from_slice(self.inner.buffer());
