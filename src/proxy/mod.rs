@@ -306,8 +306,9 @@ pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
         std::thread::Builder::new()
             .name("server->client".into())
             .spawn(move || {
-                latency::pump_thread();
-                if let Err(e) = stdio::pump_server(&session, server_out, &out) {
+                let mut pace = latency::ServerPace::start();
+                let woke = |lines| pace.woke(lines);
+                if let Err(e) = stdio::pump_server(&session, server_out, &out, woke) {
                     if let Some(fatal) = fatal_error(&e) {
                         let _ = tx.send(PumpEvent::Fatal(fatal));
                         return;

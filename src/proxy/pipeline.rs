@@ -380,13 +380,14 @@ fn push_server_outputs(out: &mut Vec<Output>, outcome: ServerOutcome) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::audit::FilterAction;
     use crate::check::RealWorld;
     use crate::policy::{builtin, load_str, PolicySource};
 
-    fn offline() -> Session {
+    /// A session of the built-in `strict` policy and the filesystem profile, offline.
+    pub(crate) fn offline() -> Session {
         let policy = load_str(
             builtin::get("strict").unwrap(),
             PolicySource::Builtin("strict".into()),

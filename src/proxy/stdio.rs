@@ -197,13 +197,16 @@ fn settle(watermark: Option<&crate::audit::queue::Watermark>) {
 /// Server -> client. Returns a [`super::fatal::AuditFailure`] for a fatal audit failure.
 /// The lines for the client are queued in the outbox and written together once no further
 /// line is at hand (one `write` per burst of answers; a lone answer is written at once).
+/// `woke` is told how many lines each wake-up brought (the lines judged before none was
+/// buffered any more: `latency::ServerPace`).
 pub(crate) fn pump_server(
     session: &Session,
     server_out: impl Read + AsFd,
     out: &Outbox,
+    woke: impl FnMut(usize),
 ) -> io::Result<()> {
     widen_pipe(server_out.as_fd());
-    let pumped = relay_server(session, server_out, out);
+    let pumped = relay_server(session, server_out, out, woke);
     if pumped.is_err() {
         // What was judged before the failure still goes out, as it would have unqueued.
         let _ = out.flush_client();
@@ -234,18 +237,27 @@ fn widen_pipe(fd: BorrowedFd<'_>) {
     }
 }
 
-fn relay_server(session: &Session, server_out: impl Read, out: &Outbox) -> io::Result<()> {
+fn relay_server(
+    session: &Session,
+    server_out: impl Read,
+    out: &Outbox,
+    mut woke: impl FnMut(usize),
+) -> io::Result<()> {
     // Lines are judged and relayed from the reader's buffer: a relayed answer is copied once,
     // from that buffer into the client's pipe (or the outbox queue, for small ones).
     let mut reader = InPlaceLines::new(server_out, PUMP_BUFFER, MAX_SERVER_LINE_BYTES)
         .with_text_shapes(session.content_checks());
     // One buffer of outputs for every line.
     let mut outputs = Vec::new();
+    // Lines judged since none was buffered.
+    let mut lines = 0;
     loop {
         if !reader.line_buffered() {
             // The next read may wait for the server: what is queued goes out first.
             out.flush_client()?;
+            woke(std::mem::take(&mut lines));
         }
+        lines += 1;
         let whole = match reader.next()? {
             Slice::Eof => return out.flush_client(),
             Slice::TooLong(n) => {
@@ -274,5 +286,36 @@ fn relay_server(session: &Session, server_out: impl Read, out: &Outbox) -> io::R
                 Output::ToServer(_) => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server's stdout that hands out one chunk per read.
+    struct Chunks(Vec<Vec<u8>>);
+
+    impl Read for Chunks {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Ok(0);
+            }
+            let c = self.0.remove(0);
+            buf[..c.len()].copy_from_slice(&c);
+            Ok(c.len())
+        }
+    }
+
+    /// The server pump says how many lines each read brought, once it has judged them: what
+    /// `latency::ServerPace` paces itself by.
+    #[test]
+    fn the_server_pump_counts_the_lines_of_each_wake_up() {
+        let session = super::super::pipeline::tests::offline();
+        let line = b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{}}\n";
+        let chunks = Chunks(vec![line.repeat(3), line.to_vec(), line.repeat(2)]);
+        let mut woke = Vec::new();
+        relay_server(&session, chunks, &Outbox::discarding(), |n| woke.push(n)).unwrap();
+        assert_eq!(woke, [0, 3, 1, 2]);
     }
 }
