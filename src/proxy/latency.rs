@@ -226,4 +226,35 @@ mod tests {
         .join()
         .unwrap();
     }
+
+    /// Without privileges too: a thread with `nobody`'s credentials (dropped for that thread
+    /// alone by the raw syscall; glibc's `setresuid` would change every thread) goes to batch
+    /// and back, its nice value kept.
+    #[test]
+    fn an_unprivileged_server_pump_paces_itself() {
+        std::thread::spawn(|| {
+            // SAFETY: the calling thread's credentials only (the raw syscall, not glibc's).
+            if unsafe { libc::geteuid() } == 0 {
+                let nobody = 65534;
+                // SAFETY: setresuid on the calling thread; no memory is involved.
+                let r = unsafe { libc::syscall(libc::SYS_setresuid, nobody, nobody, nobody) };
+                assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+            }
+            // SAFETY: the calling thread.
+            assert_ne!(unsafe { libc::geteuid() }, 0);
+            let policy = || unsafe { libc::sched_getscheduler(0) };
+            let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+            let before = nice();
+            let mut p = ServerPace::start();
+            p.woke(2);
+            assert_eq!(policy(), libc::SCHED_BATCH);
+            for _ in 0..LONE_WAKES {
+                p.woke(1);
+            }
+            assert_eq!(policy(), libc::SCHED_OTHER);
+            assert_eq!(nice(), before);
+        })
+        .join()
+        .unwrap();
+    }
 }
