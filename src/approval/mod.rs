@@ -143,6 +143,8 @@ impl Approvals {
         let spawned = std::thread::Builder::new()
             .name("approval".into())
             .spawn(move || {
+                // Started by a pump: not with its scheduling (nor the approver command).
+                crate::proxy::latency::as_main_thread();
                 let answer = me.ask(&q, client_elicits);
                 done(answer)
             });
@@ -283,4 +285,44 @@ pub(crate) fn for_policy(
     outbox: &Arc<Outbox>,
 ) -> Option<Arc<Approvals>> {
     Some(Approvals::new(policy.approval.clone(), outbox.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An approval asked while a pump judged a line (here the server pump in a burst, running
+    /// as `SCHED_BATCH`) runs with capjail's main thread's scheduling, and so does the approver
+    /// command it would start: a pump's scheduling is not handed on.
+    #[test]
+    fn an_approval_thread_does_not_keep_a_pumps_scheduling() {
+        let approvals = Approvals::new(ApprovalPolicy::default(), Outbox::discarding());
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut pace = crate::proxy::latency::ServerPace::start();
+            pace.woke(2);
+            // SAFETY: the calling thread.
+            assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_BATCH);
+            let q = ApprovalQuestion {
+                method: "tools/call".into(),
+                tool: Some("write_file".into()),
+                capability: Some("filesystem.write".into()),
+                resource: Some("/ws/a.txt".into()),
+                rule: crate::policy::RuleId::Policy("require_approval[0]".into()),
+                rule_label: "require_approval[0]".into(),
+                reason: "writes need a person".into(),
+            };
+            let done = move |a: Answer| {
+                // SAFETY: the calling thread (the approval's).
+                let policy = unsafe { libc::sched_getscheduler(0) };
+                tx.send((a.by, policy)).unwrap();
+            };
+            approvals.request(q, false, Box::new(done));
+        })
+        .join()
+        .unwrap();
+        let (by, policy) = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(by, Answerer::Nobody);
+        assert_eq!(policy, libc::SCHED_OTHER);
+    }
 }

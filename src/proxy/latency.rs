@@ -54,13 +54,18 @@ pub(crate) fn pump_thread() -> bool {
 
 /// The calling thread's `sched_attr`.
 fn own_attr() -> Option<SchedAttr> {
+    attr_of(0)
+}
+
+/// The `sched_attr` of thread `tid` (0: the calling thread).
+fn attr_of(tid: libc::pid_t) -> Option<SchedAttr> {
     let size = std::mem::size_of::<SchedAttr>() as u32;
     let mut attr = SchedAttr::default();
-    // SAFETY: pid 0 is the calling thread; the kernel writes at most `size` bytes into `attr`.
+    // SAFETY: the kernel writes at most `size` bytes into `attr`.
     let got = unsafe {
         libc::syscall(
             libc::SYS_sched_getattr,
-            0,
+            tid,
             &mut attr as *mut SchedAttr,
             size,
             0,
@@ -86,6 +91,43 @@ fn set_own(mut attr: SchedAttr, policy: libc::c_int) -> bool {
         );
     }
     set == 0
+}
+
+/// The calling thread takes the scheduling of capjail's main thread: its policy and nice
+/// value, and the default slice. A thread a pump starts (an approval, held while a pump
+/// judged a line, and the approver command it runs) must not keep a pump's short slice or the
+/// server pump's batch policy, which threads and processes inherit. Only the policies a pump
+/// may have taken (`SCHED_OTHER`, `SCHED_BATCH`) are changed, only to another of them; a
+/// refusal changes nothing (best effort).
+pub(crate) fn as_main_thread() {
+    // SAFETY: getpid has no preconditions; the main thread's id is the process id.
+    let main = attr_of(unsafe { libc::getpid() });
+    let (Some(main), Some(mine)) = (main, own_attr()) else {
+        return;
+    };
+    let fair = |p: u32| p == libc::SCHED_OTHER as u32 || p == libc::SCHED_BATCH as u32;
+    if !fair(main.policy) || !fair(mine.policy) {
+        return;
+    }
+    if (mine.policy, mine.nice, mine.runtime) == (main.policy, main.nice, main.runtime) {
+        return;
+    }
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy: main.policy,
+        nice: main.nice,
+        // The default slice.
+        runtime: 0,
+        ..SchedAttr::default()
+    };
+    // SAFETY: pid 0 is the calling thread; `attr` is a valid sched_attr of `size` bytes.
+    let set = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
+    if set != 0 {
+        tracing::debug!(
+            "thread scheduling as the main thread's: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 /// Wake-ups of one line each after which the server pump asks for the short slice again.
@@ -253,6 +295,35 @@ mod tests {
             }
             assert_eq!(policy(), libc::SCHED_OTHER);
             assert_eq!(nice(), before);
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// A thread started by a paced pump (as an approval is) takes the main thread's
+    /// scheduling back: not the batch policy, not the short slice.
+    #[test]
+    fn a_thread_a_pump_starts_runs_as_the_main_thread() {
+        // SAFETY: getpid has no preconditions.
+        let main = attr_of(unsafe { libc::getpid() }).unwrap();
+        std::thread::spawn(move || {
+            let mut p = ServerPace::start();
+            p.woke(2);
+            // SAFETY: the calling thread.
+            assert_eq!(unsafe { libc::sched_getscheduler(0) }, libc::SCHED_BATCH);
+            std::thread::spawn(move || {
+                let inherited = own_attr().unwrap();
+                assert_eq!(inherited.policy, libc::SCHED_BATCH as u32);
+                assert_eq!(inherited.runtime, PUMP_SLICE_NS);
+                as_main_thread();
+                let now = own_attr().unwrap();
+                assert_eq!(
+                    (now.policy, now.nice, now.runtime),
+                    (main.policy, main.nice, main.runtime)
+                );
+            })
+            .join()
+            .unwrap();
         })
         .join()
         .unwrap();

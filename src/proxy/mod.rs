@@ -18,7 +18,7 @@ pub(crate) mod client_filter;
 pub(crate) mod fatal;
 pub(crate) mod framing;
 mod held;
-mod latency;
+pub(crate) mod latency;
 pub(crate) mod outbox;
 pub(crate) mod pipeline;
 pub(crate) mod recorder;
