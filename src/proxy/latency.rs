@@ -231,28 +231,30 @@ mod tests {
         assert_eq!(pace(true, LONE_WAKES - 1, 5), (true, 0));
     }
 
+    /// On the calling thread: a paced pump goes to batch at a burst and back to the default
+    /// policy after lone answers, its nice value kept throughout.
+    fn burst_and_back() {
+        // SAFETY (both): the calling thread.
+        let policy = || unsafe { libc::sched_getscheduler(0) };
+        let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let before = nice();
+        let mut p = ServerPace::start();
+        assert_eq!(policy(), libc::SCHED_OTHER);
+        p.woke(3);
+        assert_eq!(policy(), libc::SCHED_BATCH);
+        assert_eq!(nice(), before);
+        for _ in 0..LONE_WAKES {
+            p.woke(1);
+        }
+        assert_eq!(policy(), libc::SCHED_OTHER);
+        assert_eq!(nice(), before);
+    }
+
     /// The thread's policy follows: batch in a burst, the default policy (nice value kept)
     /// after lone answers; a thread started with another policy is never changed.
     #[test]
     fn the_server_pace_changes_only_the_default_policy() {
-        std::thread::spawn(|| {
-            // SAFETY: the calling thread.
-            let policy = || unsafe { libc::sched_getscheduler(0) };
-            let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
-            let before = nice();
-            let mut p = ServerPace::start();
-            assert_eq!(policy(), libc::SCHED_OTHER);
-            p.woke(3);
-            assert_eq!(policy(), libc::SCHED_BATCH);
-            assert_eq!(nice(), before);
-            for _ in 0..LONE_WAKES {
-                p.woke(1);
-            }
-            assert_eq!(policy(), libc::SCHED_OTHER);
-            assert_eq!(nice(), before);
-        })
-        .join()
-        .unwrap();
+        std::thread::spawn(burst_and_back).join().unwrap();
         std::thread::spawn(|| {
             let param = libc::sched_param { sched_priority: 0 };
             // SAFETY: the calling thread; a valid sched_param.
@@ -284,17 +286,7 @@ mod tests {
             }
             // SAFETY: the calling thread.
             assert_ne!(unsafe { libc::geteuid() }, 0);
-            let policy = || unsafe { libc::sched_getscheduler(0) };
-            let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
-            let before = nice();
-            let mut p = ServerPace::start();
-            p.woke(2);
-            assert_eq!(policy(), libc::SCHED_BATCH);
-            for _ in 0..LONE_WAKES {
-                p.woke(1);
-            }
-            assert_eq!(policy(), libc::SCHED_OTHER);
-            assert_eq!(nice(), before);
+            burst_and_back();
         })
         .join()
         .unwrap();
