@@ -49,7 +49,7 @@ pub(crate) fn pump_thread() -> bool {
     if attr.policy != libc::SCHED_OTHER as u32 {
         return false;
     }
-    set_own(attr, libc::SCHED_OTHER)
+    set_own(attr, libc::SCHED_OTHER, PUMP_SLICE_NS)
 }
 
 /// The calling thread's `sched_attr`.
@@ -74,21 +74,18 @@ fn attr_of(tid: libc::pid_t) -> Option<SchedAttr> {
     (got == 0).then_some(attr)
 }
 
-/// Set the calling thread's policy (`SCHED_OTHER` or `SCHED_BATCH`, its nice value kept) and
-/// ask for [`PUMP_SLICE_NS`].
-fn set_own(mut attr: SchedAttr, policy: libc::c_int) -> bool {
+/// Set the calling thread's `policy` (`SCHED_OTHER` or `SCHED_BATCH`) with the nice value of
+/// `attr` and the slice `runtime` (0: the default one). `false`: the kernel refused.
+fn set_own(mut attr: SchedAttr, policy: libc::c_int, runtime: u64) -> bool {
     attr.size = std::mem::size_of::<SchedAttr>() as u32;
     attr.policy = policy as u32;
     attr.flags = 0;
     attr.priority = 0;
-    attr.runtime = PUMP_SLICE_NS;
+    attr.runtime = runtime;
     // SAFETY: pid 0 is the calling thread; `attr` is a valid sched_attr of `size` bytes.
     let set = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
     if set != 0 {
-        tracing::debug!(
-            "pump thread scheduling: {}",
-            std::io::Error::last_os_error()
-        );
+        tracing::debug!("thread scheduling: {}", std::io::Error::last_os_error());
     }
     set == 0
 }
@@ -112,22 +109,9 @@ pub(crate) fn as_main_thread() {
     if (mine.policy, mine.nice, mine.runtime) == (main.policy, main.nice, main.runtime) {
         return;
     }
-    let attr = SchedAttr {
-        size: std::mem::size_of::<SchedAttr>() as u32,
-        policy: main.policy,
-        nice: main.nice,
-        // The default slice.
-        runtime: 0,
-        ..SchedAttr::default()
-    };
-    // SAFETY: pid 0 is the calling thread; `attr` is a valid sched_attr of `size` bytes.
-    let set = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
-    if set != 0 {
-        tracing::debug!(
-            "thread scheduling as the main thread's: {}",
-            std::io::Error::last_os_error()
-        );
-    }
+    // The main thread's policy and nice value, the default slice.
+    let policy = main.policy as libc::c_int;
+    set_own(main, policy, 0);
 }
 
 /// Wake-ups of one line each after which the server pump asks for the short slice again.
@@ -179,7 +163,7 @@ impl ServerPace {
                 libc::SCHED_OTHER
             };
             // A refusal leaves the thread as it was; it is asked again at the next change.
-            if own_attr().is_some_and(|a| set_own(a, policy)) {
+            if own_attr().is_some_and(|a| set_own(a, policy, PUMP_SLICE_NS)) {
                 self.batch = batch;
             }
         }
