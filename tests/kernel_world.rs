@@ -422,6 +422,41 @@ fn ppid(pid: i32) -> Option<i32> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// The server starts with every signal's default disposition, as a client's spawn leaves it,
+/// in every mode: capjail (a Rust program) ignores SIGPIPE, and an ignored signal would stay
+/// ignored across the exec (a server's `producer | head` would then see EPIPE, not SIGPIPE).
+#[test]
+fn the_server_starts_with_the_default_signal_dispositions() {
+    let lab = Lab::new();
+    let world = policy(&lab, "");
+    let fallback = lab.path("policy-fallback.yaml");
+    let text = std::fs::read_to_string(&world).unwrap();
+    std::fs::write(&fallback, format!("{text}  namespaces: false\n")).unwrap();
+    // dash's builtins read the shell's own status: its ignored signals are the inherited ones.
+    let server = || {
+        vec![
+            "/bin/sh".to_string(),
+            "-c".into(),
+            r#"while read -r l; do case "$l" in SigIgn*) echo "server $l" >&2;; esac; done < /proc/self/status"#.into(),
+        ]
+    };
+    for (mode, pol) in [("proxy", &world), ("full", &fallback), ("full", &world)] {
+        let mut s = session(mode, pol, server()).cwd(&lab.ws).spawn();
+        s.close();
+        let err = s.stderr_text();
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("server SigIgn:"))
+            .unwrap_or_else(|| panic!("{mode}: no answer: {err}"));
+        assert_eq!(
+            line.split_whitespace().last(),
+            Some("0000000000000000"),
+            "{mode} ({}): {line}",
+            pol.display()
+        );
+    }
+}
+
 /// The host pid of PID 1 in the namespace of `pid`.
 fn with_pid1_of(pid: i32) -> Option<i32> {
     let ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok()?;

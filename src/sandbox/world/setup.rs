@@ -46,7 +46,9 @@
 //! `CAP_SYS_PTRACE` in the initial user namespace reads it (the server has no capability;
 //! Landlock's ptrace scoping and the seccomp filter's refusal of `ptrace` and
 //! `process_vm_readv` stand in front of it too).
-
+//!
+//! The server's process starts with the default disposition for every signal (as a client's
+//! spawn leaves it), not capjail's ignored SIGPIPE.
 
 use std::ffi::CString;
 use std::io::Read;
@@ -597,6 +599,7 @@ fn exit_hint(code: i32, argv: &[String]) -> String {
 /// order) while init finishes the world, off the path to the server's first instruction.
 fn server_main(plan: &SandboxPlan, cwd: Option<std::path::PathBuf>, go: GoWaiter) -> ! {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    crate::proxy::child::default_dispositions();
     // SAFETY: prctl with constant arguments.
     unsafe {
         libc::prctl(
