@@ -84,6 +84,54 @@ pub(crate) fn ignore_sigpipe() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
 }
 
+/// Move to another CPU than the one this process runs on, keeping its affinity. The forked
+/// setup process and capjail have work to do side by side (the namespaces, the plan), but a
+/// fork starts on its parent's CPU (a fork, unlike an exec, is not placed by the scheduler's
+/// balancing on every system) and a woken process may be put beside its waker: each of them
+/// moves off the other's CPU ([`shares_cpu_with`]). One `sched_setaffinity` without this CPU
+/// (the kernel moves the process at once), one back to the mask it had: the sandbox's
+/// processes inherit capjail's affinity unchanged. Nothing when only this CPU is allowed or
+/// a call fails.
+pub(crate) fn leave_this_cpu() {
+    use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
+    use nix::unistd::Pid;
+    let me = Pid::from_raw(0);
+    let Ok(mask) = sched_getaffinity(me) else {
+        return;
+    };
+    // SAFETY: sched_getcpu has no preconditions.
+    let Ok(here) = usize::try_from(unsafe { libc::sched_getcpu() }) else {
+        return;
+    };
+    let mut elsewhere = CpuSet::new();
+    let mut any = false;
+    for cpu in (0..CpuSet::count()).filter(|&c| c != here) {
+        if mask.is_set(cpu).unwrap_or(false) && elsewhere.set(cpu).is_ok() {
+            any = true;
+        }
+    }
+    if any && sched_setaffinity(me, &elsewhere).is_ok() {
+        let _ = sched_setaffinity(me, &mask);
+    }
+}
+
+/// Did process `pid` last run on the CPU this process runs on (`processor`, field 39 of its
+/// `stat`)?
+pub(crate) fn shares_cpu_with(pid: u32) -> bool {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let Some(rest) = s.rfind(')').map(|i| &s[i + 2..]) else {
+        return false;
+    };
+    let theirs = rest
+        .split_ascii_whitespace()
+        .nth(39 - 3)
+        .and_then(|f| f.parse::<i64>().ok());
+    // SAFETY: sched_getcpu has no preconditions.
+    theirs.is_some_and(|c| c == i64::from(unsafe { libc::sched_getcpu() }))
+}
+
 /// Make this process non-dumpable (its memory and /proc files need CAP_SYS_PTRACE).
 pub(crate) fn not_dumpable() {
     // SAFETY: prctl with constant arguments.
@@ -149,6 +197,33 @@ mod tests {
     }
 
     #[test]
+    fn leaving_the_cpu_keeps_the_affinity() {
+        use nix::sched::sched_getaffinity;
+        let me = nix::unistd::Pid::from_raw(0);
+        let before = sched_getaffinity(me).unwrap();
+        let allowed = (0..nix::sched::CpuSet::count())
+            .filter(|&c| before.is_set(c).unwrap_or(false))
+            .count();
+        // SAFETY: sched_getcpu and gettid have no preconditions.
+        let (cpu, tid) = unsafe { (libc::sched_getcpu(), libc::gettid()) };
+        assert!(shares_cpu_with(tid as u32), "a thread shares its own CPU");
+        leave_this_cpu();
+        // SAFETY: as above.
+        let now = unsafe { libc::sched_getcpu() };
+        let after = sched_getaffinity(me).unwrap();
+        assert!(
+            (0..nix::sched::CpuSet::count())
+                .all(|c| before.is_set(c).unwrap_or(false) == after.is_set(c).unwrap_or(false)),
+            "the affinity changed"
+        );
+        if allowed > 1 {
+            assert_ne!(now, cpu, "still on CPU {cpu}");
+        } else {
+            assert_eq!(now, cpu);
+        }
+    }
+
+    #[test]
     fn only_a_single_threaded_process_forks() {
         // The test harness runs this test on a thread of its own: two threads at least.
         assert!(!single_threaded());
@@ -192,10 +267,7 @@ mod tests {
         let files: Vec<std::fs::File> = (0..4)
             .map(|_| std::fs::File::open("/dev/null").unwrap())
             .collect();
-        let fds: Vec<i32> = files
-            .iter()
-            .map(std::os::fd::AsRawFd::as_raw_fd)
-            .collect();
+        let fds: Vec<i32> = files.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
         assert!(fds.iter().all(|&fd| open(fd)));
         let keep = fds[1];
         assert!(in_child(|| {

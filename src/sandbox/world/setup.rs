@@ -143,8 +143,11 @@ fn make_namespaces(w: &super::plan::WorldPlan) -> Result<(), (String, nix::Error
 /// `launch::start_early` (its `pre_exec` hook, which never returns): it first takes the place
 /// of an executed setup process ([`super::fork`]), then runs [`early_main`].
 pub(crate) fn forked_early(sock: i32, user: bool, parent: libc::pid_t) -> std::io::Result<()> {
-    // First, so that capjail's spawn returns now: std's exec-error pipe closes with every
-    // other descriptor capjail had (its ends of the pipes among them).
+    // Off capjail's CPU while capjail still waits in its spawn (once it runs again it would
+    // keep this process waiting beside it).
+    super::fork::leave_this_cpu();
+    // Then capjail's spawn returns: std's exec-error pipe closes with every other descriptor
+    // capjail had (its ends of the pipes among them).
     super::fork::close_all_but(sock);
     super::fork::ignore_sigpipe();
     super::fork::scrub_strings();
