@@ -335,6 +335,11 @@ pub(crate) fn start_early(user: bool, env: &[(String, String)]) -> bool {
     drop(theirs);
     match spawned {
         Ok(child) => {
+            // Woken beside it (the child left capjail's CPU, but a wake-up may follow it):
+            // capjail moves instead, so that both work at once.
+            if super::fork::shares_cpu_with(child.id()) {
+                super::fork::leave_this_cpu();
+            }
             *early = Some(Early {
                 child,
                 sock: ours,
@@ -419,10 +424,13 @@ pub(crate) fn set_server_cwd(cwd: &std::path::Path) {
 }
 
 /// Send the early setup process this plan as soon as it is final (from `prepare`, before
-/// capjail's own checks of it): the world is built and the server's process confined while
-/// capjail finishes its start; nothing runs before [`GO`], which only a start that got that
-/// far sends. Nothing when no working directory was named ([`set_server_cwd`]) or the early
-/// process does not fit; [`setup_command`] then decides as before.
+/// its answer is read and before capjail's own checks of the plan): the world is built and
+/// the server's process confined while capjail finishes its start; nothing runs before
+/// [`GO`], which only a start that got that far sends. Sent ahead of the answer: a process
+/// whose namespaces failed has exited (the plan is never read), and one that made them gets
+/// the plan capjail would send after the answer (the world it asks for is the one made).
+/// Nothing when no working directory was named ([`set_server_cwd`]) or the early process
+/// does not fit; [`setup_command`] then decides as before.
 pub(crate) fn send_early(plan: &crate::sandbox::plan::SandboxPlan) {
     let cwd = SERVER_CWD.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(cwd) = cwd {
@@ -433,19 +441,11 @@ pub(crate) fn send_early(plan: &crate::sandbox::plan::SandboxPlan) {
     }
 }
 
-/// Did the early setup process make exactly the namespaces `plan` asks for, with no plan
-/// sent yet?
+/// Was the early setup process started for exactly the namespaces `plan` asks for, with no
+/// plan sent yet? (Whether it made them is its answer's to say: [`early_for`] asks that.)
 fn fits(e: &Early, plan: &crate::sandbox::plan::SandboxPlan) -> bool {
     let w = &plan.world;
-    e.made
-        && e.sent.is_none()
-        && w.enabled
-        && w.mount
-        && w.pid
-        && w.ipc
-        && w.uts
-        && w.net
-        && w.user == e.user
+    e.sent.is_none() && w.enabled && w.mount && w.pid && w.ipc && w.uts && w.net && w.user == e.user
 }
 
 /// The early setup process's message for this plan (see [`EarlyMessage`]).
@@ -501,7 +501,7 @@ fn early_for(plan: &crate::sandbox::plan::SandboxPlan, cwd: Option<&std::path::P
         }
         return;
     }
-    if fits(e, plan) {
+    if e.made && fits(e, plan) {
         send_locked(&mut guard, plan, cwd);
     } else if let Some(e) = guard.take() {
         reap_away(e);
