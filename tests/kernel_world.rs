@@ -352,17 +352,24 @@ fn no_descendant_outlives_the_session_a_setsid_or_a_sigkill_of_capjail() {
     }
 }
 
+/// The sandbox's PID 1 (and the setup process above it) is a fork of capjail: the kernel shows
+/// its name and nothing of capjail's arguments or environment (read from the host, which may),
+/// and the server reaches neither its environment nor its memory (the copy of capjail's).
 #[test]
-fn init_shows_only_the_scrubbed_environment() {
+fn pid1_shows_nothing_of_capjails_arguments_environment_or_memory() {
     if !python_or_skip() {
         return;
     }
     let lab = Lab::new();
     let pol = policy(&lab, "");
-    let report = lab.ws.join("env.json");
-    // /proc/1 is Landlock's to refuse too; read it from the host through the server's root.
+    let report = lab.ws.join("pid1.json");
     let m = format!("ENVPROBE{}", random_hex(6));
-    let mut s = session("full", &pol, hijacked(&report, &[format!("child={m}")]))
+    let probes: Vec<String> = ["cmdline", "environ", "maps", "mem"]
+        .iter()
+        .map(|f| format!("read=/proc/1/{f}"))
+        .chain([format!("child={m}")])
+        .collect();
+    let mut s = session("full", &pol, hijacked(&report, &probes))
         .env("AWS_SECRET_ACCESS_KEY", &lab.secret)
         .spawn();
     assert!(
@@ -372,21 +379,82 @@ fn init_shows_only_the_scrubbed_environment() {
     );
     let pids = started(&m);
     assert!(!pids.is_empty(), "the sleeper did not start");
-    // The sleeper's pid namespace: find its PID 1 on the host (NSpid of the init).
-    let status = std::fs::read_to_string(format!("/proc/{}/status", pids[0])).unwrap();
-    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
-    assert!(
-        nspid.split_whitespace().count() >= 3,
-        "not in a PID namespace: {nspid}"
-    );
     let init = with_pid1_of(pids[0]).expect("PID 1 of the sandbox");
-    let env = std::fs::read(format!("/proc/{init}/environ")).unwrap();
-    assert!(
-        !contains_token(&env, &lab.secret),
-        "PID 1 shows the secret environment"
-    );
-    assert!(contains_token(&env, "PATH="), "PID 1's environ unreadable?");
+    let setup = ppid(init).expect("the setup process");
+    for (who, pid) in [("PID 1", init), ("the setup process", setup)] {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        assert!(
+            !contains_token(&environ, &lab.secret) && !contains_token(&cmdline, "--policy"),
+            "{who} shows capjail's secret environment or arguments"
+        );
+        assert!(
+            environ.iter().all(|&b| b == 0),
+            "{who}'s environment is not empty: {:?}",
+            String::from_utf8_lossy(&environ)
+        );
+        let shown: Vec<&[u8]> = cmdline
+            .split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .collect();
+        assert_eq!(shown, [b"capjail-sandbox"], "{who}'s command line");
+        assert_eq!(comm.trim_end(), "capjail-sandbox", "{who}'s name");
+    }
     s.finish();
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert!(!r.to_string().contains(&lab.secret), "{r}");
+    for f in ["environ", "maps", "mem"] {
+        assert_eq!(get(&r, &format!("read=/proc/1/{f}")), "err:EACCES", "{r}");
+    }
+    let cmdline = get(&r, "read=/proc/1/cmdline");
+    assert!(
+        cmdline == "err:EACCES" || cmdline.trim_end_matches('\0') == "ok:capjail-sandbox",
+        "{cmdline:?}"
+    );
+}
+
+/// The parent pid of `pid` (its `status`).
+fn ppid(pid: i32) -> Option<i32> {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    st.lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The server starts with every signal's default disposition, as a client's spawn leaves it,
+/// in every mode: capjail (a Rust program) ignores SIGPIPE, and an ignored signal would stay
+/// ignored across the exec (a server's `producer | head` would then see EPIPE, not SIGPIPE).
+#[test]
+fn the_server_starts_with_the_default_signal_dispositions() {
+    let lab = Lab::new();
+    let world = policy(&lab, "");
+    let fallback = lab.path("policy-fallback.yaml");
+    let text = std::fs::read_to_string(&world).unwrap();
+    std::fs::write(&fallback, format!("{text}  namespaces: false\n")).unwrap();
+    // dash's builtins read the shell's own status: its ignored signals are the inherited ones.
+    let server = || {
+        vec![
+            "/bin/sh".to_string(),
+            "-c".into(),
+            r#"while read -r l; do case "$l" in SigIgn*) echo "server $l" >&2;; esac; done < /proc/self/status"#.into(),
+        ]
+    };
+    for (mode, pol) in [("proxy", &world), ("full", &fallback), ("full", &world)] {
+        let mut s = session(mode, pol, server()).cwd(&lab.ws).spawn();
+        s.close();
+        let err = s.stderr_text();
+        let line = err
+            .lines()
+            .find(|l| l.starts_with("server SigIgn:"))
+            .unwrap_or_else(|| panic!("{mode}: no answer: {err}"));
+        assert_eq!(
+            line.split_whitespace().last(),
+            Some("0000000000000000"),
+            "{mode} ({}): {line}",
+            pol.display()
+        );
+    }
 }
 
 /// The host pid of PID 1 in the namespace of `pid`.

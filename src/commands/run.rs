@@ -21,6 +21,9 @@ pub(crate) fn run(args: RunArgs) -> i32 {
     if Mode::from(args.mode).uses_kernel() && !args.dry_run {
         super::kernel::start_world(&policy, &args.command);
     }
+    // The built-in profiles (the session picks one by the command line before the server
+    // starts) are parsed now, while the world's namespaces are being made.
+    crate::profile::builtin_profiles();
     let forced_profile = match super::load_profile(args.policy.profile.as_deref()) {
         Ok(p) => p,
         Err(code) => return code,

@@ -16,14 +16,49 @@ pub(crate) enum SpawnError {
     Other(String, io::Error),
 }
 
-/// Build the command with piped stdin/stdout and capjail's own stderr.
+/// Build the command with piped stdin/stdout and capjail's own stderr; the server starts with
+/// every signal's default disposition ([`default_dispositions`]).
 pub(crate) fn command(argv: &[String]) -> Command {
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+    // SAFETY: sigaction only (async-signal-safe), between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            default_dispositions();
+            Ok(())
+        });
+    }
     cmd
+}
+
+/// Every signal's disposition back to the default, as a client's spawn leaves it (libuv's,
+/// which most MCP clients use, does the same): capjail ignores SIGPIPE (the Rust runtime's
+/// choice), whatever started capjail may have ignored others, and an ignored signal stays
+/// ignored across an exec, so a server's `producer | head` would see EPIPE instead of dying
+/// of SIGPIPE. Handlers are reset by the exec itself. The raw system call: glibc's wrapper
+/// refuses the two real-time signals it keeps for itself, which an ignoring parent may have
+/// ignored too. Async-signal-safe.
+pub(crate) fn default_dispositions() {
+    // The kernel's struct sigaction, all zero: SIG_DFL, no flags, no restorer, empty mask
+    // (whatever the architecture's field order).
+    let dfl = [0u64; 4];
+    for sig in 1..=64 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: rt_sigaction reads 4 words (sigsetsize 8) and writes no old action.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    dfl.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8usize,
+                )
+            };
+        }
+    }
 }
 
 /// Lifecycle settings applied in the child before exec: a new session (so the whole process

@@ -93,6 +93,10 @@ pub fn prepare_with(
         ));
     }
     if plan.world.enabled {
+        // The plan is final: a setup process started early builds the world from now on
+        // (its namespaces' answer is read next), while the checks below run; it runs the
+        // server only when capjail says so, after them, and an error below sends it away.
+        launch::send_early(&plan);
         match launch::namespaces_available(&plan.world) {
             Ok(()) => {
                 let json = serde_json::to_string(&plan)
@@ -100,10 +104,6 @@ pub fn prepare_with(
                 let f = PlanFile::new(&json)
                     .map_err(|e| SandboxError::Prepare(format!("plan file: {e}")))?;
                 world_file = Some(Arc::new(f));
-                // The plan is final: a setup process started early builds the world from
-                // now on, while the checks below run (it runs the server only when capjail
-                // says so, after them; an error below sends it away).
-                launch::send_early(&plan);
             }
             Err(why) => {
                 let missing = plan.world.namespaces();

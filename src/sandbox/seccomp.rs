@@ -672,6 +672,16 @@ pub(crate) fn compile_with(
     sockets: Option<&SocketFilter>,
     walls: &Walls,
 ) -> Vec<libc::sock_filter> {
+    compile_program(sockets, walls, true)
+}
+
+/// The program; `fast_path`: with [`fast_allow`] (always, but for the test that compares
+/// both).
+fn compile_program(
+    sockets: Option<&SocketFilter>,
+    walls: &Walls,
+    fast_path: bool,
+) -> Vec<libc::sock_filter> {
     let mut p = Vec::with_capacity(400);
     // The supplement: arch and x32.
     p.push(stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 4));
@@ -696,12 +706,83 @@ pub(crate) fn compile_with(
         libc::BPF_RET | libc::BPF_K,
         libc::SECCOMP_RET_KILL_PROCESS,
     ));
-    link(&mut p, enosys_rules(), libc::ENOSYS);
-    link(&mut p, eacces_rules(sockets, walls), libc::EACCES);
-    link(&mut p, eperm_rules(walls), libc::EPERM);
+    let chains = [
+        (enosys_rules(), libc::ENOSYS),
+        (eacces_rules(sockets, walls), libc::EACCES),
+        (eperm_rules(walls), libc::EPERM),
+    ];
+    if fast_path {
+        let ruled = chains
+            .iter()
+            .flat_map(|(rules, _)| rules.keys())
+            .filter_map(|&nr| u32::try_from(nr).ok())
+            .collect();
+        fast_allow(&mut p, &ruled);
+    }
+    for (rules, errno) in chains {
+        link(&mut p, rules, errno);
+    }
     p.push(stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW));
     assert!(p.len() < 4096, "seccomp program too long");
     p
+}
+
+/// Syscall numbers below this are sorted by [`fast_allow`]'s bitmap.
+const FAST_LIMIT: u32 = 512;
+
+/// A syscall no rule names is allowed at once (the accumulator holds its number): a bitmap
+/// test of the number ahead of the rule chains, which would otherwise compare it with every
+/// number they name, one after the other (~500 instructions). The kernel runs the filter for
+/// every syscall number when it is installed (to cache the answers that do not depend on the
+/// arguments): that was ~0.3 ms of each server's start, on the world's critical path. Numbers
+/// from [`FAST_LIMIT`] on, and every named one, go on to the chains, which then decide
+/// exactly as before.
+fn fast_allow(p: &mut Vec<libc::sock_filter>, ruled: &std::collections::BTreeSet<u32>) {
+    const WORDS: usize = (FAST_LIMIT / 32) as usize;
+    let mut masks = [0u32; WORDS];
+    for &nr in ruled.iter().filter(|&&nr| nr < FAST_LIMIT) {
+        masks[(nr / 32) as usize] |= 1 << (nr % 32);
+    }
+    // Per word: JEQ index, then LD mask, RSH X, AND 1, JEQ 0 (allow) / else (the chains).
+    const BLOCK: usize = 5;
+    let start = p.len();
+    let allow = start + 5 + WORDS * BLOCK;
+    let chains = allow + 1;
+    let to = |from: usize, target: usize| -> u8 {
+        u8::try_from(target - from - 1).expect("fast path within a jump's reach")
+    };
+    p.push(jump(
+        libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K,
+        FAST_LIMIT,
+        to(start, chains),
+        0,
+    ));
+    p.push(stmt(libc::BPF_ALU | libc::BPF_AND | libc::BPF_K, 31));
+    p.push(stmt(libc::BPF_MISC | libc::BPF_TAX, 0));
+    p.push(stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0));
+    p.push(stmt(libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K, 5));
+    for (w, mask) in masks.iter().enumerate() {
+        p.push(jump(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            w as u32,
+            0,
+            (BLOCK - 1) as u8,
+        ));
+        p.push(stmt(libc::BPF_LD | libc::BPF_IMM, *mask));
+        p.push(stmt(libc::BPF_ALU | libc::BPF_RSH | libc::BPF_X, 0));
+        p.push(stmt(libc::BPF_ALU | libc::BPF_AND | libc::BPF_K, 1));
+        let at = p.len();
+        p.push(jump(
+            libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K,
+            0,
+            to(at, allow),
+            to(at, chains),
+        ));
+    }
+    debug_assert_eq!(p.len(), allow);
+    p.push(stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW));
+    // The chains start with the number in the accumulator.
+    p.push(stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, 0));
 }
 
 /// What the filter refuses, one line each (stderr, `doctor`, `policy explain`).
@@ -810,6 +891,7 @@ mod tests {
             data[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_le_bytes());
         }
         let mut acc = 0u32;
+        let mut x = 0u32;
         let mut pc = 0usize;
         for _ in 0..100_000 {
             let i = prog[pc];
@@ -820,8 +902,24 @@ mod tests {
                     acc = u32::from_le_bytes(data[o..o + 4].try_into().unwrap());
                     pc += 1;
                 }
+                c if c == libc::BPF_LD | libc::BPF_IMM => {
+                    acc = i.k;
+                    pc += 1;
+                }
+                c if c == libc::BPF_MISC | libc::BPF_TAX => {
+                    x = acc;
+                    pc += 1;
+                }
                 c if c == libc::BPF_ALU | libc::BPF_AND | libc::BPF_K => {
                     acc &= i.k;
+                    pc += 1;
+                }
+                c if c == libc::BPF_ALU | libc::BPF_RSH | libc::BPF_K => {
+                    acc >>= i.k;
+                    pc += 1;
+                }
+                c if c == libc::BPF_ALU | libc::BPF_RSH | libc::BPF_X => {
+                    acc = acc.checked_shr(x).unwrap_or(0);
                     pc += 1;
                 }
                 c if c == libc::BPF_RET | libc::BPF_K => return i.k,
@@ -860,6 +958,62 @@ mod tests {
         let mut r = [0; 6];
         r[..x.len()].copy_from_slice(x);
         r
+    }
+
+    /// The fast path changes no answer: every syscall number (and past the table), with
+    /// arguments that hit and miss the rules' conditions, every kind of wall and socket
+    /// filter, against the chains alone.
+    #[test]
+    fn the_fast_path_answers_as_the_chains_do() {
+        let args: Vec<[u64; 6]> = vec![
+            [0; 6],
+            [u64::MAX; 6],
+            a(&[libc::AF_INET as u64, libc::SOCK_STREAM as u64]),
+            a(&[libc::AF_UNIX as u64]),
+            a(&[libc::AF_NETLINK as u64, 0, 0]),
+            a(&[libc::CLONE_NEWUSER as u64]),
+            a(&[0, libc::TIOCSTI]),
+            a(&[1, 0, 0]),
+            a(&[0x0fff_ffff, 0x0fff_ffff, 0x0fff_ffff, 0x0fff_ffff]),
+        ];
+        let nets = [None, Some(none_net())];
+        let walls = [
+            Walls::STRICT,
+            Walls {
+                mount_namespace: true,
+                ipc_namespace: true,
+                unix_sockets: true,
+            },
+        ];
+        let mut fast_answers = 0;
+        for net in &nets {
+            for w in &walls {
+                let fast = compile_program(net.as_ref(), w, true);
+                let chains = compile_program(net.as_ref(), w, false);
+                assert!(fast.len() > chains.len());
+                // The fast path's way into the chains (arch 3, x32 3, the path's 5 + 16 x 5,
+                // its RET ALLOW) made a return of its own: who gets there left the path.
+                let mut probe = fast.clone();
+                probe[6 + 5 + 16 * 5 + 1] = stmt(libc::BPF_RET | libc::BPF_K, 0xdead);
+                for nr in 0..FAST_LIMIT + 64 {
+                    for args in &args {
+                        assert_eq!(
+                            run(&fast, X, nr, *args),
+                            run(&chains, X, nr, *args),
+                            "syscall {nr} {args:?}"
+                        );
+                    }
+                    // A number no rule names is answered within the fast path.
+                    if run(&probe, X, nr, [0; 6]) == ALLOW {
+                        fast_answers += 1;
+                    }
+                }
+            }
+        }
+        assert!(
+            fast_answers > 4 * 300,
+            "the fast path answered {fast_answers}"
+        );
     }
 
     #[test]

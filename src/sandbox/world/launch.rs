@@ -268,16 +268,14 @@ pub(crate) fn setup_command(
 /// `--parent=PID` after the plan descriptor: capjail's pid (whose descriptor holds the plan).
 pub(crate) const PARENT_ARG: &str = "--parent=";
 
-/// `--early` after [`SETUP_ARG`]: the setup process started ahead of the plan
-/// ([`start_early`]); `--early-sock=N` names its end of the socket to capjail.
-pub(crate) const EARLY_ARG: &str = "--early-sock=";
-
 /// The setup process started ahead of time, at the point where the namespace probe would be
 /// forked: it creates the namespaces at once (its answer is the probe's, one creation instead
 /// of two) and then waits for the plan, while capjail reads the host and builds the plan.
-/// Executed like the setup process of [`setup_command`] (the same executable, stdio piped, an
-/// environment with the policy's allowlist applied, no secret), so nothing of capjail's
-/// memory or environment reaches the sandbox's PID 1.
+/// A fork of capjail, not an execution of it ([`super::fork`]: an execution would cost the
+/// world's critical path capjail's whole start again); stdio piped, the policy's environment
+/// allowlist as its environment, capjail's argument and environment strings zeroed, and
+/// non-dumpable from the moment its namespaces exist (the copy of capjail's memory it and the
+/// sandbox's PID 1 hold is out of reach of anything without `CAP_SYS_PTRACE`).
 struct Early {
     child: std::process::Child,
     sock: std::os::unix::net::UnixStream,
@@ -302,9 +300,12 @@ static EARLY: Mutex<Option<Early>> = Mutex::new(None);
 /// started the usual way and this process is sent away. False when it could not be started
 /// (the caller starts the probe instead).
 pub(crate) fn start_early(user: bool, env: &[(String, String)]) -> bool {
-    let Some(exe) = setup_executable() else {
+    // A library user that did not name the setup executable leaves the world off; a capjail
+    // that already runs threads does not fork (another thread may hold a lock the child
+    // needs): the probe and the executed setup process then do it the usual way.
+    if setup_executable().is_none() || !super::fork::single_threaded() {
         return false;
-    };
+    }
     let mut early = EARLY.lock().unwrap_or_else(|p| p.into_inner());
     if early.is_some() {
         return true;
@@ -312,29 +313,33 @@ pub(crate) fn start_early(user: bool, env: &[(String, String)]) -> bool {
     let Ok((ours, theirs)) = std::os::unix::net::UnixStream::pair() else {
         return false;
     };
-    // Their end crosses the exec (std makes every descriptor close-on-exec; this one not).
-    // SAFETY: fcntl on a descriptor we own.
-    if unsafe { libc::fcntl(theirs.as_raw_fd(), libc::F_SETFD, 0) } < 0 {
-        return false;
-    }
-    let mut setup = Command::new(exe);
+    let sock = theirs.as_raw_fd();
+    let parent = std::process::id() as libc::pid_t;
+    // std forks (a `pre_exec` rules out `posix_spawn`), puts the pipes on stdin and stdout and
+    // this environment in `environ`; the hook then becomes the setup process and never
+    // returns, so the program named here is never executed. std's spawn returns as soon as
+    // the hook closed std's exec-error pipe with every other inherited descriptor.
+    let mut setup = Command::new("/proc/self/exe");
     setup
-        .arg0("capjail-sandbox")
-        .arg(SETUP_ARG)
-        .arg(format!("{EARLY_ARG}{}", theirs.as_raw_fd()))
-        .arg(format!("{PARENT_ARG}{}", std::process::id()))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)));
-    if user {
-        setup.arg("--user");
+    // SAFETY: capjail is single-threaded here (checked above), so the child may allocate and
+    // take locks; the hook never returns (`forked_early` ends in `_exit` or exits with init).
+    unsafe {
+        setup.pre_exec(move || super::setup::forked_early(sock, user, parent));
     }
     let spawned = setup.spawn();
     drop(theirs);
     match spawned {
         Ok(child) => {
+            // Woken beside it (the child left capjail's CPU, but a wake-up may follow it):
+            // capjail moves instead, so that both work at once.
+            if super::fork::shares_cpu_with(child.id()) {
+                super::fork::leave_this_cpu();
+            }
             *early = Some(Early {
                 child,
                 sock: ours,
@@ -419,10 +424,13 @@ pub(crate) fn set_server_cwd(cwd: &std::path::Path) {
 }
 
 /// Send the early setup process this plan as soon as it is final (from `prepare`, before
-/// capjail's own checks of it): the world is built and the server's process confined while
-/// capjail finishes its start; nothing runs before [`GO`], which only a start that got that
-/// far sends. Nothing when no working directory was named ([`set_server_cwd`]) or the early
-/// process does not fit; [`setup_command`] then decides as before.
+/// its answer is read and before capjail's own checks of the plan): the world is built and
+/// the server's process confined while capjail finishes its start; nothing runs before
+/// [`GO`], which only a start that got that far sends. Sent ahead of the answer: a process
+/// whose namespaces failed has exited (the plan is never read), and one that made them gets
+/// the plan capjail would send after the answer (the world it asks for is the one made).
+/// Nothing when no working directory was named ([`set_server_cwd`]) or the early process
+/// does not fit; [`setup_command`] then decides as before.
 pub(crate) fn send_early(plan: &crate::sandbox::plan::SandboxPlan) {
     let cwd = SERVER_CWD.lock().unwrap_or_else(|p| p.into_inner()).clone();
     if let Some(cwd) = cwd {
@@ -433,19 +441,11 @@ pub(crate) fn send_early(plan: &crate::sandbox::plan::SandboxPlan) {
     }
 }
 
-/// Did the early setup process make exactly the namespaces `plan` asks for, with no plan
-/// sent yet?
+/// Was the early setup process started for exactly the namespaces `plan` asks for, with no
+/// plan sent yet? (Whether it made them is its answer's to say: [`early_for`] asks that.)
 fn fits(e: &Early, plan: &crate::sandbox::plan::SandboxPlan) -> bool {
     let w = &plan.world;
-    e.made
-        && e.sent.is_none()
-        && w.enabled
-        && w.mount
-        && w.pid
-        && w.ipc
-        && w.uts
-        && w.net
-        && w.user == e.user
+    e.sent.is_none() && w.enabled && w.mount && w.pid && w.ipc && w.uts && w.net && w.user == e.user
 }
 
 /// The early setup process's message for this plan (see [`EarlyMessage`]).
@@ -501,7 +501,7 @@ fn early_for(plan: &crate::sandbox::plan::SandboxPlan, cwd: Option<&std::path::P
         }
         return;
     }
-    if fits(e, plan) {
+    if e.made && fits(e, plan) {
         send_locked(&mut guard, plan, cwd);
     } else if let Some(e) = guard.take() {
         reap_away(e);

@@ -2,9 +2,12 @@
 //!
 //! - `plan` (pure): [`WorldPlan`], which namespaces and which binds.
 //! - `launch`: capjail's side (can namespaces be made here; the setup process's command).
-//! - `setup`: the re-executed capjail that unshares, runs PID 1 and starts the server.
+//! - `setup`: the setup process (capjail re-executed, or forked when started early) that
+//!   unshares, runs PID 1 and starts the server.
+//! - `fork`: what a forked setup process does to take an executed one's place.
 //! - `root`: building the fresh root in the new mount namespace.
 
+mod fork;
 pub(crate) mod launch;
 pub(crate) mod launchers;
 pub(crate) mod plan;

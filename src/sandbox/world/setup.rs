@@ -5,15 +5,17 @@
 //! `/proc/PID/fd/FD`. It is single-threaded, so it may allocate and report errors freely
 //! between its forks.
 //!
-//! With `network: none` it is started earlier (`__capjail-world --early-sock=N`, by
-//! `launch::start_early`, executed with the policy's environment allowlist applied): it makes
-//! the whole world's namespaces at once and answers capjail (in place of the namespace
-//! probe), then forks init at once; init makes the root's scaffold (steps 1-2 of
-//! [`super::root`], nothing of the plan in them), then reads the plan, the server's
-//! environment and working directory from the socket (sent as soon as capjail has the
-//! plan); the rest is the same, except that the server's exec also waits for capjail's word
-//! on that socket (`launch::GO`, where the server would have been spawned: after the
-//! session's first audit record and the trust checks).
+//! With `network: none` it is started earlier (by `launch::start_early`, right after the policy
+//! is read): then it is not executed but forked from capjail (an execution costs capjail's
+//! whole start again on the world's critical path; see [`super::fork`] for what the fork
+//! does to take an executed process's place, and [`forked_early`]). It makes the whole
+//! world's namespaces at once and answers capjail (in place of the namespace probe), then
+//! forks init at once; init makes the root's scaffold (steps 1-2 of [`super::root`], nothing
+//! of the plan in them), then reads the plan, the server's environment and working directory
+//! from the socket (sent as soon as capjail has the plan); the rest is the same, except that
+//! the server's exec also waits for capjail's word on that socket (`launch::GO`, where the
+//! server would have been spawned: after the session's first audit record and the trust
+//! checks).
 //!
 //! Process tree (capjail's own pid namespace on the left):
 //! ```text
@@ -38,7 +40,15 @@
 //!   then, after init's word, exec.
 //!
 //! PID 1's `/proc/1/environ` is the environment setup was executed with: the server's
-//! scrubbed one (capjail starts setup with exactly that).
+//! scrubbed one (capjail starts setup with exactly that); a forked setup process zeroed the
+//! one it inherited, and its `/proc/1/cmdline` reads `capjail-sandbox`. A forked PID 1's
+//! memory is otherwise a copy of capjail's: it is non-dumpable, so only a process with
+//! `CAP_SYS_PTRACE` in the initial user namespace reads it (the server has no capability;
+//! Landlock's ptrace scoping and the seccomp filter's refusal of `ptrace` and
+//! `process_vm_readv` stand in front of it too).
+//!
+//! The server's process starts with the default disposition for every signal (as a client's
+//! spawn leaves it), not capjail's ignored SIGPIPE.
 
 use std::ffi::CString;
 use std::io::Read;
@@ -78,13 +88,6 @@ pub(crate) fn setup_main(args: &[String]) -> ! {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| die("missing parent pid"));
     tie_to(parent);
-    if let Some(sock) = args
-        .iter()
-        .find_map(|a| a.strip_prefix(super::launch::EARLY_ARG))
-    {
-        let sock: i32 = sock.parse().unwrap_or_else(|_| die("bad socket"));
-        early_main(sock, args.iter().any(|a| a == "--user"));
-    }
     let fd: i32 = args
         .first()
         .and_then(|a| a.parse().ok())
@@ -136,10 +139,25 @@ fn make_namespaces(w: &super::plan::WorldPlan) -> Result<(), (String, nix::Error
     unshare(flags).map_err(|e| (format!("namespaces ({})", w.namespaces()), e))
 }
 
-/// The setup process started ahead of the plan (`launch::start_early`): the whole world's
-/// namespaces at once, the answer (0 or the errno) to capjail, then the plan (with the
-/// server's environment and working directory) read to end-of-file. End-of-file without a
-/// plan: capjail chose another way; exit quietly.
+/// The setup process started ahead of the plan, forked from capjail by
+/// `launch::start_early` (its `pre_exec` hook, which never returns): it first takes the place
+/// of an executed setup process ([`super::fork`]), then runs [`early_main`].
+pub(crate) fn forked_early(sock: i32, user: bool, parent: libc::pid_t) -> std::io::Result<()> {
+    // Off capjail's CPU while capjail still waits in its spawn (once it runs again it would
+    // keep this process waiting beside it).
+    super::fork::leave_this_cpu();
+    // Then capjail's spawn returns: std's exec-error pipe closes with every other descriptor
+    // capjail had (its ends of the pipes among them).
+    super::fork::close_all_but(sock);
+    super::fork::ignore_sigpipe();
+    super::fork::scrub_strings();
+    tie_to(parent);
+    early_main(sock, user)
+}
+
+/// The early setup process: the whole world's namespaces at once, the answer (0 or the
+/// errno) to capjail, then the plan (with the server's environment and working directory)
+/// read to end-of-file. End-of-file without a plan: capjail chose another way; exit quietly.
 fn early_main(sock: i32, user: bool) -> ! {
     use std::io::Write;
     use std::os::fd::FromRawFd;
@@ -164,6 +182,9 @@ fn early_main(sock: i32, user: bool) -> ! {
         ..Default::default()
     };
     let made = make_namespaces(&whole);
+    // Once the uid/gid maps are written (a non-dumpable process's /proc files are root's):
+    // the copy of capjail's memory this process and init hold is out of reach from here on.
+    super::fork::not_dumpable();
     let code = match &made {
         Ok(()) => 0u8,
         Err((_, e)) => (*e as i32 & 0xff).max(1) as u8,
@@ -203,14 +224,7 @@ fn early_main(sock: i32, user: bool) -> ! {
                 if !(w.enabled && w.mount && w.pid && w.ipc && w.uts && w.net && w.user == user) {
                     die("the plan asks for other namespaces than the ones made");
                 }
-                // The server's environment, exactly (this process was executed with the
-                // policy's allowlist applied; single-threaded).
-                for (k, _) in std::env::vars_os() {
-                    std::env::remove_var(k);
-                }
-                for (k, v) in &msg.env {
-                    std::env::set_var(k, v);
-                }
+                replace_environment(&msg.env);
                 let mut plan = msg.plan;
                 plan.env.values = msg.env;
                 (plan, msg.cwd, Some(scaffold), Some(Gate(sock)))
@@ -221,6 +235,25 @@ fn early_main(sock: i32, user: bool) -> ! {
             drop(sock);
             detach_stdio();
             supervise(child, &set, false)
+        }
+    }
+}
+
+/// The server's environment, exactly, as this process's own (the server's exec inherits it).
+/// Through libc, not `std::env`: the forked setup process inherited std's environment lock
+/// held for reading by the thread that forked (std's spawn holds it across the fork), and
+/// std's writers would wait for it forever. Single-threaded process.
+fn replace_environment(env: &[(String, String)]) {
+    // SAFETY: single-threaded; clearenv and setenv copy what they keep.
+    unsafe {
+        libc::clearenv();
+        for (k, v) in env {
+            match (CString::new(k.as_bytes()), CString::new(v.as_bytes())) {
+                (Ok(name), Ok(value)) if !k.is_empty() && !k.contains('=') => {
+                    libc::setenv(name.as_ptr(), value.as_ptr(), 1);
+                }
+                _ => die(format!("environment variable {k:?} cannot be set")),
+            }
         }
     }
 }
@@ -569,6 +602,7 @@ fn exit_hint(code: i32, argv: &[String]) -> String {
 /// order) while init finishes the world, off the path to the server's first instruction.
 fn server_main(plan: &SandboxPlan, cwd: Option<std::path::PathBuf>, go: GoWaiter) -> ! {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    crate::proxy::child::default_dispositions();
     // SAFETY: prctl with constant arguments.
     unsafe {
         libc::prctl(
