@@ -107,6 +107,11 @@ enum PumpEvent {
 /// Run the server behind the proxy; returns the exit code for capjail.
 pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
     malloc_settings();
+    // The command line and the policy are read (and the sandbox's setup process forked): what
+    // that needed goes back before the session's own setup maps what it needs (`resident`),
+    // so the two phases' pages are never resident together. (With an early setup process the
+    // world is being built meanwhile: this is not on the server's way to its start.)
+    resident::release_startup_pages();
     let grace = cfg.policy.limits.grace;
     let kernel_backstop = cfg.confine.is_some();
     child::become_subreaper();
@@ -201,11 +206,6 @@ pub(crate) fn run(cfg: RunConfig) -> Result<i32, RunError> {
         }
     };
     let pid = server.id();
-    // The server runs (or its world's setup process was told to run it): what capjail's own
-    // start needed goes back before the session's pumps map what they need (`resident`), so
-    // the two phases' pages are never resident together. Not before: the server's start
-    // waits for nothing capjail does not have to do first.
-    resident::release_startup_pages();
     if let Some(e) = cfg.egress {
         if let Err(e) = e.start(recorder.clone()) {
             child::signal_group(pid, libc::SIGKILL);
