@@ -66,14 +66,19 @@ pub(crate) fn scrub_strings() {
     unsafe { libc::prctl(libc::PR_SET_NAME, comm.as_ptr()) };
 }
 
-/// Close every descriptor >= 3 but `keep`.
+/// Close every descriptor >= 3 but `keep` (stdio is never closed, whatever `keep` is).
 pub(crate) fn close_all_but(keep: i32) {
+    let keep = u32::try_from(keep).unwrap_or(0);
     // SAFETY: close_range on this process's own descriptor table.
     unsafe {
-        if keep > 3 {
-            libc::syscall(libc::SYS_close_range, 3u32, (keep - 1) as u32, 0u32);
+        if keep < 3 {
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+            return;
         }
-        libc::syscall(libc::SYS_close_range, (keep + 1) as u32, u32::MAX, 0u32);
+        if keep > 3 {
+            libc::syscall(libc::SYS_close_range, 3u32, keep - 1, 0u32);
+        }
+        libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32);
     }
 }
 
@@ -277,6 +282,11 @@ mod tests {
                 && open(2)
                 && open(keep)
                 && fds.iter().all(|&fd| fd == keep || !open(fd))
+        }));
+        // A descriptor to keep below 3 (capjail started with stdio closed) closes no stdio.
+        assert!(in_child(|| {
+            close_all_but(1);
+            open(0) && open(1) && open(2) && fds.iter().all(|&fd| !open(fd))
         }));
     }
 
