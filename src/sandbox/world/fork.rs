@@ -12,9 +12,10 @@
 /// The name the setup process and the sandbox's PID 1 go by (`comm`, and `cmdline`).
 pub(crate) const NAME: &[u8] = b"capjail-sandbox";
 
-/// Fields of `/proc/self/stat` after the command name: (field number, value).
-fn stat_fields() -> Option<Vec<u64>> {
-    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+/// The numeric fields of `/proc/<who>/stat` after the command name (read them with
+/// [`field`]; `who` is `self` or a pid).
+fn stat_fields(who: &str) -> Option<Vec<u64>> {
+    let s = std::fs::read_to_string(format!("/proc/{who}/stat")).ok()?;
     let rest = &s[s.rfind(')')? + 2..];
     // Field 3 (state) is a letter; the rest are numbers.
     Some(
@@ -24,14 +25,14 @@ fn stat_fields() -> Option<Vec<u64>> {
     )
 }
 
-/// The value of `/proc/self/stat` field `n` (1-based, as proc(5) numbers them).
+/// The value of a `stat` field `n` (1-based, as proc(5) numbers them).
 fn field(fields: &[u64], n: usize) -> Option<u64> {
     fields.get(n.checked_sub(3)?).copied()
 }
 
 /// Is this process running one thread (`num_threads`, field 20)?
 pub(crate) fn single_threaded() -> bool {
-    stat_fields().and_then(|f| field(&f, 20)) == Some(1)
+    stat_fields("self").and_then(|f| field(&f, 20)) == Some(1)
 }
 
 /// Zero the argument and environment strings the kernel shows for this process and write
@@ -39,7 +40,7 @@ pub(crate) fn single_threaded() -> bool {
 /// them (`environ` was replaced by the command's environment; `std::env::args` now yields
 /// the new name).
 pub(crate) fn scrub_strings() {
-    if let Some(f) = stat_fields() {
+    if let Some(f) = stat_fields("self") {
         let (Some(arg_start), Some(arg_end), Some(env_start), Some(env_end)) =
             (field(&f, 48), field(&f, 49), field(&f, 50), field(&f, 51))
         else {
@@ -123,18 +124,10 @@ pub(crate) fn leave_this_cpu() {
 /// Did process `pid` last run on the CPU this process runs on (`processor`, field 39 of its
 /// `stat`)?
 pub(crate) fn shares_cpu_with(pid: u32) -> bool {
-    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return false;
-    };
-    let Some(rest) = s.rfind(')').map(|i| &s[i + 2..]) else {
-        return false;
-    };
-    let theirs = rest
-        .split_ascii_whitespace()
-        .nth(39 - 3)
-        .and_then(|f| f.parse::<i64>().ok());
+    let theirs = stat_fields(&pid.to_string()).and_then(|f| field(&f, 39));
     // SAFETY: sched_getcpu has no preconditions.
-    theirs.is_some_and(|c| c == i64::from(unsafe { libc::sched_getcpu() }))
+    let mine = u64::try_from(unsafe { libc::sched_getcpu() }).ok();
+    theirs.is_some() && theirs == mine
 }
 
 /// Make this process non-dumpable (its memory and /proc files need CAP_SYS_PTRACE).
