@@ -35,7 +35,10 @@
 # Every scenario runs pinned to one CPU (taskset -c 0: client, capjail and server share it) and
 # unpinned. CPU time of the measured process (with the server it runs) comes from /usr/bin/time;
 # its own peak RSS from its VmHWM, read by the load client before the stream closes (time's %M,
-# the largest process of the tree, is kept beside it).
+# the largest process of the tree, is kept beside it). The round trips are also listed round by
+# round, with the load client's CPU migrations per round trip: unpinned, a run keeps the
+# placement of the chain's tasks it started with, and that placement, not the proxy's work,
+# decides most of its latency (see the README's Performance section).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 QUICK=0

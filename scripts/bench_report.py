@@ -87,6 +87,23 @@ for pinned, label in ((1, "pinned to one CPU (taskset -c 0)"), (0, "unpinned")):
                      f"{(t[0] + ' ' + str(t[1]) + 'x') if t else ''} | {met} |")
     L.append("")
 
+# The round trips round by round: an unpinned round trip is mostly where the scheduler put the
+# chain's tasks (a hop to a task that waits on the other CPU wakes that CPU; in a VM that is an
+# exit and an entry), and a run keeps the placement it started with; the load client's CPU
+# migrations per round trip show which it was (~0: each task stays on its CPU).
+L += ["### the round trips, round by round", "",
+      "| config | pinned | p50 per round (µs) | p99 per round (µs) | load client's CPU migrations per round trip, per round |",
+      "|---|---|---|---|---|"]
+for pinned in (1, 0):
+    for who in ("relay", "best", "best_noaudit", "real", "real_noaudit"):
+        p50, p99 = vals(who, "roundtrip", "p50_us", pinned), vals(who, "roundtrip", "p99_us", pinned)
+        if not p50:
+            continue
+        mig = vals(who, "roundtrip", "client_migrations_per_rt", pinned)
+        L.append(f"| {NAMES.get(who, 'plain relay')} | {'yes' if pinned else 'no'} | {', '.join(f'{v:.1f}' for v in p50)} | "
+                 f"{', '.join(f'{v:.1f}' for v in p99)} | {', '.join(f'{v:.2f}' for v in mig) if mig else 'not read'} |")
+L.append("")
+
 # Peak RSS: the measured process's own (`VmHWM` read by the load client before it closes the
 # stream; `own_rss_kib`), the target's measure; in brackets `/usr/bin/time`'s, the largest
 # process of the tree (with 16 MiB answers, the echo server). CPU: the whole tree's.

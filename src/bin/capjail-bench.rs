@@ -211,6 +211,14 @@ fn own_cpu_ms(pid: u32) -> Option<f64> {
     Some(ns as f64 / 1e6)
 }
 
+/// The calling thread's CPU migrations so far (`se.nr_migrations` of
+/// `/proc/thread-self/sched`; absent on kernels without scheduler debug files).
+fn own_migrations() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/sched").ok()?;
+    let line = s.lines().find(|l| l.starts_with("se.nr_migrations"))?;
+    line.split(':').nth(1)?.trim().parse().ok()
+}
+
 /// `,"own_rss_kib":N,"own_cpu_ms":M` for the scenario's JSON line, of the measured process
 /// itself (each left out when it cannot be read): read before the stream closes, so the
 /// CPU is that of the whole run but its exit.
@@ -297,7 +305,11 @@ fn load(args: &[String]) -> i32 {
             let mut p = Peer::start(&cmd);
             p.initialize();
             let mut lat = Vec::with_capacity(n);
+            let mut moved_from = None;
             for i in 0..(n + n / 10) {
+                if i == n / 10 {
+                    moved_from = own_migrations();
+                }
                 let msg = call(i + 1, 0);
                 let t = Instant::now();
                 p.send(&msg);
@@ -306,6 +318,15 @@ fn load(args: &[String]) -> i32 {
                     lat.push(t.elapsed().as_secs_f64() * 1e6);
                 }
             }
+            // How often the load client's thread changed CPU per measured round trip: the
+            // scheduler's placement, which decides an unpinned round trip (see bench.sh).
+            let moved = match (moved_from, own_migrations()) {
+                (Some(a), Some(b)) => format!(
+                    ",\"client_migrations_per_rt\":{:.3}",
+                    (b - a) as f64 / n as f64
+                ),
+                _ => String::new(),
+            };
             let own = own_process_fields(p.child.id());
             p.stop();
             // CAPJAIL_BENCH_LAT_DUMP=FILE: every round trip's latency, in order (µs, one per
@@ -316,7 +337,7 @@ fn load(args: &[String]) -> i32 {
             }
             lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
             println!(
-                "{{\"scenario\":\"roundtrip\",\"n\":{n},\"p50_us\":{:.1},\"p99_us\":{:.1}{own}}}",
+                "{{\"scenario\":\"roundtrip\",\"n\":{n},\"p50_us\":{:.1},\"p99_us\":{:.1}{moved}{own}}}",
                 percentile(&lat, 0.5),
                 percentile(&lat, 0.99)
             );
