@@ -100,7 +100,7 @@ for pinned in (1, 0):
         if not p50:
             continue
         mig = vals(who, "roundtrip", "client_migrations_per_rt", pinned)
-        L.append(f"| {NAMES.get(who, 'plain relay')} | {'yes' if pinned else 'no'} | {', '.join(f'{v:.1f}' for v in p50)} | "
+        L.append(f"| {'plain relay' if who == 'relay' else NAMES[who]} | {'yes' if pinned else 'no'} | {', '.join(f'{v:.1f}' for v in p50)} | "
                  f"{', '.join(f'{v:.1f}' for v in p99)} | {', '.join(f'{v:.2f}' for v in mig) if mig else 'not read'} |")
 L.append("")
 

@@ -321,9 +321,9 @@ fn load(args: &[String]) -> i32 {
             // How often the load client's thread changed CPU per measured round trip: the
             // scheduler's placement, which decides an unpinned round trip (see bench.sh).
             let moved = match (moved_from, own_migrations()) {
-                (Some(a), Some(b)) => format!(
+                (Some(a), Some(b)) if n > 0 => format!(
                     ",\"client_migrations_per_rt\":{:.3}",
-                    (b - a) as f64 / n as f64
+                    b.saturating_sub(a) as f64 / n as f64
                 ),
                 _ => String::new(),
             };
